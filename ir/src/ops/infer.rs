@@ -1,0 +1,99 @@
+//! Shape and type inference context, and the rules many ops share.
+
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::graph::{Node, ValueType};
+use crate::shape::{Dim, Shape};
+use crate::tensor::Tensor;
+
+/// What an op's `infer` sees: input types and, where an input is a
+/// constant, its value (shape inputs of `Reshape`, axes, …).
+pub struct InferCtx<'a> {
+    pub node: &'a Node,
+    pub inputs: Vec<Option<ValueType>>,
+    pub consts: Vec<Option<&'a Tensor>>,
+    pub opset: u32,
+}
+
+impl InferCtx<'_> {
+    /// The type of input `i`.
+    pub fn input(&self, i: usize) -> Result<&ValueType> {
+        self.inputs.get(i).and_then(Option::as_ref).ok_or_else(|| Error::invalid(format!("required input {i} is missing")))
+    }
+
+    /// The dims of input `i`, when its rank is known.
+    pub fn dims(&self, i: usize) -> Option<&[Dim]> {
+        self.inputs.get(i)?.as_ref()?.shape.dims()
+    }
+
+    /// The dtype of input `i`, when known.
+    pub fn dtype(&self, i: usize) -> Option<DType> {
+        self.inputs.get(i)?.as_ref()?.dtype
+    }
+
+    /// The value of input `i`, when it is a constant.
+    pub fn constant(&self, i: usize) -> Option<&Tensor> {
+        self.consts.get(i).copied().flatten()
+    }
+}
+
+/// Output 0 has input 0's type (unary element-wise ops).
+pub fn same_as_input(ctx: &InferCtx) -> Result<Vec<ValueType>> {
+    Ok(vec![ctx.input(0)?.clone()])
+}
+
+/// Broadcast of two symbolic dims; `Unknown` when it cannot be decided statically.
+pub fn broadcast_dim(a: &Dim, b: &Dim) -> Result<Dim> {
+    Ok(match (a, b) {
+        (Dim::Known(1), d) | (d, Dim::Known(1)) => d.clone(),
+        (Dim::Known(x), Dim::Known(y)) if x != y => {
+            return Err(Error::invalid(format!("dimensions {x} and {y} cannot be broadcast")));
+        }
+        (x, y) if x == y && *x != Dim::Unknown => x.clone(),
+        (Dim::Known(x), _) | (_, Dim::Known(x)) => Dim::Known(*x),
+        _ => Dim::Unknown,
+    })
+}
+
+/// Numpy broadcast of symbolic shapes.
+pub fn broadcast_shape(shapes: &[&Shape]) -> Result<Shape> {
+    let mut out: Vec<Dim> = Vec::new();
+    for s in shapes {
+        let Some(dims) = s.dims() else { return Ok(Shape::unknown()) };
+        if dims.len() > out.len() {
+            let mut padded = vec![Dim::Known(1); dims.len() - out.len()];
+            padded.append(&mut out);
+            out = padded;
+        }
+        let off = out.len() - dims.len();
+        for (i, d) in dims.iter().enumerate() {
+            out[off + i] = broadcast_dim(&out[off + i], d)?;
+        }
+    }
+    Ok(Shape(Some(out)))
+}
+
+fn broadcast_inputs(ctx: &InferCtx) -> Result<Shape> {
+    let shapes: Vec<&Shape> = ctx.inputs.iter().flatten().map(|t| &t.shape).collect();
+    broadcast_shape(&shapes)
+}
+
+/// Broadcasting op whose output has the first input's dtype.
+pub fn broadcast(ctx: &InferCtx) -> Result<Vec<ValueType>> {
+    Ok(vec![ValueType { dtype: ctx.dtype(0), shape: broadcast_inputs(ctx)? }])
+}
+
+/// Broadcasting op producing bool (comparisons, logic).
+pub fn broadcast_bool(ctx: &InferCtx) -> Result<Vec<ValueType>> {
+    Ok(vec![ValueType::new(DType::Bool, broadcast_inputs(ctx)?)])
+}
+
+/// Output 0 is input 0's shape with dtype `dt` (IsNaN, Cast to a known type…).
+pub fn shape_with_dtype(ctx: &InferCtx, dt: DType) -> Result<Vec<ValueType>> {
+    Ok(vec![ValueType::new(dt, ctx.input(0)?.shape.clone())])
+}
+
+/// A fully known output shape.
+pub fn known(dtype: Option<DType>, dims: &[usize]) -> ValueType {
+    ValueType { dtype, shape: Shape::known(dims) }
+}

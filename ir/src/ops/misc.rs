@@ -1,0 +1,274 @@
+//! Ops that make tensors (`Constant`, `Range`, `OneHot`, …), order them
+//! (`TopK`, `CumSum`), and the training-time losses and `Dropout`.
+
+use super::infer::{self, InferCtx};
+use super::util::{norm_axis, split_at_axis, to_dims};
+use super::{EvalCtx, OpDef, op};
+use crate::attr::Attr;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::graph::ValueType;
+use crate::shape::Shape;
+use crate::tensor::Tensor;
+
+pub(super) fn ops() -> Vec<OpDef> {
+    vec![
+        op!("Constant", |c| Ok(vec![constant_value(c.node)?]), |c| Ok(vec![ValueType::of(&constant_value(c.node)?)])),
+        op!("ConstantOfShape", eval_constant_of_shape, infer_constant_of_shape),
+        op!("Range", eval_range),
+        op!("OneHot", eval_one_hot),
+        op!("EyeLike", eval_eye_like, |c| infer::shape_with_dtype(c, eye_dtype(&c.node.attrs, c.dtype(0))?)),
+        op!("TopK", eval_topk),
+        op!("CumSum", |c| eval_cumulative(c, 0.0, |a, b| a + b), infer::same_as_input),
+        op!("CumProd", |c| eval_cumulative(c, 1.0, |a, b| a * b), infer::same_as_input),
+        op!("Dropout", eval_dropout),
+        op!("NegativeLogLikelihoodLoss", eval_nll_loss),
+        op!("SoftmaxCrossEntropyLoss", eval_softmax_ce_loss),
+    ]
+}
+
+/// The value of a `Constant` node, from whichever attribute holds it.
+pub fn constant_value(node: &crate::graph::Node) -> Result<Tensor> {
+    let (name, attr) = node.attrs.0.first().ok_or_else(|| Error::invalid("Constant has no value attribute"))?;
+    Ok(match (name.as_str(), attr) {
+        ("value", Attr::Tensor(t)) => t.clone(),
+        ("value_float", Attr::Float(f)) => Tensor::scalar(*f),
+        ("value_floats", Attr::Floats(v)) => Tensor::from_vec(vec![v.len()], v.clone()),
+        ("value_int", Attr::Int(i)) => Tensor::scalar(*i),
+        ("value_ints", Attr::Ints(v)) => Tensor::i64s(vec![v.len()], v.clone()),
+        ("value_string" | "value_strings", _) => unsupported!("string constants are not supported"),
+        (name, _) => bail!("Constant attribute '{name}' is not a value"),
+    })
+}
+
+fn fill_value(c_attrs: &crate::attr::Attrs) -> Result<Tensor> {
+    Ok(match c_attrs.opt_tensor("value")? {
+        Some(t) if t.len() == 1 => t.clone(),
+        Some(_) => bail!("ConstantOfShape value must hold one element"),
+        None => Tensor::scalar(0.0f32),
+    })
+}
+
+fn eval_constant_of_shape(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let shape = to_dims(c.input(0)?, "ConstantOfShape shape")?;
+    let v = fill_value(c.attrs())?;
+    let n = shape.iter().product::<usize>();
+    Ok(vec![v.reshaped(vec![1]).take(shape, &vec![0; n])])
+}
+
+fn infer_constant_of_shape(c: &InferCtx) -> Result<Vec<ValueType>> {
+    let dtype = Some(fill_value(&c.node.attrs)?.dtype());
+    match c.constant(0) {
+        Some(t) => Ok(vec![infer::known(dtype, &to_dims(t, "ConstantOfShape shape")?)]),
+        None => Ok(vec![ValueType { dtype, shape: Shape(c.dims(0).and_then(|d| d[0].known()).map(|r| vec![crate::shape::Dim::Unknown; r])) }]),
+    }
+}
+
+fn eval_range(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let (s, l, d) = (c.input(0)?, c.input(1)?, c.input(2)?);
+    let dt = s.dtype();
+    if dt.is_float() {
+        let (s, l, d) = (s.get_f64(0), l.get_f64(0), d.get_f64(0));
+        if d == 0.0 {
+            bail!("Range delta cannot be 0");
+        }
+        let n = ((l - s) / d).ceil().max(0.0) as usize;
+        return Ok(vec![Tensor::from_f64s(dt, vec![n], (0..n).map(|i| s + i as f64 * d))]);
+    }
+    let (s, l, d) = (s.to_i128s()[0], l.to_i128s()[0], d.to_i128s()[0]);
+    if d == 0 {
+        bail!("Range delta cannot be 0");
+    }
+    let n = ((l - s) as f64 / d as f64).ceil().max(0.0) as usize;
+    Ok(vec![Tensor::from_i128s(dt, vec![n], (0..n).map(|i| s + i as i128 * d))])
+}
+
+fn eval_one_hot(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let (idx, depth, values) = (c.input(0)?, c.input(1)?, c.input(2)?);
+    let depth = depth.get_f64(0) as i64;
+    if depth <= 0 || values.len() != 2 {
+        bail!("OneHot needs a positive depth and two values");
+    }
+    let axis = norm_axis(c.attrs().int("axis", -1)?, idx.rank() + 1)?;
+    let mut shape = idx.shape().to_vec();
+    shape.insert(axis, depth as usize);
+    let (outer, _, inner) = split_at_axis(&shape, axis);
+    let ids = idx.to_f64s();
+    let d = depth as usize;
+    let offs: Vec<usize> = (0..outer * d * inner)
+        .map(|k| {
+            let (o, j, i) = (k / (d * inner), (k / inner) % d, k % inner);
+            let mut v = ids[o * inner + i] as i64;
+            if v < 0 {
+                v += depth;
+            }
+            usize::from(v == j as i64)
+        })
+        .collect();
+    Ok(vec![values.take(shape, &offs)])
+}
+
+fn eye_dtype(a: &crate::attr::Attrs, input: Option<DType>) -> Result<DType> {
+    match a.opt_int("dtype")? {
+        Some(code) => DType::from_onnx(code as i32).ok_or_else(|| Error::unsupported(format!("EyeLike dtype {} is not supported", DType::onnx_code_name(code as i32)))),
+        None => input.ok_or_else(|| Error::invalid("EyeLike input type is unknown")),
+    }
+}
+
+fn eval_eye_like(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let [h, w] = x.shape() else { bail!("EyeLike expects a 2-D input") };
+    let k = c.attrs().int("k", 0)?;
+    let dt = eye_dtype(c.attrs(), Some(x.dtype()))?;
+    let v = (0..h * w).map(|i| f64::from(u8::from((i % w) as i64 - (i / w) as i64 == k)));
+    Ok(vec![Tensor::from_f64s(dt, vec![*h, *w], v)])
+}
+
+fn eval_topk(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let k = c.input(1)?.get_i64(0);
+    let axis = norm_axis(c.attrs().int("axis", -1)?, x.rank())?;
+    let largest = c.attrs().int("largest", 1)? != 0;
+    let (outer, n, inner) = split_at_axis(x.shape(), axis);
+    if k < 0 || k as usize > n {
+        bail!("TopK k={k} is out of range for an axis of size {n}");
+    }
+    let k = k as usize;
+    let xs = x.to_f64s();
+    let mut offs = Vec::with_capacity(outer * k * inner);
+    let mut idx = vec![0i64; outer * k * inner];
+    for o in 0..outer {
+        for i in 0..inner {
+            let mut order: Vec<usize> = (0..n).collect();
+            // Ties keep the lower index first, as the spec requires.
+            order.sort_by(|&a, &b| {
+                let (va, vb) = (xs[(o * n + a) * inner + i], xs[(o * n + b) * inner + i]);
+                let ord = va.partial_cmp(&vb).unwrap_or(std::cmp::Ordering::Equal);
+                (if largest { ord.reverse() } else { ord }).then(a.cmp(&b))
+            });
+            for (j, &src) in order[..k].iter().enumerate() {
+                idx[(o * k + j) * inner + i] = src as i64;
+            }
+        }
+    }
+    for o in 0..outer {
+        for j in 0..k {
+            for i in 0..inner {
+                offs.push((o * n + idx[(o * k + j) * inner + i] as usize) * inner + i);
+            }
+        }
+    }
+    let mut shape = x.shape().to_vec();
+    shape[axis] = k;
+    Ok(vec![x.take(shape.clone(), &offs), Tensor::i64s(shape, idx)])
+}
+
+fn eval_cumulative(c: &EvalCtx, init: f64, f: fn(f64, f64) -> f64) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let axis = norm_axis(c.input(1)?.get_i64(0), x.rank())?;
+    let exclusive = c.attrs().int("exclusive", 0)? != 0;
+    let reverse = c.attrs().int("reverse", 0)? != 0;
+    let (outer, n, inner) = split_at_axis(x.shape(), axis);
+    let xs = x.to_f64s();
+    let mut y = vec![0.0; xs.len()];
+    for o in 0..outer {
+        for i in 0..inner {
+            let mut acc = init;
+            for step in 0..n {
+                let j = if reverse { n - 1 - step } else { step };
+                let at = (o * n + j) * inner + i;
+                if exclusive {
+                    y[at] = acc;
+                    acc = f(acc, xs[at]);
+                } else {
+                    acc = f(acc, xs[at]);
+                    y[at] = acc;
+                }
+            }
+        }
+    }
+    Ok(vec![if x.dtype().is_float() {
+        Tensor::from_f64s(x.dtype(), x.shape().to_vec(), y)
+    } else {
+        Tensor::from_i128s(x.dtype(), x.shape().to_vec(), y.into_iter().map(|v| v as i128))
+    }])
+}
+
+fn eval_dropout(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let training = c.opt_input(2).is_some_and(|t| t.to_bools().first().copied().unwrap_or(false));
+    let ratio = c.opt_input(1).map_or(f64::from(c.attrs().float("ratio", 0.5)?), |t| t.get_f64(0));
+    if training && ratio > 0.0 {
+        unsupported!("Dropout in training mode is random and not supported by the reference interpreter");
+    }
+    let mut out = vec![x.clone()];
+    if c.wants_output(1) {
+        out.push(Tensor::from_vec(x.shape().to_vec(), vec![true; x.len()]));
+    }
+    Ok(out)
+}
+
+/// NLL loss over (N, C, d…) log-probabilities; returns the reduced loss and
+/// the per-element losses.
+fn nll(logp: &[f64], shape: &[usize], target: &[i64], weight: Option<&[f64]>, ignore: Option<i64>, reduction: &str) -> Result<Vec<f64>> {
+    let (n, ch) = (shape[0], shape[1]);
+    let inner: usize = shape[2..].iter().product();
+    let mut losses = vec![0.0; n * inner];
+    let mut wsum = 0.0;
+    for b in 0..n {
+        for i in 0..inner {
+            let t = target[b * inner + i];
+            if Some(t) == ignore {
+                continue;
+            }
+            if t < 0 || t as usize >= ch {
+                bail!("target class {t} is out of range for {ch} classes");
+            }
+            let w = weight.map_or(1.0, |w| w[t as usize]);
+            losses[b * inner + i] = -logp[(b * ch + t as usize) * inner + i] * w;
+            wsum += w;
+        }
+    }
+    Ok(match reduction {
+        "none" => losses,
+        "sum" => vec![losses.iter().sum()],
+        "mean" => vec![if wsum == 0.0 { 0.0 } else { losses.iter().sum::<f64>() / wsum }],
+        r => bail!("unknown reduction '{r}'"),
+    })
+}
+
+fn loss_output(x: &Tensor, target: &Tensor, v: Vec<f64>, reduction: &str) -> Tensor {
+    let shape = if reduction == "none" { target.shape().to_vec() } else { vec![] };
+    Tensor::from_f64s(x.dtype(), shape, v)
+}
+
+fn eval_nll_loss(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let (x, t) = (c.input(0)?, c.input(1)?);
+    let reduction = c.attrs().string("reduction", "mean")?;
+    let w = c.opt_input(2).map(Tensor::to_f64s);
+    let v = nll(&x.to_f64s(), x.shape(), &t.to_i64s(), w.as_deref(), c.attrs().opt_int("ignore_index")?, reduction)?;
+    Ok(vec![loss_output(x, t, v, reduction)])
+}
+
+fn eval_softmax_ce_loss(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let (x, t) = (c.input(0)?, c.input(1)?);
+    let reduction = c.attrs().string("reduction", "mean")?;
+    let (n, ch) = (x.shape()[0], x.shape()[1]);
+    let inner: usize = x.shape()[2..].iter().product();
+    let mut logp = x.to_f64s();
+    for b in 0..n {
+        for i in 0..inner {
+            let at = |k: usize| (b * ch + k) * inner + i;
+            let max = (0..ch).map(|k| logp[at(k)]).fold(f64::NEG_INFINITY, f64::max);
+            let lse = (0..ch).map(|k| (logp[at(k)] - max).exp()).sum::<f64>().ln() + max;
+            (0..ch).for_each(|k| logp[at(k)] -= lse);
+        }
+    }
+    let w = c.opt_input(2).map(Tensor::to_f64s);
+    let v = nll(&logp, x.shape(), &t.to_i64s(), w.as_deref(), c.attrs().opt_int("ignore_index")?, reduction)?;
+    let mut out = vec![loss_output(x, t, v, reduction)];
+    if c.wants_output(1) {
+        out.push(Tensor::from_f64s(x.dtype(), x.shape().to_vec(), logp));
+    }
+    Ok(out)
+}

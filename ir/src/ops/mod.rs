@@ -1,0 +1,190 @@
+//! The op registry: every op wpc knows, defined once.
+//!
+//! An op is an [`OpDef`]: its name and domain, its reference semantics
+//! (`eval`) and its shape/type inference (`infer`). Ops are grouped by family,
+//! one module each; [`registry`] collects them. Adding an op means adding its
+//! `OpDef` to its family's `OPS` table — nothing else changes: the
+//! interpreter, shape inference, `wpc inspect` and the conformance runner all
+//! find it here.
+
+mod control;
+mod elementwise;
+mod infer;
+mod matmul;
+mod misc;
+mod movement;
+mod nn;
+mod quant;
+mod reduce;
+mod resize;
+pub(crate) mod util;
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use crate::attr::Attrs;
+use crate::error::{Error, Result};
+use crate::graph::{Graph, Model, Node, ValueType};
+use crate::tensor::Tensor;
+
+pub use infer::InferCtx;
+
+/// Evaluates an op on concrete inputs (the reference semantics).
+pub type EvalFn = fn(&EvalCtx) -> Result<Vec<Tensor>>;
+/// Infers output types from input types (and constant inputs, when known).
+pub type InferFn = fn(&InferCtx) -> Result<Vec<ValueType>>;
+
+/// One op's definition.
+pub struct OpDef {
+    pub name: &'static str,
+    /// `""` for the default ONNX domain.
+    pub domain: &'static str,
+    pub eval: EvalFn,
+    /// `None` when the op's output shapes depend on input values in ways
+    /// inference does not model; such outputs stay unknown until folded.
+    pub infer: Option<InferFn>,
+}
+
+/// Declares an [`OpDef`] of the default domain.
+macro_rules! op {
+    ($name:literal, $eval:expr) => {
+        $crate::ops::OpDef { name: $name, domain: "", eval: $eval, infer: None }
+    };
+    ($name:literal, $eval:expr, $infer:expr) => {
+        $crate::ops::OpDef { name: $name, domain: "", eval: $eval, infer: Some($infer) }
+    };
+}
+pub(crate) use op;
+
+/// Every registered op, by name (each name may exist in several domains).
+pub fn registry() -> &'static HashMap<&'static str, Vec<OpDef>> {
+    static REGISTRY: OnceLock<HashMap<&'static str, Vec<OpDef>>> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let families = [
+            elementwise::ops(),
+            reduce::ops(),
+            movement::ops(),
+            matmul::ops(),
+            nn::ops(),
+            quant::ops(),
+            control::ops(),
+            misc::ops(),
+            resize::ops(),
+        ];
+        let mut map: HashMap<&'static str, Vec<OpDef>> = HashMap::new();
+        for op in families.into_iter().flatten() {
+            let defs = map.entry(op.name).or_default();
+            assert!(defs.iter().all(|d| d.domain != op.domain), "op {} registered twice", op.name);
+            defs.push(op);
+        }
+        map
+    })
+}
+
+/// The definition of `node`'s op, if wpc supports it.
+pub fn lookup(domain: &str, op: &str) -> Option<&'static OpDef> {
+    let domain = if domain == "ai.onnx" { "" } else { domain };
+    registry().get(op)?.iter().find(|d| d.domain == domain)
+}
+
+/// Names of every supported default-domain op, sorted.
+pub fn supported_ops() -> Vec<&'static str> {
+    let mut v: Vec<_> = registry().values().flatten().filter(|d| d.domain.is_empty()).map(|d| d.name).collect();
+    v.sort_unstable();
+    v
+}
+
+/// A node wpc cannot run, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnsupportedNode {
+    pub node: String,
+    pub op: String,
+    pub domain: String,
+}
+
+/// Every node of `model` (subgraphs included) whose op is not registered.
+pub fn unsupported_nodes(model: &Model) -> Vec<UnsupportedNode> {
+    fn walk(g: &Graph, out: &mut Vec<UnsupportedNode>) {
+        for id in g.node_ids() {
+            let n = g.node(id);
+            if lookup(&n.domain, &n.op).is_none() {
+                out.push(UnsupportedNode { node: n.name.clone(), op: n.op.clone(), domain: n.domain.clone() });
+            }
+            for sub in n.attrs.subgraphs() {
+                walk(sub, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&model.graph, &mut out);
+    out
+}
+
+/// Fails with an error naming the first unsupported node, if any.
+pub fn check_model(model: &Model) -> Result<()> {
+    let bad = unsupported_nodes(model);
+    match bad.first() {
+        None => Ok(()),
+        Some(u) => {
+            let domain = if u.domain.is_empty() { String::new() } else { format!(" of domain '{}'", u.domain) };
+            let more = if bad.len() > 1 { format!(" ({} more unsupported nodes)", bad.len() - 1) } else { String::new() };
+            Err(Error::unsupported(format!("op {}{domain} is not supported{more}", u.op))
+                .within(Error::node_context(&u.node, &u.op)))
+        }
+    }
+}
+
+/// Runs a subgraph for a control-flow op, with the caller's scope as its
+/// outer scope.
+pub trait SubgraphRunner {
+    fn run(&self, graph: &Graph, inputs: Vec<Tensor>) -> Result<Vec<Tensor>>;
+}
+
+/// What an op's `eval` sees: the node, its inputs, the opset, and a way to
+/// run subgraphs.
+pub struct EvalCtx<'a> {
+    pub node: &'a Node,
+    pub inputs: Vec<Option<&'a Tensor>>,
+    /// The default-domain opset version of the model.
+    pub opset: u32,
+    pub subgraphs: &'a dyn SubgraphRunner,
+}
+
+impl<'a> EvalCtx<'a> {
+    pub fn attrs(&self) -> &'a Attrs {
+        &self.node.attrs
+    }
+
+    /// Input `i`, which the op requires.
+    pub fn input(&self, i: usize) -> Result<&'a Tensor> {
+        self.opt_input(i).ok_or_else(|| Error::invalid(format!("required input {i} is missing")))
+    }
+
+    /// Input `i`, when given.
+    pub fn opt_input(&self, i: usize) -> Option<&'a Tensor> {
+        self.inputs.get(i).copied().flatten()
+    }
+
+    /// How many input slots the node has (including omitted optional ones).
+    pub fn num_inputs(&self) -> usize {
+        self.inputs.len()
+    }
+
+    /// How many outputs the node asks for.
+    pub fn num_outputs(&self) -> usize {
+        self.node.outputs.len()
+    }
+
+    /// True when output `i` is requested.
+    pub fn wants_output(&self, i: usize) -> bool {
+        self.node.outputs.get(i).is_some_and(Option::is_some)
+    }
+
+    /// An int list given as input `i` (newer opsets) or attribute `name` (older).
+    pub fn ints_from_input_or_attr(&self, i: usize, name: &str) -> Result<Option<Vec<i64>>> {
+        match self.opt_input(i) {
+            Some(t) => Ok(Some(t.to_i64s())),
+            None => Ok(self.attrs().opt_ints(name)?.map(<[i64]>::to_vec)),
+        }
+    }
+}

@@ -1,0 +1,759 @@
+//! Data-movement ops: every one computes an index map and copies with
+//! [`Tensor::take`], so all dtypes share one implementation.
+
+use super::infer::{self, InferCtx};
+use super::util::{broadcast_shapes, norm_axes, norm_axis, split_at_axis, strided_offsets, to_dims, unravel};
+use super::{EvalCtx, OpDef, op};
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::graph::ValueType;
+use crate::shape::{Dim, Shape};
+use crate::tensor::{Elem, Tensor, strides};
+
+pub(super) fn ops() -> Vec<OpDef> {
+    vec![
+        op!("Identity", |c| Ok(vec![c.input(0)?.clone()]), infer::same_as_input),
+        op!("Reshape", eval_reshape, infer_reshape),
+        op!("Flatten", eval_flatten, infer_flatten),
+        op!("Squeeze", eval_squeeze, infer_squeeze),
+        op!("Unsqueeze", eval_unsqueeze, infer_unsqueeze),
+        op!("Transpose", eval_transpose, infer_transpose),
+        op!("Concat", eval_concat, infer_concat),
+        op!("Split", eval_split),
+        op!("Slice", eval_slice),
+        op!("Gather", eval_gather, infer_gather),
+        op!("GatherElements", eval_gather_elements),
+        op!("GatherND", eval_gather_nd),
+        op!("ScatterElements", eval_scatter_elements, infer::same_as_input),
+        op!("Scatter", eval_scatter_elements, infer::same_as_input),
+        op!("ScatterND", eval_scatter_nd, infer::same_as_input),
+        op!("Expand", eval_expand),
+        op!("Tile", eval_tile),
+        op!("Pad", eval_pad),
+        op!("Shape", eval_shape, infer_shape),
+        op!("Size", |c| Ok(vec![Tensor::scalar(c.input(0)?.len() as i64)]), |_| Ok(vec![infer::known(Some(DType::I64), &[])])),
+        op!("DepthToSpace", eval_depth_to_space),
+        op!("SpaceToDepth", eval_space_to_depth),
+        op!("Compress", eval_compress),
+        op!("NonZero", eval_nonzero),
+        op!("ReverseSequence", eval_reverse_sequence, infer::same_as_input),
+        op!("Trilu", eval_trilu, infer::same_as_input),
+    ]
+}
+
+/// The output shape of `Reshape` (0 copies the input dim unless `allowzero`, -1 infers).
+pub fn reshape_dims(input: &[usize], spec: &[i64], allowzero: bool) -> Result<Vec<usize>> {
+    let mut out = Vec::with_capacity(spec.len());
+    let mut infer_at = None;
+    for (i, &s) in spec.iter().enumerate() {
+        match s {
+            -1 if infer_at.is_none() => {
+                infer_at = Some(i);
+                out.push(1);
+            }
+            -1 => bail!("Reshape shape {spec:?} has more than one -1"),
+            0 if !allowzero => out.push(
+                *input.get(i).ok_or_else(|| Error::invalid(format!("Reshape shape {spec:?} copies dim {i} of a rank-{} input", input.len())))?,
+            ),
+            s if s < 0 => bail!("Reshape shape {spec:?} has a negative dimension"),
+            s => out.push(s as usize),
+        }
+    }
+    let total: usize = input.iter().product();
+    if let Some(i) = infer_at {
+        let rest: usize = out.iter().product();
+        if rest == 0 || total % rest != 0 {
+            bail!("cannot reshape {input:?} into {spec:?}");
+        }
+        out[i] = total / rest;
+    }
+    if out.iter().product::<usize>() != total {
+        bail!("cannot reshape {input:?} ({total} elements) into {spec:?}");
+    }
+    Ok(out)
+}
+
+fn eval_reshape(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let spec = c.ints_from_input_or_attr(1, "shape")?.ok_or_else(|| Error::invalid("Reshape needs a shape"))?;
+    let dims = reshape_dims(x.shape(), &spec, c.attrs().int("allowzero", 0)? != 0)?;
+    Ok(vec![x.clone().reshaped(dims)])
+}
+
+fn infer_reshape(c: &InferCtx) -> Result<Vec<ValueType>> {
+    let x = c.input(0)?;
+    let Some(spec) = c.constant(1).map(Tensor::to_i64s) else {
+        return Ok(vec![ValueType { dtype: x.dtype, shape: Shape::unknown() }]);
+    };
+    if let Some(dims) = x.shape.concrete() {
+        let d = reshape_dims(&dims, &spec, c.node.attrs.int("allowzero", 0)? != 0)?;
+        return Ok(vec![infer::known(x.dtype, &d)]);
+    }
+    // Symbolic input: copy dims for 0, keep literal sizes, leave -1 unknown.
+    let in_dims = x.shape.dims();
+    let dims = spec
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| match s {
+            0 => in_dims.and_then(|d| d.get(i).cloned()).unwrap_or(Dim::Unknown),
+            s if s > 0 => Dim::Known(s as usize),
+            _ => Dim::Unknown,
+        })
+        .collect();
+    Ok(vec![ValueType { dtype: x.dtype, shape: Shape(Some(dims)) }])
+}
+
+fn flatten_axis(c_axis: i64, rank: usize) -> Result<usize> {
+    if c_axis == rank as i64 { Ok(rank) } else { norm_axis(c_axis, rank) }
+}
+
+fn eval_flatten(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let axis = flatten_axis(c.attrs().int("axis", 1)?, x.rank())?;
+    let outer: usize = x.shape()[..axis].iter().product();
+    let inner: usize = x.shape()[axis..].iter().product();
+    Ok(vec![x.clone().reshaped(vec![outer, inner])])
+}
+
+fn product_dim(dims: &[Dim]) -> Dim {
+    let known: Option<Vec<usize>> = dims.iter().map(Dim::known).collect();
+    match known {
+        Some(k) => Dim::Known(k.iter().product()),
+        None if dims.len() == 1 => dims[0].clone(),
+        None => Dim::Unknown,
+    }
+}
+
+fn infer_flatten(c: &InferCtx) -> Result<Vec<ValueType>> {
+    let x = c.input(0)?;
+    let Some(dims) = x.shape.dims() else { return Ok(vec![ValueType { dtype: x.dtype, shape: Shape(Some(vec![Dim::Unknown; 2])) }]) };
+    let axis = flatten_axis(c.node.attrs.int("axis", 1)?, dims.len())?;
+    Ok(vec![ValueType { dtype: x.dtype, shape: Shape(Some(vec![product_dim(&dims[..axis]), product_dim(&dims[axis..])])) }])
+}
+
+fn squeeze_axes(shape: &[usize], axes: Option<Vec<i64>>) -> Result<Vec<usize>> {
+    match axes {
+        Some(a) => {
+            let a = norm_axes(&a, shape.len())?;
+            if let Some(&bad) = a.iter().find(|&&i| shape[i] != 1) {
+                bail!("cannot squeeze axis {bad} of size {}", shape[bad]);
+            }
+            Ok(a)
+        }
+        None => Ok((0..shape.len()).filter(|&i| shape[i] == 1).collect()),
+    }
+}
+
+fn eval_squeeze(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let axes = squeeze_axes(x.shape(), c.ints_from_input_or_attr(1, "axes")?)?;
+    let dims = x.shape().iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect();
+    Ok(vec![x.clone().reshaped(dims)])
+}
+
+fn infer_squeeze(c: &InferCtx) -> Result<Vec<ValueType>> {
+    let x = c.input(0)?;
+    let axes = match (c.inputs.get(1).and_then(Option::as_ref), c.constant(1)) {
+        (Some(_), Some(t)) => Some(t.to_i64s()),
+        (Some(_), None) => return Ok(vec![ValueType { dtype: x.dtype, shape: Shape::unknown() }]),
+        (None, _) => c.node.attrs.opt_ints("axes")?.map(<[i64]>::to_vec),
+    };
+    let Some(dims) = x.shape.dims() else { return Ok(vec![ValueType { dtype: x.dtype, shape: Shape::unknown() }]) };
+    let drop: Vec<usize> = match axes {
+        Some(a) => norm_axes(&a, dims.len())?,
+        None if dims.iter().all(|d| d.known().is_some()) => (0..dims.len()).filter(|&i| dims[i] == Dim::Known(1)).collect(),
+        None => return Ok(vec![ValueType { dtype: x.dtype, shape: Shape::unknown() }]),
+    };
+    let out = dims.iter().enumerate().filter(|(i, _)| !drop.contains(i)).map(|(_, d)| d.clone()).collect();
+    Ok(vec![ValueType { dtype: x.dtype, shape: Shape(Some(out)) }])
+}
+
+fn unsqueeze_dims<D: Clone>(dims: &[D], axes: &[i64], one: D) -> Result<Vec<D>> {
+    let rank = dims.len() + axes.len();
+    let axes = norm_axes(axes, rank)?;
+    let mut src = dims.iter();
+    Ok((0..rank).map(|i| if axes.contains(&i) { one.clone() } else { src.next().expect("rank adds up").clone() }).collect())
+}
+
+fn eval_unsqueeze(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let axes = c.ints_from_input_or_attr(1, "axes")?.ok_or_else(|| Error::invalid("Unsqueeze needs axes"))?;
+    Ok(vec![x.clone().reshaped(unsqueeze_dims(x.shape(), &axes, 1)?)])
+}
+
+fn infer_unsqueeze(c: &InferCtx) -> Result<Vec<ValueType>> {
+    let x = c.input(0)?;
+    let axes = match c.constant(1) {
+        Some(t) => Some(t.to_i64s()),
+        None => c.node.attrs.opt_ints("axes")?.map(<[i64]>::to_vec),
+    };
+    match (axes, x.shape.dims()) {
+        (Some(a), Some(d)) => Ok(vec![ValueType { dtype: x.dtype, shape: Shape(Some(unsqueeze_dims(d, &a, Dim::Known(1))?)) }]),
+        _ => Ok(vec![ValueType { dtype: x.dtype, shape: Shape::unknown() }]),
+    }
+}
+
+fn transpose_perm(c_perm: Option<&[i64]>, rank: usize) -> Result<Vec<usize>> {
+    match c_perm {
+        None => Ok((0..rank).rev().collect()),
+        Some(p) => {
+            if p.len() != rank {
+                bail!("perm {p:?} does not match rank {rank}");
+            }
+            norm_axes(p, rank)
+        }
+    }
+}
+
+/// Transposes `x` by `perm`.
+pub fn transpose(x: &Tensor, perm: &[usize]) -> Tensor {
+    let st = strides(x.shape());
+    let shape: Vec<usize> = perm.iter().map(|&p| x.shape()[p]).collect();
+    let pst: Vec<isize> = perm.iter().map(|&p| st[p] as isize).collect();
+    x.take(shape.clone(), &strided_offsets(&shape, &pst, 0))
+}
+
+fn eval_transpose(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let perm = transpose_perm(c.attrs().opt_ints("perm")?, x.rank())?;
+    Ok(vec![transpose(x, &perm)])
+}
+
+fn infer_transpose(c: &InferCtx) -> Result<Vec<ValueType>> {
+    let x = c.input(0)?;
+    let Some(dims) = x.shape.dims() else { return Ok(vec![ValueType { dtype: x.dtype, shape: Shape::unknown() }]) };
+    let perm = transpose_perm(c.node.attrs.opt_ints("perm")?, dims.len())?;
+    Ok(vec![ValueType { dtype: x.dtype, shape: Shape(Some(perm.iter().map(|&p| dims[p].clone()).collect())) }])
+}
+
+/// Concatenates tensors of one dtype along `axis`.
+pub fn concat(parts: &[&Tensor], axis: usize) -> Result<Tensor> {
+    let first = parts[0];
+    let mut shape = first.shape().to_vec();
+    shape[axis] = 0;
+    for p in parts {
+        if p.dtype() != first.dtype() || p.rank() != first.rank() {
+            bail!("Concat inputs differ in dtype or rank: {:?} {} vs {:?} {}", first.shape(), first.dtype(), p.shape(), p.dtype());
+        }
+        for (i, (&a, &b)) in p.shape().iter().zip(first.shape()).enumerate() {
+            if i != axis && a != b {
+                bail!("Concat inputs {:?} and {:?} differ outside axis {axis}", first.shape(), p.shape());
+            }
+        }
+        shape[axis] += p.shape()[axis];
+    }
+    let outer: usize = shape[..axis].iter().product();
+    let data = crate::map_data!(first.data(), _v => {
+        let mut out = Vec::with_capacity(shape.iter().product());
+        for o in 0..outer {
+            for p in parts {
+                let src = Elem::slice(p.data()).expect("dtype checked");
+                let block: usize = p.shape()[axis..].iter().product();
+                out.extend_from_slice(&src[o * block..(o + 1) * block]);
+            }
+        }
+        out
+    });
+    Ok(Tensor::new(shape, data))
+}
+
+fn eval_concat(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let parts: Vec<&Tensor> = (0..c.num_inputs()).map(|i| c.input(i)).collect::<Result<_>>()?;
+    let rank = parts.first().ok_or_else(|| Error::invalid("Concat needs inputs"))?.rank();
+    let axis = norm_axis(c.attrs().opt_int("axis")?.ok_or_else(|| Error::invalid("Concat needs 'axis'"))?, rank)?;
+    Ok(vec![concat(&parts, axis)?])
+}
+
+fn infer_concat(c: &InferCtx) -> Result<Vec<ValueType>> {
+    let first = c.input(0)?;
+    let Some(rank) = first.shape.rank() else { return Ok(vec![ValueType { dtype: first.dtype, shape: Shape::unknown() }]) };
+    let axis = norm_axis(c.node.attrs.int("axis", 0)?, rank)?;
+    let mut dims = vec![Dim::Unknown; rank];
+    let mut total = Some(0usize);
+    for t in c.inputs.iter().flatten() {
+        let Some(d) = t.shape.dims() else { return Ok(vec![ValueType { dtype: first.dtype, shape: Shape(Some(dims)) }]) };
+        for i in 0..rank {
+            if i == axis {
+                total = total.zip(d[i].known()).map(|(a, b)| a + b);
+            } else if dims[i] == Dim::Unknown {
+                dims[i] = d[i].clone();
+            }
+        }
+    }
+    dims[axis] = total.map_or(Dim::Unknown, Dim::Known);
+    Ok(vec![ValueType { dtype: first.dtype, shape: Shape(Some(dims)) }])
+}
+
+/// Copies the sub-range `[start, start+len)` of `axis`.
+pub fn narrow(x: &Tensor, axis: usize, start: usize, len: usize) -> Tensor {
+    let mut shape = x.shape().to_vec();
+    shape[axis] = len;
+    let st: Vec<isize> = strides(x.shape()).into_iter().map(|s| s as isize).collect();
+    x.take(shape.clone(), &strided_offsets(&shape, &st, start as isize * st[axis]))
+}
+
+fn eval_split(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let axis = norm_axis(c.attrs().int("axis", 0)?, x.rank())?;
+    let n = x.shape()[axis];
+    let outs = c.num_outputs();
+    let sizes: Vec<usize> = match c.ints_from_input_or_attr(1, "split")? {
+        Some(s) => s.iter().map(|&v| usize::try_from(v).map_err(|_| Error::invalid(format!("negative split size {v}")))).collect::<Result<_>>()?,
+        None => {
+            let parts = c.attrs().opt_int("num_outputs")?.map_or(outs, |k| k as usize);
+            let chunk = n.div_ceil(parts.max(1));
+            (0..parts).map(|i| chunk.min(n.saturating_sub(i * chunk))).collect()
+        }
+    };
+    if sizes.iter().sum::<usize>() != n {
+        bail!("split sizes {sizes:?} do not add up to the axis length {n}");
+    }
+    let mut start = 0;
+    Ok(sizes
+        .iter()
+        .map(|&len| {
+            let t = narrow(x, axis, start, len);
+            start += len;
+            t
+        })
+        .collect())
+}
+
+/// The (start, step, length) of one sliced axis, with ONNX's clamping rules.
+fn slice_range(start: i64, end: i64, step: i64, dim: usize) -> (i64, i64, usize) {
+    let d = dim as i64;
+    let fix = |v: i64| if v < 0 { v + d } else { v };
+    let (s, e) = if step > 0 {
+        (fix(start).clamp(0, d), fix(end).clamp(0, d))
+    } else {
+        (fix(start).clamp(0, d - 1), fix(end).clamp(-1, d - 1))
+    };
+    let len = if step > 0 { (e - s + step - 1) / step } else { (s - e + (-step) - 1) / (-step) };
+    (s, step, len.max(0) as usize)
+}
+
+fn eval_slice(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let starts = c.ints_from_input_or_attr(1, "starts")?.ok_or_else(|| Error::invalid("Slice needs starts"))?;
+    let ends = c.ints_from_input_or_attr(2, "ends")?.ok_or_else(|| Error::invalid("Slice needs ends"))?;
+    let axes = match c.ints_from_input_or_attr(3, "axes")? {
+        Some(a) => norm_axes(&a, x.rank())?,
+        None => (0..starts.len()).collect(),
+    };
+    let steps = c.opt_input(4).map(Tensor::to_i64s).unwrap_or_else(|| vec![1; starts.len()]);
+    if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
+        bail!("Slice starts, ends, axes and steps differ in length");
+    }
+    let st: Vec<isize> = strides(x.shape()).into_iter().map(|s| s as isize).collect();
+    let mut shape = x.shape().to_vec();
+    let mut vst = st.clone();
+    let mut base = 0isize;
+    for (k, &ax) in axes.iter().enumerate() {
+        if steps[k] == 0 {
+            bail!("Slice step cannot be 0");
+        }
+        let (s, step, len) = slice_range(starts[k], ends[k], steps[k], x.shape()[ax]);
+        shape[ax] = len;
+        if len > 0 {
+            base += s as isize * st[ax];
+        }
+        vst[ax] = st[ax] * step as isize;
+    }
+    Ok(vec![x.take(shape.clone(), &strided_offsets(&shape, &vst, base))])
+}
+
+fn gather_indices(idx: &Tensor, n: usize) -> Result<Vec<usize>> {
+    idx.to_i64s()
+        .into_iter()
+        .map(|i| {
+            let j = if i < 0 { i + n as i64 } else { i };
+            if j < 0 || j >= n as i64 {
+                bail!("index {i} is out of bounds for an axis of size {n}");
+            }
+            Ok(j as usize)
+        })
+        .collect()
+}
+
+fn eval_gather(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let (x, idx) = (c.input(0)?, c.input(1)?);
+    let axis = norm_axis(c.attrs().int("axis", 0)?, x.rank())?;
+    let (outer, n, inner) = split_at_axis(x.shape(), axis);
+    let ids = gather_indices(idx, n)?;
+    let mut offs = Vec::with_capacity(outer * ids.len() * inner);
+    for o in 0..outer {
+        for &i in &ids {
+            offs.extend((0..inner).map(|k| (o * n + i) * inner + k));
+        }
+    }
+    let mut shape = x.shape()[..axis].to_vec();
+    shape.extend_from_slice(idx.shape());
+    shape.extend_from_slice(&x.shape()[axis + 1..]);
+    Ok(vec![x.take(shape, &offs)])
+}
+
+fn infer_gather(c: &InferCtx) -> Result<Vec<ValueType>> {
+    let x = c.input(0)?;
+    match (x.shape.dims(), c.dims(1)) {
+        (Some(d), Some(i)) => {
+            let axis = norm_axis(c.node.attrs.int("axis", 0)?, d.len())?;
+            let mut out = d[..axis].to_vec();
+            out.extend_from_slice(i);
+            out.extend_from_slice(&d[axis + 1..]);
+            Ok(vec![ValueType { dtype: x.dtype, shape: Shape(Some(out)) }])
+        }
+        _ => Ok(vec![ValueType { dtype: x.dtype, shape: Shape::unknown() }]),
+    }
+}
+
+fn eval_gather_elements(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let (x, idx) = (c.input(0)?, c.input(1)?);
+    let axis = norm_axis(c.attrs().int("axis", 0)?, x.rank())?;
+    if idx.rank() != x.rank() {
+        bail!("GatherElements indices rank {} differs from data rank {}", idx.rank(), x.rank());
+    }
+    let ids = gather_indices(idx, x.shape()[axis])?;
+    let xs = strides(x.shape());
+    let mut pos = vec![0; idx.rank()];
+    let offs = (0..ids.len())
+        .map(|k| {
+            unravel(k, idx.shape(), &mut pos);
+            pos[axis] = ids[k];
+            pos.iter().zip(&xs).map(|(p, s)| p * s).sum()
+        })
+        .collect::<Vec<usize>>();
+    Ok(vec![x.take(idx.shape().to_vec(), &offs)])
+}
+
+/// Resolves the `k`-th index tuple of a GatherND/ScatterND index tensor into
+/// an element offset of `data` (before the trailing slice).
+fn nd_offset(data: &[usize], tuple: &[i64], first_axis: usize) -> Result<usize> {
+    let st = strides(data);
+    let mut off = 0;
+    for (j, &i) in tuple.iter().enumerate() {
+        let n = data[first_axis + j] as i64;
+        let v = if i < 0 { i + n } else { i };
+        if v < 0 || v >= n {
+            bail!("index {i} is out of bounds for an axis of size {n}");
+        }
+        off += v as usize * st[first_axis + j];
+    }
+    Ok(off)
+}
+
+fn eval_gather_nd(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let (x, idx) = (c.input(0)?, c.input(1)?);
+    let b = c.attrs().int("batch_dims", 0)? as usize;
+    let ir = idx.rank();
+    let k = *idx.shape().last().ok_or_else(|| Error::invalid("GatherND indices must have rank >= 1"))?;
+    if b + k > x.rank() {
+        bail!("GatherND index depth {k} with {b} batch dims exceeds data rank {}", x.rank());
+    }
+    let batch: usize = x.shape()[..b].iter().product();
+    let slice: usize = x.shape()[b + k..].iter().product();
+    let per_batch_data: usize = x.shape()[b..].iter().product();
+    let tuples = idx.to_i64s();
+    let n_tuples = tuples.len() / k.max(1);
+    let per_batch_tuples = if batch == 0 { 0 } else { n_tuples / batch };
+    let mut offs = Vec::with_capacity(n_tuples * slice);
+    for t in 0..n_tuples {
+        let bi = t / per_batch_tuples.max(1);
+        let base = bi * per_batch_data + nd_offset(&x.shape()[b..], &tuples[t * k..(t + 1) * k], 0)?;
+        offs.extend(base..base + slice);
+    }
+    let mut shape = idx.shape()[..ir - 1].to_vec();
+    shape.extend_from_slice(&x.shape()[b + k..]);
+    Ok(vec![x.take(shape, &offs)])
+}
+
+/// How a scatter combines an update with the existing value.
+fn scatter_reduce(c: &EvalCtx) -> Result<fn(f64, f64) -> f64> {
+    Ok(match c.attrs().string("reduction", "none")? {
+        "none" => |_, u| u,
+        "add" => |a, u| a + u,
+        "mul" => |a, u| a * u,
+        "max" => f64::max,
+        "min" => f64::min,
+        r => bail!("unknown scatter reduction '{r}'"),
+    })
+}
+
+fn scatter_into(x: &Tensor, targets: &[usize], updates: &Tensor, f: fn(f64, f64) -> f64) -> Tensor {
+    let mut out = x.to_f64s();
+    let u = updates.to_f64s();
+    for (i, &t) in targets.iter().enumerate() {
+        out[t] = f(out[t], u[i]);
+    }
+    if x.dtype().is_float() || x.dtype() == DType::Bool {
+        Tensor::from_f64s(x.dtype(), x.shape().to_vec(), out)
+    } else {
+        Tensor::from_i128s(x.dtype(), x.shape().to_vec(), out.into_iter().map(|v| v as i128))
+    }
+}
+
+fn eval_scatter_elements(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let (x, idx, upd) = (c.input(0)?, c.input(1)?, c.input(2)?);
+    let axis = norm_axis(c.attrs().int("axis", 0)?, x.rank())?;
+    let ids = gather_indices(idx, x.shape()[axis])?;
+    let xs = strides(x.shape());
+    let mut pos = vec![0; idx.rank()];
+    let targets: Vec<usize> = (0..ids.len())
+        .map(|k| {
+            unravel(k, idx.shape(), &mut pos);
+            pos[axis] = ids[k];
+            pos.iter().zip(&xs).map(|(p, s)| p * s).sum()
+        })
+        .collect();
+    Ok(vec![scatter_into(x, &targets, upd, scatter_reduce(c)?)])
+}
+
+fn eval_scatter_nd(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let (x, idx, upd) = (c.input(0)?, c.input(1)?, c.input(2)?);
+    let k = *idx.shape().last().ok_or_else(|| Error::invalid("ScatterND indices must have rank >= 1"))?;
+    let slice: usize = x.shape()[k..].iter().product();
+    let tuples = idx.to_i64s();
+    let mut targets = Vec::new();
+    for t in 0..tuples.len() / k.max(1) {
+        let base = nd_offset(x.shape(), &tuples[t * k..(t + 1) * k], 0)?;
+        targets.extend(base..base + slice);
+    }
+    if targets.len() != upd.len() {
+        bail!("ScatterND updates hold {} elements, the indices address {}", upd.len(), targets.len());
+    }
+    Ok(vec![scatter_into(x, &targets, upd, scatter_reduce(c)?)])
+}
+
+/// Broadcasts `x` to `shape` (bidirectionally, as `Expand` does).
+pub fn expand_to(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
+    let out = broadcast_shapes(&[x.shape(), shape])?;
+    Ok(x.take(out.clone(), &super::util::broadcast_offsets(x.shape(), &out)))
+}
+
+fn eval_expand(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let shape = to_dims(c.input(1)?, "Expand shape")?;
+    Ok(vec![expand_to(c.input(0)?, &shape)?])
+}
+
+fn eval_tile(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let reps = to_dims(c.input(1)?, "Tile repeats")?;
+    if reps.len() != x.rank() {
+        bail!("Tile repeats {reps:?} do not match rank {}", x.rank());
+    }
+    let shape: Vec<usize> = x.shape().iter().zip(&reps).map(|(d, r)| d * r).collect();
+    let xs = strides(x.shape());
+    let mut pos = vec![0; shape.len()];
+    let n: usize = shape.iter().product();
+    let offs = (0..n)
+        .map(|k| {
+            unravel(k, &shape, &mut pos);
+            pos.iter().zip(x.shape()).zip(&xs).map(|((p, d), s)| (p % d) * s).sum()
+        })
+        .collect::<Vec<usize>>();
+    Ok(vec![x.take(shape, &offs)])
+}
+
+fn eval_pad(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let r = x.rank();
+    let pads = c.ints_from_input_or_attr(1, "pads")?.ok_or_else(|| Error::invalid("Pad needs pads"))?;
+    let axes = match c.opt_input(3) {
+        Some(a) => norm_axes(&a.to_i64s(), r)?,
+        None => (0..r).collect(),
+    };
+    if pads.len() != 2 * axes.len() {
+        bail!("Pad has {} pads for {} axes", pads.len(), axes.len());
+    }
+    let (mut before, mut after) = (vec![0i64; r], vec![0i64; r]);
+    for (k, &a) in axes.iter().enumerate() {
+        before[a] = pads[k];
+        after[a] = pads[k + axes.len()];
+    }
+    let value = match c.opt_input(2) {
+        Some(v) if !v.is_empty() => v.get_f64(0),
+        _ => f64::from(c.attrs().float("value", 0.0)?),
+    };
+    let mode = c.attrs().string("mode", "constant")?;
+    let shape: Vec<usize> = (0..r)
+        .map(|i| {
+            let d = x.shape()[i] as i64 + before[i] + after[i];
+            usize::try_from(d).map_err(|_| Error::invalid(format!("Pad makes axis {i} negative")))
+        })
+        .collect::<Result<_>>()?;
+    let xs = strides(x.shape());
+    let n: usize = shape.iter().product();
+    let mut pos = vec![0; r];
+    // Offsets into x, or None for a padded (constant) element.
+    let mut offs = Vec::with_capacity(n);
+    for k in 0..n {
+        unravel(k, &shape, &mut pos);
+        let mut off = Some(0usize);
+        for i in 0..r {
+            let d = x.shape()[i] as i64;
+            let p = pos[i] as i64 - before[i];
+            let q = if (0..d).contains(&p) {
+                p
+            } else {
+                match mode {
+                    "constant" => {
+                        off = None;
+                        break;
+                    }
+                    _ if d == 0 => bail!("Pad mode '{mode}' cannot pad an empty axis"),
+                    "edge" => p.clamp(0, d - 1),
+                    "reflect" => {
+                        let period = 2 * (d - 1).max(1);
+                        let m = p.rem_euclid(period);
+                        if d == 1 { 0 } else if m < d { m } else { period - m }
+                    }
+                    "wrap" => p.rem_euclid(d),
+                    m => bail!("unknown Pad mode '{m}'"),
+                }
+            };
+            off = off.map(|o| o + q as usize * xs[i]);
+        }
+        offs.push(off);
+    }
+    let src = x.to_f64s();
+    let vals = offs.iter().map(|o| o.map_or(value, |i| src[i]));
+    let t = if x.dtype().is_float() || x.dtype() == DType::Bool {
+        Tensor::from_f64s(x.dtype(), shape, vals)
+    } else {
+        let ints = x.to_i128s();
+        Tensor::from_i128s(x.dtype(), shape, offs.iter().map(|o| o.map_or(value as i128, |i| ints[i])))
+    };
+    Ok(vec![t])
+}
+
+fn shape_range(attrs: &crate::attr::Attrs, rank: usize) -> Result<(usize, usize)> {
+    let fix = |v: i64| (if v < 0 { v + rank as i64 } else { v }).clamp(0, rank as i64) as usize;
+    let start = fix(attrs.int("start", 0)?);
+    let end = fix(attrs.int("end", rank as i64)?);
+    Ok((start, end.max(start)))
+}
+
+fn eval_shape(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let (s, e) = shape_range(c.attrs(), x.rank())?;
+    let dims: Vec<i64> = x.shape()[s..e].iter().map(|&d| d as i64).collect();
+    Ok(vec![Tensor::i64s(vec![dims.len()], dims)])
+}
+
+fn infer_shape(c: &InferCtx) -> Result<Vec<ValueType>> {
+    let rank = c.input(0)?.shape.rank();
+    let len = match rank {
+        Some(r) => {
+            let (s, e) = shape_range(&c.node.attrs, r)?;
+            Dim::Known(e - s)
+        }
+        None => Dim::Unknown,
+    };
+    Ok(vec![ValueType::new(DType::I64, Shape(Some(vec![len])))])
+}
+
+fn eval_depth_to_space(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let b = c.attrs().int("blocksize", 0)? as usize;
+    let [n, ch, h, w] = x.shape() else { bail!("DepthToSpace expects a 4-D input") };
+    if b == 0 || ch % (b * b) != 0 {
+        bail!("DepthToSpace channels {ch} are not divisible by blocksize² ({b}²)");
+    }
+    let oc = ch / (b * b);
+    let (tmp, perm) = if c.attrs().string("mode", "DCR")? == "DCR" {
+        (vec![*n, b, b, oc, *h, *w], [0, 3, 4, 1, 5, 2])
+    } else {
+        (vec![*n, oc, b, b, *h, *w], [0, 1, 4, 2, 5, 3])
+    };
+    let t = super::movement::transpose(&x.clone().reshaped(tmp), &perm);
+    Ok(vec![t.reshaped(vec![*n, oc, h * b, w * b])])
+}
+
+fn eval_space_to_depth(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let b = c.attrs().int("blocksize", 0)? as usize;
+    let [n, ch, h, w] = x.shape() else { bail!("SpaceToDepth expects a 4-D input") };
+    if b == 0 || h % b != 0 || w % b != 0 {
+        bail!("SpaceToDepth spatial dims {h}x{w} are not divisible by blocksize {b}");
+    }
+    let t = transpose(&x.clone().reshaped(vec![*n, *ch, h / b, b, w / b, b]), &[0, 3, 5, 1, 2, 4]);
+    Ok(vec![t.reshaped(vec![*n, ch * b * b, h / b, w / b])])
+}
+
+fn eval_compress(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let (x, cond) = (c.input(0)?, c.input(1)?.to_bools());
+    match c.attrs().opt_int("axis")? {
+        None => {
+            let offs: Vec<usize> = (0..x.len()).filter(|&i| cond.get(i).copied().unwrap_or(false)).collect();
+            Ok(vec![x.take(vec![offs.len()], &offs)])
+        }
+        Some(a) => {
+            let axis = norm_axis(a, x.rank())?;
+            let (outer, n, inner) = split_at_axis(x.shape(), axis);
+            let keep: Vec<usize> = (0..n).filter(|&i| cond.get(i).copied().unwrap_or(false)).collect();
+            let mut offs = Vec::new();
+            for o in 0..outer {
+                for &k in &keep {
+                    offs.extend((0..inner).map(|i| (o * n + k) * inner + i));
+                }
+            }
+            let mut shape = x.shape().to_vec();
+            shape[axis] = keep.len();
+            Ok(vec![x.take(shape, &offs)])
+        }
+    }
+}
+
+fn eval_nonzero(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let nz: Vec<usize> = x.to_bools().iter().enumerate().filter(|(_, b)| **b).map(|(i, _)| i).collect();
+    let r = x.rank();
+    let mut out = vec![0i64; r * nz.len()];
+    let mut pos = vec![0; r];
+    for (j, &i) in nz.iter().enumerate() {
+        unravel(i, x.shape(), &mut pos);
+        for d in 0..r {
+            out[d * nz.len() + j] = pos[d] as i64;
+        }
+    }
+    Ok(vec![Tensor::i64s(vec![r, nz.len()], out)])
+}
+
+fn eval_reverse_sequence(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let (x, lens) = (c.input(0)?, c.input(1)?.to_i64s());
+    let batch_axis = norm_axis(c.attrs().int("batch_axis", 1)?, x.rank())?;
+    let time_axis = norm_axis(c.attrs().int("time_axis", 0)?, x.rank())?;
+    let xs = strides(x.shape());
+    let mut pos = vec![0; x.rank()];
+    let offs = (0..x.len())
+        .map(|k| {
+            unravel(k, x.shape(), &mut pos);
+            let len = lens[pos[batch_axis]] as usize;
+            if pos[time_axis] < len {
+                pos[time_axis] = len - 1 - pos[time_axis];
+            }
+            pos.iter().zip(&xs).map(|(p, s)| p * s).sum()
+        })
+        .collect::<Vec<usize>>();
+    Ok(vec![x.take(x.shape().to_vec(), &offs)])
+}
+
+fn eval_trilu(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let k = c.opt_input(1).map_or(0, |t| t.get_i64(0));
+    let upper = c.attrs().int("upper", 1)? != 0;
+    if x.rank() < 2 {
+        bail!("Trilu expects rank >= 2");
+    }
+    let (h, w) = (x.shape()[x.rank() - 2], x.shape()[x.rank() - 1]);
+    let zero = Tensor::zeros(x.dtype(), vec![]);
+    // Index x.len() points at an appended zero.
+    let offs: Vec<usize> = (0..x.len())
+        .map(|i| {
+            let (r, col) = (((i / w) % h) as i64, (i % w) as i64);
+            let keep = if upper { col - r >= k } else { col - r <= k };
+            if keep { i } else { x.len() }
+        })
+        .collect();
+    let ext = concat(&[&x.clone().reshaped(vec![x.len()]), &zero.reshaped(vec![1])], 0)?;
+    Ok(vec![ext.take(x.shape().to_vec(), &offs)])
+}

@@ -1,0 +1,663 @@
+//! Neural-network ops: convolution, pooling, normalisation and the softmax family.
+
+use super::matmul::gemm_acc;
+use super::util::{norm_axes, norm_axis, split_at_axis};
+use super::{EvalCtx, OpDef, op};
+use crate::attr::Attrs;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+pub(super) fn ops() -> Vec<OpDef> {
+    vec![
+        op!("Conv", eval_conv),
+        op!("ConvInteger", eval_conv_integer),
+        op!("ConvTranspose", eval_conv_transpose),
+        op!("MaxPool", |c| eval_pool(c, PoolKind::Max)),
+        op!("AveragePool", |c| eval_pool(c, PoolKind::Avg)),
+        op!("LpPool", |c| eval_pool(c, PoolKind::Lp(c.attrs().int("p", 2)? as f64))),
+        op!("GlobalMaxPool", |c| eval_global_pool(c, PoolKind::Max)),
+        op!("GlobalAveragePool", |c| eval_global_pool(c, PoolKind::Avg)),
+        op!("GlobalLpPool", |c| eval_global_pool(c, PoolKind::Lp(c.attrs().int("p", 2)? as f64))),
+        op!("BatchNormalization", eval_batch_norm),
+        op!("InstanceNormalization", eval_instance_norm),
+        op!("LayerNormalization", eval_layer_norm),
+        op!("GroupNormalization", eval_group_norm),
+        op!("RMSNormalization", eval_rms_norm),
+        op!("LpNormalization", eval_lp_norm),
+        op!("MeanVarianceNormalization", eval_mvn),
+        op!("LRN", eval_lrn),
+        op!("Softmax", |c| eval_softmax(c, SoftmaxKind::Softmax), super::infer::same_as_input),
+        op!("LogSoftmax", |c| eval_softmax(c, SoftmaxKind::Log), super::infer::same_as_input),
+        op!("Hardmax", |c| eval_softmax(c, SoftmaxKind::Hard), super::infer::same_as_input),
+    ]
+}
+
+/// Geometry of a sliding window over N spatial dims: kernel, strides,
+/// dilations, pads (begin…, end…) and the resulting output sizes.
+pub struct Window {
+    pub kernel: Vec<usize>,
+    pub strides: Vec<usize>,
+    pub dilations: Vec<usize>,
+    pub pads: Vec<usize>,
+    pub out: Vec<usize>,
+}
+
+impl Window {
+    /// Reads `strides`, `dilations`, `pads`, `auto_pad` and `ceil_mode` for
+    /// `input` spatial sizes and `kernel` sizes.
+    pub fn new(attrs: &Attrs, input: &[usize], kernel: &[usize]) -> Result<Window> {
+        let n = input.len();
+        let list = |name: &str, default: usize| -> Result<Vec<usize>> {
+            match attrs.opt_ints(name)? {
+                Some(v) if v.len() == n => v.iter().map(|&x| usize::try_from(x).map_err(|_| Error::invalid(format!("negative {name} {x}")))).collect(),
+                Some(v) => bail!("'{name}' has {} values for {n} spatial dims", v.len()),
+                None => Ok(vec![default; n]),
+            }
+        };
+        let strides = list("strides", 1)?;
+        let dilations = list("dilations", 1)?;
+        if strides.contains(&0) || dilations.contains(&0) {
+            bail!("strides and dilations must be positive");
+        }
+        let ceil = attrs.int("ceil_mode", 0)? != 0;
+        let mut pads = match attrs.opt_ints("pads")? {
+            Some(p) if p.len() == 2 * n => p.iter().map(|&x| usize::try_from(x).map_err(|_| Error::invalid(format!("negative pad {x}")))).collect::<Result<_>>()?,
+            Some(p) => bail!("'pads' has {} values for {n} spatial dims", p.len()),
+            None => vec![0; 2 * n],
+        };
+        let auto = attrs.string("auto_pad", "NOTSET")?;
+        let mut out = vec![0; n];
+        for i in 0..n {
+            let eff = (kernel[i] - 1) * dilations[i] + 1;
+            match auto {
+                "SAME_UPPER" | "SAME_LOWER" => {
+                    out[i] = input[i].div_ceil(strides[i]);
+                    let total = ((out[i] - 1) * strides[i] + eff).saturating_sub(input[i]);
+                    let small = total / 2;
+                    (pads[i], pads[i + n]) = if auto == "SAME_UPPER" { (small, total - small) } else { (total - small, small) };
+                }
+                "VALID" => {
+                    pads[i] = 0;
+                    pads[i + n] = 0;
+                    out[i] = if input[i] >= eff { (input[i] - eff) / strides[i] + 1 } else { 0 };
+                }
+                "NOTSET" | "" => {
+                    let span = input[i] + pads[i] + pads[i + n];
+                    if span < eff {
+                        bail!("kernel extent {eff} exceeds padded input size {span}");
+                    }
+                    out[i] = if ceil { (span - eff).div_ceil(strides[i]) + 1 } else { (span - eff) / strides[i] + 1 };
+                    // A window must start inside the input or the left pad.
+                    if ceil && (out[i] - 1) * strides[i] >= input[i] + pads[i] {
+                        out[i] -= 1;
+                    }
+                }
+                other => bail!("unknown auto_pad '{other}'"),
+            }
+        }
+        Ok(Window { kernel: kernel.to_vec(), strides, dilations, pads, out })
+    }
+
+    fn spatial(&self) -> usize {
+        self.out.iter().product()
+    }
+}
+
+/// im2col for one image and one channel group: rows are (channel, kernel
+/// position), columns output positions; padded positions read 0.
+fn im2col<T: Copy + Default>(x: &[T], channels: usize, input: &[usize], w: &Window) -> Vec<T> {
+    let ksize: usize = w.kernel.iter().product();
+    let osize = w.spatial();
+    let isize_: usize = input.iter().product();
+    let nd = input.len();
+    let mut cols = vec![T::default(); channels * ksize * osize];
+    let mut kpos = vec![0; nd];
+    let mut opos = vec![0; nd];
+    for kk in 0..ksize {
+        super::util::unravel(kk, &w.kernel, &mut kpos);
+        for o in 0..osize {
+            super::util::unravel(o, &w.out, &mut opos);
+            let mut off = 0usize;
+            let mut inside = true;
+            for d in 0..nd {
+                let p = (opos[d] * w.strides[d] + kpos[d] * w.dilations[d]) as isize - w.pads[d] as isize;
+                if p < 0 || p >= input[d] as isize {
+                    inside = false;
+                    break;
+                }
+                off = off * input[d] + p as usize;
+            }
+            if inside {
+                for ch in 0..channels {
+                    cols[(ch * ksize + kk) * osize + o] = x[ch * isize_ + off];
+                }
+            }
+        }
+    }
+    cols
+}
+
+/// N-D grouped convolution: im2col + the blocked GEMM, per image and group.
+fn conv<T: super::matmul::Scalar>(x: &[T], xsh: &[usize], w: &[T], wsh: &[usize], bias: Option<&[T]>, group: usize, win: &Window) -> Vec<T> {
+    let (n, c) = (xsh[0], xsh[1]);
+    let m = wsh[0];
+    let input = &xsh[2..];
+    let cg = c / group;
+    let mg = m / group;
+    let ksize: usize = wsh[2..].iter().product();
+    let isize_: usize = input.iter().product();
+    let osize = win.spatial();
+    let mut out = vec![T::default(); n * m * osize];
+    for b in 0..n {
+        for g in 0..group {
+            let xs = &x[(b * c + g * cg) * isize_..(b * c + (g + 1) * cg) * isize_];
+            let cols = im2col(xs, cg, input, win);
+            let wg = &w[g * mg * cg * ksize..(g + 1) * mg * cg * ksize];
+            let og = &mut out[(b * m + g * mg) * osize..(b * m + (g + 1) * mg) * osize];
+            if let Some(bias) = bias {
+                for (mi, row) in og.chunks_mut(osize.max(1)).enumerate() {
+                    row.iter_mut().for_each(|v| *v = bias[g * mg + mi]);
+                }
+            }
+            gemm_acc(mg, cg * ksize, osize, wg, &cols, og);
+        }
+    }
+    out
+}
+
+fn conv_window(c: &EvalCtx, x: &Tensor, w: &Tensor) -> Result<(Window, usize)> {
+    if x.rank() < 3 || w.rank() != x.rank() {
+        bail!("Conv expects X and W of equal rank >= 3, got {:?} and {:?}", x.shape(), w.shape());
+    }
+    let group = c.attrs().int("group", 1)?.max(1) as usize;
+    if x.shape()[1] != w.shape()[1] * group || w.shape()[0] % group != 0 {
+        bail!("Conv channels do not match: X {:?}, W {:?}, group {group}", x.shape(), w.shape());
+    }
+    let kernel = match c.attrs().opt_ints("kernel_shape")? {
+        Some(k) => k.iter().map(|&v| v as usize).collect(),
+        None => w.shape()[2..].to_vec(),
+    };
+    Ok((Window::new(c.attrs(), &x.shape()[2..], &kernel)?, group))
+}
+
+fn eval_conv(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let (x, w) = (c.input(0)?, c.input(1)?);
+    let (win, group) = conv_window(c, x, w)?;
+    let mut shape = vec![x.shape()[0], w.shape()[0]];
+    shape.extend(&win.out);
+    let bias = c.opt_input(2);
+    let t = if x.dtype() == DType::F64 {
+        let b = bias.map(Tensor::to_f64s);
+        Tensor::from_vec(shape, conv(&x.to_f64s(), x.shape(), &w.to_f64s(), w.shape(), b.as_deref(), group, &win))
+    } else {
+        let b = bias.map(Tensor::to_f32s);
+        Tensor::from_vec(shape, conv(&x.to_f32s(), x.shape(), &w.to_f32s(), w.shape(), b.as_deref(), group, &win)).cast(x.dtype())
+    };
+    Ok(vec![t])
+}
+
+fn eval_conv_integer(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let (x, w) = (c.input(0)?, c.input(1)?);
+    let (win, group) = conv_window(c, x, w)?;
+    let xz = c.opt_input(2).map_or(0.0, |t| t.get_f64(0));
+    let wz = c.opt_input(3).map_or(0.0, |t| t.get_f64(0));
+    let xv: Vec<f64> = x.to_f64s().iter().map(|v| v - xz).collect();
+    let wv: Vec<f64> = w.to_f64s().iter().map(|v| v - wz).collect();
+    let mut shape = vec![x.shape()[0], w.shape()[0]];
+    shape.extend(&win.out);
+    // Padding must read the zero point, i.e. 0 after subtraction: im2col does that.
+    let out = conv(&xv, x.shape(), &wv, w.shape(), None, group, &win);
+    Ok(vec![Tensor::from_f64s(DType::I32, shape, out)])
+}
+
+fn eval_conv_transpose(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let (x, w) = (c.input(0)?, c.input(1)?);
+    let a = c.attrs();
+    let nd = x.rank().checked_sub(2).filter(|&d| d > 0).ok_or_else(|| Error::invalid("ConvTranspose expects rank >= 3"))?;
+    let group = a.int("group", 1)?.max(1) as usize;
+    let (n, ci) = (x.shape()[0], x.shape()[1]);
+    let co = w.shape()[1] * group;
+    let cig = ci / group;
+    let cog = co / group;
+    let kernel: Vec<usize> = w.shape()[2..].to_vec();
+    let get = |name: &str, d: i64| -> Result<Vec<i64>> { Ok(a.opt_ints(name)?.map_or(vec![d; nd], <[i64]>::to_vec)) };
+    let strides = get("strides", 1)?;
+    let dil = get("dilations", 1)?;
+    let out_pad = get("output_padding", 0)?;
+    let input = &x.shape()[2..];
+    let mut pads = a.opt_ints("pads")?.map_or(vec![0; 2 * nd], <[i64]>::to_vec);
+    let auto = a.string("auto_pad", "NOTSET")?;
+    let mut out = vec![0usize; nd];
+    let output_shape = a.opt_ints("output_shape")?;
+    for i in 0..nd {
+        let full = strides[i] * (input[i] as i64 - 1) + out_pad[i] + (kernel[i] as i64 - 1) * dil[i] + 1;
+        if let Some(os) = output_shape {
+            let target = os[os.len() - nd + i];
+            let total = (full - target).max(0);
+            (pads[i], pads[i + nd]) = if auto == "SAME_LOWER" { (total - total / 2, total / 2) } else { (total / 2, total - total / 2) };
+            out[i] = target as usize;
+        } else if auto == "SAME_UPPER" || auto == "SAME_LOWER" {
+            let target = input[i] as i64 * strides[i];
+            let total = (full - target).max(0);
+            (pads[i], pads[i + nd]) = if auto == "SAME_UPPER" { (total / 2, total - total / 2) } else { (total - total / 2, total / 2) };
+            out[i] = target as usize;
+        } else {
+            out[i] = (full - pads[i] - pads[i + nd]).max(0) as usize;
+        }
+    }
+    let xs = x.to_f64s();
+    let ws = w.to_f64s();
+    let isz: usize = input.iter().product();
+    let ksz: usize = kernel.iter().product();
+    let osz: usize = out.iter().product();
+    let mut y = vec![0.0; n * co * osz];
+    let (mut ipos, mut kpos) = (vec![0; nd], vec![0; nd]);
+    for b in 0..n {
+        for g in 0..group {
+            for icl in 0..cig {
+                let ic = g * cig + icl;
+                for ii in 0..isz {
+                    super::util::unravel(ii, input, &mut ipos);
+                    let xv = xs[(b * ci + ic) * isz + ii];
+                    for kk in 0..ksz {
+                        super::util::unravel(kk, &kernel, &mut kpos);
+                        let mut off = 0usize;
+                        let mut inside = true;
+                        for d in 0..nd {
+                            let p = ipos[d] as i64 * strides[d] + kpos[d] as i64 * dil[d] - pads[d];
+                            if p < 0 || p >= out[d] as i64 {
+                                inside = false;
+                                break;
+                            }
+                            off = off * out[d] + p as usize;
+                        }
+                        if inside {
+                            for ocl in 0..cog {
+                                let wv = ws[(ic * cog + ocl) * ksz + kk];
+                                y[(b * co + g * cog + ocl) * osz + off] += xv * wv;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if let Some(bias) = c.opt_input(2) {
+        let bv = bias.to_f64s();
+        for (i, v) in y.iter_mut().enumerate() {
+            *v += bv[(i / osz) % co];
+        }
+    }
+    let mut shape = vec![n, co];
+    shape.extend(&out);
+    Ok(vec![Tensor::from_f64s(x.dtype(), shape, y)])
+}
+
+#[derive(Clone, Copy)]
+enum PoolKind {
+    Max,
+    Avg,
+    Lp(f64),
+}
+
+fn eval_pool(c: &EvalCtx, kind: PoolKind) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    if x.rank() < 3 {
+        bail!("pooling expects rank >= 3, got {:?}", x.shape());
+    }
+    let kernel: Vec<usize> = c
+        .attrs()
+        .opt_ints("kernel_shape")?
+        .ok_or_else(|| Error::invalid("pooling needs 'kernel_shape'"))?
+        .iter()
+        .map(|&k| k as usize)
+        .collect();
+    let input = &x.shape()[2..];
+    if kernel.len() != input.len() {
+        bail!("kernel_shape {kernel:?} does not match {} spatial dims", input.len());
+    }
+    let win = Window::new(c.attrs(), input, &kernel)?;
+    let include_pad = c.attrs().int("count_include_pad", 0)? != 0;
+    let nd = input.len();
+    let planes = x.shape()[0] * x.shape()[1];
+    let isz: usize = input.iter().product();
+    let osz = win.spatial();
+    let ksz: usize = kernel.iter().product();
+    let xs = x.to_f64s();
+    let mut y = vec![0.0; planes * osz];
+    let mut idx = vec![0i64; planes * osz];
+    let (mut opos, mut kpos) = (vec![0; nd], vec![0; nd]);
+    let istr = crate::tensor::strides(input);
+    for o in 0..osz {
+        super::util::unravel(o, &win.out, &mut opos);
+        // The element offsets this window reads, and how many positions it
+        // covers inside the padded input (AveragePool's count_include_pad).
+        let mut offs = Vec::with_capacity(ksz);
+        let mut padded_count = 0usize;
+        for kk in 0..ksz {
+            super::util::unravel(kk, &kernel, &mut kpos);
+            let mut off = 0usize;
+            let mut inside = true;
+            let mut in_pad = true;
+            for d in 0..nd {
+                let p = (opos[d] * win.strides[d] + kpos[d] * win.dilations[d]) as isize - win.pads[d] as isize;
+                if p < -(win.pads[d] as isize) || p >= (input[d] + win.pads[d + nd]) as isize {
+                    in_pad = false;
+                }
+                if p < 0 || p >= input[d] as isize {
+                    inside = false;
+                } else {
+                    off += p as usize * istr[d];
+                }
+            }
+            if in_pad {
+                padded_count += 1;
+            }
+            if inside {
+                offs.push(off);
+            }
+        }
+        for pl in 0..planes {
+            let base = pl * isz;
+            let (v, arg) = match kind {
+                PoolKind::Max => {
+                    let mut best = f64::NEG_INFINITY;
+                    let mut arg = 0;
+                    for &off in &offs {
+                        let v = xs[base + off];
+                        if v > best || best == f64::NEG_INFINITY && offs.len() == 1 {
+                            best = v;
+                            arg = off;
+                        }
+                    }
+                    (best, arg)
+                }
+                PoolKind::Avg => {
+                    let s: f64 = offs.iter().map(|&off| xs[base + off]).sum();
+                    let n = if include_pad { padded_count } else { offs.len() };
+                    (s / n.max(1) as f64, 0)
+                }
+                PoolKind::Lp(p) => (offs.iter().map(|&off| xs[base + off].abs().powf(p)).sum::<f64>().powf(1.0 / p), 0),
+            };
+            y[pl * osz + o] = v;
+            idx[pl * osz + o] = (pl * isz + arg) as i64;
+        }
+    }
+    let mut shape = x.shape()[..2].to_vec();
+    shape.extend(&win.out);
+    let mut outs = vec![Tensor::from_f64s(x.dtype(), shape.clone(), y)];
+    if c.wants_output(1) {
+        if c.attrs().int("storage_order", 0)? != 0 {
+            // Column-major indices: transpose the spatial offset.
+            for v in idx.iter_mut() {
+                let (pl, off) = (*v as usize / isz, *v as usize % isz);
+                let mut pos = vec![0; nd];
+                super::util::unravel(off, input, &mut pos);
+                let mut cm = 0;
+                for d in (0..nd).rev() {
+                    cm = cm * input[d] + pos[d];
+                }
+                *v = (pl * isz + cm) as i64;
+            }
+        }
+        outs.push(Tensor::i64s(shape, idx));
+    }
+    Ok(outs)
+}
+
+fn eval_global_pool(c: &EvalCtx, kind: PoolKind) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    if x.rank() < 3 {
+        bail!("global pooling expects rank >= 3");
+    }
+    let planes = x.shape()[0] * x.shape()[1];
+    let isz: usize = x.shape()[2..].iter().product();
+    let xs = x.to_f64s();
+    let y: Vec<f64> = (0..planes)
+        .map(|p| {
+            let s = &xs[p * isz..(p + 1) * isz];
+            match kind {
+                PoolKind::Max => s.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                PoolKind::Avg => s.iter().sum::<f64>() / isz as f64,
+                PoolKind::Lp(q) => s.iter().map(|v| v.abs().powf(q)).sum::<f64>().powf(1.0 / q),
+            }
+        })
+        .collect();
+    let mut shape = x.shape()[..2].to_vec();
+    shape.extend(std::iter::repeat_n(1, x.rank() - 2));
+    Ok(vec![Tensor::from_f64s(x.dtype(), shape, y)])
+}
+
+/// Per-channel affine normalisation `(x - mean) / sqrt(var + eps) * scale + bias`
+/// over an (N, C, spatial…) tensor.
+fn channel_affine(x: &Tensor, mean: &[f64], var: &[f64], scale: &[f64], bias: &[f64], eps: f64) -> Tensor {
+    let ch = x.shape()[1];
+    let inner: usize = x.shape()[2..].iter().product();
+    let xs = x.to_f64s();
+    let y = xs.iter().enumerate().map(|(i, v)| {
+        let k = (i / inner.max(1)) % ch;
+        (v - mean[k]) / (var[k] + eps).sqrt() * scale[k] + bias[k]
+    });
+    Tensor::from_f64s(x.dtype(), x.shape().to_vec(), y)
+}
+
+fn eval_batch_norm(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let get = |i| c.input(i).map(Tensor::to_f64s);
+    let (scale, bias, mean, var) = (get(1)?, get(2)?, get(3)?, get(4)?);
+    let eps = f64::from(c.attrs().float("epsilon", 1e-5)?);
+    if x.rank() < 2 || [&scale, &bias, &mean, &var].iter().any(|v| v.len() != x.shape()[1]) {
+        bail!("BatchNormalization parameters do not match the {} channels of {:?}", x.shape().get(1).unwrap_or(&0), x.shape());
+    }
+    if c.attrs().int("training_mode", 0)? == 0 {
+        return Ok(vec![channel_affine(x, &mean, &var, &scale, &bias, eps)]);
+    }
+    // Training mode: normalise with batch statistics and update the running ones.
+    let momentum = f64::from(c.attrs().float("momentum", 0.9)?);
+    let ch = x.shape()[1];
+    let inner: usize = x.shape()[2..].iter().product();
+    let xs = x.to_f64s();
+    let count = (xs.len() / ch) as f64;
+    let mut bm = vec![0.0; ch];
+    let mut bv = vec![0.0; ch];
+    for (i, v) in xs.iter().enumerate() {
+        bm[(i / inner) % ch] += v / count;
+    }
+    for (i, v) in xs.iter().enumerate() {
+        let k = (i / inner) % ch;
+        bv[k] += (v - bm[k]).powi(2) / count;
+    }
+    let y = channel_affine(x, &bm, &bv, &scale, &bias, eps);
+    let rm: Vec<f64> = mean.iter().zip(&bm).map(|(r, b)| r * momentum + b * (1.0 - momentum)).collect();
+    let rv: Vec<f64> = var.iter().zip(&bv).map(|(r, b)| r * momentum + b * (1.0 - momentum)).collect();
+    let dt = c.input(3)?.dtype();
+    Ok(vec![y, Tensor::from_f64s(dt, vec![ch], rm), Tensor::from_f64s(dt, vec![ch], rv)])
+}
+
+/// Normalises contiguous groups of `len` elements: returns normalised values,
+/// and each group's mean and 1/std.
+fn normalize_groups(xs: &[f64], len: usize, eps: f64, center: bool) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let groups = if len == 0 { 0 } else { xs.len() / len };
+    let mut y = vec![0.0; xs.len()];
+    let (mut means, mut inv) = (vec![0.0; groups], vec![0.0; groups]);
+    for g in 0..groups {
+        let s = &xs[g * len..(g + 1) * len];
+        let mean = if center { s.iter().sum::<f64>() / len as f64 } else { 0.0 };
+        let var = s.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / len as f64;
+        let r = 1.0 / (var + eps).sqrt();
+        for (o, v) in y[g * len..(g + 1) * len].iter_mut().zip(s) {
+            *o = (v - mean) * r;
+        }
+        means[g] = mean;
+        inv[g] = r;
+    }
+    (y, means, inv)
+}
+
+fn eval_instance_norm(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let (scale, bias) = (c.input(1)?.to_f64s(), c.input(2)?.to_f64s());
+    let eps = f64::from(c.attrs().float("epsilon", 1e-5)?);
+    let ch = x.shape()[1];
+    let inner: usize = x.shape()[2..].iter().product();
+    let (y, _, _) = normalize_groups(&x.to_f64s(), inner, eps, true);
+    let y = y.iter().enumerate().map(|(i, v)| v * scale[(i / inner) % ch] + bias[(i / inner) % ch]);
+    Ok(vec![Tensor::from_f64s(x.dtype(), x.shape().to_vec(), y)])
+}
+
+/// Applies `scale` (and `bias`) broadcast over the trailing normalised dims.
+fn affine_tail(y: &mut [f64], scale: &Tensor, bias: Option<&Tensor>, tail: &[usize]) -> Result<()> {
+    let s = crate::ops::movement::expand_to(scale, tail)?.to_f64s();
+    let b = match bias {
+        Some(b) => crate::ops::movement::expand_to(b, tail)?.to_f64s(),
+        None => vec![0.0; s.len()],
+    };
+    let n = s.len().max(1);
+    for (i, v) in y.iter_mut().enumerate() {
+        *v = *v * s[i % n] + b[i % n];
+    }
+    Ok(())
+}
+
+fn eval_layer_norm(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let axis = norm_axis(c.attrs().int("axis", -1)?, x.rank())?;
+    let eps = f64::from(c.attrs().float("epsilon", 1e-5)?);
+    let len: usize = x.shape()[axis..].iter().product();
+    let (mut y, mean, inv) = normalize_groups(&x.to_f64s(), len, eps, true);
+    affine_tail(&mut y, c.input(1)?, c.opt_input(2), &x.shape()[axis..])?;
+    let stat_shape: Vec<usize> = x.shape().iter().enumerate().map(|(i, &d)| if i < axis { d } else { 1 }).collect();
+    let stash = match c.attrs().int("stash_type", 1)? {
+        1 => DType::F32,
+        code => DType::from_onnx(code as i32).unwrap_or(DType::F32),
+    };
+    Ok(vec![
+        Tensor::from_f64s(x.dtype(), x.shape().to_vec(), y),
+        Tensor::from_f64s(stash, stat_shape.clone(), mean),
+        Tensor::from_f64s(stash, stat_shape, inv),
+    ])
+}
+
+fn eval_rms_norm(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let axis = norm_axis(c.attrs().int("axis", -1)?, x.rank())?;
+    let eps = f64::from(c.attrs().float("epsilon", 1e-5)?);
+    let len: usize = x.shape()[axis..].iter().product();
+    let (mut y, _, _) = normalize_groups(&x.to_f64s(), len, eps, false);
+    affine_tail(&mut y, c.input(1)?, None, &x.shape()[axis..])?;
+    Ok(vec![Tensor::from_f64s(x.dtype(), x.shape().to_vec(), y)])
+}
+
+fn eval_group_norm(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let groups = c.attrs().int("num_groups", 0)? as usize;
+    let eps = f64::from(c.attrs().float("epsilon", 1e-5)?);
+    let ch = x.shape()[1];
+    if groups == 0 || ch % groups != 0 {
+        bail!("GroupNormalization: {ch} channels are not divisible into {groups} groups");
+    }
+    let inner: usize = x.shape()[2..].iter().product();
+    let (y, _, _) = normalize_groups(&x.to_f64s(), ch / groups * inner, eps, true);
+    let (scale, bias) = (c.input(1)?.to_f64s(), c.input(2)?.to_f64s());
+    // Opset 18 scales per group, opset 21 per channel.
+    let per_channel = scale.len() == ch;
+    let y = y.iter().enumerate().map(|(i, v)| {
+        let k = (i / inner) % ch;
+        let k = if per_channel { k } else { k / (ch / groups) };
+        v * scale[k] + bias[k]
+    });
+    Ok(vec![Tensor::from_f64s(x.dtype(), x.shape().to_vec(), y)])
+}
+
+fn eval_lp_norm(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let axis = norm_axis(c.attrs().int("axis", -1)?, x.rank())?;
+    let p = c.attrs().int("p", 2)?;
+    let (outer, n, inner) = split_at_axis(x.shape(), axis);
+    let mut xs = x.to_f64s();
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |k: usize| (o * n + k) * inner + i;
+            let norm = if p == 1 { (0..n).map(|k| xs[at(k)].abs()).sum::<f64>() } else { (0..n).map(|k| xs[at(k)].powi(2)).sum::<f64>().sqrt() };
+            if norm != 0.0 {
+                (0..n).for_each(|k| xs[at(k)] /= norm);
+            }
+        }
+    }
+    Ok(vec![Tensor::from_f64s(x.dtype(), x.shape().to_vec(), xs)])
+}
+
+fn eval_mvn(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let axes = norm_axes(c.attrs().opt_ints("axes")?.unwrap_or(&[0, 2, 3]), x.rank())?;
+    let kept: Vec<usize> = x.shape().iter().enumerate().map(|(i, &d)| if axes.contains(&i) { 1 } else { d }).collect();
+    let offs = super::util::broadcast_offsets(&kept, x.shape());
+    let n_out: usize = kept.iter().product();
+    let cnt = (x.len() / n_out.max(1)) as f64;
+    let xs = x.to_f64s();
+    let (mut mean, mut var) = (vec![0.0; n_out], vec![0.0; n_out]);
+    offs.iter().zip(&xs).for_each(|(&o, v)| mean[o] += v / cnt);
+    offs.iter().zip(&xs).for_each(|(&o, v)| var[o] += (v - mean[o]).powi(2) / cnt);
+    let y = offs.iter().zip(&xs).map(|(&o, v)| (v - mean[o]) / (var[o].sqrt() + 1e-9));
+    Ok(vec![Tensor::from_f64s(x.dtype(), x.shape().to_vec(), y)])
+}
+
+fn eval_lrn(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let a = c.attrs();
+    let size = a.int("size", 0)? as usize;
+    let (alpha, beta, bias) = (f64::from(a.float("alpha", 1e-4)?), f64::from(a.float("beta", 0.75)?), f64::from(a.float("bias", 1.0)?));
+    let ch = x.shape()[1];
+    let inner: usize = x.shape()[2..].iter().product();
+    let xs = x.to_f64s();
+    let lo = (size - 1) / 2;
+    let hi = size.div_ceil(2) - 1;
+    let y = (0..xs.len()).map(|i| {
+        let k = (i / inner) % ch;
+        let base = i - k * inner;
+        let sq: f64 = (k.saturating_sub(lo)..=(k + hi).min(ch - 1)).map(|j| xs[base + j * inner].powi(2)).sum();
+        xs[i] / (bias + alpha / size as f64 * sq).powf(beta)
+    });
+    Ok(vec![Tensor::from_f64s(x.dtype(), x.shape().to_vec(), y)])
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum SoftmaxKind {
+    Softmax,
+    Log,
+    Hard,
+}
+
+fn eval_softmax(c: &EvalCtx, kind: SoftmaxKind) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let legacy = c.opset < 13;
+    let axis = norm_axis(c.attrs().int("axis", if legacy { 1 } else { -1 })?, x.rank())?;
+    // Before opset 13 the op worked on the input flattened to 2-D at `axis`.
+    let (outer, n, inner) = if legacy {
+        (x.shape()[..axis].iter().product(), x.shape()[axis..].iter().product(), 1)
+    } else {
+        split_at_axis(x.shape(), axis)
+    };
+    let mut xs = x.to_f64s();
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |k: usize| (o * n + k) * inner + i;
+            let max = (0..n).map(|k| xs[at(k)]).fold(f64::NEG_INFINITY, f64::max);
+            match kind {
+                SoftmaxKind::Hard => {
+                    let first = (0..n).find(|&k| xs[at(k)] == max).unwrap_or(0);
+                    (0..n).for_each(|k| xs[at(k)] = if k == first { 1.0 } else { 0.0 });
+                }
+                _ => {
+                    let sum: f64 = (0..n).map(|k| (xs[at(k)] - max).exp()).sum();
+                    for k in 0..n {
+                        let v = xs[at(k)] - max;
+                        xs[at(k)] = if kind == SoftmaxKind::Log { v - sum.ln() } else { v.exp() / sum };
+                    }
+                }
+            }
+        }
+    }
+    Ok(vec![Tensor::from_f64s(x.dtype(), x.shape().to_vec(), xs)])
+}

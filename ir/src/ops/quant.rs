@@ -1,0 +1,149 @@
+//! Linear (de)quantisation and the QLinear ops built on it.
+
+use super::util::{norm_axis, round_half_even, unravel};
+use super::{EvalCtx, OpDef, op};
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+pub(super) fn ops() -> Vec<OpDef> {
+    vec![
+        op!("QuantizeLinear", eval_quantize),
+        op!("DequantizeLinear", eval_dequantize),
+        op!("DynamicQuantizeLinear", eval_dynamic_quantize),
+        op!("QLinearMatMul", eval_qlinear_matmul),
+        op!("QLinearConv", eval_qlinear_conv),
+    ]
+}
+
+/// For each element of a tensor of `shape`, the index of its scale / zero
+/// point: one per tensor, one per slice along `axis`, or one per block of
+/// `block` elements along `axis` (blocked quantisation, opset 21).
+fn param_index(shape: &[usize], param: &Tensor, axis: i64, block: usize) -> Result<Vec<usize>> {
+    let n: usize = shape.iter().product();
+    if param.len() == 1 && block == 0 {
+        return Ok(vec![0; n]);
+    }
+    let axis = norm_axis(axis, shape.len())?;
+    if block == 0 {
+        if param.rank() != 1 || param.len() != shape[axis] {
+            bail!("scale of shape {:?} does not match axis {axis} of {:?}", param.shape(), shape);
+        }
+        let inner: usize = shape[axis + 1..].iter().product();
+        return Ok((0..n).map(|i| (i / inner) % shape[axis]).collect());
+    }
+    if param.rank() != shape.len() {
+        bail!("blocked scale of shape {:?} must have the rank of {:?}", param.shape(), shape);
+    }
+    let pst = crate::tensor::strides(param.shape());
+    let mut pos = vec![0; shape.len()];
+    Ok((0..n)
+        .map(|i| {
+            unravel(i, shape, &mut pos);
+            pos[axis] /= block;
+            pos.iter().zip(&pst).map(|(p, s)| p * s).sum()
+        })
+        .collect())
+}
+
+/// Quantises `x` with per-element scale/zero-point lookups into `dtype`, saturating.
+pub fn quantize(x: &[f64], shape: &[usize], scale: &[f64], zp: &[f64], idx: &[usize], dtype: DType) -> Tensor {
+    let (lo, hi) = match dtype {
+        DType::U8 => (0.0, 255.0),
+        DType::I8 => (-128.0, 127.0),
+        DType::U16 => (0.0, 65535.0),
+        DType::I16 => (-32768.0, 32767.0),
+        DType::I32 => (i32::MIN as f64, i32::MAX as f64),
+        _ => (f64::NEG_INFINITY, f64::INFINITY),
+    };
+    let y = x.iter().zip(idx).map(|(v, &k)| {
+        let q = round_half_even(v / scale[k]) + zp.get(k).copied().unwrap_or(0.0);
+        q.clamp(lo, hi)
+    });
+    Tensor::from_f64s(dtype, shape.to_vec(), y)
+}
+
+fn eval_quantize(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let (x, scale) = (c.input(0)?, c.input(1)?);
+    let zp = c.opt_input(2);
+    let dtype = match (zp, c.attrs().int("output_dtype", 0)?) {
+        (Some(z), _) => z.dtype(),
+        (None, 0) => DType::U8,
+        (None, code) => DType::from_onnx(code as i32).ok_or_else(|| Error::unsupported(format!("QuantizeLinear to {} is not supported", DType::onnx_code_name(code as i32))))?,
+    };
+    if dtype.is_float() {
+        bail!("QuantizeLinear to {dtype} is not supported");
+    }
+    let idx = param_index(x.shape(), scale, c.attrs().int("axis", 1)?, c.attrs().int("block_size", 0)? as usize)?;
+    let zpv = zp.map_or_else(|| vec![0.0; scale.len()], Tensor::to_f64s);
+    Ok(vec![quantize(&x.to_f64s(), x.shape(), &scale.to_f64s(), &zpv, &idx, dtype)])
+}
+
+fn eval_dequantize(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let (x, scale) = (c.input(0)?, c.input(1)?);
+    let idx = param_index(x.shape(), scale, c.attrs().int("axis", 1)?, c.attrs().int("block_size", 0)? as usize)?;
+    let s = scale.to_f64s();
+    let z = c.opt_input(2).map_or_else(|| vec![0.0; s.len()], Tensor::to_f64s);
+    let y = x.to_f64s().iter().zip(&idx).map(|(v, &k)| (v - z[k]) * s[k]).collect::<Vec<_>>();
+    let dtype = match c.attrs().int("output_dtype", 0)? {
+        0 => scale.dtype(),
+        code => DType::from_onnx(code as i32).unwrap_or(scale.dtype()),
+    };
+    Ok(vec![Tensor::from_f64s(dtype, x.shape().to_vec(), y)])
+}
+
+fn eval_dynamic_quantize(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let v = x.to_f64s();
+    let max = v.iter().copied().fold(0.0f64, f64::max);
+    let min = v.iter().copied().fold(0.0f64, f64::min);
+    let scale = (max - min) / 255.0;
+    let zp = if scale == 0.0 { 0.0 } else { round_half_even((-min / scale).clamp(0.0, 255.0)) };
+    let y = quantize(&v, x.shape(), &[if scale == 0.0 { 1.0 } else { scale }], &[zp], &vec![0; v.len()], DType::U8);
+    Ok(vec![y, Tensor::from_f64s(DType::F32, vec![], [scale]), Tensor::from_f64s(DType::U8, vec![], [zp])])
+}
+
+/// Dequantises input `i` given its scale and zero point at `i+1`, `i+2`,
+/// with per-axis parameters along `axis` when they are 1-D.
+fn dequant_input(c: &EvalCtx, i: usize, axis: i64) -> Result<Tensor> {
+    let (x, s) = (c.input(i)?, c.input(i + 1)?);
+    let z = c.opt_input(i + 2);
+    let idx = if s.len() == 1 { vec![0; x.len()] } else { param_index(x.shape(), s, axis, 0)? };
+    let (sv, zv) = (s.to_f64s(), z.map_or_else(|| vec![0.0; s.len()], Tensor::to_f64s));
+    let y = x.to_f64s().iter().zip(&idx).map(|(v, &k)| (v - zv[k]) * sv[k]).collect::<Vec<_>>();
+    Ok(Tensor::from_vec(x.shape().to_vec(), y))
+}
+
+fn requantize(c: &EvalCtx, y: &Tensor, si: usize) -> Result<Tensor> {
+    let (s, z) = (c.input(si)?, c.input(si + 1)?);
+    let n = y.len();
+    Ok(quantize(&y.to_f64s(), y.shape(), &s.to_f64s(), &z.to_f64s(), &vec![0; n], z.dtype()))
+}
+
+fn eval_qlinear_matmul(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let a = dequant_input(c, 0, -2)?;
+    let b = dequant_input(c, 3, -1)?;
+    let y = super::matmul::matmul(&a, &b, DType::F64)?;
+    Ok(vec![requantize(c, &y, 6)?])
+}
+
+fn eval_qlinear_conv(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = dequant_input(c, 0, 1)?;
+    let w = dequant_input(c, 3, 0)?;
+    let mut bias = c.opt_input(8).map(|b| b.to_f64s());
+    if let Some(b) = bias.as_mut() {
+        // The int32 bias is quantised with scale x_scale * w_scale.
+        let xs = c.input(1)?.get_f64(0);
+        let ws = c.input(4)?.to_f64s();
+        for (k, v) in b.iter_mut().enumerate() {
+            *v *= xs * ws[if ws.len() == 1 { 0 } else { k }];
+        }
+    }
+    let bias_t = bias.map(|b| Tensor::from_vec(vec![b.len()], b));
+    let node = c.node;
+    let inputs = vec![Some(&x), Some(&w), bias_t.as_ref()];
+    let inner = EvalCtx { node, inputs, opset: c.opset, subgraphs: c.subgraphs };
+    let y = super::lookup("", "Conv").expect("Conv is registered");
+    let y = (y.eval)(&inner)?.remove(0);
+    Ok(vec![requantize(c, &y, 6)?])
+}

@@ -1,0 +1,276 @@
+//! `Resize` (and its predecessor `Upsample`): separable 1-D resampling along
+//! each axis, innermost first, which is exactly the nesting order of the
+//! ONNX reference, so tf_crop_and_resize extrapolation blends the same way.
+
+use super::{EvalCtx, OpDef, op};
+use crate::attr::Attrs;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+pub(super) fn ops() -> Vec<OpDef> {
+    vec![op!("Resize", eval_resize), op!("Upsample", eval_upsample)]
+}
+
+/// How to resample one axis.
+struct AxisPlan {
+    input: usize,
+    output: usize,
+    scale: f64,
+    roi: (f64, f64),
+}
+
+struct Options<'a> {
+    mode: &'a str,
+    coord: &'a str,
+    nearest: &'a str,
+    cubic_a: f64,
+    exclude_outside: bool,
+    extrapolation: f64,
+    antialias: bool,
+}
+
+impl Options<'_> {
+    /// Interpolation weights for a fractional position `ratio` in (0, 1].
+    fn coeffs(&self, ratio: f64, scale: f64) -> Result<Vec<f64>> {
+        let a = self.cubic_a;
+        Ok(match self.mode {
+            "nearest" => {
+                let second = match self.nearest {
+                    "round_prefer_floor" => ratio > 0.5,
+                    "round_prefer_ceil" => ratio >= 0.5,
+                    "floor" => ratio == 1.0,
+                    "ceil" => true,
+                    m => bail!("unknown nearest_mode '{m}'"),
+                };
+                if ratio == 1.0 || second { vec![0.0, 1.0] } else { vec![1.0, 0.0] }
+            }
+            "linear" if self.antialias && scale < 1.0 => {
+                let start = (-1.0 / scale).floor() as i64 + 1;
+                let c: Vec<f64> = (start..2 - start).map(|i| (1.0 - ((i as f64 - ratio) * scale).abs()).clamp(0.0, 1.0)).collect();
+                normalized(c)
+            }
+            "linear" => vec![1.0 - ratio, ratio],
+            "cubic" if self.antialias && scale < 1.0 => {
+                let k = |x: f64| {
+                    let x = x.abs();
+                    if x <= 1.0 {
+                        (a + 2.0) * x.powi(3) - (a + 3.0) * x * x + 1.0
+                    } else if x < 2.0 {
+                        a * x.powi(3) - 5.0 * a * x * x + 8.0 * a * x - 4.0 * a
+                    } else {
+                        0.0
+                    }
+                };
+                let start = (-2.0 / scale).floor() as i64 + 1;
+                normalized((start..2 - start).map(|i| k(scale * (i as f64 - ratio))).collect())
+            }
+            "cubic" => {
+                let (r, s) = (ratio, 1.0 - ratio);
+                vec![
+                    ((a * (r + 1.0) - 5.0 * a) * (r + 1.0) + 8.0 * a) * (r + 1.0) - 4.0 * a,
+                    ((a + 2.0) * r - (a + 3.0)) * r * r + 1.0,
+                    ((a + 2.0) * s - (a + 3.0)) * s * s + 1.0,
+                    ((a * (s + 1.0) - 5.0 * a) * (s + 1.0) + 8.0 * a) * (s + 1.0) - 4.0 * a,
+                ]
+            }
+            m => bail!("unknown Resize mode '{m}'"),
+        })
+    }
+
+    /// The source coordinate of output index `x`, or `None` to extrapolate.
+    fn source(&self, x: usize, p: &AxisPlan) -> Result<Option<f64>> {
+        let (x, inw, outf) = (x as f64, p.input as f64, p.scale * p.input as f64);
+        Ok(Some(match self.coord {
+            "align_corners" => if outf == 1.0 { 0.0 } else { x * (inw - 1.0) / (outf - 1.0) },
+            "asymmetric" => x / p.scale,
+            "tf_crop_and_resize" => {
+                let (s, e) = p.roi;
+                let v = if outf == 1.0 { (e - s) * (inw - 1.0) / 2.0 } else { x * (e - s) * (inw - 1.0) / (outf - 1.0) } + s * (inw - 1.0);
+                if v < 0.0 || v > inw - 1.0 {
+                    return Ok(None);
+                }
+                v
+            }
+            "pytorch_half_pixel" => if outf == 1.0 { -0.5 } else { (x + 0.5) / p.scale - 0.5 },
+            "half_pixel" => (x + 0.5) / p.scale - 0.5,
+            "half_pixel_symmetric" => {
+                let adjustment = p.output as f64 / outf;
+                inw / 2.0 * (1.0 - adjustment) + (x + 0.5) / p.scale - 0.5
+            }
+            m => bail!("unknown coordinate_transformation_mode '{m}'"),
+        }))
+    }
+
+    /// For each output index, the (input index, weight) taps, or an empty
+    /// list meaning "the extrapolation value".
+    fn taps(&self, p: &AxisPlan) -> Result<Vec<Vec<(usize, f64)>>> {
+        (0..p.output)
+            .map(|o| {
+                let Some(x) = self.source(o, p)? else { return Ok(Vec::new()) };
+                let ratio = if x.fract() == 0.0 { 1.0 } else { x - x.floor() };
+                let mut c = self.coeffs(ratio, p.scale)?;
+                let n = c.len();
+                // The n nearest indices of the edge-padded axis, ties to the smaller.
+                let pad = n.div_ceil(2) as i64;
+                let len = p.input as i64 + 2 * pad;
+                let xp = x + pad as f64;
+                let mut cand: Vec<i64> = ((xp.floor() as i64 - n as i64)..=(xp.floor() as i64 + n as i64 + 1)).filter(|i| (0..len).contains(i)).collect();
+                cand.sort_by(|a, b| ((xp - *a as f64).abs(), *a).partial_cmp(&((xp - *b as f64).abs(), *b)).expect("finite"));
+                cand.truncate(n);
+                cand.sort_unstable();
+                let idx: Vec<i64> = cand.iter().map(|i| i - pad).collect();
+                if self.exclude_outside {
+                    for (k, &i) in idx.iter().enumerate() {
+                        if i < 0 || i >= p.input as i64 {
+                            c[k] = 0.0;
+                        }
+                    }
+                    c = normalized(c);
+                }
+                Ok(idx.iter().zip(c).map(|(&i, w)| (i.clamp(0, p.input as i64 - 1) as usize, w)).collect())
+            })
+            .collect()
+    }
+}
+
+fn normalized(c: Vec<f64>) -> Vec<f64> {
+    let s: f64 = c.iter().sum();
+    c.into_iter().map(|v| v / s).collect()
+}
+
+/// Resamples `data` (shape `shape`) along `axis` with per-output taps.
+fn resample_axis(data: &[f64], shape: &[usize], axis: usize, taps: &[Vec<(usize, f64)>], extrapolation: f64) -> Vec<f64> {
+    let outer: usize = shape[..axis].iter().product();
+    let inner: usize = shape[axis + 1..].iter().product();
+    let (n_in, n_out) = (shape[axis], taps.len());
+    let mut out = vec![0.0; outer * n_out * inner];
+    for o in 0..outer {
+        for (j, t) in taps.iter().enumerate() {
+            let dst = &mut out[(o * n_out + j) * inner..(o * n_out + j + 1) * inner];
+            if t.is_empty() {
+                dst.fill(extrapolation);
+                continue;
+            }
+            for &(i, w) in t {
+                let src = &data[(o * n_in + i) * inner..(o * n_in + i + 1) * inner];
+                dst.iter_mut().zip(src).for_each(|(d, s)| *d += w * s);
+            }
+        }
+    }
+    out
+}
+
+fn resize(x: &Tensor, plans: &[AxisPlan], opts: &Options) -> Result<Tensor> {
+    let mut shape = x.shape().to_vec();
+    let mut data = x.to_f64s();
+    for axis in (0..plans.len()).rev() {
+        let p = &plans[axis];
+        if p.output == p.input && p.scale == 1.0 && opts.coord != "tf_crop_and_resize" {
+            continue;
+        }
+        let taps = opts.taps(p)?;
+        data = resample_axis(&data, &shape, axis, &taps, opts.extrapolation);
+        shape[axis] = p.output;
+    }
+    Ok(if x.dtype().is_float() {
+        Tensor::from_f64s(x.dtype(), shape, data)
+    } else {
+        Tensor::from_i128s(x.dtype(), shape, data.into_iter().map(|v| v.round() as i128))
+    })
+}
+
+fn options<'a>(a: &'a Attrs, legacy: bool) -> Result<Options<'a>> {
+    Ok(Options {
+        mode: a.string("mode", "nearest")?,
+        coord: if legacy { "asymmetric" } else { a.string("coordinate_transformation_mode", "half_pixel")? },
+        nearest: if legacy { "floor" } else { a.string("nearest_mode", "round_prefer_floor")? },
+        cubic_a: f64::from(a.float("cubic_coeff_a", -0.75)?),
+        exclude_outside: a.int("exclude_outside", 0)? != 0,
+        extrapolation: f64::from(a.float("extrapolation_value", 0.0)?),
+        antialias: a.int("antialias", 0)? != 0,
+    })
+}
+
+fn eval_resize(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let r = x.rank();
+    let a = c.attrs();
+    let legacy = c.opset < 11;
+    let opts = options(a, legacy)?;
+    let axes = match a.opt_ints("axes")? {
+        Some(v) => super::util::norm_axes(v, r)?,
+        None => (0..r).collect(),
+    };
+    let non_empty = |i: usize| c.opt_input(i).filter(|t| !t.is_empty());
+    let (scales_in, sizes_in, roi_in) = if legacy { (non_empty(1), None, None) } else { (non_empty(2), non_empty(3), non_empty(1)) };
+    let mut scale = vec![1.0; r];
+    let mut out = x.shape().to_vec();
+    match (scales_in, sizes_in) {
+        (Some(s), None) => {
+            let s = s.to_f64s();
+            if s.len() != axes.len() {
+                bail!("Resize has {} scales for {} axes", s.len(), axes.len());
+            }
+            for (k, &ax) in axes.iter().enumerate() {
+                scale[ax] = s[k];
+                out[ax] = (x.shape()[ax] as f64 * s[k]).floor() as usize;
+            }
+        }
+        (None, Some(sz)) => {
+            let sz = sz.to_i64s();
+            if sz.len() != axes.len() {
+                bail!("Resize has {} sizes for {} axes", sz.len(), axes.len());
+            }
+            let ratios: Vec<f64> = axes.iter().zip(&sz).map(|(&ax, &s)| s as f64 / x.shape()[ax] as f64).collect();
+            let common = match a.string("keep_aspect_ratio_policy", "stretch")? {
+                "stretch" => None,
+                "not_larger" => Some(ratios.iter().copied().fold(f64::INFINITY, f64::min)),
+                "not_smaller" => Some(ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max)),
+                p => bail!("unknown keep_aspect_ratio_policy '{p}'"),
+            };
+            for (k, &ax) in axes.iter().enumerate() {
+                match common {
+                    None => {
+                        scale[ax] = ratios[k];
+                        out[ax] = sz[k] as usize;
+                    }
+                    Some(s) => {
+                        scale[ax] = s;
+                        out[ax] = (s * x.shape()[ax] as f64 + 0.5).floor() as usize;
+                    }
+                }
+            }
+        }
+        _ => return Err(Error::invalid("Resize needs exactly one of 'scales' and 'sizes'")),
+    }
+    let roi = roi_in.map(Tensor::to_f64s);
+    let plans: Vec<AxisPlan> = (0..r)
+        .map(|ax| {
+            let roi = match &roi {
+                Some(v) if v.len() == 2 * axes.len() => match axes.iter().position(|&a| a == ax) {
+                    Some(k) => (v[k], v[k + axes.len()]),
+                    None => (0.0, 1.0),
+                },
+                _ => (0.0, 1.0),
+            };
+            AxisPlan { input: x.shape()[ax], output: out[ax], scale: scale[ax], roi }
+        })
+        .collect();
+    Ok(vec![resize(x, &plans, &opts)?])
+}
+
+fn eval_upsample(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let scales = match c.opt_input(1) {
+        Some(t) => t.to_f64s(),
+        None => c.attrs().opt_floats("scales")?.ok_or_else(|| Error::invalid("Upsample needs scales"))?.iter().map(|&v| f64::from(v)).collect(),
+    };
+    if scales.len() != x.rank() {
+        bail!("Upsample has {} scales for rank {}", scales.len(), x.rank());
+    }
+    let opts = options(c.attrs(), true)?;
+    let plans: Vec<AxisPlan> = (0..x.rank())
+        .map(|ax| AxisPlan { input: x.shape()[ax], output: (x.shape()[ax] as f64 * scales[ax]).floor() as usize, scale: scales[ax], roi: (0.0, 1.0) })
+        .collect();
+    Ok(vec![resize(x, &plans, &opts)?])
+}
