@@ -224,13 +224,15 @@ fn int_div(a: i128, b: i128) -> Result<i128> {
 fn eval_mod(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let fmod = c.attrs().int("fmod", 0)? != 0;
     let (a, b) = (c.input(0)?, c.input(1)?);
-    if a.dtype().is_float() && !fmod {
-        bail!("Mod on floating-point inputs requires fmod=1");
-    }
+    // fmod=0 follows Python (the result takes the divisor's sign); the
+    // conformance suite applies that to floats too.
     let t = binary_numeric(
         a,
         b,
-        |x, y| x % y,
+        |x, y| {
+            let r = x % y;
+            if !fmod && r != 0.0 && (r < 0.0) != (y < 0.0) { r + y } else { r }
+        },
         |x, y| {
             if y == 0 {
                 bail!("integer modulo by zero");
@@ -262,14 +264,12 @@ fn eval_bitshift(c: &EvalCtx) -> Result<Vec<Tensor>> {
         d => bail!("BitShift direction must be LEFT or RIGHT, got '{d}'"),
     };
     let bits = (c.input(0)?.dtype().size() * 8) as i128;
-    int_binary(c, move |x, s| {
-        if s >= bits || s < 0 {
-            0
-        } else if left {
-            x << s
-        } else {
-            x >> s
-        }
+    // Out-of-range shifts saturate: everything shifted out (sign kept on the right).
+    int_binary(c, move |x, s| match (left, (0..bits).contains(&s)) {
+        (true, true) => x << s,
+        (true, false) => 0,
+        (false, true) => x >> s,
+        (false, false) => if x < 0 { -1 } else { 0 },
     })
 }
 

@@ -7,6 +7,7 @@
 //! interpreter, shape inference, `wpc inspect` and the conformance runner all
 //! find it here.
 
+mod attention;
 mod control;
 mod elementwise;
 mod infer;
@@ -69,6 +70,7 @@ pub fn registry() -> &'static HashMap<&'static str, Vec<OpDef>> {
             quant::ops(),
             control::ops(),
             misc::ops(),
+            attention::ops(),
             resize::ops(),
         ];
         let mut map: HashMap<&'static str, Vec<OpDef>> = HashMap::new();

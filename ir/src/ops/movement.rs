@@ -675,7 +675,8 @@ fn eval_space_to_depth(c: &EvalCtx) -> Result<Vec<Tensor>> {
     if b == 0 || h % b != 0 || w % b != 0 {
         bail!("SpaceToDepth spatial dims {h}x{w} are not divisible by blocksize {b}");
     }
-    let t = transpose(&x.clone().reshaped(vec![*n, *ch, h / b, b, w / b, b]), &[0, 3, 5, 1, 2, 4]);
+    let perm = if c.attrs().string("mode", "DCR")? == "DCR" { [0, 3, 5, 1, 2, 4] } else { [0, 1, 3, 5, 2, 4] };
+    let t = transpose(&x.clone().reshaped(vec![*n, *ch, h / b, b, w / b, b]), &perm);
     Ok(vec![t.reshaped(vec![*n, ch * b * b, h / b, w / b])])
 }
 

@@ -94,12 +94,15 @@ fn eval_dequantize(c: &EvalCtx) -> Result<Vec<Tensor>> {
 
 fn eval_dynamic_quantize(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
-    let v = x.to_f64s();
-    let max = v.iter().copied().fold(0.0f64, f64::max);
-    let min = v.iter().copied().fold(0.0f64, f64::min);
+    // The spec computes in float32; f64 would round some values differently.
+    let v = x.to_f32s();
+    let max = v.iter().copied().fold(0.0f32, f32::max);
+    let min = v.iter().copied().fold(0.0f32, f32::min);
     let scale = (max - min) / 255.0;
-    let zp = if scale == 0.0 { 0.0 } else { round_half_even((-min / scale).clamp(0.0, 255.0)) };
-    let y = quantize(&v, x.shape(), &[if scale == 0.0 { 1.0 } else { scale }], &[zp], &vec![0; v.len()], DType::U8);
+    let zp = if scale == 0.0 { 0.0 } else { ((0.0 - min) / scale).clamp(0.0, 255.0).round_ties_even() };
+    let q: Vec<f64> = v.iter().map(|&x| if scale == 0.0 { f64::from(zp) } else { f64::from(((x / scale).round_ties_even() + zp).clamp(0.0, 255.0)) }).collect();
+    let y = Tensor::from_f64s(DType::U8, x.shape().to_vec(), q);
+    let (scale, zp) = (f64::from(scale), f64::from(zp));
     Ok(vec![y, Tensor::from_f64s(DType::F32, vec![], [scale]), Tensor::from_f64s(DType::U8, vec![], [zp])])
 }
 

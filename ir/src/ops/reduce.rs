@@ -61,9 +61,6 @@ fn eval_reduce(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let Some(axes) = reduce_axes(c.ints_from_input_or_attr(1, "axes")?, noop, x.rank())? else {
         return Ok(vec![x.clone()]);
     };
-    if x.dtype() == DType::Bool {
-        bail!("{} does not accept bool inputs", c.node.op);
-    }
     let kept: Vec<usize> =
         x.shape().iter().enumerate().map(|(i, &d)| if axes.contains(&i) { 1 } else { d }).collect();
     let n_out: usize = kept.iter().product();
@@ -91,7 +88,7 @@ fn eval_reduce(c: &EvalCtx) -> Result<Vec<Tensor>> {
     } else {
         x.shape().iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect()
     };
-    let out = if x.dtype().is_float() {
+    let out = if x.dtype().is_float() || x.dtype() == DType::Bool {
         Tensor::from_f64s(x.dtype(), shape, vals)
     } else {
         Tensor::from_i128s(x.dtype(), shape, vals.into_iter().map(|v| v as i128))

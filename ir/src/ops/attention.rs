@@ -1,0 +1,152 @@
+//! `Attention` (opset 23+): scaled dot-product attention with grouped
+//! key/value heads, masks, causal and sliding-window bias, KV cache and
+//! softcap, following the ONNX reference semantics.
+
+use super::movement::{concat, transpose};
+use super::util::broadcast_offsets;
+use super::{EvalCtx, OpDef, op};
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+pub(super) fn ops() -> Vec<OpDef> {
+    vec![op!("Attention", eval_attention)]
+}
+
+/// (B, S, H·D) → (B, H, S, D).
+fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
+    let [b, s, hidden] = x.shape() else { bail!("expected a 3-D input, got {:?}", x.shape()) };
+    if heads == 0 || hidden % heads != 0 {
+        bail!("hidden size {hidden} is not divisible into {heads} heads");
+    }
+    Ok(transpose(&x.clone().reshaped(vec![*b, *s, heads, hidden / heads]), &[0, 2, 1, 3]))
+}
+
+fn eval_attention(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let a = c.attrs();
+    let (q_in, k_in, v_in) = (c.input(0)?, c.input(1)?, c.input(2)?);
+    let three_d = q_in.rank() == 3;
+    let (q, mut k, mut v) = if three_d {
+        let qh = a.opt_int("q_num_heads")?.ok_or_else(|| Error::invalid("3-D Attention needs q_num_heads"))? as usize;
+        let kvh = a.opt_int("kv_num_heads")?.ok_or_else(|| Error::invalid("3-D Attention needs kv_num_heads"))? as usize;
+        (split_heads(q_in, qh)?, split_heads(k_in, kvh)?, split_heads(v_in, kvh)?)
+    } else if q_in.rank() == 4 {
+        (q_in.clone(), k_in.clone(), v_in.clone())
+    } else {
+        bail!("Attention expects 3-D or 4-D Q, got {:?}", q_in.shape());
+    };
+    let past = match (c.opt_input(4), c.opt_input(5)) {
+        (Some(pk), Some(pv)) => {
+            k = concat(&[pk, &k], 2)?;
+            v = concat(&[pv, &v], 2)?;
+            pk.shape()[2]
+        }
+        (None, None) => 0,
+        _ => bail!("past_key and past_value must be given together"),
+    };
+    let nonpad = c.opt_input(6).map(Tensor::to_i64s);
+    let (qs, ks, vs) = (q.shape().to_vec(), k.shape().to_vec(), v.shape().to_vec());
+    let (batch, qh, sq, dh) = (qs[0], qs[1], qs[2], qs[3]);
+    let (kvh, skv, dv) = (ks[1], ks[2], vs[3]);
+    if kvh == 0 || qh % kvh != 0 || ks[3] != dh {
+        bail!("Attention head shapes do not match: Q {qs:?}, K {ks:?}, V {vs:?}");
+    }
+    let reps = qh / kvh;
+    let scale = a.opt_float("scale")?.map_or(1.0 / (dh as f64).sqrt(), f64::from);
+    let softcap = f64::from(a.float("softcap", 0.0)?);
+    let causal = a.int("is_causal", 0)? != 0;
+    let mode = a.int("qk_matmul_output_mode", 0)?;
+    let (left, right) = (a.int("left_window_size", -1)?, a.int("right_window_size", -1)?);
+    // The mask, padded to the full kv length and broadcast to (B, H, Sq, Skv).
+    let mask = match c.opt_input(3) {
+        Some(m) => {
+            let mut m = if m.dtype() == DType::Bool {
+                Tensor::from_vec(m.shape().to_vec(), m.to_bools().iter().map(|&b| if b { 0.0 } else { f64::NEG_INFINITY }).collect::<Vec<f64>>())
+            } else {
+                m.cast(DType::F64)
+            };
+            let last = *m.shape().last().unwrap_or(&0);
+            if last < skv {
+                let mut pad_shape = m.shape().to_vec();
+                *pad_shape.last_mut().expect("rank >= 1") = skv - last;
+                let n = pad_shape.iter().product();
+                let pad = Tensor::from_vec(pad_shape, vec![f64::NEG_INFINITY; n]);
+                m = concat(&[&m, &pad], m.rank() - 1)?;
+            }
+            let offs = broadcast_offsets(m.shape(), &[batch, qh, sq, skv]);
+            let mv = m.to_f64s();
+            Some(offs.into_iter().map(|o| mv[o]).collect::<Vec<f64>>())
+        }
+        None => None,
+    };
+    let (qv, kv, vv) = (q.to_f64s(), k.to_f64s(), v.to_f64s());
+    let mut y = vec![0.0; batch * qh * sq * dv];
+    let mut qk_out = vec![0.0; batch * qh * sq * skv];
+    let mut row = vec![0.0; skv];
+    let mut bias = vec![0.0; skv];
+    for b in 0..batch {
+        // Causal and window frontiers align to the end of the cache.
+        let offset = match (&nonpad, past) {
+            (Some(n), 0) => n[b] - sq as i64,
+            _ => past as i64,
+        };
+        for h in 0..qh {
+            let kh = h / reps;
+            for i in 0..sq {
+                let pos = i as i64 + offset;
+                for j in 0..skv {
+                    let mut bj = mask.as_ref().map_or(0.0, |m| m[((b * qh + h) * sq + i) * skv + j]);
+                    let jj = j as i64;
+                    if causal && jj > pos {
+                        bj = f64::NEG_INFINITY;
+                    }
+                    if (left >= 0 && pos - jj > left) || (right >= 0 && jj - pos > right) {
+                        bj = f64::NEG_INFINITY;
+                    }
+                    if let Some(n) = &nonpad
+                        && jj >= n[b]
+                    {
+                        bj = f64::NEG_INFINITY;
+                    }
+                    bias[j] = bj;
+                    let qrow = &qv[((b * qh + h) * sq + i) * dh..][..dh];
+                    let krow = &kv[((b * kvh + kh) * skv + j) * dh..][..dh];
+                    let mut s: f64 = qrow.iter().zip(krow).map(|(x, y)| x * y).sum::<f64>() * scale;
+                    if softcap > 0.0 {
+                        s = (s / softcap).tanh() * softcap;
+                    }
+                    row[j] = s;
+                }
+                let at = ((b * qh + h) * sq + i) * skv;
+                if mode <= 1 {
+                    qk_out[at..at + skv].copy_from_slice(&row);
+                }
+                row.iter_mut().zip(&bias).for_each(|(r, b)| *r += b);
+                if mode == 2 {
+                    qk_out[at..at + skv].copy_from_slice(&row);
+                }
+                let all_masked = bias.iter().all(|b| *b == f64::NEG_INFINITY);
+                let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let max = if max == f64::NEG_INFINITY { 0.0 } else { max };
+                row.iter_mut().for_each(|r| *r = (*r - max).exp());
+                let sum: f64 = row.iter().sum();
+                row.iter_mut().for_each(|r| *r = if all_masked || sum == 0.0 { 0.0 } else { *r / sum });
+                if mode == 3 {
+                    qk_out[at..at + skv].copy_from_slice(&row);
+                }
+                let out = &mut y[((b * qh + h) * sq + i) * dv..][..dv];
+                for (j, p) in row.iter().enumerate() {
+                    let vrow = &vv[((b * kvh + kh) * skv + j) * dv..][..dv];
+                    out.iter_mut().zip(vrow).for_each(|(o, x)| *o += p * x);
+                }
+            }
+        }
+    }
+    let dt = q.dtype();
+    let mut y = Tensor::from_f64s(dt, vec![batch, qh, sq, dv], y);
+    if three_d {
+        y = transpose(&y, &[0, 2, 1, 3]).reshaped(vec![batch, sq, qh * dv]);
+    }
+    let qk = Tensor::from_f64s(dt, vec![batch, qh, sq, skv], qk_out);
+    Ok(vec![y, k, v, qk])
+}
