@@ -65,7 +65,7 @@ const FLOAT_UNARY: [&str; 33] = [
 ];
 
 /// The scalar function of a float unary op, with its attributes bound.
-fn float_unary_fn(op: &str, a: &Attrs) -> Result<Box<dyn Fn(f64) -> f64>> {
+pub(super) fn float_unary_fn(op: &str, a: &Attrs) -> Result<Box<dyn Fn(f64) -> f64>> {
     let alpha = |d: f32| a.float("alpha", d).map(f64::from);
     Ok(match op {
         "Exp" => Box::new(f64::exp),

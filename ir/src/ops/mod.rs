@@ -18,6 +18,7 @@ mod nn;
 mod quant;
 mod reduce;
 mod resize;
+mod rnn;
 pub(crate) mod util;
 
 use std::collections::HashMap;
@@ -72,6 +73,7 @@ pub fn registry() -> &'static HashMap<&'static str, Vec<OpDef>> {
             misc::ops(),
             attention::ops(),
             resize::ops(),
+            rnn::ops(),
         ];
         let mut map: HashMap<&'static str, Vec<OpDef>> = HashMap::new();
         for op in families.into_iter().flatten() {

@@ -1,0 +1,106 @@
+//! Shape and type inference over a whole graph, with symbolic dims.
+//!
+//! Walks nodes in topological order and asks each op's registered `infer`
+//! for its output types, merging them with what the model already declared:
+//! a known dim is never replaced by a symbol or an unknown.
+
+use wpc_ir::graph::ValueType;
+use wpc_ir::ops::{self, InferCtx};
+use wpc_ir::{Dim, Error, Model, Result, Shape};
+
+/// Merges inferred type `new` into declared type `old`, keeping the more
+/// precise information of each; contradictions between known sizes are errors.
+fn merge(old: &ValueType, new: &ValueType) -> Result<ValueType> {
+    let dtype = match (old.dtype, new.dtype) {
+        (Some(a), Some(b)) if a != b => return Err(Error::invalid(format!("declared as {a} but computes {b}"))),
+        (a, b) => a.or(b),
+    };
+    let shape = match (old.shape.dims(), new.shape.dims()) {
+        (None, _) => new.shape.clone(),
+        (Some(_), None) => old.shape.clone(),
+        (Some(a), Some(b)) if a.len() != b.len() => {
+            return Err(Error::invalid(format!("declared with shape {} but computes {}", old.shape, new.shape)));
+        }
+        (Some(a), Some(b)) => Shape(Some(
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| match (x, y) {
+                    (Dim::Known(p), Dim::Known(q)) if p != q => {
+                        Err(Error::invalid(format!("declared with shape {} but computes {}", old.shape, new.shape)))
+                    }
+                    (Dim::Known(_), _) => Ok(x.clone()),
+                    (_, Dim::Known(_)) => Ok(y.clone()),
+                    (Dim::Symbol(_), _) => Ok(x.clone()),
+                    _ => Ok(y.clone()),
+                })
+                .collect::<Result<_>>()?,
+        )),
+    };
+    Ok(ValueType { dtype, shape })
+}
+
+/// Infers the type of every node output of the main graph. Returns how
+/// many values gained information.
+pub fn infer_shapes(model: &mut Model) -> Result<usize> {
+    let opset = model.opset();
+    let g = &mut model.graph;
+    let mut improved = 0;
+    for id in g.topo_order()? {
+        let node = g.node(id);
+        let Some(infer) = ops::lookup(&node.domain, &node.op).and_then(|d| d.infer) else { continue };
+        let inputs: Vec<Option<ValueType>> = node.inputs.iter().map(|i| i.map(|v| g.value(v).ty.clone())).collect();
+        let consts = node.inputs.iter().map(|i| i.and_then(|v| g.constants.get(&v))).collect();
+        let ctx = InferCtx { node, inputs, consts, opset };
+        let types = infer(&ctx).map_err(|e| e.within(node.context()))?;
+        let outputs = node.outputs.clone();
+        let context = node.context();
+        for (slot, ty) in outputs.iter().zip(types) {
+            let Some(v) = slot else { continue };
+            let old = &g.value(*v).ty;
+            let merged = merge(old, &ty).map_err(|e| e.within(format!("output '{}'", g.value(*v).name)).within(context.clone()))?;
+            if merged != *old {
+                improved += 1;
+                g.value_mut(*v).ty = merged;
+            }
+        }
+    }
+    Ok(improved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::GraphBuilder;
+    use wpc_ir::{DType, Tensor};
+
+    #[test]
+    fn propagates_symbolic_shapes_through_matmul_and_broadcast() {
+        let mut b = GraphBuilder::new();
+        let x = b.input("x", DType::F32, vec![Dim::Symbol("batch".into()), Dim::Known(4)]);
+        let w = b.constant("w", Tensor::from_vec(vec![4, 3], vec![0.5f32; 12]));
+        let bias = b.constant("b", Tensor::from_vec(vec![3], vec![1.0f32; 3]));
+        let y = b.node("MatMul", &[x, w]);
+        let z = b.node("Add", &[y, bias]);
+        let r = b.node("Relu", &[z]);
+        let mut model = b.finish(&[r]);
+        infer_shapes(&mut model).unwrap();
+        let ty = &model.graph.value(r).ty;
+        assert_eq!(ty.dtype, Some(DType::F32));
+        assert_eq!(ty.shape, Shape(Some(vec![Dim::Symbol("batch".into()), Dim::Known(3)])));
+    }
+
+    #[test]
+    fn uses_constant_inputs_for_reshape_and_reports_contradictions() {
+        let mut b = GraphBuilder::new();
+        let x = b.input("x", DType::F32, vec![Dim::Known(2), Dim::Known(6)]);
+        let s = b.constant("s", Tensor::i64s(vec![2], vec![3, -1]));
+        let y = b.node("Reshape", &[x, s]);
+        let mut model = b.finish(&[y]);
+        infer_shapes(&mut model).unwrap();
+        assert_eq!(model.graph.value(y).ty.shape, Shape::known(&[3, 4]));
+        // A declaration that contradicts the computation is an error naming the node.
+        model.graph.value_mut(y).ty.shape = Shape::known(&[4, 3]);
+        let err = infer_shapes(&mut model).unwrap_err();
+        assert!(err.to_string().contains("Reshape"), "{err}");
+    }
+}
