@@ -65,10 +65,14 @@ impl Backend for Reference {
         "reference"
     }
 
+    /// Runs the standard passes first, so every case also checks that they
+    /// preserve the model's meaning.
     fn run(&self, model: &Model, inputs: Vec<Tensor>) -> wpc_ir::Result<Vec<Tensor>> {
+        let mut model = model.clone();
+        wpc_passes::optimize(&mut model)?;
         let g = &model.graph;
         let named = g.inputs.iter().map(|&i| g.value(i).name.clone()).zip(inputs).collect();
-        Ok(wpc_ir::interp::run_model(model, &named)?.into_iter().map(|(_, t)| t).collect())
+        Ok(wpc_ir::interp::run_model(&model, &named)?.into_iter().map(|(_, t)| t).collect())
     }
 }
 

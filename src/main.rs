@@ -149,8 +149,9 @@ fn dispatch(cli: Cli) -> Result<()> {
 }
 
 fn run(model_path: &Path, inputs: &[String], dims: &[String], seed: u64, output_dir: &Path) -> Result<()> {
-    let model = wpc::load(model_path)?;
+    let mut model = wpc::load(model_path)?;
     wpc_ir::ops::check_model(&model).with_context(|| model_path.display().to_string())?;
+    wpc::passes::optimize(&mut model).with_context(|| model_path.display().to_string())?;
     let given = inputs.iter().map(|s| inputs::parse_input(s)).collect::<Result<Vec<(String, InputSource)>>>()?;
     let dims: HashMap<String, usize> = dims.iter().map(|s| inputs::parse_dim(s)).collect::<Result<_>>()?;
     let feeds = inputs::gather_inputs(&model, &given, &dims, seed)?;

@@ -156,10 +156,19 @@ impl Graph {
         }
         let outputs: Vec<ValueId> = node.outputs.iter().flatten().copied().collect();
         let id = NodeId(self.dag.add_node(node));
-        for o in outputs {
+        for &o in &outputs {
             self.producer[o.index()] = Some(id);
         }
         self.rewire(id);
+        // Nodes added earlier may already read these outputs (passes add
+        // producers after consumers): give them their edges too.
+        for o in outputs {
+            for consumer in self.consumers(o) {
+                if consumer != id {
+                    self.dag.add_edge(id.0, consumer.0, o);
+                }
+            }
+        }
         Ok(id)
     }
 
@@ -181,13 +190,23 @@ impl Graph {
         &mut self.dag[id.0]
     }
 
-    /// Recomputes the incoming edges of `id` from its inputs.
+    /// The values `id` reads: its inputs and what its subgraphs capture by name.
+    pub fn reads(&self, id: NodeId) -> Vec<ValueId> {
+        let node = &self.dag[id.0];
+        let mut reads: Vec<ValueId> = node.inputs.iter().flatten().copied().collect();
+        for sub in node.attrs.subgraphs() {
+            reads.extend(sub.outer_names().iter().filter_map(|name| self.find_value(name)));
+        }
+        reads
+    }
+
+    /// Recomputes the incoming edges of `id` from what it reads.
     pub fn rewire(&mut self, id: NodeId) {
         let old: Vec<_> = self.dag.edges_directed(id.0, petgraph::Direction::Incoming).map(|e| e.id()).collect();
         for e in old {
             self.dag.remove_edge(e);
         }
-        let inputs: Vec<ValueId> = self.dag[id.0].inputs.iter().flatten().copied().collect();
+        let inputs = self.reads(id);
         for v in inputs {
             if let Some(p) = self.producer[v.index()] {
                 self.dag.add_edge(p.0, id.0, v);
@@ -230,13 +249,9 @@ impl Graph {
         Ok(order)
     }
 
-    /// The nodes reading `v`.
+    /// The nodes reading `v` (as an input or a subgraph capture).
     pub fn consumers(&self, v: ValueId) -> Vec<NodeId> {
-        self.dag
-            .node_indices()
-            .filter(|&n| self.dag[n].inputs.contains(&Some(v)))
-            .map(NodeId)
-            .collect()
+        self.dag.node_indices().map(NodeId).filter(|&n| self.reads(n).contains(&v)).collect()
     }
 
     /// Replaces every read of `old` (by nodes and graph outputs) with `new`.

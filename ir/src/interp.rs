@@ -101,17 +101,9 @@ fn run_graph(graph: &Graph, opset: u32, inputs: Vec<Tensor>, parent: Option<&Sco
     // The step after which each value is dead (graph outputs never are).
     let mut last_use: HashMap<ValueId, usize> = HashMap::new();
     for (step, &n) in order.iter().enumerate() {
-        let node = graph.node(n);
-        for &v in node.inputs.iter().flatten() {
-            last_use.insert(v, step);
-        }
         // Values a subgraph reads by name stay alive until its node has run.
-        for sub in node.attrs.subgraphs() {
-            for name in sub.outer_names() {
-                if let Some(v) = graph.find_value(&name) {
-                    last_use.insert(v, step);
-                }
-            }
+        for v in graph.reads(n) {
+            last_use.insert(v, step);
         }
     }
     for o in &graph.outputs {

@@ -13,11 +13,7 @@ pub fn eliminate_dead_nodes(model: &mut Model) -> usize {
     loop {
         let mut live: HashSet<ValueId> = g.outputs.iter().copied().collect();
         for id in g.node_ids() {
-            let n = g.node(id);
-            live.extend(n.inputs.iter().flatten());
-            for sub in n.attrs.subgraphs() {
-                live.extend(sub.outer_names().iter().filter_map(|name| g.find_value(name)));
-            }
+            live.extend(g.reads(id));
         }
         let dead: Vec<_> = g.node_ids().filter(|&id| !g.node(id).outputs.iter().flatten().any(|o| live.contains(o))).collect();
         let unused: Vec<ValueId> = g.constants.keys().copied().filter(|v| !live.contains(v)).collect();
