@@ -21,6 +21,9 @@ mod resize;
 mod rnn;
 pub(crate) mod util;
 
+#[cfg(test)]
+mod prop_tests;
+
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
