@@ -16,9 +16,18 @@ impl Tolerance {
     /// bfloat16 `rtol 1e-2, atol 1e-3`; integers and bool exact.
     pub fn for_dtype(dtype: DType) -> Tolerance {
         match dtype {
-            DType::F32 | DType::F64 => Tolerance { rtol: 1e-3, atol: 1e-5 },
-            DType::F16 | DType::BF16 => Tolerance { rtol: 1e-2, atol: 1e-3 },
-            _ => Tolerance { rtol: 0.0, atol: 0.0 },
+            DType::F32 | DType::F64 => Tolerance {
+                rtol: 1e-3,
+                atol: 1e-5,
+            },
+            DType::F16 | DType::BF16 => Tolerance {
+                rtol: 1e-2,
+                atol: 1e-3,
+            },
+            _ => Tolerance {
+                rtol: 0.0,
+                atol: 0.0,
+            },
         }
     }
 }
@@ -33,10 +42,18 @@ pub struct ErrorStats {
 /// Compares `got` with `want`; `Err` says why they differ.
 pub fn compare(got: &Tensor, want: &Tensor, tol: Tolerance) -> Result<ErrorStats, String> {
     if got.dtype() != want.dtype() {
-        return Err(format!("dtype {} but expected {}", got.dtype(), want.dtype()));
+        return Err(format!(
+            "dtype {} but expected {}",
+            got.dtype(),
+            want.dtype()
+        ));
     }
     if got.shape() != want.shape() {
-        return Err(format!("shape {:?} but expected {:?}", got.shape(), want.shape()));
+        return Err(format!(
+            "shape {:?} but expected {:?}",
+            got.shape(),
+            want.shape()
+        ));
     }
     let (g, w) = (got.to_f64s(), want.to_f64s());
     let mut stats = ErrorStats::default();
@@ -51,7 +68,9 @@ pub fn compare(got: &Tensor, want: &Tensor, tol: Tolerance) -> Result<ErrorStats
             stats.max_abs = stats.max_abs.max(abs);
             stats.max_rel = stats.max_rel.max(rel);
         }
-        if !(abs <= tol.atol + tol.rtol * b.abs()) && first_bad.is_none() {
+        // Written so that a NaN error (one side NaN) counts as out of tolerance.
+        let within = abs <= tol.atol + tol.rtol * b.abs();
+        if !within && first_bad.is_none() {
             first_bad = Some((i, a, b));
         }
     }
@@ -78,6 +97,13 @@ mod tests {
         assert!(compare(&a, &c, tol).unwrap_err().contains("element 0"));
         assert!(compare(&a, &a.clone().reshaped(vec![3, 1]), tol).is_err());
         let i = Tensor::from_vec(vec![1], vec![1i64]);
-        assert!(compare(&i, &Tensor::from_vec(vec![1], vec![2i64]), Tolerance::for_dtype(DType::I64)).is_err());
+        assert!(
+            compare(
+                &i,
+                &Tensor::from_vec(vec![1], vec![2i64]),
+                Tolerance::for_dtype(DType::I64)
+            )
+            .is_err()
+        );
     }
 }

@@ -71,8 +71,16 @@ impl Backend for Reference {
         let mut model = model.clone();
         wpc_passes::optimize(&mut model)?;
         let g = &model.graph;
-        let named = g.inputs.iter().map(|&i| g.value(i).name.clone()).zip(inputs).collect();
-        Ok(wpc_ir::interp::run_model(&model, &named)?.into_iter().map(|(_, t)| t).collect())
+        let named = g
+            .inputs
+            .iter()
+            .map(|&i| g.value(i).name.clone())
+            .zip(inputs)
+            .collect();
+        Ok(wpc_ir::interp::run_model(&model, &named)?
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect())
     }
 }
 
@@ -91,9 +99,19 @@ pub fn list_cases(dir: &Path) -> Result<Vec<PathBuf>> {
 /// longest prefix of the squashed case name (`test_reduce_sum_keepdims` →
 /// `ReduceSum`), else the model's first op.
 pub fn case_op(case_name: &str, model: &Model) -> String {
-    let squashed: String = case_name.trim_start_matches("test_").chars().filter(|c| *c != '_').collect::<String>().to_lowercase();
+    let squashed: String = case_name
+        .trim_start_matches("test_")
+        .chars()
+        .filter(|c| *c != '_')
+        .collect::<String>()
+        .to_lowercase();
     let g = &model.graph;
-    let ops: Vec<String> = g.topo_order().unwrap_or_default().into_iter().map(|n| g.node(n).op.clone()).collect();
+    let ops: Vec<String> = g
+        .topo_order()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|n| g.node(n).op.clone())
+        .collect();
     ops.iter()
         .filter(|op| squashed.starts_with(&op.to_lowercase()))
         .max_by_key(|op| op.len())
@@ -115,17 +133,27 @@ fn run_case(dir: &Path, backend: &dyn Backend) -> (String, Outcome) {
         Ok(m) => m,
         Err(e) => return ("(unloadable)".into(), classify(&e)),
     };
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let op = case_op(&name, &model);
     if let Err(e) = wpc_ir::ops::check_model(&model) {
         return (op, classify(&e));
     }
     let mut sets: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect())
+        .map(|r| {
+            r.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_dir())
+                .collect()
+        })
         .unwrap_or_default();
     sets.sort();
     if sets.is_empty() {
-        return (op, Outcome::Unsupported("case has no tensor test data (non-tensor inputs)".into()));
+        return (
+            op,
+            Outcome::Unsupported("case has no tensor test data (non-tensor inputs)".into()),
+        );
     }
     for set in sets {
         let load = |prefix: &str, n: usize| -> Result<Vec<Tensor>, Outcome> {
@@ -133,7 +161,9 @@ fn run_case(dir: &Path, backend: &dyn Backend) -> (String, Outcome) {
                 .map(|i| {
                     let p = set.join(format!("{prefix}_{i}.pb"));
                     if !p.exists() {
-                        return Err(Outcome::Unsupported(format!("{prefix} {i} is not a tensor")));
+                        return Err(Outcome::Unsupported(format!(
+                            "{prefix} {i} is not a tensor"
+                        )));
                     }
                     wpc_ir::onnx::load_tensor_file(&p).map_err(|e| classify(&e))
                 })
@@ -163,7 +193,13 @@ fn run_case(dir: &Path, backend: &dyn Backend) -> (String, Outcome) {
 
 /// Runs every case in `dir` (optionally only those of op `filter`) on
 /// `threads` worker threads; `progress` is called after each case.
-pub fn run_all(dir: &Path, backend: &dyn Backend, filter: Option<&str>, threads: usize, progress: &(dyn Fn(usize, usize) + Sync)) -> Result<Report> {
+pub fn run_all(
+    dir: &Path,
+    backend: &dyn Backend,
+    filter: Option<&str>,
+    threads: usize,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Report> {
     let cases = list_cases(dir)?;
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
@@ -174,16 +210,31 @@ pub fn run_all(dir: &Path, backend: &dyn Backend, filter: Option<&str>, threads:
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(dir) = cases.get(i) else { break };
-                    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                    let name = dir
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
                     // A panic is a bug in wpc, but one case must not stop the run.
                     let (op, outcome) = catch_unwind(AssertUnwindSafe(|| run_case(dir, backend)))
                         .unwrap_or_else(|p| {
-                            let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
-                            ("(panicked)".into(), Outcome::Failed(format!("internal error (panic): {msg}")))
+                            let msg = p
+                                .downcast_ref::<String>()
+                                .cloned()
+                                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                                .unwrap_or_default();
+                            (
+                                "(panicked)".into(),
+                                Outcome::Failed(format!("internal error (panic): {msg}")),
+                            )
                         });
-                    let keep = filter.is_none_or(|f| op.eq_ignore_ascii_case(f) || name.contains(f));
+                    let keep =
+                        filter.is_none_or(|f| op.eq_ignore_ascii_case(f) || name.contains(f));
                     if keep {
-                        results.lock().expect("no poisoning").push(CaseResult { name, op, outcome });
+                        results.lock().expect("no poisoning").push(CaseResult {
+                            name,
+                            op,
+                            outcome,
+                        });
                     }
                     progress(done.fetch_add(1, Ordering::Relaxed) + 1, cases.len());
                 }
@@ -216,9 +267,15 @@ pub fn run_all(dir: &Path, backend: &dyn Backend, filter: Option<&str>, threads:
 impl Report {
     /// The per-op table and the closing summary line.
     pub fn render(&self, verbose: bool) -> String {
-        let mut s = format!("{:<36} {:>7} {:>7} {:>12}\n", "op", "passed", "failed", "unsupported");
+        let mut s = format!(
+            "{:<36} {:>7} {:>7} {:>12}\n",
+            "op", "passed", "failed", "unsupported"
+        );
         for (op, c) in &self.by_op {
-            s += &format!("{op:<36} {:>7} {:>7} {:>12}\n", c.passed, c.failed, c.unsupported);
+            s += &format!(
+                "{op:<36} {:>7} {:>7} {:>12}\n",
+                c.passed, c.failed, c.unsupported
+            );
         }
         if verbose {
             for c in &self.cases {
@@ -238,16 +295,30 @@ impl Report {
 
     /// Cases that pass in `baseline` but not here.
     pub fn regressions(&self, baseline: &Baseline) -> Vec<String> {
-        let passing: std::collections::HashSet<&str> =
-            self.cases.iter().filter(|c| c.outcome == Outcome::Passed).map(|c| c.name.as_str()).collect();
-        baseline.passing.iter().filter(|n| !passing.contains(n.as_str())).cloned().collect()
+        let passing: std::collections::HashSet<&str> = self
+            .cases
+            .iter()
+            .filter(|c| c.outcome == Outcome::Passed)
+            .map(|c| c.name.as_str())
+            .collect();
+        baseline
+            .passing
+            .iter()
+            .filter(|n| !passing.contains(n.as_str()))
+            .cloned()
+            .collect()
     }
 
     pub fn baseline(&self) -> Baseline {
         Baseline {
             backend: self.backend.clone(),
             passed: self.passed,
-            passing: self.cases.iter().filter(|c| c.outcome == Outcome::Passed).map(|c| c.name.clone()).collect(),
+            passing: self
+                .cases
+                .iter()
+                .filter(|c| c.outcome == Outcome::Passed)
+                .map(|c| c.name.clone())
+                .collect(),
         }
     }
 }

@@ -18,7 +18,9 @@ use wpc::inputs::{self, InputSource};
 /// (the message names the file, node, op and reason), 2 an internal error.
 #[derive(Parser)]
 #[command(name = "wpc", version, propagate_version = true)]
-#[command(after_help = "Examples:\n  wpc inspect model.onnx\n  wpc run model.onnx --input x=random --dim batch=1 --output-dir out/\n  wpc conformance ~/.cache/wpc-conformance --json report.json")]
+#[command(
+    after_help = "Examples:\n  wpc inspect model.onnx\n  wpc run model.onnx --input x=random --dim batch=1 --output-dir out/\n  wpc conformance ~/.cache/wpc-conformance --json report.json"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -93,7 +95,11 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(1) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     match std::panic::catch_unwind(|| dispatch(cli)) {
@@ -103,7 +109,9 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
         Err(_) => {
-            eprintln!("error: internal error in wpc (a bug); please report it with the model that triggered it");
+            eprintln!(
+                "error: internal error in wpc (a bug); please report it with the model that triggered it"
+            );
             ExitCode::from(2)
         }
     }
@@ -116,56 +124,122 @@ fn dispatch(cli: Cli) -> Result<()> {
             print!("{}", wpc::inspect::summary(&m));
             Ok(())
         }
-        Command::Run { model, backend: BackendName::Reference, inputs, dims, seed, output_dir } => run(&model, &inputs, &dims, seed, &output_dir),
-        Command::Conformance { dir, backend: BackendName::Reference, json, filter, baseline, write_baseline, verbose, threads } => {
-            let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        Command::Run {
+            model,
+            backend: BackendName::Reference,
+            inputs,
+            dims,
+            seed,
+            output_dir,
+        } => run(&model, &inputs, &dims, seed, &output_dir),
+        Command::Conformance {
+            dir,
+            backend: BackendName::Reference,
+            json,
+            filter,
+            baseline,
+            write_baseline,
+            verbose,
+            threads,
+        } => {
+            let threads = threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             let bar = indicatif::ProgressBar::new(0);
-            bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} cases {elapsed}").expect("valid template"));
-            let report = conformance::run_all(&dir, &conformance::Reference, filter.as_deref(), threads, &|done, total| {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-            })?;
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} cases {elapsed}")
+                    .expect("valid template"),
+            );
+            let report = conformance::run_all(
+                &dir,
+                &conformance::Reference,
+                filter.as_deref(),
+                threads,
+                &|done, total| {
+                    bar.set_length(total as u64);
+                    bar.set_position(done as u64);
+                },
+            )?;
             bar.finish_and_clear();
             print!("{}", report.render(verbose));
             if let Some(path) = json {
                 let text = serde_json::to_string_pretty(&report)?;
-                std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+                std::fs::write(&path, text)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
             }
             if let Some(path) = write_baseline {
-                std::fs::write(&path, serde_json::to_string_pretty(&report.baseline())? + "\n").with_context(|| format!("cannot write {}", path.display()))?;
+                std::fs::write(
+                    &path,
+                    serde_json::to_string_pretty(&report.baseline())? + "\n",
+                )
+                .with_context(|| format!("cannot write {}", path.display()))?;
             }
             if let Some(path) = baseline {
-                let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read baseline {}", path.display()))?;
-                let base: Baseline = serde_json::from_str(&text).with_context(|| format!("{} is not a baseline file", path.display()))?;
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read baseline {}", path.display()))?;
+                let base: Baseline = serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not a baseline file", path.display()))?;
                 let lost = report.regressions(&base);
                 if !lost.is_empty() {
-                    bail!("{} cases that pass in {} no longer pass: {}", lost.len(), path.display(), lost.join(", "));
+                    bail!(
+                        "{} cases that pass in {} no longer pass: {}",
+                        lost.len(),
+                        path.display(),
+                        lost.join(", ")
+                    );
                 }
-                println!("baseline {}: no regressions ({} passed now, {} in baseline)", path.display(), report.passed, base.passed);
+                println!(
+                    "baseline {}: no regressions ({} passed now, {} in baseline)",
+                    path.display(),
+                    report.passed,
+                    base.passed
+                );
             }
             Ok(())
         }
     }
 }
 
-fn run(model_path: &Path, inputs: &[String], dims: &[String], seed: u64, output_dir: &Path) -> Result<()> {
+fn run(
+    model_path: &Path,
+    inputs: &[String],
+    dims: &[String],
+    seed: u64,
+    output_dir: &Path,
+) -> Result<()> {
     let mut model = wpc::load(model_path)?;
     wpc_ir::ops::check_model(&model).with_context(|| model_path.display().to_string())?;
     wpc::passes::optimize(&mut model).with_context(|| model_path.display().to_string())?;
-    let given = inputs.iter().map(|s| inputs::parse_input(s)).collect::<Result<Vec<(String, InputSource)>>>()?;
-    let dims: HashMap<String, usize> = dims.iter().map(|s| inputs::parse_dim(s)).collect::<Result<_>>()?;
+    let given = inputs
+        .iter()
+        .map(|s| inputs::parse_input(s))
+        .collect::<Result<Vec<(String, InputSource)>>>()?;
+    let dims: HashMap<String, usize> = dims
+        .iter()
+        .map(|s| inputs::parse_dim(s))
+        .collect::<Result<_>>()?;
     let feeds = inputs::gather_inputs(&model, &given, &dims, seed)?;
-    let outputs = wpc_ir::interp::run_model(&model, &feeds).with_context(|| model_path.display().to_string())?;
+    let outputs = wpc_ir::interp::run_model(&model, &feeds)
+        .with_context(|| model_path.display().to_string())?;
     // Write into a temporary directory first so a failure leaves no partial output.
-    let parent = output_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let parent = output_dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
     let tmp = tempfile_dir(parent)?;
     for (name, t) in &outputs {
         let file = sanitize(name) + ".npy";
         wpc::npy::write(&tmp.join(&file), t)?;
-        println!("{name}: {} {:?} -> {}", t.dtype(), t.shape(), output_dir.join(&file).display());
+        println!(
+            "{name}: {} {:?} -> {}",
+            t.dtype(),
+            t.shape(),
+            output_dir.join(&file).display()
+        );
     }
-    std::fs::create_dir_all(output_dir).with_context(|| format!("cannot create {}", output_dir.display()))?;
+    std::fs::create_dir_all(output_dir)
+        .with_context(|| format!("cannot create {}", output_dir.display()))?;
     for entry in std::fs::read_dir(&tmp)? {
         let entry = entry?;
         std::fs::rename(entry.path(), output_dir.join(entry.file_name()))?;
@@ -183,5 +257,13 @@ fn tempfile_dir(parent: &Path) -> Result<PathBuf> {
 
 /// A file name for an output tensor name (ONNX names may contain `/` or `:`).
 fn sanitize(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect()
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }

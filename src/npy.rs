@@ -47,15 +47,27 @@ fn dtype_of(descr: &str) -> Result<DType> {
         "i8" => DType::I64,
         "u8" => DType::U64,
         "b1" => DType::Bool,
-        _ => bail!("unsupported .npy dtype '{descr}' (big-endian, strings and objects are not supported)"),
+        _ => bail!(
+            "unsupported .npy dtype '{descr}' (big-endian, strings and objects are not supported)"
+        ),
     })
 }
 
 /// The value of `key` in the header's Python dict literal.
 fn header_field<'a>(header: &'a str, key: &str) -> Result<&'a str> {
-    let at = header.find(&format!("'{key}'")).with_context(|| format!("header has no '{key}'"))?;
-    let rest = header[at + key.len() + 2..].trim_start().strip_prefix(':').context("malformed header")?.trim_start();
-    let end = if rest.starts_with('(') { rest.find(')').map(|i| i + 1) } else { rest.find([',', '}']) };
+    let at = header
+        .find(&format!("'{key}'"))
+        .with_context(|| format!("header has no '{key}'"))?;
+    let rest = header[at + key.len() + 2..]
+        .trim_start()
+        .strip_prefix(':')
+        .context("malformed header")?
+        .trim_start();
+    let end = if rest.starts_with('(') {
+        rest.find(')').map(|i| i + 1)
+    } else {
+        rest.find([',', '}'])
+    };
     Ok(rest[..end.context("malformed header")?].trim())
 }
 
@@ -89,12 +101,19 @@ fn parse(bytes: &[u8]) -> Result<Tensor> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().with_context(|| format!("bad dimension '{s}'")))
+        .map(|s| {
+            s.parse::<usize>()
+                .with_context(|| format!("bad dimension '{s}'"))
+        })
         .collect::<Result<_>>()?;
     let data = &bytes[start + hlen..];
     let n: usize = shape.iter().product();
     if data.len() != n * dtype.size() {
-        bail!("holds {} data bytes, shape {shape:?} of {dtype} needs {}", data.len(), n * dtype.size());
+        bail!(
+            "holds {} data bytes, shape {shape:?} of {dtype} needs {}",
+            data.len(),
+            n * dtype.size()
+        );
     }
     let proto = wpc_ir::onnx::proto::TensorProto {
         dims: shape.iter().map(|&d| d as i64).collect(),
@@ -109,9 +128,18 @@ fn parse(bytes: &[u8]) -> Result<Tensor> {
 pub fn write(path: &Path, t: &Tensor) -> Result<()> {
     let shape = match t.shape() {
         [d] => format!("({d},)"),
-        s => format!("({})", s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+        s => format!(
+            "({})",
+            s.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
-    let mut header = format!("{{'descr': '{}', 'fortran_order': False, 'shape': {shape}, }}", descr(t.dtype())?);
+    let mut header = format!(
+        "{{'descr': '{}', 'fortran_order': False, 'shape': {shape}, }}",
+        descr(t.dtype())?
+    );
     // Pad so the data starts on a 64-byte boundary, ending with a newline.
     let total = MAGIC.len() + 4 + header.len() + 1;
     header.push_str(&" ".repeat(total.next_multiple_of(64) - total));

@@ -6,12 +6,16 @@ use std::process::{Command, Output};
 
 use prost::Message;
 use wpc::ir::onnx::proto::{
-    AttributeProto, Dimension, DimensionValue, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto,
-    TensorShapeProto, TensorTypeProto, TypeProto, TypeValue, ValueInfoProto, attribute_type,
+    AttributeProto, Dimension, DimensionValue, GraphProto, ModelProto, NodeProto,
+    OperatorSetIdProto, StringStringEntryProto, TensorProto, TensorShapeProto, TensorTypeProto,
+    TypeProto, TypeValue, ValueInfoProto, attribute_type,
 };
 
 fn wpc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wpc")).args(args).output().expect("wpc runs")
+    Command::new(env!("CARGO_BIN_EXE_wpc"))
+        .args(args)
+        .output()
+        .expect("wpc runs")
 }
 
 fn stderr(o: &Output) -> String {
@@ -19,9 +23,22 @@ fn stderr(o: &Output) -> String {
 }
 
 fn value_info(name: &str, dims: &[DimensionValue]) -> ValueInfoProto {
-    let dim = dims.iter().map(|d| Dimension { value: Some(d.clone()) }).collect();
-    let tensor = TensorTypeProto { elem_type: 1, shape: Some(TensorShapeProto { dim }) };
-    ValueInfoProto { name: name.into(), r#type: Some(TypeProto { value: Some(TypeValue::TensorType(tensor)) }) }
+    let dim = dims
+        .iter()
+        .map(|d| Dimension {
+            value: Some(d.clone()),
+        })
+        .collect();
+    let tensor = TensorTypeProto {
+        elem_type: 1,
+        shape: Some(TensorShapeProto { dim }),
+    };
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            value: Some(TypeValue::TensorType(tensor)),
+        }),
+    }
 }
 
 /// `y = Relu(x · w + b)` with x of shape [batch, 3], as a serialised model.
@@ -33,19 +50,35 @@ fn small_model(op: &str, weights: TensorProto) -> ModelProto {
         op_type: op.into(),
         ..Default::default()
     };
-    let b = TensorProto { dims: vec![2], data_type: 1, float_data: vec![0.5, -10.0], name: "b".into(), ..Default::default() };
+    let b = TensorProto {
+        dims: vec![2],
+        data_type: 1,
+        float_data: vec![0.5, -10.0],
+        name: "b".into(),
+        ..Default::default()
+    };
     let batch = DimensionValue::DimParam("batch".into());
     let graph = GraphProto {
-        node: vec![node("MatMul", &["x", "w"], "xw"), node("Add", &["xw", "b"], "z"), node(op, &["z"], "y")],
+        node: vec![
+            node("MatMul", &["x", "w"], "xw"),
+            node("Add", &["xw", "b"], "z"),
+            node(op, &["z"], "y"),
+        ],
         name: "small".into(),
         initializer: vec![weights, b],
-        input: vec![value_info("x", &[batch.clone(), DimensionValue::DimValue(3)])],
+        input: vec![value_info(
+            "x",
+            &[batch.clone(), DimensionValue::DimValue(3)],
+        )],
         output: vec![value_info("y", &[batch, DimensionValue::DimValue(2)])],
         ..Default::default()
     };
     ModelProto {
         ir_version: 9,
-        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 17 }],
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 17,
+        }],
         producer_name: "wpc-tests".into(),
         graph: Some(graph),
         ..Default::default()
@@ -53,7 +86,13 @@ fn small_model(op: &str, weights: TensorProto) -> ModelProto {
 }
 
 fn weights() -> TensorProto {
-    TensorProto { dims: vec![3, 2], data_type: 1, float_data: vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0], name: "w".into(), ..Default::default() }
+    TensorProto {
+        dims: vec![3, 2],
+        data_type: 1,
+        float_data: vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0],
+        name: "w".into(),
+        ..Default::default()
+    }
 }
 
 fn write(dir: &Path, name: &str, model: &ModelProto) -> String {
@@ -69,7 +108,12 @@ fn inspect_shows_inputs_ops_and_parameters() {
     let out = wpc(&["inspect", &path]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
-    for want in ["x                        float32  [batch, 3]", "MatMul", "parameters: 8 in 2 initializers", "unsupported: none"] {
+    for want in [
+        "x                        float32  [batch, 3]",
+        "MatMul",
+        "parameters: 8 in 2 initializers",
+        "unsupported: none",
+    ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
 }
@@ -82,23 +126,58 @@ fn run_writes_outputs_from_npy_and_random_inputs() {
     let xin = dir.path().join("x.npy");
     wpc::npy::write(&xin, &x).unwrap();
     let out_dir = dir.path().join("out");
-    let out = wpc(&["run", &path, "--input", &format!("x={}", xin.display()), "--output-dir", out_dir.to_str().unwrap()]);
+    let out = wpc(&[
+        "run",
+        &path,
+        "--input",
+        &format!("x={}", xin.display()),
+        "--output-dir",
+        out_dir.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     // x·w = [4, 5]; + b = [4.5, -5]; Relu = [4.5, 0].
     let y = wpc::npy::read(&out_dir.join("y.npy")).unwrap();
     assert_eq!(y.to_f64s(), vec![4.5, 0.0]);
 
     let rand_dir = dir.path().join("rand");
-    let run_random = || wpc(&["run", &path, "--input", "x=random", "--dim", "batch=4", "--seed", "7", "-o", rand_dir.to_str().unwrap()]);
+    let run_random = || {
+        wpc(&[
+            "run",
+            &path,
+            "--input",
+            "x=random",
+            "--dim",
+            "batch=4",
+            "--seed",
+            "7",
+            "-o",
+            rand_dir.to_str().unwrap(),
+        ])
+    };
     assert!(run_random().status.success());
     let first = wpc::npy::read(&rand_dir.join("y.npy")).unwrap();
     assert_eq!(first.shape(), &[4, 2]);
     assert!(run_random().status.success());
-    assert_eq!(wpc::npy::read(&rand_dir.join("y.npy")).unwrap(), first, "random inputs are seeded");
+    assert_eq!(
+        wpc::npy::read(&rand_dir.join("y.npy")).unwrap(),
+        first,
+        "random inputs are seeded"
+    );
 
-    let unbound = wpc(&["run", &path, "--input", "x=random", "-o", rand_dir.to_str().unwrap()]);
+    let unbound = wpc(&[
+        "run",
+        &path,
+        "--input",
+        "x=random",
+        "-o",
+        rand_dir.to_str().unwrap(),
+    ]);
     assert_eq!(unbound.status.code(), Some(1));
-    assert!(stderr(&unbound).contains("--dim batch=N"), "{}", stderr(&unbound));
+    assert!(
+        stderr(&unbound).contains("--dim batch=N"),
+        "{}",
+        stderr(&unbound)
+    );
 }
 
 /// Every bad-input case: exit code 1, a message naming the problem, and no output directory.
@@ -110,7 +189,10 @@ fn assert_user_error(args: &[&str], out_dir: &Path, needles: &[&str]) {
         assert!(err.contains(n), "expected {n:?} in: {err}");
     }
     assert!(!err.contains("panicked"), "{err}");
-    assert!(!out_dir.exists(), "a failed run must leave no output behind");
+    assert!(
+        !out_dir.exists(),
+        "a failed run must leave no output behind"
+    );
 }
 
 #[test]
@@ -122,49 +204,127 @@ fn bad_models_give_clear_errors_and_exit_code_1() {
 
     let truncated = dir.path().join("truncated.onnx");
     std::fs::write(&truncated, &good[..good.len() / 2]).unwrap();
-    assert_user_error(&["run", truncated.to_str().unwrap(), "--input", "x=random", "--dim", "batch=1", "-o", o], &out_dir, &["truncated.onnx", "not an ONNX model"]);
+    assert_user_error(
+        &[
+            "run",
+            truncated.to_str().unwrap(),
+            "--input",
+            "x=random",
+            "--dim",
+            "batch=1",
+            "-o",
+            o,
+        ],
+        &out_dir,
+        &["truncated.onnx", "not an ONNX model"],
+    );
 
     let magic = dir.path().join("magic.onnx");
     std::fs::write(&magic, b"\x89PNG\r\n\x1a\nnot a model at all").unwrap();
-    assert_user_error(&["inspect", magic.to_str().unwrap()], &out_dir, &["magic.onnx", "not an ONNX model"]);
+    assert_user_error(
+        &["inspect", magic.to_str().unwrap()],
+        &out_dir,
+        &["magic.onnx", "not an ONNX model"],
+    );
 
-    let unknown = write(dir.path(), "unknown.onnx", &small_model("FancyActivation", weights()));
-    assert_user_error(&["run", &unknown, "--input", "x=random", "--dim", "batch=1", "-o", o], &out_dir, &["unknown.onnx", "fancyactivation_node", "FancyActivation", "not supported"]);
+    let unknown = write(
+        dir.path(),
+        "unknown.onnx",
+        &small_model("FancyActivation", weights()),
+    );
+    assert_user_error(
+        &[
+            "run", &unknown, "--input", "x=random", "--dim", "batch=1", "-o", o,
+        ],
+        &out_dir,
+        &[
+            "unknown.onnx",
+            "fancyactivation_node",
+            "FancyActivation",
+            "not supported",
+        ],
+    );
 
     let external = TensorProto {
         dims: vec![3, 2],
         data_type: 1,
         name: "w".into(),
         data_location: 1,
-        external_data: vec![StringStringEntryProto { key: "location".into(), value: "weights.bin".into() }],
+        external_data: vec![StringStringEntryProto {
+            key: "location".into(),
+            value: "weights.bin".into(),
+        }],
         ..Default::default()
     };
     let ext = write(dir.path(), "external.onnx", &small_model("Relu", external));
-    assert_user_error(&["inspect", &ext], &out_dir, &["external.onnx", "initializer 'w'", "weights.bin"]);
+    assert_user_error(
+        &["inspect", &ext],
+        &out_dir,
+        &["external.onnx", "initializer 'w'", "weights.bin"],
+    );
     // With the side file present the same model loads and runs.
-    let bytes: Vec<u8> = [1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let bytes: Vec<u8> = [1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
     std::fs::write(dir.path().join("weights.bin"), bytes).unwrap();
     let ok_dir = dir.path().join("ok");
-    let out = wpc(&["run", &ext, "--input", "x=random", "--dim", "batch=2", "-o", ok_dir.to_str().unwrap()]);
+    let out = wpc(&[
+        "run",
+        &ext,
+        "--input",
+        "x=random",
+        "--dim",
+        "batch=2",
+        "-o",
+        ok_dir.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
 
     let missing = dir.path().join("missing.onnx");
-    assert_user_error(&["inspect", missing.to_str().unwrap()], &out_dir, &["missing.onnx", "cannot read"]);
+    assert_user_error(
+        &["inspect", missing.to_str().unwrap()],
+        &out_dir,
+        &["missing.onnx", "cannot read"],
+    );
 
     let mut bad_attr = small_model("Softmax", weights());
-    bad_attr.graph.as_mut().unwrap().node[2].attribute.push(AttributeProto {
-        name: "axis".into(),
-        r#type: attribute_type::STRING,
-        s: b"last".to_vec(),
-        ..Default::default()
-    });
+    bad_attr.graph.as_mut().unwrap().node[2]
+        .attribute
+        .push(AttributeProto {
+            name: "axis".into(),
+            r#type: attribute_type::STRING,
+            s: b"last".to_vec(),
+            ..Default::default()
+        });
     let bad = write(dir.path(), "badattr.onnx", &bad_attr);
-    assert_user_error(&["run", &bad, "--input", "x=random", "--dim", "batch=1", "-o", o], &out_dir, &["softmax_node", "attribute 'axis' should be an int"]);
+    assert_user_error(
+        &[
+            "run", &bad, "--input", "x=random", "--dim", "batch=1", "-o", o,
+        ],
+        &out_dir,
+        &["softmax_node", "attribute 'axis' should be an int"],
+    );
 
     let wrong_input = dir.path().join("wrong.npy");
-    wpc::npy::write(&wrong_input, &wpc::ir::Tensor::from_vec(vec![1, 4], vec![1.0f32; 4])).unwrap();
+    wpc::npy::write(
+        &wrong_input,
+        &wpc::ir::Tensor::from_vec(vec![1, 4], vec![1.0f32; 4]),
+    )
+    .unwrap();
     let relu = write(dir.path(), "relu.onnx", &small_model("Relu", weights()));
-    assert_user_error(&["run", &relu, "--input", &format!("x={}", wrong_input.display()), "-o", o], &out_dir, &["input 'x' must have shape [batch, 3]"]);
+    assert_user_error(
+        &[
+            "run",
+            &relu,
+            "--input",
+            &format!("x={}", wrong_input.display()),
+            "-o",
+            o,
+        ],
+        &out_dir,
+        &["input 'x' must have shape [batch, 3]"],
+    );
 
     let usage = wpc(&["run"]);
     assert_eq!(usage.status.code(), Some(1), "usage errors are user errors");

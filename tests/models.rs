@@ -12,35 +12,55 @@ use std::path::PathBuf;
 use wpc::compare::{Tolerance, compare};
 
 fn models_dir() -> PathBuf {
-    std::env::var_os("WPC_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/wpc-models")
-    })
+    std::env::var_os("WPC_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/wpc-models")
+        })
 }
 
 /// Tolerance against onnxruntime: both compute in float32 but in different
 /// orders (ORT uses fused, vectorised kernels), so errors accumulate over
 /// dozens of layers; 1e-4 absolute on top of 1e-3 relative covers them.
-const TOLERANCE: Tolerance = Tolerance { rtol: 1e-3, atol: 1e-4 };
+const TOLERANCE: Tolerance = Tolerance {
+    rtol: 1e-3,
+    atol: 1e-4,
+};
 
 #[test]
 fn real_models_match_onnxruntime() {
     let dir = models_dir();
     let manifest = std::fs::read_to_string(dir.join("manifest.json")).unwrap_or_else(|e| {
-        panic!("{}: {e}; prepare the models with: python scripts/setup_models.py {}", dir.join("manifest.json").display(), dir.display())
+        panic!(
+            "{}: {e}; prepare the models with: python scripts/setup_models.py {}",
+            dir.join("manifest.json").display(),
+            dir.display()
+        )
     });
     let manifest: serde_json::Value = serde_json::from_str(&manifest).expect("manifest is JSON");
     let cases = manifest["cases"].as_array().expect("manifest lists cases");
-    assert!(cases.len() >= 15, "expected the 9 light CNNs and 6 Silero VAD models, found {}", cases.len());
+    assert!(
+        cases.len() >= 15,
+        "expected the 9 light CNNs and 6 Silero VAD models, found {}",
+        cases.len()
+    );
     let mut failures = Vec::new();
     for case in cases {
         let name = case["name"].as_str().expect("case name");
-        let mut model = wpc::load(&dir.join(case["model"].as_str().expect("model path"))).expect("model loads");
+        let mut model =
+            wpc::load(&dir.join(case["model"].as_str().expect("model path"))).expect("model loads");
         wpc::passes::optimize(&mut model).unwrap_or_else(|e| panic!("{name}: passes failed: {e}"));
         let feeds: HashMap<String, wpc::ir::Tensor> = case["inputs"]
             .as_object()
             .expect("inputs")
             .iter()
-            .map(|(k, f)| (k.clone(), wpc::npy::read(&dir.join(name).join(f.as_str().expect("file"))).expect("input npy")))
+            .map(|(k, f)| {
+                (
+                    k.clone(),
+                    wpc::npy::read(&dir.join(name).join(f.as_str().expect("file")))
+                        .expect("input npy"),
+                )
+            })
             .collect();
         let started = std::time::Instant::now();
         let outputs = match wpc::ir::interp::run_model(&model, &feeds) {
@@ -52,13 +72,22 @@ fn real_models_match_onnxruntime() {
         };
         let elapsed = started.elapsed();
         for (out_name, t) in outputs {
-            let file = case["outputs"][&out_name].as_str().unwrap_or_else(|| panic!("{name}: no expected output {out_name}"));
+            let file = case["outputs"][&out_name]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name}: no expected output {out_name}"));
             let want = wpc::npy::read(&dir.join(name).join(file)).expect("expected npy");
             match compare(&t, &want, TOLERANCE) {
-                Ok(s) => println!("{name:<28} {out_name:<20} max abs {:.2e}  max rel {:.2e}  ({elapsed:.2?})", s.max_abs, s.max_rel),
+                Ok(s) => println!(
+                    "{name:<28} {out_name:<20} max abs {:.2e}  max rel {:.2e}  ({elapsed:.2?})",
+                    s.max_abs, s.max_rel
+                ),
                 Err(why) => failures.push(format!("{name} output {out_name}: {why}")),
             }
         }
     }
-    assert!(failures.is_empty(), "models that do not match onnxruntime:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "models that do not match onnxruntime:\n{}",
+        failures.join("\n")
+    );
 }

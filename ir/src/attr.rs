@@ -42,7 +42,10 @@ impl Attr {
 pub struct Attrs(pub Vec<(String, Attr)>);
 
 fn wrong_type(name: &str, want: &str, got: &Attr) -> Error {
-    Error::invalid(format!("attribute '{name}' should be {want} but is {}", got.kind()))
+    Error::invalid(format!(
+        "attribute '{name}' should be {want} but is {}",
+        got.kind()
+    ))
 }
 
 impl Attrs {
@@ -131,7 +134,9 @@ impl Attrs {
 
     pub fn graph(&self, name: &str) -> Result<&Graph> {
         match self.get(name) {
-            None => Err(Error::invalid(format!("missing required graph attribute '{name}'"))),
+            None => Err(Error::invalid(format!(
+                "missing required graph attribute '{name}'"
+            ))),
             Some(Attr::Graph(g)) => Ok(g),
             Some(a) => Err(wrong_type(name, "a graph", a)),
         }

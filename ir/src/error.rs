@@ -28,7 +28,11 @@ pub struct Error {
 
 impl Error {
     pub fn new(kind: ErrorKind, reason: impl Into<String>) -> Error {
-        Error { kind, context: Vec::new(), reason: reason.into() }
+        Error {
+            kind,
+            context: Vec::new(),
+            reason: reason.into(),
+        }
     }
 
     pub fn invalid(reason: impl Into<String>) -> Error {
@@ -47,7 +51,11 @@ impl Error {
 
     /// The short description of a node used as error context.
     pub fn node_context(name: &str, op: &str) -> String {
-        if name.is_empty() { format!("node of op {op}") } else { format!("node '{name}' (op {op})") }
+        if name.is_empty() {
+            format!("node of op {op}")
+        } else {
+            format!("node '{name}' (op {op})")
+        }
     }
 }
 

@@ -39,7 +39,10 @@ pub struct ValueType {
 
 impl ValueType {
     pub fn new(dtype: DType, shape: Shape) -> ValueType {
-        ValueType { dtype: Some(dtype), shape }
+        ValueType {
+            dtype: Some(dtype),
+            shape,
+        }
     }
 
     /// The type of a concrete tensor.
@@ -97,18 +100,27 @@ pub struct Graph {
 
 impl Graph {
     pub fn new(name: impl Into<String>) -> Graph {
-        Graph { name: name.into(), ..Graph::default() }
+        Graph {
+            name: name.into(),
+            ..Graph::default()
+        }
     }
 
     /// Adds a value; names must be unique within the graph.
     pub fn add_value(&mut self, name: impl Into<String>, ty: ValueType) -> Result<ValueId> {
         let name = name.into();
         if self.by_name.contains_key(&name) {
-            return Err(Error::invalid(format!("tensor name '{name}' is defined twice")));
+            return Err(Error::invalid(format!(
+                "tensor name '{name}' is defined twice"
+            )));
         }
         let id = ValueId(self.values.len() as u32);
         self.by_name.insert(name.clone(), id);
-        self.values.push(Value { name, ty, outer: false });
+        self.values.push(Value {
+            name,
+            ty,
+            outer: false,
+        });
         self.producer.push(None);
         Ok(id)
     }
@@ -195,14 +207,22 @@ impl Graph {
         let node = &self.dag[id.0];
         let mut reads: Vec<ValueId> = node.inputs.iter().flatten().copied().collect();
         for sub in node.attrs.subgraphs() {
-            reads.extend(sub.outer_names().iter().filter_map(|name| self.find_value(name)));
+            reads.extend(
+                sub.outer_names()
+                    .iter()
+                    .filter_map(|name| self.find_value(name)),
+            );
         }
         reads
     }
 
     /// Recomputes the incoming edges of `id` from what it reads.
     pub fn rewire(&mut self, id: NodeId) {
-        let old: Vec<_> = self.dag.edges_directed(id.0, petgraph::Direction::Incoming).map(|e| e.id()).collect();
+        let old: Vec<_> = self
+            .dag
+            .edges_directed(id.0, petgraph::Direction::Incoming)
+            .map(|e| e.id())
+            .collect();
         for e in old {
             self.dag.remove_edge(e);
         }
@@ -228,10 +248,18 @@ impl Graph {
     pub fn topo_order(&self) -> Result<Vec<NodeId>> {
         let mut indegree: HashMap<NodeIndex, usize> = HashMap::new();
         for n in self.dag.node_indices() {
-            indegree.insert(n, self.dag.edges_directed(n, petgraph::Direction::Incoming).count());
+            indegree.insert(
+                n,
+                self.dag
+                    .edges_directed(n, petgraph::Direction::Incoming)
+                    .count(),
+            );
         }
-        let mut ready: std::collections::BTreeSet<NodeIndex> =
-            indegree.iter().filter(|(_, d)| **d == 0).map(|(n, _)| *n).collect();
+        let mut ready: std::collections::BTreeSet<NodeIndex> = indegree
+            .iter()
+            .filter(|(_, d)| **d == 0)
+            .map(|(n, _)| *n)
+            .collect();
         let mut order = Vec::with_capacity(indegree.len());
         while let Some(n) = ready.pop_first() {
             order.push(NodeId(n));
@@ -251,7 +279,11 @@ impl Graph {
 
     /// The nodes reading `v` (as an input or a subgraph capture).
     pub fn consumers(&self, v: ValueId) -> Vec<NodeId> {
-        self.dag.node_indices().map(NodeId).filter(|&n| self.reads(n).contains(&v)).collect()
+        self.dag
+            .node_indices()
+            .map(NodeId)
+            .filter(|&n| self.reads(n).contains(&v))
+            .collect()
     }
 
     /// Replaces every read of `old` (by nodes and graph outputs) with `new`.
@@ -274,8 +306,12 @@ impl Graph {
     /// Names of values this graph reads from enclosing graphs, including
     /// those read by its own subgraphs.
     pub fn outer_names(&self) -> Vec<String> {
-        let mut names: Vec<String> =
-            self.values.iter().filter(|v| v.outer).map(|v| v.name.clone()).collect();
+        let mut names: Vec<String> = self
+            .values
+            .iter()
+            .filter(|v| v.outer)
+            .map(|v| v.name.clone())
+            .collect();
         for n in self.dag.node_weights() {
             for g in n.attrs.subgraphs() {
                 for name in g.outer_names() {

@@ -17,18 +17,27 @@ pub fn run_model(model: &Model, inputs: &HashMap<String, Tensor>) -> Result<Vec<
     for name in inputs.keys() {
         if !g.inputs.iter().any(|&i| g.value(i).name == *name) {
             let known: Vec<_> = g.inputs.iter().map(|&i| g.value(i).name.as_str()).collect();
-            bail!("the model has no input '{name}' (its inputs: {})", known.join(", "));
+            bail!(
+                "the model has no input '{name}' (its inputs: {})",
+                known.join(", ")
+            );
         }
     }
     let mut ordered = Vec::with_capacity(g.inputs.len());
     for &id in &g.inputs {
         let v = g.value(id);
-        let t = inputs.get(&v.name).ok_or_else(|| Error::invalid(format!("input '{}' was not given", v.name)))?;
+        let t = inputs
+            .get(&v.name)
+            .ok_or_else(|| Error::invalid(format!("input '{}' was not given", v.name)))?;
         check_input(&v.name, &v.ty, t)?;
         ordered.push(t.clone());
     }
     let outs = run_graph(g, model.opset(), ordered, None)?;
-    Ok(g.outputs.iter().map(|&o| g.value(o).name.clone()).zip(outs).collect())
+    Ok(g.outputs
+        .iter()
+        .map(|&o| g.value(o).name.clone())
+        .zip(outs)
+        .collect())
 }
 
 /// Rejects an input whose dtype or known dims differ from the declaration.
@@ -39,9 +48,17 @@ fn check_input(name: &str, ty: &crate::graph::ValueType, t: &Tensor) -> Result<(
         bail!("input '{name}' must be {dt}, got {}", t.dtype());
     }
     if let Some(dims) = ty.shape.dims() {
-        let fits = dims.len() == t.rank() && dims.iter().zip(t.shape()).all(|(d, &n)| d.known().is_none_or(|k| k == n));
+        let fits = dims.len() == t.rank()
+            && dims
+                .iter()
+                .zip(t.shape())
+                .all(|(d, &n)| d.known().is_none_or(|k| k == n));
         if !fits {
-            bail!("input '{name}' must have shape {}, got {:?}", ty.shape, t.shape());
+            bail!(
+                "input '{name}' must have shape {}, got {:?}",
+                ty.shape,
+                t.shape()
+            );
         }
     }
     Ok(())
@@ -89,9 +106,19 @@ impl SubgraphRunner for Runner<'_> {
 
 /// Evaluates `graph` with positional `inputs`; `parent` resolves names the
 /// graph reads from enclosing graphs.
-fn run_graph(graph: &Graph, opset: u32, inputs: Vec<Tensor>, parent: Option<&Scope>) -> Result<Vec<Tensor>> {
+fn run_graph(
+    graph: &Graph,
+    opset: u32,
+    inputs: Vec<Tensor>,
+    parent: Option<&Scope>,
+) -> Result<Vec<Tensor>> {
     if inputs.len() != graph.inputs.len() {
-        bail!("graph '{}' takes {} inputs, got {}", graph.name, graph.inputs.len(), inputs.len());
+        bail!(
+            "graph '{}' takes {} inputs, got {}",
+            graph.name,
+            graph.inputs.len(),
+            inputs.len()
+        );
     }
     let order = graph.topo_order()?;
     let mut env: Vec<Option<Tensor>> = vec![None; graph.value_ids().count()];
@@ -119,24 +146,47 @@ fn run_graph(graph: &Graph, opset: u32, inputs: Vec<Tensor>, parent: Option<&Sco
             Error::unsupported(format!("op {} is not supported", node.op)).within(node.context())
         })?;
         let outputs = {
-            let scope = Scope { graph, env: &env, parent };
+            let scope = Scope {
+                graph,
+                env: &env,
+                parent,
+            };
             let mut ins = Vec::with_capacity(node.inputs.len());
             for &i in &node.inputs {
                 ins.push(match i {
                     None => None,
                     Some(v) => Some(scope.get(v).ok_or_else(|| {
-                        Error::invalid(format!("input '{}' has no value", graph.value(v).name)).within(node.context())
+                        Error::invalid(format!("input '{}' has no value", graph.value(v).name))
+                            .within(node.context())
                     })?),
                 });
             }
-            let runner = Runner { scope: &scope, opset };
-            let ctx = EvalCtx { node, inputs: ins, opset, subgraphs: &runner };
+            let runner = Runner {
+                scope: &scope,
+                opset,
+            };
+            let ctx = EvalCtx {
+                node,
+                inputs: ins,
+                opset,
+                subgraphs: &runner,
+            };
             (def.eval)(&ctx).map_err(|e| e.within(node.context()))?
         };
-        if outputs.len() < node.outputs.iter().flatten().count().min(node.outputs.len()) {
+        if outputs.len()
+            < node
+                .outputs
+                .iter()
+                .flatten()
+                .count()
+                .min(node.outputs.len())
+        {
             let produced = outputs.len();
             if node.outputs.iter().skip(produced).any(Option::is_some) {
-                return Err(Error::unsupported(format!("produces {produced} outputs, more were requested")).within(node.context()));
+                return Err(Error::unsupported(format!(
+                    "produces {produced} outputs, more were requested"
+                ))
+                .within(node.context()));
             }
         }
         for (slot, t) in node.outputs.iter().zip(outputs) {
@@ -148,25 +198,47 @@ fn run_graph(graph: &Graph, opset: u32, inputs: Vec<Tensor>, parent: Option<&Sco
             env[v.index()] = None;
         }
     }
-    let scope = Scope { graph, env: &env, parent };
+    let scope = Scope {
+        graph,
+        env: &env,
+        parent,
+    };
     graph
         .outputs
         .iter()
         .map(|&o| {
-            scope.get(o).cloned().ok_or_else(|| Error::invalid(format!("graph output '{}' was never computed", graph.value(o).name)))
+            scope.get(o).cloned().ok_or_else(|| {
+                Error::invalid(format!(
+                    "graph output '{}' was never computed",
+                    graph.value(o).name
+                ))
+            })
         })
         .collect()
 }
 
 /// Evaluates one node on constant inputs (constant folding uses this).
-pub fn eval_node(node: &crate::graph::Node, inputs: Vec<Option<&Tensor>>, opset: u32) -> Result<Vec<Tensor>> {
+pub fn eval_node(
+    node: &crate::graph::Node,
+    inputs: Vec<Option<&Tensor>>,
+    opset: u32,
+) -> Result<Vec<Tensor>> {
     struct NoSubgraphs;
     impl SubgraphRunner for NoSubgraphs {
         fn run(&self, _: &Graph, _: Vec<Tensor>) -> Result<Vec<Tensor>> {
-            Err(Error::unsupported("subgraphs are not evaluated during folding"))
+            Err(Error::unsupported(
+                "subgraphs are not evaluated during folding",
+            ))
         }
     }
-    let def = ops::lookup(&node.domain, &node.op)
-        .ok_or_else(|| Error::unsupported(format!("op {} is not supported", node.op)).within(node.context()))?;
-    (def.eval)(&EvalCtx { node, inputs, opset, subgraphs: &NoSubgraphs }).map_err(|e| e.within(node.context()))
+    let def = ops::lookup(&node.domain, &node.op).ok_or_else(|| {
+        Error::unsupported(format!("op {} is not supported", node.op)).within(node.context())
+    })?;
+    (def.eval)(&EvalCtx {
+        node,
+        inputs,
+        opset,
+        subgraphs: &NoSubgraphs,
+    })
+    .map_err(|e| e.within(node.context()))
 }

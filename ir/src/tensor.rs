@@ -163,19 +163,58 @@ macro_rules! build_data {
         use $crate::dtype::DType as D;
         use $crate::tensor::Data as X;
         match $dtype {
-            D::F32 => { type $t = f32; X::F32($body) }
-            D::F16 => { type $t = half::f16; X::F16($body) }
-            D::BF16 => { type $t = half::bf16; X::BF16($body) }
-            D::F64 => { type $t = f64; X::F64($body) }
-            D::I8 => { type $t = i8; X::I8($body) }
-            D::U8 => { type $t = u8; X::U8($body) }
-            D::I16 => { type $t = i16; X::I16($body) }
-            D::U16 => { type $t = u16; X::U16($body) }
-            D::I32 => { type $t = i32; X::I32($body) }
-            D::U32 => { type $t = u32; X::U32($body) }
-            D::I64 => { type $t = i64; X::I64($body) }
-            D::U64 => { type $t = u64; X::U64($body) }
-            D::Bool => { type $t = bool; X::Bool($body) }
+            D::F32 => {
+                type $t = f32;
+                X::F32($body)
+            }
+            D::F16 => {
+                type $t = half::f16;
+                X::F16($body)
+            }
+            D::BF16 => {
+                type $t = half::bf16;
+                X::BF16($body)
+            }
+            D::F64 => {
+                type $t = f64;
+                X::F64($body)
+            }
+            D::I8 => {
+                type $t = i8;
+                X::I8($body)
+            }
+            D::U8 => {
+                type $t = u8;
+                X::U8($body)
+            }
+            D::I16 => {
+                type $t = i16;
+                X::I16($body)
+            }
+            D::U16 => {
+                type $t = u16;
+                X::U16($body)
+            }
+            D::I32 => {
+                type $t = i32;
+                X::I32($body)
+            }
+            D::U32 => {
+                type $t = u32;
+                X::U32($body)
+            }
+            D::I64 => {
+                type $t = i64;
+                X::I64($body)
+            }
+            D::U64 => {
+                type $t = u64;
+                X::U64($body)
+            }
+            D::Bool => {
+                type $t = bool;
+                X::Bool($body)
+            }
         }
     }};
 }
@@ -258,7 +297,10 @@ impl Tensor {
 
     /// A tensor of `dtype` with every element converted from `f64`.
     pub fn from_f64s(dtype: DType, shape: Vec<usize>, v: impl IntoIterator<Item = f64>) -> Tensor {
-        Tensor::new(shape, build_data!(dtype, T => v.into_iter().map(T::from_f64).collect()))
+        Tensor::new(
+            shape,
+            build_data!(dtype, T => v.into_iter().map(T::from_f64).collect()),
+        )
     }
 
     /// A tensor of `dtype` with every element converted from `i128`.
@@ -267,7 +309,10 @@ impl Tensor {
         shape: Vec<usize>,
         v: impl IntoIterator<Item = i128>,
     ) -> Tensor {
-        Tensor::new(shape, build_data!(dtype, T => v.into_iter().map(T::from_i128).collect()))
+        Tensor::new(
+            shape,
+            build_data!(dtype, T => v.into_iter().map(T::from_i128).collect()),
+        )
     }
 
     /// An `int64` tensor.
@@ -363,7 +408,10 @@ impl Tensor {
     /// Every data-movement op (transpose, slice, gather, …) is an index map
     /// followed by this one dtype-agnostic copy.
     pub fn take(&self, shape: Vec<usize>, indices: &[usize]) -> Tensor {
-        Tensor::new(shape, map_data!(&self.data, v => indices.iter().map(|&i| v[i]).collect()))
+        Tensor::new(
+            shape,
+            map_data!(&self.data, v => indices.iter().map(|&i| v[i]).collect()),
+        )
     }
 
     /// The elements as a slice of `T`, when that is the dtype.

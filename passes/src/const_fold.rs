@@ -4,7 +4,14 @@
 use wpc_ir::{Model, Result, interp};
 
 /// Ops never folded: their results are not determined by their inputs.
-const NONDETERMINISTIC: &[&str] = &["RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Bernoulli", "Multinomial"];
+const NONDETERMINISTIC: &[&str] = &[
+    "RandomNormal",
+    "RandomUniform",
+    "RandomNormalLike",
+    "RandomUniformLike",
+    "Bernoulli",
+    "Multinomial",
+];
 
 /// Folds every foldable node of the main graph; returns how many were folded.
 pub fn fold_constants(model: &mut Model) -> Result<usize> {
@@ -16,14 +23,24 @@ pub fn fold_constants(model: &mut Model) -> Result<usize> {
         let foldable = !NONDETERMINISTIC.contains(&node.op.as_str())
             && node.attrs.subgraphs().next().is_none()
             && wpc_ir::ops::lookup(&node.domain, &node.op).is_some()
-            && node.inputs.iter().flatten().all(|v| g.constants.contains_key(v));
+            && node
+                .inputs
+                .iter()
+                .flatten()
+                .all(|v| g.constants.contains_key(v));
         if !foldable {
             continue;
         }
-        let inputs = node.inputs.iter().map(|i| i.map(|v| &g.constants[&v])).collect();
+        let inputs = node
+            .inputs
+            .iter()
+            .map(|i| i.map(|v| &g.constants[&v]))
+            .collect();
         // A node that fails here would fail at run time too; leave it for the
         // runtime to report with its inputs rather than failing compilation.
-        let Ok(outputs) = interp::eval_node(node, inputs, opset) else { continue };
+        let Ok(outputs) = interp::eval_node(node, inputs, opset) else {
+            continue;
+        };
         let slots = node.outputs.clone();
         g.remove_node(id);
         for (slot, t) in slots.iter().zip(outputs) {
@@ -46,7 +63,11 @@ mod tests {
     #[test]
     fn folds_shape_arithmetic_but_not_data_paths() {
         let mut b = GraphBuilder::new();
-        let x = b.input("x", DType::F32, vec![Dim::Symbol("n".into()), Dim::Known(2)]);
+        let x = b.input(
+            "x",
+            DType::F32,
+            vec![Dim::Symbol("n".into()), Dim::Known(2)],
+        );
         let a = b.constant("a", Tensor::from_vec(vec![2], vec![1.0f32, 2.0]));
         let c = b.constant("c", Tensor::from_vec(vec![2], vec![3.0f32, 4.0]));
         let ac = b.node("Mul", &[a, c]);

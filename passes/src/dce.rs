@@ -15,8 +15,22 @@ pub fn eliminate_dead_nodes(model: &mut Model) -> usize {
         for id in g.node_ids() {
             live.extend(g.reads(id));
         }
-        let dead: Vec<_> = g.node_ids().filter(|&id| !g.node(id).outputs.iter().flatten().any(|o| live.contains(o))).collect();
-        let unused: Vec<ValueId> = g.constants.keys().copied().filter(|v| !live.contains(v)).collect();
+        let dead: Vec<_> = g
+            .node_ids()
+            .filter(|&id| {
+                !g.node(id)
+                    .outputs
+                    .iter()
+                    .flatten()
+                    .any(|o| live.contains(o))
+            })
+            .collect();
+        let unused: Vec<ValueId> = g
+            .constants
+            .keys()
+            .copied()
+            .filter(|v| !live.contains(v))
+            .collect();
         for v in unused {
             g.constants.remove(&v);
         }

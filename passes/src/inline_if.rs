@@ -15,14 +15,33 @@ pub fn inline_constant_if(model: &mut Model) -> Result<usize> {
         if node.op != "If" || !node.domain.is_empty() {
             continue;
         }
-        let Some(cond) = node.inputs.first().copied().flatten().and_then(|c| g.constants.get(&c)) else { continue };
+        let Some(cond) = node
+            .inputs
+            .first()
+            .copied()
+            .flatten()
+            .and_then(|c| g.constants.get(&c))
+        else {
+            continue;
+        };
         if cond.len() != 1 {
             continue;
         }
-        let name = if cond.to_bools()[0] { "then_branch" } else { "else_branch" };
-        let branch = node.attrs.graph(name).map_err(|e| e.within(node.context()))?.clone();
+        let name = if cond.to_bools()[0] {
+            "then_branch"
+        } else {
+            "else_branch"
+        };
+        let branch = node
+            .attrs
+            .graph(name)
+            .map_err(|e| e.within(node.context()))?
+            .clone();
         // Nested subgraphs read branch values by name; renaming would break them.
-        if branch.node_ids().any(|n| branch.node(n).attrs.subgraphs().next().is_some()) {
+        if branch
+            .node_ids()
+            .any(|n| branch.node(n).attrs.subgraphs().next().is_some())
+        {
             continue;
         }
         let node = g.remove_node(id);
@@ -38,7 +57,12 @@ fn splice(g: &mut Graph, branch: &Graph, if_node: &Node) -> Result<()> {
     for v in branch.value_ids() {
         let val = branch.value(v);
         let target = if val.outer {
-            g.find_value(&val.name).ok_or_else(|| Error::invalid(format!("branch reads '{}', which the graph does not define", val.name)))?
+            g.find_value(&val.name).ok_or_else(|| {
+                Error::invalid(format!(
+                    "branch reads '{}', which the graph does not define",
+                    val.name
+                ))
+            })?
         } else {
             g.add_fresh_value(&val.name, val.ty.clone())
         };
@@ -50,10 +74,18 @@ fn splice(g: &mut Graph, branch: &Graph, if_node: &Node) -> Result<()> {
     for n in branch.topo_order()? {
         let bn = branch.node(n);
         let remap = |xs: &[Option<ValueId>]| xs.iter().map(|x| x.map(|v| map[&v])).collect();
-        g.add_node(Node { inputs: remap(&bn.inputs), outputs: remap(&bn.outputs), ..bn.clone() })?;
+        g.add_node(Node {
+            inputs: remap(&bn.inputs),
+            outputs: remap(&bn.outputs),
+            ..bn.clone()
+        })?;
     }
     if branch.outputs.len() != if_node.outputs.len() {
-        return Err(Error::invalid(format!("branch has {} outputs, the If has {}", branch.outputs.len(), if_node.outputs.len())));
+        return Err(Error::invalid(format!(
+            "branch has {} outputs, the If has {}",
+            branch.outputs.len(),
+            if_node.outputs.len()
+        )));
     }
     // Identity keeps the If's output names, which may be graph outputs.
     for (out, res) in if_node.outputs.iter().zip(&branch.outputs) {
@@ -91,7 +123,7 @@ mod tests {
         // x = -3: the then branch negates (3), the else branch applies Relu (0).
         for (cond, expect) in [(true, 3.0), (false, 0.0)] {
             let mut b = GraphBuilder::new();
-            let x = b.input("x", DType::F32, vec![Dim::Known(1)]);
+            b.input("x", DType::F32, vec![Dim::Known(1)]);
             let c = b.constant("c", Tensor::scalar(cond));
             let mut attrs = Attrs::default();
             attrs.insert("then_branch", Attr::Graph(Box::new(branch("Neg"))));
@@ -101,7 +133,8 @@ mod tests {
             assert_eq!(inline_constant_if(&mut model).unwrap(), 1);
             let g = &model.graph;
             assert!(g.node_ids().all(|n| g.node(n).op != "If"));
-            let feeds = HashMap::from([("x".to_string(), Tensor::from_vec(vec![1], vec![-3.0f32]))]);
+            let feeds =
+                HashMap::from([("x".to_string(), Tensor::from_vec(vec![1], vec![-3.0f32]))]);
             let out = wpc_ir::interp::run_model(&model, &feeds).unwrap();
             assert_eq!(out[0].1.to_f64s(), vec![expect], "cond {cond}");
         }

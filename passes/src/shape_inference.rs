@@ -12,22 +12,28 @@ use wpc_ir::{Dim, Error, Model, Result, Shape};
 /// precise information of each; contradictions between known sizes are errors.
 fn merge(old: &ValueType, new: &ValueType) -> Result<ValueType> {
     let dtype = match (old.dtype, new.dtype) {
-        (Some(a), Some(b)) if a != b => return Err(Error::invalid(format!("declared as {a} but computes {b}"))),
+        (Some(a), Some(b)) if a != b => {
+            return Err(Error::invalid(format!("declared as {a} but computes {b}")));
+        }
         (a, b) => a.or(b),
     };
     let shape = match (old.shape.dims(), new.shape.dims()) {
         (None, _) => new.shape.clone(),
         (Some(_), None) => old.shape.clone(),
         (Some(a), Some(b)) if a.len() != b.len() => {
-            return Err(Error::invalid(format!("declared with shape {} but computes {}", old.shape, new.shape)));
+            return Err(Error::invalid(format!(
+                "declared with shape {} but computes {}",
+                old.shape, new.shape
+            )));
         }
         (Some(a), Some(b)) => Shape(Some(
             a.iter()
                 .zip(b)
                 .map(|(x, y)| match (x, y) {
-                    (Dim::Known(p), Dim::Known(q)) if p != q => {
-                        Err(Error::invalid(format!("declared with shape {} but computes {}", old.shape, new.shape)))
-                    }
+                    (Dim::Known(p), Dim::Known(q)) if p != q => Err(Error::invalid(format!(
+                        "declared with shape {} but computes {}",
+                        old.shape, new.shape
+                    ))),
                     (Dim::Known(_), _) => Ok(x.clone()),
                     (_, Dim::Known(_)) => Ok(y.clone()),
                     (Dim::Symbol(_), _) => Ok(x.clone()),
@@ -47,17 +53,35 @@ pub fn infer_shapes(model: &mut Model) -> Result<usize> {
     let mut improved = 0;
     for id in g.topo_order()? {
         let node = g.node(id);
-        let Some(infer) = ops::lookup(&node.domain, &node.op).and_then(|d| d.infer) else { continue };
-        let inputs: Vec<Option<ValueType>> = node.inputs.iter().map(|i| i.map(|v| g.value(v).ty.clone())).collect();
-        let consts = node.inputs.iter().map(|i| i.and_then(|v| g.constants.get(&v))).collect();
-        let ctx = InferCtx { node, inputs, consts, opset };
+        let Some(infer) = ops::lookup(&node.domain, &node.op).and_then(|d| d.infer) else {
+            continue;
+        };
+        let inputs: Vec<Option<ValueType>> = node
+            .inputs
+            .iter()
+            .map(|i| i.map(|v| g.value(v).ty.clone()))
+            .collect();
+        let consts = node
+            .inputs
+            .iter()
+            .map(|i| i.and_then(|v| g.constants.get(&v)))
+            .collect();
+        let ctx = InferCtx {
+            node,
+            inputs,
+            consts,
+            opset,
+        };
         let types = infer(&ctx).map_err(|e| e.within(node.context()))?;
         let outputs = node.outputs.clone();
         let context = node.context();
         for (slot, ty) in outputs.iter().zip(types) {
             let Some(v) = slot else { continue };
             let old = &g.value(*v).ty;
-            let merged = merge(old, &ty).map_err(|e| e.within(format!("output '{}'", g.value(*v).name)).within(context.clone()))?;
+            let merged = merge(old, &ty).map_err(|e| {
+                e.within(format!("output '{}'", g.value(*v).name))
+                    .within(context.clone())
+            })?;
             if merged != *old {
                 improved += 1;
                 g.value_mut(*v).ty = merged;
@@ -76,7 +100,11 @@ mod tests {
     #[test]
     fn propagates_symbolic_shapes_through_matmul_and_broadcast() {
         let mut b = GraphBuilder::new();
-        let x = b.input("x", DType::F32, vec![Dim::Symbol("batch".into()), Dim::Known(4)]);
+        let x = b.input(
+            "x",
+            DType::F32,
+            vec![Dim::Symbol("batch".into()), Dim::Known(4)],
+        );
         let w = b.constant("w", Tensor::from_vec(vec![4, 3], vec![0.5f32; 12]));
         let bias = b.constant("b", Tensor::from_vec(vec![3], vec![1.0f32; 3]));
         let y = b.node("MatMul", &[x, w]);
@@ -86,7 +114,10 @@ mod tests {
         infer_shapes(&mut model).unwrap();
         let ty = &model.graph.value(r).ty;
         assert_eq!(ty.dtype, Some(DType::F32));
-        assert_eq!(ty.shape, Shape(Some(vec![Dim::Symbol("batch".into()), Dim::Known(3)])));
+        assert_eq!(
+            ty.shape,
+            Shape(Some(vec![Dim::Symbol("batch".into()), Dim::Known(3)]))
+        );
     }
 
     #[test]

@@ -11,11 +11,17 @@ pub struct GraphBuilder {
 
 impl GraphBuilder {
     pub fn new() -> Self {
-        GraphBuilder { graph: Graph::new("test"), counter: 0 }
+        GraphBuilder {
+            graph: Graph::new("test"),
+            counter: 0,
+        }
     }
 
     pub fn input(&mut self, name: &str, dtype: DType, dims: Vec<Dim>) -> ValueId {
-        let id = self.graph.add_value(name, ValueType::new(dtype, Shape(Some(dims)))).unwrap();
+        let id = self
+            .graph
+            .add_value(name, ValueType::new(dtype, Shape(Some(dims))))
+            .unwrap();
         self.graph.inputs.push(id);
         id
     }
@@ -39,7 +45,10 @@ impl GraphBuilder {
 
     pub fn node_with(&mut self, op: &str, inputs: &[ValueId], attrs: Attrs) -> ValueId {
         self.counter += 1;
-        let out = self.graph.add_fresh_value(&format!("{}_{}", op.to_lowercase(), self.counter), ValueType::default());
+        let out = self.graph.add_fresh_value(
+            &format!("{}_{}", op.to_lowercase(), self.counter),
+            ValueType::default(),
+        );
         let node = Node {
             name: format!("n{}", self.counter),
             op: op.into(),
@@ -54,6 +63,11 @@ impl GraphBuilder {
 
     pub fn finish(mut self, outputs: &[ValueId]) -> Model {
         self.graph.outputs = outputs.to_vec();
-        Model { graph: self.graph, opsets: BTreeMap::from([(String::new(), 21)]), ir_version: 10, producer: "test".into() }
+        Model {
+            graph: self.graph,
+            opsets: BTreeMap::from([(String::new(), 21)]),
+            ir_version: 10,
+            producer: "test".into(),
+        }
     }
 }

@@ -10,7 +10,9 @@ use std::path::Path;
 
 use prost::Message;
 
-use super::proto::{self, AttributeProto, GraphProto, ModelProto, TypeProto, TypeValue, attribute_type as at};
+use super::proto::{
+    self, AttributeProto, GraphProto, ModelProto, TypeProto, TypeValue, attribute_type as at,
+};
 use super::tensor::decode_tensor;
 use crate::attr::{Attr, Attrs};
 use crate::dtype::DType;
@@ -26,33 +28,53 @@ pub const MAX_OPSET: u32 = 28;
 /// Reads and imports an `.onnx` file; external data is resolved next to it.
 pub fn load_model(path: &Path) -> Result<Model> {
     let label = path.display().to_string();
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::new(ErrorKind::Io, format!("cannot read: {e}")).within(label.clone()))?;
+    let bytes = std::fs::read(path).map_err(|e| {
+        Error::new(ErrorKind::Io, format!("cannot read: {e}")).within(label.clone())
+    })?;
     load_model_bytes(&bytes, path.parent()).map_err(|e| e.within(label))
 }
 
 /// Imports a serialised model. `base_dir` resolves external data.
 pub fn load_model_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<Model> {
     let proto = ModelProto::decode(bytes).map_err(|e| {
-        Error::new(ErrorKind::Decode, format!("not an ONNX model (the protobuf does not decode: {e})"))
+        Error::new(
+            ErrorKind::Decode,
+            format!("not an ONNX model (the protobuf does not decode: {e})"),
+        )
     })?;
     let graph_proto = proto.graph.as_ref().ok_or_else(|| {
-        Error::new(ErrorKind::Decode, "not an ONNX model (it has no graph)".to_string())
+        Error::new(
+            ErrorKind::Decode,
+            "not an ONNX model (it has no graph)".to_string(),
+        )
     })?;
     if proto.ir_version <= 0 {
-        return Err(Error::new(ErrorKind::Decode, "not an ONNX model (ir_version is missing)"));
+        return Err(Error::new(
+            ErrorKind::Decode,
+            "not an ONNX model (ir_version is missing)",
+        ));
     }
     let mut opsets = BTreeMap::new();
     for o in &proto.opset_import {
-        let domain = if o.domain == "ai.onnx" { String::new() } else { o.domain.clone() };
-        let version = u32::try_from(o.version)
-            .map_err(|_| Error::invalid(format!("opset version {} of domain '{}' is out of range", o.version, o.domain)))?;
+        let domain = if o.domain == "ai.onnx" {
+            String::new()
+        } else {
+            o.domain.clone()
+        };
+        let version = u32::try_from(o.version).map_err(|_| {
+            Error::invalid(format!(
+                "opset version {} of domain '{}' is out of range",
+                o.version, o.domain
+            ))
+        })?;
         opsets.insert(domain, version);
     }
     let opset = *opsets.get("").unwrap_or(&0);
     if proto.opset_import.is_empty() {
         // IR version 1-2 models predate opset_import; they meant opset 1.
-        return Err(Error::unsupported("model has no opset_import (ONNX before IR version 3)"));
+        return Err(Error::unsupported(
+            "model has no opset_import (ONNX before IR version 3)",
+        ));
     }
     if opset != 0 && !(MIN_OPSET..=MAX_OPSET).contains(&opset) {
         return Err(Error::unsupported(format!(
@@ -60,12 +82,24 @@ pub fn load_model_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<Model> 
         )));
     }
     if !proto.functions.is_empty() {
-        let names: Vec<_> = proto.functions.iter().map(|f| format!("{}.{}", f.domain, f.name)).collect();
-        return Err(Error::unsupported(format!("model-local functions are not supported yet ({})", names.join(", "))));
+        let names: Vec<_> = proto
+            .functions
+            .iter()
+            .map(|f| format!("{}.{}", f.domain, f.name))
+            .collect();
+        return Err(Error::unsupported(format!(
+            "model-local functions are not supported yet ({})",
+            names.join(", ")
+        )));
     }
     let importer = Importer { base_dir };
     let graph = importer.graph(graph_proto, false)?;
-    Ok(Model { graph, opsets, ir_version: proto.ir_version, producer: proto.producer_name })
+    Ok(Model {
+        graph,
+        opsets,
+        ir_version: proto.ir_version,
+        producer: proto.producer_name,
+    })
 }
 
 struct Importer<'a> {
@@ -75,15 +109,21 @@ struct Importer<'a> {
 impl Importer<'_> {
     fn graph(&self, g: &GraphProto, is_subgraph: bool) -> Result<Graph> {
         let mut graph = Graph::new(g.name.clone());
-        let value_info: BTreeMap<&str, &TypeProto> =
-            g.value_info.iter().chain(&g.output).filter_map(|v| Some((v.name.as_str(), v.r#type.as_ref()?))).collect();
+        let value_info: BTreeMap<&str, &TypeProto> = g
+            .value_info
+            .iter()
+            .chain(&g.output)
+            .filter_map(|v| Some((v.name.as_str(), v.r#type.as_ref()?)))
+            .collect();
         if !g.sparse_initializer.is_empty() {
             return Err(Error::unsupported("sparse initializers are not supported"));
         }
         for init in &g.initializer {
             let ctx = || format!("initializer '{}'", init.name);
             let t = decode_tensor(init, self.base_dir).map_err(|e| e.within(ctx()))?;
-            let id = graph.add_value(init.name.clone(), ValueType::of(&t)).map_err(|e| e.within(ctx()))?;
+            let id = graph
+                .add_value(init.name.clone(), ValueType::of(&t))
+                .map_err(|e| e.within(ctx()))?;
             graph.constants.insert(id, t);
         }
         for input in &g.input {
@@ -95,28 +135,38 @@ impl Importer<'_> {
                     continue;
                 }
             }
-            let id = graph.add_value(input.name.clone(), ty).map_err(|e| e.within(ctx()))?;
+            let id = graph
+                .add_value(input.name.clone(), ty)
+                .map_err(|e| e.within(ctx()))?;
             graph.inputs.push(id);
         }
         for n in &g.node {
             for out in n.output.iter().filter(|o| !o.is_empty()) {
                 let ctx = || Error::node_context(&n.name, &n.op_type);
                 let ty = match value_info.get(out.as_str()) {
-                    Some(t) => value_type(Some(t)).map_err(|e| e.within(format!("value '{out}'")).within(ctx()))?,
+                    Some(t) => value_type(Some(t))
+                        .map_err(|e| e.within(format!("value '{out}'")).within(ctx()))?,
                     None => ValueType::default(),
                 };
-                graph.add_value(out.clone(), ty).map_err(|e| e.within(ctx()))?;
+                graph
+                    .add_value(out.clone(), ty)
+                    .map_err(|e| e.within(ctx()))?;
             }
         }
         for n in &g.node {
-            let node = self.node(&mut graph, n, is_subgraph).map_err(|e| e.within(Error::node_context(&n.name, &n.op_type)))?;
+            let node = self
+                .node(&mut graph, n, is_subgraph)
+                .map_err(|e| e.within(Error::node_context(&n.name, &n.op_type)))?;
             graph.add_node(node)?;
         }
         for out in &g.output {
             let id = match graph.find_value(&out.name) {
                 Some(id) => id,
                 None if is_subgraph => outer_value(&mut graph, &out.name),
-                None => bail!("graph output '{}' is not produced by any node, input or initializer", out.name),
+                None => bail!(
+                    "graph output '{}' is not produced by any node, input or initializer",
+                    out.name
+                ),
             };
             graph.outputs.push(id);
         }
@@ -131,38 +181,88 @@ impl Importer<'_> {
                 name => Some(match graph.find_value(name) {
                     Some(id) => id,
                     None if is_subgraph => outer_value(graph, name),
-                    None => bail!("input '{name}' is not produced by any node, input or initializer"),
+                    None => {
+                        bail!("input '{name}' is not produced by any node, input or initializer")
+                    }
                 }),
             });
         }
-        let outputs = n.output.iter().map(|o| if o.is_empty() { None } else { graph.find_value(o) }).collect();
+        let outputs = n
+            .output
+            .iter()
+            .map(|o| {
+                if o.is_empty() {
+                    None
+                } else {
+                    graph.find_value(o)
+                }
+            })
+            .collect();
         let mut attrs = Attrs::default();
         for a in &n.attribute {
-            attrs.insert(a.name.clone(), self.attr(a).map_err(|e| e.within(format!("attribute '{}'", a.name)))?);
+            attrs.insert(
+                a.name.clone(),
+                self.attr(a)
+                    .map_err(|e| e.within(format!("attribute '{}'", a.name)))?,
+            );
         }
-        let domain = if n.domain == "ai.onnx" { String::new() } else { n.domain.clone() };
-        Ok(Node { name: n.name.clone(), op: n.op_type.clone(), domain, inputs, outputs, attrs })
+        let domain = if n.domain == "ai.onnx" {
+            String::new()
+        } else {
+            n.domain.clone()
+        };
+        Ok(Node {
+            name: n.name.clone(),
+            op: n.op_type.clone(),
+            domain,
+            inputs,
+            outputs,
+            attrs,
+        })
     }
 
     fn attr(&self, a: &AttributeProto) -> Result<Attr> {
         if !a.ref_attr_name.is_empty() {
-            bail!("refers to function attribute '{}' outside a function", a.ref_attr_name);
+            bail!(
+                "refers to function attribute '{}' outside a function",
+                a.ref_attr_name
+            );
         }
         let tensor = |t| decode_tensor(t, self.base_dir);
         Ok(match a.r#type {
             at::FLOAT => Attr::Float(a.f),
             at::INT => Attr::Int(a.i),
             at::STRING => Attr::String(String::from_utf8_lossy(&a.s).into_owned()),
-            at::TENSOR => Attr::Tensor(tensor(a.t.as_ref().ok_or_else(|| Error::invalid("tensor attribute without a tensor"))?)?),
+            at::TENSOR => {
+                Attr::Tensor(tensor(a.t.as_ref().ok_or_else(|| {
+                    Error::invalid("tensor attribute without a tensor")
+                })?)?)
+            }
             at::GRAPH => Attr::Graph(Box::new(
-                self.graph(a.g.as_ref().ok_or_else(|| Error::invalid("graph attribute without a graph"))?, true)?,
+                self.graph(
+                    a.g.as_ref()
+                        .ok_or_else(|| Error::invalid("graph attribute without a graph"))?,
+                    true,
+                )?,
             )),
             at::FLOATS => Attr::Floats(a.floats.clone()),
             at::INTS => Attr::Ints(a.ints.clone()),
-            at::STRINGS => Attr::Strings(a.strings.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect()),
+            at::STRINGS => Attr::Strings(
+                a.strings
+                    .iter()
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect(),
+            ),
             at::TENSORS => Attr::Tensors(a.tensors.iter().map(tensor).collect::<Result<_>>()?),
-            at::GRAPHS => Attr::Graphs(a.graphs.iter().map(|g| self.graph(g, true)).collect::<Result<_>>()?),
-            at::SPARSE_TENSOR | at::SPARSE_TENSORS => unsupported!("sparse tensor attributes are not supported"),
+            at::GRAPHS => Attr::Graphs(
+                a.graphs
+                    .iter()
+                    .map(|g| self.graph(g, true))
+                    .collect::<Result<_>>()?,
+            ),
+            at::SPARSE_TENSOR | at::SPARSE_TENSORS => {
+                unsupported!("sparse tensor attributes are not supported")
+            }
             at::TYPE_PROTO | at::TYPE_PROTOS => unsupported!("type attributes are not supported"),
             t => bail!("unknown attribute type {t}"),
         })
@@ -170,21 +270,28 @@ impl Importer<'_> {
 }
 
 fn outer_value(graph: &mut Graph, name: &str) -> crate::graph::ValueId {
-    let id = graph.add_value(name, ValueType::default()).expect("name was not defined");
+    let id = graph
+        .add_value(name, ValueType::default())
+        .expect("name was not defined");
     graph.value_mut(id).outer = true;
     id
 }
 
 /// The IR type of a `TypeProto`; non-tensor types are rejected.
 fn value_type(t: Option<&TypeProto>) -> Result<ValueType> {
-    let Some(t) = t else { return Ok(ValueType::default()) };
+    let Some(t) = t else {
+        return Ok(ValueType::default());
+    };
     match &t.value {
         None => Ok(ValueType::default()),
         Some(TypeValue::TensorType(tt)) => {
             let dtype = match tt.elem_type {
                 0 => None,
                 code => Some(DType::from_onnx(code).ok_or_else(|| {
-                    Error::unsupported(format!("element type {} is not supported", DType::onnx_code_name(code)))
+                    Error::unsupported(format!(
+                        "element type {} is not supported",
+                        DType::onnx_code_name(code)
+                    ))
                 })?),
             };
             let shape = match &tt.shape {
@@ -193,8 +300,12 @@ fn value_type(t: Option<&TypeProto>) -> Result<ValueType> {
                     s.dim
                         .iter()
                         .map(|d| match &d.value {
-                            Some(proto::DimensionValue::DimValue(v)) if *v >= 0 => Dim::Known(*v as usize),
-                            Some(proto::DimensionValue::DimParam(p)) if !p.is_empty() => Dim::Symbol(p.clone()),
+                            Some(proto::DimensionValue::DimValue(v)) if *v >= 0 => {
+                                Dim::Known(*v as usize)
+                            }
+                            Some(proto::DimensionValue::DimParam(p)) if !p.is_empty() => {
+                                Dim::Symbol(p.clone())
+                            }
                             _ => Dim::Unknown,
                         })
                         .collect(),
@@ -205,7 +316,9 @@ fn value_type(t: Option<&TypeProto>) -> Result<ValueType> {
         Some(TypeValue::SequenceType(_)) => unsupported!("sequence types are not supported"),
         Some(TypeValue::MapType(_)) => unsupported!("map types are not supported"),
         Some(TypeValue::OptionalType(_)) => unsupported!("optional types are not supported"),
-        Some(TypeValue::SparseTensorType(_)) => unsupported!("sparse tensor types are not supported"),
+        Some(TypeValue::SparseTensorType(_)) => {
+            unsupported!("sparse tensor types are not supported")
+        }
         Some(TypeValue::OpaqueType(_)) => unsupported!("opaque types are not supported"),
     }
 }

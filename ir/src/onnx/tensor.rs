@@ -29,13 +29,22 @@ pub fn decode_tensor(t: &TensorProto, base_dir: Option<&Path>) -> Result<Tensor>
     let mut shape = Vec::with_capacity(t.dims.len());
     for &d in &t.dims {
         if d < 0 {
-            return Err(Error::invalid(format!("negative dimension {d} in tensor shape {:?}", t.dims)));
+            return Err(Error::invalid(format!(
+                "negative dimension {d} in tensor shape {:?}",
+                t.dims
+            )));
         }
         shape.push(d as usize);
     }
-    let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| {
-        Error::invalid(format!("tensor shape {:?} overflows the address space", t.dims))
-    })?;
+    let numel = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "tensor shape {:?} overflows the address space",
+                t.dims
+            ))
+        })?;
     let data = if t.data_location == DATA_LOCATION_EXTERNAL {
         let bytes = read_external(t, base_dir, numel * dtype.size())?;
         from_le_bytes(dtype, &bytes)
@@ -60,7 +69,8 @@ pub fn load_tensor_file(path: &Path) -> Result<Tensor> {
         Error::new(ErrorKind::Io, format!("cannot read: {e}")).within(path.display().to_string())
     })?;
     let proto = TensorProto::decode(bytes.as_slice()).map_err(|e| {
-        Error::new(ErrorKind::Decode, format!("not a TensorProto: {e}")).within(path.display().to_string())
+        Error::new(ErrorKind::Decode, format!("not a TensorProto: {e}"))
+            .within(path.display().to_string())
     })?;
     decode_tensor(&proto, path.parent()).map_err(|e| e.within(path.display().to_string()))
 }
@@ -72,7 +82,9 @@ fn read_external(t: &TensorProto, base_dir: Option<&Path>, want: usize) -> Resul
     let (mut location, mut offset, mut length) = (None, 0u64, None);
     for e in &t.external_data {
         let parse = |v: &str| {
-            v.parse::<u64>().map_err(|_| Error::invalid(format!("external data {} '{v}' is not a number", e.key)))
+            v.parse::<u64>().map_err(|_| {
+                Error::invalid(format!("external data {} '{v}' is not a number", e.key))
+            })
         };
         match e.key.as_str() {
             "location" => location = Some(e.value.clone()),
@@ -85,17 +97,24 @@ fn read_external(t: &TensorProto, base_dir: Option<&Path>, want: usize) -> Resul
     let rel = Path::new(&location);
     // A model must not read files outside its own directory.
     if rel.is_absolute() || rel.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err(Error::invalid(format!("external data location '{location}' leaves the model's directory")));
+        return Err(Error::invalid(format!(
+            "external data location '{location}' leaves the model's directory"
+        )));
     }
     let path = base.join(rel);
     let io_err = |e: std::io::Error| {
-        Error::new(ErrorKind::Io, format!("cannot read external data file '{}': {e}", path.display()))
+        Error::new(
+            ErrorKind::Io,
+            format!("cannot read external data file '{}': {e}", path.display()),
+        )
     };
     let mut file = fs::File::open(&path).map_err(io_err)?;
     let size = file.metadata().map_err(io_err)?.len();
     let length = length.unwrap_or(want as u64);
     if length != want as u64 {
-        return Err(Error::invalid(format!("external data length {length} does not match the tensor's {want} bytes")));
+        return Err(Error::invalid(format!(
+            "external data length {length} does not match the tensor's {want} bytes"
+        )));
     }
     if offset.checked_add(length).is_none_or(|end| end > size) {
         return Err(Error::invalid(format!(
@@ -113,14 +132,24 @@ fn read_external(t: &TensorProto, base_dir: Option<&Path>, want: usize) -> Resul
 fn from_le_bytes(dtype: DType, b: &[u8]) -> Data {
     macro_rules! le {
         ($t:ty, $n:expr) => {
-            b.chunks_exact($n).map(|c| <$t>::from_le_bytes(c.try_into().expect("chunk size"))).collect()
+            b.chunks_exact($n)
+                .map(|c| <$t>::from_le_bytes(c.try_into().expect("chunk size")))
+                .collect()
         };
     }
     match dtype {
         DType::F32 => Data::F32(le!(f32, 4)),
         DType::F64 => Data::F64(le!(f64, 8)),
-        DType::F16 => Data::F16(b.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]])).collect()),
-        DType::BF16 => Data::BF16(b.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]])).collect()),
+        DType::F16 => Data::F16(
+            b.chunks_exact(2)
+                .map(|c| f16::from_le_bytes([c[0], c[1]]))
+                .collect(),
+        ),
+        DType::BF16 => Data::BF16(
+            b.chunks_exact(2)
+                .map(|c| bf16::from_le_bytes([c[0], c[1]]))
+                .collect(),
+        ),
         DType::I8 => Data::I8(b.iter().map(|&x| x as i8).collect()),
         DType::U8 => Data::U8(b.to_vec()),
         DType::I16 => Data::I16(le!(i16, 2)),

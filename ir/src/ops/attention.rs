@@ -15,11 +15,16 @@ pub(super) fn ops() -> Vec<OpDef> {
 
 /// (B, S, H·D) → (B, H, S, D).
 fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
-    let [b, s, hidden] = x.shape() else { bail!("expected a 3-D input, got {:?}", x.shape()) };
+    let [b, s, hidden] = x.shape() else {
+        bail!("expected a 3-D input, got {:?}", x.shape())
+    };
     if heads == 0 || hidden % heads != 0 {
         bail!("hidden size {hidden} is not divisible into {heads} heads");
     }
-    Ok(transpose(&x.clone().reshaped(vec![*b, *s, heads, hidden / heads]), &[0, 2, 1, 3]))
+    Ok(transpose(
+        &x.clone().reshaped(vec![*b, *s, heads, hidden / heads]),
+        &[0, 2, 1, 3],
+    ))
 }
 
 fn eval_attention(c: &EvalCtx) -> Result<Vec<Tensor>> {
@@ -27,9 +32,19 @@ fn eval_attention(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let (q_in, k_in, v_in) = (c.input(0)?, c.input(1)?, c.input(2)?);
     let three_d = q_in.rank() == 3;
     let (q, mut k, mut v) = if three_d {
-        let qh = a.opt_int("q_num_heads")?.ok_or_else(|| Error::invalid("3-D Attention needs q_num_heads"))? as usize;
-        let kvh = a.opt_int("kv_num_heads")?.ok_or_else(|| Error::invalid("3-D Attention needs kv_num_heads"))? as usize;
-        (split_heads(q_in, qh)?, split_heads(k_in, kvh)?, split_heads(v_in, kvh)?)
+        let qh = a
+            .opt_int("q_num_heads")?
+            .ok_or_else(|| Error::invalid("3-D Attention needs q_num_heads"))?
+            as usize;
+        let kvh = a
+            .opt_int("kv_num_heads")?
+            .ok_or_else(|| Error::invalid("3-D Attention needs kv_num_heads"))?
+            as usize;
+        (
+            split_heads(q_in, qh)?,
+            split_heads(k_in, kvh)?,
+            split_heads(v_in, kvh)?,
+        )
     } else if q_in.rank() == 4 {
         (q_in.clone(), k_in.clone(), v_in.clone())
     } else {
@@ -52,16 +67,27 @@ fn eval_attention(c: &EvalCtx) -> Result<Vec<Tensor>> {
         bail!("Attention head shapes do not match: Q {qs:?}, K {ks:?}, V {vs:?}");
     }
     let reps = qh / kvh;
-    let scale = a.opt_float("scale")?.map_or(1.0 / (dh as f64).sqrt(), f64::from);
+    let scale = a
+        .opt_float("scale")?
+        .map_or(1.0 / (dh as f64).sqrt(), f64::from);
     let softcap = f64::from(a.float("softcap", 0.0)?);
     let causal = a.int("is_causal", 0)? != 0;
     let mode = a.int("qk_matmul_output_mode", 0)?;
-    let (left, right) = (a.int("left_window_size", -1)?, a.int("right_window_size", -1)?);
+    let (left, right) = (
+        a.int("left_window_size", -1)?,
+        a.int("right_window_size", -1)?,
+    );
     // The mask, padded to the full kv length and broadcast to (B, H, Sq, Skv).
     let mask = match c.opt_input(3) {
         Some(m) => {
             let mut m = if m.dtype() == DType::Bool {
-                Tensor::from_vec(m.shape().to_vec(), m.to_bools().iter().map(|&b| if b { 0.0 } else { f64::NEG_INFINITY }).collect::<Vec<f64>>())
+                Tensor::from_vec(
+                    m.shape().to_vec(),
+                    m.to_bools()
+                        .iter()
+                        .map(|&b| if b { 0.0 } else { f64::NEG_INFINITY })
+                        .collect::<Vec<f64>>(),
+                )
             } else {
                 m.cast(DType::F64)
             };
@@ -95,7 +121,9 @@ fn eval_attention(c: &EvalCtx) -> Result<Vec<Tensor>> {
             for i in 0..sq {
                 let pos = i as i64 + offset;
                 for j in 0..skv {
-                    let mut bj = mask.as_ref().map_or(0.0, |m| m[((b * qh + h) * sq + i) * skv + j]);
+                    let mut bj = mask
+                        .as_ref()
+                        .map_or(0.0, |m| m[((b * qh + h) * sq + i) * skv + j]);
                     let jj = j as i64;
                     if causal && jj > pos {
                         bj = f64::NEG_INFINITY;
@@ -130,7 +158,13 @@ fn eval_attention(c: &EvalCtx) -> Result<Vec<Tensor>> {
                 let max = if max == f64::NEG_INFINITY { 0.0 } else { max };
                 row.iter_mut().for_each(|r| *r = (*r - max).exp());
                 let sum: f64 = row.iter().sum();
-                row.iter_mut().for_each(|r| *r = if all_masked || sum == 0.0 { 0.0 } else { *r / sum });
+                row.iter_mut().for_each(|r| {
+                    *r = if all_masked || sum == 0.0 {
+                        0.0
+                    } else {
+                        *r / sum
+                    }
+                });
                 if mode == 3 {
                     qk_out[at..at + skv].copy_from_slice(&row);
                 }

@@ -3,7 +3,10 @@
 //! `Where`, `Clip` and casts.
 
 use super::infer::{self, InferCtx};
-use super::util::{binary_numeric, broadcast_shapes, compare, map_float, map_numeric, round_half_even, same_dtype, zip_broadcast};
+use super::util::{
+    binary_numeric, broadcast_shapes, compare, map_float, map_numeric, round_half_even, same_dtype,
+    zip_broadcast,
+};
 use super::{EvalCtx, OpDef, op};
 use crate::attr::Attrs;
 use crate::dtype::DType;
@@ -14,54 +17,170 @@ use crate::tensor::{Elem, Tensor};
 pub(super) fn ops() -> Vec<OpDef> {
     let mut v = Vec::new();
     for name in FLOAT_UNARY {
-        v.push(OpDef { name, domain: "", eval: eval_float_unary, infer: Some(infer::same_as_input) });
+        v.push(OpDef {
+            name,
+            domain: "",
+            eval: eval_float_unary,
+            infer: Some(infer::same_as_input),
+        });
     }
     v.extend([
-        op!("Abs", |c| unary_numeric(c, f64::abs, i128::abs), infer::same_as_input),
-        op!("Neg", |c| unary_numeric(c, |x| -x, |x| -x), infer::same_as_input),
-        op!("Sign", |c| unary_numeric(c, sign, i128::signum), infer::same_as_input),
-        op!("Relu", |c| unary_numeric(c, |x| if x > 0.0 { x } else { 0.0 }, |x| x.max(0)), infer::same_as_input),
+        op!(
+            "Abs",
+            |c| unary_numeric(c, f64::abs, i128::abs),
+            infer::same_as_input
+        ),
+        op!(
+            "Neg",
+            |c| unary_numeric(c, |x| -x, |x| -x),
+            infer::same_as_input
+        ),
+        op!(
+            "Sign",
+            |c| unary_numeric(c, sign, i128::signum),
+            infer::same_as_input
+        ),
+        op!(
+            "Relu",
+            |c| unary_numeric(c, |x| if x > 0.0 { x } else { 0.0 }, |x| x.max(0)),
+            infer::same_as_input
+        ),
         op!("Shrink", eval_shrink, infer::same_as_input),
-        op!("IsNaN", |c| float_predicate(c, f64::is_nan), |c| infer::shape_with_dtype(c, DType::Bool)),
-        op!("IsInf", eval_isinf, |c| infer::shape_with_dtype(c, DType::Bool)),
+        op!("IsNaN", |c| float_predicate(c, f64::is_nan), |c| {
+            infer::shape_with_dtype(c, DType::Bool)
+        }),
+        op!("IsInf", eval_isinf, |c| infer::shape_with_dtype(
+            c,
+            DType::Bool
+        )),
         op!("Not", eval_not, infer::same_as_input),
         op!("BitwiseNot", |c| int_unary(c, |x| !x), infer::same_as_input),
-        op!("Add", |c| arith(c, |a, b| a + b, |a, b| Ok(a + b)), infer::broadcast),
-        op!("Sub", |c| arith(c, |a, b| a - b, |a, b| Ok(a - b)), infer::broadcast),
-        op!("Mul", |c| arith(c, |a, b| a * b, |a, b| Ok(a.wrapping_mul(b))), infer::broadcast),
+        op!(
+            "Add",
+            |c| arith(c, |a, b| a + b, |a, b| Ok(a + b)),
+            infer::broadcast
+        ),
+        op!(
+            "Sub",
+            |c| arith(c, |a, b| a - b, |a, b| Ok(a - b)),
+            infer::broadcast
+        ),
+        op!(
+            "Mul",
+            |c| arith(c, |a, b| a * b, |a, b| Ok(a.wrapping_mul(b))),
+            infer::broadcast
+        ),
         op!("Div", |c| arith(c, |a, b| a / b, int_div), infer::broadcast),
         op!("Mod", eval_mod, infer::broadcast),
         op!("Pow", eval_pow, infer::broadcast),
-        op!("PRelu", |c| arith(c, |x, s| if x < 0.0 { s * x } else { x }, |x, s| Ok(if x < 0 { s * x } else { x })), infer::broadcast),
+        op!(
+            "PRelu",
+            |c| arith(
+                c,
+                |x, s| if x < 0.0 { s * x } else { x },
+                |x, s| Ok(if x < 0 { s * x } else { x })
+            ),
+            infer::broadcast
+        ),
         op!("BitShift", eval_bitshift, infer::broadcast),
-        op!("BitwiseAnd", |c| int_binary(c, |a, b| a & b), infer::broadcast),
-        op!("BitwiseOr", |c| int_binary(c, |a, b| a | b), infer::broadcast),
-        op!("BitwiseXor", |c| int_binary(c, |a, b| a ^ b), infer::broadcast),
+        op!(
+            "BitwiseAnd",
+            |c| int_binary(c, |a, b| a & b),
+            infer::broadcast
+        ),
+        op!(
+            "BitwiseOr",
+            |c| int_binary(c, |a, b| a | b),
+            infer::broadcast
+        ),
+        op!(
+            "BitwiseXor",
+            |c| int_binary(c, |a, b| a ^ b),
+            infer::broadcast
+        ),
         op!("And", |c| logic(c, |a, b| a & b), infer::broadcast_bool),
         op!("Or", |c| logic(c, |a, b| a | b), infer::broadcast_bool),
         op!("Xor", |c| logic(c, |a, b| a ^ b), infer::broadcast_bool),
-        op!("Equal", |c| cmp(c, |a, b| a == b, |a, b| a == b), infer::broadcast_bool),
-        op!("Greater", |c| cmp(c, |a, b| a > b, |a, b| a > b), infer::broadcast_bool),
-        op!("Less", |c| cmp(c, |a, b| a < b, |a, b| a < b), infer::broadcast_bool),
-        op!("GreaterOrEqual", |c| cmp(c, |a, b| a >= b, |a, b| a >= b), infer::broadcast_bool),
-        op!("LessOrEqual", |c| cmp(c, |a, b| a <= b, |a, b| a <= b), infer::broadcast_bool),
-        op!("Sum", |c| variadic(c, |a, b| a + b, |a, b| a + b), infer::broadcast),
+        op!(
+            "Equal",
+            |c| cmp(c, |a, b| a == b, |a, b| a == b),
+            infer::broadcast_bool
+        ),
+        op!(
+            "Greater",
+            |c| cmp(c, |a, b| a > b, |a, b| a > b),
+            infer::broadcast_bool
+        ),
+        op!(
+            "Less",
+            |c| cmp(c, |a, b| a < b, |a, b| a < b),
+            infer::broadcast_bool
+        ),
+        op!(
+            "GreaterOrEqual",
+            |c| cmp(c, |a, b| a >= b, |a, b| a >= b),
+            infer::broadcast_bool
+        ),
+        op!(
+            "LessOrEqual",
+            |c| cmp(c, |a, b| a <= b, |a, b| a <= b),
+            infer::broadcast_bool
+        ),
+        op!(
+            "Sum",
+            |c| variadic(c, |a, b| a + b, |a, b| a + b),
+            infer::broadcast
+        ),
         op!("Max", |c| variadic(c, nan_max, i128::max), infer::broadcast),
         op!("Min", |c| variadic(c, nan_min, i128::min), infer::broadcast),
         op!("Mean", eval_mean, infer::broadcast),
         op!("Where", eval_where, infer_where),
         op!("Clip", eval_clip, infer::same_as_input),
         op!("Cast", eval_cast, infer_cast),
-        op!("CastLike", |c| Ok(vec![c.input(0)?.cast(c.input(1)?.dtype())]), infer_cast_like),
+        op!(
+            "CastLike",
+            |c| Ok(vec![c.input(0)?.cast(c.input(1)?.dtype())]),
+            infer_cast_like
+        ),
     ]);
     v
 }
 
 /// Float-only unary ops, evaluated by [`float_unary_fn`].
 const FLOAT_UNARY: [&str; 33] = [
-    "Exp", "Log", "Sqrt", "Reciprocal", "Floor", "Ceil", "Round", "Sin", "Cos", "Tan", "Asin", "Acos", "Atan",
-    "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "Sigmoid", "Tanh", "Erf", "Softplus", "Softsign", "Elu", "Selu",
-    "Celu", "LeakyRelu", "HardSigmoid", "HardSwish", "ThresholdedRelu", "Mish", "Gelu", "Swish",
+    "Exp",
+    "Log",
+    "Sqrt",
+    "Reciprocal",
+    "Floor",
+    "Ceil",
+    "Round",
+    "Sin",
+    "Cos",
+    "Tan",
+    "Asin",
+    "Acos",
+    "Atan",
+    "Sinh",
+    "Cosh",
+    "Asinh",
+    "Acosh",
+    "Atanh",
+    "Sigmoid",
+    "Tanh",
+    "Erf",
+    "Softplus",
+    "Softsign",
+    "Elu",
+    "Selu",
+    "Celu",
+    "LeakyRelu",
+    "HardSigmoid",
+    "HardSwish",
+    "ThresholdedRelu",
+    "Mish",
+    "Gelu",
+    "Swish",
 ];
 
 /// The scalar function of a float unary op, with its attributes bound.
@@ -98,7 +217,13 @@ pub(super) fn float_unary_fn(op: &str, a: &Attrs) -> Result<Box<dyn Fn(f64) -> f
         "Selu" => {
             let al = alpha(1.673_263_2)?;
             let g = f64::from(a.float("gamma", 1.050_701)?);
-            Box::new(move |x| if x <= 0.0 { g * (al * x.exp() - al) } else { g * x })
+            Box::new(move |x| {
+                if x <= 0.0 {
+                    g * (al * x.exp() - al)
+                } else {
+                    g * x
+                }
+            })
         }
         "Celu" => {
             let al = alpha(1.0)?;
@@ -135,7 +260,11 @@ pub(super) fn float_unary_fn(op: &str, a: &Attrs) -> Result<Box<dyn Fn(f64) -> f
 }
 
 fn sigmoid(x: f64) -> f64 {
-    if x >= 0.0 { 1.0 / (1.0 + (-x).exp()) } else { x.exp() / (1.0 + x.exp()) }
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        x.exp() / (1.0 + x.exp())
+    }
 }
 
 fn sign(x: f64) -> f64 {
@@ -149,11 +278,19 @@ fn sign(x: f64) -> f64 {
 }
 
 fn nan_max(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) }
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
 }
 
 fn nan_min(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) }
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
 }
 
 fn eval_float_unary(c: &EvalCtx) -> Result<Vec<Tensor>> {
@@ -161,7 +298,11 @@ fn eval_float_unary(c: &EvalCtx) -> Result<Vec<Tensor>> {
     Ok(vec![map_float(c.input(0)?, f)?])
 }
 
-fn unary_numeric(c: &EvalCtx, ff: impl Fn(f64) -> f64, fi: impl Fn(i128) -> i128) -> Result<Vec<Tensor>> {
+fn unary_numeric(
+    c: &EvalCtx,
+    ff: impl Fn(f64) -> f64,
+    fi: impl Fn(i128) -> i128,
+) -> Result<Vec<Tensor>> {
     Ok(vec![map_numeric(c.input(0)?, ff, fi)?])
 }
 
@@ -195,22 +336,36 @@ fn float_predicate(c: &EvalCtx, p: impl Fn(f64) -> bool) -> Result<Vec<Tensor>> 
     if !x.dtype().is_float() {
         bail!("expects a floating-point input, got {}", x.dtype());
     }
-    Ok(vec![Tensor::from_vec(x.shape().to_vec(), x.to_f64s().into_iter().map(p).collect::<Vec<bool>>())])
+    Ok(vec![Tensor::from_vec(
+        x.shape().to_vec(),
+        x.to_f64s().into_iter().map(p).collect::<Vec<bool>>(),
+    )])
 }
 
 fn eval_isinf(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let neg = c.attrs().int("detect_negative", 1)? != 0;
     let pos = c.attrs().int("detect_positive", 1)? != 0;
-    float_predicate(c, |x| x.is_infinite() && ((x > 0.0 && pos) || (x < 0.0 && neg)))
+    float_predicate(c, |x| {
+        x.is_infinite() && ((x > 0.0 && pos) || (x < 0.0 && neg))
+    })
 }
 
 fn eval_not(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
-    let v = x.as_slice::<bool>().ok_or_else(|| Error::invalid(format!("Not expects bool, got {}", x.dtype())))?;
-    Ok(vec![Tensor::from_vec(x.shape().to_vec(), v.iter().map(|b| !b).collect::<Vec<_>>())])
+    let v = x
+        .as_slice::<bool>()
+        .ok_or_else(|| Error::invalid(format!("Not expects bool, got {}", x.dtype())))?;
+    Ok(vec![Tensor::from_vec(
+        x.shape().to_vec(),
+        v.iter().map(|b| !b).collect::<Vec<_>>(),
+    )])
 }
 
-fn arith(c: &EvalCtx, ff: impl Fn(f64, f64) -> f64, fi: impl Fn(i128, i128) -> Result<i128>) -> Result<Vec<Tensor>> {
+fn arith(
+    c: &EvalCtx,
+    ff: impl Fn(f64, f64) -> f64,
+    fi: impl Fn(i128, i128) -> Result<i128>,
+) -> Result<Vec<Tensor>> {
     Ok(vec![binary_numeric(c.input(0)?, c.input(1)?, ff, fi)?])
 }
 
@@ -231,7 +386,11 @@ fn eval_mod(c: &EvalCtx) -> Result<Vec<Tensor>> {
         b,
         |x, y| {
             let r = x % y;
-            if !fmod && r != 0.0 && (r < 0.0) != (y < 0.0) { r + y } else { r }
+            if !fmod && r != 0.0 && (r < 0.0) != (y < 0.0) {
+                r + y
+            } else {
+                r
+            }
         },
         |x, y| {
             if y == 0 {
@@ -239,7 +398,11 @@ fn eval_mod(c: &EvalCtx) -> Result<Vec<Tensor>> {
             }
             let r = x % y;
             // fmod=0 follows Python: the result takes the divisor's sign.
-            Ok(if !fmod && r != 0 && (r < 0) != (y < 0) { r + y } else { r })
+            Ok(if !fmod && r != 0 && (r < 0) != (y < 0) {
+                r + y
+            } else {
+                r
+            })
         },
     )?;
     Ok(vec![t])
@@ -269,7 +432,13 @@ fn eval_bitshift(c: &EvalCtx) -> Result<Vec<Tensor>> {
         (true, true) => x << s,
         (true, false) => 0,
         (false, true) => x >> s,
-        (false, false) => if x < 0 { -1 } else { 0 },
+        (false, false) => {
+            if x < 0 {
+                -1
+            } else {
+                0
+            }
+        }
     })
 }
 
@@ -292,11 +461,19 @@ fn logic(c: &EvalCtx, f: impl Fn(bool, bool) -> bool) -> Result<Vec<Tensor>> {
     Ok(vec![Tensor::from_vec(shape, v)])
 }
 
-fn cmp(c: &EvalCtx, ff: impl Fn(f64, f64) -> bool, fi: impl Fn(i128, i128) -> bool) -> Result<Vec<Tensor>> {
+fn cmp(
+    c: &EvalCtx,
+    ff: impl Fn(f64, f64) -> bool,
+    fi: impl Fn(i128, i128) -> bool,
+) -> Result<Vec<Tensor>> {
     Ok(vec![compare(c.input(0)?, c.input(1)?, ff, fi)?])
 }
 
-fn variadic(c: &EvalCtx, ff: impl Fn(f64, f64) -> f64 + Copy, fi: impl Fn(i128, i128) -> i128 + Copy) -> Result<Vec<Tensor>> {
+fn variadic(
+    c: &EvalCtx,
+    ff: impl Fn(f64, f64) -> f64 + Copy,
+    fi: impl Fn(i128, i128) -> i128 + Copy,
+) -> Result<Vec<Tensor>> {
     let mut acc = c.input(0)?.clone();
     for i in 1..c.num_inputs() {
         acc = binary_numeric(&acc, c.input(i)?, ff, |a, b| Ok(fi(a, b)))?;
@@ -313,7 +490,9 @@ fn eval_mean(c: &EvalCtx) -> Result<Vec<Tensor>> {
 fn eval_where(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let (cond, x, y) = (c.input(0)?, c.input(1)?, c.input(2)?);
     same_dtype(x, y)?;
-    let cv = cond.as_slice::<bool>().ok_or_else(|| Error::invalid("Where condition must be bool"))?;
+    let cv = cond
+        .as_slice::<bool>()
+        .ok_or_else(|| Error::invalid("Where condition must be bool"))?;
     let out = broadcast_shapes(&[cond.shape(), x.shape(), y.shape()])?;
     let oc = super::util::broadcast_offsets(cond.shape(), &out);
     let ox = super::util::broadcast_offsets(x.shape(), &out);
@@ -326,8 +505,13 @@ fn eval_where(c: &EvalCtx) -> Result<Vec<Tensor>> {
 }
 
 fn infer_where(c: &InferCtx) -> Result<Vec<ValueType>> {
-    let shapes: Vec<_> = (0..3).map(|i| c.input(i).map(|t| &t.shape)).collect::<Result<_>>()?;
-    Ok(vec![ValueType { dtype: c.dtype(1), shape: infer::broadcast_shape(&shapes)? }])
+    let shapes: Vec<_> = (0..3)
+        .map(|i| c.input(i).map(|t| &t.shape))
+        .collect::<Result<_>>()?;
+    Ok(vec![ValueType {
+        dtype: c.dtype(1),
+        shape: infer::broadcast_shape(&shapes)?,
+    }])
 }
 
 fn eval_clip(c: &EvalCtx) -> Result<Vec<Tensor>> {
@@ -340,17 +524,26 @@ fn eval_clip(c: &EvalCtx) -> Result<Vec<Tensor>> {
     };
     let lo = bound(1, "min", f64::NEG_INFINITY)?;
     let hi = bound(2, "max", f64::INFINITY)?;
-    let t = map_numeric(x, |v| if v.is_nan() { v } else { v.max(lo).min(hi) }, |v| {
-        let v = if lo.is_finite() { v.max(lo as i128) } else { v };
-        if hi.is_finite() { v.min(hi as i128) } else { v }
-    })?;
+    let t = map_numeric(
+        x,
+        |v| if v.is_nan() { v } else { v.max(lo).min(hi) },
+        |v| {
+            let v = if lo.is_finite() { v.max(lo as i128) } else { v };
+            if hi.is_finite() { v.min(hi as i128) } else { v }
+        },
+    )?;
     Ok(vec![t])
 }
 
 fn cast_target(attrs: &Attrs) -> Result<DType> {
-    let to = attrs.opt_int("to")?.ok_or_else(|| Error::invalid("Cast needs the 'to' attribute"))?;
+    let to = attrs
+        .opt_int("to")?
+        .ok_or_else(|| Error::invalid("Cast needs the 'to' attribute"))?;
     DType::from_onnx(to as i32).ok_or_else(|| {
-        Error::unsupported(format!("Cast to {} is not supported", DType::onnx_code_name(to as i32)))
+        Error::unsupported(format!(
+            "Cast to {} is not supported",
+            DType::onnx_code_name(to as i32)
+        ))
     })
 }
 
@@ -363,5 +556,8 @@ fn infer_cast(c: &InferCtx) -> Result<Vec<ValueType>> {
 }
 
 fn infer_cast_like(c: &InferCtx) -> Result<Vec<ValueType>> {
-    Ok(vec![ValueType { dtype: c.dtype(1), shape: c.input(0)?.shape.clone() }])
+    Ok(vec![ValueType {
+        dtype: c.dtype(1),
+        shape: c.input(0)?.shape.clone(),
+    }])
 }

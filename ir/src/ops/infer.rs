@@ -18,7 +18,10 @@ pub struct InferCtx<'a> {
 impl InferCtx<'_> {
     /// The type of input `i`.
     pub fn input(&self, i: usize) -> Result<&ValueType> {
-        self.inputs.get(i).and_then(Option::as_ref).ok_or_else(|| Error::invalid(format!("required input {i} is missing")))
+        self.inputs
+            .get(i)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| Error::invalid(format!("required input {i} is missing")))
     }
 
     /// The dims of input `i`, when its rank is known.
@@ -47,7 +50,9 @@ pub fn broadcast_dim(a: &Dim, b: &Dim) -> Result<Dim> {
     Ok(match (a, b) {
         (Dim::Known(1), d) | (d, Dim::Known(1)) => d.clone(),
         (Dim::Known(x), Dim::Known(y)) if x != y => {
-            return Err(Error::invalid(format!("dimensions {x} and {y} cannot be broadcast")));
+            return Err(Error::invalid(format!(
+                "dimensions {x} and {y} cannot be broadcast"
+            )));
         }
         (x, y) if x == y && *x != Dim::Unknown => x.clone(),
         (Dim::Known(x), _) | (_, Dim::Known(x)) => Dim::Known(*x),
@@ -59,7 +64,9 @@ pub fn broadcast_dim(a: &Dim, b: &Dim) -> Result<Dim> {
 pub fn broadcast_shape(shapes: &[&Shape]) -> Result<Shape> {
     let mut out: Vec<Dim> = Vec::new();
     for s in shapes {
-        let Some(dims) = s.dims() else { return Ok(Shape::unknown()) };
+        let Some(dims) = s.dims() else {
+            return Ok(Shape::unknown());
+        };
         if dims.len() > out.len() {
             let mut padded = vec![Dim::Known(1); dims.len() - out.len()];
             padded.append(&mut out);
@@ -80,7 +87,10 @@ fn broadcast_inputs(ctx: &InferCtx) -> Result<Shape> {
 
 /// Broadcasting op whose output has the first input's dtype.
 pub fn broadcast(ctx: &InferCtx) -> Result<Vec<ValueType>> {
-    Ok(vec![ValueType { dtype: ctx.dtype(0), shape: broadcast_inputs(ctx)? }])
+    Ok(vec![ValueType {
+        dtype: ctx.dtype(0),
+        shape: broadcast_inputs(ctx)?,
+    }])
 }
 
 /// Broadcasting op producing bool (comparisons, logic).
@@ -95,5 +105,8 @@ pub fn shape_with_dtype(ctx: &InferCtx, dt: DType) -> Result<Vec<ValueType>> {
 
 /// A fully known output shape.
 pub fn known(dtype: Option<DType>, dims: &[usize]) -> ValueType {
-    ValueType { dtype, shape: Shape::known(dims) }
+    ValueType {
+        dtype,
+        shape: Shape::known(dims),
+    }
 }

@@ -21,7 +21,10 @@ pub(super) fn ops() -> Vec<OpDef> {
 }
 
 /// Scalar types the blocked kernel computes in.
-pub trait Scalar: Copy + Default + std::ops::Add<Output = Self> + std::ops::Mul<Output = Self> + Send + Sync {}
+pub trait Scalar:
+    Copy + Default + std::ops::Add<Output = Self> + std::ops::Mul<Output = Self> + Send + Sync
+{
+}
 impl Scalar for f32 {}
 impl Scalar for f64 {}
 
@@ -67,7 +70,11 @@ pub fn matmul(a: &Tensor, b: &Tensor, out_dtype: DType) -> Result<Tensor> {
     let (m, k) = (ash[ash.len() - 2], ash[ash.len() - 1]);
     let (k2, n) = (bsh[bsh.len() - 2], bsh[bsh.len() - 1]);
     if k != k2 {
-        bail!("MatMul inner dimensions differ: {:?} x {:?}", a.shape(), b.shape());
+        bail!(
+            "MatMul inner dimensions differ: {:?} x {:?}",
+            a.shape(),
+            b.shape()
+        );
     }
     let batch = broadcast_shapes(&[&ash[..ash.len() - 2], &bsh[..bsh.len() - 2]])?;
     let nb: usize = batch.iter().product();
@@ -86,18 +93,27 @@ pub fn matmul(a: &Tensor, b: &Tensor, out_dtype: DType) -> Result<Tensor> {
             let mut out = vec![<$t>::default(); nb * m * n];
             for bi in 0..nb {
                 let (ai, bj) = (oa[bi] * m * k, ob[bi] * k * n);
-                gemm_acc(m, k, n, &av[ai..ai + m * k], &bv[bj..bj + k * n], &mut out[bi * m * n..(bi + 1) * m * n]);
+                gemm_acc(
+                    m,
+                    k,
+                    n,
+                    &av[ai..ai + m * k],
+                    &bv[bj..bj + k * n],
+                    &mut out[bi * m * n..(bi + 1) * m * n],
+                );
             }
             out
         }};
     }
-    Ok(if matches!(a.dtype(), DType::F32 | DType::F16 | DType::BF16) {
-        let out = run!(f32, a.to_f32s(), b.to_f32s());
-        Tensor::from_vec(shape.clone(), out).cast(out_dtype)
-    } else {
-        let out = run!(f64, a.to_f64s(), b.to_f64s());
-        Tensor::from_f64s(out_dtype, shape, out)
-    })
+    Ok(
+        if matches!(a.dtype(), DType::F32 | DType::F16 | DType::BF16) {
+            let out = run!(f32, a.to_f32s(), b.to_f32s());
+            Tensor::from_vec(shape.clone(), out).cast(out_dtype)
+        } else {
+            let out = run!(f64, a.to_f64s(), b.to_f64s());
+            Tensor::from_f64s(out_dtype, shape, out)
+        },
+    )
 }
 
 fn eval_matmul(c: &EvalCtx) -> Result<Vec<Tensor>> {
@@ -108,7 +124,12 @@ fn eval_matmul(c: &EvalCtx) -> Result<Vec<Tensor>> {
 
 fn infer_matmul(c: &InferCtx) -> Result<Vec<ValueType>> {
     let dtype = c.dtype(0);
-    let (Some(a), Some(b)) = (c.dims(0), c.dims(1)) else { return Ok(vec![ValueType { dtype, shape: Shape::unknown() }]) };
+    let (Some(a), Some(b)) = (c.dims(0), c.dims(1)) else {
+        return Ok(vec![ValueType {
+            dtype,
+            shape: Shape::unknown(),
+        }]);
+    };
     if a.is_empty() || b.is_empty() {
         bail!("MatMul inputs must have rank >= 1");
     }
@@ -120,7 +141,10 @@ fn infer_matmul(c: &InferCtx) -> Result<Vec<ValueType>> {
     if b_vec {
         b.push(Dim::Known(1));
     }
-    let batch = super::infer::broadcast_shape(&[&Shape(Some(a[..a.len() - 2].to_vec())), &Shape(Some(b[..b.len() - 2].to_vec()))])?;
+    let batch = super::infer::broadcast_shape(&[
+        &Shape(Some(a[..a.len() - 2].to_vec())),
+        &Shape(Some(b[..b.len() - 2].to_vec())),
+    ])?;
     let mut dims = batch.0.unwrap_or_default();
     if !a_vec {
         dims.push(a[a.len() - 2].clone());
@@ -128,13 +152,20 @@ fn infer_matmul(c: &InferCtx) -> Result<Vec<ValueType>> {
     if !b_vec {
         dims.push(b[b.len() - 1].clone());
     }
-    Ok(vec![ValueType { dtype, shape: Shape(Some(dims)) }])
+    Ok(vec![ValueType {
+        dtype,
+        shape: Shape(Some(dims)),
+    }])
 }
 
 fn eval_gemm(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let (mut a, mut b) = (c.input(0)?.clone(), c.input(1)?.clone());
     if a.rank() != 2 || b.rank() != 2 {
-        bail!("Gemm expects 2-D A and B, got {:?} and {:?}", a.shape(), b.shape());
+        bail!(
+            "Gemm expects 2-D A and B, got {:?} and {:?}",
+            a.shape(),
+            b.shape()
+        );
     }
     if c.attrs().int("transA", 0)? != 0 {
         a = transpose(&a, &[1, 0]);
@@ -150,7 +181,8 @@ fn eval_gemm(c: &EvalCtx) -> Result<Vec<Tensor>> {
         y = super::util::map_numeric(&y, |v| v * alpha, |v| (v as f64 * alpha) as i128)?;
     }
     if let Some(bias) = c.opt_input(2) {
-        let bias = super::util::map_numeric(&bias.cast(dt), |v| v * beta, |v| (v as f64 * beta) as i128)?;
+        let bias =
+            super::util::map_numeric(&bias.cast(dt), |v| v * beta, |v| (v as f64 * beta) as i128)?;
         y = super::util::binary_numeric(&y, &bias, |p, q| p + q, |p, q| Ok(p + q))?;
     }
     Ok(vec![y])
@@ -164,9 +196,19 @@ fn eval_matmul_integer(c: &EvalCtx) -> Result<Vec<Tensor>> {
         let v = t.to_f64s();
         let z = z.unwrap_or_else(|| vec![0.0]);
         let cols = *t.shape().last().unwrap_or(&1);
-        let rows = if t.rank() >= 2 { t.shape()[t.rank() - 2] } else { 1 };
+        let rows = if t.rank() >= 2 {
+            t.shape()[t.rank() - 2]
+        } else {
+            1
+        };
         let out = v.iter().enumerate().map(|(i, x)| {
-            let zi = if z.len() == 1 { 0 } else if per_row { (i / cols) % rows } else { i % cols };
+            let zi = if z.len() == 1 {
+                0
+            } else if per_row {
+                (i / cols) % rows
+            } else {
+                i % cols
+            };
             x - z[zi]
         });
         Tensor::from_f64s(DType::F64, t.shape().to_vec(), out)
@@ -176,8 +218,14 @@ fn eval_matmul_integer(c: &EvalCtx) -> Result<Vec<Tensor>> {
 }
 
 fn eval_einsum(c: &EvalCtx) -> Result<Vec<Tensor>> {
-    let eq = c.attrs().opt_string("equation")?.ok_or_else(|| Error::invalid("Einsum needs 'equation'"))?.replace(' ', "");
-    let inputs: Vec<&Tensor> = (0..c.num_inputs()).map(|i| c.input(i)).collect::<Result<_>>()?;
+    let eq = c
+        .attrs()
+        .opt_string("equation")?
+        .ok_or_else(|| Error::invalid("Einsum needs 'equation'"))?
+        .replace(' ', "");
+    let inputs: Vec<&Tensor> = (0..c.num_inputs())
+        .map(|i| c.input(i))
+        .collect::<Result<_>>()?;
     Ok(vec![einsum(&eq, &inputs)?])
 }
 
@@ -191,7 +239,11 @@ fn einsum(eq: &str, inputs: &[&Tensor]) -> Result<Tensor> {
     };
     let terms: Vec<&str> = lhs.split(',').collect();
     if terms.len() != inputs.len() {
-        bail!("Einsum equation '{eq}' names {} inputs, got {}", terms.len(), inputs.len());
+        bail!(
+            "Einsum equation '{eq}' names {} inputs, got {}",
+            terms.len(),
+            inputs.len()
+        );
     }
     // Expand "..." into upper-case letters for the broadcast dims.
     let mut ell_rank = 0;
@@ -205,9 +257,15 @@ fn einsum(eq: &str, inputs: &[&Tensor]) -> Result<Tensor> {
     let mut sizes: std::collections::BTreeMap<char, usize> = Default::default();
     for (t, x) in terms.iter().zip(inputs) {
         let mine = x.rank() + 3 - t.len();
-        let full: Vec<char> = t.replace("...", &ell[ell_rank - mine.min(ell_rank)..]).chars().collect();
+        let full: Vec<char> = t
+            .replace("...", &ell[ell_rank - mine.min(ell_rank)..])
+            .chars()
+            .collect();
         if full.len() != x.rank() {
-            bail!("Einsum term '{t}' does not match an input of rank {}", x.rank());
+            bail!(
+                "Einsum term '{t}' does not match an input of rank {}",
+                x.rank()
+            );
         }
         for (ch, &d) in full.iter().zip(x.shape()) {
             let e = sizes.entry(*ch).or_insert(d);
@@ -223,11 +281,25 @@ fn einsum(eq: &str, inputs: &[&Tensor]) -> Result<Tensor> {
         Some(r) => r.replace("...", &ell).chars().collect(),
         None => {
             let mut counts: std::collections::BTreeMap<char, usize> = Default::default();
-            labels.iter().flatten().for_each(|c| *counts.entry(*c).or_default() += 1);
-            ell.chars().chain(counts.iter().filter(|(c, n)| **n == 1 && !c.is_uppercase()).map(|(c, _)| *c)).collect()
+            labels
+                .iter()
+                .flatten()
+                .for_each(|c| *counts.entry(*c).or_default() += 1);
+            ell.chars()
+                .chain(
+                    counts
+                        .iter()
+                        .filter(|(c, n)| **n == 1 && !c.is_uppercase())
+                        .map(|(c, _)| *c),
+                )
+                .collect()
         }
     };
-    let all: Vec<char> = out.iter().copied().chain(sizes.keys().filter(|k| !out.contains(k)).copied()).collect();
+    let all: Vec<char> = out
+        .iter()
+        .copied()
+        .chain(sizes.keys().filter(|k| !out.contains(k)).copied())
+        .collect();
     let dims: Vec<usize> = all.iter().map(|c| sizes[c]).collect();
     let out_dims: Vec<usize> = dims[..out.len()].to_vec();
     let datas: Vec<Vec<f64>> = inputs.iter().map(|t| t.to_f64s()).collect();
@@ -238,13 +310,19 @@ fn einsum(eq: &str, inputs: &[&Tensor]) -> Result<Tensor> {
         .map(|(l, x)| {
             let xs = crate::tensor::strides(x.shape());
             all.iter()
-                .map(|c| l.iter().enumerate().filter(|(i, lc)| *lc == c && x.shape()[*i] != 1).map(|(i, _)| xs[i]).sum())
+                .map(|c| {
+                    l.iter()
+                        .enumerate()
+                        .filter(|(i, lc)| *lc == c && x.shape()[*i] != 1)
+                        .map(|(i, _)| xs[i])
+                        .sum()
+                })
                 .collect()
         })
         .collect();
     let total: usize = dims.iter().product();
     let n_out: usize = out_dims.iter().product();
-    let inner = if n_out == 0 { 0 } else { total / n_out };
+    let inner = total.checked_div(n_out).unwrap_or(0);
     let mut result = vec![0.0; n_out];
     let mut pos = vec![0; all.len()];
     for (idx, r) in result.iter_mut().enumerate().take(n_out) {

@@ -13,14 +13,31 @@ use crate::tensor::Tensor;
 
 pub(super) fn ops() -> Vec<OpDef> {
     vec![
-        op!("Constant", |c| Ok(vec![constant_value(c.node)?]), |c| Ok(vec![ValueType::of(&constant_value(c.node)?)])),
-        op!("ConstantOfShape", eval_constant_of_shape, infer_constant_of_shape),
+        op!("Constant", |c| Ok(vec![constant_value(c.node)?]), |c| Ok(
+            vec![ValueType::of(&constant_value(c.node)?)]
+        )),
+        op!(
+            "ConstantOfShape",
+            eval_constant_of_shape,
+            infer_constant_of_shape
+        ),
         op!("Range", eval_range),
         op!("OneHot", eval_one_hot),
-        op!("EyeLike", eval_eye_like, |c| infer::shape_with_dtype(c, eye_dtype(&c.node.attrs, c.dtype(0))?)),
+        op!("EyeLike", eval_eye_like, |c| infer::shape_with_dtype(
+            c,
+            eye_dtype(&c.node.attrs, c.dtype(0))?
+        )),
         op!("TopK", eval_topk),
-        op!("CumSum", |c| eval_cumulative(c, 0.0, |a, b| a + b), infer::same_as_input),
-        op!("CumProd", |c| eval_cumulative(c, 1.0, |a, b| a * b), infer::same_as_input),
+        op!(
+            "CumSum",
+            |c| eval_cumulative(c, 0.0, |a, b| a + b),
+            infer::same_as_input
+        ),
+        op!(
+            "CumProd",
+            |c| eval_cumulative(c, 1.0, |a, b| a * b),
+            infer::same_as_input
+        ),
         op!("Dropout", eval_dropout),
         op!("NegativeLogLikelihoodLoss", eval_nll_loss),
         op!("SoftmaxCrossEntropyLoss", eval_softmax_ce_loss),
@@ -29,7 +46,11 @@ pub(super) fn ops() -> Vec<OpDef> {
 
 /// The value of a `Constant` node, from whichever attribute holds it.
 pub fn constant_value(node: &crate::graph::Node) -> Result<Tensor> {
-    let (name, attr) = node.attrs.0.first().ok_or_else(|| Error::invalid("Constant has no value attribute"))?;
+    let (name, attr) = node
+        .attrs
+        .0
+        .first()
+        .ok_or_else(|| Error::invalid("Constant has no value attribute"))?;
     Ok(match (name.as_str(), attr) {
         ("value", Attr::Tensor(t)) => t.clone(),
         ("value_float", Attr::Float(f)) => Tensor::scalar(*f),
@@ -59,8 +80,18 @@ fn eval_constant_of_shape(c: &EvalCtx) -> Result<Vec<Tensor>> {
 fn infer_constant_of_shape(c: &InferCtx) -> Result<Vec<ValueType>> {
     let dtype = Some(fill_value(&c.node.attrs)?.dtype());
     match c.constant(0) {
-        Some(t) => Ok(vec![infer::known(dtype, &to_dims(t, "ConstantOfShape shape")?)]),
-        None => Ok(vec![ValueType { dtype, shape: Shape(c.dims(0).and_then(|d| d[0].known()).map(|r| vec![crate::shape::Dim::Unknown; r])) }]),
+        Some(t) => Ok(vec![infer::known(
+            dtype,
+            &to_dims(t, "ConstantOfShape shape")?,
+        )]),
+        None => Ok(vec![ValueType {
+            dtype,
+            shape: Shape(
+                c.dims(0)
+                    .and_then(|d| d[0].known())
+                    .map(|r| vec![crate::shape::Dim::Unknown; r]),
+            ),
+        }]),
     }
 }
 
@@ -73,14 +104,22 @@ fn eval_range(c: &EvalCtx) -> Result<Vec<Tensor>> {
             bail!("Range delta cannot be 0");
         }
         let n = ((l - s) / d).ceil().max(0.0) as usize;
-        return Ok(vec![Tensor::from_f64s(dt, vec![n], (0..n).map(|i| s + i as f64 * d))]);
+        return Ok(vec![Tensor::from_f64s(
+            dt,
+            vec![n],
+            (0..n).map(|i| s + i as f64 * d),
+        )]);
     }
     let (s, l, d) = (s.to_i128s()[0], l.to_i128s()[0], d.to_i128s()[0]);
     if d == 0 {
         bail!("Range delta cannot be 0");
     }
     let n = ((l - s) as f64 / d as f64).ceil().max(0.0) as usize;
-    Ok(vec![Tensor::from_i128s(dt, vec![n], (0..n).map(|i| s + i as i128 * d))])
+    Ok(vec![Tensor::from_i128s(
+        dt,
+        vec![n],
+        (0..n).map(|i| s + i as i128 * d),
+    )])
 }
 
 fn eval_one_hot(c: &EvalCtx) -> Result<Vec<Tensor>> {
@@ -110,14 +149,21 @@ fn eval_one_hot(c: &EvalCtx) -> Result<Vec<Tensor>> {
 
 fn eye_dtype(a: &crate::attr::Attrs, input: Option<DType>) -> Result<DType> {
     match a.opt_int("dtype")? {
-        Some(code) => DType::from_onnx(code as i32).ok_or_else(|| Error::unsupported(format!("EyeLike dtype {} is not supported", DType::onnx_code_name(code as i32)))),
+        Some(code) => DType::from_onnx(code as i32).ok_or_else(|| {
+            Error::unsupported(format!(
+                "EyeLike dtype {} is not supported",
+                DType::onnx_code_name(code as i32)
+            ))
+        }),
         None => input.ok_or_else(|| Error::invalid("EyeLike input type is unknown")),
     }
 }
 
 fn eval_eye_like(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
-    let [h, w] = x.shape() else { bail!("EyeLike expects a 2-D input") };
+    let [h, w] = x.shape() else {
+        bail!("EyeLike expects a 2-D input")
+    };
     let k = c.attrs().int("k", 0)?;
     let dt = eye_dtype(c.attrs(), Some(x.dtype()))?;
     let v = (0..h * w).map(|i| f64::from(u8::from((i % w) as i64 - (i / w) as i64 == k)));
@@ -190,16 +236,26 @@ fn eval_cumulative(c: &EvalCtx, init: f64, f: fn(f64, f64) -> f64) -> Result<Vec
     Ok(vec![if x.dtype().is_float() {
         Tensor::from_f64s(x.dtype(), x.shape().to_vec(), y)
     } else {
-        Tensor::from_i128s(x.dtype(), x.shape().to_vec(), y.into_iter().map(|v| v as i128))
+        Tensor::from_i128s(
+            x.dtype(),
+            x.shape().to_vec(),
+            y.into_iter().map(|v| v as i128),
+        )
     }])
 }
 
 fn eval_dropout(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
-    let training = c.opt_input(2).is_some_and(|t| t.to_bools().first().copied().unwrap_or(false));
-    let ratio = c.opt_input(1).map_or(f64::from(c.attrs().float("ratio", 0.5)?), |t| t.get_f64(0));
+    let training = c
+        .opt_input(2)
+        .is_some_and(|t| t.to_bools().first().copied().unwrap_or(false));
+    let ratio = c
+        .opt_input(1)
+        .map_or(f64::from(c.attrs().float("ratio", 0.5)?), |t| t.get_f64(0));
     if training && ratio > 0.0 {
-        unsupported!("Dropout in training mode is random and not supported by the reference interpreter");
+        unsupported!(
+            "Dropout in training mode is random and not supported by the reference interpreter"
+        );
     }
     let mut out = vec![x.clone()];
     if c.wants_output(1) {
@@ -210,7 +266,14 @@ fn eval_dropout(c: &EvalCtx) -> Result<Vec<Tensor>> {
 
 /// NLL loss over (N, C, d…) log-probabilities; returns the reduced loss and
 /// the per-element losses.
-fn nll(logp: &[f64], shape: &[usize], target: &[i64], weight: Option<&[f64]>, ignore: Option<i64>, reduction: &str) -> Result<Vec<f64>> {
+fn nll(
+    logp: &[f64],
+    shape: &[usize],
+    target: &[i64],
+    weight: Option<&[f64]>,
+    ignore: Option<i64>,
+    reduction: &str,
+) -> Result<Vec<f64>> {
     let (n, ch) = (shape[0], shape[1]);
     let inner: usize = shape[2..].iter().product();
     let mut losses = vec![0.0; n * inner];
@@ -232,13 +295,21 @@ fn nll(logp: &[f64], shape: &[usize], target: &[i64], weight: Option<&[f64]>, ig
     Ok(match reduction {
         "none" => losses,
         "sum" => vec![losses.iter().sum()],
-        "mean" => vec![if wsum == 0.0 { 0.0 } else { losses.iter().sum::<f64>() / wsum }],
+        "mean" => vec![if wsum == 0.0 {
+            0.0
+        } else {
+            losses.iter().sum::<f64>() / wsum
+        }],
         r => bail!("unknown reduction '{r}'"),
     })
 }
 
 fn loss_output(x: &Tensor, target: &Tensor, v: Vec<f64>, reduction: &str) -> Tensor {
-    let shape = if reduction == "none" { target.shape().to_vec() } else { vec![] };
+    let shape = if reduction == "none" {
+        target.shape().to_vec()
+    } else {
+        vec![]
+    };
     Tensor::from_f64s(x.dtype(), shape, v)
 }
 
@@ -246,7 +317,14 @@ fn eval_nll_loss(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let (x, t) = (c.input(0)?, c.input(1)?);
     let reduction = c.attrs().string("reduction", "mean")?;
     let w = c.opt_input(2).map(Tensor::to_f64s);
-    let v = nll(&x.to_f64s(), x.shape(), &t.to_i64s(), w.as_deref(), c.attrs().opt_int("ignore_index")?, reduction)?;
+    let v = nll(
+        &x.to_f64s(),
+        x.shape(),
+        &t.to_i64s(),
+        w.as_deref(),
+        c.attrs().opt_int("ignore_index")?,
+        reduction,
+    )?;
     Ok(vec![loss_output(x, t, v, reduction)])
 }
 
@@ -259,13 +337,22 @@ fn eval_softmax_ce_loss(c: &EvalCtx) -> Result<Vec<Tensor>> {
     for b in 0..n {
         for i in 0..inner {
             let at = |k: usize| (b * ch + k) * inner + i;
-            let max = (0..ch).map(|k| logp[at(k)]).fold(f64::NEG_INFINITY, f64::max);
+            let max = (0..ch)
+                .map(|k| logp[at(k)])
+                .fold(f64::NEG_INFINITY, f64::max);
             let lse = (0..ch).map(|k| (logp[at(k)] - max).exp()).sum::<f64>().ln() + max;
             (0..ch).for_each(|k| logp[at(k)] -= lse);
         }
     }
     let w = c.opt_input(2).map(Tensor::to_f64s);
-    let v = nll(&logp, x.shape(), &t.to_i64s(), w.as_deref(), c.attrs().opt_int("ignore_index")?, reduction)?;
+    let v = nll(
+        &logp,
+        x.shape(),
+        &t.to_i64s(),
+        w.as_deref(),
+        c.attrs().opt_int("ignore_index")?,
+        reduction,
+    )?;
     let mut out = vec![loss_output(x, t, v, reduction)];
     if c.wants_output(1) {
         out.push(Tensor::from_f64s(x.dtype(), x.shape().to_vec(), logp));

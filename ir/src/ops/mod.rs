@@ -53,10 +53,20 @@ pub struct OpDef {
 /// Declares an [`OpDef`] of the default domain.
 macro_rules! op {
     ($name:literal, $eval:expr) => {
-        $crate::ops::OpDef { name: $name, domain: "", eval: $eval, infer: None }
+        $crate::ops::OpDef {
+            name: $name,
+            domain: "",
+            eval: $eval,
+            infer: None,
+        }
     };
     ($name:literal, $eval:expr, $infer:expr) => {
-        $crate::ops::OpDef { name: $name, domain: "", eval: $eval, infer: Some($infer) }
+        $crate::ops::OpDef {
+            name: $name,
+            domain: "",
+            eval: $eval,
+            infer: Some($infer),
+        }
     };
 }
 pub(crate) use op;
@@ -81,7 +91,11 @@ pub fn registry() -> &'static HashMap<&'static str, Vec<OpDef>> {
         let mut map: HashMap<&'static str, Vec<OpDef>> = HashMap::new();
         for op in families.into_iter().flatten() {
             let defs = map.entry(op.name).or_default();
-            assert!(defs.iter().all(|d| d.domain != op.domain), "op {} registered twice", op.name);
+            assert!(
+                defs.iter().all(|d| d.domain != op.domain),
+                "op {} registered twice",
+                op.name
+            );
             defs.push(op);
         }
         map
@@ -96,7 +110,12 @@ pub fn lookup(domain: &str, op: &str) -> Option<&'static OpDef> {
 
 /// Names of every supported default-domain op, sorted.
 pub fn supported_ops() -> Vec<&'static str> {
-    let mut v: Vec<_> = registry().values().flatten().filter(|d| d.domain.is_empty()).map(|d| d.name).collect();
+    let mut v: Vec<_> = registry()
+        .values()
+        .flatten()
+        .filter(|d| d.domain.is_empty())
+        .map(|d| d.name)
+        .collect();
     v.sort_unstable();
     v
 }
@@ -115,7 +134,11 @@ pub fn unsupported_nodes(model: &Model) -> Vec<UnsupportedNode> {
         for id in g.node_ids() {
             let n = g.node(id);
             if lookup(&n.domain, &n.op).is_none() {
-                out.push(UnsupportedNode { node: n.name.clone(), op: n.op.clone(), domain: n.domain.clone() });
+                out.push(UnsupportedNode {
+                    node: n.name.clone(),
+                    op: n.op.clone(),
+                    domain: n.domain.clone(),
+                });
             }
             for sub in n.attrs.subgraphs() {
                 walk(sub, out);
@@ -133,10 +156,20 @@ pub fn check_model(model: &Model) -> Result<()> {
     match bad.first() {
         None => Ok(()),
         Some(u) => {
-            let domain = if u.domain.is_empty() { String::new() } else { format!(" of domain '{}'", u.domain) };
-            let more = if bad.len() > 1 { format!(" ({} more unsupported nodes)", bad.len() - 1) } else { String::new() };
-            Err(Error::unsupported(format!("op {}{domain} is not supported{more}", u.op))
-                .within(Error::node_context(&u.node, &u.op)))
+            let domain = if u.domain.is_empty() {
+                String::new()
+            } else {
+                format!(" of domain '{}'", u.domain)
+            };
+            let more = if bad.len() > 1 {
+                format!(" ({} more unsupported nodes)", bad.len() - 1)
+            } else {
+                String::new()
+            };
+            Err(
+                Error::unsupported(format!("op {}{domain} is not supported{more}", u.op))
+                    .within(Error::node_context(&u.node, &u.op)),
+            )
         }
     }
 }
@@ -164,7 +197,8 @@ impl<'a> EvalCtx<'a> {
 
     /// Input `i`, which the op requires.
     pub fn input(&self, i: usize) -> Result<&'a Tensor> {
-        self.opt_input(i).ok_or_else(|| Error::invalid(format!("required input {i} is missing")))
+        self.opt_input(i)
+            .ok_or_else(|| Error::invalid(format!("required input {i} is missing")))
     }
 
     /// Input `i`, when given.

@@ -2,7 +2,9 @@
 //! [`Tensor::take`], so all dtypes share one implementation.
 
 use super::infer::{self, InferCtx};
-use super::util::{broadcast_shapes, norm_axes, norm_axis, split_at_axis, strided_offsets, to_dims, unravel};
+use super::util::{
+    broadcast_shapes, norm_axes, norm_axis, split_at_axis, strided_offsets, to_dims, unravel,
+};
 use super::{EvalCtx, OpDef, op};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -12,7 +14,11 @@ use crate::tensor::{Elem, Tensor, strides};
 
 pub(super) fn ops() -> Vec<OpDef> {
     vec![
-        op!("Identity", |c| Ok(vec![c.input(0)?.clone()]), infer::same_as_input),
+        op!(
+            "Identity",
+            |c| Ok(vec![c.input(0)?.clone()]),
+            infer::same_as_input
+        ),
         op!("Reshape", eval_reshape, infer_reshape),
         op!("Flatten", eval_flatten, infer_flatten),
         op!("Squeeze", eval_squeeze, infer_squeeze),
@@ -24,19 +30,31 @@ pub(super) fn ops() -> Vec<OpDef> {
         op!("Gather", eval_gather, infer_gather),
         op!("GatherElements", eval_gather_elements),
         op!("GatherND", eval_gather_nd),
-        op!("ScatterElements", eval_scatter_elements, infer::same_as_input),
+        op!(
+            "ScatterElements",
+            eval_scatter_elements,
+            infer::same_as_input
+        ),
         op!("Scatter", eval_scatter_elements, infer::same_as_input),
         op!("ScatterND", eval_scatter_nd, infer::same_as_input),
         op!("Expand", eval_expand),
         op!("Tile", eval_tile),
         op!("Pad", eval_pad),
         op!("Shape", eval_shape, infer_shape),
-        op!("Size", |c| Ok(vec![Tensor::scalar(c.input(0)?.len() as i64)]), |_| Ok(vec![infer::known(Some(DType::I64), &[])])),
+        op!(
+            "Size",
+            |c| Ok(vec![Tensor::scalar(c.input(0)?.len() as i64)]),
+            |_| Ok(vec![infer::known(Some(DType::I64), &[])])
+        ),
         op!("DepthToSpace", eval_depth_to_space),
         op!("SpaceToDepth", eval_space_to_depth),
         op!("Compress", eval_compress),
         op!("NonZero", eval_nonzero),
-        op!("ReverseSequence", eval_reverse_sequence, infer::same_as_input),
+        op!(
+            "ReverseSequence",
+            eval_reverse_sequence,
+            infer::same_as_input
+        ),
         op!("Trilu", eval_trilu, infer::same_as_input),
     ]
 }
@@ -52,9 +70,12 @@ pub fn reshape_dims(input: &[usize], spec: &[i64], allowzero: bool) -> Result<Ve
                 out.push(1);
             }
             -1 => bail!("Reshape shape {spec:?} has more than one -1"),
-            0 if !allowzero => out.push(
-                *input.get(i).ok_or_else(|| Error::invalid(format!("Reshape shape {spec:?} copies dim {i} of a rank-{} input", input.len())))?,
-            ),
+            0 if !allowzero => out.push(*input.get(i).ok_or_else(|| {
+                Error::invalid(format!(
+                    "Reshape shape {spec:?} copies dim {i} of a rank-{} input",
+                    input.len()
+                ))
+            })?),
             s if s < 0 => bail!("Reshape shape {spec:?} has a negative dimension"),
             s => out.push(s as usize),
         }
@@ -62,7 +83,7 @@ pub fn reshape_dims(input: &[usize], spec: &[i64], allowzero: bool) -> Result<Ve
     let total: usize = input.iter().product();
     if let Some(i) = infer_at {
         let rest: usize = out.iter().product();
-        if rest == 0 || total % rest != 0 {
+        if rest == 0 || !total.is_multiple_of(rest) {
             bail!("cannot reshape {input:?} into {spec:?}");
         }
         out[i] = total / rest;
@@ -75,7 +96,9 @@ pub fn reshape_dims(input: &[usize], spec: &[i64], allowzero: bool) -> Result<Ve
 
 fn eval_reshape(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
-    let spec = c.ints_from_input_or_attr(1, "shape")?.ok_or_else(|| Error::invalid("Reshape needs a shape"))?;
+    let spec = c
+        .ints_from_input_or_attr(1, "shape")?
+        .ok_or_else(|| Error::invalid("Reshape needs a shape"))?;
     let dims = reshape_dims(x.shape(), &spec, c.attrs().int("allowzero", 0)? != 0)?;
     Ok(vec![x.clone().reshaped(dims)])
 }
@@ -83,7 +106,10 @@ fn eval_reshape(c: &EvalCtx) -> Result<Vec<Tensor>> {
 fn infer_reshape(c: &InferCtx) -> Result<Vec<ValueType>> {
     let x = c.input(0)?;
     let Some(spec) = c.constant(1).map(Tensor::to_i64s) else {
-        return Ok(vec![ValueType { dtype: x.dtype, shape: Shape::unknown() }]);
+        return Ok(vec![ValueType {
+            dtype: x.dtype,
+            shape: Shape::unknown(),
+        }]);
     };
     if let Some(dims) = x.shape.concrete() {
         let d = reshape_dims(&dims, &spec, c.node.attrs.int("allowzero", 0)? != 0)?;
@@ -95,16 +121,25 @@ fn infer_reshape(c: &InferCtx) -> Result<Vec<ValueType>> {
         .iter()
         .enumerate()
         .map(|(i, &s)| match s {
-            0 => in_dims.and_then(|d| d.get(i).cloned()).unwrap_or(Dim::Unknown),
+            0 => in_dims
+                .and_then(|d| d.get(i).cloned())
+                .unwrap_or(Dim::Unknown),
             s if s > 0 => Dim::Known(s as usize),
             _ => Dim::Unknown,
         })
         .collect();
-    Ok(vec![ValueType { dtype: x.dtype, shape: Shape(Some(dims)) }])
+    Ok(vec![ValueType {
+        dtype: x.dtype,
+        shape: Shape(Some(dims)),
+    }])
 }
 
 fn flatten_axis(c_axis: i64, rank: usize) -> Result<usize> {
-    if c_axis == rank as i64 { Ok(rank) } else { norm_axis(c_axis, rank) }
+    if c_axis == rank as i64 {
+        Ok(rank)
+    } else {
+        norm_axis(c_axis, rank)
+    }
 }
 
 fn eval_flatten(c: &EvalCtx) -> Result<Vec<Tensor>> {
@@ -126,9 +161,20 @@ fn product_dim(dims: &[Dim]) -> Dim {
 
 fn infer_flatten(c: &InferCtx) -> Result<Vec<ValueType>> {
     let x = c.input(0)?;
-    let Some(dims) = x.shape.dims() else { return Ok(vec![ValueType { dtype: x.dtype, shape: Shape(Some(vec![Dim::Unknown; 2])) }]) };
+    let Some(dims) = x.shape.dims() else {
+        return Ok(vec![ValueType {
+            dtype: x.dtype,
+            shape: Shape(Some(vec![Dim::Unknown; 2])),
+        }]);
+    };
     let axis = flatten_axis(c.node.attrs.int("axis", 1)?, dims.len())?;
-    Ok(vec![ValueType { dtype: x.dtype, shape: Shape(Some(vec![product_dim(&dims[..axis]), product_dim(&dims[axis..])])) }])
+    Ok(vec![ValueType {
+        dtype: x.dtype,
+        shape: Shape(Some(vec![
+            product_dim(&dims[..axis]),
+            product_dim(&dims[axis..]),
+        ])),
+    }])
 }
 
 fn squeeze_axes(shape: &[usize], axes: Option<Vec<i64>>) -> Result<Vec<usize>> {
@@ -147,7 +193,13 @@ fn squeeze_axes(shape: &[usize], axes: Option<Vec<i64>>) -> Result<Vec<usize>> {
 fn eval_squeeze(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
     let axes = squeeze_axes(x.shape(), c.ints_from_input_or_attr(1, "axes")?)?;
-    let dims = x.shape().iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect();
+    let dims = x
+        .shape()
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !axes.contains(i))
+        .map(|(_, &d)| d)
+        .collect();
     Ok(vec![x.clone().reshaped(dims)])
 }
 
@@ -155,30 +207,69 @@ fn infer_squeeze(c: &InferCtx) -> Result<Vec<ValueType>> {
     let x = c.input(0)?;
     let axes = match (c.inputs.get(1).and_then(Option::as_ref), c.constant(1)) {
         (Some(_), Some(t)) => Some(t.to_i64s()),
-        (Some(_), None) => return Ok(vec![ValueType { dtype: x.dtype, shape: Shape::unknown() }]),
+        (Some(_), None) => {
+            return Ok(vec![ValueType {
+                dtype: x.dtype,
+                shape: Shape::unknown(),
+            }]);
+        }
         (None, _) => c.node.attrs.opt_ints("axes")?.map(<[i64]>::to_vec),
     };
-    let Some(dims) = x.shape.dims() else { return Ok(vec![ValueType { dtype: x.dtype, shape: Shape::unknown() }]) };
+    let Some(dims) = x.shape.dims() else {
+        return Ok(vec![ValueType {
+            dtype: x.dtype,
+            shape: Shape::unknown(),
+        }]);
+    };
     let drop: Vec<usize> = match axes {
         Some(a) => norm_axes(&a, dims.len())?,
-        None if dims.iter().all(|d| d.known().is_some()) => (0..dims.len()).filter(|&i| dims[i] == Dim::Known(1)).collect(),
-        None => return Ok(vec![ValueType { dtype: x.dtype, shape: Shape::unknown() }]),
+        None if dims.iter().all(|d| d.known().is_some()) => (0..dims.len())
+            .filter(|&i| dims[i] == Dim::Known(1))
+            .collect(),
+        None => {
+            return Ok(vec![ValueType {
+                dtype: x.dtype,
+                shape: Shape::unknown(),
+            }]);
+        }
     };
-    let out = dims.iter().enumerate().filter(|(i, _)| !drop.contains(i)).map(|(_, d)| d.clone()).collect();
-    Ok(vec![ValueType { dtype: x.dtype, shape: Shape(Some(out)) }])
+    let out = dims
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !drop.contains(i))
+        .map(|(_, d)| d.clone())
+        .collect();
+    Ok(vec![ValueType {
+        dtype: x.dtype,
+        shape: Shape(Some(out)),
+    }])
 }
 
 fn unsqueeze_dims<D: Clone>(dims: &[D], axes: &[i64], one: D) -> Result<Vec<D>> {
     let rank = dims.len() + axes.len();
     let axes = norm_axes(axes, rank)?;
     let mut src = dims.iter();
-    Ok((0..rank).map(|i| if axes.contains(&i) { one.clone() } else { src.next().expect("rank adds up").clone() }).collect())
+    Ok((0..rank)
+        .map(|i| {
+            if axes.contains(&i) {
+                one.clone()
+            } else {
+                src.next().expect("rank adds up").clone()
+            }
+        })
+        .collect())
 }
 
 fn eval_unsqueeze(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
-    let axes = c.ints_from_input_or_attr(1, "axes")?.ok_or_else(|| Error::invalid("Unsqueeze needs axes"))?;
-    Ok(vec![x.clone().reshaped(unsqueeze_dims(x.shape(), &axes, 1)?)])
+    let axes = c
+        .ints_from_input_or_attr(1, "axes")?
+        .ok_or_else(|| Error::invalid("Unsqueeze needs axes"))?;
+    Ok(vec![x.clone().reshaped(unsqueeze_dims(
+        x.shape(),
+        &axes,
+        1,
+    )?)])
 }
 
 fn infer_unsqueeze(c: &InferCtx) -> Result<Vec<ValueType>> {
@@ -188,8 +279,14 @@ fn infer_unsqueeze(c: &InferCtx) -> Result<Vec<ValueType>> {
         None => c.node.attrs.opt_ints("axes")?.map(<[i64]>::to_vec),
     };
     match (axes, x.shape.dims()) {
-        (Some(a), Some(d)) => Ok(vec![ValueType { dtype: x.dtype, shape: Shape(Some(unsqueeze_dims(d, &a, Dim::Known(1))?)) }]),
-        _ => Ok(vec![ValueType { dtype: x.dtype, shape: Shape::unknown() }]),
+        (Some(a), Some(d)) => Ok(vec![ValueType {
+            dtype: x.dtype,
+            shape: Shape(Some(unsqueeze_dims(d, &a, Dim::Known(1))?)),
+        }]),
+        _ => Ok(vec![ValueType {
+            dtype: x.dtype,
+            shape: Shape::unknown(),
+        }]),
     }
 }
 
@@ -221,9 +318,17 @@ fn eval_transpose(c: &EvalCtx) -> Result<Vec<Tensor>> {
 
 fn infer_transpose(c: &InferCtx) -> Result<Vec<ValueType>> {
     let x = c.input(0)?;
-    let Some(dims) = x.shape.dims() else { return Ok(vec![ValueType { dtype: x.dtype, shape: Shape::unknown() }]) };
+    let Some(dims) = x.shape.dims() else {
+        return Ok(vec![ValueType {
+            dtype: x.dtype,
+            shape: Shape::unknown(),
+        }]);
+    };
     let perm = transpose_perm(c.node.attrs.opt_ints("perm")?, dims.len())?;
-    Ok(vec![ValueType { dtype: x.dtype, shape: Shape(Some(perm.iter().map(|&p| dims[p].clone()).collect())) }])
+    Ok(vec![ValueType {
+        dtype: x.dtype,
+        shape: Shape(Some(perm.iter().map(|&p| dims[p].clone()).collect())),
+    }])
 }
 
 /// Concatenates tensors of one dtype along `axis`.
@@ -233,11 +338,21 @@ pub fn concat(parts: &[&Tensor], axis: usize) -> Result<Tensor> {
     shape[axis] = 0;
     for p in parts {
         if p.dtype() != first.dtype() || p.rank() != first.rank() {
-            bail!("Concat inputs differ in dtype or rank: {:?} {} vs {:?} {}", first.shape(), first.dtype(), p.shape(), p.dtype());
+            bail!(
+                "Concat inputs differ in dtype or rank: {:?} {} vs {:?} {}",
+                first.shape(),
+                first.dtype(),
+                p.shape(),
+                p.dtype()
+            );
         }
         for (i, (&a, &b)) in p.shape().iter().zip(first.shape()).enumerate() {
             if i != axis && a != b {
-                bail!("Concat inputs {:?} and {:?} differ outside axis {axis}", first.shape(), p.shape());
+                bail!(
+                    "Concat inputs {:?} and {:?} differ outside axis {axis}",
+                    first.shape(),
+                    p.shape()
+                );
             }
         }
         shape[axis] += p.shape()[axis];
@@ -258,20 +373,40 @@ pub fn concat(parts: &[&Tensor], axis: usize) -> Result<Tensor> {
 }
 
 fn eval_concat(c: &EvalCtx) -> Result<Vec<Tensor>> {
-    let parts: Vec<&Tensor> = (0..c.num_inputs()).map(|i| c.input(i)).collect::<Result<_>>()?;
-    let rank = parts.first().ok_or_else(|| Error::invalid("Concat needs inputs"))?.rank();
-    let axis = norm_axis(c.attrs().opt_int("axis")?.ok_or_else(|| Error::invalid("Concat needs 'axis'"))?, rank)?;
+    let parts: Vec<&Tensor> = (0..c.num_inputs())
+        .map(|i| c.input(i))
+        .collect::<Result<_>>()?;
+    let rank = parts
+        .first()
+        .ok_or_else(|| Error::invalid("Concat needs inputs"))?
+        .rank();
+    let axis = norm_axis(
+        c.attrs()
+            .opt_int("axis")?
+            .ok_or_else(|| Error::invalid("Concat needs 'axis'"))?,
+        rank,
+    )?;
     Ok(vec![concat(&parts, axis)?])
 }
 
 fn infer_concat(c: &InferCtx) -> Result<Vec<ValueType>> {
     let first = c.input(0)?;
-    let Some(rank) = first.shape.rank() else { return Ok(vec![ValueType { dtype: first.dtype, shape: Shape::unknown() }]) };
+    let Some(rank) = first.shape.rank() else {
+        return Ok(vec![ValueType {
+            dtype: first.dtype,
+            shape: Shape::unknown(),
+        }]);
+    };
     let axis = norm_axis(c.node.attrs.int("axis", 0)?, rank)?;
     let mut dims = vec![Dim::Unknown; rank];
     let mut total = Some(0usize);
     for t in c.inputs.iter().flatten() {
-        let Some(d) = t.shape.dims() else { return Ok(vec![ValueType { dtype: first.dtype, shape: Shape(Some(dims)) }]) };
+        let Some(d) = t.shape.dims() else {
+            return Ok(vec![ValueType {
+                dtype: first.dtype,
+                shape: Shape(Some(dims)),
+            }]);
+        };
         for i in 0..rank {
             if i == axis {
                 total = total.zip(d[i].known()).map(|(a, b)| a + b);
@@ -281,7 +416,10 @@ fn infer_concat(c: &InferCtx) -> Result<Vec<ValueType>> {
         }
     }
     dims[axis] = total.map_or(Dim::Unknown, Dim::Known);
-    Ok(vec![ValueType { dtype: first.dtype, shape: Shape(Some(dims)) }])
+    Ok(vec![ValueType {
+        dtype: first.dtype,
+        shape: Shape(Some(dims)),
+    }])
 }
 
 /// Copies the sub-range `[start, start+len)` of `axis`.
@@ -289,7 +427,10 @@ pub fn narrow(x: &Tensor, axis: usize, start: usize, len: usize) -> Tensor {
     let mut shape = x.shape().to_vec();
     shape[axis] = len;
     let st: Vec<isize> = strides(x.shape()).into_iter().map(|s| s as isize).collect();
-    x.take(shape.clone(), &strided_offsets(&shape, &st, start as isize * st[axis]))
+    x.take(
+        shape.clone(),
+        &strided_offsets(&shape, &st, start as isize * st[axis]),
+    )
 }
 
 fn eval_split(c: &EvalCtx) -> Result<Vec<Tensor>> {
@@ -298,11 +439,21 @@ fn eval_split(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let n = x.shape()[axis];
     let outs = c.num_outputs();
     let sizes: Vec<usize> = match c.ints_from_input_or_attr(1, "split")? {
-        Some(s) => s.iter().map(|&v| usize::try_from(v).map_err(|_| Error::invalid(format!("negative split size {v}")))).collect::<Result<_>>()?,
+        Some(s) => s
+            .iter()
+            .map(|&v| {
+                usize::try_from(v).map_err(|_| Error::invalid(format!("negative split size {v}")))
+            })
+            .collect::<Result<_>>()?,
         None => {
-            let parts = c.attrs().opt_int("num_outputs")?.map_or(outs, |k| k as usize);
+            let parts = c
+                .attrs()
+                .opt_int("num_outputs")?
+                .map_or(outs, |k| k as usize);
             let chunk = n.div_ceil(parts.max(1));
-            (0..parts).map(|i| chunk.min(n.saturating_sub(i * chunk))).collect()
+            (0..parts)
+                .map(|i| chunk.min(n.saturating_sub(i * chunk)))
+                .collect()
         }
     };
     if sizes.iter().sum::<usize>() != n {
@@ -328,19 +479,30 @@ fn slice_range(start: i64, end: i64, step: i64, dim: usize) -> (i64, i64, usize)
     } else {
         (fix(start).clamp(0, d - 1), fix(end).clamp(-1, d - 1))
     };
-    let len = if step > 0 { (e - s + step - 1) / step } else { (s - e + (-step) - 1) / (-step) };
+    let len = if step > 0 {
+        (e - s + step - 1) / step
+    } else {
+        (s - e + (-step) - 1) / (-step)
+    };
     (s, step, len.max(0) as usize)
 }
 
 fn eval_slice(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
-    let starts = c.ints_from_input_or_attr(1, "starts")?.ok_or_else(|| Error::invalid("Slice needs starts"))?;
-    let ends = c.ints_from_input_or_attr(2, "ends")?.ok_or_else(|| Error::invalid("Slice needs ends"))?;
+    let starts = c
+        .ints_from_input_or_attr(1, "starts")?
+        .ok_or_else(|| Error::invalid("Slice needs starts"))?;
+    let ends = c
+        .ints_from_input_or_attr(2, "ends")?
+        .ok_or_else(|| Error::invalid("Slice needs ends"))?;
     let axes = match c.ints_from_input_or_attr(3, "axes")? {
         Some(a) => norm_axes(&a, x.rank())?,
         None => (0..starts.len()).collect(),
     };
-    let steps = c.opt_input(4).map(Tensor::to_i64s).unwrap_or_else(|| vec![1; starts.len()]);
+    let steps = c
+        .opt_input(4)
+        .map(Tensor::to_i64s)
+        .unwrap_or_else(|| vec![1; starts.len()]);
     if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
         bail!("Slice starts, ends, axes and steps differ in length");
     }
@@ -359,7 +521,9 @@ fn eval_slice(c: &EvalCtx) -> Result<Vec<Tensor>> {
         }
         vst[ax] = st[ax] * step as isize;
     }
-    Ok(vec![x.take(shape.clone(), &strided_offsets(&shape, &vst, base))])
+    Ok(vec![
+        x.take(shape.clone(), &strided_offsets(&shape, &vst, base)),
+    ])
 }
 
 fn gather_indices(idx: &Tensor, n: usize) -> Result<Vec<usize>> {
@@ -400,9 +564,15 @@ fn infer_gather(c: &InferCtx) -> Result<Vec<ValueType>> {
             let mut out = d[..axis].to_vec();
             out.extend_from_slice(i);
             out.extend_from_slice(&d[axis + 1..]);
-            Ok(vec![ValueType { dtype: x.dtype, shape: Shape(Some(out)) }])
+            Ok(vec![ValueType {
+                dtype: x.dtype,
+                shape: Shape(Some(out)),
+            }])
         }
-        _ => Ok(vec![ValueType { dtype: x.dtype, shape: Shape::unknown() }]),
+        _ => Ok(vec![ValueType {
+            dtype: x.dtype,
+            shape: Shape::unknown(),
+        }]),
     }
 }
 
@@ -410,7 +580,11 @@ fn eval_gather_elements(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let (x, idx) = (c.input(0)?, c.input(1)?);
     let axis = norm_axis(c.attrs().int("axis", 0)?, x.rank())?;
     if idx.rank() != x.rank() {
-        bail!("GatherElements indices rank {} differs from data rank {}", idx.rank(), x.rank());
+        bail!(
+            "GatherElements indices rank {} differs from data rank {}",
+            idx.rank(),
+            x.rank()
+        );
     }
     let ids = gather_indices(idx, x.shape()[axis])?;
     let xs = strides(x.shape());
@@ -445,20 +619,27 @@ fn eval_gather_nd(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let (x, idx) = (c.input(0)?, c.input(1)?);
     let b = c.attrs().int("batch_dims", 0)? as usize;
     let ir = idx.rank();
-    let k = *idx.shape().last().ok_or_else(|| Error::invalid("GatherND indices must have rank >= 1"))?;
+    let k = *idx
+        .shape()
+        .last()
+        .ok_or_else(|| Error::invalid("GatherND indices must have rank >= 1"))?;
     if b + k > x.rank() {
-        bail!("GatherND index depth {k} with {b} batch dims exceeds data rank {}", x.rank());
+        bail!(
+            "GatherND index depth {k} with {b} batch dims exceeds data rank {}",
+            x.rank()
+        );
     }
     let batch: usize = x.shape()[..b].iter().product();
     let slice: usize = x.shape()[b + k..].iter().product();
     let per_batch_data: usize = x.shape()[b..].iter().product();
     let tuples = idx.to_i64s();
     let n_tuples = tuples.len() / k.max(1);
-    let per_batch_tuples = if batch == 0 { 0 } else { n_tuples / batch };
+    let per_batch_tuples = n_tuples.checked_div(batch).unwrap_or(0);
     let mut offs = Vec::with_capacity(n_tuples * slice);
     for t in 0..n_tuples {
         let bi = t / per_batch_tuples.max(1);
-        let base = bi * per_batch_data + nd_offset(&x.shape()[b..], &tuples[t * k..(t + 1) * k], 0)?;
+        let base =
+            bi * per_batch_data + nd_offset(&x.shape()[b..], &tuples[t * k..(t + 1) * k], 0)?;
         offs.extend(base..base + slice);
     }
     let mut shape = idx.shape()[..ir - 1].to_vec();
@@ -487,7 +668,11 @@ fn scatter_into(x: &Tensor, targets: &[usize], updates: &Tensor, f: fn(f64, f64)
     if x.dtype().is_float() || x.dtype() == DType::Bool {
         Tensor::from_f64s(x.dtype(), x.shape().to_vec(), out)
     } else {
-        Tensor::from_i128s(x.dtype(), x.shape().to_vec(), out.into_iter().map(|v| v as i128))
+        Tensor::from_i128s(
+            x.dtype(),
+            x.shape().to_vec(),
+            out.into_iter().map(|v| v as i128),
+        )
     }
 }
 
@@ -509,7 +694,10 @@ fn eval_scatter_elements(c: &EvalCtx) -> Result<Vec<Tensor>> {
 
 fn eval_scatter_nd(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let (x, idx, upd) = (c.input(0)?, c.input(1)?, c.input(2)?);
-    let k = *idx.shape().last().ok_or_else(|| Error::invalid("ScatterND indices must have rank >= 1"))?;
+    let k = *idx
+        .shape()
+        .last()
+        .ok_or_else(|| Error::invalid("ScatterND indices must have rank >= 1"))?;
     let slice: usize = x.shape()[k..].iter().product();
     let tuples = idx.to_i64s();
     let mut targets = Vec::new();
@@ -518,7 +706,11 @@ fn eval_scatter_nd(c: &EvalCtx) -> Result<Vec<Tensor>> {
         targets.extend(base..base + slice);
     }
     if targets.len() != upd.len() {
-        bail!("ScatterND updates hold {} elements, the indices address {}", upd.len(), targets.len());
+        bail!(
+            "ScatterND updates hold {} elements, the indices address {}",
+            upd.len(),
+            targets.len()
+        );
     }
     Ok(vec![scatter_into(x, &targets, upd, scatter_reduce(c)?)])
 }
@@ -526,7 +718,10 @@ fn eval_scatter_nd(c: &EvalCtx) -> Result<Vec<Tensor>> {
 /// Broadcasts `x` to `shape` (bidirectionally, as `Expand` does).
 pub fn expand_to(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
     let out = broadcast_shapes(&[x.shape(), shape])?;
-    Ok(x.take(out.clone(), &super::util::broadcast_offsets(x.shape(), &out)))
+    Ok(x.take(
+        out.clone(),
+        &super::util::broadcast_offsets(x.shape(), &out),
+    ))
 }
 
 fn eval_expand(c: &EvalCtx) -> Result<Vec<Tensor>> {
@@ -547,7 +742,11 @@ fn eval_tile(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let offs = (0..n)
         .map(|k| {
             unravel(k, &shape, &mut pos);
-            pos.iter().zip(x.shape()).zip(&xs).map(|((p, d), s)| (p % d) * s).sum()
+            pos.iter()
+                .zip(x.shape())
+                .zip(&xs)
+                .map(|((p, d), s)| (p % d) * s)
+                .sum()
         })
         .collect::<Vec<usize>>();
     Ok(vec![x.take(shape, &offs)])
@@ -556,7 +755,9 @@ fn eval_tile(c: &EvalCtx) -> Result<Vec<Tensor>> {
 fn eval_pad(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
     let r = x.rank();
-    let pads = c.ints_from_input_or_attr(1, "pads")?.ok_or_else(|| Error::invalid("Pad needs pads"))?;
+    let pads = c
+        .ints_from_input_or_attr(1, "pads")?
+        .ok_or_else(|| Error::invalid("Pad needs pads"))?;
     let axes = match c.opt_input(3) {
         Some(a) => norm_axes(&a.to_i64s(), r)?,
         None => (0..r).collect(),
@@ -604,7 +805,13 @@ fn eval_pad(c: &EvalCtx) -> Result<Vec<Tensor>> {
                     "reflect" => {
                         let period = 2 * (d - 1).max(1);
                         let m = p.rem_euclid(period);
-                        if d == 1 { 0 } else if m < d { m } else { period - m }
+                        if d == 1 {
+                            0
+                        } else if m < d {
+                            m
+                        } else {
+                            period - m
+                        }
                     }
                     "wrap" => p.rem_euclid(d),
                     m => bail!("unknown Pad mode '{m}'"),
@@ -620,7 +827,11 @@ fn eval_pad(c: &EvalCtx) -> Result<Vec<Tensor>> {
         Tensor::from_f64s(x.dtype(), shape, vals)
     } else {
         let ints = x.to_i128s();
-        Tensor::from_i128s(x.dtype(), shape, offs.iter().map(|o| o.map_or(value as i128, |i| ints[i])))
+        Tensor::from_i128s(
+            x.dtype(),
+            shape,
+            offs.iter().map(|o| o.map_or(value as i128, |i| ints[i])),
+        )
     };
     Ok(vec![t])
 }
@@ -654,7 +865,9 @@ fn infer_shape(c: &InferCtx) -> Result<Vec<ValueType>> {
 fn eval_depth_to_space(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
     let b = c.attrs().int("blocksize", 0)? as usize;
-    let [n, ch, h, w] = x.shape() else { bail!("DepthToSpace expects a 4-D input") };
+    let [n, ch, h, w] = x.shape() else {
+        bail!("DepthToSpace expects a 4-D input")
+    };
     if b == 0 || ch % (b * b) != 0 {
         bail!("DepthToSpace channels {ch} are not divisible by blocksize² ({b}²)");
     }
@@ -671,12 +884,21 @@ fn eval_depth_to_space(c: &EvalCtx) -> Result<Vec<Tensor>> {
 fn eval_space_to_depth(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
     let b = c.attrs().int("blocksize", 0)? as usize;
-    let [n, ch, h, w] = x.shape() else { bail!("SpaceToDepth expects a 4-D input") };
+    let [n, ch, h, w] = x.shape() else {
+        bail!("SpaceToDepth expects a 4-D input")
+    };
     if b == 0 || h % b != 0 || w % b != 0 {
         bail!("SpaceToDepth spatial dims {h}x{w} are not divisible by blocksize {b}");
     }
-    let perm = if c.attrs().string("mode", "DCR")? == "DCR" { [0, 3, 5, 1, 2, 4] } else { [0, 1, 3, 5, 2, 4] };
-    let t = transpose(&x.clone().reshaped(vec![*n, *ch, h / b, b, w / b, b]), &perm);
+    let perm = if c.attrs().string("mode", "DCR")? == "DCR" {
+        [0, 3, 5, 1, 2, 4]
+    } else {
+        [0, 1, 3, 5, 2, 4]
+    };
+    let t = transpose(
+        &x.clone().reshaped(vec![*n, *ch, h / b, b, w / b, b]),
+        &perm,
+    );
     Ok(vec![t.reshaped(vec![*n, ch * b * b, h / b, w / b])])
 }
 
@@ -684,13 +906,17 @@ fn eval_compress(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let (x, cond) = (c.input(0)?, c.input(1)?.to_bools());
     match c.attrs().opt_int("axis")? {
         None => {
-            let offs: Vec<usize> = (0..x.len()).filter(|&i| cond.get(i).copied().unwrap_or(false)).collect();
+            let offs: Vec<usize> = (0..x.len())
+                .filter(|&i| cond.get(i).copied().unwrap_or(false))
+                .collect();
             Ok(vec![x.take(vec![offs.len()], &offs)])
         }
         Some(a) => {
             let axis = norm_axis(a, x.rank())?;
             let (outer, n, inner) = split_at_axis(x.shape(), axis);
-            let keep: Vec<usize> = (0..n).filter(|&i| cond.get(i).copied().unwrap_or(false)).collect();
+            let keep: Vec<usize> = (0..n)
+                .filter(|&i| cond.get(i).copied().unwrap_or(false))
+                .collect();
             let mut offs = Vec::new();
             for o in 0..outer {
                 for &k in &keep {
@@ -706,7 +932,13 @@ fn eval_compress(c: &EvalCtx) -> Result<Vec<Tensor>> {
 
 fn eval_nonzero(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
-    let nz: Vec<usize> = x.to_bools().iter().enumerate().filter(|(_, b)| **b).map(|(i, _)| i).collect();
+    let nz: Vec<usize> = x
+        .to_bools()
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b)
+        .map(|(i, _)| i)
+        .collect();
     let r = x.rank();
     let mut out = vec![0i64; r * nz.len()];
     let mut pos = vec![0; r];
@@ -755,6 +987,9 @@ fn eval_trilu(c: &EvalCtx) -> Result<Vec<Tensor>> {
             if keep { i } else { x.len() }
         })
         .collect();
-    let ext = concat(&[&x.clone().reshaped(vec![x.len()]), &zero.reshaped(vec![1])], 0)?;
+    let ext = concat(
+        &[&x.clone().reshaped(vec![x.len()]), &zero.reshaped(vec![1])],
+        0,
+    )?;
     Ok(vec![ext.take(x.shape().to_vec(), &offs)])
 }

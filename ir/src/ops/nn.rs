@@ -15,10 +15,16 @@ pub(super) fn ops() -> Vec<OpDef> {
         op!("ConvTranspose", eval_conv_transpose),
         op!("MaxPool", |c| eval_pool(c, PoolKind::Max)),
         op!("AveragePool", |c| eval_pool(c, PoolKind::Avg)),
-        op!("LpPool", |c| eval_pool(c, PoolKind::Lp(c.attrs().int("p", 2)? as f64))),
+        op!("LpPool", |c| eval_pool(
+            c,
+            PoolKind::Lp(c.attrs().int("p", 2)? as f64)
+        )),
         op!("GlobalMaxPool", |c| eval_global_pool(c, PoolKind::Max)),
         op!("GlobalAveragePool", |c| eval_global_pool(c, PoolKind::Avg)),
-        op!("GlobalLpPool", |c| eval_global_pool(c, PoolKind::Lp(c.attrs().int("p", 2)? as f64))),
+        op!("GlobalLpPool", |c| eval_global_pool(
+            c,
+            PoolKind::Lp(c.attrs().int("p", 2)? as f64)
+        )),
         op!("BatchNormalization", eval_batch_norm),
         op!("InstanceNormalization", eval_instance_norm),
         op!("LayerNormalization", eval_layer_norm),
@@ -27,9 +33,21 @@ pub(super) fn ops() -> Vec<OpDef> {
         op!("LpNormalization", eval_lp_norm),
         op!("MeanVarianceNormalization", eval_mvn),
         op!("LRN", eval_lrn),
-        op!("Softmax", |c| eval_softmax(c, SoftmaxKind::Softmax), super::infer::same_as_input),
-        op!("LogSoftmax", |c| eval_softmax(c, SoftmaxKind::Log), super::infer::same_as_input),
-        op!("Hardmax", |c| eval_softmax(c, SoftmaxKind::Hard), super::infer::same_as_input),
+        op!(
+            "Softmax",
+            |c| eval_softmax(c, SoftmaxKind::Softmax),
+            super::infer::same_as_input
+        ),
+        op!(
+            "LogSoftmax",
+            |c| eval_softmax(c, SoftmaxKind::Log),
+            super::infer::same_as_input
+        ),
+        op!(
+            "Hardmax",
+            |c| eval_softmax(c, SoftmaxKind::Hard),
+            super::infer::same_as_input
+        ),
     ]
 }
 
@@ -50,7 +68,13 @@ impl Window {
         let n = input.len();
         let list = |name: &str, default: usize| -> Result<Vec<usize>> {
             match attrs.opt_ints(name)? {
-                Some(v) if v.len() == n => v.iter().map(|&x| usize::try_from(x).map_err(|_| Error::invalid(format!("negative {name} {x}")))).collect(),
+                Some(v) if v.len() == n => v
+                    .iter()
+                    .map(|&x| {
+                        usize::try_from(x)
+                            .map_err(|_| Error::invalid(format!("negative {name} {x}")))
+                    })
+                    .collect(),
                 Some(v) => bail!("'{name}' has {} values for {n} spatial dims", v.len()),
                 None => Ok(vec![default; n]),
             }
@@ -62,7 +86,12 @@ impl Window {
         }
         let ceil = attrs.int("ceil_mode", 0)? != 0;
         let mut pads = match attrs.opt_ints("pads")? {
-            Some(p) if p.len() == 2 * n => p.iter().map(|&x| usize::try_from(x).map_err(|_| Error::invalid(format!("negative pad {x}")))).collect::<Result<_>>()?,
+            Some(p) if p.len() == 2 * n => p
+                .iter()
+                .map(|&x| {
+                    usize::try_from(x).map_err(|_| Error::invalid(format!("negative pad {x}")))
+                })
+                .collect::<Result<_>>()?,
             Some(p) => bail!("'pads' has {} values for {n} spatial dims", p.len()),
             None => vec![0; 2 * n],
         };
@@ -75,19 +104,31 @@ impl Window {
                     out[i] = input[i].div_ceil(strides[i]);
                     let total = ((out[i] - 1) * strides[i] + eff).saturating_sub(input[i]);
                     let small = total / 2;
-                    (pads[i], pads[i + n]) = if auto == "SAME_UPPER" { (small, total - small) } else { (total - small, small) };
+                    (pads[i], pads[i + n]) = if auto == "SAME_UPPER" {
+                        (small, total - small)
+                    } else {
+                        (total - small, small)
+                    };
                 }
                 "VALID" => {
                     pads[i] = 0;
                     pads[i + n] = 0;
-                    out[i] = if input[i] >= eff { (input[i] - eff) / strides[i] + 1 } else { 0 };
+                    out[i] = if input[i] >= eff {
+                        (input[i] - eff) / strides[i] + 1
+                    } else {
+                        0
+                    };
                 }
                 "NOTSET" | "" => {
                     let span = input[i] + pads[i] + pads[i + n];
                     if span < eff {
                         bail!("kernel extent {eff} exceeds padded input size {span}");
                     }
-                    out[i] = if ceil { (span - eff).div_ceil(strides[i]) + 1 } else { (span - eff) / strides[i] + 1 };
+                    out[i] = if ceil {
+                        (span - eff).div_ceil(strides[i]) + 1
+                    } else {
+                        (span - eff) / strides[i] + 1
+                    };
                     // A window must start inside the input or the left pad.
                     if ceil && (out[i] - 1) * strides[i] >= input[i] + pads[i] {
                         out[i] -= 1;
@@ -96,7 +137,13 @@ impl Window {
                 other => bail!("unknown auto_pad '{other}'"),
             }
         }
-        Ok(Window { kernel: kernel.to_vec(), strides, dilations, pads, out })
+        Ok(Window {
+            kernel: kernel.to_vec(),
+            strides,
+            dilations,
+            pads,
+            out,
+        })
     }
 
     fn spatial(&self) -> usize {
@@ -121,7 +168,8 @@ fn im2col<T: Copy + Default>(x: &[T], channels: usize, input: &[usize], w: &Wind
             let mut off = 0usize;
             let mut inside = true;
             for d in 0..nd {
-                let p = (opos[d] * w.strides[d] + kpos[d] * w.dilations[d]) as isize - w.pads[d] as isize;
+                let p = (opos[d] * w.strides[d] + kpos[d] * w.dilations[d]) as isize
+                    - w.pads[d] as isize;
                 if p < 0 || p >= input[d] as isize {
                     inside = false;
                     break;
@@ -139,7 +187,15 @@ fn im2col<T: Copy + Default>(x: &[T], channels: usize, input: &[usize], w: &Wind
 }
 
 /// N-D grouped convolution: im2col + the blocked GEMM, per image and group.
-fn conv<T: super::matmul::Scalar>(x: &[T], xsh: &[usize], w: &[T], wsh: &[usize], bias: Option<&[T]>, group: usize, win: &Window) -> Vec<T> {
+fn conv<T: super::matmul::Scalar>(
+    x: &[T],
+    xsh: &[usize],
+    w: &[T],
+    wsh: &[usize],
+    bias: Option<&[T]>,
+    group: usize,
+    win: &Window,
+) -> Vec<T> {
     let (n, c) = (xsh[0], xsh[1]);
     let m = wsh[0];
     let input = &xsh[2..];
@@ -168,11 +224,19 @@ fn conv<T: super::matmul::Scalar>(x: &[T], xsh: &[usize], w: &[T], wsh: &[usize]
 
 fn conv_window(c: &EvalCtx, x: &Tensor, w: &Tensor) -> Result<(Window, usize)> {
     if x.rank() < 3 || w.rank() != x.rank() {
-        bail!("Conv expects X and W of equal rank >= 3, got {:?} and {:?}", x.shape(), w.shape());
+        bail!(
+            "Conv expects X and W of equal rank >= 3, got {:?} and {:?}",
+            x.shape(),
+            w.shape()
+        );
     }
     let group = c.attrs().int("group", 1)?.max(1) as usize;
-    if x.shape()[1] != w.shape()[1] * group || w.shape()[0] % group != 0 {
-        bail!("Conv channels do not match: X {:?}, W {:?}, group {group}", x.shape(), w.shape());
+    if x.shape()[1] != w.shape()[1] * group || !w.shape()[0].is_multiple_of(group) {
+        bail!(
+            "Conv channels do not match: X {:?}, W {:?}, group {group}",
+            x.shape(),
+            w.shape()
+        );
     }
     let kernel = match c.attrs().opt_ints("kernel_shape")? {
         Some(k) => k.iter().map(|&v| v as usize).collect(),
@@ -189,10 +253,33 @@ fn eval_conv(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let bias = c.opt_input(2);
     let t = if x.dtype() == DType::F64 {
         let b = bias.map(Tensor::to_f64s);
-        Tensor::from_vec(shape, conv(&x.to_f64s(), x.shape(), &w.to_f64s(), w.shape(), b.as_deref(), group, &win))
+        Tensor::from_vec(
+            shape,
+            conv(
+                &x.to_f64s(),
+                x.shape(),
+                &w.to_f64s(),
+                w.shape(),
+                b.as_deref(),
+                group,
+                &win,
+            ),
+        )
     } else {
         let b = bias.map(Tensor::to_f32s);
-        Tensor::from_vec(shape, conv(&x.to_f32s(), x.shape(), &w.to_f32s(), w.shape(), b.as_deref(), group, &win)).cast(x.dtype())
+        Tensor::from_vec(
+            shape,
+            conv(
+                &x.to_f32s(),
+                x.shape(),
+                &w.to_f32s(),
+                w.shape(),
+                b.as_deref(),
+                group,
+                &win,
+            ),
+        )
+        .cast(x.dtype())
     };
     Ok(vec![t])
 }
@@ -214,14 +301,20 @@ fn eval_conv_integer(c: &EvalCtx) -> Result<Vec<Tensor>> {
 fn eval_conv_transpose(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let (x, w) = (c.input(0)?, c.input(1)?);
     let a = c.attrs();
-    let nd = x.rank().checked_sub(2).filter(|&d| d > 0).ok_or_else(|| Error::invalid("ConvTranspose expects rank >= 3"))?;
+    let nd = x
+        .rank()
+        .checked_sub(2)
+        .filter(|&d| d > 0)
+        .ok_or_else(|| Error::invalid("ConvTranspose expects rank >= 3"))?;
     let group = a.int("group", 1)?.max(1) as usize;
     let (n, ci) = (x.shape()[0], x.shape()[1]);
     let co = w.shape()[1] * group;
     let cig = ci / group;
     let cog = co / group;
     let kernel: Vec<usize> = w.shape()[2..].to_vec();
-    let get = |name: &str, d: i64| -> Result<Vec<i64>> { Ok(a.opt_ints(name)?.map_or(vec![d; nd], <[i64]>::to_vec)) };
+    let get = |name: &str, d: i64| -> Result<Vec<i64>> {
+        Ok(a.opt_ints(name)?.map_or(vec![d; nd], <[i64]>::to_vec))
+    };
     let strides = get("strides", 1)?;
     let dil = get("dilations", 1)?;
     let out_pad = get("output_padding", 0)?;
@@ -231,16 +324,25 @@ fn eval_conv_transpose(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let mut out = vec![0usize; nd];
     let output_shape = a.opt_ints("output_shape")?;
     for i in 0..nd {
-        let full = strides[i] * (input[i] as i64 - 1) + out_pad[i] + (kernel[i] as i64 - 1) * dil[i] + 1;
+        let full =
+            strides[i] * (input[i] as i64 - 1) + out_pad[i] + (kernel[i] as i64 - 1) * dil[i] + 1;
         if let Some(os) = output_shape {
             let target = os[os.len() - nd + i];
             let total = (full - target).max(0);
-            (pads[i], pads[i + nd]) = if auto == "SAME_LOWER" { (total - total / 2, total / 2) } else { (total / 2, total - total / 2) };
+            (pads[i], pads[i + nd]) = if auto == "SAME_LOWER" {
+                (total - total / 2, total / 2)
+            } else {
+                (total / 2, total - total / 2)
+            };
             out[i] = target as usize;
         } else if auto == "SAME_UPPER" || auto == "SAME_LOWER" {
             let target = input[i] as i64 * strides[i];
             let total = (full - target).max(0);
-            (pads[i], pads[i + nd]) = if auto == "SAME_UPPER" { (total / 2, total - total / 2) } else { (total - total / 2, total / 2) };
+            (pads[i], pads[i + nd]) = if auto == "SAME_UPPER" {
+                (total / 2, total - total / 2)
+            } else {
+                (total - total / 2, total / 2)
+            };
             out[i] = target as usize;
         } else {
             out[i] = (full - pads[i] - pads[i + nd]).max(0) as usize;
@@ -315,7 +417,10 @@ fn eval_pool(c: &EvalCtx, kind: PoolKind) -> Result<Vec<Tensor>> {
         .collect();
     let input = &x.shape()[2..];
     if kernel.len() != input.len() {
-        bail!("kernel_shape {kernel:?} does not match {} spatial dims", input.len());
+        bail!(
+            "kernel_shape {kernel:?} does not match {} spatial dims",
+            input.len()
+        );
     }
     let win = Window::new(c.attrs(), input, &kernel)?;
     let include_pad = c.attrs().int("count_include_pad", 0)? != 0;
@@ -341,7 +446,8 @@ fn eval_pool(c: &EvalCtx, kind: PoolKind) -> Result<Vec<Tensor>> {
             let mut inside = true;
             let mut in_pad = true;
             for d in 0..nd {
-                let p = (opos[d] * win.strides[d] + kpos[d] * win.dilations[d]) as isize - win.pads[d] as isize;
+                let p = (opos[d] * win.strides[d] + kpos[d] * win.dilations[d]) as isize
+                    - win.pads[d] as isize;
                 if p < -(win.pads[d] as isize) || p >= (input[d] + win.pads[d + nd]) as isize {
                     in_pad = false;
                 }
@@ -375,10 +481,20 @@ fn eval_pool(c: &EvalCtx, kind: PoolKind) -> Result<Vec<Tensor>> {
                 }
                 PoolKind::Avg => {
                     let s: f64 = offs.iter().map(|&off| xs[base + off]).sum();
-                    let n = if include_pad { padded_count } else { offs.len() };
+                    let n = if include_pad {
+                        padded_count
+                    } else {
+                        offs.len()
+                    };
                     (s / n.max(1) as f64, 0)
                 }
-                PoolKind::Lp(p) => (offs.iter().map(|&off| xs[base + off].abs().powf(p)).sum::<f64>().powf(1.0 / p), 0),
+                PoolKind::Lp(p) => (
+                    offs.iter()
+                        .map(|&off| xs[base + off].abs().powf(p))
+                        .sum::<f64>()
+                        .powf(1.0 / p),
+                    0,
+                ),
             };
             y[pl * osz + o] = v;
             idx[pl * osz + o] = (pl * isz + arg) as i64;
@@ -431,7 +547,14 @@ fn eval_global_pool(c: &EvalCtx, kind: PoolKind) -> Result<Vec<Tensor>> {
 
 /// Per-channel affine normalisation `(x - mean) / sqrt(var + eps) * scale + bias`
 /// over an (N, C, spatial…) tensor.
-fn channel_affine(x: &Tensor, mean: &[f64], var: &[f64], scale: &[f64], bias: &[f64], eps: f64) -> Tensor {
+fn channel_affine(
+    x: &Tensor,
+    mean: &[f64],
+    var: &[f64],
+    scale: &[f64],
+    bias: &[f64],
+    eps: f64,
+) -> Tensor {
     let ch = x.shape()[1];
     let inner: usize = x.shape()[2..].iter().product();
     let xs = x.to_f64s();
@@ -447,8 +570,16 @@ fn eval_batch_norm(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let get = |i| c.input(i).map(Tensor::to_f64s);
     let (scale, bias, mean, var) = (get(1)?, get(2)?, get(3)?, get(4)?);
     let eps = f64::from(c.attrs().float("epsilon", 1e-5)?);
-    if x.rank() < 2 || [&scale, &bias, &mean, &var].iter().any(|v| v.len() != x.shape()[1]) {
-        bail!("BatchNormalization parameters do not match the {} channels of {:?}", x.shape().get(1).unwrap_or(&0), x.shape());
+    if x.rank() < 2
+        || [&scale, &bias, &mean, &var]
+            .iter()
+            .any(|v| v.len() != x.shape()[1])
+    {
+        bail!(
+            "BatchNormalization parameters do not match the {} channels of {:?}",
+            x.shape().get(1).unwrap_or(&0),
+            x.shape()
+        );
     }
     if c.attrs().int("training_mode", 0)? == 0 {
         return Ok(vec![channel_affine(x, &mean, &var, &scale, &bias, eps)]);
@@ -469,21 +600,42 @@ fn eval_batch_norm(c: &EvalCtx) -> Result<Vec<Tensor>> {
         bv[k] += (v - bm[k]).powi(2) / count;
     }
     let y = channel_affine(x, &bm, &bv, &scale, &bias, eps);
-    let rm: Vec<f64> = mean.iter().zip(&bm).map(|(r, b)| r * momentum + b * (1.0 - momentum)).collect();
-    let rv: Vec<f64> = var.iter().zip(&bv).map(|(r, b)| r * momentum + b * (1.0 - momentum)).collect();
+    let rm: Vec<f64> = mean
+        .iter()
+        .zip(&bm)
+        .map(|(r, b)| r * momentum + b * (1.0 - momentum))
+        .collect();
+    let rv: Vec<f64> = var
+        .iter()
+        .zip(&bv)
+        .map(|(r, b)| r * momentum + b * (1.0 - momentum))
+        .collect();
     let dt = c.input(3)?.dtype();
-    Ok(vec![y, Tensor::from_f64s(dt, vec![ch], rm), Tensor::from_f64s(dt, vec![ch], rv)])
+    Ok(vec![
+        y,
+        Tensor::from_f64s(dt, vec![ch], rm),
+        Tensor::from_f64s(dt, vec![ch], rv),
+    ])
 }
 
 /// Normalises contiguous groups of `len` elements: returns normalised values,
 /// and each group's mean and 1/std.
-fn normalize_groups(xs: &[f64], len: usize, eps: f64, center: bool) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    let groups = if len == 0 { 0 } else { xs.len() / len };
+fn normalize_groups(
+    xs: &[f64],
+    len: usize,
+    eps: f64,
+    center: bool,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let groups = xs.len().checked_div(len).unwrap_or(0);
     let mut y = vec![0.0; xs.len()];
     let (mut means, mut inv) = (vec![0.0; groups], vec![0.0; groups]);
     for g in 0..groups {
         let s = &xs[g * len..(g + 1) * len];
-        let mean = if center { s.iter().sum::<f64>() / len as f64 } else { 0.0 };
+        let mean = if center {
+            s.iter().sum::<f64>() / len as f64
+        } else {
+            0.0
+        };
         let var = s.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / len as f64;
         let r = 1.0 / (var + eps).sqrt();
         for (o, v) in y[g * len..(g + 1) * len].iter_mut().zip(s) {
@@ -502,7 +654,10 @@ fn eval_instance_norm(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let ch = x.shape()[1];
     let inner: usize = x.shape()[2..].iter().product();
     let (y, _, _) = normalize_groups(&x.to_f64s(), inner, eps, true);
-    let y = y.iter().enumerate().map(|(i, v)| v * scale[(i / inner) % ch] + bias[(i / inner) % ch]);
+    let y = y
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v * scale[(i / inner) % ch] + bias[(i / inner) % ch]);
     Ok(vec![Tensor::from_f64s(x.dtype(), x.shape().to_vec(), y)])
 }
 
@@ -527,7 +682,12 @@ fn eval_layer_norm(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let len: usize = x.shape()[axis..].iter().product();
     let (mut y, mean, inv) = normalize_groups(&x.to_f64s(), len, eps, true);
     affine_tail(&mut y, c.input(1)?, c.opt_input(2), &x.shape()[axis..])?;
-    let stat_shape: Vec<usize> = x.shape().iter().enumerate().map(|(i, &d)| if i < axis { d } else { 1 }).collect();
+    let stat_shape: Vec<usize> = x
+        .shape()
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| if i < axis { d } else { 1 })
+        .collect();
     let stash = match c.attrs().int("stash_type", 1)? {
         1 => DType::F32,
         code => DType::from_onnx(code as i32).unwrap_or(DType::F32),
@@ -579,7 +739,11 @@ fn eval_lp_norm(c: &EvalCtx) -> Result<Vec<Tensor>> {
     for o in 0..outer {
         for i in 0..inner {
             let at = |k: usize| (o * n + k) * inner + i;
-            let norm = if p == 1 { (0..n).map(|k| xs[at(k)].abs()).sum::<f64>() } else { (0..n).map(|k| xs[at(k)].powi(2)).sum::<f64>().sqrt() };
+            let norm = if p == 1 {
+                (0..n).map(|k| xs[at(k)].abs()).sum::<f64>()
+            } else {
+                (0..n).map(|k| xs[at(k)].powi(2)).sum::<f64>().sqrt()
+            };
             if norm != 0.0 {
                 (0..n).for_each(|k| xs[at(k)] /= norm);
             }
@@ -591,15 +755,25 @@ fn eval_lp_norm(c: &EvalCtx) -> Result<Vec<Tensor>> {
 fn eval_mvn(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
     let axes = norm_axes(c.attrs().opt_ints("axes")?.unwrap_or(&[0, 2, 3]), x.rank())?;
-    let kept: Vec<usize> = x.shape().iter().enumerate().map(|(i, &d)| if axes.contains(&i) { 1 } else { d }).collect();
+    let kept: Vec<usize> = x
+        .shape()
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| if axes.contains(&i) { 1 } else { d })
+        .collect();
     let offs = super::util::broadcast_offsets(&kept, x.shape());
     let n_out: usize = kept.iter().product();
     let cnt = (x.len() / n_out.max(1)) as f64;
     let xs = x.to_f64s();
     let (mut mean, mut var) = (vec![0.0; n_out], vec![0.0; n_out]);
     offs.iter().zip(&xs).for_each(|(&o, v)| mean[o] += v / cnt);
-    offs.iter().zip(&xs).for_each(|(&o, v)| var[o] += (v - mean[o]).powi(2) / cnt);
-    let y = offs.iter().zip(&xs).map(|(&o, v)| (v - mean[o]) / (var[o].sqrt() + 1e-9));
+    offs.iter()
+        .zip(&xs)
+        .for_each(|(&o, v)| var[o] += (v - mean[o]).powi(2) / cnt);
+    let y = offs
+        .iter()
+        .zip(&xs)
+        .map(|(&o, v)| (v - mean[o]) / (var[o].sqrt() + 1e-9));
     Ok(vec![Tensor::from_f64s(x.dtype(), x.shape().to_vec(), y)])
 }
 
@@ -607,7 +781,11 @@ fn eval_lrn(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
     let a = c.attrs();
     let size = a.int("size", 0)? as usize;
-    let (alpha, beta, bias) = (f64::from(a.float("alpha", 1e-4)?), f64::from(a.float("beta", 0.75)?), f64::from(a.float("bias", 1.0)?));
+    let (alpha, beta, bias) = (
+        f64::from(a.float("alpha", 1e-4)?),
+        f64::from(a.float("beta", 0.75)?),
+        f64::from(a.float("bias", 1.0)?),
+    );
     let ch = x.shape()[1];
     let inner: usize = x.shape()[2..].iter().product();
     let xs = x.to_f64s();
@@ -616,7 +794,9 @@ fn eval_lrn(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let y = (0..xs.len()).map(|i| {
         let k = (i / inner) % ch;
         let base = i - k * inner;
-        let sq: f64 = (k.saturating_sub(lo)..=(k + hi).min(ch - 1)).map(|j| xs[base + j * inner].powi(2)).sum();
+        let sq: f64 = (k.saturating_sub(lo)..=(k + hi).min(ch - 1))
+            .map(|j| xs[base + j * inner].powi(2))
+            .sum();
         xs[i] / (bias + alpha / size as f64 * sq).powf(beta)
     });
     Ok(vec![Tensor::from_f64s(x.dtype(), x.shape().to_vec(), y)])
@@ -632,10 +812,17 @@ enum SoftmaxKind {
 fn eval_softmax(c: &EvalCtx, kind: SoftmaxKind) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
     let legacy = c.opset < 13;
-    let axis = norm_axis(c.attrs().int("axis", if legacy { 1 } else { -1 })?, x.rank())?;
+    let axis = norm_axis(
+        c.attrs().int("axis", if legacy { 1 } else { -1 })?,
+        x.rank(),
+    )?;
     // Before opset 13 the op worked on the input flattened to 2-D at `axis`.
     let (outer, n, inner) = if legacy {
-        (x.shape()[..axis].iter().product(), x.shape()[axis..].iter().product(), 1)
+        (
+            x.shape()[..axis].iter().product(),
+            x.shape()[axis..].iter().product(),
+            1,
+        )
     } else {
         split_at_axis(x.shape(), axis)
     };
@@ -653,7 +840,11 @@ fn eval_softmax(c: &EvalCtx, kind: SoftmaxKind) -> Result<Vec<Tensor>> {
                     let sum: f64 = (0..n).map(|k| (xs[at(k)] - max).exp()).sum();
                     for k in 0..n {
                         let v = xs[at(k)] - max;
-                        xs[at(k)] = if kind == SoftmaxKind::Log { v - sum.ln() } else { v.exp() / sum };
+                        xs[at(k)] = if kind == SoftmaxKind::Log {
+                            v - sum.ln()
+                        } else {
+                            v.exp() / sum
+                        };
                     }
                 }
             }

@@ -9,14 +9,25 @@ use crate::graph::Node;
 use crate::tensor::{Tensor, strides};
 
 fn eval(op: &str, inputs: &[&Tensor], attrs: Attrs) -> Tensor {
-    let node = Node { name: "n".into(), op: op.into(), domain: String::new(), inputs: vec![], outputs: vec![], attrs };
-    crate::interp::eval_node(&node, inputs.iter().map(|t| Some(*t)).collect(), 21).expect("op evaluates").remove(0)
+    let node = Node {
+        name: "n".into(),
+        op: op.into(),
+        domain: String::new(),
+        inputs: vec![],
+        outputs: vec![],
+        attrs,
+    };
+    crate::interp::eval_node(&node, inputs.iter().map(|t| Some(*t)).collect(), 21)
+        .expect("op evaluates")
+        .remove(0)
 }
 
 fn tensor(shape: Vec<usize>, seed: u64) -> Tensor {
     let n: usize = shape.iter().product();
     // Small integers keep f32 sums exact, so comparisons can be strict.
-    let v: Vec<f32> = (0..n as u64).map(|i| ((i.wrapping_mul(2654435761).wrapping_add(seed * 97)) % 7) as f32 - 3.0).collect();
+    let v: Vec<f32> = (0..n as u64)
+        .map(|i| ((i.wrapping_mul(2654435761).wrapping_add(seed * 97)) % 7) as f32 - 3.0)
+        .collect();
     Tensor::from_vec(shape, v)
 }
 
@@ -40,22 +51,43 @@ fn offset(idx: &[usize], shape: &[usize]) -> usize {
 
 /// An output shape and two shapes that broadcast to it.
 fn broadcast_shapes() -> impl Strategy<Value = (Vec<usize>, Vec<usize>, Vec<usize>)> {
-    prop::collection::vec(1usize..5, 0..5).prop_flat_map(|out| {
-        let r = out.len();
-        (Just(out), prop::collection::vec(any::<bool>(), r), prop::collection::vec(any::<bool>(), r), 0..=r, 0..=r)
-    })
-    .prop_map(|(out, ones_a, ones_b, drop_a, drop_b)| {
-        let a: Vec<usize> = out.iter().zip(&ones_a).map(|(&d, &one)| if one { 1 } else { d }).skip(drop_a).collect();
-        let b: Vec<usize> = out.iter().zip(&ones_b).map(|(&d, &one)| if one { 1 } else { d }).skip(drop_b).collect();
-        // Dropping leading dims of both inputs drops them from the result too.
-        let out = out[drop_a.min(drop_b)..].iter().enumerate().map(|(i, &d)| {
-            let pos = i + drop_a.min(drop_b);
-            let da = if pos >= drop_a { a[pos - drop_a] } else { 1 };
-            let db = if pos >= drop_b { b[pos - drop_b] } else { 1 };
-            if da == 1 && db == 1 { 1 } else { d }
-        }).collect();
-        (out, a, b)
-    })
+    prop::collection::vec(1usize..5, 0..5)
+        .prop_flat_map(|out| {
+            let r = out.len();
+            (
+                Just(out),
+                prop::collection::vec(any::<bool>(), r),
+                prop::collection::vec(any::<bool>(), r),
+                0..=r,
+                0..=r,
+            )
+        })
+        .prop_map(|(out, ones_a, ones_b, drop_a, drop_b)| {
+            let a: Vec<usize> = out
+                .iter()
+                .zip(&ones_a)
+                .map(|(&d, &one)| if one { 1 } else { d })
+                .skip(drop_a)
+                .collect();
+            let b: Vec<usize> = out
+                .iter()
+                .zip(&ones_b)
+                .map(|(&d, &one)| if one { 1 } else { d })
+                .skip(drop_b)
+                .collect();
+            // Dropping leading dims of both inputs drops them from the result too.
+            let out = out[drop_a.min(drop_b)..]
+                .iter()
+                .enumerate()
+                .map(|(i, &d)| {
+                    let pos = i + drop_a.min(drop_b);
+                    let da = if pos >= drop_a { a[pos - drop_a] } else { 1 };
+                    let db = if pos >= drop_b { b[pos - drop_b] } else { 1 };
+                    if da == 1 && db == 1 { 1 } else { d }
+                })
+                .collect();
+            (out, a, b)
+        })
 }
 
 proptest! {
@@ -123,7 +155,7 @@ proptest! {
         stride in 1usize..3, dil in 1usize..3, pad in 0usize..3,
     ) {
         let (c, m) = (cg * group, mg * group);
-        prop_assume!(h + 2 * pad >= (kh - 1) * dil + 1 && w + 2 * pad >= (kw - 1) * dil + 1);
+        prop_assume!(h + 2 * pad > (kh - 1) * dil && w + 2 * pad > (kw - 1) * dil);
         let x = tensor(vec![n, c, h, w], 6);
         let wt = tensor(vec![m, cg, kh, kw], 7);
         let bias = tensor(vec![m], 8);

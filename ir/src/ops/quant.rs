@@ -27,13 +27,21 @@ fn param_index(shape: &[usize], param: &Tensor, axis: i64, block: usize) -> Resu
     let axis = norm_axis(axis, shape.len())?;
     if block == 0 {
         if param.rank() != 1 || param.len() != shape[axis] {
-            bail!("scale of shape {:?} does not match axis {axis} of {:?}", param.shape(), shape);
+            bail!(
+                "scale of shape {:?} does not match axis {axis} of {:?}",
+                param.shape(),
+                shape
+            );
         }
         let inner: usize = shape[axis + 1..].iter().product();
         return Ok((0..n).map(|i| (i / inner) % shape[axis]).collect());
     }
     if param.rank() != shape.len() {
-        bail!("blocked scale of shape {:?} must have the rank of {:?}", param.shape(), shape);
+        bail!(
+            "blocked scale of shape {:?} must have the rank of {:?}",
+            param.shape(),
+            shape
+        );
     }
     let pst = crate::tensor::strides(param.shape());
     let mut pos = vec![0; shape.len()];
@@ -47,7 +55,14 @@ fn param_index(shape: &[usize], param: &Tensor, axis: i64, block: usize) -> Resu
 }
 
 /// Quantises `x` with per-element scale/zero-point lookups into `dtype`, saturating.
-pub fn quantize(x: &[f64], shape: &[usize], scale: &[f64], zp: &[f64], idx: &[usize], dtype: DType) -> Tensor {
+pub fn quantize(
+    x: &[f64],
+    shape: &[usize],
+    scale: &[f64],
+    zp: &[f64],
+    idx: &[usize],
+    dtype: DType,
+) -> Tensor {
     let (lo, hi) = match dtype {
         DType::U8 => (0.0, 255.0),
         DType::I8 => (-128.0, 127.0),
@@ -69,22 +84,51 @@ fn eval_quantize(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let dtype = match (zp, c.attrs().int("output_dtype", 0)?) {
         (Some(z), _) => z.dtype(),
         (None, 0) => DType::U8,
-        (None, code) => DType::from_onnx(code as i32).ok_or_else(|| Error::unsupported(format!("QuantizeLinear to {} is not supported", DType::onnx_code_name(code as i32))))?,
+        (None, code) => DType::from_onnx(code as i32).ok_or_else(|| {
+            Error::unsupported(format!(
+                "QuantizeLinear to {} is not supported",
+                DType::onnx_code_name(code as i32)
+            ))
+        })?,
     };
     if dtype.is_float() {
         bail!("QuantizeLinear to {dtype} is not supported");
     }
-    let idx = param_index(x.shape(), scale, c.attrs().int("axis", 1)?, c.attrs().int("block_size", 0)? as usize)?;
+    let idx = param_index(
+        x.shape(),
+        scale,
+        c.attrs().int("axis", 1)?,
+        c.attrs().int("block_size", 0)? as usize,
+    )?;
     let zpv = zp.map_or_else(|| vec![0.0; scale.len()], Tensor::to_f64s);
-    Ok(vec![quantize(&x.to_f64s(), x.shape(), &scale.to_f64s(), &zpv, &idx, dtype)])
+    Ok(vec![quantize(
+        &x.to_f64s(),
+        x.shape(),
+        &scale.to_f64s(),
+        &zpv,
+        &idx,
+        dtype,
+    )])
 }
 
 fn eval_dequantize(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let (x, scale) = (c.input(0)?, c.input(1)?);
-    let idx = param_index(x.shape(), scale, c.attrs().int("axis", 1)?, c.attrs().int("block_size", 0)? as usize)?;
+    let idx = param_index(
+        x.shape(),
+        scale,
+        c.attrs().int("axis", 1)?,
+        c.attrs().int("block_size", 0)? as usize,
+    )?;
     let s = scale.to_f64s();
-    let z = c.opt_input(2).map_or_else(|| vec![0.0; s.len()], Tensor::to_f64s);
-    let y = x.to_f64s().iter().zip(&idx).map(|(v, &k)| (v - z[k]) * s[k]).collect::<Vec<_>>();
+    let z = c
+        .opt_input(2)
+        .map_or_else(|| vec![0.0; s.len()], Tensor::to_f64s);
+    let y = x
+        .to_f64s()
+        .iter()
+        .zip(&idx)
+        .map(|(v, &k)| (v - z[k]) * s[k])
+        .collect::<Vec<_>>();
     let dtype = match c.attrs().int("output_dtype", 0)? {
         0 => scale.dtype(),
         code => DType::from_onnx(code as i32).unwrap_or(scale.dtype()),
@@ -99,11 +143,28 @@ fn eval_dynamic_quantize(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let max = v.iter().copied().fold(0.0f32, f32::max);
     let min = v.iter().copied().fold(0.0f32, f32::min);
     let scale = (max - min) / 255.0;
-    let zp = if scale == 0.0 { 0.0 } else { ((0.0 - min) / scale).clamp(0.0, 255.0).round_ties_even() };
-    let q: Vec<f64> = v.iter().map(|&x| if scale == 0.0 { f64::from(zp) } else { f64::from(((x / scale).round_ties_even() + zp).clamp(0.0, 255.0)) }).collect();
+    let zp = if scale == 0.0 {
+        0.0
+    } else {
+        ((0.0 - min) / scale).clamp(0.0, 255.0).round_ties_even()
+    };
+    let q: Vec<f64> = v
+        .iter()
+        .map(|&x| {
+            if scale == 0.0 {
+                f64::from(zp)
+            } else {
+                f64::from(((x / scale).round_ties_even() + zp).clamp(0.0, 255.0))
+            }
+        })
+        .collect();
     let y = Tensor::from_f64s(DType::U8, x.shape().to_vec(), q);
     let (scale, zp) = (f64::from(scale), f64::from(zp));
-    Ok(vec![y, Tensor::from_f64s(DType::F32, vec![], [scale]), Tensor::from_f64s(DType::U8, vec![], [zp])])
+    Ok(vec![
+        y,
+        Tensor::from_f64s(DType::F32, vec![], [scale]),
+        Tensor::from_f64s(DType::U8, vec![], [zp]),
+    ])
 }
 
 /// Dequantises input `i` given its scale and zero point at `i+1`, `i+2`,
@@ -111,16 +172,35 @@ fn eval_dynamic_quantize(c: &EvalCtx) -> Result<Vec<Tensor>> {
 fn dequant_input(c: &EvalCtx, i: usize, axis: i64) -> Result<Tensor> {
     let (x, s) = (c.input(i)?, c.input(i + 1)?);
     let z = c.opt_input(i + 2);
-    let idx = if s.len() == 1 { vec![0; x.len()] } else { param_index(x.shape(), s, axis, 0)? };
-    let (sv, zv) = (s.to_f64s(), z.map_or_else(|| vec![0.0; s.len()], Tensor::to_f64s));
-    let y = x.to_f64s().iter().zip(&idx).map(|(v, &k)| (v - zv[k]) * sv[k]).collect::<Vec<_>>();
+    let idx = if s.len() == 1 {
+        vec![0; x.len()]
+    } else {
+        param_index(x.shape(), s, axis, 0)?
+    };
+    let (sv, zv) = (
+        s.to_f64s(),
+        z.map_or_else(|| vec![0.0; s.len()], Tensor::to_f64s),
+    );
+    let y = x
+        .to_f64s()
+        .iter()
+        .zip(&idx)
+        .map(|(v, &k)| (v - zv[k]) * sv[k])
+        .collect::<Vec<_>>();
     Ok(Tensor::from_vec(x.shape().to_vec(), y))
 }
 
 fn requantize(c: &EvalCtx, y: &Tensor, si: usize) -> Result<Tensor> {
     let (s, z) = (c.input(si)?, c.input(si + 1)?);
     let n = y.len();
-    Ok(quantize(&y.to_f64s(), y.shape(), &s.to_f64s(), &z.to_f64s(), &vec![0; n], z.dtype()))
+    Ok(quantize(
+        &y.to_f64s(),
+        y.shape(),
+        &s.to_f64s(),
+        &z.to_f64s(),
+        &vec![0; n],
+        z.dtype(),
+    ))
 }
 
 fn eval_qlinear_matmul(c: &EvalCtx) -> Result<Vec<Tensor>> {
@@ -145,7 +225,12 @@ fn eval_qlinear_conv(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let bias_t = bias.map(|b| Tensor::from_vec(vec![b.len()], b));
     let node = c.node;
     let inputs = vec![Some(&x), Some(&w), bias_t.as_ref()];
-    let inner = EvalCtx { node, inputs, opset: c.opset, subgraphs: c.subgraphs };
+    let inner = EvalCtx {
+        node,
+        inputs,
+        opset: c.opset,
+        subgraphs: c.subgraphs,
+    };
     let y = super::lookup("", "Conv").expect("Conv is registered");
     let y = (y.eval)(&inner)?.remove(0);
     Ok(vec![requantize(c, &y, 6)?])

@@ -12,7 +12,12 @@ use crate::tensor::Tensor;
 pub(super) fn ops() -> Vec<OpDef> {
     let mut v: Vec<OpDef> = REDUCERS
         .iter()
-        .map(|r| OpDef { name: r.0, domain: "", eval: eval_reduce, infer: Some(infer_reduce) })
+        .map(|r| OpDef {
+            name: r.0,
+            domain: "",
+            eval: eval_reduce,
+            infer: Some(infer_reduce),
+        })
         .collect();
     v.push(op!("ArgMax", |c| eval_arg(c, |a, b| a > b), infer_arg));
     v.push(op!("ArgMin", |c| eval_arg(c, |a, b| a < b), infer_arg));
@@ -20,7 +25,13 @@ pub(super) fn ops() -> Vec<OpDef> {
 }
 
 /// How a reduction combines elements: `(name, init, map, combine, finish(acc, n))`.
-type Reducer = (&'static str, f64, fn(f64) -> f64, fn(f64, f64) -> f64, fn(f64, usize) -> f64);
+type Reducer = (
+    &'static str,
+    f64,
+    fn(f64) -> f64,
+    fn(f64, f64) -> f64,
+    fn(f64, usize) -> f64,
+);
 
 const REDUCERS: [Reducer; 10] = [
     ("ReduceSum", 0.0, |x| x, |a, b| a + b, |a, _| a),
@@ -31,21 +42,39 @@ const REDUCERS: [Reducer; 10] = [
     ("ReduceL1", 0.0, f64::abs, |a, b| a + b, |a, _| a),
     ("ReduceL2", 0.0, |x| x * x, |a, b| a + b, |a, _| a.sqrt()),
     ("ReduceLogSum", 0.0, |x| x, |a, b| a + b, |a, _| a.ln()),
-    ("ReduceLogSumExp", 0.0, f64::exp, |a, b| a + b, |a, _| a.ln()),
+    (
+        "ReduceLogSumExp",
+        0.0,
+        f64::exp,
+        |a, b| a + b,
+        |a, _| a.ln(),
+    ),
     ("ReduceSumSquare", 0.0, |x| x * x, |a, b| a + b, |a, _| a),
 ];
 
 fn nan_max(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) }
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
 }
 
 fn nan_min(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) }
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
 }
 
 /// The axes to reduce, or `None` for "no-op" (`noop_with_empty_axes`).
 /// Axes come from the second input in newer opsets and an attribute in older ones.
-fn reduce_axes(axes: Option<Vec<i64>>, noop_with_empty: bool, rank: usize) -> Result<Option<Vec<usize>>> {
+fn reduce_axes(
+    axes: Option<Vec<i64>>,
+    noop_with_empty: bool,
+    rank: usize,
+) -> Result<Option<Vec<usize>>> {
     match axes {
         Some(a) if !a.is_empty() => Ok(Some(norm_axes(&a, rank)?)),
         _ if noop_with_empty => Ok(None),
@@ -55,16 +84,27 @@ fn reduce_axes(axes: Option<Vec<i64>>, noop_with_empty: bool, rank: usize) -> Re
 
 fn eval_reduce(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
-    let r = REDUCERS.iter().find(|r| r.0 == c.node.op).expect("registered reducer");
+    let r = REDUCERS
+        .iter()
+        .find(|r| r.0 == c.node.op)
+        .expect("registered reducer");
     let keepdims = c.attrs().int("keepdims", 1)? != 0;
     let noop = c.attrs().int("noop_with_empty_axes", 0)? != 0;
     let Some(axes) = reduce_axes(c.ints_from_input_or_attr(1, "axes")?, noop, x.rank())? else {
         return Ok(vec![x.clone()]);
     };
-    let kept: Vec<usize> =
-        x.shape().iter().enumerate().map(|(i, &d)| if axes.contains(&i) { 1 } else { d }).collect();
+    let kept: Vec<usize> = x
+        .shape()
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| if axes.contains(&i) { 1 } else { d })
+        .collect();
     let n_out: usize = kept.iter().product();
-    let count = if n_out == 0 { 0 } else { x.len() / n_out.max(1) };
+    let count = if n_out == 0 {
+        0
+    } else {
+        x.len() / n_out.max(1)
+    };
     let mut acc = vec![r.1; n_out];
     let offs = broadcast_offsets(&kept, x.shape());
     let xs = x.to_f64s();
@@ -74,7 +114,9 @@ fn eval_reduce(c: &EvalCtx) -> Result<Vec<Tensor>> {
         for (i, &o) in offs.iter().enumerate() {
             m[o] = m[o].max(xs[i]);
         }
-        m.iter_mut().filter(|v| !v.is_finite()).for_each(|v| *v = 0.0);
+        m.iter_mut()
+            .filter(|v| !v.is_finite())
+            .for_each(|v| *v = 0.0);
         m
     } else {
         vec![0.0; n_out]
@@ -82,11 +124,20 @@ fn eval_reduce(c: &EvalCtx) -> Result<Vec<Tensor>> {
     for (i, &o) in offs.iter().enumerate() {
         acc[o] = (r.3)(acc[o], (r.2)(xs[i] - shift[o]));
     }
-    let vals: Vec<f64> = acc.iter().zip(&shift).map(|(&a, &s)| (r.4)(a, count) + s).collect();
+    let vals: Vec<f64> = acc
+        .iter()
+        .zip(&shift)
+        .map(|(&a, &s)| (r.4)(a, count) + s)
+        .collect();
     let shape = if keepdims {
         kept
     } else {
-        x.shape().iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect()
+        x.shape()
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !axes.contains(i))
+            .map(|(_, &d)| d)
+            .collect()
     };
     let out = if x.dtype().is_float() || x.dtype() == DType::Bool {
         Tensor::from_f64s(x.dtype(), shape, vals)
@@ -103,12 +154,24 @@ fn infer_reduce(c: &InferCtx) -> Result<Vec<ValueType>> {
     let axes = match c.inputs.get(1).and_then(Option::as_ref) {
         Some(_) => match c.constant(1) {
             Some(t) => Some(t.to_i64s()),
-            None => return Ok(vec![ValueType { dtype: x.dtype, shape: Shape::unknown() }]),
+            None => {
+                return Ok(vec![ValueType {
+                    dtype: x.dtype,
+                    shape: Shape::unknown(),
+                }]);
+            }
         },
         None => c.node.attrs.opt_ints("axes")?.map(<[i64]>::to_vec),
     };
-    let Some(dims) = x.shape.dims() else { return Ok(vec![ValueType { dtype: x.dtype, shape: Shape::unknown() }]) };
-    let Some(axes) = reduce_axes(axes, noop, dims.len())? else { return Ok(vec![x.clone()]) };
+    let Some(dims) = x.shape.dims() else {
+        return Ok(vec![ValueType {
+            dtype: x.dtype,
+            shape: Shape::unknown(),
+        }]);
+    };
+    let Some(axes) = reduce_axes(axes, noop, dims.len())? else {
+        return Ok(vec![x.clone()]);
+    };
     let shape: Vec<Dim> = dims
         .iter()
         .enumerate()
@@ -118,7 +181,10 @@ fn infer_reduce(c: &InferCtx) -> Result<Vec<ValueType>> {
             (false, _) => Some(d.clone()),
         })
         .collect();
-    Ok(vec![ValueType { dtype: x.dtype, shape: Shape(Some(shape)) }])
+    Ok(vec![ValueType {
+        dtype: x.dtype,
+        shape: Shape(Some(shape)),
+    }])
 }
 
 fn eval_arg(c: &EvalCtx, better: fn(f64, f64) -> bool) -> Result<Vec<Tensor>> {
@@ -154,7 +220,12 @@ fn eval_arg(c: &EvalCtx, better: fn(f64, f64) -> bool) -> Result<Vec<Tensor>> {
 }
 
 fn infer_arg(c: &InferCtx) -> Result<Vec<ValueType>> {
-    let Some(dims) = c.dims(0) else { return Ok(vec![ValueType { dtype: Some(DType::I64), shape: Shape::unknown() }]) };
+    let Some(dims) = c.dims(0) else {
+        return Ok(vec![ValueType {
+            dtype: Some(DType::I64),
+            shape: Shape::unknown(),
+        }]);
+    };
     let axis = norm_axis(c.node.attrs.int("axis", 0)?, dims.len())?;
     let mut d = dims.to_vec();
     if c.node.attrs.int("keepdims", 1)? != 0 {

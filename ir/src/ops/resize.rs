@@ -42,11 +42,17 @@ impl Options<'_> {
                     "ceil" => true,
                     m => bail!("unknown nearest_mode '{m}'"),
                 };
-                if ratio == 1.0 || second { vec![0.0, 1.0] } else { vec![1.0, 0.0] }
+                if ratio == 1.0 || second {
+                    vec![0.0, 1.0]
+                } else {
+                    vec![1.0, 0.0]
+                }
             }
             "linear" if self.antialias && scale < 1.0 => {
                 let start = (-1.0 / scale).floor() as i64 + 1;
-                let c: Vec<f64> = (start..2 - start).map(|i| (1.0 - ((i as f64 - ratio) * scale).abs()).clamp(0.0, 1.0)).collect();
+                let c: Vec<f64> = (start..2 - start)
+                    .map(|i| (1.0 - ((i as f64 - ratio) * scale).abs()).clamp(0.0, 1.0))
+                    .collect();
                 normalized(c)
             }
             "linear" => vec![1.0 - ratio, ratio],
@@ -62,7 +68,11 @@ impl Options<'_> {
                     }
                 };
                 let start = (-2.0 / scale).floor() as i64 + 1;
-                normalized((start..2 - start).map(|i| k(scale * (i as f64 - ratio))).collect())
+                normalized(
+                    (start..2 - start)
+                        .map(|i| k(scale * (i as f64 - ratio)))
+                        .collect(),
+                )
             }
             "cubic" => {
                 let (r, s) = (ratio, 1.0 - ratio);
@@ -81,17 +91,33 @@ impl Options<'_> {
     fn source(&self, x: usize, p: &AxisPlan) -> Result<Option<f64>> {
         let (x, inw, outf) = (x as f64, p.input as f64, p.scale * p.input as f64);
         Ok(Some(match self.coord {
-            "align_corners" => if outf == 1.0 { 0.0 } else { x * (inw - 1.0) / (outf - 1.0) },
+            "align_corners" => {
+                if outf == 1.0 {
+                    0.0
+                } else {
+                    x * (inw - 1.0) / (outf - 1.0)
+                }
+            }
             "asymmetric" => x / p.scale,
             "tf_crop_and_resize" => {
                 let (s, e) = p.roi;
-                let v = if outf == 1.0 { (e - s) * (inw - 1.0) / 2.0 } else { x * (e - s) * (inw - 1.0) / (outf - 1.0) } + s * (inw - 1.0);
+                let v = if outf == 1.0 {
+                    (e - s) * (inw - 1.0) / 2.0
+                } else {
+                    x * (e - s) * (inw - 1.0) / (outf - 1.0)
+                } + s * (inw - 1.0);
                 if v < 0.0 || v > inw - 1.0 {
                     return Ok(None);
                 }
                 v
             }
-            "pytorch_half_pixel" => if outf == 1.0 { -0.5 } else { (x + 0.5) / p.scale - 0.5 },
+            "pytorch_half_pixel" => {
+                if outf == 1.0 {
+                    -0.5
+                } else {
+                    (x + 0.5) / p.scale - 0.5
+                }
+            }
             "half_pixel" => (x + 0.5) / p.scale - 0.5,
             "half_pixel_symmetric" => {
                 let adjustment = p.output as f64 / outf;
@@ -106,7 +132,9 @@ impl Options<'_> {
     fn taps(&self, p: &AxisPlan) -> Result<Vec<Vec<(usize, f64)>>> {
         (0..p.output)
             .map(|o| {
-                let Some(x) = self.source(o, p)? else { return Ok(Vec::new()) };
+                let Some(x) = self.source(o, p)? else {
+                    return Ok(Vec::new());
+                };
                 let ratio = if x.fract() == 0.0 { 1.0 } else { x - x.floor() };
                 let mut c = self.coeffs(ratio, p.scale)?;
                 let n = c.len();
@@ -114,8 +142,15 @@ impl Options<'_> {
                 let pad = n.div_ceil(2) as i64;
                 let len = p.input as i64 + 2 * pad;
                 let xp = x + pad as f64;
-                let mut cand: Vec<i64> = ((xp.floor() as i64 - n as i64)..=(xp.floor() as i64 + n as i64 + 1)).filter(|i| (0..len).contains(i)).collect();
-                cand.sort_by(|a, b| ((xp - *a as f64).abs(), *a).partial_cmp(&((xp - *b as f64).abs(), *b)).expect("finite"));
+                let mut cand: Vec<i64> = ((xp.floor() as i64 - n as i64)
+                    ..=(xp.floor() as i64 + n as i64 + 1))
+                    .filter(|i| (0..len).contains(i))
+                    .collect();
+                cand.sort_by(|a, b| {
+                    ((xp - *a as f64).abs(), *a)
+                        .partial_cmp(&((xp - *b as f64).abs(), *b))
+                        .expect("finite")
+                });
                 cand.truncate(n);
                 cand.sort_unstable();
                 let idx: Vec<i64> = cand.iter().map(|i| i - pad).collect();
@@ -127,7 +162,11 @@ impl Options<'_> {
                     }
                     c = normalized(c);
                 }
-                Ok(idx.iter().zip(c).map(|(&i, w)| (i.clamp(0, p.input as i64 - 1) as usize, w)).collect())
+                Ok(idx
+                    .iter()
+                    .zip(c)
+                    .map(|(&i, w)| (i.clamp(0, p.input as i64 - 1) as usize, w))
+                    .collect())
             })
             .collect()
     }
@@ -139,7 +178,13 @@ fn normalized(c: Vec<f64>) -> Vec<f64> {
 }
 
 /// Resamples `data` (shape `shape`) along `axis` with per-output taps.
-fn resample_axis(data: &[f64], shape: &[usize], axis: usize, taps: &[Vec<(usize, f64)>], extrapolation: f64) -> Vec<f64> {
+fn resample_axis(
+    data: &[f64],
+    shape: &[usize],
+    axis: usize,
+    taps: &[Vec<(usize, f64)>],
+    extrapolation: f64,
+) -> Vec<f64> {
     let outer: usize = shape[..axis].iter().product();
     let inner: usize = shape[axis + 1..].iter().product();
     let (n_in, n_out) = (shape[axis], taps.len());
@@ -175,15 +220,27 @@ fn resize(x: &Tensor, plans: &[AxisPlan], opts: &Options) -> Result<Tensor> {
     Ok(if x.dtype().is_float() {
         Tensor::from_f64s(x.dtype(), shape, data)
     } else {
-        Tensor::from_i128s(x.dtype(), shape, data.into_iter().map(|v| v.round() as i128))
+        Tensor::from_i128s(
+            x.dtype(),
+            shape,
+            data.into_iter().map(|v| v.round() as i128),
+        )
     })
 }
 
 fn options<'a>(a: &'a Attrs, legacy: bool) -> Result<Options<'a>> {
     Ok(Options {
         mode: a.string("mode", "nearest")?,
-        coord: if legacy { "asymmetric" } else { a.string("coordinate_transformation_mode", "half_pixel")? },
-        nearest: if legacy { "floor" } else { a.string("nearest_mode", "round_prefer_floor")? },
+        coord: if legacy {
+            "asymmetric"
+        } else {
+            a.string("coordinate_transformation_mode", "half_pixel")?
+        },
+        nearest: if legacy {
+            "floor"
+        } else {
+            a.string("nearest_mode", "round_prefer_floor")?
+        },
         cubic_a: f64::from(a.float("cubic_coeff_a", -0.75)?),
         exclude_outside: a.int("exclude_outside", 0)? != 0,
         extrapolation: f64::from(a.float("extrapolation_value", 0.0)?),
@@ -202,7 +259,11 @@ fn eval_resize(c: &EvalCtx) -> Result<Vec<Tensor>> {
         None => (0..r).collect(),
     };
     let non_empty = |i: usize| c.opt_input(i).filter(|t| !t.is_empty());
-    let (scales_in, sizes_in, roi_in) = if legacy { (non_empty(1), None, None) } else { (non_empty(2), non_empty(3), non_empty(1)) };
+    let (scales_in, sizes_in, roi_in) = if legacy {
+        (non_empty(1), None, None)
+    } else {
+        (non_empty(2), non_empty(3), non_empty(1))
+    };
     let mut scale = vec![1.0; r];
     let mut out = x.shape().to_vec();
     match (scales_in, sizes_in) {
@@ -221,7 +282,11 @@ fn eval_resize(c: &EvalCtx) -> Result<Vec<Tensor>> {
             if sz.len() != axes.len() {
                 bail!("Resize has {} sizes for {} axes", sz.len(), axes.len());
             }
-            let ratios: Vec<f64> = axes.iter().zip(&sz).map(|(&ax, &s)| s as f64 / x.shape()[ax] as f64).collect();
+            let ratios: Vec<f64> = axes
+                .iter()
+                .zip(&sz)
+                .map(|(&ax, &s)| s as f64 / x.shape()[ax] as f64)
+                .collect();
             let common = match a.string("keep_aspect_ratio_policy", "stretch")? {
                 "stretch" => None,
                 "not_larger" => Some(ratios.iter().copied().fold(f64::INFINITY, f64::min)),
@@ -241,7 +306,11 @@ fn eval_resize(c: &EvalCtx) -> Result<Vec<Tensor>> {
                 }
             }
         }
-        _ => return Err(Error::invalid("Resize needs exactly one of 'scales' and 'sizes'")),
+        _ => {
+            return Err(Error::invalid(
+                "Resize needs exactly one of 'scales' and 'sizes'",
+            ));
+        }
     }
     let roi = roi_in.map(Tensor::to_f64s);
     let plans: Vec<AxisPlan> = (0..r)
@@ -253,7 +322,12 @@ fn eval_resize(c: &EvalCtx) -> Result<Vec<Tensor>> {
                 },
                 _ => (0.0, 1.0),
             };
-            AxisPlan { input: x.shape()[ax], output: out[ax], scale: scale[ax], roi }
+            AxisPlan {
+                input: x.shape()[ax],
+                output: out[ax],
+                scale: scale[ax],
+                roi,
+            }
         })
         .collect();
     Ok(vec![resize(x, &plans, &opts)?])
@@ -263,14 +337,25 @@ fn eval_upsample(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
     let scales = match c.opt_input(1) {
         Some(t) => t.to_f64s(),
-        None => c.attrs().opt_floats("scales")?.ok_or_else(|| Error::invalid("Upsample needs scales"))?.iter().map(|&v| f64::from(v)).collect(),
+        None => c
+            .attrs()
+            .opt_floats("scales")?
+            .ok_or_else(|| Error::invalid("Upsample needs scales"))?
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect(),
     };
     if scales.len() != x.rank() {
         bail!("Upsample has {} scales for rank {}", scales.len(), x.rank());
     }
     let opts = options(c.attrs(), true)?;
     let plans: Vec<AxisPlan> = (0..x.rank())
-        .map(|ax| AxisPlan { input: x.shape()[ax], output: (x.shape()[ax] as f64 * scales[ax]).floor() as usize, scale: scales[ax], roi: (0.0, 1.0) })
+        .map(|ax| AxisPlan {
+            input: x.shape()[ax],
+            output: (x.shape()[ax] as f64 * scales[ax]).floor() as usize,
+            scale: scales[ax],
+            roi: (0.0, 1.0),
+        })
         .collect();
     Ok(vec![resize(x, &plans, &opts)?])
 }

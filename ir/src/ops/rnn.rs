@@ -39,14 +39,21 @@ type Act = Box<dyn Fn(f64) -> f64>;
 fn affine(x: &[f64], w: &[f64], bias: &[f64], out: &mut [f64]) {
     let k = x.len();
     for (g, o) in out.iter_mut().enumerate() {
-        *o = bias[g] + w[g * k..(g + 1) * k].iter().zip(x).map(|(a, b)| a * b).sum::<f64>();
+        *o = bias[g]
+            + w[g * k..(g + 1) * k]
+                .iter()
+                .zip(x)
+                .map(|(a, b)| a * b)
+                .sum::<f64>();
     }
 }
 
 fn eval_recurrent(c: &EvalCtx, cell: Cell) -> Result<Vec<Tensor>> {
     let a = c.attrs();
     let (x, w, r) = (c.input(0)?, c.input(1)?, c.input(2)?);
-    let hidden = a.opt_int("hidden_size")?.map_or(r.shape().get(2).copied().unwrap_or(0), |h| h as usize);
+    let hidden = a
+        .opt_int("hidden_size")?
+        .map_or(r.shape().get(2).copied().unwrap_or(0), |h| h as usize);
     let layout = a.int("layout", 0)?;
     let dirs = match a.string("direction", "forward")? {
         "forward" | "reverse" => 1,
@@ -57,9 +64,14 @@ fn eval_recurrent(c: &EvalCtx, cell: Cell) -> Result<Vec<Tensor>> {
     let (g, default_acts) = cell.gates();
     let names: Vec<String> = match a.opt_strings("activations")? {
         Some(v) => v.to_vec(),
-        None => (0..dirs).flat_map(|_| default_acts.iter().map(|s| s.to_string())).collect(),
+        None => (0..dirs)
+            .flat_map(|_| default_acts.iter().map(|s| s.to_string()))
+            .collect(),
     };
-    let acts: Vec<Act> = names.iter().map(|n| float_unary_fn(n, &Attrs::default())).collect::<Result<_>>()?;
+    let acts: Vec<Act> = names
+        .iter()
+        .map(|n| float_unary_fn(n, &Attrs::default()))
+        .collect::<Result<_>>()?;
     let clip = a.opt_float("clip")?.map(f64::from);
     let clipf = |v: f64| clip.map_or(v, |cl| v.clamp(-cl, cl));
     let (seq, batch, input) = match (layout, x.shape()) {
@@ -68,29 +80,65 @@ fn eval_recurrent(c: &EvalCtx, cell: Cell) -> Result<Vec<Tensor>> {
         _ => bail!("{} expects a 3-D input, got {:?}", c.node.op, x.shape()),
     };
     let xv = x.to_f64s();
-    let xat = |t: usize, b: usize| if layout == 0 { (t * batch + b) * input } else { (b * seq + t) * input };
+    let xat = |t: usize, b: usize| {
+        if layout == 0 {
+            (t * batch + b) * input
+        } else {
+            (b * seq + t) * input
+        }
+    };
     let (wv, rv) = (w.to_f64s(), r.to_f64s());
     if wv.len() != dirs * g * hidden * input || rv.len() != dirs * g * hidden * hidden {
-        return Err(Error::invalid(format!("{} weights {:?} / {:?} do not match hidden size {hidden}", c.node.op, w.shape(), r.shape())));
+        return Err(Error::invalid(format!(
+            "{} weights {:?} / {:?} do not match hidden size {hidden}",
+            c.node.op,
+            w.shape(),
+            r.shape()
+        )));
     }
-    let bv = c.opt_input(3).map_or_else(|| vec![0.0; dirs * 2 * g * hidden], Tensor::to_f64s);
-    let lens: Vec<usize> = c.opt_input(4).map_or_else(|| vec![seq; batch], |t| t.to_i64s().iter().map(|&l| l as usize).collect());
+    let bv = c
+        .opt_input(3)
+        .map_or_else(|| vec![0.0; dirs * 2 * g * hidden], Tensor::to_f64s);
+    let lens: Vec<usize> = c.opt_input(4).map_or_else(
+        || vec![seq; batch],
+        |t| t.to_i64s().iter().map(|&l| l as usize).collect(),
+    );
     // Initial states are (dirs, batch, H), or (batch, dirs, H) with layout 1.
-    let state_at = |d: usize, b: usize| if layout == 0 { (d * batch + b) * hidden } else { (b * dirs + d) * hidden };
-    let init = |i: usize| c.opt_input(i).map_or_else(|| vec![0.0; dirs * batch * hidden], Tensor::to_f64s);
+    let state_at = |d: usize, b: usize| {
+        if layout == 0 {
+            (d * batch + b) * hidden
+        } else {
+            (b * dirs + d) * hidden
+        }
+    };
+    let init = |i: usize| {
+        c.opt_input(i)
+            .map_or_else(|| vec![0.0; dirs * batch * hidden], Tensor::to_f64s)
+    };
     let (mut h, mut cst) = (init(5), init(6));
-    let peep = c.opt_input(7).map_or_else(|| vec![0.0; dirs * 3 * hidden], Tensor::to_f64s);
+    let peep = c
+        .opt_input(7)
+        .map_or_else(|| vec![0.0; dirs * 3 * hidden], Tensor::to_f64s);
     let lbr = a.int("linear_before_reset", 0)? != 0;
     let input_forget = a.int("input_forget", 0)? != 0;
     let mut y = vec![0.0; seq * dirs * batch * hidden];
-    let yat = |t: usize, d: usize, b: usize| if layout == 0 { ((t * dirs + d) * batch + b) * hidden } else { ((b * seq + t) * dirs + d) * hidden };
+    let yat = |t: usize, d: usize, b: usize| {
+        if layout == 0 {
+            ((t * dirs + d) * batch + b) * hidden
+        } else {
+            ((b * seq + t) * dirs + d) * hidden
+        }
+    };
     let (mut xw, mut hr) = (vec![0.0; g * hidden], vec![0.0; g * hidden]);
     for d in 0..dirs {
         let na = default_acts.len();
         let act = &acts[d * na..(d + 1) * na];
         let wd = &wv[d * g * hidden * input..(d + 1) * g * hidden * input];
         let rd = &rv[d * g * hidden * hidden..(d + 1) * g * hidden * hidden];
-        let (wb, rb) = (&bv[d * 2 * g * hidden..(d * 2 + 1) * g * hidden], &bv[(d * 2 + 1) * g * hidden..(d * 2 + 2) * g * hidden]);
+        let (wb, rb) = (
+            &bv[d * 2 * g * hidden..(d * 2 + 1) * g * hidden],
+            &bv[(d * 2 + 1) * g * hidden..(d * 2 + 2) * g * hidden],
+        );
         let p = &peep[d * 3 * hidden..(d + 1) * 3 * hidden];
         let backwards = d == 1 || reverse_only;
         for b in 0..batch {
@@ -108,7 +156,11 @@ fn eval_recurrent(c: &EvalCtx, cell: Cell) -> Result<Vec<Tensor>> {
                         Cell::Lstm => {
                             let cp = cst[s0 + k];
                             let i = act[0](clipf(gate(0) + p[k] * cp));
-                            let f = if input_forget { 1.0 - i } else { act[0](clipf(gate(2) + p[2 * hidden + k] * cp)) };
+                            let f = if input_forget {
+                                1.0 - i
+                            } else {
+                                act[0](clipf(gate(2) + p[2 * hidden + k] * cp))
+                            };
                             let cc = act[1](clipf(gate(3)));
                             let cn = f * cp + i * cc;
                             let o = act[0](clipf(gate(1) + p[hidden + k] * cn));
@@ -122,8 +174,15 @@ fn eval_recurrent(c: &EvalCtx, cell: Cell) -> Result<Vec<Tensor>> {
                                 xw[2 * hidden + k] + rg * hr[2 * hidden + k]
                             } else {
                                 // (r ⊙ h_prev) · R_hᵀ + Rb_h, recomputed per unit.
-                                let row = &rd[(2 * hidden + k) * hidden..(2 * hidden + k + 1) * hidden];
-                                xw[2 * hidden + k] + rb[2 * hidden + k] + row.iter().zip(&hprev).map(|(wr, hp)| wr * rg * hp).sum::<f64>()
+                                let row =
+                                    &rd[(2 * hidden + k) * hidden..(2 * hidden + k + 1) * hidden];
+                                xw[2 * hidden + k]
+                                    + rb[2 * hidden + k]
+                                    + row
+                                        .iter()
+                                        .zip(&hprev)
+                                        .map(|(wr, hp)| wr * rg * hp)
+                                        .sum::<f64>()
                             };
                             let hc = act[1](clipf(hh));
                             (1.0 - z) * hc + z * hprev[k]
@@ -142,7 +201,10 @@ fn eval_recurrent(c: &EvalCtx, cell: Cell) -> Result<Vec<Tensor>> {
     } else {
         (vec![batch, seq, dirs, hidden], vec![batch, dirs, hidden])
     };
-    let mut outs = vec![Tensor::from_f64s(dt, yshape, y), Tensor::from_f64s(dt, sshape.clone(), h)];
+    let mut outs = vec![
+        Tensor::from_f64s(dt, yshape, y),
+        Tensor::from_f64s(dt, sshape.clone(), h),
+    ];
     if cell == Cell::Lstm {
         outs.push(Tensor::from_f64s(dt, sshape, cst));
     }

@@ -11,7 +11,11 @@ pub fn norm_axis(axis: i64, rank: usize) -> Result<usize> {
     if axis < -r || axis >= r {
         bail!("axis {axis} is out of range for a tensor of rank {rank}");
     }
-    Ok(if axis < 0 { (axis + r) as usize } else { axis as usize })
+    Ok(if axis < 0 {
+        (axis + r) as usize
+    } else {
+        axis as usize
+    })
 }
 
 /// Normalises a list of axes, rejecting duplicates.
@@ -51,14 +55,23 @@ pub fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
     let st = strides(shape);
     let off = out.len() - shape.len();
     (0..out.len())
-        .map(|i| if i < off || shape[i - off] == 1 { 0 } else { st[i - off] })
+        .map(|i| {
+            if i < off || shape[i - off] == 1 {
+                0
+            } else {
+                st[i - off]
+            }
+        })
         .collect()
 }
 
 /// For every element of `out` (row-major), the offset of the element of a
 /// tensor of `shape` that broadcasts onto it.
 pub fn broadcast_offsets(shape: &[usize], out: &[usize]) -> Vec<usize> {
-    let st: Vec<isize> = broadcast_strides(shape, out).into_iter().map(|s| s as isize).collect();
+    let st: Vec<isize> = broadcast_strides(shape, out)
+        .into_iter()
+        .map(|s| s as isize)
+        .collect();
     strided_offsets(out, &st, 0)
 }
 
@@ -130,14 +143,20 @@ pub fn zip_broadcast<A: Copy, B: Copy, R>(
 /// Checks that two tensors share a dtype (ONNX's type constraint `T`).
 pub fn same_dtype(a: &Tensor, b: &Tensor) -> Result<DType> {
     if a.dtype() != b.dtype() {
-        bail!("inputs have different element types: {} and {}", a.dtype(), b.dtype());
+        bail!(
+            "inputs have different element types: {} and {}",
+            a.dtype(),
+            b.dtype()
+        );
     }
     Ok(a.dtype())
 }
 
 fn zip_same<T: Elem>(a: &Tensor, b: &Tensor, f: impl Fn(T, T) -> T) -> Result<Tensor> {
     let x = a.as_slice::<T>().expect("dtype checked");
-    let y = b.as_slice::<T>().ok_or_else(|| Error::invalid("input element types differ"))?;
+    let y = b
+        .as_slice::<T>()
+        .ok_or_else(|| Error::invalid("input element types differ"))?;
     let (shape, v) = zip_broadcast(x, a.shape(), y, b.shape(), f)?;
     Ok(Tensor::new(shape, T::wrap(v)))
 }
@@ -184,7 +203,12 @@ pub fn binary_numeric(
 }
 
 /// A broadcasting comparison producing bool.
-pub fn compare(a: &Tensor, b: &Tensor, ff: impl Fn(f64, f64) -> bool, fi: impl Fn(i128, i128) -> bool) -> Result<Tensor> {
+pub fn compare(
+    a: &Tensor,
+    b: &Tensor,
+    ff: impl Fn(f64, f64) -> bool,
+    fi: impl Fn(i128, i128) -> bool,
+) -> Result<Tensor> {
     let dt = same_dtype(a, b)?;
     let float = dt.is_float();
     crate::with_data!(a.data(), x => zip_typed(x, a.shape(), b, |p, q| {
@@ -193,18 +217,34 @@ pub fn compare(a: &Tensor, b: &Tensor, ff: impl Fn(f64, f64) -> bool, fi: impl F
 }
 
 /// Integer zip that wraps results back into the element type `T`.
-fn zip_same_int<T: Elem>(x: &[T], xsh: &[usize], b: &Tensor, g: &impl Fn(i128, i128) -> i128) -> Result<Tensor> {
-    let y = b.as_slice::<T>().ok_or_else(|| Error::invalid("input element types differ"))?;
-    let (shape, v) = zip_broadcast(x, xsh, y, b.shape(), |p, q| T::from_i128(g(p.to_i128(), q.to_i128())))?;
+fn zip_same_int<T: Elem>(
+    x: &[T],
+    xsh: &[usize],
+    b: &Tensor,
+    g: &impl Fn(i128, i128) -> i128,
+) -> Result<Tensor> {
+    let y = b
+        .as_slice::<T>()
+        .ok_or_else(|| Error::invalid("input element types differ"))?;
+    let (shape, v) = zip_broadcast(x, xsh, y, b.shape(), |p, q| {
+        T::from_i128(g(p.to_i128(), q.to_i128()))
+    })?;
     Ok(Tensor::new(shape, T::wrap(v)))
 }
 
 /// Zips `x` with `b`'s elements of the same type `T` into a tensor of `R`.
-fn zip_typed<T: Elem, R>(x: &[T], xsh: &[usize], b: &Tensor, f: impl Fn(T, T) -> R) -> Result<Tensor>
+fn zip_typed<T: Elem, R>(
+    x: &[T],
+    xsh: &[usize],
+    b: &Tensor,
+    f: impl Fn(T, T) -> R,
+) -> Result<Tensor>
 where
     Vec<R>: crate::tensor::IntoData,
 {
-    let y = b.as_slice::<T>().ok_or_else(|| Error::invalid("input element types differ"))?;
+    let y = b
+        .as_slice::<T>()
+        .ok_or_else(|| Error::invalid("input element types differ"))?;
     let (shape, v) = zip_broadcast(x, xsh, y, b.shape(), f)?;
     Ok(Tensor::from_vec(shape, v))
 }
@@ -214,15 +254,27 @@ pub fn map_float(t: &Tensor, f: impl Fn(f64) -> f64) -> Result<Tensor> {
     let data = match t.data() {
         Data::F32(v) => Data::F32(v.iter().map(|&x| f(x as f64) as f32).collect()),
         Data::F64(v) => Data::F64(v.iter().map(|&x| f(x)).collect()),
-        Data::F16(v) => Data::F16(v.iter().map(|x| half::f16::from_f64(f(x.to_f64()))).collect()),
-        Data::BF16(v) => Data::BF16(v.iter().map(|x| half::bf16::from_f64(f(x.to_f64()))).collect()),
+        Data::F16(v) => Data::F16(
+            v.iter()
+                .map(|x| half::f16::from_f64(f(x.to_f64())))
+                .collect(),
+        ),
+        Data::BF16(v) => Data::BF16(
+            v.iter()
+                .map(|x| half::bf16::from_f64(f(x.to_f64())))
+                .collect(),
+        ),
         _ => bail!("expects a floating-point input, got {}", t.dtype()),
     };
     Ok(Tensor::new(t.shape().to_vec(), data))
 }
 
 /// Maps a numeric tensor element-wise: floats through `ff`, integers through `fi`.
-pub fn map_numeric(t: &Tensor, ff: impl Fn(f64) -> f64, fi: impl Fn(i128) -> i128) -> Result<Tensor> {
+pub fn map_numeric(
+    t: &Tensor,
+    ff: impl Fn(f64) -> f64,
+    fi: impl Fn(i128) -> i128,
+) -> Result<Tensor> {
     if t.dtype().is_float() {
         return map_float(t, ff);
     }
@@ -237,7 +289,10 @@ pub fn map_numeric(t: &Tensor, ff: impl Fn(f64) -> f64, fi: impl Fn(i128) -> i12
 pub fn to_dims(t: &Tensor, what: &str) -> Result<Vec<usize>> {
     t.to_i64s()
         .into_iter()
-        .map(|d| usize::try_from(d).map_err(|_| Error::invalid(format!("{what} has a negative dimension {d}"))))
+        .map(|d| {
+            usize::try_from(d)
+                .map_err(|_| Error::invalid(format!("{what} has a negative dimension {d}")))
+        })
         .collect()
 }
 

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Idempotent setup for a fresh machine: the Python oracle environment
+# (onnx, onnxruntime, numpy at pinned versions), the ONNX conformance cases
+# and the real-model test set. Everything lands under ~/.cache (override
+# with WPC_CACHE); a second run only checks that it is all there.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cache="${WPC_CACHE:-$HOME/.cache}"
+venv="$cache/wpc-venv"
+
+if ! command -v cargo >/dev/null; then
+    echo "setup: cargo is missing; install Rust (https://rustup.rs) first" >&2
+    exit 1
+fi
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+fi
+# pip is quick when everything is already at the pinned version.
+"$venv/bin/pip" install -q --disable-pip-version-check -r "$root/scripts/requirements.txt"
+"$venv/bin/python" "$root/scripts/gen_conformance.py" "$cache/wpc-conformance"
+"$venv/bin/python" "$root/scripts/setup_models.py" "$cache/wpc-models" 2> >(grep -v 'W:onnxruntime' >&2)

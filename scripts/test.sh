@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The project's test command (README.md and CI run exactly this):
+# set up the oracle data, check formatting and lints, run every test,
+# and run the ONNX conformance suite against the checked-in baseline.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cache="${WPC_CACHE:-$HOME/.cache}"
+cd "$root"
+bash scripts/setup.sh
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+WPC_MODELS_DIR="$cache/wpc-models" cargo nextest run --workspace --no-fail-fast
+mkdir -p target
+cargo run --quiet --bin wpc -- conformance "$cache/wpc-conformance" --backend reference \
+    --json target/conformance-reference.json --baseline conformance/reference-baseline.json
