@@ -49,6 +49,10 @@ fn real_models_match_onnxruntime() {
         let name = case["name"].as_str().expect("case name");
         let mut model =
             wpc::load(&dir.join(case["model"].as_str().expect("model path"))).expect("model loads");
+        assert!(
+            wpc::inspect::summary(&model).contains("unsupported: none"),
+            "{name} has ops wpc cannot run"
+        );
         wpc::passes::optimize(&mut model).unwrap_or_else(|e| panic!("{name}: passes failed: {e}"));
         let feeds: HashMap<String, wpc::ir::Tensor> = case["inputs"]
             .as_object()
@@ -72,6 +76,27 @@ fn real_models_match_onnxruntime() {
         };
         let elapsed = started.elapsed();
         for (out_name, t) in outputs {
+            // Shape inference must agree with what execution produced.
+            let g = &model.graph;
+            let declared = g
+                .outputs
+                .iter()
+                .map(|&o| g.value(o))
+                .find(|v| v.name == out_name)
+                .expect("output value");
+            if let Some(dims) = declared.ty.shape.dims() {
+                let consistent = dims.len() == t.rank()
+                    && dims
+                        .iter()
+                        .zip(t.shape())
+                        .all(|(d, &n)| d.known().is_none_or(|k| k == n));
+                assert!(
+                    consistent,
+                    "{name}: output {out_name} inferred as {} but computed {:?}",
+                    declared.ty.shape,
+                    t.shape()
+                );
+            }
             let file = case["outputs"][&out_name]
                 .as_str()
                 .unwrap_or_else(|| panic!("{name}: no expected output {out_name}"));

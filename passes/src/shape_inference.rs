@@ -121,6 +121,53 @@ mod tests {
     }
 
     #[test]
+    fn infers_conv_pool_and_gemm_with_a_symbolic_batch() {
+        use wpc_ir::{Attr, Attrs};
+        let mut b = GraphBuilder::new();
+        let batch = Dim::Symbol("N".into());
+        let x = b.input(
+            "x",
+            DType::F32,
+            vec![batch.clone(), Dim::Known(3), Dim::Known(8), Dim::Known(8)],
+        );
+        let w = b.constant("w", Tensor::from_vec(vec![4, 3, 3, 3], vec![0.1f32; 108]));
+        let conv_attrs = Attrs(vec![
+            ("pads".into(), Attr::Ints(vec![1; 4])),
+            ("strides".into(), Attr::Ints(vec![2, 2])),
+        ]);
+        let y = b.node_with("Conv", &[x, w], conv_attrs);
+        let pool_attrs = Attrs(vec![("kernel_shape".into(), Attr::Ints(vec![2, 2]))]);
+        let p = b.node_with("MaxPool", &[y], pool_attrs);
+        let g = b.node("GlobalAveragePool", &[p]);
+        let f = b.node("Flatten", &[g]);
+        let wg = b.constant("wg", Tensor::from_vec(vec![5, 4], vec![0.1f32; 20]));
+        let gemm_attrs = Attrs(vec![("transB".into(), Attr::Int(1))]);
+        let out = b.node_with("Gemm", &[f, wg], gemm_attrs);
+        let mut model = b.finish(&[out]);
+        infer_shapes(&mut model).unwrap();
+        let shape = |v| model.graph.value(v).ty.shape.clone();
+        assert_eq!(
+            shape(y),
+            Shape(Some(vec![
+                batch.clone(),
+                Dim::Known(4),
+                Dim::Known(4),
+                Dim::Known(4)
+            ]))
+        );
+        assert_eq!(
+            shape(p),
+            Shape(Some(vec![
+                batch.clone(),
+                Dim::Known(4),
+                Dim::Known(3),
+                Dim::Known(3)
+            ]))
+        );
+        assert_eq!(shape(out), Shape(Some(vec![batch, Dim::Known(5)])));
+    }
+
+    #[test]
     fn uses_constant_inputs_for_reshape_and_reports_contradictions() {
         let mut b = GraphBuilder::new();
         let x = b.input("x", DType::F32, vec![Dim::Known(2), Dim::Known(6)]);

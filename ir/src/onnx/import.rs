@@ -10,6 +10,7 @@ use std::path::Path;
 
 use prost::Message;
 
+use super::functions::Functions;
 use super::proto::{
     self, AttributeProto, GraphProto, ModelProto, TypeProto, TypeValue, attribute_type as at,
 };
@@ -81,18 +82,10 @@ pub fn load_model_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<Model> 
             "default-domain opset {opset} is outside the supported range {MIN_OPSET}..={MAX_OPSET}"
         )));
     }
-    if !proto.functions.is_empty() {
-        let names: Vec<_> = proto
-            .functions
-            .iter()
-            .map(|f| format!("{}.{}", f.domain, f.name))
-            .collect();
-        return Err(Error::unsupported(format!(
-            "model-local functions are not supported yet ({})",
-            names.join(", ")
-        )));
-    }
-    let importer = Importer { base_dir };
+    let importer = Importer {
+        base_dir,
+        functions: Functions::new(&proto.functions),
+    };
     let graph = importer.graph(graph_proto, false)?;
     Ok(Model {
         graph,
@@ -104,6 +97,7 @@ pub fn load_model_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<Model> 
 
 struct Importer<'a> {
     base_dir: Option<&'a Path>,
+    functions: Functions<'a>,
 }
 
 impl Importer<'_> {
@@ -140,7 +134,8 @@ impl Importer<'_> {
                 .map_err(|e| e.within(ctx()))?;
             graph.inputs.push(id);
         }
-        for n in &g.node {
+        let nodes = self.functions.expand(&g.node)?;
+        for n in &nodes {
             for out in n.output.iter().filter(|o| !o.is_empty()) {
                 let ctx = || Error::node_context(&n.name, &n.op_type);
                 let ty = match value_info.get(out.as_str()) {
@@ -153,7 +148,7 @@ impl Importer<'_> {
                     .map_err(|e| e.within(ctx()))?;
             }
         }
-        for n in &g.node {
+        for n in &nodes {
             let node = self
                 .node(&mut graph, n, is_subgraph)
                 .map_err(|e| e.within(Error::node_context(&n.name, &n.op_type)))?;

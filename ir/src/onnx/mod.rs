@@ -1,5 +1,6 @@
 //! The ONNX front end: decoding `.onnx` files into the graph IR.
 
+mod functions;
 pub mod import;
 pub mod proto;
 pub mod tensor;

@@ -14,7 +14,7 @@ use crate::tensor::Tensor;
 pub(super) fn ops() -> Vec<OpDef> {
     vec![
         op!("MatMul", eval_matmul, infer_matmul),
-        op!("Gemm", eval_gemm),
+        op!("Gemm", eval_gemm, infer_gemm),
         op!("MatMulInteger", eval_matmul_integer),
         op!("Einsum", eval_einsum),
     ]
@@ -336,4 +336,25 @@ fn einsum(eq: &str, inputs: &[&Tensor]) -> Result<Tensor> {
         }
     }
     Ok(Tensor::from_f64s(inputs[0].dtype(), out_dims, result))
+}
+
+fn infer_gemm(c: &InferCtx) -> Result<Vec<ValueType>> {
+    let dtype = c.dtype(0);
+    let (Some(a), Some(b)) = (c.dims(0), c.dims(1)) else {
+        return Ok(vec![ValueType {
+            dtype,
+            shape: Shape(Some(vec![Dim::Unknown; 2])),
+        }]);
+    };
+    if a.len() != 2 || b.len() != 2 {
+        bail!("Gemm expects 2-D A and B");
+    }
+    let ta = c.node.attrs.int("transA", 0)? != 0;
+    let tb = c.node.attrs.int("transB", 0)? != 0;
+    let m = a[usize::from(ta)].clone();
+    let n = b[usize::from(!tb)].clone();
+    Ok(vec![ValueType {
+        dtype,
+        shape: Shape(Some(vec![m, n])),
+    }])
 }

@@ -1,38 +1,49 @@
 //! Neural-network ops: convolution, pooling, normalisation and the softmax family.
 
+use super::infer::{InferCtx, same_as_input};
 use super::matmul::gemm_acc;
 use super::util::{norm_axes, norm_axis, split_at_axis};
 use super::{EvalCtx, OpDef, op};
 use crate::attr::Attrs;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::graph::ValueType;
+use crate::shape::{Dim, Shape};
 use crate::tensor::Tensor;
 
 pub(super) fn ops() -> Vec<OpDef> {
     vec![
-        op!("Conv", eval_conv),
+        op!("Conv", eval_conv, infer_conv),
         op!("ConvInteger", eval_conv_integer),
         op!("ConvTranspose", eval_conv_transpose),
-        op!("MaxPool", |c| eval_pool(c, PoolKind::Max)),
-        op!("AveragePool", |c| eval_pool(c, PoolKind::Avg)),
+        op!("MaxPool", |c| eval_pool(c, PoolKind::Max), infer_pool),
+        op!("AveragePool", |c| eval_pool(c, PoolKind::Avg), infer_pool),
         op!("LpPool", |c| eval_pool(
             c,
             PoolKind::Lp(c.attrs().int("p", 2)? as f64)
         )),
-        op!("GlobalMaxPool", |c| eval_global_pool(c, PoolKind::Max)),
-        op!("GlobalAveragePool", |c| eval_global_pool(c, PoolKind::Avg)),
+        op!(
+            "GlobalMaxPool",
+            |c| eval_global_pool(c, PoolKind::Max),
+            infer_global_pool
+        ),
+        op!(
+            "GlobalAveragePool",
+            |c| eval_global_pool(c, PoolKind::Avg),
+            infer_global_pool
+        ),
         op!("GlobalLpPool", |c| eval_global_pool(
             c,
             PoolKind::Lp(c.attrs().int("p", 2)? as f64)
         )),
-        op!("BatchNormalization", eval_batch_norm),
-        op!("InstanceNormalization", eval_instance_norm),
-        op!("LayerNormalization", eval_layer_norm),
-        op!("GroupNormalization", eval_group_norm),
-        op!("RMSNormalization", eval_rms_norm),
-        op!("LpNormalization", eval_lp_norm),
-        op!("MeanVarianceNormalization", eval_mvn),
-        op!("LRN", eval_lrn),
+        op!("BatchNormalization", eval_batch_norm, same_as_input),
+        op!("InstanceNormalization", eval_instance_norm, same_as_input),
+        op!("LayerNormalization", eval_layer_norm, same_as_input),
+        op!("GroupNormalization", eval_group_norm, same_as_input),
+        op!("RMSNormalization", eval_rms_norm, same_as_input),
+        op!("LpNormalization", eval_lp_norm, same_as_input),
+        op!("MeanVarianceNormalization", eval_mvn, same_as_input),
+        op!("LRN", eval_lrn, same_as_input),
         op!(
             "Softmax",
             |c| eval_softmax(c, SoftmaxKind::Softmax),
@@ -851,4 +862,81 @@ fn eval_softmax(c: &EvalCtx, kind: SoftmaxKind) -> Result<Vec<Tensor>> {
         }
     }
     Ok(vec![Tensor::from_f64s(x.dtype(), x.shape().to_vec(), xs)])
+}
+
+/// Output dims of a sliding-window op over input dims `x` ([N, C, spatial…])
+/// producing `channels`; spatial sizes are computed when all are known.
+fn window_dims(
+    attrs: &Attrs,
+    x: &[Dim],
+    channels: Dim,
+    kernel: Option<Vec<usize>>,
+) -> Result<Shape> {
+    let spatial: Option<Vec<usize>> = x.get(2..).and_then(|s| s.iter().map(Dim::known).collect());
+    let mut dims = vec![x.first().cloned().unwrap_or(Dim::Unknown), channels];
+    match (spatial, kernel) {
+        (Some(sp), Some(k)) if k.len() == sp.len() => {
+            dims.extend(Window::new(attrs, &sp, &k)?.out.into_iter().map(Dim::Known))
+        }
+        _ => dims.extend(std::iter::repeat_n(Dim::Unknown, x.len().saturating_sub(2))),
+    }
+    Ok(Shape(Some(dims)))
+}
+
+fn kernel_attr(attrs: &Attrs) -> Result<Option<Vec<usize>>> {
+    Ok(attrs
+        .opt_ints("kernel_shape")?
+        .map(|k| k.iter().map(|&v| v as usize).collect()))
+}
+
+fn infer_conv(c: &InferCtx) -> Result<Vec<ValueType>> {
+    let dtype = c.dtype(0);
+    let (Some(x), Some(w)) = (c.dims(0), c.dims(1)) else {
+        return Ok(vec![ValueType {
+            dtype,
+            shape: Shape::unknown(),
+        }]);
+    };
+    let kernel = match kernel_attr(&c.node.attrs)? {
+        Some(k) => Some(k),
+        None => w.get(2..).and_then(|k| k.iter().map(Dim::known).collect()),
+    };
+    let channels = w.first().cloned().unwrap_or(Dim::Unknown);
+    Ok(vec![ValueType {
+        dtype,
+        shape: window_dims(&c.node.attrs, x, channels, kernel)?,
+    }])
+}
+
+fn infer_pool(c: &InferCtx) -> Result<Vec<ValueType>> {
+    let dtype = c.dtype(0);
+    let Some(x) = c.dims(0) else {
+        return Ok(vec![ValueType {
+            dtype,
+            shape: Shape::unknown(),
+        }]);
+    };
+    let channels = x.get(1).cloned().unwrap_or(Dim::Unknown);
+    let shape = window_dims(&c.node.attrs, x, channels, kernel_attr(&c.node.attrs)?)?;
+    Ok(vec![
+        ValueType {
+            dtype,
+            shape: shape.clone(),
+        },
+        ValueType::new(DType::I64, shape),
+    ])
+}
+
+fn infer_global_pool(c: &InferCtx) -> Result<Vec<ValueType>> {
+    let x = c.input(0)?;
+    let shape = x.shape.dims().map(|d| {
+        d.iter()
+            .enumerate()
+            .map(|(i, dim)| if i < 2 { dim.clone() } else { Dim::Known(1) })
+            .collect()
+    });
+    Ok(vec![ValueType {
+        dtype: x.dtype,
+        shape: Shape(shape),
+    }])
 }
