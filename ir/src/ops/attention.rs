@@ -1,6 +1,7 @@
-//! `Attention` (opset 23+): scaled dot-product attention with grouped
-//! key/value heads, masks, causal and sliding-window bias, KV cache and
-//! softcap, following the ONNX reference semantics.
+//! Transformer ops: `Attention` (opset 23+: scaled dot-product attention
+//! with grouped key/value heads, masks, causal and sliding-window bias, KV
+//! cache and softcap) and `RotaryEmbedding`, following the ONNX reference
+//! semantics.
 
 use super::movement::{concat, transpose};
 use super::util::broadcast_offsets;
@@ -10,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
 pub(super) fn ops() -> Vec<OpDef> {
-    vec![op!("Attention", eval_attention)]
+    vec![op!("Attention", eval_attention), op!("RotaryEmbedding", eval_rotary_embedding, super::infer::same_as_input)]
 }
 
 /// (B, S, H·D) → (B, H, S, D).
@@ -183,4 +184,58 @@ fn eval_attention(c: &EvalCtx) -> Result<Vec<Tensor>> {
     }
     let qk = Tensor::from_f64s(dt, vec![batch, qh, sq, skv], qk_out);
     Ok(vec![y, k, v, qk])
+}
+
+/// `RotaryEmbedding` (opset 23): rotates the first `rotary_embedding_dim`
+/// channels of every head by position-dependent angles, in halves or
+/// interleaved pairs.
+fn eval_rotary_embedding(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let (x, cos, sin) = (c.input(0)?, c.input(1)?, c.input(2)?);
+    let a = c.attrs();
+    let interleaved = a.int("interleaved", 0)? != 0;
+    // Work in (B, S, H, D).
+    let bshd = match x.shape() {
+        [_, _, _, _] => transpose(x, &[0, 2, 1, 3]),
+        [b, s, hidden] => {
+            let heads = a.int("num_heads", 0)? as usize;
+            if heads == 0 || hidden % heads != 0 {
+                bail!("RotaryEmbedding on 3-D input needs num_heads dividing {hidden}");
+            }
+            x.clone().reshaped(vec![*b, *s, heads, hidden / heads])
+        }
+        s => bail!("RotaryEmbedding expects a 3-D or 4-D input, got {s:?}"),
+    };
+    let [b, s, h, d] = bshd.shape().try_into().expect("rank 4");
+    let rd = match a.int("rotary_embedding_dim", 0)? {
+        0 => d,
+        r => r as usize,
+    };
+    let half = rd / 2;
+    if rd > d || cos.shape().last() != Some(&half) || sin.shape().last() != Some(&half) {
+        bail!("cos/sin caches {:?} do not match rotary_embedding_dim/2 = {half}", cos.shape());
+    }
+    // Row of the caches for (batch, position).
+    let positions = c.opt_input(3).map(Tensor::to_i64s);
+    let row = |bi: usize, si: usize| match &positions {
+        Some(p) => p[bi * s + si] as usize,
+        None => bi * s + si,
+    };
+    let (cv, sv, mut xv) = (cos.to_f64s(), sin.to_f64s(), bshd.to_f64s());
+    for bi in 0..b {
+        for si in 0..s {
+            let r = row(bi, si);
+            for hi in 0..h {
+                let base = ((bi * s + si) * h + hi) * d;
+                for k in 0..half {
+                    let (i1, i2) = if interleaved { (base + 2 * k, base + 2 * k + 1) } else { (base + k, base + half + k) };
+                    let (x1, x2) = (xv[i1], xv[i2]);
+                    let (co, si_) = (cv[r * half + k], sv[r * half + k]);
+                    xv[i1] = co * x1 - si_ * x2;
+                    xv[i2] = si_ * x1 + co * x2;
+                }
+            }
+        }
+    }
+    let y = Tensor::from_f64s(x.dtype(), vec![b, s, h, d], xv);
+    Ok(vec![if x.rank() == 4 { transpose(&y, &[0, 2, 1, 3]) } else { y.reshaped(x.shape().to_vec()) }])
 }

@@ -19,6 +19,7 @@ mod quant;
 mod reduce;
 mod resize;
 mod rnn;
+mod signal;
 pub(crate) mod util;
 
 #[cfg(test)]
@@ -87,6 +88,7 @@ pub fn registry() -> &'static HashMap<&'static str, Vec<OpDef>> {
             attention::ops(),
             resize::ops(),
             rnn::ops(),
+            signal::ops(),
         ];
         let mut map: HashMap<&'static str, Vec<OpDef>> = HashMap::new();
         for op in families.into_iter().flatten() {
