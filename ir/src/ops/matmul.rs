@@ -1,5 +1,5 @@
-//! Matrix products: `MatMul`, `Gemm`, `MatMulInteger`, `Einsum`, and the
-//! blocked kernel that `Conv` also uses.
+//! Matrix products and linear algebra: `MatMul`, `Gemm`, `MatMulInteger`,
+//! `Einsum`, `Det`, and the blocked kernel that `Conv` also uses.
 
 use super::infer::InferCtx;
 use super::movement::transpose;
@@ -17,6 +17,7 @@ pub(super) fn ops() -> Vec<OpDef> {
         op!("Gemm", eval_gemm, infer_gemm),
         op!("MatMulInteger", eval_matmul_integer),
         op!("Einsum", eval_einsum),
+        op!("Det", eval_det),
     ]
 }
 
@@ -357,4 +358,42 @@ fn infer_gemm(c: &InferCtx) -> Result<Vec<ValueType>> {
         dtype,
         shape: Shape(Some(vec![m, n])),
     }])
+}
+
+/// Determinant of every trailing square matrix, by LU decomposition with
+/// partial pivoting in `f64`.
+fn eval_det(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let r = x.rank();
+    if r < 2 || x.shape()[r - 1] != x.shape()[r - 2] {
+        bail!("Det expects [..., M, M], got {:?}", x.shape());
+    }
+    let n = x.shape()[r - 1];
+    let xs = x.to_f64s();
+    let count = xs.len() / (n * n).max(1);
+    let dets = (0..count).map(|b| {
+        let mut m = xs[b * n * n..(b + 1) * n * n].to_vec();
+        let mut det = 1.0;
+        for col in 0..n {
+            let pivot = (col..n).max_by(|&i, &j| m[i * n + col].abs().total_cmp(&m[j * n + col].abs())).expect("non-empty range");
+            if m[pivot * n + col] == 0.0 {
+                return 0.0;
+            }
+            if pivot != col {
+                for k in 0..n {
+                    m.swap(pivot * n + k, col * n + k);
+                }
+                det = -det;
+            }
+            det *= m[col * n + col];
+            for row in col + 1..n {
+                let f = m[row * n + col] / m[col * n + col];
+                for k in col..n {
+                    m[row * n + k] -= f * m[col * n + k];
+                }
+            }
+        }
+        det
+    });
+    Ok(vec![Tensor::from_f64s(x.dtype(), x.shape()[..r - 2].to_vec(), dets.collect::<Vec<_>>())])
 }

@@ -28,6 +28,7 @@ pub(super) fn ops() -> Vec<OpDef> {
             eye_dtype(&c.node.attrs, c.dtype(0))?
         )),
         op!("TopK", eval_topk),
+        op!("Unique", eval_unique),
         op!(
             "CumSum",
             |c| eval_cumulative(c, 0.0, |a, b| a + b),
@@ -358,4 +359,47 @@ fn eval_softmax_ce_loss(c: &EvalCtx) -> Result<Vec<Tensor>> {
         out.push(Tensor::from_f64s(x.dtype(), x.shape().to_vec(), logp));
     }
     Ok(out)
+}
+
+/// `Unique`: distinct elements (or slices along `axis`), sorted or in order
+/// of first occurrence, with first indices, inverse indices and counts.
+fn eval_unique(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let sorted = c.attrs().int("sorted", 1)? != 0;
+    let (x, axis) = match c.attrs().opt_int("axis")? {
+        Some(a) => (x.clone(), norm_axis(a, x.rank())?),
+        None => (x.clone().reshaped(vec![x.len()]), 0),
+    };
+    let (outer, n, inner) = split_at_axis(x.shape(), axis);
+    let xs = x.to_f64s();
+    // Slice k of the axis, as a comparable key.
+    let key = |k: usize| -> Vec<f64> { (0..outer).flat_map(|o| (0..inner).map(move |i| (o * n + k) * inner + i)).map(|at| xs[at]).collect() };
+    let keys: Vec<Vec<f64>> = (0..n).map(key).collect();
+    let cmp = |a: &Vec<f64>, b: &Vec<f64>| a.iter().zip(b).map(|(p, q)| p.total_cmp(q)).find(|o| o.is_ne()).unwrap_or(std::cmp::Ordering::Equal);
+    let mut firsts: Vec<usize> = Vec::new();
+    for k in 0..n {
+        if !firsts.iter().any(|&f| cmp(&keys[f], &keys[k]).is_eq()) {
+            firsts.push(k);
+        }
+    }
+    if sorted {
+        firsts.sort_by(|&a, &b| cmp(&keys[a], &keys[b]));
+    }
+    let inverse: Vec<i64> = (0..n).map(|k| firsts.iter().position(|&f| cmp(&keys[f], &keys[k]).is_eq()).expect("every slice has a first") as i64).collect();
+    let counts: Vec<i64> = (0..firsts.len()).map(|u| inverse.iter().filter(|&&i| i == u as i64).count() as i64).collect();
+    let mut offs = Vec::with_capacity(outer * firsts.len() * inner);
+    for o in 0..outer {
+        for &f in &firsts {
+            offs.extend((0..inner).map(|i| (o * n + f) * inner + i));
+        }
+    }
+    let mut shape = x.shape().to_vec();
+    shape[axis] = firsts.len();
+    let u = firsts.len();
+    Ok(vec![
+        x.take(shape, &offs),
+        Tensor::i64s(vec![u], firsts.iter().map(|&f| f as i64).collect()),
+        Tensor::i64s(vec![n], inverse),
+        Tensor::i64s(vec![u], counts),
+    ])
 }

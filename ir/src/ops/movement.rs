@@ -56,6 +56,7 @@ pub(super) fn ops() -> Vec<OpDef> {
             infer::same_as_input
         ),
         op!("Trilu", eval_trilu, infer::same_as_input),
+        op!("CenterCropPad", eval_center_crop_pad),
     ]
 }
 
@@ -715,6 +716,15 @@ fn eval_scatter_nd(c: &EvalCtx) -> Result<Vec<Tensor>> {
     Ok(vec![scatter_into(x, &targets, upd, scatter_reduce(c)?)])
 }
 
+/// Copies by index like [`Tensor::take`], with `None` positions set to `fill`.
+pub fn take_or_fill(x: &Tensor, shape: Vec<usize>, offs: &[Option<usize>], fill: f64) -> Result<Tensor> {
+    // Index x.len() points at the fill value appended after the data.
+    let fill = Tensor::from_f64s(x.dtype(), vec![1], [fill]);
+    let ext = concat(&[&x.clone().reshaped(vec![x.len()]), &fill], 0)?;
+    let idx: Vec<usize> = offs.iter().map(|o| o.unwrap_or(x.len())).collect();
+    Ok(ext.take(shape, &idx))
+}
+
 /// Broadcasts `x` to `shape` (bidirectionally, as `Expand` does).
 pub fn expand_to(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
     let out = broadcast_shapes(&[x.shape(), shape])?;
@@ -821,19 +831,7 @@ fn eval_pad(c: &EvalCtx) -> Result<Vec<Tensor>> {
         }
         offs.push(off);
     }
-    let src = x.to_f64s();
-    let vals = offs.iter().map(|o| o.map_or(value, |i| src[i]));
-    let t = if x.dtype().is_float() || x.dtype() == DType::Bool {
-        Tensor::from_f64s(x.dtype(), shape, vals)
-    } else {
-        let ints = x.to_i128s();
-        Tensor::from_i128s(
-            x.dtype(),
-            shape,
-            offs.iter().map(|o| o.map_or(value as i128, |i| ints[i])),
-        )
-    };
-    Ok(vec![t])
+    Ok(vec![take_or_fill(x, shape, &offs, value)?])
 }
 
 fn shape_range(attrs: &crate::attr::Attrs, rank: usize) -> Result<(usize, usize)> {
@@ -978,18 +976,55 @@ fn eval_trilu(c: &EvalCtx) -> Result<Vec<Tensor>> {
         bail!("Trilu expects rank >= 2");
     }
     let (h, w) = (x.shape()[x.rank() - 2], x.shape()[x.rank() - 1]);
-    let zero = Tensor::zeros(x.dtype(), vec![]);
-    // Index x.len() points at an appended zero.
-    let offs: Vec<usize> = (0..x.len())
+    let offs: Vec<Option<usize>> = (0..x.len())
         .map(|i| {
             let (r, col) = (((i / w) % h) as i64, (i % w) as i64);
             let keep = if upper { col - r >= k } else { col - r <= k };
-            if keep { i } else { x.len() }
+            keep.then_some(i)
         })
         .collect();
-    let ext = concat(
-        &[&x.clone().reshaped(vec![x.len()]), &zero.reshaped(vec![1])],
-        0,
-    )?;
-    Ok(vec![ext.take(x.shape().to_vec(), &offs)])
+    Ok(vec![take_or_fill(x, x.shape().to_vec(), &offs, 0.0)?])
+}
+
+fn eval_center_crop_pad(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let target = to_dims(c.input(1)?, "CenterCropPad shape")?;
+    let axes = match c.attrs().opt_ints("axes")? {
+        Some(a) => norm_axes(a, x.rank())?,
+        None => (0..x.rank()).collect(),
+    };
+    if target.len() != axes.len() {
+        bail!("CenterCropPad has {} sizes for {} axes", target.len(), axes.len());
+    }
+    let mut shape = x.shape().to_vec();
+    // Per axis: where the kept window starts in the input (crop) and in the output (pad).
+    let mut crop = vec![0usize; x.rank()];
+    let mut pad = vec![0usize; x.rank()];
+    for (&ax, &t) in axes.iter().zip(&target) {
+        let d = x.shape()[ax];
+        if t < d {
+            crop[ax] = (d - t) / 2;
+        } else {
+            pad[ax] = (t - d) / 2;
+        }
+        shape[ax] = t;
+    }
+    let xs = strides(x.shape());
+    let mut pos = vec![0; x.rank()];
+    let n: usize = shape.iter().product();
+    let offs: Vec<Option<usize>> = (0..n)
+        .map(|k| {
+            unravel(k, &shape, &mut pos);
+            let mut off = 0;
+            for i in 0..x.rank() {
+                let p = pos[i] as i64 - pad[i] as i64 + crop[i] as i64;
+                if p < 0 || p >= x.shape()[i] as i64 {
+                    return None;
+                }
+                off += p as usize * xs[i];
+            }
+            Some(off)
+        })
+        .collect();
+    Ok(vec![take_or_fill(x, shape, &offs, 0.0)?])
 }

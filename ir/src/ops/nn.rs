@@ -299,9 +299,11 @@ fn eval_conv_integer(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let (x, w) = (c.input(0)?, c.input(1)?);
     let (win, group) = conv_window(c, x, w)?;
     let xz = c.opt_input(2).map_or(0.0, |t| t.get_f64(0));
-    let wz = c.opt_input(3).map_or(0.0, |t| t.get_f64(0));
     let xv: Vec<f64> = x.to_f64s().iter().map(|v| v - xz).collect();
-    let wv: Vec<f64> = w.to_f64s().iter().map(|v| v - wz).collect();
+    // The weight zero point is per tensor or per output channel.
+    let wz = c.opt_input(3).map_or_else(|| vec![0.0], Tensor::to_f64s);
+    let per_channel = w.len() / w.shape()[0].max(1);
+    let wv: Vec<f64> = w.to_f64s().iter().enumerate().map(|(i, v)| v - wz[if wz.len() == 1 { 0 } else { i / per_channel }]).collect();
     let mut shape = vec![x.shape()[0], w.shape()[0]];
     shape.extend(&win.out);
     // Padding must read the zero point, i.e. 0 after subtraction: im2col does that.

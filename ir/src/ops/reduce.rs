@@ -105,7 +105,13 @@ fn eval_reduce(c: &EvalCtx) -> Result<Vec<Tensor>> {
     } else {
         x.len() / n_out.max(1)
     };
-    let mut acc = vec![r.1; n_out];
+    // Over bool, max starts at false and min at true (not at ∓inf, which is true).
+    let init = match (x.dtype(), r.0) {
+        (DType::Bool, "ReduceMax") => 0.0,
+        (DType::Bool, "ReduceMin") => 1.0,
+        _ => r.1,
+    };
+    let mut acc = vec![init; n_out];
     let offs = broadcast_offsets(&kept, x.shape());
     let xs = x.to_f64s();
     // LogSumExp subtracts the max first so large inputs do not overflow.
