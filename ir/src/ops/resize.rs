@@ -1,6 +1,9 @@
-//! `Resize` (and its predecessor `Upsample`): separable 1-D resampling along
-//! each axis, innermost first, which is exactly the nesting order of the
-//! ONNX reference, so tf_crop_and_resize extrapolation blends the same way.
+//! Resampling: `Resize` (and its predecessor `Upsample`), `GridSample` and
+//! `AffineGrid`.
+//!
+//! `Resize` is separable 1-D resampling along each axis, innermost first,
+//! which is exactly the nesting order of the ONNX reference, so
+//! tf_crop_and_resize extrapolation blends the same way.
 
 use super::{EvalCtx, OpDef, op};
 use crate::attr::Attrs;
@@ -8,7 +11,12 @@ use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
 pub(super) fn ops() -> Vec<OpDef> {
-    vec![op!("Resize", eval_resize), op!("Upsample", eval_upsample)]
+    vec![
+        op!("Resize", eval_resize),
+        op!("Upsample", eval_upsample),
+        op!("GridSample", eval_grid_sample),
+        op!("AffineGrid", eval_affine_grid),
+    ]
 }
 
 /// How to resample one axis.
@@ -358,4 +366,182 @@ fn eval_upsample(c: &EvalCtx) -> Result<Vec<Tensor>> {
         })
         .collect();
     Ok(vec![resize(x, &plans, &opts)?])
+}
+
+/// How `GridSample` reads a pixel outside the input.
+#[derive(Clone, Copy, PartialEq)]
+enum GridPadding {
+    Zeros,
+    Border,
+    Reflection,
+}
+
+/// Reflects `x` into `[lo, hi]` by bouncing off the borders.
+fn reflect(x: f64, lo: f64, hi: f64) -> f64 {
+    let range = hi - lo;
+    if range <= 0.0 {
+        return lo;
+    }
+    let (d, from_low) = if x < lo { (lo - x, true) } else if x > hi { (x - hi, false) } else { return x };
+    let n = (d / range).floor();
+    let r = d - n * range;
+    let even = n as i64 % 2 == 0;
+    match (from_low, even) {
+        (true, true) | (false, false) => lo + r,
+        _ => hi - r,
+    }
+}
+
+/// Keys' cubic convolution weights (a = -0.75) for offset `t` in [0, 1).
+fn cubic_weights(t: f64) -> [f64; 4] {
+    let a = -0.75;
+    let far = |x: f64| ((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a;
+    let near = |x: f64| ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
+    [far(t + 1.0), near(t), near(1.0 - t), far(2.0 - t)]
+}
+
+/// `GridSample`: samples an (N, C, spatial…) input at the normalised
+/// coordinates of `grid` (N, out…, rank) with nearest, linear or cubic
+/// interpolation.
+fn eval_grid_sample(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let (x, grid) = (c.input(0)?, c.input(1)?);
+    let a = c.attrs();
+    let mode = match a.string("mode", "linear")? {
+        "bilinear" | "linear" => "linear",
+        "bicubic" | "cubic" => "cubic",
+        "nearest" => "nearest",
+        m => bail!("unknown GridSample mode '{m}'"),
+    };
+    let padding = match a.string("padding_mode", "zeros")? {
+        "zeros" => GridPadding::Zeros,
+        "border" => GridPadding::Border,
+        "reflection" => GridPadding::Reflection,
+        p => bail!("unknown GridSample padding_mode '{p}'"),
+    };
+    let align = a.int("align_corners", 0)? != 0;
+    let dims = &x.shape()[2..];
+    let nd = dims.len();
+    if grid.rank() != nd + 2 || grid.shape()[0] != x.shape()[0] || grid.shape()[nd + 1] != nd {
+        bail!("GridSample grid {:?} does not match input {:?}", grid.shape(), x.shape());
+    }
+    let (n, ch) = (x.shape()[0], x.shape()[1]);
+    let out_sp: Vec<usize> = grid.shape()[1..=nd].to_vec();
+    let osz: usize = out_sp.iter().product();
+    let isz: usize = dims.iter().product();
+    let istr = crate::tensor::strides(dims);
+    let (xs, gs) = (x.to_f64s(), grid.to_f64s());
+    let border: Vec<(f64, f64)> = dims.iter().map(|&d| if align { (0.0, d as f64 - 1.0) } else { (-0.5, d as f64 - 0.5) }).collect();
+    // Reads one pixel of plane `p` at integer coordinates, applying the padding rule.
+    let pixel = |p: usize, idx: &[i64]| -> f64 {
+        let mut off = 0;
+        for d in 0..nd {
+            let size = dims[d] as i64;
+            let i = match padding {
+                GridPadding::Zeros if idx[d] < 0 || idx[d] >= size => return 0.0,
+                GridPadding::Zeros => idx[d],
+                GridPadding::Border => idx[d].clamp(0, size - 1),
+                GridPadding::Reflection => (reflect(idx[d] as f64, border[d].0, border[d].1) as i64).clamp(0, size - 1),
+            };
+            off += i as usize * istr[d];
+        }
+        xs[p * isz + off]
+    };
+    let taps: usize = match mode {
+        "nearest" => 1,
+        "linear" => 2,
+        _ => 4,
+    };
+    let mut y = vec![0.0; n * ch * osz];
+    let mut coord = vec![0.0; nd];
+    let mut idx = vec![0i64; nd];
+    for b in 0..n {
+        for o in 0..osz {
+            let g = &gs[(b * osz + o) * nd..(b * osz + o + 1) * nd];
+            for d in 0..nd {
+                // The grid lists coordinates innermost dimension first (x, y, …).
+                let v = g[nd - 1 - d];
+                let len = dims[d] as f64;
+                let mut p = if align { (v + 1.0) / 2.0 * (len - 1.0) } else { ((v + 1.0) * len - 1.0) / 2.0 };
+                if mode == "nearest" {
+                    p = p.round_ties_even();
+                }
+                if p < border[d].0 || p > border[d].1 {
+                    p = match padding {
+                        GridPadding::Border => p.clamp(0.0, len - 1.0),
+                        GridPadding::Reflection => reflect(p, border[d].0, border[d].1),
+                        GridPadding::Zeros => p,
+                    };
+                }
+                coord[d] = p;
+            }
+            // Per-dimension taps: (first index, weights).
+            let weights: Vec<(i64, Vec<f64>)> = coord
+                .iter()
+                .map(|&p| match mode {
+                    "nearest" => (p as i64, vec![1.0]),
+                    "linear" => (p.floor() as i64, vec![1.0 - (p - p.floor()), p - p.floor()]),
+                    _ => (p.floor() as i64 - 1, cubic_weights(p - p.floor()).to_vec()),
+                })
+                .collect();
+            for plane in b * ch..(b + 1) * ch {
+                let mut acc = 0.0;
+                for combo in 0..taps.pow(nd as u32) {
+                    let mut w = 1.0;
+                    let mut rest = combo;
+                    for d in (0..nd).rev() {
+                        let t = rest % taps;
+                        rest /= taps;
+                        idx[d] = weights[d].0 + t as i64;
+                        w *= weights[d].1[t];
+                    }
+                    if w != 0.0 {
+                        acc += w * pixel(plane, &idx);
+                    }
+                }
+                y[plane * osz + o] = acc;
+            }
+        }
+    }
+    let mut shape = vec![n, ch];
+    shape.extend(out_sp);
+    Ok(vec![Tensor::from_f64s(x.dtype(), shape, y)])
+}
+
+/// `AffineGrid`: the sampling grid of an affine transform `theta` for an
+/// output of `size` (N, C, spatial…), in normalised coordinates.
+fn eval_affine_grid(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let (theta, size) = (c.input(0)?, c.input(1)?.to_i64s());
+    let align = c.attrs().int("align_corners", 0)? != 0;
+    let nd = size.len().checked_sub(2).filter(|&d| d == 2 || d == 3).ok_or_else(|| Error::invalid("AffineGrid size must have 4 or 5 entries"))?;
+    let n = size[0] as usize;
+    let sp: Vec<usize> = size[2..].iter().map(|&d| d as usize).collect();
+    if theta.shape() != [n, nd, nd + 1] {
+        bail!("AffineGrid theta {:?} must be [{n}, {nd}, {}]", theta.shape(), nd + 1);
+    }
+    let th = theta.to_f64s();
+    let lin = |i: usize, len: usize| {
+        if align {
+            if len == 1 { 0.0 } else { -1.0 + 2.0 * i as f64 / (len - 1) as f64 }
+        } else {
+            (2.0 * i as f64 + 1.0) / len as f64 - 1.0
+        }
+    };
+    let osz: usize = sp.iter().product();
+    let mut out = Vec::with_capacity(n * osz * nd);
+    let mut pos = vec![0; nd];
+    for b in 0..n {
+        for o in 0..osz {
+            super::util::unravel(o, &sp, &mut pos);
+            // Homogeneous base point, innermost dimension first: (x, y[, z], 1).
+            let mut base: Vec<f64> = (0..nd).rev().map(|d| lin(pos[d], sp[d])).collect();
+            base.push(1.0);
+            for r in 0..nd {
+                out.push((0..=nd).map(|k| th[(b * nd + r) * (nd + 1) + k] * base[k]).sum());
+            }
+        }
+    }
+    let mut shape = vec![n];
+    shape.extend(&sp);
+    shape.push(nd);
+    Ok(vec![Tensor::from_f64s(theta.dtype(), shape, out)])
 }
