@@ -129,7 +129,7 @@ fn read_external(t: &TensorProto, base_dir: Option<&Path>, want: usize) -> Resul
     Ok(buf)
 }
 
-fn from_le_bytes(dtype: DType, b: &[u8]) -> Data {
+pub(crate) fn from_le_bytes(dtype: DType, b: &[u8]) -> Data {
     macro_rules! le {
         ($t:ty, $n:expr) => {
             b.chunks_exact($n)

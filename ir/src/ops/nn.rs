@@ -16,6 +16,7 @@ pub(super) fn ops() -> Vec<OpDef> {
         op!("Conv", eval_conv, infer_conv),
         op!("ConvInteger", eval_conv_integer),
         op!("ConvTranspose", eval_conv_transpose),
+        op!("CausalConvWithState", eval_causal_conv_with_state),
         op!("MaxPool", |c| eval_pool(c, PoolKind::Max), infer_pool),
         op!("AveragePool", |c| eval_pool(c, PoolKind::Avg), infer_pool),
         op!("LpPool", |c| eval_pool(
@@ -941,4 +942,34 @@ fn infer_global_pool(c: &InferCtx) -> Result<Vec<ValueType>> {
         dtype: x.dtype,
         shape: Shape(shape),
     }])
+}
+
+/// `CausalConvWithState`: a depthwise 1-D convolution over the past state
+/// followed by the input (so each output sees only the past), optionally
+/// with SiLU; also returns the new state (the last k-1 steps).
+fn eval_causal_conv_with_state(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let (x, w) = (c.input(0)?, c.input(1)?);
+    let ([b, ch, len], [wc, 1, k]) = (x.shape(), w.shape()) else {
+        bail!("CausalConvWithState expects input [B, C, L] and weight [C, 1, k], got {:?} and {:?}", x.shape(), w.shape());
+    };
+    let (b, ch, len, k) = (*b, *ch, *len, *k);
+    if *wc != ch || k == 0 {
+        bail!("weight {:?} does not match {ch} channels", w.shape());
+    }
+    let state = match c.opt_input(3) {
+        Some(s) if s.shape() == [b, ch, k - 1] => s.clone(),
+        Some(s) => bail!("past_state {:?} must be [{b}, {ch}, {}]", s.shape(), k - 1),
+        None => Tensor::zeros(x.dtype(), vec![b, ch, k - 1]),
+    };
+    let padded = super::movement::concat(&[&state, x], 2)?;
+    let win = Window::new(&Attrs::default(), &[len + k - 1], &[k])?;
+    let bias = c.opt_input(2).map(Tensor::to_f64s);
+    let y = conv(&padded.to_f64s(), padded.shape(), &w.to_f64s(), w.shape(), bias.as_deref(), ch, &win);
+    let y = match c.attrs().string("activation", "none")? {
+        "none" => y,
+        "silu" | "swish" => y.into_iter().map(|v| v / (1.0 + (-v).exp())).collect(),
+        a => bail!("unknown activation '{a}' (expected none, silu or swish)"),
+    };
+    let present = super::movement::narrow(&padded, 2, len, k - 1);
+    Ok(vec![Tensor::from_f64s(x.dtype(), vec![b, ch, len], y), present])
 }
