@@ -1,7 +1,7 @@
 //! Transformer ops: `Attention` (opset 23+: scaled dot-product attention
 //! with grouped key/value heads, masks, causal and sliding-window bias, KV
-//! cache and softcap) and `RotaryEmbedding`, following the ONNX reference
-//! semantics.
+//! cache and softcap), `RotaryEmbedding`, `LinearAttention` and the KV-cache
+//! writer `TensorScatter`, following the ONNX reference semantics.
 
 use super::movement::{concat, transpose};
 use super::util::broadcast_offsets;
@@ -11,7 +11,12 @@ use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
 pub(super) fn ops() -> Vec<OpDef> {
-    vec![op!("Attention", eval_attention), op!("RotaryEmbedding", eval_rotary_embedding, super::infer::same_as_input)]
+    vec![
+        op!("Attention", eval_attention),
+        op!("RotaryEmbedding", eval_rotary_embedding, super::infer::same_as_input),
+        op!("LinearAttention", eval_linear_attention),
+        op!("TensorScatter", eval_tensor_scatter, super::infer::same_as_input),
+    ]
 }
 
 /// (B, S, H·D) → (B, H, S, D).
@@ -238,4 +243,118 @@ fn eval_rotary_embedding(c: &EvalCtx) -> Result<Vec<Tensor>> {
     }
     let y = Tensor::from_f64s(x.dtype(), vec![b, s, h, d], xv);
     Ok(vec![if x.rank() == 4 { transpose(&y, &[0, 2, 1, 3]) } else { y.reshaped(x.shape().to_vec()) }])
+}
+
+/// `LinearAttention`: recurrent linear attention over a (B, H_kv, d_k, d_v)
+/// state, with the `linear`, `gated` (decay), `delta` (beta) and
+/// `gated_delta` update rules.
+fn eval_linear_attention(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let a = c.attrs();
+    let (q, k, v) = (c.input(0)?, c.input(1)?, c.input(2)?);
+    let rule = a.string("update_rule", "gated_delta")?;
+    let (gating, delta) = match rule {
+        "linear" => (false, false),
+        "gated" => (true, false),
+        "delta" => (false, true),
+        "gated_delta" => (true, true),
+        r => bail!("unknown update_rule '{r}'"),
+    };
+    let qh = a.int("q_num_heads", 0)? as usize;
+    let kvh = a.int("kv_num_heads", 0)? as usize;
+    if qh == 0 || kvh == 0 || qh % kvh != 0 {
+        bail!("q_num_heads ({qh}) must be a positive multiple of kv_num_heads ({kvh})");
+    }
+    let (decay, beta) = (c.opt_input(4), c.opt_input(5));
+    if gating != decay.is_some() || delta != beta.is_some() {
+        bail!("update_rule '{rule}' needs decay: {gating}, beta: {delta}");
+    }
+    let (q4, k4, v4) = (split_heads(q, qh)?, split_heads(k, kvh)?, split_heads(v, kvh)?);
+    let (b, t, dk, dv) = (q.shape()[0], q.shape()[1], q4.shape()[3], v4.shape()[3]);
+    let (qv, kv, vv) = (q4.to_f64s(), k4.to_f64s(), v4.to_f64s());
+    // decay is per head (last dim H_kv) or per key channel (H_kv·d_k).
+    let decay_v = decay.map(Tensor::to_f64s);
+    let per_channel_decay = decay.is_some_and(|d| d.shape().last() == Some(&(kvh * dk)));
+    let beta_v = beta.map(Tensor::to_f64s);
+    let beta_last = beta.map_or(1, |t| *t.shape().last().unwrap_or(&1));
+    let mut state = match c.opt_input(3) {
+        Some(s) if s.shape() == [b, kvh, dk, dv] => s.to_f64s(),
+        Some(s) => bail!("past_state {:?} must be [{b}, {kvh}, {dk}, {dv}]", s.shape()),
+        None => vec![0.0; b * kvh * dk * dv],
+    };
+    let scale = a.opt_float("scale")?.filter(|&s| s != 0.0).map_or(1.0 / (dk as f64).sqrt(), f64::from);
+    let mut out = vec![0.0; b * qh * t * dv];
+    let mut vt = vec![0.0; dv];
+    for bi in 0..b {
+        for i in 0..t {
+            for h in 0..kvh {
+                let st = &mut state[(bi * kvh + h) * dk * dv..][..dk * dv];
+                let krow = &kv[((bi * kvh + h) * t + i) * dk..][..dk];
+                vt.copy_from_slice(&vv[((bi * kvh + h) * t + i) * dv..][..dv]);
+                if let Some(dec) = &decay_v {
+                    for d in 0..dk {
+                        let g = if per_channel_decay { dec[(bi * t + i) * kvh * dk + h * dk + d] } else { dec[(bi * t + i) * kvh + h] };
+                        st[d * dv..(d + 1) * dv].iter_mut().for_each(|s| *s *= g.exp());
+                    }
+                }
+                if let Some(bt) = &beta_v {
+                    let bv = bt[(bi * t + i) * beta_last + if beta_last == 1 { 0 } else { h }];
+                    for m in 0..dv {
+                        let retrieved: f64 = (0..dk).map(|d| st[d * dv + m] * krow[d]).sum();
+                        vt[m] = bv * (vt[m] - retrieved);
+                    }
+                }
+                for d in 0..dk {
+                    for m in 0..dv {
+                        st[d * dv + m] += krow[d] * vt[m];
+                    }
+                }
+            }
+            for h in 0..qh {
+                let st = &state[(bi * kvh + h / (qh / kvh)) * dk * dv..][..dk * dv];
+                let qrow = &qv[((bi * qh + h) * t + i) * dk..][..dk];
+                for m in 0..dv {
+                    out[((bi * qh + h) * t + i) * dv + m] = scale * (0..dk).map(|d| qrow[d] * st[d * dv + m]).sum::<f64>();
+                }
+            }
+        }
+    }
+    let y = transpose(&Tensor::from_f64s(q.dtype(), vec![b, qh, t, dv], out), &[0, 2, 1, 3]).reshaped(vec![b, t, qh * dv]);
+    let state_dtype = c.opt_input(3).map_or(q.dtype(), Tensor::dtype);
+    Ok(vec![y, Tensor::from_f64s(state_dtype, vec![b, kvh, dk, dv], state)])
+}
+
+/// `TensorScatter`: writes `update` into a KV cache along `axis` at each
+/// batch's write index (`linear`), or wrapping around (`circular`).
+fn eval_tensor_scatter(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let (cache, update) = (c.input(0)?, c.input(1)?);
+    let r = cache.rank();
+    let axis = super::util::norm_axis(c.attrs().int("axis", -2)?, r)?;
+    let circular = match c.attrs().string("mode", "linear")? {
+        "linear" => false,
+        "circular" => true,
+        m => bail!("unknown TensorScatter mode '{m}'"),
+    };
+    if update.rank() != r || (0..r).any(|i| if i == axis { update.shape()[i] > cache.shape()[i] } else { update.shape()[i] != cache.shape()[i] }) {
+        bail!("update {:?} does not fit cache {:?} along axis {axis}", update.shape(), cache.shape());
+    }
+    let starts = c.opt_input(2).map_or_else(|| vec![0; cache.shape()[0]], Tensor::to_i64s);
+    let max = cache.shape()[axis];
+    let cst = crate::tensor::strides(cache.shape());
+    let mut pos = vec![0; r];
+    // Each element of the result reads the cache, or the update that overwrote it.
+    let mut src: Vec<Option<usize>> = vec![None; cache.len()];
+    for u in 0..update.len() {
+        super::util::unravel(u, update.shape(), &mut pos);
+        let mut at = starts[pos[0]] as usize + pos[axis];
+        if circular {
+            at %= max;
+        } else if at >= max {
+            bail!("write index {at} is past the cache length {max}");
+        }
+        pos[axis] = at;
+        src[pos.iter().zip(&cst).map(|(p, s)| p * s).sum::<usize>()] = Some(u);
+    }
+    let both = super::movement::concat(&[&cache.clone().reshaped(vec![cache.len()]), &update.clone().reshaped(vec![update.len()])], 0)?;
+    let offs: Vec<usize> = src.iter().enumerate().map(|(i, s)| s.map_or(i, |u| cache.len() + u)).collect();
+    Ok(vec![both.take(cache.shape().to_vec(), &offs)])
 }
