@@ -13,9 +13,17 @@ use crate::tensor::Tensor;
 pub(super) fn ops() -> Vec<OpDef> {
     vec![
         op!("Attention", eval_attention),
-        op!("RotaryEmbedding", eval_rotary_embedding, super::infer::same_as_input),
+        op!(
+            "RotaryEmbedding",
+            eval_rotary_embedding,
+            super::infer::same_as_input
+        ),
         op!("LinearAttention", eval_linear_attention),
-        op!("TensorScatter", eval_tensor_scatter, super::infer::same_as_input),
+        op!(
+            "TensorScatter",
+            eval_tensor_scatter,
+            super::infer::same_as_input
+        ),
     ]
 }
 
@@ -217,7 +225,10 @@ fn eval_rotary_embedding(c: &EvalCtx) -> Result<Vec<Tensor>> {
     };
     let half = rd / 2;
     if rd > d || cos.shape().last() != Some(&half) || sin.shape().last() != Some(&half) {
-        bail!("cos/sin caches {:?} do not match rotary_embedding_dim/2 = {half}", cos.shape());
+        bail!(
+            "cos/sin caches {:?} do not match rotary_embedding_dim/2 = {half}",
+            cos.shape()
+        );
     }
     // Row of the caches for (batch, position).
     let positions = c.opt_input(3).map(Tensor::to_i64s);
@@ -232,7 +243,11 @@ fn eval_rotary_embedding(c: &EvalCtx) -> Result<Vec<Tensor>> {
             for hi in 0..h {
                 let base = ((bi * s + si) * h + hi) * d;
                 for k in 0..half {
-                    let (i1, i2) = if interleaved { (base + 2 * k, base + 2 * k + 1) } else { (base + k, base + half + k) };
+                    let (i1, i2) = if interleaved {
+                        (base + 2 * k, base + 2 * k + 1)
+                    } else {
+                        (base + k, base + half + k)
+                    };
                     let (x1, x2) = (xv[i1], xv[i2]);
                     let (co, si_) = (cv[r * half + k], sv[r * half + k]);
                     xv[i1] = co * x1 - si_ * x2;
@@ -242,7 +257,11 @@ fn eval_rotary_embedding(c: &EvalCtx) -> Result<Vec<Tensor>> {
         }
     }
     let y = Tensor::from_f64s(x.dtype(), vec![b, s, h, d], xv);
-    Ok(vec![if x.rank() == 4 { transpose(&y, &[0, 2, 1, 3]) } else { y.reshaped(x.shape().to_vec()) }])
+    Ok(vec![if x.rank() == 4 {
+        transpose(&y, &[0, 2, 1, 3])
+    } else {
+        y.reshaped(x.shape().to_vec())
+    }])
 }
 
 /// `LinearAttention`: recurrent linear attention over a (B, H_kv, d_k, d_v)
@@ -261,14 +280,18 @@ fn eval_linear_attention(c: &EvalCtx) -> Result<Vec<Tensor>> {
     };
     let qh = a.int("q_num_heads", 0)? as usize;
     let kvh = a.int("kv_num_heads", 0)? as usize;
-    if qh == 0 || kvh == 0 || qh % kvh != 0 {
+    if qh == 0 || kvh == 0 || !qh.is_multiple_of(kvh) {
         bail!("q_num_heads ({qh}) must be a positive multiple of kv_num_heads ({kvh})");
     }
     let (decay, beta) = (c.opt_input(4), c.opt_input(5));
     if gating != decay.is_some() || delta != beta.is_some() {
         bail!("update_rule '{rule}' needs decay: {gating}, beta: {delta}");
     }
-    let (q4, k4, v4) = (split_heads(q, qh)?, split_heads(k, kvh)?, split_heads(v, kvh)?);
+    let (q4, k4, v4) = (
+        split_heads(q, qh)?,
+        split_heads(k, kvh)?,
+        split_heads(v, kvh)?,
+    );
     let (b, t, dk, dv) = (q.shape()[0], q.shape()[1], q4.shape()[3], v4.shape()[3]);
     let (qv, kv, vv) = (q4.to_f64s(), k4.to_f64s(), v4.to_f64s());
     // decay is per head (last dim H_kv) or per key channel (H_kv·d_k).
@@ -278,10 +301,16 @@ fn eval_linear_attention(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let beta_last = beta.map_or(1, |t| *t.shape().last().unwrap_or(&1));
     let mut state = match c.opt_input(3) {
         Some(s) if s.shape() == [b, kvh, dk, dv] => s.to_f64s(),
-        Some(s) => bail!("past_state {:?} must be [{b}, {kvh}, {dk}, {dv}]", s.shape()),
+        Some(s) => bail!(
+            "past_state {:?} must be [{b}, {kvh}, {dk}, {dv}]",
+            s.shape()
+        ),
         None => vec![0.0; b * kvh * dk * dv],
     };
-    let scale = a.opt_float("scale")?.filter(|&s| s != 0.0).map_or(1.0 / (dk as f64).sqrt(), f64::from);
+    let scale = a
+        .opt_float("scale")?
+        .filter(|&s| s != 0.0)
+        .map_or(1.0 / (dk as f64).sqrt(), f64::from);
     let mut out = vec![0.0; b * qh * t * dv];
     let mut vt = vec![0.0; dv];
     for bi in 0..b {
@@ -292,8 +321,14 @@ fn eval_linear_attention(c: &EvalCtx) -> Result<Vec<Tensor>> {
                 vt.copy_from_slice(&vv[((bi * kvh + h) * t + i) * dv..][..dv]);
                 if let Some(dec) = &decay_v {
                     for d in 0..dk {
-                        let g = if per_channel_decay { dec[(bi * t + i) * kvh * dk + h * dk + d] } else { dec[(bi * t + i) * kvh + h] };
-                        st[d * dv..(d + 1) * dv].iter_mut().for_each(|s| *s *= g.exp());
+                        let g = if per_channel_decay {
+                            dec[(bi * t + i) * kvh * dk + h * dk + d]
+                        } else {
+                            dec[(bi * t + i) * kvh + h]
+                        };
+                        st[d * dv..(d + 1) * dv]
+                            .iter_mut()
+                            .for_each(|s| *s *= g.exp());
                     }
                 }
                 if let Some(bt) = &beta_v {
@@ -313,14 +348,22 @@ fn eval_linear_attention(c: &EvalCtx) -> Result<Vec<Tensor>> {
                 let st = &state[(bi * kvh + h / (qh / kvh)) * dk * dv..][..dk * dv];
                 let qrow = &qv[((bi * qh + h) * t + i) * dk..][..dk];
                 for m in 0..dv {
-                    out[((bi * qh + h) * t + i) * dv + m] = scale * (0..dk).map(|d| qrow[d] * st[d * dv + m]).sum::<f64>();
+                    out[((bi * qh + h) * t + i) * dv + m] =
+                        scale * (0..dk).map(|d| qrow[d] * st[d * dv + m]).sum::<f64>();
                 }
             }
         }
     }
-    let y = transpose(&Tensor::from_f64s(q.dtype(), vec![b, qh, t, dv], out), &[0, 2, 1, 3]).reshaped(vec![b, t, qh * dv]);
+    let y = transpose(
+        &Tensor::from_f64s(q.dtype(), vec![b, qh, t, dv], out),
+        &[0, 2, 1, 3],
+    )
+    .reshaped(vec![b, t, qh * dv]);
     let state_dtype = c.opt_input(3).map_or(q.dtype(), Tensor::dtype);
-    Ok(vec![y, Tensor::from_f64s(state_dtype, vec![b, kvh, dk, dv], state)])
+    Ok(vec![
+        y,
+        Tensor::from_f64s(state_dtype, vec![b, kvh, dk, dv], state),
+    ])
 }
 
 /// `TensorScatter`: writes `update` into a KV cache along `axis` at each
@@ -334,10 +377,24 @@ fn eval_tensor_scatter(c: &EvalCtx) -> Result<Vec<Tensor>> {
         "circular" => true,
         m => bail!("unknown TensorScatter mode '{m}'"),
     };
-    if update.rank() != r || (0..r).any(|i| if i == axis { update.shape()[i] > cache.shape()[i] } else { update.shape()[i] != cache.shape()[i] }) {
-        bail!("update {:?} does not fit cache {:?} along axis {axis}", update.shape(), cache.shape());
+    if update.rank() != r
+        || (0..r).any(|i| {
+            if i == axis {
+                update.shape()[i] > cache.shape()[i]
+            } else {
+                update.shape()[i] != cache.shape()[i]
+            }
+        })
+    {
+        bail!(
+            "update {:?} does not fit cache {:?} along axis {axis}",
+            update.shape(),
+            cache.shape()
+        );
     }
-    let starts = c.opt_input(2).map_or_else(|| vec![0; cache.shape()[0]], Tensor::to_i64s);
+    let starts = c
+        .opt_input(2)
+        .map_or_else(|| vec![0; cache.shape()[0]], Tensor::to_i64s);
     let max = cache.shape()[axis];
     let cst = crate::tensor::strides(cache.shape());
     let mut pos = vec![0; r];
@@ -354,7 +411,17 @@ fn eval_tensor_scatter(c: &EvalCtx) -> Result<Vec<Tensor>> {
         pos[axis] = at;
         src[pos.iter().zip(&cst).map(|(p, s)| p * s).sum::<usize>()] = Some(u);
     }
-    let both = super::movement::concat(&[&cache.clone().reshaped(vec![cache.len()]), &update.clone().reshaped(vec![update.len()])], 0)?;
-    let offs: Vec<usize> = src.iter().enumerate().map(|(i, s)| s.map_or(i, |u| cache.len() + u)).collect();
+    let both = super::movement::concat(
+        &[
+            &cache.clone().reshaped(vec![cache.len()]),
+            &update.clone().reshaped(vec![update.len()]),
+        ],
+        0,
+    )?;
+    let offs: Vec<usize> = src
+        .iter()
+        .enumerate()
+        .map(|(i, s)| s.map_or(i, |u| cache.len() + u))
+        .collect();
     Ok(vec![both.take(cache.shape().to_vec(), &offs)])
 }

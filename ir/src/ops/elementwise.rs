@@ -567,10 +567,19 @@ fn infer_cast_like(c: &InferCtx) -> Result<Vec<ValueType>> {
 fn eval_swiglu(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let (a, b) = (c.input(0)?, c.input(1)?);
     if a.shape() != b.shape() {
-        bail!("SwiGLU inputs must have the same shape, got {:?} and {:?}", a.shape(), b.shape());
+        bail!(
+            "SwiGLU inputs must have the same shape, got {:?} and {:?}",
+            a.shape(),
+            b.shape()
+        );
     }
     let alpha = f64::from(c.attrs().float("alpha", 1.0)?);
-    Ok(vec![binary_numeric(a, b, |x, y| x * sigmoid(alpha * x) * y, |_, _| bail!("SwiGLU expects floating-point inputs"))?])
+    Ok(vec![binary_numeric(
+        a,
+        b,
+        |x, y| x * sigmoid(alpha * x) * y,
+        |_, _| bail!("SwiGLU expects floating-point inputs"),
+    )?])
 }
 
 /// `BitCast`: the same bytes read as another type of the same width.
@@ -578,9 +587,15 @@ fn eval_bitcast(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
     let to = cast_target(c.attrs())?;
     if to.size() != x.dtype().size() {
-        bail!("BitCast from {} to {to} changes the element width", x.dtype());
+        bail!(
+            "BitCast from {} to {to} changes the element width",
+            x.dtype()
+        );
     }
     let mut bytes = Vec::with_capacity(x.len() * to.size());
     crate::with_data!(x.data(), v => v.iter().for_each(|e| e.write_le(&mut bytes)));
-    Ok(vec![Tensor::new(x.shape().to_vec(), crate::onnx::tensor::from_le_bytes(to, &bytes))])
+    Ok(vec![Tensor::new(
+        x.shape().to_vec(),
+        crate::onnx::tensor::from_le_bytes(to, &bytes),
+    )])
 }

@@ -375,7 +375,9 @@ fn eval_det(c: &EvalCtx) -> Result<Vec<Tensor>> {
         let mut m = xs[b * n * n..(b + 1) * n * n].to_vec();
         let mut det = 1.0;
         for col in 0..n {
-            let pivot = (col..n).max_by(|&i, &j| m[i * n + col].abs().total_cmp(&m[j * n + col].abs())).expect("non-empty range");
+            let pivot = (col..n)
+                .max_by(|&i, &j| m[i * n + col].abs().total_cmp(&m[j * n + col].abs()))
+                .expect("non-empty range");
             if m[pivot * n + col] == 0.0 {
                 return 0.0;
             }
@@ -395,5 +397,9 @@ fn eval_det(c: &EvalCtx) -> Result<Vec<Tensor>> {
         }
         det
     });
-    Ok(vec![Tensor::from_f64s(x.dtype(), x.shape()[..r - 2].to_vec(), dets.collect::<Vec<_>>())])
+    Ok(vec![Tensor::from_f64s(
+        x.dtype(),
+        x.shape()[..r - 2].to_vec(),
+        dets.collect::<Vec<_>>(),
+    )])
 }

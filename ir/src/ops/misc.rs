@@ -29,6 +29,7 @@ pub(super) fn ops() -> Vec<OpDef> {
         )),
         op!("TopK", eval_topk),
         op!("Unique", eval_unique),
+        op!("NonMaxSuppression", eval_nms),
         op!(
             "CumSum",
             |c| eval_cumulative(c, 0.0, |a, b| a + b),
@@ -373,9 +374,20 @@ fn eval_unique(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let (outer, n, inner) = split_at_axis(x.shape(), axis);
     let xs = x.to_f64s();
     // Slice k of the axis, as a comparable key.
-    let key = |k: usize| -> Vec<f64> { (0..outer).flat_map(|o| (0..inner).map(move |i| (o * n + k) * inner + i)).map(|at| xs[at]).collect() };
+    let key = |k: usize| -> Vec<f64> {
+        (0..outer)
+            .flat_map(|o| (0..inner).map(move |i| (o * n + k) * inner + i))
+            .map(|at| xs[at])
+            .collect()
+    };
     let keys: Vec<Vec<f64>> = (0..n).map(key).collect();
-    let cmp = |a: &Vec<f64>, b: &Vec<f64>| a.iter().zip(b).map(|(p, q)| p.total_cmp(q)).find(|o| o.is_ne()).unwrap_or(std::cmp::Ordering::Equal);
+    let cmp = |a: &Vec<f64>, b: &Vec<f64>| {
+        a.iter()
+            .zip(b)
+            .map(|(p, q)| p.total_cmp(q))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    };
     let mut firsts: Vec<usize> = Vec::new();
     for k in 0..n {
         if !firsts.iter().any(|&f| cmp(&keys[f], &keys[k]).is_eq()) {
@@ -385,8 +397,17 @@ fn eval_unique(c: &EvalCtx) -> Result<Vec<Tensor>> {
     if sorted {
         firsts.sort_by(|&a, &b| cmp(&keys[a], &keys[b]));
     }
-    let inverse: Vec<i64> = (0..n).map(|k| firsts.iter().position(|&f| cmp(&keys[f], &keys[k]).is_eq()).expect("every slice has a first") as i64).collect();
-    let counts: Vec<i64> = (0..firsts.len()).map(|u| inverse.iter().filter(|&&i| i == u as i64).count() as i64).collect();
+    let inverse: Vec<i64> = (0..n)
+        .map(|k| {
+            firsts
+                .iter()
+                .position(|&f| cmp(&keys[f], &keys[k]).is_eq())
+                .expect("every slice has a first") as i64
+        })
+        .collect();
+    let counts: Vec<i64> = (0..firsts.len())
+        .map(|u| inverse.iter().filter(|&&i| i == u as i64).count() as i64)
+        .collect();
     let mut offs = Vec::with_capacity(outer * firsts.len() * inner);
     for o in 0..outer {
         for &f in &firsts {
@@ -402,4 +423,90 @@ fn eval_unique(c: &EvalCtx) -> Result<Vec<Tensor>> {
         Tensor::i64s(vec![n], inverse),
         Tensor::i64s(vec![u], counts),
     ])
+}
+
+/// Intersection over union of two boxes given as (y1, x1, y2, x2) corners
+/// in any order, or as (x centre, y centre, width, height).
+fn iou(a: &[f64], b: &[f64], center: bool) -> f64 {
+    let corners = |v: &[f64]| {
+        if center {
+            (
+                v[1] - v[3] / 2.0,
+                v[0] - v[2] / 2.0,
+                v[1] + v[3] / 2.0,
+                v[0] + v[2] / 2.0,
+            )
+        } else {
+            (
+                v[0].min(v[2]),
+                v[1].min(v[3]),
+                v[0].max(v[2]),
+                v[1].max(v[3]),
+            )
+        }
+    };
+    let (ay1, ax1, ay2, ax2) = corners(a);
+    let (by1, bx1, by2, bx2) = corners(b);
+    let inter = (ay2.min(by2) - ay1.max(by1)).max(0.0) * (ax2.min(bx2) - ax1.max(bx1)).max(0.0);
+    let union = (ay2 - ay1) * (ax2 - ax1) + (by2 - by1) * (bx2 - bx1) - inter;
+    if union <= 0.0 { 0.0 } else { inter / union }
+}
+
+/// `NonMaxSuppression`: per batch and class, greedily keeps the highest
+/// scoring boxes that overlap no kept box by more than `iou_threshold`.
+fn eval_nms(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let (boxes, scores) = (c.input(0)?, c.input(1)?);
+    let ([nb, nbox, 4], [sb, classes, sn]) = (boxes.shape(), scores.shape()) else {
+        bail!(
+            "NonMaxSuppression expects boxes [B, N, 4] and scores [B, C, N], got {:?} and {:?}",
+            boxes.shape(),
+            scores.shape()
+        );
+    };
+    if nb != sb || nbox != sn {
+        bail!(
+            "boxes {:?} and scores {:?} disagree",
+            boxes.shape(),
+            scores.shape()
+        );
+    }
+    let max_out = c
+        .opt_input(2)
+        .filter(|t| !t.is_empty())
+        .map_or(0, |t| t.get_i64(0).max(0) as usize);
+    let iou_max = c
+        .opt_input(3)
+        .filter(|t| !t.is_empty())
+        .map_or(0.0, |t| t.get_f64(0));
+    let min_score = c
+        .opt_input(4)
+        .filter(|t| !t.is_empty())
+        .map(|t| t.get_f64(0));
+    let center = c.attrs().int("center_point_box", 0)? != 0;
+    let (bv, sv) = (boxes.to_f64s(), scores.to_f64s());
+    let mut selected = Vec::new();
+    for b in 0..*nb {
+        for cl in 0..*classes {
+            let score = |i: usize| sv[(b * classes + cl) * nbox + i];
+            let mut order: Vec<usize> = (0..*nbox)
+                .filter(|&i| min_score.is_none_or(|m| score(i) > m))
+                .collect();
+            order.sort_by(|&i, &j| score(j).total_cmp(&score(i)).then(i.cmp(&j)));
+            let mut kept: Vec<usize> = Vec::new();
+            for i in order {
+                if kept.len() >= max_out {
+                    break;
+                }
+                let bx = |k: usize| &bv[(b * nbox + k) * 4..(b * nbox + k + 1) * 4];
+                if kept.iter().all(|&k| iou(bx(k), bx(i), center) <= iou_max) {
+                    kept.push(i);
+                }
+            }
+            selected.extend(
+                kept.into_iter()
+                    .flat_map(|i| [b as i64, cl as i64, i as i64]),
+            );
+        }
+    }
+    Ok(vec![Tensor::i64s(vec![selected.len() / 3, 3], selected)])
 }

@@ -717,7 +717,12 @@ fn eval_scatter_nd(c: &EvalCtx) -> Result<Vec<Tensor>> {
 }
 
 /// Copies by index like [`Tensor::take`], with `None` positions set to `fill`.
-pub fn take_or_fill(x: &Tensor, shape: Vec<usize>, offs: &[Option<usize>], fill: f64) -> Result<Tensor> {
+pub fn take_or_fill(
+    x: &Tensor,
+    shape: Vec<usize>,
+    offs: &[Option<usize>],
+    fill: f64,
+) -> Result<Tensor> {
     // Index x.len() points at the fill value appended after the data.
     let fill = Tensor::from_f64s(x.dtype(), vec![1], [fill]);
     let ext = concat(&[&x.clone().reshaped(vec![x.len()]), &fill], 0)?;
@@ -994,7 +999,11 @@ fn eval_center_crop_pad(c: &EvalCtx) -> Result<Vec<Tensor>> {
         None => (0..x.rank()).collect(),
     };
     if target.len() != axes.len() {
-        bail!("CenterCropPad has {} sizes for {} axes", target.len(), axes.len());
+        bail!(
+            "CenterCropPad has {} sizes for {} axes",
+            target.len(),
+            axes.len()
+        );
     }
     let mut shape = x.shape().to_vec();
     // Per axis: where the kept window starts in the input (crop) and in the output (pad).

@@ -17,6 +17,8 @@ pub(super) fn ops() -> Vec<OpDef> {
         op!("ConvInteger", eval_conv_integer),
         op!("ConvTranspose", eval_conv_transpose),
         op!("CausalConvWithState", eval_causal_conv_with_state),
+        op!("Col2Im", eval_col2im),
+        op!("MaxUnpool", eval_max_unpool),
         op!("MaxPool", |c| eval_pool(c, PoolKind::Max), infer_pool),
         op!("AveragePool", |c| eval_pool(c, PoolKind::Avg), infer_pool),
         op!("LpPool", |c| eval_pool(
@@ -304,7 +306,12 @@ fn eval_conv_integer(c: &EvalCtx) -> Result<Vec<Tensor>> {
     // The weight zero point is per tensor or per output channel.
     let wz = c.opt_input(3).map_or_else(|| vec![0.0], Tensor::to_f64s);
     let per_channel = w.len() / w.shape()[0].max(1);
-    let wv: Vec<f64> = w.to_f64s().iter().enumerate().map(|(i, v)| v - wz[if wz.len() == 1 { 0 } else { i / per_channel }]).collect();
+    let wv: Vec<f64> = w
+        .to_f64s()
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v - wz[if wz.len() == 1 { 0 } else { i / per_channel }])
+        .collect();
     let mut shape = vec![x.shape()[0], w.shape()[0]];
     shape.extend(&win.out);
     // Padding must read the zero point, i.e. 0 after subtraction: im2col does that.
@@ -950,7 +957,11 @@ fn infer_global_pool(c: &InferCtx) -> Result<Vec<ValueType>> {
 fn eval_causal_conv_with_state(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let (x, w) = (c.input(0)?, c.input(1)?);
     let ([b, ch, len], [wc, 1, k]) = (x.shape(), w.shape()) else {
-        bail!("CausalConvWithState expects input [B, C, L] and weight [C, 1, k], got {:?} and {:?}", x.shape(), w.shape());
+        bail!(
+            "CausalConvWithState expects input [B, C, L] and weight [C, 1, k], got {:?} and {:?}",
+            x.shape(),
+            w.shape()
+        );
     };
     let (b, ch, len, k) = (*b, *ch, *len, *k);
     if *wc != ch || k == 0 {
@@ -964,12 +975,131 @@ fn eval_causal_conv_with_state(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let padded = super::movement::concat(&[&state, x], 2)?;
     let win = Window::new(&Attrs::default(), &[len + k - 1], &[k])?;
     let bias = c.opt_input(2).map(Tensor::to_f64s);
-    let y = conv(&padded.to_f64s(), padded.shape(), &w.to_f64s(), w.shape(), bias.as_deref(), ch, &win);
+    let y = conv(
+        &padded.to_f64s(),
+        padded.shape(),
+        &w.to_f64s(),
+        w.shape(),
+        bias.as_deref(),
+        ch,
+        &win,
+    );
     let y = match c.attrs().string("activation", "none")? {
         "none" => y,
         "silu" | "swish" => y.into_iter().map(|v| v / (1.0 + (-v).exp())).collect(),
         a => bail!("unknown activation '{a}' (expected none, silu or swish)"),
     };
     let present = super::movement::narrow(&padded, 2, len, k - 1);
-    Ok(vec![Tensor::from_f64s(x.dtype(), vec![b, ch, len], y), present])
+    Ok(vec![
+        Tensor::from_f64s(x.dtype(), vec![b, ch, len], y),
+        present,
+    ])
+}
+
+/// `MaxUnpool`: scatters pooled values back to the positions `MaxPool`'s
+/// indices recorded, zeros elsewhere.
+fn eval_max_unpool(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let (x, idx) = (c.input(0)?, c.input(1)?);
+    let nd = x
+        .rank()
+        .checked_sub(2)
+        .filter(|&d| d > 0)
+        .ok_or_else(|| Error::invalid("MaxUnpool expects rank >= 3"))?;
+    // Indices address the unpooled size computed from the attributes; an
+    // explicit output_shape (which may add padding) re-places them in it.
+    let a = c.attrs();
+    let kernel = a
+        .opt_ints("kernel_shape")?
+        .ok_or_else(|| Error::invalid("MaxUnpool needs kernel_shape"))?;
+    let strides = a.opt_ints("strides")?.map_or(vec![1; nd], <[i64]>::to_vec);
+    let pads = a.opt_ints("pads")?.map_or(vec![0; 2 * nd], <[i64]>::to_vec);
+    let mut natural = x.shape()[..2].to_vec();
+    for d in 0..nd {
+        let v = (x.shape()[d + 2] as i64 - 1) * strides[d] - pads[d] - pads[d + nd] + kernel[d];
+        natural.push(
+            usize::try_from(v).map_err(|_| Error::invalid("MaxUnpool output size is negative"))?,
+        );
+    }
+    let shape = match c.opt_input(2) {
+        Some(s) => super::util::to_dims(s, "MaxUnpool output_shape")?,
+        None => natural.clone(),
+    };
+    if shape.len() != natural.len() || shape.iter().zip(&natural).any(|(s, n)| s < n) {
+        bail!("MaxUnpool output_shape {shape:?} is smaller than the unpooled size {natural:?}");
+    }
+    let (nsz, mut pos) = (natural.iter().product::<usize>(), vec![0; natural.len()]);
+    let n: usize = shape.iter().product();
+    let mut y = vec![0.0; n];
+    let out_strides = crate::tensor::strides(&shape);
+    for (v, i) in x.to_f64s().into_iter().zip(idx.to_i64s()) {
+        let i = usize::try_from(i)
+            .ok()
+            .filter(|&i| i < nsz)
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "index {i} is outside the unpooled size {natural:?}"
+                ))
+            })?;
+        super::util::unravel(i, &natural, &mut pos);
+        y[pos
+            .iter()
+            .zip(&out_strides)
+            .map(|(p, s)| p * s)
+            .sum::<usize>()] = v;
+    }
+    Ok(vec![Tensor::from_f64s(x.dtype(), shape, y)])
+}
+
+/// `Col2Im`: sums sliding blocks (the columns of an im2col matrix) back
+/// into an image; the adjoint of the unfolding `Conv` performs.
+fn eval_col2im(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let image = super::util::to_dims(c.input(1)?, "Col2Im image_shape")?;
+    let block = super::util::to_dims(c.input(2)?, "Col2Im block_shape")?;
+    let nd = image.len();
+    let mut attrs = c.attrs().clone();
+    attrs.insert(
+        "kernel_shape",
+        crate::attr::Attr::Ints(block.iter().map(|&b| b as i64).collect()),
+    );
+    let win = Window::new(&attrs, &image, &block)?;
+    let [n, cb, l] = x.shape() else {
+        bail!("Col2Im expects a 3-D input, got {:?}", x.shape())
+    };
+    let ksz: usize = block.iter().product();
+    if ksz == 0 || cb % ksz != 0 || *l != win.spatial() {
+        bail!(
+            "Col2Im input {:?} does not match block {block:?} over image {image:?}",
+            x.shape()
+        );
+    }
+    let ch = cb / ksz;
+    let isz: usize = image.iter().product();
+    let xs = x.to_f64s();
+    let mut y = vec![0.0; n * ch * isz];
+    let (mut kpos, mut opos) = (vec![0; nd], vec![0; nd]);
+    for b in 0..*n {
+        for cc in 0..ch {
+            for kk in 0..ksz {
+                super::util::unravel(kk, &block, &mut kpos);
+                for o in 0..*l {
+                    super::util::unravel(o, &win.out, &mut opos);
+                    let mut off = Some(0usize);
+                    for d in 0..nd {
+                        let p = (opos[d] * win.strides[d] + kpos[d] * win.dilations[d]) as isize
+                            - win.pads[d] as isize;
+                        off = off
+                            .filter(|_| p >= 0 && (p as usize) < image[d])
+                            .map(|f| f * image[d] + p as usize);
+                    }
+                    if let Some(off) = off {
+                        y[(b * ch + cc) * isz + off] += xs[((b * cb) + cc * ksz + kk) * l + o];
+                    }
+                }
+            }
+        }
+    }
+    let mut shape = vec![*n, ch];
+    shape.extend(&image);
+    Ok(vec![Tensor::from_f64s(x.dtype(), shape, y)])
 }

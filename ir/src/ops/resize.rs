@@ -382,7 +382,13 @@ fn reflect(x: f64, lo: f64, hi: f64) -> f64 {
     if range <= 0.0 {
         return lo;
     }
-    let (d, from_low) = if x < lo { (lo - x, true) } else if x > hi { (x - hi, false) } else { return x };
+    let (d, from_low) = if x < lo {
+        (lo - x, true)
+    } else if x > hi {
+        (x - hi, false)
+    } else {
+        return x;
+    };
     let n = (d / range).floor();
     let r = d - n * range;
     let even = n as i64 % 2 == 0;
@@ -422,7 +428,11 @@ fn eval_grid_sample(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let dims = &x.shape()[2..];
     let nd = dims.len();
     if grid.rank() != nd + 2 || grid.shape()[0] != x.shape()[0] || grid.shape()[nd + 1] != nd {
-        bail!("GridSample grid {:?} does not match input {:?}", grid.shape(), x.shape());
+        bail!(
+            "GridSample grid {:?} does not match input {:?}",
+            grid.shape(),
+            x.shape()
+        );
     }
     let (n, ch) = (x.shape()[0], x.shape()[1]);
     let out_sp: Vec<usize> = grid.shape()[1..=nd].to_vec();
@@ -430,7 +440,16 @@ fn eval_grid_sample(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let isz: usize = dims.iter().product();
     let istr = crate::tensor::strides(dims);
     let (xs, gs) = (x.to_f64s(), grid.to_f64s());
-    let border: Vec<(f64, f64)> = dims.iter().map(|&d| if align { (0.0, d as f64 - 1.0) } else { (-0.5, d as f64 - 0.5) }).collect();
+    let border: Vec<(f64, f64)> = dims
+        .iter()
+        .map(|&d| {
+            if align {
+                (0.0, d as f64 - 1.0)
+            } else {
+                (-0.5, d as f64 - 0.5)
+            }
+        })
+        .collect();
     // Reads one pixel of plane `p` at integer coordinates, applying the padding rule.
     let pixel = |p: usize, idx: &[i64]| -> f64 {
         let mut off = 0;
@@ -440,7 +459,9 @@ fn eval_grid_sample(c: &EvalCtx) -> Result<Vec<Tensor>> {
                 GridPadding::Zeros if idx[d] < 0 || idx[d] >= size => return 0.0,
                 GridPadding::Zeros => idx[d],
                 GridPadding::Border => idx[d].clamp(0, size - 1),
-                GridPadding::Reflection => (reflect(idx[d] as f64, border[d].0, border[d].1) as i64).clamp(0, size - 1),
+                GridPadding::Reflection => {
+                    (reflect(idx[d] as f64, border[d].0, border[d].1) as i64).clamp(0, size - 1)
+                }
             };
             off += i as usize * istr[d];
         }
@@ -461,7 +482,11 @@ fn eval_grid_sample(c: &EvalCtx) -> Result<Vec<Tensor>> {
                 // The grid lists coordinates innermost dimension first (x, y, …).
                 let v = g[nd - 1 - d];
                 let len = dims[d] as f64;
-                let mut p = if align { (v + 1.0) / 2.0 * (len - 1.0) } else { ((v + 1.0) * len - 1.0) / 2.0 };
+                let mut p = if align {
+                    (v + 1.0) / 2.0 * (len - 1.0)
+                } else {
+                    ((v + 1.0) * len - 1.0) / 2.0
+                };
                 if mode == "nearest" {
                     p = p.round_ties_even();
                 }
@@ -512,16 +537,28 @@ fn eval_grid_sample(c: &EvalCtx) -> Result<Vec<Tensor>> {
 fn eval_affine_grid(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let (theta, size) = (c.input(0)?, c.input(1)?.to_i64s());
     let align = c.attrs().int("align_corners", 0)? != 0;
-    let nd = size.len().checked_sub(2).filter(|&d| d == 2 || d == 3).ok_or_else(|| Error::invalid("AffineGrid size must have 4 or 5 entries"))?;
+    let nd = size
+        .len()
+        .checked_sub(2)
+        .filter(|&d| d == 2 || d == 3)
+        .ok_or_else(|| Error::invalid("AffineGrid size must have 4 or 5 entries"))?;
     let n = size[0] as usize;
     let sp: Vec<usize> = size[2..].iter().map(|&d| d as usize).collect();
     if theta.shape() != [n, nd, nd + 1] {
-        bail!("AffineGrid theta {:?} must be [{n}, {nd}, {}]", theta.shape(), nd + 1);
+        bail!(
+            "AffineGrid theta {:?} must be [{n}, {nd}, {}]",
+            theta.shape(),
+            nd + 1
+        );
     }
     let th = theta.to_f64s();
     let lin = |i: usize, len: usize| {
         if align {
-            if len == 1 { 0.0 } else { -1.0 + 2.0 * i as f64 / (len - 1) as f64 }
+            if len == 1 {
+                0.0
+            } else {
+                -1.0 + 2.0 * i as f64 / (len - 1) as f64
+            }
         } else {
             (2.0 * i as f64 + 1.0) / len as f64 - 1.0
         }
@@ -536,7 +573,11 @@ fn eval_affine_grid(c: &EvalCtx) -> Result<Vec<Tensor>> {
             let mut base: Vec<f64> = (0..nd).rev().map(|d| lin(pos[d], sp[d])).collect();
             base.push(1.0);
             for r in 0..nd {
-                out.push((0..=nd).map(|k| th[(b * nd + r) * (nd + 1) + k] * base[k]).sum());
+                out.push(
+                    (0..=nd)
+                        .map(|k| th[(b * nd + r) * (nd + 1) + k] * base[k])
+                        .sum(),
+                );
             }
         }
     }

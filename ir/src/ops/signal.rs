@@ -12,7 +12,10 @@ use crate::tensor::Tensor;
 pub(super) fn ops() -> Vec<OpDef> {
     vec![
         op!("HannWindow", |c| eval_window(c, &[0.5, -0.5])),
-        op!("HammingWindow", |c| eval_window(c, &[25.0 / 46.0, -21.0 / 46.0])),
+        op!("HammingWindow", |c| eval_window(
+            c,
+            &[25.0 / 46.0, -21.0 / 46.0]
+        )),
         op!("BlackmanWindow", |c| eval_window(c, &[0.42, -0.5, 0.08])),
         op!("DFT", eval_dft),
         op!("STFT", eval_stft),
@@ -22,11 +25,23 @@ pub(super) fn ops() -> Vec<OpDef> {
 /// A generalised cosine window `Σ_k a_k cos(2πkn/N)`.
 fn eval_window(c: &EvalCtx, coeffs: &[f64]) -> Result<Vec<Tensor>> {
     let size = c.input(0)?.get_i64(0);
-    let size = usize::try_from(size).map_err(|_| Error::invalid(format!("window size {size} is negative")))?;
+    let size = usize::try_from(size)
+        .map_err(|_| Error::invalid(format!("window size {size} is negative")))?;
     let periodic = c.attrs().int("periodic", 1)? != 0;
-    let n = if periodic { size } else { size.saturating_sub(1) } as f64;
-    let dtype = DType::from_onnx(c.attrs().int("output_datatype", 1)? as i32).ok_or_else(|| Error::unsupported("unsupported window output type"))?;
-    let v = (0..size).map(|i| coeffs.iter().enumerate().map(|(k, a)| a * (2.0 * PI * k as f64 * i as f64 / n).cos()).sum());
+    let n = if periodic {
+        size
+    } else {
+        size.saturating_sub(1)
+    } as f64;
+    let dtype = DType::from_onnx(c.attrs().int("output_datatype", 1)? as i32)
+        .ok_or_else(|| Error::unsupported("unsupported window output type"))?;
+    let v = (0..size).map(|i| {
+        coeffs
+            .iter()
+            .enumerate()
+            .map(|(k, a)| a * (2.0 * PI * k as f64 * i as f64 / n).cos())
+            .sum()
+    });
     Ok(vec![Tensor::from_f64s(dtype, vec![size], v)])
 }
 
@@ -125,19 +140,38 @@ fn eval_stft(c: &EvalCtx) -> Result<Vec<Tensor>> {
         (None, None) => bail!("STFT needs a window or a frame_length"),
     };
     let onesided = c.attrs().int("onesided", 1)? != 0;
-    let [batch, len, cw] = x.shape().try_into().map_err(|_| Error::invalid(format!("STFT expects [batch, length, 1|2], got {:?}", x.shape())))?;
+    let [batch, len, cw] = x.shape().try_into().map_err(|_| {
+        Error::invalid(format!(
+            "STFT expects [batch, length, 1|2], got {:?}",
+            x.shape()
+        ))
+    })?;
     if step == 0 || frame_len == 0 || frame_len > len {
         bail!("STFT frame length {frame_len} and step {step} do not fit a signal of length {len}");
     }
     let frames = (len - frame_len) / step + 1;
-    let out_len = if onesided { frame_len / 2 + 1 } else { frame_len };
+    let out_len = if onesided {
+        frame_len / 2 + 1
+    } else {
+        frame_len
+    };
     let xs = x.to_f64s();
     let mut out = Vec::with_capacity(batch * frames * out_len * 2);
     for b in 0..batch {
         for f in 0..frames {
             let w = |t: usize| window.as_ref().map_or(1.0, |w| w[t]);
-            let re: Vec<f64> = (0..frame_len).map(|t| xs[(b * len + f * step + t) * cw] * w(t)).collect();
-            let im: Vec<f64> = (0..frame_len).map(|t| if cw == 2 { xs[(b * len + f * step + t) * cw + 1] * w(t) } else { 0.0 }).collect();
+            let re: Vec<f64> = (0..frame_len)
+                .map(|t| xs[(b * len + f * step + t) * cw] * w(t))
+                .collect();
+            let im: Vec<f64> = (0..frame_len)
+                .map(|t| {
+                    if cw == 2 {
+                        xs[(b * len + f * step + t) * cw + 1] * w(t)
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
             let (fr, fi) = dft(&re, &im, out_len, false);
             for k in 0..out_len {
                 out.push(fr[k]);
@@ -145,5 +179,9 @@ fn eval_stft(c: &EvalCtx) -> Result<Vec<Tensor>> {
             }
         }
     }
-    Ok(vec![Tensor::from_f64s(x.dtype(), vec![batch, frames, out_len, 2], out)])
+    Ok(vec![Tensor::from_f64s(
+        x.dtype(),
+        vec![batch, frames, out_len, 2],
+        out,
+    )])
 }
