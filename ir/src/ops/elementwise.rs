@@ -4,8 +4,8 @@
 
 use super::infer::{self, InferCtx};
 use super::util::{
-    binary_numeric, broadcast_shapes, compare, map_float, map_numeric, round_half_even, same_dtype,
-    zip_broadcast,
+    binary_numeric, broadcast_shapes, compare, map_float, map_numeric, nan_max, nan_min,
+    round_half_even, same_dtype, zip_broadcast,
 };
 use super::{EvalCtx, OpDef, op};
 use crate::attr::Attrs;
@@ -276,22 +276,6 @@ fn sign(x: f64) -> f64 {
         -1.0
     } else {
         x
-    }
-}
-
-fn nan_max(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() {
-        f64::NAN
-    } else {
-        a.max(b)
-    }
-}
-
-fn nan_min(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() {
-        f64::NAN
-    } else {
-        a.min(b)
     }
 }
 

@@ -306,33 +306,41 @@ fn nll(
     })
 }
 
-fn loss_output(x: &Tensor, target: &Tensor, v: Vec<f64>, reduction: &str) -> Tensor {
-    let shape = if reduction == "none" {
-        target.shape().to_vec()
-    } else {
-        vec![]
-    };
-    Tensor::from_f64s(x.dtype(), shape, v)
-}
-
-fn eval_nll_loss(c: &EvalCtx) -> Result<Vec<Tensor>> {
+/// The NLL loss of node `c` over log-probabilities `logp` shaped like input 0,
+/// with the node's target, weights, `ignore_index` and `reduction`.
+fn nll_loss(c: &EvalCtx, logp: &[f64]) -> Result<Tensor> {
     let (x, t) = (c.input(0)?, c.input(1)?);
     let reduction = c.attrs().string("reduction", "mean")?;
     let w = c.opt_input(2).map(Tensor::to_f64s);
+    let ignore = c.attrs().opt_int("ignore_index")?;
     let v = nll(
-        &x.to_f64s(),
+        logp,
         x.shape(),
         &t.to_i64s(),
         w.as_deref(),
-        c.attrs().opt_int("ignore_index")?,
+        ignore,
         reduction,
     )?;
-    Ok(vec![loss_output(x, t, v, reduction)])
+    let shape = if reduction == "none" {
+        t.shape().to_vec()
+    } else {
+        vec![]
+    };
+    Ok(Tensor::from_f64s(x.dtype(), shape, v))
+}
+
+fn eval_nll_loss(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    Ok(vec![nll_loss(c, &c.input(0)?.to_f64s())?])
 }
 
 fn eval_softmax_ce_loss(c: &EvalCtx) -> Result<Vec<Tensor>> {
-    let (x, t) = (c.input(0)?, c.input(1)?);
-    let reduction = c.attrs().string("reduction", "mean")?;
+    let x = c.input(0)?;
+    if x.rank() < 2 {
+        bail!(
+            "SoftmaxCrossEntropyLoss expects scores of rank >= 2, got {:?}",
+            x.shape()
+        );
+    }
     let (n, ch) = (x.shape()[0], x.shape()[1]);
     let inner: usize = x.shape()[2..].iter().product();
     let mut logp = x.to_f64s();
@@ -346,16 +354,7 @@ fn eval_softmax_ce_loss(c: &EvalCtx) -> Result<Vec<Tensor>> {
             (0..ch).for_each(|k| logp[at(k)] -= lse);
         }
     }
-    let w = c.opt_input(2).map(Tensor::to_f64s);
-    let v = nll(
-        &logp,
-        x.shape(),
-        &t.to_i64s(),
-        w.as_deref(),
-        c.attrs().opt_int("ignore_index")?,
-        reduction,
-    )?;
-    let mut out = vec![loss_output(x, t, v, reduction)];
+    let mut out = vec![nll_loss(c, &logp)?];
     if c.wants_output(1) {
         out.push(Tensor::from_f64s(x.dtype(), x.shape().to_vec(), logp));
     }

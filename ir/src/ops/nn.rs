@@ -163,6 +163,21 @@ impl Window {
     fn spatial(&self) -> usize {
         self.out.iter().product()
     }
+
+    /// The row-major offset in an input of spatial size `input` that kernel
+    /// position `kpos` reads for output position `opos`; `None` in padding.
+    fn input_offset(&self, opos: &[usize], kpos: &[usize], input: &[usize]) -> Option<usize> {
+        let mut off = 0usize;
+        for d in 0..input.len() {
+            let p = (opos[d] * self.strides[d] + kpos[d] * self.dilations[d]) as isize
+                - self.pads[d] as isize;
+            if p < 0 || p >= input[d] as isize {
+                return None;
+            }
+            off = off * input[d] + p as usize;
+        }
+        Some(off)
+    }
 }
 
 /// im2col for one image and one channel group: rows are (channel, kernel
@@ -179,18 +194,7 @@ fn im2col<T: Copy + Default>(x: &[T], channels: usize, input: &[usize], w: &Wind
         super::util::unravel(kk, &w.kernel, &mut kpos);
         for o in 0..osize {
             super::util::unravel(o, &w.out, &mut opos);
-            let mut off = 0usize;
-            let mut inside = true;
-            for d in 0..nd {
-                let p = (opos[d] * w.strides[d] + kpos[d] * w.dilations[d]) as isize
-                    - w.pads[d] as isize;
-                if p < 0 || p >= input[d] as isize {
-                    inside = false;
-                    break;
-                }
-                off = off * input[d] + p as usize;
-            }
-            if inside {
+            if let Some(off) = w.input_offset(&opos, &kpos, input) {
                 for ch in 0..channels {
                     cols[(ch * ksize + kk) * osize + o] = x[ch * isize_ + off];
                 }
@@ -776,12 +780,7 @@ fn eval_lp_norm(c: &EvalCtx) -> Result<Vec<Tensor>> {
 fn eval_mvn(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
     let axes = norm_axes(c.attrs().opt_ints("axes")?.unwrap_or(&[0, 2, 3]), x.rank())?;
-    let kept: Vec<usize> = x
-        .shape()
-        .iter()
-        .enumerate()
-        .map(|(i, &d)| if axes.contains(&i) { 1 } else { d })
-        .collect();
+    let kept = super::util::keep_dims(x.shape(), &axes);
     let offs = super::util::broadcast_offsets(&kept, x.shape());
     let n_out: usize = kept.iter().product();
     let cnt = (x.len() / n_out.max(1)) as f64;
@@ -1084,15 +1083,7 @@ fn eval_col2im(c: &EvalCtx) -> Result<Vec<Tensor>> {
                 super::util::unravel(kk, &block, &mut kpos);
                 for o in 0..*l {
                     super::util::unravel(o, &win.out, &mut opos);
-                    let mut off = Some(0usize);
-                    for d in 0..nd {
-                        let p = (opos[d] * win.strides[d] + kpos[d] * win.dilations[d]) as isize
-                            - win.pads[d] as isize;
-                        off = off
-                            .filter(|_| p >= 0 && (p as usize) < image[d])
-                            .map(|f| f * image[d] + p as usize);
-                    }
-                    if let Some(off) = off {
+                    if let Some(off) = win.input_offset(&opos, &kpos, &image) {
                         y[(b * ch + cc) * isz + off] += xs[((b * cb) + cc * ksz + kk) * l + o];
                     }
                 }

@@ -54,6 +54,12 @@ fn param_index(shape: &[usize], param: &Tensor, axis: i64, block: usize) -> Resu
         .collect())
 }
 
+/// [`param_index`] with the node's `axis` and `block_size` attributes.
+fn node_param_index(c: &EvalCtx, x: &Tensor, scale: &Tensor) -> Result<Vec<usize>> {
+    let block = c.attrs().int("block_size", 0)? as usize;
+    param_index(x.shape(), scale, c.attrs().int("axis", 1)?, block)
+}
+
 /// Quantises `x` with per-element scale/zero-point lookups into `dtype`, saturating.
 pub fn quantize(
     x: &[f64],
@@ -94,12 +100,7 @@ fn eval_quantize(c: &EvalCtx) -> Result<Vec<Tensor>> {
     if dtype.is_float() {
         bail!("QuantizeLinear to {dtype} is not supported");
     }
-    let idx = param_index(
-        x.shape(),
-        scale,
-        c.attrs().int("axis", 1)?,
-        c.attrs().int("block_size", 0)? as usize,
-    )?;
+    let idx = node_param_index(c, x, scale)?;
     let zpv = zp.map_or_else(|| vec![0.0; scale.len()], Tensor::to_f64s);
     Ok(vec![quantize(
         &x.to_f64s(),
@@ -113,12 +114,7 @@ fn eval_quantize(c: &EvalCtx) -> Result<Vec<Tensor>> {
 
 fn eval_dequantize(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let (x, scale) = (c.input(0)?, c.input(1)?);
-    let idx = param_index(
-        x.shape(),
-        scale,
-        c.attrs().int("axis", 1)?,
-        c.attrs().int("block_size", 0)? as usize,
-    )?;
+    let idx = node_param_index(c, x, scale)?;
     let s = scale.to_f64s();
     let z = c
         .opt_input(2)

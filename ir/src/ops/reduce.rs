@@ -1,7 +1,9 @@
 //! Reductions over axes (`ReduceSum`, `ReduceMean`, …) and `ArgMax`/`ArgMin`.
 
 use super::infer::InferCtx;
-use super::util::{broadcast_offsets, norm_axes, norm_axis, split_at_axis};
+use super::util::{
+    broadcast_offsets, keep_dims, nan_max, nan_min, norm_axes, norm_axis, split_at_axis,
+};
 use super::{EvalCtx, OpDef, op};
 use crate::dtype::DType;
 use crate::error::Result;
@@ -52,22 +54,6 @@ const REDUCERS: [Reducer; 10] = [
     ("ReduceSumSquare", 0.0, |x| x * x, |a, b| a + b, |a, _| a),
 ];
 
-fn nan_max(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() {
-        f64::NAN
-    } else {
-        a.max(b)
-    }
-}
-
-fn nan_min(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() {
-        f64::NAN
-    } else {
-        a.min(b)
-    }
-}
-
 /// The axes to reduce, or `None` for "no-op" (`noop_with_empty_axes`).
 /// Axes come from the second input in newer opsets and an attribute in older ones.
 fn reduce_axes(
@@ -93,12 +79,7 @@ fn eval_reduce(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let Some(axes) = reduce_axes(c.ints_from_input_or_attr(1, "axes")?, noop, x.rank())? else {
         return Ok(vec![x.clone()]);
     };
-    let kept: Vec<usize> = x
-        .shape()
-        .iter()
-        .enumerate()
-        .map(|(i, &d)| if axes.contains(&i) { 1 } else { d })
-        .collect();
+    let kept = keep_dims(x.shape(), &axes);
     let n_out: usize = kept.iter().product();
     let count = if n_out == 0 {
         0

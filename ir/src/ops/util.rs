@@ -312,6 +312,33 @@ pub fn unravel(mut flat: usize, shape: &[usize], out: &mut [usize]) {
     }
 }
 
+/// `max` that propagates NaN, as ONNX `Max` and `ReduceMax` do.
+pub fn nan_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
+}
+
+/// `min` that propagates NaN.
+pub fn nan_min(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
+}
+
+/// `shape` with the dims in `axes` set to 1 (a reduction with keepdims).
+pub fn keep_dims(shape: &[usize], axes: &[usize]) -> Vec<usize> {
+    shape
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| if axes.contains(&i) { 1 } else { d })
+        .collect()
+}
+
 /// Round half to even, as ONNX `Round` and the quantizers do.
 pub fn round_half_even(x: f64) -> f64 {
     x.round_ties_even()
