@@ -9,7 +9,7 @@ cd "$root"
 bash scripts/setup.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
-WPC_MODELS_DIR="$cache/wpc-models" cargo nextest run --workspace --no-fail-fast
+WPC_MODELS_DIR="$cache/wpc-models" WPC_CONFORMANCE_DIR="$cache/wpc-conformance" cargo nextest run --workspace --no-fail-fast
 mkdir -p target
 cargo run --quiet --bin wpc -- conformance "$cache/wpc-conformance" --backend reference \
     --json target/conformance-reference.json --baseline conformance/reference-baseline.json

@@ -91,6 +91,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Panics are reported below as internal errors; keep stderr to one message.
+    std::panic::set_hook(Box::new(|_| {}));
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -106,7 +108,12 @@ fn main() -> ExitCode {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(e)) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            // A kernel that panicked is wpc's bug, not the user's.
+            let internal = e.chain().any(|c| {
+                c.downcast_ref::<wpc_ir::Error>()
+                    .is_some_and(|w| w.kind == wpc_ir::ErrorKind::Internal)
+            });
+            ExitCode::from(if internal { 2 } else { 1 })
         }
         Err(_) => {
             eprintln!(

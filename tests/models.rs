@@ -1,10 +1,14 @@
-//! Real models (the light CNNs of the `onnx` package and the Silero VAD
-//! models) run on the reference backend after the graph passes, and must
-//! match onnxruntime's outputs on the same seeded inputs.
+//! Tests against prepared oracle data.
 //!
-//! The models and expected outputs are prepared by `scripts/setup_models.py`
-//! (which `.ci/run` calls) into `$WPC_MODELS_DIR`, by default
-//! `~/.cache/wpc-models`.
+//! * Real models (the light CNNs of the `onnx` package and the Silero VAD
+//!   models) run on the reference backend after the graph passes, and must
+//!   match onnxruntime's outputs on the same seeded inputs. They are prepared
+//!   by `scripts/setup_models.py` into `$WPC_MODELS_DIR` (default
+//!   `~/.cache/wpc-models`).
+//! * The ONNX conformance models (`$WPC_CONFORMANCE_DIR`, default
+//!   `~/.cache/wpc-conformance`) fed wrong-shaped inputs must fail cleanly.
+//!
+//! `scripts/setup.sh` prepares both.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -114,5 +118,72 @@ fn real_models_match_onnxruntime() {
         failures.is_empty(),
         "models that do not match onnxruntime:\n{}",
         failures.join("\n")
+    );
+}
+
+/// Every conformance model, fed inputs of the wrong rank (scalars, vectors,
+/// 3-D), must fail with a clean error, never a kernel panic: this sweeps
+/// the input validation of every op the suite exercises.
+#[test]
+fn wrong_shaped_inputs_give_clean_errors() {
+    let dir = std::env::var_os("WPC_CONFORMANCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
+                .join(".cache/wpc-conformance")
+        });
+    let cases =
+        wpc::conformance::list_cases(&dir).expect("conformance cases exist (run scripts/setup.sh)");
+    assert!(
+        cases.len() > 1000,
+        "expected the ONNX node cases in {}",
+        dir.display()
+    );
+    let mut internal = Vec::new();
+    let mut runs = 0;
+    for case in cases {
+        let Ok(model) = wpc::load(&case.join("model.onnx")) else {
+            continue;
+        };
+        if wpc::ir::ops::check_model(&model).is_err() {
+            continue;
+        }
+        // Drop the declared input shapes so the kernels, not the input check, see the inputs.
+        let mut loose = model.clone();
+        for i in loose.graph.inputs.clone() {
+            loose.graph.value_mut(i).ty.shape = wpc::ir::Shape::unknown();
+        }
+        for shape in [vec![], vec![1], vec![2, 1, 3]] {
+            let g = &loose.graph;
+            let feeds: HashMap<String, wpc::ir::Tensor> = g
+                .inputs
+                .iter()
+                .map(|&i| {
+                    let v = g.value(i);
+                    (
+                        v.name.clone(),
+                        wpc::ir::Tensor::zeros(
+                            v.ty.dtype.unwrap_or(wpc::ir::DType::F32),
+                            shape.clone(),
+                        ),
+                    )
+                })
+                .collect();
+            runs += 1;
+            if let Err(e) = wpc::ir::interp::run_model(&loose, &feeds)
+                && e.kind == wpc::ir::ErrorKind::Internal
+            {
+                internal.push(format!("{}: {e}", case.display()));
+            }
+        }
+    }
+    println!(
+        "{runs} runs with wrong-shaped inputs, {} internal errors",
+        internal.len()
+    );
+    assert!(
+        internal.is_empty(),
+        "kernels that panicked instead of rejecting their inputs:\n{}",
+        internal.join("\n")
     );
 }

@@ -14,6 +14,8 @@ pub enum ErrorKind {
     Invalid,
     /// Valid ONNX that wpc does not support (yet): an op, a dtype, a construct.
     Unsupported,
+    /// A bug in wpc (a kernel panicked); the context says where.
+    Internal,
 }
 
 /// An error with its context: the file, node and op it concerns.

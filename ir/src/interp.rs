@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::graph::{Graph, Model, ValueId};
 use crate::ops::{self, EvalCtx, SubgraphRunner};
 use crate::tensor::Tensor;
@@ -171,7 +171,7 @@ fn run_graph(
                 opset,
                 subgraphs: &runner,
             };
-            (def.eval)(&ctx).map_err(|e| e.within(node.context()))?
+            eval_guarded(def.eval, &ctx)?
         };
         if outputs.len()
             < node
@@ -217,6 +217,28 @@ fn run_graph(
         .collect()
 }
 
+/// Runs a kernel, turning a panic (a wpc bug, typically an input shape a
+/// kernel failed to validate) into an [`ErrorKind::Internal`] error that
+/// names the node, so one bad node never takes the process down.
+fn eval_guarded(eval: ops::EvalFn, ctx: &EvalCtx) -> Result<Vec<Tensor>> {
+    let node = ctx.node;
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| eval(ctx))) {
+        Ok(r) => r.map_err(|e| e.within(node.context())),
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Err(Error::new(
+                ErrorKind::Internal,
+                format!("internal error (a bug in wpc): {msg}"),
+            )
+            .within(node.context()))
+        }
+    }
+}
+
 /// Evaluates one node on constant inputs (constant folding uses this).
 pub fn eval_node(
     node: &crate::graph::Node,
@@ -234,11 +256,13 @@ pub fn eval_node(
     let def = ops::lookup(&node.domain, &node.op).ok_or_else(|| {
         Error::unsupported(format!("op {} is not supported", node.op)).within(node.context())
     })?;
-    (def.eval)(&EvalCtx {
-        node,
-        inputs,
-        opset,
-        subgraphs: &NoSubgraphs,
-    })
-    .map_err(|e| e.within(node.context()))
+    eval_guarded(
+        def.eval,
+        &EvalCtx {
+            node,
+            inputs,
+            opset,
+            subgraphs: &NoSubgraphs,
+        },
+    )
 }

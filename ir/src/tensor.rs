@@ -419,6 +419,35 @@ impl Tensor {
         T::slice(&self.data)
     }
 
+    /// The first element as `f64`, for inputs that hold one value (a
+    /// scalar or a one-element tensor); an empty tensor is an error.
+    pub fn first_f64(&self) -> crate::error::Result<f64> {
+        self.check_not_empty()?;
+        Ok(self.get_f64(0))
+    }
+
+    /// The first element as `i64` (see [`Tensor::first_f64`]).
+    pub fn first_i64(&self) -> crate::error::Result<i64> {
+        self.check_not_empty()?;
+        Ok(self.get_i64(0))
+    }
+
+    /// The first element as `bool` (see [`Tensor::first_f64`]).
+    pub fn first_bool(&self) -> crate::error::Result<bool> {
+        self.check_not_empty()?;
+        Ok(self.get_f64(0) != 0.0)
+    }
+
+    fn check_not_empty(&self) -> crate::error::Result<()> {
+        if self.is_empty() {
+            return Err(crate::error::Error::invalid(format!(
+                "expected a single value, got an empty tensor of shape {:?}",
+                self.shape
+            )));
+        }
+        Ok(())
+    }
+
     /// Element `i` as `f64`.
     pub fn get_f64(&self, i: usize) -> f64 {
         with_data!(&self.data, v => v[i].to_f64())

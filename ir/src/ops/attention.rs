@@ -45,6 +45,14 @@ fn eval_attention(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let a = c.attrs();
     let (q_in, k_in, v_in) = (c.input(0)?, c.input(1)?, c.input(2)?);
     let three_d = q_in.rank() == 3;
+    if k_in.rank() != q_in.rank() || v_in.rank() != q_in.rank() {
+        bail!(
+            "Q, K and V must have the same rank, got {:?}, {:?} and {:?}",
+            q_in.shape(),
+            k_in.shape(),
+            v_in.shape()
+        );
+    }
     let (q, mut k, mut v) = if three_d {
         let qh = a
             .opt_int("q_num_heads")?
@@ -74,10 +82,20 @@ fn eval_attention(c: &EvalCtx) -> Result<Vec<Tensor>> {
         _ => bail!("past_key and past_value must be given together"),
     };
     let nonpad = c.opt_input(6).map(Tensor::to_i64s);
+    if nonpad.as_ref().is_some_and(|n| n.len() != q.shape()[0]) {
+        bail!("nonpad_kv_seqlen must hold one length per batch");
+    }
     let (qs, ks, vs) = (q.shape().to_vec(), k.shape().to_vec(), v.shape().to_vec());
     let (batch, qh, sq, dh) = (qs[0], qs[1], qs[2], qs[3]);
     let (kvh, skv, dv) = (ks[1], ks[2], vs[3]);
-    if kvh == 0 || qh % kvh != 0 || ks[3] != dh {
+    let consistent = qs.len() == 4
+        && ks.len() == 4
+        && vs.len() == 4
+        && ks[0] == batch
+        && vs[0] == batch
+        && vs[1] == kvh
+        && vs[2] == skv;
+    if !consistent || kvh == 0 || qh % kvh != 0 || ks[3] != dh {
         bail!("Attention head shapes do not match: Q {qs:?}, K {ks:?}, V {vs:?}");
     }
     let reps = qh / kvh;
@@ -113,7 +131,14 @@ fn eval_attention(c: &EvalCtx) -> Result<Vec<Tensor>> {
                 let pad = Tensor::from_vec(pad_shape, vec![f64::NEG_INFINITY; n]);
                 m = concat(&[&m, &pad], m.rank() - 1)?;
             }
-            let offs = broadcast_offsets(m.shape(), &[batch, qh, sq, skv]);
+            let full = [batch, qh, sq, skv];
+            if m.rank() > 4 || super::util::broadcast_shapes(&[m.shape(), &full])? != full {
+                bail!(
+                    "attn_mask of shape {:?} does not broadcast to {full:?}",
+                    m.shape()
+                );
+            }
+            let offs = broadcast_offsets(m.shape(), &full);
             let mv = m.to_f64s();
             Some(offs.into_iter().map(|o| mv[o]).collect::<Vec<f64>>())
         }

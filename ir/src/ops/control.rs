@@ -19,7 +19,7 @@ fn eval_if(c: &EvalCtx) -> Result<Vec<Tensor>> {
     if cond.len() != 1 {
         bail!("If condition must hold one element, it has {}", cond.len());
     }
-    let branch = if cond.to_bools()[0] {
+    let branch = if cond.first_bool()? {
         "then_branch"
     } else {
         "else_branch"
@@ -41,8 +41,8 @@ fn stack(items: &[Tensor]) -> Result<Tensor> {
 
 fn eval_loop(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let body = c.attrs().graph("body")?;
-    let max_trip = c.opt_input(0).map(|t| t.get_i64(0));
-    let mut cond = c.opt_input(1).map(|t| t.to_bools()[0]);
+    let max_trip = c.opt_input(0).map(Tensor::first_i64).transpose()?;
+    let mut cond = c.opt_input(1).map(Tensor::first_bool).transpose()?;
     let mut carried: Vec<Tensor> = (2..c.num_inputs())
         .map(|i| c.input(i).cloned())
         .collect::<Result<_>>()?;

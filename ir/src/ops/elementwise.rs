@@ -504,7 +504,7 @@ fn eval_clip(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
     let bound = |i: usize, attr: &str, default: f64| -> Result<f64> {
         Ok(match c.opt_input(i) {
-            Some(t) if !t.is_empty() => t.get_f64(0),
+            Some(t) if !t.is_empty() => t.first_f64()?,
             _ => c.attrs().opt_float(attr)?.map_or(default, f64::from),
         })
     };

@@ -250,14 +250,21 @@ fn einsum(eq: &str, inputs: &[&Tensor]) -> Result<Tensor> {
     let mut ell_rank = 0;
     for (t, x) in terms.iter().zip(inputs) {
         if t.contains("...") {
-            ell_rank = ell_rank.max(x.rank() + 3 - t.len());
+            let named = t.len() - 3;
+            if x.rank() < named {
+                bail!(
+                    "Einsum term '{t}' names more dims than its input's rank {}",
+                    x.rank()
+                );
+            }
+            ell_rank = ell_rank.max(x.rank() - named);
         }
     }
     let ell: String = (0..ell_rank).map(|i| (b'A' + i as u8) as char).collect();
     let mut labels: Vec<Vec<char>> = Vec::new();
     let mut sizes: std::collections::BTreeMap<char, usize> = Default::default();
     for (t, x) in terms.iter().zip(inputs) {
-        let mine = x.rank() + 3 - t.len();
+        let mine = (x.rank() + 3).saturating_sub(t.len());
         let full: Vec<char> = t
             .replace("...", &ell[ell_rank - mine.min(ell_rank)..])
             .chars()

@@ -101,7 +101,7 @@ fn eval_range(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let (s, l, d) = (c.input(0)?, c.input(1)?, c.input(2)?);
     let dt = s.dtype();
     if dt.is_float() {
-        let (s, l, d) = (s.get_f64(0), l.get_f64(0), d.get_f64(0));
+        let (s, l, d) = (s.first_f64()?, l.first_f64()?, d.first_f64()?);
         if d == 0.0 {
             bail!("Range delta cannot be 0");
         }
@@ -112,7 +112,11 @@ fn eval_range(c: &EvalCtx) -> Result<Vec<Tensor>> {
             (0..n).map(|i| s + i as f64 * d),
         )]);
     }
-    let (s, l, d) = (s.to_i128s()[0], l.to_i128s()[0], d.to_i128s()[0]);
+    let (s, l, d) = (
+        i128::from(s.first_i64()?),
+        i128::from(l.first_i64()?),
+        i128::from(d.first_i64()?),
+    );
     if d == 0 {
         bail!("Range delta cannot be 0");
     }
@@ -126,7 +130,7 @@ fn eval_range(c: &EvalCtx) -> Result<Vec<Tensor>> {
 
 fn eval_one_hot(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let (idx, depth, values) = (c.input(0)?, c.input(1)?, c.input(2)?);
-    let depth = depth.get_f64(0) as i64;
+    let depth = depth.first_f64()? as i64;
     if depth <= 0 || values.len() != 2 {
         bail!("OneHot needs a positive depth and two values");
     }
@@ -174,7 +178,7 @@ fn eval_eye_like(c: &EvalCtx) -> Result<Vec<Tensor>> {
 
 fn eval_topk(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
-    let k = c.input(1)?.get_i64(0);
+    let k = c.input(1)?.first_i64()?;
     let axis = norm_axis(c.attrs().int("axis", -1)?, x.rank())?;
     let largest = c.attrs().int("largest", 1)? != 0;
     let (outer, n, inner) = split_at_axis(x.shape(), axis);
@@ -213,7 +217,7 @@ fn eval_topk(c: &EvalCtx) -> Result<Vec<Tensor>> {
 
 fn eval_cumulative(c: &EvalCtx, init: f64, f: fn(f64, f64) -> f64) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
-    let axis = norm_axis(c.input(1)?.get_i64(0), x.rank())?;
+    let axis = norm_axis(c.input(1)?.first_i64()?, x.rank())?;
     let exclusive = c.attrs().int("exclusive", 0)? != 0;
     let reverse = c.attrs().int("reverse", 0)? != 0;
     let (outer, n, inner) = split_at_axis(x.shape(), axis);
@@ -251,9 +255,10 @@ fn eval_dropout(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let training = c
         .opt_input(2)
         .is_some_and(|t| t.to_bools().first().copied().unwrap_or(false));
-    let ratio = c
-        .opt_input(1)
-        .map_or(f64::from(c.attrs().float("ratio", 0.5)?), |t| t.get_f64(0));
+    let ratio = match c.opt_input(1) {
+        Some(t) => t.first_f64()?,
+        None => f64::from(c.attrs().float("ratio", 0.5)?),
+    };
     if training && ratio > 0.0 {
         unsupported!(
             "Dropout in training mode is random and not supported by the reference interpreter"
@@ -313,6 +318,21 @@ fn nll_loss(c: &EvalCtx, logp: &[f64]) -> Result<Tensor> {
     let reduction = c.attrs().string("reduction", "mean")?;
     let w = c.opt_input(2).map(Tensor::to_f64s);
     let ignore = c.attrs().opt_int("ignore_index")?;
+    let inner: usize = x.shape().get(2..).map_or(0, |s| s.iter().product());
+    if x.rank() < 2 || t.len() != x.shape()[0] * inner {
+        bail!(
+            "target of shape {:?} does not match scores of shape {:?}",
+            t.shape(),
+            x.shape()
+        );
+    }
+    if w.as_ref().is_some_and(|w| w.len() != x.shape()[1]) {
+        bail!(
+            "weight has {} entries for {} classes",
+            w.as_ref().map_or(0, Vec::len),
+            x.shape()[1]
+        );
+    }
     let v = nll(
         logp,
         x.shape(),

@@ -498,7 +498,12 @@ fn eval_slice(c: &EvalCtx) -> Result<Vec<Tensor>> {
         .ok_or_else(|| Error::invalid("Slice needs ends"))?;
     let axes = match c.ints_from_input_or_attr(3, "axes")? {
         Some(a) => norm_axes(&a, x.rank())?,
-        None => (0..starts.len()).collect(),
+        None if starts.len() <= x.rank() => (0..starts.len()).collect(),
+        None => bail!(
+            "Slice has {} starts for an input of rank {}",
+            starts.len(),
+            x.rank()
+        ),
     };
     let steps = c
         .opt_input(4)
@@ -786,7 +791,7 @@ fn eval_pad(c: &EvalCtx) -> Result<Vec<Tensor>> {
         after[a] = pads[k + axes.len()];
     }
     let value = match c.opt_input(2) {
-        Some(v) if !v.is_empty() => v.get_f64(0),
+        Some(v) if !v.is_empty() => v.first_f64()?,
         _ => f64::from(c.attrs().float("value", 0.0)?),
     };
     let mode = c.attrs().string("mode", "constant")?;
@@ -975,7 +980,11 @@ fn eval_reverse_sequence(c: &EvalCtx) -> Result<Vec<Tensor>> {
 
 fn eval_trilu(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
-    let k = c.opt_input(1).map_or(0, |t| t.get_i64(0));
+    let k = c
+        .opt_input(1)
+        .map(Tensor::first_i64)
+        .transpose()?
+        .unwrap_or(0);
     let upper = c.attrs().int("upper", 1)? != 0;
     if x.rank() < 2 {
         bail!("Trilu expects rank >= 2");

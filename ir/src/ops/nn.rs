@@ -93,6 +93,9 @@ impl Window {
                 None => Ok(vec![default; n]),
             }
         };
+        if kernel.len() != n || kernel.contains(&0) {
+            bail!("kernel shape {kernel:?} must have {n} positive sizes");
+        }
         let strides = list("strides", 1)?;
         let dilations = list("dilations", 1)?;
         if strides.contains(&0) || dilations.contains(&0) {
@@ -305,7 +308,11 @@ fn eval_conv(c: &EvalCtx) -> Result<Vec<Tensor>> {
 fn eval_conv_integer(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let (x, w) = (c.input(0)?, c.input(1)?);
     let (win, group) = conv_window(c, x, w)?;
-    let xz = c.opt_input(2).map_or(0.0, |t| t.get_f64(0));
+    let xz = c
+        .opt_input(2)
+        .map(Tensor::first_f64)
+        .transpose()?
+        .unwrap_or(0.0);
     let xv: Vec<f64> = x.to_f64s().iter().map(|v| v - xz).collect();
     // The weight zero point is per tensor or per output channel.
     let wz = c.opt_input(3).map_or_else(|| vec![0.0], Tensor::to_f64s);
@@ -674,6 +681,7 @@ fn normalize_groups(
 
 fn eval_instance_norm(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
+    super::util::require_rank(x, 2)?;
     let (scale, bias) = (c.input(1)?.to_f64s(), c.input(2)?.to_f64s());
     let eps = f64::from(c.attrs().float("epsilon", 1e-5)?);
     let ch = x.shape()[1];
@@ -736,6 +744,7 @@ fn eval_rms_norm(c: &EvalCtx) -> Result<Vec<Tensor>> {
 
 fn eval_group_norm(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
+    super::util::require_rank(x, 2)?;
     let groups = c.attrs().int("num_groups", 0)? as usize;
     let eps = f64::from(c.attrs().float("epsilon", 1e-5)?);
     let ch = x.shape()[1];
@@ -799,6 +808,7 @@ fn eval_mvn(c: &EvalCtx) -> Result<Vec<Tensor>> {
 
 fn eval_lrn(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
+    super::util::require_rank(x, 2)?;
     let a = c.attrs();
     let size = a.int("size", 0)? as usize;
     let (alpha, beta, bias) = (
@@ -1055,6 +1065,11 @@ fn eval_col2im(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
     let image = super::util::to_dims(c.input(1)?, "Col2Im image_shape")?;
     let block = super::util::to_dims(c.input(2)?, "Col2Im block_shape")?;
+    if image.is_empty() || image.len() != block.len() {
+        bail!(
+            "Col2Im image_shape {image:?} and block_shape {block:?} must be non-empty and of equal length"
+        );
+    }
     let nd = image.len();
     let mut attrs = c.attrs().clone();
     attrs.insert(

@@ -212,7 +212,7 @@ fn eval_qlinear_conv(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let mut bias = c.opt_input(8).map(|b| b.to_f64s());
     if let Some(b) = bias.as_mut() {
         // The int32 bias is quantised with scale x_scale * w_scale.
-        let xs = c.input(1)?.get_f64(0);
+        let xs = c.input(1)?.first_f64()?;
         let ws = c.input(4)?.to_f64s();
         for (k, v) in b.iter_mut().enumerate() {
             *v *= xs * ws[if ws.len() == 1 { 0 } else { k }];

@@ -425,6 +425,7 @@ fn eval_grid_sample(c: &EvalCtx) -> Result<Vec<Tensor>> {
         p => bail!("unknown GridSample padding_mode '{p}'"),
     };
     let align = a.int("align_corners", 0)? != 0;
+    super::util::require_rank(x, 3)?;
     let dims = &x.shape()[2..];
     let nd = dims.len();
     if grid.rank() != nd + 2 || grid.shape()[0] != x.shape()[0] || grid.shape()[nd + 1] != nd {

@@ -24,7 +24,7 @@ pub(super) fn ops() -> Vec<OpDef> {
 
 /// A generalised cosine window `Σ_k a_k cos(2πkn/N)`.
 fn eval_window(c: &EvalCtx, coeffs: &[f64]) -> Result<Vec<Tensor>> {
-    let size = c.input(0)?.get_i64(0);
+    let size = c.input(0)?.first_i64()?;
     let size = usize::try_from(size)
         .map_err(|_| Error::invalid(format!("window size {size} is negative")))?;
     let periodic = c.attrs().int("periodic", 1)? != 0;
@@ -72,7 +72,7 @@ fn eval_dft(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let onesided = c.attrs().int("onesided", 0)? != 0;
     // The signal axis: an input since opset 20, an attribute before.
     let axis = match c.opt_input(2) {
-        Some(t) => t.get_i64(0),
+        Some(t) => t.first_i64()?,
         None => c.attrs().int("axis", 1)?,
     };
     let axis = norm_axis(axis, r)?;
@@ -89,7 +89,7 @@ fn eval_dft(c: &EvalCtx) -> Result<Vec<Tensor>> {
     // signal (irfft); the missing half follows from Hermitian symmetry.
     let irfft = inverse && onesided;
     let n = match c.opt_input(1).filter(|t| !t.is_empty()) {
-        Some(t) => t.get_i64(0) as usize,
+        Some(t) => t.first_i64()? as usize,
         None if irfft => 2 * n_in.saturating_sub(1),
         None => n_in,
     };
@@ -132,10 +132,10 @@ fn eval_dft(c: &EvalCtx) -> Result<Vec<Tensor>> {
 
 fn eval_stft(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
-    let step = c.input(1)?.get_i64(0) as usize;
+    let step = c.input(1)?.first_i64()? as usize;
     let window = c.opt_input(2).map(Tensor::to_f64s);
     let frame_len = match (c.opt_input(3), &window) {
-        (Some(t), _) => t.get_i64(0) as usize,
+        (Some(t), _) => t.first_i64()? as usize,
         (None, Some(w)) => w.len(),
         (None, None) => bail!("STFT needs a window or a frame_length"),
     };

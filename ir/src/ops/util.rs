@@ -296,6 +296,17 @@ pub fn to_dims(t: &Tensor, what: &str) -> Result<Vec<usize>> {
         .collect()
 }
 
+/// Fails unless `x` has at least `min` dims (ops that index N, C, … dims).
+pub fn require_rank(x: &Tensor, min: usize) -> Result<()> {
+    if x.rank() < min {
+        bail!(
+            "expects an input of rank >= {min}, got shape {:?}",
+            x.shape()
+        );
+    }
+    Ok(())
+}
+
 /// Splits `shape` around `axis` into (outer, axis length, inner) element counts.
 pub fn split_at_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
     let outer = shape[..axis].iter().product();
