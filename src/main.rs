@@ -62,6 +62,8 @@ enum Command {
         #[arg(long, short = 'o')]
         output_dir: PathBuf,
     },
+    /// List every op wpc can run, and whether it has shape inference.
+    Ops,
     /// Run the ONNX node conformance cases in DIR (written by
     /// scripts/gen_conformance.py) and report pass counts per op.
     Conformance {
@@ -129,6 +131,22 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Inspect { model } => {
             let m = wpc::load(&model)?;
             print!("{}", wpc::inspect::summary(&m));
+            Ok(())
+        }
+        Command::Ops => {
+            let ops = wpc_ir::ops::supported_ops();
+            for name in &ops {
+                let def = wpc_ir::ops::lookup("", name).expect("listed ops are registered");
+                println!(
+                    "{name:<28} {}",
+                    if def.infer.is_some() {
+                        "shape inference"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            println!("{} ops", ops.len());
             Ok(())
         }
         Command::Run {

@@ -119,6 +119,25 @@ fn inspect_shows_inputs_ops_and_parameters() {
 }
 
 #[test]
+fn ops_lists_the_registry() {
+    let out = wpc(&["ops"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let count: usize = text
+        .lines()
+        .last()
+        .and_then(|l| l.strip_suffix(" ops"))
+        .and_then(|n| n.parse().ok())
+        .expect("closing count line");
+    assert_eq!(count, text.lines().count() - 1);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("Conv ") && l.contains("shape inference")),
+        "{text}"
+    );
+}
+
+#[test]
 fn run_writes_outputs_from_npy_and_random_inputs() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "m.onnx", &small_model("Relu", weights()));
