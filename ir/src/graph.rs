@@ -89,6 +89,11 @@ pub struct Graph {
     dag: StableDiGraph<Node, ValueId>,
     values: Vec<Value>,
     producer: Vec<Option<NodeId>>,
+    /// For each value, the nodes reading it (inputs and subgraph captures),
+    /// kept in step with `reads_of` so consumer queries never scan the graph.
+    users: Vec<Vec<NodeId>>,
+    /// What each node read when it was last wired.
+    reads_of: HashMap<NodeId, Vec<ValueId>>,
     by_name: HashMap<String, ValueId>,
     /// Graph inputs, in order.
     pub inputs: Vec<ValueId>,
@@ -122,6 +127,7 @@ impl Graph {
             outer: false,
         });
         self.producer.push(None);
+        self.users.push(Vec::new());
         Ok(id)
     }
 
@@ -175,7 +181,7 @@ impl Graph {
         // Nodes added earlier may already read these outputs (passes add
         // producers after consumers): give them their edges too.
         for o in outputs {
-            for consumer in self.consumers(o) {
+            for consumer in self.users[o.index()].clone() {
                 if consumer != id {
                     self.dag.add_edge(id.0, consumer.0, o);
                 }
@@ -189,6 +195,9 @@ impl Graph {
         let node = self.dag.remove_node(id.0).expect("node id is live");
         for &o in node.outputs.iter().flatten() {
             self.producer[o.index()] = None;
+        }
+        for v in self.reads_of.remove(&id).unwrap_or_default() {
+            self.users[v.index()].retain(|&u| u != id);
         }
         node
     }
@@ -226,12 +235,19 @@ impl Graph {
         for e in old {
             self.dag.remove_edge(e);
         }
-        let inputs = self.reads(id);
-        for v in inputs {
+        for v in self.reads_of.remove(&id).unwrap_or_default() {
+            self.users[v.index()].retain(|&u| u != id);
+        }
+        let reads = self.reads(id);
+        for &v in &reads {
             if let Some(p) = self.producer[v.index()] {
                 self.dag.add_edge(p.0, id.0, v);
             }
+            if !self.users[v.index()].contains(&id) {
+                self.users[v.index()].push(id);
+            }
         }
+        self.reads_of.insert(id, reads);
     }
 
     pub fn node_count(&self) -> usize {
@@ -279,11 +295,7 @@ impl Graph {
 
     /// The nodes reading `v` (as an input or a subgraph capture).
     pub fn consumers(&self, v: ValueId) -> Vec<NodeId> {
-        self.dag
-            .node_indices()
-            .map(NodeId)
-            .filter(|&n| self.reads(n).contains(&v))
-            .collect()
+        self.users[v.index()].clone()
     }
 
     /// Replaces every read of `old` (by nodes and graph outputs) with `new`.
@@ -341,5 +353,67 @@ impl Model {
     /// The default-domain opset version.
     pub fn opset(&self) -> u32 {
         self.opsets.get("").copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(g: &mut Graph, op: &str, inputs: &[ValueId], out: &str) -> (NodeId, ValueId) {
+        let o = g.add_value(out, ValueType::default()).unwrap();
+        let n = Node {
+            name: out.into(),
+            op: op.into(),
+            domain: String::new(),
+            inputs: inputs.iter().map(|&i| Some(i)).collect(),
+            outputs: vec![Some(o)],
+            attrs: Attrs::default(),
+        };
+        (g.add_node(n).unwrap(), o)
+    }
+
+    #[test]
+    fn edges_and_consumers_follow_every_mutation() {
+        let mut g = Graph::new("g");
+        let x = g.add_value("x", ValueType::default()).unwrap();
+        let (a, av) = node(&mut g, "Relu", &[x], "a");
+        let (b, bv) = node(&mut g, "Neg", &[av], "b");
+        // A consumer added before its producer (as passes do) still orders after it.
+        let late = g.add_value("late", ValueType::default()).unwrap();
+        let (c, _) = node(&mut g, "Add", &[bv, late], "c");
+        let (p, _) = {
+            let n = Node {
+                name: "p".into(),
+                op: "Abs".into(),
+                domain: String::new(),
+                inputs: vec![Some(x)],
+                outputs: vec![Some(late)],
+                attrs: Attrs::default(),
+            };
+            (g.add_node(n).unwrap(), late)
+        };
+        let order = g.topo_order().unwrap();
+        let pos = |n| order.iter().position(|&o| o == n).unwrap();
+        assert!(pos(a) < pos(b) && pos(b) < pos(c) && pos(p) < pos(c));
+        assert_eq!(g.consumers(x), vec![a, p]);
+        // Rewiring c to read x directly drops it from b's consumers.
+        g.replace_uses(bv, x);
+        assert!(g.consumers(bv).is_empty());
+        assert!(g.consumers(x).contains(&c));
+        g.remove_node(c);
+        assert!(!g.consumers(x).contains(&c));
+        assert!(
+            g.add_node(Node {
+                name: "dup".into(),
+                op: "Relu".into(),
+                domain: String::new(),
+                inputs: vec![],
+                outputs: vec![Some(av)],
+                attrs: Attrs::default()
+            })
+            .is_err(),
+            "a value is produced once"
+        );
     }
 }
