@@ -168,6 +168,30 @@ mod tests {
     }
 
     #[test]
+    fn infers_parameterised_ops_by_evaluating_them() {
+        let mut b = GraphBuilder::new();
+        let x = b.input("x", DType::F32, vec![Dim::Known(2), Dim::Known(6)]);
+        let starts = b.constant("starts", Tensor::i64s(vec![1], vec![1]));
+        let ends = b.constant("ends", Tensor::i64s(vec![1], vec![5]));
+        let axes = b.constant("axes", Tensor::i64s(vec![1], vec![1]));
+        let sliced = b.node("Slice", &[x, starts, ends, axes]);
+        let reps = b.constant("reps", Tensor::i64s(vec![2], vec![3, 1]));
+        let tiled = b.node("Tile", &[sliced, reps]);
+        // A symbolic input leaves the result unknown rather than guessed.
+        let y = b.input(
+            "y",
+            DType::F32,
+            vec![Dim::Symbol("n".into()), Dim::Known(6)],
+        );
+        let y_sliced = b.node("Slice", &[y, starts, ends, axes]);
+        let mut model = b.finish(&[tiled, y_sliced]);
+        infer_shapes(&mut model).unwrap();
+        assert_eq!(model.graph.value(sliced).ty.shape, Shape::known(&[2, 4]));
+        assert_eq!(model.graph.value(tiled).ty.shape, Shape::known(&[6, 4]));
+        assert_eq!(model.graph.value(y_sliced).ty.shape, Shape::unknown());
+    }
+
+    #[test]
     fn uses_constant_inputs_for_reshape_and_reports_contradictions() {
         let mut b = GraphBuilder::new();
         let x = b.input("x", DType::F32, vec![Dim::Known(2), Dim::Known(6)]);

@@ -110,3 +110,43 @@ pub fn known(dtype: Option<DType>, dims: &[usize]) -> ValueType {
         shape: Shape::known(dims),
     }
 }
+
+/// Largest data input (in elements) [`by_evaluation`] will materialise.
+const EVAL_LIMIT: usize = 1 << 22;
+
+/// Inference for ops whose output shapes depend only on the shapes of their
+/// data inputs and the values of their parameter inputs (`Slice` starts,
+/// `Expand` shape, `Pad` pads, …): when every parameter input is a constant
+/// and every data input (those in `data`) has a concrete shape, evaluate the
+/// op itself on zeros of those shapes. This reuses the op's one definition
+/// instead of restating its shape arithmetic. Otherwise outputs stay unknown.
+/// (The interpreter's shape checks still reject invalid parameters at run time.)
+pub fn by_evaluation(ctx: &InferCtx, data: &[usize]) -> Result<Vec<ValueType>> {
+    let mut zeros: Vec<Option<Tensor>> = Vec::with_capacity(ctx.inputs.len());
+    for (i, ty) in ctx.inputs.iter().enumerate() {
+        let z = match (ty, data.contains(&i)) {
+            (None, _) => None,
+            (Some(_), false) => match ctx.constant(i) {
+                Some(t) => Some(t.clone()),
+                None => return Ok(Vec::new()),
+            },
+            (Some(t), true) => match (t.dtype, t.shape.concrete()) {
+                (Some(dt), Some(dims)) if dims.iter().product::<usize>() <= EVAL_LIMIT => {
+                    Some(Tensor::zeros(dt, dims))
+                }
+                _ => return Ok(Vec::new()),
+            },
+        };
+        zeros.push(z);
+    }
+    // Zeros may be invalid where real data is not (an index, a divisor):
+    // then the shapes stay unknown and running the model reports any error.
+    match crate::interp::eval_node(
+        ctx.node,
+        zeros.iter().map(Option::as_ref).collect(),
+        ctx.opset,
+    ) {
+        Ok(outputs) => Ok(outputs.iter().map(ValueType::of).collect()),
+        Err(_) => Ok(Vec::new()),
+    }
+}

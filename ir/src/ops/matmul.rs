@@ -15,8 +15,13 @@ pub(super) fn ops() -> Vec<OpDef> {
     vec![
         op!("MatMul", eval_matmul, infer_matmul),
         op!("Gemm", eval_gemm, infer_gemm),
-        op!("MatMulInteger", eval_matmul_integer),
-        op!("Einsum", eval_einsum),
+        op!("MatMulInteger", eval_matmul_integer, |c| {
+            super::infer::by_evaluation(c, &[0, 1])
+        }),
+        op!("Einsum", eval_einsum, |c| super::infer::by_evaluation(
+            c,
+            &[0, 1, 2, 3, 4, 5, 6, 7]
+        )),
         op!("Det", eval_det),
     ]
 }

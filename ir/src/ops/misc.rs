@@ -21,13 +21,16 @@ pub(super) fn ops() -> Vec<OpDef> {
             eval_constant_of_shape,
             infer_constant_of_shape
         ),
-        op!("Range", eval_range),
-        op!("OneHot", eval_one_hot),
+        op!("Range", eval_range, |c| super::infer::by_evaluation(c, &[])),
+        op!("OneHot", eval_one_hot, |c| super::infer::by_evaluation(
+            c,
+            &[0]
+        )),
         op!("EyeLike", eval_eye_like, |c| infer::shape_with_dtype(
             c,
             eye_dtype(&c.node.attrs, c.dtype(0))?
         )),
-        op!("TopK", eval_topk),
+        op!("TopK", eval_topk, |c| super::infer::by_evaluation(c, &[0])),
         op!("Unique", eval_unique),
         op!("NonMaxSuppression", eval_nms),
         op!(
@@ -40,7 +43,10 @@ pub(super) fn ops() -> Vec<OpDef> {
             |c| eval_cumulative(c, 1.0, |a, b| a * b),
             infer::same_as_input
         ),
-        op!("Dropout", eval_dropout),
+        op!("Dropout", eval_dropout, |c| super::infer::by_evaluation(
+            c,
+            &[0]
+        )),
         op!("NegativeLogLikelihoodLoss", eval_nll_loss),
         op!("SoftmaxCrossEntropyLoss", eval_softmax_ce_loss),
     ]

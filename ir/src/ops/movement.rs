@@ -25,11 +25,22 @@ pub(super) fn ops() -> Vec<OpDef> {
         op!("Unsqueeze", eval_unsqueeze, infer_unsqueeze),
         op!("Transpose", eval_transpose, infer_transpose),
         op!("Concat", eval_concat, infer_concat),
-        op!("Split", eval_split),
-        op!("Slice", eval_slice),
+        op!("Split", eval_split, |c| super::infer::by_evaluation(
+            c,
+            &[0]
+        )),
+        op!("Slice", eval_slice, |c| super::infer::by_evaluation(
+            c,
+            &[0]
+        )),
         op!("Gather", eval_gather, infer_gather),
-        op!("GatherElements", eval_gather_elements),
-        op!("GatherND", eval_gather_nd),
+        op!("GatherElements", eval_gather_elements, |c| {
+            super::infer::by_evaluation(c, &[0, 1])
+        }),
+        op!("GatherND", eval_gather_nd, |c| super::infer::by_evaluation(
+            c,
+            &[0, 1]
+        )),
         op!(
             "ScatterElements",
             eval_scatter_elements,
@@ -37,17 +48,24 @@ pub(super) fn ops() -> Vec<OpDef> {
         ),
         op!("Scatter", eval_scatter_elements, infer::same_as_input),
         op!("ScatterND", eval_scatter_nd, infer::same_as_input),
-        op!("Expand", eval_expand),
-        op!("Tile", eval_tile),
-        op!("Pad", eval_pad),
+        op!("Expand", eval_expand, |c| super::infer::by_evaluation(
+            c,
+            &[0]
+        )),
+        op!("Tile", eval_tile, |c| super::infer::by_evaluation(c, &[0])),
+        op!("Pad", eval_pad, |c| super::infer::by_evaluation(c, &[0])),
         op!("Shape", eval_shape, infer_shape),
         op!(
             "Size",
             |c| Ok(vec![Tensor::scalar(c.input(0)?.len() as i64)]),
             |_| Ok(vec![infer::known(Some(DType::I64), &[])])
         ),
-        op!("DepthToSpace", eval_depth_to_space),
-        op!("SpaceToDepth", eval_space_to_depth),
+        op!("DepthToSpace", eval_depth_to_space, |c| {
+            super::infer::by_evaluation(c, &[0])
+        }),
+        op!("SpaceToDepth", eval_space_to_depth, |c| {
+            super::infer::by_evaluation(c, &[0])
+        }),
         op!("Compress", eval_compress),
         op!("NonZero", eval_nonzero),
         op!(
@@ -56,7 +74,9 @@ pub(super) fn ops() -> Vec<OpDef> {
             infer::same_as_input
         ),
         op!("Trilu", eval_trilu, infer::same_as_input),
-        op!("CenterCropPad", eval_center_crop_pad),
+        op!("CenterCropPad", eval_center_crop_pad, |c| {
+            super::infer::by_evaluation(c, &[0])
+        }),
     ]
 }
 

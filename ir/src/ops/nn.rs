@@ -14,17 +14,22 @@ use crate::tensor::Tensor;
 pub(super) fn ops() -> Vec<OpDef> {
     vec![
         op!("Conv", eval_conv, infer_conv),
-        op!("ConvInteger", eval_conv_integer),
-        op!("ConvTranspose", eval_conv_transpose),
+        op!("ConvInteger", eval_conv_integer, |c| {
+            super::infer::by_evaluation(c, &[0, 1])
+        }),
+        op!("ConvTranspose", eval_conv_transpose, |c| {
+            super::infer::by_evaluation(c, &[0, 1, 2])
+        }),
         op!("CausalConvWithState", eval_causal_conv_with_state),
         op!("Col2Im", eval_col2im),
         op!("MaxUnpool", eval_max_unpool),
         op!("MaxPool", |c| eval_pool(c, PoolKind::Max), infer_pool),
         op!("AveragePool", |c| eval_pool(c, PoolKind::Avg), infer_pool),
-        op!("LpPool", |c| eval_pool(
-            c,
-            PoolKind::Lp(c.attrs().int("p", 2)? as f64)
-        )),
+        op!(
+            "LpPool",
+            |c| eval_pool(c, PoolKind::Lp(c.attrs().int("p", 2)? as f64)),
+            |c| super::infer::by_evaluation(c, &[0])
+        ),
         op!(
             "GlobalMaxPool",
             |c| eval_global_pool(c, PoolKind::Max),
@@ -35,10 +40,11 @@ pub(super) fn ops() -> Vec<OpDef> {
             |c| eval_global_pool(c, PoolKind::Avg),
             infer_global_pool
         ),
-        op!("GlobalLpPool", |c| eval_global_pool(
-            c,
-            PoolKind::Lp(c.attrs().int("p", 2)? as f64)
-        )),
+        op!(
+            "GlobalLpPool",
+            |c| eval_global_pool(c, PoolKind::Lp(c.attrs().int("p", 2)? as f64)),
+            |c| super::infer::by_evaluation(c, &[0])
+        ),
         op!("BatchNormalization", eval_batch_norm, same_as_input),
         op!("InstanceNormalization", eval_instance_norm, same_as_input),
         op!("LayerNormalization", eval_layer_norm, same_as_input),

@@ -8,8 +8,12 @@ use crate::tensor::Tensor;
 
 pub(super) fn ops() -> Vec<OpDef> {
     vec![
-        op!("QuantizeLinear", eval_quantize),
-        op!("DequantizeLinear", eval_dequantize),
+        op!("QuantizeLinear", eval_quantize, |c| {
+            super::infer::by_evaluation(c, &[0])
+        }),
+        op!("DequantizeLinear", eval_dequantize, |c| {
+            super::infer::by_evaluation(c, &[0])
+        }),
         op!("DynamicQuantizeLinear", eval_dynamic_quantize),
         op!("QLinearMatMul", eval_qlinear_matmul),
         op!("QLinearConv", eval_qlinear_conv),

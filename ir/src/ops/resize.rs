@@ -12,8 +12,14 @@ use crate::tensor::Tensor;
 
 pub(super) fn ops() -> Vec<OpDef> {
     vec![
-        op!("Resize", eval_resize),
-        op!("Upsample", eval_upsample),
+        op!("Resize", eval_resize, |c| super::infer::by_evaluation(
+            c,
+            &[0]
+        )),
+        op!("Upsample", eval_upsample, |c| super::infer::by_evaluation(
+            c,
+            &[0]
+        )),
         op!("GridSample", eval_grid_sample),
         op!("AffineGrid", eval_affine_grid),
     ]

@@ -9,9 +9,15 @@ use crate::tensor::Tensor;
 
 pub(super) fn ops() -> Vec<OpDef> {
     vec![
-        op!("LSTM", |c| eval_recurrent(c, Cell::Lstm)),
-        op!("GRU", |c| eval_recurrent(c, Cell::Gru)),
-        op!("RNN", |c| eval_recurrent(c, Cell::Rnn)),
+        op!("LSTM", |c| eval_recurrent(c, Cell::Lstm), |c| {
+            super::infer::by_evaluation(c, &[0])
+        }),
+        op!("GRU", |c| eval_recurrent(c, Cell::Gru), |c| {
+            super::infer::by_evaluation(c, &[0])
+        }),
+        op!("RNN", |c| eval_recurrent(c, Cell::Rnn), |c| {
+            super::infer::by_evaluation(c, &[0])
+        }),
     ]
 }
 
