@@ -173,21 +173,12 @@ fn run_graph(
             };
             eval_guarded(def.eval, &ctx)?
         };
-        if outputs.len()
-            < node
-                .outputs
-                .iter()
-                .flatten()
-                .count()
-                .min(node.outputs.len())
-        {
-            let produced = outputs.len();
-            if node.outputs.iter().skip(produced).any(Option::is_some) {
-                return Err(Error::unsupported(format!(
-                    "produces {produced} outputs, more were requested"
-                ))
-                .within(node.context()));
-            }
+        if node.outputs.iter().skip(outputs.len()).any(Option::is_some) {
+            return Err(Error::unsupported(format!(
+                "produces {} outputs, more were requested",
+                outputs.len()
+            ))
+            .within(node.context()));
         }
         for (slot, t) in node.outputs.iter().zip(outputs) {
             if let Some(v) = slot {

@@ -391,15 +391,12 @@ impl Tensor {
         if dtype == self.dtype() {
             return self.clone();
         }
-        let data = if (dtype.is_float() || self.dtype().is_float()) && dtype != DType::Bool {
+        // Float on either side goes through f64 (bool from float is x != 0,
+        // NaN included); integer/bool pairs go through i128 exactly.
+        let data = if dtype.is_float() || self.dtype().is_float() {
             build_data!(dtype, T => with_data!(&self.data, v => v.iter().map(|x| T::from_f64(x.to_f64())).collect()))
         } else {
             build_data!(dtype, T => with_data!(&self.data, v => v.iter().map(|x| T::from_i128(x.to_i128())).collect()))
-        };
-        let data = if dtype == DType::Bool && self.dtype().is_float() {
-            Data::Bool(self.to_f64s().iter().map(|&x| x != 0.0).collect())
-        } else {
-            data
         };
         Tensor::new(self.shape.clone(), data)
     }

@@ -119,16 +119,7 @@ fn eval_quantize(c: &EvalCtx) -> Result<Vec<Tensor>> {
 fn eval_dequantize(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let (x, scale) = (c.input(0)?, c.input(1)?);
     let idx = node_param_index(c, x, scale)?;
-    let s = scale.to_f64s();
-    let z = c
-        .opt_input(2)
-        .map_or_else(|| vec![0.0; s.len()], Tensor::to_f64s);
-    let y = x
-        .to_f64s()
-        .iter()
-        .zip(&idx)
-        .map(|(v, &k)| (v - z[k]) * s[k])
-        .collect::<Vec<_>>();
+    let y = dequantize(x, scale, c.opt_input(2), &idx);
     let dtype = match c.attrs().int("output_dtype", 0)? {
         0 => scale.dtype(),
         code => DType::from_onnx(code as i32).unwrap_or(scale.dtype()),
@@ -171,23 +162,22 @@ fn eval_dynamic_quantize(c: &EvalCtx) -> Result<Vec<Tensor>> {
 /// with per-axis parameters along `axis` when they are 1-D.
 fn dequant_input(c: &EvalCtx, i: usize, axis: i64) -> Result<Tensor> {
     let (x, s) = (c.input(i)?, c.input(i + 1)?);
-    let z = c.opt_input(i + 2);
-    let idx = if s.len() == 1 {
-        vec![0; x.len()]
-    } else {
-        param_index(x.shape(), s, axis, 0)?
-    };
-    let (sv, zv) = (
-        s.to_f64s(),
-        z.map_or_else(|| vec![0.0; s.len()], Tensor::to_f64s),
-    );
-    let y = x
-        .to_f64s()
+    let idx = param_index(x.shape(), s, axis, 0)?;
+    Ok(Tensor::from_vec(
+        x.shape().to_vec(),
+        dequantize(x, s, c.opt_input(i + 2), &idx),
+    ))
+}
+
+/// `(x - zero_point) * scale`, with each element's parameters at `idx`.
+fn dequantize(x: &Tensor, scale: &Tensor, zero_point: Option<&Tensor>, idx: &[usize]) -> Vec<f64> {
+    let s = scale.to_f64s();
+    let z = zero_point.map_or_else(|| vec![0.0; s.len()], Tensor::to_f64s);
+    x.to_f64s()
         .iter()
-        .zip(&idx)
-        .map(|(v, &k)| (v - zv[k]) * sv[k])
-        .collect::<Vec<_>>();
-    Ok(Tensor::from_vec(x.shape().to_vec(), y))
+        .zip(idx)
+        .map(|(v, &k)| (v - z[k]) * s[k])
+        .collect()
 }
 
 fn requantize(c: &EvalCtx, y: &Tensor, si: usize) -> Result<Tensor> {
