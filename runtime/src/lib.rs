@@ -1,8 +1,39 @@
-//! Bundle format and native executors of wpc (not built yet).
+//! Bundles and the native executors that run them.
 //!
-//! This crate will own the bundle (the versioned JSON manifest, weight shards
-//! and their hashes: the contract between compiler and runtime) and the native
-//! executors that run a bundle's variants: wgpu for WGSL, wasmtime for wasm.
-//! The browser runtime lives beside it in `runtime/js/`.
-//!
-//! Today models run natively through the reference interpreter in `wpc-ir`.
+//! A bundle is the contract between the compiler and every runtime: a
+//! directory holding `manifest.json` (versioned; see [`manifest`]), the
+//! generated kernels (WGSL files today) and the weight shards, each listed
+//! with its size and sha256. This crate defines that format, reads and
+//! writes it (atomically: a temporary directory renamed into place), and runs
+//! the WebGPU variant natively through wgpu ([`webgpu`]). The browser
+//! runtime in `runtime/js/` reads the same manifest.
+
+pub mod bundle;
+pub mod device_data;
+pub mod manifest;
+pub mod webgpu;
+
+pub use bundle::Bundle;
+pub use manifest::Manifest;
+
+/// Why a bundle could not be read, written or run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: bad bundle: {reason}")]
+    Format { path: String, reason: String },
+    #[error("{0}")]
+    Input(String),
+    #[error("no usable WebGPU adapter: {0}")]
+    NoAdapter(String),
+    #[error("the WebGPU adapter cannot run this bundle: {0}")]
+    Unsatisfied(String),
+    #[error("WebGPU error: {0}")]
+    Gpu(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,151 @@
+//! Reading and writing bundle directories.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::manifest::{FORMAT, Manifest, VERSION, Variant};
+use crate::{Error, Result};
+
+/// A bundle in memory: the manifest and the contents of every file it names.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Bundle {
+    pub manifest: Manifest,
+    /// File name (relative to the bundle directory) → contents.
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+/// Lower-case hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+impl Bundle {
+    /// The files the manifest refers to.
+    fn referenced_files(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.manifest.shards.iter().map(|s| s.file.as_str()).collect();
+        for v in &self.manifest.variants {
+            match v {
+                Variant::WebGpu(w) => names.extend(w.shaders.iter().map(String::as_str)),
+            }
+        }
+        names
+    }
+
+    /// Bytes of a file the manifest names.
+    pub fn file(&self, name: &str) -> Result<&[u8]> {
+        self.files.get(name).map(Vec::as_slice).ok_or_else(|| Error::Format {
+            path: name.to_string(),
+            reason: "file named in the manifest is missing".into(),
+        })
+    }
+
+    /// Writes the bundle to `dir`, replacing whatever is there, so that
+    /// readers see either the old bundle or the new one, never a mix: files
+    /// go to a temporary sibling directory that is renamed into place.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent).map_err(io(&parent))?;
+        let base = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = parent.join(format!(".{base}.tmp-{}", std::process::id()));
+        let result = (|| {
+            if tmp.exists() {
+                std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+            }
+            std::fs::create_dir(&tmp).map_err(io(&tmp))?;
+            let json = serde_json::to_vec_pretty(&self.manifest).expect("manifests serialize");
+            let path = tmp.join("manifest.json");
+            std::fs::write(&path, json).map_err(io(&path))?;
+            for (name, bytes) in &self.files {
+                let path = tmp.join(name);
+                std::fs::write(&path, bytes).map_err(io(&path))?;
+            }
+            if dir.exists() {
+                std::fs::remove_dir_all(dir).map_err(io(dir))?;
+            }
+            std::fs::rename(&tmp, dir).map_err(io(dir))
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        result
+    }
+
+    /// Reads a bundle directory, checking the format version, that every
+    /// named file exists, and every shard's size and sha256.
+    pub fn read(dir: &Path) -> Result<Bundle> {
+        let path = dir.join("manifest.json");
+        let text = std::fs::read(&path).map_err(io(&path))?;
+        let bad = |reason: String| Error::Format {
+            path: path.display().to_string(),
+            reason,
+        };
+        let value: serde_json::Value =
+            serde_json::from_slice(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+        if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
+            return Err(bad(format!("not a wpc bundle (format is not \"{FORMAT}\")")));
+        }
+        let version = value.get("version").and_then(|v| v.as_u64());
+        if version != Some(u64::from(VERSION)) {
+            return Err(bad(format!(
+                "format version {version:?}; this wpc reads version {VERSION}"
+            )));
+        }
+        let manifest: Manifest =
+            serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+        let mut bundle = Bundle {
+            manifest,
+            files: BTreeMap::new(),
+        };
+        let names: Vec<String> = bundle.referenced_files().into_iter().map(str::to_string).collect();
+        for name in names {
+            if name.contains('/') || name.contains('\\') || name.starts_with('.') {
+                return Err(bad(format!("file name '{name}' leaves the bundle directory")));
+            }
+            let p = dir.join(&name);
+            let bytes = std::fs::read(&p).map_err(io(&p))?;
+            bundle.files.insert(name, bytes);
+        }
+        bundle.verify_shards().map_err(|e| match e {
+            Error::Format { path: file, reason } => Error::Format {
+                path: dir.join(file).display().to_string(),
+                reason,
+            },
+            other => other,
+        })?;
+        Ok(bundle)
+    }
+
+    /// Checks every shard's size and sha256 against the manifest.
+    pub fn verify_shards(&self) -> Result<()> {
+        for shard in &self.manifest.shards {
+            let bytes = self.file(&shard.file)?;
+            let bad = |reason: String| Error::Format {
+                path: shard.file.clone(),
+                reason,
+            };
+            if bytes.len() as u64 != shard.bytes {
+                return Err(bad(format!(
+                    "shard has {} bytes, manifest says {}",
+                    bytes.len(),
+                    shard.bytes
+                )));
+            }
+            if sha256_hex(bytes) != shard.sha256 {
+                return Err(bad("shard sha256 does not match the manifest (corrupt or tampered)".into()));
+            }
+        }
+        Ok(())
+    }
+}

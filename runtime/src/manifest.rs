@@ -1,0 +1,152 @@
+//! `manifest.json`: what a bundle holds and how to run each variant.
+//!
+//! Format version 1. Everything a runtime needs is here; files are named
+//! relative to the bundle directory. Shapes are compiled for concrete sizes:
+//! each tensor lists its declared (possibly symbolic) `shape` and the `bound`
+//! sizes the kernels were generated for, and a runtime must reject inputs of
+//! any other shape.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The value of `format` in every manifest.
+pub const FORMAT: &str = "wpc-bundle";
+/// The manifest version this crate reads and writes.
+pub const VERSION: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format: String,
+    pub version: u32,
+    pub model: ModelInfo,
+    /// The target profile the bundle was compiled for.
+    pub target: String,
+    pub inputs: Vec<TensorInfo>,
+    pub outputs: Vec<TensorInfo>,
+    /// Weight files, in load-priority order.
+    pub shards: Vec<Shard>,
+    /// Ways to run the model, in the target's preference order.
+    pub variants: Vec<Variant>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelInfo {
+    /// The source file's name (without directories).
+    pub name: String,
+    pub producer: String,
+    /// sha256 of the source model file, so a bundle can be traced to it.
+    pub sha256: String,
+}
+
+/// A model input or output.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorInfo {
+    pub name: String,
+    /// ONNX element type name (`float32`, `int64`, ...).
+    pub dtype: String,
+    /// Declared shape: sizes, or symbol names for symbolic dims.
+    pub shape: Vec<DimInfo>,
+    /// The sizes this bundle was compiled for.
+    pub bound: Vec<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum DimInfo {
+    Size(u64),
+    Symbol(String),
+}
+
+/// One file of weights.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shard {
+    pub file: String,
+    pub bytes: u64,
+    pub sha256: String,
+    /// Lower loads first.
+    pub priority: u32,
+}
+
+/// Where a tensor's bytes lie in the shards.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardRange {
+    pub shard: usize,
+    pub offset: u64,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "backend", rename_all = "lowercase")]
+pub enum Variant {
+    #[serde(rename = "webgpu")]
+    WebGpu(WebGpuVariant),
+}
+
+/// The WebGPU variant: requirements and a static execution plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebGpuVariant {
+    pub requires: Requirements,
+    /// WGSL files, one per distinct kernel (pipelines index into this).
+    pub shaders: Vec<String>,
+    /// Device buffers. Scratch buffers are shared by values whose lifetimes
+    /// do not overlap.
+    pub buffers: Vec<BufferDecl>,
+    /// Per model input, in order: the buffer it is written to.
+    pub inputs: Vec<DeviceTensor>,
+    /// Per model output, in order: the buffer it is read from.
+    pub outputs: Vec<DeviceTensor>,
+    /// Dispatches, in execution order.
+    pub dispatches: Vec<Dispatch>,
+    /// Bytes of all buffers together: the variant's peak device memory.
+    pub peak_bytes: u64,
+}
+
+/// What an adapter must offer to run the variant.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Requirements {
+    /// `GPUFeatureName`s.
+    pub features: Vec<String>,
+    /// `GPUSupportedLimits` names (camelCase, as in the spec) → minimum value.
+    pub limits: BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BufferDecl {
+    pub bytes: u64,
+    /// Filled from the shards at load time, if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<ShardRange>,
+}
+
+/// How a host tensor lives on the device: every element widened or narrowed
+/// to one 32-bit word (`f32`, `i32` or `u32`), since WGSL has no 64-bit or
+/// sub-word storage types.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceTensor {
+    pub buffer: usize,
+    /// `f32`, `i32` or `u32`.
+    pub word: String,
+    pub elements: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dispatch {
+    /// Index into `shaders`; entry point `main`.
+    pub shader: usize,
+    /// Buffers bound at `@group(0) @binding(i)`, in order.
+    pub bindings: Vec<usize>,
+    pub workgroups: [u32; 3],
+    /// The node this dispatch computes, for profiles and errors.
+    pub node: String,
+}
