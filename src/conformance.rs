@@ -55,6 +55,10 @@ pub struct Report {
 pub trait Backend: Sync {
     fn name(&self) -> &str;
     fn run(&self, model: &Model, inputs: Vec<Tensor>) -> wpc_ir::Result<Vec<Tensor>>;
+    /// The tolerance this backend is held to for outputs of `dtype`.
+    fn tolerance(&self, dtype: wpc_ir::DType) -> Tolerance {
+        Tolerance::for_dtype(dtype)
+    }
 }
 
 /// The reference interpreter as a conformance backend.
@@ -81,6 +85,65 @@ impl Backend for Reference {
             .into_iter()
             .map(|(_, t)| t)
             .collect())
+    }
+}
+
+/// The WebGPU backend: each case is compiled for a target profile (its
+/// input shapes bound to the test data's) and run through wgpu.
+pub struct WebGpu {
+    pub gpu: wpc_runtime::webgpu::Gpu,
+    pub profile: wpc_targets::Profile,
+}
+
+/// Maps a runtime error onto the IR's error kinds: a value WebGPU cannot
+/// hold is unsupported, anything the GPU rejects is a compiler bug.
+pub fn runtime_error(e: wpc_runtime::Error) -> wpc_ir::Error {
+    match e {
+        wpc_runtime::Error::Input(msg) if msg.contains("does not fit") => wpc_ir::Error::unsupported(msg),
+        wpc_runtime::Error::Input(msg) => wpc_ir::Error::invalid(msg),
+        other => wpc_ir::Error::new(ErrorKind::Internal, other.to_string()),
+    }
+}
+
+impl Backend for WebGpu {
+    fn name(&self) -> &str {
+        "webgpu"
+    }
+
+    fn run(&self, model: &Model, inputs: Vec<Tensor>) -> wpc_ir::Result<Vec<Tensor>> {
+        let mut model = model.clone();
+        let g = &mut model.graph;
+        for (&v, t) in g.inputs.clone().iter().zip(&inputs) {
+            g.value_mut(v).ty.shape = wpc_ir::Shape::known(t.shape());
+        }
+        // Inputs that steer kernels (axes, pads, ...) are frozen to the
+        // case's values, as `wpc compile --freeze` would.
+        let steering = crate::compile::steering_inputs(&model);
+        let g = &model.graph;
+        let mut options = crate::compile::Options::new(self.profile.clone());
+        let mut fed = Vec::new();
+        for (&v, t) in g.inputs.iter().zip(inputs) {
+            let name = &g.value(v).name;
+            if steering.contains(name) {
+                options.frozen.insert(name.clone(), t);
+            } else {
+                fed.push(t);
+            }
+        }
+        let bundle = crate::compile::compile_model(&model, "model.onnx", &[], &options)?;
+        let session = wpc_runtime::webgpu::Session::load(&self.gpu, &bundle).map_err(runtime_error)?;
+        session.run(&fed).map_err(runtime_error)
+    }
+
+    /// GPU transcendentals are not correctly rounded: floats get an
+    /// absolute floor of 1e-4 (relative 1e-3 as on the reference).
+    fn tolerance(&self, dtype: wpc_ir::DType) -> Tolerance {
+        let t = Tolerance::for_dtype(dtype);
+        if dtype.is_float() {
+            Tolerance { rtol: t.rtol, atol: t.atol.max(1e-4) }
+        } else {
+            t
+        }
     }
 }
 
@@ -183,7 +246,7 @@ fn run_case(dir: &Path, backend: &dyn Backend) -> (String, Outcome) {
             Err(e) => return (op, classify(&e)),
         };
         for (k, (g_t, w_t)) in got.iter().zip(&expected).enumerate() {
-            if let Err(why) = compare(g_t, w_t, Tolerance::for_dtype(w_t.dtype())) {
+            if let Err(why) = compare(g_t, w_t, backend.tolerance(w_t.dtype())) {
                 return (op, Outcome::Failed(format!("output {k}: {why}")));
             }
         }

@@ -93,44 +93,43 @@ pub fn random_tensor(
     })
 }
 
-/// Builds every model input from the given sources; each input needs one.
+/// The model's inputs with their declared types, in order.
+pub fn declared_inputs(model: &Model) -> Vec<(String, ValueType)> {
+    let g = &model.graph;
+    g.inputs
+        .iter()
+        .map(|&i| (g.value(i).name.clone(), g.value(i).ty.clone()))
+        .collect()
+}
+
+/// Builds every input in `declared` from the given sources; each needs one.
 pub fn gather_inputs(
-    model: &Model,
+    declared: &[(String, ValueType)],
     given: &[(String, InputSource)],
     dims: &HashMap<String, usize>,
     seed: u64,
 ) -> Result<HashMap<String, Tensor>> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let g = &model.graph;
     let mut out = HashMap::new();
     for (name, src) in given {
-        let id = g
-            .inputs
-            .iter()
-            .copied()
-            .find(|&i| g.value(i).name == *name)
-            .with_context(|| {
-                let names: Vec<_> = g.inputs.iter().map(|&i| g.value(i).name.clone()).collect();
-                format!(
-                    "the model has no input '{name}' (its inputs: {})",
-                    names.join(", ")
-                )
-            })?;
+        let (_, ty) = declared.iter().find(|(n, _)| n == name).with_context(|| {
+            let names: Vec<_> = declared.iter().map(|(n, _)| n.as_str()).collect();
+            format!(
+                "the model has no input '{name}' (its inputs: {})",
+                names.join(", ")
+            )
+        })?;
         let t = match src {
             InputSource::File(p) => crate::npy::read(p)?,
-            InputSource::Random => random_tensor(name, &g.value(id).ty, dims, &mut rng)?,
+            InputSource::Random => random_tensor(name, ty, dims, &mut rng)?,
         };
         out.insert(name.clone(), t);
     }
-    for &id in &g.inputs {
-        let v = g.value(id);
-        if !out.contains_key(&v.name) {
+    for (name, ty) in declared {
+        if !out.contains_key(name) {
             bail!(
-                "input '{}' ({}) was not given: pass --input {}=FILE.npy or --input {}=random",
-                v.name,
-                v.ty.shape,
-                v.name,
-                v.name
+                "input '{name}' ({}) was not given: pass --input {name}=FILE.npy or --input {name}=random",
+                ty.shape
             );
         }
     }

@@ -12,6 +12,7 @@
 //! ```
 
 pub mod compare;
+pub mod compile;
 pub mod conformance;
 pub mod inputs;
 pub mod inspect;
@@ -19,6 +20,8 @@ pub mod npy;
 
 pub use wpc_ir as ir;
 pub use wpc_passes as passes;
+pub use wpc_runtime as runtime;
+pub use wpc_targets as targets;
 
 /// Loads an ONNX model (with its external data) into the IR.
 pub fn load(path: &std::path::Path) -> anyhow::Result<wpc_ir::Model> {

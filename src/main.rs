@@ -9,27 +9,51 @@ use clap::{Parser, Subcommand, ValueEnum};
 use wpc::conformance::{self, Baseline};
 use wpc::inputs::{self, InputSource};
 
-/// wpc compiles ONNX models into per-browser kernel bundles (WebGPU,
-/// WebAssembly, WebNN). Today it imports models, checks which ops it can
-/// run, and runs them on its reference interpreter, which is the oracle
-/// every backend is tested against.
+/// wpc compiles ONNX models into per-browser kernel bundles: WGSL compute
+/// shaders tuned per browser (WebGPU), with weight shards and a manifest a
+/// runtime reads. Bundles run natively through wgpu (`wpc run BUNDLE`);
+/// the reference interpreter (`wpc run model.onnx`) is the oracle every
+/// backend is tested against.
 ///
 /// Exit codes: 0 success, 1 a problem with the model or the command line
 /// (the message names the file, node, op and reason), 2 an internal error.
 #[derive(Parser)]
 #[command(name = "wpc", version, propagate_version = true)]
 #[command(
-    after_help = "Examples:\n  wpc inspect model.onnx\n  wpc run model.onnx --input x=random --dim batch=1 --output-dir out/\n  wpc conformance ~/.cache/wpc-conformance --json report.json"
+    after_help = "Examples:\n  wpc targets\n  wpc compile model.onnx --target safari --dim batch=1\n  wpc run model.wpc --backend webgpu --input x=random --output-dir out/\n  wpc run model.onnx --input x=random --dim batch=1 --output-dir out/\n  wpc conformance ~/.cache/wpc-conformance --backend webgpu --json report.json"
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
 enum BackendName {
     /// The reference interpreter (CPU, exact ONNX semantics).
     Reference,
+    /// The bundle's WebGPU variant, through wgpu on Vulkan.
+    Webgpu,
+}
+
+/// Which target profile to compile for.
+#[derive(clap::Args, Clone)]
+struct TargetArgs {
+    /// A shipped profile (see `wpc targets`).
+    #[arg(long, default_value = "webgpu-baseline")]
+    target: String,
+    /// A profile of your own (RON; see targets/profiles/ for the schema);
+    /// overrides --target.
+    #[arg(long, value_name = "FILE")]
+    target_file: Option<PathBuf>,
+}
+
+impl TargetArgs {
+    fn profile(&self) -> Result<wpc::targets::Profile> {
+        Ok(match &self.target_file {
+            Some(path) => wpc::targets::Profile::from_file(path)?,
+            None => wpc::targets::builtin(&self.target)?,
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -40,10 +64,35 @@ enum Command {
         /// The .onnx file (external data is read from beside it).
         model: PathBuf,
     },
-    /// Run a model on inputs from .npy files or random data, writing one
-    /// <output>.npy per model output.
-    Run {
+    /// List the shipped target profiles.
+    Targets,
+    /// Compile a model into a bundle directory for one target.
+    Compile {
         /// The .onnx file.
+        model: PathBuf,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Output directory (default: MODEL with .wpc in place of .onnx).
+        /// Replaced atomically if it exists.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+        /// SYMBOL=VALUE: size of a symbolic input dim (e.g. batch=1);
+        /// kernels are compiled for these sizes.
+        #[arg(long = "dim", value_name = "SYMBOL=VALUE")]
+        dims: Vec<String>,
+        /// Compute float64 tensors in float32 (WGSL has no f64).
+        #[arg(long)]
+        demote_f64: bool,
+        /// NAME=FILE.npy: fix a model input to a value at compile time
+        /// (required for inputs that steer kernels, e.g. reduction axes).
+        #[arg(long = "freeze", value_name = "NAME=FILE.npy")]
+        freeze: Vec<String>,
+    },
+    /// Run a model (.onnx, reference or compiled on the fly) or a bundle
+    /// directory (webgpu) on inputs from .npy files or random data, writing
+    /// one <output>.npy per model output.
+    Run {
+        /// The .onnx file, or a bundle directory with --backend webgpu.
         model: PathBuf,
         /// Which executor runs the model.
         #[arg(long, value_enum, default_value = "reference")]
@@ -58,6 +107,10 @@ enum Command {
         /// Seed for random inputs.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Target to compile for when MODEL is an .onnx file and the
+        /// backend is webgpu.
+        #[command(flatten)]
+        target: TargetArgs,
         /// Directory for the output .npy files (created if missing).
         #[arg(long, short = 'o')]
         output_dir: PathBuf,
@@ -71,6 +124,9 @@ enum Command {
         dir: PathBuf,
         #[arg(long, value_enum, default_value = "reference")]
         backend: BackendName,
+        /// Target each case is compiled for (webgpu).
+        #[command(flatten)]
+        target: TargetArgs,
         /// Also write the report as JSON.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
@@ -149,17 +205,64 @@ fn dispatch(cli: Cli) -> Result<()> {
             println!("{} ops", ops.len());
             Ok(())
         }
+        Command::Targets => {
+            for p in wpc::targets::all_builtin()? {
+                println!("{:<16} {}", p.name, p.description);
+            }
+            println!("\nUse one with --target NAME, or your own with --target-file FILE.ron.");
+            Ok(())
+        }
+        Command::Compile {
+            model,
+            target,
+            output,
+            dims,
+            demote_f64,
+            freeze,
+        } => {
+            let mut options = wpc::compile::Options::new(target.profile()?);
+            options.dims = parse_dims(&dims)?;
+            options.demote_f64 = demote_f64;
+            for f in &freeze {
+                let (name, path) = f
+                    .split_once('=')
+                    .with_context(|| format!("--freeze '{f}': expected NAME=FILE.npy"))?;
+                options.frozen.insert(name.to_string(), wpc::npy::read(Path::new(path))?);
+            }
+            let out = output.unwrap_or_else(|| model.with_extension("wpc"));
+            let bundle = wpc::compile::compile_file(&model, &options)?;
+            bundle.write(&out)?;
+            let w = wpc::compile::webgpu_variant(&bundle);
+            let weight_bytes: u64 = bundle.manifest.shards.iter().map(|s| s.bytes).sum();
+            println!(
+                "{} -> {} (target {}): {} kernels, {} dispatches, {} weight bytes in {} shards, peak device memory {} bytes",
+                model.display(),
+                out.display(),
+                bundle.manifest.target,
+                w.shaders.len(),
+                w.dispatches.len(),
+                weight_bytes,
+                bundle.manifest.shards.len(),
+                w.peak_bytes
+            );
+            Ok(())
+        }
         Command::Run {
             model,
-            backend: BackendName::Reference,
+            backend,
             inputs,
             dims,
             seed,
+            target,
             output_dir,
-        } => run(&model, &inputs, &dims, seed, &output_dir),
+        } => match backend {
+            BackendName::Reference => run(&model, &inputs, &dims, seed, &output_dir),
+            BackendName::Webgpu => run_webgpu(&model, &target, &inputs, &dims, seed, &output_dir),
+        },
         Command::Conformance {
             dir,
-            backend: BackendName::Reference,
+            backend,
+            target,
             json,
             filter,
             baseline,
@@ -174,9 +277,21 @@ fn dispatch(cli: Cli) -> Result<()> {
                 indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} cases {elapsed}")
                     .expect("valid template"),
             );
+            let webgpu;
+            let runner: &dyn conformance::Backend = match backend {
+                BackendName::Reference => &conformance::Reference,
+                BackendName::Webgpu => {
+                    webgpu = conformance::WebGpu {
+                        gpu: wpc::runtime::webgpu::Gpu::new()?,
+                        profile: target.profile()?,
+                    };
+                    eprintln!("WebGPU adapter: {}", webgpu.gpu.describe());
+                    &webgpu
+                }
+            };
             let report = conformance::run_all(
                 &dir,
-                &conformance::Reference,
+                runner,
                 filter.as_deref(),
                 threads,
                 &|done, total| {
@@ -238,14 +353,70 @@ fn run(
         .iter()
         .map(|s| inputs::parse_input(s))
         .collect::<Result<Vec<(String, InputSource)>>>()?;
-    let dims: HashMap<String, usize> = dims
-        .iter()
-        .map(|s| inputs::parse_dim(s))
-        .collect::<Result<_>>()?;
-    let feeds = inputs::gather_inputs(&model, &given, &dims, seed)?;
+    let dims = parse_dims(dims)?;
+    let feeds = inputs::gather_inputs(&inputs::declared_inputs(&model), &given, &dims, seed)?;
     let outputs = wpc_ir::interp::run_model(&model, &feeds)
         .with_context(|| model_path.display().to_string())?;
-    // Write into a temporary directory first so a failure leaves no partial output.
+    write_outputs(&outputs, output_dir)
+}
+
+fn parse_dims(dims: &[String]) -> Result<HashMap<String, usize>> {
+    dims.iter().map(|s| inputs::parse_dim(s)).collect()
+}
+
+/// Runs a bundle (or a model compiled on the fly) on its WebGPU variant.
+fn run_webgpu(
+    path: &Path,
+    target: &TargetArgs,
+    inputs: &[String],
+    dims: &[String],
+    seed: u64,
+    output_dir: &Path,
+) -> Result<()> {
+    let dims = parse_dims(dims)?;
+    let bundle = if path.is_dir() {
+        wpc::runtime::Bundle::read(path)?
+    } else {
+        let mut options = wpc::compile::Options::new(target.profile()?);
+        options.dims = dims.clone();
+        wpc::compile::compile_file(path, &options)?
+    };
+    let declared: Vec<(String, wpc_ir::ValueType)> = bundle
+        .manifest
+        .inputs
+        .iter()
+        .map(|t| {
+            let dtype = wpc_ir::DType::ALL.into_iter().find(|d| d.name() == t.dtype);
+            let shape: Vec<usize> = t.bound.iter().map(|&d| d as usize).collect();
+            (t.name.clone(), wpc_ir::ValueType { dtype, shape: wpc_ir::Shape::known(&shape) })
+        })
+        .collect();
+    let given = inputs
+        .iter()
+        .map(|s| inputs::parse_input(s))
+        .collect::<Result<Vec<(String, InputSource)>>>()?;
+    let mut feeds = inputs::gather_inputs(&declared, &given, &dims, seed)?;
+    let ordered: Vec<wpc_ir::Tensor> = declared
+        .iter()
+        .map(|(name, _)| feeds.remove(name).expect("gathered every input"))
+        .collect();
+    let gpu = wpc::runtime::webgpu::Gpu::new()?;
+    let session = wpc::runtime::webgpu::Session::load(&gpu, &bundle)
+        .with_context(|| path.display().to_string())?;
+    let results = session.run(&ordered).with_context(|| path.display().to_string())?;
+    let outputs: Vec<(String, wpc_ir::Tensor)> = bundle
+        .manifest
+        .outputs
+        .iter()
+        .map(|t| t.name.clone())
+        .zip(results)
+        .collect();
+    write_outputs(&outputs, output_dir)
+}
+
+/// Writes one .npy per output into `output_dir`, staging them in a
+/// temporary directory first so a failure leaves no partial output.
+fn write_outputs(outputs: &[(String, wpc_ir::Tensor)], output_dir: &Path) -> Result<()> {
     let parent = output_dir
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -253,7 +424,7 @@ fn run(
     std::fs::create_dir_all(parent)
         .with_context(|| format!("cannot create {}", parent.display()))?;
     let tmp = tempfile_dir(parent)?;
-    for (name, t) in &outputs {
+    for (name, t) in outputs {
         let file = sanitize(name) + ".npy";
         wpc::npy::write(&tmp.join(&file), t)?;
         println!(

@@ -1,8 +1,22 @@
-//! WebGPU backend of wpc (not built yet).
+//! The WebGPU backend: lowers a shape-inferred graph with static shapes,
+//! plus a target profile, into WGSL kernels and a static execution plan.
 //!
-//! This crate will own the lowering of a validated, shape-inferred graph plus a
-//! target profile into WGSL compute shaders: one kernel per op (or fused op
-//! group), workgroup sizes and tile shapes taken from the profile, every
-//! shader validated with naga before it is written into a bundle.
+//! * [`lower`] walks the graph in topological order and asks each op's
+//!   lowering ([`ops`]) for kernels; every shape is a compile-time constant
+//!   baked into the WGSL, so kernels do no shape arithmetic at run time.
+//! * [`plan`] assigns values to device buffers, reusing scratch buffers
+//!   whose tensors are dead, and checks every buffer against the profile's
+//!   limits.
+//! * [`validate`] runs naga over every shader: a shader naga rejects is a
+//!   bug in this crate and fails compilation loudly.
 //!
-//! It never reads ONNX and never runs shaders; the runtime does that.
+//! The crate never reads ONNX and never runs shaders.
+
+pub mod helpers;
+pub mod kernel;
+pub mod lower;
+pub mod ops;
+pub mod plan;
+pub mod validate;
+
+pub use lower::{Compiled, Options, compile};

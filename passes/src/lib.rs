@@ -9,6 +9,8 @@
 //! * [`const_fold::fold_constants`] evaluates nodes whose inputs are all known,
 //!   with the reference interpreter (so folding means exactly what running does).
 //! * [`dce::eliminate_dead_nodes`] removes nodes and constants nothing reads.
+//! * [`static_shapes::fold_static_shapes`] turns `Shape`/`Size` of fully
+//!   known shapes into constants.
 //! * [`inline_if::inline_constant_if`] replaces an `If` whose condition is a
 //!   constant with the nodes of the branch it takes.
 
@@ -16,6 +18,7 @@ pub mod const_fold;
 pub mod dce;
 pub mod inline_if;
 pub mod shape_inference;
+pub mod static_shapes;
 
 #[cfg(test)]
 mod test_util;
@@ -36,7 +39,8 @@ pub fn optimize(model: &mut Model) -> Result<OptimizeStats> {
     let mut stats = OptimizeStats::default();
     loop {
         let inlined = inline_if::inline_constant_if(model)?;
-        let folded = const_fold::fold_constants(model)?;
+        let folded =
+            const_fold::fold_constants(model)? + static_shapes::fold_static_shapes(model)?;
         let removed = dce::eliminate_dead_nodes(model);
         stats.inlined += inlined;
         stats.folded += folded;

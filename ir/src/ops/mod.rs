@@ -20,7 +20,7 @@ mod reduce;
 mod resize;
 mod rnn;
 mod signal;
-pub(crate) mod util;
+pub mod util;
 
 #[cfg(test)]
 mod prop_tests;
@@ -34,6 +34,7 @@ use crate::graph::{Graph, Model, Node, ValueType};
 use crate::tensor::Tensor;
 
 pub use infer::InferCtx;
+pub use nn::Window;
 
 /// Evaluates an op on concrete inputs (the reference semantics).
 pub type EvalFn = fn(&EvalCtx) -> Result<Vec<Tensor>>;

@@ -1,0 +1,132 @@
+//! One compute shader: its bindings, workgroup shape, dispatch size and
+//! WGSL text. Op lowerings build [`Kernel`]s; [`Kernel::render`] turns one
+//! into a complete WGSL module with a single entry point `main`.
+
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+use wpc_runtime::device_data::Word;
+
+/// A storage buffer the kernel binds, at `@binding(position)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Binding {
+    pub name: String,
+    pub word: Word,
+    pub write: bool,
+}
+
+/// A compute kernel ready to render.
+#[derive(Clone, Debug)]
+pub struct Kernel {
+    /// A one-line comment at the top: op and shapes.
+    pub label: String,
+    pub bindings: Vec<Binding>,
+    pub workgroup_size: [u32; 3],
+    pub workgroups: [u32; 3],
+    /// Helper functions from [`crate::helpers`] the body calls.
+    pub helpers: BTreeSet<&'static str>,
+    /// Module-scope declarations (workgroup arrays, constants).
+    pub decls: String,
+    /// Bindings declared as `array<vec4<f32>>` for vectorized loads.
+    pub vec4_bindings: Vec<String>,
+    /// Bytes of `var<workgroup>` memory the declarations take.
+    pub workgroup_bytes: u32,
+    /// The body of `main`.
+    pub body: String,
+}
+
+impl Kernel {
+    pub fn new(label: impl Into<String>) -> Kernel {
+        Kernel {
+            label: label.into(),
+            bindings: Vec::new(),
+            workgroup_size: [1, 1, 1],
+            workgroups: [1, 1, 1],
+            helpers: BTreeSet::new(),
+            decls: String::new(),
+            workgroup_bytes: 0,
+            vec4_bindings: Vec::new(),
+            body: String::new(),
+        }
+    }
+
+    /// Adds a read-only binding named `name`.
+    pub fn input(&mut self, name: &str, word: Word) -> &mut Kernel {
+        self.bindings.push(Binding {
+            name: name.into(),
+            word,
+            write: false,
+        });
+        self
+    }
+
+    /// Adds a read-write binding named `name`.
+    pub fn output(&mut self, name: &str, word: Word) -> &mut Kernel {
+        self.bindings.push(Binding {
+            name: name.into(),
+            word,
+            write: true,
+        });
+        self
+    }
+
+    /// Threads are spread over a 1-D range of `n` items in workgroups of
+    /// `size`; the body sees the item index as `i` (already bounds-checked).
+    /// Dispatches wider than `max_groups` fold into a second dimension.
+    pub fn one_per_item(&mut self, n: usize, size: u32, max_groups: u32, body: &str) -> &mut Kernel {
+        self.workgroup_size = [size, 1, 1];
+        self.workgroups = grid(n.div_ceil(size as usize), max_groups);
+        self.body = format!(
+            "    let i = (wid.y * nwg.x + wid.x) * {size}u + lidx;\n    if (i >= {n}u) {{ return; }}\n{body}"
+        );
+        self
+    }
+
+    /// One workgroup per item of `n`: the body sees the item as `row`
+    /// (uniform across the workgroup, so barriers are allowed) and the
+    /// thread's lane as `lidx`.
+    pub fn one_group_per_item(&mut self, n: usize, size: u32, max_groups: u32, body: &str) -> &mut Kernel {
+        self.workgroup_size = [size, 1, 1];
+        self.workgroups = grid(n, max_groups);
+        self.body = format!("    let row = wid.y * nwg.x + wid.x;\n    if (row >= {n}u) {{ return; }}\n{body}");
+        self
+    }
+
+    /// The complete WGSL module.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "// wpc: {}", self.label);
+        for (i, b) in self.bindings.iter().enumerate() {
+            let access = if b.write { "read_write" } else { "read" };
+            let elem = if self.vec4_bindings.contains(&b.name) {
+                format!("vec4<{}>", b.word.wgsl())
+            } else {
+                b.word.wgsl().to_string()
+            };
+            let _ = writeln!(s, "@group(0) @binding({i}) var<storage, {access}> {}: array<{elem}>;", b.name);
+        }
+        for h in &self.helpers {
+            s.push_str(crate::helpers::source(h));
+        }
+        s.push_str(&self.decls);
+        let [x, y, z] = self.workgroup_size;
+        let _ = writeln!(s, "@compute @workgroup_size({x}, {y}, {z})");
+        s.push_str(
+            "fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,\n        @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) lidx: u32) {\n",
+        );
+        s.push_str(&self.body);
+        s.push_str("}\n");
+        s
+    }
+}
+
+/// Workgroup counts for `groups` groups with at most `max` per dimension.
+pub fn grid(groups: usize, max: u32) -> [u32; 3] {
+    let max = max as usize;
+    if groups <= max {
+        [groups.max(1) as u32, 1, 1]
+    } else {
+        let x = max;
+        [x as u32, groups.div_ceil(x) as u32, 1]
+    }
+}

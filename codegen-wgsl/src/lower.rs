@@ -1,0 +1,467 @@
+//! The lowering driver: graph + profile → kernels, buffers and dispatches.
+
+use std::collections::HashMap;
+
+use wpc_ir::{Attrs, DType, Error, Graph, Model, Node, Result, Tensor, ValueId};
+use wpc_runtime::device_data::{Word, to_bytes};
+use wpc_runtime::manifest::{Dispatch, Requirements, WebGpuVariant};
+use wpc_targets::{KernelTuning, Profile};
+
+use crate::kernel::Kernel;
+use crate::plan::{Planner, Slot};
+
+/// Compiler switches that change what is accepted.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Compute float64 tensors as float32 instead of rejecting them.
+    pub demote_f64: bool,
+}
+
+/// What the backend produces: the variant (without weights placed in
+/// shards), the WGSL files, and the initial contents of weight buffers.
+#[derive(Clone, Debug)]
+pub struct Compiled {
+    pub variant: WebGpuVariant,
+    /// (file name, WGSL), in `variant.shaders` order.
+    pub shaders: Vec<(String, String)>,
+    /// (buffer index, bytes) for every buffer filled at load time.
+    pub weights: Vec<(usize, Vec<u8>)>,
+}
+
+/// A tensor as the kernels see it: its dtype, static shape and device word.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tt {
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    pub word: Word,
+}
+
+impl Tt {
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// A kernel argument: a node input, a node output or a scratch buffer of
+/// the lowering's own.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Arg {
+    In(usize),
+    Out(usize),
+    Temp(usize),
+}
+
+/// One dispatch of a kernel with its arguments, one per binding.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    pub kernel: Kernel,
+    pub args: Vec<Arg>,
+}
+
+/// What an op lowers to.
+#[derive(Clone, Debug)]
+pub enum Lowered {
+    /// Dispatches in order; `temps` are scratch sizes in 32-bit words.
+    Launches { temps: Vec<usize>, launches: Vec<Launch> },
+    /// Output 0 is input 0's buffer reinterpreted (Reshape and friends).
+    Alias,
+}
+
+impl Lowered {
+    pub fn one(kernel: Kernel, args: Vec<Arg>) -> Lowered {
+        Lowered::Launches {
+            temps: Vec::new(),
+            launches: vec![Launch { kernel, args }],
+        }
+    }
+}
+
+/// What an op's lowering sees of its node.
+pub struct Ctx<'a> {
+    pub node: &'a Node,
+    pub opset: u32,
+    pub profile: &'a Profile,
+    pub inputs: Vec<Option<Tt>>,
+    pub outputs: Vec<Option<Tt>>,
+    consts: Vec<Option<&'a Tensor>>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn attrs(&self) -> &'a Attrs {
+        &self.node.attrs
+    }
+
+    pub fn tuning(&self) -> &'a KernelTuning {
+        &self.profile.webgpu.kernels
+    }
+
+    pub fn max_groups(&self) -> u32 {
+        self.profile.webgpu.limits.max_compute_workgroups_per_dimension
+    }
+
+    pub fn has_input(&self, i: usize) -> bool {
+        self.inputs.get(i).is_some_and(Option::is_some)
+    }
+
+    pub fn input(&self, i: usize) -> Result<&Tt> {
+        self.inputs
+            .get(i)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| Error::invalid(format!("missing input {i}")))
+    }
+
+    pub fn output(&self, i: usize) -> Result<&Tt> {
+        self.outputs
+            .get(i)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| Error::invalid(format!("missing output {i}")))
+    }
+
+    pub fn wants_output(&self, i: usize) -> bool {
+        self.outputs.get(i).is_some_and(Option::is_some)
+    }
+
+    /// Input `i`'s value, which this lowering needs at compile time.
+    pub fn constant(&self, i: usize) -> Result<&'a Tensor> {
+        self.opt_constant(i).ok_or_else(|| {
+            Error::unsupported(format!(
+                "input {i} must be a constant for WebGPU (it sizes or steers the kernel)"
+            ))
+        })
+    }
+
+    pub fn opt_constant(&self, i: usize) -> Option<&'a Tensor> {
+        self.consts.get(i).copied().flatten()
+    }
+
+    /// Integer list from constant input `i` if present, else attribute `name`.
+    pub fn ints(&self, i: usize, name: &str) -> Result<Option<Vec<i64>>> {
+        if self.has_input(i) {
+            return Ok(Some(self.constant(i)?.to_i64s()));
+        }
+        Ok(self.attrs().opt_ints(name)?.map(<[i64]>::to_vec))
+    }
+}
+
+/// The signature of every op lowering.
+pub type LowerFn = fn(&Ctx) -> Result<Lowered>;
+
+fn static_type(g: &Graph, v: ValueId, opts: &Options) -> Result<Tt> {
+    let value = g.value(v);
+    let dtype = value.ty.dtype.ok_or_else(|| {
+        Error::unsupported(format!("the dtype of '{}' is not known at compile time", value.name))
+    })?;
+    let shape = value.ty.shape.concrete().ok_or_else(|| {
+        Error::unsupported(format!(
+            "the shape of '{}' is not known at compile time ({}); WebGPU kernels are compiled for static shapes (bind symbols with --dim)",
+            value.name, value.ty.shape
+        ))
+    })?;
+    let word = Word::for_dtype(dtype, opts.demote_f64).ok_or_else(|| {
+        Error::unsupported(format!(
+            "'{}' is {dtype}, which WGSL cannot hold (no 64-bit floats); compile with --demote-f64 to compute it in float32",
+            value.name
+        ))
+    })?;
+    Ok(Tt { dtype, shape, word })
+}
+
+/// Lowers `model` (already optimized, with static shapes) for `profile`.
+pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compiled> {
+    let g = &model.graph;
+    let mut planner = Planner::new(profile);
+    let mut slot_of: HashMap<ValueId, Slot> = HashMap::new();
+    // Inputs, outputs and constants have buffers of their own for the whole run.
+    let mut weights = Vec::new();
+    for &v in g.inputs.iter().chain(&g.outputs) {
+        if !slot_of.contains_key(&v) && !g.constants.contains_key(&v) {
+            let t = static_type(g, v, opts)?;
+            slot_of.insert(v, planner.pinned(t.numel(), &g.value(v).name)?);
+        }
+    }
+    let mut constant_slot = |v: ValueId, planner: &mut Planner, slot_of: &mut HashMap<ValueId, Slot>| -> Result<Slot> {
+        if let Some(&s) = slot_of.get(&v) {
+            return Ok(s);
+        }
+        let t = &g.constants[&v];
+        let name = &g.value(v).name;
+        let word = Word::for_dtype(t.dtype(), opts.demote_f64).ok_or_else(|| {
+            Error::unsupported(format!("constant '{name}' is {}, which WGSL cannot hold", t.dtype()))
+        })?;
+        let bytes = to_bytes(t, word, &format!("constant '{name}'")).map_err(|e| Error::unsupported(e.to_string()))?;
+        let slot = planner.pinned(t.len(), name)?;
+        weights.push((slot, bytes));
+        slot_of.insert(v, slot);
+        Ok(slot)
+    };
+    for &v in &g.outputs {
+        if g.constants.contains_key(&v) {
+            constant_slot(v, &mut planner, &mut slot_of)?;
+        }
+    }
+
+    let order = g.topo_order()?;
+    // Remaining reads of each value, so scratch buffers free after their last use.
+    let mut reads_left: HashMap<ValueId, usize> = HashMap::new();
+    for &n in &order {
+        for v in g.node(n).inputs.iter().flatten() {
+            *reads_left.entry(*v).or_default() += 1;
+        }
+    }
+    // Values sharing a buffer with another (aliases) count as reads of it.
+    let mut root: HashMap<ValueId, ValueId> = HashMap::new();
+    let mut dispatches = Vec::new();
+    let mut shader_ids: HashMap<String, usize> = HashMap::new();
+    let mut shaders: Vec<(String, String)> = Vec::new();
+    let mut usage = Usage::default();
+
+    for &n in &order {
+        let node = g.node(n);
+        let within = |e: Error| e.within(node.context());
+        let lower = crate::ops::lowering(&node.domain, &node.op).ok_or_else(|| {
+            within(Error::unsupported(format!("op {} has no WebGPU kernel yet", node.op)))
+        })?;
+        let types = |vs: &[Option<ValueId>]| -> Result<Vec<Option<Tt>>> {
+            vs.iter().map(|v| v.map(|v| static_type(g, v, opts)).transpose()).collect()
+        };
+        let ctx = Ctx {
+            node,
+            opset: model.opset(),
+            profile,
+            inputs: types(&node.inputs).map_err(within)?,
+            outputs: types(&node.outputs).map_err(within)?,
+            consts: node.inputs.iter().map(|v| v.and_then(|v| g.constants.get(&v))).collect(),
+        };
+        // Nothing to compute for empty outputs (their buffers still exist).
+        let empty = ctx.outputs.iter().flatten().all(|t| t.numel() == 0);
+        let lowered = if empty {
+            Lowered::Launches { temps: Vec::new(), launches: Vec::new() }
+        } else {
+            lower(&ctx).map_err(within)?
+        };
+        let mut in_slots = Vec::new();
+        for v in &node.inputs {
+            in_slots.push(match v {
+                Some(v) if g.constants.contains_key(v) => Some(constant_slot(*v, &mut planner, &mut slot_of).map_err(within)?),
+                Some(v) => Some(*slot_of.get(v).ok_or_else(|| within(Error::invalid("input read before it is computed")))?),
+                None => None,
+            });
+        }
+        match lowered {
+            Lowered::Alias => {
+                let (Some(src), Some(dst)) = (node.inputs[0], node.outputs.first().copied().flatten()) else {
+                    return Err(within(Error::invalid("alias needs an input and an output")));
+                };
+                let r = *root.get(&src).unwrap_or(&src);
+                if let Some(&pinned) = slot_of.get(&dst) {
+                    // A graph output that is a view of another value: copy it.
+                    let words = static_type(g, dst, opts).map_err(within)?.numel();
+                    let k = crate::ops::copy_kernel(words, &ctx);
+                    emit(&mut dispatches, &mut shaders, &mut shader_ids, &mut usage, &node.name, &k, vec![in_slots[0].expect("checked"), pinned], &planner)?;
+                } else {
+                    slot_of.insert(dst, in_slots[0].expect("checked"));
+                    root.insert(dst, r);
+                    *reads_left.entry(r).or_default() += reads_left.get(&dst).copied().unwrap_or(0);
+                }
+            }
+            Lowered::Launches { temps, launches } => {
+                let mut out_slots = Vec::new();
+                for (i, v) in node.outputs.iter().enumerate() {
+                    out_slots.push(match v {
+                        Some(v) => Some(match slot_of.get(v) {
+                            Some(&s) => s,
+                            None => {
+                                let words = ctx.outputs[i].as_ref().expect("typed").numel();
+                                let s = planner.scratch(words, &g.value(*v).name)?;
+                                slot_of.insert(*v, s);
+                                s
+                            }
+                        }),
+                        None => None,
+                    });
+                }
+                let temp_slots = temps
+                    .iter()
+                    .map(|&w| planner.scratch(w, &format!("{} scratch", node.name)))
+                    .collect::<Result<Vec<_>>>()?;
+                for launch in &launches {
+                    let slots = launch
+                        .args
+                        .iter()
+                        .map(|a| match *a {
+                            Arg::In(i) => in_slots.get(i).copied().flatten(),
+                            Arg::Out(i) => out_slots.get(i).copied().flatten(),
+                            Arg::Temp(i) => temp_slots.get(i).copied(),
+                        })
+                        .collect::<Option<Vec<_>>>()
+                        .ok_or_else(|| within(Error::new(wpc_ir::ErrorKind::Internal, "kernel argument out of range")))?;
+                    emit(&mut dispatches, &mut shaders, &mut shader_ids, &mut usage, &node.name, &launch.kernel, slots, &planner)
+                        .map_err(within)?;
+                }
+                for s in temp_slots {
+                    planner.release(s);
+                }
+                // Outputs nobody reads die at once (unless they are model outputs).
+                for v in node.outputs.iter().flatten() {
+                    if reads_left.get(v).copied().unwrap_or(0) == 0 {
+                        planner.release(slot_of[v]);
+                    }
+                }
+            }
+        }
+        for v in node.inputs.iter().flatten() {
+            let r = *root.get(v).unwrap_or(v);
+            let keys = if r == *v { vec![r] } else { vec![*v, r] };
+            for key in keys {
+                if let Some(left) = reads_left.get_mut(&key) {
+                    *left = left.saturating_sub(1);
+                }
+            }
+            if reads_left.get(&r).copied().unwrap_or(0) == 0 && !g.constants.contains_key(&r) {
+                planner.release(slot_of[&r]);
+            }
+        }
+    }
+
+    let io = |vs: &[ValueId]| -> Result<Vec<wpc_runtime::manifest::DeviceTensor>> {
+        vs.iter()
+            .map(|v| {
+                let word = match g.constants.get(v) {
+                    Some(t) => Word::for_dtype(t.dtype(), opts.demote_f64),
+                    None => Some(static_type(g, *v, opts)?.word),
+                }
+                .ok_or_else(|| Error::unsupported("output dtype WGSL cannot hold"))?;
+                let elements = match g.constants.get(v) {
+                    Some(t) => t.len(),
+                    None => static_type(g, *v, opts)?.numel(),
+                } as u64;
+                Ok(wpc_runtime::manifest::DeviceTensor {
+                    buffer: planner.buffer_of(slot_of[v]),
+                    word: word.wgsl().to_string(),
+                    elements,
+                })
+            })
+            .collect()
+    };
+    let inputs = io(&g.inputs)?;
+    let outputs = io(&g.outputs)?;
+    let buffers = planner.buffers();
+    usage.max_buffer = buffers.iter().map(|b| b.bytes).max().unwrap_or(0);
+    let peak_bytes = buffers.iter().map(|b| b.bytes).sum();
+    let weights = weights.into_iter().map(|(slot, bytes)| (planner.buffer_of(slot), bytes)).collect();
+    Ok(Compiled {
+        variant: WebGpuVariant {
+            requires: usage.requirements(profile),
+            shaders: shaders.iter().map(|(f, _)| f.clone()).collect(),
+            buffers,
+            inputs,
+            outputs,
+            dispatches,
+            peak_bytes,
+        },
+        shaders,
+        weights,
+    })
+}
+
+/// The largest resources the kernels use, turned into the variant's requirements.
+#[derive(Default)]
+struct Usage {
+    workgroup_x: u32,
+    workgroup_y: u32,
+    invocations: u32,
+    groups_per_dim: u32,
+    bindings: u32,
+    workgroup_bytes: u32,
+    max_buffer: u64,
+}
+
+impl Usage {
+    fn add(&mut self, k: &Kernel) {
+        let [x, y, z] = k.workgroup_size;
+        self.workgroup_x = self.workgroup_x.max(x);
+        self.workgroup_y = self.workgroup_y.max(y);
+        self.invocations = self.invocations.max(x * y * z);
+        self.groups_per_dim = self.groups_per_dim.max(*k.workgroups.iter().max().unwrap_or(&1));
+        self.bindings = self.bindings.max(k.bindings.len() as u32);
+        self.workgroup_bytes = self.workgroup_bytes.max(k.workgroup_bytes);
+    }
+
+    fn requirements(&self, profile: &Profile) -> Requirements {
+        let mut limits = std::collections::BTreeMap::new();
+        for (name, v) in [
+            ("maxComputeWorkgroupSizeX", u64::from(self.workgroup_x)),
+            ("maxComputeWorkgroupSizeY", u64::from(self.workgroup_y)),
+            ("maxComputeInvocationsPerWorkgroup", u64::from(self.invocations)),
+            ("maxComputeWorkgroupsPerDimension", u64::from(self.groups_per_dim)),
+            ("maxStorageBuffersPerShaderStage", u64::from(self.bindings)),
+            ("maxComputeWorkgroupStorageSize", u64::from(self.workgroup_bytes)),
+            ("maxStorageBufferBindingSize", self.max_buffer),
+            ("maxBufferSize", self.max_buffer),
+        ] {
+            limits.insert(name.to_string(), v);
+        }
+        Requirements {
+            features: profile
+                .webgpu
+                .features
+                .iter()
+                .filter(|_| false) // no kernel uses optional features yet
+                .map(|f| f.webgpu_name().to_string())
+                .collect(),
+            limits,
+        }
+    }
+}
+
+/// Checks a kernel against the profile, renders and validates it (once per
+/// distinct text) and appends its dispatch.
+#[allow(clippy::too_many_arguments)]
+fn emit(
+    dispatches: &mut Vec<Dispatch>,
+    shaders: &mut Vec<(String, String)>,
+    ids: &mut HashMap<String, usize>,
+    usage: &mut Usage,
+    node: &str,
+    k: &Kernel,
+    slots: Vec<Slot>,
+    planner: &Planner,
+) -> Result<()> {
+    let limits = &planner.profile().webgpu.limits;
+    if k.bindings.len() as u32 > limits.max_storage_buffers_per_shader_stage {
+        return Err(Error::unsupported(format!(
+            "the kernel needs {} storage buffers, over the target's maxStorageBuffersPerShaderStage {}",
+            k.bindings.len(),
+            limits.max_storage_buffers_per_shader_stage
+        )));
+    }
+    if k.workgroups.iter().any(|&g| g > limits.max_compute_workgroups_per_dimension) {
+        return Err(Error::unsupported(format!(
+            "the kernel needs {:?} workgroups, over the target's maxComputeWorkgroupsPerDimension",
+            k.workgroups
+        )));
+    }
+    if k.workgroups.contains(&0) {
+        return Ok(());
+    }
+    usage.add(k);
+    let text = k.render();
+    let next = shaders.len();
+    let id = match ids.get(&text) {
+        Some(&id) => id,
+        None => {
+            crate::validate::validate(&k.label, &text)?;
+            let op: String = k.label.split_whitespace().next().unwrap_or("kernel").chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+            shaders.push((format!("k{next:03}_{}.wgsl", op.to_lowercase()), text.clone()));
+            ids.insert(text, next);
+            next
+        }
+    };
+    dispatches.push(Dispatch {
+        shader: id,
+        bindings: slots.iter().map(|&s| planner.buffer_of(s)).collect(),
+        workgroups: k.workgroups,
+        node: node.to_string(),
+    });
+    Ok(())
+}

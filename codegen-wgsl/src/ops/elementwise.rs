@@ -1,0 +1,400 @@
+//! Elementwise ops (with ONNX multidirectional broadcasting): one thread
+//! per output element, each op a WGSL expression over its loaded inputs.
+
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+use wpc_ir::{DType, Error, Result};
+use wpc_runtime::device_data::Word;
+
+use super::index::{broadcast_strides, literal, offset, unravel};
+use crate::kernel::Kernel;
+use crate::lower::{Arg, Ctx, Lowered, Tt};
+
+const UNARY_FLOAT: &[(&str, &str)] = &[
+    ("Sqrt", "sqrt(a)"),
+    ("Exp", "exp(a)"),
+    ("Log", "log(a)"),
+    ("Sin", "sin(a)"),
+    ("Cos", "cos(a)"),
+    ("Tan", "tan(a)"),
+    ("Asin", "asin(a)"),
+    ("Acos", "acos(a)"),
+    ("Atan", "atan(a)"),
+    ("Sinh", "sinh(a)"),
+    ("Cosh", "cosh(a)"),
+    ("Tanh", "tanh(clamp(a, -15.0, 15.0))"),
+    ("Asinh", "asinh(a)"),
+    ("Acosh", "acosh(a)"),
+    ("Atanh", "atanh(a)"),
+    ("Floor", "floor(a)"),
+    ("Ceil", "ceil(a)"),
+    ("Round", "round(a)"),
+    ("Reciprocal", "1.0 / a"),
+    ("Sigmoid", "1.0 / (1.0 + exp(-a))"),
+    ("Softsign", "a / (1.0 + abs(a))"),
+    ("Softplus", "select(log(1.0 + exp(a)), a, a > 20.0)"),
+    ("Mish", "a * tanh(clamp(select(log(1.0 + exp(a)), a, a > 20.0), -15.0, 15.0))"),
+    ("HardSwish", "a * clamp(a / 6.0 + 0.5, 0.0, 1.0)"),
+    ("Erf", "erf_(a)"),
+];
+
+const OTHER: &[&str] = &[
+    "Add", "Sub", "Mul", "Div", "Pow", "Mod", "Neg", "Abs", "Sign", "Relu", "LeakyRelu", "Elu", "Selu",
+    "Celu", "Gelu", "HardSigmoid", "ThresholdedRelu", "PRelu", "Shrink", "Swish", "Clip", "Not", "And",
+    "Or", "Xor", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Where", "Min", "Max",
+    "Sum", "Mean", "IsNaN", "IsInf", "BitShift", "BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot",
+    "Cast", "CastLike",
+];
+
+pub fn is_elementwise(op: &str) -> bool {
+    UNARY_FLOAT.iter().any(|(o, _)| *o == op) || OTHER.contains(&op)
+}
+
+/// Keeps an integer result inside its ONNX type's range the way the
+/// reference does (two's-complement wrap), since the device computes in
+/// 32 bits.
+fn wrap(expr: String, dtype: DType) -> String {
+    match dtype {
+        DType::I8 => format!("(({expr}) << 24u) >> 24u"),
+        DType::I16 => format!("(({expr}) << 16u) >> 16u"),
+        DType::U8 => format!("(({expr}) & 0xffu)"),
+        DType::U16 => format!("(({expr}) & 0xffffu)"),
+        _ => expr,
+    }
+}
+
+fn bool_of(cond: &str) -> String {
+    format!("select(0u, 1u, {cond})")
+}
+
+/// The expression converting `a` (of `from`) to `to`, as the reference's
+/// `Cast` does: floats to integers truncate and saturate, integers wrap.
+fn cast(a: &str, from: &Tt, to: DType, to_word: Word, helpers: &mut BTreeSet<&'static str>) -> String {
+    if to == DType::Bool {
+        return match from.word {
+            Word::F32 => bool_of(&format!("{a} != 0.0")),
+            Word::I32 => bool_of(&format!("{a} != 0")),
+            Word::U32 => bool_of(&format!("{a} != 0u")),
+        };
+    }
+    match (from.word, to_word) {
+        (_, Word::F32) => format!("f32({a})"),
+        (Word::F32, Word::I32) => {
+            helpers.insert("f2i");
+            let (lo, hi) = match to {
+                DType::I8 => (-128.0, 127.0),
+                DType::I16 => (-32768.0, 32767.0),
+                _ => (-2147483648.0, 2147483520.0),
+            };
+            format!("f2i({a}, {lo:?}, {hi:?})")
+        }
+        (Word::F32, Word::U32) => {
+            helpers.insert("f2u");
+            let hi = match to {
+                DType::U8 => 255.0,
+                DType::U16 => 65535.0,
+                _ => 4294967040.0,
+            };
+            format!("f2u({a}, {hi:?})")
+        }
+        (_, w) => wrap(format!("{}({a})", w.wgsl()), to),
+    }
+}
+
+/// The output expression of elementwise `op`, over inputs named `a`, `b`, ...
+fn expression(ctx: &Ctx, ins: &[Tt], out: &Tt, helpers: &mut BTreeSet<&'static str>) -> Result<String> {
+    let op = ctx.node.op.as_str();
+    let attrs = ctx.attrs();
+    let w = ins.first().map(|t| t.word).unwrap_or(Word::F32);
+    let float = w == Word::F32;
+    let lit = |v: f64| literal(v, w);
+    let names: Vec<String> = (0..ins.len()).map(|i| ((b'a' + i as u8) as char).to_string()).collect();
+    let fold = |f: &dyn Fn(&str, &str) -> String| {
+        let mut e = names[0].clone();
+        for n in &names[1..] {
+            e = f(&e, n);
+        }
+        e
+    };
+    if let Some((_, e)) = UNARY_FLOAT.iter().find(|(o, _)| *o == op) {
+        if !float {
+            return Err(Error::unsupported(format!("{op} on {} tensors", ins[0].dtype)));
+        }
+        if op == "Erf" {
+            helpers.insert("erf");
+        }
+        return Ok(e.to_string());
+    }
+    let cmp = |sym: &str| bool_of(&format!("a {sym} b"));
+    let e = match op {
+        "Add" => wrap("a + b".into(), out.dtype),
+        "Sub" => wrap("a - b".into(), out.dtype),
+        "Mul" => wrap("a * b".into(), out.dtype),
+        "Div" => match w {
+            Word::F32 => "a / b".into(),
+            Word::I32 => {
+                helpers.insert("div_i");
+                wrap("div_i(a, b)".into(), out.dtype)
+            }
+            Word::U32 => {
+                helpers.insert("div_u");
+                "div_u(a, b)".into()
+            }
+        },
+        "Pow" => {
+            let b = match (w, ins[1].word) {
+                (Word::F32, Word::F32) => "b".to_string(),
+                (Word::F32, _) => "f32(b)".to_string(),
+                (_, Word::F32) => {
+                    helpers.insert("powf");
+                    return Ok(cast("powf(f32(a), b)", &Tt { word: Word::F32, ..out.clone() }, out.dtype, out.word, helpers));
+                }
+                (Word::I32, _) => {
+                    helpers.insert("powi");
+                    return Ok(wrap("powi(a, i32(b))".into(), out.dtype));
+                }
+                (Word::U32, _) => {
+                    helpers.insert("powu");
+                    return Ok(wrap("powu(a, u32(b))".into(), out.dtype));
+                }
+            };
+            helpers.insert("powf");
+            format!("powf(a, {b})")
+        }
+        "Mod" => {
+            let fmod = attrs.int("fmod", 0)? != 0;
+            match (w, fmod) {
+                (Word::F32, true) => "a % b".into(),
+                (Word::F32, false) => {
+                    helpers.insert("pymod_f");
+                    "pymod_f(a, b)".into()
+                }
+                (Word::I32, true) => {
+                    helpers.insert("fmod_i");
+                    "fmod_i(a, b)".into()
+                }
+                (Word::I32, false) => {
+                    helpers.insert("pymod_i");
+                    "pymod_i(a, b)".into()
+                }
+                (Word::U32, _) => {
+                    helpers.insert("mod_u");
+                    "mod_u(a, b)".into()
+                }
+            }
+        }
+        "Neg" => wrap("-a".into(), out.dtype),
+        "Abs" => match w {
+            Word::U32 => "a".into(),
+            _ => wrap("abs(a)".into(), out.dtype),
+        },
+        "Sign" => match w {
+            Word::U32 => "select(0u, 1u, a > 0u)".into(),
+            _ => "sign(a)".into(),
+        },
+        "Relu" => format!("max(a, {})", lit(0.0)),
+        "LeakyRelu" => format!("select({} * a, a, a >= 0.0)", lit(attrs.float("alpha", 0.01)?.into())),
+        "Elu" => format!("select({} * (exp(a) - 1.0), a, a > 0.0)", lit(attrs.float("alpha", 1.0)?.into())),
+        "Selu" => {
+            let alpha = lit(attrs.float("alpha", 1.673_263_2)?.into());
+            let gamma = lit(attrs.float("gamma", 1.050_701)?.into());
+            format!("{gamma} * select({alpha} * exp(a) - {alpha}, a, a > 0.0)")
+        }
+        "Celu" => {
+            let alpha = lit(attrs.float("alpha", 1.0)?.into());
+            format!("max(0.0, a) + min(0.0, {alpha} * (exp(a / {alpha}) - 1.0))")
+        }
+        "Gelu" => match attrs.string("approximate", "none")? {
+            "tanh" => "0.5 * a * (1.0 + tanh(clamp(0.7978845608 * (a + 0.044715 * a * a * a), -15.0, 15.0)))".into(),
+            _ => {
+                helpers.insert("erf");
+                "0.5 * a * (1.0 + erf_(a * 0.70710678118))".into()
+            }
+        },
+        "HardSigmoid" => format!(
+            "clamp({} * a + {}, 0.0, 1.0)",
+            lit(attrs.float("alpha", 0.2)?.into()),
+            lit(attrs.float("beta", 0.5)?.into())
+        ),
+        "ThresholdedRelu" => format!("select(0.0, a, a > {})", lit(attrs.float("alpha", 1.0)?.into())),
+        "PRelu" => match w {
+            Word::F32 => "select(b * a, a, a >= 0.0)".into(),
+            _ => "select(b * a, a, a >= 0)".into(),
+        },
+        "Shrink" => {
+            let bias = lit(attrs.float("bias", 0.0)?.into());
+            let lambd = lit(attrs.float("lambd", 0.5)?.into());
+            let zero = lit(0.0);
+            format!("select(select({zero}, a - {bias}, a > {lambd}), a + {bias}, a < -{lambd})")
+        }
+        "Swish" => format!("a / (1.0 + exp(-{} * a))", lit(attrs.float("alpha", 1.0)?.into())),
+        "Clip" => {
+            let (lo, hi) = if ctx.opset < 11 {
+                (
+                    attrs.opt_float("min")?.map(|v| lit(v.into())),
+                    attrs.opt_float("max")?.map(|v| lit(v.into())),
+                )
+            } else {
+                let mut next = 1;
+                let mut bound = |i: usize| {
+                    ctx.has_input(i).then(|| {
+                        let n = names[next].clone();
+                        next += 1;
+                        n
+                    })
+                };
+                (bound(1), bound(2))
+            };
+            let (mx, mn) = if float {
+                helpers.insert("fmax");
+                helpers.insert("fmin");
+                ("fmax", "fmin")
+            } else {
+                ("max", "min")
+            };
+            let mut e = "a".to_string();
+            if let Some(lo) = lo {
+                e = format!("{mx}({e}, {lo})");
+            }
+            if let Some(hi) = hi {
+                e = format!("{mn}({e}, {hi})");
+            }
+            e
+        }
+        "Not" => "1u - a".into(),
+        "And" => "a & b".into(),
+        "Or" => "a | b".into(),
+        "Xor" => "a ^ b".into(),
+        "Equal" => cmp("=="),
+        "Less" => cmp("<"),
+        "Greater" => cmp(">"),
+        "LessOrEqual" => cmp("<="),
+        "GreaterOrEqual" => cmp(">="),
+        "Where" => "select(c, b, a != 0u)".into(),
+        "Min" | "Max" => {
+            let f = match (op, float) {
+                ("Min", true) => "fmin",
+                ("Max", true) => "fmax",
+                ("Min", false) => "min",
+                _ => "max",
+            };
+            if float {
+                helpers.insert(f);
+            }
+            fold(&|x, y| format!("{f}({x}, {y})"))
+        }
+        "Sum" => wrap(fold(&|x, y| format!("{x} + {y}")), out.dtype),
+        "Mean" => format!("({}) / {}", fold(&|x, y| format!("{x} + {y}")), lit(ins.len() as f64)),
+        "IsNaN" => {
+            helpers.insert("is_nan");
+            bool_of("is_nan(a)")
+        }
+        "IsInf" => {
+            helpers.insert("is_inf");
+            let neg = attrs.int("detect_negative", 1)? != 0;
+            let pos = attrs.int("detect_positive", 1)? != 0;
+            bool_of(&format!("is_inf(a) && ((a > 0.0 && {pos}) || (a < 0.0 && {neg}))"))
+        }
+        "BitShift" => {
+            let bits = out.dtype.size() * 8;
+            let shifted = match attrs.string("direction", "")? {
+                "LEFT" => "a << min(b, 31u)",
+                "RIGHT" => "a >> min(b, 31u)",
+                other => return Err(Error::invalid(format!("unknown BitShift direction '{other}'"))),
+            };
+            // Shifting by the full width or more gives 0, as in the reference.
+            wrap(format!("select({shifted}, 0u, b >= {bits}u)"), out.dtype)
+        }
+        "BitwiseAnd" => "a & b".into(),
+        "BitwiseOr" => "a | b".into(),
+        "BitwiseXor" => "a ^ b".into(),
+        "BitwiseNot" => wrap("~a".into(), out.dtype),
+        "Cast" | "CastLike" => cast("a", &ins[0], out.dtype, out.word, helpers),
+        other => return Err(Error::unsupported(format!("{other} has no WebGPU expression"))),
+    };
+    Ok(e)
+}
+
+/// The broadcasting kernel: loads each input as `a`, `b`, ... and stores `expr`.
+pub fn broadcast_kernel(
+    ctx: &Ctx,
+    ins: &[(Tt, Vec<usize>)],
+    out: &Tt,
+    expr: &str,
+    helpers: BTreeSet<&'static str>,
+) -> Kernel {
+    let mut k = Kernel::new(format!(
+        "{} {}{:?}",
+        ctx.node.op,
+        out.dtype.name(),
+        out.shape
+    ));
+    let mut body = String::new();
+    let needs_coords = ins.iter().any(|(t, s)| t.numel() > 1 && s != &out.shape);
+    if needs_coords {
+        body.push_str(&unravel("i", &out.shape, "o"));
+    }
+    for (j, (t, shape)) in ins.iter().enumerate() {
+        let name = (b'a' + j as u8) as char;
+        k.input(&format!("in{j}"), t.word);
+        let off = if t.numel() == 1 {
+            "0u".to_string()
+        } else if shape == &out.shape {
+            "i".to_string()
+        } else {
+            offset("o", &broadcast_strides(shape, &out.shape))
+        };
+        let _ = writeln!(body, "    let {name} = in{j}[{off}];");
+    }
+    let _ = writeln!(body, "    out0[i] = {expr};");
+    k.output("out0", out.word);
+    k.helpers = helpers;
+    k.one_per_item(out.numel(), ctx.tuning().elementwise, ctx.max_groups(), &body);
+    k
+}
+
+pub fn lower(ctx: &Ctx) -> Result<Lowered> {
+    let out = ctx.output(0)?.clone();
+    let present: Vec<usize> = (0..ctx.inputs.len()).filter(|&i| ctx.has_input(i)).collect();
+    let ins: Vec<Tt> = present.iter().map(|&i| ctx.input(i).cloned()).collect::<Result<_>>()?;
+    // CastLike's second input only carries the target type.
+    let used = if ctx.node.op == "CastLike" { 1 } else { ins.len() };
+    let mut helpers = BTreeSet::new();
+    let expr = expression(ctx, &ins[..used], &out, &mut helpers)?;
+    let operands: Vec<(Tt, Vec<usize>)> = ins[..used].iter().map(|t| (t.clone(), t.shape.clone())).collect();
+    let k = broadcast_kernel(ctx, &operands, &out, &expr, helpers);
+    let mut args: Vec<Arg> = present[..used].iter().map(|&i| Arg::In(i)).collect();
+    args.push(Arg::Out(0));
+    Ok(Lowered::one(k, args))
+}
+
+/// Dropout at inference: output = input, mask (if wanted) all true.
+pub fn dropout(ctx: &Ctx) -> Result<Lowered> {
+    if let Some(t) = ctx.opt_constant(2) {
+        if t.first_bool()? {
+            return Err(Error::unsupported("Dropout in training mode (random masks) on WebGPU"));
+        }
+    } else if ctx.has_input(2) {
+        return Err(Error::unsupported("Dropout with a non-constant training_mode"));
+    }
+    let x = ctx.input(0)?;
+    let n = x.numel();
+    let mut launches = vec![crate::lower::Launch {
+        kernel: super::copy_kernel(n, ctx),
+        args: vec![Arg::In(0), Arg::Out(0)],
+    }];
+    if ctx.wants_output(1) {
+        let mut k = Kernel::new(format!("Fill bool{:?}", x.shape));
+        k.output("out0", Word::U32)
+            .one_per_item(n, ctx.tuning().elementwise, ctx.max_groups(), "    out0[i] = 1u;\n");
+        launches.push(crate::lower::Launch {
+            kernel: k,
+            args: vec![Arg::Out(1)],
+        });
+    }
+    Ok(Lowered::Launches {
+        temps: Vec::new(),
+        launches,
+    })
+}

@@ -1,0 +1,249 @@
+//! MatMul and Gemm, and the tiled GEMM template Conv also uses.
+//!
+//! A workgroup computes a `tile_m x tile_n` block of the output: each step
+//! it stages a `tile_m x k_step` slice of A and a `k_step x tile_n` slice
+//! of B in workgroup memory (B as vec4, loaded four at a time from global
+//! memory when B's rows allow it), then every thread accumulates its
+//! `per_thread` block in vec4 registers. Tile shapes come from the profile.
+
+use std::fmt::Write;
+
+use wpc_ir::{Error, Result};
+use wpc_runtime::device_data::Word;
+use wpc_targets::MatmulTile;
+
+use super::index::{broadcast_strides, literal, offset, unravel};
+use crate::kernel::Kernel;
+use crate::lower::{Arg, Ctx, Lowered, Tt};
+
+/// What one GEMM-shaped kernel computes. Code fragments see `bat` (the
+/// batch index, `u32`) and, after `prelude`, the row `m`, column `n` and
+/// depth `k` (all `u32`, in range).
+pub struct GemmSpec {
+    pub label: String,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub batch: usize,
+    /// Statements run once per thread, e.g. batch offsets.
+    pub prelude: String,
+    /// Statements assigning A[m, k] to `v`.
+    pub load_a: String,
+    /// Statements assigning B[k, n] to `v`.
+    pub load_b: String,
+    /// If set, an expression of B[k, 4*n4 .. 4*n4+3] as a `vec4<f32>`
+    /// (requires `n % 4 == 0`), used instead of `load_b`.
+    pub load_b4: Option<String>,
+    /// Statements storing `v` as output [m, n].
+    pub store: String,
+}
+
+/// Renders `spec` with `tile` into a kernel; bindings are added by the caller.
+pub fn gemm_kernel(spec: &GemmSpec, tile: &MatmulTile, max_groups: u32) -> Result<Kernel> {
+    let [wx, wy] = tile.workgroup;
+    let [tn, tm] = tile.per_thread;
+    let (tile_m, tile_n, tk) = (tile.tile_m(), tile.tile_n(), tile.k_step);
+    let threads = wx * wy;
+    let (m, n, kk) = (spec.m, spec.n, spec.k);
+    let mut k = Kernel::new(spec.label.clone());
+    k.workgroup_size = [wx, wy, 1];
+    let groups = [n.div_ceil(tile_n as usize), m.div_ceil(tile_m as usize), spec.batch];
+    if groups.iter().any(|&g| g > max_groups as usize) {
+        return Err(Error::unsupported(format!("GEMM grid {groups:?} exceeds the target's workgroup count limit")));
+    }
+    k.workgroups = [groups[0] as u32, groups[1] as u32, groups[2] as u32];
+    let _ = writeln!(
+        k.decls,
+        "var<workgroup> ta: array<f32, {}>;\nvar<workgroup> tb: array<vec4<f32>, {}>;",
+        tile_m * tk,
+        tk * tile_n / 4
+    );
+    k.workgroup_bytes = tile.workgroup_bytes();
+    let vec_n = tn / 4;
+    let mut b = String::new();
+    let _ = writeln!(
+        b,
+        "    let bat = wid.z;\n    let m0 = wid.y * {tile_m}u;\n    let n0 = wid.x * {tile_n}u;\n{}",
+        spec.prelude
+    );
+    for r in 0..tm {
+        for c in 0..vec_n {
+            let _ = writeln!(b, "    var acc{r}_{c} = vec4<f32>(0.0);");
+        }
+    }
+    let _ = writeln!(b, "    for (var k0 = 0u; k0 < {kk}u; k0 = k0 + {tk}u) {{");
+    // Stage A: tile_m x k_step scalars.
+    let _ = writeln!(
+        b,
+        "        for (var l = 0u; l < {}u; l = l + 1u) {{\n            let e = lidx + l * {threads}u;\n            let m = m0 + e / {tk}u;\n            let k = k0 + e % {tk}u;\n            var v = 0.0;\n            if (m < {m}u && k < {kk}u) {{\n{}            }}\n            ta[e] = v;\n        }}",
+        tile_m * tk / threads,
+        indent(&spec.load_a, 16)
+    );
+    // Stage B: k_step x tile_n, as vec4s.
+    match &spec.load_b4 {
+        Some(load4) => {
+            let _ = writeln!(
+                b,
+                "        for (var l = 0u; l < {}u; l = l + 1u) {{\n            let e = lidx + l * {threads}u;\n            if (e < {}u) {{\n                let k = k0 + e / {}u;\n                let n4 = n0 / 4u + e % {}u;\n                var v4 = vec4<f32>(0.0);\n                if (k < {kk}u && n4 < {}u) {{ v4 = {load4}; }}\n                tb[e] = v4;\n            }}\n        }}",
+                (tk * tile_n / 4).div_ceil(threads),
+                tk * tile_n / 4,
+                tile_n / 4,
+                tile_n / 4,
+                n / 4
+            );
+        }
+        None => {
+            let _ = writeln!(
+                b,
+                "        for (var l = 0u; l < {}u; l = l + 1u) {{\n            let e = lidx + l * {threads}u;\n            let k = k0 + e / {tile_n}u;\n            let n = n0 + e % {tile_n}u;\n            var v = 0.0;\n            if (k < {kk}u && n < {n}u) {{\n{}            }}\n            tb[e / 4u][e % 4u] = v;\n        }}",
+                tk * tile_n / threads,
+                indent(&spec.load_b, 16)
+            );
+        }
+    }
+    let _ = writeln!(b, "        workgroupBarrier();\n        for (var kk = 0u; kk < {tk}u; kk = kk + 1u) {{");
+    for c in 0..vec_n {
+        let _ = writeln!(b, "            let b{c} = tb[kk * {}u + lid.x * {vec_n}u + {c}u];", tile_n / 4);
+    }
+    for r in 0..tm {
+        let _ = writeln!(b, "            let a{r} = ta[(lid.y * {tm}u + {r}u) * {tk}u + kk];");
+        for c in 0..vec_n {
+            let _ = writeln!(b, "            acc{r}_{c} = fma(vec4<f32>(a{r}), b{c}, acc{r}_{c});");
+        }
+    }
+    let _ = writeln!(b, "        }}\n        workgroupBarrier();\n    }}");
+    for r in 0..tm {
+        let _ = writeln!(b, "    {{\n        let m = m0 + lid.y * {tm}u + {r}u;");
+        for c in 0..vec_n {
+            for j in 0..4 {
+                let _ = writeln!(
+                    b,
+                    "        {{\n            let n = n0 + lid.x * {tn}u + {}u;\n            if (m < {m}u && n < {n}u) {{\n                let v = acc{r}_{c}[{j}];\n{}            }}\n        }}",
+                    c * 4 + j,
+                    indent(&spec.store, 16)
+                );
+            }
+        }
+        let _ = writeln!(b, "    }}");
+    }
+    k.body = b;
+    Ok(k)
+}
+
+fn indent(code: &str, by: usize) -> String {
+    code.lines().map(|l| format!("{}{}\n", " ".repeat(by), l.trim_start())).collect()
+}
+
+fn float_only(ctx: &Ctx, t: &Tt) -> Result<()> {
+    if t.word != Word::F32 {
+        return Err(Error::unsupported(format!("{} on {} tensors", ctx.node.op, t.dtype)));
+    }
+    Ok(())
+}
+
+pub fn matmul(ctx: &Ctx) -> Result<Lowered> {
+    let (a, bt, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
+    float_only(ctx, a)?;
+    float_only(ctx, bt)?;
+    let a_shape = if a.shape.len() == 1 { vec![1, a.shape[0]] } else { a.shape.clone() };
+    let b_shape = if bt.shape.len() == 1 { vec![bt.shape[0], 1] } else { bt.shape.clone() };
+    let (m, kk) = (a_shape[a_shape.len() - 2], a_shape[a_shape.len() - 1]);
+    let n = b_shape[b_shape.len() - 1];
+    let batch_shape: Vec<usize> = {
+        let ra = a_shape.len() - 2;
+        let rb = b_shape.len() - 2;
+        wpc_ir::ops::util::broadcast_shapes(&[&a_shape[..ra], &b_shape[..rb]])?
+    };
+    let batch: usize = batch_shape.iter().product();
+    let a_batch = &a_shape[..a_shape.len() - 2];
+    let b_batch = &b_shape[..b_shape.len() - 2];
+    let a_bs: Vec<usize> = broadcast_strides(a_batch, &batch_shape).iter().map(|s| s * m * kk).collect();
+    let b_bs: Vec<usize> = broadcast_strides(b_batch, &batch_shape).iter().map(|s| s * kk * n).collect();
+    let prelude = format!(
+        "{}    let abase = {};\n    let bbase = {};\n    let obase = bat * {}u;\n",
+        unravel("bat", &batch_shape, "q"),
+        offset("q", &a_bs),
+        offset("q", &b_bs),
+        m * n
+    );
+    let spec = GemmSpec {
+        label: format!("MatMul f32 [{batch}x{m}x{kk}] x [{kk}x{n}]"),
+        m,
+        n,
+        k: kk,
+        batch,
+        prelude,
+        load_a: format!("v = a[abase + m * {kk}u + k];"),
+        load_b: format!("v = b[bbase + k * {n}u + n];"),
+        load_b4: None,
+        store: format!("out0[obase + m * {n}u + n] = v;"),
+    };
+    let vec4_b = n % 4 == 0;
+    let spec = if vec4_b {
+        GemmSpec {
+            load_b4: Some(format!("b[bbase / 4u + k * {}u + n4]", n / 4)),
+            ..spec
+        }
+    } else {
+        spec
+    };
+    let mut k = gemm_kernel(&spec, &ctx.tuning().matmul, ctx.max_groups())?;
+    k.input("a", Word::F32).input("b", Word::F32).output("out0", out.word);
+    if vec4_b {
+        k.vec4_bindings.push("b".into());
+    }
+    Ok(Lowered::one(k, vec![Arg::In(0), Arg::In(1), Arg::Out(0)]))
+}
+
+pub fn gemm(ctx: &Ctx) -> Result<Lowered> {
+    let (a, bt, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
+    float_only(ctx, a)?;
+    let attrs = ctx.attrs();
+    let ta = attrs.int("transA", 0)? != 0;
+    let tb = attrs.int("transB", 0)? != 0;
+    let alpha = f64::from(attrs.float("alpha", 1.0)?);
+    let beta = f64::from(attrs.float("beta", 1.0)?);
+    let (m, kk) = if ta { (a.shape[1], a.shape[0]) } else { (a.shape[0], a.shape[1]) };
+    let n = if tb { bt.shape[0] } else { bt.shape[1] };
+    let load_a = if ta { format!("v = a[k * {m}u + m];") } else { format!("v = a[m * {kk}u + k];") };
+    let load_b = if tb { format!("v = b[n * {kk}u + k];") } else { format!("v = b[k * {n}u + n];") };
+    let alpha_l = literal(alpha, Word::F32);
+    let has_c = ctx.has_input(2) && beta != 0.0;
+    let store = if has_c {
+        let c = ctx.input(2)?;
+        let cs = broadcast_strides(&c.shape, &[m, n]);
+        format!(
+            "out0[m * {n}u + n] = {alpha_l} * v + {} * c[m * {}u + n * {}u];",
+            literal(beta, Word::F32),
+            cs[0],
+            cs[1]
+        )
+    } else {
+        format!("out0[m * {n}u + n] = {alpha_l} * v;")
+    };
+    let spec = GemmSpec {
+        label: format!("Gemm f32 [{m}x{kk}] x [{kk}x{n}] transA={ta} transB={tb}"),
+        m,
+        n,
+        k: kk,
+        batch: 1,
+        prelude: String::new(),
+        load_a,
+        load_b,
+        load_b4: (!tb && n % 4 == 0).then(|| format!("b[k * {}u + n4]", n / 4)),
+        store,
+    };
+    let mut k = gemm_kernel(&spec, &ctx.tuning().matmul, ctx.max_groups())?;
+    k.input("a", Word::F32).input("b", Word::F32);
+    let mut args = vec![Arg::In(0), Arg::In(1)];
+    if has_c {
+        k.input("c", Word::F32);
+        args.push(Arg::In(2));
+    }
+    k.output("out0", out.word);
+    args.push(Arg::Out(0));
+    if spec.load_b4.is_some() {
+        k.vec4_bindings.push("b".into());
+    }
+    Ok(Lowered::one(k, args))
+}

@@ -1,0 +1,90 @@
+//! Per-op lowerings to WGSL, one module per op family. [`lowering`] is
+//! the table from op name to lowering: adding an op to the WebGPU backend
+//! means one function in its family module and one line there.
+
+pub mod elementwise;
+pub mod index;
+pub mod matmul;
+pub mod movement;
+pub mod nn;
+pub mod reduce;
+
+use wpc_runtime::device_data::Word;
+
+use crate::kernel::Kernel;
+use crate::lower::{Ctx, LowerFn};
+
+/// The WebGPU lowering of `op` in `domain`, if there is one.
+pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
+    if !domain.is_empty() && domain != "ai.onnx" {
+        return None;
+    }
+    if elementwise::is_elementwise(op) {
+        return Some(elementwise::lower);
+    }
+    Some(match op {
+        "Identity" | "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" => movement::alias,
+        "Dropout" => elementwise::dropout,
+        "Transpose" => movement::transpose,
+        "Slice" => movement::slice,
+        "Expand" => movement::expand,
+        "Tile" => movement::tile,
+        "Concat" => movement::concat,
+        "Split" => movement::split,
+        "Pad" => movement::pad,
+        "DepthToSpace" => movement::depth_to_space,
+        "SpaceToDepth" => movement::space_to_depth,
+        "Gather" => movement::gather,
+        "GatherElements" => movement::gather_elements,
+        "GatherND" => movement::gather_nd,
+        "ScatterND" => movement::scatter_nd,
+        "ScatterElements" | "Scatter" => movement::scatter_elements,
+        "Trilu" => movement::trilu,
+        "Range" => movement::range,
+        "EyeLike" => movement::eye_like,
+        "OneHot" => movement::one_hot,
+        "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2"
+        | "ReduceLogSum" | "ReduceLogSumExp" | "ReduceSumSquare" => reduce::reduce,
+        "ArgMax" | "ArgMin" => reduce::arg,
+        "Softmax" | "LogSoftmax" | "Hardmax" => reduce::softmax,
+        "CumSum" | "CumProd" => reduce::cumulative,
+        "MatMul" => matmul::matmul,
+        "Gemm" => matmul::gemm,
+        "Conv" => nn::conv,
+        "ConvTranspose" => nn::conv_transpose,
+        "MaxPool" | "AveragePool" | "LpPool" => nn::pool,
+        "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" => nn::global_pool,
+        "BatchNormalization" => nn::batch_norm,
+        "LayerNormalization" | "RMSNormalization" => nn::layer_norm,
+        "InstanceNormalization" | "GroupNormalization" | "MeanVarianceNormalization" | "LpNormalization" => {
+            nn::norm_rows
+        }
+        "LRN" => nn::lrn,
+        _ => return None,
+    })
+}
+
+/// Whether input `index` of `op` steers the kernel itself (axes, pads,
+/// slice bounds, ...) and so must be known when compiling. A model input
+/// feeding such a slot has to be frozen to a value at compile time.
+pub fn is_steering_input(op: &str, index: usize) -> bool {
+    match op {
+        "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2"
+        | "ReduceLogSum" | "ReduceLogSumExp" | "ReduceSumSquare" | "CumSum" | "CumProd" | "Trilu" => index == 1,
+        "Slice" => index >= 1,
+        "Pad" => index == 1 || index == 3,
+        _ => false,
+    }
+}
+
+/// A kernel copying `words` 32-bit words from binding 0 to binding 1.
+pub fn copy_kernel(words: usize, ctx: &Ctx) -> Kernel {
+    let mut k = Kernel::new(format!("Copy {words} words"));
+    k.input("src", Word::U32).output("dst", Word::U32).one_per_item(
+        words,
+        ctx.tuning().elementwise,
+        ctx.max_groups(),
+        "    dst[i] = src[i];\n",
+    );
+    k
+}

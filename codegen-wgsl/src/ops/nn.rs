@@ -1,0 +1,514 @@
+//! Neural-network ops: Conv (implicit GEMM on the tiled template),
+//! ConvTranspose, pooling, and the normalizations.
+
+use std::fmt::Write;
+
+use wpc_ir::ops::Window;
+use wpc_ir::ops::util::{norm_axes, norm_axis};
+use wpc_ir::{Error, Result};
+use wpc_runtime::device_data::Word;
+
+use super::elementwise::broadcast_kernel;
+use super::index::{literal, offset, strides, unravel};
+use super::matmul::{GemmSpec, gemm_kernel};
+use crate::kernel::Kernel;
+use crate::lower::{Arg, Ctx, Launch, Lowered, Tt};
+
+fn float_only(ctx: &Ctx, t: &Tt) -> Result<()> {
+    if t.word != Word::F32 {
+        return Err(Error::unsupported(format!("{} on {} tensors", ctx.node.op, t.dtype)));
+    }
+    Ok(())
+}
+
+fn lit(v: f64) -> String {
+    literal(v, Word::F32)
+}
+
+/// Conv as an implicit GEMM per (image, group): M = output channels of the
+/// group, N = output positions, K = input channels of the group x kernel
+/// positions; B is gathered from the input on the fly (im2col in the load).
+pub fn conv(ctx: &Ctx) -> Result<Lowered> {
+    let (x, w, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
+    float_only(ctx, x)?;
+    let kernel: Vec<usize> = w.shape[2..].to_vec();
+    let input = &x.shape[2..];
+    let win = Window::new(ctx.attrs(), input, &kernel)?;
+    let group = ctx.attrs().int("group", 1)?.max(1) as usize;
+    let (batch, c) = (x.shape[0], x.shape[1]);
+    let m_all = w.shape[0];
+    let (cg, mg) = (c / group, m_all / group);
+    let kp: usize = kernel.iter().product();
+    let sp: usize = input.iter().product();
+    let ns: usize = win.out.iter().product();
+    let nd = input.len();
+    let xs = strides(input);
+    let mut load_b = format!("let c = k / {kp}u;\nlet kr = k % {kp}u;\n");
+    load_b.push_str(&unravel("kr", &kernel, "kq"));
+    load_b.push_str(&unravel("n", &win.out, "oq"));
+    let mut conds = Vec::new();
+    let mut terms = Vec::new();
+    for d in 0..nd {
+        let _ = writeln!(
+            load_b,
+            "let h{d} = i32(oq{d} * {}u + kq{d} * {}u) - {};",
+            win.strides[d], win.dilations[d], win.pads[d]
+        );
+        conds.push(format!("h{d} >= 0 && h{d} < {}", input[d]));
+        terms.push(format!("u32(h{d}) * {}u", xs[d]));
+    }
+    let _ = writeln!(
+        load_b,
+        "if ({}) {{ v = x[xbase + (cbase + c) * {sp}u + {}]; }}",
+        conds.join(" && "),
+        terms.join(" + ")
+    );
+    let has_bias = ctx.has_input(2);
+    let bias = if has_bias { " + bias[grp * MGu + m]".replace("MG", &mg.to_string()) } else { String::new() };
+    let spec = GemmSpec {
+        label: format!("Conv f32 x{:?} w{:?} group {group} -> {:?}", x.shape, w.shape, out.shape),
+        m: mg,
+        n: ns,
+        k: cg * kp,
+        batch: batch * group,
+        prelude: format!(
+            "    let nb = bat / {group}u;\n    let grp = bat % {group}u;\n    let xbase = nb * {}u;\n    let cbase = grp * {cg}u;\n",
+            c * sp
+        ),
+        load_a: format!("v = w[(grp * {mg}u + m) * {}u + k];", cg * kp),
+        load_b,
+        load_b4: None,
+        store: format!("out0[(nb * {m_all}u + grp * {mg}u + m) * {ns}u + n] = v{bias};"),
+    };
+    let mut k = gemm_kernel(&spec, &ctx.tuning().conv, ctx.max_groups())?;
+    k.input("x", Word::F32).input("w", Word::F32);
+    let mut args = vec![Arg::In(0), Arg::In(1)];
+    if has_bias {
+        k.input("bias", Word::F32);
+        args.push(Arg::In(2));
+    }
+    k.output("out0", Word::F32);
+    args.push(Arg::Out(0));
+    Ok(Lowered::one(k, args))
+}
+
+/// ConvTranspose, one thread per output element gathering the inputs that
+/// scatter into it.
+pub fn conv_transpose(ctx: &Ctx) -> Result<Lowered> {
+    let (x, w, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
+    float_only(ctx, x)?;
+    let a = ctx.attrs();
+    let nd = x.shape.len() - 2;
+    let group = a.int("group", 1)?.max(1) as usize;
+    let (ci, co) = (x.shape[1], out.shape[1]);
+    let (cig, cog) = (ci / group, co / group);
+    let kernel: Vec<usize> = w.shape[2..].to_vec();
+    let input = &x.shape[2..];
+    let get = |name: &str, d: i64| -> Result<Vec<i64>> { Ok(a.opt_ints(name)?.map_or(vec![d; nd], <[i64]>::to_vec)) };
+    let (st, dil, out_pad) = (get("strides", 1)?, get("dilations", 1)?, get("output_padding", 0)?);
+    let mut pads = a.opt_ints("pads")?.map_or(vec![0; 2 * nd], <[i64]>::to_vec);
+    let auto = a.string("auto_pad", "NOTSET")?;
+    let output_shape = a.opt_ints("output_shape")?;
+    for i in 0..nd {
+        let full = st[i] * (input[i] as i64 - 1) + out_pad[i] + (kernel[i] as i64 - 1) * dil[i] + 1;
+        let target = match output_shape {
+            Some(os) => Some(os[os.len() - nd + i]),
+            None if auto == "SAME_UPPER" || auto == "SAME_LOWER" => Some(input[i] as i64 * st[i]),
+            None => None,
+        };
+        if let Some(target) = target {
+            let total = (full - target).max(0);
+            let lower_first = if output_shape.is_some() { auto == "SAME_LOWER" } else { auto != "SAME_UPPER" };
+            pads[i] = if lower_first { total - total / 2 } else { total / 2 };
+        }
+    }
+    let osp = &out.shape[2..];
+    let isp: usize = input.iter().product();
+    let kp: usize = kernel.iter().product();
+    let ist = strides(input);
+    let mut b = unravel("i", &out.shape, "o");
+    let _ = writeln!(
+        b,
+        "    let g = o1 / {cog}u;\n    let ocl = o1 % {cog}u;\n    var acc = 0.0;\n    for (var kk = 0u; kk < {kp}u; kk = kk + 1u) {{"
+    );
+    b.push_str(&unravel("kk", &kernel, "kq").replace("    let", "        let"));
+    let mut conds = Vec::new();
+    let mut terms = Vec::new();
+    for d in 0..nd {
+        let _ = writeln!(b, "        let p{d} = i32(o{}) + {} - i32(kq{d}) * {};", d + 2, pads[d], dil[d]);
+        conds.push(format!("p{d} >= 0 && p{d} % {s} == 0 && p{d} / {s} < {}", input[d], s = st[d]));
+        terms.push(format!("u32(p{d} / {}) * {}u", st[d], ist[d]));
+    }
+    let _ = writeln!(
+        b,
+        "        if ({}) {{\n            let ioff = {};\n            for (var c = 0u; c < {cig}u; c = c + 1u) {{\n                let ic = g * {cig}u + c;\n                acc = acc + x[(o0 * {ci}u + ic) * {isp}u + ioff] * w[(ic * {cog}u + ocl) * {kp}u + kk];\n            }}\n        }}\n    }}",
+        conds.join(" && "),
+        terms.join(" + ")
+    );
+    let has_bias = ctx.has_input(2);
+    let _ = writeln!(b, "    out0[i] = acc{};", if has_bias { " + bias[o1]" } else { "" });
+    let mut k = Kernel::new(format!("ConvTranspose f32 x{:?} w{:?} -> {:?}", x.shape, w.shape, out.shape));
+    k.input("x", Word::F32).input("w", Word::F32);
+    let mut args = vec![Arg::In(0), Arg::In(1)];
+    if has_bias {
+        k.input("bias", Word::F32);
+        args.push(Arg::In(2));
+    }
+    k.output("out0", Word::F32);
+    args.push(Arg::Out(0));
+    let _ = osp;
+    k.one_per_item(out.numel(), ctx.tuning().pool, ctx.max_groups(), &b);
+    Ok(Lowered::one(k, args))
+}
+
+/// MaxPool / AveragePool / LpPool: one thread per output, looping over its window.
+pub fn pool(ctx: &Ctx) -> Result<Lowered> {
+    let (x, out) = (ctx.input(0)?, ctx.output(0)?);
+    float_only(ctx, x)?;
+    let kernel: Vec<usize> = ctx
+        .attrs()
+        .opt_ints("kernel_shape")?
+        .ok_or_else(|| Error::invalid("pooling needs 'kernel_shape'"))?
+        .iter()
+        .map(|&k| k as usize)
+        .collect();
+    let input = &x.shape[2..];
+    let win = Window::new(ctx.attrs(), input, &kernel)?;
+    let nd = input.len();
+    let isp: usize = input.iter().product();
+    let osp: usize = win.out.iter().product();
+    let kp: usize = kernel.iter().product();
+    let ist = strides(input);
+    let op = ctx.node.op.as_str();
+    let include_pad = ctx.attrs().int("count_include_pad", 0)? != 0;
+    let p = ctx.attrs().int("p", 2)? as f64;
+    let wants_idx = ctx.wants_output(1);
+    if wants_idx && ctx.attrs().int("storage_order", 0)? != 0 {
+        return Err(Error::unsupported("MaxPool indices in column-major storage order"));
+    }
+    let mut b = format!("    let pl = i / {osp}u;\n    let os = i % {osp}u;\n");
+    b.push_str(&unravel("os", &win.out, "o"));
+    let init = if op == "MaxPool" { "bitcast<f32>(0xff800000u)" } else { "0.0" };
+    let _ = writeln!(b, "    var acc = {init};\n    var arg = 0u;\n    var count = 0u;\n    var padded = 0u;\n    for (var kk = 0u; kk < {kp}u; kk = kk + 1u) {{");
+    b.push_str(&unravel("kk", &kernel, "kq").replace("    let", "        let"));
+    let mut inside = Vec::new();
+    let mut in_pad = Vec::new();
+    let mut terms = Vec::new();
+    for d in 0..nd {
+        let _ = writeln!(
+            b,
+            "        let h{d} = i32(o{d} * {}u + kq{d} * {}u) - {};",
+            win.strides[d], win.dilations[d], win.pads[d]
+        );
+        inside.push(format!("h{d} >= 0 && h{d} < {}", input[d]));
+        in_pad.push(format!("h{d} >= -{} && h{d} < {}", win.pads[d], input[d] + win.pads[d + nd]));
+        terms.push(format!("u32(h{d}) * {}u", ist[d]));
+    }
+    let _ = writeln!(b, "        if ({}) {{ padded = padded + 1u; }}", in_pad.join(" && "));
+    let update = match op {
+        "MaxPool" => "if (v > acc) { acc = v; arg = off; }".to_string(),
+        "AveragePool" => "acc = acc + v;".to_string(),
+        _ => format!("acc = acc + pow(abs(v), {});", lit(p)),
+    };
+    let _ = writeln!(
+        b,
+        "        if ({}) {{\n            let off = {};\n            let v = x[pl * {isp}u + off];\n            count = count + 1u;\n            {update}\n        }}\n    }}",
+        inside.join(" && "),
+        terms.join(" + ")
+    );
+    let result = match op {
+        "MaxPool" => "acc".to_string(),
+        "AveragePool" if include_pad => "acc / f32(max(padded, 1u))".to_string(),
+        "AveragePool" => "acc / f32(max(count, 1u))".to_string(),
+        _ => format!("pow(acc, {})", lit(1.0 / p)),
+    };
+    let _ = writeln!(b, "    out0[i] = {result};");
+    let mut k = Kernel::new(format!("{op} f32{:?} kernel {kernel:?}", x.shape));
+    k.input("x", Word::F32).output("out0", Word::F32);
+    let mut args = vec![Arg::In(0), Arg::Out(0)];
+    if wants_idx {
+        let iw = ctx.output(1)?.word;
+        let _ = writeln!(b, "    out1[i] = {}(pl * {isp}u + arg);", iw.wgsl());
+        k.output("out1", iw);
+        args.push(Arg::Out(1));
+    }
+    k.one_per_item(out.numel(), ctx.tuning().pool, ctx.max_groups(), &b);
+    Ok(Lowered::one(k, args))
+}
+
+pub fn global_pool(ctx: &Ctx) -> Result<Lowered> {
+    let x = ctx.input(0)?;
+    float_only(ctx, x)?;
+    let len: usize = x.shape[2..].iter().product();
+    let rows = x.shape[0] * x.shape[1];
+    let (pre, post) = match ctx.node.op.as_str() {
+        "GlobalMaxPool" => ("", "m"),
+        "GlobalLpPool" => {
+            let p = ctx.attrs().int("p", 2)? as f64;
+            return row_norm(ctx, RowSpec::contiguous(rows, len, Stat::LpPool(p)), None);
+        }
+        _ => ("mean", ""),
+    };
+    let _ = (pre, post);
+    let stat = if ctx.node.op == "GlobalMaxPool" { Stat::Max } else { Stat::Mean };
+    row_norm(ctx, RowSpec::contiguous(rows, len, stat), None)
+}
+
+pub fn batch_norm(ctx: &Ctx) -> Result<Lowered> {
+    let x = ctx.input(0)?;
+    float_only(ctx, x)?;
+    if ctx.attrs().int("training_mode", 0)? != 0 || ctx.wants_output(1) {
+        return Err(Error::unsupported("BatchNormalization in training mode on WebGPU"));
+    }
+    let eps = lit(f64::from(ctx.attrs().float("epsilon", 1e-5)?));
+    let c = x.shape.get(1).copied().unwrap_or(1);
+    let mut per_channel = vec![c];
+    per_channel.extend(std::iter::repeat_n(1, x.shape.len().saturating_sub(2)));
+    let mut ins = vec![(x.clone(), x.shape.clone())];
+    for i in 1..5 {
+        ins.push((ctx.input(i)?.clone(), per_channel.clone()));
+    }
+    let expr = format!("(a - d) / sqrt(e + {eps}) * b + c");
+    let k = broadcast_kernel(ctx, &ins, ctx.output(0)?, &expr, Default::default());
+    Ok(Lowered::one(k, (0..5).map(Arg::In).chain([Arg::Out(0)]).collect()))
+}
+
+/// What a row kernel computes over each row.
+#[derive(Clone, Copy)]
+enum Stat {
+    /// Subtract the mean, divide by sqrt(variance + eps).
+    Standardize(f64),
+    /// Divide by sqrt(mean of squares + eps) (RMSNorm).
+    Rms(f64),
+    /// Divide by the Lp norm (p = 1 or 2).
+    Lp(u32),
+    /// Write the row's mean / max / Lp norm as one value.
+    Mean,
+    Max,
+    LpPool(f64),
+}
+
+/// Rows over a (possibly virtual) shape: `kept` axes index rows, `reduced`
+/// axes index elements within a row.
+struct RowSpec {
+    shape: Vec<usize>,
+    reduced: Vec<usize>,
+    stat: Stat,
+}
+
+impl RowSpec {
+    fn contiguous(rows: usize, len: usize, stat: Stat) -> RowSpec {
+        RowSpec { shape: vec![rows, len], reduced: vec![1], stat }
+    }
+}
+
+/// Scale and bias of a normalization: WGSL index expressions over the
+/// coordinates (`o{j}` for kept axes, `r{j}` for reduced ones, in order).
+struct Affine {
+    scale: String,
+    bias: Option<String>,
+}
+
+fn row_norm(ctx: &Ctx, spec: RowSpec, affine: Option<Affine>) -> Result<Lowered> {
+    let rank = spec.shape.len();
+    let kept: Vec<usize> = (0..rank).filter(|d| !spec.reduced.contains(d)).collect();
+    let st = strides(&spec.shape);
+    let kept_shape: Vec<usize> = kept.iter().map(|&d| spec.shape[d]).collect();
+    let red_shape: Vec<usize> = spec.reduced.iter().map(|&d| spec.shape[d]).collect();
+    let rows: usize = kept_shape.iter().product();
+    let len: usize = red_shape.iter().product();
+    let wg = ctx.tuning().reduction;
+    let mut k = Kernel::new(format!("{} f32{:?} rows {rows} x {len}", ctx.node.op, spec.shape));
+    k.input("x", Word::F32);
+    let mut args = vec![Arg::In(0)];
+    if let Some(a) = &affine {
+        k.input("scale", Word::F32);
+        args.push(Arg::In(1));
+        if a.bias.is_some() {
+            k.input("bias", Word::F32);
+            args.push(Arg::In(2));
+        }
+    }
+    k.output("out0", Word::F32);
+    args.push(Arg::Out(0));
+    let _ = writeln!(k.decls, "var<workgroup> part: array<f32, {wg}>;");
+    k.workgroup_bytes = wg * 4;
+    k.helpers.insert("fmax");
+    let tree = |var: &str, comb: &str| {
+        let step = comb.replace("$a", "part[lidx]").replace("$b", "part[lidx + s]");
+        format!(
+            "    part[lidx] = {var};\n    workgroupBarrier();\n    for (var s = {}u; s > 0u; s = s >> 1u) {{\n        if (lidx < s) {{ part[lidx] = {step}; }}\n        workgroupBarrier();\n    }}\n    {var} = part[0];\n    workgroupBarrier();\n",
+            wg / 2
+        )
+    };
+    let red_off = offset("r", &spec.reduced.iter().map(|&d| st[d]).collect::<Vec<_>>());
+    let each = |code: &str| {
+        format!(
+            "    for (var j = lidx; j < {len}u; j = j + {wg}u) {{\n{}        let x = xin[base + {red_off}];\n        {code}\n    }}\n",
+            unravel("j", &red_shape, "r").replace("    let", "        let")
+        )
+        .replace("xin[", "x[")
+    };
+    let mut b = unravel("row", &kept_shape, "o");
+    let _ = writeln!(b, "    let base = {};", offset("o", &kept.iter().map(|&d| st[d]).collect::<Vec<_>>()));
+    let n = lit(len as f64);
+    let value = match spec.stat {
+        Stat::Standardize(eps) => {
+            let _ = write!(b, "    var mean = 0.0;\n{}", each("mean = mean + x;"));
+            b.push_str(&tree("mean", "$a + $b"));
+            let _ = write!(b, "    mean = mean / {n};\n    var q = 0.0;\n{}", each("q = q + (x - mean) * (x - mean);"));
+            b.push_str(&tree("q", "$a + $b"));
+            let _ = writeln!(b, "    let inv = 1.0 / sqrt(q / {n} + {});", lit(eps));
+            Some("(x - mean) * inv")
+        }
+        Stat::Rms(eps) => {
+            let _ = write!(b, "    var q = 0.0;\n{}", each("q = q + x * x;"));
+            b.push_str(&tree("q", "$a + $b"));
+            let _ = writeln!(b, "    let inv = 1.0 / sqrt(q / {n} + {});", lit(eps));
+            Some("x * inv")
+        }
+        Stat::Lp(p) => {
+            let acc = if p == 1 { "q = q + abs(x);" } else { "q = q + x * x;" };
+            let _ = write!(b, "    var q = 0.0;\n{}", each(acc));
+            b.push_str(&tree("q", "$a + $b"));
+            let norm = if p == 1 { "q" } else { "sqrt(q)" };
+            let _ = writeln!(b, "    let inv = select(1.0 / {norm}, 0.0, q == 0.0);");
+            Some("x * inv")
+        }
+        Stat::Mean | Stat::Max | Stat::LpPool(_) => {
+            let (init, acc, comb, fin) = match spec.stat {
+                Stat::Mean => ("0.0".to_string(), "q = q + x;".to_string(), "$a + $b", format!("q / {n}")),
+                Stat::Max => ("bitcast<f32>(0xff800000u)".to_string(), "q = fmax(q, x);".to_string(), "fmax($a, $b)", "q".to_string()),
+                Stat::LpPool(p) => ("0.0".to_string(), format!("q = q + pow(abs(x), {});", lit(p)), "$a + $b", format!("pow(q, {})", lit(1.0 / p))),
+                _ => unreachable!("matched above"),
+            };
+            let _ = write!(b, "    var q = {init};\n{}", each(&acc));
+            b.push_str(&tree("q", comb));
+            let _ = writeln!(b, "    if (lidx == 0u) {{ out0[row] = {fin}; }}");
+            None
+        }
+    };
+    if let Some(v) = value {
+        let mut y = format!("({v})");
+        if let Some(a) = &affine {
+            y = format!("{y} * scale[{}]", a.scale);
+            if let Some(bias) = &a.bias {
+                y = format!("{y} + bias[{bias}]");
+            }
+        }
+        b.push_str(&each(&format!("out0[base + {red_off}] = {y};")));
+    }
+    // Optional statistics outputs (LayerNormalization's Mean and InvStdDev).
+    if let Stat::Standardize(_) | Stat::Rms(_) = spec.stat {
+        for (i, name) in [(1usize, "mean"), (2, "inv")] {
+            if ctx.wants_output(i) && ctx.node.op == "LayerNormalization" {
+                k.output(&format!("out{i}"), Word::F32);
+                args.push(Arg::Out(i));
+                let _ = writeln!(b, "    if (lidx == 0u) {{ out{i}[row] = {name}; }}");
+            }
+        }
+    }
+    k.one_group_per_item(rows, wg, ctx.max_groups(), &b);
+    Ok(Lowered::one(k, args))
+}
+
+pub fn layer_norm(ctx: &Ctx) -> Result<Lowered> {
+    let x = ctx.input(0)?;
+    float_only(ctx, x)?;
+    let rank = x.shape.len();
+    let axis = norm_axis(ctx.attrs().int("axis", -1)?, rank)?;
+    let eps = f64::from(ctx.attrs().float("epsilon", 1e-5)?);
+    let rows: usize = x.shape[..axis].iter().product();
+    let norm_shape = &x.shape[axis..];
+    let len: usize = norm_shape.iter().product();
+    // Scale and bias broadcast over the normalized dims; index them by the
+    // element's position within the row (`r0`).
+    let index_of = |t: &Tt| {
+        if t.shape == norm_shape {
+            "r0".to_string()
+        } else if t.numel() == 1 {
+            "0u".to_string()
+        } else {
+            let bs = super::index::broadcast_strides(&t.shape, norm_shape);
+            let mut s = String::new();
+            let ns = strides(norm_shape);
+            let terms: Vec<String> = (0..norm_shape.len())
+                .filter(|&d| bs[d] != 0)
+                .map(|d| format!("((r0 / {}u) % {}u) * {}u", ns[d], norm_shape[d], bs[d]))
+                .collect();
+            s.push_str(&if terms.is_empty() { "0u".into() } else { terms.join(" + ") });
+            s
+        }
+    };
+    let scale = index_of(ctx.input(1)?);
+    let bias = if ctx.has_input(2) { Some(index_of(ctx.input(2)?)) } else { None };
+    let stat = if ctx.node.op == "RMSNormalization" { Stat::Rms(eps) } else { Stat::Standardize(eps) };
+    row_norm(ctx, RowSpec::contiguous(rows, len, stat), Some(Affine { scale, bias }))
+}
+
+pub fn norm_rows(ctx: &Ctx) -> Result<Lowered> {
+    let x = ctx.input(0)?;
+    float_only(ctx, x)?;
+    let rank = x.shape.len();
+    let eps = f64::from(ctx.attrs().float("epsilon", 1e-5)?);
+    match ctx.node.op.as_str() {
+        "InstanceNormalization" => {
+            let (rows, len) = (x.shape[0] * x.shape[1], x.shape[2..].iter().product());
+            let c = x.shape[1];
+            let affine = Affine { scale: format!("o0 % {c}u"), bias: Some(format!("o0 % {c}u")) };
+            row_norm(ctx, RowSpec::contiguous(rows, len, Stat::Standardize(eps)), Some(affine))
+        }
+        "GroupNormalization" => {
+            let g = ctx.attrs().int("num_groups", 1)? as usize;
+            let c = x.shape[1];
+            let sp: usize = x.shape[2..].iter().product();
+            let rows = x.shape[0] * g;
+            let len = c / g * sp;
+            // Opset 18 has one scale per group, opset 21 one per channel.
+            let idx = if ctx.input(1)?.numel() == g {
+                format!("o0 % {g}u")
+            } else {
+                format!("(o0 % {g}u) * {}u + r0 / {sp}u", c / g)
+            };
+            let affine = Affine { scale: idx.clone(), bias: Some(idx) };
+            row_norm(ctx, RowSpec::contiguous(rows, len, Stat::Standardize(eps)), Some(affine))
+        }
+        "MeanVarianceNormalization" => {
+            let axes = match ctx.attrs().opt_ints("axes")? {
+                Some(a) => norm_axes(a, rank)?,
+                None => vec![0, 2, 3],
+            };
+            let spec = RowSpec { shape: x.shape.clone(), reduced: axes, stat: Stat::Standardize(1e-9) };
+            row_norm(ctx, spec, None)
+        }
+        _ => {
+            let axis = norm_axis(ctx.attrs().int("axis", -1)?, rank)?;
+            let p = ctx.attrs().int("p", 2)? as u32;
+            let spec = RowSpec { shape: x.shape.clone(), reduced: vec![axis], stat: Stat::Lp(p) };
+            row_norm(ctx, spec, None)
+        }
+    }
+}
+
+pub fn lrn(ctx: &Ctx) -> Result<Lowered> {
+    let (x, out) = (ctx.input(0)?, ctx.output(0)?);
+    float_only(ctx, x)?;
+    let a = ctx.attrs();
+    let size = a.int("size", 0)? as usize;
+    let (alpha, beta, bias) = (f64::from(a.float("alpha", 1e-4)?), f64::from(a.float("beta", 0.75)?), f64::from(a.float("bias", 1.0)?));
+    let ch = x.shape[1];
+    let inner: usize = x.shape[2..].iter().product();
+    let (lo, hi) = ((size - 1) / 2, size.div_ceil(2) - 1);
+    let b = format!(
+        "    let k = (i / {inner}u) % {ch}u;\n    let base = i - k * {inner}u;\n    var sq = 0.0;\n    for (var j = select(0u, k - {lo}u, k >= {lo}u); j <= min(k + {hi}u, {}u); j = j + 1u) {{ let v = x[base + j * {inner}u]; sq = sq + v * v; }}\n    out0[i] = x[i] / pow({} + {} * sq, {});\n",
+        ch - 1,
+        lit(bias),
+        lit(alpha / size as f64),
+        lit(beta)
+    );
+    let mut k = Kernel::new(format!("LRN f32{:?} size {size}", x.shape));
+    k.input("x", Word::F32).output("out0", Word::F32);
+    k.one_per_item(out.numel(), ctx.tuning().elementwise, ctx.max_groups(), &b);
+    let _ = Launch { kernel: k.clone(), args: vec![] };
+    Ok(Lowered::one(k, vec![Arg::In(0), Arg::Out(0)]))
+}

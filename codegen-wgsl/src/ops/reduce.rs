@@ -1,0 +1,206 @@
+//! Reductions (ReduceX, ArgMax/ArgMin), softmax-like row ops and
+//! cumulative sums. Reductions and softmax give each output (or row) one
+//! workgroup: threads stride over the reduced elements, then combine
+//! through workgroup memory in a tree.
+
+use std::fmt::Write;
+
+use wpc_ir::ops::util::{norm_axes, norm_axis};
+use wpc_ir::{Error, Result};
+use wpc_runtime::device_data::Word;
+
+use super::index::{literal, offset, strides, unravel};
+use crate::kernel::Kernel;
+use crate::lower::{Arg, Ctx, Lowered};
+
+/// Declares `var<workgroup> {name}: array<{ty}, {size}>` on `k`.
+fn shared(k: &mut Kernel, name: &str, ty: &str, size: u32) {
+    let _ = writeln!(k.decls, "var<workgroup> {name}: array<{ty}, {size}>;");
+    k.workgroup_bytes += size * 4;
+}
+
+/// Code that combines every lane's `{var}` into `{array}[0]` with
+/// `comb(a, b)` (an expression over `a` and `b`), then reads it back into
+/// `{var}` on every lane. `comb` uses `$a` and `$b` for the operands.
+fn tree(var: &str, array: &str, size: u32, comb: &str) -> String {
+    let step = comb.replace("$a", &format!("{array}[lidx]")).replace("$b", &format!("{array}[lidx + s]"));
+    format!(
+        "    {array}[lidx] = {var};\n    workgroupBarrier();\n    for (var s = {}u; s > 0u; s = s >> 1u) {{\n        if (lidx < s) {{ {array}[lidx] = {step}; }}\n        workgroupBarrier();\n    }}\n    {var} = {array}[0];\n    workgroupBarrier();\n",
+        size / 2
+    )
+}
+
+/// How each ReduceX op starts, maps, combines and finishes.
+struct Reducer {
+    init: f64,
+    pre: &'static str,
+    comb: &'static str,
+    post: &'static str,
+}
+
+fn reducer(op: &str, w: Word) -> Reducer {
+    let (lo, hi) = match w {
+        Word::F32 => (f64::NEG_INFINITY, f64::INFINITY),
+        Word::I32 => (i32::MIN as f64, i32::MAX as f64),
+        Word::U32 => (0.0, u32::MAX as f64),
+    };
+    let r = |init, pre, comb, post| Reducer { init, pre, comb, post };
+    match op {
+        "ReduceMax" => r(lo, "$x", "max($a, $b)", "$v"),
+        "ReduceMin" => r(hi, "$x", "min($a, $b)", "$v"),
+        "ReduceProd" => r(1.0, "$x", "$a * $b", "$v"),
+        "ReduceMean" => r(0.0, "$x", "$a + $b", "$v / $N"),
+        "ReduceL1" => r(0.0, "abs($x)", "$a + $b", "$v"),
+        "ReduceL2" => r(0.0, "$x * $x", "$a + $b", "sqrt($v)"),
+        "ReduceSumSquare" => r(0.0, "$x * $x", "$a + $b", "$v"),
+        "ReduceLogSum" => r(0.0, "$x", "$a + $b", "log($v)"),
+        "ReduceLogSumExp" => r(0.0, "exp($x)", "$a + $b", "log($v)"),
+        _ => r(0.0, "$x", "$a + $b", "$v"),
+    }
+}
+
+pub fn reduce(ctx: &Ctx) -> Result<Lowered> {
+    let (x, out) = (ctx.input(0)?, ctx.output(0)?);
+    let rank = x.shape.len();
+    let axes_from_input = ctx.opset >= 18 || (ctx.node.op == "ReduceSum" && ctx.opset >= 13);
+    let axes = if axes_from_input { ctx.ints(1, "")? } else { ctx.attrs().opt_ints("axes")?.map(<[i64]>::to_vec) };
+    let axes = match axes {
+        Some(a) if !a.is_empty() => norm_axes(&a, rank)?,
+        _ if ctx.attrs().int("noop_with_empty_axes", 0)? != 0 => {
+            let k = super::copy_kernel(x.numel(), ctx);
+            return Ok(Lowered::one(k, vec![Arg::In(0), Arg::Out(0)]));
+        }
+        _ => (0..rank).collect(),
+    };
+    let st = strides(&x.shape);
+    let kept: Vec<usize> = (0..rank).filter(|d| !axes.contains(d)).collect();
+    let kept_shape: Vec<usize> = kept.iter().map(|&d| x.shape[d]).collect();
+    let red_shape: Vec<usize> = axes.iter().map(|&d| x.shape[d]).collect();
+    let n_red: usize = red_shape.iter().product();
+    let rows: usize = kept_shape.iter().product();
+    let r = reducer(&ctx.node.op, x.word);
+    let wg = ctx.tuning().reduction;
+    let ty = x.word.wgsl();
+    let lit = |v: f64| literal(v, x.word);
+    let mut k = Kernel::new(format!("{} {}{:?} axes {:?}", ctx.node.op, x.dtype.name(), x.shape, axes));
+    k.input("in0", x.word).output("out0", out.word);
+    shared(&mut k, "part", ty, wg);
+    let mut body = unravel("row", &kept_shape, "o");
+    let base = offset("o", &kept.iter().map(|&d| st[d]).collect::<Vec<_>>());
+    let _ = writeln!(body, "    let base = {base};\n    var v = {};", lit(r.init));
+    let _ = writeln!(body, "    for (var j = lidx; j < {n_red}u; j = j + {wg}u) {{");
+    body.push_str(&unravel("j", &red_shape, "r").replace("    let", "        let"));
+    let red_off = offset("r", &axes.iter().map(|&d| st[d]).collect::<Vec<_>>());
+    let pre = r.pre.replace("$x", &format!("in0[base + {red_off}]"));
+    let comb_v = r.comb.replace("$a", "v").replace("$b", "y");
+    let _ = writeln!(body, "        let y = {pre};\n        v = {comb_v};\n    }}");
+    body.push_str(&tree("v", "part", wg, r.comb));
+    let post = r.post.replace("$v", "v").replace("$N", &lit(n_red as f64));
+    let _ = writeln!(body, "    if (lidx == 0u) {{ out0[row] = {post}; }}");
+    k.one_group_per_item(rows, wg, ctx.max_groups(), &body);
+    Ok(Lowered::one(k, vec![Arg::In(0), Arg::Out(0)]))
+}
+
+pub fn arg(ctx: &Ctx) -> Result<Lowered> {
+    let (x, out) = (ctx.input(0)?, ctx.output(0)?);
+    let rank = x.shape.len();
+    let axis = norm_axis(ctx.attrs().int("axis", 0)?, rank)?;
+    let last = ctx.attrs().int("select_last_index", 0)? != 0;
+    let better = match (ctx.node.op.as_str(), last) {
+        ("ArgMax", false) => ">",
+        ("ArgMax", true) => ">=",
+        (_, false) => "<",
+        (_, true) => "<=",
+    };
+    let st = strides(&x.shape);
+    let outer: Vec<usize> = (0..rank).filter(|&d| d != axis).collect();
+    let outer_shape: Vec<usize> = outer.iter().map(|&d| x.shape[d]).collect();
+    let mut body = unravel("i", &outer_shape, "o");
+    let base = offset("o", &outer.iter().map(|&d| st[d]).collect::<Vec<_>>());
+    let s = st[axis];
+    let _ = write!(
+        body,
+        "    let base = {base};\n    var best = in0[base];\n    var at = 0u;\n    for (var j = 1u; j < {}u; j = j + 1u) {{\n        let y = in0[base + j * {s}u];\n        if (y {better} best) {{ best = y; at = j; }}\n    }}\n    out0[i] = {}(at);\n",
+        x.shape[axis],
+        out.word.wgsl()
+    );
+    let mut k = Kernel::new(format!("{} {}{:?} axis {axis}", ctx.node.op, x.dtype.name(), x.shape));
+    k.input("in0", x.word).output("out0", out.word);
+    k.one_per_item(outer_shape.iter().product(), ctx.tuning().elementwise, ctx.max_groups(), &body);
+    Ok(Lowered::one(k, vec![Arg::In(0), Arg::Out(0)]))
+}
+
+/// Softmax, LogSoftmax and Hardmax over one axis (or, before opset 13, over
+/// everything from `axis` on): one workgroup per row.
+pub fn softmax(ctx: &Ctx) -> Result<Lowered> {
+    let x = ctx.input(0)?;
+    if x.word != Word::F32 {
+        return Err(Error::unsupported(format!("{} on {}", ctx.node.op, x.dtype)));
+    }
+    let rank = x.shape.len();
+    let default_axis = if ctx.opset >= 13 { -1 } else { 1 };
+    let axis = norm_axis(ctx.attrs().int("axis", default_axis)?, rank.max(1))?;
+    let (len, inner) = if ctx.opset >= 13 {
+        (x.shape[axis], x.shape[axis + 1..].iter().product::<usize>())
+    } else {
+        (x.shape[axis..].iter().product::<usize>(), 1)
+    };
+    let rows = x.numel() / len.max(1);
+    let wg = ctx.tuning().reduction;
+    let mut k = Kernel::new(format!("{} {}{:?} axis {axis}", ctx.node.op, x.dtype.name(), x.shape));
+    k.input("in0", Word::F32).output("out0", Word::F32);
+    k.helpers.insert("fmax");
+    shared(&mut k, "part", "f32", wg);
+    let mut body = format!(
+        "    let base = (row / {inner}u) * {}u + row % {inner}u;\n    var m = bitcast<f32>(0xff800000u);\n    for (var j = lidx; j < {len}u; j = j + {wg}u) {{ m = fmax(m, in0[base + j * {inner}u]); }}\n",
+        len * inner
+    );
+    body.push_str(&tree("m", "part", wg, "fmax($a, $b)"));
+    match ctx.node.op.as_str() {
+        "Hardmax" => {
+            shared(&mut k, "first", "u32", wg);
+            let _ = write!(
+                body,
+                "    var f = {len}u;\n    for (var j = lidx; j < {len}u; j = j + {wg}u) {{ if (in0[base + j * {inner}u] == m) {{ f = min(f, j); }} }}\n{}    for (var j = lidx; j < {len}u; j = j + {wg}u) {{ out0[base + j * {inner}u] = select(0.0, 1.0, j == f); }}\n",
+                tree("f", "first", wg, "min($a, $b)")
+            );
+        }
+        op => {
+            let _ = write!(
+                body,
+                "    var s = 0.0;\n    for (var j = lidx; j < {len}u; j = j + {wg}u) {{ s = s + exp(in0[base + j * {inner}u] - m); }}\n{}",
+                tree("s", "part", wg, "$a + $b")
+            );
+            let value = if op == "LogSoftmax" { "x - m - log(s)" } else { "exp(x - m) / s" };
+            let _ = writeln!(
+                body,
+                "    for (var j = lidx; j < {len}u; j = j + {wg}u) {{ let x = in0[base + j * {inner}u]; out0[base + j * {inner}u] = {value}; }}"
+            );
+        }
+    }
+    k.one_group_per_item(rows, wg, ctx.max_groups(), &body);
+    Ok(Lowered::one(k, vec![Arg::In(0), Arg::Out(0)]))
+}
+
+pub fn cumulative(ctx: &Ctx) -> Result<Lowered> {
+    let (x, out) = (ctx.input(0)?, ctx.output(0)?);
+    let axis = norm_axis(ctx.constant(1)?.first_i64()?, x.shape.len())?;
+    let exclusive = ctx.attrs().int("exclusive", 0)? != 0;
+    let reverse = ctx.attrs().int("reverse", 0)? != 0;
+    let (n, s) = (x.shape[axis], strides(&x.shape)[axis]);
+    let (init, op) = if ctx.node.op == "CumProd" { (1.0, "*") } else { (0.0, "+") };
+    let (from, to) = match (reverse, exclusive) {
+        (false, false) => ("0u".to_string(), "p + 1u".to_string()),
+        (false, true) => ("0u".to_string(), "p".to_string()),
+        (true, false) => ("p".to_string(), format!("{n}u")),
+        (true, true) => ("p + 1u".to_string(), format!("{n}u")),
+    };
+    let body = format!(
+        "    let p = (i / {s}u) % {n}u;\n    let base = i - p * {s}u;\n    var v = {};\n    for (var q = {from}; q < {to}; q = q + 1u) {{ v = v {op} in0[base + q * {s}u]; }}\n    out0[i] = v;\n",
+        literal(init, x.word)
+    );
+    let mut k = Kernel::new(format!("{} {}{:?} axis {axis}", ctx.node.op, x.dtype.name(), x.shape));
+    k.input("in0", x.word).output("out0", out.word);
+    k.one_per_item(out.numel(), ctx.tuning().elementwise, ctx.max_groups(), &body);
+    Ok(Lowered::one(k, vec![Arg::In(0), Arg::Out(0)]))
+}

@@ -1,0 +1,259 @@
+//! `wpc compile`: a model and a target profile in, a bundle out.
+//!
+//! This is the library entry point build scripts call:
+//!
+//! ```no_run
+//! let profile = wpc::targets::builtin("safari")?;
+//! let options = wpc::compile::Options::new(profile);
+//! let bundle = wpc::compile::compile_file("model.onnx".as_ref(), &options)?;
+//! bundle.write("model.wpc".as_ref())?;
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use wpc_ir::{Dim, Error, Model, Shape};
+use wpc_runtime::bundle::sha256_hex;
+use wpc_runtime::manifest::{self, DimInfo, Manifest, ModelInfo, Shard, ShardRange, TensorInfo, Variant};
+use wpc_runtime::Bundle;
+use wpc_targets::Profile;
+
+/// Weight shards are cut at this size so browsers can fetch, verify and
+/// cache them piecewise.
+pub const SHARD_BYTES: usize = 16 << 20;
+
+/// How to compile.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub profile: Profile,
+    /// Sizes for symbolic dims (`batch` → 1).
+    pub dims: HashMap<String, usize>,
+    /// Compute float64 as float32 instead of refusing it.
+    pub demote_f64: bool,
+    /// Model inputs fixed to a value at compile time (they leave the
+    /// bundle's inputs). Needed for inputs that steer kernels, such as the
+    /// `axes` of a reduction fed as a model input.
+    pub frozen: HashMap<String, wpc_ir::Tensor>,
+}
+
+impl Options {
+    pub fn new(profile: Profile) -> Options {
+        Options {
+            profile,
+            dims: HashMap::new(),
+            demote_f64: false,
+            frozen: HashMap::new(),
+        }
+    }
+}
+
+/// The declared shape of each model input and output, before binding.
+fn tensor_infos(model: &Model, values: &[wpc_ir::ValueId]) -> Vec<TensorInfo> {
+    let g = &model.graph;
+    values
+        .iter()
+        .map(|&v| {
+            let value = g.value(v);
+            let (dtype, dims) = match g.constants.get(&v) {
+                Some(t) => (t.dtype(), t.shape().iter().map(|&d| Dim::Known(d)).collect()),
+                None => (
+                    value.ty.dtype.unwrap_or(wpc_ir::DType::F32),
+                    value.ty.shape.dims().map(<[Dim]>::to_vec).unwrap_or_default(),
+                ),
+            };
+            TensorInfo {
+                name: value.name.clone(),
+                dtype: dtype.name().to_string(),
+                shape: dims
+                    .iter()
+                    .map(|d| match d {
+                        Dim::Known(n) => DimInfo::Size(*n as u64),
+                        Dim::Symbol(s) => DimInfo::Symbol(s.clone()),
+                        Dim::Unknown => DimInfo::Symbol("?".into()),
+                    })
+                    .collect(),
+                bound: Vec::new(),
+            }
+        })
+        .collect()
+}
+
+/// Replaces every symbolic input dim by its size from `dims`; an unbound
+/// symbol or unknown dim is an error naming the input.
+pub fn bind_dims(model: &mut Model, dims: &HashMap<String, usize>) -> wpc_ir::Result<()> {
+    let g = &mut model.graph;
+    for v in g.inputs.clone() {
+        if g.constants.contains_key(&v) {
+            continue;
+        }
+        let value = g.value(v);
+        let Some(shape) = value.ty.shape.dims() else {
+            return Err(Error::unsupported(format!("input '{}' has no declared shape; WebGPU kernels need static shapes", value.name)));
+        };
+        let sizes = shape
+            .iter()
+            .map(|d| match d {
+                Dim::Known(n) => Ok(*n),
+                Dim::Symbol(s) => dims.get(s).copied().ok_or_else(|| {
+                    Error::invalid(format!("input '{}' has symbolic dim '{s}'; give its size with --dim {s}=N", value.name))
+                }),
+                Dim::Unknown => Err(Error::invalid(format!(
+                    "input '{}' has a dim of unknown size; the model must name it or fix it",
+                    value.name
+                ))),
+            })
+            .collect::<wpc_ir::Result<Vec<_>>>()?;
+        g.value_mut(v).ty.shape = Shape::known(&sizes);
+    }
+    Ok(())
+}
+
+/// Turns the named model inputs into constants.
+pub fn freeze_inputs(model: &mut Model, frozen: &HashMap<String, wpc_ir::Tensor>) -> wpc_ir::Result<()> {
+    let g = &mut model.graph;
+    for (name, t) in frozen {
+        let v = g
+            .inputs
+            .iter()
+            .copied()
+            .find(|&v| g.value(v).name == *name)
+            .ok_or_else(|| Error::invalid(format!("cannot freeze '{name}': the model has no such input")))?;
+        g.inputs.retain(|&i| i != v);
+        g.value_mut(v).ty = wpc_ir::ValueType::of(t);
+        g.constants.insert(v, t.clone());
+    }
+    Ok(())
+}
+
+/// The model inputs that feed kernel-steering slots (see
+/// [`wpc_codegen_wgsl::ops::is_steering_input`]), by name.
+pub fn steering_inputs(model: &Model) -> Vec<String> {
+    let g = &model.graph;
+    let mut names = Vec::new();
+    for n in g.node_ids() {
+        let node = g.node(n);
+        for (i, v) in node.inputs.iter().enumerate() {
+            if let Some(v) = v
+                && g.inputs.contains(v)
+                && wpc_codegen_wgsl::ops::is_steering_input(&node.op, i)
+                && !names.contains(&g.value(*v).name)
+            {
+                names.push(g.value(*v).name.clone());
+            }
+        }
+    }
+    names
+}
+
+fn check_steering_inputs(model: &Model) -> wpc_ir::Result<()> {
+    let names = steering_inputs(model);
+    if names.is_empty() {
+        return Ok(());
+    }
+    Err(Error::unsupported(format!(
+        "model input(s) {} steer kernels (axes, pads or slice bounds) and must be fixed at compile time: freeze them with --freeze NAME=FILE.npy",
+        names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", ")
+    )))
+}
+
+/// Compiles an in-memory model. `source` is the model file's bytes (for
+/// the manifest's hash) and `name` its file name.
+pub fn compile_model(model: &Model, name: &str, source: &[u8], options: &Options) -> wpc_ir::Result<Bundle> {
+    wpc_ir::ops::check_model(model)?;
+    let mut bound = model.clone();
+    freeze_inputs(&mut bound, &options.frozen)?;
+    check_steering_inputs(&bound)?;
+    let mut inputs = tensor_infos(&bound, &bound.graph.inputs);
+    let mut outputs = tensor_infos(&bound, &bound.graph.outputs);
+    bind_dims(&mut bound, &options.dims)?;
+    wpc_passes::optimize(&mut bound)?;
+    let compiled = wpc_codegen_wgsl::compile(
+        &bound,
+        &options.profile,
+        &wpc_codegen_wgsl::Options {
+            demote_f64: options.demote_f64,
+        },
+    )?;
+    let g = &bound.graph;
+    for (info, &v) in inputs.iter_mut().zip(&g.inputs).chain(outputs.iter_mut().zip(&g.outputs)) {
+        info.bound = match g.constants.get(&v) {
+            Some(t) => t.shape().iter().map(|&d| d as u64).collect(),
+            None => g.value(v).ty.shape.concrete().unwrap_or_default().iter().map(|&d| d as u64).collect(),
+        };
+    }
+    let mut variant = compiled.variant;
+    let mut files = std::collections::BTreeMap::new();
+    for (file, text) in compiled.shaders {
+        files.insert(file, text.into_bytes());
+    }
+    // Pack weights into shards in the order kernels first use them.
+    let mut shards: Vec<Vec<u8>> = Vec::new();
+    for (buffer, bytes) in compiled.weights {
+        if shards.last().is_none_or(|s| !s.is_empty() && s.len() + bytes.len() > SHARD_BYTES) {
+            shards.push(Vec::new());
+        }
+        let shard = shards.len() - 1;
+        let current = shards.last_mut().expect("pushed above");
+        variant.buffers[buffer].init = Some(ShardRange {
+            shard,
+            offset: current.len() as u64,
+            bytes: bytes.len() as u64,
+        });
+        current.extend_from_slice(&bytes);
+    }
+    let shards = shards
+        .into_iter()
+        .enumerate()
+        .map(|(i, bytes)| {
+            let file = format!("weights-{i:03}.bin");
+            let shard = Shard {
+                file: file.clone(),
+                bytes: bytes.len() as u64,
+                sha256: sha256_hex(&bytes),
+                priority: i as u32,
+            };
+            files.insert(file, bytes);
+            shard
+        })
+        .collect();
+    Ok(Bundle {
+        manifest: Manifest {
+            format: manifest::FORMAT.into(),
+            version: manifest::VERSION,
+            model: ModelInfo {
+                name: name.to_string(),
+                producer: model.producer.clone(),
+                sha256: sha256_hex(source),
+            },
+            target: options.profile.name.clone(),
+            inputs,
+            outputs,
+            shards,
+            variants: vec![Variant::WebGpu(variant)],
+        },
+        files,
+    })
+}
+
+/// Reads, checks and compiles a model file; errors name the file.
+pub fn compile_file(path: &Path, options: &Options) -> Result<Bundle> {
+    let model = crate::load(path)?;
+    let source = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    compile_model(&model, &name, &source, options).map_err(|e| anyhow::Error::new(e.within(path.display().to_string())))
+}
+
+/// The bundle's WebGPU variant (every bundle wpc writes has one).
+pub fn webgpu_variant(bundle: &Bundle) -> &wpc_runtime::manifest::WebGpuVariant {
+    bundle
+        .manifest
+        .variants
+        .iter()
+        .map(|v| match v {
+            Variant::WebGpu(w) => w,
+        })
+        .next()
+        .expect("compile_model always adds a WebGPU variant")
+}
