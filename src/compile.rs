@@ -15,9 +15,11 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use wpc_ir::{Dim, Error, Model, Shape};
-use wpc_runtime::bundle::sha256_hex;
-use wpc_runtime::manifest::{self, DimInfo, Manifest, ModelInfo, Shard, ShardRange, TensorInfo, Variant};
 use wpc_runtime::Bundle;
+use wpc_runtime::bundle::sha256_hex;
+use wpc_runtime::manifest::{
+    self, DimInfo, Manifest, ModelInfo, Shard, ShardRange, TensorInfo, Variant,
+};
 use wpc_targets::Profile;
 
 /// Weight shards are cut at this size so browsers can fetch, verify and
@@ -57,10 +59,18 @@ fn tensor_infos(model: &Model, values: &[wpc_ir::ValueId]) -> Vec<TensorInfo> {
         .map(|&v| {
             let value = g.value(v);
             let (dtype, dims) = match g.constants.get(&v) {
-                Some(t) => (t.dtype(), t.shape().iter().map(|&d| Dim::Known(d)).collect()),
+                Some(t) => (
+                    t.dtype(),
+                    t.shape().iter().map(|&d| Dim::Known(d)).collect(),
+                ),
                 None => (
                     value.ty.dtype.unwrap_or(wpc_ir::DType::F32),
-                    value.ty.shape.dims().map(<[Dim]>::to_vec).unwrap_or_default(),
+                    value
+                        .ty
+                        .shape
+                        .dims()
+                        .map(<[Dim]>::to_vec)
+                        .unwrap_or_default(),
                 ),
             };
             TensorInfo {
@@ -90,14 +100,20 @@ pub fn bind_dims(model: &mut Model, dims: &HashMap<String, usize>) -> wpc_ir::Re
         }
         let value = g.value(v);
         let Some(shape) = value.ty.shape.dims() else {
-            return Err(Error::unsupported(format!("input '{}' has no declared shape; WebGPU kernels need static shapes", value.name)));
+            return Err(Error::unsupported(format!(
+                "input '{}' has no declared shape; WebGPU kernels need static shapes",
+                value.name
+            )));
         };
         let sizes = shape
             .iter()
             .map(|d| match d {
                 Dim::Known(n) => Ok(*n),
                 Dim::Symbol(s) => dims.get(s).copied().ok_or_else(|| {
-                    Error::invalid(format!("input '{}' has symbolic dim '{s}'; give its size with --dim {s}=N", value.name))
+                    Error::invalid(format!(
+                        "input '{}' has symbolic dim '{s}'; give its size with --dim {s}=N",
+                        value.name
+                    ))
                 }),
                 Dim::Unknown => Err(Error::invalid(format!(
                     "input '{}' has a dim of unknown size; the model must name it or fix it",
@@ -111,7 +127,10 @@ pub fn bind_dims(model: &mut Model, dims: &HashMap<String, usize>) -> wpc_ir::Re
 }
 
 /// Turns the named model inputs into constants.
-pub fn freeze_inputs(model: &mut Model, frozen: &HashMap<String, wpc_ir::Tensor>) -> wpc_ir::Result<()> {
+pub fn freeze_inputs(
+    model: &mut Model,
+    frozen: &HashMap<String, wpc_ir::Tensor>,
+) -> wpc_ir::Result<()> {
     let g = &mut model.graph;
     for (name, t) in frozen {
         let v = g
@@ -119,7 +138,11 @@ pub fn freeze_inputs(model: &mut Model, frozen: &HashMap<String, wpc_ir::Tensor>
             .iter()
             .copied()
             .find(|&v| g.value(v).name == *name)
-            .ok_or_else(|| Error::invalid(format!("cannot freeze '{name}': the model has no such input")))?;
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "cannot freeze '{name}': the model has no such input"
+                ))
+            })?;
         g.inputs.retain(|&i| i != v);
         g.value_mut(v).ty = wpc_ir::ValueType::of(t);
         g.constants.insert(v, t.clone());
@@ -154,13 +177,22 @@ fn check_steering_inputs(model: &Model) -> wpc_ir::Result<()> {
     }
     Err(Error::unsupported(format!(
         "model input(s) {} steer kernels (axes, pads or slice bounds) and must be fixed at compile time: freeze them with --freeze NAME=FILE.npy",
-        names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", ")
+        names
+            .iter()
+            .map(|n| format!("'{n}'"))
+            .collect::<Vec<_>>()
+            .join(", ")
     )))
 }
 
 /// Compiles an in-memory model. `source` is the model file's bytes (for
 /// the manifest's hash) and `name` its file name.
-pub fn compile_model(model: &Model, name: &str, source: &[u8], options: &Options) -> wpc_ir::Result<Bundle> {
+pub fn compile_model(
+    model: &Model,
+    name: &str,
+    source: &[u8],
+    options: &Options,
+) -> wpc_ir::Result<Bundle> {
     wpc_ir::ops::check_model(model)?;
     let mut bound = model.clone();
     freeze_inputs(&mut bound, &options.frozen)?;
@@ -177,10 +209,22 @@ pub fn compile_model(model: &Model, name: &str, source: &[u8], options: &Options
         },
     )?;
     let g = &bound.graph;
-    for (info, &v) in inputs.iter_mut().zip(&g.inputs).chain(outputs.iter_mut().zip(&g.outputs)) {
+    for (info, &v) in inputs
+        .iter_mut()
+        .zip(&g.inputs)
+        .chain(outputs.iter_mut().zip(&g.outputs))
+    {
         info.bound = match g.constants.get(&v) {
             Some(t) => t.shape().iter().map(|&d| d as u64).collect(),
-            None => g.value(v).ty.shape.concrete().unwrap_or_default().iter().map(|&d| d as u64).collect(),
+            None => g
+                .value(v)
+                .ty
+                .shape
+                .concrete()
+                .unwrap_or_default()
+                .iter()
+                .map(|&d| d as u64)
+                .collect(),
         };
     }
     let mut variant = compiled.variant;
@@ -191,7 +235,10 @@ pub fn compile_model(model: &Model, name: &str, source: &[u8], options: &Options
     // Pack weights into shards in the order kernels first use them.
     let mut shards: Vec<Vec<u8>> = Vec::new();
     for (buffer, bytes) in compiled.weights {
-        if shards.last().is_none_or(|s| !s.is_empty() && s.len() + bytes.len() > SHARD_BYTES) {
+        if shards
+            .last()
+            .is_none_or(|s| !s.is_empty() && s.len() + bytes.len() > SHARD_BYTES)
+        {
             shards.push(Vec::new());
         }
         let shard = shards.len() - 1;
@@ -241,8 +288,12 @@ pub fn compile_model(model: &Model, name: &str, source: &[u8], options: &Options
 pub fn compile_file(path: &Path, options: &Options) -> Result<Bundle> {
     let model = crate::load(path)?;
     let source = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    compile_model(&model, &name, &source, options).map_err(|e| anyhow::Error::new(e.within(path.display().to_string())))
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    compile_model(&model, &name, &source, options)
+        .map_err(|e| anyhow::Error::new(e.within(path.display().to_string())))
 }
 
 /// The bundle's WebGPU variant (every bundle wpc writes has one).

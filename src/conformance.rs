@@ -99,7 +99,9 @@ pub struct WebGpu {
 /// hold is unsupported, anything the GPU rejects is a compiler bug.
 pub fn runtime_error(e: wpc_runtime::Error) -> wpc_ir::Error {
     match e {
-        wpc_runtime::Error::Input(msg) if msg.contains("does not fit") => wpc_ir::Error::unsupported(msg),
+        wpc_runtime::Error::Input(msg) if msg.contains("does not fit") => {
+            wpc_ir::Error::unsupported(msg)
+        }
         wpc_runtime::Error::Input(msg) => wpc_ir::Error::invalid(msg),
         other => wpc_ir::Error::new(ErrorKind::Internal, other.to_string()),
     }
@@ -131,7 +133,8 @@ impl Backend for WebGpu {
             }
         }
         let bundle = crate::compile::compile_model(&model, "model.onnx", &[], &options)?;
-        let session = wpc_runtime::webgpu::Session::load(&self.gpu, &bundle).map_err(runtime_error)?;
+        let session =
+            wpc_runtime::webgpu::Session::load(&self.gpu, &bundle).map_err(runtime_error)?;
         session.run(&fed).map_err(runtime_error)
     }
 
@@ -140,7 +143,10 @@ impl Backend for WebGpu {
     fn tolerance(&self, dtype: wpc_ir::DType) -> Tolerance {
         let t = Tolerance::for_dtype(dtype);
         if dtype.is_float() {
-            Tolerance { rtol: t.rtol, atol: t.atol.max(1e-4) }
+            Tolerance {
+                rtol: t.rtol,
+                atol: t.atol.max(1e-4),
+            }
         } else {
             t
         }

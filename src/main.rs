@@ -227,7 +227,9 @@ fn dispatch(cli: Cli) -> Result<()> {
                 let (name, path) = f
                     .split_once('=')
                     .with_context(|| format!("--freeze '{f}': expected NAME=FILE.npy"))?;
-                options.frozen.insert(name.to_string(), wpc::npy::read(Path::new(path))?);
+                options
+                    .frozen
+                    .insert(name.to_string(), wpc::npy::read(Path::new(path))?);
             }
             let out = output.unwrap_or_else(|| model.with_extension("wpc"));
             let bundle = wpc::compile::compile_file(&model, &options)?;
@@ -289,16 +291,11 @@ fn dispatch(cli: Cli) -> Result<()> {
                     &webgpu
                 }
             };
-            let report = conformance::run_all(
-                &dir,
-                runner,
-                filter.as_deref(),
-                threads,
-                &|done, total| {
+            let report =
+                conformance::run_all(&dir, runner, filter.as_deref(), threads, &|done, total| {
                     bar.set_length(total as u64);
                     bar.set_position(done as u64);
-                },
-            )?;
+                })?;
             bar.finish_and_clear();
             print!("{}", report.render(verbose));
             if let Some(path) = json {
@@ -388,7 +385,13 @@ fn run_webgpu(
         .map(|t| {
             let dtype = wpc_ir::DType::ALL.into_iter().find(|d| d.name() == t.dtype);
             let shape: Vec<usize> = t.bound.iter().map(|&d| d as usize).collect();
-            (t.name.clone(), wpc_ir::ValueType { dtype, shape: wpc_ir::Shape::known(&shape) })
+            (
+                t.name.clone(),
+                wpc_ir::ValueType {
+                    dtype,
+                    shape: wpc_ir::Shape::known(&shape),
+                },
+            )
         })
         .collect();
     let given = inputs
@@ -403,7 +406,9 @@ fn run_webgpu(
     let gpu = wpc::runtime::webgpu::Gpu::new()?;
     let session = wpc::runtime::webgpu::Session::load(&gpu, &bundle)
         .with_context(|| path.display().to_string())?;
-    let results = session.run(&ordered).with_context(|| path.display().to_string())?;
+    let results = session
+        .run(&ordered)
+        .with_context(|| path.display().to_string())?;
     let outputs: Vec<(String, wpc_ir::Tensor)> = bundle
         .manifest
         .outputs

@@ -6,8 +6,12 @@
 /// The WGSL source of helper `name`.
 pub fn source(name: &str) -> &'static str {
     match name {
-        "is_nan" => "fn is_nan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }\n",
-        "is_inf" => "fn is_inf(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) == 0x7f800000u; }\n",
+        "is_nan" => {
+            "fn is_nan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }\n"
+        }
+        "is_inf" => {
+            "fn is_inf(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) == 0x7f800000u; }\n"
+        }
         // Abramowitz & Stegun 7.1.26: |error| < 1.5e-7.
         "erf" => concat!(
             "fn erf_(x: f32) -> f32 {\n",
@@ -70,10 +74,16 @@ pub fn source(name: &str) -> &'static str {
             "    return select(r, r + b, r != 0 && ((r < 0) != (b < 0)));\n",
             "}\n"
         ),
-        "fmod_i" => "fn fmod_i(a: i32, b: i32) -> i32 { if (b == 0) { return 0; } return a % b; }\n",
+        "fmod_i" => {
+            "fn fmod_i(a: i32, b: i32) -> i32 { if (b == 0) { return 0; } return a % b; }\n"
+        }
         "div_i" => "fn div_i(a: i32, b: i32) -> i32 { if (b == 0) { return 0; } return a / b; }\n",
-        "div_u" => "fn div_u(a: u32, b: u32) -> u32 { if (b == 0u) { return 0u; } return a / b; }\n",
-        "mod_u" => "fn mod_u(a: u32, b: u32) -> u32 { if (b == 0u) { return 0u; } return a % b; }\n",
+        "div_u" => {
+            "fn div_u(a: u32, b: u32) -> u32 { if (b == 0u) { return 0u; } return a / b; }\n"
+        }
+        "mod_u" => {
+            "fn mod_u(a: u32, b: u32) -> u32 { if (b == 0u) { return 0u; } return a % b; }\n"
+        }
         // Float to int as Rust's `as`: NaN to 0, saturating at the bounds.
         "f2i" => concat!(
             "fn f2i(x: f32, lo: f32, hi: f32) -> i32 {\n",

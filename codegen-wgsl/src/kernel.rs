@@ -73,7 +73,13 @@ impl Kernel {
     /// Threads are spread over a 1-D range of `n` items in workgroups of
     /// `size`; the body sees the item index as `i` (already bounds-checked).
     /// Dispatches wider than `max_groups` fold into a second dimension.
-    pub fn one_per_item(&mut self, n: usize, size: u32, max_groups: u32, body: &str) -> &mut Kernel {
+    pub fn one_per_item(
+        &mut self,
+        n: usize,
+        size: u32,
+        max_groups: u32,
+        body: &str,
+    ) -> &mut Kernel {
         self.workgroup_size = [size, 1, 1];
         self.workgroups = grid(n.div_ceil(size as usize), max_groups);
         self.body = format!(
@@ -85,10 +91,18 @@ impl Kernel {
     /// One workgroup per item of `n`: the body sees the item as `row`
     /// (uniform across the workgroup, so barriers are allowed) and the
     /// thread's lane as `lidx`.
-    pub fn one_group_per_item(&mut self, n: usize, size: u32, max_groups: u32, body: &str) -> &mut Kernel {
+    pub fn one_group_per_item(
+        &mut self,
+        n: usize,
+        size: u32,
+        max_groups: u32,
+        body: &str,
+    ) -> &mut Kernel {
         self.workgroup_size = [size, 1, 1];
         self.workgroups = grid(n, max_groups);
-        self.body = format!("    let row = wid.y * nwg.x + wid.x;\n    if (row >= {n}u) {{ return; }}\n{body}");
+        self.body = format!(
+            "    let row = wid.y * nwg.x + wid.x;\n    if (row >= {n}u) {{ return; }}\n{body}"
+        );
         self
     }
 
@@ -103,7 +117,11 @@ impl Kernel {
             } else {
                 b.word.wgsl().to_string()
             };
-            let _ = writeln!(s, "@group(0) @binding({i}) var<storage, {access}> {}: array<{elem}>;", b.name);
+            let _ = writeln!(
+                s,
+                "@group(0) @binding({i}) var<storage, {access}> {}: array<{elem}>;",
+                b.name
+            );
         }
         for h in &self.helpers {
             s.push_str(crate::helpers::source(h));

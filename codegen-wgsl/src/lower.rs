@@ -62,7 +62,10 @@ pub struct Launch {
 #[derive(Clone, Debug)]
 pub enum Lowered {
     /// Dispatches in order; `temps` are scratch sizes in 32-bit words.
-    Launches { temps: Vec<usize>, launches: Vec<Launch> },
+    Launches {
+        temps: Vec<usize>,
+        launches: Vec<Launch>,
+    },
     /// Output 0 is input 0's buffer reinterpreted (Reshape and friends).
     Alias,
 }
@@ -96,7 +99,10 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn max_groups(&self) -> u32 {
-        self.profile.webgpu.limits.max_compute_workgroups_per_dimension
+        self.profile
+            .webgpu
+            .limits
+            .max_compute_workgroups_per_dimension
     }
 
     pub fn has_input(&self, i: usize) -> bool {
@@ -149,7 +155,10 @@ pub type LowerFn = fn(&Ctx) -> Result<Lowered>;
 fn static_type(g: &Graph, v: ValueId, opts: &Options) -> Result<Tt> {
     let value = g.value(v);
     let dtype = value.ty.dtype.ok_or_else(|| {
-        Error::unsupported(format!("the dtype of '{}' is not known at compile time", value.name))
+        Error::unsupported(format!(
+            "the dtype of '{}' is not known at compile time",
+            value.name
+        ))
     })?;
     let shape = value.ty.shape.concrete().ok_or_else(|| {
         Error::unsupported(format!(
@@ -179,21 +188,26 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
             slot_of.insert(v, planner.pinned(t.numel(), &g.value(v).name)?);
         }
     }
-    let mut constant_slot = |v: ValueId, planner: &mut Planner, slot_of: &mut HashMap<ValueId, Slot>| -> Result<Slot> {
-        if let Some(&s) = slot_of.get(&v) {
-            return Ok(s);
-        }
-        let t = &g.constants[&v];
-        let name = &g.value(v).name;
-        let word = Word::for_dtype(t.dtype(), opts.demote_f64).ok_or_else(|| {
-            Error::unsupported(format!("constant '{name}' is {}, which WGSL cannot hold", t.dtype()))
-        })?;
-        let bytes = to_bytes(t, word, &format!("constant '{name}'")).map_err(|e| Error::unsupported(e.to_string()))?;
-        let slot = planner.pinned(t.len(), name)?;
-        weights.push((slot, bytes));
-        slot_of.insert(v, slot);
-        Ok(slot)
-    };
+    let mut constant_slot =
+        |v: ValueId, planner: &mut Planner, slot_of: &mut HashMap<ValueId, Slot>| -> Result<Slot> {
+            if let Some(&s) = slot_of.get(&v) {
+                return Ok(s);
+            }
+            let t = &g.constants[&v];
+            let name = &g.value(v).name;
+            let word = Word::for_dtype(t.dtype(), opts.demote_f64).ok_or_else(|| {
+                Error::unsupported(format!(
+                    "constant '{name}' is {}, which WGSL cannot hold",
+                    t.dtype()
+                ))
+            })?;
+            let bytes = to_bytes(t, word, &format!("constant '{name}'"))
+                .map_err(|e| Error::unsupported(e.to_string()))?;
+            let slot = planner.pinned(t.len(), name)?;
+            weights.push((slot, bytes));
+            slot_of.insert(v, slot);
+            Ok(slot)
+        };
     for &v in &g.outputs {
         if g.constants.contains_key(&v) {
             constant_slot(v, &mut planner, &mut slot_of)?;
@@ -219,10 +233,15 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
         let node = g.node(n);
         let within = |e: Error| e.within(node.context());
         let lower = crate::ops::lowering(&node.domain, &node.op).ok_or_else(|| {
-            within(Error::unsupported(format!("op {} has no WebGPU kernel yet", node.op)))
+            within(Error::unsupported(format!(
+                "op {} has no WebGPU kernel yet",
+                node.op
+            )))
         })?;
         let types = |vs: &[Option<ValueId>]| -> Result<Vec<Option<Tt>>> {
-            vs.iter().map(|v| v.map(|v| static_type(g, v, opts)).transpose()).collect()
+            vs.iter()
+                .map(|v| v.map(|v| static_type(g, v, opts)).transpose())
+                .collect()
         };
         let ctx = Ctx {
             node,
@@ -230,26 +249,41 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
             profile,
             inputs: types(&node.inputs).map_err(within)?,
             outputs: types(&node.outputs).map_err(within)?,
-            consts: node.inputs.iter().map(|v| v.and_then(|v| g.constants.get(&v))).collect(),
+            consts: node
+                .inputs
+                .iter()
+                .map(|v| v.and_then(|v| g.constants.get(&v)))
+                .collect(),
         };
         // Nothing to compute for empty outputs (their buffers still exist).
         let empty = ctx.outputs.iter().flatten().all(|t| t.numel() == 0);
         let lowered = if empty {
-            Lowered::Launches { temps: Vec::new(), launches: Vec::new() }
+            Lowered::Launches {
+                temps: Vec::new(),
+                launches: Vec::new(),
+            }
         } else {
             lower(&ctx).map_err(within)?
         };
         let mut in_slots = Vec::new();
         for v in &node.inputs {
             in_slots.push(match v {
-                Some(v) if g.constants.contains_key(v) => Some(constant_slot(*v, &mut planner, &mut slot_of).map_err(within)?),
-                Some(v) => Some(*slot_of.get(v).ok_or_else(|| within(Error::invalid("input read before it is computed")))?),
+                Some(v) if g.constants.contains_key(v) => {
+                    Some(constant_slot(*v, &mut planner, &mut slot_of).map_err(within)?)
+                }
+                Some(v) => {
+                    Some(*slot_of.get(v).ok_or_else(|| {
+                        within(Error::invalid("input read before it is computed"))
+                    })?)
+                }
                 None => None,
             });
         }
         match lowered {
             Lowered::Alias => {
-                let (Some(src), Some(dst)) = (node.inputs[0], node.outputs.first().copied().flatten()) else {
+                let (Some(src), Some(dst)) =
+                    (node.inputs[0], node.outputs.first().copied().flatten())
+                else {
                     return Err(within(Error::invalid("alias needs an input and an output")));
                 };
                 let r = *root.get(&src).unwrap_or(&src);
@@ -257,7 +291,16 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
                     // A graph output that is a view of another value: copy it.
                     let words = static_type(g, dst, opts).map_err(within)?.numel();
                     let k = crate::ops::copy_kernel(words, &ctx);
-                    emit(&mut dispatches, &mut shaders, &mut shader_ids, &mut usage, &node.name, &k, vec![in_slots[0].expect("checked"), pinned], &planner)?;
+                    emit(
+                        &mut dispatches,
+                        &mut shaders,
+                        &mut shader_ids,
+                        &mut usage,
+                        &node.name,
+                        &k,
+                        vec![in_slots[0].expect("checked"), pinned],
+                        &planner,
+                    )?;
                 } else {
                     slot_of.insert(dst, in_slots[0].expect("checked"));
                     root.insert(dst, r);
@@ -294,9 +337,23 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
                             Arg::Temp(i) => temp_slots.get(i).copied(),
                         })
                         .collect::<Option<Vec<_>>>()
-                        .ok_or_else(|| within(Error::new(wpc_ir::ErrorKind::Internal, "kernel argument out of range")))?;
-                    emit(&mut dispatches, &mut shaders, &mut shader_ids, &mut usage, &node.name, &launch.kernel, slots, &planner)
-                        .map_err(within)?;
+                        .ok_or_else(|| {
+                            within(Error::new(
+                                wpc_ir::ErrorKind::Internal,
+                                "kernel argument out of range",
+                            ))
+                        })?;
+                    emit(
+                        &mut dispatches,
+                        &mut shaders,
+                        &mut shader_ids,
+                        &mut usage,
+                        &node.name,
+                        &launch.kernel,
+                        slots,
+                        &planner,
+                    )
+                    .map_err(within)?;
                 }
                 for s in temp_slots {
                     planner.release(s);
@@ -348,7 +405,10 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
     let buffers = planner.buffers();
     usage.max_buffer = buffers.iter().map(|b| b.bytes).max().unwrap_or(0);
     let peak_bytes = buffers.iter().map(|b| b.bytes).sum();
-    let weights = weights.into_iter().map(|(slot, bytes)| (planner.buffer_of(slot), bytes)).collect();
+    let weights = weights
+        .into_iter()
+        .map(|(slot, bytes)| (planner.buffer_of(slot), bytes))
+        .collect();
     Ok(Compiled {
         variant: WebGpuVariant {
             requires: usage.requirements(profile),
@@ -382,7 +442,9 @@ impl Usage {
         self.workgroup_x = self.workgroup_x.max(x);
         self.workgroup_y = self.workgroup_y.max(y);
         self.invocations = self.invocations.max(x * y * z);
-        self.groups_per_dim = self.groups_per_dim.max(*k.workgroups.iter().max().unwrap_or(&1));
+        self.groups_per_dim = self
+            .groups_per_dim
+            .max(*k.workgroups.iter().max().unwrap_or(&1));
         self.bindings = self.bindings.max(k.bindings.len() as u32);
         self.workgroup_bytes = self.workgroup_bytes.max(k.workgroup_bytes);
     }
@@ -392,10 +454,19 @@ impl Usage {
         for (name, v) in [
             ("maxComputeWorkgroupSizeX", u64::from(self.workgroup_x)),
             ("maxComputeWorkgroupSizeY", u64::from(self.workgroup_y)),
-            ("maxComputeInvocationsPerWorkgroup", u64::from(self.invocations)),
-            ("maxComputeWorkgroupsPerDimension", u64::from(self.groups_per_dim)),
+            (
+                "maxComputeInvocationsPerWorkgroup",
+                u64::from(self.invocations),
+            ),
+            (
+                "maxComputeWorkgroupsPerDimension",
+                u64::from(self.groups_per_dim),
+            ),
             ("maxStorageBuffersPerShaderStage", u64::from(self.bindings)),
-            ("maxComputeWorkgroupStorageSize", u64::from(self.workgroup_bytes)),
+            (
+                "maxComputeWorkgroupStorageSize",
+                u64::from(self.workgroup_bytes),
+            ),
             ("maxStorageBufferBindingSize", self.max_buffer),
             ("maxBufferSize", self.max_buffer),
         ] {
@@ -435,7 +506,10 @@ fn emit(
             limits.max_storage_buffers_per_shader_stage
         )));
     }
-    if k.workgroups.iter().any(|&g| g > limits.max_compute_workgroups_per_dimension) {
+    if k.workgroups
+        .iter()
+        .any(|&g| g > limits.max_compute_workgroups_per_dimension)
+    {
         return Err(Error::unsupported(format!(
             "the kernel needs {:?} workgroups, over the target's maxComputeWorkgroupsPerDimension",
             k.workgroups
@@ -451,8 +525,18 @@ fn emit(
         Some(&id) => id,
         None => {
             crate::validate::validate(&k.label, &text)?;
-            let op: String = k.label.split_whitespace().next().unwrap_or("kernel").chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-            shaders.push((format!("k{next:03}_{}.wgsl", op.to_lowercase()), text.clone()));
+            let op: String = k
+                .label
+                .split_whitespace()
+                .next()
+                .unwrap_or("kernel")
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .collect();
+            shaders.push((
+                format!("k{next:03}_{}.wgsl", op.to_lowercase()),
+                text.clone(),
+            ));
             ids.insert(text, next);
             next
         }

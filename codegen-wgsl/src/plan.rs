@@ -150,6 +150,9 @@ mod tests {
         let profile = wpc_targets::builtin("webgpu-baseline").unwrap();
         let mut p = Planner::new(&profile);
         let err = p.scratch(64 << 20, "huge").unwrap_err().to_string();
-        assert!(err.contains("'huge'") && err.contains("maxStorageBufferBindingSize"), "{err}");
+        assert!(
+            err.contains("'huge'") && err.contains("maxStorageBufferBindingSize"),
+            "{err}"
+        );
     }
 }

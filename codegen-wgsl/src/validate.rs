@@ -8,16 +8,25 @@ pub fn validate(label: &str, source: &str) -> Result<()> {
     let module = naga::front::wgsl::parse_str(source).map_err(|e| {
         Error::new(
             ErrorKind::Internal,
-            format!("generated WGSL for {label} does not parse (a wpc bug):\n{}\n{source}", e.emit_to_string(source)),
+            format!(
+                "generated WGSL for {label} does not parse (a wpc bug):\n{}\n{source}",
+                e.emit_to_string(source)
+            ),
         )
     })?;
-    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
-        .validate(&module)
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::Internal,
-                format!("generated WGSL for {label} fails validation (a wpc bug):\n{}\n{source}", e.emit_to_string(source)),
-            )
-        })?;
+    naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::empty(),
+    )
+    .validate(&module)
+    .map_err(|e| {
+        Error::new(
+            ErrorKind::Internal,
+            format!(
+                "generated WGSL for {label} fails validation (a wpc bug):\n{}\n{source}",
+                e.emit_to_string(source)
+            ),
+        )
+    })?;
     Ok(())
 }

@@ -39,8 +39,7 @@ pub fn optimize(model: &mut Model) -> Result<OptimizeStats> {
     let mut stats = OptimizeStats::default();
     loop {
         let inlined = inline_if::inline_constant_if(model)?;
-        let folded =
-            const_fold::fold_constants(model)? + static_shapes::fold_static_shapes(model)?;
+        let folded = const_fold::fold_constants(model)? + static_shapes::fold_static_shapes(model)?;
         let removed = dce::eliminate_dead_nodes(model);
         stats.inlined += inlined;
         stats.folded += folded;

@@ -19,7 +19,8 @@ pub fn fold_static_shapes(model: &mut Model) -> Result<usize> {
         if !node.domain.is_empty() || !matches!(node.op.as_str(), "Shape" | "Size") {
             continue;
         }
-        let (Some(Some(input)), Some(Some(output))) = (node.inputs.first(), node.outputs.first()) else {
+        let (Some(Some(input)), Some(Some(output))) = (node.inputs.first(), node.outputs.first())
+        else {
             continue;
         };
         let Some(dims) = g.value(*input).ty.shape.concrete() else {
@@ -53,7 +54,11 @@ mod tests {
     #[test]
     fn shape_and_size_of_known_shapes_become_constants() {
         let mut b = GraphBuilder::new();
-        let x = b.input("x", DType::F32, vec![Dim::Known(2), Dim::Known(3), Dim::Known(4)]);
+        let x = b.input(
+            "x",
+            DType::F32,
+            vec![Dim::Known(2), Dim::Known(3), Dim::Known(4)],
+        );
         let mut attrs = Attrs::default();
         attrs.insert("start", Attr::Int(-2));
         let s = b.node_with("Shape", &[x], attrs);
@@ -67,7 +72,11 @@ mod tests {
     #[test]
     fn symbolic_shapes_stay() {
         let mut b = GraphBuilder::new();
-        let x = b.input("x", DType::F32, vec![Dim::Symbol("n".into()), Dim::Known(3)]);
+        let x = b.input(
+            "x",
+            DType::F32,
+            vec![Dim::Symbol("n".into()), Dim::Known(3)],
+        );
         let s = b.node("Shape", &[x]);
         let mut m = b.finish(&[s]);
         assert_eq!(fold_static_shapes(&mut m).unwrap(), 0);

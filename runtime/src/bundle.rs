@@ -18,7 +18,10 @@ pub struct Bundle {
 
 /// Lower-case hex sha256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -31,7 +34,12 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 impl Bundle {
     /// The files the manifest refers to.
     fn referenced_files(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.manifest.shards.iter().map(|s| s.file.as_str()).collect();
+        let mut names: Vec<&str> = self
+            .manifest
+            .shards
+            .iter()
+            .map(|s| s.file.as_str())
+            .collect();
         for v in &self.manifest.variants {
             match v {
                 Variant::WebGpu(w) => names.extend(w.shaders.iter().map(String::as_str)),
@@ -42,10 +50,13 @@ impl Bundle {
 
     /// Bytes of a file the manifest names.
     pub fn file(&self, name: &str) -> Result<&[u8]> {
-        self.files.get(name).map(Vec::as_slice).ok_or_else(|| Error::Format {
-            path: name.to_string(),
-            reason: "file named in the manifest is missing".into(),
-        })
+        self.files
+            .get(name)
+            .map(Vec::as_slice)
+            .ok_or_else(|| Error::Format {
+                path: name.to_string(),
+                reason: "file named in the manifest is missing".into(),
+            })
     }
 
     /// Writes the bundle to `dir`, replacing whatever is there, so that
@@ -57,7 +68,10 @@ impl Bundle {
             _ => PathBuf::from("."),
         };
         std::fs::create_dir_all(&parent).map_err(io(&parent))?;
-        let base = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let base = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let tmp = parent.join(format!(".{base}.tmp-{}", std::process::id()));
         let result = (|| {
             if tmp.exists() {
@@ -94,7 +108,9 @@ impl Bundle {
         let value: serde_json::Value =
             serde_json::from_slice(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
         if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
-            return Err(bad(format!("not a wpc bundle (format is not \"{FORMAT}\")")));
+            return Err(bad(format!(
+                "not a wpc bundle (format is not \"{FORMAT}\")"
+            )));
         }
         let version = value.get("version").and_then(|v| v.as_u64());
         if version != Some(u64::from(VERSION)) {
@@ -102,16 +118,21 @@ impl Bundle {
                 "format version {version:?}; this wpc reads version {VERSION}"
             )));
         }
-        let manifest: Manifest =
-            serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+        let manifest: Manifest = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
         let mut bundle = Bundle {
             manifest,
             files: BTreeMap::new(),
         };
-        let names: Vec<String> = bundle.referenced_files().into_iter().map(str::to_string).collect();
+        let names: Vec<String> = bundle
+            .referenced_files()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
         for name in names {
             if name.contains('/') || name.contains('\\') || name.starts_with('.') {
-                return Err(bad(format!("file name '{name}' leaves the bundle directory")));
+                return Err(bad(format!(
+                    "file name '{name}' leaves the bundle directory"
+                )));
             }
             let p = dir.join(&name);
             let bytes = std::fs::read(&p).map_err(io(&p))?;
@@ -143,7 +164,9 @@ impl Bundle {
                 )));
             }
             if sha256_hex(bytes) != shard.sha256 {
-                return Err(bad("shard sha256 does not match the manifest (corrupt or tampered)".into()));
+                return Err(bad(
+                    "shard sha256 does not match the manifest (corrupt or tampered)".into(),
+                ));
             }
         }
         Ok(())

@@ -66,7 +66,11 @@ pub fn to_words(t: &Tensor, word: Word, what: &str) -> Result<Vec<u32>> {
         (_, Word::I32) => t
             .to_i128s()
             .into_iter()
-            .map(|v| i32::try_from(v).map(|x| x as u32).map_err(|_| out_of_range(v)))
+            .map(|v| {
+                i32::try_from(v)
+                    .map(|x| x as u32)
+                    .map_err(|_| out_of_range(v))
+            })
             .collect::<Result<_>>()?,
         (_, Word::U32) => t
             .to_i128s()
@@ -78,18 +82,30 @@ pub fn to_words(t: &Tensor, word: Word, what: &str) -> Result<Vec<u32>> {
 
 /// Little-endian bytes of [`to_words`].
 pub fn to_bytes(t: &Tensor, word: Word, what: &str) -> Result<Vec<u8>> {
-    Ok(to_words(t, word, what)?.iter().flat_map(|w| w.to_le_bytes()).collect())
+    Ok(to_words(t, word, what)?
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .collect())
 }
 
 /// The host tensor of `dtype` and `shape` whose device words are `words`.
 pub fn from_words(words: &[u32], word: Word, dtype: DType, shape: Vec<usize>) -> Tensor {
     match (word, dtype) {
-        (_, DType::F32) => Tensor::new(shape, Data::F32(words.iter().map(|&w| f32::from_bits(w)).collect())),
+        (_, DType::F32) => Tensor::new(
+            shape,
+            Data::F32(words.iter().map(|&w| f32::from_bits(w)).collect()),
+        ),
         (_, DType::I32) => Tensor::new(shape, Data::I32(words.iter().map(|&w| w as i32).collect())),
         (_, DType::U32) => Tensor::new(shape, Data::U32(words.to_vec())),
         (_, DType::Bool) => Tensor::new(shape, Data::Bool(words.iter().map(|&w| w != 0).collect())),
-        (Word::F32, _) => Tensor::from_f64s(dtype, shape, words.iter().map(|&w| f64::from(f32::from_bits(w)))),
-        (Word::I32, _) => Tensor::from_i128s(dtype, shape, words.iter().map(|&w| i128::from(w as i32))),
+        (Word::F32, _) => Tensor::from_f64s(
+            dtype,
+            shape,
+            words.iter().map(|&w| f64::from(f32::from_bits(w))),
+        ),
+        (Word::I32, _) => {
+            Tensor::from_i128s(dtype, shape, words.iter().map(|&w| i128::from(w as i32)))
+        }
         (Word::U32, _) => Tensor::from_i128s(dtype, shape, words.iter().map(|&w| i128::from(w))),
     }
 }
@@ -104,8 +120,13 @@ mod tests {
         let w = to_words(&t, Word::I32, "x").unwrap();
         assert_eq!(from_words(&w, Word::I32, DType::I64, vec![3]), t);
         let big = Tensor::i64s(vec![1], vec![1 << 40]);
-        let err = to_words(&big, Word::I32, "input 'x'").unwrap_err().to_string();
-        assert!(err.contains("input 'x'") && err.contains("1099511627776"), "{err}");
+        let err = to_words(&big, Word::I32, "input 'x'")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("input 'x'") && err.contains("1099511627776"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -81,7 +81,9 @@ impl Gpu {
                 _ => false,
             };
             if !have {
-                return Err(Error::Unsatisfied(format!("feature '{f}' is not available")));
+                return Err(Error::Unsatisfied(format!(
+                    "feature '{f}' is not available"
+                )));
             }
         }
         for (name, &need) in &variant.requires.limits {
@@ -89,7 +91,9 @@ impl Gpu {
                 .limit(name)
                 .ok_or_else(|| Error::Unsatisfied(format!("unknown limit '{name}'")))?;
             if have < need {
-                return Err(Error::Unsatisfied(format!("{name} is {have}, the bundle needs {need}")));
+                return Err(Error::Unsatisfied(format!(
+                    "{name} is {have}, the bundle needs {need}"
+                )));
             }
         }
         Ok(())
@@ -101,7 +105,10 @@ impl Gpu {
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let value = f();
-        let errors = [pollster::block_on(validation.pop()), pollster::block_on(oom.pop())];
+        let errors = [
+            pollster::block_on(validation.pop()),
+            pollster::block_on(oom.pop()),
+        ];
         match errors.into_iter().flatten().next() {
             Some(e) => Err(Error::Gpu(format!("{what}: {e}"))),
             None => Ok(value),
@@ -160,10 +167,11 @@ impl<'g> Session<'g> {
             .shaders
             .iter()
             .map(|file| {
-                let source = std::str::from_utf8(bundle.file(file)?).map_err(|_| Error::Format {
-                    path: file.clone(),
-                    reason: "WGSL is not UTF-8".into(),
-                })?;
+                let source =
+                    std::str::from_utf8(bundle.file(file)?).map_err(|_| Error::Format {
+                        path: file.clone(),
+                        reason: "WGSL is not UTF-8".into(),
+                    })?;
                 gpu.scoped(&format!("creating the pipeline of {file}"), || {
                     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                         label: Some(file),
@@ -180,7 +188,9 @@ impl<'g> Session<'g> {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+        let usage = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_DST
+            | wgpu::BufferUsages::COPY_SRC;
         let buffers = gpu.scoped("allocating buffers", || {
             variant
                 .buffers
@@ -202,11 +212,16 @@ impl<'g> Session<'g> {
                     reason: format!("buffer refers to missing shard {}", r.shard),
                 })?;
                 let bytes = bundle.file(&shard.file)?;
-                let range = usize::try_from(r.offset).ok().zip(usize::try_from(r.offset + r.bytes).ok());
-                let slice = range.and_then(|(a, b)| bytes.get(a..b)).ok_or_else(|| Error::Format {
-                    path: shard.file.clone(),
-                    reason: format!("range {}+{} is outside the shard", r.offset, r.bytes),
-                })?;
+                let range = usize::try_from(r.offset)
+                    .ok()
+                    .zip(usize::try_from(r.offset + r.bytes).ok());
+                let slice =
+                    range
+                        .and_then(|(a, b)| bytes.get(a..b))
+                        .ok_or_else(|| Error::Format {
+                            path: shard.file.clone(),
+                            reason: format!("range {}+{} is outside the shard", r.offset, r.bytes),
+                        })?;
                 gpu.queue.write_buffer(buffer, 0, slice);
             }
         }
@@ -243,7 +258,12 @@ impl<'g> Session<'g> {
                 Ok((d.shader, group, d.workgroups))
             })
             .collect::<Result<Vec<_>>>()?;
-        let inputs = m.inputs.iter().cloned().zip(variant.inputs.iter().cloned()).collect();
+        let inputs = m
+            .inputs
+            .iter()
+            .cloned()
+            .zip(variant.inputs.iter().cloned())
+            .collect();
         let outputs = m
             .outputs
             .iter()
@@ -305,7 +325,9 @@ impl<'g> Session<'g> {
             }
             let bytes = to_bytes(t, word_of(dev)?, &format!("input '{}'", info.name))?;
             if !bytes.is_empty() {
-                self.gpu.queue.write_buffer(&self.buffers[dev.buffer], 0, &bytes);
+                self.gpu
+                    .queue
+                    .write_buffer(&self.buffers[dev.buffer], 0, &bytes);
             }
         }
         Ok(())
@@ -316,7 +338,8 @@ impl<'g> Session<'g> {
     pub fn execute(&self, readback: bool) -> Result<()> {
         let device = &self.gpu.device;
         self.gpu.scoped("running the model", || {
-            let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+            let mut encoder =
+                device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
             {
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
                 for (pipeline, group, [x, y, z]) in &self.steps {
@@ -329,7 +352,13 @@ impl<'g> Session<'g> {
                 for (_, dev, staging) in &self.outputs {
                     let bytes = dev.elements * 4;
                     if bytes > 0 {
-                        encoder.copy_buffer_to_buffer(&self.buffers[dev.buffer], 0, staging, 0, bytes);
+                        encoder.copy_buffer_to_buffer(
+                            &self.buffers[dev.buffer],
+                            0,
+                            staging,
+                            0,
+                            bytes,
+                        );
                     }
                 }
             }

@@ -43,9 +43,15 @@ const BUILTIN: &[(&str, &str)] = &[
     ("edge", include_str!("../profiles/edge.ron")),
     ("firefox", include_str!("../profiles/firefox.ron")),
     ("safari", include_str!("../profiles/safari.ron")),
-    ("chrome-android", include_str!("../profiles/chrome-android.ron")),
+    (
+        "chrome-android",
+        include_str!("../profiles/chrome-android.ron"),
+    ),
     ("safari-ios", include_str!("../profiles/safari-ios.ron")),
-    ("webgpu-baseline", include_str!("../profiles/webgpu-baseline.ron")),
+    (
+        "webgpu-baseline",
+        include_str!("../profiles/webgpu-baseline.ron"),
+    ),
 ];
 
 /// Names of the shipped profiles.
@@ -55,10 +61,13 @@ pub fn builtin_names() -> impl Iterator<Item = &'static str> {
 
 /// Loads a shipped profile by name.
 pub fn builtin(name: &str) -> Result<Profile, Error> {
-    let (_, text) = BUILTIN.iter().find(|(n, _)| *n == name).ok_or_else(|| Error::Unknown {
-        name: name.to_string(),
-        known: builtin_names().collect::<Vec<_>>().join(", "),
-    })?;
+    let (_, text) = BUILTIN
+        .iter()
+        .find(|(n, _)| *n == name)
+        .ok_or_else(|| Error::Unknown {
+            name: name.to_string(),
+            known: builtin_names().collect::<Vec<_>>().join(", "),
+        })?;
     Profile::parse(text, &format!("built-in target '{name}'"))
 }
 

@@ -13,7 +13,10 @@ fn every_builtin_profile_loads_and_is_named_after_itself() {
 fn chrome_and_safari_tune_differently() {
     let chrome = builtin("chrome").unwrap();
     let safari = builtin("safari").unwrap();
-    assert_ne!(chrome.webgpu.kernels.elementwise, safari.webgpu.kernels.elementwise);
+    assert_ne!(
+        chrome.webgpu.kernels.elementwise,
+        safari.webgpu.kernels.elementwise
+    );
     assert_ne!(chrome.webgpu.kernels.matmul, safari.webgpu.kernels.matmul);
 }
 
@@ -36,15 +39,24 @@ fn parse_err(text: &str) -> String {
 fn unknown_field_is_rejected_with_its_name() {
     let text = baseline_text().replace("precision: f32,", "precision: f32,\n    colour: 3,");
     let err = parse_err(&text);
-    assert!(err.starts_with("my.ron: not a valid target profile"), "{err}");
+    assert!(
+        err.starts_with("my.ron: not a valid target profile"),
+        "{err}"
+    );
     assert!(err.contains("colour"), "{err}");
 }
 
 #[test]
 fn limit_below_spec_minimum_is_rejected() {
-    let text = baseline_text().replace("max_storage_buffers_per_shader_stage: 8,", "max_storage_buffers_per_shader_stage: 4,");
+    let text = baseline_text().replace(
+        "max_storage_buffers_per_shader_stage: 8,",
+        "max_storage_buffers_per_shader_stage: 4,",
+    );
     let err = parse_err(&text);
-    assert!(err.contains("max_storage_buffers_per_shader_stage: 4 is below"), "{err}");
+    assert!(
+        err.contains("max_storage_buffers_per_shader_stage: 4 is below"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -61,7 +73,10 @@ fn tile_over_workgroup_memory_is_rejected() {
         "matmul: (workgroup: (16, 16), per_thread: (8, 8), k_step: 32)",
     );
     let err = parse_err(&text);
-    assert!(err.contains("webgpu.kernels.matmul") && err.contains("workgroup memory"), "{err}");
+    assert!(
+        err.contains("webgpu.kernels.matmul") && err.contains("workgroup memory"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -75,9 +90,15 @@ fn user_profile_loads_from_a_file() {
     let dir = std::env::temp_dir().join(format!("wpc-targets-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("kiosk.ron");
-    std::fs::write(&path, baseline_text().replace("\"webgpu-baseline\"", "\"kiosk\"")).unwrap();
+    std::fs::write(
+        &path,
+        baseline_text().replace("\"webgpu-baseline\"", "\"kiosk\""),
+    )
+    .unwrap();
     assert_eq!(Profile::from_file(&path).unwrap().name, "kiosk");
-    let missing = Profile::from_file(&dir.join("none.ron")).unwrap_err().to_string();
+    let missing = Profile::from_file(&dir.join("none.ron"))
+        .unwrap_err()
+        .to_string();
     assert!(missing.contains("none.ron: cannot read"), "{missing}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

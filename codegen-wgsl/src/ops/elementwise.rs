@@ -34,17 +34,59 @@ const UNARY_FLOAT: &[(&str, &str)] = &[
     ("Sigmoid", "1.0 / (1.0 + exp(-a))"),
     ("Softsign", "a / (1.0 + abs(a))"),
     ("Softplus", "select(log(1.0 + exp(a)), a, a > 20.0)"),
-    ("Mish", "a * tanh(clamp(select(log(1.0 + exp(a)), a, a > 20.0), -15.0, 15.0))"),
+    (
+        "Mish",
+        "a * tanh(clamp(select(log(1.0 + exp(a)), a, a > 20.0), -15.0, 15.0))",
+    ),
     ("HardSwish", "a * clamp(a / 6.0 + 0.5, 0.0, 1.0)"),
     ("Erf", "erf_(a)"),
 ];
 
 const OTHER: &[&str] = &[
-    "Add", "Sub", "Mul", "Div", "Pow", "Mod", "Neg", "Abs", "Sign", "Relu", "LeakyRelu", "Elu", "Selu",
-    "Celu", "Gelu", "HardSigmoid", "ThresholdedRelu", "PRelu", "Shrink", "Swish", "Clip", "Not", "And",
-    "Or", "Xor", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Where", "Min", "Max",
-    "Sum", "Mean", "IsNaN", "IsInf", "BitShift", "BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot",
-    "Cast", "CastLike",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Pow",
+    "Mod",
+    "Neg",
+    "Abs",
+    "Sign",
+    "Relu",
+    "LeakyRelu",
+    "Elu",
+    "Selu",
+    "Celu",
+    "Gelu",
+    "HardSigmoid",
+    "ThresholdedRelu",
+    "PRelu",
+    "Shrink",
+    "Swish",
+    "Clip",
+    "Not",
+    "And",
+    "Or",
+    "Xor",
+    "Equal",
+    "Less",
+    "Greater",
+    "LessOrEqual",
+    "GreaterOrEqual",
+    "Where",
+    "Min",
+    "Max",
+    "Sum",
+    "Mean",
+    "IsNaN",
+    "IsInf",
+    "BitShift",
+    "BitwiseAnd",
+    "BitwiseOr",
+    "BitwiseXor",
+    "BitwiseNot",
+    "Cast",
+    "CastLike",
 ];
 
 pub fn is_elementwise(op: &str) -> bool {
@@ -70,7 +112,13 @@ fn bool_of(cond: &str) -> String {
 
 /// The expression converting `a` (of `from`) to `to`, as the reference's
 /// `Cast` does: floats to integers truncate and saturate, integers wrap.
-fn cast(a: &str, from: &Tt, to: DType, to_word: Word, helpers: &mut BTreeSet<&'static str>) -> String {
+fn cast(
+    a: &str,
+    from: &Tt,
+    to: DType,
+    to_word: Word,
+    helpers: &mut BTreeSet<&'static str>,
+) -> String {
     if to == DType::Bool {
         return match from.word {
             Word::F32 => bool_of(&format!("{a} != 0.0")),
@@ -103,13 +151,20 @@ fn cast(a: &str, from: &Tt, to: DType, to_word: Word, helpers: &mut BTreeSet<&'s
 }
 
 /// The output expression of elementwise `op`, over inputs named `a`, `b`, ...
-fn expression(ctx: &Ctx, ins: &[Tt], out: &Tt, helpers: &mut BTreeSet<&'static str>) -> Result<String> {
+fn expression(
+    ctx: &Ctx,
+    ins: &[Tt],
+    out: &Tt,
+    helpers: &mut BTreeSet<&'static str>,
+) -> Result<String> {
     let op = ctx.node.op.as_str();
     let attrs = ctx.attrs();
     let w = ins.first().map(|t| t.word).unwrap_or(Word::F32);
     let float = w == Word::F32;
     let lit = |v: f64| literal(v, w);
-    let names: Vec<String> = (0..ins.len()).map(|i| ((b'a' + i as u8) as char).to_string()).collect();
+    let names: Vec<String> = (0..ins.len())
+        .map(|i| ((b'a' + i as u8) as char).to_string())
+        .collect();
     let fold = |f: &dyn Fn(&str, &str) -> String| {
         let mut e = names[0].clone();
         for n in &names[1..] {
@@ -119,7 +174,10 @@ fn expression(ctx: &Ctx, ins: &[Tt], out: &Tt, helpers: &mut BTreeSet<&'static s
     };
     if let Some((_, e)) = UNARY_FLOAT.iter().find(|(o, _)| *o == op) {
         if !float {
-            return Err(Error::unsupported(format!("{op} on {} tensors", ins[0].dtype)));
+            return Err(Error::unsupported(format!(
+                "{op} on {} tensors",
+                ins[0].dtype
+            )));
         }
         if op == "Erf" {
             helpers.insert("erf");
@@ -299,12 +357,18 @@ fn expression(ctx: &Ctx, ins: &[Tt], out: &Tt, helpers: &mut BTreeSet<&'static s
         "BitShift" => {
             let bits = out.dtype.size() * 8;
             let shifted = match attrs.string("direction", "")? {
-                "LEFT" => "a << min(b, 31u)",
-                "RIGHT" => "a >> min(b, 31u)",
+                "LEFT" => "a << min(u32(b), 31u)",
+                "RIGHT" => "a >> min(u32(b), 31u)",
                 other => return Err(Error::invalid(format!("unknown BitShift direction '{other}'"))),
             };
             // Shifting by the full width or more gives 0, as in the reference.
-            wrap(format!("select({shifted}, 0u, b >= {bits}u)"), out.dtype)
+            if w == Word::I32 && shifted.starts_with("a >>") {
+                // Arithmetic right shift saturates to the sign.
+                wrap("a >> min(u32(max(b, 0)), 31u)".into(), out.dtype)
+            } else {
+                let zero = literal(0.0, w);
+                wrap(format!("select({shifted}, {zero}, u32(b) >= {bits}u)"), out.dtype)
+            }
         }
         "BitwiseAnd" => "a & b".into(),
         "BitwiseOr" => "a | b".into(),
@@ -350,19 +414,36 @@ pub fn broadcast_kernel(
     let _ = writeln!(body, "    out0[i] = {expr};");
     k.output("out0", out.word);
     k.helpers = helpers;
-    k.one_per_item(out.numel(), ctx.tuning().elementwise, ctx.max_groups(), &body);
+    k.one_per_item(
+        out.numel(),
+        ctx.tuning().elementwise,
+        ctx.max_groups(),
+        &body,
+    );
     k
 }
 
 pub fn lower(ctx: &Ctx) -> Result<Lowered> {
     let out = ctx.output(0)?.clone();
-    let present: Vec<usize> = (0..ctx.inputs.len()).filter(|&i| ctx.has_input(i)).collect();
-    let ins: Vec<Tt> = present.iter().map(|&i| ctx.input(i).cloned()).collect::<Result<_>>()?;
+    let present: Vec<usize> = (0..ctx.inputs.len())
+        .filter(|&i| ctx.has_input(i))
+        .collect();
+    let ins: Vec<Tt> = present
+        .iter()
+        .map(|&i| ctx.input(i).cloned())
+        .collect::<Result<_>>()?;
     // CastLike's second input only carries the target type.
-    let used = if ctx.node.op == "CastLike" { 1 } else { ins.len() };
+    let used = if ctx.node.op == "CastLike" {
+        1
+    } else {
+        ins.len()
+    };
     let mut helpers = BTreeSet::new();
     let expr = expression(ctx, &ins[..used], &out, &mut helpers)?;
-    let operands: Vec<(Tt, Vec<usize>)> = ins[..used].iter().map(|t| (t.clone(), t.shape.clone())).collect();
+    let operands: Vec<(Tt, Vec<usize>)> = ins[..used]
+        .iter()
+        .map(|t| (t.clone(), t.shape.clone()))
+        .collect();
     let k = broadcast_kernel(ctx, &operands, &out, &expr, helpers);
     let mut args: Vec<Arg> = present[..used].iter().map(|&i| Arg::In(i)).collect();
     args.push(Arg::Out(0));
@@ -373,10 +454,14 @@ pub fn lower(ctx: &Ctx) -> Result<Lowered> {
 pub fn dropout(ctx: &Ctx) -> Result<Lowered> {
     if let Some(t) = ctx.opt_constant(2) {
         if t.first_bool()? {
-            return Err(Error::unsupported("Dropout in training mode (random masks) on WebGPU"));
+            return Err(Error::unsupported(
+                "Dropout in training mode (random masks) on WebGPU",
+            ));
         }
     } else if ctx.has_input(2) {
-        return Err(Error::unsupported("Dropout with a non-constant training_mode"));
+        return Err(Error::unsupported(
+            "Dropout with a non-constant training_mode",
+        ));
     }
     let x = ctx.input(0)?;
     let n = x.numel();
@@ -386,8 +471,12 @@ pub fn dropout(ctx: &Ctx) -> Result<Lowered> {
     }];
     if ctx.wants_output(1) {
         let mut k = Kernel::new(format!("Fill bool{:?}", x.shape));
-        k.output("out0", Word::U32)
-            .one_per_item(n, ctx.tuning().elementwise, ctx.max_groups(), "    out0[i] = 1u;\n");
+        k.output("out0", Word::U32).one_per_item(
+            n,
+            ctx.tuning().elementwise,
+            ctx.max_groups(),
+            "    out0[i] = 1u;\n",
+        );
         launches.push(crate::lower::Launch {
             kernel: k,
             args: vec![Arg::Out(1)],

@@ -34,9 +34,19 @@ pub fn offset(p: &str, strides: &[usize]) -> String {
         .iter()
         .enumerate()
         .filter(|(_, s)| **s != 0)
-        .map(|(d, &s)| if s == 1 { format!("{p}{d}") } else { format!("{p}{d} * {s}u") })
+        .map(|(d, &s)| {
+            if s == 1 {
+                format!("{p}{d}")
+            } else {
+                format!("{p}{d} * {s}u")
+            }
+        })
         .collect();
-    if terms.is_empty() { "0u".into() } else { terms.join(" + ") }
+    if terms.is_empty() {
+        "0u".into()
+    } else {
+        terms.join(" + ")
+    }
 }
 
 /// Strides that read an input of `shape` broadcast to `out` (0 on
@@ -54,14 +64,22 @@ pub fn literal(v: f64, w: wpc_runtime::device_data::Word) -> String {
             if f.is_nan() {
                 "bitcast<f32>(0x7fc00000u)".into()
             } else if f.is_infinite() {
-                if f > 0.0 { "bitcast<f32>(0x7f800000u)".into() } else { "bitcast<f32>(0xff800000u)".into() }
+                if f > 0.0 {
+                    "bitcast<f32>(0x7f800000u)".into()
+                } else {
+                    "bitcast<f32>(0xff800000u)".into()
+                }
             } else {
                 format!("{f:?}")
             }
         }
         Word::I32 => {
             let i = v.clamp(i32::MIN as f64, i32::MAX as f64) as i32;
-            if i == i32::MIN { "i32(-2147483648)".into() } else { format!("{i}i") }
+            if i == i32::MIN {
+                "i32(-2147483648)".into()
+            } else {
+                format!("{i}i")
+            }
         }
         Word::U32 => format!("{}u", v.clamp(0.0, u32::MAX as f64) as u32),
     }

@@ -47,9 +47,15 @@ pub fn gemm_kernel(spec: &GemmSpec, tile: &MatmulTile, max_groups: u32) -> Resul
     let (m, n, kk) = (spec.m, spec.n, spec.k);
     let mut k = Kernel::new(spec.label.clone());
     k.workgroup_size = [wx, wy, 1];
-    let groups = [n.div_ceil(tile_n as usize), m.div_ceil(tile_m as usize), spec.batch];
+    let groups = [
+        n.div_ceil(tile_n as usize),
+        m.div_ceil(tile_m as usize),
+        spec.batch,
+    ];
     if groups.iter().any(|&g| g > max_groups as usize) {
-        return Err(Error::unsupported(format!("GEMM grid {groups:?} exceeds the target's workgroup count limit")));
+        return Err(Error::unsupported(format!(
+            "GEMM grid {groups:?} exceeds the target's workgroup count limit"
+        )));
     }
     k.workgroups = [groups[0] as u32, groups[1] as u32, groups[2] as u32];
     let _ = writeln!(
@@ -101,14 +107,27 @@ pub fn gemm_kernel(spec: &GemmSpec, tile: &MatmulTile, max_groups: u32) -> Resul
             );
         }
     }
-    let _ = writeln!(b, "        workgroupBarrier();\n        for (var kk = 0u; kk < {tk}u; kk = kk + 1u) {{");
+    let _ = writeln!(
+        b,
+        "        workgroupBarrier();\n        for (var kk = 0u; kk < {tk}u; kk = kk + 1u) {{"
+    );
     for c in 0..vec_n {
-        let _ = writeln!(b, "            let b{c} = tb[kk * {}u + lid.x * {vec_n}u + {c}u];", tile_n / 4);
+        let _ = writeln!(
+            b,
+            "            let b{c} = tb[kk * {}u + lid.x * {vec_n}u + {c}u];",
+            tile_n / 4
+        );
     }
     for r in 0..tm {
-        let _ = writeln!(b, "            let a{r} = ta[(lid.y * {tm}u + {r}u) * {tk}u + kk];");
+        let _ = writeln!(
+            b,
+            "            let a{r} = ta[(lid.y * {tm}u + {r}u) * {tk}u + kk];"
+        );
         for c in 0..vec_n {
-            let _ = writeln!(b, "            acc{r}_{c} = fma(vec4<f32>(a{r}), b{c}, acc{r}_{c});");
+            let _ = writeln!(
+                b,
+                "            acc{r}_{c} = fma(vec4<f32>(a{r}), b{c}, acc{r}_{c});"
+            );
         }
     }
     let _ = writeln!(b, "        }}\n        workgroupBarrier();\n    }}");
@@ -131,12 +150,17 @@ pub fn gemm_kernel(spec: &GemmSpec, tile: &MatmulTile, max_groups: u32) -> Resul
 }
 
 fn indent(code: &str, by: usize) -> String {
-    code.lines().map(|l| format!("{}{}\n", " ".repeat(by), l.trim_start())).collect()
+    code.lines()
+        .map(|l| format!("{}{}\n", " ".repeat(by), l.trim_start()))
+        .collect()
 }
 
 fn float_only(ctx: &Ctx, t: &Tt) -> Result<()> {
     if t.word != Word::F32 {
-        return Err(Error::unsupported(format!("{} on {} tensors", ctx.node.op, t.dtype)));
+        return Err(Error::unsupported(format!(
+            "{} on {} tensors",
+            ctx.node.op, t.dtype
+        )));
     }
     Ok(())
 }
@@ -145,8 +169,16 @@ pub fn matmul(ctx: &Ctx) -> Result<Lowered> {
     let (a, bt, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
     float_only(ctx, a)?;
     float_only(ctx, bt)?;
-    let a_shape = if a.shape.len() == 1 { vec![1, a.shape[0]] } else { a.shape.clone() };
-    let b_shape = if bt.shape.len() == 1 { vec![bt.shape[0], 1] } else { bt.shape.clone() };
+    let a_shape = if a.shape.len() == 1 {
+        vec![1, a.shape[0]]
+    } else {
+        a.shape.clone()
+    };
+    let b_shape = if bt.shape.len() == 1 {
+        vec![bt.shape[0], 1]
+    } else {
+        bt.shape.clone()
+    };
     let (m, kk) = (a_shape[a_shape.len() - 2], a_shape[a_shape.len() - 1]);
     let n = b_shape[b_shape.len() - 1];
     let batch_shape: Vec<usize> = {
@@ -157,8 +189,14 @@ pub fn matmul(ctx: &Ctx) -> Result<Lowered> {
     let batch: usize = batch_shape.iter().product();
     let a_batch = &a_shape[..a_shape.len() - 2];
     let b_batch = &b_shape[..b_shape.len() - 2];
-    let a_bs: Vec<usize> = broadcast_strides(a_batch, &batch_shape).iter().map(|s| s * m * kk).collect();
-    let b_bs: Vec<usize> = broadcast_strides(b_batch, &batch_shape).iter().map(|s| s * kk * n).collect();
+    let a_bs: Vec<usize> = broadcast_strides(a_batch, &batch_shape)
+        .iter()
+        .map(|s| s * m * kk)
+        .collect();
+    let b_bs: Vec<usize> = broadcast_strides(b_batch, &batch_shape)
+        .iter()
+        .map(|s| s * kk * n)
+        .collect();
     let prelude = format!(
         "{}    let abase = {};\n    let bbase = {};\n    let obase = bat * {}u;\n",
         unravel("bat", &batch_shape, "q"),
@@ -188,7 +226,9 @@ pub fn matmul(ctx: &Ctx) -> Result<Lowered> {
         spec
     };
     let mut k = gemm_kernel(&spec, &ctx.tuning().matmul, ctx.max_groups())?;
-    k.input("a", Word::F32).input("b", Word::F32).output("out0", out.word);
+    k.input("a", Word::F32)
+        .input("b", Word::F32)
+        .output("out0", out.word);
     if vec4_b {
         k.vec4_bindings.push("b".into());
     }
@@ -203,10 +243,22 @@ pub fn gemm(ctx: &Ctx) -> Result<Lowered> {
     let tb = attrs.int("transB", 0)? != 0;
     let alpha = f64::from(attrs.float("alpha", 1.0)?);
     let beta = f64::from(attrs.float("beta", 1.0)?);
-    let (m, kk) = if ta { (a.shape[1], a.shape[0]) } else { (a.shape[0], a.shape[1]) };
+    let (m, kk) = if ta {
+        (a.shape[1], a.shape[0])
+    } else {
+        (a.shape[0], a.shape[1])
+    };
     let n = if tb { bt.shape[0] } else { bt.shape[1] };
-    let load_a = if ta { format!("v = a[k * {m}u + m];") } else { format!("v = a[m * {kk}u + k];") };
-    let load_b = if tb { format!("v = b[n * {kk}u + k];") } else { format!("v = b[k * {n}u + n];") };
+    let load_a = if ta {
+        format!("v = a[k * {m}u + m];")
+    } else {
+        format!("v = a[m * {kk}u + k];")
+    };
+    let load_b = if tb {
+        format!("v = b[n * {kk}u + k];")
+    } else {
+        format!("v = b[k * {n}u + n];")
+    };
     let alpha_l = literal(alpha, Word::F32);
     let has_c = ctx.has_input(2) && beta != 0.0;
     let store = if has_c {

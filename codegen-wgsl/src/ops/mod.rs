@@ -2,8 +2,10 @@
 //! the table from op name to lowering: adding an op to the WebGPU backend
 //! means one function in its family module and one line there.
 
+pub mod attention;
 pub mod elementwise;
 pub mod index;
+pub mod loss;
 pub mod matmul;
 pub mod movement;
 pub mod nn;
@@ -43,8 +45,8 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
         "Range" => movement::range,
         "EyeLike" => movement::eye_like,
         "OneHot" => movement::one_hot,
-        "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2"
-        | "ReduceLogSum" | "ReduceLogSumExp" | "ReduceSumSquare" => reduce::reduce,
+        "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1"
+        | "ReduceL2" | "ReduceLogSum" | "ReduceLogSumExp" | "ReduceSumSquare" => reduce::reduce,
         "ArgMax" | "ArgMin" => reduce::arg,
         "Softmax" | "LogSoftmax" | "Hardmax" => reduce::softmax,
         "CumSum" | "CumProd" => reduce::cumulative,
@@ -56,10 +58,13 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
         "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" => nn::global_pool,
         "BatchNormalization" => nn::batch_norm,
         "LayerNormalization" | "RMSNormalization" => nn::layer_norm,
-        "InstanceNormalization" | "GroupNormalization" | "MeanVarianceNormalization" | "LpNormalization" => {
-            nn::norm_rows
-        }
+        "InstanceNormalization"
+        | "GroupNormalization"
+        | "MeanVarianceNormalization"
+        | "LpNormalization" => nn::norm_rows,
         "LRN" => nn::lrn,
+        "Attention" => attention::attention,
+        "NegativeLogLikelihoodLoss" | "SoftmaxCrossEntropyLoss" => loss::loss,
         _ => return None,
     })
 }
@@ -69,8 +74,9 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
 /// feeding such a slot has to be frozen to a value at compile time.
 pub fn is_steering_input(op: &str, index: usize) -> bool {
     match op {
-        "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2"
-        | "ReduceLogSum" | "ReduceLogSumExp" | "ReduceSumSquare" | "CumSum" | "CumProd" | "Trilu" => index == 1,
+        "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1"
+        | "ReduceL2" | "ReduceLogSum" | "ReduceLogSumExp" | "ReduceSumSquare" | "CumSum"
+        | "CumProd" | "Trilu" => index == 1,
         "Slice" => index >= 1,
         "Pad" => index == 1 || index == 3,
         _ => false,
@@ -80,11 +86,13 @@ pub fn is_steering_input(op: &str, index: usize) -> bool {
 /// A kernel copying `words` 32-bit words from binding 0 to binding 1.
 pub fn copy_kernel(words: usize, ctx: &Ctx) -> Kernel {
     let mut k = Kernel::new(format!("Copy {words} words"));
-    k.input("src", Word::U32).output("dst", Word::U32).one_per_item(
-        words,
-        ctx.tuning().elementwise,
-        ctx.max_groups(),
-        "    dst[i] = src[i];\n",
-    );
+    k.input("src", Word::U32)
+        .output("dst", Word::U32)
+        .one_per_item(
+            words,
+            ctx.tuning().elementwise,
+            ctx.max_groups(),
+            "    dst[i] = src[i];\n",
+        );
     k
 }

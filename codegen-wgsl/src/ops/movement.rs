@@ -17,7 +17,10 @@ use crate::lower::{Arg, Ctx, Launch, Lowered, Tt};
 pub fn alias(ctx: &Ctx) -> Result<Lowered> {
     let (x, y) = (ctx.input(0)?, ctx.output(0)?);
     if x.numel() != y.numel() || x.word != y.word {
-        return Err(Error::invalid(format!("cannot view {:?} as {:?}", x.shape, y.shape)));
+        return Err(Error::invalid(format!(
+            "cannot view {:?} as {:?}",
+            x.shape, y.shape
+        )));
     }
     Ok(Lowered::Alias)
 }
@@ -34,14 +37,25 @@ fn per_output(ctx: &Ctx, out: &Tt, inputs: &[(usize, Word)], body: &str, label: 
     k.output("out0", out.word);
     args.push(Arg::Out(0));
     let full = format!("{}{body}", unravel("i", &out.shape, "o"));
-    k.one_per_item(out.numel(), ctx.tuning().elementwise, ctx.max_groups(), &full);
+    k.one_per_item(
+        out.numel(),
+        ctx.tuning().elementwise,
+        ctx.max_groups(),
+        &full,
+    );
     Lowered::one(k, args)
 }
 
 /// Output element `i` = input 0 at offset `off` (a `u32` expression over `o0..`).
 fn view(ctx: &Ctx, off: &str) -> Result<Lowered> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
-    Ok(per_output(ctx, out, &[(0, x.word)], &format!("    out0[i] = in0[{off}];\n"), &ctx.node.op))
+    Ok(per_output(
+        ctx,
+        out,
+        &[(0, x.word)],
+        &format!("    out0[i] = in0[{off}];\n"),
+        &ctx.node.op,
+    ))
 }
 
 /// `base + Σ o_d * step_d` with signed steps, as a `u32` expression.
@@ -59,7 +73,10 @@ pub fn transpose(ctx: &Ctx) -> Result<Lowered> {
     let x = ctx.input(0)?;
     let rank = x.shape.len();
     let perm: Vec<usize> = match ctx.attrs().opt_ints("perm")? {
-        Some(p) => p.iter().map(|&a| norm_axis(a, rank)).collect::<Result<_>>()?,
+        Some(p) => p
+            .iter()
+            .map(|&a| norm_axis(a, rank))
+            .collect::<Result<_>>()?,
         None => (0..rank).rev().collect(),
     };
     let st = strides(&x.shape);
@@ -75,7 +92,12 @@ pub fn slice(ctx: &Ctx) -> Result<Lowered> {
         let axes = ctx.attrs().opt_ints("axes")?.map(<[i64]>::to_vec);
         (starts, true, axes, None)
     } else {
-        (ctx.constant(1)?.to_i64s(), ctx.has_input(2), ctx.ints(3, "")?, ctx.ints(4, "")?)
+        (
+            ctx.constant(1)?.to_i64s(),
+            ctx.has_input(2),
+            ctx.ints(3, "")?,
+            ctx.ints(4, "")?,
+        )
     };
     let _ = ends_given;
     let axes = match axes {
@@ -95,7 +117,11 @@ pub fn slice(ctx: &Ctx) -> Result<Lowered> {
         if start < 0 {
             start += n;
         }
-        start = if step > 0 { start.clamp(0, n) } else { start.clamp(0, (n - 1).max(0)) };
+        start = if step > 0 {
+            start.clamp(0, n)
+        } else {
+            start.clamp(0, (n - 1).max(0))
+        };
         base += start * st[a] as i64;
         step_of[a] = step * st[a] as i64;
     }
@@ -104,7 +130,10 @@ pub fn slice(ctx: &Ctx) -> Result<Lowered> {
 
 pub fn expand(ctx: &Ctx) -> Result<Lowered> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
-    view(ctx, &offset("o", &super::index::broadcast_strides(&x.shape, &out.shape)))
+    view(
+        ctx,
+        &offset("o", &super::index::broadcast_strides(&x.shape, &out.shape)),
+    )
 }
 
 pub fn tile(ctx: &Ctx) -> Result<Lowered> {
@@ -113,7 +142,14 @@ pub fn tile(ctx: &Ctx) -> Result<Lowered> {
     let terms: Vec<String> = (0..x.shape.len())
         .map(|d| format!("(o{d} % {}u) * {}u", x.shape[d].max(1), st[d]))
         .collect();
-    view(ctx, &if terms.is_empty() { "0u".into() } else { terms.join(" + ") })
+    view(
+        ctx,
+        &if terms.is_empty() {
+            "0u".into()
+        } else {
+            terms.join(" + ")
+        },
+    )
 }
 
 pub fn concat(ctx: &Ctx) -> Result<Lowered> {
@@ -125,7 +161,12 @@ pub fn concat(ctx: &Ctx) -> Result<Lowered> {
     for i in 0..ctx.inputs.len() {
         let Ok(x) = ctx.input(i) else { continue };
         if x.numel() > 0 {
-            let mut k = Kernel::new(format!("Concat {}{:?} into {:?} at {at}", x.dtype.name(), x.shape, out.shape));
+            let mut k = Kernel::new(format!(
+                "Concat {}{:?} into {:?} at {at}",
+                x.dtype.name(),
+                x.shape,
+                out.shape
+            ));
             k.input("in0", x.word).output("out0", out.word);
             let body = format!(
                 "{}    out0[{} + {}u] = in0[i];\n",
@@ -134,11 +175,17 @@ pub fn concat(ctx: &Ctx) -> Result<Lowered> {
                 at * out_st[axis]
             );
             k.one_per_item(x.numel(), ctx.tuning().elementwise, ctx.max_groups(), &body);
-            launches.push(Launch { kernel: k, args: vec![Arg::In(i), Arg::Out(0)] });
+            launches.push(Launch {
+                kernel: k,
+                args: vec![Arg::In(i), Arg::Out(0)],
+            });
         }
         at += x.shape[axis];
     }
-    Ok(Lowered::Launches { temps: Vec::new(), launches })
+    Ok(Lowered::Launches {
+        temps: Vec::new(),
+        launches,
+    })
 }
 
 pub fn split(ctx: &Ctx) -> Result<Lowered> {
@@ -148,8 +195,14 @@ pub fn split(ctx: &Ctx) -> Result<Lowered> {
     let mut launches = Vec::new();
     let mut at = 0usize;
     for j in 0..ctx.outputs.len() {
-        let Some(out) = ctx.outputs[j].as_ref() else { continue };
-        let mut k = Kernel::new(format!("Split {}{:?} from {at}", out.dtype.name(), out.shape));
+        let Some(out) = ctx.outputs[j].as_ref() else {
+            continue;
+        };
+        let mut k = Kernel::new(format!(
+            "Split {}{:?} from {at}",
+            out.dtype.name(),
+            out.shape
+        ));
         k.input("in0", x.word).output("out0", out.word);
         let body = format!(
             "{}    out0[i] = in0[{} + {}u];\n",
@@ -157,17 +210,31 @@ pub fn split(ctx: &Ctx) -> Result<Lowered> {
             offset("o", &st),
             at * st[axis]
         );
-        k.one_per_item(out.numel(), ctx.tuning().elementwise, ctx.max_groups(), &body);
-        launches.push(Launch { kernel: k, args: vec![Arg::In(0), Arg::Out(j)] });
+        k.one_per_item(
+            out.numel(),
+            ctx.tuning().elementwise,
+            ctx.max_groups(),
+            &body,
+        );
+        launches.push(Launch {
+            kernel: k,
+            args: vec![Arg::In(0), Arg::Out(j)],
+        });
         at += out.shape[axis];
     }
-    Ok(Lowered::Launches { temps: Vec::new(), launches })
+    Ok(Lowered::Launches {
+        temps: Vec::new(),
+        launches,
+    })
 }
 
 pub fn pad(ctx: &Ctx) -> Result<Lowered> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
     let rank = x.shape.len();
-    let pads = ctx.ints(1, if ctx.opset < 11 { "pads" } else { "paddings" })?.or(ctx.attrs().opt_ints("pads")?.map(<[i64]>::to_vec)).unwrap_or_default();
+    let pads = ctx
+        .ints(1, if ctx.opset < 11 { "pads" } else { "paddings" })?
+        .or(ctx.attrs().opt_ints("pads")?.map(<[i64]>::to_vec))
+        .unwrap_or_default();
     let axes = match ctx.ints(3, "")? {
         Some(a) => norm_axes(&a, rank)?,
         None => (0..rank).collect(),
@@ -179,7 +246,9 @@ pub fn pad(ctx: &Ctx) -> Result<Lowered> {
     let value = match ctx.opt_constant(2) {
         Some(t) if !t.is_empty() => t.get_f64(0),
         Some(_) => 0.0,
-        None if ctx.has_input(2) => return Err(Error::unsupported("Pad with a non-constant value")),
+        None if ctx.has_input(2) => {
+            return Err(Error::unsupported("Pad with a non-constant value"));
+        }
         None => f64::from(ctx.attrs().float("value", 0.0)?),
     };
     let mode = ctx.attrs().string("mode", "constant")?;
@@ -208,7 +277,11 @@ pub fn pad(ctx: &Ctx) -> Result<Lowered> {
         }
     }
     let off: Vec<String> = (0..rank).map(|d| format!("c{d} * {}", st[d])).collect();
-    let off = if off.is_empty() { "0".into() } else { off.join(" + ") };
+    let off = if off.is_empty() {
+        "0".into()
+    } else {
+        off.join(" + ")
+    };
     if inside.is_empty() || x.numel() == 0 {
         if x.numel() == 0 {
             let _ = writeln!(body, "    out0[i] = {};", literal(value, out.word));
@@ -237,7 +310,10 @@ pub fn depth_to_space(ctx: &Ctx) -> Result<Lowered> {
     };
     view(
         ctx,
-        &format!("o0 * {}u + ({ic}) * {}u + (o2 / {b}u) * {}u + (o3 / {b}u)", st[0], st[1], st[2]),
+        &format!(
+            "o0 * {}u + ({ic}) * {}u + (o2 / {b}u) * {}u + (o3 / {b}u)",
+            st[0], st[1], st[2]
+        ),
     )
 }
 
@@ -246,10 +322,15 @@ pub fn space_to_depth(ctx: &Ctx) -> Result<Lowered> {
     let b = ctx.attrs().int("blocksize", 0)? as usize;
     let c = x.shape[1];
     let st = strides(&x.shape);
+    // Which input channel and block offset an output channel holds.
+    let (ch, blk) = match ctx.attrs().string("mode", "DCR")? {
+        "CRD" => (format!("(o1 / {}u)", b * b), format!("(o1 % {}u)", b * b)),
+        _ => (format!("(o1 % {c}u)"), format!("(o1 / {c}u)")),
+    };
     view(
         ctx,
         &format!(
-            "o0 * {}u + (o1 % {c}u) * {}u + (o2 * {b}u + (o1 / {c}u) / {b}u) * {}u + (o3 * {b}u + (o1 / {c}u) % {b}u)",
+            "o0 * {}u + {ch} * {}u + (o2 * {b}u + {blk} / {b}u) * {}u + (o3 * {b}u + {blk} % {b}u)",
             st[0], st[1], st[2]
         ),
     )
@@ -261,7 +342,10 @@ fn read_index(ix: &Tt, off: &str, n: usize) -> String {
         Word::I32 => format!("in1[{off}]"),
         _ => format!("i32(in1[{off}])"),
     };
-    format!("    var k = {raw};\n    if (k < 0) {{ k = k + {n}; }}\n    k = clamp(k, 0, {});\n", n.max(1) - 1)
+    format!(
+        "    var k = {raw};\n    if (k < 0) {{ k = k + {n}; }}\n    k = clamp(k, 0, {});\n",
+        n.max(1) - 1
+    )
 }
 
 pub fn gather(ctx: &Ctx) -> Result<Lowered> {
@@ -270,15 +354,31 @@ pub fn gather(ctx: &Ctx) -> Result<Lowered> {
     let q = ix.shape.len();
     let st = strides(&x.shape);
     let ist = strides(&ix.shape);
-    let idx_off: Vec<String> = (0..q).map(|j| format!("o{} * {}u", axis + j, ist[j])).collect();
-    let idx_off = if idx_off.is_empty() { "0u".into() } else { idx_off.join(" + ") };
+    let idx_off: Vec<String> = (0..q)
+        .map(|j| format!("o{} * {}u", axis + j, ist[j]))
+        .collect();
+    let idx_off = if idx_off.is_empty() {
+        "0u".into()
+    } else {
+        idx_off.join(" + ")
+    };
     let mut terms: Vec<String> = (0..axis).map(|d| format!("o{d} * {}u", st[d])).collect();
     terms.push(format!("u32(k) * {}u", st[axis]));
     for d in axis + 1..x.shape.len() {
         terms.push(format!("o{} * {}u", d - 1 + q, st[d]));
     }
-    let body = format!("{}    out0[i] = in0[{}];\n", read_index(ix, &idx_off, x.shape[axis]), terms.join(" + "));
-    Ok(per_output(ctx, out, &[(0, x.word), (1, ix.word)], &body, "Gather"))
+    let body = format!(
+        "{}    out0[i] = in0[{}];\n",
+        read_index(ix, &idx_off, x.shape[axis]),
+        terms.join(" + ")
+    );
+    Ok(per_output(
+        ctx,
+        out,
+        &[(0, x.word), (1, ix.word)],
+        &body,
+        "Gather",
+    ))
 }
 
 pub fn gather_elements(ctx: &Ctx) -> Result<Lowered> {
@@ -286,10 +386,26 @@ pub fn gather_elements(ctx: &Ctx) -> Result<Lowered> {
     let axis = norm_axis(ctx.attrs().int("axis", 0)?, x.shape.len())?;
     let st = strides(&x.shape);
     let terms: Vec<String> = (0..x.shape.len())
-        .map(|d| if d == axis { format!("u32(k) * {}u", st[d]) } else { format!("o{d} * {}u", st[d]) })
+        .map(|d| {
+            if d == axis {
+                format!("u32(k) * {}u", st[d])
+            } else {
+                format!("o{d} * {}u", st[d])
+            }
+        })
         .collect();
-    let body = format!("{}    out0[i] = in0[{}];\n", read_index(ix, "i", x.shape[axis]), terms.join(" + "));
-    Ok(per_output(ctx, out, &[(0, x.word), (1, ix.word)], &body, "GatherElements"))
+    let body = format!(
+        "{}    out0[i] = in0[{}];\n",
+        read_index(ix, "i", x.shape[axis]),
+        terms.join(" + ")
+    );
+    Ok(per_output(
+        ctx,
+        out,
+        &[(0, x.word), (1, ix.word)],
+        &body,
+        "GatherElements",
+    ))
 }
 
 pub fn gather_nd(ctx: &Ctx) -> Result<Lowered> {
@@ -305,15 +421,32 @@ pub fn gather_nd(ctx: &Ctx) -> Result<Lowered> {
     let mut terms: Vec<String> = (0..b).map(|d| format!("o{d} * {}u", st[d])).collect();
     for j in 0..r {
         let n = x.shape[b + j];
-        let raw = if ix.word == Word::I32 { format!("in1[t + {j}u]") } else { format!("i32(in1[t + {j}u])") };
-        let _ = writeln!(body, "    var k{j} = {raw};\n    if (k{j} < 0) {{ k{j} = k{j} + {n}; }}");
-        terms.push(format!("u32(clamp(k{j}, 0, {})) * {}u", n.max(1) - 1, st[b + j]));
+        let raw = if ix.word == Word::I32 {
+            format!("in1[t + {j}u]")
+        } else {
+            format!("i32(in1[t + {j}u])")
+        };
+        let _ = writeln!(
+            body,
+            "    var k{j} = {raw};\n    if (k{j} < 0) {{ k{j} = k{j} + {n}; }}"
+        );
+        terms.push(format!(
+            "u32(clamp(k{j}, 0, {})) * {}u",
+            n.max(1) - 1,
+            st[b + j]
+        ));
     }
     for d in b + r..x.shape.len() {
         terms.push(format!("o{} * {}u", q - 1 + d - b - r, st[d]));
     }
     let _ = writeln!(body, "    out0[i] = in0[{}];", terms.join(" + "));
-    Ok(per_output(ctx, out, &[(0, x.word), (1, ix.word)], &body, "GatherND"))
+    Ok(per_output(
+        ctx,
+        out,
+        &[(0, x.word), (1, ix.word)],
+        &body,
+        "GatherND",
+    ))
 }
 
 /// The WGSL statement combining `u` into `dst` under a scatter reduction.
@@ -324,7 +457,12 @@ fn combine(dst: &str, u: &str, reduction: &str, w: Word) -> Result<String> {
         "mul" => format!("{dst} = {dst} * {u};"),
         "max" => format!("{dst} = max({dst}, {u});"),
         "min" => format!("{dst} = min({dst}, {u});"),
-        other => return Err(Error::invalid(format!("unknown reduction '{other}' for {}", w.wgsl()))),
+        other => {
+            return Err(Error::invalid(format!(
+                "unknown reduction '{other}' for {}",
+                w.wgsl()
+            )));
+        }
     })
 }
 
@@ -333,16 +471,30 @@ fn combine(dst: &str, u: &str, reduction: &str, w: Word) -> Result<String> {
 fn scatter(ctx: &Ctx, loop_body: String, updates: usize) -> Result<Lowered> {
     let (x, ix, up, out) = (ctx.input(0)?, ctx.input(1)?, ctx.input(2)?, ctx.output(0)?);
     let copy = super::copy_kernel(x.numel(), ctx);
-    let mut k = Kernel::new(format!("{} {}{:?} updates {}", ctx.node.op, out.dtype.name(), out.shape, updates));
-    k.input("in1", ix.word).input("in2", up.word).output("out0", out.word);
+    let mut k = Kernel::new(format!(
+        "{} {}{:?} updates {}",
+        ctx.node.op,
+        out.dtype.name(),
+        out.shape,
+        updates
+    ));
+    k.input("in1", ix.word)
+        .input("in2", up.word)
+        .output("out0", out.word);
     k.workgroup_size = [1, 1, 1];
     k.workgroups = [1, 1, 1];
     k.body = format!("    for (var i = 0u; i < {updates}u; i = i + 1u) {{\n{loop_body}    }}\n");
     Ok(Lowered::Launches {
         temps: Vec::new(),
         launches: vec![
-            Launch { kernel: copy, args: vec![Arg::In(0), Arg::Out(0)] },
-            Launch { kernel: k, args: vec![Arg::In(1), Arg::In(2), Arg::Out(0)] },
+            Launch {
+                kernel: copy,
+                args: vec![Arg::In(0), Arg::Out(0)],
+            },
+            Launch {
+                kernel: k,
+                args: vec![Arg::In(1), Arg::In(2), Arg::Out(0)],
+            },
         ],
     })
 }
@@ -353,14 +505,27 @@ pub fn scatter_nd(ctx: &Ctx) -> Result<Lowered> {
     let r = ix.shape[q - 1];
     let slice: usize = x.shape[r..].iter().product();
     let st = strides(&x.shape);
-    let mut b = format!("        let t = (i / {slice}u) * {r}u;\n        var off = i % {slice}u;\n");
+    let mut b =
+        format!("        let t = (i / {slice}u) * {r}u;\n        var off = i % {slice}u;\n");
     for j in 0..r {
         let n = x.shape[j];
-        let raw = if ix.word == Word::I32 { format!("in1[t + {j}u]") } else { format!("i32(in1[t + {j}u])") };
-        let _ = writeln!(b, "        var k{j} = {raw};\n        if (k{j} < 0) {{ k{j} = k{j} + {n}; }}\n        off = off + u32(k{j}) * {}u;", st[j]);
+        let raw = if ix.word == Word::I32 {
+            format!("in1[t + {j}u]")
+        } else {
+            format!("i32(in1[t + {j}u])")
+        };
+        let _ = writeln!(
+            b,
+            "        var k{j} = {raw};\n        if (k{j} < 0) {{ k{j} = k{j} + {n}; }}\n        off = off + u32(k{j}) * {}u;",
+            st[j]
+        );
     }
     let reduction = ctx.attrs().string("reduction", "none")?;
-    let _ = writeln!(b, "        {}", combine("out0[off]", "in2[i]", reduction, x.word)?);
+    let _ = writeln!(
+        b,
+        "        {}",
+        combine("out0[off]", "in2[i]", reduction, x.word)?
+    );
     scatter(ctx, b, up.numel())
 }
 
@@ -369,19 +534,42 @@ pub fn scatter_elements(ctx: &Ctx) -> Result<Lowered> {
     let axis = norm_axis(ctx.attrs().int("axis", 0)?, x.shape.len())?;
     let st = strides(&x.shape);
     let mut b = unravel("i", &ix.shape, "u").replace("    let", "        let");
-    let raw = if ix.word == Word::I32 { "in1[i]".to_string() } else { "i32(in1[i])".to_string() };
-    let _ = writeln!(b, "        var k = {raw};\n        if (k < 0) {{ k = k + {}; }}", x.shape[axis]);
+    let raw = if ix.word == Word::I32 {
+        "in1[i]".to_string()
+    } else {
+        "i32(in1[i])".to_string()
+    };
+    let _ = writeln!(
+        b,
+        "        var k = {raw};\n        if (k < 0) {{ k = k + {}; }}",
+        x.shape[axis]
+    );
     let terms: Vec<String> = (0..x.shape.len())
-        .map(|d| if d == axis { format!("u32(k) * {}u", st[d]) } else { format!("u{d} * {}u", st[d]) })
+        .map(|d| {
+            if d == axis {
+                format!("u32(k) * {}u", st[d])
+            } else {
+                format!("u{d} * {}u", st[d])
+            }
+        })
         .collect();
     let reduction = ctx.attrs().string("reduction", "none")?;
-    let _ = writeln!(b, "        let off = {};\n        {}", terms.join(" + "), combine("out0[off]", "in2[i]", reduction, x.word)?);
+    let _ = writeln!(
+        b,
+        "        let off = {};\n        {}",
+        terms.join(" + "),
+        combine("out0[off]", "in2[i]", reduction, x.word)?
+    );
     scatter(ctx, b, ix.numel())
 }
 
 pub fn trilu(ctx: &Ctx) -> Result<Lowered> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
-    let k = ctx.opt_constant(1).map(|t| t.first_i64()).transpose()?.unwrap_or(0);
+    let k = ctx
+        .opt_constant(1)
+        .map(|t| t.first_i64())
+        .transpose()?
+        .unwrap_or(0);
     if ctx.has_input(1) && ctx.opt_constant(1).is_none() {
         return Err(Error::unsupported("Trilu with a non-constant k"));
     }
@@ -392,7 +580,10 @@ pub fn trilu(ctx: &Ctx) -> Result<Lowered> {
     } else {
         format!("i32(o{}) - i32(o{}) <= {k}", r - 1, r - 2)
     };
-    let body = format!("    out0[i] = select({}, in0[i], {keep});\n", literal(0.0, out.word));
+    let body = format!(
+        "    out0[i] = select({}, in0[i], {keep});\n",
+        literal(0.0, out.word)
+    );
     Ok(per_output(ctx, out, &[(0, x.word)], &body, "Trilu"))
 }
 
@@ -401,8 +592,15 @@ pub fn range(ctx: &Ctx) -> Result<Lowered> {
     let w = out.word.wgsl();
     let body = format!("    out0[i] = in0[0] + {w}(i) * in1[0];\n");
     let mut k = Kernel::new(format!("Range {}{:?}", out.dtype.name(), out.shape));
-    k.input("in0", out.word).input("in1", out.word).output("out0", out.word);
-    k.one_per_item(out.numel(), ctx.tuning().elementwise, ctx.max_groups(), &body);
+    k.input("in0", out.word)
+        .input("in1", out.word)
+        .output("out0", out.word);
+    k.one_per_item(
+        out.numel(),
+        ctx.tuning().elementwise,
+        ctx.max_groups(),
+        &body,
+    );
     Ok(Lowered::one(k, vec![Arg::In(0), Arg::In(2), Arg::Out(0)]))
 }
 
@@ -428,7 +626,11 @@ pub fn one_hot(ctx: &Ctx) -> Result<Lowered> {
         .enumerate()
         .map(|(j, d)| format!("o{d} * {}u", ist[j]))
         .collect();
-    let off = if terms.is_empty() { "0u".into() } else { terms.join(" + ") };
+    let off = if terms.is_empty() {
+        "0u".into()
+    } else {
+        terms.join(" + ")
+    };
     let raw = match ix.word {
         Word::F32 => format!("i32(trunc(in0[{off}]))"),
         Word::I32 => format!("in0[{off}]"),
@@ -437,5 +639,11 @@ pub fn one_hot(ctx: &Ctx) -> Result<Lowered> {
     let body = format!(
         "    var k = {raw};\n    if (k < 0) {{ k = k + {depth}; }}\n    out0[i] = select(in1[0], in1[1], k == i32(o{axis}));\n"
     );
-    Ok(per_output(ctx, out, &[(0, ix.word), (2, vals.word)], &body, "OneHot"))
+    Ok(per_output(
+        ctx,
+        out,
+        &[(0, ix.word), (2, vals.word)],
+        &body,
+        "OneHot",
+    ))
 }

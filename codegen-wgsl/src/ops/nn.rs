@@ -16,7 +16,10 @@ use crate::lower::{Arg, Ctx, Launch, Lowered, Tt};
 
 fn float_only(ctx: &Ctx, t: &Tt) -> Result<()> {
     if t.word != Word::F32 {
-        return Err(Error::unsupported(format!("{} on {} tensors", ctx.node.op, t.dtype)));
+        return Err(Error::unsupported(format!(
+            "{} on {} tensors",
+            ctx.node.op, t.dtype
+        )));
     }
     Ok(())
 }
@@ -64,9 +67,16 @@ pub fn conv(ctx: &Ctx) -> Result<Lowered> {
         terms.join(" + ")
     );
     let has_bias = ctx.has_input(2);
-    let bias = if has_bias { " + bias[grp * MGu + m]".replace("MG", &mg.to_string()) } else { String::new() };
+    let bias = if has_bias {
+        " + bias[grp * MGu + m]".replace("MG", &mg.to_string())
+    } else {
+        String::new()
+    };
     let spec = GemmSpec {
-        label: format!("Conv f32 x{:?} w{:?} group {group} -> {:?}", x.shape, w.shape, out.shape),
+        label: format!(
+            "Conv f32 x{:?} w{:?} group {group} -> {:?}",
+            x.shape, w.shape, out.shape
+        ),
         m: mg,
         n: ns,
         k: cg * kp,
@@ -104,8 +114,14 @@ pub fn conv_transpose(ctx: &Ctx) -> Result<Lowered> {
     let (cig, cog) = (ci / group, co / group);
     let kernel: Vec<usize> = w.shape[2..].to_vec();
     let input = &x.shape[2..];
-    let get = |name: &str, d: i64| -> Result<Vec<i64>> { Ok(a.opt_ints(name)?.map_or(vec![d; nd], <[i64]>::to_vec)) };
-    let (st, dil, out_pad) = (get("strides", 1)?, get("dilations", 1)?, get("output_padding", 0)?);
+    let get = |name: &str, d: i64| -> Result<Vec<i64>> {
+        Ok(a.opt_ints(name)?.map_or(vec![d; nd], <[i64]>::to_vec))
+    };
+    let (st, dil, out_pad) = (
+        get("strides", 1)?,
+        get("dilations", 1)?,
+        get("output_padding", 0)?,
+    );
     let mut pads = a.opt_ints("pads")?.map_or(vec![0; 2 * nd], <[i64]>::to_vec);
     let auto = a.string("auto_pad", "NOTSET")?;
     let output_shape = a.opt_ints("output_shape")?;
@@ -118,8 +134,16 @@ pub fn conv_transpose(ctx: &Ctx) -> Result<Lowered> {
         };
         if let Some(target) = target {
             let total = (full - target).max(0);
-            let lower_first = if output_shape.is_some() { auto == "SAME_LOWER" } else { auto != "SAME_UPPER" };
-            pads[i] = if lower_first { total - total / 2 } else { total / 2 };
+            let lower_first = if output_shape.is_some() {
+                auto == "SAME_LOWER"
+            } else {
+                auto != "SAME_UPPER"
+            };
+            pads[i] = if lower_first {
+                total - total / 2
+            } else {
+                total / 2
+            };
         }
     }
     let osp = &out.shape[2..];
@@ -135,8 +159,18 @@ pub fn conv_transpose(ctx: &Ctx) -> Result<Lowered> {
     let mut conds = Vec::new();
     let mut terms = Vec::new();
     for d in 0..nd {
-        let _ = writeln!(b, "        let p{d} = i32(o{}) + {} - i32(kq{d}) * {};", d + 2, pads[d], dil[d]);
-        conds.push(format!("p{d} >= 0 && p{d} % {s} == 0 && p{d} / {s} < {}", input[d], s = st[d]));
+        let _ = writeln!(
+            b,
+            "        let p{d} = i32(o{}) + {} - i32(kq{d}) * {};",
+            d + 2,
+            pads[d],
+            dil[d]
+        );
+        conds.push(format!(
+            "p{d} >= 0 && p{d} % {s} == 0 && p{d} / {s} < {}",
+            input[d],
+            s = st[d]
+        ));
         terms.push(format!("u32(p{d} / {}) * {}u", st[d], ist[d]));
     }
     let _ = writeln!(
@@ -146,8 +180,15 @@ pub fn conv_transpose(ctx: &Ctx) -> Result<Lowered> {
         terms.join(" + ")
     );
     let has_bias = ctx.has_input(2);
-    let _ = writeln!(b, "    out0[i] = acc{};", if has_bias { " + bias[o1]" } else { "" });
-    let mut k = Kernel::new(format!("ConvTranspose f32 x{:?} w{:?} -> {:?}", x.shape, w.shape, out.shape));
+    let _ = writeln!(
+        b,
+        "    out0[i] = acc{};",
+        if has_bias { " + bias[o1]" } else { "" }
+    );
+    let mut k = Kernel::new(format!(
+        "ConvTranspose f32 x{:?} w{:?} -> {:?}",
+        x.shape, w.shape, out.shape
+    ));
     k.input("x", Word::F32).input("w", Word::F32);
     let mut args = vec![Arg::In(0), Arg::In(1)];
     if has_bias {
@@ -184,12 +225,21 @@ pub fn pool(ctx: &Ctx) -> Result<Lowered> {
     let p = ctx.attrs().int("p", 2)? as f64;
     let wants_idx = ctx.wants_output(1);
     if wants_idx && ctx.attrs().int("storage_order", 0)? != 0 {
-        return Err(Error::unsupported("MaxPool indices in column-major storage order"));
+        return Err(Error::unsupported(
+            "MaxPool indices in column-major storage order",
+        ));
     }
     let mut b = format!("    let pl = i / {osp}u;\n    let os = i % {osp}u;\n");
     b.push_str(&unravel("os", &win.out, "o"));
-    let init = if op == "MaxPool" { "bitcast<f32>(0xff800000u)" } else { "0.0" };
-    let _ = writeln!(b, "    var acc = {init};\n    var arg = 0u;\n    var count = 0u;\n    var padded = 0u;\n    for (var kk = 0u; kk < {kp}u; kk = kk + 1u) {{");
+    let init = if op == "MaxPool" {
+        "bitcast<f32>(0xff800000u)"
+    } else {
+        "0.0"
+    };
+    let _ = writeln!(
+        b,
+        "    var acc = {init};\n    var arg = 0u;\n    var count = 0u;\n    var padded = 0u;\n    for (var kk = 0u; kk < {kp}u; kk = kk + 1u) {{"
+    );
     b.push_str(&unravel("kk", &kernel, "kq").replace("    let", "        let"));
     let mut inside = Vec::new();
     let mut in_pad = Vec::new();
@@ -201,10 +251,18 @@ pub fn pool(ctx: &Ctx) -> Result<Lowered> {
             win.strides[d], win.dilations[d], win.pads[d]
         );
         inside.push(format!("h{d} >= 0 && h{d} < {}", input[d]));
-        in_pad.push(format!("h{d} >= -{} && h{d} < {}", win.pads[d], input[d] + win.pads[d + nd]));
+        in_pad.push(format!(
+            "h{d} >= -{} && h{d} < {}",
+            win.pads[d],
+            input[d] + win.pads[d + nd]
+        ));
         terms.push(format!("u32(h{d}) * {}u", ist[d]));
     }
-    let _ = writeln!(b, "        if ({}) {{ padded = padded + 1u; }}", in_pad.join(" && "));
+    let _ = writeln!(
+        b,
+        "        if ({}) {{ padded = padded + 1u; }}",
+        in_pad.join(" && ")
+    );
     let update = match op {
         "MaxPool" => "if (v > acc) { acc = v; arg = off; }".to_string(),
         "AveragePool" => "acc = acc + v;".to_string(),
@@ -250,7 +308,11 @@ pub fn global_pool(ctx: &Ctx) -> Result<Lowered> {
         _ => ("mean", ""),
     };
     let _ = (pre, post);
-    let stat = if ctx.node.op == "GlobalMaxPool" { Stat::Max } else { Stat::Mean };
+    let stat = if ctx.node.op == "GlobalMaxPool" {
+        Stat::Max
+    } else {
+        Stat::Mean
+    };
     row_norm(ctx, RowSpec::contiguous(rows, len, stat), None)
 }
 
@@ -258,7 +320,9 @@ pub fn batch_norm(ctx: &Ctx) -> Result<Lowered> {
     let x = ctx.input(0)?;
     float_only(ctx, x)?;
     if ctx.attrs().int("training_mode", 0)? != 0 || ctx.wants_output(1) {
-        return Err(Error::unsupported("BatchNormalization in training mode on WebGPU"));
+        return Err(Error::unsupported(
+            "BatchNormalization in training mode on WebGPU",
+        ));
     }
     let eps = lit(f64::from(ctx.attrs().float("epsilon", 1e-5)?));
     let c = x.shape.get(1).copied().unwrap_or(1);
@@ -270,7 +334,10 @@ pub fn batch_norm(ctx: &Ctx) -> Result<Lowered> {
     }
     let expr = format!("(a - d) / sqrt(e + {eps}) * b + c");
     let k = broadcast_kernel(ctx, &ins, ctx.output(0)?, &expr, Default::default());
-    Ok(Lowered::one(k, (0..5).map(Arg::In).chain([Arg::Out(0)]).collect()))
+    Ok(Lowered::one(
+        k,
+        (0..5).map(Arg::In).chain([Arg::Out(0)]).collect(),
+    ))
 }
 
 /// What a row kernel computes over each row.
@@ -298,7 +365,11 @@ struct RowSpec {
 
 impl RowSpec {
     fn contiguous(rows: usize, len: usize, stat: Stat) -> RowSpec {
-        RowSpec { shape: vec![rows, len], reduced: vec![1], stat }
+        RowSpec {
+            shape: vec![rows, len],
+            reduced: vec![1],
+            stat,
+        }
     }
 }
 
@@ -318,7 +389,10 @@ fn row_norm(ctx: &Ctx, spec: RowSpec, affine: Option<Affine>) -> Result<Lowered>
     let rows: usize = kept_shape.iter().product();
     let len: usize = red_shape.iter().product();
     let wg = ctx.tuning().reduction;
-    let mut k = Kernel::new(format!("{} f32{:?} rows {rows} x {len}", ctx.node.op, spec.shape));
+    let mut k = Kernel::new(format!(
+        "{} f32{:?} rows {rows} x {len}",
+        ctx.node.op, spec.shape
+    ));
     k.input("x", Word::F32);
     let mut args = vec![Arg::In(0)];
     if let Some(a) = &affine {
@@ -335,13 +409,18 @@ fn row_norm(ctx: &Ctx, spec: RowSpec, affine: Option<Affine>) -> Result<Lowered>
     k.workgroup_bytes = wg * 4;
     k.helpers.insert("fmax");
     let tree = |var: &str, comb: &str| {
-        let step = comb.replace("$a", "part[lidx]").replace("$b", "part[lidx + s]");
+        let step = comb
+            .replace("$a", "part[lidx]")
+            .replace("$b", "part[lidx + s]");
         format!(
             "    part[lidx] = {var};\n    workgroupBarrier();\n    for (var s = {}u; s > 0u; s = s >> 1u) {{\n        if (lidx < s) {{ part[lidx] = {step}; }}\n        workgroupBarrier();\n    }}\n    {var} = part[0];\n    workgroupBarrier();\n",
             wg / 2
         )
     };
-    let red_off = offset("r", &spec.reduced.iter().map(|&d| st[d]).collect::<Vec<_>>());
+    let red_off = offset(
+        "r",
+        &spec.reduced.iter().map(|&d| st[d]).collect::<Vec<_>>(),
+    );
     let each = |code: &str| {
         format!(
             "    for (var j = lidx; j < {len}u; j = j + {wg}u) {{\n{}        let x = xin[base + {red_off}];\n        {code}\n    }}\n",
@@ -350,13 +429,21 @@ fn row_norm(ctx: &Ctx, spec: RowSpec, affine: Option<Affine>) -> Result<Lowered>
         .replace("xin[", "x[")
     };
     let mut b = unravel("row", &kept_shape, "o");
-    let _ = writeln!(b, "    let base = {};", offset("o", &kept.iter().map(|&d| st[d]).collect::<Vec<_>>()));
+    let _ = writeln!(
+        b,
+        "    let base = {};",
+        offset("o", &kept.iter().map(|&d| st[d]).collect::<Vec<_>>())
+    );
     let n = lit(len as f64);
     let value = match spec.stat {
         Stat::Standardize(eps) => {
             let _ = write!(b, "    var mean = 0.0;\n{}", each("mean = mean + x;"));
             b.push_str(&tree("mean", "$a + $b"));
-            let _ = write!(b, "    mean = mean / {n};\n    var q = 0.0;\n{}", each("q = q + (x - mean) * (x - mean);"));
+            let _ = write!(
+                b,
+                "    mean = mean / {n};\n    var q = 0.0;\n{}",
+                each("q = q + (x - mean) * (x - mean);")
+            );
             b.push_str(&tree("q", "$a + $b"));
             let _ = writeln!(b, "    let inv = 1.0 / sqrt(q / {n} + {});", lit(eps));
             Some("(x - mean) * inv")
@@ -368,7 +455,11 @@ fn row_norm(ctx: &Ctx, spec: RowSpec, affine: Option<Affine>) -> Result<Lowered>
             Some("x * inv")
         }
         Stat::Lp(p) => {
-            let acc = if p == 1 { "q = q + abs(x);" } else { "q = q + x * x;" };
+            let acc = if p == 1 {
+                "q = q + abs(x);"
+            } else {
+                "q = q + x * x;"
+            };
             let _ = write!(b, "    var q = 0.0;\n{}", each(acc));
             b.push_str(&tree("q", "$a + $b"));
             let norm = if p == 1 { "q" } else { "sqrt(q)" };
@@ -377,9 +468,24 @@ fn row_norm(ctx: &Ctx, spec: RowSpec, affine: Option<Affine>) -> Result<Lowered>
         }
         Stat::Mean | Stat::Max | Stat::LpPool(_) => {
             let (init, acc, comb, fin) = match spec.stat {
-                Stat::Mean => ("0.0".to_string(), "q = q + x;".to_string(), "$a + $b", format!("q / {n}")),
-                Stat::Max => ("bitcast<f32>(0xff800000u)".to_string(), "q = fmax(q, x);".to_string(), "fmax($a, $b)", "q".to_string()),
-                Stat::LpPool(p) => ("0.0".to_string(), format!("q = q + pow(abs(x), {});", lit(p)), "$a + $b", format!("pow(q, {})", lit(1.0 / p))),
+                Stat::Mean => (
+                    "0.0".to_string(),
+                    "q = q + x;".to_string(),
+                    "$a + $b",
+                    format!("q / {n}"),
+                ),
+                Stat::Max => (
+                    "bitcast<f32>(0xff800000u)".to_string(),
+                    "q = fmax(q, x);".to_string(),
+                    "fmax($a, $b)",
+                    "q".to_string(),
+                ),
+                Stat::LpPool(p) => (
+                    "0.0".to_string(),
+                    format!("q = q + pow(abs(x), {});", lit(p)),
+                    "$a + $b",
+                    format!("pow(q, {})", lit(1.0 / p)),
+                ),
                 _ => unreachable!("matched above"),
             };
             let _ = write!(b, "    var q = {init};\n{}", each(&acc));
@@ -436,14 +542,30 @@ pub fn layer_norm(ctx: &Ctx) -> Result<Lowered> {
                 .filter(|&d| bs[d] != 0)
                 .map(|d| format!("((r0 / {}u) % {}u) * {}u", ns[d], norm_shape[d], bs[d]))
                 .collect();
-            s.push_str(&if terms.is_empty() { "0u".into() } else { terms.join(" + ") });
+            s.push_str(&if terms.is_empty() {
+                "0u".into()
+            } else {
+                terms.join(" + ")
+            });
             s
         }
     };
     let scale = index_of(ctx.input(1)?);
-    let bias = if ctx.has_input(2) { Some(index_of(ctx.input(2)?)) } else { None };
-    let stat = if ctx.node.op == "RMSNormalization" { Stat::Rms(eps) } else { Stat::Standardize(eps) };
-    row_norm(ctx, RowSpec::contiguous(rows, len, stat), Some(Affine { scale, bias }))
+    let bias = if ctx.has_input(2) {
+        Some(index_of(ctx.input(2)?))
+    } else {
+        None
+    };
+    let stat = if ctx.node.op == "RMSNormalization" {
+        Stat::Rms(eps)
+    } else {
+        Stat::Standardize(eps)
+    };
+    row_norm(
+        ctx,
+        RowSpec::contiguous(rows, len, stat),
+        Some(Affine { scale, bias }),
+    )
 }
 
 pub fn norm_rows(ctx: &Ctx) -> Result<Lowered> {
@@ -455,8 +577,15 @@ pub fn norm_rows(ctx: &Ctx) -> Result<Lowered> {
         "InstanceNormalization" => {
             let (rows, len) = (x.shape[0] * x.shape[1], x.shape[2..].iter().product());
             let c = x.shape[1];
-            let affine = Affine { scale: format!("o0 % {c}u"), bias: Some(format!("o0 % {c}u")) };
-            row_norm(ctx, RowSpec::contiguous(rows, len, Stat::Standardize(eps)), Some(affine))
+            let affine = Affine {
+                scale: format!("o0 % {c}u"),
+                bias: Some(format!("o0 % {c}u")),
+            };
+            row_norm(
+                ctx,
+                RowSpec::contiguous(rows, len, Stat::Standardize(eps)),
+                Some(affine),
+            )
         }
         "GroupNormalization" => {
             let g = ctx.attrs().int("num_groups", 1)? as usize;
@@ -470,21 +599,36 @@ pub fn norm_rows(ctx: &Ctx) -> Result<Lowered> {
             } else {
                 format!("(o0 % {g}u) * {}u + r0 / {sp}u", c / g)
             };
-            let affine = Affine { scale: idx.clone(), bias: Some(idx) };
-            row_norm(ctx, RowSpec::contiguous(rows, len, Stat::Standardize(eps)), Some(affine))
+            let affine = Affine {
+                scale: idx.clone(),
+                bias: Some(idx),
+            };
+            row_norm(
+                ctx,
+                RowSpec::contiguous(rows, len, Stat::Standardize(eps)),
+                Some(affine),
+            )
         }
         "MeanVarianceNormalization" => {
             let axes = match ctx.attrs().opt_ints("axes")? {
                 Some(a) => norm_axes(a, rank)?,
                 None => vec![0, 2, 3],
             };
-            let spec = RowSpec { shape: x.shape.clone(), reduced: axes, stat: Stat::Standardize(1e-9) };
+            let spec = RowSpec {
+                shape: x.shape.clone(),
+                reduced: axes,
+                stat: Stat::Standardize(1e-9),
+            };
             row_norm(ctx, spec, None)
         }
         _ => {
             let axis = norm_axis(ctx.attrs().int("axis", -1)?, rank)?;
             let p = ctx.attrs().int("p", 2)? as u32;
-            let spec = RowSpec { shape: x.shape.clone(), reduced: vec![axis], stat: Stat::Lp(p) };
+            let spec = RowSpec {
+                shape: x.shape.clone(),
+                reduced: vec![axis],
+                stat: Stat::Lp(p),
+            };
             row_norm(ctx, spec, None)
         }
     }
@@ -495,7 +639,11 @@ pub fn lrn(ctx: &Ctx) -> Result<Lowered> {
     float_only(ctx, x)?;
     let a = ctx.attrs();
     let size = a.int("size", 0)? as usize;
-    let (alpha, beta, bias) = (f64::from(a.float("alpha", 1e-4)?), f64::from(a.float("beta", 0.75)?), f64::from(a.float("bias", 1.0)?));
+    let (alpha, beta, bias) = (
+        f64::from(a.float("alpha", 1e-4)?),
+        f64::from(a.float("beta", 0.75)?),
+        f64::from(a.float("bias", 1.0)?),
+    );
     let ch = x.shape[1];
     let inner: usize = x.shape[2..].iter().product();
     let (lo, hi) = ((size - 1) / 2, size.div_ceil(2) - 1);
@@ -509,6 +657,9 @@ pub fn lrn(ctx: &Ctx) -> Result<Lowered> {
     let mut k = Kernel::new(format!("LRN f32{:?} size {size}", x.shape));
     k.input("x", Word::F32).output("out0", Word::F32);
     k.one_per_item(out.numel(), ctx.tuning().elementwise, ctx.max_groups(), &b);
-    let _ = Launch { kernel: k.clone(), args: vec![] };
+    let _ = Launch {
+        kernel: k.clone(),
+        args: vec![],
+    };
     Ok(Lowered::one(k, vec![Arg::In(0), Arg::Out(0)]))
 }

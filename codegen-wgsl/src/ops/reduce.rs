@@ -23,7 +23,9 @@ fn shared(k: &mut Kernel, name: &str, ty: &str, size: u32) {
 /// `comb(a, b)` (an expression over `a` and `b`), then reads it back into
 /// `{var}` on every lane. `comb` uses `$a` and `$b` for the operands.
 fn tree(var: &str, array: &str, size: u32, comb: &str) -> String {
-    let step = comb.replace("$a", &format!("{array}[lidx]")).replace("$b", &format!("{array}[lidx + s]"));
+    let step = comb
+        .replace("$a", &format!("{array}[lidx]"))
+        .replace("$b", &format!("{array}[lidx + s]"));
     format!(
         "    {array}[lidx] = {var};\n    workgroupBarrier();\n    for (var s = {}u; s > 0u; s = s >> 1u) {{\n        if (lidx < s) {{ {array}[lidx] = {step}; }}\n        workgroupBarrier();\n    }}\n    {var} = {array}[0];\n    workgroupBarrier();\n",
         size / 2
@@ -44,7 +46,12 @@ fn reducer(op: &str, w: Word) -> Reducer {
         Word::I32 => (i32::MIN as f64, i32::MAX as f64),
         Word::U32 => (0.0, u32::MAX as f64),
     };
-    let r = |init, pre, comb, post| Reducer { init, pre, comb, post };
+    let r = |init, pre, comb, post| Reducer {
+        init,
+        pre,
+        comb,
+        post,
+    };
     match op {
         "ReduceMax" => r(lo, "$x", "max($a, $b)", "$v"),
         "ReduceMin" => r(hi, "$x", "min($a, $b)", "$v"),
@@ -63,7 +70,11 @@ pub fn reduce(ctx: &Ctx) -> Result<Lowered> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
     let rank = x.shape.len();
     let axes_from_input = ctx.opset >= 18 || (ctx.node.op == "ReduceSum" && ctx.opset >= 13);
-    let axes = if axes_from_input { ctx.ints(1, "")? } else { ctx.attrs().opt_ints("axes")?.map(<[i64]>::to_vec) };
+    let axes = if axes_from_input {
+        ctx.ints(1, "")?
+    } else {
+        ctx.attrs().opt_ints("axes")?.map(<[i64]>::to_vec)
+    };
     let axes = match axes {
         Some(a) if !a.is_empty() => norm_axes(&a, rank)?,
         _ if ctx.attrs().int("noop_with_empty_axes", 0)? != 0 => {
@@ -82,18 +93,30 @@ pub fn reduce(ctx: &Ctx) -> Result<Lowered> {
     let wg = ctx.tuning().reduction;
     let ty = x.word.wgsl();
     let lit = |v: f64| literal(v, x.word);
-    let mut k = Kernel::new(format!("{} {}{:?} axes {:?}", ctx.node.op, x.dtype.name(), x.shape, axes));
+    let mut k = Kernel::new(format!(
+        "{} {}{:?} axes {:?}",
+        ctx.node.op,
+        x.dtype.name(),
+        x.shape,
+        axes
+    ));
     k.input("in0", x.word).output("out0", out.word);
     shared(&mut k, "part", ty, wg);
     let mut body = unravel("row", &kept_shape, "o");
     let base = offset("o", &kept.iter().map(|&d| st[d]).collect::<Vec<_>>());
     let _ = writeln!(body, "    let base = {base};\n    var v = {};", lit(r.init));
-    let _ = writeln!(body, "    for (var j = lidx; j < {n_red}u; j = j + {wg}u) {{");
+    let _ = writeln!(
+        body,
+        "    for (var j = lidx; j < {n_red}u; j = j + {wg}u) {{"
+    );
     body.push_str(&unravel("j", &red_shape, "r").replace("    let", "        let"));
     let red_off = offset("r", &axes.iter().map(|&d| st[d]).collect::<Vec<_>>());
     let pre = r.pre.replace("$x", &format!("in0[base + {red_off}]"));
     let comb_v = r.comb.replace("$a", "v").replace("$b", "y");
-    let _ = writeln!(body, "        let y = {pre};\n        v = {comb_v};\n    }}");
+    let _ = writeln!(
+        body,
+        "        let y = {pre};\n        v = {comb_v};\n    }}"
+    );
     body.push_str(&tree("v", "part", wg, r.comb));
     let post = r.post.replace("$v", "v").replace("$N", &lit(n_red as f64));
     let _ = writeln!(body, "    if (lidx == 0u) {{ out0[row] = {post}; }}");
@@ -124,9 +147,19 @@ pub fn arg(ctx: &Ctx) -> Result<Lowered> {
         x.shape[axis],
         out.word.wgsl()
     );
-    let mut k = Kernel::new(format!("{} {}{:?} axis {axis}", ctx.node.op, x.dtype.name(), x.shape));
+    let mut k = Kernel::new(format!(
+        "{} {}{:?} axis {axis}",
+        ctx.node.op,
+        x.dtype.name(),
+        x.shape
+    ));
     k.input("in0", x.word).output("out0", out.word);
-    k.one_per_item(outer_shape.iter().product(), ctx.tuning().elementwise, ctx.max_groups(), &body);
+    k.one_per_item(
+        outer_shape.iter().product(),
+        ctx.tuning().elementwise,
+        ctx.max_groups(),
+        &body,
+    );
     Ok(Lowered::one(k, vec![Arg::In(0), Arg::Out(0)]))
 }
 
@@ -135,7 +168,10 @@ pub fn arg(ctx: &Ctx) -> Result<Lowered> {
 pub fn softmax(ctx: &Ctx) -> Result<Lowered> {
     let x = ctx.input(0)?;
     if x.word != Word::F32 {
-        return Err(Error::unsupported(format!("{} on {}", ctx.node.op, x.dtype)));
+        return Err(Error::unsupported(format!(
+            "{} on {}",
+            ctx.node.op, x.dtype
+        )));
     }
     let rank = x.shape.len();
     let default_axis = if ctx.opset >= 13 { -1 } else { 1 };
@@ -147,7 +183,12 @@ pub fn softmax(ctx: &Ctx) -> Result<Lowered> {
     };
     let rows = x.numel() / len.max(1);
     let wg = ctx.tuning().reduction;
-    let mut k = Kernel::new(format!("{} {}{:?} axis {axis}", ctx.node.op, x.dtype.name(), x.shape));
+    let mut k = Kernel::new(format!(
+        "{} {}{:?} axis {axis}",
+        ctx.node.op,
+        x.dtype.name(),
+        x.shape
+    ));
     k.input("in0", Word::F32).output("out0", Word::F32);
     k.helpers.insert("fmax");
     shared(&mut k, "part", "f32", wg);
@@ -171,7 +212,11 @@ pub fn softmax(ctx: &Ctx) -> Result<Lowered> {
                 "    var s = 0.0;\n    for (var j = lidx; j < {len}u; j = j + {wg}u) {{ s = s + exp(in0[base + j * {inner}u] - m); }}\n{}",
                 tree("s", "part", wg, "$a + $b")
             );
-            let value = if op == "LogSoftmax" { "x - m - log(s)" } else { "exp(x - m) / s" };
+            let value = if op == "LogSoftmax" {
+                "x - m - log(s)"
+            } else {
+                "exp(x - m) / s"
+            };
             let _ = writeln!(
                 body,
                 "    for (var j = lidx; j < {len}u; j = j + {wg}u) {{ let x = in0[base + j * {inner}u]; out0[base + j * {inner}u] = {value}; }}"
@@ -188,7 +233,11 @@ pub fn cumulative(ctx: &Ctx) -> Result<Lowered> {
     let exclusive = ctx.attrs().int("exclusive", 0)? != 0;
     let reverse = ctx.attrs().int("reverse", 0)? != 0;
     let (n, s) = (x.shape[axis], strides(&x.shape)[axis]);
-    let (init, op) = if ctx.node.op == "CumProd" { (1.0, "*") } else { (0.0, "+") };
+    let (init, op) = if ctx.node.op == "CumProd" {
+        (1.0, "*")
+    } else {
+        (0.0, "+")
+    };
     let (from, to) = match (reverse, exclusive) {
         (false, false) => ("0u".to_string(), "p + 1u".to_string()),
         (false, true) => ("0u".to_string(), "p".to_string()),
@@ -199,8 +248,18 @@ pub fn cumulative(ctx: &Ctx) -> Result<Lowered> {
         "    let p = (i / {s}u) % {n}u;\n    let base = i - p * {s}u;\n    var v = {};\n    for (var q = {from}; q < {to}; q = q + 1u) {{ v = v {op} in0[base + q * {s}u]; }}\n    out0[i] = v;\n",
         literal(init, x.word)
     );
-    let mut k = Kernel::new(format!("{} {}{:?} axis {axis}", ctx.node.op, x.dtype.name(), x.shape));
+    let mut k = Kernel::new(format!(
+        "{} {}{:?} axis {axis}",
+        ctx.node.op,
+        x.dtype.name(),
+        x.shape
+    ));
     k.input("in0", x.word).output("out0", out.word);
-    k.one_per_item(out.numel(), ctx.tuning().elementwise, ctx.max_groups(), &body);
+    k.one_per_item(
+        out.numel(),
+        ctx.tuning().elementwise,
+        ctx.max_groups(),
+        &body,
+    );
     Ok(Lowered::one(k, vec![Arg::In(0), Arg::Out(0)]))
 }

@@ -1,0 +1,298 @@
+//! ONNX `Attention` (opset 23/24): one thread per query row computes its
+//! scores, masks, softmax and weighted sum of values, exactly in the order
+//! the reference does (scale, softcap, mask, softmax). Keys and values are
+//! first laid out as (B, kv heads, past + new, D), which is also the
+//! `present_key` / `present_value` output.
+
+use std::fmt::Write;
+
+use wpc_ir::{Error, Result};
+use wpc_runtime::device_data::Word;
+
+use super::index::literal;
+use crate::kernel::Kernel;
+use crate::lower::{Arg, Ctx, Launch, Lowered, Tt};
+
+/// Offset expression of element (b, h, s, d) of a Q/K/V input laid out
+/// 3-D (B, S, H*D) or 4-D (B, H, S, D).
+fn layout(t: &Tt, heads: usize, b: &str, h: &str, s: &str, d: &str) -> String {
+    if t.shape.len() == 3 {
+        let (seq, hidden) = (t.shape[1], t.shape[2]);
+        let dh = hidden / heads;
+        format!(
+            "({b} * {}u + {s} * {hidden}u + {h} * {dh}u + {d})",
+            seq * hidden
+        )
+    } else {
+        let (hh, seq, dh) = (t.shape[1], t.shape[2], t.shape[3]);
+        format!("((({b} * {hh}u + {h}) * {seq}u + {s}) * {dh}u + {d})")
+    }
+}
+
+/// A kernel writing (B, kvh, past + S, D) from `past` (binding `past`, if
+/// any) and the new keys or values (binding `fresh`).
+fn present(ctx: &Ctx, new: &Tt, kvh: usize, past: usize, total: usize, dim: usize) -> Kernel {
+    let batch = new.shape[0];
+    let n = batch * kvh * total * dim;
+    let mut k = Kernel::new(format!(
+        "Attention present f32[{batch}, {kvh}, {total}, {dim}] past {past}"
+    ));
+    if past > 0 {
+        k.input("past", Word::F32);
+    }
+    k.input("fresh", Word::F32).output("out0", Word::F32);
+    let mut body = format!(
+        "    let d = i % {dim}u;\n    let j = (i / {dim}u) % {total}u;\n    let h = (i / {}u) % {kvh}u;\n    let b = i / {}u;\n",
+        dim * total,
+        dim * total * kvh
+    );
+    let fresh = format!(
+        "fresh[{}]",
+        layout(new, kvh, "b", "h", &format!("(j - {past}u)"), "d")
+    );
+    if past > 0 {
+        let _ = writeln!(
+            body,
+            "    if (j < {past}u) {{ out0[i] = past[((b * {kvh}u + h) * {past}u + j) * {dim}u + d]; }} else {{ out0[i] = {fresh}; }}"
+        );
+    } else {
+        let _ = writeln!(body, "    out0[i] = {fresh};");
+    }
+    k.one_per_item(n, ctx.tuning().elementwise, ctx.max_groups(), &body);
+    k
+}
+
+pub fn attention(ctx: &Ctx) -> Result<Lowered> {
+    let (q, kin, vin) = (ctx.input(0)?, ctx.input(1)?, ctx.input(2)?);
+    if q.word != Word::F32 {
+        return Err(Error::unsupported(format!(
+            "Attention on {} tensors",
+            q.dtype
+        )));
+    }
+    let a = ctx.attrs();
+    let three_d = q.shape.len() == 3;
+    let (qh, kvh) = if three_d {
+        (
+            a.int("q_num_heads", 0)? as usize,
+            a.int("kv_num_heads", 0)? as usize,
+        )
+    } else {
+        (q.shape[1], kin.shape[1])
+    };
+    if qh == 0 || kvh == 0 || qh % kvh != 0 {
+        return Err(Error::invalid("Attention head counts do not divide"));
+    }
+    let batch = q.shape[0];
+    let sq = if three_d { q.shape[1] } else { q.shape[2] };
+    let dh = if three_d { q.shape[2] / qh } else { q.shape[3] };
+    let dv = if three_d {
+        vin.shape[2] / kvh
+    } else {
+        vin.shape[3]
+    };
+    let s_new = if three_d { kin.shape[1] } else { kin.shape[2] };
+    let past = if ctx.has_input(4) {
+        ctx.input(4)?.shape[2]
+    } else {
+        0
+    };
+    let skv = past + s_new;
+    let reps = qh / kvh;
+    let scale = a
+        .opt_float("scale")?
+        .map_or(1.0 / (dh as f64).sqrt(), f64::from);
+    let softcap = f64::from(a.float("softcap", 0.0)?);
+    let causal = a.int("is_causal", 0)? != 0;
+    let mode = a.int("qk_matmul_output_mode", 0)?;
+    let (left, right) = (
+        a.int("left_window_size", -1)?,
+        a.int("right_window_size", -1)?,
+    );
+    let lit = |v: f64| literal(v, Word::F32);
+
+    // Keys and values in (B, kvh, skv, D): the present outputs, or scratch.
+    let mut temps = Vec::new();
+    let mut launches = Vec::new();
+    let mut kv_args = Vec::new();
+    for (which, new, dim) in [(0usize, kin, dh), (1, vin, dv)] {
+        let target = if ctx.wants_output(1 + which) {
+            Arg::Out(1 + which)
+        } else {
+            temps.push(batch * kvh * skv * dim);
+            Arg::Temp(temps.len() - 1)
+        };
+        let mut args = Vec::new();
+        if past > 0 {
+            args.push(Arg::In(4 + which));
+        }
+        args.push(Arg::In(1 + which));
+        args.push(target);
+        launches.push(Launch {
+            kernel: present(ctx, new, kvh, past, skv, dim),
+            args,
+        });
+        kv_args.push(target);
+    }
+    temps.push(batch * qh * sq * skv);
+    let scores = Arg::Temp(temps.len() - 1);
+
+    let mut k = Kernel::new(format!(
+        "Attention f32 B={batch} Hq={qh} Hkv={kvh} Sq={sq} Skv={skv} D={dh}/{dv} causal={causal} mode={mode}"
+    ));
+    k.input("q", Word::F32)
+        .input("kk", Word::F32)
+        .input("vv", Word::F32);
+    let mut args = vec![Arg::In(0), kv_args[0], kv_args[1]];
+    let mask = if ctx.has_input(3) {
+        let m = ctx.input(3)?;
+        k.input("mask", m.word);
+        args.push(Arg::In(3));
+        Some(m.clone())
+    } else {
+        None
+    };
+    let nonpad = ctx.has_input(6);
+    if nonpad {
+        k.input("nonpad", ctx.input(6)?.word);
+        args.push(Arg::In(6));
+    }
+    k.output("sc", Word::F32);
+    args.push(scores);
+    k.output("y", Word::F32);
+    args.push(Arg::Out(0));
+    let qk_out = ctx.wants_output(3);
+    if qk_out {
+        k.output("qk", Word::F32);
+        args.push(Arg::Out(3));
+    }
+    k.helpers.insert("fmax");
+    let neg_inf = "bitcast<f32>(0xff800000u)";
+    let mut b = format!(
+        "    let row = i;\n    let qi = row % {sq}u;\n    let h = (row / {sq}u) % {qh}u;\n    let b = row / {};\n    let kh = h / {reps}u;\n    let at = row * {skv}u;\n",
+        sq * qh
+    );
+    let offset = if nonpad && past == 0 {
+        format!("i32(nonpad[b]) - {sq}")
+    } else {
+        format!("{past}")
+    };
+    let _ = writeln!(
+        b,
+        "    let pos = i32(qi) + {offset};\n    var m = {neg_inf};\n    var all_masked = true;"
+    );
+    let _ = writeln!(
+        b,
+        "    for (var j = 0u; j < {skv}u; j = j + 1u) {{\n        var s = 0.0;"
+    );
+    let _ = writeln!(
+        b,
+        "        for (var d = 0u; d < {dh}u; d = d + 1u) {{ s = s + q[{}] * kk[((b * {kvh}u + kh) * {skv}u + j) * {dh}u + d]; }}\n        s = s * {};",
+        layout(q, qh, "b", "h", "qi", "d"),
+        lit(scale)
+    );
+    if softcap > 0.0 {
+        let _ = writeln!(
+            b,
+            "        s = tanh(clamp(s / {c}, -15.0, 15.0)) * {c};",
+            c = lit(softcap)
+        );
+    }
+    if qk_out && mode <= 1 {
+        b.push_str("        qk[at + j] = s;\n");
+    }
+    b.push_str("        var bj = 0.0;\n");
+    if let Some(m) = &mask {
+        let last = *m.shape.last().unwrap_or(&1);
+        let mut padded = m.shape.clone();
+        *padded.last_mut().expect("rank >= 1") = skv;
+        // Broadcast strides of the mask over (B, Hq, Sq, Skv); along j they
+        // index the mask's own (possibly shorter, padded) last dim.
+        let own = super::index::strides(&m.shape);
+        let r = m.shape.len();
+        let st: Vec<usize> = (0..4)
+            .map(|d| {
+                if d + r < 4 || padded[d + r - 4] == 1 && [batch, qh, sq, skv][d] != 1 {
+                    0
+                } else {
+                    own[d + r - 4]
+                }
+            })
+            .collect();
+        let off = format!(
+            "b * {}u + h * {}u + qi * {}u + j * {}u",
+            st[0], st[1], st[2], st[3]
+        );
+        let read = if m.word == Word::F32 {
+            format!("mask[{off}]")
+        } else {
+            format!("select({neg_inf}, 0.0, mask[{off}] != 0u)")
+        };
+        let _ = writeln!(
+            b,
+            "        if (j < {last}u) {{ bj = {read}; }} else {{ bj = {neg_inf}; }}"
+        );
+    }
+    if causal {
+        let _ = writeln!(b, "        if (i32(j) > pos) {{ bj = {neg_inf}; }}");
+    }
+    if left >= 0 {
+        let _ = writeln!(
+            b,
+            "        if (pos - i32(j) > {left}) {{ bj = {neg_inf}; }}"
+        );
+    }
+    if right >= 0 {
+        let _ = writeln!(
+            b,
+            "        if (i32(j) - pos > {right}) {{ bj = {neg_inf}; }}"
+        );
+    }
+    if nonpad {
+        let _ = writeln!(
+            b,
+            "        if (i32(j) >= i32(nonpad[b])) {{ bj = {neg_inf}; }}"
+        );
+    }
+    let _ = writeln!(
+        b,
+        "        if (bj != {neg_inf}) {{ all_masked = false; s = s + bj; }} else {{ s = {neg_inf}; }}"
+    );
+    if qk_out && mode == 2 {
+        b.push_str("        qk[at + j] = s;\n");
+    }
+    let _ = writeln!(
+        b,
+        "        sc[at + j] = s;\n        m = fmax(m, s);\n    }}"
+    );
+    let _ = writeln!(
+        b,
+        "    if (m == {neg_inf}) {{ m = 0.0; }}\n    var sum = 0.0;\n    for (var j = 0u; j < {skv}u; j = j + 1u) {{ let e = select(exp(sc[at + j] - m), 0.0, sc[at + j] == {neg_inf}); sc[at + j] = e; sum = sum + e; }}"
+    );
+    let _ = writeln!(
+        b,
+        "    for (var j = 0u; j < {skv}u; j = j + 1u) {{ let p = select(sc[at + j] / sum, 0.0, all_masked || sum == 0.0); sc[at + j] = p;{} }}",
+        if qk_out && mode == 3 {
+            " qk[at + j] = p;"
+        } else {
+            ""
+        }
+    );
+    let y_off = if three_d {
+        format!("(b * {sq}u + qi) * {}u + h * {dv}u + d", qh * dv)
+    } else {
+        format!("row * {dv}u + d")
+    };
+    let _ = writeln!(
+        b,
+        "    for (var d = 0u; d < {dv}u; d = d + 1u) {{\n        var acc = 0.0;\n        for (var j = 0u; j < {skv}u; j = j + 1u) {{ acc = acc + sc[at + j] * vv[((b * {kvh}u + kh) * {skv}u + j) * {dv}u + d]; }}\n        y[{y_off}] = acc;\n    }}"
+    );
+    k.one_per_item(
+        batch * qh * sq,
+        ctx.tuning().elementwise,
+        ctx.max_groups(),
+        &b,
+    );
+    launches.push(Launch { kernel: k, args });
+    Ok(Lowered::Launches { temps, launches })
+}
