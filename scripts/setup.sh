@@ -12,6 +12,16 @@ if ! command -v cargo >/dev/null; then
     echo "setup: cargo is missing; install Rust (https://rustup.rs) first" >&2
     exit 1
 fi
+# WebGPU runs natively through wgpu on Vulkan; on machines without a GPU,
+# Mesa's lavapipe is the Vulkan driver.
+if ! ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
+    else
+        echo "setup: no Vulkan driver; install mesa-vulkan-drivers (sudo apt-get install mesa-vulkan-drivers)" >&2
+        exit 1
+    fi
+fi
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi

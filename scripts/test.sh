@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README.md and CI run exactly this):
 # set up the oracle data, check formatting and lints, run every test,
-# and run the ONNX conformance suite against the checked-in baseline.
+# and run the ONNX conformance suite on the reference and WebGPU (wgpu on
+# Vulkan; lavapipe without a GPU) backends against the checked-in baselines.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cache="${WPC_CACHE:-$HOME/.cache}"
@@ -13,3 +14,5 @@ WPC_MODELS_DIR="$cache/wpc-models" WPC_CONFORMANCE_DIR="$cache/wpc-conformance" 
 mkdir -p target
 cargo run --quiet --bin wpc -- conformance "$cache/wpc-conformance" --backend reference \
     --json target/conformance-reference.json --baseline conformance/reference-baseline.json
+cargo run --quiet --bin wpc -- conformance "$cache/wpc-conformance" --backend webgpu \
+    --json target/conformance-webgpu.json --baseline conformance/webgpu-baseline.json

@@ -38,6 +38,9 @@ pub struct Options {
     /// bundle's inputs). Needed for inputs that steer kernels, such as the
     /// `axes` of a reduction fed as a model input.
     pub frozen: HashMap<String, wpc_ir::Tensor>,
+    /// Concrete shapes for model inputs, overriding what the model declares
+    /// (for inputs with unnamed `?` dims).
+    pub input_shapes: HashMap<String, Vec<usize>>,
 }
 
 impl Options {
@@ -47,6 +50,7 @@ impl Options {
             dims: HashMap::new(),
             demote_f64: false,
             frozen: HashMap::new(),
+            input_shapes: HashMap::new(),
         }
     }
 }
@@ -199,6 +203,18 @@ pub fn compile_model(
     check_steering_inputs(&bound)?;
     let mut inputs = tensor_infos(&bound, &bound.graph.inputs);
     let mut outputs = tensor_infos(&bound, &bound.graph.outputs);
+    for (name, dims) in &options.input_shapes {
+        let g = &mut bound.graph;
+        let v = g
+            .inputs
+            .iter()
+            .copied()
+            .find(|&v| g.value(v).name == *name)
+            .ok_or_else(|| {
+                Error::invalid(format!("--input-shape: the model has no input '{name}'"))
+            })?;
+        g.value_mut(v).ty.shape = Shape::known(dims);
+    }
     bind_dims(&mut bound, &options.dims)?;
     wpc_passes::optimize(&mut bound)?;
     let compiled = wpc_codegen_wgsl::compile(

@@ -66,6 +66,27 @@ enum Command {
     },
     /// List the shipped target profiles.
     Targets,
+    /// Time a model's WebGPU variant through wgpu (median per inference),
+    /// and/or the GEMM kernel on N x N x N matrices in GFLOP/s.
+    Bench {
+        /// An .onnx file (compiled for --target first) or a bundle directory.
+        model: Option<PathBuf>,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Also time MatMul at these sizes (e.g. --matmul 1024 --matmul 4096).
+        #[arg(long = "matmul", value_name = "N")]
+        matmul: Vec<usize>,
+        /// The adapter's peak f32 GFLOP/s, to report GEMM efficiency.
+        #[arg(long, value_name = "GFLOPS")]
+        peak_gflops: Option<f64>,
+        #[arg(long, default_value_t = 20)]
+        iterations: usize,
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        /// SYMBOL=VALUE for symbolic input dims of an .onnx model.
+        #[arg(long = "dim", value_name = "SYMBOL=VALUE")]
+        dims: Vec<String>,
+    },
     /// Compile a model into a bundle directory for one target.
     Compile {
         /// The .onnx file.
@@ -83,6 +104,10 @@ enum Command {
         /// Compute float64 tensors in float32 (WGSL has no f64).
         #[arg(long)]
         demote_f64: bool,
+        /// NAME=D0xD1x...: the concrete shape of a model input (for dims
+        /// the model leaves unnamed), e.g. input=1x512.
+        #[arg(long = "input-shape", value_name = "NAME=SHAPE")]
+        input_shapes: Vec<String>,
         /// NAME=FILE.npy: fix a model input to a value at compile time
         /// (required for inputs that steer kernels, e.g. reduction axes).
         #[arg(long = "freeze", value_name = "NAME=FILE.npy")]
@@ -205,6 +230,55 @@ fn dispatch(cli: Cli) -> Result<()> {
             println!("{} ops", ops.len());
             Ok(())
         }
+        Command::Bench {
+            model,
+            target,
+            matmul,
+            peak_gflops,
+            iterations,
+            warmup,
+            dims,
+        } => {
+            let gpu = wpc::runtime::webgpu::Gpu::new()?;
+            println!("adapter: {}", gpu.describe());
+            let profile = target.profile()?;
+            if let Some(path) = model {
+                let bundle = if path.is_dir() {
+                    wpc::runtime::Bundle::read(&path)?
+                } else {
+                    let mut options = wpc::compile::Options::new(profile.clone());
+                    options.dims = parse_dims(&dims)?;
+                    wpc::compile::compile_file(&path, &options)?
+                };
+                let label = format!("{} ({})", path.display(), bundle.manifest.target);
+                wpc::bench::report_model(&gpu, &bundle, &label, warmup, iterations)?;
+            }
+            for n in matmul {
+                let m = wpc::bench::matmul_model(n);
+                let bundle = wpc::compile::compile_model(
+                    &m,
+                    "matmul",
+                    &[],
+                    &wpc::compile::Options::new(profile.clone()),
+                )?;
+                let t = wpc::bench::report_model(
+                    &gpu,
+                    &bundle,
+                    &format!("matmul {n}x{n}x{n} ({})", profile.name),
+                    warmup,
+                    iterations,
+                )?;
+                let gflops = 2.0 * (n as f64).powi(3) / t.as_secs_f64() / 1e9;
+                match peak_gflops {
+                    Some(p) => println!(
+                        "matmul {n}: {gflops:.1} GFLOP/s = {:.1}% of {p:.0} GFLOP/s peak",
+                        100.0 * gflops / p
+                    ),
+                    None => println!("matmul {n}: {gflops:.1} GFLOP/s"),
+                }
+            }
+            Ok(())
+        }
         Command::Targets => {
             for p in wpc::targets::all_builtin()? {
                 println!("{:<16} {}", p.name, p.description);
@@ -218,11 +292,23 @@ fn dispatch(cli: Cli) -> Result<()> {
             output,
             dims,
             demote_f64,
+            input_shapes,
             freeze,
         } => {
             let mut options = wpc::compile::Options::new(target.profile()?);
             options.dims = parse_dims(&dims)?;
             options.demote_f64 = demote_f64;
+            for spec in &input_shapes {
+                let (name, dims) = spec
+                    .split_once('=')
+                    .with_context(|| format!("--input-shape '{spec}': expected NAME=D0xD1..."))?;
+                let dims = dims
+                    .split('x')
+                    .map(|d| d.trim().parse::<usize>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .with_context(|| format!("--input-shape '{spec}': sizes must be integers"))?;
+                options.input_shapes.insert(name.to_string(), dims);
+            }
             for f in &freeze {
                 let (name, path) = f
                     .split_once('=')

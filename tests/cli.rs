@@ -348,3 +348,142 @@ fn bad_models_give_clear_errors_and_exit_code_1() {
     let usage = wpc(&["run"]);
     assert_eq!(usage.status.code(), Some(1), "usage errors are user errors");
 }
+
+/// Every file of a bundle directory, by name.
+fn bundle_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn compile_writes_a_deterministic_bundle_that_runs_on_webgpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "m.onnx", &small_model("Relu", weights()));
+    let a = dir.path().join("a.wpc");
+    let b = dir.path().join("b.wpc");
+    for out in [&a, &b] {
+        let o = wpc(&[
+            "compile",
+            &path,
+            "--target",
+            "safari",
+            "--dim",
+            "batch=1",
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let files = bundle_files(&a);
+    assert_eq!(
+        files,
+        bundle_files(&b),
+        "same model and flags give byte-identical bundles"
+    );
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(
+        names.contains(&"manifest.json") && names.contains(&"weights-000.bin"),
+        "{names:?}"
+    );
+    assert!(names.iter().any(|n| n.ends_with(".wgsl")), "{names:?}");
+    // The default output sits beside the model.
+    let o = wpc(&["compile", &path, "--dim", "batch=1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(dir.path().join("m.wpc/manifest.json").is_file());
+
+    let x = wpc::ir::Tensor::from_vec(vec![1, 3], vec![1.0f32, 2.0, 3.0]);
+    let xin = dir.path().join("x.npy");
+    wpc::npy::write(&xin, &x).unwrap();
+    let out_dir = dir.path().join("out");
+    let o = wpc(&[
+        "run",
+        a.to_str().unwrap(),
+        "--backend",
+        "webgpu",
+        "--input",
+        &format!("x={}", xin.display()),
+        "-o",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        wpc::npy::read(&out_dir.join("y.npy")).unwrap().to_f64s(),
+        vec![4.5, 0.0]
+    );
+
+    // A tampered shard is refused, naming the file.
+    std::fs::write(a.join("weights-000.bin"), [0u8; 4]).unwrap();
+    let o = wpc(&[
+        "run",
+        a.to_str().unwrap(),
+        "--backend",
+        "webgpu",
+        "--input",
+        "x=random",
+        "-o",
+        dir.path().join("t").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("weights-000.bin"), "{}", stderr(&o));
+}
+
+#[test]
+fn bad_targets_give_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "m.onnx", &small_model("Relu", weights()));
+    let out = dir.path().join("out.wpc");
+    let out_s = out.to_str().unwrap();
+    assert_user_error(
+        &["compile", &path, "--target", "netscape", "-o", out_s],
+        &out,
+        &["unknown target 'netscape'", "safari"],
+    );
+    assert_user_error(
+        &["compile", &path, "-o", out_s],
+        &out,
+        &["symbolic dim 'batch'", "--dim batch=N"],
+    );
+    let bad = dir.path().join("bad.ron");
+    std::fs::write(&bad, "(name: \"x\")").unwrap();
+    assert_user_error(
+        &[
+            "compile",
+            &path,
+            "--target-file",
+            bad.to_str().unwrap(),
+            "-o",
+            out_s,
+        ],
+        &out,
+        &["bad.ron", "not a valid target profile"],
+    );
+    // A tensor over the target's storage binding limit (128 MiB).
+    assert_user_error(
+        &["compile", &path, "--dim", "batch=20000000", "-o", out_s],
+        &out,
+        &["m.onnx", "maxStorageBufferBindingSize"],
+    );
+    let listed = wpc(&["targets"]);
+    let text = String::from_utf8_lossy(&listed.stdout);
+    for name in [
+        "chrome",
+        "edge",
+        "firefox",
+        "safari",
+        "chrome-android",
+        "safari-ios",
+        "webgpu-baseline",
+    ] {
+        assert!(text.contains(name), "{text}");
+    }
+}

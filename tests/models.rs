@@ -187,3 +187,115 @@ fn wrong_shaped_inputs_give_clean_errors() {
         internal.join("\n")
     );
 }
+
+/// Every real model compiles for every shipped target; each runs through
+/// wgpu (lavapipe in CI) and must match onnxruntime like the reference
+/// does. Inputs with unnamed dims are compiled for the test data's shapes;
+/// Silero's `sr` (sample rate) steers an `If`, so it is frozen, as
+/// `wpc compile --freeze sr=...` would.
+#[test]
+fn real_models_run_on_webgpu() {
+    let dir = models_dir();
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("manifest.json")).expect("models are prepared"),
+    )
+    .expect("manifest is JSON");
+    let gpu = wpc::runtime::webgpu::Gpu::new().expect("a Vulkan adapter (mesa-vulkan-drivers)");
+    // Every model compiles for every target; running each on lavapipe is
+    // slow (ResNet50 takes seconds per inference), so CI runs two targets
+    // with different tunings and WPC_PROFILES=all runs every one.
+    let wanted = std::env::var("WPC_PROFILES").unwrap_or_else(|_| "webgpu-baseline,chrome".into());
+    let profiles = wpc::targets::all_builtin().expect("shipped profiles load");
+    let mut failures = Vec::new();
+    for case in manifest["cases"].as_array().expect("cases") {
+        let name = case["name"].as_str().expect("case name");
+        let path = dir.join(case["model"].as_str().expect("model path"));
+        let model = wpc::load(&path).expect("model loads");
+        let mut feeds: HashMap<String, wpc::ir::Tensor> = case["inputs"]
+            .as_object()
+            .expect("inputs")
+            .iter()
+            .map(|(k, f)| {
+                let file = dir.join(name).join(f.as_str().expect("file"));
+                (k.clone(), wpc::npy::read(&file).expect("input npy"))
+            })
+            .collect();
+        for profile in &profiles {
+            let mut options = wpc::compile::Options::new(profile.clone());
+            for (k, t) in &feeds {
+                if k != "sr" {
+                    options.input_shapes.insert(k.clone(), t.shape().to_vec());
+                }
+            }
+            if let Some(sr) = feeds.get("sr") {
+                options.frozen.insert("sr".into(), sr.clone());
+            }
+            let bundle = match wpc::compile::compile_model(&model, name, &[], &options) {
+                Ok(b) => b,
+                Err(e) => {
+                    failures.push(format!("{name} for {}: {e}", profile.name));
+                    continue;
+                }
+            };
+            if wanted != "all" && !wanted.split(',').any(|p| p == profile.name) {
+                continue;
+            }
+            let inputs: Vec<wpc::ir::Tensor> = bundle
+                .manifest
+                .inputs
+                .iter()
+                .map(|t| feeds[&t.name].clone())
+                .collect();
+            let started = std::time::Instant::now();
+            let session = match wpc::runtime::webgpu::Session::load(&gpu, &bundle) {
+                Ok(s) => s,
+                // A bundle for a target with higher limits than this adapter
+                // (e.g. Chrome's 1 GiB bindings on lavapipe's 128 MiB) is
+                // refused with the reason; the baseline target must always run.
+                Err(e @ wpc::runtime::Error::Unsatisfied(_))
+                    if profile.name != "webgpu-baseline" =>
+                {
+                    println!(
+                        "{name:<26} {:<16} not run on this adapter: {e}",
+                        profile.name
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    failures.push(format!("{name} for {}: {e}", profile.name));
+                    continue;
+                }
+            };
+            let outputs = match session.run(&inputs) {
+                Ok(o) => o,
+                Err(e) => {
+                    failures.push(format!("{name} for {}: {e}", profile.name));
+                    continue;
+                }
+            };
+            let elapsed = started.elapsed();
+            for (info, got) in bundle.manifest.outputs.iter().zip(&outputs) {
+                let file = case["outputs"][&info.name]
+                    .as_str()
+                    .expect("expected output");
+                let want = wpc::npy::read(&dir.join(name).join(file)).expect("expected npy");
+                match compare(got, &want, TOLERANCE) {
+                    Ok(s) => println!(
+                        "{name:<26} {:<16} {:<20} max abs {:.2e}  max rel {:.2e}  ({elapsed:.2?})",
+                        profile.name, info.name, s.max_abs, s.max_rel
+                    ),
+                    Err(why) => failures.push(format!(
+                        "{name} for {} output {}: {why}",
+                        profile.name, info.name
+                    )),
+                }
+            }
+        }
+        feeds.clear();
+    }
+    assert!(
+        failures.is_empty(),
+        "models that fail on WebGPU:\n{}",
+        failures.join("\n")
+    );
+}

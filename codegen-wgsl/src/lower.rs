@@ -49,6 +49,8 @@ pub enum Arg {
     In(usize),
     Out(usize),
     Temp(usize),
+    /// A constant the lowering made (e.g. one block of a split weight).
+    Const(usize),
 }
 
 /// One dispatch of a kernel with its arguments, one per binding.
@@ -64,6 +66,13 @@ pub enum Lowered {
     /// Dispatches in order; `temps` are scratch sizes in 32-bit words.
     Launches {
         temps: Vec<usize>,
+        launches: Vec<Launch>,
+    },
+    /// Dispatches that also read constants the lowering derived from its
+    /// inputs (bound as [`Arg::Const`]), e.g. a weight split into blocks
+    /// that each fit one storage binding.
+    WithConsts {
+        consts: Vec<Tensor>,
         launches: Vec<Launch>,
     },
     /// Output 0 is input 0's buffer reinterpreted (Reshape and friends).
@@ -175,9 +184,27 @@ fn static_type(g: &Graph, v: ValueId, opts: &Options) -> Result<Tt> {
     Ok(Tt { dtype, shape, word })
 }
 
+fn static_word(t: &Tensor, opts: &Options) -> Result<Word> {
+    Word::for_dtype(t.dtype(), opts.demote_f64).ok_or_else(|| {
+        Error::unsupported(format!(
+            "a {} constant cannot live on the device",
+            t.dtype()
+        ))
+    })
+}
+
 /// Lowers `model` (already optimized, with static shapes) for `profile`.
 pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compiled> {
     let g = &model.graph;
+    let order = g.topo_order()?;
+    // Report the first node whose outputs have no static type, so the
+    // error names where shapes stop being known.
+    for &n in &order {
+        let node = g.node(n);
+        for v in node.outputs.iter().flatten() {
+            static_type(g, *v, opts).map_err(|e| e.within(node.context()))?;
+        }
+    }
     let mut planner = Planner::new(profile);
     let mut slot_of: HashMap<ValueId, Slot> = HashMap::new();
     // Inputs, outputs and constants have buffers of their own for the whole run.
@@ -188,33 +215,35 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
             slot_of.insert(v, planner.pinned(t.numel(), &g.value(v).name)?);
         }
     }
-    let mut constant_slot =
-        |v: ValueId, planner: &mut Planner, slot_of: &mut HashMap<ValueId, Slot>| -> Result<Slot> {
-            if let Some(&s) = slot_of.get(&v) {
-                return Ok(s);
-            }
-            let t = &g.constants[&v];
-            let name = &g.value(v).name;
-            let word = Word::for_dtype(t.dtype(), opts.demote_f64).ok_or_else(|| {
-                Error::unsupported(format!(
-                    "constant '{name}' is {}, which WGSL cannot hold",
-                    t.dtype()
-                ))
-            })?;
-            let bytes = to_bytes(t, word, &format!("constant '{name}'"))
-                .map_err(|e| Error::unsupported(e.to_string()))?;
-            let slot = planner.pinned(t.len(), name)?;
-            weights.push((slot, bytes));
-            slot_of.insert(v, slot);
-            Ok(slot)
-        };
+    let constant_slot = |v: ValueId,
+                         planner: &mut Planner,
+                         slot_of: &mut HashMap<ValueId, Slot>,
+                         weights: &mut Vec<(Slot, Vec<u8>)>|
+     -> Result<Slot> {
+        if let Some(&s) = slot_of.get(&v) {
+            return Ok(s);
+        }
+        let t = &g.constants[&v];
+        let name = &g.value(v).name;
+        let word = Word::for_dtype(t.dtype(), opts.demote_f64).ok_or_else(|| {
+            Error::unsupported(format!(
+                "constant '{name}' is {}, which WGSL cannot hold",
+                t.dtype()
+            ))
+        })?;
+        let bytes = to_bytes(t, word, &format!("constant '{name}'"))
+            .map_err(|e| Error::unsupported(e.to_string()))?;
+        let slot = planner.pinned(t.len(), name)?;
+        weights.push((slot, bytes));
+        slot_of.insert(v, slot);
+        Ok(slot)
+    };
     for &v in &g.outputs {
         if g.constants.contains_key(&v) {
-            constant_slot(v, &mut planner, &mut slot_of)?;
+            constant_slot(v, &mut planner, &mut slot_of, &mut weights)?;
         }
     }
 
-    let order = g.topo_order()?;
     // Remaining reads of each value, so scratch buffers free after their last use.
     let mut reads_left: HashMap<ValueId, usize> = HashMap::new();
     for &n in &order {
@@ -265,11 +294,31 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
         } else {
             lower(&ctx).map_err(within)?
         };
+        // Constant inputs get device buffers only if a kernel reads them
+        // (a Slice's bounds or a Reshape's shape never reach the device).
+        let read: Vec<usize> = match &lowered {
+            Lowered::Alias => vec![0],
+            Lowered::Launches { launches, .. } | Lowered::WithConsts { launches, .. } => launches
+                .iter()
+                .flat_map(|l| l.args.iter())
+                .filter_map(|a| match a {
+                    Arg::In(i) => Some(*i),
+                    _ => None,
+                })
+                .collect(),
+        };
         let mut in_slots = Vec::new();
-        for v in &node.inputs {
+        for (i, v) in node.inputs.iter().enumerate() {
             in_slots.push(match v {
                 Some(v) if g.constants.contains_key(v) => {
-                    Some(constant_slot(*v, &mut planner, &mut slot_of).map_err(within)?)
+                    if read.contains(&i) {
+                        Some(
+                            constant_slot(*v, &mut planner, &mut slot_of, &mut weights)
+                                .map_err(within)?,
+                        )
+                    } else {
+                        None
+                    }
                 }
                 Some(v) => {
                     Some(*slot_of.get(v).ok_or_else(|| {
@@ -307,7 +356,21 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
                     *reads_left.entry(r).or_default() += reads_left.get(&dst).copied().unwrap_or(0);
                 }
             }
-            Lowered::Launches { temps, launches } => {
+            Lowered::Launches { .. } | Lowered::WithConsts { .. } => {
+                let (temps, launches, consts) = match lowered {
+                    Lowered::Launches { temps, launches } => (temps, launches, Vec::new()),
+                    Lowered::WithConsts { consts, launches } => (Vec::new(), launches, consts),
+                    Lowered::Alias => unreachable!("matched above"),
+                };
+                let mut const_slots = Vec::new();
+                for (i, t) in consts.iter().enumerate() {
+                    let what = format!("{} constant {i}", node.name);
+                    let bytes = to_bytes(t, static_word(t, opts)?, &what)
+                        .map_err(|e| within(Error::unsupported(e.to_string())))?;
+                    let slot = planner.pinned(t.len(), &what).map_err(within)?;
+                    weights.push((slot, bytes));
+                    const_slots.push(slot);
+                }
                 let mut out_slots = Vec::new();
                 for (i, v) in node.outputs.iter().enumerate() {
                     out_slots.push(match v {
@@ -335,6 +398,7 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
                             Arg::In(i) => in_slots.get(i).copied().flatten(),
                             Arg::Out(i) => out_slots.get(i).copied().flatten(),
                             Arg::Temp(i) => temp_slots.get(i).copied(),
+                            Arg::Const(i) => const_slots.get(i).copied(),
                         })
                         .collect::<Option<Vec<_>>>()
                         .ok_or_else(|| {

@@ -5,8 +5,9 @@ use std::collections::HashMap;
 
 use wpc_ir::{Attrs, Error, Graph, Model, Node, Result, ValueId};
 
-/// Inlines every constant-condition `If` of the main graph whose branch has
-/// no nested subgraphs; returns how many were inlined.
+/// Inlines every constant-condition `If` of the main graph (one whose branch
+/// has nested subgraphs only when its value names stay free); returns how
+/// many were inlined.
 pub fn inline_constant_if(model: &mut Model) -> Result<usize> {
     let g = &mut model.graph;
     let mut inlined = 0;
@@ -37,11 +38,15 @@ pub fn inline_constant_if(model: &mut Model) -> Result<usize> {
             .graph(name)
             .map_err(|e| e.within(node.context()))?
             .clone();
-        // Nested subgraphs read branch values by name; renaming would break them.
-        if branch
+        // Nested subgraphs read branch values by name, so the branch's values
+        // must keep their names: inline only if none collides in the parent.
+        let nested = branch
             .node_ids()
-            .any(|n| branch.node(n).attrs.subgraphs().next().is_some())
-        {
+            .any(|n| branch.node(n).attrs.subgraphs().next().is_some());
+        let collides = branch
+            .value_ids()
+            .any(|v| !branch.value(v).outer && g.find_value(&branch.value(v).name).is_some());
+        if nested && collides {
             continue;
         }
         let node = g.remove_node(id);

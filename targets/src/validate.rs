@@ -144,14 +144,16 @@ fn check_tile(field: &str, t: &MatmulTile, l: &Limits) -> Result<(), String> {
     if t.per_thread.contains(&0) || t.k_step == 0 {
         return Err(format!("{field}: per_thread and k_step must be positive"));
     }
-    if t.per_thread[0] % 4 != 0 {
+    if !t.per_thread[0].is_multiple_of(4) {
         return Err(format!(
             "{field}: per_thread[0] (N) must be a multiple of 4 for vec4 loads"
         ));
     }
     let threads = t.workgroup[0] * t.workgroup[1];
     // Each thread loads an equal share of the A and B tiles.
-    if (t.tile_m() * t.k_step) % threads != 0 || (t.k_step * t.tile_n()) % threads != 0 {
+    if !(t.tile_m() * t.k_step).is_multiple_of(threads)
+        || !(t.k_step * t.tile_n()).is_multiple_of(threads)
+    {
         return Err(format!(
             "{field}: tile loads do not divide evenly over {threads} threads"
         ));

@@ -249,53 +249,114 @@ pub fn gemm(ctx: &Ctx) -> Result<Lowered> {
         (a.shape[0], a.shape[1])
     };
     let n = if tb { bt.shape[0] } else { bt.shape[1] };
-    let load_a = if ta {
-        format!("v = a[k * {m}u + m];")
-    } else {
-        format!("v = a[m * {kk}u + k];")
-    };
-    let load_b = if tb {
-        format!("v = b[n * {kk}u + k];")
-    } else {
-        format!("v = b[k * {n}u + n];")
-    };
-    let alpha_l = literal(alpha, Word::F32);
     let has_c = ctx.has_input(2) && beta != 0.0;
-    let store = if has_c {
-        let c = ctx.input(2)?;
-        let cs = broadcast_strides(&c.shape, &[m, n]);
-        format!(
-            "out0[m * {n}u + n] = {alpha_l} * v + {} * c[m * {}u + n * {}u];",
-            literal(beta, Word::F32),
-            cs[0],
-            cs[1]
-        )
+    let limits = &ctx.profile.webgpu.limits;
+    let limit = limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size);
+    // A weight over the binding limit is split into column blocks, each its
+    // own buffer and dispatch.
+    let blocks: Vec<(usize, usize)> = if (bt.numel() as u64) * 4 <= limit {
+        vec![(0, n)]
     } else {
-        format!("out0[m * {n}u + n] = {alpha_l} * v;")
+        let cols = ((limit / (kk as u64 * 4)) as usize / 4 * 4).max(4);
+        (0..n)
+            .step_by(cols)
+            .map(|n0| (n0, cols.min(n - n0)))
+            .collect()
     };
-    let spec = GemmSpec {
-        label: format!("Gemm f32 [{m}x{kk}] x [{kk}x{n}] transA={ta} transB={tb}"),
-        m,
-        n,
-        k: kk,
-        batch: 1,
-        prelude: String::new(),
-        load_a,
-        load_b,
-        load_b4: (!tb && n % 4 == 0).then(|| format!("b[k * {}u + n4]", n / 4)),
-        store,
+    let split = blocks.len() > 1;
+    let weight = if split {
+        let b = ctx.constant(1).map_err(|_| {
+            Error::unsupported(format!(
+                "Gemm weight of {} bytes exceeds the target's storage binding limit and is not a constant that could be split",
+                bt.numel() * 4
+            ))
+        })?;
+        Some(b.to_f32s())
+    } else {
+        None
     };
-    let mut k = gemm_kernel(&spec, &ctx.tuning().matmul, ctx.max_groups())?;
-    k.input("a", Word::F32).input("b", Word::F32);
-    let mut args = vec![Arg::In(0), Arg::In(1)];
-    if has_c {
-        k.input("c", Word::F32);
-        args.push(Arg::In(2));
+    let mut consts = Vec::new();
+    let mut launches = Vec::new();
+    for &(n0, nb) in &blocks {
+        let load_a = if ta {
+            format!("v = a[k * {m}u + m];")
+        } else {
+            format!("v = a[m * {kk}u + k];")
+        };
+        let load_b = if tb {
+            format!("v = b[n * {kk}u + k];")
+        } else {
+            format!("v = b[k * {nb}u + n];")
+        };
+        let alpha_l = literal(alpha, Word::F32);
+        let col = if n0 == 0 {
+            "n".to_string()
+        } else {
+            format!("(n + {n0}u)")
+        };
+        let store = if has_c {
+            let c = ctx.input(2)?;
+            let cs = broadcast_strides(&c.shape, &[m, n]);
+            format!(
+                "out0[m * {n}u + {col}] = {alpha_l} * v + {} * c[m * {}u + {col} * {}u];",
+                literal(beta, Word::F32),
+                cs[0],
+                cs[1]
+            )
+        } else {
+            format!("out0[m * {n}u + {col}] = {alpha_l} * v;")
+        };
+        let spec = GemmSpec {
+            label: format!(
+                "Gemm f32 [{m}x{kk}] x [{kk}x{nb}] of {n} at {n0} transA={ta} transB={tb}"
+            ),
+            m,
+            n: nb,
+            k: kk,
+            batch: 1,
+            prelude: String::new(),
+            load_a,
+            load_b,
+            load_b4: (!tb && nb % 4 == 0).then(|| format!("b[k * {}u + n4]", nb / 4)),
+            store,
+        };
+        let mut k = gemm_kernel(&spec, &ctx.tuning().matmul, ctx.max_groups())?;
+        k.input("a", Word::F32).input("b", Word::F32);
+        let b_arg = match &weight {
+            Some(w) => {
+                let block: Vec<f32> = if tb {
+                    w[n0 * kk..(n0 + nb) * kk].to_vec()
+                } else {
+                    (0..kk)
+                        .flat_map(|r| w[r * n + n0..r * n + n0 + nb].iter().copied())
+                        .collect()
+                };
+                let shape = if tb { vec![nb, kk] } else { vec![kk, nb] };
+                consts.push(wpc_ir::Tensor::from_vec(shape, block));
+                Arg::Const(consts.len() - 1)
+            }
+            None => Arg::In(1),
+        };
+        let mut args = vec![Arg::In(0), b_arg];
+        if has_c {
+            k.input("c", Word::F32);
+            args.push(Arg::In(2));
+        }
+        k.output("out0", out.word);
+        args.push(Arg::Out(0));
+        if spec.load_b4.is_some() {
+            k.vec4_bindings.push("b".into());
+        }
+        launches.push(crate::lower::Launch { kernel: k, args });
     }
-    k.output("out0", out.word);
-    args.push(Arg::Out(0));
-    if spec.load_b4.is_some() {
-        k.vec4_bindings.push("b".into());
-    }
-    Ok(Lowered::one(k, args))
+    Ok(if split {
+        Lowered::WithConsts { consts, launches }
+    } else {
+        Lowered::Launches {
+            temps: Vec::new(),
+            launches,
+        }
+    })
 }

@@ -10,6 +10,7 @@ pub mod matmul;
 pub mod movement;
 pub mod nn;
 pub mod reduce;
+pub mod rnn;
 
 use wpc_runtime::device_data::Word;
 
@@ -64,6 +65,7 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
         | "LpNormalization" => nn::norm_rows,
         "LRN" => nn::lrn,
         "Attention" => attention::attention,
+        "LSTM" => rnn::lstm,
         "NegativeLogLikelihoodLoss" | "SoftmaxCrossEntropyLoss" => loss::loss,
         _ => return None,
     })

@@ -1,0 +1,146 @@
+//! Pins the WGSL generated for representative kernels on three targets, so
+//! every codegen change shows up as a reviewable diff (`cargo insta review`).
+//! The targets differ in workgroup sizes and GEMM tiles, and so do the
+//! snapshots.
+
+use wpc_ir::graph::{Graph, Model, Node, ValueType};
+use wpc_ir::{Attr, Attrs, DType, Shape, Tensor};
+
+/// A one-node model over f32 inputs of the given shapes; constant inputs
+/// are zeros. Shapes and types are inferred by the standard passes.
+fn model(op: &str, inputs: &[(&[usize], bool)], attrs: Attrs) -> Model {
+    let mut g = Graph::new("snapshot");
+    let mut ids = Vec::new();
+    for (i, (shape, constant)) in inputs.iter().enumerate() {
+        let v = g
+            .add_value(
+                format!("in{i}"),
+                ValueType::new(DType::F32, Shape::known(shape)),
+            )
+            .unwrap();
+        if *constant {
+            let n = shape.iter().product();
+            g.constants
+                .insert(v, Tensor::from_vec(shape.to_vec(), vec![0.5f32; n]));
+        } else {
+            g.inputs.push(v);
+        }
+        ids.push(Some(v));
+    }
+    let out = g.add_value("out", ValueType::default()).unwrap();
+    g.add_node(Node {
+        name: op.to_lowercase(),
+        op: op.into(),
+        domain: String::new(),
+        inputs: ids,
+        outputs: vec![Some(out)],
+        attrs,
+    })
+    .unwrap();
+    g.outputs.push(out);
+    let mut m = Model {
+        graph: g,
+        opsets: [(String::new(), 21)].into_iter().collect(),
+        ir_version: 10,
+        producer: "snapshot".into(),
+    };
+    wpc_passes::shape_inference::infer_shapes(&mut m).unwrap();
+    m
+}
+
+fn ints(pairs: &[(&str, Vec<i64>)]) -> Attrs {
+    let mut a = Attrs::default();
+    for (k, v) in pairs {
+        a.insert(*k, Attr::Ints(v.clone()));
+    }
+    a
+}
+
+/// All distinct shaders of `m` compiled for `target`, concatenated.
+fn wgsl(m: &Model, target: &str) -> String {
+    let profile = wpc_targets::builtin(target).unwrap();
+    let compiled = wpc_codegen_wgsl::compile(m, &profile, &Default::default()).unwrap();
+    compiled
+        .shaders
+        .iter()
+        .map(|(name, text)| format!("// ---- {name}\n{text}"))
+        .collect()
+}
+
+fn kernels() -> Vec<(&'static str, Model)> {
+    let mut conv_attrs = ints(&[("pads", vec![1, 1, 1, 1]), ("strides", vec![2, 2])]);
+    conv_attrs.insert("group", Attr::Int(1));
+    vec![
+        (
+            "add_broadcast",
+            model(
+                "Add",
+                &[(&[2, 3, 4], false), (&[4], false)],
+                Attrs::default(),
+            ),
+        ),
+        ("gelu", model("Gelu", &[(&[1000], false)], Attrs::default())),
+        (
+            "matmul",
+            model(
+                "MatMul",
+                &[(&[64, 128], false), (&[128, 256], true)],
+                Attrs::default(),
+            ),
+        ),
+        (
+            "conv3x3",
+            model(
+                "Conv",
+                &[
+                    (&[1, 8, 16, 16], false),
+                    (&[16, 8, 3, 3], true),
+                    (&[16], true),
+                ],
+                conv_attrs,
+            ),
+        ),
+        (
+            "maxpool",
+            model(
+                "MaxPool",
+                &[(&[1, 8, 16, 16], false)],
+                ints(&[("kernel_shape", vec![3, 3]), ("strides", vec![2, 2])]),
+            ),
+        ),
+        (
+            "softmax",
+            model("Softmax", &[(&[4, 1000], false)], Attrs::default()),
+        ),
+        (
+            "transpose",
+            model(
+                "Transpose",
+                &[(&[2, 3, 4], false)],
+                ints(&[("perm", vec![2, 0, 1])]),
+            ),
+        ),
+    ]
+}
+
+#[test]
+fn wgsl_per_target() {
+    for target in ["chrome", "safari", "firefox"] {
+        for (name, m) in kernels() {
+            insta::assert_snapshot!(format!("{name}_{target}"), wgsl(&m, target));
+        }
+    }
+}
+
+#[test]
+fn chrome_and_safari_kernels_differ() {
+    for (name, m) in kernels() {
+        if name == "transpose" || name == "add_broadcast" || name == "gelu" {
+            // One-thread-per-element kernels differ only in workgroup size.
+            assert_ne!(wgsl(&m, "chrome"), wgsl(&m, "safari"), "{name}");
+        }
+    }
+    let (_, mm) = kernels().into_iter().find(|(n, _)| *n == "matmul").unwrap();
+    assert!(wgsl(&mm, "chrome").contains("@workgroup_size(16, 16, 1)"));
+    assert!(wgsl(&mm, "safari").contains("@workgroup_size(8, 8, 1)"));
+}
