@@ -87,19 +87,19 @@ pub fn transpose(ctx: &Ctx) -> Result<Lowered> {
 pub fn slice(ctx: &Ctx) -> Result<Lowered> {
     let x = ctx.input(0)?;
     let rank = x.shape.len();
-    let (starts, ends_given, axes, steps) = if ctx.opset < 10 {
+    // Only the starts and steps matter here: the output shape, which the
+    // ends determine, is already known.
+    let (starts, axes, steps) = if ctx.opset < 10 {
         let starts = ctx.attrs().opt_ints("starts")?.unwrap_or_default().to_vec();
         let axes = ctx.attrs().opt_ints("axes")?.map(<[i64]>::to_vec);
-        (starts, true, axes, None)
+        (starts, axes, None)
     } else {
         (
             ctx.constant(1)?.to_i64s(),
-            ctx.has_input(2),
             ctx.ints(3, "")?,
             ctx.ints(4, "")?,
         )
     };
-    let _ = ends_given;
     let axes = match axes {
         Some(a) => norm_axes(&a, rank)?,
         None => (0..starts.len()).collect(),

@@ -12,7 +12,7 @@ use super::elementwise::broadcast_kernel;
 use super::index::{literal, offset, strides, unravel};
 use super::matmul::{GemmSpec, gemm_kernel};
 use crate::kernel::Kernel;
-use crate::lower::{Arg, Ctx, Launch, Lowered, Tt};
+use crate::lower::{Arg, Ctx, Lowered, Tt};
 
 fn float_only(ctx: &Ctx, t: &Tt) -> Result<()> {
     if t.word != Word::F32 {
@@ -91,6 +91,12 @@ pub fn conv(ctx: &Ctx) -> Result<Lowered> {
         store: format!("out0[(nb * {m_all}u + grp * {mg}u + m) * {ns}u + n] = v{bias};"),
     };
     let mut k = gemm_kernel(&spec, &ctx.tuning().conv, ctx.max_groups())?;
+    let args = bind_conv(&mut k, has_bias);
+    Ok(Lowered::one(k, args))
+}
+
+/// Binds x, w, the optional bias and the output of a convolution kernel.
+fn bind_conv(k: &mut Kernel, has_bias: bool) -> Vec<Arg> {
     k.input("x", Word::F32).input("w", Word::F32);
     let mut args = vec![Arg::In(0), Arg::In(1)];
     if has_bias {
@@ -99,7 +105,7 @@ pub fn conv(ctx: &Ctx) -> Result<Lowered> {
     }
     k.output("out0", Word::F32);
     args.push(Arg::Out(0));
-    Ok(Lowered::one(k, args))
+    args
 }
 
 /// ConvTranspose, one thread per output element gathering the inputs that
@@ -146,7 +152,6 @@ pub fn conv_transpose(ctx: &Ctx) -> Result<Lowered> {
             };
         }
     }
-    let osp = &out.shape[2..];
     let isp: usize = input.iter().product();
     let kp: usize = kernel.iter().product();
     let ist = strides(input);
@@ -189,15 +194,7 @@ pub fn conv_transpose(ctx: &Ctx) -> Result<Lowered> {
         "ConvTranspose f32 x{:?} w{:?} -> {:?}",
         x.shape, w.shape, out.shape
     ));
-    k.input("x", Word::F32).input("w", Word::F32);
-    let mut args = vec![Arg::In(0), Arg::In(1)];
-    if has_bias {
-        k.input("bias", Word::F32);
-        args.push(Arg::In(2));
-    }
-    k.output("out0", Word::F32);
-    args.push(Arg::Out(0));
-    let _ = osp;
+    let args = bind_conv(&mut k, has_bias);
     k.one_per_item(out.numel(), ctx.tuning().pool, ctx.max_groups(), &b);
     Ok(Lowered::one(k, args))
 }
@@ -299,19 +296,10 @@ pub fn global_pool(ctx: &Ctx) -> Result<Lowered> {
     float_only(ctx, x)?;
     let len: usize = x.shape[2..].iter().product();
     let rows = x.shape[0] * x.shape[1];
-    let (pre, post) = match ctx.node.op.as_str() {
-        "GlobalMaxPool" => ("", "m"),
-        "GlobalLpPool" => {
-            let p = ctx.attrs().int("p", 2)? as f64;
-            return row_norm(ctx, RowSpec::contiguous(rows, len, Stat::LpPool(p)), None);
-        }
-        _ => ("mean", ""),
-    };
-    let _ = (pre, post);
-    let stat = if ctx.node.op == "GlobalMaxPool" {
-        Stat::Max
-    } else {
-        Stat::Mean
+    let stat = match ctx.node.op.as_str() {
+        "GlobalMaxPool" => Stat::Max,
+        "GlobalLpPool" => Stat::LpPool(ctx.attrs().int("p", 2)? as f64),
+        _ => Stat::Mean,
     };
     row_norm(ctx, RowSpec::contiguous(rows, len, stat), None)
 }
@@ -657,9 +645,5 @@ pub fn lrn(ctx: &Ctx) -> Result<Lowered> {
     let mut k = Kernel::new(format!("LRN f32{:?} size {size}", x.shape));
     k.input("x", Word::F32).output("out0", Word::F32);
     k.one_per_item(out.numel(), ctx.tuning().elementwise, ctx.max_groups(), &b);
-    let _ = Launch {
-        kernel: k.clone(),
-        args: vec![],
-    };
     Ok(Lowered::one(k, vec![Arg::In(0), Arg::Out(0)]))
 }
