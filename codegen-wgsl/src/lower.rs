@@ -73,6 +73,7 @@ pub enum Lowered {
     /// that each fit one storage binding.
     WithConsts {
         consts: Vec<Tensor>,
+        temps: Vec<usize>,
         launches: Vec<Launch>,
     },
     /// Output 0 is input 0's buffer reinterpreted (Reshape and friends).
@@ -359,7 +360,11 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
             Lowered::Launches { .. } | Lowered::WithConsts { .. } => {
                 let (temps, launches, consts) = match lowered {
                     Lowered::Launches { temps, launches } => (temps, launches, Vec::new()),
-                    Lowered::WithConsts { consts, launches } => (Vec::new(), launches, consts),
+                    Lowered::WithConsts {
+                        consts,
+                        temps,
+                        launches,
+                    } => (temps, launches, consts),
                     Lowered::Alias => unreachable!("matched above"),
                 };
                 let mut const_slots = Vec::new();

@@ -352,7 +352,11 @@ pub fn gemm(ctx: &Ctx) -> Result<Lowered> {
         launches.push(crate::lower::Launch { kernel: k, args });
     }
     Ok(if split {
-        Lowered::WithConsts { consts, launches }
+        Lowered::WithConsts {
+            consts,
+            temps: Vec::new(),
+            launches,
+        }
     } else {
         Lowered::Launches {
             temps: Vec::new(),

@@ -10,6 +10,7 @@ pub mod matmul;
 pub mod movement;
 pub mod nn;
 pub mod reduce;
+pub mod resize;
 pub mod rnn;
 
 use wpc_runtime::device_data::Word;
@@ -66,6 +67,7 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
         "LRN" => nn::lrn,
         "Attention" => attention::attention,
         "LSTM" => rnn::lstm,
+        "Resize" | "Upsample" => resize::resize,
         "NegativeLogLikelihoodLoss" | "SoftmaxCrossEntropyLoss" => loss::loss,
         _ => return None,
     })
@@ -81,6 +83,8 @@ pub fn is_steering_input(op: &str, index: usize) -> bool {
         | "CumProd" | "Trilu" => index == 1,
         "Slice" => index >= 1,
         "Pad" => index == 1 || index == 3,
+        "Resize" => (1..=3).contains(&index),
+        "Upsample" => index == 1,
         _ => false,
     }
 }

@@ -245,6 +245,7 @@ pub fn lstm(ctx: &Ctx) -> Result<Lowered> {
     Ok(match packed {
         Some(t) => Lowered::WithConsts {
             consts: vec![t],
+            temps: Vec::new(),
             launches: vec![crate::lower::Launch { kernel: k, args }],
         },
         None => Lowered::one(k, args),

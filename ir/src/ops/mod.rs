@@ -35,6 +35,7 @@ use crate::tensor::Tensor;
 
 pub use infer::InferCtx;
 pub use nn::Window;
+pub use resize::{ResamplePass, resample_passes};
 
 /// Evaluates an op on concrete inputs (the reference semantics).
 pub type EvalFn = fn(&EvalCtx) -> Result<Vec<Tensor>>;

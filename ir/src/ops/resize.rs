@@ -222,14 +222,9 @@ fn resample_axis(
 fn resize(x: &Tensor, plans: &[AxisPlan], opts: &Options) -> Result<Tensor> {
     let mut shape = x.shape().to_vec();
     let mut data = x.to_f64s();
-    for axis in (0..plans.len()).rev() {
-        let p = &plans[axis];
-        if p.output == p.input && p.scale == 1.0 && opts.coord != "tf_crop_and_resize" {
-            continue;
-        }
-        let taps = opts.taps(p)?;
-        data = resample_axis(&data, &shape, axis, &taps, opts.extrapolation);
-        shape[axis] = p.output;
+    for pass in passes(plans, opts)? {
+        data = resample_axis(&data, &shape, pass.axis, &pass.taps, pass.extrapolation);
+        shape[pass.axis] = pass.taps.len();
     }
     Ok(if x.dtype().is_float() {
         Tensor::from_f64s(x.dtype(), shape, data)
@@ -262,24 +257,29 @@ fn options<'a>(a: &'a Attrs, legacy: bool) -> Result<Options<'a>> {
     })
 }
 
-fn eval_resize(c: &EvalCtx) -> Result<Vec<Tensor>> {
-    let x = c.input(0)?;
-    let r = x.rank();
-    let a = c.attrs();
-    let legacy = c.opset < 11;
+/// The per-axis plans of a `Resize` on an input of `shape`; `input(i)`
+/// gives the node's parameter inputs (roi, scales, sizes).
+fn resize_plans<'a, 'b>(
+    a: &'a Attrs,
+    opset: u32,
+    shape: &[usize],
+    input: impl Fn(usize) -> Option<&'b Tensor>,
+) -> Result<(Vec<AxisPlan>, Options<'a>)> {
+    let r = shape.len();
+    let legacy = opset < 11;
     let opts = options(a, legacy)?;
     let axes = match a.opt_ints("axes")? {
         Some(v) => super::util::norm_axes(v, r)?,
         None => (0..r).collect(),
     };
-    let non_empty = |i: usize| c.opt_input(i).filter(|t| !t.is_empty());
+    let non_empty = |i: usize| input(i).filter(|t| !t.is_empty());
     let (scales_in, sizes_in, roi_in) = if legacy {
         (non_empty(1), None, None)
     } else {
         (non_empty(2), non_empty(3), non_empty(1))
     };
     let mut scale = vec![1.0; r];
-    let mut out = x.shape().to_vec();
+    let mut out = shape.to_vec();
     match (scales_in, sizes_in) {
         (Some(s), None) => {
             let s = s.to_f64s();
@@ -288,7 +288,7 @@ fn eval_resize(c: &EvalCtx) -> Result<Vec<Tensor>> {
             }
             for (k, &ax) in axes.iter().enumerate() {
                 scale[ax] = s[k];
-                out[ax] = (x.shape()[ax] as f64 * s[k]).floor() as usize;
+                out[ax] = (shape[ax] as f64 * s[k]).floor() as usize;
             }
         }
         (None, Some(sz)) => {
@@ -299,7 +299,7 @@ fn eval_resize(c: &EvalCtx) -> Result<Vec<Tensor>> {
             let ratios: Vec<f64> = axes
                 .iter()
                 .zip(&sz)
-                .map(|(&ax, &s)| s as f64 / x.shape()[ax] as f64)
+                .map(|(&ax, &s)| s as f64 / shape[ax] as f64)
                 .collect();
             let common = match a.string("keep_aspect_ratio_policy", "stretch")? {
                 "stretch" => None,
@@ -315,7 +315,7 @@ fn eval_resize(c: &EvalCtx) -> Result<Vec<Tensor>> {
                     }
                     Some(s) => {
                         scale[ax] = s;
-                        out[ax] = (s * x.shape()[ax] as f64 + 0.5).floor() as usize;
+                        out[ax] = (s * shape[ax] as f64 + 0.5).floor() as usize;
                     }
                 }
             }
@@ -337,41 +337,103 @@ fn eval_resize(c: &EvalCtx) -> Result<Vec<Tensor>> {
                 _ => (0.0, 1.0),
             };
             AxisPlan {
-                input: x.shape()[ax],
+                input: shape[ax],
                 output: out[ax],
                 scale: scale[ax],
                 roi,
             }
         })
         .collect();
+    Ok((plans, opts))
+}
+
+fn eval_resize(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let (plans, opts) = resize_plans(c.attrs(), c.opset, x.shape(), |i| c.opt_input(i))?;
     Ok(vec![resize(x, &plans, &opts)?])
 }
 
-fn eval_upsample(c: &EvalCtx) -> Result<Vec<Tensor>> {
-    let x = c.input(0)?;
-    let scales = match c.opt_input(1) {
+/// The per-axis plans of an `Upsample` on an input of `shape`.
+fn upsample_plans<'a, 'b>(
+    a: &'a Attrs,
+    shape: &[usize],
+    scales_in: Option<&'b Tensor>,
+) -> Result<(Vec<AxisPlan>, Options<'a>)> {
+    let scales = match scales_in {
         Some(t) => t.to_f64s(),
-        None => c
-            .attrs()
+        None => a
             .opt_floats("scales")?
             .ok_or_else(|| Error::invalid("Upsample needs scales"))?
             .iter()
             .map(|&v| f64::from(v))
             .collect(),
     };
-    if scales.len() != x.rank() {
-        bail!("Upsample has {} scales for rank {}", scales.len(), x.rank());
+    if scales.len() != shape.len() {
+        bail!(
+            "Upsample has {} scales for rank {}",
+            scales.len(),
+            shape.len()
+        );
     }
-    let opts = options(c.attrs(), true)?;
-    let plans: Vec<AxisPlan> = (0..x.rank())
+    let opts = options(a, true)?;
+    let plans: Vec<AxisPlan> = (0..shape.len())
         .map(|ax| AxisPlan {
-            input: x.shape()[ax],
-            output: (x.shape()[ax] as f64 * scales[ax]).floor() as usize,
+            input: shape[ax],
+            output: (shape[ax] as f64 * scales[ax]).floor() as usize,
             scale: scales[ax],
             roi: (0.0, 1.0),
         })
         .collect();
+    Ok((plans, opts))
+}
+
+fn eval_upsample(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let (plans, opts) = upsample_plans(c.attrs(), x.shape(), c.opt_input(1))?;
     Ok(vec![resize(x, &plans, &opts)?])
+}
+
+/// One separable pass of `Resize`/`Upsample`: along `axis`, output index
+/// `j` is `Σ w · input[i]` over `taps[j]`, or `extrapolation` if `taps[j]`
+/// is empty. Backends replay the passes in order to match the reference.
+pub struct ResamplePass {
+    pub axis: usize,
+    pub taps: Vec<Vec<(usize, f64)>>,
+    pub extrapolation: f64,
+}
+
+/// The passes of a `Resize` or `Upsample` node on an input of `shape`,
+/// given the node's inputs (only the parameter inputs are read).
+pub fn resample_passes(
+    node: &crate::graph::Node,
+    opset: u32,
+    shape: &[usize],
+    inputs: &[Option<&Tensor>],
+) -> Result<Vec<ResamplePass>> {
+    let input = |i: usize| inputs.get(i).copied().flatten();
+    let (plans, opts) = if node.op == "Upsample" {
+        upsample_plans(&node.attrs, shape, input(1))?
+    } else {
+        resize_plans(&node.attrs, opset, shape, input)?
+    };
+    passes(&plans, &opts)
+}
+
+/// The passes `resize` applies, last axis first.
+fn passes(plans: &[AxisPlan], opts: &Options) -> Result<Vec<ResamplePass>> {
+    let mut out = Vec::new();
+    for axis in (0..plans.len()).rev() {
+        let p = &plans[axis];
+        if p.output == p.input && p.scale == 1.0 && opts.coord != "tf_crop_and_resize" {
+            continue;
+        }
+        out.push(ResamplePass {
+            axis,
+            taps: opts.taps(p)?,
+            extrapolation: opts.extrapolation,
+        });
+    }
+    Ok(out)
 }
 
 /// How `GridSample` reads a pixel outside the input.
