@@ -354,10 +354,10 @@ fn eval_resize(c: &EvalCtx) -> Result<Vec<Tensor>> {
 }
 
 /// The per-axis plans of an `Upsample` on an input of `shape`.
-fn upsample_plans<'a, 'b>(
+fn upsample_plans<'a>(
     a: &'a Attrs,
     shape: &[usize],
-    scales_in: Option<&'b Tensor>,
+    scales_in: Option<&Tensor>,
 ) -> Result<(Vec<AxisPlan>, Options<'a>)> {
     let scales = match scales_in {
         Some(t) => t.to_f64s(),
