@@ -63,8 +63,8 @@ pub fn resize(ctx: &Ctx) -> Result<Lowered> {
             Arg::Temp(temps.len() - 1)
         };
         let body = format!(
-            "    let ii = i % {inner}u;\n    let j = (i / {inner}u) % {n_out}u;\n    let o = i / {};\n    let t = j * {}u;\n    if (taps[t] < 0.0) {{ out0[i] = {}; return; }}\n    var acc = 0.0;\n    for (var q = 0u; q < {k}u; q = q + 1u) {{\n        acc = acc + taps[t + 2u * q + 1u] * src[(o * {n_in}u + u32(taps[t + 2u * q])) * {inner}u + ii];\n    }}\n    out0[i] = acc;\n",
-            format!("{}u", inner * n_out),
+            "    let ii = i % {inner}u;\n    let j = (i / {inner}u) % {n_out}u;\n    let o = i / {}u;\n    let t = j * {}u;\n    if (taps[t] < 0.0) {{ out0[i] = {}; return; }}\n    var acc = 0.0;\n    for (var q = 0u; q < {k}u; q = q + 1u) {{\n        acc = acc + taps[t + 2u * q + 1u] * src[(o * {n_in}u + u32(taps[t + 2u * q])) * {inner}u + ii];\n    }}\n    out0[i] = acc;\n",
+            inner * n_out,
             2 * k,
             literal(pass.extrapolation, Word::F32)
         );
