@@ -97,6 +97,31 @@ pub fn source(name: &str) -> &'static str {
             "    return u32(clamp(trunc(x), 0.0, hi));\n",
             "}\n"
         ),
+        // Reflects x into [lo, hi] by bouncing off the borders (GridSample).
+        "reflect" => concat!(
+            "fn reflect(x: f32, lo: f32, hi: f32) -> f32 {\n",
+            "    let range = hi - lo;\n",
+            "    if (range <= 0.0) { return lo; }\n",
+            "    if (x >= lo && x <= hi) { return x; }\n",
+            "    let from_low = x < lo;\n",
+            "    let d = select(x - hi, lo - x, from_low);\n",
+            "    let n = floor(d / range);\n",
+            "    let r = d - n * range;\n",
+            "    let even = (i32(n) % 2) == 0;\n",
+            "    return select(hi - r, lo + r, from_low == even);\n",
+            "}\n"
+        ),
+        // Keys' cubic convolution weights with a = -0.75 (GridSample).
+        "cubic4" => concat!(
+            "fn cubic4(t: f32) -> vec4<f32> {\n",
+            "    let a = -0.75;\n",
+            "    let x0 = t + 1.0; let x3 = 2.0 - t; let x1 = t; let x2 = 1.0 - t;\n",
+            "    return vec4<f32>(((a * x0 - 5.0 * a) * x0 + 8.0 * a) * x0 - 4.0 * a,\n",
+            "        ((a + 2.0) * x1 - (a + 3.0)) * x1 * x1 + 1.0,\n",
+            "        ((a + 2.0) * x2 - (a + 3.0)) * x2 * x2 + 1.0,\n",
+            "        ((a * x3 - 5.0 * a) * x3 + 8.0 * a) * x3 - 4.0 * a);\n",
+            "}\n"
+        ),
         other => panic!("no WGSL helper named '{other}'"),
     }
 }

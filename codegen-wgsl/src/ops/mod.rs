@@ -68,6 +68,7 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
         "Attention" => attention::attention,
         "LSTM" => rnn::lstm,
         "Resize" | "Upsample" => resize::resize,
+        "GridSample" => resize::grid_sample,
         "NegativeLogLikelihoodLoss" | "SoftmaxCrossEntropyLoss" => loss::loss,
         _ => return None,
     })

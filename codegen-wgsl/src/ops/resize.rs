@@ -94,3 +94,129 @@ pub fn resize(ctx: &Ctx) -> Result<Lowered> {
         launches,
     })
 }
+
+/// GridSample: one thread per output element samples its plane at the
+/// grid's normalised coordinates, with the reference's rounding, padding
+/// and cubic weights.
+pub fn grid_sample(ctx: &Ctx) -> Result<Lowered> {
+    let (x, grid, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
+    if x.word != Word::F32 || grid.word != Word::F32 {
+        return Err(Error::unsupported(format!(
+            "GridSample on {} tensors",
+            x.dtype
+        )));
+    }
+    let a = ctx.attrs();
+    let (mode, taps) = match a.string("mode", "linear")? {
+        "bilinear" | "linear" => ("linear", 2usize),
+        "bicubic" | "cubic" => ("cubic", 4),
+        "nearest" => ("nearest", 1),
+        m => return Err(Error::invalid(format!("unknown GridSample mode '{m}'"))),
+    };
+    let padding = a.string("padding_mode", "zeros")?;
+    let align = a.int("align_corners", 0)? != 0;
+    let dims = &x.shape[2..];
+    let nd = dims.len();
+    let osz: usize = out.shape[2..].iter().product();
+    let isz: usize = dims.iter().product();
+    let istr = super::index::strides(dims);
+    let lit = |v: f64| literal(v, Word::F32);
+    let mut k = Kernel::new(format!(
+        "GridSample {mode} {padding} f32{:?} -> {:?}",
+        x.shape, out.shape
+    ));
+    k.input("x", Word::F32)
+        .input("grid", Word::F32)
+        .output("out0", Word::F32);
+    k.helpers.insert("reflect");
+    if mode == "cubic" {
+        k.helpers.insert("cubic4");
+    }
+    let mut b = format!(
+        "    let o = i % {osz}u;\n    let plane = i / {osz}u;\n    let b = plane / {}u;\n    let g = (b * {osz}u + o) * {nd}u;\n",
+        x.shape[1]
+    );
+    for (d, &len) in dims.iter().enumerate() {
+        let lenf = len as f64;
+        let (lo, hi) = if align {
+            (0.0, lenf - 1.0)
+        } else {
+            (-0.5, lenf - 0.5)
+        };
+        let v = format!("grid[g + {}u]", nd - 1 - d);
+        let p = if align {
+            format!("({v} + 1.0) / 2.0 * {}", lit(lenf - 1.0))
+        } else {
+            format!("(({v} + 1.0) * {} - 1.0) / 2.0", lit(lenf))
+        };
+        b.push_str(&format!("    var p{d} = {p};\n"));
+        if mode == "nearest" {
+            b.push_str(&format!("    p{d} = round(p{d});\n"));
+        }
+        let fix = match padding {
+            "border" => format!("clamp(p{d}, 0.0, {})", lit(lenf - 1.0)),
+            "reflection" => format!("reflect(p{d}, {}, {})", lit(lo), lit(hi)),
+            _ => format!("p{d}"),
+        };
+        b.push_str(&format!(
+            "    if (p{d} < {} || p{d} > {}) {{ p{d} = {fix}; }}\n",
+            lit(lo),
+            lit(hi)
+        ));
+        let (first, weights) = match mode {
+            "nearest" => (
+                format!("i32(p{d})"),
+                "vec4<f32>(1.0, 0.0, 0.0, 0.0)".to_string(),
+            ),
+            "linear" => (
+                format!("i32(floor(p{d}))"),
+                format!("vec4<f32>(1.0 - (p{d} - floor(p{d})), p{d} - floor(p{d}), 0.0, 0.0)"),
+            ),
+            _ => (
+                format!("i32(floor(p{d})) - 1"),
+                format!("cubic4(p{d} - floor(p{d}))"),
+            ),
+        };
+        b.push_str(&format!(
+            "    let f{d} = {first};\n    let w{d} = {weights};\n"
+        ));
+    }
+    b.push_str("    var acc = 0.0;\n");
+    let combos = taps.pow(nd as u32);
+    b.push_str(&format!("    for (var c = 0u; c < {combos}u; c = c + 1u) {{\n        var rest = c;\n        var w = 1.0;\n        var off = 0u;\n        var inside = true;\n"));
+    for d in (0..nd).rev() {
+        let size = dims[d] as i64;
+        let (lo, hi) = if align {
+            (0.0, size as f64 - 1.0)
+        } else {
+            (-0.5, size as f64 - 0.5)
+        };
+        let idx = match padding {
+            "zeros" => format!("j{d}"),
+            "border" => format!("clamp(j{d}, 0, {})", size - 1),
+            _ => format!(
+                "clamp(i32(reflect(f32(j{d}), {}, {})), 0, {})",
+                lit(lo),
+                lit(hi),
+                size - 1
+            ),
+        };
+        b.push_str(&format!(
+            "        let t{d} = rest % {taps}u;\n        rest = rest / {taps}u;\n        let j{d} = f{d} + i32(t{d});\n        w = w * w{d}[t{d}];\n"
+        ));
+        if padding == "zeros" {
+            b.push_str(&format!(
+                "        if (j{d} < 0 || j{d} >= {size}) {{ inside = false; }}\n"
+            ));
+        }
+        b.push_str(&format!(
+            "        off = off + u32(max({idx}, 0)) * {}u;\n",
+            istr[d]
+        ));
+    }
+    b.push_str(&format!(
+        "        if (w != 0.0 && inside) {{ acc = acc + w * x[plane * {isz}u + off]; }}\n    }}\n    out0[i] = acc;\n"
+    ));
+    k.one_per_item(out.numel(), ctx.tuning().elementwise, ctx.max_groups(), &b);
+    Ok(Lowered::one(k, vec![Arg::In(0), Arg::In(1), Arg::Out(0)]))
+}
