@@ -487,3 +487,74 @@ pub fn dropout(ctx: &Ctx) -> Result<Lowered> {
         launches,
     })
 }
+
+/// The broadcast shape of a per-tensor (scalar) or per-axis (1-D along
+/// `axis`) quantization parameter; block quantization is not lowered.
+fn quant_param_shape(ctx: &Ctx, param: &Tt, x: &Tt) -> Result<Vec<usize>> {
+    if ctx.attrs().int("block_size", 0)? != 0 {
+        return Err(Error::unsupported(format!(
+            "{} with block_size on WebGPU",
+            ctx.node.op
+        )));
+    }
+    if param.numel() == 1 {
+        return Ok(Vec::new());
+    }
+    let axis = wpc_ir::ops::util::norm_axis(ctx.attrs().int("axis", 1)?, x.shape.len())?;
+    let mut shape = vec![1; x.shape.len() - axis];
+    shape[0] = param.numel();
+    Ok(shape)
+}
+
+/// DequantizeLinear: `(x - zero_point) * scale`.
+pub fn dequantize(ctx: &Ctx) -> Result<Lowered> {
+    let (x, scale, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
+    let pshape = quant_param_shape(ctx, scale, x)?;
+    let mut ins = vec![
+        (x.clone(), x.shape.clone()),
+        (scale.clone(), pshape.clone()),
+    ];
+    let expr = if ctx.has_input(2) {
+        ins.push((ctx.input(2)?.clone(), pshape));
+        "(f32(a) - f32(c)) * b"
+    } else {
+        "f32(a) * b"
+    };
+    let k = broadcast_kernel(ctx, &ins, out, expr, BTreeSet::new());
+    let mut args: Vec<Arg> = (0..ins.len()).map(Arg::In).collect();
+    args.push(Arg::Out(0));
+    Ok(Lowered::one(k, args))
+}
+
+/// QuantizeLinear: `saturate(round_half_even(x / scale) + zero_point)`.
+pub fn quantize(ctx: &Ctx) -> Result<Lowered> {
+    let (x, scale, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
+    let pshape = quant_param_shape(ctx, scale, x)?;
+    let (lo, hi) = match out.dtype {
+        DType::U8 => (0.0, 255.0),
+        DType::I8 => (-128.0, 127.0),
+        DType::U16 => (0.0, 65535.0),
+        DType::I16 => (-32768.0, 32767.0),
+        other => {
+            return Err(Error::unsupported(format!(
+                "QuantizeLinear to {other} on WebGPU"
+            )));
+        }
+    };
+    let mut ins = vec![
+        (x.clone(), x.shape.clone()),
+        (scale.clone(), pshape.clone()),
+    ];
+    let zp = if ctx.has_input(2) {
+        ins.push((ctx.input(2)?.clone(), pshape));
+        "f32(c)"
+    } else {
+        "0.0"
+    };
+    let w = out.word.wgsl();
+    let expr = format!("{w}(clamp(round(f32(a) / b) + {zp}, {lo:?}, {hi:?}))");
+    let k = broadcast_kernel(ctx, &ins, out, &expr, BTreeSet::new());
+    let mut args: Vec<Arg> = (0..ins.len()).map(Arg::In).collect();
+    args.push(Arg::Out(0));
+    Ok(Lowered::one(k, args))
+}

@@ -29,6 +29,8 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
     Some(match op {
         "Identity" | "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" => movement::alias,
         "Dropout" => elementwise::dropout,
+        "DequantizeLinear" => elementwise::dequantize,
+        "QuantizeLinear" => elementwise::quantize,
         "Transpose" => movement::transpose,
         "Slice" => movement::slice,
         "Expand" => movement::expand,
@@ -52,6 +54,7 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
         "ArgMax" | "ArgMin" => reduce::arg,
         "Softmax" | "LogSoftmax" | "Hardmax" => reduce::softmax,
         "CumSum" | "CumProd" => reduce::cumulative,
+        "TopK" => reduce::top_k,
         "MatMul" => matmul::matmul,
         "Gemm" => matmul::gemm,
         "Conv" => nn::conv,
@@ -75,7 +78,8 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
 }
 
 /// Whether input `index` of `op` steers the kernel itself (axes, pads,
-/// slice bounds, ...) and so must be known when compiling. A model input
+/// slice bounds, ...) or decides an output shape, and so must be known
+/// when compiling. A model input
 /// feeding such a slot has to be frozen to a value at compile time.
 pub fn is_steering_input(op: &str, index: usize) -> bool {
     match op {
@@ -86,6 +90,10 @@ pub fn is_steering_input(op: &str, index: usize) -> bool {
         "Pad" => index == 1 || index == 3,
         "Resize" => (1..=3).contains(&index),
         "Upsample" => index == 1,
+        // Inputs that decide output shapes.
+        "ConstantOfShape" | "HannWindow" | "HammingWindow" | "BlackmanWindow" => index == 0,
+        "Reshape" | "Expand" | "Tile" | "OneHot" | "TopK" => index == 1,
+        "Range" => index <= 2,
         _ => false,
     }
 }

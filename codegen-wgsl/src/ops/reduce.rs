@@ -263,3 +263,41 @@ pub fn cumulative(ctx: &Ctx) -> Result<Lowered> {
     );
     Ok(Lowered::one(k, vec![Arg::In(0), Arg::Out(0)]))
 }
+
+/// TopK: one thread per row selects the k best by repeated scans (ties go
+/// to the lower index, as in the reference), writing values and indices.
+pub fn top_k(ctx: &Ctx) -> Result<Lowered> {
+    let (x, vals) = (ctx.input(0)?, ctx.output(0)?);
+    let rank = x.shape.len();
+    let axis = norm_axis(ctx.attrs().int("axis", -1)?, rank)?;
+    let k = vals.shape[axis];
+    let largest = ctx.attrs().int("largest", 1)? != 0;
+    let n = x.shape[axis];
+    let inner: usize = x.shape[axis + 1..].iter().product();
+    let rows = x.numel() / n.max(1);
+    let better = if largest { ">" } else { "<" };
+    let idx_word = ctx.output(1)?.word;
+    let nan_guard = if x.word == Word::F32 {
+        " || (y != y && !(best != best))"
+    } else {
+        ""
+    };
+    let body = format!(
+        "    let base = (i / {inner}u) * {n}u * {inner}u + i % {inner}u;\n    let obase = (i / {inner}u) * {k}u * {inner}u + i % {inner}u;\n    var last = 0u;\n    for (var r = 0u; r < {k}u; r = r + 1u) {{\n        var at = {n}u;\n        var best = in0[base];\n        for (var j = 0u; j < {n}u; j = j + 1u) {{\n            var taken = false;\n            for (var q = 0u; q < r; q = q + 1u) {{ if (u32(out1[obase + q * {inner}u]) == j) {{ taken = true; }} }}\n            if (taken) {{ continue; }}\n            let y = in0[base + j * {inner}u];\n            if (at == {n}u || y {better} best{nan_guard}) {{ best = y; at = j; }}\n        }}\n        out0[obase + r * {inner}u] = best;\n        out1[obase + r * {inner}u] = {}(at);\n    }}\n",
+        idx_word.wgsl()
+    );
+    let mut kernel = Kernel::new(format!(
+        "TopK {}{:?} k={k} axis {axis}",
+        x.dtype.name(),
+        x.shape
+    ));
+    kernel
+        .input("in0", x.word)
+        .output("out0", vals.word)
+        .output("out1", idx_word);
+    kernel.one_per_item(rows, ctx.tuning().elementwise, ctx.max_groups(), &body);
+    Ok(Lowered::one(
+        kernel,
+        vec![Arg::In(0), Arg::Out(0), Arg::Out(1)],
+    ))
+}
