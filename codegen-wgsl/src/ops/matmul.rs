@@ -165,30 +165,16 @@ fn float_only(ctx: &Ctx, t: &Tt) -> Result<()> {
     Ok(())
 }
 
-pub fn matmul(ctx: &Ctx) -> Result<Lowered> {
-    let (a, bt, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
-    float_only(ctx, a)?;
-    float_only(ctx, bt)?;
-    let a_shape = if a.shape.len() == 1 {
-        vec![1, a.shape[0]]
-    } else {
-        a.shape.clone()
-    };
-    let b_shape = if bt.shape.len() == 1 {
-        vec![bt.shape[0], 1]
-    } else {
-        bt.shape.clone()
-    };
+/// Sizes of a (broadcast-)batched product of matrices `a` (.., M, K) and
+/// `b` (.., K, N): `(M, K, N, batch count, prelude)`, where the prelude
+/// sets `abase`, `bbase` and `obase` from the batch index `bat`.
+fn batched(a_shape: &[usize], b_shape: &[usize]) -> Result<(usize, usize, usize, usize, String)> {
     let (m, kk) = (a_shape[a_shape.len() - 2], a_shape[a_shape.len() - 1]);
     let n = b_shape[b_shape.len() - 1];
-    let batch_shape: Vec<usize> = {
-        let ra = a_shape.len() - 2;
-        let rb = b_shape.len() - 2;
-        wpc_ir::ops::util::broadcast_shapes(&[&a_shape[..ra], &b_shape[..rb]])?
-    };
-    let batch: usize = batch_shape.iter().product();
     let a_batch = &a_shape[..a_shape.len() - 2];
     let b_batch = &b_shape[..b_shape.len() - 2];
+    let batch_shape = wpc_ir::ops::util::broadcast_shapes(&[a_batch, b_batch])?;
+    let batch: usize = batch_shape.iter().product();
     let a_bs: Vec<usize> = broadcast_strides(a_batch, &batch_shape)
         .iter()
         .map(|s| s * m * kk)
@@ -204,6 +190,24 @@ pub fn matmul(ctx: &Ctx) -> Result<Lowered> {
         offset("q", &b_bs),
         m * n
     );
+    Ok((m, kk, n, batch, prelude))
+}
+
+pub fn matmul(ctx: &Ctx) -> Result<Lowered> {
+    let (a, bt, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
+    float_only(ctx, a)?;
+    float_only(ctx, bt)?;
+    let a_shape = if a.shape.len() == 1 {
+        vec![1, a.shape[0]]
+    } else {
+        a.shape.clone()
+    };
+    let b_shape = if bt.shape.len() == 1 {
+        vec![bt.shape[0], 1]
+    } else {
+        bt.shape.clone()
+    };
+    let (m, kk, n, batch, prelude) = batched(&a_shape, &b_shape)?;
     let spec = GemmSpec {
         label: format!("MatMul f32 [{batch}x{m}x{kk}] x [{kk}x{n}]"),
         m,
@@ -362,5 +366,83 @@ pub fn gemm(ctx: &Ctx) -> Result<Lowered> {
             temps: Vec::new(),
             launches,
         }
+    })
+}
+
+/// QLinearMatMul (2-D, per-tensor parameters): dequantizes A and B while
+/// staging tiles, accumulates in f32 on the GEMM template, and requantizes
+/// on store (round half to even, saturate).
+pub fn qlinear_matmul(ctx: &Ctx) -> Result<Lowered> {
+    let (a, b, out) = (ctx.input(0)?, ctx.input(3)?, ctx.output(0)?);
+    if a.shape.len() < 2 || b.shape.len() < 2 {
+        return Err(Error::unsupported(
+            "QLinearMatMul on WebGPU takes operands of rank 2 or more",
+        ));
+    }
+    for i in [1, 2, 4, 5, 6, 7] {
+        if ctx.input(i)?.numel() != 1 {
+            return Err(Error::unsupported(
+                "QLinearMatMul with per-axis parameters on WebGPU",
+            ));
+        }
+    }
+    let (lo, hi) = match out.dtype {
+        wpc_ir::DType::U8 => (0.0, 255.0),
+        wpc_ir::DType::I8 => (-128.0, 127.0),
+        other => {
+            return Err(Error::unsupported(format!(
+                "QLinearMatMul to {other} on WebGPU"
+            )));
+        }
+    };
+    let (m, kk, n, batch, prelude) = batched(&a.shape, &b.shape)?;
+    // The six scalar parameters are gathered into one f32 buffer first, so
+    // the GEMM binds four buffers instead of nine.
+    let names = ["asc", "azp", "bsc", "bzp", "ysc", "yzp"];
+    let mut gather = Kernel::new("QLinearMatMul parameters");
+    let mut body = String::new();
+    for (j, (name, i)) in names.iter().zip([1, 2, 4, 5, 6, 7]).enumerate() {
+        gather.input(name, ctx.input(i)?.word);
+        body.push_str(&format!("    p[{j}] = f32({name}[0]);\n"));
+    }
+    gather.output("p", Word::F32);
+    gather.body = body;
+    let spec = GemmSpec {
+        label: format!(
+            "QLinearMatMul [{batch}x{m}x{kk}] x [{kk}x{n}] -> {}",
+            out.dtype.name()
+        ),
+        m,
+        n,
+        k: kk,
+        batch,
+        prelude,
+        load_a: format!("v = (f32(a[abase + m * {kk}u + k]) - p[1]) * p[0];"),
+        load_b: format!("v = (f32(b[bbase + k * {n}u + n]) - p[3]) * p[2];"),
+        load_b4: None,
+        store: format!(
+            "out0[obase + m * {n}u + n] = {}(clamp(round(v / p[4]) + p[5], {lo:?}, {hi:?}));",
+            out.word.wgsl()
+        ),
+    };
+    let mut k = gemm_kernel(&spec, &ctx.tuning().matmul, ctx.max_groups())?;
+    k.input("a", a.word)
+        .input("b", b.word)
+        .input("p", Word::F32)
+        .output("out0", out.word);
+    let mut gather_args: Vec<Arg> = [1, 2, 4, 5, 6, 7].into_iter().map(Arg::In).collect();
+    gather_args.push(Arg::Temp(0));
+    Ok(Lowered::Launches {
+        temps: vec![6],
+        launches: vec![
+            crate::lower::Launch {
+                kernel: gather,
+                args: gather_args,
+            },
+            crate::lower::Launch {
+                kernel: k,
+                args: vec![Arg::In(0), Arg::In(3), Arg::Temp(0), Arg::Out(0)],
+            },
+        ],
     })
 }

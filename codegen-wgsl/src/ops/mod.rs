@@ -57,6 +57,7 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
         "TopK" => reduce::top_k,
         "MatMul" => matmul::matmul,
         "Gemm" => matmul::gemm,
+        "QLinearMatMul" => matmul::qlinear_matmul,
         "Conv" => nn::conv,
         "ConvTranspose" => nn::conv_transpose,
         "MaxPool" | "AveragePool" | "LpPool" => nn::pool,
