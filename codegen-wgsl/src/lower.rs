@@ -254,10 +254,7 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
     }
     // Values sharing a buffer with another (aliases) count as reads of it.
     let mut root: HashMap<ValueId, ValueId> = HashMap::new();
-    let mut dispatches = Vec::new();
-    let mut shader_ids: HashMap<String, usize> = HashMap::new();
-    let mut shaders: Vec<(String, String)> = Vec::new();
-    let mut usage = Usage::default();
+    let mut program = Program::default();
 
     for &n in &order {
         let node = g.node(n);
@@ -341,11 +338,7 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
                     // A graph output that is a view of another value: copy it.
                     let words = static_type(g, dst, opts).map_err(within)?.numel();
                     let k = crate::ops::copy_kernel(words, &ctx);
-                    emit(
-                        &mut dispatches,
-                        &mut shaders,
-                        &mut shader_ids,
-                        &mut usage,
+                    program.emit(
                         &node.name,
                         &k,
                         vec![in_slots[0].expect("checked"), pinned],
@@ -412,17 +405,9 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
                                 "kernel argument out of range",
                             ))
                         })?;
-                    emit(
-                        &mut dispatches,
-                        &mut shaders,
-                        &mut shader_ids,
-                        &mut usage,
-                        &node.name,
-                        &launch.kernel,
-                        slots,
-                        &planner,
-                    )
-                    .map_err(within)?;
+                    program
+                        .emit(&node.name, &launch.kernel, slots, &planner)
+                        .map_err(within)?;
                 }
                 for s in temp_slots {
                     planner.release(s);
@@ -472,7 +457,7 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
     let inputs = io(&g.inputs)?;
     let outputs = io(&g.outputs)?;
     let buffers = planner.buffers();
-    usage.max_buffer = buffers.iter().map(|b| b.bytes).max().unwrap_or(0);
+    program.usage.max_buffer = buffers.iter().map(|b| b.bytes).max().unwrap_or(0);
     let peak_bytes = buffers.iter().map(|b| b.bytes).sum();
     let weights = weights
         .into_iter()
@@ -480,15 +465,15 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
         .collect();
     Ok(Compiled {
         variant: WebGpuVariant {
-            requires: usage.requirements(profile),
-            shaders: shaders.iter().map(|(f, _)| f.clone()).collect(),
+            requires: program.usage.requirements(profile),
+            shaders: program.shaders.iter().map(|(f, _)| f.clone()).collect(),
             buffers,
             inputs,
             outputs,
-            dispatches,
+            dispatches: program.dispatches,
             peak_bytes,
         },
-        shaders,
+        shaders: program.shaders,
         weights,
     })
 }
@@ -554,67 +539,71 @@ impl Usage {
     }
 }
 
-/// Checks a kernel against the profile, renders and validates it (once per
-/// distinct text) and appends its dispatch.
-#[allow(clippy::too_many_arguments)]
-fn emit(
-    dispatches: &mut Vec<Dispatch>,
-    shaders: &mut Vec<(String, String)>,
-    ids: &mut HashMap<String, usize>,
-    usage: &mut Usage,
-    node: &str,
-    k: &Kernel,
-    slots: Vec<Slot>,
-    planner: &Planner,
-) -> Result<()> {
-    let limits = &planner.profile().webgpu.limits;
-    if k.bindings.len() as u32 > limits.max_storage_buffers_per_shader_stage {
-        return Err(Error::unsupported(format!(
-            "the kernel needs {} storage buffers, over the target's maxStorageBuffersPerShaderStage {}",
-            k.bindings.len(),
-            limits.max_storage_buffers_per_shader_stage
-        )));
-    }
-    if k.workgroups
-        .iter()
-        .any(|&g| g > limits.max_compute_workgroups_per_dimension)
-    {
-        return Err(Error::unsupported(format!(
-            "the kernel needs {:?} workgroups, over the target's maxComputeWorkgroupsPerDimension",
-            k.workgroups
-        )));
-    }
-    if k.workgroups.contains(&0) {
-        return Ok(());
-    }
-    usage.add(k);
-    let text = k.render();
-    let next = shaders.len();
-    let id = match ids.get(&text) {
-        Some(&id) => id,
-        None => {
-            crate::validate::validate(&k.label, &text)?;
-            let op: String = k
-                .label
-                .split_whitespace()
-                .next()
-                .unwrap_or("kernel")
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric())
-                .collect();
-            shaders.push((
-                format!("k{next:03}_{}.wgsl", op.to_lowercase()),
-                text.clone(),
-            ));
-            ids.insert(text, next);
-            next
+/// What compilation has emitted so far: dispatches in order, the distinct
+/// shaders they use, and the largest resources any kernel needs.
+#[derive(Default)]
+struct Program {
+    dispatches: Vec<Dispatch>,
+    /// (file name, WGSL), in first-use order.
+    shaders: Vec<(String, String)>,
+    /// WGSL text → index in `shaders`, so identical kernels share a file.
+    ids: HashMap<String, usize>,
+    usage: Usage,
+}
+
+impl Program {
+    /// Checks a kernel against the profile, renders and validates it (once per
+    /// distinct text) and appends its dispatch.
+    fn emit(&mut self, node: &str, k: &Kernel, slots: Vec<Slot>, planner: &Planner) -> Result<()> {
+        let limits = &planner.profile().webgpu.limits;
+        if k.bindings.len() as u32 > limits.max_storage_buffers_per_shader_stage {
+            return Err(Error::unsupported(format!(
+                "the kernel needs {} storage buffers, over the target's maxStorageBuffersPerShaderStage {}",
+                k.bindings.len(),
+                limits.max_storage_buffers_per_shader_stage
+            )));
         }
-    };
-    dispatches.push(Dispatch {
-        shader: id,
-        bindings: slots.iter().map(|&s| planner.buffer_of(s)).collect(),
-        workgroups: k.workgroups,
-        node: node.to_string(),
-    });
-    Ok(())
+        if k.workgroups
+            .iter()
+            .any(|&g| g > limits.max_compute_workgroups_per_dimension)
+        {
+            return Err(Error::unsupported(format!(
+                "the kernel needs {:?} workgroups, over the target's maxComputeWorkgroupsPerDimension",
+                k.workgroups
+            )));
+        }
+        if k.workgroups.contains(&0) {
+            return Ok(());
+        }
+        self.usage.add(k);
+        let text = k.render();
+        let next = self.shaders.len();
+        let id = match self.ids.get(&text) {
+            Some(&id) => id,
+            None => {
+                crate::validate::validate(&k.label, &text)?;
+                let op: String = k
+                    .label
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("kernel")
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric())
+                    .collect();
+                self.shaders.push((
+                    format!("k{next:03}_{}.wgsl", op.to_lowercase()),
+                    text.clone(),
+                ));
+                self.ids.insert(text, next);
+                next
+            }
+        };
+        self.dispatches.push(Dispatch {
+            shader: id,
+            bindings: slots.iter().map(|&s| planner.buffer_of(s)).collect(),
+            workgroups: k.workgroups,
+            node: node.to_string(),
+        });
+        Ok(())
+    }
 }
