@@ -64,12 +64,7 @@ fn present(ctx: &Ctx, new: &Tt, kvh: usize, past: usize, total: usize, dim: usiz
 
 pub fn attention(ctx: &Ctx) -> Result<Lowered> {
     let (q, kin, vin) = (ctx.input(0)?, ctx.input(1)?, ctx.input(2)?);
-    if q.word != Word::F32 {
-        return Err(Error::unsupported(format!(
-            "Attention on {} tensors",
-            q.dtype
-        )));
-    }
+    super::require_f32(ctx, q)?;
     let a = ctx.attrs();
     let three_d = q.shape.len() == 3;
     let (qh, kvh) = if three_d {

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use wpc_ir::{Error, Result};
+use wpc_ir::Result;
 use wpc_runtime::device_data::Word;
 
 use crate::kernel::Kernel;
@@ -12,12 +12,7 @@ use crate::lower::{Arg, Ctx, Launch, Lowered};
 
 pub fn loss(ctx: &Ctx) -> Result<Lowered> {
     let (x, target) = (ctx.input(0)?, ctx.input(1)?);
-    if x.word != Word::F32 {
-        return Err(Error::unsupported(format!(
-            "{} on {} tensors",
-            ctx.node.op, x.dtype
-        )));
-    }
+    super::require_f32(ctx, x)?;
     let sce = ctx.node.op == "SoftmaxCrossEntropyLoss";
     let reduction = ctx.attrs().string("reduction", "mean")?.to_string();
     let ignore = ctx.attrs().opt_int("ignore_index")?;

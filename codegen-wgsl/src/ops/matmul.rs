@@ -13,8 +13,9 @@ use wpc_runtime::device_data::Word;
 use wpc_targets::MatmulTile;
 
 use super::index::{broadcast_strides, literal, offset, unravel};
+use super::require_f32;
 use crate::kernel::Kernel;
-use crate::lower::{Arg, Ctx, Lowered, Tt};
+use crate::lower::{Arg, Ctx, Lowered};
 
 /// What one GEMM-shaped kernel computes. Code fragments see `bat` (the
 /// batch index, `u32`) and, after `prelude`, the row `m`, column `n` and
@@ -155,16 +156,6 @@ fn indent(code: &str, by: usize) -> String {
         .collect()
 }
 
-fn float_only(ctx: &Ctx, t: &Tt) -> Result<()> {
-    if t.word != Word::F32 {
-        return Err(Error::unsupported(format!(
-            "{} on {} tensors",
-            ctx.node.op, t.dtype
-        )));
-    }
-    Ok(())
-}
-
 /// Sizes of a (broadcast-)batched product of matrices `a` (.., M, K) and
 /// `b` (.., K, N): `(M, K, N, batch count, prelude)`, where the prelude
 /// sets `abase`, `bbase` and `obase` from the batch index `bat`.
@@ -195,8 +186,8 @@ fn batched(a_shape: &[usize], b_shape: &[usize]) -> Result<(usize, usize, usize,
 
 pub fn matmul(ctx: &Ctx) -> Result<Lowered> {
     let (a, bt, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
-    float_only(ctx, a)?;
-    float_only(ctx, bt)?;
+    require_f32(ctx, a)?;
+    require_f32(ctx, bt)?;
     let a_shape = if a.shape.len() == 1 {
         vec![1, a.shape[0]]
     } else {
@@ -241,7 +232,7 @@ pub fn matmul(ctx: &Ctx) -> Result<Lowered> {
 
 pub fn gemm(ctx: &Ctx) -> Result<Lowered> {
     let (a, bt, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
-    float_only(ctx, a)?;
+    require_f32(ctx, a)?;
     let attrs = ctx.attrs();
     let ta = attrs.int("transA", 0)? != 0;
     let tb = attrs.int("transB", 0)? != 0;

@@ -15,8 +15,12 @@ pub mod rnn;
 
 use wpc_runtime::device_data::Word;
 
+use std::fmt::Write;
+
+use wpc_ir::{Error, Result};
+
 use crate::kernel::Kernel;
-use crate::lower::{Ctx, LowerFn};
+use crate::lower::{Ctx, LowerFn, Tt};
 
 /// The WebGPU lowering of `op` in `domain`, if there is one.
 pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
@@ -111,4 +115,35 @@ pub fn copy_kernel(words: usize, ctx: &Ctx) -> Kernel {
             "    dst[i] = src[i];\n",
         );
     k
+}
+
+/// Rejects tensors the float-only kernels cannot compute on, naming the op.
+pub fn require_f32(ctx: &Ctx, t: &Tt) -> Result<()> {
+    if t.word != Word::F32 {
+        return Err(Error::unsupported(format!(
+            "{} on {} tensors",
+            ctx.node.op, t.dtype
+        )));
+    }
+    Ok(())
+}
+
+/// Declares `var<workgroup> {name}: array<{ty}, {size}>` (32-bit
+/// elements) on `k` and counts its bytes.
+pub fn workgroup_array(k: &mut Kernel, name: &str, ty: &str, size: u32) {
+    let _ = writeln!(k.decls, "var<workgroup> {name}: array<{ty}, {size}>;");
+    k.workgroup_bytes += size * 4;
+}
+
+/// Code that combines every lane's `{var}` into `{array}[0]` with `comb`
+/// (an expression over `$a` and `$b`), then reads it back into `{var}` on
+/// every lane: a tree reduction over a workgroup of `size` lanes.
+pub fn tree_reduce(var: &str, array: &str, size: u32, comb: &str) -> String {
+    let step = comb
+        .replace("$a", &format!("{array}[lidx]"))
+        .replace("$b", &format!("{array}[lidx + s]"));
+    format!(
+        "    {array}[lidx] = {var};\n    workgroupBarrier();\n    for (var s = {}u; s > 0u; s = s >> 1u) {{\n        if (lidx < s) {{ {array}[lidx] = {step}; }}\n        workgroupBarrier();\n    }}\n    {var} = {array}[0];\n    workgroupBarrier();\n",
+        size / 2
+    )
 }

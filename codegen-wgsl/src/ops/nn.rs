@@ -11,18 +11,9 @@ use wpc_runtime::device_data::Word;
 use super::elementwise::broadcast_kernel;
 use super::index::{literal, offset, strides, unravel};
 use super::matmul::{GemmSpec, gemm_kernel};
+use super::{require_f32, tree_reduce, workgroup_array};
 use crate::kernel::Kernel;
 use crate::lower::{Arg, Ctx, Lowered, Tt};
-
-fn float_only(ctx: &Ctx, t: &Tt) -> Result<()> {
-    if t.word != Word::F32 {
-        return Err(Error::unsupported(format!(
-            "{} on {} tensors",
-            ctx.node.op, t.dtype
-        )));
-    }
-    Ok(())
-}
 
 fn lit(v: f64) -> String {
     literal(v, Word::F32)
@@ -33,7 +24,7 @@ fn lit(v: f64) -> String {
 /// positions; B is gathered from the input on the fly (im2col in the load).
 pub fn conv(ctx: &Ctx) -> Result<Lowered> {
     let (x, w, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
-    float_only(ctx, x)?;
+    require_f32(ctx, x)?;
     let kernel: Vec<usize> = w.shape[2..].to_vec();
     let input = &x.shape[2..];
     let win = Window::new(ctx.attrs(), input, &kernel)?;
@@ -112,7 +103,7 @@ fn bind_conv(k: &mut Kernel, has_bias: bool) -> Vec<Arg> {
 /// scatter into it.
 pub fn conv_transpose(ctx: &Ctx) -> Result<Lowered> {
     let (x, w, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
-    float_only(ctx, x)?;
+    require_f32(ctx, x)?;
     let a = ctx.attrs();
     let nd = x.shape.len() - 2;
     let group = a.int("group", 1)?.max(1) as usize;
@@ -202,7 +193,7 @@ pub fn conv_transpose(ctx: &Ctx) -> Result<Lowered> {
 /// MaxPool / AveragePool / LpPool: one thread per output, looping over its window.
 pub fn pool(ctx: &Ctx) -> Result<Lowered> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
-    float_only(ctx, x)?;
+    require_f32(ctx, x)?;
     let kernel: Vec<usize> = ctx
         .attrs()
         .opt_ints("kernel_shape")?
@@ -293,7 +284,7 @@ pub fn pool(ctx: &Ctx) -> Result<Lowered> {
 
 pub fn global_pool(ctx: &Ctx) -> Result<Lowered> {
     let x = ctx.input(0)?;
-    float_only(ctx, x)?;
+    require_f32(ctx, x)?;
     let len: usize = x.shape[2..].iter().product();
     let rows = x.shape[0] * x.shape[1];
     let stat = match ctx.node.op.as_str() {
@@ -306,7 +297,7 @@ pub fn global_pool(ctx: &Ctx) -> Result<Lowered> {
 
 pub fn batch_norm(ctx: &Ctx) -> Result<Lowered> {
     let x = ctx.input(0)?;
-    float_only(ctx, x)?;
+    require_f32(ctx, x)?;
     if ctx.attrs().int("training_mode", 0)? != 0 || ctx.wants_output(1) {
         return Err(Error::unsupported(
             "BatchNormalization in training mode on WebGPU",
@@ -393,18 +384,9 @@ fn row_norm(ctx: &Ctx, spec: RowSpec, affine: Option<Affine>) -> Result<Lowered>
     }
     k.output("out0", Word::F32);
     args.push(Arg::Out(0));
-    let _ = writeln!(k.decls, "var<workgroup> part: array<f32, {wg}>;");
-    k.workgroup_bytes = wg * 4;
+    workgroup_array(&mut k, "part", "f32", wg);
     k.helpers.insert("fmax");
-    let tree = |var: &str, comb: &str| {
-        let step = comb
-            .replace("$a", "part[lidx]")
-            .replace("$b", "part[lidx + s]");
-        format!(
-            "    part[lidx] = {var};\n    workgroupBarrier();\n    for (var s = {}u; s > 0u; s = s >> 1u) {{\n        if (lidx < s) {{ part[lidx] = {step}; }}\n        workgroupBarrier();\n    }}\n    {var} = part[0];\n    workgroupBarrier();\n",
-            wg / 2
-        )
-    };
+    let tree = |var: &str, comb: &str| tree_reduce(var, "part", wg, comb);
     let red_off = offset(
         "r",
         &spec.reduced.iter().map(|&d| st[d]).collect::<Vec<_>>(),
@@ -508,7 +490,7 @@ fn row_norm(ctx: &Ctx, spec: RowSpec, affine: Option<Affine>) -> Result<Lowered>
 
 pub fn layer_norm(ctx: &Ctx) -> Result<Lowered> {
     let x = ctx.input(0)?;
-    float_only(ctx, x)?;
+    require_f32(ctx, x)?;
     let rank = x.shape.len();
     let axis = norm_axis(ctx.attrs().int("axis", -1)?, rank)?;
     let eps = f64::from(ctx.attrs().float("epsilon", 1e-5)?);
@@ -558,7 +540,7 @@ pub fn layer_norm(ctx: &Ctx) -> Result<Lowered> {
 
 pub fn norm_rows(ctx: &Ctx) -> Result<Lowered> {
     let x = ctx.input(0)?;
-    float_only(ctx, x)?;
+    require_f32(ctx, x)?;
     let rank = x.shape.len();
     let eps = f64::from(ctx.attrs().float("epsilon", 1e-5)?);
     match ctx.node.op.as_str() {
@@ -624,7 +606,7 @@ pub fn norm_rows(ctx: &Ctx) -> Result<Lowered> {
 
 pub fn lrn(ctx: &Ctx) -> Result<Lowered> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
-    float_only(ctx, x)?;
+    require_f32(ctx, x)?;
     let a = ctx.attrs();
     let size = a.int("size", 0)? as usize;
     let (alpha, beta, bias) = (

@@ -5,32 +5,14 @@
 
 use std::fmt::Write;
 
+use wpc_ir::Result;
 use wpc_ir::ops::util::{norm_axes, norm_axis};
-use wpc_ir::{Error, Result};
 use wpc_runtime::device_data::Word;
 
 use super::index::{literal, offset, strides, unravel};
+use super::{require_f32, tree_reduce, workgroup_array};
 use crate::kernel::Kernel;
 use crate::lower::{Arg, Ctx, Lowered};
-
-/// Declares `var<workgroup> {name}: array<{ty}, {size}>` on `k`.
-fn shared(k: &mut Kernel, name: &str, ty: &str, size: u32) {
-    let _ = writeln!(k.decls, "var<workgroup> {name}: array<{ty}, {size}>;");
-    k.workgroup_bytes += size * 4;
-}
-
-/// Code that combines every lane's `{var}` into `{array}[0]` with
-/// `comb(a, b)` (an expression over `a` and `b`), then reads it back into
-/// `{var}` on every lane. `comb` uses `$a` and `$b` for the operands.
-fn tree(var: &str, array: &str, size: u32, comb: &str) -> String {
-    let step = comb
-        .replace("$a", &format!("{array}[lidx]"))
-        .replace("$b", &format!("{array}[lidx + s]"));
-    format!(
-        "    {array}[lidx] = {var};\n    workgroupBarrier();\n    for (var s = {}u; s > 0u; s = s >> 1u) {{\n        if (lidx < s) {{ {array}[lidx] = {step}; }}\n        workgroupBarrier();\n    }}\n    {var} = {array}[0];\n    workgroupBarrier();\n",
-        size / 2
-    )
-}
 
 /// How each ReduceX op starts, maps, combines and finishes.
 struct Reducer {
@@ -101,7 +83,7 @@ pub fn reduce(ctx: &Ctx) -> Result<Lowered> {
         axes
     ));
     k.input("in0", x.word).output("out0", out.word);
-    shared(&mut k, "part", ty, wg);
+    workgroup_array(&mut k, "part", ty, wg);
     let mut body = unravel("row", &kept_shape, "o");
     let base = offset("o", &kept.iter().map(|&d| st[d]).collect::<Vec<_>>());
     let _ = writeln!(body, "    let base = {base};\n    var v = {};", lit(r.init));
@@ -117,7 +99,7 @@ pub fn reduce(ctx: &Ctx) -> Result<Lowered> {
         body,
         "        let y = {pre};\n        v = {comb_v};\n    }}"
     );
-    body.push_str(&tree("v", "part", wg, r.comb));
+    body.push_str(&tree_reduce("v", "part", wg, r.comb));
     let post = r.post.replace("$v", "v").replace("$N", &lit(n_red as f64));
     let _ = writeln!(body, "    if (lidx == 0u) {{ out0[row] = {post}; }}");
     k.one_group_per_item(rows, wg, ctx.max_groups(), &body);
@@ -167,12 +149,7 @@ pub fn arg(ctx: &Ctx) -> Result<Lowered> {
 /// everything from `axis` on): one workgroup per row.
 pub fn softmax(ctx: &Ctx) -> Result<Lowered> {
     let x = ctx.input(0)?;
-    if x.word != Word::F32 {
-        return Err(Error::unsupported(format!(
-            "{} on {}",
-            ctx.node.op, x.dtype
-        )));
-    }
+    require_f32(ctx, x)?;
     let rank = x.shape.len();
     let default_axis = if ctx.opset >= 13 { -1 } else { 1 };
     let axis = norm_axis(ctx.attrs().int("axis", default_axis)?, rank.max(1))?;
@@ -191,26 +168,26 @@ pub fn softmax(ctx: &Ctx) -> Result<Lowered> {
     ));
     k.input("in0", Word::F32).output("out0", Word::F32);
     k.helpers.insert("fmax");
-    shared(&mut k, "part", "f32", wg);
+    workgroup_array(&mut k, "part", "f32", wg);
     let mut body = format!(
         "    let base = (row / {inner}u) * {}u + row % {inner}u;\n    var m = bitcast<f32>(0xff800000u);\n    for (var j = lidx; j < {len}u; j = j + {wg}u) {{ m = fmax(m, in0[base + j * {inner}u]); }}\n",
         len * inner
     );
-    body.push_str(&tree("m", "part", wg, "fmax($a, $b)"));
+    body.push_str(&tree_reduce("m", "part", wg, "fmax($a, $b)"));
     match ctx.node.op.as_str() {
         "Hardmax" => {
-            shared(&mut k, "first", "u32", wg);
+            workgroup_array(&mut k, "first", "u32", wg);
             let _ = write!(
                 body,
                 "    var f = {len}u;\n    for (var j = lidx; j < {len}u; j = j + {wg}u) {{ if (in0[base + j * {inner}u] == m) {{ f = min(f, j); }} }}\n{}    for (var j = lidx; j < {len}u; j = j + {wg}u) {{ out0[base + j * {inner}u] = select(0.0, 1.0, j == f); }}\n",
-                tree("f", "first", wg, "min($a, $b)")
+                tree_reduce("f", "first", wg, "min($a, $b)")
             );
         }
         op => {
             let _ = write!(
                 body,
                 "    var s = 0.0;\n    for (var j = lidx; j < {len}u; j = j + {wg}u) {{ s = s + exp(in0[base + j * {inner}u] - m); }}\n{}",
-                tree("s", "part", wg, "$a + $b")
+                tree_reduce("s", "part", wg, "$a + $b")
             );
             let value = if op == "LogSoftmax" {
                 "x - m - log(s)"

@@ -14,12 +14,7 @@ use crate::lower::{Arg, Ctx, Launch, Lowered};
 
 pub fn resize(ctx: &Ctx) -> Result<Lowered> {
     let x = ctx.input(0)?;
-    if x.word != Word::F32 {
-        return Err(Error::unsupported(format!(
-            "{} on {} tensors",
-            ctx.node.op, x.dtype
-        )));
-    }
+    super::require_f32(ctx, x)?;
     let params: Vec<Option<&Tensor>> = (0..ctx.inputs.len()).map(|i| ctx.opt_constant(i)).collect();
     for i in 1..ctx.inputs.len() {
         if ctx.has_input(i) && params[i].is_none() && ctx.input(i)?.numel() > 0 {
@@ -100,12 +95,8 @@ pub fn resize(ctx: &Ctx) -> Result<Lowered> {
 /// and cubic weights.
 pub fn grid_sample(ctx: &Ctx) -> Result<Lowered> {
     let (x, grid, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
-    if x.word != Word::F32 || grid.word != Word::F32 {
-        return Err(Error::unsupported(format!(
-            "GridSample on {} tensors",
-            x.dtype
-        )));
-    }
+    super::require_f32(ctx, x)?;
+    super::require_f32(ctx, grid)?;
     let a = ctx.attrs();
     let (mode, taps) = match a.string("mode", "linear")? {
         "bilinear" | "linear" => ("linear", 2usize),

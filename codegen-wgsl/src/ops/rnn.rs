@@ -13,9 +13,7 @@ use crate::lower::{Arg, Ctx, Lowered};
 
 pub fn lstm(ctx: &Ctx) -> Result<Lowered> {
     let (x, w) = (ctx.input(0)?, ctx.input(1)?);
-    if x.word != Word::F32 {
-        return Err(Error::unsupported(format!("LSTM on {} tensors", x.dtype)));
-    }
+    super::require_f32(ctx, x)?;
     let a = ctx.attrs();
     if a.opt_strings("activations")?
         .is_some_and(|acts| acts.chunks(3).any(|c| c != ["Sigmoid", "Tanh", "Tanh"]))
