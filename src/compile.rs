@@ -154,24 +154,47 @@ pub fn freeze_inputs(
     Ok(())
 }
 
-/// The model inputs that feed kernel-steering slots (see
-/// [`wpc_codegen_wgsl::ops::is_steering_input`]), by name.
+/// The model inputs whose values steer kernels (see
+/// [`wpc_codegen_wgsl::ops::is_steering_input`]), by name: those feeding a
+/// steering slot directly, and those a steering value is computed from
+/// (a Pad's pads derived from a `shape` input, a Range limit cast from an
+/// int input). `Shape` and `Size` read only their input's shape, so the
+/// walk back stops there.
 pub fn steering_inputs(model: &Model) -> Vec<String> {
     let g = &model.graph;
-    let mut names = Vec::new();
+    let mut pending: Vec<wpc_ir::ValueId> = Vec::new();
     for n in g.node_ids() {
         let node = g.node(n);
         for (i, v) in node.inputs.iter().enumerate() {
             if let Some(v) = v
-                && g.inputs.contains(v)
                 && wpc_codegen_wgsl::ops::is_steering_input(&node.op, i)
-                && !names.contains(&g.value(*v).name)
             {
-                names.push(g.value(*v).name.clone());
+                pending.push(*v);
             }
         }
     }
-    names
+    let mut seen = std::collections::HashSet::new();
+    let mut names = Vec::new();
+    while let Some(v) = pending.pop() {
+        if !seen.insert(v) {
+            continue;
+        }
+        if g.inputs.contains(&v) {
+            names.push(g.value(v).name.clone());
+        }
+        if let Some(n) = g.producer(v) {
+            let node = g.node(n);
+            if !matches!(node.op.as_str(), "Shape" | "Size") {
+                pending.extend(node.inputs.iter().flatten());
+            }
+        }
+    }
+    // Report in the model's input order, whatever order the walk took.
+    g.inputs
+        .iter()
+        .map(|&v| g.value(v).name.clone())
+        .filter(|n| names.contains(n))
+        .collect()
 }
 
 fn check_steering_inputs(model: &Model) -> wpc_ir::Result<()> {

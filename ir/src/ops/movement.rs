@@ -53,7 +53,7 @@ pub(super) fn ops() -> Vec<OpDef> {
             &[0]
         )),
         op!("Tile", eval_tile, |c| super::infer::by_evaluation(c, &[0])),
-        op!("Pad", eval_pad, |c| super::infer::by_evaluation(c, &[0])),
+        op!("Pad", eval_pad, |c| super::infer::by_evaluation(c, &[0, 2])),
         op!("Shape", eval_shape, infer_shape),
         op!(
             "Size",
