@@ -63,7 +63,11 @@ pub fn source(name: &str) -> &'static str {
         // Python-style modulo: the result takes the divisor's sign.
         "pymod_f" => concat!(
             "fn pymod_f(a: f32, b: f32) -> f32 {\n",
-            "    let r = a % b;\n",
+            // WGSL's a % b is a - b * trunc(a / b), NaN for an infinite b
+            // where Python (and C's fmod) keep a finite a.
+            "    let finite_a = (bitcast<u32>(a) & 0x7fffffffu) < 0x7f800000u;\n",
+            "    let infinite_b = (bitcast<u32>(b) & 0x7fffffffu) == 0x7f800000u;\n",
+            "    let r = select(a % b, a, finite_a && infinite_b);\n",
             "    return select(r, r + b, r != 0.0 && ((r < 0.0) != (b < 0.0)));\n",
             "}\n"
         ),

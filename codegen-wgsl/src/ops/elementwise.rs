@@ -87,6 +87,8 @@ const OTHER: &[&str] = &[
     "BitwiseNot",
     "Cast",
     "CastLike",
+    "BitCast",
+    "SwiGLU",
 ];
 
 pub fn is_elementwise(op: &str) -> bool {
@@ -363,8 +365,9 @@ fn expression(
             };
             // Shifting by the full width or more gives 0, as in the reference.
             if w == Word::I32 && shifted.starts_with("a >>") {
-                // Arithmetic right shift saturates to the sign.
-                wrap("a >> min(u32(max(b, 0)), 31u)".into(), out.dtype)
+                // Arithmetic right shift saturates to the sign, for shifts
+                // past the width and negative ones (huge as u32) alike.
+                wrap("a >> min(u32(b), 31u)".into(), out.dtype)
             } else {
                 let zero = literal(0.0, w);
                 wrap(format!("select({shifted}, {zero}, u32(b) >= {bits}u)"), out.dtype)
@@ -375,6 +378,21 @@ fn expression(
         "BitwiseXor" => "a ^ b".into(),
         "BitwiseNot" => wrap("~a".into(), out.dtype),
         "Cast" | "CastLike" => cast("a", &ins[0], out.dtype, out.word, helpers),
+        "BitCast" => {
+            if out.dtype.size() > 4 {
+                return Err(Error::unsupported(format!(
+                    "BitCast to {}: WGSL has no 64-bit types",
+                    out.dtype
+                )));
+            }
+            // Narrow types live sign- or zero-extended in a 32-bit word:
+            // reinterpret the word, then extend from the target's width.
+            wrap(format!("bitcast<{}>(a)", out.word.wgsl()), out.dtype)
+        }
+        "SwiGLU" => {
+            let alpha = lit(attrs.float("alpha", 1.0)?.into());
+            format!("a / (1.0 + exp(-{alpha} * a)) * b")
+        }
         other => return Err(Error::unsupported(format!("{other} has no WebGPU expression"))),
     };
     Ok(e)
