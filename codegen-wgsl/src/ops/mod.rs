@@ -42,6 +42,7 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
         "Concat" => movement::concat,
         "Split" => movement::split,
         "Pad" => movement::pad,
+        "CenterCropPad" => movement::center_crop_pad,
         "DepthToSpace" => movement::depth_to_space,
         "SpaceToDepth" => movement::space_to_depth,
         "Gather" => movement::gather,
@@ -93,6 +94,7 @@ pub fn is_steering_input(op: &str, index: usize) -> bool {
         | "CumProd" | "Trilu" => index == 1,
         "Slice" => index >= 1,
         "Pad" => index == 1 || index == 3,
+        "CenterCropPad" => index == 1,
         "Resize" => (1..=3).contains(&index),
         "Upsample" => index == 1,
         // Inputs that decide output shapes.

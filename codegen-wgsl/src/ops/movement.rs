@@ -252,6 +252,40 @@ pub fn pad(ctx: &Ctx) -> Result<Lowered> {
         None => f64::from(ctx.attrs().float("value", 0.0)?),
     };
     let mode = ctx.attrs().string("mode", "constant")?;
+    shifted(ctx, x, out, &begin, mode, value, "Pad")
+}
+
+/// `CenterCropPad`: a constant-zero pad with per-axis shifts, negative
+/// where an axis is cropped.
+pub fn center_crop_pad(ctx: &Ctx) -> Result<Lowered> {
+    let (x, out) = (ctx.input(0)?, ctx.output(0)?);
+    let target = ctx
+        .constant(1)?
+        .to_i64s()
+        .iter()
+        .map(|&d| {
+            usize::try_from(d)
+                .map_err(|_| Error::invalid(format!("CenterCropPad to a negative size {d}")))
+        })
+        .collect::<Result<Vec<usize>>>()?;
+    let (_, begin) =
+        wpc_ir::ops::center_crop_pad_window(&x.shape, &target, ctx.attrs().opt_ints("axes")?)?;
+    shifted(ctx, x, out, &begin, "constant", 0.0, "CenterCropPad")
+}
+
+/// Output element `o` reads input `o - begin` (per axis); coordinates
+/// outside the input are `value` (mode "constant") or folded back in by
+/// `mode` (edge, reflect, wrap), as in `Pad`.
+fn shifted(
+    ctx: &Ctx,
+    x: &Tt,
+    out: &Tt,
+    begin: &[i64],
+    mode: &str,
+    value: f64,
+    label: &str,
+) -> Result<Lowered> {
+    let rank = x.shape.len();
     let st = strides(&x.shape);
     let mut body = String::new();
     let mut inside = Vec::new();
@@ -296,7 +330,7 @@ pub fn pad(ctx: &Ctx) -> Result<Lowered> {
             literal(value, out.word)
         );
     }
-    Ok(per_output(ctx, out, &[(0, x.word)], &body, "Pad"))
+    Ok(per_output(ctx, out, &[(0, x.word)], &body, label))
 }
 
 pub fn depth_to_space(ctx: &Ctx) -> Result<Lowered> {

@@ -1020,12 +1020,17 @@ fn eval_trilu(c: &EvalCtx) -> Result<Vec<Tensor>> {
     Ok(vec![take_or_fill(x, x.shape().to_vec(), &offs, 0.0)?])
 }
 
-fn eval_center_crop_pad(c: &EvalCtx) -> Result<Vec<Tensor>> {
-    let x = c.input(0)?;
-    let target = to_dims(c.input(1)?, "CenterCropPad shape")?;
-    let axes = match c.attrs().opt_ints("axes")? {
-        Some(a) => norm_axes(a, x.rank())?,
-        None => (0..x.rank()).collect(),
+/// `CenterCropPad`'s output shape and, per axis, where the input's origin
+/// lands in the output: negative where the axis is cropped (centred, the
+/// extra element going to the end), positive where it is padded.
+pub fn center_crop_pad_window(
+    input: &[usize],
+    target: &[usize],
+    axes: Option<&[i64]>,
+) -> Result<(Vec<usize>, Vec<i64>)> {
+    let axes = match axes {
+        Some(a) => norm_axes(a, input.len())?,
+        None => (0..input.len()).collect(),
     };
     if target.len() != axes.len() {
         bail!(
@@ -1034,19 +1039,24 @@ fn eval_center_crop_pad(c: &EvalCtx) -> Result<Vec<Tensor>> {
             axes.len()
         );
     }
-    let mut shape = x.shape().to_vec();
-    // Per axis: where the kept window starts in the input (crop) and in the output (pad).
-    let mut crop = vec![0usize; x.rank()];
-    let mut pad = vec![0usize; x.rank()];
-    for (&ax, &t) in axes.iter().zip(&target) {
-        let d = x.shape()[ax];
-        if t < d {
-            crop[ax] = (d - t) / 2;
+    let mut shape = input.to_vec();
+    let mut begin = vec![0i64; input.len()];
+    for (&ax, &t) in axes.iter().zip(target) {
+        let d = input[ax];
+        begin[ax] = if t < d {
+            -(((d - t) / 2) as i64)
         } else {
-            pad[ax] = (t - d) / 2;
-        }
+            ((t - d) / 2) as i64
+        };
         shape[ax] = t;
     }
+    Ok((shape, begin))
+}
+
+fn eval_center_crop_pad(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let x = c.input(0)?;
+    let target = to_dims(c.input(1)?, "CenterCropPad shape")?;
+    let (shape, begin) = center_crop_pad_window(x.shape(), &target, c.attrs().opt_ints("axes")?)?;
     let xs = strides(x.shape());
     let mut pos = vec![0; x.rank()];
     let n: usize = shape.iter().product();
@@ -1055,7 +1065,7 @@ fn eval_center_crop_pad(c: &EvalCtx) -> Result<Vec<Tensor>> {
             unravel(k, &shape, &mut pos);
             let mut off = 0;
             for i in 0..x.rank() {
-                let p = pos[i] as i64 - pad[i] as i64 + crop[i] as i64;
+                let p = pos[i] as i64 - begin[i];
                 if p < 0 || p >= x.shape()[i] as i64 {
                     return None;
                 }
