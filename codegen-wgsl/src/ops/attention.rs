@@ -291,3 +291,99 @@ pub fn attention(ctx: &Ctx) -> Result<Lowered> {
     launches.push(Launch { kernel: k, args });
     Ok(Lowered::Launches { temps, launches })
 }
+
+/// `RotaryEmbedding`: one thread per element; a rotated channel reads its
+/// partner (the other half, or the neighbour when interleaved) and the
+/// cos/sin cache row of its (batch, position).
+pub fn rotary_embedding(ctx: &Ctx) -> Result<Lowered> {
+    let (x, cos, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
+    super::require_f32(ctx, x)?;
+    let a = ctx.attrs();
+    let interleaved = a.int("interleaved", 0)? != 0;
+    // (batch, seq, heads, head dim) and the WGSL naming each coordinate of
+    // element `i` in x's own layout: 4-D (B, H, S, D) or 3-D (B, S, H*D).
+    let (seq, dim, coords) = match x.shape[..] {
+        [_, h, s, d] => (
+            s,
+            d,
+            format!(
+                "    let dd = i % {d}u;\n    let si = (i / {d}u) % {s}u;\n    let bi = i / {};\n",
+                h * s * d
+            ),
+        ),
+        [_, s, hidden] => {
+            let heads = a.int("num_heads", 0)? as usize;
+            if heads == 0 || hidden % heads != 0 {
+                return Err(Error::invalid(format!(
+                    "RotaryEmbedding on 3-D input needs num_heads dividing {hidden}"
+                )));
+            }
+            let d = hidden / heads;
+            (
+                s,
+                d,
+                format!(
+                    "    let dd = i % {d}u;\n    let si = (i / {hidden}u) % {s}u;\n    let bi = i / {};\n",
+                    s * hidden
+                ),
+            )
+        }
+        _ => {
+            return Err(Error::invalid(format!(
+                "RotaryEmbedding expects a 3-D or 4-D input, got {:?}",
+                x.shape
+            )));
+        }
+    };
+    let rotary = match a.int("rotary_embedding_dim", 0)? {
+        0 => dim,
+        r => r as usize,
+    };
+    let half = rotary / 2;
+    if rotary > dim || cos.shape.last() != Some(&half) {
+        return Err(Error::invalid(format!(
+            "cos/sin caches {:?} do not match rotary_embedding_dim/2 = {half}",
+            cos.shape
+        )));
+    }
+    let mut k = Kernel::new(format!("RotaryEmbedding f32{:?} rotary {rotary}", x.shape));
+    k.input("x", Word::F32)
+        .input("cos_cache", Word::F32)
+        .input("sin_cache", Word::F32);
+    let mut args = vec![Arg::In(0), Arg::In(1), Arg::In(2)];
+    let row = if ctx.has_input(3) {
+        k.input("position_ids", Word::I32);
+        args.push(Arg::In(3));
+        format!("u32(position_ids[bi * {seq}u + si])")
+    } else {
+        format!("bi * {seq}u + si")
+    };
+    k.output("y", Word::F32);
+    args.push(Arg::Out(0));
+    // Which cache column a channel uses, whether it is the first of its
+    // pair, and where its partner sits.
+    let (pair, first, step) = if interleaved {
+        ("dd / 2u".to_string(), "dd % 2u == 0u".to_string(), 1)
+    } else {
+        (format!("dd % {half}u"), format!("dd < {half}u"), half)
+    };
+    let mut body = coords;
+    let _ = write!(
+        body,
+        "    if (dd >= {rotary}u) {{ y[i] = x[i]; return; }}
+    let kk = {pair};
+    let first = {first};
+    let other = x[select(i - {step}u, i + {step}u, first)];
+    let c = cos_cache[({row}) * {half}u + kk];
+    let s = sin_cache[({row}) * {half}u + kk];
+    y[i] = select(s * other + c * x[i], c * x[i] - s * other, first);
+"
+    );
+    k.one_per_item(
+        out.numel(),
+        ctx.tuning().elementwise,
+        ctx.max_groups(),
+        &body,
+    );
+    Ok(Lowered::one(k, args))
+}

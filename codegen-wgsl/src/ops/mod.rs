@@ -75,6 +75,7 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
         | "LpNormalization" => nn::norm_rows,
         "LRN" => nn::lrn,
         "Attention" => attention::attention,
+        "RotaryEmbedding" => attention::rotary_embedding,
         "LSTM" => rnn::lstm,
         "Resize" | "Upsample" => resize::resize,
         "GridSample" => resize::grid_sample,
