@@ -9,6 +9,10 @@ Usage: setup_models.py OUT_DIR
   onnxruntime on a seeded random input instead.
 * The Silero VAD models of the `silero-vad` PyPI package, fetched with
   `pip download --no-deps` (no model hub involved).
+* Small recurrent layers (GRU both ways of resetting, RNN, LSTM with
+  peepholes) with seeded random weights: the conformance cases use uniform
+  weights, under which every hidden unit computes the same thing, so they
+  cannot catch a unit reading another unit's gate.
 
 Writes OUT_DIR/manifest.json listing, per model, its file, input and expected
 output .npy files. Deterministic: the same packages give the same files.
@@ -94,12 +98,57 @@ def add_case(out, cases, name, model_path, intermediates=False):
     cases.append({"name": name, "model": f"{name}/model.onnx", "inputs": inputs, "outputs": outputs})
 
 
+def recurrent_model(path, op, rng, **attrs):
+    """One `op` layer (hidden 5, input 3, 4 steps, batch 2) with random
+    weights and biases, unequal sequence lengths and an initial state."""
+    from onnx import helper, numpy_helper, TensorProto
+
+    gates = {"GRU": 3, "RNN": 1, "LSTM": 4}[op]
+    dirs = 2 if attrs.get("direction") == "bidirectional" else 1
+    hidden, inp, steps, batch = 5, 3, 4, 2
+    weights = {
+        "W": rng.standard_normal((dirs, gates * hidden, inp)),
+        "R": rng.standard_normal((dirs, gates * hidden, hidden)) * 0.5,
+        "B": rng.standard_normal((dirs, 2 * gates * hidden)),
+        "P": rng.standard_normal((dirs, 3 * hidden)),
+    }
+    inits = [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()]
+    inits.append(numpy_helper.from_array(np.array([steps, steps - 1], np.int32), "lens"))
+    names = ["X", "W", "R", "B", "lens", "h0"] + (["", "P"] if op == "LSTM" else [])
+    node = helper.make_node(op, names, ["Y", "Y_h"], hidden_size=hidden, **attrs)
+    f32 = TensorProto.FLOAT
+    graph = helper.make_graph(
+        [node],
+        op,
+        [helper.make_tensor_value_info("X", f32, [steps, batch, inp]),
+         helper.make_tensor_value_info("h0", f32, [dirs, batch, hidden])],
+        [helper.make_tensor_value_info("Y", f32, None), helper.make_tensor_value_info("Y_h", f32, None)],
+        initializer=[i for i in inits if i.name in names],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]), path)
+
+
+def add_recurrent_cases(out, cases):
+    rng = np.random.default_rng(1)
+    layers = [
+        ("gru_bidirectional", "GRU", {"direction": "bidirectional"}),
+        ("gru_linear_before_reset", "GRU", {"linear_before_reset": 1}),
+        ("rnn_bidirectional", "RNN", {"direction": "bidirectional"}),
+        ("lstm_peepholes_reverse", "LSTM", {"direction": "reverse"}),
+    ]
+    for name, op, attrs in layers:
+        path = os.path.join(out, f"{name}.onnx")
+        recurrent_model(path, op, rng, **attrs)
+        add_case(out, cases, name, path)
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2
     out = sys.argv[1]
-    stamp = f"onnx {onnx.__version__}, onnxruntime {ort.__version__}"
+    # Bump the set's version when the list of models changes.
+    stamp = f"set 2, onnx {onnx.__version__}, onnxruntime {ort.__version__}"
     manifest = os.path.join(out, "manifest.json")
     if os.path.exists(manifest) and json.load(open(manifest)).get("made_with") == stamp:
         print(f"real models already prepared in {out}")
@@ -118,6 +167,7 @@ def main():
                 if member.endswith(".onnx"):
                     z.extract(member, wheels)
                     add_case(out, cases, os.path.basename(member)[:-5], os.path.join(wheels, member))
+    add_recurrent_cases(out, cases)
     json.dump({"made_with": stamp, "cases": cases}, open(manifest, "w"), indent=1)
     print(f"prepared {len(cases)} real models in {out}")
     return 0

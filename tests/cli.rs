@@ -421,6 +421,31 @@ fn compile_writes_a_deterministic_bundle_that_runs_on_webgpu() {
         vec![4.5, 0.0]
     );
 
+    // A bundle needing a feature the device lacks is refused, naming it.
+    // (No kernel asks for an optional feature yet, so the requirement is
+    // written into the manifest by hand.)
+    let manifest_path = b.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    manifest["variants"][0]["requires"]["features"] = serde_json::json!(["subgroups"]);
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let o = wpc(&[
+        "run",
+        b.to_str().unwrap(),
+        "--backend",
+        "webgpu",
+        "--input",
+        "x=random",
+        "-o",
+        dir.path().join("f").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("feature 'subgroups' is not available"),
+        "{}",
+        stderr(&o)
+    );
+
     // A tampered shard is refused, naming the file.
     std::fs::write(a.join("weights-000.bin"), [0u8; 4]).unwrap();
     let o = wpc(&[

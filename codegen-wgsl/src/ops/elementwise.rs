@@ -91,6 +91,11 @@ const OTHER: &[&str] = &[
     "SwiGLU",
 ];
 
+/// The WGSL expression (over `a`) of a float-only unary op, if `op` is one.
+pub fn unary_float(op: &str) -> Option<&'static str> {
+    UNARY_FLOAT.iter().find(|(o, _)| *o == op).map(|(_, e)| *e)
+}
+
 pub fn is_elementwise(op: &str) -> bool {
     UNARY_FLOAT.iter().any(|(o, _)| *o == op) || OTHER.contains(&op)
 }

@@ -77,6 +77,8 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
         "Attention" => attention::attention,
         "RotaryEmbedding" => attention::rotary_embedding,
         "LSTM" => rnn::lstm,
+        "GRU" => rnn::gru,
+        "RNN" => rnn::rnn,
         "Resize" | "Upsample" => resize::resize,
         "GridSample" => resize::grid_sample,
         "NegativeLogLikelihoodLoss" | "SoftmaxCrossEntropyLoss" => loss::loss,

@@ -1,6 +1,8 @@
-//! LSTM: one workgroup per (direction, batch item) walks the sequence;
-//! each thread owns hidden units, the previous hidden state is shared
-//! through workgroup memory, and barriers separate the time steps.
+//! Recurrent layers (LSTM, GRU, RNN): one workgroup per (direction, batch
+//! item) walks the sequence; each thread owns hidden units, the previous
+//! hidden state is shared through workgroup memory, and barriers separate
+//! the time steps. The three share the sequence loop, weights layout,
+//! bindings and outputs, and differ only in the cell ([`Cell`]).
 
 use std::fmt::Write;
 
@@ -9,25 +11,88 @@ use wpc_runtime::device_data::Word;
 
 use super::index::literal;
 use crate::kernel::Kernel;
-use crate::lower::{Arg, Ctx, Lowered};
+use crate::lower::{Arg, Ctx, Launch, Lowered};
+
+#[derive(Clone, Copy, PartialEq)]
+enum Cell {
+    Lstm,
+    Gru { linear_before_reset: bool },
+    Rnn,
+}
+
+impl Cell {
+    /// Gates stacked in W/R/B, and the default activations.
+    fn gates(self) -> (usize, &'static [&'static str]) {
+        match self {
+            Cell::Lstm => (4, &["Sigmoid", "Tanh", "Tanh"]),
+            Cell::Gru { .. } => (3, &["Sigmoid", "Tanh"]),
+            Cell::Rnn => (1, &["Tanh"]),
+        }
+    }
+}
 
 pub fn lstm(ctx: &Ctx) -> Result<Lowered> {
+    if ctx.attrs().int("input_forget", 0)? != 0 {
+        return Err(Error::unsupported("LSTM with input_forget on WebGPU"));
+    }
+    recurrent(ctx, Cell::Lstm)
+}
+
+pub fn gru(ctx: &Ctx) -> Result<Lowered> {
+    let linear_before_reset = ctx.attrs().int("linear_before_reset", 0)? != 0;
+    recurrent(
+        ctx,
+        Cell::Gru {
+            linear_before_reset,
+        },
+    )
+}
+
+pub fn rnn(ctx: &Ctx) -> Result<Lowered> {
+    recurrent(ctx, Cell::Rnn)
+}
+
+/// The cell's activations as WGSL functions `act0`, `act1`, ... (declared
+/// in `k`). Every direction must use the same ones, each parameterless.
+fn activations(ctx: &Ctx, cell: Cell, dirs: usize, k: &mut Kernel) -> Result<()> {
+    let (_, defaults) = cell.gates();
+    let names: Vec<String> = match ctx.attrs().opt_strings("activations")? {
+        Some(v) => v.to_vec(),
+        None => defaults.iter().map(|s| s.to_string()).collect(),
+    };
+    let per_dir = defaults.len();
+    if names.len() != per_dir && names.len() != per_dir * dirs
+        || names.chunks(per_dir).any(|c| c != &names[..per_dir])
+    {
+        return Err(Error::unsupported(format!(
+            "{} with activations {names:?} on WebGPU (each direction must use the same ones)",
+            ctx.node.op
+        )));
+    }
+    for (i, name) in names[..per_dir].iter().enumerate() {
+        let expr = match name.as_str() {
+            "Relu" => "max(a, 0.0)",
+            other => super::elementwise::unary_float(other).ok_or_else(|| {
+                Error::unsupported(format!("{} with activation {other} on WebGPU", ctx.node.op))
+            })?,
+        };
+        if name == "Erf" {
+            k.helpers.insert("erf");
+        }
+        let _ = writeln!(k.decls, "fn act{i}(a: f32) -> f32 {{ return {expr}; }}");
+    }
+    Ok(())
+}
+
+fn recurrent(ctx: &Ctx, cell: Cell) -> Result<Lowered> {
     let (x, w) = (ctx.input(0)?, ctx.input(1)?);
     super::require_f32(ctx, x)?;
     let a = ctx.attrs();
-    if a.opt_strings("activations")?
-        .is_some_and(|acts| acts.chunks(3).any(|c| c != ["Sigmoid", "Tanh", "Tanh"]))
-    {
-        return Err(Error::unsupported(
-            "LSTM with non-default activations on WebGPU",
-        ));
-    }
-    if a.int("input_forget", 0)? != 0 {
-        return Err(Error::unsupported("LSTM with input_forget on WebGPU"));
-    }
+    let op = &ctx.node.op;
+    let (gates, _) = cell.gates();
     let layout = a.int("layout", 0)?;
     let dirs = w.shape[0];
-    let hidden = w.shape[1] / 4;
+    let hidden = w.shape[1] / gates;
     let input = w.shape[2];
     let (steps, batch) = if layout == 0 {
         (x.shape[0], x.shape[1])
@@ -36,20 +101,27 @@ pub fn lstm(ctx: &Ctx) -> Result<Lowered> {
     };
     let reverse_only = a.string("direction", "forward")? == "reverse";
     let clip = a.opt_float("clip")?.map(f64::from);
+    let reset_first = cell
+        == Cell::Gru {
+            linear_before_reset: false,
+        };
     let limits = &ctx.profile.webgpu.limits;
     let wg = (hidden.next_power_of_two() as u32)
         .min(ctx.tuning().reduction.max(64))
         .min(limits.max_compute_invocations_per_workgroup);
     let per_thread = hidden.div_ceil(wg as usize);
-    if hidden * 4 > limits.max_compute_workgroup_storage_size as usize {
+    let shared_arrays = if reset_first { 2 } else { 1 };
+    let workgroup_bytes = hidden * 4 * shared_arrays;
+    if workgroup_bytes > limits.max_compute_workgroup_storage_size as usize {
         return Err(Error::unsupported(format!(
-            "LSTM hidden size {hidden} exceeds the target's workgroup memory"
+            "{op} hidden size {hidden} exceeds the target's workgroup memory"
         )));
     }
-    let lit = |v: f64| literal(v, Word::F32);
     let mut k = Kernel::new(format!(
-        "LSTM f32 T={steps} B={batch} I={input} H={hidden} dirs={dirs}"
+        "{op} f32 T={steps} B={batch} I={input} H={hidden} dirs={dirs}"
     ));
+    activations(ctx, cell, dirs, &mut k)?;
+
     // Constant weights, recurrence weights and biases share one buffer, so
     // the kernel fits the 8 storage buffers every target offers.
     let packed = match (ctx.opt_constant(1), ctx.opt_constant(2)) {
@@ -86,130 +158,191 @@ pub fn lstm(ctx: &Ctx) -> Result<Lowered> {
         (7, "peep"),
     ];
     for (i, name) in optional {
-        if i == 3 && packed.is_some() {
+        if (i == 3 && packed.is_some()) || (i >= 6 && cell != Cell::Lstm) {
             continue;
         }
         if ctx.has_input(i) {
-            let word = ctx.input(i)?.word;
-            k.input(name, word);
+            k.input(name, ctx.input(i)?.word);
             args.push(Arg::In(i));
         }
     }
-    let outs = [(0, "y"), (1, "yh"), (2, "yc")];
-    for (i, name) in outs {
+    for (i, name) in [(0, "y"), (1, "yh"), (2, "yc")] {
         if ctx.wants_output(i) {
             k.output(name, Word::F32);
             args.push(Arg::Out(i));
         }
     }
     let _ = writeln!(k.decls, "var<workgroup> hs: array<f32, {hidden}>;");
-    k.workgroup_bytes = (hidden * 4) as u32;
-    let x_at = |s: &str, idx: &str| {
+    if reset_first {
+        let _ = writeln!(k.decls, "var<workgroup> rs: array<f32, {hidden}>;");
+    }
+    k.workgroup_bytes = workgroup_bytes as u32;
+
+    let x_at = |idx: &str| {
         if layout == 0 {
-            format!("x[({s} * {batch}u + b) * {input}u + {idx}]")
+            format!("x[(s * {batch}u + b) * {input}u + {idx}]")
         } else {
-            format!("x[(b * {steps}u + {s}) * {input}u + {idx}]")
+            format!("x[(b * {steps}u + s) * {input}u + {idx}]")
         }
     };
-    let state = |_: &str| format!("(d * {batch}u + b) * {hidden}u + j");
-    let mut body = format!(
-        "    let d = wid.x / {batch}u;\n    let b = wid.x % {batch}u;\n    var c: array<f32, {per_thread}>;\n"
-    );
+    // States are (dirs, batch, H), or (batch, dirs, H) with layout 1.
+    let state = if layout == 0 {
+        format!("(d * {batch}u + b) * {hidden}u + j")
+    } else {
+        format!("(b * {dirs}u + d) * {hidden}u + j")
+    };
+    // `var name` = gate g's pre-activation: the input term (with W's bias)
+    // and/or the recurrent term over the shared array `recur` (with R's).
+    let gate = |name: &str, g: usize, with_input: bool, recur: Option<&str>| {
+        let row = format!("(d * {}u + {}u + j)", gates * hidden, g * hidden);
+        let bias = |which: usize| {
+            format!(
+                "{bn}[{bo}u + d * {}u + {}u + j]",
+                2 * gates * hidden,
+                (which * gates + g) * hidden
+            )
+        };
+        let mut init = Vec::new();
+        if ctx.has_input(3) {
+            if with_input {
+                init.push(bias(0));
+            }
+            if recur.is_some() {
+                init.push(bias(1));
+            }
+        }
+        let init = if init.is_empty() {
+            "0.0".to_string()
+        } else {
+            init.join(" + ")
+        };
+        let mut s = format!("                var {name} = {init};\n");
+        if with_input {
+            let _ = writeln!(
+                s,
+                "                for (var q = 0u; q < {input}u; q = q + 1u) {{ {name} = {name} + {wn}[{row} * {input}u + q] * {}; }}",
+                x_at("q")
+            );
+        }
+        if let Some(arr) = recur {
+            let _ = writeln!(
+                s,
+                "                for (var q = 0u; q < {hidden}u; q = q + 1u) {{ {name} = {name} + {rn}[{ro}u + {row} * {hidden}u + q] * {arr}[q]; }}"
+            );
+        }
+        s
+    };
+    let clipped = |e: &str| match clip {
+        Some(cl) => format!(
+            "clamp({e}, {}, {})",
+            literal(-cl, Word::F32),
+            literal(cl, Word::F32)
+        ),
+        None => e.to_string(),
+    };
+    let peep = |p: usize, c: &str| {
+        if ctx.has_input(7) {
+            format!(" + peep[d * {}u + {}u + j] * {c}", 3 * hidden, p * hidden)
+        } else {
+            String::new()
+        }
+    };
+    let units = |body: &mut String, indent: &str, cond: &str| {
+        let _ = writeln!(
+            body,
+            "{indent}for (var u = 0u; u < {per_thread}u; u = u + 1u) {{\n{indent}    let j = lidx + u * {wg}u;\n{indent}    if (j < {hidden}u{cond}) {{"
+        );
+    };
+
+    let mut body = format!("    let d = wid.x / {batch}u;\n    let b = wid.x % {batch}u;\n");
+    if cell == Cell::Lstm {
+        let _ = writeln!(body, "    var c: array<f32, {per_thread}>;");
+    }
     let len = if ctx.has_input(4) {
         "u32(seqlens[b])".to_string()
     } else {
         format!("{steps}u")
     };
     let _ = writeln!(body, "    let len = {len};");
-    // Initial states.
-    let _ = writeln!(
-        body,
-        "    for (var u = 0u; u < {per_thread}u; u = u + 1u) {{\n        let j = lidx + u * {wg}u;\n        if (j < {hidden}u) {{"
-    );
-    let _ = writeln!(
-        body,
-        "            hs[j] = {};",
-        if ctx.has_input(5) {
-            format!("h0[{}]", state("h0"))
+    units(&mut body, "    ", "");
+    let init = |i: usize, name: &str| {
+        if ctx.has_input(i) {
+            format!("{name}[{state}]")
         } else {
             "0.0".into()
         }
-    );
-    let _ = writeln!(
-        body,
-        "            c[u] = {};\n        }}\n    }}\n    workgroupBarrier();",
-        if ctx.has_input(6) {
-            format!("c0[{}]", state("c0"))
-        } else {
-            "0.0".into()
-        }
-    );
-    let reverse = if reverse_only {
-        "true".to_string()
-    } else {
-        "d == 1u".to_string()
     };
+    let _ = writeln!(body, "            hs[j] = {};", init(5, "h0"));
+    if cell == Cell::Lstm {
+        let _ = writeln!(body, "            c[u] = {};", init(6, "c0"));
+    }
+    let _ = writeln!(body, "        }}\n    }}\n    workgroupBarrier();");
+    let reverse = if reverse_only { "true" } else { "d == 1u" };
     let _ = writeln!(
         body,
-        "    for (var t = 0u; t < {steps}u; t = t + 1u) {{\n        let live = t < len;\n        let s = select(t, len - 1u - t, {reverse} && live);\n        var hn: array<f32, {per_thread}>;"
+        "    for (var t = 0u; t < {steps}u; t = t + 1u) {{\n        let live = t < len;\n        let s = select(t, len - 1u - t, {reverse} && live);"
     );
-    let _ = writeln!(
-        body,
-        "        for (var u = 0u; u < {per_thread}u; u = u + 1u) {{\n            let j = lidx + u * {wg}u;\n            hn[u] = 0.0;\n            if (j < {hidden}u && live) {{"
-    );
-    // Gate pre-activations in ONNX order i, o, f, c.
-    for (g, name) in ["gi", "go", "gf", "gc"].iter().enumerate() {
-        let row = format!("(d * {}u + {}u + j)", 4 * hidden, g * hidden);
-        let mut e = "0.0".to_string();
-        if ctx.has_input(3) {
-            e = format!(
-                "{bn}[{bo}u + d * {}u + {}u + j] + {bn}[{bo}u + d * {}u + {}u + j]",
-                8 * hidden,
-                g * hidden,
-                8 * hidden,
-                (4 + g) * hidden
-            );
-        }
+    if reset_first {
+        // GRU's candidate reads r ⊙ h_prev of every unit: reset gates first.
+        units(&mut body, "        ", " && live");
+        body.push_str(&gate("gr", 1, true, Some("hs")));
         let _ = writeln!(
             body,
-            "                var {name} = {e};\n                for (var q = 0u; q < {input}u; q = q + 1u) {{ {name} = {name} + {wn}[{row} * {input}u + q] * {}; }}\n                for (var q = 0u; q < {hidden}u; q = q + 1u) {{ {name} = {name} + {rn}[{ro}u + {row} * {hidden}u + q] * hs[q]; }}",
-            x_at("s", "q")
+            "                rs[j] = act0({}) * hs[j];\n            }}\n        }}\n        workgroupBarrier();",
+            clipped("gr")
         );
-        if let Some(cl) = clip {
+    }
+    let _ = writeln!(body, "        var hn: array<f32, {per_thread}>;");
+    units(&mut body, "        ", " && live");
+    match cell {
+        Cell::Rnn => {
+            body.push_str(&gate("gh", 0, true, Some("hs")));
+            let _ = writeln!(body, "                hn[u] = act0({});", clipped("gh"));
+        }
+        Cell::Lstm => {
+            // Gates in ONNX order i, o, f, c; peepholes in order i, o, f.
+            for (g, name) in ["gi", "go", "gf", "gc"].iter().enumerate() {
+                body.push_str(&gate(name, g, true, Some("hs")));
+            }
             let _ = writeln!(
                 body,
-                "                {name} = clamp({name}, {}, {});",
-                lit(-cl),
-                lit(cl)
+                "                let cp = c[u];\n                let i_g = act0({});\n                let f_g = act0({});\n                let c_g = act1({});\n                let cn = f_g * cp + i_g * c_g;\n                let o_g = act0({});\n                c[u] = cn;\n                hn[u] = o_g * act2(cn);",
+                clipped(&format!("gi{}", peep(0, "cp"))),
+                clipped(&format!("gf{}", peep(2, "cp"))),
+                clipped("gc"),
+                clipped(&format!("go{}", peep(1, "cn"))),
+            );
+        }
+        Cell::Gru {
+            linear_before_reset,
+        } => {
+            // Gates in ONNX order z, r, h.
+            body.push_str(&gate("gz", 0, true, Some("hs")));
+            if linear_before_reset {
+                body.push_str(&gate("gr", 1, true, Some("hs")));
+                body.push_str(&gate("gh", 2, true, None));
+                body.push_str(&gate("rh", 2, false, Some("hs")));
+                let _ = writeln!(
+                    body,
+                    "                let hh = gh + act0({}) * rh;",
+                    clipped("gr")
+                );
+            } else {
+                body.push_str(&gate("hh", 2, true, Some("rs")));
+            }
+            let _ = writeln!(
+                body,
+                "                let z = act0({});\n                hn[u] = (1.0 - z) * act1({}) + z * hs[j];",
+                clipped("gz"),
+                clipped("hh")
             );
         }
     }
-    let peep = |p: usize, cexpr: &str| {
-        if ctx.has_input(7) {
-            format!(
-                " + peep[d * {}u + {}u + j] * {cexpr}",
-                3 * hidden,
-                p * hidden
-            )
-        } else {
-            String::new()
-        }
-    };
-    let _ = writeln!(
-        body,
-        "                let i_g = 1.0 / (1.0 + exp(-(gi{})));\n                let f_g = 1.0 / (1.0 + exp(-(gf{})));\n                let c_g = tanh(clamp(gc, -15.0, 15.0));\n                c[u] = f_g * c[u] + i_g * c_g;\n                let o_g = 1.0 / (1.0 + exp(-(go{})));\n                hn[u] = o_g * tanh(clamp(c[u], -15.0, 15.0));",
-        peep(0, "c[u]"),
-        peep(2, "c[u]"),
-        peep(1, "c[u]")
-    );
     let _ = writeln!(
         body,
         "            }}\n        }}\n        workgroupBarrier();"
     );
-    let _ = writeln!(
-        body,
-        "        for (var u = 0u; u < {per_thread}u; u = u + 1u) {{\n            let j = lidx + u * {wg}u;\n            if (j < {hidden}u) {{"
-    );
+    units(&mut body, "        ", "");
     let _ = writeln!(body, "                if (live) {{ hs[j] = hn[u]; }}");
     if ctx.wants_output(0) {
         let y = if layout == 0 {
@@ -226,15 +359,12 @@ pub fn lstm(ctx: &Ctx) -> Result<Lowered> {
         body,
         "            }}\n        }}\n        workgroupBarrier();\n    }}"
     );
-    let _ = writeln!(
-        body,
-        "    for (var u = 0u; u < {per_thread}u; u = u + 1u) {{\n        let j = lidx + u * {wg}u;\n        if (j < {hidden}u) {{"
-    );
+    units(&mut body, "    ", "");
     if ctx.wants_output(1) {
-        let _ = writeln!(body, "            yh[{}] = hs[j];", state("yh"));
+        let _ = writeln!(body, "            yh[{state}] = hs[j];");
     }
     if ctx.wants_output(2) {
-        let _ = writeln!(body, "            yc[{}] = c[u];", state("yc"));
+        let _ = writeln!(body, "            yc[{state}] = c[u];");
     }
     let _ = writeln!(body, "        }}\n    }}");
     k.workgroup_size = [wg, 1, 1];
@@ -244,7 +374,7 @@ pub fn lstm(ctx: &Ctx) -> Result<Lowered> {
         Some(t) => Lowered::WithConsts {
             consts: vec![t],
             temps: Vec::new(),
-            launches: vec![crate::lower::Launch { kernel: k, args }],
+            launches: vec![Launch { kernel: k, args }],
         },
         None => Lowered::one(k, args),
     })

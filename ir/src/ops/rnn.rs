@@ -157,6 +157,19 @@ fn eval_recurrent(c: &EvalCtx, cell: Cell) -> Result<Vec<Tensor>> {
                 let hprev = h[s0..s0 + hidden].to_vec();
                 affine(&xv[xat(t, b)..xat(t, b) + input], wd, wb, &mut xw);
                 affine(&hprev, rd, rb, &mut hr);
+                // GRU's default candidate reads the reset-gated previous
+                // state r ⊙ h_prev of every unit, so the reset gates of all
+                // units come first.
+                let reset_state: Vec<f64> = if cell == Cell::Gru && !lbr {
+                    (0..hidden)
+                        .map(|q| {
+                            let r = act[0](clipf(xw[hidden + q] + hr[hidden + q]));
+                            r * hprev[q]
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 for k in 0..hidden {
                     let gate = |i: usize| xw[i * hidden + k] + hr[i * hidden + k];
                     let hn = match cell {
@@ -181,15 +194,15 @@ fn eval_recurrent(c: &EvalCtx, cell: Cell) -> Result<Vec<Tensor>> {
                             let hh = if lbr {
                                 xw[2 * hidden + k] + rg * hr[2 * hidden + k]
                             } else {
-                                // (r ⊙ h_prev) · R_hᵀ + Rb_h, recomputed per unit.
+                                // (r ⊙ h_prev) · R_hᵀ + Rb_h.
                                 let row =
                                     &rd[(2 * hidden + k) * hidden..(2 * hidden + k + 1) * hidden];
                                 xw[2 * hidden + k]
                                     + rb[2 * hidden + k]
                                     + row
                                         .iter()
-                                        .zip(&hprev)
-                                        .map(|(wr, hp)| wr * rg * hp)
+                                        .zip(&reset_state)
+                                        .map(|(wr, rh)| wr * rh)
                                         .sum::<f64>()
                             };
                             let hc = act[1](clipf(hh));
