@@ -5,8 +5,8 @@
 //! ```no_run
 //! let profile = wpc::targets::builtin("safari")?;
 //! let options = wpc::compile::Options::new(profile);
-//! let bundle = wpc::compile::compile_file("model.onnx".as_ref(), &options)?;
-//! bundle.write("model.wpc".as_ref())?;
+//! let compiled = wpc::compile::compile_file("model.onnx".as_ref(), &options)?;
+//! compiled.bundle.write("model.wpc".as_ref())?;
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 
@@ -14,11 +14,13 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use wpc_codegen_wasm::Isa;
 use wpc_ir::{Dim, Error, Model, Shape};
 use wpc_runtime::Bundle;
 use wpc_runtime::bundle::sha256_hex;
 use wpc_runtime::manifest::{
-    self, DimInfo, Manifest, ModelInfo, Shard, ShardRange, TensorInfo, Variant,
+    self, DimInfo, Manifest, MemoryTensor, ModelInfo, Placement, Shard, ShardRange, TensorInfo,
+    Variant, WasmVariant,
 };
 use wpc_targets::Profile;
 
@@ -41,17 +43,108 @@ pub struct Options {
     /// Concrete shapes for model inputs, overriding what the model declares
     /// (for inputs with unnamed `?` dims).
     pub input_shapes: HashMap<String, Vec<usize>>,
+    /// Whether to build the WebGPU variant.
+    pub webgpu: Need,
+    /// Which WebAssembly variants to build, and how badly.
+    pub wasm: Need,
+    /// Restrict the wasm variants to these (default: what the profile allows).
+    pub wasm_isas: Option<Vec<Isa>>,
+}
+
+/// Whether a backend's variant is built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// Not built.
+    No,
+    /// Built; failing to build it fails the compilation.
+    Required,
+    /// Built when every node lowers; otherwise left out, with the reason
+    /// reported in [`Compiled::skipped`].
+    IfPossible,
 }
 
 impl Options {
+    /// Options that build every variant the profile lists: WebGPU must
+    /// compile, WebAssembly is built when every op has a wasm kernel.
     pub fn new(profile: Profile) -> Options {
+        let wants = |b: wpc_targets::Backend| profile.backends.contains(&b);
+        let webgpu = if wants(wpc_targets::Backend::WebGpu) {
+            Need::Required
+        } else {
+            Need::No
+        };
+        let wasm = if wants(wpc_targets::Backend::Wasm) {
+            Need::IfPossible
+        } else {
+            Need::No
+        };
         Options {
             profile,
             dims: HashMap::new(),
             demote_f64: false,
             frozen: HashMap::new(),
             input_shapes: HashMap::new(),
+            webgpu,
+            wasm,
+            wasm_isas: None,
         }
+    }
+
+    /// The wasm variants to build, in preference order.
+    pub fn isas(&self) -> Vec<Isa> {
+        if let Some(isas) = &self.wasm_isas {
+            return isas.clone();
+        }
+        let w = &self.profile.wasm;
+        let mut isas = Vec::new();
+        if w.simd && w.relaxed_simd {
+            isas.push(Isa::Relaxed);
+        }
+        if w.simd {
+            isas.push(Isa::Simd);
+        }
+        isas.push(Isa::Scalar);
+        isas
+    }
+}
+
+/// A compiled bundle and the variants left out (variant name, reason).
+pub struct Compiled {
+    pub bundle: Bundle,
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Packs weight blobs into shards; identical blobs (the same weights read
+/// by several variants) are stored once.
+#[derive(Default)]
+struct Shards {
+    files: Vec<Vec<u8>>,
+    seen: HashMap<String, ShardRange>,
+}
+
+impl Shards {
+    fn add(&mut self, bytes: &[u8]) -> ShardRange {
+        let key = sha256_hex(bytes);
+        if let Some(r) = self.seen.get(&key) {
+            return r.clone();
+        }
+        if self
+            .files
+            .last()
+            .is_none_or(|s| !s.is_empty() && s.len() + bytes.len() > SHARD_BYTES)
+        {
+            self.files.push(Vec::new());
+        }
+        let shard = self.files.len() - 1;
+        let current = self.files.last_mut().expect("pushed above");
+        let range = ShardRange {
+            shard,
+            offset: current.len() as u64,
+            bytes: bytes.len() as u64,
+        };
+        current.extend_from_slice(bytes);
+        self.seen.insert(key, range.clone());
+        range
     }
 }
 
@@ -220,6 +313,16 @@ pub fn compile_model(
     source: &[u8],
     options: &Options,
 ) -> wpc_ir::Result<Bundle> {
+    compile_model_report(model, name, source, options).map(|c| c.bundle)
+}
+
+/// [`compile_model`], also reporting the variants left out and why.
+pub fn compile_model_report(
+    model: &Model,
+    name: &str,
+    source: &[u8],
+    options: &Options,
+) -> wpc_ir::Result<Compiled> {
     wpc_ir::ops::check_model(model)?;
     let mut bound = model.clone();
     freeze_inputs(&mut bound, &options.frozen)?;
@@ -240,13 +343,6 @@ pub fn compile_model(
     }
     bind_dims(&mut bound, &options.dims)?;
     wpc_passes::optimize(&mut bound)?;
-    let compiled = wpc_codegen_wgsl::compile(
-        &bound,
-        &options.profile,
-        &wpc_codegen_wgsl::Options {
-            demote_f64: options.demote_f64,
-        },
-    )?;
     let g = &bound.graph;
     for (info, &v) in inputs
         .iter_mut()
@@ -266,30 +362,55 @@ pub fn compile_model(
                 .collect(),
         };
     }
-    let mut variant = compiled.variant;
     let mut files = std::collections::BTreeMap::new();
-    for (file, text) in compiled.shaders {
-        files.insert(file, text.into_bytes());
-    }
-    // Pack weights into shards in the order kernels first use them.
-    let mut shards: Vec<Vec<u8>> = Vec::new();
-    for (buffer, bytes) in compiled.weights {
-        if shards
-            .last()
-            .is_none_or(|s| !s.is_empty() && s.len() + bytes.len() > SHARD_BYTES)
-        {
-            shards.push(Vec::new());
+    let mut shards = Shards::default();
+    let mut variants = Vec::new();
+    let mut skipped = Vec::new();
+    if options.webgpu != Need::No {
+        let compiled = wpc_codegen_wgsl::compile(
+            &bound,
+            &options.profile,
+            &wpc_codegen_wgsl::Options {
+                demote_f64: options.demote_f64,
+            },
+        );
+        match compiled {
+            Ok(compiled) => {
+                let mut variant = compiled.variant;
+                for (file, text) in compiled.shaders {
+                    files.insert(file, text.into_bytes());
+                }
+                // Weights go into shards in the order kernels first use them.
+                for (buffer, bytes) in compiled.weights {
+                    variant.buffers[buffer].init = Some(shards.add(&bytes));
+                }
+                variants.push(Variant::WebGpu(variant));
+            }
+            Err(e) if options.webgpu == Need::IfPossible => {
+                skipped.push(("webgpu".to_string(), e.to_string()))
+            }
+            Err(e) => return Err(e),
         }
-        let shard = shards.len() - 1;
-        let current = shards.last_mut().expect("pushed above");
-        variant.buffers[buffer].init = Some(ShardRange {
-            shard,
-            offset: current.len() as u64,
-            bytes: bytes.len() as u64,
-        });
-        current.extend_from_slice(&bytes);
+    }
+    if options.wasm != Need::No {
+        for isa in options.isas() {
+            match wpc_codegen_wasm::compile(&bound, isa) {
+                Ok(c) => variants.push(Variant::Wasm(wasm_variant(c, &mut shards, &mut files))),
+                Err(e) if options.wasm == Need::IfPossible => {
+                    skipped.push((isa.name().to_string(), e.to_string()))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    if variants.is_empty() {
+        return Err(Error::unsupported(match skipped.first() {
+            Some((name, why)) => format!("no variant could be built ({name}: {why})"),
+            None => "no backend selected".to_string(),
+        }));
     }
     let shards = shards
+        .files
         .into_iter()
         .enumerate()
         .map(|(i, bytes)| {
@@ -304,46 +425,68 @@ pub fn compile_model(
             shard
         })
         .collect();
-    Ok(Bundle {
-        manifest: Manifest {
-            format: manifest::FORMAT.into(),
-            version: manifest::VERSION,
-            model: ModelInfo {
-                name: name.to_string(),
-                producer: model.producer.clone(),
-                sha256: sha256_hex(source),
+    Ok(Compiled {
+        bundle: Bundle {
+            manifest: Manifest {
+                format: manifest::FORMAT.into(),
+                version: manifest::VERSION,
+                model: ModelInfo {
+                    name: name.to_string(),
+                    producer: model.producer.clone(),
+                    sha256: sha256_hex(source),
+                },
+                target: options.profile.name.clone(),
+                inputs,
+                outputs,
+                shards,
+                variants,
             },
-            target: options.profile.name.clone(),
-            inputs,
-            outputs,
-            shards,
-            variants: vec![Variant::WebGpu(variant)],
+            files,
         },
-        files,
+        skipped,
     })
 }
 
+/// One wasm variant's manifest entry; its module and weights go into
+/// `files` and `shards`.
+fn wasm_variant(
+    c: wpc_codegen_wasm::Compiled,
+    shards: &mut Shards,
+    files: &mut std::collections::BTreeMap<String, Vec<u8>>,
+) -> WasmVariant {
+    let module = format!("model-{}.wasm", c.isa.name().trim_start_matches("wasm-"));
+    files.insert(module.clone(), c.wasm);
+    let slot = |s: &wpc_codegen_wasm::Slot| MemoryTensor {
+        offset: s.offset,
+        word: s.word.wgsl().to_string(),
+        elements: s.elements,
+    };
+    WasmVariant {
+        name: c.isa.name().to_string(),
+        features: c.isa.features(),
+        module,
+        memory_bytes: c.memory_bytes,
+        weights: c
+            .weights
+            .iter()
+            .map(|(offset, bytes)| Placement {
+                range: shards.add(bytes),
+                offset: *offset,
+            })
+            .collect(),
+        inputs: c.inputs.iter().map(slot).collect(),
+        outputs: c.outputs.iter().map(slot).collect(),
+    }
+}
+
 /// Reads, checks and compiles a model file; errors name the file.
-pub fn compile_file(path: &Path, options: &Options) -> Result<Bundle> {
+pub fn compile_file(path: &Path, options: &Options) -> Result<Compiled> {
     let model = crate::load(path)?;
     let source = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    compile_model(&model, &name, &source, options)
+    compile_model_report(&model, &name, &source, options)
         .map_err(|e| anyhow::Error::new(e.within(path.display().to_string())))
-}
-
-/// The bundle's WebGPU variant (every bundle wpc writes has one).
-pub fn webgpu_variant(bundle: &Bundle) -> &wpc_runtime::manifest::WebGpuVariant {
-    bundle
-        .manifest
-        .variants
-        .iter()
-        .map(|v| match v {
-            Variant::WebGpu(w) => w,
-        })
-        .next()
-        .expect("compile_model always adds a WebGPU variant")
 }

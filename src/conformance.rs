@@ -107,49 +107,90 @@ pub fn runtime_error(e: wpc_runtime::Error) -> wpc_ir::Error {
     }
 }
 
+/// Compiles a case for a kernel backend: input shapes bound to the case's,
+/// and inputs that steer kernels (axes, pads, ...) frozen to the case's
+/// values, as `wpc compile --freeze` would. Returns the bundle and the
+/// inputs still fed at run time.
+fn compile_case(
+    model: &Model,
+    inputs: Vec<Tensor>,
+    mut options: crate::compile::Options,
+) -> wpc_ir::Result<(wpc_runtime::Bundle, Vec<Tensor>)> {
+    let mut model = model.clone();
+    let g = &mut model.graph;
+    for (&v, t) in g.inputs.clone().iter().zip(&inputs) {
+        g.value_mut(v).ty.shape = wpc_ir::Shape::known(t.shape());
+    }
+    let steering = crate::compile::steering_inputs(&model);
+    let g = &model.graph;
+    let mut fed = Vec::new();
+    for (&v, t) in g.inputs.iter().zip(inputs) {
+        let name = &g.value(v).name;
+        if steering.contains(name) {
+            options.frozen.insert(name.clone(), t);
+        } else {
+            fed.push(t);
+        }
+    }
+    let bundle = crate::compile::compile_model(&model, "model.onnx", &[], &options)?;
+    Ok((bundle, fed))
+}
+
+/// Kernel backends compute floats in f32 with approximated transcendentals:
+/// floats get an absolute floor of 1e-4 (relative 1e-3 as on the reference).
+fn kernel_tolerance(dtype: wpc_ir::DType) -> Tolerance {
+    let t = Tolerance::for_dtype(dtype);
+    if dtype.is_float() {
+        Tolerance {
+            rtol: t.rtol,
+            atol: t.atol.max(1e-4),
+        }
+    } else {
+        t
+    }
+}
+
 impl Backend for WebGpu {
     fn name(&self) -> &str {
         "webgpu"
     }
 
     fn run(&self, model: &Model, inputs: Vec<Tensor>) -> wpc_ir::Result<Vec<Tensor>> {
-        let mut model = model.clone();
-        let g = &mut model.graph;
-        for (&v, t) in g.inputs.clone().iter().zip(&inputs) {
-            g.value_mut(v).ty.shape = wpc_ir::Shape::known(t.shape());
-        }
-        // Inputs that steer kernels (axes, pads, ...) are frozen to the
-        // case's values, as `wpc compile --freeze` would.
-        let steering = crate::compile::steering_inputs(&model);
-        let g = &model.graph;
         let mut options = crate::compile::Options::new(self.profile.clone());
-        let mut fed = Vec::new();
-        for (&v, t) in g.inputs.iter().zip(inputs) {
-            let name = &g.value(v).name;
-            if steering.contains(name) {
-                options.frozen.insert(name.clone(), t);
-            } else {
-                fed.push(t);
-            }
-        }
-        let bundle = crate::compile::compile_model(&model, "model.onnx", &[], &options)?;
+        options.wasm = crate::compile::Need::No;
+        let (bundle, fed) = compile_case(model, inputs, options)?;
         let session =
             wpc_runtime::webgpu::Session::load(&self.gpu, &bundle).map_err(runtime_error)?;
         session.run(&fed).map_err(runtime_error)
     }
 
-    /// GPU transcendentals are not correctly rounded: floats get an
-    /// absolute floor of 1e-4 (relative 1e-3 as on the reference).
     fn tolerance(&self, dtype: wpc_ir::DType) -> Tolerance {
-        let t = Tolerance::for_dtype(dtype);
-        if dtype.is_float() {
-            Tolerance {
-                rtol: t.rtol,
-                atol: t.atol.max(1e-4),
-            }
-        } else {
-            t
-        }
+        kernel_tolerance(dtype)
+    }
+}
+
+/// A WebAssembly backend: each case compiled to one wasm variant and run
+/// through wasmtime.
+pub struct Wasm {
+    /// Options that build just this variant.
+    pub options: crate::compile::Options,
+    pub isa: wpc_codegen_wasm::Isa,
+}
+
+impl Backend for Wasm {
+    fn name(&self) -> &str {
+        self.isa.name()
+    }
+
+    fn run(&self, model: &Model, inputs: Vec<Tensor>) -> wpc_ir::Result<Vec<Tensor>> {
+        let (bundle, fed) = compile_case(model, inputs, self.options.clone())?;
+        let mut session =
+            wpc_runtime::wasm::Session::load(&bundle, self.isa.name()).map_err(runtime_error)?;
+        session.run(&fed).map_err(runtime_error)
+    }
+
+    fn tolerance(&self, dtype: wpc_ir::DType) -> Tolerance {
+        kernel_tolerance(dtype)
     }
 }
 

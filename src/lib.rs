@@ -19,6 +19,7 @@ pub mod inputs;
 pub mod inspect;
 pub mod npy;
 
+pub use wpc_codegen_wasm as codegen_wasm;
 pub use wpc_ir as ir;
 pub use wpc_passes as passes;
 pub use wpc_runtime as runtime;

@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use wpc::conformance::{self, Baseline};
 use wpc::inputs::{self, InputSource};
+use wpc::runtime::manifest::Variant;
 
 /// wpc compiles ONNX models into per-browser kernel bundles: WGSL compute
 /// shaders tuned per browser (WebGPU), with weight shards and a manifest a
@@ -33,6 +34,40 @@ enum BackendName {
     Reference,
     /// The bundle's WebGPU variant, through wgpu on Vulkan.
     Webgpu,
+    /// The bundle's SIMD128 WebAssembly variant, through wasmtime.
+    Wasm,
+    /// The relaxed-SIMD WebAssembly variant, through wasmtime.
+    WasmRelaxed,
+    /// The scalar (no SIMD) WebAssembly variant, through wasmtime.
+    WasmScalar,
+}
+
+impl BackendName {
+    /// The WebAssembly variant this backend runs, if it is one.
+    fn isa(self) -> Option<wpc::codegen_wasm::Isa> {
+        use wpc::codegen_wasm::Isa;
+        match self {
+            BackendName::Wasm => Some(Isa::Simd),
+            BackendName::WasmRelaxed => Some(Isa::Relaxed),
+            BackendName::WasmScalar => Some(Isa::Scalar),
+            BackendName::Reference | BackendName::Webgpu => None,
+        }
+    }
+
+    /// Compile options that build just this backend's variant.
+    fn options(self, profile: wpc::targets::Profile) -> wpc::compile::Options {
+        use wpc::compile::Need;
+        let mut o = wpc::compile::Options::new(profile);
+        match self.isa() {
+            Some(isa) => {
+                o.webgpu = Need::No;
+                o.wasm = Need::Required;
+                o.wasm_isas = Some(vec![isa]);
+            }
+            None => o.wasm = Need::No,
+        }
+        o
+    }
 }
 
 /// Which target profile to compile for.
@@ -246,9 +281,9 @@ fn dispatch(cli: Cli) -> Result<()> {
                 let bundle = if path.is_dir() {
                     wpc::runtime::Bundle::read(&path)?
                 } else {
-                    let mut options = wpc::compile::Options::new(profile.clone());
+                    let mut options = BackendName::Webgpu.options(profile.clone());
                     options.dims = parse_dims(&dims)?;
-                    wpc::compile::compile_file(&path, &options)?
+                    wpc::compile::compile_file(&path, &options)?.bundle
                 };
                 let label = format!("{} ({})", path.display(), bundle.manifest.target);
                 wpc::bench::report_model(&gpu, &bundle, &label, warmup, iterations)?;
@@ -259,7 +294,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                     &m,
                     "matmul",
                     &[],
-                    &wpc::compile::Options::new(profile.clone()),
+                    &BackendName::Webgpu.options(profile.clone()),
                 )?;
                 let t = wpc::bench::report_model(
                     &gpu,
@@ -318,21 +353,38 @@ fn dispatch(cli: Cli) -> Result<()> {
                     .insert(name.to_string(), wpc::npy::read(Path::new(path))?);
             }
             let out = output.unwrap_or_else(|| model.with_extension("wpc"));
-            let bundle = wpc::compile::compile_file(&model, &options)?;
+            let compiled = wpc::compile::compile_file(&model, &options)?;
+            let bundle = &compiled.bundle;
             bundle.write(&out)?;
-            let w = wpc::compile::webgpu_variant(&bundle);
             let weight_bytes: u64 = bundle.manifest.shards.iter().map(|s| s.bytes).sum();
             println!(
-                "{} -> {} (target {}): {} kernels, {} dispatches, {} weight bytes in {} shards, peak device memory {} bytes",
+                "{} -> {} (target {}): {} weight bytes in {} shards",
                 model.display(),
                 out.display(),
                 bundle.manifest.target,
-                w.shaders.len(),
-                w.dispatches.len(),
                 weight_bytes,
                 bundle.manifest.shards.len(),
-                w.peak_bytes
             );
+            for v in &bundle.manifest.variants {
+                match v {
+                    Variant::WebGpu(w) => println!(
+                        "  webgpu: {} kernels, {} dispatches, peak device memory {} bytes",
+                        w.shaders.len(),
+                        w.dispatches.len(),
+                        w.peak_bytes
+                    ),
+                    Variant::Wasm(w) => println!(
+                        "  {}: {} ({} bytes), linear memory {} bytes",
+                        w.name,
+                        w.module,
+                        bundle.files.get(&w.module).map_or(0, Vec::len),
+                        w.memory_bytes
+                    ),
+                }
+            }
+            for (name, why) in &compiled.skipped {
+                println!("  {name}: left out: {why}");
+            }
             Ok(())
         }
         Command::Run {
@@ -345,7 +397,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             output_dir,
         } => match backend {
             BackendName::Reference => run(&model, &inputs, &dims, seed, &output_dir),
-            BackendName::Webgpu => run_webgpu(&model, &target, &inputs, &dims, seed, &output_dir),
+            other => run_bundle(other, &model, &target, &inputs, &dims, seed, &output_dir),
         },
         Command::Conformance {
             dir,
@@ -365,7 +417,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} cases {elapsed}")
                     .expect("valid template"),
             );
-            let webgpu;
+            let (webgpu, wasm);
             let runner: &dyn conformance::Backend = match backend {
                 BackendName::Reference => &conformance::Reference,
                 BackendName::Webgpu => {
@@ -375,6 +427,13 @@ fn dispatch(cli: Cli) -> Result<()> {
                     };
                     eprintln!("WebGPU adapter: {}", webgpu.gpu.describe());
                     &webgpu
+                }
+                wasm_backend => {
+                    wasm = conformance::Wasm {
+                        options: wasm_backend.options(target.profile()?),
+                        isa: wasm_backend.isa().expect("the other backends are wasm"),
+                    };
+                    &wasm
                 }
             };
             let report =
@@ -447,8 +506,9 @@ fn parse_dims(dims: &[String]) -> Result<HashMap<String, usize>> {
     dims.iter().map(|s| inputs::parse_dim(s)).collect()
 }
 
-/// Runs a bundle (or a model compiled on the fly) on its WebGPU variant.
-fn run_webgpu(
+/// Runs a bundle (or a model compiled on the fly) on one of its variants.
+fn run_bundle(
+    backend: BackendName,
     path: &Path,
     target: &TargetArgs,
     inputs: &[String],
@@ -460,9 +520,9 @@ fn run_webgpu(
     let bundle = if path.is_dir() {
         wpc::runtime::Bundle::read(path)?
     } else {
-        let mut options = wpc::compile::Options::new(target.profile()?);
+        let mut options = backend.options(target.profile()?);
         options.dims = dims.clone();
-        wpc::compile::compile_file(path, &options)?
+        wpc::compile::compile_file(path, &options)?.bundle
     };
     let declared: Vec<(String, wpc_ir::ValueType)> = bundle
         .manifest
@@ -489,12 +549,16 @@ fn run_webgpu(
         .iter()
         .map(|(name, _)| feeds.remove(name).expect("gathered every input"))
         .collect();
-    let gpu = wpc::runtime::webgpu::Gpu::new()?;
-    let session = wpc::runtime::webgpu::Session::load(&gpu, &bundle)
-        .with_context(|| path.display().to_string())?;
-    let results = session
-        .run(&ordered)
-        .with_context(|| path.display().to_string())?;
+    let results = match backend.isa() {
+        Some(isa) => {
+            wpc::runtime::wasm::Session::load(&bundle, isa.name()).and_then(|mut s| s.run(&ordered))
+        }
+        None => {
+            let gpu = wpc::runtime::webgpu::Gpu::new()?;
+            wpc::runtime::webgpu::Session::load(&gpu, &bundle).and_then(|s| s.run(&ordered))
+        }
+    }
+    .with_context(|| path.display().to_string())?;
     let outputs: Vec<(String, wpc_ir::Tensor)> = bundle
         .manifest
         .outputs

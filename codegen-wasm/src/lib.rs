@@ -1,8 +1,27 @@
-//! WebAssembly backend of wpc (not built yet).
+//! WebAssembly backend of wpc: an optimized graph with static shapes
+//! becomes one self-contained wasm module per variant ([`Isa`]: SIMD128,
+//! relaxed SIMD, or scalar for engines without SIMD), emitted with walrus.
 //!
-//! This crate will own emitting self-contained wasm modules (scalar, SIMD128
-//! and relaxed-SIMD variants) with walrus from a lowered graph: register-blocked
-//! kernels, weights packed at compile time and one linear memory laid out by a
-//! static memory plan.
+//! The module exports `memory` and `run`. All tensors live in that one
+//! linear memory at offsets fixed at compile time by a static plan
+//! ([`plan`]), so peak memory is known before anything runs; the host
+//! writes inputs and weights at their offsets, calls `run`, and reads the
+//! outputs. Every node is one function with its shapes baked in; MatMul,
+//! Gemm and Conv share one register-blocked GEMM micro-kernel
+//! ([`ops::gemm`]) whose weights are packed at compile time.
 //!
 //! It never reads ONNX and never runs modules; the runtime does that.
+
+pub mod emit;
+mod lower;
+mod math;
+pub mod ops;
+pub mod plan;
+
+pub use emit::Isa;
+pub use lower::{Compiled, Ctx, LowerFn, Slot, Tt, compile};
+
+/// The module as WebAssembly text, for snapshots and reading.
+pub fn to_text(wasm: &[u8]) -> String {
+    wasmprinter::print_bytes(wasm).unwrap_or_else(|e| format!("(invalid module: {e})"))
+}

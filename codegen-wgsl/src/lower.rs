@@ -163,25 +163,7 @@ impl<'a> Ctx<'a> {
 pub type LowerFn = fn(&Ctx) -> Result<Lowered>;
 
 fn static_type(g: &Graph, v: ValueId, opts: &Options) -> Result<Tt> {
-    let value = g.value(v);
-    let dtype = value.ty.dtype.ok_or_else(|| {
-        Error::unsupported(format!(
-            "the dtype of '{}' is not known at compile time",
-            value.name
-        ))
-    })?;
-    let shape = value.ty.shape.concrete().ok_or_else(|| {
-        Error::unsupported(format!(
-            "the shape of '{}' is not known at compile time ({}); WebGPU kernels are compiled for static shapes (bind symbols with --dim)",
-            value.name, value.ty.shape
-        ))
-    })?;
-    let word = Word::for_dtype(dtype, opts.demote_f64).ok_or_else(|| {
-        Error::unsupported(format!(
-            "'{}' is {dtype}, which WGSL cannot hold (no 64-bit floats); compile with --demote-f64 to compute it in float32",
-            value.name
-        ))
-    })?;
+    let (dtype, shape, word) = wpc_runtime::device_data::static_layout(g, v, opts.demote_f64)?;
     Ok(Tt { dtype, shape, word })
 }
 

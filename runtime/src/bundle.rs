@@ -43,6 +43,7 @@ impl Bundle {
         for v in &self.manifest.variants {
             match v {
                 Variant::WebGpu(w) => names.extend(w.shaders.iter().map(String::as_str)),
+                Variant::Wasm(w) => names.push(&w.module),
             }
         }
         names

@@ -50,6 +50,37 @@ impl Word {
     }
 }
 
+/// The dtype, static shape and device word of graph value `v`, or why a
+/// kernel backend cannot compile it: a dtype or shape unknown at compile
+/// time, or float64 (which neither WGSL nor the wasm kernels hold, unless
+/// `demote_f64`).
+pub fn static_layout(
+    g: &wpc_ir::Graph,
+    v: wpc_ir::ValueId,
+    demote_f64: bool,
+) -> wpc_ir::Result<(DType, Vec<usize>, Word)> {
+    let value = g.value(v);
+    let dtype = value.ty.dtype.ok_or_else(|| {
+        wpc_ir::Error::unsupported(format!(
+            "the dtype of '{}' is not known at compile time",
+            value.name
+        ))
+    })?;
+    let shape = value.ty.shape.concrete().ok_or_else(|| {
+        wpc_ir::Error::unsupported(format!(
+            "the shape of '{}' is not known at compile time ({}); kernels are compiled for static shapes (bind symbols with --dim)",
+            value.name, value.ty.shape
+        ))
+    })?;
+    let word = Word::for_dtype(dtype, demote_f64).ok_or_else(|| {
+        wpc_ir::Error::unsupported(format!(
+            "'{}' is {dtype}, which the kernels cannot hold (no 64-bit floats); compile with --demote-f64 to compute it in float32",
+            value.name
+        ))
+    })?;
+    Ok((dtype, shape, word))
+}
+
 /// The device words of `t`; `what` names the tensor in errors.
 pub fn to_words(t: &Tensor, word: Word, what: &str) -> Result<Vec<u32>> {
     let out_of_range = |v: i128| {

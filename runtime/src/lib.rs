@@ -5,12 +5,14 @@
 //! generated kernels (WGSL files today) and the weight shards, each listed
 //! with its size and sha256. This crate defines that format, reads and
 //! writes it (atomically: a temporary directory renamed into place), and runs
-//! the WebGPU variant natively through wgpu ([`webgpu`]). The browser
+//! the WebGPU variant natively through wgpu ([`webgpu`]) and the WebAssembly
+//! variants through wasmtime ([`wasm`]). The browser
 //! runtime in `runtime/js/` reads the same manifest.
 
 pub mod bundle;
 pub mod device_data;
 pub mod manifest;
+pub mod wasm;
 pub mod webgpu;
 
 pub use bundle::Bundle;
@@ -34,6 +36,8 @@ pub enum Error {
     Unsatisfied(String),
     #[error("WebGPU error: {0}")]
     Gpu(String),
+    #[error("WebAssembly error: {0}")]
+    Wasm(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -54,6 +54,58 @@ pub struct TensorInfo {
     pub bound: Vec<u64>,
 }
 
+impl TensorInfo {
+    /// The element type, from its ONNX name.
+    pub fn dtype(&self) -> crate::Result<wpc_ir::DType> {
+        wpc_ir::DType::ALL
+            .into_iter()
+            .find(|d| d.name() == self.dtype)
+            .ok_or_else(|| crate::Error::Format {
+                path: "manifest.json".into(),
+                reason: format!("tensor '{}' has unknown dtype '{}'", self.name, self.dtype),
+            })
+    }
+
+    /// The compiled-for sizes.
+    pub fn dims(&self) -> Vec<usize> {
+        self.bound.iter().map(|&d| d as usize).collect()
+    }
+
+    /// Checks that `t` is what this input was compiled for.
+    pub fn check(&self, t: &wpc_ir::Tensor) -> crate::Result<()> {
+        let bound = self.dims();
+        if t.shape() != bound.as_slice() {
+            return Err(crate::Error::Input(format!(
+                "input '{}' has shape {:?}; this bundle was compiled for {:?} (recompile with --dim to change it)",
+                self.name,
+                t.shape(),
+                bound
+            )));
+        }
+        if t.dtype() != self.dtype()? {
+            return Err(crate::Error::Input(format!(
+                "input '{}' is {}, the model takes {}",
+                self.name,
+                t.dtype(),
+                self.dtype
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Checks the count and each of `inputs` against `infos`.
+pub fn check_inputs(infos: &[TensorInfo], inputs: &[wpc_ir::Tensor]) -> crate::Result<()> {
+    if inputs.len() != infos.len() {
+        return Err(crate::Error::Input(format!(
+            "the model takes {} inputs, {} given",
+            infos.len(),
+            inputs.len()
+        )));
+    }
+    infos.iter().zip(inputs).try_for_each(|(i, t)| i.check(t))
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum DimInfo {
@@ -86,6 +138,45 @@ pub struct ShardRange {
 pub enum Variant {
     #[serde(rename = "webgpu")]
     WebGpu(WebGpuVariant),
+    #[serde(rename = "wasm")]
+    Wasm(WasmVariant),
+}
+
+/// A WebAssembly variant: one module (exporting `memory` and `run`) whose
+/// tensors sit at offsets of its linear memory fixed at compile time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WasmVariant {
+    /// `wasm-simd`, `wasm-relaxed` or `wasm-scalar`.
+    pub name: String,
+    /// wasm features the engine must support (`simd`, `relaxed-simd`).
+    pub features: Vec<String>,
+    /// The module file.
+    pub module: String,
+    /// Bytes of linear memory the module declares: its peak memory.
+    pub memory_bytes: u64,
+    /// Shard ranges copied into memory before the first run.
+    pub weights: Vec<Placement>,
+    pub inputs: Vec<MemoryTensor>,
+    pub outputs: Vec<MemoryTensor>,
+}
+
+/// Where weights go: bytes of a shard, written at a memory offset.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Placement {
+    pub range: ShardRange,
+    pub offset: u64,
+}
+
+/// A model input or output in linear memory: 32-bit words at an offset.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryTensor {
+    pub offset: u64,
+    /// `f32`, `i32` or `u32`.
+    pub word: String,
+    pub elements: u64,
 }
 
 /// The WebGPU variant: requirements and a static execution plan.

@@ -5,7 +5,7 @@
 //! each [`Session::run`] writes the inputs, records every dispatch into one
 //! command encoder, and reads the outputs back.
 
-use wpc_ir::{DType, Tensor};
+use wpc_ir::Tensor;
 
 use crate::device_data::{Word, from_words, to_bytes};
 use crate::manifest::{DeviceTensor, TensorInfo, Variant, WebGpuVariant};
@@ -131,16 +131,6 @@ fn buffer_size(bytes: u64) -> u64 {
     bytes.max(4).div_ceil(4) * 4
 }
 
-fn dtype_of(info: &TensorInfo) -> Result<DType> {
-    DType::ALL
-        .into_iter()
-        .find(|d| d.name() == info.dtype)
-        .ok_or_else(|| Error::Format {
-            path: "manifest.json".into(),
-            reason: format!("tensor '{}' has unknown dtype '{}'", info.name, info.dtype),
-        })
-}
-
 fn word_of(t: &DeviceTensor) -> Result<Word> {
     Word::parse(&t.word).ok_or_else(|| Error::Format {
         path: "manifest.json".into(),
@@ -156,10 +146,10 @@ impl<'g> Session<'g> {
         let variant = m
             .variants
             .iter()
-            .map(|v| match v {
-                Variant::WebGpu(w) => w,
+            .find_map(|v| match v {
+                Variant::WebGpu(w) => Some(w),
+                _ => None,
             })
-            .next()
             .ok_or_else(|| Error::Unsatisfied("the bundle has no WebGPU variant".into()))?;
         gpu.check(variant)?;
         let device = &gpu.device;
@@ -298,31 +288,9 @@ impl<'g> Session<'g> {
     }
 
     fn write_inputs(&self, inputs: &[Tensor]) -> Result<()> {
-        if inputs.len() != self.inputs.len() {
-            return Err(Error::Input(format!(
-                "the model takes {} inputs, {} given",
-                self.inputs.len(),
-                inputs.len()
-            )));
-        }
+        let infos: Vec<TensorInfo> = self.inputs.iter().map(|(i, _)| i.clone()).collect();
+        crate::manifest::check_inputs(&infos, inputs)?;
         for (t, (info, dev)) in inputs.iter().zip(&self.inputs) {
-            let bound: Vec<usize> = info.bound.iter().map(|&d| d as usize).collect();
-            if t.shape() != bound.as_slice() {
-                return Err(Error::Input(format!(
-                    "input '{}' has shape {:?}; this bundle was compiled for {:?} (recompile with --dim to change it)",
-                    info.name,
-                    t.shape(),
-                    bound
-                )));
-            }
-            if t.dtype() != dtype_of(info)? {
-                return Err(Error::Input(format!(
-                    "input '{}' is {}, the model takes {}",
-                    info.name,
-                    t.dtype(),
-                    info.dtype
-                )));
-            }
             let bytes = to_bytes(t, word_of(dev)?, &format!("input '{}'", info.name))?;
             if !bytes.is_empty() {
                 self.gpu
@@ -401,7 +369,7 @@ impl<'g> Session<'g> {
                 staging.unmap();
                 words
             };
-            out.push(from_words(&words, word_of(dev)?, dtype_of(info)?, shape));
+            out.push(from_words(&words, word_of(dev)?, info.dtype()?, shape));
         }
         Ok(out)
     }

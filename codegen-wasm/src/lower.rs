@@ -1,0 +1,394 @@
+//! The lowering driver: an optimized graph with static shapes becomes one
+//! wasm module. Each node is one function with every shape and address
+//! baked in as constants; the exported `run` calls them in order. Tensors
+//! live in the exported linear memory at offsets fixed by the [`Planner`];
+//! the host writes inputs and weights there and reads outputs back.
+
+use std::collections::{HashMap, HashSet};
+
+use walrus::{FunctionBuilder, FunctionId, MemoryId, Module, ModuleConfig};
+use wpc_ir::{Attrs, DType, Error, Graph, Model, Node, Result, Tensor, ValueId};
+use wpc_runtime::device_data::{Word, static_layout, to_bytes};
+
+use crate::emit::{Fx, Isa};
+use crate::math::Math;
+use crate::plan::Planner;
+
+/// Where a model input or output lives in linear memory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Slot {
+    pub offset: u64,
+    pub word: Word,
+    pub elements: u64,
+}
+
+/// A compiled variant: the module, where its inputs and outputs live, and
+/// the weights to write into memory before the first run.
+#[derive(Clone, Debug)]
+pub struct Compiled {
+    pub isa: Isa,
+    pub wasm: Vec<u8>,
+    pub inputs: Vec<Slot>,
+    pub outputs: Vec<Slot>,
+    /// (memory offset, bytes), in the order kernels first read them.
+    pub weights: Vec<(u64, Vec<u8>)>,
+    /// Bytes of linear memory the plan needs (the variant's peak memory).
+    pub memory_bytes: u64,
+}
+
+/// A tensor as a kernel sees it: dtype, static shape, word and address.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tt {
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    pub word: Word,
+    /// Byte address in linear memory.
+    pub addr: u32,
+}
+
+impl Tt {
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// The signature of every op lowering: emit the node's code into `f`.
+pub type LowerFn = fn(&mut Ctx, &mut FunctionBuilder) -> Result<()>;
+
+/// Ops whose output is their input's bytes under another shape.
+fn is_alias(node: &Node) -> bool {
+    matches!(
+        node.op.as_str(),
+        "Identity" | "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze"
+    ) || (node.op == "Dropout" && node.outputs.get(1).is_none_or(Option::is_none))
+}
+
+/// What a lowering sees: the node, its tensors (placed in memory), and the
+/// module being built.
+pub struct Ctx<'a> {
+    pub node: &'a Node,
+    pub opset: u32,
+    pub isa: Isa,
+    pub module: &'a mut Module,
+    pub mem: MemoryId,
+    pub math: &'a mut Math,
+    graph: &'a Graph,
+    addr: &'a mut HashMap<ValueId, u32>,
+    planner: &'a mut Planner,
+    weights: &'a mut Vec<(u64, Vec<u8>)>,
+    scratch: Vec<(u64, u64)>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn attrs(&self) -> &'a Attrs {
+        &self.node.attrs
+    }
+
+    pub fn has_input(&self, i: usize) -> bool {
+        self.node.inputs.get(i).is_some_and(Option::is_some)
+    }
+
+    pub fn wants_output(&self, i: usize) -> bool {
+        self.node.outputs.get(i).is_some_and(Option::is_some)
+    }
+
+    fn value(&self, i: usize, outputs: bool) -> Result<ValueId> {
+        let (list, what) = if outputs {
+            (&self.node.outputs, "output")
+        } else {
+            (&self.node.inputs, "input")
+        };
+        list.get(i)
+            .copied()
+            .flatten()
+            .ok_or_else(|| Error::invalid(format!("{} needs {what} {i}", self.node.op)))
+    }
+
+    /// Input `i`, placed in memory (a constant is placed on first read).
+    pub fn input(&mut self, i: usize) -> Result<Tt> {
+        let v = self.value(i, false)?;
+        let (dtype, shape, word) = static_layout(self.graph, v, false)?;
+        if !self.addr.contains_key(&v) {
+            let t = self.graph.constants.get(&v).ok_or_else(|| {
+                Error::invalid(format!("input {i} is read before it is computed"))
+            })?;
+            let bytes = to_bytes(t, word, &self.graph.value(v).name)
+                .map_err(|e| Error::unsupported(e.to_string()))?;
+            let at = place_weight(self.planner, self.weights, bytes);
+            self.addr.insert(v, at);
+        }
+        Ok(Tt {
+            dtype,
+            shape,
+            word,
+            addr: self.addr[&v],
+        })
+    }
+
+    /// The static type of input `i`, without placing it in memory.
+    pub fn input_type(&self, i: usize) -> Result<(DType, Vec<usize>)> {
+        let v = self.value(i, false)?;
+        let (dtype, shape, _) = static_layout(self.graph, v, false)?;
+        Ok((dtype, shape))
+    }
+
+    pub fn output(&self, i: usize) -> Result<Tt> {
+        let v = self.value(i, true)?;
+        let (dtype, shape, word) = static_layout(self.graph, v, false)?;
+        Ok(Tt {
+            dtype,
+            shape,
+            word,
+            addr: self.addr[&v],
+        })
+    }
+
+    /// Input `i`'s value, which must be known at compile time.
+    pub fn constant(&self, i: usize) -> Result<&'a Tensor> {
+        self.opt_constant(i).ok_or_else(|| {
+            Error::unsupported(format!(
+                "{} input {i} must be a constant for the WebAssembly backend",
+                self.node.op
+            ))
+        })
+    }
+
+    pub fn opt_constant(&self, i: usize) -> Option<&'a Tensor> {
+        let v = self.node.inputs.get(i).copied().flatten()?;
+        self.graph.constants.get(&v)
+    }
+
+    /// Ints from constant input `i`, or else from attribute `name`.
+    pub fn ints(&self, i: usize, name: &str) -> Result<Option<Vec<i64>>> {
+        if self.has_input(i) {
+            return Ok(Some(self.constant(i)?.to_i64s()));
+        }
+        Ok(self.attrs().opt_ints(name)?.map(<[i64]>::to_vec))
+    }
+
+    /// Scratch memory for this node only.
+    pub fn scratch(&mut self, bytes: usize) -> u32 {
+        let at = self.planner.alloc(bytes as u64);
+        self.scratch.push((at, bytes as u64));
+        at as u32
+    }
+
+    /// Floats laid out at compile time (packed weights), placed for good.
+    pub fn weight(&mut self, data: &[f32]) -> u32 {
+        let bytes = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        place_weight(self.planner, self.weights, bytes)
+    }
+
+    /// The function-building view: locals, memory and ISA.
+    pub fn fx(&mut self) -> Fx<'_> {
+        Fx {
+            locals: &mut self.module.locals,
+            mem: self.mem,
+            isa: self.isa,
+        }
+    }
+
+    pub fn exp(&mut self) -> FunctionId {
+        self.math.exp(self.module)
+    }
+
+    pub fn log(&mut self) -> FunctionId {
+        self.math.log(self.module)
+    }
+}
+
+fn place_weight(planner: &mut Planner, weights: &mut Vec<(u64, Vec<u8>)>, bytes: Vec<u8>) -> u32 {
+    let at = planner.alloc(bytes.len() as u64);
+    weights.push((at, bytes));
+    at as u32
+}
+
+/// wasm32 addresses are 32-bit; the plan must fit in 4 GiB.
+const MAX_MEMORY: u64 = 1 << 32;
+
+/// Lowers `model` (already optimized, with static shapes) to one module.
+pub fn compile(model: &Model, isa: Isa) -> Result<Compiled> {
+    let g = &model.graph;
+    let order = g.topo_order()?;
+    for &n in &order {
+        let node = g.node(n);
+        for v in node.outputs.iter().flatten() {
+            static_layout(g, *v, false).map_err(|e| e.within(node.context()))?;
+        }
+    }
+    let mut module = Module::with_config(ModuleConfig::new());
+    let mem = module.memories.add_local(false, false, 1, None, None);
+    module.exports.add("memory", mem);
+    let mut math = Math::default();
+    let mut planner = Planner::default();
+    let mut addr: HashMap<ValueId, u32> = HashMap::new();
+    let mut weights = Vec::new();
+
+    // An alias shares its input's bytes: both live as long as either is read.
+    let mut root: HashMap<ValueId, ValueId> = HashMap::new();
+    for &n in &order {
+        let node = g.node(n);
+        if is_alias(node)
+            && let (Some(Some(x)), Some(Some(y))) = (node.inputs.first(), node.outputs.first())
+        {
+            let r = *root.get(x).unwrap_or(x);
+            root.insert(*y, r);
+        }
+    }
+    let root_of = |v: ValueId| *root.get(&v).unwrap_or(&v);
+    let mut last_read: HashMap<ValueId, usize> = HashMap::new();
+    for (k, &n) in order.iter().enumerate() {
+        for v in g.node(n).inputs.iter().flatten() {
+            last_read.insert(root_of(*v), k);
+        }
+    }
+    let pinned: HashSet<ValueId> = g
+        .inputs
+        .iter()
+        .chain(&g.outputs)
+        .map(|&v| root_of(v))
+        .collect();
+    let mut bytes_of = HashMap::new();
+    for &v in &g.inputs {
+        if g.constants.contains_key(&v) {
+            continue;
+        }
+        let (_, shape, _) = static_layout(g, v, false)?;
+        let bytes = 4 * shape.iter().product::<usize>() as u64;
+        addr.insert(v, planner.alloc(bytes) as u32);
+    }
+
+    let mut calls = Vec::new();
+    for (k, &n) in order.iter().enumerate() {
+        let node = g.node(n);
+        let within = |e: Error| e.within(node.context());
+        if is_alias(node) {
+            let y = node.outputs[0].ok_or_else(|| within(Error::invalid("no output")))?;
+            let mut ctx = Ctx {
+                node,
+                opset: model.opset(),
+                isa,
+                module: &mut module,
+                mem,
+                math: &mut math,
+                graph: g,
+                addr: &mut addr,
+                planner: &mut planner,
+                weights: &mut weights,
+                scratch: Vec::new(),
+            };
+            let at = ctx.input(0).map_err(within)?.addr;
+            addr.insert(y, at);
+            continue;
+        }
+        let lower = crate::ops::lowering(&node.domain, &node.op).ok_or_else(|| {
+            within(Error::unsupported(format!(
+                "op {} has no WebAssembly kernel yet",
+                node.op
+            )))
+        })?;
+        for v in node.outputs.iter().flatten() {
+            let (_, shape, _) = static_layout(g, *v, false).map_err(within)?;
+            let bytes = 4 * shape.iter().product::<usize>() as u64;
+            addr.insert(*v, planner.alloc(bytes) as u32);
+            bytes_of.insert(*v, bytes);
+        }
+        let mut f = FunctionBuilder::new(&mut module.types, &[], &[]);
+        f.name(format!("{} {}", node.op, node.name));
+        let mut ctx = Ctx {
+            node,
+            opset: model.opset(),
+            isa,
+            module: &mut module,
+            mem,
+            math: &mut math,
+            graph: g,
+            addr: &mut addr,
+            planner: &mut planner,
+            weights: &mut weights,
+            scratch: Vec::new(),
+        };
+        let empty = node.outputs.iter().flatten().all(|&v| bytes_of[&v] == 0);
+        if !empty {
+            lower(&mut ctx, &mut f).map_err(within)?;
+        }
+        for (at, bytes) in std::mem::take(&mut ctx.scratch) {
+            planner.release(at, bytes);
+        }
+        calls.push(f.finish(Vec::new(), &mut module.funcs));
+        // Free what this node read last (or computed and nobody reads).
+        let done = node
+            .inputs
+            .iter()
+            .flatten()
+            .chain(node.outputs.iter().flatten())
+            .map(|&v| root_of(v))
+            .collect::<HashSet<_>>();
+        for v in done {
+            let unread = last_read.get(&v).is_none_or(|&r| r <= k);
+            if unread
+                && !pinned.contains(&v)
+                && let Some(bytes) = bytes_of.remove(&v)
+            {
+                planner.release(addr[&v] as u64, bytes);
+            }
+        }
+    }
+
+    // Outputs that are constants or inputs need a place too.
+    let mut slots = |vs: &[ValueId], addr: &mut HashMap<ValueId, u32>| -> Result<Vec<Slot>> {
+        vs.iter()
+            .map(|&v| {
+                let (_, shape, word) = static_layout(g, v, false)?;
+                if !addr.contains_key(&v) {
+                    let t = &g.constants[&v];
+                    let bytes = to_bytes(t, word, &g.value(v).name)
+                        .map_err(|e| Error::unsupported(e.to_string()))?;
+                    let at = place_weight(&mut planner, &mut weights, bytes);
+                    addr.insert(v, at);
+                }
+                Ok(Slot {
+                    offset: addr[&v] as u64,
+                    word,
+                    elements: shape.iter().product::<usize>() as u64,
+                })
+            })
+            .collect()
+    };
+    let inputs = slots(
+        &g.inputs
+            .iter()
+            .copied()
+            .filter(|v| !g.constants.contains_key(v))
+            .collect::<Vec<_>>(),
+        &mut addr,
+    )?;
+    let outputs = slots(&g.outputs, &mut addr)?;
+
+    let memory_bytes = planner.peak();
+    if memory_bytes > MAX_MEMORY {
+        return Err(Error::unsupported(format!(
+            "the model needs {memory_bytes} bytes of linear memory, over wasm32's 4 GiB"
+        )));
+    }
+    let pages = memory_bytes.div_ceil(65_536).max(1);
+    let memory = module.memories.get_mut(mem);
+    memory.initial = pages;
+    memory.maximum = Some(pages);
+    let mut run = FunctionBuilder::new(&mut module.types, &[], &[]);
+    run.name("run".into());
+    let mut body = run.func_body();
+    for c in calls {
+        body.call(c);
+    }
+    let run = run.finish(Vec::new(), &mut module.funcs);
+    module.exports.add("run", run);
+    Ok(Compiled {
+        isa,
+        wasm: module.emit_wasm(),
+        inputs,
+        outputs,
+        weights,
+        memory_bytes,
+    })
+}

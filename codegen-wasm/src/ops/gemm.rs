@@ -1,0 +1,697 @@
+//! The one matrix-multiply kernel behind MatMul, Gemm and Conv:
+//! C = alpha · A·B (+ bias), A (M×K) and B (K×N) row-major with leading
+//! dimensions. A register-blocked micro-kernel keeps a 4-row × 2-vector
+//! tile of C in locals (4×8 floats with SIMD, 4×4 scalar), broadcasting
+//! one A element per row against vectors of B for each k; remainder rows
+//! and columns get narrower tiles of the same code. Weights are packed at
+//! compile time so the kernel always reads B along rows.
+
+use walrus::ir::BinaryOp;
+use walrus::{FunctionBuilder, InstrSeqBuilder, LocalId};
+use wpc_ir::{Error, Result};
+
+use crate::emit::{self, Arith, Fx};
+use crate::lower::Ctx;
+
+/// Rows of C per micro-tile.
+const MR: usize = 4;
+
+/// What is added to each element of C before it is stored; each holds a
+/// local with the bias's address.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Bias {
+    None,
+    /// `bias[row]`.
+    Row(LocalId),
+    /// `bias[col]`.
+    Col(LocalId),
+    /// A full M×N matrix with C's leading dimension.
+    Full(LocalId),
+}
+
+/// One C = alpha·A·B + bias. Base addresses are locals, so the caller can
+/// loop over batches and groups around one copy of the code.
+pub struct Gemm {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub a: LocalId,
+    pub lda: usize,
+    pub b: LocalId,
+    pub ldb: usize,
+    pub c: LocalId,
+    pub ldc: usize,
+    pub alpha: f32,
+    pub bias: Bias,
+    /// Apply max(0, ·) after the bias (a fused Relu).
+    pub relu: bool,
+}
+
+struct Tile {
+    rows: usize,
+    vectors: usize,
+    lanes: usize,
+}
+
+/// Locals shared by every tile of one GEMM.
+struct Cursor {
+    i: LocalId,
+    j: LocalId,
+    pa: LocalId,
+    pb: LocalId,
+    pc: LocalId,
+    end: LocalId,
+    av: [LocalId; 2],
+}
+
+pub fn emit_gemm(b: &mut InstrSeqBuilder, fx: &mut Fx, g: &Gemm) {
+    let cur = Cursor {
+        i: fx.i32(),
+        j: fx.i32(),
+        pa: fx.i32(),
+        pb: fx.i32(),
+        pc: fx.i32(),
+        end: fx.i32(),
+        av: [fx.vec(4), fx.f32()],
+    };
+    let lanes = fx.isa.lanes();
+    let vectors = if lanes == 4 { 2 } else { 4 };
+    let full_rows = g.m / MR * MR;
+    emit::for_range(b, cur.i, 0, full_rows as i64, MR as i64, |b| {
+        row_block(b, fx, g, &cur, MR, lanes, vectors);
+    });
+    if full_rows < g.m {
+        b.i32_const(full_rows as i32).local_set(cur.i);
+        row_block(b, fx, g, &cur, g.m - full_rows, lanes, vectors);
+    }
+}
+
+/// All columns of rows i..i+rows: full tiles, then narrower ones.
+fn row_block(
+    b: &mut InstrSeqBuilder,
+    fx: &mut Fx,
+    g: &Gemm,
+    cur: &Cursor,
+    rows: usize,
+    lanes: usize,
+    vectors: usize,
+) {
+    let width = vectors * lanes;
+    let main = g.n / width * width;
+    emit::for_range(b, cur.j, 0, main as i64, width as i64, |b| {
+        tile(
+            b,
+            fx,
+            g,
+            cur,
+            &Tile {
+                rows,
+                vectors,
+                lanes,
+            },
+        );
+    });
+    let mut j = main;
+    if lanes == 4 && g.n - j >= 4 {
+        b.i32_const(j as i32).local_set(cur.j);
+        let v = (g.n - j) / 4;
+        tile(
+            b,
+            fx,
+            g,
+            cur,
+            &Tile {
+                rows,
+                vectors: v,
+                lanes: 4,
+            },
+        );
+        j += 4 * v;
+    }
+    if j < g.n {
+        b.i32_const(j as i32).local_set(cur.j);
+        tile(
+            b,
+            fx,
+            g,
+            cur,
+            &Tile {
+                rows,
+                vectors: g.n - j,
+                lanes: 1,
+            },
+        );
+    }
+}
+
+/// C[i..i+rows, j..j+vectors·lanes] over all of K.
+fn tile(b: &mut InstrSeqBuilder, fx: &mut Fx, g: &Gemm, cur: &Cursor, t: &Tile) {
+    let acc: Vec<Vec<LocalId>> = (0..t.rows)
+        .map(|_| (0..t.vectors).map(|_| fx.vec(t.lanes)).collect())
+        .collect();
+    let bv: Vec<LocalId> = (0..t.vectors).map(|_| fx.vec(t.lanes)).collect();
+    let av = if t.lanes == 4 { cur.av[0] } else { cur.av[1] };
+    for row in &acc {
+        for &a in row {
+            emit::zero(b, t.lanes, a);
+        }
+    }
+    // pa = A + i·lda·4, pb = B + j·4, end = pa + k·4
+    b.local_get(cur.i)
+        .i32_const((g.lda * 4) as i32)
+        .binop(BinaryOp::I32Mul)
+        .local_get(g.a)
+        .binop(BinaryOp::I32Add)
+        .local_tee(cur.pa)
+        .i32_const((g.k * 4) as i32)
+        .binop(BinaryOp::I32Add)
+        .local_set(cur.end);
+    b.local_get(cur.j)
+        .i32_const(4)
+        .binop(BinaryOp::I32Mul)
+        .local_get(g.b)
+        .binop(BinaryOp::I32Add)
+        .local_set(cur.pb);
+    b.loop_(None, |lp| {
+        let top = lp.id();
+        for (v, &x) in bv.iter().enumerate() {
+            lp.local_get(cur.pb);
+            emit::load(lp, fx, t.lanes, (v * t.lanes * 4) as u64);
+            lp.local_set(x);
+        }
+        for (r, row) in acc.iter().enumerate() {
+            lp.local_get(cur.pa);
+            emit::load(lp, fx, 1, (r * g.lda * 4) as u64);
+            emit::splat(lp, t.lanes);
+            lp.local_set(av);
+            for (v, &a) in row.iter().enumerate() {
+                lp.local_get(av).local_get(bv[v]);
+                emit::madd(lp, fx, t.lanes, a);
+            }
+        }
+        emit::bump(lp, cur.pb, (g.ldb * 4) as i64);
+        lp.local_get(cur.pa)
+            .i32_const(4)
+            .binop(BinaryOp::I32Add)
+            .local_tee(cur.pa)
+            .local_get(cur.end)
+            .binop(BinaryOp::I32LtU)
+            .br_if(top);
+    });
+    // pc = C + (i·ldc + j)·4
+    b.local_get(cur.i)
+        .i32_const(g.ldc as i32)
+        .binop(BinaryOp::I32Mul)
+        .local_get(cur.j)
+        .binop(BinaryOp::I32Add)
+        .i32_const(4)
+        .binop(BinaryOp::I32Mul)
+        .local_get(g.c)
+        .binop(BinaryOp::I32Add)
+        .local_set(cur.pc);
+    for (r, row) in acc.iter().enumerate() {
+        for (v, &a) in row.iter().enumerate() {
+            let col = (v * t.lanes * 4) as u64;
+            b.local_get(cur.pc).local_get(a);
+            if g.alpha != 1.0 {
+                emit::constant(b, t.lanes, g.alpha);
+                emit::arith(b, t.lanes, Arith::Mul);
+            }
+            match g.bias {
+                Bias::None => {}
+                Bias::Row(at) => {
+                    b.local_get(cur.i)
+                        .i32_const(4)
+                        .binop(BinaryOp::I32Mul)
+                        .local_get(at)
+                        .binop(BinaryOp::I32Add);
+                    emit::load(b, fx, 1, (r * 4) as u64);
+                    emit::splat(b, t.lanes);
+                    emit::arith(b, t.lanes, Arith::Add);
+                }
+                Bias::Col(at) => {
+                    b.local_get(cur.j)
+                        .i32_const(4)
+                        .binop(BinaryOp::I32Mul)
+                        .local_get(at)
+                        .binop(BinaryOp::I32Add);
+                    emit::load(b, fx, t.lanes, col);
+                    emit::arith(b, t.lanes, Arith::Add);
+                }
+                Bias::Full(at) => {
+                    // Same offset from C's origin as this element.
+                    b.local_get(cur.pc)
+                        .local_get(g.c)
+                        .binop(BinaryOp::I32Sub)
+                        .local_get(at)
+                        .binop(BinaryOp::I32Add);
+                    emit::load(b, fx, t.lanes, (r * g.ldc * 4) as u64 + col);
+                    emit::arith(b, t.lanes, Arith::Add);
+                }
+            }
+            if g.relu {
+                emit::constant(b, t.lanes, 0.0);
+                emit::arith(b, t.lanes, Arith::Max);
+            }
+            emit::store(b, fx, t.lanes, (r * g.ldc * 4) as u64 + col);
+        }
+    }
+}
+
+/// `MatMul` (numpy semantics): batched over broadcast leading dims, one
+/// GEMM per batch. Batch offsets are a table in memory, walked at run
+/// time, so the code exists once whatever the batch count.
+pub fn matmul(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
+    let (a, bt, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
+    super::require_f32(ctx, &a)?;
+    let (mut ash, mut bsh) = (a.shape.clone(), bt.shape.clone());
+    if ash.len() == 1 {
+        ash.insert(0, 1);
+    }
+    if bsh.len() == 1 {
+        bsh.push(1);
+    }
+    let (m, k) = (ash[ash.len() - 2], ash[ash.len() - 1]);
+    let (k2, n) = (bsh[bsh.len() - 2], bsh[bsh.len() - 1]);
+    if k != k2 {
+        return Err(Error::invalid(format!(
+            "MatMul of {:?} and {:?}: inner dimensions differ",
+            a.shape, bt.shape
+        )));
+    }
+    let batch =
+        wpc_ir::ops::util::broadcast_shapes(&[&ash[..ash.len() - 2], &bsh[..bsh.len() - 2]])?;
+    let offsets = batch_offsets(
+        &batch,
+        &ash[..ash.len() - 2],
+        &bsh[..bsh.len() - 2],
+        m * k,
+        k * n,
+        m * n,
+    );
+    let addrs: Vec<[u32; 3]> = offsets
+        .iter()
+        .map(|&(ao, bo, co)| {
+            [
+                a.addr + 4 * ao as u32,
+                bt.addr + 4 * bo as u32,
+                out.addr + 4 * co as u32,
+            ]
+        })
+        .collect();
+    let spec = |fx: &mut Fx| Gemm {
+        m,
+        n,
+        k,
+        a: fx.i32(),
+        lda: k,
+        b: fx.i32(),
+        ldb: n,
+        c: fx.i32(),
+        ldc: n,
+        alpha: 1.0,
+        bias: Bias::None,
+        relu: false,
+    };
+    batched(ctx, f, &addrs, spec)
+}
+
+/// Runs `spec`'s GEMM once per (a, b, c) address triple.
+pub fn batched(
+    ctx: &mut Ctx,
+    f: &mut FunctionBuilder,
+    addrs: &[[u32; 3]],
+    spec: impl FnOnce(&mut Fx) -> Gemm,
+) -> Result<()> {
+    let table = if addrs.len() > 1 {
+        let words: Vec<f32> = addrs.iter().flatten().map(|&w| f32::from_bits(w)).collect();
+        Some(ctx.weight(&words))
+    } else {
+        None
+    };
+    let mut fx = ctx.fx();
+    let g = spec(&mut fx);
+    let mut b = f.func_body();
+    match table {
+        None => {
+            for (l, at) in [g.a, g.b, g.c].into_iter().zip(addrs[0]) {
+                b.i32_const(at as i32).local_set(l);
+            }
+            emit_gemm(&mut b, &mut fx, &g);
+        }
+        Some(table) => {
+            let p = fx.i32();
+            emit::for_range(
+                &mut b,
+                p,
+                table as i64,
+                table as i64 + 12 * addrs.len() as i64,
+                12,
+                |b| {
+                    for (s, l) in [g.a, g.b, g.c].into_iter().enumerate() {
+                        b.local_get(p);
+                        emit::load_i32(b, &fx, 4 * s as u64);
+                        b.local_set(l);
+                    }
+                    emit_gemm(b, &mut fx, &g);
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Element offsets of A, B and C for each batch index of a broadcast batch.
+fn batch_offsets(
+    batch: &[usize],
+    a: &[usize],
+    b: &[usize],
+    a_mat: usize,
+    b_mat: usize,
+    c_mat: usize,
+) -> Vec<(usize, usize, usize)> {
+    let count: usize = batch.iter().product();
+    let index = |shape: &[usize], coords: &[usize]| {
+        // Right-aligned broadcast: size-1 dims repeat.
+        let skip = coords.len() - shape.len();
+        shape.iter().enumerate().fold(0, |acc, (d, &s)| {
+            acc * s + if s == 1 { 0 } else { coords[skip + d] }
+        })
+    };
+    let mut coords = vec![0; batch.len()];
+    (0..count)
+        .map(|flat| {
+            let mut r = flat;
+            for d in (0..batch.len()).rev() {
+                coords[d] = r % batch[d];
+                r /= batch[d];
+            }
+            (
+                index(a, &coords) * a_mat,
+                index(b, &coords) * b_mat,
+                flat * c_mat,
+            )
+        })
+        .collect()
+}
+
+/// `Gemm`: alpha·op(A)·op(B) + beta·C. Transposed constant operands are
+/// packed row-major at compile time; C folds into a row, column or full
+/// bias.
+pub fn gemm(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
+    let a = ctx.attrs();
+    let (alpha, beta) = (a.float("alpha", 1.0)?, a.float("beta", 1.0)?);
+    let (trans_a, trans_b) = (a.int("transA", 0)? != 0, a.int("transB", 0)? != 0);
+    let (_, ash) = ctx.input_type(0)?;
+    let (_, bsh) = ctx.input_type(1)?;
+    let (m, k) = if trans_a {
+        (ash[1], ash[0])
+    } else {
+        (ash[0], ash[1])
+    };
+    let n = if trans_b { bsh[0] } else { bsh[1] };
+    let a_addr = operand(ctx, 0, trans_a)?;
+    let b_addr = operand(ctx, 1, trans_b)?;
+    // C folded into a bias: (kind, address).
+    let bias = if ctx.has_input(2) && beta != 0.0 {
+        let (_, csh) = ctx.input_type(2)?;
+        match ctx.opt_constant(2) {
+            Some(c) => {
+                let v: Vec<f32> = c.to_f32s().iter().map(|x| x * beta).collect();
+                let numel = v.len();
+                if numel == 1 {
+                    Some((Bias::Col as fn(LocalId) -> Bias, ctx.weight(&vec![v[0]; n])))
+                } else if numel == n && csh.last() == Some(&n) {
+                    Some((Bias::Col as fn(LocalId) -> Bias, ctx.weight(&v)))
+                } else if numel == m {
+                    Some((Bias::Row as fn(LocalId) -> Bias, ctx.weight(&v)))
+                } else {
+                    Some((Bias::Full as fn(LocalId) -> Bias, ctx.weight(&v)))
+                }
+            }
+            None if beta == 1.0 && csh == [m, n] => {
+                Some((Bias::Full as fn(LocalId) -> Bias, ctx.input(2)?.addr))
+            }
+            None => {
+                return Err(Error::unsupported(
+                    "Gemm with a computed C that is broadcast or scaled",
+                ));
+            }
+        }
+    } else {
+        None
+    };
+    let out = ctx.output(0)?;
+    let bias_local = ctx.fx().i32();
+    if let Some((_, at)) = bias {
+        f.func_body().i32_const(at as i32).local_set(bias_local);
+    }
+    let spec = |fx: &mut Fx| Gemm {
+        m,
+        n,
+        k,
+        a: fx.i32(),
+        lda: k,
+        b: fx.i32(),
+        ldb: n,
+        c: fx.i32(),
+        ldc: n,
+        alpha,
+        bias: bias.map_or(Bias::None, |(kind, _)| kind(bias_local)),
+        relu: false,
+    };
+    batched(ctx, f, &[[a_addr, b_addr, out.addr]], spec)
+}
+
+/// The address of Gemm operand `i` laid out row-major: as it is, or
+/// transposed at compile time (constants) or into scratch (computed).
+fn operand(ctx: &mut Ctx, i: usize, transposed: bool) -> Result<u32> {
+    if !transposed {
+        return Ok(ctx.input(i)?.addr);
+    }
+    let (_, shape) = ctx.input_type(i)?;
+    let (r, c) = (shape[0], shape[1]);
+    if let Some(t) = ctx.opt_constant(i) {
+        let v = t.to_f32s();
+        let packed: Vec<f32> = (0..c * r).map(|e| v[(e % r) * c + e / r]).collect();
+        return Ok(ctx.weight(&packed));
+    }
+    Err(Error::unsupported(format!(
+        "Gemm with a computed transposed input {i} ({r}x{c}) on WebAssembly"
+    )))
+}
+
+/// `Conv` (2-D and 1-D, groups, pads, strides, dilations) as GEMMs: per
+/// batch item and group, weights (M/g × K) times an im2col matrix of the
+/// input (K × output pixels), K = C/g · kernel area. 1×1 stride-1
+/// unpadded convolutions read the input directly.
+pub fn conv(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
+    let (x, w, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
+    super::require_f32(ctx, &x)?;
+    let spatial = x.shape.len() - 2;
+    if !(1..=2).contains(&spatial) {
+        return Err(Error::unsupported(format!(
+            "Conv over {spatial} spatial dims on WebAssembly"
+        )));
+    }
+    let win = wpc_ir::ops::Window::new(ctx.attrs(), &x.shape[2..], &w.shape[2..])?;
+    let groups = ctx.attrs().int("group", 1)?.max(1) as usize;
+    // Treat 1-D as 2-D with height 1.
+    let dims = |v: &[usize], fill: usize| -> [usize; 2] {
+        if v.len() == 1 {
+            [fill, v[0]]
+        } else {
+            [v[0], v[1]]
+        }
+    };
+    let [ih, iw] = dims(&x.shape[2..], 1);
+    let [kh, kw] = dims(&w.shape[2..], 1);
+    let [oh, ow] = dims(&out.shape[2..], 1);
+    let [sh, sw] = dims(&win.strides, 1);
+    let [dh, dw] = dims(&win.dilations, 1);
+    let [ph, pw] = dims(&win.pads[..spatial], 0);
+    let (batch, cin, cout) = (x.shape[0], x.shape[1], w.shape[0]);
+    let (cg, mg) = (cin / groups, cout / groups);
+    let kk = cg * kh * kw;
+    let pixels = oh * ow;
+    let direct =
+        kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0 && oh == ih && ow == iw;
+    let bias_at = if ctx.has_input(2) {
+        Some(ctx.input(2)?.addr)
+    } else {
+        None
+    };
+    let col = if direct {
+        0
+    } else {
+        ctx.scratch(4 * kk * pixels)
+    };
+    let mut fx = ctx.fx();
+    let bias_local = fx.i32();
+    let bias = bias_at.map_or(Bias::None, |_| Bias::Row(bias_local));
+    let g = Gemm {
+        m: mg,
+        n: pixels,
+        k: kk,
+        a: fx.i32(),
+        lda: kk,
+        b: fx.i32(),
+        ldb: pixels,
+        c: fx.i32(),
+        ldc: pixels,
+        alpha: 1.0,
+        bias,
+        relu: false,
+    };
+    let (n_i, g_i, xg) = (fx.i32(), fx.i32(), fx.i32());
+    let mut b = f.func_body();
+    emit::for_range(&mut b, n_i, 0, batch as i64, 1, |b| {
+        emit::for_range(b, g_i, 0, groups as i64, 1, |b| {
+            // xg = x + (n·C + g·cg)·H·W·4
+            b.local_get(n_i)
+                .i32_const(cin as i32)
+                .binop(BinaryOp::I32Mul)
+                .local_get(g_i)
+                .i32_const(cg as i32)
+                .binop(BinaryOp::I32Mul)
+                .binop(BinaryOp::I32Add)
+                .i32_const((ih * iw * 4) as i32)
+                .binop(BinaryOp::I32Mul)
+                .i32_const(x.addr as i32)
+                .binop(BinaryOp::I32Add)
+                .local_set(xg);
+            if direct {
+                b.local_get(xg).local_set(g.b);
+            } else {
+                let geo = Im2col {
+                    channels: cg,
+                    input: [ih, iw],
+                    kernel: [kh, kw],
+                    output: [oh, ow],
+                    stride: [sh, sw],
+                    dilation: [dh, dw],
+                    pad: [ph, pw],
+                };
+                im2col(b, &mut fx, &geo, xg, col);
+                b.i32_const(col as i32).local_set(g.b);
+            }
+            // a = W + g·mg·K·4; c = out + (n·M + g·mg)·P·4
+            b.local_get(g_i)
+                .i32_const((mg * kk * 4) as i32)
+                .binop(BinaryOp::I32Mul)
+                .i32_const(w.addr as i32)
+                .binop(BinaryOp::I32Add)
+                .local_set(g.a);
+            b.local_get(n_i)
+                .i32_const(cout as i32)
+                .binop(BinaryOp::I32Mul)
+                .local_get(g_i)
+                .i32_const(mg as i32)
+                .binop(BinaryOp::I32Mul)
+                .binop(BinaryOp::I32Add)
+                .i32_const((pixels * 4) as i32)
+                .binop(BinaryOp::I32Mul)
+                .i32_const(out.addr as i32)
+                .binop(BinaryOp::I32Add)
+                .local_set(g.c);
+            if let Some(at) = bias_at {
+                // This group's biases start at bias + g·mg·4.
+                b.local_get(g_i)
+                    .i32_const((mg * 4) as i32)
+                    .binop(BinaryOp::I32Mul)
+                    .i32_const(at as i32)
+                    .binop(BinaryOp::I32Add)
+                    .local_set(bias_local);
+            }
+            emit_gemm(b, &mut fx, &g);
+        });
+    });
+    Ok(())
+}
+
+/// The geometry of one im2col.
+struct Im2col {
+    channels: usize,
+    input: [usize; 2],
+    kernel: [usize; 2],
+    output: [usize; 2],
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    pad: [usize; 2],
+}
+
+/// col[(c·kh + ky)·kw + kx][oy·ow + ox] = x[c][iy][ix] (0 outside), with
+/// iy = oy·sh − ph + ky·dh and ix likewise; `x` is a local address.
+fn im2col(b: &mut InstrSeqBuilder, fx: &mut Fx, s: &Im2col, x: LocalId, col: u32) {
+    let [ih, iw] = s.input;
+    let [kh, kw] = s.kernel;
+    let [oh, ow] = s.output;
+    let (c, ky, kx, oy, ox) = (fx.i32(), fx.i32(), fx.i32(), fx.i32(), fx.i32());
+    let (iy, ix, dst, plane, row_ok, ok) =
+        (fx.i32(), fx.i32(), fx.i32(), fx.i32(), fx.i32(), fx.i32());
+    b.i32_const(col as i32).local_set(dst);
+    emit::for_range(b, c, 0, s.channels as i64, 1, |b| {
+        // plane = x + c·H·W·4
+        b.local_get(c)
+            .i32_const((ih * iw * 4) as i32)
+            .binop(BinaryOp::I32Mul)
+            .local_get(x)
+            .binop(BinaryOp::I32Add)
+            .local_set(plane);
+        emit::for_range(b, ky, 0, kh as i64, 1, |b| {
+            emit::for_range(b, kx, 0, kw as i64, 1, |b| {
+                emit::for_range(b, oy, 0, oh as i64, 1, |b| {
+                    b.local_get(oy)
+                        .i32_const(s.stride[0] as i32)
+                        .binop(BinaryOp::I32Mul)
+                        .local_get(ky)
+                        .i32_const(s.dilation[0] as i32)
+                        .binop(BinaryOp::I32Mul)
+                        .binop(BinaryOp::I32Add)
+                        .i32_const(s.pad[0] as i32)
+                        .binop(BinaryOp::I32Sub)
+                        .local_tee(iy)
+                        .i32_const(ih as i32)
+                        .binop(BinaryOp::I32LtU)
+                        .local_set(row_ok);
+                    emit::for_range(b, ox, 0, ow as i64, 1, |b| {
+                        b.local_get(ox)
+                            .i32_const(s.stride[1] as i32)
+                            .binop(BinaryOp::I32Mul)
+                            .local_get(kx)
+                            .i32_const(s.dilation[1] as i32)
+                            .binop(BinaryOp::I32Mul)
+                            .binop(BinaryOp::I32Add)
+                            .i32_const(s.pad[1] as i32)
+                            .binop(BinaryOp::I32Sub)
+                            .local_tee(ix)
+                            .i32_const(iw as i32)
+                            .binop(BinaryOp::I32LtU)
+                            .local_get(row_ok)
+                            .binop(BinaryOp::I32And)
+                            .local_set(ok);
+                        // Out-of-range taps read the plane's first element
+                        // (always valid) and store 0 instead.
+                        b.local_get(dst);
+                        b.local_get(iy)
+                            .i32_const(iw as i32)
+                            .binop(BinaryOp::I32Mul)
+                            .local_get(ix)
+                            .binop(BinaryOp::I32Add)
+                            .i32_const(4)
+                            .binop(BinaryOp::I32Mul)
+                            .local_get(plane)
+                            .binop(BinaryOp::I32Add)
+                            .local_get(plane)
+                            .local_get(ok)
+                            .select(None);
+                        emit::load(b, fx, 1, 0);
+                        b.f32_const(0.0).local_get(ok).select(None);
+                        emit::store(b, fx, 1, 0);
+                        emit::bump(b, dst, 4);
+                    });
+                });
+            });
+        });
+    });
+}

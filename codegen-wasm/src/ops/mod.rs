@@ -1,0 +1,47 @@
+//! Per-op lowerings to wasm, one module per op family. [`lowering`] is
+//! the table from op name to lowering: adding an op to the WebAssembly
+//! backend means one function in its family module and one line here.
+
+pub mod elementwise;
+pub mod gemm;
+pub mod movement;
+pub mod nn;
+
+use wpc_ir::{Error, Result};
+use wpc_runtime::device_data::Word;
+
+use crate::lower::{Ctx, LowerFn, Tt};
+
+/// The WebAssembly lowering of `op` in `domain`, if there is one.
+pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
+    if !domain.is_empty() && domain != "ai.onnx" {
+        return None;
+    }
+    if elementwise::is_elementwise(op) {
+        return Some(elementwise::lower);
+    }
+    Some(match op {
+        "MatMul" => gemm::matmul,
+        "Gemm" => gemm::gemm,
+        "Conv" => gemm::conv,
+        "MaxPool" | "AveragePool" => nn::pool,
+        "GlobalAveragePool" | "GlobalMaxPool" => nn::global_pool,
+        "BatchNormalization" => nn::batch_norm,
+        "Softmax" | "LogSoftmax" => nn::softmax,
+        "LRN" => nn::lrn,
+        "Concat" => movement::concat,
+        "Transpose" => movement::transpose,
+        _ => return None,
+    })
+}
+
+/// Rejects tensors the float kernels cannot compute on, naming the op.
+pub fn require_f32(ctx: &Ctx, t: &Tt) -> Result<()> {
+    if t.word != Word::F32 {
+        return Err(Error::unsupported(format!(
+            "{} on {} tensors",
+            ctx.node.op, t.dtype
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,110 @@
+//! Data movement: Concat as bulk `memory.copy` per contiguous block, and
+//! Transpose as nested loops with the input pointer walking the permuted
+//! strides. Both move 32-bit words, so they serve every dtype.
+
+use walrus::FunctionBuilder;
+use wpc_ir::ops::util::norm_axis;
+use wpc_ir::{Error, Result};
+
+use super::elementwise::Walk;
+use crate::emit;
+use crate::lower::Ctx;
+
+/// `Concat`: per input, `outer` blocks of `axis size · inner` words.
+pub fn concat(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
+    let out = ctx.output(0)?;
+    let axis = norm_axis(ctx.attrs().int("axis", 0)?, out.shape.len())?;
+    let outer: usize = out.shape[..axis].iter().product();
+    let inner: usize = out.shape[axis + 1..].iter().product();
+    let row = out.shape[axis] * inner * 4;
+    let mut placed = 0;
+    let mut copies = Vec::new();
+    for i in 0..ctx.node.inputs.len() {
+        let t = ctx.input(i)?;
+        let block = t.shape.get(axis).copied().unwrap_or(0) * inner * 4;
+        if block > 0 {
+            copies.push((t.addr, block, placed));
+        }
+        placed += block;
+    }
+    if placed != row {
+        return Err(Error::invalid("Concat inputs do not add up to the output"));
+    }
+    let mut fx = ctx.fx();
+    let (o, src, dst) = (fx.i32(), fx.i32(), fx.i32());
+    let mem = fx.mem;
+    let mut b = f.func_body();
+    for (addr, block, at) in copies {
+        b.i32_const(addr as i32)
+            .local_set(src)
+            .i32_const((out.addr as usize + at) as i32)
+            .local_set(dst);
+        emit::for_range(&mut b, o, 0, outer as i64, 1, |b| {
+            b.local_get(dst)
+                .local_get(src)
+                .i32_const(block as i32)
+                .memory_copy(mem, mem);
+            emit::bump(b, src, block as i64);
+            emit::bump(b, dst, row as i64);
+        });
+    }
+    Ok(())
+}
+
+/// `Transpose`: output-order loops; the input pointer steps by the
+/// permuted strides.
+pub fn transpose(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
+    let (x, out) = (ctx.input(0)?, ctx.output(0)?);
+    let rank = x.shape.len();
+    let perm: Vec<usize> = match ctx.attrs().opt_ints("perm")? {
+        Some(p) => p
+            .iter()
+            .map(|&a| norm_axis(a, rank))
+            .collect::<Result<_>>()?,
+        None => (0..rank).rev().collect(),
+    };
+    let mut in_strides = vec![1usize; rank];
+    for d in (0..rank.saturating_sub(1)).rev() {
+        in_strides[d] = in_strides[d + 1] * x.shape[d + 1];
+    }
+    let mut out_strides = vec![1usize; rank];
+    for d in (0..rank.saturating_sub(1)).rev() {
+        out_strides[d] = out_strides[d + 1] * out.shape[d + 1];
+    }
+    let dims: Vec<usize> = if rank == 0 {
+        vec![1]
+    } else {
+        out.shape.clone()
+    };
+    let strides = if rank == 0 {
+        vec![vec![0], vec![0]]
+    } else {
+        vec![perm.iter().map(|&p| in_strides[p]).collect(), out_strides]
+    };
+    let mut fx = ctx.fx();
+    let ptrs = [fx.i32(), fx.i32()];
+    let idx: Vec<_> = dims.iter().map(|_| fx.i32()).collect();
+    let mut b = f.func_body();
+    b.i32_const(x.addr as i32)
+        .local_set(ptrs[0])
+        .i32_const(out.addr as i32)
+        .local_set(ptrs[1]);
+    let walk = Walk {
+        dims: &dims,
+        strides: &strides,
+        ptrs: &ptrs,
+        idx: &idx,
+    };
+    let n = *dims.last().expect("at least one dim");
+    let step = strides[0][dims.len() - 1];
+    walk.level(&mut b, &mut fx, 0, &mut |b, fx, i| {
+        emit::for_range(b, i, 0, n as i64, 1, |b| {
+            b.local_get(ptrs[1]).local_get(ptrs[0]);
+            emit::load_i32(b, fx, 0);
+            emit::store_i32(b, fx, 0);
+            emit::bump(b, ptrs[0], 4 * step as i64);
+            emit::bump(b, ptrs[1], 4);
+        });
+    });
+    Ok(())
+}

@@ -1,0 +1,550 @@
+//! Pooling, normalization and softmax: per plane or per row loops, with
+//! vectors along the contiguous pixel axis where the work is a plain
+//! per-channel affine map.
+
+use walrus::ir::{BinaryOp, UnaryOp};
+use walrus::{FunctionBuilder, InstrSeqBuilder, LocalId};
+use wpc_ir::{Error, Result};
+
+use crate::emit::{self, Arith, Fx};
+use crate::lower::Ctx;
+
+/// Spatial dims as (height, width), a 1-D axis being width with height 1.
+fn hw(v: &[usize], fill: usize) -> [usize; 2] {
+    match v {
+        [w] => [fill, *w],
+        [h, w] => [*h, *w],
+        _ => [fill, fill],
+    }
+}
+
+/// `MaxPool` / `AveragePool` (1-D and 2-D): one output at a time, taps
+/// outside the input skipped (max) or not counted (average, unless
+/// `count_include_pad`).
+pub fn pool(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
+    let (x, out) = (ctx.input(0)?, ctx.output(0)?);
+    super::require_f32(ctx, &x)?;
+    if ctx.wants_output(1) {
+        return Err(Error::unsupported("MaxPool indices on WebAssembly"));
+    }
+    let spatial = x.shape.len() - 2;
+    if !(1..=2).contains(&spatial) {
+        return Err(Error::unsupported(format!(
+            "{} over {spatial} spatial dims on WebAssembly",
+            ctx.node.op
+        )));
+    }
+    let a = ctx.attrs();
+    let kernel: Vec<usize> = a
+        .opt_ints("kernel_shape")?
+        .ok_or_else(|| Error::invalid(format!("{} needs kernel_shape", ctx.node.op)))?
+        .iter()
+        .map(|&k| k as usize)
+        .collect();
+    let win = wpc_ir::ops::Window::new(a, &x.shape[2..], &kernel)?;
+    let is_max = ctx.node.op == "MaxPool";
+    let include_pad = a.int("count_include_pad", 0)? != 0;
+    let [ih, iw] = hw(&x.shape[2..], 1);
+    let [oh, ow] = hw(&out.shape[2..], 1);
+    let [kh, kw] = hw(&kernel, 1);
+    let [sh, sw] = hw(&win.strides, 1);
+    let [dh, dw] = hw(&win.dilations, 1);
+    let [ph, pw] = hw(&win.pads[..spatial], 0);
+    let [pe_h, pe_w] = hw(&win.pads[spatial..], 0);
+    let planes = x.shape[0] * x.shape[1];
+    let mut fx = ctx.fx();
+    let (p, oy, ox, ky, kx, iy, ix, plane, dst) = (
+        fx.i32(),
+        fx.i32(),
+        fx.i32(),
+        fx.i32(),
+        fx.i32(),
+        fx.i32(),
+        fx.i32(),
+        fx.i32(),
+        fx.i32(),
+    );
+    let (acc, count, ok) = (fx.f32(), fx.f32(), fx.i32());
+    let mut b = f.func_body();
+    b.i32_const(out.addr as i32).local_set(dst);
+    emit::for_range(&mut b, p, 0, planes as i64, 1, |b| {
+        b.local_get(p)
+            .i32_const((ih * iw * 4) as i32)
+            .binop(BinaryOp::I32Mul)
+            .i32_const(x.addr as i32)
+            .binop(BinaryOp::I32Add)
+            .local_set(plane);
+        emit::for_range(b, oy, 0, oh as i64, 1, |b| {
+            emit::for_range(b, ox, 0, ow as i64, 1, |b| {
+                b.f32_const(if is_max { f32::NEG_INFINITY } else { 0.0 })
+                    .local_set(acc)
+                    .f32_const(0.0)
+                    .local_set(count);
+                emit::for_range(b, ky, 0, kh as i64, 1, |b| {
+                    tap_coord(b, iy, oy, sh, ky, dh, ph);
+                    emit::for_range(b, kx, 0, kw as i64, 1, |b| {
+                        tap_coord(b, ix, ox, sw, kx, dw, pw);
+                        // Inside the input?
+                        b.local_get(iy)
+                            .i32_const(ih as i32)
+                            .binop(BinaryOp::I32LtU)
+                            .local_get(ix)
+                            .i32_const(iw as i32)
+                            .binop(BinaryOp::I32LtU)
+                            .binop(BinaryOp::I32And)
+                            .local_set(ok);
+                        b.local_get(acc);
+                        b.local_get(iy)
+                            .i32_const(iw as i32)
+                            .binop(BinaryOp::I32Mul)
+                            .local_get(ix)
+                            .binop(BinaryOp::I32Add)
+                            .i32_const(4)
+                            .binop(BinaryOp::I32Mul)
+                            .local_get(plane)
+                            .binop(BinaryOp::I32Add)
+                            .local_get(plane)
+                            .local_get(ok)
+                            .select(None);
+                        emit::load(b, &fx, 1, 0);
+                        if is_max {
+                            b.binop(BinaryOp::F32Max);
+                            b.local_get(acc).local_get(ok).select(None);
+                        } else {
+                            b.f32_const(0.0)
+                                .local_get(ok)
+                                .select(None)
+                                .binop(BinaryOp::F32Add);
+                        }
+                        b.local_set(acc);
+                        // Counted taps: inside the input, or inside the
+                        // padded input with count_include_pad.
+                        b.local_get(count);
+                        if include_pad {
+                            in_padded(b, iy, ph, ih + ph + pe_h);
+                            in_padded(b, ix, pw, iw + pw + pe_w);
+                            b.binop(BinaryOp::I32And);
+                        } else {
+                            b.local_get(ok);
+                        }
+                        b.unop(UnaryOp::F32ConvertUI32)
+                            .binop(BinaryOp::F32Add)
+                            .local_set(count);
+                    });
+                });
+                b.local_get(dst).local_get(acc);
+                if !is_max {
+                    b.local_get(count).binop(BinaryOp::F32Div);
+                }
+                emit::store(b, &fx, 1, 0);
+                emit::bump(b, dst, 4);
+            });
+        });
+    });
+    Ok(())
+}
+
+/// `coord = o·stride + k·dilation − pad` (negative when in the pad).
+fn tap_coord(
+    b: &mut InstrSeqBuilder,
+    coord: LocalId,
+    o: LocalId,
+    stride: usize,
+    k: LocalId,
+    dilation: usize,
+    pad: usize,
+) {
+    b.local_get(o)
+        .i32_const(stride as i32)
+        .binop(BinaryOp::I32Mul)
+        .local_get(k)
+        .i32_const(dilation as i32)
+        .binop(BinaryOp::I32Mul)
+        .binop(BinaryOp::I32Add)
+        .i32_const(pad as i32)
+        .binop(BinaryOp::I32Sub)
+        .local_set(coord);
+}
+
+/// Pushes whether `coord + pad` lies in `0..span`.
+fn in_padded(b: &mut InstrSeqBuilder, coord: LocalId, pad: usize, span: usize) {
+    b.local_get(coord)
+        .i32_const(pad as i32)
+        .binop(BinaryOp::I32Add)
+        .i32_const(span as i32)
+        .binop(BinaryOp::I32LtU);
+}
+
+/// Sums (or maxes) `n` floats from `ptr` into the f32 on the stack's
+/// place: vectors of 4 then a scalar tail, the lanes folded at the end.
+fn reduce_row(
+    b: &mut InstrSeqBuilder,
+    fx: &mut Fx,
+    ptr: LocalId,
+    n: usize,
+    op: Arith,
+    result: LocalId,
+) {
+    let init = if op == Arith::Max {
+        f32::NEG_INFINITY
+    } else {
+        0.0
+    };
+    let lanes = fx.isa.lanes();
+    let main = if lanes == 4 { n / 4 * 4 } else { 0 };
+    let (i, v) = (fx.i32(), fx.vec(4));
+    b.f32_const(init).local_set(result);
+    if main > 0 {
+        emit::constant(b, 4, init);
+        b.local_set(v);
+        emit::for_range(b, i, 0, main as i64, 4, |b| {
+            b.local_get(v).local_get(ptr);
+            emit::load(b, fx, 4, 0);
+            emit::arith(b, 4, op);
+            b.local_set(v);
+            emit::bump(b, ptr, 16);
+        });
+        for lane in 0..4 {
+            b.local_get(result)
+                .local_get(v)
+                .unop(UnaryOp::F32x4ExtractLane { idx: lane });
+            emit::arith(b, 1, op);
+            b.local_set(result);
+        }
+    }
+    if main < n {
+        emit::for_range(b, i, main as i64, n as i64, 1, |b| {
+            b.local_get(result).local_get(ptr);
+            emit::load(b, fx, 1, 0);
+            emit::arith(b, 1, op);
+            b.local_set(result);
+            emit::bump(b, ptr, 4);
+        });
+    }
+}
+
+/// `GlobalAveragePool` / `GlobalMaxPool`: one reduction per plane.
+pub fn global_pool(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
+    let (x, out) = (ctx.input(0)?, ctx.output(0)?);
+    super::require_f32(ctx, &x)?;
+    let is_max = ctx.node.op == "GlobalMaxPool";
+    if !is_max && ctx.node.op != "GlobalAveragePool" {
+        return Err(Error::unsupported(format!(
+            "{} on WebAssembly",
+            ctx.node.op
+        )));
+    }
+    let planes = x.shape[0] * x.shape[1];
+    let area: usize = x.shape[2..].iter().product();
+    let mut fx = ctx.fx();
+    let (p, src, dst, r) = (fx.i32(), fx.i32(), fx.i32(), fx.f32());
+    let mut b = f.func_body();
+    b.i32_const(x.addr as i32)
+        .local_set(src)
+        .i32_const(out.addr as i32)
+        .local_set(dst);
+    emit::for_range(&mut b, p, 0, planes as i64, 1, |b| {
+        let op = if is_max { Arith::Max } else { Arith::Add };
+        reduce_row(b, &mut fx, src, area, op, r);
+        b.local_get(dst).local_get(r);
+        if !is_max {
+            b.f32_const(area as f32).binop(BinaryOp::F32Div);
+        }
+        emit::store(b, &fx, 1, 0);
+        emit::bump(b, dst, 4);
+    });
+    Ok(())
+}
+
+/// y = x·scale[c] + shift[c] over (N, C, pixels), vectors along pixels.
+fn channel_affine(
+    ctx: &mut Ctx,
+    f: &mut FunctionBuilder,
+    scale: &[f32],
+    shift: &[f32],
+) -> Result<()> {
+    let (x, out) = (ctx.input(0)?, ctx.output(0)?);
+    let channels = x.shape.get(1).copied().unwrap_or(1);
+    let area: usize = x.shape.get(2..).map_or(1, |s| s.iter().product());
+    let planes = x.shape[0] * channels;
+    let (s_at, t_at) = (ctx.weight(scale), ctx.weight(shift));
+    let mut fx = ctx.fx();
+    let lanes = fx.isa.lanes();
+    let (p, c, src, dst, i) = (fx.i32(), fx.i32(), fx.i32(), fx.i32(), fx.i32());
+    let (sv, tv, ss, ts) = (fx.vec(lanes), fx.vec(lanes), fx.f32(), fx.f32());
+    let mut b = f.func_body();
+    b.i32_const(x.addr as i32)
+        .local_set(src)
+        .i32_const(out.addr as i32)
+        .local_set(dst);
+    let main = area / lanes * lanes;
+    emit::for_range(&mut b, p, 0, planes as i64, 1, |b| {
+        b.local_get(p)
+            .i32_const(channels as i32)
+            .binop(BinaryOp::I32RemU)
+            .i32_const(4)
+            .binop(BinaryOp::I32Mul)
+            .local_set(c);
+        for (at, scalar, vector) in [(s_at, ss, sv), (t_at, ts, tv)] {
+            b.local_get(c);
+            emit::load(b, &fx, 1, at as u64);
+            b.local_tee(scalar);
+            emit::splat(b, lanes);
+            b.local_set(vector);
+        }
+        let step = |b: &mut InstrSeqBuilder, l: usize, s: LocalId, t: LocalId| {
+            b.local_get(dst).local_get(src);
+            emit::load(b, &fx, l, 0);
+            b.local_get(s);
+            emit::arith(b, l, Arith::Mul);
+            b.local_get(t);
+            emit::arith(b, l, Arith::Add);
+            emit::store(b, &fx, l, 0);
+            emit::bump(b, src, 4 * l as i64);
+            emit::bump(b, dst, 4 * l as i64);
+        };
+        if main > 0 {
+            emit::for_range(b, i, 0, main as i64, lanes as i64, |b| {
+                step(b, lanes, sv, tv)
+            });
+        }
+        if main < area {
+            emit::for_range(b, i, main as i64, area as i64, 1, |b| step(b, 1, ss, ts));
+        }
+    });
+    Ok(())
+}
+
+/// `BatchNormalization` at inference, folded at compile time into one
+/// scale and shift per channel.
+pub fn batch_norm(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
+    if ctx.attrs().int("training_mode", 0)? != 0 || ctx.wants_output(1) {
+        return Err(Error::unsupported(
+            "BatchNormalization in training mode on WebAssembly",
+        ));
+    }
+    let x = ctx.input(0)?;
+    super::require_f32(ctx, &x)?;
+    let eps = ctx.attrs().float("epsilon", 1e-5)?;
+    let [scale, bias, mean, var] = [1, 2, 3, 4].map(|i| ctx.constant(i).map(|t| t.to_f32s()));
+    let (scale, bias, mean, var) = (scale?, bias?, mean?, var?);
+    let s: Vec<f32> = scale
+        .iter()
+        .zip(&var)
+        .map(|(g, v)| g / (v + eps).sqrt())
+        .collect();
+    let t: Vec<f32> = bias
+        .iter()
+        .zip(&mean)
+        .zip(&s)
+        .map(|((b, m), s)| b - m * s)
+        .collect();
+    channel_affine(ctx, f, &s, &t)
+}
+
+/// `Softmax` / `LogSoftmax` along one axis (opset ≥ 13) or over the
+/// flattened trailing dims (earlier opsets): max, sum of exponentials,
+/// then normalize, per row.
+pub fn softmax(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
+    let (x, out) = (ctx.input(0)?, ctx.output(0)?);
+    super::require_f32(ctx, &x)?;
+    let log = match ctx.node.op.as_str() {
+        "Softmax" => false,
+        "LogSoftmax" => true,
+        other => return Err(Error::unsupported(format!("{other} on WebAssembly"))),
+    };
+    let default = if ctx.opset >= 13 { -1 } else { 1 };
+    let axis = wpc_ir::ops::util::norm_axis(ctx.attrs().int("axis", default)?, x.shape.len())?;
+    // (outer, len, inner): the row is `len` elements `inner` apart.
+    let (outer, len, inner) = if ctx.opset >= 13 {
+        (
+            x.shape[..axis].iter().product::<usize>(),
+            x.shape[axis],
+            x.shape[axis + 1..].iter().product::<usize>(),
+        )
+    } else {
+        (
+            x.shape[..axis].iter().product::<usize>(),
+            x.shape[axis..].iter().product::<usize>(),
+            1,
+        )
+    };
+    let exp = ctx.exp();
+    let logf = log.then(|| ctx.log());
+    let mut fx = ctx.fx();
+    let (o, i, k, src, dst) = (fx.i32(), fx.i32(), fx.i32(), fx.i32(), fx.i32());
+    let (m, s, e) = (fx.f32(), fx.f32(), fx.f32());
+    let stride = (4 * inner) as i32;
+    // Pushes the address of row element k from `ptr`.
+    let at = |b: &mut InstrSeqBuilder, ptr: LocalId| {
+        b.local_get(k)
+            .i32_const(stride)
+            .binop(BinaryOp::I32Mul)
+            .local_get(ptr)
+            .binop(BinaryOp::I32Add);
+    };
+    let mut b = f.func_body();
+    emit::for_range(&mut b, o, 0, outer as i64, 1, |b| {
+        emit::for_range(b, i, 0, inner as i64, 1, |b| {
+            // src = x + (o·len·inner + i)·4, dst likewise in the output.
+            for (ptr, base) in [(src, x.addr), (dst, out.addr)] {
+                b.local_get(o)
+                    .i32_const((len * inner) as i32)
+                    .binop(BinaryOp::I32Mul)
+                    .local_get(i)
+                    .binop(BinaryOp::I32Add)
+                    .i32_const(4)
+                    .binop(BinaryOp::I32Mul)
+                    .i32_const(base as i32)
+                    .binop(BinaryOp::I32Add)
+                    .local_set(ptr);
+            }
+            b.f32_const(f32::NEG_INFINITY).local_set(m);
+            emit::for_range(b, k, 0, len as i64, 1, |b| {
+                at(b, src);
+                emit::load(b, &fx, 1, 0);
+                b.local_get(m).binop(BinaryOp::F32Max).local_set(m);
+            });
+            // dst[k] = e^(x[k] − m); s = Σ dst[k]
+            b.f32_const(0.0).local_set(s);
+            emit::for_range(b, k, 0, len as i64, 1, |b| {
+                at(b, dst);
+                at(b, src);
+                emit::load(b, &fx, 1, 0);
+                b.local_get(m)
+                    .binop(BinaryOp::F32Sub)
+                    .call(exp)
+                    .local_tee(e);
+                emit::store(b, &fx, 1, 0);
+                b.local_get(s)
+                    .local_get(e)
+                    .binop(BinaryOp::F32Add)
+                    .local_set(s);
+            });
+            if let Some(logf) = logf {
+                b.local_get(m)
+                    .local_get(s)
+                    .call(logf)
+                    .binop(BinaryOp::F32Add)
+                    .local_set(s);
+            }
+            emit::for_range(b, k, 0, len as i64, 1, |b| {
+                at(b, dst);
+                if logf.is_some() {
+                    // x[k] − m − log s
+                    at(b, src);
+                    emit::load(b, &fx, 1, 0);
+                    b.local_get(s).binop(BinaryOp::F32Sub);
+                } else {
+                    at(b, dst);
+                    emit::load(b, &fx, 1, 0);
+                    b.local_get(s).binop(BinaryOp::F32Div);
+                }
+                emit::store(b, &fx, 1, 0);
+            });
+        });
+    });
+    Ok(())
+}
+
+/// `LRN` across channels: x / (bias + alpha/size · Σ x²)^beta over the
+/// channel window [c − ⌊(size−1)/2⌋, c + ⌈(size−1)/2⌉].
+pub fn lrn(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
+    let (x, out) = (ctx.input(0)?, ctx.output(0)?);
+    super::require_f32(ctx, &x)?;
+    let a = ctx.attrs();
+    let size = a.int("size", 0)?.max(1) as usize;
+    let (alpha, beta, bias) = (
+        a.float("alpha", 1e-4)?,
+        a.float("beta", 0.75)?,
+        a.float("bias", 1.0)?,
+    );
+    let (batch, ch) = (x.shape[0], x.shape[1]);
+    let area: usize = x.shape[2..].iter().product();
+    let (lo, hi) = ((size - 1) / 2, size.div_ceil(2) - 1);
+    let (exp, log) = (ctx.exp(), ctx.log());
+    let mut fx = ctx.fx();
+    let (n, c, p, j, j0, j1, pix) = (
+        fx.i32(),
+        fx.i32(),
+        fx.i32(),
+        fx.i32(),
+        fx.i32(),
+        fx.i32(),
+        fx.i32(),
+    );
+    let (sq, v) = (fx.f32(), fx.f32());
+    let mut b = f.func_body();
+    emit::for_range(&mut b, n, 0, batch as i64, 1, |b| {
+        emit::for_range(b, c, 0, ch as i64, 1, |b| {
+            // The window [max(c − lo, 0), min(c + hi + 1, ch)) as [j0, j1).
+            b.local_get(c)
+                .i32_const(lo as i32)
+                .binop(BinaryOp::I32Sub)
+                .local_tee(j0)
+                .i32_const(0)
+                .local_get(j0)
+                .i32_const(0)
+                .binop(BinaryOp::I32GtS)
+                .select(None)
+                .local_set(j0);
+            b.local_get(c)
+                .i32_const(hi as i32 + 1)
+                .binop(BinaryOp::I32Add)
+                .local_tee(j1)
+                .i32_const(ch as i32)
+                .local_get(j1)
+                .i32_const(ch as i32)
+                .binop(BinaryOp::I32LtS)
+                .select(None)
+                .local_set(j1);
+            emit::for_range(b, p, 0, area as i64, 1, |b| {
+                // pix = (n·ch·area + p)·4: channel 0 of this pixel.
+                b.local_get(n)
+                    .i32_const((ch * area) as i32)
+                    .binop(BinaryOp::I32Mul)
+                    .local_get(p)
+                    .binop(BinaryOp::I32Add)
+                    .i32_const(4)
+                    .binop(BinaryOp::I32Mul)
+                    .local_set(pix);
+                b.f32_const(0.0).local_set(sq);
+                emit::for_locals(b, j, j0, j1, 1, |b| {
+                    b.local_get(j)
+                        .i32_const((area * 4) as i32)
+                        .binop(BinaryOp::I32Mul)
+                        .local_get(pix)
+                        .binop(BinaryOp::I32Add);
+                    emit::load(b, &fx, 1, x.addr as u64);
+                    b.local_tee(v)
+                        .local_get(v)
+                        .binop(BinaryOp::F32Mul)
+                        .local_get(sq)
+                        .binop(BinaryOp::F32Add)
+                        .local_set(sq);
+                });
+                // out = x · e^(−beta · log(bias + alpha/size · sq))
+                b.local_get(c)
+                    .i32_const((area * 4) as i32)
+                    .binop(BinaryOp::I32Mul)
+                    .local_get(pix)
+                    .binop(BinaryOp::I32Add)
+                    .local_tee(pix);
+                b.local_get(pix);
+                emit::load(b, &fx, 1, x.addr as u64);
+                b.local_get(sq)
+                    .f32_const(alpha / size as f32)
+                    .binop(BinaryOp::F32Mul)
+                    .f32_const(bias)
+                    .binop(BinaryOp::F32Add)
+                    .call(log)
+                    .f32_const(-beta)
+                    .binop(BinaryOp::F32Mul)
+                    .call(exp)
+                    .binop(BinaryOp::F32Mul);
+                emit::store(b, &fx, 1, out.addr as u64);
+            });
+        });
+    });
+    Ok(())
+}
