@@ -299,3 +299,107 @@ fn real_models_run_on_webgpu() {
         failures.join("\n")
     );
 }
+
+/// The real models the WebAssembly backend has every kernel for; the test
+/// fails if any of them stops compiling or stops matching.
+const WASM_MODELS: &[&str] = &[
+    "light_bvlc_alexnet",
+    "light_densenet121",
+    "light_inception_v1",
+    "light_inception_v2",
+    "light_resnet50",
+    "light_shufflenet",
+    "light_squeezenet",
+    "light_vgg19",
+    "light_zfnet512",
+];
+
+/// The real models compiled to every WebAssembly variant (SIMD128, relaxed
+/// SIMD, scalar) and run through wasmtime must match onnxruntime. Models
+/// with ops the backend lacks are listed with the reason.
+#[test]
+fn real_models_run_on_wasm() {
+    use wpc::codegen_wasm::Isa;
+    let dir = models_dir();
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("manifest.json")).expect("models are prepared"),
+    )
+    .expect("manifest is JSON");
+    let profile = wpc::targets::builtin("chrome").expect("chrome profile");
+    let mut failures = Vec::new();
+    for case in manifest["cases"].as_array().expect("cases") {
+        let name = case["name"].as_str().expect("case name");
+        let model =
+            wpc::load(&dir.join(case["model"].as_str().expect("model path"))).expect("model loads");
+        let feeds: HashMap<String, wpc::ir::Tensor> = case["inputs"]
+            .as_object()
+            .expect("inputs")
+            .iter()
+            .map(|(k, f)| {
+                let file = dir.join(name).join(f.as_str().expect("file"));
+                (k.clone(), wpc::npy::read(&file).expect("input npy"))
+            })
+            .collect();
+        let mut options = wpc::compile::Options::new(profile.clone());
+        options.webgpu = wpc::compile::Need::No;
+        options.wasm = wpc::compile::Need::Required;
+        options.wasm_isas = Some(vec![Isa::Simd, Isa::Relaxed, Isa::Scalar]);
+        for (k, t) in &feeds {
+            if k == "sr" {
+                options.frozen.insert(k.clone(), t.clone());
+            } else {
+                options.input_shapes.insert(k.clone(), t.shape().to_vec());
+            }
+        }
+        let bundle = match wpc::compile::compile_model(&model, name, &[], &options) {
+            Ok(b) => b,
+            Err(e) if !WASM_MODELS.contains(&name) => {
+                println!("{name:<26} not on WebAssembly yet: {e}");
+                continue;
+            }
+            Err(e) => {
+                failures.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        let inputs: Vec<wpc::ir::Tensor> = bundle
+            .manifest
+            .inputs
+            .iter()
+            .map(|t| feeds[&t.name].clone())
+            .collect();
+        for variant in wpc::runtime::wasm::variants(&bundle) {
+            let started = std::time::Instant::now();
+            let outputs = wpc::runtime::wasm::Session::load(&bundle, variant)
+                .and_then(|mut s| s.run(&inputs));
+            let outputs = match outputs {
+                Ok(o) => o,
+                Err(e) => {
+                    failures.push(format!("{name} {variant}: {e}"));
+                    continue;
+                }
+            };
+            let elapsed = started.elapsed();
+            for (info, got) in bundle.manifest.outputs.iter().zip(&outputs) {
+                let file = case["outputs"][&info.name]
+                    .as_str()
+                    .expect("expected output");
+                let want = wpc::npy::read(&dir.join(name).join(file)).expect("expected npy");
+                match compare(got, &want, TOLERANCE) {
+                    Ok(s) => println!(
+                        "{name:<26} {variant:<13} {:<20} max abs {:.2e}  max rel {:.2e}  ({elapsed:.2?})",
+                        info.name, s.max_abs, s.max_rel
+                    ),
+                    Err(why) => {
+                        failures.push(format!("{name} {variant} output {}: {why}", info.name))
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "models that fail on WebAssembly:\n{}",
+        failures.join("\n")
+    );
+}

@@ -34,6 +34,9 @@ pub struct Compiled {
     pub weights: Vec<(u64, Vec<u8>)>,
     /// Bytes of linear memory the plan needs (the variant's peak memory).
     pub memory_bytes: u64,
+    /// Of which activations (inputs, outputs, intermediates, scratch); the
+    /// weights sit above them.
+    pub activation_bytes: u64,
 }
 
 /// A tensor as a kernel sees it: dtype, static shape, word and address.
@@ -55,12 +58,35 @@ impl Tt {
 /// The signature of every op lowering: emit the node's code into `f`.
 pub type LowerFn = fn(&mut Ctx, &mut FunctionBuilder) -> Result<()>;
 
-/// Ops whose output is their input's bytes under another shape.
-fn is_alias(node: &Node) -> bool {
+/// Ops whose output is their input's bytes under another shape (Dropout
+/// at inference, when nothing reads its mask).
+fn is_alias(g: &Graph, node: &Node) -> bool {
+    let unread = |v: &Option<ValueId>| {
+        v.is_none_or(|v| g.consumers(v).is_empty() && !g.outputs.contains(&v))
+    };
     matches!(
         node.op.as_str(),
         "Identity" | "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze"
-    ) || (node.op == "Dropout" && node.outputs.get(1).is_none_or(Option::is_none))
+    ) || (node.op == "Dropout"
+        && node.outputs.get(1).is_none_or(unread)
+        && node.inputs.get(2).copied().flatten().is_none())
+}
+
+/// Weights sit above every activation: a bump allocator from `base`,
+/// never freed, so nothing a kernel writes can clobber them.
+struct WeightArena {
+    base: u64,
+    top: u64,
+    placed: Vec<(u64, Vec<u8>)>,
+}
+
+impl WeightArena {
+    fn place(&mut self, bytes: Vec<u8>) -> u32 {
+        let at = self.base + self.top;
+        self.top += (bytes.len() as u64).max(1).next_multiple_of(16);
+        self.placed.push((at, bytes));
+        at as u32
+    }
 }
 
 /// What a lowering sees: the node, its tensors (placed in memory), and the
@@ -75,7 +101,7 @@ pub struct Ctx<'a> {
     graph: &'a Graph,
     addr: &'a mut HashMap<ValueId, u32>,
     planner: &'a mut Planner,
-    weights: &'a mut Vec<(u64, Vec<u8>)>,
+    weights: &'a mut WeightArena,
     scratch: Vec<(u64, u64)>,
 }
 
@@ -114,7 +140,7 @@ impl<'a> Ctx<'a> {
             })?;
             let bytes = to_bytes(t, word, &self.graph.value(v).name)
                 .map_err(|e| Error::unsupported(e.to_string()))?;
-            let at = place_weight(self.planner, self.weights, bytes);
+            let at = self.weights.place(bytes);
             self.addr.insert(v, at);
         }
         Ok(Tt {
@@ -175,8 +201,8 @@ impl<'a> Ctx<'a> {
 
     /// Floats laid out at compile time (packed weights), placed for good.
     pub fn weight(&mut self, data: &[f32]) -> u32 {
-        let bytes = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-        place_weight(self.planner, self.weights, bytes)
+        self.weights
+            .place(data.iter().flat_map(|v| v.to_le_bytes()).collect())
     }
 
     /// The function-building view: locals, memory and ISA.
@@ -197,17 +223,20 @@ impl<'a> Ctx<'a> {
     }
 }
 
-fn place_weight(planner: &mut Planner, weights: &mut Vec<(u64, Vec<u8>)>, bytes: Vec<u8>) -> u32 {
-    let at = planner.alloc(bytes.len() as u64);
-    weights.push((at, bytes));
-    at as u32
-}
-
 /// wasm32 addresses are 32-bit; the plan must fit in 4 GiB.
 const MAX_MEMORY: u64 = 1 << 32;
 
 /// Lowers `model` (already optimized, with static shapes) to one module.
+///
+/// Two passes: the activation plan does not depend on where weights go,
+/// so the first pass measures its peak and the second places the weights
+/// right above it.
 pub fn compile(model: &Model, isa: Isa) -> Result<Compiled> {
+    let first = compile_at(model, isa, 0)?;
+    compile_at(model, isa, first.activation_bytes)
+}
+
+fn compile_at(model: &Model, isa: Isa, weights_base: u64) -> Result<Compiled> {
     let g = &model.graph;
     let order = g.topo_order()?;
     for &n in &order {
@@ -222,13 +251,17 @@ pub fn compile(model: &Model, isa: Isa) -> Result<Compiled> {
     let mut math = Math::default();
     let mut planner = Planner::default();
     let mut addr: HashMap<ValueId, u32> = HashMap::new();
-    let mut weights = Vec::new();
+    let mut weights = WeightArena {
+        base: weights_base.next_multiple_of(16),
+        top: 0,
+        placed: Vec::new(),
+    };
 
     // An alias shares its input's bytes: both live as long as either is read.
     let mut root: HashMap<ValueId, ValueId> = HashMap::new();
     for &n in &order {
         let node = g.node(n);
-        if is_alias(node)
+        if is_alias(g, node)
             && let (Some(Some(x)), Some(Some(y))) = (node.inputs.first(), node.outputs.first())
         {
             let r = *root.get(x).unwrap_or(x);
@@ -262,7 +295,7 @@ pub fn compile(model: &Model, isa: Isa) -> Result<Compiled> {
     for (k, &n) in order.iter().enumerate() {
         let node = g.node(n);
         let within = |e: Error| e.within(node.context());
-        if is_alias(node) {
+        if is_alias(g, node) {
             let y = node.outputs[0].ok_or_else(|| within(Error::invalid("no output")))?;
             let mut ctx = Ctx {
                 node,
@@ -340,12 +373,11 @@ pub fn compile(model: &Model, isa: Isa) -> Result<Compiled> {
         vs.iter()
             .map(|&v| {
                 let (_, shape, word) = static_layout(g, v, false)?;
-                if !addr.contains_key(&v) {
+                if let std::collections::hash_map::Entry::Vacant(e) = addr.entry(v) {
                     let t = &g.constants[&v];
                     let bytes = to_bytes(t, word, &g.value(v).name)
                         .map_err(|e| Error::unsupported(e.to_string()))?;
-                    let at = place_weight(&mut planner, &mut weights, bytes);
-                    addr.insert(v, at);
+                    e.insert(weights.place(bytes));
                 }
                 Ok(Slot {
                     offset: addr[&v] as u64,
@@ -365,7 +397,8 @@ pub fn compile(model: &Model, isa: Isa) -> Result<Compiled> {
     )?;
     let outputs = slots(&g.outputs, &mut addr)?;
 
-    let memory_bytes = planner.peak();
+    let activation_bytes = planner.peak();
+    let memory_bytes = weights.base + weights.top;
     if memory_bytes > MAX_MEMORY {
         return Err(Error::unsupported(format!(
             "the model needs {memory_bytes} bytes of linear memory, over wasm32's 4 GiB"
@@ -383,12 +416,23 @@ pub fn compile(model: &Model, isa: Isa) -> Result<Compiled> {
     }
     let run = run.finish(Vec::new(), &mut module.funcs);
     module.exports.add("run", run);
+    let wasm = module.emit_wasm();
+    // An invalid module is a compiler bug: fail here, not in the browser.
+    wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+        .validate_all(&wasm)
+        .map_err(|e| {
+            Error::new(
+                wpc_ir::ErrorKind::Internal,
+                format!("wpc generated an invalid {} module: {e}", isa.name()),
+            )
+        })?;
     Ok(Compiled {
         isa,
-        wasm: module.emit_wasm(),
+        wasm,
         inputs,
         outputs,
-        weights,
+        weights: weights.placed,
         memory_bytes,
+        activation_bytes,
     })
 }

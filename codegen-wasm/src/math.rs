@@ -87,7 +87,7 @@ fn emit_exp(module: &mut Module) -> FunctionId {
         8.333_452e-3,
         4.166_579_6e-2,
         1.666_666_5e-1,
-        5.000_000_1e-1,
+        0.5,
     ];
     b.f32_const(coeffs[0]);
     for c in &coeffs[1..] {

@@ -130,8 +130,9 @@ fn classify(ctx: &Ctx) -> Result<(Op, usize)> {
     })
 }
 
-/// Pushes `op` applied to the operands in `v` (one local each).
-fn apply(b: &mut InstrSeqBuilder, lanes: usize, op: Op, v: &[LocalId], math: &Funcs) {
+/// Pushes `op` applied to the operands in `v` (one local each); `tmp` is
+/// a scalar scratch local.
+fn apply(b: &mut InstrSeqBuilder, lanes: usize, op: Op, v: &[LocalId], math: &Funcs, tmp: LocalId) {
     let x = v[0];
     let vec = lanes == 4;
     let un = |b: &mut InstrSeqBuilder, scalar: UnaryOp, vector: UnaryOp| {
@@ -178,14 +179,14 @@ fn apply(b: &mut InstrSeqBuilder, lanes: usize, op: Op, v: &[LocalId], math: &Fu
             emit::constant(b, lanes, hi);
             emit::arith(b, lanes, Arith::Min);
         }
-        Op::PowConst(p) if p == 1.0 => {
+        Op::PowConst(1.0) => {
             b.local_get(x);
         }
-        Op::PowConst(p) if p == 2.0 => {
+        Op::PowConst(2.0) => {
             b.local_get(x).local_get(x);
             emit::arith(b, lanes, Arith::Mul);
         }
-        Op::PowConst(p) if p == 0.5 => un(b, UnaryOp::F32Sqrt, UnaryOp::F32x4Sqrt),
+        Op::PowConst(0.5) => un(b, UnaryOp::F32Sqrt, UnaryOp::F32x4Sqrt),
         // Scalar only from here on.
         Op::Exp => {
             b.local_get(x).call(math.exp());
@@ -220,8 +221,8 @@ fn apply(b: &mut InstrSeqBuilder, lanes: usize, op: Op, v: &[LocalId], math: &Fu
                 .binop(BinaryOp::F32Div)
                 .binop(BinaryOp::F32Sub);
         }
-        Op::PowConst(p) => pow(b, x, Exponent::Const(p), math),
-        Op::Pow => pow(b, x, Exponent::Local(v[1]), math),
+        Op::PowConst(p) => pow(b, x, Exponent::Const(p), math, tmp),
+        Op::Pow => pow(b, x, Exponent::Local(v[1]), math, tmp),
     }
 }
 
@@ -232,7 +233,7 @@ enum Exponent {
 
 /// x^y as e^{y·log|x|}, negated for a negative x and odd integer y; NaN
 /// for a negative x and fractional y (log of a negative), as in C's pow.
-fn pow(b: &mut InstrSeqBuilder, x: LocalId, y: Exponent, math: &Funcs) {
+fn pow(b: &mut InstrSeqBuilder, x: LocalId, y: Exponent, math: &Funcs, tmp: LocalId) {
     let push_y = |b: &mut InstrSeqBuilder| match y {
         Exponent::Const(p) => {
             b.f32_const(p);
@@ -241,43 +242,36 @@ fn pow(b: &mut InstrSeqBuilder, x: LocalId, y: Exponent, math: &Funcs) {
             b.local_get(l);
         }
     };
-    // magnitude = exp(y · log(|x| or x))
+    // Pushes whether x < 0 and `scale`·y is an integer.
+    let negative_and_integer = |b: &mut InstrSeqBuilder, scale: f32| {
+        b.local_get(x).f32_const(0.0).binop(BinaryOp::F32Lt);
+        push_y(b);
+        b.f32_const(scale)
+            .binop(BinaryOp::F32Mul)
+            .unop(UnaryOp::F32Trunc);
+        push_y(b);
+        b.f32_const(scale)
+            .binop(BinaryOp::F32Mul)
+            .binop(BinaryOp::F32Eq)
+            .binop(BinaryOp::I32And);
+    };
+    // e^(y · log(base)), base = |x| for a negative x and integer y, else x.
+    b.local_get(x).unop(UnaryOp::F32Abs).local_get(x);
+    negative_and_integer(b, 1.0);
+    b.select(None).call(math.log());
     push_y(b);
-    b.local_get(x)
-        .local_get(x)
-        .unop(UnaryOp::F32Abs)
-        .local_get(x)
-        .f32_const(0.0)
-        .binop(BinaryOp::F32Lt)
-        // Negative x: |x| only for integer y.
-        .local_get(x);
-    push_y(b);
-    b.unop(UnaryOp::F32Trunc);
-    push_y(b);
-    b.binop(BinaryOp::F32Eq)
-        .select(None)
-        .select(None)
-        .call(math.log())
-        .binop(BinaryOp::F32Mul)
-        .call(math.exp());
-    // Odd integer y and negative x: negate. odd ⇔ y/2 has a fraction.
-    b.local_get(x).f32_const(0.0).binop(BinaryOp::F32Lt);
-    push_y(b);
-    b.f32_const(0.5)
-        .binop(BinaryOp::F32Mul)
-        .unop(UnaryOp::F32Trunc);
-    push_y(b);
-    b.f32_const(0.5)
-        .binop(BinaryOp::F32Mul)
-        .binop(BinaryOp::F32Ne)
+    b.binop(BinaryOp::F32Mul)
+        .call(math.exp())
+        .local_tee(tmp)
+        .unop(UnaryOp::F32Neg)
+        .local_get(tmp);
+    // Negative x and odd integer y (y integer, y/2 not): the negation.
+    negative_and_integer(b, 1.0);
+    negative_and_integer(b, 0.5);
+    b.i32_const(1)
+        .binop(BinaryOp::I32Xor)
         .binop(BinaryOp::I32And)
-        .if_else(
-            walrus::ValType::F32,
-            |t| {
-                t.unop(UnaryOp::F32Neg);
-            },
-            |_| {},
-        );
+        .select(None);
 }
 
 /// Math functions the expressions call (present when the op needs them).
@@ -355,6 +349,7 @@ pub fn lower(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let idx: Vec<LocalId> = dims.iter().map(|_| fx.i32()).collect();
     let vals: Vec<LocalId> = ins.iter().map(|_| fx.vec(lanes)).collect();
     let svals: Vec<LocalId> = ins.iter().map(|_| fx.f32()).collect();
+    let tmp = fx.f32();
     let mut b = f.func_body();
     for (p, t) in ptrs.iter().zip(&ins) {
         b.i32_const(t.addr as i32).local_set(*p);
@@ -393,7 +388,7 @@ pub fn lower(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
                 b.local_set(*v);
             }
             b.local_get(ptrs[ins.len()]);
-            apply(b, l, op, vals, &math);
+            apply(b, l, op, vals, &math, tmp);
             emit::store(b, fx, l, 0);
             for (j, p) in ptrs.iter().enumerate() {
                 emit::bump(b, *p, (4 * l * all[j][all[j].len() - 1]) as i64);
