@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 
 use walrus::{FunctionBuilder, FunctionId, MemoryId, Module, ModuleConfig};
-use wpc_ir::{Attrs, DType, Error, Graph, Model, Node, Result, Tensor, ValueId};
+use wpc_ir::{Attrs, DType, Error, Graph, Model, Node, NodeId, Result, Tensor, ValueId};
 use wpc_runtime::device_data::{Word, static_layout, to_bytes};
 
 use crate::emit::{Fx, Isa};
@@ -58,9 +58,39 @@ impl Tt {
 /// The signature of every op lowering: emit the node's code into `f`.
 pub type LowerFn = fn(&mut Ctx, &mut FunctionBuilder) -> Result<()>;
 
+/// The outputs of MatMul/Gemm/Conv nodes read only by a Relu: their GEMM
+/// applies the Relu in its epilogue and the Relu node becomes an alias.
+fn relu_fusions(g: &Graph, order: &[NodeId]) -> HashSet<ValueId> {
+    order
+        .iter()
+        .filter_map(|&n| {
+            let node = g.node(n);
+            let x = node.inputs.first().copied().flatten()?;
+            let producer = g.node(g.producer(x)?);
+            let fusable = node.op == "Relu"
+                && node.domain.is_empty()
+                && matches!(producer.op.as_str(), "Conv" | "Gemm" | "MatMul")
+                && g.consumers(x) == [n]
+                && !g.outputs.contains(&x);
+            fusable.then_some(x)
+        })
+        .collect()
+}
+
 /// Ops whose output is their input's bytes under another shape (Dropout
-/// at inference, when nothing reads its mask).
-fn is_alias(g: &Graph, node: &Node) -> bool {
+/// at inference, when nothing reads its mask; a Relu fused into the GEMM
+/// before it).
+fn is_alias(g: &Graph, node: &Node, fused: &HashSet<ValueId>) -> bool {
+    if node.op == "Relu"
+        && node
+            .inputs
+            .first()
+            .copied()
+            .flatten()
+            .is_some_and(|x| fused.contains(&x))
+    {
+        return true;
+    }
     let unread = |v: &Option<ValueId>| {
         v.is_none_or(|v| g.consumers(v).is_empty() && !g.outputs.contains(&v))
     };
@@ -95,6 +125,8 @@ pub struct Ctx<'a> {
     pub node: &'a Node,
     pub opset: u32,
     pub isa: Isa,
+    /// Apply max(0, ·) to the output (a Relu fused into this node).
+    pub relu: bool,
     pub module: &'a mut Module,
     pub mem: MemoryId,
     pub math: &'a mut Math,
@@ -245,6 +277,7 @@ fn compile_at(model: &Model, isa: Isa, weights_base: u64) -> Result<Compiled> {
             static_layout(g, *v, false).map_err(|e| e.within(node.context()))?;
         }
     }
+    let fused = relu_fusions(g, &order);
     let mut module = Module::with_config(ModuleConfig::new());
     let mem = module.memories.add_local(false, false, 1, None, None);
     module.exports.add("memory", mem);
@@ -261,7 +294,7 @@ fn compile_at(model: &Model, isa: Isa, weights_base: u64) -> Result<Compiled> {
     let mut root: HashMap<ValueId, ValueId> = HashMap::new();
     for &n in &order {
         let node = g.node(n);
-        if is_alias(g, node)
+        if is_alias(g, node, &fused)
             && let (Some(Some(x)), Some(Some(y))) = (node.inputs.first(), node.outputs.first())
         {
             let r = *root.get(x).unwrap_or(x);
@@ -295,12 +328,13 @@ fn compile_at(model: &Model, isa: Isa, weights_base: u64) -> Result<Compiled> {
     for (k, &n) in order.iter().enumerate() {
         let node = g.node(n);
         let within = |e: Error| e.within(node.context());
-        if is_alias(g, node) {
+        if is_alias(g, node, &fused) {
             let y = node.outputs[0].ok_or_else(|| within(Error::invalid("no output")))?;
             let mut ctx = Ctx {
                 node,
                 opset: model.opset(),
                 isa,
+                relu: false,
                 module: &mut module,
                 mem,
                 math: &mut math,
@@ -328,10 +362,17 @@ fn compile_at(model: &Model, isa: Isa, weights_base: u64) -> Result<Compiled> {
         }
         let mut f = FunctionBuilder::new(&mut module.types, &[], &[]);
         f.name(format!("{} {}", node.op, node.name));
+        let relu = node
+            .outputs
+            .first()
+            .copied()
+            .flatten()
+            .is_some_and(|y| fused.contains(&y));
         let mut ctx = Ctx {
             node,
             opset: model.opset(),
             isa,
+            relu,
             module: &mut module,
             mem,
             math: &mut math,

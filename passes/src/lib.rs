@@ -13,9 +13,12 @@
 //!   known shapes into constants.
 //! * [`inline_if::inline_constant_if`] replaces an `If` whose condition is a
 //!   constant with the nodes of the branch it takes.
+//! * [`fold_batch_norm::fold_conv_batch_norm`] folds an inference
+//!   BatchNormalization into the Conv before it.
 
 pub mod const_fold;
 pub mod dce;
+pub mod fold_batch_norm;
 pub mod inline_if;
 pub mod shape_inference;
 pub mod static_shapes;
@@ -40,6 +43,7 @@ pub fn optimize(model: &mut Model) -> Result<OptimizeStats> {
     loop {
         let inlined = inline_if::inline_constant_if(model)?;
         let folded = const_fold::fold_constants(model)? + static_shapes::fold_static_shapes(model)?;
+        let folded = folded + fold_batch_norm::fold_conv_batch_norm(model)?;
         let removed = dce::eliminate_dead_nodes(model);
         stats.inlined += inlined;
         stats.folded += folded;

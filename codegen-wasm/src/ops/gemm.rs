@@ -76,69 +76,61 @@ pub fn emit_gemm(b: &mut InstrSeqBuilder, fx: &mut Fx, g: &Gemm) {
     };
     let lanes = fx.isa.lanes();
     let vectors = if lanes == 4 { 2 } else { 4 };
-    let full_rows = g.m / MR * MR;
-    emit::for_range(b, cur.i, 0, full_rows as i64, MR as i64, |b| {
-        row_block(b, fx, g, &cur, MR, lanes, vectors);
-    });
-    if full_rows < g.m {
-        b.i32_const(full_rows as i32).local_set(cur.i);
-        row_block(b, fx, g, &cur, g.m - full_rows, lanes, vectors);
-    }
-}
-
-/// All columns of rows i..i+rows: full tiles, then narrower ones.
-fn row_block(
-    b: &mut InstrSeqBuilder,
-    fx: &mut Fx,
-    g: &Gemm,
-    cur: &Cursor,
-    rows: usize,
-    lanes: usize,
-    vectors: usize,
-) {
+    // Columns outermost: one panel of B (K × tile width) stays in cache
+    // while every block of rows of A passes over it.
     let width = vectors * lanes;
     let main = g.n / width * width;
     emit::for_range(b, cur.j, 0, main as i64, width as i64, |b| {
-        tile(
-            b,
-            fx,
-            g,
-            cur,
-            &Tile {
-                rows,
-                vectors,
-                lanes,
-            },
-        );
+        column_panel(b, fx, g, &cur, vectors, lanes);
     });
     let mut j = main;
     if lanes == 4 && g.n - j >= 4 {
         b.i32_const(j as i32).local_set(cur.j);
         let v = (g.n - j) / 4;
-        tile(
-            b,
-            fx,
-            g,
-            cur,
-            &Tile {
-                rows,
-                vectors: v,
-                lanes: 4,
-            },
-        );
+        column_panel(b, fx, g, &cur, v, 4);
         j += 4 * v;
     }
     if j < g.n {
         b.i32_const(j as i32).local_set(cur.j);
+        column_panel(b, fx, g, &cur, g.n - j, 1);
+    }
+}
+
+/// Every row block of columns j..j+vectors·lanes: full MR-row tiles, then
+/// the remainder rows.
+fn column_panel(
+    b: &mut InstrSeqBuilder,
+    fx: &mut Fx,
+    g: &Gemm,
+    cur: &Cursor,
+    vectors: usize,
+    lanes: usize,
+) {
+    let full_rows = g.m / MR * MR;
+    emit::for_range(b, cur.i, 0, full_rows as i64, MR as i64, |b| {
         tile(
             b,
             fx,
             g,
             cur,
             &Tile {
-                rows,
-                vectors: g.n - j,
-                lanes: 1,
+                rows: MR,
+                vectors,
+                lanes,
+            },
+        );
+    });
+    if full_rows < g.m {
+        b.i32_const(full_rows as i32).local_set(cur.i);
+        tile(
+            b,
+            fx,
+            g,
+            cur,
+            &Tile {
+                rows: g.m - full_rows,
+                vectors,
+                lanes,
             },
         );
     }
@@ -299,6 +291,7 @@ pub fn matmul(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
             ]
         })
         .collect();
+    let relu = ctx.relu;
     let spec = |fx: &mut Fx| Gemm {
         m,
         n,
@@ -311,7 +304,7 @@ pub fn matmul(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         ldc: n,
         alpha: 1.0,
         bias: Bias::None,
-        relu: false,
+        relu,
     };
     batched(ctx, f, &addrs, spec)
 }
@@ -442,6 +435,7 @@ pub fn gemm(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         None
     };
     let out = ctx.output(0)?;
+    let relu = ctx.relu;
     let bias_local = ctx.fx().i32();
     if let Some((_, at)) = bias {
         f.func_body().i32_const(at as i32).local_set(bias_local);
@@ -458,7 +452,7 @@ pub fn gemm(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         ldc: n,
         alpha,
         bias: bias.map_or(Bias::None, |(kind, _)| kind(bias_local)),
-        relu: false,
+        relu,
     };
     batched(ctx, f, &[[a_addr, b_addr, out.addr]], spec)
 }
@@ -526,6 +520,7 @@ pub fn conv(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     } else {
         ctx.scratch(4 * kk * pixels)
     };
+    let relu = ctx.relu;
     let mut fx = ctx.fx();
     let bias_local = fx.i32();
     let bias = bias_at.map_or(Bias::None, |_| Bias::Row(bias_local));
@@ -541,7 +536,7 @@ pub fn conv(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         ldc: pixels,
         alpha: 1.0,
         bias,
-        relu: false,
+        relu,
     };
     let (n_i, g_i, xg) = (fx.i32(), fx.i32(), fx.i32());
     let mut b = f.func_body();

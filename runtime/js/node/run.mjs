@@ -1,0 +1,65 @@
+#!/usr/bin/env node
+// Runs a bundle's WebAssembly variant in Node's own WebAssembly engine
+// (no wasmtime): the same executor the browser runtime uses.
+//
+//   node runtime/js/node/run.mjs BUNDLE_DIR [--variant wasm-simd]
+//        --input NAME=FILE.npy ... --output-dir DIR [--repeat N]
+//
+// Writes one NAME.npy per output (names sanitized as `wpc run` does) and
+// prints the median time of `run` over --repeat runs.
+
+import { readFile, mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { loadWasm } from '../src/wasm.js';
+import { readNpy, writeNpy } from './npy.mjs';
+
+function parse(argv) {
+  const args = { variant: 'wasm-simd', inputs: {}, repeat: 1 };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--variant') args.variant = argv[++i];
+    else if (a === '--input') {
+      const [name, file] = argv[++i].split(/=(.*)/s);
+      args.inputs[name] = file;
+    } else if (a === '--output-dir' || a === '-o') args.out = argv[++i];
+    else if (a === '--repeat') args.repeat = Number(argv[++i]);
+    else if (!args.bundle) args.bundle = a;
+    else throw new Error(`unexpected argument '${a}'`);
+  }
+  if (!args.bundle || !args.out) {
+    throw new Error('usage: run.mjs BUNDLE_DIR [--variant NAME] --input NAME=FILE.npy ... --output-dir DIR [--repeat N]');
+  }
+  return args;
+}
+
+const sanitize = (name) => name.replace(/[^A-Za-z0-9\-_.]/g, '_');
+
+async function main() {
+  const args = parse(process.argv.slice(2));
+  const manifest = JSON.parse(await readFile(join(args.bundle, 'manifest.json'), 'utf8'));
+  const model = await loadWasm(manifest, args.variant, async (f) => new Uint8Array(await readFile(join(args.bundle, f))));
+  const feeds = {};
+  for (const info of manifest.inputs) {
+    const file = args.inputs[info.name];
+    if (!file) throw new Error(`missing --input ${info.name}=FILE.npy`);
+    feeds[info.name] = readNpy(await readFile(file)).data;
+  }
+  const times = [];
+  let outputs;
+  for (let r = 0; r < args.repeat; r++) {
+    const t0 = performance.now();
+    outputs = model.run(feeds);
+    times.push(performance.now() - t0);
+  }
+  await mkdir(args.out, { recursive: true });
+  for (const info of manifest.outputs) {
+    await writeFile(join(args.out, `${sanitize(info.name)}.npy`), writeNpy(outputs[info.name], info.bound));
+  }
+  times.sort((a, b) => a - b);
+  console.log(`${args.variant}: median ${times[times.length >> 1].toFixed(3)} ms over ${args.repeat} runs`);
+}
+
+main().catch((e) => {
+  console.error(`error: ${e.message}`);
+  process.exit(1);
+});
