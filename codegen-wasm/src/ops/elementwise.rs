@@ -30,6 +30,7 @@ enum Op {
     Log,
     Sigmoid,
     Tanh,
+    Erf,
     /// x^p for a constant p.
     PowConst(f32),
     Pow,
@@ -75,6 +76,7 @@ const OPS: &[&str] = &[
     "Log",
     "Sigmoid",
     "Tanh",
+    "Erf",
     "Pow",
 ];
 
@@ -122,6 +124,7 @@ fn classify(ctx: &Ctx) -> Result<(Op, usize)> {
         "Log" => (Op::Log, 1),
         "Sigmoid" => (Op::Sigmoid, 1),
         "Tanh" => (Op::Tanh, 1),
+        "Erf" => (Op::Erf, 1),
         "Pow" => match ctx.opt_constant(1) {
             Some(p) if p.len() == 1 => (Op::PowConst(p.to_f32s()[0]), 1),
             _ => (Op::Pow, 2),
@@ -220,6 +223,40 @@ fn apply(b: &mut InstrSeqBuilder, lanes: usize, op: Op, v: &[LocalId], math: &Fu
                 .binop(BinaryOp::F32Add)
                 .binop(BinaryOp::F32Div)
                 .binop(BinaryOp::F32Sub);
+        }
+        Op::Erf => {
+            // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7):
+            // sign(x)·(1 − t·P(t)·e^{−x²}), t = 1 / (1 + 0.3275911·|x|).
+            b.f32_const(1.0)
+                .f32_const(1.0)
+                .f32_const(0.327_591_1)
+                .local_get(x)
+                .unop(UnaryOp::F32Abs)
+                .binop(BinaryOp::F32Mul)
+                .binop(BinaryOp::F32Add)
+                .binop(BinaryOp::F32Div)
+                .local_set(tmp);
+            b.f32_const(1.061_405_4);
+            for c in [-1.453_152_1, 1.421_413_8, -0.284_496_74, 0.254_829_6] {
+                b.local_get(tmp)
+                    .binop(BinaryOp::F32Mul)
+                    .f32_const(c)
+                    .binop(BinaryOp::F32Add);
+            }
+            b.local_get(tmp)
+                .binop(BinaryOp::F32Mul)
+                .local_get(x)
+                .local_get(x)
+                .binop(BinaryOp::F32Mul)
+                .unop(UnaryOp::F32Neg)
+                .call(math.exp())
+                .binop(BinaryOp::F32Mul)
+                .local_set(tmp);
+            b.f32_const(1.0)
+                .local_get(tmp)
+                .binop(BinaryOp::F32Sub)
+                .local_get(x)
+                .binop(BinaryOp::F32Copysign);
         }
         Op::PowConst(p) => pow(b, x, Exponent::Const(p), math, tmp),
         Op::Pow => pow(b, x, Exponent::Local(v[1]), math, tmp),
@@ -338,7 +375,8 @@ pub fn lower(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let out = ctx.output(0)?;
     let general_pow = matches!(op, Op::Pow) || matches!(op, Op::PowConst(_)) && !op.vectorizes();
     let math = Funcs {
-        exp: (general_pow || matches!(op, Op::Exp | Op::Sigmoid | Op::Tanh)).then(|| ctx.exp()),
+        exp: (general_pow || matches!(op, Op::Exp | Op::Sigmoid | Op::Tanh | Op::Erf))
+            .then(|| ctx.exp()),
         log: (general_pow || op == Op::Log).then(|| ctx.log()),
     };
     let shapes: Vec<Vec<usize>> = ins.iter().map(|t| t.shape.clone()).collect();

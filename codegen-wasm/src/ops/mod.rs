@@ -31,6 +31,8 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
         "LRN" => nn::lrn,
         "Concat" => movement::concat,
         "Transpose" => movement::transpose,
+        "Gather" => movement::gather,
+        "LayerNormalization" => nn::layer_norm,
         _ => return None,
     })
 }

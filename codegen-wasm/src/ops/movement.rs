@@ -3,6 +3,7 @@
 //! strides. Both move 32-bit words, so they serve every dtype.
 
 use walrus::FunctionBuilder;
+use walrus::ir::BinaryOp;
 use wpc_ir::ops::util::norm_axis;
 use wpc_ir::{Error, Result};
 
@@ -104,6 +105,60 @@ pub fn transpose(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
             emit::store_i32(b, fx, 0);
             emit::bump(b, ptrs[0], 4 * step as i64);
             emit::bump(b, ptrs[1], 4);
+        });
+    });
+    Ok(())
+}
+
+/// `Gather`: for each outer index and each (run-time) index, one bulk copy
+/// of the `inner` words it selects; negative indices count from the end.
+pub fn gather(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
+    let (data, idx, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
+    let axis = norm_axis(ctx.attrs().int("axis", 0)?, data.shape.len())?;
+    let outer: usize = data.shape[..axis].iter().product();
+    let dim = data.shape[axis];
+    let inner: usize = data.shape[axis + 1..].iter().product();
+    let count = idx.numel();
+    let block = (inner * 4) as i32;
+    let mut fx = ctx.fx();
+    let mem = fx.mem;
+    let (o, t, i, dst) = (fx.i32(), fx.i32(), fx.i32(), fx.i32());
+    let mut b = f.func_body();
+    b.i32_const(out.addr as i32).local_set(dst);
+    emit::for_range(&mut b, o, 0, outer as i64, 1, |b| {
+        emit::for_range(b, t, 0, count as i64, 1, |b| {
+            // i = indices[t], wrapped if negative.
+            b.local_get(t).i32_const(4).binop(BinaryOp::I32Mul);
+            emit::load_i32(b, &fx, idx.addr as u64);
+            b.local_tee(i)
+                .local_get(i)
+                .i32_const(dim as i32)
+                .binop(BinaryOp::I32Add)
+                .local_get(i)
+                .i32_const(0)
+                .binop(BinaryOp::I32GeS)
+                .select(None)
+                .local_set(i);
+            // Out-of-range indices copy row 0 rather than read past the data.
+            b.local_get(i)
+                .i32_const(0)
+                .local_get(i)
+                .i32_const(dim as i32)
+                .binop(BinaryOp::I32LtU)
+                .select(None)
+                .local_set(i);
+            b.local_get(dst);
+            b.local_get(o)
+                .i32_const(dim as i32)
+                .binop(BinaryOp::I32Mul)
+                .local_get(i)
+                .binop(BinaryOp::I32Add)
+                .i32_const(block)
+                .binop(BinaryOp::I32Mul)
+                .i32_const(data.addr as i32)
+                .binop(BinaryOp::I32Add);
+            b.i32_const(block).memory_copy(mem, mem);
+            emit::bump(b, dst, block as i64);
         });
     });
     Ok(())

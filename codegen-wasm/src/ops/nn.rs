@@ -548,3 +548,98 @@ pub fn lrn(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     });
     Ok(())
 }
+
+/// `LayerNormalization` over the trailing dims from `axis`: per row, the
+/// mean, the variance about it, then (x − mean) / √(var + ε) · scale + bias
+/// (scale and bias broadcast over the row).
+pub fn layer_norm(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
+    let (x, scale, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
+    super::require_f32(ctx, &x)?;
+    if ctx.wants_output(1) || ctx.wants_output(2) {
+        return Err(Error::unsupported(
+            "LayerNormalization mean/inv-std outputs on WebAssembly",
+        ));
+    }
+    let axis = wpc_ir::ops::util::norm_axis(ctx.attrs().int("axis", -1)?, x.shape.len())?;
+    let eps = ctx.attrs().float("epsilon", 1e-5)?;
+    let rows: usize = x.shape[..axis].iter().product();
+    let len: usize = x.shape[axis..].iter().product();
+    if scale.numel() != len {
+        return Err(Error::unsupported(
+            "LayerNormalization with a scale broadcast within the row",
+        ));
+    }
+    let bias = if ctx.has_input(2) {
+        Some(ctx.input(2)?.addr)
+    } else {
+        None
+    };
+    let mut fx = ctx.fx();
+    let (r, k, src, dst, p) = (fx.i32(), fx.i32(), fx.i32(), fx.i32(), fx.i32());
+    let (mean, var, v) = (fx.f32(), fx.f32(), fx.f32());
+    let mut b = f.func_body();
+    b.i32_const(x.addr as i32)
+        .local_set(src)
+        .i32_const(out.addr as i32)
+        .local_set(dst);
+    emit::for_range(&mut b, r, 0, rows as i64, 1, |b| {
+        b.local_get(src).local_set(p);
+        reduce_row(b, &mut fx, p, len, Arith::Add, mean);
+        b.local_get(mean)
+            .f32_const(len as f32)
+            .binop(BinaryOp::F32Div)
+            .local_set(mean);
+        b.f32_const(0.0).local_set(var);
+        emit::for_range(b, k, 0, len as i64, 1, |b| {
+            b.local_get(k)
+                .i32_const(4)
+                .binop(BinaryOp::I32Mul)
+                .local_get(src)
+                .binop(BinaryOp::I32Add);
+            emit::load(b, &fx, 1, 0);
+            b.local_get(mean)
+                .binop(BinaryOp::F32Sub)
+                .local_tee(v)
+                .local_get(v)
+                .binop(BinaryOp::F32Mul)
+                .local_get(var)
+                .binop(BinaryOp::F32Add)
+                .local_set(var);
+        });
+        // var := 1 / √(var / len + ε)
+        b.f32_const(1.0)
+            .local_get(var)
+            .f32_const(len as f32)
+            .binop(BinaryOp::F32Div)
+            .f32_const(eps)
+            .binop(BinaryOp::F32Add)
+            .unop(UnaryOp::F32Sqrt)
+            .binop(BinaryOp::F32Div)
+            .local_set(var);
+        emit::for_range(b, k, 0, len as i64, 1, |b| {
+            b.local_get(k)
+                .i32_const(4)
+                .binop(BinaryOp::I32Mul)
+                .local_set(p);
+            b.local_get(p).local_get(dst).binop(BinaryOp::I32Add);
+            b.local_get(p).local_get(src).binop(BinaryOp::I32Add);
+            emit::load(b, &fx, 1, 0);
+            b.local_get(mean)
+                .binop(BinaryOp::F32Sub)
+                .local_get(var)
+                .binop(BinaryOp::F32Mul)
+                .local_get(p);
+            emit::load(b, &fx, 1, scale.addr as u64);
+            b.binop(BinaryOp::F32Mul);
+            if let Some(at) = bias {
+                b.local_get(p);
+                emit::load(b, &fx, 1, at as u64);
+                b.binop(BinaryOp::F32Add);
+            }
+            emit::store(b, &fx, 1, 0);
+        });
+        emit::bump(b, src, 4 * len as i64);
+        emit::bump(b, dst, 4 * len as i64);
+    });
+    Ok(())
+}

@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Writes the benchmark's synthetic BERT-style encoder (seeded random
+weights; no model hub is reachable): token + position embeddings,
+LayerNorm, then LAYERS encoder blocks of multi-head self-attention and a
+GELU feed-forward network, each with a residual and LayerNorm, as PyTorch
+exports them (opset 17).
+
+Usage: make_models.py OUT_DIR   (writes bert_encoder.onnx and its input)
+"""
+import os
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+SEQ, HIDDEN, HEADS, FFN, LAYERS, VOCAB = 128, 256, 4, 1024, 4, 1000
+
+
+def bert(path):
+    rng = np.random.default_rng(0)
+    inits, nodes = [], []
+
+    def w(name, *shape, scale=0.05):
+        inits.append(numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name))
+        return name
+
+    def const(name, values, dtype=np.int64):
+        inits.append(numpy_helper.from_array(np.array(values, dtype=dtype), name))
+        return name
+
+    def node(op, inputs, name, **attrs):
+        nodes.append(helper.make_node(op, inputs, [name], name=name, **attrs))
+        return name
+
+    def layer_norm(x, name):
+        g = const(f"{name}_g", np.ones(HIDDEN), np.float32)
+        b = const(f"{name}_b", np.zeros(HIDDEN), np.float32)
+        return node("LayerNormalization", [x, g, b], name, axis=-1, epsilon=1e-12)
+
+    def linear(x, n_in, n_out, name):
+        y = node("MatMul", [x, w(f"{name}_w", n_in, n_out)], f"{name}_mm")
+        return node("Add", [y, w(f"{name}_b", n_out, scale=0.01)], name)
+
+    tok = node("Gather", [w("tok_emb", VOCAB, HIDDEN), "input_ids"], "tok")
+    pos = node("Add", [tok, w("pos_emb", 1, SEQ, HIDDEN)], "emb")
+    x = layer_norm(pos, "emb_ln")
+    dh = HIDDEN // HEADS
+    heads = const("heads_shape", [1, SEQ, HEADS, dh])
+    merged = const("merged_shape", [1, SEQ, HIDDEN])
+    scale = const("scale", [1.0 / np.sqrt(dh)], np.float32)
+    for l in range(LAYERS):
+        p = f"l{l}"
+        qkv = []
+        for part in "qkv":
+            t = linear(x, HIDDEN, HIDDEN, f"{p}_{part}")
+            t = node("Reshape", [t, heads], f"{p}_{part}_heads")
+            perm = [0, 2, 3, 1] if part == "k" else [0, 2, 1, 3]
+            qkv.append(node("Transpose", [t], f"{p}_{part}_t", perm=perm))
+        scores = node("MatMul", [qkv[0], qkv[1]], f"{p}_scores")
+        scores = node("Mul", [scores, scale], f"{p}_scaled")
+        probs = node("Softmax", [scores], f"{p}_probs", axis=-1)
+        ctx = node("MatMul", [probs, qkv[2]], f"{p}_ctx")
+        ctx = node("Transpose", [ctx], f"{p}_ctx_t", perm=[0, 2, 1, 3])
+        ctx = node("Reshape", [ctx, merged], f"{p}_ctx_m")
+        attn = linear(ctx, HIDDEN, HIDDEN, f"{p}_o")
+        x = layer_norm(node("Add", [x, attn], f"{p}_res1"), f"{p}_ln1")
+        h = linear(x, HIDDEN, FFN, f"{p}_ff1")
+        # GELU as exported: 0.5·h·(1 + erf(h/√2))
+        e = node("Erf", [node("Div", [h, const(f"{p}_sqrt2", [np.sqrt(2.0)], np.float32)], f"{p}_d")], f"{p}_erf")
+        e = node("Add", [e, const(f"{p}_one", [1.0], np.float32)], f"{p}_erf1")
+        h = node("Mul", [node("Mul", [h, e], f"{p}_hm"), const(f"{p}_half", [0.5], np.float32)], f"{p}_gelu")
+        ff = linear(h, FFN, HIDDEN, f"{p}_ff2")
+        x = layer_norm(node("Add", [x, ff], f"{p}_res2"), f"{p}_ln2")
+    graph = helper.make_graph(
+        nodes,
+        "bert_encoder",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, SEQ])],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, SEQ, HIDDEN])],
+        initializer=inits,
+    )
+    # IR version 8: what onnxruntime-web and older runtimes accept.
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    ids = np.random.default_rng(1).integers(0, VOCAB, size=(1, SEQ)).astype(np.int64)
+    np.save(path.replace(".onnx", "_input_ids.npy"), ids)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+    os.makedirs(sys.argv[1], exist_ok=True)
+    bert(os.path.join(sys.argv[1], "bert_encoder.onnx"))
