@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command (README.md and CI run exactly this):
 # set up the oracle data, check formatting and lints, run every test,
-# and run the ONNX conformance suite on the reference and WebGPU (wgpu on
-# Vulkan; lavapipe without a GPU) backends against the checked-in baselines.
+# and run the ONNX conformance suite on the reference, WebGPU (wgpu on
+# Vulkan; lavapipe without a GPU) and the three WebAssembly variants
+# (wasmtime) against the checked-in baselines.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cache="${WPC_CACHE:-$HOME/.cache}"
@@ -16,3 +17,7 @@ cargo run --quiet --bin wpc -- conformance "$cache/wpc-conformance" --backend re
     --json target/conformance-reference.json --baseline conformance/reference-baseline.json
 cargo run --quiet --bin wpc -- conformance "$cache/wpc-conformance" --backend webgpu \
     --json target/conformance-webgpu.json --baseline conformance/webgpu-baseline.json
+for variant in wasm wasm-relaxed wasm-scalar; do
+    cargo run --quiet --bin wpc -- conformance "$cache/wpc-conformance" --backend "$variant" \
+        --json "target/conformance-$variant.json" --baseline "conformance/$variant-baseline.json"
+done

@@ -315,8 +315,10 @@ const WASM_MODELS: &[&str] = &[
 ];
 
 /// The real models compiled to every WebAssembly variant (SIMD128, relaxed
-/// SIMD, scalar) and run through wasmtime must match onnxruntime. Models
-/// with ops the backend lacks are listed with the reason.
+/// SIMD, scalar) and run through wasmtime must match onnxruntime, and so
+/// must the SIMD variant run by Node's own WebAssembly engine through the
+/// JS runtime (`runtime/js/node/run.mjs`). Models with ops the backend
+/// lacks are listed with the reason.
 #[test]
 fn real_models_run_on_wasm() {
     use wpc::codegen_wasm::Isa;
@@ -368,10 +370,21 @@ fn real_models_run_on_wasm() {
             .iter()
             .map(|t| feeds[&t.name].clone())
             .collect();
-        for variant in wpc::runtime::wasm::variants(&bundle) {
+        let scratch = tempfile::tempdir().expect("temp dir");
+        let bundle_dir = scratch.path().join("bundle");
+        bundle.write(&bundle_dir).expect("bundle writes");
+        let runs = wpc::runtime::wasm::variants(&bundle)
+            .into_iter()
+            .map(|v| (format!("{v} (wasmtime)"), Some(v)))
+            .chain(std::iter::once(("wasm-simd (Node)".to_string(), None)));
+        for (variant, wasmtime_variant) in runs {
             let started = std::time::Instant::now();
-            let outputs = wpc::runtime::wasm::Session::load(&bundle, variant)
-                .and_then(|mut s| s.run(&inputs));
+            let outputs = match wasmtime_variant {
+                Some(v) => wpc::runtime::wasm::Session::load(&bundle, v)
+                    .and_then(|mut s| s.run(&inputs))
+                    .map_err(|e| e.to_string()),
+                None => run_in_node(&bundle, &bundle_dir, &dir.join(name), case, scratch.path()),
+            };
             let outputs = match outputs {
                 Ok(o) => o,
                 Err(e) => {
@@ -387,7 +400,7 @@ fn real_models_run_on_wasm() {
                 let want = wpc::npy::read(&dir.join(name).join(file)).expect("expected npy");
                 match compare(got, &want, TOLERANCE) {
                     Ok(s) => println!(
-                        "{name:<26} {variant:<13} {:<20} max abs {:.2e}  max rel {:.2e}  ({elapsed:.2?})",
+                        "{name:<26} {variant:<24} {:<20} max abs {:.2e}  max rel {:.2e}  ({elapsed:.2?})",
                         info.name, s.max_abs, s.max_rel
                     ),
                     Err(why) => {
@@ -402,4 +415,54 @@ fn real_models_run_on_wasm() {
         "models that fail on WebAssembly:\n{}",
         failures.join("\n")
     );
+}
+
+/// Runs a written bundle's wasm-simd variant with `node runtime/js/node/run.mjs`
+/// on the case's input files; returns the outputs in manifest order.
+fn run_in_node(
+    bundle: &wpc::runtime::Bundle,
+    bundle_dir: &std::path::Path,
+    case_dir: &std::path::Path,
+    case: &serde_json::Value,
+    scratch: &std::path::Path,
+) -> Result<Vec<wpc::ir::Tensor>, String> {
+    let out = scratch.join("node-out");
+    let mut cmd = std::process::Command::new("node");
+    cmd.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/runtime/js/node/run.mjs"
+    ))
+    .arg(bundle_dir)
+    .args(["--variant", "wasm-simd", "--output-dir"])
+    .arg(&out);
+    for info in &bundle.manifest.inputs {
+        let file = case["inputs"][&info.name].as_str().ok_or("no input file")?;
+        cmd.arg("--input")
+            .arg(format!("{}={}", info.name, case_dir.join(file).display()));
+    }
+    let o = cmd
+        .output()
+        .map_err(|e| format!("cannot start node: {e}"))?;
+    if !o.status.success() {
+        return Err(String::from_utf8_lossy(&o.stderr).into_owned());
+    }
+    bundle
+        .manifest
+        .outputs
+        .iter()
+        .map(|info| {
+            let file: String = info
+                .name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            wpc::npy::read(&out.join(format!("{file}.npy"))).map_err(|e| e.to_string())
+        })
+        .collect()
 }

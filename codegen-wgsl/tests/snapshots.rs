@@ -3,57 +3,27 @@
 //! The targets differ in workgroup sizes and GEMM tiles, and so do the
 //! snapshots.
 
-use wpc_ir::graph::{Graph, Model, Node, ValueType};
-use wpc_ir::{Attr, Attrs, DType, Shape, Tensor};
+use wpc_ir::graph::Model;
+use wpc_ir::testing::{Operand, ints, one_node};
+use wpc_ir::{Attr, Attrs, Tensor};
 
 /// A one-node model over f32 inputs of the given shapes; constant inputs
-/// are zeros. Shapes and types are inferred by the standard passes.
+/// hold 0.5. Shapes and types are inferred by the standard passes.
 fn model(op: &str, inputs: &[(&[usize], bool)], attrs: Attrs) -> Model {
-    let mut g = Graph::new("snapshot");
-    let mut ids = Vec::new();
-    for (i, (shape, constant)) in inputs.iter().enumerate() {
-        let v = g
-            .add_value(
-                format!("in{i}"),
-                ValueType::new(DType::F32, Shape::known(shape)),
-            )
-            .unwrap();
-        if *constant {
-            let n = shape.iter().product();
-            g.constants
-                .insert(v, Tensor::from_vec(shape.to_vec(), vec![0.5f32; n]));
-        } else {
-            g.inputs.push(v);
-        }
-        ids.push(Some(v));
-    }
-    let out = g.add_value("out", ValueType::default()).unwrap();
-    g.add_node(Node {
-        name: op.to_lowercase(),
-        op: op.into(),
-        domain: String::new(),
-        inputs: ids,
-        outputs: vec![Some(out)],
-        attrs,
-    })
-    .unwrap();
-    g.outputs.push(out);
-    let mut m = Model {
-        graph: g,
-        opsets: [(String::new(), 21)].into_iter().collect(),
-        ir_version: 10,
-        producer: "snapshot".into(),
-    };
+    let operands = inputs
+        .iter()
+        .map(|&(shape, constant)| {
+            if constant {
+                let n = shape.iter().product();
+                Operand::Constant(Tensor::from_vec(shape.to_vec(), vec![0.5f32; n]))
+            } else {
+                Operand::Input(shape)
+            }
+        })
+        .collect();
+    let mut m = one_node(op, operands, attrs);
     wpc_passes::shape_inference::infer_shapes(&mut m).unwrap();
     m
-}
-
-fn ints(pairs: &[(&str, Vec<i64>)]) -> Attrs {
-    let mut a = Attrs::default();
-    for (k, v) in pairs {
-        a.insert(*k, Attr::Ints(v.clone()));
-    }
-    a
 }
 
 /// All distinct shaders of `m` compiled for `target`, concatenated.

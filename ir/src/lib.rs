@@ -22,6 +22,7 @@ pub mod interp;
 pub mod onnx;
 pub mod ops;
 pub mod shape;
+pub mod testing;
 
 pub use attr::{Attr, Attrs};
 pub use dtype::DType;

@@ -1,0 +1,242 @@
+//! The wasm kernels, run through wasmtime:
+//!
+//! * proptest: on random shapes — including the awkward ones (1, primes,
+//!   sizes not a multiple of 4) — every SIMD kernel (SIMD128 and relaxed
+//!   SIMD) equals the scalar kernel, and all equal the reference
+//!   interpreter, within float32 tolerance;
+//! * insta snapshots pin the wasm text of representative kernels for each
+//!   variant, so a codegen change shows up as a reviewable diff.
+
+use std::collections::HashMap;
+
+use proptest::prelude::*;
+use wpc_codegen_wasm::{Compiled, Isa};
+use wpc_ir::graph::Model;
+use wpc_ir::testing::{Operand, ints, one_node};
+use wpc_ir::{Attrs, Tensor};
+
+fn prepared(mut m: Model) -> Model {
+    wpc_passes::shape_inference::infer_shapes(&mut m).unwrap();
+    m
+}
+
+/// Runs a compiled module on f32 inputs; returns its f32 outputs.
+fn run(c: &Compiled, inputs: &[&[f32]]) -> Vec<Vec<f32>> {
+    let mut config = wasmtime::Config::new();
+    config.wasm_simd(true).wasm_relaxed_simd(true);
+    let engine = wasmtime::Engine::new(&config).unwrap();
+    let module = wasmtime::Module::new(&engine, &c.wasm).unwrap();
+    let mut store = wasmtime::Store::new(&engine, ());
+    let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+    let memory = instance.get_memory(&mut store, "memory").unwrap();
+    for (at, bytes) in &c.weights {
+        memory.write(&mut store, *at as usize, bytes).unwrap();
+    }
+    for (slot, data) in c.inputs.iter().zip(inputs) {
+        let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        memory
+            .write(&mut store, slot.offset as usize, &bytes)
+            .unwrap();
+    }
+    let run = instance
+        .get_typed_func::<(), ()>(&mut store, "run")
+        .unwrap();
+    run.call(&mut store, ()).unwrap();
+    c.outputs
+        .iter()
+        .map(|slot| {
+            let mut bytes = vec![0u8; 4 * slot.elements as usize];
+            memory
+                .read(&store, slot.offset as usize, &mut bytes)
+                .unwrap();
+            bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect()
+        })
+        .collect()
+}
+
+/// Every variant's output and the reference's agree within `tol`
+/// (relative to the larger magnitude, with an absolute floor).
+fn check_all_variants(m: &Model, inputs: &[Vec<f32>], tol: f32) -> Result<(), TestCaseError> {
+    let feeds: HashMap<String, Tensor> = m
+        .graph
+        .inputs
+        .iter()
+        .zip(inputs)
+        .map(|(&v, data)| {
+            let shape = m.graph.value(v).ty.shape.concrete().unwrap();
+            (
+                m.graph.value(v).name.clone(),
+                Tensor::from_vec(shape, data.clone()),
+            )
+        })
+        .collect();
+    let want = wpc_ir::interp::run_model(m, &feeds).unwrap()[0].1.to_f32s();
+    let slices: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+    for isa in Isa::ALL {
+        let c = wpc_codegen_wasm::compile(m, isa).unwrap();
+        let got = &run(&c, &slices)[0];
+        prop_assert_eq!(got.len(), want.len());
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            let bound = tol * g.abs().max(w.abs()).max(1.0);
+            prop_assert!(
+                (g - w).abs() <= bound,
+                "{}: element {} is {} but the reference gives {}",
+                isa.name(),
+                i,
+                g,
+                w
+            );
+        }
+    }
+    Ok(())
+}
+
+fn values(n: usize) -> impl Strategy<Value = Vec<f32>> {
+    proptest::collection::vec(-2.0f32..2.0, n)
+}
+
+/// Sizes that stress the tails: 1, primes, and around the tile widths.
+fn size() -> impl Strategy<Value = usize> {
+    prop::sample::select(vec![1usize, 2, 3, 4, 5, 7, 8, 9, 11, 13, 16, 17])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn gemm_variants_agree((m, k, n, a, b) in (size(), size(), size()).prop_flat_map(|(m, k, n)| {
+        (Just(m), Just(k), Just(n), values(m * k), values(k * n))
+    })) {
+        let model = prepared(one_node(
+            "MatMul",
+            vec![Operand::Input(&[m, k]), Operand::Constant(Tensor::from_vec(vec![k, n], b))],
+            Attrs::default(),
+        ));
+        check_all_variants(&model, &[a], 1e-5)?;
+    }
+
+    #[test]
+    fn conv_variants_agree(
+        (c, h, w, oc, kernel, stride, pad, x, wt) in (1usize..4, 1usize..9, 1usize..9, 1usize..6, 1usize..4, 1usize..3, 0usize..2)
+            .prop_filter("kernel fits the padded input", |&(_, h, w, _, k, _, p)| h + 2 * p >= k && w + 2 * p >= k)
+            .prop_flat_map(|(c, h, w, oc, k, s, p)| {
+                (Just(c), Just(h), Just(w), Just(oc), Just(k), Just(s), Just(p), values(c * h * w), values(oc * c * k * k))
+            })
+    ) {
+        let p = pad as i64;
+        let model = prepared(one_node(
+            "Conv",
+            vec![
+                Operand::Input(&[1, c, h, w]),
+                Operand::Constant(Tensor::from_vec(vec![oc, c, kernel, kernel], wt)),
+            ],
+            ints(&[("pads", vec![p, p, p, p]), ("strides", vec![stride as i64, stride as i64])]),
+        ));
+        check_all_variants(&model, &[x], 1e-5)?;
+    }
+
+    #[test]
+    fn broadcast_elementwise_variants_agree(
+        (rows, cols, x, y) in (size(), size()).prop_flat_map(|(r, c)| (Just(r), Just(c), values(r * c), values(c)))
+    ) {
+        for op in ["Add", "Mul", "Max"] {
+            let model = prepared(one_node(op, vec![Operand::Input(&[rows, cols]), Operand::Input(&[cols])], Attrs::default()));
+            check_all_variants(&model, &[x.clone(), y.clone()], 1e-6)?;
+        }
+        for op in ["Relu", "Sigmoid", "Tanh", "Exp", "Erf"] {
+            let model = prepared(one_node(op, vec![Operand::Input(&[rows, cols])], Attrs::default()));
+            check_all_variants(&model, &[x.clone()], 2e-6)?;
+        }
+    }
+
+    #[test]
+    fn pool_and_softmax_variants_agree(
+        (c, h, w, x) in (size(), 2usize..9, 2usize..9).prop_flat_map(|(c, h, w)| (Just(c), Just(h), Just(w), values(c * h * w)))
+    ) {
+        for op in ["MaxPool", "AveragePool"] {
+            let model = prepared(one_node(
+                op,
+                vec![Operand::Input(&[1, c, h, w])],
+                ints(&[("kernel_shape", vec![2, 2]), ("pads", vec![1, 0, 0, 1])]),
+            ));
+            check_all_variants(&model, &[x.clone()], 1e-6)?;
+        }
+        for op in ["GlobalAveragePool", "Softmax"] {
+            let model = prepared(one_node(op, vec![Operand::Input(&[1, c, h, w])], Attrs::default()));
+            check_all_variants(&model, &[x.clone()], 1e-5)?;
+        }
+    }
+}
+
+/// Representative kernels, small enough to read.
+fn kernels() -> Vec<(&'static str, Model)> {
+    let w = |shape: Vec<usize>| {
+        let n = shape.iter().product();
+        Operand::Constant(Tensor::from_vec(shape, vec![0.5f32; n]))
+    };
+    vec![
+        (
+            "matmul",
+            one_node(
+                "MatMul",
+                vec![Operand::Input(&[6, 5]), w(vec![5, 10])],
+                Attrs::default(),
+            ),
+        ),
+        (
+            "conv3x3",
+            one_node(
+                "Conv",
+                vec![
+                    Operand::Input(&[1, 2, 5, 5]),
+                    w(vec![3, 2, 3, 3]),
+                    w(vec![3]),
+                ],
+                ints(&[("pads", vec![1, 1, 1, 1])]),
+            ),
+        ),
+        (
+            "add_broadcast",
+            one_node(
+                "Add",
+                vec![Operand::Input(&[3, 6]), Operand::Input(&[6])],
+                Attrs::default(),
+            ),
+        ),
+        (
+            "maxpool",
+            one_node(
+                "MaxPool",
+                vec![Operand::Input(&[1, 2, 4, 4])],
+                ints(&[("kernel_shape", vec![2, 2]), ("strides", vec![2, 2])]),
+            ),
+        ),
+    ]
+}
+
+#[test]
+fn wasm_text_per_variant() {
+    for isa in Isa::ALL {
+        for (name, m) in kernels() {
+            let c = wpc_codegen_wasm::compile(&prepared(m), isa).unwrap();
+            insta::assert_snapshot!(
+                format!("{name}_{}", isa.name()),
+                wpc_codegen_wasm::to_text(&c.wasm)
+            );
+        }
+    }
+}
+
+#[test]
+fn simd_variants_use_vector_instructions_and_scalar_does_not() {
+    let (_, m) = kernels().remove(0);
+    let m = prepared(m);
+    let text = |isa| wpc_codegen_wasm::to_text(&wpc_codegen_wasm::compile(&m, isa).unwrap().wasm);
+    assert!(text(Isa::Simd).contains("f32x4.mul"));
+    assert!(!text(Isa::Simd).contains("relaxed"));
+    assert!(text(Isa::Relaxed).contains("f32x4.relaxed_madd"));
+    assert!(!text(Isa::Scalar).contains("v128"));
+}
