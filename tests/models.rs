@@ -188,6 +188,55 @@ fn wrong_shaped_inputs_give_clean_errors() {
     );
 }
 
+/// The prepared models' manifest (`scripts/setup_models.py`).
+fn models_manifest(dir: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(dir.join("manifest.json")).expect("models are prepared"),
+    )
+    .expect("manifest is JSON")
+}
+
+/// A case's input tensors by name.
+fn case_feeds(dir: &std::path::Path, case: &serde_json::Value) -> HashMap<String, wpc::ir::Tensor> {
+    let name = case["name"].as_str().expect("case name");
+    case["inputs"]
+        .as_object()
+        .expect("inputs")
+        .iter()
+        .map(|(k, f)| {
+            let file = dir.join(name).join(f.as_str().expect("file"));
+            (k.clone(), wpc::npy::read(&file).expect("input npy"))
+        })
+        .collect()
+}
+
+/// Compares a bundle's outputs with the case's onnxruntime outputs,
+/// printing each comparison and collecting mismatches under `label`.
+fn check_outputs(
+    dir: &std::path::Path,
+    case: &serde_json::Value,
+    bundle: &wpc::runtime::Bundle,
+    outputs: &[wpc::ir::Tensor],
+    label: &str,
+    elapsed: std::time::Duration,
+    failures: &mut Vec<String>,
+) {
+    let name = case["name"].as_str().expect("case name");
+    for (info, got) in bundle.manifest.outputs.iter().zip(outputs) {
+        let file = case["outputs"][&info.name]
+            .as_str()
+            .expect("expected output");
+        let want = wpc::npy::read(&dir.join(name).join(file)).expect("expected npy");
+        match compare(got, &want, TOLERANCE) {
+            Ok(s) => println!(
+                "{name:<26} {label:<24} {:<20} max abs {:.2e}  max rel {:.2e}  ({elapsed:.2?})",
+                info.name, s.max_abs, s.max_rel
+            ),
+            Err(why) => failures.push(format!("{name} {label} output {}: {why}", info.name)),
+        }
+    }
+}
+
 /// Every real model compiles for every shipped target; each runs through
 /// wgpu (lavapipe in CI) and must match onnxruntime like the reference
 /// does. Inputs with unnamed dims are compiled for the test data's shapes;
@@ -196,10 +245,7 @@ fn wrong_shaped_inputs_give_clean_errors() {
 #[test]
 fn real_models_run_on_webgpu() {
     let dir = models_dir();
-    let manifest: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("manifest.json")).expect("models are prepared"),
-    )
-    .expect("manifest is JSON");
+    let manifest = models_manifest(&dir);
     let gpu = wpc::runtime::webgpu::Gpu::new().expect("a Vulkan adapter (mesa-vulkan-drivers)");
     // Every model compiles for every target; running each on lavapipe is
     // slow (ResNet50 takes seconds per inference), so CI runs two targets
@@ -211,17 +257,10 @@ fn real_models_run_on_webgpu() {
         let name = case["name"].as_str().expect("case name");
         let path = dir.join(case["model"].as_str().expect("model path"));
         let model = wpc::load(&path).expect("model loads");
-        let mut feeds: HashMap<String, wpc::ir::Tensor> = case["inputs"]
-            .as_object()
-            .expect("inputs")
-            .iter()
-            .map(|(k, f)| {
-                let file = dir.join(name).join(f.as_str().expect("file"));
-                (k.clone(), wpc::npy::read(&file).expect("input npy"))
-            })
-            .collect();
+        let mut feeds = case_feeds(&dir, case);
         for profile in &profiles {
             let mut options = wpc::compile::Options::new(profile.clone());
+            options.wasm = wpc::compile::Need::No;
             for (k, t) in &feeds {
                 if k != "sr" {
                     options.input_shapes.insert(k.clone(), t.shape().to_vec());
@@ -274,22 +313,15 @@ fn real_models_run_on_webgpu() {
                 }
             };
             let elapsed = started.elapsed();
-            for (info, got) in bundle.manifest.outputs.iter().zip(&outputs) {
-                let file = case["outputs"][&info.name]
-                    .as_str()
-                    .expect("expected output");
-                let want = wpc::npy::read(&dir.join(name).join(file)).expect("expected npy");
-                match compare(got, &want, TOLERANCE) {
-                    Ok(s) => println!(
-                        "{name:<26} {:<16} {:<20} max abs {:.2e}  max rel {:.2e}  ({elapsed:.2?})",
-                        profile.name, info.name, s.max_abs, s.max_rel
-                    ),
-                    Err(why) => failures.push(format!(
-                        "{name} for {} output {}: {why}",
-                        profile.name, info.name
-                    )),
-                }
-            }
+            check_outputs(
+                &dir,
+                case,
+                &bundle,
+                &outputs,
+                &profile.name,
+                elapsed,
+                &mut failures,
+            );
         }
         feeds.clear();
     }
@@ -323,25 +355,14 @@ const WASM_MODELS: &[&str] = &[
 fn real_models_run_on_wasm() {
     use wpc::codegen_wasm::Isa;
     let dir = models_dir();
-    let manifest: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("manifest.json")).expect("models are prepared"),
-    )
-    .expect("manifest is JSON");
+    let manifest = models_manifest(&dir);
     let profile = wpc::targets::builtin("chrome").expect("chrome profile");
     let mut failures = Vec::new();
     for case in manifest["cases"].as_array().expect("cases") {
         let name = case["name"].as_str().expect("case name");
         let model =
             wpc::load(&dir.join(case["model"].as_str().expect("model path"))).expect("model loads");
-        let feeds: HashMap<String, wpc::ir::Tensor> = case["inputs"]
-            .as_object()
-            .expect("inputs")
-            .iter()
-            .map(|(k, f)| {
-                let file = dir.join(name).join(f.as_str().expect("file"));
-                (k.clone(), wpc::npy::read(&file).expect("input npy"))
-            })
-            .collect();
+        let feeds = case_feeds(&dir, case);
         let mut options = wpc::compile::Options::new(profile.clone());
         options.webgpu = wpc::compile::Need::No;
         options.wasm = wpc::compile::Need::Required;
@@ -393,21 +414,15 @@ fn real_models_run_on_wasm() {
                 }
             };
             let elapsed = started.elapsed();
-            for (info, got) in bundle.manifest.outputs.iter().zip(&outputs) {
-                let file = case["outputs"][&info.name]
-                    .as_str()
-                    .expect("expected output");
-                let want = wpc::npy::read(&dir.join(name).join(file)).expect("expected npy");
-                match compare(got, &want, TOLERANCE) {
-                    Ok(s) => println!(
-                        "{name:<26} {variant:<24} {:<20} max abs {:.2e}  max rel {:.2e}  ({elapsed:.2?})",
-                        info.name, s.max_abs, s.max_rel
-                    ),
-                    Err(why) => {
-                        failures.push(format!("{name} {variant} output {}: {why}", info.name))
-                    }
-                }
-            }
+            check_outputs(
+                &dir,
+                case,
+                &bundle,
+                &outputs,
+                &variant,
+                elapsed,
+                &mut failures,
+            );
         }
     }
     assert!(

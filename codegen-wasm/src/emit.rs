@@ -251,3 +251,53 @@ pub fn bump(b: &mut InstrSeqBuilder, local: LocalId, delta: i64) {
             .local_set(local);
     }
 }
+
+/// `coord = o·stride + k·dilation − pad`: the input coordinate of window
+/// tap `k` of output position `o` (negative inside the leading pad).
+pub fn tap_coord(
+    b: &mut InstrSeqBuilder,
+    coord: LocalId,
+    o: LocalId,
+    stride: usize,
+    k: LocalId,
+    dilation: usize,
+    pad: usize,
+) {
+    b.local_get(o)
+        .i32_const(stride as i32)
+        .binop(BinaryOp::I32Mul)
+        .local_get(k)
+        .i32_const(dilation as i32)
+        .binop(BinaryOp::I32Mul)
+        .binop(BinaryOp::I32Add)
+        .i32_const(pad as i32)
+        .binop(BinaryOp::I32Sub)
+        .local_set(coord);
+}
+
+/// Pushes the f32 at `plane[y·width + x]` when `ok` is set, else the
+/// plane's first element (always a valid address): the caller masks the
+/// value with `ok`, so window taps in the padding never read out of bounds.
+pub fn load_tap(
+    b: &mut InstrSeqBuilder,
+    fx: &Fx,
+    plane: LocalId,
+    y: LocalId,
+    x: LocalId,
+    width: usize,
+    ok: LocalId,
+) {
+    b.local_get(y)
+        .i32_const(width as i32)
+        .binop(BinaryOp::I32Mul)
+        .local_get(x)
+        .binop(BinaryOp::I32Add)
+        .i32_const(4)
+        .binop(BinaryOp::I32Mul)
+        .local_get(plane)
+        .binop(BinaryOp::I32Add)
+        .local_get(plane)
+        .local_get(ok)
+        .select(None);
+    load(b, fx, 1, 0);
+}

@@ -328,51 +328,31 @@ fn compile_at(model: &Model, isa: Isa, weights_base: u64) -> Result<Compiled> {
     for (k, &n) in order.iter().enumerate() {
         let node = g.node(n);
         let within = |e: Error| e.within(node.context());
-        if is_alias(g, node, &fused) {
-            let y = node.outputs[0].ok_or_else(|| within(Error::invalid("no output")))?;
-            let mut ctx = Ctx {
-                node,
-                opset: model.opset(),
-                isa,
-                relu: false,
-                module: &mut module,
-                mem,
-                math: &mut math,
-                graph: g,
-                addr: &mut addr,
-                planner: &mut planner,
-                weights: &mut weights,
-                scratch: Vec::new(),
-            };
-            let at = ctx.input(0).map_err(within)?.addr;
-            addr.insert(y, at);
-            continue;
+        let alias = is_alias(g, node, &fused);
+        let lower = match crate::ops::lowering(&node.domain, &node.op) {
+            _ if alias => None,
+            Some(lower) => Some(lower),
+            None => {
+                return Err(within(Error::unsupported(format!(
+                    "op {} has no WebAssembly kernel yet",
+                    node.op
+                ))));
+            }
+        };
+        if !alias {
+            for v in node.outputs.iter().flatten() {
+                let (_, shape, _) = static_layout(g, *v, false).map_err(within)?;
+                let bytes = 4 * shape.iter().product::<usize>() as u64;
+                addr.insert(*v, planner.alloc(bytes) as u32);
+                bytes_of.insert(*v, bytes);
+            }
         }
-        let lower = crate::ops::lowering(&node.domain, &node.op).ok_or_else(|| {
-            within(Error::unsupported(format!(
-                "op {} has no WebAssembly kernel yet",
-                node.op
-            )))
-        })?;
-        for v in node.outputs.iter().flatten() {
-            let (_, shape, _) = static_layout(g, *v, false).map_err(within)?;
-            let bytes = 4 * shape.iter().product::<usize>() as u64;
-            addr.insert(*v, planner.alloc(bytes) as u32);
-            bytes_of.insert(*v, bytes);
-        }
-        let mut f = FunctionBuilder::new(&mut module.types, &[], &[]);
-        f.name(format!("{} {}", node.op, node.name));
-        let relu = node
-            .outputs
-            .first()
-            .copied()
-            .flatten()
-            .is_some_and(|y| fused.contains(&y));
+        let first_output = node.outputs.first().copied().flatten();
         let mut ctx = Ctx {
             node,
             opset: model.opset(),
             isa,
-            relu,
+            relu: first_output.is_some_and(|y| fused.contains(&y)),
             module: &mut module,
             mem,
             math: &mut math,
@@ -382,14 +362,24 @@ fn compile_at(model: &Model, isa: Isa, weights_base: u64) -> Result<Compiled> {
             weights: &mut weights,
             scratch: Vec::new(),
         };
+        let Some(lower) = lower else {
+            // An alias shares its input's bytes.
+            let at = ctx.input(0).map_err(within)?.addr;
+            let y = first_output.ok_or_else(|| within(Error::invalid("no output")))?;
+            addr.insert(y, at);
+            continue;
+        };
+        let mut f = FunctionBuilder::new(&mut ctx.module.types, &[], &[]);
+        f.name(format!("{} {}", node.op, node.name));
         let empty = node.outputs.iter().flatten().all(|&v| bytes_of[&v] == 0);
         if !empty {
             lower(&mut ctx, &mut f).map_err(within)?;
         }
-        for (at, bytes) in std::mem::take(&mut ctx.scratch) {
+        let scratch = std::mem::take(&mut ctx.scratch);
+        calls.push(f.finish(Vec::new(), &mut ctx.module.funcs));
+        for (at, bytes) in scratch {
             planner.release(at, bytes);
         }
-        calls.push(f.finish(Vec::new(), &mut module.funcs));
         // Free what this node read last (or computed and nobody reads).
         let done = node
             .inputs

@@ -636,51 +636,21 @@ fn im2col(b: &mut InstrSeqBuilder, fx: &mut Fx, s: &Im2col, x: LocalId, col: u32
         emit::for_range(b, ky, 0, kh as i64, 1, |b| {
             emit::for_range(b, kx, 0, kw as i64, 1, |b| {
                 emit::for_range(b, oy, 0, oh as i64, 1, |b| {
-                    b.local_get(oy)
-                        .i32_const(s.stride[0] as i32)
-                        .binop(BinaryOp::I32Mul)
-                        .local_get(ky)
-                        .i32_const(s.dilation[0] as i32)
-                        .binop(BinaryOp::I32Mul)
-                        .binop(BinaryOp::I32Add)
-                        .i32_const(s.pad[0] as i32)
-                        .binop(BinaryOp::I32Sub)
-                        .local_tee(iy)
+                    emit::tap_coord(b, iy, oy, s.stride[0], ky, s.dilation[0], s.pad[0]);
+                    b.local_get(iy)
                         .i32_const(ih as i32)
                         .binop(BinaryOp::I32LtU)
                         .local_set(row_ok);
                     emit::for_range(b, ox, 0, ow as i64, 1, |b| {
-                        b.local_get(ox)
-                            .i32_const(s.stride[1] as i32)
-                            .binop(BinaryOp::I32Mul)
-                            .local_get(kx)
-                            .i32_const(s.dilation[1] as i32)
-                            .binop(BinaryOp::I32Mul)
-                            .binop(BinaryOp::I32Add)
-                            .i32_const(s.pad[1] as i32)
-                            .binop(BinaryOp::I32Sub)
-                            .local_tee(ix)
+                        emit::tap_coord(b, ix, ox, s.stride[1], kx, s.dilation[1], s.pad[1]);
+                        b.local_get(ix)
                             .i32_const(iw as i32)
                             .binop(BinaryOp::I32LtU)
                             .local_get(row_ok)
                             .binop(BinaryOp::I32And)
                             .local_set(ok);
-                        // Out-of-range taps read the plane's first element
-                        // (always valid) and store 0 instead.
                         b.local_get(dst);
-                        b.local_get(iy)
-                            .i32_const(iw as i32)
-                            .binop(BinaryOp::I32Mul)
-                            .local_get(ix)
-                            .binop(BinaryOp::I32Add)
-                            .i32_const(4)
-                            .binop(BinaryOp::I32Mul)
-                            .local_get(plane)
-                            .binop(BinaryOp::I32Add)
-                            .local_get(plane)
-                            .local_get(ok)
-                            .select(None);
-                        emit::load(b, fx, 1, 0);
+                        emit::load_tap(b, fx, plane, iy, ix, iw, ok);
                         b.f32_const(0.0).local_get(ok).select(None);
                         emit::store(b, fx, 1, 0);
                         emit::bump(b, dst, 4);

@@ -81,9 +81,9 @@ pub fn pool(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
                     .f32_const(0.0)
                     .local_set(count);
                 emit::for_range(b, ky, 0, kh as i64, 1, |b| {
-                    tap_coord(b, iy, oy, sh, ky, dh, ph);
+                    emit::tap_coord(b, iy, oy, sh, ky, dh, ph);
                     emit::for_range(b, kx, 0, kw as i64, 1, |b| {
-                        tap_coord(b, ix, ox, sw, kx, dw, pw);
+                        emit::tap_coord(b, ix, ox, sw, kx, dw, pw);
                         // Inside the input?
                         b.local_get(iy)
                             .i32_const(ih as i32)
@@ -94,19 +94,7 @@ pub fn pool(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
                             .binop(BinaryOp::I32And)
                             .local_set(ok);
                         b.local_get(acc);
-                        b.local_get(iy)
-                            .i32_const(iw as i32)
-                            .binop(BinaryOp::I32Mul)
-                            .local_get(ix)
-                            .binop(BinaryOp::I32Add)
-                            .i32_const(4)
-                            .binop(BinaryOp::I32Mul)
-                            .local_get(plane)
-                            .binop(BinaryOp::I32Add)
-                            .local_get(plane)
-                            .local_get(ok)
-                            .select(None);
-                        emit::load(b, &fx, 1, 0);
+                        emit::load_tap(b, &fx, plane, iy, ix, iw, ok);
                         if is_max {
                             b.binop(BinaryOp::F32Max);
                             b.local_get(acc).local_get(ok).select(None);
@@ -142,28 +130,6 @@ pub fn pool(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         });
     });
     Ok(())
-}
-
-/// `coord = o·stride + k·dilation − pad` (negative when in the pad).
-fn tap_coord(
-    b: &mut InstrSeqBuilder,
-    coord: LocalId,
-    o: LocalId,
-    stride: usize,
-    k: LocalId,
-    dilation: usize,
-    pad: usize,
-) {
-    b.local_get(o)
-        .i32_const(stride as i32)
-        .binop(BinaryOp::I32Mul)
-        .local_get(k)
-        .i32_const(dilation as i32)
-        .binop(BinaryOp::I32Mul)
-        .binop(BinaryOp::I32Add)
-        .i32_const(pad as i32)
-        .binop(BinaryOp::I32Sub)
-        .local_set(coord);
 }
 
 /// Pushes whether `coord + pad` lies in `0..span`.
