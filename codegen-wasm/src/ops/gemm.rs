@@ -47,6 +47,27 @@ pub struct Gemm {
     pub relu: bool,
 }
 
+impl Gemm {
+    /// C (m×n) = alpha·A (m×k)·B (k×n) + bias, all densely row-major, with
+    /// fresh locals for the three base addresses.
+    fn dense(fx: &mut Fx, [m, n, k]: [usize; 3], alpha: f32, bias: Bias, relu: bool) -> Gemm {
+        Gemm {
+            m,
+            n,
+            k,
+            a: fx.i32(),
+            lda: k,
+            b: fx.i32(),
+            ldb: n,
+            c: fx.i32(),
+            ldc: n,
+            alpha,
+            bias,
+            relu,
+        }
+    }
+}
+
 struct Tile {
     rows: usize,
     vectors: usize,
@@ -292,20 +313,7 @@ pub fn matmul(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         })
         .collect();
     let relu = ctx.relu;
-    let spec = |fx: &mut Fx| Gemm {
-        m,
-        n,
-        k,
-        a: fx.i32(),
-        lda: k,
-        b: fx.i32(),
-        ldb: n,
-        c: fx.i32(),
-        ldc: n,
-        alpha: 1.0,
-        bias: Bias::None,
-        relu,
-    };
+    let spec = |fx: &mut Fx| Gemm::dense(fx, [m, n, k], 1.0, Bias::None, relu);
     batched(ctx, f, &addrs, spec)
 }
 
@@ -440,20 +448,8 @@ pub fn gemm(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     if let Some((_, at)) = bias {
         f.func_body().i32_const(at as i32).local_set(bias_local);
     }
-    let spec = |fx: &mut Fx| Gemm {
-        m,
-        n,
-        k,
-        a: fx.i32(),
-        lda: k,
-        b: fx.i32(),
-        ldb: n,
-        c: fx.i32(),
-        ldc: n,
-        alpha,
-        bias: bias.map_or(Bias::None, |(kind, _)| kind(bias_local)),
-        relu,
-    };
+    let bias = bias.map_or(Bias::None, |(kind, _)| kind(bias_local));
+    let spec = |fx: &mut Fx| Gemm::dense(fx, [m, n, k], alpha, bias, relu);
     batched(ctx, f, &[[a_addr, b_addr, out.addr]], spec)
 }
 
@@ -524,20 +520,7 @@ pub fn conv(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let mut fx = ctx.fx();
     let bias_local = fx.i32();
     let bias = bias_at.map_or(Bias::None, |_| Bias::Row(bias_local));
-    let g = Gemm {
-        m: mg,
-        n: pixels,
-        k: kk,
-        a: fx.i32(),
-        lda: kk,
-        b: fx.i32(),
-        ldb: pixels,
-        c: fx.i32(),
-        ldc: pixels,
-        alpha: 1.0,
-        bias,
-        relu,
-    };
+    let g = Gemm::dense(&mut fx, [mg, pixels, kk], 1.0, bias, relu);
     let (n_i, g_i, xg) = (fx.i32(), fx.i32(), fx.i32());
     let mut b = f.func_body();
     emit::for_range(&mut b, n_i, 0, batch as i64, 1, |b| {
