@@ -264,11 +264,30 @@ const MAX_MEMORY: u64 = 1 << 32;
 /// so the first pass measures its peak and the second places the weights
 /// right above it.
 pub fn compile(model: &Model, isa: Isa) -> Result<Compiled> {
-    let first = compile_at(model, isa, 0)?;
-    compile_at(model, isa, first.activation_bytes)
+    let (_, first) = lower_at(model, isa, 0)?;
+    let (module, mut compiled) = lower_at(model, isa, first.activation_bytes)?;
+    compiled.wasm = emit(module, isa)?;
+    Ok(compiled)
 }
 
-fn compile_at(model: &Model, isa: Isa, weights_base: u64) -> Result<Compiled> {
+/// The module's bytes, validated: an invalid module is a compiler bug, to
+/// fail here rather than in a browser.
+fn emit(mut module: Module, isa: Isa) -> Result<Vec<u8>> {
+    let wasm = module.emit_wasm();
+    wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+        .validate_all(&wasm)
+        .map_err(|e| {
+            Error::new(
+                wpc_ir::ErrorKind::Internal,
+                format!("wpc generated an invalid {} module: {e}", isa.name()),
+            )
+        })?;
+    Ok(wasm)
+}
+
+/// Lowers every node with weights placed from `weights_base`: the module
+/// (not yet emitted) and the plan (`wasm` left empty).
+fn lower_at(model: &Model, isa: Isa, weights_base: u64) -> Result<(Module, Compiled)> {
     let g = &model.graph;
     let order = g.topo_order()?;
     for &n in &order {
@@ -447,23 +466,14 @@ fn compile_at(model: &Model, isa: Isa, weights_base: u64) -> Result<Compiled> {
     }
     let run = run.finish(Vec::new(), &mut module.funcs);
     module.exports.add("run", run);
-    let wasm = module.emit_wasm();
-    // An invalid module is a compiler bug: fail here, not in the browser.
-    wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
-        .validate_all(&wasm)
-        .map_err(|e| {
-            Error::new(
-                wpc_ir::ErrorKind::Internal,
-                format!("wpc generated an invalid {} module: {e}", isa.name()),
-            )
-        })?;
-    Ok(Compiled {
+    let plan = Compiled {
         isa,
-        wasm,
+        wasm: Vec::new(),
         inputs,
         outputs,
         weights: weights.placed,
         memory_bytes,
         activation_bytes,
-    })
+    };
+    Ok((module, plan))
 }
