@@ -242,6 +242,26 @@ pub fn addr(b: &mut InstrSeqBuilder, base: u32, i: LocalId, scale: u32) {
     }
 }
 
+/// Pushes the byte address `base + scale · Σ local·coeff` (i32 locals;
+/// a coefficient or scale of 1 and a base of 0 emit nothing).
+pub fn linear(b: &mut InstrSeqBuilder, terms: &[(LocalId, usize)], scale: usize, base: u32) {
+    for (n, &(local, coeff)) in terms.iter().enumerate() {
+        b.local_get(local);
+        if coeff != 1 {
+            b.i32_const(coeff as i32).binop(BinaryOp::I32Mul);
+        }
+        if n > 0 {
+            b.binop(BinaryOp::I32Add);
+        }
+    }
+    if scale != 1 {
+        b.i32_const(scale as i32).binop(BinaryOp::I32Mul);
+    }
+    if base != 0 {
+        b.i32_const(base as i32).binop(BinaryOp::I32Add);
+    }
+}
+
 /// `local += delta`.
 pub fn bump(b: &mut InstrSeqBuilder, local: LocalId, delta: i64) {
     if delta != 0 {

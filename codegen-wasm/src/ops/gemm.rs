@@ -526,18 +526,8 @@ pub fn conv(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     emit::for_range(&mut b, n_i, 0, batch as i64, 1, |b| {
         emit::for_range(b, g_i, 0, groups as i64, 1, |b| {
             // xg = x + (n·C + g·cg)·H·W·4
-            b.local_get(n_i)
-                .i32_const(cin as i32)
-                .binop(BinaryOp::I32Mul)
-                .local_get(g_i)
-                .i32_const(cg as i32)
-                .binop(BinaryOp::I32Mul)
-                .binop(BinaryOp::I32Add)
-                .i32_const((ih * iw * 4) as i32)
-                .binop(BinaryOp::I32Mul)
-                .i32_const(x.addr as i32)
-                .binop(BinaryOp::I32Add)
-                .local_set(xg);
+            emit::linear(b, &[(n_i, cin), (g_i, cg)], ih * iw * 4, x.addr);
+            b.local_set(xg);
             if direct {
                 b.local_get(xg).local_set(g.b);
             } else {
@@ -554,24 +544,10 @@ pub fn conv(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
                 b.i32_const(col as i32).local_set(g.b);
             }
             // a = W + g·mg·K·4; c = out + (n·M + g·mg)·P·4
-            b.local_get(g_i)
-                .i32_const((mg * kk * 4) as i32)
-                .binop(BinaryOp::I32Mul)
-                .i32_const(w.addr as i32)
-                .binop(BinaryOp::I32Add)
-                .local_set(g.a);
-            b.local_get(n_i)
-                .i32_const(cout as i32)
-                .binop(BinaryOp::I32Mul)
-                .local_get(g_i)
-                .i32_const(mg as i32)
-                .binop(BinaryOp::I32Mul)
-                .binop(BinaryOp::I32Add)
-                .i32_const((pixels * 4) as i32)
-                .binop(BinaryOp::I32Mul)
-                .i32_const(out.addr as i32)
-                .binop(BinaryOp::I32Add)
-                .local_set(g.c);
+            emit::linear(b, &[(g_i, mg * kk * 4)], 1, w.addr);
+            b.local_set(g.a);
+            emit::linear(b, &[(n_i, cout), (g_i, mg)], pixels * 4, out.addr);
+            b.local_set(g.c);
             if let Some(at) = bias_at {
                 // This group's biases start at bias + g·mg·4.
                 b.local_get(g_i)

@@ -68,12 +68,8 @@ pub fn pool(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let mut b = f.func_body();
     b.i32_const(out.addr as i32).local_set(dst);
     emit::for_range(&mut b, p, 0, planes as i64, 1, |b| {
-        b.local_get(p)
-            .i32_const((ih * iw * 4) as i32)
-            .binop(BinaryOp::I32Mul)
-            .i32_const(x.addr as i32)
-            .binop(BinaryOp::I32Add)
-            .local_set(plane);
+        emit::linear(b, &[(p, ih * iw * 4)], 1, x.addr);
+        b.local_set(plane);
         emit::for_range(b, oy, 0, oh as i64, 1, |b| {
             emit::for_range(b, ox, 0, ow as i64, 1, |b| {
                 b.f32_const(if is_max { f32::NEG_INFINITY } else { 0.0 })
@@ -354,16 +350,8 @@ pub fn softmax(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         emit::for_range(b, i, 0, inner as i64, 1, |b| {
             // src = x + (o·len·inner + i)·4, dst likewise in the output.
             for (ptr, base) in [(src, x.addr), (dst, out.addr)] {
-                b.local_get(o)
-                    .i32_const((len * inner) as i32)
-                    .binop(BinaryOp::I32Mul)
-                    .local_get(i)
-                    .binop(BinaryOp::I32Add)
-                    .i32_const(4)
-                    .binop(BinaryOp::I32Mul)
-                    .i32_const(base as i32)
-                    .binop(BinaryOp::I32Add)
-                    .local_set(ptr);
+                emit::linear(b, &[(o, len * inner), (i, 1)], 4, base);
+                b.local_set(ptr);
             }
             b.f32_const(f32::NEG_INFINITY).local_set(m);
             emit::for_range(b, k, 0, len as i64, 1, |b| {
@@ -466,14 +454,8 @@ pub fn lrn(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
                 .local_set(j1);
             emit::for_range(b, p, 0, area as i64, 1, |b| {
                 // pix = (n·ch·area + p)·4: channel 0 of this pixel.
-                b.local_get(n)
-                    .i32_const((ch * area) as i32)
-                    .binop(BinaryOp::I32Mul)
-                    .local_get(p)
-                    .binop(BinaryOp::I32Add)
-                    .i32_const(4)
-                    .binop(BinaryOp::I32Mul)
-                    .local_set(pix);
+                emit::linear(b, &[(n, ch * area), (p, 1)], 4, 0);
+                b.local_set(pix);
                 b.f32_const(0.0).local_set(sq);
                 emit::for_locals(b, j, j0, j1, 1, |b| {
                     b.local_get(j)
