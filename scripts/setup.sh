@@ -12,6 +12,10 @@ if ! command -v cargo >/dev/null; then
     echo "setup: cargo is missing; install Rust (https://rustup.rs) first" >&2
     exit 1
 fi
+# The WebAssembly backend's reference kernels are built for wasm32.
+if command -v rustup >/dev/null && ! rustup target list --installed | grep -q wasm32-unknown-unknown; then
+    rustup target add wasm32-unknown-unknown
+fi
 # WebGPU runs natively through wgpu on Vulkan; on machines without a GPU,
 # Mesa's lavapipe is the Vulkan driver.
 if ! ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1; then

@@ -456,9 +456,14 @@ fn wasm_variant(
 ) -> WasmVariant {
     let module = format!("model-{}.wasm", c.isa.name().trim_start_matches("wasm-"));
     files.insert(module.clone(), c.wasm);
+    // One reference kernel module serves every variant that imports it.
+    let reference = (!c.reference_nodes.is_empty()).then(|| {
+        let file = "reference.wasm".to_string();
+        files.insert(file.clone(), wpc_codegen_wasm::reference::MODULE.to_vec());
+        file
+    });
     let slot = |s: &wpc_codegen_wasm::Slot| MemoryTensor {
         offset: s.offset,
-        word: s.word.wgsl().to_string(),
         elements: s.elements,
     };
     WasmVariant {
@@ -466,6 +471,8 @@ fn wasm_variant(
         features: c.isa.features(),
         module,
         memory_bytes: c.memory_bytes,
+        reference,
+        reference_nodes: c.reference_nodes,
         weights: c
             .weights
             .iter()

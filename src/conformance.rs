@@ -103,6 +103,7 @@ pub fn runtime_error(e: wpc_runtime::Error) -> wpc_ir::Error {
             wpc_ir::Error::unsupported(msg)
         }
         wpc_runtime::Error::Input(msg) => wpc_ir::Error::invalid(msg),
+        wpc_runtime::Error::Unsupported(msg) => wpc_ir::Error::unsupported(msg),
         other => wpc_ir::Error::new(ErrorKind::Internal, other.to_string()),
     }
 }

@@ -334,23 +334,11 @@ fn real_models_run_on_webgpu() {
 
 /// The real models the WebAssembly backend has every kernel for; the test
 /// fails if any of them stops compiling or stops matching.
-const WASM_MODELS: &[&str] = &[
-    "light_bvlc_alexnet",
-    "light_densenet121",
-    "light_inception_v1",
-    "light_inception_v2",
-    "light_resnet50",
-    "light_shufflenet",
-    "light_squeezenet",
-    "light_vgg19",
-    "light_zfnet512",
-];
-
 /// The real models compiled to every WebAssembly variant (SIMD128, relaxed
 /// SIMD, scalar) and run through wasmtime must match onnxruntime, and so
 /// must the SIMD variant run by Node's own WebAssembly engine through the
-/// JS runtime (`runtime/js/node/run.mjs`). Models with ops the backend
-/// lacks are listed with the reason.
+/// JS runtime (`runtime/js/node/run.mjs`). Every model compiles: nodes
+/// without a hand-written kernel run the reference kernels module.
 #[test]
 fn real_models_run_on_wasm() {
     use wpc::codegen_wasm::Isa;
@@ -376,10 +364,6 @@ fn real_models_run_on_wasm() {
         }
         let bundle = match wpc::compile::compile_model(&model, name, &[], &options) {
             Ok(b) => b,
-            Err(e) if !WASM_MODELS.contains(&name) => {
-                println!("{name:<26} not on WebAssembly yet: {e}");
-                continue;
-            }
             Err(e) => {
                 failures.push(format!("{name}: {e}"));
                 continue;

@@ -105,6 +105,17 @@ pub fn load_i32(b: &mut InstrSeqBuilder, fx: &Fx, offset: u64) {
     b.load(fx.mem, LoadKind::I32 { atomic: false }, arg(offset, 4));
 }
 
+/// Loads an index (int32 or int64, wrapped to i32) from the address on the
+/// stack plus `offset`.
+pub fn load_index(b: &mut InstrSeqBuilder, fx: &Fx, offset: u64, wide: bool) {
+    if wide {
+        b.load(fx.mem, LoadKind::I64 { atomic: false }, arg(offset, 8))
+            .unop(UnaryOp::I32WrapI64);
+    } else {
+        load_i32(b, fx, offset);
+    }
+}
+
 pub fn store_i32(b: &mut InstrSeqBuilder, fx: &Fx, offset: u64) {
     b.store(fx.mem, StoreKind::I32 { atomic: false }, arg(offset, 4));
 }

@@ -17,6 +17,7 @@ mod lower;
 mod math;
 pub mod ops;
 pub mod plan;
+pub mod reference;
 
 pub use emit::Isa;
 pub use lower::{Compiled, Ctx, LowerFn, Slot, Tt, compile};

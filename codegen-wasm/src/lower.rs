@@ -2,13 +2,17 @@
 //! wasm module. Each node is one function with every shape and address
 //! baked in as constants; the exported `run` calls them in order. Tensors
 //! live in the exported linear memory at offsets fixed by the [`Planner`];
-//! the host writes inputs and weights there and reads outputs back.
+//! the host writes inputs and weights there and reads outputs back. Every
+//! element is stored little-endian at its dtype's natural width (a bool is
+//! one byte). A node whose op has no hand-written kernel here, or whose
+//! kernel refuses its dtypes or attributes, runs the reference kernel
+//! ([`crate::reference`]).
 
 use std::collections::{HashMap, HashSet};
 
-use walrus::{FunctionBuilder, FunctionId, MemoryId, Module, ModuleConfig};
-use wpc_ir::{Attrs, DType, Error, Graph, Model, Node, NodeId, Result, Tensor, ValueId};
-use wpc_runtime::device_data::{Word, static_layout, to_bytes};
+use walrus::{ConstExpr, DataKind, FunctionBuilder, FunctionId, MemoryId, Module, ModuleConfig};
+use wpc_ir::{Attrs, DType, Error, ErrorKind, Graph, Model, Node, NodeId, Result, Tensor, ValueId};
+use wpc_runtime::device_data::static_type;
 
 use crate::emit::{Fx, Isa};
 use crate::math::Math;
@@ -18,7 +22,7 @@ use crate::plan::Planner;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Slot {
     pub offset: u64,
-    pub word: Word,
+    pub dtype: DType,
     pub elements: u64,
 }
 
@@ -37,14 +41,16 @@ pub struct Compiled {
     /// Of which activations (inputs, outputs, intermediates, scratch); the
     /// weights sit above them.
     pub activation_bytes: u64,
+    /// The nodes that run the reference kernel (no hand-written one), by
+    /// name and op. Their scratch memory is not part of `memory_bytes`.
+    pub reference_nodes: Vec<String>,
 }
 
-/// A tensor as a kernel sees it: dtype, static shape, word and address.
+/// A tensor as a kernel sees it: dtype, static shape and address.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tt {
     pub dtype: DType,
     pub shape: Vec<usize>,
-    pub word: Word,
     /// Byte address in linear memory.
     pub addr: u32,
 }
@@ -53,6 +59,11 @@ impl Tt {
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }
+}
+
+/// Bytes of a tensor of `dtype` and `shape` in linear memory.
+fn bytes_for(dtype: DType, shape: &[usize]) -> u64 {
+    (dtype.size() * shape.iter().product::<usize>()) as u64
 }
 
 /// The signature of every op lowering: emit the node's code into `f`.
@@ -103,18 +114,32 @@ fn is_alias(g: &Graph, node: &Node, fused: &HashSet<ValueId>) -> bool {
 }
 
 /// Weights sit above every activation: a bump allocator from `base`,
-/// never freed, so nothing a kernel writes can clobber them.
+/// never freed, so nothing a kernel writes can clobber them. Weights are
+/// written by the host (from the bundle's shards); `data` (small tables
+/// the code reads) goes into the module's data segments.
 struct WeightArena {
     base: u64,
     top: u64,
     placed: Vec<(u64, Vec<u8>)>,
+    data: Vec<(u64, Vec<u8>)>,
 }
 
 impl WeightArena {
-    fn place(&mut self, bytes: Vec<u8>) -> u32 {
+    fn reserve(&mut self, len: usize) -> u64 {
         let at = self.base + self.top;
-        self.top += (bytes.len() as u64).max(1).next_multiple_of(16);
+        self.top += (len as u64).max(1).next_multiple_of(16);
+        at
+    }
+
+    fn place(&mut self, bytes: Vec<u8>) -> u32 {
+        let at = self.reserve(bytes.len());
         self.placed.push((at, bytes));
+        at as u32
+    }
+
+    fn place_data(&mut self, bytes: Vec<u8>) -> u32 {
+        let at = self.reserve(bytes.len());
+        self.data.push((at, bytes));
         at as u32
     }
 }
@@ -165,38 +190,32 @@ impl<'a> Ctx<'a> {
     /// Input `i`, placed in memory (a constant is placed on first read).
     pub fn input(&mut self, i: usize) -> Result<Tt> {
         let v = self.value(i, false)?;
-        let (dtype, shape, word) = static_layout(self.graph, v, false)?;
+        let (dtype, shape) = static_type(self.graph, v)?;
         if !self.addr.contains_key(&v) {
             let t = self.graph.constants.get(&v).ok_or_else(|| {
                 Error::invalid(format!("input {i} is read before it is computed"))
             })?;
-            let bytes = to_bytes(t, word, &self.graph.value(v).name)
-                .map_err(|e| Error::unsupported(e.to_string()))?;
-            let at = self.weights.place(bytes);
+            let at = self.weights.place(t.to_le_bytes());
             self.addr.insert(v, at);
         }
         Ok(Tt {
             dtype,
             shape,
-            word,
             addr: self.addr[&v],
         })
     }
 
     /// The static type of input `i`, without placing it in memory.
     pub fn input_type(&self, i: usize) -> Result<(DType, Vec<usize>)> {
-        let v = self.value(i, false)?;
-        let (dtype, shape, _) = static_layout(self.graph, v, false)?;
-        Ok((dtype, shape))
+        static_type(self.graph, self.value(i, false)?)
     }
 
     pub fn output(&self, i: usize) -> Result<Tt> {
         let v = self.value(i, true)?;
-        let (dtype, shape, word) = static_layout(self.graph, v, false)?;
+        let (dtype, shape) = static_type(self.graph, v)?;
         Ok(Tt {
             dtype,
             shape,
-            word,
             addr: self.addr[&v],
         })
     }
@@ -237,6 +256,11 @@ impl<'a> Ctx<'a> {
             .place(data.iter().flat_map(|v| v.to_le_bytes()).collect())
     }
 
+    /// Bytes the code reads (tables, descriptors), stored in the module.
+    pub fn data(&mut self, bytes: Vec<u8>) -> u32 {
+        self.weights.place_data(bytes)
+    }
+
     /// The function-building view: locals, memory and ISA.
     pub fn fx(&mut self) -> Fx<'_> {
         Fx {
@@ -258,14 +282,42 @@ impl<'a> Ctx<'a> {
 /// wasm32 addresses are 32-bit; the plan must fit in 4 GiB.
 const MAX_MEMORY: u64 = 1 << 32;
 
+/// Where the plan starts and the module it is built in.
+struct Layout {
+    /// The first address the static plan may use.
+    arena_base: u64,
+    /// Where the weights start (above the activations' peak).
+    weights_base: u64,
+    /// Import the reference kernels, for nodes without a hand-written one;
+    /// otherwise the module is generated code only, with its own memory.
+    reference: bool,
+}
+
 /// Lowers `model` (already optimized, with static shapes) to one module.
 ///
 /// Two passes: the activation plan does not depend on where weights go,
 /// so the first pass measures its peak and the second places the weights
-/// right above it.
+/// right above it. The first pass also finds out whether any node needs
+/// the reference kernels; only then is the module built on top of them.
 pub fn compile(model: &Model, isa: Isa) -> Result<Compiled> {
-    let (_, first) = lower_at(model, isa, 0)?;
-    let (module, mut compiled) = lower_at(model, isa, first.activation_bytes)?;
+    let heap_base = crate::reference::heap_base()?;
+    let (_, first) = lower_at(
+        model,
+        isa,
+        Layout {
+            arena_base: heap_base,
+            weights_base: heap_base,
+            reference: true,
+        },
+    )?;
+    let reference = !first.reference_nodes.is_empty();
+    let arena_base = if reference { heap_base } else { 0 };
+    let layout = Layout {
+        arena_base,
+        weights_base: arena_base + first.activation_bytes,
+        reference,
+    };
+    let (module, mut compiled) = lower_at(model, isa, layout)?;
     compiled.wasm = emit(module, isa)?;
     Ok(compiled)
 }
@@ -278,36 +330,44 @@ fn emit(mut module: Module, isa: Isa) -> Result<Vec<u8>> {
         .validate_all(&wasm)
         .map_err(|e| {
             Error::new(
-                wpc_ir::ErrorKind::Internal,
+                ErrorKind::Internal,
                 format!("wpc generated an invalid {} module: {e}", isa.name()),
             )
         })?;
     Ok(wasm)
 }
 
-/// Lowers every node with weights placed from `weights_base`: the module
-/// (not yet emitted) and the plan (`wasm` left empty).
-fn lower_at(model: &Model, isa: Isa, weights_base: u64) -> Result<(Module, Compiled)> {
+/// Lowers every node into the module `layout` gives: the module (not yet
+/// emitted) and the plan (`wasm` left empty).
+fn lower_at(model: &Model, isa: Isa, layout: Layout) -> Result<(Module, Compiled)> {
     let g = &model.graph;
     let order = g.topo_order()?;
     for &n in &order {
         let node = g.node(n);
         for v in node.outputs.iter().flatten() {
-            static_layout(g, *v, false).map_err(|e| e.within(node.context()))?;
+            static_type(g, *v).map_err(|e| e.within(node.context()))?;
         }
     }
     let fused = relu_fusions(g, &order);
     let mut module = Module::with_config(ModuleConfig::new());
-    let mem = module.memories.add_local(false, false, 1, None, None);
-    module.exports.add("memory", mem);
+    let (mem, eval) = if layout.reference {
+        let (mem, eval) = crate::reference::import(&mut module);
+        (mem, Some(eval))
+    } else {
+        let mem = module.memories.add_local(false, false, 1, None, None);
+        module.exports.add("memory", mem);
+        (mem, None)
+    };
     let mut math = Math::default();
-    let mut planner = Planner::default();
+    let mut planner = Planner::starting_at(layout.arena_base);
     let mut addr: HashMap<ValueId, u32> = HashMap::new();
     let mut weights = WeightArena {
-        base: weights_base.next_multiple_of(16),
+        base: layout.weights_base.next_multiple_of(16),
         top: 0,
         placed: Vec::new(),
+        data: Vec::new(),
     };
+    let mut reference_nodes = Vec::new();
 
     // An alias shares its input's bytes: both live as long as either is read.
     let mut root: HashMap<ValueId, ValueId> = HashMap::new();
@@ -338,9 +398,8 @@ fn lower_at(model: &Model, isa: Isa, weights_base: u64) -> Result<(Module, Compi
         if g.constants.contains_key(&v) {
             continue;
         }
-        let (_, shape, _) = static_layout(g, v, false)?;
-        let bytes = 4 * shape.iter().product::<usize>() as u64;
-        addr.insert(v, planner.alloc(bytes) as u32);
+        let (dtype, shape) = static_type(g, v)?;
+        addr.insert(v, planner.alloc(bytes_for(dtype, &shape)) as u32);
     }
 
     let mut calls = Vec::new();
@@ -348,20 +407,10 @@ fn lower_at(model: &Model, isa: Isa, weights_base: u64) -> Result<(Module, Compi
         let node = g.node(n);
         let within = |e: Error| e.within(node.context());
         let alias = is_alias(g, node, &fused);
-        let lower = match crate::ops::lowering(&node.domain, &node.op) {
-            _ if alias => None,
-            Some(lower) => Some(lower),
-            None => {
-                return Err(within(Error::unsupported(format!(
-                    "op {} has no WebAssembly kernel yet",
-                    node.op
-                ))));
-            }
-        };
         if !alias {
             for v in node.outputs.iter().flatten() {
-                let (_, shape, _) = static_layout(g, *v, false).map_err(within)?;
-                let bytes = 4 * shape.iter().product::<usize>() as u64;
+                let (dtype, shape) = static_type(g, *v).map_err(within)?;
+                let bytes = bytes_for(dtype, &shape);
                 addr.insert(*v, planner.alloc(bytes) as u32);
                 bytes_of.insert(*v, bytes);
             }
@@ -381,18 +430,42 @@ fn lower_at(model: &Model, isa: Isa, weights_base: u64) -> Result<(Module, Compi
             weights: &mut weights,
             scratch: Vec::new(),
         };
-        let Some(lower) = lower else {
+        if alias {
             // An alias shares its input's bytes.
             let at = ctx.input(0).map_err(within)?.addr;
             let y = first_output.ok_or_else(|| within(Error::invalid("no output")))?;
             addr.insert(y, at);
             continue;
+        }
+        let new_function = |ctx: &mut Ctx, how: &str| {
+            let mut f = FunctionBuilder::new(&mut ctx.module.types, &[], &[]);
+            f.name(format!("{} {}{how}", node.op, node.name));
+            f
         };
-        let mut f = FunctionBuilder::new(&mut ctx.module.types, &[], &[]);
-        f.name(format!("{} {}", node.op, node.name));
+        let mut f = new_function(&mut ctx, "");
         let empty = node.outputs.iter().flatten().all(|&v| bytes_of[&v] == 0);
         if !empty {
-            lower(&mut ctx, &mut f).map_err(within)?;
+            // The hand-written kernel, unless it has none or refuses this
+            // node (a dtype or attribute it does not cover).
+            let native = match crate::ops::lowering(&node.domain, &node.op) {
+                Some(lower) => match lower(&mut ctx, &mut f) {
+                    Ok(()) => true,
+                    Err(e) if e.kind == ErrorKind::Unsupported && eval.is_some() => false,
+                    Err(e) => return Err(within(e)),
+                },
+                None => false,
+            };
+            if !native {
+                let eval = eval.ok_or_else(|| {
+                    within(Error::new(
+                        ErrorKind::Internal,
+                        "the first pass found no node for the reference kernels",
+                    ))
+                })?;
+                f = new_function(&mut ctx, " (reference)");
+                crate::reference::lower(&mut ctx, &mut f, eval).map_err(within)?;
+                reference_nodes.push(node.context());
+            }
         }
         let scratch = std::mem::take(&mut ctx.scratch);
         calls.push(f.finish(Vec::new(), &mut ctx.module.funcs));
@@ -422,16 +495,13 @@ fn lower_at(model: &Model, isa: Isa, weights_base: u64) -> Result<(Module, Compi
     let mut slots = |vs: &[ValueId], addr: &mut HashMap<ValueId, u32>| -> Result<Vec<Slot>> {
         vs.iter()
             .map(|&v| {
-                let (_, shape, word) = static_layout(g, v, false)?;
+                let (dtype, shape) = static_type(g, v)?;
                 if let std::collections::hash_map::Entry::Vacant(e) = addr.entry(v) {
-                    let t = &g.constants[&v];
-                    let bytes = to_bytes(t, word, &g.value(v).name)
-                        .map_err(|e| Error::unsupported(e.to_string()))?;
-                    e.insert(weights.place(bytes));
+                    e.insert(weights.place(g.constants[&v].to_le_bytes()));
                 }
                 Ok(Slot {
                     offset: addr[&v] as u64,
-                    word,
+                    dtype,
                     elements: shape.iter().product::<usize>() as u64,
                 })
             })
@@ -447,7 +517,7 @@ fn lower_at(model: &Model, isa: Isa, weights_base: u64) -> Result<(Module, Compi
     )?;
     let outputs = slots(&g.outputs, &mut addr)?;
 
-    let activation_bytes = planner.peak();
+    let activation_bytes = planner.peak() - layout.arena_base;
     let memory_bytes = weights.base + weights.top;
     if memory_bytes > MAX_MEMORY {
         return Err(Error::unsupported(format!(
@@ -457,7 +527,17 @@ fn lower_at(model: &Model, isa: Isa, weights_base: u64) -> Result<(Module, Compi
     let pages = memory_bytes.div_ceil(65_536).max(1);
     let memory = module.memories.get_mut(mem);
     memory.initial = pages;
-    memory.maximum = Some(pages);
+    // The reference kernels' allocator grows memory above the plan.
+    memory.maximum = eval.is_none().then_some(pages);
+    for (at, bytes) in weights.data {
+        module.data.add(
+            DataKind::Active {
+                memory: mem,
+                offset: ConstExpr::Value(walrus::ir::Value::I32(at as i32)),
+            },
+            bytes,
+        );
+    }
     let mut run = FunctionBuilder::new(&mut module.types, &[], &[]);
     run.name("run".into());
     let mut body = run.func_body();
@@ -474,6 +554,7 @@ fn lower_at(model: &Model, isa: Isa, weights_base: u64) -> Result<(Module, Compi
         weights: weights.placed,
         memory_bytes,
         activation_bytes,
+        reference_nodes,
     };
     Ok((module, plan))
 }

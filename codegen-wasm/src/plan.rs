@@ -15,6 +15,14 @@ pub struct Planner {
 }
 
 impl Planner {
+    /// A plan whose ranges start at `base` (above data the module owns).
+    pub fn starting_at(base: u64) -> Planner {
+        Planner {
+            free: Vec::new(),
+            top: base.next_multiple_of(ALIGN),
+        }
+    }
+
     /// Reserves `bytes` and returns the range's offset.
     pub fn alloc(&mut self, bytes: u64) -> u64 {
         let bytes = bytes.max(1).next_multiple_of(ALIGN);
@@ -63,7 +71,7 @@ impl Planner {
         }
     }
 
-    /// Bytes of memory the plan needs at its peak.
+    /// The end of the highest range ever handed out.
     pub fn peak(&self) -> u64 {
         self.top
     }

@@ -21,6 +21,12 @@ use crate::tensor::Tensor;
 pub struct ValueId(u32);
 
 impl ValueId {
+    /// The id of the `index`-th value of a graph (for code that evaluates a
+    /// node outside any graph, such as the WebAssembly reference module).
+    pub fn from_index(index: usize) -> ValueId {
+        ValueId(index as u32)
+    }
+
     pub fn index(self) -> usize {
         self.0 as usize
     }

@@ -23,6 +23,7 @@ pub mod onnx;
 pub mod ops;
 pub mod shape;
 pub mod testing;
+pub mod wire;
 
 pub use attr::{Attr, Attrs};
 pub use dtype::DType;

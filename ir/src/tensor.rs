@@ -108,6 +108,43 @@ pub enum Data {
     Bool(Vec<bool>),
 }
 
+impl Data {
+    /// Elements from their little-endian bytes (ONNX's `raw_data` layout;
+    /// a bool is one byte). Trailing bytes short of an element are ignored.
+    pub fn from_le_bytes(dtype: DType, b: &[u8]) -> Data {
+        macro_rules! le {
+            ($t:ty, $n:expr) => {
+                b.chunks_exact($n)
+                    .map(|c| <$t>::from_le_bytes(c.try_into().expect("chunk size")))
+                    .collect()
+            };
+        }
+        match dtype {
+            DType::F32 => Data::F32(le!(f32, 4)),
+            DType::F64 => Data::F64(le!(f64, 8)),
+            DType::F16 => Data::F16(
+                b.chunks_exact(2)
+                    .map(|c| f16::from_le_bytes([c[0], c[1]]))
+                    .collect(),
+            ),
+            DType::BF16 => Data::BF16(
+                b.chunks_exact(2)
+                    .map(|c| bf16::from_le_bytes([c[0], c[1]]))
+                    .collect(),
+            ),
+            DType::I8 => Data::I8(b.iter().map(|&x| x as i8).collect()),
+            DType::U8 => Data::U8(b.to_vec()),
+            DType::I16 => Data::I16(le!(i16, 2)),
+            DType::U16 => Data::U16(le!(u16, 2)),
+            DType::I32 => Data::I32(le!(i32, 4)),
+            DType::U32 => Data::U32(le!(u32, 4)),
+            DType::I64 => Data::I64(le!(i64, 8)),
+            DType::U64 => Data::U64(le!(u64, 8)),
+            DType::Bool => Data::Bool(b.iter().map(|&x| x != 0).collect()),
+        }
+    }
+}
+
 /// Runs `$body` with `$v` bound to the typed vector inside a [`Data`],
 /// whatever its dtype. The body is expanded once per dtype, so it may use
 /// generic code that infers the element type from `$v`.
@@ -338,6 +375,13 @@ impl Tensor {
 
     pub fn dtype(&self) -> DType {
         self.data.dtype()
+    }
+
+    /// The elements' little-endian bytes (see [`Data::from_le_bytes`]).
+    pub fn to_le_bytes(&self) -> Vec<u8> {
+        let mut raw = Vec::with_capacity(self.len() * self.dtype().size());
+        crate::with_data!(self.data(), v => v.iter().for_each(|x| x.write_le(&mut raw)));
+        raw
     }
 
     pub fn data(&self) -> &Data {

@@ -50,15 +50,9 @@ impl Word {
     }
 }
 
-/// The dtype, static shape and device word of graph value `v`, or why a
-/// kernel backend cannot compile it: a dtype or shape unknown at compile
-/// time, or float64 (which neither WGSL nor the wasm kernels hold, unless
-/// `demote_f64`).
-pub fn static_layout(
-    g: &wpc_ir::Graph,
-    v: wpc_ir::ValueId,
-    demote_f64: bool,
-) -> wpc_ir::Result<(DType, Vec<usize>, Word)> {
+/// The dtype and static shape of graph value `v`, or why a kernel backend
+/// cannot compile it: a dtype or shape unknown at compile time.
+pub fn static_type(g: &wpc_ir::Graph, v: wpc_ir::ValueId) -> wpc_ir::Result<(DType, Vec<usize>)> {
     let value = g.value(v);
     let dtype = value.ty.dtype.ok_or_else(|| {
         wpc_ir::Error::unsupported(format!(
@@ -72,10 +66,21 @@ pub fn static_layout(
             value.name, value.ty.shape
         ))
     })?;
+    Ok((dtype, shape))
+}
+
+/// [`static_type`] plus the device word, or why WGSL cannot hold the
+/// value: float64, unless `demote_f64`.
+pub fn static_layout(
+    g: &wpc_ir::Graph,
+    v: wpc_ir::ValueId,
+    demote_f64: bool,
+) -> wpc_ir::Result<(DType, Vec<usize>, Word)> {
+    let (dtype, shape) = static_type(g, v)?;
     let word = Word::for_dtype(dtype, demote_f64).ok_or_else(|| {
         wpc_ir::Error::unsupported(format!(
             "'{}' is {dtype}, which the kernels cannot hold (no 64-bit floats); compile with --demote-f64 to compute it in float32",
-            value.name
+            g.value(v).name
         ))
     })?;
     Ok((dtype, shape, word))

@@ -38,6 +38,9 @@ pub enum Error {
     Gpu(String),
     #[error("WebAssembly error: {0}")]
     Wasm(String),
+    /// A kernel met something it does not support (at run time).
+    #[error("not supported: {0}")]
+    Unsupported(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -153,8 +153,19 @@ pub struct WasmVariant {
     pub features: Vec<String>,
     /// The module file.
     pub module: String,
-    /// Bytes of linear memory the module declares: its peak memory.
+    /// Bytes of linear memory the module declares: its peak memory, unless
+    /// `reference_nodes` is not empty (their kernels allocate above it).
     pub memory_bytes: u64,
+    /// The reference kernel module, when `reference_nodes` is not empty:
+    /// instantiated first, its exports are the module's imports `wpc.*`
+    /// (its memory is the variant's memory, grown to `memory_bytes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// Nodes (`'name' (op X)`) without a hand-written kernel for this
+    /// variant, which run the reference interpreter's kernel compiled to
+    /// wasm32 (scalar, allocating).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reference_nodes: Vec<String>,
     /// Shard ranges copied into memory before the first run.
     pub weights: Vec<Placement>,
     pub inputs: Vec<MemoryTensor>,
@@ -169,13 +180,12 @@ pub struct Placement {
     pub offset: u64,
 }
 
-/// A model input or output in linear memory: 32-bit words at an offset.
+/// A model input or output in linear memory: `elements` of its dtype at
+/// `offset`, little-endian at their natural width (a bool is one byte).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemoryTensor {
     pub offset: u64,
-    /// `f32`, `i32` or `u32`.
-    pub word: String,
     pub elements: u64,
 }
 

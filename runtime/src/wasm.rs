@@ -2,33 +2,66 @@
 //! (Cranelift). The module is compiled and instantiated once, the weights
 //! copied from the shards straight into its linear memory at their planned
 //! offsets; each run writes the inputs, calls `run` and reads the outputs.
+//! Tensors sit in memory as their little-endian bytes. A variant with
+//! nodes that run the reference kernels is linked to an instance of the
+//! bundle's reference module, which is compiled once per process.
 
-use wasmtime::{Config, Engine, Instance, Memory, Module, Store, TypedFunc};
-use wpc_ir::Tensor;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use wasmtime::{Config, Engine, Instance, Linker, Memory, Module, Store, TypedFunc};
+use wpc_ir::{Data, Tensor};
 
 use crate::bundle::Bundle;
-use crate::device_data::{Word, from_words, to_bytes};
 use crate::manifest::{MemoryTensor, TensorInfo, Variant, WasmVariant};
 use crate::{Error, Result};
 
 /// A loaded wasm variant, ready to run.
 pub struct Session {
     store: Store<()>,
+    /// The instance that keeps kernel error messages: the reference
+    /// instance when there is one.
+    errors: Instance,
     memory: Memory,
     run: TypedFunc<(), ()>,
     inputs: Vec<(TensorInfo, MemoryTensor)>,
     outputs: Vec<(TensorInfo, MemoryTensor)>,
 }
 
-fn word_of(t: &MemoryTensor) -> Result<Word> {
-    Word::parse(&t.word).ok_or_else(|| Error::Format {
-        path: "manifest.json".into(),
-        reason: format!("unknown word type '{}'", t.word),
-    })
-}
-
 fn engine_error(what: &str) -> impl Fn(wasmtime::Error) -> Error + '_ {
     move |e| Error::Wasm(format!("{what}: {e:#}"))
+}
+
+/// One engine per process, so compiled modules can be shared.
+fn engine() -> Result<&'static Engine> {
+    static ENGINE: OnceLock<std::result::Result<Engine, String>> = OnceLock::new();
+    ENGINE
+        .get_or_init(|| {
+            let mut config = Config::new();
+            config
+                .wasm_simd(true)
+                .wasm_relaxed_simd(true)
+                .cranelift_opt_level(wasmtime::OptLevel::Speed);
+            Engine::new(&config).map_err(|e| format!("{e:#}"))
+        })
+        .as_ref()
+        .map_err(|e| Error::Wasm(format!("starting wasmtime: {e}")))
+}
+
+/// Compiles `bytes`, reusing an earlier compilation of the same bytes (the
+/// reference kernel module is the same in every bundle of this wpc).
+fn compile_shared(bytes: &[u8], what: &str) -> Result<Module> {
+    static CACHE: OnceLock<Mutex<HashMap<Arc<[u8]>, Module>>> = OnceLock::new();
+    let mut cache = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(m) = cache.get(bytes) {
+        return Ok(m.clone());
+    }
+    let module = Module::new(engine()?, bytes).map_err(engine_error(what))?;
+    cache.insert(Arc::from(bytes), module.clone());
+    Ok(module)
 }
 
 /// The names of the bundle's wasm variants, in preference order.
@@ -62,17 +95,35 @@ impl Session {
                     variants(bundle).join(", ")
                 ))
             })?;
-        let mut config = Config::new();
-        config
-            .wasm_simd(true)
-            .wasm_relaxed_simd(true)
-            .cranelift_opt_level(wasmtime::OptLevel::Speed);
-        let engine = Engine::new(&config).map_err(engine_error("starting wasmtime"))?;
-        let module = Module::new(&engine, bundle.file(&variant.module)?)
+        let engine = engine()?;
+        let module = Module::new(engine, bundle.file(&variant.module)?)
             .map_err(engine_error(&variant.module))?;
-        let mut store = Store::new(&engine, ());
-        let instance =
-            Instance::new(&mut store, &module, &[]).map_err(engine_error(&variant.module))?;
+        let mut store = Store::new(engine, ());
+        let mut linker = Linker::new(engine);
+        let mut errors = None;
+        if let Some(file) = &variant.reference {
+            let reference = compile_shared(bundle.file(file)?, file)?;
+            let instance =
+                Instance::new(&mut store, &reference, &[]).map_err(engine_error(file))?;
+            // The variant's plan needs `memory_bytes` of the shared memory.
+            let memory = instance
+                .get_memory(&mut store, "memory")
+                .ok_or_else(|| Error::Wasm(format!("{file} exports no memory")))?;
+            let have = memory.data_size(&store) as u64;
+            if variant.memory_bytes > have {
+                let pages = (variant.memory_bytes - have).div_ceil(65_536);
+                memory
+                    .grow(&mut store, pages)
+                    .map_err(engine_error("growing memory"))?;
+            }
+            linker
+                .instance(&mut store, "wpc", instance)
+                .map_err(engine_error(file))?;
+            errors = Some(instance);
+        }
+        let instance = linker
+            .instantiate(&mut store, &module)
+            .map_err(engine_error(&variant.module))?;
         let memory = instance
             .get_memory(&mut store, "memory")
             .ok_or_else(|| Error::Wasm(format!("{} exports no memory", variant.module)))?;
@@ -96,6 +147,7 @@ impl Session {
         }
         Ok(Session {
             store,
+            errors: errors.unwrap_or(instance),
             memory,
             run,
             inputs: m
@@ -118,37 +170,56 @@ impl Session {
         let infos: Vec<TensorInfo> = self.inputs.iter().map(|(i, _)| i.clone()).collect();
         crate::manifest::check_inputs(&infos, inputs)?;
         for (t, (info, slot)) in inputs.iter().zip(&self.inputs) {
-            let bytes = to_bytes(t, word_of(slot)?, &format!("input '{}'", info.name))?;
             self.memory
-                .write(&mut self.store, slot.offset as usize, &bytes)
+                .write(&mut self.store, slot.offset as usize, &t.to_le_bytes())
                 .map_err(|e| Error::Wasm(format!("writing input '{}': {e}", info.name)))?;
         }
         self.execute()?;
         self.outputs
             .iter()
             .map(|(info, slot)| {
-                let mut bytes = vec![0u8; 4 * slot.elements as usize];
+                let dtype = info.dtype()?;
+                let mut bytes = vec![0u8; dtype.size() * slot.elements as usize];
                 self.memory
                     .read(&self.store, slot.offset as usize, &mut bytes)
                     .map_err(|e| Error::Wasm(format!("reading output '{}': {e}", info.name)))?;
-                let words: Vec<u32> = bytes
-                    .chunks_exact(4)
-                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect();
-                Ok(from_words(
-                    &words,
-                    word_of(slot)?,
-                    info.dtype()?,
-                    info.dims(),
-                ))
+                Ok(Tensor::new(info.dims(), Data::from_le_bytes(dtype, &bytes)))
             })
             .collect()
     }
 
     /// Calls `run` on whatever the memory holds (for benchmarks).
     pub fn execute(&mut self) -> Result<()> {
-        self.run
-            .call(&mut self.store, ())
-            .map_err(engine_error("running the model"))
+        match self.run.call(&mut self.store, ()) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(match self.kernel_error() {
+                Some((2, reason)) => Error::Unsupported(reason),
+                Some((_, reason)) => Error::Wasm(format!("running the model: {reason}")),
+                None => Error::Wasm(format!("running the model: {e:#}")),
+            }),
+        }
+    }
+
+    /// Why a reference kernel failed, when one did: the module keeps the
+    /// message (see `wpc-wasm-reference`).
+    fn kernel_error(&mut self) -> Option<(u32, String)> {
+        let mut get = |name: &str| {
+            let f = self
+                .errors
+                .get_typed_func::<(), u32>(&mut self.store, name)
+                .ok()?;
+            f.call(&mut self.store, ()).ok()
+        };
+        let (kind, ptr, len) = (
+            get("wpc_error_kind")?,
+            get("wpc_error_ptr")?,
+            get("wpc_error_len")?,
+        );
+        let mut bytes = vec![0u8; len as usize];
+        self.memory
+            .read(&self.store, ptr as usize, &mut bytes)
+            .ok()?;
+        let message = String::from_utf8(bytes).ok()?;
+        (kind != 0).then_some((kind, message))
     }
 }

@@ -8,7 +8,7 @@
 
 use walrus::ir::BinaryOp;
 use walrus::{FunctionBuilder, InstrSeqBuilder, LocalId};
-use wpc_ir::{Error, Result};
+use wpc_ir::{DType, Error, Result};
 
 use crate::emit::{self, Arith, Fx};
 use crate::lower::Ctx;
@@ -403,8 +403,11 @@ pub fn gemm(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let a = ctx.attrs();
     let (alpha, beta) = (a.float("alpha", 1.0)?, a.float("beta", 1.0)?);
     let (trans_a, trans_b) = (a.int("transA", 0)? != 0, a.int("transB", 0)? != 0);
-    let (_, ash) = ctx.input_type(0)?;
-    let (_, bsh) = ctx.input_type(1)?;
+    let (adt, ash) = ctx.input_type(0)?;
+    let (bdt, bsh) = ctx.input_type(1)?;
+    if adt != DType::F32 || bdt != DType::F32 {
+        return Err(Error::unsupported(format!("Gemm on {adt} × {bdt}")));
+    }
     let (m, k) = if trans_a {
         (ash[1], ash[0])
     } else {

@@ -7,8 +7,7 @@ pub mod gemm;
 pub mod movement;
 pub mod nn;
 
-use wpc_ir::{Error, Result};
-use wpc_runtime::device_data::Word;
+use wpc_ir::{DType, Error, Result};
 
 use crate::lower::{Ctx, LowerFn, Tt};
 
@@ -37,9 +36,10 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
     })
 }
 
-/// Rejects tensors the float kernels cannot compute on, naming the op.
+/// Rejects tensors the float kernels cannot compute on, naming the op (the
+/// node then runs the reference kernel).
 pub fn require_f32(ctx: &Ctx, t: &Tt) -> Result<()> {
-    if t.word != Word::F32 {
+    if t.dtype != DType::F32 {
         return Err(Error::unsupported(format!(
             "{} on {} tensors",
             ctx.node.op, t.dtype

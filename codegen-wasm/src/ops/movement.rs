@@ -1,28 +1,29 @@
 //! Data movement: Concat as bulk `memory.copy` per contiguous block, and
 //! Transpose as nested loops with the input pointer walking the permuted
-//! strides. Both move 32-bit words, so they serve every dtype.
+//! strides, and Gather as one copy per selected block. Concat and Gather
+//! copy bytes, so they serve every dtype; Transpose moves 32-bit elements.
 
 use walrus::FunctionBuilder;
 use walrus::ir::BinaryOp;
 use wpc_ir::ops::util::norm_axis;
-use wpc_ir::{Error, Result};
+use wpc_ir::{DType, Error, Result};
 
 use super::elementwise::Walk;
 use crate::emit;
 use crate::lower::Ctx;
 
-/// `Concat`: per input, `outer` blocks of `axis size · inner` words.
+/// `Concat`: per input, `outer` blocks of `axis size · inner` elements.
 pub fn concat(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let out = ctx.output(0)?;
     let axis = norm_axis(ctx.attrs().int("axis", 0)?, out.shape.len())?;
     let outer: usize = out.shape[..axis].iter().product();
-    let inner: usize = out.shape[axis + 1..].iter().product();
-    let row = out.shape[axis] * inner * 4;
+    let inner = out.shape[axis + 1..].iter().product::<usize>() * out.dtype.size();
+    let row = out.shape[axis] * inner;
     let mut placed = 0;
     let mut copies = Vec::new();
     for i in 0..ctx.node.inputs.len() {
         let t = ctx.input(i)?;
-        let block = t.shape.get(axis).copied().unwrap_or(0) * inner * 4;
+        let block = t.shape.get(axis).copied().unwrap_or(0) * inner;
         if block > 0 {
             copies.push((t.addr, block, placed));
         }
@@ -56,6 +57,9 @@ pub fn concat(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
 /// permuted strides.
 pub fn transpose(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
+    if x.dtype.size() != 4 {
+        return Err(Error::unsupported(format!("Transpose of {}", x.dtype)));
+    }
     let rank = x.shape.len();
     let perm: Vec<usize> = match ctx.attrs().opt_ints("perm")? {
         Some(p) => p
@@ -111,7 +115,7 @@ pub fn transpose(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
 }
 
 /// `Gather`: for each outer index and each (run-time) index, one bulk copy
-/// of the `inner` words it selects; negative indices count from the end.
+/// of the `inner` elements it selects; negative indices count from the end.
 pub fn gather(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let (data, idx, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
     let axis = norm_axis(ctx.attrs().int("axis", 0)?, data.shape.len())?;
@@ -119,7 +123,12 @@ pub fn gather(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let dim = data.shape[axis];
     let inner: usize = data.shape[axis + 1..].iter().product();
     let count = idx.numel();
-    let block = (inner * 4) as i32;
+    let wide = match idx.dtype {
+        DType::I64 => true,
+        DType::I32 => false,
+        other => return Err(Error::invalid(format!("Gather indices are {other}"))),
+    };
+    let block = (inner * data.dtype.size()) as i32;
     let mut fx = ctx.fx();
     let mem = fx.mem;
     let (o, t, i, dst) = (fx.i32(), fx.i32(), fx.i32(), fx.i32());
@@ -128,8 +137,10 @@ pub fn gather(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     emit::for_range(&mut b, o, 0, outer as i64, 1, |b| {
         emit::for_range(b, t, 0, count as i64, 1, |b| {
             // i = indices[t], wrapped if negative.
-            b.local_get(t).i32_const(4).binop(BinaryOp::I32Mul);
-            emit::load_i32(b, &fx, idx.addr as u64);
+            b.local_get(t)
+                .i32_const(if wide { 8 } else { 4 })
+                .binop(BinaryOp::I32Mul);
+            emit::load_index(b, &fx, idx.addr as u64, wide);
             b.local_tee(i)
                 .local_get(i)
                 .i32_const(dim as i32)

@@ -11,7 +11,7 @@ use prost::Message;
 use super::proto::{DATA_LOCATION_EXTERNAL, TensorProto};
 use crate::dtype::DType;
 use crate::error::{Error, ErrorKind, Result};
-use crate::tensor::{Data, Elem, Tensor};
+use crate::tensor::{Data, Tensor};
 
 /// Decodes a tensor. `base_dir` is the model's directory, against which
 /// external data locations are resolved; `None` forbids external data.
@@ -47,9 +47,9 @@ pub fn decode_tensor(t: &TensorProto, base_dir: Option<&Path>) -> Result<Tensor>
         })?;
     let data = if t.data_location == DATA_LOCATION_EXTERNAL {
         let bytes = read_external(t, base_dir, numel * dtype.size())?;
-        from_le_bytes(dtype, &bytes)
+        Data::from_le_bytes(dtype, &bytes)
     } else if !t.raw_data.is_empty() {
-        from_le_bytes(dtype, &t.raw_data)
+        Data::from_le_bytes(dtype, &t.raw_data)
     } else {
         from_typed_fields(dtype, t)
     };
@@ -129,39 +129,6 @@ fn read_external(t: &TensorProto, base_dir: Option<&Path>, want: usize) -> Resul
     Ok(buf)
 }
 
-pub(crate) fn from_le_bytes(dtype: DType, b: &[u8]) -> Data {
-    macro_rules! le {
-        ($t:ty, $n:expr) => {
-            b.chunks_exact($n)
-                .map(|c| <$t>::from_le_bytes(c.try_into().expect("chunk size")))
-                .collect()
-        };
-    }
-    match dtype {
-        DType::F32 => Data::F32(le!(f32, 4)),
-        DType::F64 => Data::F64(le!(f64, 8)),
-        DType::F16 => Data::F16(
-            b.chunks_exact(2)
-                .map(|c| f16::from_le_bytes([c[0], c[1]]))
-                .collect(),
-        ),
-        DType::BF16 => Data::BF16(
-            b.chunks_exact(2)
-                .map(|c| bf16::from_le_bytes([c[0], c[1]]))
-                .collect(),
-        ),
-        DType::I8 => Data::I8(b.iter().map(|&x| x as i8).collect()),
-        DType::U8 => Data::U8(b.to_vec()),
-        DType::I16 => Data::I16(le!(i16, 2)),
-        DType::U16 => Data::U16(le!(u16, 2)),
-        DType::I32 => Data::I32(le!(i32, 4)),
-        DType::U32 => Data::U32(le!(u32, 4)),
-        DType::I64 => Data::I64(le!(i64, 8)),
-        DType::U64 => Data::U64(le!(u64, 8)),
-        DType::Bool => Data::Bool(b.iter().map(|&x| x != 0).collect()),
-    }
-}
-
 /// The typed fields: ONNX stores all narrow integer types, bool and the
 /// 16-bit floats (as raw bits) in `int32_data`.
 fn from_typed_fields(dtype: DType, t: &TensorProto) -> Data {
@@ -185,8 +152,7 @@ fn from_typed_fields(dtype: DType, t: &TensorProto) -> Data {
 
 /// Serialises a tensor as a `TensorProto` with `raw_data` (for writing test data).
 pub fn encode_tensor(name: &str, t: &Tensor) -> TensorProto {
-    let mut raw = Vec::with_capacity(t.len() * t.dtype().size());
-    crate::with_data!(t.data(), v => v.iter().for_each(|x| x.write_le(&mut raw)));
+    let raw = t.to_le_bytes();
     TensorProto {
         dims: t.shape().iter().map(|&d| d as i64).collect(),
         data_type: t.dtype().onnx_code(),

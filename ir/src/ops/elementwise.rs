@@ -580,6 +580,6 @@ fn eval_bitcast(c: &EvalCtx) -> Result<Vec<Tensor>> {
     crate::with_data!(x.data(), v => v.iter().for_each(|e| e.write_le(&mut bytes)));
     Ok(vec![Tensor::new(
         x.shape().to_vec(),
-        crate::onnx::tensor::from_le_bytes(to, &bytes),
+        crate::tensor::Data::from_le_bytes(to, &bytes),
     )])
 }

@@ -4,53 +4,76 @@
 // in Node (only the standard WebAssembly API is used).
 
 /** @typedef {{shard: number, offset: number, bytes: number}} ShardRange */
-/** @typedef {{offset: number, word: 'f32'|'i32'|'u32', elements: number}} MemoryTensor */
+/** @typedef {{offset: number, elements: number}} MemoryTensor */
+
+/** The typed array holding each ONNX dtype as the module stores it:
+ * little-endian at its natural width; 16-bit floats as raw bits, bools as
+ * one byte each. */
+const ARRAYS = {
+  float32: Float32Array,
+  float64: Float64Array,
+  float16: Uint16Array,
+  bfloat16: Uint16Array,
+  int8: Int8Array,
+  uint8: Uint8Array,
+  int16: Int16Array,
+  uint16: Uint16Array,
+  int32: Int32Array,
+  uint32: Uint32Array,
+  int64: BigInt64Array,
+  uint64: BigUint64Array,
+  bool: Uint8Array,
+};
 
 /**
- * Converts a typed array to the 32-bit words the module computes with:
- * floats as f32, signed integers as i32 (int64 values must fit), unsigned
- * integers and bools as u32.
- * @param {ArrayLike<number|bigint>} data
- * @param {MemoryTensor} slot
- * @param {string} name
- * @returns {Uint8Array}
+ * The typed array constructor for `dtype`.
+ * @param {string} dtype ONNX dtype name
  */
-export function toWords(data, slot, name) {
-  if (data.length !== slot.elements) {
-    throw new Error(`input '${name}' has ${data.length} elements, the bundle was compiled for ${slot.elements}`);
-  }
-  const out = slot.word === 'f32' ? new Float32Array(slot.elements)
-    : slot.word === 'i32' ? new Int32Array(slot.elements) : new Uint32Array(slot.elements);
-  for (let i = 0; i < data.length; i++) {
-    const v = data[i];
-    if (typeof v === 'bigint') {
-      if (v < -2147483648n || v > 4294967295n || (slot.word === 'i32' && v > 2147483647n)) {
-        throw new Error(`input '${name}': value ${v} does not fit the 32-bit integers the kernels use`);
-      }
-      out[i] = Number(v);
-    } else {
-      out[i] = v;
-    }
-  }
-  return new Uint8Array(out.buffer);
+export function arrayType(dtype) {
+  const Array = ARRAYS[dtype];
+  if (!Array) throw new Error(`unknown dtype '${dtype}'`);
+  return Array;
 }
 
 /**
- * Reads an output's words back as the typed array of its ONNX dtype.
+ * An input's bytes as the module stores them.
+ * @param {ArrayLike<number|bigint>} data
+ * @param {MemoryTensor} slot
+ * @param {{name: string, dtype: string}} info the manifest's input entry
+ * @returns {Uint8Array}
+ */
+export function toBytes(data, slot, info) {
+  if (data.length !== slot.elements) {
+    throw new Error(`input '${info.name}' has ${data.length} elements, the bundle was compiled for ${slot.elements}`);
+  }
+  const Array = arrayType(info.dtype);
+  const typed = data instanceof Array ? data : Array.from(data, (v) => {
+    const big = Array === BigInt64Array || Array === BigUint64Array;
+    return big ? BigInt(v) : Number(v);
+  });
+  return new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
+}
+
+/**
+ * Copies an output out of memory as the typed array of its dtype.
  * @param {ArrayBuffer} buffer memory
  * @param {MemoryTensor} slot
  * @param {string} dtype ONNX dtype name
  */
-export function fromWords(buffer, slot, dtype) {
-  const bytes = buffer.slice(slot.offset, slot.offset + 4 * slot.elements);
-  const words = slot.word === 'f32' ? new Float32Array(bytes)
-    : slot.word === 'i32' ? new Int32Array(bytes) : new Uint32Array(bytes);
-  switch (dtype) {
-    case 'int64': return BigInt64Array.from(words, (v) => BigInt(v));
-    case 'uint64': return BigUint64Array.from(words, (v) => BigInt(v));
-    case 'bool': return Uint8Array.from(words);
-    default: return words;
-  }
+export function readOutput(buffer, slot, dtype) {
+  const Array = arrayType(dtype);
+  const bytes = buffer.slice(slot.offset, slot.offset + Array.BYTES_PER_ELEMENT * slot.elements);
+  return new Array(bytes);
+}
+
+/**
+ * The message a failed reference kernel left in the module, if any.
+ * @param {WebAssembly.Exports} exports
+ */
+function kernelError(exports) {
+  const { wpc_error_ptr: ptr, wpc_error_len: len, memory } = exports;
+  if (typeof ptr !== 'function' || typeof len !== 'function') return '';
+  return new TextDecoder().decode(new Uint8Array(memory.buffer, ptr(), len()));
 }
 
 /**
@@ -65,8 +88,30 @@ export async function loadWasm(manifest, name, readFile) {
     const have = manifest.variants.map((v) => v.name ?? v.backend).join(', ');
     throw new Error(`the bundle has no '${name}' variant (it has: ${have})`);
   }
-  const { instance } = await WebAssembly.instantiate(await readFile(variant.module), {});
-  const { memory, run } = instance.exports;
+  // Nodes without a generated kernel run in the shared reference module:
+  // instantiate it first and give its exports (memory included) to the
+  // variant, after growing the memory to what the variant's plan needs.
+  let imports = {};
+  let errors = null;
+  if (variant.reference) {
+    const reference = await WebAssembly.instantiate(await readFile(variant.reference), {});
+    const shared = reference.instance.exports.memory;
+    const missing = variant.memory_bytes - shared.buffer.byteLength;
+    if (missing > 0) shared.grow(Math.ceil(missing / 65536));
+    imports = { wpc: reference.instance.exports };
+    errors = reference.instance.exports;
+  }
+  const { instance } = await WebAssembly.instantiate(await readFile(variant.module), imports);
+  const { memory } = instance.exports;
+  const run = () => {
+    try {
+      instance.exports.run();
+    } catch (e) {
+      const reason = errors ? kernelError(errors) : '';
+      if (reason) throw new Error(`running the model: ${reason}`, { cause: e });
+      throw e;
+    }
+  };
   const shards = new Map();
   for (const w of variant.weights) {
     const shard = manifest.shards[w.range.shard];
@@ -86,12 +131,12 @@ export async function loadWasm(manifest, name, readFile) {
         const data = inputs[info.name];
         if (data === undefined) throw new Error(`missing input '${info.name}'`);
         const slot = variant.inputs[i];
-        new Uint8Array(memory.buffer).set(toWords(data, slot, info.name), slot.offset);
+        new Uint8Array(memory.buffer).set(toBytes(data, slot, info), slot.offset);
       });
       run();
       const outputs = {};
       manifest.outputs.forEach((info, i) => {
-        outputs[info.name] = fromWords(memory.buffer, variant.outputs[i], info.dtype);
+        outputs[info.name] = readOutput(memory.buffer, variant.outputs[i], info.dtype);
       });
       return outputs;
     },
