@@ -512,3 +512,116 @@ fn bad_targets_give_clear_errors() {
         assert!(text.contains(name), "{text}");
     }
 }
+
+/// Ops without a hand-written WebAssembly kernel run in the bundle's
+/// reference kernels module; a kernel failing there is reported with its
+/// node, exit code 1 and no output.
+#[test]
+fn wasm_runs_ops_without_kernels_through_the_reference_module() {
+    let dir = tempfile::tempdir().unwrap();
+    // Round has no hand-written wasm kernel.
+    let path = write(dir.path(), "m.onnx", &small_model("Round", weights()));
+    let bundle = dir.path().join("m.wpc");
+    let o = wpc(&[
+        "compile",
+        &path,
+        "--target",
+        "chrome",
+        "--dim",
+        "batch=1",
+        "-o",
+        bundle.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bundle.join("manifest.json")).unwrap())
+            .unwrap();
+    let wasm: Vec<&serde_json::Value> = manifest["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["backend"] == "wasm")
+        .collect();
+    assert_eq!(wasm.len(), 3, "{manifest}");
+    for v in &wasm {
+        assert_eq!(v["reference"], "reference.wasm", "{v}");
+        assert_eq!(
+            v["reference_nodes"],
+            serde_json::json!(["node 'round_node' (op Round)"])
+        );
+    }
+    assert!(bundle.join("reference.wasm").is_file());
+
+    let x = wpc::ir::Tensor::from_vec(vec![1, 3], vec![1.0f32, 2.0, 3.0]);
+    let xin = dir.path().join("x.npy");
+    wpc::npy::write(&xin, &x).unwrap();
+    for backend in ["wasm", "wasm-scalar"] {
+        let out_dir = dir.path().join(backend);
+        let o = wpc(&[
+            "run",
+            bundle.to_str().unwrap(),
+            "--backend",
+            backend,
+            "--input",
+            &format!("x={}", xin.display()),
+            "-o",
+            out_dir.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        // x·w + b = [4.5, -5]; Round halves to even.
+        let y = wpc::npy::read(&out_dir.join("y.npy")).unwrap();
+        assert_eq!(y.to_f64s(), vec![4.0, -5.0]);
+    }
+
+    // GatherElements with an index past the data fails inside the kernel.
+    let mut indices = value_info("i", &[DimensionValue::DimValue(1)]);
+    if let Some(TypeValue::TensorType(t)) = indices.r#type.as_mut().and_then(|t| t.value.as_mut()) {
+        t.elem_type = 7;
+    }
+    let graph = GraphProto {
+        node: vec![NodeProto {
+            input: vec!["data".into(), "i".into()],
+            output: vec!["y".into()],
+            name: "pick".into(),
+            op_type: "GatherElements".into(),
+            ..Default::default()
+        }],
+        name: "gather".into(),
+        initializer: vec![TensorProto {
+            dims: vec![3],
+            data_type: 1,
+            float_data: vec![1.0, 2.0, 3.0],
+            name: "data".into(),
+            ..Default::default()
+        }],
+        input: vec![indices],
+        output: vec![value_info("y", &[DimensionValue::DimValue(1)])],
+        ..Default::default()
+    };
+    let model = ModelProto {
+        graph: Some(graph),
+        ..small_model("Relu", weights())
+    };
+    let path = write(dir.path(), "g.onnx", &model);
+    let iin = dir.path().join("i.npy");
+    wpc::npy::write(&iin, &wpc::ir::Tensor::i64s(vec![1], vec![5])).unwrap();
+    let out_dir = dir.path().join("bad");
+    assert_user_error(
+        &[
+            "run",
+            &path,
+            "--backend",
+            "wasm",
+            "--input",
+            &format!("i={}", iin.display()),
+            "-o",
+            out_dir.to_str().unwrap(),
+        ],
+        &out_dir,
+        &[
+            "g.onnx",
+            "node 'pick' (op GatherElements)",
+            "index 5 is out of bounds",
+        ],
+    );
+}

@@ -101,6 +101,7 @@ pub fn lower(ctx: &mut Ctx, f: &mut FunctionBuilder, eval: FunctionId) -> Result
         });
     }
     let call = Call {
+        name: ctx.node.name.clone(),
         op: ctx.node.op.clone(),
         domain: ctx.node.domain.clone(),
         opset: ctx.opset,

@@ -27,6 +27,8 @@ pub struct Arg {
 /// omitted optional one.
 #[derive(Clone, Debug)]
 pub struct Call {
+    /// The node's name, for error messages.
+    pub name: String,
     pub op: String,
     pub domain: String,
     /// The model's default-domain opset.
@@ -51,6 +53,7 @@ impl Call {
     /// reference module runs single nodes, not subgraphs.
     pub fn encode(&self) -> Result<Vec<u8>> {
         let mut w = Writer(vec![0; 4]);
+        w.str(&self.name);
         w.str(&self.op);
         w.str(&self.domain);
         w.u32(self.opset);
@@ -85,6 +88,7 @@ impl Call {
         r.bytes = bytes
             .get(..len)
             .ok_or_else(|| Error::invalid("node call is truncated"))?;
+        let name = r.str()?;
         let op = r.str()?;
         let domain = r.str()?;
         let opset = r.u32()?;
@@ -111,6 +115,7 @@ impl Call {
         let inputs = args()?;
         let outputs = args()?;
         Ok(Call {
+            name,
             op,
             domain,
             opset,
@@ -317,6 +322,7 @@ mod tests {
             })
         };
         let call = Call {
+            name: "n1".into(),
             op: "Op".into(),
             domain: "com.example".into(),
             opset: 21,
@@ -329,6 +335,7 @@ mod tests {
         let mut padded = bytes.clone();
         padded.extend_from_slice(&[9, 9]);
         let back = Call::decode(&padded).unwrap();
+        assert_eq!(back.name, "n1");
         assert_eq!(back.op, "Op");
         assert_eq!(back.domain, "com.example");
         assert_eq!(back.opset, 21);
@@ -343,6 +350,7 @@ mod tests {
         let mut attrs = Attrs::default();
         attrs.insert("body", Attr::Graph(Box::default()));
         let call = Call {
+            name: String::new(),
             op: "Loop".into(),
             domain: String::new(),
             opset: 21,

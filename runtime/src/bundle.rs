@@ -43,7 +43,11 @@ impl Bundle {
         for v in &self.manifest.variants {
             match v {
                 Variant::WebGpu(w) => names.extend(w.shaders.iter().map(String::as_str)),
-                Variant::Wasm(w) => names.push(&w.module),
+                Variant::Wasm(w) => names.extend(
+                    std::iter::once(&w.module)
+                        .chain(&w.reference)
+                        .map(String::as_str),
+                ),
             }
         }
         names

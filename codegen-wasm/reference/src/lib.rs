@@ -85,6 +85,11 @@ impl SubgraphRunner for NoSubgraphs {
 fn eval(addr: u32) -> Result<()> {
     let len = u32::from_le_bytes(memory(addr, 4).try_into().expect("4 bytes"));
     let call = Call::decode(memory(addr, len as usize))?;
+    let context = Error::node_context(&call.name, &call.op);
+    eval_call(call).map_err(|e| e.within(context))
+}
+
+fn eval_call(call: Call) -> Result<()> {
     let def = lookup(&call.domain, &call.op)
         .ok_or_else(|| Error::unsupported(format!("op {} is not supported", call.op)))?;
     let inputs: Vec<Option<Tensor>> = call
@@ -106,7 +111,7 @@ fn eval(addr: u32) -> Result<()> {
             .collect()
     };
     let node = Node {
-        name: String::new(),
+        name: call.name,
         op: call.op.clone(),
         domain: call.domain.clone(),
         inputs: present(&call.inputs),
