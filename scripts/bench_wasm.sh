@@ -40,16 +40,15 @@ for c in "${cases[@]}"; do
         [[ "$spec" == sr=* ]] && flags+=(--freeze "$spec")
     done
     # Everything else is compiled for the shapes of the benchmark's inputs.
-    fed=()
+    # (Every input goes to the peers; ours takes those its manifest lists.)
     for spec in "${inputs[@]}"; do
         [[ "$spec" == sr=* ]] && continue
-        fed+=("$spec")
         shape="$("$py" -c 'import numpy,sys; print("x".join(map(str, numpy.load(sys.argv[1]).shape)) or "1")' "${spec#*=}")"
         flags+=(--input-shape "${spec%%=*}=$shape")
     done
     if "$wpc" compile "$model" --target chrome -o "$bundle" "${flags[@]}" >"$work/$label.compile.txt" 2>&1 \
         && grep -q "wasm-simd:.*wasm (" "$work/$label.compile.txt"; then
-        node "$root/scripts/bench/bench.mjs" "$runs" "$label" "$model" "$bundle" "${fed[@]}" 2>/dev/null >>"$results"
+        node "$root/scripts/bench/bench.mjs" "$runs" "$label" "$model" "$bundle" "${inputs[@]}" 2>/dev/null >>"$results"
     else
         why="$(grep -m1 'wasm-simd' "$work/$label.compile.txt" | sed 's/^ *//' || tail -1 "$work/$label.compile.txt")"
         echo "{\"model\": \"$label\", \"engine\": \"wpc wasm-simd (Node)\", \"unsupported\": $(printf '%s' "$why" | "$py" -c 'import json,sys; print(json.dumps(sys.stdin.read().strip()))')}" >>"$results"

@@ -10,6 +10,11 @@
 //! Gemm and Conv share one register-blocked GEMM micro-kernel
 //! ([`ops::gemm`]) whose weights are packed at compile time.
 //!
+//! Ops without a hand-written kernel run the reference interpreter's
+//! kernel compiled to wasm32 ([`reference`]): the variant then imports
+//! memory and `wpc_eval` from that shared module instead of owning its
+//! memory.
+//!
 //! It never reads ONNX and never runs modules; the runtime does that.
 
 pub mod emit;

@@ -107,15 +107,18 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     #[test]
-    fn gemm_variants_agree((m, k, n, a, b) in (size(), size(), size()).prop_flat_map(|(m, k, n)| {
-        (Just(m), Just(k), Just(n), values(m * k), values(k * n))
+    fn gemm_variants_agree((m, k, n, a, b, packed) in (size(), size(), size()).prop_flat_map(|(m, k, n)| {
+        (Just(m), Just(k), Just(n), values(m * k), values(k * n), any::<bool>())
     })) {
-        let model = prepared(one_node(
-            "MatMul",
-            vec![Operand::Input(&[m, k]), Operand::Constant(Tensor::from_vec(vec![k, n], b))],
-            Attrs::default(),
-        ));
-        check_all_variants(&model, &[a], 1e-5)?;
+        // A constant B is packed into panels at compile time; a computed
+        // one is read row-major.
+        let (b_operand, feeds) = if packed {
+            (Operand::Constant(Tensor::from_vec(vec![k, n], b)), vec![a])
+        } else {
+            (Operand::Input(&[k, n]), vec![a, b])
+        };
+        let model = prepared(one_node("MatMul", vec![Operand::Input(&[m, k]), b_operand], Attrs::default()));
+        check_all_variants(&model, &feeds, 1e-5)?;
     }
 
     #[test]

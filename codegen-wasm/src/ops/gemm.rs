@@ -3,8 +3,9 @@
 //! dimensions. A register-blocked micro-kernel keeps a 4-row × 2-vector
 //! tile of C in locals (4×8 floats with SIMD, 4×4 scalar), broadcasting
 //! one A element per row against vectors of B for each k; remainder rows
-//! and columns get narrower tiles of the same code. Weights are packed at
-//! compile time so the kernel always reads B along rows.
+//! and columns get narrower tiles of the same code. A constant B is packed
+//! at compile time into column panels, each panel's K rows contiguous, so
+//! the kernel streams it instead of jumping a row of B per k.
 
 use walrus::ir::BinaryOp;
 use walrus::{FunctionBuilder, InstrSeqBuilder, LocalId};
@@ -38,7 +39,10 @@ pub struct Gemm {
     pub a: LocalId,
     pub lda: usize,
     pub b: LocalId,
+    /// B's leading dimension; unused when `packed`.
     pub ldb: usize,
+    /// B is laid out by [`pack_panels`].
+    pub packed: bool,
     pub c: LocalId,
     pub ldc: usize,
     pub alpha: f32,
@@ -50,7 +54,14 @@ pub struct Gemm {
 impl Gemm {
     /// C (m×n) = alpha·A (m×k)·B (k×n) + bias, all densely row-major, with
     /// fresh locals for the three base addresses.
-    fn dense(fx: &mut Fx, [m, n, k]: [usize; 3], alpha: f32, bias: Bias, relu: bool) -> Gemm {
+    fn dense(
+        fx: &mut Fx,
+        [m, n, k]: [usize; 3],
+        packed: bool,
+        alpha: f32,
+        bias: Bias,
+        relu: bool,
+    ) -> Gemm {
         Gemm {
             m,
             n,
@@ -59,6 +70,7 @@ impl Gemm {
             lda: k,
             b: fx.i32(),
             ldb: n,
+            packed,
             c: fx.i32(),
             ldc: n,
             alpha,
@@ -95,26 +107,73 @@ pub fn emit_gemm(b: &mut InstrSeqBuilder, fx: &mut Fx, g: &Gemm) {
         end: fx.i32(),
         av: [fx.vec(4), fx.f32()],
     };
-    let lanes = fx.isa.lanes();
-    let vectors = if lanes == 4 { 2 } else { 4 };
     // Columns outermost: one panel of B (K × tile width) stays in cache
     // while every block of rows of A passes over it.
-    let width = vectors * lanes;
-    let main = g.n / width * width;
-    emit::for_range(b, cur.j, 0, main as i64, width as i64, |b| {
-        column_panel(b, fx, g, &cur, vectors, lanes);
+    let p = Panels::new(g.n, fx.isa.lanes());
+    emit::for_range(b, cur.j, 0, p.main as i64, p.width() as i64, |b| {
+        column_panel(b, fx, g, &cur, p.vectors, p.lanes);
     });
-    let mut j = main;
-    if lanes == 4 && g.n - j >= 4 {
+    for &(j, vectors, lanes) in &p.tail {
         b.i32_const(j as i32).local_set(cur.j);
-        let v = (g.n - j) / 4;
-        column_panel(b, fx, g, &cur, v, 4);
-        j += 4 * v;
+        column_panel(b, fx, g, &cur, vectors, lanes);
     }
-    if j < g.n {
-        b.i32_const(j as i32).local_set(cur.j);
-        column_panel(b, fx, g, &cur, g.n - j, 1);
+}
+
+/// How the N columns of C split into panels, one tile wide each: full
+/// panels of `vectors × lanes` columns over `0..main`, then the narrower
+/// `tail` panels `(first column, vectors, lanes)`.
+struct Panels {
+    vectors: usize,
+    lanes: usize,
+    main: usize,
+    tail: Vec<(usize, usize, usize)>,
+}
+
+impl Panels {
+    fn new(n: usize, lanes: usize) -> Panels {
+        let vectors = if lanes == 4 { 2 } else { 4 };
+        let main = n / (vectors * lanes) * (vectors * lanes);
+        let mut tail = Vec::new();
+        let mut j = main;
+        if lanes == 4 && n - j >= 4 {
+            tail.push((j, (n - j) / 4, 4));
+            j += (n - j) / 4 * 4;
+        }
+        if j < n {
+            tail.push((j, n - j, 1));
+        }
+        Panels {
+            vectors,
+            lanes,
+            main,
+            tail,
+        }
     }
+
+    fn width(&self) -> usize {
+        self.vectors * self.lanes
+    }
+
+    /// Every panel as (first column, width).
+    fn spans(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        (0..self.main)
+            .step_by(self.width().max(1))
+            .map(|j| (j, self.width()))
+            .chain(self.tail.iter().map(|&(j, v, l)| (j, v * l)))
+    }
+}
+
+/// B (k×n, row-major) rearranged for the kernel of `lanes`: panel by
+/// panel, each panel's k rows of its width contiguous. A panel starting at
+/// column j starts at element j·k, so the kernel finds it without a table.
+pub fn pack_panels(b: &[f32], k: usize, n: usize, lanes: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(k * n);
+    for (j, w) in Panels::new(n, lanes).spans() {
+        for row in b.chunks_exact(n).take(k) {
+            out.extend_from_slice(&row[j..j + w]);
+        }
+    }
+    out
 }
 
 /// Every row block of columns j..j+vectors·lanes: full MR-row tiles, then
@@ -179,8 +238,15 @@ fn tile(b: &mut InstrSeqBuilder, fx: &mut Fx, g: &Gemm, cur: &Cursor, t: &Tile) 
         .i32_const((g.k * 4) as i32)
         .binop(BinaryOp::I32Add)
         .local_set(cur.end);
+    // pb = B + j·4 (row-major) or B + j·k·4 (panels), stepping one row
+    // of B or of the panel per k.
+    let (col_bytes, b_step) = if g.packed {
+        (g.k * 4, t.vectors * t.lanes * 4)
+    } else {
+        (4, g.ldb * 4)
+    };
     b.local_get(cur.j)
-        .i32_const(4)
+        .i32_const(col_bytes as i32)
         .binop(BinaryOp::I32Mul)
         .local_get(g.b)
         .binop(BinaryOp::I32Add)
@@ -202,7 +268,7 @@ fn tile(b: &mut InstrSeqBuilder, fx: &mut Fx, g: &Gemm, cur: &Cursor, t: &Tile) 
                 emit::madd(lp, fx, t.lanes, a);
             }
         }
-        emit::bump(lp, cur.pb, (g.ldb * 4) as i64);
+        emit::bump(lp, cur.pb, b_step as i64);
         lp.local_get(cur.pa)
             .i32_const(4)
             .binop(BinaryOp::I32Add)
@@ -275,9 +341,13 @@ fn tile(b: &mut InstrSeqBuilder, fx: &mut Fx, g: &Gemm, cur: &Cursor, t: &Tile) 
 /// GEMM per batch. Batch offsets are a table in memory, walked at run
 /// time, so the code exists once whatever the batch count.
 pub fn matmul(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
-    let (a, bt, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
+    let (a, out) = (ctx.input(0)?, ctx.output(0)?);
     super::require_f32(ctx, &a)?;
-    let (mut ash, mut bsh) = (a.shape.clone(), bt.shape.clone());
+    let (bdt, b_shape) = ctx.input_type(1)?;
+    if bdt != DType::F32 {
+        return Err(Error::unsupported(format!("MatMul on {bdt}")));
+    }
+    let (mut ash, mut bsh) = (a.shape.clone(), b_shape.clone());
     if ash.len() == 1 {
         ash.insert(0, 1);
     }
@@ -289,9 +359,19 @@ pub fn matmul(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     if k != k2 {
         return Err(Error::invalid(format!(
             "MatMul of {:?} and {:?}: inner dimensions differ",
-            a.shape, bt.shape
+            a.shape, b_shape
         )));
     }
+    // A constant matrix B (the weights of a linear layer) is packed.
+    let lanes = ctx.isa.lanes();
+    let packed = ctx
+        .opt_constant(1)
+        .filter(|_| b_shape.len() <= 2)
+        .map(|t| pack_panels(&t.to_f32s(), k, n, lanes));
+    let b_addr = match &packed {
+        Some(p) => ctx.weight(p),
+        None => ctx.input(1)?.addr,
+    };
     let batch =
         wpc_ir::ops::util::broadcast_shapes(&[&ash[..ash.len() - 2], &bsh[..bsh.len() - 2]])?;
     let offsets = batch_offsets(
@@ -307,13 +387,14 @@ pub fn matmul(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         .map(|&(ao, bo, co)| {
             [
                 a.addr + 4 * ao as u32,
-                bt.addr + 4 * bo as u32,
+                b_addr + 4 * bo as u32,
                 out.addr + 4 * co as u32,
             ]
         })
         .collect();
     let relu = ctx.relu;
-    let spec = |fx: &mut Fx| Gemm::dense(fx, [m, n, k], 1.0, Bias::None, relu);
+    let packed = packed.is_some();
+    let spec = |fx: &mut Fx| Gemm::dense(fx, [m, n, k], packed, 1.0, Bias::None, relu);
     batched(ctx, f, &addrs, spec)
 }
 
@@ -414,8 +495,9 @@ pub fn gemm(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         (ash[0], ash[1])
     };
     let n = if trans_b { bsh[0] } else { bsh[1] };
-    let a_addr = operand(ctx, 0, trans_a)?;
-    let b_addr = operand(ctx, 1, trans_b)?;
+    let a_addr = operand(ctx, 0, trans_a, None)?;
+    let packed = ctx.opt_constant(1).is_some();
+    let b_addr = operand(ctx, 1, trans_b, packed.then_some([k, n]))?;
     // C folded into a bias: (kind, address).
     let bias = if ctx.has_input(2) && beta != 0.0 {
         let (_, csh) = ctx.input_type(2)?;
@@ -452,22 +534,33 @@ pub fn gemm(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         f.func_body().i32_const(at as i32).local_set(bias_local);
     }
     let bias = bias.map_or(Bias::None, |(kind, _)| kind(bias_local));
-    let spec = |fx: &mut Fx| Gemm::dense(fx, [m, n, k], alpha, bias, relu);
+    let spec = |fx: &mut Fx| Gemm::dense(fx, [m, n, k], packed, alpha, bias, relu);
     batched(ctx, f, &[[a_addr, b_addr, out.addr]], spec)
 }
 
 /// The address of Gemm operand `i` laid out row-major: as it is, or
-/// transposed at compile time (constants) or into scratch (computed).
-fn operand(ctx: &mut Ctx, i: usize, transposed: bool) -> Result<u32> {
-    if !transposed {
-        return Ok(ctx.input(i)?.addr);
-    }
+/// transposed at compile time (constants) or into scratch (computed). A
+/// constant given `panels` ([rows, cols] once row-major) is also packed
+/// into column panels.
+fn operand(ctx: &mut Ctx, i: usize, transposed: bool, panels: Option<[usize; 2]>) -> Result<u32> {
     let (_, shape) = ctx.input_type(i)?;
     let (r, c) = (shape[0], shape[1]);
-    if let Some(t) = ctx.opt_constant(i) {
+    if let Some(t) = ctx.opt_constant(i)
+        && (transposed || panels.is_some())
+    {
         let v = t.to_f32s();
-        let packed: Vec<f32> = (0..c * r).map(|e| v[(e % r) * c + e / r]).collect();
-        return Ok(ctx.weight(&packed));
+        let mut rows = if transposed {
+            (0..c * r).map(|e| v[(e % r) * c + e / r]).collect()
+        } else {
+            v
+        };
+        if let Some([k, n]) = panels {
+            rows = pack_panels(&rows, k, n, ctx.isa.lanes());
+        }
+        return Ok(ctx.weight(&rows));
+    }
+    if !transposed {
+        return Ok(ctx.input(i)?.addr);
     }
     Err(Error::unsupported(format!(
         "Gemm with a computed transposed input {i} ({r}x{c}) on WebAssembly"
@@ -523,7 +616,7 @@ pub fn conv(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let mut fx = ctx.fx();
     let bias_local = fx.i32();
     let bias = bias_at.map_or(Bias::None, |_| Bias::Row(bias_local));
-    let g = Gemm::dense(&mut fx, [mg, pixels, kk], 1.0, bias, relu);
+    let g = Gemm::dense(&mut fx, [mg, pixels, kk], false, 1.0, bias, relu);
     let (n_i, g_i, xg) = (fx.i32(), fx.i32(), fx.i32());
     let mut b = f.func_body();
     emit::for_range(&mut b, n_i, 0, batch as i64, 1, |b| {
