@@ -77,6 +77,9 @@ fn check_all_variants(m: &Model, inputs: &[Vec<f32>], tol: f32) -> Result<(), Te
     let slices: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
     for isa in Isa::ALL {
         let c = wpc_codegen_wasm::compile(m, isa).unwrap();
+        // These tests are about the generated kernels, not the reference
+        // kernels module.
+        prop_assert!(c.reference_nodes.is_empty(), "{:?}", c.reference_nodes);
         let got = &run(&c, &slices)[0];
         prop_assert_eq!(got.len(), want.len());
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
@@ -170,6 +173,48 @@ proptest! {
         for op in ["GlobalAveragePool", "Softmax"] {
             let model = prepared(one_node(op, vec![Operand::Input(&[1, c, h, w])], Attrs::default()));
             check_all_variants(&model, std::slice::from_ref(&x), 1e-5)?;
+        }
+    }
+
+    #[test]
+    fn norms_variants_agree(
+        (d, x, g) in (size(), size(), size()).prop_flat_map(|(a, b, c)| (Just([a, b, c]), values(a * b * c), values(c)))
+    ) {
+        let [_, b, c] = d;
+        let per = |v: f32, n: usize| Operand::Constant(Tensor::from_vec(vec![n], vec![v; n]));
+        let layer_norm = prepared(one_node(
+            "LayerNormalization",
+            vec![Operand::Input(&d), Operand::Constant(Tensor::from_vec(vec![c], g)), per(0.25, c)],
+            Attrs::default(),
+        ));
+        check_all_variants(&layer_norm, std::slice::from_ref(&x), 1e-4)?;
+        // Channels on axis 1.
+        let batch_norm = prepared(one_node(
+            "BatchNormalization",
+            vec![Operand::Input(&d), per(1.5, b), per(-0.5, b), per(0.1, b), per(2.0, b)],
+            Attrs::default(),
+        ));
+        check_all_variants(&batch_norm, std::slice::from_ref(&x), 1e-5)?;
+    }
+
+    #[test]
+    fn reductions_variants_agree(
+        (d, x) in (size(), size(), size()).prop_flat_map(|(a, b, c)| (Just([a, b, c]), values(a * b * c)))
+    ) {
+        // The last axis folds contiguous rows; the middle one folds down
+        // columns; two axes fold as one.
+        for axes in [vec![2i64], vec![1], vec![0, 1], vec![-2, -1]] {
+            for op in ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceSumSquare"] {
+                let model = prepared(one_node(
+                    op,
+                    vec![
+                        Operand::Input(&d),
+                        Operand::Constant(Tensor::i64s(vec![axes.len()], axes.clone())),
+                    ],
+                    Attrs::default(),
+                ));
+                check_all_variants(&model, std::slice::from_ref(&x), 1e-5)?;
+            }
         }
     }
 }

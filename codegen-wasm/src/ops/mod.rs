@@ -6,6 +6,7 @@ pub mod elementwise;
 pub mod gemm;
 pub mod movement;
 pub mod nn;
+pub mod reduce;
 
 use wpc_ir::{DType, Error, Result};
 
@@ -32,6 +33,8 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
         "Transpose" => movement::transpose,
         "Gather" => movement::gather,
         "LayerNormalization" => nn::layer_norm,
+        "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd"
+        | "ReduceSumSquare" => reduce::reduce,
         _ => return None,
     })
 }

@@ -6,7 +6,8 @@ use walrus::ir::{BinaryOp, UnaryOp};
 use walrus::{FunctionBuilder, InstrSeqBuilder, LocalId};
 use wpc_ir::{Error, Result};
 
-use crate::emit::{self, Arith, Fx};
+use super::reduce::{Fold, reduce_row};
+use crate::emit::{self, Arith};
 use crate::lower::Ctx;
 
 /// Spatial dims as (height, width), a 1-D axis being width with height 1.
@@ -137,54 +138,6 @@ fn in_padded(b: &mut InstrSeqBuilder, coord: LocalId, pad: usize, span: usize) {
         .binop(BinaryOp::I32LtU);
 }
 
-/// Sums (or maxes) `n` floats from `ptr` into the f32 on the stack's
-/// place: vectors of 4 then a scalar tail, the lanes folded at the end.
-fn reduce_row(
-    b: &mut InstrSeqBuilder,
-    fx: &mut Fx,
-    ptr: LocalId,
-    n: usize,
-    op: Arith,
-    result: LocalId,
-) {
-    let init = if op == Arith::Max {
-        f32::NEG_INFINITY
-    } else {
-        0.0
-    };
-    let lanes = fx.isa.lanes();
-    let main = if lanes == 4 { n / 4 * 4 } else { 0 };
-    let (i, v) = (fx.i32(), fx.vec(4));
-    b.f32_const(init).local_set(result);
-    if main > 0 {
-        emit::constant(b, 4, init);
-        b.local_set(v);
-        emit::for_range(b, i, 0, main as i64, 4, |b| {
-            b.local_get(v).local_get(ptr);
-            emit::load(b, fx, 4, 0);
-            emit::arith(b, 4, op);
-            b.local_set(v);
-            emit::bump(b, ptr, 16);
-        });
-        for lane in 0..4 {
-            b.local_get(result)
-                .local_get(v)
-                .unop(UnaryOp::F32x4ExtractLane { idx: lane });
-            emit::arith(b, 1, op);
-            b.local_set(result);
-        }
-    }
-    if main < n {
-        emit::for_range(b, i, main as i64, n as i64, 1, |b| {
-            b.local_get(result).local_get(ptr);
-            emit::load(b, fx, 1, 0);
-            emit::arith(b, 1, op);
-            b.local_set(result);
-            emit::bump(b, ptr, 4);
-        });
-    }
-}
-
 /// `GlobalAveragePool` / `GlobalMaxPool`: one reduction per plane.
 pub fn global_pool(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
@@ -207,7 +160,7 @@ pub fn global_pool(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         .local_set(dst);
     emit::for_range(&mut b, p, 0, planes as i64, 1, |b| {
         let op = if is_max { Arith::Max } else { Arith::Add };
-        reduce_row(b, &mut fx, src, area, op, r);
+        reduce_row(b, &mut fx, src, area, Fold::plain(op), r);
         b.local_get(dst).local_get(r);
         if !is_max {
             b.f32_const(area as f32).binop(BinaryOp::F32Div);
@@ -532,7 +485,7 @@ pub fn layer_norm(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         .local_set(dst);
     emit::for_range(&mut b, r, 0, rows as i64, 1, |b| {
         b.local_get(src).local_set(p);
-        reduce_row(b, &mut fx, p, len, Arith::Add, mean);
+        reduce_row(b, &mut fx, p, len, Fold::plain(Arith::Add), mean);
         b.local_get(mean)
             .f32_const(len as f32)
             .binop(BinaryOp::F32Div)

@@ -1,0 +1,200 @@
+//! Reductions over one run of adjacent axes: the input is viewed as
+//! [outer, r, inner] and each output element folds r inputs. With inner = 1
+//! the r inputs are contiguous and fold as vectors, the lanes combined at
+//! the end; otherwise vectors run along inner and fold down the r axis.
+//! Reductions over non-adjacent axes run the reference kernel.
+
+use walrus::ir::{BinaryOp, UnaryOp};
+use walrus::{FunctionBuilder, InstrSeqBuilder, LocalId};
+use wpc_ir::ops::util::norm_axis;
+use wpc_ir::{Error, Result};
+
+use crate::emit::{self, Arith, Fx};
+use crate::lower::Ctx;
+
+/// How elements fold: `acc = op(acc, x)`, or `op(acc, x·x)` when `square`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Fold {
+    pub op: Arith,
+    pub square: bool,
+}
+
+impl Fold {
+    pub fn plain(op: Arith) -> Fold {
+        Fold { op, square: false }
+    }
+
+    /// The fold's identity: what an accumulator starts from.
+    fn init(self) -> f32 {
+        match self.op {
+            Arith::Max => f32::NEG_INFINITY,
+            Arith::Min => f32::INFINITY,
+            Arith::Mul => 1.0,
+            _ => 0.0,
+        }
+    }
+
+    /// Folds the value on the stack into `acc` (both of `lanes`).
+    fn step(self, b: &mut InstrSeqBuilder, lanes: usize, acc: LocalId, x: LocalId) {
+        b.local_set(x).local_get(acc).local_get(x);
+        if self.square {
+            b.local_get(x);
+            emit::arith(b, lanes, Arith::Mul);
+        }
+        emit::arith(b, lanes, self.op);
+        b.local_set(acc);
+    }
+}
+
+/// Folds `n` floats from `ptr` (advanced past them) into `result`:
+/// vectors of 4 then a scalar tail, the lanes combined at the end.
+pub fn reduce_row(
+    b: &mut InstrSeqBuilder,
+    fx: &mut Fx,
+    ptr: LocalId,
+    n: usize,
+    fold: Fold,
+    result: LocalId,
+) {
+    let lanes = fx.isa.lanes();
+    let main = if lanes == 4 { n / 4 * 4 } else { 0 };
+    let (i, v, xv, xs) = (fx.i32(), fx.vec(4), fx.vec(4), fx.f32());
+    b.f32_const(fold.init()).local_set(result);
+    if main > 0 {
+        emit::constant(b, 4, fold.init());
+        b.local_set(v);
+        emit::for_range(b, i, 0, main as i64, 4, |b| {
+            b.local_get(ptr);
+            emit::load(b, fx, 4, 0);
+            fold.step(b, 4, v, xv);
+            emit::bump(b, ptr, 16);
+        });
+        for lane in 0..4 {
+            b.local_get(result)
+                .local_get(v)
+                .unop(UnaryOp::F32x4ExtractLane { idx: lane });
+            emit::arith(b, 1, fold.op);
+            b.local_set(result);
+        }
+    }
+    if main < n {
+        emit::for_range(b, i, main as i64, n as i64, 1, |b| {
+            b.local_get(ptr);
+            emit::load(b, fx, 1, 0);
+            fold.step(b, 1, result, xs);
+            emit::bump(b, ptr, 4);
+        });
+    }
+}
+
+/// `ReduceSum`, `ReduceMean`, `ReduceMax`, `ReduceMin`, `ReduceSumSquare`
+/// and `ReduceProd` over adjacent axes (keepdims does not change the
+/// layout).
+pub fn reduce(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
+    let (x, out) = (ctx.input(0)?, ctx.output(0)?);
+    super::require_f32(ctx, &x)?;
+    let (fold, mean) = match ctx.node.op.as_str() {
+        "ReduceSum" => (Fold::plain(Arith::Add), false),
+        "ReduceMean" => (Fold::plain(Arith::Add), true),
+        "ReduceMax" => (Fold::plain(Arith::Max), false),
+        "ReduceMin" => (Fold::plain(Arith::Min), false),
+        "ReduceProd" => (Fold::plain(Arith::Mul), false),
+        "ReduceSumSquare" => (
+            Fold {
+                op: Arith::Add,
+                square: true,
+            },
+            false,
+        ),
+        op => return Err(Error::unsupported(format!("{op} on WebAssembly"))),
+    };
+    let rank = x.shape.len();
+    let mut axes: Vec<usize> = match ctx.ints(1, "axes")? {
+        Some(a) if !a.is_empty() => a
+            .iter()
+            .map(|&a| norm_axis(a, rank))
+            .collect::<Result<_>>()?,
+        _ if ctx.attrs().int("noop_with_empty_axes", 0)? != 0 => {
+            return Err(Error::unsupported("a reduction over no axes"));
+        }
+        _ => (0..rank).collect(),
+    };
+    axes.sort_unstable();
+    axes.dedup();
+    let (first, last) = match (axes.first(), axes.last()) {
+        (Some(&f), Some(&l)) if l - f + 1 == axes.len() => (f, l),
+        (None, _) => (0, 0),
+        _ => return Err(Error::unsupported("a reduction over non-adjacent axes")),
+    };
+    let outer: usize = x.shape[..first].iter().product();
+    let r: usize = if axes.is_empty() {
+        1
+    } else {
+        x.shape[first..=last].iter().product()
+    };
+    let inner: usize = x.shape[(last + 1).min(rank)..].iter().product();
+    if r == 0 {
+        return Err(Error::unsupported("a reduction over an empty axis"));
+    }
+    let scale = mean.then_some(1.0 / r as f32);
+
+    let mut fx = ctx.fx();
+    let lanes = fx.isa.lanes();
+    let (o, src, dst, c, t, p) = (fx.i32(), fx.i32(), fx.i32(), fx.i32(), fx.i32(), fx.i32());
+    let (acc_v, acc_s, xv, xs) = (fx.vec(lanes), fx.f32(), fx.vec(lanes), fx.f32());
+    let mut b = f.func_body();
+    b.i32_const(x.addr as i32)
+        .local_set(src)
+        .i32_const(out.addr as i32)
+        .local_set(dst);
+    let finish = |b: &mut InstrSeqBuilder, l: usize| {
+        if let Some(s) = scale {
+            emit::constant(b, l, s);
+            emit::arith(b, l, Arith::Mul);
+        }
+    };
+    emit::for_range(&mut b, o, 0, outer as i64, 1, |b| {
+        if inner == 1 {
+            reduce_row(b, &mut fx, src, r, fold, acc_s);
+            b.local_get(dst).local_get(acc_s);
+            finish(b, 1);
+            emit::store(b, &fx, 1, 0);
+            emit::bump(b, dst, 4);
+            return;
+        }
+        // Columns of `l` lanes: fold down r rows `inner` apart.
+        let column = |b: &mut InstrSeqBuilder, l: usize, acc: LocalId, x: LocalId| {
+            emit::constant(b, l, fold.init());
+            b.local_set(acc);
+            b.local_get(src)
+                .local_get(c)
+                .i32_const(4)
+                .binop(BinaryOp::I32Mul)
+                .binop(BinaryOp::I32Add)
+                .local_set(p);
+            emit::for_range(b, t, 0, r as i64, 1, |b| {
+                b.local_get(p);
+                emit::load(b, &fx, l, 0);
+                fold.step(b, l, acc, x);
+                emit::bump(b, p, 4 * inner as i64);
+            });
+            b.local_get(dst).local_get(acc);
+            finish(b, l);
+            emit::store(b, &fx, l, 0);
+            emit::bump(b, dst, 4 * l as i64);
+        };
+        let main = inner / lanes * lanes;
+        if main > 0 {
+            emit::for_range(b, c, 0, main as i64, lanes as i64, |b| {
+                column(b, lanes, acc_v, xv)
+            });
+        }
+        if main < inner {
+            emit::for_range(b, c, main as i64, inner as i64, 1, |b| {
+                column(b, 1, acc_s, xs)
+            });
+        }
+        emit::bump(b, src, 4 * (r * inner) as i64);
+    });
+    Ok(())
+}
