@@ -64,7 +64,10 @@ fn node_param_index(c: &EvalCtx, x: &Tensor, scale: &Tensor) -> Result<Vec<usize
     param_index(x.shape(), scale, c.attrs().int("axis", 1)?, block)
 }
 
-/// Quantises `x` with per-element scale/zero-point lookups into `dtype`, saturating.
+/// Quantises `x` with per-element scale/zero-point lookups into `dtype`,
+/// saturating. `x / scale` is rounded to float32 first when `in_f32` (as
+/// the spec computes it in the input's type): a quotient like 25.4999996
+/// in float64 is exactly 25.5 in float32, and rounds to even differently.
 pub fn quantize(
     x: &[f64],
     shape: &[usize],
@@ -72,6 +75,7 @@ pub fn quantize(
     zp: &[f64],
     idx: &[usize],
     dtype: DType,
+    in_f32: bool,
 ) -> Tensor {
     let (lo, hi) = match dtype {
         DType::U8 => (0.0, 255.0),
@@ -82,7 +86,9 @@ pub fn quantize(
         _ => (f64::NEG_INFINITY, f64::INFINITY),
     };
     let y = x.iter().zip(idx).map(|(v, &k)| {
-        let q = round_half_even(v / scale[k]) + zp.get(k).copied().unwrap_or(0.0);
+        let ratio = v / scale[k];
+        let ratio = if in_f32 { ratio as f32 as f64 } else { ratio };
+        let q = round_half_even(ratio) + zp.get(k).copied().unwrap_or(0.0);
         q.clamp(lo, hi)
     });
     Tensor::from_f64s(dtype, shape.to_vec(), y)
@@ -113,6 +119,7 @@ fn eval_quantize(c: &EvalCtx) -> Result<Vec<Tensor>> {
         &zpv,
         &idx,
         dtype,
+        x.dtype() != DType::F64,
     )])
 }
 
@@ -190,6 +197,7 @@ fn requantize(c: &EvalCtx, y: &Tensor, si: usize) -> Result<Tensor> {
         &z.to_f64s(),
         &vec![0; n],
         z.dtype(),
+        false,
     ))
 }
 
