@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README.md and CI run exactly this):
-# set up the oracle data, check formatting and lints, run every test,
+# set up the oracle data, check formatting and lints, run every test
+# (Rust and the JS runtime's),
 # and run the ONNX conformance suite on the reference, WebGPU (wgpu on
 # Vulkan; lavapipe without a GPU) and the three WebAssembly variants
 # (wasmtime) against the checked-in baselines.
@@ -11,6 +12,8 @@ cd "$root"
 bash scripts/setup.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# The JS runtime's unit tests (Node's built-in runner; no npm packages).
+node --test runtime/js/test/
 WPC_MODELS_DIR="$cache/wpc-models" WPC_CONFORMANCE_DIR="$cache/wpc-conformance" cargo nextest run --workspace --no-fail-fast
 mkdir -p target
 cargo run --quiet --bin wpc -- conformance "$cache/wpc-conformance" --backend reference \

@@ -1,0 +1,6 @@
+// wpc-runtime: runs wpc bundles in browsers and Node. Dependency-free ES
+// modules; no build step.
+
+export { detect, parseUserAgent, select, unmet, variantName, wasmFeatures } from './detect.js';
+export { IntegrityError, MemoryBudgetError, NoUsableVariantError, WpcError } from './errors.js';
+export { arrayType, loadWasm, readOutput, toBytes } from './wasm.js';
