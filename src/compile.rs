@@ -19,8 +19,8 @@ use wpc_ir::{Dim, Error, Model, Shape};
 use wpc_runtime::Bundle;
 use wpc_runtime::bundle::sha256_hex;
 use wpc_runtime::manifest::{
-    self, DimInfo, Manifest, MemoryTensor, ModelInfo, Placement, Shard, ShardRange, TensorInfo,
-    Variant, WasmVariant,
+    self, CodeFile, DimInfo, Manifest, MemoryTensor, ModelInfo, Placement, Shard, ShardRange,
+    TensorInfo, Variant, WasmVariant,
 };
 use wpc_targets::Profile;
 
@@ -409,6 +409,15 @@ pub fn compile_model_report(
             None => "no backend selected".to_string(),
         }));
     }
+    // Everything written so far is code (shaders, modules); shards follow.
+    let code = files
+        .iter()
+        .map(|(file, bytes)| CodeFile {
+            file: file.clone(),
+            bytes: bytes.len() as u64,
+            sha256: sha256_hex(bytes),
+        })
+        .collect();
     let shards = shards
         .files
         .into_iter()
@@ -439,6 +448,7 @@ pub fn compile_model_report(
                 inputs,
                 outputs,
                 shards,
+                code,
                 variants,
             },
             files,

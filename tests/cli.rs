@@ -573,6 +573,26 @@ fn wasm_runs_ops_without_kernels_through_the_reference_module() {
         assert_eq!(y.to_f64s(), vec![4.0, -5.0]);
     }
 
+    // Code is verified like weights: a tampered module is refused.
+    let mut module = std::fs::read(bundle.join("reference.wasm")).unwrap();
+    module[100] ^= 1;
+    std::fs::write(bundle.join("reference.wasm"), module).unwrap();
+    let out_dir = dir.path().join("tampered");
+    assert_user_error(
+        &[
+            "run",
+            bundle.to_str().unwrap(),
+            "--backend",
+            "wasm",
+            "--input",
+            "x=random",
+            "-o",
+            out_dir.to_str().unwrap(),
+        ],
+        &out_dir,
+        &["reference.wasm", "sha256 does not match"],
+    );
+
     // GatherElements with an index past the data fails inside the kernel.
     let mut indices = value_info("i", &[DimensionValue::DimValue(1)]);
     if let Some(TypeValue::TensorType(t)) = indices.r#type.as_mut().and_then(|t| t.value.as_mut()) {

@@ -153,25 +153,31 @@ impl Bundle {
         Ok(bundle)
     }
 
-    /// Checks every shard's size and sha256 against the manifest.
+    /// Checks every shard's and code file's size and sha256 against the
+    /// manifest.
     pub fn verify_shards(&self) -> Result<()> {
-        for shard in &self.manifest.shards {
-            let bytes = self.file(&shard.file)?;
+        let m = &self.manifest;
+        let listed = m
+            .shards
+            .iter()
+            .map(|s| (&s.file, s.bytes, &s.sha256, "shard"));
+        let code = m.code.iter().map(|c| (&c.file, c.bytes, &c.sha256, "file"));
+        for (file, size, sha256, what) in listed.chain(code) {
+            let bytes = self.file(file)?;
             let bad = |reason: String| Error::Format {
-                path: shard.file.clone(),
+                path: file.clone(),
                 reason,
             };
-            if bytes.len() as u64 != shard.bytes {
+            if bytes.len() as u64 != size {
                 return Err(bad(format!(
-                    "shard has {} bytes, manifest says {}",
-                    bytes.len(),
-                    shard.bytes
+                    "{what} has {} bytes, manifest says {size}",
+                    bytes.len()
                 )));
             }
-            if sha256_hex(bytes) != shard.sha256 {
-                return Err(bad(
-                    "shard sha256 does not match the manifest (corrupt or tampered)".into(),
-                ));
+            if sha256_hex(bytes) != *sha256 {
+                return Err(bad(format!(
+                    "{what} sha256 does not match the manifest (corrupt or tampered)"
+                )));
             }
         }
         Ok(())

@@ -27,6 +27,10 @@ pub struct Manifest {
     pub outputs: Vec<TensorInfo>,
     /// Weight files, in load-priority order.
     pub shards: Vec<Shard>,
+    /// Every other file (shaders, wasm modules), with its size and sha256,
+    /// so loaders verify code as they verify weights.
+    #[serde(default)]
+    pub code: Vec<CodeFile>,
     /// Ways to run the model, in the target's preference order.
     pub variants: Vec<Variant>,
 }
@@ -122,6 +126,15 @@ pub struct Shard {
     pub sha256: String,
     /// Lower loads first.
     pub priority: u32,
+}
+
+/// A code file of the bundle.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeFile {
+    pub file: String,
+    pub bytes: u64,
+    pub sha256: String,
 }
 
 /// Where a tensor's bytes lie in the shards.

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Runs a bundle's WebAssembly variant in Node's own WebAssembly engine
-// (no wasmtime): the same executor the browser runtime uses.
+// (no wasmtime), through the same loader and executor the browser runtime
+// uses: files are read through a file:// fetch, their sha256 checked.
 //
 //   node runtime/js/node/run.mjs BUNDLE_DIR [--variant wasm-simd]
 //        --input NAME=FILE.npy ... --output-dir DIR [--repeat N]
@@ -10,7 +11,8 @@
 
 import { readFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { loadWasm } from '../src/wasm.js';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { load } from '../src/loader.js';
 import { readNpy, writeNpy } from './npy.mjs';
 
 function parse(argv) {
@@ -36,8 +38,14 @@ const sanitize = (name) => name.replace(/[^A-Za-z0-9\-_.]/g, '_');
 
 async function main() {
   const args = parse(process.argv.slice(2));
-  const manifest = JSON.parse(await readFile(join(args.bundle, 'manifest.json'), 'utf8'));
-  const model = await loadWasm(manifest, args.variant, async (f) => new Uint8Array(await readFile(join(args.bundle, f))));
+  // Node's fetch has no file:// scheme: serve the bundle directory.
+  const fetchFile = async (url) => new Response(await readFile(fileURLToPath(url)));
+  const model = await load(pathToFileURL(args.bundle), { fetch: fetchFile, prefer: args.variant, cache: null });
+  if (model.variant !== args.variant) {
+    const why = model.passedOver.find((p) => p.variant === args.variant)?.reason ?? 'not in the bundle';
+    throw new Error(`${args.variant} cannot run here (${why}); ${model.variant} could`);
+  }
+  const { manifest } = model;
   const feeds = {};
   for (const info of manifest.inputs) {
     const file = args.inputs[info.name];
@@ -48,7 +56,7 @@ async function main() {
   let outputs;
   for (let r = 0; r < args.repeat; r++) {
     const t0 = performance.now();
-    outputs = model.run(feeds);
+    outputs = await model.run(feeds);
     times.push(performance.now() - t0);
   }
   await mkdir(args.out, { recursive: true });

@@ -163,7 +163,10 @@ const WASM_FEATURES = { simd: 'simd', 'relaxed-simd': 'relaxedSimd', threads: 't
  * @param {Capabilities} caps
  * @returns {string | null}
  */
-export function unmet(variant, caps) {
+export function unmet(variant, caps, backends = ['webgpu', 'wasm']) {
+  if (!backends.includes(variant.backend)) {
+    return `this runtime has no ${variant.backend} executor`;
+  }
   if (variant.backend === 'webgpu') {
     if (!caps.webgpu) return `WebGPU is not available (${caps.webgpuReason ?? 'no adapter'})`;
     const missing = (variant.requires?.features ?? []).filter((f) => !caps.webgpu.features.includes(f));
@@ -196,19 +199,20 @@ export function variantName(variant) {
  * Picks the variant to run: the first usable one in the manifest's order
  * (the target profile's preference), after those matching `prefer` (a
  * backend such as 'wasm', or a variant name such as 'wasm-scalar').
+ * `backends` lists the executors the caller has.
  * @param {any} manifest
  * @param {Capabilities} caps
- * @param {{prefer?: string}} [options]
+ * @param {{prefer?: string, backends?: string[]}} [options]
  * @returns {{variant: any, name: string, passedOver: {variant: string, reason: string}[]}}
  * @throws {NoUsableVariantError} when none can run, with every reason
  */
 export function select(manifest, caps, options = {}) {
-  const { prefer } = options;
+  const { prefer, backends } = options;
   const matches = (v) => prefer !== undefined && (v.backend === prefer || variantName(v) === prefer);
   const ordered = [...manifest.variants.filter(matches), ...manifest.variants.filter((v) => !matches(v))];
   const passedOver = [];
   for (const variant of ordered) {
-    const reason = unmet(variant, caps);
+    const reason = unmet(variant, caps, backends);
     if (reason === null) return { variant, name: variantName(variant), passedOver };
     passedOver.push({ variant: variantName(variant), reason });
   }

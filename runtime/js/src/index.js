@@ -3,4 +3,5 @@
 
 export { detect, parseUserAgent, select, unmet, variantName, wasmFeatures } from './detect.js';
 export { IntegrityError, MemoryBudgetError, NoUsableVariantError, WpcError } from './errors.js';
+export { fetchFiles, filesFor, load, sha256Hex } from './loader.js';
 export { arrayType, loadWasm, readOutput, toBytes } from './wasm.js';

@@ -1,0 +1,181 @@
+// The progressive loader: fetches a bundle's manifest, picks the variant
+// the browser can run, then fetches exactly the files that variant needs —
+// code first, then weight shards in priority order — streaming each with
+// byte-level progress, verifying its sha256 (SubtleCrypto) and keeping it
+// in the Cache API so a second load is served locally.
+
+import { detect, select } from './detect.js';
+import { IntegrityError, MemoryBudgetError, WpcError } from './errors.js';
+import { loadWasm } from './wasm.js';
+
+/** How each backend's variant starts from its fetched files. */
+const EXECUTORS = {
+  wasm: (manifest, variant, read) => loadWasm(manifest, variant.name, read),
+};
+
+/** The Cache API bucket bundles are kept in. */
+const CACHE_NAME = 'wpc-bundles-v1';
+
+/**
+ * @typedef {{file: string, bytes: number, sha256: string, kind: 'code'|'weights'}} BundleFile
+ * @typedef {(loadedBytes: number, totalBytes: number, component: string) => void} ProgressFn
+ */
+
+/** Lower-case hex sha256 of `bytes`. */
+export async function sha256Hex(bytes) {
+  const digest = await globalThis.crypto.subtle.digest('SHA-256', bytes);
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/**
+ * The files `variant` needs, in load order: its code, then the shards its
+ * weights come from, by priority.
+ * @param {any} manifest
+ * @param {any} variant
+ * @returns {BundleFile[]}
+ */
+export function filesFor(manifest, variant) {
+  const code = new Map((manifest.code ?? []).map((c) => [c.file, c]));
+  const codeFile = (file) => {
+    const c = code.get(file);
+    if (!c) throw new WpcError('bad-bundle', `the manifest lists no size or sha256 for ${file}`);
+    return { ...c, kind: 'code' };
+  };
+  let names = [];
+  let shardIds = [];
+  if (variant.backend === 'wasm') {
+    names = [variant.reference, variant.module].filter(Boolean);
+    shardIds = variant.weights.map((w) => w.range.shard);
+  } else if (variant.backend === 'webgpu') {
+    names = variant.shaders;
+    shardIds = variant.buffers.filter((b) => b.init).map((b) => b.init.shard);
+  }
+  const shards = [...new Set(shardIds)]
+    .map((i) => manifest.shards[i])
+    .sort((a, b) => a.priority - b.priority)
+    .map((s) => ({ file: s.file, bytes: s.bytes, sha256: s.sha256, kind: 'weights' }));
+  return [...names.map(codeFile), ...shards];
+}
+
+function abortError(signal) {
+  return signal.reason ?? new DOMException('the load was aborted', 'AbortError');
+}
+
+/**
+ * Fetches `files` from `base` (a URL ending in '/'), verifying each, with
+ * progress over all of them. Files whose cached copy still has the right
+ * sha256 are not fetched again.
+ * @param {URL} base
+ * @param {BundleFile[]} files
+ * @param {{onProgress?: ProgressFn, signal?: AbortSignal, fetch?: typeof fetch, cache?: Cache | null}} [options]
+ * @returns {Promise<Map<string, Uint8Array>>}
+ */
+export async function fetchFiles(base, files, options = {}) {
+  const { onProgress = () => {}, signal, cache = null } = options;
+  const fetchFn = options.fetch ?? globalThis.fetch.bind(globalThis);
+  const total = files.reduce((n, f) => n + f.bytes, 0);
+  let loaded = 0;
+  const out = new Map();
+  onProgress(0, total, 'manifest.json');
+  for (const f of files) {
+    if (signal?.aborted) throw abortError(signal);
+    const url = new URL(f.file, base).href;
+    let bytes = null;
+    const hit = cache && (await cache.match(url));
+    if (hit) {
+      const cached = new Uint8Array(await hit.arrayBuffer());
+      if ((await sha256Hex(cached)) === f.sha256) bytes = cached;
+    }
+    if (bytes) {
+      loaded += f.bytes;
+      onProgress(loaded, total, f.file);
+    } else {
+      const response = await fetchFn(url, { signal });
+      if (!response.ok) throw new WpcError('fetch', `${f.file}: HTTP ${response.status}`);
+      bytes = new Uint8Array(f.bytes);
+      let at = 0;
+      const reader = response.body.getReader();
+      for (;;) {
+        if (signal?.aborted) {
+          await reader.cancel();
+          throw abortError(signal);
+        }
+        const { done, value } = await reader.read();
+        if (done) break;
+        if (at + value.length > bytes.length) {
+          throw new IntegrityError(f.file, f.sha256, `more than the ${f.bytes} bytes listed`);
+        }
+        bytes.set(value, at);
+        at += value.length;
+        loaded += value.length;
+        onProgress(loaded, total, f.file);
+      }
+      // A short file is caught by its hash.
+      const got = await sha256Hex(bytes.subarray(0, at));
+      if (got !== f.sha256) throw new IntegrityError(f.file, f.sha256, got);
+      if (cache) await cache.put(url, new Response(bytes));
+    }
+    out.set(f.file, bytes);
+  }
+  return out;
+}
+
+/** The Cache API bucket, where there is one. */
+async function openCache(option) {
+  if (option !== undefined) return option;
+  if (typeof caches === 'undefined') return null;
+  try {
+    return await caches.open(CACHE_NAME);
+  } catch {
+    return null; // e.g. opaque origins
+  }
+}
+
+/**
+ * Loads a bundle: picks its variant, fetches and verifies what that
+ * variant needs, and starts it.
+ * @param {string | URL} bundleUrl the bundle directory
+ * @param {{
+ *   onProgress?: ProgressFn, prefer?: string, signal?: AbortSignal,
+ *   caps?: import('./detect.js').Capabilities, fetch?: typeof fetch,
+ *   cache?: Cache | null, memoryBudget?: number,
+ * }} [options]
+ */
+export async function load(bundleUrl, options = {}) {
+  const { signal, prefer, memoryBudget } = options;
+  const fetchFn = options.fetch ?? globalThis.fetch.bind(globalThis);
+  const href = String(bundleUrl);
+  const base = new URL(href.endsWith('/') ? href : `${href}/`, globalThis.location?.href);
+  const response = await fetchFn(new URL('manifest.json', base).href, { signal });
+  if (!response.ok) throw new WpcError('fetch', `manifest.json: HTTP ${response.status}`);
+  const manifest = await response.json();
+  const caps = options.caps ?? (await detect());
+  const pick = select(manifest, caps, { prefer, backends: Object.keys(EXECUTORS) });
+  const needed = pick.variant.memory_bytes ?? pick.variant.peak_bytes ?? 0;
+  if (memoryBudget !== undefined && needed > memoryBudget) {
+    throw new MemoryBudgetError(pick.name, needed, memoryBudget);
+  }
+  const files = await fetchFiles(base, filesFor(manifest, pick.variant), {
+    ...options,
+    fetch: fetchFn,
+    cache: await openCache(options.cache),
+  });
+  const read = async (file) => {
+    const bytes = files.get(file);
+    if (!bytes) throw new WpcError('bad-bundle', `${file} was not loaded`);
+    return bytes;
+  };
+  const executor = await EXECUTORS[pick.variant.backend](manifest, pick.variant, read);
+  return {
+    manifest,
+    caps,
+    /** The variant running, and why the ones before it were passed over. */
+    variant: pick.name,
+    passedOver: pick.passedOver,
+    /**
+     * @param {Record<string, ArrayLike<number|bigint>>} inputs
+     * @returns {Promise<Record<string, ArrayLike<number|bigint>>>}
+     */
+    run: async (inputs) => executor.run(inputs),
+  };
+}
