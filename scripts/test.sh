@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README.md and CI run exactly this):
 # set up the oracle data, check formatting and lints, run every test
-# (Rust and the JS runtime's),
+# (Rust, the JS runtime's unit tests, and its end-to-end tests in headless
+# Chromium),
 # and run the ONNX conformance suite on the reference, WebGPU (wgpu on
 # Vulkan; lavapipe without a GPU) and the three WebAssembly variants
 # (wasmtime) against the checked-in baselines.
@@ -15,6 +16,8 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 # The JS runtime's unit tests (Node's built-in runner; no npm packages).
 node --test runtime/js/test/
 WPC_MODELS_DIR="$cache/wpc-models" WPC_CONFORMANCE_DIR="$cache/wpc-conformance" cargo nextest run --workspace --no-fail-fast
+# The JS runtime in headless Chromium (bundles compiled by the debug wpc).
+bash scripts/browser_tests.sh
 mkdir -p target
 cargo run --quiet --bin wpc -- conformance "$cache/wpc-conformance" --backend reference \
     --json target/conformance-reference.json --baseline conformance/reference-baseline.json

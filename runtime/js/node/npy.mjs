@@ -6,12 +6,19 @@ const DESCR = {
   '<u4': Uint32Array, '<u8': BigUint64Array, '|b1': Uint8Array, '|u1': Uint8Array, '|i1': Int8Array,
 };
 
+/**
+ * Parses a .npy file (Node Buffer or any Uint8Array; also used by the
+ * browser tests) into `{data, shape}`.
+ * @param {Uint8Array} buf
+ */
 export function readNpy(buf) {
-  if (buf.toString('latin1', 0, 6) !== '\x93NUMPY') throw new Error('not a .npy file');
+  const text = (from, to) => String.fromCharCode(...buf.subarray(from, to));
+  if (text(0, 6) !== '\x93NUMPY') throw new Error('not a .npy file');
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const major = buf[6];
-  const headerLen = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
+  const headerLen = major === 1 ? view.getUint16(8, true) : view.getUint32(8, true);
   const start = major === 1 ? 10 : 12;
-  const header = buf.toString('latin1', start, start + headerLen);
+  const header = text(start, start + headerLen);
   const descr = /'descr':\s*'([^']+)'/.exec(header)[1];
   const shape = /'shape':\s*\(([^)]*)\)/.exec(header)[1].split(',').map((s) => s.trim()).filter(Boolean).map(Number);
   if (/'fortran_order':\s*True/.test(header)) throw new Error('Fortran-order .npy is not supported');

@@ -42,6 +42,16 @@ test('Chrome without shader-f16 falls back to relaxed SIMD for an f16 bundle, an
   assert.equal(select(manifest(), chrome).name, 'webgpu');
 });
 
+test('recorded headless Chromium (SwiftShader, no shader-f16): WebGPU for f32, relaxed SIMD for f16', () => {
+  const chromium = caps('chromium-148-linux-swiftshader');
+  assert.equal(select(manifest(), chromium).name, 'webgpu');
+  const pick = select(manifest({ f16: true }), chromium);
+  assert.equal(pick.name, 'wasm-relaxed');
+  assert.equal(pick.passedOver[0].reason, 'the adapter lacks feature shader-f16');
+  // Until the WebGPU executor lands, the loader offers only wasm.
+  assert.equal(select(manifest(), chromium, { backends: ['wasm'] }).passedOver[0].reason, 'this runtime has no webgpu executor');
+});
+
 test('a bundle needing larger limits than the adapter has is passed over, naming the limit', () => {
   const pick = select(manifest({ storage: 1 << 30 }), caps('chrome-120-linux-intel-no-f16'));
   assert.equal(pick.name, 'wasm-relaxed');

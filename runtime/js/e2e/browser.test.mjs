@@ -1,0 +1,194 @@
+// End-to-end tests of runtime/js in headless Chromium (Debian's
+// /usr/bin/chromium, WebGPU through SwiftShader), driven by playwright-core.
+// A local static server serves the runtime, compiled bundles and the
+// models' stored inputs and onnxruntime outputs; each test loads a bundle
+// with `load()` in the page, runs it and compares outputs there.
+//
+//   WPC_E2E_BUNDLES=DIR WPC_MODELS_DIR=DIR node --test browser.test.mjs
+//
+// DIR holds <case>.wpc bundles and cases.json (written by
+// scripts/browser_tests.sh, which is how CI runs this).
+
+import assert from 'node:assert/strict';
+import { readFile, stat } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import { extname, join, normalize, resolve } from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+import { chromium } from 'playwright-core';
+
+const RUNTIME = resolve(fileURLToPath(new URL('..', import.meta.url)));
+const BUNDLES = process.env.WPC_E2E_BUNDLES;
+const MODELS = process.env.WPC_MODELS_DIR;
+if (!BUNDLES || !MODELS) throw new Error('set WPC_E2E_BUNDLES and WPC_MODELS_DIR');
+const CASES = JSON.parse(await readFile(join(BUNDLES, 'cases.json'), 'utf8'));
+
+// The flags DESIGN.md §5 gives for WebGPU on SwiftShader, headless.
+const CHROMIUM_ARGS = [
+  '--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader',
+  '--use-webgpu-adapter=swiftshader', '--use-angle=swiftshader', '--no-sandbox',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--no-first-run', '--disable-quic',
+];
+
+const TYPES = { '.js': 'text/javascript', '.mjs': 'text/javascript', '.json': 'application/json', '.wasm': 'application/wasm', '.html': 'text/html' };
+const PAGE = '<!doctype html><meta charset="utf-8"><title>wpc e2e</title><body>wpc e2e</body>';
+
+let server;
+let origin;
+let browser;
+let page;
+/** URL paths the server answered, for cache checks. */
+const served = [];
+
+/** Serves /rt/ (runtime/js), /bundles/, /models/; /tampered/ is /bundles/
+ * with one byte of every weight shard flipped. */
+function start() {
+  const roots = { rt: RUNTIME, bundles: BUNDLES, models: MODELS, tampered: BUNDLES };
+  server = createServer(async (req, res) => {
+    const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+    served.push(path);
+    if (path === '/') {
+      res.writeHead(200, { 'content-type': 'text/html' }).end(PAGE);
+      return;
+    }
+    const [, root, ...rest] = path.split('/');
+    const base = roots[root];
+    const file = base && normalize(join(base, ...rest));
+    try {
+      if (!file || !file.startsWith(base) || !(await stat(file)).isFile()) throw new Error('not found');
+      const bytes = await readFile(file);
+      if (root === 'tampered' && /weights-\d+\.bin$/.test(file)) bytes[bytes.length >> 1] ^= 1;
+      res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' }).end(bytes);
+    } catch {
+      res.writeHead(404).end('not found');
+    }
+  });
+  return new Promise((ok) => server.listen(0, '127.0.0.1', () => {
+    origin = `http://127.0.0.1:${server.address().port}`;
+    ok();
+  }));
+}
+
+before(async () => {
+  await start();
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+  page = await browser.newPage();
+  page.on('pageerror', (e) => console.error('page error:', e));
+  await page.goto(`${origin}/`);
+});
+
+after(async () => {
+  await browser?.close();
+  server?.close();
+});
+
+/**
+ * In the page: loads `bundle` preferring `prefer`, runs it twice on the
+ * case's inputs and compares every output with onnxruntime's
+ * (|got - want| <= atol + rtol·|want|). Returns a summary.
+ */
+async function runCase(c, prefer, options = {}) {
+  return page.evaluate(async ({ c, prefer, options }) => {
+    const rt = await import('/rt/src/index.js');
+    const { readNpy } = await import('/rt/node/npy.mjs');
+    const npy = async (path) => readNpy(new Uint8Array(await (await fetch(path)).arrayBuffer()));
+    const progress = [];
+    const t0 = performance.now();
+    const model = await rt.load(`/${options.root ?? 'bundles'}/${c.name}.wpc`, {
+      prefer,
+      cache: options.cache ? await caches.open('wpc-e2e') : null,
+      onProgress: (loaded, total) => progress.push([loaded, total]),
+    });
+    const inputs = {};
+    for (const info of model.manifest.inputs) inputs[info.name] = (await npy(`/models/${c.name}/${c.inputs[info.name]}`)).data;
+    const t1 = performance.now();
+    const outputs = await model.run(inputs);
+    const t2 = performance.now();
+    await model.run(inputs);
+    const t3 = performance.now();
+    const errors = {};
+    for (const info of model.manifest.outputs) {
+      const want = (await npy(`/models/${c.name}/${c.outputs[info.name]}`)).data;
+      const got = outputs[info.name];
+      let maxAbs = 0;
+      let maxRel = 0;
+      let bad = 0;
+      for (let i = 0; i < want.length; i++) {
+        const d = Math.abs(Number(got[i]) - Number(want[i]));
+        maxAbs = Math.max(maxAbs, d);
+        if (d > 0) maxRel = Math.max(maxRel, d / Math.max(Math.abs(Number(want[i])), 1e-30));
+        if (!(d <= 1e-4 + 1e-3 * Math.abs(Number(want[i])))) bad++;
+      }
+      errors[info.name] = { maxAbs, maxRel, bad, length: got.length, expected: want.length };
+    }
+    return {
+      variant: model.variant,
+      passedOver: model.passedOver,
+      loadMs: t1 - t0,
+      firstRunMs: t2 - t1,
+      steadyRunMs: t3 - t2,
+      loadToFirstResultMs: t2 - t0,
+      progress,
+      errors,
+    };
+  }, { c, prefer, options });
+}
+
+test('detect() in real Chromium', async () => {
+  const caps = await page.evaluate(async () => (await import('/rt/src/index.js')).detect());
+  console.log(`chromium capabilities: ${JSON.stringify(caps)}`);
+  assert.equal(caps.browser.name, 'Chrome');
+  assert.equal(caps.wasm.simd, true);
+  assert.equal(caps.wasm.relaxedSimd, true);
+});
+
+for (const c of CASES) {
+  for (const prefer of ['wasm-relaxed', 'wasm-simd', 'wasm-scalar']) {
+    test(`${c.name} on ${prefer} matches onnxruntime`, async () => {
+      const r = await runCase(c, prefer);
+      assert.equal(r.variant, prefer, JSON.stringify(r.passedOver));
+      for (const [name, e] of Object.entries(r.errors)) {
+        assert.equal(e.length, e.expected, `${name}: length`);
+        assert.equal(e.bad, 0, `${name}: ${e.bad} elements out of tolerance (max abs error ${e.maxAbs})`);
+      }
+      // The first output is the model's; the others are intermediates.
+      const [first] = Object.values(r.errors);
+      const maxRel = Math.max(...Object.values(r.errors).map((e) => e.maxRel));
+      console.log(`${c.name} ${prefer}: output max abs error ${first.maxAbs.toExponential(2)}, max rel error (all outputs) ${maxRel.toExponential(2)}, load ${r.loadMs.toFixed(0)} ms, first run ${r.firstRunMs.toFixed(1)} ms, steady ${r.steadyRunMs.toFixed(1)} ms`);
+      // Progress never goes back and ends at the total.
+      for (let i = 1; i < r.progress.length; i++) assert.ok(r.progress[i][0] >= r.progress[i - 1][0]);
+      const [loaded, total] = r.progress.at(-1);
+      assert.equal(loaded, total);
+      assert.ok(total > 0);
+    });
+  }
+}
+
+test('a second load is served by the Cache API, without fetching weights', async () => {
+  const c = CASES.find((x) => x.name === 'light_resnet50') ?? CASES[0];
+  await page.evaluate(() => caches.delete('wpc-e2e'));
+  const cold = await runCase(c, 'wasm-relaxed', { cache: true });
+  const before = served.length;
+  const warm = await runCase(c, 'wasm-relaxed', { cache: true });
+  const fetched = served.slice(before).filter((p) => p.startsWith('/bundles/'));
+  assert.deepEqual(fetched, [`/bundles/${c.name}.wpc/manifest.json`]);
+  console.log(`${c.name} load() to first result: cold ${cold.loadToFirstResultMs.toFixed(0)} ms, warm cache ${warm.loadToFirstResultMs.toFixed(0)} ms`);
+});
+
+test('a tampered shard is rejected, naming it', async () => {
+  const c = CASES[0];
+  const err = await page.evaluate(async (name) => {
+    const rt = await import('/rt/src/index.js');
+    try {
+      await rt.load(`/tampered/${name}.wpc`, { prefer: 'wasm-simd', cache: null });
+      return null;
+    } catch (e) {
+      return { name: e.name, code: e.code, file: e.file, message: e.message };
+    }
+  }, c.name);
+  assert.ok(err, 'the load succeeded');
+  assert.equal(err.code, 'integrity');
+  assert.match(err.file, /^weights-\d+\.bin$/);
+});
