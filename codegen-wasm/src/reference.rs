@@ -84,22 +84,23 @@ fn arg(t: Tt) -> Arg {
 /// Lowers the node to a `wpc_eval` call; a failing kernel traps (the host
 /// reads the reason through `wpc_error_ptr`/`wpc_error_len`).
 pub fn lower(ctx: &mut Ctx, f: &mut FunctionBuilder, eval: FunctionId) -> Result<()> {
-    let mut inputs = Vec::new();
-    for i in 0..ctx.node.inputs.len() {
-        inputs.push(if ctx.has_input(i) {
-            Some(arg(ctx.input(i)?))
+    // Each slot of the node: its tensor, or None where it is omitted.
+    let slots = |ctx: &mut Ctx, outputs: bool| -> Result<Vec<Option<Arg>>> {
+        let n = if outputs {
+            ctx.node.outputs.len()
         } else {
-            None
-        });
-    }
-    let mut outputs = Vec::new();
-    for i in 0..ctx.node.outputs.len() {
-        outputs.push(if ctx.wants_output(i) {
-            Some(arg(ctx.output(i)?))
-        } else {
-            None
-        });
-    }
+            ctx.node.inputs.len()
+        };
+        (0..n)
+            .map(|i| match outputs {
+                false if ctx.has_input(i) => ctx.input(i).map(|t| Some(arg(t))),
+                true if ctx.wants_output(i) => ctx.output(i).map(|t| Some(arg(t))),
+                _ => Ok(None),
+            })
+            .collect()
+    };
+    let inputs = slots(ctx, false)?;
+    let outputs = slots(ctx, true)?;
     let call = Call {
         name: ctx.node.name.clone(),
         op: ctx.node.op.clone(),
