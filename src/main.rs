@@ -373,13 +373,23 @@ fn dispatch(cli: Cli) -> Result<()> {
                         w.dispatches.len(),
                         w.peak_bytes
                     ),
-                    Variant::Wasm(w) => println!(
-                        "  {}: {} ({} bytes), linear memory {} bytes",
-                        w.name,
-                        w.module,
-                        bundle.files.get(&w.module).map_or(0, Vec::len),
-                        w.memory_bytes
-                    ),
+                    Variant::Wasm(w) => {
+                        println!(
+                            "  {}: {} ({} bytes), linear memory {} bytes",
+                            w.name,
+                            w.module,
+                            bundle.files.get(&w.module).map_or(0, Vec::len),
+                            w.memory_bytes
+                        );
+                        if !w.reference_nodes.is_empty() {
+                            println!(
+                                "    {} nodes without a generated kernel run the reference kernels ({}), e.g. {}",
+                                w.reference_nodes.len(),
+                                w.reference.as_deref().unwrap_or("?"),
+                                w.reference_nodes[0]
+                            );
+                        }
+                    }
                 }
             }
             for (name, why) in &compiled.skipped {
