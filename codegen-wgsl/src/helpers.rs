@@ -9,6 +9,11 @@ pub fn source(name: &str) -> &'static str {
         "is_nan" => {
             "fn is_nan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }\n"
         }
+        // A float from its bits, evaluated at run time: WGSL makes a
+        // const-expression that evaluates to inf or NaN a shader-creation
+        // error (Chrome's Tint enforces it; naga does not), so non-finite
+        // literals are calls (see `ops::index::literal`).
+        "f32_bits" => "fn f32_bits(b: u32) -> f32 { return bitcast<f32>(b); }\n",
         "is_inf" => {
             "fn is_inf(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) == 0x7f800000u; }\n"
         }

@@ -123,7 +123,12 @@ impl Kernel {
                 b.name
             );
         }
-        for h in &self.helpers {
+        // Non-finite literals call `f32_bits` wherever a kernel wrote them.
+        let uses_bits = [&self.body, &self.decls]
+            .iter()
+            .any(|t| t.contains("f32_bits("));
+        let bits = (uses_bits && !self.helpers.contains("f32_bits")).then_some("f32_bits");
+        for h in self.helpers.iter().copied().chain(bits) {
             s.push_str(crate::helpers::source(h));
         }
         s.push_str(&self.decls);

@@ -162,7 +162,7 @@ pub fn attention(ctx: &Ctx) -> Result<Lowered> {
         args.push(Arg::Out(3));
     }
     k.helpers.insert("fmax");
-    let neg_inf = "bitcast<f32>(0xff800000u)";
+    let neg_inf = "f32_bits(0xff800000u)";
     let mut b = format!(
         "    let row = i;\n    let qi = row % {sq}u;\n    let h = (row / {sq}u) % {qh}u;\n    let b = row / {};\n    let kh = h / {reps}u;\n    let at = row * {skv}u;\n",
         sq * qh

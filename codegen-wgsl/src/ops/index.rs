@@ -55,19 +55,21 @@ pub fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
     wpc_ir::ops::util::broadcast_strides(shape, out)
 }
 
-/// A WGSL literal of `v` for word type `w` (`1.5`, `-3i`, `7u`).
+/// A WGSL literal of `v` for word type `w` (`1.5`, `-3i`, `7u`); a
+/// non-finite float is a call of the `f32_bits` helper, which the kernel
+/// then includes (WGSL forbids const-expressions that are inf or NaN).
 pub fn literal(v: f64, w: wpc_runtime::device_data::Word) -> String {
     use wpc_runtime::device_data::Word;
     match w {
         Word::F32 => {
             let f = v as f32;
             if f.is_nan() {
-                "bitcast<f32>(0x7fc00000u)".into()
+                "f32_bits(0x7fc00000u)".into()
             } else if f.is_infinite() {
                 if f > 0.0 {
-                    "bitcast<f32>(0x7f800000u)".into()
+                    "f32_bits(0x7f800000u)".into()
                 } else {
-                    "bitcast<f32>(0xff800000u)".into()
+                    "f32_bits(0xff800000u)".into()
                 }
             } else {
                 format!("{f:?}")

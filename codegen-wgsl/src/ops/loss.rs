@@ -55,7 +55,7 @@ pub fn loss(ctx: &Ctx) -> Result<Lowered> {
     if sce {
         let _ = writeln!(
             b,
-            "    var m = bitcast<f32>(0xff800000u);\n    for (var j = 0u; j < {c}u; j = j + 1u) {{ m = max(m, x[base + j * {inner}u]); }}\n    var sum = 0.0;\n    for (var j = 0u; j < {c}u; j = j + 1u) {{ sum = sum + exp(x[base + j * {inner}u] - m); }}\n    let lse = m + log(sum);"
+            "    var m = f32_bits(0xff800000u);\n    for (var j = 0u; j < {c}u; j = j + 1u) {{ m = max(m, x[base + j * {inner}u]); }}\n    var sum = 0.0;\n    for (var j = 0u; j < {c}u; j = j + 1u) {{ sum = sum + exp(x[base + j * {inner}u] - m); }}\n    let lse = m + log(sum);"
         );
         if log_prob {
             let _ = writeln!(

@@ -220,7 +220,7 @@ pub fn pool(ctx: &Ctx) -> Result<Lowered> {
     let mut b = format!("    let pl = i / {osp}u;\n    let os = i % {osp}u;\n");
     b.push_str(&unravel("os", &win.out, "o"));
     let init = if op == "MaxPool" {
-        "bitcast<f32>(0xff800000u)"
+        "f32_bits(0xff800000u)"
     } else {
         "0.0"
     };
@@ -445,7 +445,7 @@ fn row_norm(ctx: &Ctx, spec: RowSpec, affine: Option<Affine>) -> Result<Lowered>
                     format!("q / {n}"),
                 ),
                 Stat::Max => (
-                    "bitcast<f32>(0xff800000u)".to_string(),
+                    "f32_bits(0xff800000u)".to_string(),
                     "q = fmax(q, x);".to_string(),
                     "fmax($a, $b)",
                     "q".to_string(),

@@ -170,7 +170,7 @@ pub fn softmax(ctx: &Ctx) -> Result<Lowered> {
     k.helpers.insert("fmax");
     workgroup_array(&mut k, "part", "f32", wg);
     let mut body = format!(
-        "    let base = (row / {inner}u) * {}u + row % {inner}u;\n    var m = bitcast<f32>(0xff800000u);\n    for (var j = lidx; j < {len}u; j = j + {wg}u) {{ m = fmax(m, in0[base + j * {inner}u]); }}\n",
+        "    let base = (row / {inner}u) * {}u + row % {inner}u;\n    var m = f32_bits(0xff800000u);\n    for (var j = lidx; j < {len}u; j = j + {wg}u) {{ m = fmax(m, in0[base + j * {inner}u]); }}\n",
         len * inner
     );
     body.push_str(&tree_reduce("m", "part", wg, "fmax($a, $b)"));

@@ -95,11 +95,17 @@ async function runCase(c, prefer, options = {}) {
     const { readNpy } = await import('/rt/node/npy.mjs');
     const npy = async (path) => readNpy(new Uint8Array(await (await fetch(path)).arrayBuffer()));
     const progress = [];
+    const fallbacks = [];
+    // A GPU whose device cannot be created: the WebGPU variant must fail
+    // over to wasm.
+    const broken = { requestAdapter: async () => ({ requestDevice: async () => { throw new Error('forced device failure'); } }) };
     const t0 = performance.now();
     const model = await rt.load(`/${options.root ?? 'bundles'}/${c.name}.wpc`, {
       prefer,
       cache: options.cache ? await caches.open('wpc-e2e') : null,
       onProgress: (loaded, total) => progress.push([loaded, total]),
+      onFallback: (e) => fallbacks.push(e),
+      gpu: options.brokenGpu ? broken : undefined,
     });
     const inputs = {};
     for (const info of model.manifest.inputs) inputs[info.name] = (await npy(`/models/${c.name}/${c.inputs[info.name]}`)).data;
@@ -124,6 +130,7 @@ async function runCase(c, prefer, options = {}) {
       errors[info.name] = { maxAbs, maxRel, bad, length: got.length, expected: want.length };
     }
     return {
+      fallbacks,
       variant: model.variant,
       passedOver: model.passedOver,
       loadMs: t1 - t0,
@@ -145,7 +152,7 @@ test('detect() in real Chromium', async () => {
 });
 
 for (const c of CASES) {
-  for (const prefer of ['wasm-relaxed', 'wasm-simd', 'wasm-scalar']) {
+  for (const prefer of ['webgpu', 'wasm-relaxed', 'wasm-simd', 'wasm-scalar']) {
     test(`${c.name} on ${prefer} matches onnxruntime`, async () => {
       const r = await runCase(c, prefer);
       assert.equal(r.variant, prefer, JSON.stringify(r.passedOver));
@@ -165,6 +172,15 @@ for (const c of CASES) {
     });
   }
 }
+
+test('when WebGPU fails, the runtime falls back to wasm and says so', async () => {
+  const c = CASES[0];
+  const r = await runCase(c, undefined, { brokenGpu: true });
+  assert.equal(r.variant, 'wasm-relaxed');
+  assert.deepEqual(r.fallbacks, [{ from: 'webgpu', to: 'wasm-relaxed', reason: 'forced device failure' }]);
+  assert.equal(r.passedOver[0].reason, 'failed to start: forced device failure');
+  for (const e of Object.values(r.errors)) assert.equal(e.bad, 0);
+});
 
 test('a second load is served by the Cache API, without fetching weights', async () => {
   const c = CASES.find((x) => x.name === 'light_resnet50') ?? CASES[0];

@@ -5,3 +5,4 @@ export { detect, parseUserAgent, select, unmet, variantName, wasmFeatures } from
 export { IntegrityError, MemoryBudgetError, NoUsableVariantError, WpcError } from './errors.js';
 export { fetchFiles, filesFor, load, sha256Hex } from './loader.js';
 export { arrayType, loadWasm, readOutput, toBytes } from './wasm.js';
+export { fromWords, loadWebGpu, toWords } from './webgpu.js';

@@ -7,11 +7,20 @@
 import { detect, select } from './detect.js';
 import { IntegrityError, MemoryBudgetError, WpcError } from './errors.js';
 import { loadWasm } from './wasm.js';
+import { loadWebGpu } from './webgpu.js';
 
 /** How each backend's variant starts from its fetched files. */
 const EXECUTORS = {
+  webgpu: (manifest, variant, read, options) => loadWebGpu(manifest, variant, read, options),
   wasm: (manifest, variant, read) => loadWasm(manifest, variant.name, read),
 };
+
+/** Failures that another variant could get around (the GPU's), as
+ * opposed to the bundle's or the caller's, which are surfaced. */
+function gpuFailure(variant, error) {
+  return variant.backend === 'webgpu' && !(error instanceof IntegrityError) && error?.name !== 'AbortError'
+    && !['input', 'bad-bundle', 'fetch'].includes(error?.code);
+}
 
 /** The Cache API bucket bundles are kept in. */
 const CACHE_NAME = 'wpc-bundles-v1';
@@ -133,16 +142,20 @@ async function openCache(option) {
 
 /**
  * Loads a bundle: picks its variant, fetches and verifies what that
- * variant needs, and starts it.
+ * variant needs, and starts it. If the WebGPU variant cannot start (no
+ * device, a pipeline that fails) or its device is lost later, the next
+ * usable variant takes over and `onFallback({from, to, reason})` says so;
+ * errors in the model or its inputs are surfaced, never masked.
  * @param {string | URL} bundleUrl the bundle directory
  * @param {{
  *   onProgress?: ProgressFn, prefer?: string, signal?: AbortSignal,
  *   caps?: import('./detect.js').Capabilities, fetch?: typeof fetch,
- *   cache?: Cache | null, memoryBudget?: number,
+ *   cache?: Cache | null, memoryBudget?: number, gpu?: GPU,
+ *   onFallback?: (event: {from: string, to: string, reason: string}) => void,
  * }} [options]
  */
 export async function load(bundleUrl, options = {}) {
-  const { signal, prefer, memoryBudget } = options;
+  const { signal, prefer, memoryBudget, onFallback = () => {} } = options;
   const fetchFn = options.fetch ?? globalThis.fetch.bind(globalThis);
   const href = String(bundleUrl);
   const base = new URL(href.endsWith('/') ? href : `${href}/`, globalThis.location?.href);
@@ -150,32 +163,70 @@ export async function load(bundleUrl, options = {}) {
   if (!response.ok) throw new WpcError('fetch', `manifest.json: HTTP ${response.status}`);
   const manifest = await response.json();
   const caps = options.caps ?? (await detect());
-  const pick = select(manifest, caps, { prefer, backends: Object.keys(EXECUTORS) });
-  const needed = pick.variant.memory_bytes ?? pick.variant.peak_bytes ?? 0;
-  if (memoryBudget !== undefined && needed > memoryBudget) {
-    throw new MemoryBudgetError(pick.name, needed, memoryBudget);
+  const cache = await openCache(options.cache);
+  const files = new Map();
+  const failed = new Set();
+  const passedOver = [];
+
+  /** Starts the best variant not yet failed. */
+  async function start() {
+    for (;;) {
+      const usable = { ...manifest, variants: manifest.variants.filter((v) => !failed.has(v)) };
+      const pick = select(usable, caps, { prefer, backends: Object.keys(EXECUTORS) });
+      const needed = pick.variant.memory_bytes ?? pick.variant.peak_bytes ?? 0;
+      if (memoryBudget !== undefined && needed > memoryBudget) {
+        throw new MemoryBudgetError(pick.name, needed, memoryBudget);
+      }
+      const wanted = filesFor(manifest, pick.variant).filter((f) => !files.has(f.file));
+      const fetched = await fetchFiles(base, wanted, { ...options, fetch: fetchFn, cache });
+      for (const [file, bytes] of fetched) files.set(file, bytes);
+      const read = async (file) => {
+        const bytes = files.get(file);
+        if (!bytes) throw new WpcError('bad-bundle', `${file} was not loaded`);
+        return bytes;
+      };
+      try {
+        const executor = await EXECUTORS[pick.variant.backend](manifest, pick.variant, read, { gpu: options.gpu });
+        for (const p of pick.passedOver) if (!passedOver.some((q) => q.variant === p.variant)) passedOver.push(p);
+        return { executor, name: pick.name, variant: pick.variant };
+      } catch (e) {
+        if (!gpuFailure(pick.variant, e)) throw e;
+        failed.add(pick.variant);
+        passedOver.push({ variant: pick.name, reason: `failed to start: ${e.message}` });
+        const next = select({ ...manifest, variants: manifest.variants.filter((v) => !failed.has(v)) }, caps, {
+          prefer, backends: Object.keys(EXECUTORS),
+        });
+        onFallback({ from: pick.name, to: next.name, reason: e.message });
+      }
+    }
   }
-  const files = await fetchFiles(base, filesFor(manifest, pick.variant), {
-    ...options,
-    fetch: fetchFn,
-    cache: await openCache(options.cache),
-  });
-  const read = async (file) => {
-    const bytes = files.get(file);
-    if (!bytes) throw new WpcError('bad-bundle', `${file} was not loaded`);
-    return bytes;
-  };
-  const executor = await EXECUTORS[pick.variant.backend](manifest, pick.variant, read);
-  return {
+
+  let current = await start();
+  const model = {
     manifest,
     caps,
     /** The variant running, and why the ones before it were passed over. */
-    variant: pick.name,
-    passedOver: pick.passedOver,
+    get variant() {
+      return current.name;
+    },
+    passedOver,
     /**
      * @param {Record<string, ArrayLike<number|bigint>>} inputs
      * @returns {Promise<Record<string, ArrayLike<number|bigint>>>}
      */
-    run: async (inputs) => executor.run(inputs),
+    async run(inputs) {
+      try {
+        return await current.executor.run(inputs);
+      } catch (e) {
+        if (!gpuFailure(current.variant, e)) throw e;
+        const from = current.name;
+        failed.add(current.variant);
+        passedOver.push({ variant: from, reason: `failed while running: ${e.message}` });
+        current = await start();
+        onFallback({ from, to: current.name, reason: e.message });
+        return current.executor.run(inputs);
+      }
+    },
   };
+  return model;
 }

@@ -1,0 +1,158 @@
+// The WebGPU executor: creates every pipeline up front (in parallel, with
+// createComputePipelineAsync), every buffer once (weights uploaded from the
+// shards), one bind group per dispatch; each run writes the inputs,
+// records all dispatches into one command encoder, copies the outputs to
+// mappable buffers and reads them back. Tensors live on the device as
+// 32-bit words (`f32`, `i32`, `u32`), as the compiler laid them out.
+
+import { WpcError } from './errors.js';
+
+/** Buffer sizes: WebGPU wants multiples of 4, and no empty bindings. */
+const size4 = (bytes) => Math.max(4, Math.ceil(bytes / 4) * 4);
+
+/**
+ * An input as the device words of its slot.
+ * @param {ArrayLike<number|bigint>} data
+ * @param {{word: string, elements: number}} slot
+ * @param {string} name
+ */
+export function toWords(data, slot, name) {
+  if (data.length !== slot.elements) {
+    throw new WpcError('input', `input '${name}' has ${data.length} elements, the bundle was compiled for ${slot.elements}`);
+  }
+  const Words = { f32: Float32Array, i32: Int32Array, u32: Uint32Array }[slot.word];
+  if (!Words) throw new WpcError('bad-bundle', `unknown device word '${slot.word}'`);
+  const out = new Words(slot.elements);
+  const [lo, hi] = slot.word === 'i32' ? [-(2 ** 31), 2 ** 31 - 1] : [0, 2 ** 32 - 1];
+  for (let i = 0; i < out.length; i++) {
+    const v = Number(data[i]);
+    if (slot.word !== 'f32' && !(v >= lo && v <= hi)) {
+      throw new WpcError('input', `input '${name}': value ${data[i]} does not fit the 32-bit integers WebGPU computes with`);
+    }
+    out[i] = v;
+  }
+  return out;
+}
+
+/**
+ * Device words back as the typed array of the output's dtype.
+ * @param {ArrayBuffer} bytes
+ * @param {string} word
+ * @param {string} dtype
+ */
+export function fromWords(bytes, word, dtype) {
+  const words = word === 'f32' ? new Float32Array(bytes) : word === 'i32' ? new Int32Array(bytes) : new Uint32Array(bytes);
+  switch (dtype) {
+    case 'float32': return new Float32Array(words);
+    case 'float64': return Float64Array.from(words);
+    case 'int64': return BigInt64Array.from(words, (v) => BigInt(v));
+    case 'uint64': return BigUint64Array.from(words, (v) => BigInt(v));
+    case 'int32': return Int32Array.from(words);
+    case 'uint32': return Uint32Array.from(words);
+    case 'int16': return Int16Array.from(words);
+    case 'uint16': return Uint16Array.from(words);
+    case 'int8': return Int8Array.from(words);
+    case 'uint8': case 'bool': return Uint8Array.from(words);
+    default: throw new WpcError('unsupported', `reading ${dtype} outputs from WebGPU is not supported yet`);
+  }
+}
+
+/**
+ * Creates the WebGPU variant's device, pipelines and buffers.
+ * @param {any} manifest
+ * @param {any} variant the manifest's WebGPU variant
+ * @param {(file: string) => Promise<Uint8Array>} readFile
+ * @param {{gpu?: GPU, onDeviceLost?: (info: GPUDeviceLostInfo) => void}} [options]
+ */
+export async function loadWebGpu(manifest, variant, readFile, options = {}) {
+  const gpu = options.gpu ?? globalThis.navigator?.gpu;
+  if (!gpu) throw new WpcError('webgpu', 'WebGPU is not available');
+  const adapter = await gpu.requestAdapter();
+  if (!adapter) throw new WpcError('webgpu', 'requestAdapter() returned no adapter');
+  const device = await adapter.requestDevice({
+    requiredFeatures: variant.requires.features,
+    requiredLimits: variant.requires.limits,
+  });
+  let lost = null;
+  device.lost.then((info) => {
+    lost = info;
+    options.onDeviceLost?.(info);
+  });
+  device.pushErrorScope('validation');
+  device.pushErrorScope('out-of-memory');
+  const decoder = new TextDecoder();
+  const pipelines = await Promise.all(variant.shaders.map(async (file) => {
+    const module = device.createShaderModule({ label: file, code: decoder.decode(await readFile(file)) });
+    // The browser's WGSL compiler may reject what naga accepted: name the
+    // file, line and reason.
+    const errors = (await module.getCompilationInfo()).messages.filter((m) => m.type === 'error');
+    if (errors.length) {
+      const why = errors.map((m) => `${file}:${m.lineNum}:${m.linePos}: ${m.message}`).join('; ');
+      throw new WpcError('webgpu', `the browser rejects a shader: ${why}`);
+    }
+    return device.createComputePipelineAsync({ label: file, layout: 'auto', compute: { module, entryPoint: 'main' } });
+  }));
+  const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
+  const buffers = variant.buffers.map((b) => device.createBuffer({ size: size4(b.bytes), usage }));
+  for (const [i, b] of variant.buffers.entries()) {
+    if (!b.init) continue;
+    const shard = await readFile(manifest.shards[b.init.shard].file);
+    device.queue.writeBuffer(buffers[i], 0, shard.subarray(b.init.offset, b.init.offset + b.init.bytes));
+  }
+  const steps = variant.dispatches.map((d) => ({
+    pipeline: pipelines[d.shader],
+    group: device.createBindGroup({
+      layout: pipelines[d.shader].getBindGroupLayout(0),
+      entries: d.bindings.map((b, i) => ({ binding: i, resource: { buffer: buffers[b] } })),
+    }),
+    workgroups: d.workgroups,
+  }));
+  const readback = variant.outputs.map((o) => device.createBuffer({
+    size: size4(o.elements * 4),
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+  }));
+  for (const scope of ['out of memory', 'validation']) {
+    const error = await device.popErrorScope();
+    if (error) throw new WpcError('webgpu', `setting up the WebGPU variant failed (${scope}): ${error.message}`);
+  }
+  return {
+    device,
+    /** Why the device is gone, or null. */
+    get lost() {
+      return lost;
+    },
+    async run(inputs) {
+      if (lost) throw new WpcError('device-lost', `the WebGPU device was lost: ${lost.message}`);
+      manifest.inputs.forEach((info, i) => {
+        const data = inputs[info.name];
+        if (data === undefined) throw new WpcError('input', `missing input '${info.name}'`);
+        const slot = variant.inputs[i];
+        if (slot.elements > 0) device.queue.writeBuffer(buffers[slot.buffer], 0, toWords(data, slot, info.name));
+      });
+      device.pushErrorScope('validation');
+      const encoder = device.createCommandEncoder();
+      const pass = encoder.beginComputePass();
+      for (const s of steps) {
+        pass.setPipeline(s.pipeline);
+        pass.setBindGroup(0, s.group);
+        pass.dispatchWorkgroups(...s.workgroups);
+      }
+      pass.end();
+      variant.outputs.forEach((o, i) => {
+        if (o.elements > 0) encoder.copyBufferToBuffer(buffers[o.buffer], 0, readback[i], 0, o.elements * 4);
+      });
+      device.queue.submit([encoder.finish()]);
+      const error = await device.popErrorScope();
+      if (error) throw new WpcError('webgpu', `running the model failed: ${error.message}`);
+      const outputs = {};
+      await Promise.all(manifest.outputs.map(async (info, i) => {
+        const o = variant.outputs[i];
+        await readback[i].mapAsync(GPUMapMode.READ);
+        const bytes = readback[i].getMappedRange(0, size4(o.elements * 4)).slice(0, o.elements * 4);
+        readback[i].unmap();
+        outputs[info.name] = fromWords(bytes, o.word, info.dtype);
+      }));
+      return outputs;
+    },
+  };
+}
