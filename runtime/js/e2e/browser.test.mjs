@@ -19,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 const RUNTIME = resolve(fileURLToPath(new URL('..', import.meta.url)));
+const REPO = resolve(RUNTIME, '..', '..');
 const BUNDLES = process.env.WPC_E2E_BUNDLES;
 const MODELS = process.env.WPC_MODELS_DIR;
 if (!BUNDLES || !MODELS) throw new Error('set WPC_E2E_BUNDLES and WPC_MODELS_DIR');
@@ -42,10 +43,11 @@ let page;
 /** URL paths the server answered, for cache checks. */
 const served = [];
 
-/** Serves /rt/ (runtime/js), /bundles/, /models/; /tampered/ is /bundles/
- * with one byte of every weight shard flipped. */
+/** Serves /rt/ (runtime/js), /repo/ (the repository, for examples/),
+ * /bundles/, /models/; /tampered/ is /bundles/ with one byte of every
+ * weight shard flipped. */
 function start() {
-  const roots = { rt: RUNTIME, bundles: BUNDLES, models: MODELS, tampered: BUNDLES };
+  const roots = { rt: RUNTIME, repo: REPO, bundles: BUNDLES, models: MODELS, tampered: BUNDLES };
   server = createServer(async (req, res) => {
     const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
     served.push(path);
@@ -191,6 +193,23 @@ test('a second load is served by the Cache API, without fetching weights', async
   const fetched = served.slice(before).filter((p) => p.startsWith('/bundles/'));
   assert.deepEqual(fetched, [`/bundles/${c.name}.wpc/manifest.json`]);
   console.log(`${c.name} load() to first result: cold ${cold.loadToFirstResultMs.toFixed(0)} ms, warm cache ${warm.loadToFirstResultMs.toFixed(0)} ms`);
+});
+
+test('the demo page shows the chosen variant, progress and a result', async () => {
+  const c = CASES.find((x) => x.name === 'light_squeezenet') ?? CASES[0];
+  const demo = await browser.newPage();
+  await demo.goto(`${origin}/repo/examples/demo/index.html?bundle=/bundles/${c.name}.wpc&prefer=wasm-relaxed&auto=1`);
+  await demo.waitForSelector('#result[data-done="true"]', { timeout: 60000 });
+  const text = await demo.innerText('body');
+  const shot = join(BUNDLES, 'demo.png');
+  await demo.screenshot({ path: shot, fullPage: true });
+  console.log(`demo page screenshot: ${(await stat(shot)).size} bytes`);
+  assert.match(text, /variant: wasm-relaxed/);
+  assert.match(text, /first run [\d.]+ ms, second run [\d.]+ ms/);
+  assert.match(text, /softmaxout_1: 1000 values, argmax \d+/);
+  const progress = await demo.$eval('#progress', (p) => [p.value, p.max]);
+  assert.ok(progress[1] > 0 && progress[0] === progress[1], `progress ${progress}`);
+  await demo.close();
 });
 
 test('a tampered shard is rejected, naming it', async () => {
