@@ -168,11 +168,17 @@ export async function load(bundleUrl, options = {}) {
   const failed = new Set();
   const passedOver = [];
 
+  /** The best variant not yet failed (throws when none is left). */
+  const choose = () => select(
+    { ...manifest, variants: manifest.variants.filter((v) => !failed.has(v)) },
+    caps,
+    { prefer, backends: Object.keys(EXECUTORS) },
+  );
+
   /** Starts the best variant not yet failed. */
   async function start() {
     for (;;) {
-      const usable = { ...manifest, variants: manifest.variants.filter((v) => !failed.has(v)) };
-      const pick = select(usable, caps, { prefer, backends: Object.keys(EXECUTORS) });
+      const pick = choose();
       const needed = pick.variant.memory_bytes ?? pick.variant.peak_bytes ?? 0;
       if (memoryBudget !== undefined && needed > memoryBudget) {
         throw new MemoryBudgetError(pick.name, needed, memoryBudget);
@@ -193,10 +199,7 @@ export async function load(bundleUrl, options = {}) {
         if (!gpuFailure(pick.variant, e)) throw e;
         failed.add(pick.variant);
         passedOver.push({ variant: pick.name, reason: `failed to start: ${e.message}` });
-        const next = select({ ...manifest, variants: manifest.variants.filter((v) => !failed.has(v)) }, caps, {
-          prefer, backends: Object.keys(EXECUTORS),
-        });
-        onFallback({ from: pick.name, to: next.name, reason: e.message });
+        onFallback({ from: pick.name, to: choose().name, reason: e.message });
       }
     }
   }
