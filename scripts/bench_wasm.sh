@@ -19,14 +19,13 @@ fi
 cargo build -q --manifest-path "$root/Cargo.toml" --release --bin wpc
 wpc="${CARGO_TARGET_DIR:-$root/target}/release/wpc"
 mkdir -p "$work"
-"$py" "$root/scripts/bench/make_models.py" "$work"
 models="$cache/wpc-models"
 
 # label | model | input name=file ...
 cases=(
     "resnet50|$models/light_resnet50/model.onnx|gpu_0/data_0=$models/light_resnet50/input_0.npy"
     "silero_vad_16k|$models/silero_vad_16k_op15/model.onnx|input=$models/silero_vad_16k_op15/input_0.npy|state=$models/silero_vad_16k_op15/input_1.npy|sr=$models/silero_vad_16k_op15/input_2.npy"
-    "bert_encoder|$work/bert_encoder.onnx|input_ids=$work/bert_encoder_input_ids.npy"
+    "bert_encoder|$models/bert_encoder/model.onnx|input_ids=$models/bert_encoder/input_0.npy"
 )
 results="$work/results.jsonl"
 : > "$results"

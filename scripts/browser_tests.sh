@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The JS runtime's end-to-end tests in headless Chromium: compiles a few
-# real models into bundles, then runs runtime/js/e2e/browser.test.mjs,
-# which loads them in the page through `load()` and compares every output
-# with onnxruntime's. Needs /usr/bin/chromium (`.ci/run` installs it) and
+# real models (three light CNNs and the BERT-style encoder) into bundles,
+# then runs runtime/js/e2e/browser.test.mjs, which loads them in the page
+# through the runtime copy in each bundle and compares every output with
+# onnxruntime's. Needs /usr/bin/chromium (`.ci/run` installs it) and
 # the models prepared by scripts/setup.sh.
 #
 #   bash scripts/browser_tests.sh [WPC_BINARY]
@@ -18,7 +19,7 @@ fi
 (cd "$root/runtime/js/e2e" && npm ci --no-audit --no-fund --loglevel=error)
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
-cases=(light_squeezenet light_resnet50 light_inception_v1)
+cases=(light_squeezenet light_resnet50 light_inception_v1 bert_encoder)
 for name in "${cases[@]}"; do
     "$wpc" compile "$models/$name/model.onnx" --target chrome -o "$out/$name.wpc" >/dev/null
 done

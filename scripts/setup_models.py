@@ -9,6 +9,8 @@ Usage: setup_models.py OUT_DIR
   onnxruntime on a seeded random input instead.
 * The Silero VAD models of the `silero-vad` PyPI package, fetched with
   `pip download --no-deps` (no model hub involved).
+* A BERT-style encoder (scripts/bert_encoder.py) with seeded random
+  weights, fed token ids across its whole vocabulary.
 * Small recurrent layers (GRU both ways of resetting, RNN, LSTM with
   peepholes) with seeded random weights: the conformance cases use uniform
   weights, under which every hidden unit computes the same thing, so they
@@ -28,6 +30,8 @@ import zipfile
 import numpy as np
 import onnx
 import onnxruntime as ort
+
+import bert_encoder
 
 SYMBOLS = {"batch": 1, "sequence": 512, "sequence_length": 4}
 NP_TYPES = {1: np.float32, 7: np.int64, 10: np.float16, 11: np.float64, 6: np.int32, 9: np.bool_}
@@ -72,7 +76,9 @@ def expose_intermediates(model, count=4):
     return model
 
 
-def add_case(out, cases, name, model_path, intermediates=False):
+def add_case(out, cases, name, model_path, intermediates=False, feeds=None):
+    """Copies the model into OUT/name with its input (`feeds`, or seeded
+    random data) and onnxruntime's outputs, and lists it in `cases`."""
     case_dir = os.path.join(out, name)
     os.makedirs(case_dir, exist_ok=True)
     model = onnx.load(model_path)
@@ -82,9 +88,9 @@ def add_case(out, cases, name, model_path, intermediates=False):
     onnx.save(model, model_path)
     init = {i.name for i in model.graph.initializer}
     rng = np.random.default_rng(0)
-    feeds, inputs = {}, {}
+    given, feeds, inputs = feeds or {}, {}, {}
     for k, vi in enumerate(i for i in model.graph.input if i.name not in init):
-        arr = make_input(vi.name, vi, rng)
+        arr = given[vi.name] if vi.name in given else make_input(vi.name, vi, rng)
         feeds[vi.name] = arr
         inputs[vi.name] = f"input_{k}.npy"
         np.save(os.path.join(case_dir, inputs[vi.name]), arr)
@@ -148,7 +154,7 @@ def main():
         return 2
     out = sys.argv[1]
     # Bump the set's version when the list of models changes.
-    stamp = f"set 2, onnx {onnx.__version__}, onnxruntime {ort.__version__}"
+    stamp = f"set 3, onnx {onnx.__version__}, onnxruntime {ort.__version__}"
     manifest = os.path.join(out, "manifest.json")
     if os.path.exists(manifest) and json.load(open(manifest)).get("made_with") == stamp:
         print(f"real models already prepared in {out}")
@@ -167,6 +173,8 @@ def main():
                 if member.endswith(".onnx"):
                     z.extract(member, wheels)
                     add_case(out, cases, os.path.basename(member)[:-5], os.path.join(wheels, member))
+    bert_path = os.path.join(out, "bert_encoder.onnx")
+    add_case(out, cases, "bert_encoder", bert_path, feeds=bert_encoder.bert(bert_path))
     add_recurrent_cases(out, cases)
     json.dump({"made_with": stamp, "cases": cases}, open(manifest, "w"), indent=1)
     print(f"prepared {len(cases)} real models in {out}")

@@ -49,6 +49,9 @@ pub struct Options {
     pub wasm: Need,
     /// Restrict the wasm variants to these (default: what the profile allows).
     pub wasm_isas: Option<Vec<Isa>>,
+    /// Put a copy of the JS runtime into the bundle, under `runtime/`
+    /// (default), so a page needs nothing else.
+    pub js_runtime: bool,
 }
 
 /// Whether a backend's variant is built.
@@ -87,6 +90,7 @@ impl Options {
             webgpu,
             wasm,
             wasm_isas: None,
+            js_runtime: true,
         }
     }
 
@@ -409,7 +413,13 @@ pub fn compile_model_report(
             None => "no backend selected".to_string(),
         }));
     }
-    // Everything written so far is code (shaders, modules); shards follow.
+    if options.js_runtime {
+        for (file, bytes) in wpc_runtime::js::bundle_files() {
+            files.insert(file, bytes.to_vec());
+        }
+    }
+    // Everything written so far is code (shaders, modules, the runtime);
+    // shards follow.
     let code = files
         .iter()
         .map(|(file, bytes)| CodeFile {

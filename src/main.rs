@@ -147,6 +147,10 @@ enum Command {
         /// (required for inputs that steer kernels, e.g. reduction axes).
         #[arg(long = "freeze", value_name = "NAME=FILE.npy")]
         freeze: Vec<String>,
+        /// Leave out the copy of the JS runtime (DIR/runtime/index.js), for
+        /// pages that take it from the npm package wpc-runtime instead.
+        #[arg(long)]
+        no_js_runtime: bool,
     },
     /// Run a model (.onnx, reference or compiled on the fly) or a bundle
     /// directory (webgpu) on inputs from .npy files or random data, writing
@@ -329,10 +333,12 @@ fn dispatch(cli: Cli) -> Result<()> {
             demote_f64,
             input_shapes,
             freeze,
+            no_js_runtime,
         } => {
             let mut options = wpc::compile::Options::new(target.profile()?);
             options.dims = parse_dims(&dims)?;
             options.demote_f64 = demote_f64;
+            options.js_runtime = !no_js_runtime;
             for spec in &input_shapes {
                 let (name, dims) = spec
                     .split_once('=')
@@ -394,6 +400,15 @@ fn dispatch(cli: Cli) -> Result<()> {
             }
             for (name, why) in &compiled.skipped {
                 println!("  {name}: left out: {why}");
+            }
+            if options.js_runtime {
+                let runtime = wpc::runtime::js::DIR;
+                let bytes: usize = wpc::runtime::js::FILES.iter().map(|(_, t)| t.len()).sum();
+                println!(
+                    "  JS runtime: {}/{runtime}/index.js ({bytes} bytes in {} modules)",
+                    out.display(),
+                    wpc::runtime::js::FILES.len()
+                );
             }
             Ok(())
         }

@@ -349,18 +349,21 @@ fn bad_models_give_clear_errors_and_exit_code_1() {
     assert_eq!(usage.status.code(), Some(1), "usage errors are user errors");
 }
 
-/// Every file of a bundle directory, by name.
+/// Every file of a bundle directory, by path relative to it ('/'-separated).
 fn bundle_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect();
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let name = path.strip_prefix(dir).unwrap().to_string_lossy();
+                files.push((name.replace('\\', "/"), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
     files.sort();
     files
 }
@@ -396,10 +399,29 @@ fn compile_writes_a_deterministic_bundle_that_runs_on_webgpu() {
         "{names:?}"
     );
     assert!(names.iter().any(|n| n.ends_with(".wgsl")), "{names:?}");
-    // The default output sits beside the model.
-    let o = wpc(&["compile", &path, "--dim", "batch=1"]);
+    // The JS runtime is copied in, as written, and listed with its sha256.
+    let runtime_js = Path::new(env!("CARGO_MANIFEST_DIR")).join("runtime/js/src");
+    for entry in std::fs::read_dir(&runtime_js).unwrap() {
+        let entry = entry.unwrap();
+        let name = format!("runtime/{}", entry.file_name().to_string_lossy());
+        let copy = files.iter().find(|(n, _)| *n == name);
+        assert_eq!(
+            copy.map(|(_, bytes)| bytes),
+            Some(&std::fs::read(entry.path()).unwrap()),
+            "{name}"
+        );
+    }
+    let manifest = std::fs::read_to_string(a.join("manifest.json")).unwrap();
+    assert!(
+        manifest.contains("\"file\": \"runtime/index.js\""),
+        "{manifest}"
+    );
+    // The default output sits beside the model; --no-js-runtime leaves the
+    // runtime out.
+    let o = wpc(&["compile", &path, "--dim", "batch=1", "--no-js-runtime"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(dir.path().join("m.wpc/manifest.json").is_file());
+    assert!(!dir.path().join("m.wpc/runtime").exists());
 
     let x = wpc::ir::Tensor::from_vec(vec![1, 3], vec![1.0f32, 2.0, 3.0]);
     let xin = dir.path().join("x.npy");

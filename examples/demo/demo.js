@@ -64,7 +64,7 @@ async function run() {
   await model.run(inputs);
   const steady = performance.now() - t1;
   const list = document.createElement('ul');
-  for (const [name, data] of Object.entries(outputs)) {
+  for (const [name, { data }] of Object.entries(outputs)) {
     list.append(Object.assign(document.createElement('li'), { textContent: summary(name, data) }));
   }
   $('result').replaceChildren(

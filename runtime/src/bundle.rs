@@ -31,8 +31,18 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
+/// Whether a manifest file name is a plain relative path inside the
+/// bundle: '/'-separated names, none empty or starting with '.', and no
+/// '\\' or ':' (Windows separators and drive letters).
+fn stays_inside(name: &str) -> bool {
+    !name.contains(['\\', ':'])
+        && name
+            .split('/')
+            .all(|part| !part.is_empty() && !part.starts_with('.'))
+}
+
 impl Bundle {
-    /// The files the manifest refers to.
+    /// The files the manifest refers to, each once.
     fn referenced_files(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self
             .manifest
@@ -50,6 +60,9 @@ impl Bundle {
                 ),
             }
         }
+        names.extend(self.manifest.code.iter().map(|c| c.file.as_str()));
+        let mut seen = std::collections::HashSet::new();
+        names.retain(|n| seen.insert(*n));
         names
     }
 
@@ -88,6 +101,9 @@ impl Bundle {
             std::fs::write(&path, json).map_err(io(&path))?;
             for (name, bytes) in &self.files {
                 let path = tmp.join(name);
+                if let Some(sub) = path.parent().filter(|p| *p != tmp) {
+                    std::fs::create_dir_all(sub).map_err(io(sub))?;
+                }
                 std::fs::write(&path, bytes).map_err(io(&path))?;
             }
             if dir.exists() {
@@ -134,7 +150,7 @@ impl Bundle {
             .map(str::to_string)
             .collect();
         for name in names {
-            if name.contains('/') || name.contains('\\') || name.starts_with('.') {
+            if !stays_inside(&name) {
                 return Err(bad(format!(
                     "file name '{name}' leaves the bundle directory"
                 )));
@@ -181,5 +197,29 @@ impl Bundle {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stays_inside;
+
+    #[test]
+    fn file_names_stay_inside_the_bundle() {
+        for ok in ["weights-000.bin", "runtime/index.js", "a/b/c.wgsl"] {
+            assert!(stays_inside(ok), "{ok}");
+        }
+        for bad in [
+            "../x",
+            "/etc/passwd",
+            "runtime/../../x",
+            ".hidden",
+            "a//b",
+            "a\\b",
+            "C:x",
+            "",
+        ] {
+            assert!(!stays_inside(bad), "{bad}");
+        }
     }
 }

@@ -7,10 +7,12 @@
 //! writes it (atomically: a temporary directory renamed into place), and runs
 //! the WebGPU variant natively through wgpu ([`webgpu`]) and the WebAssembly
 //! variants through wasmtime ([`wasm`]). The browser
-//! runtime in `runtime/js/` reads the same manifest.
+//! runtime in `runtime/js/` reads the same manifest, and a copy of it goes
+//! into every bundle ([`js`]).
 
 pub mod bundle;
 pub mod device_data;
+pub mod js;
 pub mod manifest;
 pub mod wasm;
 pub mod webgpu;

@@ -1,8 +1,9 @@
 // End-to-end tests of runtime/js in headless Chromium (Debian's
 // /usr/bin/chromium, WebGPU through SwiftShader), driven by playwright-core.
-// A local static server serves the runtime, compiled bundles and the
-// models' stored inputs and onnxruntime outputs; each test loads a bundle
-// with `load()` in the page, runs it and compares outputs there.
+// A local static server serves compiled bundles and the models' stored
+// inputs and onnxruntime outputs; each test imports the runtime copy that
+// `wpc compile` put into the bundle, loads the bundle with `load()` in the
+// page, runs it and compares outputs there.
 //
 //   WPC_E2E_BUNDLES=DIR WPC_MODELS_DIR=DIR node --test browser.test.mjs
 //
@@ -93,7 +94,8 @@ after(async () => {
  */
 async function runCase(c, prefer, options = {}) {
   return page.evaluate(async ({ c, prefer, options }) => {
-    const rt = await import('/rt/src/index.js');
+    const root = `/${options.root ?? 'bundles'}/${c.name}.wpc`;
+    const rt = await import(`${root}/runtime/index.js`);
     const { readNpy } = await import('/rt/node/npy.mjs');
     const npy = async (path) => readNpy(new Uint8Array(await (await fetch(path)).arrayBuffer()));
     const progress = [];
@@ -101,25 +103,44 @@ async function runCase(c, prefer, options = {}) {
     // A GPU whose device cannot be created: the WebGPU variant must fail
     // over to wasm.
     const broken = { requestAdapter: async () => ({ requestDevice: async () => { throw new Error('forced device failure'); } }) };
+    // The real GPU, keeping the device it makes (to lose it on cue).
+    const devices = [];
+    const keeping = {
+      requestAdapter: async (o) => {
+        const adapter = await navigator.gpu.requestAdapter(o);
+        return { requestDevice: async (d) => devices[devices.push(await adapter.requestDevice(d)) - 1] };
+      },
+    };
     const t0 = performance.now();
-    const model = await rt.load(`/${options.root ?? 'bundles'}/${c.name}.wpc`, {
+    const model = await rt.load(root, {
       prefer,
       cache: options.cache ? await caches.open('wpc-e2e') : null,
       onProgress: (loaded, total) => progress.push([loaded, total]),
       onFallback: (e) => fallbacks.push(e),
-      gpu: options.brokenGpu ? broken : undefined,
+      gpu: options.brokenGpu ? broken : keeping,
     });
     const inputs = {};
-    for (const info of model.manifest.inputs) inputs[info.name] = (await npy(`/models/${c.name}/${c.inputs[info.name]}`)).data;
+    for (const info of model.manifest.inputs) inputs[info.name] = await npy(`/models/${c.name}/${c.inputs[info.name]}`);
     const t1 = performance.now();
-    const outputs = await model.run(inputs);
+    const first = await model.run(inputs);
     const t2 = performance.now();
     await model.run(inputs);
     const t3 = performance.now();
+    let outputs = first;
+    if (options.loseDevice) {
+      // The GPU goes away between runs: the next run must hand over.
+      devices[0].destroy();
+      await devices[0].lost;
+      outputs = await model.run(inputs);
+    }
     const errors = {};
     for (const info of model.manifest.outputs) {
-      const want = (await npy(`/models/${c.name}/${c.outputs[info.name]}`)).data;
-      const got = outputs[info.name];
+      const expected = await npy(`/models/${c.name}/${c.outputs[info.name]}`);
+      const want = expected.data;
+      const got = outputs[info.name].data;
+      if (String(outputs[info.name].shape) !== String(expected.shape)) {
+        throw new Error(`${info.name}: shape ${outputs[info.name].shape}, onnxruntime's is ${expected.shape}`);
+      }
       let maxAbs = 0;
       let maxRel = 0;
       let bad = 0;
@@ -144,6 +165,13 @@ async function runCase(c, prefer, options = {}) {
     };
   }, { c, prefer, options });
 }
+
+test('wpc compile put the runtime into every bundle', async () => {
+  for (const c of CASES) {
+    const exports = await page.evaluate(async (name) => Object.keys(await import(`/bundles/${name}.wpc/runtime/index.js`)), c.name);
+    for (const name of ['detect', 'select', 'load']) assert.ok(exports.includes(name), `${c.name}: ${exports}`);
+  }
+});
 
 test('detect() in real Chromium', async () => {
   const caps = await page.evaluate(async () => (await import('/rt/src/index.js')).detect());
@@ -184,6 +212,18 @@ test('when WebGPU fails, the runtime falls back to wasm and says so', async () =
   for (const e of Object.values(r.errors)) assert.equal(e.bad, 0);
 });
 
+test('when the WebGPU device is lost between runs, the next run falls back to wasm', async () => {
+  const c = CASES.find((x) => x.name === 'light_squeezenet') ?? CASES[0];
+  const r = await runCase(c, 'webgpu', { loseDevice: true });
+  assert.equal(r.variant, 'wasm-relaxed');
+  assert.equal(r.fallbacks.length, 1, JSON.stringify(r.fallbacks));
+  assert.deepEqual([r.fallbacks[0].from, r.fallbacks[0].to], ['webgpu', 'wasm-relaxed']);
+  assert.match(r.fallbacks[0].reason, /^the WebGPU device was lost/);
+  // The outputs checked are those of the run after the loss.
+  for (const e of Object.values(r.errors)) assert.equal(e.bad, 0);
+  console.log(`device lost: ${JSON.stringify(r.fallbacks[0])}`);
+});
+
 test('a second load is served by the Cache API, without fetching weights', async () => {
   const c = CASES.find((x) => x.name === 'light_resnet50') ?? CASES[0];
   await page.evaluate(() => caches.delete('wpc-e2e'));
@@ -215,7 +255,7 @@ test('the demo page shows the chosen variant, progress and a result', async () =
 test('a tampered shard is rejected, naming it', async () => {
   const c = CASES[0];
   const err = await page.evaluate(async (name) => {
-    const rt = await import('/rt/src/index.js');
+    const rt = await import(`/bundles/${name}.wpc/runtime/index.js`);
     try {
       await rt.load(`/tampered/${name}.wpc`, { prefer: 'wasm-simd', cache: null });
       return null;

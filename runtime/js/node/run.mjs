@@ -50,7 +50,7 @@ async function main() {
   for (const info of manifest.inputs) {
     const file = args.inputs[info.name];
     if (!file) throw new Error(`missing --input ${info.name}=FILE.npy`);
-    feeds[info.name] = readNpy(await readFile(file)).data;
+    feeds[info.name] = readNpy(await readFile(file));
   }
   const times = [];
   let outputs;
@@ -61,7 +61,8 @@ async function main() {
   }
   await mkdir(args.out, { recursive: true });
   for (const info of manifest.outputs) {
-    await writeFile(join(args.out, `${sanitize(info.name)}.npy`), writeNpy(outputs[info.name], info.bound));
+    const { data, shape } = outputs[info.name];
+    await writeFile(join(args.out, `${sanitize(info.name)}.npy`), writeNpy(data, shape));
   }
   times.sort((a, b) => a - b);
   console.log(`${args.variant}: median ${times[times.length >> 1].toFixed(3)} ms over ${args.repeat} runs`);

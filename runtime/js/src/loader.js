@@ -2,7 +2,10 @@
 // the browser can run, then fetches exactly the files that variant needs —
 // code first, then weight shards in priority order — streaming each with
 // byte-level progress, verifying its sha256 (SubtleCrypto) and keeping it
-// in the Cache API so a second load is served locally.
+// in the Cache API so a second load is served locally. The variant starts
+// as soon as its code has arrived: pipelines compile (or the module
+// instantiates) while the shards are still streaming, and each shard is
+// uploaded as soon as it is verified.
 
 import { detect, select } from './detect.js';
 import { IntegrityError, MemoryBudgetError, WpcError } from './errors.js';
@@ -76,11 +79,14 @@ function abortError(signal) {
  * sha256 are not fetched again.
  * @param {URL} base
  * @param {BundleFile[]} files
- * @param {{onProgress?: ProgressFn, signal?: AbortSignal, fetch?: typeof fetch, cache?: Cache | null}} [options]
+ * @param {{
+ *   onProgress?: ProgressFn, signal?: AbortSignal, fetch?: typeof fetch, cache?: Cache | null,
+ *   onFile?: (file: string, bytes: Uint8Array) => void,
+ * }} [options] `onFile` hears of each file as soon as it is verified
  * @returns {Promise<Map<string, Uint8Array>>}
  */
 export async function fetchFiles(base, files, options = {}) {
-  const { onProgress = () => {}, signal, cache = null } = options;
+  const { onProgress = () => {}, signal, cache = null, onFile = () => {} } = options;
   const fetchFn = options.fetch ?? globalThis.fetch.bind(globalThis);
   const total = files.reduce((n, f) => n + f.bytes, 0);
   let loaded = 0;
@@ -125,8 +131,45 @@ export async function fetchFiles(base, files, options = {}) {
       if (cache) await cache.put(url, new Response(bytes));
     }
     out.set(f.file, bytes);
+    onFile(f.file, bytes);
   }
   return out;
+}
+
+/**
+ * Starts fetching `wanted` into `files`; `read(file)` resolves as soon as
+ * that file is there, so an executor can start on the code while the
+ * shards stream. `done` settles when every file has arrived (or the first
+ * failure, which every pending `read` also gets).
+ * @param {Map<string, Uint8Array>} files
+ * @param {URL} base
+ * @param {BundleFile[]} wanted
+ * @param {Parameters<typeof fetchFiles>[2]} options
+ */
+function streamFiles(files, base, wanted, options) {
+  const waiting = new Map();
+  for (const f of wanted) {
+    let settle;
+    const arrived = new Promise((resolve, reject) => { settle = { resolve, reject }; });
+    arrived.catch(() => {}); // a failure nobody reads is reported through `done`
+    waiting.set(f.file, { arrived, ...settle });
+  }
+  const done = fetchFiles(base, wanted, {
+    ...options,
+    onFile: (file, bytes) => {
+      files.set(file, bytes);
+      waiting.get(file)?.resolve(bytes);
+    },
+  });
+  done.catch((e) => { for (const w of waiting.values()) w.reject(e); });
+  /** @param {string} file */
+  const read = async (file) => {
+    if (files.has(file)) return files.get(file);
+    const w = waiting.get(file);
+    if (!w) throw new WpcError('bad-bundle', `${file} is not one of the variant's files`);
+    return w.arrived;
+  };
+  return { read, done };
 }
 
 /** The Cache API bucket, where there is one. */
@@ -138,6 +181,35 @@ async function openCache(option) {
   } catch {
     return null; // e.g. opaque origins
   }
+}
+
+/**
+ * @typedef {{data: ArrayLike<number|bigint>, shape: number[], dtype: string}} Tensor
+ */
+
+/**
+ * The caller's inputs as the flat arrays the executors take, checked
+ * against the shapes the bundle was compiled for.
+ * @param {any} manifest
+ * @param {Record<string, any>} inputs
+ */
+function flatInputs(manifest, inputs) {
+  const flat = {};
+  for (const info of manifest.inputs) {
+    const given = inputs?.[info.name];
+    if (given === undefined || given === null) throw new WpcError('input', `missing input '${info.name}'`);
+    const data = given.data ?? given;
+    const compiled = `[${info.bound.join(', ')}]`;
+    if (given.shape !== undefined && `[${[...given.shape].join(', ')}]` !== compiled) {
+      throw new WpcError('input', `input '${info.name}' has shape [${[...given.shape].join(', ')}], the bundle was compiled for ${compiled}`);
+    }
+    const elements = info.bound.reduce((n, d) => n * d, 1);
+    if (data.length !== elements) {
+      throw new WpcError('input', `input '${info.name}' has ${data.length} elements, the bundle was compiled for ${elements} (shape ${compiled})`);
+    }
+    flat[info.name] = data;
+  }
+  return flat;
 }
 
 /**
@@ -184,18 +256,18 @@ export async function load(bundleUrl, options = {}) {
         throw new MemoryBudgetError(pick.name, needed, memoryBudget);
       }
       const wanted = filesFor(manifest, pick.variant).filter((f) => !files.has(f.file));
-      const fetched = await fetchFiles(base, wanted, { ...options, fetch: fetchFn, cache });
-      for (const [file, bytes] of fetched) files.set(file, bytes);
-      const read = async (file) => {
-        const bytes = files.get(file);
-        if (!bytes) throw new WpcError('bad-bundle', `${file} was not loaded`);
-        return bytes;
-      };
+      const { read, done } = streamFiles(files, base, wanted, { ...options, fetch: fetchFn, cache });
+      const starting = EXECUTORS[pick.variant.backend](manifest, pick.variant, read, { gpu: options.gpu });
       try {
-        const executor = await EXECUTORS[pick.variant.backend](manifest, pick.variant, read, { gpu: options.gpu });
+        // A fetch failure (integrity, abort) wins over what it made the
+        // executor fail with.
+        const [executor] = await Promise.all([starting, done]);
         for (const p of pick.passedOver) if (!passedOver.some((q) => q.variant === p.variant)) passedOver.push(p);
         return { executor, name: pick.name, variant: pick.variant };
       } catch (e) {
+        // Let the fetch finish either way: the next variant needs the
+        // same shards, and a fetch error is the one to report.
+        await done;
         if (!gpuFailure(pick.variant, e)) throw e;
         failed.add(pick.variant);
         passedOver.push({ variant: pick.name, reason: `failed to start: ${e.message}` });
@@ -214,12 +286,18 @@ export async function load(bundleUrl, options = {}) {
     },
     passedOver,
     /**
-     * @param {Record<string, ArrayLike<number|bigint>>} inputs
-     * @returns {Promise<Record<string, ArrayLike<number|bigint>>>}
+     * Runs the model. Each input is a typed array in the shape the bundle
+     * was compiled for (`manifest.inputs[i].bound`), or `{data, shape}`
+     * to have the shape checked; inputs the bundle does not take are
+     * ignored. Returns output name → `{data, shape, dtype}`.
+     * @param {Record<string, Tensor['data'] | {data: Tensor['data'], shape?: number[]}>} inputs
+     * @returns {Promise<Record<string, Tensor>>}
      */
     async run(inputs) {
+      const flat = flatInputs(manifest, inputs);
+      let outputs;
       try {
-        return await current.executor.run(inputs);
+        outputs = await current.executor.run(flat);
       } catch (e) {
         if (!gpuFailure(current.variant, e)) throw e;
         const from = current.name;
@@ -227,8 +305,12 @@ export async function load(bundleUrl, options = {}) {
         passedOver.push({ variant: from, reason: `failed while running: ${e.message}` });
         current = await start();
         onFallback({ from, to: current.name, reason: e.message });
-        return current.executor.run(inputs);
+        outputs = await current.executor.run(flat);
       }
+      return Object.fromEntries(manifest.outputs.map((info) => [
+        info.name,
+        { data: outputs[info.name], shape: [...info.bound], dtype: info.dtype },
+      ]));
     },
   };
   return model;

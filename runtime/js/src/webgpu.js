@@ -78,6 +78,24 @@ export async function loadWebGpu(manifest, variant, readFile, options = {}) {
     lost = info;
     options.onDeviceLost?.(info);
   });
+  try {
+    return await setUp(device, manifest, variant, readFile, () => lost);
+  } catch (e) {
+    device.destroy(); // free what was made before the failure
+    throw e;
+  }
+}
+
+/**
+ * Pipelines, buffers (weights uploaded as their shards arrive) and bind
+ * groups on `device`; returns the executor.
+ * @param {GPUDevice} device
+ * @param {any} manifest
+ * @param {any} variant
+ * @param {(file: string) => Promise<Uint8Array>} readFile
+ * @param {() => GPUDeviceLostInfo | null} lostInfo
+ */
+async function setUp(device, manifest, variant, readFile, lostInfo) {
   device.pushErrorScope('validation');
   device.pushErrorScope('out-of-memory');
   const decoder = new TextDecoder();
@@ -119,9 +137,10 @@ export async function loadWebGpu(manifest, variant, readFile, options = {}) {
     device,
     /** Why the device is gone, or null. */
     get lost() {
-      return lost;
+      return lostInfo();
     },
     async run(inputs) {
+      const lost = lostInfo();
       if (lost) throw new WpcError('device-lost', `the WebGPU device was lost: ${lost.message}`);
       manifest.inputs.forEach((info, i) => {
         const data = inputs[info.name];

@@ -1,15 +1,12 @@
 #!/usr/bin/env python3
-"""Writes the benchmark's synthetic BERT-style encoder (seeded random
-weights; no model hub is reachable): token + position embeddings,
-LayerNorm, then LAYERS encoder blocks of multi-head self-attention and a
-GELU feed-forward network, each with a residual and LayerNorm, as PyTorch
-exports them (opset 17).
+"""A synthetic BERT-style encoder with seeded random weights (no model hub
+is reachable): token + position embeddings, LayerNorm, then LAYERS encoder
+blocks of multi-head self-attention and a GELU feed-forward network, each
+with a residual and LayerNorm, as PyTorch exports them (opset 17).
 
-Usage: make_models.py OUT_DIR   (writes bert_encoder.onnx and its input)
+`setup_models.py` adds it to the real-model set, which the tests, the
+browser tests and the benchmark share.
 """
-import os
-import sys
-
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -18,6 +15,7 @@ SEQ, HIDDEN, HEADS, FFN, LAYERS, VOCAB = 128, 256, 4, 1024, 4, 1000
 
 
 def bert(path):
+    """Writes the model to `path`; returns its seeded `input_ids` feed."""
     rng = np.random.default_rng(0)
     inits, nodes = [], []
 
@@ -83,13 +81,4 @@ def bert(path):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     onnx.checker.check_model(model)
     onnx.save(model, path)
-    ids = np.random.default_rng(1).integers(0, VOCAB, size=(1, SEQ)).astype(np.int64)
-    np.save(path.replace(".onnx", "_input_ids.npy"), ids)
-
-
-if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        print(__doc__, file=sys.stderr)
-        sys.exit(2)
-    os.makedirs(sys.argv[1], exist_ok=True)
-    bert(os.path.join(sys.argv[1], "bert_encoder.onnx"))
+    return {"input_ids": np.random.default_rng(1).integers(0, VOCAB, size=(1, SEQ)).astype(np.int64)}
