@@ -14,8 +14,8 @@ import { loadWebGpu } from './webgpu.js';
 
 /** How each backend's variant starts from its fetched files. */
 const EXECUTORS = {
-  webgpu: (manifest, variant, read, options) => loadWebGpu(manifest, variant, read, options),
-  wasm: (manifest, variant, read) => loadWasm(manifest, variant.name, read),
+  webgpu: (manifest, variant, files, options) => loadWebGpu(manifest, variant, files.read, options),
+  wasm: (manifest, variant, files) => loadWasm(manifest, variant.name, files.read, { compile: files.compile }),
 };
 
 /** Failures that another variant could get around (the GPU's), as
@@ -82,11 +82,14 @@ function abortError(signal) {
  * @param {{
  *   onProgress?: ProgressFn, signal?: AbortSignal, fetch?: typeof fetch, cache?: Cache | null,
  *   onFile?: (file: string, bytes: Uint8Array) => void,
- * }} [options] `onFile` hears of each file as soon as it is verified
+ *   onWasmStream?: (file: string, module: Promise<WebAssembly.Module>) => void,
+ * }} [options] `onFile` hears of each file as soon as it is verified;
+ *   `onWasmStream` gets the compilation of each fetched .wasm file,
+ *   streamed as its bytes arrive (use it only once the file is verified)
  * @returns {Promise<Map<string, Uint8Array>>}
  */
 export async function fetchFiles(base, files, options = {}) {
-  const { onProgress = () => {}, signal, cache = null, onFile = () => {} } = options;
+  const { onProgress = () => {}, signal, cache = null, onFile = () => {}, onWasmStream } = options;
   const fetchFn = options.fetch ?? globalThis.fetch.bind(globalThis);
   const total = files.reduce((n, f) => n + f.bytes, 0);
   let loaded = 0;
@@ -109,7 +112,16 @@ export async function fetchFiles(base, files, options = {}) {
       if (!response.ok) throw new WpcError('fetch', `${f.file}: HTTP ${response.status}`);
       bytes = new Uint8Array(f.bytes);
       let at = 0;
-      const reader = response.body.getReader();
+      let body = response.body;
+      if (onWasmStream && f.file.endsWith('.wasm') && typeof WebAssembly.compileStreaming === 'function') {
+        // Compile while downloading; the bytes are still hashed below.
+        const [mine, compiler] = body.tee();
+        body = mine;
+        const compiling = WebAssembly.compileStreaming(new Response(compiler, { headers: { 'content-type': 'application/wasm' } }));
+        compiling.catch(() => {}); // reported by whoever uses it
+        onWasmStream(f.file, compiling);
+      }
+      const reader = body.getReader();
       for (;;) {
         if (signal?.aborted) {
           await reader.cancel();
@@ -137,10 +149,12 @@ export async function fetchFiles(base, files, options = {}) {
 }
 
 /**
- * Starts fetching `wanted` into `files`; `read(file)` resolves as soon as
+ * Starts fetching `wanted` into `files`. `read(file)` resolves as soon as
  * that file is there, so an executor can start on the code while the
- * shards stream. `done` settles when every file has arrived (or the first
- * failure, which every pending `read` also gets).
+ * shards stream; `compile(file)` gives a verified .wasm file's module,
+ * compiled while it downloaded where the engine can. `done` settles when
+ * every file has arrived (or at the first failure, which every pending
+ * `read` also gets).
  * @param {Map<string, Uint8Array>} files
  * @param {URL} base
  * @param {BundleFile[]} wanted
@@ -148,6 +162,7 @@ export async function fetchFiles(base, files, options = {}) {
  */
 function streamFiles(files, base, wanted, options) {
   const waiting = new Map();
+  const streamed = new Map();
   for (const f of wanted) {
     let settle;
     const arrived = new Promise((resolve, reject) => { settle = { resolve, reject }; });
@@ -160,6 +175,7 @@ function streamFiles(files, base, wanted, options) {
       files.set(file, bytes);
       waiting.get(file)?.resolve(bytes);
     },
+    onWasmStream: (file, module) => streamed.set(file, module),
   });
   done.catch((e) => { for (const w of waiting.values()) w.reject(e); });
   /** @param {string} file */
@@ -169,7 +185,13 @@ function streamFiles(files, base, wanted, options) {
     if (!w) throw new WpcError('bad-bundle', `${file} is not one of the variant's files`);
     return w.arrived;
   };
-  return { read, done };
+  /** @param {string} file */
+  const compile = async (file) => {
+    const bytes = await read(file); // verified before it is used
+    // A streamed compile that failed is redone from the bytes, for the error.
+    return (await streamed.get(file)?.catch(() => null)) ?? WebAssembly.compile(bytes);
+  };
+  return { read, compile, done };
 }
 
 /** The Cache API bucket, where there is one. */
@@ -256,8 +278,9 @@ export async function load(bundleUrl, options = {}) {
         throw new MemoryBudgetError(pick.name, needed, memoryBudget);
       }
       const wanted = filesFor(manifest, pick.variant).filter((f) => !files.has(f.file));
-      const { read, done } = streamFiles(files, base, wanted, { ...options, fetch: fetchFn, cache });
-      const starting = EXECUTORS[pick.variant.backend](manifest, pick.variant, read, { gpu: options.gpu });
+      const streams = streamFiles(files, base, wanted, { ...options, fetch: fetchFn, cache });
+      const { done } = streams;
+      const starting = EXECUTORS[pick.variant.backend](manifest, pick.variant, streams, { gpu: options.gpu });
       try {
         // A fetch failure (integrity, abort) wins over what it made the
         // executor fail with.

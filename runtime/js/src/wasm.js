@@ -81,8 +81,12 @@ function kernelError(exports) {
  * @param {any} manifest the bundle's manifest.json
  * @param {string} name e.g. 'wasm-simd'
  * @param {(file: string) => Promise<Uint8Array>} readFile bundle file reader
+ * @param {{compile?: (file: string) => Promise<WebAssembly.Module>}} [options]
+ *   `compile` gives a module file compiled (the loader streams it);
+ *   by default the file is read and compiled
  */
-export async function loadWasm(manifest, name, readFile) {
+export async function loadWasm(manifest, name, readFile, options = {}) {
+  const compile = options.compile ?? (async (file) => WebAssembly.compile(await readFile(file)));
   const variant = manifest.variants.find((v) => v.backend === 'wasm' && v.name === name);
   if (!variant) {
     const have = manifest.variants.map((v) => v.name ?? v.backend).join(', ');
@@ -91,17 +95,19 @@ export async function loadWasm(manifest, name, readFile) {
   // Nodes without a generated kernel run in the shared reference module:
   // instantiate it first and give its exports (memory included) to the
   // variant, after growing the memory to what the variant's plan needs.
+  const compiling = compile(variant.module); // alongside the reference module
+  compiling.catch(() => {}); // awaited below
   let imports = {};
   let errors = null;
   if (variant.reference) {
-    const reference = await WebAssembly.instantiate(await readFile(variant.reference), {});
-    const shared = reference.instance.exports.memory;
+    const exports = (await WebAssembly.instantiate(await compile(variant.reference), {})).exports;
+    const shared = exports.memory;
     const missing = variant.memory_bytes - shared.buffer.byteLength;
     if (missing > 0) shared.grow(Math.ceil(missing / 65536));
-    imports = { wpc: reference.instance.exports };
-    errors = reference.instance.exports;
+    imports = { wpc: exports };
+    errors = exports;
   }
-  const { instance } = await WebAssembly.instantiate(await readFile(variant.module), imports);
+  const instance = await WebAssembly.instantiate(await compiling, imports);
   const { memory } = instance.exports;
   const run = () => {
     try {

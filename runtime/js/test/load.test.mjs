@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { test } from 'node:test';
 
-import { WpcError } from '../src/errors.js';
+import { IntegrityError, WpcError } from '../src/errors.js';
 import { load, sha256Hex } from '../src/loader.js';
 
 globalThis.GPUBufferUsage ??= { MAP_READ: 1, COPY_SRC: 4, COPY_DST: 8, STORAGE: 128 };
@@ -66,7 +66,7 @@ async function bundle(release = Promise.resolve()) {
     }
     return new Response(files[file]);
   };
-  return { fetch, log };
+  return { fetch, log, files };
 }
 
 /** A WebGPU device that logs what the executor asks of it; `lose()`
@@ -170,4 +170,31 @@ test('a pipeline that fails to start frees its device and falls back', async () 
   assert.ok(log.includes('destroyed'));
   assert.deepEqual(fallbacks, [{ from: 'webgpu', to: 'wasm-scalar', reason: 'pipeline creation failed' }]);
   assert.deepEqual([...(await model.run({ x: new Float32Array(2) })).y.data], [1.5, -2]);
+});
+
+test('the wasm module compiles while it downloads, and is used only once verified', async () => {
+  const streamed = [];
+  const compileStreaming = WebAssembly.compileStreaming;
+  WebAssembly.compileStreaming = (source) => {
+    streamed.push(source);
+    return compileStreaming(source);
+  };
+  try {
+    const { fetch } = await bundle();
+    const model = await load('https://models.example/m.wpc', { fetch, caps: CAPS, cache: null, prefer: 'wasm-scalar' });
+    assert.equal(streamed.length, 1);
+    assert.deepEqual([...(await model.run({ x: new Float32Array(2) })).y.data], [1.5, -2]);
+    // A module that compiles but is not the one listed is refused.
+    const other = await bundle();
+    const module = Uint8Array.from(WASM);
+    module[22] = 2; // one more page of memory: still valid wasm
+    other.files['model-scalar.wasm'] = module;
+    await assert.rejects(
+      load('https://models.example/m.wpc', { fetch: other.fetch, caps: CAPS, cache: null, prefer: 'wasm-scalar' }),
+      (e) => e instanceof IntegrityError && e.file === 'model-scalar.wasm',
+    );
+    assert.equal(streamed.length, 2);
+  } finally {
+    WebAssembly.compileStreaming = compileStreaming;
+  }
 });
