@@ -16,7 +16,7 @@ if [ -z "$wpc" ]; then
     cargo build -q --manifest-path "$root/Cargo.toml" --bin wpc
     wpc="${CARGO_TARGET_DIR:-$root/target}/debug/wpc"
 fi
-(cd "$root/runtime/js/e2e" && npm ci --no-audit --no-fund --loglevel=error)
+(cd "$root/runtime/js" && npm ci --no-audit --no-fund --loglevel=error)
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 cases=(light_squeezenet light_resnet50 light_inception_v1 bert_encoder)

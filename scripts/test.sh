@@ -13,8 +13,11 @@ cd "$root"
 bash scripts/setup.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
-# The JS runtime's unit tests (Node's built-in runner; no npm packages).
+# The JS runtime's unit tests (Node's built-in runner), and its JSDoc
+# types checked by TypeScript (dev dependencies from npm; the runtime has
+# none).
 node --test runtime/js/test/
+(cd runtime/js && npm ci --no-audit --no-fund --loglevel=error && npx --no-install tsc -p .)
 WPC_MODELS_DIR="$cache/wpc-models" WPC_CONFORMANCE_DIR="$cache/wpc-conformance" cargo nextest run --workspace --no-fail-fast
 # The JS runtime in headless Chromium (bundles compiled by the debug wpc).
 bash scripts/browser_tests.sh

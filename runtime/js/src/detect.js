@@ -66,6 +66,7 @@ export function wasmFeatures(wasm = globalThis.WebAssembly, isolated = globalThi
  */
 export function parseUserAgent(ua) {
   const mobile = /Android|iPhone|iPad|Mobile/.test(ua);
+  /** @type {[string, RegExp][]} */
   const rules = [
     ['Edge', /Edg(?:e|A|iOS)?\/(\d+)/],
     ['Opera', /OPR\/(\d+)/],
@@ -93,6 +94,7 @@ function readLimits(limits) {
   for (let o = limits; o && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
     for (const name of Object.getOwnPropertyNames(o)) names.add(name);
   }
+  /** @type {Record<string, number>} */
   const out = {};
   for (const name of [...names].sort()) {
     const v = limits[name];

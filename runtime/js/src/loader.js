@@ -81,12 +81,12 @@ function abortError(signal) {
  * @param {BundleFile[]} files
  * @param {{
  *   onProgress?: ProgressFn, signal?: AbortSignal, fetch?: typeof fetch, cache?: Cache | null,
- *   onFile?: (file: string, bytes: Uint8Array) => void,
+ *   onFile?: (file: string, bytes: Uint8Array<ArrayBuffer>) => void,
  *   onWasmStream?: (file: string, module: Promise<WebAssembly.Module>) => void,
  * }} [options] `onFile` hears of each file as soon as it is verified;
  *   `onWasmStream` gets the compilation of each fetched .wasm file,
  *   streamed as its bytes arrive (use it only once the file is verified)
- * @returns {Promise<Map<string, Uint8Array>>}
+ * @returns {Promise<Map<string, Uint8Array<ArrayBuffer>>>}
  */
 export async function fetchFiles(base, files, options = {}) {
   const { onProgress = () => {}, signal, cache = null, onFile = () => {}, onWasmStream } = options;
@@ -155,19 +155,21 @@ export async function fetchFiles(base, files, options = {}) {
  * compiled while it downloaded where the engine can. `done` settles when
  * every file has arrived (or at the first failure, which every pending
  * `read` also gets).
- * @param {Map<string, Uint8Array>} files
+ * @param {Map<string, Uint8Array<ArrayBuffer>>} files
  * @param {URL} base
  * @param {BundleFile[]} wanted
  * @param {Parameters<typeof fetchFiles>[2]} options
  */
 function streamFiles(files, base, wanted, options) {
+  /** @type {Map<string, {arrived: Promise<Uint8Array<ArrayBuffer>>, resolve: (b: Uint8Array<ArrayBuffer>) => void, reject: (e: unknown) => void}>} */
   const waiting = new Map();
+  /** @type {Map<string, Promise<WebAssembly.Module>>} */
   const streamed = new Map();
   for (const f of wanted) {
-    let settle;
-    const arrived = new Promise((resolve, reject) => { settle = { resolve, reject }; });
-    arrived.catch(() => {}); // a failure nobody reads is reported through `done`
-    waiting.set(f.file, { arrived, ...settle });
+    const entry = {};
+    entry.arrived = new Promise((resolve, reject) => Object.assign(entry, { resolve, reject }));
+    entry.arrived.catch(() => {}); // a failure nobody reads is reported through `done`
+    waiting.set(f.file, /** @type {any} */ (entry));
   }
   const done = fetchFiles(base, wanted, {
     ...options,

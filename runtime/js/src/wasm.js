@@ -67,8 +67,17 @@ export function readOutput(buffer, slot, dtype) {
 }
 
 /**
+ * What wpc modules export: memory, and `run` (a variant) or the
+ * `wpc_error_*` accessors (the reference module).
+ * @typedef {{
+ *   memory: WebAssembly.Memory, run?: () => void,
+ *   wpc_error_ptr?: () => number, wpc_error_len?: () => number,
+ * }} WpcExports
+ */
+
+/**
  * The message a failed reference kernel left in the module, if any.
- * @param {WebAssembly.Exports} exports
+ * @param {WpcExports} exports
  */
 function kernelError(exports) {
   const { wpc_error_ptr: ptr, wpc_error_len: len, memory } = exports;
@@ -80,7 +89,7 @@ function kernelError(exports) {
  * Instantiates the wasm variant called `name` of a bundle.
  * @param {any} manifest the bundle's manifest.json
  * @param {string} name e.g. 'wasm-simd'
- * @param {(file: string) => Promise<Uint8Array>} readFile bundle file reader
+ * @param {(file: string) => Promise<Uint8Array<ArrayBuffer>>} readFile bundle file reader
  * @param {{compile?: (file: string) => Promise<WebAssembly.Module>}} [options]
  *   `compile` gives a module file compiled (the loader streams it);
  *   by default the file is read and compiled
@@ -97,10 +106,12 @@ export async function loadWasm(manifest, name, readFile, options = {}) {
   // variant, after growing the memory to what the variant's plan needs.
   const compiling = compile(variant.module); // alongside the reference module
   compiling.catch(() => {}); // awaited below
+  /** @type {WebAssembly.Imports} */
   let imports = {};
   let errors = null;
   if (variant.reference) {
-    const exports = (await WebAssembly.instantiate(await compile(variant.reference), {})).exports;
+    const reference = await WebAssembly.instantiate(await compile(variant.reference), {});
+    const exports = /** @type {WpcExports} */ (reference.exports);
     const shared = exports.memory;
     const missing = variant.memory_bytes - shared.buffer.byteLength;
     if (missing > 0) shared.grow(Math.ceil(missing / 65536));
@@ -108,10 +119,10 @@ export async function loadWasm(manifest, name, readFile, options = {}) {
     errors = exports;
   }
   const instance = await WebAssembly.instantiate(await compiling, imports);
-  const { memory } = instance.exports;
+  const { memory, run: runModule } = /** @type {WpcExports} */ (instance.exports);
   const run = () => {
     try {
-      instance.exports.run();
+      runModule();
     } catch (e) {
       const reason = errors ? kernelError(errors) : '';
       if (reason) throw new Error(`running the model: ${reason}`, { cause: e });
@@ -140,6 +151,7 @@ export async function loadWasm(manifest, name, readFile, options = {}) {
         new Uint8Array(memory.buffer).set(toBytes(data, slot, info), slot.offset);
       });
       run();
+      /** @type {Record<string, ArrayLike<number|bigint>>} */
       const outputs = {};
       manifest.outputs.forEach((info, i) => {
         outputs[info.name] = readOutput(memory.buffer, variant.outputs[i], info.dtype);

@@ -61,7 +61,7 @@ export function fromWords(bytes, word, dtype) {
  * Creates the WebGPU variant's device, pipelines and buffers.
  * @param {any} manifest
  * @param {any} variant the manifest's WebGPU variant
- * @param {(file: string) => Promise<Uint8Array>} readFile
+ * @param {(file: string) => Promise<Uint8Array<ArrayBuffer>>} readFile
  * @param {{gpu?: GPU, onDeviceLost?: (info: GPUDeviceLostInfo) => void}} [options]
  */
 export async function loadWebGpu(manifest, variant, readFile, options = {}) {
@@ -92,7 +92,7 @@ export async function loadWebGpu(manifest, variant, readFile, options = {}) {
  * @param {GPUDevice} device
  * @param {any} manifest
  * @param {any} variant
- * @param {(file: string) => Promise<Uint8Array>} readFile
+ * @param {(file: string) => Promise<Uint8Array<ArrayBuffer>>} readFile
  * @param {() => GPUDeviceLostInfo | null} lostInfo
  */
 async function setUp(device, manifest, variant, readFile, lostInfo) {
@@ -154,7 +154,7 @@ async function setUp(device, manifest, variant, readFile, lostInfo) {
       for (const s of steps) {
         pass.setPipeline(s.pipeline);
         pass.setBindGroup(0, s.group);
-        pass.dispatchWorkgroups(...s.workgroups);
+        pass.dispatchWorkgroups(s.workgroups[0], s.workgroups[1], s.workgroups[2]);
       }
       pass.end();
       variant.outputs.forEach((o, i) => {
