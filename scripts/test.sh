@@ -13,6 +13,8 @@ cd "$root"
 bash scripts/setup.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# The library as build scripts use it: no wgpu, wasmtime or CLI.
+cargo clippy -p wpc --lib --no-default-features --quiet -- -D warnings
 # The JS runtime's unit tests (Node's built-in runner), and its JSDoc
 # types checked by TypeScript (dev dependencies from npm; the runtime has
 # none).

@@ -11,9 +11,12 @@
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 
+#[cfg(feature = "native")]
 pub mod bench;
+pub mod build;
 pub mod compare;
 pub mod compile;
+#[cfg(feature = "native")]
 pub mod conformance;
 pub mod inputs;
 pub mod inspect;

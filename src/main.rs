@@ -335,10 +335,19 @@ fn dispatch(cli: Cli) -> Result<()> {
             freeze,
             no_js_runtime,
         } => {
-            let mut options = wpc::compile::Options::new(target.profile()?);
-            options.dims = parse_dims(&dims)?;
-            options.demote_f64 = demote_f64;
-            options.js_runtime = !no_js_runtime;
+            let out = output.unwrap_or_else(|| model.with_extension("wpc"));
+            let mut build = wpc::build::Build::new(&model)
+                .cargo_directives(false)
+                .out_dir(&out)
+                .demote_f64(demote_f64)
+                .js_runtime(!no_js_runtime);
+            build = match &target.target_file {
+                Some(path) => build.target_file(path),
+                None => build.target(&target.target),
+            };
+            for (symbol, size) in parse_dims(&dims)? {
+                build = build.dim(&symbol, size);
+            }
             for spec in &input_shapes {
                 let (name, dims) = spec
                     .split_once('=')
@@ -348,30 +357,30 @@ fn dispatch(cli: Cli) -> Result<()> {
                     .map(|d| d.trim().parse::<usize>())
                     .collect::<Result<Vec<_>, _>>()
                     .with_context(|| format!("--input-shape '{spec}': sizes must be integers"))?;
-                options.input_shapes.insert(name.to_string(), dims);
+                build = build.input_shape(name, &dims);
             }
             for f in &freeze {
                 let (name, path) = f
                     .split_once('=')
                     .with_context(|| format!("--freeze '{f}': expected NAME=FILE.npy"))?;
-                options
-                    .frozen
-                    .insert(name.to_string(), wpc::npy::read(Path::new(path))?);
+                build = build.freeze(name, path);
             }
-            let out = output.unwrap_or_else(|| model.with_extension("wpc"));
-            let compiled = wpc::compile::compile_file(&model, &options)?;
-            let bundle = &compiled.bundle;
-            bundle.write(&out)?;
-            let weight_bytes: u64 = bundle.manifest.shards.iter().map(|s| s.bytes).sum();
+            let built = build.compile()?;
+            let manifest = &built.manifest;
+            let weight_bytes: u64 = manifest.shards.iter().map(|s| s.bytes).sum();
             println!(
                 "{} -> {} (target {}): {} weight bytes in {} shards",
                 model.display(),
                 out.display(),
-                bundle.manifest.target,
+                manifest.target,
                 weight_bytes,
-                bundle.manifest.shards.len(),
+                manifest.shards.len(),
             );
-            for v in &bundle.manifest.variants {
+            let file_bytes = |name: &str| {
+                let listed = manifest.code.iter().find(|c| c.file == name);
+                listed.map_or(0, |c| c.bytes)
+            };
+            for v in &manifest.variants {
                 match v {
                     Variant::WebGpu(w) => println!(
                         "  webgpu: {} kernels, {} dispatches, peak device memory {} bytes",
@@ -384,7 +393,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                             "  {}: {} ({} bytes), linear memory {} bytes",
                             w.name,
                             w.module,
-                            bundle.files.get(&w.module).map_or(0, Vec::len),
+                            file_bytes(&w.module),
                             w.memory_bytes
                         );
                         if !w.reference_nodes.is_empty() {
@@ -398,10 +407,10 @@ fn dispatch(cli: Cli) -> Result<()> {
                     }
                 }
             }
-            for (name, why) in &compiled.skipped {
+            for (name, why) in &built.skipped {
                 println!("  {name}: left out: {why}");
             }
-            if options.js_runtime {
+            if !no_js_runtime {
                 let runtime = wpc::runtime::js::DIR;
                 let bytes: usize = wpc::runtime::js::FILES.iter().map(|(_, t)| t.len()).sum();
                 println!(

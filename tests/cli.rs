@@ -1,7 +1,7 @@
 //! End-to-end tests of the `wpc` binary: inspect, run, and the error paths
 //! a user hits with bad files (clear message, exit code 1, no partial output).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use prost::Message;
@@ -666,4 +666,73 @@ fn wasm_runs_ops_without_kernels_through_the_reference_module() {
             "index 5 is out of bounds",
         ],
     );
+}
+
+/// The build-script API: what `wpc compile` does, plus the list of files a
+/// build script must watch (external data included); failures leave no
+/// bundle behind.
+#[test]
+fn build_script_api_writes_the_bundle_and_names_what_it_depends_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let external = TensorProto {
+        dims: vec![3, 2],
+        data_type: 1,
+        name: "w".into(),
+        data_location: 1,
+        external_data: vec![StringStringEntryProto {
+            key: "location".into(),
+            value: "weights.bin".into(),
+        }],
+        ..Default::default()
+    };
+    let model = write(dir.path(), "ext.onnx", &small_model("Relu", external));
+    let bytes: Vec<u8> = [1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    std::fs::write(dir.path().join("weights.bin"), bytes).unwrap();
+    let out = dir.path().join("out/ext.wpc");
+    let built = wpc::build::Build::new(&model)
+        .target("chrome")
+        .dim("batch", 2)
+        .out_dir(&out)
+        .cargo_directives(false)
+        .compile()
+        .unwrap();
+    assert_eq!(built.dir, out);
+    assert_eq!(
+        built.inputs,
+        vec![PathBuf::from(&model), dir.path().join("weights.bin")]
+    );
+    assert_eq!(built.manifest.target, "chrome");
+    assert_eq!(built.manifest.inputs[0].bound, vec![2, 3]);
+    // What was written is a bundle that reads back and verifies.
+    let bundle = wpc::runtime::Bundle::read(&out).unwrap();
+    assert_eq!(bundle.manifest, built.manifest);
+    assert!(out.join("runtime/index.js").is_file());
+
+    // A model that does not compile: an error naming it, and no bundle.
+    let unknown = write(
+        dir.path(),
+        "unknown.onnx",
+        &small_model("FancyActivation", weights()),
+    );
+    let failed = dir.path().join("out/unknown.wpc");
+    let e = wpc::build::Build::new(&unknown)
+        .dim("batch", 1)
+        .out_dir(&failed)
+        .cargo_directives(false)
+        .compile()
+        .unwrap_err();
+    let message = format!("{e:#}");
+    assert!(
+        message.contains("unknown.onnx") && message.contains("FancyActivation"),
+        "{message}"
+    );
+    assert!(!failed.exists());
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers, vec![std::ffi::OsString::from("ext.wpc")]);
 }

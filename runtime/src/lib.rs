@@ -14,7 +14,9 @@ pub mod bundle;
 pub mod device_data;
 pub mod js;
 pub mod manifest;
+#[cfg(feature = "wasm")]
 pub mod wasm;
+#[cfg(feature = "webgpu")]
 pub mod webgpu;
 
 pub use bundle::Bundle;

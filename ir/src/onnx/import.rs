@@ -5,8 +5,8 @@
 //! hold) but not op semantics: an unknown op imports fine and is reported by
 //! [`crate::ops::check_model`], so `wpc inspect` can list every such node.
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
 use prost::Message;
 
@@ -33,6 +33,42 @@ pub fn load_model(path: &Path) -> Result<Model> {
         Error::new(ErrorKind::Io, format!("cannot read: {e}")).within(label.clone())
     })?;
     load_model_bytes(&bytes, path.parent()).map_err(|e| e.within(label))
+}
+
+/// The external data files an `.onnx` file refers to (initializers and
+/// tensor attributes, subgraphs included), resolved against its directory:
+/// what a build script must watch besides the model itself.
+pub fn external_data_files(path: &Path) -> Result<Vec<PathBuf>> {
+    let label = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| {
+        Error::new(ErrorKind::Io, format!("cannot read: {e}")).within(label.clone())
+    })?;
+    let proto = ModelProto::decode(bytes.as_slice()).map_err(|e| {
+        Error::new(ErrorKind::Decode, format!("not an ONNX model ({e})")).within(label)
+    })?;
+    let mut locations = BTreeSet::new();
+    if let Some(g) = &proto.graph {
+        graph_locations(g, &mut locations);
+    }
+    let base = path.parent().unwrap_or(Path::new(""));
+    Ok(locations.into_iter().map(|l| base.join(l)).collect())
+}
+
+/// Adds the external data locations of `g` and its subgraphs to `out`.
+fn graph_locations(g: &GraphProto, out: &mut BTreeSet<String>) {
+    let sparse = g
+        .sparse_initializer
+        .iter()
+        .flat_map(|s| s.values.iter().chain(&s.indices));
+    let attrs = g.node.iter().flat_map(|n| &n.attribute);
+    let attr_tensors = attrs.clone().flat_map(|a| a.t.iter().chain(&a.tensors));
+    for t in g.initializer.iter().chain(sparse).chain(attr_tensors) {
+        let location = t.external_data.iter().find(|e| e.key == "location");
+        out.extend(location.map(|e| e.value.clone()));
+    }
+    for sub in attrs.flat_map(|a| a.g.iter().chain(&a.graphs)) {
+        graph_locations(sub, out);
+    }
 }
 
 /// Imports a serialised model. `base_dir` resolves external data.
