@@ -95,6 +95,30 @@ fn weights() -> TensorProto {
     }
 }
 
+/// `weights()` kept in an external data file, `weights.bin`.
+fn external_weights() -> TensorProto {
+    TensorProto {
+        dims: vec![3, 2],
+        data_type: 1,
+        name: "w".into(),
+        data_location: 1,
+        external_data: vec![StringStringEntryProto {
+            key: "location".into(),
+            value: "weights.bin".into(),
+        }],
+        ..Default::default()
+    }
+}
+
+/// Writes `weights.bin` for [`external_weights`] into `dir`.
+fn write_external_weights(dir: &Path) {
+    let bytes: Vec<u8> = [1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    std::fs::write(dir.join("weights.bin"), bytes).unwrap();
+}
+
 fn write(dir: &Path, name: &str, model: &ModelProto) -> String {
     let path = dir.join(name);
     std::fs::write(&path, model.encode_to_vec()).unwrap();
@@ -264,17 +288,7 @@ fn bad_models_give_clear_errors_and_exit_code_1() {
         ],
     );
 
-    let external = TensorProto {
-        dims: vec![3, 2],
-        data_type: 1,
-        name: "w".into(),
-        data_location: 1,
-        external_data: vec![StringStringEntryProto {
-            key: "location".into(),
-            value: "weights.bin".into(),
-        }],
-        ..Default::default()
-    };
+    let external = external_weights();
     let ext = write(dir.path(), "external.onnx", &small_model("Relu", external));
     assert_user_error(
         &["inspect", &ext],
@@ -282,11 +296,7 @@ fn bad_models_give_clear_errors_and_exit_code_1() {
         &["external.onnx", "initializer 'w'", "weights.bin"],
     );
     // With the side file present the same model loads and runs.
-    let bytes: Vec<u8> = [1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0]
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .collect();
-    std::fs::write(dir.path().join("weights.bin"), bytes).unwrap();
+    write_external_weights(dir.path());
     let ok_dir = dir.path().join("ok");
     let out = wpc(&[
         "run",
@@ -674,23 +684,9 @@ fn wasm_runs_ops_without_kernels_through_the_reference_module() {
 #[test]
 fn build_script_api_writes_the_bundle_and_names_what_it_depends_on() {
     let dir = tempfile::tempdir().unwrap();
-    let external = TensorProto {
-        dims: vec![3, 2],
-        data_type: 1,
-        name: "w".into(),
-        data_location: 1,
-        external_data: vec![StringStringEntryProto {
-            key: "location".into(),
-            value: "weights.bin".into(),
-        }],
-        ..Default::default()
-    };
+    let external = external_weights();
     let model = write(dir.path(), "ext.onnx", &small_model("Relu", external));
-    let bytes: Vec<u8> = [1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0]
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .collect();
-    std::fs::write(dir.path().join("weights.bin"), bytes).unwrap();
+    write_external_weights(dir.path());
     let out = dir.path().join("out/ext.wpc");
     let built = wpc::build::Build::new(&model)
         .target("chrome")
