@@ -271,6 +271,9 @@ export async function load(bundleUrl, options = {}) {
     { prefer, backends: Object.keys(EXECUTORS) },
   );
 
+  /** Bytes of every file fetched so far, for progress across a fallback. */
+  let fetchedBytes = 0;
+
   /** Starts the best variant not yet failed. */
   async function start() {
     for (;;) {
@@ -280,7 +283,12 @@ export async function load(bundleUrl, options = {}) {
         throw new MemoryBudgetError(pick.name, needed, memoryBudget);
       }
       const wanted = filesFor(manifest, pick.variant).filter((f) => !files.has(f.file));
-      const streams = streamFiles(files, base, wanted, { ...options, fetch: fetchFn, cache });
+      // After a fallback, progress goes on from what is loaded already;
+      // the total grows by the new variant's files.
+      const before = fetchedBytes;
+      const onProgress = (loaded, total, file) => options.onProgress?.(before + loaded, before + total, file);
+      const streams = streamFiles(files, base, wanted, { ...options, onProgress, fetch: fetchFn, cache });
+      streams.done.then(() => { fetchedBytes = before + wanted.reduce((n, f) => n + f.bytes, 0); }, () => {});
       const { done } = streams;
       const starting = EXECUTORS[pick.variant.backend](manifest, pick.variant, streams, { gpu: options.gpu });
       try {

@@ -163,11 +163,18 @@ test('a pipeline that fails to start frees its device and falls back', async () 
     }),
   };
   const fallbacks = [];
+  const progress = [];
   const model = await load('https://models.example/m.wpc', {
     fetch, gpu: broken, caps: CAPS, cache: null, onFallback: (e) => fallbacks.push(e),
+    onProgress: (loaded, total) => progress.push([loaded, total]),
   });
   assert.equal(model.variant, 'wasm-scalar');
   assert.ok(log.includes('destroyed'));
+  // Progress never goes back across the fallback; the total grows by the
+  // module the wasm variant adds (the shard is not fetched twice).
+  for (let i = 1; i < progress.length; i++) assert.ok(progress[i][0] >= progress[i - 1][0], JSON.stringify(progress));
+  const gpuFiles = SHADER.length + WEIGHTS.length;
+  assert.deepEqual(progress.at(-1), [gpuFiles + WASM.length, gpuFiles + WASM.length]);
   assert.deepEqual(fallbacks, [{ from: 'webgpu', to: 'wasm-scalar', reason: 'pipeline creation failed' }]);
   assert.deepEqual([...(await model.run({ x: new Float32Array(2) })).y.data], [1.5, -2]);
 });
