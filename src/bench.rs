@@ -102,6 +102,7 @@ pub fn matmul_model(n: usize) -> Model {
         opsets: [(String::new(), 21)].into_iter().collect(),
         ir_version: 10,
         producer: "wpc bench".into(),
+        external_data: Vec::new(),
     }
 }
 

@@ -163,9 +163,8 @@ impl Build {
         }
         let compiled = compile_file(&self.model, &options)?;
         compiled.bundle.write(&dir)?;
-        // The model has loaded, so this cannot fail on its format. (A
-        // failed build script is rerun anyway: no directives needed then.)
-        inputs.extend(crate::ir::onnx::external_data_files(&self.model)?);
+        // (A failed build script is rerun anyway: no directives then.)
+        inputs.extend(compiled.external_data);
         if self.cargo_directives {
             for path in &inputs {
                 println!("cargo:rerun-if-changed={}", path.display());

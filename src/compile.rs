@@ -116,6 +116,8 @@ impl Options {
 pub struct Compiled {
     pub bundle: Bundle,
     pub skipped: Vec<(String, String)>,
+    /// The external data files the model's weights came from.
+    pub external_data: Vec<std::path::PathBuf>,
 }
 
 /// Packs weight blobs into shards; identical blobs (the same weights read
@@ -464,6 +466,7 @@ pub fn compile_model_report(
             files,
         },
         skipped,
+        external_data: model.external_data.clone(),
     })
 }
 

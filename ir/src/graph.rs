@@ -6,6 +6,7 @@
 //! node's id. Initializers are values with a constant attached.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::EdgeRef;
@@ -353,6 +354,9 @@ pub struct Model {
     pub opsets: BTreeMap<String, u32>,
     pub ir_version: i64,
     pub producer: String,
+    /// The external data files the importer read tensors from (resolved
+    /// paths): with the model file, what it was built from.
+    pub external_data: Vec<PathBuf>,
 }
 
 impl Model {

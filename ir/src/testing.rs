@@ -49,6 +49,7 @@ pub fn one_node(op: &str, operands: Vec<Operand>, attrs: Attrs) -> Model {
         opsets: [(String::new(), 21)].into_iter().collect(),
         ir_version: 10,
         producer: "wpc-testing".into(),
+        external_data: Vec::new(),
     }
 }
 

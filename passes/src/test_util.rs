@@ -68,6 +68,7 @@ impl GraphBuilder {
             opsets: BTreeMap::from([(String::new(), 21)]),
             ir_version: 10,
             producer: "test".into(),
+            external_data: Vec::new(),
         }
     }
 }

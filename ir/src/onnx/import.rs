@@ -5,6 +5,7 @@
 //! hold) but not op semantics: an unknown op imports fine and is reported by
 //! [`crate::ops::check_model`], so `wpc inspect` can list every such node.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -12,14 +13,16 @@ use prost::Message;
 
 use super::functions::Functions;
 use super::proto::{
-    self, AttributeProto, GraphProto, ModelProto, TypeProto, TypeValue, attribute_type as at,
+    self, AttributeProto, GraphProto, ModelProto, TensorProto, TypeProto, TypeValue,
+    attribute_type as at,
 };
-use super::tensor::decode_tensor;
+use super::tensor::decode;
 use crate::attr::{Attr, Attrs};
 use crate::dtype::DType;
 use crate::error::{Error, ErrorKind, Result};
 use crate::graph::{Graph, Model, Node, ValueType};
 use crate::shape::{Dim, Shape};
+use crate::tensor::Tensor;
 
 /// The oldest default-domain opset wpc accepts.
 pub const MIN_OPSET: u32 = 7;
@@ -33,42 +36,6 @@ pub fn load_model(path: &Path) -> Result<Model> {
         Error::new(ErrorKind::Io, format!("cannot read: {e}")).within(label.clone())
     })?;
     load_model_bytes(&bytes, path.parent()).map_err(|e| e.within(label))
-}
-
-/// The external data files an `.onnx` file refers to (initializers and
-/// tensor attributes, subgraphs included), resolved against its directory:
-/// what a build script must watch besides the model itself.
-pub fn external_data_files(path: &Path) -> Result<Vec<PathBuf>> {
-    let label = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| {
-        Error::new(ErrorKind::Io, format!("cannot read: {e}")).within(label.clone())
-    })?;
-    let proto = ModelProto::decode(bytes.as_slice()).map_err(|e| {
-        Error::new(ErrorKind::Decode, format!("not an ONNX model ({e})")).within(label)
-    })?;
-    let mut locations = BTreeSet::new();
-    if let Some(g) = &proto.graph {
-        graph_locations(g, &mut locations);
-    }
-    let base = path.parent().unwrap_or(Path::new(""));
-    Ok(locations.into_iter().map(|l| base.join(l)).collect())
-}
-
-/// Adds the external data locations of `g` and its subgraphs to `out`.
-fn graph_locations(g: &GraphProto, out: &mut BTreeSet<String>) {
-    let sparse = g
-        .sparse_initializer
-        .iter()
-        .flat_map(|s| s.values.iter().chain(&s.indices));
-    let attrs = g.node.iter().flat_map(|n| &n.attribute);
-    let attr_tensors = attrs.clone().flat_map(|a| a.t.iter().chain(&a.tensors));
-    for t in g.initializer.iter().chain(sparse).chain(attr_tensors) {
-        let location = t.external_data.iter().find(|e| e.key == "location");
-        out.extend(location.map(|e| e.value.clone()));
-    }
-    for sub in attrs.flat_map(|a| a.g.iter().chain(&a.graphs)) {
-        graph_locations(sub, out);
-    }
 }
 
 /// Imports a serialised model. `base_dir` resolves external data.
@@ -121,6 +88,7 @@ pub fn load_model_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<Model> 
     let importer = Importer {
         base_dir,
         functions: Functions::new(&proto.functions),
+        external_data: RefCell::default(),
     };
     let graph = importer.graph(graph_proto, false)?;
     Ok(Model {
@@ -128,15 +96,25 @@ pub fn load_model_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<Model> 
         opsets,
         ir_version: proto.ir_version,
         producer: proto.producer_name,
+        external_data: importer.external_data.into_inner().into_iter().collect(),
     })
 }
 
 struct Importer<'a> {
     base_dir: Option<&'a Path>,
     functions: Functions<'a>,
+    /// The external data files tensors were read from so far.
+    external_data: RefCell<BTreeSet<PathBuf>>,
 }
 
 impl Importer<'_> {
+    /// Decodes a tensor, noting the external data file it came from.
+    fn tensor(&self, t: &TensorProto) -> Result<Tensor> {
+        let (tensor, file) = decode(t, self.base_dir)?;
+        self.external_data.borrow_mut().extend(file);
+        Ok(tensor)
+    }
+
     fn graph(&self, g: &GraphProto, is_subgraph: bool) -> Result<Graph> {
         let mut graph = Graph::new(g.name.clone());
         let value_info: BTreeMap<&str, &TypeProto> = g
@@ -150,7 +128,7 @@ impl Importer<'_> {
         }
         for init in &g.initializer {
             let ctx = || format!("initializer '{}'", init.name);
-            let t = decode_tensor(init, self.base_dir).map_err(|e| e.within(ctx()))?;
+            let t = self.tensor(init).map_err(|e| e.within(ctx()))?;
             let id = graph
                 .add_value(init.name.clone(), ValueType::of(&t))
                 .map_err(|e| e.within(ctx()))?;
@@ -259,7 +237,7 @@ impl Importer<'_> {
                 a.ref_attr_name
             );
         }
-        let tensor = |t| decode_tensor(t, self.base_dir);
+        let tensor = |t| self.tensor(t);
         Ok(match a.r#type {
             at::FLOAT => Attr::Float(a.f),
             at::INT => Attr::Int(a.i),

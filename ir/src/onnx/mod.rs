@@ -5,5 +5,5 @@ pub mod import;
 pub mod proto;
 pub mod tensor;
 
-pub use import::{MAX_OPSET, MIN_OPSET, external_data_files, load_model, load_model_bytes};
+pub use import::{MAX_OPSET, MIN_OPSET, load_model, load_model_bytes};
 pub use tensor::{decode_tensor, load_tensor_file};

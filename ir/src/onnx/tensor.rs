@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 use half::{bf16, f16};
 use prost::Message;
@@ -16,6 +16,15 @@ use crate::tensor::{Data, Tensor};
 /// Decodes a tensor. `base_dir` is the model's directory, against which
 /// external data locations are resolved; `None` forbids external data.
 pub fn decode_tensor(t: &TensorProto, base_dir: Option<&Path>) -> Result<Tensor> {
+    decode(t, base_dir).map(|(tensor, _)| tensor)
+}
+
+/// [`decode_tensor`], also returning the external data file the tensor
+/// was read from, if any.
+pub(crate) fn decode(
+    t: &TensorProto,
+    base_dir: Option<&Path>,
+) -> Result<(Tensor, Option<PathBuf>)> {
     let dtype = DType::from_onnx(t.data_type).ok_or_else(|| {
         Error::unsupported(format!(
             "tensor element type {} (code {}) is not supported",
@@ -45,8 +54,9 @@ pub fn decode_tensor(t: &TensorProto, base_dir: Option<&Path>) -> Result<Tensor>
                 t.dims
             ))
         })?;
-    let data = if t.data_location == DATA_LOCATION_EXTERNAL {
-        let bytes = read_external(t, base_dir, numel * dtype.size())?;
+    let external = external_path(t, base_dir)?;
+    let data = if let Some(path) = &external {
+        let bytes = read_external(t, path, numel * dtype.size())?;
         Data::from_le_bytes(dtype, &bytes)
     } else if !t.raw_data.is_empty() {
         Data::from_le_bytes(dtype, &t.raw_data)
@@ -60,7 +70,7 @@ pub fn decode_tensor(t: &TensorProto, base_dir: Option<&Path>) -> Result<Tensor>
             data.len()
         )));
     }
-    Ok(Tensor::new(shape, data))
+    Ok((Tensor::new(shape, data), external))
 }
 
 /// Reads a `TensorProto` serialised on its own (the `.pb` files of ONNX test data).
@@ -75,11 +85,34 @@ pub fn load_tensor_file(path: &Path) -> Result<Tensor> {
     decode_tensor(&proto, path.parent()).map_err(|e| e.within(path.display().to_string()))
 }
 
-fn read_external(t: &TensorProto, base_dir: Option<&Path>, want: usize) -> Result<Vec<u8>> {
+/// Where an external-data tensor's bytes are: its `location`, resolved
+/// against the model's directory; `None` for a tensor held inline.
+fn external_path(t: &TensorProto, base_dir: Option<&Path>) -> Result<Option<PathBuf>> {
+    if t.data_location != DATA_LOCATION_EXTERNAL {
+        return Ok(None);
+    }
     let base = base_dir.ok_or_else(|| {
         Error::invalid("external data can only be read from a model loaded from a file")
     })?;
-    let (mut location, mut offset, mut length) = (None, 0u64, None);
+    let location = t
+        .external_data
+        .iter()
+        .rfind(|e| e.key == "location")
+        .ok_or_else(|| Error::invalid("external data has no 'location'"))?;
+    let location = &location.value;
+    let rel = Path::new(location);
+    // A model must not read files outside its own directory.
+    if rel.is_absolute() || rel.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(Error::invalid(format!(
+            "external data location '{location}' leaves the model's directory"
+        )));
+    }
+    Ok(Some(base.join(rel)))
+}
+
+/// Reads the `want` bytes of an external-data tensor from `path`.
+fn read_external(t: &TensorProto, path: &Path, want: usize) -> Result<Vec<u8>> {
+    let (mut offset, mut length) = (0u64, None);
     for e in &t.external_data {
         let parse = |v: &str| {
             v.parse::<u64>().map_err(|_| {
@@ -87,28 +120,18 @@ fn read_external(t: &TensorProto, base_dir: Option<&Path>, want: usize) -> Resul
             })
         };
         match e.key.as_str() {
-            "location" => location = Some(e.value.clone()),
             "offset" => offset = parse(&e.value)?,
             "length" => length = Some(parse(&e.value)?),
             _ => {}
         }
     }
-    let location = location.ok_or_else(|| Error::invalid("external data has no 'location'"))?;
-    let rel = Path::new(&location);
-    // A model must not read files outside its own directory.
-    if rel.is_absolute() || rel.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err(Error::invalid(format!(
-            "external data location '{location}' leaves the model's directory"
-        )));
-    }
-    let path = base.join(rel);
     let io_err = |e: std::io::Error| {
         Error::new(
             ErrorKind::Io,
             format!("cannot read external data file '{}': {e}", path.display()),
         )
     };
-    let mut file = fs::File::open(&path).map_err(io_err)?;
+    let mut file = fs::File::open(path).map_err(io_err)?;
     let size = file.metadata().map_err(io_err)?.len();
     let length = length.unwrap_or(want as u64);
     if length != want as u64 {
