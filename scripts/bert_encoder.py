@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """A synthetic BERT-style encoder with seeded random weights (no model hub
 is reachable): token + position embeddings, LayerNorm, then LAYERS encoder
 blocks of multi-head self-attention and a GELU feed-forward network, each

@@ -271,8 +271,11 @@ export async function load(bundleUrl, options = {}) {
     { prefer, backends: Object.keys(EXECUTORS) },
   );
 
-  /** Bytes of every file fetched so far, for progress across a fallback. */
-  let fetchedBytes = 0;
+  /** Takes a variant that failed out of the running, saying why. */
+  const retire = (pick, when, error) => {
+    failed.add(pick.variant);
+    passedOver.push({ variant: pick.name, reason: `${when}: ${error.message}` });
+  };
 
   /** Starts the best variant not yet failed. */
   async function start() {
@@ -285,10 +288,9 @@ export async function load(bundleUrl, options = {}) {
       const wanted = filesFor(manifest, pick.variant).filter((f) => !files.has(f.file));
       // After a fallback, progress goes on from what is loaded already;
       // the total grows by the new variant's files.
-      const before = fetchedBytes;
+      const before = [...files.values()].reduce((n, bytes) => n + bytes.length, 0);
       const onProgress = (loaded, total, file) => options.onProgress?.(before + loaded, before + total, file);
       const streams = streamFiles(files, base, wanted, { ...options, onProgress, fetch: fetchFn, cache });
-      streams.done.then(() => { fetchedBytes = before + wanted.reduce((n, f) => n + f.bytes, 0); }, () => {});
       const { done } = streams;
       const starting = EXECUTORS[pick.variant.backend](manifest, pick.variant, streams, { gpu: options.gpu });
       try {
@@ -302,8 +304,7 @@ export async function load(bundleUrl, options = {}) {
         // same shards, and a fetch error is the one to report.
         await done;
         if (!gpuFailure(pick.variant, e)) throw e;
-        failed.add(pick.variant);
-        passedOver.push({ variant: pick.name, reason: `failed to start: ${e.message}` });
+        retire(pick, 'failed to start', e);
         onFallback({ from: pick.name, to: choose().name, reason: e.message });
       }
     }
@@ -334,8 +335,7 @@ export async function load(bundleUrl, options = {}) {
       } catch (e) {
         if (!gpuFailure(current.variant, e)) throw e;
         const from = current.name;
-        failed.add(current.variant);
-        passedOver.push({ variant: from, reason: `failed while running: ${e.message}` });
+        retire(current, 'failed while running', e);
         current = await start();
         onFallback({ from, to: current.name, reason: e.message });
         outputs = await current.executor.run(flat);
