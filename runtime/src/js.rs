@@ -17,6 +17,7 @@ pub const FILES: &[(&str, &str)] = &[
     ("errors.js", include_str!("../js/src/errors.js")),
     ("index.js", include_str!("../js/src/index.js")),
     ("loader.js", include_str!("../js/src/loader.js")),
+    ("manifest.js", include_str!("../js/src/manifest.js")),
     ("wasm.js", include_str!("../js/src/wasm.js")),
     ("webgpu.js", include_str!("../js/src/webgpu.js")),
 ];

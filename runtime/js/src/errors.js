@@ -56,3 +56,30 @@ export class MemoryBudgetError extends WpcError {
     this.budget = budget;
   }
 }
+
+/** The bundle is not one this runtime reads: another `format`, or a
+ * manifest `version` other than the one it was written for. */
+export class UnsupportedBundleError extends WpcError {
+  /**
+   * @param {string} bundle where it was loaded from
+   * @param {'format' | 'version'} field
+   * @param {unknown} found the manifest's value
+   * @param {string | number} reads this runtime's value
+   */
+  constructor(bundle, field, found, reads) {
+    const shown = found === undefined ? 'missing' : JSON.stringify(found);
+    super('unsupported-bundle', `${bundle}: the manifest's ${field} is ${shown}; this runtime reads ${field} ${JSON.stringify(reads)}`);
+    this.bundle = bundle;
+    this.field = field;
+    this.found = found;
+    this.reads = reads;
+  }
+}
+
+/** The model was disposed: it cannot run any more. */
+export class DisposedError extends WpcError {
+  /** @param {ErrorOptions} [options] */
+  constructor(options) {
+    super('disposed', 'the model was disposed', options);
+  }
+}

@@ -8,7 +8,8 @@
 // uploaded as soon as it is verified.
 
 import { detect, select } from './detect.js';
-import { IntegrityError, MemoryBudgetError, WpcError } from './errors.js';
+import { DisposedError, IntegrityError, MemoryBudgetError, WpcError } from './errors.js';
+import { checkFormat, elementCount } from './manifest.js';
 import { loadWasm } from './wasm.js';
 import { loadWebGpu } from './webgpu.js';
 
@@ -27,6 +28,21 @@ function gpuFailure(variant, error) {
 
 /** The Cache API bucket bundles are kept in. */
 const CACHE_NAME = 'wpc-bundles-v1';
+
+/** Whether this is Node (or a runtime that poses as it), where bundles
+ * are also directories on disk. */
+const NODE = typeof globalThis.process?.versions?.node === 'string';
+
+/**
+ * A Node built-in module, imported only when needed, so that the runtime
+ * stays a plain ES module that browsers (and bundlers) take as it is.
+ * @param {string} name e.g. 'fs/promises'
+ * @returns {Promise<any>}
+ */
+const nodeModule = (name) => import(/* webpackIgnore: true */ /* @vite-ignore */ `node:${name}`);
+
+/** A URL scheme, as opposed to a Windows drive (`C:`). */
+const SCHEME = /^[a-z][a-z\d+.-]+:/i;
 
 /**
  * @typedef {{file: string, bytes: number, sha256: string, kind: 'code'|'weights'}} BundleFile
@@ -74,6 +90,46 @@ function abortError(signal) {
 }
 
 /**
+ * `fetch`, except for file: URLs in Node, whose fetch has no file scheme:
+ * those are read from the file system.
+ * @param {string} url
+ * @param {RequestInit} [init]
+ * @returns {Promise<Response>}
+ */
+async function fetchAny(url, init) {
+  if (!NODE || !url.startsWith('file:')) return globalThis.fetch(url, init);
+  const [{ readFile }, { fileURLToPath }] = await Promise.all([nodeModule('fs/promises'), nodeModule('url')]);
+  try {
+    return new Response(await readFile(fileURLToPath(url), { signal: init?.signal }));
+  } catch (e) {
+    if (init?.signal?.aborted) throw abortError(init.signal);
+    throw new WpcError('fetch', e.message, { cause: e });
+  }
+}
+
+/**
+ * The bundle directory as a URL ending in '/'. A relative reference
+ * resolves as the environment has it: in a page against the document's
+ * base URL (in a worker, its location); in Node, which has neither, a
+ * string that is not a URL is a file path, resolved against the working
+ * directory.
+ * @param {string | URL} bundleUrl
+ */
+async function bundleBase(bundleUrl) {
+  const href = String(bundleUrl);
+  const page = globalThis.document?.baseURI ?? globalThis.location?.href;
+  let url;
+  if (page || !NODE || SCHEME.test(href)) {
+    url = new URL(href, page);
+  } else {
+    const [{ pathToFileURL }, { resolve }] = await Promise.all([nodeModule('url'), nodeModule('path')]);
+    url = pathToFileURL(resolve(href));
+  }
+  if (!url.pathname.endsWith('/')) url.pathname += '/';
+  return url;
+}
+
+/**
  * Fetches `files` from `base` (a URL ending in '/'), verifying each, with
  * progress over all of them. Files whose cached copy still has the right
  * sha256 are not fetched again.
@@ -90,7 +146,7 @@ function abortError(signal) {
  */
 export async function fetchFiles(base, files, options = {}) {
   const { onProgress = () => {}, signal, cache = null, onFile = () => {}, onWasmStream } = options;
-  const fetchFn = options.fetch ?? globalThis.fetch.bind(globalThis);
+  const fetchFn = options.fetch ?? fetchAny;
   const total = files.reduce((n, f) => n + f.bytes, 0);
   let loaded = 0;
   const out = new Map();
@@ -227,7 +283,7 @@ function flatInputs(manifest, inputs) {
     if (given.shape !== undefined && `[${[...given.shape].join(', ')}]` !== compiled) {
       throw new WpcError('input', `input '${info.name}' has shape [${[...given.shape].join(', ')}], the bundle was compiled for ${compiled}`);
     }
-    const elements = info.bound.reduce((n, d) => n * d, 1);
+    const elements = elementCount(info.bound);
     if (data.length !== elements) {
       throw new WpcError('input', `input '${info.name}' has ${data.length} elements, the bundle was compiled for ${elements} (shape ${compiled})`);
     }
@@ -242,7 +298,9 @@ function flatInputs(manifest, inputs) {
  * device, a pipeline that fails) or its device is lost later, the next
  * usable variant takes over and `onFallback({from, to, reason})` says so;
  * errors in the model or its inputs are surfaced, never masked.
- * @param {string | URL} bundleUrl the bundle directory
+ * @param {string | URL} bundleUrl the bundle directory: a URL, relative
+ *   to the document's base URL in a page; in Node also a file path,
+ *   relative to the working directory
  * @param {{
  *   onProgress?: ProgressFn, prefer?: string, signal?: AbortSignal,
  *   caps?: import('./detect.js').Capabilities, fetch?: typeof fetch,
@@ -251,17 +309,25 @@ function flatInputs(manifest, inputs) {
  * }} [options]
  */
 export async function load(bundleUrl, options = {}) {
-  const { signal, prefer, memoryBudget, onFallback = () => {} } = options;
-  const fetchFn = options.fetch ?? globalThis.fetch.bind(globalThis);
-  const href = String(bundleUrl);
-  const base = new URL(href.endsWith('/') ? href : `${href}/`, globalThis.location?.href);
+  const { prefer, memoryBudget, onFallback = () => {} } = options;
+  const fetchFn = options.fetch ?? fetchAny;
+  // Everything the model fetches, now or in a later fallback, stops when
+  // the caller's signal aborts or the model is disposed.
+  const lifetime = new AbortController();
+  const { signal } = lifetime;
+  const follow = () => lifetime.abort(options.signal.reason);
+  if (options.signal?.aborted) follow();
+  else options.signal?.addEventListener('abort', follow, { once: true });
+  const base = await bundleBase(bundleUrl);
   const response = await fetchFn(new URL('manifest.json', base).href, { signal });
   if (!response.ok) throw new WpcError('fetch', `manifest.json: HTTP ${response.status}`);
   const manifest = await response.json();
+  checkFormat(manifest, base.href);
   const caps = options.caps ?? (await detect());
   const cache = await openCache(options.cache);
   const files = new Map();
   const failed = new Set();
+  /** @type {{variant: string, reason: string}[]} */
   const passedOver = [];
 
   /** The best variant not yet failed (throws when none is left). */
@@ -280,6 +346,7 @@ export async function load(bundleUrl, options = {}) {
   /** Starts the best variant not yet failed. */
   async function start() {
     for (;;) {
+      if (signal.aborted) throw abortError(signal);
       const pick = choose();
       const needed = pick.variant.memory_bytes ?? pick.variant.peak_bytes ?? 0;
       if (memoryBudget !== undefined && needed > memoryBudget) {
@@ -290,15 +357,14 @@ export async function load(bundleUrl, options = {}) {
       // the total grows by the new variant's files.
       const before = [...files.values()].reduce((n, bytes) => n + bytes.length, 0);
       const onProgress = (loaded, total, file) => options.onProgress?.(before + loaded, before + total, file);
-      const streams = streamFiles(files, base, wanted, { ...options, onProgress, fetch: fetchFn, cache });
+      const streams = streamFiles(files, base, wanted, { ...options, onProgress, fetch: fetchFn, cache, signal });
       const { done } = streams;
       const starting = EXECUTORS[pick.variant.backend](manifest, pick.variant, streams, { gpu: options.gpu });
+      let executor;
       try {
         // A fetch failure (integrity, abort) wins over what it made the
         // executor fail with.
-        const [executor] = await Promise.all([starting, done]);
-        for (const p of pick.passedOver) if (!passedOver.some((q) => q.variant === p.variant)) passedOver.push(p);
-        return { executor, name: pick.name, variant: pick.variant };
+        [executor] = await Promise.all([starting, done]);
       } catch (e) {
         // Let the fetch finish either way: the next variant needs the
         // same shards, and a fetch error is the one to report.
@@ -306,11 +372,20 @@ export async function load(bundleUrl, options = {}) {
         if (!gpuFailure(pick.variant, e)) throw e;
         retire(pick, 'failed to start', e);
         onFallback({ from: pick.name, to: choose().name, reason: e.message });
+        continue;
       }
+      if (signal.aborted) {
+        // Aborted or disposed while the executor started: let it go.
+        executor.dispose();
+        throw abortError(signal);
+      }
+      for (const p of pick.passedOver) if (!passedOver.some((q) => q.variant === p.variant)) passedOver.push(p);
+      return { executor, name: pick.name, variant: pick.variant };
     }
   }
 
   let current = await start();
+  let disposed = false;
   const model = {
     manifest,
     caps,
@@ -323,11 +398,13 @@ export async function load(bundleUrl, options = {}) {
      * Runs the model. Each input is a typed array in the shape the bundle
      * was compiled for (`manifest.inputs[i].bound`), or `{data, shape}`
      * to have the shape checked; inputs the bundle does not take are
-     * ignored. Returns output name → `{data, shape, dtype}`.
+     * ignored. Returns output name → `{data, shape, dtype}`. Rejects with
+     * `DisposedError` once the model is disposed.
      * @param {Record<string, Tensor['data'] | {data: Tensor['data'], shape?: number[]}>} inputs
      * @returns {Promise<Record<string, Tensor>>}
      */
     async run(inputs) {
+      if (disposed) throw new DisposedError();
       const flat = flatInputs(manifest, inputs);
       let outputs;
       try {
@@ -336,6 +413,8 @@ export async function load(bundleUrl, options = {}) {
         if (!gpuFailure(current.variant, e)) throw e;
         const from = current.name;
         retire(current, 'failed while running', e);
+        current.executor.dispose();
+        // (Disposed meanwhile, this throws the DisposedError.)
         current = await start();
         onFallback({ from, to: current.name, reason: e.message });
         outputs = await current.executor.run(flat);
@@ -344,6 +423,19 @@ export async function load(bundleUrl, options = {}) {
         info.name,
         { data: outputs[info.name], shape: [...info.bound], dtype: info.dtype },
       ]));
+    },
+    /**
+     * Frees what the model holds: the WebGPU buffers and the device the
+     * runtime created, the wasm instances and their memory, the bundle's
+     * files; stops a fallback that is still loading. `run` then rejects
+     * with `DisposedError`. Calling it again does nothing.
+     */
+    dispose() {
+      if (disposed) return;
+      disposed = true;
+      lifetime.abort(new DisposedError());
+      current.executor.dispose();
+      files.clear();
     },
   };
   return model;

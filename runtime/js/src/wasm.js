@@ -3,6 +3,9 @@
 // the compiler planned, and runs it on typed arrays. Works in browsers and
 // in Node (only the standard WebAssembly API is used).
 
+import { DisposedError } from './errors.js';
+import { checkRange, checkTensors, inconsistent } from './manifest.js';
+
 /** @typedef {{shard: number, offset: number, bytes: number}} ShardRange */
 /** @typedef {{offset: number, elements: number}} MemoryTensor */
 
@@ -86,6 +89,24 @@ function kernelError(exports) {
 }
 
 /**
+ * Checks that the variant's plan fits its memory: every input, output and
+ * weight range lies inside its `memory_bytes` (the module is only
+ * instantiated, and its memory written, once this holds).
+ * @param {any} manifest
+ * @param {any} variant
+ */
+function checkPlan(manifest, variant) {
+  const memory = variant.memory_bytes;
+  checkTensors(manifest, variant.name, variant, (slot, info) => {
+    const end = slot.offset + slot.elements * arrayType(info.dtype).BYTES_PER_ELEMENT;
+    return end > memory ? `bytes ${slot.offset}..${end} lie outside its ${memory} bytes of memory` : null;
+  });
+  for (const w of variant.weights) {
+    checkRange(manifest, w.range, memory - w.offset, `${variant.name}'s weights at offset ${w.offset}`);
+  }
+}
+
+/**
  * Instantiates the wasm variant called `name` of a bundle.
  * @param {any} manifest the bundle's manifest.json
  * @param {string} name e.g. 'wasm-simd'
@@ -101,6 +122,7 @@ export async function loadWasm(manifest, name, readFile, options = {}) {
     const have = manifest.variants.map((v) => v.name ?? v.backend).join(', ');
     throw new Error(`the bundle has no '${name}' variant (it has: ${have})`);
   }
+  checkPlan(manifest, variant);
   // Nodes without a generated kernel run in the shared reference module:
   // instantiate it first and give its exports (memory included) to the
   // variant, after growing the memory to what the variant's plan needs.
@@ -119,16 +141,10 @@ export async function loadWasm(manifest, name, readFile, options = {}) {
     errors = exports;
   }
   const instance = await WebAssembly.instantiate(await compiling, imports);
-  const { memory, run: runModule } = /** @type {WpcExports} */ (instance.exports);
-  const run = () => {
-    try {
-      runModule();
-    } catch (e) {
-      const reason = errors ? kernelError(errors) : '';
-      if (reason) throw new Error(`running the model: ${reason}`, { cause: e });
-      throw e;
-    }
-  };
+  const { memory, run } = /** @type {WpcExports} */ (instance.exports);
+  if (memory.buffer.byteLength < variant.memory_bytes) {
+    throw inconsistent(`${variant.module} has ${memory.buffer.byteLength} bytes of memory, ${name} plans for ${variant.memory_bytes}`);
+  }
   const shards = new Map();
   for (const w of variant.weights) {
     const shard = manifest.shards[w.range.shard];
@@ -136,6 +152,23 @@ export async function loadWasm(manifest, name, readFile, options = {}) {
     const bytes = shards.get(shard.file).subarray(w.range.offset, w.range.offset + w.range.bytes);
     new Uint8Array(memory.buffer).set(bytes, w.offset);
   }
+  /** The instances, until `dispose()` lets them (and their memory) go. */
+  let live = { memory, run, errors };
+  const alive = () => {
+    if (!live) throw new DisposedError();
+    return live;
+  };
+  /** Calls `run` on whatever memory holds. */
+  const execute = () => {
+    const { run, errors } = alive();
+    try {
+      run();
+    } catch (e) {
+      const reason = errors ? kernelError(errors) : '';
+      if (reason) throw new Error(`running the model: ${reason}`, { cause: e });
+      throw e;
+    }
+  };
   return {
     variant,
     /**
@@ -144,13 +177,15 @@ export async function loadWasm(manifest, name, readFile, options = {}) {
      * @param {Record<string, ArrayLike<number|bigint>>} inputs
      */
     run(inputs) {
+      // `memory.buffer` is read afresh each time: reference kernels grow it.
+      const { memory } = alive();
       manifest.inputs.forEach((info, i) => {
         const data = inputs[info.name];
         if (data === undefined) throw new Error(`missing input '${info.name}'`);
         const slot = variant.inputs[i];
         new Uint8Array(memory.buffer).set(toBytes(data, slot, info), slot.offset);
       });
-      run();
+      execute();
       /** @type {Record<string, ArrayLike<number|bigint>>} */
       const outputs = {};
       manifest.outputs.forEach((info, i) => {
@@ -158,9 +193,12 @@ export async function loadWasm(manifest, name, readFile, options = {}) {
       });
       return outputs;
     },
-    /** Calls `run` on whatever memory holds (for benchmarks). */
-    execute() {
-      run();
+    /** `run` without inputs or outputs (for benchmarks). */
+    execute,
+    /** Lets the instances and their memory go; `run` then throws
+     * `DisposedError`. */
+    dispose() {
+      live = null;
     },
   };
 }

@@ -5,7 +5,8 @@
 // mappable buffers and reads them back. Tensors live on the device as
 // 32-bit words (`f32`, `i32`, `u32`), as the compiler laid them out.
 
-import { WpcError } from './errors.js';
+import { DisposedError, WpcError } from './errors.js';
+import { checkRange, checkTensors } from './manifest.js';
 
 /** Buffer sizes: WebGPU wants multiples of 4, and no empty bindings. */
 const size4 = (bytes) => Math.max(4, Math.ceil(bytes / 4) * 4);
@@ -58,6 +59,22 @@ export function fromWords(bytes, word, dtype) {
 }
 
 /**
+ * Checks that the variant's plan fits its buffers: every input and output
+ * slot, and the weights each buffer starts with (before a device is asked
+ * for).
+ * @param {any} manifest
+ * @param {any} variant
+ */
+function checkPlan(manifest, variant) {
+  checkTensors(manifest, 'webgpu', variant, (slot) => {
+    const buffer = variant.buffers[slot.buffer];
+    if (!buffer) return `there is no buffer ${slot.buffer}`;
+    return slot.elements * 4 > buffer.bytes ? `${slot.elements} words do not fit the ${buffer.bytes} bytes of buffer ${slot.buffer}` : null;
+  });
+  variant.buffers.forEach((b, i) => b.init && checkRange(manifest, b.init, b.bytes, `buffer ${i}`));
+}
+
+/**
  * Creates the WebGPU variant's device, pipelines and buffers.
  * @param {any} manifest
  * @param {any} variant the manifest's WebGPU variant
@@ -65,6 +82,7 @@ export function fromWords(bytes, word, dtype) {
  * @param {{gpu?: GPU, onDeviceLost?: (info: GPUDeviceLostInfo) => void}} [options]
  */
 export async function loadWebGpu(manifest, variant, readFile, options = {}) {
+  checkPlan(manifest, variant);
   const gpu = options.gpu ?? globalThis.navigator?.gpu;
   if (!gpu) throw new WpcError('webgpu', 'WebGPU is not available');
   const adapter = await gpu.requestAdapter();
@@ -133,6 +151,7 @@ async function setUp(device, manifest, variant, readFile, lostInfo) {
     const error = await device.popErrorScope();
     if (error) throw new WpcError('webgpu', `setting up the WebGPU variant failed (${scope}): ${error.message}`);
   }
+  let disposed = false;
   return {
     device,
     /** Why the device is gone, or null. */
@@ -140,6 +159,7 @@ async function setUp(device, manifest, variant, readFile, lostInfo) {
       return lostInfo();
     },
     async run(inputs) {
+      if (disposed) throw new DisposedError();
       const lost = lostInfo();
       if (lost) throw new WpcError('device-lost', `the WebGPU device was lost: ${lost.message}`);
       manifest.inputs.forEach((info, i) => {
@@ -172,6 +192,13 @@ async function setUp(device, manifest, variant, readFile, lostInfo) {
         outputs[info.name] = fromWords(bytes, o.word, info.dtype);
       }));
       return outputs;
+    },
+    /** Destroys the buffers and the device; `run` then throws
+     * `DisposedError`. */
+    dispose() {
+      disposed = true;
+      for (const buffer of [...buffers, ...readback]) buffer.destroy();
+      device.destroy();
     },
   };
 }

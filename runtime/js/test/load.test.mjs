@@ -1,112 +1,35 @@
-// load() end to end on a synthetic two-variant bundle: a fake WebGPU
-// device (only what the executor calls) and a real, tiny wasm module.
+// load() end to end on the synthetic two-variant bundle of fixture.mjs: a
+// fake WebGPU device (only what the executor calls) and a real, tiny wasm
+// module.
 // Covers what the browser tests cannot make happen on cue: the variant
 // starting on its code while a shard is still in flight, the device being
 // lost between runs, and model errors that must not trigger a fallback.
 
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
 import { test } from 'node:test';
 
-import { IntegrityError, WpcError } from '../src/errors.js';
-import { load, sha256Hex } from '../src/loader.js';
-
-globalThis.GPUBufferUsage ??= { MAP_READ: 1, COPY_SRC: 4, COPY_DST: 8, STORAGE: 128 };
-globalThis.GPUMapMode ??= { READ: 1 };
-
-const CAPS = JSON.parse(await readFile(new URL('caps/chromium-148-linux-swiftshader.json', import.meta.url), 'utf8'));
-
-/** (memory (export "memory") 1) (func (export "run")): outputs are
- * whatever the loader put in memory, i.e. the weights. */
-const WASM = Uint8Array.from([
-  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-  0x01, 0x04, 0x01, 0x60, 0x00, 0x00,
-  0x03, 0x02, 0x01, 0x00,
-  0x05, 0x03, 0x01, 0x00, 0x01,
-  0x07, 0x10, 0x02, 0x06, 0x6d, 0x65, 0x6d, 0x6f, 0x72, 0x79, 0x02, 0x00, 0x03, 0x72, 0x75, 0x6e, 0x00, 0x00,
-  0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b,
-]);
-const WEIGHTS = new Uint8Array(new Float32Array([1.5, -2]).buffer);
-const SHADER = new TextEncoder().encode('@compute @workgroup_size(1) fn main() {}');
-
-/** The bundle's files, its manifest, and a fetch serving them that logs
- * each request and holds the shard until `release` resolves. */
-async function bundle(release = Promise.resolve()) {
-  const files = { 'k0.wgsl': SHADER, 'model-scalar.wasm': WASM, 'weights-000.bin': WEIGHTS };
-  const listing = async (file) => ({ file, bytes: files[file].length, sha256: await sha256Hex(files[file]) });
-  const slot = { elements: 2 };
-  const manifest = {
-    format: 'wpc-bundle',
-    inputs: [{ name: 'x', dtype: 'float32', shape: [2], bound: [2] }],
-    outputs: [{ name: 'y', dtype: 'float32', shape: [2], bound: [2] }],
-    shards: [{ ...(await listing('weights-000.bin')), priority: 0 }],
-    code: [await listing('k0.wgsl'), await listing('model-scalar.wasm')],
-    variants: [
-      {
-        backend: 'webgpu', requires: { features: [], limits: {} }, shaders: ['k0.wgsl'],
-        buffers: [{ bytes: 8, init: { shard: 0, offset: 0, bytes: 8 } }, { bytes: 8 }],
-        dispatches: [{ shader: 0, bindings: [0, 1], workgroups: [1, 1, 1] }],
-        inputs: [{ buffer: 1, word: 'f32', ...slot }], outputs: [{ buffer: 1, word: 'f32', ...slot }], peak_bytes: 16,
-      },
-      {
-        backend: 'wasm', name: 'wasm-scalar', features: [], module: 'model-scalar.wasm', memory_bytes: 65536,
-        weights: [{ range: { shard: 0, offset: 0, bytes: 8 }, offset: 0 }],
-        inputs: [{ offset: 16, ...slot }], outputs: [{ offset: 0, ...slot }],
-      },
-    ],
-  };
-  const log = [];
-  const fetch = async (url) => {
-    const file = new URL(url).pathname.split('/').pop();
-    log.push(`fetch ${file}`);
-    if (file === 'manifest.json') return new Response(JSON.stringify(manifest));
-    if (file.endsWith('.bin')) {
-      await release;
-      log.push(`sent ${file}`);
-    }
-    return new Response(files[file]);
-  };
-  return { fetch, log, files };
-}
-
-/** A WebGPU device that logs what the executor asks of it; `lose()`
- * resolves its `lost` promise. Outputs read back as zeros. */
-function fakeGpu(log) {
-  let lose;
-  const device = {
-    lost: new Promise((resolve) => { lose = resolve; }),
-    pushErrorScope() {},
-    popErrorScope: async () => null,
-    createShaderModule: ({ label }) => ({ getCompilationInfo: async () => ({ messages: [], label }) }),
-    createComputePipelineAsync: async ({ label }) => {
-      log.push(`pipeline ${label}`);
-      return { getBindGroupLayout: () => ({}) };
-    },
-    createBuffer: ({ size }) => ({ mapAsync: async () => {}, getMappedRange: () => new ArrayBuffer(size), unmap() {} }),
-    queue: { writeBuffer: (buffer, offset, data) => log.push(`upload ${data.byteLength} bytes`), submit() {} },
-    createBindGroup: () => ({}),
-    createCommandEncoder: () => ({
-      beginComputePass: () => ({ setPipeline() {}, setBindGroup() {}, dispatchWorkgroups() {}, end() {} }),
-      copyBufferToBuffer() {},
-      finish: () => ({}),
-    }),
-    destroy: () => log.push('destroyed'),
-  };
-  return { gpu: { requestAdapter: async () => ({ requestDevice: async () => device }) }, lose };
-}
+import { DisposedError, IntegrityError, UnsupportedBundleError, WpcError } from '../src/errors.js';
+import { load } from '../src/loader.js';
+import { loadWasm } from '../src/wasm.js';
+import { loadWebGpu } from '../src/webgpu.js';
+import { bundle, CAPS, fakeGpu, SHADER, WASM, WEIGHTS } from './fixture.mjs';
 
 test('the variant starts on its code while its shard is still in flight', async () => {
   let open;
   const gate = new Promise((resolve) => { open = resolve; });
-  const { fetch, log } = await bundle(gate);
+  const { fetch, log } = await bundle({ 'weights-000.bin': gate });
   const { gpu } = fakeGpu(log);
   // The shard is held until the pipeline exists (or 2 s pass, for a loader
   // that waits for every file first: the order below then fails).
   const timer = setTimeout(open, 2000);
   const watching = setInterval(() => log.includes('pipeline k0.wgsl') && open(), 1);
-  const model = await load('https://models.example/m.wpc', { fetch, gpu, caps: CAPS, cache: null });
-  clearTimeout(timer);
-  clearInterval(watching);
+  let model;
+  try {
+    model = await load('https://models.example/m.wpc', { fetch, gpu, caps: CAPS, cache: null });
+  } finally {
+    clearTimeout(timer);
+    clearInterval(watching);
+  }
   assert.equal(model.variant, 'webgpu');
   const at = (entry) => log.indexOf(entry);
   assert.ok(at('pipeline k0.wgsl') >= 0 && at('pipeline k0.wgsl') < at('sent weights-000.bin'), log.join(', '));
@@ -129,6 +52,9 @@ test('a device lost between runs hands over to wasm, and says so', async () => {
   assert.equal(model.variant, 'wasm-scalar');
   assert.deepEqual(fallbacks, [{ from: 'webgpu', to: 'wasm-scalar', reason: 'the WebGPU device was lost: the GPU process crashed' }]);
   assert.deepEqual(model.passedOver.at(-1), { variant: 'webgpu', reason: 'failed while running: the WebGPU device was lost: the GPU process crashed' });
+  // What the lost device held is freed.
+  assert.equal(log.filter((l) => l === 'buffer destroyed').length, 3, log.join(', '));
+  assert.ok(log.includes('destroyed'));
   // The shard was not fetched again; only the module was.
   assert.deepEqual(log.filter((l) => l.startsWith('fetch')).slice(fetchesBefore), ['fetch model-scalar.wasm']);
 });
@@ -204,4 +130,129 @@ test('the wasm module compiles while it downloads, and is used only once verifie
   } finally {
     WebAssembly.compileStreaming = compileStreaming;
   }
+});
+
+test('a bundle of another format or version is refused, naming both', async () => {
+  for (const [change, message] of [
+    [{ version: 2 }, "the manifest's version is 2; this runtime reads version 1"],
+    [{ version: undefined }, "the manifest's version is missing; this runtime reads version 1"],
+    [{ format: 'other-bundle' }, `the manifest's format is "other-bundle"; this runtime reads format "wpc-bundle"`],
+  ]) {
+    const { fetch, manifest } = await bundle();
+    Object.assign(manifest, change);
+    await assert.rejects(load('https://models.example/m.wpc', { fetch, caps: CAPS, cache: null }), (e) => {
+      assert.ok(e instanceof UnsupportedBundleError && e.code === 'unsupported-bundle', String(e));
+      assert.equal(e.message, `https://models.example/m.wpc/: ${message}`);
+      return true;
+    });
+  }
+});
+
+test('a manifest whose plan contradicts its tensors is refused by either executor, naming the tensor', async () => {
+  const webgpu = (m) => m.variants[0];
+  const wasm = (m) => m.variants[1];
+  for (const [prefer, tamper, message] of [
+    ['webgpu', (m) => { m.outputs[0].bound = [3]; }, "output 'y' has shape [3] (3 elements), webgpu holds 2"],
+    ['wasm-scalar', (m) => { m.outputs[0].bound = [3]; }, "output 'y' has shape [3] (3 elements), wasm-scalar holds 2"],
+    ['wasm-scalar', (m) => { m.inputs[0].bound = [2, 2]; }, "input 'x' has shape [2, 2] (4 elements), wasm-scalar holds 2"],
+    ['webgpu', (m) => { webgpu(m).outputs.pop(); }, 'the model has 1 outputs, webgpu has slots for 0'],
+    ['webgpu', (m) => { webgpu(m).buffers[1].bytes = 4; }, "input 'x' in webgpu: 2 words do not fit the 4 bytes of buffer 1"],
+    ['webgpu', (m) => { webgpu(m).outputs[0].buffer = 7; }, "output 'y' in webgpu: there is no buffer 7"],
+    ['webgpu', (m) => { webgpu(m).buffers[0].init.bytes = 12; }, 'buffer 0 takes bytes 0..12 of shard 0, but weights-000.bin has 8 bytes'],
+    ['webgpu', (m) => { webgpu(m).buffers[0].bytes = 4; }, 'buffer 0: 8 bytes of weights do not fit in 4'],
+    ['wasm-scalar', (m) => { wasm(m).inputs[0].offset = 65532; }, "input 'x' in wasm-scalar: bytes 65532..65540 lie outside its 65536 bytes of memory"],
+    ['wasm-scalar', (m) => { wasm(m).weights[0].offset = 65532; }, "wasm-scalar's weights at offset 65532: 8 bytes of weights do not fit in 4"],
+    ['wasm-scalar', (m) => { wasm(m).memory_bytes = 131072; }, 'model-scalar.wasm has 65536 bytes of memory, wasm-scalar plans for 131072'],
+  ]) {
+    const { fetch, log, manifest } = await bundle();
+    tamper(manifest);
+    const { gpu } = fakeGpu(log);
+    const fallbacks = [];
+    await assert.rejects(
+      load('https://models.example/m.wpc', { fetch, gpu, caps: CAPS, cache: null, prefer, onFallback: (e) => fallbacks.push(e) }),
+      (e) => {
+        assert.ok(e instanceof WpcError && e.code === 'bad-bundle', String(e));
+        assert.equal(e.message, `the manifest is inconsistent: ${message}`);
+        return true;
+      },
+    );
+    // Checked before any device or pipeline is made; no fallback hides it.
+    assert.ok(!log.some((l) => l.startsWith('pipeline')), log.join(', '));
+    assert.deepEqual(fallbacks, []);
+  }
+});
+
+test('dispose() destroys the WebGPU buffers and device; run() then rejects', async () => {
+  const { fetch, log, files, manifest } = await bundle();
+  const { gpu } = fakeGpu(log);
+  const model = await load('https://models.example/m.wpc', { fetch, gpu, caps: CAPS, cache: null });
+  assert.equal(model.variant, 'webgpu');
+  model.dispose();
+  model.dispose(); // a second call does nothing
+  // Two buffers of the plan and one readback buffer.
+  assert.equal(log.filter((l) => l === 'buffer destroyed').length, 3, log.join(', '));
+  assert.equal(log.filter((l) => l === 'destroyed').length, 1, log.join(', '));
+  await assert.rejects(model.run({ x: new Float32Array(2) }), (e) => e instanceof DisposedError && e.code === 'disposed');
+  // The executor on its own, too.
+  const executor = await loadWebGpu(manifest, manifest.variants[0], async (file) => files[file], { gpu });
+  executor.dispose();
+  await assert.rejects(executor.run({ x: new Float32Array(2) }), DisposedError);
+});
+
+test('dispose() drops the wasm instance; run() then rejects', async () => {
+  const { fetch, files, manifest } = await bundle();
+  const model = await load('https://models.example/m.wpc', { fetch, caps: CAPS, cache: null, prefer: 'wasm-scalar' });
+  model.dispose();
+  await assert.rejects(model.run({ x: new Float32Array(2) }), DisposedError);
+  // The executor on its own, too.
+  const executor = await loadWasm(manifest, 'wasm-scalar', async (file) => files[file]);
+  assert.deepEqual([...executor.run({ x: new Float32Array(2) }).y], [1.5, -2]);
+  executor.dispose();
+  assert.throws(() => executor.run({ x: new Float32Array(2) }), DisposedError);
+});
+
+test('dispose() aborts a fallback still loading', async () => {
+  let open;
+  const gate = new Promise((resolve) => { open = resolve; });
+  const { fetch, log } = await bundle({ 'model-scalar.wasm': gate });
+  const { gpu, lose } = fakeGpu(log);
+  const fallbacks = [];
+  const model = await load('https://models.example/m.wpc', {
+    fetch, gpu, caps: CAPS, cache: null, onFallback: (e) => fallbacks.push(e),
+  });
+  lose({ reason: 'unknown', message: 'the GPU process crashed' });
+  await Promise.resolve();
+  const running = model.run({ x: new Float32Array(2) });
+  while (!log.includes('fetch model-scalar.wasm')) await new Promise((resolve) => setTimeout(resolve, 1));
+  model.dispose();
+  open();
+  await assert.rejects(running, DisposedError);
+  assert.deepEqual(fallbacks, []);
+});
+
+test('a load aborted after its files arrived, while its variant starts, frees what it made', async () => {
+  const { fetch, log } = await bundle();
+  const { gpu } = fakeGpu(log);
+  let open;
+  const gate = new Promise((resolve) => { open = resolve; });
+  // Pipelines wait for the gate, which opens only once every file is in.
+  const slow = {
+    requestAdapter: async () => ({
+      requestDevice: async () => {
+        const device = await (await gpu.requestAdapter()).requestDevice();
+        return { ...device, createComputePipelineAsync: async (d) => { await gate; return device.createComputePipelineAsync(d); } };
+      },
+    }),
+  };
+  const controller = new AbortController();
+  // The shard is the last file; it is put in the cache once verified.
+  const cache = {
+    match: async () => undefined,
+    put: async (url) => url.endsWith('.bin') && setTimeout(() => {
+      controller.abort(new Error('user left'));
+      open();
+    }),
+  };
+  await assert.rejects(load('https://models.example/m.wpc', { fetch, gpu: slow, caps: CAPS, cache, signal: controller.signal }), /user left/);
+  assert.ok(log.includes('pipeline k0.wgsl') && log.includes('destroyed'), log.join(', '));
 });
