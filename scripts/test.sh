@@ -19,7 +19,7 @@ cargo clippy -p wpc --lib --no-default-features --quiet -- -D warnings
 # types checked by TypeScript (dev dependencies from npm; the runtime has
 # none).
 node --test runtime/js/test/
-(cd runtime/js && npm ci --no-audit --no-fund --loglevel=error && npx --no-install tsc -p .)
+(cd runtime/js && npm ci --no-audit --no-fund --loglevel=error && npx --no-install tsc -p . && npm run --silent types:check)
 WPC_MODELS_DIR="$cache/wpc-models" WPC_CONFORMANCE_DIR="$cache/wpc-conformance" cargo nextest run --workspace --no-fail-fast
 # The JS runtime in headless Chromium (bundles compiled by the debug wpc).
 bash scripts/browser_tests.sh

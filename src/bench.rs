@@ -117,7 +117,7 @@ pub fn report_model(
     let session = Session::load(gpu, bundle)?;
     let inputs = bundle_inputs(bundle);
     let t = time_session(&session, &inputs, warmup, iterations)?;
-    println!(
+    crate::say!(
         "{label}: {:.3} ms per inference (median of {iterations})",
         t.as_secs_f64() * 1e3
     );

@@ -46,6 +46,7 @@ pub struct Build {
     demote_f64: bool,
     js_runtime: bool,
     out: Option<PathBuf>,
+    force: bool,
     cargo_directives: bool,
 }
 
@@ -76,6 +77,7 @@ impl Build {
             demote_f64: false,
             js_runtime: true,
             out: None,
+            force: false,
             cargo_directives: true,
         }
     }
@@ -128,6 +130,13 @@ impl Build {
         self
     }
 
+    /// Whether an existing directory that is not a wpc bundle may be
+    /// replaced (default: no; see [`crate::runtime::outdir`]).
+    pub fn force(mut self, on: bool) -> Build {
+        self.force = on;
+        self
+    }
+
     /// Whether to print `cargo:rerun-if-changed` lines (default: yes).
     pub fn cargo_directives(mut self, on: bool) -> Build {
         self.cargo_directives = on;
@@ -135,13 +144,16 @@ impl Build {
     }
 
     /// Compiles the model and writes the bundle (atomically, as
-    /// `wpc compile` does). Errors name the model, and the node and op
+    /// `wpc compile` does; an existing directory is replaced only if it is
+    /// a bundle or empty, unless [`Build::force`]). Errors name the model, and the node and op
     /// at fault.
     pub fn compile(self) -> Result<Built> {
         let dir = match &self.out {
             Some(dir) => dir.clone(),
             None => default_dir(&self.model, std::env::var_os("OUT_DIR").map(PathBuf::from))?,
         };
+        // Refuse a directory we may not replace before compiling, not after.
+        crate::runtime::outdir::check(&dir, crate::runtime::outdir::DirKind::Bundle, self.force)?;
         let mut inputs = vec![self.model.clone()];
         let profile = match &self.target {
             Target::Builtin(name) => crate::targets::builtin(name)?,
@@ -156,13 +168,11 @@ impl Build {
         options.demote_f64 = self.demote_f64;
         options.js_runtime = self.js_runtime;
         for (name, path) in &self.frozen {
-            let value =
-                crate::npy::read(path).with_context(|| format!("freezing input '{name}'"))?;
-            options.frozen.insert(name.clone(), value);
+            options.freeze_file(name, path)?;
             inputs.push(path.clone());
         }
         let compiled = compile_file(&self.model, &options)?;
-        compiled.bundle.write(&dir)?;
+        compiled.bundle.write(&dir, self.force)?;
         // (A failed build script is rerun anyway: no directives then.)
         inputs.extend(compiled.external_data);
         if self.cargo_directives {

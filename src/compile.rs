@@ -24,6 +24,8 @@ use wpc_runtime::manifest::{
 };
 use wpc_targets::Profile;
 
+use crate::binding::{GivenShape, Said};
+
 /// Weight shards are cut at this size so browsers can fetch, verify and
 /// cache them piecewise.
 pub const SHARD_BYTES: usize = 16 << 20;
@@ -92,6 +94,13 @@ impl Options {
             wasm_isas: None,
             js_runtime: true,
         }
+    }
+
+    /// Fixes input `name` to the tensor in the .npy file at `path`.
+    pub fn freeze_file(&mut self, name: &str, path: &Path) -> Result<()> {
+        let value = crate::npy::read(path).with_context(|| format!("freezing input '{name}'"))?;
+        self.frozen.insert(name.to_string(), value);
+        Ok(())
     }
 
     /// The wasm variants to build, in preference order.
@@ -193,40 +202,56 @@ fn tensor_infos(model: &Model, values: &[wpc_ir::ValueId]) -> Vec<TensorInfo> {
         .collect()
 }
 
-/// Replaces every symbolic input dim by its size from `dims`; an unbound
-/// symbol or unknown dim is an error naming the input.
-pub fn bind_dims(model: &mut Model, dims: &HashMap<String, usize>) -> wpc_ir::Result<()> {
+/// Gives every model input the concrete shape that `dims` (symbol sizes)
+/// and `input_shapes` (whole shapes, for unnamed dims) bind it to, after
+/// checking each against the model and each other
+/// ([`crate::binding::resolve`]).
+pub fn bind_inputs(
+    model: &mut Model,
+    dims: &HashMap<String, usize>,
+    input_shapes: &HashMap<String, Vec<usize>>,
+) -> wpc_ir::Result<()> {
     let g = &mut model.graph;
+    let declared: Vec<(String, wpc_ir::ValueType)> = g
+        .inputs
+        .iter()
+        .filter(|v| !g.constants.contains_key(v))
+        .map(|&v| (g.value(v).name.clone(), g.value(v).ty.clone()))
+        .collect();
+    let symbols = dims
+        .iter()
+        .map(|(s, &size)| {
+            let by = format!("--dim {s}={size}");
+            (s.clone(), Said { size, by })
+        })
+        .collect();
+    let mut given: Vec<GivenShape> = input_shapes
+        .iter()
+        .map(|(input, shape)| GivenShape {
+            input: input.clone(),
+            shape: shape.clone(),
+            by: "--input-shape".into(),
+        })
+        .collect();
+    given.sort_by(|a, b| a.input.cmp(&b.input));
+    let shapes = crate::binding::resolve(&declared, &symbols, &given)?;
     for v in g.inputs.clone() {
-        if g.constants.contains_key(&v) {
-            continue;
+        if let Some(shape) = shapes.get(&g.value(v).name) {
+            g.value_mut(v).ty.shape = Shape::known(shape);
         }
-        let value = g.value(v);
-        let Some(shape) = value.ty.shape.dims() else {
-            return Err(Error::unsupported(format!(
-                "input '{}' has no declared shape; WebGPU kernels need static shapes",
-                value.name
-            )));
-        };
-        let sizes = shape
-            .iter()
-            .map(|d| match d {
-                Dim::Known(n) => Ok(*n),
-                Dim::Symbol(s) => dims.get(s).copied().ok_or_else(|| {
-                    Error::invalid(format!(
-                        "input '{}' has symbolic dim '{s}'; give its size with --dim {s}=N",
-                        value.name
-                    ))
-                }),
-                Dim::Unknown => Err(Error::invalid(format!(
-                    "input '{}' has a dim of unknown size; the model must name it or fix it",
-                    value.name
-                ))),
-            })
-            .collect::<wpc_ir::Result<Vec<_>>>()?;
-        g.value_mut(v).ty.shape = Shape::known(&sizes);
     }
     Ok(())
+}
+
+/// The model as a backend or the reference interpreter runs it: frozen
+/// inputs made constants, every input bound to a concrete shape, and the
+/// graph passes run.
+pub fn prepare(model: &Model, options: &Options) -> wpc_ir::Result<Model> {
+    let mut bound = model.clone();
+    freeze_inputs(&mut bound, &options.frozen)?;
+    bind_inputs(&mut bound, &options.dims, &options.input_shapes)?;
+    wpc_passes::optimize(&mut bound)?;
+    Ok(bound)
 }
 
 /// Turns the named model inputs into constants.
@@ -302,7 +327,7 @@ fn check_steering_inputs(model: &Model) -> wpc_ir::Result<()> {
         return Ok(());
     }
     Err(Error::unsupported(format!(
-        "model input(s) {} steer kernels (axes, pads or slice bounds) and must be fixed at compile time: freeze them with --freeze NAME=FILE.npy",
+        "model input(s) {} steer kernels (axes, pads, slice bounds or an If's condition) and must be fixed at compile time: freeze them with --freeze NAME=FILE.npy",
         names
             .iter()
             .map(|n| format!("'{n}'"))
@@ -335,19 +360,7 @@ pub fn compile_model_report(
     check_steering_inputs(&bound)?;
     let mut inputs = tensor_infos(&bound, &bound.graph.inputs);
     let mut outputs = tensor_infos(&bound, &bound.graph.outputs);
-    for (name, dims) in &options.input_shapes {
-        let g = &mut bound.graph;
-        let v = g
-            .inputs
-            .iter()
-            .copied()
-            .find(|&v| g.value(v).name == *name)
-            .ok_or_else(|| {
-                Error::invalid(format!("--input-shape: the model has no input '{name}'"))
-            })?;
-        g.value_mut(v).ty.shape = Shape::known(dims);
-    }
-    bind_dims(&mut bound, &options.dims)?;
+    bind_inputs(&mut bound, &options.dims, &options.input_shapes)?;
     wpc_passes::optimize(&mut bound)?;
     let g = &bound.graph;
     for (info, &v) in inputs
@@ -399,6 +412,20 @@ pub fn compile_model_report(
         }
     }
     if options.wasm != Need::No {
+        if options.wasm_isas.is_none() {
+            for isa in Isa::ALL.into_iter().filter(|i| !options.isas().contains(i)) {
+                skipped.push((
+                    isa.name().to_string(),
+                    format!(
+                        "the target profile '{}' does not allow {} (its wasm settings: simd {}, relaxed_simd {})",
+                        options.profile.name,
+                        isa.features().join(" and "),
+                        options.profile.wasm.simd,
+                        options.profile.wasm.relaxed_simd
+                    ),
+                ));
+            }
+        }
         for isa in options.isas() {
             match wpc_codegen_wasm::compile(&bound, isa) {
                 Ok(c) => variants.push(Variant::Wasm(wasm_variant(c, &mut shards, &mut files))),

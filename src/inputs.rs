@@ -1,13 +1,14 @@
-//! Model inputs for `wpc run`: `.npy` files, or seeded random tensors of the
-//! declared shape with symbolic dims bound by `--dim`.
+//! Model inputs for `wpc run` and `wpc bench`: parsing the command line's
+//! `NAME=…` flags (each name at most once), and building seeded random
+//! tensors of a bound shape.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use rand_chacha::ChaCha8Rng;
-use rand_core::{Rng, SeedableRng};
-use wpc_ir::{DType, Dim, Model, Tensor, ValueType};
+use rand_core::Rng;
+use wpc_ir::{DType, Tensor};
 
 /// Where one input comes from.
 #[derive(Clone, Debug, PartialEq)]
@@ -41,31 +42,63 @@ pub fn parse_dim(s: &str) -> Result<(String, usize)> {
     ))
 }
 
-/// A random tensor of `ty` (floats uniform in [-1, 1), integers in [0, 10),
-/// bools fair), with symbols bound from `dims`.
+/// Parses `NAME=D0xD1x...` (`NAME=` alone is a scalar).
+pub fn parse_shape(s: &str) -> Result<(String, Vec<usize>)> {
+    let (name, dims) = s
+        .split_once('=')
+        .with_context(|| format!("--input-shape '{s}': expected NAME=D0xD1..."))?;
+    if dims.trim().is_empty() {
+        return Ok((name.to_string(), Vec::new()));
+    }
+    let dims = dims
+        .split('x')
+        .map(|d| d.trim().parse::<usize>())
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("--input-shape '{s}': sizes must be integers, e.g. x=1x3x224"))?;
+    Ok((name.to_string(), dims))
+}
+
+/// Parses every `flag` value with `parse`, refusing a name given twice
+/// (the last would silently win otherwise).
+pub fn parse_unique<T>(
+    flag: &str,
+    values: &[String],
+    parse: impl Fn(&str) -> Result<(String, T)>,
+) -> Result<Vec<(String, T)>> {
+    let mut out: Vec<(String, T)> = Vec::with_capacity(values.len());
+    for v in values {
+        let (name, value) = parse(v)?;
+        if out.iter().any(|(n, _)| *n == name) {
+            bail!("{flag} {name} is given twice; give each name once");
+        }
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+/// `--dim` values as a map, each symbol at most once.
+pub fn parse_dims(values: &[String]) -> Result<HashMap<String, usize>> {
+    Ok(parse_unique("--dim", values, parse_dim)?
+        .into_iter()
+        .collect())
+}
+
+/// A random tensor of `dtype` and `shape` for input `name` (floats
+/// uniform in [-1, 1), integers in [0, 10), bools fair); refused before
+/// allocating when the machine lacks the memory.
 pub fn random_tensor(
     name: &str,
-    ty: &ValueType,
-    dims: &HashMap<String, usize>,
+    dtype: DType,
+    shape: Vec<usize>,
     rng: &mut ChaCha8Rng,
 ) -> Result<Tensor> {
-    let dtype = ty
-        .dtype
-        .with_context(|| format!("input '{name}' has no declared element type"))?;
-    let decl = ty
-        .shape
-        .dims()
-        .with_context(|| format!("input '{name}' has no declared shape; pass a .npy file"))?;
-    let shape: Vec<usize> = decl
-        .iter()
-        .map(|d| match d {
-            Dim::Known(n) => Ok(*n),
-            Dim::Symbol(s) => dims.get(s).copied().with_context(|| {
-                format!("input '{name}' has symbolic dim '{s}': bind it with --dim {s}=N")
-            }),
-            Dim::Unknown => bail!("input '{name}' has a dim of unknown size; pass a .npy file"),
-        })
-        .collect::<Result<_>>()?;
+    crate::memory::check(
+        &format!(
+            "random input '{name}' of shape {shape:?} ({})",
+            dtype.name()
+        ),
+        crate::memory::tensor_bytes(&shape, dtype.size()),
+    )?;
     let n: usize = shape.iter().product();
     let unit = |rng: &mut ChaCha8Rng| (rng.next_u32() >> 8) as f64 / (1u32 << 24) as f64;
     Ok(if dtype.is_float() {
@@ -93,45 +126,21 @@ pub fn random_tensor(
     })
 }
 
-/// The model's inputs with their declared types, in order.
-pub fn declared_inputs(model: &Model) -> Vec<(String, ValueType)> {
-    let g = &model.graph;
-    g.inputs
-        .iter()
-        .map(|&i| (g.value(i).name.clone(), g.value(i).ty.clone()))
-        .collect()
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Builds every input in `declared` from the given sources; each needs one.
-pub fn gather_inputs(
-    declared: &[(String, ValueType)],
-    given: &[(String, InputSource)],
-    dims: &HashMap<String, usize>,
-    seed: u64,
-) -> Result<HashMap<String, Tensor>> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut out = HashMap::new();
-    for (name, src) in given {
-        let (_, ty) = declared.iter().find(|(n, _)| n == name).with_context(|| {
-            let names: Vec<_> = declared.iter().map(|(n, _)| n.as_str()).collect();
-            format!(
-                "the model has no input '{name}' (its inputs: {})",
-                names.join(", ")
-            )
-        })?;
-        let t = match src {
-            InputSource::File(p) => crate::npy::read(p)?,
-            InputSource::Random => random_tensor(name, ty, dims, &mut rng)?,
-        };
-        out.insert(name.clone(), t);
+    #[test]
+    fn names_given_twice_are_refused() {
+        let e = parse_unique(
+            "--input",
+            &["x=a.npy".into(), "x=random".into()],
+            parse_input,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("--input x is given twice"), "{e}");
+        assert_eq!(parse_shape("x=1x3").unwrap().1, [1, 3]);
+        assert_eq!(parse_shape("s=").unwrap().1, Vec::<usize>::new());
+        assert!(parse_shape("x=1xa").is_err());
     }
-    for (name, ty) in declared {
-        if !out.contains_key(name) {
-            bail!(
-                "input '{name}' ({}) was not given: pass --input {name}=FILE.npy or --input {name}=random",
-                ty.shape
-            );
-        }
-    }
-    Ok(out)
 }

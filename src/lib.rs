@@ -13,6 +13,7 @@
 
 #[cfg(feature = "native")]
 pub mod bench;
+pub mod binding;
 pub mod build;
 pub mod compare;
 pub mod compile;
@@ -20,9 +21,12 @@ pub mod compile;
 pub mod conformance;
 pub mod inputs;
 pub mod inspect;
+pub mod memory;
 pub mod npy;
+pub mod stdout;
 
 pub use wpc_codegen_wasm as codegen_wasm;
+pub use wpc_codegen_wgsl as codegen_wgsl;
 pub use wpc_ir as ir;
 pub use wpc_passes as passes;
 pub use wpc_runtime as runtime;

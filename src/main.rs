@@ -3,38 +3,57 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Mutex;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use wpc::binding::{GivenShape, Said};
 use wpc::conformance::{self, Baseline};
 use wpc::inputs::{self, InputSource};
-use wpc::runtime::manifest::Variant;
+use wpc::runtime::manifest::{DimInfo, Variant};
+use wpc::runtime::outdir::{self, DirKind};
+use wpc::say;
+use wpc_ir::{Dim, Tensor, ValueType};
 
 /// wpc compiles ONNX models into per-browser kernel bundles: WGSL compute
-/// shaders tuned per browser (WebGPU), with weight shards and a manifest a
-/// runtime reads. Bundles run natively through wgpu (`wpc run BUNDLE`);
-/// the reference interpreter (`wpc run model.onnx`) is the oracle every
-/// backend is tested against.
+/// shaders tuned per browser (WebGPU) and SIMD WebAssembly modules, with
+/// weight shards, a manifest and a JS runtime that picks the variant a
+/// browser can run. Bundles run natively too: `wpc run BUNDLE` (wgpu,
+/// wasmtime); the reference interpreter (`wpc run model.onnx`) is the
+/// oracle every backend is tested against.
 ///
-/// Exit codes: 0 success, 1 a problem with the model or the command line
-/// (the message names the file, node, op and reason), 2 an internal error.
+/// Shapes: kernels are compiled for static shapes. Give symbolic dims with
+/// --dim SYMBOL=N and unnamed ones with --input-shape NAME=1x3x224x224; fix
+/// inputs that steer kernels (axes, pads, an If's condition) with
+/// --freeze NAME=FILE.npy. The same flags work on compile, run and bench,
+/// and every size is checked against the model.
+///
+/// Output directories (compile -o, run -o) are written whole and swapped
+/// in atomically; an existing one is replaced only if wpc wrote it (or it
+/// is empty) unless --force, and never the current directory.
+///
+/// Exit codes: 0 success, 1 a problem with the model, the inputs or the
+/// command line (the message names the file, node, op and reason, and
+/// nothing is written), 2 an internal error (a bug in wpc; please report
+/// it with the message, and RUST_BACKTRACE=1 for a backtrace).
 #[derive(Parser)]
 #[command(name = "wpc", version, propagate_version = true)]
 #[command(
-    after_help = "Examples:\n  wpc targets\n  wpc compile model.onnx --target safari --dim batch=1\n  wpc run model.wpc --backend webgpu --input x=random --output-dir out/\n  wpc run model.onnx --input x=random --dim batch=1 --output-dir out/\n  wpc conformance ~/.cache/wpc-conformance --backend webgpu --json report.json"
+    after_help = "Examples:\n  wpc inspect model.onnx\n  wpc compile model.onnx --target safari --dim batch=1 -o model.wpc\n  wpc run model.wpc --backend webgpu --input x=random -o out/\n  wpc run model.onnx --input x=image.npy -o out/\n  wpc bench model.wpc --iterations 50\n  wpc conformance ~/.cache/wpc-conformance --backend webgpu --json report.json"
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Clone, Copy, PartialEq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
 enum BackendName {
     /// The reference interpreter (CPU, exact ONNX semantics).
     Reference,
     /// The bundle's WebGPU variant, through wgpu on Vulkan.
     Webgpu,
     /// The bundle's SIMD128 WebAssembly variant, through wasmtime.
+    #[value(alias = "wasm-simd")]
     Wasm,
     /// The relaxed-SIMD WebAssembly variant, through wasmtime.
     WasmRelaxed,
@@ -51,6 +70,27 @@ impl BackendName {
             BackendName::WasmRelaxed => Some(Isa::Relaxed),
             BackendName::WasmScalar => Some(Isa::Scalar),
             BackendName::Reference | BackendName::Webgpu => None,
+        }
+    }
+
+    /// The backend that runs a bundle's variant `v`.
+    fn of_variant(v: &Variant) -> Option<BackendName> {
+        use wpc::codegen_wasm::Isa;
+        match v {
+            Variant::WebGpu(_) => Some(BackendName::Webgpu),
+            Variant::Wasm(w) => match Isa::parse(&w.name)? {
+                Isa::Simd => Some(BackendName::Wasm),
+                Isa::Relaxed => Some(BackendName::WasmRelaxed),
+                Isa::Scalar => Some(BackendName::WasmScalar),
+            },
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self.isa() {
+            Some(isa) => isa.name(),
+            None if self == BackendName::Webgpu => "webgpu",
+            None => "reference",
         }
     }
 
@@ -91,10 +131,99 @@ impl TargetArgs {
     }
 }
 
+/// How model inputs are bound and fixed: the same flags on `compile`,
+/// `run` and `bench`.
+#[derive(clap::Args, Clone)]
+struct BindArgs {
+    /// SYMBOL=N: the size of a symbolic input dim (e.g. --dim batch=1);
+    /// kernels are compiled for it. Checked against every input that uses
+    /// the symbol.
+    #[arg(long = "dim", value_name = "SYMBOL=N")]
+    dims: Vec<String>,
+    /// NAME=D0xD1x...: the whole shape of an input, for dims the model
+    /// leaves unnamed (e.g. --input-shape input=1x512). Each size the
+    /// model fixes must match.
+    #[arg(long = "input-shape", value_name = "NAME=SHAPE")]
+    input_shapes: Vec<String>,
+    /// NAME=FILE.npy: fix an input to a value at compile time (required
+    /// for inputs that steer kernels: reduction axes, pads, an If's
+    /// condition such as Silero VAD's `sr`). The input leaves the bundle.
+    #[arg(long = "freeze", value_name = "NAME=FILE.npy")]
+    freeze: Vec<String>,
+    /// Compute float64 tensors in float32 (WGSL has no f64).
+    #[arg(long)]
+    demote_f64: bool,
+}
+
+/// [`BindArgs`], parsed: each name given once.
+struct Binding {
+    dims: HashMap<String, usize>,
+    input_shapes: Vec<(String, Vec<usize>)>,
+    frozen: Vec<(String, PathBuf)>,
+    demote_f64: bool,
+}
+
+impl BindArgs {
+    fn parse(&self) -> Result<Binding> {
+        let frozen = inputs::parse_unique("--freeze", &self.freeze, |f| {
+            let (name, path) = f
+                .split_once('=')
+                .with_context(|| format!("--freeze '{f}': expected NAME=FILE.npy"))?;
+            Ok((name.to_string(), PathBuf::from(path)))
+        })?;
+        Ok(Binding {
+            dims: inputs::parse_dims(&self.dims)?,
+            input_shapes: inputs::parse_unique(
+                "--input-shape",
+                &self.input_shapes,
+                inputs::parse_shape,
+            )?,
+            frozen,
+            demote_f64: self.demote_f64,
+        })
+    }
+}
+
+impl Binding {
+    /// `options` with these bindings (frozen inputs read from their files).
+    fn apply(&self, mut options: wpc::compile::Options) -> Result<wpc::compile::Options> {
+        options.dims = self.dims.clone();
+        options.input_shapes = self.input_shapes.iter().cloned().collect();
+        options.demote_f64 = self.demote_f64;
+        for (name, path) in &self.frozen {
+            options.freeze_file(name, path)?;
+        }
+        Ok(options)
+    }
+
+    /// What `--dim` says, for [`wpc::binding::resolve`].
+    fn symbols(&self) -> HashMap<String, Said> {
+        self.dims
+            .iter()
+            .map(|(s, &size)| {
+                let by = format!("--dim {s}={size}");
+                (s.clone(), Said { size, by })
+            })
+            .collect()
+    }
+
+    /// Whether any flag only compiling can honour was given.
+    fn compile_only_flag(&self) -> Option<&'static str> {
+        if !self.frozen.is_empty() {
+            Some("--freeze")
+        } else if self.demote_f64 {
+            Some("--demote-f64")
+        } else {
+            None
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Summarise a model: opsets, inputs and outputs with symbolic shapes,
-    /// op histogram, parameter count, and every node wpc cannot run.
+    /// op histogram, parameter count (initializers and Constant nodes), and
+    /// which nodes each backend cannot run.
     Inspect {
         /// The .onnx file (external data is read from beside it).
         model: PathBuf,
@@ -102,9 +231,12 @@ enum Command {
     /// List the shipped target profiles.
     Targets,
     /// Time a model's WebGPU variant through wgpu (median per inference),
-    /// and/or the GEMM kernel on N x N x N matrices in GFLOP/s.
+    /// and/or the GEMM kernel on N x N x N matrices in GFLOP/s. Give a
+    /// model, --matmul, or both.
+    #[command(arg_required_else_help = true)]
     Bench {
         /// An .onnx file (compiled for --target first) or a bundle directory.
+        #[arg(required_unless_present = "matmul")]
         model: Option<PathBuf>,
         #[command(flatten)]
         target: TargetArgs,
@@ -114,13 +246,14 @@ enum Command {
         /// The adapter's peak f32 GFLOP/s, to report GEMM efficiency.
         #[arg(long, value_name = "GFLOPS")]
         peak_gflops: Option<f64>,
-        #[arg(long, default_value_t = 20)]
+        /// Timed runs; the median is reported.
+        #[arg(long, default_value_t = 20, value_name = "N")]
         iterations: usize,
-        #[arg(long, default_value_t = 3)]
+        /// Untimed runs first (pipelines, caches and clocks warm up).
+        #[arg(long, default_value_t = 3, value_name = "N")]
         warmup: usize,
-        /// SYMBOL=VALUE for symbolic input dims of an .onnx model.
-        #[arg(long = "dim", value_name = "SYMBOL=VALUE")]
-        dims: Vec<String>,
+        #[command(flatten)]
+        bind: BindArgs,
     },
     /// Compile a model into a bundle directory for one target.
     Compile {
@@ -129,57 +262,59 @@ enum Command {
         #[command(flatten)]
         target: TargetArgs,
         /// Output directory (default: MODEL with .wpc in place of .onnx).
-        /// Replaced atomically if it exists.
-        #[arg(long, short = 'o')]
+        /// Written atomically; an existing directory is replaced only if it
+        /// is a wpc bundle or empty (see --force).
+        #[arg(long, short = 'o', value_name = "DIR")]
         output: Option<PathBuf>,
-        /// SYMBOL=VALUE: size of a symbolic input dim (e.g. batch=1);
-        /// kernels are compiled for these sizes.
-        #[arg(long = "dim", value_name = "SYMBOL=VALUE")]
-        dims: Vec<String>,
-        /// Compute float64 tensors in float32 (WGSL has no f64).
+        /// Replace the output path even if it is not a wpc bundle (never
+        /// the current directory or one containing it).
         #[arg(long)]
-        demote_f64: bool,
-        /// NAME=D0xD1x...: the concrete shape of a model input (for dims
-        /// the model leaves unnamed), e.g. input=1x512.
-        #[arg(long = "input-shape", value_name = "NAME=SHAPE")]
-        input_shapes: Vec<String>,
-        /// NAME=FILE.npy: fix a model input to a value at compile time
-        /// (required for inputs that steer kernels, e.g. reduction axes).
-        #[arg(long = "freeze", value_name = "NAME=FILE.npy")]
-        freeze: Vec<String>,
+        force: bool,
+        #[command(flatten)]
+        bind: BindArgs,
         /// Leave out the copy of the JS runtime (DIR/runtime/index.js), for
         /// pages that take it from the npm package wpc-runtime instead.
         #[arg(long)]
         no_js_runtime: bool,
     },
-    /// Run a model (.onnx, reference or compiled on the fly) or a bundle
-    /// directory (webgpu) on inputs from .npy files or random data, writing
-    /// one <output>.npy per model output.
+    /// Run a model (.onnx: on the reference interpreter, or compiled on the
+    /// fly for --backend) or a bundle directory (its first variant, or
+    /// --backend) on inputs from .npy files or random data, writing one
+    /// <output>.npy per model output and outputs.json (names, files,
+    /// shapes).
     Run {
-        /// The .onnx file, or a bundle directory with --backend webgpu.
+        /// The .onnx file, or a bundle directory.
         model: PathBuf,
-        /// Which executor runs the model.
-        #[arg(long, value_enum, default_value = "reference")]
-        backend: BackendName,
+        /// Which executor runs the model (default: reference for an .onnx
+        /// file, the bundle's first variant for a bundle).
+        #[arg(long, value_enum)]
+        backend: Option<BackendName>,
         /// NAME=FILE.npy, or NAME=random for a seeded random tensor of the
-        /// declared shape. Repeat for every model input.
+        /// input's shape. Give every model input once. A file's shape
+        /// binds the input's symbolic and unnamed dims.
         #[arg(long = "input", value_name = "NAME=SOURCE")]
         inputs: Vec<String>,
-        /// SYMBOL=VALUE: size of a symbolic dim for random inputs (e.g. batch=1).
-        #[arg(long = "dim", value_name = "SYMBOL=VALUE")]
-        dims: Vec<String>,
+        #[command(flatten)]
+        bind: BindArgs,
         /// Seed for random inputs.
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Target to compile for when MODEL is an .onnx file and the
-        /// backend is webgpu.
+        /// backend is not the reference.
         #[command(flatten)]
         target: TargetArgs,
-        /// Directory for the output .npy files (created if missing).
-        #[arg(long, short = 'o')]
-        output_dir: PathBuf,
+        /// Directory for the outputs (default: MODEL with .outputs in
+        /// place of its extension). Written atomically; an existing one is
+        /// replaced only if wpc wrote it or it is empty (see --force).
+        #[arg(long, short = 'o', visible_alias = "output-dir", value_name = "DIR")]
+        output: Option<PathBuf>,
+        /// Replace the output path even if wpc did not write it (never the
+        /// current directory or one containing it).
+        #[arg(long)]
+        force: bool,
     },
-    /// List every op wpc can run, and whether it has shape inference.
+    /// List every op wpc knows, with its shape inference and what each
+    /// backend runs it with.
     Ops,
     /// Run the ONNX node conformance cases in DIR (written by
     /// scripts/gen_conformance.py) and report pass counts per op.
@@ -212,9 +347,24 @@ enum Command {
     },
 }
 
+/// The last panic's message, location and (with `RUST_BACKTRACE=1`)
+/// backtrace, kept by the panic hook for the internal-error report.
+static LAST_PANIC: Mutex<Option<String>> = Mutex::new(None);
+
 fn main() -> ExitCode {
-    // Panics are reported below as internal errors; keep stderr to one message.
-    std::panic::set_hook(Box::new(|_| {}));
+    // Panics are reported once, below, as internal errors; the hook keeps
+    // what a bug report needs. (Panics caught inside wpc, such as a kernel
+    // failing in the interpreter, become errors naming the node.)
+    std::panic::set_hook(Box::new(|info| {
+        let backtrace = std::backtrace::Backtrace::capture();
+        let mut report = info.to_string();
+        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+            report.push_str(&format!("\nbacktrace:\n{backtrace}"));
+        } else {
+            report.push_str("\n(run with RUST_BACKTRACE=1 for a backtrace)");
+        }
+        *LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner()) = Some(report);
+    }));
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -235,11 +385,18 @@ fn main() -> ExitCode {
                 c.downcast_ref::<wpc_ir::Error>()
                     .is_some_and(|w| w.kind == wpc_ir::ErrorKind::Internal)
             });
+            if internal {
+                eprintln!(
+                    "this is a bug in wpc; please report it with the model that triggered it"
+                );
+            }
             ExitCode::from(if internal { 2 } else { 1 })
         }
         Err(_) => {
+            let report = LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner()).take();
             eprintln!(
-                "error: internal error in wpc (a bug); please report it with the model that triggered it"
+                "error: internal error in wpc (a bug); please report it with the model that triggered it and this message:\n{}",
+                report.as_deref().unwrap_or("(no panic message)")
             );
             ExitCode::from(2)
         }
@@ -247,26 +404,19 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> Result<()> {
+    // A way for the CLI tests to reach the internal-error report (no
+    // input reaches a panic on purpose).
+    if std::env::var_os("WPC_TEST_PANIC").is_some() {
+        panic!("WPC_TEST_PANIC is set");
+    }
     match cli.command {
         Command::Inspect { model } => {
             let m = wpc::load(&model)?;
-            print!("{}", wpc::inspect::summary(&m));
+            wpc::stdout::print(format_args!("{}", wpc::inspect::summary(&m)));
             Ok(())
         }
         Command::Ops => {
-            let ops = wpc_ir::ops::supported_ops();
-            for name in &ops {
-                let def = wpc_ir::ops::lookup("", name).expect("listed ops are registered");
-                println!(
-                    "{name:<28} {}",
-                    if def.infer.is_some() {
-                        "shape inference"
-                    } else {
-                        ""
-                    }
-                );
-            }
-            println!("{} ops", ops.len());
+            print_ops();
             Ok(())
         }
         Command::Bench {
@@ -276,17 +426,26 @@ fn dispatch(cli: Cli) -> Result<()> {
             peak_gflops,
             iterations,
             warmup,
-            dims,
+            bind,
         } => {
-            let gpu = wpc::runtime::webgpu::Gpu::new()?;
-            println!("adapter: {}", gpu.describe());
+            if iterations == 0 {
+                bail!("--iterations must be at least 1");
+            }
+            let binding = bind.parse()?;
             let profile = target.profile()?;
+            let gpu = wpc::runtime::webgpu::Gpu::new()?;
+            say!("adapter: {}", gpu.describe());
             if let Some(path) = model {
                 let bundle = if path.is_dir() {
+                    if let Some(flag) = binding.compile_only_flag() {
+                        bail!(
+                            "{flag} applies when compiling; {} is a bundle",
+                            path.display()
+                        );
+                    }
                     wpc::runtime::Bundle::read(&path)?
                 } else {
-                    let mut options = BackendName::Webgpu.options(profile.clone());
-                    options.dims = parse_dims(&dims)?;
+                    let options = binding.apply(BackendName::Webgpu.options(profile.clone()))?;
                     wpc::compile::compile_file(&path, &options)?.bundle
                 };
                 let label = format!("{} ({})", path.display(), bundle.manifest.target);
@@ -309,130 +468,53 @@ fn dispatch(cli: Cli) -> Result<()> {
                 )?;
                 let gflops = 2.0 * (n as f64).powi(3) / t.as_secs_f64() / 1e9;
                 match peak_gflops {
-                    Some(p) => println!(
+                    Some(p) => say!(
                         "matmul {n}: {gflops:.1} GFLOP/s = {:.1}% of {p:.0} GFLOP/s peak",
                         100.0 * gflops / p
                     ),
-                    None => println!("matmul {n}: {gflops:.1} GFLOP/s"),
+                    None => say!("matmul {n}: {gflops:.1} GFLOP/s"),
                 }
             }
             Ok(())
         }
         Command::Targets => {
             for p in wpc::targets::all_builtin()? {
-                println!("{:<16} {}", p.name, p.description);
+                say!("{:<16} {}", p.name, p.description);
             }
-            println!("\nUse one with --target NAME, or your own with --target-file FILE.ron.");
+            say!("\nUse one with --target NAME, or your own with --target-file FILE.ron.");
             Ok(())
         }
         Command::Compile {
             model,
             target,
             output,
-            dims,
-            demote_f64,
-            input_shapes,
-            freeze,
+            force,
+            bind,
             no_js_runtime,
-        } => {
-            let out = output.unwrap_or_else(|| model.with_extension("wpc"));
-            let mut build = wpc::build::Build::new(&model)
-                .cargo_directives(false)
-                .out_dir(&out)
-                .demote_f64(demote_f64)
-                .js_runtime(!no_js_runtime);
-            build = match &target.target_file {
-                Some(path) => build.target_file(path),
-                None => build.target(&target.target),
-            };
-            for (symbol, size) in parse_dims(&dims)? {
-                build = build.dim(&symbol, size);
-            }
-            for spec in &input_shapes {
-                let (name, dims) = spec
-                    .split_once('=')
-                    .with_context(|| format!("--input-shape '{spec}': expected NAME=D0xD1..."))?;
-                let dims = dims
-                    .split('x')
-                    .map(|d| d.trim().parse::<usize>())
-                    .collect::<Result<Vec<_>, _>>()
-                    .with_context(|| format!("--input-shape '{spec}': sizes must be integers"))?;
-                build = build.input_shape(name, &dims);
-            }
-            for f in &freeze {
-                let (name, path) = f
-                    .split_once('=')
-                    .with_context(|| format!("--freeze '{f}': expected NAME=FILE.npy"))?;
-                build = build.freeze(name, path);
-            }
-            let built = build.compile()?;
-            let manifest = &built.manifest;
-            let weight_bytes: u64 = manifest.shards.iter().map(|s| s.bytes).sum();
-            println!(
-                "{} -> {} (target {}): {} weight bytes in {} shards",
-                model.display(),
-                out.display(),
-                manifest.target,
-                weight_bytes,
-                manifest.shards.len(),
-            );
-            let file_bytes = |name: &str| {
-                let listed = manifest.code.iter().find(|c| c.file == name);
-                listed.map_or(0, |c| c.bytes)
-            };
-            for v in &manifest.variants {
-                match v {
-                    Variant::WebGpu(w) => println!(
-                        "  webgpu: {} kernels, {} dispatches, peak device memory {} bytes",
-                        w.shaders.len(),
-                        w.dispatches.len(),
-                        w.peak_bytes
-                    ),
-                    Variant::Wasm(w) => {
-                        println!(
-                            "  {}: {} ({} bytes), linear memory {} bytes",
-                            w.name,
-                            w.module,
-                            file_bytes(&w.module),
-                            w.memory_bytes
-                        );
-                        if !w.reference_nodes.is_empty() {
-                            println!(
-                                "    {} nodes without a generated kernel run the reference kernels ({}), e.g. {}",
-                                w.reference_nodes.len(),
-                                w.reference.as_deref().unwrap_or("?"),
-                                w.reference_nodes[0]
-                            );
-                        }
-                    }
-                }
-            }
-            for (name, why) in &built.skipped {
-                println!("  {name}: left out: {why}");
-            }
-            if !no_js_runtime {
-                let runtime = wpc::runtime::js::DIR;
-                let bytes: usize = wpc::runtime::js::FILES.iter().map(|(_, t)| t.len()).sum();
-                println!(
-                    "  JS runtime: {}/{runtime}/index.js ({bytes} bytes in {} modules)",
-                    out.display(),
-                    wpc::runtime::js::FILES.len()
-                );
-            }
-            Ok(())
-        }
+        } => compile(&model, &target, output, force, &bind, no_js_runtime),
         Command::Run {
             model,
             backend,
             inputs,
-            dims,
+            bind,
             seed,
             target,
-            output_dir,
-        } => match backend {
-            BackendName::Reference => run(&model, &inputs, &dims, seed, &output_dir),
-            other => run_bundle(other, &model, &target, &inputs, &dims, seed, &output_dir),
-        },
+            output,
+            force,
+        } => {
+            let out = output.unwrap_or_else(|| model.with_extension("outputs"));
+            // Refuse an output path we may not replace before any work.
+            outdir::check(&out, DirKind::Outputs, force)?;
+            let binding = bind.parse()?;
+            let given = inputs::parse_unique("--input", &inputs, inputs::parse_input)?;
+            let outputs = if model.is_dir() {
+                run_bundle(&model, backend, &given, &binding, seed)?
+            } else {
+                let backend = backend.unwrap_or(BackendName::Reference);
+                run_model(&model, backend, &target, &given, &binding, seed)?
+            };
+            write_outputs(&outputs, &out, force)
+        }
         Command::Conformance {
             dir,
             backend,
@@ -476,7 +558,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                     bar.set_position(done as u64);
                 })?;
             bar.finish_and_clear();
-            print!("{}", report.render(verbose));
+            wpc::stdout::print(format_args!("{}", report.render(verbose)));
             if let Some(path) = json {
                 let text = serde_json::to_string_pretty(&report)?;
                 std::fs::write(&path, text)
@@ -503,7 +585,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                         lost.join(", ")
                     );
                 }
-                println!(
+                say!(
                     "baseline {}: no regressions ({} passed now, {} in baseline)",
                     path.display(),
                     report.passed,
@@ -515,140 +597,514 @@ fn dispatch(cli: Cli) -> Result<()> {
     }
 }
 
-fn run(
-    model_path: &Path,
-    inputs: &[String],
-    dims: &[String],
-    seed: u64,
-    output_dir: &Path,
-) -> Result<()> {
-    let mut model = wpc::load(model_path)?;
-    wpc_ir::ops::check_model(&model).with_context(|| model_path.display().to_string())?;
-    wpc::passes::optimize(&mut model).with_context(|| model_path.display().to_string())?;
-    let given = inputs
-        .iter()
-        .map(|s| inputs::parse_input(s))
-        .collect::<Result<Vec<(String, InputSource)>>>()?;
-    let dims = parse_dims(dims)?;
-    let feeds = inputs::gather_inputs(&inputs::declared_inputs(&model), &given, &dims, seed)?;
-    let outputs = wpc_ir::interp::run_model(&model, &feeds)
-        .with_context(|| model_path.display().to_string())?;
-    write_outputs(&outputs, output_dir)
-}
-
-fn parse_dims(dims: &[String]) -> Result<HashMap<String, usize>> {
-    dims.iter().map(|s| inputs::parse_dim(s)).collect()
-}
-
-/// Runs a bundle (or a model compiled on the fly) on one of its variants.
-fn run_bundle(
-    backend: BackendName,
-    path: &Path,
-    target: &TargetArgs,
-    inputs: &[String],
-    dims: &[String],
-    seed: u64,
-    output_dir: &Path,
-) -> Result<()> {
-    let dims = parse_dims(dims)?;
-    let bundle = if path.is_dir() {
-        wpc::runtime::Bundle::read(path)?
-    } else {
-        let mut options = backend.options(target.profile()?);
-        options.dims = dims.clone();
-        wpc::compile::compile_file(path, &options)?.bundle
-    };
-    let declared: Vec<(String, wpc_ir::ValueType)> = bundle
-        .manifest
-        .inputs
-        .iter()
-        .map(|t| {
-            let dtype = wpc_ir::DType::ALL.into_iter().find(|d| d.name() == t.dtype);
-            let shape: Vec<usize> = t.bound.iter().map(|&d| d as usize).collect();
-            (
-                t.name.clone(),
-                wpc_ir::ValueType {
-                    dtype,
-                    shape: wpc_ir::Shape::known(&shape),
-                },
-            )
-        })
-        .collect();
-    let given = inputs
-        .iter()
-        .map(|s| inputs::parse_input(s))
-        .collect::<Result<Vec<(String, InputSource)>>>()?;
-    let mut feeds = inputs::gather_inputs(&declared, &given, &dims, seed)?;
-    let ordered: Vec<wpc_ir::Tensor> = declared
-        .iter()
-        .map(|(name, _)| feeds.remove(name).expect("gathered every input"))
-        .collect();
-    let results = match backend.isa() {
-        Some(isa) => {
-            wpc::runtime::wasm::Session::load(&bundle, isa.name()).and_then(|mut s| s.run(&ordered))
-        }
-        None => {
-            let gpu = wpc::runtime::webgpu::Gpu::new()?;
-            wpc::runtime::webgpu::Session::load(&gpu, &bundle).and_then(|s| s.run(&ordered))
-        }
-    }
-    .with_context(|| path.display().to_string())?;
-    let outputs: Vec<(String, wpc_ir::Tensor)> = bundle
-        .manifest
-        .outputs
-        .iter()
-        .map(|t| t.name.clone())
-        .zip(results)
-        .collect();
-    write_outputs(&outputs, output_dir)
-}
-
-/// Writes one .npy per output into `output_dir`, staging them in a
-/// temporary directory first so a failure leaves no partial output.
-fn write_outputs(outputs: &[(String, wpc_ir::Tensor)], output_dir: &Path) -> Result<()> {
-    let parent = output_dir
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent)
-        .with_context(|| format!("cannot create {}", parent.display()))?;
-    let tmp = tempfile_dir(parent)?;
-    for (name, t) in outputs {
-        let file = sanitize(name) + ".npy";
-        wpc::npy::write(&tmp.join(&file), t)?;
-        println!(
-            "{name}: {} {:?} -> {}",
-            t.dtype(),
-            t.shape(),
-            output_dir.join(&file).display()
+/// `wpc ops`: every registered op, whether it has shape inference, and how
+/// each backend runs it (by op; a kernel may still refuse a dtype or an
+/// attribute, which `wpc compile` reports by node).
+fn print_ops() {
+    use wpc::codegen_wasm::Support;
+    let ops = wpc_ir::ops::supported_ops();
+    say!(
+        "{:<28} {:<10} {:<10} {:<9} wasm",
+        "op",
+        "inference",
+        "reference",
+        "webgpu"
+    );
+    let (mut webgpu, mut wasm) = (0, 0);
+    for name in &ops {
+        let def = wpc_ir::ops::lookup("", name).expect("listed ops are registered");
+        let gpu = wpc::codegen_wgsl::ops::lowering("", name).is_some();
+        let cpu = wpc::codegen_wasm::support("", name);
+        webgpu += usize::from(gpu);
+        wasm += usize::from(cpu != Support::None);
+        say!(
+            "{name:<28} {:<10} {:<10} {:<9} {}",
+            if def.infer.is_some() { "yes" } else { "-" },
+            "yes",
+            if gpu { "kernel" } else { "-" },
+            match cpu {
+                Support::Kernel => "kernel",
+                Support::Reference => "reference kernel",
+                Support::None => "-",
+            }
         );
     }
-    std::fs::create_dir_all(output_dir)
-        .with_context(|| format!("cannot create {}", output_dir.display()))?;
-    for entry in std::fs::read_dir(&tmp)? {
-        let entry = entry?;
-        std::fs::rename(entry.path(), output_dir.join(entry.file_name()))?;
+    say!(
+        "{} ops: all run on the reference backend, {webgpu} on webgpu, {wasm} on wasm \
+         ('reference kernel': the interpreter's kernel compiled to wasm)",
+        ops.len()
+    );
+}
+
+fn compile(
+    model: &Path,
+    target: &TargetArgs,
+    output: Option<PathBuf>,
+    force: bool,
+    bind: &BindArgs,
+    no_js_runtime: bool,
+) -> Result<()> {
+    let out = output.unwrap_or_else(|| model.with_extension("wpc"));
+    let binding = bind.parse()?;
+    let mut build = wpc::build::Build::new(model)
+        .cargo_directives(false)
+        .out_dir(&out)
+        .force(force)
+        .demote_f64(binding.demote_f64)
+        .js_runtime(!no_js_runtime);
+    build = match &target.target_file {
+        Some(path) => build.target_file(path),
+        None => build.target(&target.target),
+    };
+    for (symbol, &size) in &binding.dims {
+        build = build.dim(symbol, size);
     }
-    std::fs::remove_dir(&tmp)?;
+    for (name, dims) in &binding.input_shapes {
+        build = build.input_shape(name, dims);
+    }
+    for (name, path) in &binding.frozen {
+        build = build.freeze(name, path);
+    }
+    let built = build.compile()?;
+    let manifest = &built.manifest;
+    let weight_bytes: u64 = manifest.shards.iter().map(|s| s.bytes).sum();
+    say!(
+        "{} -> {} (target {}): {} weight bytes in {} shards",
+        model.display(),
+        out.display(),
+        manifest.target,
+        weight_bytes,
+        manifest.shards.len(),
+    );
+    let file_bytes = |name: &str| {
+        let listed = manifest.code.iter().find(|c| c.file == name);
+        listed.map_or(0, |c| c.bytes)
+    };
+    for v in &manifest.variants {
+        match v {
+            Variant::WebGpu(w) => say!(
+                "  webgpu: {} kernels, {} dispatches, peak device memory {} bytes",
+                w.shaders.len(),
+                w.dispatches.len(),
+                w.peak_bytes
+            ),
+            Variant::Wasm(w) => {
+                say!(
+                    "  {}: {} ({} bytes), linear memory {} bytes",
+                    w.name,
+                    w.module,
+                    file_bytes(&w.module),
+                    w.memory_bytes
+                );
+                if !w.reference_nodes.is_empty() {
+                    say!(
+                        "    {} nodes without a generated kernel run the reference kernels ({}), e.g. {}",
+                        w.reference_nodes.len(),
+                        w.reference.as_deref().unwrap_or("?"),
+                        w.reference_nodes[0]
+                    );
+                }
+            }
+        }
+    }
+    for (name, why) in &built.skipped {
+        say!("  {name}: left out: {why}");
+    }
+    if !no_js_runtime {
+        let runtime = wpc::runtime::js::DIR;
+        let bytes: usize = wpc::runtime::js::FILES.iter().map(|(_, t)| t.len()).sum();
+        say!(
+            "  JS runtime: {}/{runtime}/index.js ({bytes} bytes in {} modules)",
+            out.display(),
+            wpc::runtime::js::FILES.len()
+        );
+    }
     Ok(())
 }
 
-/// A fresh hidden directory under `parent` for staging outputs.
-fn tempfile_dir(parent: &Path) -> Result<PathBuf> {
-    let dir = parent.join(format!(".wpc-tmp-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    Ok(dir)
+/// The `--input` tensors read from files, and what their shapes say.
+fn read_input_files(
+    given: &[(String, InputSource)],
+) -> Result<(HashMap<String, Tensor>, Vec<GivenShape>)> {
+    let mut tensors = HashMap::new();
+    let mut shapes = Vec::new();
+    for (name, src) in given {
+        if let InputSource::File(path) = src {
+            let t = wpc::npy::read(path).with_context(|| format!("input '{name}'"))?;
+            shapes.push(GivenShape {
+                input: name.clone(),
+                shape: t.shape().to_vec(),
+                by: path.display().to_string(),
+            });
+            tensors.insert(name.clone(), t);
+        }
+    }
+    Ok((tensors, shapes))
 }
 
-/// A file name for an output tensor name (ONNX names may contain `/` or `:`).
-fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
+/// The feeds for `declared` (name, dtype, bound shape, in order): files
+/// as read, `random` ones made at the bound shape. Every input needs one
+/// source, of the input's dtype.
+fn feeds(
+    declared: &[(String, Option<wpc_ir::DType>, Vec<usize>)],
+    given: &[(String, InputSource)],
+    mut files: HashMap<String, Tensor>,
+    seed: u64,
+) -> Result<Vec<(String, Tensor)>> {
+    use rand_core::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    if let Some((name, _)) = given
+        .iter()
+        .find(|(n, _)| !declared.iter().any(|(d, _, _)| d == n))
+    {
+        let names: Vec<_> = declared.iter().map(|(n, _, _)| n.as_str()).collect();
+        bail!(
+            "the model has no input '{name}' to give with --input (its inputs: {})",
+            names.join(", ")
+        );
+    }
+    let mut out = Vec::new();
+    for (name, dtype, shape) in declared {
+        let t = match given.iter().find(|(n, _)| n == name).map(|(_, s)| s) {
+            Some(InputSource::Random) => {
+                let dtype = dtype.with_context(|| {
+                    format!("input '{name}' has no declared element type; pass a .npy file")
+                })?;
+                inputs::random_tensor(name, dtype, shape.clone(), &mut rng)?
             }
+            Some(InputSource::File(path)) => {
+                let t = files.remove(name).expect("every file was read");
+                if let Some(d) = dtype
+                    && t.dtype() != *d
+                {
+                    bail!(
+                        "input '{name}' is {} ({}), but the model takes {}",
+                        t.dtype(),
+                        path.display(),
+                        d
+                    );
+                }
+                t
+            }
+            None => bail!(
+                "input '{name}' ({}) was not given: pass --input {name}=FILE.npy or --input {name}=random",
+                wpc_ir::Shape::known(shape)
+            ),
+        };
+        out.push((name.clone(), t));
+    }
+    Ok(out)
+}
+
+/// Runs an .onnx model on `backend`: the reference interpreter, or a
+/// variant compiled on the fly. Input shapes are bound from the files,
+/// `--dim` and `--input-shape` together, checked against the model.
+fn run_model(
+    path: &Path,
+    backend: BackendName,
+    target: &TargetArgs,
+    given: &[(String, InputSource)],
+    binding: &Binding,
+    seed: u64,
+) -> Result<Vec<(String, Tensor)>> {
+    let model = wpc::load(path)?;
+    let within = |e: wpc_ir::Error| anyhow::Error::new(e.within(path.display().to_string()));
+    wpc_ir::ops::check_model(&model).map_err(within)?;
+    let profile = match backend {
+        // The reference interpreter needs no target (the default one is
+        // only a carrier for the bindings).
+        BackendName::Reference => wpc::targets::builtin("webgpu-baseline")?,
+        _ => target.profile()?,
+    };
+    let mut options = binding.apply(backend.options(profile))?;
+    if let Some((name, _)) = given.iter().find(|(n, _)| options.frozen.contains_key(n)) {
+        bail!("input '{name}' is frozen with --freeze; do not also give it with --input");
+    }
+    let g = &model.graph;
+    let declared: Vec<(String, ValueType)> = g
+        .inputs
+        .iter()
+        .filter(|v| !g.constants.contains_key(v))
+        .map(|&v| (g.value(v).name.clone(), g.value(v).ty.clone()))
+        .filter(|(n, _)| !options.frozen.contains_key(n))
+        .collect();
+    let (files, mut shapes) = read_input_files(given)?;
+    shapes.extend(
+        binding
+            .input_shapes
+            .iter()
+            .map(|(input, shape)| GivenShape {
+                input: input.clone(),
+                shape: shape.clone(),
+                by: "--input-shape".into(),
+            }),
+    );
+    let bound = wpc::binding::resolve(&declared, &binding.symbols(), &shapes).map_err(within)?;
+    let declared: Vec<_> = declared
+        .into_iter()
+        .map(|(n, ty)| {
+            let shape = bound[&n].clone();
+            (n, ty.dtype, shape)
+        })
+        .collect();
+    let feeds = feeds(&declared, given, files, seed)?;
+    options.input_shapes = bound;
+    if backend == BackendName::Reference {
+        let prepared = wpc::compile::prepare(&model, &options).map_err(within)?;
+        let feeds = feeds.into_iter().collect();
+        return wpc_ir::interp::run_model(&prepared, &feeds).map_err(within);
+    }
+    let source = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let bundle = wpc::compile::compile_model(&model, &name, &source, &options).map_err(within)?;
+    let tensors: Vec<Tensor> = feeds.into_iter().map(|(_, t)| t).collect();
+    run_variant(&bundle, backend, &tensors).with_context(|| path.display().to_string())
+}
+
+/// Runs a bundle directory on `backend` (default: its first variant). The
+/// bundle was compiled for fixed sizes: inputs, `--dim` and
+/// `--input-shape` are checked against them.
+fn run_bundle(
+    path: &Path,
+    backend: Option<BackendName>,
+    given: &[(String, InputSource)],
+    binding: &Binding,
+    seed: u64,
+) -> Result<Vec<(String, Tensor)>> {
+    if let Some(flag) = binding.compile_only_flag() {
+        bail!(
+            "{flag} applies when compiling; {} is a compiled bundle (recompile the model with {flag})",
+            path.display()
+        );
+    }
+    let bundle = wpc::runtime::Bundle::read(path)?;
+    let m = &bundle.manifest;
+    let backend = match backend {
+        Some(BackendName::Reference) => bail!(
+            "{} is a bundle; the reference backend runs .onnx models (give the model file, or \
+             --backend {})",
+            path.display(),
+            available_backends(m)
+        ),
+        Some(b) => b,
+        None => {
+            let first = m.variants.iter().find_map(BackendName::of_variant);
+            let b =
+                first.with_context(|| format!("{}: the bundle has no variants", path.display()))?;
+            eprintln!(
+                "running the bundle's first variant, {} (choose one with --backend)",
+                b.name()
+            );
+            b
+        }
+    };
+    // What the bundle was compiled for says the size of each symbol; the
+    // user's facts must agree with it.
+    let mut symbols: HashMap<String, Said> = HashMap::new();
+    let mut declared = Vec::new();
+    for t in &m.inputs {
+        let mut dims = Vec::new();
+        for (d, &size) in t.shape.iter().zip(&t.bound) {
+            dims.push(match d {
+                DimInfo::Symbol(s) if s != "?" => {
+                    let by =
+                        format!("the bundle (compiled for {s}={size}; recompile to change it)");
+                    symbols.insert(
+                        s.clone(),
+                        Said {
+                            size: size as usize,
+                            by,
+                        },
+                    );
+                    Dim::Symbol(s.clone())
+                }
+                _ => Dim::Known(size as usize),
+            });
+        }
+        let ty = ValueType {
+            dtype: t.dtype().ok(),
+            shape: wpc_ir::Shape(Some(dims)),
+        };
+        declared.push((t.name.clone(), ty));
+    }
+    for (s, said) in binding.symbols() {
+        match symbols.get(&s) {
+            Some(b) if b.size != said.size => bail!(
+                "{}: this bundle was compiled for {s}={}; recompile the model with {} to run it at that size",
+                said.by,
+                b.size,
+                said.by
+            ),
+            Some(_) => {}
+            None => {
+                symbols.insert(s, said);
+            }
+        }
+    }
+    let (files, mut shapes) = read_input_files(given)?;
+    shapes.extend(
+        binding
+            .input_shapes
+            .iter()
+            .map(|(input, shape)| GivenShape {
+                input: input.clone(),
+                shape: shape.clone(),
+                by: "--input-shape".into(),
+            }),
+    );
+    let bound = wpc::binding::resolve(&declared, &symbols, &shapes)
+        .with_context(|| path.display().to_string())?;
+    let declared: Vec<_> = declared
+        .into_iter()
+        .map(|(n, ty)| {
+            let shape = bound[&n].clone();
+            (n, ty.dtype, shape)
+        })
+        .collect();
+    let tensors: Vec<Tensor> = feeds(&declared, given, files, seed)?
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    run_variant(&bundle, backend, &tensors).with_context(|| path.display().to_string())
+}
+
+/// The bundle's variants as `--backend` names.
+fn available_backends(m: &wpc::runtime::Manifest) -> String {
+    let names: Vec<&str> = m
+        .variants
+        .iter()
+        .filter_map(BackendName::of_variant)
+        .map(BackendName::name)
+        .collect();
+    names.join("|")
+}
+
+/// Runs one of the bundle's variants natively on `inputs` (in the
+/// manifest's order); outputs are named.
+fn run_variant(
+    bundle: &wpc::runtime::Bundle,
+    backend: BackendName,
+    inputs: &[Tensor],
+) -> Result<Vec<(String, Tensor)>> {
+    let m = &bundle.manifest;
+    if !m
+        .variants
+        .iter()
+        .any(|v| BackendName::of_variant(v) == Some(backend))
+    {
+        bail!(
+            "the bundle has no {} variant (it has: {}); the target profile '{}' it was compiled \
+             for leaves it out, or its ops have no kernels there (wpc compile says which)",
+            backend.name(),
+            available_backends(m).replace('|', ", "),
+            m.target
+        );
+    }
+    let results = match backend.isa() {
+        Some(isa) => {
+            wpc::runtime::wasm::Session::load(bundle, isa.name()).and_then(|mut s| s.run(inputs))
+        }
+        None => {
+            let gpu = wpc::runtime::webgpu::Gpu::new()?;
+            wpc::runtime::webgpu::Session::load(&gpu, bundle).and_then(|s| s.run(inputs))
+        }
+    }?;
+    Ok(m.outputs
+        .iter()
+        .map(|t| t.name.clone())
+        .zip(results)
+        .collect())
+}
+
+/// File names for output tensors: ONNX names may hold `/` or `:`, which
+/// become `_`; names that then collide (`a/b`, `a_b`) get `-2`, `-3`, ….
+fn output_files(names: &[&str]) -> Vec<String> {
+    let mut taken = std::collections::HashSet::new();
+    names
+        .iter()
+        .map(|name| {
+            let base: String = name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            let base = if base.is_empty() || base.starts_with('.') {
+                format!("output{base}")
+            } else {
+                base
+            };
+            let mut file = format!("{base}.npy");
+            let mut n = 1;
+            while !taken.insert(file.to_lowercase()) {
+                n += 1;
+                file = format!("{base}-{n}.npy");
+            }
+            file
         })
         .collect()
+}
+
+/// Writes one .npy per output and `outputs.json` (each output's name,
+/// file, dtype and shape) as the directory `out`, under the output
+/// directory policy ([`outdir`]): all or nothing.
+fn write_outputs(outputs: &[(String, Tensor)], out: &Path, force: bool) -> Result<()> {
+    let names: Vec<&str> = outputs.iter().map(|(n, _)| n.as_str()).collect();
+    let files = output_files(&names);
+    let listing: Vec<serde_json::Value> = outputs
+        .iter()
+        .zip(&files)
+        .map(|((name, t), file)| {
+            serde_json::json!({
+                "name": name,
+                "file": file,
+                "dtype": t.dtype().name(),
+                "shape": t.shape(),
+            })
+        })
+        .collect();
+    let (marker, format) = DirKind::Outputs.marker();
+    let index = serde_json::json!({ "format": format, "version": 1, "outputs": listing });
+    outdir::write(out, DirKind::Outputs, force, |tmp| -> Result<()> {
+        for ((_, t), file) in outputs.iter().zip(&files) {
+            wpc::npy::write(&tmp.join(file), t)?;
+        }
+        let text = serde_json::to_string_pretty(&index)? + "\n";
+        std::fs::write(tmp.join(marker), text)
+            .with_context(|| format!("cannot write {}", out.join(marker).display()))?;
+        Ok(())
+    })?;
+    for ((name, t), file) in outputs.iter().zip(&files) {
+        say!(
+            "{name}: {} {:?} -> {}",
+            t.dtype(),
+            t.shape(),
+            out.join(file).display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::output_files;
+
+    #[test]
+    fn output_file_names_never_collide() {
+        assert_eq!(
+            output_files(&["a/b", "a_b", "A_B", "y", ".", ""]),
+            [
+                "a_b.npy",
+                "a_b-2.npy",
+                "A_B-3.npy",
+                "y.npy",
+                "output..npy",
+                "output.npy"
+            ]
+        );
+    }
 }

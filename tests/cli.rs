@@ -1,6 +1,9 @@
 //! End-to-end tests of the `wpc` binary: inspect, run, and the error paths
 //! a user hits with bad files (clear message, exit code 1, no partial output).
 
+#[path = "cli/hardening.rs"]
+mod hardening;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -136,7 +139,7 @@ fn inspect_shows_inputs_ops_and_parameters() {
         "x                        float32  [batch, 3]",
         "MatMul",
         "parameters: 8 in 2 initializers",
-        "unsupported: none",
+        "unknown ops: none",
     ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
@@ -150,13 +153,19 @@ fn ops_lists_the_registry() {
     let count: usize = text
         .lines()
         .last()
-        .and_then(|l| l.strip_suffix(" ops"))
-        .and_then(|n| n.parse().ok())
+        .and_then(|l| l.split_once(" ops: "))
+        .and_then(|(n, _)| n.parse().ok())
         .expect("closing count line");
-    assert_eq!(count, text.lines().count() - 1);
+    assert_eq!(
+        count,
+        text.lines().count() - 2,
+        "a header, a row per op, a total"
+    );
+    assert!(text.starts_with("op "), "{text}");
     assert!(
         text.lines()
-            .any(|l| l.starts_with("Conv ") && l.contains("shape inference")),
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["Conv", "yes", "yes", "kernel", "kernel"]),
         "{text}"
     );
 }
@@ -352,7 +361,7 @@ fn bad_models_give_clear_errors_and_exit_code_1() {
             o,
         ],
         &out_dir,
-        &["input 'x' must have shape [batch, 3]"],
+        &["input 'x' is given as [1, 4]", "fixes dim 1 to 3"],
     );
 
     let usage = wpc(&["run"]);

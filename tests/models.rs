@@ -377,7 +377,7 @@ fn real_models_run_on_wasm() {
             .collect();
         let scratch = tempfile::tempdir().expect("temp dir");
         let bundle_dir = scratch.path().join("bundle");
-        bundle.write(&bundle_dir).expect("bundle writes");
+        bundle.write(&bundle_dir, false).expect("bundle writes");
         let runs = wpc::runtime::wasm::variants(&bundle)
             .into_iter()
             .map(|v| (format!("{v} (wasmtime)"), Some(v)))

@@ -27,6 +27,31 @@ pub mod reference;
 pub use emit::Isa;
 pub use lower::{Compiled, Ctx, LowerFn, Slot, Tt, compile};
 
+/// How the WebAssembly backend runs an op, by op name (a kernel may still
+/// refuse a dtype or attribute, and then the node runs the reference
+/// kernel).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Support {
+    /// A generated kernel ([`ops::lowering`]).
+    Kernel,
+    /// The reference kernel compiled to wasm32 ([`reference`]).
+    Reference,
+    /// Not at all: the op carries subgraphs, which the reference module's
+    /// calls cannot encode.
+    None,
+}
+
+/// How the WebAssembly backend runs `op` of `domain` (a registered op).
+pub fn support(domain: &str, op: &str) -> Support {
+    if ops::lowering(domain, op).is_some() {
+        Support::Kernel
+    } else if matches!(op, "If" | "Loop" | "Scan") && (domain.is_empty() || domain == "ai.onnx") {
+        Support::None
+    } else {
+        Support::Reference
+    }
+}
+
 /// The module as WebAssembly text, for snapshots and reading.
 pub fn to_text(wasm: &[u8]) -> String {
     wasmprinter::print_bytes(wasm).unwrap_or_else(|e| format!("(invalid module: {e})"))

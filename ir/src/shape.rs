@@ -25,7 +25,14 @@ impl fmt::Display for Dim {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Dim::Known(n) => write!(f, "{n}"),
-            Dim::Symbol(s) => f.write_str(s),
+            // Quoted unless a plain name, so a symbol an exporter named
+            // `?` or `` is told apart from a dim of unknown size.
+            Dim::Symbol(s)
+                if !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || "_.-".contains(c)) =>
+            {
+                f.write_str(s)
+            }
+            Dim::Symbol(s) => write!(f, "'{s}'"),
             Dim::Unknown => f.write_str("?"),
         }
     }

@@ -1,11 +1,12 @@
 //! Reading and writing bundle directories.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
 use crate::manifest::{FORMAT, Manifest, VERSION, Variant};
+use crate::outdir::DirKind;
 use crate::{Error, Result};
 
 /// A bundle in memory: the manifest and the contents of every file it names.
@@ -77,25 +78,12 @@ impl Bundle {
             })
     }
 
-    /// Writes the bundle to `dir`, replacing whatever is there, so that
-    /// readers see either the old bundle or the new one, never a mix: files
-    /// go to a temporary sibling directory that is renamed into place.
-    pub fn write(&self, dir: &Path) -> Result<()> {
-        let parent = match dir.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&parent).map_err(io(&parent))?;
-        let base = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = parent.join(format!(".{base}.tmp-{}", std::process::id()));
-        let result = (|| {
-            if tmp.exists() {
-                std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
-            }
-            std::fs::create_dir(&tmp).map_err(io(&tmp))?;
+    /// Writes the bundle to `dir` under the output-directory policy of
+    /// [`crate::outdir`]: atomically (readers see the old bundle or the
+    /// new, never a mix), replacing only a bundle or an empty directory
+    /// unless `force`.
+    pub fn write(&self, dir: &Path, force: bool) -> Result<()> {
+        crate::outdir::write(dir, DirKind::Bundle, force, |tmp| {
             let json = serde_json::to_vec_pretty(&self.manifest).expect("manifests serialize");
             let path = tmp.join("manifest.json");
             std::fs::write(&path, json).map_err(io(&path))?;
@@ -106,15 +94,8 @@ impl Bundle {
                 }
                 std::fs::write(&path, bytes).map_err(io(&path))?;
             }
-            if dir.exists() {
-                std::fs::remove_dir_all(dir).map_err(io(dir))?;
-            }
-            std::fs::rename(&tmp, dir).map_err(io(dir))
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_dir_all(&tmp);
-        }
-        result
+            Ok(())
+        })
     }
 
     /// Reads a bundle directory, checking the format version, that every
@@ -135,11 +116,16 @@ impl Bundle {
         }
         let version = value.get("version").and_then(|v| v.as_u64());
         if version != Some(u64::from(VERSION)) {
+            let found = match value.get("version") {
+                Some(v) => format!("format version {v}"),
+                None => "no format version".to_string(),
+            };
             return Err(bad(format!(
-                "format version {version:?}; this wpc reads version {VERSION}"
+                "{found}; this wpc reads version {VERSION} (recompile the model with this wpc)"
             )));
         }
         let manifest: Manifest = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+        manifest.validate().map_err(bad)?;
         let mut bundle = Bundle {
             manifest,
             files: BTreeMap::new(),

@@ -14,6 +14,7 @@ pub mod bundle;
 pub mod device_data;
 pub mod js;
 pub mod manifest;
+pub mod outdir;
 #[cfg(feature = "wasm")]
 pub mod wasm;
 #[cfg(feature = "webgpu")]
@@ -30,6 +31,9 @@ pub enum Error {
         path: String,
         source: std::io::Error,
     },
+    /// An output path wpc will not write (see [`outdir`]).
+    #[error("{path}: {reason}")]
+    Refused { path: String, reason: String },
     #[error("{path}: bad bundle: {reason}")]
     Format { path: String, reason: String },
     #[error("{0}")]

@@ -45,6 +45,158 @@ pub struct ModelInfo {
     pub sha256: String,
 }
 
+impl Manifest {
+    /// Checks that the manifest is consistent with itself, so that every
+    /// runtime may trust it: each tensor's bound shape has the element
+    /// count its slots hold in every variant, and every index, offset and
+    /// range points inside what it indexes. An edited or corrupt manifest
+    /// is refused here, before it could produce a wrong-shaped output.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        // (role, name, elements, bytes per element) of every input, then
+        // every output: the order of each variant's slots.
+        let mut tensors = Vec::new();
+        for (role, infos) in [("input", &self.inputs), ("output", &self.outputs)] {
+            for t in infos {
+                let elements = t.validate(role)?;
+                let size = t.dtype().map_err(|e| e.to_string())?.size() as u64;
+                tensors.push((role, t.name.as_str(), elements, size));
+            }
+        }
+        let counts = (self.inputs.len(), self.outputs.len());
+        for v in &self.variants {
+            let (name, slots) = v.slots();
+            if (slots.0.len(), slots.1.len()) != counts {
+                return Err(format!(
+                    "variant {name} has {} inputs and {} outputs; the model has {} and {}",
+                    slots.0.len(),
+                    slots.1.len(),
+                    counts.0,
+                    counts.1
+                ));
+            }
+            for (&(role, tensor, elements, _), slot) in
+                tensors.iter().zip(slots.0.iter().chain(&slots.1))
+            {
+                if elements != *slot {
+                    return Err(format!(
+                        "{role} '{tensor}' is bound to {elements} elements, but variant {name} holds {slot}"
+                    ));
+                }
+            }
+            match v {
+                Variant::Wasm(w) => w.validate(&tensors, &self.shards)?,
+                Variant::WebGpu(w) => w.validate(&self.shards)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Variant {
+    /// The variant's name and its input and output element counts.
+    fn slots(&self) -> (&str, (Vec<u64>, Vec<u64>)) {
+        fn counts<'a>(ts: impl Iterator<Item = &'a u64>) -> Vec<u64> {
+            ts.copied().collect()
+        }
+        match self {
+            Variant::Wasm(w) => (
+                &w.name,
+                (
+                    counts(w.inputs.iter().map(|t| &t.elements)),
+                    counts(w.outputs.iter().map(|t| &t.elements)),
+                ),
+            ),
+            Variant::WebGpu(w) => (
+                "webgpu",
+                (
+                    counts(w.inputs.iter().map(|t| &t.elements)),
+                    counts(w.outputs.iter().map(|t| &t.elements)),
+                ),
+            ),
+        }
+    }
+}
+
+/// Whether `r` lies inside one of `shards`.
+fn in_shards(r: &ShardRange, shards: &[Shard]) -> bool {
+    shards.get(r.shard).is_some_and(|s| {
+        r.offset
+            .checked_add(r.bytes)
+            .is_some_and(|end| end <= s.bytes)
+    })
+}
+
+impl WasmVariant {
+    /// Every tensor slot and weight placement lies inside linear memory.
+    fn validate(
+        &self,
+        tensors: &[(&str, &str, u64, u64)],
+        shards: &[Shard],
+    ) -> std::result::Result<(), String> {
+        let fits = |offset: u64, bytes: u64| {
+            offset
+                .checked_add(bytes)
+                .is_some_and(|end| end <= self.memory_bytes)
+        };
+        let slots = self.inputs.iter().chain(&self.outputs);
+        for (&(role, tensor, elements, size), slot) in tensors.iter().zip(slots) {
+            if !elements
+                .checked_mul(size)
+                .is_some_and(|bytes| fits(slot.offset, bytes))
+            {
+                return Err(format!(
+                    "{role} '{tensor}' lies outside variant {}'s {} bytes of memory",
+                    self.name, self.memory_bytes
+                ));
+            }
+        }
+        if self
+            .weights
+            .iter()
+            .any(|p| !in_shards(&p.range, shards) || !fits(p.offset, p.range.bytes))
+        {
+            return Err(format!(
+                "variant {} places weights outside its shards or its memory",
+                self.name
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl WebGpuVariant {
+    /// Every tensor fits its buffer, every weight range its shard and
+    /// buffer, and every dispatch names shaders and buffers that exist.
+    fn validate(&self, shards: &[Shard]) -> std::result::Result<(), String> {
+        let fits = |t: &DeviceTensor| {
+            self.buffers
+                .get(t.buffer)
+                .is_some_and(|b| t.elements.checked_mul(4).is_some_and(|n| n <= b.bytes))
+        };
+        if !self.inputs.iter().chain(&self.outputs).all(fits) {
+            return Err("the webgpu variant's inputs or outputs do not fit their buffers".into());
+        }
+        let init_ok = |b: &BufferDecl| {
+            b.init
+                .as_ref()
+                .is_none_or(|r| in_shards(r, shards) && r.bytes <= b.bytes)
+        };
+        if !self.buffers.iter().all(init_ok) {
+            return Err("the webgpu variant's weights lie outside its shards or buffers".into());
+        }
+        for d in &self.dispatches {
+            if d.shader >= self.shaders.len() || d.bindings.iter().any(|&b| b >= self.buffers.len())
+            {
+                return Err(format!(
+                    "the dispatch of node {} names a shader or buffer that does not exist",
+                    d.node
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A model input or output.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,6 +220,27 @@ impl TensorInfo {
                 path: "manifest.json".into(),
                 reason: format!("tensor '{}' has unknown dtype '{}'", self.name, self.dtype),
             })
+    }
+
+    /// Checks that `bound` fits the declared `shape` (rank, fixed sizes);
+    /// returns its element count.
+    fn validate(&self, role: &str) -> std::result::Result<u64, String> {
+        let fits = self.bound.len() == self.shape.len()
+            && self
+                .shape
+                .iter()
+                .zip(&self.bound)
+                .all(|(d, &b)| !matches!(d, DimInfo::Size(n) if *n != b));
+        if !fits {
+            return Err(format!(
+                "{role} '{}' declares shape {:?} but is bound to {:?}",
+                self.name, self.shape, self.bound
+            ));
+        }
+        self.bound
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| format!("{role} '{}' is too large", self.name))
     }
 
     /// The compiled-for sizes.

@@ -4,9 +4,11 @@
 //! offsets; each run writes the inputs, calls `run` and reads the outputs.
 //! Tensors sit in memory as their little-endian bytes. A variant with
 //! nodes that run the reference kernels is linked to an instance of the
-//! bundle's reference module, which is compiled once per process.
+//! bundle's reference module, which is compiled once per process and
+//! kept compiled on disk (see [`compile_shared`]) for the next one.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use wasmtime::{Config, Engine, Instance, Linker, Memory, Module, Store, TypedFunc};
@@ -48,8 +50,10 @@ fn engine() -> Result<&'static Engine> {
         .map_err(|e| Error::Wasm(format!("starting wasmtime: {e}")))
 }
 
-/// Compiles `bytes`, reusing an earlier compilation of the same bytes (the
-/// reference kernel module is the same in every bundle of this wpc).
+/// Compiles `bytes`, reusing an earlier compilation of the same bytes in
+/// this process, and across processes through the on-disk cache (the
+/// reference kernel module is the same in every bundle of this wpc, and
+/// compiling it costs seconds; a `wpc run` should not pay that each time).
 fn compile_shared(bytes: &[u8], what: &str) -> Result<Module> {
     static CACHE: OnceLock<Mutex<HashMap<Arc<[u8]>, Module>>> = OnceLock::new();
     let mut cache = CACHE
@@ -59,9 +63,69 @@ fn compile_shared(bytes: &[u8], what: &str) -> Result<Module> {
     if let Some(m) = cache.get(bytes) {
         return Ok(m.clone());
     }
-    let module = Module::new(engine()?, bytes).map_err(engine_error(what))?;
+    let engine = engine()?;
+    let file = cache_dir().map(|dir| dir.join(format!("{}.cwasm", cache_key(engine, bytes))));
+    // SAFETY: `deserialize_file` trusts the file to be wasmtime's own
+    // output for this engine's configuration: the cache directory is the
+    // user's, written only by `serialize` below under a key that includes
+    // the module's hash and the engine's compatibility hash, and wasmtime
+    // checks the header and version before using it.
+    let cached = file
+        .as_ref()
+        .filter(|f| f.exists())
+        .and_then(|f| unsafe { Module::deserialize_file(engine, f) }.ok());
+    let module = match cached {
+        Some(m) => m,
+        None => {
+            let m = Module::new(engine, bytes).map_err(engine_error(what))?;
+            if let (Some(file), Ok(compiled)) = (&file, m.serialize()) {
+                // A cache that cannot be written only costs time later.
+                let _ = write_atomically(file, &compiled);
+            }
+            m
+        }
+    };
     cache.insert(Arc::from(bytes), module.clone());
     Ok(module)
+}
+
+/// Where compiled modules are kept: `$WPC_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/wpc/wasmtime`, else `~/.cache/wpc/wasmtime`; `None`
+/// (no disk cache) when none is set or `WPC_CACHE_DIR` is empty.
+fn cache_dir() -> Option<PathBuf> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(dir) = std::env::var_os("WPC_CACHE_DIR") {
+        return (!dir.is_empty()).then(|| PathBuf::from(dir));
+    }
+    let base = var("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("wpc").join("wasmtime"))
+}
+
+/// The module's sha256 and the engine's compatibility hash: a cached
+/// file is only ever read by an engine that can run it.
+fn cache_key(engine: &Engine, bytes: &[u8]) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    format!(
+        "{}-{:016x}",
+        &crate::bundle::sha256_hex(bytes)[..32],
+        h.finish()
+    )
+}
+
+/// Writes `bytes` to `file` through a temporary sibling and a rename, so
+/// a concurrent reader never sees half a file.
+fn write_atomically(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = file.parent().expect("cache files live in a directory");
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, file).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
 
 /// The names of the bundle's wasm variants, in preference order.

@@ -104,6 +104,9 @@ pub fn is_steering_input(op: &str, index: usize) -> bool {
         "ConstantOfShape" | "HannWindow" | "HammingWindow" | "BlackmanWindow" => index == 0,
         "Reshape" | "Expand" | "Tile" | "OneHot" | "TopK" => index == 1,
         "Range" => index <= 2,
+        // An If's condition picks the branch: no kernel runs If, and the
+        // `inline_if` pass resolves it only when the condition is known.
+        "If" => index == 0,
         _ => false,
     }
 }

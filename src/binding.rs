@@ -1,0 +1,262 @@
+//! Binding model inputs to concrete shapes: the one place where what the
+//! user says about sizes (`--dim`, `--input-shape`, the shapes of the
+//! tensors they pass) meets what the model declares. Every fact is
+//! checked against the model and against every other fact, so a size the
+//! model cannot take, or two facts that disagree, is an error naming both
+//! — never a silently different shape.
+
+use std::collections::HashMap;
+
+use wpc_ir::{Dim, Error, Result, ValueType};
+
+/// One statement about the size of a symbolic dim, and who made it (for
+/// messages: `--dim batch=2`, `input 'x' (a.npy)`, `the bundle`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Said {
+    pub size: usize,
+    pub by: String,
+}
+
+/// A concrete shape given for one input, and where it came from
+/// (`--input-shape`, or the file the tensor was read from).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GivenShape {
+    pub input: String,
+    pub shape: Vec<usize>,
+    pub by: String,
+}
+
+fn show(shape: &[usize]) -> String {
+    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+    format!("[{}]", dims.join(", "))
+}
+
+/// Concrete shapes for every input in `declared` (name and declared
+/// type, in model order), from symbol sizes (`symbols`, e.g. `--dim`) and
+/// shapes given per input. Checks that:
+///
+/// - every symbol in `symbols` names a dim of some input (a typo is not
+///   ignored);
+/// - every given shape names an input, has its rank, and matches each dim
+///   the model fixes;
+/// - a symbol gets one size, whoever gives it (two inputs sharing `batch`
+///   agree, and agree with `--dim batch=`);
+///
+/// and fails on the first input whose shape stays open, saying which flag
+/// closes it.
+pub fn resolve(
+    declared: &[(String, ValueType)],
+    symbols: &HashMap<String, Said>,
+    given: &[GivenShape],
+) -> Result<HashMap<String, Vec<usize>>> {
+    let dims_of = |ty: &ValueType| ty.shape.dims().map(<[Dim]>::to_vec);
+    let mut known_symbols: Vec<&str> = declared
+        .iter()
+        .filter_map(|(_, ty)| ty.shape.dims())
+        .flatten()
+        .filter_map(|d| match d {
+            Dim::Symbol(s) => Some(s.as_str()),
+            _ => None,
+        })
+        .collect();
+    known_symbols.sort_unstable();
+    known_symbols.dedup();
+    let mut sorted: Vec<_> = symbols.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    for (symbol, said) in sorted {
+        if !known_symbols.contains(&symbol.as_str()) {
+            return Err(Error::invalid(format!(
+                "{}: no input of the model has a dim named '{symbol}' ({})",
+                said.by,
+                if known_symbols.is_empty() {
+                    "it has no symbolic dims".to_string()
+                } else {
+                    format!("its symbolic dims: {}", known_symbols.join(", "))
+                }
+            )));
+        }
+    }
+    let mut bound: HashMap<String, Said> = symbols.clone();
+    for g in given {
+        let (_, ty) = declared
+            .iter()
+            .find(|(n, _)| *n == g.input)
+            .ok_or_else(|| {
+                let names: Vec<_> = declared.iter().map(|(n, _)| n.as_str()).collect();
+                Error::invalid(format!(
+                    "{}: the model has no input '{}' (its inputs: {})",
+                    g.by,
+                    g.input,
+                    names.join(", ")
+                ))
+            })?;
+        let Some(decl) = dims_of(ty) else { continue };
+        let mismatch = |why: String| {
+            Error::invalid(format!(
+                "input '{}' is given as {} ({}), but {why}",
+                g.input,
+                show(&g.shape),
+                g.by
+            ))
+        };
+        if decl.len() != g.shape.len() {
+            return Err(mismatch(format!(
+                "the model declares {} dims: {}",
+                decl.len(),
+                ty.shape
+            )));
+        }
+        for (axis, (d, &n)) in decl.iter().zip(&g.shape).enumerate() {
+            match d {
+                Dim::Known(k) if *k != n => {
+                    return Err(mismatch(format!(
+                        "the model fixes dim {axis} to {k} (declared {})",
+                        ty.shape
+                    )));
+                }
+                Dim::Symbol(s) => match bound.get(s) {
+                    Some(said) if said.size != n => {
+                        return Err(mismatch(format!(
+                            "its dim {axis} is '{s}', which is {} by {}",
+                            said.size, said.by
+                        )));
+                    }
+                    Some(_) => {}
+                    None => {
+                        bound.insert(
+                            s.clone(),
+                            Said {
+                                size: n,
+                                by: format!("input '{}' ({})", g.input, g.by),
+                            },
+                        );
+                    }
+                },
+                Dim::Known(_) | Dim::Unknown => {}
+            }
+        }
+    }
+    let mut shapes = HashMap::new();
+    for (name, ty) in declared {
+        if let Some(g) = given.iter().find(|g| g.input == *name) {
+            shapes.insert(name.clone(), g.shape.clone());
+            continue;
+        }
+        let decl = dims_of(ty).ok_or_else(|| {
+            Error::invalid(format!(
+                "input '{name}' has no declared shape: give it with --input-shape {name}=D0xD1..."
+            ))
+        })?;
+        let shape = decl
+            .iter()
+            .enumerate()
+            .map(|(axis, d)| match d {
+                Dim::Known(n) => Ok(*n),
+                Dim::Symbol(s) => bound.get(s).map(|said| said.size).ok_or_else(|| {
+                    Error::invalid(format!(
+                        "input '{name}' has symbolic dim '{s}' ({}): give its size with --dim {s}=N",
+                        ty.shape
+                    ))
+                }),
+                Dim::Unknown => Err(Error::invalid(format!(
+                    "input '{name}' has an unnamed dim {axis} of unknown size ({}): give the \
+                     input's shape with --input-shape {name}=D0xD1...",
+                    ty.shape
+                ))),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        shapes.insert(name.clone(), shape);
+    }
+    Ok(shapes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wpc_ir::{DType, Shape};
+
+    fn input(name: &str, dims: Vec<Dim>) -> (String, ValueType) {
+        (
+            name.into(),
+            ValueType {
+                dtype: Some(DType::F32),
+                shape: Shape(Some(dims)),
+            },
+        )
+    }
+
+    fn sym(s: &str) -> Dim {
+        Dim::Symbol(s.into())
+    }
+
+    fn dim(symbol: &str, size: usize) -> HashMap<String, Said> {
+        HashMap::from([(
+            symbol.to_string(),
+            Said {
+                size,
+                by: format!("--dim {symbol}={size}"),
+            },
+        )])
+    }
+
+    fn shape(input: &str, shape: &[usize]) -> GivenShape {
+        GivenShape {
+            input: input.into(),
+            shape: shape.to_vec(),
+            by: "--input-shape".into(),
+        }
+    }
+
+    fn err(r: Result<HashMap<String, Vec<usize>>>) -> String {
+        r.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn shapes_follow_from_dims_given_shapes_and_shared_symbols() {
+        let declared = [
+            input("x", vec![sym("batch"), Dim::Known(3), Dim::Unknown]),
+            input("m", vec![sym("batch"), sym("seq")]),
+        ];
+        let shapes = resolve(&declared, &dim("seq", 7), &[shape("x", &[2, 3, 5])]).unwrap();
+        assert_eq!(shapes["x"], [2, 3, 5]);
+        assert_eq!(shapes["m"], [2, 7], "batch is shared with x");
+    }
+
+    #[test]
+    fn every_disagreement_with_the_model_or_another_fact_is_an_error() {
+        let declared = [input("x", vec![sym("batch"), Dim::Known(3)])];
+        let e = err(resolve(&declared, &HashMap::new(), &[shape("x", &[1, 4])]));
+        assert!(e.contains("fixes dim 1 to 3"), "{e}");
+        let e = err(resolve(
+            &declared,
+            &HashMap::new(),
+            &[shape("x", &[1, 3, 1])],
+        ));
+        assert!(e.contains("declares 2 dims"), "{e}");
+        let e = err(resolve(&declared, &dim("batch", 2), &[shape("x", &[1, 3])]));
+        assert!(e.contains("'batch', which is 2 by --dim batch=2"), "{e}");
+        let e = err(resolve(&declared, &dim("btach", 2), &[]));
+        assert!(
+            e.contains("no input of the model has a dim named 'btach'"),
+            "{e}"
+        );
+        let e = err(resolve(&declared, &HashMap::new(), &[shape("y", &[1])]));
+        assert!(e.contains("no input 'y'"), "{e}");
+    }
+
+    #[test]
+    fn open_dims_name_the_flag_that_closes_them() {
+        let e = err(resolve(
+            &[input("x", vec![sym("batch")])],
+            &HashMap::new(),
+            &[],
+        ));
+        assert!(e.contains("--dim batch=N"), "{e}");
+        let e = err(resolve(
+            &[input("x", vec![Dim::Unknown])],
+            &HashMap::new(),
+            &[],
+        ));
+        assert!(e.contains("--input-shape x="), "{e}");
+    }
+}
