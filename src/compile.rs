@@ -129,37 +129,81 @@ pub struct Compiled {
     pub external_data: Vec<std::path::PathBuf>,
 }
 
-/// Packs weight blobs into shards; identical blobs (the same weights read
-/// by several variants) are stored once.
+/// The weight blobs of every variant, stored once each however many
+/// variants read them, and laid out into shards grouped by the variants
+/// that read them: a variant's loader then fetches its own shards and
+/// the shared ones, never another layout's (the WebGPU variant's raw
+/// matrices beside wasm's packed GEMM panels).
 #[derive(Default)]
 struct Shards {
-    files: Vec<Vec<u8>>,
-    seen: HashMap<String, ShardRange>,
+    /// Each distinct blob and the variants that read it.
+    blobs: Vec<(Vec<u8>, Vec<String>)>,
+    by_hash: HashMap<String, usize>,
 }
 
 impl Shards {
-    fn add(&mut self, bytes: &[u8]) -> ShardRange {
-        let key = sha256_hex(bytes);
-        if let Some(r) = self.seen.get(&key) {
-            return r.clone();
+    /// Records that `variant` reads `bytes`. Until [`Shards::layout`], the
+    /// returned range names the blob: its `shard` is the blob's index.
+    fn add(&mut self, variant: &str, bytes: &[u8]) -> ShardRange {
+        let next = self.blobs.len();
+        let blob = *self.by_hash.entry(sha256_hex(bytes)).or_insert(next);
+        if blob == next {
+            self.blobs.push((bytes.to_vec(), Vec::new()));
         }
-        if self
-            .files
-            .last()
-            .is_none_or(|s| !s.is_empty() && s.len() + bytes.len() > SHARD_BYTES)
-        {
-            self.files.push(Vec::new());
+        let users = &mut self.blobs[blob].1;
+        if !users.iter().any(|u| u == variant) {
+            users.push(variant.to_string());
         }
-        let shard = self.files.len() - 1;
-        let current = self.files.last_mut().expect("pushed above");
-        let range = ShardRange {
-            shard,
-            offset: current.len() as u64,
+        ShardRange {
+            shard: blob,
+            offset: 0,
             bytes: bytes.len() as u64,
-        };
-        current.extend_from_slice(bytes);
-        self.seen.insert(key, range.clone());
-        range
+        }
+    }
+
+    /// Cuts the blobs into shards of at most [`SHARD_BYTES`] (a larger
+    /// blob gets a shard of its own), one run of shards per set of
+    /// readers, in the order blobs were first read. Returns each shard's
+    /// bytes and readers, and each blob's final range.
+    fn layout(self) -> (Vec<(Vec<u8>, Vec<String>)>, Vec<ShardRange>) {
+        let mut groups: Vec<(Vec<String>, Vec<usize>)> = Vec::new();
+        for (i, (_, users)) in self.blobs.iter().enumerate() {
+            match groups.iter_mut().find(|(u, _)| u == users) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((users.clone(), vec![i])),
+            }
+        }
+        let mut files: Vec<(Vec<u8>, Vec<String>)> = Vec::new();
+        let mut ranges = vec![
+            ShardRange {
+                shard: 0,
+                offset: 0,
+                bytes: 0
+            };
+            self.blobs.len()
+        ];
+        for (users, members) in groups {
+            let mut open = false;
+            for i in members {
+                let bytes = &self.blobs[i].0;
+                let full = files
+                    .last()
+                    .is_none_or(|(s, _)| !s.is_empty() && s.len() + bytes.len() > SHARD_BYTES);
+                if !open || full {
+                    files.push((Vec::new(), users.clone()));
+                    open = true;
+                }
+                let shard = files.len() - 1;
+                let current = &mut files[shard].0;
+                ranges[i] = ShardRange {
+                    shard,
+                    offset: current.len() as u64,
+                    bytes: bytes.len() as u64,
+                };
+                current.extend_from_slice(bytes);
+            }
+        }
+        (files, ranges)
     }
 }
 
@@ -401,7 +445,7 @@ pub fn compile_model_report(
                 }
                 // Weights go into shards in the order kernels first use them.
                 for (buffer, bytes) in compiled.weights {
-                    variant.buffers[buffer].init = Some(shards.add(&bytes));
+                    variant.buffers[buffer].init = Some(shards.add("webgpu", &bytes));
                 }
                 variants.push(Variant::WebGpu(variant));
             }
@@ -457,17 +501,23 @@ pub fn compile_model_report(
             sha256: sha256_hex(bytes),
         })
         .collect();
-    let shards = shards
-        .files
+    let (shard_files, ranges) = shards.layout();
+    for v in &mut variants {
+        for r in v.shard_ranges_mut() {
+            *r = ranges[r.shard].clone();
+        }
+    }
+    let shards = shard_files
         .into_iter()
         .enumerate()
-        .map(|(i, bytes)| {
+        .map(|(i, (bytes, variants))| {
             let file = format!("weights-{i:03}.bin");
             let shard = Shard {
                 file: file.clone(),
                 bytes: bytes.len() as u64,
                 sha256: sha256_hex(&bytes),
                 priority: i as u32,
+                variants,
             };
             files.insert(file, bytes);
             shard
@@ -527,7 +577,7 @@ fn wasm_variant(
             .weights
             .iter()
             .map(|(offset, bytes)| Placement {
-                range: shards.add(bytes),
+                range: shards.add(c.isa.name(), bytes),
                 offset: *offset,
             })
             .collect(),

@@ -93,6 +93,18 @@ impl Manifest {
 }
 
 impl Variant {
+    /// Every shard range the variant's weights are read from.
+    pub fn shard_ranges_mut(&mut self) -> Vec<&mut ShardRange> {
+        match self {
+            Variant::Wasm(w) => w.weights.iter_mut().map(|p| &mut p.range).collect(),
+            Variant::WebGpu(w) => w
+                .buffers
+                .iter_mut()
+                .filter_map(|b| b.init.as_mut())
+                .collect(),
+        }
+    }
+
     /// The variant's name and its input and output element counts.
     fn slots(&self) -> (&str, (Vec<u64>, Vec<u64>)) {
         fn counts<'a>(ts: impl Iterator<Item = &'a u64>) -> Vec<u64> {
@@ -299,6 +311,13 @@ pub struct Shard {
     pub sha256: String,
     /// Lower loads first.
     pub priority: u32,
+    /// The variants that read this shard. A weight whose layout is the
+    /// same for several variants is stored once, in a shard they share;
+    /// one a backend lays out its own way (wasm's packed GEMM panels) is
+    /// in a shard of that backend's variants only, which loaders of the
+    /// other variants never fetch.
+    #[serde(default)]
+    pub variants: Vec<String>,
 }
 
 /// A code file of the bundle.

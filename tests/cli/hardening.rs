@@ -872,3 +872,125 @@ proptest! {
         prop_assert_eq!(left, 0, "staging directories left behind");
     }
 }
+
+#[test]
+fn variants_share_weights_and_read_only_their_own_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // y = Relu(x · w + b) with w of [3, 12]: wider than one GEMM panel,
+    // so wasm packs it (its own layout) while b stays shared.
+    let mut wide = small_model(
+        "Relu",
+        TensorProto {
+            dims: vec![3, 12],
+            data_type: 1,
+            float_data: (0..36).map(|i| i as f32).collect(),
+            name: "w".into(),
+            ..Default::default()
+        },
+    );
+    let g = wide.graph.as_mut().unwrap();
+    g.initializer[1].dims = vec![12];
+    g.initializer[1].float_data = vec![0.5; 12];
+    let batch = DimensionValue::DimParam("batch".into());
+    g.output = vec![value_info("y", &[batch, DimensionValue::DimValue(12)])];
+    let model = write(d, "m.onnx", &wide);
+    let o = wpc_in(
+        d,
+        &["compile", &model, "--dim", "batch=4", "--target", "chrome"],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("m.wpc/manifest.json")).unwrap()).unwrap();
+    let shards = m["shards"].as_array().unwrap();
+    let mut read_by = std::collections::BTreeMap::<String, Vec<u64>>::new();
+    for v in m["variants"].as_array().unwrap() {
+        let name = v["name"].as_str().unwrap_or("webgpu").to_string();
+        let ranges: Vec<&serde_json::Value> = match v["backend"].as_str().unwrap() {
+            "webgpu" => v["buffers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|b| b.get("init"))
+                .collect(),
+            _ => v["weights"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| &p["range"])
+                .collect(),
+        };
+        let mut used: Vec<u64> = ranges
+            .iter()
+            .map(|r| r["shard"].as_u64().unwrap())
+            .collect();
+        used.sort_unstable();
+        used.dedup();
+        for &s in &used {
+            let readers = shards[s as usize]["variants"].as_array().unwrap();
+            assert!(
+                readers.iter().any(|r| r == &name),
+                "{name} reads shard {s} listed for {readers:?}"
+            );
+        }
+        read_by.insert(name, used);
+    }
+    // Every shard is read by each variant it lists, so a loader that
+    // fetches a variant's shards fetches nothing it does not use.
+    for (i, s) in shards.iter().enumerate() {
+        for r in s["variants"].as_array().unwrap() {
+            assert!(
+                read_by[r.as_str().unwrap()].contains(&(i as u64)),
+                "shard {i}: {r}"
+            );
+        }
+    }
+    // The three wasm variants pack the weights alike: one copy serves all.
+    let wasm: Vec<&Vec<u64>> = read_by
+        .iter()
+        .filter(|(n, _)| n.starts_with("wasm"))
+        .map(|(_, u)| u)
+        .collect();
+    assert_eq!(wasm.len(), 3);
+    assert!(wasm.windows(2).all(|w| w[0] == w[1]), "{read_by:?}");
+    // b (48 bytes) is stored once; w (144) raw for WebGPU, packed for wasm.
+    let total: u64 = shards.iter().map(|s| s["bytes"].as_u64().unwrap()).sum();
+    assert_eq!(total, 48 + 144 + 144, "{shards:?}");
+    assert_eq!(
+        shards.len(),
+        3,
+        "shared, webgpu-only, wasm-only: {shards:?}"
+    );
+    // Whatever their layout, the variants agree.
+    let x = npy(
+        d,
+        "x.npy",
+        &Tensor::from_vec(vec![4, 3], (0..12).map(|i| i as f32 - 6.0).collect()),
+    );
+    let outs: Vec<Vec<f64>> = ["webgpu", "wasm", "wasm-scalar"]
+        .iter()
+        .map(|b| {
+            let out = format!("o-{b}");
+            let o = wpc_in(
+                d,
+                &[
+                    "run",
+                    "m.wpc",
+                    "--backend",
+                    b,
+                    "--input",
+                    &format!("x={x}"),
+                    "-o",
+                    &out,
+                ],
+                &[],
+            );
+            assert!(o.status.success(), "{b}: {}", stderr(&o));
+            wpc::npy::read(&d.join(out).join("y.npy"))
+                .unwrap()
+                .to_f64s()
+        })
+        .collect();
+    assert!(outs.windows(2).all(|w| w[0] == w[1]), "{outs:?}");
+}

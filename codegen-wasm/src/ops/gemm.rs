@@ -119,6 +119,9 @@ pub fn emit_gemm(b: &mut InstrSeqBuilder, fx: &mut Fx, g: &Gemm) {
     }
 }
 
+/// Columns of a full panel of B.
+const PANEL: usize = 8;
+
 /// How the N columns of C split into panels, one tile wide each: full
 /// panels of `vectors × lanes` columns over `0..main`, then the narrower
 /// `tail` panels `(first column, vectors, lanes)`.
@@ -130,14 +133,17 @@ struct Panels {
 }
 
 impl Panels {
+    /// Panels are [`PANEL`] columns wide, then one of 4, then the rest,
+    /// whatever the ISA (2 vectors of 4 lanes, or 8 scalars): every wasm
+    /// variant packs B the same way, so a bundle stores it once for all.
     fn new(n: usize, lanes: usize) -> Panels {
-        let vectors = if lanes == 4 { 2 } else { 4 };
-        let main = n / (vectors * lanes) * (vectors * lanes);
+        let vectors = PANEL / lanes;
+        let main = n / PANEL * PANEL;
         let mut tail = Vec::new();
         let mut j = main;
-        if lanes == 4 && n - j >= 4 {
-            tail.push((j, (n - j) / 4, 4));
-            j += (n - j) / 4 * 4;
+        if n - j >= 4 {
+            tail.push((j, 4 / lanes, lanes));
+            j += 4;
         }
         if j < n {
             tail.push((j, n - j, 1));
