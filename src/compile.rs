@@ -129,6 +129,9 @@ pub struct Compiled {
     pub external_data: Vec<std::path::PathBuf>,
 }
 
+/// Bytes (a blob or a shard) and the variants that read them.
+type Readers = (Vec<u8>, Vec<String>);
+
 /// The weight blobs of every variant, stored once each however many
 /// variants read them, and laid out into shards grouped by the variants
 /// that read them: a variant's loader then fetches its own shards and
@@ -137,7 +140,7 @@ pub struct Compiled {
 #[derive(Default)]
 struct Shards {
     /// Each distinct blob and the variants that read it.
-    blobs: Vec<(Vec<u8>, Vec<String>)>,
+    blobs: Vec<Readers>,
     by_hash: HashMap<String, usize>,
 }
 
@@ -165,7 +168,7 @@ impl Shards {
     /// blob gets a shard of its own), one run of shards per set of
     /// readers, in the order blobs were first read. Returns each shard's
     /// bytes and readers, and each blob's final range.
-    fn layout(self) -> (Vec<(Vec<u8>, Vec<String>)>, Vec<ShardRange>) {
+    fn layout(self) -> (Vec<Readers>, Vec<ShardRange>) {
         let mut groups: Vec<(Vec<String>, Vec<usize>)> = Vec::new();
         for (i, (_, users)) in self.blobs.iter().enumerate() {
             match groups.iter_mut().find(|(u, _)| u == users) {
@@ -173,7 +176,7 @@ impl Shards {
                 None => groups.push((users.clone(), vec![i])),
             }
         }
-        let mut files: Vec<(Vec<u8>, Vec<String>)> = Vec::new();
+        let mut files: Vec<Readers> = Vec::new();
         let mut ranges = vec![
             ShardRange {
                 shard: 0,
