@@ -42,7 +42,7 @@ for c in "${cases[@]}"; do
     # (Every input goes to the peers; ours takes those its manifest lists.)
     for spec in "${inputs[@]}"; do
         [[ "$spec" == sr=* ]] && continue
-        shape="$("$py" -c 'import numpy,sys; print("x".join(map(str, numpy.load(sys.argv[1]).shape)) or "1")' "${spec#*=}")"
+        shape="$("$py" -c 'import numpy,sys; print("x".join(map(str, numpy.load(sys.argv[1]).shape)))' "${spec#*=}")"
         flags+=(--input-shape "${spec%%=*}=$shape")
     done
     if "$wpc" compile "$model" --target chrome -o "$bundle" "${flags[@]}" >"$work/$label.compile.txt" 2>&1 \
