@@ -750,7 +750,7 @@ fn feeds(
     given: &[(String, InputSource)],
     mut files: HashMap<String, Tensor>,
     seed: u64,
-) -> Result<Vec<(String, Tensor)>> {
+) -> Result<Feeds> {
     use rand_core::SeedableRng;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     if let Some((name, _)) = given
@@ -796,6 +796,42 @@ fn feeds(
     Ok(out)
 }
 
+/// Named input tensors, in the model's order.
+type Feeds = Vec<(String, Tensor)>;
+
+/// Binds `declared` inputs (in order) to shapes — from the files given,
+/// `--input-shape` and `symbols`, all checked by
+/// [`wpc::binding::resolve`] — and builds their feeds.
+fn bind_feeds(
+    declared: Vec<(String, ValueType)>,
+    symbols: &HashMap<String, Said>,
+    binding: &Binding,
+    given: &[(String, InputSource)],
+    seed: u64,
+) -> Result<(HashMap<String, Vec<usize>>, Feeds)> {
+    let (files, mut shapes) = read_input_files(given)?;
+    shapes.extend(
+        binding
+            .input_shapes
+            .iter()
+            .map(|(input, shape)| GivenShape {
+                input: input.clone(),
+                shape: shape.clone(),
+                by: "--input-shape".into(),
+            }),
+    );
+    let bound = wpc::binding::resolve(&declared, symbols, &shapes)?;
+    let declared: Vec<_> = declared
+        .into_iter()
+        .map(|(n, ty)| {
+            let shape = bound[&n].clone();
+            (n, ty.dtype, shape)
+        })
+        .collect();
+    let feeds = feeds(&declared, given, files, seed)?;
+    Ok((bound, feeds))
+}
+
 /// Runs an .onnx model on `backend`: the reference interpreter, or a
 /// variant compiled on the fly. Input shapes are bound from the files,
 /// `--dim` and `--input-shape` together, checked against the model.
@@ -828,26 +864,8 @@ fn run_model(
         .map(|&v| (g.value(v).name.clone(), g.value(v).ty.clone()))
         .filter(|(n, _)| !options.frozen.contains_key(n))
         .collect();
-    let (files, mut shapes) = read_input_files(given)?;
-    shapes.extend(
-        binding
-            .input_shapes
-            .iter()
-            .map(|(input, shape)| GivenShape {
-                input: input.clone(),
-                shape: shape.clone(),
-                by: "--input-shape".into(),
-            }),
-    );
-    let bound = wpc::binding::resolve(&declared, &binding.symbols(), &shapes).map_err(within)?;
-    let declared: Vec<_> = declared
-        .into_iter()
-        .map(|(n, ty)| {
-            let shape = bound[&n].clone();
-            (n, ty.dtype, shape)
-        })
-        .collect();
-    let feeds = feeds(&declared, given, files, seed)?;
+    let (bound, feeds) = bind_feeds(declared, &binding.symbols(), binding, given, seed)
+        .with_context(|| path.display().to_string())?;
     options.input_shapes = bound;
     if backend == BackendName::Reference {
         let prepared = wpc::compile::prepare(&model, &options).map_err(within)?;
@@ -941,30 +959,9 @@ fn run_bundle(
             }
         }
     }
-    let (files, mut shapes) = read_input_files(given)?;
-    shapes.extend(
-        binding
-            .input_shapes
-            .iter()
-            .map(|(input, shape)| GivenShape {
-                input: input.clone(),
-                shape: shape.clone(),
-                by: "--input-shape".into(),
-            }),
-    );
-    let bound = wpc::binding::resolve(&declared, &symbols, &shapes)
+    let (_, feeds) = bind_feeds(declared, &symbols, binding, given, seed)
         .with_context(|| path.display().to_string())?;
-    let declared: Vec<_> = declared
-        .into_iter()
-        .map(|(n, ty)| {
-            let shape = bound[&n].clone();
-            (n, ty.dtype, shape)
-        })
-        .collect();
-    let tensors: Vec<Tensor> = feeds(&declared, given, files, seed)?
-        .into_iter()
-        .map(|(_, t)| t)
-        .collect();
+    let tensors: Vec<Tensor> = feeds.into_iter().map(|(_, t)| t).collect();
     run_variant(&bundle, backend, &tensors).with_context(|| path.display().to_string())
 }
 
