@@ -26,6 +26,45 @@ pub struct GivenShape {
     pub by: String,
 }
 
+/// What `--dim SYMBOL=N` flags say, as facts for [`resolve`].
+pub fn said_by_dim_flags(dims: &HashMap<String, usize>) -> HashMap<String, Said> {
+    dims.iter()
+        .map(|(s, &size)| {
+            let by = format!("--dim {s}={size}");
+            (s.clone(), Said { size, by })
+        })
+        .collect()
+}
+
+/// What `--input-shape NAME=D0xD1...` flags say, as facts for
+/// [`resolve`], in input-name order (so messages do not depend on hash
+/// order).
+pub fn given_by_shape_flags<'a>(
+    shapes: impl IntoIterator<Item = (&'a String, &'a Vec<usize>)>,
+) -> Vec<GivenShape> {
+    let mut given: Vec<GivenShape> = shapes
+        .into_iter()
+        .map(|(input, shape)| GivenShape {
+            input: input.clone(),
+            shape: shape.clone(),
+            by: "--input-shape".into(),
+        })
+        .collect();
+    given.sort_by(|a, b| a.input.cmp(&b.input));
+    given
+}
+
+/// The model's inputs that take a value at run time (not initializers,
+/// not frozen), with their declared types, in model order.
+pub fn declared_inputs(model: &wpc_ir::Model) -> Vec<(String, ValueType)> {
+    let g = &model.graph;
+    g.inputs
+        .iter()
+        .filter(|v| !g.constants.contains_key(v))
+        .map(|&v| (g.value(v).name.clone(), g.value(v).ty.clone()))
+        .collect()
+}
+
 fn show(shape: &[usize]) -> String {
     let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
     format!("[{}]", dims.join(", "))
@@ -77,7 +116,22 @@ pub fn resolve(
         }
     }
     let mut bound: HashMap<String, Said> = symbols.clone();
-    for g in given {
+    for (i, g) in given.iter().enumerate() {
+        // Two facts about one input's whole shape agree axis by axis,
+        // whatever the model declares (an unnamed dim, no shape at all).
+        if let Some(other) = given[..i]
+            .iter()
+            .find(|o| o.input == g.input && o.shape != g.shape)
+        {
+            return Err(Error::invalid(format!(
+                "input '{}' is given as {} ({}) and as {} ({})",
+                g.input,
+                show(&other.shape),
+                other.by,
+                show(&g.shape),
+                g.by
+            )));
+        }
         let (_, ty) = declared
             .iter()
             .find(|(n, _)| *n == g.input)
@@ -242,6 +296,29 @@ mod tests {
         );
         let e = err(resolve(&declared, &HashMap::new(), &[shape("y", &[1])]));
         assert!(e.contains("no input 'y'"), "{e}");
+        // Unnamed dims and undeclared shapes are compared too.
+        for dims in [Some(vec![Dim::Unknown, Dim::Known(3)]), None] {
+            let declared = [(
+                "x".to_string(),
+                ValueType {
+                    dtype: Some(DType::F32),
+                    shape: Shape(dims),
+                },
+            )];
+            let npy = GivenShape {
+                by: "a.npy".into(),
+                ..shape("x", &[2, 3])
+            };
+            let e = err(resolve(
+                &declared,
+                &HashMap::new(),
+                &[shape("x", &[1, 3]), npy],
+            ));
+            assert!(
+                e.contains("given as [1, 3] (--input-shape) and as [2, 3] (a.npy)"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

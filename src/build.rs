@@ -152,8 +152,15 @@ impl Build {
             Some(dir) => dir.clone(),
             None => default_dir(&self.model, std::env::var_os("OUT_DIR").map(PathBuf::from))?,
         };
-        // Refuse a directory we may not replace before compiling, not after.
+        // Refuse a directory we may not replace before compiling, not
+        // after; one holding what the compile reads, even when forced.
+        let mut read: Vec<&Path> = vec![&self.model];
+        if let Target::File(path) = &self.target {
+            read.push(path);
+        }
+        read.extend(self.frozen.iter().map(|(_, p)| p.as_path()));
         crate::runtime::outdir::check(&dir, crate::runtime::outdir::DirKind::Bundle, self.force)?;
+        crate::runtime::outdir::refuse_inputs(&dir, &read)?;
         let mut inputs = vec![self.model.clone()];
         let profile = match &self.target {
             Target::Builtin(name) => crate::targets::builtin(name)?,

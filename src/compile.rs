@@ -24,8 +24,6 @@ use wpc_runtime::manifest::{
 };
 use wpc_targets::Profile;
 
-use crate::binding::{GivenShape, Said};
-
 /// Weight shards are cut at this size so browsers can fetch, verify and
 /// cache them piecewise.
 pub const SHARD_BYTES: usize = 16 << 20;
@@ -258,30 +256,11 @@ pub fn bind_inputs(
     dims: &HashMap<String, usize>,
     input_shapes: &HashMap<String, Vec<usize>>,
 ) -> wpc_ir::Result<()> {
-    let g = &mut model.graph;
-    let declared: Vec<(String, wpc_ir::ValueType)> = g
-        .inputs
-        .iter()
-        .filter(|v| !g.constants.contains_key(v))
-        .map(|&v| (g.value(v).name.clone(), g.value(v).ty.clone()))
-        .collect();
-    let symbols = dims
-        .iter()
-        .map(|(s, &size)| {
-            let by = format!("--dim {s}={size}");
-            (s.clone(), Said { size, by })
-        })
-        .collect();
-    let mut given: Vec<GivenShape> = input_shapes
-        .iter()
-        .map(|(input, shape)| GivenShape {
-            input: input.clone(),
-            shape: shape.clone(),
-            by: "--input-shape".into(),
-        })
-        .collect();
-    given.sort_by(|a, b| a.input.cmp(&b.input));
+    let declared = crate::binding::declared_inputs(model);
+    let symbols = crate::binding::said_by_dim_flags(dims);
+    let given = crate::binding::given_by_shape_flags(input_shapes);
     let shapes = crate::binding::resolve(&declared, &symbols, &given)?;
+    let g = &mut model.graph;
     for v in g.inputs.clone() {
         if let Some(shape) = shapes.get(&g.value(v).name) {
             g.value_mut(v).ty.shape = Shape::known(shape);
@@ -427,6 +406,11 @@ pub fn compile_model_report(
                 .map(|&d| d as u64)
                 .collect(),
         };
+        // A tensor the model declares no shape for takes its rank from
+        // the binding: each axis is open in the declaration.
+        if info.shape.is_empty() && !info.bound.is_empty() {
+            info.shape = vec![DimInfo::Symbol("?".into()); info.bound.len()];
+        }
     }
     let mut files = std::collections::BTreeMap::new();
     let mut shards = Shards::default();
@@ -547,6 +531,17 @@ pub fn compile_model_report(
         },
         skipped,
         external_data: model.external_data.clone(),
+    })
+    .and_then(|c| {
+        // What wpc writes, wpc must read back: the same checks as
+        // `Bundle::read`, so a compiler bug is caught here, not by a user.
+        c.bundle.manifest.validate().map_err(|reason| {
+            Error::new(
+                wpc_ir::ErrorKind::Internal,
+                format!("the bundle's manifest is inconsistent: {reason}"),
+            )
+        })?;
+        Ok(c)
     })
 }
 

@@ -83,6 +83,16 @@ pub fn parse_dims(values: &[String]) -> Result<HashMap<String, usize>> {
         .collect())
 }
 
+/// Bytes per element of the wide values a random tensor of `dtype` is
+/// first made as.
+fn staging_bytes(dtype: DType) -> usize {
+    if dtype.is_float() || dtype == DType::Bool {
+        std::mem::size_of::<f64>()
+    } else {
+        std::mem::size_of::<i128>()
+    }
+}
+
 /// A random tensor of `dtype` and `shape` for input `name` (floats
 /// uniform in [-1, 1), integers in [0, 10), bools fair); refused before
 /// allocating when the machine lacks the memory.
@@ -97,7 +107,9 @@ pub fn random_tensor(
             "random input '{name}' of shape {shape:?} ({})",
             dtype.name()
         ),
-        crate::memory::tensor_bytes(&shape, dtype.size()),
+        // The values are made as f64 (floats, bools) or i128 (integers)
+        // and then converted: both copies are alive at the peak.
+        crate::memory::tensor_bytes(&shape, dtype.size() + staging_bytes(dtype)),
     )?;
     let n: usize = shape.iter().product();
     let unit = |rng: &mut ChaCha8Rng| (rng.next_u32() >> 8) as f64 / (1u32 << 24) as f64;

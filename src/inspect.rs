@@ -209,7 +209,7 @@ pub fn summary(model: &Model) -> String {
     if !on_reference.is_empty() {
         let _ = writeln!(
             s,
-            "    {} of them on the reference kernels compiled to wasm: {}",
+            "    wasm runs {} nodes on the slower reference kernels (reference.wasm): {}",
             on_reference.len(),
             histogram(&on_reference)
         );

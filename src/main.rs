@@ -12,7 +12,7 @@ use wpc::conformance::{self, Baseline};
 use wpc::inputs::{self, InputSource};
 use wpc::runtime::manifest::{DimInfo, Variant};
 use wpc::runtime::outdir::{self, DirKind};
-use wpc::say;
+use wpc::{say, tell};
 use wpc_ir::{Dim, Tensor, ValueType};
 
 /// wpc compiles ONNX models into per-browser kernel bundles: WGSL compute
@@ -196,15 +196,15 @@ impl Binding {
         Ok(options)
     }
 
-    /// What `--dim` says, for [`wpc::binding::resolve`].
-    fn symbols(&self) -> HashMap<String, Said> {
-        self.dims
-            .iter()
-            .map(|(s, &size)| {
-                let by = format!("--dim {s}={size}");
-                (s.clone(), Said { size, by })
-            })
-            .collect()
+    /// Whether a flag that sets sizes was given (`--dim`, `--input-shape`).
+    fn size_flag(&self) -> Option<&'static str> {
+        if !self.dims.is_empty() {
+            Some("--dim")
+        } else if !self.input_shapes.is_empty() {
+            Some("--input-shape")
+        } else {
+            None
+        }
     }
 
     /// Whether any flag only compiling can honour was given.
@@ -379,22 +379,20 @@ fn main() -> ExitCode {
     match std::panic::catch_unwind(|| dispatch(cli)) {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(e)) => {
-            eprintln!("error: {e:#}");
+            tell!("error: {e:#}");
             // A kernel that panicked is wpc's bug, not the user's.
             let internal = e.chain().any(|c| {
                 c.downcast_ref::<wpc_ir::Error>()
                     .is_some_and(|w| w.kind == wpc_ir::ErrorKind::Internal)
             });
             if internal {
-                eprintln!(
-                    "this is a bug in wpc; please report it with the model that triggered it"
-                );
+                tell!("this is a bug in wpc; please report it with the model that triggered it");
             }
             ExitCode::from(if internal { 2 } else { 1 })
         }
         Err(_) => {
             let report = LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner()).take();
-            eprintln!(
+            tell!(
                 "error: internal error in wpc (a bug); please report it with the model that triggered it and this message:\n{}",
                 report.as_deref().unwrap_or("(no panic message)")
             );
@@ -405,8 +403,8 @@ fn main() -> ExitCode {
 
 fn dispatch(cli: Cli) -> Result<()> {
     // A way for the CLI tests to reach the internal-error report (no
-    // input reaches a panic on purpose).
-    if std::env::var_os("WPC_TEST_PANIC").is_some() {
+    // input reaches a panic on purpose); debug builds only.
+    if cfg!(debug_assertions) && std::env::var_os("WPC_TEST_PANIC").is_some() {
         panic!("WPC_TEST_PANIC is set");
     }
     match cli.command {
@@ -433,21 +431,28 @@ fn dispatch(cli: Cli) -> Result<()> {
             }
             let binding = bind.parse()?;
             let profile = target.profile()?;
-            let gpu = wpc::runtime::webgpu::Gpu::new()?;
-            say!("adapter: {}", gpu.describe());
-            if let Some(path) = model {
-                let bundle = if path.is_dir() {
-                    if let Some(flag) = binding.compile_only_flag() {
+            // The model is read (and compiled) before the GPU is opened,
+            // so a bad path or model is reported first.
+            let model = match model {
+                Some(path) if path.is_dir() => {
+                    let flag = binding.compile_only_flag().or_else(|| binding.size_flag());
+                    if let Some(flag) = flag {
                         bail!(
-                            "{flag} applies when compiling; {} is a bundle",
+                            "{flag} applies when compiling; {} is a bundle, benchmarked at the                              sizes it was compiled for (recompile the model with {flag})",
                             path.display()
                         );
                     }
-                    wpc::runtime::Bundle::read(&path)?
-                } else {
+                    Some((wpc::runtime::Bundle::read(&path)?, path))
+                }
+                Some(path) => {
                     let options = binding.apply(BackendName::Webgpu.options(profile.clone()))?;
-                    wpc::compile::compile_file(&path, &options)?.bundle
-                };
+                    Some((wpc::compile::compile_file(&path, &options)?.bundle, path))
+                }
+                None => None,
+            };
+            let gpu = wpc::runtime::webgpu::Gpu::new()?;
+            say!("adapter: {}", gpu.describe());
+            if let Some((bundle, path)) = model {
                 let label = format!("{} ({})", path.display(), bundle.manifest.target);
                 wpc::bench::report_model(&gpu, &bundle, &label, warmup, iterations)?;
             }
@@ -503,10 +508,16 @@ fn dispatch(cli: Cli) -> Result<()> {
             force,
         } => {
             let out = output.unwrap_or_else(|| model.with_extension("outputs"));
-            // Refuse an output path we may not replace before any work.
-            outdir::check(&out, DirKind::Outputs, force)?;
             let binding = bind.parse()?;
             let given = inputs::parse_unique("--input", &inputs, inputs::parse_input)?;
+            // Refuse an output path we may not replace before any work.
+            let mut read: Vec<&Path> = vec![&model];
+            read.extend(given.iter().filter_map(|(_, source)| match source {
+                inputs::InputSource::File(path) => Some(path.as_path()),
+                _ => None,
+            }));
+            outdir::check(&out, DirKind::Outputs, force)?;
+            outdir::refuse_inputs(&out, &read)?;
             let outputs = if model.is_dir() {
                 run_bundle(&model, backend, &given, &binding, seed)?
             } else {
@@ -541,7 +552,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                         gpu: wpc::runtime::webgpu::Gpu::new()?,
                         profile: target.profile()?,
                     };
-                    eprintln!("WebGPU adapter: {}", webgpu.gpu.describe());
+                    tell!("WebGPU adapter: {}", webgpu.gpu.describe());
                     &webgpu
                 }
                 wasm_backend => {
@@ -810,16 +821,9 @@ fn bind_feeds(
     seed: u64,
 ) -> Result<(HashMap<String, Vec<usize>>, Feeds)> {
     let (files, mut shapes) = read_input_files(given)?;
-    shapes.extend(
-        binding
-            .input_shapes
-            .iter()
-            .map(|(input, shape)| GivenShape {
-                input: input.clone(),
-                shape: shape.clone(),
-                by: "--input-shape".into(),
-            }),
-    );
+    shapes.extend(wpc::binding::given_by_shape_flags(
+        binding.input_shapes.iter().map(|(n, s)| (n, s)),
+    ));
     let bound = wpc::binding::resolve(&declared, symbols, &shapes)?;
     let declared: Vec<_> = declared
         .into_iter()
@@ -856,16 +860,16 @@ fn run_model(
     if let Some((name, _)) = given.iter().find(|(n, _)| options.frozen.contains_key(n)) {
         bail!("input '{name}' is frozen with --freeze; do not also give it with --input");
     }
-    let g = &model.graph;
-    let declared: Vec<(String, ValueType)> = g
-        .inputs
-        .iter()
-        .filter(|v| !g.constants.contains_key(v))
-        .map(|&v| (g.value(v).name.clone(), g.value(v).ty.clone()))
-        .filter(|(n, _)| !options.frozen.contains_key(n))
-        .collect();
-    let (bound, feeds) = bind_feeds(declared, &binding.symbols(), binding, given, seed)
-        .with_context(|| path.display().to_string())?;
+    let mut declared = wpc::binding::declared_inputs(&model);
+    declared.retain(|(n, _)| !options.frozen.contains_key(n));
+    let (bound, feeds) = bind_feeds(
+        declared,
+        &wpc::binding::said_by_dim_flags(&binding.dims),
+        binding,
+        given,
+        seed,
+    )
+    .with_context(|| path.display().to_string())?;
     options.input_shapes = bound;
     if backend == BackendName::Reference {
         let prepared = wpc::compile::prepare(&model, &options).map_err(within)?;
@@ -909,7 +913,7 @@ fn run_bundle(
             let first = m.variants.iter().find_map(BackendName::of_variant);
             let b =
                 first.with_context(|| format!("{}: the bundle has no variants", path.display()))?;
-            eprintln!(
+            tell!(
                 "running the bundle's first variant, {} (choose one with --backend)",
                 b.name()
             );
@@ -945,7 +949,7 @@ fn run_bundle(
         };
         declared.push((t.name.clone(), ty));
     }
-    for (s, said) in binding.symbols() {
+    for (s, said) in wpc::binding::said_by_dim_flags(&binding.dims) {
         match symbols.get(&s) {
             Some(b) if b.size != said.size => bail!(
                 "{}: this bundle was compiled for {s}={}; recompile the model with {} to run it at that size",
@@ -1068,7 +1072,14 @@ fn write_outputs(outputs: &[(String, Tensor)], out: &Path, force: bool) -> Resul
     let index = serde_json::json!({ "format": format, "version": 1, "outputs": listing });
     outdir::write(out, DirKind::Outputs, force, |tmp| -> Result<()> {
         for ((_, t), file) in outputs.iter().zip(&files) {
-            wpc::npy::write(&tmp.join(file), t)?;
+            // Errors name the file where it will be, not the staging copy.
+            wpc::npy::write(&tmp.join(file), t).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot write {}: {}",
+                    out.join(file).display(),
+                    e.root_cause()
+                )
+            })?;
         }
         let text = serde_json::to_string_pretty(&index)? + "\n";
         std::fs::write(tmp.join(marker), text)

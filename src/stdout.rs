@@ -2,7 +2,10 @@
 //! (`wpc ops | head -1`, `wpc run … | true`) is not an error: once a write
 //! meets a closed pipe, later output is dropped and the command carries on
 //! — outputs are still written, and the exit status is what the work
-//! earned. Use [`crate::say!`] instead of `println!`, which panics there.
+//! earned. Use [`crate::say!`] instead of `println!`, which panics there,
+//! and [`crate::tell!`] instead of `eprintln!` for standard error (a
+//! closed stderr drops the message; it must not turn an answer into a
+//! panic).
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,7 +22,9 @@ pub fn print(args: std::fmt::Arguments<'_>) {
     if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
         CLOSED.store(true, Ordering::Relaxed);
         if e.kind() != std::io::ErrorKind::BrokenPipe {
-            eprintln!("warning: cannot write to standard output ({e}); output dropped");
+            tell(format_args!(
+                "warning: cannot write to standard output ({e}); output dropped\n"
+            ));
         }
     }
 }
@@ -30,5 +35,18 @@ macro_rules! say {
     () => { $crate::stdout::print(format_args!("\n")) };
     ($($arg:tt)*) => {
         $crate::stdout::print(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// Writes `args` to stderr; an error writing it is ignored.
+pub fn tell(args: std::fmt::Arguments<'_>) {
+    let _ = std::io::stderr().lock().write_fmt(args);
+}
+
+/// `eprintln!` for the CLI: see the [module docs](crate::stdout).
+#[macro_export]
+macro_rules! tell {
+    ($($arg:tt)*) => {
+        $crate::stdout::tell(format_args!("{}\n", format_args!($($arg)*)))
     };
 }

@@ -106,11 +106,17 @@ fn size() -> impl Strategy<Value = usize> {
     prop::sample::select(vec![1usize, 2, 3, 4, 5, 7, 8, 9, 11, 13, 16, 17])
 }
 
+/// Reduction depths: [`size`]s and 0, where the product is all zeros and
+/// nothing of A or B may be read.
+fn depth() -> impl Strategy<Value = usize> {
+    prop_oneof![1 => Just(0usize), 6 => size()]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     #[test]
-    fn gemm_variants_agree((m, k, n, a, b, packed) in (size(), size(), size()).prop_flat_map(|(m, k, n)| {
+    fn gemm_variants_agree((m, k, n, a, b, packed) in (size(), depth(), size()).prop_flat_map(|(m, k, n)| {
         (Just(m), Just(k), Just(n), values(m * k), values(k * n), any::<bool>())
     })) {
         // A constant B is packed into panels at compile time; a computed

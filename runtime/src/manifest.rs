@@ -130,11 +130,14 @@ impl Variant {
 }
 
 /// Whether `r` lies inside one of `shards`.
-fn in_shards(r: &ShardRange, shards: &[Shard]) -> bool {
+/// Whether `r` lies inside a shard that `variant` reads (a shard listing
+/// no readers, as manifests before `variants` existed, is read by all).
+fn in_shards(r: &ShardRange, shards: &[Shard], variant: &str) -> bool {
     shards.get(r.shard).is_some_and(|s| {
-        r.offset
-            .checked_add(r.bytes)
-            .is_some_and(|end| end <= s.bytes)
+        (s.variants.is_empty() || s.variants.iter().any(|v| v == variant))
+            && r.offset
+                .checked_add(r.bytes)
+                .is_some_and(|end| end <= s.bytes)
     })
 }
 
@@ -165,7 +168,7 @@ impl WasmVariant {
         if self
             .weights
             .iter()
-            .any(|p| !in_shards(&p.range, shards) || !fits(p.offset, p.range.bytes))
+            .any(|p| !in_shards(&p.range, shards, &self.name) || !fits(p.offset, p.range.bytes))
         {
             return Err(format!(
                 "variant {} places weights outside its shards or its memory",
@@ -191,7 +194,7 @@ impl WebGpuVariant {
         let init_ok = |b: &BufferDecl| {
             b.init
                 .as_ref()
-                .is_none_or(|r| in_shards(r, shards) && r.bytes <= b.bytes)
+                .is_none_or(|r| in_shards(r, shards, "webgpu") && r.bytes <= b.bytes)
         };
         if !self.buffers.iter().all(init_ok) {
             return Err("the webgpu variant's weights lie outside its shards or buffers".into());

@@ -45,13 +45,43 @@ impl DirKind {
         }
     }
 
-    /// Whether `dir` holds this kind's marker.
-    fn owns(self, dir: &Path) -> bool {
+    /// Whether wpc wrote `dir` as this kind: its marker has the right
+    /// format and lists every entry of the directory (so a user's file
+    /// added beside a bundle is not deleted with it). `Err` says why not.
+    fn owns(self, dir: &Path) -> std::result::Result<(), String> {
         let (file, format) = self.marker();
-        std::fs::read(dir.join(file))
+        let no_marker = || format!("no {file} of format \"{format}\"");
+        let marker: serde_json::Value = std::fs::read(dir.join(file))
             .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .is_some_and(|v| v.get("format").and_then(|f| f.as_str()) == Some(format))
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(no_marker)?;
+        if marker.get("format").and_then(|f| f.as_str()) != Some(format) {
+            return Err(no_marker());
+        }
+        let lists: &[&str] = match self {
+            DirKind::Bundle => &["code", "shards"],
+            DirKind::Outputs => &["outputs"],
+        };
+        // The top-level names the marker accounts for (`runtime/x.js`
+        // accounts for `runtime`).
+        let mut listed = vec![file.to_string()];
+        for list in lists {
+            let entries = marker.get(*list).and_then(|l| l.as_array());
+            for entry in entries.into_iter().flatten() {
+                if let Some(f) = entry.get("file").and_then(|f| f.as_str()) {
+                    listed.extend(f.split('/').next().map(str::to_string));
+                }
+            }
+        }
+        let entries = std::fs::read_dir(dir).map_err(|e| e.to_string())?;
+        for entry in entries {
+            let name = entry.map_err(|e| e.to_string())?.file_name();
+            let name = name.to_string_lossy();
+            if !listed.iter().any(|l| *l == name) {
+                return Err(format!("it holds '{name}', which its {file} does not list"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -72,21 +102,62 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
-/// `path` made absolute against the current directory, with `.` and `..`
-/// resolved by name (so `-o .` and `-o sub/..` are seen for what they are).
+/// `path` made absolute the way the kernel resolves it: the longest part
+/// that exists is canonicalized (through symbolic links, so `link/..` is
+/// the link target's parent), the rest is resolved by name. A final
+/// component that is a symbolic link is kept, not followed: replacing it
+/// replaces the link.
 fn absolute(path: &Path) -> Result<PathBuf> {
     let cwd = std::env::current_dir().map_err(io(Path::new(".")))?;
+    let full = cwd.join(path);
+    let mut parts: Vec<Component> = full.components().collect();
+    let last = match parts.last() {
+        Some(Component::Normal(name)) => {
+            let name = PathBuf::from(name);
+            parts.pop();
+            Some(name)
+        }
+        _ => None,
+    };
     let mut out = PathBuf::new();
-    for c in cwd.join(path).components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
+    for k in (0..=parts.len()).rev() {
+        let prefix: PathBuf = parts[..k].iter().collect();
+        if let Ok(real) = std::fs::canonicalize(&prefix) {
+            out = real;
+            for c in &parts[k..] {
+                match c {
+                    Component::ParentDir => {
+                        out.pop();
+                    }
+                    Component::Normal(n) => out.push(n),
+                    _ => {}
+                }
             }
-            other => out.push(other),
+            break;
         }
     }
+    out.extend(last);
     Ok(out)
+}
+
+/// Refuses `dir` as an output directory when it is, or contains, one of
+/// `inputs` (the model, a bundle being run, an input tensor): with
+/// `--force` the directory is replaced, and what a command reads must
+/// survive what it writes.
+pub fn refuse_inputs(dir: &Path, inputs: &[&Path]) -> Result<()> {
+    let target = absolute(dir)?;
+    for input in inputs {
+        if absolute(input).is_ok_and(|i| i.starts_with(&target)) {
+            return Err(refused(
+                dir,
+                format!(
+                    "holds {}, which this command reads; give another output directory",
+                    input.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Checks that `dir` may be written as `kind`: it does not exist, or is
@@ -131,18 +202,57 @@ pub fn check(dir: &Path, kind: DirKind, force: bool) -> Result<PathBuf> {
         .map_err(io(dir))?
         .next()
         .is_none();
-    if empty || kind.owns(&target) {
+    if empty {
         return Ok(target);
     }
-    Err(refused(
-        dir,
-        format!(
-            "exists and is not {} (no {} of format \"{}\"); wpc will not replace your files: {hint}",
-            kind.what(),
-            kind.marker().0,
-            kind.marker().1
-        ),
-    ))
+    match kind.owns(&target) {
+        Ok(()) => Ok(target),
+        Err(why) => Err(refused(
+            dir,
+            format!(
+                "exists and is not {} ({why}); wpc will not replace your files: {hint}",
+                kind.what(),
+            ),
+        )),
+    }
+}
+
+/// Removes the staging and old copies (`.NAME.tmp-PID`, `.NAME.old-PID`)
+/// that an earlier wpc left beside `base` when it was killed or could not
+/// remove them, once the process that made them is gone.
+fn remove_stale_siblings(parent: &Path, base: &str) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&format!(".{base}.")))
+        else {
+            continue;
+        };
+        let pid = rest
+            .strip_prefix("tmp-")
+            .or_else(|| rest.strip_prefix("old-"))
+            .and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|pid| pid != std::process::id() && process_is_gone(pid)) {
+            let path = entry.path();
+            let _ = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+        }
+    }
+}
+
+/// Whether no process `pid` runs (known on Linux through /proc; elsewhere
+/// assumed running, so nothing is removed).
+fn process_is_gone(pid: u32) -> bool {
+    cfg!(target_os = "linux")
+        && Path::new("/proc/self").exists()
+        && !Path::new("/proc").join(pid.to_string()).exists()
 }
 
 /// Writes `dir` as `kind` under the policy of [`check`]: `fill` writes
@@ -164,6 +274,7 @@ pub fn write<E: From<Error>>(
         .expect("check refuses the root")
         .to_string_lossy()
         .into_owned();
+    remove_stale_siblings(parent, &base);
     let sibling = |what: &str| parent.join(format!(".{base}.{what}-{}", std::process::id()));
     let (tmp, old) = (sibling("tmp"), sibling("old"));
     let staged = (|| -> std::result::Result<(), E> {
@@ -171,7 +282,11 @@ pub fn write<E: From<Error>>(
             std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
         }
         std::fs::create_dir(&tmp).map_err(io(&tmp))?;
-        fill(&tmp)
+        fill(&tmp)?;
+        // Filling may take minutes: check again that what is there now
+        // may be replaced.
+        check(dir, kind, force)?;
+        Ok(())
     })();
     if let Err(e) = staged {
         let _ = std::fs::remove_dir_all(&tmp);
@@ -191,12 +306,13 @@ pub fn write<E: From<Error>>(
         return Err(io(dir)(e).into());
     }
     if had_old {
-        let removed = if std::fs::symlink_metadata(&old).is_ok_and(|m| m.is_dir()) {
+        // The new contents are in place: the write succeeded. An old copy
+        // that cannot be removed now is removed by the next write here.
+        let _ = if std::fs::symlink_metadata(&old).is_ok_and(|m| m.is_dir()) {
             std::fs::remove_dir_all(&old)
         } else {
             std::fs::remove_file(&old)
         };
-        removed.map_err(io(&old))?;
     }
     Ok(())
 }
@@ -226,7 +342,8 @@ mod tests {
 
     fn fill_with(name: &'static str) -> impl FnOnce(&Path) -> Result<()> {
         move |d| {
-            std::fs::write(d.join("outputs.json"), r#"{"format":"wpc-outputs"}"#).unwrap();
+            let marker = format!(r#"{{"format":"wpc-outputs","outputs":[{{"file":"{name}"}}]}}"#);
+            std::fs::write(d.join("outputs.json"), marker).unwrap();
             std::fs::write(d.join(name), b"x").unwrap();
             Ok(())
         }
@@ -296,6 +413,77 @@ mod tests {
             assert!(Path::new("out/second").exists() && !Path::new("out/partial").exists());
             let left: Vec<_> = std::fs::read_dir(".").unwrap().collect();
             assert_eq!(left.len(), 1, "no staging directory left behind");
+        });
+    }
+
+    #[test]
+    fn a_file_the_marker_does_not_list_keeps_a_wpc_directory_from_being_replaced() {
+        in_temp_dir(|_| {
+            write(
+                Path::new("out"),
+                DirKind::Outputs,
+                false,
+                fill_with("y.npy"),
+            )
+            .unwrap();
+            std::fs::write("out/notes.txt", b"keep").unwrap();
+            let e = write(
+                Path::new("out"),
+                DirKind::Outputs,
+                false,
+                fill_with("y.npy"),
+            );
+            let e = e.unwrap_err().to_string();
+            assert!(
+                e.contains("'notes.txt', which its outputs.json does not list"),
+                "{e}"
+            );
+            assert_eq!(std::fs::read("out/notes.txt").unwrap(), b"keep");
+        });
+    }
+
+    #[test]
+    fn an_output_directory_holding_an_input_is_refused_even_with_force() {
+        in_temp_dir(|_| {
+            std::fs::create_dir_all("models/sub").unwrap();
+            std::fs::write("models/sub/m.onnx", b"model").unwrap();
+            for dir in ["models", "models/sub", "models/../models/sub"] {
+                let e = refuse_inputs(Path::new(dir), &[Path::new("models/sub/m.onnx")]);
+                assert!(
+                    e.unwrap_err()
+                        .to_string()
+                        .contains("which this command reads"),
+                    "{dir}"
+                );
+            }
+            refuse_inputs(Path::new("models/out"), &[Path::new("models/sub/m.onnx")]).unwrap();
+            refuse_inputs(Path::new("mod"), &[Path::new("models/sub/m.onnx")]).unwrap();
+        });
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn dot_dot_after_a_symbolic_link_is_the_link_targets_parent() {
+        in_temp_dir(|tmp| {
+            std::fs::create_dir_all(tmp.join("real/deep")).unwrap();
+            std::os::unix::fs::symlink(tmp.join("real/deep"), "link").unwrap();
+            let real = std::fs::canonicalize(tmp.join("real")).unwrap();
+            assert_eq!(absolute(Path::new("link/../x")).unwrap(), real.join("x"));
+            assert_eq!(absolute(Path::new("link/..")).unwrap(), real);
+            // A final link is the link itself, not what it points to.
+            let cwd = std::fs::canonicalize(".").unwrap();
+            assert_eq!(absolute(Path::new("link")).unwrap(), cwd.join("link"));
+        });
+    }
+
+    #[test]
+    fn copies_left_by_a_process_that_is_gone_are_removed_by_the_next_write() {
+        in_temp_dir(|_| {
+            // No process has pid u32::MAX - 1 (Linux caps pids far below).
+            let stale = format!(".out.old-{}", u32::MAX - 1);
+            std::fs::create_dir(&stale).unwrap();
+            write(Path::new("out"), DirKind::Outputs, false, fill_with("a")).unwrap();
+            assert_eq!(!Path::new(&stale).exists(), cfg!(target_os = "linux"));
         });
     }
 }

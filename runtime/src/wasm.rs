@@ -66,13 +66,14 @@ fn compile_shared(bytes: &[u8], what: &str) -> Result<Module> {
     let engine = engine()?;
     let file = cache_dir().map(|dir| dir.join(format!("{}.cwasm", cache_key(engine, bytes))));
     // SAFETY: `deserialize_file` trusts the file to be wasmtime's own
-    // output for this engine's configuration: the cache directory is the
-    // user's, written only by `serialize` below under a key that includes
-    // the module's hash and the engine's compatibility hash, and wasmtime
-    // checks the header and version before using it.
+    // output for this engine's configuration: it is read only from a
+    // directory that is this user's and writable by no one else
+    // (`trusted`), written only by `serialize` below under a key that
+    // includes the module's hash and the engine's compatibility hash, and
+    // wasmtime checks the header and version before using it.
     let cached = file
         .as_ref()
-        .filter(|f| f.exists())
+        .filter(|f| trusted(f))
         .and_then(|f| unsafe { Module::deserialize_file(engine, f) }.ok());
     let module = match cached {
         Some(m) => m,
@@ -80,7 +81,9 @@ fn compile_shared(bytes: &[u8], what: &str) -> Result<Module> {
             let m = Module::new(engine, bytes).map_err(engine_error(what))?;
             if let (Some(file), Ok(compiled)) = (&file, m.serialize()) {
                 // A cache that cannot be written only costs time later.
-                let _ = write_atomically(file, &compiled);
+                if write_atomically(file, &compiled).is_ok() {
+                    prune(file.parent().expect("cache files live in a directory"));
+                }
             }
             m
         }
@@ -116,13 +119,67 @@ fn cache_key(engine: &Engine, bytes: &[u8]) -> String {
     )
 }
 
+/// Compiled modules kept on disk; beyond this, the least recently
+/// written are removed.
+const CACHE_ENTRIES: usize = 64;
+
+/// Whether `file` may be loaded as compiled code: it and its directory
+/// are regular (no symbolic links), owned by this user and writable by no
+/// one else, so no other user can have put machine code there.
+fn trusted(file: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        let ours = |p: &Path, dir: bool| {
+            std::fs::symlink_metadata(p).is_ok_and(|m| {
+                (if dir { m.is_dir() } else { m.is_file() })
+                    && m.uid() == me
+                    && m.mode() & 0o022 == 0
+            })
+        };
+        file.parent().is_some_and(|d| ours(d, true)) && ours(file, false)
+    }
+    #[cfg(not(unix))]
+    {
+        file.is_file()
+    }
+}
+
+/// Keeps the newest [`CACHE_ENTRIES`] compiled modules in `dir` (old
+/// wpc versions' and old bundles' entries are never read again).
+fn prune(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    files.sort_by_key(|f| std::cmp::Reverse(f.0));
+    for (_, old) in files.into_iter().skip(CACHE_ENTRIES) {
+        let _ = std::fs::remove_file(old);
+    }
+}
+
 /// Writes `bytes` to `file` through a temporary sibling and a rename, so
-/// a concurrent reader never sees half a file.
+/// a concurrent reader never sees half a file. The directory is made
+/// private to this user.
 fn write_atomically(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = file.parent().expect("cache files live in a directory");
-    std::fs::create_dir_all(dir)?;
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)?;
     let tmp = dir.join(format!(".tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::io::Write::write_all(&mut options.open(&tmp)?, bytes)?;
     std::fs::rename(&tmp, file).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
     })
@@ -285,5 +342,59 @@ impl Session {
             .ok()?;
         let message = String::from_utf8(bytes).ok()?;
         (kind != 0).then_some((kind, message))
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("wpc-wasm-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir.join("cache")
+    }
+
+    #[test]
+    fn only_private_files_of_this_user_are_loaded_as_compiled_code() {
+        let dir = scratch("trust");
+        let file = dir.join("a.cwasm");
+        write_atomically(&file, b"code").unwrap();
+        assert!(trusted(&file), "what wpc writes is trusted");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(!trusted(&file), "a file others may write is not");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(!trusted(&file), "nor one in a directory others may write");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let link = dir.join("b.cwasm");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(!trusted(&link), "nor a symbolic link");
+        let _ = std::fs::remove_dir_all(dir.parent().unwrap());
+    }
+
+    #[test]
+    fn the_cache_keeps_its_newest_entries() {
+        let dir = scratch("prune");
+        for i in 0..CACHE_ENTRIES + 3 {
+            let file = dir.join(format!("{i:03}.cwasm"));
+            write_atomically(&file, b"code").unwrap();
+            let at = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(i as u64);
+            std::fs::File::options()
+                .write(true)
+                .open(&file)
+                .unwrap()
+                .set_modified(at)
+                .unwrap();
+        }
+        prune(&dir);
+        let left = std::fs::read_dir(&dir).unwrap().count();
+        assert_eq!(left, CACHE_ENTRIES);
+        assert!(
+            !dir.join("000.cwasm").exists()
+                && dir.join(format!("{:03}.cwasm", CACHE_ENTRIES + 2)).exists()
+        );
+        let _ = std::fs::remove_dir_all(dir.parent().unwrap());
     }
 }

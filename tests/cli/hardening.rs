@@ -152,6 +152,97 @@ fn output_paths_that_hold_other_files_are_never_replaced() {
         .success(),
         "--output-dir is -o's other name"
     );
+
+    // A file of the user's added to a bundle makes it theirs.
+    std::fs::write(d.join("m.wpc/notes.txt"), b"mine").unwrap();
+    assert_fails(
+        &compile("m.wpc", &[]),
+        &["'notes.txt', which its manifest.json does not list"],
+    );
+    assert_eq!(std::fs::read(d.join("m.wpc/notes.txt")).unwrap(), b"mine");
+    std::fs::remove_file(d.join("m.wpc/notes.txt")).unwrap();
+    // What a command reads survives it, even with --force.
+    std::fs::create_dir(d.join("models")).unwrap();
+    std::fs::copy(&model, d.join("models/m.onnx")).unwrap();
+    let o = wpc_in(
+        d,
+        &[
+            "compile",
+            "models/m.onnx",
+            "--dim",
+            "batch=1",
+            "-o",
+            "models",
+            "--force",
+        ],
+        &[],
+    );
+    assert_fails(&o, &["which this command reads"]);
+    assert!(d.join("models/m.onnx").exists());
+    let o = wpc_in(
+        d,
+        &[
+            "run", "m.wpc", "--input", "x=random", "-o", "m.wpc", "--force",
+        ],
+        &[],
+    );
+    assert_fails(&o, &["which this command reads"]);
+    assert!(d.join("m.wpc/manifest.json").exists());
+}
+
+#[test]
+fn inputs_and_outputs_with_no_declared_shape_compile_into_bundles_that_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut m = small_model("Relu", weights());
+    let graph = m.graph.as_mut().unwrap();
+    for info in graph.input.iter_mut().chain(graph.output.iter_mut()) {
+        if let Some(TypeValue::TensorType(t)) = info.r#type.as_mut().and_then(|t| t.value.as_mut())
+        {
+            t.shape = None;
+        }
+    }
+    let model = write(d, "m.onnx", &m);
+    let o = wpc_in(
+        d,
+        &["compile", &model, "--input-shape", "x=2x3", "-o", "m.wpc"],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("m.wpc/manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        manifest["inputs"][0]["shape"],
+        serde_json::json!(["?", "?"])
+    );
+    assert_eq!(manifest["inputs"][0]["bound"], serde_json::json!([2, 3]));
+    let x = Tensor::from_vec(vec![2, 3], vec![1.0f32, 2.0, 3.0, -4.0, 5.0, -6.0]);
+    let x = npy(d, "x.npy", &x);
+    let input = format!("x={x}");
+    for backend in ["wasm", "webgpu"] {
+        let o = wpc_in(
+            d,
+            &[
+                "run",
+                "m.wpc",
+                "--backend",
+                backend,
+                "--input",
+                &input,
+                "-o",
+                backend,
+            ],
+            &[],
+        );
+        assert!(o.status.success(), "{backend}: {}", stderr(&o));
+        let y = wpc::npy::read(&d.join(backend).join("y.npy")).unwrap();
+        let want = relu_reference(&[1.0, 2.0, 3.0, -4.0, 5.0, -6.0]);
+        let got: Vec<f64> = y.to_f64s();
+        assert_eq!(got.len(), want.len(), "{backend}");
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-5, "{backend}: {got:?} vs {want:?}");
+        }
+    }
 }
 
 #[test]
@@ -338,7 +429,22 @@ fn edited_bundles_are_refused_on_every_backend() {
         assert_fails(&o, &["bad bundle", "output 'y'"]);
         assert!(!d.join("m.outputs").exists());
     }
+    // Weights read from a shard that lists other readers.
     json["outputs"][0]["bound"] = serde_json::json!([1, 2]);
+    let original = json.clone();
+    for shard in json["shards"].as_array_mut().unwrap() {
+        shard["variants"] = serde_json::json!(["wasm-scalar"]);
+    }
+    std::fs::write(&manifest, serde_json::to_vec(&json).unwrap()).unwrap();
+    for backend in ["wasm", "webgpu"] {
+        let o = wpc_in(
+            d,
+            &["run", "m.wpc", "--backend", backend, "--input", "x=random"],
+            &[],
+        );
+        assert_fails(&o, &["bad bundle", "outside its shards"]);
+    }
+    json = original;
     json["version"] = serde_json::json!(2);
     std::fs::write(&manifest, serde_json::to_vec(&json).unwrap()).unwrap();
     let o = wpc_in(d, &["run", "m.wpc", "--input", "x=random"], &[]);
@@ -440,7 +546,8 @@ fn huge_tensors_are_refused_before_allocating() {
         &o,
         &[
             "random input 'x'",
-            "needs 12000000000000 bytes",
+            // 3e12 float32s, and the f64 values they are made from.
+            "needs 36000000000000 bytes",
             "available",
         ],
     );
@@ -680,7 +787,7 @@ fn inspect_and_ops_say_what_each_backend_runs() {
     for needle in [
         "parameters: 12 in 2 initializers and 1 Constant nodes",
         "webgpu     1 nodes have no kernel (MatMulInteger x1), e.g. 'quantized' (MatMulInteger)",
-        "on the reference kernels compiled to wasm: MatMulInteger x1",
+        "wasm runs 1 nodes on the slower reference kernels (reference.wasm): MatMulInteger x1",
     ] {
         assert!(text.contains(needle), "{needle}: {text}");
     }

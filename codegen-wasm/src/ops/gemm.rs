@@ -1,7 +1,7 @@
 //! The one matrix-multiply kernel behind MatMul, Gemm and Conv:
 //! C = alpha · A·B (+ bias), A (M×K) and B (K×N) row-major with leading
 //! dimensions. A register-blocked micro-kernel keeps a 4-row × 2-vector
-//! tile of C in locals (4×8 floats with SIMD, 4×4 scalar), broadcasting
+//! tile of C in locals (4×8 floats: two vectors, or eight scalars), broadcasting
 //! one A element per row against vectors of B for each k; remainder rows
 //! and columns get narrower tiles of the same code. A constant B is packed
 //! at compile time into column panels, each panel's K rows contiguous, so
@@ -137,6 +137,10 @@ impl Panels {
     /// whatever the ISA (2 vectors of 4 lanes, or 8 scalars): every wasm
     /// variant packs B the same way, so a bundle stores it once for all.
     fn new(n: usize, lanes: usize) -> Panels {
+        debug_assert!(
+            PANEL.is_multiple_of(lanes) && 4usize.is_multiple_of(lanes),
+            "panels of {PANEL} and 4 columns are whole vectors of {lanes} lanes"
+        );
         let vectors = PANEL / lanes;
         let main = n / PANEL * PANEL;
         let mut tail = Vec::new();
@@ -257,32 +261,36 @@ fn tile(b: &mut InstrSeqBuilder, fx: &mut Fx, g: &Gemm, cur: &Cursor, t: &Tile) 
         .local_get(g.b)
         .binop(BinaryOp::I32Add)
         .local_set(cur.pb);
-    b.loop_(None, |lp| {
-        let top = lp.id();
-        for (v, &x) in bv.iter().enumerate() {
-            lp.local_get(cur.pb);
-            emit::load(lp, fx, t.lanes, (v * t.lanes * 4) as u64);
-            lp.local_set(x);
-        }
-        for (r, row) in acc.iter().enumerate() {
-            lp.local_get(cur.pa);
-            emit::load(lp, fx, 1, (r * g.lda * 4) as u64);
-            emit::splat(lp, t.lanes);
-            lp.local_set(av);
-            for (v, &a) in row.iter().enumerate() {
-                lp.local_get(av).local_get(bv[v]);
-                emit::madd(lp, fx, t.lanes, a);
+    // With K = 0 the product is all zeros; the loop (which runs at least
+    // once) would read A and B past their ends.
+    if g.k > 0 {
+        b.loop_(None, |lp| {
+            let top = lp.id();
+            for (v, &x) in bv.iter().enumerate() {
+                lp.local_get(cur.pb);
+                emit::load(lp, fx, t.lanes, (v * t.lanes * 4) as u64);
+                lp.local_set(x);
             }
-        }
-        emit::bump(lp, cur.pb, b_step as i64);
-        lp.local_get(cur.pa)
-            .i32_const(4)
-            .binop(BinaryOp::I32Add)
-            .local_tee(cur.pa)
-            .local_get(cur.end)
-            .binop(BinaryOp::I32LtU)
-            .br_if(top);
-    });
+            for (r, row) in acc.iter().enumerate() {
+                lp.local_get(cur.pa);
+                emit::load(lp, fx, 1, (r * g.lda * 4) as u64);
+                emit::splat(lp, t.lanes);
+                lp.local_set(av);
+                for (v, &a) in row.iter().enumerate() {
+                    lp.local_get(av).local_get(bv[v]);
+                    emit::madd(lp, fx, t.lanes, a);
+                }
+            }
+            emit::bump(lp, cur.pb, b_step as i64);
+            lp.local_get(cur.pa)
+                .i32_const(4)
+                .binop(BinaryOp::I32Add)
+                .local_tee(cur.pa)
+                .local_get(cur.end)
+                .binop(BinaryOp::I32LtU)
+                .br_if(top);
+        });
+    }
     // pc = C + (i·ldc + j)·4
     b.local_get(cur.i)
         .i32_const(g.ldc as i32)
@@ -720,4 +728,35 @@ fn im2col(b: &mut InstrSeqBuilder, fx: &mut Fx, s: &Im2col, x: LocalId, col: u32
             });
         });
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panels_cover_every_column_once_in_order_for_every_isa() {
+        for lanes in [1, 4] {
+            for n in 0..40 {
+                let p = Panels::new(n, lanes);
+                let mut next = 0;
+                for (j, w) in p.spans() {
+                    assert_eq!(j, next, "n={n} lanes={lanes}");
+                    assert!(w > 0, "n={n} lanes={lanes}: an empty panel");
+                    next = j + w;
+                }
+                assert_eq!(next, n, "lanes={lanes}");
+                // Same packing whatever the ISA: the bundle stores it once.
+                assert_eq!(
+                    p.spans().collect::<Vec<_>>(),
+                    Panels::new(n, 1).spans().collect::<Vec<_>>()
+                );
+            }
+        }
+        let b: Vec<f32> = (0..3 * 13).map(|x| x as f32).collect();
+        let packed = pack_panels(&b, 3, 13, 4);
+        assert_eq!(packed.len(), b.len());
+        // The 4-wide panel at column 8 starts at element 8·k.
+        assert_eq!(&packed[24..28], &[8.0, 9.0, 10.0, 11.0]);
+    }
 }
