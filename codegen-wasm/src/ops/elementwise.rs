@@ -6,6 +6,7 @@
 
 use walrus::ir::{BinaryOp, UnaryOp};
 use walrus::{FunctionBuilder, FunctionId, InstrSeqBuilder, LocalId};
+use wpc_ir::ops::params::Elementwise as E;
 use wpc_ir::{Error, Result};
 
 use crate::emit::{self, Arith, Fx};
@@ -85,7 +86,7 @@ pub fn is_elementwise(op: &str) -> bool {
 }
 
 fn classify(ctx: &Ctx) -> Result<(Op, usize)> {
-    let a = ctx.attrs();
+    let params = E::of(&ctx.node.op, ctx.attrs())?;
     let n = ctx.node.inputs.len();
     Ok(match ctx.node.op.as_str() {
         "Add" | "Sum" => (Op::Fold(Arith::Add), n),
@@ -101,11 +102,18 @@ fn classify(ctx: &Ctx) -> Result<(Op, usize)> {
         "Floor" => (Op::Floor, 1),
         "Ceil" => (Op::Ceil, 1),
         "Reciprocal" => (Op::Reciprocal, 1),
-        "LeakyRelu" => (Op::LeakyRelu(a.float("alpha", 0.01)?), 1),
+        "LeakyRelu" => match params {
+            Some(E::LeakyRelu { alpha }) => (Op::LeakyRelu(alpha), 1),
+            _ => unreachable!("LeakyRelu's parameters are LeakyRelu"),
+        },
         "Clip" => {
-            let bound = |i: usize, name: &str, default: f32| -> Result<f32> {
+            let Some(E::Clip { min, max }) = params else {
+                unreachable!("Clip's parameters are Clip")
+            };
+            // Bounds are attributes before opset 11, constant inputs since.
+            let bound = |i: usize, attr: Option<f32>, default: f32| -> Result<f32> {
                 if ctx.opset < 11 {
-                    return Ok(a.opt_float(name)?.unwrap_or(default));
+                    return Ok(attr.unwrap_or(default));
                 }
                 Ok(match ctx.has_input(i) {
                     true => ctx.constant(i)?.to_f32s()[0],
@@ -114,8 +122,8 @@ fn classify(ctx: &Ctx) -> Result<(Op, usize)> {
             };
             (
                 Op::Clip(
-                    bound(1, "min", f32::NEG_INFINITY)?,
-                    bound(2, "max", f32::INFINITY)?,
+                    bound(1, min, f32::NEG_INFINITY)?,
+                    bound(2, max, f32::INFINITY)?,
                 ),
                 1,
             )

@@ -495,9 +495,12 @@ fn batch_offsets(
 /// packed row-major at compile time; C folds into a row, column or full
 /// bias.
 pub fn gemm(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
-    let a = ctx.attrs();
-    let (alpha, beta) = (a.float("alpha", 1.0)?, a.float("beta", 1.0)?);
-    let (trans_a, trans_b) = (a.int("transA", 0)? != 0, a.int("transB", 0)? != 0);
+    let wpc_ir::ops::params::Gemm {
+        alpha,
+        beta,
+        trans_a,
+        trans_b,
+    } = wpc_ir::ops::params::Gemm::of(ctx.attrs())?;
     let (adt, ash) = ctx.input_type(0)?;
     let (bdt, bsh) = ctx.input_type(1)?;
     if adt != DType::F32 || bdt != DType::F32 {

@@ -61,13 +61,7 @@ pub fn transpose(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         return Err(Error::unsupported(format!("Transpose of {}", x.dtype)));
     }
     let rank = x.shape.len();
-    let perm: Vec<usize> = match ctx.attrs().opt_ints("perm")? {
-        Some(p) => p
-            .iter()
-            .map(|&a| norm_axis(a, rank))
-            .collect::<Result<_>>()?,
-        None => (0..rank).rev().collect(),
-    };
+    let perm = wpc_ir::ops::params::transpose_perm(ctx.attrs(), rank)?;
     let mut in_strides = vec![1usize; rank];
     for d in (0..rank.saturating_sub(1)).rev() {
         in_strides[d] = in_strides[d + 1] * x.shape[d + 1];

@@ -35,19 +35,14 @@ pub fn pool(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
             ctx.node.op
         )));
     }
-    let a = ctx.attrs();
-    let kernel: Vec<usize> = a
-        .opt_ints("kernel_shape")?
-        .ok_or_else(|| Error::invalid(format!("{} needs kernel_shape", ctx.node.op)))?
-        .iter()
-        .map(|&k| k as usize)
-        .collect();
-    let win = wpc_ir::ops::Window::new(a, &x.shape[2..], &kernel)?;
+    let params = wpc_ir::ops::params::Pool::of(ctx.attrs(), spatial)?;
+    let kernel = &params.kernel;
+    let win = wpc_ir::ops::Window::new(ctx.attrs(), &x.shape[2..], kernel)?;
     let is_max = ctx.node.op == "MaxPool";
-    let include_pad = a.int("count_include_pad", 0)? != 0;
+    let include_pad = params.count_include_pad;
     let [ih, iw] = hw(&x.shape[2..], 1);
     let [oh, ow] = hw(&out.shape[2..], 1);
-    let [kh, kw] = hw(&kernel, 1);
+    let [kh, kw] = hw(kernel, 1);
     let [sh, sw] = hw(&win.strides, 1);
     let [dh, dw] = hw(&win.dilations, 1);
     let [ph, pw] = hw(&win.pads[..spatial], 0);
@@ -359,13 +354,12 @@ pub fn softmax(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
 pub fn lrn(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
     super::require_f32(ctx, &x)?;
-    let a = ctx.attrs();
-    let size = a.int("size", 0)?.max(1) as usize;
-    let (alpha, beta, bias) = (
-        a.float("alpha", 1e-4)?,
-        a.float("beta", 0.75)?,
-        a.float("bias", 1.0)?,
-    );
+    let wpc_ir::ops::params::Lrn {
+        size,
+        alpha,
+        beta,
+        bias,
+    } = wpc_ir::ops::params::Lrn::of(ctx.attrs())?;
     let (batch, ch) = (x.shape[0], x.shape[1]);
     let area: usize = x.shape[2..].iter().product();
     let (lo, hi) = ((size - 1) / 2, size.div_ceil(2) - 1);

@@ -65,13 +65,10 @@ fn present(ctx: &Ctx, new: &Tt, kvh: usize, past: usize, total: usize, dim: usiz
 pub fn attention(ctx: &Ctx) -> Result<Lowered> {
     let (q, kin, vin) = (ctx.input(0)?, ctx.input(1)?, ctx.input(2)?);
     super::require_f32(ctx, q)?;
-    let a = ctx.attrs();
+    let p = wpc_ir::ops::params::Attention::of(ctx.attrs())?;
     let three_d = q.shape.len() == 3;
     let (qh, kvh) = if three_d {
-        (
-            a.int("q_num_heads", 0)? as usize,
-            a.int("kv_num_heads", 0)? as usize,
-        )
+        p.heads_3d()?
     } else {
         (q.shape[1], kin.shape[1])
     };
@@ -94,16 +91,10 @@ pub fn attention(ctx: &Ctx) -> Result<Lowered> {
     };
     let skv = past + s_new;
     let reps = qh / kvh;
-    let scale = a
-        .opt_float("scale")?
-        .map_or(1.0 / (dh as f64).sqrt(), f64::from);
-    let softcap = f64::from(a.float("softcap", 0.0)?);
-    let causal = a.int("is_causal", 0)? != 0;
-    let mode = a.int("qk_matmul_output_mode", 0)?;
-    let (left, right) = (
-        a.int("left_window_size", -1)?,
-        a.int("right_window_size", -1)?,
-    );
+    let scale = p.scale_for(dh);
+    let softcap = f64::from(p.softcap);
+    let causal = p.is_causal;
+    let mode = p.qk_matmul_output_mode;
     let lit = |v: f64| literal(v, Word::F32);
 
     // Keys and values in (B, kvh, skv, D): the present outputs, or scratch.
@@ -231,13 +222,13 @@ pub fn attention(ctx: &Ctx) -> Result<Lowered> {
     if causal {
         let _ = writeln!(b, "        if (i32(j) > pos) {{ bj = {neg_inf}; }}");
     }
-    if left >= 0 {
+    if let Some(left) = p.left_window {
         let _ = writeln!(
             b,
             "        if (pos - i32(j) > {left}) {{ bj = {neg_inf}; }}"
         );
     }
-    if right >= 0 {
+    if let Some(right) = p.right_window {
         let _ = writeln!(
             b,
             "        if (i32(j) - pos > {right}) {{ bj = {neg_inf}; }}"

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
+use wpc_ir::ops::params::Elementwise as E;
 use wpc_ir::{DType, Error, Result};
 use wpc_runtime::device_data::Word;
 
@@ -165,7 +166,6 @@ fn expression(
     helpers: &mut BTreeSet<&'static str>,
 ) -> Result<String> {
     let op = ctx.node.op.as_str();
-    let attrs = ctx.attrs();
     let w = ins.first().map(|t| t.word).unwrap_or(Word::F32);
     let float = w == Word::F32;
     let lit = |v: f64| literal(v, w);
@@ -191,6 +191,9 @@ fn expression(
         }
         return Ok(e.to_string());
     }
+    if let Some(p) = E::of(op, ctx.attrs())? {
+        return parameterized(ctx, p, ins, out, &names, helpers);
+    }
     let cmp = |sym: &str| bool_of(&format!("a {sym} b"));
     let e = match op {
         "Add" => wrap("a + b".into(), out.dtype),
@@ -213,7 +216,16 @@ fn expression(
                 (Word::F32, _) => "f32(b)".to_string(),
                 (_, Word::F32) => {
                     helpers.insert("powf");
-                    return Ok(cast("powf(f32(a), b)", &Tt { word: Word::F32, ..out.clone() }, out.dtype, out.word, helpers));
+                    return Ok(cast(
+                        "powf(f32(a), b)",
+                        &Tt {
+                            word: Word::F32,
+                            ..out.clone()
+                        },
+                        out.dtype,
+                        out.word,
+                        helpers,
+                    ));
                 }
                 (Word::I32, _) => {
                     helpers.insert("powi");
@@ -227,28 +239,6 @@ fn expression(
             helpers.insert("powf");
             format!("powf(a, {b})")
         }
-        "Mod" => {
-            let fmod = attrs.int("fmod", 0)? != 0;
-            match (w, fmod) {
-                (Word::F32, true) => "a % b".into(),
-                (Word::F32, false) => {
-                    helpers.insert("pymod_f");
-                    "pymod_f(a, b)".into()
-                }
-                (Word::I32, true) => {
-                    helpers.insert("fmod_i");
-                    "fmod_i(a, b)".into()
-                }
-                (Word::I32, false) => {
-                    helpers.insert("pymod_i");
-                    "pymod_i(a, b)".into()
-                }
-                (Word::U32, _) => {
-                    helpers.insert("mod_u");
-                    "mod_u(a, b)".into()
-                }
-            }
-        }
         "Neg" => wrap("-a".into(), out.dtype),
         "Abs" => match w {
             Word::U32 => "a".into(),
@@ -259,47 +249,132 @@ fn expression(
             _ => "sign(a)".into(),
         },
         "Relu" => format!("max(a, {})", lit(0.0)),
-        "LeakyRelu" => format!("select({} * a, a, a >= 0.0)", lit(attrs.float("alpha", 0.01)?.into())),
-        "Elu" => format!("select({} * (exp(a) - 1.0), a, a > 0.0)", lit(attrs.float("alpha", 1.0)?.into())),
-        "Selu" => {
-            let alpha = lit(attrs.float("alpha", 1.673_263_2)?.into());
-            let gamma = lit(attrs.float("gamma", 1.050_701)?.into());
-            format!("{gamma} * select({alpha} * exp(a) - {alpha}, a, a > 0.0)")
-        }
-        "Celu" => {
-            let alpha = lit(attrs.float("alpha", 1.0)?.into());
-            format!("max(0.0, a) + min(0.0, {alpha} * (exp(a / {alpha}) - 1.0))")
-        }
-        "Gelu" => match attrs.string("approximate", "none")? {
-            "tanh" => "0.5 * a * (1.0 + tanh(clamp(0.7978845608 * (a + 0.044715 * a * a * a), -15.0, 15.0)))".into(),
-            _ => {
-                helpers.insert("erf");
-                "0.5 * a * (1.0 + erf_(a * 0.70710678118))".into()
-            }
-        },
-        "HardSigmoid" => format!(
-            "clamp({} * a + {}, 0.0, 1.0)",
-            lit(attrs.float("alpha", 0.2)?.into()),
-            lit(attrs.float("beta", 0.5)?.into())
-        ),
-        "ThresholdedRelu" => format!("select(0.0, a, a > {})", lit(attrs.float("alpha", 1.0)?.into())),
         "PRelu" => match w {
             Word::F32 => "select(b * a, a, a >= 0.0)".into(),
             _ => "select(b * a, a, a >= 0)".into(),
         },
-        "Shrink" => {
-            let bias = lit(attrs.float("bias", 0.0)?.into());
-            let lambd = lit(attrs.float("lambd", 0.5)?.into());
-            let zero = lit(0.0);
+        "Not" => "1u - a".into(),
+        "And" => "a & b".into(),
+        "Or" => "a | b".into(),
+        "Xor" => "a ^ b".into(),
+        "Equal" => cmp("=="),
+        "Less" => cmp("<"),
+        "Greater" => cmp(">"),
+        "LessOrEqual" => cmp("<="),
+        "GreaterOrEqual" => cmp(">="),
+        "Where" => "select(c, b, a != 0u)".into(),
+        "Min" | "Max" => {
+            let f = match (op, float) {
+                ("Min", true) => "fmin",
+                ("Max", true) => "fmax",
+                ("Min", false) => "min",
+                _ => "max",
+            };
+            if float {
+                helpers.insert(f);
+            }
+            fold(&|x, y| format!("{f}({x}, {y})"))
+        }
+        "Sum" => wrap(fold(&|x, y| format!("{x} + {y}")), out.dtype),
+        "Mean" => format!(
+            "({}) / {}",
+            fold(&|x, y| format!("{x} + {y}")),
+            lit(ins.len() as f64)
+        ),
+        "IsNaN" => {
+            helpers.insert("is_nan");
+            bool_of("is_nan(a)")
+        }
+        "BitwiseAnd" => "a & b".into(),
+        "BitwiseOr" => "a | b".into(),
+        "BitwiseXor" => "a ^ b".into(),
+        "BitwiseNot" => wrap("~a".into(), out.dtype),
+        "Cast" | "CastLike" => cast("a", &ins[0], out.dtype, out.word, helpers),
+        "BitCast" => {
+            if out.dtype.size() > 4 {
+                return Err(Error::unsupported(format!(
+                    "BitCast to {}: WGSL has no 64-bit types",
+                    out.dtype
+                )));
+            }
+            // Narrow types live sign- or zero-extended in a 32-bit word:
+            // reinterpret the word, then extend from the target's width.
+            wrap(format!("bitcast<{}>(a)", out.word.wgsl()), out.dtype)
+        }
+        other => {
+            return Err(Error::unsupported(format!(
+                "{other} has no WebGPU expression"
+            )));
+        }
+    };
+    Ok(e)
+}
+
+/// The expression of an elementwise op that takes parameters, over
+/// inputs named `names` (`a`, `b`, ...).
+fn parameterized(
+    ctx: &Ctx,
+    p: E,
+    ins: &[Tt],
+    out: &Tt,
+    names: &[String],
+    helpers: &mut BTreeSet<&'static str>,
+) -> Result<String> {
+    let w = ins.first().map(|t| t.word).unwrap_or(Word::F32);
+    let float = w == Word::F32;
+    let lit = |v: f32| literal(v.into(), w);
+    Ok(match p {
+        E::Mod { fmod } => match (w, fmod) {
+            (Word::F32, true) => "a % b".into(),
+            (Word::F32, false) => {
+                helpers.insert("pymod_f");
+                "pymod_f(a, b)".into()
+            }
+            (Word::I32, true) => {
+                helpers.insert("fmod_i");
+                "fmod_i(a, b)".into()
+            }
+            (Word::I32, false) => {
+                helpers.insert("pymod_i");
+                "pymod_i(a, b)".into()
+            }
+            (Word::U32, _) => {
+                helpers.insert("mod_u");
+                "mod_u(a, b)".into()
+            }
+        },
+        E::LeakyRelu { alpha } => format!("select({} * a, a, a >= 0.0)", lit(alpha)),
+        E::Elu { alpha } => format!("select({} * (exp(a) - 1.0), a, a > 0.0)", lit(alpha)),
+        E::Selu { alpha, gamma } => {
+            let (alpha, gamma) = (lit(alpha), lit(gamma));
+            format!("{gamma} * select({alpha} * exp(a) - {alpha}, a, a > 0.0)")
+        }
+        E::Celu { alpha } => {
+            let alpha = lit(alpha);
+            format!("max(0.0, a) + min(0.0, {alpha} * (exp(a / {alpha}) - 1.0))")
+        }
+        E::Gelu { tanh: true } => {
+            "0.5 * a * (1.0 + tanh(clamp(0.7978845608 * (a + 0.044715 * a * a * a), -15.0, 15.0)))"
+                .into()
+        }
+        E::Gelu { tanh: false } => {
+            helpers.insert("erf");
+            "0.5 * a * (1.0 + erf_(a * 0.70710678118))".into()
+        }
+        E::HardSigmoid { alpha, beta } => {
+            format!("clamp({} * a + {}, 0.0, 1.0)", lit(alpha), lit(beta))
+        }
+        E::ThresholdedRelu { alpha } => format!("select(0.0, a, a > {})", lit(alpha)),
+        E::Shrink { bias, lambd } => {
+            let (bias, lambd, zero) = (lit(bias), lit(lambd), lit(0.0));
             format!("select(select({zero}, a - {bias}, a > {lambd}), a + {bias}, a < -{lambd})")
         }
-        "Swish" => format!("a / (1.0 + exp(-{} * a))", lit(attrs.float("alpha", 1.0)?.into())),
-        "Clip" => {
+        E::Swish { alpha } => format!("a / (1.0 + exp(-{} * a))", lit(alpha)),
+        E::SwiGlu { alpha } => format!("a / (1.0 + exp(-{} * a)) * b", lit(alpha)),
+        E::Clip { min, max } => {
+            // Bounds are attributes before opset 11, optional inputs since.
             let (lo, hi) = if ctx.opset < 11 {
-                (
-                    attrs.opt_float("min")?.map(|v| lit(v.into())),
-                    attrs.opt_float("max")?.map(|v| lit(v.into())),
-                )
+                (min.map(lit), max.map(lit))
             } else {
                 let mut next = 1;
                 let mut bound = |i: usize| {
@@ -327,80 +402,34 @@ fn expression(
             }
             e
         }
-        "Not" => "1u - a".into(),
-        "And" => "a & b".into(),
-        "Or" => "a | b".into(),
-        "Xor" => "a ^ b".into(),
-        "Equal" => cmp("=="),
-        "Less" => cmp("<"),
-        "Greater" => cmp(">"),
-        "LessOrEqual" => cmp("<="),
-        "GreaterOrEqual" => cmp(">="),
-        "Where" => "select(c, b, a != 0u)".into(),
-        "Min" | "Max" => {
-            let f = match (op, float) {
-                ("Min", true) => "fmin",
-                ("Max", true) => "fmax",
-                ("Min", false) => "min",
-                _ => "max",
-            };
-            if float {
-                helpers.insert(f);
-            }
-            fold(&|x, y| format!("{f}({x}, {y})"))
-        }
-        "Sum" => wrap(fold(&|x, y| format!("{x} + {y}")), out.dtype),
-        "Mean" => format!("({}) / {}", fold(&|x, y| format!("{x} + {y}")), lit(ins.len() as f64)),
-        "IsNaN" => {
-            helpers.insert("is_nan");
-            bool_of("is_nan(a)")
-        }
-        "IsInf" => {
+        E::IsInf { negative, positive } => {
             helpers.insert("is_inf");
-            let neg = attrs.int("detect_negative", 1)? != 0;
-            let pos = attrs.int("detect_positive", 1)? != 0;
-            bool_of(&format!("is_inf(a) && ((a > 0.0 && {pos}) || (a < 0.0 && {neg}))"))
+            bool_of(&format!(
+                "is_inf(a) && ((a > 0.0 && {positive}) || (a < 0.0 && {negative}))"
+            ))
         }
-        "BitShift" => {
+        E::BitShift { left } => {
             let bits = out.dtype.size() * 8;
-            let shifted = match attrs.string("direction", "")? {
-                "LEFT" => "a << min(u32(b), 31u)",
-                "RIGHT" => "a >> min(u32(b), 31u)",
-                other => return Err(Error::invalid(format!("unknown BitShift direction '{other}'"))),
-            };
-            // Shifting by the full width or more gives 0, as in the reference.
-            if w == Word::I32 && shifted.starts_with("a >>") {
+            if w == Word::I32 && !left {
                 // Arithmetic right shift saturates to the sign, for shifts
                 // past the width and negative ones (huge as u32) alike.
                 wrap("a >> min(u32(b), 31u)".into(), out.dtype)
             } else {
+                // Shifting by the full width or more gives 0, as in the
+                // reference.
+                let shifted = if left {
+                    "a << min(u32(b), 31u)"
+                } else {
+                    "a >> min(u32(b), 31u)"
+                };
                 let zero = literal(0.0, w);
-                wrap(format!("select({shifted}, {zero}, u32(b) >= {bits}u)"), out.dtype)
+                wrap(
+                    format!("select({shifted}, {zero}, u32(b) >= {bits}u)"),
+                    out.dtype,
+                )
             }
         }
-        "BitwiseAnd" => "a & b".into(),
-        "BitwiseOr" => "a | b".into(),
-        "BitwiseXor" => "a ^ b".into(),
-        "BitwiseNot" => wrap("~a".into(), out.dtype),
-        "Cast" | "CastLike" => cast("a", &ins[0], out.dtype, out.word, helpers),
-        "BitCast" => {
-            if out.dtype.size() > 4 {
-                return Err(Error::unsupported(format!(
-                    "BitCast to {}: WGSL has no 64-bit types",
-                    out.dtype
-                )));
-            }
-            // Narrow types live sign- or zero-extended in a 32-bit word:
-            // reinterpret the word, then extend from the target's width.
-            wrap(format!("bitcast<{}>(a)", out.word.wgsl()), out.dtype)
-        }
-        "SwiGLU" => {
-            let alpha = lit(attrs.float("alpha", 1.0)?.into());
-            format!("a / (1.0 + exp(-{alpha} * a)) * b")
-        }
-        other => return Err(Error::unsupported(format!("{other} has no WebGPU expression"))),
-    };
-    Ok(e)
+    })
 }
 
 /// The broadcasting kernel: loads each input as `a`, `b`, ... and stores `expr`.

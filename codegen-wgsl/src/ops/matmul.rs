@@ -233,11 +233,9 @@ pub fn matmul(ctx: &Ctx) -> Result<Lowered> {
 pub fn gemm(ctx: &Ctx) -> Result<Lowered> {
     let (a, bt, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
     require_f32(ctx, a)?;
-    let attrs = ctx.attrs();
-    let ta = attrs.int("transA", 0)? != 0;
-    let tb = attrs.int("transB", 0)? != 0;
-    let alpha = f64::from(attrs.float("alpha", 1.0)?);
-    let beta = f64::from(attrs.float("beta", 1.0)?);
+    let p = wpc_ir::ops::params::Gemm::of(ctx.attrs())?;
+    let (ta, tb) = (p.trans_a, p.trans_b);
+    let (alpha, beta) = (f64::from(p.alpha), f64::from(p.beta));
     let (m, kk) = if ta {
         (a.shape[1], a.shape[0])
     } else {

@@ -72,13 +72,7 @@ fn signed_offset(base: i64, steps: &[i64]) -> String {
 pub fn transpose(ctx: &Ctx) -> Result<Lowered> {
     let x = ctx.input(0)?;
     let rank = x.shape.len();
-    let perm: Vec<usize> = match ctx.attrs().opt_ints("perm")? {
-        Some(p) => p
-            .iter()
-            .map(|&a| norm_axis(a, rank))
-            .collect::<Result<_>>()?,
-        None => (0..rank).rev().collect(),
-    };
+    let perm = wpc_ir::ops::params::transpose_perm(ctx.attrs(), rank)?;
     let st = strides(&x.shape);
     let out_strides: Vec<usize> = perm.iter().map(|&a| st[a]).collect();
     view(ctx, &offset("o", &out_strides))

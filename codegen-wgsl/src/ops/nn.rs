@@ -104,45 +104,15 @@ fn bind_conv(k: &mut Kernel, has_bias: bool) -> Vec<Arg> {
 pub fn conv_transpose(ctx: &Ctx) -> Result<Lowered> {
     let (x, w, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
     require_f32(ctx, x)?;
-    let a = ctx.attrs();
     let nd = x.shape.len() - 2;
-    let group = a.int("group", 1)?.max(1) as usize;
+    let p = wpc_ir::ops::params::ConvTranspose::of(ctx.attrs(), nd)?;
+    let group = p.group;
     let (ci, co) = (x.shape[1], out.shape[1]);
     let (cig, cog) = (ci / group, co / group);
     let kernel: Vec<usize> = w.shape[2..].to_vec();
     let input = &x.shape[2..];
-    let get = |name: &str, d: i64| -> Result<Vec<i64>> {
-        Ok(a.opt_ints(name)?.map_or(vec![d; nd], <[i64]>::to_vec))
-    };
-    let (st, dil, out_pad) = (
-        get("strides", 1)?,
-        get("dilations", 1)?,
-        get("output_padding", 0)?,
-    );
-    let mut pads = a.opt_ints("pads")?.map_or(vec![0; 2 * nd], <[i64]>::to_vec);
-    let auto = a.string("auto_pad", "NOTSET")?;
-    let output_shape = a.opt_ints("output_shape")?;
-    for i in 0..nd {
-        let full = st[i] * (input[i] as i64 - 1) + out_pad[i] + (kernel[i] as i64 - 1) * dil[i] + 1;
-        let target = match output_shape {
-            Some(os) => Some(os[os.len() - nd + i]),
-            None if auto == "SAME_UPPER" || auto == "SAME_LOWER" => Some(input[i] as i64 * st[i]),
-            None => None,
-        };
-        if let Some(target) = target {
-            let total = (full - target).max(0);
-            let lower_first = if output_shape.is_some() {
-                auto == "SAME_LOWER"
-            } else {
-                auto != "SAME_UPPER"
-            };
-            pads[i] = if lower_first {
-                total - total / 2
-            } else {
-                total / 2
-            };
-        }
-    }
+    let pads = p.window(input, &kernel).pads;
+    let (st, dil) = (&p.strides, &p.dilations);
     let isp: usize = input.iter().product();
     let kp: usize = kernel.iter().product();
     let ist = strides(input);
@@ -194,25 +164,20 @@ pub fn conv_transpose(ctx: &Ctx) -> Result<Lowered> {
 pub fn pool(ctx: &Ctx) -> Result<Lowered> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
     require_f32(ctx, x)?;
-    let kernel: Vec<usize> = ctx
-        .attrs()
-        .opt_ints("kernel_shape")?
-        .ok_or_else(|| Error::invalid("pooling needs 'kernel_shape'"))?
-        .iter()
-        .map(|&k| k as usize)
-        .collect();
     let input = &x.shape[2..];
-    let win = Window::new(ctx.attrs(), input, &kernel)?;
+    let params = wpc_ir::ops::params::Pool::of(ctx.attrs(), input.len())?;
+    let kernel = &params.kernel;
+    let win = Window::new(ctx.attrs(), input, kernel)?;
     let nd = input.len();
     let isp: usize = input.iter().product();
     let osp: usize = win.out.iter().product();
     let kp: usize = kernel.iter().product();
     let ist = strides(input);
     let op = ctx.node.op.as_str();
-    let include_pad = ctx.attrs().int("count_include_pad", 0)? != 0;
+    let include_pad = params.count_include_pad;
     let p = ctx.attrs().int("p", 2)? as f64;
     let wants_idx = ctx.wants_output(1);
-    if wants_idx && ctx.attrs().int("storage_order", 0)? != 0 {
+    if wants_idx && params.column_major_indices {
         return Err(Error::unsupported(
             "MaxPool indices in column-major storage order",
         ));
@@ -228,7 +193,7 @@ pub fn pool(ctx: &Ctx) -> Result<Lowered> {
         b,
         "    var acc = {init};\n    var arg = 0u;\n    var count = 0u;\n    var padded = 0u;\n    for (var kk = 0u; kk < {kp}u; kk = kk + 1u) {{"
     );
-    b.push_str(&unravel("kk", &kernel, "kq").replace("    let", "        let"));
+    b.push_str(&unravel("kk", kernel, "kq").replace("    let", "        let"));
     let mut inside = Vec::new();
     let mut in_pad = Vec::new();
     let mut terms = Vec::new();
@@ -607,16 +572,12 @@ pub fn norm_rows(ctx: &Ctx) -> Result<Lowered> {
 pub fn lrn(ctx: &Ctx) -> Result<Lowered> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
     require_f32(ctx, x)?;
-    let a = ctx.attrs();
-    let size = a.int("size", 0)? as usize;
-    let (alpha, beta, bias) = (
-        f64::from(a.float("alpha", 1e-4)?),
-        f64::from(a.float("beta", 0.75)?),
-        f64::from(a.float("bias", 1.0)?),
-    );
+    let p = wpc_ir::ops::params::Lrn::of(ctx.attrs())?;
+    let size = p.size;
+    let (alpha, beta, bias) = (f64::from(p.alpha), f64::from(p.beta), f64::from(p.bias));
     let ch = x.shape[1];
     let inner: usize = x.shape[2..].iter().product();
-    let (lo, hi) = ((size - 1) / 2, size.div_ceil(2) - 1);
+    let (lo, hi) = p.window();
     let b = format!(
         "    let k = (i / {inner}u) % {ch}u;\n    let base = i - k * {inner}u;\n    var sq = 0.0;\n    for (var j = select(0u, k - {lo}u, k >= {lo}u); j <= min(k + {hi}u, {}u); j = j + 1u) {{ let v = x[base + j * {inner}u]; sq = sq + v * v; }}\n    out0[i] = x[i] / pow({} + {} * sq, {});\n",
         ch - 1,

@@ -7,7 +7,7 @@ use super::movement::{concat, transpose};
 use super::util::broadcast_offsets;
 use super::{EvalCtx, OpDef, op};
 use crate::dtype::DType;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tensor::Tensor;
 
 pub(super) fn ops() -> Vec<OpDef> {
@@ -42,7 +42,7 @@ fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
 }
 
 fn eval_attention(c: &EvalCtx) -> Result<Vec<Tensor>> {
-    let a = c.attrs();
+    let p = super::params::Attention::of(c.attrs())?;
     let (q_in, k_in, v_in) = (c.input(0)?, c.input(1)?, c.input(2)?);
     let three_d = q_in.rank() == 3;
     if k_in.rank() != q_in.rank() || v_in.rank() != q_in.rank() {
@@ -54,14 +54,7 @@ fn eval_attention(c: &EvalCtx) -> Result<Vec<Tensor>> {
         );
     }
     let (q, mut k, mut v) = if three_d {
-        let qh = a
-            .opt_int("q_num_heads")?
-            .ok_or_else(|| Error::invalid("3-D Attention needs q_num_heads"))?
-            as usize;
-        let kvh = a
-            .opt_int("kv_num_heads")?
-            .ok_or_else(|| Error::invalid("3-D Attention needs kv_num_heads"))?
-            as usize;
+        let (qh, kvh) = p.heads_3d()?;
         (
             split_heads(q_in, qh)?,
             split_heads(k_in, kvh)?,
@@ -99,16 +92,12 @@ fn eval_attention(c: &EvalCtx) -> Result<Vec<Tensor>> {
         bail!("Attention head shapes do not match: Q {qs:?}, K {ks:?}, V {vs:?}");
     }
     let reps = qh / kvh;
-    let scale = a
-        .opt_float("scale")?
-        .map_or(1.0 / (dh as f64).sqrt(), f64::from);
-    let softcap = f64::from(a.float("softcap", 0.0)?);
-    let causal = a.int("is_causal", 0)? != 0;
-    let mode = a.int("qk_matmul_output_mode", 0)?;
-    let (left, right) = (
-        a.int("left_window_size", -1)?,
-        a.int("right_window_size", -1)?,
-    );
+    let scale = p.scale_for(dh);
+    let softcap = f64::from(p.softcap);
+    let causal = p.is_causal;
+    let mode = p.qk_matmul_output_mode;
+    let window = |w: Option<usize>| w.map(|w| w as i64);
+    let (left, right) = (window(p.left_window), window(p.right_window));
     // The mask, padded to the full kv length and broadcast to (B, H, Sq, Skv).
     let mask = match c.opt_input(3) {
         Some(m) => {
@@ -167,7 +156,7 @@ fn eval_attention(c: &EvalCtx) -> Result<Vec<Tensor>> {
                     if causal && jj > pos {
                         bj = f64::NEG_INFINITY;
                     }
-                    if (left >= 0 && pos - jj > left) || (right >= 0 && jj - pos > right) {
+                    if left.is_some_and(|l| pos - jj > l) || right.is_some_and(|r| jj - pos > r) {
                         bj = f64::NEG_INFINITY;
                     }
                     if let Some(n) = &nonpad

@@ -3,6 +3,7 @@
 //! `Where`, `Clip` and casts.
 
 use super::infer::{self, InferCtx};
+use super::params::Elementwise as E;
 use super::util::{
     binary_numeric, broadcast_shapes, compare, map_float, map_numeric, nan_max, nan_min,
     round_half_even, same_dtype, zip_broadcast,
@@ -187,7 +188,57 @@ const FLOAT_UNARY: [&str; 33] = [
 
 /// The scalar function of a float unary op, with its attributes bound.
 pub(super) fn float_unary_fn(op: &str, a: &Attrs) -> Result<Box<dyn Fn(f64) -> f64>> {
-    let alpha = |d: f32| a.float("alpha", d).map(f64::from);
+    if let Some(p) = E::of(op, a)? {
+        let f = |v: f32| f64::from(v);
+        return Ok(match p {
+            E::Elu { alpha } => {
+                let al = f(alpha);
+                Box::new(move |x| if x < 0.0 { al * (x.exp() - 1.0) } else { x })
+            }
+            E::Selu { alpha, gamma } => {
+                let (al, g) = (f(alpha), f(gamma));
+                Box::new(move |x| {
+                    if x <= 0.0 {
+                        g * (al * x.exp() - al)
+                    } else {
+                        g * x
+                    }
+                })
+            }
+            E::Celu { alpha } => {
+                let al = f(alpha);
+                Box::new(move |x| x.max(0.0) + (al * ((x / al).exp() - 1.0)).min(0.0))
+            }
+            E::LeakyRelu { alpha } => {
+                let al = f(alpha);
+                Box::new(move |x| if x < 0.0 { al * x } else { x })
+            }
+            E::HardSigmoid { alpha, beta } => {
+                let (al, b) = (f(alpha), f(beta));
+                Box::new(move |x| (al * x + b).clamp(0.0, 1.0))
+            }
+            E::ThresholdedRelu { alpha } => {
+                let al = f(alpha);
+                Box::new(move |x| if x > al { x } else { 0.0 })
+            }
+            E::Gelu { tanh: false } => {
+                Box::new(|x| 0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2)))
+            }
+            E::Gelu { tanh: true } => Box::new(|x: f64| {
+                let k = (2.0 / std::f64::consts::PI).sqrt();
+                0.5 * x * (1.0 + (k * (x + 0.044715 * x * x * x)).tanh())
+            }),
+            E::Swish { alpha } => {
+                let al = f(alpha);
+                Box::new(move |x| x * sigmoid(al * x))
+            }
+            other => {
+                return Err(Error::unsupported(format!(
+                    "no float function for {other:?}"
+                )));
+            }
+        });
+    }
     Ok(match op {
         "Exp" => Box::new(f64::exp),
         "Log" => Box::new(f64::ln),
@@ -212,51 +263,8 @@ pub(super) fn float_unary_fn(op: &str, a: &Attrs) -> Result<Box<dyn Fn(f64) -> f
         "Erf" => Box::new(libm::erf),
         "Softplus" => Box::new(|x: f64| if x > 30.0 { x } else { x.exp().ln_1p() }),
         "Softsign" => Box::new(|x: f64| x / (1.0 + x.abs())),
-        "Elu" => {
-            let al = alpha(1.0)?;
-            Box::new(move |x| if x < 0.0 { al * (x.exp() - 1.0) } else { x })
-        }
-        "Selu" => {
-            let al = alpha(1.673_263_2)?;
-            let g = f64::from(a.float("gamma", 1.050_701)?);
-            Box::new(move |x| {
-                if x <= 0.0 {
-                    g * (al * x.exp() - al)
-                } else {
-                    g * x
-                }
-            })
-        }
-        "Celu" => {
-            let al = alpha(1.0)?;
-            Box::new(move |x| x.max(0.0) + (al * ((x / al).exp() - 1.0)).min(0.0))
-        }
-        "LeakyRelu" => {
-            let al = alpha(0.01)?;
-            Box::new(move |x| if x < 0.0 { al * x } else { x })
-        }
-        "HardSigmoid" => {
-            let (al, b) = (alpha(0.2)?, f64::from(a.float("beta", 0.5)?));
-            Box::new(move |x| (al * x + b).clamp(0.0, 1.0))
-        }
         "HardSwish" => Box::new(|x| x * (x / 6.0 + 0.5).clamp(0.0, 1.0)),
-        "ThresholdedRelu" => {
-            let al = alpha(1.0)?;
-            Box::new(move |x| if x > al { x } else { 0.0 })
-        }
         "Mish" => Box::new(|x: f64| x * (x.exp().ln_1p()).tanh()),
-        "Gelu" => match a.string("approximate", "none")? {
-            "none" => Box::new(|x| 0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))),
-            "tanh" => Box::new(|x: f64| {
-                let k = (2.0 / std::f64::consts::PI).sqrt();
-                0.5 * x * (1.0 + (k * (x + 0.044715 * x * x * x)).tanh())
-            }),
-            other => bail!("unknown Gelu approximation '{other}'"),
-        },
-        "Swish" => {
-            let al = alpha(1.0)?;
-            Box::new(move |x| x * sigmoid(al * x))
-        }
         _ => return Err(Error::unsupported(format!("no float function for {op}"))),
     })
 }
@@ -301,8 +309,10 @@ fn int_unary(c: &EvalCtx, f: impl Fn(i128) -> i128) -> Result<Vec<Tensor>> {
 }
 
 fn eval_shrink(c: &EvalCtx) -> Result<Vec<Tensor>> {
-    let bias = f64::from(c.attrs().float("bias", 0.0)?);
-    let lambd = f64::from(c.attrs().float("lambd", 0.5)?);
+    let E::Shrink { bias, lambd } = E::expect("Shrink", c.attrs())? else {
+        unreachable!("Shrink's parameters are Shrink")
+    };
+    let (bias, lambd) = (f64::from(bias), f64::from(lambd));
     let f = move |x: f64| {
         if x < -lambd {
             x + bias
@@ -329,8 +339,13 @@ fn float_predicate(c: &EvalCtx, p: impl Fn(f64) -> bool) -> Result<Vec<Tensor>> 
 }
 
 fn eval_isinf(c: &EvalCtx) -> Result<Vec<Tensor>> {
-    let neg = c.attrs().int("detect_negative", 1)? != 0;
-    let pos = c.attrs().int("detect_positive", 1)? != 0;
+    let E::IsInf {
+        negative: neg,
+        positive: pos,
+    } = E::expect("IsInf", c.attrs())?
+    else {
+        unreachable!("IsInf's parameters are IsInf")
+    };
     float_predicate(c, |x| {
         x.is_infinite() && ((x > 0.0 && pos) || (x < 0.0 && neg))
     })
@@ -363,7 +378,9 @@ fn int_div(a: i128, b: i128) -> Result<i128> {
 }
 
 fn eval_mod(c: &EvalCtx) -> Result<Vec<Tensor>> {
-    let fmod = c.attrs().int("fmod", 0)? != 0;
+    let E::Mod { fmod } = E::expect("Mod", c.attrs())? else {
+        unreachable!("Mod's parameters are Mod")
+    };
     let (a, b) = (c.input(0)?, c.input(1)?);
     // fmod=0 follows Python (the result takes the divisor's sign); the
     // conformance suite applies that to floats too.
@@ -407,10 +424,8 @@ fn eval_pow(c: &EvalCtx) -> Result<Vec<Tensor>> {
 }
 
 fn eval_bitshift(c: &EvalCtx) -> Result<Vec<Tensor>> {
-    let left = match c.attrs().string("direction", "")? {
-        "LEFT" => true,
-        "RIGHT" => false,
-        d => bail!("BitShift direction must be LEFT or RIGHT, got '{d}'"),
+    let E::BitShift { left } = E::expect("BitShift", c.attrs())? else {
+        unreachable!("BitShift's parameters are BitShift")
     };
     let bits = (c.input(0)?.dtype().size() * 8) as i128;
     // Out-of-range shifts saturate: everything shifted out (sign kept on the right).
@@ -502,14 +517,17 @@ fn infer_where(c: &InferCtx) -> Result<Vec<ValueType>> {
 
 fn eval_clip(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
-    let bound = |i: usize, attr: &str, default: f64| -> Result<f64> {
+    let E::Clip { min, max } = E::expect("Clip", c.attrs())? else {
+        unreachable!("Clip's parameters are Clip")
+    };
+    let bound = |i: usize, attr: Option<f32>, default: f64| -> Result<f64> {
         Ok(match c.opt_input(i) {
             Some(t) if !t.is_empty() => t.first_f64()?,
-            _ => c.attrs().opt_float(attr)?.map_or(default, f64::from),
+            _ => attr.map_or(default, f64::from),
         })
     };
-    let lo = bound(1, "min", f64::NEG_INFINITY)?;
-    let hi = bound(2, "max", f64::INFINITY)?;
+    let lo = bound(1, min, f64::NEG_INFINITY)?;
+    let hi = bound(2, max, f64::INFINITY)?;
     let t = map_numeric(
         x,
         |v| if v.is_nan() { v } else { v.max(lo).min(hi) },
@@ -557,7 +575,10 @@ fn eval_swiglu(c: &EvalCtx) -> Result<Vec<Tensor>> {
             b.shape()
         );
     }
-    let alpha = f64::from(c.attrs().float("alpha", 1.0)?);
+    let E::SwiGlu { alpha } = E::expect("SwiGLU", c.attrs())? else {
+        unreachable!("SwiGLU's parameters are SwiGlu")
+    };
+    let alpha = f64::from(alpha);
     Ok(vec![binary_numeric(
         a,
         b,

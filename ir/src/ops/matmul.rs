@@ -173,14 +173,14 @@ fn eval_gemm(c: &EvalCtx) -> Result<Vec<Tensor>> {
             b.shape()
         );
     }
-    if c.attrs().int("transA", 0)? != 0 {
+    let p = super::params::Gemm::of(c.attrs())?;
+    if p.trans_a {
         a = transpose(&a, &[1, 0]);
     }
-    if c.attrs().int("transB", 0)? != 0 {
+    if p.trans_b {
         b = transpose(&b, &[1, 0]);
     }
-    let alpha = f64::from(c.attrs().float("alpha", 1.0)?);
-    let beta = f64::from(c.attrs().float("beta", 1.0)?);
+    let (alpha, beta) = (f64::from(p.alpha), f64::from(p.beta));
     let dt = a.dtype();
     let mut y = matmul(&a, &b, dt)?;
     if alpha != 1.0 {
@@ -362,10 +362,9 @@ fn infer_gemm(c: &InferCtx) -> Result<Vec<ValueType>> {
     if a.len() != 2 || b.len() != 2 {
         bail!("Gemm expects 2-D A and B");
     }
-    let ta = c.node.attrs.int("transA", 0)? != 0;
-    let tb = c.node.attrs.int("transB", 0)? != 0;
-    let m = a[usize::from(ta)].clone();
-    let n = b[usize::from(!tb)].clone();
+    let p = super::params::Gemm::of(&c.node.attrs)?;
+    let m = a[usize::from(p.trans_a)].clone();
+    let n = b[usize::from(!p.trans_b)].clone();
     Ok(vec![ValueType {
         dtype,
         shape: Shape(Some(vec![m, n])),

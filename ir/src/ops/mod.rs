@@ -15,6 +15,7 @@ mod matmul;
 mod misc;
 mod movement;
 mod nn;
+pub mod params;
 mod quant;
 mod reduce;
 mod resize;

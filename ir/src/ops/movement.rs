@@ -311,18 +311,6 @@ fn infer_unsqueeze(c: &InferCtx) -> Result<Vec<ValueType>> {
     }
 }
 
-fn transpose_perm(c_perm: Option<&[i64]>, rank: usize) -> Result<Vec<usize>> {
-    match c_perm {
-        None => Ok((0..rank).rev().collect()),
-        Some(p) => {
-            if p.len() != rank {
-                bail!("perm {p:?} does not match rank {rank}");
-            }
-            norm_axes(p, rank)
-        }
-    }
-}
-
 /// Transposes `x` by `perm`.
 pub fn transpose(x: &Tensor, perm: &[usize]) -> Tensor {
     let st = strides(x.shape());
@@ -333,7 +321,7 @@ pub fn transpose(x: &Tensor, perm: &[usize]) -> Tensor {
 
 fn eval_transpose(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
-    let perm = transpose_perm(c.attrs().opt_ints("perm")?, x.rank())?;
+    let perm = super::params::transpose_perm(c.attrs(), x.rank())?;
     Ok(vec![transpose(x, &perm)])
 }
 
@@ -345,7 +333,7 @@ fn infer_transpose(c: &InferCtx) -> Result<Vec<ValueType>> {
             shape: Shape::unknown(),
         }]);
     };
-    let perm = transpose_perm(c.node.attrs.opt_ints("perm")?, dims.len())?;
+    let perm = super::params::transpose_perm(&c.node.attrs, dims.len())?;
     Ok(vec![ValueType {
         dtype: x.dtype,
         shape: Shape(Some(perm.iter().map(|&p| dims[p].clone()).collect())),

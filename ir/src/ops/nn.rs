@@ -344,48 +344,16 @@ fn eval_conv_transpose(c: &EvalCtx) -> Result<Vec<Tensor>> {
         .checked_sub(2)
         .filter(|&d| d > 0)
         .ok_or_else(|| Error::invalid("ConvTranspose expects rank >= 3"))?;
-    let group = a.int("group", 1)?.max(1) as usize;
+    let p = super::params::ConvTranspose::of(a, nd)?;
+    let group = p.group;
     let (n, ci) = (x.shape()[0], x.shape()[1]);
     let co = w.shape()[1] * group;
     let cig = ci / group;
     let cog = co / group;
     let kernel: Vec<usize> = w.shape()[2..].to_vec();
-    let get = |name: &str, d: i64| -> Result<Vec<i64>> {
-        Ok(a.opt_ints(name)?.map_or(vec![d; nd], <[i64]>::to_vec))
-    };
-    let strides = get("strides", 1)?;
-    let dil = get("dilations", 1)?;
-    let out_pad = get("output_padding", 0)?;
     let input = &x.shape()[2..];
-    let mut pads = a.opt_ints("pads")?.map_or(vec![0; 2 * nd], <[i64]>::to_vec);
-    let auto = a.string("auto_pad", "NOTSET")?;
-    let mut out = vec![0usize; nd];
-    let output_shape = a.opt_ints("output_shape")?;
-    for i in 0..nd {
-        let full =
-            strides[i] * (input[i] as i64 - 1) + out_pad[i] + (kernel[i] as i64 - 1) * dil[i] + 1;
-        if let Some(os) = output_shape {
-            let target = os[os.len() - nd + i];
-            let total = (full - target).max(0);
-            (pads[i], pads[i + nd]) = if auto == "SAME_LOWER" {
-                (total - total / 2, total / 2)
-            } else {
-                (total / 2, total - total / 2)
-            };
-            out[i] = target as usize;
-        } else if auto == "SAME_UPPER" || auto == "SAME_LOWER" {
-            let target = input[i] as i64 * strides[i];
-            let total = (full - target).max(0);
-            (pads[i], pads[i + nd]) = if auto == "SAME_UPPER" {
-                (total / 2, total - total / 2)
-            } else {
-                (total - total / 2, total / 2)
-            };
-            out[i] = target as usize;
-        } else {
-            out[i] = (full - pads[i] - pads[i + nd]).max(0) as usize;
-        }
-    }
+    let super::params::TransposedWindow { pads, out } = p.window(input, &kernel);
+    let (strides, dil) = (&p.strides, &p.dilations);
     let xs = x.to_f64s();
     let ws = w.to_f64s();
     let isz: usize = input.iter().product();
@@ -446,22 +414,11 @@ fn eval_pool(c: &EvalCtx, kind: PoolKind) -> Result<Vec<Tensor>> {
     if x.rank() < 3 {
         bail!("pooling expects rank >= 3, got {:?}", x.shape());
     }
-    let kernel: Vec<usize> = c
-        .attrs()
-        .opt_ints("kernel_shape")?
-        .ok_or_else(|| Error::invalid("pooling needs 'kernel_shape'"))?
-        .iter()
-        .map(|&k| k as usize)
-        .collect();
     let input = &x.shape()[2..];
-    if kernel.len() != input.len() {
-        bail!(
-            "kernel_shape {kernel:?} does not match {} spatial dims",
-            input.len()
-        );
-    }
-    let win = Window::new(c.attrs(), input, &kernel)?;
-    let include_pad = c.attrs().int("count_include_pad", 0)? != 0;
+    let params = super::params::Pool::of(c.attrs(), input.len())?;
+    let kernel = &params.kernel;
+    let win = Window::new(c.attrs(), input, kernel)?;
+    let include_pad = params.count_include_pad;
     let nd = input.len();
     let planes = x.shape()[0] * x.shape()[1];
     let isz: usize = input.iter().product();
@@ -479,7 +436,7 @@ fn eval_pool(c: &EvalCtx, kind: PoolKind) -> Result<Vec<Tensor>> {
         let mut offs = Vec::with_capacity(ksz);
         let mut padded_count = 0usize;
         for kk in 0..ksz {
-            super::util::unravel(kk, &kernel, &mut kpos);
+            super::util::unravel(kk, kernel, &mut kpos);
             let mut off = 0usize;
             let mut inside = true;
             let mut in_pad = true;
@@ -542,7 +499,7 @@ fn eval_pool(c: &EvalCtx, kind: PoolKind) -> Result<Vec<Tensor>> {
     shape.extend(&win.out);
     let mut outs = vec![Tensor::from_f64s(x.dtype(), shape.clone(), y)];
     if c.wants_output(1) {
-        if c.attrs().int("storage_order", 0)? != 0 {
+        if params.column_major_indices {
             // Column-major indices: transpose the spatial offset.
             for v in idx.iter_mut() {
                 let (pl, off) = (*v as usize / isz, *v as usize % isz);
@@ -815,18 +772,13 @@ fn eval_mvn(c: &EvalCtx) -> Result<Vec<Tensor>> {
 fn eval_lrn(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
     super::util::require_rank(x, 2)?;
-    let a = c.attrs();
-    let size = a.int("size", 0)? as usize;
-    let (alpha, beta, bias) = (
-        f64::from(a.float("alpha", 1e-4)?),
-        f64::from(a.float("beta", 0.75)?),
-        f64::from(a.float("bias", 1.0)?),
-    );
+    let p = super::params::Lrn::of(c.attrs())?;
+    let size = p.size;
+    let (alpha, beta, bias) = (f64::from(p.alpha), f64::from(p.beta), f64::from(p.bias));
     let ch = x.shape()[1];
     let inner: usize = x.shape()[2..].iter().product();
     let xs = x.to_f64s();
-    let lo = (size - 1) / 2;
-    let hi = size.div_ceil(2) - 1;
+    let (lo, hi) = p.window();
     let y = (0..xs.len()).map(|i| {
         let k = (i / inner) % ch;
         let base = i - k * inner;

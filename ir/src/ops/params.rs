@@ -1,0 +1,463 @@
+//! Typed op parameters: an op's attributes read, defaulted and validated
+//! once, here, into the form every consumer uses. The reference kernels,
+//! shape inference and each backend's lowering call `Params::of` and read
+//! fields; none of them reads these attributes by name, so a default or a
+//! validity rule cannot differ between the interpreter and a backend.
+//!
+//! Families not yet here still read their attributes where they are used
+//! (issue 13 moves them in, family by family).
+
+use crate::attr::Attrs;
+use crate::error::{Error, Result};
+
+use super::util::norm_axes;
+
+/// `Gemm`: Y = alpha · op(A) · op(B) + beta · C.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gemm {
+    pub alpha: f32,
+    pub beta: f32,
+    pub trans_a: bool,
+    pub trans_b: bool,
+}
+
+impl Gemm {
+    pub fn of(a: &Attrs) -> Result<Gemm> {
+        Ok(Gemm {
+            alpha: a.float("alpha", 1.0)?,
+            beta: a.float("beta", 1.0)?,
+            trans_a: a.int("transA", 0)? != 0,
+            trans_b: a.int("transB", 0)? != 0,
+        })
+    }
+}
+
+/// `Transpose`'s permutation for an input of `rank`: `perm`, checked to
+/// be a permutation of the axes (negative axes counted from the end), or
+/// the axes reversed when absent.
+pub fn transpose_perm(a: &Attrs, rank: usize) -> Result<Vec<usize>> {
+    match a.opt_ints("perm")? {
+        None => Ok((0..rank).rev().collect()),
+        Some(p) if p.len() != rank => bail!("perm {p:?} does not match rank {rank}"),
+        Some(p) => norm_axes(p, rank),
+    }
+}
+
+/// `LRN`: each element divided by (bias + alpha/size · Σ x²)^beta over a
+/// window of `size` channels around it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lrn {
+    pub size: usize,
+    pub alpha: f32,
+    pub beta: f32,
+    pub bias: f32,
+}
+
+impl Lrn {
+    pub fn of(a: &Attrs) -> Result<Lrn> {
+        let size = a.int("size", 0)?;
+        if size < 1 {
+            bail!("LRN needs a positive 'size', got {size}");
+        }
+        Ok(Lrn {
+            size: size as usize,
+            alpha: a.float("alpha", 1e-4)?,
+            beta: a.float("beta", 0.75)?,
+            bias: a.float("bias", 1.0)?,
+        })
+    }
+
+    /// Channels summed before and after channel c: the window is
+    /// [c − ⌊(size−1)/2⌋, c + ⌈(size−1)/2⌉].
+    pub fn window(&self) -> (usize, usize) {
+        ((self.size - 1) / 2, self.size.div_ceil(2) - 1)
+    }
+}
+
+/// `MaxPool`, `AveragePool` and `LpPool` beyond the window geometry
+/// (strides, pads, dilations: [`super::Window`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pool {
+    /// `kernel_shape`: one positive size per spatial dim.
+    pub kernel: Vec<usize>,
+    /// `AveragePool`: divide by the whole window, padding included.
+    pub count_include_pad: bool,
+    /// `LpPool`'s p.
+    pub p: i64,
+    /// `MaxPool`'s index output is column-major.
+    pub column_major_indices: bool,
+}
+
+impl Pool {
+    /// The parameters for an input with `spatial` spatial dims.
+    pub fn of(a: &Attrs, spatial: usize) -> Result<Pool> {
+        let kernel = a
+            .opt_ints("kernel_shape")?
+            .ok_or_else(|| Error::invalid("pooling needs 'kernel_shape'"))?;
+        if kernel.len() != spatial || kernel.iter().any(|&k| k < 1) {
+            bail!(
+                "kernel_shape {kernel:?} must have {spatial} positive sizes, one per spatial dim"
+            );
+        }
+        Ok(Pool {
+            kernel: kernel.iter().map(|&k| k as usize).collect(),
+            count_include_pad: a.int("count_include_pad", 0)? != 0,
+            p: a.int("p", 2)?,
+            column_major_indices: a.int("storage_order", 0)? != 0,
+        })
+    }
+}
+
+/// ONNX `Attention` (opset 23/24).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attention {
+    /// Head counts of Q and of K/V, given for 3-D inputs (B, S, H·D).
+    pub q_num_heads: Option<usize>,
+    pub kv_num_heads: Option<usize>,
+    /// The scale of Q·Kᵀ; `None`: 1/√(head size).
+    pub scale: Option<f32>,
+    /// Scores become softcap · tanh(score / softcap) when positive.
+    pub softcap: f32,
+    pub is_causal: bool,
+    /// Which intermediate scores the optional `qk_matmul_output` holds,
+    /// 0 to 3 (before and after masking and softcap, or the softmax).
+    pub qk_matmul_output_mode: u8,
+    /// Keys visible before and after each query (`None`: unlimited).
+    pub left_window: Option<usize>,
+    pub right_window: Option<usize>,
+}
+
+impl Attention {
+    pub fn of(a: &Attrs) -> Result<Attention> {
+        let heads = |name: &str| -> Result<Option<usize>> {
+            match a.opt_int(name)? {
+                Some(n) if n < 1 => bail!("Attention's {name} must be positive, got {n}"),
+                n => Ok(n.map(|n| n as usize)),
+            }
+        };
+        let window = |name: &str| -> Result<Option<usize>> {
+            match a.int(name, -1)? {
+                n if n < -1 => bail!("Attention's {name} must be -1 (unlimited) or more, got {n}"),
+                -1 => Ok(None),
+                n => Ok(Some(n as usize)),
+            }
+        };
+        let mode = a.int("qk_matmul_output_mode", 0)?;
+        if !(0..=3).contains(&mode) {
+            bail!("Attention's qk_matmul_output_mode must be 0 to 3, got {mode}");
+        }
+        Ok(Attention {
+            q_num_heads: heads("q_num_heads")?,
+            kv_num_heads: heads("kv_num_heads")?,
+            scale: a.opt_float("scale")?,
+            softcap: a.float("softcap", 0.0)?,
+            is_causal: a.int("is_causal", 0)? != 0,
+            qk_matmul_output_mode: mode as u8,
+            left_window: window("left_window_size")?,
+            right_window: window("right_window_size")?,
+        })
+    }
+
+    /// The head counts of 3-D Q and K/V, which the attributes must give.
+    pub fn heads_3d(&self) -> Result<(usize, usize)> {
+        match (self.q_num_heads, self.kv_num_heads) {
+            (Some(q), Some(kv)) => Ok((q, kv)),
+            _ => bail!("3-D Attention needs q_num_heads and kv_num_heads"),
+        }
+    }
+
+    /// The scale of Q·Kᵀ for heads of `head_size`.
+    pub fn scale_for(&self, head_size: usize) -> f64 {
+        self.scale
+            .map_or(1.0 / (head_size as f64).sqrt(), f64::from)
+    }
+}
+
+/// `ConvTranspose`'s geometry attributes, for `spatial` spatial dims.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvTranspose {
+    pub group: usize,
+    pub strides: Vec<i64>,
+    pub dilations: Vec<i64>,
+    pub output_padding: Vec<i64>,
+    /// Begin pads then end pads, as given (replaced when `output_shape`
+    /// or a SAME `auto_pad` decides them).
+    pub pads: Vec<i64>,
+    /// `auto_pad` is SAME_UPPER or SAME_LOWER: the output is input ·
+    /// stride and the padding is split, the odd one at the end (UPPER) or
+    /// at the beginning (LOWER).
+    pub same: Option<Same>,
+    /// The requested output sizes (the last `spatial` of them count).
+    pub output_shape: Option<Vec<i64>>,
+}
+
+/// Where the odd pad goes under `auto_pad = SAME_*`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Same {
+    Upper,
+    Lower,
+}
+
+/// The resolved geometry of one ConvTranspose: pads (begin…, end…) and
+/// output sizes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransposedWindow {
+    pub pads: Vec<i64>,
+    pub out: Vec<usize>,
+}
+
+impl ConvTranspose {
+    pub fn of(a: &Attrs, spatial: usize) -> Result<ConvTranspose> {
+        let list = |name: &str, len: usize, default: i64, min: i64| -> Result<Vec<i64>> {
+            match a.opt_ints(name)? {
+                None => Ok(vec![default; len]),
+                Some(v) if v.len() != len => {
+                    bail!("ConvTranspose's {name} has {} values, not {len}", v.len())
+                }
+                Some(v) if v.iter().any(|&x| x < min) => {
+                    bail!("ConvTranspose's {name} {v:?} must be at least {min}")
+                }
+                Some(v) => Ok(v.to_vec()),
+            }
+        };
+        let same = match a.string("auto_pad", "NOTSET")? {
+            "SAME_UPPER" => Some(Same::Upper),
+            "SAME_LOWER" => Some(Same::Lower),
+            "NOTSET" | "VALID" => None,
+            other => bail!("unknown auto_pad '{other}'"),
+        };
+        let output_shape = a.opt_ints("output_shape")?.map(<[i64]>::to_vec);
+        if output_shape.as_ref().is_some_and(|s| s.len() < spatial) {
+            bail!("ConvTranspose's output_shape has fewer than {spatial} sizes");
+        }
+        Ok(ConvTranspose {
+            group: a.int("group", 1)?.max(1) as usize,
+            strides: list("strides", spatial, 1, 1)?,
+            dilations: list("dilations", spatial, 1, 1)?,
+            output_padding: list("output_padding", spatial, 0, 0)?,
+            pads: list("pads", 2 * spatial, 0, 0)?,
+            same,
+            output_shape,
+        })
+    }
+
+    /// Pads and output sizes for `input` spatial sizes and `kernel` sizes.
+    pub fn window(&self, input: &[usize], kernel: &[usize]) -> TransposedWindow {
+        let nd = input.len();
+        let mut pads = self.pads.clone();
+        let mut out = vec![0usize; nd];
+        for i in 0..nd {
+            let full = self.strides[i] * (input[i] as i64 - 1)
+                + self.output_padding[i]
+                + (kernel[i] as i64 - 1) * self.dilations[i]
+                + 1;
+            let (target, odd_first) = match (&self.output_shape, self.same) {
+                (Some(os), same) => (Some(os[os.len() - nd + i]), same == Some(Same::Lower)),
+                (None, Some(same)) => {
+                    (Some(input[i] as i64 * self.strides[i]), same == Same::Lower)
+                }
+                (None, None) => (None, false),
+            };
+            match target {
+                Some(target) => {
+                    let total = (full - target).max(0);
+                    let (small, large) = (total / 2, total - total / 2);
+                    (pads[i], pads[i + nd]) = if odd_first {
+                        (large, small)
+                    } else {
+                        (small, large)
+                    };
+                    out[i] = target.max(0) as usize;
+                }
+                None => out[i] = (full - pads[i] - pads[i + nd]).max(0) as usize,
+            }
+        }
+        TransposedWindow { pads, out }
+    }
+}
+
+/// The elementwise ops that take attributes, with them. Ops without
+/// attributes have no entry ([`Elementwise::of`] gives `None`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Elementwise {
+    Elu {
+        alpha: f32,
+    },
+    Selu {
+        alpha: f32,
+        gamma: f32,
+    },
+    Celu {
+        alpha: f32,
+    },
+    LeakyRelu {
+        alpha: f32,
+    },
+    HardSigmoid {
+        alpha: f32,
+        beta: f32,
+    },
+    ThresholdedRelu {
+        alpha: f32,
+    },
+    /// `approximate = "tanh"` or the exact erf form.
+    Gelu {
+        tanh: bool,
+    },
+    Swish {
+        alpha: f32,
+    },
+    SwiGlu {
+        alpha: f32,
+    },
+    Shrink {
+        bias: f32,
+        lambd: f32,
+    },
+    /// Bounds given as attributes (before opset 11; inputs since).
+    Clip {
+        min: Option<f32>,
+        max: Option<f32>,
+    },
+    /// C's fmod (the dividend's sign) or Python's (the divisor's).
+    Mod {
+        fmod: bool,
+    },
+    IsInf {
+        negative: bool,
+        positive: bool,
+    },
+    BitShift {
+        left: bool,
+    },
+}
+
+impl Elementwise {
+    pub fn of(op: &str, a: &Attrs) -> Result<Option<Elementwise>> {
+        let alpha = |default: f32| a.float("alpha", default);
+        use Elementwise as E;
+        Ok(Some(match op {
+            "Elu" => E::Elu { alpha: alpha(1.0)? },
+            "Selu" => E::Selu {
+                alpha: alpha(1.673_263_2)?,
+                gamma: a.float("gamma", 1.050_701)?,
+            },
+            "Celu" => E::Celu { alpha: alpha(1.0)? },
+            "LeakyRelu" => E::LeakyRelu {
+                alpha: alpha(0.01)?,
+            },
+            "HardSigmoid" => E::HardSigmoid {
+                alpha: alpha(0.2)?,
+                beta: a.float("beta", 0.5)?,
+            },
+            "ThresholdedRelu" => E::ThresholdedRelu { alpha: alpha(1.0)? },
+            "Gelu" => E::Gelu {
+                tanh: match a.string("approximate", "none")? {
+                    "none" => false,
+                    "tanh" => true,
+                    other => bail!("unknown Gelu approximation '{other}' (none or tanh)"),
+                },
+            },
+            "Swish" => E::Swish { alpha: alpha(1.0)? },
+            "SwiGLU" => E::SwiGlu { alpha: alpha(1.0)? },
+            "Shrink" => E::Shrink {
+                bias: a.float("bias", 0.0)?,
+                lambd: a.float("lambd", 0.5)?,
+            },
+            "Clip" => E::Clip {
+                min: a.opt_float("min")?,
+                max: a.opt_float("max")?,
+            },
+            "Mod" => E::Mod {
+                fmod: a.int("fmod", 0)? != 0,
+            },
+            "IsInf" => E::IsInf {
+                negative: a.int("detect_negative", 1)? != 0,
+                positive: a.int("detect_positive", 1)? != 0,
+            },
+            "BitShift" => E::BitShift {
+                left: match a.string("direction", "")? {
+                    "LEFT" => true,
+                    "RIGHT" => false,
+                    d => bail!("BitShift direction must be LEFT or RIGHT, got '{d}'"),
+                },
+            },
+            _ => return Ok(None),
+        }))
+    }
+
+    /// [`Elementwise::of`] for an op known to take attributes.
+    pub fn expect(op: &str, a: &Attrs) -> Result<Elementwise> {
+        Elementwise::of(op, a)?
+            .ok_or_else(|| Error::invalid(format!("{op} takes no elementwise parameters")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attr::Attr;
+
+    fn attrs(list: &[(&str, Attr)]) -> Attrs {
+        let mut a = Attrs::default();
+        for (name, value) in list {
+            a.insert(*name, value.clone());
+        }
+        a
+    }
+
+    #[test]
+    fn defaults_follow_the_onnx_spec() {
+        let none = Attrs::default();
+        assert_eq!(
+            Gemm::of(&none).unwrap(),
+            Gemm {
+                alpha: 1.0,
+                beta: 1.0,
+                trans_a: false,
+                trans_b: false
+            }
+        );
+        assert_eq!(transpose_perm(&none, 3).unwrap(), [2, 1, 0]);
+        let at = Attention::of(&none).unwrap();
+        assert_eq!(
+            (at.left_window, at.right_window, at.is_causal),
+            (None, None, false)
+        );
+        assert!((at.scale_for(16) - 0.25).abs() < 1e-12);
+        let lrn = Lrn::of(&attrs(&[("size", Attr::Int(4))])).unwrap();
+        assert_eq!(
+            (lrn.alpha, lrn.beta, lrn.bias, lrn.window()),
+            (1e-4, 0.75, 1.0, (1, 1))
+        );
+    }
+
+    #[test]
+    fn invalid_parameters_are_errors_not_panics_later() {
+        let e = |r: Result<()>| r.unwrap_err().to_string();
+        let perm = attrs(&[("perm", Attr::Ints(vec![0, 0]))]);
+        assert!(e(transpose_perm(&perm, 2).map(drop)).contains("repeated"));
+        assert!(e(transpose_perm(&perm, 3).map(drop)).contains("does not match rank 3"));
+        assert!(e(Lrn::of(&Attrs::default()).map(drop)).contains("positive 'size'"));
+        let pool = attrs(&[("kernel_shape", Attr::Ints(vec![2, 0]))]);
+        assert!(e(Pool::of(&pool, 2).map(drop)).contains("positive sizes"));
+        assert!(e(Pool::of(&pool, 3).map(drop)).contains("3 positive sizes"));
+        assert!(e(Pool::of(&Attrs::default(), 2).map(drop)).contains("needs 'kernel_shape'"));
+        let heads = attrs(&[("q_num_heads", Attr::Int(0))]);
+        assert!(e(Attention::of(&heads).map(drop)).contains("must be positive"));
+        assert!(
+            e(Attention::of(&Attrs::default())
+                .and_then(|a| a.heads_3d())
+                .map(drop))
+            .contains("needs q_num_heads")
+        );
+        let gelu = attrs(&[("approximate", Attr::String("fast".into()))]);
+        assert!(e(Elementwise::of("Gelu", &gelu).map(drop)).contains("unknown Gelu"));
+        assert!(
+            e(Elementwise::of("BitShift", &Attrs::default()).map(drop)).contains("LEFT or RIGHT")
+        );
+        assert_eq!(Elementwise::of("Relu", &Attrs::default()).unwrap(), None);
+        let mode = attrs(&[("qk_matmul_output_mode", Attr::Int(7))]);
+        assert!(e(Attention::of(&mode).map(drop)).contains("0 to 3"));
+    }
+}
