@@ -30,7 +30,7 @@ pub fn fold_conv_batch_norm(model: &mut Model) -> Result<usize> {
             })
             .collect();
         let Some(stats) = stats else { continue };
-        let eps = bn.attrs.float("epsilon", 1e-5)?;
+        let eps = wpc_ir::ops::params::BatchNorm::of(&bn.attrs)?.epsilon;
         let Some(conv_id) = g.producer(x) else {
             continue;
         };

@@ -598,7 +598,7 @@ pub fn conv(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         )));
     }
     let win = wpc_ir::ops::Window::new(ctx.attrs(), &x.shape[2..], &w.shape[2..])?;
-    let groups = ctx.attrs().int("group", 1)?.max(1) as usize;
+    let groups = wpc_ir::ops::params::conv_group(ctx.attrs())?;
     // Treat 1-D as 2-D with height 1.
     let dims = |v: &[usize], fill: usize| -> [usize; 2] {
         if v.len() == 1 {

@@ -228,14 +228,15 @@ fn channel_affine(
 /// `BatchNormalization` at inference, folded at compile time into one
 /// scale and shift per channel.
 pub fn batch_norm(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
-    if ctx.attrs().int("training_mode", 0)? != 0 || ctx.wants_output(1) {
+    let p = wpc_ir::ops::params::BatchNorm::of(ctx.attrs())?;
+    if p.training || ctx.wants_output(1) {
         return Err(Error::unsupported(
             "BatchNormalization in training mode on WebAssembly",
         ));
     }
     let x = ctx.input(0)?;
     super::require_f32(ctx, &x)?;
-    let eps = ctx.attrs().float("epsilon", 1e-5)?;
+    let eps = p.epsilon;
     let [scale, bias, mean, var] = [1, 2, 3, 4].map(|i| ctx.constant(i).map(|t| t.to_f32s()));
     let (scale, bias, mean, var) = (scale?, bias?, mean?, var?);
     let s: Vec<f32> = scale
@@ -263,22 +264,9 @@ pub fn softmax(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         "LogSoftmax" => true,
         other => return Err(Error::unsupported(format!("{other} on WebAssembly"))),
     };
-    let default = if ctx.opset >= 13 { -1 } else { 1 };
-    let axis = wpc_ir::ops::util::norm_axis(ctx.attrs().int("axis", default)?, x.shape.len())?;
-    // (outer, len, inner): the row is `len` elements `inner` apart.
-    let (outer, len, inner) = if ctx.opset >= 13 {
-        (
-            x.shape[..axis].iter().product::<usize>(),
-            x.shape[axis],
-            x.shape[axis + 1..].iter().product::<usize>(),
-        )
-    } else {
-        (
-            x.shape[..axis].iter().product::<usize>(),
-            x.shape[axis..].iter().product::<usize>(),
-            1,
-        )
-    };
+    let wpc_ir::ops::params::SoftmaxRows {
+        outer, len, inner, ..
+    } = wpc_ir::ops::params::SoftmaxRows::of(ctx.attrs(), ctx.opset, &x.shape)?;
     let exp = ctx.exp();
     let logf = log.then(|| ctx.log());
     let mut fx = ctx.fx();
@@ -455,8 +443,8 @@ pub fn layer_norm(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
             "LayerNormalization mean/inv-std outputs on WebAssembly",
         ));
     }
-    let axis = wpc_ir::ops::util::norm_axis(ctx.attrs().int("axis", -1)?, x.shape.len())?;
-    let eps = ctx.attrs().float("epsilon", 1e-5)?;
+    let p = wpc_ir::ops::params::LayerNorm::of(ctx.attrs())?;
+    let (axis, eps) = (p.axis(x.shape.len())?, p.epsilon);
     let rows: usize = x.shape[..axis].iter().product();
     let len: usize = x.shape[axis..].iter().product();
     if scale.numel() != len {

@@ -4,7 +4,6 @@
 use std::fmt::Write;
 
 use wpc_ir::ops::Window;
-use wpc_ir::ops::util::{norm_axes, norm_axis};
 use wpc_ir::{Error, Result};
 use wpc_runtime::device_data::Word;
 
@@ -28,7 +27,7 @@ pub fn conv(ctx: &Ctx) -> Result<Lowered> {
     let kernel: Vec<usize> = w.shape[2..].to_vec();
     let input = &x.shape[2..];
     let win = Window::new(ctx.attrs(), input, &kernel)?;
-    let group = ctx.attrs().int("group", 1)?.max(1) as usize;
+    let group = wpc_ir::ops::params::conv_group(ctx.attrs())?;
     let (batch, c) = (x.shape[0], x.shape[1]);
     let m_all = w.shape[0];
     let (cg, mg) = (c / group, m_all / group);
@@ -263,12 +262,13 @@ pub fn global_pool(ctx: &Ctx) -> Result<Lowered> {
 pub fn batch_norm(ctx: &Ctx) -> Result<Lowered> {
     let x = ctx.input(0)?;
     require_f32(ctx, x)?;
-    if ctx.attrs().int("training_mode", 0)? != 0 || ctx.wants_output(1) {
+    let p = wpc_ir::ops::params::BatchNorm::of(ctx.attrs())?;
+    if p.training || ctx.wants_output(1) {
         return Err(Error::unsupported(
             "BatchNormalization in training mode on WebGPU",
         ));
     }
-    let eps = lit(f64::from(ctx.attrs().float("epsilon", 1e-5)?));
+    let eps = lit(f64::from(p.epsilon));
     let c = x.shape.get(1).copied().unwrap_or(1);
     let mut per_channel = vec![c];
     per_channel.extend(std::iter::repeat_n(1, x.shape.len().saturating_sub(2)));
@@ -457,8 +457,8 @@ pub fn layer_norm(ctx: &Ctx) -> Result<Lowered> {
     let x = ctx.input(0)?;
     require_f32(ctx, x)?;
     let rank = x.shape.len();
-    let axis = norm_axis(ctx.attrs().int("axis", -1)?, rank)?;
-    let eps = f64::from(ctx.attrs().float("epsilon", 1e-5)?);
+    let p = wpc_ir::ops::params::LayerNorm::of(ctx.attrs())?;
+    let (axis, eps) = (p.axis(rank)?, f64::from(p.epsilon));
     let rows: usize = x.shape[..axis].iter().product();
     let norm_shape = &x.shape[axis..];
     let len: usize = norm_shape.iter().product();
@@ -507,9 +507,9 @@ pub fn norm_rows(ctx: &Ctx) -> Result<Lowered> {
     let x = ctx.input(0)?;
     require_f32(ctx, x)?;
     let rank = x.shape.len();
-    let eps = f64::from(ctx.attrs().float("epsilon", 1e-5)?);
     match ctx.node.op.as_str() {
         "InstanceNormalization" => {
+            let eps = f64::from(wpc_ir::ops::params::InstanceNorm::of(ctx.attrs())?.epsilon);
             let (rows, len) = (x.shape[0] * x.shape[1], x.shape[2..].iter().product());
             let c = x.shape[1];
             let affine = Affine {
@@ -523,7 +523,8 @@ pub fn norm_rows(ctx: &Ctx) -> Result<Lowered> {
             )
         }
         "GroupNormalization" => {
-            let g = ctx.attrs().int("num_groups", 1)? as usize;
+            let p = wpc_ir::ops::params::GroupNorm::of(ctx.attrs())?;
+            let (g, eps) = (p.num_groups, f64::from(p.epsilon));
             let c = x.shape[1];
             let sp: usize = x.shape[2..].iter().product();
             let rows = x.shape[0] * g;
@@ -545,10 +546,7 @@ pub fn norm_rows(ctx: &Ctx) -> Result<Lowered> {
             )
         }
         "MeanVarianceNormalization" => {
-            let axes = match ctx.attrs().opt_ints("axes")? {
-                Some(a) => norm_axes(a, rank)?,
-                None => vec![0, 2, 3],
-            };
+            let axes = wpc_ir::ops::params::MeanVarianceNorm::of(ctx.attrs())?.axes(rank)?;
             let spec = RowSpec {
                 shape: x.shape.clone(),
                 reduced: axes,
@@ -557,8 +555,8 @@ pub fn norm_rows(ctx: &Ctx) -> Result<Lowered> {
             row_norm(ctx, spec, None)
         }
         _ => {
-            let axis = norm_axis(ctx.attrs().int("axis", -1)?, rank)?;
-            let p = ctx.attrs().int("p", 2)? as u32;
+            let params = wpc_ir::ops::params::LpNorm::of(ctx.attrs())?;
+            let (axis, p) = (params.axis(rank)?, params.p);
             let spec = RowSpec {
                 shape: x.shape.clone(),
                 reduced: vec![axis],

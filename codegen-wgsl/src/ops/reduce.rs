@@ -150,14 +150,9 @@ pub fn arg(ctx: &Ctx) -> Result<Lowered> {
 pub fn softmax(ctx: &Ctx) -> Result<Lowered> {
     let x = ctx.input(0)?;
     require_f32(ctx, x)?;
-    let rank = x.shape.len();
-    let default_axis = if ctx.opset >= 13 { -1 } else { 1 };
-    let axis = norm_axis(ctx.attrs().int("axis", default_axis)?, rank.max(1))?;
-    let (len, inner) = if ctx.opset >= 13 {
-        (x.shape[axis], x.shape[axis + 1..].iter().product::<usize>())
-    } else {
-        (x.shape[axis..].iter().product::<usize>(), 1)
-    };
+    let wpc_ir::ops::params::SoftmaxRows {
+        axis, len, inner, ..
+    } = wpc_ir::ops::params::SoftmaxRows::of(ctx.attrs(), ctx.opset, &x.shape)?;
     let rows = x.numel() / len.max(1);
     let wg = ctx.tuning().reduction;
     let mut k = Kernel::new(format!(

@@ -2,7 +2,7 @@
 
 use super::infer::{InferCtx, same_as_input};
 use super::matmul::gemm_acc;
-use super::util::{norm_axes, norm_axis, split_at_axis};
+use super::util::split_at_axis;
 use super::{EvalCtx, OpDef, op};
 use crate::attr::Attrs;
 use crate::dtype::DType;
@@ -257,7 +257,7 @@ fn conv_window(c: &EvalCtx, x: &Tensor, w: &Tensor) -> Result<(Window, usize)> {
             w.shape()
         );
     }
-    let group = c.attrs().int("group", 1)?.max(1) as usize;
+    let group = super::params::conv_group(c.attrs())?;
     if x.shape()[1] != w.shape()[1] * group || !w.shape()[0].is_multiple_of(group) {
         bail!(
             "Conv channels do not match: X {:?}, W {:?}, group {group}",
@@ -564,7 +564,8 @@ fn eval_batch_norm(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
     let get = |i| c.input(i).map(Tensor::to_f64s);
     let (scale, bias, mean, var) = (get(1)?, get(2)?, get(3)?, get(4)?);
-    let eps = f64::from(c.attrs().float("epsilon", 1e-5)?);
+    let p = super::params::BatchNorm::of(c.attrs())?;
+    let eps = f64::from(p.epsilon);
     if x.rank() < 2
         || [&scale, &bias, &mean, &var]
             .iter()
@@ -576,11 +577,11 @@ fn eval_batch_norm(c: &EvalCtx) -> Result<Vec<Tensor>> {
             x.shape()
         );
     }
-    if c.attrs().int("training_mode", 0)? == 0 {
+    if !p.training {
         return Ok(vec![channel_affine(x, &mean, &var, &scale, &bias, eps)]);
     }
     // Training mode: normalise with batch statistics and update the running ones.
-    let momentum = f64::from(c.attrs().float("momentum", 0.9)?);
+    let momentum = f64::from(p.momentum);
     let ch = x.shape()[1];
     let inner: usize = x.shape()[2..].iter().product();
     let xs = x.to_f64s();
@@ -646,7 +647,7 @@ fn eval_instance_norm(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
     super::util::require_rank(x, 2)?;
     let (scale, bias) = (c.input(1)?.to_f64s(), c.input(2)?.to_f64s());
-    let eps = f64::from(c.attrs().float("epsilon", 1e-5)?);
+    let eps = f64::from(super::params::InstanceNorm::of(c.attrs())?.epsilon);
     let ch = x.shape()[1];
     let inner: usize = x.shape()[2..].iter().product();
     let (y, _, _) = normalize_groups(&x.to_f64s(), inner, eps, true);
@@ -673,8 +674,8 @@ fn affine_tail(y: &mut [f64], scale: &Tensor, bias: Option<&Tensor>, tail: &[usi
 
 fn eval_layer_norm(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
-    let axis = norm_axis(c.attrs().int("axis", -1)?, x.rank())?;
-    let eps = f64::from(c.attrs().float("epsilon", 1e-5)?);
+    let p = super::params::LayerNorm::of(c.attrs())?;
+    let (axis, eps) = (p.axis(x.rank())?, f64::from(p.epsilon));
     let len: usize = x.shape()[axis..].iter().product();
     let (mut y, mean, inv) = normalize_groups(&x.to_f64s(), len, eps, true);
     affine_tail(&mut y, c.input(1)?, c.opt_input(2), &x.shape()[axis..])?;
@@ -684,10 +685,7 @@ fn eval_layer_norm(c: &EvalCtx) -> Result<Vec<Tensor>> {
         .enumerate()
         .map(|(i, &d)| if i < axis { d } else { 1 })
         .collect();
-    let stash = match c.attrs().int("stash_type", 1)? {
-        1 => DType::F32,
-        code => DType::from_onnx(code as i32).unwrap_or(DType::F32),
-    };
+    let stash = p.stash;
     Ok(vec![
         Tensor::from_f64s(x.dtype(), x.shape().to_vec(), y),
         Tensor::from_f64s(stash, stat_shape.clone(), mean),
@@ -697,8 +695,8 @@ fn eval_layer_norm(c: &EvalCtx) -> Result<Vec<Tensor>> {
 
 fn eval_rms_norm(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
-    let axis = norm_axis(c.attrs().int("axis", -1)?, x.rank())?;
-    let eps = f64::from(c.attrs().float("epsilon", 1e-5)?);
+    let p = super::params::LayerNorm::of(c.attrs())?;
+    let (axis, eps) = (p.axis(x.rank())?, f64::from(p.epsilon));
     let len: usize = x.shape()[axis..].iter().product();
     let (mut y, _, _) = normalize_groups(&x.to_f64s(), len, eps, false);
     affine_tail(&mut y, c.input(1)?, None, &x.shape()[axis..])?;
@@ -708,10 +706,10 @@ fn eval_rms_norm(c: &EvalCtx) -> Result<Vec<Tensor>> {
 fn eval_group_norm(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
     super::util::require_rank(x, 2)?;
-    let groups = c.attrs().int("num_groups", 0)? as usize;
-    let eps = f64::from(c.attrs().float("epsilon", 1e-5)?);
+    let p = super::params::GroupNorm::of(c.attrs())?;
+    let (groups, eps) = (p.num_groups, f64::from(p.epsilon));
     let ch = x.shape()[1];
-    if groups == 0 || ch % groups != 0 {
+    if ch % groups != 0 {
         bail!("GroupNormalization: {ch} channels are not divisible into {groups} groups");
     }
     let inner: usize = x.shape()[2..].iter().product();
@@ -729,8 +727,8 @@ fn eval_group_norm(c: &EvalCtx) -> Result<Vec<Tensor>> {
 
 fn eval_lp_norm(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
-    let axis = norm_axis(c.attrs().int("axis", -1)?, x.rank())?;
-    let p = c.attrs().int("p", 2)?;
+    let params = super::params::LpNorm::of(c.attrs())?;
+    let (axis, p) = (params.axis(x.rank())?, params.p);
     let (outer, n, inner) = split_at_axis(x.shape(), axis);
     let mut xs = x.to_f64s();
     for o in 0..outer {
@@ -751,7 +749,7 @@ fn eval_lp_norm(c: &EvalCtx) -> Result<Vec<Tensor>> {
 
 fn eval_mvn(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
-    let axes = norm_axes(c.attrs().opt_ints("axes")?.unwrap_or(&[0, 2, 3]), x.rank())?;
+    let axes = super::params::MeanVarianceNorm::of(c.attrs())?.axes(x.rank())?;
     let kept = super::util::keep_dims(x.shape(), &axes);
     let offs = super::util::broadcast_offsets(&kept, x.shape());
     let n_out: usize = kept.iter().product();
@@ -799,21 +797,12 @@ enum SoftmaxKind {
 
 fn eval_softmax(c: &EvalCtx, kind: SoftmaxKind) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
-    let legacy = c.opset < 13;
-    let axis = norm_axis(
-        c.attrs().int("axis", if legacy { 1 } else { -1 })?,
-        x.rank(),
-    )?;
-    // Before opset 13 the op worked on the input flattened to 2-D at `axis`.
-    let (outer, n, inner) = if legacy {
-        (
-            x.shape()[..axis].iter().product(),
-            x.shape()[axis..].iter().product(),
-            1,
-        )
-    } else {
-        split_at_axis(x.shape(), axis)
-    };
+    let super::params::SoftmaxRows {
+        outer,
+        len: n,
+        inner,
+        ..
+    } = super::params::SoftmaxRows::of(c.attrs(), c.opset, x.shape())?;
     let mut xs = x.to_f64s();
     for o in 0..outer {
         for i in 0..inner {

@@ -10,7 +10,8 @@
 use crate::attr::Attrs;
 use crate::error::{Error, Result};
 
-use super::util::norm_axes;
+use super::util::{norm_axes, norm_axis};
+use crate::dtype::DType;
 
 /// `Gemm`: Y = alpha · op(A) · op(B) + beta · C.
 #[derive(Clone, Debug, PartialEq)]
@@ -173,6 +174,45 @@ impl Attention {
     }
 }
 
+/// The rows `Softmax`, `LogSoftmax` and `Hardmax` normalize: `outer`
+/// blocks of rows of `len` elements `inner` apart. Since opset 13 a row
+/// runs along `axis` (default -1); before, the input is flattened to 2-D
+/// at `axis` (default 1) and a row is everything from `axis` on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SoftmaxRows {
+    pub axis: usize,
+    pub outer: usize,
+    pub len: usize,
+    pub inner: usize,
+}
+
+impl SoftmaxRows {
+    /// The rows of an input of `shape` (a scalar is one row of one).
+    pub fn of(a: &Attrs, opset: u32, shape: &[usize]) -> Result<SoftmaxRows> {
+        let shape = if shape.is_empty() { &[1][..] } else { shape };
+        let legacy = opset < 13;
+        let axis = norm_axis(a.int("axis", if legacy { 1 } else { -1 })?, shape.len())?;
+        let product = |dims: &[usize]| dims.iter().product::<usize>();
+        let (len, inner) = if legacy {
+            (product(&shape[axis..]), 1)
+        } else {
+            (shape[axis], product(&shape[axis + 1..]))
+        };
+        Ok(SoftmaxRows {
+            axis,
+            outer: product(&shape[..axis]),
+            len,
+            inner,
+        })
+    }
+}
+
+/// `Conv`'s and `ConvTranspose`'s number of channel groups (a `group` of
+/// 0 or less is taken as 1, as onnxruntime does).
+pub fn conv_group(a: &Attrs) -> Result<usize> {
+    Ok(a.int("group", 1)?.max(1) as usize)
+}
+
 /// `ConvTranspose`'s geometry attributes, for `spatial` spatial dims.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConvTranspose {
@@ -231,7 +271,7 @@ impl ConvTranspose {
             bail!("ConvTranspose's output_shape has fewer than {spatial} sizes");
         }
         Ok(ConvTranspose {
-            group: a.int("group", 1)?.max(1) as usize,
+            group: conv_group(a)?,
             strides: list("strides", spatial, 1, 1)?,
             dilations: list("dilations", spatial, 1, 1)?,
             output_padding: list("output_padding", spatial, 0, 0)?,
@@ -273,6 +313,134 @@ impl ConvTranspose {
             }
         }
         TransposedWindow { pads, out }
+    }
+}
+
+/// `BatchNormalization`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchNorm {
+    pub epsilon: f32,
+    pub momentum: f32,
+    /// Normalize with the batch's statistics and update the running ones.
+    pub training: bool,
+}
+
+impl BatchNorm {
+    pub fn of(a: &Attrs) -> Result<BatchNorm> {
+        Ok(BatchNorm {
+            epsilon: a.float("epsilon", 1e-5)?,
+            momentum: a.float("momentum", 0.9)?,
+            training: a.int("training_mode", 0)? != 0,
+        })
+    }
+}
+
+/// `LayerNormalization` and `RMSNormalization`: every axis from `axis`
+/// on is normalized.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerNorm {
+    axis: i64,
+    pub epsilon: f32,
+    /// The element type of the mean and inverse-deviation outputs.
+    pub stash: DType,
+}
+
+impl LayerNorm {
+    pub fn of(a: &Attrs) -> Result<LayerNorm> {
+        let stash = match a.int("stash_type", 1)? {
+            1 => DType::F32,
+            code => DType::from_onnx(code as i32).unwrap_or(DType::F32),
+        };
+        Ok(LayerNorm {
+            axis: a.int("axis", -1)?,
+            epsilon: a.float("epsilon", 1e-5)?,
+            stash,
+        })
+    }
+
+    /// The first normalized axis of an input of `rank`.
+    pub fn axis(&self, rank: usize) -> Result<usize> {
+        norm_axis(self.axis, rank)
+    }
+}
+
+/// `InstanceNormalization`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InstanceNorm {
+    pub epsilon: f32,
+}
+
+impl InstanceNorm {
+    pub fn of(a: &Attrs) -> Result<InstanceNorm> {
+        Ok(InstanceNorm {
+            epsilon: a.float("epsilon", 1e-5)?,
+        })
+    }
+}
+
+/// `GroupNormalization`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupNorm {
+    pub num_groups: usize,
+    pub epsilon: f32,
+}
+
+impl GroupNorm {
+    pub fn of(a: &Attrs) -> Result<GroupNorm> {
+        let groups = a.int("num_groups", 0)?;
+        if groups < 1 {
+            bail!("GroupNormalization needs a positive num_groups, got {groups}");
+        }
+        Ok(GroupNorm {
+            num_groups: groups as usize,
+            epsilon: a.float("epsilon", 1e-5)?,
+        })
+    }
+}
+
+/// `LpNormalization`: each vector along `axis` divided by its L1 or L2
+/// norm.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LpNorm {
+    axis: i64,
+    /// 1 or 2.
+    pub p: u32,
+}
+
+impl LpNorm {
+    pub fn of(a: &Attrs) -> Result<LpNorm> {
+        let p = a.int("p", 2)?;
+        if !(1..=2).contains(&p) {
+            bail!("LpNormalization's p must be 1 or 2, got {p}");
+        }
+        Ok(LpNorm {
+            axis: a.int("axis", -1)?,
+            p: p as u32,
+        })
+    }
+
+    /// The normalized axis of an input of `rank`.
+    pub fn axis(&self, rank: usize) -> Result<usize> {
+        norm_axis(self.axis, rank)
+    }
+}
+
+/// `MeanVarianceNormalization`: zero mean, unit variance over `axes`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MeanVarianceNorm {
+    axes: Vec<i64>,
+}
+
+impl MeanVarianceNorm {
+    pub fn of(a: &Attrs) -> Result<MeanVarianceNorm> {
+        Ok(MeanVarianceNorm {
+            axes: a.opt_ints("axes")?.unwrap_or(&[0, 2, 3]).to_vec(),
+        })
+    }
+
+    /// The normalized axes of an input of `rank`.
+    pub fn axes(&self, rank: usize) -> Result<Vec<usize>> {
+        norm_axes(&self.axes, rank)
     }
 }
 
