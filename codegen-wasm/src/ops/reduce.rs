@@ -6,7 +6,6 @@
 
 use walrus::ir::{BinaryOp, UnaryOp};
 use walrus::{FunctionBuilder, InstrSeqBuilder, LocalId};
-use wpc_ir::ops::util::norm_axis;
 use wpc_ir::{Error, Result};
 
 use crate::emit::{self, Arith, Fx};
@@ -109,18 +108,16 @@ pub fn reduce(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         op => return Err(Error::unsupported(format!("{op} on WebAssembly"))),
     };
     let rank = x.shape.len();
-    let mut axes: Vec<usize> = match ctx.ints(1, "axes")? {
-        Some(a) if !a.is_empty() => a
-            .iter()
-            .map(|&a| norm_axis(a, rank))
-            .collect::<Result<_>>()?,
-        _ if ctx.attrs().int("noop_with_empty_axes", 0)? != 0 => {
-            return Err(Error::unsupported("a reduction over no axes"));
-        }
-        _ => (0..rank).collect(),
+    let axes_input = if ctx.has_input(1) {
+        Some(ctx.constant(1)?.to_i64s())
+    } else {
+        None
+    };
+    let p = wpc_ir::ops::params::Reduce::of(ctx.attrs())?;
+    let Some(mut axes) = p.axes(axes_input, rank)? else {
+        return Err(Error::unsupported("a reduction over no axes"));
     };
     axes.sort_unstable();
-    axes.dedup();
     let (first, last) = match (axes.first(), axes.last()) {
         (Some(&f), Some(&l)) if l - f + 1 == axes.len() => (f, l),
         (None, _) => (0, 0),

@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use wpc_ir::Result;
-use wpc_ir::ops::util::{norm_axes, norm_axis};
+use wpc_ir::ops::util::norm_axis;
 use wpc_runtime::device_data::Word;
 
 use super::index::{literal, offset, strides, unravel};
@@ -51,19 +51,15 @@ fn reducer(op: &str, w: Word) -> Reducer {
 pub fn reduce(ctx: &Ctx) -> Result<Lowered> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
     let rank = x.shape.len();
-    let axes_from_input = ctx.opset >= 18 || (ctx.node.op == "ReduceSum" && ctx.opset >= 13);
-    let axes = if axes_from_input {
-        ctx.ints(1, "")?
+    let axes_input = if ctx.has_input(1) {
+        Some(ctx.constant(1)?.to_i64s())
     } else {
-        ctx.attrs().opt_ints("axes")?.map(<[i64]>::to_vec)
+        None
     };
-    let axes = match axes {
-        Some(a) if !a.is_empty() => norm_axes(&a, rank)?,
-        _ if ctx.attrs().int("noop_with_empty_axes", 0)? != 0 => {
-            let k = super::copy_kernel(x.numel(), ctx);
-            return Ok(Lowered::one(k, vec![Arg::In(0), Arg::Out(0)]));
-        }
-        _ => (0..rank).collect(),
+    let p = wpc_ir::ops::params::Reduce::of(ctx.attrs())?;
+    let Some(axes) = p.axes(axes_input, rank)? else {
+        let k = super::copy_kernel(x.numel(), ctx);
+        return Ok(Lowered::one(k, vec![Arg::In(0), Arg::Out(0)]));
     };
     let st = strides(&x.shape);
     let kept: Vec<usize> = (0..rank).filter(|d| !axes.contains(d)).collect();
@@ -109,8 +105,8 @@ pub fn reduce(ctx: &Ctx) -> Result<Lowered> {
 pub fn arg(ctx: &Ctx) -> Result<Lowered> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
     let rank = x.shape.len();
-    let axis = norm_axis(ctx.attrs().int("axis", 0)?, rank)?;
-    let last = ctx.attrs().int("select_last_index", 0)? != 0;
+    let p = wpc_ir::ops::params::ArgReduce::of(ctx.attrs())?;
+    let (axis, last) = (p.axis(rank)?, p.select_last_index);
     let better = match (ctx.node.op.as_str(), last) {
         ("ArgMax", false) => ">",
         ("ArgMax", true) => ">=",

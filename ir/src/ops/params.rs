@@ -174,6 +174,61 @@ impl Attention {
     }
 }
 
+/// The `Reduce*` ops.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reduce {
+    pub keepdims: bool,
+    /// With no axes, return the input (instead of reducing every axis).
+    pub noop_with_empty_axes: bool,
+    /// The axes attribute of opsets before 18 (13 for ReduceSum).
+    axes_attr: Option<Vec<i64>>,
+}
+
+impl Reduce {
+    pub fn of(a: &Attrs) -> Result<Reduce> {
+        Ok(Reduce {
+            keepdims: a.int("keepdims", 1)? != 0,
+            noop_with_empty_axes: a.int("noop_with_empty_axes", 0)? != 0,
+            axes_attr: a.opt_ints("axes")?.map(<[i64]>::to_vec),
+        })
+    }
+
+    /// The axes to reduce for an input of `rank`, given the `axes` input's
+    /// value when the node has one; `None` when the op is a no-op.
+    /// Repeated axes are an error.
+    pub fn axes(&self, input: Option<Vec<i64>>, rank: usize) -> Result<Option<Vec<usize>>> {
+        match input.or_else(|| self.axes_attr.clone()) {
+            Some(a) if !a.is_empty() => Ok(Some(norm_axes(&a, rank)?)),
+            _ if self.noop_with_empty_axes => Ok(None),
+            _ => Ok(Some((0..rank).collect())),
+        }
+    }
+}
+
+/// `ArgMax` and `ArgMin`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ArgReduce {
+    axis: i64,
+    pub keepdims: bool,
+    /// Of equal values, the last index wins (else the first).
+    pub select_last_index: bool,
+}
+
+impl ArgReduce {
+    pub fn of(a: &Attrs) -> Result<ArgReduce> {
+        Ok(ArgReduce {
+            axis: a.int("axis", 0)?,
+            keepdims: a.int("keepdims", 1)? != 0,
+            select_last_index: a.int("select_last_index", 0)? != 0,
+        })
+    }
+
+    /// The reduced axis of an input of `rank`.
+    pub fn axis(&self, rank: usize) -> Result<usize> {
+        norm_axis(self.axis, rank)
+    }
+}
+
 /// The rows `Softmax`, `LogSoftmax` and `Hardmax` normalize: `outer`
 /// blocks of rows of `len` elements `inner` apart. Since opset 13 a row
 /// runs along `axis` (default -1); before, the input is flattened to 2-D

@@ -1,9 +1,7 @@
 //! Reductions over axes (`ReduceSum`, `ReduceMean`, …) and `ArgMax`/`ArgMin`.
 
 use super::infer::InferCtx;
-use super::util::{
-    broadcast_offsets, keep_dims, nan_max, nan_min, norm_axes, norm_axis, split_at_axis,
-};
+use super::util::{broadcast_offsets, keep_dims, nan_max, nan_min, split_at_axis};
 use super::{EvalCtx, OpDef, op};
 use crate::dtype::DType;
 use crate::error::Result;
@@ -54,29 +52,15 @@ const REDUCERS: [Reducer; 10] = [
     ("ReduceSumSquare", 0.0, |x| x * x, |a, b| a + b, |a, _| a),
 ];
 
-/// The axes to reduce, or `None` for "no-op" (`noop_with_empty_axes`).
-/// Axes come from the second input in newer opsets and an attribute in older ones.
-fn reduce_axes(
-    axes: Option<Vec<i64>>,
-    noop_with_empty: bool,
-    rank: usize,
-) -> Result<Option<Vec<usize>>> {
-    match axes {
-        Some(a) if !a.is_empty() => Ok(Some(norm_axes(&a, rank)?)),
-        _ if noop_with_empty => Ok(None),
-        _ => Ok(Some((0..rank).collect())),
-    }
-}
-
 fn eval_reduce(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
     let r = REDUCERS
         .iter()
         .find(|r| r.0 == c.node.op)
         .expect("registered reducer");
-    let keepdims = c.attrs().int("keepdims", 1)? != 0;
-    let noop = c.attrs().int("noop_with_empty_axes", 0)? != 0;
-    let Some(axes) = reduce_axes(c.ints_from_input_or_attr(1, "axes")?, noop, x.rank())? else {
+    let p = super::params::Reduce::of(c.attrs())?;
+    let keepdims = p.keepdims;
+    let Some(axes) = p.axes(c.opt_input(1).map(Tensor::to_i64s), x.rank())? else {
         return Ok(vec![x.clone()]);
     };
     let kept = keep_dims(x.shape(), &axes);
@@ -136,8 +120,8 @@ fn eval_reduce(c: &EvalCtx) -> Result<Vec<Tensor>> {
 
 fn infer_reduce(c: &InferCtx) -> Result<Vec<ValueType>> {
     let x = c.input(0)?;
-    let keepdims = c.node.attrs.int("keepdims", 1)? != 0;
-    let noop = c.node.attrs.int("noop_with_empty_axes", 0)? != 0;
+    let p = super::params::Reduce::of(&c.node.attrs)?;
+    let keepdims = p.keepdims;
     let axes = match c.inputs.get(1).and_then(Option::as_ref) {
         Some(_) => match c.constant(1) {
             Some(t) => Some(t.to_i64s()),
@@ -148,7 +132,7 @@ fn infer_reduce(c: &InferCtx) -> Result<Vec<ValueType>> {
                 }]);
             }
         },
-        None => c.node.attrs.opt_ints("axes")?.map(<[i64]>::to_vec),
+        None => None,
     };
     let Some(dims) = x.shape.dims() else {
         return Ok(vec![ValueType {
@@ -156,7 +140,7 @@ fn infer_reduce(c: &InferCtx) -> Result<Vec<ValueType>> {
             shape: Shape::unknown(),
         }]);
     };
-    let Some(axes) = reduce_axes(axes, noop, dims.len())? else {
+    let Some(axes) = p.axes(axes, dims.len())? else {
         return Ok(vec![x.clone()]);
     };
     let shape: Vec<Dim> = dims
@@ -176,9 +160,8 @@ fn infer_reduce(c: &InferCtx) -> Result<Vec<ValueType>> {
 
 fn eval_arg(c: &EvalCtx, better: fn(f64, f64) -> bool) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
-    let axis = norm_axis(c.attrs().int("axis", 0)?, x.rank())?;
-    let keepdims = c.attrs().int("keepdims", 1)? != 0;
-    let last = c.attrs().int("select_last_index", 0)? != 0;
+    let p = super::params::ArgReduce::of(c.attrs())?;
+    let (axis, keepdims, last) = (p.axis(x.rank())?, p.keepdims, p.select_last_index);
     let (outer, n, inner) = split_at_axis(x.shape(), axis);
     if n == 0 {
         bail!("cannot take {} over an empty axis", c.node.op);
@@ -213,9 +196,10 @@ fn infer_arg(c: &InferCtx) -> Result<Vec<ValueType>> {
             shape: Shape::unknown(),
         }]);
     };
-    let axis = norm_axis(c.node.attrs.int("axis", 0)?, dims.len())?;
+    let p = super::params::ArgReduce::of(&c.node.attrs)?;
+    let axis = p.axis(dims.len())?;
     let mut d = dims.to_vec();
-    if c.node.attrs.int("keepdims", 1)? != 0 {
+    if p.keepdims {
         d[axis] = Dim::Known(1);
     } else {
         d.remove(axis);
