@@ -305,7 +305,7 @@ pub fn freeze_inputs(
 }
 
 /// The model inputs whose values steer kernels (see
-/// [`wpc_codegen_wgsl::ops::is_steering_input`]), by name: those feeding a
+/// [`wpc_ir::ops::OpDef::steering`]), by name: those feeding a
 /// steering slot directly, and those a steering value is computed from
 /// (a Pad's pads derived from a `shape` input, a Range limit cast from an
 /// int input). `Shape` and `Size` read only their input's shape, so the
@@ -317,7 +317,7 @@ pub fn steering_inputs(model: &Model) -> Vec<String> {
         let node = g.node(n);
         for (i, v) in node.inputs.iter().enumerate() {
             if let Some(v) = v
-                && wpc_codegen_wgsl::ops::is_steering_input(&node.op, i)
+                && wpc_ir::ops::is_steering_input(&node.domain, &node.op, i)
             {
                 pending.push(*v);
             }

@@ -34,13 +34,40 @@ pub struct OptimizeStats {
     pub folded: usize,
     pub removed: usize,
     pub inlined: usize,
+    /// Rounds of the pipeline run (the last one changed nothing, unless
+    /// the limit stopped it).
+    pub rounds: usize,
+    /// Why it stopped.
+    pub stop: Stop,
 }
 
+/// Why [`optimize`] stopped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Stop {
+    /// A round changed nothing: the graph is at its fixed point.
+    #[default]
+    Converged,
+    /// [`MAX_ROUNDS`] rounds ran and each still changed something. The
+    /// graph is valid, only less simplified than it could be.
+    RoundLimit,
+}
+
+/// The most rounds [`optimize`] runs. Every round removes or inlines at
+/// least one node, so the pipeline ends by itself; the limit bounds the
+/// time a pathological graph (a long chain where each fold enables only
+/// the next) can take.
+pub const MAX_ROUNDS: usize = 64;
+
 /// Inlines constant `If`s, folds constants and removes dead nodes until
-/// nothing changes, then infers shapes.
+/// nothing changes (or for [`MAX_ROUNDS`] rounds), then infers shapes.
 pub fn optimize(model: &mut Model) -> Result<OptimizeStats> {
-    let mut stats = OptimizeStats::default();
-    loop {
+    // Until a round changes nothing.
+    let mut stats = OptimizeStats {
+        stop: Stop::RoundLimit,
+        ..OptimizeStats::default()
+    };
+    while stats.rounds < MAX_ROUNDS {
+        stats.rounds += 1;
         let inlined = inline_if::inline_constant_if(model)?;
         let folded = const_fold::fold_constants(model)? + static_shapes::fold_static_shapes(model)?;
         let folded = folded + fold_batch_norm::fold_conv_batch_norm(model)?;
@@ -49,9 +76,106 @@ pub fn optimize(model: &mut Model) -> Result<OptimizeStats> {
         stats.folded += folded;
         stats.removed += removed;
         if inlined + folded + removed == 0 {
+            stats.stop = Stop::Converged;
             break;
         }
     }
     shape_inference::infer_shapes(model)?;
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::GraphBuilder;
+    use std::collections::HashMap;
+    use wpc_ir::{Attr, Attrs, DType, Dim, Graph, Tensor};
+
+    /// `depth` Ifs nested in each other's then-branches, each on a
+    /// constant true condition, around a `Neg` of the outer input `x`:
+    /// each round of [`optimize`] can inline only the outermost.
+    fn nested_ifs(depth: usize) -> wpc_ir::Model {
+        fn level(depth: usize) -> Graph {
+            // Names unique across levels: a branch whose names collide
+            // with the parent's is not inlined.
+            let mut b = GraphBuilder::numbered_from(10 * depth);
+            let x = b.outer("x");
+            if depth == 0 {
+                let y = b.node("Neg", &[x]);
+                return b.finish(&[y]).graph;
+            }
+            let c = b.constant(&format!("c{depth}"), Tensor::scalar(true));
+            let mut attrs = Attrs::default();
+            attrs.insert("then_branch", Attr::Graph(Box::new(level(depth - 1))));
+            let mut other = GraphBuilder::numbered_from(10 * depth + 5);
+            let ox = other.outer("x");
+            let oy = other.node("Relu", &[ox]);
+            attrs.insert(
+                "else_branch",
+                Attr::Graph(Box::new(other.finish(&[oy]).graph)),
+            );
+            let y = b.node_with("If", &[c], attrs);
+            b.finish(&[y]).graph
+        }
+        let mut b = GraphBuilder::new();
+        b.input("x", DType::F32, vec![Dim::Known(1)]);
+        let top = level(depth);
+        let mut model = b.finish(&[]);
+        // The outermost level's nodes become the main graph's.
+        let mut attrs = Attrs::default();
+        attrs.insert("then_branch", Attr::Graph(Box::new(top)));
+        let mut other = GraphBuilder::new();
+        let ox = other.outer("x");
+        let oy = other.node("Relu", &[ox]);
+        attrs.insert(
+            "else_branch",
+            Attr::Graph(Box::new(other.finish(&[oy]).graph)),
+        );
+        let g = &mut model.graph;
+        let c = g
+            .add_value("c0", wpc_ir::ValueType::of(&Tensor::scalar(true)))
+            .unwrap();
+        g.constants.insert(c, Tensor::scalar(true));
+        let y = g.add_fresh_value("y", wpc_ir::ValueType::default());
+        g.add_node(wpc_ir::Node {
+            name: "top".into(),
+            op: "If".into(),
+            domain: String::new(),
+            inputs: vec![Some(c)],
+            outputs: vec![Some(y)],
+            attrs,
+        })
+        .unwrap();
+        g.outputs = vec![y];
+        model
+    }
+
+    fn run(model: &wpc_ir::Model) -> Vec<f64> {
+        let feeds = HashMap::from([("x".to_string(), Tensor::from_vec(vec![1], vec![-3.0f32]))]);
+        wpc_ir::interp::run_model(model, &feeds).unwrap()[0]
+            .1
+            .to_f64s()
+    }
+
+    #[test]
+    fn optimize_runs_to_a_fixed_point_within_its_round_limit() {
+        let mut model = nested_ifs(3);
+        let stats = optimize(&mut model).unwrap();
+        assert_eq!(
+            (stats.stop, stats.inlined),
+            (Stop::Converged, 4),
+            "{stats:?}"
+        );
+        assert_eq!(run(&model), [3.0]);
+
+        // Deeper than the limit: it stops there, and the graph still runs.
+        let mut model = nested_ifs(MAX_ROUNDS + 5);
+        let stats = optimize(&mut model).unwrap();
+        assert_eq!(
+            (stats.stop, stats.rounds),
+            (Stop::RoundLimit, MAX_ROUNDS),
+            "{stats:?}"
+        );
+        assert_eq!(run(&model), [3.0]);
+    }
 }

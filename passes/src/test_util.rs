@@ -17,6 +17,15 @@ impl GraphBuilder {
         }
     }
 
+    /// A builder whose generated names start after `n`, so graphs built
+    /// to be nested do not reuse each other's names.
+    pub fn numbered_from(n: usize) -> Self {
+        GraphBuilder {
+            counter: n,
+            ..GraphBuilder::new()
+        }
+    }
+
     pub fn input(&mut self, name: &str, dtype: DType, dims: Vec<Dim>) -> ValueId {
         let id = self
             .graph

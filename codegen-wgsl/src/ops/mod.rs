@@ -86,31 +86,6 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
     })
 }
 
-/// Whether input `index` of `op` steers the kernel itself (axes, pads,
-/// slice bounds, ...) or decides an output shape, and so must be known
-/// when compiling. A model input
-/// feeding such a slot has to be frozen to a value at compile time.
-pub fn is_steering_input(op: &str, index: usize) -> bool {
-    match op {
-        "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1"
-        | "ReduceL2" | "ReduceLogSum" | "ReduceLogSumExp" | "ReduceSumSquare" | "CumSum"
-        | "CumProd" | "Trilu" => index == 1,
-        "Slice" => index >= 1,
-        "Pad" => index == 1 || index == 3,
-        "CenterCropPad" => index == 1,
-        "Resize" => (1..=3).contains(&index),
-        "Upsample" => index == 1,
-        // Inputs that decide output shapes.
-        "ConstantOfShape" | "HannWindow" | "HammingWindow" | "BlackmanWindow" => index == 0,
-        "Reshape" | "Expand" | "Tile" | "OneHot" | "TopK" => index == 1,
-        "Range" => index <= 2,
-        // An If's condition picks the branch: no kernel runs If, and the
-        // `inline_if` pass resolves it only when the condition is known.
-        "If" => index == 0,
-        _ => false,
-    }
-}
-
 /// A kernel copying `words` 32-bit words from binding 0 to binding 1.
 pub fn copy_kernel(words: usize, ctx: &Ctx) -> Kernel {
     let mut k = Kernel::new(format!("Copy {words} words"));

@@ -8,7 +8,7 @@ use crate::tensor::Tensor;
 
 pub(super) fn ops() -> Vec<OpDef> {
     vec![
-        op!("If", eval_if),
+        op!("If", eval_if).steered_by(&[0]),
         op!("Loop", eval_loop),
         op!("Scan", eval_scan),
     ]

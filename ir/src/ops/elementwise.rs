@@ -23,6 +23,7 @@ pub(super) fn ops() -> Vec<OpDef> {
             domain: "",
             eval: eval_float_unary,
             infer: Some(infer::same_as_input),
+            steering: &[],
         });
     }
     v.extend([

@@ -20,29 +20,33 @@ pub(super) fn ops() -> Vec<OpDef> {
             "ConstantOfShape",
             eval_constant_of_shape,
             infer_constant_of_shape
-        ),
-        op!("Range", eval_range, |c| super::infer::by_evaluation(c, &[])),
+        )
+        .steered_by(&[0]),
+        op!("Range", eval_range, |c| super::infer::by_evaluation(c, &[])).steered_by(&[0, 1, 2]),
         op!("OneHot", eval_one_hot, |c| super::infer::by_evaluation(
             c,
             &[0]
-        )),
+        ))
+        .steered_by(&[1]),
         op!("EyeLike", eval_eye_like, |c| infer::shape_with_dtype(
             c,
             eye_dtype(&c.node.attrs, c.dtype(0))?
         )),
-        op!("TopK", eval_topk, |c| super::infer::by_evaluation(c, &[0])),
+        op!("TopK", eval_topk, |c| super::infer::by_evaluation(c, &[0])).steered_by(&[1]),
         op!("Unique", eval_unique),
         op!("NonMaxSuppression", eval_nms),
         op!(
             "CumSum",
             |c| eval_cumulative(c, 0.0, |a, b| a + b),
             infer::same_as_input
-        ),
+        )
+        .steered_by(&[1]),
         op!(
             "CumProd",
             |c| eval_cumulative(c, 1.0, |a, b| a * b),
             infer::same_as_input
-        ),
+        )
+        .steered_by(&[1]),
         op!("Dropout", eval_dropout, |c| super::infer::by_evaluation(
             c,
             &[0]

@@ -53,6 +53,27 @@ pub struct OpDef {
     /// `None` when the op's output shapes depend on input values in ways
     /// inference does not model; such outputs stay unknown until folded.
     pub infer: Option<InferFn>,
+    /// Inputs whose values steer the computation itself (axes, pads,
+    /// slice bounds, an If's condition) or decide an output shape, and so
+    /// must be known when compiling: a model input feeding one has to be
+    /// frozen (`--freeze`). Kernels are specialized on these values.
+    pub steering: &'static [usize],
+}
+
+impl OpDef {
+    /// This op with `inputs` as its [`OpDef::steering`] inputs.
+    pub fn steered_by(self, inputs: &'static [usize]) -> OpDef {
+        OpDef {
+            steering: inputs,
+            ..self
+        }
+    }
+}
+
+/// Whether input `index` of `op` (in `domain`) is one of its
+/// [`OpDef::steering`] inputs; `false` for unknown ops.
+pub fn is_steering_input(domain: &str, op: &str, index: usize) -> bool {
+    lookup(domain, op).is_some_and(|d| d.steering.contains(&index))
 }
 
 /// Declares an [`OpDef`] of the default domain.
@@ -63,6 +84,7 @@ macro_rules! op {
             domain: "",
             eval: $eval,
             infer: None,
+            steering: &[],
         }
     };
     ($name:literal, $eval:expr, $infer:expr) => {
@@ -71,6 +93,7 @@ macro_rules! op {
             domain: "",
             eval: $eval,
             infer: Some($infer),
+            steering: &[],
         }
     };
 }
@@ -233,5 +256,31 @@ impl<'a> EvalCtx<'a> {
             Some(t) => Ok(Some(t.to_i64s())),
             None => Ok(self.attrs().opt_ints(name)?.map(<[i64]>::to_vec)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_steering_input;
+
+    #[test]
+    fn steering_inputs_are_properties_of_the_op() {
+        for (op, steering, data) in [
+            ("Slice", &[1, 2, 3, 4][..], &[0][..]),
+            ("Pad", &[1, 3], &[0, 2]),
+            ("ReduceMean", &[1], &[0]),
+            ("Reshape", &[1], &[0]),
+            ("Range", &[0, 1, 2], &[]),
+            ("If", &[0], &[]),
+            ("Add", &[], &[0, 1]),
+        ] {
+            for &i in steering {
+                assert!(is_steering_input("", op, i), "{op} input {i}");
+            }
+            for &i in data {
+                assert!(!is_steering_input("", op, i), "{op} input {i}");
+            }
+        }
+        assert!(!is_steering_input("", "NoSuchOp", 0));
     }
 }

@@ -19,7 +19,7 @@ pub(super) fn ops() -> Vec<OpDef> {
             |c| Ok(vec![c.input(0)?.clone()]),
             infer::same_as_input
         ),
-        op!("Reshape", eval_reshape, infer_reshape),
+        op!("Reshape", eval_reshape, infer_reshape).steered_by(&[1]),
         op!("Flatten", eval_flatten, infer_flatten),
         op!("Squeeze", eval_squeeze, infer_squeeze),
         op!("Unsqueeze", eval_unsqueeze, infer_unsqueeze),
@@ -32,7 +32,8 @@ pub(super) fn ops() -> Vec<OpDef> {
         op!("Slice", eval_slice, |c| super::infer::by_evaluation(
             c,
             &[0]
-        )),
+        ))
+        .steered_by(&[1, 2, 3, 4]),
         op!("Gather", eval_gather, infer_gather),
         op!("GatherElements", eval_gather_elements, |c| {
             super::infer::by_evaluation(c, &[0, 1])
@@ -51,9 +52,10 @@ pub(super) fn ops() -> Vec<OpDef> {
         op!("Expand", eval_expand, |c| super::infer::by_evaluation(
             c,
             &[0]
-        )),
-        op!("Tile", eval_tile, |c| super::infer::by_evaluation(c, &[0])),
-        op!("Pad", eval_pad, |c| super::infer::by_evaluation(c, &[0, 2])),
+        ))
+        .steered_by(&[1]),
+        op!("Tile", eval_tile, |c| super::infer::by_evaluation(c, &[0])).steered_by(&[1]),
+        op!("Pad", eval_pad, |c| super::infer::by_evaluation(c, &[0, 2])).steered_by(&[1, 3]),
         op!("Shape", eval_shape, infer_shape),
         op!(
             "Size",
@@ -73,10 +75,11 @@ pub(super) fn ops() -> Vec<OpDef> {
             eval_reverse_sequence,
             infer::same_as_input
         ),
-        op!("Trilu", eval_trilu, infer::same_as_input),
+        op!("Trilu", eval_trilu, infer::same_as_input).steered_by(&[1]),
         op!("CenterCropPad", eval_center_crop_pad, |c| {
             super::infer::by_evaluation(c, &[0])
-        }),
+        })
+        .steered_by(&[1]),
     ]
 }
 

@@ -17,6 +17,8 @@ pub(super) fn ops() -> Vec<OpDef> {
             domain: "",
             eval: eval_reduce,
             infer: Some(infer_reduce),
+            // The axes (an input since opset 18, 13 for ReduceSum).
+            steering: &[1],
         })
         .collect();
     v.push(op!("ArgMax", |c| eval_arg(c, |a, b| a > b), infer_arg));

@@ -15,11 +15,13 @@ pub(super) fn ops() -> Vec<OpDef> {
         op!("Resize", eval_resize, |c| super::infer::by_evaluation(
             c,
             &[0]
-        )),
+        ))
+        .steered_by(&[1, 2, 3]),
         op!("Upsample", eval_upsample, |c| super::infer::by_evaluation(
             c,
             &[0]
-        )),
+        ))
+        .steered_by(&[1]),
         op!("GridSample", eval_grid_sample),
         op!("AffineGrid", eval_affine_grid),
     ]

@@ -11,12 +11,13 @@ use crate::tensor::Tensor;
 
 pub(super) fn ops() -> Vec<OpDef> {
     vec![
-        op!("HannWindow", |c| eval_window(c, &[0.5, -0.5])),
+        op!("HannWindow", |c| eval_window(c, &[0.5, -0.5])).steered_by(&[0]),
         op!("HammingWindow", |c| eval_window(
             c,
             &[25.0 / 46.0, -21.0 / 46.0]
-        )),
-        op!("BlackmanWindow", |c| eval_window(c, &[0.42, -0.5, 0.08])),
+        ))
+        .steered_by(&[0]),
+        op!("BlackmanWindow", |c| eval_window(c, &[0.42, -0.5, 0.08])).steered_by(&[0]),
         op!("DFT", eval_dft),
         op!("STFT", eval_stft),
     ]
