@@ -5,7 +5,6 @@
 
 use walrus::FunctionBuilder;
 use walrus::ir::BinaryOp;
-use wpc_ir::ops::util::norm_axis;
 use wpc_ir::{DType, Error, Result};
 
 use super::elementwise::Walk;
@@ -15,7 +14,7 @@ use crate::lower::Ctx;
 /// `Concat`: per input, `outer` blocks of `axis size · inner` elements.
 pub fn concat(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let out = ctx.output(0)?;
-    let axis = norm_axis(ctx.attrs().int("axis", 0)?, out.shape.len())?;
+    let axis = wpc_ir::ops::params::axis("Concat", ctx.attrs(), out.shape.len())?;
     let outer: usize = out.shape[..axis].iter().product();
     let inner = out.shape[axis + 1..].iter().product::<usize>() * out.dtype.size();
     let row = out.shape[axis] * inner;
@@ -112,7 +111,7 @@ pub fn transpose(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
 /// of the `inner` elements it selects; negative indices count from the end.
 pub fn gather(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let (data, idx, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
-    let axis = norm_axis(ctx.attrs().int("axis", 0)?, data.shape.len())?;
+    let axis = wpc_ir::ops::params::axis("Gather", ctx.attrs(), data.shape.len())?;
     let outer: usize = data.shape[..axis].iter().product();
     let dim = data.shape[axis];
     let inner: usize = data.shape[axis + 1..].iter().product();

@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use wpc_ir::ops::util::{norm_axes, norm_axis};
+use wpc_ir::ops::util::norm_axes;
 use wpc_ir::{Error, Result};
 use wpc_runtime::device_data::Word;
 
@@ -148,7 +148,7 @@ pub fn tile(ctx: &Ctx) -> Result<Lowered> {
 
 pub fn concat(ctx: &Ctx) -> Result<Lowered> {
     let out = ctx.output(0)?;
-    let axis = norm_axis(ctx.attrs().int("axis", 0)?, out.shape.len())?;
+    let axis = wpc_ir::ops::params::axis("Concat", ctx.attrs(), out.shape.len())?;
     let out_st = strides(&out.shape);
     let mut launches = Vec::new();
     let mut at = 0usize;
@@ -184,7 +184,7 @@ pub fn concat(ctx: &Ctx) -> Result<Lowered> {
 
 pub fn split(ctx: &Ctx) -> Result<Lowered> {
     let x = ctx.input(0)?;
-    let axis = norm_axis(ctx.attrs().int("axis", 0)?, x.shape.len())?;
+    let axis = wpc_ir::ops::params::axis("Split", ctx.attrs(), x.shape.len())?;
     let st = strides(&x.shape);
     let mut launches = Vec::new();
     let mut at = 0usize;
@@ -378,7 +378,7 @@ fn read_index(ix: &Tt, off: &str, n: usize) -> String {
 
 pub fn gather(ctx: &Ctx) -> Result<Lowered> {
     let (x, ix, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
-    let axis = norm_axis(ctx.attrs().int("axis", 0)?, x.shape.len())?;
+    let axis = wpc_ir::ops::params::axis("Gather", ctx.attrs(), x.shape.len())?;
     let q = ix.shape.len();
     let st = strides(&x.shape);
     let ist = strides(&ix.shape);
@@ -411,7 +411,7 @@ pub fn gather(ctx: &Ctx) -> Result<Lowered> {
 
 pub fn gather_elements(ctx: &Ctx) -> Result<Lowered> {
     let (x, ix, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
-    let axis = norm_axis(ctx.attrs().int("axis", 0)?, x.shape.len())?;
+    let axis = wpc_ir::ops::params::axis("GatherElements", ctx.attrs(), x.shape.len())?;
     let st = strides(&x.shape);
     let terms: Vec<String> = (0..x.shape.len())
         .map(|d| {
@@ -559,7 +559,7 @@ pub fn scatter_nd(ctx: &Ctx) -> Result<Lowered> {
 
 pub fn scatter_elements(ctx: &Ctx) -> Result<Lowered> {
     let (x, ix) = (ctx.input(0)?, ctx.input(1)?);
-    let axis = norm_axis(ctx.attrs().int("axis", 0)?, x.shape.len())?;
+    let axis = wpc_ir::ops::params::axis("ScatterElements", ctx.attrs(), x.shape.len())?;
     let st = strides(&x.shape);
     let mut b = unravel("i", &ix.shape, "u").replace("    let", "        let");
     let raw = if ix.word == Word::I32 {
@@ -646,7 +646,7 @@ pub fn eye_like(ctx: &Ctx) -> Result<Lowered> {
 pub fn one_hot(ctx: &Ctx) -> Result<Lowered> {
     let (ix, vals, out) = (ctx.input(0)?, ctx.input(2)?, ctx.output(0)?);
     let rank = out.shape.len();
-    let axis = norm_axis(ctx.attrs().int("axis", -1)?, rank)?;
+    let axis = wpc_ir::ops::params::axis("OneHot", ctx.attrs(), rank)?;
     let depth = out.shape[axis];
     let ist = strides(&ix.shape);
     let terms: Vec<String> = (0..rank)

@@ -237,9 +237,9 @@ pub fn cumulative(ctx: &Ctx) -> Result<Lowered> {
 pub fn top_k(ctx: &Ctx) -> Result<Lowered> {
     let (x, vals) = (ctx.input(0)?, ctx.output(0)?);
     let rank = x.shape.len();
-    let axis = norm_axis(ctx.attrs().int("axis", -1)?, rank)?;
+    let axis = wpc_ir::ops::params::axis("TopK", ctx.attrs(), rank)?;
     let k = vals.shape[axis];
-    let largest = ctx.attrs().int("largest", 1)? != 0;
+    let largest = wpc_ir::ops::params::TopK::of(ctx.attrs())?.largest;
     let n = x.shape[axis];
     let inner: usize = x.shape[axis + 1..].iter().product();
     let rows = x.numel() / n.max(1);

@@ -144,7 +144,7 @@ fn eval_one_hot(c: &EvalCtx) -> Result<Vec<Tensor>> {
     if depth <= 0 || values.len() != 2 {
         bail!("OneHot needs a positive depth and two values");
     }
-    let axis = norm_axis(c.attrs().int("axis", -1)?, idx.rank() + 1)?;
+    let axis = super::params::axis("OneHot", c.attrs(), idx.rank() + 1)?;
     let mut shape = idx.shape().to_vec();
     shape.insert(axis, depth as usize);
     let (outer, _, inner) = split_at_axis(&shape, axis);
@@ -189,8 +189,8 @@ fn eval_eye_like(c: &EvalCtx) -> Result<Vec<Tensor>> {
 fn eval_topk(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
     let k = c.input(1)?.first_i64()?;
-    let axis = norm_axis(c.attrs().int("axis", -1)?, x.rank())?;
-    let largest = c.attrs().int("largest", 1)? != 0;
+    let axis = super::params::axis("TopK", c.attrs(), x.rank())?;
+    let largest = super::params::TopK::of(c.attrs())?.largest;
     let (outer, n, inner) = split_at_axis(x.shape(), axis);
     if k < 0 || k as usize > n {
         bail!("TopK k={k} is out of range for an axis of size {n}");

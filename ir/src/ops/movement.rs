@@ -392,12 +392,7 @@ fn eval_concat(c: &EvalCtx) -> Result<Vec<Tensor>> {
         .first()
         .ok_or_else(|| Error::invalid("Concat needs inputs"))?
         .rank();
-    let axis = norm_axis(
-        c.attrs()
-            .opt_int("axis")?
-            .ok_or_else(|| Error::invalid("Concat needs 'axis'"))?,
-        rank,
-    )?;
+    let axis = super::params::axis("Concat", c.attrs(), rank)?;
     Ok(vec![concat(&parts, axis)?])
 }
 
@@ -409,7 +404,7 @@ fn infer_concat(c: &InferCtx) -> Result<Vec<ValueType>> {
             shape: Shape::unknown(),
         }]);
     };
-    let axis = norm_axis(c.node.attrs.int("axis", 0)?, rank)?;
+    let axis = super::params::axis("Concat", &c.node.attrs, rank)?;
     let mut dims = vec![Dim::Unknown; rank];
     let mut total = Some(0usize);
     for t in c.inputs.iter().flatten() {
@@ -447,7 +442,7 @@ pub fn narrow(x: &Tensor, axis: usize, start: usize, len: usize) -> Tensor {
 
 fn eval_split(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
-    let axis = norm_axis(c.attrs().int("axis", 0)?, x.rank())?;
+    let axis = super::params::axis("Split", c.attrs(), x.rank())?;
     let n = x.shape()[axis];
     let outs = c.num_outputs();
     let sizes: Vec<usize> = match c.ints_from_input_or_attr(1, "split")? {
@@ -558,7 +553,7 @@ fn gather_indices(idx: &Tensor, n: usize) -> Result<Vec<usize>> {
 
 fn eval_gather(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let (x, idx) = (c.input(0)?, c.input(1)?);
-    let axis = norm_axis(c.attrs().int("axis", 0)?, x.rank())?;
+    let axis = super::params::axis("Gather", c.attrs(), x.rank())?;
     let (outer, n, inner) = split_at_axis(x.shape(), axis);
     let ids = gather_indices(idx, n)?;
     let mut offs = Vec::with_capacity(outer * ids.len() * inner);
@@ -577,7 +572,7 @@ fn infer_gather(c: &InferCtx) -> Result<Vec<ValueType>> {
     let x = c.input(0)?;
     match (x.shape.dims(), c.dims(1)) {
         (Some(d), Some(i)) => {
-            let axis = norm_axis(c.node.attrs.int("axis", 0)?, d.len())?;
+            let axis = super::params::axis("Gather", &c.node.attrs, d.len())?;
             let mut out = d[..axis].to_vec();
             out.extend_from_slice(i);
             out.extend_from_slice(&d[axis + 1..]);
@@ -595,7 +590,7 @@ fn infer_gather(c: &InferCtx) -> Result<Vec<ValueType>> {
 
 fn eval_gather_elements(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let (x, idx) = (c.input(0)?, c.input(1)?);
-    let axis = norm_axis(c.attrs().int("axis", 0)?, x.rank())?;
+    let axis = super::params::axis("GatherElements", c.attrs(), x.rank())?;
     if idx.rank() != x.rank() {
         bail!(
             "GatherElements indices rank {} differs from data rank {}",
@@ -695,7 +690,7 @@ fn scatter_into(x: &Tensor, targets: &[usize], updates: &Tensor, f: fn(f64, f64)
 
 fn eval_scatter_elements(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let (x, idx, upd) = (c.input(0)?, c.input(1)?, c.input(2)?);
-    let axis = norm_axis(c.attrs().int("axis", 0)?, x.rank())?;
+    let axis = super::params::axis("ScatterElements", c.attrs(), x.rank())?;
     let ids = gather_indices(idx, x.shape()[axis])?;
     let xs = strides(x.shape());
     let mut pos = vec![0; idx.rank()];

@@ -262,6 +262,38 @@ impl SoftmaxRows {
     }
 }
 
+/// The one `axis` of the ops that work along an axis, with each op's
+/// default (Concat has none: it must be given), for a tensor of `rank`
+/// (the output's for Concat and OneHot, which join or add along it);
+/// negative axes count from the end.
+pub fn axis(op: &str, a: &Attrs, rank: usize) -> Result<usize> {
+    let default = match op {
+        "Concat" => None,
+        "Gather" | "GatherElements" | "ScatterElements" | "Split" => Some(0),
+        "OneHot" | "TopK" => Some(-1),
+        other => bail!("{other} has no single-axis parameter"),
+    };
+    match (a.opt_int("axis")?, default) {
+        (Some(axis), _) | (None, Some(axis)) => norm_axis(axis, rank),
+        (None, None) => bail!("{op} needs 'axis'"),
+    }
+}
+
+/// `TopK` beyond its axis ([`axis`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopK {
+    /// The k largest (else the k smallest).
+    pub largest: bool,
+}
+
+impl TopK {
+    pub fn of(a: &Attrs) -> Result<TopK> {
+        Ok(TopK {
+            largest: a.int("largest", 1)? != 0,
+        })
+    }
+}
+
 /// `Conv`'s and `ConvTranspose`'s number of channel groups (a `group` of
 /// 0 or less is taken as 1, as onnxruntime does).
 pub fn conv_group(a: &Attrs) -> Result<usize> {
