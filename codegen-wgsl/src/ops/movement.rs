@@ -5,6 +5,7 @@
 
 use std::fmt::Write;
 
+use wpc_ir::ops::params::ScatterReduction;
 use wpc_ir::ops::util::norm_axes;
 use wpc_ir::{Error, Result};
 use wpc_runtime::device_data::Word;
@@ -329,12 +330,14 @@ fn shifted(
 
 pub fn depth_to_space(ctx: &Ctx) -> Result<Lowered> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
-    let b = ctx.attrs().int("blocksize", 0)? as usize;
+    let blocks = wpc_ir::ops::params::Blocks::of(ctx.attrs())?;
+    let b = blocks.blocksize;
     let c_out = out.shape[1];
     let st = strides(&x.shape);
-    let ic = match ctx.attrs().string("mode", "DCR")? {
-        "CRD" => format!("o1 * {}u + (o2 % {b}u) * {b}u + (o3 % {b}u)", b * b),
-        _ => format!("((o2 % {b}u) * {b}u + (o3 % {b}u)) * {c_out}u + o1"),
+    let ic = if blocks.crd {
+        format!("o1 * {}u + (o2 % {b}u) * {b}u + (o3 % {b}u)", b * b)
+    } else {
+        format!("((o2 % {b}u) * {b}u + (o3 % {b}u)) * {c_out}u + o1")
     };
     view(
         ctx,
@@ -347,13 +350,15 @@ pub fn depth_to_space(ctx: &Ctx) -> Result<Lowered> {
 
 pub fn space_to_depth(ctx: &Ctx) -> Result<Lowered> {
     let x = ctx.input(0)?;
-    let b = ctx.attrs().int("blocksize", 0)? as usize;
+    let blocks = wpc_ir::ops::params::Blocks::of(ctx.attrs())?;
+    let b = blocks.blocksize;
     let c = x.shape[1];
     let st = strides(&x.shape);
     // Which input channel and block offset an output channel holds.
-    let (ch, blk) = match ctx.attrs().string("mode", "DCR")? {
-        "CRD" => (format!("(o1 / {}u)", b * b), format!("(o1 % {}u)", b * b)),
-        _ => (format!("(o1 % {c}u)"), format!("(o1 / {c}u)")),
+    let (ch, blk) = if blocks.crd {
+        (format!("(o1 / {}u)", b * b), format!("(o1 % {}u)", b * b))
+    } else {
+        (format!("(o1 % {c}u)"), format!("(o1 / {c}u)"))
     };
     view(
         ctx,
@@ -438,7 +443,7 @@ pub fn gather_elements(ctx: &Ctx) -> Result<Lowered> {
 
 pub fn gather_nd(ctx: &Ctx) -> Result<Lowered> {
     let (x, ix, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
-    let b = ctx.attrs().int("batch_dims", 0)? as usize;
+    let b = wpc_ir::ops::params::gather_nd_batch_dims(ctx.attrs())?;
     let q = ix.shape.len();
     let r = ix.shape[q - 1];
     let st = strides(&x.shape);
@@ -478,20 +483,14 @@ pub fn gather_nd(ctx: &Ctx) -> Result<Lowered> {
 }
 
 /// The WGSL statement combining `u` into `dst` under a scatter reduction.
-fn combine(dst: &str, u: &str, reduction: &str, w: Word) -> Result<String> {
-    Ok(match reduction {
-        "none" => format!("{dst} = {u};"),
-        "add" => format!("{dst} = {dst} + {u};"),
-        "mul" => format!("{dst} = {dst} * {u};"),
-        "max" => format!("{dst} = max({dst}, {u});"),
-        "min" => format!("{dst} = min({dst}, {u});"),
-        other => {
-            return Err(Error::invalid(format!(
-                "unknown reduction '{other}' for {}",
-                w.wgsl()
-            )));
-        }
-    })
+fn combine(dst: &str, u: &str, reduction: ScatterReduction) -> String {
+    match reduction {
+        ScatterReduction::None => format!("{dst} = {u};"),
+        ScatterReduction::Add => format!("{dst} = {dst} + {u};"),
+        ScatterReduction::Mul => format!("{dst} = {dst} * {u};"),
+        ScatterReduction::Max => format!("{dst} = max({dst}, {u});"),
+        ScatterReduction::Min => format!("{dst} = min({dst}, {u});"),
+    }
 }
 
 /// Copy `data` to the output, then apply the updates in one invocation, in
@@ -548,12 +547,8 @@ pub fn scatter_nd(ctx: &Ctx) -> Result<Lowered> {
             st[j]
         );
     }
-    let reduction = ctx.attrs().string("reduction", "none")?;
-    let _ = writeln!(
-        b,
-        "        {}",
-        combine("out0[off]", "in2[i]", reduction, x.word)?
-    );
+    let reduction = wpc_ir::ops::params::ScatterReduction::of(ctx.attrs())?;
+    let _ = writeln!(b, "        {}", combine("out0[off]", "in2[i]", reduction));
     scatter(ctx, b, up.numel())
 }
 
@@ -581,12 +576,12 @@ pub fn scatter_elements(ctx: &Ctx) -> Result<Lowered> {
             }
         })
         .collect();
-    let reduction = ctx.attrs().string("reduction", "none")?;
+    let reduction = wpc_ir::ops::params::ScatterReduction::of(ctx.attrs())?;
     let _ = writeln!(
         b,
         "        let off = {};\n        {}",
         terms.join(" + "),
-        combine("out0[off]", "in2[i]", reduction, x.word)?
+        combine("out0[off]", "in2[i]", reduction)
     );
     scatter(ctx, b, ix.numel())
 }
@@ -602,7 +597,7 @@ pub fn trilu(ctx: &Ctx) -> Result<Lowered> {
         return Err(Error::unsupported("Trilu with a non-constant k"));
     }
     let r = x.shape.len();
-    let upper = ctx.attrs().int("upper", 1)? != 0;
+    let upper = wpc_ir::ops::params::trilu_upper(ctx.attrs())?;
     let keep = if upper {
         format!("i32(o{}) - i32(o{}) >= {k}", r - 1, r - 2)
     } else {
@@ -634,7 +629,7 @@ pub fn range(ctx: &Ctx) -> Result<Lowered> {
 
 pub fn eye_like(ctx: &Ctx) -> Result<Lowered> {
     let out = ctx.output(0)?;
-    let k = ctx.attrs().int("k", 0)?;
+    let k = wpc_ir::ops::params::eye_like_diagonal(ctx.attrs())?;
     let body = format!(
         "    out0[i] = select({}, {}, i32(o1) - i32(o0) == {k});\n",
         literal(0.0, out.word),

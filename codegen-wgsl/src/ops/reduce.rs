@@ -198,8 +198,8 @@ pub fn softmax(ctx: &Ctx) -> Result<Lowered> {
 pub fn cumulative(ctx: &Ctx) -> Result<Lowered> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
     let axis = norm_axis(ctx.constant(1)?.first_i64()?, x.shape.len())?;
-    let exclusive = ctx.attrs().int("exclusive", 0)? != 0;
-    let reverse = ctx.attrs().int("reverse", 0)? != 0;
+    let wpc_ir::ops::params::Cumulative { exclusive, reverse } =
+        wpc_ir::ops::params::Cumulative::of(ctx.attrs())?;
     let (n, s) = (x.shape[axis], strides(&x.shape)[axis]);
     let (init, op) = if ctx.node.op == "CumProd" {
         (1.0, "*")

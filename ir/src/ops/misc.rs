@@ -180,7 +180,7 @@ fn eval_eye_like(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let [h, w] = x.shape() else {
         bail!("EyeLike expects a 2-D input")
     };
-    let k = c.attrs().int("k", 0)?;
+    let k = super::params::eye_like_diagonal(c.attrs())?;
     let dt = eye_dtype(c.attrs(), Some(x.dtype()))?;
     let v = (0..h * w).map(|i| f64::from(u8::from((i % w) as i64 - (i / w) as i64 == k)));
     Ok(vec![Tensor::from_f64s(dt, vec![*h, *w], v)])
@@ -228,8 +228,8 @@ fn eval_topk(c: &EvalCtx) -> Result<Vec<Tensor>> {
 fn eval_cumulative(c: &EvalCtx, init: f64, f: fn(f64, f64) -> f64) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
     let axis = norm_axis(c.input(1)?.first_i64()?, x.rank())?;
-    let exclusive = c.attrs().int("exclusive", 0)? != 0;
-    let reverse = c.attrs().int("reverse", 0)? != 0;
+    let super::params::Cumulative { exclusive, reverse } =
+        super::params::Cumulative::of(c.attrs())?;
     let (outer, n, inner) = split_at_axis(x.shape(), axis);
     let xs = x.to_f64s();
     let mut y = vec![0.0; xs.len()];

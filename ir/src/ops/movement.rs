@@ -629,7 +629,7 @@ fn nd_offset(data: &[usize], tuple: &[i64], first_axis: usize) -> Result<usize> 
 
 fn eval_gather_nd(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let (x, idx) = (c.input(0)?, c.input(1)?);
-    let b = c.attrs().int("batch_dims", 0)? as usize;
+    let b = super::params::gather_nd_batch_dims(c.attrs())?;
     let ir = idx.rank();
     let k = *idx
         .shape()
@@ -661,13 +661,13 @@ fn eval_gather_nd(c: &EvalCtx) -> Result<Vec<Tensor>> {
 
 /// How a scatter combines an update with the existing value.
 fn scatter_reduce(c: &EvalCtx) -> Result<fn(f64, f64) -> f64> {
-    Ok(match c.attrs().string("reduction", "none")? {
-        "none" => |_, u| u,
-        "add" => |a, u| a + u,
-        "mul" => |a, u| a * u,
-        "max" => f64::max,
-        "min" => f64::min,
-        r => bail!("unknown scatter reduction '{r}'"),
+    use super::params::ScatterReduction as R;
+    Ok(match R::of(c.attrs())? {
+        R::None => |_, u| u,
+        R::Add => |a, u| a + u,
+        R::Mul => |a, u| a * u,
+        R::Max => f64::max,
+        R::Min => f64::min,
     })
 }
 
@@ -878,15 +878,16 @@ fn infer_shape(c: &InferCtx) -> Result<Vec<ValueType>> {
 
 fn eval_depth_to_space(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
-    let b = c.attrs().int("blocksize", 0)? as usize;
+    let blocks = super::params::Blocks::of(c.attrs())?;
+    let b = blocks.blocksize;
     let [n, ch, h, w] = x.shape() else {
         bail!("DepthToSpace expects a 4-D input")
     };
-    if b == 0 || ch % (b * b) != 0 {
+    if ch % (b * b) != 0 {
         bail!("DepthToSpace channels {ch} are not divisible by blocksize² ({b}²)");
     }
     let oc = ch / (b * b);
-    let (tmp, perm) = if c.attrs().string("mode", "DCR")? == "DCR" {
+    let (tmp, perm) = if !blocks.crd {
         (vec![*n, b, b, oc, *h, *w], [0, 3, 4, 1, 5, 2])
     } else {
         (vec![*n, oc, b, b, *h, *w], [0, 1, 4, 2, 5, 3])
@@ -897,14 +898,15 @@ fn eval_depth_to_space(c: &EvalCtx) -> Result<Vec<Tensor>> {
 
 fn eval_space_to_depth(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
-    let b = c.attrs().int("blocksize", 0)? as usize;
+    let blocks = super::params::Blocks::of(c.attrs())?;
+    let b = blocks.blocksize;
     let [n, ch, h, w] = x.shape() else {
         bail!("SpaceToDepth expects a 4-D input")
     };
-    if b == 0 || h % b != 0 || w % b != 0 {
+    if h % b != 0 || w % b != 0 {
         bail!("SpaceToDepth spatial dims {h}x{w} are not divisible by blocksize {b}");
     }
-    let perm = if c.attrs().string("mode", "DCR")? == "DCR" {
+    let perm = if !blocks.crd {
         [0, 3, 5, 1, 2, 4]
     } else {
         [0, 1, 3, 5, 2, 4]
@@ -991,7 +993,7 @@ fn eval_trilu(c: &EvalCtx) -> Result<Vec<Tensor>> {
         .map(Tensor::first_i64)
         .transpose()?
         .unwrap_or(0);
-    let upper = c.attrs().int("upper", 1)? != 0;
+    let upper = super::params::trilu_upper(c.attrs())?;
     if x.rank() < 2 {
         bail!("Trilu expects rank >= 2");
     }

@@ -294,6 +294,95 @@ impl TopK {
     }
 }
 
+/// `DepthToSpace` and `SpaceToDepth`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Blocks {
+    /// The side of a block, at least 1.
+    pub blocksize: usize,
+    /// Channels ordered column-row-depth (`CRD`) instead of the default
+    /// depth-column-row (`DCR`).
+    pub crd: bool,
+}
+
+impl Blocks {
+    pub fn of(a: &Attrs) -> Result<Blocks> {
+        let blocksize = a.int("blocksize", 0)?;
+        if blocksize < 1 {
+            bail!("blocksize must be positive, got {blocksize}");
+        }
+        let crd = match a.string("mode", "DCR")? {
+            "DCR" => false,
+            "CRD" => true,
+            other => bail!("unknown mode '{other}' (DCR or CRD)"),
+        };
+        Ok(Blocks {
+            blocksize: blocksize as usize,
+            crd,
+        })
+    }
+}
+
+/// How `ScatterElements` and `ScatterND` combine an update with the
+/// value already there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScatterReduction {
+    /// The update replaces it.
+    None,
+    Add,
+    Mul,
+    Max,
+    Min,
+}
+
+impl ScatterReduction {
+    pub fn of(a: &Attrs) -> Result<ScatterReduction> {
+        Ok(match a.string("reduction", "none")? {
+            "none" => ScatterReduction::None,
+            "add" => ScatterReduction::Add,
+            "mul" => ScatterReduction::Mul,
+            "max" => ScatterReduction::Max,
+            "min" => ScatterReduction::Min,
+            r => bail!("unknown scatter reduction '{r}'"),
+        })
+    }
+}
+
+/// `CumSum` and `CumProd` beyond the axis (an input).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cumulative {
+    /// Each output leaves out its own element.
+    pub exclusive: bool,
+    /// Accumulate from the end.
+    pub reverse: bool,
+}
+
+impl Cumulative {
+    pub fn of(a: &Attrs) -> Result<Cumulative> {
+        Ok(Cumulative {
+            exclusive: a.int("exclusive", 0)? != 0,
+            reverse: a.int("reverse", 0)? != 0,
+        })
+    }
+}
+
+/// `Trilu`: keep the upper (else the lower) triangle.
+pub fn trilu_upper(a: &Attrs) -> Result<bool> {
+    Ok(a.int("upper", 1)? != 0)
+}
+
+/// `EyeLike`'s diagonal: 0 the main one, positive above, negative below.
+pub fn eye_like_diagonal(a: &Attrs) -> Result<i64> {
+    a.int("k", 0)
+}
+
+/// `GatherND`'s leading batch dims shared by data and indices.
+pub fn gather_nd_batch_dims(a: &Attrs) -> Result<usize> {
+    match a.int("batch_dims", 0)? {
+        b if b < 0 => bail!("GatherND's batch_dims must not be negative, got {b}"),
+        b => Ok(b as usize),
+    }
+}
+
 /// `Conv`'s and `ConvTranspose`'s number of channel groups (a `group` of
 /// 0 or less is taken as 1, as onnxruntime does).
 pub fn conv_group(a: &Attrs) -> Result<usize> {
