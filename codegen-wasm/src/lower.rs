@@ -235,12 +235,14 @@ impl<'a> Ctx<'a> {
         self.graph.constants.get(&v)
     }
 
-    /// Ints from constant input `i`, or else from attribute `name`.
-    pub fn ints(&self, i: usize, name: &str) -> Result<Option<Vec<i64>>> {
-        if self.has_input(i) {
-            return Ok(Some(self.constant(i)?.to_i64s()));
-        }
-        Ok(self.attrs().opt_ints(name)?.map(<[i64]>::to_vec))
+    /// Ints from constant input `i`, or else (older opsets) from the
+    /// attribute it replaced.
+    pub fn ints(&self, i: usize) -> Result<Option<Vec<i64>>> {
+        let given = match self.has_input(i) {
+            true => Some(self.constant(i)?.to_i64s()),
+            false => None,
+        };
+        wpc_ir::ops::params::ints_input(&self.node.op, self.attrs(), i, given)
     }
 
     /// Scratch memory for this node only.

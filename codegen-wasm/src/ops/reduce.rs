@@ -108,13 +108,8 @@ pub fn reduce(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         op => return Err(Error::unsupported(format!("{op} on WebAssembly"))),
     };
     let rank = x.shape.len();
-    let axes_input = if ctx.has_input(1) {
-        Some(ctx.constant(1)?.to_i64s())
-    } else {
-        None
-    };
     let p = wpc_ir::ops::params::Reduce::of(ctx.attrs())?;
-    let Some(mut axes) = p.axes(axes_input, rank)? else {
+    let Some(mut axes) = p.axes(ctx.ints(1)?, rank)? else {
         return Err(Error::unsupported("a reduction over no axes"));
     };
     axes.sort_unstable();

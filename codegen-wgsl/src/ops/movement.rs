@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use wpc_ir::ops::params::ScatterReduction;
+use wpc_ir::ops::params::{PadMode, ScatterReduction};
 use wpc_ir::ops::util::norm_axes;
 use wpc_ir::{Error, Result};
 use wpc_runtime::device_data::Word;
@@ -84,17 +84,12 @@ pub fn slice(ctx: &Ctx) -> Result<Lowered> {
     let rank = x.shape.len();
     // Only the starts and steps matter here: the output shape, which the
     // ends determine, is already known.
-    let (starts, axes, steps) = if ctx.opset < 10 {
-        let starts = ctx.attrs().opt_ints("starts")?.unwrap_or_default().to_vec();
-        let axes = ctx.attrs().opt_ints("axes")?.map(<[i64]>::to_vec);
-        (starts, axes, None)
-    } else {
-        (
-            ctx.constant(1)?.to_i64s(),
-            ctx.ints(3, "")?,
-            ctx.ints(4, "")?,
-        )
-    };
+    let (starts, axes, steps) = (
+        ctx.ints(1)?
+            .ok_or_else(|| Error::invalid("Slice needs starts"))?,
+        ctx.ints(3)?,
+        ctx.ints(4)?,
+    );
     let axes = match axes {
         Some(a) => norm_axes(&a, rank)?,
         None => (0..starts.len()).collect(),
@@ -226,11 +221,9 @@ pub fn split(ctx: &Ctx) -> Result<Lowered> {
 pub fn pad(ctx: &Ctx) -> Result<Lowered> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
     let rank = x.shape.len();
-    let pads = ctx
-        .ints(1, if ctx.opset < 11 { "pads" } else { "paddings" })?
-        .or(ctx.attrs().opt_ints("pads")?.map(<[i64]>::to_vec))
-        .unwrap_or_default();
-    let axes = match ctx.ints(3, "")? {
+    let params = wpc_ir::ops::params::Pad::of(ctx.attrs())?;
+    let pads = ctx.ints(1)?.unwrap_or_default();
+    let axes = match ctx.ints(3)? {
         Some(a) => norm_axes(&a, rank)?,
         None => (0..rank).collect(),
     };
@@ -244,10 +237,9 @@ pub fn pad(ctx: &Ctx) -> Result<Lowered> {
         None if ctx.has_input(2) => {
             return Err(Error::unsupported("Pad with a non-constant value"));
         }
-        None => f64::from(ctx.attrs().float("value", 0.0)?),
+        None => f64::from(params.value),
     };
-    let mode = ctx.attrs().string("mode", "constant")?;
-    shifted(ctx, x, out, &begin, mode, value, "Pad")
+    shifted(ctx, x, out, &begin, params.mode, value, "Pad")
 }
 
 /// `CenterCropPad`: a constant-zero pad with per-axis shifts, negative
@@ -265,7 +257,7 @@ pub fn center_crop_pad(ctx: &Ctx) -> Result<Lowered> {
         .collect::<Result<Vec<usize>>>()?;
     let (_, begin) =
         wpc_ir::ops::center_crop_pad_window(&x.shape, &target, ctx.attrs().opt_ints("axes")?)?;
-    shifted(ctx, x, out, &begin, "constant", 0.0, "CenterCropPad")
+    shifted(ctx, x, out, &begin, PadMode::Constant, 0.0, "CenterCropPad")
 }
 
 /// Output element `o` reads input `o - begin` (per axis); coordinates
@@ -276,7 +268,7 @@ fn shifted(
     x: &Tt,
     out: &Tt,
     begin: &[i64],
-    mode: &str,
+    mode: PadMode,
     value: f64,
     label: &str,
 ) -> Result<Lowered> {
@@ -288,21 +280,20 @@ fn shifted(
         let n = x.shape[d] as i64;
         let _ = writeln!(body, "    var c{d} = i32(o{d}) - {};", begin[d]);
         match mode {
-            "constant" => inside.push(format!("c{d} >= 0 && c{d} < {n}")),
-            "edge" => {
+            PadMode::Constant => inside.push(format!("c{d} >= 0 && c{d} < {n}")),
+            PadMode::Edge => {
                 let _ = writeln!(body, "    c{d} = clamp(c{d}, 0, {});", n - 1);
             }
-            "reflect" => {
+            PadMode::Reflect => {
                 let _ = writeln!(
                     body,
                     "    if (c{d} < 0) {{ c{d} = -c{d}; }}\n    if (c{d} >= {n}) {{ c{d} = {} - c{d}; }}",
                     2 * (n - 1)
                 );
             }
-            "wrap" => {
+            PadMode::Wrap => {
                 let _ = writeln!(body, "    c{d} = ((c{d} % {n}) + {n}) % {n};");
             }
-            other => return Err(Error::invalid(format!("unknown Pad mode '{other}'"))),
         }
     }
     let off: Vec<String> = (0..rank).map(|d| format!("c{d} * {}", st[d])).collect();

@@ -51,13 +51,8 @@ fn reducer(op: &str, w: Word) -> Reducer {
 pub fn reduce(ctx: &Ctx) -> Result<Lowered> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
     let rank = x.shape.len();
-    let axes_input = if ctx.has_input(1) {
-        Some(ctx.constant(1)?.to_i64s())
-    } else {
-        None
-    };
     let p = wpc_ir::ops::params::Reduce::of(ctx.attrs())?;
-    let Some(axes) = p.axes(axes_input, rank)? else {
+    let Some(axes) = p.axes(ctx.ints(1)?, rank)? else {
         let k = super::copy_kernel(x.numel(), ctx);
         return Ok(Lowered::one(k, vec![Arg::In(0), Arg::Out(0)]));
     };

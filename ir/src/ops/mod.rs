@@ -250,12 +250,11 @@ impl<'a> EvalCtx<'a> {
         self.node.outputs.get(i).is_some_and(Option::is_some)
     }
 
-    /// An int list given as input `i` (newer opsets) or attribute `name` (older).
-    pub fn ints_from_input_or_attr(&self, i: usize, name: &str) -> Result<Option<Vec<i64>>> {
-        match self.opt_input(i) {
-            Some(t) => Ok(Some(t.to_i64s())),
-            None => Ok(self.attrs().opt_ints(name)?.map(<[i64]>::to_vec)),
-        }
+    /// An int list given as input `i`, or on older opsets as the attribute
+    /// it replaced ([`params::replaced_attribute`]).
+    pub fn ints_input(&self, i: usize) -> Result<Option<Vec<i64>>> {
+        let given = self.opt_input(i).map(Tensor::to_i64s);
+        params::ints_input(&self.node.op, self.attrs(), i, given)
     }
 }
 

@@ -2,6 +2,7 @@
 //! [`Tensor::take`], so all dtypes share one implementation.
 
 use super::infer::{self, InferCtx};
+use super::params::PadMode;
 use super::util::{
     broadcast_shapes, norm_axes, norm_axis, split_at_axis, strided_offsets, to_dims, unravel,
 };
@@ -121,7 +122,7 @@ pub fn reshape_dims(input: &[usize], spec: &[i64], allowzero: bool) -> Result<Ve
 fn eval_reshape(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
     let spec = c
-        .ints_from_input_or_attr(1, "shape")?
+        .ints_input(1)?
         .ok_or_else(|| Error::invalid("Reshape needs a shape"))?;
     let dims = reshape_dims(x.shape(), &spec, c.attrs().int("allowzero", 0)? != 0)?;
     Ok(vec![x.clone().reshaped(dims)])
@@ -216,7 +217,7 @@ fn squeeze_axes(shape: &[usize], axes: Option<Vec<i64>>) -> Result<Vec<usize>> {
 
 fn eval_squeeze(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
-    let axes = squeeze_axes(x.shape(), c.ints_from_input_or_attr(1, "axes")?)?;
+    let axes = squeeze_axes(x.shape(), c.ints_input(1)?)?;
     let dims = x
         .shape()
         .iter()
@@ -287,7 +288,7 @@ fn unsqueeze_dims<D: Clone>(dims: &[D], axes: &[i64], one: D) -> Result<Vec<D>> 
 fn eval_unsqueeze(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
     let axes = c
-        .ints_from_input_or_attr(1, "axes")?
+        .ints_input(1)?
         .ok_or_else(|| Error::invalid("Unsqueeze needs axes"))?;
     Ok(vec![x.clone().reshaped(unsqueeze_dims(
         x.shape(),
@@ -445,7 +446,7 @@ fn eval_split(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let axis = super::params::axis("Split", c.attrs(), x.rank())?;
     let n = x.shape()[axis];
     let outs = c.num_outputs();
-    let sizes: Vec<usize> = match c.ints_from_input_or_attr(1, "split")? {
+    let sizes: Vec<usize> = match c.ints_input(1)? {
         Some(s) => s
             .iter()
             .map(|&v| {
@@ -497,12 +498,12 @@ fn slice_range(start: i64, end: i64, step: i64, dim: usize) -> (i64, i64, usize)
 fn eval_slice(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
     let starts = c
-        .ints_from_input_or_attr(1, "starts")?
+        .ints_input(1)?
         .ok_or_else(|| Error::invalid("Slice needs starts"))?;
     let ends = c
-        .ints_from_input_or_attr(2, "ends")?
+        .ints_input(2)?
         .ok_or_else(|| Error::invalid("Slice needs ends"))?;
-    let axes = match c.ints_from_input_or_attr(3, "axes")? {
+    let axes = match c.ints_input(3)? {
         Some(a) => norm_axes(&a, x.rank())?,
         None if starts.len() <= x.rank() => (0..starts.len()).collect(),
         None => bail!(
@@ -781,8 +782,9 @@ fn eval_tile(c: &EvalCtx) -> Result<Vec<Tensor>> {
 fn eval_pad(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
     let r = x.rank();
+    let params = super::params::Pad::of(c.attrs())?;
     let pads = c
-        .ints_from_input_or_attr(1, "pads")?
+        .ints_input(1)?
         .ok_or_else(|| Error::invalid("Pad needs pads"))?;
     let axes = match c.opt_input(3) {
         Some(a) => norm_axes(&a.to_i64s(), r)?,
@@ -798,9 +800,9 @@ fn eval_pad(c: &EvalCtx) -> Result<Vec<Tensor>> {
     }
     let value = match c.opt_input(2) {
         Some(v) if !v.is_empty() => v.first_f64()?,
-        _ => f64::from(c.attrs().float("value", 0.0)?),
+        _ => f64::from(params.value),
     };
-    let mode = c.attrs().string("mode", "constant")?;
+    let mode = params.mode;
     let shape: Vec<usize> = (0..r)
         .map(|i| {
             let d = x.shape()[i] as i64 + before[i] + after[i];
@@ -822,13 +824,13 @@ fn eval_pad(c: &EvalCtx) -> Result<Vec<Tensor>> {
                 p
             } else {
                 match mode {
-                    "constant" => {
+                    PadMode::Constant => {
                         off = None;
                         break;
                     }
-                    _ if d == 0 => bail!("Pad mode '{mode}' cannot pad an empty axis"),
-                    "edge" => p.clamp(0, d - 1),
-                    "reflect" => {
+                    _ if d == 0 => bail!("Pad mode '{}' cannot pad an empty axis", mode.name()),
+                    PadMode::Edge => p.clamp(0, d - 1),
+                    PadMode::Reflect => {
                         let period = 2 * (d - 1).max(1);
                         let m = p.rem_euclid(period);
                         if d == 1 {
@@ -839,8 +841,7 @@ fn eval_pad(c: &EvalCtx) -> Result<Vec<Tensor>> {
                             period - m
                         }
                     }
-                    "wrap" => p.rem_euclid(d),
-                    m => bail!("unknown Pad mode '{m}'"),
+                    PadMode::Wrap => p.rem_euclid(d),
                 }
             };
             off = off.map(|o| o + q as usize * xs[i]);

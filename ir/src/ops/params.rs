@@ -13,6 +13,43 @@ use crate::error::{Error, Result};
 use super::util::{norm_axes, norm_axis};
 use crate::dtype::DType;
 
+/// The integer-list attribute that input `index` of `op` replaced when a
+/// newer opset made it an input (`Slice`'s starts before opset 10, the
+/// axes of `Squeeze` and the reductions before 13 or 18, ...). Readers of
+/// such an input fall back to the attribute on older models, through
+/// this one table.
+pub fn replaced_attribute(op: &str, index: usize) -> Option<&'static str> {
+    Some(match (op, index) {
+        ("Reshape", 1) => "shape",
+        ("Squeeze" | "Unsqueeze", 1) => "axes",
+        ("Split", 1) => "split",
+        ("Slice", 1) => "starts",
+        ("Slice", 2) => "ends",
+        ("Slice", 3) => "axes",
+        ("Pad", 1) => "pads",
+        (r, 1) if r.starts_with("Reduce") => "axes",
+        _ => return None,
+    })
+}
+
+/// The values of integer input `index` of a node, from the input when it
+/// has one (`input`), else from the attribute it replaced
+/// ([`replaced_attribute`]).
+pub fn ints_input(
+    op: &str,
+    a: &Attrs,
+    index: usize,
+    input: Option<Vec<i64>>,
+) -> Result<Option<Vec<i64>>> {
+    if input.is_some() {
+        return Ok(input);
+    }
+    match replaced_attribute(op, index) {
+        Some(name) => Ok(a.opt_ints(name)?.map(<[i64]>::to_vec)),
+        None => Ok(None),
+    }
+}
+
 /// `Gemm`: Y = alpha · op(A) · op(B) + beta · C.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Gemm {
@@ -180,8 +217,6 @@ pub struct Reduce {
     pub keepdims: bool,
     /// With no axes, return the input (instead of reducing every axis).
     pub noop_with_empty_axes: bool,
-    /// The axes attribute of opsets before 18 (13 for ReduceSum).
-    axes_attr: Option<Vec<i64>>,
 }
 
 impl Reduce {
@@ -189,15 +224,14 @@ impl Reduce {
         Ok(Reduce {
             keepdims: a.int("keepdims", 1)? != 0,
             noop_with_empty_axes: a.int("noop_with_empty_axes", 0)? != 0,
-            axes_attr: a.opt_ints("axes")?.map(<[i64]>::to_vec),
         })
     }
 
-    /// The axes to reduce for an input of `rank`, given the `axes` input's
-    /// value when the node has one; `None` when the op is a no-op.
-    /// Repeated axes are an error.
-    pub fn axes(&self, input: Option<Vec<i64>>, rank: usize) -> Result<Option<Vec<usize>>> {
-        match input.or_else(|| self.axes_attr.clone()) {
+    /// The axes to reduce for an input of `rank`, given the node's axes
+    /// ([`ints_input`] 1); `None` when the op is a no-op. Repeated axes
+    /// are an error.
+    pub fn axes(&self, given: Option<Vec<i64>>, rank: usize) -> Result<Option<Vec<usize>>> {
+        match given {
             Some(a) if !a.is_empty() => Ok(Some(norm_axes(&a, rank)?)),
             _ if self.noop_with_empty_axes => Ok(None),
             _ => Ok(Some((0..rank).collect())),
@@ -380,6 +414,55 @@ pub fn gather_nd_batch_dims(a: &Attrs) -> Result<usize> {
     match a.int("batch_dims", 0)? {
         b if b < 0 => bail!("GatherND's batch_dims must not be negative, got {b}"),
         b => Ok(b as usize),
+    }
+}
+
+/// What `Pad` puts outside the input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PadMode {
+    /// A constant value.
+    Constant,
+    /// The input mirrored, without repeating the edge.
+    Reflect,
+    /// The edge element repeated.
+    Edge,
+    /// The input repeated (cyclic).
+    Wrap,
+}
+
+impl PadMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            PadMode::Constant => "constant",
+            PadMode::Reflect => "reflect",
+            PadMode::Edge => "edge",
+            PadMode::Wrap => "wrap",
+        }
+    }
+}
+
+/// `Pad`'s attributes (pads and value are inputs since opset 11; the
+/// pads attribute is read through [`ints_input`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pad {
+    pub mode: PadMode,
+    /// The `value` attribute of opsets before 11.
+    pub value: f32,
+}
+
+impl Pad {
+    pub fn of(a: &Attrs) -> Result<Pad> {
+        let mode = match a.string("mode", "constant")? {
+            "constant" => PadMode::Constant,
+            "reflect" => PadMode::Reflect,
+            "edge" => PadMode::Edge,
+            "wrap" => PadMode::Wrap,
+            m => bail!("unknown Pad mode '{m}' (constant, reflect, edge or wrap)"),
+        };
+        Ok(Pad {
+            mode,
+            value: a.float("value", 0.0)?,
+        })
     }
 }
 

@@ -62,7 +62,7 @@ fn eval_reduce(c: &EvalCtx) -> Result<Vec<Tensor>> {
         .expect("registered reducer");
     let p = super::params::Reduce::of(c.attrs())?;
     let keepdims = p.keepdims;
-    let Some(axes) = p.axes(c.opt_input(1).map(Tensor::to_i64s), x.rank())? else {
+    let Some(axes) = p.axes(c.ints_input(1)?, x.rank())? else {
         return Ok(vec![x.clone()]);
     };
     let kept = keep_dims(x.shape(), &axes);
@@ -134,7 +134,7 @@ fn infer_reduce(c: &InferCtx) -> Result<Vec<ValueType>> {
                 }]);
             }
         },
-        None => None,
+        None => super::params::ints_input(&c.node.op, &c.node.attrs, 1, None)?,
     };
     let Some(dims) = x.shape.dims() else {
         return Ok(vec![ValueType {
