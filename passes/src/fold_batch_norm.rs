@@ -14,7 +14,7 @@ pub fn fold_conv_batch_norm(model: &mut Model) -> Result<usize> {
         let bn = g.node(bn_id);
         if bn.op != "BatchNormalization"
             || !bn.domain.is_empty() && bn.domain != "ai.onnx"
-            || bn.attrs.int("training_mode", 0)? != 0
+            || wpc_ir::ops::params::BatchNorm::of(&bn.attrs)?.training
             || bn.outputs.iter().skip(1).any(Option::is_some)
         {
             continue;

@@ -29,10 +29,7 @@ pub fn fold_static_shapes(model: &mut Model) -> Result<usize> {
         let value = if node.op == "Size" {
             Tensor::scalar(dims.iter().product::<usize>() as i64)
         } else {
-            let rank = dims.len() as i64;
-            let clamp = |v: i64| (if v < 0 { v + rank } else { v }).clamp(0, rank) as usize;
-            let start = clamp(node.attrs.int("start", 0)?);
-            let end = clamp(node.attrs.int("end", rank)?).max(start);
+            let (start, end) = wpc_ir::ops::params::shape_range(&node.attrs, dims.len())?;
             let v: Vec<i64> = dims[start..end].iter().map(|&d| d as i64).collect();
             Tensor::i64s(vec![v.len()], v)
         };

@@ -289,8 +289,8 @@ pub fn attention(ctx: &Ctx) -> Result<Lowered> {
 pub fn rotary_embedding(ctx: &Ctx) -> Result<Lowered> {
     let (x, cos, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
     super::require_f32(ctx, x)?;
-    let a = ctx.attrs();
-    let interleaved = a.int("interleaved", 0)? != 0;
+    let p = wpc_ir::ops::params::Rotary::of(ctx.attrs())?;
+    let interleaved = p.interleaved;
     // (batch, seq, heads, head dim) and the WGSL naming each coordinate of
     // element `i` in x's own layout: 4-D (B, H, S, D) or 3-D (B, S, H*D).
     let (seq, dim, coords) = match x.shape[..] {
@@ -303,7 +303,7 @@ pub fn rotary_embedding(ctx: &Ctx) -> Result<Lowered> {
             ),
         ),
         [_, s, hidden] => {
-            let heads = a.int("num_heads", 0)? as usize;
+            let heads = p.num_heads.unwrap_or(0);
             if heads == 0 || hidden % heads != 0 {
                 return Err(Error::invalid(format!(
                     "RotaryEmbedding on 3-D input needs num_heads dividing {hidden}"
@@ -326,10 +326,7 @@ pub fn rotary_embedding(ctx: &Ctx) -> Result<Lowered> {
             )));
         }
     };
-    let rotary = match a.int("rotary_embedding_dim", 0)? {
-        0 => dim,
-        r => r as usize,
-    };
+    let rotary = p.rotary_dim.unwrap_or(dim);
     let half = rotary / 2;
     if rotary > dim || cos.shape.last() != Some(&half) {
         return Err(Error::invalid(format!(

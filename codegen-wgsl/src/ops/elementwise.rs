@@ -543,7 +543,8 @@ pub fn dropout(ctx: &Ctx) -> Result<Lowered> {
 /// The broadcast shape of a per-tensor (scalar) or per-axis (1-D along
 /// `axis`) quantization parameter; block quantization is not lowered.
 fn quant_param_shape(ctx: &Ctx, param: &Tt, x: &Tt) -> Result<Vec<usize>> {
-    if ctx.attrs().int("block_size", 0)? != 0 {
+    let q = wpc_ir::ops::params::Quantization::of(ctx.attrs())?;
+    if q.block_size != 0 {
         return Err(Error::unsupported(format!(
             "{} with block_size on WebGPU",
             ctx.node.op
@@ -552,7 +553,7 @@ fn quant_param_shape(ctx: &Ctx, param: &Tt, x: &Tt) -> Result<Vec<usize>> {
     if param.numel() == 1 {
         return Ok(Vec::new());
     }
-    let axis = wpc_ir::ops::util::norm_axis(ctx.attrs().int("axis", 1)?, x.shape.len())?;
+    let axis = wpc_ir::ops::util::norm_axis(q.axis, x.shape.len())?;
     let mut shape = vec![1; x.shape.len() - axis];
     shape[0] = param.numel();
     Ok(shape)

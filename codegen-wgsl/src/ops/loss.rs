@@ -5,6 +5,7 @@
 use std::fmt::Write;
 
 use wpc_ir::Result;
+use wpc_ir::ops::params::LossReduction;
 use wpc_runtime::device_data::Word;
 
 use crate::kernel::Kernel;
@@ -14,15 +15,19 @@ pub fn loss(ctx: &Ctx) -> Result<Lowered> {
     let (x, target) = (ctx.input(0)?, ctx.input(1)?);
     super::require_f32(ctx, x)?;
     let sce = ctx.node.op == "SoftmaxCrossEntropyLoss";
-    let reduction = ctx.attrs().string("reduction", "mean")?.to_string();
-    let ignore = ctx.attrs().opt_int("ignore_index")?;
+    let wpc_ir::ops::params::Loss {
+        reduction,
+        ignore_index: ignore,
+    } = wpc_ir::ops::params::Loss::of(ctx.attrs())?;
     let (n, c) = (x.shape[0], x.shape[1]);
     let inner: usize = x.shape[2..].iter().product();
     let positions = n * inner;
     let weighted = ctx.has_input(2);
     let mut k = Kernel::new(format!(
-        "{} f32{:?} reduction {reduction}",
-        ctx.node.op, x.shape
+        "{} f32{:?} reduction {}",
+        ctx.node.op,
+        x.shape,
+        reduction.name()
     ));
     k.input("x", Word::F32).input("t", target.word);
     let mut args = vec![Arg::In(0), Arg::In(1)];
@@ -30,7 +35,7 @@ pub fn loss(ctx: &Ctx) -> Result<Lowered> {
         k.input("w", Word::F32);
         args.push(Arg::In(2));
     }
-    let none = reduction == "none";
+    let none = reduction == LossReduction::None;
     let (loss_arg, weight_arg, temps) = if none {
         (Arg::Out(0), Arg::Temp(0), vec![positions])
     } else {
@@ -79,13 +84,14 @@ pub fn loss(ctx: &Ctx) -> Result<Lowered> {
     if !none {
         // Sums in index order, as the reference does, so rounding matches.
         let mut r = Kernel::new(format!(
-            "{} reduce {reduction} over {positions}",
-            ctx.node.op
+            "{} reduce {} over {positions}",
+            ctx.node.op,
+            reduction.name()
         ));
         r.input("loss", Word::F32)
             .input("wsum", Word::F32)
             .output("out0", Word::F32);
-        let fin = if reduction == "mean" {
+        let fin = if reduction == LossReduction::Mean {
             "select(l / w, 0.0, w == 0.0)"
         } else {
             "l"

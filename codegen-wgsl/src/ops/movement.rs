@@ -255,8 +255,7 @@ pub fn center_crop_pad(ctx: &Ctx) -> Result<Lowered> {
                 .map_err(|_| Error::invalid(format!("CenterCropPad to a negative size {d}")))
         })
         .collect::<Result<Vec<usize>>>()?;
-    let (_, begin) =
-        wpc_ir::ops::center_crop_pad_window(&x.shape, &target, ctx.attrs().opt_ints("axes")?)?;
+    let (_, begin) = wpc_ir::ops::center_crop_pad_window(&x.shape, &target, ctx.attrs())?;
     shifted(ctx, x, out, &begin, PadMode::Constant, 0.0, "CenterCropPad")
 }
 

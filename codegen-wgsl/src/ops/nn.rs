@@ -174,7 +174,7 @@ pub fn pool(ctx: &Ctx) -> Result<Lowered> {
     let ist = strides(input);
     let op = ctx.node.op.as_str();
     let include_pad = params.count_include_pad;
-    let p = ctx.attrs().int("p", 2)? as f64;
+    let p = wpc_ir::ops::params::lp_pool_p(ctx.attrs())?;
     let wants_idx = ctx.wants_output(1);
     if wants_idx && params.column_major_indices {
         return Err(Error::unsupported(
@@ -253,7 +253,7 @@ pub fn global_pool(ctx: &Ctx) -> Result<Lowered> {
     let rows = x.shape[0] * x.shape[1];
     let stat = match ctx.node.op.as_str() {
         "GlobalMaxPool" => Stat::Max,
-        "GlobalLpPool" => Stat::LpPool(ctx.attrs().int("p", 2)? as f64),
+        "GlobalLpPool" => Stat::LpPool(wpc_ir::ops::params::lp_pool_p(ctx.attrs())?),
         _ => Stat::Mean,
     };
     row_norm(ctx, RowSpec::contiguous(rows, len, stat), None)

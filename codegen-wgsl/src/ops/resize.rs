@@ -5,6 +5,7 @@
 //! every coordinate mode, nearest rounding, cubic coefficient and
 //! `exclude_outside` rule is defined in one place.
 
+use wpc_ir::ops::params::{GridPadding, GridSample, Sampling};
 use wpc_ir::{Error, Result, Tensor};
 use wpc_runtime::device_data::Word;
 
@@ -97,15 +98,12 @@ pub fn grid_sample(ctx: &Ctx) -> Result<Lowered> {
     let (x, grid, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
     super::require_f32(ctx, x)?;
     super::require_f32(ctx, grid)?;
-    let a = ctx.attrs();
-    let (mode, taps) = match a.string("mode", "linear")? {
-        "bilinear" | "linear" => ("linear", 2usize),
-        "bicubic" | "cubic" => ("cubic", 4),
-        "nearest" => ("nearest", 1),
-        m => return Err(Error::invalid(format!("unknown GridSample mode '{m}'"))),
-    };
-    let padding = a.string("padding_mode", "zeros")?;
-    let align = a.int("align_corners", 0)? != 0;
+    let GridSample {
+        mode,
+        padding,
+        align_corners: align,
+    } = GridSample::of(ctx.attrs())?;
+    let taps = mode.taps();
     let dims = &x.shape[2..];
     let nd = dims.len();
     let osz: usize = out.shape[2..].iter().product();
@@ -113,14 +111,17 @@ pub fn grid_sample(ctx: &Ctx) -> Result<Lowered> {
     let istr = super::index::strides(dims);
     let lit = |v: f64| literal(v, Word::F32);
     let mut k = Kernel::new(format!(
-        "GridSample {mode} {padding} f32{:?} -> {:?}",
-        x.shape, out.shape
+        "GridSample {} {} f32{:?} -> {:?}",
+        mode.name(),
+        padding.name(),
+        x.shape,
+        out.shape
     ));
     k.input("x", Word::F32)
         .input("grid", Word::F32)
         .output("out0", Word::F32);
     k.helpers.insert("reflect");
-    if mode == "cubic" {
+    if mode == Sampling::Cubic {
         k.helpers.insert("cubic4");
     }
     let mut b = format!(
@@ -141,13 +142,13 @@ pub fn grid_sample(ctx: &Ctx) -> Result<Lowered> {
             format!("(({v} + 1.0) * {} - 1.0) / 2.0", lit(lenf))
         };
         b.push_str(&format!("    var p{d} = {p};\n"));
-        if mode == "nearest" {
+        if mode == Sampling::Nearest {
             b.push_str(&format!("    p{d} = round(p{d});\n"));
         }
         let fix = match padding {
-            "border" => format!("clamp(p{d}, 0.0, {})", lit(lenf - 1.0)),
-            "reflection" => format!("reflect(p{d}, {}, {})", lit(lo), lit(hi)),
-            _ => format!("p{d}"),
+            GridPadding::Border => format!("clamp(p{d}, 0.0, {})", lit(lenf - 1.0)),
+            GridPadding::Reflection => format!("reflect(p{d}, {}, {})", lit(lo), lit(hi)),
+            GridPadding::Zeros => format!("p{d}"),
         };
         b.push_str(&format!(
             "    if (p{d} < {} || p{d} > {}) {{ p{d} = {fix}; }}\n",
@@ -155,15 +156,15 @@ pub fn grid_sample(ctx: &Ctx) -> Result<Lowered> {
             lit(hi)
         ));
         let (first, weights) = match mode {
-            "nearest" => (
+            Sampling::Nearest => (
                 format!("i32(p{d})"),
                 "vec4<f32>(1.0, 0.0, 0.0, 0.0)".to_string(),
             ),
-            "linear" => (
+            Sampling::Linear => (
                 format!("i32(floor(p{d}))"),
                 format!("vec4<f32>(1.0 - (p{d} - floor(p{d})), p{d} - floor(p{d}), 0.0, 0.0)"),
             ),
-            _ => (
+            Sampling::Cubic => (
                 format!("i32(floor(p{d})) - 1"),
                 format!("cubic4(p{d} - floor(p{d}))"),
             ),
@@ -183,9 +184,9 @@ pub fn grid_sample(ctx: &Ctx) -> Result<Lowered> {
             (-0.5, size as f64 - 0.5)
         };
         let idx = match padding {
-            "zeros" => format!("j{d}"),
-            "border" => format!("clamp(j{d}, 0, {})", size - 1),
-            _ => format!(
+            GridPadding::Zeros => format!("j{d}"),
+            GridPadding::Border => format!("clamp(j{d}, 0, {})", size - 1),
+            GridPadding::Reflection => format!(
                 "clamp(i32(reflect(f32(j{d}), {}, {})), 0, {})",
                 lit(lo),
                 lit(hi),
@@ -195,7 +196,7 @@ pub fn grid_sample(ctx: &Ctx) -> Result<Lowered> {
         b.push_str(&format!(
             "        let t{d} = rest % {taps}u;\n        rest = rest / {taps}u;\n        let j{d} = f{d} + i32(t{d});\n        w = w * w{d}[t{d}];\n"
         ));
-        if padding == "zeros" {
+        if padding == GridPadding::Zeros {
             b.push_str(&format!(
                 "        if (j{d} < 0 || j{d} >= {size}) {{ inside = false; }}\n"
             ));

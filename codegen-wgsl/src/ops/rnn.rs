@@ -32,14 +32,14 @@ impl Cell {
 }
 
 pub fn lstm(ctx: &Ctx) -> Result<Lowered> {
-    if ctx.attrs().int("input_forget", 0)? != 0 {
+    if wpc_ir::ops::params::Recurrent::of(ctx.attrs())?.input_forget {
         return Err(Error::unsupported("LSTM with input_forget on WebGPU"));
     }
     recurrent(ctx, Cell::Lstm)
 }
 
 pub fn gru(ctx: &Ctx) -> Result<Lowered> {
-    let linear_before_reset = ctx.attrs().int("linear_before_reset", 0)? != 0;
+    let linear_before_reset = wpc_ir::ops::params::Recurrent::of(ctx.attrs())?.linear_before_reset;
     recurrent(
         ctx,
         Cell::Gru {
@@ -56,8 +56,8 @@ pub fn rnn(ctx: &Ctx) -> Result<Lowered> {
 /// in `k`). Every direction must use the same ones, each parameterless.
 fn activations(ctx: &Ctx, cell: Cell, dirs: usize, k: &mut Kernel) -> Result<()> {
     let (_, defaults) = cell.gates();
-    let names: Vec<String> = match ctx.attrs().opt_strings("activations")? {
-        Some(v) => v.to_vec(),
+    let names: Vec<String> = match wpc_ir::ops::params::Recurrent::of(ctx.attrs())?.activations {
+        Some(v) => v,
         None => defaults.iter().map(|s| s.to_string()).collect(),
     };
     let per_dir = defaults.len();
@@ -87,10 +87,10 @@ fn activations(ctx: &Ctx, cell: Cell, dirs: usize, k: &mut Kernel) -> Result<()>
 fn recurrent(ctx: &Ctx, cell: Cell) -> Result<Lowered> {
     let (x, w) = (ctx.input(0)?, ctx.input(1)?);
     super::require_f32(ctx, x)?;
-    let a = ctx.attrs();
+    let p = wpc_ir::ops::params::Recurrent::of(ctx.attrs())?;
     let op = &ctx.node.op;
     let (gates, _) = cell.gates();
-    let layout = a.int("layout", 0)?;
+    let layout = usize::from(p.batch_first);
     let dirs = w.shape[0];
     let hidden = w.shape[1] / gates;
     let input = w.shape[2];
@@ -99,8 +99,8 @@ fn recurrent(ctx: &Ctx, cell: Cell) -> Result<Lowered> {
     } else {
         (x.shape[1], x.shape[0])
     };
-    let reverse_only = a.string("direction", "forward")? == "reverse";
-    let clip = a.opt_float("clip")?.map(f64::from);
+    let reverse_only = p.direction == wpc_ir::ops::params::Direction::Reverse;
+    let clip = p.clip.map(f64::from);
     let reset_first = cell
         == Cell::Gru {
             linear_before_reset: false,

@@ -218,13 +218,13 @@ fn eval_attention(c: &EvalCtx) -> Result<Vec<Tensor>> {
 /// interleaved pairs.
 fn eval_rotary_embedding(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let (x, cos, sin) = (c.input(0)?, c.input(1)?, c.input(2)?);
-    let a = c.attrs();
-    let interleaved = a.int("interleaved", 0)? != 0;
+    let p = super::params::Rotary::of(c.attrs())?;
+    let interleaved = p.interleaved;
     // Work in (B, S, H, D).
     let bshd = match x.shape() {
         [_, _, _, _] => transpose(x, &[0, 2, 1, 3]),
         [b, s, hidden] => {
-            let heads = a.int("num_heads", 0)? as usize;
+            let heads = p.num_heads.unwrap_or(0);
             if heads == 0 || hidden % heads != 0 {
                 bail!("RotaryEmbedding on 3-D input needs num_heads dividing {hidden}");
             }
@@ -233,10 +233,7 @@ fn eval_rotary_embedding(c: &EvalCtx) -> Result<Vec<Tensor>> {
         s => bail!("RotaryEmbedding expects a 3-D or 4-D input, got {s:?}"),
     };
     let [b, s, h, d] = bshd.shape().try_into().expect("rank 4");
-    let rd = match a.int("rotary_embedding_dim", 0)? {
-        0 => d,
-        r => r as usize,
-    };
+    let rd = p.rotary_dim.unwrap_or(d);
     let half = rd / 2;
     if rd > d || cos.shape().last() != Some(&half) || sin.shape().last() != Some(&half) {
         bail!(

@@ -2,6 +2,7 @@
 //! (`TopK`, `CumSum`), and the training-time losses and `Dropout`.
 
 use super::infer::{self, InferCtx};
+use super::params::LossReduction;
 use super::util::{norm_axis, split_at_axis, to_dims};
 use super::{EvalCtx, OpDef, op};
 use crate::attr::Attr;
@@ -289,7 +290,7 @@ fn nll(
     target: &[i64],
     weight: Option<&[f64]>,
     ignore: Option<i64>,
-    reduction: &str,
+    reduction: LossReduction,
 ) -> Result<Vec<f64>> {
     let (n, ch) = (shape[0], shape[1]);
     let inner: usize = shape[2..].iter().product();
@@ -310,14 +311,13 @@ fn nll(
         }
     }
     Ok(match reduction {
-        "none" => losses,
-        "sum" => vec![losses.iter().sum()],
-        "mean" => vec![if wsum == 0.0 {
+        LossReduction::None => losses,
+        LossReduction::Sum => vec![losses.iter().sum()],
+        LossReduction::Mean => vec![if wsum == 0.0 {
             0.0
         } else {
             losses.iter().sum::<f64>() / wsum
         }],
-        r => bail!("unknown reduction '{r}'"),
     })
 }
 
@@ -325,9 +325,11 @@ fn nll(
 /// with the node's target, weights, `ignore_index` and `reduction`.
 fn nll_loss(c: &EvalCtx, logp: &[f64]) -> Result<Tensor> {
     let (x, t) = (c.input(0)?, c.input(1)?);
-    let reduction = c.attrs().string("reduction", "mean")?;
+    let super::params::Loss {
+        reduction,
+        ignore_index: ignore,
+    } = super::params::Loss::of(c.attrs())?;
     let w = c.opt_input(2).map(Tensor::to_f64s);
-    let ignore = c.attrs().opt_int("ignore_index")?;
     let inner: usize = x.shape().get(2..).map_or(0, |s| s.iter().product());
     if x.rank() < 2 || t.len() != x.shape()[0] * inner {
         bail!(
@@ -351,7 +353,7 @@ fn nll_loss(c: &EvalCtx, logp: &[f64]) -> Result<Tensor> {
         ignore,
         reduction,
     )?;
-    let shape = if reduction == "none" {
+    let shape = if reduction == LossReduction::None {
         t.shape().to_vec()
     } else {
         vec![]

@@ -851,16 +851,9 @@ fn eval_pad(c: &EvalCtx) -> Result<Vec<Tensor>> {
     Ok(vec![take_or_fill(x, shape, &offs, value)?])
 }
 
-fn shape_range(attrs: &crate::attr::Attrs, rank: usize) -> Result<(usize, usize)> {
-    let fix = |v: i64| (if v < 0 { v + rank as i64 } else { v }).clamp(0, rank as i64) as usize;
-    let start = fix(attrs.int("start", 0)?);
-    let end = fix(attrs.int("end", rank as i64)?);
-    Ok((start, end.max(start)))
-}
-
 fn eval_shape(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
-    let (s, e) = shape_range(c.attrs(), x.rank())?;
+    let (s, e) = super::params::shape_range(c.attrs(), x.rank())?;
     let dims: Vec<i64> = x.shape()[s..e].iter().map(|&d| d as i64).collect();
     Ok(vec![Tensor::i64s(vec![dims.len()], dims)])
 }
@@ -869,7 +862,7 @@ fn infer_shape(c: &InferCtx) -> Result<Vec<ValueType>> {
     let rank = c.input(0)?.shape.rank();
     let len = match rank {
         Some(r) => {
-            let (s, e) = shape_range(&c.node.attrs, r)?;
+            let (s, e) = super::params::shape_range(&c.node.attrs, r)?;
             Dim::Known(e - s)
         }
         None => Dim::Unknown,
@@ -1015,9 +1008,9 @@ fn eval_trilu(c: &EvalCtx) -> Result<Vec<Tensor>> {
 pub fn center_crop_pad_window(
     input: &[usize],
     target: &[usize],
-    axes: Option<&[i64]>,
+    attrs: &crate::attr::Attrs,
 ) -> Result<(Vec<usize>, Vec<i64>)> {
-    let axes = match axes {
+    let axes = match attrs.opt_ints("axes")? {
         Some(a) => norm_axes(a, input.len())?,
         None => (0..input.len()).collect(),
     };
@@ -1045,7 +1038,7 @@ pub fn center_crop_pad_window(
 fn eval_center_crop_pad(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
     let target = to_dims(c.input(1)?, "CenterCropPad shape")?;
-    let (shape, begin) = center_crop_pad_window(x.shape(), &target, c.attrs().opt_ints("axes")?)?;
+    let (shape, begin) = center_crop_pad_window(x.shape(), &target, c.attrs())?;
     let xs = strides(x.shape());
     let mut pos = vec![0; x.rank()];
     let n: usize = shape.iter().product();

@@ -27,7 +27,7 @@ pub(super) fn ops() -> Vec<OpDef> {
         op!("AveragePool", |c| eval_pool(c, PoolKind::Avg), infer_pool),
         op!(
             "LpPool",
-            |c| eval_pool(c, PoolKind::Lp(c.attrs().int("p", 2)? as f64)),
+            |c| eval_pool(c, PoolKind::Lp(super::params::lp_pool_p(c.attrs())?)),
             |c| super::infer::by_evaluation(c, &[0])
         ),
         op!(
@@ -42,7 +42,7 @@ pub(super) fn ops() -> Vec<OpDef> {
         ),
         op!(
             "GlobalLpPool",
-            |c| eval_global_pool(c, PoolKind::Lp(c.attrs().int("p", 2)? as f64)),
+            |c| eval_global_pool(c, PoolKind::Lp(super::params::lp_pool_p(c.attrs())?)),
             |c| super::infer::by_evaluation(c, &[0])
         ),
         op!("BatchNormalization", eval_batch_norm, same_as_input),

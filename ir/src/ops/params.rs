@@ -466,6 +466,251 @@ impl Pad {
     }
 }
 
+/// Which way `LSTM`, `GRU` and `RNN` run over the sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Forward,
+    Reverse,
+    Bidirectional,
+}
+
+/// `LSTM`, `GRU` and `RNN`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recurrent {
+    /// When absent, the recurrence weights' shape says.
+    pub hidden_size: Option<usize>,
+    /// `layout = 1`: inputs and outputs are batch-major.
+    pub batch_first: bool,
+    pub direction: Direction,
+    /// The gate activations, per direction; `None`: the cell's defaults.
+    pub activations: Option<Vec<String>>,
+    /// Cell inputs are clipped to [-clip, clip].
+    pub clip: Option<f32>,
+    /// GRU: apply the reset gate after the recurrence's linear part.
+    pub linear_before_reset: bool,
+    /// LSTM: couple the input and forget gates.
+    pub input_forget: bool,
+}
+
+impl Recurrent {
+    pub fn of(a: &Attrs) -> Result<Recurrent> {
+        let direction = match a.string("direction", "forward")? {
+            "forward" => Direction::Forward,
+            "reverse" => Direction::Reverse,
+            "bidirectional" => Direction::Bidirectional,
+            d => bail!("unknown direction '{d}' (forward, reverse or bidirectional)"),
+        };
+        let hidden_size = match a.opt_int("hidden_size")? {
+            Some(h) if h < 1 => bail!("hidden_size must be positive, got {h}"),
+            h => h.map(|h| h as usize),
+        };
+        Ok(Recurrent {
+            hidden_size,
+            batch_first: a.int("layout", 0)? != 0,
+            direction,
+            activations: a.opt_strings("activations")?.map(<[String]>::to_vec),
+            clip: a.opt_float("clip")?,
+            linear_before_reset: a.int("linear_before_reset", 0)? != 0,
+            input_forget: a.int("input_forget", 0)? != 0,
+        })
+    }
+
+    /// 1, or 2 when bidirectional.
+    pub fn directions(&self) -> usize {
+        if self.direction == Direction::Bidirectional {
+            2
+        } else {
+            1
+        }
+    }
+}
+
+/// How `GridSample` interpolates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sampling {
+    Nearest,
+    Linear,
+    Cubic,
+}
+
+impl Sampling {
+    /// The ONNX name (of the opset-20 spelling).
+    pub fn name(self) -> &'static str {
+        match self {
+            Sampling::Nearest => "nearest",
+            Sampling::Linear => "linear",
+            Sampling::Cubic => "cubic",
+        }
+    }
+
+    /// Input elements per dimension that one output element reads.
+    pub fn taps(self) -> usize {
+        match self {
+            Sampling::Nearest => 1,
+            Sampling::Linear => 2,
+            Sampling::Cubic => 4,
+        }
+    }
+}
+
+/// What `GridSample` reads for coordinates outside the input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GridPadding {
+    Zeros,
+    Border,
+    Reflection,
+}
+
+impl GridPadding {
+    /// The ONNX name.
+    pub fn name(self) -> &'static str {
+        match self {
+            GridPadding::Zeros => "zeros",
+            GridPadding::Border => "border",
+            GridPadding::Reflection => "reflection",
+        }
+    }
+}
+
+/// `GridSample`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GridSample {
+    pub mode: Sampling,
+    pub padding: GridPadding,
+    /// -1 and 1 are the centers of the corner elements (else their
+    /// outer edges).
+    pub align_corners: bool,
+}
+
+impl GridSample {
+    pub fn of(a: &Attrs) -> Result<GridSample> {
+        let mode = match a.string("mode", "linear")? {
+            "bilinear" | "linear" => Sampling::Linear,
+            "bicubic" | "cubic" => Sampling::Cubic,
+            "nearest" => Sampling::Nearest,
+            m => bail!("unknown GridSample mode '{m}'"),
+        };
+        let padding = match a.string("padding_mode", "zeros")? {
+            "zeros" => GridPadding::Zeros,
+            "border" => GridPadding::Border,
+            "reflection" => GridPadding::Reflection,
+            p => bail!("unknown GridSample padding_mode '{p}'"),
+        };
+        Ok(GridSample {
+            mode,
+            padding,
+            align_corners: a.int("align_corners", 0)? != 0,
+        })
+    }
+}
+
+/// `LpPool`'s and `GlobalLpPool`'s p.
+pub fn lp_pool_p(a: &Attrs) -> Result<f64> {
+    Ok(a.int("p", 2)? as f64)
+}
+
+/// `RotaryEmbedding`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rotary {
+    /// Rotate (even, odd) pairs (else the two halves).
+    pub interleaved: bool,
+    /// Heads of a 3-D input (B, S, heads · head size).
+    pub num_heads: Option<usize>,
+    /// The rotated part of each head; `None`: all of it.
+    pub rotary_dim: Option<usize>,
+}
+
+impl Rotary {
+    pub fn of(a: &Attrs) -> Result<Rotary> {
+        let positive = |name: &str| -> Result<Option<usize>> {
+            match a.int(name, 0)? {
+                0 => Ok(None),
+                n if n < 0 => bail!("RotaryEmbedding's {name} must not be negative, got {n}"),
+                n => Ok(Some(n as usize)),
+            }
+        };
+        Ok(Rotary {
+            interleaved: a.int("interleaved", 0)? != 0,
+            num_heads: positive("num_heads")?,
+            rotary_dim: positive("rotary_embedding_dim")?,
+        })
+    }
+}
+
+/// `QuantizeLinear` and `DequantizeLinear`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Quantization {
+    /// The axis of per-axis (or blocked) parameters; negative from the end.
+    pub axis: i64,
+    /// Elements per parameter along `axis` (0: per tensor or per axis).
+    pub block_size: usize,
+}
+
+impl Quantization {
+    pub fn of(a: &Attrs) -> Result<Quantization> {
+        let block = a.int("block_size", 0)?;
+        if block < 0 {
+            bail!("block_size must not be negative, got {block}");
+        }
+        Ok(Quantization {
+            axis: a.int("axis", 1)?,
+            block_size: block as usize,
+        })
+    }
+}
+
+/// How `NegativeLogLikelihoodLoss` and `SoftmaxCrossEntropyLoss` reduce
+/// the per-element losses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossReduction {
+    None,
+    Sum,
+    /// The weighted mean.
+    Mean,
+}
+
+impl LossReduction {
+    pub fn name(self) -> &'static str {
+        match self {
+            LossReduction::None => "none",
+            LossReduction::Sum => "sum",
+            LossReduction::Mean => "mean",
+        }
+    }
+}
+
+/// The two losses' attributes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Loss {
+    pub reduction: LossReduction,
+    /// Targets of this class count for nothing.
+    pub ignore_index: Option<i64>,
+}
+
+impl Loss {
+    pub fn of(a: &Attrs) -> Result<Loss> {
+        let reduction = match a.string("reduction", "mean")? {
+            "none" => LossReduction::None,
+            "sum" => LossReduction::Sum,
+            "mean" => LossReduction::Mean,
+            r => bail!("unknown reduction '{r}' (none, sum or mean)"),
+        };
+        Ok(Loss {
+            reduction,
+            ignore_index: a.opt_int("ignore_index")?,
+        })
+    }
+}
+
+/// `Shape`'s slice of the dims, [start, end) for an input of `rank`
+/// (negative bounds count from the end; both are clamped).
+pub fn shape_range(a: &Attrs, rank: usize) -> Result<(usize, usize)> {
+    let fix = |v: i64| (if v < 0 { v + rank as i64 } else { v }).clamp(0, rank as i64) as usize;
+    let start = fix(a.int("start", 0)?);
+    let end = fix(a.int("end", rank as i64)?);
+    Ok((start, end.max(start)))
+}
+
 /// `Conv`'s and `ConvTranspose`'s number of channel groups (a `group` of
 /// 0 or less is taken as 1, as onnxruntime does).
 pub fn conv_group(a: &Attrs) -> Result<usize> {

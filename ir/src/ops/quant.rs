@@ -60,8 +60,8 @@ fn param_index(shape: &[usize], param: &Tensor, axis: i64, block: usize) -> Resu
 
 /// [`param_index`] with the node's `axis` and `block_size` attributes.
 fn node_param_index(c: &EvalCtx, x: &Tensor, scale: &Tensor) -> Result<Vec<usize>> {
-    let block = c.attrs().int("block_size", 0)? as usize;
-    param_index(x.shape(), scale, c.attrs().int("axis", 1)?, block)
+    let q = super::params::Quantization::of(c.attrs())?;
+    param_index(x.shape(), scale, q.axis, q.block_size)
 }
 
 /// Quantises `x` with per-element scale/zero-point lookups into `dtype`,

@@ -5,6 +5,7 @@
 //! which is exactly the nesting order of the ONNX reference, so
 //! tf_crop_and_resize extrapolation blends the same way.
 
+use super::params::{GridPadding, GridSample, Sampling};
 use super::{EvalCtx, OpDef, op};
 use crate::attr::Attrs;
 use crate::error::{Error, Result};
@@ -438,14 +439,6 @@ fn passes(plans: &[AxisPlan], opts: &Options) -> Result<Vec<ResamplePass>> {
     Ok(out)
 }
 
-/// How `GridSample` reads a pixel outside the input.
-#[derive(Clone, Copy, PartialEq)]
-enum GridPadding {
-    Zeros,
-    Border,
-    Reflection,
-}
-
 /// Reflects `x` into `[lo, hi]` by bouncing off the borders.
 fn reflect(x: f64, lo: f64, hi: f64) -> f64 {
     let range = hi - lo;
@@ -481,20 +474,11 @@ fn cubic_weights(t: f64) -> [f64; 4] {
 /// interpolation.
 fn eval_grid_sample(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let (x, grid) = (c.input(0)?, c.input(1)?);
-    let a = c.attrs();
-    let mode = match a.string("mode", "linear")? {
-        "bilinear" | "linear" => "linear",
-        "bicubic" | "cubic" => "cubic",
-        "nearest" => "nearest",
-        m => bail!("unknown GridSample mode '{m}'"),
-    };
-    let padding = match a.string("padding_mode", "zeros")? {
-        "zeros" => GridPadding::Zeros,
-        "border" => GridPadding::Border,
-        "reflection" => GridPadding::Reflection,
-        p => bail!("unknown GridSample padding_mode '{p}'"),
-    };
-    let align = a.int("align_corners", 0)? != 0;
+    let GridSample {
+        mode,
+        padding,
+        align_corners: align,
+    } = GridSample::of(c.attrs())?;
     super::util::require_rank(x, 3)?;
     let dims = &x.shape()[2..];
     let nd = dims.len();
@@ -538,11 +522,7 @@ fn eval_grid_sample(c: &EvalCtx) -> Result<Vec<Tensor>> {
         }
         xs[p * isz + off]
     };
-    let taps: usize = match mode {
-        "nearest" => 1,
-        "linear" => 2,
-        _ => 4,
-    };
+    let taps = mode.taps();
     let mut y = vec![0.0; n * ch * osz];
     let mut coord = vec![0.0; nd];
     let mut idx = vec![0i64; nd];
@@ -558,7 +538,7 @@ fn eval_grid_sample(c: &EvalCtx) -> Result<Vec<Tensor>> {
                 } else {
                     ((v + 1.0) * len - 1.0) / 2.0
                 };
-                if mode == "nearest" {
+                if mode == Sampling::Nearest {
                     p = p.round_ties_even();
                 }
                 if p < border[d].0 || p > border[d].1 {
@@ -574,9 +554,13 @@ fn eval_grid_sample(c: &EvalCtx) -> Result<Vec<Tensor>> {
             let weights: Vec<(i64, Vec<f64>)> = coord
                 .iter()
                 .map(|&p| match mode {
-                    "nearest" => (p as i64, vec![1.0]),
-                    "linear" => (p.floor() as i64, vec![1.0 - (p - p.floor()), p - p.floor()]),
-                    _ => (p.floor() as i64 - 1, cubic_weights(p - p.floor()).to_vec()),
+                    Sampling::Nearest => (p as i64, vec![1.0]),
+                    Sampling::Linear => {
+                        (p.floor() as i64, vec![1.0 - (p - p.floor()), p - p.floor()])
+                    }
+                    Sampling::Cubic => {
+                        (p.floor() as i64 - 1, cubic_weights(p - p.floor()).to_vec())
+                    }
                 })
                 .collect();
             for plane in b * ch..(b + 1) * ch {

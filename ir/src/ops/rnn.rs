@@ -57,21 +57,17 @@ fn affine(x: &[f64], w: &[f64], bias: &[f64], out: &mut [f64]) {
 }
 
 fn eval_recurrent(c: &EvalCtx, cell: Cell) -> Result<Vec<Tensor>> {
-    let a = c.attrs();
+    let p = super::params::Recurrent::of(c.attrs())?;
     let (x, w, r) = (c.input(0)?, c.input(1)?, c.input(2)?);
-    let hidden = a
-        .opt_int("hidden_size")?
-        .map_or(r.shape().get(2).copied().unwrap_or(0), |h| h as usize);
-    let layout = a.int("layout", 0)?;
-    let dirs = match a.string("direction", "forward")? {
-        "forward" | "reverse" => 1,
-        "bidirectional" => 2,
-        d => bail!("unknown direction '{d}'"),
-    };
-    let reverse_only = a.string("direction", "forward")? == "reverse";
+    let hidden = p
+        .hidden_size
+        .unwrap_or(r.shape().get(2).copied().unwrap_or(0));
+    let layout = usize::from(p.batch_first);
+    let dirs = p.directions();
+    let reverse_only = p.direction == super::params::Direction::Reverse;
     let (g, default_acts) = cell.gates();
-    let names: Vec<String> = match a.opt_strings("activations")? {
-        Some(v) => v.to_vec(),
+    let names: Vec<String> = match p.activations.clone() {
+        Some(v) => v,
         None => (0..dirs)
             .flat_map(|_| default_acts.iter().map(|s| s.to_string()))
             .collect(),
@@ -80,7 +76,7 @@ fn eval_recurrent(c: &EvalCtx, cell: Cell) -> Result<Vec<Tensor>> {
         .iter()
         .map(|n| float_unary_fn(n, &Attrs::default()))
         .collect::<Result<_>>()?;
-    let clip = a.opt_float("clip")?.map(f64::from);
+    let clip = p.clip.map(f64::from);
     let clipf = |v: f64| clip.map_or(v, |cl| v.clamp(-cl, cl));
     let (seq, batch, input) = match (layout, x.shape()) {
         (0, [s, b, i]) => (*s, *b, *i),
@@ -127,8 +123,7 @@ fn eval_recurrent(c: &EvalCtx, cell: Cell) -> Result<Vec<Tensor>> {
     let peep = c
         .opt_input(7)
         .map_or_else(|| vec![0.0; dirs * 3 * hidden], Tensor::to_f64s);
-    let lbr = a.int("linear_before_reset", 0)? != 0;
-    let input_forget = a.int("input_forget", 0)? != 0;
+    let (lbr, input_forget) = (p.linear_before_reset, p.input_forget);
     let mut y = vec![0.0; seq * dirs * batch * hidden];
     let yat = |t: usize, d: usize, b: usize| {
         if layout == 0 {
