@@ -6,10 +6,24 @@ use std::collections::HashMap;
 use wpc_ir::{Attrs, Error, Graph, Model, Node, Result, ValueId};
 
 /// Inlines every constant-condition `If` of the main graph (one whose branch
-/// has nested subgraphs only when its value names stay free); returns how
-/// many were inlined.
+/// has nested subgraphs only when its value names stay free), including
+/// those a branch brings with it whose conditions are constants; returns
+/// how many were inlined.
 pub fn inline_constant_if(model: &mut Model) -> Result<usize> {
-    let g = &mut model.graph;
+    let mut inlined = 0;
+    // Each sweep removes at least one If, so nesting bounds the sweeps.
+    loop {
+        let sweep = inline_sweep(&mut model.graph)?;
+        if sweep == 0 {
+            return Ok(inlined);
+        }
+        inlined += sweep;
+    }
+}
+
+/// One pass of [`inline_constant_if`] over the nodes present when it
+/// starts.
+fn inline_sweep(g: &mut Graph) -> Result<usize> {
     let mut inlined = 0;
     for id in g.topo_order()? {
         let node = g.node(id);

@@ -91,11 +91,13 @@ mod tests {
     use std::collections::HashMap;
     use wpc_ir::{Attr, Attrs, DType, Dim, Graph, Tensor};
 
-    /// `depth` Ifs nested in each other's then-branches, each on a
-    /// constant true condition, around a `Neg` of the outer input `x`:
-    /// each round of [`optimize`] can inline only the outermost.
-    fn nested_ifs(depth: usize) -> wpc_ir::Model {
-        fn level(depth: usize) -> Graph {
+    /// `depth` Ifs nested in each other's then-branches around a `Neg` of
+    /// the outer input `x`, each on a true condition: a constant, or when
+    /// `computed` one computed from a constant (`Identity(true)`), so that
+    /// a round of [`optimize`] inlines only the outermost and the next
+    /// round's folding makes the next condition a constant.
+    fn nested_ifs(depth: usize, computed: bool) -> wpc_ir::Model {
+        fn level(depth: usize, computed: bool) -> Graph {
             // Names unique across levels: a branch whose names collide
             // with the parent's is not inlined.
             let mut b = GraphBuilder::numbered_from(10 * depth);
@@ -104,9 +106,17 @@ mod tests {
                 let y = b.node("Neg", &[x]);
                 return b.finish(&[y]).graph;
             }
-            let c = b.constant(&format!("c{depth}"), Tensor::scalar(true));
+            let known = b.constant(&format!("c{depth}"), Tensor::scalar(true));
+            let c = if computed {
+                b.node("Identity", &[known])
+            } else {
+                known
+            };
             let mut attrs = Attrs::default();
-            attrs.insert("then_branch", Attr::Graph(Box::new(level(depth - 1))));
+            attrs.insert(
+                "then_branch",
+                Attr::Graph(Box::new(level(depth - 1, computed))),
+            );
             let mut other = GraphBuilder::numbered_from(10 * depth + 5);
             let ox = other.outer("x");
             let oy = other.node("Relu", &[ox]);
@@ -119,7 +129,7 @@ mod tests {
         }
         let mut b = GraphBuilder::new();
         b.input("x", DType::F32, vec![Dim::Known(1)]);
-        let top = level(depth);
+        let top = level(depth, computed);
         let mut model = b.finish(&[]);
         // The outermost level's nodes become the main graph's.
         let mut attrs = Attrs::default();
@@ -159,7 +169,7 @@ mod tests {
 
     #[test]
     fn optimize_runs_to_a_fixed_point_within_its_round_limit() {
-        let mut model = nested_ifs(3);
+        let mut model = nested_ifs(3, true);
         let stats = optimize(&mut model).unwrap();
         assert_eq!(
             (stats.stop, stats.inlined),
@@ -168,8 +178,21 @@ mod tests {
         );
         assert_eq!(run(&model), [3.0]);
 
-        // Deeper than the limit: it stops there, and the graph still runs.
-        let mut model = nested_ifs(MAX_ROUNDS + 5);
+        // Constant conditions all the way down inline in one round.
+        let mut model = nested_ifs(MAX_ROUNDS + 5, false);
+        let stats = optimize(&mut model).unwrap();
+        assert_eq!(
+            (stats.stop, stats.rounds),
+            (Stop::Converged, 2),
+            "{stats:?}"
+        );
+        let g = &model.graph;
+        assert!(g.node_ids().all(|n| g.node(n).op != "If"));
+        assert_eq!(run(&model), [3.0]);
+
+        // Deeper than the limit, one level a round: it stops there, and
+        // the graph still runs.
+        let mut model = nested_ifs(MAX_ROUNDS + 5, true);
         let stats = optimize(&mut model).unwrap();
         assert_eq!(
             (stats.stop, stats.rounds),
