@@ -1,0 +1,63 @@
+//! Parameters of the recurrent cells.
+
+use crate::attr::Attrs;
+use crate::error::Result;
+
+/// Which way `LSTM`, `GRU` and `RNN` run over the sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Forward,
+    Reverse,
+    Bidirectional,
+}
+
+/// `LSTM`, `GRU` and `RNN`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recurrent {
+    /// When absent, the recurrence weights' shape says.
+    pub hidden_size: Option<usize>,
+    /// `layout = 1`: inputs and outputs are batch-major.
+    pub batch_first: bool,
+    pub direction: Direction,
+    /// The gate activations, per direction; `None`: the cell's defaults.
+    pub activations: Option<Vec<String>>,
+    /// Cell inputs are clipped to [-clip, clip].
+    pub clip: Option<f32>,
+    /// GRU: apply the reset gate after the recurrence's linear part.
+    pub linear_before_reset: bool,
+    /// LSTM: couple the input and forget gates.
+    pub input_forget: bool,
+}
+
+impl Recurrent {
+    pub fn of(a: &Attrs) -> Result<Recurrent> {
+        let direction = match a.string("direction", "forward")? {
+            "forward" => Direction::Forward,
+            "reverse" => Direction::Reverse,
+            "bidirectional" => Direction::Bidirectional,
+            d => bail!("unknown direction '{d}' (forward, reverse or bidirectional)"),
+        };
+        let hidden_size = match a.opt_int("hidden_size")? {
+            Some(h) if h < 1 => bail!("hidden_size must be positive, got {h}"),
+            h => h.map(|h| h as usize),
+        };
+        Ok(Recurrent {
+            hidden_size,
+            batch_first: a.int("layout", 0)? != 0,
+            direction,
+            activations: a.opt_strings("activations")?.map(<[String]>::to_vec),
+            clip: a.opt_float("clip")?,
+            linear_before_reset: a.int("linear_before_reset", 0)? != 0,
+            input_forget: a.int("input_forget", 0)? != 0,
+        })
+    }
+
+    /// 1, or 2 when bidirectional.
+    pub fn directions(&self) -> usize {
+        if self.direction == Direction::Bidirectional {
+            2
+        } else {
+            1
+        }
+    }
+}
