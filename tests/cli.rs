@@ -25,6 +25,11 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// The manifest of the bundle directory `bundle`, as JSON.
+fn manifest_json(bundle: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(bundle.join("manifest.json")).unwrap()).unwrap()
+}
+
 fn value_info(name: &str, dims: &[DimensionValue]) -> ValueInfoProto {
     let dim = dims
         .iter()
@@ -574,9 +579,7 @@ fn wasm_runs_ops_without_kernels_through_the_reference_module() {
         bundle.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(bundle.join("manifest.json")).unwrap())
-            .unwrap();
+    let manifest = manifest_json(&bundle);
     let wasm: Vec<&serde_json::Value> = manifest["variants"]
         .as_array()
         .unwrap()

@@ -15,7 +15,7 @@ use wpc::ir::onnx::proto::{
     TensorShapeProto, TensorTypeProto, TypeProto, TypeValue, ValueInfoProto, attribute_type,
 };
 
-use super::{small_model, stderr, value_info, weights, write};
+use super::{manifest_json, small_model, stderr, value_info, weights, write};
 
 /// `wpc ARGS` run in `dir`, with extra environment variables.
 fn wpc_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -209,8 +209,7 @@ fn inputs_and_outputs_with_no_declared_shape_compile_into_bundles_that_read_back
         &[],
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(d.join("m.wpc/manifest.json")).unwrap()).unwrap();
+    let manifest = manifest_json(&d.join("m.wpc"));
     assert_eq!(
         manifest["inputs"][0]["shape"],
         serde_json::json!(["?", "?"])
@@ -1008,8 +1007,7 @@ fn variants_share_weights_and_read_only_their_own_shards() {
         &[],
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(d.join("m.wpc/manifest.json")).unwrap()).unwrap();
+    let m = manifest_json(&d.join("m.wpc"));
     let shards = m["shards"].as_array().unwrap();
     let mut read_by = std::collections::BTreeMap::<String, Vec<u64>>::new();
     for v in m["variants"].as_array().unwrap() {

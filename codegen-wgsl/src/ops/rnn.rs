@@ -6,6 +6,7 @@
 
 use std::fmt::Write;
 
+use wpc_ir::ops::params::Recurrent;
 use wpc_ir::{Error, Result};
 use wpc_runtime::device_data::Word;
 
@@ -32,31 +33,30 @@ impl Cell {
 }
 
 pub fn lstm(ctx: &Ctx) -> Result<Lowered> {
-    if wpc_ir::ops::params::Recurrent::of(ctx.attrs())?.input_forget {
+    let p = Recurrent::of(ctx.attrs())?;
+    if p.input_forget {
         return Err(Error::unsupported("LSTM with input_forget on WebGPU"));
     }
-    recurrent(ctx, Cell::Lstm)
+    recurrent(ctx, Cell::Lstm, &p)
 }
 
 pub fn gru(ctx: &Ctx) -> Result<Lowered> {
-    let linear_before_reset = wpc_ir::ops::params::Recurrent::of(ctx.attrs())?.linear_before_reset;
-    recurrent(
-        ctx,
-        Cell::Gru {
-            linear_before_reset,
-        },
-    )
+    let p = Recurrent::of(ctx.attrs())?;
+    let cell = Cell::Gru {
+        linear_before_reset: p.linear_before_reset,
+    };
+    recurrent(ctx, cell, &p)
 }
 
 pub fn rnn(ctx: &Ctx) -> Result<Lowered> {
-    recurrent(ctx, Cell::Rnn)
+    recurrent(ctx, Cell::Rnn, &Recurrent::of(ctx.attrs())?)
 }
 
 /// The cell's activations as WGSL functions `act0`, `act1`, ... (declared
 /// in `k`). Every direction must use the same ones, each parameterless.
-fn activations(ctx: &Ctx, cell: Cell, dirs: usize, k: &mut Kernel) -> Result<()> {
+fn activations(ctx: &Ctx, cell: Cell, p: &Recurrent, dirs: usize, k: &mut Kernel) -> Result<()> {
     let (_, defaults) = cell.gates();
-    let names: Vec<String> = match wpc_ir::ops::params::Recurrent::of(ctx.attrs())?.activations {
+    let names: Vec<String> = match p.activations.clone() {
         Some(v) => v,
         None => defaults.iter().map(|s| s.to_string()).collect(),
     };
@@ -84,10 +84,9 @@ fn activations(ctx: &Ctx, cell: Cell, dirs: usize, k: &mut Kernel) -> Result<()>
     Ok(())
 }
 
-fn recurrent(ctx: &Ctx, cell: Cell) -> Result<Lowered> {
+fn recurrent(ctx: &Ctx, cell: Cell, p: &Recurrent) -> Result<Lowered> {
     let (x, w) = (ctx.input(0)?, ctx.input(1)?);
     super::require_f32(ctx, x)?;
-    let p = wpc_ir::ops::params::Recurrent::of(ctx.attrs())?;
     let op = &ctx.node.op;
     let (gates, _) = cell.gates();
     let layout = usize::from(p.batch_first);
@@ -120,7 +119,7 @@ fn recurrent(ctx: &Ctx, cell: Cell) -> Result<Lowered> {
     let mut k = Kernel::new(format!(
         "{op} f32 T={steps} B={batch} I={input} H={hidden} dirs={dirs}"
     ));
-    activations(ctx, cell, dirs, &mut k)?;
+    activations(ctx, cell, p, dirs, &mut k)?;
 
     // Constant weights, recurrence weights and biases share one buffer, so
     // the kernel fits the 8 storage buffers every target offers.
