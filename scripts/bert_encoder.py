@@ -3,6 +3,12 @@ is reachable): token + position embeddings, LayerNorm, then LAYERS encoder
 blocks of multi-head self-attention and a GELU feed-forward network, each
 with a residual and LayerNorm, as PyTorch exports them (opset 17).
 
+`bert(path, exported=True)` writes it the way transformers' BERT comes out
+of `torch.onnx.export` at opset 14: every LayerNorm decomposed into
+ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div/Mul/Add, the attention scale a
+Div, and an `attention_mask` input turned into an additive mask
+((1 - mask) * -10000, unsqueezed to the heads).
+
 `setup_models.py` adds it to the real-model set, which the tests, the
 browser tests and the benchmark share.
 """
@@ -13,8 +19,8 @@ from onnx import TensorProto, helper, numpy_helper
 SEQ, HIDDEN, HEADS, FFN, LAYERS, VOCAB = 128, 256, 4, 1024, 4, 1000
 
 
-def bert(path):
-    """Writes the model to `path`; returns its seeded `input_ids` feed."""
+def bert(path, exported=False):
+    """Writes the model to `path`; returns its seeded feeds."""
     rng = np.random.default_rng(0)
     inits, nodes = [], []
 
@@ -31,9 +37,19 @@ def bert(path):
         return name
 
     def layer_norm(x, name):
-        g = const(f"{name}_g", np.ones(HIDDEN), np.float32)
-        b = const(f"{name}_b", np.zeros(HIDDEN), np.float32)
-        return node("LayerNormalization", [x, g, b], name, axis=-1, epsilon=1e-12)
+        if not exported:
+            g = const(f"{name}_g", np.ones(HIDDEN), np.float32)
+            b = const(f"{name}_b", np.zeros(HIDDEN), np.float32)
+            return node("LayerNormalization", [x, g, b], name, axis=-1, epsilon=1e-12)
+        g = w(f"{name}_g", HIDDEN, scale=0.1)
+        b = w(f"{name}_b", HIDDEN, scale=0.1)
+        mean = node("ReduceMean", [x], f"{name}_mean", axes=[-1])
+        d = node("Sub", [x, mean], f"{name}_sub")
+        sq = node("Pow", [d, const(f"{name}_two", 2.0, np.float32)], f"{name}_pow")
+        var = node("ReduceMean", [sq], f"{name}_var", axes=[-1])
+        ve = node("Add", [var, const(f"{name}_eps", 1e-12, np.float32)], f"{name}_add_eps")
+        n = node("Div", [d, node("Sqrt", [ve], f"{name}_sqrt")], f"{name}_div")
+        return node("Add", [node("Mul", [n, g], f"{name}_mul"), b], name)
 
     def linear(x, n_in, n_out, name):
         y = node("MatMul", [x, w(f"{name}_w", n_in, n_out)], f"{name}_mm")
@@ -45,7 +61,13 @@ def bert(path):
     dh = HIDDEN // HEADS
     heads = const("heads_shape", [1, SEQ, HEADS, dh])
     merged = const("merged_shape", [1, SEQ, HIDDEN])
-    scale = const("scale", [1.0 / np.sqrt(dh)], np.float32)
+    if not exported:
+        scale = const("scale", [1.0 / np.sqrt(dh)], np.float32)
+    else:
+        m = node("Cast", ["attention_mask"], "mask_f", to=TensorProto.FLOAT)
+        m = node("Sub", [const("mask_one", 1.0, np.float32), m], "mask_inv")
+        m = node("Mul", [m, const("mask_big", -10000.0, np.float32)], "mask_add")
+        mask = node("Unsqueeze", [m, const("mask_axes", [1, 2])], "mask")
     for l in range(LAYERS):
         p = f"l{l}"
         qkv = []
@@ -55,7 +77,11 @@ def bert(path):
             perm = [0, 2, 3, 1] if part == "k" else [0, 2, 1, 3]
             qkv.append(node("Transpose", [t], f"{p}_{part}_t", perm=perm))
         scores = node("MatMul", [qkv[0], qkv[1]], f"{p}_scores")
-        scores = node("Mul", [scores, scale], f"{p}_scaled")
+        if exported:
+            root = const(f"{p}_root", np.sqrt(dh), np.float32)
+            scores = node("Add", [node("Div", [scores, root], f"{p}_div"), mask], f"{p}_scaled")
+        else:
+            scores = node("Mul", [scores, scale], f"{p}_scaled")
         probs = node("Softmax", [scores], f"{p}_probs", axis=-1)
         ctx = node("MatMul", [probs, qkv[2]], f"{p}_ctx")
         ctx = node("Transpose", [ctx], f"{p}_ctx_t", perm=[0, 2, 1, 3])
@@ -69,15 +95,25 @@ def bert(path):
         h = node("Mul", [node("Mul", [h, e], f"{p}_hm"), const(f"{p}_half", [0.5], np.float32)], f"{p}_gelu")
         ff = linear(h, FFN, HIDDEN, f"{p}_ff2")
         x = layer_norm(node("Add", [x, ff], f"{p}_res2"), f"{p}_ln2")
+    inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, SEQ])]
+    if exported:
+        inputs.append(helper.make_tensor_value_info("attention_mask", TensorProto.INT64, [1, SEQ]))
     graph = helper.make_graph(
         nodes,
-        "bert_encoder",
-        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, SEQ])],
+        "bert_exported" if exported else "bert_encoder",
+        inputs,
         [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, SEQ, HIDDEN])],
         initializer=inits,
     )
     # IR version 8: what onnxruntime-web and older runtimes accept.
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    opset = 14 if exported else 17
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
     onnx.checker.check_model(model)
     onnx.save(model, path)
-    return {"input_ids": np.random.default_rng(1).integers(0, VOCAB, size=(1, SEQ)).astype(np.int64)}
+    feeds = {"input_ids": np.random.default_rng(1).integers(0, VOCAB, size=(1, SEQ)).astype(np.int64)}
+    if exported:
+        # The last quarter of the positions is padding.
+        mask = np.ones((1, SEQ), np.int64)
+        mask[:, SEQ * 3 // 4 :] = 0
+        feeds["attention_mask"] = mask
+    return feeds

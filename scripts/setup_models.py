@@ -10,7 +10,11 @@ Usage: setup_models.py OUT_DIR
 * The Silero VAD models of the `silero-vad` PyPI package, fetched with
   `pip download --no-deps` (no model hub involved).
 * A BERT-style encoder (scripts/bert_encoder.py) with seeded random
-  weights, fed token ids across its whole vocabulary.
+  weights, fed token ids across its whole vocabulary; and the same encoder
+  as transformers' BERT exports at opset 14 (decomposed LayerNorm, erf
+  GELU, Div scale, an additive attention mask).
+* A MobileNetV3-style CNN (scripts/mobilenet_v3.py): HardSwish as
+  x*clip(x+3,0,6)/6, squeeze-excite with HardSigmoid, Constant nodes.
 * Small recurrent layers (GRU both ways of resetting, RNN, LSTM with
   peepholes) with seeded random weights: the conformance cases use uniform
   weights, under which every hidden unit computes the same thing, so they
@@ -32,6 +36,7 @@ import onnx
 import onnxruntime as ort
 
 import bert_encoder
+import mobilenet_v3
 
 SYMBOLS = {"batch": 1, "sequence": 512, "sequence_length": 4}
 NP_TYPES = {1: np.float32, 7: np.int64, 10: np.float16, 11: np.float64, 6: np.int32, 9: np.bool_}
@@ -154,7 +159,7 @@ def main():
         return 2
     out = sys.argv[1]
     # Bump the set's version when the list of models changes.
-    stamp = f"set 3, onnx {onnx.__version__}, onnxruntime {ort.__version__}"
+    stamp = f"set 4, onnx {onnx.__version__}, onnxruntime {ort.__version__}"
     manifest = os.path.join(out, "manifest.json")
     if os.path.exists(manifest) and json.load(open(manifest)).get("made_with") == stamp:
         print(f"real models already prepared in {out}")
@@ -175,6 +180,10 @@ def main():
                     add_case(out, cases, os.path.basename(member)[:-5], os.path.join(wheels, member))
     bert_path = os.path.join(out, "bert_encoder.onnx")
     add_case(out, cases, "bert_encoder", bert_path, feeds=bert_encoder.bert(bert_path))
+    exported_path = os.path.join(out, "bert_exported.onnx")
+    add_case(out, cases, "bert_exported", exported_path, feeds=bert_encoder.bert(exported_path, exported=True))
+    mobilenet_path = os.path.join(out, "mobilenet_v3.onnx")
+    add_case(out, cases, "mobilenet_v3", mobilenet_path, feeds=mobilenet_v3.mobilenet_v3(mobilenet_path))
     add_recurrent_cases(out, cases)
     json.dump({"made_with": stamp, "cases": cases}, open(manifest, "w"), indent=1)
     print(f"prepared {len(cases)} real models in {out}")

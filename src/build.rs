@@ -44,6 +44,7 @@ pub struct Build {
     input_shapes: HashMap<String, Vec<usize>>,
     frozen: Vec<(String, PathBuf)>,
     demote_f64: bool,
+    fuse: bool,
     js_runtime: bool,
     out: Option<PathBuf>,
     force: bool,
@@ -62,6 +63,8 @@ pub struct Built {
     /// Variants left out, with why (e.g. a wasm variant an op has no
     /// kernel for); the others were written.
     pub skipped: Vec<(String, String)>,
+    /// What fusion did for each backend ([`crate::compile::Compiled::fusion`]).
+    pub fusion: Vec<(String, crate::passes::fuse_elementwise::FuseStats)>,
 }
 
 impl Build {
@@ -75,6 +78,7 @@ impl Build {
             input_shapes: HashMap::new(),
             frozen: Vec::new(),
             demote_f64: false,
+            fuse: true,
             js_runtime: true,
             out: None,
             force: false,
@@ -115,6 +119,13 @@ impl Build {
     /// Computes float64 tensors in float32.
     pub fn demote_f64(mut self, on: bool) -> Build {
         self.demote_f64 = on;
+        self
+    }
+
+    /// Whether pointwise chains are fused into single kernels (default:
+    /// yes).
+    pub fn fuse(mut self, on: bool) -> Build {
+        self.fuse = on;
         self
     }
 
@@ -173,6 +184,7 @@ impl Build {
         options.dims = self.dims;
         options.input_shapes = self.input_shapes;
         options.demote_f64 = self.demote_f64;
+        options.fuse = self.fuse;
         options.js_runtime = self.js_runtime;
         for (name, path) in &self.frozen {
             options.freeze_file(name, path)?;
@@ -192,6 +204,7 @@ impl Build {
             inputs,
             manifest: compiled.bundle.manifest,
             skipped: compiled.skipped,
+            fusion: compiled.fusion,
         })
     }
 }

@@ -36,6 +36,8 @@ pub struct Options {
     pub dims: HashMap<String, usize>,
     /// Compute float64 as float32 instead of refusing it.
     pub demote_f64: bool,
+    /// Fuse pointwise chains into single kernels, per variant (default).
+    pub fuse: bool,
     /// Model inputs fixed to a value at compile time (they leave the
     /// bundle's inputs). Needed for inputs that steer kernels, such as the
     /// `axes` of a reduction fed as a model input.
@@ -85,6 +87,7 @@ impl Options {
             profile,
             dims: HashMap::new(),
             demote_f64: false,
+            fuse: true,
             frozen: HashMap::new(),
             input_shapes: HashMap::new(),
             webgpu,
@@ -123,6 +126,8 @@ impl Options {
 pub struct Compiled {
     pub bundle: Bundle,
     pub skipped: Vec<(String, String)>,
+    /// What fusion did for each backend's variants ("webgpu", "wasm").
+    pub fusion: Vec<(String, wpc_passes::fuse_elementwise::FuseStats)>,
     /// The external data files the model's weights came from.
     pub external_data: Vec<std::path::PathBuf>,
 }
@@ -416,9 +421,14 @@ pub fn compile_model_report(
     let mut shards = Shards::default();
     let mut variants = Vec::new();
     let mut skipped = Vec::new();
+    let mut fusion_stats = Vec::new();
     if options.webgpu != Need::No {
+        let fusion =
+            wpc_codegen_wgsl::ops::fused::Fusion::new(&bound, &options.profile, options.demote_f64);
+        let (model, stats) = fused(&bound, options, &fusion)?;
+        fusion_stats.push(("webgpu".to_string(), stats));
         let compiled = wpc_codegen_wgsl::compile(
-            &bound,
+            &model,
             &options.profile,
             &wpc_codegen_wgsl::Options {
                 demote_f64: options.demote_f64,
@@ -457,8 +467,14 @@ pub fn compile_model_report(
                 ));
             }
         }
+        // Every ISA's kernels compute the same fused nodes.
+        let fusion = wpc_codegen_wasm::ops::Fusion {
+            opset: bound.opset(),
+        };
+        let (model, stats) = fused(&bound, options, &fusion)?;
+        fusion_stats.push(("wasm".to_string(), stats));
         for isa in options.isas() {
-            match wpc_codegen_wasm::compile(&bound, isa) {
+            match wpc_codegen_wasm::compile(&model, isa) {
                 Ok(c) => variants.push(Variant::Wasm(wasm_variant(c, &mut shards, &mut files))),
                 Err(e) if options.wasm == Need::IfPossible => {
                     skipped.push((isa.name().to_string(), e.to_string()))
@@ -530,6 +546,7 @@ pub fn compile_model_report(
             files,
         },
         skipped,
+        fusion: fusion_stats,
         external_data: model.external_data.clone(),
     })
     .and_then(|c| {
@@ -543,6 +560,25 @@ pub fn compile_model_report(
         })?;
         Ok(c)
     })
+}
+
+/// `bound` as one backend lowers it (unless [`Options::fuse`] is off):
+/// decomposed LayerNorms as one op, then its pointwise chains fused the
+/// way `target` can compute them.
+fn fused(
+    bound: &Model,
+    options: &Options,
+    target: &dyn wpc_passes::fuse_elementwise::FusionTarget,
+) -> wpc_ir::Result<(Model, wpc_passes::fuse_elementwise::FuseStats)> {
+    let mut model = bound.clone();
+    if !options.fuse {
+        return Ok((model, Default::default()));
+    }
+    let norms = wpc_passes::fold_layer_norm::fold_layer_norm(&mut model)?;
+    let mut stats = wpc_passes::fuse_elementwise::fuse_elementwise(&mut model, target)?;
+    stats.layer_norms = norms;
+    wpc_passes::dce::eliminate_dead_nodes(&mut model);
+    Ok((model, stats))
 }
 
 /// One wasm variant's manifest entry; its module and weights go into

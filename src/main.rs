@@ -153,6 +153,11 @@ struct BindArgs {
     /// Compute float64 tensors in float32 (WGSL has no f64).
     #[arg(long)]
     demote_f64: bool,
+    /// Lower every node to kernels of its own: no fusion of pointwise
+    /// chains (to compare against the fused build, or to rule fusion out
+    /// when a result looks wrong).
+    #[arg(long)]
+    no_fuse: bool,
 }
 
 /// [`BindArgs`], parsed: each name given once.
@@ -161,6 +166,7 @@ struct Binding {
     input_shapes: Vec<(String, Vec<usize>)>,
     frozen: Vec<(String, PathBuf)>,
     demote_f64: bool,
+    fuse: bool,
 }
 
 impl BindArgs {
@@ -180,6 +186,7 @@ impl BindArgs {
             )?,
             frozen,
             demote_f64: self.demote_f64,
+            fuse: !self.no_fuse,
         })
     }
 }
@@ -190,6 +197,7 @@ impl Binding {
         options.dims = self.dims.clone();
         options.input_shapes = self.input_shapes.iter().cloned().collect();
         options.demote_f64 = self.demote_f64;
+        options.fuse = self.fuse;
         for (name, path) in &self.frozen {
             options.freeze_file(name, path)?;
         }
@@ -213,6 +221,8 @@ impl Binding {
             Some("--freeze")
         } else if self.demote_f64 {
             Some("--demote-f64")
+        } else if !self.fuse {
+            Some("--no-fuse")
         } else {
             None
         }
@@ -662,6 +672,7 @@ fn compile(
         .out_dir(&out)
         .force(force)
         .demote_f64(binding.demote_f64)
+        .fuse(binding.fuse)
         .js_runtime(!no_js_runtime);
     build = match &target.target_file {
         Some(path) => build.target_file(path),
@@ -716,6 +727,16 @@ fn compile(
                     );
                 }
             }
+        }
+    }
+    for (backend, stats) in &built.fusion {
+        if stats.groups + stats.layer_norms > 0 {
+            say!(
+                "  {backend}: fused {} pointwise nodes into {} kernels, {} LayerNorm chains into one op each",
+                stats.nodes,
+                stats.groups,
+                stats.layer_norms
+            );
         }
     }
     for (name, why) in &built.skipped {

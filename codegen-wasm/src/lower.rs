@@ -105,12 +105,10 @@ fn is_alias(g: &Graph, node: &Node, fused: &HashSet<ValueId>) -> bool {
     let unread = |v: &Option<ValueId>| {
         v.is_none_or(|v| g.consumers(v).is_empty() && !g.outputs.contains(&v))
     };
-    matches!(
-        node.op.as_str(),
-        "Identity" | "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze"
-    ) || (node.op == "Dropout"
-        && node.outputs.get(1).is_none_or(unread)
-        && node.inputs.get(2).copied().flatten().is_none())
+    wpc_ir::ops::class_of(&node.domain, &node.op) == wpc_ir::ops::OpClass::View
+        || (node.op == "Dropout"
+            && node.outputs.get(1).is_none_or(unread)
+            && node.inputs.get(2).copied().flatten().is_none())
 }
 
 /// Weights sit above every activation: a bump allocator from `base`,

@@ -97,6 +97,8 @@ pub struct Ctx<'a> {
     pub inputs: Vec<Option<Tt>>,
     pub outputs: Vec<Option<Tt>>,
     consts: Vec<Option<&'a Tensor>>,
+    /// Float64 tensors are computed as float32 ([`Options::demote_f64`]).
+    pub demote_f64: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -265,6 +267,7 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
                 .iter()
                 .map(|v| v.and_then(|v| g.constants.get(&v)))
                 .collect(),
+            demote_f64: opts.demote_f64,
         };
         // Nothing to compute for empty outputs (their buffers still exist).
         let empty = ctx.outputs.iter().flatten().all(|t| t.numel() == 0);

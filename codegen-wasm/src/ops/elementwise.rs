@@ -4,10 +4,12 @@
 //! vectors where every input is contiguous or a splat and the op has a
 //! vector form, with a scalar tail.
 
+use std::collections::HashMap;
 use walrus::ir::{BinaryOp, UnaryOp};
+
 use walrus::{FunctionBuilder, FunctionId, InstrSeqBuilder, LocalId};
 use wpc_ir::ops::params::Elementwise as E;
-use wpc_ir::{Error, Result};
+use wpc_ir::{Error, Graph, Node, NodeId, Result, Tensor, ValueId};
 
 use crate::emit::{self, Arith, Fx};
 use crate::lower::{Ctx, Tt};
@@ -85,10 +87,22 @@ pub fn is_elementwise(op: &str) -> bool {
     OPS.contains(&op)
 }
 
-fn classify(ctx: &Ctx) -> Result<(Op, usize)> {
-    let params = E::of(&ctx.node.op, ctx.attrs())?;
-    let n = ctx.node.inputs.len();
-    Ok(match ctx.node.op.as_str() {
+/// The node an elementwise kernel computes: of the graph, or inside a
+/// fused body, with the constants it reads at compile time.
+pub struct Site<'a> {
+    pub node: &'a Node,
+    pub opset: u32,
+    /// The value of input `i`, where it is a constant.
+    pub constant: &'a dyn Fn(usize) -> Option<&'a Tensor>,
+}
+
+/// The op `site` computes, and how many inputs it reads.
+fn classify(site: &Site) -> Result<(Op, usize)> {
+    let node = site.node;
+    let params = E::of(&node.op, &node.attrs)?;
+    let n = node.inputs.len();
+    let has_input = |i: usize| node.inputs.get(i).is_some_and(Option::is_some);
+    Ok(match node.op.as_str() {
         "Add" | "Sum" => (Op::Fold(Arith::Add), n),
         "Sub" => (Op::Fold(Arith::Sub), 2),
         "Mul" => (Op::Fold(Arith::Mul), 2),
@@ -112,11 +126,18 @@ fn classify(ctx: &Ctx) -> Result<(Op, usize)> {
             };
             // Bounds are attributes before opset 11, constant inputs since.
             let bound = |i: usize, attr: Option<f32>, default: f32| -> Result<f32> {
-                if ctx.opset < 11 {
+                if site.opset < 11 {
                     return Ok(attr.unwrap_or(default));
                 }
-                Ok(match ctx.has_input(i) {
-                    true => ctx.constant(i)?.to_f32s()[0],
+                Ok(match has_input(i) {
+                    true => match (site.constant)(i) {
+                        Some(t) => t.to_f32s()[0],
+                        None => {
+                            return Err(Error::unsupported(
+                                "Clip bounds that are not constants on WebAssembly",
+                            ));
+                        }
+                    },
                     false => default,
                 })
             };
@@ -133,7 +154,7 @@ fn classify(ctx: &Ctx) -> Result<(Op, usize)> {
         "Sigmoid" => (Op::Sigmoid, 1),
         "Tanh" => (Op::Tanh, 1),
         "Erf" => (Op::Erf, 1),
-        "Pow" => match ctx.opt_constant(1) {
+        "Pow" => match (site.constant)(1) {
             Some(p) if p.len() == 1 => (Op::PowConst(p.to_f32s()[0]), 1),
             _ => (Op::Pow, 2),
         },
@@ -374,33 +395,175 @@ fn collapse(out: &[usize], ins: &[Vec<usize>]) -> (Vec<usize>, Vec<Vec<usize>>) 
     (dims, st)
 }
 
+/// Where a step of an elementwise program takes an operand from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Operand {
+    /// The kernel's input tensor `j`, at the element being computed.
+    Input(usize),
+    /// The result of an earlier step.
+    Step(usize),
+    /// A scalar constant.
+    Const(f32),
+}
+
+/// One op of an elementwise program, applied to its operands.
+#[derive(Clone, Debug)]
+struct Step {
+    op: Op,
+    args: Vec<Operand>,
+}
+
 pub fn lower(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
-    let (op, arity) = classify(ctx)?;
+    let (op, arity) = {
+        let constant = |i: usize| ctx.opt_constant(i);
+        classify(&Site {
+            node: ctx.node,
+            opset: ctx.opset,
+            constant: &constant,
+        })?
+    };
     let ins: Vec<Tt> = (0..arity).map(|i| ctx.input(i)).collect::<Result<_>>()?;
-    for t in &ins {
+    let step = Step {
+        op,
+        args: (0..arity).map(Operand::Input).collect(),
+    };
+    emit_program(ctx, f, &ins, &[step])
+}
+
+/// `FusedElementwise`: the body's nodes as the steps of one program, so
+/// each element is loaded once and only the last result is stored.
+pub fn fused(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
+    let body = wpc_ir::ops::fused::body(ctx.node)?;
+    let steps = program(body, ctx.opset)?;
+    let ins: Vec<Tt> = (0..ctx.node.inputs.len())
+        .map(|i| ctx.input(i))
+        .collect::<Result<_>>()?;
+    emit_program(ctx, f, &ins, &steps)
+}
+
+/// The steps computing `body`, one per node in body order.
+fn program(body: &Graph, opset: u32) -> Result<Vec<Step>> {
+    let mut at: HashMap<ValueId, Operand> = body
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(j, &v)| (v, Operand::Input(j)))
+        .collect();
+    let mut steps = Vec::new();
+    for n in body.topo_order()? {
+        let node = body.node(n);
+        let within = |e: Error| e.within(node.context());
+        let (op, arity) = classify_in(body, n, opset).map_err(within)?;
+        let args = (0..arity)
+            .map(|i| {
+                let v = node.inputs.get(i).copied().flatten();
+                let found = v.and_then(|v| {
+                    at.get(&v).copied().or_else(|| {
+                        let t = body.constants.get(&v)?;
+                        (t.len() == 1).then(|| Operand::Const(t.to_f32s()[0]))
+                    })
+                });
+                found.ok_or_else(|| within(Error::invalid(format!("operand {i} is not computed"))))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let out = node.outputs.first().copied().flatten();
+        let out = out.ok_or_else(|| within(Error::invalid("no output")))?;
+        at.insert(out, Operand::Step(steps.len()));
+        steps.push(Step { op, args });
+    }
+    Ok(steps)
+}
+
+/// The op node `n` of `graph` computes, if every tensor it touches is
+/// float32 (constants from `graph`).
+fn classify_in(graph: &Graph, n: NodeId, opset: u32) -> Result<(Op, usize)> {
+    let node = graph.node(n);
+    for v in node
+        .inputs
+        .iter()
+        .flatten()
+        .chain(node.outputs.iter().flatten())
+    {
+        let dtype = graph.value(*v).ty.dtype;
+        if dtype != Some(wpc_ir::DType::F32) {
+            return Err(Error::unsupported(format!(
+                "{} on {} tensors in a fused kernel",
+                node.op,
+                dtype.map_or("untyped".into(), |d| d.to_string())
+            )));
+        }
+    }
+    let constant = |i: usize| {
+        let v = node.inputs.get(i).copied().flatten()?;
+        graph.constants.get(&v)
+    };
+    classify(&Site {
+        node,
+        opset,
+        constant: &constant,
+    })
+}
+
+/// Whether the fused kernel can compute node `n` of `graph`.
+pub fn fuses(graph: &Graph, n: NodeId, opset: u32) -> bool {
+    is_elementwise(&graph.node(n).op) && classify_in(graph, n, opset).is_ok()
+}
+
+/// Emits `steps` over `ins`, broadcast to the node's output 0: nested
+/// loops with a pointer per tensor, vectors in the innermost loop where
+/// every step has a vector form and every input is contiguous or a splat.
+fn emit_program(ctx: &mut Ctx, f: &mut FunctionBuilder, ins: &[Tt], steps: &[Step]) -> Result<()> {
+    for t in ins {
         super::require_f32(ctx, t)?;
     }
     let out = ctx.output(0)?;
-    let general_pow = matches!(op, Op::Pow) || matches!(op, Op::PowConst(_)) && !op.vectorizes();
+    let ops = || steps.iter().map(|s| s.op);
+    let general_pow =
+        |op: Op| matches!(op, Op::Pow) || matches!(op, Op::PowConst(_)) && !op.vectorizes();
+    let needs_exp =
+        ops().any(|op| general_pow(op) || matches!(op, Op::Exp | Op::Sigmoid | Op::Tanh | Op::Erf));
+    let needs_log = ops().any(|op| general_pow(op) || op == Op::Log);
     let math = Funcs {
-        exp: (general_pow || matches!(op, Op::Exp | Op::Sigmoid | Op::Tanh | Op::Erf))
-            .then(|| ctx.exp()),
-        log: (general_pow || op == Op::Log).then(|| ctx.log()),
+        exp: needs_exp.then(|| ctx.exp()),
+        log: needs_log.then(|| ctx.log()),
     };
     let shapes: Vec<Vec<usize>> = ins.iter().map(|t| t.shape.clone()).collect();
     let (dims, strides) = collapse(&out.shape, &shapes);
-    let lanes = if op.vectorizes() { ctx.isa.lanes() } else { 1 };
+    let lanes = if ops().all(Op::vectorizes) {
+        ctx.isa.lanes()
+    } else {
+        1
+    };
+    let consts: Vec<f32> = steps
+        .iter()
+        .flat_map(|s| &s.args)
+        .filter_map(|a| match a {
+            Operand::Const(c) => Some(*c),
+            _ => None,
+        })
+        .collect();
     let mut fx = ctx.fx();
     let ptrs: Vec<LocalId> = (0..=ins.len()).map(|_| fx.i32()).collect();
     let idx: Vec<LocalId> = dims.iter().map(|_| fx.i32()).collect();
-    let vals: Vec<LocalId> = ins.iter().map(|_| fx.vec(lanes)).collect();
-    let svals: Vec<LocalId> = ins.iter().map(|_| fx.f32()).collect();
+    // Per lane width: the loaded inputs, the steps' results, the constants.
+    let locals = |lanes: usize, fx: &mut Fx| -> [Vec<LocalId>; 3] {
+        let mut make = |n: usize| (0..n).map(|_| fx.vec(lanes)).collect::<Vec<_>>();
+        [make(ins.len()), make(steps.len()), make(consts.len())]
+    };
+    let wide = locals(lanes, &mut fx);
+    let narrow = locals(1, &mut fx);
     let tmp = fx.f32();
     let mut b = f.func_body();
-    for (p, t) in ptrs.iter().zip(&ins) {
+    for (p, t) in ptrs.iter().zip(ins) {
         b.i32_const(t.addr as i32).local_set(*p);
     }
     b.i32_const(out.addr as i32).local_set(ptrs[ins.len()]);
+    for (set, l) in [(&wide, lanes), (&narrow, 1)] {
+        for (c, local) in consts.iter().zip(&set[2]) {
+            emit::constant(&mut b, l, *c);
+            b.local_set(*local);
+        }
+    }
     let mut out_strides = vec![1usize; dims.len()];
     for d in (0..dims.len().saturating_sub(1)).rev() {
         out_strides[d] = out_strides[d + 1] * dims[d + 1];
@@ -421,7 +584,8 @@ pub fn lower(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         let inner_ok = lanes == 4 && all.iter().all(|s| s[s.len() - 1] <= 1);
         let n = *dims.last().expect("at least one dim");
         let main = if inner_ok { n / 4 * 4 } else { 0 };
-        let body = |b: &mut InstrSeqBuilder, fx: &Fx, l: usize, vals: &[LocalId]| {
+        let body = |b: &mut InstrSeqBuilder, fx: &Fx, l: usize, set: &[Vec<LocalId>; 3]| {
+            let [vals, results, constants] = set;
             for (j, v) in vals.iter().enumerate() {
                 let s = all[j][all[j].len() - 1];
                 b.local_get(ptrs[j]);
@@ -433,19 +597,36 @@ pub fn lower(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
                 }
                 b.local_set(*v);
             }
+            let mut next_const = 0;
+            for (k, step) in steps.iter().enumerate() {
+                let operands: Vec<LocalId> = step
+                    .args
+                    .iter()
+                    .map(|a| match *a {
+                        Operand::Input(j) => vals[j],
+                        Operand::Step(i) => results[i],
+                        Operand::Const(_) => {
+                            next_const += 1;
+                            constants[next_const - 1]
+                        }
+                    })
+                    .collect();
+                apply(b, l, step.op, &operands, &math, tmp);
+                b.local_set(results[k]);
+            }
             b.local_get(ptrs[ins.len()]);
-            apply(b, l, op, vals, &math, tmp);
+            b.local_get(*results.last().expect("a program has steps"));
             emit::store(b, fx, l, 0);
             for (j, p) in ptrs.iter().enumerate() {
                 emit::bump(b, *p, (4 * l * all[j][all[j].len() - 1]) as i64);
             }
         };
         if main > 0 {
-            emit::for_range(b, inner, 0, main as i64, 4, |b| body(b, fx, 4, &vals));
+            emit::for_range(b, inner, 0, main as i64, 4, |b| body(b, fx, 4, &wide));
         }
         if main < n {
             emit::for_range(b, inner, main as i64, n as i64, 1, |b| {
-                body(b, fx, 1, &svals)
+                body(b, fx, 1, &narrow)
             });
         }
     });

@@ -14,6 +14,9 @@ use crate::lower::{Ctx, LowerFn, Tt};
 
 /// The WebAssembly lowering of `op` in `domain`, if there is one.
 pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
+    if domain == wpc_ir::ops::fused::DOMAIN && op == wpc_ir::ops::fused::FUSED_ELEMENTWISE {
+        return Some(elementwise::fused);
+    }
     if !domain.is_empty() && domain != "ai.onnx" {
         return None;
     }
@@ -49,4 +52,24 @@ pub fn require_f32(ctx: &Ctx, t: &Tt) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// What the WebAssembly variants fuse: float32 pointwise nodes the
+/// elementwise kernel computes, with constant parameters (Clip bounds).
+pub struct Fusion {
+    pub opset: u32,
+}
+
+/// A fused kernel keeps one pointer per input in a local; past this many
+/// inputs the chain is split instead.
+const MAX_FUSED_INPUTS: usize = 16;
+
+impl wpc_passes::fuse_elementwise::FusionTarget for Fusion {
+    fn fuses(&self, graph: &wpc_ir::Graph, n: wpc_ir::NodeId) -> bool {
+        elementwise::fuses(graph, n, self.opset)
+    }
+
+    fn max_inputs(&self) -> usize {
+        MAX_FUSED_INPUTS
+    }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write;
 
 use wpc_ir::ops::params::Elementwise as E;
-use wpc_ir::{DType, Error, Result};
+use wpc_ir::{Attrs, DType, Error, Node, Result};
 use wpc_runtime::device_data::Word;
 
 use super::index::{broadcast_strides, literal, offset, unravel};
@@ -158,9 +158,28 @@ fn cast(
     }
 }
 
-/// The output expression of elementwise `op`, over inputs named `a`, `b`, ...
-fn expression(
-    ctx: &Ctx,
+/// What an elementwise expression depends on besides its operands' types:
+/// the node (op, attributes, which optional inputs are present) and the
+/// opset. A node of the graph or one inside a fused body.
+pub struct Site<'a> {
+    pub node: &'a Node,
+    pub opset: u32,
+}
+
+impl Site<'_> {
+    fn attrs(&self) -> &Attrs {
+        &self.node.attrs
+    }
+
+    fn has_input(&self, i: usize) -> bool {
+        self.node.inputs.get(i).is_some_and(Option::is_some)
+    }
+}
+
+/// The output expression of elementwise `op`, over its present inputs
+/// named `a`, `b`, ...
+pub fn expression(
+    ctx: &Site,
     ins: &[Tt],
     out: &Tt,
     helpers: &mut BTreeSet<&'static str>,
@@ -313,7 +332,7 @@ fn expression(
 /// The expression of an elementwise op that takes parameters, over
 /// inputs named `names` (`a`, `b`, ...).
 fn parameterized(
-    ctx: &Ctx,
+    ctx: &Site,
     p: E,
     ins: &[Tt],
     out: &Tt,
@@ -440,12 +459,22 @@ pub fn broadcast_kernel(
     expr: &str,
     helpers: BTreeSet<&'static str>,
 ) -> Kernel {
-    let mut k = Kernel::new(format!(
-        "{} {}{:?}",
-        ctx.node.op,
-        out.dtype.name(),
-        out.shape
-    ));
+    let label = format!("{} {}{:?}", ctx.node.op, out.dtype.name(), out.shape);
+    broadcast_kernel_with(ctx, label, ins, out, "", expr, helpers)
+}
+
+/// [`broadcast_kernel`] with statements (`lets`) between the loads and
+/// the store, and its own label.
+pub fn broadcast_kernel_with(
+    ctx: &Ctx,
+    label: String,
+    ins: &[(Tt, Vec<usize>)],
+    out: &Tt,
+    lets: &str,
+    expr: &str,
+    helpers: BTreeSet<&'static str>,
+) -> Kernel {
+    let mut k = Kernel::new(label);
     let mut body = String::new();
     let needs_coords = ins.iter().any(|(t, s)| t.numel() > 1 && s != &out.shape);
     if needs_coords {
@@ -463,6 +492,7 @@ pub fn broadcast_kernel(
         };
         let _ = writeln!(body, "    let {name} = in{j}[{off}];");
     }
+    body.push_str(lets);
     let _ = writeln!(body, "    out0[i] = {expr};");
     k.output("out0", out.word);
     k.helpers = helpers;
@@ -491,7 +521,11 @@ pub fn lower(ctx: &Ctx) -> Result<Lowered> {
         ins.len()
     };
     let mut helpers = BTreeSet::new();
-    let expr = expression(ctx, &ins[..used], &out, &mut helpers)?;
+    let site = Site {
+        node: ctx.node,
+        opset: ctx.opset,
+    };
+    let expr = expression(&site, &ins[..used], &out, &mut helpers)?;
     let operands: Vec<(Tt, Vec<usize>)> = ins[..used]
         .iter()
         .map(|t| (t.clone(), t.shape.clone()))

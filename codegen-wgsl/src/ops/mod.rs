@@ -4,6 +4,7 @@
 
 pub mod attention;
 pub mod elementwise;
+pub mod fused;
 pub mod index;
 pub mod loss;
 pub mod matmul;
@@ -24,6 +25,9 @@ use crate::lower::{Ctx, LowerFn, Tt};
 
 /// The WebGPU lowering of `op` in `domain`, if there is one.
 pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
+    if domain == wpc_ir::ops::fused::DOMAIN && op == wpc_ir::ops::fused::FUSED_ELEMENTWISE {
+        return Some(fused::fused);
+    }
     if !domain.is_empty() && domain != "ai.onnx" {
         return None;
     }
@@ -31,7 +35,7 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
         return Some(elementwise::lower);
     }
     Some(match op {
-        "Identity" | "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" => movement::alias,
+        _ if wpc_ir::ops::class_of(domain, op) == wpc_ir::ops::OpClass::View => movement::alias,
         "Dropout" => elementwise::dropout,
         "DequantizeLinear" => elementwise::dequantize,
         "QuantizeLinear" => elementwise::quantize,

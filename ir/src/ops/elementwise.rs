@@ -8,7 +8,7 @@ use super::util::{
     binary_numeric, broadcast_shapes, compare, map_float, map_numeric, nan_max, nan_min,
     round_half_even, same_dtype, zip_broadcast,
 };
-use super::{EvalCtx, OpDef, op};
+use super::{EvalCtx, OpClass, OpDef, op};
 use crate::attr::Attrs;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -24,6 +24,7 @@ pub(super) fn ops() -> Vec<OpDef> {
             eval: eval_float_unary,
             infer: Some(infer::same_as_input),
             steering: &[],
+            class: OpClass::Pointwise,
         });
     }
     v.extend([
@@ -141,12 +142,14 @@ pub(super) fn ops() -> Vec<OpDef> {
         op!("Cast", eval_cast, infer_cast),
         op!("BitCast", eval_bitcast, infer_cast),
         op!("SwiGLU", eval_swiglu, infer::same_as_input),
-        op!(
-            "CastLike",
-            |c| Ok(vec![c.input(0)?.cast(c.input(1)?.dtype())]),
-            infer_cast_like
-        ),
     ]);
+    let mut v: Vec<OpDef> = v.into_iter().map(OpDef::pointwise).collect();
+    // Its second input gives only a dtype, whatever its shape.
+    v.push(op!(
+        "CastLike",
+        |c| Ok(vec![c.input(0)?.cast(c.input(1)?.dtype())]),
+        infer_cast_like
+    ));
     v
 }
 

@@ -10,6 +10,7 @@
 mod attention;
 mod control;
 mod elementwise;
+pub mod fused;
 mod infer;
 mod matmul;
 mod misc;
@@ -58,6 +59,24 @@ pub struct OpDef {
     /// must be known when compiling: a model input feeding one has to be
     /// frozen (`--freeze`). Kernels are specialized on these values.
     pub steering: &'static [usize],
+    /// What kind of computation the op is, for passes and backends that
+    /// treat whole kinds alike (fusion, aliasing).
+    pub class: OpClass,
+}
+
+/// The kinds of op that passes and backends treat alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpClass {
+    /// Anything else.
+    Opaque,
+    /// Each output element is a function of the inputs' elements at the
+    /// same (broadcast) position, and the output shape is the inputs'
+    /// broadcast shape: chains of these fuse into one kernel, and one can
+    /// be the epilogue of the kernel producing its input.
+    Pointwise,
+    /// Output 0 is input 0's elements in the same order under another
+    /// shape: a backend can alias the buffer instead of copying.
+    View,
 }
 
 impl OpDef {
@@ -68,6 +87,27 @@ impl OpDef {
             ..self
         }
     }
+
+    /// This op as an [`OpClass::Pointwise`] one.
+    pub fn pointwise(self) -> OpDef {
+        OpDef {
+            class: OpClass::Pointwise,
+            ..self
+        }
+    }
+
+    /// This op as an [`OpClass::View`] one.
+    pub fn view(self) -> OpDef {
+        OpDef {
+            class: OpClass::View,
+            ..self
+        }
+    }
+}
+
+/// The [`OpClass`] of `op` in `domain`; [`OpClass::Opaque`] for unknown ops.
+pub fn class_of(domain: &str, op: &str) -> OpClass {
+    lookup(domain, op).map_or(OpClass::Opaque, |d| d.class)
 }
 
 /// Whether input `index` of `op` (in `domain`) is one of its
@@ -85,6 +125,7 @@ macro_rules! op {
             eval: $eval,
             infer: None,
             steering: &[],
+            class: $crate::ops::OpClass::Opaque,
         }
     };
     ($name:literal, $eval:expr, $infer:expr) => {
@@ -94,6 +135,7 @@ macro_rules! op {
             eval: $eval,
             infer: Some($infer),
             steering: &[],
+            class: $crate::ops::OpClass::Opaque,
         }
     };
 }
@@ -116,6 +158,7 @@ pub fn registry() -> &'static HashMap<&'static str, Vec<OpDef>> {
             resize::ops(),
             rnn::ops(),
             signal::ops(),
+            fused::ops(),
         ];
         let mut map: HashMap<&'static str, Vec<OpDef>> = HashMap::new();
         for op in families.into_iter().flatten() {

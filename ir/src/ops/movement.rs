@@ -19,11 +19,14 @@ pub(super) fn ops() -> Vec<OpDef> {
             "Identity",
             |c| Ok(vec![c.input(0)?.clone()]),
             infer::same_as_input
-        ),
-        op!("Reshape", eval_reshape, infer_reshape).steered_by(&[1]),
-        op!("Flatten", eval_flatten, infer_flatten),
-        op!("Squeeze", eval_squeeze, infer_squeeze),
-        op!("Unsqueeze", eval_unsqueeze, infer_unsqueeze),
+        )
+        .view(),
+        op!("Reshape", eval_reshape, infer_reshape)
+            .steered_by(&[1])
+            .view(),
+        op!("Flatten", eval_flatten, infer_flatten).view(),
+        op!("Squeeze", eval_squeeze, infer_squeeze).view(),
+        op!("Unsqueeze", eval_unsqueeze, infer_unsqueeze).view(),
         op!("Transpose", eval_transpose, infer_transpose),
         op!("Concat", eval_concat, infer_concat),
         op!("Split", eval_split, |c| super::infer::by_evaluation(

@@ -19,6 +19,7 @@ pub(super) fn ops() -> Vec<OpDef> {
             infer: Some(infer_reduce),
             // The axes (an input since opset 18, 13 for ReduceSum).
             steering: &[1],
+            class: super::OpClass::Opaque,
         })
         .collect();
     v.push(op!("ArgMax", |c| eval_arg(c, |a, b| a > b), infer_arg));
