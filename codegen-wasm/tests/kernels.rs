@@ -158,10 +158,24 @@ proptest! {
             let model = prepared(one_node(op, vec![Operand::Input(&[rows, cols]), Operand::Input(&[cols])], Attrs::default()));
             check_all_variants(&model, &[x.clone(), y.clone()], 1e-6)?;
         }
-        for op in ["Relu", "Sigmoid", "Tanh", "Exp", "Erf"] {
+        for op in ["Relu", "Sigmoid", "Tanh", "Exp", "Erf", "HardSigmoid", "HardSwish"] {
             let model = prepared(one_node(op, vec![Operand::Input(&[rows, cols])], Attrs::default()));
             check_all_variants(&model, std::slice::from_ref(&x), 2e-6)?;
         }
+    }
+
+    /// A fused chain (erf-GELU, a broadcast Add, HardSwish written out)
+    /// computes in one kernel what the chain computes node by node.
+    #[test]
+    fn fused_chain_variants_agree(
+        (rows, cols, x, y) in (size(), size()).prop_flat_map(|(r, c)| (Just(r), Just(c), values(r * c), values(c)))
+    ) {
+        let mut model = prepared(wpc_ir::testing::exported_chain(rows, cols));
+        let before = model.graph.node_count();
+        let fusion = wpc_codegen_wasm::ops::Fusion { opset: model.opset() };
+        let stats = wpc_passes::fuse_elementwise::fuse_elementwise(&mut model, &fusion).unwrap();
+        prop_assert_eq!((stats.groups, stats.nodes), (1, before));
+        check_all_variants(&model, &[x, y], 1e-5)?;
     }
 
     #[test]

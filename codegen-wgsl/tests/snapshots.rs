@@ -37,6 +37,17 @@ fn wgsl(m: &Model, target: &str) -> String {
         .collect()
 }
 
+/// [`wpc_ir::testing::exported_chain`] fused as the WebGPU variant fuses it.
+fn fused_chain(target: &str) -> Model {
+    let mut m = wpc_ir::testing::exported_chain(8, 12);
+    wpc_passes::shape_inference::infer_shapes(&mut m).unwrap();
+    let profile = wpc_targets::builtin(target).unwrap();
+    let fusion = wpc_codegen_wgsl::ops::fused::Fusion::new(&m, &profile, false);
+    let stats = wpc_passes::fuse_elementwise::fuse_elementwise(&mut m, &fusion).unwrap();
+    assert_eq!((stats.groups, stats.nodes), (1, 10));
+    m
+}
+
 fn kernels() -> Vec<(&'static str, Model)> {
     let mut conv_attrs = ints(&[("pads", vec![1, 1, 1, 1]), ("strides", vec![2, 2])]);
     conv_attrs.insert("group", Attr::Int(1));
@@ -99,6 +110,8 @@ fn wgsl_per_target() {
         for (name, m) in kernels() {
             insta::assert_snapshot!(format!("{name}_{target}"), wgsl(&m, target));
         }
+        let fused = fused_chain(target);
+        insta::assert_snapshot!(format!("fused_chain_{target}"), wgsl(&fused, target));
     }
 }
 

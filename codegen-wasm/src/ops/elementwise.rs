@@ -29,6 +29,10 @@ enum Op {
     /// max(x, 0) + alpha · min(x, 0)
     LeakyRelu(f32),
     Clip(f32, f32),
+    /// clamp(alpha · x + beta, 0, 1)
+    HardSigmoid(f32, f32),
+    /// x · clamp(x / 6 + 1/2, 0, 1)
+    HardSwish,
     Exp,
     Log,
     Sigmoid,
@@ -54,6 +58,8 @@ impl Op {
                 | Op::Reciprocal
                 | Op::LeakyRelu(_)
                 | Op::Clip(..)
+                | Op::HardSigmoid(..)
+                | Op::HardSwish
         ) || matches!(self, Op::PowConst(p) if p == 1.0 || p == 2.0 || p == 0.5)
     }
 }
@@ -75,6 +81,8 @@ const OPS: &[&str] = &[
     "Reciprocal",
     "LeakyRelu",
     "Clip",
+    "HardSigmoid",
+    "HardSwish",
     "Exp",
     "Log",
     "Sigmoid",
@@ -149,6 +157,11 @@ fn classify(site: &Site) -> Result<(Op, usize)> {
                 1,
             )
         }
+        "HardSigmoid" => match params {
+            Some(E::HardSigmoid { alpha, beta }) => (Op::HardSigmoid(alpha, beta), 1),
+            _ => unreachable!("HardSigmoid's parameters are HardSigmoid"),
+        },
+        "HardSwish" => (Op::HardSwish, 1),
         "Exp" => (Op::Exp, 1),
         "Log" => (Op::Log, 1),
         "Sigmoid" => (Op::Sigmoid, 1),
@@ -210,6 +223,23 @@ fn apply(b: &mut InstrSeqBuilder, lanes: usize, op: Op, v: &[LocalId], math: &Fu
             emit::arith(b, lanes, Arith::Max);
             emit::constant(b, lanes, hi);
             emit::arith(b, lanes, Arith::Min);
+        }
+        Op::HardSigmoid(alpha, beta) => {
+            b.local_get(x);
+            emit::constant(b, lanes, alpha);
+            emit::arith(b, lanes, Arith::Mul);
+            emit::constant(b, lanes, beta);
+            emit::arith(b, lanes, Arith::Add);
+            unit_clamp(b, lanes);
+        }
+        Op::HardSwish => {
+            b.local_get(x).local_get(x);
+            emit::constant(b, lanes, 6.0);
+            emit::arith(b, lanes, Arith::Div);
+            emit::constant(b, lanes, 0.5);
+            emit::arith(b, lanes, Arith::Add);
+            unit_clamp(b, lanes);
+            emit::arith(b, lanes, Arith::Mul);
         }
         Op::PowConst(1.0) => {
             b.local_get(x);
@@ -290,6 +320,14 @@ fn apply(b: &mut InstrSeqBuilder, lanes: usize, op: Op, v: &[LocalId], math: &Fu
         Op::PowConst(p) => pow(b, x, Exponent::Const(p), math, tmp),
         Op::Pow => pow(b, x, Exponent::Local(v[1]), math, tmp),
     }
+}
+
+/// Clamps the value on the stack to [0, 1].
+fn unit_clamp(b: &mut InstrSeqBuilder, lanes: usize) {
+    emit::constant(b, lanes, 0.0);
+    emit::arith(b, lanes, Arith::Max);
+    emit::constant(b, lanes, 1.0);
+    emit::arith(b, lanes, Arith::Min);
 }
 
 enum Exponent {
@@ -611,11 +649,16 @@ fn emit_program(ctx: &mut Ctx, f: &mut FunctionBuilder, ins: &[Tt], steps: &[Ste
                         }
                     })
                     .collect();
+                // The last step's result goes straight to memory.
+                let last = k + 1 == steps.len();
+                if last {
+                    b.local_get(ptrs[ins.len()]);
+                }
                 apply(b, l, step.op, &operands, &math, tmp);
-                b.local_set(results[k]);
+                if !last {
+                    b.local_set(results[k]);
+                }
             }
-            b.local_get(ptrs[ins.len()]);
-            b.local_get(*results.last().expect("a program has steps"));
             emit::store(b, fx, l, 0);
             for (j, p) in ptrs.iter().enumerate() {
                 emit::bump(b, *p, (4 * l * all[j][all[j].len() - 1]) as i64);
