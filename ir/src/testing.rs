@@ -68,7 +68,7 @@ pub fn ints(pairs: &[(&str, Vec<i64>)]) -> Attrs {
 /// left for shape inference.
 pub fn exported_chain(rows: usize, cols: usize) -> Model {
     let mut g = Graph::new("chain");
-    let mut input = |g: &mut Graph, name: &str, shape: &[usize]| {
+    let input = |g: &mut Graph, name: &str, shape: &[usize]| {
         let v = g
             .add_value(name, ValueType::new(DType::F32, Shape::known(shape)))
             .unwrap();

@@ -1,11 +1,17 @@
-// Times wpc's wasm-simd variant and onnxruntime-web's wasm backend (one
-// thread, SIMD) side by side in this Node process, on the same inputs.
+// Times wpc's wasm-simd variants (one or more bundles, e.g. fused and
+// unfused) and onnxruntime-web's wasm backend (one thread, SIMD) side by
+// side in this Node process, on the same inputs. The engines run
+// interleaved, one run each per round in an order that rotates, so
+// machine noise hits them alike; ratios are the median of the per-round
+// ratios, not a ratio of two medians.
 //
-//   node scripts/bench/bench.mjs RUNS LABEL MODEL.onnx BUNDLE_DIR INPUT_NAME=FILE.npy... [-- LABEL ...]
+//   node scripts/bench/bench.mjs RUNS LABEL MODEL.onnx BUNDLES INPUT_NAME=FILE.npy... [-- LABEL ...]
 //
-// BUNDLE_DIR may be "" to time onnxruntime-web alone.
+// BUNDLES is NAME:DIR[,NAME:DIR...] ("fused:a.wpc,unfused:b.wpc"), or ""
+// to time onnxruntime-web alone.
 //
-// Prints one JSON line per model and engine: {model, engine, median_ms, runs}.
+// Prints one JSON line per model and engine ({model, engine, median_ms,
+// runs}) and one per ratio ({model, ratio, median, runs}).
 
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -17,40 +23,43 @@ ort.env.wasm.numThreads = 1;
 ort.env.logLevel = 'error';
 
 const WARMUP = 3;
+const PEER = 'onnxruntime-web wasm (Node)';
 
 function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
   return s[s.length >> 1];
 }
 
-async function time(runs, fn) {
-  for (let i = 0; i < WARMUP; i++) await fn();
-  const times = [];
-  for (let i = 0; i < runs; i++) {
-    const t0 = performance.now();
-    await fn();
-    times.push(performance.now() - t0);
+/** Runs every engine `runs` times, interleaved; returns each one's times. */
+async function race(runs, engines) {
+  for (const e of engines) for (let i = 0; i < WARMUP; i++) await e.run();
+  const times = engines.map(() => []);
+  for (let r = 0; r < runs; r++) {
+    for (let j = 0; j < engines.length; j++) {
+      const k = (r + j) % engines.length;
+      const t0 = performance.now();
+      await engines[k].run();
+      times[k].push(performance.now() - t0);
+    }
   }
-  return median(times);
+  return times;
 }
 
-async function benchModel(runs, label, onnx, bundle, inputSpecs) {
+async function benchModel(runs, label, onnx, bundles, inputSpecs) {
   const inputs = {};
   for (const spec of inputSpecs) {
     const [name, file] = spec.split(/=(.*)/s);
     inputs[name] = readNpy(await readFile(file));
   }
-  // An empty bundle path: wpc cannot build this model's wasm variant yet;
-  // time the peer alone.
-  if (bundle) {
-    const manifest = JSON.parse(await readFile(join(bundle, 'manifest.json'), 'utf8'));
-    const ours = await loadWasm(manifest, 'wasm-simd', async (f) => new Uint8Array(await readFile(join(bundle, f))));
+  const engines = [];
+  for (const entry of bundles ? bundles.split(',') : []) {
+    const [name, dir] = entry.split(/:(.*)/s);
+    const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8'));
+    const ours = await loadWasm(manifest, 'wasm-simd', async (f) => new Uint8Array(await readFile(join(dir, f))));
     const fed = new Set(manifest.inputs.map((i) => i.name));
     const feeds = Object.fromEntries(Object.entries(inputs).filter(([k]) => fed.has(k)).map(([k, v]) => [k, v.data]));
-    const wpcMs = await time(runs, () => ours.run(feeds));
-    console.log(JSON.stringify({ model: label, engine: 'wpc wasm-simd (Node)', median_ms: wpcMs, runs }));
+    engines.push({ name: `wpc wasm-simd ${name} (Node)`, run: () => ours.run(feeds) });
   }
-
   const session = await ort.InferenceSession.create(await readFile(onnx), {
     executionProviders: ['wasm'],
     graphOptimizationLevel: 'all',
@@ -60,8 +69,22 @@ async function benchModel(runs, label, onnx, bundle, inputSpecs) {
     const type = v.data instanceof BigInt64Array ? 'int64' : v.data instanceof Int32Array ? 'int32' : 'float32';
     ortFeeds[k] = new ort.Tensor(type, v.data, v.shape);
   }
-  const ortMs = await time(runs, () => session.run(ortFeeds));
-  console.log(JSON.stringify({ model: label, engine: 'onnxruntime-web wasm (Node)', median_ms: ortMs, runs }));
+  engines.push({ name: PEER, run: () => session.run(ortFeeds) });
+  const times = await race(runs, engines);
+  engines.forEach((e, k) => {
+    console.log(JSON.stringify({ model: label, engine: e.name, median_ms: median(times[k]), runs }));
+  });
+  // Each of ours against the peer, and against each other in order.
+  const last = engines.length - 1;
+  const pairs = [];
+  for (let a = 0; a < last; a++) {
+    pairs.push([a, last]);
+    for (let b = a + 1; b < last; b++) pairs.push([a, b]);
+  }
+  for (const [a, b] of pairs) {
+    const ratios = times[a].map((t, i) => t / times[b][i]);
+    console.log(JSON.stringify({ model: label, ratio: `${engines[a].name} / ${engines[b].name}`, median: median(ratios), runs }));
+  }
   await session.release();
 }
 
