@@ -126,6 +126,8 @@ impl Options {
 pub struct Compiled {
     pub bundle: Bundle,
     pub skipped: Vec<(String, String)>,
+    /// Decomposed LayerNorms folded into one `LayerNormalization` each.
+    pub layer_norms: usize,
     /// What fusion did for each backend's variants ("webgpu", "wasm").
     pub fusion: Vec<(String, wpc_passes::fuse_elementwise::FuseStats)>,
     /// The external data files the model's weights came from.
@@ -393,6 +395,13 @@ pub fn compile_model_report(
     let mut outputs = tensor_infos(&bound, &bound.graph.outputs);
     bind_inputs(&mut bound, &options.dims, &options.input_shapes)?;
     wpc_passes::optimize(&mut bound)?;
+    // Every backend computes a LayerNormalization in one pass over each
+    // row: folded once, before the per-variant fusion.
+    let mut layer_norms = 0;
+    if options.fuse {
+        layer_norms = wpc_passes::fold_layer_norm::fold_layer_norm(&mut bound)?;
+        wpc_passes::dce::eliminate_dead_nodes(&mut bound);
+    }
     let g = &bound.graph;
     for (info, &v) in inputs
         .iter_mut()
@@ -546,6 +555,7 @@ pub fn compile_model_report(
             files,
         },
         skipped,
+        layer_norms,
         fusion: fusion_stats,
         external_data: model.external_data.clone(),
     })
@@ -562,9 +572,8 @@ pub fn compile_model_report(
     })
 }
 
-/// `bound` as one backend lowers it (unless [`Options::fuse`] is off):
-/// decomposed LayerNorms as one op, then its pointwise chains fused the
-/// way `target` can compute them.
+/// `bound` as one backend lowers it: its pointwise chains fused the way
+/// `target` can compute them (unless [`Options::fuse`] is off).
 fn fused(
     bound: &Model,
     options: &Options,
@@ -574,9 +583,8 @@ fn fused(
     if !options.fuse {
         return Ok((model, Default::default()));
     }
-    let norms = wpc_passes::fold_layer_norm::fold_layer_norm(&mut model)?;
-    let mut stats = wpc_passes::fuse_elementwise::fuse_elementwise(&mut model, target)?;
-    stats.layer_norms = norms;
+    let stats = wpc_passes::fuse_elementwise::fuse_elementwise(&mut model, target)?;
+    // The scalars the bodies took in are read by nothing else now.
     wpc_passes::dce::eliminate_dead_nodes(&mut model);
     Ok((model, stats))
 }

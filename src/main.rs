@@ -729,13 +729,18 @@ fn compile(
             }
         }
     }
+    if built.layer_norms > 0 {
+        say!(
+            "  folded {} decomposed LayerNorms into one op each",
+            built.layer_norms
+        );
+    }
     for (backend, stats) in &built.fusion {
-        if stats.groups + stats.layer_norms > 0 {
+        if stats.groups > 0 {
             say!(
-                "  {backend}: fused {} pointwise nodes into {} kernels, {} LayerNorm chains into one op each",
+                "  {backend}: fused {} pointwise nodes into {} kernels",
                 stats.nodes,
-                stats.groups,
-                stats.layer_norms
+                stats.groups
             );
         }
     }

@@ -38,9 +38,6 @@ pub struct FuseStats {
     pub groups: usize,
     /// Pointwise nodes they replaced.
     pub nodes: usize,
-    /// Decomposed LayerNorms folded into one op first (by
-    /// [`crate::fold_layer_norm`], counted here for reports).
-    pub layer_norms: usize,
 }
 
 /// Replaces every group of two or more fusible pointwise nodes with one

@@ -219,10 +219,7 @@ fn apply(b: &mut InstrSeqBuilder, lanes: usize, op: Op, v: &[LocalId], math: &Fu
         }
         Op::Clip(lo, hi) => {
             b.local_get(x);
-            emit::constant(b, lanes, lo);
-            emit::arith(b, lanes, Arith::Max);
-            emit::constant(b, lanes, hi);
-            emit::arith(b, lanes, Arith::Min);
+            clamp(b, lanes, lo, hi);
         }
         Op::HardSigmoid(alpha, beta) => {
             b.local_get(x);
@@ -230,7 +227,7 @@ fn apply(b: &mut InstrSeqBuilder, lanes: usize, op: Op, v: &[LocalId], math: &Fu
             emit::arith(b, lanes, Arith::Mul);
             emit::constant(b, lanes, beta);
             emit::arith(b, lanes, Arith::Add);
-            unit_clamp(b, lanes);
+            clamp(b, lanes, 0.0, 1.0);
         }
         Op::HardSwish => {
             b.local_get(x).local_get(x);
@@ -238,7 +235,7 @@ fn apply(b: &mut InstrSeqBuilder, lanes: usize, op: Op, v: &[LocalId], math: &Fu
             emit::arith(b, lanes, Arith::Div);
             emit::constant(b, lanes, 0.5);
             emit::arith(b, lanes, Arith::Add);
-            unit_clamp(b, lanes);
+            clamp(b, lanes, 0.0, 1.0);
             emit::arith(b, lanes, Arith::Mul);
         }
         Op::PowConst(1.0) => {
@@ -322,11 +319,12 @@ fn apply(b: &mut InstrSeqBuilder, lanes: usize, op: Op, v: &[LocalId], math: &Fu
     }
 }
 
-/// Clamps the value on the stack to [0, 1].
-fn unit_clamp(b: &mut InstrSeqBuilder, lanes: usize) {
-    emit::constant(b, lanes, 0.0);
+/// Clamps the value on the stack to [lo, hi] (max, then min, as Clip
+/// is defined).
+fn clamp(b: &mut InstrSeqBuilder, lanes: usize, lo: f32, hi: f32) {
+    emit::constant(b, lanes, lo);
     emit::arith(b, lanes, Arith::Max);
-    emit::constant(b, lanes, 1.0);
+    emit::constant(b, lanes, hi);
     emit::arith(b, lanes, Arith::Min);
 }
 
