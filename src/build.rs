@@ -66,7 +66,7 @@ pub struct Built {
     /// Decomposed LayerNorms folded into one op each.
     pub layer_norms: usize,
     /// What fusion did for each backend ([`crate::compile::Compiled::fusion`]).
-    pub fusion: Vec<(String, crate::passes::fuse_elementwise::FuseStats)>,
+    pub fusion: Vec<(String, crate::passes::fuse::FuseStats)>,
 }
 
 impl Build {

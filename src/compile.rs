@@ -129,7 +129,7 @@ pub struct Compiled {
     /// Decomposed LayerNorms folded into one `LayerNormalization` each.
     pub layer_norms: usize,
     /// What fusion did for each backend's variants ("webgpu", "wasm").
-    pub fusion: Vec<(String, wpc_passes::fuse_elementwise::FuseStats)>,
+    pub fusion: Vec<(String, wpc_passes::fuse::FuseStats)>,
     /// The external data files the model's weights came from.
     pub external_data: Vec<std::path::PathBuf>,
 }
@@ -577,13 +577,13 @@ pub fn compile_model_report(
 fn fused(
     bound: &Model,
     options: &Options,
-    target: &dyn wpc_passes::fuse_elementwise::FusionTarget,
-) -> wpc_ir::Result<(Model, wpc_passes::fuse_elementwise::FuseStats)> {
+    target: &dyn wpc_passes::fuse::FusionTarget,
+) -> wpc_ir::Result<(Model, wpc_passes::fuse::FuseStats)> {
     let mut model = bound.clone();
     if !options.fuse {
         return Ok((model, Default::default()));
     }
-    let stats = wpc_passes::fuse_elementwise::fuse_elementwise(&mut model, target)?;
+    let stats = wpc_passes::fuse::fuse(&mut model, target)?;
     // The scalars the bodies took in are read by nothing else now.
     wpc_passes::dce::eliminate_dead_nodes(&mut model);
     Ok((model, stats))

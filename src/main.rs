@@ -738,9 +738,10 @@ fn compile(
     for (backend, stats) in &built.fusion {
         if stats.groups > 0 {
             say!(
-                "  {backend}: fused {} pointwise nodes into {} kernels",
+                "  {backend}: fused {} nodes into {} kernels ({} of them a MatMul, Gemm or Conv with its epilogue)",
                 stats.nodes,
-                stats.groups
+                stats.groups,
+                stats.epilogues
             );
         }
     }

@@ -465,3 +465,51 @@ fn run_in_node(
         })
         .collect()
 }
+
+/// The epilogues WGSL generates (a residual, per-channel and per-column
+/// operands, tails with and without a broadcast) run on the adapter and
+/// give what the interpreter gives node by node, for a target of each
+/// tuning.
+#[test]
+fn epilogues_run_on_webgpu() {
+    let gpu = wpc::runtime::webgpu::Gpu::new().expect("a Vulkan adapter (mesa-vulkan-drivers)");
+    let model = wpc::ir::testing::exported_epilogues(5, 7, 9, 13, 17, 10);
+    let mut feeds = HashMap::new();
+    for &v in &model.graph.inputs {
+        let value = model.graph.value(v);
+        let shape = value.ty.shape.concrete().expect("static inputs");
+        let n: usize = shape.iter().product();
+        let data = (0..n)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+            .collect();
+        feeds.insert(value.name.clone(), wpc::ir::Tensor::from_vec(shape, data));
+    }
+    let mut prepared = model.clone();
+    wpc::passes::shape_inference::infer_shapes(&mut prepared).expect("shapes infer");
+    let want = wpc::ir::interp::run_model(&prepared, &feeds).expect("the interpreter runs it");
+    for profile in ["webgpu-baseline", "chrome"] {
+        let mut options =
+            wpc::compile::Options::new(wpc::targets::builtin(profile).expect("a shipped profile"));
+        options.wasm = wpc::compile::Need::No;
+        let bundle = wpc::compile::compile_model(&model, "epilogues", &[], &options)
+            .expect("the model compiles");
+        let session = wpc::runtime::webgpu::Session::load(&gpu, &bundle).expect("the bundle loads");
+        let inputs: Vec<_> = bundle
+            .manifest
+            .inputs
+            .iter()
+            .map(|t| feeds[&t.name].clone())
+            .collect();
+        let got = session.run(&inputs).expect("the bundle runs");
+        assert_eq!(got.len(), want.len());
+        for ((name, want), got) in want.iter().zip(&got) {
+            let tolerance = Tolerance {
+                rtol: 1e-4,
+                atol: 1e-5,
+            };
+            if let Err(e) = compare(got, want, tolerance) {
+                panic!("{profile}: output {name}: {e}");
+            }
+        }
+    }
+}

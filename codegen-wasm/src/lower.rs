@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 
 use walrus::{ConstExpr, DataKind, FunctionBuilder, FunctionId, MemoryId, Module, ModuleConfig};
-use wpc_ir::{Attrs, DType, Error, ErrorKind, Graph, Model, Node, NodeId, Result, Tensor, ValueId};
+use wpc_ir::{Attrs, DType, Error, ErrorKind, Graph, Model, Node, Result, Tensor, ValueId};
 use wpc_runtime::device_data::static_type;
 
 use crate::emit::{Fx, Isa};
@@ -69,39 +69,9 @@ fn bytes_for(dtype: DType, shape: &[usize]) -> u64 {
 /// The signature of every op lowering: emit the node's code into `f`.
 pub type LowerFn = fn(&mut Ctx, &mut FunctionBuilder) -> Result<()>;
 
-/// The outputs of MatMul/Gemm/Conv nodes read only by a Relu: their GEMM
-/// applies the Relu in its epilogue and the Relu node becomes an alias.
-fn relu_fusions(g: &Graph, order: &[NodeId]) -> HashSet<ValueId> {
-    order
-        .iter()
-        .filter_map(|&n| {
-            let node = g.node(n);
-            let x = node.inputs.first().copied().flatten()?;
-            let producer = g.node(g.producer(x)?);
-            let fusable = node.op == "Relu"
-                && node.domain.is_empty()
-                && matches!(producer.op.as_str(), "Conv" | "Gemm" | "MatMul")
-                && g.consumers(x) == [n]
-                && !g.outputs.contains(&x);
-            fusable.then_some(x)
-        })
-        .collect()
-}
-
-/// Ops whose output is their input's bytes under another shape (Dropout
-/// at inference, when nothing reads its mask; a Relu fused into the GEMM
-/// before it).
-fn is_alias(g: &Graph, node: &Node, fused: &HashSet<ValueId>) -> bool {
-    if node.op == "Relu"
-        && node
-            .inputs
-            .first()
-            .copied()
-            .flatten()
-            .is_some_and(|x| fused.contains(&x))
-    {
-        return true;
-    }
+/// Ops whose output is their input's bytes under another shape (views,
+/// and Dropout at inference when nothing reads its mask).
+fn is_alias(g: &Graph, node: &Node) -> bool {
     let unread = |v: &Option<ValueId>| {
         v.is_none_or(|v| g.consumers(v).is_empty() && !g.outputs.contains(&v))
     };
@@ -142,14 +112,34 @@ impl WeightArena {
     }
 }
 
+/// A `FusedEpilogue` node and its split, for the lowering of its anchor.
+#[derive(Clone, Copy)]
+pub struct Anchoring<'a> {
+    pub fused: &'a Node,
+    pub split: &'a wpc_ir::ops::fused::Epilogue<'a>,
+}
+
+impl Anchoring<'_> {
+    /// The fused node's input `j`.
+    pub fn input(&self, j: usize) -> Result<ValueId> {
+        self.fused
+            .inputs
+            .get(j)
+            .copied()
+            .flatten()
+            .ok_or_else(|| Error::invalid(format!("a FusedEpilogue lacks input {j}")))
+    }
+}
+
 /// What a lowering sees: the node, its tensors (placed in memory), and the
 /// module being built.
 pub struct Ctx<'a> {
     pub node: &'a Node,
     pub opset: u32,
     pub isa: Isa,
-    /// Apply max(0, ·) to the output (a Relu fused into this node).
-    pub relu: bool,
+    /// The `FusedEpilogue` this node is the anchor of, if it is one: its
+    /// tail runs on each result before it is stored.
+    pub epilogue: Option<Anchoring<'a>>,
     pub module: &'a mut Module,
     pub mem: MemoryId,
     pub math: &'a mut Math,
@@ -188,10 +178,19 @@ impl<'a> Ctx<'a> {
     /// Input `i`, placed in memory (a constant is placed on first read).
     pub fn input(&mut self, i: usize) -> Result<Tt> {
         let v = self.value(i, false)?;
+        self.tensor(v)
+    }
+
+    /// Value `v` of the graph, placed in memory (a constant is placed on
+    /// first read).
+    pub fn tensor(&mut self, v: ValueId) -> Result<Tt> {
         let (dtype, shape) = static_type(self.graph, v)?;
         if !self.addr.contains_key(&v) {
             let t = self.graph.constants.get(&v).ok_or_else(|| {
-                Error::invalid(format!("input {i} is read before it is computed"))
+                Error::invalid(format!(
+                    "'{}' is read before it is computed",
+                    self.graph.value(v).name
+                ))
             })?;
             let at = self.weights.place(t.to_le_bytes());
             self.addr.insert(v, at);
@@ -348,7 +347,6 @@ fn lower_at(model: &Model, isa: Isa, layout: Layout) -> Result<(Module, Compiled
             static_type(g, *v).map_err(|e| e.within(node.context()))?;
         }
     }
-    let fused = relu_fusions(g, &order);
     let mut module = Module::with_config(ModuleConfig::new());
     let (mem, eval) = if layout.reference {
         let (mem, eval) = crate::reference::import(&mut module);
@@ -373,7 +371,7 @@ fn lower_at(model: &Model, isa: Isa, layout: Layout) -> Result<(Module, Compiled
     let mut root: HashMap<ValueId, ValueId> = HashMap::new();
     for &n in &order {
         let node = g.node(n);
-        if is_alias(g, node, &fused)
+        if is_alias(g, node)
             && let (Some(Some(x)), Some(Some(y))) = (node.inputs.first(), node.outputs.first())
         {
             let r = *root.get(x).unwrap_or(x);
@@ -406,7 +404,7 @@ fn lower_at(model: &Model, isa: Isa, layout: Layout) -> Result<(Module, Compiled
     for (k, &n) in order.iter().enumerate() {
         let node = g.node(n);
         let within = |e: Error| e.within(node.context());
-        let alias = is_alias(g, node, &fused);
+        let alias = is_alias(g, node);
         if !alias {
             for v in node.outputs.iter().flatten() {
                 let (dtype, shape) = static_type(g, *v).map_err(within)?;
@@ -416,11 +414,18 @@ fn lower_at(model: &Model, isa: Isa, layout: Layout) -> Result<(Module, Compiled
             }
         }
         let first_output = node.outputs.first().copied().flatten();
+        // A FusedEpilogue is lowered as its anchor, with the tail.
+        let split = if wpc_ir::ops::fused::is_fused_epilogue(node) {
+            Some(wpc_ir::ops::fused::epilogue(node).map_err(within)?)
+        } else {
+            None
+        };
+        let lowered = split.as_ref().map_or(node, |e| &e.anchor);
         let mut ctx = Ctx {
-            node,
+            node: lowered,
             opset: model.opset(),
             isa,
-            relu: first_output.is_some_and(|y| fused.contains(&y)),
+            epilogue: split.as_ref().map(|split| Anchoring { fused: node, split }),
             module: &mut module,
             mem,
             math: &mut math,
@@ -447,9 +452,18 @@ fn lower_at(model: &Model, isa: Isa, layout: Layout) -> Result<(Module, Compiled
         if !empty {
             // The hand-written kernel, unless it has none or refuses this
             // node (a dtype or attribute it does not cover).
-            let native = match crate::ops::lowering(&node.domain, &node.op) {
+            let native = match crate::ops::lowering(&lowered.domain, &lowered.op) {
                 Some(lower) => match lower(&mut ctx, &mut f) {
                     Ok(()) => true,
+                    // The fusion pass asked the backend first
+                    // (`takes_epilogue`): refusing now is a bug, and the
+                    // reference kernels do not take fused nodes.
+                    Err(e) if split.is_some() => {
+                        return Err(within(Error::new(
+                            ErrorKind::Internal,
+                            format!("the accepted epilogue of {} failed: {e}", lowered.op),
+                        )));
+                    }
                     Err(e) if e.kind == ErrorKind::Unsupported && eval.is_some() => false,
                     Err(e) => return Err(within(e)),
                 },

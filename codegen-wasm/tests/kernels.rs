@@ -73,25 +73,33 @@ fn check_all_variants(m: &Model, inputs: &[Vec<f32>], tol: f32) -> Result<(), Te
             )
         })
         .collect();
-    let want = wpc_ir::interp::run_model(m, &feeds).unwrap()[0].1.to_f32s();
+    let want: Vec<Vec<f32>> = wpc_ir::interp::run_model(m, &feeds)
+        .unwrap()
+        .into_iter()
+        .map(|(_, t)| t.to_f32s())
+        .collect();
     let slices: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
     for isa in Isa::ALL {
         let c = wpc_codegen_wasm::compile(m, isa).unwrap();
         // These tests are about the generated kernels, not the reference
         // kernels module.
         prop_assert!(c.reference_nodes.is_empty(), "{:?}", c.reference_nodes);
-        let got = &run(&c, &slices)[0];
+        let got = run(&c, &slices);
         prop_assert_eq!(got.len(), want.len());
-        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            let bound = tol * g.abs().max(w.abs()).max(1.0);
-            prop_assert!(
-                (g - w).abs() <= bound,
-                "{}: element {} is {} but the reference gives {}",
-                isa.name(),
-                i,
-                g,
-                w
-            );
+        for (o, (got, want)) in got.iter().zip(&want).enumerate() {
+            prop_assert_eq!(got.len(), want.len());
+            for (i, (g, w)) in got.iter().zip(want).enumerate() {
+                let bound = tol * g.abs().max(w.abs()).max(1.0);
+                prop_assert!(
+                    (g - w).abs() <= bound,
+                    "{}: output {} element {} is {} but the reference gives {}",
+                    isa.name(),
+                    o,
+                    i,
+                    g,
+                    w
+                );
+            }
         }
     }
     Ok(())
@@ -173,9 +181,26 @@ proptest! {
         let mut model = prepared(wpc_ir::testing::exported_chain(rows, cols));
         let before = model.graph.node_count();
         let fusion = wpc_codegen_wasm::ops::Fusion { opset: model.opset() };
-        let stats = wpc_passes::fuse_elementwise::fuse_elementwise(&mut model, &fusion).unwrap();
+        let stats = wpc_passes::fuse::fuse(&mut model, &fusion).unwrap();
         prop_assert_eq!((stats.groups, stats.nodes), (1, before));
         check_all_variants(&model, &[x, y], 1e-5)?;
+    }
+
+    /// MatMul, Gemm and Conv with the tails exporters write after them
+    /// (residual, per-channel, per-column operands; tails with and
+    /// without a vector form) compute each tail in the GEMM's store what
+    /// the nodes compute one by one.
+    #[test]
+    fn epilogue_variants_agree(
+        ((c, h, w, rows, k, n), img, x) in (1usize..6, 1usize..7, size(), size(), size(), size())
+            .prop_flat_map(|d| (Just(d), values(d.0 * d.1 * d.2), values(d.3 * d.4)))
+    ) {
+        let mut model = prepared(wpc_ir::testing::exported_epilogues(c, h, w, rows, k, n));
+        let fusion = wpc_codegen_wasm::ops::Fusion { opset: model.opset() };
+        let stats = wpc_passes::fuse::fuse(&mut model, &fusion).unwrap();
+        prop_assert_eq!(stats.epilogues, 4);
+        prop_assert_eq!(model.graph.node_count(), 4);
+        check_all_variants(&model, &[img, x], 1e-4)?;
     }
 
     #[test]

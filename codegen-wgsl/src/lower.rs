@@ -99,9 +99,47 @@ pub struct Ctx<'a> {
     consts: Vec<Option<&'a Tensor>>,
     /// Float64 tensors are computed as float32 ([`Options::demote_f64`]).
     pub demote_f64: bool,
+    /// The node is the anchor of a `FusedEpilogue`: its result passes
+    /// through the WGSL function [`crate::ops::fused::EPILOGUE`] before
+    /// it is stored (see [`Ctx::store`]).
+    pub epilogue: bool,
 }
 
 impl<'a> Ctx<'a> {
+    /// The context `anchor` (a node over this node's values) is lowered
+    /// in: its input slot `i` is this node's input `inputs[i]`, its
+    /// output this node's, and its stores go through the epilogue.
+    pub fn for_anchor<'b>(&'b self, anchor: &'b Node, inputs: &[Option<usize>]) -> Ctx<'b> {
+        let pick = |j: &Option<usize>| j.and_then(|j| self.inputs.get(j).cloned().flatten());
+        Ctx {
+            node: anchor,
+            opset: self.opset,
+            profile: self.profile,
+            inputs: inputs.iter().map(pick).collect(),
+            outputs: self.outputs.clone(),
+            consts: inputs
+                .iter()
+                .map(|j| j.and_then(|j| self.consts.get(j).copied().flatten()))
+                .collect(),
+            demote_f64: self.demote_f64,
+            epilogue: true,
+        }
+    }
+
+    /// The statement storing the f32 `value` as element `index` of
+    /// `out0`: as it is, or through the epilogue when there is one (which
+    /// also reads the other tensors at that element).
+    pub fn store(&self, index: &str, value: &str) -> String {
+        if self.epilogue {
+            format!(
+                "let o = {index};\nout0[o] = {}({value}, o);",
+                crate::ops::fused::EPILOGUE
+            )
+        } else {
+            format!("out0[{index}] = {value};")
+        }
+    }
+
     pub fn attrs(&self) -> &'a Attrs {
         &self.node.attrs
     }
@@ -268,6 +306,7 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
                 .map(|v| v.and_then(|v| g.constants.get(&v)))
                 .collect(),
             demote_f64: opts.demote_f64,
+            epilogue: false,
         };
         // Nothing to compute for empty outputs (their buffers still exist).
         let empty = ctx.outputs.iter().flatten().all(|t| t.numel() == 0);

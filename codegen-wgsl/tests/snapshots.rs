@@ -43,8 +43,21 @@ fn fused_chain(target: &str) -> Model {
     wpc_passes::shape_inference::infer_shapes(&mut m).unwrap();
     let profile = wpc_targets::builtin(target).unwrap();
     let fusion = wpc_codegen_wgsl::ops::fused::Fusion::new(&m, &profile, false);
-    let stats = wpc_passes::fuse_elementwise::fuse_elementwise(&mut m, &fusion).unwrap();
+    let stats = wpc_passes::fuse::fuse(&mut m, &fusion).unwrap();
     assert_eq!((stats.groups, stats.nodes), (1, 10));
+    m
+}
+
+/// [`wpc_ir::testing::exported_epilogues`] fused as the WebGPU variant
+/// fuses it: four contractions, each with its tail as an epilogue.
+fn fused_epilogues(target: &str) -> Model {
+    let mut m = wpc_ir::testing::exported_epilogues(4, 6, 6, 8, 12, 16);
+    wpc_passes::shape_inference::infer_shapes(&mut m).unwrap();
+    let profile = wpc_targets::builtin(target).unwrap();
+    let fusion = wpc_codegen_wgsl::ops::fused::Fusion::new(&m, &profile, false);
+    let stats = wpc_passes::fuse::fuse(&mut m, &fusion).unwrap();
+    assert_eq!((stats.groups, stats.epilogues), (4, 4));
+    assert_eq!(m.graph.node_count(), 4);
     m
 }
 
@@ -112,6 +125,8 @@ fn wgsl_per_target() {
         }
         let fused = fused_chain(target);
         insta::assert_snapshot!(format!("fused_chain_{target}"), wgsl(&fused, target));
+        let epilogues = fused_epilogues(target);
+        insta::assert_snapshot!(format!("epilogues_{target}"), wgsl(&epilogues, target));
     }
 }
 

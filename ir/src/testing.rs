@@ -1,6 +1,7 @@
 //! Small models for tests, snapshots and benchmarks: one node over f32
-//! operands, each a model input or a constant; and a pointwise chain as
-//! exporters write one ([`exported_chain`]).
+//! operands, each a model input or a constant; a pointwise chain as
+//! exporters write one ([`exported_chain`]); and contractions with the
+//! tails they write after them ([`exported_epilogues`]).
 
 use crate::graph::{Graph, Model, Node, ValueId, ValueType};
 use crate::{Attr, Attrs, DType, Shape, Tensor};
@@ -118,6 +119,122 @@ pub fn exported_chain(rows: usize, cols: usize) -> Model {
     let p = node(&mut g, "Mul", &[t, c]);
     let out = node(&mut g, "Div", &[p, six]);
     g.outputs = vec![out];
+    Model {
+        graph: g,
+        opsets: std::collections::BTreeMap::from([(String::new(), 21)]),
+        ir_version: 10,
+        producer: "test".into(),
+        external_data: Vec::new(),
+    }
+}
+
+/// Contractions with the pointwise tails exporters put after them, every
+/// op a node of its own: what fusion makes one kernel with an epilogue
+/// each of. Over `img: [1, c, h, w]` and `x: [rows, k]`:
+///
+/// * a ResNet block's end: `relu(conv3x3(img) + bias + img)` (a residual
+///   shaped like the output);
+/// * an unfolded batch norm and a HardSwish written out after a 1×1 conv:
+///   `t = conv1x1(·) * scale[c,1,1] + shift[c,1,1]; t * clip(t+3,0,6) / 6`
+///   (per-channel operands);
+/// * a linear layer and its erf-GELU: `gelu(x·W + bias[n])` (a per-column
+///   operand, a tail with no vector form);
+/// * `tanh(Gemm(·, W2, bias, transB=1))`.
+///
+/// Weights are fixed pseudo-random values; types are left for shape
+/// inference.
+pub fn exported_epilogues(c: usize, h: usize, w: usize, rows: usize, k: usize, n: usize) -> Model {
+    let mut g = Graph::new("epilogues");
+    let input = |g: &mut Graph, name: &str, shape: &[usize]| {
+        let v = g
+            .add_value(name, ValueType::new(DType::F32, Shape::known(shape)))
+            .unwrap();
+        g.inputs.push(v);
+        v
+    };
+    let img = input(&mut g, "img", &[1, c, h, w]);
+    let x = input(&mut g, "x", &[rows, k]);
+    let mut seed = 0u32;
+    let mut constant = |g: &mut Graph, shape: &[usize], scale: f32| {
+        let len: usize = shape.iter().product();
+        let data = (0..len)
+            .map(|_| {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                ((seed >> 16) % 2001) as f32 / 1000.0 - 1.0
+            })
+            .map(|v| v * scale)
+            .collect();
+        let t = Tensor::from_vec(shape.to_vec(), data);
+        let id = g.add_fresh_value("c", ValueType::of(&t));
+        g.constants.insert(id, t);
+        id
+    };
+    let scalar = |g: &mut Graph, v: f32| {
+        let t = Tensor::scalar(v);
+        let id = g.add_fresh_value("c", ValueType::of(&t));
+        g.constants.insert(id, t);
+        id
+    };
+    let node = |g: &mut Graph, op: &str, ins: &[ValueId], attrs: Attrs| {
+        let out = g.add_fresh_value(&op.to_lowercase(), ValueType::default());
+        let name = g.value(out).name.clone();
+        g.add_node(Node {
+            name,
+            op: op.into(),
+            domain: String::new(),
+            inputs: ins.iter().map(|&v| Some(v)).collect(),
+            outputs: vec![Some(out)],
+            attrs,
+        })
+        .unwrap();
+        out
+    };
+    let plain = Attrs::default;
+    let w1 = constant(&mut g, &[c, c, 3, 3], 0.3);
+    let b1 = constant(&mut g, &[c], 0.5);
+    let mut pads = Attrs::default();
+    pads.insert("pads", Attr::Ints(vec![1, 1, 1, 1]));
+    let conv = node(&mut g, "Conv", &[img, w1, b1], pads);
+    let residual = node(&mut g, "Add", &[conv, img], plain());
+    let block = node(&mut g, "Relu", &[residual], plain());
+    let w2 = constant(&mut g, &[c, c, 1, 1], 0.5);
+    let conv = node(&mut g, "Conv", &[block, w2], plain());
+    let (scale, shift) = (
+        constant(&mut g, &[c, 1, 1], 1.0),
+        constant(&mut g, &[c, 1, 1], 1.0),
+    );
+    let t = node(&mut g, "Mul", &[conv, scale], plain());
+    let t = node(&mut g, "Add", &[t, shift], plain());
+    let (three, zero, six) = (
+        scalar(&mut g, 3.0),
+        scalar(&mut g, 0.0),
+        scalar(&mut g, 6.0),
+    );
+    let s = node(&mut g, "Add", &[t, three], plain());
+    let s = node(&mut g, "Clip", &[s, zero, six], plain());
+    let s = node(&mut g, "Mul", &[t, s], plain());
+    let swish = node(&mut g, "Div", &[s, six], plain());
+    let w3 = constant(&mut g, &[k, n], 0.4);
+    let b3 = constant(&mut g, &[n], 0.5);
+    let mm = node(&mut g, "MatMul", &[x, w3], plain());
+    let hidden = node(&mut g, "Add", &[mm, b3], plain());
+    let (sqrt2, one, half) = (
+        scalar(&mut g, 2f32.sqrt()),
+        scalar(&mut g, 1.0),
+        scalar(&mut g, 0.5),
+    );
+    let d = node(&mut g, "Div", &[hidden, sqrt2], plain());
+    let e = node(&mut g, "Erf", &[d], plain());
+    let e = node(&mut g, "Add", &[e, one], plain());
+    let m = node(&mut g, "Mul", &[hidden, e], plain());
+    let gelu = node(&mut g, "Mul", &[m, half], plain());
+    let w4 = constant(&mut g, &[n, n], 0.4);
+    let b4 = constant(&mut g, &[n], 0.5);
+    let mut trans_b = Attrs::default();
+    trans_b.insert("transB", Attr::Int(1));
+    let gemm = node(&mut g, "Gemm", &[gelu, w4, b4], trans_b);
+    let out = node(&mut g, "Tanh", &[gemm], plain());
+    g.outputs = vec![swish, out];
     Model {
         graph: g,
         opsets: std::collections::BTreeMap::from([(String::new(), 21)]),

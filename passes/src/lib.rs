@@ -5,7 +5,7 @@
 //! to a fixed point. Passes never do I/O. The pipeline's passes never look
 //! at targets: they simplify the graph every backend then lowers; the
 //! per-variant ones see a backend only through a trait of what it can do
-//! ([`fuse_elementwise::FusionTarget`]).
+//! ([`fuse::FusionTarget`]).
 //!
 //! * [`shape_inference::infer_shapes`] fills in dtypes and symbolic shapes.
 //! * [`const_fold::fold_constants`] evaluates nodes whose inputs are all known,
@@ -19,7 +19,7 @@
 //!   BatchNormalization into the Conv before it.
 //! * [`fold_layer_norm::fold_layer_norm`] turns a LayerNorm written out
 //!   as reductions and arithmetic into one `LayerNormalization`.
-//! * [`fuse_elementwise::fuse_elementwise`] merges chains of pointwise
+//! * [`fuse::fuse`] merges chains of pointwise
 //!   ops into one fused node. Unlike the passes above it runs per
 //!   variant, after [`optimize`], with the backend saying what its fused
 //!   kernel can compute.
@@ -28,7 +28,7 @@ pub mod const_fold;
 pub mod dce;
 pub mod fold_batch_norm;
 pub mod fold_layer_norm;
-pub mod fuse_elementwise;
+pub mod fuse;
 pub mod inline_if;
 pub mod shape_inference;
 pub mod static_shapes;

@@ -449,6 +449,115 @@ struct Step {
     args: Vec<Operand>,
 }
 
+/// Pointwise steps over operands held in locals: a fused chain's kernel
+/// runs one on each element (or vector) it loads, a GEMM's epilogue on
+/// each result it holds.
+pub struct Program {
+    steps: Vec<Step>,
+    /// How many operands ([`Operand::Input`]) the steps read.
+    inputs: usize,
+    /// The [`Operand::Const`]s, in the order the steps read them.
+    consts: Vec<f32>,
+    math: Funcs,
+}
+
+/// The locals one lane width of a [`Program`] computes in.
+pub struct Regs {
+    /// Where the caller puts the operands before [`Program::emit`].
+    pub inputs: Vec<LocalId>,
+    results: Vec<LocalId>,
+    consts: Vec<LocalId>,
+}
+
+impl Program {
+    fn new(ctx: &mut Ctx, steps: Vec<Step>, inputs: usize) -> Program {
+        let ops = || steps.iter().map(|s| s.op);
+        let general_pow =
+            |op: Op| matches!(op, Op::Pow) || matches!(op, Op::PowConst(_)) && !op.vectorizes();
+        let needs_exp = ops()
+            .any(|op| general_pow(op) || matches!(op, Op::Exp | Op::Sigmoid | Op::Tanh | Op::Erf));
+        let needs_log = ops().any(|op| general_pow(op) || op == Op::Log);
+        let math = Funcs {
+            exp: needs_exp.then(|| ctx.exp()),
+            log: needs_log.then(|| ctx.log()),
+        };
+        let consts = steps
+            .iter()
+            .flat_map(|s| &s.args)
+            .filter_map(|a| match a {
+                Operand::Const(c) => Some(*c),
+                _ => None,
+            })
+            .collect();
+        Program {
+            steps,
+            inputs,
+            consts,
+            math,
+        }
+    }
+
+    /// Whether every step has an `f32x4` form.
+    pub fn vectorizes(&self) -> bool {
+        self.steps.iter().all(|s| s.op.vectorizes())
+    }
+
+    /// Fresh locals for computing `lanes` at a time.
+    pub fn regs(&self, fx: &mut Fx, lanes: usize) -> Regs {
+        let mut make = |n: usize| (0..n).map(|_| fx.vec(lanes)).collect::<Vec<_>>();
+        Regs {
+            inputs: make(self.inputs),
+            results: make(self.steps.len()),
+            consts: make(self.consts.len()),
+        }
+    }
+
+    /// Fills `regs`' constants (once, before any [`Program::emit`]).
+    pub fn set_consts(&self, b: &mut InstrSeqBuilder, regs: &Regs, lanes: usize) {
+        for (c, local) in self.consts.iter().zip(&regs.consts) {
+            emit::constant(b, lanes, *c);
+            b.local_set(*local);
+        }
+    }
+
+    /// Computes the steps on `regs.inputs`, leaving the last result on the
+    /// stack above whatever `before_last` pushes (a store's address);
+    /// `tmp` is a scalar scratch local.
+    pub fn emit(
+        &self,
+        b: &mut InstrSeqBuilder,
+        lanes: usize,
+        regs: &Regs,
+        tmp: LocalId,
+        before_last: impl FnOnce(&mut InstrSeqBuilder),
+    ) {
+        let mut before_last = Some(before_last);
+        let mut next_const = 0;
+        for (k, step) in self.steps.iter().enumerate() {
+            let operands: Vec<LocalId> = step
+                .args
+                .iter()
+                .map(|a| match *a {
+                    Operand::Input(j) => regs.inputs[j],
+                    Operand::Step(i) => regs.results[i],
+                    Operand::Const(_) => {
+                        next_const += 1;
+                        regs.consts[next_const - 1]
+                    }
+                })
+                .collect();
+            let last = k + 1 == self.steps.len();
+            if last && let Some(push) = before_last.take() {
+                push(b);
+            }
+            apply(b, lanes, step.op, &operands, &self.math, tmp);
+            if !last {
+                b.local_set(regs.results[k]);
+            }
+        }
+    }
+}
+
 pub fn lower(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let (op, arity) = {
         let constant = |i: usize| ctx.opt_constant(i);
@@ -463,30 +572,67 @@ pub fn lower(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         op,
         args: (0..arity).map(Operand::Input).collect(),
     };
-    emit_program(ctx, f, &ins, &[step])
+    let program = Program::new(ctx, vec![step], arity);
+    emit_program(ctx, f, &ins, &program)
 }
 
 /// `FusedElementwise`: the body's nodes as the steps of one program, so
 /// each element is loaded once and only the last result is stored.
 pub fn fused(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let body = wpc_ir::ops::fused::body(ctx.node)?;
-    let steps = program(body, ctx.opset)?;
-    let ins: Vec<Tt> = (0..ctx.node.inputs.len())
-        .map(|i| ctx.input(i))
-        .collect::<Result<_>>()?;
-    emit_program(ctx, f, &ins, &steps)
-}
-
-/// The steps computing `body`, one per node in body order.
-fn program(body: &Graph, opset: u32) -> Result<Vec<Step>> {
-    let mut at: HashMap<ValueId, Operand> = body
+    let at = body
         .inputs
         .iter()
         .enumerate()
         .map(|(j, &v)| (v, Operand::Input(j)))
         .collect();
+    let steps = program(body, &body.topo_order()?, at, ctx.opset)?;
+    let ins: Vec<Tt> = (0..ctx.node.inputs.len())
+        .map(|i| ctx.input(i))
+        .collect::<Result<_>>()?;
+    let program = Program::new(ctx, steps, ins.len());
+    emit_program(ctx, f, &ins, &program)
+}
+
+/// The tail of a `FusedEpilogue` as a program on the anchor's result
+/// (operand 0) and the fused-node inputs the tail reads (operands 1..,
+/// whose fused-input indices are returned in that order).
+pub fn tail(ctx: &mut Ctx, e: &wpc_ir::ops::fused::Epilogue) -> Result<(Program, Vec<usize>)> {
+    let body = e.body;
+    let read = tail_inputs(e);
+    let at = std::iter::once((e.result, Operand::Input(0)))
+        .chain(
+            read.iter()
+                .enumerate()
+                .map(|(k, &j)| (body.inputs[j], Operand::Input(k + 1))),
+        )
+        .collect();
+    let steps = program(body, &e.tail, at, ctx.opset)?;
+    Ok((Program::new(ctx, steps, read.len() + 1), read))
+}
+
+/// The fused-node inputs `e`'s tail reads, in input order.
+pub fn tail_inputs(e: &wpc_ir::ops::fused::Epilogue) -> Vec<usize> {
+    let body = e.body;
+    (0..body.inputs.len())
+        .filter(|&j| {
+            e.tail
+                .iter()
+                .any(|&n| body.node(n).inputs.contains(&Some(body.inputs[j])))
+        })
+        .collect()
+}
+
+/// The steps computing `nodes` of `body` in order, operands found in `at`
+/// (which gains each node's result) or as scalar constants of the body.
+fn program(
+    body: &Graph,
+    nodes: &[NodeId],
+    mut at: HashMap<ValueId, Operand>,
+    opset: u32,
+) -> Result<Vec<Step>> {
     let mut steps = Vec::new();
-    for n in body.topo_order()? {
+    for &n in nodes {
         let node = body.node(n);
         let within = |e: Error| e.within(node.context());
         let (op, arity) = classify_in(body, n, opset).map_err(within)?;
@@ -545,61 +691,39 @@ pub fn fuses(graph: &Graph, n: NodeId, opset: u32) -> bool {
     is_elementwise(&graph.node(n).op) && classify_in(graph, n, opset).is_ok()
 }
 
-/// Emits `steps` over `ins`, broadcast to the node's output 0: nested
+/// Emits `program` over `ins`, broadcast to the node's output 0: nested
 /// loops with a pointer per tensor, vectors in the innermost loop where
 /// every step has a vector form and every input is contiguous or a splat.
-fn emit_program(ctx: &mut Ctx, f: &mut FunctionBuilder, ins: &[Tt], steps: &[Step]) -> Result<()> {
+fn emit_program(
+    ctx: &mut Ctx,
+    f: &mut FunctionBuilder,
+    ins: &[Tt],
+    program: &Program,
+) -> Result<()> {
     for t in ins {
         super::require_f32(ctx, t)?;
     }
     let out = ctx.output(0)?;
-    let ops = || steps.iter().map(|s| s.op);
-    let general_pow =
-        |op: Op| matches!(op, Op::Pow) || matches!(op, Op::PowConst(_)) && !op.vectorizes();
-    let needs_exp =
-        ops().any(|op| general_pow(op) || matches!(op, Op::Exp | Op::Sigmoid | Op::Tanh | Op::Erf));
-    let needs_log = ops().any(|op| general_pow(op) || op == Op::Log);
-    let math = Funcs {
-        exp: needs_exp.then(|| ctx.exp()),
-        log: needs_log.then(|| ctx.log()),
-    };
     let shapes: Vec<Vec<usize>> = ins.iter().map(|t| t.shape.clone()).collect();
     let (dims, strides) = collapse(&out.shape, &shapes);
-    let lanes = if ops().all(Op::vectorizes) {
+    let lanes = if program.vectorizes() {
         ctx.isa.lanes()
     } else {
         1
     };
-    let consts: Vec<f32> = steps
-        .iter()
-        .flat_map(|s| &s.args)
-        .filter_map(|a| match a {
-            Operand::Const(c) => Some(*c),
-            _ => None,
-        })
-        .collect();
     let mut fx = ctx.fx();
     let ptrs: Vec<LocalId> = (0..=ins.len()).map(|_| fx.i32()).collect();
     let idx: Vec<LocalId> = dims.iter().map(|_| fx.i32()).collect();
-    // Per lane width: the loaded inputs, the steps' results, the constants.
-    let locals = |lanes: usize, fx: &mut Fx| -> [Vec<LocalId>; 3] {
-        let mut make = |n: usize| (0..n).map(|_| fx.vec(lanes)).collect::<Vec<_>>();
-        [make(ins.len()), make(steps.len()), make(consts.len())]
-    };
-    let wide = locals(lanes, &mut fx);
-    let narrow = locals(1, &mut fx);
+    let wide = program.regs(&mut fx, lanes);
+    let narrow = program.regs(&mut fx, 1);
     let tmp = fx.f32();
     let mut b = f.func_body();
     for (p, t) in ptrs.iter().zip(ins) {
         b.i32_const(t.addr as i32).local_set(*p);
     }
     b.i32_const(out.addr as i32).local_set(ptrs[ins.len()]);
-    for (set, l) in [(&wide, lanes), (&narrow, 1)] {
-        for (c, local) in consts.iter().zip(&set[2]) {
-            emit::constant(&mut b, l, *c);
-            b.local_set(*local);
-        }
-    }
+    program.set_consts(&mut b, &wide, lanes);
+    program.set_consts(&mut b, &narrow, 1);
     let mut out_strides = vec![1usize; dims.len()];
     for d in (0..dims.len().saturating_sub(1)).rev() {
         out_strides[d] = out_strides[d + 1] * dims[d + 1];
@@ -620,9 +744,8 @@ fn emit_program(ctx: &mut Ctx, f: &mut FunctionBuilder, ins: &[Tt], steps: &[Ste
         let inner_ok = lanes == 4 && all.iter().all(|s| s[s.len() - 1] <= 1);
         let n = *dims.last().expect("at least one dim");
         let main = if inner_ok { n / 4 * 4 } else { 0 };
-        let body = |b: &mut InstrSeqBuilder, fx: &Fx, l: usize, set: &[Vec<LocalId>; 3]| {
-            let [vals, results, constants] = set;
-            for (j, v) in vals.iter().enumerate() {
+        let body = |b: &mut InstrSeqBuilder, fx: &Fx, l: usize, regs: &Regs| {
+            for (j, v) in regs.inputs.iter().enumerate() {
                 let s = all[j][all[j].len() - 1];
                 b.local_get(ptrs[j]);
                 if s == 0 {
@@ -633,30 +756,10 @@ fn emit_program(ctx: &mut Ctx, f: &mut FunctionBuilder, ins: &[Tt], steps: &[Ste
                 }
                 b.local_set(*v);
             }
-            let mut next_const = 0;
-            for (k, step) in steps.iter().enumerate() {
-                let operands: Vec<LocalId> = step
-                    .args
-                    .iter()
-                    .map(|a| match *a {
-                        Operand::Input(j) => vals[j],
-                        Operand::Step(i) => results[i],
-                        Operand::Const(_) => {
-                            next_const += 1;
-                            constants[next_const - 1]
-                        }
-                    })
-                    .collect();
-                // The last step's result goes straight to memory.
-                let last = k + 1 == steps.len();
-                if last {
-                    b.local_get(ptrs[ins.len()]);
-                }
-                apply(b, l, step.op, &operands, &math, tmp);
-                if !last {
-                    b.local_set(results[k]);
-                }
-            }
+            // The last step's result goes straight to memory.
+            program.emit(b, l, regs, tmp, |b| {
+                b.local_get(ptrs[ins.len()]);
+            });
             emit::store(b, fx, l, 0);
             for (j, p) in ptrs.iter().enumerate() {
                 emit::bump(b, *p, (4 * l * all[j][all[j].len() - 1]) as i64);

@@ -7,32 +7,252 @@
 //! at compile time into column panels, each panel's K rows contiguous, so
 //! the kernel streams it instead of jumping a row of B per k.
 
-use walrus::ir::BinaryOp;
+use walrus::ir::{BinaryOp, UnaryOp};
 use walrus::{FunctionBuilder, InstrSeqBuilder, LocalId};
 use wpc_ir::{DType, Error, Result};
 
+use super::elementwise::{self, Program, Regs};
 use crate::emit::{self, Arith, Fx};
 use crate::lower::Ctx;
 
 /// Rows of C per micro-tile.
 const MR: usize = 4;
 
-/// What is added to each element of C before it is stored; each holds a
-/// local with the bias's address.
+/// Where a tensor read per element of C is: the bias, or an operand of
+/// the epilogue. Each base address is a local, or an offset from C's.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Bias {
-    None,
-    /// `bias[row]`.
+pub enum Place {
+    /// `base[row]`.
     Row(LocalId),
-    /// `bias[col]`.
+    /// `base[col]`.
     Col(LocalId),
     /// A full M×N matrix with C's leading dimension.
     Full(LocalId),
+    /// The element as far from this one as the tensor is from C, in
+    /// bytes: a tensor shaped like the output, whatever the batch.
+    Beside(i32),
 }
 
-/// One C = alpha·A·B + bias. Base addresses are locals, so the caller can
-/// loop over batches and groups around one copy of the code.
-pub struct Gemm {
+/// A pointwise tail run on each element of C before it is stored (a
+/// `FusedEpilogue`'s), with the locals it computes in.
+pub struct Tail {
+    program: Program,
+    /// Where each program operand after the first (C's element) is.
+    places: Vec<Place>,
+    /// Row and column bases: (local, address); rows of a grouped Conv
+    /// move on by the group's rows.
+    bases: Vec<(Place, u32)>,
+    wide: Regs,
+    narrow: Regs,
+    tmp: LocalId,
+    /// C's vector, when a scalar program runs lane by lane.
+    stage: LocalId,
+}
+
+impl Tail {
+    /// Sets the base locals, for group `group` of `rows` rows each where
+    /// a Conv has groups.
+    pub fn set_bases(&self, b: &mut InstrSeqBuilder, group: Option<(LocalId, usize)>) {
+        for &(place, at) in &self.bases {
+            match (place, group) {
+                (Place::Row(l), Some((g, rows))) => {
+                    b.local_get(g)
+                        .i32_const((rows * 4) as i32)
+                        .binop(BinaryOp::I32Mul)
+                        .i32_const(at as i32)
+                        .binop(BinaryOp::I32Add)
+                        .local_set(l);
+                }
+                (Place::Row(l) | Place::Col(l) | Place::Full(l), _) => {
+                    b.i32_const(at as i32).local_set(l);
+                }
+                (Place::Beside(_), _) => {}
+            }
+        }
+    }
+}
+
+/// How an output's axes map onto its GEMM's rows and columns: `row` is
+/// the axis of M, `cols` the axes N runs over (contiguous, innermost).
+pub struct Geometry<'a> {
+    pub out: &'a [usize],
+    pub row: usize,
+    pub cols: std::ops::Range<usize>,
+}
+
+impl Geometry<'_> {
+    /// Where a tensor of `shape`, broadcast to the output, is read from
+    /// per element of C: beside it (same shape), per row, or per column;
+    /// `None` for other broadcasts.
+    fn place(&self, shape: &[usize]) -> Option<PlaceKind> {
+        let s = wpc_ir::ops::util::broadcast_strides(shape, self.out);
+        let dense = wpc_ir::tensor::strides(self.out);
+        let live: Vec<usize> = (0..self.out.len()).filter(|&d| self.out[d] > 1).collect();
+        if live.iter().all(|&d| s[d] == dense[d]) {
+            return Some(PlaceKind::Beside);
+        }
+        if live
+            .iter()
+            .all(|&d| if d == self.row { s[d] == 1 } else { s[d] == 0 })
+        {
+            return Some(PlaceKind::Row);
+        }
+        let col_dense = wpc_ir::tensor::strides(&self.out[self.cols.clone()]);
+        let in_cols = |d: usize| self.cols.contains(&d);
+        if live.iter().all(|&d| {
+            if in_cols(d) {
+                s[d] == col_dense[d - self.cols.start]
+            } else {
+                s[d] == 0
+            }
+        }) {
+            return Some(PlaceKind::Col);
+        }
+        None
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum PlaceKind {
+    Beside,
+    Row,
+    Col,
+}
+
+/// The tail of the `FusedEpilogue` `ctx` anchors (none if it anchors
+/// none), for an output laid out as `geo` at `out_addr`.
+pub fn tail(ctx: &mut Ctx, geo: &Geometry, out_addr: u32) -> Result<Option<Tail>> {
+    let Some(anchoring) = ctx.epilogue else {
+        return Ok(None);
+    };
+    let (program, read) = elementwise::tail(ctx, anchoring.split)?;
+    let mut places = Vec::new();
+    let mut bases = Vec::new();
+    for j in read {
+        let t = ctx.tensor(anchoring.input(j)?)?;
+        super::require_f32(ctx, &t)?;
+        let kind = geo.place(&t.shape).ok_or_else(|| {
+            Error::unsupported(format!(
+                "an epilogue operand of shape {:?} broadcast to {:?}",
+                t.shape, geo.out
+            ))
+        })?;
+        let mut fx = ctx.fx();
+        let place = match kind {
+            PlaceKind::Beside => Place::Beside(t.addr.wrapping_sub(out_addr) as i32),
+            PlaceKind::Row => Place::Row(fx.i32()),
+            PlaceKind::Col => Place::Col(fx.i32()),
+        };
+        if kind != PlaceKind::Beside {
+            bases.push((place, t.addr));
+        }
+        places.push(place);
+    }
+    let mut fx = ctx.fx();
+    let lanes = fx.isa.lanes();
+    let wide = program.regs(&mut fx, lanes);
+    let narrow = program.regs(&mut fx, 1);
+    Ok(Some(Tail {
+        wide,
+        narrow,
+        tmp: fx.f32(),
+        stage: fx.vec(lanes),
+        program,
+        places,
+        bases,
+    }))
+}
+
+/// Whether the WebAssembly GEMM computes `node`, a `FusedEpilogue` over
+/// values of `graph`: its anchor is a MatMul, Gemm or Conv the kernel
+/// takes (the cases [`matmul`], [`gemm`] and [`conv`] refuse, refused),
+/// its tail is float32 ops the elementwise kernel computes, and every
+/// tensor the tail reads is beside, per row or per column of C.
+pub fn takes_epilogue(graph: &wpc_ir::Graph, node: &wpc_ir::Node, opset: u32) -> bool {
+    let Ok(e) = wpc_ir::ops::fused::epilogue(node) else {
+        return false;
+    };
+    let ty = |v: Option<wpc_ir::ValueId>| {
+        let t = &graph.value(v?).ty;
+        Some((t.dtype?, t.shape.concrete()?))
+    };
+    let a = &e.anchor;
+    let input = |i: usize| ty(a.inputs.get(i).copied().flatten());
+    let Some((out_dtype, out)) = ty(node.outputs[0]) else {
+        return false;
+    };
+    let constant = |i: usize| {
+        a.inputs
+            .get(i)
+            .copied()
+            .flatten()
+            .is_some_and(|v| graph.constants.contains_key(&v))
+    };
+    let f32_input = |i: usize| input(i).is_some_and(|(d, _)| d == DType::F32);
+    let geo = match a.op.as_str() {
+        "MatMul" => {
+            let ranks = (input(0).map(|t| t.1.len()), input(1).map(|t| t.1.len()));
+            let (Some(ra), Some(rb)) = ranks else {
+                return false;
+            };
+            if !(f32_input(0) && f32_input(1) && ra >= 2 && rb >= 2) {
+                return false;
+            }
+            Geometry {
+                out: &out,
+                row: out.len() - 2,
+                cols: out.len() - 1..out.len(),
+            }
+        }
+        "Gemm" => {
+            let Ok(p) = wpc_ir::ops::params::Gemm::of(&a.attrs) else {
+                return false;
+            };
+            let c_ok = match input(2) {
+                Some(_) if p.beta != 0.0 => {
+                    constant(2)
+                        || p.beta == 1.0 && input(2).is_some_and(|(_, s)| s == out.as_slice())
+                }
+                _ => true,
+            };
+            if !(f32_input(0)
+                && f32_input(1)
+                && (!p.trans_a || constant(0))
+                && (!p.trans_b || constant(1))
+                && c_ok)
+            {
+                return false;
+            }
+            Geometry {
+                out: &out,
+                row: 0,
+                cols: 1..2,
+            }
+        }
+        "Conv" => {
+            if !(f32_input(0) && (3..=4).contains(&out.len())) {
+                return false;
+            }
+            Geometry {
+                out: &out,
+                row: 1,
+                cols: 2..out.len(),
+            }
+        }
+        _ => return false,
+    };
+    let operands_placed = elementwise::tail_inputs(&e).into_iter().all(|j| {
+        ty(node.inputs[j]).is_some_and(|(d, s)| d == DType::F32 && geo.place(&s).is_some())
+    });
+    out_dtype == DType::F32
+        && a.domain.is_empty()
+        && operands_placed
+        && e.tail.iter().all(|&n| elementwise::fuses(e.body, n, opset))
+}
+
+/// One C = tail(alpha·A·B + bias). Base addresses are locals, so the
+/// caller can loop over batches and groups around one copy of the code.
+pub struct Gemm<'t> {
     pub m: usize,
     pub n: usize,
     pub k: usize,
@@ -46,12 +266,12 @@ pub struct Gemm {
     pub c: LocalId,
     pub ldc: usize,
     pub alpha: f32,
-    pub bias: Bias,
-    /// Apply max(0, ·) after the bias (a fused Relu).
-    pub relu: bool,
+    pub bias: Option<Place>,
+    /// The epilogue, run after the bias.
+    pub tail: Option<&'t Tail>,
 }
 
-impl Gemm {
+impl<'t> Gemm<'t> {
     /// C (m×n) = alpha·A (m×k)·B (k×n) + bias, all densely row-major, with
     /// fresh locals for the three base addresses.
     fn dense(
@@ -59,9 +279,9 @@ impl Gemm {
         [m, n, k]: [usize; 3],
         packed: bool,
         alpha: f32,
-        bias: Bias,
-        relu: bool,
-    ) -> Gemm {
+        bias: Option<Place>,
+        tail: Option<&'t Tail>,
+    ) -> Gemm<'t> {
         Gemm {
             m,
             n,
@@ -75,7 +295,7 @@ impl Gemm {
             ldc: n,
             alpha,
             bias,
-            relu,
+            tail,
         }
     }
 }
@@ -107,6 +327,10 @@ pub fn emit_gemm(b: &mut InstrSeqBuilder, fx: &mut Fx, g: &Gemm) {
         end: fx.i32(),
         av: [fx.vec(4), fx.f32()],
     };
+    if let Some(t) = g.tail {
+        t.program.set_consts(b, &t.wide, fx.isa.lanes());
+        t.program.set_consts(b, &t.narrow, 1);
+    }
     // Columns outermost: one panel of B (K × tile width) stays in cache
     // while every block of rows of A passes over it.
     let p = Panels::new(g.n, fx.isa.lanes());
@@ -305,50 +529,123 @@ fn tile(b: &mut InstrSeqBuilder, fx: &mut Fx, g: &Gemm, cur: &Cursor, t: &Tile) 
     for (r, row) in acc.iter().enumerate() {
         for (v, &a) in row.iter().enumerate() {
             let col = (v * t.lanes * 4) as u64;
-            b.local_get(cur.pc).local_get(a);
-            if g.alpha != 1.0 {
-                emit::constant(b, t.lanes, g.alpha);
-                emit::arith(b, t.lanes, Arith::Mul);
-            }
-            match g.bias {
-                Bias::None => {}
-                Bias::Row(at) => {
-                    b.local_get(cur.i)
-                        .i32_const(4)
-                        .binop(BinaryOp::I32Mul)
-                        .local_get(at)
-                        .binop(BinaryOp::I32Add);
-                    emit::load(b, fx, 1, (r * 4) as u64);
-                    emit::splat(b, t.lanes);
+            let at = (r * g.ldc * 4) as u64 + col;
+            // C's element(s): alpha·acc + bias.
+            let value = |b: &mut InstrSeqBuilder| {
+                b.local_get(a);
+                if g.alpha != 1.0 {
+                    emit::constant(b, t.lanes, g.alpha);
+                    emit::arith(b, t.lanes, Arith::Mul);
+                }
+                if let Some(place) = g.bias {
+                    load_place(b, fx, g, cur, place, r, col, t.lanes);
                     emit::arith(b, t.lanes, Arith::Add);
                 }
-                Bias::Col(at) => {
-                    b.local_get(cur.j)
-                        .i32_const(4)
-                        .binop(BinaryOp::I32Mul)
-                        .local_get(at)
-                        .binop(BinaryOp::I32Add);
-                    emit::load(b, fx, t.lanes, col);
-                    emit::arith(b, t.lanes, Arith::Add);
+            };
+            match g.tail {
+                None => {
+                    b.local_get(cur.pc);
+                    value(b);
+                    emit::store(b, fx, t.lanes, at);
                 }
-                Bias::Full(at) => {
-                    // Same offset from C's origin as this element.
-                    b.local_get(cur.pc)
-                        .local_get(g.c)
-                        .binop(BinaryOp::I32Sub)
-                        .local_get(at)
-                        .binop(BinaryOp::I32Add);
-                    emit::load(b, fx, t.lanes, (r * g.ldc * 4) as u64 + col);
-                    emit::arith(b, t.lanes, Arith::Add);
+                Some(tail) if t.lanes == 1 || tail.program.vectorizes() => {
+                    let regs = if t.lanes == 1 {
+                        &tail.narrow
+                    } else {
+                        &tail.wide
+                    };
+                    value(b);
+                    b.local_set(regs.inputs[0]);
+                    epilogue(b, fx, g, cur, tail, regs, r, col, t.lanes);
+                    emit::store(b, fx, t.lanes, at);
+                }
+                Some(tail) => {
+                    // A scalar tail on a vector of C, one lane at a time.
+                    value(b);
+                    b.local_set(tail.stage);
+                    for lane in 0..t.lanes {
+                        b.local_get(tail.stage)
+                            .unop(UnaryOp::F32x4ExtractLane { idx: lane as u8 })
+                            .local_set(tail.narrow.inputs[0]);
+                        let col = col + 4 * lane as u64;
+                        epilogue(b, fx, g, cur, tail, &tail.narrow, r, col, 1);
+                        emit::store(b, fx, 1, at + 4 * lane as u64);
+                    }
                 }
             }
-            if g.relu {
-                emit::constant(b, t.lanes, 0.0);
-                emit::arith(b, t.lanes, Arith::Max);
-            }
-            emit::store(b, fx, t.lanes, (r * g.ldc * 4) as u64 + col);
         }
     }
+}
+
+/// Pushes `lanes` elements of the tensor at `place` for row `r` of the
+/// tile and byte offset `col` into its columns.
+#[allow(clippy::too_many_arguments)]
+fn load_place(
+    b: &mut InstrSeqBuilder,
+    fx: &Fx,
+    g: &Gemm,
+    cur: &Cursor,
+    place: Place,
+    r: usize,
+    col: u64,
+    lanes: usize,
+) {
+    let beside = (r * g.ldc * 4) as u64 + col;
+    match place {
+        Place::Row(at) => {
+            b.local_get(cur.i)
+                .i32_const(4)
+                .binop(BinaryOp::I32Mul)
+                .local_get(at)
+                .binop(BinaryOp::I32Add);
+            emit::load(b, fx, 1, (r * 4) as u64);
+            emit::splat(b, lanes);
+        }
+        Place::Col(at) => {
+            b.local_get(cur.j)
+                .i32_const(4)
+                .binop(BinaryOp::I32Mul)
+                .local_get(at)
+                .binop(BinaryOp::I32Add);
+            emit::load(b, fx, lanes, col);
+        }
+        Place::Full(at) => {
+            // Same offset from C's origin as this element.
+            b.local_get(cur.pc)
+                .local_get(g.c)
+                .binop(BinaryOp::I32Sub)
+                .local_get(at)
+                .binop(BinaryOp::I32Add);
+            emit::load(b, fx, lanes, beside);
+        }
+        Place::Beside(delta) => {
+            b.local_get(cur.pc).i32_const(delta).binop(BinaryOp::I32Add);
+            emit::load(b, fx, lanes, beside);
+        }
+    }
+}
+
+/// Runs `tail` on C's element(s) in `regs.inputs[0]`, loading its other
+/// operands first; leaves the store's address and the result on the stack.
+#[allow(clippy::too_many_arguments)]
+fn epilogue(
+    b: &mut InstrSeqBuilder,
+    fx: &Fx,
+    g: &Gemm,
+    cur: &Cursor,
+    tail: &Tail,
+    regs: &Regs,
+    r: usize,
+    col: u64,
+    lanes: usize,
+) {
+    for (k, &place) in tail.places.iter().enumerate() {
+        load_place(b, fx, g, cur, place, r, col, lanes);
+        b.local_set(regs.inputs[k + 1]);
+    }
+    tail.program.emit(b, lanes, regs, tail.tmp, |b| {
+        b.local_get(cur.pc);
+    });
 }
 
 /// `MatMul` (numpy semantics): batched over broadcast leading dims, one
@@ -406,18 +703,26 @@ pub fn matmul(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
             ]
         })
         .collect();
-    let relu = ctx.relu;
     let packed = packed.is_some();
-    let spec = |fx: &mut Fx| Gemm::dense(fx, [m, n, k], packed, 1.0, Bias::None, relu);
-    batched(ctx, f, &addrs, spec)
+    let r = out.shape.len();
+    let geo = Geometry {
+        out: &out.shape,
+        row: r.saturating_sub(2),
+        cols: r.saturating_sub(1)..r,
+    };
+    let tail = tail(ctx, &geo, out.addr)?;
+    let spec = |fx: &mut Fx| Gemm::dense(fx, [m, n, k], packed, 1.0, None, tail.as_ref());
+    batched(ctx, f, &addrs, tail.as_ref(), spec)
 }
 
-/// Runs `spec`'s GEMM once per (a, b, c) address triple.
-pub fn batched(
+/// Runs `spec`'s GEMM once per (a, b, c) address triple (with `tail`'s
+/// bases set first).
+pub fn batched<'t>(
     ctx: &mut Ctx,
     f: &mut FunctionBuilder,
     addrs: &[[u32; 3]],
-    spec: impl FnOnce(&mut Fx) -> Gemm,
+    tail: Option<&'t Tail>,
+    spec: impl FnOnce(&mut Fx) -> Gemm<'t>,
 ) -> Result<()> {
     let table = if addrs.len() > 1 {
         let words: Vec<f32> = addrs.iter().flatten().map(|&w| f32::from_bits(w)).collect();
@@ -428,6 +733,9 @@ pub fn batched(
     let mut fx = ctx.fx();
     let g = spec(&mut fx);
     let mut b = f.func_body();
+    if let Some(t) = tail {
+        t.set_bases(&mut b, None);
+    }
     match table {
         None => {
             for (l, at) in [g.a, g.b, g.c].into_iter().zip(addrs[0]) {
@@ -523,17 +831,20 @@ pub fn gemm(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
                 let v: Vec<f32> = c.to_f32s().iter().map(|x| x * beta).collect();
                 let numel = v.len();
                 if numel == 1 {
-                    Some((Bias::Col as fn(LocalId) -> Bias, ctx.weight(&vec![v[0]; n])))
+                    Some((
+                        Place::Col as fn(LocalId) -> Place,
+                        ctx.weight(&vec![v[0]; n]),
+                    ))
                 } else if numel == n && csh.last() == Some(&n) {
-                    Some((Bias::Col as fn(LocalId) -> Bias, ctx.weight(&v)))
+                    Some((Place::Col as fn(LocalId) -> Place, ctx.weight(&v)))
                 } else if numel == m {
-                    Some((Bias::Row as fn(LocalId) -> Bias, ctx.weight(&v)))
+                    Some((Place::Row as fn(LocalId) -> Place, ctx.weight(&v)))
                 } else {
-                    Some((Bias::Full as fn(LocalId) -> Bias, ctx.weight(&v)))
+                    Some((Place::Full as fn(LocalId) -> Place, ctx.weight(&v)))
                 }
             }
             None if beta == 1.0 && csh == [m, n] => {
-                Some((Bias::Full as fn(LocalId) -> Bias, ctx.input(2)?.addr))
+                Some((Place::Full as fn(LocalId) -> Place, ctx.input(2)?.addr))
             }
             None => {
                 return Err(Error::unsupported(
@@ -545,14 +856,19 @@ pub fn gemm(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         None
     };
     let out = ctx.output(0)?;
-    let relu = ctx.relu;
+    let geo = Geometry {
+        out: &out.shape,
+        row: 0,
+        cols: 1..2,
+    };
+    let tail = tail(ctx, &geo, out.addr)?;
     let bias_local = ctx.fx().i32();
     if let Some((_, at)) = bias {
         f.func_body().i32_const(at as i32).local_set(bias_local);
     }
-    let bias = bias.map_or(Bias::None, |(kind, _)| kind(bias_local));
-    let spec = |fx: &mut Fx| Gemm::dense(fx, [m, n, k], packed, alpha, bias, relu);
-    batched(ctx, f, &[[a_addr, b_addr, out.addr]], spec)
+    let bias = bias.map(|(kind, _)| kind(bias_local));
+    let spec = |fx: &mut Fx| Gemm::dense(fx, [m, n, k], packed, alpha, bias, tail.as_ref());
+    batched(ctx, f, &[[a_addr, b_addr, out.addr]], tail.as_ref(), spec)
 }
 
 /// The address of Gemm operand `i` laid out row-major: as it is, or
@@ -629,11 +945,16 @@ pub fn conv(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     } else {
         ctx.scratch(4 * kk * pixels)
     };
-    let relu = ctx.relu;
+    let geo = Geometry {
+        out: &out.shape,
+        row: 1,
+        cols: 2..out.shape.len(),
+    };
+    let tail = tail(ctx, &geo, out.addr)?;
     let mut fx = ctx.fx();
     let bias_local = fx.i32();
-    let bias = bias_at.map_or(Bias::None, |_| Bias::Row(bias_local));
-    let g = Gemm::dense(&mut fx, [mg, pixels, kk], false, 1.0, bias, relu);
+    let bias = bias_at.map(|_| Place::Row(bias_local));
+    let g = Gemm::dense(&mut fx, [mg, pixels, kk], false, 1.0, bias, tail.as_ref());
     let (n_i, g_i, xg) = (fx.i32(), fx.i32(), fx.i32());
     let mut b = f.func_body();
     emit::for_range(&mut b, n_i, 0, batch as i64, 1, |b| {
@@ -669,6 +990,9 @@ pub fn conv(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
                     .i32_const(at as i32)
                     .binop(BinaryOp::I32Add)
                     .local_set(bias_local);
+            }
+            if let Some(t) = &tail {
+                t.set_bases(b, Some((g_i, mg)));
             }
             emit_gemm(b, &mut fx, &g);
         });

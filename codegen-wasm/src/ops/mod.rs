@@ -55,7 +55,9 @@ pub fn require_f32(ctx: &Ctx, t: &Tt) -> Result<()> {
 }
 
 /// What the WebAssembly variants fuse: float32 pointwise nodes the
-/// elementwise kernel computes, with constant parameters (Clip bounds).
+/// elementwise kernel computes, with constant parameters (Clip bounds),
+/// and such chains into the GEMM behind MatMul, Gemm and Conv as its
+/// epilogue.
 pub struct Fusion {
     pub opset: u32,
 }
@@ -64,12 +66,16 @@ pub struct Fusion {
 /// inputs the chain is split instead.
 const MAX_FUSED_INPUTS: usize = 16;
 
-impl wpc_passes::fuse_elementwise::FusionTarget for Fusion {
+impl wpc_passes::fuse::FusionTarget for Fusion {
     fn fuses(&self, graph: &wpc_ir::Graph, n: wpc_ir::NodeId) -> bool {
         elementwise::fuses(graph, n, self.opset)
     }
 
     fn max_inputs(&self) -> usize {
         MAX_FUSED_INPUTS
+    }
+
+    fn epilogue(&self, graph: &wpc_ir::Graph, node: &wpc_ir::Node) -> bool {
+        node.inputs.len() <= MAX_FUSED_INPUTS && gemm::takes_epilogue(graph, node, self.opset)
     }
 }

@@ -10,8 +10,8 @@ use std::fmt::Write;
 use wpc_ir::{Error, Graph, NodeId, Result, ValueId};
 
 use super::elementwise::{Site, broadcast_kernel_with, expression};
-use super::index::literal;
-use crate::lower::{Arg, Ctx, Lowered, Tt};
+use super::index::{broadcast_strides, literal, offset, unravel};
+use crate::lower::{Arg, Ctx, Launch, Lowered, Tt};
 
 /// The kernel-side type of a body value.
 fn body_type(body: &Graph, v: ValueId, demote_f64: bool) -> Result<Tt> {
@@ -61,24 +61,20 @@ fn fuses(graph: &Graph, n: NodeId, opset: u32, demote_f64: bool) -> bool {
     node_function(graph, n, "f", opset, demote_f64, &mut BTreeSet::new()).is_ok()
 }
 
-pub fn fused(ctx: &Ctx) -> Result<Lowered> {
-    let body = wpc_ir::ops::fused::body(ctx.node)?;
-    let out = ctx.output(0)?.clone();
-    let ins = (0..ctx.inputs.len())
-        .map(|i| ctx.input(i).cloned())
-        .collect::<Result<Vec<_>>>()?;
-    let mut helpers = BTreeSet::new();
-    let mut decls = String::new();
+/// The WGSL of body nodes `nodes`, in order: a function per node
+/// (`{prefix}{k}`, into `decls`) and a `let t{k}` per node calling it (the
+/// returned statements). `names` holds what each value already computed
+/// is called (inputs, loads); it gains each node's result.
+fn chain(
+    body: &Graph,
+    nodes: &[NodeId],
+    names: &mut HashMap<ValueId, String>,
+    ctx: &Ctx,
+    decls: &mut String,
+    helpers: &mut BTreeSet<&'static str>,
+) -> Result<String> {
     let mut lets = String::new();
-    // What each body value is called in `main`: the loads are `a`, `b`, ...
-    let mut names: HashMap<ValueId, String> = body
-        .inputs
-        .iter()
-        .enumerate()
-        .map(|(j, &v)| (v, ((b'a' + j as u8) as char).to_string()))
-        .collect();
-    let mut ops = Vec::new();
-    for (k, n) in body.topo_order()?.into_iter().enumerate() {
+    for (k, &n) in nodes.iter().enumerate() {
         let node = body.node(n);
         let f = format!("op{k}");
         decls.push_str(&node_function(
@@ -87,7 +83,7 @@ pub fn fused(ctx: &Ctx) -> Result<Lowered> {
             &f,
             ctx.opset,
             ctx.demote_f64,
-            &mut helpers,
+            helpers,
         )?);
         let args = node
             .inputs
@@ -107,13 +103,38 @@ pub fn fused(ctx: &Ctx) -> Result<Lowered> {
         let _ = writeln!(lets, "    let t{k} = {f}({});", args.join(", "));
         let result = node.outputs[0].expect("node_function checked the output");
         names.insert(result, format!("t{k}"));
-        ops.push(node.op.as_str());
     }
+    Ok(lets)
+}
+
+/// The op names of `nodes`, for a kernel's label.
+fn op_list(body: &Graph, nodes: &[NodeId]) -> String {
+    let ops: Vec<&str> = nodes.iter().map(|&n| body.node(n).op.as_str()).collect();
+    ops.join(", ")
+}
+
+pub fn fused(ctx: &Ctx) -> Result<Lowered> {
+    let body = wpc_ir::ops::fused::body(ctx.node)?;
+    let out = ctx.output(0)?.clone();
+    let ins = (0..ctx.inputs.len())
+        .map(|i| ctx.input(i).cloned())
+        .collect::<Result<Vec<_>>>()?;
+    let mut helpers = BTreeSet::new();
+    let mut decls = String::new();
+    // What each body value is called in `main`: the loads are `a`, `b`, ...
+    let mut names: HashMap<ValueId, String> = body
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(j, &v)| (v, ((b'a' + j as u8) as char).to_string()))
+        .collect();
+    let order = body.topo_order()?;
+    let lets = chain(body, &order, &mut names, ctx, &mut decls, &mut helpers)?;
     let result = names[&body.outputs[0]].clone();
     let label = format!(
         "{}({}) {}{:?}",
         ctx.node.op,
-        ops.join(", "),
+        op_list(body, &order),
         out.dtype.name(),
         out.shape
     );
@@ -124,6 +145,128 @@ pub fn fused(ctx: &Ctx) -> Result<Lowered> {
     let mut args: Vec<Arg> = (0..ins.len()).map(Arg::In).collect();
     args.push(Arg::Out(0));
     Ok(Lowered::one(k, args))
+}
+
+/// The function a `FusedEpilogue`'s anchor calls on each result before
+/// storing it: `fn epilogue(v: f32, o: u32) -> f32`, `o` being the
+/// element's flat index in the output.
+pub const EPILOGUE: &str = "epilogue";
+
+/// The anchors whose lowerings store through [`Ctx::store`].
+const ANCHORS: &[&str] = &["MatMul", "Gemm", "Conv"];
+
+/// The tail of `e` as the [`EPILOGUE`] function, and the fused-node
+/// inputs it loads (bound as `ep{j}` for fused input `j`).
+fn epilogue_function(
+    e: &wpc_ir::ops::fused::Epilogue,
+    ctx: &Ctx,
+    helpers: &mut BTreeSet<&'static str>,
+) -> Result<(String, Vec<usize>)> {
+    let body = e.body;
+    let out = ctx.output(0)?;
+    let mut decls = String::new();
+    let mut names = HashMap::from([(e.result, "v".to_string())]);
+    let mut loads = String::new();
+    let mut read = Vec::new();
+    let mut coords = false;
+    for (j, &v) in body.inputs.iter().enumerate() {
+        let tail_reads = e
+            .tail
+            .iter()
+            .any(|&n| body.node(n).inputs.contains(&Some(v)));
+        if !tail_reads {
+            continue;
+        }
+        let t = ctx.input(j)?;
+        let off = if t.numel() == 1 {
+            "0u".to_string()
+        } else if t.shape == out.shape {
+            "o".to_string()
+        } else {
+            coords = true;
+            offset("q", &broadcast_strides(&t.shape, &out.shape))
+        };
+        let _ = writeln!(loads, "    let e{j} = ep{j}[{off}];");
+        names.insert(v, format!("e{j}"));
+        read.push(j);
+    }
+    let lets = chain(body, &e.tail, &mut names, ctx, &mut decls, helpers)?;
+    let index = if coords {
+        unravel("o", &out.shape, "q")
+    } else {
+        String::new()
+    };
+    let _ = write!(
+        decls,
+        "fn {EPILOGUE}(v: f32, o: u32) -> f32 {{\n{index}{loads}{lets}    return {};\n}}\n",
+        names[&body.outputs[0]]
+    );
+    Ok((decls, read))
+}
+
+/// `FusedEpilogue`: the anchor's own lowering, whose stores call the
+/// tail's [`EPILOGUE`] function; each kernel writing the output also
+/// binds the tensors the tail reads.
+pub fn fused_epilogue(ctx: &Ctx) -> Result<Lowered> {
+    let e = wpc_ir::ops::fused::epilogue(ctx.node)?;
+    let lower = super::lowering(&e.anchor.domain, &e.anchor.op)
+        .filter(|_| e.anchor.domain.is_empty() && ANCHORS.contains(&e.anchor.op.as_str()))
+        .ok_or_else(|| Error::unsupported(format!("{} with an epilogue on WebGPU", e.anchor.op)))?;
+    let mut helpers = BTreeSet::new();
+    let (decls, read) = epilogue_function(&e, ctx, &mut helpers)?;
+    let lowered = lower(&ctx.for_anchor(&e.anchor, &e.anchor_inputs))?;
+    let attach = |launches: &mut Vec<Launch>| -> Result<()> {
+        for l in launches {
+            for a in &mut l.args {
+                if let Arg::In(i) = a {
+                    *a = Arg::In(e.anchor_inputs[*i].expect("a bound input is present"));
+                }
+            }
+            if !l.args.contains(&Arg::Out(0)) {
+                continue;
+            }
+            if !l.kernel.body.contains(EPILOGUE) {
+                return Err(Error::new(
+                    wpc_ir::ErrorKind::Internal,
+                    format!("the {} kernel ignored its epilogue", e.anchor.op),
+                ));
+            }
+            l.kernel.decls.push_str(&decls);
+            l.kernel.helpers.extend(helpers.iter().copied());
+            for &j in &read {
+                l.kernel.input(&format!("ep{j}"), ctx.input(j)?.word);
+                l.args.push(Arg::In(j));
+            }
+        }
+        Ok(())
+    };
+    Ok(match lowered {
+        Lowered::Launches {
+            temps,
+            mut launches,
+        } => {
+            attach(&mut launches)?;
+            Lowered::Launches { temps, launches }
+        }
+        Lowered::WithConsts {
+            consts,
+            temps,
+            mut launches,
+        } => {
+            attach(&mut launches)?;
+            Lowered::WithConsts {
+                consts,
+                temps,
+                launches,
+            }
+        }
+        Lowered::Alias => {
+            return Err(Error::new(
+                wpc_ir::ErrorKind::Internal,
+                "an epilogue's anchor lowered to an alias",
+            ));
+        }
+    })
 }
 
 /// What the WebGPU variant fuses: pointwise nodes that have a WGSL
@@ -146,7 +289,7 @@ impl Fusion {
     }
 }
 
-impl wpc_passes::fuse_elementwise::FusionTarget for Fusion {
+impl wpc_passes::fuse::FusionTarget for Fusion {
     fn fuses(&self, graph: &Graph, n: NodeId) -> bool {
         let node = graph.node(n);
         super::elementwise::is_elementwise(&node.op) && fuses(graph, n, self.opset, self.demote_f64)
@@ -154,5 +297,46 @@ impl wpc_passes::fuse_elementwise::FusionTarget for Fusion {
 
     fn max_inputs(&self) -> usize {
         self.max_inputs
+    }
+
+    /// A MatMul, Gemm or Conv on float32 whose tail has WGSL expressions,
+    /// binding no more buffers than the profile allows: the anchor's
+    /// own, and the tensors the tail reads.
+    fn epilogue(&self, _: &Graph, node: &wpc_ir::Node) -> bool {
+        let Ok(e) = wpc_ir::ops::fused::epilogue(node) else {
+            return false;
+        };
+        let body = e.body;
+        let f32_only = body
+            .node_ids()
+            .flat_map(|n| {
+                let n = body.node(n);
+                n.inputs
+                    .iter()
+                    .chain(&n.outputs)
+                    .flatten()
+                    .copied()
+                    .collect::<Vec<_>>()
+            })
+            .all(|v| body.value(v).ty.dtype == Some(wpc_ir::DType::F32));
+        let tail_ok = e.tail.iter().all(|&n| {
+            super::elementwise::is_elementwise(&body.node(n).op)
+                && fuses(body, n, self.opset, self.demote_f64)
+        });
+        let read = body
+            .inputs
+            .iter()
+            .filter(|v| {
+                e.tail
+                    .iter()
+                    .any(|&n| body.node(n).inputs.contains(&Some(**v)))
+            })
+            .count();
+        let bindings = e.anchor.inputs.iter().flatten().count() + 1 + read;
+        e.anchor.domain.is_empty()
+            && ANCHORS.contains(&e.anchor.op.as_str())
+            && f32_only
+            && tail_ok
+            && bindings <= self.max_inputs + 1
     }
 }

@@ -209,7 +209,7 @@ pub fn matmul(ctx: &Ctx) -> Result<Lowered> {
         load_a: format!("v = a[abase + m * {kk}u + k];"),
         load_b: format!("v = b[bbase + k * {n}u + n];"),
         load_b4: None,
-        store: format!("out0[obase + m * {n}u + n] = v;"),
+        store: ctx.store(&format!("obase + m * {n}u + n"), "v"),
     };
     let vec4_b = n % 4 == 0;
     let spec = if vec4_b {
@@ -289,17 +289,19 @@ pub fn gemm(ctx: &Ctx) -> Result<Lowered> {
         } else {
             format!("(n + {n0}u)")
         };
+        let index = format!("m * {n}u + {col}");
         let store = if has_c {
             let c = ctx.input(2)?;
             let cs = broadcast_strides(&c.shape, &[m, n]);
-            format!(
-                "out0[m * {n}u + {col}] = {alpha_l} * v + {} * c[m * {}u + {col} * {}u];",
+            let value = format!(
+                "{alpha_l} * v + {} * c[m * {}u + {col} * {}u]",
                 literal(beta, Word::F32),
                 cs[0],
                 cs[1]
-            )
+            );
+            ctx.store(&index, &value)
         } else {
-            format!("out0[m * {n}u + {col}] = {alpha_l} * v;")
+            ctx.store(&index, &format!("{alpha_l} * v"))
         };
         let spec = GemmSpec {
             label: format!(

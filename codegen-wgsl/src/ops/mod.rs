@@ -25,8 +25,12 @@ use crate::lower::{Ctx, LowerFn, Tt};
 
 /// The WebGPU lowering of `op` in `domain`, if there is one.
 pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
-    if domain == wpc_ir::ops::fused::DOMAIN && op == wpc_ir::ops::fused::FUSED_ELEMENTWISE {
-        return Some(fused::fused);
+    if domain == wpc_ir::ops::fused::DOMAIN {
+        return match op {
+            wpc_ir::ops::fused::FUSED_ELEMENTWISE => Some(fused::fused),
+            wpc_ir::ops::fused::FUSED_EPILOGUE => Some(fused::fused_epilogue),
+            _ => None,
+        };
     }
     if !domain.is_empty() && domain != "ai.onnx" {
         return None;

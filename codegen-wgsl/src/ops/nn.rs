@@ -78,7 +78,10 @@ pub fn conv(ctx: &Ctx) -> Result<Lowered> {
         load_a: format!("v = w[(grp * {mg}u + m) * {}u + k];", cg * kp),
         load_b,
         load_b4: None,
-        store: format!("out0[(nb * {m_all}u + grp * {mg}u + m) * {ns}u + n] = v{bias};"),
+        store: ctx.store(
+            &format!("(nb * {m_all}u + grp * {mg}u + m) * {ns}u + n"),
+            &format!("v{bias}"),
+        ),
     };
     let mut k = gemm_kernel(&spec, &ctx.tuning().conv, ctx.max_groups())?;
     let args = bind_conv(&mut k, has_bias);

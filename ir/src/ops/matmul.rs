@@ -13,8 +13,8 @@ use crate::tensor::Tensor;
 
 pub(super) fn ops() -> Vec<OpDef> {
     vec![
-        op!("MatMul", eval_matmul, infer_matmul),
-        op!("Gemm", eval_gemm, infer_gemm),
+        op!("MatMul", eval_matmul, infer_matmul).contraction(),
+        op!("Gemm", eval_gemm, infer_gemm).contraction(),
         op!("MatMulInteger", eval_matmul_integer, |c| {
             super::infer::by_evaluation(c, &[0, 1])
         }),

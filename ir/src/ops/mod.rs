@@ -77,6 +77,11 @@ pub enum OpClass {
     /// Output 0 is input 0's elements in the same order under another
     /// shape: a backend can alias the buffer instead of copying.
     View,
+    /// Each output element is a sum of products over the inputs (MatMul,
+    /// Gemm, Conv), computed in registers before it is stored: a
+    /// pointwise tail of its result can run there, as the kernel's
+    /// epilogue, instead of in a kernel of its own.
+    Contraction,
 }
 
 impl OpDef {
@@ -100,6 +105,14 @@ impl OpDef {
     pub fn view(self) -> OpDef {
         OpDef {
             class: OpClass::View,
+            ..self
+        }
+    }
+
+    /// This op as an [`OpClass::Contraction`] one.
+    pub fn contraction(self) -> OpDef {
+        OpDef {
+            class: OpClass::Contraction,
             ..self
         }
     }

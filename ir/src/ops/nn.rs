@@ -13,7 +13,7 @@ use crate::tensor::Tensor;
 
 pub(super) fn ops() -> Vec<OpDef> {
     vec![
-        op!("Conv", eval_conv, infer_conv),
+        op!("Conv", eval_conv, infer_conv).contraction(),
         op!("ConvInteger", eval_conv_integer, |c| {
             super::infer::by_evaluation(c, &[0, 1])
         }),
