@@ -63,41 +63,49 @@ pub fn ints(pairs: &[(&str, Vec<i64>)]) -> Attrs {
     }
     a
 }
+/// A model input of `shape` (f32) added to `g`.
+fn f32_input(g: &mut Graph, name: &str, shape: &[usize]) -> ValueId {
+    let v = g
+        .add_value(name, ValueType::new(DType::F32, Shape::known(shape)))
+        .unwrap();
+    g.inputs.push(v);
+    v
+}
+
+/// A scalar f32 constant added to `g`.
+fn scalar(g: &mut Graph, v: f32) -> ValueId {
+    let t = Tensor::scalar(v);
+    let id = g.add_fresh_value("c", ValueType::of(&t));
+    g.constants.insert(id, t);
+    id
+}
+
+/// A default-domain `op` node over `ins` added to `g`; its one output,
+/// named after the op, is returned.
+fn add_op(g: &mut Graph, op: &str, ins: &[ValueId], attrs: Attrs) -> ValueId {
+    let out = g.add_fresh_value(&op.to_lowercase(), ValueType::default());
+    let name = g.value(out).name.clone();
+    g.add_node(Node {
+        name,
+        op: op.into(),
+        domain: String::new(),
+        inputs: ins.iter().map(|&v| Some(v)).collect(),
+        outputs: vec![Some(out)],
+        attrs,
+    })
+    .unwrap();
+    out
+}
+
 /// `t = gelu(x) + y; t * clip(t + 3, 0, 6) / 6` over `x: [rows, cols]`,
 /// `y: [cols]`, every op a node of its own and every constant a scalar,
 /// as exporters write them: what fusion makes one kernel of. Types are
 /// left for shape inference.
 pub fn exported_chain(rows: usize, cols: usize) -> Model {
     let mut g = Graph::new("chain");
-    let input = |g: &mut Graph, name: &str, shape: &[usize]| {
-        let v = g
-            .add_value(name, ValueType::new(DType::F32, Shape::known(shape)))
-            .unwrap();
-        g.inputs.push(v);
-        v
-    };
-    let x = input(&mut g, "x", &[rows, cols]);
-    let y = input(&mut g, "y", &[cols]);
-    let scalar = |g: &mut Graph, v: f32| {
-        let t = Tensor::scalar(v);
-        let id = g.add_fresh_value("c", ValueType::of(&t));
-        g.constants.insert(id, t);
-        id
-    };
-    let node = |g: &mut Graph, op: &str, ins: &[ValueId]| {
-        let out = g.add_fresh_value(&op.to_lowercase(), ValueType::default());
-        let name = g.value(out).name.clone();
-        g.add_node(Node {
-            name,
-            op: op.into(),
-            domain: String::new(),
-            inputs: ins.iter().map(|&v| Some(v)).collect(),
-            outputs: vec![Some(out)],
-            attrs: Attrs::default(),
-        })
-        .unwrap();
-        out
-    };
+    let x = f32_input(&mut g, "x", &[rows, cols]);
+    let y = f32_input(&mut g, "y", &[cols]);
+    let node = |g: &mut Graph, op: &str, ins: &[ValueId]| add_op(g, op, ins, Attrs::default());
     let (sqrt2, one, half) = (
         scalar(&mut g, 2f32.sqrt()),
         scalar(&mut g, 1.0),
@@ -145,15 +153,8 @@ pub fn exported_chain(rows: usize, cols: usize) -> Model {
 /// inference.
 pub fn exported_epilogues(c: usize, h: usize, w: usize, rows: usize, k: usize, n: usize) -> Model {
     let mut g = Graph::new("epilogues");
-    let input = |g: &mut Graph, name: &str, shape: &[usize]| {
-        let v = g
-            .add_value(name, ValueType::new(DType::F32, Shape::known(shape)))
-            .unwrap();
-        g.inputs.push(v);
-        v
-    };
-    let img = input(&mut g, "img", &[1, c, h, w]);
-    let x = input(&mut g, "x", &[rows, k]);
+    let img = f32_input(&mut g, "img", &[1, c, h, w]);
+    let x = f32_input(&mut g, "x", &[rows, k]);
     let mut seed = 0u32;
     let mut constant = |g: &mut Graph, shape: &[usize], scale: f32| {
         let len: usize = shape.iter().product();
@@ -169,26 +170,7 @@ pub fn exported_epilogues(c: usize, h: usize, w: usize, rows: usize, k: usize, n
         g.constants.insert(id, t);
         id
     };
-    let scalar = |g: &mut Graph, v: f32| {
-        let t = Tensor::scalar(v);
-        let id = g.add_fresh_value("c", ValueType::of(&t));
-        g.constants.insert(id, t);
-        id
-    };
-    let node = |g: &mut Graph, op: &str, ins: &[ValueId], attrs: Attrs| {
-        let out = g.add_fresh_value(&op.to_lowercase(), ValueType::default());
-        let name = g.value(out).name.clone();
-        g.add_node(Node {
-            name,
-            op: op.into(),
-            domain: String::new(),
-            inputs: ins.iter().map(|&v| Some(v)).collect(),
-            outputs: vec![Some(out)],
-            attrs,
-        })
-        .unwrap();
-        out
-    };
+    let node = add_op;
     let plain = Attrs::default;
     let w1 = constant(&mut g, &[c, c, 3, 3], 0.3);
     let b1 = constant(&mut g, &[c], 0.5);

@@ -464,8 +464,15 @@ mod tests {
     }
 
     /// A linear layer as exporters write it (MatMul, then Add of the
-    /// bias) and the erf-GELU after it.
-    fn linear_gelu(b: &mut GraphBuilder, x: ValueId) -> ValueId {
+    /// bias) and the erf-GELU after it, over the shared feeds' `x`.
+    fn linear_gelu() -> Model {
+        let mut b = GraphBuilder::new();
+        let x = b.input(
+            "x",
+            DType::F32,
+            vec![Dim::Known(2), Dim::Known(3), Dim::Known(4)],
+        );
+        b.input("y", DType::F32, vec![Dim::Known(3), Dim::Known(4)]);
         let w = b.constant(
             "w",
             Tensor::from_vec(vec![4, 4], (0..16).map(|i| i as f32 / 16.0).collect()),
@@ -483,21 +490,15 @@ mod tests {
         let e = b.node("Erf", &[d]);
         let a = b.node("Add", &[e, one]);
         let m = b.node("Mul", &[h, a]);
-        b.node("Mul", &[m, half])
+        let y = b.node("Mul", &[m, half]);
+        let mut model = b.finish(&[y]);
+        crate::shape_inference::infer_shapes(&mut model).unwrap();
+        model
     }
 
     #[test]
     fn a_linear_layer_and_its_gelu_become_one_matmul_with_an_epilogue() {
-        let mut b = GraphBuilder::new();
-        let x = b.input(
-            "x",
-            DType::F32,
-            vec![Dim::Known(2), Dim::Known(3), Dim::Known(4)],
-        );
-        b.input("y", DType::F32, vec![Dim::Known(3), Dim::Known(4)]);
-        let y = linear_gelu(&mut b, x);
-        let mut model = b.finish(&[y]);
-        crate::shape_inference::infer_shapes(&mut model).unwrap();
+        let mut model = linear_gelu();
         let before = run(&model);
         let stats = fuse(&mut model, &Everything(8)).unwrap();
         assert_eq!((stats.groups, stats.nodes, stats.epilogues), (1, 7, 1));
@@ -513,16 +514,7 @@ mod tests {
         assert_eq!(run(&model), before);
 
         // A backend without epilogues gets the chain fused on its own.
-        let mut b = GraphBuilder::new();
-        let x = b.input(
-            "x",
-            DType::F32,
-            vec![Dim::Known(2), Dim::Known(3), Dim::Known(4)],
-        );
-        b.input("y", DType::F32, vec![Dim::Known(3), Dim::Known(4)]);
-        let y = linear_gelu(&mut b, x);
-        let mut model = b.finish(&[y]);
-        crate::shape_inference::infer_shapes(&mut model).unwrap();
+        let mut model = linear_gelu();
         let stats = fuse(&mut model, &NoEpilogues(8)).unwrap();
         assert_eq!((stats.groups, stats.nodes, stats.epilogues), (1, 6, 0));
         assert_eq!(run(&model), before);

@@ -56,12 +56,8 @@ impl Tail {
         for &(place, at) in &self.bases {
             match (place, group) {
                 (Place::Row(l), Some((g, rows))) => {
-                    b.local_get(g)
-                        .i32_const((rows * 4) as i32)
-                        .binop(BinaryOp::I32Mul)
-                        .i32_const(at as i32)
-                        .binop(BinaryOp::I32Add)
-                        .local_set(l);
+                    emit::linear(b, &[(g, rows * 4)], 1, at);
+                    b.local_set(l);
                 }
                 (Place::Row(l) | Place::Col(l) | Place::Full(l), _) => {
                     b.i32_const(at as i32).local_set(l);
@@ -984,12 +980,8 @@ pub fn conv(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
             b.local_set(g.c);
             if let Some(at) = bias_at {
                 // This group's biases start at bias + g·mg·4.
-                b.local_get(g_i)
-                    .i32_const((mg * 4) as i32)
-                    .binop(BinaryOp::I32Mul)
-                    .i32_const(at as i32)
-                    .binop(BinaryOp::I32Add)
-                    .local_set(bias_local);
+                emit::linear(b, &[(g_i, mg * 4)], 1, at);
+                b.local_set(bias_local);
             }
             if let Some(t) = &tail {
                 t.set_bases(b, Some((g_i, mg)));
