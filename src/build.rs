@@ -63,10 +63,9 @@ pub struct Built {
     /// Variants left out, with why (e.g. a wasm variant an op has no
     /// kernel for); the others were written.
     pub skipped: Vec<(String, String)>,
-    /// Decomposed LayerNorms folded into one op each.
-    pub layer_norms: usize,
-    /// What fusion did for each backend ([`crate::compile::Compiled::fusion`]).
-    pub fusion: Vec<(String, crate::passes::fuse::FuseStats)>,
+    /// What the per-variant passes did for each backend
+    /// ([`crate::compile::Compiled::passes`]).
+    pub passes: Vec<crate::compile::BackendPasses>,
 }
 
 impl Build {
@@ -206,8 +205,7 @@ impl Build {
             inputs,
             manifest: compiled.bundle.manifest,
             skipped: compiled.skipped,
-            layer_norms: compiled.layer_norms,
-            fusion: compiled.fusion,
+            passes: compiled.passes,
         })
     }
 }

@@ -36,7 +36,9 @@ pub struct Options {
     pub dims: HashMap<String, usize>,
     /// Compute float64 as float32 instead of refusing it.
     pub demote_f64: bool,
-    /// Fuse pointwise chains into single kernels, per variant (default).
+    /// Run the per-variant passes (default): recognize written-out ops
+    /// (GELU, LayerNorm, ...) where the backend has kernels for them, and
+    /// fuse pointwise chains into single kernels.
     pub fuse: bool,
     /// Model inputs fixed to a value at compile time (they leave the
     /// bundle's inputs). Needed for inputs that steer kernels, such as the
@@ -126,12 +128,25 @@ impl Options {
 pub struct Compiled {
     pub bundle: Bundle,
     pub skipped: Vec<(String, String)>,
-    /// Decomposed LayerNorms folded into one `LayerNormalization` each.
-    pub layer_norms: usize,
-    /// What fusion did for each backend's variants ("webgpu", "wasm").
-    pub fusion: Vec<(String, wpc_passes::fuse::FuseStats)>,
+    /// What the per-variant passes did, per backend ("webgpu", "wasm").
+    pub passes: Vec<BackendPasses>,
     /// The external data files the model's weights came from.
     pub external_data: Vec<std::path::PathBuf>,
+}
+
+/// What the per-variant passes did for one backend's variants.
+#[derive(Clone, Debug, Default)]
+pub struct BackendPasses {
+    /// "webgpu" or "wasm" (the three wasm variants share their graph).
+    pub backend: String,
+    /// Nodes of the optimized graph, before the per-variant passes.
+    pub nodes_before: usize,
+    /// The e-graph rewrite ([`wpc_passes::rewrite`]).
+    pub rewrite: wpc_passes::rewrite::RewriteStats,
+    /// Fusion ([`wpc_passes::fuse`]).
+    pub fusion: wpc_passes::fuse::FuseStats,
+    /// Nodes after them: one kernel each, but for views.
+    pub nodes_after: usize,
 }
 
 /// Bytes (a blob or a shard) and the variants that read them.
@@ -395,13 +410,6 @@ pub fn compile_model_report(
     let mut outputs = tensor_infos(&bound, &bound.graph.outputs);
     bind_inputs(&mut bound, &options.dims, &options.input_shapes)?;
     wpc_passes::optimize(&mut bound)?;
-    // Every backend computes a LayerNormalization in one pass over each
-    // row: folded once, before the per-variant fusion.
-    let mut layer_norms = 0;
-    if options.fuse {
-        layer_norms = wpc_passes::fold_layer_norm::fold_layer_norm(&mut bound)?;
-        wpc_passes::dce::eliminate_dead_nodes(&mut bound);
-    }
     let g = &bound.graph;
     for (info, &v) in inputs
         .iter_mut()
@@ -430,12 +438,12 @@ pub fn compile_model_report(
     let mut shards = Shards::default();
     let mut variants = Vec::new();
     let mut skipped = Vec::new();
-    let mut fusion_stats = Vec::new();
+    let mut passes = Vec::new();
     if options.webgpu != Need::No {
         let fusion =
             wpc_codegen_wgsl::ops::fused::Fusion::new(&bound, &options.profile, options.demote_f64);
-        let (model, stats) = fused(&bound, options, &fusion)?;
-        fusion_stats.push(("webgpu".to_string(), stats));
+        let (model, stats) = per_variant(&bound, options, "webgpu", &fusion)?;
+        passes.push(stats);
         let compiled = wpc_codegen_wgsl::compile(
             &model,
             &options.profile,
@@ -480,8 +488,8 @@ pub fn compile_model_report(
         let fusion = wpc_codegen_wasm::ops::Fusion {
             opset: bound.opset(),
         };
-        let (model, stats) = fused(&bound, options, &fusion)?;
-        fusion_stats.push(("wasm".to_string(), stats));
+        let (model, stats) = per_variant(&bound, options, "wasm", &fusion)?;
+        passes.push(stats);
         for isa in options.isas() {
             match wpc_codegen_wasm::compile(&model, isa) {
                 Ok(c) => variants.push(Variant::Wasm(wasm_variant(c, &mut shards, &mut files))),
@@ -555,8 +563,7 @@ pub fn compile_model_report(
             files,
         },
         skipped,
-        layer_norms,
-        fusion: fusion_stats,
+        passes,
         external_data: model.external_data.clone(),
     })
     .and_then(|c| {
@@ -574,18 +581,29 @@ pub fn compile_model_report(
 
 /// `bound` as one backend lowers it: its pointwise chains fused the way
 /// `target` can compute them (unless [`Options::fuse`] is off).
-fn fused(
+/// The graph one backend lowers: `bound` after the passes that depend
+/// on what the backend computes ([`wpc_passes::rewrite`], then
+/// [`wpc_passes::fuse`]), unless `options.fuse` is off.
+fn per_variant(
     bound: &Model,
     options: &Options,
+    backend: &str,
     target: &dyn wpc_passes::fuse::FusionTarget,
-) -> wpc_ir::Result<(Model, wpc_passes::fuse::FuseStats)> {
+) -> wpc_ir::Result<(Model, BackendPasses)> {
     let mut model = bound.clone();
-    if !options.fuse {
-        return Ok((model, Default::default()));
+    let mut stats = BackendPasses {
+        backend: backend.to_string(),
+        nodes_before: model.graph.node_count(),
+        ..BackendPasses::default()
+    };
+    if options.fuse {
+        let limits = wpc_passes::rewrite::Limits::default();
+        stats.rewrite = wpc_passes::rewrite::rewrite(&mut model, target, limits)?;
+        stats.fusion = wpc_passes::fuse::fuse(&mut model, target)?;
+        // The scalars the bodies took in are read by nothing else now.
+        wpc_passes::dce::eliminate_dead_nodes(&mut model);
     }
-    let stats = wpc_passes::fuse::fuse(&mut model, target)?;
-    // The scalars the bodies took in are read by nothing else now.
-    wpc_passes::dce::eliminate_dead_nodes(&mut model);
+    stats.nodes_after = model.graph.node_count();
     Ok((model, stats))
 }
 

@@ -286,6 +286,11 @@ enum Command {
         /// pages that take it from the npm package wpc-runtime instead.
         #[arg(long)]
         no_js_runtime: bool,
+        /// Say what the per-variant passes did for each backend: the
+        /// e-graph's size and why it stopped, how often each rewrite rule
+        /// fired, the ops it put in, what fused, nodes before and after.
+        #[arg(long)]
+        explain: bool,
     },
     /// Run a model (.onnx: on the reference interpreter, or compiled on the
     /// fly for --backend) or a bundle directory (its first variant, or
@@ -506,7 +511,16 @@ fn dispatch(cli: Cli) -> Result<()> {
             force,
             bind,
             no_js_runtime,
-        } => compile(&model, &target, output, force, &bind, no_js_runtime),
+            explain,
+        } => compile(
+            &model,
+            &target,
+            output,
+            force,
+            &bind,
+            no_js_runtime,
+            explain,
+        ),
         Command::Run {
             model,
             backend,
@@ -645,6 +659,7 @@ fn print_ops() {
             if gpu { "kernel" } else { "-" },
             match cpu {
                 Support::Kernel => "kernel",
+                Support::View => "view (no kernel)",
                 Support::Reference => "reference kernel",
                 Support::None => "-",
             }
@@ -657,6 +672,63 @@ fn print_ops() {
     );
 }
 
+/// What the per-variant passes did for one backend: a line, or with
+/// `explain` the details.
+fn report_passes(p: &wpc::compile::BackendPasses, explain: bool) {
+    let counts = |items: &mut dyn Iterator<Item = (&str, usize)>| {
+        items
+            .map(|(name, n)| format!("{n} {name}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let introduced = counts(&mut p.rewrite.introduced.iter().map(|(op, &n)| (op.as_str(), n)));
+    let f = &p.fusion;
+    let mut line = format!(
+        "  {}: {} nodes -> {}",
+        p.backend, p.nodes_before, p.nodes_after
+    );
+    if !introduced.is_empty() {
+        line += &format!("; recognized {introduced}");
+    }
+    if f.groups > 0 {
+        line += &format!(
+            "; fused {} nodes into {} kernels ({} of them a MatMul, Gemm or Conv with its epilogue)",
+            f.nodes, f.groups, f.epilogues
+        );
+    }
+    say!("{line}");
+    if !explain {
+        return;
+    }
+    let r = &p.rewrite;
+    match &r.stop {
+        Some(stop) => say!(
+            "    e-graph: {} nodes read; {} iterations, {} e-nodes in {} classes; stopped: {stop}",
+            r.nodes_read,
+            r.iterations,
+            r.egraph_nodes,
+            r.egraph_classes
+        ),
+        None => say!("    e-graph: no node it reads (float arithmetic, ReduceMean, Clip)"),
+    }
+    if !r.fired.is_empty() {
+        let fired: Vec<String> = r
+            .fired
+            .iter()
+            .map(|(rule, n)| format!("{rule} ×{n}"))
+            .collect();
+        say!("    rewrites fired: {}", fired.join(", "));
+    }
+    say!(
+        "    recognized ops kept (where the backend has their kernel): {}",
+        if introduced.is_empty() {
+            "none"
+        } else {
+            &introduced
+        }
+    );
+}
+
 fn compile(
     model: &Path,
     target: &TargetArgs,
@@ -664,6 +736,7 @@ fn compile(
     force: bool,
     bind: &BindArgs,
     no_js_runtime: bool,
+    explain: bool,
 ) -> Result<()> {
     let out = output.unwrap_or_else(|| model.with_extension("wpc"));
     let binding = bind.parse()?;
@@ -729,21 +802,8 @@ fn compile(
             }
         }
     }
-    if built.layer_norms > 0 {
-        say!(
-            "  folded {} decomposed LayerNorms into one op each",
-            built.layer_norms
-        );
-    }
-    for (backend, stats) in &built.fusion {
-        if stats.groups > 0 {
-            say!(
-                "  {backend}: fused {} nodes into {} kernels ({} of them a MatMul, Gemm or Conv with its epilogue)",
-                stats.nodes,
-                stats.groups,
-                stats.epilogues
-            );
-        }
+    for passes in &built.passes {
+        report_passes(passes, explain);
     }
     for (name, why) in &built.skipped {
         say!("  {name}: left out: {why}");

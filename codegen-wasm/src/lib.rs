@@ -34,6 +34,9 @@ pub use lower::{Compiled, Ctx, LowerFn, Slot, Tt, compile};
 pub enum Support {
     /// A generated kernel ([`ops::lowering`]).
     Kernel,
+    /// No kernel: a view ([`wpc_ir::ops::OpClass::View`]), whose output
+    /// shares its input's bytes.
+    View,
     /// The reference kernel compiled to wasm32 ([`reference`]).
     Reference,
     /// Not at all: the op carries subgraphs, which the reference module's
@@ -45,6 +48,8 @@ pub enum Support {
 pub fn support(domain: &str, op: &str) -> Support {
     if ops::lowering(domain, op).is_some() {
         Support::Kernel
+    } else if wpc_ir::ops::class_of(domain, op) == wpc_ir::ops::OpClass::View {
+        Support::View
     } else if matches!(op, "If" | "Loop" | "Scan") && (domain.is_empty() || domain == "ai.onnx") {
         Support::None
     } else {

@@ -242,6 +242,40 @@ proptest! {
         check_all_variants(&batch_norm, std::slice::from_ref(&x), 1e-5)?;
     }
 
+    /// Expand broadcasts a row, a column and a scalar; Transpose
+    /// permutes all three axes (the strided copy behind both).
+    #[test]
+    fn expand_and_transpose_variants_agree(
+        (a, b, x) in (size(), size()).prop_flat_map(|(a, b)| (Just(a), Just(b), values(a * b)))
+    ) {
+        let shape = |dims: &[usize]| Operand::Constant(Tensor::i64s(
+            vec![dims.len()],
+            dims.iter().map(|&d| d as i64).collect(),
+        ));
+        for (input, target) in [
+            (vec![1, a * b], vec![3, a * b]),
+            (vec![a * b, 1], vec![2, a * b, b]),
+            (vec![a, b], vec![2, 1, a, b]),
+            (vec![1, 1], vec![a, b]),
+        ] {
+            let n: usize = input.iter().product();
+            let model = prepared(one_node(
+                "Expand",
+                vec![Operand::Input(&input), shape(&target)],
+                Attrs::default(),
+            ));
+            let data = x.iter().copied().cycle().take(n).collect::<Vec<_>>();
+            check_all_variants(&model, &[data], 0.0)?;
+        }
+        let model = prepared(one_node(
+            "Transpose",
+            vec![Operand::Input(&[a, 2, b])],
+            ints(&[("perm", vec![2, 0, 1])]),
+        ));
+        let data = x.iter().copied().cycle().take(2 * a * b).collect::<Vec<_>>();
+        check_all_variants(&model, &[data], 0.0)?;
+    }
+
     #[test]
     fn reductions_variants_agree(
         (d, x) in (size(), size(), size()).prop_flat_map(|(a, b, c)| (Just([a, b, c]), values(a * b * c)))

@@ -44,6 +44,13 @@ pub trait FusionTarget {
         let _ = (graph, node);
         false
     }
+
+    /// Whether this backend has a kernel of its own for the default-domain
+    /// `op`, one of those [`crate::rewrite`] may put in place of the
+    /// nodes an exporter wrote (Gelu, Swish, SwiGLU, HardSigmoid,
+    /// HardSwish, LayerNormalization, RMSNormalization). Where it has
+    /// none, the written-out form stays, for its own kernels and fusion.
+    fn has_kernel(&self, op: &str) -> bool;
 }
 
 /// What [`fuse`] did.
@@ -328,6 +335,9 @@ mod tests {
         fn epilogue(&self, _: &Graph, node: &Node) -> bool {
             node.inputs.len() <= self.0
         }
+        fn has_kernel(&self, _: &str) -> bool {
+            true
+        }
     }
 
     /// [`Everything`] but epilogues.
@@ -339,6 +349,9 @@ mod tests {
         }
         fn max_inputs(&self) -> usize {
             self.0
+        }
+        fn has_kernel(&self, _: &str) -> bool {
+            true
         }
     }
 

@@ -17,19 +17,21 @@
 //!   constant with the nodes of the branch it takes.
 //! * [`fold_batch_norm::fold_conv_batch_norm`] folds an inference
 //!   BatchNormalization into the Conv before it.
-//! * [`fold_layer_norm::fold_layer_norm`] turns a LayerNorm written out
-//!   as reductions and arithmetic into one `LayerNormalization`.
+//! * [`rewrite::rewrite`] recognizes ops exporters write out (GELU,
+//!   SiLU/SwiGLU, HardSwish, LayerNorm, RMSNorm) with an e-graph and
+//!   puts them in where the backend has their kernels.
 //! * [`fuse::fuse`] merges chains of pointwise
-//!   ops into one fused node. Unlike the passes above it runs per
-//!   variant, after [`optimize`], with the backend saying what its fused
-//!   kernel can compute.
+//!   ops into one fused node.
+//!
+//! The last two run per variant, after [`optimize`], with the backend
+//! saying what it computes ([`fuse::FusionTarget`]).
 
 pub mod const_fold;
 pub mod dce;
 pub mod fold_batch_norm;
-pub mod fold_layer_norm;
 pub mod fuse;
 pub mod inline_if;
+pub mod rewrite;
 pub mod shape_inference;
 pub mod static_shapes;
 

@@ -734,6 +734,7 @@ fn emit_program(
         .chain(std::iter::once(out_strides))
         .collect();
     let walk = Walk {
+        elem_bytes: 4,
         dims: &dims,
         strides: &all,
         ptrs: &ptrs,
@@ -781,6 +782,8 @@ fn emit_program(
 /// its own stride; the innermost level is left to the caller, which must
 /// advance the pointers itself.
 pub struct Walk<'a> {
+    /// Bytes per element of every tensor walked.
+    pub elem_bytes: usize,
     pub dims: &'a [usize],
     /// Per tensor, element strides per dim.
     pub strides: &'a [Vec<usize>],
@@ -813,13 +816,13 @@ impl Walk<'_> {
                 } else {
                     0
                 };
-                emit::bump(b, *p, 4 * (s[d] as i64 - moved));
+                emit::bump(b, *p, self.elem_bytes as i64 * (s[d] as i64 - moved));
             }
         });
         // Rewind this level.
         for (j, p) in self.ptrs.iter().enumerate() {
             let s = &self.strides[j];
-            emit::bump(b, *p, -4 * (self.dims[d] * s[d]) as i64);
+            emit::bump(b, *p, -((self.elem_bytes * self.dims[d] * s[d]) as i64));
         }
     }
 }

@@ -2,6 +2,7 @@
 //! the table from op name to lowering: adding an op to the WebAssembly
 //! backend means one function in its family module and one line here.
 
+pub mod cast;
 pub mod elementwise;
 pub mod gemm;
 pub mod movement;
@@ -34,6 +35,8 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
         "LRN" => nn::lrn,
         "Concat" => movement::concat,
         "Transpose" => movement::transpose,
+        "Expand" => movement::expand,
+        "Cast" => cast::cast,
         "Gather" => movement::gather,
         "LayerNormalization" => nn::layer_norm,
         "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd"
@@ -77,5 +80,10 @@ impl wpc_passes::fuse::FusionTarget for Fusion {
 
     fn epilogue(&self, graph: &wpc_ir::Graph, node: &wpc_ir::Node) -> bool {
         node.inputs.len() <= MAX_FUSED_INPUTS && gemm::takes_epilogue(graph, node, self.opset)
+    }
+
+    /// A generated kernel, not the reference kernel every op has.
+    fn has_kernel(&self, op: &str) -> bool {
+        lowering("", op).is_some()
     }
 }

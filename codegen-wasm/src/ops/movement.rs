@@ -1,10 +1,11 @@
-//! Data movement: Concat as bulk `memory.copy` per contiguous block, and
-//! Transpose as nested loops with the input pointer walking the permuted
-//! strides, and Gather as one copy per selected block. Concat and Gather
-//! copy bytes, so they serve every dtype; Transpose moves 32-bit elements.
+//! Data movement: Concat as bulk `memory.copy` per contiguous block;
+//! Transpose and Expand as one strided copy (nested loops in output
+//! order, the input pointer walking permuted or broadcast strides); and
+//! Gather as one copy per selected block. All of them move elements of
+//! any width, so they serve every dtype.
 
 use walrus::FunctionBuilder;
-use walrus::ir::BinaryOp;
+use walrus::ir::{BinaryOp, ExtendedLoad, LoadKind, MemArg, StoreKind};
 use wpc_ir::{DType, Error, Result};
 
 use super::elementwise::Walk;
@@ -56,38 +57,102 @@ pub fn concat(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
 /// permuted strides.
 pub fn transpose(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
-    if x.dtype.size() != 4 {
-        return Err(Error::unsupported(format!("Transpose of {}", x.dtype)));
-    }
     let rank = x.shape.len();
     let perm = wpc_ir::ops::params::transpose_perm(ctx.attrs(), rank)?;
-    let mut in_strides = vec![1usize; rank];
-    for d in (0..rank.saturating_sub(1)).rev() {
-        in_strides[d] = in_strides[d + 1] * x.shape[d + 1];
+    let strides = contiguous_strides(&x.shape);
+    let reads = perm.iter().map(|&p| strides[p]).collect();
+    strided_copy(ctx, f, x.addr, &out, reads)
+}
+
+/// `Expand`: each output element from the input element it broadcasts
+/// from (stride 0 along the axes the input has size 1 or lacks).
+pub fn expand(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
+    let (x, out) = (ctx.input(0)?, ctx.output(0)?);
+    let strides = contiguous_strides(&x.shape);
+    let lead = out
+        .shape
+        .len()
+        .checked_sub(x.shape.len())
+        .ok_or_else(|| Error::invalid("Expand's output has fewer dims than its input"))?;
+    let reads = (0..out.shape.len())
+        .map(|d| match d.checked_sub(lead) {
+            Some(i) if x.shape[i] == out.shape[d] => strides[i],
+            Some(i) if x.shape[i] == 1 => 0,
+            Some(_) => usize::MAX,
+            None => 0,
+        })
+        .collect::<Vec<usize>>();
+    if reads.contains(&usize::MAX) {
+        return Err(Error::invalid(
+            "Expand's input does not broadcast to its output",
+        ));
     }
-    let mut out_strides = vec![1usize; rank];
-    for d in (0..rank.saturating_sub(1)).rev() {
-        out_strides[d] = out_strides[d + 1] * out.shape[d + 1];
+    strided_copy(ctx, f, x.addr, &out, reads)
+}
+
+fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
+    let mut strides = vec![1usize; shape.len()];
+    for d in (0..shape.len().saturating_sub(1)).rev() {
+        strides[d] = strides[d + 1] * shape[d + 1];
     }
-    let dims: Vec<usize> = if rank == 0 {
-        vec![1]
-    } else {
-        out.shape.clone()
+    strides
+}
+
+/// Copies into `out`, in its order, the elements of the tensor at `from`
+/// whose element strides per output dim are `reads`: nested loops with
+/// a pointer per tensor, one load and store of the element's width (any
+/// dtype) per element.
+fn strided_copy(
+    ctx: &mut Ctx,
+    f: &mut FunctionBuilder,
+    from: u32,
+    out: &crate::lower::Tt,
+    reads: Vec<usize>,
+) -> Result<()> {
+    let size = out.dtype.size();
+    let (load, store) = match size {
+        1 => (
+            LoadKind::I32_8 {
+                kind: ExtendedLoad::ZeroExtend,
+            },
+            StoreKind::I32_8 { atomic: false },
+        ),
+        2 => (
+            LoadKind::I32_16 {
+                kind: ExtendedLoad::ZeroExtend,
+            },
+            StoreKind::I32_16 { atomic: false },
+        ),
+        4 => (
+            LoadKind::I32 { atomic: false },
+            StoreKind::I32 { atomic: false },
+        ),
+        8 => (
+            LoadKind::I64 { atomic: false },
+            StoreKind::I64 { atomic: false },
+        ),
+        other => return Err(Error::unsupported(format!("copying {other}-byte elements"))),
     };
-    let strides = if rank == 0 {
-        vec![vec![0], vec![0]]
+    let rank = out.shape.len();
+    let (dims, strides) = if rank == 0 {
+        (vec![1], vec![vec![0], vec![0]])
     } else {
-        vec![perm.iter().map(|&p| in_strides[p]).collect(), out_strides]
+        (
+            out.shape.clone(),
+            vec![reads, contiguous_strides(&out.shape)],
+        )
     };
     let mut fx = ctx.fx();
     let ptrs = [fx.i32(), fx.i32()];
     let idx: Vec<_> = dims.iter().map(|_| fx.i32()).collect();
+    let mem = fx.mem;
     let mut b = f.func_body();
-    b.i32_const(x.addr as i32)
+    b.i32_const(from as i32)
         .local_set(ptrs[0])
         .i32_const(out.addr as i32)
         .local_set(ptrs[1]);
     let walk = Walk {
+        elem_bytes: size,
         dims: &dims,
         strides: &strides,
         ptrs: &ptrs,
@@ -95,13 +160,16 @@ pub fn transpose(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     };
     let n = *dims.last().expect("at least one dim");
     let step = strides[0][dims.len() - 1];
-    walk.level(&mut b, &mut fx, 0, &mut |b, fx, i| {
+    let align = size.trailing_zeros();
+    let arg = MemArg { align, offset: 0 };
+    walk.level(&mut b, &mut fx, 0, &mut |b, _, i| {
         emit::for_range(b, i, 0, n as i64, 1, |b| {
-            b.local_get(ptrs[1]).local_get(ptrs[0]);
-            emit::load_i32(b, fx, 0);
-            emit::store_i32(b, fx, 0);
-            emit::bump(b, ptrs[0], 4 * step as i64);
-            emit::bump(b, ptrs[1], 4);
+            b.local_get(ptrs[1])
+                .local_get(ptrs[0])
+                .load(mem, load, arg)
+                .store(mem, store, arg);
+            emit::bump(b, ptrs[0], (size * step) as i64);
+            emit::bump(b, ptrs[1], size as i64);
         });
     });
     Ok(())

@@ -339,4 +339,8 @@ impl wpc_passes::fuse::FusionTarget for Fusion {
             && tail_ok
             && bindings <= self.max_inputs + 1
     }
+
+    fn has_kernel(&self, op: &str) -> bool {
+        super::lowering("", op).is_some()
+    }
 }

@@ -1,0 +1,230 @@
+//! The rewrite rules, as a table: first the algebra that makes the many
+//! ways exporters write a computation equal to one canonical form, then
+//! the recognizers, each written once against that form.
+//!
+//! Equalities here are equalities of real numbers: `x / c` and
+//! `x · (1/c)` differ in the last bit of a float. They decide which
+//! written-out chains *are* a GELU or a LayerNorm; extraction
+//! ([`super::KernelCount`]) never puts a rewritten product back in the
+//! graph unless it saves a kernel, and a recognized op computes the same
+//! function to within float rounding. Every rule is checked against the
+//! reference interpreter on random inputs (`super::tests`).
+
+use egg::{Applier, Id, PatternAst, Rewrite, Subst, Symbol, Var, rewrite};
+use wpc_ir::DType;
+
+use super::lang::{EGraph, Expr, GraphFacts, Number};
+
+pub type Rule = Rewrite<Expr, GraphFacts>;
+
+/// Every rule the pass runs.
+pub fn rules() -> Vec<Rule> {
+    use std::f64::consts::{FRAC_1_SQRT_2, FRAC_2_PI};
+    vec![
+        // ── Canonical forms ───────────────────────────────────────────
+        rewrite!("add-commutes"; "(Add ?a ?b)" => "(Add ?b ?a)"),
+        rewrite!("mul-commutes"; "(Mul ?a ?b)" => "(Mul ?b ?a)"),
+        rewrite!("mul-associates"; "(Mul (Mul ?a ?b) ?c)" => "(Mul ?a (Mul ?b ?c))"),
+        rewrite!("mul-associates-back"; "(Mul ?a (Mul ?b ?c))" => "(Mul (Mul ?a ?b) ?c)"),
+        rewrite!("div-by-constant"; "(Div ?x ?c)" => { TimesReciprocal::new("?x", "?c") }),
+        rewrite!("times-reciprocal"; "(Mul ?a (Reciprocal ?b))" => "(Div ?a ?b)"),
+        rewrite!("one-over"; "(Div ?one ?b)" => "(Reciprocal ?b)" if number("?one", 1.0, "?b")),
+        rewrite!("square"; "(Mul ?a ?a)" => "(Pow ?a 2)"),
+        rewrite!("cube"; "(Mul (Pow ?a ?two) ?a)" => "(Pow ?a 3)" if number("?two", 2.0, "?a")),
+        // ── Recognizers ───────────────────────────────────────────────
+        // x · (1 + erf(x / √2)) · ½
+        rewrite!("gelu-erf";
+            "(Mul (Mul ?x (Add (Erf (Mul ?x ?r)) ?one)) ?half)" => "(Gelu ?x)"
+            if float("?x")
+            if number("?r", FRAC_1_SQRT_2, "?x")
+            if number("?one", 1.0, "?x")
+            if number("?half", 0.5, "?x")),
+        // x · (1 + tanh(√(2/π) · (x + 0.044715 · x³))) · ½
+        rewrite!("gelu-tanh";
+            "(Mul (Mul ?x (Add (Tanh (Mul (Add ?x (Mul (Pow ?x ?three) ?k)) ?s)) ?one)) ?half)"
+                => "(GeluTanh ?x)"
+            if float("?x")
+            if number("?three", 3.0, "?x")
+            if number("?k", 0.044715, "?x")
+            if number("?s", FRAC_2_PI.sqrt(), "?x")
+            if number("?one", 1.0, "?x")
+            if number("?half", 0.5, "?x")),
+        // x · σ(x)
+        rewrite!("silu"; "(Mul ?x (Sigmoid ?x))" => "(Swish ?x)" if float("?x")),
+        // SiLU(a) · b, both of one shape
+        rewrite!("swiglu"; "(Mul (Swish ?a) ?b)" => "(SwiGLU ?a ?b)" if same_type("?a", "?b")),
+        // clip(x + 3, 0, 6) / 6
+        rewrite!("hard-sigmoid";
+            "(Mul (Clip (Add ?x ?three) ?zero ?six) ?sixth)"
+                => "(HardSigmoid ?x 0.16666666666666666 0.5)"
+            if float("?x")
+            if number("?three", 3.0, "?x")
+            if number("?zero", 0.0, "?x")
+            if number("?six", 6.0, "?x")
+            if number("?sixth", 1.0 / 6.0, "?x")),
+        // x · hardsigmoid(x) with torch's slope and offset
+        rewrite!("hard-swish";
+            "(Mul ?x (HardSigmoid ?x ?alpha ?beta))" => "(HardSwish ?x)"
+            if float("?x")
+            if number("?alpha", 1.0 / 6.0, "?x")
+            if number("?beta", 0.5, "?x")),
+        // (x - mean(x)) / √(mean((x - mean(x))²) + ε), over the last axis
+        rewrite!("layer-norm";
+            "(Div (Sub ?x (MeanLast ?x)) (Sqrt (Add (MeanLast (Pow (Sub ?x (MeanLast ?x)) ?two)) ?eps)))"
+                => "(LayerNorm ?x ones nobias ?eps)"
+            if float("?x")
+            if number("?two", 2.0, "?x")
+            if epsilon("?eps", "?x")),
+        rewrite!("layer-norm-scale";
+            "(Mul (LayerNorm ?x ones nobias ?eps) ?g)" => "(LayerNorm ?x ?g nobias ?eps)"
+            if per_channel("?g", "?x")),
+        rewrite!("layer-norm-bias";
+            "(Add (LayerNorm ?x ?g nobias ?eps) ?b)" => "(LayerNorm ?x ?g ?b ?eps)"
+            if per_channel("?b", "?x")),
+        // x / √(mean(x²) + ε), over the last axis
+        rewrite!("rms-norm";
+            "(Div ?x (Sqrt (Add (MeanLast (Pow ?x ?two)) ?eps)))" => "(RmsNorm ?x ones ?eps)"
+            if float("?x")
+            if number("?two", 2.0, "?x")
+            if epsilon("?eps", "?x")),
+        rewrite!("rms-norm-scale";
+            "(Mul (RmsNorm ?x ones ?eps) ?g)" => "(RmsNorm ?x ?g ?eps)"
+            if per_channel("?g", "?x")),
+    ]
+}
+
+/// A rule's condition on the variables of its match.
+type Condition = Box<dyn Fn(&mut EGraph, Id, &Subst) -> bool + Send + Sync>;
+
+fn var(name: &str) -> Var {
+    name.parse().expect("rule variables are written ?name")
+}
+
+/// Whether `a` is `b` to within the rounding of a float32 constant.
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-6 * b.abs()
+}
+
+/// Whether broadcasting `c` against `x` leaves `x`'s shape as it is: `c`
+/// has no more dims than `x` (both known).
+fn fits(egraph: &EGraph, x: Id, c: Id) -> bool {
+    matches!((egraph[x].data.rank(), egraph[c].data.rank()), (Some(rx), Some(rc)) if rc <= rx)
+}
+
+/// `?c` is `value` everywhere, and broadcasting it against `?x` changes
+/// no shape.
+fn number(c: &str, value: f64, x: &str) -> Condition {
+    let (c, x) = (var(c), var(x));
+    Box::new(move |egraph, _, s| {
+        egraph[s[c]].data.scalar.is_some_and(|v| close(v, value)) && fits(egraph, s[x], s[c])
+    })
+}
+
+/// `?x` is a floating-point tensor of known rank.
+fn float(x: &str) -> Condition {
+    let x = var(x);
+    Box::new(move |egraph, _, s| {
+        let facts = &egraph[s[x]].data;
+        facts.rank().is_some()
+            && facts
+                .ty
+                .as_ref()
+                .and_then(|t| t.dtype)
+                .is_some_and(DType::is_float)
+    })
+}
+
+/// `?eps` is a positive number no wider than `?x`, whose last axis has a
+/// known size (a norm's scale is made of that many ones).
+fn epsilon(eps: &str, x: &str) -> Condition {
+    let (eps, x) = (var(eps), var(x));
+    Box::new(move |egraph, _, s| {
+        let last = egraph[s[x]]
+            .data
+            .static_type()
+            .and_then(|(_, s)| s.last().copied());
+        egraph[s[eps]].data.scalar.is_some_and(|e| e > 0.0)
+            && fits(egraph, s[x], s[eps])
+            && last.is_some_and(|c| c > 0)
+    })
+}
+
+/// `?p` is a constant holding one value per element of `?x`'s last axis,
+/// laid along its own last axis (a norm's scale or bias), of `?x`'s dtype.
+fn per_channel(p: &str, x: &str) -> Condition {
+    let (p, x) = (var(p), var(x));
+    Box::new(move |egraph, _, s| {
+        let (param, data) = (&egraph[s[p]].data, &egraph[s[x]].data);
+        let (Some((pt, ps)), Some((xt, xs))) = (param.static_type(), data.static_type()) else {
+            return false;
+        };
+        let channels = xs.last().copied();
+        param.constant
+            && pt == xt
+            && ps.len() <= xs.len()
+            && ps.last().copied() == channels
+            && ps.iter().product::<usize>() == channels.unwrap_or(0)
+    })
+}
+
+/// `?a` and `?b` have one static type.
+fn same_type(a: &str, b: &str) -> Condition {
+    let (a, b) = (var(a), var(b));
+    Box::new(move |egraph, _, s| {
+        let ta = egraph[s[a]].data.static_type();
+        ta.is_some() && ta == egraph[s[b]].data.static_type()
+    })
+}
+
+/// `x / c` → `x · (1/c)` for a scalar constant `c`, the reciprocal made
+/// as a number: the recognizers then see one form of scaling.
+struct TimesReciprocal {
+    x: Var,
+    c: Var,
+}
+
+impl TimesReciprocal {
+    fn new(x: &str, c: &str) -> TimesReciprocal {
+        TimesReciprocal {
+            x: var(x),
+            c: var(c),
+        }
+    }
+}
+
+impl Applier<Expr, GraphFacts> for TimesReciprocal {
+    fn apply_one(
+        &self,
+        egraph: &mut EGraph,
+        eclass: Id,
+        subst: &Subst,
+        _: Option<&PatternAst<Expr>>,
+        _: Symbol,
+    ) -> Vec<Id> {
+        let (x, c) = (subst[self.x], subst[self.c]);
+        let Some(value) = egraph[c].data.scalar else {
+            return Vec::new();
+        };
+        let reciprocal = 1.0 / value;
+        if !reciprocal.is_finite() || !fits(egraph, x, c) {
+            return Vec::new();
+        }
+        let r = egraph.add(Expr::Num(Number::new(reciprocal)));
+        let product = egraph.add(Expr::Mul([x, r]));
+        if egraph.union(eclass, product) {
+            vec![product]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn vars(&self) -> Vec<Var> {
+        vec![self.x, self.c]
+    }
+}
+
+/// The rule names, for reports and tests.
+#[cfg(test)]
+pub fn names() -> Vec<String> {
+    rules().iter().map(|r| r.name.to_string()).collect()
+}
