@@ -392,6 +392,74 @@ fn bundle_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     files
 }
 
+/// `y = gelu(x·w + b)` with the GELU written out as torch exports it:
+/// `z·(erf(z/√2) + 1)·½`.
+fn gelu_model() -> ModelProto {
+    let mut model = small_model("Identity", weights());
+    let graph = model.graph.as_mut().unwrap();
+    graph.node.pop();
+    let node = |op: &str, inputs: &[&str], out: &str| NodeProto {
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![out.into()],
+        name: out.into(),
+        op_type: op.into(),
+        ..Default::default()
+    };
+    for (name, v) in [("sqrt2", 2f32.sqrt()), ("one", 1.0), ("half", 0.5)] {
+        graph.initializer.push(TensorProto {
+            data_type: 1,
+            float_data: vec![v],
+            name: name.into(),
+            ..Default::default()
+        });
+    }
+    graph.node.extend([
+        node("Div", &["z", "sqrt2"], "d"),
+        node("Erf", &["d"], "e"),
+        node("Add", &["e", "one"], "p"),
+        node("Mul", &["z", "p"], "m"),
+        node("Mul", &["m", "half"], "y"),
+    ]);
+    model
+}
+
+#[test]
+fn compile_explain_says_what_the_rewrites_and_fusion_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "gelu.onnx", &gelu_model());
+    let out = dir.path().join("gelu.wpc");
+    let compile = |extra: &[&str]| {
+        let mut args = vec!["compile", &path, "--dim", "batch=4", "--force", "-o"];
+        args.push(out.to_str().unwrap());
+        args.extend_from_slice(extra);
+        let o = wpc(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let said = compile(&["--explain"]);
+    // WebGPU has a Gelu kernel: the five nodes become one, which then
+    // runs in the MatMul's store with the bias.
+    assert!(
+        said.contains("webgpu: 7 nodes -> 1; recognized 1 Gelu; fused"),
+        "{said}"
+    );
+    assert!(said.contains("stopped: saturated"), "{said}");
+    assert!(said.contains("gelu-erf ×1"), "{said}");
+    // wasm has none: the rule fired, extraction kept the written form,
+    // which fuses into the GEMM's epilogue all the same.
+    let wasm = said.lines().find(|l| l.starts_with("  wasm: ")).unwrap();
+    assert!(wasm.starts_with("  wasm: 7 nodes -> 1; fused"), "{said}");
+    assert!(
+        said.contains("recognized ops kept (where the backend has their kernel): none"),
+        "{said}"
+    );
+    // Without --explain, a line per backend; with --no-fuse, nothing fuses.
+    let said = compile(&[]);
+    assert!(!said.contains("rewrites fired"), "{said}");
+    let said = compile(&["--no-fuse"]);
+    assert!(said.contains("webgpu: 7 nodes -> 7\n"), "{said}");
+}
+
 #[test]
 fn compile_writes_a_deterministic_bundle_that_runs_on_webgpu() {
     let dir = tempfile::tempdir().unwrap();
