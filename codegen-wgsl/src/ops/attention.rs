@@ -120,9 +120,6 @@ pub fn attention(ctx: &Ctx) -> Result<Lowered> {
         });
         kv_args.push(target);
     }
-    temps.push(batch * qh * sq * skv);
-    let scores = Arg::Temp(temps.len() - 1);
-
     let mut k = Kernel::new(format!(
         "Attention f32 B={batch} Hq={qh} Hkv={kvh} Sq={sq} Skv={skv} D={dh}/{dv} causal={causal} mode={mode}"
     ));
@@ -143,51 +140,59 @@ pub fn attention(ctx: &Ctx) -> Result<Lowered> {
         k.input("nonpad", ctx.input(6)?.word);
         args.push(Arg::In(6));
     }
-    k.output("sc", Word::F32);
-    args.push(scores);
+    let qk_out = ctx.wants_output(3);
+    // One workgroup per query row where its scores fit in workgroup
+    // memory (and no intermediate scores are asked for): the lanes split
+    // the keys, then the value columns, so every query row keeps a
+    // workgroup busy. Otherwise one thread per row, scores in a buffer.
+    let lanes = ROW_LANES;
+    let group_bytes = 4 * (dh + skv + lanes as usize);
+    let per_group = !qk_out
+        && group_bytes <= ctx.profile.webgpu.limits.max_compute_workgroup_storage_size as usize
+        && lanes <= ctx.profile.webgpu.limits.max_compute_invocations_per_workgroup;
+    let scores = if per_group {
+        "sc"
+    } else {
+        temps.push(batch * qh * sq * skv);
+        k.output("sc", Word::F32);
+        args.push(Arg::Temp(temps.len() - 1));
+        "sc"
+    };
     k.output("y", Word::F32);
     args.push(Arg::Out(0));
-    let qk_out = ctx.wants_output(3);
     if qk_out {
         k.output("qk", Word::F32);
         args.push(Arg::Out(3));
     }
     k.helpers.insert("fmax");
     let neg_inf = "f32_bits(0xff800000u)";
-    let mut b = format!(
-        "    let row = i;\n    let qi = row % {sq}u;\n    let h = (row / {sq}u) % {qh}u;\n    let b = row / {};\n    let kh = h / {reps}u;\n    let at = row * {skv}u;\n",
-        sq * qh
-    );
     let offset = if nonpad && past == 0 {
         format!("i32(nonpad[b]) - {sq}")
     } else {
         format!("{past}")
     };
-    let _ = writeln!(
-        b,
-        "    let pos = i32(qi) + {offset};\n    var m = {neg_inf};\n    var all_masked = true;"
+    let head = format!(
+        "    let qi = row % {sq}u;\n    let h = (row / {sq}u) % {qh}u;\n    let b = row / {};\n    let kh = h / {reps}u;\n    let at = row * {skv}u;\n    let pos = i32(qi) + {offset};\n",
+        sq * qh
     );
-    let _ = writeln!(
-        b,
-        "    for (var j = 0u; j < {skv}u; j = j + 1u) {{\n        var s = 0.0;"
-    );
-    let _ = writeln!(
-        b,
-        "        for (var d = 0u; d < {dh}u; d = d + 1u) {{ s = s + q[{}] * kk[((b * {kvh}u + kh) * {skv}u + j) * {dh}u + d]; }}\n        s = s * {};",
-        layout(q, qh, "b", "h", "qi", "d"),
-        lit(scale)
-    );
-    if softcap > 0.0 {
-        let _ = writeln!(
-            b,
-            "        s = tanh(clamp(s / {c}, -15.0, 15.0)) * {c};",
-            c = lit(softcap)
+    // Key j's score `s` from the query row in `qrow(d)`, scaled and capped.
+    let score = |qrow: &str| {
+        let mut c = format!(
+            "        var s = 0.0;\n        for (var d = 0u; d < {dh}u; d = d + 1u) {{ s = s + {qrow} * kk[((b * {kvh}u + kh) * {skv}u + j) * {dh}u + d]; }}\n        s = s * {};\n",
+            lit(scale)
         );
-    }
-    if qk_out && mode <= 1 {
-        b.push_str("        qk[at + j] = s;\n");
-    }
-    b.push_str("        var bj = 0.0;\n");
+        if softcap > 0.0 {
+            let _ = writeln!(
+                c,
+                "        s = tanh(clamp(s / {c}, -15.0, 15.0)) * {c};",
+                c = lit(softcap)
+            );
+        }
+        c
+    };
+    // Key j's bias `bj` for this row: the mask, then the causal, window
+    // and padding frontiers.
+    let mut bias = String::from("        var bj = 0.0;\n");
     if let Some(m) = &mask {
         let last = *m.shape.last().unwrap_or(&1);
         let mut padded = m.shape.clone();
@@ -215,73 +220,117 @@ pub fn attention(ctx: &Ctx) -> Result<Lowered> {
             format!("select({neg_inf}, 0.0, mask[{off}] != 0u)")
         };
         let _ = writeln!(
-            b,
+            bias,
             "        if (j < {last}u) {{ bj = {read}; }} else {{ bj = {neg_inf}; }}"
         );
     }
     if causal {
-        let _ = writeln!(b, "        if (i32(j) > pos) {{ bj = {neg_inf}; }}");
+        let _ = writeln!(bias, "        if (i32(j) > pos) {{ bj = {neg_inf}; }}");
     }
     if let Some(left) = p.left_window {
         let _ = writeln!(
-            b,
+            bias,
             "        if (pos - i32(j) > {left}) {{ bj = {neg_inf}; }}"
         );
     }
     if let Some(right) = p.right_window {
         let _ = writeln!(
-            b,
+            bias,
             "        if (i32(j) - pos > {right}) {{ bj = {neg_inf}; }}"
         );
     }
     if nonpad {
         let _ = writeln!(
-            b,
+            bias,
             "        if (i32(j) >= i32(nonpad[b])) {{ bj = {neg_inf}; }}"
         );
     }
-    let _ = writeln!(
-        b,
-        "        if (bj != {neg_inf}) {{ all_masked = false; s = s + bj; }} else {{ s = {neg_inf}; }}"
-    );
-    if qk_out && mode == 2 {
-        b.push_str("        qk[at + j] = s;\n");
-    }
-    let _ = writeln!(
-        b,
-        "        sc[at + j] = s;\n        m = fmax(m, s);\n    }}"
-    );
-    let _ = writeln!(
-        b,
-        "    if (m == {neg_inf}) {{ m = 0.0; }}\n    var sum = 0.0;\n    for (var j = 0u; j < {skv}u; j = j + 1u) {{ let e = select(exp(sc[at + j] - m), 0.0, sc[at + j] == {neg_inf}); sc[at + j] = e; sum = sum + e; }}"
-    );
-    let _ = writeln!(
-        b,
-        "    for (var j = 0u; j < {skv}u; j = j + 1u) {{ let p = select(sc[at + j] / sum, 0.0, all_masked || sum == 0.0); sc[at + j] = p;{} }}",
-        if qk_out && mode == 3 {
-            " qk[at + j] = p;"
-        } else {
-            ""
-        }
-    );
     let y_off = if three_d {
         format!("(b * {sq}u + qi) * {}u + h * {dv}u + d", qh * dv)
     } else {
         format!("row * {dv}u + d")
     };
-    let _ = writeln!(
-        b,
-        "    for (var d = 0u; d < {dv}u; d = d + 1u) {{\n        var acc = 0.0;\n        for (var j = 0u; j < {skv}u; j = j + 1u) {{ acc = acc + sc[at + j] * vv[((b * {kvh}u + kh) * {skv}u + j) * {dv}u + d]; }}\n        y[{y_off}] = acc;\n    }}"
-    );
-    k.one_per_item(
-        batch * qh * sq,
-        ctx.tuning().elementwise,
-        ctx.max_groups(),
-        &b,
-    );
+    let v_at = format!("vv[((b * {kvh}u + kh) * {skv}u + j) * {dv}u + d]");
+    if per_group {
+        super::workgroup_array(&mut k, "qs", "f32", dh as u32);
+        super::workgroup_array(&mut k, scores, "f32", skv as u32);
+        super::workgroup_array(&mut k, "red", "f32", lanes);
+        let mut b = head;
+        let _ = writeln!(
+            b,
+            "    for (var d = lidx; d < {dh}u; d = d + {lanes}u) {{ qs[d] = q[{}]; }}\n    workgroupBarrier();\n    var m = {neg_inf};\n    var open = 0.0;\n    for (var j = lidx; j < {skv}u; j = j + {lanes}u) {{",
+            layout(q, qh, "b", "h", "qi", "d")
+        );
+        b.push_str(&score("qs[d]"));
+        b.push_str(&bias);
+        let _ = writeln!(
+            b,
+            "        if (bj != {neg_inf}) {{ open = 1.0; s = s + bj; }} else {{ s = {neg_inf}; }}\n        {scores}[j] = s;\n        m = fmax(m, s);\n    }}"
+        );
+        b.push_str(&super::tree_reduce("m", "red", lanes, "fmax($a, $b)"));
+        b.push_str(&super::tree_reduce("open", "red", lanes, "fmax($a, $b)"));
+        let _ = writeln!(
+            b,
+            "    if (m == {neg_inf}) {{ m = 0.0; }}\n    var sum = 0.0;\n    for (var j = lidx; j < {skv}u; j = j + {lanes}u) {{ let e = select(exp({scores}[j] - m), 0.0, {scores}[j] == {neg_inf}); {scores}[j] = e; sum = sum + e; }}"
+        );
+        b.push_str(&super::tree_reduce("sum", "red", lanes, "$a + $b"));
+        let _ = writeln!(
+            b,
+            "    let inv = select(1.0 / sum, 0.0, open == 0.0 || sum == 0.0);\n    for (var d = lidx; d < {dv}u; d = d + {lanes}u) {{\n        var acc = 0.0;\n        for (var j = 0u; j < {skv}u; j = j + 1u) {{ acc = acc + {scores}[j] * {v_at}; }}\n        y[{y_off}] = acc * inv;\n    }}"
+        );
+        k.one_group_per_item(batch * qh * sq, lanes, ctx.max_groups(), &b);
+    } else {
+        let mut b = head;
+        let _ = writeln!(
+            b,
+            "    var m = {neg_inf};\n    var all_masked = true;\n    for (var j = 0u; j < {skv}u; j = j + 1u) {{"
+        );
+        b.push_str(&score(&format!("q[{}]", layout(q, qh, "b", "h", "qi", "d"))));
+        if qk_out && mode <= 1 {
+            b.push_str("        qk[at + j] = s;\n");
+        }
+        b.push_str(&bias);
+        let _ = writeln!(
+            b,
+            "        if (bj != {neg_inf}) {{ all_masked = false; s = s + bj; }} else {{ s = {neg_inf}; }}"
+        );
+        if qk_out && mode == 2 {
+            b.push_str("        qk[at + j] = s;\n");
+        }
+        let _ = writeln!(
+            b,
+            "        sc[at + j] = s;\n        m = fmax(m, s);\n    }}"
+        );
+        let _ = writeln!(
+            b,
+            "    if (m == {neg_inf}) {{ m = 0.0; }}\n    var sum = 0.0;\n    for (var j = 0u; j < {skv}u; j = j + 1u) {{ let e = select(exp(sc[at + j] - m), 0.0, sc[at + j] == {neg_inf}); sc[at + j] = e; sum = sum + e; }}"
+        );
+        let _ = writeln!(
+            b,
+            "    for (var j = 0u; j < {skv}u; j = j + 1u) {{ let p = select(sc[at + j] / sum, 0.0, all_masked || sum == 0.0); sc[at + j] = p;{} }}",
+            if qk_out && mode == 3 {
+                " qk[at + j] = p;"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(
+            b,
+            "    for (var d = 0u; d < {dv}u; d = d + 1u) {{\n        var acc = 0.0;\n        for (var j = 0u; j < {skv}u; j = j + 1u) {{ acc = acc + sc[at + j] * {v_at}; }}\n        y[{y_off}] = acc;\n    }}"
+        );
+        k.one_per_item(
+            batch * qh * sq,
+            ctx.tuning().elementwise,
+            ctx.max_groups(),
+            &format!("    let row = i;\n{b}"),
+        );
+    }
     launches.push(Launch { kernel: k, args });
     Ok(Lowered::Launches { temps, launches })
 }
+
+/// Lanes of a workgroup that computes one query row of `Attention`.
+const ROW_LANES: u32 = 64;
 
 /// `RotaryEmbedding`: one thread per element; a rotated channel reads its
 /// partner (the other half, or the neighbour when interleaved) and the

@@ -34,6 +34,20 @@ define_language! {
         "Clip" = Clip([Id; 3]),
         // `ReduceMean` over the last axis, keeping it.
         "MeanLast" = MeanLast([Id; 1]),
+        "MatMul" = MatMul([Id; 2]),
+        // `Softmax` over the last axis.
+        "SoftmaxLast" = SoftmaxLast([Id; 1]),
+        // `Transpose(x)` by a permutation ([`Perm`]).
+        "Transpose" = Transpose([Id; 2]),
+        // `Reshape(x, shape)` by a constant shape.
+        "Reshape" = Reshape([Id; 2]),
+        // Views the attention rules match through, never extracted:
+        // `x: [B, S, H·D]` as `[B, H, S, D]` (H a number), the same with
+        // the last two axes swapped (`Kᵀ`), and `y: [B, H, S, D]` back as
+        // `[B, S, H·D]`.
+        "Heads" = Heads([Id; 2]),
+        "HeadsT" = HeadsT([Id; 2]),
+        "MergeHeads" = MergeHeads([Id; 1]),
         // `HardSigmoid(x)` with its `alpha` and `beta` as numbers.
         "HardSigmoid" = HardSigmoid([Id; 3]),
         "HardSwish" = HardSwish([Id; 1]),
@@ -50,11 +64,16 @@ define_language! {
         "LayerNorm" = LayerNorm([Id; 4]),
         // `RMSNormalization(x, scale)` over the last axis, epsilon last.
         "RmsNorm" = RmsNorm([Id; 3]),
+        // `Attention(q, k, v, mask)` on 3-D `[B, S, H·D]` inputs, then
+        // the scale and the head count H.
+        "Attention" = Attention([Id; 6]),
         // A norm's scale when the model has none: ones.
         "ones" = Ones,
-        // A norm's bias when the model has none.
-        "nobias" = NoBias,
+        // An optional input the model does not give (a norm's bias, an
+        // attention mask).
+        "none" = Absent,
         Value(Leaf),
+        Perm(Perm),
         Num(Number),
     }
 }
@@ -75,6 +94,30 @@ impl FromStr for Leaf {
         let index = s.strip_prefix('%').ok_or("a leaf is written %N")?;
         let index = index.parse::<usize>().map_err(|e| e.to_string())?;
         Ok(Leaf(ValueId::from_index(index)))
+    }
+}
+
+/// A permutation of axes, written `p0.2.1.3` in patterns.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Perm(pub Vec<usize>);
+
+impl fmt::Display for Perm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let axes: Vec<String> = self.0.iter().map(usize::to_string).collect();
+        write!(f, "p{}", axes.join("."))
+    }
+}
+
+impl FromStr for Perm {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Perm, String> {
+        let axes = s
+            .strip_prefix('p')
+            .ok_or("a permutation is written pA.B.C")?;
+        axes.split('.')
+            .map(|a| a.parse::<usize>().map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()
+            .map(Perm)
     }
 }
 
@@ -118,6 +161,7 @@ impl Expr {
             Expr::SwiGlu(_) => "SwiGLU",
             Expr::LayerNorm(_) => "LayerNormalization",
             Expr::RmsNorm(_) => "RMSNormalization",
+            Expr::Attention(_) => "Attention",
             _ => return None,
         })
     }
@@ -129,7 +173,10 @@ impl Expr {
         match self {
             Expr::HardSigmoid([x, ..]) => std::slice::from_ref(x),
             Expr::LayerNorm([x, ..]) | Expr::RmsNorm([x, ..]) => std::slice::from_ref(x),
-            Expr::Value(_) | Expr::Num(_) | Expr::Ones | Expr::NoBias => &[],
+            Expr::Attention(children) => &children[..4],
+            Expr::Transpose([x, _]) | Expr::Reshape([x, _]) => std::slice::from_ref(x),
+            Expr::Heads([x, _]) | Expr::HeadsT([x, _]) => std::slice::from_ref(x),
+            Expr::Value(_) | Expr::Num(_) | Expr::Perm(_) | Expr::Ones | Expr::Absent => &[],
             other => egg::Language::children(other),
         }
     }

@@ -260,6 +260,18 @@ impl Reading {
                 Expr::Clip([0, 1, 2].map(|i| self.input(g, ins[i])))
             }
             "ReduceMean" if mean_of_last_axis(g, node)? == ins[0] => Expr::MeanLast(one(self)),
+            "MatMul" if arity(2) => Expr::MatMul(pair(self)),
+            "Softmax" if arity(1) && softmax_over_last_axis(g, node, opset)? => {
+                Expr::SoftmaxLast(one(self))
+            }
+            "Transpose" if arity(1) => {
+                let rank = g.value(ins[0]).ty.shape.rank()?;
+                let perm = wpc_ir::ops::params::transpose_perm(&node.attrs, rank).ok()?;
+                let perm = self.egraph.add(Expr::Perm(lang::Perm(perm)));
+                Expr::Transpose([self.input(g, ins[0]), perm])
+            }
+            // After constant folding a static shape is a constant.
+            "Reshape" if arity(2) && g.constants.contains_key(&ins[1]) => Expr::Reshape(pair(self)),
             "HardSigmoid" if arity(1) => {
                 let wpc_ir::ops::params::Elementwise::HardSigmoid { alpha, beta } =
                     wpc_ir::ops::params::Elementwise::of(op, &node.attrs).ok()??
@@ -315,6 +327,15 @@ fn mean_of_last_axis(g: &Graph, node: &Node) -> Option<ValueId> {
     (params.keepdims && rank > 0 && axes == [rank - 1]).then_some(x)
 }
 
+/// Whether `node`, a Softmax, normalizes along the last axis of its
+/// input (at any opset); `None` when the input's shape is not known.
+fn softmax_over_last_axis(g: &Graph, node: &Node, opset: u32) -> Option<bool> {
+    let x = node.inputs.first().copied().flatten()?;
+    let shape = g.value(x).ty.shape.concrete()?;
+    let rows = wpc_ir::ops::params::SoftmaxRows::of(&node.attrs, opset, &shape).ok()?;
+    Some(rows.inner == 1 && shape.last() == Some(&rows.len))
+}
+
 /// The cost model: kernels. Each op is one (a recognized op only where
 /// the backend has a kernel for it), leaves none; a node the graph did
 /// not have costs a little more than one it had, so extraction keeps
@@ -336,7 +357,11 @@ impl CostFunction<Expr> for KernelCount<'_> {
     fn cost<C: FnMut(Id) -> f64>(&mut self, enode: &Expr, mut costs: C) -> f64 {
         let own = match enode {
             Expr::Value(_) => return 0.0,
-            Expr::Num(_) | Expr::Ones | Expr::NoBias => return f64::INFINITY,
+            // Parameters of recognized ops, never operands of others.
+            Expr::Ones | Expr::Absent => return 0.0,
+            Expr::Num(_) | Expr::Perm(_) => return f64::INFINITY,
+            // A view is no kernel.
+            e @ Expr::Reshape(_) if self.originals.contains(e) => 0.0,
             e if self.originals.contains(e) => 1.0,
             e => match e.recognized_op() {
                 Some(op) if self.target.has_kernel(op) => 1.0,
@@ -476,10 +501,25 @@ impl Emitter<'_, '_> {
                     Some(self.class(*x)?),
                     Some(self.norm_param(*x, *scale, 1.0, &name)?),
                 ];
-                if !matches!(self.extractor.find_best_node(*bias), Expr::NoBias) {
+                if !matches!(self.extractor.find_best_node(*bias), Expr::Absent) {
                     inputs.push(Some(self.norm_param(*x, *bias, 0.0, &name)?));
                 }
                 ("LayerNormalization", inputs)
+            }
+            Expr::Attention([q, k, v, mask, scale, heads]) => {
+                let heads = scalar(self.egraph, *heads)? as i64;
+                attrs.insert("q_num_heads", Attr::Int(heads));
+                attrs.insert("kv_num_heads", Attr::Int(heads));
+                attrs.insert("scale", Attr::Float(scalar(self.egraph, *scale)?));
+                let mut inputs = vec![
+                    Some(self.class(*q)?),
+                    Some(self.class(*k)?),
+                    Some(self.class(*v)?),
+                ];
+                if !matches!(self.extractor.find_best_node(*mask), Expr::Absent) {
+                    inputs.push(Some(self.class(*mask)?));
+                }
+                ("Attention", inputs)
             }
             Expr::RmsNorm([x, scale, eps]) => {
                 attrs.insert("axis", Attr::Int(-1));

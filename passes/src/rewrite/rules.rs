@@ -71,15 +71,15 @@ pub fn rules() -> Vec<Rule> {
         // (x - mean(x)) / √(mean((x - mean(x))²) + ε), over the last axis
         rewrite!("layer-norm";
             "(Div (Sub ?x (MeanLast ?x)) (Sqrt (Add (MeanLast (Pow (Sub ?x (MeanLast ?x)) ?two)) ?eps)))"
-                => "(LayerNorm ?x ones nobias ?eps)"
+                => "(LayerNorm ?x ones none ?eps)"
             if float("?x")
             if number("?two", 2.0, "?x")
             if epsilon("?eps", "?x")),
         rewrite!("layer-norm-scale";
-            "(Mul (LayerNorm ?x ones nobias ?eps) ?g)" => "(LayerNorm ?x ?g nobias ?eps)"
+            "(Mul (LayerNorm ?x ones none ?eps) ?g)" => "(LayerNorm ?x ?g none ?eps)"
             if per_channel("?g", "?x")),
         rewrite!("layer-norm-bias";
-            "(Add (LayerNorm ?x ?g nobias ?eps) ?b)" => "(LayerNorm ?x ?g ?b ?eps)"
+            "(Add (LayerNorm ?x ?g none ?eps) ?b)" => "(LayerNorm ?x ?g ?b ?eps)"
             if per_channel("?b", "?x")),
         // x / √(mean(x²) + ε), over the last axis
         rewrite!("rms-norm";
@@ -90,6 +90,24 @@ pub fn rules() -> Vec<Rule> {
         rewrite!("rms-norm-scale";
             "(Mul (RmsNorm ?x ones ?eps) ?g)" => "(RmsNorm ?x ?g ?eps)"
             if per_channel("?g", "?x")),
+        // Scaled dot-product attention as exporters write it: each of Q,
+        // K and V a linear layer's `[B, S, H·D]` output split into heads
+        // (Reshape, Transpose), `softmax(Q·Kᵀ · scale + mask) · V`, the
+        // heads merged back.
+        rewrite!("split-heads"; "(Transpose (Reshape ?x ?shape) p0.2.1.3)" => { SplitHeads::new(false) }),
+        rewrite!("split-heads-transposed"; "(Transpose (Reshape ?x ?shape) p0.2.3.1)" => { SplitHeads::new(true) }),
+        rewrite!("transposed-heads"; "(Transpose (Heads ?x ?h) p0.1.3.2)" => "(HeadsT ?x ?h)"),
+        rewrite!("merge-heads"; "(Reshape (Transpose ?y p0.2.1.3) ?shape)" => "(MergeHeads ?y)"
+            if merges_heads("?y")),
+        rewrite!("attention";
+            "(MergeHeads (MatMul (SoftmaxLast (Add (Mul (MatMul (Heads ?q ?h) (HeadsT ?k ?h)) ?scale) ?mask)) (Heads ?v ?h)))"
+                => "(Attention ?q ?k ?v ?mask ?scale ?h)"
+            if attention("?q", "?k", "?v", "?scale")
+            if attention_mask("?mask", "?q", "?k", "?h")),
+        rewrite!("attention-unmasked";
+            "(MergeHeads (MatMul (SoftmaxLast (Mul (MatMul (Heads ?q ?h) (HeadsT ?k ?h)) ?scale)) (Heads ?v ?h)))"
+                => "(Attention ?q ?k ?v none ?scale ?h)"
+            if attention("?q", "?k", "?v", "?scale")),
     ]
 }
 
@@ -174,6 +192,130 @@ fn same_type(a: &str, b: &str) -> Condition {
         let ta = egraph[s[a]].data.static_type();
         ta.is_some() && ta == egraph[s[b]].data.static_type()
     })
+}
+
+/// The static shape of `?v`'s class, where known.
+fn shape_of(egraph: &EGraph, v: Id) -> Option<Vec<usize>> {
+    egraph[v].data.static_type().map(|(_, s)| s)
+}
+
+/// The matched class (a `[B, S, H·D]` reshape of a transpose) merges the
+/// heads of `?y: [B, H, S, D]`.
+fn merges_heads(y: &str) -> Condition {
+    let y = var(y);
+    Box::new(move |egraph, eclass, s| {
+        match (
+            shape_of(egraph, eclass).as_deref(),
+            shape_of(egraph, s[y]).as_deref(),
+        ) {
+            (Some(&[b, sq, e]), Some(&[yb, h, ys, d])) => b == yb && sq == ys && e == h * d,
+            _ => false,
+        }
+    })
+}
+
+/// Q, K and V are float `[B, S, E]` tensors of one batch, K and V of one
+/// length, Q and K of one width; the scale is a number.
+fn attention(q: &str, k: &str, v: &str, scale: &str) -> Condition {
+    let (q, k, v, scale) = (var(q), var(k), var(v), var(scale));
+    Box::new(move |egraph, _, s| {
+        let ty = |x: Var| egraph[s[x]].data.static_type();
+        let (Some((tq, sq)), Some((tk, sk)), Some((tv, sv))) = (ty(q), ty(k), ty(v)) else {
+            return false;
+        };
+        let float = tq.is_float() && tq == tk && tq == tv;
+        let shapes = sq.len() == 3
+            && sk.len() == 3
+            && sv.len() == 3
+            && sq[0] == sk[0]
+            && sq[0] == sv[0]
+            && sk[1] == sv[1]
+            && sq[2] == sk[2];
+        float && shapes && egraph[s[scale]].data.scalar.is_some() && fits(egraph, s[q], s[scale])
+    })
+}
+
+/// The mask is a float tensor that broadcasts to the scores
+/// `[B, H, S, S_kv]`.
+fn attention_mask(mask: &str, q: &str, k: &str, heads: &str) -> Condition {
+    let (mask, q, k, heads) = (var(mask), var(q), var(k), var(heads));
+    Box::new(move |egraph, _, s| {
+        let (Some((tm, m)), Some(sq), Some(sk), Some(h)) = (
+            egraph[s[mask]].data.static_type(),
+            shape_of(egraph, s[q]),
+            shape_of(egraph, s[k]),
+            egraph[s[heads]].data.scalar,
+        ) else {
+            return false;
+        };
+        let full = [sq[0], h as usize, sq[1], sk[1]];
+        tm.is_float()
+            && m.len() <= 4
+            && m.iter()
+                .rev()
+                .zip(full.iter().rev())
+                .all(|(&d, &f)| d == 1 || d == f)
+    })
+}
+
+/// `Transpose(Reshape(x))` with `x: [B, S, H·D]` and the transpose
+/// `[B, H, S, D]` (or, `transposed`, `[B, H, D, S]`): `x` split into `H`
+/// heads, as `(Heads x H)` (or `(HeadsT x H)`).
+struct SplitHeads {
+    x: Var,
+    transposed: bool,
+}
+
+impl SplitHeads {
+    fn new(transposed: bool) -> SplitHeads {
+        SplitHeads {
+            x: var("?x"),
+            transposed,
+        }
+    }
+}
+
+impl Applier<Expr, GraphFacts> for SplitHeads {
+    fn apply_one(
+        &self,
+        egraph: &mut EGraph,
+        eclass: Id,
+        subst: &Subst,
+        _: Option<&PatternAst<Expr>>,
+        _: Symbol,
+    ) -> Vec<Id> {
+        let x = subst[self.x];
+        let (Some(split), Some(whole)) = (shape_of(egraph, eclass), shape_of(egraph, x)) else {
+            return Vec::new();
+        };
+        let (&[b, h, rows, cols], &[xb, xs, e]) = (&split[..], &whole[..]) else {
+            return Vec::new();
+        };
+        let (s, d) = if self.transposed {
+            (cols, rows)
+        } else {
+            (rows, cols)
+        };
+        if b != xb || s != xs || h * d != e {
+            return Vec::new();
+        }
+        let heads = egraph.add(Expr::Num(Number::new(h as f64)));
+        let view = if self.transposed {
+            Expr::HeadsT([x, heads])
+        } else {
+            Expr::Heads([x, heads])
+        };
+        let view = egraph.add(view);
+        if egraph.union(eclass, view) {
+            vec![view]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn vars(&self) -> Vec<Var> {
+        vec![self.x]
+    }
 }
 
 /// `x / c` → `x · (1/c)` for a scalar constant `c`, the reciprocal made

@@ -36,16 +36,24 @@ const ALL: Kernels = Kernels(&[
     "HardSwish",
     "LayerNormalization",
     "RMSNormalization",
+    "Attention",
 ]);
 
-/// Inputs `x` (and `y`) of `shape`: spread over [-6, 6].
-fn feeds(model: &Model, shape: &[usize], seed: u64) -> HashMap<String, Tensor> {
-    let n: usize = shape.iter().product();
+/// Inputs of `shape` (or the shape `other` gives an input by name):
+/// spread over [-6, 6].
+fn feeds(
+    model: &Model,
+    shape: &[usize],
+    other: &dyn Fn(&str) -> Option<Vec<usize>>,
+    seed: u64,
+) -> HashMap<String, Tensor> {
     let g = &model.graph;
     g.inputs
         .iter()
         .enumerate()
         .map(|(k, &v)| {
+            let shape = other(&g.value(v).name).unwrap_or_else(|| shape.to_vec());
+            let n: usize = shape.iter().product();
             let data: Vec<f32> = (0..n as u64)
                 .map(|i| {
                     let h = (i + 1)
@@ -81,13 +89,24 @@ fn ops(model: &Model) -> Vec<String> {
 /// Rewrites `model` for `target` and checks it computes what it did
 /// (within `tolerance`, relative to 1 + |value|), returning the stats.
 fn check(
-    mut model: Model,
+    model: Model,
     shape: &[usize],
     target: &dyn FusionTarget,
     tolerance: f64,
 ) -> (Model, RewriteStats) {
+    check_with(model, shape, target, tolerance, |_| None)
+}
+
+/// [`check`], with the inputs `other` names of their own shapes.
+fn check_with(
+    mut model: Model,
+    shape: &[usize],
+    target: &dyn FusionTarget,
+    tolerance: f64,
+    other: impl Fn(&str) -> Option<Vec<usize>>,
+) -> (Model, RewriteStats) {
     crate::shape_inference::infer_shapes(&mut model).unwrap();
-    let inputs = feeds(&model, shape, 7);
+    let inputs = feeds(&model, shape, &other, 7);
     let before = outputs(&model, &inputs);
     let stats = rewrite(&mut model, target, Limits::default()).unwrap();
     let after = outputs(&model, &inputs);
@@ -376,6 +395,99 @@ proptest! {
         let (after, stats) = check(model, &shape, &ALL, 0.0);
         prop_assert!(stats.introduced.is_empty(), "{:?}", stats);
         prop_assert_eq!(node_names(&after), node_names(&live));
+    }
+}
+
+/// A BERT self-attention block as transformers exports it, over
+/// `x: [b, s, h·d]`: three linear layers split into heads (Reshape,
+/// Transpose; K transposed once to `[b, h, d, s]`, or as torch writes
+/// `k.transpose(-1, -2)`, twice), `softmax(Q·Kᵀ / √d + mask) · V`, the
+/// heads merged back.
+fn self_attention(b: usize, s: usize, h: usize, d: usize, form: AttentionForm) -> Model {
+    let e = h * d;
+    let mut g = GraphBuilder::new();
+    let x = input(&mut g, "x", &[b, s, e]);
+    let mask = form.masked.then(|| input(&mut g, "mask", &[b, 1, 1, s]));
+    let ints = |v: &[usize]| {
+        Tensor::from_vec(
+            vec![v.len()],
+            v.iter().map(|&d| d as i64).collect::<Vec<_>>(),
+        )
+    };
+    let split = g.constant("split", ints(&[b, s, h, d]));
+    let merged = g.constant("merged", ints(&[b, s, e]));
+    let transpose = |g: &mut GraphBuilder, v: ValueId, perm: &[i64]| {
+        let mut a = Attrs::default();
+        a.insert("perm", Attr::Ints(perm.to_vec()));
+        g.node_with("Transpose", &[v], a)
+    };
+    let linear = |g: &mut GraphBuilder, name: &str, k: usize| {
+        let w: Vec<f32> = (0..e * e)
+            .map(|i| (((i * 7 + k * 13) % 17) as f32 - 8.0) / 40.0)
+            .collect();
+        let w = g.constant(&format!("w{name}"), Tensor::from_vec(vec![e, e], w));
+        let bias: Vec<f32> = (0..e)
+            .map(|i| (i as f32 * 0.37 + k as f32).sin() / 4.0)
+            .collect();
+        let bias = g.constant(&format!("b{name}"), Tensor::from_vec(vec![e], bias));
+        let xw = g.node("MatMul", &[x, w]);
+        let y = g.node("Add", &[xw, bias]);
+        g.node("Reshape", &[y, split])
+    };
+    let q = linear(&mut g, "q", 0);
+    let k = linear(&mut g, "k", 1);
+    let v = linear(&mut g, "v", 2);
+    let q = transpose(&mut g, q, &[0, 2, 1, 3]);
+    let kt = if form.k_twice {
+        let k = transpose(&mut g, k, &[0, 2, 1, 3]);
+        transpose(&mut g, k, &[0, 1, 3, 2])
+    } else {
+        transpose(&mut g, k, &[0, 2, 3, 1])
+    };
+    let v = transpose(&mut g, v, &[0, 2, 1, 3]);
+    let scores = g.node("MatMul", &[q, kt]);
+    let root = scalar(&mut g, "sqrt_d", (d as f32).sqrt());
+    let mut scores = g.node("Div", &[scores, root]);
+    if let Some(mask) = mask {
+        scores = g.node("Add", &order(scores, mask, form.swapped));
+    }
+    let mut a = Attrs::default();
+    a.insert("axis", Attr::Int(-1));
+    let probs = g.node_with("Softmax", &[scores], a);
+    let ctx = g.node("MatMul", &[probs, v]);
+    let ctx = transpose(&mut g, ctx, &[0, 2, 1, 3]);
+    let out = g.node("Reshape", &[ctx, merged]);
+    g.finish(&[out])
+}
+
+#[derive(Clone, Copy, Debug)]
+struct AttentionForm {
+    masked: bool,
+    k_twice: bool,
+    swapped: bool,
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    /// The block becomes the three projections and one Attention over
+    /// their 3-D outputs, computing the same.
+    #[test]
+    fn exported_self_attention_is_one_attention(
+        b in 1usize..3, s in 1usize..6, h in 1usize..4, d in 1usize..5,
+        masked: bool, k_twice: bool, swapped: bool,
+    ) {
+        let form = AttentionForm { masked, k_twice, swapped };
+        let model = self_attention(b, s, h, d, form);
+        let (model, stats) = check_with(model, &[b, s, h * d], &ALL, 1e-5, |name| {
+            (name == "mask").then(|| vec![b, 1, 1, s])
+        });
+        prop_assert_eq!(ops(&model), ["Add", "Add", "Add", "Attention", "MatMul", "MatMul", "MatMul"]);
+        prop_assert_eq!(stats.introduced.get("Attention"), Some(&1));
+        let g = &model.graph;
+        let node = g.node(g.node_ids().find(|&n| g.node(n).op == "Attention").unwrap());
+        prop_assert_eq!(node.inputs.len(), if masked { 4 } else { 3 });
+        prop_assert!(matches!(node.attrs.get("q_num_heads"), Some(Attr::Int(n)) if *n == h as i64));
     }
 }
 
