@@ -26,6 +26,14 @@ fn model(op: &str, inputs: &[(&[usize], bool)], attrs: Attrs) -> Model {
     m
 }
 
+/// `m` with its output's type given, for ops shape inference leaves open
+/// (the rewrite pass that makes them keeps the type the model declared).
+fn typed_output(mut m: Model, shape: &[usize]) -> Model {
+    let out = m.graph.outputs[0];
+    m.graph.value_mut(out).ty = wpc_ir::ValueType::new(wpc_ir::DType::F32, wpc_ir::Shape::known(shape));
+    m
+}
+
 /// All distinct shaders of `m` compiled for `target`, concatenated.
 fn wgsl(m: &Model, target: &str) -> String {
     let profile = wpc_targets::builtin(target).unwrap();
@@ -62,6 +70,9 @@ fn fused_epilogues(target: &str) -> Model {
 }
 
 fn kernels() -> Vec<(&'static str, Model)> {
+    let mut heads = Attrs::default();
+    heads.insert("q_num_heads", Attr::Int(4));
+    heads.insert("kv_num_heads", Attr::Int(4));
     let mut conv_attrs = ints(&[("pads", vec![1, 1, 1, 1]), ("strides", vec![2, 2])]);
     conv_attrs.insert("group", Attr::Int(1));
     vec![
@@ -105,6 +116,24 @@ fn kernels() -> Vec<(&'static str, Model)> {
         (
             "softmax",
             model("Softmax", &[(&[4, 1000], false)], Attrs::default()),
+        ),
+        (
+            // What the rewrite pass makes of exported self-attention: 3-D
+            // Q, K, V and an additive mask over the keys.
+            "attention",
+            typed_output(
+                model(
+                    "Attention",
+                    &[
+                        (&[1, 8, 32], false),
+                        (&[1, 8, 32], false),
+                        (&[1, 8, 32], false),
+                        (&[1, 1, 1, 8], false),
+                    ],
+                    heads,
+                ),
+                &[1, 8, 32],
+            ),
         ),
         (
             "transpose",
