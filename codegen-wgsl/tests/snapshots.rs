@@ -30,7 +30,8 @@ fn model(op: &str, inputs: &[(&[usize], bool)], attrs: Attrs) -> Model {
 /// (the rewrite pass that makes them keeps the type the model declared).
 fn typed_output(mut m: Model, shape: &[usize]) -> Model {
     let out = m.graph.outputs[0];
-    m.graph.value_mut(out).ty = wpc_ir::ValueType::new(wpc_ir::DType::F32, wpc_ir::Shape::known(shape));
+    m.graph.value_mut(out).ty =
+        wpc_ir::ValueType::new(wpc_ir::DType::F32, wpc_ir::Shape::known(shape));
     m
 }
 

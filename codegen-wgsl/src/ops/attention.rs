@@ -149,7 +149,12 @@ pub fn attention(ctx: &Ctx) -> Result<Lowered> {
     let group_bytes = 4 * (dh + skv + lanes as usize);
     let per_group = !qk_out
         && group_bytes <= ctx.profile.webgpu.limits.max_compute_workgroup_storage_size as usize
-        && lanes <= ctx.profile.webgpu.limits.max_compute_invocations_per_workgroup;
+        && lanes
+            <= ctx
+                .profile
+                .webgpu
+                .limits
+                .max_compute_invocations_per_workgroup;
     let scores = if per_group {
         "sc"
     } else {
@@ -285,7 +290,10 @@ pub fn attention(ctx: &Ctx) -> Result<Lowered> {
             b,
             "    var m = {neg_inf};\n    var all_masked = true;\n    for (var j = 0u; j < {skv}u; j = j + 1u) {{"
         );
-        b.push_str(&score(&format!("q[{}]", layout(q, qh, "b", "h", "qi", "d"))));
+        b.push_str(&score(&format!(
+            "q[{}]",
+            layout(q, qh, "b", "h", "qi", "d")
+        )));
         if qk_out && mode <= 1 {
             b.push_str("        qk[at + j] = s;\n");
         }

@@ -37,6 +37,12 @@ define_language! {
         "MatMul" = MatMul([Id; 2]),
         // `Softmax` over the last axis.
         "SoftmaxLast" = SoftmaxLast([Id; 1]),
+        "IsNaN" = IsNaN([Id; 1]),
+        "Where" = Where([Id; 3]),
+        // `Softmax` over the last axis with rows that come out NaN (every
+        // key masked by -inf) as zeros: what torch exports for
+        // `scaled_dot_product_attention`, and what `Attention` computes.
+        "GuardedSoftmax" = GuardedSoftmax([Id; 1]),
         // `Transpose(x)` by a permutation ([`Perm`]).
         "Transpose" = Transpose([Id; 2]),
         // `Reshape(x, shape)` by a constant shape.
@@ -224,12 +230,25 @@ impl egg::Analysis<Expr> for GraphFacts {
     type Data = Facts;
 
     fn make(egraph: &mut EGraph, enode: &Expr, _: Id) -> Facts {
+        let number = |v: f64| Facts {
+            scalar: Some(v),
+            ..Facts::default()
+        };
         match enode {
             Expr::Value(Leaf(v)) => egraph.analysis.leaves.get(v).cloned().unwrap_or_default(),
-            Expr::Num(n) => Facts {
-                scalar: Some(n.get()),
-                ..Facts::default()
-            },
+            Expr::Num(n) => number(n.get()),
+            // A product of numbers of rank 0 is one too: `Q·s · Kᵀ·s`
+            // scales the scores by s².
+            Expr::Mul([a, b]) => {
+                let rank0 = |c: &Id| {
+                    let f = &egraph[*c].data;
+                    f.rank() == Some(0).filter(|_| f.scalar.is_some())
+                };
+                match (egraph[*a].data.scalar, egraph[*b].data.scalar) {
+                    (Some(x), Some(y)) if rank0(a) && rank0(b) => number(x * y),
+                    _ => Facts::default(),
+                }
+            }
             _ => Facts::default(),
         }
     }

@@ -261,6 +261,8 @@ impl Reading {
             }
             "ReduceMean" if mean_of_last_axis(g, node)? == ins[0] => Expr::MeanLast(one(self)),
             "MatMul" if arity(2) => Expr::MatMul(pair(self)),
+            "IsNaN" if arity(1) => Expr::IsNaN(one(self)),
+            "Where" if arity(3) => Expr::Where([0, 1, 2].map(|i| self.input(g, ins[i]))),
             "Softmax" if arity(1) && softmax_over_last_axis(g, node, opset)? => {
                 Expr::SoftmaxLast(one(self))
             }
@@ -286,14 +288,14 @@ impl Reading {
 }
 
 /// The output of `n` if the pass may read the node: a default-domain
-/// node with one float output.
+/// node with one float output (or an `IsNaN`, the one test the rules read).
 fn readable(g: &Graph, n: NodeId) -> Option<ValueId> {
     let node = g.node(n);
     let [Some(out)] = node.outputs[..] else {
         return None;
     };
     let float = g.value(out).ty.dtype.is_some_and(DType::is_float);
-    (node.domain.is_empty() && float).then_some(out)
+    (node.domain.is_empty() && (float || node.op == "IsNaN")).then_some(out)
 }
 
 /// What the e-graph knows about a leaf.

@@ -31,6 +31,11 @@ pub fn rules() -> Vec<Rule> {
         rewrite!("one-over"; "(Div ?one ?b)" => "(Reciprocal ?b)" if number("?one", 1.0, "?b")),
         rewrite!("square"; "(Mul ?a ?a)" => "(Pow ?a 2)"),
         rewrite!("cube"; "(Mul (Pow ?a ?two) ?a)" => "(Pow ?a 3)" if number("?two", 2.0, "?a")),
+        // A scalar factor of either operand scales the product.
+        rewrite!("scaled-matmul-left"; "(MatMul (Mul ?a ?s) ?b)" => "(Mul (MatMul ?a ?b) ?s)"
+            if scalar("?s", "?a")),
+        rewrite!("scaled-matmul-right"; "(MatMul ?a (Mul ?b ?s))" => "(Mul (MatMul ?a ?b) ?s)"
+            if scalar("?s", "?b")),
         // ── Recognizers ───────────────────────────────────────────────
         // x · (1 + erf(x / √2)) · ½
         rewrite!("gelu-erf";
@@ -99,6 +104,9 @@ pub fn rules() -> Vec<Rule> {
         rewrite!("transposed-heads"; "(Transpose (Heads ?x ?h) p0.1.3.2)" => "(HeadsT ?x ?h)"),
         rewrite!("merge-heads"; "(Reshape (Transpose ?y p0.2.1.3) ?shape)" => "(MergeHeads ?y)"
             if merges_heads("?y")),
+        rewrite!("guarded-softmax";
+            "(Where (IsNaN (SoftmaxLast ?x)) ?zero (SoftmaxLast ?x))" => "(GuardedSoftmax ?x)"
+            if number("?zero", 0.0, "?x")),
         rewrite!("attention";
             "(MergeHeads (MatMul (SoftmaxLast (Add (Mul (MatMul (Heads ?q ?h) (HeadsT ?k ?h)) ?scale) ?mask)) (Heads ?v ?h)))"
                 => "(Attention ?q ?k ?v ?mask ?scale ?h)"
@@ -106,6 +114,15 @@ pub fn rules() -> Vec<Rule> {
             if attention_mask("?mask", "?q", "?k", "?h")),
         rewrite!("attention-unmasked";
             "(MergeHeads (MatMul (SoftmaxLast (Mul (MatMul (Heads ?q ?h) (HeadsT ?k ?h)) ?scale)) (Heads ?v ?h)))"
+                => "(Attention ?q ?k ?v none ?scale ?h)"
+            if attention("?q", "?k", "?v", "?scale")),
+        rewrite!("attention-guarded";
+            "(MergeHeads (MatMul (GuardedSoftmax (Add (Mul (MatMul (Heads ?q ?h) (HeadsT ?k ?h)) ?scale) ?mask)) (Heads ?v ?h)))"
+                => "(Attention ?q ?k ?v ?mask ?scale ?h)"
+            if attention("?q", "?k", "?v", "?scale")
+            if attention_mask("?mask", "?q", "?k", "?h")),
+        rewrite!("attention-guarded-unmasked";
+            "(MergeHeads (MatMul (GuardedSoftmax (Mul (MatMul (Heads ?q ?h) (HeadsT ?k ?h)) ?scale)) (Heads ?v ?h)))"
                 => "(Attention ?q ?k ?v none ?scale ?h)"
             if attention("?q", "?k", "?v", "?scale")),
     ]
@@ -136,6 +153,13 @@ fn number(c: &str, value: f64, x: &str) -> Condition {
     Box::new(move |egraph, _, s| {
         egraph[s[c]].data.scalar.is_some_and(|v| close(v, value)) && fits(egraph, s[x], s[c])
     })
+}
+
+/// `?c` is one number everywhere, and broadcasting it against `?x`
+/// changes no shape.
+fn scalar(c: &str, x: &str) -> Condition {
+    let (c, x) = (var(c), var(x));
+    Box::new(move |egraph, _, s| egraph[s[c]].data.scalar.is_some() && fits(egraph, s[x], s[c]))
 }
 
 /// `?x` is a floating-point tensor of known rank.

@@ -445,15 +445,30 @@ fn self_attention(b: usize, s: usize, h: usize, d: usize, form: AttentionForm) -
         transpose(&mut g, k, &[0, 2, 3, 1])
     };
     let v = transpose(&mut g, v, &[0, 2, 1, 3]);
-    let scores = g.node("MatMul", &[q, kt]);
-    let root = scalar(&mut g, "sqrt_d", (d as f32).sqrt());
-    let mut scores = g.node("Div", &[scores, root]);
+    let mut scores = if form.torch_sdpa {
+        // torch's scaled_dot_product_attention: both operands scaled by
+        // the square root of the scale.
+        let s = scalar(&mut g, "s", (1.0 / (d as f32).sqrt()).sqrt());
+        let q = g.node("Mul", &[q, s]);
+        let kt = g.node("Mul", &[kt, s]);
+        g.node("MatMul", &[q, kt])
+    } else {
+        let scores = g.node("MatMul", &[q, kt]);
+        let root = scalar(&mut g, "sqrt_d", (d as f32).sqrt());
+        g.node("Div", &[scores, root])
+    };
     if let Some(mask) = mask {
         scores = g.node("Add", &order(scores, mask, form.swapped));
     }
     let mut a = Attrs::default();
     a.insert("axis", Attr::Int(-1));
-    let probs = g.node_with("Softmax", &[scores], a);
+    let mut probs = g.node_with("Softmax", &[scores], a);
+    if form.torch_sdpa {
+        // ... and its guard for rows every key of which is masked.
+        let nan = g.node("IsNaN", &[probs]);
+        let zero = scalar(&mut g, "zero", 0.0);
+        probs = g.node("Where", &[nan, zero, probs]);
+    }
     let ctx = g.node("MatMul", &[probs, v]);
     let ctx = transpose(&mut g, ctx, &[0, 2, 1, 3]);
     let out = g.node("Reshape", &[ctx, merged]);
@@ -465,6 +480,7 @@ struct AttentionForm {
     masked: bool,
     k_twice: bool,
     swapped: bool,
+    torch_sdpa: bool,
 }
 
 proptest! {
@@ -475,9 +491,9 @@ proptest! {
     #[test]
     fn exported_self_attention_is_one_attention(
         b in 1usize..3, s in 1usize..6, h in 1usize..4, d in 1usize..5,
-        masked: bool, k_twice: bool, swapped: bool,
+        masked: bool, k_twice: bool, swapped: bool, torch_sdpa: bool,
     ) {
-        let form = AttentionForm { masked, k_twice, swapped };
+        let form = AttentionForm { masked, k_twice, swapped, torch_sdpa };
         let model = self_attention(b, s, h, d, form);
         let (model, stats) = check_with(model, &[b, s, h * d], &ALL, 1e-5, |name| {
             (name == "mask").then(|| vec![b, 1, 1, s])
