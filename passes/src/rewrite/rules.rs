@@ -10,7 +10,9 @@
 //! function to within float rounding. Every rule is checked against the
 //! reference interpreter on random inputs (`super::tests`).
 
-use egg::{Applier, Id, PatternAst, Rewrite, Subst, Symbol, Var, rewrite};
+use egg::{
+    Applier, ConditionalApplier, Id, Pattern, PatternAst, Rewrite, Subst, Symbol, Var, rewrite,
+};
 use wpc_ir::DType;
 
 use super::lang::{EGraph, Expr, GraphFacts, Number};
@@ -107,25 +109,43 @@ pub fn rules() -> Vec<Rule> {
         rewrite!("guarded-softmax";
             "(Where (IsNaN (SoftmaxLast ?x)) ?zero (SoftmaxLast ?x))" => "(GuardedSoftmax ?x)"
             if number("?zero", 0.0, "?x")),
-        rewrite!("attention";
-            "(MergeHeads (MatMul (SoftmaxLast (Add (Mul (MatMul (Heads ?q ?h) (HeadsT ?k ?h)) ?scale) ?mask)) (Heads ?v ?h)))"
-                => "(Attention ?q ?k ?v ?mask ?scale ?h)"
-            if attention("?q", "?k", "?v", "?scale")
-            if attention_mask("?mask", "?q", "?k", "?h")),
-        rewrite!("attention-unmasked";
-            "(MergeHeads (MatMul (SoftmaxLast (Mul (MatMul (Heads ?q ?h) (HeadsT ?k ?h)) ?scale)) (Heads ?v ?h)))"
-                => "(Attention ?q ?k ?v none ?scale ?h)"
-            if attention("?q", "?k", "?v", "?scale")),
-        rewrite!("attention-guarded";
-            "(MergeHeads (MatMul (GuardedSoftmax (Add (Mul (MatMul (Heads ?q ?h) (HeadsT ?k ?h)) ?scale) ?mask)) (Heads ?v ?h)))"
-                => "(Attention ?q ?k ?v ?mask ?scale ?h)"
-            if attention("?q", "?k", "?v", "?scale")
-            if attention_mask("?mask", "?q", "?k", "?h")),
-        rewrite!("attention-guarded-unmasked";
-            "(MergeHeads (MatMul (GuardedSoftmax (Mul (MatMul (Heads ?q ?h) (HeadsT ?k ?h)) ?scale)) (Heads ?v ?h)))"
-                => "(Attention ?q ?k ?v none ?scale ?h)"
-            if attention("?q", "?k", "?v", "?scale")),
     ]
+    .into_iter()
+    .chain(attention_rules())
+    .collect()
+}
+
+/// `softmax(Q·Kᵀ · scale [+ mask]) · V` between split and merged heads →
+/// one `Attention`, for the plain softmax and the guarded one, with and
+/// without a mask: `attention`, `attention-unmasked`, `attention-guarded`
+/// and `attention-guarded-unmasked`.
+fn attention_rules() -> Vec<Rule> {
+    let mut rules = Vec::new();
+    for (softmax, guarded) in [("SoftmaxLast", ""), ("GuardedSoftmax", "-guarded")] {
+        for masked in [true, false] {
+            let scores = "(Mul (MatMul (Heads ?q ?h) (HeadsT ?k ?h)) ?scale)";
+            let (scores, mask, unmasked) = if masked {
+                (format!("(Add {scores} ?mask)"), "?mask", "")
+            } else {
+                (scores.to_string(), "none", "-unmasked")
+            };
+            let lhs = format!("(MergeHeads (MatMul ({softmax} {scores}) (Heads ?v ?h)))");
+            let rhs = format!("(Attention ?q ?k ?v {mask} ?scale ?h)");
+            let shapes = attention("?q", "?k", "?v", "?scale");
+            let mask_fits = attention_mask("?mask", "?q", "?k", "?h");
+            let condition = move |egraph: &mut EGraph, id: Id, s: &Subst| {
+                shapes(egraph, id, s) && (!masked || mask_fits(egraph, id, s))
+            };
+            let applier = ConditionalApplier {
+                condition,
+                applier: rhs.parse::<Pattern<Expr>>().expect("the rule parses"),
+            };
+            let name = format!("attention{guarded}{unmasked}");
+            let lhs = lhs.parse::<Pattern<Expr>>().expect("the rule parses");
+            rules.push(Rewrite::new(name, lhs, applier).expect("the rule is well formed"));
+        }
+    }
+    rules
 }
 
 /// A rule's condition on the variables of its match.
@@ -282,6 +302,17 @@ fn attention_mask(mask: &str, q: &str, k: &str, heads: &str) -> Condition {
     })
 }
 
+/// Adds `e` to the class `eclass` (what an applier does with the form it
+/// made); the changed class, if the union changed one.
+fn join(egraph: &mut EGraph, eclass: Id, e: Expr) -> Vec<Id> {
+    let id = egraph.add(e);
+    if egraph.union(eclass, id) {
+        vec![id]
+    } else {
+        Vec::new()
+    }
+}
+
 /// `Transpose(Reshape(x))` with `x: [B, S, H·D]` and the transpose
 /// `[B, H, S, D]` (or, `transposed`, `[B, H, D, S]`): `x` split into `H`
 /// heads, as `(Heads x H)` (or `(HeadsT x H)`).
@@ -329,12 +360,7 @@ impl Applier<Expr, GraphFacts> for SplitHeads {
         } else {
             Expr::Heads([x, heads])
         };
-        let view = egraph.add(view);
-        if egraph.union(eclass, view) {
-            vec![view]
-        } else {
-            Vec::new()
-        }
+        join(egraph, eclass, view)
     }
 
     fn vars(&self) -> Vec<Var> {
@@ -376,12 +402,7 @@ impl Applier<Expr, GraphFacts> for TimesReciprocal {
             return Vec::new();
         }
         let r = egraph.add(Expr::Num(Number::new(reciprocal)));
-        let product = egraph.add(Expr::Mul([x, r]));
-        if egraph.union(eclass, product) {
-            vec![product]
-        } else {
-            Vec::new()
-        }
+        join(egraph, eclass, Expr::Mul([x, r]))
     }
 
     fn vars(&self) -> Vec<Var> {
