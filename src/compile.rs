@@ -579,8 +579,6 @@ pub fn compile_model_report(
     })
 }
 
-/// `bound` as one backend lowers it: its pointwise chains fused the way
-/// `target` can compute them (unless [`Options::fuse`] is off).
 /// The graph one backend lowers: `bound` after the passes that depend
 /// on what the backend computes ([`wpc_passes::rewrite`], then
 /// [`wpc_passes::fuse`]), unless `options.fuse` is off.
@@ -598,7 +596,17 @@ fn per_variant(
     };
     if options.fuse {
         let limits = wpc_passes::rewrite::Limits::default();
-        stats.rewrite = wpc_passes::rewrite::rewrite(&mut model, target, limits)?;
+        match wpc_passes::rewrite::rewrite(&mut model, target, limits) {
+            Ok(rewrite) => stats.rewrite = rewrite,
+            // An optimization that failed on its own terms (a bug, never
+            // the model's fault) costs speed, not the bundle: the graph
+            // is lowered as written, and the report says why.
+            Err(e) if e.kind == wpc_ir::ErrorKind::Internal => {
+                model = bound.clone();
+                stats.rewrite.stop = Some(format!("failed, graph left as written: {e}"));
+            }
+            Err(e) => return Err(e),
+        }
         stats.fusion = wpc_passes::fuse::fuse(&mut model, target)?;
         // The scalars the bodies took in are read by nothing else now.
         wpc_passes::dce::eliminate_dead_nodes(&mut model);

@@ -696,6 +696,12 @@ fn report_passes(p: &wpc::compile::BackendPasses, explain: bool) {
             f.nodes, f.groups, f.epilogues
         );
     }
+    // A runner that stopped early left rewrites undone: say so always.
+    if let Some(stop) = p.rewrite.stop.as_deref()
+        && !matches!(stop, "saturated" | "nothing to read")
+    {
+        line += &format!("; e-graph stopped: {stop}");
+    }
     say!("{line}");
     if !explain {
         return;
@@ -709,7 +715,7 @@ fn report_passes(p: &wpc::compile::BackendPasses, explain: bool) {
             r.egraph_nodes,
             r.egraph_classes
         ),
-        None => say!("    e-graph: no node it reads (float arithmetic, ReduceMean, Clip)"),
+        None => say!("    e-graph: not run (--no-fuse)"),
     }
     if !r.fired.is_empty() {
         let fired: Vec<String> = r

@@ -48,7 +48,7 @@ pub trait FusionTarget {
     /// Whether this backend has a kernel of its own for the default-domain
     /// `op`, one of those [`crate::rewrite`] may put in place of the
     /// nodes an exporter wrote (Gelu, Swish, SwiGLU, HardSigmoid,
-    /// HardSwish, LayerNormalization, RMSNormalization). Where it has
+    /// HardSwish, LayerNormalization, RMSNormalization, Attention). Where it has
     /// none, the written-out form stays, for its own kernels and fusion.
     fn has_kernel(&self, op: &str) -> bool;
 }
@@ -261,7 +261,14 @@ fn fused_node(
 ) -> Result<Node> {
     let root = group[0];
     let mut ordered = group.to_vec();
-    ordered.sort_by_key(|n| position[n]);
+    // In model order, but an epilogue's anchor first (its body starts
+    // with it): it reads nothing of the group, while a pointwise member
+    // that reads only outside values may come before it in the model.
+    ordered.sort_by_key(|&n| {
+        let node = g.node(n);
+        let anchor = wpc_ir::ops::class_of(&node.domain, &node.op) == OpClass::Contraction;
+        (!anchor, position[&n])
+    });
     let inputs = external_inputs(g, &ordered);
     let out = g.node(root).outputs[0].expect("candidates have an output");
     let mut body = Graph::new(format!("{}_body", g.value(out).name));
@@ -582,7 +589,8 @@ mod tests {
                     prop_assert!(node.inputs.len() <= max_inputs);
                 }
                 if fused::is_fused_epilogue(node) {
-                    prop_assert!(fused::epilogue(node).is_ok());
+                    let split = fused::epilogue(node);
+                    prop_assert!(split.is_ok(), "{:?}", split.err());
                 }
             }
             prop_assert_eq!(run(&model), before);

@@ -18,8 +18,8 @@
 //! * [`fold_batch_norm::fold_conv_batch_norm`] folds an inference
 //!   BatchNormalization into the Conv before it.
 //! * [`rewrite::rewrite`] recognizes ops exporters write out (GELU,
-//!   SiLU/SwiGLU, HardSwish, LayerNorm, RMSNorm) with an e-graph and
-//!   puts them in where the backend has their kernels.
+//!   SiLU/SwiGLU, HardSwish, LayerNorm, RMSNorm, attention) with an
+//!   e-graph and puts them in where the backend has their kernels.
 //! * [`fuse::fuse`] merges chains of pointwise
 //!   ops into one fused node.
 //!

@@ -1,8 +1,11 @@
-//! ONNX `Attention` (opset 23/24): one thread per query row computes its
-//! scores, masks, softmax and weighted sum of values, exactly in the order
-//! the reference does (scale, softcap, mask, softmax). Keys and values are
-//! first laid out as (B, kv heads, past + new, D), which is also the
-//! `present_key` / `present_value` output.
+//! ONNX `Attention` (opset 23/24): each query row's scores, masks,
+//! softmax and weighted sum of values, in the order the reference
+//! computes them (scale, softcap, mask, softmax). Where the row's scores
+//! fit in workgroup memory, one workgroup computes a row (its lanes split
+//! the keys, then the value columns); otherwise one thread does, with the
+//! scores in a buffer. Keys and values are first laid out as (B, kv
+//! heads, past + new, D), which is also the `present_key` /
+//! `present_value` output.
 
 use std::fmt::Write;
 
@@ -148,6 +151,8 @@ pub fn attention(ctx: &Ctx) -> Result<Lowered> {
     let lanes = ROW_LANES;
     let group_bytes = 4 * (dh + skv + lanes as usize);
     let per_group = !qk_out
+        && dh > 0
+        && skv > 0
         && group_bytes <= ctx.profile.webgpu.limits.max_compute_workgroup_storage_size as usize
         && lanes
             <= ctx
@@ -155,14 +160,11 @@ pub fn attention(ctx: &Ctx) -> Result<Lowered> {
                 .webgpu
                 .limits
                 .max_compute_invocations_per_workgroup;
-    let scores = if per_group {
-        "sc"
-    } else {
+    if !per_group {
         temps.push(batch * qh * sq * skv);
         k.output("sc", Word::F32);
         args.push(Arg::Temp(temps.len() - 1));
-        "sc"
-    };
+    }
     k.output("y", Word::F32);
     args.push(Arg::Out(0));
     if qk_out {
@@ -177,7 +179,7 @@ pub fn attention(ctx: &Ctx) -> Result<Lowered> {
         format!("{past}")
     };
     let head = format!(
-        "    let qi = row % {sq}u;\n    let h = (row / {sq}u) % {qh}u;\n    let b = row / {};\n    let kh = h / {reps}u;\n    let at = row * {skv}u;\n    let pos = i32(qi) + {offset};\n",
+        "    let qi = row % {sq}u;\n    let h = (row / {sq}u) % {qh}u;\n    let b = row / {};\n    let kh = h / {reps}u;\n    let pos = i32(qi) + {offset};\n",
         sq * qh
     );
     // Key j's score `s` from the query row in `qrow(d)`, scaled and capped.
@@ -258,7 +260,7 @@ pub fn attention(ctx: &Ctx) -> Result<Lowered> {
     let v_at = format!("vv[((b * {kvh}u + kh) * {skv}u + j) * {dv}u + d]");
     if per_group {
         super::workgroup_array(&mut k, "qs", "f32", dh as u32);
-        super::workgroup_array(&mut k, scores, "f32", skv as u32);
+        super::workgroup_array(&mut k, "sc", "f32", skv as u32);
         super::workgroup_array(&mut k, "red", "f32", lanes);
         let mut b = head;
         let _ = writeln!(
@@ -270,22 +272,22 @@ pub fn attention(ctx: &Ctx) -> Result<Lowered> {
         b.push_str(&bias);
         let _ = writeln!(
             b,
-            "        if (bj != {neg_inf}) {{ open = 1.0; s = s + bj; }} else {{ s = {neg_inf}; }}\n        {scores}[j] = s;\n        m = fmax(m, s);\n    }}"
+            "        if (bj != {neg_inf}) {{ open = 1.0; s = s + bj; }} else {{ s = {neg_inf}; }}\n        sc[j] = s;\n        m = fmax(m, s);\n    }}"
         );
         b.push_str(&super::tree_reduce("m", "red", lanes, "fmax($a, $b)"));
         b.push_str(&super::tree_reduce("open", "red", lanes, "fmax($a, $b)"));
         let _ = writeln!(
             b,
-            "    if (m == {neg_inf}) {{ m = 0.0; }}\n    var sum = 0.0;\n    for (var j = lidx; j < {skv}u; j = j + {lanes}u) {{ let e = select(exp({scores}[j] - m), 0.0, {scores}[j] == {neg_inf}); {scores}[j] = e; sum = sum + e; }}"
+            "    if (m == {neg_inf}) {{ m = 0.0; }}\n    var sum = 0.0;\n    for (var j = lidx; j < {skv}u; j = j + {lanes}u) {{ let e = select(exp(sc[j] - m), 0.0, sc[j] == {neg_inf}); sc[j] = e; sum = sum + e; }}"
         );
         b.push_str(&super::tree_reduce("sum", "red", lanes, "$a + $b"));
         let _ = writeln!(
             b,
-            "    let inv = select(1.0 / sum, 0.0, open == 0.0 || sum == 0.0);\n    for (var d = lidx; d < {dv}u; d = d + {lanes}u) {{\n        var acc = 0.0;\n        for (var j = 0u; j < {skv}u; j = j + 1u) {{ acc = acc + {scores}[j] * {v_at}; }}\n        y[{y_off}] = acc * inv;\n    }}"
+            "    let inv = select(1.0 / sum, 0.0, open == 0.0 || sum == 0.0);\n    for (var d = lidx; d < {dv}u; d = d + {lanes}u) {{\n        var acc = 0.0;\n        for (var j = 0u; j < {skv}u; j = j + 1u) {{ acc = acc + sc[j] * {v_at}; }}\n        y[{y_off}] = acc * inv;\n    }}"
         );
         k.one_group_per_item(batch * qh * sq, lanes, ctx.max_groups(), &b);
     } else {
-        let mut b = head;
+        let mut b = format!("{head}    let at = row * {skv}u;\n");
         let _ = writeln!(
             b,
             "    var m = {neg_inf};\n    var all_masked = true;\n    for (var j = 0u; j < {skv}u; j = j + 1u) {{"

@@ -192,7 +192,8 @@ impl Expr {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Facts {
     /// The one number every element of the class's tensor holds, where it
-    /// is a constant with one element (of rank 0 or 1) or a [`Expr::Num`].
+    /// is a constant with one element (of any rank: rules check with
+    /// `fits` that broadcasting it changes no shape) or a [`Expr::Num`].
     pub scalar: Option<f64>,
     /// The type of the graph value the class stands for, where it stands
     /// for one.
@@ -242,7 +243,7 @@ impl egg::Analysis<Expr> for GraphFacts {
             Expr::Mul([a, b]) => {
                 let rank0 = |c: &Id| {
                     let f = &egraph[*c].data;
-                    f.rank() == Some(0).filter(|_| f.scalar.is_some())
+                    f.scalar.is_some() && f.rank() == Some(0)
                 };
                 match (egraph[*a].data.scalar, egraph[*b].data.scalar) {
                     (Some(x), Some(y)) if rank0(a) && rank0(b) => number(x * y),
@@ -254,6 +255,8 @@ impl egg::Analysis<Expr> for GraphFacts {
     }
 
     fn merge(&mut self, a: &mut Facts, b: Facts) -> DidMerge {
+        // Two numbers of one class differ at most in rounding (products
+        // of the same numbers grouped differently): either will do.
         let before = a.clone();
         a.scalar = a.scalar.or(b.scalar);
         a.ty = a.ty.take().or_else(|| b.ty.clone());

@@ -1,7 +1,8 @@
 //! Recognizes what exporters write out op by op — GELU (erf and tanh),
-//! SiLU and SwiGLU, HardSigmoid and HardSwish, LayerNorm and RMSNorm —
-//! with an e-graph ([`egg`]), and puts the one-op form in the graph where
-//! the variant's backend has a kernel for it.
+//! SiLU and SwiGLU, HardSigmoid and HardSwish, LayerNorm and RMSNorm,
+//! scaled dot-product attention — with an e-graph ([`egg`]), and puts
+//! the one-op form in the graph where the variant's backend has a kernel
+//! for it.
 //!
 //! The pass reads the float arithmetic of the graph into an e-graph
 //! ([`lang::Expr`]; every other value is a leaf), runs the rules of
@@ -64,7 +65,8 @@ pub struct RewriteStats {
     /// E-nodes and e-classes when the runner stopped.
     pub egraph_nodes: usize,
     pub egraph_classes: usize,
-    /// Why the runner stopped; `None` when the graph had nothing to read.
+    /// Why the runner stopped ("nothing to read" when the graph has no
+    /// node the pass reads); `None` when the pass did not run.
     pub stop: Option<String>,
     /// How often each rule changed the e-graph, for the rules that did,
     /// in rule order.
@@ -87,6 +89,7 @@ pub fn rewrite(
         ..RewriteStats::default()
     };
     if read.roots.is_empty() {
+        stats.stop = Some("nothing to read".into());
         return Ok(stats);
     }
     let runner = Runner::default()
@@ -113,15 +116,15 @@ pub fn rewrite(
     stats.fired = fired;
 
     let egraph = &runner.egraph;
-    let originals: HashSet<Expr> = read
-        .enodes
-        .values()
-        .map(|e| e.clone().map_children(|c| egraph.find(c)))
-        .collect();
+    // Each class's first value read, and each node the graph had (its
+    // e-node over canonical classes) with the first value it makes.
     let mut values = HashMap::new();
+    let mut originals = HashMap::new();
     for &n in &read.nodes {
         let v = g.node(n).outputs[0].expect("read nodes have an output");
         values.entry(egraph.find(read.class[&v])).or_insert(v);
+        let own = read.enodes[&v].clone().map_children(|c| egraph.find(c));
+        originals.entry(own).or_insert(v);
     }
     let cost = KernelCount {
         target,
@@ -339,15 +342,19 @@ fn softmax_over_last_axis(g: &Graph, node: &Node, opset: u32) -> Option<bool> {
 }
 
 /// The cost model: kernels. Each op is one (a recognized op only where
-/// the backend has a kernel for it), leaves none; a node the graph did
-/// not have costs a little more than one it had, so extraction keeps
-/// the model's own arithmetic unless a recognized op saves a kernel.
-/// Numbers are parameters: an op that would read one as a tensor is
-/// never chosen.
+/// the backend has a kernel for it), views and leaves none; a node the
+/// graph did not have costs a little more than one it had, so extraction
+/// keeps the model's own arithmetic unless a recognized op saves a
+/// kernel. Numbers are parameters: an op that would read one as a tensor
+/// is never chosen. Costs add up over a tree, not the graph: a value
+/// another reader also needs counts as if replacing it saved its kernel,
+/// so a recognized op whose intermediates are read elsewhere comes in
+/// beside the nodes that still compute them.
 #[derive(Clone)]
 pub struct KernelCount<'a> {
     target: &'a dyn FusionTarget,
-    originals: &'a HashSet<Expr>,
+    /// The graph's own nodes, as e-nodes, with the value each makes.
+    originals: &'a HashMap<Expr, ValueId>,
 }
 
 /// What a node the graph did not have costs on top of its kernel.
@@ -363,8 +370,8 @@ impl CostFunction<Expr> for KernelCount<'_> {
             Expr::Ones | Expr::Absent => return 0.0,
             Expr::Num(_) | Expr::Perm(_) => return f64::INFINITY,
             // A view is no kernel.
-            e @ Expr::Reshape(_) if self.originals.contains(e) => 0.0,
-            e if self.originals.contains(e) => 1.0,
+            e @ Expr::Reshape(_) if self.originals.contains_key(e) => 0.0,
+            e if self.originals.contains_key(e) => 1.0,
             e => match e.recognized_op() {
                 Some(op) if self.target.has_kernel(op) => 1.0,
                 Some(_) => return f64::INFINITY,
@@ -431,7 +438,11 @@ impl Emitter<'_, '_> {
         // Its own node where that is as good: of two values the algebra
         // proves equal (`a·b` and `b·a`), each keeps its own rounding.
         let own_cost = self.cost.cost(&own, |c| self.extractor.find_best_cost(c));
-        if best == own || own_cost <= self.extractor.find_best_cost(class) {
+        // And where the best form is another value's node of a kind no
+        // new node is made of (a MatMul, a Transpose): that value is
+        // computed anyway, and this one the same way.
+        let makeable = best.recognized_op().is_some() || buildable(&best);
+        if best == own || own_cost <= self.extractor.find_best_cost(class) || !makeable {
             let inputs: Vec<ValueId> = self
                 .g
                 .node(producer)
@@ -461,8 +472,9 @@ impl Emitter<'_, '_> {
         if let Expr::Value(Leaf(v)) = best {
             return Ok(v);
         }
-        // A graph value of this class: settled, it is computed anyway.
-        if let Some(&v) = self.values.get(&c) {
+        // A graph value of this class, settled (it is computed anyway):
+        // the one whose own node is the best form, or the first.
+        if let Some(&v) = self.cost.originals.get(&best).or(self.values.get(&c)) {
             return self.value(v);
         }
         if let Some(&v) = self.fresh.get(&c) {

@@ -7,8 +7,12 @@
 //! written-out chains *are* a GELU or a LayerNorm; extraction
 //! ([`super::KernelCount`]) never puts a rewritten product back in the
 //! graph unless it saves a kernel, and a recognized op computes the same
-//! function to within float rounding. Every rule is checked against the
-//! reference interpreter on random inputs (`super::tests`).
+//! function to within float rounding, with one exception: a softmax row
+//! whose every key is masked by -inf is NaN as written and 0 in the
+//! `Attention` that replaces it (torch's export of
+//! `scaled_dot_product_attention` guards it to 0 itself). Every rule is
+//! checked against the reference interpreter on random inputs
+//! (`super::tests`).
 
 use egg::{
     Applier, ConditionalApplier, Id, Pattern, PatternAst, Rewrite, Subst, Symbol, Var, rewrite,
@@ -35,9 +39,9 @@ pub fn rules() -> Vec<Rule> {
         rewrite!("cube"; "(Mul (Pow ?a ?two) ?a)" => "(Pow ?a 3)" if number("?two", 2.0, "?a")),
         // A scalar factor of either operand scales the product.
         rewrite!("scaled-matmul-left"; "(MatMul (Mul ?a ?s) ?b)" => "(Mul (MatMul ?a ?b) ?s)"
-            if scalar("?s", "?a")),
+            if scales_product("?s", "?a", "?b")),
         rewrite!("scaled-matmul-right"; "(MatMul ?a (Mul ?b ?s))" => "(Mul (MatMul ?a ?b) ?s)"
-            if scalar("?s", "?b")),
+            if scales_product("?s", "?b", "?a")),
         // ── Recognizers ───────────────────────────────────────────────
         // x · (1 + erf(x / √2)) · ½
         rewrite!("gelu-erf";
@@ -175,11 +179,23 @@ fn number(c: &str, value: f64, x: &str) -> Condition {
     })
 }
 
-/// `?c` is one number everywhere, and broadcasting it against `?x`
-/// changes no shape.
-fn scalar(c: &str, x: &str) -> Condition {
-    let (c, x) = (var(c), var(x));
-    Box::new(move |egraph, _, s| egraph[s[c]].data.scalar.is_some() && fits(egraph, s[x], s[c]))
+/// `?c` is one number everywhere, and broadcasting it changes the shape
+/// neither of the operand `?x` it scales nor of the product (the matched
+/// class, or where its type is not known, a product of operands of rank
+/// 2 or more, whose rank is theirs), so it may move from one to the
+/// other.
+fn scales_product(c: &str, x: &str, other: &str) -> Condition {
+    let (c, x, other) = (var(c), var(x), var(other));
+    Box::new(move |egraph, product, s| {
+        let matrices = [s[x], s[other]]
+            .iter()
+            .all(|&m| egraph[m].data.rank().is_some_and(|r| r >= 2));
+        let widens_product = match egraph[product].data.rank() {
+            Some(_) => !fits(egraph, product, s[c]),
+            None => !matrices,
+        };
+        egraph[s[c]].data.scalar.is_some() && fits(egraph, s[x], s[c]) && !widens_product
+    })
 }
 
 /// `?x` is a floating-point tensor of known rank.
@@ -293,8 +309,12 @@ fn attention_mask(mask: &str, q: &str, k: &str, heads: &str) -> Condition {
             return false;
         };
         let full = [sq[0], h as usize, sq[1], sk[1]];
+        // A mask shorter along the keys than the scores is padded with
+        // -inf by Attention, not broadcast as by Add: only one of the
+        // keys' own length is the same.
         tm.is_float()
-            && m.len() <= 4
+            && (1..=4).contains(&m.len())
+            && m.last() == Some(&sk[1])
             && m.iter()
                 .rev()
                 .zip(full.iter().rev())
