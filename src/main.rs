@@ -153,9 +153,10 @@ struct BindArgs {
     /// Compute float64 tensors in float32 (WGSL has no f64).
     #[arg(long)]
     demote_f64: bool,
-    /// Lower every node to kernels of its own: no fusion of pointwise
-    /// chains (to compare against the fused build, or to rule fusion out
-    /// when a result looks wrong).
+    /// Lower every node to kernels of its own: no recognized ops (GELU,
+    /// LayerNorm, attention, ... put in for what the exporter wrote out)
+    /// and no fusion of pointwise chains (to compare against the fused
+    /// build, or to rule both out when a result looks wrong).
     #[arg(long)]
     no_fuse: bool,
 }
