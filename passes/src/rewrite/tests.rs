@@ -335,7 +335,7 @@ proptest! {
         prop_assert_eq!(ops(&model), ["HardSwish"]);
     }
 
-    /// The 48 ways of writing a LayerNorm become one LayerNormalization
+    /// The 72 ways of writing a LayerNorm become one LayerNormalization
     /// computing the same (to float32 rounding of another summation order).
     #[test]
     fn every_written_layer_norm_is_one_node(
