@@ -6,6 +6,8 @@
 
 use walrus::FunctionBuilder;
 use walrus::ir::{BinaryOp, ExtendedLoad, LoadKind, MemArg, StoreKind};
+use wpc_ir::ops::util::{broadcast_shapes, broadcast_strides};
+use wpc_ir::tensor::strides;
 use wpc_ir::{DType, Error, Result};
 
 use super::elementwise::Walk;
@@ -59,7 +61,7 @@ pub fn transpose(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
     let rank = x.shape.len();
     let perm = wpc_ir::ops::params::transpose_perm(ctx.attrs(), rank)?;
-    let strides = contiguous_strides(&x.shape);
+    let strides = strides(&x.shape);
     let reads = perm.iter().map(|&p| strides[p]).collect();
     strided_copy(ctx, f, x.addr, &out, reads)
 }
@@ -68,34 +70,18 @@ pub fn transpose(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
 /// from (stride 0 along the axes the input has size 1 or lacks).
 pub fn expand(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
-    let strides = contiguous_strides(&x.shape);
-    let lead = out
-        .shape
-        .len()
-        .checked_sub(x.shape.len())
-        .ok_or_else(|| Error::invalid("Expand's output has fewer dims than its input"))?;
-    let reads = (0..out.shape.len())
-        .map(|d| match d.checked_sub(lead) {
-            Some(i) if x.shape[i] == out.shape[d] => strides[i],
-            Some(i) if x.shape[i] == 1 => 0,
-            Some(_) => usize::MAX,
-            None => 0,
-        })
-        .collect::<Vec<usize>>();
-    if reads.contains(&usize::MAX) {
+    if broadcast_shapes(&[&x.shape, &out.shape])? != out.shape {
         return Err(Error::invalid(
             "Expand's input does not broadcast to its output",
         ));
     }
-    strided_copy(ctx, f, x.addr, &out, reads)
-}
-
-fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
-    let mut strides = vec![1usize; shape.len()];
-    for d in (0..shape.len().saturating_sub(1)).rev() {
-        strides[d] = strides[d + 1] * shape[d + 1];
-    }
-    strides
+    strided_copy(
+        ctx,
+        f,
+        x.addr,
+        &out,
+        broadcast_strides(&x.shape, &out.shape),
+    )
 }
 
 /// Copies into `out`, in its order, the elements of the tensor at `from`
@@ -134,13 +120,11 @@ fn strided_copy(
         other => return Err(Error::unsupported(format!("copying {other}-byte elements"))),
     };
     let rank = out.shape.len();
-    let (dims, strides) = if rank == 0 {
+    // Element strides per dim of the input (as read) and the output.
+    let (dims, steps) = if rank == 0 {
         (vec![1], vec![vec![0], vec![0]])
     } else {
-        (
-            out.shape.clone(),
-            vec![reads, contiguous_strides(&out.shape)],
-        )
+        (out.shape.clone(), vec![reads, strides(&out.shape)])
     };
     let mut fx = ctx.fx();
     let ptrs = [fx.i32(), fx.i32()];
@@ -154,12 +138,12 @@ fn strided_copy(
     let walk = Walk {
         elem_bytes: size,
         dims: &dims,
-        strides: &strides,
+        strides: &steps,
         ptrs: &ptrs,
         idx: &idx,
     };
     let n = *dims.last().expect("at least one dim");
-    let step = strides[0][dims.len() - 1];
+    let step = steps[0][dims.len() - 1];
     let align = size.trailing_zeros();
     let arg = MemArg { align, offset: 0 };
     walk.level(&mut b, &mut fx, 0, &mut |b, _, i| {

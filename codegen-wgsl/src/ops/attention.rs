@@ -149,17 +149,13 @@ pub fn attention(ctx: &Ctx) -> Result<Lowered> {
     // the keys, then the value columns, so every query row keeps a
     // workgroup busy. Otherwise one thread per row, scores in a buffer.
     let lanes = ROW_LANES;
+    let limits = &ctx.profile.webgpu.limits;
     let group_bytes = 4 * (dh + skv + lanes as usize);
     let per_group = !qk_out
         && dh > 0
         && skv > 0
-        && group_bytes <= ctx.profile.webgpu.limits.max_compute_workgroup_storage_size as usize
-        && lanes
-            <= ctx
-                .profile
-                .webgpu
-                .limits
-                .max_compute_invocations_per_workgroup;
+        && group_bytes <= limits.max_compute_workgroup_storage_size as usize
+        && lanes <= limits.max_compute_invocations_per_workgroup;
     if !per_group {
         temps.push(batch * qh * sq * skv);
         k.output("sc", Word::F32);

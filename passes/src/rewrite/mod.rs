@@ -92,28 +92,27 @@ pub fn rewrite(
         stats.stop = Some("nothing to read".into());
         return Ok(stats);
     }
+    let rules = rules::rules();
     let runner = Runner::default()
         .with_egraph(std::mem::take(&mut read.egraph))
         .with_iter_limit(limits.iterations)
         .with_node_limit(limits.nodes)
         .with_time_limit(limits.time)
-        .run(&rules::rules());
+        .run(&rules);
     stats.iterations = runner.iterations.len();
     stats.egraph_nodes = runner.egraph.total_number_of_nodes();
     stats.egraph_classes = runner.egraph.number_of_classes();
     stats.stop = runner.stop_reason.as_ref().map(describe);
-    let mut fired: Vec<(String, usize)> = Vec::new();
-    for rule in rules::rules() {
+    for rule in &rules {
         let count: usize = runner
             .iterations
             .iter()
             .filter_map(|i| i.applied.get(&rule.name))
             .sum();
         if count > 0 {
-            fired.push((rule.name.to_string(), count));
+            stats.fired.push((rule.name.to_string(), count));
         }
     }
-    stats.fired = fired;
 
     let egraph = &runner.egraph;
     // Each class's first value read, and each node the graph had (its
@@ -375,7 +374,7 @@ impl CostFunction<Expr> for KernelCount<'_> {
             e => match e.recognized_op() {
                 Some(op) if self.target.has_kernel(op) => 1.0,
                 Some(_) => return f64::INFINITY,
-                None if buildable(e) => 1.0 + NEW_NODE,
+                None if plain_op(e).is_some() => 1.0 + NEW_NODE,
                 None => return f64::INFINITY,
             },
         };
@@ -385,25 +384,6 @@ impl CostFunction<Expr> for KernelCount<'_> {
             .map(|&c| costs(c))
             .sum::<f64>()
     }
-}
-
-/// Whether a node can be made for `e` from its children alone (no
-/// attributes, no opset-dependent form).
-fn buildable(e: &Expr) -> bool {
-    matches!(
-        e,
-        Expr::Add(_)
-            | Expr::Sub(_)
-            | Expr::Mul(_)
-            | Expr::Div(_)
-            | Expr::Pow(_)
-            | Expr::Sqrt(_)
-            | Expr::Reciprocal(_)
-            | Expr::Erf(_)
-            | Expr::Tanh(_)
-            | Expr::Sigmoid(_)
-            | Expr::Clip(_)
-    )
 }
 
 /// Puts the extracted forms into the graph.
@@ -441,7 +421,7 @@ impl Emitter<'_, '_> {
         // And where the best form is another value's node of a kind no
         // new node is made of (a MatMul, a Transpose): that value is
         // computed anyway, and this one the same way.
-        let makeable = best.recognized_op().is_some() || buildable(&best);
+        let makeable = op_name(&best).is_some();
         if best == own || own_cost <= self.extractor.find_best_cost(class) || !makeable {
             let inputs: Vec<ValueId> = self
                 .g
@@ -511,13 +491,7 @@ impl Emitter<'_, '_> {
             Expr::LayerNorm([x, scale, bias, eps]) => {
                 attrs.insert("axis", Attr::Int(-1));
                 attrs.insert("epsilon", Attr::Float(scalar(self.egraph, *eps)?));
-                let mut inputs = vec![
-                    Some(self.class(*x)?),
-                    Some(self.norm_param(*x, *scale, 1.0, &name)?),
-                ];
-                if !matches!(self.extractor.find_best_node(*bias), Expr::Absent) {
-                    inputs.push(Some(self.norm_param(*x, *bias, 0.0, &name)?));
-                }
+                let inputs = self.norm_inputs(*x, *scale, Some(*bias), &name)?;
                 ("LayerNormalization", inputs)
             }
             Expr::Attention([q, k, v, mask, scale, heads]) => {
@@ -538,11 +512,10 @@ impl Emitter<'_, '_> {
             Expr::RmsNorm([x, scale, eps]) => {
                 attrs.insert("axis", Attr::Int(-1));
                 attrs.insert("epsilon", Attr::Float(scalar(self.egraph, *eps)?));
-                let inputs = vec![
-                    Some(self.class(*x)?),
-                    Some(self.norm_param(*x, *scale, 1.0, &name)?),
-                ];
-                ("RMSNormalization", inputs)
+                (
+                    "RMSNormalization",
+                    self.norm_inputs(*x, *scale, None, &name)?,
+                )
             }
             other => {
                 let mut inputs = Vec::new();
@@ -570,6 +543,27 @@ impl Emitter<'_, '_> {
         })
     }
 
+    /// A norm's inputs: `x`, its scale, and its bias where it has one
+    /// (`bias` given and not [`Expr::Absent`]).
+    fn norm_inputs(
+        &mut self,
+        x: Id,
+        scale: Id,
+        bias: Option<Id>,
+        name: &str,
+    ) -> Result<Vec<Option<ValueId>>> {
+        let mut inputs = vec![
+            Some(self.class(x)?),
+            Some(self.norm_param(x, scale, 1.0, name)?),
+        ];
+        if let Some(bias) = bias
+            && !matches!(self.extractor.find_best_node(bias), Expr::Absent)
+        {
+            inputs.push(Some(self.norm_param(x, bias, 0.0, name)?));
+        }
+        Ok(inputs)
+    }
+
     /// A norm's scale or bias as a constant of shape `[channels]`: the
     /// model's own (reshaped), or `fill` where it has none.
     fn norm_param(&mut self, x: Id, param: Id, fill: f64, name: &str) -> Result<ValueId> {
@@ -594,8 +588,17 @@ impl Emitter<'_, '_> {
     }
 }
 
-/// The ONNX op of an e-node that names one.
+/// The ONNX op of an e-node a new node can be made for: a recognized
+/// op, or one of the ops read from graphs that is made from its children
+/// alone ([`plain_op`]).
 fn op_name(e: &Expr) -> Option<&'static str> {
+    plain_op(e).or_else(|| e.recognized_op())
+}
+
+/// The op of `e` where it is graph float arithmetic that a node
+/// can be made for from its children alone (no attributes, no
+/// opset-dependent form).
+fn plain_op(e: &Expr) -> Option<&'static str> {
     Some(match e {
         Expr::Add(_) => "Add",
         Expr::Sub(_) => "Sub",
@@ -608,6 +611,6 @@ fn op_name(e: &Expr) -> Option<&'static str> {
         Expr::Tanh(_) => "Tanh",
         Expr::Sigmoid(_) => "Sigmoid",
         Expr::Clip(_) => "Clip",
-        other => return other.recognized_op(),
+        _ => return None,
     })
 }
