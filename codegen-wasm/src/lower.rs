@@ -11,8 +11,8 @@
 use std::collections::{HashMap, HashSet};
 
 use walrus::{ConstExpr, DataKind, FunctionBuilder, FunctionId, MemoryId, Module, ModuleConfig};
+use wpc_bundle::device_data::static_type;
 use wpc_ir::{Attrs, DType, Error, ErrorKind, Graph, Model, Node, Result, Tensor, ValueId};
-use wpc_runtime::device_data::static_type;
 
 use crate::emit::{Fx, Isa};
 use crate::math::Math;

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
-use wpc_runtime::device_data::Word;
+use wpc_bundle::device_data::Word;
 
 /// A storage buffer the kernel binds, at `@binding(position)`.
 #[derive(Clone, Debug, PartialEq)]

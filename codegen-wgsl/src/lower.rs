@@ -2,9 +2,9 @@
 
 use std::collections::HashMap;
 
+use wpc_bundle::device_data::{Word, to_bytes};
+use wpc_bundle::manifest::{Dispatch, Requirements, WebGpuVariant};
 use wpc_ir::{Attrs, DType, Error, Graph, Model, Node, Result, Tensor, ValueId};
-use wpc_runtime::device_data::{Word, to_bytes};
-use wpc_runtime::manifest::{Dispatch, Requirements, WebGpuVariant};
 use wpc_targets::{KernelTuning, Profile};
 
 use crate::kernel::Kernel;
@@ -205,7 +205,7 @@ impl<'a> Ctx<'a> {
 pub type LowerFn = fn(&Ctx) -> Result<Lowered>;
 
 fn static_type(g: &Graph, v: ValueId, opts: &Options) -> Result<Tt> {
-    let (dtype, shape, word) = wpc_runtime::device_data::static_layout(g, v, opts.demote_f64)?;
+    let (dtype, shape, word) = wpc_bundle::device_data::static_layout(g, v, opts.demote_f64)?;
     Ok(Tt { dtype, shape, word })
 }
 
@@ -460,7 +460,7 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
         }
     }
 
-    let io = |vs: &[ValueId]| -> Result<Vec<wpc_runtime::manifest::DeviceTensor>> {
+    let io = |vs: &[ValueId]| -> Result<Vec<wpc_bundle::manifest::DeviceTensor>> {
         vs.iter()
             .map(|v| {
                 let word = match g.constants.get(v) {
@@ -472,7 +472,7 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
                     Some(t) => t.len(),
                     None => static_type(g, *v, opts)?.numel(),
                 } as u64;
-                Ok(wpc_runtime::manifest::DeviceTensor {
+                Ok(wpc_bundle::manifest::DeviceTensor {
                     buffer: planner.buffer_of(slot_of[v]),
                     word: word.wgsl().to_string(),
                     elements,

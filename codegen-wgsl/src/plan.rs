@@ -6,8 +6,8 @@
 //! the largest free one grown), so peak memory is near the largest set of
 //! simultaneously live tensors, and known before anything runs.
 
+use wpc_bundle::manifest::BufferDecl;
 use wpc_ir::{Error, Result};
-use wpc_runtime::manifest::BufferDecl;
 use wpc_targets::Profile;
 
 /// A handle on a planned buffer.

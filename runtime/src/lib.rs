@@ -1,20 +1,14 @@
-//! Bundles and the native executors that run them.
+//! The native executors that run bundles, and the browser runtime's files.
 //!
-//! A bundle is the contract between the compiler and every runtime: a
-//! directory holding `manifest.json` (versioned; see [`manifest`]), the
-//! generated kernels (WGSL files today) and the weight shards, each listed
-//! with its size and sha256. This crate defines that format, reads and
-//! writes it (atomically: a temporary directory renamed into place), and runs
-//! the WebGPU variant natively through wgpu ([`webgpu`]) and the WebAssembly
-//! variants through wasmtime ([`wasm`]). The browser
-//! runtime in `runtime/js/` reads the same manifest, and a copy of it goes
-//! into every bundle ([`js`]).
+//! The bundle format itself (manifest, device data layout, reading and
+//! writing) is the `wpc-bundle` crate, re-exported here so a runtime user
+//! needs one dependency. This crate runs the WebGPU variant natively
+//! through wgpu ([`webgpu`]) and the WebAssembly variants through wasmtime
+//! ([`wasm`]). The browser runtime in `runtime/js/` reads the same
+//! manifest, and a copy of it goes into every bundle ([`js`]).
 
-pub mod bundle;
-pub mod device_data;
 pub mod js;
-pub mod manifest;
-pub mod outdir;
+pub use wpc_bundle::{bundle, device_data, manifest, outdir};
 #[cfg(feature = "wasm")]
 pub mod wasm;
 #[cfg(feature = "webgpu")]
@@ -49,6 +43,17 @@ pub enum Error {
     /// A kernel met something it does not support (at run time).
     #[error("not supported: {0}")]
     Unsupported(String),
+}
+
+impl From<wpc_bundle::Error> for Error {
+    fn from(e: wpc_bundle::Error) -> Error {
+        match e {
+            wpc_bundle::Error::Io { path, source } => Error::Io { path, source },
+            wpc_bundle::Error::Refused { path, reason } => Error::Refused { path, reason },
+            wpc_bundle::Error::Format { path, reason } => Error::Format { path, reason },
+            wpc_bundle::Error::Input(m) => Error::Input(m),
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -9,8 +9,8 @@
 
 use std::fmt::Write;
 
+use wpc_bundle::device_data::Word;
 use wpc_ir::{Error, Result};
-use wpc_runtime::device_data::Word;
 
 use super::index::literal;
 use crate::kernel::Kernel;

@@ -4,9 +4,9 @@
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
+use wpc_bundle::device_data::Word;
 use wpc_ir::ops::params::Elementwise as E;
 use wpc_ir::{Attrs, DType, Error, Node, Result};
-use wpc_runtime::device_data::Word;
 
 use super::index::{broadcast_strides, literal, offset, unravel};
 use crate::kernel::Kernel;

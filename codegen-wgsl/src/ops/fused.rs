@@ -15,7 +15,7 @@ use crate::lower::{Arg, Ctx, Launch, Lowered, Tt};
 
 /// The kernel-side type of a body value.
 fn body_type(body: &Graph, v: ValueId, demote_f64: bool) -> Result<Tt> {
-    let (dtype, shape, word) = wpc_runtime::device_data::static_layout(body, v, demote_f64)?;
+    let (dtype, shape, word) = wpc_bundle::device_data::static_layout(body, v, demote_f64)?;
     Ok(Tt { dtype, shape, word })
 }
 

@@ -58,8 +58,8 @@ pub fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
 /// A WGSL literal of `v` for word type `w` (`1.5`, `-3i`, `7u`); a
 /// non-finite float is a call of the `f32_bits` helper, which the kernel
 /// then includes (WGSL forbids const-expressions that are inf or NaN).
-pub fn literal(v: f64, w: wpc_runtime::device_data::Word) -> String {
-    use wpc_runtime::device_data::Word;
+pub fn literal(v: f64, w: wpc_bundle::device_data::Word) -> String {
+    use wpc_bundle::device_data::Word;
     match w {
         Word::F32 => {
             let f = v as f32;

@@ -4,9 +4,9 @@
 
 use std::fmt::Write;
 
+use wpc_bundle::device_data::Word;
 use wpc_ir::Result;
 use wpc_ir::ops::params::LossReduction;
-use wpc_runtime::device_data::Word;
 
 use crate::kernel::Kernel;
 use crate::lower::{Arg, Ctx, Launch, Lowered};

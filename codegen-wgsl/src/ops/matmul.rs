@@ -8,8 +8,8 @@
 
 use std::fmt::Write;
 
+use wpc_bundle::device_data::Word;
 use wpc_ir::{Error, Result};
-use wpc_runtime::device_data::Word;
 use wpc_targets::MatmulTile;
 
 use super::index::{broadcast_strides, literal, offset, unravel};

@@ -14,7 +14,7 @@ pub mod reduce;
 pub mod resize;
 pub mod rnn;
 
-use wpc_runtime::device_data::Word;
+use wpc_bundle::device_data::Word;
 
 use std::fmt::Write;
 

@@ -5,10 +5,10 @@
 
 use std::fmt::Write;
 
+use wpc_bundle::device_data::Word;
 use wpc_ir::ops::params::{PadMode, ScatterReduction};
 use wpc_ir::ops::util::norm_axes;
 use wpc_ir::{Error, Result};
-use wpc_runtime::device_data::Word;
 
 use super::index::{literal, offset, strides, unravel};
 use crate::kernel::Kernel;

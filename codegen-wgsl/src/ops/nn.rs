@@ -3,9 +3,9 @@
 
 use std::fmt::Write;
 
+use wpc_bundle::device_data::Word;
 use wpc_ir::ops::Window;
 use wpc_ir::{Error, Result};
-use wpc_runtime::device_data::Word;
 
 use super::elementwise::broadcast_kernel;
 use super::index::{literal, offset, strides, unravel};

@@ -5,9 +5,9 @@
 
 use std::fmt::Write;
 
+use wpc_bundle::device_data::Word;
 use wpc_ir::Result;
 use wpc_ir::ops::util::norm_axis;
-use wpc_runtime::device_data::Word;
 
 use super::index::{literal, offset, strides, unravel};
 use super::{require_f32, tree_reduce, workgroup_array};

@@ -5,9 +5,9 @@
 //! every coordinate mode, nearest rounding, cubic coefficient and
 //! `exclude_outside` rule is defined in one place.
 
+use wpc_bundle::device_data::Word;
 use wpc_ir::ops::params::{GridPadding, GridSample, Sampling};
 use wpc_ir::{Error, Result, Tensor};
-use wpc_runtime::device_data::Word;
 
 use super::index::literal;
 use crate::kernel::Kernel;
