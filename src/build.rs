@@ -65,7 +65,7 @@ pub struct Built {
     pub skipped: Vec<(String, String)>,
     /// What the per-variant passes did for each backend
     /// ([`crate::compile::Compiled::passes`]).
-    pub passes: Vec<crate::compile::BackendPasses>,
+    pub passes: Vec<wpc_passes::backend::VariantPasses>,
 }
 
 impl Build {

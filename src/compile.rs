@@ -15,12 +15,12 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use wpc_codegen_wasm::Isa;
-use wpc_ir::{Dim, Error, Model, Shape};
+use wpc_ir::{Dim, Error, Model};
+use wpc_passes::backend::{Backend, Lowered, VariantPasses, for_variant};
 use wpc_runtime::Bundle;
 use wpc_runtime::bundle::sha256_hex;
 use wpc_runtime::manifest::{
-    self, CodeFile, DimInfo, Manifest, MemoryTensor, ModelInfo, Placement, Shard, ShardRange,
-    TensorInfo, Variant, WasmVariant,
+    self, CodeFile, DimInfo, Manifest, ModelInfo, Shard, ShardRange, TensorInfo, Variant,
 };
 use wpc_targets::Profile;
 
@@ -129,24 +129,9 @@ pub struct Compiled {
     pub bundle: Bundle,
     pub skipped: Vec<(String, String)>,
     /// What the per-variant passes did, per backend ("webgpu", "wasm").
-    pub passes: Vec<BackendPasses>,
+    pub passes: Vec<VariantPasses>,
     /// The external data files the model's weights came from.
     pub external_data: Vec<std::path::PathBuf>,
-}
-
-/// What the per-variant passes did for one backend's variants.
-#[derive(Clone, Debug, Default)]
-pub struct BackendPasses {
-    /// "webgpu" or "wasm" (the three wasm variants share their graph).
-    pub backend: String,
-    /// Nodes of the optimized graph, before the per-variant passes.
-    pub nodes_before: usize,
-    /// The e-graph rewrite ([`wpc_passes::rewrite`]).
-    pub rewrite: wpc_passes::rewrite::RewriteStats,
-    /// Fusion ([`wpc_passes::fuse`]).
-    pub fusion: wpc_passes::fuse::FuseStats,
-    /// Nodes after them: one kernel each, but for views.
-    pub nodes_after: usize,
 }
 
 /// Bytes (a blob or a shard) and the variants that read them.
@@ -282,12 +267,7 @@ pub fn bind_inputs(
     let symbols = crate::binding::said_by_dim_flags(dims);
     let given = crate::binding::given_by_shape_flags(input_shapes);
     let shapes = crate::binding::resolve(&declared, &symbols, &given)?;
-    let g = &mut model.graph;
-    for v in g.inputs.clone() {
-        if let Some(shape) = shapes.get(&g.value(v).name) {
-            g.value_mut(v).ty.shape = Shape::known(shape);
-        }
-    }
+    wpc_passes::bind::bind_input_shapes(model, &shapes);
     Ok(())
 }
 
@@ -296,81 +276,14 @@ pub fn bind_inputs(
 /// graph passes run.
 pub fn prepare(model: &Model, options: &Options) -> wpc_ir::Result<Model> {
     let mut bound = model.clone();
-    freeze_inputs(&mut bound, &options.frozen)?;
+    wpc_passes::bind::freeze_inputs(&mut bound, &options.frozen)?;
     bind_inputs(&mut bound, &options.dims, &options.input_shapes)?;
     wpc_passes::optimize(&mut bound)?;
     Ok(bound)
 }
 
-/// Turns the named model inputs into constants.
-pub fn freeze_inputs(
-    model: &mut Model,
-    frozen: &HashMap<String, wpc_ir::Tensor>,
-) -> wpc_ir::Result<()> {
-    let g = &mut model.graph;
-    for (name, t) in frozen {
-        let v = g
-            .inputs
-            .iter()
-            .copied()
-            .find(|&v| g.value(v).name == *name)
-            .ok_or_else(|| {
-                Error::invalid(format!(
-                    "cannot freeze '{name}': the model has no such input"
-                ))
-            })?;
-        g.inputs.retain(|&i| i != v);
-        g.value_mut(v).ty = wpc_ir::ValueType::of(t);
-        g.constants.insert(v, t.clone());
-    }
-    Ok(())
-}
-
-/// The model inputs whose values steer kernels (see
-/// [`wpc_ir::ops::OpDef::steering`]), by name: those feeding a
-/// steering slot directly, and those a steering value is computed from
-/// (a Pad's pads derived from a `shape` input, a Range limit cast from an
-/// int input). `Shape` and `Size` read only their input's shape, so the
-/// walk back stops there.
-pub fn steering_inputs(model: &Model) -> Vec<String> {
-    let g = &model.graph;
-    let mut pending: Vec<wpc_ir::ValueId> = Vec::new();
-    for n in g.node_ids() {
-        let node = g.node(n);
-        for (i, v) in node.inputs.iter().enumerate() {
-            if let Some(v) = v
-                && wpc_ir::ops::is_steering_input(&node.domain, &node.op, i)
-            {
-                pending.push(*v);
-            }
-        }
-    }
-    let mut seen = std::collections::HashSet::new();
-    let mut names = Vec::new();
-    while let Some(v) = pending.pop() {
-        if !seen.insert(v) {
-            continue;
-        }
-        if g.inputs.contains(&v) {
-            names.push(g.value(v).name.clone());
-        }
-        if let Some(n) = g.producer(v) {
-            let node = g.node(n);
-            if !matches!(node.op.as_str(), "Shape" | "Size") {
-                pending.extend(node.inputs.iter().flatten());
-            }
-        }
-    }
-    // Report in the model's input order, whatever order the walk took.
-    g.inputs
-        .iter()
-        .map(|&v| g.value(v).name.clone())
-        .filter(|n| names.contains(n))
-        .collect()
-}
-
 fn check_steering_inputs(model: &Model) -> wpc_ir::Result<()> {
-    let names = steering_inputs(model);
+    let names = wpc_passes::bind::steering_inputs(model);
     if names.is_empty() {
         return Ok(());
     }
@@ -404,7 +317,7 @@ pub fn compile_model_report(
 ) -> wpc_ir::Result<Compiled> {
     wpc_ir::ops::check_model(model)?;
     let mut bound = model.clone();
-    freeze_inputs(&mut bound, &options.frozen)?;
+    wpc_passes::bind::freeze_inputs(&mut bound, &options.frozen)?;
     check_steering_inputs(&bound)?;
     let mut inputs = tensor_infos(&bound, &bound.graph.inputs);
     let mut outputs = tensor_infos(&bound, &bound.graph.outputs);
@@ -439,35 +352,13 @@ pub fn compile_model_report(
     let mut variants = Vec::new();
     let mut skipped = Vec::new();
     let mut passes = Vec::new();
+    let mut backends: Vec<(Box<dyn Backend>, Need)> = Vec::new();
     if options.webgpu != Need::No {
-        let fusion =
-            wpc_codegen_wgsl::ops::fused::Fusion::new(&bound, &options.profile, options.demote_f64);
-        let (model, stats) = per_variant(&bound, options, "webgpu", &fusion)?;
-        passes.push(stats);
-        let compiled = wpc_codegen_wgsl::compile(
-            &model,
-            &options.profile,
-            &wpc_codegen_wgsl::Options {
-                demote_f64: options.demote_f64,
-            },
-        );
-        match compiled {
-            Ok(compiled) => {
-                let mut variant = compiled.variant;
-                for (file, text) in compiled.shaders {
-                    files.insert(file, text.into_bytes());
-                }
-                // Weights go into shards in the order kernels first use them.
-                for (buffer, bytes) in compiled.weights {
-                    variant.buffers[buffer].init = Some(shards.add("webgpu", &bytes));
-                }
-                variants.push(Variant::WebGpu(variant));
-            }
-            Err(e) if options.webgpu == Need::IfPossible => {
-                skipped.push(("webgpu".to_string(), e.to_string()))
-            }
-            Err(e) => return Err(e),
-        }
+        let wgsl = wpc_codegen_wgsl::Options {
+            demote_f64: options.demote_f64,
+        };
+        let backend = wpc_codegen_wgsl::WebGpu::new(&bound, &options.profile, wgsl);
+        backends.push((Box::new(backend), options.webgpu));
     }
     if options.wasm != Need::No {
         if options.wasm_isas.is_none() {
@@ -484,18 +375,26 @@ pub fn compile_model_report(
                 ));
             }
         }
-        // Every ISA's kernels compute the same fused nodes.
-        let fusion = wpc_codegen_wasm::ops::Fusion {
-            opset: bound.opset(),
-        };
-        let (model, stats) = per_variant(&bound, options, "wasm", &fusion)?;
-        passes.push(stats);
-        for isa in options.isas() {
-            match wpc_codegen_wasm::compile(&model, isa) {
-                Ok(c) => variants.push(Variant::Wasm(wasm_variant(c, &mut shards, &mut files))),
-                Err(e) if options.wasm == Need::IfPossible => {
-                    skipped.push((isa.name().to_string(), e.to_string()))
+        let backend = wpc_codegen_wasm::Wasm::new(&bound, options.isas());
+        backends.push((Box::new(backend), options.wasm));
+    }
+    for (backend, need) in &backends {
+        let (model, stats) = match for_variant(&bound, backend.as_ref(), options.fuse) {
+            Ok(prepared) => prepared,
+            // The backend cannot run a node: every variant it builds is out.
+            Err(e) if *need == Need::IfPossible && e.kind == wpc_ir::ErrorKind::Unsupported => {
+                for name in backend.variants() {
+                    skipped.push((name, e.to_string()));
                 }
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        passes.push(stats);
+        for name in backend.variants() {
+            match backend.lower(&model, &name) {
+                Ok(lowered) => variants.push(store(lowered, &mut shards, &mut files)),
+                Err(e) if *need == Need::IfPossible => skipped.push((name, e.to_string())),
                 Err(e) => return Err(e),
             }
         }
@@ -579,79 +478,29 @@ pub fn compile_model_report(
     })
 }
 
-/// The graph one backend lowers: `bound` after the passes that depend
-/// on what the backend computes ([`wpc_passes::rewrite`], then
-/// [`wpc_passes::fuse`]), unless `options.fuse` is off.
-fn per_variant(
-    bound: &Model,
-    options: &Options,
-    backend: &str,
-    target: &dyn wpc_passes::fuse::FusionTarget,
-) -> wpc_ir::Result<(Model, BackendPasses)> {
-    let mut model = bound.clone();
-    let mut stats = BackendPasses {
-        backend: backend.to_string(),
-        nodes_before: model.graph.node_count(),
-        ..BackendPasses::default()
-    };
-    if options.fuse {
-        let limits = wpc_passes::rewrite::Limits::default();
-        match wpc_passes::rewrite::rewrite(&mut model, target, limits) {
-            Ok(rewrite) => stats.rewrite = rewrite,
-            // An optimization that failed on its own terms (a bug, never
-            // the model's fault) costs speed, not the bundle: the graph
-            // is lowered as written, and the report says why.
-            Err(e) if e.kind == wpc_ir::ErrorKind::Internal => {
-                model = bound.clone();
-                stats.rewrite.stop = Some(format!("failed, graph left as written: {e}"));
-            }
-            Err(e) => return Err(e),
-        }
-        stats.fusion = wpc_passes::fuse::fuse(&mut model, target)?;
-        // The scalars the bodies took in are read by nothing else now.
-        wpc_passes::dce::eliminate_dead_nodes(&mut model);
-    }
-    stats.nodes_after = model.graph.node_count();
-    Ok((model, stats))
-}
-
-/// One wasm variant's manifest entry; its module and weights go into
-/// `files` and `shards`.
-fn wasm_variant(
-    c: wpc_codegen_wasm::Compiled,
+/// Puts a lowered variant's code into `files` and its weights into
+/// `shards` (in the order its kernels first read them), and returns its
+/// manifest entry, its ranges still naming blobs until the shards are
+/// laid out.
+fn store(
+    lowered: Lowered,
     shards: &mut Shards,
     files: &mut std::collections::BTreeMap<String, Vec<u8>>,
-) -> WasmVariant {
-    let module = format!("model-{}.wasm", c.isa.name().trim_start_matches("wasm-"));
-    files.insert(module.clone(), c.wasm);
-    // One reference kernel module serves every variant that imports it.
-    let reference = (!c.reference_nodes.is_empty()).then(|| {
-        let file = "reference.wasm".to_string();
-        files.insert(file.clone(), wpc_codegen_wasm::reference::MODULE.to_vec());
-        file
-    });
-    let slot = |s: &wpc_codegen_wasm::Slot| MemoryTensor {
-        offset: s.offset,
-        elements: s.elements,
-    };
-    WasmVariant {
-        name: c.isa.name().to_string(),
-        features: c.isa.features(),
-        module,
-        memory_bytes: c.memory_bytes,
-        reference,
-        reference_nodes: c.reference_nodes,
-        weights: c
-            .weights
-            .iter()
-            .map(|(offset, bytes)| Placement {
-                range: shards.add(c.isa.name(), bytes),
-                offset: *offset,
-            })
-            .collect(),
-        inputs: c.inputs.iter().map(slot).collect(),
-        outputs: c.outputs.iter().map(slot).collect(),
+) -> Variant {
+    let Lowered {
+        mut variant,
+        files: code,
+        weights,
+    } = lowered;
+    // Files of the same name are the same bytes (the reference kernels
+    // every wasm variant imports).
+    files.extend(code);
+    let name = variant.name().to_string();
+    let mut ranges = variant.shard_ranges_mut();
+    for (range, bytes) in weights {
+        *ranges[range] = shards.add(&name, &bytes);
     }
+    variant
 }
 
 /// Reads, checks and compiles a model file; errors name the file.

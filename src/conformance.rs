@@ -122,7 +122,7 @@ fn compile_case(
     for (&v, t) in g.inputs.clone().iter().zip(&inputs) {
         g.value_mut(v).ty.shape = wpc_ir::Shape::known(t.shape());
     }
-    let steering = crate::compile::steering_inputs(&model);
+    let steering = wpc_passes::bind::steering_inputs(&model);
     let g = &model.graph;
     let mut fed = Vec::new();
     for (&v, t) in g.inputs.iter().zip(inputs) {

@@ -675,7 +675,7 @@ fn print_ops() {
 
 /// What the per-variant passes did for one backend: a line, or with
 /// `explain` the details.
-fn report_passes(p: &wpc::compile::BackendPasses, explain: bool) {
+fn report_passes(p: &wpc::passes::backend::VariantPasses, explain: bool) {
     let counts = |items: &mut dyn Iterator<Item = (&str, usize)>| {
         items
             .map(|(name, n)| format!("{n} {name}"))
@@ -798,12 +798,14 @@ fn compile(
                     file_bytes(&w.module),
                     w.memory_bytes
                 );
-                if !w.reference_nodes.is_empty() {
+                if let Some(first) = w.fallback.first() {
                     say!(
-                        "    {} nodes without a generated kernel run the reference kernels ({}), e.g. {}",
-                        w.reference_nodes.len(),
+                        "    {} nodes without a generated kernel run the reference kernels ({}), e.g. '{}' (op {}): {}",
+                        w.fallback.len(),
                         w.reference.as_deref().unwrap_or("?"),
-                        w.reference_nodes[0]
+                        first.node,
+                        first.op,
+                        first.reason
                     );
                 }
             }

@@ -627,6 +627,54 @@ fn bad_targets_give_clear_errors() {
     }
 }
 
+/// A backend is asked about every node before anything is lowered: a
+/// variant it cannot build is refused with every node it cannot run, not
+/// only the first.
+#[test]
+fn every_node_a_backend_cannot_run_is_named_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = |op: &str, input: &str, out: &str, name: &str| NodeProto {
+        input: vec![input.into()],
+        output: vec![out.into()],
+        name: name.into(),
+        op_type: op.into(),
+        ..Default::default()
+    };
+    let square = [3, 3, 3].map(DimensionValue::DimValue);
+    let graph = GraphProto {
+        node: vec![
+            node("Det", "x", "d1", "first_det"),
+            node("Relu", "x", "r", "relu"),
+            node("Det", "r", "d2", "second_det"),
+        ],
+        name: "dets".into(),
+        input: vec![value_info("x", &square)],
+        output: vec![
+            value_info("d1", &[DimensionValue::DimValue(3)]),
+            value_info("d2", &[DimensionValue::DimValue(3)]),
+        ],
+        ..Default::default()
+    };
+    let model = ModelProto {
+        graph: Some(graph),
+        ..small_model("Relu", weights())
+    };
+    let path = write(dir.path(), "dets.onnx", &model);
+    let bundle = dir.path().join("dets.wpc");
+    let out = bundle.to_str().unwrap();
+    // chrome requires its WebGPU variant.
+    assert_user_error(
+        &["compile", &path, "--target", "chrome", "-o", out],
+        &bundle,
+        &[
+            "dets.onnx",
+            "webgpu cannot run 2 nodes",
+            "node 'first_det' (op Det): op Det has no WebGPU kernel yet",
+            "node 'second_det' (op Det): op Det has no WebGPU kernel yet",
+        ],
+    );
+}
+
 /// Ops without a hand-written WebAssembly kernel run in the bundle's
 /// reference kernels module; a kernel failing there is reported with its
 /// node, exit code 1 and no output.
@@ -658,8 +706,12 @@ fn wasm_runs_ops_without_kernels_through_the_reference_module() {
     for v in &wasm {
         assert_eq!(v["reference"], "reference.wasm", "{v}");
         assert_eq!(
-            v["reference_nodes"],
-            serde_json::json!(["node 'round_node' (op Round)"])
+            v["fallback"],
+            serde_json::json!([{
+                "node": "round_node",
+                "op": "Round",
+                "reason": "no generated wasm kernel for op Round"
+            }])
         );
     }
     assert!(bundle.join("reference.wasm").is_file());

@@ -1,6 +1,8 @@
 //! `manifest.json`: what a bundle holds and how to run each variant.
 //!
-//! Format version 1. Everything a runtime needs is here; files are named
+//! Format version 2 (version 1 listed fallback nodes as bare names in
+//! `reference_nodes`; version 2 lists them with reasons in `fallback`).
+//! Everything a runtime needs is here; files are named
 //! relative to the bundle directory. Shapes are compiled for concrete sizes:
 //! each tensor lists its declared (possibly symbolic) `shape` and the `bound`
 //! sizes the kernels were generated for, and a runtime must reject inputs of
@@ -13,7 +15,7 @@ use serde::{Deserialize, Serialize};
 /// The value of `format` in every manifest.
 pub const FORMAT: &str = "wpc-bundle";
 /// The manifest version this crate reads and writes.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,6 +95,11 @@ impl Manifest {
 }
 
 impl Variant {
+    /// The variant's name: `webgpu`, or the wasm variant's (`wasm-simd`...).
+    pub fn name(&self) -> &str {
+        self.slots().0
+    }
+
     /// Every shard range the variant's weights are read from.
     pub fn shard_ranges_mut(&mut self) -> Vec<&mut ShardRange> {
         match self {
@@ -333,7 +340,7 @@ pub struct CodeFile {
 }
 
 /// Where a tensor's bytes lie in the shards.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShardRange {
     pub shard: usize,
@@ -362,22 +369,50 @@ pub struct WasmVariant {
     /// The module file.
     pub module: String,
     /// Bytes of linear memory the module declares: its peak memory, unless
-    /// `reference_nodes` is not empty (their kernels allocate above it).
+    /// `fallback` is not empty (the reference kernels allocate above it).
     pub memory_bytes: u64,
-    /// The reference kernel module, when `reference_nodes` is not empty:
+    /// The reference kernel module, when `fallback` is not empty:
     /// instantiated first, its exports are the module's imports `wpc.*`
     /// (its memory is the variant's memory, grown to `memory_bytes`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
-    /// Nodes (`'name' (op X)`) without a hand-written kernel for this
-    /// variant, which run the reference interpreter's kernel compiled to
-    /// wasm32 (scalar, allocating).
+    /// The nodes without a generated kernel in this variant, which run the
+    /// reference interpreter's kernel compiled to wasm32 (scalar,
+    /// allocating), each with the reason.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub reference_nodes: Vec<String>,
+    pub fallback: Vec<Fallback>,
     /// Shard ranges copied into memory before the first run.
     pub weights: Vec<Placement>,
     pub inputs: Vec<MemoryTensor>,
     pub outputs: Vec<MemoryTensor>,
+}
+
+/// A node a variant runs on its fallback path instead of a kernel of its
+/// own: a partition decision of the backend, recorded so a user (and
+/// `wpc compile`'s report) can see what runs slowly and why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fallback {
+    /// The node's name in the model.
+    pub node: String,
+    /// Its op, `domain:Op` outside the default domain.
+    pub op: String,
+    /// Why it has no kernel here.
+    pub reason: String,
+}
+
+impl Fallback {
+    pub fn new(node: &wpc_ir::Node, reason: &str) -> Fallback {
+        Fallback {
+            node: node.name.clone(),
+            op: if node.domain.is_empty() || node.domain == "ai.onnx" {
+                node.op.clone()
+            } else {
+                format!("{}:{}", node.domain, node.op)
+            },
+            reason: reason.to_string(),
+        }
+    }
 }
 
 /// Where weights go: bytes of a shard, written at a memory offset.

@@ -10,13 +10,16 @@
 //! Gemm and Conv share one register-blocked GEMM micro-kernel
 //! ([`ops::gemm`]) whose weights are packed at compile time.
 //!
-//! Ops without a hand-written kernel run the reference interpreter's
+//! Ops without a generated kernel run the reference interpreter's
 //! kernel compiled to wasm32 ([`reference`]): the variant then imports
 //! memory and `wpc_eval` from that shared module instead of owning its
-//! memory.
+//! memory, and lists those nodes with the reason in its `fallback`.
+//! [`backend`] puts the crate behind the middle end's contract
+//! ([`wpc_passes::backend::Backend`]).
 //!
 //! It never reads ONNX and never runs modules; the runtime does that.
 
+pub mod backend;
 pub mod emit;
 mod lower;
 mod math;
@@ -24,8 +27,9 @@ pub mod ops;
 pub mod plan;
 pub mod reference;
 
+pub use backend::Wasm;
 pub use emit::Isa;
-pub use lower::{Compiled, Ctx, LowerFn, Slot, Tt, compile};
+pub use lower::{Compiled, Ctx, LowerFn, Slot, Tt, compile, runs};
 
 /// How the WebAssembly backend runs an op, by op name (a kernel may still
 /// refuse a dtype or attribute, and then the node runs the reference

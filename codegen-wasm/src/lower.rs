@@ -4,15 +4,18 @@
 //! live in the exported linear memory at offsets fixed by the [`Planner`];
 //! the host writes inputs and weights there and reads outputs back. Every
 //! element is stored little-endian at its dtype's natural width (a bool is
-//! one byte). A node whose op has no hand-written kernel here, or whose
-//! kernel refuses its dtypes or attributes, runs the reference kernel
-//! ([`crate::reference`]).
+//! one byte). A node whose op has no generated kernel here ([`runs`]), or
+//! whose kernel refuses its dtypes or attributes, runs the reference
+//! kernel ([`crate::reference`]) and is listed, with the reason, in the
+//! variant's `fallback`.
 
 use std::collections::{HashMap, HashSet};
 
 use walrus::{ConstExpr, DataKind, FunctionBuilder, FunctionId, MemoryId, Module, ModuleConfig};
 use wpc_bundle::device_data::static_type;
+use wpc_bundle::manifest::Fallback;
 use wpc_ir::{Attrs, DType, Error, ErrorKind, Graph, Model, Node, Result, Tensor, ValueId};
+use wpc_passes::backend::Runs;
 
 use crate::emit::{Fx, Isa};
 use crate::math::Math;
@@ -41,9 +44,9 @@ pub struct Compiled {
     /// Of which activations (inputs, outputs, intermediates, scratch); the
     /// weights sit above them.
     pub activation_bytes: u64,
-    /// The nodes that run the reference kernel (no hand-written one), by
-    /// name and op. Their scratch memory is not part of `memory_bytes`.
-    pub reference_nodes: Vec<String>,
+    /// The nodes that run the reference kernel, with the reason they have
+    /// no generated one. Their scratch memory is not part of `memory_bytes`.
+    pub fallback: Vec<Fallback>,
 }
 
 /// A tensor as a kernel sees it: dtype, static shape and address.
@@ -79,6 +82,35 @@ fn is_alias(g: &Graph, node: &Node) -> bool {
         || (node.op == "Dropout"
             && node.outputs.get(1).is_none_or(unread)
             && node.inputs.get(2).copied().flatten().is_none())
+}
+
+/// How the WebAssembly backend runs `node` of `g`, judged before
+/// lowering (the contract's [`wpc_passes::backend::Backend::runs`]); the
+/// lowering follows it.
+pub fn runs(g: &Graph, node: &Node) -> Runs {
+    for &v in node.outputs.iter().flatten() {
+        if let Err(e) = static_type(g, v) {
+            return Runs::No(e.reason);
+        }
+    }
+    if is_alias(g, node) {
+        return Runs::View;
+    }
+    // The fusion pass made it only where `takes_epilogue` accepted it.
+    if wpc_ir::ops::fused::is_fused_epilogue(node) {
+        return Runs::Kernel;
+    }
+    match crate::support(&node.domain, &node.op) {
+        crate::Support::Kernel => Runs::Kernel,
+        crate::Support::View => Runs::View,
+        crate::Support::Reference => {
+            Runs::Fallback(format!("no generated wasm kernel for op {}", node.op))
+        }
+        crate::Support::None => Runs::No(format!(
+            "op {} carries subgraphs, which the wasm reference kernels cannot run",
+            node.op
+        )),
+    }
 }
 
 /// Weights sit above every activation: a bump allocator from `base`,
@@ -309,7 +341,7 @@ pub fn compile(model: &Model, isa: Isa) -> Result<Compiled> {
             reference: true,
         },
     )?;
-    let reference = !first.reference_nodes.is_empty();
+    let reference = !first.fallback.is_empty();
     let arena_base = if reference { heap_base } else { 0 };
     let layout = Layout {
         arena_base,
@@ -365,7 +397,7 @@ fn lower_at(model: &Model, isa: Isa, layout: Layout) -> Result<(Module, Compiled
         placed: Vec::new(),
         data: Vec::new(),
     };
-    let mut reference_nodes = Vec::new();
+    let mut fallback = Vec::new();
 
     // An alias shares its input's bytes: both live as long as either is read.
     let mut root: HashMap<ValueId, ValueId> = HashMap::new();
@@ -404,7 +436,11 @@ fn lower_at(model: &Model, isa: Isa, layout: Layout) -> Result<(Module, Compiled
     for (k, &n) in order.iter().enumerate() {
         let node = g.node(n);
         let within = |e: Error| e.within(node.context());
-        let alias = is_alias(g, node);
+        let runs = runs(g, node);
+        if let Runs::No(why) = &runs {
+            return Err(within(Error::unsupported(why.clone())));
+        }
+        let alias = runs == Runs::View;
         if !alias {
             for v in node.outputs.iter().flatten() {
                 let (dtype, shape) = static_type(g, *v).map_err(within)?;
@@ -450,11 +486,11 @@ fn lower_at(model: &Model, isa: Isa, layout: Layout) -> Result<(Module, Compiled
         let mut f = new_function(&mut ctx, "");
         let empty = node.outputs.iter().flatten().all(|&v| bytes_of[&v] == 0);
         if !empty {
-            // The hand-written kernel, unless it has none or refuses this
+            // The generated kernel, unless it has none or refuses this
             // node (a dtype or attribute it does not cover).
-            let native = match crate::ops::lowering(&lowered.domain, &lowered.op) {
-                Some(lower) => match lower(&mut ctx, &mut f) {
-                    Ok(()) => true,
+            let refused = match (&runs, crate::ops::lowering(&lowered.domain, &lowered.op)) {
+                (Runs::Kernel, Some(lower)) => match lower(&mut ctx, &mut f) {
+                    Ok(()) => None,
                     // The fusion pass asked the backend first
                     // (`takes_epilogue`): refusing now is a bug, and the
                     // reference kernels do not take fused nodes.
@@ -464,12 +500,15 @@ fn lower_at(model: &Model, isa: Isa, layout: Layout) -> Result<(Module, Compiled
                             format!("the accepted epilogue of {} failed: {e}", lowered.op),
                         )));
                     }
-                    Err(e) if e.kind == ErrorKind::Unsupported && eval.is_some() => false,
+                    Err(e) if e.kind == ErrorKind::Unsupported && eval.is_some() => {
+                        Some(format!("the {} kernel refused it: {}", node.op, e.reason))
+                    }
                     Err(e) => return Err(within(e)),
                 },
-                None => false,
+                (Runs::Fallback(why), _) => Some(why.clone()),
+                _ => Some(format!("no generated wasm kernel for op {}", node.op)),
             };
-            if !native {
+            if let Some(why) = refused {
                 let eval = eval.ok_or_else(|| {
                     within(Error::new(
                         ErrorKind::Internal,
@@ -478,7 +517,7 @@ fn lower_at(model: &Model, isa: Isa, layout: Layout) -> Result<(Module, Compiled
                 })?;
                 f = new_function(&mut ctx, " (reference)");
                 crate::reference::lower(&mut ctx, &mut f, eval).map_err(within)?;
-                reference_nodes.push(node.context());
+                fallback.push(Fallback::new(node, &why));
             }
         }
         let scratch = std::mem::take(&mut ctx.scratch);
@@ -568,7 +607,7 @@ fn lower_at(model: &Model, isa: Isa, layout: Layout) -> Result<(Module, Compiled
         weights: weights.placed,
         memory_bytes,
         activation_bytes,
-        reference_nodes,
+        fallback,
     };
     Ok((module, plan))
 }

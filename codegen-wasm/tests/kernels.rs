@@ -83,7 +83,7 @@ fn check_all_variants(m: &Model, inputs: &[Vec<f32>], tol: f32) -> Result<(), Te
         let c = wpc_codegen_wasm::compile(m, isa).unwrap();
         // These tests are about the generated kernels, not the reference
         // kernels module.
-        prop_assert!(c.reference_nodes.is_empty(), "{:?}", c.reference_nodes);
+        prop_assert!(c.fallback.is_empty(), "{:?}", c.fallback);
         let got = run(&c, &slices);
         prop_assert_eq!(got.len(), want.len());
         for (o, (got, want)) in got.iter().zip(&want).enumerate() {

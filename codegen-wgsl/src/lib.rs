@@ -10,12 +10,16 @@
 //! * [`validate`] runs naga over every shader: a shader naga rejects is a
 //!   bug in this crate and fails compilation loudly.
 //!
+//! * [`backend`] puts it behind the middle end's contract
+//!   ([`wpc_passes::backend::Backend`]).
+//!
 //! The crate never reads ONNX and never runs shaders.
 
 // Kernel generators walk tensor axes by number, indexing several per-axis
 // tables at once; explicit axis loops read better than zipped iterators.
 #![allow(clippy::needless_range_loop)]
 
+pub mod backend;
 pub mod helpers;
 pub mod kernel;
 pub mod lower;
@@ -23,4 +27,5 @@ pub mod ops;
 pub mod plan;
 pub mod validate;
 
+pub use backend::WebGpu;
 pub use lower::{Compiled, Options, compile};

@@ -4,9 +4,10 @@
 //! anything, so they compose freely; [`optimize`] runs the standard pipeline
 //! to a fixed point. Passes never do I/O. The pipeline's passes never look
 //! at targets: they simplify the graph every backend then lowers; the
-//! per-variant ones see a backend only through a trait of what it can do
-//! ([`fuse::FusionTarget`]).
+//! per-variant ones see a backend only through the contract
+//! ([`backend::Backend`]).
 //!
+//! * [`bind`] fixes model inputs to values or shapes before the rest run.
 //! * [`shape_inference::infer_shapes`] fills in dtypes and symbolic shapes.
 //! * [`const_fold::fold_constants`] evaluates nodes whose inputs are all known,
 //!   with the reference interpreter (so folding means exactly what running does).
@@ -24,8 +25,12 @@
 //!   ops into one fused node.
 //!
 //! The last two run per variant, after [`optimize`], with the backend
-//! saying what it computes ([`fuse::FusionTarget`]).
+//! saying what it computes ([`fuse::FusionTarget`]). [`backend`] is the
+//! contract every backend implements (what it runs, what it fuses, how
+//! it lowers) and the per-variant pipeline run through it.
 
+pub mod backend;
+pub mod bind;
 pub mod const_fold;
 pub mod dce;
 pub mod fold_batch_norm;

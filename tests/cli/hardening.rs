@@ -444,10 +444,10 @@ fn edited_bundles_are_refused_on_every_backend() {
         assert_fails(&o, &["bad bundle", "outside its shards"]);
     }
     json = original;
-    json["version"] = serde_json::json!(2);
+    json["version"] = serde_json::json!(1);
     std::fs::write(&manifest, serde_json::to_vec(&json).unwrap()).unwrap();
     let o = wpc_in(d, &["run", "m.wpc", "--input", "x=random"], &[]);
-    assert_fails(&o, &["format version 2; this wpc reads version 1"]);
+    assert_fails(&o, &["format version 1; this wpc reads version 2"]);
 }
 
 #[test]

@@ -11,7 +11,7 @@ import { UnsupportedBundleError, WpcError } from './errors.js';
 /** The `format` of every bundle. */
 export const FORMAT = 'wpc-bundle';
 /** The manifest version this runtime reads. */
-export const VERSION = 1;
+export const VERSION = 2;
 
 /**
  * The number of elements of a tensor of shape `dims`.
