@@ -39,7 +39,7 @@ export function checkRange(manifest: any, range: {
 /** The `format` of every bundle. */
 export const FORMAT: "wpc-bundle";
 /** The manifest version this runtime reads. */
-export const VERSION: 1;
+export const VERSION: 2;
 export function elementCount(dims: number[]): number;
 export function inconsistent(why: string): WpcError;
 import { WpcError } from './errors.js';
