@@ -276,6 +276,55 @@ proptest! {
         check_all_variants(&model, &[data], 0.0)?;
     }
 
+    /// Slice (positive steps, negative and clamped bounds), Tile and
+    /// Split: the strided copies that select, repeat and cut.
+    #[test]
+    fn slice_tile_and_split_variants_agree(
+        (a, b, x) in (size(), size()).prop_flat_map(|(a, b)| (Just(a), Just(b), values(2 * a * b)))
+    ) {
+        let list = |v: &[i64]| Operand::Constant(Tensor::i64s(vec![v.len()], v.to_vec()));
+        let (a, b) = (a as i64, b as i64);
+        for (starts, ends, axes, steps) in [
+            (vec![0, 0], vec![1, b], vec![0, 2], vec![1, 2]),
+            (vec![-a, 1], vec![a + 5, b], vec![1, 2], vec![2, 1]),
+            (vec![1], vec![i64::MAX], vec![-1], vec![3]),
+        ] {
+            let model = prepared(one_node(
+                "Slice",
+                vec![
+                    Operand::Input(&[2, a as usize, b as usize]),
+                    list(&starts),
+                    list(&ends),
+                    list(&axes),
+                    list(&steps),
+                ],
+                Attrs::default(),
+            ));
+            check_all_variants(&model, std::slice::from_ref(&x), 0.0)?;
+        }
+        let model = prepared(one_node(
+            "Tile",
+            vec![Operand::Input(&[2, a as usize, b as usize]), list(&[2, 1, 3])],
+            Attrs::default(),
+        ));
+        check_all_variants(&model, std::slice::from_ref(&x), 0.0)?;
+        let mut on_axis_1 = Attrs::default();
+        on_axis_1.insert("axis", wpc_ir::Attr::Int(1));
+        let mut split = one_node(
+            "Split",
+            vec![Operand::Input(&[2, a as usize, b as usize]), list(&[1, a - 1])],
+            on_axis_1,
+        );
+        // A second output: the rest of the axis.
+        let node = split.graph.node_ids().next().unwrap();
+        let mut node = split.graph.remove_node(node);
+        let rest = split.graph.add_fresh_value("rest", wpc_ir::ValueType::default());
+        node.outputs.push(Some(rest));
+        split.graph.add_node(node).unwrap();
+        split.graph.outputs.push(rest);
+        check_all_variants(&prepared(split), std::slice::from_ref(&x), 0.0)?;
+    }
+
     #[test]
     fn reductions_variants_agree(
         (d, x) in (size(), size(), size()).prop_flat_map(|(a, b, c)| (Just([a, b, c]), values(a * b * c)))

@@ -1,8 +1,8 @@
 //! Data movement: Concat as bulk `memory.copy` per contiguous block;
-//! Transpose and Expand as one strided copy (nested loops in output
-//! order, the input pointer walking permuted or broadcast strides); and
-//! Gather as one copy per selected block. All of them move elements of
-//! any width, so they serve every dtype.
+//! Transpose, Expand, Slice, Tile and Split as strided copies (nested
+//! loops in output order, the input pointer walking permuted, broadcast
+//! or sliced strides); and Gather as one copy per selected block. All of
+//! them move elements of any width, so they serve every dtype.
 
 use walrus::FunctionBuilder;
 use walrus::ir::{BinaryOp, ExtendedLoad, LoadKind, MemArg, StoreKind};
@@ -82,6 +82,72 @@ pub fn expand(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         &out,
         broadcast_strides(&x.shape, &out.shape),
     )
+}
+
+/// `Slice`: one strided copy from the first element it selects, the
+/// input pointer stepping by the sliced strides. Refuses negative steps
+/// (the copy walks forwards); those nodes run the reference kernel.
+pub fn slice(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
+    let (x, out) = (ctx.input(0)?, ctx.output(0)?);
+    let need = |ctx: &Ctx, i: usize, what: &str| {
+        ctx.ints(i)?
+            .ok_or_else(|| Error::invalid(format!("Slice needs {what}")))
+    };
+    let (starts, ends) = (need(ctx, 1, "starts")?, need(ctx, 2, "ends")?);
+    let (axes, steps) = (ctx.ints(3)?, ctx.ints(4)?);
+    let v = wpc_ir::ops::params::SliceView::of(
+        &x.shape,
+        &starts,
+        &ends,
+        axes.as_deref(),
+        steps.as_deref(),
+    )?;
+    let reads = v
+        .strides
+        .iter()
+        .map(|&s| usize::try_from(s))
+        .collect::<std::result::Result<Vec<usize>, _>>()
+        .map_err(|_| Error::unsupported("negative steps (the strided copy walks forwards)"))?;
+    let from = x.addr as usize + v.base as usize * x.dtype.size();
+    strided_copy(ctx, f, from as u32, &out, reads)
+}
+
+/// `Tile`: output dim `d` (`reps · n` long) walked as two, the repeat
+/// (stride 0) outside the input's own dim, so the copy reads each
+/// input row `reps` times.
+pub fn tile(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
+    let (x, out) = (ctx.input(0)?, ctx.output(0)?);
+    let st = strides(&x.shape);
+    let mut walked = crate::lower::Tt {
+        shape: Vec::new(),
+        ..out.clone()
+    };
+    let mut reads = Vec::new();
+    for (d, &n) in x.shape.iter().enumerate() {
+        walked.shape.extend([out.shape[d] / n.max(1), n]);
+        reads.extend([0, st[d]]);
+    }
+    strided_copy(ctx, f, x.addr, &walked, reads)
+}
+
+/// `Split`: per output, one strided copy of its block along the axis.
+pub fn split(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
+    let x = ctx.input(0)?;
+    let axis = wpc_ir::ops::params::axis("Split", ctx.attrs(), x.shape.len())?;
+    let st = strides(&x.shape);
+    let mut at = 0;
+    for j in 0..ctx.node.outputs.len() {
+        if !ctx.wants_output(j) {
+            return Err(Error::unsupported("an omitted Split output"));
+        }
+        let out = ctx.output(j)?;
+        if out.numel() > 0 {
+            let from = x.addr as usize + at * st[axis] * x.dtype.size();
+            strided_copy(ctx, f, from as u32, &out, st.clone())?;
+        }
+        at += out.shape[axis];
+    }
+    Ok(())
 }
 
 /// Copies into `out`, in its order, the elements of the tensor at `from`

@@ -81,41 +81,21 @@ pub fn transpose(ctx: &Ctx) -> Result<Lowered> {
 
 pub fn slice(ctx: &Ctx) -> Result<Lowered> {
     let x = ctx.input(0)?;
-    let rank = x.shape.len();
-    // Only the starts and steps matter here: the output shape, which the
-    // ends determine, is already known.
-    let (starts, axes, steps) = (
-        ctx.ints(1)?
-            .ok_or_else(|| Error::invalid("Slice needs starts"))?,
-        ctx.ints(3)?,
-        ctx.ints(4)?,
-    );
-    let axes = match axes {
-        Some(a) => norm_axes(&a, rank)?,
-        None => (0..starts.len()).collect(),
+    let need = |i: usize, what: &str| {
+        ctx.ints(i)?
+            .ok_or_else(|| Error::invalid(format!("Slice needs {what}")))
     };
-    let st = strides(&x.shape);
-    let mut step_of = vec![0i64; rank];
-    let mut base = 0i64;
-    for d in 0..rank {
-        step_of[d] = st[d] as i64;
-    }
-    for (j, &a) in axes.iter().enumerate() {
-        let n = x.shape[a] as i64;
-        let step = steps.as_ref().map_or(1, |s| s[j]);
-        let mut start = starts[j];
-        if start < 0 {
-            start += n;
-        }
-        start = if step > 0 {
-            start.clamp(0, n)
-        } else {
-            start.clamp(0, (n - 1).max(0))
-        };
-        base += start * st[a] as i64;
-        step_of[a] = step * st[a] as i64;
-    }
-    view(ctx, &signed_offset(base, &step_of))
+    let (starts, ends) = (need(1, "starts")?, need(2, "ends")?);
+    let (axes, steps) = (ctx.ints(3)?, ctx.ints(4)?);
+    let v = wpc_ir::ops::params::SliceView::of(
+        &x.shape,
+        &starts,
+        &ends,
+        axes.as_deref(),
+        steps.as_deref(),
+    )?;
+    let steps: Vec<i64> = v.strides.iter().map(|&s| s as i64).collect();
+    view(ctx, &signed_offset(v.base as i64, &steps))
 }
 
 pub fn expand(ctx: &Ctx) -> Result<Lowered> {

@@ -481,23 +481,6 @@ fn eval_split(c: &EvalCtx) -> Result<Vec<Tensor>> {
         .collect())
 }
 
-/// The (start, step, length) of one sliced axis, with ONNX's clamping rules.
-fn slice_range(start: i64, end: i64, step: i64, dim: usize) -> (i64, i64, usize) {
-    let d = dim as i64;
-    let fix = |v: i64| if v < 0 { v + d } else { v };
-    let (s, e) = if step > 0 {
-        (fix(start).clamp(0, d), fix(end).clamp(0, d))
-    } else {
-        (fix(start).clamp(0, d - 1), fix(end).clamp(-1, d - 1))
-    };
-    let len = if step > 0 {
-        (e - s + step - 1) / step
-    } else {
-        (s - e + (-step) - 1) / (-step)
-    };
-    (s, step, len.max(0) as usize)
-}
-
 fn eval_slice(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
     let starts = c
@@ -506,40 +489,14 @@ fn eval_slice(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let ends = c
         .ints_input(2)?
         .ok_or_else(|| Error::invalid("Slice needs ends"))?;
-    let axes = match c.ints_input(3)? {
-        Some(a) => norm_axes(&a, x.rank())?,
-        None if starts.len() <= x.rank() => (0..starts.len()).collect(),
-        None => bail!(
-            "Slice has {} starts for an input of rank {}",
-            starts.len(),
-            x.rank()
-        ),
-    };
-    let steps = c
-        .opt_input(4)
-        .map(Tensor::to_i64s)
-        .unwrap_or_else(|| vec![1; starts.len()]);
-    if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
-        bail!("Slice starts, ends, axes and steps differ in length");
-    }
-    let st: Vec<isize> = strides(x.shape()).into_iter().map(|s| s as isize).collect();
-    let mut shape = x.shape().to_vec();
-    let mut vst = st.clone();
-    let mut base = 0isize;
-    for (k, &ax) in axes.iter().enumerate() {
-        if steps[k] == 0 {
-            bail!("Slice step cannot be 0");
-        }
-        let (s, step, len) = slice_range(starts[k], ends[k], steps[k], x.shape()[ax]);
-        shape[ax] = len;
-        if len > 0 {
-            base += s as isize * st[ax];
-        }
-        vst[ax] = st[ax] * step as isize;
-    }
-    Ok(vec![
-        x.take(shape.clone(), &strided_offsets(&shape, &vst, base)),
-    ])
+    let axes = c.ints_input(3)?;
+    let steps = c.opt_input(4).map(Tensor::to_i64s);
+    let v =
+        super::params::SliceView::of(x.shape(), &starts, &ends, axes.as_deref(), steps.as_deref())?;
+    Ok(vec![x.take(
+        v.shape.clone(),
+        &strided_offsets(&v.shape, &v.strides, v.base),
+    )])
 }
 
 fn gather_indices(idx: &Tensor, n: usize) -> Result<Vec<usize>> {

@@ -138,3 +138,78 @@ pub fn shape_range(a: &Attrs, rank: usize) -> Result<(usize, usize)> {
     let end = fix(a.int("end", rank as i64)?);
     Ok((start, end.max(start)))
 }
+
+/// What `Slice` reads from a tensor: the output's shape, and per output
+/// dim the signed element stride into the input (a negative step walks
+/// backwards), from element `base`. The interpreter and every backend's
+/// Slice read this one view, so ONNX's clamping rules live here only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SliceView {
+    pub shape: Vec<usize>,
+    pub strides: Vec<isize>,
+    pub base: isize,
+}
+
+impl SliceView {
+    /// The view of `starts..ends` by `steps` (default 1) along `axes`
+    /// (default the first `starts.len()`) of a tensor of `shape`.
+    pub fn of(
+        shape: &[usize],
+        starts: &[i64],
+        ends: &[i64],
+        axes: Option<&[i64]>,
+        steps: Option<&[i64]>,
+    ) -> Result<SliceView> {
+        let rank = shape.len();
+        let axes = match axes {
+            Some(a) => norm_axes(a, rank)?,
+            None if starts.len() <= rank => (0..starts.len()).collect(),
+            None => crate::bail!(
+                "Slice has {} starts for an input of rank {rank}",
+                starts.len()
+            ),
+        };
+        let steps = steps.map_or_else(|| vec![1; starts.len()], <[i64]>::to_vec);
+        if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
+            crate::bail!("Slice starts, ends, axes and steps differ in length");
+        }
+        let st: Vec<isize> = crate::tensor::strides(shape)
+            .into_iter()
+            .map(|s| s as isize)
+            .collect();
+        let mut view = SliceView {
+            shape: shape.to_vec(),
+            strides: st.clone(),
+            base: 0,
+        };
+        for (k, &ax) in axes.iter().enumerate() {
+            if steps[k] == 0 {
+                crate::bail!("Slice step cannot be 0");
+            }
+            let (s, step, len) = slice_range(starts[k], ends[k], steps[k], shape[ax]);
+            view.shape[ax] = len;
+            if len > 0 {
+                view.base += s as isize * st[ax];
+            }
+            view.strides[ax] = st[ax] * step as isize;
+        }
+        Ok(view)
+    }
+}
+
+/// The (start, step, length) of one sliced axis, with ONNX's clamping rules.
+fn slice_range(start: i64, end: i64, step: i64, dim: usize) -> (i64, i64, usize) {
+    let d = dim as i64;
+    let fix = |v: i64| if v < 0 { v + d } else { v };
+    let (s, e) = if step > 0 {
+        (fix(start).clamp(0, d), fix(end).clamp(0, d))
+    } else {
+        (fix(start).clamp(0, d - 1), fix(end).clamp(-1, d - 1))
+    };
+    let len = if step > 0 {
+        (e - s + step - 1) / step
+    } else {
+        (s - e + (-step) - 1) / (-step)
+    };
+    (s, step, len.max(0) as usize)
+}
