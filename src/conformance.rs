@@ -99,10 +99,14 @@ pub struct WebGpu {
 /// hold is unsupported, anything the GPU rejects is a compiler bug.
 pub fn runtime_error(e: wpc_runtime::Error) -> wpc_ir::Error {
     match e {
-        wpc_runtime::Error::Input(msg) if msg.contains("does not fit") => {
+        wpc_runtime::Error::Bundle(wpc_runtime::BundleError::Input(msg))
+            if msg.contains("does not fit") =>
+        {
             wpc_ir::Error::unsupported(msg)
         }
-        wpc_runtime::Error::Input(msg) => wpc_ir::Error::invalid(msg),
+        wpc_runtime::Error::Bundle(wpc_runtime::BundleError::Input(msg)) => {
+            wpc_ir::Error::invalid(msg)
+        }
         wpc_runtime::Error::Unsupported(msg) => wpc_ir::Error::unsupported(msg),
         other => wpc_ir::Error::new(ErrorKind::Internal, other.to_string()),
     }

@@ -17,21 +17,16 @@ pub mod webgpu;
 pub use bundle::Bundle;
 pub use manifest::Manifest;
 
+/// The bundle format's error: reading or writing a bundle, or a tensor
+/// that does not fit its declaration.
+pub use wpc_bundle::Error as BundleError;
+
 /// Why a bundle could not be read, written or run.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    /// An output path wpc will not write (see [`outdir`]).
-    #[error("{path}: {reason}")]
-    Refused { path: String, reason: String },
-    #[error("{path}: bad bundle: {reason}")]
-    Format { path: String, reason: String },
-    #[error("{0}")]
-    Input(String),
+    /// Reading or writing the bundle, or an input that does not fit it.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
     #[error("no usable WebGPU adapter: {0}")]
     NoAdapter(String),
     #[error("the WebGPU adapter cannot run this bundle: {0}")]
@@ -45,14 +40,13 @@ pub enum Error {
     Unsupported(String),
 }
 
-impl From<wpc_bundle::Error> for Error {
-    fn from(e: wpc_bundle::Error) -> Error {
-        match e {
-            wpc_bundle::Error::Io { path, source } => Error::Io { path, source },
-            wpc_bundle::Error::Refused { path, reason } => Error::Refused { path, reason },
-            wpc_bundle::Error::Format { path, reason } => Error::Format { path, reason },
-            wpc_bundle::Error::Input(m) => Error::Input(m),
-        }
+impl Error {
+    /// A bundle whose files contradict its manifest.
+    pub fn format(path: impl Into<String>, reason: impl Into<String>) -> Error {
+        Error::Bundle(BundleError::Format {
+            path: path.into(),
+            reason: reason.into(),
+        })
     }
 }
 

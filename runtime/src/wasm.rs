@@ -258,9 +258,11 @@ impl Session {
                 w.range.offset as usize,
                 (w.range.offset + w.range.bytes) as usize,
             );
-            let src = bytes.get(start..end).ok_or_else(|| Error::Format {
-                path: shard.file.clone(),
-                reason: format!("range {start}..{end} is past the shard's end"),
+            let src = bytes.get(start..end).ok_or_else(|| {
+                Error::format(
+                    shard.file.clone(),
+                    format!("range {start}..{end} is past the shard's end"),
+                )
             })?;
             memory
                 .write(&mut store, w.offset as usize, src)

@@ -132,9 +132,11 @@ fn buffer_size(bytes: u64) -> u64 {
 }
 
 fn word_of(t: &DeviceTensor) -> Result<Word> {
-    Word::parse(&t.word).ok_or_else(|| Error::Format {
-        path: "manifest.json".into(),
-        reason: format!("unknown device word type '{}'", t.word),
+    Word::parse(&t.word).ok_or_else(|| {
+        Error::format(
+            "manifest.json",
+            format!("unknown device word type '{}'", t.word),
+        )
     })
 }
 
@@ -157,11 +159,8 @@ impl<'g> Session<'g> {
             .shaders
             .iter()
             .map(|file| {
-                let source =
-                    std::str::from_utf8(bundle.file(file)?).map_err(|_| Error::Format {
-                        path: file.clone(),
-                        reason: "WGSL is not UTF-8".into(),
-                    })?;
+                let source = std::str::from_utf8(bundle.file(file)?)
+                    .map_err(|_| Error::format(file.clone(), "WGSL is not UTF-8"))?;
                 gpu.scoped(&format!("creating the pipeline of {file}"), || {
                     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                         label: Some(file),
@@ -197,21 +196,22 @@ impl<'g> Session<'g> {
         })?;
         for (decl, buffer) in variant.buffers.iter().zip(&buffers) {
             if let Some(r) = &decl.init {
-                let shard = m.shards.get(r.shard).ok_or_else(|| Error::Format {
-                    path: "manifest.json".into(),
-                    reason: format!("buffer refers to missing shard {}", r.shard),
+                let shard = m.shards.get(r.shard).ok_or_else(|| {
+                    Error::format(
+                        "manifest.json",
+                        format!("buffer refers to missing shard {}", r.shard),
+                    )
                 })?;
                 let bytes = bundle.file(&shard.file)?;
                 let range = usize::try_from(r.offset)
                     .ok()
                     .zip(usize::try_from(r.offset + r.bytes).ok());
-                let slice =
-                    range
-                        .and_then(|(a, b)| bytes.get(a..b))
-                        .ok_or_else(|| Error::Format {
-                            path: shard.file.clone(),
-                            reason: format!("range {}+{} is outside the shard", r.offset, r.bytes),
-                        })?;
+                let slice = range.and_then(|(a, b)| bytes.get(a..b)).ok_or_else(|| {
+                    Error::format(
+                        shard.file.clone(),
+                        format!("range {}+{} is outside the shard", r.offset, r.bytes),
+                    )
+                })?;
                 gpu.queue.write_buffer(buffer, 0, slice);
             }
         }
@@ -219,18 +219,22 @@ impl<'g> Session<'g> {
             .dispatches
             .iter()
             .map(|d| {
-                let pipeline = pipelines.get(d.shader).ok_or_else(|| Error::Format {
-                    path: "manifest.json".into(),
-                    reason: format!("dispatch of '{}' names missing shader {}", d.node, d.shader),
+                let pipeline = pipelines.get(d.shader).ok_or_else(|| {
+                    Error::format(
+                        "manifest.json",
+                        format!("dispatch of '{}' names missing shader {}", d.node, d.shader),
+                    )
                 })?;
                 let entries = d
                     .bindings
                     .iter()
                     .enumerate()
                     .map(|(i, &b)| {
-                        let buffer = buffers.get(b).ok_or_else(|| Error::Format {
-                            path: "manifest.json".into(),
-                            reason: format!("dispatch of '{}' binds missing buffer {b}", d.node),
+                        let buffer = buffers.get(b).ok_or_else(|| {
+                            Error::format(
+                                "manifest.json",
+                                format!("dispatch of '{}' binds missing buffer {b}", d.node),
+                            )
                         })?;
                         Ok(wgpu::BindGroupEntry {
                             binding: i as u32,

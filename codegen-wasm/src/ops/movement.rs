@@ -89,19 +89,7 @@ pub fn expand(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
 /// (the copy walks forwards); those nodes run the reference kernel.
 pub fn slice(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
-    let need = |ctx: &Ctx, i: usize, what: &str| {
-        ctx.ints(i)?
-            .ok_or_else(|| Error::invalid(format!("Slice needs {what}")))
-    };
-    let (starts, ends) = (need(ctx, 1, "starts")?, need(ctx, 2, "ends")?);
-    let (axes, steps) = (ctx.ints(3)?, ctx.ints(4)?);
-    let v = wpc_ir::ops::params::SliceView::of(
-        &x.shape,
-        &starts,
-        &ends,
-        axes.as_deref(),
-        steps.as_deref(),
-    )?;
+    let v = wpc_ir::ops::params::SliceView::of_node(&x.shape, |i| ctx.ints(i))?;
     let reads = v
         .strides
         .iter()

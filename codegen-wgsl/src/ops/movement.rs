@@ -81,19 +81,7 @@ pub fn transpose(ctx: &Ctx) -> Result<Lowered> {
 
 pub fn slice(ctx: &Ctx) -> Result<Lowered> {
     let x = ctx.input(0)?;
-    let need = |i: usize, what: &str| {
-        ctx.ints(i)?
-            .ok_or_else(|| Error::invalid(format!("Slice needs {what}")))
-    };
-    let (starts, ends) = (need(1, "starts")?, need(2, "ends")?);
-    let (axes, steps) = (ctx.ints(3)?, ctx.ints(4)?);
-    let v = wpc_ir::ops::params::SliceView::of(
-        &x.shape,
-        &starts,
-        &ends,
-        axes.as_deref(),
-        steps.as_deref(),
-    )?;
+    let v = wpc_ir::ops::params::SliceView::of_node(&x.shape, |i| ctx.ints(i))?;
     let steps: Vec<i64> = v.strides.iter().map(|&s| s as i64).collect();
     view(ctx, &signed_offset(v.base as i64, &steps))
 }

@@ -483,16 +483,7 @@ fn eval_split(c: &EvalCtx) -> Result<Vec<Tensor>> {
 
 fn eval_slice(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
-    let starts = c
-        .ints_input(1)?
-        .ok_or_else(|| Error::invalid("Slice needs starts"))?;
-    let ends = c
-        .ints_input(2)?
-        .ok_or_else(|| Error::invalid("Slice needs ends"))?;
-    let axes = c.ints_input(3)?;
-    let steps = c.opt_input(4).map(Tensor::to_i64s);
-    let v =
-        super::params::SliceView::of(x.shape(), &starts, &ends, axes.as_deref(), steps.as_deref())?;
+    let v = super::params::SliceView::of_node(x.shape(), |i| c.ints_input(i))?;
     Ok(vec![x.take(
         v.shape.clone(),
         &strided_offsets(&v.shape, &v.strides, v.base),

@@ -151,6 +151,20 @@ pub struct SliceView {
 }
 
 impl SliceView {
+    /// The view of a Slice node over an input of `shape`, its starts,
+    /// ends, axes and steps (inputs 1 to 4) read by `ints`.
+    pub fn of_node(
+        shape: &[usize],
+        ints: impl Fn(usize) -> Result<Option<Vec<i64>>>,
+    ) -> Result<SliceView> {
+        let need = |i: usize, what: &str| {
+            ints(i)?.ok_or_else(|| crate::Error::invalid(format!("Slice needs {what}")))
+        };
+        let (starts, ends) = (need(1, "starts")?, need(2, "ends")?);
+        let (axes, steps) = (ints(3)?, ints(4)?);
+        SliceView::of(shape, &starts, &ends, axes.as_deref(), steps.as_deref())
+    }
+
     /// The view of `starts..ends` by `steps` (default 1) along `axes`
     /// (default the first `starts.len()`) of a tensor of `shape`.
     pub fn of(
