@@ -113,6 +113,18 @@ pub fn runs(g: &Graph, node: &Node) -> Runs {
     }
 }
 
+/// The lowering of `node`, which [`runs`] gave a kernel (for a
+/// `FusedEpilogue`, `node` is its anchor).
+fn kernel(node: &Node) -> Result<crate::LowerFn> {
+    crate::ops::lowering(&node.domain, &node.op).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Internal,
+            format!("op {} runs as a kernel but has no lowering", node.op),
+        )
+        .within(node.context())
+    })
+}
+
 /// Weights sit above every activation: a bump allocator from `base`,
 /// never freed, so nothing a kernel writes can clobber them. Weights are
 /// written by the host (from the bundle's shards); `data` (small tables
@@ -373,12 +385,6 @@ fn emit(mut module: Module, isa: Isa) -> Result<Vec<u8>> {
 fn lower_at(model: &Model, isa: Isa, layout: Layout) -> Result<(Module, Compiled)> {
     let g = &model.graph;
     let order = g.topo_order()?;
-    for &n in &order {
-        let node = g.node(n);
-        for v in node.outputs.iter().flatten() {
-            static_type(g, *v).map_err(|e| e.within(node.context()))?;
-        }
-    }
     let mut module = Module::with_config(ModuleConfig::new());
     let (mem, eval) = if layout.reference {
         let (mem, eval) = crate::reference::import(&mut module);
@@ -488,8 +494,9 @@ fn lower_at(model: &Model, isa: Isa, layout: Layout) -> Result<(Module, Compiled
         if !empty {
             // The generated kernel, unless it has none or refuses this
             // node (a dtype or attribute it does not cover).
-            let refused = match (&runs, crate::ops::lowering(&lowered.domain, &lowered.op)) {
-                (Runs::Kernel, Some(lower)) => match lower(&mut ctx, &mut f) {
+            let refused = match &runs {
+                Runs::Fallback(why) => Some(why.clone()),
+                _ => match kernel(lowered)?(&mut ctx, &mut f) {
                     Ok(()) => None,
                     // The fusion pass asked the backend first
                     // (`takes_epilogue`): refusing now is a bug, and the
@@ -505,8 +512,6 @@ fn lower_at(model: &Model, isa: Isa, layout: Layout) -> Result<(Module, Compiled
                     }
                     Err(e) => return Err(within(e)),
                 },
-                (Runs::Fallback(why), _) => Some(why.clone()),
-                _ => Some(format!("no generated wasm kernel for op {}", node.op)),
             };
             if let Some(why) = refused {
                 let eval = eval.ok_or_else(|| {
