@@ -213,6 +213,10 @@ impl SliceView {
 
 /// The (start, step, length) of one sliced axis, with ONNX's clamping rules.
 fn slice_range(start: i64, end: i64, step: i64, dim: usize) -> (i64, i64, usize) {
+    // Nothing to select (and no index to clamp a backward start to).
+    if dim == 0 {
+        return (0, step, 0);
+    }
     let d = dim as i64;
     let fix = |v: i64| if v < 0 { v + d } else { v };
     let (s, e) = if step > 0 {
@@ -226,4 +230,24 @@ fn slice_range(start: i64, end: i64, step: i64, dim: usize) -> (i64, i64, usize)
         (s - e + (-step) - 1) / (-step)
     };
     (s, step, len.max(0) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SliceView;
+
+    #[test]
+    fn slices_clamp_as_onnx_says_even_over_an_empty_axis() {
+        // Backwards from the last element, past the front.
+        let v = SliceView::of(&[5, 3], &[-1], &[-10], Some(&[0]), Some(&[-2])).unwrap();
+        assert_eq!((v.shape, v.strides, v.base), (vec![3, 3], vec![-6, 1], 12));
+        // Forwards with bounds past either end.
+        let v = SliceView::of(&[5, 3], &[-9, 1], &[9, 3], None, None).unwrap();
+        assert_eq!((v.shape, v.strides, v.base), (vec![5, 2], vec![3, 1], 1));
+        // An empty axis, walked either way, selects nothing.
+        for step in [1, -1] {
+            let v = SliceView::of(&[0, 3], &[-1], &[-10], Some(&[0]), Some(&[step])).unwrap();
+            assert_eq!(v.shape, vec![0, 3]);
+        }
+    }
 }
