@@ -276,8 +276,8 @@ proptest! {
         check_all_variants(&model, &[data], 0.0)?;
     }
 
-    /// Slice (positive steps, negative and clamped bounds), Tile and
-    /// Split: the strided copies that select, repeat and cut.
+    /// Slice (positive and negative steps, negative and clamped bounds),
+    /// Tile and Split: the strided copies that select, repeat and cut.
     #[test]
     fn slice_tile_and_split_variants_agree(
         (a, b, x) in (size(), size()).prop_flat_map(|(a, b)| (Just(a), Just(b), values(2 * a * b)))
@@ -288,6 +288,7 @@ proptest! {
             (vec![0, 0], vec![1, b], vec![0, 2], vec![1, 2]),
             (vec![-a, 1], vec![a + 5, b], vec![1, 2], vec![2, 1]),
             (vec![1], vec![i64::MAX], vec![-1], vec![3]),
+            (vec![-1, i64::MAX], vec![i64::MIN, 0], vec![1, 2], vec![-1, -2]),
         ] {
             let model = prepared(one_node(
                 "Slice",
@@ -323,6 +324,44 @@ proptest! {
         split.graph.add_node(node).unwrap();
         split.graph.outputs.push(rest);
         check_all_variants(&prepared(split), std::slice::from_ref(&x), 0.0)?;
+    }
+
+    /// Pad in every mode, padding and cropping, over the last axis only
+    /// (whole-row copies above it) and over all three.
+    #[test]
+    fn pad_variants_agree(
+        (a, b, x, pads) in (size(), size()).prop_flat_map(|(a, b)| (
+            Just(a),
+            Just(b),
+            values(2 * a * b),
+            proptest::collection::vec(0i64..3, 6),
+        ))
+    ) {
+        let list = |v: &[i64]| Operand::Constant(Tensor::i64s(vec![v.len()], v.to_vec()));
+        // Reflect needs pads below the axis size; crop one where it is 2+.
+        let (a, b) = (a as i64, b as i64);
+        let fit = |p: i64, d: i64| p.min(d - 1);
+        let all = vec![
+            fit(pads[0], 2), fit(pads[1], a), if b > 1 { -1 } else { 0 },
+            fit(pads[3], 2), fit(pads[4], a), fit(pads[5], b),
+        ];
+        let shape = [2, a as usize, b as usize];
+        for mode in ["constant", "reflect", "edge", "wrap"] {
+            let mut attrs = Attrs::default();
+            attrs.insert("mode", wpc_ir::Attr::String(mode.into()));
+            for (pads, axes) in [(all.clone(), None), (vec![fit(pads[2], b), fit(pads[5], b)], Some(vec![-1]))] {
+                let mut operands = vec![
+                    Operand::Input(&shape),
+                    list(&pads),
+                    Operand::Constant(Tensor::scalar(1.5f32)),
+                ];
+                if let Some(axes) = &axes {
+                    operands.push(list(axes));
+                }
+                let model = prepared(one_node("Pad", operands, attrs.clone()));
+                check_all_variants(&model, std::slice::from_ref(&x), 0.0)?;
+            }
+        }
     }
 
     #[test]

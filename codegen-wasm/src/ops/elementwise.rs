@@ -728,10 +728,10 @@ fn emit_program(
     for d in (0..dims.len().saturating_sub(1)).rev() {
         out_strides[d] = out_strides[d + 1] * dims[d + 1];
     }
-    let all: Vec<Vec<usize>> = strides
+    let all: Vec<Vec<isize>> = strides
         .iter()
-        .cloned()
-        .chain(std::iter::once(out_strides))
+        .chain(std::iter::once(&out_strides))
+        .map(|s| s.iter().map(|&x| x as isize).collect())
         .collect();
     let walk = Walk {
         elem_bytes: 4,
@@ -742,7 +742,7 @@ fn emit_program(
     };
     walk.level(&mut b, &mut fx, 0, &mut |b, fx, inner| {
         // Innermost: vectors where every input is contiguous or a splat.
-        let inner_ok = lanes == 4 && all.iter().all(|s| s[s.len() - 1] <= 1);
+        let inner_ok = lanes == 4 && all.iter().all(|s| (0..=1).contains(&s[s.len() - 1]));
         let n = *dims.last().expect("at least one dim");
         let main = if inner_ok { n / 4 * 4 } else { 0 };
         let body = |b: &mut InstrSeqBuilder, fx: &Fx, l: usize, regs: &Regs| {
@@ -763,7 +763,7 @@ fn emit_program(
             });
             emit::store(b, fx, l, 0);
             for (j, p) in ptrs.iter().enumerate() {
-                emit::bump(b, *p, (4 * l * all[j][all[j].len() - 1]) as i64);
+                emit::bump(b, *p, 4 * l as i64 * all[j][all[j].len() - 1] as i64);
             }
         };
         if main > 0 {
@@ -785,8 +785,8 @@ pub struct Walk<'a> {
     /// Bytes per element of every tensor walked.
     pub elem_bytes: usize,
     pub dims: &'a [usize],
-    /// Per tensor, element strides per dim.
-    pub strides: &'a [Vec<usize>],
+    /// Per tensor, element strides per dim (negative walks backwards).
+    pub strides: &'a [Vec<isize>],
     pub ptrs: &'a [LocalId],
     pub idx: &'a [LocalId],
 }
@@ -812,7 +812,7 @@ impl Walk<'_> {
                 // The innermost loop leaves its pointers advanced; outer
                 // levels rewind theirs.
                 let moved = if d + 2 == self.dims.len() {
-                    (self.dims[d + 1] * s[d + 1]) as i64
+                    self.dims[d + 1] as i64 * s[d + 1] as i64
                 } else {
                     0
                 };
@@ -822,7 +822,11 @@ impl Walk<'_> {
         // Rewind this level.
         for (j, p) in self.ptrs.iter().enumerate() {
             let s = &self.strides[j];
-            emit::bump(b, *p, -((self.elem_bytes * self.dims[d] * s[d]) as i64));
+            emit::bump(
+                b,
+                *p,
+                -((self.elem_bytes * self.dims[d]) as i64 * s[d] as i64),
+            );
         }
     }
 }

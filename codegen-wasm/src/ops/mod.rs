@@ -39,6 +39,7 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
         "Slice" => movement::slice,
         "Tile" => movement::tile,
         "Split" => movement::split,
+        "Pad" => movement::pad,
         "Cast" => cast::cast,
         "Gather" => movement::gather,
         "LayerNormalization" => nn::layer_norm,

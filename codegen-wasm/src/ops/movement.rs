@@ -1,14 +1,16 @@
 //! Data movement: Concat as bulk `memory.copy` per contiguous block;
 //! Transpose, Expand, Slice, Tile and Split as strided copies (nested
 //! loops in output order, the input pointer walking permuted, broadcast
-//! or sliced strides); and Gather as one copy per selected block. All of
+//! or sliced strides); Pad as row copies through per-axis tables; and
+//! Gather as one copy per selected block. All of
 //! them move elements of any width, so they serve every dtype.
 
-use walrus::FunctionBuilder;
 use walrus::ir::{BinaryOp, ExtendedLoad, LoadKind, MemArg, StoreKind};
+use walrus::{FunctionBuilder, InstrSeqBuilder, LocalId, MemoryId};
+use wpc_ir::ops::params::{Pad, PadView};
 use wpc_ir::ops::util::{broadcast_shapes, broadcast_strides};
 use wpc_ir::tensor::strides;
-use wpc_ir::{DType, Error, Result};
+use wpc_ir::{DType, Error, Result, Tensor};
 
 use super::elementwise::Walk;
 use crate::emit;
@@ -62,7 +64,7 @@ pub fn transpose(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let rank = x.shape.len();
     let perm = wpc_ir::ops::params::transpose_perm(ctx.attrs(), rank)?;
     let strides = strides(&x.shape);
-    let reads = perm.iter().map(|&p| strides[p]).collect();
+    let reads = perm.iter().map(|&p| strides[p] as isize).collect();
     strided_copy(ctx, f, x.addr, &out, reads)
 }
 
@@ -75,29 +77,18 @@ pub fn expand(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
             "Expand's input does not broadcast to its output",
         ));
     }
-    strided_copy(
-        ctx,
-        f,
-        x.addr,
-        &out,
-        broadcast_strides(&x.shape, &out.shape),
-    )
+    let reads = broadcast_strides(&x.shape, &out.shape);
+    strided_copy(ctx, f, x.addr, &out, signed(&reads))
 }
 
 /// `Slice`: one strided copy from the first element it selects, the
-/// input pointer stepping by the sliced strides. Refuses negative steps
-/// (the copy walks forwards); those nodes run the reference kernel.
+/// input pointer stepping by the sliced strides (backwards along an axis
+/// with a negative step).
 pub fn slice(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
     let v = wpc_ir::ops::params::SliceView::of_node(&x.shape, |i| ctx.ints(i))?;
-    let reads = v
-        .strides
-        .iter()
-        .map(|&s| usize::try_from(s))
-        .collect::<std::result::Result<Vec<usize>, _>>()
-        .map_err(|_| Error::unsupported("negative steps (the strided copy walks forwards)"))?;
-    let from = x.addr as usize + v.base as usize * x.dtype.size();
-    strided_copy(ctx, f, from as u32, &out, reads)
+    let from = x.addr as isize + v.base * x.dtype.size() as isize;
+    strided_copy(ctx, f, from as u32, &out, v.strides)
 }
 
 /// `Tile`: output dim `d` (`reps · n` long) walked as two, the repeat
@@ -113,7 +104,7 @@ pub fn tile(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let mut reads = Vec::new();
     for (d, &n) in x.shape.iter().enumerate() {
         walked.shape.extend([out.shape[d] / n.max(1), n]);
-        reads.extend([0, st[d]]);
+        reads.extend([0, st[d] as isize]);
     }
     strided_copy(ctx, f, x.addr, &walked, reads)
 }
@@ -131,26 +122,222 @@ pub fn split(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         let out = ctx.output(j)?;
         if out.numel() > 0 {
             let from = x.addr as usize + at * st[axis] * x.dtype.size();
-            strided_copy(ctx, f, from as u32, &out, st.clone())?;
+            strided_copy(ctx, f, from as u32, &out, signed(&st))?;
         }
         at += out.shape[axis];
     }
     Ok(())
 }
 
-/// Copies into `out`, in its order, the elements of the tensor at `from`
-/// whose element strides per output dim are `reads`: nested loops with
-/// a pointer per tensor, one load and store of the element's width (any
-/// dtype) per element.
-fn strided_copy(
-    ctx: &mut Ctx,
-    f: &mut FunctionBuilder,
-    from: u32,
-    out: &crate::lower::Tt,
-    reads: Vec<usize>,
-) -> Result<()> {
-    let size = out.dtype.size();
-    let (load, store) = match size {
+/// `Pad`, every mode: output rows are copied from the input rows
+/// [`PadView::source`] maps them to, read from one table per padded axis
+/// (the byte offset of each output coordinate's source, or -1 where a
+/// constant pad puts its value, filled in first). Trailing axes that are
+/// not padded are copied as whole rows.
+pub fn pad(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
+    let (x, out) = (ctx.input(0)?, ctx.output(0)?);
+    let params = Pad::of(ctx.attrs())?;
+    let view = PadView::of_node(ctx.attrs(), &x.shape, |i| ctx.ints(i))?;
+    if ctx.has_input(2) && ctx.opt_constant(2).is_none() {
+        return Err(Error::unsupported("Pad with a non-constant value"));
+    }
+    let value = params.fill(ctx.opt_constant(2))?;
+    let size = x.dtype.size();
+    let rank = x.shape.len();
+    // Axes `padded..` are copied whole, `row` bytes at a time.
+    let padded = (0..rank)
+        .rposition(|d| !view.unpadded(d))
+        .map_or(0, |d| d + 1);
+    let row = x.shape[padded..].iter().product::<usize>() * size;
+    let xs = strides(&x.shape);
+    let tables: Vec<Vec<i32>> = (0..padded)
+        .map(|d| {
+            (0..out.shape[d])
+                .map(|o| view.source(d, o).map_or(-1, |q| (q * xs[d] * size) as i32))
+                .collect()
+        })
+        .collect();
+    let fills = row == 0 || tables.iter().flatten().any(|&t| t < 0);
+    let element = Tensor::from_f64s(out.dtype, vec![1], [value]).to_le_bytes();
+    let access = element_access(size)?;
+    let walk = RowWalk {
+        dims: out.shape[..padded].to_vec(),
+        tables: tables
+            .into_iter()
+            .map(|t| ctx.data(t.into_iter().flat_map(i32::to_le_bytes).collect()))
+            .collect(),
+        // Output bytes under one coordinate of each axis (for skipped ones).
+        under: (0..padded)
+            .map(|d| out.shape[d + 1..padded].iter().product::<usize>() * row)
+            .collect(),
+        row,
+        size,
+        access,
+        base: x.addr,
+        skips: fills,
+    };
+    let mut fx = ctx.fx();
+    let mem = fx.mem;
+    let locals = RowLocals {
+        dst: fx.i32(),
+        t: fx.i32(),
+        levels: (0..padded).map(|_| (fx.i32(), fx.i32())).collect(),
+    };
+    let mut b = f.func_body();
+    if fills {
+        fill(
+            &mut b,
+            mem,
+            locals.t,
+            (out.addr, out.numel()),
+            &element,
+            access.1,
+        );
+    }
+    if row > 0 {
+        b.i32_const(out.addr as i32).local_set(locals.dst);
+        walk.level(&mut b, mem, &locals, 0, None);
+    }
+    Ok(())
+}
+
+/// Output rows copied from input rows found through per-axis tables of
+/// byte offsets (a negative entry skips the row: it keeps the fill).
+struct RowWalk {
+    dims: Vec<usize>,
+    tables: Vec<u32>,
+    under: Vec<usize>,
+    row: usize,
+    size: usize,
+    access: (LoadKind, StoreKind),
+    base: u32,
+    skips: bool,
+}
+
+/// The locals of a [`RowWalk`]: the output pointer, a table entry, and
+/// per level its counter and source pointer.
+struct RowLocals {
+    dst: LocalId,
+    t: LocalId,
+    levels: Vec<(LocalId, LocalId)>,
+}
+
+impl RowWalk {
+    fn level(
+        &self,
+        b: &mut InstrSeqBuilder,
+        mem: MemoryId,
+        l: &RowLocals,
+        d: usize,
+        parent: Option<LocalId>,
+    ) {
+        if d == self.dims.len() {
+            self.copy_row(b, mem, l, parent);
+            return;
+        }
+        let (o, src) = l.levels[d];
+        emit::for_range(b, o, 0, self.dims[d] as i64, 1, |b| {
+            let table = MemArg {
+                align: 2,
+                offset: self.tables[d] as u64,
+            };
+            b.local_get(o)
+                .i32_const(4)
+                .binop(BinaryOp::I32Mul)
+                .load(mem, LoadKind::I32 { atomic: false }, table)
+                .local_tee(l.t);
+            match parent {
+                Some(p) => b.local_get(p),
+                None => b.i32_const(self.base as i32),
+            };
+            b.binop(BinaryOp::I32Add).local_set(src);
+            if self.skips {
+                b.local_get(l.t)
+                    .i32_const(0)
+                    .binop(BinaryOp::I32LtS)
+                    .if_else(
+                        None,
+                        |skip| emit::bump(skip, l.dst, self.under[d] as i64),
+                        |copy| self.level(copy, mem, l, d + 1, Some(src)),
+                    );
+            } else {
+                self.level(b, mem, l, d + 1, Some(src));
+            }
+        });
+    }
+
+    fn copy_row(
+        &self,
+        b: &mut InstrSeqBuilder,
+        mem: MemoryId,
+        l: &RowLocals,
+        src: Option<LocalId>,
+    ) {
+        b.local_get(l.dst);
+        match src {
+            Some(s) => b.local_get(s),
+            None => b.i32_const(self.base as i32),
+        };
+        if self.row == self.size {
+            let arg = MemArg {
+                align: self.size.trailing_zeros(),
+                offset: 0,
+            };
+            b.load(mem, self.access.0, arg)
+                .store(mem, self.access.1, arg);
+        } else {
+            b.i32_const(self.row as i32).memory_copy(mem, mem);
+        }
+        emit::bump(b, l.dst, self.row as i64);
+    }
+}
+
+/// Sets `count` elements from `at` to `element` (its little-endian
+/// bytes): `memory.fill` for a repeated byte, else a store per element,
+/// `p` walking the addresses.
+fn fill(
+    b: &mut InstrSeqBuilder,
+    mem: MemoryId,
+    p: LocalId,
+    (at, count): (u32, usize),
+    element: &[u8],
+    store: StoreKind,
+) {
+    let (size, bytes) = (element.len(), count * element.len());
+    if element.iter().all(|&x| x == element[0]) {
+        b.i32_const(at as i32)
+            .i32_const(i32::from(element[0]))
+            .i32_const(bytes as i32)
+            .memory_fill(mem);
+        return;
+    }
+    let mut word = [0u8; 8];
+    word[..size].copy_from_slice(element);
+    let word = i64::from_le_bytes(word);
+    let arg = MemArg {
+        align: size.trailing_zeros(),
+        offset: 0,
+    };
+    let (from, to) = (i64::from(at), i64::from(at) + bytes as i64);
+    emit::for_range(b, p, from, to, size as i64, |b| {
+        b.local_get(p);
+        if size == 8 {
+            b.i64_const(word);
+        } else {
+            b.i32_const(word as i32);
+        }
+        b.store(mem, store, arg);
+    });
+}
+
+fn signed(strides: &[usize]) -> Vec<isize> {
+    strides.iter().map(|&s| s as isize).collect()
+}
+
+/// The load and store that move one element of `size` bytes (any dtype
+/// of that width) through an integer of the same width.
+fn element_access(size: usize) -> Result<(LoadKind, StoreKind)> {
+    Ok(match size {
         1 => (
             LoadKind::I32_8 {
                 kind: ExtendedLoad::ZeroExtend,
@@ -172,13 +359,28 @@ fn strided_copy(
             StoreKind::I64 { atomic: false },
         ),
         other => return Err(Error::unsupported(format!("copying {other}-byte elements"))),
-    };
+    })
+}
+
+/// Copies into `out`, in its order, the elements of the tensor at `from`
+/// whose element strides per output dim are `reads` (negative ones walk
+/// backwards): nested loops with a pointer per tensor, one load and store
+/// of the element's width (any dtype) per element.
+fn strided_copy(
+    ctx: &mut Ctx,
+    f: &mut FunctionBuilder,
+    from: u32,
+    out: &crate::lower::Tt,
+    reads: Vec<isize>,
+) -> Result<()> {
+    let size = out.dtype.size();
+    let (load, store) = element_access(size)?;
     let rank = out.shape.len();
     // Element strides per dim of the input (as read) and the output.
     let (dims, steps) = if rank == 0 {
         (vec![1], vec![vec![0], vec![0]])
     } else {
-        (out.shape.clone(), vec![reads, strides(&out.shape)])
+        (out.shape.clone(), vec![reads, signed(&strides(&out.shape))])
     };
     let mut fx = ctx.fx();
     let ptrs = [fx.i32(), fx.i32()];
@@ -206,7 +408,7 @@ fn strided_copy(
                 .local_get(ptrs[0])
                 .load(mem, load, arg)
                 .store(mem, store, arg);
-            emit::bump(b, ptrs[0], (size * step) as i64);
+            emit::bump(b, ptrs[0], size as i64 * step as i64);
             emit::bump(b, ptrs[1], size as i64);
         });
     });

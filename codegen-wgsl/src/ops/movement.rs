@@ -7,7 +7,6 @@ use std::fmt::Write;
 
 use wpc_bundle::device_data::Word;
 use wpc_ir::ops::params::{PadMode, ScatterReduction};
-use wpc_ir::ops::util::norm_axes;
 use wpc_ir::{Error, Result};
 
 use super::index::{literal, offset, strides, unravel};
@@ -188,26 +187,13 @@ pub fn split(ctx: &Ctx) -> Result<Lowered> {
 
 pub fn pad(ctx: &Ctx) -> Result<Lowered> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
-    let rank = x.shape.len();
     let params = wpc_ir::ops::params::Pad::of(ctx.attrs())?;
-    let pads = ctx.ints(1)?.unwrap_or_default();
-    let axes = match ctx.ints(3)? {
-        Some(a) => norm_axes(&a, rank)?,
-        None => (0..rank).collect(),
-    };
-    let mut begin = vec![0i64; rank];
-    for (j, &a) in axes.iter().enumerate() {
-        begin[a] = pads[j];
+    let view = wpc_ir::ops::params::PadView::of_node(ctx.attrs(), &x.shape, |i| ctx.ints(i))?;
+    if ctx.has_input(2) && ctx.opt_constant(2).is_none() {
+        return Err(Error::unsupported("Pad with a non-constant value"));
     }
-    let value = match ctx.opt_constant(2) {
-        Some(t) if !t.is_empty() => t.get_f64(0),
-        Some(_) => 0.0,
-        None if ctx.has_input(2) => {
-            return Err(Error::unsupported("Pad with a non-constant value"));
-        }
-        None => f64::from(params.value),
-    };
-    shifted(ctx, x, out, &begin, params.mode, value, "Pad")
+    let value = params.fill(ctx.opt_constant(2))?;
+    shifted(ctx, x, out, &view.before, view.mode, value, "Pad")
 }
 
 /// `CenterCropPad`: a constant-zero pad with per-axis shifts, negative

@@ -2,7 +2,6 @@
 //! [`Tensor::take`], so all dtypes share one implementation.
 
 use super::infer::{self, InferCtx};
-use super::params::PadMode;
 use super::util::{
     broadcast_shapes, norm_axes, norm_axis, split_at_axis, strided_offsets, to_dims, unravel,
 };
@@ -732,74 +731,24 @@ fn eval_tile(c: &EvalCtx) -> Result<Vec<Tensor>> {
 
 fn eval_pad(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
-    let r = x.rank();
     let params = super::params::Pad::of(c.attrs())?;
-    let pads = c
-        .ints_input(1)?
-        .ok_or_else(|| Error::invalid("Pad needs pads"))?;
-    let axes = match c.opt_input(3) {
-        Some(a) => norm_axes(&a.to_i64s(), r)?,
-        None => (0..r).collect(),
-    };
-    if pads.len() != 2 * axes.len() {
-        bail!("Pad has {} pads for {} axes", pads.len(), axes.len());
-    }
-    let (mut before, mut after) = (vec![0i64; r], vec![0i64; r]);
-    for (k, &a) in axes.iter().enumerate() {
-        before[a] = pads[k];
-        after[a] = pads[k + axes.len()];
-    }
-    let value = match c.opt_input(2) {
-        Some(v) if !v.is_empty() => v.first_f64()?,
-        _ => f64::from(params.value),
-    };
-    let mode = params.mode;
-    let shape: Vec<usize> = (0..r)
-        .map(|i| {
-            let d = x.shape()[i] as i64 + before[i] + after[i];
-            usize::try_from(d).map_err(|_| Error::invalid(format!("Pad makes axis {i} negative")))
-        })
-        .collect::<Result<_>>()?;
+    let view = super::params::PadView::of_node(c.attrs(), x.shape(), |i| c.ints_input(i))?;
+    let value = params.fill(c.opt_input(2))?;
     let xs = strides(x.shape());
-    let n: usize = shape.iter().product();
-    let mut pos = vec![0; r];
+    let n: usize = view.shape.iter().product();
+    let mut pos = vec![0; view.shape.len()];
     // Offsets into x, or None for a padded (constant) element.
     let mut offs = Vec::with_capacity(n);
     for k in 0..n {
-        unravel(k, &shape, &mut pos);
-        let mut off = Some(0usize);
-        for i in 0..r {
-            let d = x.shape()[i] as i64;
-            let p = pos[i] as i64 - before[i];
-            let q = if (0..d).contains(&p) {
-                p
-            } else {
-                match mode {
-                    PadMode::Constant => {
-                        off = None;
-                        break;
-                    }
-                    _ if d == 0 => bail!("Pad mode '{}' cannot pad an empty axis", mode.name()),
-                    PadMode::Edge => p.clamp(0, d - 1),
-                    PadMode::Reflect => {
-                        let period = 2 * (d - 1).max(1);
-                        let m = p.rem_euclid(period);
-                        if d == 1 {
-                            0
-                        } else if m < d {
-                            m
-                        } else {
-                            period - m
-                        }
-                    }
-                    PadMode::Wrap => p.rem_euclid(d),
-                }
-            };
-            off = off.map(|o| o + q as usize * xs[i]);
-        }
+        unravel(k, &view.shape, &mut pos);
+        let off = pos
+            .iter()
+            .enumerate()
+            .map(|(i, &o)| view.source(i, o).map(|q| q * xs[i]))
+            .sum::<Option<usize>>();
         offs.push(off);
     }
-    Ok(vec![take_or_fill(x, shape, &offs, value)?])
+    Ok(vec![take_or_fill(x, view.shape, &offs, value)?])
 }
 
 fn eval_shape(c: &EvalCtx) -> Result<Vec<Tensor>> {

@@ -130,6 +130,103 @@ impl Pad {
     }
 }
 
+impl Pad {
+    /// The fill value of a constant pad: input 2 when given (`given`,
+    /// empty meaning 0), else the attribute of older opsets.
+    pub fn fill(&self, given: Option<&crate::Tensor>) -> Result<f64> {
+        match given {
+            Some(t) if !t.is_empty() => t.first_f64(),
+            Some(_) => Ok(0.0),
+            None => Ok(f64::from(self.value)),
+        }
+    }
+}
+
+/// Where `Pad` puts its input: per axis the elements added before and
+/// after it (negative crops), and the output shape. The interpreter and
+/// every backend read this one view, and ask [`PadView::source`] which
+/// input element an output element copies.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PadView {
+    pub mode: PadMode,
+    pub before: Vec<i64>,
+    pub after: Vec<i64>,
+    pub input: Vec<usize>,
+    pub shape: Vec<usize>,
+}
+
+impl PadView {
+    /// The view of a Pad node (attributes `a`) over an input of `shape`,
+    /// its pads and axes (inputs 1 and 3) read by `ints`.
+    pub fn of_node(
+        a: &Attrs,
+        shape: &[usize],
+        ints: impl Fn(usize) -> Result<Option<Vec<i64>>>,
+    ) -> Result<PadView> {
+        let rank = shape.len();
+        let mode = Pad::of(a)?.mode;
+        let pads = ints(1)?.ok_or_else(|| crate::Error::invalid("Pad needs pads"))?;
+        let axes = match ints(3)? {
+            Some(a) => norm_axes(&a, rank)?,
+            None => (0..rank).collect(),
+        };
+        if pads.len() != 2 * axes.len() {
+            crate::bail!("Pad has {} pads for {} axes", pads.len(), axes.len());
+        }
+        let (mut before, mut after) = (vec![0i64; rank], vec![0i64; rank]);
+        for (k, &a) in axes.iter().enumerate() {
+            before[a] = pads[k];
+            after[a] = pads[k + axes.len()];
+        }
+        let shape_out = (0..rank)
+            .map(|i| {
+                let d = shape[i] as i64 + before[i] + after[i];
+                usize::try_from(d)
+                    .map_err(|_| crate::Error::invalid(format!("Pad makes axis {i} negative")))
+            })
+            .collect::<Result<Vec<usize>>>()?;
+        for i in 0..rank {
+            if mode != PadMode::Constant && shape[i] == 0 && shape_out[i] > 0 {
+                crate::bail!("Pad mode '{}' cannot pad an empty axis", mode.name());
+            }
+        }
+        Ok(PadView {
+            mode,
+            before,
+            after,
+            input: shape.to_vec(),
+            shape: shape_out,
+        })
+    }
+
+    /// The input coordinate that output coordinate `o` of `axis` copies,
+    /// or `None` where a constant pad puts its value.
+    pub fn source(&self, axis: usize, o: usize) -> Option<usize> {
+        let d = self.input[axis] as i64;
+        let p = o as i64 - self.before[axis];
+        if (0..d).contains(&p) {
+            return Some(p as usize);
+        }
+        let q = match self.mode {
+            PadMode::Constant => return None,
+            PadMode::Edge => p.clamp(0, d - 1),
+            PadMode::Reflect if d == 1 => 0,
+            PadMode::Reflect => {
+                let period = 2 * (d - 1);
+                let m = p.rem_euclid(period);
+                if m < d { m } else { period - m }
+            }
+            PadMode::Wrap => p.rem_euclid(d),
+        };
+        Some(q as usize)
+    }
+
+    /// Whether `axis` is copied unchanged (nothing added or cropped).
+    pub fn unpadded(&self, axis: usize) -> bool {
+        self.before[axis] == 0 && self.after[axis] == 0
+    }
+}
+
 /// `Shape`'s slice of the dims, [start, end) for an input of `rank`
 /// (negative bounds count from the end; both are clamped).
 pub fn shape_range(a: &Attrs, rank: usize) -> Result<(usize, usize)> {
