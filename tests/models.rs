@@ -369,6 +369,17 @@ fn real_models_run_on_wasm() {
                 continue;
             }
         };
+        // Every node of the real-model set has a generated kernel.
+        for v in &bundle.manifest.variants {
+            if let wpc::runtime::manifest::Variant::Wasm(w) = v
+                && !w.fallback.is_empty()
+            {
+                failures.push(format!(
+                    "{name} {}: nodes on the fallback: {:?}",
+                    w.name, w.fallback
+                ));
+            }
+        }
         let inputs: Vec<wpc::ir::Tensor> = bundle
             .manifest
             .inputs

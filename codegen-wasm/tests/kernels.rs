@@ -29,6 +29,11 @@ fn run(c: &Compiled, inputs: &[&[f32]]) -> Vec<Vec<f32>> {
     let mut store = wasmtime::Store::new(&engine, ());
     let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
     let memory = instance.get_memory(&mut store, "memory").unwrap();
+    // Activations start as NaNs, not zeros: a kernel must write every
+    // element it outputs (memory is reused between nodes).
+    memory
+        .write(&mut store, 0, &vec![0xff; c.activation_bytes as usize])
+        .unwrap();
     for (at, bytes) in &c.weights {
         memory.write(&mut store, *at as usize, bytes).unwrap();
     }
@@ -364,6 +369,33 @@ proptest! {
         }
     }
 
+    /// LSTM (with peepholes), GRU (both placements of the reset gate)
+    /// and RNN, in every direction and layout, clipped or not: the input
+    /// GEMM, the step GEMMs and the cell formulas.
+    #[test]
+    fn recurrent_variants_agree(
+        op in prop::sample::select(vec!["LSTM", "GRU", "RNN"]),
+        linear_before_reset in any::<bool>(),
+        direction in prop::sample::select(vec!["forward", "reverse", "bidirectional"]),
+        batch_first in any::<bool>(),
+        clip in prop::option::of(0.5f32..3.0),
+        (t, b, i, h) in (1usize..4, 1usize..4, 1usize..6, 1usize..10),
+        short in any::<bool>(),
+        data in values(1500),
+    ) {
+        // With `short`, every other item stops a step early (maybe at 0).
+        let lens: Vec<i32> = (0..b).map(|j| (t - usize::from(short && j % 2 == 1)) as i32).collect();
+        let model = recurrent_model(op, linear_before_reset, direction, batch_first, clip, [t, b, i, h], &lens, &data);
+        let dirs = if direction == "bidirectional" { 2 } else { 1 };
+        let x = data[..t * b * i].to_vec();
+        let state = data[100..100 + dirs * b * h].to_vec();
+        let mut inputs = vec![x, state.clone()];
+        if op == "LSTM" {
+            inputs.push(state.iter().map(|v| -v).collect());
+        }
+        check_all_variants(&model, &inputs, 1e-4)?;
+    }
+
     #[test]
     fn reductions_variants_agree(
         (d, x) in (size(), size(), size()).prop_flat_map(|(a, b, c)| (Just([a, b, c]), values(a * b * c)))
@@ -392,6 +424,81 @@ proptest! {
 }
 
 /// Representative kernels, small enough to read.
+/// One recurrent node with every input given and every output wanted;
+/// weights drawn from `data`.
+#[allow(clippy::too_many_arguments)]
+fn recurrent_model(
+    op: &str,
+    linear_before_reset: bool,
+    direction: &str,
+    batch_first: bool,
+    clip: Option<f32>,
+    [t, b, i, h]: [usize; 4],
+    lens: &[i32],
+    data: &[f32],
+) -> Model {
+    let gates = match op {
+        "LSTM" => 4,
+        "GRU" => 3,
+        _ => 1,
+    };
+    let dirs = if direction == "bidirectional" { 2 } else { 1 };
+    let mut from = data.iter().copied().cycle().skip(300);
+    let mut take = |shape: Vec<usize>| {
+        let n = shape.iter().product();
+        Operand::Constant(Tensor::from_vec(
+            shape,
+            from.by_ref().take(n).collect::<Vec<f32>>(),
+        ))
+    };
+    let x_shape = if batch_first { [b, t, i] } else { [t, b, i] };
+    let s_shape = if batch_first {
+        [b, dirs, h]
+    } else {
+        [dirs, b, h]
+    };
+    let mut attrs = Attrs::default();
+    attrs.insert("hidden_size", wpc_ir::Attr::Int(h as i64));
+    attrs.insert("direction", wpc_ir::Attr::String(direction.into()));
+    attrs.insert("layout", wpc_ir::Attr::Int(i64::from(batch_first)));
+    if let Some(c) = clip {
+        attrs.insert("clip", wpc_ir::Attr::Float(c));
+    }
+    if op == "GRU" {
+        attrs.insert(
+            "linear_before_reset",
+            wpc_ir::Attr::Int(i64::from(linear_before_reset)),
+        );
+    }
+    let mut operands = vec![
+        Operand::Input(&x_shape),
+        take(vec![dirs, gates * h, i]),
+        take(vec![dirs, gates * h, h]),
+        take(vec![dirs, 2 * gates * h]),
+        Operand::Constant(Tensor::from_vec(vec![b], lens.to_vec())),
+        Operand::Input(&s_shape),
+    ];
+    if op == "LSTM" {
+        operands.push(Operand::Input(&s_shape));
+        operands.push(take(vec![dirs, 3 * h]));
+    }
+    let mut m = one_node(op, operands, attrs);
+    // Every output: Y, Y_h and (LSTM) Y_c.
+    let node = m.graph.node_ids().next().unwrap();
+    let mut node = m.graph.remove_node(node);
+    for name in if op == "LSTM" {
+        &["y_h", "y_c"][..]
+    } else {
+        &["y_h"][..]
+    } {
+        let v = m.graph.add_fresh_value(name, wpc_ir::ValueType::default());
+        node.outputs.push(Some(v));
+        m.graph.outputs.push(v);
+    }
+    m.graph.add_node(node).unwrap();
+    prepared(m)
+}
+
 fn kernels() -> Vec<(&'static str, Model)> {
     let w = |shape: Vec<usize>| {
         let n = shape.iter().product();

@@ -44,6 +44,26 @@ enum Op {
 }
 
 impl Op {
+    /// The one-operand op `name` computes when it has no attributes.
+    fn named(name: &str) -> Option<Op> {
+        Some(match name {
+            "Relu" => Op::Relu,
+            "Neg" => Op::Neg,
+            "Abs" => Op::Abs,
+            "Sqrt" => Op::Sqrt,
+            "Floor" => Op::Floor,
+            "Ceil" => Op::Ceil,
+            "Reciprocal" => Op::Reciprocal,
+            "HardSwish" => Op::HardSwish,
+            "Exp" => Op::Exp,
+            "Log" => Op::Log,
+            "Sigmoid" => Op::Sigmoid,
+            "Tanh" => Op::Tanh,
+            "Erf" => Op::Erf,
+            _ => return None,
+        })
+    }
+
     /// Whether the op has an `f32x4` form.
     fn vectorizes(self) -> bool {
         matches!(
@@ -117,13 +137,6 @@ fn classify(site: &Site) -> Result<(Op, usize)> {
         "Div" => (Op::Fold(Arith::Div), 2),
         "Max" => (Op::Fold(Arith::Max), n),
         "Min" => (Op::Fold(Arith::Min), n),
-        "Relu" => (Op::Relu, 1),
-        "Neg" => (Op::Neg, 1),
-        "Abs" => (Op::Abs, 1),
-        "Sqrt" => (Op::Sqrt, 1),
-        "Floor" => (Op::Floor, 1),
-        "Ceil" => (Op::Ceil, 1),
-        "Reciprocal" => (Op::Reciprocal, 1),
         "LeakyRelu" => match params {
             Some(E::LeakyRelu { alpha }) => (Op::LeakyRelu(alpha), 1),
             _ => unreachable!("LeakyRelu's parameters are LeakyRelu"),
@@ -161,17 +174,14 @@ fn classify(site: &Site) -> Result<(Op, usize)> {
             Some(E::HardSigmoid { alpha, beta }) => (Op::HardSigmoid(alpha, beta), 1),
             _ => unreachable!("HardSigmoid's parameters are HardSigmoid"),
         },
-        "HardSwish" => (Op::HardSwish, 1),
-        "Exp" => (Op::Exp, 1),
-        "Log" => (Op::Log, 1),
-        "Sigmoid" => (Op::Sigmoid, 1),
-        "Tanh" => (Op::Tanh, 1),
-        "Erf" => (Op::Erf, 1),
         "Pow" => match (site.constant)(1) {
             Some(p) if p.len() == 1 => (Op::PowConst(p.to_f32s()[0]), 1),
             _ => (Op::Pow, 2),
         },
-        other => return Err(Error::unsupported(format!("{other} on WebAssembly"))),
+        other => match Op::named(other) {
+            Some(op) => (op, 1),
+            None => return Err(Error::unsupported(format!("{other} on WebAssembly"))),
+        },
     })
 }
 
@@ -555,6 +565,63 @@ impl Program {
                 b.local_set(regs.results[k]);
             }
         }
+    }
+}
+
+/// A [`Program`] built term by term, for kernels that compute a formula
+/// of their own (a recurrent cell's gates) rather than a graph's nodes.
+#[derive(Default)]
+pub struct Formula {
+    steps: Vec<Step>,
+    inputs: usize,
+}
+
+/// A value of a [`Formula`]: an operand or an earlier step's result.
+#[derive(Clone, Copy, Debug)]
+pub struct Term(Operand);
+
+impl Formula {
+    /// The next operand (the caller loads operand `j` into
+    /// `regs.inputs[j]`).
+    pub fn input(&mut self) -> Term {
+        self.inputs += 1;
+        Term(Operand::Input(self.inputs - 1))
+    }
+
+    pub fn constant(v: f32) -> Term {
+        Term(Operand::Const(v))
+    }
+
+    fn step(&mut self, op: Op, args: &[Term]) -> Term {
+        self.steps.push(Step {
+            op,
+            args: args.iter().map(|t| t.0).collect(),
+        });
+        Term(Operand::Step(self.steps.len() - 1))
+    }
+
+    pub fn arith(&mut self, a: Arith, x: Term, y: Term) -> Term {
+        self.step(Op::Fold(a), &[x, y])
+    }
+
+    /// `x` clamped to [-bound, bound], or `x` without a bound.
+    pub fn clip(&mut self, x: Term, bound: Option<f32>) -> Term {
+        match bound {
+            Some(c) => self.step(Op::Clip(-c, c), &[x]),
+            None => x,
+        }
+    }
+
+    /// The op `name` (one without attributes) applied to `x`.
+    pub fn unary(&mut self, name: &str, x: Term) -> Result<Term> {
+        let op = Op::named(name)
+            .ok_or_else(|| Error::unsupported(format!("{name} as an activation on WebAssembly")))?;
+        Ok(self.step(op, &[x]))
+    }
+
+    /// The program whose result is the last term built.
+    pub fn program(self, ctx: &mut Ctx) -> Program {
+        Program::new(ctx, self.steps, self.inputs)
     }
 }
 

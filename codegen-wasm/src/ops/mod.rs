@@ -8,6 +8,7 @@ pub mod gemm;
 pub mod movement;
 pub mod nn;
 pub mod reduce;
+pub mod rnn;
 
 use wpc_ir::{DType, Error, Result};
 
@@ -40,6 +41,7 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
         "Tile" => movement::tile,
         "Split" => movement::split,
         "Pad" => movement::pad,
+        "LSTM" | "GRU" | "RNN" => rnn::recurrent,
         "Cast" => cast::cast,
         "Gather" => movement::gather,
         "LayerNormalization" => nn::layer_norm,

@@ -7,30 +7,12 @@
 use std::fmt::Write;
 
 use wpc_bundle::device_data::Word;
-use wpc_ir::ops::params::Recurrent;
+use wpc_ir::ops::params::{Cell, Recurrent};
 use wpc_ir::{Error, Result};
 
 use super::index::literal;
 use crate::kernel::Kernel;
 use crate::lower::{Arg, Ctx, Launch, Lowered};
-
-#[derive(Clone, Copy, PartialEq)]
-enum Cell {
-    Lstm,
-    Gru { linear_before_reset: bool },
-    Rnn,
-}
-
-impl Cell {
-    /// Gates stacked in W/R/B, and the default activations.
-    fn gates(self) -> (usize, &'static [&'static str]) {
-        match self {
-            Cell::Lstm => (4, &["Sigmoid", "Tanh", "Tanh"]),
-            Cell::Gru { .. } => (3, &["Sigmoid", "Tanh"]),
-            Cell::Rnn => (1, &["Tanh"]),
-        }
-    }
-}
 
 pub fn lstm(ctx: &Ctx) -> Result<Lowered> {
     let p = Recurrent::of(ctx.attrs())?;
@@ -41,11 +23,7 @@ pub fn lstm(ctx: &Ctx) -> Result<Lowered> {
 }
 
 pub fn gru(ctx: &Ctx) -> Result<Lowered> {
-    let p = Recurrent::of(ctx.attrs())?;
-    let cell = Cell::Gru {
-        linear_before_reset: p.linear_before_reset,
-    };
-    recurrent(ctx, cell, &p)
+    recurrent(ctx, Cell::Gru, &Recurrent::of(ctx.attrs())?)
 }
 
 pub fn rnn(ctx: &Ctx) -> Result<Lowered> {
@@ -54,22 +32,15 @@ pub fn rnn(ctx: &Ctx) -> Result<Lowered> {
 
 /// The cell's activations as WGSL functions `act0`, `act1`, ... (declared
 /// in `k`). Every direction must use the same ones, each parameterless.
-fn activations(ctx: &Ctx, cell: Cell, p: &Recurrent, dirs: usize, k: &mut Kernel) -> Result<()> {
-    let (_, defaults) = cell.gates();
-    let names: Vec<String> = match p.activations.clone() {
-        Some(v) => v,
-        None => defaults.iter().map(|s| s.to_string()).collect(),
-    };
-    let per_dir = defaults.len();
-    if names.len() != per_dir && names.len() != per_dir * dirs
-        || names.chunks(per_dir).any(|c| c != &names[..per_dir])
-    {
+fn activations(ctx: &Ctx, cell: Cell, p: &Recurrent, k: &mut Kernel) -> Result<()> {
+    let names = p.activations_per_direction(cell)?;
+    if names.iter().any(|n| n != &names[0]) {
         return Err(Error::unsupported(format!(
             "{} with activations {names:?} on WebGPU (each direction must use the same ones)",
             ctx.node.op
         )));
     }
-    for (i, name) in names[..per_dir].iter().enumerate() {
+    for (i, name) in names[0].iter().enumerate() {
         let expr = match name.as_str() {
             "Relu" => "max(a, 0.0)",
             other => super::elementwise::unary_float(other).ok_or_else(|| {
@@ -88,7 +59,7 @@ fn recurrent(ctx: &Ctx, cell: Cell, p: &Recurrent) -> Result<Lowered> {
     let (x, w) = (ctx.input(0)?, ctx.input(1)?);
     super::require_f32(ctx, x)?;
     let op = &ctx.node.op;
-    let (gates, _) = cell.gates();
+    let gates = cell.gates();
     let layout = usize::from(p.batch_first);
     let dirs = w.shape[0];
     let hidden = w.shape[1] / gates;
@@ -100,10 +71,7 @@ fn recurrent(ctx: &Ctx, cell: Cell, p: &Recurrent) -> Result<Lowered> {
     };
     let reverse_only = p.direction == wpc_ir::ops::params::Direction::Reverse;
     let clip = p.clip.map(f64::from);
-    let reset_first = cell
-        == Cell::Gru {
-            linear_before_reset: false,
-        };
+    let reset_first = cell == Cell::Gru && !p.linear_before_reset;
     let limits = &ctx.profile.webgpu.limits;
     let wg = (hidden.next_power_of_two() as u32)
         .min(ctx.tuning().reduction.max(64))
@@ -119,7 +87,7 @@ fn recurrent(ctx: &Ctx, cell: Cell, p: &Recurrent) -> Result<Lowered> {
     let mut k = Kernel::new(format!(
         "{op} f32 T={steps} B={batch} I={input} H={hidden} dirs={dirs}"
     ));
-    activations(ctx, cell, p, dirs, &mut k)?;
+    activations(ctx, cell, p, &mut k)?;
 
     // Constant weights, recurrence weights and biases share one buffer, so
     // the kernel fits the 8 storage buffers every target offers.
@@ -312,9 +280,8 @@ fn recurrent(ctx: &Ctx, cell: Cell, p: &Recurrent) -> Result<Lowered> {
                 clipped(&format!("go{}", peep(1, "cn"))),
             );
         }
-        Cell::Gru {
-            linear_before_reset,
-        } => {
+        Cell::Gru => {
+            let linear_before_reset = p.linear_before_reset;
             // Gates in ONNX order z, r, h.
             body.push_str(&gate("gz", 0, true, Some("hs")));
             if linear_before_reset {

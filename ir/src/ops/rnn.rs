@@ -2,6 +2,7 @@
 //! (directions, layouts, sequence lengths) and differing only in the cell.
 
 use super::elementwise::float_unary_fn;
+use super::params::Cell;
 use super::{EvalCtx, OpDef, op};
 use crate::attr::Attrs;
 use crate::error::{Error, Result};
@@ -21,24 +22,6 @@ pub(super) fn ops() -> Vec<OpDef> {
             super::infer::by_evaluation(c, &[0, 4, 5])
         }),
     ]
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Cell {
-    Lstm,
-    Gru,
-    Rnn,
-}
-
-impl Cell {
-    /// Gate count and the default activations.
-    fn gates(self) -> (usize, &'static [&'static str]) {
-        match self {
-            Cell::Lstm => (4, &["Sigmoid", "Tanh", "Tanh"]),
-            Cell::Gru => (3, &["Sigmoid", "Tanh"]),
-            Cell::Rnn => (1, &["Tanh"]),
-        }
-    }
 }
 
 type Act = Box<dyn Fn(f64) -> f64>;
@@ -65,16 +48,16 @@ fn eval_recurrent(c: &EvalCtx, cell: Cell) -> Result<Vec<Tensor>> {
     let layout = usize::from(p.batch_first);
     let dirs = p.directions();
     let reverse_only = p.direction == super::params::Direction::Reverse;
-    let (g, default_acts) = cell.gates();
-    let names: Vec<String> = match p.activations.clone() {
-        Some(v) => v,
-        None => (0..dirs)
-            .flat_map(|_| default_acts.iter().map(|s| s.to_string()))
-            .collect(),
-    };
-    let acts: Vec<Act> = names
+    let g = cell.gates();
+    let acts: Vec<Vec<Act>> = p
+        .activations_per_direction(cell)?
         .iter()
-        .map(|n| float_unary_fn(n, &Attrs::default()))
+        .map(|names| {
+            names
+                .iter()
+                .map(|n| float_unary_fn(n, &Attrs::default()))
+                .collect::<Result<_>>()
+        })
         .collect::<Result<_>>()?;
     let clip = p.clip.map(f64::from);
     let clipf = |v: f64| clip.map_or(v, |cl| v.clamp(-cl, cl));
@@ -134,8 +117,7 @@ fn eval_recurrent(c: &EvalCtx, cell: Cell) -> Result<Vec<Tensor>> {
     };
     let (mut xw, mut hr) = (vec![0.0; g * hidden], vec![0.0; g * hidden]);
     for d in 0..dirs {
-        let na = default_acts.len();
-        let act = &acts[d * na..(d + 1) * na];
+        let act = &acts[d];
         let wd = &wv[d * g * hidden * input..(d + 1) * g * hidden * input];
         let rd = &rv[d * g * hidden * hidden..(d + 1) * g * hidden * hidden];
         let (wb, rb) = (

@@ -11,6 +11,47 @@ pub enum Direction {
     Bidirectional,
 }
 
+/// The cell a recurrent op computes. W, R and B stack its gates in
+/// ONNX's order: LSTM i, o, f, c (peepholes i, o, f); GRU z, r, h; RNN
+/// one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cell {
+    Lstm,
+    Gru,
+    Rnn,
+}
+
+impl Cell {
+    /// The cell of op `LSTM`, `GRU` or `RNN`.
+    pub fn of_op(op: &str) -> Option<Cell> {
+        match op {
+            "LSTM" => Some(Cell::Lstm),
+            "GRU" => Some(Cell::Gru),
+            "RNN" => Some(Cell::Rnn),
+            _ => None,
+        }
+    }
+
+    /// Gates stacked in W, R and B.
+    pub fn gates(self) -> usize {
+        match self {
+            Cell::Lstm => 4,
+            Cell::Gru => 3,
+            Cell::Rnn => 1,
+        }
+    }
+
+    /// The activations of one direction when the node names none: the
+    /// gates' (f), the candidate's (g) and, for LSTM, the output's (h).
+    pub fn default_activations(self) -> &'static [&'static str] {
+        match self {
+            Cell::Lstm => &["Sigmoid", "Tanh", "Tanh"],
+            Cell::Gru => &["Sigmoid", "Tanh"],
+            Cell::Rnn => &["Tanh"],
+        }
+    }
+}
+
 /// `LSTM`, `GRU` and `RNN`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Recurrent {
@@ -50,6 +91,27 @@ impl Recurrent {
             linear_before_reset: a.int("linear_before_reset", 0)? != 0,
             input_forget: a.int("input_forget", 0)? != 0,
         })
+    }
+
+    /// The activations of each direction, in order: those the node names
+    /// (one direction's list serves both), else `cell`'s defaults.
+    pub fn activations_per_direction(&self, cell: Cell) -> Result<Vec<Vec<String>>> {
+        let defaults = cell.default_activations();
+        let per = defaults.len();
+        let dirs = self.directions();
+        let names: Vec<String> = match &self.activations {
+            Some(v) => v.clone(),
+            None => defaults.iter().map(|s| s.to_string()).collect(),
+        };
+        if names.len() != per && names.len() != per * dirs {
+            bail!(
+                "{} activations {names:?}: a {cell:?} cell takes {per} per direction",
+                names.len()
+            );
+        }
+        Ok((0..dirs)
+            .map(|d| names[(d * per) % names.len()..][..per].to_vec())
+            .collect())
     }
 
     /// 1, or 2 when bidirectional.
