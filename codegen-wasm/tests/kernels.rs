@@ -396,6 +396,42 @@ proptest! {
         check_all_variants(&model, &inputs, 1e-4)?;
     }
 
+    /// Resize: nearest (each rounding), linear and cubic, under each
+    /// coordinate mode, by sizes or by scales, with antialias: passes
+    /// along the last axis (scalar) and the one above it (vectors).
+    #[test]
+    fn resize_variants_agree(
+        (c, h, w, oh, ow, x) in (size(), size(), size(), 1usize..12, 1usize..12)
+            .prop_flat_map(|(c, h, w, oh, ow)| (Just(c), Just(h), Just(w), Just(oh), Just(ow), values(2 * c * h * w))),
+        mode in prop::sample::select(vec!["nearest", "linear", "cubic"]),
+        coords in prop::sample::select(vec!["half_pixel", "align_corners", "asymmetric", "pytorch_half_pixel"]),
+        nearest in prop::sample::select(vec!["round_prefer_floor", "round_prefer_ceil", "floor", "ceil"]),
+        antialias in any::<bool>(),
+        by_scales in any::<bool>(),
+    ) {
+        let mut attrs = Attrs::default();
+        attrs.insert("mode", wpc_ir::Attr::String(mode.into()));
+        attrs.insert("coordinate_transformation_mode", wpc_ir::Attr::String(coords.into()));
+        attrs.insert("nearest_mode", wpc_ir::Attr::String(nearest.into()));
+        attrs.insert("antialias", wpc_ir::Attr::Int(i64::from(antialias && mode != "nearest")));
+        let shape = [2, c, h, w];
+        let (scales, sizes) = if by_scales {
+            let s = [1.0, 1.0, oh as f32 / h as f32, ow as f32 / w as f32];
+            (Operand::Constant(Tensor::from_vec(vec![4], s.to_vec())), None)
+        } else {
+            let s = vec![2, c as i64, oh as i64, ow as i64];
+            (Operand::Constant(Tensor::from_vec(vec![0], Vec::<f32>::new())), Some(Operand::Constant(Tensor::i64s(vec![4], s))))
+        };
+        let mut operands = vec![
+            Operand::Input(&shape),
+            Operand::Constant(Tensor::from_vec(vec![0], Vec::<f32>::new())),
+            scales,
+        ];
+        operands.extend(sizes);
+        let model = prepared(one_node("Resize", operands, attrs));
+        check_all_variants(&model, std::slice::from_ref(&x), 1e-5)?;
+    }
+
     #[test]
     fn reductions_variants_agree(
         (d, x) in (size(), size(), size()).prop_flat_map(|(a, b, c)| (Just([a, b, c]), values(a * b * c)))

@@ -8,6 +8,7 @@ pub mod gemm;
 pub mod movement;
 pub mod nn;
 pub mod reduce;
+pub mod resize;
 pub mod rnn;
 
 use wpc_ir::{DType, Error, Result};
@@ -42,6 +43,7 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
         "Split" => movement::split,
         "Pad" => movement::pad,
         "LSTM" | "GRU" | "RNN" => rnn::recurrent,
+        "Resize" | "Upsample" => resize::resize,
         "Cast" => cast::cast,
         "Gather" => movement::gather,
         "LayerNormalization" => nn::layer_norm,
