@@ -164,9 +164,9 @@ fn emit_pass(b: &mut InstrSeqBuilder, fx: &mut Fx, pass: &Pass) {
                 };
                 emit::for_range(b, l.i, from as i64, to as i64, 4 * n as i64, |b| {
                     emit::zero(b, n, acc);
-                    for t in 0..pass.taps {
-                        b.local_get(weights[t]);
-                        b.local_get(l.rows[t])
+                    for (&weight, &row) in weights.iter().zip(&l.rows) {
+                        b.local_get(weight);
+                        b.local_get(row)
                             .local_get(l.i)
                             .binop(BinaryOp::I32Add);
                         emit::load(b, fx, n, 0);
