@@ -432,6 +432,53 @@ proptest! {
         check_all_variants(&model, std::slice::from_ref(&x), 1e-5)?;
     }
 
+    /// ConvTranspose, 1-D and 2-D: strides, dilations, pads, output
+    /// padding, groups, with and without a bias.
+    #[test]
+    fn conv_transpose_variants_agree(
+        one_d in any::<bool>(),
+        (groups, cg, mg, h, w) in (1usize..3, 1usize..4, 1usize..4, 1usize..6, 1usize..7),
+        (k, stride, dilation) in ((1usize..4, 1usize..4), (1usize..4, 1usize..3), (1usize..3, 1usize..3)),
+        pads in proptest::collection::vec(0usize..3, 4),
+        extra in (0usize..2, 0usize..2),
+        bias in any::<bool>(),
+        data in values(600),
+    ) {
+        let spatial = if one_d { 1 } else { 2 };
+        let (cin, cout) = (groups * cg, groups * mg);
+        let kernel = [k.0, k.1];
+        let mut attrs = Attrs::default();
+        let pick = |v: [usize; 2]| -> Vec<i64> { v[2 - spatial..].iter().map(|&x| x as i64).collect() };
+        attrs.insert("strides", wpc_ir::Attr::Ints(pick([stride.0, stride.1])));
+        attrs.insert("dilations", wpc_ir::Attr::Ints(pick([dilation.0, dilation.1])));
+        // Output padding must stay below the stride or the dilation.
+        let op = |e: usize, s: usize, d: usize| e.min(s.max(d) - 1);
+        attrs.insert("output_padding", wpc_ir::Attr::Ints(pick([op(extra.0, stride.0, dilation.0), op(extra.1, stride.1, dilation.1)])));
+        // Pads below the kernel's reach keep the output non-empty.
+        let mut p = pick([pads[0], pads[1]]);
+        p.extend(pick([pads[2], pads[3]]));
+        for (i, v) in p.iter_mut().enumerate() {
+            let axis = 2 - spatial + i % spatial;
+            *v = (*v).min(((kernel[axis] - 1) * [dilation.0, dilation.1][axis]) as i64 / 2);
+        }
+        attrs.insert("pads", wpc_ir::Attr::Ints(p));
+        attrs.insert("group", wpc_ir::Attr::Int(groups as i64));
+        let x_shape: Vec<usize> = [vec![1, cin], pick([h, w]).iter().map(|&v| v as usize).collect()].concat();
+        let w_shape: Vec<usize> = [vec![cin, mg], pick(kernel).iter().map(|&v| v as usize).collect()].concat();
+        let mut from = data.iter().copied().cycle().skip(7);
+        let n: usize = w_shape.iter().product();
+        let mut operands = vec![
+            Operand::Input(&x_shape),
+            Operand::Constant(Tensor::from_vec(w_shape.clone(), from.by_ref().take(n).collect::<Vec<f32>>())),
+        ];
+        if bias {
+            operands.push(Operand::Constant(Tensor::from_vec(vec![cout], from.by_ref().take(cout).collect::<Vec<f32>>())));
+        }
+        let model = prepared(one_node("ConvTranspose", operands, attrs));
+        let x = data[..x_shape.iter().product()].to_vec();
+        check_all_variants(&model, &[x], 1e-5)?;
+    }
+
     #[test]
     fn reductions_variants_agree(
         (d, x) in (size(), size(), size()).prop_flat_map(|(a, b, c)| (Just([a, b, c]), values(a * b * c)))

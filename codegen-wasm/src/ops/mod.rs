@@ -3,6 +3,7 @@
 //! backend means one function in its family module and one line here.
 
 pub mod cast;
+pub mod conv_transpose;
 pub mod elementwise;
 pub mod gemm;
 pub mod movement;
@@ -30,6 +31,7 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
         "MatMul" => gemm::matmul,
         "Gemm" => gemm::gemm,
         "Conv" => gemm::conv,
+        "ConvTranspose" => conv_transpose::conv_transpose,
         "MaxPool" | "AveragePool" => nn::pool,
         "GlobalAveragePool" | "GlobalMaxPool" => nn::global_pool,
         "BatchNormalization" => nn::batch_norm,

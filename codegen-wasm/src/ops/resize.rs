@@ -166,9 +166,7 @@ fn emit_pass(b: &mut InstrSeqBuilder, fx: &mut Fx, pass: &Pass) {
                     emit::zero(b, n, acc);
                     for (&weight, &row) in weights.iter().zip(&l.rows) {
                         b.local_get(weight);
-                        b.local_get(row)
-                            .local_get(l.i)
-                            .binop(BinaryOp::I32Add);
+                        b.local_get(row).local_get(l.i).binop(BinaryOp::I32Add);
                         emit::load(b, fx, n, 0);
                         emit::madd(b, fx, n, acc);
                     }
