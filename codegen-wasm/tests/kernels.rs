@@ -479,6 +479,53 @@ proptest! {
         check_all_variants(&model, &[x], 1e-5)?;
     }
 
+    /// Attention, 3-D with the heads in the last dim and 4-D with grouped
+    /// K/V heads, query lengths across the block size, with masks
+    /// broadcast from any rank (some rows masked out entirely).
+    #[test]
+    fn attention_variants_agree(
+        four_d in any::<bool>(),
+        (batch, kv_heads, reps, sq, sk, d, dv) in (1usize..3, 1usize..3, 1usize..3, prop::sample::select(vec![1usize, 5, 32, 37]), 1usize..9, 1usize..6, 1usize..6),
+        mask_rank in 0usize..5,
+        scale in prop::option::of(0.1f32..1.0),
+        data in values(4000),
+    ) {
+        let heads = kv_heads * reps;
+        let (q_shape, k_shape, v_shape) = if four_d {
+            (vec![batch, heads, sq, d], vec![batch, kv_heads, sk, d], vec![batch, kv_heads, sk, dv])
+        } else {
+            // 3-D takes one head count for K/V: no grouping.
+            (vec![batch, sq, heads * d], vec![batch, sk, heads * d], vec![batch, sk, heads * dv])
+        };
+        let mut attrs = Attrs::default();
+        if !four_d {
+            attrs.insert("q_num_heads", wpc_ir::Attr::Int(heads as i64));
+            attrs.insert("kv_num_heads", wpc_ir::Attr::Int(heads as i64));
+        }
+        if let Some(s) = scale {
+            attrs.insert("scale", wpc_ir::Attr::Float(s));
+        }
+        let full = [batch, heads, sq, sk];
+        let mut operands = vec![Operand::Input(&q_shape), Operand::Input(&k_shape), Operand::Input(&v_shape)];
+        if mask_rank > 0 {
+            let shape = full[4 - mask_rank..].to_vec();
+            let n: usize = shape.iter().product();
+            // Mostly 0, some -1, and -inf masking a key (or a whole row).
+            let values: Vec<f32> = (0..n).map(|i| match (data[i] * 10.0) as i32 % 4 {
+                0 => f32::NEG_INFINITY,
+                1 => -1.0,
+                _ => 0.0,
+            }).collect();
+            operands.push(Operand::Constant(Tensor::from_vec(shape, values)));
+        }
+        let mut model = one_node("Attention", operands, attrs);
+        // Attention is an op of opset 23.
+        model.opsets.insert(String::new(), 23);
+        let model = prepared(model);
+        let take = |shape: &[usize], skip: usize| data.iter().copied().cycle().skip(skip).take(shape.iter().product()).collect::<Vec<f32>>();
+        check_all_variants(&model, &[take(&q_shape, 0), take(&k_shape, 1000), take(&v_shape, 2000)], 1e-4)?;
+    }
+
     #[test]
     fn reductions_variants_agree(
         (d, x) in (size(), size(), size()).prop_flat_map(|(a, b, c)| (Just([a, b, c]), values(a * b * c)))

@@ -2,6 +2,7 @@
 //! the table from op name to lowering: adding an op to the WebAssembly
 //! backend means one function in its family module and one line here.
 
+pub mod attention;
 pub mod cast;
 pub mod conv_transpose;
 pub mod elementwise;
@@ -45,6 +46,7 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
         "Split" => movement::split,
         "Pad" => movement::pad,
         "LSTM" | "GRU" | "RNN" => rnn::recurrent,
+        "Attention" => attention::attention,
         "Resize" | "Upsample" => resize::resize,
         "Cast" => cast::cast,
         "Gather" => movement::gather,

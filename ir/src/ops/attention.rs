@@ -3,16 +3,19 @@
 //! cache and softcap), `RotaryEmbedding`, `LinearAttention` and the KV-cache
 //! writer `TensorScatter`, following the ONNX reference semantics.
 
+use super::infer::InferCtx;
 use super::movement::{concat, transpose};
 use super::util::broadcast_offsets;
 use super::{EvalCtx, OpDef, op};
 use crate::dtype::DType;
 use crate::error::Result;
+use crate::graph::ValueType;
+use crate::shape::{Dim, Shape};
 use crate::tensor::Tensor;
 
 pub(super) fn ops() -> Vec<OpDef> {
     vec![
-        op!("Attention", eval_attention),
+        op!("Attention", eval_attention, infer_attention),
         op!(
             "RotaryEmbedding",
             eval_rotary_embedding,
@@ -39,6 +42,72 @@ fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
         &x.clone().reshaped(vec![*b, *s, heads, hidden / heads]),
         &[0, 2, 1, 3],
     ))
+}
+
+/// Attention's outputs: Y (Q's layout with V's head size), the present
+/// keys and values (B, kv heads, past + new, head size), and the scores
+/// (B, q heads, Sq, past + new). Dims not known stay unknown.
+fn infer_attention(c: &InferCtx) -> Result<Vec<ValueType>> {
+    let p = super::params::Attention::of(&c.node.attrs)?;
+    let dims = |i: usize| c.dims(i).map(<[Dim]>::to_vec);
+    let (Some(q), Some(k), Some(v)) = (dims(0), dims(1), dims(2)) else {
+        return Ok(vec![ValueType::default(); c.node.outputs.len()]);
+    };
+    let known = |d: &Dim| d.known();
+    let join = |a: Option<usize>| a.map_or(Dim::Unknown, Dim::Known);
+    let three_d = q.len() == 3;
+    let (batch, q_heads, sq, kv_heads, new) = if three_d {
+        let (qh, kvh) = p.heads_3d()?;
+        (
+            q[0].clone(),
+            Dim::Known(qh),
+            q[1].clone(),
+            Dim::Known(kvh),
+            k[1].clone(),
+        )
+    } else if q.len() == 4 && k.len() == 4 && v.len() == 4 {
+        (
+            q[0].clone(),
+            q[1].clone(),
+            q[2].clone(),
+            k[1].clone(),
+            k[2].clone(),
+        )
+    } else {
+        bail!("Attention expects 3-D or 4-D Q, K and V");
+    };
+    // Head sizes: 3-D inputs hold heads · size in their last dim.
+    let size = |t: &[Dim], heads: &Dim| match three_d {
+        true => join(known(&t[2]).zip(known(heads)).map(|(w, h)| w / h.max(1))),
+        false => t[3].clone(),
+    };
+    let (dk, dv) = (size(&k, &kv_heads), size(&v, &kv_heads));
+    let past = c
+        .dims(4)
+        .and_then(|d| d.get(2).cloned())
+        .unwrap_or(Dim::Known(0));
+    let total = join(known(&past).zip(known(&new)).map(|(a, b)| a + b));
+    let y = match three_d {
+        true => vec![
+            batch.clone(),
+            sq.clone(),
+            join(known(&q_heads).zip(known(&dv)).map(|(h, d)| h * d)),
+        ],
+        false => vec![batch.clone(), q_heads.clone(), sq.clone(), dv.clone()],
+    };
+    let typed = |d: Vec<Dim>| ValueType {
+        dtype: c.dtype(0),
+        shape: Shape(Some(d)),
+    };
+    Ok(vec![
+        typed(y),
+        typed(vec![batch.clone(), kv_heads.clone(), total.clone(), dk]),
+        typed(vec![batch.clone(), kv_heads, total.clone(), dv]),
+        typed(vec![batch, q_heads, sq, total]),
+    ]
+    .into_iter()
+    .take(c.node.outputs.len())
+    .collect())
 }
 
 fn eval_attention(c: &EvalCtx) -> Result<Vec<Tensor>> {
