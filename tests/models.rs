@@ -524,3 +524,96 @@ fn epilogues_run_on_webgpu() {
         }
     }
 }
+
+/// Attention over enough keys to take the tiled kernel (K/V tiles in
+/// workgroup memory, online softmax): 4-D with grouped K/V heads and a
+/// causal mask, and 3-D with a float mask that hides some keys of every
+/// row and every key of some rows; query and key counts that are not
+/// multiples of the tiles. Checked against the interpreter.
+#[test]
+fn long_attention_runs_tiled_on_webgpu() {
+    use wpc::ir::testing::{Operand, one_node};
+    use wpc::ir::{Attr, Attrs, Tensor};
+    let gpu = wpc::runtime::webgpu::Gpu::new().expect("a Vulkan adapter (mesa-vulkan-drivers)");
+    let (sq, skv) = (37, 300);
+    let values = |n: usize, seed: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i * 7919 + seed) % 2003) as f32 / 1001.5 - 1.0) * 2.0)
+            .collect()
+    };
+    let mut causal = Attrs::default();
+    causal.insert("is_causal", Attr::Int(1));
+    let mut heads = Attrs::default();
+    heads.insert("q_num_heads", Attr::Int(2));
+    heads.insert("kv_num_heads", Attr::Int(2));
+    let mask: Vec<f32> = (0..sq * skv)
+        .map(|i| match (i % skv, i / skv) {
+            (_, 5) => f32::NEG_INFINITY,
+            (j, _) if j % 3 == 0 => f32::NEG_INFINITY,
+            (j, _) => (j % 7) as f32 * -0.25,
+        })
+        .collect();
+    let cases = [
+        (
+            "4-D, grouped heads, causal",
+            vec![vec![1, 4, sq, 16], vec![1, 2, skv, 16], vec![1, 2, skv, 24]],
+            None,
+            causal,
+        ),
+        (
+            "3-D, masked",
+            vec![
+                vec![2, sq, 2 * 16],
+                vec![2, skv, 2 * 16],
+                vec![2, skv, 2 * 8],
+            ],
+            Some(Tensor::from_vec(vec![1, 1, sq, skv], mask)),
+            heads,
+        ),
+    ];
+    for (what, shapes, mask, attrs) in cases {
+        let mut operands: Vec<Operand> = shapes.iter().map(|s| Operand::Input(s)).collect();
+        operands.extend(mask.map(Operand::Constant));
+        let mut model = one_node("Attention", operands, attrs);
+        model.opsets.insert(String::new(), 23);
+        let mut feeds = HashMap::new();
+        for (k, &v) in model.graph.inputs.iter().enumerate() {
+            let shape = shapes[k].clone();
+            let n = shape.iter().product();
+            feeds.insert(
+                model.graph.value(v).name.clone(),
+                Tensor::from_vec(shape, values(n, k * 101)),
+            );
+        }
+        let mut prepared = model.clone();
+        wpc::passes::shape_inference::infer_shapes(&mut prepared).expect("shapes infer");
+        let want = wpc::ir::interp::run_model(&prepared, &feeds).expect("the interpreter runs it");
+        let mut options =
+            wpc::compile::Options::new(wpc::targets::builtin("chrome").expect("a shipped profile"));
+        options.wasm = wpc::compile::Need::No;
+        let bundle = wpc::compile::compile_model(&model, "attention", &[], &options)
+            .expect("the model compiles");
+        let wgsl: String = bundle
+            .files
+            .iter()
+            .filter(|(name, _)| name.ends_with(".wgsl"))
+            .map(|(_, bytes)| String::from_utf8_lossy(bytes).into_owned())
+            .collect();
+        assert!(wgsl.contains(" tiled "), "{what}: not the tiled kernel");
+        let session = wpc::runtime::webgpu::Session::load(&gpu, &bundle).expect("the bundle loads");
+        let inputs: Vec<_> = bundle
+            .manifest
+            .inputs
+            .iter()
+            .map(|t| feeds[&t.name].clone())
+            .collect();
+        let got = session.run(&inputs).expect("the bundle runs");
+        let tolerance = Tolerance {
+            rtol: 1e-4,
+            atol: 1e-5,
+        };
+        if let Err(e) = compare(&got[0], &want[0].1, tolerance) {
+            panic!("{what}: {e}");
+        }
+    }
+}

@@ -156,7 +156,9 @@ pub fn attention(ctx: &Ctx) -> Result<Lowered> {
         && skv > 0
         && group_bytes <= limits.max_compute_workgroup_storage_size as usize
         && lanes <= limits.max_compute_invocations_per_workgroup;
-    if !per_group {
+    let tile = Tile::fitting(dh, dv, limits.max_compute_workgroup_storage_size as usize)
+        .filter(|_| !qk_out && skv >= TILED_FROM_KEYS && sq >= TILE_ROWS && dh > 0);
+    if tile.is_none() && !per_group {
         temps.push(batch * qh * sq * skv);
         k.output("sc", Word::F32);
         args.push(Arg::Temp(temps.len() - 1));
@@ -251,10 +253,47 @@ pub fn attention(ctx: &Ctx) -> Result<Lowered> {
     let y_off = if three_d {
         format!("(b * {sq}u + qi) * {}u + h * {dv}u + d", qh * dv)
     } else {
-        format!("row * {dv}u + d")
+        format!("((b * {qh}u + h) * {sq}u + qi) * {dv}u + d")
     };
     let v_at = format!("vv[((b * {kvh}u + kh) * {skv}u + j) * {dv}u + d]");
-    if per_group {
+    if let Some(tile) = tile {
+        let shape = Shape {
+            qh,
+            kvh,
+            reps,
+            sq,
+            skv,
+            dh,
+            dv,
+        };
+        let q_at = format!("q[{}]", layout(q, qh, "b", "h", "qq", "d"));
+        let mut scored = String::from("        var s = 0.0;\n");
+        let _ = writeln!(
+            scored,
+            "        for (var d = 0u; d < {dh}u; d = d + 1u) {{ s = s + qs[r * {dh}u + d] * ks[c * {dh}u + d]; }}\n        s = s * {};",
+            lit(scale)
+        );
+        if softcap > 0.0 {
+            let _ = writeln!(
+                scored,
+                "        s = tanh(clamp(s / {c}, -15.0, 15.0)) * {c};",
+                c = lit(softcap)
+            );
+        }
+        let body = tiled(
+            &mut k,
+            &shape,
+            tile,
+            &offset,
+            (&q_at, &scored, &bias, &y_off),
+        );
+        k.one_group_per_item(
+            batch * qh * sq.div_ceil(TILE_ROWS),
+            TILE_LANES,
+            ctx.max_groups(),
+            &body,
+        );
+    } else if per_group {
         super::workgroup_array(&mut k, "qs", "f32", dh as u32);
         super::workgroup_array(&mut k, "sc", "f32", skv as u32);
         super::workgroup_array(&mut k, "red", "f32", lanes);
@@ -337,6 +376,126 @@ pub fn attention(ctx: &Ctx) -> Result<Lowered> {
 
 /// Lanes of a workgroup that computes one query row of `Attention`.
 const ROW_LANES: u32 = 64;
+
+/// Query rows per workgroup of the tiled kernel, and its lanes: a row's
+/// lanes split its keys' scores and its output columns.
+const TILE_ROWS: usize = 16;
+const TILE_LANES: u32 = 64;
+const LANES_PER_ROW: usize = TILE_LANES as usize / TILE_ROWS;
+
+/// Keys from which the tiled kernel runs: with fewer, each query row's
+/// own workgroup keeps more of the GPU busy and K and V stay in cache.
+const TILED_FROM_KEYS: usize = 256;
+
+/// Keys per tile of the tiled kernel: the most of these whose K and V
+/// tiles fit in workgroup memory beside the query rows and scores.
+#[derive(Clone, Copy, Debug)]
+struct Tile {
+    keys: usize,
+}
+
+impl Tile {
+    fn fitting(dh: usize, dv: usize, limit: usize) -> Option<Tile> {
+        [32, 16, 8]
+            .into_iter()
+            .find(|&keys| 4 * (TILE_ROWS * dh + keys * (dh + dv) + TILE_ROWS * keys) <= limit)
+            .map(|keys| Tile { keys })
+    }
+}
+
+/// The sizes one Attention kernel is specialized for.
+struct Shape {
+    qh: usize,
+    kvh: usize,
+    reps: usize,
+    sq: usize,
+    skv: usize,
+    dh: usize,
+    dv: usize,
+}
+
+/// The tiled, flash-attention-style kernel: a workgroup takes
+/// `TILE_ROWS` query rows of one head and walks the keys a tile at a
+/// time, K and V tiles shared in workgroup memory by every row. Each row
+/// keeps an online softmax (running max `m` and sum `l`, earlier terms
+/// rescaled when the max grows) and its output columns in registers, so
+/// the scores never leave the chip. `code` gives the query read (of row
+/// `qq`), the score of (`r`, key `c`), the mask bias and the output
+/// offset, written for the variables this body defines. Declares the
+/// workgroup arrays in `k` and returns the body.
+fn tiled(
+    k: &mut Kernel,
+    sh: &Shape,
+    tile: Tile,
+    offset: &str,
+    code: (&str, &str, &str, &str),
+) -> String {
+    let (q_at, scored, bias, y_off) = code;
+    let Shape {
+        qh,
+        kvh,
+        reps,
+        sq,
+        skv,
+        dh,
+        dv,
+    } = *sh;
+    let (rows, keys, lanes) = (TILE_ROWS, tile.keys, TILE_LANES);
+    let per = LANES_PER_ROW;
+    let cols = dv.div_ceil(per);
+    let blocks = sq.div_ceil(rows);
+    super::workgroup_array(k, "qs", "f32", (rows * dh) as u32);
+    super::workgroup_array(k, "ks", "f32", (keys * dh) as u32);
+    super::workgroup_array(k, "vs", "f32", (keys * dv.max(1)) as u32);
+    super::workgroup_array(k, "sc", "f32", (rows * keys) as u32);
+    k.label.push_str(&format!(" tiled {rows}x{keys}"));
+    let neg_inf = "f32_bits(0xff800000u)";
+    let mut b = format!(
+        "    let qb = row % {blocks}u;\n    let h = (row / {blocks}u) % {qh}u;\n    let b = row / {};\n    let kh = h / {reps}u;\n    let r = lidx / {per}u;\n    let t = lidx % {per}u;\n    let qi = qb * {rows}u + r;\n    let pos = i32(qi) + {offset};\n",
+        blocks * qh
+    );
+    let _ = writeln!(
+        b,
+        "    for (var e = lidx; e < {n}u; e = e + {lanes}u) {{\n        let qq = qb * {rows}u + e / {dh}u;\n        let d = e % {dh}u;\n        var x = 0.0;\n        if (qq < {sq}u) {{ x = {q_at}; }}\n        qs[e] = x;\n    }}",
+        n = rows * dh
+    );
+    let _ = writeln!(
+        b,
+        "    var m = {neg_inf};\n    var l = 0.0;\n    var acc: array<f32, {cols}>;\n    var p: array<f32, {keys}>;\n    for (var j0 = 0u; j0 < {skv}u; j0 = j0 + {keys}u) {{\n        workgroupBarrier();"
+    );
+    for (name, dim) in [("ks", dh), ("vs", dv)] {
+        let src = if name == "ks" { "kk" } else { "vv" };
+        let _ = writeln!(
+            b,
+            "        for (var e = lidx; e < {n}u; e = e + {lanes}u) {{\n            let j = j0 + e / {dim}u;\n            var x = 0.0;\n            if (j < {skv}u) {{ x = {src}[((b * {kvh}u + kh) * {skv}u + j) * {dim}u + e % {dim}u]; }}\n            {name}[e] = x;\n        }}",
+            n = keys * dim
+        );
+    }
+    let _ = writeln!(
+        b,
+        "        workgroupBarrier();\n        for (var c = t; c < {keys}u; c = c + {per}u) {{\n        let j = j0 + c;"
+    );
+    b.push_str(scored);
+    b.push_str(bias);
+    let _ = writeln!(
+        b,
+        "        if (j >= {skv}u || bj == {neg_inf}) {{ s = {neg_inf}; }} else {{ s = s + bj; }}\n        sc[r * {keys}u + c] = s;\n        }}\n        workgroupBarrier();"
+    );
+    // The row's online softmax, computed by each of its lanes alike.
+    let _ = writeln!(
+        b,
+        "        var top = {neg_inf};\n        for (var c = 0u; c < {keys}u; c = c + 1u) {{ top = fmax(top, sc[r * {keys}u + c]); }}\n        let mn = fmax(m, top);\n        let safe = select(mn, 0.0, mn == {neg_inf});\n        let scale_old = select(exp(m - safe), 0.0, m == {neg_inf});\n        var sum = 0.0;\n        for (var c = 0u; c < {keys}u; c = c + 1u) {{\n            let s = sc[r * {keys}u + c];\n            let e = select(exp(s - safe), 0.0, s == {neg_inf});\n            p[c] = e;\n            sum = sum + e;\n        }}\n        l = l * scale_old + sum;\n        m = mn;"
+    );
+    let _ = writeln!(
+        b,
+        "        for (var u = 0u; u < {cols}u; u = u + 1u) {{\n            let d = t + u * {per}u;\n            if (d < {dv}u) {{\n                var a = acc[u] * scale_old;\n                for (var c = 0u; c < {keys}u; c = c + 1u) {{ a = a + p[c] * vs[c * {dv}u + d]; }}\n                acc[u] = a;\n            }}\n        }}\n    }}"
+    );
+    let _ = writeln!(
+        b,
+        "    if (qi < {sq}u) {{\n        let inv = select(1.0 / l, 0.0, l == 0.0);\n        for (var u = 0u; u < {cols}u; u = u + 1u) {{\n            let d = t + u * {per}u;\n            if (d < {dv}u) {{ y[{y_off}] = acc[u] * inv; }}\n        }}\n    }}"
+    );
+    b
+}
 
 /// `RotaryEmbedding`: one thread per element; a rotated channel reads its
 /// partner (the other half, or the neighbour when interleaved) and the
