@@ -105,6 +105,11 @@ pub fn attention(ctx: &Ctx) -> Result<Lowered> {
     let mut launches = Vec::new();
     let mut kv_args = Vec::new();
     for (which, new, dim) in [(0usize, kin, dh), (1, vin, dv)] {
+        // 4-D keys or values without a past are already laid out so.
+        if !three_d && past == 0 && !ctx.wants_output(1 + which) {
+            kv_args.push(Arg::In(1 + which));
+            continue;
+        }
         let target = if ctx.wants_output(1 + which) {
             Arg::Out(1 + which)
         } else {
