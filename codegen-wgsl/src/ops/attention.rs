@@ -273,9 +273,12 @@ pub fn attention(ctx: &Ctx) -> Result<Lowered> {
         };
         let q_at = format!("q[{}]", layout(q, qh, "b", "h", "qq", "d"));
         let mut scored = String::from("        var s = 0.0;\n");
+        // Q and K rows in workgroup memory are padded by one word, so
+        // lanes reading different rows hit different banks.
+        let row = dh + 1;
         let _ = writeln!(
             scored,
-            "        for (var d = 0u; d < {dh}u; d = d + 1u) {{ s = s + qs[r * {dh}u + d] * ks[c * {dh}u + d]; }}\n        s = s * {};",
+            "        for (var d = 0u; d < {dh}u; d = d + 1u) {{ s = s + qs[r * {row}u + d] * ks[c * {row}u + d]; }}\n        s = s * {};",
             lit(scale)
         );
         if softcap > 0.0 {
@@ -403,7 +406,9 @@ impl Tile {
     fn fitting(dh: usize, dv: usize, limit: usize) -> Option<Tile> {
         [32, 16, 8]
             .into_iter()
-            .find(|&keys| 4 * (TILE_ROWS * dh + keys * (dh + dv) + TILE_ROWS * keys) <= limit)
+            .find(|&keys| {
+                4 * (TILE_ROWS * (dh + 1) + keys * (dh + 1 + dv) + TILE_ROWS * (keys + 1)) <= limit
+            })
             .map(|keys| Tile { keys })
     }
 }
@@ -449,10 +454,13 @@ fn tiled(
     let per = LANES_PER_ROW;
     let cols = dv.div_ceil(per);
     let blocks = sq.div_ceil(rows);
-    super::workgroup_array(k, "qs", "f32", (rows * dh) as u32);
-    super::workgroup_array(k, "ks", "f32", (keys * dh) as u32);
+    // Rows of Q, K and the scores padded by one word (no bank conflicts
+    // between lanes of different rows).
+    let (qk_row, sc_row) = (dh + 1, keys + 1);
+    super::workgroup_array(k, "qs", "f32", (rows * qk_row) as u32);
+    super::workgroup_array(k, "ks", "f32", (keys * qk_row) as u32);
     super::workgroup_array(k, "vs", "f32", (keys * dv.max(1)) as u32);
-    super::workgroup_array(k, "sc", "f32", (rows * keys) as u32);
+    super::workgroup_array(k, "sc", "f32", (rows * sc_row) as u32);
     k.label.push_str(&format!(" tiled {rows}x{keys}"));
     let neg_inf = "f32_bits(0xff800000u)";
     let mut b = format!(
@@ -461,18 +469,18 @@ fn tiled(
     );
     let _ = writeln!(
         b,
-        "    for (var e = lidx; e < {n}u; e = e + {lanes}u) {{\n        let qq = qb * {rows}u + e / {dh}u;\n        let d = e % {dh}u;\n        var x = 0.0;\n        if (qq < {sq}u) {{ x = {q_at}; }}\n        qs[e] = x;\n    }}",
+        "    for (var e = lidx; e < {n}u; e = e + {lanes}u) {{\n        let qq = qb * {rows}u + e / {dh}u;\n        let d = e % {dh}u;\n        var x = 0.0;\n        if (qq < {sq}u) {{ x = {q_at}; }}\n        qs[(e / {dh}u) * {qk_row}u + d] = x;\n    }}",
         n = rows * dh
     );
     let _ = writeln!(
         b,
-        "    var m = {neg_inf};\n    var l = 0.0;\n    var acc: array<f32, {cols}>;\n    var p: array<f32, {keys}>;\n    for (var j0 = 0u; j0 < {skv}u; j0 = j0 + {keys}u) {{\n        workgroupBarrier();"
+        "    var m = {neg_inf};\n    var l = 0.0;\n    var acc: array<f32, {cols}>;\n    for (var j0 = 0u; j0 < {skv}u; j0 = j0 + {keys}u) {{\n        workgroupBarrier();"
     );
-    for (name, dim) in [("ks", dh), ("vs", dv)] {
+    for (name, dim, stride) in [("ks", dh, qk_row), ("vs", dv, dv)] {
         let src = if name == "ks" { "kk" } else { "vv" };
         let _ = writeln!(
             b,
-            "        for (var e = lidx; e < {n}u; e = e + {lanes}u) {{\n            let j = j0 + e / {dim}u;\n            var x = 0.0;\n            if (j < {skv}u) {{ x = {src}[((b * {kvh}u + kh) * {skv}u + j) * {dim}u + e % {dim}u]; }}\n            {name}[e] = x;\n        }}",
+            "        for (var e = lidx; e < {n}u; e = e + {lanes}u) {{\n            let j = j0 + e / {dim}u;\n            var x = 0.0;\n            if (j < {skv}u) {{ x = {src}[((b * {kvh}u + kh) * {skv}u + j) * {dim}u + e % {dim}u]; }}\n            {name}[(e / {dim}u) * {stride}u + e % {dim}u] = x;\n        }}",
             n = keys * dim
         );
     }
@@ -484,16 +492,18 @@ fn tiled(
     b.push_str(bias);
     let _ = writeln!(
         b,
-        "        if (j >= {skv}u || bj == {neg_inf}) {{ s = {neg_inf}; }} else {{ s = s + bj; }}\n        sc[r * {keys}u + c] = s;\n        }}\n        workgroupBarrier();"
+        "        if (j >= {skv}u || bj == {neg_inf}) {{ s = {neg_inf}; }} else {{ s = s + bj; }}\n        sc[r * {sc_row}u + c] = s;\n        }}\n        workgroupBarrier();"
     );
-    // The row's online softmax, computed by each of its lanes alike.
+    // The row's online softmax: every lane of the row finds the new max,
+    // each exponentiates its own keys' scores in place, and every lane
+    // sums the row and rescales its output columns.
     let _ = writeln!(
         b,
-        "        var top = {neg_inf};\n        for (var c = 0u; c < {keys}u; c = c + 1u) {{ top = fmax(top, sc[r * {keys}u + c]); }}\n        let mn = fmax(m, top);\n        let safe = select(mn, 0.0, mn == {neg_inf});\n        let scale_old = select(exp(m - safe), 0.0, m == {neg_inf});\n        var sum = 0.0;\n        for (var c = 0u; c < {keys}u; c = c + 1u) {{\n            let s = sc[r * {keys}u + c];\n            let e = select(exp(s - safe), 0.0, s == {neg_inf});\n            p[c] = e;\n            sum = sum + e;\n        }}\n        l = l * scale_old + sum;\n        m = mn;"
+        "        var top = {neg_inf};\n        for (var c = 0u; c < {keys}u; c = c + 1u) {{ top = fmax(top, sc[r * {sc_row}u + c]); }}\n        let mn = fmax(m, top);\n        let safe = select(mn, 0.0, mn == {neg_inf});\n        let scale_old = select(exp(m - safe), 0.0, m == {neg_inf});\n        m = mn;\n        workgroupBarrier();\n        for (var c = t; c < {keys}u; c = c + {per}u) {{\n            let s = sc[r * {sc_row}u + c];\n            sc[r * {sc_row}u + c] = select(exp(s - safe), 0.0, s == {neg_inf});\n        }}\n        workgroupBarrier();\n        var sum = 0.0;\n        for (var c = 0u; c < {keys}u; c = c + 1u) {{ sum = sum + sc[r * {sc_row}u + c]; }}\n        l = l * scale_old + sum;"
     );
     let _ = writeln!(
         b,
-        "        for (var u = 0u; u < {cols}u; u = u + 1u) {{\n            let d = t + u * {per}u;\n            if (d < {dv}u) {{\n                var a = acc[u] * scale_old;\n                for (var c = 0u; c < {keys}u; c = c + 1u) {{ a = a + p[c] * vs[c * {dv}u + d]; }}\n                acc[u] = a;\n            }}\n        }}\n    }}"
+        "        for (var u = 0u; u < {cols}u; u = u + 1u) {{\n            let d = t + u * {per}u;\n            if (d < {dv}u) {{\n                var a = acc[u] * scale_old;\n                for (var c = 0u; c < {keys}u; c = c + 1u) {{ a = a + sc[r * {sc_row}u + c] * vs[c * {dv}u + d]; }}\n                acc[u] = a;\n            }}\n        }}\n    }}"
     );
     let _ = writeln!(
         b,
