@@ -322,6 +322,39 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// The input whose bytes an elementwise node (plain or fused) can write
+/// its output over: read last by this node (the `k`-th), not a model
+/// input or output, computed by an earlier node (not a weight), and of
+/// the output's own shape and dtype, so each element is loaded before
+/// the store that replaces it (the kernels load every operand of an
+/// element, or vector, before storing it).
+fn in_place_donor(
+    g: &Graph,
+    node: &Node,
+    k: usize,
+    last_read: &HashMap<ValueId, usize>,
+    pinned: &HashSet<ValueId>,
+    bytes_of: &HashMap<ValueId, u64>,
+    root_of: &dyn Fn(ValueId) -> ValueId,
+) -> Option<ValueId> {
+    let fused = node.domain == wpc_ir::ops::fused::DOMAIN
+        && node.op == wpc_ir::ops::fused::FUSED_ELEMENTWISE;
+    let elementwise = (node.domain.is_empty() || node.domain == "ai.onnx")
+        && crate::ops::elementwise::is_elementwise(&node.op);
+    let [Some(y)] = node.outputs[..] else {
+        return None;
+    };
+    if !(fused || elementwise) {
+        return None;
+    }
+    let out = static_type(g, y).ok()?;
+    node.inputs.iter().flatten().find_map(|&x| {
+        let r = root_of(x);
+        let dies_here = last_read.get(&r) == Some(&k) && !pinned.contains(&r);
+        (dies_here && bytes_of.contains_key(&r) && static_type(g, x).ok()? == out).then_some(r)
+    })
+}
+
 /// wasm32 addresses are 32-bit; the plan must fit in 4 GiB.
 const MAX_MEMORY: u64 = 1 << 32;
 
@@ -448,10 +481,21 @@ fn lower_at(model: &Model, isa: Isa, layout: Layout) -> Result<(Module, Compiled
         }
         let alias = runs == Runs::View;
         if !alias {
+            // An elementwise kernel may write over an input that dies here.
+            let mut donor = (runs == Runs::Kernel)
+                .then(|| in_place_donor(g, node, k, &last_read, &pinned, &bytes_of, &root_of))
+                .flatten();
             for v in node.outputs.iter().flatten() {
                 let (dtype, shape) = static_type(g, *v).map_err(within)?;
                 let bytes = bytes_for(dtype, &shape);
-                addr.insert(*v, planner.alloc(bytes) as u32);
+                let at = match donor.take() {
+                    Some(x) => {
+                        bytes_of.remove(&x);
+                        addr[&x]
+                    }
+                    None => planner.alloc(bytes) as u32,
+                };
+                addr.insert(*v, at);
                 bytes_of.insert(*v, bytes);
             }
         }
