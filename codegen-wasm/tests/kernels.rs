@@ -193,8 +193,8 @@ proptest! {
 
     /// MatMul, Gemm and Conv with the tails exporters write after them
     /// (residual, per-channel, per-column operands; tails with and
-    /// without a vector form) compute each tail in the GEMM's store what
-    /// the nodes compute one by one.
+    /// without a vector form, the latter kept out of the GEMM) compute
+    /// what the nodes compute one by one.
     #[test]
     fn epilogue_variants_agree(
         ((c, h, w, rows, k, n), img, x) in (1usize..6, 1usize..7, size(), size(), size(), size())
@@ -203,8 +203,11 @@ proptest! {
         let mut model = prepared(wpc_ir::testing::exported_epilogues(c, h, w, rows, k, n));
         let fusion = wpc_codegen_wasm::ops::Fusion { opset: model.opset() };
         let stats = wpc_passes::fuse::fuse(&mut model, &fusion).unwrap();
-        prop_assert_eq!(stats.epilogues, 4);
-        prop_assert_eq!(model.graph.node_count(), 4);
+        // The two tails with vector forms run in the GEMM's store; the
+        // erf-GELU and tanh tails (scalar steps) are fused kernels of
+        // their own after their MatMul and Gemm.
+        prop_assert_eq!(stats.epilogues, 2);
+        prop_assert_eq!(model.graph.node_count(), 6);
         check_all_variants(&model, &[img, x], 1e-4)?;
     }
 

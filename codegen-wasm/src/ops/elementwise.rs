@@ -753,6 +753,12 @@ fn classify_in(graph: &Graph, n: NodeId, opset: u32) -> Result<(Op, usize)> {
     })
 }
 
+/// Whether node `n` of `graph` has a vector form (and the fused kernel
+/// computes it).
+pub fn vectorizes(graph: &Graph, n: NodeId, opset: u32) -> bool {
+    fuses(graph, n, opset) && classify_in(graph, n, opset).is_ok_and(|(op, _)| op.vectorizes())
+}
+
 /// Whether the fused kernel can compute node `n` of `graph`.
 pub fn fuses(graph: &Graph, n: NodeId, opset: u32) -> bool {
     is_elementwise(&graph.node(n).op) && classify_in(graph, n, opset).is_ok()

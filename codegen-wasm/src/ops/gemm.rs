@@ -7,7 +7,7 @@
 //! at compile time into column panels, each panel's K rows contiguous, so
 //! the kernel streams it instead of jumping a row of B per k.
 
-use walrus::ir::{BinaryOp, UnaryOp};
+use walrus::ir::BinaryOp;
 use walrus::{FunctionBuilder, InstrSeqBuilder, LocalId};
 use wpc_ir::{DType, Error, Result};
 
@@ -45,8 +45,6 @@ pub struct Tail {
     wide: Regs,
     narrow: Regs,
     tmp: LocalId,
-    /// C's vector, when a scalar program runs lane by lane.
-    stage: LocalId,
 }
 
 impl Tail {
@@ -152,7 +150,6 @@ pub fn tail(ctx: &mut Ctx, geo: &Geometry, out_addr: u32) -> Result<Option<Tail>
         wide,
         narrow,
         tmp: fx.f32(),
-        stage: fx.vec(lanes),
         program,
         places,
         bases,
@@ -162,8 +159,11 @@ pub fn tail(ctx: &mut Ctx, geo: &Geometry, out_addr: u32) -> Result<Option<Tail>
 /// Whether the WebAssembly GEMM computes `node`, a `FusedEpilogue` over
 /// values of `graph`: its anchor is a MatMul, Gemm or Conv the kernel
 /// takes (the cases [`matmul`], [`gemm`] and [`conv`] refuse, refused),
-/// its tail is float32 ops the elementwise kernel computes, and every
-/// tensor the tail reads is beside, per row or per column of C.
+/// its tail is float32 ops the elementwise kernel computes in vectors (a
+/// step without a vector form, such as Erf, would run lane by lane on
+/// every vector of C inside the tile: measured slower than its own
+/// kernel), and every tensor the tail reads is beside, per row or per
+/// column of C.
 pub fn takes_epilogue(graph: &wpc_ir::Graph, node: &wpc_ir::Node, opset: u32) -> bool {
     let Ok(e) = wpc_ir::ops::fused::epilogue(node) else {
         return false;
@@ -243,7 +243,9 @@ pub fn takes_epilogue(graph: &wpc_ir::Graph, node: &wpc_ir::Node, opset: u32) ->
     out_dtype == DType::F32
         && a.domain.is_empty()
         && operands_placed
-        && e.tail.iter().all(|&n| elementwise::fuses(e.body, n, opset))
+        && e.tail
+            .iter()
+            .all(|&n| elementwise::vectorizes(e.body, n, opset))
 }
 
 /// One C = tail(alpha·A·B + bias). Base addresses are locals, so the
@@ -544,7 +546,8 @@ fn tile(b: &mut InstrSeqBuilder, fx: &mut Fx, g: &Gemm, cur: &Cursor, t: &Tile) 
                     value(b);
                     emit::store(b, fx, t.lanes, at);
                 }
-                Some(tail) if t.lanes == 1 || tail.program.vectorizes() => {
+                // `takes_epilogue` admits only tails with vector forms.
+                Some(tail) => {
                     let regs = if t.lanes == 1 {
                         &tail.narrow
                     } else {
@@ -554,19 +557,6 @@ fn tile(b: &mut InstrSeqBuilder, fx: &mut Fx, g: &Gemm, cur: &Cursor, t: &Tile) 
                     b.local_set(regs.inputs[0]);
                     epilogue(b, fx, g, cur, tail, regs, r, col, t.lanes);
                     emit::store(b, fx, t.lanes, at);
-                }
-                Some(tail) => {
-                    // A scalar tail on a vector of C, one lane at a time.
-                    value(b);
-                    b.local_set(tail.stage);
-                    for lane in 0..t.lanes {
-                        b.local_get(tail.stage)
-                            .unop(UnaryOp::F32x4ExtractLane { idx: lane as u8 })
-                            .local_set(tail.narrow.inputs[0]);
-                        let col = col + 4 * lane as u64;
-                        epilogue(b, fx, g, cur, tail, &tail.narrow, r, col, 1);
-                        emit::store(b, fx, 1, at + 4 * lane as u64);
-                    }
                 }
             }
         }
