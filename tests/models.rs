@@ -525,7 +525,7 @@ fn epilogues_run_on_webgpu() {
     }
 }
 
-/// Attention over enough keys to take the tiled kernel (K/V tiles in
+/// Attention over enough keys (1,100) to take the tiled kernel (K/V tiles in
 /// workgroup memory, online softmax): 4-D with grouped K/V heads and a
 /// causal mask, and 3-D with a float mask that hides some keys of every
 /// row and every key of some rows; query and key counts that are not
@@ -535,7 +535,7 @@ fn long_attention_runs_tiled_on_webgpu() {
     use wpc::ir::testing::{Operand, one_node};
     use wpc::ir::{Attr, Attrs, Tensor};
     let gpu = wpc::runtime::webgpu::Gpu::new().expect("a Vulkan adapter (mesa-vulkan-drivers)");
-    let (sq, skv) = (37, 300);
+    let (sq, skv) = (37, 1100);
     let values = |n: usize, seed: usize| -> Vec<f32> {
         (0..n)
             .map(|i| (((i * 7919 + seed) % 2003) as f32 / 1001.5 - 1.0) * 2.0)
