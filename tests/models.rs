@@ -481,6 +481,41 @@ fn run_in_node(
 /// operands, tails with and without a broadcast) run on the adapter and
 /// give what the interpreter gives node by node, for a target of each
 /// tuning.
+/// The interpreter's outputs for `model` on `feeds` (its shapes inferred
+/// first, as compiling does).
+fn reference_outputs(
+    model: &wpc::ir::graph::Model,
+    feeds: &HashMap<String, wpc::ir::Tensor>,
+) -> Vec<(String, wpc::ir::Tensor)> {
+    let mut prepared = model.clone();
+    wpc::passes::shape_inference::infer_shapes(&mut prepared).expect("shapes infer");
+    wpc::ir::interp::run_model(&prepared, feeds).expect("the interpreter runs it")
+}
+
+/// `model` compiled for `profile`'s WebGPU variant alone and run through
+/// wgpu on `feeds`: the bundle and its outputs.
+fn run_on_webgpu(
+    gpu: &wpc::runtime::webgpu::Gpu,
+    model: &wpc::ir::graph::Model,
+    profile: &str,
+    feeds: &HashMap<String, wpc::ir::Tensor>,
+) -> (wpc::runtime::Bundle, Vec<wpc::ir::Tensor>) {
+    let mut options =
+        wpc::compile::Options::new(wpc::targets::builtin(profile).expect("a shipped profile"));
+    options.wasm = wpc::compile::Need::No;
+    let bundle =
+        wpc::compile::compile_model(model, "one", &[], &options).expect("the model compiles");
+    let session = wpc::runtime::webgpu::Session::load(gpu, &bundle).expect("the bundle loads");
+    let inputs: Vec<_> = bundle
+        .manifest
+        .inputs
+        .iter()
+        .map(|t| feeds[&t.name].clone())
+        .collect();
+    let got = session.run(&inputs).expect("the bundle runs");
+    (bundle, got)
+}
+
 #[test]
 fn epilogues_run_on_webgpu() {
     let gpu = wpc::runtime::webgpu::Gpu::new().expect("a Vulkan adapter (mesa-vulkan-drivers)");
@@ -495,23 +530,9 @@ fn epilogues_run_on_webgpu() {
             .collect();
         feeds.insert(value.name.clone(), wpc::ir::Tensor::from_vec(shape, data));
     }
-    let mut prepared = model.clone();
-    wpc::passes::shape_inference::infer_shapes(&mut prepared).expect("shapes infer");
-    let want = wpc::ir::interp::run_model(&prepared, &feeds).expect("the interpreter runs it");
+    let want = reference_outputs(&model, &feeds);
     for profile in ["webgpu-baseline", "chrome"] {
-        let mut options =
-            wpc::compile::Options::new(wpc::targets::builtin(profile).expect("a shipped profile"));
-        options.wasm = wpc::compile::Need::No;
-        let bundle = wpc::compile::compile_model(&model, "epilogues", &[], &options)
-            .expect("the model compiles");
-        let session = wpc::runtime::webgpu::Session::load(&gpu, &bundle).expect("the bundle loads");
-        let inputs: Vec<_> = bundle
-            .manifest
-            .inputs
-            .iter()
-            .map(|t| feeds[&t.name].clone())
-            .collect();
-        let got = session.run(&inputs).expect("the bundle runs");
+        let (_, got) = run_on_webgpu(&gpu, &model, profile, &feeds);
         assert_eq!(got.len(), want.len());
         for ((name, want), got) in want.iter().zip(&got) {
             let tolerance = Tolerance {
@@ -525,7 +546,7 @@ fn epilogues_run_on_webgpu() {
     }
 }
 
-/// Attention over enough keys (1,100) to take the tiled kernel (K/V tiles in
+/// Attention over enough keys (2,100) to take the tiled kernel (K/V tiles in
 /// workgroup memory, online softmax): 4-D with grouped K/V heads and a
 /// causal mask, and 3-D with a float mask that hides some keys of every
 /// row and every key of some rows; query and key counts that are not
@@ -535,7 +556,7 @@ fn long_attention_runs_tiled_on_webgpu() {
     use wpc::ir::testing::{Operand, one_node};
     use wpc::ir::{Attr, Attrs, Tensor};
     let gpu = wpc::runtime::webgpu::Gpu::new().expect("a Vulkan adapter (mesa-vulkan-drivers)");
-    let (sq, skv) = (37, 1100);
+    let (sq, skv) = (37, 2100);
     let values = |n: usize, seed: usize| -> Vec<f32> {
         (0..n)
             .map(|i| (((i * 7919 + seed) % 2003) as f32 / 1001.5 - 1.0) * 2.0)
@@ -585,14 +606,8 @@ fn long_attention_runs_tiled_on_webgpu() {
                 Tensor::from_vec(shape, values(n, k * 101)),
             );
         }
-        let mut prepared = model.clone();
-        wpc::passes::shape_inference::infer_shapes(&mut prepared).expect("shapes infer");
-        let want = wpc::ir::interp::run_model(&prepared, &feeds).expect("the interpreter runs it");
-        let mut options =
-            wpc::compile::Options::new(wpc::targets::builtin("chrome").expect("a shipped profile"));
-        options.wasm = wpc::compile::Need::No;
-        let bundle = wpc::compile::compile_model(&model, "attention", &[], &options)
-            .expect("the model compiles");
+        let want = reference_outputs(&model, &feeds);
+        let (bundle, got) = run_on_webgpu(&gpu, &model, "chrome", &feeds);
         let wgsl: String = bundle
             .files
             .iter()
@@ -600,14 +615,6 @@ fn long_attention_runs_tiled_on_webgpu() {
             .map(|(_, bytes)| String::from_utf8_lossy(bytes).into_owned())
             .collect();
         assert!(wgsl.contains(" tiled "), "{what}: not the tiled kernel");
-        let session = wpc::runtime::webgpu::Session::load(&gpu, &bundle).expect("the bundle loads");
-        let inputs: Vec<_> = bundle
-            .manifest
-            .inputs
-            .iter()
-            .map(|t| feeds[&t.name].clone())
-            .collect();
-        let got = session.run(&inputs).expect("the bundle runs");
         let tolerance = Tolerance {
             rtol: 1e-4,
             atol: 1e-5,

@@ -384,11 +384,12 @@ proptest! {
         clip in prop::option::of(0.5f32..3.0),
         (t, b, i, h) in (1usize..4, 1usize..4, 1usize..6, 1usize..10),
         short in any::<bool>(),
+        custom in any::<bool>(),
         data in values(1500),
     ) {
         // With `short`, every other item stops a step early (maybe at 0).
         let lens: Vec<i32> = (0..b).map(|j| (t - usize::from(short && j % 2 == 1)) as i32).collect();
-        let model = recurrent_model(op, linear_before_reset, direction, batch_first, clip, [t, b, i, h], &lens, &data);
+        let model = recurrent_model(op, (linear_before_reset, custom), direction, batch_first, clip, [t, b, i, h], &lens, &data);
         let dirs = if direction == "bidirectional" { 2 } else { 1 };
         let x = data[..t * b * i].to_vec();
         let state = data[100..100 + dirs * b * h].to_vec();
@@ -558,11 +559,13 @@ proptest! {
 
 /// Representative kernels, small enough to read.
 /// One recurrent node with every input given and every output wanted;
-/// weights drawn from `data`.
+/// weights drawn from `data`. With `custom`, activations other than the
+/// defaults (Relu, whose vector form RNN's cell then uses) and LSTM's
+/// coupled input and forget gates.
 #[allow(clippy::too_many_arguments)]
 fn recurrent_model(
     op: &str,
-    linear_before_reset: bool,
+    (linear_before_reset, custom): (bool, bool),
     direction: &str,
     batch_first: bool,
     clip: Option<f32>,
@@ -602,6 +605,18 @@ fn recurrent_model(
             "linear_before_reset",
             wpc_ir::Attr::Int(i64::from(linear_before_reset)),
         );
+    }
+    if custom {
+        let acts: &[&str] = match op {
+            "LSTM" => &["Sigmoid", "Relu", "Tanh"],
+            "GRU" => &["Sigmoid", "Relu"],
+            _ => &["Relu"],
+        };
+        let acts = acts.iter().map(|s| s.to_string()).collect();
+        attrs.insert("activations", wpc_ir::Attr::Strings(acts));
+        if op == "LSTM" {
+            attrs.insert("input_forget", wpc_ir::Attr::Int(1));
+        }
     }
     let mut operands = vec![
         Operand::Input(&x_shape),

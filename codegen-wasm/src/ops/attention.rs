@@ -1,5 +1,5 @@
 //! ONNX `Attention` (what the rewrite pass makes of scaled dot-product
-//! attention), blocked: per batch item and head, Kᵀ is laid out once,
+//! attention), blocked: per batch item and K/V head, Kᵀ is laid out once,
 //! then per block of query rows the scores `scale · Q·Kᵀ` are one GEMM
 //! into a block-sized buffer, each row gets the mask added and its
 //! softmax, and `P·V` is a second GEMM straight into the output. The
@@ -160,47 +160,48 @@ pub fn attention(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     ];
     let mut b = f.func_body();
     emit::for_range(&mut b, l.item, 0, dims.batch as i64, 1, |b| {
-        emit::for_range(b, l.head, 0, dims.heads as i64, 1, |b| {
-            // The K/V head this query head reads.
-            b.local_get(l.head)
-                .i32_const(dims.reps as i32)
-                .binop(BinaryOp::I32DivU)
-                .local_set(l.kv_head);
+        emit::for_range(b, l.kv_head, 0, (dims.heads / dims.reps) as i64, 1, |b| {
+            // Kᵀ once for the query heads that share this K/V head.
             transpose_keys(b, &fx, &l, &dims, (k.addr, sk), kt);
-            let run_block =
-                |b: &mut InstrSeqBuilder, fx: &mut Fx, (qk, pv): &(Gemm, Gemm), first: Row| {
-                    // The block's query rows, from row `first`.
-                    first.push(b, &l, block);
-                    b.local_set(l.first);
-                    emit::linear(
-                        b,
-                        &[(l.item, sq.item), (l.head, sq.head), (l.first, sq.row)],
-                        4,
-                        q.addr,
-                    );
-                    b.local_set(qk.a);
-                    b.i32_const(kt as i32).local_set(qk.b);
-                    b.i32_const(scores as i32).local_set(qk.c);
-                    emit_gemm(b, fx, qk);
-                    softmax_rows(b, fx, &l, &dims, (qk.m, scores), mask.as_ref(), exp);
-                    b.i32_const(scores as i32).local_set(pv.a);
-                    emit::linear(b, &[(l.item, sv.item), (l.kv_head, sv.head)], 4, v.addr);
-                    b.local_set(pv.b);
-                    emit::linear(
-                        b,
-                        &[(l.item, so.item), (l.head, so.head), (l.first, so.row)],
-                        4,
-                        out.addr,
-                    );
-                    b.local_set(pv.c);
-                    emit_gemm(b, fx, pv);
-                };
-            emit::for_range(b, l.block, 0, full_blocks as i64, 1, |b| {
-                run_block(b, &mut fx, &plans[0], Row::Block);
+            emit::for_range(b, l.rep, 0, dims.reps as i64, 1, |b| {
+                // head = kv_head · reps + rep
+                emit::linear(b, &[(l.kv_head, dims.reps), (l.rep, 1)], 1, 0);
+                b.local_set(l.head);
+                let run_block =
+                    |b: &mut InstrSeqBuilder, fx: &mut Fx, (qk, pv): &(Gemm, Gemm), first: Row| {
+                        // The block's query rows, from row `first`.
+                        first.push(b, &l, block);
+                        b.local_set(l.first);
+                        emit::linear(
+                            b,
+                            &[(l.item, sq.item), (l.head, sq.head), (l.first, sq.row)],
+                            4,
+                            q.addr,
+                        );
+                        b.local_set(qk.a);
+                        b.i32_const(kt as i32).local_set(qk.b);
+                        b.i32_const(scores as i32).local_set(qk.c);
+                        emit_gemm(b, fx, qk);
+                        softmax_rows(b, fx, &l, &dims, (qk.m, scores), mask.as_ref(), exp);
+                        b.i32_const(scores as i32).local_set(pv.a);
+                        emit::linear(b, &[(l.item, sv.item), (l.kv_head, sv.head)], 4, v.addr);
+                        b.local_set(pv.b);
+                        emit::linear(
+                            b,
+                            &[(l.item, so.item), (l.head, so.head), (l.first, so.row)],
+                            4,
+                            out.addr,
+                        );
+                        b.local_set(pv.c);
+                        emit_gemm(b, fx, pv);
+                    };
+                emit::for_range(b, l.block, 0, full_blocks as i64, 1, |b| {
+                    run_block(b, &mut fx, &plans[0], Row::Block);
+                });
+                if tail_rows > 0 {
+                    run_block(b, &mut fx, &plans[1], Row::Fixed(full_blocks * block));
+                }
             });
-            if tail_rows > 0 {
-                run_block(b, &mut fx, &plans[1], Row::Fixed(full_blocks * block));
-            }
         });
     });
     Ok(())
@@ -233,6 +234,7 @@ struct Locals {
     item: LocalId,
     head: LocalId,
     kv_head: LocalId,
+    rep: LocalId,
     block: LocalId,
     first: LocalId,
     row: LocalId,
@@ -251,6 +253,7 @@ impl Locals {
             item: fx.i32(),
             head: fx.i32(),
             kv_head: fx.i32(),
+            rep: fx.i32(),
             block: fx.i32(),
             first: fx.i32(),
             row: fx.i32(),

@@ -619,7 +619,8 @@ impl Formula {
         Ok(self.step(op, &[x]))
     }
 
-    /// The program whose result is the last term built.
+    /// The program whose result is its last step (the last `arith`,
+    /// `unary` or bounded `clip`: every formula ends in one).
     pub fn program(self, ctx: &mut Ctx) -> Program {
         Program::new(ctx, self.steps, self.inputs)
     }

@@ -120,6 +120,12 @@ pub fn tail(ctx: &mut Ctx, geo: &Geometry, out_addr: u32) -> Result<Option<Tail>
         return Ok(None);
     };
     let (program, read) = elementwise::tail(ctx, anchoring.split)?;
+    if ctx.isa.lanes() > 1 && !program.vectorizes() {
+        return Err(Error::new(
+            wpc_ir::ErrorKind::Internal,
+            "an epilogue with a step that has no vector form reached the GEMM",
+        ));
+    }
     let mut places = Vec::new();
     let mut bases = Vec::new();
     for j in read {
@@ -162,8 +168,9 @@ pub fn tail(ctx: &mut Ctx, geo: &Geometry, out_addr: u32) -> Result<Option<Tail>
 /// its tail is float32 ops the elementwise kernel computes in vectors (a
 /// step without a vector form, such as Erf, would run lane by lane on
 /// every vector of C inside the tile: measured slower than its own
-/// kernel), and every tensor the tail reads is beside, per row or per
-/// column of C.
+/// kernel; the three ISAs share one fused graph, so the scalar variant
+/// follows the SIMD ones), and every tensor the tail reads is beside, per
+/// row or per column of C.
 pub fn takes_epilogue(graph: &wpc_ir::Graph, node: &wpc_ir::Node, opset: u32) -> bool {
     let Ok(e) = wpc_ir::ops::fused::epilogue(node) else {
         return false;

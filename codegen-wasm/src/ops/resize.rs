@@ -51,9 +51,11 @@ pub fn resize(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         let (rows_in, rows_out) = (shape[pass.axis], pass.taps.len());
         let inner: usize = shape[pass.axis + 1..].iter().product();
         let outer: usize = shape[..pass.axis].iter().product();
-        if pass.extrapolation != 0.0 && pass.taps.iter().any(Vec::is_empty) {
+        // Only tf_crop_and_resize leaves an output row without taps (it
+        // holds the extrapolation value, not a sum that could be NaN).
+        if pass.taps.iter().any(Vec::is_empty) {
             return Err(Error::unsupported(
-                "extrapolation values other than 0 (tf_crop_and_resize)",
+                "output rows outside the crop (tf_crop_and_resize's extrapolation)",
             ));
         }
         let taps = pass.taps.iter().map(Vec::len).max().unwrap_or(1).max(1);

@@ -3,9 +3,10 @@
 //! then multiplies the hidden state by Rᵀ (one GEMM over the batch rows)
 //! and runs the cell — its gates' activations and the state update — as
 //! elementwise [`Formula`]s over (batch item, hidden unit). W and R are
-//! transposed and packed at compile time, so they, the biases and the
-//! peepholes must be constants, and every item's sequence length the
-//! whole sequence; other nodes run the reference kernel.
+//! transposed and packed at compile time, so they, the biases, the
+//! peepholes and the sequence lengths must be constants (other nodes run
+//! the reference kernel). Items of different lengths step one by one,
+//! and Y stays zero past an item's length.
 
 use walrus::ir::BinaryOp;
 use walrus::{FunctionBuilder, InstrSeqBuilder, LocalId};
@@ -724,8 +725,8 @@ impl Group {
                 .constant(4)?
                 .to_i64s()
                 .iter()
-                .map(|&l| (l.max(0) as usize).min(steps))
-                .collect(),
+                .map(|&l| wpc_ir::ops::params::sequence_length(l, steps))
+                .collect::<Result<_>>()?,
             false => vec![steps; batch],
         };
         if lens.len() != batch {

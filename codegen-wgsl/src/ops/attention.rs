@@ -395,7 +395,7 @@ const LANES_PER_ROW: usize = TILE_LANES as usize / TILE_ROWS;
 /// own workgroup keeps more of the GPU busy and K and V stay in cache.
 /// Measured on an H200 (12 heads of 64, tiled / per-row): 1.36 at 512
 /// keys, 1.02 at 1024, 0.80 at 2048, 0.42 at 4096.
-const TILED_FROM_KEYS: usize = 1024;
+const TILED_FROM_KEYS: usize = 2048;
 
 /// Keys per tile of the tiled kernel: the most of these whose K and V
 /// tiles fit in workgroup memory beside the query rows and scores.

@@ -189,10 +189,7 @@ pub fn pad(ctx: &Ctx) -> Result<Lowered> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
     let params = wpc_ir::ops::params::Pad::of(ctx.attrs())?;
     let view = wpc_ir::ops::params::PadView::of_node(ctx.attrs(), &x.shape, |i| ctx.ints(i))?;
-    if ctx.has_input(2) && ctx.opt_constant(2).is_none() {
-        return Err(Error::unsupported("Pad with a non-constant value"));
-    }
-    let value = params.fill(ctx.opt_constant(2))?;
+    let value = params.fill(ctx.has_input(2).then(|| ctx.opt_constant(2)))?;
     shifted(ctx, x, out, &view.before, view.mode, value, "Pad")
 }
 

@@ -262,6 +262,7 @@ pub(super) fn float_unary_fn(op: &str, a: &Attrs) -> Result<Box<dyn Fn(f64) -> f
         "Asinh" => Box::new(f64::asinh),
         "Acosh" => Box::new(f64::acosh),
         "Atanh" => Box::new(f64::atanh),
+        "Relu" => Box::new(|x: f64| if x < 0.0 { 0.0 } else { x }),
         "Sigmoid" => Box::new(sigmoid),
         "Tanh" => Box::new(f64::tanh),
         "Erf" => Box::new(libm::erf),

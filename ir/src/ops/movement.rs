@@ -733,7 +733,7 @@ fn eval_pad(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let x = c.input(0)?;
     let params = super::params::Pad::of(c.attrs())?;
     let view = super::params::PadView::of_node(c.attrs(), x.shape(), |i| c.ints_input(i))?;
-    let value = params.fill(c.opt_input(2))?;
+    let value = params.fill(c.opt_input(2).map(Some))?;
     let xs = strides(x.shape());
     let n: usize = view.shape.iter().product();
     let mut pos = vec![0; view.shape.len()];

@@ -86,10 +86,14 @@ fn eval_recurrent(c: &EvalCtx, cell: Cell) -> Result<Vec<Tensor>> {
     let bv = c
         .opt_input(3)
         .map_or_else(|| vec![0.0; dirs * 2 * g * hidden], Tensor::to_f64s);
-    let lens: Vec<usize> = c.opt_input(4).map_or_else(
-        || vec![seq; batch],
-        |t| t.to_i64s().iter().map(|&l| l as usize).collect(),
-    );
+    let lens: Vec<usize> = match c.opt_input(4) {
+        Some(t) => t
+            .to_i64s()
+            .iter()
+            .map(|&l| super::params::sequence_length(l, seq))
+            .collect::<Result<_>>()?,
+        None => vec![seq; batch],
+    };
     // Initial states are (dirs, batch, H), or (batch, dirs, H) with layout 1.
     let state_at = |d: usize, b: usize| {
         if layout == 0 {
@@ -127,7 +131,7 @@ fn eval_recurrent(c: &EvalCtx, cell: Cell) -> Result<Vec<Tensor>> {
         let p = &peep[d * 3 * hidden..(d + 1) * 3 * hidden];
         let backwards = d == 1 || reverse_only;
         for b in 0..batch {
-            let len = lens[b].min(seq);
+            let len = lens[b];
             let s0 = state_at(d, b);
             for step in 0..len {
                 let t = if backwards { len - 1 - step } else { step };

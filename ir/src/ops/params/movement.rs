@@ -131,12 +131,17 @@ impl Pad {
 }
 
 impl Pad {
-    /// The fill value of a constant pad: input 2 when given (`given`,
-    /// empty meaning 0), else the attribute of older opsets.
-    pub fn fill(&self, given: Option<&crate::Tensor>) -> Result<f64> {
-        match given {
-            Some(t) if !t.is_empty() => t.first_f64(),
-            Some(_) => Ok(0.0),
+    /// The fill value of a constant pad: input 2 when the node has it
+    /// (`Some`, holding its value if known; empty meaning 0), else the
+    /// attribute of older opsets. A value known only at run time is
+    /// refused: kernels bake it in.
+    pub fn fill(&self, input: Option<Option<&crate::Tensor>>) -> Result<f64> {
+        match input {
+            Some(Some(t)) if !t.is_empty() => t.first_f64(),
+            Some(Some(_)) => Ok(0.0),
+            Some(None) => Err(crate::Error::unsupported(
+                "Pad with a value that is not a constant",
+            )),
             None => Ok(f64::from(self.value)),
         }
     }
@@ -185,10 +190,9 @@ impl PadView {
                     .map_err(|_| crate::Error::invalid(format!("Pad makes axis {i} negative")))
             })
             .collect::<Result<Vec<usize>>>()?;
-        for i in 0..rank {
-            if mode != PadMode::Constant && shape[i] == 0 && shape_out[i] > 0 {
-                crate::bail!("Pad mode '{}' cannot pad an empty axis", mode.name());
-            }
+        let fills = shape_out.iter().all(|&d| d > 0);
+        if mode != PadMode::Constant && fills && shape.contains(&0) {
+            crate::bail!("Pad mode '{}' cannot pad an empty axis", mode.name());
         }
         Ok(PadView {
             mode,

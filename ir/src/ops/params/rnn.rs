@@ -123,3 +123,51 @@ impl Recurrent {
         }
     }
 }
+
+/// One item's length from a recurrent op's `sequence_lens`, capped at the
+/// sequence; a negative length is refused.
+pub fn sequence_length(given: i64, steps: usize) -> Result<usize> {
+    match usize::try_from(given) {
+        Ok(l) => Ok(l.min(steps)),
+        Err(_) => bail!("sequence_lens holds a negative length {given}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Cell, Recurrent, sequence_length};
+    use crate::attr::{Attr, Attrs};
+
+    #[test]
+    fn lengths_are_capped_and_negative_ones_refused() {
+        assert_eq!(sequence_length(3, 5).unwrap(), 3);
+        assert_eq!(sequence_length(7, 5).unwrap(), 5);
+        let e = sequence_length(-1, 5).unwrap_err();
+        assert!(e.reason.contains("negative length -1"), "{e}");
+    }
+
+    #[test]
+    fn one_list_of_activations_serves_both_directions() {
+        let mut a = Attrs::default();
+        a.insert("direction", Attr::String("bidirectional".into()));
+        a.insert("activations", Attr::Strings(vec!["Relu".into()]));
+        let p = Recurrent::of(&a).unwrap();
+        assert_eq!(
+            p.activations_per_direction(Cell::Rnn).unwrap(),
+            vec![vec!["Relu"]; 2]
+        );
+        a.insert(
+            "activations",
+            Attr::Strings(vec!["Relu".into(), "Tanh".into()]),
+        );
+        let p = Recurrent::of(&a).unwrap();
+        assert_eq!(
+            p.activations_per_direction(Cell::Rnn).unwrap(),
+            vec![vec!["Relu"], vec!["Tanh"]]
+        );
+        // GRU takes two per direction: three is neither one list nor two.
+        a.insert("activations", Attr::Strings(vec!["Relu".into(); 3]));
+        let p = Recurrent::of(&a).unwrap();
+        assert!(p.activations_per_direction(Cell::Gru).is_err());
+    }
+}
