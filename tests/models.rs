@@ -492,17 +492,18 @@ fn reference_outputs(
     wpc::ir::interp::run_model(&prepared, feeds).expect("the interpreter runs it")
 }
 
-/// `model` compiled for `profile`'s WebGPU variant alone and run through
-/// wgpu on `feeds`: the bundle and its outputs.
+/// `model` compiled (fused or not) for `profile`'s WebGPU variant alone
+/// and run through wgpu on `feeds`: the bundle and its outputs.
 fn run_on_webgpu(
     gpu: &wpc::runtime::webgpu::Gpu,
     model: &wpc::ir::graph::Model,
-    profile: &str,
+    (profile, fuse): (&str, bool),
     feeds: &HashMap<String, wpc::ir::Tensor>,
 ) -> (wpc::runtime::Bundle, Vec<wpc::ir::Tensor>) {
     let mut options =
         wpc::compile::Options::new(wpc::targets::builtin(profile).expect("a shipped profile"));
     options.wasm = wpc::compile::Need::No;
+    options.fuse = fuse;
     let bundle =
         wpc::compile::compile_model(model, "one", &[], &options).expect("the model compiles");
     let session = wpc::runtime::webgpu::Session::load(gpu, &bundle).expect("the bundle loads");
@@ -532,7 +533,7 @@ fn epilogues_run_on_webgpu() {
     }
     let want = reference_outputs(&model, &feeds);
     for profile in ["webgpu-baseline", "chrome"] {
-        let (_, got) = run_on_webgpu(&gpu, &model, profile, &feeds);
+        let (_, got) = run_on_webgpu(&gpu, &model, (profile, true), &feeds);
         assert_eq!(got.len(), want.len());
         for ((name, want), got) in want.iter().zip(&got) {
             let tolerance = Tolerance {
@@ -607,7 +608,7 @@ fn long_attention_runs_tiled_on_webgpu() {
             );
         }
         let want = reference_outputs(&model, &feeds);
-        let (bundle, got) = run_on_webgpu(&gpu, &model, "chrome", &feeds);
+        let (bundle, got) = run_on_webgpu(&gpu, &model, ("chrome", true), &feeds);
         let wgsl: String = bundle
             .files
             .iter()
@@ -622,5 +623,67 @@ fn long_attention_runs_tiled_on_webgpu() {
         if let Err(e) = compare(&got[0], &want[0].1, tolerance) {
             panic!("{what}: {e}");
         }
+    }
+}
+
+/// Unfused, `r = Exp(x); z = Sub(r, y); out = Mul(z, y)`: r dies at Sub,
+/// so Sub writes z into r's buffer (its kernel binds two buffers, not
+/// three), and the results still equal the interpreter's.
+#[test]
+fn elementwise_outputs_overwrite_inputs_that_die_on_webgpu() {
+    use wpc::ir::graph::{Graph, Model, Node};
+    use wpc::ir::{Attrs, DType, Shape, Tensor, ValueType};
+    let gpu = wpc::runtime::webgpu::Gpu::new().expect("a Vulkan adapter (mesa-vulkan-drivers)");
+    let n = 100;
+    let ty = || ValueType::new(DType::F32, Shape::known(&[n]));
+    let mut g = Graph::new("in_place");
+    let x = g.add_value("x", ty()).unwrap();
+    let y = g.add_value("y", ty()).unwrap();
+    g.inputs.extend([x, y]);
+    let mut node = |op: &str, inputs: &[wpc::ir::ValueId], out: &str| {
+        let v = g.add_value(out, ty()).unwrap();
+        g.add_node(Node {
+            name: out.into(),
+            op: op.into(),
+            domain: String::new(),
+            inputs: inputs.iter().map(|&i| Some(i)).collect(),
+            outputs: vec![Some(v)],
+            attrs: Attrs::default(),
+        })
+        .unwrap();
+        v
+    };
+    let r = node("Exp", &[x], "r");
+    let z = node("Sub", &[r, y], "z");
+    let out = node("Mul", &[z, y], "out");
+    g.outputs.push(out);
+    let model = Model {
+        graph: g,
+        opsets: [(String::new(), 21)].into_iter().collect(),
+        ir_version: 10,
+        producer: "test".into(),
+        external_data: Vec::new(),
+    };
+    let data = |k: f32| Tensor::from_vec(vec![n], (0..n).map(|i| i as f32 / 50.0 - k).collect());
+    let feeds = HashMap::from([("x".to_string(), data(1.0)), ("y".to_string(), data(0.5))]);
+    let want = reference_outputs(&model, &feeds);
+    let (bundle, got) = run_on_webgpu(&gpu, &model, ("chrome", false), &feeds);
+    let Some(wpc::runtime::manifest::Variant::WebGpu(v)) = bundle.manifest.variants.first() else {
+        panic!("no WebGPU variant");
+    };
+    let by_node = |name: &str| v.dispatches.iter().find(|d| d.node == name).expect(name);
+    let (exp, sub) = (by_node("r"), by_node("z"));
+    assert_eq!(sub.bindings.len(), 2, "{sub:?}");
+    assert_eq!(
+        sub.bindings.last(),
+        exp.bindings.last(),
+        "z is written where r was"
+    );
+    let tolerance = Tolerance {
+        rtol: 1e-5,
+        atol: 1e-6,
+    };
+    if let Err(e) = compare(&got[0], &want[0].1, tolerance) {
+        panic!("{e}");
     }
 }

@@ -106,6 +106,27 @@ impl Kernel {
         self
     }
 
+    /// Reads binding `input` from binding `output` instead, dropping
+    /// `input` (its index is returned, for the caller to drop its
+    /// argument): the plan put both tensors in one buffer, which WebGPU
+    /// cannot bind twice in a dispatch once one binding writes. Only for
+    /// kernels whose each invocation reads the elements it writes before
+    /// writing them, and none other (an elementwise kernel and an input of
+    /// the output's shape, read as `input[i]`).
+    pub fn read_from_output(&mut self, input: &str, output: &str) -> Option<usize> {
+        let at = self.bindings.iter().position(|b| b.name == input)?;
+        let out = self.bindings.iter().find(|b| b.name == output)?;
+        let vec4 = |name: &str| self.vec4_bindings.iter().any(|v| v == name);
+        if out.word != self.bindings[at].word || !out.write || vec4(input) || vec4(output) {
+            return None;
+        }
+        self.bindings.remove(at);
+        self.body = self
+            .body
+            .replace(&format!("{input}["), &format!("{output}["));
+        Some(at)
+    }
+
     /// The complete WGSL module.
     pub fn render(&self) -> String {
         let mut s = String::new();

@@ -1,6 +1,6 @@
 //! The lowering driver: graph + profile → kernels, buffers and dispatches.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use wpc_bundle::device_data::{Word, to_bytes};
 use wpc_bundle::manifest::{Dispatch, Requirements, WebGpuVariant};
@@ -278,6 +278,8 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
     }
     // Values sharing a buffer with another (aliases) count as reads of it.
     let mut root: HashMap<ValueId, ValueId> = HashMap::new();
+    // Values whose buffer an elementwise output took over (in place).
+    let mut donated: HashSet<ValueId> = HashSet::new();
     let mut program = Program::default();
 
     for &n in &order {
@@ -377,7 +379,7 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
                 }
             }
             Lowered::Launches { .. } | Lowered::WithConsts { .. } => {
-                let (temps, launches, consts) = match lowered {
+                let (temps, mut launches, consts) = match lowered {
                     Lowered::Launches { temps, launches } => (temps, launches, Vec::new()),
                     Lowered::WithConsts {
                         consts,
@@ -394,6 +396,23 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
                     let slot = planner.pinned(t.len(), &what).map_err(within)?;
                     weights.push((slot, bytes));
                     const_slots.push(slot);
+                }
+                // An elementwise kernel writes over an input that dies here.
+                let root_of = |v: ValueId| *root.get(&v).unwrap_or(&v);
+                let dies = |v: ValueId| {
+                    let r = root_of(v);
+                    let here = node.inputs.iter().flatten();
+                    let reads = here.filter(|&&x| root_of(x) == r).count();
+                    reads_left.get(&r) == Some(&reads) && !g.constants.contains_key(&r)
+                };
+                // (A model output keeps the buffer it was given.)
+                let planned = node.outputs.first().copied().flatten();
+                if let Some(y) = planned.filter(|y| !slot_of.contains_key(y))
+                    && let Some((v, slot)) =
+                        in_place(node, &ctx, &mut launches, &in_slots, &planner, &dies)
+                {
+                    donated.insert(root_of(v));
+                    slot_of.insert(y, slot);
                 }
                 let mut out_slots = Vec::new();
                 for (i, v) in node.outputs.iter().enumerate() {
@@ -454,7 +473,10 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
                     *left = left.saturating_sub(1);
                 }
             }
-            if reads_left.get(&r).copied().unwrap_or(0) == 0 && !g.constants.contains_key(&r) {
+            if reads_left.get(&r).copied().unwrap_or(0) == 0
+                && !g.constants.contains_key(&r)
+                && !donated.contains(&r)
+            {
                 planner.release(slot_of[&r]);
             }
         }
@@ -563,6 +585,48 @@ impl Usage {
             limits,
         }
     }
+}
+
+/// The input whose buffer an elementwise node (plain or fused) can write
+/// its output into, and that buffer: a scratch buffer of an input that
+/// dies at this node (`dies`, given its root) and has the output's shape
+/// and word, read by the node's one kernel as `in[i]`. The kernel is
+/// rewritten to read that input from its output binding, and the launch
+/// loses the input's argument.
+fn in_place(
+    node: &Node,
+    ctx: &Ctx,
+    launches: &mut [Launch],
+    in_slots: &[Option<Slot>],
+    planner: &Planner,
+    dies: &dyn Fn(ValueId) -> bool,
+) -> Option<(ValueId, Slot)> {
+    let class = wpc_ir::ops::class_of(&node.domain, &node.op);
+    let fused = node.domain == wpc_ir::ops::fused::DOMAIN
+        && node.op == wpc_ir::ops::fused::FUSED_ELEMENTWISE;
+    let [launch] = launches else {
+        return None;
+    };
+    if !(fused || class == wpc_ir::ops::OpClass::Pointwise) || node.outputs.len() != 1 {
+        return None;
+    }
+    let out = ctx.outputs[0].as_ref()?;
+    for b in 0..launch.args.len() {
+        let Arg::In(j) = launch.args[b] else { continue };
+        let (Some(v), Some(t), Some(slot)) = (node.inputs[j], ctx.inputs[j].as_ref(), in_slots[j])
+        else {
+            continue;
+        };
+        if t.shape != out.shape || t.word != out.word || !planner.is_scratch(slot) || !dies(v) {
+            continue;
+        }
+        let name = launch.kernel.bindings[b].name.clone();
+        if let Some(at) = launch.kernel.read_from_output(&name, "out0") {
+            launch.args.remove(at);
+            return Some((v, slot));
+        }
+    }
+    None
 }
 
 /// What compilation has emitted so far: dispatches in order, the distinct

@@ -107,6 +107,11 @@ impl<'p> Planner<'p> {
         }
     }
 
+    /// Whether `slot` is a scratch buffer (not an input, output or weight).
+    pub fn is_scratch(&self, slot: Slot) -> bool {
+        !self.buffers[slot.0].pinned
+    }
+
     pub fn buffer_of(&self, slot: Slot) -> usize {
         slot.0
     }
