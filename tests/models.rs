@@ -631,39 +631,10 @@ fn long_attention_runs_tiled_on_webgpu() {
 /// three), and the results still equal the interpreter's.
 #[test]
 fn elementwise_outputs_overwrite_inputs_that_die_on_webgpu() {
-    use wpc::ir::graph::{Graph, Model, Node};
-    use wpc::ir::{Attrs, DType, Shape, Tensor, ValueType};
+    use wpc::ir::Tensor;
     let gpu = wpc::runtime::webgpu::Gpu::new().expect("a Vulkan adapter (mesa-vulkan-drivers)");
     let n = 100;
-    let ty = || ValueType::new(DType::F32, Shape::known(&[n]));
-    let mut g = Graph::new("in_place");
-    let x = g.add_value("x", ty()).unwrap();
-    let y = g.add_value("y", ty()).unwrap();
-    g.inputs.extend([x, y]);
-    let mut node = |op: &str, inputs: &[wpc::ir::ValueId], out: &str| {
-        let v = g.add_value(out, ty()).unwrap();
-        g.add_node(Node {
-            name: out.into(),
-            op: op.into(),
-            domain: String::new(),
-            inputs: inputs.iter().map(|&i| Some(i)).collect(),
-            outputs: vec![Some(v)],
-            attrs: Attrs::default(),
-        })
-        .unwrap();
-        v
-    };
-    let r = node("Exp", &[x], "r");
-    let z = node("Sub", &[r, y], "z");
-    let out = node("Mul", &[z, y], "out");
-    g.outputs.push(out);
-    let model = Model {
-        graph: g,
-        opsets: [(String::new(), 21)].into_iter().collect(),
-        ir_version: 10,
-        producer: "test".into(),
-        external_data: Vec::new(),
-    };
+    let model = wpc::ir::testing::exp_sub_mul(n, false);
     let data = |k: f32| Tensor::from_vec(vec![n], (0..n).map(|i| i as f32 / 50.0 - k).collect());
     let feeds = HashMap::from([("x".to_string(), data(1.0)), ("y".to_string(), data(0.5))]);
     let want = reference_outputs(&model, &feeds);
@@ -672,7 +643,7 @@ fn elementwise_outputs_overwrite_inputs_that_die_on_webgpu() {
         panic!("no WebGPU variant");
     };
     let by_node = |name: &str| v.dispatches.iter().find(|d| d.node == name).expect(name);
-    let (exp, sub) = (by_node("r"), by_node("z"));
+    let (exp, sub) = (by_node("exp"), by_node("sub"));
     assert_eq!(sub.bindings.len(), 2, "{sub:?}");
     assert_eq!(
         sub.bindings.last(),

@@ -337,8 +337,7 @@ fn in_place_donor(
     bytes_of: &HashMap<ValueId, u64>,
     root_of: &dyn Fn(ValueId) -> ValueId,
 ) -> Option<ValueId> {
-    let fused = node.domain == wpc_ir::ops::fused::DOMAIN
-        && node.op == wpc_ir::ops::fused::FUSED_ELEMENTWISE;
+    let fused = wpc_ir::ops::fused::is_fused_elementwise(node);
     let elementwise = (node.domain.is_empty() || node.domain == "ai.onnx")
         && crate::ops::elementwise::is_elementwise(&node.op);
     let [Some(y)] = node.outputs[..] else {

@@ -722,38 +722,8 @@ fn simd_variants_use_vector_instructions_and_scalar_does_not() {
 /// reference on every variant.
 #[test]
 fn elementwise_outputs_take_over_an_input_that_dies() {
-    use wpc_ir::graph::{Graph, Node};
-    use wpc_ir::{DType, Shape, ValueType};
     let n = 64;
-    let ty = || ValueType::new(DType::F32, Shape::known(&[n]));
-    let mut g = Graph::new("in_place");
-    let x = g.add_value("x", ty()).unwrap();
-    let y = g.add_value("y", ty()).unwrap();
-    g.inputs.extend([x, y]);
-    let mut node = |op: &str, inputs: &[wpc_ir::ValueId], out: &str| {
-        let v = g.add_value(out, ty()).unwrap();
-        g.add_node(Node {
-            name: out.into(),
-            op: op.into(),
-            domain: String::new(),
-            inputs: inputs.iter().map(|&i| Some(i)).collect(),
-            outputs: vec![Some(v)],
-            attrs: Attrs::default(),
-        })
-        .unwrap();
-        v
-    };
-    let r = node("Exp", &[x], "r");
-    let z = node("Sub", &[r, y], "z");
-    let out = node("Mul", &[z, r], "out");
-    g.outputs.push(out);
-    let model = prepared(Model {
-        graph: g,
-        opsets: [(String::new(), 21)].into_iter().collect(),
-        ir_version: 10,
-        producer: "test".into(),
-        external_data: Vec::new(),
-    });
+    let model = prepared(wpc_ir::testing::exp_sub_mul(n, true));
     for isa in Isa::ALL {
         let c = wpc_codegen_wasm::compile(&model, isa).unwrap();
         assert_eq!(c.activation_bytes, 4 * 4 * n as u64, "{}", isa.name());

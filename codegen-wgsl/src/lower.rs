@@ -602,8 +602,7 @@ fn in_place(
     dies: &dyn Fn(ValueId) -> bool,
 ) -> Option<(ValueId, Slot)> {
     let class = wpc_ir::ops::class_of(&node.domain, &node.op);
-    let fused = node.domain == wpc_ir::ops::fused::DOMAIN
-        && node.op == wpc_ir::ops::fused::FUSED_ELEMENTWISE;
+    let fused = wpc_ir::ops::fused::is_fused_elementwise(node);
     let [launch] = launches else {
         return None;
     };

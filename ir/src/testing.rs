@@ -97,6 +97,33 @@ fn add_op(g: &mut Graph, op: &str, ins: &[ValueId], attrs: Attrs) -> ValueId {
     out
 }
 
+/// `g` as an opset-21 model.
+fn model(graph: Graph) -> Model {
+    Model {
+        graph,
+        opsets: std::collections::BTreeMap::from([(String::new(), 21)]),
+        ir_version: 10,
+        producer: "test".into(),
+        external_data: Vec::new(),
+    }
+}
+
+/// `r = Exp(x); z = Sub(r, y); out = Mul(z, r)` (or `Mul(z, y)` without
+/// `reread`) over `x, y: [n]`: a chain whose intermediates die at known
+/// nodes, for the in-place tests. Nodes are named after their ops
+/// (`exp`, `sub`, `mul`); types are left for shape inference.
+pub fn exp_sub_mul(n: usize, reread: bool) -> Model {
+    let mut g = Graph::new("in_place");
+    let x = f32_input(&mut g, "x", &[n]);
+    let y = f32_input(&mut g, "y", &[n]);
+    let r = add_op(&mut g, "Exp", &[x], Attrs::default());
+    let z = add_op(&mut g, "Sub", &[r, y], Attrs::default());
+    let last = if reread { r } else { y };
+    let out = add_op(&mut g, "Mul", &[z, last], Attrs::default());
+    g.outputs = vec![out];
+    model(g)
+}
+
 /// `t = gelu(x) + y; t * clip(t + 3, 0, 6) / 6` over `x: [rows, cols]`,
 /// `y: [cols]`, every op a node of its own and every constant a scalar,
 /// as exporters write them: what fusion makes one kernel of. Types are
@@ -127,13 +154,7 @@ pub fn exported_chain(rows: usize, cols: usize) -> Model {
     let p = node(&mut g, "Mul", &[t, c]);
     let out = node(&mut g, "Div", &[p, six]);
     g.outputs = vec![out];
-    Model {
-        graph: g,
-        opsets: std::collections::BTreeMap::from([(String::new(), 21)]),
-        ir_version: 10,
-        producer: "test".into(),
-        external_data: Vec::new(),
-    }
+    model(g)
 }
 
 /// Contractions with the pointwise tails exporters put after them, every
@@ -217,11 +238,5 @@ pub fn exported_epilogues(c: usize, h: usize, w: usize, rows: usize, k: usize, n
     let gemm = node(&mut g, "Gemm", &[gelu, w4, b4], trans_b);
     let out = node(&mut g, "Tanh", &[gemm], plain());
     g.outputs = vec![swish, out];
-    Model {
-        graph: g,
-        opsets: std::collections::BTreeMap::from([(String::new(), 21)]),
-        ir_version: 10,
-        producer: "test".into(),
-        external_data: Vec::new(),
-    }
+    model(g)
 }

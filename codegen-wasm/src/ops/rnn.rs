@@ -466,10 +466,10 @@ pub fn recurrent(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
             });
         }
         if let Some(y_h) = y_h {
-            save_state(&mut b, mem, &dims, d, p.batch_first, hs, y_h);
+            copy_state(&mut b, mem, &dims, d, p.batch_first, (y_h, hs), false);
         }
         if let (Some(y_c), Some(cs)) = (y_c, cs) {
-            save_state(&mut b, mem, &dims, d, p.batch_first, cs, y_c);
+            copy_state(&mut b, mem, &dims, d, p.batch_first, (y_c, cs), false);
         }
     }
     Ok(())
@@ -663,19 +663,6 @@ fn init_state(
                 .memory_fill(mem);
         }
     }
-}
-
-/// The final state of direction `d` into output tensor `out`.
-fn save_state(
-    b: &mut InstrSeqBuilder,
-    mem: walrus::MemoryId,
-    dims: &Dims,
-    d: usize,
-    batch_first: bool,
-    state: u32,
-    out: u32,
-) {
-    copy_state(b, mem, dims, d, batch_first, (out, state), false);
 }
 
 /// Step `l.t`'s hidden state of `group`'s items into Y: (steps, dirs,
