@@ -103,6 +103,7 @@ pub fn matmul_model(n: usize) -> Model {
         ir_version: 10,
         producer: "wpc bench".into(),
         external_data: Vec::new(),
+        dim_ranges: Default::default(),
     }
 }
 

@@ -186,7 +186,7 @@ pub fn resolve(
                         );
                     }
                 },
-                Dim::Known(_) | Dim::Unknown => {}
+                Dim::Known(_) | Dim::Unknown | Dim::Expr(_) => {}
             }
         }
     }
@@ -212,7 +212,7 @@ pub fn resolve(
                         ty.shape
                     ))
                 }),
-                Dim::Unknown => Err(Error::invalid(format!(
+                Dim::Unknown | Dim::Expr(_) => Err(Error::invalid(format!(
                     "input '{name}' has an unnamed dim {axis} of unknown size ({}): give the \
                      input's shape with --input-shape {name}=D0xD1...",
                     ty.shape

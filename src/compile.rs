@@ -245,6 +245,7 @@ fn tensor_infos(model: &Model, values: &[wpc_ir::ValueId]) -> Vec<TensorInfo> {
                     .map(|d| match d {
                         Dim::Known(n) => DimInfo::Size(*n as u64),
                         Dim::Symbol(s) => DimInfo::Symbol(s.clone()),
+                        Dim::Expr(e) => DimInfo::Symbol(e.to_string()),
                         Dim::Unknown => DimInfo::Symbol("?".into()),
                     })
                     .collect(),

@@ -357,6 +357,19 @@ pub struct Model {
     /// The external data files the importer read tensors from (resolved
     /// paths): with the model file, what it was built from.
     pub external_data: Vec<PathBuf>,
+    /// The sizes each symbolic dim may take (inclusive), where compiling
+    /// bounded it: shape inference decides `min(seq, 512)` by them.
+    /// A symbol not listed may be any size.
+    pub dim_ranges: BTreeMap<String, (usize, usize)>,
+}
+
+/// The range of symbol `name` for [`crate::sym::Expr::bounds`] under
+/// [`Model::dim_ranges`] `ranges`: its bound, or any size.
+pub fn dim_range(ranges: &BTreeMap<String, (usize, usize)>, name: &str) -> Option<(i64, i64)> {
+    Some(match ranges.get(name) {
+        Some(&(lo, hi)) => (i64::try_from(lo).ok()?, i64::try_from(hi).ok()?),
+        None => (0, i64::MAX),
+    })
 }
 
 impl Model {

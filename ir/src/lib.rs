@@ -22,6 +22,7 @@ pub mod interp;
 pub mod onnx;
 pub mod ops;
 pub mod shape;
+pub mod sym;
 pub mod testing;
 pub mod wire;
 

@@ -2,12 +2,17 @@
 
 use std::fmt;
 
+use crate::sym::Expr;
+
 /// One dimension of a tensor shape: a known size, a named symbol
-/// (`batch`, `seq_len`: ONNX's `dim_param`), or not known at all.
+/// (`batch`, `seq_len`: ONNX's `dim_param`), a size computed from
+/// symbols (`2*seq + 1`), or not known at all.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Dim {
     Known(usize),
     Symbol(String),
+    /// Neither a constant nor one symbol ([`Dim::of`] keeps it so).
+    Expr(Expr),
     Unknown,
 }
 
@@ -17,6 +22,29 @@ impl Dim {
         match self {
             Dim::Known(n) => Some(*n),
             _ => None,
+        }
+    }
+
+    /// The dim an expression gives: `Known` for a non-negative constant,
+    /// `Symbol` for one symbol, `Unknown` for a negative constant (no
+    /// size), `Expr` otherwise.
+    pub fn of(e: Expr) -> Dim {
+        if let Some(c) = e.as_const() {
+            return usize::try_from(c).map_or(Dim::Unknown, Dim::Known);
+        }
+        if let Some(s) = e.as_sym() {
+            return Dim::Symbol(s.to_string());
+        }
+        Dim::Expr(e)
+    }
+
+    /// The size as an expression, unless it is unknown.
+    pub fn expr(&self) -> Option<Expr> {
+        match self {
+            Dim::Known(n) => i64::try_from(*n).ok().map(Expr::constant),
+            Dim::Symbol(s) => Some(Expr::sym(s)),
+            Dim::Expr(e) => Some(e.clone()),
+            Dim::Unknown => None,
         }
     }
 }
@@ -33,6 +61,7 @@ impl fmt::Display for Dim {
                 f.write_str(s)
             }
             Dim::Symbol(s) => write!(f, "'{s}'"),
+            Dim::Expr(e) => write!(f, "{e}"),
             Dim::Unknown => f.write_str("?"),
         }
     }
@@ -71,6 +100,17 @@ impl Shape {
     /// The element count, when every dimension is known.
     pub fn numel(&self) -> Option<usize> {
         self.concrete().map(|d| d.iter().product())
+    }
+
+    /// The dims as expressions, when the rank and every dim are known
+    /// (as sizes or from symbols).
+    pub fn exprs(&self) -> Option<Vec<Expr>> {
+        self.0.as_ref()?.iter().map(Dim::expr).collect()
+    }
+
+    /// The element count as an expression, when every dim has one.
+    pub fn numel_expr(&self) -> Option<Expr> {
+        Some(self.exprs()?.iter().fold(Expr::constant(1), |a, d| a.mul(d)))
     }
 }
 

@@ -52,6 +52,7 @@ pub fn one_node(op: &str, operands: Vec<Operand>, attrs: Attrs) -> Model {
         ir_version: 10,
         producer: "wpc-testing".into(),
         external_data: Vec::new(),
+        dim_ranges: Default::default(),
     }
 }
 
@@ -105,6 +106,7 @@ fn model(graph: Graph) -> Model {
         ir_version: 10,
         producer: "test".into(),
         external_data: Vec::new(),
+        dim_ranges: Default::default(),
     }
 }
 

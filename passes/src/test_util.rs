@@ -78,6 +78,7 @@ impl GraphBuilder {
             ir_version: 10,
             producer: "test".into(),
             external_data: Vec::new(),
+            dim_ranges: Default::default(),
         }
     }
 }

@@ -97,6 +97,7 @@ pub fn load_model_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<Model> 
         ir_version: proto.ir_version,
         producer: proto.producer_name,
         external_data: importer.external_data.into_inner().into_iter().collect(),
+        dim_ranges: Default::default(),
     })
 }
 

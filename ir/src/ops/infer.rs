@@ -4,14 +4,20 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::graph::{Node, ValueType};
 use crate::shape::{Dim, Shape};
+use crate::sym::Expr;
 use crate::tensor::Tensor;
 
+use super::symbolic::SymValue;
+
 /// What an op's `infer` sees: input types and, where an input is a
-/// constant, its value (shape inputs of `Reshape`, axes, …).
+/// constant, its value (shape inputs of `Reshape`, axes, …); where shape
+/// arithmetic computed an input from symbolic sizes, its elements as
+/// expressions (`values`, see [`super::symbolic`]).
 pub struct InferCtx<'a> {
     pub node: &'a Node,
     pub inputs: Vec<Option<ValueType>>,
     pub consts: Vec<Option<&'a Tensor>>,
+    pub values: Vec<Option<&'a SymValue>>,
     pub opset: u32,
 }
 
@@ -37,6 +43,23 @@ impl InferCtx<'_> {
     /// The value of input `i`, when it is a constant.
     pub fn constant(&self, i: usize) -> Option<&Tensor> {
         self.consts.get(i).copied().flatten()
+    }
+
+    /// The elements of integer input `i` as expressions: a constant's, or
+    /// those shape arithmetic computed from symbolic sizes.
+    pub fn ints(&self, i: usize) -> Option<Vec<Expr>> {
+        if let Some(v) = self.values.get(i).copied().flatten() {
+            return Some(v.elems.clone());
+        }
+        let t = self.constant(i)?;
+        t.dtype()
+            .is_int()
+            .then(|| t.to_i64s().into_iter().map(Expr::constant).collect())
+    }
+
+    /// Whether input `i` has symbolic elements (not a constant).
+    pub fn is_symbolic(&self, i: usize) -> bool {
+        self.values.get(i).copied().flatten().is_some()
     }
 }
 

@@ -1,6 +1,7 @@
 //! Ops that make tensors (`Constant`, `Range`, `OneHot`, …), order them
 //! (`TopK`, `CumSum`), and the training-time losses and `Dropout`.
 
+use crate::sym::Expr;
 use super::infer::{self, InferCtx};
 use super::params::LossReduction;
 use super::util::{norm_axis, split_at_axis, to_dims};
@@ -23,7 +24,7 @@ pub(super) fn ops() -> Vec<OpDef> {
             infer_constant_of_shape
         )
         .steered_by(&[0]),
-        op!("Range", eval_range, |c| super::infer::by_evaluation(c, &[])).steered_by(&[0, 1, 2]),
+        op!("Range", eval_range, infer_range).steered_by(&[0, 1, 2]),
         op!("OneHot", eval_one_hot, |c| super::infer::by_evaluation(
             c,
             &[0]
@@ -97,6 +98,11 @@ fn infer_constant_of_shape(c: &InferCtx) -> Result<Vec<ValueType>> {
             dtype,
             &to_dims(t, "ConstantOfShape shape")?,
         )]),
+        // A shape computed from symbolic sizes.
+        None if c.is_symbolic(0) => Ok(vec![ValueType {
+            dtype,
+            shape: Shape(c.ints(0).map(|d| d.into_iter().map(crate::shape::Dim::of).collect())),
+        }]),
         None => Ok(vec![ValueType {
             dtype,
             shape: Shape(
@@ -106,6 +112,28 @@ fn infer_constant_of_shape(c: &InferCtx) -> Result<Vec<ValueType>> {
             ),
         }]),
     }
+}
+
+/// `Range`'s length where its integer limit (or start) is symbolic:
+/// `max(ceil((limit - start) / delta), 0)` for a constant delta.
+fn infer_range(c: &InferCtx) -> Result<Vec<ValueType>> {
+    let evaluated = super::infer::by_evaluation(c, &[])?;
+    if !evaluated.is_empty() || !(0..3).any(|i| c.is_symbolic(i)) {
+        return Ok(evaluated);
+    }
+    let one = |i: usize| c.ints(i).and_then(|v| v.first().cloned());
+    let (Some(start), Some(limit), Some(delta)) = (one(0), one(1), one(2)) else {
+        return Ok(Vec::new());
+    };
+    let len = match delta.as_const() {
+        Some(d) if d > 0 => limit.sub(&start).add(&Expr::constant(d - 1)).floor_div(&Expr::constant(d)),
+        Some(d) if d < 0 => start.sub(&limit).add(&Expr::constant(-d - 1)).floor_div(&Expr::constant(-d)),
+        _ => return Ok(Vec::new()),
+    };
+    Ok(vec![ValueType {
+        dtype: c.dtype(0),
+        shape: Shape(Some(vec![crate::shape::Dim::of(len.max_of(&Expr::constant(0)))])),
+    }])
 }
 
 fn eval_range(c: &EvalCtx) -> Result<Vec<Tensor>> {

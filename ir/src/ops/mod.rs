@@ -22,6 +22,7 @@ mod reduce;
 mod resize;
 mod rnn;
 mod signal;
+pub mod symbolic;
 pub mod util;
 
 #[cfg(test)]

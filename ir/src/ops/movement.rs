@@ -10,6 +10,7 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::graph::ValueType;
 use crate::shape::{Dim, Shape};
+use crate::sym::Expr;
 use crate::tensor::{Elem, Tensor, strides};
 
 pub(super) fn ops() -> Vec<OpDef> {
@@ -28,15 +29,8 @@ pub(super) fn ops() -> Vec<OpDef> {
         op!("Unsqueeze", eval_unsqueeze, infer_unsqueeze).view(),
         op!("Transpose", eval_transpose, infer_transpose),
         op!("Concat", eval_concat, infer_concat),
-        op!("Split", eval_split, |c| super::infer::by_evaluation(
-            c,
-            &[0]
-        )),
-        op!("Slice", eval_slice, |c| super::infer::by_evaluation(
-            c,
-            &[0]
-        ))
-        .steered_by(&[1, 2, 3, 4]),
+        op!("Split", eval_split, infer_split),
+        op!("Slice", eval_slice, infer_slice).steered_by(&[1, 2, 3, 4]),
         op!("Gather", eval_gather, infer_gather),
         op!("GatherElements", eval_gather_elements, |c| {
             super::infer::by_evaluation(c, &[0, 1])
@@ -52,13 +46,9 @@ pub(super) fn ops() -> Vec<OpDef> {
         ),
         op!("Scatter", eval_scatter_elements, infer::same_as_input),
         op!("ScatterND", eval_scatter_nd, infer::same_as_input),
-        op!("Expand", eval_expand, |c| super::infer::by_evaluation(
-            c,
-            &[0]
-        ))
-        .steered_by(&[1]),
-        op!("Tile", eval_tile, |c| super::infer::by_evaluation(c, &[0])).steered_by(&[1]),
-        op!("Pad", eval_pad, |c| super::infer::by_evaluation(c, &[0, 2])).steered_by(&[1, 3]),
+        op!("Expand", eval_expand, infer_expand).steered_by(&[1]),
+        op!("Tile", eval_tile, infer_tile).steered_by(&[1]),
+        op!("Pad", eval_pad, infer_pad).steered_by(&[1, 3]),
         op!("Shape", eval_shape, infer_shape),
         op!(
             "Size",
@@ -132,33 +122,222 @@ fn eval_reshape(c: &EvalCtx) -> Result<Vec<Tensor>> {
 
 fn infer_reshape(c: &InferCtx) -> Result<Vec<ValueType>> {
     let x = c.input(0)?;
-    let Some(spec) = c.constant(1).map(Tensor::to_i64s) else {
+    let allowzero = c.node.attrs.int("allowzero", 0)? != 0;
+    let Some(spec) = c.ints(1) else {
         return Ok(vec![ValueType {
             dtype: x.dtype,
             shape: Shape::unknown(),
         }]);
     };
-    if let Some(dims) = x.shape.concrete() {
-        let d = reshape_dims(&dims, &spec, c.node.attrs.int("allowzero", 0)? != 0)?;
+    let constant: Option<Vec<i64>> = spec.iter().map(Expr::as_const).collect();
+    if let (Some(dims), Some(spec)) = (x.shape.concrete(), &constant) {
+        let d = reshape_dims(&dims, spec, allowzero)?;
         return Ok(vec![infer::known(x.dtype, &d)]);
     }
-    // Symbolic input: copy dims for 0, keep literal sizes, leave -1 unknown.
-    let in_dims = x.shape.dims();
-    let dims = spec
-        .iter()
-        .enumerate()
-        .map(|(i, &s)| match s {
-            0 => in_dims
-                .and_then(|d| d.get(i).cloned())
-                .unwrap_or(Dim::Unknown),
-            s if s > 0 => Dim::Known(s as usize),
-            _ => Dim::Unknown,
-        })
-        .collect();
     Ok(vec![ValueType {
         dtype: x.dtype,
-        shape: Shape(Some(dims)),
+        shape: Shape(Some(reshape_symbolic(x.shape.dims(), &spec, allowzero)?)),
     }])
+}
+
+/// [`reshape_dims`] where sizes are symbolic: 0 copies the input's dim,
+/// and -1 is the input's element count over the others' product (an
+/// exact quotient where the sizes are polynomials of each other).
+fn reshape_symbolic(input: Option<&[Dim]>, spec: &[Expr], allowzero: bool) -> Result<Vec<Dim>> {
+    let mut out: Vec<Option<Expr>> = Vec::with_capacity(spec.len());
+    let mut infer_at = None;
+    for (i, e) in spec.iter().enumerate() {
+        out.push(match e.as_const() {
+            Some(-1) if infer_at.is_none() => {
+                infer_at = Some(i);
+                Some(Expr::constant(1))
+            }
+            Some(-1) => bail!("Reshape shape has more than one -1"),
+            Some(0) if !allowzero => input.and_then(|d| d.get(i)).and_then(Dim::expr),
+            Some(s) if s < 0 => bail!("Reshape shape has a negative dimension {s}"),
+            _ => Some(e.clone()),
+        });
+    }
+    if let Some(i) = infer_at {
+        let total = input.and_then(|d| Shape(Some(d.to_vec())).numel_expr());
+        let rest: Option<Expr> = out
+            .iter()
+            .try_fold(Expr::constant(1), |a, d| Some(a.mul(d.as_ref()?)));
+        out[i] = match (total, rest) {
+            (Some(t), Some(r)) if r.as_const() != Some(0) => Some(t.floor_div(&r)),
+            _ => None,
+        };
+    }
+    Ok(out.into_iter().map(|d| d.map_or(Dim::Unknown, Dim::of)).collect())
+}
+
+/// Inference by the op's own evaluation ([`infer::by_evaluation`] over
+/// the `data` inputs) where sizes are known, else `symbolic`'s output
+/// dims for output 0 with input 0's dtype (an op whose sizes are
+/// symbolic, or whose shape input shape arithmetic computed).
+fn evaluated_or_symbolic(
+    c: &InferCtx,
+    data: &[usize],
+    symbolic: impl Fn(&InferCtx) -> Result<Option<Vec<Dim>>>,
+) -> Result<Vec<ValueType>> {
+    let evaluated = infer::by_evaluation(c, data)?;
+    if !evaluated.is_empty() {
+        return Ok(evaluated);
+    }
+    Ok(match symbolic(c)? {
+        Some(dims) => vec![ValueType {
+            dtype: c.dtype(0),
+            shape: Shape(Some(dims)),
+        }],
+        None => Vec::new(),
+    })
+}
+
+/// The integer elements of input `i` when they are all constants.
+fn constant_ints(c: &InferCtx, i: usize) -> Option<Vec<i64>> {
+    c.ints(i)?.iter().map(Expr::as_const).collect()
+}
+
+/// Whether optional input `i` is given.
+fn given(c: &InferCtx, i: usize) -> bool {
+    c.inputs.get(i).is_some_and(Option::is_some)
+}
+
+fn infer_slice(c: &InferCtx) -> Result<Vec<ValueType>> {
+    evaluated_or_symbolic(c, &[0], |c| {
+        let (Some(dims), Some(starts), Some(ends)) = (c.dims(0), c.ints(1), c.ints(2)) else {
+            return Ok(None);
+        };
+        let axes = match constant_ints(c, 3) {
+            Some(a) => norm_axes(&a, dims.len())?,
+            None if given(c, 3) => return Ok(None),
+            None => (0..starts.len()).collect(),
+        };
+        let steps = match constant_ints(c, 4) {
+            Some(s) => s,
+            None if given(c, 4) => return Ok(None),
+            None => vec![1; starts.len()],
+        };
+        if [ends.len(), axes.len(), steps.len()] != [starts.len(); 3] {
+            bail!("Slice starts, ends, axes and steps differ in length");
+        }
+        let mut out = dims.to_vec();
+        for (k, &ax) in axes.iter().enumerate() {
+            out[ax] = dims[ax]
+                .expr()
+                .and_then(|d| super::params::slice_len_symbolic(&starts[k], &ends[k], steps[k], &d))
+                .map_or(Dim::Unknown, Dim::of);
+        }
+        Ok(Some(out))
+    })
+}
+
+fn infer_expand(c: &InferCtx) -> Result<Vec<ValueType>> {
+    evaluated_or_symbolic(c, &[0], |c| {
+        let (Some(x), Some(target)) = (c.input(0)?.shape.dims(), c.ints(1)) else {
+            return Ok(None);
+        };
+        let target = Shape(Some(target.into_iter().map(Dim::of).collect()));
+        let dims = infer::broadcast_shape(&[&Shape(Some(x.to_vec())), &target])?;
+        Ok(dims.0)
+    })
+}
+
+fn infer_tile(c: &InferCtx) -> Result<Vec<ValueType>> {
+    evaluated_or_symbolic(c, &[0], |c| {
+        let (Some(x), Some(reps)) = (c.dims(0), c.ints(1)) else {
+            return Ok(None);
+        };
+        if reps.len() != x.len() {
+            bail!("Tile repeats do not match rank {}", x.len());
+        }
+        Ok(Some(
+            x.iter()
+                .zip(&reps)
+                .map(|(d, r)| d.expr().map_or(Dim::Unknown, |d| Dim::of(d.mul(r))))
+                .collect(),
+        ))
+    })
+}
+
+/// A size standing in for a symbolic dim where only parameters are read.
+const PROBE: usize = 1 << 20;
+
+fn infer_pad(c: &InferCtx) -> Result<Vec<ValueType>> {
+    evaluated_or_symbolic(c, &[0, 2], |c| {
+        let Some(x) = c.dims(0) else { return Ok(None) };
+        if !given(c, 1) && !c.node.attrs.has("pads") {
+            return Ok(None);
+        }
+        let probe: Vec<usize> = x.iter().map(|d| d.known().unwrap_or(PROBE)).collect();
+        let ints = |i: usize| -> Result<Option<Vec<i64>>> {
+            Ok(match i {
+                1 if !given(c, 1) => c.node.attrs.opt_ints("pads")?.map(<[i64]>::to_vec),
+                _ => constant_ints(c, i),
+            })
+        };
+        if given(c, 1) && constant_ints(c, 1).is_none() {
+            return Ok(None);
+        }
+        let view = super::params::PadView::of_node(&c.node.attrs, &probe, ints)?;
+        Ok(Some(
+            x.iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    d.expr().map_or(Dim::Unknown, |d| {
+                        Dim::of(d.add(&Expr::constant(view.before[i] + view.after[i])))
+                    })
+                })
+                .collect(),
+        ))
+    })
+}
+
+/// Split by constant sizes along an axis (the other dims may be
+/// symbolic), or into equal parts of a symbolic axis that the parts
+/// divide.
+fn infer_split(c: &InferCtx) -> Result<Vec<ValueType>> {
+    let evaluated = infer::by_evaluation(c, &[0])?;
+    if !evaluated.is_empty() {
+        return Ok(evaluated);
+    }
+    let Some(x) = c.dims(0) else { return Ok(Vec::new()) };
+    let axis = super::params::axis("Split", &c.node.attrs, x.len())?;
+    let outs = c.node.outputs.len();
+    let given_sizes = if given(c, 1) {
+        match constant_ints(c, 1) {
+            Some(s) => Some(s),
+            None => return Ok(Vec::new()),
+        }
+    } else {
+        c.node.attrs.opt_ints("split")?.map(<[i64]>::to_vec)
+    };
+    let sizes: Vec<Dim> = match given_sizes {
+        Some(s) => s
+            .iter()
+            .map(|&v| usize::try_from(v).map_or(Dim::Unknown, Dim::Known))
+            .collect(),
+        None => {
+            let parts = c.node.attrs.opt_int("num_outputs")?.map_or(outs, |k| k as usize);
+            let whole = x[axis].expr();
+            let part = whole
+                .as_ref()
+                .map(|d| d.floor_div(&Expr::constant(parts.max(1) as i64)))
+                .filter(|q| Some(q.scale(parts as i64)) == whole);
+            vec![part.map_or(Dim::Unknown, Dim::of); parts]
+        }
+    };
+    Ok(sizes
+        .into_iter()
+        .map(|d| {
+            let mut dims = x.to_vec();
+            dims[axis] = d;
+            ValueType {
+                dtype: c.dtype(0),
+                shape: Shape(Some(dims)),
+            }
+        })
+        .collect())
 }
 
 fn flatten_axis(c_axis: i64, rank: usize) -> Result<usize> {
@@ -178,12 +357,9 @@ fn eval_flatten(c: &EvalCtx) -> Result<Vec<Tensor>> {
 }
 
 fn product_dim(dims: &[Dim]) -> Dim {
-    let known: Option<Vec<usize>> = dims.iter().map(Dim::known).collect();
-    match known {
-        Some(k) => Dim::Known(k.iter().product()),
-        None if dims.len() == 1 => dims[0].clone(),
-        None => Dim::Unknown,
-    }
+    Shape(Some(dims.to_vec()))
+        .numel_expr()
+        .map_or(Dim::Unknown, Dim::of)
 }
 
 fn infer_flatten(c: &InferCtx) -> Result<Vec<ValueType>> {
@@ -409,7 +585,7 @@ fn infer_concat(c: &InferCtx) -> Result<Vec<ValueType>> {
     };
     let axis = super::params::axis("Concat", &c.node.attrs, rank)?;
     let mut dims = vec![Dim::Unknown; rank];
-    let mut total = Some(0usize);
+    let mut total = Some(Expr::constant(0));
     for t in c.inputs.iter().flatten() {
         let Some(d) = t.shape.dims() else {
             return Ok(vec![ValueType {
@@ -419,13 +595,13 @@ fn infer_concat(c: &InferCtx) -> Result<Vec<ValueType>> {
         };
         for i in 0..rank {
             if i == axis {
-                total = total.zip(d[i].known()).map(|(a, b)| a + b);
-            } else if dims[i] == Dim::Unknown {
+                total = total.zip(d[i].expr()).map(|(a, b)| a.add(&b));
+            } else if dims[i] == Dim::Unknown || (dims[i].known().is_none() && d[i].known().is_some()) {
                 dims[i] = d[i].clone();
             }
         }
     }
-    dims[axis] = total.map_or(Dim::Unknown, Dim::Known);
+    dims[axis] = total.map_or(Dim::Unknown, Dim::of);
     Ok(vec![ValueType {
         dtype: first.dtype,
         shape: Shape(Some(dims)),

@@ -1,5 +1,6 @@
 //! Neural-network ops: convolution, pooling, normalisation and the softmax family.
 
+use crate::sym::Expr;
 use super::infer::{InferCtx, same_as_input};
 use super::matmul::gemm_acc;
 use super::util::split_at_axis;
@@ -844,9 +845,47 @@ fn window_dims(
         (Some(sp), Some(k)) if k.len() == sp.len() => {
             dims.extend(Window::new(attrs, &sp, &k)?.out.into_iter().map(Dim::Known))
         }
+        (None, Some(k)) if k.len() + 2 == x.len() => dims.extend(window_symbolic(attrs, &x[2..], &k)?),
         _ => dims.extend(std::iter::repeat_n(Dim::Unknown, x.len().saturating_sub(2))),
     }
     Ok(Shape(Some(dims)))
+}
+
+/// A size standing in for a symbolic spatial dim while [`Window::new`]
+/// reads the attributes.
+const PROBE: usize = 1 << 20;
+
+/// Output sizes of a window over spatial dims some of which are symbolic:
+/// `floor((d + pads - extent) / stride) + 1`, or `ceil(d / stride)` for
+/// `SAME` padding. Pooling's `ceil_mode` over a symbolic dim stays unknown
+/// (its last window's rule depends on the size).
+fn window_symbolic(attrs: &Attrs, spatial: &[Dim], kernel: &[usize]) -> Result<Vec<Dim>> {
+    let probe: Vec<usize> = spatial.iter().map(|d| d.known().unwrap_or(PROBE)).collect();
+    let w = Window::new(attrs, &probe, kernel)?;
+    let n = spatial.len();
+    let auto = attrs.string("auto_pad", "NOTSET")?;
+    let ceil = attrs.int("ceil_mode", 0)? != 0;
+    Ok((0..n)
+        .map(|i| {
+            // Each axis's size depends on its own input size only.
+            if spatial[i].known().is_some() {
+                return Some(Dim::Known(w.out[i]));
+            }
+            let d = spatial[i].expr()?;
+            let s = Expr::constant(w.strides[i] as i64);
+            let extent = ((kernel[i] - 1) * w.dilations[i] + 1) as i64;
+            let out = match auto {
+                "SAME_UPPER" | "SAME_LOWER" => d.add(&s).add(&Expr::constant(-1)).floor_div(&s),
+                _ if ceil => return None,
+                _ => {
+                    let pads = if auto == "VALID" { 0 } else { (w.pads[i] + w.pads[i + n]) as i64 };
+                    d.add(&Expr::constant(pads - extent)).floor_div(&s).add(&Expr::constant(1))
+                }
+            };
+            Some(Dim::of(out))
+        })
+        .map(|d| d.unwrap_or(Dim::Unknown))
+        .collect())
 }
 
 fn kernel_attr(attrs: &Attrs) -> Result<Option<Vec<usize>>> {

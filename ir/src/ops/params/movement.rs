@@ -1,5 +1,6 @@
 //! Parameters of the shape and data-movement ops.
 
+use crate::sym::Expr;
 use crate::attr::Attrs;
 use crate::error::Result;
 use crate::ops::util::norm_axes;
@@ -310,6 +311,28 @@ impl SliceView {
         }
         Ok(view)
     }
+}
+
+/// The length of one sliced axis whose size `dim`, start or end is
+/// symbolic, by [`slice_range`]'s rules (forward steps only: `None` for a
+/// backward one). The clamps stay `min`/`max` until the dims' ranges
+/// decide them.
+pub fn slice_len_symbolic(start: &Expr, end: &Expr, step: i64, dim: &Expr) -> Option<Expr> {
+    if step <= 0 {
+        return None;
+    }
+    let fix = |v: &Expr| match v.as_const() {
+        Some(c) if c < 0 => dim.add(&Expr::constant(c)),
+        _ => v.clone(),
+    };
+    let clamp = |v: Expr| v.min_of(dim).max_of(&Expr::constant(0));
+    let (s, e) = (clamp(fix(start)), clamp(fix(end)));
+    Some(
+        e.sub(&s)
+            .add(&Expr::constant(step - 1))
+            .floor_div(&Expr::constant(step))
+            .max_of(&Expr::constant(0)),
+    )
 }
 
 /// The (start, step, length) of one sliced axis, with ONNX's clamping rules.
