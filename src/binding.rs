@@ -1,19 +1,74 @@
-//! Binding model inputs to concrete shapes: the one place where what the
-//! user says about sizes (`--dim`, `--input-shape`, the shapes of the
-//! tensors they pass) meets what the model declares. Every fact is
-//! checked against the model and against every other fact, so a size the
-//! model cannot take, or two facts that disagree, is an error naming both
-//! — never a silently different shape.
+//! Binding model inputs to shapes: the one place where what the user
+//! says about sizes (`--dim`, `--input-shape`, the shapes of the tensors
+//! they pass) meets what the model declares. Every fact is checked against
+//! the model and against every other fact, so a size the model cannot
+//! take, or two facts that disagree, is an error naming both — never a
+//! silently different shape. A symbolic dim is bound to one size
+//! (`--dim seq=128`) or to a range (`--dim seq=1..512`), which a bundle
+//! then runs at any size within.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 
 use wpc_ir::{Dim, Error, Result, ValueType};
+
+/// The sizes a symbolic dim may take, `lo` to `hi` inclusive: one size
+/// when they are equal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sizes {
+    pub lo: usize,
+    pub hi: usize,
+}
+
+impl Sizes {
+    /// Exactly `n`.
+    pub fn fixed(n: usize) -> Sizes {
+        Sizes { lo: n, hi: n }
+    }
+
+    /// The size, when there is one.
+    pub fn one(&self) -> Option<usize> {
+        (self.lo == self.hi).then_some(self.lo)
+    }
+
+    pub fn contains(&self, n: usize) -> bool {
+        (self.lo..=self.hi).contains(&n)
+    }
+
+    /// Parses `N` or `LO..HI` (the value of `--dim SYMBOL=...`).
+    pub fn parse(v: &str) -> std::result::Result<Sizes, String> {
+        let size = |t: &str| {
+            t.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("'{t}' is not a size"))
+        };
+        match v.split_once("..") {
+            None => size(v).map(Sizes::fixed),
+            Some((lo, hi)) => {
+                let (lo, hi) = (size(lo)?, size(hi.strip_prefix('=').unwrap_or(hi))?);
+                if lo > hi {
+                    return Err(format!("the range {lo}..{hi} is empty"));
+                }
+                Ok(Sizes { lo, hi })
+            }
+        }
+    }
+}
+
+impl fmt::Display for Sizes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.one() {
+            Some(n) => write!(f, "{n}"),
+            None => write!(f, "{}..{}", self.lo, self.hi),
+        }
+    }
+}
 
 /// One statement about the size of a symbolic dim, and who made it (for
 /// messages: `--dim batch=2`, `input 'x' (a.npy)`, `the bundle`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Said {
-    pub size: usize,
+    pub sizes: Sizes,
     pub by: String,
 }
 
@@ -26,12 +81,13 @@ pub struct GivenShape {
     pub by: String,
 }
 
-/// What `--dim SYMBOL=N` flags say, as facts for [`resolve`].
-pub fn said_by_dim_flags(dims: &HashMap<String, usize>) -> HashMap<String, Said> {
+/// What `--dim SYMBOL=N` (or `=LO..HI`) flags say, as facts for
+/// [`resolve`].
+pub fn said_by_dim_flags(dims: &HashMap<String, Sizes>) -> HashMap<String, Said> {
     dims.iter()
-        .map(|(s, &size)| {
-            let by = format!("--dim {s}={size}");
-            (s.clone(), Said { size, by })
+        .map(|(s, &sizes)| {
+            let by = format!("--dim {s}={sizes}");
+            (s.clone(), Said { sizes, by })
         })
         .collect()
 }
@@ -81,13 +137,16 @@ fn show(shape: &[usize]) -> String {
 /// - a symbol gets one size, whoever gives it (two inputs sharing `batch`
 ///   agree, and agree with `--dim batch=`);
 ///
+/// - a given size lies within the range a symbol is bound to (and then
+///   fixes it);
+///
 /// and fails on the first input whose shape stays open, saying which flag
-/// closes it.
+/// closes it. Symbols bound to a range stay symbols in the shapes.
 pub fn resolve(
     declared: &[(String, ValueType)],
     symbols: &HashMap<String, Said>,
     given: &[GivenShape],
-) -> Result<HashMap<String, Vec<usize>>> {
+) -> Result<Resolved> {
     let dims_of = |ty: &ValueType| ty.shape.dims().map(<[Dim]>::to_vec);
     let mut known_symbols: Vec<&str> = declared
         .iter()
@@ -169,18 +228,19 @@ pub fn resolve(
                     )));
                 }
                 Dim::Symbol(s) => match bound.get(s) {
-                    Some(said) if said.size != n => {
+                    Some(said) if !said.sizes.contains(n) => {
+                        let verb = if said.sizes.one().is_some() { "is" } else { "is bounded to" };
                         return Err(mismatch(format!(
-                            "its dim {axis} is '{s}', which is {} by {}",
-                            said.size, said.by
+                            "its dim {axis} is '{s}', which {verb} {} by {}",
+                            said.sizes, said.by
                         )));
                     }
-                    Some(_) => {}
-                    None => {
+                    Some(said) if said.sizes.one().is_some() => {}
+                    _ => {
                         bound.insert(
                             s.clone(),
                             Said {
-                                size: n,
+                                sizes: Sizes::fixed(n),
                                 by: format!("input '{}' ({})", g.input, g.by),
                             },
                         );
@@ -191,9 +251,10 @@ pub fn resolve(
         }
     }
     let mut shapes = HashMap::new();
+    let mut ranges = BTreeMap::new();
     for (name, ty) in declared {
         if let Some(g) = given.iter().find(|g| g.input == *name) {
-            shapes.insert(name.clone(), g.shape.clone());
+            shapes.insert(name.clone(), g.shape.iter().map(|&n| Dim::Known(n)).collect());
             continue;
         }
         let decl = dims_of(ty).ok_or_else(|| {
@@ -205,13 +266,21 @@ pub fn resolve(
             .iter()
             .enumerate()
             .map(|(axis, d)| match d {
-                Dim::Known(n) => Ok(*n),
-                Dim::Symbol(s) => bound.get(s).map(|said| said.size).ok_or_else(|| {
-                    Error::invalid(format!(
-                        "input '{name}' has symbolic dim '{s}' ({}): give its size with --dim {s}=N",
+                Dim::Known(n) => Ok(Dim::Known(*n)),
+                Dim::Symbol(s) => match bound.get(s).map(|said| said.sizes) {
+                    Some(sizes) => Ok(match sizes.one() {
+                        Some(n) => Dim::Known(n),
+                        None => {
+                            ranges.insert(s.clone(), sizes);
+                            d.clone()
+                        }
+                    }),
+                    None => Err(Error::invalid(format!(
+                        "input '{name}' has symbolic dim '{s}' ({}): give its size with --dim {s}=N, \
+                         or the sizes it may take with --dim {s}=MIN..MAX",
                         ty.shape
-                    ))
-                }),
+                    ))),
+                },
                 Dim::Unknown | Dim::Expr(_) => Err(Error::invalid(format!(
                     "input '{name}' has an unnamed dim {axis} of unknown size ({}): give the \
                      input's shape with --input-shape {name}=D0xD1...",
@@ -221,7 +290,42 @@ pub fn resolve(
             .collect::<Result<Vec<_>>>()?;
         shapes.insert(name.clone(), shape);
     }
-    Ok(shapes)
+    Ok(Resolved { shapes, ranges })
+}
+
+/// What [`resolve`] decided: each input's shape (sizes, and symbols where
+/// a range is left), and the range of each symbol left.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resolved {
+    pub shapes: HashMap<String, Vec<Dim>>,
+    pub ranges: BTreeMap<String, Sizes>,
+}
+
+impl Resolved {
+    /// Every input's concrete shape: for running, where each size must be
+    /// one (a random input needs its size given).
+    pub fn concrete(&self) -> Result<HashMap<String, Vec<usize>>> {
+        let mut names: Vec<&String> = self.shapes.keys().collect();
+        names.sort();
+        let mut out = HashMap::new();
+        for name in names {
+            let dims = &self.shapes[name];
+            let sizes = dims
+                .iter()
+                .map(|d| match d {
+                    Dim::Known(n) => Ok(*n),
+                    Dim::Symbol(s) => Err(Error::invalid(format!(
+                        "input '{name}': its dim '{s}' may be {} but needs one size here: give it \
+                         with --dim {s}=N or a tensor for the input",
+                        self.ranges.get(s).map_or("any size".to_string(), Sizes::to_string)
+                    ))),
+                    d => Err(Error::invalid(format!("input '{name}': dim {d} has no size"))),
+                })
+                .collect::<Result<Vec<usize>>>()?;
+            out.insert(name.clone(), sizes);
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
@@ -244,13 +348,7 @@ mod tests {
     }
 
     fn dim(symbol: &str, size: usize) -> HashMap<String, Said> {
-        HashMap::from([(
-            symbol.to_string(),
-            Said {
-                size,
-                by: format!("--dim {symbol}={size}"),
-            },
-        )])
+        said_by_dim_flags(&HashMap::from([(symbol.to_string(), Sizes::fixed(size))]))
     }
 
     fn shape(input: &str, shape: &[usize]) -> GivenShape {
@@ -261,8 +359,8 @@ mod tests {
         }
     }
 
-    fn err(r: Result<HashMap<String, Vec<usize>>>) -> String {
-        r.unwrap_err().to_string()
+    fn err(r: Result<Resolved>) -> String {
+        r.and_then(|r| r.concrete()).unwrap_err().to_string()
     }
 
     #[test]
@@ -271,7 +369,10 @@ mod tests {
             input("x", vec![sym("batch"), Dim::Known(3), Dim::Unknown]),
             input("m", vec![sym("batch"), sym("seq")]),
         ];
-        let shapes = resolve(&declared, &dim("seq", 7), &[shape("x", &[2, 3, 5])]).unwrap();
+        let shapes = resolve(&declared, &dim("seq", 7), &[shape("x", &[2, 3, 5])])
+            .unwrap()
+            .concrete()
+            .unwrap();
         assert_eq!(shapes["x"], [2, 3, 5]);
         assert_eq!(shapes["m"], [2, 7], "batch is shared with x");
     }
@@ -335,5 +436,35 @@ mod tests {
             &[],
         ));
         assert!(e.contains("--input-shape x="), "{e}");
+    }
+
+    #[test]
+    fn ranges_stay_symbolic_and_a_given_size_must_lie_within() {
+        let declared = [
+            input("ids", vec![sym("batch"), sym("seq")]),
+            input("mask", vec![sym("batch"), sym("seq")]),
+        ];
+        let ranged = said_by_dim_flags(&HashMap::from([
+            ("seq".to_string(), Sizes::parse("1..512").unwrap()),
+            ("batch".to_string(), Sizes::parse("2").unwrap()),
+        ]));
+        let r = resolve(&declared, &ranged, &[]).unwrap();
+        assert_eq!(r.shapes["ids"], [Dim::Known(2), sym("seq")]);
+        assert_eq!(r.ranges["seq"], Sizes { lo: 1, hi: 512 });
+        let e = r.concrete().unwrap_err().to_string();
+        assert!(e.contains("'seq' may be 1..512 but needs one size"), "{e}");
+        // A tensor's size within the range fixes the symbol for every input.
+        let r = resolve(&declared, &ranged, &[shape("ids", &[2, 7])]).unwrap();
+        assert_eq!(r.concrete().unwrap()["mask"], [2, 7]);
+        assert!(r.ranges.is_empty());
+        let e = err(resolve(&declared, &ranged, &[shape("ids", &[2, 513])]));
+        assert!(
+            e.contains("its dim 1 is 'seq', which is bounded to 1..512 by --dim seq=1..512"),
+            "{e}"
+        );
+        // The flag's syntax.
+        assert_eq!(Sizes::parse("0..=4"), Ok(Sizes { lo: 0, hi: 4 }));
+        assert!(Sizes::parse("5..4").unwrap_err().contains("empty"));
+        assert!(Sizes::parse("a..4").unwrap_err().contains("'a' is not a size"));
     }
 }

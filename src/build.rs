@@ -19,6 +19,7 @@
 //! depends on: the model, its external data files, a target profile file
 //! and frozen inputs.
 
+use crate::binding::Sizes;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -40,7 +41,7 @@ enum Target {
 pub struct Build {
     model: PathBuf,
     target: Target,
-    dims: HashMap<String, usize>,
+    dims: HashMap<String, Sizes>,
     input_shapes: HashMap<String, Vec<usize>>,
     frozen: Vec<(String, PathBuf)>,
     demote_f64: bool,
@@ -101,7 +102,14 @@ impl Build {
 
     /// The size of a symbolic dim (kernels are compiled for it).
     pub fn dim(mut self, symbol: &str, size: usize) -> Build {
-        self.dims.insert(symbol.into(), size);
+        self.dims.insert(symbol.into(), Sizes::fixed(size));
+        self
+    }
+
+    /// The sizes a symbolic dim may take, `min` to `max` inclusive: the
+    /// bundle runs at any of them.
+    pub fn dim_range(mut self, symbol: &str, min: usize, max: usize) -> Build {
+        self.dims.insert(symbol.into(), Sizes { lo: min, hi: max });
         self
     }
 

@@ -32,8 +32,9 @@ pub const SHARD_BYTES: usize = 16 << 20;
 #[derive(Clone, Debug)]
 pub struct Options {
     pub profile: Profile,
-    /// Sizes for symbolic dims (`batch` → 1).
-    pub dims: HashMap<String, usize>,
+    /// Sizes for symbolic dims (`batch` → 1), or the range a bundle
+    /// runs them at (`seq` → 1..512).
+    pub dims: HashMap<String, crate::binding::Sizes>,
     /// Compute float64 as float32 instead of refusing it.
     pub demote_f64: bool,
     /// Run the per-variant passes (default): recognize written-out ops
@@ -261,14 +262,19 @@ fn tensor_infos(model: &Model, values: &[wpc_ir::ValueId]) -> Vec<TensorInfo> {
 /// ([`crate::binding::resolve`]).
 pub fn bind_inputs(
     model: &mut Model,
-    dims: &HashMap<String, usize>,
+    dims: &HashMap<String, crate::binding::Sizes>,
     input_shapes: &HashMap<String, Vec<usize>>,
 ) -> wpc_ir::Result<()> {
     let declared = crate::binding::declared_inputs(model);
     let symbols = crate::binding::said_by_dim_flags(dims);
     let given = crate::binding::given_by_shape_flags(input_shapes);
-    let shapes = crate::binding::resolve(&declared, &symbols, &given)?;
-    wpc_passes::bind::bind_input_shapes(model, &shapes);
+    let resolved = crate::binding::resolve(&declared, &symbols, &given)?;
+    wpc_passes::bind::bind_input_shapes(model, &resolved.shapes);
+    model.dim_ranges = resolved
+        .ranges
+        .iter()
+        .map(|(s, r)| (s.clone(), (r.lo, r.hi)))
+        .collect();
     Ok(())
 }
 

@@ -10,6 +10,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::Rng;
 use wpc_ir::{DType, Tensor};
 
+use crate::binding::Sizes;
+
 /// Where one input comes from.
 #[derive(Clone, Debug, PartialEq)]
 pub enum InputSource {
@@ -30,16 +32,13 @@ pub fn parse_input(s: &str) -> Result<(String, InputSource)> {
     Ok((name.to_string(), src))
 }
 
-/// Parses `SYMBOL=VALUE`.
-pub fn parse_dim(s: &str) -> Result<(String, usize)> {
+/// Parses `SYMBOL=N` or `SYMBOL=MIN..MAX`.
+pub fn parse_dim(s: &str) -> Result<(String, Sizes)> {
     let (name, v) = s
         .split_once('=')
-        .with_context(|| format!("--dim '{s}' must look like SYMBOL=VALUE"))?;
-    Ok((
-        name.to_string(),
-        v.parse()
-            .with_context(|| format!("--dim {name}: '{v}' is not a size"))?,
-    ))
+        .with_context(|| format!("--dim '{s}' must look like SYMBOL=N or SYMBOL=MIN..MAX"))?;
+    let sizes = Sizes::parse(v).map_err(|why| anyhow::anyhow!("--dim {name}={v}: {why}"))?;
+    Ok((name.to_string(), sizes))
 }
 
 /// Parses `NAME=D0xD1x...` (`NAME=` alone is a scalar).
@@ -77,7 +76,7 @@ pub fn parse_unique<T>(
 }
 
 /// `--dim` values as a map, each symbol at most once.
-pub fn parse_dims(values: &[String]) -> Result<HashMap<String, usize>> {
+pub fn parse_dims(values: &[String]) -> Result<HashMap<String, Sizes>> {
     Ok(parse_unique("--dim", values, parse_dim)?
         .into_iter()
         .collect())

@@ -163,7 +163,7 @@ struct BindArgs {
 
 /// [`BindArgs`], parsed: each name given once.
 struct Binding {
-    dims: HashMap<String, usize>,
+    dims: HashMap<String, wpc::binding::Sizes>,
     input_shapes: Vec<(String, Vec<usize>)>,
     frozen: Vec<(String, PathBuf)>,
     demote_f64: bool,
@@ -758,8 +758,8 @@ fn compile(
         Some(path) => build.target_file(path),
         None => build.target(&target.target),
     };
-    for (symbol, &size) in &binding.dims {
-        build = build.dim(symbol, size);
+    for (symbol, &sizes) in &binding.dims {
+        build = build.dim_range(symbol, sizes.lo, sizes.hi);
     }
     for (name, dims) in &binding.input_shapes {
         build = build.input_shape(name, dims);
@@ -920,7 +920,7 @@ fn bind_feeds(
     shapes.extend(wpc::binding::given_by_shape_flags(
         binding.input_shapes.iter().map(|(n, s)| (n, s)),
     ));
-    let bound = wpc::binding::resolve(&declared, symbols, &shapes)?;
+    let bound = wpc::binding::resolve(&declared, symbols, &shapes)?.concrete()?;
     let declared: Vec<_> = declared
         .into_iter()
         .map(|(n, ty)| {
@@ -1030,7 +1030,7 @@ fn run_bundle(
                     symbols.insert(
                         s.clone(),
                         Said {
-                            size: size as usize,
+                            sizes: wpc::binding::Sizes::fixed(size as usize),
                             by,
                         },
                     );
@@ -1047,10 +1047,10 @@ fn run_bundle(
     }
     for (s, said) in wpc::binding::said_by_dim_flags(&binding.dims) {
         match symbols.get(&s) {
-            Some(b) if b.size != said.size => bail!(
+            Some(b) if b.sizes != said.sizes => bail!(
                 "{}: this bundle was compiled for {s}={}; recompile the model with {} to run it at that size",
                 said.by,
-                b.size,
+                b.sizes,
                 said.by
             ),
             Some(_) => {}

@@ -1,5 +1,5 @@
 //! Preparing a model for compilation: fixing inputs to values
-//! ([`freeze_inputs`]) and to concrete shapes ([`bind_input_shapes`]),
+//! ([`freeze_inputs`]) and to shapes ([`bind_input_shapes`]),
 //! and finding the inputs that must be fixed ([`steering_inputs`]). These
 //! run before [`crate::optimize`], which then folds what they made known.
 //! Which shapes to bind (from `--dim` and `--input-shape`, checked
@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use wpc_ir::{Error, Model, Result, Shape, Tensor, ValueId, ValueType};
+use wpc_ir::{Dim, Error, Model, Result, Shape, Tensor, ValueId, ValueType};
 
 /// Turns the named model inputs into constants.
 pub fn freeze_inputs(model: &mut Model, frozen: &HashMap<String, Tensor>) -> Result<()> {
@@ -73,12 +73,13 @@ pub fn steering_inputs(model: &Model) -> Vec<String> {
         .collect()
 }
 
-/// Gives each model input named in `shapes` that concrete shape.
-pub fn bind_input_shapes(model: &mut Model, shapes: &HashMap<String, Vec<usize>>) {
+/// Gives each model input named in `shapes` that shape (sizes, and the
+/// symbols left to run time).
+pub fn bind_input_shapes(model: &mut Model, shapes: &HashMap<String, Vec<Dim>>) {
     let g = &mut model.graph;
     for v in g.inputs.clone() {
         if let Some(shape) = shapes.get(&g.value(v).name) {
-            g.value_mut(v).ty.shape = Shape::known(shape);
+            g.value_mut(v).ty.shape = Shape(Some(shape.clone()));
         }
     }
 }

@@ -90,7 +90,8 @@ pub fn load_model_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<Model> 
         functions: Functions::new(&proto.functions),
         external_data: RefCell::default(),
     };
-    let graph = importer.graph(graph_proto, false)?;
+    let mut graph = importer.graph(graph_proto, false)?;
+    name_unnamed_input_dims(&mut graph);
     Ok(Model {
         graph,
         opsets,
@@ -99,6 +100,41 @@ pub fn load_model_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<Model> 
         external_data: importer.external_data.into_inner().into_iter().collect(),
         dim_ranges: Default::default(),
     })
+}
+
+/// Gives each unnamed dim of a model input (ONNX's `?`: a size of its
+/// own, known at run time) the stable name `INPUT.AXIS` (`input.1`), so
+/// `wpc inspect` can show it and `--dim input.1=512` can size it like a
+/// named one. A name a dim of the model already uses is primed until it
+/// is not.
+fn name_unnamed_input_dims(graph: &mut Graph) {
+    let mut taken: BTreeSet<String> = BTreeSet::new();
+    for v in graph.inputs.iter() {
+        for d in graph.value(*v).ty.shape.dims().unwrap_or_default() {
+            if let Dim::Symbol(s) = d {
+                taken.insert(s.clone());
+            }
+        }
+    }
+    for v in graph.inputs.clone() {
+        if graph.constants.contains_key(&v) {
+            continue;
+        }
+        let input = graph.value(v).name.clone();
+        let Some(dims) = graph.value_mut(v).ty.shape.0.as_mut() else {
+            continue;
+        };
+        for (axis, d) in dims.iter_mut().enumerate() {
+            if *d == Dim::Unknown {
+                let mut name = format!("{input}.{axis}");
+                while taken.contains(&name) {
+                    name.push('\'');
+                }
+                taken.insert(name.clone());
+                *d = Dim::Symbol(name);
+            }
+        }
+    }
 }
 
 struct Importer<'a> {
