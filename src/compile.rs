@@ -216,6 +216,25 @@ impl Shards {
     }
 }
 
+/// The sizes value `v` of the bound model has (at their largest, where
+/// they are dynamic) and, where some are dynamic, its shape at run time;
+/// no sizes where its shape is not known (no backend can then build it).
+fn bound_shape(model: &Model, v: wpc_ir::ValueId) -> (Vec<u64>, Option<Vec<manifest::SizeExpr>>) {
+    let Some(dims) = model.graph.value(v).ty.shape.exprs() else {
+        return (Vec::new(), None);
+    };
+    let range = |s: &str| wpc_ir::graph::dim_range(&model.dim_ranges, s);
+    let largest: Option<Vec<u64>> = dims
+        .iter()
+        .map(|d| d.bounds(&range).and_then(|(_, hi)| u64::try_from(hi).ok()))
+        .collect();
+    let dynamic = dims.iter().any(|d| d.as_const().is_none());
+    match largest {
+        Some(bound) => (bound, dynamic.then(|| dims.iter().map(manifest::SizeExpr::of).collect())),
+        None => (Vec::new(), None),
+    }
+}
+
 /// The declared shape of each model input and output, before binding.
 fn tensor_infos(model: &Model, values: &[wpc_ir::ValueId]) -> Vec<TensorInfo> {
     let g = &model.graph;
@@ -251,6 +270,7 @@ fn tensor_infos(model: &Model, values: &[wpc_ir::ValueId]) -> Vec<TensorInfo> {
                     })
                     .collect(),
                 bound: Vec::new(),
+                run_shape: None,
             }
         })
         .collect()
@@ -336,17 +356,9 @@ pub fn compile_model_report(
         .zip(&g.inputs)
         .chain(outputs.iter_mut().zip(&g.outputs))
     {
-        info.bound = match g.constants.get(&v) {
-            Some(t) => t.shape().iter().map(|&d| d as u64).collect(),
-            None => g
-                .value(v)
-                .ty
-                .shape
-                .concrete()
-                .unwrap_or_default()
-                .iter()
-                .map(|&d| d as u64)
-                .collect(),
+        (info.bound, info.run_shape) = match g.constants.get(&v) {
+            Some(t) => (t.shape().iter().map(|&d| d as u64).collect(), None),
+            None => bound_shape(&bound, v),
         };
         // A tensor the model declares no shape for takes its rank from
         // the binding: each axis is open in the declaration.
@@ -460,6 +472,15 @@ pub fn compile_model_report(
                     sha256: sha256_hex(source),
                 },
                 target: options.profile.name.clone(),
+                dims: bound
+                    .dim_ranges
+                    .iter()
+                    .map(|(name, &(min, max))| manifest::DimRange {
+                        name: name.clone(),
+                        min: min as u64,
+                        max: max as u64,
+                    })
+                    .collect(),
                 inputs,
                 outputs,
                 shards,

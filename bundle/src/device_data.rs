@@ -69,6 +69,39 @@ pub fn static_type(g: &wpc_ir::Graph, v: wpc_ir::ValueId) -> wpc_ir::Result<(DTy
     Ok((dtype, shape))
 }
 
+/// The dtype and shape of graph value `v` where sizes may be dynamic:
+/// each dim a size or computed from the model's symbols. Errors name the
+/// value whose dtype or shape is not known at compile time.
+pub fn symbolic_type(
+    g: &wpc_ir::Graph,
+    v: wpc_ir::ValueId,
+) -> wpc_ir::Result<(DType, Vec<wpc_ir::sym::Expr>)> {
+    let value = g.value(v);
+    let dtype = value.ty.dtype.ok_or_else(|| {
+        wpc_ir::Error::unsupported(format!(
+            "the dtype of '{}' is not known at compile time",
+            value.name
+        ))
+    })?;
+    let dims = value.ty.shape.exprs().ok_or_else(|| {
+        wpc_ir::Error::unsupported(format!(
+            "the shape of '{}' is not known at compile time ({})",
+            value.name, value.ty.shape
+        ))
+    })?;
+    Ok((dtype, dims))
+}
+
+/// The device word of a tensor of `dtype` named `name`, or why WGSL
+/// cannot hold it: float64, unless `demote_f64`.
+pub fn word_of(dtype: DType, name: &str, demote_f64: bool) -> wpc_ir::Result<Word> {
+    Word::for_dtype(dtype, demote_f64).ok_or_else(|| {
+        wpc_ir::Error::unsupported(format!(
+            "'{name}' is {dtype}, which the kernels cannot hold (no 64-bit floats); compile with --demote-f64 to compute it in float32"
+        ))
+    })
+}
+
 /// [`static_type`] plus the device word, or why WGSL cannot hold the
 /// value: float64, unless `demote_f64`.
 pub fn static_layout(
@@ -77,12 +110,7 @@ pub fn static_layout(
     demote_f64: bool,
 ) -> wpc_ir::Result<(DType, Vec<usize>, Word)> {
     let (dtype, shape) = static_type(g, v)?;
-    let word = Word::for_dtype(dtype, demote_f64).ok_or_else(|| {
-        wpc_ir::Error::unsupported(format!(
-            "'{}' is {dtype}, which the kernels cannot hold (no 64-bit floats); compile with --demote-f64 to compute it in float32",
-            g.value(v).name
-        ))
-    })?;
+    let word = word_of(dtype, &g.value(v).name, demote_f64)?;
     Ok((dtype, shape, word))
 }
 

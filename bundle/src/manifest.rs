@@ -1,12 +1,20 @@
 //! `manifest.json`: what a bundle holds and how to run each variant.
 //!
-//! Format version 2 (version 1 listed fallback nodes as bare names in
-//! `reference_nodes`; version 2 lists them with reasons in `fallback`).
-//! Everything a runtime needs is here; files are named
-//! relative to the bundle directory. Shapes are compiled for concrete sizes:
-//! each tensor lists its declared (possibly symbolic) `shape` and the `bound`
-//! sizes the kernels were generated for, and a runtime must reject inputs of
-//! any other shape.
+//! Format version 3 (version 1 listed fallback nodes as bare names in
+//! `reference_nodes`; version 2 lists them with reasons in `fallback`;
+//! version 3 adds dynamic sizes: `dims`, `run_shape`, and a dispatch's
+//! `params` and `groups`). Everything a runtime needs is here; files are
+//! named relative to the bundle directory.
+//!
+//! Each tensor lists its declared (possibly symbolic) `shape` and the
+//! `bound` sizes its buffers were made for. A bundle compiled for fixed
+//! sizes runs at exactly those, and a runtime must reject inputs of any
+//! other shape. A bundle with `dims` runs at any sizes of those symbols
+//! within their ranges: an input's symbolic dims give each symbol its
+//! size, `bound` holds the largest sizes, and every size that depends on
+//! the symbols — a tensor's `run_shape`, a dispatch's workgroup counts
+//! (`groups`) and the sizes its kernel reads from its uniform (`params`) —
+//! is a [`SizeExpr`] the runtime evaluates per run.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +23,7 @@ use serde::{Deserialize, Serialize};
 /// The value of `format` in every manifest.
 pub const FORMAT: &str = "wpc-bundle";
 /// The manifest version this crate reads and writes.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,6 +33,10 @@ pub struct Manifest {
     pub model: ModelInfo,
     /// The target profile the bundle was compiled for.
     pub target: String,
+    /// The symbols the bundle leaves to run time, with the sizes each may
+    /// take; empty for a bundle compiled for fixed sizes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dims: Vec<DimRange>,
     pub inputs: Vec<TensorInfo>,
     pub outputs: Vec<TensorInfo>,
     /// Weight files, in load-priority order.
@@ -47,13 +59,153 @@ pub struct ModelInfo {
     pub sha256: String,
 }
 
+/// A symbol a bundle leaves to run time, and the sizes it may take
+/// (`min` to `max` inclusive).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DimRange {
+    pub name: String,
+    pub min: u64,
+    pub max: u64,
+}
+
+/// A size computed from the bundle's symbols, written in JSON as an
+/// integer, a symbol's name, or `[op, operand, ...]` with `op` one of
+/// `+`, `*`, `floor_div`, `mod`, `max`, `min` (see
+/// [`wpc_ir::sym::Term`]): `["+", ["*", 64, "seq"], 1]` is `64*seq + 1`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SizeExpr(pub wpc_ir::sym::Term);
+
+impl SizeExpr {
+    pub fn of(e: &wpc_ir::sym::Expr) -> SizeExpr {
+        SizeExpr(e.term())
+    }
+
+    /// The value under the symbols' sizes `value`; `None` where one is
+    /// missing, on a division by zero or on overflow.
+    pub fn eval(&self, value: &dyn Fn(&str) -> Option<i64>) -> Option<i64> {
+        wpc_ir::sym::Expr::from_term(&self.0)?.eval(value)
+    }
+
+    /// The symbols it reads.
+    pub fn symbols(&self) -> Vec<String> {
+        wpc_ir::sym::Expr::from_term(&self.0)
+            .map(|e| e.symbols().into_iter().collect())
+            .unwrap_or_default()
+    }
+
+    fn to_json(t: &wpc_ir::sym::Term) -> serde_json::Value {
+        use wpc_ir::sym::Term;
+        match t {
+            Term::Int(c) => serde_json::Value::from(*c),
+            Term::Sym(s) => serde_json::Value::from(s.as_str()),
+            Term::Op(op, args) => {
+                let mut v = vec![serde_json::Value::from(*op)];
+                v.extend(args.iter().map(SizeExpr::to_json));
+                serde_json::Value::Array(v)
+            }
+        }
+    }
+
+    fn from_json(v: &serde_json::Value) -> std::result::Result<wpc_ir::sym::Term, String> {
+        use wpc_ir::sym::Term;
+        const OPS: [&str; 6] = ["+", "*", "floor_div", "mod", "max", "min"];
+        match v {
+            serde_json::Value::Number(n) => n
+                .as_i64()
+                .map(Term::Int)
+                .ok_or_else(|| format!("size {n} is not an integer")),
+            serde_json::Value::String(s) => Ok(Term::Sym(s.clone())),
+            serde_json::Value::Array(items) => {
+                let (op, args) = items.split_first().ok_or("an empty size expression")?;
+                let op = OPS
+                    .into_iter()
+                    .find(|o| op.as_str() == Some(*o))
+                    .ok_or_else(|| format!("unknown size operation {op}"))?;
+                let args = args.iter().map(SizeExpr::from_json).collect::<Result<Vec<_>, _>>()?;
+                let arity_ok = match op {
+                    "+" | "*" => args.len() >= 2,
+                    _ => args.len() == 2,
+                };
+                if !arity_ok {
+                    return Err(format!("'{op}' with {} operands", args.len()));
+                }
+                Ok(Term::Op(op, args))
+            }
+            other => Err(format!("{other} is not a size expression")),
+        }
+    }
+}
+
+impl Serialize for SizeExpr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        SizeExpr::to_json(&self.0).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for SizeExpr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<SizeExpr, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        SizeExpr::from_json(&v)
+            .map(SizeExpr)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 impl Manifest {
+    /// Each symbol's largest size, for evaluating a [`SizeExpr`] at the
+    /// bounds.
+    pub fn largest(&self, name: &str) -> Option<i64> {
+        self.dims
+            .iter()
+            .find(|d| d.name == name)
+            .and_then(|d| i64::try_from(d.max).ok())
+    }
+
     /// Checks that the manifest is consistent with itself, so that every
     /// runtime may trust it: each tensor's bound shape has the element
-    /// count its slots hold in every variant, and every index, offset and
-    /// range points inside what it indexes. An edited or corrupt manifest
-    /// is refused here, before it could produce a wrong-shaped output.
+    /// count its slots hold in every variant, every index, offset and
+    /// range points inside what it indexes, and every size expression
+    /// reads only the bundle's symbols and stays within what was made for
+    /// it at their largest sizes. An edited or corrupt manifest is refused
+    /// here, before it could produce a wrong-shaped output.
     pub fn validate(&self) -> std::result::Result<(), String> {
+        for d in &self.dims {
+            if d.min > d.max {
+                return Err(format!("dim '{}' has the empty range {}..{}", d.name, d.min, d.max));
+            }
+        }
+        let known = |e: &SizeExpr, what: &str| -> std::result::Result<(), String> {
+            match e.symbols().into_iter().find(|s| self.largest(s).is_none()) {
+                Some(s) => Err(format!("{what} reads '{s}', which is not one of the bundle's dims")),
+                None => Ok(()),
+            }
+        };
+        for t in self.inputs.iter().chain(&self.outputs) {
+            if let Some(run) = &t.run_shape {
+                if run.len() != t.bound.len() {
+                    return Err(format!("'{}' has a run shape of another rank than its bound", t.name));
+                }
+                for (e, &b) in run.iter().zip(&t.bound) {
+                    known(e, &format!("the shape of '{}'", t.name))?;
+                    if e.eval(&|s| self.largest(s)) != i64::try_from(b).ok() {
+                        return Err(format!(
+                            "the shape of '{}' at the largest sizes is not its bound {:?}",
+                            t.name, t.bound
+                        ));
+                    }
+                }
+            }
+        }
+        for v in &self.variants {
+            if let Variant::WebGpu(w) = v {
+                for d in &w.dispatches {
+                    for e in d.params.iter().chain(d.groups.iter().flatten()) {
+                        known(e, &format!("the dispatch of node {}", d.node))?;
+                    }
+                }
+            }
+        }
         // (role, name, elements, bytes per element) of every input, then
         // every output: the order of each variant's slots.
         let mut tensors = Vec::new();
@@ -228,8 +380,13 @@ pub struct TensorInfo {
     pub dtype: String,
     /// Declared shape: sizes, or symbol names for symbolic dims.
     pub shape: Vec<DimInfo>,
-    /// The sizes this bundle was compiled for.
+    /// The sizes this bundle was compiled for (its largest, where sizes
+    /// are dynamic).
     pub bound: Vec<u64>,
+    /// Where some size is dynamic: the shape at run time, over the
+    /// bundle's `dims`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_shape: Option<Vec<SizeExpr>>,
 }
 
 impl TensorInfo {
@@ -490,7 +647,17 @@ pub struct Dispatch {
     pub shader: usize,
     /// Buffers bound at `@group(0) @binding(i)`, in order.
     pub bindings: Vec<usize>,
+    /// Workgroup counts (at the largest sizes, where `groups` is set).
     pub workgroups: [u32; 3],
+    /// Workgroup counts at run time, where they depend on the bundle's
+    /// dims (a count of 0 skips the dispatch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<[SizeExpr; 3]>,
+    /// The sizes the kernel reads from its uniform buffer (bound after
+    /// `bindings`, at `@binding(bindings.len())`), one `u32` each in
+    /// order, evaluated per run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub params: Vec<SizeExpr>,
     /// The node this dispatch computes, for profiles and errors.
     pub node: String,
 }

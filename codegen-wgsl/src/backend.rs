@@ -18,6 +18,8 @@ pub struct WebGpu {
     profile: Profile,
     options: Options,
     fusion: Fusion,
+    /// The model's dim ranges (what dynamic sizes may be).
+    ranges: std::collections::BTreeMap<String, (usize, usize)>,
 }
 
 impl WebGpu {
@@ -28,6 +30,7 @@ impl WebGpu {
             fusion: Fusion::new(model, profile, options.demote_f64),
             profile: profile.clone(),
             options,
+            ranges: model.dim_ranges.clone(),
         }
     }
 }
@@ -45,17 +48,22 @@ impl Backend for WebGpu {
     }
 
     /// A kernel when the op has a lowering and every tensor it touches
-    /// has a static shape and a 32-bit device word.
+    /// has a known shape (static, or dynamic within the model's dim ranges
+    /// where the op's kernel reads its sizes at run time) and a 32-bit
+    /// device word.
     fn runs(&self, graph: &Graph, n: NodeId) -> Runs {
         let node = graph.node(n);
         if crate::ops::lowering(&node.domain, &node.op).is_none() {
             return Runs::No(format!("op {} has no WebGPU kernel yet", node.op));
         }
         for &v in node.inputs.iter().chain(&node.outputs).flatten() {
-            if let Err(e) =
-                wpc_bundle::device_data::static_layout(graph, v, self.options.demote_f64)
-            {
-                return Runs::No(e.reason);
+            let t = crate::lower::tensor_type_in(graph, &self.ranges, v, self.options.demote_f64);
+            match t {
+                Err(e) => return Runs::No(e.reason),
+                Ok(t) if !t.is_static() && !crate::ops::handles_dynamic_sizes(&node.domain, &node.op) => {
+                    return Runs::No(crate::lower::dynamic_size_refused(&node.op, &t).reason);
+                }
+                Ok(_) => {}
             }
         }
         if wpc_ir::ops::class_of(&node.domain, &node.op) == OpClass::View {

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write;
 
 use wpc_bundle::device_data::Word;
+use wpc_ir::sym::Expr;
 
 /// A storage buffer the kernel binds, at `@binding(position)`.
 #[derive(Clone, Debug, PartialEq)]
@@ -33,6 +34,37 @@ pub struct Kernel {
     pub workgroup_bytes: u32,
     /// The body of `main`.
     pub body: String,
+    /// The sizes the kernel reads at run time (see [`Params`]).
+    pub params: Params,
+    /// Workgroup counts at run time, where they depend on dynamic sizes
+    /// (`workgroups` is then made for the largest sizes when emitted).
+    pub groups: Option<[Expr; 3]>,
+}
+
+/// The dynamic sizes a kernel reads: each distinct [`Expr`] is a `u32`
+/// slot of the uniform `params` (four to a `vec4`, as uniform arrays need
+/// 16-byte elements), which the runtime fills per run. Constant sizes are
+/// literals, so a kernel of static shapes has no uniform at all.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Params(pub Vec<Expr>);
+
+impl Params {
+    /// WGSL for size `e` as a `u32`: a literal (`64u`) where it is a
+    /// constant, else a read of its slot (`params[0].y`).
+    pub fn size(&mut self, e: &Expr) -> String {
+        if let Some(c) = e.as_const() {
+            return format!("{c}u");
+        }
+        let k = self.0.iter().position(|p| p == e).unwrap_or_else(|| {
+            self.0.push(e.clone());
+            self.0.len() - 1
+        });
+        format!("params[{}].{}", k / 4, ["x", "y", "z", "w"][k % 4])
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl Kernel {
@@ -47,6 +79,8 @@ impl Kernel {
             workgroup_bytes: 0,
             vec4_bindings: Vec::new(),
             body: String::new(),
+            params: Params::default(),
+            groups: None,
         }
     }
 
@@ -80,12 +114,43 @@ impl Kernel {
         max_groups: u32,
         body: &str,
     ) -> &mut Kernel {
+        self.one_per_item_of(&Expr::constant(n as i64), size, max_groups, body)
+    }
+
+    /// [`Kernel::one_per_item`] over a count that may be dynamic: the
+    /// bounds check reads it from the parameters, and the workgroup
+    /// counts are computed at run time.
+    pub fn one_per_item_of(
+        &mut self,
+        n: &Expr,
+        size: u32,
+        max_groups: u32,
+        body: &str,
+    ) -> &mut Kernel {
         self.workgroup_size = [size, 1, 1];
-        self.workgroups = grid(n.div_ceil(size as usize), max_groups);
+        let groups = n
+            .add(&Expr::constant(i64::from(size) - 1))
+            .floor_div(&Expr::constant(i64::from(size)));
+        self.spread(&groups, max_groups);
+        let n = self.params.size(n);
         self.body = format!(
-            "    let i = (wid.y * nwg.x + wid.x) * {size}u + lidx;\n    if (i >= {n}u) {{ return; }}\n{body}"
+            "    let i = (wid.y * nwg.x + wid.x) * {size}u + lidx;\n    if (i >= {n}) {{ return; }}\n{body}"
         );
         self
+    }
+
+    /// Workgroup counts for `groups` groups (see [`grid`]); computed at
+    /// run time where `groups` is dynamic.
+    fn spread(&mut self, groups: &Expr, max_groups: u32) {
+        match groups.as_const() {
+            Some(g) => self.workgroups = grid(g.max(0) as usize, max_groups),
+            None => {
+                let max = Expr::constant(i64::from(max_groups));
+                let x = groups.min_of(&max);
+                let y = groups.add(&Expr::constant(i64::from(max_groups) - 1)).floor_div(&max);
+                self.groups = Some([x, y, Expr::constant(1)]);
+            }
+        }
     }
 
     /// One workgroup per item of `n`: the body sees the item as `row`
@@ -98,10 +163,22 @@ impl Kernel {
         max_groups: u32,
         body: &str,
     ) -> &mut Kernel {
+        self.one_group_per_item_of(&Expr::constant(n as i64), size, max_groups, body)
+    }
+
+    /// [`Kernel::one_group_per_item`] over a count that may be dynamic.
+    pub fn one_group_per_item_of(
+        &mut self,
+        n: &Expr,
+        size: u32,
+        max_groups: u32,
+        body: &str,
+    ) -> &mut Kernel {
         self.workgroup_size = [size, 1, 1];
-        self.workgroups = grid(n, max_groups);
+        self.spread(n, max_groups);
+        let n = self.params.size(n);
         self.body = format!(
-            "    let row = wid.y * nwg.x + wid.x;\n    if (row >= {n}u) {{ return; }}\n{body}"
+            "    let row = wid.y * nwg.x + wid.x;\n    if (row >= {n}) {{ return; }}\n{body}"
         );
         self
     }
@@ -148,6 +225,14 @@ impl Kernel {
         let uses_bits = [&self.body, &self.decls]
             .iter()
             .any(|t| t.contains("f32_bits("));
+        if !self.params.is_empty() {
+            let _ = writeln!(
+                s,
+                "@group(0) @binding({}) var<uniform> params: array<vec4<u32>, {}>;",
+                self.bindings.len(),
+                self.params.0.len().div_ceil(4)
+            );
+        }
         let bits = (uses_bits && !self.helpers.contains("f32_bits")).then_some("f32_bits");
         for h in self.helpers.iter().copied().chain(bits) {
             s.push_str(crate::helpers::source(h));

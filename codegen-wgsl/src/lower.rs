@@ -3,7 +3,8 @@
 use std::collections::{HashMap, HashSet};
 
 use wpc_bundle::device_data::{Word, to_bytes};
-use wpc_bundle::manifest::{Dispatch, Requirements, WebGpuVariant};
+use wpc_bundle::manifest::{Dispatch, Requirements, SizeExpr, WebGpuVariant};
+use wpc_ir::sym::Expr;
 use wpc_ir::{Attrs, DType, Error, Graph, Model, Node, Result, Tensor, ValueId};
 use wpc_targets::{KernelTuning, Profile};
 
@@ -28,17 +29,32 @@ pub struct Compiled {
     pub weights: Vec<(usize, Vec<u8>)>,
 }
 
-/// A tensor as the kernels see it: its dtype, static shape and device word.
+/// A tensor as the kernels see it: its dtype, shape and device word. The
+/// shape is `dims`, sizes that may be dynamic; `shape` holds them at
+/// their largest (what buffers are made for), and is the shape itself
+/// where every size is static.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tt {
     pub dtype: DType,
     pub shape: Vec<usize>,
+    pub dims: Vec<Expr>,
     pub word: Word,
 }
 
 impl Tt {
+    /// Elements at the largest sizes.
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
+    }
+
+    /// Elements, as a size that may be dynamic.
+    pub fn numel_of(&self) -> Expr {
+        self.dims.iter().fold(Expr::constant(1), |a, d| a.mul(d))
+    }
+
+    /// Whether every size is known at compile time.
+    pub fn is_static(&self) -> bool {
+        self.dims.iter().all(|d| d.as_const().is_some())
     }
 }
 
@@ -99,6 +115,8 @@ pub struct Ctx<'a> {
     consts: Vec<Option<&'a Tensor>>,
     /// Float64 tensors are computed as float32 ([`Options::demote_f64`]).
     pub demote_f64: bool,
+    /// The model's dim ranges (what dynamic sizes may be).
+    pub ranges: &'a std::collections::BTreeMap<String, (usize, usize)>,
     /// The node is the anchor of a `FusedEpilogue`: its result passes
     /// through the WGSL function [`crate::ops::fused::EPILOGUE`] before
     /// it is stored (see [`Ctx::store`]).
@@ -122,6 +140,7 @@ impl<'a> Ctx<'a> {
                 .map(|j| j.and_then(|j| self.consts.get(j).copied().flatten()))
                 .collect(),
             demote_f64: self.demote_f64,
+            ranges: self.ranges,
             epilogue: true,
         }
     }
@@ -204,9 +223,36 @@ impl<'a> Ctx<'a> {
 /// The signature of every op lowering.
 pub type LowerFn = fn(&Ctx) -> Result<Lowered>;
 
-fn static_type(g: &Graph, v: ValueId, opts: &Options) -> Result<Tt> {
-    let (dtype, shape, word) = wpc_bundle::device_data::static_layout(g, v, opts.demote_f64)?;
-    Ok(Tt { dtype, shape, word })
+/// The kernels' view of value `v` of `model`: its sizes as expressions,
+/// and at their largest under the model's dim ranges.
+pub fn tensor_type(model: &Model, v: ValueId, demote_f64: bool) -> Result<Tt> {
+    tensor_type_in(&model.graph, &model.dim_ranges, v, demote_f64)
+}
+
+/// [`tensor_type`] of a value of graph `g` (a fused node's body) under
+/// the model's dim ranges.
+pub fn tensor_type_in(
+    g: &Graph,
+    ranges: &std::collections::BTreeMap<String, (usize, usize)>,
+    v: ValueId,
+    demote_f64: bool,
+) -> Result<Tt> {
+    let name = &g.value(v).name;
+    let (dtype, dims) = wpc_bundle::device_data::symbolic_type(g, v)?;
+    let word = wpc_bundle::device_data::word_of(dtype, name, demote_f64)?;
+    let shape = dims
+        .iter()
+        .map(|d| largest(d, ranges).ok_or_else(|| Error::unsupported(format!(
+            "the size {d} of '{name}' has no upper bound: give its symbols the sizes they may take with --dim SYMBOL=MIN..MAX"
+        ))))
+        .collect::<Result<Vec<usize>>>()?;
+    Ok(Tt { dtype, shape, dims, word })
+}
+
+/// The largest value of size `e` under the dims' `ranges`.
+pub fn largest(e: &Expr, ranges: &std::collections::BTreeMap<String, (usize, usize)>) -> Option<usize> {
+    let (_, hi) = e.bounds(&|s| ranges.get(s).and_then(|&(lo, hi)| Some((i64::try_from(lo).ok()?, i64::try_from(hi).ok()?))))?;
+    usize::try_from(hi).ok()
 }
 
 fn static_word(t: &Tensor, opts: &Options) -> Result<Word> {
@@ -227,7 +273,7 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
     for &n in &order {
         let node = g.node(n);
         for v in node.outputs.iter().flatten() {
-            static_type(g, *v, opts).map_err(|e| e.within(node.context()))?;
+            tensor_type(model, *v, opts.demote_f64).map_err(|e| e.within(node.context()))?;
         }
     }
     let mut planner = Planner::new(profile);
@@ -236,7 +282,7 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
     let mut weights = Vec::new();
     for &v in g.inputs.iter().chain(&g.outputs) {
         if !slot_of.contains_key(&v) && !g.constants.contains_key(&v) {
-            let t = static_type(g, v, opts)?;
+            let t = tensor_type(model, v, opts.demote_f64)?;
             slot_of.insert(v, planner.pinned(t.numel(), &g.value(v).name)?);
         }
     }
@@ -280,7 +326,10 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
     let mut root: HashMap<ValueId, ValueId> = HashMap::new();
     // Values whose buffer an elementwise output took over (in place).
     let mut donated: HashSet<ValueId> = HashSet::new();
-    let mut program = Program::default();
+    let mut program = Program {
+        ranges: model.dim_ranges.clone(),
+        ..Program::default()
+    };
 
     for &n in &order {
         let node = g.node(n);
@@ -293,7 +342,7 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
         })?;
         let types = |vs: &[Option<ValueId>]| -> Result<Vec<Option<Tt>>> {
             vs.iter()
-                .map(|v| v.map(|v| static_type(g, v, opts)).transpose())
+                .map(|v| v.map(|v| tensor_type(model, v, opts.demote_f64)).transpose())
                 .collect()
         };
         let ctx = Ctx {
@@ -308,8 +357,20 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
                 .map(|v| v.and_then(|v| g.constants.get(&v)))
                 .collect(),
             demote_f64: opts.demote_f64,
+            ranges: &model.dim_ranges,
             epilogue: false,
         };
+        let dynamic = ctx
+            .inputs
+            .iter()
+            .chain(&ctx.outputs)
+            .flatten()
+            .find(|t| !t.is_static());
+        if let Some(t) = dynamic
+            && !crate::ops::handles_dynamic_sizes(&node.domain, &node.op)
+        {
+            return Err(within(dynamic_size_refused(&node.op, t)));
+        }
         // Nothing to compute for empty outputs (their buffers still exist).
         let empty = ctx.outputs.iter().flatten().all(|t| t.numel() == 0);
         let lowered = if empty {
@@ -364,8 +425,8 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
                 let r = *root.get(&src).unwrap_or(&src);
                 if let Some(&pinned) = slot_of.get(&dst) {
                     // A graph output that is a view of another value: copy it.
-                    let words = static_type(g, dst, opts).map_err(within)?.numel();
-                    let k = crate::ops::copy_kernel(words, &ctx);
+                    let words = tensor_type(model, dst, opts.demote_f64).map_err(within)?.numel_of();
+                    let k = crate::ops::copy_kernel(&words, &ctx);
                     program.emit(
                         &node.name,
                         &k,
@@ -487,12 +548,12 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
             .map(|v| {
                 let word = match g.constants.get(v) {
                     Some(t) => Word::for_dtype(t.dtype(), opts.demote_f64),
-                    None => Some(static_type(g, *v, opts)?.word),
+                    None => Some(tensor_type(model, *v, opts.demote_f64)?.word),
                 }
                 .ok_or_else(|| Error::unsupported("output dtype WGSL cannot hold"))?;
                 let elements = match g.constants.get(v) {
                     Some(t) => t.len(),
-                    None => static_type(g, *v, opts)?.numel(),
+                    None => tensor_type(model, *v, opts.demote_f64)?.numel(),
                 } as u64;
                 Ok(wpc_bundle::manifest::DeviceTensor {
                     buffer: planner.buffer_of(slot_of[v]),
@@ -524,6 +585,16 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
         shaders: program.shaders,
         weights,
     })
+}
+
+/// Why a node with a dynamic size cannot be lowered: its op's kernel is
+/// compiled for static shapes only.
+pub fn dynamic_size_refused(op: &str, t: &Tt) -> Error {
+    let dims: Vec<String> = t.dims.iter().map(|d| d.to_string()).collect();
+    Error::unsupported(format!(
+        "{op} on a tensor of dynamic size [{}] has no WebGPU kernel yet; compile for one size with --dim SYMBOL=N",
+        dims.join(", ")
+    ))
 }
 
 /// The largest resources the kernels use, turned into the variant's requirements.
@@ -638,12 +709,26 @@ struct Program {
     /// WGSL text → index in `shaders`, so identical kernels share a file.
     ids: HashMap<String, usize>,
     usage: Usage,
+    /// The model's dim ranges: dynamic workgroup counts and parameters
+    /// are simplified by them, and evaluated at their largest.
+    ranges: std::collections::BTreeMap<String, (usize, usize)>,
 }
 
 impl Program {
     /// Checks a kernel against the profile, renders and validates it (once per
     /// distinct text) and appends its dispatch.
     fn emit(&mut self, node: &str, k: &Kernel, slots: Vec<Slot>, planner: &Planner) -> Result<()> {
+        let range = |s: &str| wpc_ir::graph::dim_range(&self.ranges, s);
+        let groups = k.groups.as_ref().map(|g| g.clone().map(|e| e.simplify(&range)));
+        let mut k = k.clone();
+        if let Some(g) = &groups {
+            for (w, e) in k.workgroups.iter_mut().zip(g) {
+                *w = largest(e, &self.ranges)
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| Error::unsupported(format!("the workgroup count {e} has no bound")))?;
+            }
+        }
+        let params: Vec<Expr> = k.params.0.iter().map(|e| e.simplify(&range)).collect();
         let limits = &planner.profile().webgpu.limits;
         if k.bindings.len() as u32 > limits.max_storage_buffers_per_shader_stage {
             return Err(Error::unsupported(format!(
@@ -664,7 +749,7 @@ impl Program {
         if k.workgroups.contains(&0) {
             return Ok(());
         }
-        self.usage.add(k);
+        self.usage.add(&k);
         let text = k.render();
         let next = self.shaders.len();
         let id = match self.ids.get(&text) {
@@ -691,6 +776,8 @@ impl Program {
             shader: id,
             bindings: slots.iter().map(|&s| planner.buffer_of(s)).collect(),
             workgroups: k.workgroups,
+            groups: groups.map(|g| g.map(|e| SizeExpr::of(&e))),
+            params: params.iter().map(SizeExpr::of).collect(),
             node: node.to_string(),
         });
         Ok(())

@@ -271,10 +271,13 @@ impl Expr {
                 }
             };
             let sign = || x.sub(&y).bounds(range);
-            let below = || {
+            // The quotient by a positive constant, where the dividend's
+            // range holds one value of it.
+            let quotient = || {
                 let d = y.as_const().filter(|d| *d > 0)?;
                 let (lo, hi) = x.bounds(range)?;
-                Some(lo >= 0 && hi < d)
+                let q = floor_div(lo, d);
+                (q == floor_div(hi, d)).then_some(q)
             };
             match a {
                 Atom::Max(..) => match sign() {
@@ -287,11 +290,14 @@ impl Expr {
                     Some((_, hi)) if hi <= 0 => x,
                     _ => x.min_of(&y),
                 },
-                // A dividend in [0, d): quotient 0, remainder itself.
-                Atom::Div(..) if below() == Some(true) => Expr::default(),
-                Atom::Div(..) => x.floor_div(&y),
-                Atom::Mod(..) if below() == Some(true) => x,
-                _ => x.rem(&y),
+                Atom::Div(..) => match quotient() {
+                    Some(q) => Expr::constant(q),
+                    None => x.floor_div(&y),
+                },
+                _ => match quotient() {
+                    Some(q) => x.sub(&y.scale(q)),
+                    None => x.rem(&y),
+                },
             }
         };
         let mut out = Expr::default();
@@ -635,6 +641,10 @@ mod tests {
         assert_eq!(seq.min_of(&c(100)).simplify(&range), seq.min_of(&c(100)));
         assert_eq!(seq.rem(&c(1024)).simplify(&range), seq);
         assert_eq!(seq.floor_div(&c(1024)).simplify(&range), c(0));
+        // A grid's second dimension: one row of workgroups up to 65535.
+        let groups = seq.add(&c(63)).floor_div(&c(64));
+        assert_eq!(groups.add(&c(65534)).floor_div(&c(65535)).simplify(&range), c(1));
+        assert_eq!(seq.add(&c(1024)).rem(&c(1024)).simplify(&range), seq);
         // Nested: Slice's clamp of an end past the dim, max(min(end, seq), 0).
         let end = c(i64::MAX).min_of(&seq).max_of(&c(0));
         assert_eq!(end.simplify(&|_| Some((0, i64::MAX))), seq);

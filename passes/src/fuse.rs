@@ -30,7 +30,7 @@ use wpc_ir::{Attr, Attrs, Graph, Model, Node, NodeId, Result, ValueId};
 
 /// What a backend tells the fusion pass.
 pub trait FusionTarget {
-    /// Whether `node` of `graph` (a pointwise node with static types) can
+    /// Whether `node` of `graph` (a pointwise node with known types) can
     /// be computed inside this backend's fused elementwise kernel.
     fn fuses(&self, graph: &Graph, node: NodeId) -> bool;
 
@@ -114,10 +114,12 @@ pub fn fuse(model: &mut Model, target: &dyn FusionTarget) -> Result<FuseStats> {
     Ok(stats)
 }
 
-/// Whether every tensor `node` reads and writes has a static type.
-fn is_static_node(g: &Graph, node: &Node) -> bool {
+/// Whether every tensor `node` reads and writes has a known type: a dtype
+/// and every size known, statically or as an expression over the model's
+/// symbols.
+fn is_typed_node(g: &Graph, node: &Node) -> bool {
     let is_static =
-        |v: &ValueId| g.value(*v).ty.dtype.is_some() && g.value(*v).ty.shape.concrete().is_some();
+        |v: &ValueId| g.value(*v).ty.dtype.is_some() && g.value(*v).ty.shape.exprs().is_some();
     node.outputs.iter().flatten().all(is_static)
         && node
             .inputs
@@ -126,7 +128,7 @@ fn is_static_node(g: &Graph, node: &Node) -> bool {
             .all(|v| is_static(v) || g.constants.contains_key(v))
 }
 
-/// A default-domain pointwise node with one output, all of static type,
+/// A default-domain pointwise node with one output, all of known type,
 /// reading at least one tensor that is not a constant (constant folding
 /// has computed the others).
 fn is_candidate(g: &Graph, n: NodeId) -> bool {
@@ -134,7 +136,7 @@ fn is_candidate(g: &Graph, n: NodeId) -> bool {
     wpc_ir::ops::class_of(&node.domain, &node.op) == OpClass::Pointwise
         && node.outputs.len() == 1
         && node.outputs[0].is_some()
-        && is_static_node(g, node)
+        && is_typed_node(g, node)
         && node
             .inputs
             .iter()
@@ -165,7 +167,7 @@ fn with_anchor(
             && !taken.contains(&p)
             && node.outputs.iter().flatten().count() == 1
             && node.outputs[0] == Some(v)
-            && is_static_node(g, node)
+            && is_typed_node(g, node)
             && g.value(v).ty.shape == out_shape
             && !g.outputs.contains(&v)
             && g.consumers(v).iter().all(|c| members.contains(c));

@@ -8,7 +8,8 @@ use wpc_bundle::device_data::Word;
 use wpc_ir::ops::params::Elementwise as E;
 use wpc_ir::{Attrs, DType, Error, Node, Result};
 
-use super::index::{broadcast_strides, literal, offset, unravel};
+use super::index::{broadcast_strides_of, consts, literal, offset_of, unravel_of};
+use wpc_ir::sym::Expr;
 use crate::kernel::Kernel;
 use crate::lower::{Arg, Ctx, Lowered, Tt};
 
@@ -454,41 +455,43 @@ fn parameterized(
 /// The broadcasting kernel: loads each input as `a`, `b`, ... and stores `expr`.
 pub fn broadcast_kernel(
     ctx: &Ctx,
-    ins: &[(Tt, Vec<usize>)],
+    ins: &[(Tt, Vec<Expr>)],
     out: &Tt,
     expr: &str,
     helpers: BTreeSet<&'static str>,
-) -> Kernel {
+) -> Result<Kernel> {
     let label = format!("{} {}{:?}", ctx.node.op, out.dtype.name(), out.shape);
     broadcast_kernel_with(ctx, label, ins, out, "", expr, helpers)
 }
 
 /// [`broadcast_kernel`] with statements (`lets`) between the loads and
-/// the store, and its own label.
+/// the store, and its own label. Each input is read as the shape paired
+/// with it; sizes may be dynamic (read from the kernel's parameters).
 pub fn broadcast_kernel_with(
     ctx: &Ctx,
     label: String,
-    ins: &[(Tt, Vec<usize>)],
+    ins: &[(Tt, Vec<Expr>)],
     out: &Tt,
     lets: &str,
     expr: &str,
     helpers: BTreeSet<&'static str>,
-) -> Kernel {
+) -> Result<Kernel> {
     let mut k = Kernel::new(label);
     let mut body = String::new();
-    let needs_coords = ins.iter().any(|(t, s)| t.numel() > 1 && s != &out.shape);
+    let scalar = |t: &Tt| t.dims.iter().all(|d| d.as_const() == Some(1));
+    let needs_coords = ins.iter().any(|(t, s)| !scalar(t) && s != &out.dims);
     if needs_coords {
-        body.push_str(&unravel("i", &out.shape, "o"));
+        body.push_str(&unravel_of(&mut k.params, "i", &out.dims, "o"));
     }
     for (j, (t, shape)) in ins.iter().enumerate() {
         let name = (b'a' + j as u8) as char;
         k.input(&format!("in{j}"), t.word);
-        let off = if t.numel() == 1 {
+        let off = if scalar(t) {
             "0u".to_string()
-        } else if shape == &out.shape {
+        } else if shape == &out.dims {
             "i".to_string()
         } else {
-            offset("o", &broadcast_strides(shape, &out.shape))
+            offset_of(&mut k.params, "o", &broadcast_strides_of(shape, &out.dims)?)
         };
         let _ = writeln!(body, "    let {name} = in{j}[{off}];");
     }
@@ -496,13 +499,13 @@ pub fn broadcast_kernel_with(
     let _ = writeln!(body, "    out0[i] = {expr};");
     k.output("out0", out.word);
     k.helpers = helpers;
-    k.one_per_item(
-        out.numel(),
+    k.one_per_item_of(
+        &out.numel_of(),
         ctx.tuning().elementwise,
         ctx.max_groups(),
         &body,
     );
-    k
+    Ok(k)
 }
 
 pub fn lower(ctx: &Ctx) -> Result<Lowered> {
@@ -526,11 +529,11 @@ pub fn lower(ctx: &Ctx) -> Result<Lowered> {
         opset: ctx.opset,
     };
     let expr = expression(&site, &ins[..used], &out, &mut helpers)?;
-    let operands: Vec<(Tt, Vec<usize>)> = ins[..used]
+    let operands: Vec<(Tt, Vec<Expr>)> = ins[..used]
         .iter()
-        .map(|t| (t.clone(), t.shape.clone()))
+        .map(|t| (t.clone(), t.dims.clone()))
         .collect();
-    let k = broadcast_kernel(ctx, &operands, &out, &expr, helpers);
+    let k = broadcast_kernel(ctx, &operands, &out, &expr, helpers)?;
     let mut args: Vec<Arg> = present[..used].iter().map(|&i| Arg::In(i)).collect();
     args.push(Arg::Out(0));
     Ok(Lowered::one(k, args))
@@ -552,7 +555,7 @@ pub fn dropout(ctx: &Ctx) -> Result<Lowered> {
     let x = ctx.input(0)?;
     let n = x.numel();
     let mut launches = vec![crate::lower::Launch {
-        kernel: super::copy_kernel(n, ctx),
+        kernel: super::copy_kernel(&x.numel_of(), ctx),
         args: vec![Arg::In(0), Arg::Out(0)],
     }];
     if ctx.wants_output(1) {
@@ -596,9 +599,9 @@ fn quant_param_shape(ctx: &Ctx, param: &Tt, x: &Tt) -> Result<Vec<usize>> {
 /// DequantizeLinear: `(x - zero_point) * scale`.
 pub fn dequantize(ctx: &Ctx) -> Result<Lowered> {
     let (x, scale, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
-    let pshape = quant_param_shape(ctx, scale, x)?;
+    let pshape = consts(&quant_param_shape(ctx, scale, x)?);
     let mut ins = vec![
-        (x.clone(), x.shape.clone()),
+        (x.clone(), x.dims.clone()),
         (scale.clone(), pshape.clone()),
     ];
     let expr = if ctx.has_input(2) {
@@ -607,7 +610,7 @@ pub fn dequantize(ctx: &Ctx) -> Result<Lowered> {
     } else {
         "f32(a) * b"
     };
-    let k = broadcast_kernel(ctx, &ins, out, expr, BTreeSet::new());
+    let k = broadcast_kernel(ctx, &ins, out, expr, BTreeSet::new())?;
     let mut args: Vec<Arg> = (0..ins.len()).map(Arg::In).collect();
     args.push(Arg::Out(0));
     Ok(Lowered::one(k, args))
@@ -616,7 +619,7 @@ pub fn dequantize(ctx: &Ctx) -> Result<Lowered> {
 /// QuantizeLinear: `saturate(round_half_even(x / scale) + zero_point)`.
 pub fn quantize(ctx: &Ctx) -> Result<Lowered> {
     let (x, scale, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
-    let pshape = quant_param_shape(ctx, scale, x)?;
+    let pshape = consts(&quant_param_shape(ctx, scale, x)?);
     let (lo, hi) = match out.dtype {
         DType::U8 => (0.0, 255.0),
         DType::I8 => (-128.0, 127.0),
@@ -629,7 +632,7 @@ pub fn quantize(ctx: &Ctx) -> Result<Lowered> {
         }
     };
     let mut ins = vec![
-        (x.clone(), x.shape.clone()),
+        (x.clone(), x.dims.clone()),
         (scale.clone(), pshape.clone()),
     ];
     let zp = if ctx.has_input(2) {
@@ -640,7 +643,7 @@ pub fn quantize(ctx: &Ctx) -> Result<Lowered> {
     };
     let w = out.word.wgsl();
     let expr = format!("{w}(clamp(round(f32(a) / b) + {zp}, {lo:?}, {hi:?}))");
-    let k = broadcast_kernel(ctx, &ins, out, &expr, BTreeSet::new());
+    let k = broadcast_kernel(ctx, &ins, out, &expr, BTreeSet::new())?;
     let mut args: Vec<Arg> = (0..ins.len()).map(Arg::In).collect();
     args.push(Arg::Out(0));
     Ok(Lowered::one(k, args))

@@ -4,7 +4,7 @@
 //! the node's inputs once per element, calls the functions in body order
 //! (scalar constants of the body as literals) and stores the last result.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
 
 use wpc_ir::{Error, Graph, NodeId, Result, ValueId};
@@ -13,10 +13,12 @@ use super::elementwise::{Site, broadcast_kernel_with, expression};
 use super::index::{broadcast_strides, literal, offset, unravel};
 use crate::lower::{Arg, Ctx, Launch, Lowered, Tt};
 
+/// The dim ranges of the model a fused body belongs to.
+type Ranges = BTreeMap<String, (usize, usize)>;
+
 /// The kernel-side type of a body value.
-fn body_type(body: &Graph, v: ValueId, demote_f64: bool) -> Result<Tt> {
-    let (dtype, shape, word) = wpc_bundle::device_data::static_layout(body, v, demote_f64)?;
-    Ok(Tt { dtype, shape, word })
+fn body_type(body: &Graph, v: ValueId, demote_f64: bool, ranges: &Ranges) -> Result<Tt> {
+    crate::lower::tensor_type_in(body, ranges, v, demote_f64)
 }
 
 /// The WGSL function computing body node `n` (named `name`) from its
@@ -27,6 +29,7 @@ fn node_function(
     name: &str,
     opset: u32,
     demote_f64: bool,
+    ranges: &Ranges,
     helpers: &mut BTreeSet<&'static str>,
 ) -> Result<String> {
     let node = body.node(n);
@@ -34,13 +37,13 @@ fn node_function(
         .inputs
         .iter()
         .flatten()
-        .map(|&v| body_type(body, v, demote_f64))
+        .map(|&v| body_type(body, v, demote_f64, ranges))
         .collect::<Result<Vec<_>>>()?;
     let out =
         node.outputs.first().copied().flatten().ok_or_else(|| {
             Error::invalid("a fused body node has no output").within(node.context())
         })?;
-    let out = body_type(body, out, demote_f64)?;
+    let out = body_type(body, out, demote_f64, ranges)?;
     let expr = expression(&Site { node, opset }, &ins, &out, helpers)
         .map_err(|e| e.within(node.context()))?;
     let params: Vec<String> = ins
@@ -57,8 +60,8 @@ fn node_function(
 
 /// Whether the fused kernel can compute `n` of `graph`: its expression
 /// exists for its operand types.
-fn fuses(graph: &Graph, n: NodeId, opset: u32, demote_f64: bool) -> bool {
-    node_function(graph, n, "f", opset, demote_f64, &mut BTreeSet::new()).is_ok()
+fn fuses(graph: &Graph, n: NodeId, opset: u32, demote_f64: bool, ranges: &Ranges) -> bool {
+    node_function(graph, n, "f", opset, demote_f64, ranges, &mut BTreeSet::new()).is_ok()
 }
 
 /// The WGSL of body nodes `nodes`, in order: a function per node
@@ -83,6 +86,7 @@ fn chain(
             &f,
             ctx.opset,
             ctx.demote_f64,
+            ctx.ranges,
             helpers,
         )?);
         let args = node
@@ -92,7 +96,7 @@ fn chain(
             .map(|v| match body.constants.get(v) {
                 Some(c) => Ok(literal(
                     c.to_f64s()[0],
-                    body_type(body, *v, ctx.demote_f64)?.word,
+                    body_type(body, *v, ctx.demote_f64, ctx.ranges)?.word,
                 )),
                 None => names.get(v).cloned().ok_or_else(|| {
                     Error::invalid("a fused body reads a value it never computes")
@@ -138,9 +142,9 @@ pub fn fused(ctx: &Ctx) -> Result<Lowered> {
         out.dtype.name(),
         out.shape
     );
-    let operands: Vec<(Tt, Vec<usize>)> =
-        ins.iter().map(|t| (t.clone(), t.shape.clone())).collect();
-    let mut k = broadcast_kernel_with(ctx, label, &operands, &out, &lets, &result, helpers);
+    let operands: Vec<(Tt, Vec<wpc_ir::sym::Expr>)> =
+        ins.iter().map(|t| (t.clone(), t.dims.clone())).collect();
+    let mut k = broadcast_kernel_with(ctx, label, &operands, &out, &lets, &result, helpers)?;
     k.decls.push_str(&decls);
     let mut args: Vec<Arg> = (0..ins.len()).map(Arg::In).collect();
     args.push(Arg::Out(0));
@@ -276,6 +280,7 @@ pub struct Fusion {
     pub opset: u32,
     pub demote_f64: bool,
     pub max_inputs: usize,
+    pub ranges: Ranges,
 }
 
 impl Fusion {
@@ -285,6 +290,7 @@ impl Fusion {
             opset: model.opset(),
             demote_f64,
             max_inputs: buffers.saturating_sub(1),
+            ranges: model.dim_ranges.clone(),
         }
     }
 }
@@ -292,7 +298,7 @@ impl Fusion {
 impl wpc_passes::fuse::FusionTarget for Fusion {
     fn fuses(&self, graph: &Graph, n: NodeId) -> bool {
         let node = graph.node(n);
-        super::elementwise::is_elementwise(&node.op) && fuses(graph, n, self.opset, self.demote_f64)
+        super::elementwise::is_elementwise(&node.op) && fuses(graph, n, self.opset, self.demote_f64, &self.ranges)
     }
 
     fn max_inputs(&self) -> usize {
@@ -321,7 +327,7 @@ impl wpc_passes::fuse::FusionTarget for Fusion {
             .all(|v| body.value(v).ty.dtype == Some(wpc_ir::DType::F32));
         let tail_ok = e.tail.iter().all(|&n| {
             super::elementwise::is_elementwise(&body.node(n).op)
-                && fuses(body, n, self.opset, self.demote_f64)
+                && fuses(body, n, self.opset, self.demote_f64, &self.ranges)
         });
         let read = body
             .inputs

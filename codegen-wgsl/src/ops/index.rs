@@ -1,27 +1,55 @@
-//! WGSL index arithmetic over static shapes: every divisor and stride is a
-//! literal, so the shader compiler strength-reduces it.
+//! WGSL index arithmetic. Static sizes are literals, so the shader
+//! compiler strength-reduces the divisions; dynamic ones are read from the
+//! kernel's parameters ([`Params`]). The static forms (`unravel`,
+//! `offset`) are the dynamic ones (`unravel_of`, `offset_of`) over
+//! constants, so both write the same text for the same sizes.
 
 use std::fmt::Write;
+
+use wpc_ir::sym::Expr;
+use wpc_ir::{Error, Result};
+
+use crate::kernel::Params;
+
+/// Static sizes as size expressions.
+pub fn consts(v: &[usize]) -> Vec<Expr> {
+    v.iter().map(|&n| Expr::constant(n as i64)).collect()
+}
 
 /// Row-major strides of `shape`.
 pub fn strides(shape: &[usize]) -> Vec<usize> {
     wpc_ir::tensor::strides(shape)
 }
 
+/// Row-major strides of a shape of sizes that may be dynamic.
+pub fn strides_of(shape: &[Expr]) -> Vec<Expr> {
+    let mut out = vec![Expr::constant(1); shape.len()];
+    for d in (0..shape.len().saturating_sub(1)).rev() {
+        out[d] = out[d + 1].mul(&shape[d + 1]);
+    }
+    out
+}
+
 /// Lines `let {p}{d} = ...;` decomposing the flat index `var` over `shape`
 /// into coordinates `{p}0..{p}{rank-1}` (all `u32`).
 pub fn unravel(var: &str, shape: &[usize], p: &str) -> String {
-    let st = strides(shape);
+    unravel_of(&mut Params::default(), var, &consts(shape), p)
+}
+
+/// [`unravel`] over sizes that may be dynamic (read from `params`).
+pub fn unravel_of(params: &mut Params, var: &str, shape: &[Expr], p: &str) -> String {
+    let st = strides_of(shape);
     let mut s = String::new();
-    for (d, (&n, &stride)) in shape.iter().zip(&st).enumerate() {
-        let e = if n <= 1 || stride == 0 {
+    for (d, (n, stride)) in shape.iter().zip(&st).enumerate() {
+        let trivial = n.as_const().is_some_and(|n| n <= 1) || stride.as_const() == Some(0);
+        let e = if trivial {
             "0u".to_string()
         } else if d == 0 {
-            format!("{var} / {stride}u")
-        } else if stride == 1 {
-            format!("{var} % {n}u")
+            format!("{var} / {}", params.size(stride))
+        } else if stride.as_const() == Some(1) {
+            format!("{var} % {}", params.size(n))
         } else {
-            format!("({var} / {stride}u) % {n}u")
+            format!("({var} / {}) % {}", params.size(stride), params.size(n))
         };
         let _ = writeln!(s, "    let {p}{d} = {e};");
     }
@@ -30,15 +58,20 @@ pub fn unravel(var: &str, shape: &[usize], p: &str) -> String {
 
 /// `Σ {p}{d} * strides[d]` as a `u32` expression (`0u` when all are 0).
 pub fn offset(p: &str, strides: &[usize]) -> String {
+    offset_of(&mut Params::default(), p, &consts(strides))
+}
+
+/// [`offset`] over strides that may be dynamic (read from `params`).
+pub fn offset_of(params: &mut Params, p: &str, strides: &[Expr]) -> String {
     let terms: Vec<String> = strides
         .iter()
         .enumerate()
-        .filter(|(_, s)| **s != 0)
-        .map(|(d, &s)| {
-            if s == 1 {
+        .filter(|(_, s)| s.as_const() != Some(0))
+        .map(|(d, s)| {
+            if s.as_const() == Some(1) {
                 format!("{p}{d}")
             } else {
-                format!("{p}{d} * {s}u")
+                format!("{p}{d} * {}", params.size(s))
             }
         })
         .collect();
@@ -53,6 +86,29 @@ pub fn offset(p: &str, strides: &[usize]) -> String {
 /// broadcast dims), aligned to the right as ONNX broadcasting is.
 pub fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
     wpc_ir::ops::util::broadcast_strides(shape, out)
+}
+
+/// [`broadcast_strides`] over sizes that may be dynamic. A dim broadcasts
+/// where it is 1; a dynamic dim must equal the output's (a dynamic size
+/// that may be 1 at run time, against another, is refused: the kernel
+/// could not know whether to broadcast it).
+pub fn broadcast_strides_of(shape: &[Expr], out: &[Expr]) -> Result<Vec<Expr>> {
+    let own = strides_of(shape);
+    let off = out.len() - shape.len();
+    (0..out.len())
+        .map(|i| {
+            if i < off || shape[i - off].as_const() == Some(1) {
+                Ok(Expr::constant(0))
+            } else if shape[i - off] == out[i] || shape[i - off].as_const().is_some() {
+                Ok(own[i - off].clone())
+            } else {
+                Err(Error::unsupported(format!(
+                    "broadcasting a dim of dynamic size {} against {}",
+                    shape[i - off], out[i]
+                )))
+            }
+        })
+        .collect()
 }
 
 /// A WGSL literal of `v` for word type `w` (`1.5`, `-3i`, `7u`); a

@@ -94,12 +94,24 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
     })
 }
 
+/// Whether `op`'s lowering takes tensors of dynamic size (reading the
+/// sizes from its parameters at run time); the others are compiled for
+/// static shapes only.
+pub fn handles_dynamic_sizes(domain: &str, op: &str) -> bool {
+    if domain == wpc_ir::ops::fused::DOMAIN {
+        return op == wpc_ir::ops::fused::FUSED_ELEMENTWISE;
+    }
+    (domain.is_empty() || domain == "ai.onnx")
+        && (elementwise::is_elementwise(op)
+            || wpc_ir::ops::class_of(domain, op) == wpc_ir::ops::OpClass::View)
+}
+
 /// A kernel copying `words` 32-bit words from binding 0 to binding 1.
-pub fn copy_kernel(words: usize, ctx: &Ctx) -> Kernel {
+pub fn copy_kernel(words: &wpc_ir::sym::Expr, ctx: &Ctx) -> Kernel {
     let mut k = Kernel::new(format!("Copy {words} words"));
     k.input("src", Word::U32)
         .output("dst", Word::U32)
-        .one_per_item(
+        .one_per_item_of(
             words,
             ctx.tuning().elementwise,
             ctx.max_groups(),

@@ -438,7 +438,7 @@ fn combine(dst: &str, u: &str, reduction: ScatterReduction) -> String {
 /// order, so duplicate indices combine exactly as the reference does.
 fn scatter(ctx: &Ctx, loop_body: String, updates: usize) -> Result<Lowered> {
     let (x, ix, up, out) = (ctx.input(0)?, ctx.input(1)?, ctx.input(2)?, ctx.output(0)?);
-    let copy = super::copy_kernel(x.numel(), ctx);
+    let copy = super::copy_kernel(&x.numel_of(), ctx);
     let mut k = Kernel::new(format!(
         "{} {}{:?} updates {}",
         ctx.node.op,

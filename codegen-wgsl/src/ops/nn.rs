@@ -275,12 +275,13 @@ pub fn batch_norm(ctx: &Ctx) -> Result<Lowered> {
     let c = x.shape.get(1).copied().unwrap_or(1);
     let mut per_channel = vec![c];
     per_channel.extend(std::iter::repeat_n(1, x.shape.len().saturating_sub(2)));
-    let mut ins = vec![(x.clone(), x.shape.clone())];
+    let per_channel = super::index::consts(&per_channel);
+    let mut ins = vec![(x.clone(), x.dims.clone())];
     for i in 1..5 {
         ins.push((ctx.input(i)?.clone(), per_channel.clone()));
     }
     let expr = format!("(a - d) / sqrt(e + {eps}) * b + c");
-    let k = broadcast_kernel(ctx, &ins, ctx.output(0)?, &expr, Default::default());
+    let k = broadcast_kernel(ctx, &ins, ctx.output(0)?, &expr, Default::default())?;
     Ok(Lowered::one(
         k,
         (0..5).map(Arg::In).chain([Arg::Out(0)]).collect(),

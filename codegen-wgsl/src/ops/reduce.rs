@@ -53,7 +53,7 @@ pub fn reduce(ctx: &Ctx) -> Result<Lowered> {
     let rank = x.shape.len();
     let p = wpc_ir::ops::params::Reduce::of(ctx.attrs())?;
     let Some(axes) = p.axes(ctx.ints(1)?, rank)? else {
-        let k = super::copy_kernel(x.numel(), ctx);
+        let k = super::copy_kernel(&x.numel_of(), ctx);
         return Ok(Lowered::one(k, vec![Arg::In(0), Arg::Out(0)]));
     };
     let st = strides(&x.shape);

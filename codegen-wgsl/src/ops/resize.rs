@@ -28,7 +28,7 @@ pub fn resize(ctx: &Ctx) -> Result<Lowered> {
     let passes = wpc_ir::ops::resample_passes(ctx.node, ctx.opset, &x.shape, &params)?;
     if passes.is_empty() {
         return Ok(Lowered::one(
-            super::copy_kernel(x.numel(), ctx),
+            super::copy_kernel(&x.numel_of(), ctx),
             vec![Arg::In(0), Arg::Out(0)],
         ));
     }
