@@ -1023,17 +1023,23 @@ fn run_bundle(
     for t in &m.inputs {
         let mut dims = Vec::new();
         for (d, &size) in t.shape.iter().zip(&t.bound) {
+            let dynamic = |s: &str| m.dims.iter().find(|d| d.name == s);
             dims.push(match d {
                 DimInfo::Symbol(s) if s != "?" => {
-                    let by =
-                        format!("the bundle (compiled for {s}={size}; recompile to change it)");
-                    symbols.insert(
-                        s.clone(),
-                        Said {
-                            sizes: wpc::binding::Sizes::fixed(size as usize),
-                            by,
+                    let said = match dynamic(s) {
+                        Some(r) => Said {
+                            sizes: wpc::binding::Sizes {
+                                lo: r.min as usize,
+                                hi: r.max as usize,
+                            },
+                            by: format!("the bundle (compiled to run at {s}={}..{})", r.min, r.max),
                         },
-                    );
+                        None => Said {
+                            sizes: wpc::binding::Sizes::fixed(size as usize),
+                            by: format!("the bundle (compiled for {s}={size}; recompile to change it)"),
+                        },
+                    };
+                    symbols.insert(s.clone(), said);
                     Dim::Symbol(s.clone())
                 }
                 _ => Dim::Known(size as usize),
@@ -1047,6 +1053,16 @@ fn run_bundle(
     }
     for (s, said) in wpc::binding::said_by_dim_flags(&binding.dims) {
         match symbols.get(&s) {
+            // A size within the range the bundle runs at.
+            Some(b) if said.sizes.one().is_some_and(|n| b.sizes.contains(n)) && b.sizes.one().is_none() => {
+                symbols.insert(s, said);
+            }
+            Some(b) if b.sizes.one().is_none() => bail!(
+                "{}: this bundle runs at {s}={}; give a size within it, or recompile the model with {}",
+                said.by,
+                b.sizes,
+                said.by
+            ),
             Some(b) if b.sizes != said.sizes => bail!(
                 "{}: this bundle was compiled for {s}={}; recompile the model with {} to run it at that size",
                 said.by,

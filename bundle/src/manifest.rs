@@ -422,36 +422,63 @@ impl TensorInfo {
             .ok_or_else(|| format!("{role} '{}' is too large", self.name))
     }
 
-    /// The compiled-for sizes.
+    /// The compiled-for sizes (the largest, where sizes are dynamic).
     pub fn dims(&self) -> Vec<usize> {
         self.bound.iter().map(|&d| d as usize).collect()
     }
 
-    /// Checks that `t` is what this input was compiled for.
-    pub fn check(&self, t: &wpc_ir::Tensor) -> crate::Result<()> {
-        let bound = self.dims();
-        if t.shape() != bound.as_slice() {
-            return Err(crate::Error::Input(format!(
-                "input '{}' has shape {:?}; this bundle was compiled for {:?} (recompile with --dim to change it)",
-                self.name,
-                t.shape(),
-                bound
-            )));
+    /// Its shape at the symbols' sizes `sizes`.
+    pub fn shape_at(&self, sizes: &RunSizes) -> crate::Result<Vec<usize>> {
+        match &self.run_shape {
+            None => Ok(self.dims()),
+            Some(run) => run
+                .iter()
+                .map(|e| {
+                    sizes
+                        .eval(e)
+                        .and_then(|n| usize::try_from(n).ok())
+                        .ok_or_else(|| {
+                            crate::Error::Input(format!(
+                                "the shape of '{}' has no size at {sizes}",
+                                self.name
+                            ))
+                        })
+                })
+                .collect(),
         }
-        if t.dtype() != self.dtype()? {
-            return Err(crate::Error::Input(format!(
-                "input '{}' is {}, the model takes {}",
-                self.name,
-                t.dtype(),
-                self.dtype
-            )));
-        }
-        Ok(())
     }
 }
 
-/// Checks the count and each of `inputs` against `infos`.
-pub fn check_inputs(infos: &[TensorInfo], inputs: &[wpc_ir::Tensor]) -> crate::Result<()> {
+/// The sizes of a bundle's dynamic dims in one run, found from the
+/// shapes of its inputs ([`bind_inputs`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunSizes(pub BTreeMap<String, i64>);
+
+impl RunSizes {
+    /// The value of a size expression at these sizes.
+    pub fn eval(&self, e: &SizeExpr) -> Option<i64> {
+        e.eval(&|s| self.0.get(s).copied())
+    }
+}
+
+impl std::fmt::Display for RunSizes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(|(s, v)| format!("{s}={v}")).collect();
+        f.write_str(&parts.join(", "))
+    }
+}
+
+/// Checks the count, dtype and shape of each of `inputs` against what the
+/// bundle takes, and finds the size of each of its dynamic dims: an
+/// input's dim that is a symbol gives the symbol its size, which must lie
+/// within the symbol's range and agree with every other input's. Fixed
+/// sizes must match exactly. Every refusal names the input, the dim, the
+/// size and what was expected.
+pub fn bind_inputs(
+    dims: &[DimRange],
+    infos: &[TensorInfo],
+    inputs: &[wpc_ir::Tensor],
+) -> crate::Result<RunSizes> {
     if inputs.len() != infos.len() {
         return Err(crate::Error::Input(format!(
             "the model takes {} inputs, {} given",
@@ -459,7 +486,83 @@ pub fn check_inputs(infos: &[TensorInfo], inputs: &[wpc_ir::Tensor]) -> crate::R
             inputs.len()
         )));
     }
-    infos.iter().zip(inputs).try_for_each(|(i, t)| i.check(t))
+    let mut sizes = RunSizes::default();
+    // Who gave each symbol its size, for a disagreement's message.
+    let mut given_by: BTreeMap<String, String> = BTreeMap::new();
+    for (info, t) in infos.iter().zip(inputs) {
+        if t.dtype() != info.dtype()? {
+            return Err(crate::Error::Input(format!(
+                "input '{}' is {}, the model takes {}",
+                info.name,
+                t.dtype(),
+                info.dtype
+            )));
+        }
+        let Some(run) = &info.run_shape else {
+            if t.shape() != info.dims().as_slice() {
+                return Err(crate::Error::Input(format!(
+                    "input '{}' has shape {:?}; this bundle was compiled for {:?} (recompile with --dim to change it, or with --dim SYMBOL=MIN..MAX to run at any size within)",
+                    info.name,
+                    t.shape(),
+                    info.dims()
+                )));
+            }
+            continue;
+        };
+        if t.rank() != run.len() {
+            return Err(crate::Error::Input(format!(
+                "input '{}' has shape {:?}; the model takes {} dims",
+                info.name,
+                t.shape(),
+                run.len()
+            )));
+        }
+        for (axis, (e, &n)) in run.iter().zip(t.shape()).enumerate() {
+            let n = n as i64;
+            match &e.0 {
+                wpc_ir::sym::Term::Sym(s) => {
+                    let range = dims.iter().find(|d| d.name == *s).ok_or_else(|| {
+                        crate::Error::Format {
+                            path: "manifest.json".into(),
+                            reason: format!("input '{}' reads unknown dim '{s}'", info.name),
+                        }
+                    })?;
+                    if !(range.min as i64..=range.max as i64).contains(&n) {
+                        return Err(crate::Error::Input(format!(
+                            "input '{}' has shape {:?}: its dim {axis} ('{s}') is {n}, outside the sizes this bundle runs at, {}..{}",
+                            info.name,
+                            t.shape(),
+                            range.min,
+                            range.max
+                        )));
+                    }
+                    let here = format!("dim {axis} of input '{}'", info.name);
+                    if let Some(&before) = sizes.0.get(s)
+                        && before != n
+                    {
+                        return Err(crate::Error::Input(format!(
+                            "'{s}' is {before} by {} but {n} by {here}: inputs sharing a dim must agree",
+                            given_by[s]
+                        )));
+                    }
+                    sizes.0.insert(s.clone(), n);
+                    given_by.insert(s.clone(), here);
+                }
+                _ => {
+                    let want = sizes.eval(e);
+                    if want != Some(n) {
+                        return Err(crate::Error::Input(format!(
+                            "input '{}' has shape {:?}: its dim {axis} must be {}",
+                            info.name,
+                            t.shape(),
+                            want.map_or_else(|| format!("{:?}", e.0), |w| w.to_string())
+                        )));
+                    }
+                }
+            }
+        }
+    }
+    Ok(sizes)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,13 +3,20 @@
 //! [`Gpu`] is one adapter and device, shared by every session. A
 //! [`Session`] creates all buffers, pipelines and bind groups once at load;
 //! each [`Session::run`] writes the inputs, records every dispatch into one
-//! command encoder, and reads the outputs back.
+//! command encoder, and reads the outputs back. Where the bundle's sizes
+//! are dynamic, each run finds them from the inputs' shapes, writes the
+//! sizes each kernel reads into its uniform buffer, and dispatches the
+//! workgroups those sizes need.
+
+use std::sync::Mutex;
 
 use wpc_ir::Tensor;
 
 use crate::device_data::{Word, from_words, to_bytes};
-use crate::manifest::{DeviceTensor, TensorInfo, Variant, WebGpuVariant};
-use crate::{Bundle, Error, Result};
+use crate::manifest::{
+    DeviceTensor, DimRange, Dispatch, RunSizes, SizeExpr, TensorInfo, Variant, WebGpuVariant,
+};
+use crate::{Bundle, BundleError, Error, Result};
 
 /// A WebGPU device (wgpu on Vulkan) with every limit and feature its
 /// adapter offers.
@@ -121,9 +128,65 @@ pub struct Session<'g> {
     gpu: &'g Gpu,
     pipelines: Vec<wgpu::ComputePipeline>,
     buffers: Vec<wgpu::Buffer>,
-    steps: Vec<(usize, wgpu::BindGroup, [u32; 3])>,
+    steps: Vec<Step>,
+    dims: Vec<DimRange>,
     inputs: Vec<(TensorInfo, DeviceTensor)>,
     outputs: Vec<(TensorInfo, DeviceTensor, wgpu::Buffer)>,
+    /// The dynamic sizes of the last run (what [`Session::execute`] runs at).
+    sizes: Mutex<RunSizes>,
+}
+
+/// One dispatch, ready to record.
+struct Step {
+    pipeline: usize,
+    group: wgpu::BindGroup,
+    workgroups: [u32; 3],
+    /// Workgroup counts computed per run, where sizes are dynamic.
+    groups: Option<[SizeExpr; 3]>,
+    /// The sizes the kernel reads, and the uniform buffer they go to.
+    params: Option<(Vec<SizeExpr>, wgpu::Buffer)>,
+    node: String,
+}
+
+/// Bytes of the uniform buffer holding `n` `u32` parameters
+/// (`array<vec4<u32>, ceil(n / 4)>`).
+fn params_bytes(n: usize) -> u64 {
+    (n.div_ceil(4) * 16) as u64
+}
+
+impl Step {
+    /// The workgroup counts at `sizes`.
+    fn workgroups_at(&self, sizes: &RunSizes) -> Result<[u32; 3]> {
+        let Some(groups) = &self.groups else {
+            return Ok(self.workgroups);
+        };
+        let mut out = [0u32; 3];
+        for (o, e) in out.iter_mut().zip(groups) {
+            *o = eval_u32(sizes, e, &self.node)?;
+        }
+        Ok(out)
+    }
+}
+
+/// A size expression's value at `sizes`, as a `u32`.
+fn eval_u32(sizes: &RunSizes, e: &SizeExpr, node: &str) -> Result<u32> {
+    sizes
+        .eval(e)
+        .and_then(|v| u32::try_from(v).ok())
+        .ok_or_else(|| Error::Bundle(BundleError::Input(format!("the sizes {sizes} give the dispatch of '{node}' no 32-bit size"))))
+}
+
+/// The uniform buffer holding the sizes `d`'s kernel reads, if it reads
+/// any.
+fn params_buffer(device: &wgpu::Device, d: &Dispatch) -> Option<wgpu::Buffer> {
+    (!d.params.is_empty()).then(|| {
+        device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("params"),
+            size: params_bytes(d.params.len()),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    })
 }
 
 /// Rounds a byte size up to what a wgpu buffer may have (non-zero, 4-aligned).
@@ -225,7 +288,7 @@ impl<'g> Session<'g> {
                         format!("dispatch of '{}' names missing shader {}", d.node, d.shader),
                     )
                 })?;
-                let entries = d
+                let mut entries = d
                     .bindings
                     .iter()
                     .enumerate()
@@ -242,6 +305,13 @@ impl<'g> Session<'g> {
                         })
                     })
                     .collect::<Result<Vec<_>>>()?;
+                let params = params_buffer(device, d);
+                if let Some(p) = &params {
+                    entries.push(wgpu::BindGroupEntry {
+                        binding: d.bindings.len() as u32,
+                        resource: p.as_entire_binding(),
+                    });
+                }
                 let group = gpu.scoped(&format!("binding the buffers of '{}'", d.node), || {
                     device.create_bind_group(&wgpu::BindGroupDescriptor {
                         label: None,
@@ -249,7 +319,14 @@ impl<'g> Session<'g> {
                         entries: &entries,
                     })
                 })?;
-                Ok((d.shader, group, d.workgroups))
+                Ok(Step {
+                    pipeline: d.shader,
+                    group,
+                    workgroups: d.workgroups,
+                    groups: d.groups.clone(),
+                    params: params.map(|p| (d.params.clone(), p)),
+                    node: d.node.clone(),
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         let inputs = m
@@ -278,22 +355,27 @@ impl<'g> Session<'g> {
             pipelines,
             buffers,
             steps,
+            dims: m.dims.clone(),
             inputs,
             outputs,
+            sizes: Mutex::new(RunSizes::default()),
         })
     }
 
     /// Uploads `inputs` (in model-input order), runs every dispatch and
     /// returns the outputs.
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-        self.write_inputs(inputs)?;
+        let sizes = self.write_inputs(inputs)?;
+        *self.sizes.lock().unwrap_or_else(|e| e.into_inner()) = sizes;
         self.execute(true)?;
         self.read_outputs()
     }
 
-    fn write_inputs(&self, inputs: &[Tensor]) -> Result<()> {
+    /// Checks `inputs` and finds the dynamic sizes from their shapes, then
+    /// writes them and each kernel's parameters to the device.
+    fn write_inputs(&self, inputs: &[Tensor]) -> Result<RunSizes> {
         let infos: Vec<TensorInfo> = self.inputs.iter().map(|(i, _)| i.clone()).collect();
-        crate::manifest::check_inputs(&infos, inputs)?;
+        let sizes = crate::manifest::bind_inputs(&self.dims, &infos, inputs)?;
         for (t, (info, dev)) in inputs.iter().zip(&self.inputs) {
             let bytes = to_bytes(t, word_of(dev)?, &format!("input '{}'", info.name))?;
             if !bytes.is_empty() {
@@ -302,27 +384,53 @@ impl<'g> Session<'g> {
                     .write_buffer(&self.buffers[dev.buffer], 0, &bytes);
             }
         }
-        Ok(())
+        for step in &self.steps {
+            if let Some((exprs, buffer)) = &step.params {
+                let mut words = vec![0u32; exprs.len().div_ceil(4) * 4];
+                for (w, e) in words.iter_mut().zip(exprs) {
+                    *w = eval_u32(&sizes, e, &step.node)?;
+                }
+                let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+                self.gpu.queue.write_buffer(buffer, 0, &bytes);
+            }
+        }
+        Ok(sizes)
     }
 
     /// Records every dispatch into one command encoder, submits it and
-    /// waits; with `readback`, also copies the outputs to mappable buffers.
+    /// waits; with `readback`, also copies the outputs to mappable
+    /// buffers. Runs at the sizes of the last [`Session::run`].
     pub fn execute(&self, readback: bool) -> Result<()> {
         let device = &self.gpu.device;
+        let sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let counts = self
+            .steps
+            .iter()
+            .map(|s| s.workgroups_at(&sizes))
+            .collect::<Result<Vec<_>>>()?;
+        let output_words = self
+            .outputs
+            .iter()
+            .map(|(info, _, _)| Ok(info.shape_at(&sizes)?.iter().product::<usize>() as u64))
+            .collect::<Result<Vec<u64>>>()?;
         self.gpu.scoped("running the model", || {
             let mut encoder =
                 device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
             {
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-                for (pipeline, group, [x, y, z]) in &self.steps {
-                    pass.set_pipeline(&self.pipelines[*pipeline]);
-                    pass.set_bind_group(0, group, &[]);
-                    pass.dispatch_workgroups(*x, *y, *z);
+                for (step, &[x, y, z]) in self.steps.iter().zip(&counts) {
+                    // A dynamic size of 0 leaves a kernel nothing to do.
+                    if x * y * z == 0 {
+                        continue;
+                    }
+                    pass.set_pipeline(&self.pipelines[step.pipeline]);
+                    pass.set_bind_group(0, &step.group, &[]);
+                    pass.dispatch_workgroups(x, y, z);
                 }
             }
             if readback {
-                for (_, dev, staging) in &self.outputs {
-                    let bytes = dev.elements * 4;
+                for ((_, dev, staging), words) in self.outputs.iter().zip(&output_words) {
+                    let bytes = words * 4;
                     if bytes > 0 {
                         encoder.copy_buffer_to_buffer(
                             &self.buffers[dev.buffer],
@@ -343,10 +451,11 @@ impl<'g> Session<'g> {
     }
 
     fn read_outputs(&self) -> Result<Vec<Tensor>> {
+        let sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut out = Vec::with_capacity(self.outputs.len());
         for (info, dev, staging) in &self.outputs {
-            let shape: Vec<usize> = info.bound.iter().map(|&d| d as usize).collect();
-            let bytes = dev.elements * 4;
+            let shape = info.shape_at(&sizes)?;
+            let bytes = shape.iter().product::<usize>() as u64 * 4;
             let words: Vec<u32> = if bytes == 0 {
                 Vec::new()
             } else {
