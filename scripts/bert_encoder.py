@@ -9,6 +9,12 @@ ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div/Mul/Add, the attention scale a
 Div, and an `attention_mask` input turned into an additive mask
 ((1 - mask) * -10000, unsqueezed to the heads).
 
+`bert(path, exported=True, dynamic=True)` also leaves the batch and the
+sequence length symbolic (`batch`, `sequence`), as `torch.onnx.export`
+with `dynamic_axes` writes them: every shape the graph reshapes to is
+computed from `Shape` of a tensor (`Shape` → `Gather` → `Unsqueeze` →
+`Concat`), and the position embeddings are sliced to the sequence.
+
 `setup_models.py` adds it to the real-model set, which the tests, the
 browser tests and the benchmark share.
 """
@@ -19,8 +25,9 @@ from onnx import TensorProto, helper, numpy_helper
 SEQ, HIDDEN, HEADS, FFN, LAYERS, VOCAB = 128, 256, 4, 1024, 4, 1000
 
 
-def bert(path, exported=False):
-    """Writes the model to `path`; returns its seeded feeds."""
+def bert(path, exported=False, dynamic=False, seq=SEQ):
+    """Writes the model to `path`; returns its seeded feeds (of `seq`
+    tokens)."""
     rng = np.random.default_rng(0)
     inits, nodes = [], []
 
@@ -55,12 +62,28 @@ def bert(path, exported=False):
         y = node("MatMul", [x, w(f"{name}_w", n_in, n_out)], f"{name}_mm")
         return node("Add", [y, w(f"{name}_b", n_out, scale=0.01)], name)
 
+    def size_of(t, axis, name):
+        """Dim `axis` of `t` as a 1-element vector, as torch computes it."""
+        shape = node("Shape", [t], f"{name}_shape")
+        d = node("Gather", [shape, const(f"{name}_axis", axis)], f"{name}_dim", axis=0)
+        return node("Unsqueeze", [d, const(f"{name}_unsq", [0])], name)
+
     tok = node("Gather", [w("tok_emb", VOCAB, HIDDEN), "input_ids"], "tok")
-    pos = node("Add", [tok, w("pos_emb", 1, SEQ, HIDDEN)], "emb")
+    pos_emb = w("pos_emb", 1, SEQ, HIDDEN)
+    if dynamic:
+        n = size_of("input_ids", 1, "seq_len")
+        pos_emb = node("Slice", [pos_emb, const("pos_start", [0]), n, const("pos_axis", [1])], "pos_sliced")
+    pos = node("Add", [tok, pos_emb], "emb")
     x = layer_norm(pos, "emb_ln")
     dh = HIDDEN // HEADS
-    heads = const("heads_shape", [1, SEQ, HEADS, dh])
-    merged = const("merged_shape", [1, SEQ, HIDDEN])
+    if dynamic:
+        def shape_of(t, tail, name):
+            b = size_of(t, 0, f"{name}_b")
+            n = size_of(t, 1, f"{name}_n")
+            return node("Concat", [b, n, const(f"{name}_tail", tail)], name, axis=0)
+    else:
+        heads_shape = const("heads_shape", [1, SEQ, HEADS, dh])
+        merged_shape = const("merged_shape", [1, SEQ, HIDDEN])
     if not exported:
         scale = const("scale", [1.0 / np.sqrt(dh)], np.float32)
     else:
@@ -73,6 +96,7 @@ def bert(path, exported=False):
         qkv = []
         for part in "qkv":
             t = linear(x, HIDDEN, HIDDEN, f"{p}_{part}")
+            heads = shape_of(t, [HEADS, dh], f"{p}_{part}_hs") if dynamic else heads_shape
             t = node("Reshape", [t, heads], f"{p}_{part}_heads")
             perm = [0, 2, 3, 1] if part == "k" else [0, 2, 1, 3]
             qkv.append(node("Transpose", [t], f"{p}_{part}_t", perm=perm))
@@ -85,6 +109,7 @@ def bert(path, exported=False):
         probs = node("Softmax", [scores], f"{p}_probs", axis=-1)
         ctx = node("MatMul", [probs, qkv[2]], f"{p}_ctx")
         ctx = node("Transpose", [ctx], f"{p}_ctx_t", perm=[0, 2, 1, 3])
+        merged = shape_of(ctx, [-1], f"{p}_ms") if dynamic else merged_shape
         ctx = node("Reshape", [ctx, merged], f"{p}_ctx_m")
         attn = linear(ctx, HIDDEN, HIDDEN, f"{p}_o")
         x = layer_norm(node("Add", [x, attn], f"{p}_res1"), f"{p}_ln1")
@@ -95,14 +120,15 @@ def bert(path, exported=False):
         h = node("Mul", [node("Mul", [h, e], f"{p}_hm"), const(f"{p}_half", [0.5], np.float32)], f"{p}_gelu")
         ff = linear(h, FFN, HIDDEN, f"{p}_ff2")
         x = layer_norm(node("Add", [x, ff], f"{p}_res2"), f"{p}_ln2")
-    inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, SEQ])]
+    batch, sequence = ("batch", "sequence") if dynamic else (1, SEQ)
+    inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [batch, sequence])]
     if exported:
-        inputs.append(helper.make_tensor_value_info("attention_mask", TensorProto.INT64, [1, SEQ]))
+        inputs.append(helper.make_tensor_value_info("attention_mask", TensorProto.INT64, [batch, sequence]))
     graph = helper.make_graph(
         nodes,
-        "bert_exported" if exported else "bert_encoder",
+        "bert_dynamic" if dynamic else "bert_exported" if exported else "bert_encoder",
         inputs,
-        [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, SEQ, HIDDEN])],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, [batch, sequence, HIDDEN])],
         initializer=inits,
     )
     # IR version 8: what onnxruntime-web and older runtimes accept.
@@ -110,10 +136,18 @@ def bert(path, exported=False):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
     onnx.checker.check_model(model)
     onnx.save(model, path)
-    feeds = {"input_ids": np.random.default_rng(1).integers(0, VOCAB, size=(1, SEQ)).astype(np.int64)}
+    return feeds_for(exported, seq)
+
+
+def feeds_for(exported, seq=SEQ):
+    """Seeded token ids (and, for the exported form, a mask whose last
+    quarter of the positions is padding) for a batch of one."""
+    feeds = {"input_ids": np.random.default_rng(seq).integers(0, VOCAB, size=(1, seq)).astype(np.int64)}
+    if seq == SEQ:
+        # The feeds every earlier version of the set used.
+        feeds["input_ids"] = np.random.default_rng(1).integers(0, VOCAB, size=(1, SEQ)).astype(np.int64)
     if exported:
-        # The last quarter of the positions is padding.
-        mask = np.ones((1, SEQ), np.int64)
-        mask[:, SEQ * 3 // 4 :] = 0
+        mask = np.ones((1, seq), np.int64)
+        mask[:, seq * 3 // 4 :] = 0
         feeds["attention_mask"] = mask
     return feeds

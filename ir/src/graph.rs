@@ -108,6 +108,12 @@ pub struct Graph {
     pub outputs: Vec<ValueId>,
     /// Constant values (initializers and folded results).
     pub constants: BTreeMap<ValueId, Tensor>,
+    /// Values computed from symbolic sizes that no kernel computes: shape
+    /// arithmetic whose result only steers other ops (a `Reshape`'s
+    /// shape, an `Expand`'s, a `Range`'s limit), known as expressions over
+    /// the model's symbols (see `passes::static_shapes`). A backend reads
+    /// them as it reads constants, with sizes it learns at run time.
+    pub sizes: BTreeMap<ValueId, crate::ops::symbolic::SymValue>,
 }
 
 impl Graph {

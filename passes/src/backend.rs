@@ -80,6 +80,10 @@ pub struct Lowered {
     pub weights: Vec<(usize, Vec<u8>)>,
 }
 
+/// How many refused nodes [`partition`]'s error names (the first in
+/// topological order, where the trouble starts); it counts the rest.
+const SHOWN_REFUSALS: usize = 8;
+
 /// Asks `backend` how it runs each node of `graph`: every node's
 /// [`Runs`], in topological order. Fails, naming every node it cannot run
 /// and why, if there is one.
@@ -99,15 +103,23 @@ pub fn partition(backend: &dyn Backend, graph: &Graph) -> Result<Vec<(NodeId, Ru
     match refused.as_slice() {
         [] => Ok(nodes),
         [(node, why)] => Err(Error::unsupported(why.to_string()).within(node.clone())),
-        many => Err(Error::unsupported(format!(
-            "{} cannot run {} nodes: {}",
-            backend.name(),
-            many.len(),
-            many.iter()
+        many => {
+            let shown: Vec<String> = many
+                .iter()
+                .take(SHOWN_REFUSALS)
                 .map(|(node, why)| format!("{node}: {why}"))
-                .collect::<Vec<_>>()
-                .join("; ")
-        ))),
+                .collect();
+            let more = match many.len().saturating_sub(SHOWN_REFUSALS) {
+                0 => String::new(),
+                n => format!("; and {n} more"),
+            };
+            Err(Error::unsupported(format!(
+                "{} cannot run {} nodes: {}{more}",
+                backend.name(),
+                many.len(),
+                shown.join("; ")
+            )))
+        }
     }
 }
 

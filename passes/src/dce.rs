@@ -1,5 +1,6 @@
 //! Dead-node elimination: removes nodes none of whose outputs are read (by
-//! another node, a subgraph, or the graph outputs), and unread constants.
+//! another node, a subgraph, or the graph outputs), and unread constants
+//! and symbolic sizes.
 
 use std::collections::HashSet;
 
@@ -34,6 +35,7 @@ pub fn eliminate_dead_nodes(model: &mut Model) -> usize {
         for v in unused {
             g.constants.remove(&v);
         }
+        g.sizes.retain(|v, _| live.contains(v));
         if dead.is_empty() {
             return removed;
         }

@@ -65,7 +65,9 @@ pub fn infer_symbolic(model: &mut Model) -> Result<(usize, HashMap<ValueId, SymV
     let ranges = model.dim_ranges.clone();
     let range = |s: &str| wpc_ir::graph::dim_range(&ranges, s);
     let g = &mut model.graph;
-    let mut values: HashMap<ValueId, SymValue> = HashMap::new();
+    // Sizes an earlier pass took out of the graph are known as they were.
+    let mut values: HashMap<ValueId, SymValue> =
+        g.sizes.iter().map(|(v, s)| (*v, s.clone())).collect();
     let mut improved = 0;
     for id in g.topo_order()? {
         let node = g.node(id);

@@ -1,17 +1,94 @@
-//! Folds `Shape` and `Size` nodes whose input shape is fully known.
+//! Folds shape computations out of the graph.
 //!
-//! Once symbolic dims are bound (a bundle is compiled for concrete sizes),
-//! shape computations become constants; folding them lets constant folding
+//! `Shape` and `Size` of a fully known shape become constants: once
+//! symbolic dims are bound (a bundle compiled for concrete sizes), shape
+//! computations are constants, and folding them lets constant folding
 //! erase whole shape subgraphs, which backends without 64-bit integers
 //! (WGSL) could not run anyway.
+//!
+//! Where sizes stay symbolic, shape arithmetic computes expressions over
+//! the symbols ([`wpc_ir::ops::symbolic`]). A value it computes that only
+//! steers other ops (a `Reshape`'s shape, an `Expand`'s, a `Range`'s
+//! limit: [`wpc_ir::ops::OpDef::steering`]) is moved into
+//! [`wpc_ir::Graph::sizes`] and its producer removed, so no kernel
+//! computes it and dead-code elimination erases the rest of its chain;
+//! backends read it as they read a constant, with sizes the runtime knows.
 
-use wpc_ir::{Model, Result, Tensor};
+use wpc_ir::ops::symbolic::SymValue;
+use wpc_ir::{Model, Result, Tensor, ValueId};
 
-use crate::shape_inference::infer_shapes;
+use crate::shape_inference::{infer_shapes, infer_symbolic};
 
 /// Returns how many nodes were folded.
 pub fn fold_static_shapes(model: &mut Model) -> Result<usize> {
     infer_shapes(model)?;
+    let folded = fold_concrete(model)?;
+    Ok(folded + fold_symbolic(model)?)
+}
+
+/// Moves symbolic values that only steer other ops into
+/// [`wpc_ir::Graph::sizes`]; returns how many producers it removed.
+fn fold_symbolic(model: &mut Model) -> Result<usize> {
+    let (_, values) = infer_symbolic(model)?;
+    let g = &mut model.graph;
+    let steers_only = |g: &wpc_ir::Graph, v: ValueId| {
+        !g.outputs.contains(&v)
+            && g.consumers(v).iter().all(|&n| {
+                let node = g.node(n);
+                node.inputs.iter().enumerate().all(|(i, x)| {
+                    *x != Some(v) || wpc_ir::ops::is_steering_input(&node.domain, &node.op, i)
+                })
+            })
+    };
+    let mut folded = 0;
+    // Integers computed from a symbolic shape (its fixed dims) are
+    // constants, whoever reads them.
+    let mut constants: Vec<ValueId> = values
+        .iter()
+        .filter(|(v, s)| !s.is_symbolic() && g.producer(**v).is_some() && !g.outputs.contains(v))
+        .map(|(v, _)| *v)
+        .collect();
+    constants.sort();
+    for v in constants {
+        let Some(n) = g.producer(v) else { continue };
+        let node = g.node(n);
+        if node.outputs.len() != 1 {
+            continue;
+        }
+        let (Some(ints), Some(dtype)) = (values[&v].constants(), g.value(v).ty.dtype) else {
+            continue;
+        };
+        let shape = values[&v].shape.clone();
+        let t = Tensor::i64s(shape, ints).cast(dtype);
+        g.remove_node(n);
+        g.value_mut(v).ty = wpc_ir::ValueType::of(&t);
+        g.constants.insert(v, t);
+        folded += 1;
+    }
+    let mut chosen: Vec<ValueId> = values
+        .iter()
+        .filter(|(v, s)| s.is_symbolic() && g.producer(**v).is_some() && steers_only(g, **v))
+        .map(|(v, _)| *v)
+        .collect();
+    chosen.sort();
+    for v in chosen {
+        let Some(n) = g.producer(v) else { continue };
+        // Only a producer all of whose outputs go (a Split's parts).
+        let symbolic = |o: &ValueId| values.get(o).is_some_and(SymValue::is_symbolic);
+        if !g.node(n).outputs.iter().flatten().all(|o| symbolic(o) && steers_only(g, *o)) {
+            continue;
+        }
+        for o in g.node(n).outputs.clone().into_iter().flatten() {
+            g.sizes.insert(o, values[&o].clone());
+        }
+        g.remove_node(n);
+        folded += 1;
+    }
+    Ok(folded)
+}
+
+/// Folds `Shape` and `Size` of fully known shapes into constants.
+fn fold_concrete(model: &mut Model) -> Result<usize> {
     let g = &mut model.graph;
     let mut folded = 0;
     for id in g.topo_order()? {

@@ -71,10 +71,10 @@ impl Operand<'_> {
     }
 }
 
-/// The symbolic values of `node`'s outputs (one entry per output), where
-/// it is shape arithmetic over at least one symbolic input (`Shape` of a
-/// symbolic shape counts); empty otherwise. Constant results are left to
-/// constant folding.
+/// The values of `node`'s outputs (one entry per output) where it is
+/// shape arithmetic over known elements; empty otherwise. A result may be
+/// all integers (`Gather` of a shape's fixed dim) though an input was
+/// symbolic: that is how a fixed size leaves a symbolic shape.
 pub fn propagate(node: &Node, inputs: &[Operand], opset: u32) -> Vec<Option<SymValue>> {
     if !node.domain.is_empty() {
         return Vec::new();
@@ -104,11 +104,7 @@ pub fn propagate(node: &Node, inputs: &[Operand], opset: u32) -> Vec<Option<SymV
         "ReduceProd" | "ReduceSum" => reduce(node, inputs).map(|v| vec![Some(v)]),
         _ => None,
     };
-    match out {
-        // Only symbolic results are worth recording; integers fold.
-        Some(vals) if vals.iter().flatten().any(SymValue::is_symbolic) => vals,
-        _ => Vec::new(),
-    }
+    out.unwrap_or_default()
 }
 
 fn shape_of(node: &Node, inputs: &[Operand]) -> Option<SymValue> {
