@@ -113,6 +113,8 @@ pub struct Ctx<'a> {
     pub inputs: Vec<Option<Tt>>,
     pub outputs: Vec<Option<Tt>>,
     consts: Vec<Option<&'a Tensor>>,
+    /// Inputs computed from dynamic sizes ([`wpc_ir::Graph::sizes`]).
+    sizes: Vec<Option<&'a wpc_ir::ops::symbolic::SymValue>>,
     /// Float64 tensors are computed as float32 ([`Options::demote_f64`]).
     pub demote_f64: bool,
     /// The model's dim ranges (what dynamic sizes may be).
@@ -138,6 +140,10 @@ impl<'a> Ctx<'a> {
             consts: inputs
                 .iter()
                 .map(|j| j.and_then(|j| self.consts.get(j).copied().flatten()))
+                .collect(),
+            sizes: inputs
+                .iter()
+                .map(|j| j.and_then(|j| self.sizes.get(j).copied().flatten()))
                 .collect(),
             demote_f64: self.demote_f64,
             ranges: self.ranges,
@@ -207,6 +213,16 @@ impl<'a> Ctx<'a> {
 
     pub fn opt_constant(&self, i: usize) -> Option<&'a Tensor> {
         self.consts.get(i).copied().flatten()
+    }
+
+    /// The elements of integer input `i` as sizes: a constant's, or those
+    /// computed from dynamic sizes ([`wpc_ir::Graph::sizes`]).
+    pub fn size_ints(&self, i: usize) -> Option<Vec<Expr>> {
+        if let Some(v) = self.sizes.get(i).copied().flatten() {
+            return Some(v.elems.clone());
+        }
+        let t = self.opt_constant(i)?;
+        Some(t.to_i64s().into_iter().map(Expr::constant).collect())
     }
 
     /// Integer list from constant input `i` if present, else (older
@@ -356,6 +372,11 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
                 .iter()
                 .map(|v| v.and_then(|v| g.constants.get(&v)))
                 .collect(),
+            sizes: node
+                .inputs
+                .iter()
+                .map(|v| v.and_then(|v| g.sizes.get(&v)))
+                .collect(),
             demote_f64: opts.demote_f64,
             ranges: &model.dim_ranges,
             epilogue: false,
@@ -407,6 +428,8 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
                         None
                     }
                 }
+                // Computed from dynamic sizes: read as parameters, never a buffer.
+                Some(v) if g.sizes.contains_key(v) => None,
                 Some(v) => {
                     Some(*slot_of.get(v).ok_or_else(|| {
                         within(Error::invalid("input read before it is computed"))
@@ -537,8 +560,9 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
             if reads_left.get(&r).copied().unwrap_or(0) == 0
                 && !g.constants.contains_key(&r)
                 && !donated.contains(&r)
+                && let Some(&slot) = slot_of.get(&r)
             {
-                planner.release(slot_of[&r]);
+                planner.release(slot);
             }
         }
     }
@@ -687,7 +711,7 @@ fn in_place(
         else {
             continue;
         };
-        if t.shape != out.shape || t.word != out.word || !planner.is_scratch(slot) || !dies(v) {
+        if t.dims != out.dims || t.word != out.word || !planner.is_scratch(slot) || !dies(v) {
             continue;
         }
         let name = launch.kernel.bindings[b].name.clone();

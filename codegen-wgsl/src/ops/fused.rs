@@ -339,7 +339,14 @@ impl wpc_passes::fuse::FusionTarget for Fusion {
             })
             .count();
         let bindings = e.anchor.inputs.iter().flatten().count() + 1 + read;
-        e.anchor.domain.is_empty()
+        // Epilogues are lowered for static shapes only.
+        let static_shapes = body
+            .node_ids()
+            .flat_map(|n| body.node(n).outputs.clone())
+            .flatten()
+            .all(|v| body.value(v).ty.shape.concrete().is_some());
+        static_shapes
+            && e.anchor.domain.is_empty()
             && ANCHORS.contains(&e.anchor.op.as_str())
             && f32_only
             && tail_ok

@@ -11,6 +11,11 @@ use wpc_ir::{Error, Result};
 
 use crate::kernel::Params;
 
+/// A static size as a size expression.
+pub fn size(n: usize) -> Expr {
+    Expr::constant(n as i64)
+}
+
 /// Static sizes as size expressions.
 pub fn consts(v: &[usize]) -> Vec<Expr> {
     v.iter().map(|&n| Expr::constant(n as i64)).collect()

@@ -12,7 +12,9 @@ use wpc_bundle::device_data::Word;
 use wpc_ir::{Error, Result};
 use wpc_targets::MatmulTile;
 
-use super::index::{broadcast_strides, literal, offset, unravel};
+use super::index::{broadcast_strides, broadcast_strides_of, literal, offset_of, size, unravel_of};
+use crate::kernel::Params;
+use wpc_ir::sym::Expr;
 use super::require_f32;
 use crate::kernel::Kernel;
 use crate::lower::{Arg, Ctx, Lowered};
@@ -22,10 +24,13 @@ use crate::lower::{Arg, Ctx, Lowered};
 /// depth `k` (all `u32`, in range).
 pub struct GemmSpec {
     pub label: String,
-    pub m: usize,
-    pub n: usize,
-    pub k: usize,
-    pub batch: usize,
+    pub m: Expr,
+    pub n: Expr,
+    pub k: Expr,
+    pub batch: Expr,
+    /// The dynamic sizes the fragments below read (the kernel starts
+    /// with these parameters).
+    pub params: Params,
     /// Statements run once per thread, e.g. batch offsets.
     pub prelude: String,
     /// Statements assigning A[m, k] to `v`.
@@ -33,7 +38,7 @@ pub struct GemmSpec {
     /// Statements assigning B[k, n] to `v`.
     pub load_b: String,
     /// If set, an expression of B[k, 4*n4 .. 4*n4+3] as a `vec4<f32>`
-    /// (requires `n % 4 == 0`), used instead of `load_b`.
+    /// (requires a static `n` with `n % 4 == 0`), used instead of `load_b`.
     pub load_b4: Option<String>,
     /// Statements storing `v` as output [m, n].
     pub store: String,
@@ -45,20 +50,30 @@ pub fn gemm_kernel(spec: &GemmSpec, tile: &MatmulTile, max_groups: u32) -> Resul
     let [tn, tm] = tile.per_thread;
     let (tile_m, tile_n, tk) = (tile.tile_m(), tile.tile_n(), tile.k_step);
     let threads = wx * wy;
-    let (m, n, kk) = (spec.m, spec.n, spec.k);
     let mut k = Kernel::new(spec.label.clone());
+    k.params = spec.params.clone();
+    let (m, n, kk) = (
+        k.params.size(&spec.m),
+        k.params.size(&spec.n),
+        k.params.size(&spec.k),
+    );
     k.workgroup_size = [wx, wy, 1];
-    let groups = [
-        n.div_ceil(tile_n as usize),
-        m.div_ceil(tile_m as usize),
-        spec.batch,
-    ];
-    if groups.iter().any(|&g| g > max_groups as usize) {
-        return Err(Error::unsupported(format!(
-            "GEMM grid {groups:?} exceeds the target's workgroup count limit"
-        )));
+    let ceil = |e: &Expr, by: u32| {
+        e.add(&Expr::constant(i64::from(by) - 1))
+            .floor_div(&Expr::constant(i64::from(by)))
+    };
+    let groups = [ceil(&spec.n, tile_n), ceil(&spec.m, tile_m), spec.batch.clone()];
+    match groups.iter().map(Expr::as_const).collect::<Option<Vec<i64>>>() {
+        Some(g) => {
+            if g.iter().any(|&g| g > i64::from(max_groups)) {
+                return Err(Error::unsupported(format!(
+                    "GEMM grid {g:?} exceeds the target's workgroup count limit"
+                )));
+            }
+            k.workgroups = [g[0] as u32, g[1] as u32, g[2] as u32];
+        }
+        None => k.groups = Some(groups),
     }
-    k.workgroups = [groups[0] as u32, groups[1] as u32, groups[2] as u32];
     let _ = writeln!(
         k.decls,
         "var<workgroup> ta: array<f32, {}>;\nvar<workgroup> tb: array<vec4<f32>, {}>;",
@@ -78,11 +93,11 @@ pub fn gemm_kernel(spec: &GemmSpec, tile: &MatmulTile, max_groups: u32) -> Resul
             let _ = writeln!(b, "    var acc{r}_{c} = vec4<f32>(0.0);");
         }
     }
-    let _ = writeln!(b, "    for (var k0 = 0u; k0 < {kk}u; k0 = k0 + {tk}u) {{");
+    let _ = writeln!(b, "    for (var k0 = 0u; k0 < {kk}; k0 = k0 + {tk}u) {{");
     // Stage A: tile_m x k_step scalars.
     let _ = writeln!(
         b,
-        "        for (var l = 0u; l < {}u; l = l + 1u) {{\n            let e = lidx + l * {threads}u;\n            let m = m0 + e / {tk}u;\n            let k = k0 + e % {tk}u;\n            var v = 0.0;\n            if (m < {m}u && k < {kk}u) {{\n{}            }}\n            ta[e] = v;\n        }}",
+        "        for (var l = 0u; l < {}u; l = l + 1u) {{\n            let e = lidx + l * {threads}u;\n            let m = m0 + e / {tk}u;\n            let k = k0 + e % {tk}u;\n            var v = 0.0;\n            if (m < {m} && k < {kk}) {{\n{}            }}\n            ta[e] = v;\n        }}",
         tile_m * tk / threads,
         indent(&spec.load_a, 16)
     );
@@ -91,18 +106,18 @@ pub fn gemm_kernel(spec: &GemmSpec, tile: &MatmulTile, max_groups: u32) -> Resul
         Some(load4) => {
             let _ = writeln!(
                 b,
-                "        for (var l = 0u; l < {}u; l = l + 1u) {{\n            let e = lidx + l * {threads}u;\n            if (e < {}u) {{\n                let k = k0 + e / {}u;\n                let n4 = n0 / 4u + e % {}u;\n                var v4 = vec4<f32>(0.0);\n                if (k < {kk}u && n4 < {}u) {{ v4 = {load4}; }}\n                tb[e] = v4;\n            }}\n        }}",
+                "        for (var l = 0u; l < {}u; l = l + 1u) {{\n            let e = lidx + l * {threads}u;\n            if (e < {}u) {{\n                let k = k0 + e / {}u;\n                let n4 = n0 / 4u + e % {}u;\n                var v4 = vec4<f32>(0.0);\n                if (k < {kk} && n4 < {}u) {{ v4 = {load4}; }}\n                tb[e] = v4;\n            }}\n        }}",
                 (tk * tile_n / 4).div_ceil(threads),
                 tk * tile_n / 4,
                 tile_n / 4,
                 tile_n / 4,
-                n / 4
+                spec.n.as_const().unwrap_or(0) / 4
             );
         }
         None => {
             let _ = writeln!(
                 b,
-                "        for (var l = 0u; l < {}u; l = l + 1u) {{\n            let e = lidx + l * {threads}u;\n            let k = k0 + e / {tile_n}u;\n            let n = n0 + e % {tile_n}u;\n            var v = 0.0;\n            if (k < {kk}u && n < {n}u) {{\n{}            }}\n            tb[e / 4u][e % 4u] = v;\n        }}",
+                "        for (var l = 0u; l < {}u; l = l + 1u) {{\n            let e = lidx + l * {threads}u;\n            let k = k0 + e / {tile_n}u;\n            let n = n0 + e % {tile_n}u;\n            var v = 0.0;\n            if (k < {kk} && n < {n}) {{\n{}            }}\n            tb[e / 4u][e % 4u] = v;\n        }}",
                 tk * tile_n / threads,
                 indent(&spec.load_b, 16)
             );
@@ -138,7 +153,7 @@ pub fn gemm_kernel(spec: &GemmSpec, tile: &MatmulTile, max_groups: u32) -> Resul
             for j in 0..4 {
                 let _ = writeln!(
                     b,
-                    "        {{\n            let n = n0 + lid.x * {tn}u + {}u;\n            if (m < {m}u && n < {n}u) {{\n                let v = acc{r}_{c}[{j}];\n{}            }}\n        }}",
+                    "        {{\n            let n = n0 + lid.x * {tn}u + {}u;\n            if (m < {m} && n < {n}) {{\n                let v = acc{r}_{c}[{j}];\n{}            }}\n        }}",
                     c * 4 + j,
                     indent(&spec.store, 16)
                 );
@@ -157,74 +172,107 @@ fn indent(code: &str, by: usize) -> String {
 }
 
 /// Sizes of a (broadcast-)batched product of matrices `a` (.., M, K) and
-/// `b` (.., K, N): `(M, K, N, batch count, prelude)`, where the prelude
-/// sets `abase`, `bbase` and `obase` from the batch index `bat`.
-fn batched(a_shape: &[usize], b_shape: &[usize]) -> Result<(usize, usize, usize, usize, String)> {
-    let (m, kk) = (a_shape[a_shape.len() - 2], a_shape[a_shape.len() - 1]);
-    let n = b_shape[b_shape.len() - 1];
+/// `b` (.., K, N), which may be dynamic: `(M, K, N, batch count,
+/// prelude)`, where the prelude sets `abase`, `bbase` and `obase` from
+/// the batch index `bat`, reading dynamic sizes from `params`.
+fn batched(
+    params: &mut Params,
+    a_shape: &[Expr],
+    b_shape: &[Expr],
+) -> Result<(Expr, Expr, Expr, Expr, String)> {
+    let (m, kk) = (a_shape[a_shape.len() - 2].clone(), a_shape[a_shape.len() - 1].clone());
+    let n = b_shape[b_shape.len() - 1].clone();
     let a_batch = &a_shape[..a_shape.len() - 2];
     let b_batch = &b_shape[..b_shape.len() - 2];
-    let batch_shape = wpc_ir::ops::util::broadcast_shapes(&[a_batch, b_batch])?;
-    let batch: usize = batch_shape.iter().product();
-    let a_bs: Vec<usize> = broadcast_strides(a_batch, &batch_shape)
+    let batch_shape = broadcast_dims(a_batch, b_batch)?;
+    let batch = batch_shape.iter().fold(Expr::constant(1), |p, d| p.mul(d));
+    let a_bs: Vec<Expr> = broadcast_strides_of(a_batch, &batch_shape)?
         .iter()
-        .map(|s| s * m * kk)
+        .map(|s| s.mul(&m).mul(&kk))
         .collect();
-    let b_bs: Vec<usize> = broadcast_strides(b_batch, &batch_shape)
+    let b_bs: Vec<Expr> = broadcast_strides_of(b_batch, &batch_shape)?
         .iter()
-        .map(|s| s * kk * n)
+        .map(|s| s.mul(&kk).mul(&n))
         .collect();
     let prelude = format!(
-        "{}    let abase = {};\n    let bbase = {};\n    let obase = bat * {}u;\n",
-        unravel("bat", &batch_shape, "q"),
-        offset("q", &a_bs),
-        offset("q", &b_bs),
-        m * n
+        "{}    let abase = {};\n    let bbase = {};\n    let obase = bat * {};\n",
+        unravel_of(params, "bat", &batch_shape, "q"),
+        offset_of(params, "q", &a_bs),
+        offset_of(params, "q", &b_bs),
+        params.size(&m.mul(&n))
     );
     Ok((m, kk, n, batch, prelude))
+}
+
+/// The broadcast of two batch shapes whose sizes may be dynamic: a 1
+/// takes the other's size; dynamic sizes must be equal.
+fn broadcast_dims(a: &[Expr], b: &[Expr]) -> Result<Vec<Expr>> {
+    let rank = a.len().max(b.len());
+    let at = |s: &[Expr], i: usize| {
+        (i + s.len())
+            .checked_sub(rank)
+            .map_or(Expr::constant(1), |j| s[j].clone())
+    };
+    (0..rank)
+        .map(|i| {
+            let (x, y) = (at(a, i), at(b, i));
+            match (x.as_const(), y.as_const()) {
+                (Some(1), _) => Ok(y),
+                (_, Some(1)) => Ok(x),
+                _ if x == y => Ok(x),
+                _ => Err(Error::unsupported(format!(
+                    "MatMul batch dims {x} and {y} that may differ at run time"
+                ))),
+            }
+        })
+        .collect()
 }
 
 pub fn matmul(ctx: &Ctx) -> Result<Lowered> {
     let (a, bt, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
     require_f32(ctx, a)?;
     require_f32(ctx, bt)?;
-    let a_shape = if a.shape.len() == 1 {
-        vec![1, a.shape[0]]
+    let one = Expr::constant(1);
+    let a_shape = if a.dims.len() == 1 {
+        vec![one.clone(), a.dims[0].clone()]
     } else {
-        a.shape.clone()
+        a.dims.clone()
     };
-    let b_shape = if bt.shape.len() == 1 {
-        vec![bt.shape[0], 1]
+    let b_shape = if bt.dims.len() == 1 {
+        vec![bt.dims[0].clone(), one]
     } else {
-        bt.shape.clone()
+        bt.dims.clone()
     };
-    let (m, kk, n, batch, prelude) = batched(&a_shape, &b_shape)?;
+    let mut params = Params::default();
+    let (m, kk, n, batch, prelude) = batched(&mut params, &a_shape, &b_shape)?;
+    let (k_size, n_size) = (params.size(&kk), params.size(&n));
+    let store = ctx.store(&format!("obase + m * {n_size} + n"), "v");
     let spec = GemmSpec {
         label: format!("MatMul f32 [{batch}x{m}x{kk}] x [{kk}x{n}]"),
         m,
-        n,
+        n: n.clone(),
         k: kk,
         batch,
+        params,
         prelude,
-        load_a: format!("v = a[abase + m * {kk}u + k];"),
-        load_b: format!("v = b[bbase + k * {n}u + n];"),
+        load_a: format!("v = a[abase + m * {k_size} + k];"),
+        load_b: format!("v = b[bbase + k * {n_size} + n];"),
         load_b4: None,
-        store: ctx.store(&format!("obase + m * {n}u + n"), "v"),
+        store,
     };
-    let vec4_b = n % 4 == 0;
-    let spec = if vec4_b {
-        GemmSpec {
+    let n4 = n.as_const().filter(|n| n % 4 == 0);
+    let spec = match n4 {
+        Some(n) => GemmSpec {
             load_b4: Some(format!("b[bbase / 4u + k * {}u + n4]", n / 4)),
             ..spec
-        }
-    } else {
-        spec
+        },
+        None => spec,
     };
     let mut k = gemm_kernel(&spec, &ctx.tuning().matmul, ctx.max_groups())?;
     k.input("a", Word::F32)
         .input("b", Word::F32)
         .output("out0", out.word);
-    if vec4_b {
+    if n4.is_some() {
         k.vec4_bindings.push("b".into());
     }
     Ok(Lowered::one(k, vec![Arg::In(0), Arg::In(1), Arg::Out(0)]))
@@ -307,10 +355,11 @@ pub fn gemm(ctx: &Ctx) -> Result<Lowered> {
             label: format!(
                 "Gemm f32 [{m}x{kk}] x [{kk}x{nb}] of {n} at {n0} transA={ta} transB={tb}"
             ),
-            m,
-            n: nb,
-            k: kk,
-            batch: 1,
+            m: size(m),
+            n: size(nb),
+            k: size(kk),
+            batch: size(1),
+            params: Params::default(),
             prelude: String::new(),
             load_a,
             load_b,
@@ -386,7 +435,11 @@ pub fn qlinear_matmul(ctx: &Ctx) -> Result<Lowered> {
             )));
         }
     };
-    let (m, kk, n, batch, prelude) = batched(&a.shape, &b.shape)?;
+    if !(a.is_static() && b.is_static()) {
+        return Err(crate::lower::dynamic_size_refused("QLinearMatMul", a));
+    }
+    let mut params = Params::default();
+    let (m, kk, n, batch, prelude) = batched(&mut params, &a.dims, &b.dims)?;
     // The six scalar parameters are gathered into one f32 buffer first, so
     // the GEMM binds four buffers instead of nine.
     let names = ["asc", "azp", "bsc", "bzp", "ysc", "yzp"];
@@ -403,10 +456,11 @@ pub fn qlinear_matmul(ctx: &Ctx) -> Result<Lowered> {
             "QLinearMatMul [{batch}x{m}x{kk}] x [{kk}x{n}] -> {}",
             out.dtype.name()
         ),
-        m,
-        n,
-        k: kk,
+        m: m.clone(),
+        n: n.clone(),
+        k: kk.clone(),
         batch,
+        params,
         prelude,
         load_a: format!("v = (f32(a[abase + m * {kk}u + k]) - p[1]) * p[0];"),
         load_b: format!("v = (f32(b[bbase + k * {n}u + n]) - p[3]) * p[2];"),

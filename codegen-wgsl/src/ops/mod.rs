@@ -23,6 +23,20 @@ use wpc_ir::{Error, Result};
 use crate::kernel::Kernel;
 use crate::lower::{Ctx, LowerFn, Tt};
 
+/// The ReduceX ops, all lowered by [`reduce::reduce`].
+const REDUCTIONS: &[&str] = &[
+    "ReduceSum",
+    "ReduceMean",
+    "ReduceMax",
+    "ReduceMin",
+    "ReduceProd",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceLogSum",
+    "ReduceLogSumExp",
+    "ReduceSumSquare",
+];
+
 /// The WebGPU lowering of `op` in `domain`, if there is one.
 pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
     if domain == wpc_ir::ops::fused::DOMAIN {
@@ -62,8 +76,7 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
         "Range" => movement::range,
         "EyeLike" => movement::eye_like,
         "OneHot" => movement::one_hot,
-        "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1"
-        | "ReduceL2" | "ReduceLogSum" | "ReduceLogSumExp" | "ReduceSumSquare" => reduce::reduce,
+        _ if REDUCTIONS.contains(&op) => reduce::reduce,
         "ArgMax" | "ArgMin" => reduce::arg,
         "Softmax" | "LogSoftmax" | "Hardmax" => reduce::softmax,
         "CumSum" | "CumProd" => reduce::cumulative,
@@ -101,9 +114,16 @@ pub fn handles_dynamic_sizes(domain: &str, op: &str) -> bool {
     if domain == wpc_ir::ops::fused::DOMAIN {
         return op == wpc_ir::ops::fused::FUSED_ELEMENTWISE;
     }
-    (domain.is_empty() || domain == "ai.onnx")
+    let default_domain = domain.is_empty() || domain == "ai.onnx";
+    default_domain
         && (elementwise::is_elementwise(op)
-            || wpc_ir::ops::class_of(domain, op) == wpc_ir::ops::OpClass::View)
+            || wpc_ir::ops::class_of(domain, op) == wpc_ir::ops::OpClass::View
+            || REDUCTIONS.contains(&op)
+            || matches!(
+                op,
+                "Transpose" | "Slice" | "Expand" | "Gather" | "MatMul" | "Softmax" | "LogSoftmax"
+                    | "Hardmax"
+            ))
 }
 
 /// A kernel copying `words` 32-bit words from binding 0 to binding 1.

@@ -9,8 +9,12 @@ use wpc_bundle::device_data::Word;
 use wpc_ir::ops::params::{PadMode, ScatterReduction};
 use wpc_ir::{Error, Result};
 
-use super::index::{literal, offset, strides, unravel};
-use crate::kernel::Kernel;
+use super::index::{
+    broadcast_strides_of, literal, offset, offset_of, size, strides, strides_of, unravel,
+    unravel_of,
+};
+use crate::kernel::{Kernel, Params};
+use wpc_ir::sym::Expr;
 use crate::lower::{Arg, Ctx, Launch, Lowered, Tt};
 
 /// Reshape, Flatten, Squeeze, Unsqueeze, Identity: same bytes, new shape.
@@ -28,7 +32,20 @@ pub fn alias(ctx: &Ctx) -> Result<Lowered> {
 /// One thread per element of `out`; `body` sees output coordinates
 /// `o0..` and the flat index `i`, and must store `out0[i]`.
 fn per_output(ctx: &Ctx, out: &Tt, inputs: &[(usize, Word)], body: &str, label: &str) -> Lowered {
+    per_output_with(ctx, out, inputs, Params::default(), body, label)
+}
+
+/// [`per_output`] whose `body` reads dynamic sizes from `params`.
+fn per_output_with(
+    ctx: &Ctx,
+    out: &Tt,
+    inputs: &[(usize, Word)],
+    params: Params,
+    body: &str,
+    label: &str,
+) -> Lowered {
     let mut k = Kernel::new(format!("{label} {}{:?}", out.dtype.name(), out.shape));
+    k.params = params;
     let mut args = Vec::new();
     for &(i, w) in inputs {
         k.input(&format!("in{}", args.len()), w);
@@ -36,9 +53,9 @@ fn per_output(ctx: &Ctx, out: &Tt, inputs: &[(usize, Word)], body: &str, label: 
     }
     k.output("out0", out.word);
     args.push(Arg::Out(0));
-    let full = format!("{}{body}", unravel("i", &out.shape, "o"));
-    k.one_per_item(
-        out.numel(),
+    let full = format!("{}{body}", unravel_of(&mut k.params, "i", &out.dims, "o"));
+    k.one_per_item_of(
+        &out.numel_of(),
         ctx.tuning().elementwise,
         ctx.max_groups(),
         &full,
@@ -48,11 +65,17 @@ fn per_output(ctx: &Ctx, out: &Tt, inputs: &[(usize, Word)], body: &str, label: 
 
 /// Output element `i` = input 0 at offset `off` (a `u32` expression over `o0..`).
 fn view(ctx: &Ctx, off: &str) -> Result<Lowered> {
+    view_with(ctx, Params::default(), off)
+}
+
+/// [`view`] whose offset reads dynamic sizes from `params`.
+fn view_with(ctx: &Ctx, params: Params, off: &str) -> Result<Lowered> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
-    Ok(per_output(
+    Ok(per_output_with(
         ctx,
         out,
         &[(0, x.word)],
+        params,
         &format!("    out0[i] = in0[{off}];\n"),
         &ctx.node.op,
     ))
@@ -71,26 +94,78 @@ fn signed_offset(base: i64, steps: &[i64]) -> String {
 
 pub fn transpose(ctx: &Ctx) -> Result<Lowered> {
     let x = ctx.input(0)?;
-    let rank = x.shape.len();
+    let rank = x.dims.len();
     let perm = wpc_ir::ops::params::transpose_perm(ctx.attrs(), rank)?;
-    let st = strides(&x.shape);
-    let out_strides: Vec<usize> = perm.iter().map(|&a| st[a]).collect();
-    view(ctx, &offset("o", &out_strides))
+    let st = strides_of(&x.dims);
+    let out_strides: Vec<Expr> = perm.iter().map(|&a| st[a].clone()).collect();
+    let mut params = Params::default();
+    let off = offset_of(&mut params, "o", &out_strides);
+    view_with(ctx, params, &off)
 }
 
 pub fn slice(ctx: &Ctx) -> Result<Lowered> {
     let x = ctx.input(0)?;
+    if !(x.is_static() && ctx.output(0)?.is_static()) {
+        return slice_dynamic(ctx);
+    }
     let v = wpc_ir::ops::params::SliceView::of_node(&x.shape, |i| ctx.ints(i))?;
     let steps: Vec<i64> = v.strides.iter().map(|&s| s as i64).collect();
     view(ctx, &signed_offset(v.base as i64, &steps))
 }
 
+/// Slice where sizes are dynamic (the input's, or an end computed from
+/// them): forward steps from starts that are constants or sizes; the
+/// output's dims (from shape inference) give each axis its length. A
+/// start is clamped to its axis as ONNX clamps it.
+fn slice_dynamic(ctx: &Ctx) -> Result<Lowered> {
+    let x = ctx.input(0)?;
+    let rank = x.dims.len();
+    let starts = ctx
+        .size_ints(1)
+        .ok_or_else(|| Error::unsupported("Slice with starts known only at run time"))?;
+    let axes = match ctx.ints(3)? {
+        Some(a) => wpc_ir::ops::util::norm_axes(&a, rank)?,
+        None => (0..starts.len()).collect(),
+    };
+    let steps = ctx.ints(4)?.unwrap_or_else(|| vec![1; starts.len()]);
+    if axes.len() != starts.len() || steps.len() != starts.len() {
+        return Err(Error::invalid("Slice starts, axes and steps differ in length"));
+    }
+    let st = strides_of(&x.dims);
+    let mut step_strides = st.clone();
+    let mut base = Expr::constant(0);
+    for (k, &ax) in axes.iter().enumerate() {
+        if steps[k] <= 0 {
+            return Err(Error::unsupported(
+                "Slice with a backward step over a dynamic size",
+            ));
+        }
+        let d = &x.dims[ax];
+        let start = match starts[k].as_const() {
+            Some(s) if s < 0 => d.add(&Expr::constant(s)).max_of(&Expr::constant(0)),
+            _ => starts[k].min_of(d),
+        };
+        base = base.add(&start.mul(&st[ax]));
+        step_strides[ax] = st[ax].scale(steps[k]);
+    }
+    let mut params = Params::default();
+    let off = format!(
+        "{} + {}",
+        params.size(&base),
+        offset_of(&mut params, "o", &step_strides)
+    );
+    view_with(ctx, params, &off)
+}
+
 pub fn expand(ctx: &Ctx) -> Result<Lowered> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
-    view(
-        ctx,
-        &offset("o", &super::index::broadcast_strides(&x.shape, &out.shape)),
-    )
+    let mut params = Params::default();
+    let off = offset_of(
+        &mut params,
+        "o",
+        &broadcast_strides_of(&x.dims, &out.dims)?,
+    );
+    view_with(ctx, params, &off)
 }
 
 pub fn tile(ctx: &Ctx) -> Result<Lowered> {
@@ -311,45 +386,63 @@ pub fn space_to_depth(ctx: &Ctx) -> Result<Lowered> {
 }
 
 /// `let k = <index word read from in1 at off>` normalised for negatives.
-fn read_index(ix: &Tt, off: &str, n: usize) -> String {
+/// Reads index `k` (an `i32`) from binding `in1` at `off`, counting a
+/// negative one from the end of an axis (`n` elements, `last` its last
+/// index: WGSL `i32` expressions, see [`axis_size`]) and clamping it into
+/// the axis.
+fn read_index(ix: &Tt, off: &str, (n, last): (String, String)) -> String {
     let raw = match ix.word {
         Word::I32 => format!("in1[{off}]"),
         _ => format!("i32(in1[{off}])"),
     };
-    format!(
-        "    var k = {raw};\n    if (k < 0) {{ k = k + {n}; }}\n    k = clamp(k, 0, {});\n",
-        n.max(1) - 1
-    )
+    format!("    var k = {raw};\n    if (k < 0) {{ k = k + {n}; }}\n    k = clamp(k, 0, {last});\n")
+}
+
+/// An axis of `n` elements as [`read_index`] takes it: its size and its
+/// last index, literals where static.
+fn axis_size(params: &mut Params, n: &Expr) -> (String, String) {
+    match n.as_const() {
+        Some(n) => (n.to_string(), (n.max(1) - 1).to_string()),
+        None => {
+            let n = format!("i32({})", params.size(n));
+            (n.clone(), format!("max({n}, 1) - 1"))
+        }
+    }
 }
 
 pub fn gather(ctx: &Ctx) -> Result<Lowered> {
     let (x, ix, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
-    let axis = wpc_ir::ops::params::axis("Gather", ctx.attrs(), x.shape.len())?;
-    let q = ix.shape.len();
-    let st = strides(&x.shape);
-    let ist = strides(&ix.shape);
+    let axis = wpc_ir::ops::params::axis("Gather", ctx.attrs(), x.dims.len())?;
+    let q = ix.dims.len();
+    let mut params = Params::default();
+    let st = strides_of(&x.dims);
+    let ist = strides_of(&ix.dims);
     let idx_off: Vec<String> = (0..q)
-        .map(|j| format!("o{} * {}u", axis + j, ist[j]))
+        .map(|j| format!("o{} * {}", axis + j, params.size(&ist[j])))
         .collect();
     let idx_off = if idx_off.is_empty() {
         "0u".into()
     } else {
         idx_off.join(" + ")
     };
-    let mut terms: Vec<String> = (0..axis).map(|d| format!("o{d} * {}u", st[d])).collect();
-    terms.push(format!("u32(k) * {}u", st[axis]));
-    for d in axis + 1..x.shape.len() {
-        terms.push(format!("o{} * {}u", d - 1 + q, st[d]));
+    let mut terms: Vec<String> = (0..axis)
+        .map(|d| format!("o{d} * {}", params.size(&st[d])))
+        .collect();
+    terms.push(format!("u32(k) * {}", params.size(&st[axis])));
+    for d in axis + 1..x.dims.len() {
+        terms.push(format!("o{} * {}", d - 1 + q, params.size(&st[d])));
     }
+    let n = axis_size(&mut params, &x.dims[axis]);
     let body = format!(
         "{}    out0[i] = in0[{}];\n",
-        read_index(ix, &idx_off, x.shape[axis]),
+        read_index(ix, &idx_off, n),
         terms.join(" + ")
     );
-    Ok(per_output(
+    Ok(per_output_with(
         ctx,
         out,
         &[(0, x.word), (1, ix.word)],
+        params,
         &body,
         "Gather",
     ))
@@ -370,7 +463,7 @@ pub fn gather_elements(ctx: &Ctx) -> Result<Lowered> {
         .collect();
     let body = format!(
         "{}    out0[i] = in0[{}];\n",
-        read_index(ix, "i", x.shape[axis]),
+        read_index(ix, "i", axis_size(&mut Params::default(), &size(x.shape[axis]))),
         terms.join(" + ")
     );
     Ok(per_output(

@@ -67,10 +67,11 @@ pub fn conv(ctx: &Ctx) -> Result<Lowered> {
             "Conv f32 x{:?} w{:?} group {group} -> {:?}",
             x.shape, w.shape, out.shape
         ),
-        m: mg,
-        n: ns,
-        k: cg * kp,
-        batch: batch * group,
+        m: super::index::size(mg),
+        n: super::index::size(ns),
+        k: super::index::size(cg * kp),
+        batch: super::index::size(batch * group),
+        params: Default::default(),
         prelude: format!(
             "    let nb = bat / {group}u;\n    let grp = bat % {group}u;\n    let xbase = nb * {}u;\n    let cbase = grp * {cg}u;\n",
             c * sp

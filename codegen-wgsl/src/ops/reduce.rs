@@ -9,7 +9,8 @@ use wpc_bundle::device_data::Word;
 use wpc_ir::Result;
 use wpc_ir::ops::util::norm_axis;
 
-use super::index::{literal, offset, strides, unravel};
+use super::index::{literal, offset, offset_of, strides, strides_of, unravel, unravel_of};
+use wpc_ir::sym::Expr;
 use super::{require_f32, tree_reduce, workgroup_array};
 use crate::kernel::Kernel;
 use crate::lower::{Arg, Ctx, Lowered};
@@ -56,12 +57,12 @@ pub fn reduce(ctx: &Ctx) -> Result<Lowered> {
         let k = super::copy_kernel(&x.numel_of(), ctx);
         return Ok(Lowered::one(k, vec![Arg::In(0), Arg::Out(0)]));
     };
-    let st = strides(&x.shape);
+    let st = strides_of(&x.dims);
     let kept: Vec<usize> = (0..rank).filter(|d| !axes.contains(d)).collect();
-    let kept_shape: Vec<usize> = kept.iter().map(|&d| x.shape[d]).collect();
-    let red_shape: Vec<usize> = axes.iter().map(|&d| x.shape[d]).collect();
-    let n_red: usize = red_shape.iter().product();
-    let rows: usize = kept_shape.iter().product();
+    let kept_shape: Vec<Expr> = kept.iter().map(|&d| x.dims[d].clone()).collect();
+    let red_shape: Vec<Expr> = axes.iter().map(|&d| x.dims[d].clone()).collect();
+    let product = |dims: &[Expr]| dims.iter().fold(Expr::constant(1), |p, d| p.mul(d));
+    let (n_red, rows) = (product(&red_shape), product(&kept_shape));
     let r = reducer(&ctx.node.op, x.word);
     let wg = ctx.tuning().reduction;
     let ty = x.word.wgsl();
@@ -75,15 +76,17 @@ pub fn reduce(ctx: &Ctx) -> Result<Lowered> {
     ));
     k.input("in0", x.word).output("out0", out.word);
     workgroup_array(&mut k, "part", ty, wg);
-    let mut body = unravel("row", &kept_shape, "o");
-    let base = offset("o", &kept.iter().map(|&d| st[d]).collect::<Vec<_>>());
+    let p = &mut k.params;
+    let mut body = unravel_of(p, "row", &kept_shape, "o");
+    let base = offset_of(p, "o", &kept.iter().map(|&d| st[d].clone()).collect::<Vec<_>>());
     let _ = writeln!(body, "    let base = {base};\n    var v = {};", lit(r.init));
     let _ = writeln!(
         body,
-        "    for (var j = lidx; j < {n_red}u; j = j + {wg}u) {{"
+        "    for (var j = lidx; j < {}; j = j + {wg}u) {{",
+        p.size(&n_red)
     );
-    body.push_str(&unravel("j", &red_shape, "r").replace("    let", "        let"));
-    let red_off = offset("r", &axes.iter().map(|&d| st[d]).collect::<Vec<_>>());
+    body.push_str(&unravel_of(p, "j", &red_shape, "r").replace("    let", "        let"));
+    let red_off = offset_of(p, "r", &axes.iter().map(|&d| st[d].clone()).collect::<Vec<_>>());
     let pre = r.pre.replace("$x", &format!("in0[base + {red_off}]"));
     let comb_v = r.comb.replace("$a", "v").replace("$b", "y");
     let _ = writeln!(
@@ -91,9 +94,13 @@ pub fn reduce(ctx: &Ctx) -> Result<Lowered> {
         "        let y = {pre};\n        v = {comb_v};\n    }}"
     );
     body.push_str(&tree_reduce("v", "part", wg, r.comb));
-    let post = r.post.replace("$v", "v").replace("$N", &lit(n_red as f64));
+    let count = match n_red.as_const() {
+        Some(n) => lit(n as f64),
+        None => format!("{ty}({})", p.size(&n_red)),
+    };
+    let post = r.post.replace("$v", "v").replace("$N", &count);
     let _ = writeln!(body, "    if (lidx == 0u) {{ out0[row] = {post}; }}");
-    k.one_group_per_item(rows, wg, ctx.max_groups(), &body);
+    k.one_group_per_item_of(&rows, wg, ctx.max_groups(), &body);
     Ok(Lowered::one(k, vec![Arg::In(0), Arg::Out(0)]))
 }
 
@@ -141,10 +148,13 @@ pub fn arg(ctx: &Ctx) -> Result<Lowered> {
 pub fn softmax(ctx: &Ctx) -> Result<Lowered> {
     let x = ctx.input(0)?;
     require_f32(ctx, x)?;
-    let wpc_ir::ops::params::SoftmaxRows {
-        axis, len, inner, ..
-    } = wpc_ir::ops::params::SoftmaxRows::of(ctx.attrs(), ctx.opset, &x.shape)?;
-    let rows = x.numel() / len.max(1);
+    let one = [Expr::constant(1)];
+    let dims = if x.dims.is_empty() { &one[..] } else { &x.dims[..] };
+    let (axis, [outer, len, inner]) =
+        wpc_ir::ops::params::SoftmaxRows::extents(ctx.attrs(), ctx.opset, dims, |d| {
+            d.iter().fold(Expr::constant(1), |p, s| p.mul(s))
+        })?;
+    let rows = outer.mul(&inner);
     let wg = ctx.tuning().reduction;
     let mut k = Kernel::new(format!(
         "{} {}{:?} axis {axis}",
@@ -155,9 +165,10 @@ pub fn softmax(ctx: &Ctx) -> Result<Lowered> {
     k.input("in0", Word::F32).output("out0", Word::F32);
     k.helpers.insert("fmax");
     workgroup_array(&mut k, "part", "f32", wg);
+    let p = &mut k.params;
+    let (row_len, inner, len) = (p.size(&len.mul(&inner)), p.size(&inner), p.size(&len));
     let mut body = format!(
-        "    let base = (row / {inner}u) * {}u + row % {inner}u;\n    var m = f32_bits(0xff800000u);\n    for (var j = lidx; j < {len}u; j = j + {wg}u) {{ m = fmax(m, in0[base + j * {inner}u]); }}\n",
-        len * inner
+        "    let base = (row / {inner}) * {row_len} + row % {inner};\n    var m = f32_bits(0xff800000u);\n    for (var j = lidx; j < {len}; j = j + {wg}u) {{ m = fmax(m, in0[base + j * {inner}]); }}\n",
     );
     body.push_str(&tree_reduce("m", "part", wg, "fmax($a, $b)"));
     match ctx.node.op.as_str() {
@@ -165,14 +176,14 @@ pub fn softmax(ctx: &Ctx) -> Result<Lowered> {
             workgroup_array(&mut k, "first", "u32", wg);
             let _ = write!(
                 body,
-                "    var f = {len}u;\n    for (var j = lidx; j < {len}u; j = j + {wg}u) {{ if (in0[base + j * {inner}u] == m) {{ f = min(f, j); }} }}\n{}    for (var j = lidx; j < {len}u; j = j + {wg}u) {{ out0[base + j * {inner}u] = select(0.0, 1.0, j == f); }}\n",
+                "    var f = {len};\n    for (var j = lidx; j < {len}; j = j + {wg}u) {{ if (in0[base + j * {inner}] == m) {{ f = min(f, j); }} }}\n{}    for (var j = lidx; j < {len}; j = j + {wg}u) {{ out0[base + j * {inner}] = select(0.0, 1.0, j == f); }}\n",
                 tree_reduce("f", "first", wg, "min($a, $b)")
             );
         }
         op => {
             let _ = write!(
                 body,
-                "    var s = 0.0;\n    for (var j = lidx; j < {len}u; j = j + {wg}u) {{ s = s + exp(in0[base + j * {inner}u] - m); }}\n{}",
+                "    var s = 0.0;\n    for (var j = lidx; j < {len}; j = j + {wg}u) {{ s = s + exp(in0[base + j * {inner}] - m); }}\n{}",
                 tree_reduce("s", "part", wg, "$a + $b")
             );
             let value = if op == "LogSoftmax" {
@@ -182,11 +193,11 @@ pub fn softmax(ctx: &Ctx) -> Result<Lowered> {
             };
             let _ = writeln!(
                 body,
-                "    for (var j = lidx; j < {len}u; j = j + {wg}u) {{ let x = in0[base + j * {inner}u]; out0[base + j * {inner}u] = {value}; }}"
+                "    for (var j = lidx; j < {len}; j = j + {wg}u) {{ let x = in0[base + j * {inner}]; out0[base + j * {inner}] = {value}; }}"
             );
         }
     }
-    k.one_group_per_item(rows, wg, ctx.max_groups(), &body);
+    k.one_group_per_item_of(&rows, wg, ctx.max_groups(), &body);
     Ok(Lowered::one(k, vec![Arg::In(0), Arg::Out(0)]))
 }
 

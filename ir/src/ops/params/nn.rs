@@ -86,20 +86,33 @@ impl SoftmaxRows {
     /// The rows of an input of `shape` (a scalar is one row of one).
     pub fn of(a: &Attrs, opset: u32, shape: &[usize]) -> Result<SoftmaxRows> {
         let shape = if shape.is_empty() { &[1][..] } else { shape };
-        let legacy = opset < 13;
-        let axis = norm_axis(a.int("axis", if legacy { 1 } else { -1 })?, shape.len())?;
-        let product = |dims: &[usize]| dims.iter().product::<usize>();
-        let (len, inner) = if legacy {
-            (product(&shape[axis..]), 1)
-        } else {
-            (shape[axis], product(&shape[axis + 1..]))
-        };
+        let (axis, [outer, len, inner]) =
+            SoftmaxRows::extents(a, opset, shape, |d| d.iter().product::<usize>())?;
         Ok(SoftmaxRows {
             axis,
-            outer: product(&shape[..axis]),
+            outer,
             len,
             inner,
         })
+    }
+
+    /// The axis and `[outer, len, inner]` of an input of `shape` (not
+    /// empty), over any size type (a backend's dynamic sizes) whose
+    /// `product` of dims it is given.
+    pub fn extents<T: Clone>(
+        a: &Attrs,
+        opset: u32,
+        shape: &[T],
+        product: impl Fn(&[T]) -> T,
+    ) -> Result<(usize, [T; 3])> {
+        let legacy = opset < 13;
+        let axis = norm_axis(a.int("axis", if legacy { 1 } else { -1 })?, shape.len())?;
+        let (len, inner) = if legacy {
+            (product(&shape[axis..]), product(&[]))
+        } else {
+            (shape[axis].clone(), product(&shape[axis + 1..]))
+        };
+        Ok((axis, [product(&shape[..axis]), len, inner]))
     }
 }
 
