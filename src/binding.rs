@@ -147,6 +147,17 @@ pub fn resolve(
     symbols: &HashMap<String, Said>,
     given: &[GivenShape],
 ) -> Result<Resolved> {
+    resolve_with(declared, symbols, given, false)
+}
+
+/// [`resolve`], where `open` leaves a symbol nothing sizes to run time
+/// without a bound (listed in [`Resolved::open`]) instead of refusing it.
+pub fn resolve_with(
+    declared: &[(String, ValueType)],
+    symbols: &HashMap<String, Said>,
+    given: &[GivenShape],
+    open: bool,
+) -> Result<Resolved> {
     let dims_of = |ty: &ValueType| ty.shape.dims().map(<[Dim]>::to_vec);
     let mut known_symbols: Vec<&str> = declared
         .iter()
@@ -252,6 +263,7 @@ pub fn resolve(
     }
     let mut shapes = HashMap::new();
     let mut ranges = BTreeMap::new();
+    let mut unbounded = Vec::new();
     for (name, ty) in declared {
         if let Some(g) = given.iter().find(|g| g.input == *name) {
             shapes.insert(name.clone(), g.shape.iter().map(|&n| Dim::Known(n)).collect());
@@ -275,6 +287,12 @@ pub fn resolve(
                             d.clone()
                         }
                     }),
+                    None if open => {
+                        if !unbounded.contains(s) {
+                            unbounded.push(s.clone());
+                        }
+                        Ok(d.clone())
+                    }
                     None => Err(Error::invalid(format!(
                         "input '{name}' has symbolic dim '{s}' ({}): give its size with --dim {s}=N, \
                          or the sizes it may take with --dim {s}=MIN..MAX",
@@ -290,7 +308,12 @@ pub fn resolve(
             .collect::<Result<Vec<_>>>()?;
         shapes.insert(name.clone(), shape);
     }
-    Ok(Resolved { shapes, ranges })
+    unbounded.sort();
+    Ok(Resolved {
+        shapes,
+        ranges,
+        open: unbounded,
+    })
 }
 
 /// What [`resolve`] decided: each input's shape (sizes, and symbols where
@@ -299,6 +322,8 @@ pub fn resolve(
 pub struct Resolved {
     pub shapes: HashMap<String, Vec<Dim>>,
     pub ranges: BTreeMap<String, Sizes>,
+    /// Symbols left to run time with no bound given ([`resolve_with`]).
+    pub open: Vec<String>,
 }
 
 impl Resolved {

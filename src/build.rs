@@ -64,6 +64,9 @@ pub struct Built {
     /// Variants left out, with why (e.g. a wasm variant an op has no
     /// kernel for); the others were written.
     pub skipped: Vec<(String, String)>,
+    /// Symbols left to run time whose bound is the compiler's default
+    /// ([`crate::compile::Compiled::defaulted`]).
+    pub defaulted: Vec<String>,
     /// What the per-variant passes did for each backend
     /// ([`crate::compile::Compiled::passes`]).
     pub passes: Vec<wpc_passes::backend::VariantPasses>,
@@ -213,6 +216,7 @@ impl Build {
             inputs,
             manifest: compiled.bundle.manifest,
             skipped: compiled.skipped,
+            defaulted: compiled.defaulted,
             passes: compiled.passes,
         })
     }

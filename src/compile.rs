@@ -128,6 +128,9 @@ impl Options {
 /// A compiled bundle and the variants left out (variant name, reason).
 pub struct Compiled {
     pub bundle: Bundle,
+    /// Symbols left to run time that no flag bounded: their bound (in
+    /// the manifest's `dims`) is the compiler's default.
+    pub defaulted: Vec<String>,
     pub skipped: Vec<(String, String)>,
     /// What the per-variant passes did, per backend ("webgpu", "wasm").
     pub passes: Vec<VariantPasses>,
@@ -285,18 +288,110 @@ pub fn bind_inputs(
     dims: &HashMap<String, crate::binding::Sizes>,
     input_shapes: &HashMap<String, Vec<usize>>,
 ) -> wpc_ir::Result<()> {
+    bind_inputs_within(model, dims, input_shapes, None).map(|_| ())
+}
+
+/// [`bind_inputs`] for compiling: with `budget` (the memory budget and
+/// the largest storage binding, in bytes), a symbol nothing sizes is left
+/// to run time, bounded by the largest size at which the model fits them
+/// ([`default_bound`]). Returns those symbols.
+fn bind_inputs_within(
+    model: &mut Model,
+    dims: &HashMap<String, crate::binding::Sizes>,
+    input_shapes: &HashMap<String, Vec<usize>>,
+    budget: Option<(u64, u64)>,
+) -> wpc_ir::Result<Vec<String>> {
     let declared = crate::binding::declared_inputs(model);
     let symbols = crate::binding::said_by_dim_flags(dims);
     let given = crate::binding::given_by_shape_flags(input_shapes);
-    let resolved = crate::binding::resolve(&declared, &symbols, &given)?;
+    let resolved = crate::binding::resolve_with(&declared, &symbols, &given, budget.is_some())?;
     wpc_passes::bind::bind_input_shapes(model, &resolved.shapes);
     model.dim_ranges = resolved
         .ranges
         .iter()
         .map(|(s, r)| (s.clone(), (r.lo, r.hi)))
         .collect();
-    Ok(())
+    if let (Some((budget, binding)), false) = (budget, resolved.open.is_empty()) {
+        let max = default_bound(model, &resolved.open, budget, binding)?;
+        for s in &resolved.open {
+            model.dim_ranges.insert(s.clone(), (1, max));
+        }
+    }
+    Ok(resolved.open)
 }
+
+/// The largest size up to which every one of `open` may grow (the other
+/// symbols at their largest) with every shape the model computes still
+/// known (a model may only take sizes up to some bound: a table of
+/// position embeddings sliced to the sequence), each tensor within one
+/// storage binding of `limits`, and all the tensors the model computes
+/// fitting in `budget` bytes at once (a bound on what any plan needs, as
+/// plans reuse memory). Refused where even size 1 does not fit.
+fn default_bound(
+    model: &Model,
+    open: &[String],
+    budget: u64,
+    binding_limit: u64,
+) -> wpc_ir::Result<usize> {
+    let fits = |max: i64| -> bool {
+        let mut shaped = model.clone();
+        for s in open {
+            shaped.dim_ranges.insert(s.clone(), (1, max as usize));
+        }
+        if wpc_passes::optimize(&mut shaped).is_err() {
+            return false;
+        }
+        let g = &shaped.graph;
+        let value = |s: &str| shaped.dim_ranges.get(s).map(|&(_, hi)| hi as i64);
+        let mut total = 0u64;
+        let values = g
+            .node_ids()
+            .flat_map(|n| g.node(n).outputs.clone())
+            .flatten()
+            .chain(g.inputs.iter().copied());
+        for v in values {
+            let ty = &g.value(v).ty;
+            let bytes = ty
+                .shape
+                .numel_expr()
+                .and_then(|e| u64::try_from(e.eval(&value)?).ok())
+                .zip(ty.dtype)
+                .and_then(|(n, dt)| n.checked_mul(dt.size() as u64));
+            match bytes {
+                Some(b) if b <= binding_limit => total = total.saturating_add(b),
+                _ => return false,
+            }
+        }
+        total <= budget
+    };
+    if !fits(1) {
+        return Err(Error::unsupported(format!(
+            "the model does not fit the target at {} = 1 (every shape known, each tensor within \
+             one storage binding, all within the memory budget of {} MiB): give its sizes with --dim",
+            open.join(", "),
+            budget >> 20
+        )));
+    }
+    // The largest fitting size, by doubling then bisecting.
+    let (mut lo, mut hi) = (1i64, 2i64);
+    while hi <= MAX_DEFAULT_BOUND && fits(hi) {
+        (lo, hi) = (hi, hi * 2);
+    }
+    let mut hi = hi.min(MAX_DEFAULT_BOUND + 1);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo as usize)
+}
+
+/// The largest default bound [`default_bound`] gives a symbol: sizes past
+/// it are not what a dim left open is for.
+const MAX_DEFAULT_BOUND: i64 = 1 << 16;
 
 /// The model as a backend or the reference interpreter runs it: frozen
 /// inputs made constants, every input bound to a concrete shape, and the
@@ -348,7 +443,13 @@ pub fn compile_model_report(
     check_steering_inputs(&bound)?;
     let mut inputs = tensor_infos(&bound, &bound.graph.inputs);
     let mut outputs = tensor_infos(&bound, &bound.graph.outputs);
-    bind_inputs(&mut bound, &options.dims, &options.input_shapes)?;
+    let limits = &options.profile.webgpu.limits;
+    let budget = (
+        options.profile.memory_budget_mib << 20,
+        limits.max_storage_buffer_binding_size.min(limits.max_buffer_size),
+    );
+    let defaulted =
+        bind_inputs_within(&mut bound, &options.dims, &options.input_shapes, Some(budget))?;
     wpc_passes::optimize(&mut bound)?;
     let g = &bound.graph;
     for (info, &v) in inputs
@@ -462,6 +563,7 @@ pub fn compile_model_report(
         })
         .collect();
     Ok(Compiled {
+        defaulted,
         bundle: Bundle {
             manifest: Manifest {
                 format: manifest::FORMAT.into(),

@@ -811,6 +811,17 @@ fn compile(
             }
         }
     }
+    for d in &manifest.dims {
+        let how = if built.defaulted.contains(&d.name) {
+            format!(
+                "no bound given: the largest size at which the model's tensors fit the target's memory budget; choose with --dim {}=MIN..MAX",
+                d.name
+            )
+        } else {
+            "as given".to_string()
+        };
+        say!("  dim {} runs at {}..{} ({how})", d.name, d.min, d.max);
+    }
     for passes in &built.passes {
         report_passes(passes, explain);
     }
