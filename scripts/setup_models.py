@@ -12,7 +12,10 @@ Usage: setup_models.py OUT_DIR
 * A BERT-style encoder (scripts/bert_encoder.py) with seeded random
   weights, fed token ids across its whole vocabulary; and the same encoder
   as transformers' BERT exports at opset 14 (decomposed LayerNorm, erf
-  GELU, Div scale, an additive attention mask).
+  GELU, Div scale, an additive attention mask). That export again with
+  the batch and sequence left symbolic, as torch writes dynamic axes, in
+  two cases of one model (`bert_dynamic_s128`, `bert_dynamic_s37`): the
+  same graph run at two sequence lengths.
 * A MobileNetV3-style CNN (scripts/mobilenet_v3.py): HardSwish as
   x*clip(x+3,0,6)/6, squeeze-excite with HardSigmoid, Constant nodes.
 * Small recurrent layers (GRU both ways of resetting, RNN, LSTM with
@@ -159,7 +162,7 @@ def main():
         return 2
     out = sys.argv[1]
     # Bump the set's version when the list of models changes.
-    stamp = f"set 4, onnx {onnx.__version__}, onnxruntime {ort.__version__}"
+    stamp = f"set 5, onnx {onnx.__version__}, onnxruntime {ort.__version__}"
     manifest = os.path.join(out, "manifest.json")
     if os.path.exists(manifest) and json.load(open(manifest)).get("made_with") == stamp:
         print(f"real models already prepared in {out}")
@@ -182,6 +185,11 @@ def main():
     add_case(out, cases, "bert_encoder", bert_path, feeds=bert_encoder.bert(bert_path))
     exported_path = os.path.join(out, "bert_exported.onnx")
     add_case(out, cases, "bert_exported", exported_path, feeds=bert_encoder.bert(exported_path, exported=True))
+    dynamic_path = os.path.join(out, "bert_dynamic.onnx")
+    bert_encoder.bert(dynamic_path, exported=True, dynamic=True)
+    for seq in (128, 37):
+        feeds = bert_encoder.feeds_for(True, seq)
+        add_case(out, cases, f"bert_dynamic_s{seq}", dynamic_path, feeds=feeds)
     mobilenet_path = os.path.join(out, "mobilenet_v3.onnx")
     add_case(out, cases, "mobilenet_v3", mobilenet_path, feeds=mobilenet_v3.mobilenet_v3(mobilenet_path))
     add_recurrent_cases(out, cases)

@@ -240,7 +240,11 @@ pub fn resolve_with(
                 }
                 Dim::Symbol(s) => match bound.get(s) {
                     Some(said) if !said.sizes.contains(n) => {
-                        let verb = if said.sizes.one().is_some() { "is" } else { "is bounded to" };
+                        let verb = if said.sizes.one().is_some() {
+                            "is"
+                        } else {
+                            "is bounded to"
+                        };
                         return Err(mismatch(format!(
                             "its dim {axis} is '{s}', which {verb} {} by {}",
                             said.sizes, said.by
@@ -266,7 +270,10 @@ pub fn resolve_with(
     let mut unbounded = Vec::new();
     for (name, ty) in declared {
         if let Some(g) = given.iter().find(|g| g.input == *name) {
-            shapes.insert(name.clone(), g.shape.iter().map(|&n| Dim::Known(n)).collect());
+            shapes.insert(
+                name.clone(),
+                g.shape.iter().map(|&n| Dim::Known(n)).collect(),
+            );
             continue;
         }
         let decl = dims_of(ty).ok_or_else(|| {
@@ -342,9 +349,13 @@ impl Resolved {
                     Dim::Symbol(s) => Err(Error::invalid(format!(
                         "input '{name}': its dim '{s}' may be {} but needs one size here: give it \
                          with --dim {s}=N or a tensor for the input",
-                        self.ranges.get(s).map_or("any size".to_string(), Sizes::to_string)
+                        self.ranges
+                            .get(s)
+                            .map_or("any size".to_string(), Sizes::to_string)
                     ))),
-                    d => Err(Error::invalid(format!("input '{name}': dim {d} has no size"))),
+                    d => Err(Error::invalid(format!(
+                        "input '{name}': dim {d} has no size"
+                    ))),
                 })
                 .collect::<Result<Vec<usize>>>()?;
             out.insert(name.clone(), sizes);
@@ -490,6 +501,10 @@ mod tests {
         // The flag's syntax.
         assert_eq!(Sizes::parse("0..=4"), Ok(Sizes { lo: 0, hi: 4 }));
         assert!(Sizes::parse("5..4").unwrap_err().contains("empty"));
-        assert!(Sizes::parse("a..4").unwrap_err().contains("'a' is not a size"));
+        assert!(
+            Sizes::parse("a..4")
+                .unwrap_err()
+                .contains("'a' is not a size")
+        );
     }
 }

@@ -233,7 +233,10 @@ fn bound_shape(model: &Model, v: wpc_ir::ValueId) -> (Vec<u64>, Option<Vec<manif
         .collect();
     let dynamic = dims.iter().any(|d| d.as_const().is_none());
     match largest {
-        Some(bound) => (bound, dynamic.then(|| dims.iter().map(manifest::SizeExpr::of).collect())),
+        Some(bound) => (
+            bound,
+            dynamic.then(|| dims.iter().map(manifest::SizeExpr::of).collect()),
+        ),
         None => (Vec::new(), None),
     }
 }
@@ -446,10 +449,16 @@ pub fn compile_model_report(
     let limits = &options.profile.webgpu.limits;
     let budget = (
         options.profile.memory_budget_mib << 20,
-        limits.max_storage_buffer_binding_size.min(limits.max_buffer_size),
+        limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size),
     );
-    let defaulted =
-        bind_inputs_within(&mut bound, &options.dims, &options.input_shapes, Some(budget))?;
+    let defaulted = bind_inputs_within(
+        &mut bound,
+        &options.dims,
+        &options.input_shapes,
+        Some(budget),
+    )?;
     wpc_passes::optimize(&mut bound)?;
     let g = &bound.graph;
     for (info, &v) in inputs

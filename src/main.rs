@@ -1047,7 +1047,9 @@ fn run_bundle(
                         },
                         None => Said {
                             sizes: wpc::binding::Sizes::fixed(size as usize),
-                            by: format!("the bundle (compiled for {s}={size}; recompile to change it)"),
+                            by: format!(
+                                "the bundle (compiled for {s}={size}; recompile to change it)"
+                            ),
                         },
                     };
                     symbols.insert(s.clone(), said);
@@ -1065,7 +1067,10 @@ fn run_bundle(
     for (s, said) in wpc::binding::said_by_dim_flags(&binding.dims) {
         match symbols.get(&s) {
             // A size within the range the bundle runs at.
-            Some(b) if said.sizes.one().is_some_and(|n| b.sizes.contains(n)) && b.sizes.one().is_none() => {
+            Some(b)
+                if said.sizes.one().is_some_and(|n| b.sizes.contains(n))
+                    && b.sizes.one().is_none() =>
+            {
                 symbols.insert(s, said);
             }
             Some(b) if b.sizes.one().is_none() => bail!(

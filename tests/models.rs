@@ -658,3 +658,144 @@ fn elementwise_outputs_overwrite_inputs_that_die_on_webgpu() {
         panic!("{e}");
     }
 }
+
+/// `model` compiled for `profile`'s WebGPU variant alone with the sizes
+/// `dims` gives (a range leaves a symbol to run time), and loaded.
+fn dynamic_bundle(
+    model: &wpc::ir::graph::Model,
+    profile: &str,
+    dims: &[(&str, usize, usize)],
+) -> wpc::runtime::Bundle {
+    let mut options =
+        wpc::compile::Options::new(wpc::targets::builtin(profile).expect("a shipped profile"));
+    options.wasm = wpc::compile::Need::No;
+    for &(s, lo, hi) in dims {
+        options
+            .dims
+            .insert(s.to_string(), wpc::binding::Sizes { lo, hi });
+    }
+    wpc::compile::compile_model(model, "dynamic", &[], &options).expect("the model compiles")
+}
+
+/// One bundle of `wpc_ir::testing::dynamic_block` (Gather, MatMul with
+/// dynamic M, K and N, Transpose, Softmax over dynamic rows, ReduceMean,
+/// Expand to a computed shape, a Slice whose output may be empty, fused
+/// elementwise) runs at every size within its ranges, including an empty
+/// batch, and equals the interpreter at each; sizes out of range, two
+/// inputs that disagree on a symbol and a wrong fixed size are refused
+/// with the input, dim, size and range named.
+#[test]
+fn dynamic_sizes_run_from_one_bundle_on_webgpu() {
+    use wpc::ir::Tensor;
+    let gpu = wpc::runtime::webgpu::Gpu::new().expect("a Vulkan adapter (mesa-vulkan-drivers)");
+    let model = wpc::ir::testing::dynamic_block();
+    let bundle = dynamic_bundle(&model, "webgpu-baseline", &[("b", 0, 4), ("s", 1, 32)]);
+    let Some(wpc::runtime::manifest::Variant::WebGpu(v)) = bundle.manifest.variants.first() else {
+        panic!("no WebGPU variant");
+    };
+    assert_eq!(bundle.manifest.dims.len(), 2);
+    assert!(
+        v.dispatches.iter().all(|d| !d.params.is_empty()),
+        "every kernel reads its sizes"
+    );
+    let session = wpc::runtime::webgpu::Session::load(&gpu, &bundle).expect("the bundle loads");
+    let feeds = |b: usize, s: usize, h: usize| {
+        let ids: Vec<i64> = (0..b * s).map(|i| (i * 7 % 10) as i64).collect();
+        let x: Vec<f32> = (0..b * s * h)
+            .map(|i| (i % 13) as f32 / 13.0 - 0.4)
+            .collect();
+        vec![
+            Tensor::i64s(vec![b, s], ids),
+            Tensor::from_vec(vec![b, s, h], x),
+        ]
+    };
+    let tolerance = Tolerance {
+        rtol: 1e-4,
+        atol: 1e-5,
+    };
+    for (b, s) in [(1, 1), (2, 5), (3, 17), (4, 32), (0, 3)] {
+        let inputs = feeds(b, s, 8);
+        let named: HashMap<String, Tensor> = ["ids", "x"]
+            .iter()
+            .map(|n| n.to_string())
+            .zip(inputs.iter().cloned())
+            .collect();
+        let want = reference_outputs(&model, &named);
+        let got = session.run(&inputs).expect("the bundle runs");
+        for ((name, w), g) in want.iter().zip(&got) {
+            assert_eq!(g.shape(), w.shape(), "{name} at b={b}, s={s}");
+            if let Err(e) = compare(g, w, tolerance) {
+                panic!("{name} at b={b}, s={s}: {e}");
+            }
+        }
+    }
+    let refused = |inputs: Vec<Tensor>| session.run(&inputs).unwrap_err().to_string();
+    let e = refused(feeds(1, 33, 8));
+    assert!(
+        e.contains("its dim 1 ('s') is 33, outside the sizes this bundle runs at, 1..32"),
+        "{e}"
+    );
+    let mut mismatched = feeds(2, 5, 8);
+    mismatched[1] = feeds(2, 6, 8).remove(1);
+    let e = refused(mismatched);
+    assert!(
+        e.contains("'s' is 5 by dim 1 of input 'ids' but 6 by dim 1 of input 'x'"),
+        "{e}"
+    );
+    let e = refused(feeds(2, 5, 7));
+    assert!(
+        e.contains("input 'x' has shape [2, 5, 7]: its dim 2 must be 8"),
+        "{e}"
+    );
+}
+
+/// The BERT export with a dynamic sequence compiles once and matches
+/// onnxruntime at both sequence lengths the real-model set prepares.
+#[test]
+fn dynamic_bert_runs_at_two_lengths_from_one_bundle_on_webgpu() {
+    let dir = models_dir();
+    let manifest = models_manifest(&dir);
+    let cases: Vec<&serde_json::Value> = manifest["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .filter(|c| {
+            c["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("bert_dynamic_"))
+        })
+        .collect();
+    assert_eq!(cases.len(), 2, "the set prepares two lengths");
+    let model =
+        wpc::load(&dir.join(cases[0]["model"].as_str().expect("model path"))).expect("model loads");
+    let bundle = dynamic_bundle(
+        &model,
+        "webgpu-baseline",
+        &[("batch", 1, 1), ("sequence", 1, 128)],
+    );
+    let gpu = wpc::runtime::webgpu::Gpu::new().expect("a Vulkan adapter (mesa-vulkan-drivers)");
+    let session = wpc::runtime::webgpu::Session::load(&gpu, &bundle).expect("the bundle loads");
+    let mut failures = Vec::new();
+    for case in cases {
+        let feeds = case_feeds(&dir, case);
+        let inputs: Vec<wpc::ir::Tensor> = bundle
+            .manifest
+            .inputs
+            .iter()
+            .map(|t| feeds[&t.name].clone())
+            .collect();
+        let started = std::time::Instant::now();
+        let outputs = session.run(&inputs).expect("the bundle runs");
+        let label = "webgpu (one bundle)";
+        check_outputs(
+            &dir,
+            case,
+            &bundle,
+            &outputs,
+            label,
+            started.elapsed(),
+            &mut failures,
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

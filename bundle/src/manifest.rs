@@ -122,7 +122,10 @@ impl SizeExpr {
                     .into_iter()
                     .find(|o| op.as_str() == Some(*o))
                     .ok_or_else(|| format!("unknown size operation {op}"))?;
-                let args = args.iter().map(SizeExpr::from_json).collect::<Result<Vec<_>, _>>()?;
+                let args = args
+                    .iter()
+                    .map(SizeExpr::from_json)
+                    .collect::<Result<Vec<_>, _>>()?;
                 let arity_ok = match op {
                     "+" | "*" => args.len() >= 2,
                     _ => args.len() == 2,
@@ -172,19 +175,27 @@ impl Manifest {
     pub fn validate(&self) -> std::result::Result<(), String> {
         for d in &self.dims {
             if d.min > d.max {
-                return Err(format!("dim '{}' has the empty range {}..{}", d.name, d.min, d.max));
+                return Err(format!(
+                    "dim '{}' has the empty range {}..{}",
+                    d.name, d.min, d.max
+                ));
             }
         }
         let known = |e: &SizeExpr, what: &str| -> std::result::Result<(), String> {
             match e.symbols().into_iter().find(|s| self.largest(s).is_none()) {
-                Some(s) => Err(format!("{what} reads '{s}', which is not one of the bundle's dims")),
+                Some(s) => Err(format!(
+                    "{what} reads '{s}', which is not one of the bundle's dims"
+                )),
                 None => Ok(()),
             }
         };
         for t in self.inputs.iter().chain(&self.outputs) {
             if let Some(run) = &t.run_shape {
                 if run.len() != t.bound.len() {
-                    return Err(format!("'{}' has a run shape of another rank than its bound", t.name));
+                    return Err(format!(
+                        "'{}' has a run shape of another rank than its bound",
+                        t.name
+                    ));
                 }
                 for (e, &b) in run.iter().zip(&t.bound) {
                     known(e, &format!("the shape of '{}'", t.name))?;
@@ -521,12 +532,13 @@ pub fn bind_inputs(
             let n = n as i64;
             match &e.0 {
                 wpc_ir::sym::Term::Sym(s) => {
-                    let range = dims.iter().find(|d| d.name == *s).ok_or_else(|| {
-                        crate::Error::Format {
-                            path: "manifest.json".into(),
-                            reason: format!("input '{}' reads unknown dim '{s}'", info.name),
-                        }
-                    })?;
+                    let range =
+                        dims.iter()
+                            .find(|d| d.name == *s)
+                            .ok_or_else(|| crate::Error::Format {
+                                path: "manifest.json".into(),
+                                reason: format!("input '{}' reads unknown dim '{s}'", info.name),
+                            })?;
                     if !(range.min as i64..=range.max as i64).contains(&n) {
                         return Err(crate::Error::Input(format!(
                             "input '{}' has shape {:?}: its dim {axis} ('{s}') is {n}, outside the sizes this bundle runs at, {}..{}",

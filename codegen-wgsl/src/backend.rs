@@ -60,7 +60,10 @@ impl Backend for WebGpu {
             let t = crate::lower::tensor_type_in(graph, &self.ranges, v, self.options.demote_f64);
             match t {
                 Err(e) => return Runs::No(e.reason),
-                Ok(t) if !t.is_static() && !crate::ops::handles_dynamic_sizes(&node.domain, &node.op) => {
+                Ok(t)
+                    if !t.is_static()
+                        && !crate::ops::handles_dynamic_sizes(&node.domain, &node.op) =>
+                {
                     return Runs::No(crate::lower::dynamic_size_refused(&node.op, &t).reason);
                 }
                 Ok(_) => {}

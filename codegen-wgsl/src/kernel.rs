@@ -147,7 +147,9 @@ impl Kernel {
             None => {
                 let max = Expr::constant(i64::from(max_groups));
                 let x = groups.min_of(&max);
-                let y = groups.add(&Expr::constant(i64::from(max_groups) - 1)).floor_div(&max);
+                let y = groups
+                    .add(&Expr::constant(i64::from(max_groups) - 1))
+                    .floor_div(&max);
                 self.groups = Some([x, y, Expr::constant(1)]);
             }
         }

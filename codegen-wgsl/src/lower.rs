@@ -262,12 +262,24 @@ pub fn tensor_type_in(
             "the size {d} of '{name}' has no upper bound: give its symbols the sizes they may take with --dim SYMBOL=MIN..MAX"
         ))))
         .collect::<Result<Vec<usize>>>()?;
-    Ok(Tt { dtype, shape, dims, word })
+    Ok(Tt {
+        dtype,
+        shape,
+        dims,
+        word,
+    })
 }
 
 /// The largest value of size `e` under the dims' `ranges`.
-pub fn largest(e: &Expr, ranges: &std::collections::BTreeMap<String, (usize, usize)>) -> Option<usize> {
-    let (_, hi) = e.bounds(&|s| ranges.get(s).and_then(|&(lo, hi)| Some((i64::try_from(lo).ok()?, i64::try_from(hi).ok()?))))?;
+pub fn largest(
+    e: &Expr,
+    ranges: &std::collections::BTreeMap<String, (usize, usize)>,
+) -> Option<usize> {
+    let (_, hi) = e.bounds(&|s| {
+        ranges
+            .get(s)
+            .and_then(|&(lo, hi)| Some((i64::try_from(lo).ok()?, i64::try_from(hi).ok()?)))
+    })?;
     usize::try_from(hi).ok()
 }
 
@@ -358,7 +370,10 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
         })?;
         let types = |vs: &[Option<ValueId>]| -> Result<Vec<Option<Tt>>> {
             vs.iter()
-                .map(|v| v.map(|v| tensor_type(model, v, opts.demote_f64)).transpose())
+                .map(|v| {
+                    v.map(|v| tensor_type(model, v, opts.demote_f64))
+                        .transpose()
+                })
                 .collect()
         };
         let ctx = Ctx {
@@ -448,7 +463,9 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
                 let r = *root.get(&src).unwrap_or(&src);
                 if let Some(&pinned) = slot_of.get(&dst) {
                     // A graph output that is a view of another value: copy it.
-                    let words = tensor_type(model, dst, opts.demote_f64).map_err(within)?.numel_of();
+                    let words = tensor_type(model, dst, opts.demote_f64)
+                        .map_err(within)?
+                        .numel_of();
                     let k = crate::ops::copy_kernel(&words, &ctx);
                     program.emit(
                         &node.name,
@@ -743,13 +760,18 @@ impl Program {
     /// distinct text) and appends its dispatch.
     fn emit(&mut self, node: &str, k: &Kernel, slots: Vec<Slot>, planner: &Planner) -> Result<()> {
         let range = |s: &str| wpc_ir::graph::dim_range(&self.ranges, s);
-        let groups = k.groups.as_ref().map(|g| g.clone().map(|e| e.simplify(&range)));
+        let groups = k
+            .groups
+            .as_ref()
+            .map(|g| g.clone().map(|e| e.simplify(&range)));
         let mut k = k.clone();
         if let Some(g) = &groups {
             for (w, e) in k.workgroups.iter_mut().zip(g) {
                 *w = largest(e, &self.ranges)
                     .and_then(|n| u32::try_from(n).ok())
-                    .ok_or_else(|| Error::unsupported(format!("the workgroup count {e} has no bound")))?;
+                    .ok_or_else(|| {
+                        Error::unsupported(format!("the workgroup count {e} has no bound"))
+                    })?;
             }
         }
         let params: Vec<Expr> = k.params.0.iter().map(|e| e.simplify(&range)).collect();

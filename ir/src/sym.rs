@@ -611,7 +611,11 @@ mod tests {
         let out = w.sub(&c(1)).floor_div(&c(2)).add(&c(1));
         assert_eq!(out.to_string(), "floor((w - 1) / 2) + 1");
         for (wv, want) in [(1, 1), (2, 1), (3, 2), (224, 112), (225, 113)] {
-            assert_eq!(out.eval(&|n| (n == "w").then_some(wv)), Some(want), "w={wv}");
+            assert_eq!(
+                out.eval(&|n| (n == "w").then_some(wv)),
+                Some(want),
+                "w={wv}"
+            );
         }
         assert_eq!(out.bounds(&|_| Some((1, 512))), Some((1, 256)));
         assert_eq!(out.substitute(&|_| Some(225)), c(113));
@@ -637,13 +641,19 @@ mod tests {
         let seq = s("seq");
         let range = |n: &str| (n == "seq").then_some((1, 512));
         assert_eq!(seq.min_of(&c(512)).simplify(&range), seq);
-        assert_eq!(seq.max_of(&c(1)).add(&c(1)).simplify(&range), seq.add(&c(1)));
+        assert_eq!(
+            seq.max_of(&c(1)).add(&c(1)).simplify(&range),
+            seq.add(&c(1))
+        );
         assert_eq!(seq.min_of(&c(100)).simplify(&range), seq.min_of(&c(100)));
         assert_eq!(seq.rem(&c(1024)).simplify(&range), seq);
         assert_eq!(seq.floor_div(&c(1024)).simplify(&range), c(0));
         // A grid's second dimension: one row of workgroups up to 65535.
         let groups = seq.add(&c(63)).floor_div(&c(64));
-        assert_eq!(groups.add(&c(65534)).floor_div(&c(65535)).simplify(&range), c(1));
+        assert_eq!(
+            groups.add(&c(65534)).floor_div(&c(65535)).simplify(&range),
+            c(1)
+        );
         assert_eq!(seq.add(&c(1024)).rem(&c(1024)).simplify(&range), seq);
         // Nested: Slice's clamp of an end past the dim, max(min(end, seq), 0).
         let end = c(i64::MAX).min_of(&seq).max_of(&c(0));

@@ -110,6 +110,74 @@ fn model(graph: Graph) -> Model {
     }
 }
 
+/// A constant of `t` added to `g`.
+fn constant(g: &mut Graph, t: Tensor) -> ValueId {
+    let id = g.add_fresh_value("k", ValueType::of(&t));
+    g.constants.insert(id, t);
+    id
+}
+
+/// An attention-like block over symbolic sizes `b` (batch) and `s`
+/// (sequence), with a hidden size of 8, for the dynamic-size tests: every
+/// op whose WebGPU kernel reads dynamic sizes at run time. Over token ids
+/// `ids: [b, s]` (int64) and `x: [b, s, 8]`:
+///
+/// `h = (x + table[ids]) · W`, `p = softmax(h · hᵀ)` over the keys, `c =
+/// p · h`, `y = relu(c - mean(c))`; outputs `y + bias` with `bias`
+/// expanded to `Shape(x)`, and `y[:, 1:, :]` (empty where `s` is 1).
+/// Types are left for shape inference.
+pub fn dynamic_block() -> Model {
+    const H: usize = 8;
+    let values = |n: usize, k: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 37 + k * 11) % 17) as f32 / 17.0 - 0.5)
+            .collect()
+    };
+    let mut g = Graph::new("dynamic_block");
+    let sym = |s: &str| crate::Dim::Symbol(s.into());
+    let ids = g
+        .add_value(
+            "ids",
+            ValueType::new(DType::I64, Shape(Some(vec![sym("b"), sym("s")]))),
+        )
+        .unwrap();
+    let x = g
+        .add_value(
+            "x",
+            ValueType::new(
+                DType::F32,
+                Shape(Some(vec![sym("b"), sym("s"), crate::Dim::Known(H)])),
+            ),
+        )
+        .unwrap();
+    g.inputs = vec![ids, x];
+    let table = constant(&mut g, Tensor::from_vec(vec![10, H], values(10 * H, 1)));
+    let w = constant(&mut g, Tensor::from_vec(vec![H, H], values(H * H, 2)));
+    let emb = add_op(&mut g, "Gather", &[table, ids], Attrs::default());
+    let sum = add_op(&mut g, "Add", &[x, emb], Attrs::default());
+    let h = add_op(&mut g, "MatMul", &[sum, w], Attrs::default());
+    let ht = add_op(&mut g, "Transpose", &[h], ints(&[("perm", vec![0, 2, 1])]));
+    let scores = add_op(&mut g, "MatMul", &[h, ht], Attrs::default());
+    let mut axis = Attrs::default();
+    axis.insert("axis", Attr::Int(-1));
+    let p = add_op(&mut g, "Softmax", &[scores], axis);
+    let c = add_op(&mut g, "MatMul", &[p, h], Attrs::default());
+    let mean = add_op(&mut g, "ReduceMean", &[c], ints(&[("axes", vec![-1])]));
+    let centred = add_op(&mut g, "Sub", &[c, mean], Attrs::default());
+    let y = add_op(&mut g, "Relu", &[centred], Attrs::default());
+    let bias = constant(&mut g, Tensor::from_vec(vec![H], values(H, 3)));
+    let shape = add_op(&mut g, "Shape", &[x], Attrs::default());
+    let expanded = add_op(&mut g, "Expand", &[bias, shape], Attrs::default());
+    let out = add_op(&mut g, "Add", &[y, expanded], Attrs::default());
+    let i64s = |g: &mut Graph, v: i64| constant(g, Tensor::i64s(vec![1], vec![v]));
+    let (start, end, axis1) = (i64s(&mut g, 1), i64s(&mut g, i64::MAX), i64s(&mut g, 1));
+    let tail = add_op(&mut g, "Slice", &[y, start, end, axis1], Attrs::default());
+    g.outputs = vec![out, tail];
+    let mut m = model(g);
+    m.opsets.insert(String::new(), 17);
+    m
+}
+
 /// `r = Exp(x); z = Sub(r, y); out = Mul(z, r)` (or `Mul(z, y)` without
 /// `reread`) over `x, y: [n]`: a chain whose intermediates die at known
 /// nodes, for the in-place tests. Nodes are named after their ops

@@ -295,7 +295,11 @@ mod tests {
     fn size_of(b: &mut GraphBuilder, x: ValueId, axis: i64) -> ValueId {
         let shape = b.node("Shape", &[x]);
         let i = b.constant(&format!("axis{axis}"), Tensor::scalar(axis));
-        let d = b.node_with("Gather", &[shape, i], attrs(&[("axis", wpc_ir::Attr::Int(0))]));
+        let d = b.node_with(
+            "Gather",
+            &[shape, i],
+            attrs(&[("axis", wpc_ir::Attr::Int(0))]),
+        );
         let zero = i64s(b, &format!("unsq{axis}"), &[0]);
         b.node("Unsqueeze", &[d, zero])
     }
@@ -303,16 +307,28 @@ mod tests {
     #[test]
     fn torch_style_shape_arithmetic_keeps_symbolic_sizes() {
         let mut b = GraphBuilder::new();
-        let x = b.input("x", DType::F32, vec![sym("batch"), sym("seq"), Dim::Known(64)]);
+        let x = b.input(
+            "x",
+            DType::F32,
+            vec![sym("batch"), sym("seq"), Dim::Known(64)],
+        );
         let (bs, sq) = (size_of(&mut b, x, 0), size_of(&mut b, x, 1));
         let heads = i64s(&mut b, "heads", &[4, 16]);
-        let split = b.node_with("Concat", &[bs, sq, heads], attrs(&[("axis", wpc_ir::Attr::Int(0))]));
+        let split = b.node_with(
+            "Concat",
+            &[bs, sq, heads],
+            attrs(&[("axis", wpc_ir::Attr::Int(0))]),
+        );
         let h = b.node("Reshape", &[x, split]);
         let perm = attrs(&[("perm", wpc_ir::Attr::Ints(vec![0, 2, 1, 3]))]);
         let t = b.node_with("Transpose", &[h], perm.clone());
         let back = b.node_with("Transpose", &[t], perm);
         let minus_one = i64s(&mut b, "minus_one", &[-1]);
-        let merge = b.node_with("Concat", &[bs, sq, minus_one], attrs(&[("axis", wpc_ir::Attr::Int(0))]));
+        let merge = b.node_with(
+            "Concat",
+            &[bs, sq, minus_one],
+            attrs(&[("axis", wpc_ir::Attr::Int(0))]),
+        );
         let merged = b.node("Reshape", &[back, merge]);
         // Position ids: a [1, 512] buffer sliced to the sequence.
         let pos = b.constant("pos", Tensor::i64s(vec![1, 512], (0..512).collect()));
@@ -334,8 +350,16 @@ mod tests {
         let shape_of = |m: &Model, v: ValueId| m.graph.value(v).ty.shape.to_string();
         assert_eq!(shape_of(&model, h), "[batch, seq, 4, 16]");
         assert_eq!(shape_of(&model, t), "[batch, 4, seq, 16]");
-        assert_eq!(shape_of(&model, merged), "[batch, seq, 64]", "-1 is 64 exactly");
-        assert_eq!(shape_of(&model, ids), "[1, min(512, seq)]", "seq may exceed the buffer");
+        assert_eq!(
+            shape_of(&model, merged),
+            "[batch, seq, 64]",
+            "-1 is 64 exactly"
+        );
+        assert_eq!(
+            shape_of(&model, ids),
+            "[1, min(512, seq)]",
+            "seq may exceed the buffer"
+        );
         assert_eq!(shape_of(&model, ones), "[batch, seq]");
         assert_eq!(shape_of(&model, range), "[seq]");
         // Bounded to the buffer, the slice is the sequence.
@@ -347,7 +371,11 @@ mod tests {
     #[test]
     fn windows_over_symbolic_spatial_sizes() {
         let mut b = GraphBuilder::new();
-        let x = b.input("x", DType::F32, vec![sym("n"), Dim::Known(3), Dim::Known(32), sym("w")]);
+        let x = b.input(
+            "x",
+            DType::F32,
+            vec![sym("n"), Dim::Known(3), Dim::Known(32), sym("w")],
+        );
         let w = b.constant("w", Tensor::from_vec(vec![8, 3, 3, 3], vec![0.1f32; 216]));
         let conv = b.node_with(
             "Conv",
@@ -372,8 +400,14 @@ mod tests {
         infer_shapes(&mut model).unwrap();
         let shape = |v: ValueId| model.graph.value(v).ty.shape.to_string();
         assert_eq!(shape(conv), "[n, 8, 16, floor((w - 1) / 2) + 1]");
-        assert_eq!(shape(same), "[n, 8, 8, floor((floor((w - 1) / 2) + 2) / 2)]");
-        assert_eq!(shape(padded), "[n, 8, 8, floor((floor((w - 1) / 2) + 2) / 2) + 3]");
+        assert_eq!(
+            shape(same),
+            "[n, 8, 8, floor((floor((w - 1) / 2) + 2) / 2)]"
+        );
+        assert_eq!(
+            shape(padded),
+            "[n, 8, 8, floor((floor((w - 1) / 2) + 2) / 2) + 3]"
+        );
         // The expressions are the sizes the interpreter computes.
         let dims = model.graph.value(padded).ty.shape.exprs().unwrap();
         for width in [1usize, 2, 7, 64, 225] {
@@ -383,7 +417,10 @@ mod tests {
             let want: Vec<i64> = out[0].1.shape().iter().map(|&d| d as i64).collect();
             let got: Vec<i64> = dims
                 .iter()
-                .map(|e| e.eval(&|s| Some(if s == "w" { width as i64 } else { 1 })).unwrap())
+                .map(|e| {
+                    e.eval(&|s| Some(if s == "w" { width as i64 } else { 1 }))
+                        .unwrap()
+                })
                 .collect();
             assert_eq!(got, want, "width {width}");
         }

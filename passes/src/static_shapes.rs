@@ -75,7 +75,13 @@ fn fold_symbolic(model: &mut Model) -> Result<usize> {
         let Some(n) = g.producer(v) else { continue };
         // Only a producer all of whose outputs go (a Split's parts).
         let symbolic = |o: &ValueId| values.get(o).is_some_and(SymValue::is_symbolic);
-        if !g.node(n).outputs.iter().flatten().all(|o| symbolic(o) && steers_only(g, *o)) {
+        if !g
+            .node(n)
+            .outputs
+            .iter()
+            .flatten()
+            .all(|o| symbolic(o) && steers_only(g, *o))
+        {
             continue;
         }
         for o in g.node(n).outputs.clone().into_iter().flatten() {

@@ -173,7 +173,11 @@ fn eval_u32(sizes: &RunSizes, e: &SizeExpr, node: &str) -> Result<u32> {
     sizes
         .eval(e)
         .and_then(|v| u32::try_from(v).ok())
-        .ok_or_else(|| Error::Bundle(BundleError::Input(format!("the sizes {sizes} give the dispatch of '{node}' no 32-bit size"))))
+        .ok_or_else(|| {
+            Error::Bundle(BundleError::Input(format!(
+                "the sizes {sizes} give the dispatch of '{node}' no 32-bit size"
+            )))
+        })
 }
 
 /// The uniform buffer holding the sizes `d`'s kernel reads, if it reads

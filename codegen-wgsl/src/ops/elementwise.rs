@@ -9,9 +9,9 @@ use wpc_ir::ops::params::Elementwise as E;
 use wpc_ir::{Attrs, DType, Error, Node, Result};
 
 use super::index::{broadcast_strides_of, consts, literal, offset_of, unravel_of};
-use wpc_ir::sym::Expr;
 use crate::kernel::Kernel;
 use crate::lower::{Arg, Ctx, Lowered, Tt};
+use wpc_ir::sym::Expr;
 
 const UNARY_FLOAT: &[(&str, &str)] = &[
     ("Sqrt", "sqrt(a)"),
@@ -600,10 +600,7 @@ fn quant_param_shape(ctx: &Ctx, param: &Tt, x: &Tt) -> Result<Vec<usize>> {
 pub fn dequantize(ctx: &Ctx) -> Result<Lowered> {
     let (x, scale, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
     let pshape = consts(&quant_param_shape(ctx, scale, x)?);
-    let mut ins = vec![
-        (x.clone(), x.dims.clone()),
-        (scale.clone(), pshape.clone()),
-    ];
+    let mut ins = vec![(x.clone(), x.dims.clone()), (scale.clone(), pshape.clone())];
     let expr = if ctx.has_input(2) {
         ins.push((ctx.input(2)?.clone(), pshape));
         "(f32(a) - f32(c)) * b"
@@ -631,10 +628,7 @@ pub fn quantize(ctx: &Ctx) -> Result<Lowered> {
             )));
         }
     };
-    let mut ins = vec![
-        (x.clone(), x.dims.clone()),
-        (scale.clone(), pshape.clone()),
-    ];
+    let mut ins = vec![(x.clone(), x.dims.clone()), (scale.clone(), pshape.clone())];
     let zp = if ctx.has_input(2) {
         ins.push((ctx.input(2)?.clone(), pshape));
         "f32(c)"

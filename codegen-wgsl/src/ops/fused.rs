@@ -61,7 +61,16 @@ fn node_function(
 /// Whether the fused kernel can compute `n` of `graph`: its expression
 /// exists for its operand types.
 fn fuses(graph: &Graph, n: NodeId, opset: u32, demote_f64: bool, ranges: &Ranges) -> bool {
-    node_function(graph, n, "f", opset, demote_f64, ranges, &mut BTreeSet::new()).is_ok()
+    node_function(
+        graph,
+        n,
+        "f",
+        opset,
+        demote_f64,
+        ranges,
+        &mut BTreeSet::new(),
+    )
+    .is_ok()
 }
 
 /// The WGSL of body nodes `nodes`, in order: a function per node
@@ -298,7 +307,8 @@ impl Fusion {
 impl wpc_passes::fuse::FusionTarget for Fusion {
     fn fuses(&self, graph: &Graph, n: NodeId) -> bool {
         let node = graph.node(n);
-        super::elementwise::is_elementwise(&node.op) && fuses(graph, n, self.opset, self.demote_f64, &self.ranges)
+        super::elementwise::is_elementwise(&node.op)
+            && fuses(graph, n, self.opset, self.demote_f64, &self.ranges)
     }
 
     fn max_inputs(&self) -> usize {

@@ -109,7 +109,8 @@ pub fn broadcast_strides_of(shape: &[Expr], out: &[Expr]) -> Result<Vec<Expr>> {
             } else {
                 Err(Error::unsupported(format!(
                     "broadcasting a dim of dynamic size {} against {}",
-                    shape[i - off], out[i]
+                    shape[i - off],
+                    out[i]
                 )))
             }
         })

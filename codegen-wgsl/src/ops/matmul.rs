@@ -13,11 +13,11 @@ use wpc_ir::{Error, Result};
 use wpc_targets::MatmulTile;
 
 use super::index::{broadcast_strides, broadcast_strides_of, literal, offset_of, size, unravel_of};
-use crate::kernel::Params;
-use wpc_ir::sym::Expr;
 use super::require_f32;
 use crate::kernel::Kernel;
+use crate::kernel::Params;
 use crate::lower::{Arg, Ctx, Lowered};
+use wpc_ir::sym::Expr;
 
 /// What one GEMM-shaped kernel computes. Code fragments see `bat` (the
 /// batch index, `u32`) and, after `prelude`, the row `m`, column `n` and
@@ -62,8 +62,16 @@ pub fn gemm_kernel(spec: &GemmSpec, tile: &MatmulTile, max_groups: u32) -> Resul
         e.add(&Expr::constant(i64::from(by) - 1))
             .floor_div(&Expr::constant(i64::from(by)))
     };
-    let groups = [ceil(&spec.n, tile_n), ceil(&spec.m, tile_m), spec.batch.clone()];
-    match groups.iter().map(Expr::as_const).collect::<Option<Vec<i64>>>() {
+    let groups = [
+        ceil(&spec.n, tile_n),
+        ceil(&spec.m, tile_m),
+        spec.batch.clone(),
+    ];
+    match groups
+        .iter()
+        .map(Expr::as_const)
+        .collect::<Option<Vec<i64>>>()
+    {
         Some(g) => {
             if g.iter().any(|&g| g > i64::from(max_groups)) {
                 return Err(Error::unsupported(format!(
@@ -180,7 +188,10 @@ fn batched(
     a_shape: &[Expr],
     b_shape: &[Expr],
 ) -> Result<(Expr, Expr, Expr, Expr, String)> {
-    let (m, kk) = (a_shape[a_shape.len() - 2].clone(), a_shape[a_shape.len() - 1].clone());
+    let (m, kk) = (
+        a_shape[a_shape.len() - 2].clone(),
+        a_shape[a_shape.len() - 1].clone(),
+    );
     let n = b_shape[b_shape.len() - 1].clone();
     let a_batch = &a_shape[..a_shape.len() - 2];
     let b_batch = &b_shape[..b_shape.len() - 2];

@@ -121,7 +121,13 @@ pub fn handles_dynamic_sizes(domain: &str, op: &str) -> bool {
             || REDUCTIONS.contains(&op)
             || matches!(
                 op,
-                "Transpose" | "Slice" | "Expand" | "Gather" | "MatMul" | "Softmax" | "LogSoftmax"
+                "Transpose"
+                    | "Slice"
+                    | "Expand"
+                    | "Gather"
+                    | "MatMul"
+                    | "Softmax"
+                    | "LogSoftmax"
                     | "Hardmax"
             ))
 }

@@ -14,8 +14,8 @@ use super::index::{
     unravel_of,
 };
 use crate::kernel::{Kernel, Params};
-use wpc_ir::sym::Expr;
 use crate::lower::{Arg, Ctx, Launch, Lowered, Tt};
+use wpc_ir::sym::Expr;
 
 /// Reshape, Flatten, Squeeze, Unsqueeze, Identity: same bytes, new shape.
 pub fn alias(ctx: &Ctx) -> Result<Lowered> {
@@ -129,7 +129,9 @@ fn slice_dynamic(ctx: &Ctx) -> Result<Lowered> {
     };
     let steps = ctx.ints(4)?.unwrap_or_else(|| vec![1; starts.len()]);
     if axes.len() != starts.len() || steps.len() != starts.len() {
-        return Err(Error::invalid("Slice starts, axes and steps differ in length"));
+        return Err(Error::invalid(
+            "Slice starts, axes and steps differ in length",
+        ));
     }
     let st = strides_of(&x.dims);
     let mut step_strides = st.clone();
@@ -160,11 +162,7 @@ fn slice_dynamic(ctx: &Ctx) -> Result<Lowered> {
 pub fn expand(ctx: &Ctx) -> Result<Lowered> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
     let mut params = Params::default();
-    let off = offset_of(
-        &mut params,
-        "o",
-        &broadcast_strides_of(&x.dims, &out.dims)?,
-    );
+    let off = offset_of(&mut params, "o", &broadcast_strides_of(&x.dims, &out.dims)?);
     view_with(ctx, params, &off)
 }
 
@@ -463,7 +461,11 @@ pub fn gather_elements(ctx: &Ctx) -> Result<Lowered> {
         .collect();
     let body = format!(
         "{}    out0[i] = in0[{}];\n",
-        read_index(ix, "i", axis_size(&mut Params::default(), &size(x.shape[axis]))),
+        read_index(
+            ix,
+            "i",
+            axis_size(&mut Params::default(), &size(x.shape[axis]))
+        ),
         terms.join(" + ")
     );
     Ok(per_output(

@@ -10,10 +10,10 @@ use wpc_ir::Result;
 use wpc_ir::ops::util::norm_axis;
 
 use super::index::{literal, offset, offset_of, strides, strides_of, unravel, unravel_of};
-use wpc_ir::sym::Expr;
 use super::{require_f32, tree_reduce, workgroup_array};
 use crate::kernel::Kernel;
 use crate::lower::{Arg, Ctx, Lowered};
+use wpc_ir::sym::Expr;
 
 /// How each ReduceX op starts, maps, combines and finishes.
 struct Reducer {
@@ -78,7 +78,11 @@ pub fn reduce(ctx: &Ctx) -> Result<Lowered> {
     workgroup_array(&mut k, "part", ty, wg);
     let p = &mut k.params;
     let mut body = unravel_of(p, "row", &kept_shape, "o");
-    let base = offset_of(p, "o", &kept.iter().map(|&d| st[d].clone()).collect::<Vec<_>>());
+    let base = offset_of(
+        p,
+        "o",
+        &kept.iter().map(|&d| st[d].clone()).collect::<Vec<_>>(),
+    );
     let _ = writeln!(body, "    let base = {base};\n    var v = {};", lit(r.init));
     let _ = writeln!(
         body,
@@ -86,7 +90,11 @@ pub fn reduce(ctx: &Ctx) -> Result<Lowered> {
         p.size(&n_red)
     );
     body.push_str(&unravel_of(p, "j", &red_shape, "r").replace("    let", "        let"));
-    let red_off = offset_of(p, "r", &axes.iter().map(|&d| st[d].clone()).collect::<Vec<_>>());
+    let red_off = offset_of(
+        p,
+        "r",
+        &axes.iter().map(|&d| st[d].clone()).collect::<Vec<_>>(),
+    );
     let pre = r.pre.replace("$x", &format!("in0[base + {red_off}]"));
     let comb_v = r.comb.replace("$a", "v").replace("$b", "y");
     let _ = writeln!(
@@ -149,7 +157,11 @@ pub fn softmax(ctx: &Ctx) -> Result<Lowered> {
     let x = ctx.input(0)?;
     require_f32(ctx, x)?;
     let one = [Expr::constant(1)];
-    let dims = if x.dims.is_empty() { &one[..] } else { &x.dims[..] };
+    let dims = if x.dims.is_empty() {
+        &one[..]
+    } else {
+        &x.dims[..]
+    };
     let (axis, [outer, len, inner]) =
         wpc_ir::ops::params::SoftmaxRows::extents(ctx.attrs(), ctx.opset, dims, |d| {
             d.iter().fold(Expr::constant(1), |p, s| p.mul(s))

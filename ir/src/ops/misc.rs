@@ -1,7 +1,6 @@
 //! Ops that make tensors (`Constant`, `Range`, `OneHot`, …), order them
 //! (`TopK`, `CumSum`), and the training-time losses and `Dropout`.
 
-use crate::sym::Expr;
 use super::infer::{self, InferCtx};
 use super::params::LossReduction;
 use super::util::{norm_axis, split_at_axis, to_dims};
@@ -11,6 +10,7 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::graph::ValueType;
 use crate::shape::Shape;
+use crate::sym::Expr;
 use crate::tensor::Tensor;
 
 pub(super) fn ops() -> Vec<OpDef> {
@@ -101,7 +101,10 @@ fn infer_constant_of_shape(c: &InferCtx) -> Result<Vec<ValueType>> {
         // A shape computed from symbolic sizes.
         None if c.is_symbolic(0) => Ok(vec![ValueType {
             dtype,
-            shape: Shape(c.ints(0).map(|d| d.into_iter().map(crate::shape::Dim::of).collect())),
+            shape: Shape(
+                c.ints(0)
+                    .map(|d| d.into_iter().map(crate::shape::Dim::of).collect()),
+            ),
         }]),
         None => Ok(vec![ValueType {
             dtype,
@@ -126,13 +129,21 @@ fn infer_range(c: &InferCtx) -> Result<Vec<ValueType>> {
         return Ok(Vec::new());
     };
     let len = match delta.as_const() {
-        Some(d) if d > 0 => limit.sub(&start).add(&Expr::constant(d - 1)).floor_div(&Expr::constant(d)),
-        Some(d) if d < 0 => start.sub(&limit).add(&Expr::constant(-d - 1)).floor_div(&Expr::constant(-d)),
+        Some(d) if d > 0 => limit
+            .sub(&start)
+            .add(&Expr::constant(d - 1))
+            .floor_div(&Expr::constant(d)),
+        Some(d) if d < 0 => start
+            .sub(&limit)
+            .add(&Expr::constant(-d - 1))
+            .floor_div(&Expr::constant(-d)),
         _ => return Ok(Vec::new()),
     };
     Ok(vec![ValueType {
         dtype: c.dtype(0),
-        shape: Shape(Some(vec![crate::shape::Dim::of(len.max_of(&Expr::constant(0)))])),
+        shape: Shape(Some(vec![crate::shape::Dim::of(
+            len.max_of(&Expr::constant(0)),
+        )])),
     }])
 }
 

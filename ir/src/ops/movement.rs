@@ -168,7 +168,10 @@ fn reshape_symbolic(input: Option<&[Dim]>, spec: &[Expr], allowzero: bool) -> Re
             _ => None,
         };
     }
-    Ok(out.into_iter().map(|d| d.map_or(Dim::Unknown, Dim::of)).collect())
+    Ok(out
+        .into_iter()
+        .map(|d| d.map_or(Dim::Unknown, Dim::of))
+        .collect())
 }
 
 /// Inference by the op's own evaluation ([`infer::by_evaluation`] over
@@ -301,7 +304,9 @@ fn infer_split(c: &InferCtx) -> Result<Vec<ValueType>> {
     if !evaluated.is_empty() {
         return Ok(evaluated);
     }
-    let Some(x) = c.dims(0) else { return Ok(Vec::new()) };
+    let Some(x) = c.dims(0) else {
+        return Ok(Vec::new());
+    };
     let axis = super::params::axis("Split", &c.node.attrs, x.len())?;
     let outs = c.node.outputs.len();
     let given_sizes = if given(c, 1) {
@@ -318,7 +323,11 @@ fn infer_split(c: &InferCtx) -> Result<Vec<ValueType>> {
             .map(|&v| usize::try_from(v).map_or(Dim::Unknown, Dim::Known))
             .collect(),
         None => {
-            let parts = c.node.attrs.opt_int("num_outputs")?.map_or(outs, |k| k as usize);
+            let parts = c
+                .node
+                .attrs
+                .opt_int("num_outputs")?
+                .map_or(outs, |k| k as usize);
             let whole = x[axis].expr();
             let part = whole
                 .as_ref()
@@ -596,7 +605,9 @@ fn infer_concat(c: &InferCtx) -> Result<Vec<ValueType>> {
         for i in 0..rank {
             if i == axis {
                 total = total.zip(d[i].expr()).map(|(a, b)| a.add(&b));
-            } else if dims[i] == Dim::Unknown || (dims[i].known().is_none() && d[i].known().is_some()) {
+            } else if dims[i] == Dim::Unknown
+                || (dims[i].known().is_none() && d[i].known().is_some())
+            {
                 dims[i] = d[i].clone();
             }
         }

@@ -1,6 +1,5 @@
 //! Neural-network ops: convolution, pooling, normalisation and the softmax family.
 
-use crate::sym::Expr;
 use super::infer::{InferCtx, same_as_input};
 use super::matmul::gemm_acc;
 use super::util::split_at_axis;
@@ -10,6 +9,7 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::graph::ValueType;
 use crate::shape::{Dim, Shape};
+use crate::sym::Expr;
 use crate::tensor::Tensor;
 
 pub(super) fn ops() -> Vec<OpDef> {
@@ -845,7 +845,9 @@ fn window_dims(
         (Some(sp), Some(k)) if k.len() == sp.len() => {
             dims.extend(Window::new(attrs, &sp, &k)?.out.into_iter().map(Dim::Known))
         }
-        (None, Some(k)) if k.len() + 2 == x.len() => dims.extend(window_symbolic(attrs, &x[2..], &k)?),
+        (None, Some(k)) if k.len() + 2 == x.len() => {
+            dims.extend(window_symbolic(attrs, &x[2..], &k)?)
+        }
         _ => dims.extend(std::iter::repeat_n(Dim::Unknown, x.len().saturating_sub(2))),
     }
     Ok(Shape(Some(dims)))
@@ -878,8 +880,14 @@ fn window_symbolic(attrs: &Attrs, spatial: &[Dim], kernel: &[usize]) -> Result<V
                 "SAME_UPPER" | "SAME_LOWER" => d.add(&s).add(&Expr::constant(-1)).floor_div(&s),
                 _ if ceil => return None,
                 _ => {
-                    let pads = if auto == "VALID" { 0 } else { (w.pads[i] + w.pads[i + n]) as i64 };
-                    d.add(&Expr::constant(pads - extent)).floor_div(&s).add(&Expr::constant(1))
+                    let pads = if auto == "VALID" {
+                        0
+                    } else {
+                        (w.pads[i] + w.pads[i + n]) as i64
+                    };
+                    d.add(&Expr::constant(pads - extent))
+                        .floor_div(&s)
+                        .add(&Expr::constant(1))
                 }
             };
             Some(Dim::of(out))

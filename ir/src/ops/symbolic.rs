@@ -83,20 +83,17 @@ pub fn propagate(node: &Node, inputs: &[Operand], opset: u32) -> Vec<Option<SymV
         "Shape" => shape_of(node, inputs).map(|v| vec![Some(v)]),
         "Size" => size_of(inputs).map(|v| vec![Some(v)]),
         "Cast" => cast(node, inputs).map(|v| vec![Some(v)]),
-        "Identity" | "Floor" | "Ceil" | "Round" => inputs
-            .first()
-            .and_then(Operand::sym)
-            .map(|v| vec![Some(v)]),
-        "Gather" | "Unsqueeze" | "Squeeze" | "Slice" | "Reshape" | "Flatten" | "Transpose"
-        | "Expand" | "Tile" | "GatherElements" | "Split" => {
-            moved(node, inputs, &[0], opset)
+        "Identity" | "Floor" | "Ceil" | "Round" => {
+            inputs.first().and_then(Operand::sym).map(|v| vec![Some(v)])
         }
+        "Gather" | "Unsqueeze" | "Squeeze" | "Slice" | "Reshape" | "Flatten" | "Transpose"
+        | "Expand" | "Tile" | "GatherElements" | "Split" => moved(node, inputs, &[0], opset),
         "Concat" => {
             let all: Vec<usize> = (0..inputs.len()).collect();
             moved(node, inputs, &all, opset)
         }
-        "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" | "Mod" | "Equal" | "Less"
-        | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "And" | "Or" => {
+        "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" | "Mod" | "Equal" | "Less" | "Greater"
+        | "LessOrEqual" | "GreaterOrEqual" | "And" | "Or" => {
             pointwise(node, inputs).map(|v| vec![Some(v)])
         }
         "Neg" | "Abs" | "Not" => pointwise(node, inputs).map(|v| vec![Some(v)]),
@@ -141,7 +138,12 @@ const ID_BASE: i64 = 1 << 60;
 /// Data movement: inputs in `data` are replaced by tensors of element ids
 /// and the op's `eval` runs; every output element must be one of the ids.
 /// The other inputs (indices, axes, bounds) must be constants.
-fn moved(node: &Node, inputs: &[Operand], data: &[usize], opset: u32) -> Option<Vec<Option<SymValue>>> {
+fn moved(
+    node: &Node,
+    inputs: &[Operand],
+    data: &[usize],
+    opset: u32,
+) -> Option<Vec<Option<SymValue>>> {
     let mut table: Vec<Expr> = Vec::new();
     let mut owned: Vec<Option<Tensor>> = Vec::with_capacity(inputs.len());
     for (i, op) in inputs.iter().enumerate() {
@@ -166,7 +168,8 @@ fn moved(node: &Node, inputs: &[Operand], data: &[usize], opset: u32) -> Option<
         table.extend(v.elems);
         owned.push(Some(Tensor::i64s(v.shape, ids)));
     }
-    let outputs = crate::interp::eval_node(node, owned.iter().map(Option::as_ref).collect(), opset).ok()?;
+    let outputs =
+        crate::interp::eval_node(node, owned.iter().map(Option::as_ref).collect(), opset).ok()?;
     outputs
         .iter()
         .map(|t| {
@@ -229,7 +232,13 @@ fn broadcast(values: &[SymValue]) -> Option<(Vec<usize>, Vec<Vec<&Expr>>)> {
         .collect();
     let n: usize = out.iter().product();
     let rows = (0..n)
-        .map(|i| values.iter().zip(&offsets).map(|(v, o)| &v.elems[o[i]]).collect())
+        .map(|i| {
+            values
+                .iter()
+                .zip(&offsets)
+                .map(|(v, o)| &v.elems[o[i]])
+                .collect()
+        })
         .collect();
     Some((out, rows))
 }

@@ -77,8 +77,10 @@ export function load(bundleUrl: string | URL, options?: {
     /**
      * Runs the model. Each input is a typed array in the shape the bundle
      * was compiled for (`manifest.inputs[i].bound`), or `{data, shape}`
-     * to have the shape checked; inputs the bundle does not take are
-     * ignored. Returns output name → `{data, shape, dtype}`. Rejects with
+     * to have the shape checked; an input with dynamic dims (the
+     * bundle's `dims`) must be `{data, shape}`, any size within their
+     * ranges, and the outputs come back in the shapes those sizes give.
+     * Inputs the bundle does not take are ignored. Returns output name → `{data, shape, dtype}`. Rejects with
      * `DisposedError` once the model is disposed.
      * @param {Record<string, Tensor['data'] | {data: Tensor['data'], shape?: number[]}>} inputs
      * @returns {Promise<Record<string, Tensor>>}

@@ -9,7 +9,7 @@
 
 import { detect, select } from './detect.js';
 import { DisposedError, IntegrityError, MemoryBudgetError, WpcError } from './errors.js';
-import { checkFormat, elementCount } from './manifest.js';
+import { bindSizes, checkFormat, elementCount, shapeAt } from './manifest.js';
 import { loadWasm } from './wasm.js';
 import { loadWebGpu } from './webgpu.js';
 
@@ -269,27 +269,33 @@ async function openCache(option) {
 
 /**
  * The caller's inputs as the flat arrays the executors take, checked
- * against the shapes the bundle was compiled for.
+ * against the shapes the bundle takes, and the sizes of the bundle's
+ * dynamic dims they give. An input given without a shape has its
+ * compiled shape (where its dims are dynamic, its shape must be given).
  * @param {any} manifest
  * @param {Record<string, any>} inputs
+ * @returns {{flat: Record<string, any>, sizes: Record<string, number>}}
  */
 function flatInputs(manifest, inputs) {
   const flat = {};
+  /** @type {Record<string, number[]>} */
+  const shapes = {};
   for (const info of manifest.inputs) {
     const given = inputs?.[info.name];
     if (given === undefined || given === null) throw new WpcError('input', `missing input '${info.name}'`);
     const data = given.data ?? given;
-    const compiled = `[${info.bound.join(', ')}]`;
-    if (given.shape !== undefined && `[${[...given.shape].join(', ')}]` !== compiled) {
-      throw new WpcError('input', `input '${info.name}' has shape [${[...given.shape].join(', ')}], the bundle was compiled for ${compiled}`);
+    if (given.shape === undefined && info.run_shape) {
+      throw new WpcError('input', `input '${info.name}' has dynamic dims: give it as {data, shape}`);
     }
-    const elements = elementCount(info.bound);
+    const shape = given.shape !== undefined ? [...given.shape].map(Number) : [...info.bound];
+    const elements = elementCount(shape);
     if (data.length !== elements) {
-      throw new WpcError('input', `input '${info.name}' has ${data.length} elements, the bundle was compiled for ${elements} (shape ${compiled})`);
+      throw new WpcError('input', `input '${info.name}' has ${data.length} elements, its shape [${shape.join(', ')}] has ${elements}`);
     }
+    shapes[info.name] = shape;
     flat[info.name] = data;
   }
-  return flat;
+  return { flat, sizes: bindSizes(manifest, shapes) };
 }
 
 /**
@@ -397,18 +403,20 @@ export async function load(bundleUrl, options = {}) {
     /**
      * Runs the model. Each input is a typed array in the shape the bundle
      * was compiled for (`manifest.inputs[i].bound`), or `{data, shape}`
-     * to have the shape checked; inputs the bundle does not take are
-     * ignored. Returns output name → `{data, shape, dtype}`. Rejects with
+     * to have the shape checked; an input with dynamic dims (the
+     * bundle's `dims`) must be `{data, shape}`, any size within their
+     * ranges, and the outputs come back in the shapes those sizes give.
+     * Inputs the bundle does not take are ignored. Returns output name → `{data, shape, dtype}`. Rejects with
      * `DisposedError` once the model is disposed.
      * @param {Record<string, Tensor['data'] | {data: Tensor['data'], shape?: number[]}>} inputs
      * @returns {Promise<Record<string, Tensor>>}
      */
     async run(inputs) {
       if (disposed) throw new DisposedError();
-      const flat = flatInputs(manifest, inputs);
+      const { flat, sizes } = flatInputs(manifest, inputs);
       let outputs;
       try {
-        outputs = await current.executor.run(flat);
+        outputs = await current.executor.run(flat, sizes);
       } catch (e) {
         if (!gpuFailure(current.variant, e)) throw e;
         const from = current.name;
@@ -417,11 +425,11 @@ export async function load(bundleUrl, options = {}) {
         // (Disposed meanwhile, this throws the DisposedError.)
         current = await start();
         onFallback({ from, to: current.name, reason: e.message });
-        outputs = await current.executor.run(flat);
+        outputs = await current.executor.run(flat, sizes);
       }
       return Object.fromEntries(manifest.outputs.map((info) => [
         info.name,
-        { data: outputs[info.name], shape: [...info.bound], dtype: info.dtype },
+        { data: outputs[info.name], shape: shapeAt(info, sizes), dtype: info.dtype },
       ]));
     },
     /**

@@ -24,6 +24,34 @@ export function checkTensors(manifest: any, name: string, plan: {
     }[];
 }, misplaced: (slot: any, info: any) => string | null): void;
 /**
+ * The value of a size expression (the manifest's `SizeExpr`: an integer,
+ * a dim's name, or `[op, operand, ...]` with `op` one of `+`, `*`,
+ * `floor_div`, `mod`, `max`, `min`) at the dims' sizes `sizes`.
+ * @param {any} expr
+ * @param {Record<string, number>} sizes
+ * @returns {number}
+ */
+export function evalSize(expr: any, sizes: Record<string, number>): number;
+/**
+ * The shape tensor `info` has at the dims' sizes `sizes`: its compiled
+ * shape, or its run shape where sizes are dynamic.
+ * @param {any} info
+ * @param {Record<string, number>} sizes
+ * @returns {number[]}
+ */
+export function shapeAt(info: any, sizes: Record<string, number>): number[];
+/**
+ * Checks each input's shape against what the bundle takes and finds the
+ * size of each of its dynamic dims (as runtime/src's `bind_inputs`
+ * does): a dim that is a symbol gives the symbol its size, which must lie
+ * within the symbol's range and agree with every other input's; fixed
+ * sizes must match.
+ * @param {any} manifest
+ * @param {Record<string, number[]>} shapes each input's shape
+ * @returns {Record<string, number>}
+ */
+export function bindSizes(manifest: any, shapes: Record<string, number[]>): Record<string, number>;
+/**
  * Checks that weights taken from a shard lie inside it and fit the `room`
  * bytes they are copied into.
  * @param {any} manifest
@@ -39,7 +67,7 @@ export function checkRange(manifest: any, range: {
 /** The `format` of every bundle. */
 export const FORMAT: "wpc-bundle";
 /** The manifest version this runtime reads. */
-export const VERSION: 2;
+export const VERSION: 3;
 export function elementCount(dims: number[]): number;
 export function inconsistent(why: string): WpcError;
 import { WpcError } from './errors.js';

@@ -11,7 +11,7 @@ import { UnsupportedBundleError, WpcError } from './errors.js';
 /** The `format` of every bundle. */
 export const FORMAT = 'wpc-bundle';
 /** The manifest version this runtime reads. */
-export const VERSION = 2;
+export const VERSION = 3;
 
 /**
  * The number of elements of a tensor of shape `dims`.
@@ -62,6 +62,99 @@ export function checkTensors(manifest, name, plan, misplaced) {
       if (why) throw inconsistent(`${what} '${info.name}' in ${name}: ${why}`);
     });
   }
+}
+
+/**
+ * The value of a size expression (the manifest's `SizeExpr`: an integer,
+ * a dim's name, or `[op, operand, ...]` with `op` one of `+`, `*`,
+ * `floor_div`, `mod`, `max`, `min`) at the dims' sizes `sizes`.
+ * @param {any} expr
+ * @param {Record<string, number>} sizes
+ * @returns {number}
+ */
+export function evalSize(expr, sizes) {
+  if (typeof expr === 'number') return expr;
+  if (typeof expr === 'string') {
+    const v = sizes[expr];
+    if (v === undefined) throw inconsistent(`a size reads the unknown dim '${expr}'`);
+    return v;
+  }
+  const [op, ...args] = expr;
+  const v = args.map((a) => evalSize(a, sizes));
+  const floorDiv = (a, b) => {
+    if (b === 0) throw new WpcError('input', 'a size divides by zero at these sizes');
+    return Math.floor(a / b);
+  };
+  switch (op) {
+    case '+': return v.reduce((a, b) => a + b, 0);
+    case '*': return v.reduce((a, b) => a * b, 1);
+    case 'floor_div': return floorDiv(v[0], v[1]);
+    case 'mod': return v[0] - v[1] * floorDiv(v[0], v[1]);
+    case 'max': return Math.max(v[0], v[1]);
+    case 'min': return Math.min(v[0], v[1]);
+    default: throw inconsistent(`unknown size operation '${op}'`);
+  }
+}
+
+/**
+ * The shape tensor `info` has at the dims' sizes `sizes`: its compiled
+ * shape, or its run shape where sizes are dynamic.
+ * @param {any} info
+ * @param {Record<string, number>} sizes
+ * @returns {number[]}
+ */
+export function shapeAt(info, sizes) {
+  return info.run_shape ? info.run_shape.map((e) => evalSize(e, sizes)) : [...info.bound];
+}
+
+/**
+ * Checks each input's shape against what the bundle takes and finds the
+ * size of each of its dynamic dims (as runtime/src's `bind_inputs`
+ * does): a dim that is a symbol gives the symbol its size, which must lie
+ * within the symbol's range and agree with every other input's; fixed
+ * sizes must match.
+ * @param {any} manifest
+ * @param {Record<string, number[]>} shapes each input's shape
+ * @returns {Record<string, number>}
+ */
+export function bindSizes(manifest, shapes) {
+  /** @type {Record<string, number>} */
+  const sizes = {};
+  /** @type {Record<string, string>} */
+  const givenBy = {};
+  for (const info of manifest.inputs) {
+    const shape = shapes[info.name];
+    const show = `[${shape.join(', ')}]`;
+    if (!info.run_shape) {
+      if (show !== `[${info.bound.join(', ')}]`) {
+        throw new WpcError('input', `input '${info.name}' has shape ${show}, the bundle was compiled for [${info.bound.join(', ')}]`);
+      }
+      continue;
+    }
+    if (shape.length !== info.run_shape.length) {
+      throw new WpcError('input', `input '${info.name}' has shape ${show}; the model takes ${info.run_shape.length} dims`);
+    }
+    info.run_shape.forEach((e, axis) => {
+      const n = shape[axis];
+      if (typeof e !== 'string') {
+        const want = evalSize(e, sizes);
+        if (want !== n) throw new WpcError('input', `input '${info.name}' has shape ${show}: its dim ${axis} must be ${want}`);
+        return;
+      }
+      const range = (manifest.dims ?? []).find((d) => d.name === e);
+      if (!range) throw inconsistent(`input '${info.name}' reads the unknown dim '${e}'`);
+      if (!(n >= range.min && n <= range.max)) {
+        throw new WpcError('input', `input '${info.name}' has shape ${show}: its dim ${axis} ('${e}') is ${n}, outside the sizes this bundle runs at, ${range.min}..${range.max}`);
+      }
+      const here = `dim ${axis} of input '${info.name}'`;
+      if (sizes[e] !== undefined && sizes[e] !== n) {
+        throw new WpcError('input', `'${e}' is ${sizes[e]} by ${givenBy[e]} but ${n} by ${here}: inputs sharing a dim must agree`);
+      }
+      sizes[e] = n;
+      givenBy[e] = here;
+    });
+  }
+  return sizes;
 }
 
 /**

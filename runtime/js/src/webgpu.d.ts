@@ -1,13 +1,15 @@
 /**
- * An input as the device words of its slot.
+ * An input as the device words of its slot (`elements` of them: all the
+ * slot holds, or fewer at dynamic sizes).
  * @param {ArrayLike<number|bigint>} data
  * @param {{word: string, elements: number}} slot
  * @param {string} name
+ * @param {number} [elements]
  */
 export function toWords(data: ArrayLike<number | bigint>, slot: {
     word: string;
     elements: number;
-}, name: string): any;
+}, name: string, elements?: number): any;
 /**
  * Device words back as the typed array of the output's dtype.
  * @param {ArrayBuffer} bytes
@@ -29,7 +31,11 @@ export function loadWebGpu(manifest: any, variant: any, readFile: (file: string)
     device: GPUDevice;
     /** Why the device is gone, or null. */
     readonly lost: GPUDeviceLostInfo;
-    run(inputs: any): Promise<{}>;
+    /**
+     * @param {Record<string, any>} inputs flat arrays by input name
+     * @param {Record<string, number>} [sizes] the dynamic dims' sizes
+     */
+    run(inputs: Record<string, any>, sizes?: Record<string, number>): Promise<{}>;
     /** Destroys the buffers and the device; `run` then throws
      * `DisposedError`. */
     dispose(): void;

@@ -4,26 +4,31 @@
 // records all dispatches into one command encoder, copies the outputs to
 // mappable buffers and reads them back. Tensors live on the device as
 // 32-bit words (`f32`, `i32`, `u32`), as the compiler laid them out.
+// Where the bundle's sizes are dynamic, buffers are made for the largest;
+// each run writes the sizes each kernel reads into its uniform buffer and
+// dispatches the workgroups those sizes need.
 
 import { DisposedError, WpcError } from './errors.js';
-import { checkRange, checkTensors } from './manifest.js';
+import { checkRange, checkTensors, elementCount, evalSize, shapeAt } from './manifest.js';
 
 /** Buffer sizes: WebGPU wants multiples of 4, and no empty bindings. */
 const size4 = (bytes) => Math.max(4, Math.ceil(bytes / 4) * 4);
 
 /**
- * An input as the device words of its slot.
+ * An input as the device words of its slot (`elements` of them: all the
+ * slot holds, or fewer at dynamic sizes).
  * @param {ArrayLike<number|bigint>} data
  * @param {{word: string, elements: number}} slot
  * @param {string} name
+ * @param {number} [elements]
  */
-export function toWords(data, slot, name) {
-  if (data.length !== slot.elements) {
-    throw new WpcError('input', `input '${name}' has ${data.length} elements, the bundle was compiled for ${slot.elements}`);
+export function toWords(data, slot, name, elements = slot.elements) {
+  if (data.length !== elements || elements > slot.elements) {
+    throw new WpcError('input', `input '${name}' has ${data.length} elements, the bundle takes ${elements} (its slot holds ${slot.elements})`);
   }
   const Words = { f32: Float32Array, i32: Int32Array, u32: Uint32Array }[slot.word];
   if (!Words) throw new WpcError('bad-bundle', `unknown device word '${slot.word}'`);
-  const out = new Words(slot.elements);
+  const out = new Words(elements);
   const [lo, hi] = slot.word === 'i32' ? [-(2 ** 31), 2 ** 31 - 1] : [0, 2 ** 32 - 1];
   for (let i = 0; i < out.length; i++) {
     const v = Number(data[i]);
@@ -135,14 +140,34 @@ async function setUp(device, manifest, variant, readFile, lostInfo) {
     const shard = await readFile(manifest.shards[b.init.shard].file);
     device.queue.writeBuffer(buffers[i], 0, shard.subarray(b.init.offset, b.init.offset + b.init.bytes));
   }
-  const steps = variant.dispatches.map((d) => ({
-    pipeline: pipelines[d.shader],
-    group: device.createBindGroup({
-      layout: pipelines[d.shader].getBindGroupLayout(0),
-      entries: d.bindings.map((b, i) => ({ binding: i, resource: { buffer: buffers[b] } })),
-    }),
-    workgroups: d.workgroups,
-  }));
+  const steps = variant.dispatches.map((d) => {
+    const entries = d.bindings.map((b, i) => ({ binding: i, resource: { buffer: buffers[b] } }));
+    // The sizes the kernel reads: one u32 each, in vec4s.
+    const params = d.params?.length
+      ? device.createBuffer({ size: Math.ceil(d.params.length / 4) * 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST })
+      : null;
+    if (params) entries.push({ binding: d.bindings.length, resource: { buffer: params } });
+    return {
+      pipeline: pipelines[d.shader],
+      group: device.createBindGroup({ layout: pipelines[d.shader].getBindGroupLayout(0), entries }),
+      workgroups: d.workgroups,
+      groups: d.groups,
+      params,
+      exprs: d.params ?? [],
+      node: d.node,
+    };
+  });
+  /**
+   * A size as a u32, or an error naming the dispatch.
+   * @param {any} e
+   * @param {Record<string, number>} sizes
+   * @param {string} node
+   */
+  const u32 = (e, sizes, node) => {
+    const v = evalSize(e, sizes);
+    if (!(v >= 0 && v <= 0xffffffff)) throw new WpcError('input', `these sizes give the dispatch of '${node}' the size ${v}, which is not a u32`);
+    return v;
+  };
   const readback = variant.outputs.map((o) => device.createBuffer({
     size: size4(o.elements * 4),
     usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
@@ -158,7 +183,11 @@ async function setUp(device, manifest, variant, readFile, lostInfo) {
     get lost() {
       return lostInfo();
     },
-    async run(inputs) {
+    /**
+     * @param {Record<string, any>} inputs flat arrays by input name
+     * @param {Record<string, number>} [sizes] the dynamic dims' sizes
+     */
+    async run(inputs, sizes = {}) {
       if (disposed) throw new DisposedError();
       const lost = lostInfo();
       if (lost) throw new WpcError('device-lost', `the WebGPU device was lost: ${lost.message}`);
@@ -166,19 +195,28 @@ async function setUp(device, manifest, variant, readFile, lostInfo) {
         const data = inputs[info.name];
         if (data === undefined) throw new WpcError('input', `missing input '${info.name}'`);
         const slot = variant.inputs[i];
-        if (slot.elements > 0) device.queue.writeBuffer(buffers[slot.buffer], 0, toWords(data, slot, info.name));
+        const elements = elementCount(shapeAt(info, sizes));
+        if (elements > 0) device.queue.writeBuffer(buffers[slot.buffer], 0, toWords(data, slot, info.name, elements));
       });
+      const counts = steps.map((s) => (s.groups ? s.groups.map((/** @type {any} */ e) => u32(e, sizes, s.node)) : s.workgroups));
+      for (const s of steps) {
+        if (s.params) device.queue.writeBuffer(s.params, 0, Uint32Array.from(s.exprs, (/** @type {any} */ e) => u32(e, sizes, s.node)));
+      }
+      const words = manifest.outputs.map((/** @type {any} */ info) => elementCount(shapeAt(info, sizes)));
       device.pushErrorScope('validation');
       const encoder = device.createCommandEncoder();
       const pass = encoder.beginComputePass();
-      for (const s of steps) {
+      steps.forEach((s, i) => {
+        const [x, y, z] = counts[i];
+        // A dynamic size of 0 leaves a kernel nothing to do.
+        if (x * y * z === 0) return;
         pass.setPipeline(s.pipeline);
         pass.setBindGroup(0, s.group);
-        pass.dispatchWorkgroups(s.workgroups[0], s.workgroups[1], s.workgroups[2]);
-      }
+        pass.dispatchWorkgroups(x, y, z);
+      });
       pass.end();
       variant.outputs.forEach((o, i) => {
-        if (o.elements > 0) encoder.copyBufferToBuffer(buffers[o.buffer], 0, readback[i], 0, o.elements * 4);
+        if (words[i] > 0) encoder.copyBufferToBuffer(buffers[o.buffer], 0, readback[i], 0, words[i] * 4);
       });
       device.queue.submit([encoder.finish()]);
       const error = await device.popErrorScope();
@@ -187,7 +225,7 @@ async function setUp(device, manifest, variant, readFile, lostInfo) {
       await Promise.all(manifest.outputs.map(async (info, i) => {
         const o = variant.outputs[i];
         await readback[i].mapAsync(GPUMapMode.READ);
-        const bytes = readback[i].getMappedRange(0, size4(o.elements * 4)).slice(0, o.elements * 4);
+        const bytes = readback[i].getMappedRange(0, size4(o.elements * 4)).slice(0, words[i] * 4);
         readback[i].unmap();
         outputs[info.name] = fromWords(bytes, o.word, info.dtype);
       }));
@@ -198,6 +236,7 @@ async function setUp(device, manifest, variant, readFile, lostInfo) {
     dispose() {
       disposed = true;
       for (const buffer of [...buffers, ...readback]) buffer.destroy();
+      for (const s of steps) s.params?.destroy();
       device.destroy();
     },
   };

@@ -1,9 +1,9 @@
 //! Parameters of the shape and data-movement ops.
 
-use crate::sym::Expr;
 use crate::attr::Attrs;
 use crate::error::Result;
 use crate::ops::util::norm_axes;
+use crate::sym::Expr;
 
 /// `Transpose`'s permutation for an input of `rank`: `perm`, checked to
 /// be a permutation of the axes (negative axes counted from the end), or
