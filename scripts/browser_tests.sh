@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The JS runtime's end-to-end tests in headless Chromium: compiles a few
 # real models (three light CNNs and the BERT-style encoder) into bundles,
+# and the BERT export with a dynamic sequence into one bundle for 1..128
+# tokens (run at the set's two lengths),
 # then runs runtime/js/e2e/browser.test.mjs, which loads them in the page
 # through the runtime copy in each bundle and compares every output with
 # onnxruntime's. Needs /usr/bin/chromium (`.ci/run` installs it) and
@@ -23,11 +25,17 @@ cases=(light_squeezenet light_resnet50 light_inception_v1 bert_encoder)
 for name in "${cases[@]}"; do
     "$wpc" compile "$models/$name/model.onnx" --target chrome -o "$out/$name.wpc" >/dev/null
 done
-python3 - "$models/manifest.json" "$out/cases.json" "${cases[@]}" <<'PY'
-import json, sys
+"$wpc" compile "$models/bert_dynamic_s128/model.onnx" --target chrome --dim batch=1 \
+    --dim sequence=1..128 -o "$out/bert_dynamic.wpc" >/dev/null
+python3 - "$models/manifest.json" "$out" "${cases[@]}" <<'PY'
+import json, os, sys
 manifest, out, names = sys.argv[1], sys.argv[2], sys.argv[3:]
-cases = [c for c in json.load(open(manifest))["cases"] if c["name"] in names]
-json.dump([{k: c[k] for k in ("name", "inputs", "outputs")} for c in cases], open(out, "w"))
+every = json.load(open(manifest))["cases"]
+def listed(cases):
+    return [{k: c[k] for k in ("name", "inputs", "outputs")} for c in cases]
+json.dump(listed([c for c in every if c["name"] in names]), open(os.path.join(out, "cases.json"), "w"))
+dynamic = [c for c in every if c["name"].startswith("bert_dynamic_")]
+json.dump(listed(dynamic), open(os.path.join(out, "dynamic.json"), "w"))
 PY
 cd "$root/runtime/js/e2e"
 WPC_E2E_BUNDLES="$out" WPC_MODELS_DIR="$models" node --test browser.test.mjs

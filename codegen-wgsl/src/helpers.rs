@@ -45,7 +45,7 @@ pub fn source(name: &str) -> &'static str {
             "fn powf(x: f32, y: f32) -> f32 {\n",
             "    if (y == 0.0) { return 1.0; }\n",
             "    if (x >= 0.0) { return pow(x, y); }\n",
-            "    if (y != floor(y)) { return bitcast<f32>(0x7fc00000u); }\n",
+            "    if (y != floor(y)) { return f32_bits(0x7fc00000u); }\n",
             "    let m = pow(-x, y);\n",
             "    return select(m, -m, (abs(y) % 2.0) == 1.0);\n",
             "}\n"

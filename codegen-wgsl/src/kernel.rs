@@ -223,10 +223,15 @@ impl Kernel {
                 b.name
             );
         }
-        // Non-finite literals call `f32_bits` wherever a kernel wrote them.
+        // Non-finite literals call `f32_bits` wherever a kernel (or a
+        // helper it calls) wrote them.
         let uses_bits = [&self.body, &self.decls]
             .iter()
-            .any(|t| t.contains("f32_bits("));
+            .any(|t| t.contains("f32_bits("))
+            || self
+                .helpers
+                .iter()
+                .any(|h| crate::helpers::source(h).contains("f32_bits("));
         if !self.params.is_empty() {
             let _ = writeln!(
                 s,

@@ -7,8 +7,10 @@
 //
 //   WPC_E2E_BUNDLES=DIR WPC_MODELS_DIR=DIR node --test browser.test.mjs
 //
-// DIR holds <case>.wpc bundles and cases.json (written by
-// scripts/browser_tests.sh, which is how CI runs this).
+// DIR holds <case>.wpc bundles and cases.json, and bert_dynamic.wpc (one
+// bundle of a model with a dynamic sequence) with dynamic.json, its cases
+// at two lengths (written by scripts/browser_tests.sh, which is how CI
+// runs this).
 
 import assert from 'node:assert/strict';
 import { readFile, stat } from 'node:fs/promises';
@@ -25,6 +27,7 @@ const BUNDLES = process.env.WPC_E2E_BUNDLES;
 const MODELS = process.env.WPC_MODELS_DIR;
 if (!BUNDLES || !MODELS) throw new Error('set WPC_E2E_BUNDLES and WPC_MODELS_DIR');
 const CASES = JSON.parse(await readFile(join(BUNDLES, 'cases.json'), 'utf8'));
+const DYNAMIC = JSON.parse(await readFile(join(BUNDLES, 'dynamic.json'), 'utf8'));
 
 // The flags DESIGN.md §5 gives for WebGPU on SwiftShader, headless.
 const CHROMIUM_ARGS = [
@@ -94,7 +97,7 @@ after(async () => {
  */
 async function runCase(c, prefer, options = {}) {
   return page.evaluate(async ({ c, prefer, options }) => {
-    const root = `/${options.root ?? 'bundles'}/${c.name}.wpc`;
+    const root = `/${options.root ?? 'bundles'}/${options.bundle ?? c.name}.wpc`;
     const rt = await import(`${root}/runtime/index.js`);
     const { readNpy } = await import('/rt/node/npy.mjs');
     const npy = async (path) => readNpy(new Uint8Array(await (await fetch(path)).arrayBuffer()));
@@ -202,6 +205,19 @@ for (const c of CASES) {
     });
   }
 }
+
+test('one bundle with a dynamic sequence runs at two lengths on webgpu and matches onnxruntime', async () => {
+  assert.equal(DYNAMIC.length, 2);
+  for (const c of DYNAMIC) {
+    const r = await runCase(c, 'webgpu', { bundle: 'bert_dynamic' });
+    assert.equal(r.variant, 'webgpu', JSON.stringify(r.passedOver));
+    for (const [name, e] of Object.entries(r.errors)) {
+      assert.equal(e.length, e.expected, `${c.name} ${name}: length`);
+      assert.equal(e.bad, 0, `${c.name} ${name}: ${e.bad} elements out of tolerance (max abs error ${e.maxAbs})`);
+    }
+    console.log(`${c.name} webgpu (one dynamic bundle): max abs error ${Object.values(r.errors)[0].maxAbs.toExponential(2)}, steady ${r.steadyRunMs.toFixed(1)} ms`);
+  }
+});
 
 test('when WebGPU fails, the runtime falls back to wasm and says so', async () => {
   const c = CASES[0];

@@ -8,7 +8,7 @@
 // uploaded as soon as it is verified.
 
 import { detect, select } from './detect.js';
-import { DisposedError, IntegrityError, MemoryBudgetError, WpcError } from './errors.js';
+import { DisposedError, IntegrityError, MemoryBudgetError, NoUsableVariantError, WpcError } from './errors.js';
 import { bindSizes, checkFormat, elementCount, shapeAt } from './manifest.js';
 import { loadWasm } from './wasm.js';
 import { loadWebGpu } from './webgpu.js';
@@ -336,12 +336,20 @@ export async function load(bundleUrl, options = {}) {
   /** @type {{variant: string, reason: string}[]} */
   const passedOver = [];
 
-  /** The best variant not yet failed (throws when none is left). */
-  const choose = () => select(
-    { ...manifest, variants: manifest.variants.filter((v) => !failed.has(v)) },
-    caps,
-    { prefer, backends: Object.keys(EXECUTORS) },
-  );
+  /** The best variant not yet failed (throws when none is left, with
+   * why each was passed over or failed). */
+  const choose = () => {
+    try {
+      return select(
+        { ...manifest, variants: manifest.variants.filter((v) => !failed.has(v)) },
+        caps,
+        { prefer, backends: Object.keys(EXECUTORS) },
+      );
+    } catch (e) {
+      if (!(e instanceof NoUsableVariantError)) throw e;
+      throw new NoUsableVariantError([...passedOver, ...e.reasons]);
+    }
+  };
 
   /** Takes a variant that failed out of the running, saying why. */
   const retire = (pick, when, error) => {
