@@ -290,7 +290,10 @@ function flatInputs(manifest, inputs) {
     const shape = given.shape !== undefined ? [...given.shape].map(Number) : [...info.bound];
     const elements = elementCount(shape);
     if (data.length !== elements) {
-      throw new WpcError('input', `input '${info.name}' has ${data.length} elements, its shape [${shape.join(', ')}] has ${elements}`);
+      const want = given.shape === undefined
+        ? `the bundle was compiled for ${elements} (shape [${shape.join(', ')}])`
+        : `its shape [${shape.join(', ')}] has ${elements}`;
+      throw new WpcError('input', `input '${info.name}' has ${data.length} elements, ${want}`);
     }
     shapes[info.name] = shape;
     flat[info.name] = data;

@@ -34,7 +34,7 @@ export async function bundle(hold = {}) {
   const slot = { elements: 2 };
   const manifest = {
     format: 'wpc-bundle',
-    version: 2,
+    version: 3,
     inputs: [{ name: 'x', dtype: 'float32', shape: [2], bound: [2] }],
     outputs: [{ name: 'y', dtype: 'float32', shape: [2], bound: [2] }],
     shards: [{ ...(await listing('weights-000.bin')), priority: 0 }],

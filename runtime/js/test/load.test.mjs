@@ -134,8 +134,8 @@ test('the wasm module compiles while it downloads, and is used only once verifie
 
 test('a bundle of another format or version is refused, naming both', async () => {
   for (const [change, message] of [
-    [{ version: 1 }, "the manifest's version is 1; this runtime reads version 2"],
-    [{ version: undefined }, "the manifest's version is missing; this runtime reads version 2"],
+    [{ version: 1 }, "the manifest's version is 1; this runtime reads version 3"],
+    [{ version: undefined }, "the manifest's version is missing; this runtime reads version 3"],
     [{ format: 'other-bundle' }, `the manifest's format is "other-bundle"; this runtime reads format "wpc-bundle"`],
   ]) {
     const { fetch, manifest } = await bundle();
