@@ -32,12 +32,61 @@ pub fn run_model(model: &Model, inputs: &HashMap<String, Tensor>) -> Result<Vec<
         check_input(&v.name, &v.ty, t)?;
         ordered.push(t.clone());
     }
-    let outs = run_graph(g, model.opset(), ordered, None)?;
+    let outs = if g.sizes.is_empty() {
+        run_graph(g, model.opset(), ordered, None)?
+    } else {
+        // Values the passes left as expressions over the symbols become
+        // constants at the sizes these inputs have.
+        let mut sized = g.clone();
+        let symbols = input_symbols(g, &ordered)?;
+        for (v, s) in std::mem::take(&mut sized.sizes) {
+            let elems = s
+                .elems
+                .iter()
+                .map(|e| e.eval(&|name| symbols.get(name).copied()))
+                .collect::<Option<Vec<i64>>>()
+                .ok_or_else(|| {
+                    Error::invalid(format!(
+                        "'{}' is computed from sizes these inputs do not give",
+                        g.value(v).name
+                    ))
+                })?;
+            let dtype = g.value(v).ty.dtype.unwrap_or(crate::DType::I64);
+            sized
+                .constants
+                .insert(v, Tensor::i64s(s.shape.clone(), elems).cast(dtype));
+        }
+        run_graph(&sized, model.opset(), ordered, None)?
+    };
     Ok(g.outputs
         .iter()
         .map(|&o| g.value(o).name.clone())
         .zip(outs)
         .collect())
+}
+
+/// The size each symbolic dim of the graph's inputs has in `inputs`
+/// (which [`check_input`] has checked against the declarations); two
+/// inputs giving one symbol different sizes are an error.
+fn input_symbols(g: &Graph, inputs: &[Tensor]) -> Result<HashMap<String, i64>> {
+    let mut sizes: HashMap<String, i64> = HashMap::new();
+    for (&id, t) in g.inputs.iter().zip(inputs) {
+        let Some(dims) = g.value(id).ty.shape.dims() else {
+            continue;
+        };
+        for (d, &n) in dims.iter().zip(t.shape()) {
+            if let crate::shape::Dim::Symbol(s) = d {
+                match sizes.insert(s.clone(), n as i64) {
+                    Some(before) if before != n as i64 => bail!(
+                        "dim '{s}' is {before} in one input and {n} in input '{}'",
+                        g.value(id).name
+                    ),
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(sizes)
 }
 
 /// Rejects an input whose dtype or known dims differ from the declaration.

@@ -447,7 +447,7 @@ fn edited_bundles_are_refused_on_every_backend() {
     json["version"] = serde_json::json!(1);
     std::fs::write(&manifest, serde_json::to_vec(&json).unwrap()).unwrap();
     let o = wpc_in(d, &["run", "m.wpc", "--input", "x=random"], &[]);
-    assert_fails(&o, &["format version 1; this wpc reads version 2"]);
+    assert_fails(&o, &["format version 1; this wpc reads version 3"]);
 }
 
 #[test]
@@ -605,8 +605,18 @@ fn messages_point_at_the_flag_that_fixes_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let unnamed = write(d, "u.onnx", &unnamed_dim_model());
-    let o = wpc_in(d, &["compile", &unnamed], &[]);
-    assert_fails(&o, &["input 'x' has an unnamed dim 0", "--input-shape x="]);
+    // An unnamed dim is named INPUT.AXIS: running needs its size, and
+    // the message names the flag that gives it.
+    let o = wpc_in(d, &["run", &unnamed, "--input", "x=random"], &[]);
+    assert_fails(&o, &["input 'x' has symbolic dim 'x.0'", "--dim x.0=N"]);
+    // Compiling leaves it to run time, bounded by the memory budget.
+    let o = wpc_in(d, &["compile", &unnamed, "-o", "u.wpc"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("dim x.0 runs at 1..") && stdout(&o).contains("--dim x.0=MIN..MAX"),
+        "{}",
+        stdout(&o)
+    );
     // --input-shape works on run too, and binds the unnamed dim.
     let o = wpc_in(
         d,
@@ -808,7 +818,11 @@ fn inspect_and_ops_say_what_each_backend_runs() {
             .collect::<Vec<_>>()
             .join(" ")
     };
-    assert_eq!(shape_of(&unnamed), "[?, 3]");
+    assert_eq!(
+        shape_of(&unnamed),
+        "[x.0, 3]",
+        "named, so --dim can size it"
+    );
     assert_eq!(shape_of(&named), "['?', 3]");
 
     let o = wpc_in(d, &["ops"], &[]);

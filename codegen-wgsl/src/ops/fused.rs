@@ -10,7 +10,8 @@ use std::fmt::Write;
 use wpc_ir::{Error, Graph, NodeId, Result, ValueId};
 
 use super::elementwise::{Site, broadcast_kernel_with, expression};
-use super::index::{broadcast_strides, literal, offset, unravel};
+use super::index::{broadcast_strides_of, literal, offset_of, unravel_of};
+use crate::kernel::Params;
 use crate::lower::{Arg, Ctx, Launch, Lowered, Tt};
 
 /// The dim ranges of the model a fused body belongs to.
@@ -169,10 +170,12 @@ pub const EPILOGUE: &str = "epilogue";
 const ANCHORS: &[&str] = &["MatMul", "Gemm", "Conv"];
 
 /// The tail of `e` as the [`EPILOGUE`] function, and the fused-node
-/// inputs it loads (bound as `ep{j}` for fused input `j`).
+/// inputs it loads (bound as `ep{j}` for fused input `j`); dynamic sizes
+/// it indexes by are read from `params` (those of the kernel it joins).
 fn epilogue_function(
     e: &wpc_ir::ops::fused::Epilogue,
     ctx: &Ctx,
+    params: &mut Params,
     helpers: &mut BTreeSet<&'static str>,
 ) -> Result<(String, Vec<usize>)> {
     let body = e.body;
@@ -191,13 +194,13 @@ fn epilogue_function(
             continue;
         }
         let t = ctx.input(j)?;
-        let off = if t.numel() == 1 {
+        let off = if t.dims.iter().all(|d| d.as_const() == Some(1)) {
             "0u".to_string()
-        } else if t.shape == out.shape {
+        } else if t.dims == out.dims {
             "o".to_string()
         } else {
             coords = true;
-            offset("q", &broadcast_strides(&t.shape, &out.shape))
+            offset_of(params, "q", &broadcast_strides_of(&t.dims, &out.dims)?)
         };
         let _ = writeln!(loads, "    let e{j} = ep{j}[{off}];");
         names.insert(v, format!("e{j}"));
@@ -205,7 +208,7 @@ fn epilogue_function(
     }
     let lets = chain(body, &e.tail, &mut names, ctx, &mut decls, helpers)?;
     let index = if coords {
-        unravel("o", &out.shape, "q")
+        unravel_of(params, "o", &out.dims, "q")
     } else {
         String::new()
     };
@@ -225,10 +228,20 @@ pub fn fused_epilogue(ctx: &Ctx) -> Result<Lowered> {
     let lower = super::lowering(&e.anchor.domain, &e.anchor.op)
         .filter(|_| e.anchor.domain.is_empty() && ANCHORS.contains(&e.anchor.op.as_str()))
         .ok_or_else(|| Error::unsupported(format!("{} with an epilogue on WebGPU", e.anchor.op)))?;
+    let dynamic = ctx
+        .inputs
+        .iter()
+        .chain(&ctx.outputs)
+        .flatten()
+        .find(|t| !t.is_static());
+    if let Some(t) = dynamic
+        && !super::handles_dynamic_sizes(&e.anchor.domain, &e.anchor.op)
+    {
+        return Err(crate::lower::dynamic_size_refused(&e.anchor.op, t));
+    }
     let mut helpers = BTreeSet::new();
-    let (decls, read) = epilogue_function(&e, ctx, &mut helpers)?;
     let lowered = lower(&ctx.for_anchor(&e.anchor, &e.anchor_inputs))?;
-    let attach = |launches: &mut Vec<Launch>| -> Result<()> {
+    let mut attach = |launches: &mut Vec<Launch>| -> Result<()> {
         for l in launches {
             for a in &mut l.args {
                 if let Arg::In(i) = a {
@@ -244,6 +257,7 @@ pub fn fused_epilogue(ctx: &Ctx) -> Result<Lowered> {
                     format!("the {} kernel ignored its epilogue", e.anchor.op),
                 ));
             }
+            let (decls, read) = epilogue_function(&e, ctx, &mut l.kernel.params, &mut helpers)?;
             l.kernel.decls.push_str(&decls);
             l.kernel.helpers.extend(helpers.iter().copied());
             for &j in &read {
@@ -349,13 +363,13 @@ impl wpc_passes::fuse::FusionTarget for Fusion {
             })
             .count();
         let bindings = e.anchor.inputs.iter().flatten().count() + 1 + read;
-        // Epilogues are lowered for static shapes only.
+        // An anchor over dynamic sizes must be one whose kernel reads them.
         let static_shapes = body
             .node_ids()
             .flat_map(|n| body.node(n).outputs.clone())
             .flatten()
             .all(|v| body.value(v).ty.shape.concrete().is_some());
-        static_shapes
+        (static_shapes || super::handles_dynamic_sizes(&e.anchor.domain, &e.anchor.op))
             && e.anchor.domain.is_empty()
             && ANCHORS.contains(&e.anchor.op.as_str())
             && f32_only
@@ -363,7 +377,10 @@ impl wpc_passes::fuse::FusionTarget for Fusion {
             && bindings <= self.max_inputs + 1
     }
 
+    /// Where the model's sizes are dynamic, only the ops whose kernels
+    /// read them at run time ([`super::handles_dynamic_sizes`]).
     fn has_kernel(&self, op: &str) -> bool {
         super::lowering("", op).is_some()
+            && (self.ranges.is_empty() || super::handles_dynamic_sizes("", op))
     }
 }

@@ -11,6 +11,12 @@ use wpc_ir::{Error, Result};
 
 use crate::kernel::Params;
 
+/// Sizes as a kernel label shows them: `[12, 256]`, `[seq, 256]`.
+pub fn show(dims: &[Expr]) -> String {
+    let parts: Vec<String> = dims.iter().map(Expr::to_string).collect();
+    format!("[{}]", parts.join(", "))
+}
+
 /// A static size as a size expression.
 pub fn size(n: usize) -> Expr {
     Expr::constant(n as i64)

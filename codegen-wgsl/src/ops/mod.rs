@@ -112,7 +112,9 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
 /// static shapes only.
 pub fn handles_dynamic_sizes(domain: &str, op: &str) -> bool {
     if domain == wpc_ir::ops::fused::DOMAIN {
-        return op == wpc_ir::ops::fused::FUSED_ELEMENTWISE;
+        // An epilogue's anchor is checked when it is lowered.
+        return op == wpc_ir::ops::fused::FUSED_ELEMENTWISE
+            || op == wpc_ir::ops::fused::FUSED_EPILOGUE;
     }
     let default_domain = domain.is_empty() || domain == "ai.onnx";
     default_domain
@@ -129,6 +131,8 @@ pub fn handles_dynamic_sizes(domain: &str, op: &str) -> bool {
                     | "Softmax"
                     | "LogSoftmax"
                     | "Hardmax"
+                    | "LayerNormalization"
+                    | "RMSNormalization"
             ))
 }
 

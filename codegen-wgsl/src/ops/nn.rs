@@ -8,11 +8,12 @@ use wpc_ir::ops::Window;
 use wpc_ir::{Error, Result};
 
 use super::elementwise::broadcast_kernel;
-use super::index::{literal, offset, strides, unravel};
+use super::index::{literal, offset_of, size, strides, strides_of, unravel, unravel_of};
 use super::matmul::{GemmSpec, gemm_kernel};
 use super::{require_f32, tree_reduce, workgroup_array};
 use crate::kernel::Kernel;
 use crate::lower::{Arg, Ctx, Lowered, Tt};
+use wpc_ir::sym::Expr;
 
 fn lit(v: f64) -> String {
     literal(v, Word::F32)
@@ -304,16 +305,21 @@ enum Stat {
     LpPool(f64),
 }
 
-/// Rows over a (possibly virtual) shape: `kept` axes index rows, `reduced`
-/// axes index elements within a row.
+/// Rows over a (possibly virtual) shape whose sizes may be dynamic: `kept`
+/// axes index rows, `reduced` axes index elements within a row.
 struct RowSpec {
-    shape: Vec<usize>,
+    shape: Vec<Expr>,
     reduced: Vec<usize>,
     stat: Stat,
 }
 
 impl RowSpec {
     fn contiguous(rows: usize, len: usize, stat: Stat) -> RowSpec {
+        RowSpec::contiguous_of(size(rows), size(len), stat)
+    }
+
+    /// `rows` rows of `len` elements, one after another.
+    fn contiguous_of(rows: Expr, len: Expr, stat: Stat) -> RowSpec {
         RowSpec {
             shape: vec![rows, len],
             reduced: vec![1],
@@ -332,15 +338,20 @@ struct Affine {
 fn row_norm(ctx: &Ctx, spec: RowSpec, affine: Option<Affine>) -> Result<Lowered> {
     let rank = spec.shape.len();
     let kept: Vec<usize> = (0..rank).filter(|d| !spec.reduced.contains(d)).collect();
-    let st = strides(&spec.shape);
-    let kept_shape: Vec<usize> = kept.iter().map(|&d| spec.shape[d]).collect();
-    let red_shape: Vec<usize> = spec.reduced.iter().map(|&d| spec.shape[d]).collect();
-    let rows: usize = kept_shape.iter().product();
-    let len: usize = red_shape.iter().product();
+    let st = strides_of(&spec.shape);
+    let kept_shape: Vec<Expr> = kept.iter().map(|&d| spec.shape[d].clone()).collect();
+    let red_shape: Vec<Expr> = spec
+        .reduced
+        .iter()
+        .map(|&d| spec.shape[d].clone())
+        .collect();
+    let product = |dims: &[Expr]| dims.iter().fold(Expr::constant(1), |p, d| p.mul(d));
+    let (rows, len) = (product(&kept_shape), product(&red_shape));
     let wg = ctx.tuning().reduction;
     let mut k = Kernel::new(format!(
-        "{} f32{:?} rows {rows} x {len}",
-        ctx.node.op, spec.shape
+        "{} f32{} rows {rows} x {len}",
+        ctx.node.op,
+        super::index::show(&spec.shape)
     ));
     k.input("x", Word::F32);
     let mut args = vec![Arg::In(0)];
@@ -357,24 +368,38 @@ fn row_norm(ctx: &Ctx, spec: RowSpec, affine: Option<Affine>) -> Result<Lowered>
     workgroup_array(&mut k, "part", "f32", wg);
     k.helpers.insert("fmax");
     let tree = |var: &str, comb: &str| tree_reduce(var, "part", wg, comb);
-    let red_off = offset(
+    let p = &mut k.params;
+    let red_off = offset_of(
+        p,
         "r",
-        &spec.reduced.iter().map(|&d| st[d]).collect::<Vec<_>>(),
+        &spec
+            .reduced
+            .iter()
+            .map(|&d| st[d].clone())
+            .collect::<Vec<_>>(),
     );
+    let (len_u, red_index) = (p.size(&len), unravel_of(p, "j", &red_shape, "r"));
     let each = |code: &str| {
         format!(
-            "    for (var j = lidx; j < {len}u; j = j + {wg}u) {{\n{}        let x = xin[base + {red_off}];\n        {code}\n    }}\n",
-            unravel("j", &red_shape, "r").replace("    let", "        let")
+            "    for (var j = lidx; j < {len_u}; j = j + {wg}u) {{\n{}        let x = xin[base + {red_off}];\n        {code}\n    }}\n",
+            red_index.replace("    let", "        let")
         )
         .replace("xin[", "x[")
     };
-    let mut b = unravel("row", &kept_shape, "o");
+    let mut b = unravel_of(p, "row", &kept_shape, "o");
     let _ = writeln!(
         b,
         "    let base = {};",
-        offset("o", &kept.iter().map(|&d| st[d]).collect::<Vec<_>>())
+        offset_of(
+            p,
+            "o",
+            &kept.iter().map(|&d| st[d].clone()).collect::<Vec<_>>()
+        )
     );
-    let n = lit(len as f64);
+    let n = match len.as_const() {
+        Some(n) => lit(n as f64),
+        None => format!("f32({len_u})"),
+    };
     let value = match spec.stat {
         Stat::Standardize(eps) => {
             let _ = write!(b, "    var mean = 0.0;\n{}", each("mean = mean + x;"));
@@ -454,7 +479,7 @@ fn row_norm(ctx: &Ctx, spec: RowSpec, affine: Option<Affine>) -> Result<Lowered>
             }
         }
     }
-    k.one_group_per_item(rows, wg, ctx.max_groups(), &b);
+    k.one_group_per_item_of(&rows, wg, ctx.max_groups(), &b);
     Ok(Lowered::one(k, args))
 }
 
@@ -464,7 +489,13 @@ pub fn layer_norm(ctx: &Ctx) -> Result<Lowered> {
     let rank = x.shape.len();
     let p = wpc_ir::ops::params::LayerNorm::of(ctx.attrs())?;
     let (axis, eps) = (p.axis(rank)?, f64::from(p.epsilon));
-    let rows: usize = x.shape[..axis].iter().product();
+    // Rows may be dynamic; the normalized dims (what scale and bias
+    // span) are static.
+    if x.dims[axis..].iter().any(|d| d.as_const().is_none()) {
+        return Err(crate::lower::dynamic_size_refused(&ctx.node.op, x));
+    }
+    let product = |dims: &[Expr]| dims.iter().fold(Expr::constant(1), |p, d| p.mul(d));
+    let rows = product(&x.dims[..axis]);
     let norm_shape = &x.shape[axis..];
     let len: usize = norm_shape.iter().product();
     // Scale and bias broadcast over the normalized dims; index them by the
@@ -503,7 +534,7 @@ pub fn layer_norm(ctx: &Ctx) -> Result<Lowered> {
     };
     row_norm(
         ctx,
-        RowSpec::contiguous(rows, len, stat),
+        RowSpec::contiguous_of(rows, size(len), stat),
         Some(Affine { scale, bias }),
     )
 }
@@ -553,7 +584,7 @@ pub fn norm_rows(ctx: &Ctx) -> Result<Lowered> {
         "MeanVarianceNormalization" => {
             let axes = wpc_ir::ops::params::MeanVarianceNorm::of(ctx.attrs())?.axes(rank)?;
             let spec = RowSpec {
-                shape: x.shape.clone(),
+                shape: x.dims.clone(),
                 reduced: axes,
                 stat: Stat::Standardize(1e-9),
             };
@@ -563,7 +594,7 @@ pub fn norm_rows(ctx: &Ctx) -> Result<Lowered> {
             let params = wpc_ir::ops::params::LpNorm::of(ctx.attrs())?;
             let (axis, p) = (params.axis(rank)?, params.p);
             let spec = RowSpec {
-                shape: x.shape.clone(),
+                shape: x.dims.clone(),
                 reduced: vec![axis],
                 stat: Stat::Lp(p),
             };

@@ -13,7 +13,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use egg::{DidMerge, Id, define_language};
-use wpc_ir::{DType, ValueId, ValueType};
+use wpc_ir::{DType, Dim, ValueId, ValueType};
 
 define_language! {
     /// One e-node. The ops the pass reads from graphs, then the ops its
@@ -203,10 +203,16 @@ pub struct Facts {
 }
 
 impl Facts {
-    /// The class's dtype and static shape, where known.
-    pub fn static_type(&self) -> Option<(DType, Vec<usize>)> {
+    /// The class's dtype and shape, where every dim is known: a size, or
+    /// one computed from the model's symbols (rules compare dims, so a
+    /// dynamic `seq` matches itself).
+    pub fn known_type(&self) -> Option<(DType, Vec<Dim>)> {
         let ty = self.ty.as_ref()?;
-        Some((ty.dtype?, ty.shape.concrete()?))
+        let dims = ty.shape.dims()?;
+        if dims.contains(&Dim::Unknown) {
+            return None;
+        }
+        Some((ty.dtype?, dims.to_vec()))
     }
 
     /// Its rank, where known (a number's is 0).

@@ -335,9 +335,12 @@ fn mean_of_last_axis(g: &Graph, node: &Node) -> Option<ValueId> {
 /// input (at any opset); `None` when the input's shape is not known.
 fn softmax_over_last_axis(g: &Graph, node: &Node, opset: u32) -> Option<bool> {
     let x = node.inputs.first().copied().flatten()?;
-    let shape = g.value(x).ty.shape.concrete()?;
-    let rows = wpc_ir::ops::params::SoftmaxRows::of(&node.attrs, opset, &shape).ok()?;
-    Some(rows.inner == 1 && shape.last() == Some(&rows.len))
+    let rank = g.value(x).ty.shape.rank()?;
+    // Over the last axis at any opset: a row is that axis alone.
+    let dims = vec![(); rank.max(1)];
+    let (axis, _) =
+        wpc_ir::ops::params::SoftmaxRows::extents(&node.attrs, opset, &dims, |_| ()).ok()?;
+    Some(axis + 1 == dims.len())
 }
 
 /// The cost model: kernels. Each op is one (a recognized op only where
@@ -569,9 +572,12 @@ impl Emitter<'_, '_> {
     fn norm_param(&mut self, x: Id, param: Id, fill: f64, name: &str) -> Result<ValueId> {
         let facts = &self.egraph[self.egraph.find(x)].data;
         let (dtype, shape) = facts
-            .static_type()
-            .ok_or_else(|| internal("a norm's input has no static type"))?;
-        let channels = *shape.last().ok_or_else(|| internal("a norm of a scalar"))?;
+            .known_type()
+            .ok_or_else(|| internal("a norm's input has no known type"))?;
+        let channels = shape
+            .last()
+            .and_then(wpc_ir::Dim::known)
+            .ok_or_else(|| internal("a norm over no axis of static size"))?;
         let tensor = match self.egraph[param].iter().find_map(|n| match n {
             Expr::Value(Leaf(v)) => self.g.constants.get(v),
             _ => None,

@@ -17,7 +17,7 @@
 use egg::{
     Applier, ConditionalApplier, Id, Pattern, PatternAst, Rewrite, Subst, Symbol, Var, rewrite,
 };
-use wpc_ir::DType;
+use wpc_ir::{DType, Dim};
 
 use super::lang::{EGraph, Expr, GraphFacts, Number};
 
@@ -219,8 +219,8 @@ fn epsilon(eps: &str, x: &str) -> Condition {
     Box::new(move |egraph, _, s| {
         let last = egraph[s[x]]
             .data
-            .static_type()
-            .and_then(|(_, s)| s.last().copied());
+            .known_type()
+            .and_then(|(_, s)| s.last().and_then(Dim::known));
         egraph[s[eps]].data.scalar.is_some_and(|e| e > 0.0)
             && fits(egraph, s[x], s[eps])
             && last.is_some_and(|c| c > 0)
@@ -233,30 +233,39 @@ fn per_channel(p: &str, x: &str) -> Condition {
     let (p, x) = (var(p), var(x));
     Box::new(move |egraph, _, s| {
         let (param, data) = (&egraph[s[p]].data, &egraph[s[x]].data);
-        let (Some((pt, ps)), Some((xt, xs))) = (param.static_type(), data.static_type()) else {
+        let (Some((pt, ps)), Some((xt, xs))) = (param.known_type(), data.known_type()) else {
             return false;
         };
-        let channels = xs.last().copied();
+        let channels = xs.last().and_then(Dim::known);
+        let sizes: Option<Vec<usize>> = ps.iter().map(Dim::known).collect();
         param.constant
             && pt == xt
             && ps.len() <= xs.len()
-            && ps.last().copied() == channels
-            && ps.iter().product::<usize>() == channels.unwrap_or(0)
+            && ps.last().and_then(Dim::known) == channels
+            && sizes.is_some_and(|p| p.iter().product::<usize>() == channels.unwrap_or(0))
     })
 }
 
-/// `?a` and `?b` have one static type.
+/// `?a` and `?b` have one known type.
 fn same_type(a: &str, b: &str) -> Condition {
     let (a, b) = (var(a), var(b));
     Box::new(move |egraph, _, s| {
-        let ta = egraph[s[a]].data.static_type();
-        ta.is_some() && ta == egraph[s[b]].data.static_type()
+        let ta = egraph[s[a]].data.known_type();
+        ta.is_some() && ta == egraph[s[b]].data.known_type()
     })
 }
 
-/// The static shape of `?v`'s class, where known.
-fn shape_of(egraph: &EGraph, v: Id) -> Option<Vec<usize>> {
-    egraph[v].data.static_type().map(|(_, s)| s)
+/// The shape of `?v`'s class, where every dim is known.
+fn shape_of(egraph: &EGraph, v: Id) -> Option<Vec<Dim>> {
+    egraph[v].data.known_type().map(|(_, s)| s)
+}
+
+/// Whether `e` is `h · d` (sizes that may be symbolic).
+fn is_product(e: &Dim, h: &Dim, d: &Dim) -> bool {
+    match (e.expr(), h.expr(), d.expr()) {
+        (Some(e), Some(h), Some(d)) => e == h.mul(&d),
+        _ => false,
+    }
 }
 
 /// The matched class (a `[B, S, H·D]` reshape of a transpose) merges the
@@ -268,7 +277,7 @@ fn merges_heads(y: &str) -> Condition {
             shape_of(egraph, eclass).as_deref(),
             shape_of(egraph, s[y]).as_deref(),
         ) {
-            (Some(&[b, sq, e]), Some(&[yb, h, ys, d])) => b == yb && sq == ys && e == h * d,
+            (Some([b, sq, e]), Some([yb, h, ys, d])) => b == yb && sq == ys && is_product(e, h, d),
             _ => false,
         }
     })
@@ -279,7 +288,7 @@ fn merges_heads(y: &str) -> Condition {
 fn attention(q: &str, k: &str, v: &str, scale: &str) -> Condition {
     let (q, k, v, scale) = (var(q), var(k), var(v), var(scale));
     Box::new(move |egraph, _, s| {
-        let ty = |x: Var| egraph[s[x]].data.static_type();
+        let ty = |x: Var| egraph[s[x]].data.known_type();
         let (Some((tq, sq)), Some((tk, sk)), Some((tv, sv))) = (ty(q), ty(k), ty(v)) else {
             return false;
         };
@@ -301,14 +310,19 @@ fn attention_mask(mask: &str, q: &str, k: &str, heads: &str) -> Condition {
     let (mask, q, k, heads) = (var(mask), var(q), var(k), var(heads));
     Box::new(move |egraph, _, s| {
         let (Some((tm, m)), Some(sq), Some(sk), Some(h)) = (
-            egraph[s[mask]].data.static_type(),
+            egraph[s[mask]].data.known_type(),
             shape_of(egraph, s[q]),
             shape_of(egraph, s[k]),
             egraph[s[heads]].data.scalar,
         ) else {
             return false;
         };
-        let full = [sq[0], h as usize, sq[1], sk[1]];
+        let full = [
+            sq[0].clone(),
+            Dim::Known(h as usize),
+            sq[1].clone(),
+            sk[1].clone(),
+        ];
         // A mask shorter along the keys than the scores is padded with
         // -inf by Attention, not broadcast as by Add: only one of the
         // keys' own length is the same.
@@ -318,7 +332,7 @@ fn attention_mask(mask: &str, q: &str, k: &str, heads: &str) -> Condition {
             && m.iter()
                 .rev()
                 .zip(full.iter().rev())
-                .all(|(&d, &f)| d == 1 || d == f)
+                .all(|(d, f)| *d == Dim::Known(1) || d == f)
     })
 }
 
@@ -363,7 +377,7 @@ impl Applier<Expr, GraphFacts> for SplitHeads {
         let (Some(split), Some(whole)) = (shape_of(egraph, eclass), shape_of(egraph, x)) else {
             return Vec::new();
         };
-        let (&[b, h, rows, cols], &[xb, xs, e]) = (&split[..], &whole[..]) else {
+        let ([b, h, rows, cols], [xb, xs, e]) = (&split[..], &whole[..]) else {
             return Vec::new();
         };
         let (s, d) = if self.transposed {
@@ -371,7 +385,10 @@ impl Applier<Expr, GraphFacts> for SplitHeads {
         } else {
             (rows, cols)
         };
-        if b != xb || s != xs || h * d != e {
+        let Some(h) = h.known() else {
+            return Vec::new();
+        };
+        if b != xb || s != xs || !is_product(e, &Dim::Known(h), d) {
             return Vec::new();
         }
         let heads = egraph.add(Expr::Num(Number::new(h as f64)));
