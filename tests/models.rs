@@ -279,12 +279,7 @@ fn real_models_run_on_webgpu() {
             if wanted != "all" && !wanted.split(',').any(|p| p == profile.name) {
                 continue;
             }
-            let inputs: Vec<wpc::ir::Tensor> = bundle
-                .manifest
-                .inputs
-                .iter()
-                .map(|t| feeds[&t.name].clone())
-                .collect();
+            let inputs = in_bundle_order(&bundle, &feeds);
             let started = std::time::Instant::now();
             let session = match wpc::runtime::webgpu::Session::load(&gpu, &bundle) {
                 Ok(s) => s,
@@ -380,12 +375,7 @@ fn real_models_run_on_wasm() {
                 ));
             }
         }
-        let inputs: Vec<wpc::ir::Tensor> = bundle
-            .manifest
-            .inputs
-            .iter()
-            .map(|t| feeds[&t.name].clone())
-            .collect();
+        let inputs = in_bundle_order(&bundle, &feeds);
         let scratch = tempfile::tempdir().expect("temp dir");
         let bundle_dir = scratch.path().join("bundle");
         bundle.write(&bundle_dir, false).expect("bundle writes");
@@ -492,6 +482,19 @@ fn reference_outputs(
     wpc::ir::interp::run_model(&prepared, feeds).expect("the interpreter runs it")
 }
 
+/// `feeds` in the order of the bundle's inputs.
+fn in_bundle_order(
+    bundle: &wpc::runtime::Bundle,
+    feeds: &HashMap<String, wpc::ir::Tensor>,
+) -> Vec<wpc::ir::Tensor> {
+    bundle
+        .manifest
+        .inputs
+        .iter()
+        .map(|t| feeds[&t.name].clone())
+        .collect()
+}
+
 /// `model` compiled (fused or not) for `profile`'s WebGPU variant alone
 /// and run through wgpu on `feeds`: the bundle and its outputs.
 fn run_on_webgpu(
@@ -507,12 +510,7 @@ fn run_on_webgpu(
     let bundle =
         wpc::compile::compile_model(model, "one", &[], &options).expect("the model compiles");
     let session = wpc::runtime::webgpu::Session::load(gpu, &bundle).expect("the bundle loads");
-    let inputs: Vec<_> = bundle
-        .manifest
-        .inputs
-        .iter()
-        .map(|t| feeds[&t.name].clone())
-        .collect();
+    let inputs = in_bundle_order(&bundle, feeds);
     let got = session.run(&inputs).expect("the bundle runs");
     (bundle, got)
 }
@@ -778,12 +776,7 @@ fn dynamic_bert_runs_at_two_lengths_from_one_bundle_on_webgpu() {
     let mut failures = Vec::new();
     for case in cases {
         let feeds = case_feeds(&dir, case);
-        let inputs: Vec<wpc::ir::Tensor> = bundle
-            .manifest
-            .inputs
-            .iter()
-            .map(|t| feeds[&t.name].clone())
-            .collect();
+        let inputs = in_bundle_order(&bundle, &feeds);
         let started = std::time::Instant::now();
         let outputs = session.run(&inputs).expect("the bundle runs");
         let label = "webgpu (one bundle)";

@@ -54,19 +54,13 @@ impl Word {
 /// cannot compile it: a dtype or shape unknown at compile time.
 pub fn static_type(g: &wpc_ir::Graph, v: wpc_ir::ValueId) -> wpc_ir::Result<(DType, Vec<usize>)> {
     let value = g.value(v);
-    let dtype = value.ty.dtype.ok_or_else(|| {
-        wpc_ir::Error::unsupported(format!(
-            "the dtype of '{}' is not known at compile time",
-            value.name
-        ))
-    })?;
     let shape = value.ty.shape.concrete().ok_or_else(|| {
         wpc_ir::Error::unsupported(format!(
             "the shape of '{}' is not known at compile time ({}); kernels are compiled for static shapes (bind symbols with --dim)",
             value.name, value.ty.shape
         ))
     })?;
-    Ok((dtype, shape))
+    Ok((known_dtype(value)?, shape))
 }
 
 /// The dtype and shape of graph value `v` where sizes may be dynamic:
@@ -77,19 +71,23 @@ pub fn symbolic_type(
     v: wpc_ir::ValueId,
 ) -> wpc_ir::Result<(DType, Vec<wpc_ir::sym::Expr>)> {
     let value = g.value(v);
-    let dtype = value.ty.dtype.ok_or_else(|| {
-        wpc_ir::Error::unsupported(format!(
-            "the dtype of '{}' is not known at compile time",
-            value.name
-        ))
-    })?;
     let dims = value.ty.shape.exprs().ok_or_else(|| {
         wpc_ir::Error::unsupported(format!(
             "the shape of '{}' is not known at compile time ({})",
             value.name, value.ty.shape
         ))
     })?;
-    Ok((dtype, dims))
+    Ok((known_dtype(value)?, dims))
+}
+
+/// The dtype of `value`, or why a kernel backend cannot compile it.
+fn known_dtype(value: &wpc_ir::Value) -> wpc_ir::Result<DType> {
+    value.ty.dtype.ok_or_else(|| {
+        wpc_ir::Error::unsupported(format!(
+            "the dtype of '{}' is not known at compile time",
+            value.name
+        ))
+    })
 }
 
 /// The device word of a tensor of `dtype` named `name`, or why WGSL

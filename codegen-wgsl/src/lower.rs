@@ -165,6 +165,24 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Refuses a node touching a tensor of dynamic size unless `op`'s
+    /// lowering reads its sizes at run time
+    /// ([`crate::ops::handles_dynamic_sizes`]).
+    pub fn check_dynamic(&self, domain: &str, op: &str) -> Result<()> {
+        let dynamic = self
+            .inputs
+            .iter()
+            .chain(&self.outputs)
+            .flatten()
+            .find(|t| !t.is_static());
+        match dynamic {
+            Some(t) if !crate::ops::handles_dynamic_sizes(domain, op) => {
+                Err(dynamic_size_refused(op, t))
+            }
+            _ => Ok(()),
+        }
+    }
+
     pub fn attrs(&self) -> &'a Attrs {
         &self.node.attrs
     }
@@ -396,17 +414,7 @@ pub fn compile(model: &Model, profile: &Profile, opts: &Options) -> Result<Compi
             ranges: &model.dim_ranges,
             epilogue: false,
         };
-        let dynamic = ctx
-            .inputs
-            .iter()
-            .chain(&ctx.outputs)
-            .flatten()
-            .find(|t| !t.is_static());
-        if let Some(t) = dynamic
-            && !crate::ops::handles_dynamic_sizes(&node.domain, &node.op)
-        {
-            return Err(within(dynamic_size_refused(&node.op, t)));
-        }
+        ctx.check_dynamic(&node.domain, &node.op).map_err(within)?;
         // Nothing to compute for empty outputs (their buffers still exist).
         let empty = ctx.outputs.iter().flatten().all(|t| t.numel() == 0);
         let lowered = if empty {

@@ -228,17 +228,7 @@ pub fn fused_epilogue(ctx: &Ctx) -> Result<Lowered> {
     let lower = super::lowering(&e.anchor.domain, &e.anchor.op)
         .filter(|_| e.anchor.domain.is_empty() && ANCHORS.contains(&e.anchor.op.as_str()))
         .ok_or_else(|| Error::unsupported(format!("{} with an epilogue on WebGPU", e.anchor.op)))?;
-    let dynamic = ctx
-        .inputs
-        .iter()
-        .chain(&ctx.outputs)
-        .flatten()
-        .find(|t| !t.is_static());
-    if let Some(t) = dynamic
-        && !super::handles_dynamic_sizes(&e.anchor.domain, &e.anchor.op)
-    {
-        return Err(crate::lower::dynamic_size_refused(&e.anchor.op, t));
-    }
+    ctx.check_dynamic(&e.anchor.domain, &e.anchor.op)?;
     let mut helpers = BTreeSet::new();
     let lowered = lower(&ctx.for_anchor(&e.anchor, &e.anchor_inputs))?;
     let mut attach = |launches: &mut Vec<Launch>| -> Result<()> {
