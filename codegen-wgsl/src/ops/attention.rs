@@ -13,30 +13,32 @@ use wpc_bundle::device_data::Word;
 use wpc_ir::{Error, Result};
 
 use super::index::literal;
-use crate::kernel::Kernel;
+use crate::kernel::{Kernel, Params};
 use crate::lower::{Arg, Ctx, Launch, Lowered, Tt};
+use wpc_ir::sym::Expr;
 
 /// Offset expression of element (b, h, s, d) of a Q/K/V input laid out
-/// 3-D (B, S, H*D) or 4-D (B, H, S, D).
-fn layout(t: &Tt, heads: usize, b: &str, h: &str, s: &str, d: &str) -> String {
-    if t.shape.len() == 3 {
-        let (seq, hidden) = (t.shape[1], t.shape[2]);
+/// 3-D (B, S, H*D) or 4-D (B, H, S, D); a dynamic sequence length is
+/// read from `params`.
+fn layout(params: &mut Params, t: &Tt, heads: usize, b: &str, h: &str, s: &str, d: &str) -> String {
+    if t.dims.len() == 3 {
+        let (seq, hidden) = (&t.dims[1], t.shape[2]);
         let dh = hidden / heads;
-        format!(
-            "({b} * {}u + {s} * {hidden}u + {h} * {dh}u + {d})",
-            seq * hidden
-        )
+        let batch_stride = params.size(&seq.scale(hidden as i64));
+        format!("({b} * {batch_stride} + {s} * {hidden}u + {h} * {dh}u + {d})")
     } else {
-        let (hh, seq, dh) = (t.shape[1], t.shape[2], t.shape[3]);
-        format!("((({b} * {hh}u + {h}) * {seq}u + {s}) * {dh}u + {d})")
+        let (hh, dh) = (t.shape[1], t.shape[3]);
+        let seq = params.size(&t.dims[2]);
+        format!("((({b} * {hh}u + {h}) * {seq} + {s}) * {dh}u + {d})")
     }
 }
 
 /// A kernel writing (B, kvh, past + S, D) from `past` (binding `past`, if
-/// any) and the new keys or values (binding `fresh`).
-fn present(ctx: &Ctx, new: &Tt, kvh: usize, past: usize, total: usize, dim: usize) -> Kernel {
-    let batch = new.shape[0];
-    let n = batch * kvh * total * dim;
+/// any) and the new keys or values (binding `fresh`); the batch and the
+/// new keys' count may be dynamic (then there is no past).
+fn present(ctx: &Ctx, new: &Tt, kvh: usize, past: usize, total: &Expr, dim: usize) -> Kernel {
+    let batch = &new.dims[0];
+    let n = batch.mul(total).scale((kvh * dim) as i64);
     let mut k = Kernel::new(format!(
         "Attention present f32[{batch}, {kvh}, {total}, {dim}] past {past}"
     ));
@@ -44,14 +46,18 @@ fn present(ctx: &Ctx, new: &Tt, kvh: usize, past: usize, total: usize, dim: usiz
         k.input("past", Word::F32);
     }
     k.input("fresh", Word::F32).output("out0", Word::F32);
+    let p = &mut k.params;
+    let (total_u, head_stride, batch_stride) = (
+        p.size(total),
+        p.size(&total.scale(dim as i64)),
+        p.size(&total.scale((dim * kvh) as i64)),
+    );
     let mut body = format!(
-        "    let d = i % {dim}u;\n    let j = (i / {dim}u) % {total}u;\n    let h = (i / {}u) % {kvh}u;\n    let b = i / {}u;\n",
-        dim * total,
-        dim * total * kvh
+        "    let d = i % {dim}u;\n    let j = (i / {dim}u) % {total_u};\n    let h = (i / {head_stride}) % {kvh}u;\n    let b = i / {batch_stride};\n"
     );
     let fresh = format!(
         "fresh[{}]",
-        layout(new, kvh, "b", "h", &format!("(j - {past}u)"), "d")
+        layout(p, new, kvh, "b", "h", &format!("(j - {past}u)"), "d")
     );
     if past > 0 {
         let _ = writeln!(
@@ -61,7 +67,7 @@ fn present(ctx: &Ctx, new: &Tt, kvh: usize, past: usize, total: usize, dim: usiz
     } else {
         let _ = writeln!(body, "    out0[i] = {fresh};");
     }
-    k.one_per_item(n, ctx.tuning().elementwise, ctx.max_groups(), &body);
+    k.one_per_item_of(&n, ctx.tuning().elementwise, ctx.max_groups(), &body);
     k
 }
 
@@ -78,21 +84,37 @@ pub fn attention(ctx: &Ctx) -> Result<Lowered> {
     if qh == 0 || kvh == 0 || qh % kvh != 0 {
         return Err(Error::invalid("Attention head counts do not divide"));
     }
+    // The batch and the sequence lengths may be dynamic (`*_e`; the
+    // plain names are their largest sizes); heads and head sizes are not.
+    let dynamic = [q, kin, vin].iter().any(|t| !t.is_static());
+    let fixed = |t: &Tt, dims: &[usize]| dims.iter().all(|&d| t.dims[d].as_const().is_some());
+    let (head_dims, kv_dims): (&[usize], &[usize]) = if three_d {
+        (&[2], &[2])
+    } else {
+        (&[1, 3], &[1, 3])
+    };
+    if !(fixed(q, head_dims) && fixed(kin, kv_dims) && fixed(vin, kv_dims))
+        || (dynamic && ctx.has_input(4))
+    {
+        return Err(crate::lower::dynamic_size_refused("Attention", q));
+    }
     let batch = q.shape[0];
-    let sq = if three_d { q.shape[1] } else { q.shape[2] };
+    let seq_axis = if three_d { 1 } else { 2 };
+    let (sq, sq_e) = (q.shape[seq_axis], q.dims[seq_axis].clone());
     let dh = if three_d { q.shape[2] / qh } else { q.shape[3] };
     let dv = if three_d {
         vin.shape[2] / kvh
     } else {
         vin.shape[3]
     };
-    let s_new = if three_d { kin.shape[1] } else { kin.shape[2] };
+    let (s_new, s_new_e) = (kin.shape[seq_axis], kin.dims[seq_axis].clone());
     let past = if ctx.has_input(4) {
         ctx.input(4)?.shape[2]
     } else {
         0
     };
-    let skv = past + s_new;
+    let (skv, skv_e) = (past + s_new, s_new_e.add(&Expr::constant(past as i64)));
+    let batch_e = q.dims[0].clone();
     let reps = qh / kvh;
     let scale = p.scale_for(dh);
     let softcap = f64::from(p.softcap);
@@ -123,7 +145,7 @@ pub fn attention(ctx: &Ctx) -> Result<Lowered> {
         args.push(Arg::In(1 + which));
         args.push(target);
         launches.push(Launch {
-            kernel: present(ctx, new, kvh, past, skv, dim),
+            kernel: present(ctx, new, kvh, past, &skv_e, dim),
             args,
         });
         kv_args.push(target);
@@ -162,7 +184,12 @@ pub fn attention(ctx: &Ctx) -> Result<Lowered> {
         && group_bytes <= limits.max_compute_workgroup_storage_size as usize
         && lanes <= limits.max_compute_invocations_per_workgroup;
     let tile = Tile::fitting(dh, dv, limits.max_compute_workgroup_storage_size as usize)
-        .filter(|_| !qk_out && skv >= TILED_FROM_KEYS && sq >= TILE_ROWS && dh > 0);
+        .filter(|_| !dynamic && !qk_out && skv >= TILED_FROM_KEYS && sq >= TILE_ROWS && dh > 0);
+    if dynamic && !per_group {
+        return Err(Error::unsupported(format!(
+            "Attention over dynamic lengths whose {skv} keys do not fit one workgroup's memory"
+        )));
+    }
     if tile.is_none() && !per_group {
         temps.push(batch * qh * sq * skv);
         k.output("sc", Word::F32);
@@ -176,19 +203,24 @@ pub fn attention(ctx: &Ctx) -> Result<Lowered> {
     }
     k.helpers.insert("fmax");
     let neg_inf = "f32_bits(0xff800000u)";
-    let offset = if nonpad && past == 0 {
-        format!("i32(nonpad[b]) - {sq}")
-    } else {
-        format!("{past}")
+    let sizes = &mut k.params;
+    let (sq_u, skv_u, rows_per_item) = (
+        sizes.size(&sq_e),
+        sizes.size(&skv_e),
+        sizes.size(&sq_e.scale(qh as i64)),
+    );
+    let offset = match (nonpad && past == 0, sq_e.as_const()) {
+        (true, Some(n)) => format!("i32(nonpad[b]) - {n}"),
+        (true, None) => format!("i32(nonpad[b]) - i32({sq_u})"),
+        (false, _) => format!("{past}"),
     };
     let head = format!(
-        "    let qi = row % {sq}u;\n    let h = (row / {sq}u) % {qh}u;\n    let b = row / {};\n    let kh = h / {reps}u;\n    let pos = i32(qi) + {offset};\n",
-        sq * qh
+        "    let qi = row % {sq_u};\n    let h = (row / {sq_u}) % {qh}u;\n    let b = row / {rows_per_item};\n    let kh = h / {reps}u;\n    let pos = i32(qi) + {offset};\n",
     );
     // Key j's score `s` from the query row in `qrow(d)`, scaled and capped.
     let score = |qrow: &str| {
         let mut c = format!(
-            "        var s = 0.0;\n        for (var d = 0u; d < {dh}u; d = d + 1u) {{ s = s + {qrow} * kk[((b * {kvh}u + kh) * {skv}u + j) * {dh}u + d]; }}\n        s = s * {};\n",
+            "        var s = 0.0;\n        for (var d = 0u; d < {dh}u; d = d + 1u) {{ s = s + {qrow} * kk[((b * {kvh}u + kh) * {skv_u} + j) * {dh}u + d]; }}\n        s = s * {};\n",
             lit(scale)
         );
         if softcap > 0.0 {
@@ -204,24 +236,34 @@ pub fn attention(ctx: &Ctx) -> Result<Lowered> {
     // and padding frontiers.
     let mut bias = String::from("        var bj = 0.0;\n");
     if let Some(m) = &mask {
-        let last = *m.shape.last().unwrap_or(&1);
-        let mut padded = m.shape.clone();
-        *padded.last_mut().expect("rank >= 1") = skv;
+        let one = Expr::constant(1);
+        let last = k.params.size(m.dims.last().unwrap_or(&one));
+        let mut padded = m.dims.clone();
+        *padded.last_mut().expect("rank >= 1") = skv_e.clone();
         // Broadcast strides of the mask over (B, Hq, Sq, Skv); along j they
         // index the mask's own (possibly shorter, padded) last dim.
-        let own = super::index::strides(&m.shape);
-        let r = m.shape.len();
-        let st: Vec<usize> = (0..4)
+        let own = super::index::strides_of(&m.dims);
+        let r = m.dims.len();
+        let full = [
+            batch_e.clone(),
+            Expr::constant(qh as i64),
+            sq_e.clone(),
+            skv_e.clone(),
+        ];
+        let st: Vec<Expr> = (0..4)
             .map(|d| {
-                if d + r < 4 || padded[d + r - 4] == 1 && [batch, qh, sq, skv][d] != 1 {
-                    0
+                let broadcast = d + r < 4
+                    || padded[d + r - 4].as_const() == Some(1) && full[d].as_const() != Some(1);
+                if broadcast {
+                    Expr::constant(0)
                 } else {
-                    own[d + r - 4]
+                    own[d + r - 4].clone()
                 }
             })
             .collect();
+        let st: Vec<String> = st.iter().map(|e| k.params.size(e)).collect();
         let off = format!(
-            "b * {}u + h * {}u + qi * {}u + j * {}u",
+            "b * {} + h * {} + qi * {} + j * {}",
             st[0], st[1], st[2], st[3]
         );
         let read = if m.word == Word::F32 {
@@ -231,7 +273,7 @@ pub fn attention(ctx: &Ctx) -> Result<Lowered> {
         };
         let _ = writeln!(
             bias,
-            "        if (j < {last}u) {{ bj = {read}; }} else {{ bj = {neg_inf}; }}"
+            "        if (j < {last}) {{ bj = {read}; }} else {{ bj = {neg_inf}; }}"
         );
     }
     if causal {
@@ -256,11 +298,11 @@ pub fn attention(ctx: &Ctx) -> Result<Lowered> {
         );
     }
     let y_off = if three_d {
-        format!("(b * {sq}u + qi) * {}u + h * {dv}u + d", qh * dv)
+        format!("(b * {sq_u} + qi) * {}u + h * {dv}u + d", qh * dv)
     } else {
-        format!("((b * {qh}u + h) * {sq}u + qi) * {dv}u + d")
+        format!("((b * {qh}u + h) * {sq_u} + qi) * {dv}u + d")
     };
-    let v_at = format!("vv[((b * {kvh}u + kh) * {skv}u + j) * {dv}u + d]");
+    let v_at = format!("vv[((b * {kvh}u + kh) * {skv_u} + j) * {dv}u + d]");
     if let Some(tile) = tile {
         let shape = Shape {
             qh,
@@ -271,7 +313,7 @@ pub fn attention(ctx: &Ctx) -> Result<Lowered> {
             dh,
             dv,
         };
-        let q_at = format!("q[{}]", layout(q, qh, "b", "h", "qq", "d"));
+        let q_at = format!("q[{}]", layout(&mut k.params, q, qh, "b", "h", "qq", "d"));
         let mut scored = String::from("        var s = 0.0;\n");
         // Q and K rows in workgroup memory are padded by one word, so
         // lanes reading different rows hit different banks.
@@ -308,8 +350,8 @@ pub fn attention(ctx: &Ctx) -> Result<Lowered> {
         let mut b = head;
         let _ = writeln!(
             b,
-            "    for (var d = lidx; d < {dh}u; d = d + {lanes}u) {{ qs[d] = q[{}]; }}\n    workgroupBarrier();\n    var m = {neg_inf};\n    var open = 0.0;\n    for (var j = lidx; j < {skv}u; j = j + {lanes}u) {{",
-            layout(q, qh, "b", "h", "qi", "d")
+            "    for (var d = lidx; d < {dh}u; d = d + {lanes}u) {{ qs[d] = q[{}]; }}\n    workgroupBarrier();\n    var m = {neg_inf};\n    var open = 0.0;\n    for (var j = lidx; j < {skv_u}; j = j + {lanes}u) {{",
+            layout(&mut k.params, q, qh, "b", "h", "qi", "d")
         );
         b.push_str(&score("qs[d]"));
         b.push_str(&bias);
@@ -321,24 +363,23 @@ pub fn attention(ctx: &Ctx) -> Result<Lowered> {
         b.push_str(&super::tree_reduce("open", "red", lanes, "fmax($a, $b)"));
         let _ = writeln!(
             b,
-            "    if (m == {neg_inf}) {{ m = 0.0; }}\n    var sum = 0.0;\n    for (var j = lidx; j < {skv}u; j = j + {lanes}u) {{ let e = select(exp(sc[j] - m), 0.0, sc[j] == {neg_inf}); sc[j] = e; sum = sum + e; }}"
+            "    if (m == {neg_inf}) {{ m = 0.0; }}\n    var sum = 0.0;\n    for (var j = lidx; j < {skv_u}; j = j + {lanes}u) {{ let e = select(exp(sc[j] - m), 0.0, sc[j] == {neg_inf}); sc[j] = e; sum = sum + e; }}"
         );
         b.push_str(&super::tree_reduce("sum", "red", lanes, "$a + $b"));
         let _ = writeln!(
             b,
-            "    let inv = select(1.0 / sum, 0.0, open == 0.0 || sum == 0.0);\n    for (var d = lidx; d < {dv}u; d = d + {lanes}u) {{\n        var acc = 0.0;\n        for (var j = 0u; j < {skv}u; j = j + 1u) {{ acc = acc + sc[j] * {v_at}; }}\n        y[{y_off}] = acc * inv;\n    }}"
+            "    let inv = select(1.0 / sum, 0.0, open == 0.0 || sum == 0.0);\n    for (var d = lidx; d < {dv}u; d = d + {lanes}u) {{\n        var acc = 0.0;\n        for (var j = 0u; j < {skv_u}; j = j + 1u) {{ acc = acc + sc[j] * {v_at}; }}\n        y[{y_off}] = acc * inv;\n    }}"
         );
-        k.one_group_per_item(batch * qh * sq, lanes, ctx.max_groups(), &b);
+        let rows = batch_e.mul(&sq_e).scale(qh as i64);
+        k.one_group_per_item_of(&rows, lanes, ctx.max_groups(), &b);
     } else {
         let mut b = format!("{head}    let at = row * {skv}u;\n");
         let _ = writeln!(
             b,
             "    var m = {neg_inf};\n    var all_masked = true;\n    for (var j = 0u; j < {skv}u; j = j + 1u) {{"
         );
-        b.push_str(&score(&format!(
-            "q[{}]",
-            layout(q, qh, "b", "h", "qi", "d")
-        )));
+        let q_at = layout(&mut k.params, q, qh, "b", "h", "qi", "d");
+        b.push_str(&score(&format!("q[{q_at}]")));
         if qk_out && mode <= 1 {
             b.push_str("        qk[at + j] = s;\n");
         }

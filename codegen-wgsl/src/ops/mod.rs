@@ -133,6 +133,7 @@ pub fn handles_dynamic_sizes(domain: &str, op: &str) -> bool {
                     | "Hardmax"
                     | "LayerNormalization"
                     | "RMSNormalization"
+                    | "Attention"
             ))
 }
 

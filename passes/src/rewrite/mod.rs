@@ -274,8 +274,14 @@ impl Reading {
                 let perm = self.egraph.add(Expr::Perm(lang::Perm(perm)));
                 Expr::Transpose([self.input(g, ins[0]), perm])
             }
-            // After constant folding a static shape is a constant.
-            "Reshape" if arity(2) && g.constants.contains_key(&ins[1]) => Expr::Reshape(pair(self)),
+            // After constant folding a static shape is a constant; a shape
+            // computed from dynamic sizes is in `Graph::sizes`.
+            "Reshape"
+                if arity(2)
+                    && (g.constants.contains_key(&ins[1]) || g.sizes.contains_key(&ins[1])) =>
+            {
+                Expr::Reshape(pair(self))
+            }
             "HardSigmoid" if arity(1) => {
                 let wpc_ir::ops::params::Elementwise::HardSigmoid { alpha, beta } =
                     wpc_ir::ops::params::Elementwise::of(op, &node.attrs).ok()??
