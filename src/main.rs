@@ -22,11 +22,15 @@ use wpc_ir::{Dim, Tensor, ValueType};
 /// wasmtime); the reference interpreter (`wpc run model.onnx`) is the
 /// oracle every backend is tested against.
 ///
-/// Shapes: kernels are compiled for static shapes. Give symbolic dims with
-/// --dim SYMBOL=N and unnamed ones with --input-shape NAME=1x3x224x224; fix
-/// inputs that steer kernels (axes, pads, an If's condition) with
-/// --freeze NAME=FILE.npy. The same flags work on compile, run and bench,
-/// and every size is checked against the model.
+/// Shapes: a symbolic dim (an unnamed one is called INPUT.AXIS; `wpc
+/// inspect` shows it) is fixed with --dim SYMBOL=N (kernels specialized
+/// for it) or left to run time with --dim SYMBOL=MIN..MAX (one bundle runs
+/// at every size in the range; WebGPU); a dim no flag sizes is left to run
+/// time up to what the target's memory budget holds. --input-shape
+/// NAME=1x3x224x224 gives a whole shape; inputs that steer kernels (axes,
+/// pads, an If's condition) are fixed with --freeze NAME=FILE.npy. The
+/// same flags work on compile, run and bench, and every size is checked
+/// against the model.
 ///
 /// Output directories (compile -o, run -o) are written whole and swapped
 /// in atomically; an existing one is replaced only if wpc wrote it (or it
@@ -135,10 +139,11 @@ impl TargetArgs {
 /// `run` and `bench`.
 #[derive(clap::Args, Clone)]
 struct BindArgs {
-    /// SYMBOL=N: the size of a symbolic input dim (e.g. --dim batch=1);
-    /// kernels are compiled for it. Checked against every input that uses
-    /// the symbol.
-    #[arg(long = "dim", value_name = "SYMBOL=N")]
+    /// SYMBOL=N: the size of a symbolic input dim (e.g. --dim batch=1;
+    /// kernels are specialized for it), or SYMBOL=MIN..MAX: the sizes it
+    /// may take (e.g. --dim seq=1..512; the bundle runs at any of them).
+    /// Checked against every input that uses the symbol.
+    #[arg(long = "dim", value_name = "SYMBOL=N|MIN..MAX")]
     dims: Vec<String>,
     /// NAME=D0xD1x...: the whole shape of an input, for dims the model
     /// leaves unnamed (e.g. --input-shape input=1x512). Each size the
