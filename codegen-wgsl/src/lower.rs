@@ -49,7 +49,7 @@ impl Tt {
 
     /// Elements, as a size that may be dynamic.
     pub fn numel_of(&self) -> Expr {
-        self.dims.iter().fold(Expr::constant(1), |a, d| a.mul(d))
+        Expr::product(&self.dims)
     }
 
     /// Whether every size is known at compile time.
@@ -293,11 +293,7 @@ pub fn largest(
     e: &Expr,
     ranges: &std::collections::BTreeMap<String, (usize, usize)>,
 ) -> Option<usize> {
-    let (_, hi) = e.bounds(&|s| {
-        ranges
-            .get(s)
-            .and_then(|&(lo, hi)| Some((i64::try_from(lo).ok()?, i64::try_from(hi).ok()?)))
-    })?;
+    let (_, hi) = e.bounds(&|s| wpc_ir::graph::bounded_range(ranges, s))?;
     usize::try_from(hi).ok()
 }
 

@@ -372,10 +372,17 @@ pub struct Model {
 /// The range of symbol `name` for [`crate::sym::Expr::bounds`] under
 /// [`Model::dim_ranges`] `ranges`: its bound, or any size.
 pub fn dim_range(ranges: &BTreeMap<String, (usize, usize)>, name: &str) -> Option<(i64, i64)> {
-    Some(match ranges.get(name) {
-        Some(&(lo, hi)) => (i64::try_from(lo).ok()?, i64::try_from(hi).ok()?),
-        None => (0, i64::MAX),
-    })
+    match ranges.contains_key(name) {
+        true => bounded_range(ranges, name),
+        false => Some((0, i64::MAX)),
+    }
+}
+
+/// The bound `ranges` gives symbol `name`, if any (what sizes a buffer
+/// for it).
+pub fn bounded_range(ranges: &BTreeMap<String, (usize, usize)>, name: &str) -> Option<(i64, i64)> {
+    let &(lo, hi) = ranges.get(name)?;
+    Some((i64::try_from(lo).ok()?, i64::try_from(hi).ok()?))
 }
 
 impl Model {

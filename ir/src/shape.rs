@@ -110,11 +110,7 @@ impl Shape {
 
     /// The element count as an expression, when every dim has one.
     pub fn numel_expr(&self) -> Option<Expr> {
-        Some(
-            self.exprs()?
-                .iter()
-                .fold(Expr::constant(1), |a, d| a.mul(d)),
-        )
+        Some(Expr::product(&self.exprs()?))
     }
 }
 

@@ -237,24 +237,35 @@ impl Expr {
     /// Replaces each dim `value` knows by its size (the rest stay
     /// symbols), and simplifies.
     pub fn substitute(&self, value: &dyn Fn(&str) -> Option<i64>) -> Expr {
+        self.map_atoms(&|a| match a {
+            Atom::Sym(s) => value(s).map_or_else(|| Expr::sym(s), Expr::constant),
+            Atom::Div(x, y) => x.substitute(value).floor_div(&y.substitute(value)),
+            Atom::Mod(x, y) => x.substitute(value).rem(&y.substitute(value)),
+            Atom::Max(x, y) => x.substitute(value).max_of(&y.substitute(value)),
+            Atom::Min(x, y) => x.substitute(value).min_of(&y.substitute(value)),
+        })
+    }
+
+    /// The expression with each atom replaced by `f` of it, rebuilt (so
+    /// normalized) from its terms.
+    fn map_atoms(&self, f: &dyn Fn(&Atom) -> Expr) -> Expr {
         let mut out = Expr::default();
         for (m, c) in &self.terms {
             let mut term = Expr::constant(*c);
             for (a, p) in m {
-                let f = match a {
-                    Atom::Sym(s) => value(s).map_or_else(|| Expr::sym(s), Expr::constant),
-                    Atom::Div(x, y) => x.substitute(value).floor_div(&y.substitute(value)),
-                    Atom::Mod(x, y) => x.substitute(value).rem(&y.substitute(value)),
-                    Atom::Max(x, y) => x.substitute(value).max_of(&y.substitute(value)),
-                    Atom::Min(x, y) => x.substitute(value).min_of(&y.substitute(value)),
-                };
+                let factor = f(a);
                 for _ in 0..*p {
-                    term = term.mul(&f);
+                    term = term.mul(&factor);
                 }
             }
             out = out.add(&term);
         }
         out
+    }
+
+    /// The product of `factors` (1 for none): a shape's element count.
+    pub fn product<'a>(factors: impl IntoIterator<Item = &'a Expr>) -> Expr {
+        factors.into_iter().fold(Expr::constant(1), |p, f| p.mul(f))
     }
 
     /// The expression with each `max`, `min`, remainder and quotient that
@@ -300,18 +311,7 @@ impl Expr {
                 },
             }
         };
-        let mut out = Expr::default();
-        for (m, c) in &self.terms {
-            let mut term = Expr::constant(*c);
-            for (a, p) in m {
-                let f = atom(a);
-                for _ in 0..*p {
-                    term = term.mul(&f);
-                }
-            }
-            out = out.add(&term);
-        }
-        out
+        self.map_atoms(&atom)
     }
 
     /// The value once every dim is known; `None` if one is not, on a

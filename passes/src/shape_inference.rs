@@ -101,7 +101,7 @@ pub fn infer_symbolic(model: &mut Model) -> Result<(usize, HashMap<ValueId, SymV
         };
         let ctx = InferCtx {
             node,
-            inputs: inputs.clone(),
+            inputs,
             consts,
             values: sym,
             opset,

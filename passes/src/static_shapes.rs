@@ -17,19 +17,23 @@
 use wpc_ir::ops::symbolic::SymValue;
 use wpc_ir::{Model, Result, Tensor, ValueId};
 
-use crate::shape_inference::{infer_shapes, infer_symbolic};
+use std::collections::HashMap;
+
+use crate::shape_inference::infer_symbolic;
 
 /// Returns how many nodes were folded.
 pub fn fold_static_shapes(model: &mut Model) -> Result<usize> {
-    infer_shapes(model)?;
+    // One inference serves both: folding a concrete `Shape` touches no
+    // value the symbolic fold acts on (its producer is gone).
+    let (_, values) = infer_symbolic(model)?;
     let folded = fold_concrete(model)?;
-    Ok(folded + fold_symbolic(model)?)
+    Ok(folded + fold_symbolic(model, &values)?)
 }
 
-/// Moves symbolic values that only steer other ops into
+/// Makes the integers shape arithmetic computed (`values`) constants, and
+/// moves symbolic values that only steer other ops into
 /// [`wpc_ir::Graph::sizes`]; returns how many producers it removed.
-fn fold_symbolic(model: &mut Model) -> Result<usize> {
-    let (_, values) = infer_symbolic(model)?;
+fn fold_symbolic(model: &mut Model, values: &HashMap<ValueId, SymValue>) -> Result<usize> {
     let g = &mut model.graph;
     let steers_only = |g: &wpc_ir::Graph, v: ValueId| {
         !g.outputs.contains(&v)

@@ -196,7 +196,7 @@ fn batched(
     let a_batch = &a_shape[..a_shape.len() - 2];
     let b_batch = &b_shape[..b_shape.len() - 2];
     let batch_shape = broadcast_dims(a_batch, b_batch)?;
-    let batch = batch_shape.iter().fold(Expr::constant(1), |p, d| p.mul(d));
+    let batch = Expr::product(&batch_shape);
     let a_bs: Vec<Expr> = broadcast_strides_of(a_batch, &batch_shape)?
         .iter()
         .map(|s| s.mul(&m).mul(&kk))

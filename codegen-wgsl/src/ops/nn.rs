@@ -345,8 +345,7 @@ fn row_norm(ctx: &Ctx, spec: RowSpec, affine: Option<Affine>) -> Result<Lowered>
         .iter()
         .map(|&d| spec.shape[d].clone())
         .collect();
-    let product = |dims: &[Expr]| dims.iter().fold(Expr::constant(1), |p, d| p.mul(d));
-    let (rows, len) = (product(&kept_shape), product(&red_shape));
+    let (rows, len) = (Expr::product(&kept_shape), Expr::product(&red_shape));
     let wg = ctx.tuning().reduction;
     let mut k = Kernel::new(format!(
         "{} f32{} rows {rows} x {len}",
@@ -494,8 +493,7 @@ pub fn layer_norm(ctx: &Ctx) -> Result<Lowered> {
     if x.dims[axis..].iter().any(|d| d.as_const().is_none()) {
         return Err(crate::lower::dynamic_size_refused(&ctx.node.op, x));
     }
-    let product = |dims: &[Expr]| dims.iter().fold(Expr::constant(1), |p, d| p.mul(d));
-    let rows = product(&x.dims[..axis]);
+    let rows = Expr::product(&x.dims[..axis]);
     let norm_shape = &x.shape[axis..];
     let len: usize = norm_shape.iter().product();
     // Scale and bias broadcast over the normalized dims; index them by the

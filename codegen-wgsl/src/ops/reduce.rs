@@ -61,8 +61,7 @@ pub fn reduce(ctx: &Ctx) -> Result<Lowered> {
     let kept: Vec<usize> = (0..rank).filter(|d| !axes.contains(d)).collect();
     let kept_shape: Vec<Expr> = kept.iter().map(|&d| x.dims[d].clone()).collect();
     let red_shape: Vec<Expr> = axes.iter().map(|&d| x.dims[d].clone()).collect();
-    let product = |dims: &[Expr]| dims.iter().fold(Expr::constant(1), |p, d| p.mul(d));
-    let (n_red, rows) = (product(&red_shape), product(&kept_shape));
+    let (n_red, rows) = (Expr::product(&red_shape), Expr::product(&kept_shape));
     let r = reducer(&ctx.node.op, x.word);
     let wg = ctx.tuning().reduction;
     let ty = x.word.wgsl();
@@ -164,7 +163,7 @@ pub fn softmax(ctx: &Ctx) -> Result<Lowered> {
     };
     let (axis, [outer, len, inner]) =
         wpc_ir::ops::params::SoftmaxRows::extents(ctx.attrs(), ctx.opset, dims, |d| {
-            d.iter().fold(Expr::constant(1), |p, s| p.mul(s))
+            Expr::product(d)
         })?;
     let rows = outer.mul(&inner);
     let wg = ctx.tuning().reduction;

@@ -162,7 +162,9 @@ fn reshape_symbolic(input: Option<&[Dim]>, spec: &[Expr], allowzero: bool) -> Re
         let total = input.and_then(|d| Shape(Some(d.to_vec())).numel_expr());
         let rest: Option<Expr> = out
             .iter()
-            .try_fold(Expr::constant(1), |a, d| Some(a.mul(d.as_ref()?)));
+            .map(Option::as_ref)
+            .collect::<Option<Vec<&Expr>>>()
+            .map(Expr::product);
         out[i] = match (total, rest) {
             (Some(t), Some(r)) if r.as_const() != Some(0) => Some(t.floor_div(&r)),
             _ => None,

@@ -274,7 +274,7 @@ fn reduce(node: &Node, inputs: &[Operand]) -> Option<SymValue> {
     }
     let keep = node.attrs.int("keepdims", 1).ok()? != 0;
     let e = if node.op == "ReduceProd" {
-        v.elems.iter().fold(Expr::constant(1), |a, b| a.mul(b))
+        Expr::product(&v.elems)
     } else {
         v.elems.iter().fold(Expr::constant(0), |a, b| a.add(b))
     };
