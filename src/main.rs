@@ -1036,10 +1036,10 @@ fn run_bundle(
     // user's facts must agree with it.
     let mut symbols: HashMap<String, Said> = HashMap::new();
     let mut declared = Vec::new();
+    let dynamic = |s: &str| m.dims.iter().find(|d| d.name == s);
     for t in &m.inputs {
         let mut dims = Vec::new();
         for (d, &size) in t.shape.iter().zip(&t.bound) {
-            let dynamic = |s: &str| m.dims.iter().find(|d| d.name == s);
             dims.push(match d {
                 DimInfo::Symbol(s) if s != "?" => {
                     let said = match dynamic(s) {

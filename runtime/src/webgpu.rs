@@ -132,8 +132,21 @@ pub struct Session<'g> {
     dims: Vec<DimRange>,
     inputs: Vec<(TensorInfo, DeviceTensor)>,
     outputs: Vec<(TensorInfo, DeviceTensor, wgpu::Buffer)>,
-    /// The dynamic sizes of the last run (what [`Session::execute`] runs at).
-    sizes: Mutex<RunSizes>,
+    /// The plan at the sizes of the last run (what [`Session::execute`]
+    /// runs); for a static bundle, made at load. `None` until a dynamic
+    /// bundle first runs.
+    at: Mutex<Option<AtSizes>>,
+}
+
+/// What one set of dynamic sizes makes of the plan, worked out once per
+/// [`Session::run`] so that [`Session::execute`] (what benchmarks time)
+/// only records dispatches.
+#[derive(Clone)]
+struct AtSizes {
+    /// Each step's workgroup counts.
+    counts: Vec<[u32; 3]>,
+    /// Each output's shape.
+    output_shapes: Vec<Vec<usize>>,
 }
 
 /// One dispatch, ready to record.
@@ -152,6 +165,37 @@ struct Step {
 /// (`array<vec4<u32>, ceil(n / 4)>`).
 fn params_bytes(n: usize) -> u64 {
     (n.div_ceil(4) * 16) as u64
+}
+
+impl Session<'_> {
+    /// The workgroup counts and output shapes at `sizes`.
+    fn at_sizes(&self, sizes: &RunSizes) -> Result<AtSizes> {
+        Ok(AtSizes {
+            counts: self
+                .steps
+                .iter()
+                .map(|s| s.workgroups_at(sizes))
+                .collect::<Result<_>>()?,
+            output_shapes: self
+                .outputs
+                .iter()
+                .map(|(info, _, _)| Ok(info.shape_at(sizes)?))
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    /// The plan of the last run.
+    fn current(&self) -> Result<AtSizes> {
+        self.at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| {
+                Error::Bundle(BundleError::Input(
+                    "the bundle's sizes are dynamic: run() it before execute()".into(),
+                ))
+            })
+    }
 }
 
 impl Step {
@@ -354,7 +398,7 @@ impl<'g> Session<'g> {
                 (info, dev, readback)
             })
             .collect();
-        Ok(Session {
+        let session = Session {
             gpu,
             pipelines,
             buffers,
@@ -362,15 +406,21 @@ impl<'g> Session<'g> {
             dims: m.dims.clone(),
             inputs,
             outputs,
-            sizes: Mutex::new(RunSizes::default()),
-        })
+            at: Mutex::new(None),
+        };
+        if m.dims.is_empty() {
+            let at = session.at_sizes(&RunSizes::default())?;
+            *session.at.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
+        }
+        Ok(session)
     }
 
     /// Uploads `inputs` (in model-input order), runs every dispatch and
     /// returns the outputs.
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         let sizes = self.write_inputs(inputs)?;
-        *self.sizes.lock().unwrap_or_else(|e| e.into_inner()) = sizes;
+        let at = self.at_sizes(&sizes)?;
+        *self.at.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
         self.execute(true)?;
         self.read_outputs()
     }
@@ -406,17 +456,10 @@ impl<'g> Session<'g> {
     /// buffers. Runs at the sizes of the last [`Session::run`].
     pub fn execute(&self, readback: bool) -> Result<()> {
         let device = &self.gpu.device;
-        let sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let counts = self
-            .steps
-            .iter()
-            .map(|s| s.workgroups_at(&sizes))
-            .collect::<Result<Vec<_>>>()?;
-        let output_words = self
-            .outputs
-            .iter()
-            .map(|(info, _, _)| Ok(info.shape_at(&sizes)?.iter().product::<usize>() as u64))
-            .collect::<Result<Vec<u64>>>()?;
+        let AtSizes {
+            counts,
+            output_shapes,
+        } = self.current()?;
         self.gpu.scoped("running the model", || {
             let mut encoder =
                 device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
@@ -433,8 +476,8 @@ impl<'g> Session<'g> {
                 }
             }
             if readback {
-                for ((_, dev, staging), words) in self.outputs.iter().zip(&output_words) {
-                    let bytes = words * 4;
+                for ((_, dev, staging), shape) in self.outputs.iter().zip(&output_shapes) {
+                    let bytes = shape.iter().product::<usize>() as u64 * 4;
                     if bytes > 0 {
                         encoder.copy_buffer_to_buffer(
                             &self.buffers[dev.buffer],
@@ -455,10 +498,9 @@ impl<'g> Session<'g> {
     }
 
     fn read_outputs(&self) -> Result<Vec<Tensor>> {
-        let sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let AtSizes { output_shapes, .. } = self.current()?;
         let mut out = Vec::with_capacity(self.outputs.len());
-        for (info, dev, staging) in &self.outputs {
-            let shape = info.shape_at(&sizes)?;
+        for ((info, dev, staging), shape) in self.outputs.iter().zip(output_shapes) {
             let bytes = shape.iter().product::<usize>() as u64 * 4;
             let words: Vec<u32> = if bytes == 0 {
                 Vec::new()
