@@ -657,22 +657,70 @@ fn elementwise_outputs_overwrite_inputs_that_die_on_webgpu() {
     }
 }
 
-/// `model` compiled for `profile`'s WebGPU variant alone with the sizes
-/// `dims` gives (a range leaves a symbol to run time), and loaded.
-fn dynamic_bundle(
-    model: &wpc::ir::graph::Model,
-    profile: &str,
-    dims: &[(&str, usize, usize)],
-) -> wpc::runtime::Bundle {
-    let mut options =
-        wpc::compile::Options::new(wpc::targets::builtin(profile).expect("a shipped profile"));
-    options.wasm = wpc::compile::Need::No;
-    for &(s, lo, hi) in dims {
-        options
-            .dims
-            .insert(s.to_string(), wpc::binding::Sizes { lo, hi });
+/// A backend of one bundle with dynamic sizes, loaded.
+enum Dynamic {
+    WebGpu(wpc::runtime::webgpu::Session<'static>),
+    Wasm(wpc::runtime::wasm::Session),
+}
+
+impl Dynamic {
+    /// `model` compiled with the sizes `dims` gives (a range leaves a
+    /// symbol to run time) for the WebGPU variant of `webgpu-baseline`, or
+    /// the wasm-simd variant alone, and loaded.
+    fn load(
+        model: &wpc::ir::graph::Model,
+        wasm: bool,
+        dims: &[(&str, usize, usize)],
+    ) -> (Dynamic, wpc::runtime::Bundle) {
+        let mut options = wpc::compile::Options::new(
+            wpc::targets::builtin("webgpu-baseline").expect("a shipped profile"),
+        );
+        if wasm {
+            options.webgpu = wpc::compile::Need::No;
+            options.wasm = wpc::compile::Need::Required;
+            options.wasm_isas = Some(vec![wpc::codegen_wasm::Isa::Simd]);
+        } else {
+            options.wasm = wpc::compile::Need::No;
+        }
+        for &(s, lo, hi) in dims {
+            options
+                .dims
+                .insert(s.to_string(), wpc::binding::Sizes { lo, hi });
+        }
+        let bundle = wpc::compile::compile_model(model, "dynamic", &[], &options)
+            .expect("the model compiles");
+        assert_eq!(
+            bundle.manifest.dims.len(),
+            dims.iter().filter(|d| d.1 < d.2).count()
+        );
+        if wasm {
+            let session = wpc::runtime::wasm::Session::load(&bundle, "wasm-simd")
+                .expect("the bundle loads");
+            (Dynamic::Wasm(session), bundle)
+        } else {
+            // The session borrows the device for the rest of the test.
+            let gpu: &'static _ = Box::leak(Box::new(
+                wpc::runtime::webgpu::Gpu::new().expect("a Vulkan adapter (mesa-vulkan-drivers)"),
+            ));
+            let session =
+                wpc::runtime::webgpu::Session::load(gpu, &bundle).expect("the bundle loads");
+            (Dynamic::WebGpu(session), bundle)
+        }
     }
-    wpc::compile::compile_model(model, "dynamic", &[], &options).expect("the model compiles")
+
+    fn run(&mut self, inputs: &[wpc::ir::Tensor]) -> wpc::runtime::Result<Vec<wpc::ir::Tensor>> {
+        match self {
+            Dynamic::WebGpu(s) => s.run(inputs),
+            Dynamic::Wasm(s) => s.run(inputs),
+        }
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            Dynamic::WebGpu(_) => "webgpu (one bundle)",
+            Dynamic::Wasm(_) => "wasm-simd (one bundle)",
+        }
+    }
 }
 
 /// One bundle of `wpc_ir::testing::dynamic_block` (Gather, MatMul with
@@ -682,21 +730,10 @@ fn dynamic_bundle(
 /// batch, and equals the interpreter at each; sizes out of range, two
 /// inputs that disagree on a symbol and a wrong fixed size are refused
 /// with the input, dim, size and range named.
-#[test]
-fn dynamic_sizes_run_from_one_bundle_on_webgpu() {
+fn dynamic_sizes_run_from_one_bundle(wasm: bool) {
     use wpc::ir::Tensor;
-    let gpu = wpc::runtime::webgpu::Gpu::new().expect("a Vulkan adapter (mesa-vulkan-drivers)");
     let model = wpc::ir::testing::dynamic_block();
-    let bundle = dynamic_bundle(&model, "webgpu-baseline", &[("b", 0, 4), ("s", 1, 32)]);
-    let Some(wpc::runtime::manifest::Variant::WebGpu(v)) = bundle.manifest.variants.first() else {
-        panic!("no WebGPU variant");
-    };
-    assert_eq!(bundle.manifest.dims.len(), 2);
-    assert!(
-        v.dispatches.iter().all(|d| !d.params.is_empty()),
-        "every kernel reads its sizes"
-    );
-    let session = wpc::runtime::webgpu::Session::load(&gpu, &bundle).expect("the bundle loads");
+    let (mut session, _) = Dynamic::load(&model, wasm, &[("b", 0, 4), ("s", 1, 32)]);
     let feeds = |b: usize, s: usize, h: usize| {
         let ids: Vec<i64> = (0..b * s).map(|i| (i * 7 % 10) as i64).collect();
         let x: Vec<f32> = (0..b * s * h)
@@ -723,11 +760,11 @@ fn dynamic_sizes_run_from_one_bundle_on_webgpu() {
         for ((name, w), g) in want.iter().zip(&got) {
             assert_eq!(g.shape(), w.shape(), "{name} at b={b}, s={s}");
             if let Err(e) = compare(g, w, tolerance) {
-                panic!("{name} at b={b}, s={s}: {e}");
+                panic!("{} {name} at b={b}, s={s}: {e}", session.label());
             }
         }
     }
-    let refused = |inputs: Vec<Tensor>| session.run(&inputs).unwrap_err().to_string();
+    let mut refused = |inputs: Vec<Tensor>| session.run(&inputs).unwrap_err().to_string();
     let e = refused(feeds(1, 33, 8));
     assert!(
         e.contains("its dim 1 ('s') is 33, outside the sizes this bundle runs at, 1..32"),
@@ -747,10 +784,20 @@ fn dynamic_sizes_run_from_one_bundle_on_webgpu() {
     );
 }
 
-/// The BERT export with a dynamic sequence compiles once and matches
-/// onnxruntime at both sequence lengths the real-model set prepares.
 #[test]
-fn dynamic_bert_runs_at_two_lengths_from_one_bundle_on_webgpu() {
+fn dynamic_sizes_run_from_one_bundle_on_webgpu() {
+    dynamic_sizes_run_from_one_bundle(false);
+}
+
+#[test]
+fn dynamic_sizes_run_from_one_bundle_on_wasm() {
+    dynamic_sizes_run_from_one_bundle(true);
+}
+
+/// The BERT export with a dynamic sequence compiles once per backend and
+/// matches onnxruntime at both sequence lengths the real-model set
+/// prepares.
+fn dynamic_bert_runs_at_two_lengths_from_one_bundle(wasm: bool) {
     let dir = models_dir();
     let manifest = models_manifest(&dir);
     let cases: Vec<&serde_json::Value> = manifest["cases"]
@@ -766,20 +813,15 @@ fn dynamic_bert_runs_at_two_lengths_from_one_bundle_on_webgpu() {
     assert_eq!(cases.len(), 2, "the set prepares two lengths");
     let model =
         wpc::load(&dir.join(cases[0]["model"].as_str().expect("model path"))).expect("model loads");
-    let bundle = dynamic_bundle(
-        &model,
-        "webgpu-baseline",
-        &[("batch", 1, 1), ("sequence", 1, 128)],
-    );
-    let gpu = wpc::runtime::webgpu::Gpu::new().expect("a Vulkan adapter (mesa-vulkan-drivers)");
-    let session = wpc::runtime::webgpu::Session::load(&gpu, &bundle).expect("the bundle loads");
+    let (mut session, bundle) =
+        Dynamic::load(&model, wasm, &[("batch", 1, 1), ("sequence", 1, 128)]);
     let mut failures = Vec::new();
     for case in cases {
         let feeds = case_feeds(&dir, case);
         let inputs = in_bundle_order(&bundle, &feeds);
         let started = std::time::Instant::now();
         let outputs = session.run(&inputs).expect("the bundle runs");
-        let label = "webgpu (one bundle)";
+        let label = session.label();
         check_outputs(
             &dir,
             case,
@@ -791,4 +833,14 @@ fn dynamic_bert_runs_at_two_lengths_from_one_bundle_on_webgpu() {
         );
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn dynamic_bert_runs_at_two_lengths_from_one_bundle_on_webgpu() {
+    dynamic_bert_runs_at_two_lengths_from_one_bundle(false);
+}
+
+#[test]
+fn dynamic_bert_runs_at_two_lengths_from_one_bundle_on_wasm() {
+    dynamic_bert_runs_at_two_lengths_from_one_bundle(true);
 }

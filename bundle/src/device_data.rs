@@ -80,6 +80,38 @@ pub fn symbolic_type(
     Ok((known_dtype(value)?, dims))
 }
 
+/// [`symbolic_type`] with each dim's largest size under the model's dim
+/// `ranges` (what memory is planned for): `(dtype, dims, largest)`.
+/// Errors name the value and the size without an upper bound.
+pub fn bounded_type(
+    g: &wpc_ir::Graph,
+    ranges: &std::collections::BTreeMap<String, (usize, usize)>,
+    v: wpc_ir::ValueId,
+) -> wpc_ir::Result<(DType, Vec<wpc_ir::sym::Expr>, Vec<usize>)> {
+    let (dtype, dims) = symbolic_type(g, v)?;
+    let largest = dims
+        .iter()
+        .map(|d| {
+            largest(d, ranges).ok_or_else(|| {
+                wpc_ir::Error::unsupported(format!(
+                    "the size {d} of '{}' has no upper bound: give its symbols the sizes they may take with --dim SYMBOL=MIN..MAX",
+                    g.value(v).name
+                ))
+            })
+        })
+        .collect::<wpc_ir::Result<Vec<usize>>>()?;
+    Ok((dtype, dims, largest))
+}
+
+/// The largest value of size `e` under the dims' `ranges`.
+pub fn largest(
+    e: &wpc_ir::sym::Expr,
+    ranges: &std::collections::BTreeMap<String, (usize, usize)>,
+) -> Option<usize> {
+    let (_, hi) = e.bounds(&|s| wpc_ir::graph::bounded_range(ranges, s))?;
+    usize::try_from(hi).ok()
+}
+
 /// The dtype of `value`, or why a kernel backend cannot compile it.
 fn known_dtype(value: &wpc_ir::Value) -> wpc_ir::Result<DType> {
     value.ty.dtype.ok_or_else(|| {

@@ -209,10 +209,20 @@ impl Manifest {
             }
         }
         for v in &self.variants {
-            if let Variant::WebGpu(w) = v {
-                for d in &w.dispatches {
-                    for e in d.params.iter().chain(d.groups.iter().flatten()) {
-                        known(e, &format!("the dispatch of node {}", d.node))?;
+            match v {
+                Variant::WebGpu(w) => {
+                    for d in &w.dispatches {
+                        for e in d.params.iter().chain(d.groups.iter().flatten()) {
+                            known(e, &format!("the dispatch of node {}", d.node))?;
+                        }
+                    }
+                }
+                Variant::Wasm(w) => {
+                    for d in w.sizes.iter().flat_map(|t| &t.dims) {
+                        known(
+                            &SizeExpr(wpc_ir::sym::Term::Sym(d.clone())),
+                            &format!("variant {}'s size table", w.name),
+                        )?;
                     }
                 }
             }
@@ -334,6 +344,14 @@ impl WasmVariant {
                     self.name, self.memory_bytes
                 ));
             }
+        }
+        if let Some(t) = &self.sizes
+            && !fits(t.offset, 4 * t.dims.len() as u64)
+        {
+            return Err(format!(
+                "variant {}'s size table lies outside its memory",
+                self.name
+            ));
         }
         if self
             .weights
@@ -655,8 +673,25 @@ pub struct WasmVariant {
     pub fallback: Vec<Fallback>,
     /// Shard ranges copied into memory before the first run.
     pub weights: Vec<Placement>,
+    /// Where the host writes the run's sizes, where some are dynamic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sizes: Option<SizeTable>,
+    /// Each input's and output's place, sized for the largest sizes; a
+    /// run at smaller sizes uses the start of it (the tensor's shape at
+    /// the run's sizes, contiguous).
     pub inputs: Vec<MemoryTensor>,
     pub outputs: Vec<MemoryTensor>,
+}
+
+/// A wasm variant's table of the run's sizes: before each run the host
+/// writes one little-endian `u32` per dim of `dims` (names of the
+/// manifest's `dims`), in that order, from byte `offset` of memory. The
+/// kernels read their loop counts from it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SizeTable {
+    pub offset: u64,
+    pub dims: Vec<String>,
 }
 
 /// A node a variant runs on its fallback path instead of a kernel of its

@@ -4,7 +4,9 @@
 //! generated kernel run the reference kernels ([`crate::reference`]), a
 //! fallback each variant lists in its manifest entry.
 
-use wpc_bundle::manifest::{MemoryTensor, Placement, ShardRange, Variant, WasmVariant};
+use wpc_bundle::manifest::{
+    MemoryTensor, Placement, ShardRange, SizeTable, Variant, WasmVariant,
+};
 use wpc_ir::{Error, ErrorKind, Graph, Model, NodeId, Result};
 use wpc_passes::backend::{Backend, Lowered, Runs};
 use wpc_passes::fuse::FusionTarget;
@@ -16,6 +18,8 @@ use crate::ops::Fusion;
 pub struct Wasm {
     isas: Vec<Isa>,
     fusion: Fusion,
+    /// The model's dim ranges (what dynamic sizes may be).
+    ranges: crate::lower::Ranges,
 }
 
 impl Wasm {
@@ -27,6 +31,7 @@ impl Wasm {
             fusion: Fusion {
                 opset: model.opset(),
             },
+            ranges: model.dim_ranges.clone(),
         }
     }
 }
@@ -45,7 +50,7 @@ impl Backend for Wasm {
     }
 
     fn runs(&self, graph: &Graph, n: NodeId) -> Runs {
-        crate::lower::runs(graph, graph.node(n))
+        crate::lower::runs(graph, &self.ranges, graph.node(n))
     }
 
     fn fusion(&self) -> &dyn FusionTarget {
@@ -82,6 +87,10 @@ impl Backend for Wasm {
             memory_bytes: c.memory_bytes,
             reference,
             fallback: c.fallback,
+            sizes: c.sizes.map(|t| SizeTable {
+                offset: u64::from(t.addr),
+                dims: t.dims,
+            }),
             weights: c
                 .weights
                 .iter()

@@ -1,19 +1,27 @@
-//! The lowering driver: an optimized graph with static shapes becomes one
-//! wasm module. Each node is one function with every shape and address
-//! baked in as constants; the exported `run` calls them in order. Tensors
-//! live in the exported linear memory at offsets fixed by the [`Planner`];
-//! the host writes inputs and weights there and reads outputs back. Every
-//! element is stored little-endian at its dtype's natural width (a bool is
-//! one byte). A node whose op has no generated kernel here ([`runs`]), or
+//! The lowering driver: an optimized graph becomes one wasm module. Each
+//! node is one function with its static shapes and addresses baked in as
+//! constants; the exported `run` calls them in order. Tensors live in the
+//! exported linear memory at offsets fixed by the [`Planner`]; the host
+//! writes inputs and weights there and reads outputs back. Every element
+//! is stored little-endian at its dtype's natural width (a bool is one
+//! byte). A node whose op has no generated kernel here ([`runs`]), or
 //! whose kernel refuses its dtypes or attributes, runs the reference
 //! kernel ([`crate::reference`]) and is listed, with the reason, in the
 //! variant's `fallback`.
+//!
+//! Dims left to run time (the model's `dim_ranges`) are read from a size
+//! table in memory that the host fills before each run ([`SizeTable`]);
+//! the plan gives every tensor room for its largest shape. A node whose
+//! shapes are dynamic runs a kernel that reads its sizes from the table
+//! ([`crate::ops::handles_dynamic_sizes`]) or else the reference kernel,
+//! which evaluates the shapes when it runs.
 
 use std::collections::{HashMap, HashSet};
 
 use walrus::{ConstExpr, DataKind, FunctionBuilder, FunctionId, MemoryId, Module, ModuleConfig};
-use wpc_bundle::device_data::static_type;
+use wpc_bundle::device_data::{bounded_type, static_type};
 use wpc_bundle::manifest::Fallback;
+use wpc_ir::sym::Expr;
 use wpc_ir::{Attrs, DType, Error, ErrorKind, Graph, Model, Node, Result, Tensor, ValueId};
 use wpc_passes::backend::Runs;
 
@@ -47,13 +55,35 @@ pub struct Compiled {
     /// The nodes that run the reference kernel, with the reason they have
     /// no generated one. Their scratch memory is not part of `memory_bytes`.
     pub fallback: Vec<Fallback>,
+    /// Where the run's sizes go, when some dims are dynamic.
+    pub sizes: Option<SizeTable>,
 }
 
-/// A tensor as a kernel sees it: dtype, static shape and address.
+/// The table of the run's dim sizes in linear memory: one `u32` per dim
+/// of `dims`, in order, from byte `addr`, written by the host before each
+/// run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SizeTable {
+    pub addr: u32,
+    pub dims: Vec<String>,
+}
+
+impl SizeTable {
+    /// The byte address of `dim`'s size.
+    pub fn addr_of(&self, dim: &str) -> Option<u32> {
+        let i = self.dims.iter().position(|d| d == dim)?;
+        Some(self.addr + 4 * i as u32)
+    }
+}
+
+/// A tensor as a kernel sees it: dtype, shape and address.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tt {
     pub dtype: DType,
+    /// The largest shape it takes: the shape itself where it is static.
     pub shape: Vec<usize>,
+    /// Each dim's size, computed from the run's dims where it is dynamic.
+    pub dims: Vec<Expr>,
     /// Byte address in linear memory.
     pub addr: u32,
 }
@@ -61,6 +91,11 @@ pub struct Tt {
 impl Tt {
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
+    }
+
+    /// Whether every dim is known at compile time.
+    pub fn is_static(&self) -> bool {
+        self.dims.iter().all(|d| d.as_const().is_some())
     }
 }
 
@@ -84,17 +119,41 @@ fn is_alias(g: &Graph, node: &Node) -> bool {
             && node.inputs.get(2).copied().flatten().is_none())
 }
 
-/// How the WebAssembly backend runs `node` of `g`, judged before
-/// lowering (the contract's [`wpc_passes::backend::Backend::runs`]); the
-/// lowering follows it.
-pub fn runs(g: &Graph, node: &Node) -> Runs {
+/// The model's dim ranges: what each dynamic dim may be.
+pub type Ranges = std::collections::BTreeMap<String, (usize, usize)>;
+
+/// Whether a tensor `node` reads or writes has a dynamic size.
+pub fn is_dynamic(g: &Graph, node: &Node) -> bool {
+    node.inputs
+        .iter()
+        .chain(&node.outputs)
+        .flatten()
+        .any(|&v| g.value(v).ty.shape.concrete().is_none())
+}
+
+/// How the WebAssembly backend runs `node` of `g` under the dims'
+/// `ranges`, judged before lowering (the contract's
+/// [`wpc_passes::backend::Backend::runs`]); the lowering follows it.
+pub fn runs(g: &Graph, ranges: &Ranges, node: &Node) -> Runs {
     for &v in node.outputs.iter().flatten() {
-        if let Err(e) = static_type(g, v) {
+        if let Err(e) = bounded_type(g, ranges, v) {
             return Runs::No(e.reason);
         }
     }
     if is_alias(g, node) {
         return Runs::View;
+    }
+    if is_dynamic(g, node) && !crate::ops::handles_dynamic_sizes(&node.domain, &node.op) {
+        return match crate::support(&node.domain, &node.op) {
+            crate::Support::None => Runs::No(format!(
+                "op {} carries subgraphs, which the wasm reference kernels cannot run",
+                node.op
+            )),
+            _ => Runs::Fallback(format!(
+                "no generated wasm kernel for op {} at dynamic sizes",
+                node.op
+            )),
+        };
     }
     // The fusion pass made it only where `takes_epilogue` accepted it.
     if wpc_ir::ops::fused::is_fused_epilogue(node) {
@@ -181,6 +240,8 @@ pub struct Ctx<'a> {
     pub node: &'a Node,
     pub opset: u32,
     pub isa: Isa,
+    /// The run's size table, where some dims are dynamic.
+    pub sizes: Option<&'a SizeTable>,
     /// The `FusedEpilogue` this node is the anchor of, if it is one: its
     /// tail runs on each result before it is stored.
     pub epilogue: Option<Anchoring<'a>>,
@@ -188,6 +249,7 @@ pub struct Ctx<'a> {
     pub mem: MemoryId,
     pub math: &'a mut Math,
     graph: &'a Graph,
+    ranges: &'a Ranges,
     addr: &'a mut HashMap<ValueId, u32>,
     planner: &'a mut Planner,
     weights: &'a mut WeightArena,
@@ -228,8 +290,14 @@ impl<'a> Ctx<'a> {
     /// Value `v` of the graph, placed in memory (a constant is placed on
     /// first read).
     pub fn tensor(&mut self, v: ValueId) -> Result<Tt> {
-        let (dtype, shape) = static_type(self.graph, v)?;
+        let (dtype, dims, shape) = bounded_type(self.graph, self.ranges, v)?;
         if !self.addr.contains_key(&v) {
+            if self.graph.sizes.contains_key(&v) {
+                return Err(Error::unsupported(format!(
+                    "'{}' is computed from the run's sizes",
+                    self.graph.value(v).name
+                )));
+            }
             let t = self.graph.constants.get(&v).ok_or_else(|| {
                 Error::invalid(format!(
                     "'{}' is read before it is computed",
@@ -242,8 +310,30 @@ impl<'a> Ctx<'a> {
         Ok(Tt {
             dtype,
             shape,
+            dims,
             addr: self.addr[&v],
         })
+    }
+
+    /// Where value `v` is computed from the run's sizes alone (a shape
+    /// that only dynamic dims decide), its elements.
+    pub fn size_values(&self, v: ValueId) -> Option<&'a wpc_ir::ops::symbolic::SymValue> {
+        self.graph.sizes.get(&v)
+    }
+
+    /// The dtype of value `v`.
+    pub fn value_dtype(&self, v: ValueId) -> Result<DType> {
+        self.graph.value(v).ty.dtype.ok_or_else(|| {
+            Error::unsupported(format!(
+                "the dtype of '{}' is not known at compile time",
+                self.graph.value(v).name
+            ))
+        })
+    }
+
+    /// Input `i`'s value id, for a lowering that reads it by value.
+    pub fn input_id(&self, i: usize) -> Result<ValueId> {
+        self.value(i, false)
     }
 
     /// The static type of input `i`, without placing it in memory.
@@ -253,10 +343,11 @@ impl<'a> Ctx<'a> {
 
     pub fn output(&self, i: usize) -> Result<Tt> {
         let v = self.value(i, true)?;
-        let (dtype, shape) = static_type(self.graph, v)?;
+        let (dtype, dims, shape) = bounded_type(self.graph, self.ranges, v)?;
         Ok(Tt {
             dtype,
             shape,
+            dims,
             addr: self.addr[&v],
         })
     }
@@ -346,11 +437,12 @@ fn in_place_donor(
     if !(fused || elementwise) {
         return None;
     }
-    let out = static_type(g, y).ok()?;
+    let ty = |v| wpc_bundle::device_data::symbolic_type(g, v).ok();
+    let out = ty(y)?;
     node.inputs.iter().flatten().find_map(|&x| {
         let r = root_of(x);
         let dies_here = last_read.get(&r) == Some(&k) && !pinned.contains(&r);
-        (dies_here && bytes_of.contains_key(&r) && static_type(g, x).ok()? == out).then_some(r)
+        (dies_here && bytes_of.contains_key(&r) && ty(x)? == out).then_some(r)
     })
 }
 
@@ -436,6 +528,16 @@ fn lower_at(model: &Model, isa: Isa, layout: Layout) -> Result<(Module, Compiled
         data: Vec::new(),
     };
     let mut fallback = Vec::new();
+    let ranges = &model.dim_ranges;
+    // The run's sizes, where some dims are dynamic.
+    let table = (!ranges.is_empty()).then(|| SizeTable {
+        addr: weights.place_data(vec![0; 4 * ranges.len()]),
+        dims: ranges.keys().cloned().collect(),
+    });
+    let largest = |v: ValueId| -> Result<(DType, Vec<usize>)> {
+        let (dtype, _, shape) = bounded_type(g, ranges, v)?;
+        Ok((dtype, shape))
+    };
 
     // An alias shares its input's bytes: both live as long as either is read.
     let mut root: HashMap<ValueId, ValueId> = HashMap::new();
@@ -466,7 +568,7 @@ fn lower_at(model: &Model, isa: Isa, layout: Layout) -> Result<(Module, Compiled
         if g.constants.contains_key(&v) {
             continue;
         }
-        let (dtype, shape) = static_type(g, v)?;
+        let (dtype, shape) = largest(v)?;
         addr.insert(v, planner.alloc(bytes_for(dtype, &shape)) as u32);
     }
 
@@ -474,7 +576,7 @@ fn lower_at(model: &Model, isa: Isa, layout: Layout) -> Result<(Module, Compiled
     for (k, &n) in order.iter().enumerate() {
         let node = g.node(n);
         let within = |e: Error| e.within(node.context());
-        let runs = runs(g, node);
+        let runs = runs(g, ranges, node);
         if let Runs::No(why) = &runs {
             return Err(within(Error::unsupported(why.clone())));
         }
@@ -485,7 +587,7 @@ fn lower_at(model: &Model, isa: Isa, layout: Layout) -> Result<(Module, Compiled
                 .then(|| in_place_donor(g, node, k, &last_read, &pinned, &bytes_of, &root_of))
                 .flatten();
             for v in node.outputs.iter().flatten() {
-                let (dtype, shape) = static_type(g, *v).map_err(within)?;
+                let (dtype, shape) = largest(*v).map_err(within)?;
                 let bytes = bytes_for(dtype, &shape);
                 let at = match donor.take() {
                     Some(x) => {
@@ -510,11 +612,13 @@ fn lower_at(model: &Model, isa: Isa, layout: Layout) -> Result<(Module, Compiled
             node: lowered,
             opset: model.opset(),
             isa,
+            sizes: table.as_ref(),
             epilogue: split.as_ref().map(|split| Anchoring { fused: node, split }),
             module: &mut module,
             mem,
             math: &mut math,
             graph: g,
+            ranges,
             addr: &mut addr,
             planner: &mut planner,
             weights: &mut weights,
@@ -596,7 +700,7 @@ fn lower_at(model: &Model, isa: Isa, layout: Layout) -> Result<(Module, Compiled
     let mut slots = |vs: &[ValueId], addr: &mut HashMap<ValueId, u32>| -> Result<Vec<Slot>> {
         vs.iter()
             .map(|&v| {
-                let (dtype, shape) = static_type(g, v)?;
+                let (dtype, shape) = largest(v)?;
                 if let std::collections::hash_map::Entry::Vacant(e) = addr.entry(v) {
                     e.insert(weights.place(g.constants[&v].to_le_bytes()));
                 }
@@ -656,6 +760,7 @@ fn lower_at(model: &Model, isa: Isa, layout: Layout) -> Result<(Module, Compiled
         memory_bytes,
         activation_bytes,
         fallback,
+        sizes: table,
     };
     Ok((module, plan))
 }

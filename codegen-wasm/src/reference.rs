@@ -18,7 +18,8 @@ use walrus::ir::Value;
 use walrus::{
     ConstExpr, ExportItem, FunctionBuilder, FunctionId, GlobalKind, MemoryId, Module, ValType,
 };
-use wpc_ir::wire::{Arg, Call};
+use wpc_ir::sym::Expr;
+use wpc_ir::wire::{Arg, Call, Place, Sizes};
 use wpc_ir::{Error, ErrorKind, Result};
 
 use crate::lower::{Ctx, Tt};
@@ -76,9 +77,22 @@ pub fn import(module: &mut Module) -> (MemoryId, FunctionId) {
 fn arg(t: Tt) -> Arg {
     Arg {
         dtype: t.dtype,
-        shape: t.shape,
-        addr: t.addr,
+        shape: t.dims,
+        at: Place::Memory(t.addr),
     }
+}
+
+/// Input `i` of the node: in memory, or computed from the run's sizes.
+fn input(ctx: &mut Ctx, i: usize) -> Result<Arg> {
+    let v = ctx.input_id(i)?;
+    if let Some(s) = ctx.size_values(v) {
+        return Ok(Arg {
+            dtype: ctx.value_dtype(v)?,
+            shape: s.shape.iter().map(|&d| Expr::constant(d as i64)).collect(),
+            at: Place::Values(s.elems.clone()),
+        });
+    }
+    ctx.input(i).map(arg)
 }
 
 /// Lowers the node to a `wpc_eval` call; a failing kernel traps (the host
@@ -93,7 +107,7 @@ pub fn lower(ctx: &mut Ctx, f: &mut FunctionBuilder, eval: FunctionId) -> Result
         };
         (0..n)
             .map(|i| match outputs {
-                false if ctx.has_input(i) => ctx.input(i).map(|t| Some(arg(t))),
+                false if ctx.has_input(i) => input(ctx, i).map(Some),
                 true if ctx.wants_output(i) => ctx.output(i).map(|t| Some(arg(t))),
                 _ => Ok(None),
             })
@@ -109,6 +123,10 @@ pub fn lower(ctx: &mut Ctx, f: &mut FunctionBuilder, eval: FunctionId) -> Result
         attrs: ctx.node.attrs.clone(),
         inputs,
         outputs,
+        sizes: ctx.sizes.map_or_else(Sizes::default, |t| Sizes {
+            addr: t.addr,
+            names: t.dims.clone(),
+        }),
     };
     let at = ctx.data(call.encode()?);
     f.func_body().i32_const(at as i32).call(eval).if_else(

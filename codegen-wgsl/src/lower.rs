@@ -271,30 +271,14 @@ pub fn tensor_type_in(
     v: ValueId,
     demote_f64: bool,
 ) -> Result<Tt> {
-    let name = &g.value(v).name;
-    let (dtype, dims) = wpc_bundle::device_data::symbolic_type(g, v)?;
-    let word = wpc_bundle::device_data::word_of(dtype, name, demote_f64)?;
-    let shape = dims
-        .iter()
-        .map(|d| largest(d, ranges).ok_or_else(|| Error::unsupported(format!(
-            "the size {d} of '{name}' has no upper bound: give its symbols the sizes they may take with --dim SYMBOL=MIN..MAX"
-        ))))
-        .collect::<Result<Vec<usize>>>()?;
+    let (dtype, dims, shape) = wpc_bundle::device_data::bounded_type(g, ranges, v)?;
+    let word = wpc_bundle::device_data::word_of(dtype, &g.value(v).name, demote_f64)?;
     Ok(Tt {
         dtype,
         shape,
         dims,
         word,
     })
-}
-
-/// The largest value of size `e` under the dims' `ranges`.
-pub fn largest(
-    e: &Expr,
-    ranges: &std::collections::BTreeMap<String, (usize, usize)>,
-) -> Option<usize> {
-    let (_, hi) = e.bounds(&|s| wpc_ir::graph::bounded_range(ranges, s))?;
-    usize::try_from(hi).ok()
 }
 
 fn static_word(t: &Tensor, opts: &Options) -> Result<Word> {
@@ -771,7 +755,7 @@ impl Program {
         let mut k = k.clone();
         if let Some(g) = &groups {
             for (w, e) in k.workgroups.iter_mut().zip(g) {
-                *w = largest(e, &self.ranges)
+                *w = wpc_bundle::device_data::largest(e, &self.ranges)
                     .and_then(|n| u32::try_from(n).ok())
                     .ok_or_else(|| {
                         Error::unsupported(format!("the workgroup count {e} has no bound"))

@@ -8,19 +8,57 @@
 //! encoder (compile time) and the decoder (inside the module) are one
 //! definition. All integers are little-endian; the first `u32` is the
 //! call's length in bytes.
+//!
+//! A bundle compiled for dynamic sizes keeps the run's sizes in a table
+//! in linear memory (one `u32` per dim, written by the host before each
+//! run); a call then gives shapes as expressions over those dims
+//! ([`Sizes`]), which the module evaluates when the node runs.
 
 use crate::attr::{Attr, Attrs};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::sym::{Expr, Term};
 use crate::tensor::{Data, Tensor};
 
-/// A tensor argument: its dtype, shape and byte address in linear memory,
-/// where its elements lie little-endian at their natural width.
+/// A tensor argument: its dtype, its shape (each dim a size, or an
+/// expression over the run's dims) and where its elements are.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Arg {
     pub dtype: DType,
-    pub shape: Vec<usize>,
+    pub shape: Vec<Expr>,
+    pub at: Place,
+}
+
+/// Where an argument's elements come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Place {
+    /// Linear memory at this byte address, little-endian at the dtype's
+    /// natural width.
+    Memory(u32),
+    /// A shape value that only the run's sizes decide (e.g. the target
+    /// shape of a Reshape over a dynamic batch): one expression per
+    /// element, evaluated when the node runs.
+    Values(Vec<Expr>),
+}
+
+/// Where the run's dim sizes are: one little-endian `u32` per dim of
+/// `names`, in order, from byte address `addr`. Empty for a call whose
+/// shapes are all static.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Sizes {
     pub addr: u32,
+    pub names: Vec<String>,
+}
+
+impl Arg {
+    /// An argument of static `shape` in memory at `addr`.
+    pub fn fixed(dtype: DType, shape: &[usize], addr: u32) -> Arg {
+        Arg {
+            dtype,
+            shape: shape.iter().map(|&d| Expr::constant(d as i64)).collect(),
+            at: Place::Memory(addr),
+        }
+    }
 }
 
 /// One node to evaluate: `inputs`/`outputs` are by position, `None` for an
@@ -36,6 +74,8 @@ pub struct Call {
     pub attrs: Attrs,
     pub inputs: Vec<Option<Arg>>,
     pub outputs: Vec<Option<Arg>>,
+    /// The size table the shapes' dims are read from.
+    pub sizes: Sizes,
 }
 
 // Attribute tags.
@@ -70,12 +110,24 @@ impl Call {
                     Some(a) => {
                         w.0.push(1);
                         w.u32(a.dtype.onnx_code() as u32);
-                        w.dims(&a.shape);
-                        w.u32(a.addr);
+                        w.exprs(&a.shape);
+                        match &a.at {
+                            Place::Memory(addr) => {
+                                w.0.push(0);
+                                w.u32(*addr);
+                            }
+                            Place::Values(values) => {
+                                w.0.push(1);
+                                w.exprs(values);
+                            }
+                        }
                     }
                 }
             }
         }
+        w.u32(self.sizes.addr);
+        w.len(self.sizes.names.len());
+        self.sizes.names.iter().for_each(|n| w.str(n));
         let len = w.0.len() as u32;
         w.0[..4].copy_from_slice(&len.to_le_bytes());
         Ok(w.0)
@@ -105,8 +157,11 @@ impl Call {
                         0 => None,
                         _ => Some(Arg {
                             dtype: r.dtype()?,
-                            shape: r.dims()?,
-                            addr: r.u32()?,
+                            shape: r.exprs()?,
+                            at: match r.u8()? {
+                                0 => Place::Memory(r.u32()?),
+                                _ => Place::Values(r.exprs()?),
+                            },
                         }),
                     })
                 })
@@ -114,6 +169,10 @@ impl Call {
         };
         let inputs = args()?;
         let outputs = args()?;
+        let sizes = Sizes {
+            addr: r.u32()?,
+            names: (0..r.u32()?).map(|_| r.str()).collect::<Result<_>>()?,
+        };
         Ok(Call {
             name,
             op,
@@ -122,9 +181,18 @@ impl Call {
             attrs,
             inputs,
             outputs,
+            sizes,
         })
     }
 }
+
+// Expression tags: an integer, a dim, an operation on operands.
+const INT_TERM: u8 = 0;
+const SYM_TERM: u8 = 1;
+const OP_TERM: u8 = 2;
+
+/// The operations a [`Term::Op`] names, as `&'static str` for decoding.
+const TERM_OPS: [&str; 6] = ["+", "*", "floor_div", "mod", "max", "min"];
 
 struct Writer(Vec<u8>);
 
@@ -151,6 +219,30 @@ impl Writer {
         for &d in dims {
             self.0.extend_from_slice(&(d as u64).to_le_bytes());
         }
+    }
+
+    fn term(&mut self, t: &Term) {
+        match t {
+            Term::Int(v) => {
+                self.0.push(INT_TERM);
+                self.0.extend_from_slice(&v.to_le_bytes());
+            }
+            Term::Sym(s) => {
+                self.0.push(SYM_TERM);
+                self.str(s);
+            }
+            Term::Op(op, args) => {
+                self.0.push(OP_TERM);
+                self.str(op);
+                self.len(args.len());
+                args.iter().for_each(|a| self.term(a));
+            }
+        }
+    }
+
+    fn exprs(&mut self, exprs: &[Expr]) {
+        self.len(exprs.len());
+        exprs.iter().for_each(|e| self.term(&e.term()));
     }
 
     fn tensor(&mut self, t: &Tensor) {
@@ -257,6 +349,35 @@ impl<'a> Reader<'a> {
             .collect()
     }
 
+    fn term(&mut self) -> Result<Term> {
+        Ok(match self.u8()? {
+            INT_TERM => Term::Int(i64::from_le_bytes(self.array()?)),
+            SYM_TERM => Term::Sym(self.str()?),
+            OP_TERM => {
+                let name = self.str()?;
+                let op = TERM_OPS
+                    .into_iter()
+                    .find(|o| *o == name)
+                    .ok_or_else(|| Error::invalid(format!("node call holds size op '{name}'")))?;
+                let args = (0..self.u32()?)
+                    .map(|_| self.term())
+                    .collect::<Result<_>>()?;
+                Term::Op(op, args)
+            }
+            tag => return Err(Error::invalid(format!("node call holds size tag {tag}"))),
+        })
+    }
+
+    fn exprs(&mut self) -> Result<Vec<Expr>> {
+        (0..self.u32()?)
+            .map(|_| {
+                let t = self.term()?;
+                Expr::from_term(&t)
+                    .ok_or_else(|| Error::invalid("node call holds a malformed size"))
+            })
+            .collect()
+    }
+
     fn tensor(&mut self) -> Result<Tensor> {
         let dtype = self.dtype()?;
         let shape = self.dims()?;
@@ -314,12 +435,12 @@ mod tests {
             "ts",
             Attr::Tensors(vec![Tensor::from_vec(vec![1, 1], vec![true])]),
         );
-        let arg = |dtype, shape: &[usize], addr| {
-            Some(Arg {
-                dtype,
-                shape: shape.to_vec(),
-                addr,
-            })
+        let arg = |dtype, shape: &[usize], addr| Some(Arg::fixed(dtype, shape, addr));
+        let seq = Expr::sym("seq");
+        let dynamic = Arg {
+            dtype: DType::I64,
+            shape: vec![Expr::constant(3)],
+            at: Place::Values(vec![seq.floor_div(&Expr::constant(2)), seq.scale(-4), seq.max_of(&Expr::sym("b")).rem(&Expr::constant(7))]),
         };
         let call = Call {
             name: "n1".into(),
@@ -327,8 +448,12 @@ mod tests {
             domain: "com.example".into(),
             opset: 21,
             attrs,
-            inputs: vec![arg(DType::F64, &[2, 0, 3], 64), None],
+            inputs: vec![arg(DType::F64, &[2, 0, 3], 64), None, Some(dynamic)],
             outputs: vec![None, arg(DType::Bool, &[], 1 << 31)],
+            sizes: Sizes {
+                addr: 1024,
+                names: vec!["b".into(), "seq".into()],
+            },
         };
         let bytes = call.encode().unwrap();
         // Trailing bytes after the call are not read.
@@ -341,6 +466,7 @@ mod tests {
         assert_eq!(back.opset, 21);
         assert_eq!(back.inputs, call.inputs);
         assert_eq!(back.outputs, call.outputs);
+        assert_eq!(back.sizes, call.sizes);
         assert_eq!(format!("{:?}", back.attrs), format!("{:?}", call.attrs));
         assert!(Call::decode(&bytes[..bytes.len() - 1]).is_err());
     }
@@ -357,6 +483,7 @@ mod tests {
             attrs,
             inputs: vec![],
             outputs: vec![],
+            sizes: Sizes::default(),
         };
         let err = call.encode().unwrap_err().to_string();
         assert!(err.contains("'body' is a subgraph"), "{err}");

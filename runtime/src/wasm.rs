@@ -15,8 +15,8 @@ use wasmtime::{Config, Engine, Instance, Linker, Memory, Module, Store, TypedFun
 use wpc_ir::{Data, Tensor};
 
 use crate::bundle::Bundle;
-use crate::manifest::{MemoryTensor, TensorInfo, Variant, WasmVariant};
-use crate::{Error, Result};
+use crate::manifest::{DimRange, MemoryTensor, SizeTable, TensorInfo, Variant, WasmVariant};
+use crate::{BundleError, Error, Result};
 
 /// A loaded wasm variant, ready to run.
 pub struct Session {
@@ -26,6 +26,9 @@ pub struct Session {
     errors: Instance,
     memory: Memory,
     run: TypedFunc<(), ()>,
+    /// The bundle's dynamic dims and where the run's sizes go.
+    dims: Vec<DimRange>,
+    sizes: Option<SizeTable>,
     inputs: Vec<(TensorInfo, MemoryTensor)>,
     outputs: Vec<(TensorInfo, MemoryTensor)>,
 }
@@ -273,6 +276,8 @@ impl Session {
             errors: errors.unwrap_or(instance),
             memory,
             run,
+            dims: m.dims.clone(),
+            sizes: variant.sizes.clone(),
             inputs: m
                 .inputs
                 .iter()
@@ -288,11 +293,25 @@ impl Session {
         })
     }
 
-    /// Runs the model on `inputs` (in the manifest's order).
+    /// Runs the model on `inputs` (in the manifest's order), of any sizes
+    /// within the bundle's dims.
     pub fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         let infos: Vec<TensorInfo> = self.inputs.iter().map(|(i, _)| i.clone()).collect();
-        // wasm variants are compiled for fixed sizes: no dims to bind.
-        crate::manifest::bind_inputs(&[], &infos, inputs)?;
+        let sizes = crate::manifest::bind_inputs(&self.dims, &infos, inputs)?;
+        if let Some(table) = &self.sizes {
+            let mut bytes = Vec::with_capacity(4 * table.dims.len());
+            for d in &table.dims {
+                let v = sizes.0.get(d).copied().ok_or_else(|| {
+                    Error::Bundle(BundleError::Input(format!(
+                        "no input gives the size of dim '{d}'"
+                    )))
+                })?;
+                bytes.extend_from_slice(&(v as u32).to_le_bytes());
+            }
+            self.memory
+                .write(&mut self.store, table.offset as usize, &bytes)
+                .map_err(|e| Error::Wasm(format!("writing the run's sizes: {e}")))?;
+        }
         for (t, (info, slot)) in inputs.iter().zip(&self.inputs) {
             self.memory
                 .write(&mut self.store, slot.offset as usize, &t.to_le_bytes())
@@ -303,11 +322,12 @@ impl Session {
             .iter()
             .map(|(info, slot)| {
                 let dtype = info.dtype()?;
-                let mut bytes = vec![0u8; dtype.size() * slot.elements as usize];
+                let shape = info.shape_at(&sizes)?;
+                let mut bytes = vec![0u8; dtype.size() * shape.iter().product::<usize>()];
                 self.memory
                     .read(&self.store, slot.offset as usize, &mut bytes)
                     .map_err(|e| Error::Wasm(format!("reading output '{}': {e}", info.name)))?;
-                Ok(Tensor::new(info.dims(), Data::from_le_bytes(dtype, &bytes)))
+                Ok(Tensor::new(shape, Data::from_le_bytes(dtype, &bytes)))
             })
             .collect()
     }

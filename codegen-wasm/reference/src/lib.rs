@@ -7,13 +7,15 @@
 //! attributes and where each input and output lives in linear memory. The
 //! inputs are copied into tensors, the registry's `eval` runs, and the
 //! outputs are checked against the compiled shapes and written back.
+//! Where sizes are dynamic, the call's shapes are expressions over the
+//! run's dims, read from the size table the host wrote.
 //! Memory the kernels allocate comes from Rust's allocator, which grows
 //! linear memory above everything the static plan placed.
 
 use std::cell::RefCell;
 
 use wpc_ir::ops::{EvalCtx, SubgraphRunner, lookup};
-use wpc_ir::wire::{Arg, Call};
+use wpc_ir::wire::{Arg, Call, Place, Sizes};
 use wpc_ir::{Data, Error, ErrorKind, Graph, Node, Result, Tensor, ValueId};
 
 thread_local! {
@@ -70,8 +72,57 @@ fn memory(addr: u32, len: usize) -> &'static mut [u8] {
     unsafe { std::slice::from_raw_parts_mut(addr as usize as *mut u8, len) }
 }
 
-fn bytes_of(arg: &Arg) -> usize {
-    arg.shape.iter().product::<usize>() * arg.dtype.size()
+/// The run's value of each dim of `sizes`, read from its table.
+fn dims(sizes: &Sizes) -> Vec<(String, i64)> {
+    sizes
+        .names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let at = sizes.addr + 4 * i as u32;
+            let v = u32::from_le_bytes(memory(at, 4).try_into().expect("4 bytes"));
+            (name.clone(), i64::from(v))
+        })
+        .collect()
+}
+
+/// Evaluates sizes at the run's dims.
+struct At(Vec<(String, i64)>);
+
+impl At {
+    fn eval(&self, e: &wpc_ir::sym::Expr) -> Result<i64> {
+        e.eval(&|s| self.0.iter().find(|(n, _)| n == s).map(|(_, v)| *v))
+            .ok_or_else(|| Error::invalid(format!("size {e} has no value at this run's sizes")))
+    }
+
+    fn shape(&self, arg: &Arg) -> Result<Vec<usize>> {
+        arg.shape
+            .iter()
+            .map(|d| {
+                let v = self.eval(d)?;
+                usize::try_from(v).map_err(|_| Error::invalid(format!("size {d} is {v}")))
+            })
+            .collect()
+    }
+
+    /// The argument as a tensor: read from memory, or computed from sizes.
+    fn tensor(&self, arg: &Arg) -> Result<Tensor> {
+        let shape = self.shape(arg)?;
+        let data = match &arg.at {
+            Place::Memory(addr) => {
+                let len = shape.iter().product::<usize>() * arg.dtype.size();
+                Data::from_le_bytes(arg.dtype, memory(*addr, len))
+            }
+            Place::Values(values) => {
+                let ints = values
+                    .iter()
+                    .map(|v| self.eval(v))
+                    .collect::<Result<Vec<i64>>>()?;
+                Tensor::i64s(vec![ints.len()], ints).cast(arg.dtype).data().clone()
+            }
+        };
+        Ok(Tensor::new(shape, data))
+    }
 }
 
 struct NoSubgraphs;
@@ -92,16 +143,12 @@ fn eval(addr: u32) -> Result<()> {
 fn eval_call(call: Call) -> Result<()> {
     let def = lookup(&call.domain, &call.op)
         .ok_or_else(|| Error::unsupported(format!("op {} is not supported", call.op)))?;
+    let at = At(dims(&call.sizes));
     let inputs: Vec<Option<Tensor>> = call
         .inputs
         .iter()
-        .map(|a| {
-            a.as_ref().map(|a| {
-                let data = Data::from_le_bytes(a.dtype, memory(a.addr, bytes_of(a)));
-                Tensor::new(a.shape.clone(), data)
-            })
-        })
-        .collect();
+        .map(|a| a.as_ref().map(|a| at.tensor(a)).transpose())
+        .collect::<Result<_>>()?;
     // The node refers to its values by position; `eval` reads only the
     // presence of each and its tensor.
     let present = |args: &[Option<Arg>]| {
@@ -130,16 +177,21 @@ fn eval_call(call: Call) -> Result<()> {
         let got = results
             .get(i)
             .ok_or_else(|| Error::invalid(format!("the kernel gave no output {i}")))?;
-        if got.dtype() != want.dtype || got.shape() != want.shape.as_slice() {
+        let shape = at.shape(want)?;
+        if got.dtype() != want.dtype || got.shape() != shape.as_slice() {
             return Err(Error::invalid(format!(
                 "output {i} is {} {:?}, but it was compiled as {} {:?}",
                 got.dtype(),
                 got.shape(),
                 want.dtype,
-                want.shape
+                shape
             )));
         }
-        memory(want.addr, bytes_of(want)).copy_from_slice(&got.to_le_bytes());
+        let Place::Memory(addr) = want.at else {
+            return Err(Error::invalid(format!("output {i} has no place in memory")));
+        };
+        let bytes = got.to_le_bytes();
+        memory(addr, bytes.len()).copy_from_slice(&bytes);
     }
     Ok(())
 }

@@ -57,6 +57,14 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
     })
 }
 
+/// Whether the lowering of `op` reads sizes that are dynamic from the
+/// run's size table; the other kernels are compiled for static shapes, and
+/// a node of theirs with dynamic sizes runs the reference kernel.
+pub fn handles_dynamic_sizes(domain: &str, op: &str) -> bool {
+    let _ = (domain, op);
+    false
+}
+
 /// Rejects tensors the float kernels cannot compute on, naming the op (the
 /// node then runs the reference kernel).
 pub fn require_f32(ctx: &Ctx, t: &Tt) -> Result<()> {
@@ -84,6 +92,8 @@ const MAX_FUSED_INPUTS: usize = 16;
 impl wpc_passes::fuse::FusionTarget for Fusion {
     fn fuses(&self, graph: &wpc_ir::Graph, n: wpc_ir::NodeId) -> bool {
         elementwise::fuses(graph, n, self.opset)
+            && (handles_dynamic_sizes(wpc_ir::ops::fused::DOMAIN, wpc_ir::ops::fused::FUSED_ELEMENTWISE)
+                || !crate::lower::is_dynamic(graph, graph.node(n)))
     }
 
     fn max_inputs(&self) -> usize {
