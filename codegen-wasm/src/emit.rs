@@ -7,6 +7,8 @@
 use walrus::ir::{BinaryOp, LoadKind, MemArg, StoreKind, TernaryOp, UnaryOp, Value};
 use walrus::{InstrSeqBuilder, LocalId, MemoryId, ModuleLocals, ValType};
 
+use crate::sizes::Size;
+
 /// Which WebAssembly instruction set a variant may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Isa {
@@ -240,6 +242,52 @@ pub fn for_locals(
                 .br(top);
         });
     });
+}
+
+/// `for i in (start..end).step_by(step)` over sizes that may be known
+/// only at run time ([`Size`]): [`for_range`] where both are constants,
+/// else a loop that tests at the top (the range may be empty).
+pub fn for_size(
+    b: &mut InstrSeqBuilder,
+    i: LocalId,
+    start: Size,
+    end: Size,
+    step: i64,
+    body: impl FnOnce(&mut InstrSeqBuilder),
+) {
+    if let (Size::Const(s), Size::Const(e)) = (start, end) {
+        return for_range(b, i, s, e, step, body);
+    }
+    start.push(b);
+    b.local_set(i);
+    b.block(None, |done| {
+        let out = done.id();
+        done.loop_(None, |lp| {
+            let top = lp.id();
+            lp.local_get(i);
+            end.push(lp);
+            lp.binop(BinaryOp::I32GeS).br_if(out);
+            body(lp);
+            lp.local_get(i)
+                .i32_const(step as i32)
+                .binop(BinaryOp::I32Add)
+                .local_set(i)
+                .br(top);
+        });
+    });
+}
+
+/// `local += delta` for a delta that may be known only at run time.
+pub fn bump_size(b: &mut InstrSeqBuilder, local: LocalId, delta: Size) {
+    match delta {
+        Size::Const(d) => bump(b, local, d),
+        Size::Local(d) => {
+            b.local_get(local)
+                .local_get(d)
+                .binop(BinaryOp::I32Add)
+                .local_set(local);
+        }
+    }
 }
 
 /// Pushes `base + i * scale` (bytes), `i` an i32 local.

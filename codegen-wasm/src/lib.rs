@@ -26,6 +26,7 @@ mod math;
 pub mod ops;
 pub mod plan;
 pub mod reference;
+pub mod sizes;
 
 pub use backend::Wasm;
 pub use emit::Isa;

@@ -9,9 +9,11 @@ use walrus::ir::{BinaryOp, UnaryOp};
 
 use walrus::{FunctionBuilder, FunctionId, InstrSeqBuilder, LocalId};
 use wpc_ir::ops::params::Elementwise as E;
+use wpc_ir::sym::Expr;
 use wpc_ir::{Error, Graph, Node, NodeId, Result, Tensor, ValueId};
 
 use crate::emit::{self, Arith, Fx};
+use crate::sizes::{Size, Sizes};
 use crate::lower::{Ctx, Tt};
 
 /// How an op computes one element from its operands (all f32).
@@ -403,42 +405,73 @@ impl Funcs {
 }
 
 /// Dims merged where every operand's stride pattern allows, innermost last.
-/// Returns the output dims and per operand its element strides.
-fn collapse(out: &[usize], ins: &[Vec<usize>]) -> (Vec<usize>, Vec<Vec<usize>>) {
-    let strides: Vec<Vec<usize>> = ins
+/// Returns the output dims and per operand its element strides; `None`
+/// where an operand's dim is neither the output's nor 1 (a broadcast that
+/// only the run's sizes could decide).
+fn collapse(out: &[Expr], ins: &[Vec<Expr>]) -> Option<(Vec<Expr>, Vec<Vec<Expr>>)> {
+    let strides: Vec<Vec<Expr>> = ins
         .iter()
-        .map(|s| wpc_ir::ops::util::broadcast_strides(s, out))
-        .collect();
-    let mut dims: Vec<usize> = Vec::new();
-    let mut st: Vec<Vec<usize>> = vec![Vec::new(); ins.len()];
+        .map(|s| broadcast_strides(s, out))
+        .collect::<Option<_>>()?;
+    let mut dims: Vec<Expr> = Vec::new();
+    let mut st: Vec<Vec<Expr>> = vec![Vec::new(); ins.len()];
     for d in 0..out.len() {
-        if out[d] == 1 {
+        if out[d].as_const() == Some(1) {
             continue;
         }
         let mergeable = !dims.is_empty()
             && strides.iter().enumerate().all(|(j, s)| {
-                let prev = *st[j].last().expect("same length as dims");
-                prev == s[d] * out[d]
+                let prev = st[j].last().expect("same length as dims");
+                *prev == s[d].mul(&out[d])
             });
         if mergeable {
-            *dims.last_mut().expect("non-empty") *= out[d];
+            let last = dims.last_mut().expect("non-empty");
+            *last = last.mul(&out[d]);
             for (j, s) in strides.iter().enumerate() {
-                *st[j].last_mut().expect("non-empty") = s[d];
+                *st[j].last_mut().expect("non-empty") = s[d].clone();
             }
         } else {
-            dims.push(out[d]);
+            dims.push(out[d].clone());
             for (j, s) in strides.iter().enumerate() {
-                st[j].push(s[d]);
+                st[j].push(s[d].clone());
             }
         }
     }
     if dims.is_empty() {
-        dims.push(1);
+        dims.push(Expr::constant(1));
         for s in &mut st {
-            s.push(0);
+            s.push(Expr::constant(0));
         }
     }
-    (dims, st)
+    Some((dims, st))
+}
+
+/// The element strides of a tensor of `shape` broadcast (numpy rules) to
+/// `out`: 0 along the dims it is repeated over. `None` where a dim is
+/// neither the output's nor 1.
+fn broadcast_strides(shape: &[Expr], out: &[Expr]) -> Option<Vec<Expr>> {
+    let offset = out.len().checked_sub(shape.len())?;
+    let mut strides = vec![Expr::constant(0); out.len()];
+    let mut next = Expr::constant(1);
+    for d in (offset..out.len()).rev() {
+        let dim = &shape[d - offset];
+        if *dim == out[d] {
+            strides[d] = next.clone();
+        } else if dim.as_const() != Some(1) {
+            return None;
+        }
+        next = next.mul(dim);
+    }
+    Some(strides)
+}
+
+/// Row-major element strides of `dims`.
+pub fn row_major(dims: &[Expr]) -> Vec<Expr> {
+    let mut strides = vec![Expr::constant(1); dims.len()];
+    for d in (0..dims.len().saturating_sub(1)).rev() {
+        strides[d] = strides[d + 1].mul(&dims[d + 1]);
+    }
+    strides
 }
 
 /// Where a step of an elementwise program takes an operand from.
@@ -778,13 +811,16 @@ fn emit_program(
         super::require_f32(ctx, t)?;
     }
     let out = ctx.output(0)?;
-    let shapes: Vec<Vec<usize>> = ins.iter().map(|t| t.shape.clone()).collect();
-    let (dims, strides) = collapse(&out.shape, &shapes);
+    let shapes: Vec<Vec<Expr>> = ins.iter().map(|t| t.dims.clone()).collect();
+    let (dims, strides) = collapse(&out.dims, &shapes).ok_or_else(|| {
+        Error::unsupported("a broadcast whose sizes are only known at run time")
+    })?;
     let lanes = if program.vectorizes() {
         ctx.isa.lanes()
     } else {
         1
     };
+    let mut sizes = Sizes::new(ctx.sizes);
     let mut fx = ctx.fx();
     let ptrs: Vec<LocalId> = (0..=ins.len()).map(|_| fx.i32()).collect();
     let idx: Vec<LocalId> = dims.iter().map(|_| fx.i32()).collect();
@@ -798,32 +834,33 @@ fn emit_program(
     b.i32_const(out.addr as i32).local_set(ptrs[ins.len()]);
     program.set_consts(&mut b, &wide, lanes);
     program.set_consts(&mut b, &narrow, 1);
-    let mut out_strides = vec![1usize; dims.len()];
-    for d in (0..dims.len().saturating_sub(1)).rev() {
-        out_strides[d] = out_strides[d + 1] * dims[d + 1];
-    }
-    let all: Vec<Vec<isize>> = strides
-        .iter()
-        .chain(std::iter::once(&out_strides))
-        .map(|s| s.iter().map(|&x| x as isize).collect())
+    let all: Vec<Vec<Expr>> = strides
+        .into_iter()
+        .chain(std::iter::once(row_major(&dims)))
         .collect();
-    let walk = Walk {
-        elem_bytes: 4,
-        dims: &dims,
-        strides: &all,
-        ptrs: &ptrs,
-        idx: &idx,
+    // Each tensor's step along the innermost dim: 1, or 0 for a splat.
+    let inner_steps: Vec<i64> = all
+        .iter()
+        .map(|s| s[s.len() - 1].as_const())
+        .collect::<Option<_>>()
+        .ok_or_else(|| Error::unsupported("an innermost stride known only at run time"))?;
+    // Innermost: vectors where every input is contiguous or a splat.
+    let inner_ok = lanes == 4 && inner_steps.iter().all(|s| (0..=1).contains(s));
+    let n = dims.last().expect("at least one dim");
+    let main = if inner_ok {
+        n.floor_div(&Expr::constant(4)).scale(4)
+    } else {
+        Expr::constant(0)
     };
+    let vector_part = main.as_const() != Some(0);
+    let scalar_part = main != *n;
+    let (n, main) = (sizes.of(&mut b, &mut fx, n)?, sizes.of(&mut b, &mut fx, &main)?);
+    let walk = Walk::new(&mut b, &mut fx, &mut sizes, 4, &dims, &all, &ptrs, &idx)?;
     walk.level(&mut b, &mut fx, 0, &mut |b, fx, inner| {
-        // Innermost: vectors where every input is contiguous or a splat.
-        let inner_ok = lanes == 4 && all.iter().all(|s| (0..=1).contains(&s[s.len() - 1]));
-        let n = *dims.last().expect("at least one dim");
-        let main = if inner_ok { n / 4 * 4 } else { 0 };
         let body = |b: &mut InstrSeqBuilder, fx: &Fx, l: usize, regs: &Regs| {
             for (j, v) in regs.inputs.iter().enumerate() {
-                let s = all[j][all[j].len() - 1];
                 b.local_get(ptrs[j]);
-                if s == 0 {
+                if inner_steps[j] == 0 {
                     emit::load(b, fx, 1, 0);
                     emit::splat(b, l);
                 } else {
@@ -837,16 +874,14 @@ fn emit_program(
             });
             emit::store(b, fx, l, 0);
             for (j, p) in ptrs.iter().enumerate() {
-                emit::bump(b, *p, 4 * l as i64 * all[j][all[j].len() - 1] as i64);
+                emit::bump(b, *p, 4 * l as i64 * inner_steps[j]);
             }
         };
-        if main > 0 {
-            emit::for_range(b, inner, 0, main as i64, 4, |b| body(b, fx, 4, &wide));
+        if vector_part {
+            emit::for_size(b, inner, Size::Const(0), main, 4, |b| body(b, fx, 4, &wide));
         }
-        if main < n {
-            emit::for_range(b, inner, main as i64, n as i64, 1, |b| {
-                body(b, fx, 1, &narrow)
-            });
+        if scalar_part {
+            emit::for_size(b, inner, main, n, 1, |b| body(b, fx, 1, &narrow));
         }
     });
     Ok(())
@@ -854,18 +889,66 @@ fn emit_program(
 
 /// Nested loops over collapsed dims, each tensor's pointer advancing by
 /// its own stride; the innermost level is left to the caller, which must
-/// advance the pointers itself.
+/// advance the pointers itself. Loop counts and pointer steps are
+/// [`Size`]s, computed when the kernel starts where they are dynamic.
 pub struct Walk<'a> {
-    /// Bytes per element of every tensor walked.
-    pub elem_bytes: usize,
-    pub dims: &'a [usize],
-    /// Per tensor, element strides per dim (negative walks backwards).
-    pub strides: &'a [Vec<isize>],
+    /// Per dim, its size (the last is the caller's loop's count).
+    pub dims: Vec<Size>,
+    /// Per outer dim, per tensor: the bytes its pointer moves after each
+    /// index of that dim (the level below moved it too).
+    steps: Vec<Vec<Size>>,
+    /// Per outer dim, per tensor: the bytes that move its pointer back
+    /// after that dim's loop.
+    rewinds: Vec<Vec<Size>>,
     pub ptrs: &'a [LocalId],
     pub idx: &'a [LocalId],
 }
 
-impl Walk<'_> {
+impl<'a> Walk<'a> {
+    /// The walk of `dims` with per tensor element `strides` per dim
+    /// (negative ones walk backwards) over elements of `elem_bytes`; the
+    /// sizes it needs are computed at `b`'s position.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        b: &mut InstrSeqBuilder,
+        fx: &mut Fx,
+        sizes: &mut Sizes,
+        elem_bytes: usize,
+        dims: &[Expr],
+        strides: &[Vec<Expr>],
+        ptrs: &'a [LocalId],
+        idx: &'a [LocalId],
+    ) -> Result<Walk<'a>> {
+        let eb = elem_bytes as i64;
+        let outer = dims.len().saturating_sub(1);
+        let mut steps = Vec::with_capacity(outer);
+        let mut rewinds = Vec::with_capacity(outer);
+        for d in 0..outer {
+            let mut step = Vec::new();
+            let mut rewind = Vec::new();
+            for s in strides {
+                // The innermost loop leaves its pointers advanced; outer
+                // levels rewind theirs.
+                let moved = if d + 2 == dims.len() {
+                    dims[d + 1].mul(&s[d + 1])
+                } else {
+                    Expr::constant(0)
+                };
+                step.push(sizes.of(b, fx, &s[d].sub(&moved).scale(eb))?);
+                rewind.push(sizes.of(b, fx, &dims[d].mul(&s[d]).scale(-eb))?);
+            }
+            steps.push(step);
+            rewinds.push(rewind);
+        }
+        Ok(Walk {
+            dims: sizes.all(b, fx, dims)?,
+            steps,
+            rewinds,
+            ptrs,
+            idx,
+        })
+    }
+
     pub fn level(
         &self,
         b: &mut InstrSeqBuilder,
@@ -877,30 +960,14 @@ impl Walk<'_> {
             inner(b, fx, self.idx[d]);
             return;
         }
-        emit::for_range(b, self.idx[d], 0, self.dims[d] as i64, 1, |b| {
+        emit::for_size(b, self.idx[d], Size::Const(0), self.dims[d], 1, |b| {
             self.level(b, fx, d + 1, inner);
-            // The level below advanced each pointer by dims[d+1]·stride[d+1];
-            // move on to the next index of dim d.
-            for (j, p) in self.ptrs.iter().enumerate() {
-                let s = &self.strides[j];
-                // The innermost loop leaves its pointers advanced; outer
-                // levels rewind theirs.
-                let moved = if d + 2 == self.dims.len() {
-                    self.dims[d + 1] as i64 * s[d + 1] as i64
-                } else {
-                    0
-                };
-                emit::bump(b, *p, self.elem_bytes as i64 * (s[d] as i64 - moved));
+            for (p, step) in self.ptrs.iter().zip(&self.steps[d]) {
+                emit::bump_size(b, *p, *step);
             }
         });
-        // Rewind this level.
-        for (j, p) in self.ptrs.iter().enumerate() {
-            let s = &self.strides[j];
-            emit::bump(
-                b,
-                *p,
-                -((self.elem_bytes * self.dims[d]) as i64 * s[d] as i64),
-            );
+        for (p, rewind) in self.ptrs.iter().zip(&self.rewinds[d]) {
+            emit::bump_size(b, *p, *rewind);
         }
     }
 }

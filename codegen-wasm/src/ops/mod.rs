@@ -61,8 +61,10 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
 /// run's size table; the other kernels are compiled for static shapes, and
 /// a node of theirs with dynamic sizes runs the reference kernel.
 pub fn handles_dynamic_sizes(domain: &str, op: &str) -> bool {
-    let _ = (domain, op);
-    false
+    if domain == wpc_ir::ops::fused::DOMAIN {
+        return op == wpc_ir::ops::fused::FUSED_ELEMENTWISE;
+    }
+    (domain.is_empty() || domain == "ai.onnx") && elementwise::is_elementwise(op)
 }
 
 /// Rejects tensors the float kernels cannot compute on, naming the op (the

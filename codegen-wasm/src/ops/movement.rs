@@ -13,6 +13,8 @@ use wpc_ir::tensor::strides;
 use wpc_ir::{DType, Error, Result, Tensor};
 
 use super::elementwise::Walk;
+use crate::sizes::Sizes;
+use wpc_ir::sym::Expr;
 use crate::emit;
 use crate::lower::Ctx;
 
@@ -388,13 +390,21 @@ fn strided_copy(
         .local_set(ptrs[0])
         .i32_const(out.addr as i32)
         .local_set(ptrs[1]);
-    let walk = Walk {
-        elem_bytes: size,
-        dims: &dims,
-        strides: &steps,
-        ptrs: &ptrs,
-        idx: &idx,
-    };
+    let consts = |v: &[usize]| -> Vec<Expr> { v.iter().map(|&d| Expr::constant(d as i64)).collect() };
+    let strides: Vec<Vec<Expr>> = steps
+        .iter()
+        .map(|s| s.iter().map(|&d| Expr::constant(d as i64)).collect())
+        .collect();
+    let walk = Walk::new(
+        &mut b,
+        &mut fx,
+        &mut Sizes::new(None),
+        size,
+        &consts(&dims),
+        &strides,
+        &ptrs,
+        &idx,
+    )?;
     let n = *dims.last().expect("at least one dim");
     let step = steps[0][dims.len() - 1];
     let align = size.trailing_zeros();
