@@ -15,6 +15,7 @@ use wpc_ir::{DType, Error, Result};
 
 use super::gemm::{Gemm, emit_gemm};
 use crate::emit::{self, Fx};
+use crate::sizes::Size;
 use crate::lower::{Ctx, Tt};
 
 /// Query rows per block: the scores buffer holds this many rows.
@@ -123,7 +124,7 @@ pub fn attention(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let mut fx = ctx.fx();
     let l = Locals::new(&mut fx);
     let qk = |fx: &mut Fx, rows: usize| Gemm {
-        m: rows,
+        m: Size::Const(rows as i64),
         n: dims.keys,
         k: dims.dim,
         a: fx.i32(),
@@ -138,7 +139,7 @@ pub fn attention(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         tail: None,
     };
     let pv = |fx: &mut Fx, rows: usize| Gemm {
-        m: rows,
+        m: Size::Const(rows as i64),
         n: dims.dim_v,
         k: dims.keys,
         a: fx.i32(),
@@ -155,8 +156,12 @@ pub fn attention(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let full_blocks = dims.queries / block;
     let tail_rows = dims.queries % block;
     let plans = [
-        (qk(&mut fx, block), pv(&mut fx, block)),
-        (qk(&mut fx, tail_rows.max(1)), pv(&mut fx, tail_rows.max(1))),
+        (qk(&mut fx, block), pv(&mut fx, block), block),
+        (
+            qk(&mut fx, tail_rows.max(1)),
+            pv(&mut fx, tail_rows.max(1)),
+            tail_rows.max(1),
+        ),
     ];
     let mut b = f.func_body();
     emit::for_range(&mut b, l.item, 0, dims.batch as i64, 1, |b| {
@@ -168,7 +173,7 @@ pub fn attention(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
                 emit::linear(b, &[(l.kv_head, dims.reps), (l.rep, 1)], 1, 0);
                 b.local_set(l.head);
                 let run_block =
-                    |b: &mut InstrSeqBuilder, fx: &mut Fx, (qk, pv): &(Gemm, Gemm), first: Row| {
+                    |b: &mut InstrSeqBuilder, fx: &mut Fx, (qk, pv, rows): &(Gemm, Gemm, usize), first: Row| {
                         // The block's query rows, from row `first`.
                         first.push(b, &l, block);
                         b.local_set(l.first);
@@ -182,7 +187,7 @@ pub fn attention(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
                         b.i32_const(kt as i32).local_set(qk.b);
                         b.i32_const(scores as i32).local_set(qk.c);
                         emit_gemm(b, fx, qk);
-                        softmax_rows(b, fx, &l, &dims, (qk.m, scores), mask.as_ref(), exp);
+                        softmax_rows(b, fx, &l, &dims, (*rows, scores), mask.as_ref(), exp);
                         b.i32_const(scores as i32).local_set(pv.a);
                         emit::linear(b, &[(l.item, sv.item), (l.kv_head, sv.head)], 4, v.addr);
                         b.local_set(pv.b);

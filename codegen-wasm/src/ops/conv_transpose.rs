@@ -14,6 +14,7 @@ use wpc_ir::{Error, Result};
 
 use super::gemm::{Gemm, emit_gemm};
 use crate::emit::{self, Arith, Fx};
+use crate::sizes::Size;
 use crate::lower::Ctx;
 
 /// The 2-D geometry (1-D as height 1) of one ConvTranspose.
@@ -106,7 +107,7 @@ pub fn conv_transpose(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let col = ctx.scratch(4 * mg * taps * pixels);
     let mut fx = ctx.fx();
     let gemm = Gemm {
-        m: mg * taps,
+        m: Size::Const((mg * taps) as i64),
         n: pixels,
         k: cg,
         a: fx.i32(),

@@ -9,11 +9,13 @@
 
 use walrus::ir::BinaryOp;
 use walrus::{FunctionBuilder, InstrSeqBuilder, LocalId};
+use wpc_ir::sym::Expr;
 use wpc_ir::{DType, Error, Result};
 
 use super::elementwise::{self, Program, Regs};
 use crate::emit::{self, Arith, Fx};
-use crate::lower::Ctx;
+use crate::lower::{Ctx, Tt};
+use crate::sizes::{Size, Sizes};
 
 /// Rows of C per micro-tile.
 const MR: usize = 4;
@@ -258,7 +260,9 @@ pub fn takes_epilogue(graph: &wpc_ir::Graph, node: &wpc_ir::Node, opset: u32) ->
 /// One C = tail(alpha·A·B + bias). Base addresses are locals, so the
 /// caller can loop over batches and groups around one copy of the code.
 pub struct Gemm<'t> {
-    pub m: usize,
+    /// Rows of C: known at compile time, or (MatMul over dynamic sizes)
+    /// computed when the kernel starts.
+    pub m: Size,
     pub n: usize,
     pub k: usize,
     pub a: LocalId,
@@ -288,7 +292,7 @@ impl<'t> Gemm<'t> {
         tail: Option<&'t Tail>,
     ) -> Gemm<'t> {
         Gemm {
-            m,
+            m: Size::Const(m as i64),
             n,
             k,
             a: fx.i32(),
@@ -319,6 +323,8 @@ struct Cursor {
     pb: LocalId,
     pc: LocalId,
     end: LocalId,
+    /// Rows in full tiles, where M is dynamic.
+    full: LocalId,
     av: [LocalId; 2],
 }
 
@@ -330,6 +336,7 @@ pub fn emit_gemm(b: &mut InstrSeqBuilder, fx: &mut Fx, g: &Gemm) {
         pb: fx.i32(),
         pc: fx.i32(),
         end: fx.i32(),
+        full: fx.i32(),
         av: [fx.vec(4), fx.f32()],
     };
     if let Some(t) = g.tail {
@@ -416,7 +423,8 @@ pub fn pack_panels(b: &[f32], k: usize, n: usize, lanes: usize) -> Vec<f32> {
 }
 
 /// Every row block of columns j..j+vectors·lanes: full MR-row tiles, then
-/// the remainder rows.
+/// the remainder rows (one tile of them where M is static, single-row
+/// tiles where it is known only at run time).
 fn column_panel(
     b: &mut InstrSeqBuilder,
     fx: &mut Fx,
@@ -425,7 +433,29 @@ fn column_panel(
     vectors: usize,
     lanes: usize,
 ) {
-    let full_rows = g.m / MR * MR;
+    let m = match g.m {
+        Size::Const(m) => m as usize,
+        Size::Local(m) => {
+            // full = m rounded down to whole tiles (MR is a power of two).
+            b.local_get(m)
+                .i32_const(-(MR as i32))
+                .binop(BinaryOp::I32And)
+                .local_set(cur.full);
+            let row_tiles = |rows| Tile {
+                rows,
+                vectors,
+                lanes,
+            };
+            emit::for_size(b, cur.i, Size::Const(0), Size::Local(cur.full), MR as i64, |b| {
+                tile(b, fx, g, cur, &row_tiles(MR))
+            });
+            emit::for_size(b, cur.i, Size::Local(cur.full), g.m, 1, |b| {
+                tile(b, fx, g, cur, &row_tiles(1))
+            });
+            return;
+        }
+    };
+    let full_rows = m / MR * MR;
     emit::for_range(b, cur.i, 0, full_rows as i64, MR as i64, |b| {
         tile(
             b,
@@ -439,7 +469,7 @@ fn column_panel(
             },
         );
     });
-    if full_rows < g.m {
+    if full_rows < m {
         b.i32_const(full_rows as i32).local_set(cur.i);
         tile(
             b,
@@ -447,7 +477,7 @@ fn column_panel(
             g,
             cur,
             &Tile {
-                rows: g.m - full_rows,
+                rows: m - full_rows,
                 vectors,
                 lanes,
             },
@@ -647,6 +677,9 @@ fn epilogue(
 pub fn matmul(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let (a, out) = (ctx.input(0)?, ctx.output(0)?);
     super::require_f32(ctx, &a)?;
+    if !(a.is_static() && out.is_static()) {
+        return matmul_rows(ctx, f, &a, &out);
+    }
     let (bdt, b_shape) = ctx.input_type(1)?;
     if bdt != DType::F32 {
         return Err(Error::unsupported(format!("MatMul on {bdt}")));
@@ -706,6 +739,41 @@ pub fn matmul(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let tail = tail(ctx, &geo, out.addr)?;
     let spec = |fx: &mut Fx| Gemm::dense(fx, [m, n, k], packed, 1.0, None, tail.as_ref());
     batched(ctx, f, &addrs, tail.as_ref(), spec)
+}
+
+/// `MatMul` of an A whose leading sizes are dynamic by a constant matrix
+/// B (a linear layer over a dynamic batch or sequence): every row of A in
+/// one GEMM, its M computed when the kernel starts.
+fn matmul_rows(ctx: &mut Ctx, f: &mut FunctionBuilder, a: &Tt, out: &Tt) -> Result<()> {
+    let w = ctx
+        .opt_constant(1)
+        .filter(|w| w.shape().len() == 2 && w.dtype() == DType::F32)
+        .ok_or_else(|| {
+            Error::unsupported("MatMul at dynamic sizes with a B that is not a float32 constant matrix")
+        })?;
+    let (k, n) = (w.shape()[0], w.shape()[1]);
+    let Some((last, rows)) = a.dims.split_last() else {
+        return Err(Error::unsupported("MatMul of a vector at dynamic sizes"));
+    };
+    if rows.is_empty() || last.as_const() != Some(k as i64) {
+        return Err(Error::unsupported(
+            "MatMul at dynamic sizes with A not a matrix of K columns",
+        ));
+    }
+    if ctx.epilogue.is_some() {
+        return Err(Error::unsupported("an epilogue at dynamic sizes"));
+    }
+    let b_addr = ctx.weight(&pack_panels(&w.to_f32s(), k, n, ctx.isa.lanes()));
+    let table = ctx.sizes;
+    let mut fx = ctx.fx();
+    let mut g = Gemm::dense(&mut fx, [0, n, k], true, 1.0, None, None);
+    let mut b = f.func_body();
+    g.m = Sizes::new(table).of(&mut b, &mut fx, &Expr::product(rows))?;
+    for (l, at) in [(g.a, a.addr), (g.b, b_addr), (g.c, out.addr)] {
+        b.i32_const(at as i32).local_set(l);
+    }
+    emit_gemm(&mut b, &mut fx, &g);
+    Ok(())
 }
 
 /// Runs `spec`'s GEMM once per (a, b, c) address triple (with `tail`'s

@@ -64,7 +64,8 @@ pub fn handles_dynamic_sizes(domain: &str, op: &str) -> bool {
     if domain == wpc_ir::ops::fused::DOMAIN {
         return op == wpc_ir::ops::fused::FUSED_ELEMENTWISE;
     }
-    (domain.is_empty() || domain == "ai.onnx") && elementwise::is_elementwise(op)
+    (domain.is_empty() || domain == "ai.onnx")
+        && (elementwise::is_elementwise(op) || matches!(op, "MatMul"))
 }
 
 /// Rejects tensors the float kernels cannot compute on, naming the op (the

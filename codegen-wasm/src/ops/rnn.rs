@@ -16,6 +16,7 @@ use wpc_ir::{Error, ErrorKind, Result};
 use super::elementwise::{Formula, Program, Regs, Term};
 use super::gemm::{Gemm, Place, emit_gemm, pack_panels};
 use crate::emit::{self, Arith, Fx};
+use crate::sizes::Size;
 use crate::lower::Ctx;
 
 /// Where an operand of a cell pass lives: `base + row·stride + unit·4 +
@@ -351,7 +352,7 @@ pub fn recurrent(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         let backwards = d == 1 || p.direction == Direction::Reverse;
         // The input term of every step, rows in (step, batch) order.
         let gx = Gemm {
-            m: if p.batch_first { steps } else { steps * batch },
+            m: Size::Const(if p.batch_first { steps } else { steps * batch } as i64),
             n: gh,
             k: input,
             a: fx.i32(),
@@ -380,7 +381,7 @@ pub fn recurrent(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
             init_state(&mut b, mem, &dims, d, p.batch_first, c0, cs);
         }
         let gr = Gemm {
-            m: batch,
+            m: Size::Const(batch as i64),
             n: rec_n,
             k: hidden,
             a: fx.i32(),
@@ -395,7 +396,7 @@ pub fn recurrent(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
             tail: None,
         };
         let gh2 = Gemm {
-            m: batch,
+            m: Size::Const(batch as i64),
             n: hidden,
             k: hidden,
             a: fx.i32(),
@@ -741,6 +742,9 @@ impl Group {
 
     /// `g` over this group's rows only.
     fn gemm<'t>(&self, g: &Gemm<'t>) -> Gemm<'t> {
-        Gemm { m: self.rows, ..*g }
+        Gemm {
+            m: Size::Const(self.rows as i64),
+            ..*g
+        }
     }
 }
