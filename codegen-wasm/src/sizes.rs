@@ -78,6 +78,14 @@ impl<'t> Sizes<'t> {
     }
 }
 
+/// The value of `e`, which the kernel needs at compile time (`what`, e.g.
+/// a row's length, names it in the refusal where it is dynamic).
+pub fn fixed(e: &Expr, what: &str) -> Result<usize> {
+    e.as_const()
+        .and_then(|c| usize::try_from(c).ok())
+        .ok_or_else(|| Error::unsupported(format!("{what} {e}, known only at run time")))
+}
+
 /// Pushes the value of `t` (an i32), reading dims from `table`.
 fn term(b: &mut InstrSeqBuilder, fx: &mut Fx, table: &SizeTable, t: &Term) -> Result<()> {
     match t {

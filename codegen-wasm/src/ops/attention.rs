@@ -6,7 +6,8 @@
 //! scores never exist for more than one block of rows. Covered: 3-D
 //! (B, S, H·D) and 4-D (B, H, S, D) inputs, grouped K/V heads, a float
 //! mask over the keys; past keys, causal or windowed masking, softcap
-//! and the optional outputs run the reference kernel.
+//! and the optional outputs run the reference kernel. Dynamic sizes go
+//! to [`super::attention_rows`].
 
 use walrus::ir::BinaryOp;
 use walrus::{FunctionBuilder, FunctionId, InstrSeqBuilder, LocalId};
@@ -78,6 +79,9 @@ pub fn attention(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     }
     if p.is_causal || p.softcap != 0.0 || p.left_window.is_some() || p.right_window.is_some() {
         return refuse("causal or windowed masking or a softcap");
+    }
+    if ![&q, &k, &v, &out].iter().all(|t| t.is_static()) {
+        return super::attention_rows::attention(ctx, f, [&q, &k, &v, &out], &p);
     }
     let three_d = q.shape.len() == 3;
     let (heads, kv_heads) = if three_d {

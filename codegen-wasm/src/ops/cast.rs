@@ -12,6 +12,8 @@ use wpc_ir::{DType, Error, Result};
 
 use crate::emit;
 use crate::lower::Ctx;
+use crate::sizes::{Size, Sizes};
+use wpc_ir::sym::Expr;
 
 pub fn cast(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
@@ -21,15 +23,17 @@ pub fn cast(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         }
     }
     let (from, to) = (x.dtype, out.dtype);
+    let table = ctx.sizes;
     let mut fx = ctx.fx();
     let mem = fx.mem;
     let (i, src, dst) = (fx.i32(), fx.i32(), fx.i32());
     let mut b = f.func_body();
+    let count = Sizes::new(table).of(&mut b, &mut fx, &Expr::product(&x.dims))?;
     b.i32_const(x.addr as i32)
         .local_set(src)
         .i32_const(out.addr as i32)
         .local_set(dst);
-    emit::for_range(&mut b, i, 0, x.numel() as i64, 1, |b| {
+    emit::for_size(&mut b, i, Size::Const(0), count, 1, |b| {
         b.local_get(dst).local_get(src);
         if from.is_float() || to.is_float() {
             load_f64(b, mem, from);

@@ -449,7 +449,7 @@ fn collapse(out: &[Expr], ins: &[Vec<Expr>]) -> Option<(Vec<Expr>, Vec<Vec<Expr>
 /// The element strides of a tensor of `shape` broadcast (numpy rules) to
 /// `out`: 0 along the dims it is repeated over. `None` where a dim is
 /// neither the output's nor 1.
-fn broadcast_strides(shape: &[Expr], out: &[Expr]) -> Option<Vec<Expr>> {
+pub fn broadcast_strides(shape: &[Expr], out: &[Expr]) -> Option<Vec<Expr>> {
     let offset = out.len().checked_sub(shape.len())?;
     let mut strides = vec![Expr::constant(0); out.len()];
     let mut next = Expr::constant(1);

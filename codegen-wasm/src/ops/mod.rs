@@ -3,6 +3,7 @@
 //! backend means one function in its family module and one line here.
 
 pub mod attention;
+pub mod attention_rows;
 pub mod cast;
 pub mod conv_transpose;
 pub mod elementwise;
@@ -65,7 +66,17 @@ pub fn handles_dynamic_sizes(domain: &str, op: &str) -> bool {
         return op == wpc_ir::ops::fused::FUSED_ELEMENTWISE;
     }
     (domain.is_empty() || domain == "ai.onnx")
-        && (elementwise::is_elementwise(op) || matches!(op, "MatMul"))
+        && (elementwise::is_elementwise(op)
+            || matches!(
+                op,
+                "MatMul"
+                    | "Softmax"
+                    | "LogSoftmax"
+                    | "LayerNormalization"
+                    | "Gather"
+                    | "Cast"
+                    | "Attention"
+            ))
 }
 
 /// Rejects tensors the float kernels cannot compute on, naming the op (the

@@ -13,7 +13,7 @@ use wpc_ir::tensor::strides;
 use wpc_ir::{DType, Error, Result, Tensor};
 
 use super::elementwise::Walk;
-use crate::sizes::Sizes;
+use crate::sizes::{Size, Sizes};
 use wpc_ir::sym::Expr;
 use crate::emit;
 use crate::lower::Ctx;
@@ -427,23 +427,28 @@ fn strided_copy(
 pub fn gather(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let (data, idx, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
     let axis = wpc_ir::ops::params::axis("Gather", ctx.attrs(), data.shape.len())?;
-    let outer: usize = data.shape[..axis].iter().product();
-    let dim = data.shape[axis];
-    let inner: usize = data.shape[axis + 1..].iter().product();
-    let count = idx.numel();
+    // The indices' count may be dynamic (token ids of a dynamic sequence);
+    // the data's layout is compiled in.
+    let fixed = |dims: &[Expr]| crate::sizes::fixed(&Expr::product(dims), "Gather data of");
+    let outer = fixed(&data.dims[..axis])?;
+    let dim = fixed(&data.dims[axis..=axis])?;
+    let inner = fixed(&data.dims[axis + 1..])?;
+    let count = Expr::product(&idx.dims);
     let wide = match idx.dtype {
         DType::I64 => true,
         DType::I32 => false,
         other => return Err(Error::invalid(format!("Gather indices are {other}"))),
     };
     let block = (inner * data.dtype.size()) as i32;
+    let table = ctx.sizes;
     let mut fx = ctx.fx();
     let mem = fx.mem;
     let (o, t, i, dst) = (fx.i32(), fx.i32(), fx.i32(), fx.i32());
     let mut b = f.func_body();
+    let count = Sizes::new(table).of(&mut b, &mut fx, &count)?;
     b.i32_const(out.addr as i32).local_set(dst);
     emit::for_range(&mut b, o, 0, outer as i64, 1, |b| {
-        emit::for_range(b, t, 0, count as i64, 1, |b| {
+        emit::for_size(b, t, Size::Const(0), count, 1, |b| {
             // i = indices[t], wrapped if negative.
             b.local_get(t)
                 .i32_const(if wide { 8 } else { 4 })

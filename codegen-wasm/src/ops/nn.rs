@@ -7,6 +7,8 @@ use walrus::{FunctionBuilder, InstrSeqBuilder, LocalId};
 use wpc_ir::{Error, Result};
 
 use super::reduce::{Fold, reduce_row};
+use crate::sizes::{self, Size, Sizes};
+use wpc_ir::sym::Expr;
 use crate::emit::{self, Arith};
 use crate::lower::Ctx;
 
@@ -264,11 +266,17 @@ pub fn softmax(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         "LogSoftmax" => true,
         other => return Err(Error::unsupported(format!("{other} on WebAssembly"))),
     };
-    let wpc_ir::ops::params::SoftmaxRows {
-        outer, len, inner, ..
-    } = wpc_ir::ops::params::SoftmaxRows::of(ctx.attrs(), ctx.opset, &x.shape)?;
+    // Rows may be dynamic (a softmax over a dynamic batch or sequence);
+    // each row's length and layout are compiled in.
+    let (_, [outer, len, inner]) =
+        wpc_ir::ops::params::SoftmaxRows::extents(ctx.attrs(), ctx.opset, &x.dims, |d| {
+            Expr::product(d)
+        })?;
+    let len = sizes::fixed(&len, "a softmax row of")?;
+    let inner = sizes::fixed(&inner, "a softmax row stride of")?;
     let exp = ctx.exp();
     let logf = log.then(|| ctx.log());
+    let table = ctx.sizes;
     let mut fx = ctx.fx();
     let (o, i, k, src, dst) = (fx.i32(), fx.i32(), fx.i32(), fx.i32(), fx.i32());
     let (m, s, e) = (fx.f32(), fx.f32(), fx.f32());
@@ -282,7 +290,8 @@ pub fn softmax(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
             .binop(BinaryOp::I32Add);
     };
     let mut b = f.func_body();
-    emit::for_range(&mut b, o, 0, outer as i64, 1, |b| {
+    let outer = Sizes::new(table).of(&mut b, &mut fx, &outer)?;
+    emit::for_size(&mut b, o, Size::Const(0), outer, 1, |b| {
         emit::for_range(b, i, 0, inner as i64, 1, |b| {
             // src = x + (o·len·inner + i)·4, dst likewise in the output.
             for (ptr, base) in [(src, x.addr), (dst, out.addr)] {
@@ -445,8 +454,9 @@ pub fn layer_norm(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     }
     let p = wpc_ir::ops::params::LayerNorm::of(ctx.attrs())?;
     let (axis, eps) = (p.axis(x.shape.len())?, p.epsilon);
-    let rows: usize = x.shape[..axis].iter().product();
-    let len: usize = x.shape[axis..].iter().product();
+    // Rows may be dynamic; each row's length is compiled in.
+    let rows = Expr::product(&x.dims[..axis]);
+    let len = sizes::fixed(&Expr::product(&x.dims[axis..]), "a normalized row of")?;
     if scale.numel() != len {
         return Err(Error::unsupported(
             "LayerNormalization with a scale broadcast within the row",
@@ -457,15 +467,17 @@ pub fn layer_norm(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     } else {
         None
     };
+    let table = ctx.sizes;
     let mut fx = ctx.fx();
     let (r, k, src, dst, p) = (fx.i32(), fx.i32(), fx.i32(), fx.i32(), fx.i32());
     let (mean, var, v) = (fx.f32(), fx.f32(), fx.f32());
     let mut b = f.func_body();
+    let rows = Sizes::new(table).of(&mut b, &mut fx, &rows)?;
     b.i32_const(x.addr as i32)
         .local_set(src)
         .i32_const(out.addr as i32)
         .local_set(dst);
-    emit::for_range(&mut b, r, 0, rows as i64, 1, |b| {
+    emit::for_size(&mut b, r, Size::Const(0), rows, 1, |b| {
         b.local_get(src).local_set(p);
         reduce_row(b, &mut fx, p, len, Fold::plain(Arith::Add), mean);
         b.local_get(mean)
