@@ -16,6 +16,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-web';
+import { bindSizes } from '../../runtime/js/src/manifest.js';
 import { loadWasm } from '../../runtime/js/src/wasm.js';
 import { readNpy } from '../../runtime/js/node/npy.mjs';
 
@@ -58,7 +59,9 @@ async function benchModel(runs, label, onnx, bundles, inputSpecs) {
     const ours = await loadWasm(manifest, 'wasm-simd', async (f) => new Uint8Array(await readFile(join(dir, f))));
     const fed = new Set(manifest.inputs.map((i) => i.name));
     const feeds = Object.fromEntries(Object.entries(inputs).filter(([k]) => fed.has(k)).map(([k, v]) => [k, v.data]));
-    engines.push({ name: `wpc wasm-simd ${name} (Node)`, run: () => ours.run(feeds) });
+    // A bundle with dynamic dims runs at the sizes the inputs give.
+    const sizes = bindSizes(manifest, Object.fromEntries(manifest.inputs.map((i) => [i.name, inputs[i.name].shape])));
+    engines.push({ name: `wpc wasm-simd ${name} (Node)`, run: () => ours.run(feeds, sizes) });
   }
   const session = await ort.InferenceSession.create(await readFile(onnx), {
     executionProviders: ['wasm'],

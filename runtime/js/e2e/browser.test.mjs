@@ -206,16 +206,18 @@ for (const c of CASES) {
   }
 }
 
-test('one bundle with a dynamic sequence runs at two lengths on webgpu and matches onnxruntime', async () => {
+test('one bundle with a dynamic sequence runs at two lengths on webgpu and wasm and matches onnxruntime', async () => {
   assert.equal(DYNAMIC.length, 2);
-  for (const c of DYNAMIC) {
-    const r = await runCase(c, 'webgpu', { bundle: 'bert_dynamic' });
-    assert.equal(r.variant, 'webgpu', JSON.stringify(r.passedOver));
-    for (const [name, e] of Object.entries(r.errors)) {
-      assert.equal(e.length, e.expected, `${c.name} ${name}: length`);
-      assert.equal(e.bad, 0, `${c.name} ${name}: ${e.bad} elements out of tolerance (max abs error ${e.maxAbs})`);
+  for (const variant of ['webgpu', 'wasm-relaxed']) {
+    for (const c of DYNAMIC) {
+      const r = await runCase(c, variant, { bundle: 'bert_dynamic' });
+      assert.equal(r.variant, variant, JSON.stringify(r.passedOver));
+      for (const [name, e] of Object.entries(r.errors)) {
+        assert.equal(e.length, e.expected, `${c.name} ${variant} ${name}: length`);
+        assert.equal(e.bad, 0, `${c.name} ${variant} ${name}: ${e.bad} elements out of tolerance (max abs error ${e.maxAbs})`);
+      }
+      console.log(`${c.name} ${variant} (one dynamic bundle): max abs error ${Object.values(r.errors)[0].maxAbs.toExponential(2)}, steady ${r.steadyRunMs.toFixed(1)} ms`);
     }
-    console.log(`${c.name} webgpu (one dynamic bundle): max abs error ${Object.values(r.errors)[0].maxAbs.toExponential(2)}, steady ${r.steadyRunMs.toFixed(1)} ms`);
   }
 });
 

@@ -35,11 +35,14 @@ export function loadWasm(manifest: any, name: string, readFile: (file: string) =
 }): Promise<{
     variant: any;
     /**
-     * Runs the model. `inputs` maps input names to typed arrays (shapes
-     * are those the bundle was compiled for); returns output name → array.
+     * Runs the model. `inputs` maps input names to typed arrays of the
+     * shapes `sizes` give (the bundle's dims, as `bindSizes` finds them;
+     * none for a bundle compiled for fixed sizes); returns output name →
+     * array, each of its shape at those sizes.
      * @param {Record<string, ArrayLike<number|bigint>>} inputs
+     * @param {Record<string, number>} [sizes]
      */
-    run(inputs: Record<string, ArrayLike<number | bigint>>): Record<string, ArrayLike<number | bigint>>;
+    run(inputs: Record<string, ArrayLike<number | bigint>>, sizes?: Record<string, number>): Record<string, ArrayLike<number | bigint>>;
     /** `run` without inputs or outputs (for benchmarks). */
     execute: () => void;
     /** Lets the instances and their memory go; `run` then throws

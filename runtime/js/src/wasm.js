@@ -4,7 +4,7 @@
 // in Node (only the standard WebAssembly API is used).
 
 import { DisposedError } from './errors.js';
-import { checkRange, checkTensors, inconsistent } from './manifest.js';
+import { checkRange, checkTensors, inconsistent, shapeAt } from './manifest.js';
 
 /** @typedef {{shard: number, offset: number, bytes: number}} ShardRange */
 /** @typedef {{offset: number, elements: number}} MemoryTensor */
@@ -47,7 +47,7 @@ export function arrayType(dtype) {
  */
 export function toBytes(data, slot, info) {
   if (data.length !== slot.elements) {
-    throw new Error(`input '${info.name}' has ${data.length} elements, the bundle was compiled for ${slot.elements}`);
+    throw new Error(`input '${info.name}' has ${data.length} elements, the bundle takes ${slot.elements} at these sizes`);
   }
   const Array = arrayType(info.dtype);
   const typed = data instanceof Array ? data : Array.from(data, (v) => {
@@ -103,6 +103,15 @@ function checkPlan(manifest, variant) {
   });
   for (const w of variant.weights) {
     checkRange(manifest, w.range, memory - w.offset, `${variant.name}'s weights at offset ${w.offset}`);
+  }
+  if (variant.sizes) {
+    const { offset, dims } = variant.sizes;
+    if (offset + 4 * dims.length > memory) {
+      throw inconsistent(`${variant.name}'s size table lies outside its ${memory} bytes of memory`);
+    }
+    const known = new Set((manifest.dims ?? []).map((/** @type {any} */ d) => d.name));
+    const unknown = dims.find((/** @type {string} */ d) => !known.has(d));
+    if (unknown !== undefined) throw inconsistent(`${variant.name}'s size table names '${unknown}', which is not one of the bundle's dims`);
   }
 }
 
@@ -172,24 +181,40 @@ export async function loadWasm(manifest, name, readFile, options = {}) {
   return {
     variant,
     /**
-     * Runs the model. `inputs` maps input names to typed arrays (shapes
-     * are those the bundle was compiled for); returns output name → array.
+     * Runs the model. `inputs` maps input names to typed arrays of the
+     * shapes `sizes` give (the bundle's dims, as `bindSizes` finds them;
+     * none for a bundle compiled for fixed sizes); returns output name →
+     * array, each of its shape at those sizes.
      * @param {Record<string, ArrayLike<number|bigint>>} inputs
+     * @param {Record<string, number>} [sizes]
      */
-    run(inputs) {
+    run(inputs, sizes = {}) {
       // `memory.buffer` is read afresh each time: reference kernels grow it.
       const { memory } = alive();
+      // The slot of a tensor at these sizes: the start of its planned room.
+      /** @param {MemoryTensor} slot @param {any} info */
+      const at = (slot, info) => ({
+        offset: slot.offset,
+        elements: shapeAt(info, sizes).reduce((a, b) => a * b, 1),
+      });
+      if (variant.sizes) {
+        const table = new DataView(memory.buffer, variant.sizes.offset, 4 * variant.sizes.dims.length);
+        variant.sizes.dims.forEach((/** @type {string} */ d, /** @type {number} */ i) => {
+          if (sizes[d] === undefined) throw new Error(`no size given for dim '${d}'`);
+          table.setUint32(4 * i, sizes[d], true);
+        });
+      }
       manifest.inputs.forEach((info, i) => {
         const data = inputs[info.name];
         if (data === undefined) throw new Error(`missing input '${info.name}'`);
-        const slot = variant.inputs[i];
+        const slot = at(variant.inputs[i], info);
         new Uint8Array(memory.buffer).set(toBytes(data, slot, info), slot.offset);
       });
       execute();
       /** @type {Record<string, ArrayLike<number|bigint>>} */
       const outputs = {};
       manifest.outputs.forEach((info, i) => {
-        outputs[info.name] = readOutput(memory.buffer, variant.outputs[i], info.dtype);
+        outputs[info.name] = readOutput(memory.buffer, at(variant.outputs[i], info), info.dtype);
       });
       return outputs;
     },
