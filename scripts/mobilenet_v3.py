@@ -6,7 +6,9 @@ Activations are HardSwish as tf2onnx and older torch exports write it,
 x * Clip(x + 3, 0, 6) / 6, and the squeeze-excite gate is HardSigmoid
 followed by a Mul, with every constant a `Constant` node.
 
-`setup_models.py` adds it to the real-model set.
+`setup_models.py` adds it to the real-model set, and again with the batch,
+height and width left symbolic (`dynamic=True`), as torch writes
+`dynamic_axes`, for classifiers that take any image size.
 """
 import numpy as np
 import onnx
@@ -17,8 +19,10 @@ SIZE, CLASSES = 64, 100
 BLOCKS = [(32, 16, 1, True), (64, 24, 2, False), (72, 24, 1, True), (96, 40, 2, True), (120, 40, 1, True)]
 
 
-def mobilenet_v3(path):
-    """Writes the model to `path`; returns its seeded `input` feed."""
+def mobilenet_v3(path, dynamic=False):
+    """Writes the model to `path`; returns its seeded `input` feed. With
+    `dynamic`, the input is [batch, 3, height, width] and the output
+    [batch, classes]."""
     rng = np.random.default_rng(2)
     inits, nodes = [], []
     counter = [0]
@@ -78,11 +82,17 @@ def mobilenet_v3(path):
     graph = helper.make_graph(
         nodes,
         "mobilenet_v3",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, SIZE, SIZE])],
-        [helper.make_tensor_value_info(y, TensorProto.FLOAT, [1, CLASSES])],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, "height", "width"] if dynamic else [1, 3, SIZE, SIZE])],
+        [helper.make_tensor_value_info(y, TensorProto.FLOAT, ["batch", CLASSES] if dynamic else [1, CLASSES])],
         initializer=inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
     onnx.checker.check_model(model)
     onnx.save(model, path)
-    return {"input": np.random.default_rng(3).standard_normal((1, 3, SIZE, SIZE)).astype(np.float32)}
+    return feeds_for(1, SIZE, SIZE)
+
+
+def feeds_for(batch, height, width):
+    """A seeded input of `batch` images of `height` × `width`."""
+    rng = np.random.default_rng(3 + batch * height * width)
+    return {"input": rng.standard_normal((batch, 3, height, width)).astype(np.float32)}

@@ -17,7 +17,16 @@ Usage: setup_models.py OUT_DIR
   two cases of one model (`bert_dynamic_s128`, `bert_dynamic_s37`): the
   same graph run at two sequence lengths.
 * A MobileNetV3-style CNN (scripts/mobilenet_v3.py): HardSwish as
-  x*clip(x+3,0,6)/6, squeeze-excite with HardSigmoid, Constant nodes.
+  x*clip(x+3,0,6)/6, squeeze-excite with HardSigmoid, Constant nodes; and
+  the same CNN with batch, height and width left symbolic, in two cases
+  of one model (`mobilenet_dynamic_1x64x64`, `mobilenet_dynamic_2x40x72`).
+* The Silero VAD model with unnamed input dims again at a second chunk
+  length (`silero_vad_s320`).
+
+The manifest's `dynamic` list names the groups of cases that share one
+model with dims left to run time, and the `--dim` sizes to compile it
+with (a range leaves the dim to run time): one bundle must match
+onnxruntime on every case of its group.
 * Small recurrent layers (GRU both ways of resetting, RNN, LSTM with
   peepholes) with seeded random weights: the conformance cases use uniform
   weights, under which every hidden unit computes the same thing, so they
@@ -162,7 +171,7 @@ def main():
         return 2
     out = sys.argv[1]
     # Bump the set's version when the list of models changes.
-    stamp = f"set 5, onnx {onnx.__version__}, onnxruntime {ort.__version__}"
+    stamp = f"set 6, onnx {onnx.__version__}, onnxruntime {ort.__version__}"
     manifest = os.path.join(out, "manifest.json")
     if os.path.exists(manifest) and json.load(open(manifest)).get("made_with") == stamp:
         print(f"real models already prepared in {out}")
@@ -192,8 +201,23 @@ def main():
         add_case(out, cases, f"bert_dynamic_s{seq}", dynamic_path, feeds=feeds)
     mobilenet_path = os.path.join(out, "mobilenet_v3.onnx")
     add_case(out, cases, "mobilenet_v3", mobilenet_path, feeds=mobilenet_v3.mobilenet_v3(mobilenet_path))
+    mobilenet_dynamic = os.path.join(out, "mobilenet_dynamic.onnx")
+    mobilenet_v3.mobilenet_v3(mobilenet_dynamic, dynamic=True)
+    for b, h, w in ((1, 64, 64), (2, 40, 72)):
+        add_case(out, cases, f"mobilenet_dynamic_{b}x{h}x{w}", mobilenet_dynamic, feeds=mobilenet_v3.feeds_for(b, h, w))
+    silero = next(c for c in cases if c["name"] == "silero_vad")
+    chunk = np.random.default_rng(4).standard_normal((1, 320)).astype(np.float32)
+    add_case(out, cases, "silero_vad_s320", os.path.join(out, silero["model"]), feeds={"input": chunk})
     add_recurrent_cases(out, cases)
-    json.dump({"made_with": stamp, "cases": cases}, open(manifest, "w"), indent=1)
+    dynamic = [
+        {"dims": {"batch": "1", "sequence": "1..128"}, "cases": ["bert_dynamic_s128", "bert_dynamic_s37"]},
+        {"dims": {"batch": "1..2", "height": "32..96", "width": "32..96"},
+         "cases": ["mobilenet_dynamic_1x64x64", "mobilenet_dynamic_2x40x72"]},
+        # Unnamed dims, named by the importer; `sr` steers an If.
+        {"dims": {"input.0": "1", "state.1": "1", "input.1": "256..576"}, "freeze": ["sr"],
+         "cases": ["silero_vad", "silero_vad_s320"]},
+    ]
+    json.dump({"made_with": stamp, "cases": cases, "dynamic": dynamic}, open(manifest, "w"), indent=1)
     print(f"prepared {len(cases)} real models in {out}")
     return 0
 

@@ -112,10 +112,13 @@ pub fn runtime_error(e: wpc_runtime::Error) -> wpc_ir::Error {
     }
 }
 
-/// Compiles a case for a kernel backend: input shapes bound to the case's,
-/// and inputs that steer kernels (axes, pads, ...) frozen to the case's
-/// values, as `wpc compile --freeze` would. Returns the bundle and the
-/// inputs still fed at run time.
+/// Compiles a case for a kernel backend: inputs that steer kernels (axes,
+/// pads, ...) frozen to the case's values, as `wpc compile --freeze`
+/// would; every dim the model names (or leaves unnamed: the importer
+/// names those) left to run time, bounded by the case's size
+/// (`--dim NAME=1..SIZE`); the other dims and inputs without a declared
+/// shape bound to the case's. Returns the bundle and the inputs still fed
+/// at run time.
 fn compile_case(
     model: &Model,
     inputs: Vec<Tensor>,
@@ -124,7 +127,23 @@ fn compile_case(
     let mut model = model.clone();
     let g = &mut model.graph;
     for (&v, t) in g.inputs.clone().iter().zip(&inputs) {
-        g.value_mut(v).ty.shape = wpc_ir::Shape::known(t.shape());
+        let declared = g.value(v).ty.shape.dims().map(<[wpc_ir::Dim]>::to_vec);
+        match declared.filter(|d| d.len() == t.shape().len()) {
+            Some(dims) => {
+                for (d, &size) in dims.iter().zip(t.shape()) {
+                    if let wpc_ir::Dim::Symbol(s) = d {
+                        options.dims.insert(
+                            s.clone(),
+                            crate::binding::Sizes {
+                                lo: size.min(1),
+                                hi: size,
+                            },
+                        );
+                    }
+                }
+            }
+            None => g.value_mut(v).ty.shape = wpc_ir::Shape::known(t.shape()),
+        }
     }
     let steering = wpc_passes::bind::steering_inputs(&model);
     let g = &model.graph;

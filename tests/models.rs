@@ -671,6 +671,7 @@ impl Dynamic {
         model: &wpc::ir::graph::Model,
         wasm: bool,
         dims: &[(&str, usize, usize)],
+        frozen: HashMap<String, wpc::ir::Tensor>,
     ) -> (Dynamic, wpc::runtime::Bundle) {
         let mut options = wpc::compile::Options::new(
             wpc::targets::builtin("webgpu-baseline").expect("a shipped profile"),
@@ -687,6 +688,7 @@ impl Dynamic {
                 .dims
                 .insert(s.to_string(), wpc::binding::Sizes { lo, hi });
         }
+        options.frozen = frozen;
         let bundle = wpc::compile::compile_model(model, "dynamic", &[], &options)
             .expect("the model compiles");
         assert_eq!(
@@ -733,7 +735,12 @@ impl Dynamic {
 fn dynamic_sizes_run_from_one_bundle(wasm: bool) {
     use wpc::ir::Tensor;
     let model = wpc::ir::testing::dynamic_block();
-    let (mut session, _) = Dynamic::load(&model, wasm, &[("b", 0, 4), ("s", 1, 32)]);
+    let (mut session, _) = Dynamic::load(
+        &model,
+        wasm,
+        &[("b", 0, 4), ("s", 1, 32)],
+        HashMap::new(),
+    );
     let feeds = |b: usize, s: usize, h: usize| {
         let ids: Vec<i64> = (0..b * s).map(|i| (i * 7 % 10) as i64).collect();
         let x: Vec<f32> = (0..b * s * h)
@@ -794,53 +801,84 @@ fn dynamic_sizes_run_from_one_bundle_on_wasm() {
     dynamic_sizes_run_from_one_bundle(true);
 }
 
-/// The BERT export with a dynamic sequence compiles once per backend and
-/// matches onnxruntime at both sequence lengths the real-model set
-/// prepares.
-fn dynamic_bert_runs_at_two_lengths_from_one_bundle(wasm: bool) {
+/// Each group of the real-model set's `dynamic` list (the BERT export
+/// with a dynamic sequence, the MobileNetV3-style CNN with a dynamic
+/// batch and image size, Silero VAD with unnamed dims and a dynamic chunk
+/// length) compiles once per backend with its dims left to run time, and
+/// that one bundle matches onnxruntime on every case of the group.
+fn dynamic_models_run_from_one_bundle(wasm: bool) {
     let dir = models_dir();
     let manifest = models_manifest(&dir);
-    let cases: Vec<&serde_json::Value> = manifest["cases"]
-        .as_array()
-        .expect("cases")
-        .iter()
-        .filter(|c| {
-            c["name"]
-                .as_str()
-                .is_some_and(|n| n.starts_with("bert_dynamic_"))
-        })
-        .collect();
-    assert_eq!(cases.len(), 2, "the set prepares two lengths");
-    let model =
-        wpc::load(&dir.join(cases[0]["model"].as_str().expect("model path"))).expect("model loads");
-    let (mut session, bundle) =
-        Dynamic::load(&model, wasm, &[("batch", 1, 1), ("sequence", 1, 128)]);
+    let cases = manifest["cases"].as_array().expect("cases");
+    let groups = manifest["dynamic"].as_array().expect("the set lists dynamic groups");
+    assert!(groups.len() >= 3, "bert, mobilenet and silero groups");
     let mut failures = Vec::new();
-    for case in cases {
-        let feeds = case_feeds(&dir, case);
-        let inputs = in_bundle_order(&bundle, &feeds);
-        let started = std::time::Instant::now();
-        let outputs = session.run(&inputs).expect("the bundle runs");
-        let label = session.label();
-        check_outputs(
-            &dir,
-            case,
-            &bundle,
-            &outputs,
-            label,
-            started.elapsed(),
-            &mut failures,
-        );
+    for group in groups {
+        let names: Vec<&str> = group["cases"]
+            .as_array()
+            .expect("group cases")
+            .iter()
+            .map(|c| c.as_str().expect("case name"))
+            .collect();
+        let group_cases: Vec<&serde_json::Value> = names
+            .iter()
+            .map(|n| {
+                cases
+                    .iter()
+                    .find(|c| c["name"] == *n)
+                    .expect("a listed case")
+            })
+            .collect();
+        let model = wpc::load(&dir.join(group_cases[0]["model"].as_str().expect("model path")))
+            .expect("model loads");
+        let dims: Vec<(String, wpc::binding::Sizes)> = group["dims"]
+            .as_object()
+            .expect("dims")
+            .iter()
+            .map(|(k, v)| {
+                let sizes = wpc::binding::Sizes::parse(v.as_str().expect("sizes")).expect("sizes");
+                (k.clone(), sizes)
+            })
+            .collect();
+        let dims: Vec<(&str, usize, usize)> =
+            dims.iter().map(|(k, s)| (k.as_str(), s.lo, s.hi)).collect();
+        let first = case_feeds(&dir, group_cases[0]);
+        let frozen: HashMap<String, wpc::ir::Tensor> = group["freeze"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|n| {
+                let n = n.as_str().expect("input name");
+                (n.to_string(), first[n].clone())
+            })
+            .collect();
+        let (mut session, bundle) = Dynamic::load(&model, wasm, &dims, frozen);
+        for case in group_cases {
+            let feeds = case_feeds(&dir, case);
+            let inputs = in_bundle_order(&bundle, &feeds);
+            let started = std::time::Instant::now();
+            let outputs = session.run(&inputs).expect("the bundle runs");
+            let label = session.label();
+            check_outputs(
+                &dir,
+                case,
+                &bundle,
+                &outputs,
+                label,
+                started.elapsed(),
+                &mut failures,
+            );
+        }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
-fn dynamic_bert_runs_at_two_lengths_from_one_bundle_on_webgpu() {
-    dynamic_bert_runs_at_two_lengths_from_one_bundle(false);
+fn dynamic_models_run_from_one_bundle_on_webgpu() {
+    dynamic_models_run_from_one_bundle(false);
 }
 
 #[test]
-fn dynamic_bert_runs_at_two_lengths_from_one_bundle_on_wasm() {
-    dynamic_bert_runs_at_two_lengths_from_one_bundle(true);
+fn dynamic_models_run_from_one_bundle_on_wasm() {
+    dynamic_models_run_from_one_bundle(true);
 }

@@ -300,6 +300,13 @@ pub fn gemm(ctx: &Ctx) -> Result<Lowered> {
     } else {
         (a.shape[0], a.shape[1])
     };
+    // M (a dynamic batch) may be dynamic when A is not transposed; the
+    // rest is compiled in.
+    let rows = if ta { &a.dims[1] } else { &a.dims[0] };
+    let inner = if ta { &a.dims[0] } else { &a.dims[1] };
+    if (ta && !a.is_static()) || inner.as_const().is_none() || !bt.is_static() {
+        return Err(crate::lower::dynamic_size_refused("Gemm", a));
+    }
     let n = if tb { bt.shape[0] } else { bt.shape[1] };
     let has_c = ctx.has_input(2) && beta != 0.0;
     let limits = &ctx.profile.webgpu.limits;
@@ -364,9 +371,9 @@ pub fn gemm(ctx: &Ctx) -> Result<Lowered> {
         };
         let spec = GemmSpec {
             label: format!(
-                "Gemm f32 [{m}x{kk}] x [{kk}x{nb}] of {n} at {n0} transA={ta} transB={tb}"
+                "Gemm f32 [{rows}x{kk}] x [{kk}x{nb}] of {n} at {n0} transA={ta} transB={tb}"
             ),
-            m: size(m),
+            m: rows.clone(),
             n: size(nb),
             k: size(kk),
             batch: size(1),

@@ -134,6 +134,12 @@ pub fn handles_dynamic_sizes(domain: &str, op: &str) -> bool {
                     | "LayerNormalization"
                     | "RMSNormalization"
                     | "Attention"
+                    | "Conv"
+                    | "Pad"
+                    | "Gemm"
+                    | "GlobalAveragePool"
+                    | "GlobalMaxPool"
+                    | "GlobalLpPool"
             ))
 }
 

@@ -295,38 +295,47 @@ fn shifted(
     value: f64,
     label: &str,
 ) -> Result<Lowered> {
-    let rank = x.shape.len();
-    let st = strides(&x.shape);
+    let rank = x.dims.len();
+    let st = strides_of(&x.dims);
+    let mut params = Params::default();
+    // A size as an i32 expression: a literal, or its parameter converted.
+    let mut int = |e: &Expr| match e.as_const() {
+        Some(c) => c.to_string(),
+        None => format!("i32({})", params.size(e)),
+    };
     let mut body = String::new();
     let mut inside = Vec::new();
     for d in 0..rank {
-        let n = x.shape[d] as i64;
+        let n = &x.dims[d];
         let _ = writeln!(body, "    var c{d} = i32(o{d}) - {};", begin[d]);
         match mode {
-            PadMode::Constant => inside.push(format!("c{d} >= 0 && c{d} < {n}")),
+            PadMode::Constant => inside.push(format!("c{d} >= 0 && c{d} < {}", int(n))),
             PadMode::Edge => {
-                let _ = writeln!(body, "    c{d} = clamp(c{d}, 0, {});", n - 1);
+                let last = int(&n.add(&Expr::constant(-1)));
+                let _ = writeln!(body, "    c{d} = clamp(c{d}, 0, {last});");
             }
             PadMode::Reflect => {
+                let (n, fold) = (int(n), int(&n.scale(2).add(&Expr::constant(-2))));
                 let _ = writeln!(
                     body,
-                    "    if (c{d} < 0) {{ c{d} = -c{d}; }}\n    if (c{d} >= {n}) {{ c{d} = {} - c{d}; }}",
-                    2 * (n - 1)
+                    "    if (c{d} < 0) {{ c{d} = -c{d}; }}\n    if (c{d} >= {n}) {{ c{d} = {fold} - c{d}; }}"
                 );
             }
             PadMode::Wrap => {
+                let n = int(n);
                 let _ = writeln!(body, "    c{d} = ((c{d} % {n}) + {n}) % {n};");
             }
         }
     }
-    let off: Vec<String> = (0..rank).map(|d| format!("c{d} * {}", st[d])).collect();
+    let off: Vec<String> = (0..rank).map(|d| format!("c{d} * {}", int(&st[d]))).collect();
     let off = if off.is_empty() {
         "0".into()
     } else {
         off.join(" + ")
     };
-    if inside.is_empty() || x.numel() == 0 {
-        if x.numel() == 0 {
+    let empty = x.dims.iter().any(|d| d.as_const() == Some(0));
+    if inside.is_empty() || empty {
+        if empty {
             let _ = writeln!(body, "    out0[i] = {};", literal(value, out.word));
         } else {
             let _ = writeln!(body, "    out0[i] = in0[u32({off})];");
@@ -339,7 +348,14 @@ fn shifted(
             literal(value, out.word)
         );
     }
-    Ok(per_output(ctx, out, &[(0, x.word)], &body, label))
+    Ok(per_output_with(
+        ctx,
+        out,
+        &[(0, x.word)],
+        params,
+        &body,
+        label,
+    ))
 }
 
 pub fn depth_to_space(ctx: &Ctx) -> Result<Lowered> {

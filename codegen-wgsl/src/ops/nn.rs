@@ -8,10 +8,12 @@ use wpc_ir::ops::Window;
 use wpc_ir::{Error, Result};
 
 use super::elementwise::broadcast_kernel;
-use super::index::{literal, offset_of, size, strides, strides_of, unravel, unravel_of};
+use super::index::{
+    literal, offset_of, show, size, strides, strides_of, unravel, unravel_of,
+};
 use super::matmul::{GemmSpec, gemm_kernel};
 use super::{require_f32, tree_reduce, workgroup_array};
-use crate::kernel::Kernel;
+use crate::kernel::{Kernel, Params};
 use crate::lower::{Arg, Ctx, Lowered, Tt};
 use wpc_ir::sym::Expr;
 
@@ -25,21 +27,35 @@ fn lit(v: f64) -> String {
 pub fn conv(ctx: &Ctx) -> Result<Lowered> {
     let (x, w, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
     require_f32(ctx, x)?;
+    // Spatial sizes and the batch may be dynamic (read from the
+    // parameters); channels and the kernel are compiled in.
+    if !w.is_static() {
+        return Err(crate::lower::dynamic_size_refused("Conv", w));
+    }
+    if x.dims.get(1).and_then(Expr::as_const).is_none() {
+        return Err(crate::lower::dynamic_size_refused("Conv", x));
+    }
     let kernel: Vec<usize> = w.shape[2..].to_vec();
-    let input = &x.shape[2..];
-    let win = Window::new(ctx.attrs(), input, &kernel)?;
+    let input = &x.dims[2..];
+    let win = Window::new(ctx.attrs(), &x.shape[2..], &kernel)?;
+    if !x.is_static() && ctx.attrs().string("auto_pad", "NOTSET")?.starts_with("SAME") {
+        return Err(Error::unsupported(
+            "Conv with auto_pad SAME over a dynamic size (its pads depend on the size)",
+        ));
+    }
     let group = wpc_ir::ops::params::conv_group(ctx.attrs())?;
-    let (batch, c) = (x.shape[0], x.shape[1]);
+    let c = x.shape[1];
     let m_all = w.shape[0];
     let (cg, mg) = (c / group, m_all / group);
     let kp: usize = kernel.iter().product();
-    let sp: usize = input.iter().product();
-    let ns: usize = win.out.iter().product();
+    let sp = Expr::product(input);
+    let ns = Expr::product(&out.dims[2..]);
     let nd = input.len();
-    let xs = strides(input);
+    let xs = strides_of(input);
+    let mut params = Params::default();
     let mut load_b = format!("let c = k / {kp}u;\nlet kr = k % {kp}u;\n");
     load_b.push_str(&unravel("kr", &kernel, "kq"));
-    load_b.push_str(&unravel("n", &win.out, "oq"));
+    load_b.push_str(&unravel_of(&mut params, "n", &out.dims[2..], "oq"));
     let mut conds = Vec::new();
     let mut terms = Vec::new();
     for d in 0..nd {
@@ -48,13 +64,18 @@ pub fn conv(ctx: &Ctx) -> Result<Lowered> {
             "let h{d} = i32(oq{d} * {}u + kq{d} * {}u) - {};",
             win.strides[d], win.dilations[d], win.pads[d]
         );
-        conds.push(format!("h{d} >= 0 && h{d} < {}", input[d]));
-        terms.push(format!("u32(h{d}) * {}u", xs[d]));
+        let bound = match input[d].as_const() {
+            Some(n) => n.to_string(),
+            None => format!("i32({})", params.size(&input[d])),
+        };
+        conds.push(format!("h{d} >= 0 && h{d} < {bound}"));
+        terms.push(format!("u32(h{d}) * {}", params.size(&xs[d])));
     }
     let _ = writeln!(
         load_b,
-        "if ({}) {{ v = x[xbase + (cbase + c) * {sp}u + {}]; }}",
+        "if ({}) {{ v = x[xbase + (cbase + c) * {} + {}]; }}",
         conds.join(" && "),
+        params.size(&sp),
         terms.join(" + ")
     );
     let has_bias = ctx.has_input(2);
@@ -63,27 +84,39 @@ pub fn conv(ctx: &Ctx) -> Result<Lowered> {
     } else {
         String::new()
     };
-    let spec = GemmSpec {
-        label: format!(
+    let label = if x.is_static() {
+        format!(
             "Conv f32 x{:?} w{:?} group {group} -> {:?}",
             x.shape, w.shape, out.shape
-        ),
-        m: super::index::size(mg),
-        n: super::index::size(ns),
-        k: super::index::size(cg * kp),
-        batch: super::index::size(batch * group),
-        params: Default::default(),
-        prelude: format!(
-            "    let nb = bat / {group}u;\n    let grp = bat % {group}u;\n    let xbase = nb * {}u;\n    let cbase = grp * {cg}u;\n",
-            c * sp
-        ),
+        )
+    } else {
+        format!(
+            "Conv f32 x{} w{:?} group {group} -> {}",
+            show(&x.dims),
+            w.shape,
+            show(&out.dims)
+        )
+    };
+    let prelude = format!(
+        "    let nb = bat / {group}u;\n    let grp = bat % {group}u;\n    let xbase = nb * {};\n    let cbase = grp * {cg}u;\n",
+        params.size(&sp.scale(c as i64))
+    );
+    let store = ctx.store(
+        &format!("(nb * {m_all}u + grp * {mg}u + m) * {} + n", params.size(&ns)),
+        &format!("v{bias}"),
+    );
+    let spec = GemmSpec {
+        label,
+        m: size(mg),
+        n: ns,
+        k: size(cg * kp),
+        batch: x.dims[0].scale(group as i64),
+        params,
+        prelude,
         load_a: format!("v = w[(grp * {mg}u + m) * {}u + k];", cg * kp),
         load_b,
         load_b4: None,
-        store: ctx.store(
-            &format!("(nb * {m_all}u + grp * {mg}u + m) * {ns}u + n"),
-            &format!("v{bias}"),
-        ),
+        store,
     };
     let mut k = gemm_kernel(&spec, &ctx.tuning().conv, ctx.max_groups())?;
     let args = bind_conv(&mut k, has_bias);
@@ -254,14 +287,16 @@ pub fn pool(ctx: &Ctx) -> Result<Lowered> {
 pub fn global_pool(ctx: &Ctx) -> Result<Lowered> {
     let x = ctx.input(0)?;
     require_f32(ctx, x)?;
-    let len: usize = x.shape[2..].iter().product();
-    let rows = x.shape[0] * x.shape[1];
+    // Rows (batch × channels) and their length (the spatial size) may be
+    // dynamic.
+    let len = Expr::product(&x.dims[2..]);
+    let rows = Expr::product(&x.dims[..2]);
     let stat = match ctx.node.op.as_str() {
         "GlobalMaxPool" => Stat::Max,
         "GlobalLpPool" => Stat::LpPool(wpc_ir::ops::params::lp_pool_p(ctx.attrs())?),
         _ => Stat::Mean,
     };
-    row_norm(ctx, RowSpec::contiguous(rows, len, stat), None)
+    row_norm(ctx, RowSpec::contiguous_of(rows, len, stat), None)
 }
 
 pub fn batch_norm(ctx: &Ctx) -> Result<Lowered> {
