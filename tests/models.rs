@@ -696,8 +696,8 @@ impl Dynamic {
             dims.iter().filter(|d| d.1 < d.2).count()
         );
         if wasm {
-            let session = wpc::runtime::wasm::Session::load(&bundle, "wasm-simd")
-                .expect("the bundle loads");
+            let session =
+                wpc::runtime::wasm::Session::load(&bundle, "wasm-simd").expect("the bundle loads");
             (Dynamic::Wasm(session), bundle)
         } else {
             // The session borrows the device for the rest of the test.
@@ -735,12 +735,8 @@ impl Dynamic {
 fn dynamic_sizes_run_from_one_bundle(wasm: bool) {
     use wpc::ir::Tensor;
     let model = wpc::ir::testing::dynamic_block();
-    let (mut session, _) = Dynamic::load(
-        &model,
-        wasm,
-        &[("b", 0, 4), ("s", 1, 32)],
-        HashMap::new(),
-    );
+    let (mut session, _) =
+        Dynamic::load(&model, wasm, &[("b", 0, 4), ("s", 1, 32)], HashMap::new());
     let feeds = |b: usize, s: usize, h: usize| {
         let ids: Vec<i64> = (0..b * s).map(|i| (i * 7 % 10) as i64).collect();
         let x: Vec<f32> = (0..b * s * h)
@@ -810,7 +806,9 @@ fn dynamic_models_run_from_one_bundle(wasm: bool) {
     let dir = models_dir();
     let manifest = models_manifest(&dir);
     let cases = manifest["cases"].as_array().expect("cases");
-    let groups = manifest["dynamic"].as_array().expect("the set lists dynamic groups");
+    let groups = manifest["dynamic"]
+        .as_array()
+        .expect("the set lists dynamic groups");
     assert!(groups.len() >= 3, "bert, mobilenet and silero groups");
     let mut failures = Vec::new();
     for group in groups {

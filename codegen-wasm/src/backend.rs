@@ -4,9 +4,7 @@
 //! generated kernel run the reference kernels ([`crate::reference`]), a
 //! fallback each variant lists in its manifest entry.
 
-use wpc_bundle::manifest::{
-    MemoryTensor, Placement, ShardRange, SizeTable, Variant, WasmVariant,
-};
+use wpc_bundle::manifest::{MemoryTensor, Placement, ShardRange, SizeTable, Variant, WasmVariant};
 use wpc_ir::{Error, ErrorKind, Graph, Model, NodeId, Result};
 use wpc_passes::backend::{Backend, Lowered, Runs};
 use wpc_passes::fuse::FusionTarget;

@@ -94,10 +94,7 @@ fn term(b: &mut InstrSeqBuilder, fx: &mut Fx, table: &SizeTable, t: &Term) -> Re
         }
         Term::Sym(s) => {
             let at = table.addr_of(s).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Internal,
-                    format!("size table has no dim '{s}'"),
-                )
+                Error::new(ErrorKind::Internal, format!("size table has no dim '{s}'"))
             })?;
             b.i32_const(at as i32);
             emit::load_i32(b, fx, 0);

@@ -440,7 +440,11 @@ mod tests {
         let dynamic = Arg {
             dtype: DType::I64,
             shape: vec![Expr::constant(3)],
-            at: Place::Values(vec![seq.floor_div(&Expr::constant(2)), seq.scale(-4), seq.max_of(&Expr::sym("b")).rem(&Expr::constant(7))]),
+            at: Place::Values(vec![
+                seq.floor_div(&Expr::constant(2)),
+                seq.scale(-4),
+                seq.max_of(&Expr::sym("b")).rem(&Expr::constant(7)),
+            ]),
         };
         let call = Call {
             name: "n1".into(),

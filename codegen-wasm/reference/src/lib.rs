@@ -118,7 +118,10 @@ impl At {
                     .iter()
                     .map(|v| self.eval(v))
                     .collect::<Result<Vec<i64>>>()?;
-                Tensor::i64s(vec![ints.len()], ints).cast(arg.dtype).data().clone()
+                Tensor::i64s(vec![ints.len()], ints)
+                    .cast(arg.dtype)
+                    .data()
+                    .clone()
             }
         };
         Ok(Tensor::new(shape, data))

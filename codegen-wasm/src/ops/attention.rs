@@ -16,8 +16,8 @@ use wpc_ir::{DType, Error, Result};
 
 use super::gemm::{Gemm, emit_gemm};
 use crate::emit::{self, Fx};
-use crate::sizes::Size;
 use crate::lower::{Ctx, Tt};
+use crate::sizes::Size;
 
 /// Query rows per block: the scores buffer holds this many rows.
 const BLOCK: usize = 32;
@@ -176,34 +176,36 @@ pub fn attention(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
                 // head = kv_head · reps + rep
                 emit::linear(b, &[(l.kv_head, dims.reps), (l.rep, 1)], 1, 0);
                 b.local_set(l.head);
-                let run_block =
-                    |b: &mut InstrSeqBuilder, fx: &mut Fx, (qk, pv, rows): &(Gemm, Gemm, usize), first: Row| {
-                        // The block's query rows, from row `first`.
-                        first.push(b, &l, block);
-                        b.local_set(l.first);
-                        emit::linear(
-                            b,
-                            &[(l.item, sq.item), (l.head, sq.head), (l.first, sq.row)],
-                            4,
-                            q.addr,
-                        );
-                        b.local_set(qk.a);
-                        b.i32_const(kt as i32).local_set(qk.b);
-                        b.i32_const(scores as i32).local_set(qk.c);
-                        emit_gemm(b, fx, qk);
-                        softmax_rows(b, fx, &l, &dims, (*rows, scores), mask.as_ref(), exp);
-                        b.i32_const(scores as i32).local_set(pv.a);
-                        emit::linear(b, &[(l.item, sv.item), (l.kv_head, sv.head)], 4, v.addr);
-                        b.local_set(pv.b);
-                        emit::linear(
-                            b,
-                            &[(l.item, so.item), (l.head, so.head), (l.first, so.row)],
-                            4,
-                            out.addr,
-                        );
-                        b.local_set(pv.c);
-                        emit_gemm(b, fx, pv);
-                    };
+                let run_block = |b: &mut InstrSeqBuilder,
+                                 fx: &mut Fx,
+                                 (qk, pv, rows): &(Gemm, Gemm, usize),
+                                 first: Row| {
+                    // The block's query rows, from row `first`.
+                    first.push(b, &l, block);
+                    b.local_set(l.first);
+                    emit::linear(
+                        b,
+                        &[(l.item, sq.item), (l.head, sq.head), (l.first, sq.row)],
+                        4,
+                        q.addr,
+                    );
+                    b.local_set(qk.a);
+                    b.i32_const(kt as i32).local_set(qk.b);
+                    b.i32_const(scores as i32).local_set(qk.c);
+                    emit_gemm(b, fx, qk);
+                    softmax_rows(b, fx, &l, &dims, (*rows, scores), mask.as_ref(), exp);
+                    b.i32_const(scores as i32).local_set(pv.a);
+                    emit::linear(b, &[(l.item, sv.item), (l.kv_head, sv.head)], 4, v.addr);
+                    b.local_set(pv.b);
+                    emit::linear(
+                        b,
+                        &[(l.item, so.item), (l.head, so.head), (l.first, so.row)],
+                        4,
+                        out.addr,
+                    );
+                    b.local_set(pv.c);
+                    emit_gemm(b, fx, pv);
+                };
                 emit::for_range(b, l.block, 0, full_blocks as i64, 1, |b| {
                     run_block(b, &mut fx, &plans[0], Row::Block);
                 });

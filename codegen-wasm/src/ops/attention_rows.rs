@@ -123,12 +123,16 @@ pub fn attention(
     let mask = match ctx.has_input(3) {
         true => {
             let m = ctx.input(3)?;
-            let full = [batch.clone(), Expr::constant(heads as i64), queries.clone(), keys.clone()];
+            let full = [
+                batch.clone(),
+                Expr::constant(heads as i64),
+                queries.clone(),
+                keys.clone(),
+            ];
             let s = broadcast_strides(&m.dims, &full)
                 .filter(|_| m.dtype == DType::F32 && m.dims.last() == Some(&keys));
-            let s = s.ok_or_else(|| {
-                Error::unsupported("a mask that is not float32 over every key")
-            })?;
+            let s =
+                s.ok_or_else(|| Error::unsupported("a mask that is not float32 over every key"))?;
             Some((m.addr, s))
         }
         false => None,
@@ -169,7 +173,11 @@ pub fn attention(
                 .binop(BinaryOp::I32DivU)
                 .local_set(kv);
             emit::for_size(b, row, zero, queries, 1, |b| {
-                address(b, q.addr, &[(item, sq.item), (head, sq.head), (row, sq.row)]);
+                address(
+                    b,
+                    q.addr,
+                    &[(item, sq.item), (head, sq.head), (row, sq.row)],
+                );
                 b.local_set(qp);
                 if let Some((at, s)) = &mask {
                     address(b, *at, &[(item, s[0]), (head, s[1]), (row, s[2])]);
@@ -202,7 +210,10 @@ pub fn attention(
                     address(b, scores, &[(key, Size::Const(1))]);
                     b.local_get(dot);
                     emit::store(b, &fx, 1, 0);
-                    b.local_get(max).local_get(dot).binop(BinaryOp::F32Max).local_set(max);
+                    b.local_get(max)
+                        .local_get(dot)
+                        .binop(BinaryOp::F32Max)
+                        .local_set(max);
                 });
                 // An all -inf row (every key masked) becomes zeros, as the
                 // reference computes it: e^(x − 0) is 0, and so is the sum.
@@ -223,7 +234,10 @@ pub fn attention(
                         .call(exp)
                         .local_tee(e);
                     emit::store(b, &fx, 1, 0);
-                    b.local_get(sum).local_get(e).binop(BinaryOp::F32Add).local_set(sum);
+                    b.local_get(sum)
+                        .local_get(e)
+                        .binop(BinaryOp::F32Add)
+                        .local_set(sum);
                 });
                 // sum := 1/sum, or 0 when nothing was left.
                 b.f32_const(1.0)
@@ -236,7 +250,11 @@ pub fn attention(
                     .select(None)
                     .local_set(sum);
                 // out row = Σ p(key) · v(key).
-                address(b, out.addr, &[(item, so.item), (head, so.head), (row, so.row)]);
+                address(
+                    b,
+                    out.addr,
+                    &[(item, so.item), (head, so.head), (row, so.row)],
+                );
                 b.local_set(op);
                 for (l, at) in chunks(dim_v, lanes) {
                     b.local_get(op);

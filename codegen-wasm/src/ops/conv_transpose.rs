@@ -14,8 +14,8 @@ use wpc_ir::{Error, Result};
 
 use super::gemm::{Gemm, emit_gemm};
 use crate::emit::{self, Arith, Fx};
-use crate::sizes::Size;
 use crate::lower::Ctx;
+use crate::sizes::Size;
 
 /// The 2-D geometry (1-D as height 1) of one ConvTranspose.
 struct Geometry {

@@ -13,8 +13,8 @@ use wpc_ir::sym::Expr;
 use wpc_ir::{Error, Graph, Node, NodeId, Result, Tensor, ValueId};
 
 use crate::emit::{self, Arith, Fx};
-use crate::sizes::{Size, Sizes};
 use crate::lower::{Ctx, Tt};
+use crate::sizes::{Size, Sizes};
 
 /// How an op computes one element from its operands (all f32).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -812,9 +812,8 @@ fn emit_program(
     }
     let out = ctx.output(0)?;
     let shapes: Vec<Vec<Expr>> = ins.iter().map(|t| t.dims.clone()).collect();
-    let (dims, strides) = collapse(&out.dims, &shapes).ok_or_else(|| {
-        Error::unsupported("a broadcast whose sizes are only known at run time")
-    })?;
+    let (dims, strides) = collapse(&out.dims, &shapes)
+        .ok_or_else(|| Error::unsupported("a broadcast whose sizes are only known at run time"))?;
     let lanes = if program.vectorizes() {
         ctx.isa.lanes()
     } else {
@@ -854,7 +853,10 @@ fn emit_program(
     };
     let vector_part = main.as_const() != Some(0);
     let scalar_part = main != *n;
-    let (n, main) = (sizes.of(&mut b, &mut fx, n)?, sizes.of(&mut b, &mut fx, &main)?);
+    let (n, main) = (
+        sizes.of(&mut b, &mut fx, n)?,
+        sizes.of(&mut b, &mut fx, &main)?,
+    );
     let walk = Walk::new(&mut b, &mut fx, &mut sizes, 4, &dims, &all, &ptrs, &idx)?;
     walk.level(&mut b, &mut fx, 0, &mut |b, fx, inner| {
         let body = |b: &mut InstrSeqBuilder, fx: &Fx, l: usize, regs: &Regs| {

@@ -446,9 +446,14 @@ fn column_panel(
                 vectors,
                 lanes,
             };
-            emit::for_size(b, cur.i, Size::Const(0), Size::Local(cur.full), MR as i64, |b| {
-                tile(b, fx, g, cur, &row_tiles(MR))
-            });
+            emit::for_size(
+                b,
+                cur.i,
+                Size::Const(0),
+                Size::Local(cur.full),
+                MR as i64,
+                |b| tile(b, fx, g, cur, &row_tiles(MR)),
+            );
             emit::for_size(b, cur.i, Size::Local(cur.full), g.m, 1, |b| {
                 tile(b, fx, g, cur, &row_tiles(1))
             });
@@ -749,7 +754,9 @@ fn matmul_rows(ctx: &mut Ctx, f: &mut FunctionBuilder, a: &Tt, out: &Tt) -> Resu
         .opt_constant(1)
         .filter(|w| w.shape().len() == 2 && w.dtype() == DType::F32)
         .ok_or_else(|| {
-            Error::unsupported("MatMul at dynamic sizes with a B that is not a float32 constant matrix")
+            Error::unsupported(
+                "MatMul at dynamic sizes with a B that is not a float32 constant matrix",
+            )
         })?;
     let (k, n) = (w.shape()[0], w.shape()[1]);
     let Some((last, rows)) = a.dims.split_last() else {

@@ -13,10 +13,10 @@ use wpc_ir::tensor::strides;
 use wpc_ir::{DType, Error, Result, Tensor};
 
 use super::elementwise::Walk;
-use crate::sizes::{Size, Sizes};
-use wpc_ir::sym::Expr;
 use crate::emit;
 use crate::lower::Ctx;
+use crate::sizes::{Size, Sizes};
+use wpc_ir::sym::Expr;
 
 /// `Concat`: per input, `outer` blocks of `axis size · inner` elements.
 pub fn concat(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
@@ -390,7 +390,8 @@ fn strided_copy(
         .local_set(ptrs[0])
         .i32_const(out.addr as i32)
         .local_set(ptrs[1]);
-    let consts = |v: &[usize]| -> Vec<Expr> { v.iter().map(|&d| Expr::constant(d as i64)).collect() };
+    let consts =
+        |v: &[usize]| -> Vec<Expr> { v.iter().map(|&d| Expr::constant(d as i64)).collect() };
     let strides: Vec<Vec<Expr>> = steps
         .iter()
         .map(|s| s.iter().map(|&d| Expr::constant(d as i64)).collect())

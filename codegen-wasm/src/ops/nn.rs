@@ -7,10 +7,10 @@ use walrus::{FunctionBuilder, InstrSeqBuilder, LocalId};
 use wpc_ir::{Error, Result};
 
 use super::reduce::{Fold, reduce_row};
-use crate::sizes::{self, Size, Sizes};
-use wpc_ir::sym::Expr;
 use crate::emit::{self, Arith};
 use crate::lower::Ctx;
+use crate::sizes::{self, Size, Sizes};
+use wpc_ir::sym::Expr;
 
 /// Spatial dims as (height, width), a 1-D axis being width with height 1.
 fn hw(v: &[usize], fill: usize) -> [usize; 2] {

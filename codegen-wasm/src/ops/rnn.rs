@@ -16,8 +16,8 @@ use wpc_ir::{Error, ErrorKind, Result};
 use super::elementwise::{Formula, Program, Regs, Term};
 use super::gemm::{Gemm, Place, emit_gemm, pack_panels};
 use crate::emit::{self, Arith, Fx};
-use crate::sizes::Size;
 use crate::lower::Ctx;
+use crate::sizes::Size;
 
 /// Where an operand of a cell pass lives: `base + row·stride + unit·4 +
 /// offset` bytes, for batch row `row` and hidden unit `unit`.

@@ -327,7 +327,9 @@ fn shifted(
             }
         }
     }
-    let off: Vec<String> = (0..rank).map(|d| format!("c{d} * {}", int(&st[d]))).collect();
+    let off: Vec<String> = (0..rank)
+        .map(|d| format!("c{d} * {}", int(&st[d])))
+        .collect();
     let off = if off.is_empty() {
         "0".into()
     } else {

@@ -8,9 +8,7 @@ use wpc_ir::ops::Window;
 use wpc_ir::{Error, Result};
 
 use super::elementwise::broadcast_kernel;
-use super::index::{
-    literal, offset_of, show, size, strides, strides_of, unravel, unravel_of,
-};
+use super::index::{literal, offset_of, show, size, strides, strides_of, unravel, unravel_of};
 use super::matmul::{GemmSpec, gemm_kernel};
 use super::{require_f32, tree_reduce, workgroup_array};
 use crate::kernel::{Kernel, Params};
@@ -38,7 +36,7 @@ pub fn conv(ctx: &Ctx) -> Result<Lowered> {
     let kernel: Vec<usize> = w.shape[2..].to_vec();
     let input = &x.dims[2..];
     let win = Window::new(ctx.attrs(), &x.shape[2..], &kernel)?;
-    if !x.is_static() && ctx.attrs().string("auto_pad", "NOTSET")?.starts_with("SAME") {
+    if !x.is_static() && wpc_ir::ops::params::pads_follow_size(ctx.attrs())? {
         return Err(Error::unsupported(
             "Conv with auto_pad SAME over a dynamic size (its pads depend on the size)",
         ));
@@ -102,7 +100,10 @@ pub fn conv(ctx: &Ctx) -> Result<Lowered> {
         params.size(&sp.scale(c as i64))
     );
     let store = ctx.store(
-        &format!("(nb * {m_all}u + grp * {mg}u + m) * {} + n", params.size(&ns)),
+        &format!(
+            "(nb * {m_all}u + grp * {mg}u + m) * {} + n",
+            params.size(&ns)
+        ),
         &format!("v{bias}"),
     );
     let spec = GemmSpec {

@@ -121,6 +121,12 @@ pub fn lp_pool_p(a: &Attrs) -> Result<f64> {
     Ok(a.int("p", 2)? as f64)
 }
 
+/// Whether a windowed op's `auto_pad` is `SAME_UPPER` or `SAME_LOWER`:
+/// its pads are then worked out from the input's size.
+pub fn pads_follow_size(a: &Attrs) -> Result<bool> {
+    Ok(a.string("auto_pad", "NOTSET")?.starts_with("SAME"))
+}
+
 /// `Conv`'s and `ConvTranspose`'s number of channel groups (a `group` of
 /// 0 or less is taken as 1, as onnxruntime does).
 pub fn conv_group(a: &Attrs) -> Result<usize> {
