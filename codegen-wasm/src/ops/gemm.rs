@@ -15,7 +15,7 @@ use wpc_ir::{DType, Error, Result};
 use super::elementwise::{self, Program, Regs};
 use crate::emit::{self, Arith, Fx};
 use crate::lower::{Ctx, Tt};
-use crate::sizes::{Size, Sizes};
+use crate::sizes::{self, Size, Sizes};
 
 /// Rows of C per micro-tile.
 const MR: usize = 4;
@@ -771,16 +771,71 @@ fn matmul_rows(ctx: &mut Ctx, f: &mut FunctionBuilder, a: &Tt, out: &Tt) -> Resu
         return Err(Error::unsupported("an epilogue at dynamic sizes"));
     }
     let b_addr = ctx.weight(&pack_panels(&w.to_f32s(), k, n, ctx.isa.lanes()));
+    let rows = Expr::product(rows);
+    emit_rows(ctx, f, &rows, [a.addr, b_addr, out.addr], |fx| {
+        Gemm::dense(fx, [0, n, k], true, 1.0, None, None)
+    })
+}
+
+/// Emits `spec`'s GEMM on the (a, b, c) addresses `at` with its M the
+/// dynamic size `rows`, computed when the kernel starts.
+fn emit_rows<'t>(
+    ctx: &mut Ctx,
+    f: &mut FunctionBuilder,
+    rows: &Expr,
+    at: [u32; 3],
+    spec: impl FnOnce(&mut Fx) -> Gemm<'t>,
+) -> Result<()> {
     let table = ctx.sizes;
     let mut fx = ctx.fx();
-    let mut g = Gemm::dense(&mut fx, [0, n, k], true, 1.0, None, None);
+    let mut g = spec(&mut fx);
     let mut b = f.func_body();
-    g.m = Sizes::new(table).of(&mut b, &mut fx, &Expr::product(rows))?;
-    for (l, at) in [(g.a, a.addr), (g.b, b_addr), (g.c, out.addr)] {
+    g.m = Sizes::new(table).of(&mut b, &mut fx, rows)?;
+    for (l, at) in [g.a, g.b, g.c].into_iter().zip(at) {
         b.i32_const(at as i32).local_set(l);
     }
     emit_gemm(&mut b, &mut fx, &g);
     Ok(())
+}
+
+/// `Gemm` whose A has a dynamic number of rows (a dynamic batch): one
+/// GEMM with M computed when the kernel starts. A is not transposed, B
+/// is static, and C (if any) is a constant bias per column.
+fn gemm_rows(ctx: &mut Ctx, f: &mut FunctionBuilder, p: &wpc_ir::ops::params::Gemm) -> Result<()> {
+    let (a, out) = (ctx.input(0)?, ctx.output(0)?);
+    super::require_f32(ctx, &a)?;
+    let (bdt, bsh) = ctx.input_type(1)?;
+    let refuse = |what: &str| Err(Error::unsupported(format!("Gemm at dynamic sizes {what}")));
+    if p.trans_a || bdt != DType::F32 || a.dims.len() != 2 {
+        return refuse("with a transposed A or a B that is not float32");
+    }
+    if ctx.epilogue.is_some() {
+        return refuse("with an epilogue");
+    }
+    let k = sizes::fixed(&a.dims[1], "a Gemm of K")?;
+    let n = if p.trans_b { bsh[0] } else { bsh[1] };
+    let packed = ctx.opt_constant(1).is_some();
+    let b_addr = operand(ctx, 1, p.trans_b, packed.then_some([k, n]))?;
+    let bias = match ctx.has_input(2) && p.beta != 0.0 {
+        false => None,
+        true => {
+            let c = ctx.opt_constant(2).map(|c| c.to_f32s()).filter(|c| c.len() == n || c.len() == 1);
+            let Some(c) = c else {
+                return refuse("with a C that is not a constant per column");
+            };
+            let v: Vec<f32> = (0..n).map(|j| c[j % c.len()] * p.beta).collect();
+            Some(ctx.weight(&v))
+        }
+    };
+    let bias_local = ctx.fx().i32();
+    if let Some(at) = bias {
+        f.func_body().i32_const(at as i32).local_set(bias_local);
+    }
+    let bias = bias.map(|_| Place::Col(bias_local));
+    let alpha = p.alpha;
+    emit_rows(ctx, f, &a.dims[0], [a.addr, b_addr, out.addr], |fx| {
+        Gemm::dense(fx, [0, n, k], packed, alpha, bias, None)
+    })
 }
 
 /// Runs `spec`'s GEMM once per (a, b, c) address triple (with `tail`'s
@@ -871,12 +926,16 @@ fn batch_offsets(
 /// packed row-major at compile time; C folds into a row, column or full
 /// bias.
 pub fn gemm(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
+    let params = wpc_ir::ops::params::Gemm::of(ctx.attrs())?;
+    if !(ctx.input(0)?.is_static() && ctx.output(0)?.is_static()) {
+        return gemm_rows(ctx, f, &params);
+    }
     let wpc_ir::ops::params::Gemm {
         alpha,
         beta,
         trans_a,
         trans_b,
-    } = wpc_ir::ops::params::Gemm::of(ctx.attrs())?;
+    } = params;
     let (adt, ash) = ctx.input_type(0)?;
     let (bdt, bsh) = ctx.input_type(1)?;
     if adt != DType::F32 || bdt != DType::F32 {
@@ -975,6 +1034,9 @@ fn operand(ctx: &mut Ctx, i: usize, transposed: bool, panels: Option<[usize; 2]>
 pub fn conv(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let (x, w, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
     super::require_f32(ctx, &x)?;
+    if !(x.is_static() && out.is_static()) {
+        return conv_chunks(ctx, f, [&x, &w, &out]);
+    }
     let spatial = x.shape.len() - 2;
     if !(1..=2).contains(&spatial) {
         return Err(Error::unsupported(format!(
@@ -1059,6 +1121,198 @@ pub fn conv(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
                 t.set_bases(b, Some((g_i, mg)));
             }
             emit_gemm(b, &mut fx, &g);
+        });
+    });
+    Ok(())
+}
+
+/// Output pixels per GEMM of a Conv whose sizes are dynamic.
+const CHUNK: usize = 64;
+
+/// `Conv` whose batch or image size is dynamic: the output pixels of each
+/// batch item and group go by chunks of [`CHUNK`], each an im2col of the
+/// chunk's pixels (zeros past the last) and a GEMM of static shape into
+/// a chunk buffer, whose rows are then copied to the output. Channels,
+/// kernel, strides, dilations and pads are compiled in.
+fn conv_chunks(ctx: &mut Ctx, f: &mut FunctionBuilder, [x, w, out]: [&Tt; 3]) -> Result<()> {
+    let spatial = x.dims.len() - 2;
+    if !(1..=2).contains(&spatial) || !w.is_static() {
+        return Err(Error::unsupported(
+            "Conv at dynamic sizes over other than 1 or 2 spatial dims, or with computed weights",
+        ));
+    }
+    if wpc_ir::ops::params::pads_follow_size(ctx.attrs())? {
+        return Err(Error::unsupported(
+            "Conv with auto_pad SAME over a dynamic size (its pads depend on the size)",
+        ));
+    }
+    let win = wpc_ir::ops::Window::new(ctx.attrs(), &x.shape[2..], &w.shape[2..])?;
+    let groups = wpc_ir::ops::params::conv_group(ctx.attrs())?;
+    // Treat 1-D as 2-D with height 1.
+    let two = |v: &[usize], fill: usize| if v.len() == 1 { [fill, v[0]] } else { [v[0], v[1]] };
+    let one = Expr::constant(1);
+    let [ih, iw] = match &x.dims[2..] {
+        [w] => [one.clone(), w.clone()],
+        d => [d[0].clone(), d[1].clone()],
+    };
+    let [oh, ow] = match &out.dims[2..] {
+        [w] => [one.clone(), w.clone()],
+        d => [d[0].clone(), d[1].clone()],
+    };
+    let [kh, kw] = two(&w.shape[2..], 1);
+    let [sh, sw] = two(&win.strides, 1);
+    let [dh, dw] = two(&win.dilations, 1);
+    let [ph, pw] = two(&win.pads[..spatial], 0);
+    let cin = sizes::fixed(&x.dims[1], "Conv input channels")?;
+    let cout = w.shape[0];
+    let (cg, mg) = (cin / groups, cout / groups);
+    let kk = cg * kh * kw;
+    let bias_at = if ctx.has_input(2) {
+        Some(ctx.input(2)?.addr)
+    } else {
+        None
+    };
+    let col = ctx.scratch(4 * kk * CHUNK);
+    let buf = ctx.scratch(4 * mg * CHUNK);
+    // Per chunk pixel: the input row and column of its window's first tap.
+    let taps = ctx.scratch(8 * CHUNK);
+    let plane = ih.mul(&iw);
+    let pixels = oh.mul(&ow);
+    let table = ctx.sizes;
+    let mut fx = ctx.fx();
+    let bias_local = fx.i32();
+    let bias = bias_at.map(|_| Place::Row(bias_local));
+    let g = Gemm::dense(&mut fx, [mg, CHUNK, kk], false, 1.0, bias, None);
+    let [n_i, g_i, p0, p, q, valid, m_i, xg, dst, c, ky, kx, iy, ix, src] =
+        [(); 15].map(|_| fx.i32());
+    let mut b = f.func_body();
+    let mut sz = Sizes::new(table);
+    let [batch, ih, iw, ow, plane4, pixels, pixels4] = [
+        x.dims[0].clone(),
+        ih,
+        iw,
+        ow,
+        plane.scale(4),
+        pixels.clone(),
+        pixels.scale(4),
+    ]
+    .map(|e| sz.of(&mut b, &mut fx, &e));
+    let (batch, ih, iw, ow, plane4, pixels, pixels4) =
+        (batch?, ih?, iw?, ow?, plane4?, pixels?, pixels4?);
+    emit::for_size(&mut b, n_i, Size::Const(0), batch, 1, |b| {
+        emit::for_range(b, g_i, 0, groups as i64, 1, |b| {
+            // xg = x + (n·C + g·cg)·H·W·4
+            emit::linear(b, &[(n_i, cin), (g_i, cg)], 1, 0);
+            plane4.push(b);
+            b.binop(BinaryOp::I32Mul)
+                .i32_const(x.addr as i32)
+                .binop(BinaryOp::I32Add)
+                .local_set(xg);
+            emit::linear(b, &[(g_i, mg * kk * 4)], 1, w.addr);
+            b.local_set(g.a);
+            if let Some(at) = bias_at {
+                emit::linear(b, &[(g_i, mg * 4)], 1, at);
+                b.local_set(bias_local);
+            }
+            emit::for_size(b, p0, Size::Const(0), pixels, CHUNK as i64, |b| {
+                // The chunk's pixels: each one's first tap (oy·sh − ph,
+                // ox·sw − pw), or far out of range past the last pixel.
+                emit::for_range(b, p, 0, CHUNK as i64, 1, |b| {
+                    b.local_get(p0).local_get(p).binop(BinaryOp::I32Add).local_set(q);
+                    for (k, (stride, pad, coord)) in [(sh, ph, true), (sw, pw, false)].into_iter().enumerate() {
+                        emit::addr(b, taps + (4 * CHUNK * k) as u32, p, 4);
+                        b.local_get(q);
+                        ow.push(b);
+                        b.binop(if coord { BinaryOp::I32DivU } else { BinaryOp::I32RemU })
+                            .i32_const(stride as i32)
+                            .binop(BinaryOp::I32Mul)
+                            .i32_const(pad as i32)
+                            .binop(BinaryOp::I32Sub)
+                            .i32_const(i32::MIN / 2)
+                            .local_get(q);
+                        pixels.push(b);
+                        b.binop(BinaryOp::I32LtU).select(None);
+                        emit::store_i32(b, &fx, 0);
+                    }
+                });
+                // col[(c·kh + ky)·kw + kx][p] = x[c][iy][ix], 0 outside.
+                b.i32_const(col as i32).local_set(dst);
+                emit::for_range(b, c, 0, cg as i64, 1, |b| {
+                    emit::for_range(b, ky, 0, kh as i64, 1, |b| {
+                        emit::for_range(b, kx, 0, kw as i64, 1, |b| {
+                            emit::for_range(b, p, 0, CHUNK as i64, 1, |b| {
+                                for (k, (tap, dil, at)) in
+                                    [(ky, dh, iy), (kx, dw, ix)].into_iter().enumerate()
+                                {
+                                    emit::addr(b, taps + (4 * CHUNK * k) as u32, p, 4);
+                                    emit::load_i32(b, &fx, 0);
+                                    b.local_get(tap)
+                                        .i32_const(dil as i32)
+                                        .binop(BinaryOp::I32Mul)
+                                        .binop(BinaryOp::I32Add)
+                                        .local_set(at);
+                                }
+                                // src = xg + ((c·H + iy)·W + ix)·4 where inside.
+                                b.local_get(c);
+                                ih.push(b);
+                                b.binop(BinaryOp::I32Mul).local_get(iy).binop(BinaryOp::I32Add);
+                                iw.push(b);
+                                b.binop(BinaryOp::I32Mul)
+                                    .local_get(ix)
+                                    .binop(BinaryOp::I32Add)
+                                    .i32_const(4)
+                                    .binop(BinaryOp::I32Mul)
+                                    .local_get(xg)
+                                    .binop(BinaryOp::I32Add)
+                                    .local_set(src);
+                                b.local_get(dst);
+                                // Inside: iy < H and ix < W as unsigned.
+                                b.local_get(iy);
+                                ih.push(b);
+                                b.binop(BinaryOp::I32LtU).local_get(ix);
+                                iw.push(b);
+                                b.binop(BinaryOp::I32LtU).binop(BinaryOp::I32And).local_set(valid);
+                                b.local_get(src).local_get(xg).local_get(valid).select(None);
+                                emit::load(b, &fx, 1, 0);
+                                b.f32_const(0.0).local_get(valid).select(None);
+                                emit::store(b, &fx, 1, 0);
+                                emit::bump(b, dst, 4);
+                            });
+                        });
+                    });
+                });
+                b.i32_const(col as i32).local_set(g.b);
+                b.i32_const(buf as i32).local_set(g.c);
+                emit_gemm(b, &mut fx, &g);
+                // Copy each row's valid pixels to
+                // out + ((n·M + g·mg + m)·P + p0)·4.
+                // valid = min(p0 + CHUNK, P) − p0, in bytes.
+                b.local_get(p0)
+                    .i32_const(CHUNK as i32)
+                    .binop(BinaryOp::I32Add)
+                    .local_tee(valid);
+                pixels.push(b);
+                b.local_get(valid);
+                pixels.push(b);
+                b.binop(BinaryOp::I32LtU)
+                    .select(None)
+                    .local_get(p0)
+                    .binop(BinaryOp::I32Sub)
+                    .i32_const(4)
+                    .binop(BinaryOp::I32Mul)
+                    .local_set(valid);
+                emit::for_range(b, m_i, 0, mg as i64, 1, |b| {
+                    emit::linear(b, &[(n_i, cout), (g_i, mg), (m_i, 1)], 1, 0);
+                    pixels4.push(b);
+                    b.binop(BinaryOp::I32Mul);
+                    emit::linear(b, &[(p0, 4)], 1, 0);
+                    b.binop(BinaryOp::I32Add)
+                        .i32_const(out.addr as i32)
+                        .binop(BinaryOp::I32Add);
+                    emit::linear(b, &[(m_i, CHUNK * 4)], 1, buf);
+                    b.local_get(valid).memory_copy(fx.mem, fx.mem);
+                });
+            });
         });
     });
     Ok(())

@@ -76,6 +76,10 @@ pub fn handles_dynamic_sizes(domain: &str, op: &str) -> bool {
                     | "Gather"
                     | "Cast"
                     | "Attention"
+                    | "Conv"
+                    | "Gemm"
+                    | "GlobalAveragePool"
+                    | "GlobalMaxPool"
             ))
 }
 

@@ -146,21 +146,35 @@ pub fn global_pool(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
             ctx.node.op
         )));
     }
-    let planes = x.shape[0] * x.shape[1];
-    let area: usize = x.shape[2..].iter().product();
+    // Planes and their area may be dynamic (a batch, an image size).
+    let (planes, area) = (Expr::product(&x.dims[..2]), Expr::product(&x.dims[2..]));
+    let table = ctx.sizes;
     let mut fx = ctx.fx();
     let (p, src, dst, r) = (fx.i32(), fx.i32(), fx.i32(), fx.f32());
     let mut b = f.func_body();
+    let mut sizes = Sizes::new(table);
+    let (planes, area) = (
+        sizes.of(&mut b, &mut fx, &planes)?,
+        sizes.of(&mut b, &mut fx, &area)?,
+    );
     b.i32_const(x.addr as i32)
         .local_set(src)
         .i32_const(out.addr as i32)
         .local_set(dst);
-    emit::for_range(&mut b, p, 0, planes as i64, 1, |b| {
+    emit::for_size(&mut b, p, Size::Const(0), planes, 1, |b| {
         let op = if is_max { Arith::Max } else { Arith::Add };
         reduce_row(b, &mut fx, src, area, Fold::plain(op), r);
         b.local_get(dst).local_get(r);
         if !is_max {
-            b.f32_const(area as f32).binop(BinaryOp::F32Div);
+            match area {
+                Size::Const(n) => {
+                    b.f32_const(n as f32);
+                }
+                Size::Local(n) => {
+                    b.local_get(n).unop(UnaryOp::F32ConvertSI32);
+                }
+            }
+            b.binop(BinaryOp::F32Div);
         }
         emit::store(b, &fx, 1, 0);
         emit::bump(b, dst, 4);
@@ -479,7 +493,7 @@ pub fn layer_norm(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         .local_set(dst);
     emit::for_size(&mut b, r, Size::Const(0), rows, 1, |b| {
         b.local_get(src).local_set(p);
-        reduce_row(b, &mut fx, p, len, Fold::plain(Arith::Add), mean);
+        reduce_row(b, &mut fx, p, Size::Const(len as i64), Fold::plain(Arith::Add), mean);
         b.local_get(mean)
             .f32_const(len as f32)
             .binop(BinaryOp::F32Div)

@@ -8,6 +8,7 @@ use walrus::ir::{BinaryOp, UnaryOp};
 use walrus::{FunctionBuilder, InstrSeqBuilder, LocalId};
 use wpc_ir::{Error, Result};
 
+use crate::sizes::Size;
 use crate::emit::{self, Arith, Fx};
 use crate::lower::Ctx;
 
@@ -46,23 +47,33 @@ impl Fold {
 }
 
 /// Folds `n` floats from `ptr` (advanced past them) into `result`:
-/// vectors of 4 then a scalar tail, the lanes combined at the end.
+/// vectors of 4 then a scalar tail, the lanes combined at the end. `n`
+/// may be known only at run time.
 pub fn reduce_row(
     b: &mut InstrSeqBuilder,
     fx: &mut Fx,
     ptr: LocalId,
-    n: usize,
+    n: Size,
     fold: Fold,
     result: LocalId,
 ) {
     let lanes = fx.isa.lanes();
-    let main = if lanes == 4 { n / 4 * 4 } else { 0 };
     let (i, v, xv, xs) = (fx.i32(), fx.vec(4), fx.vec(4), fx.f32());
+    // Where the vectors end: a constant, or n rounded down to whole vectors.
+    let main = match n {
+        _ if lanes != 4 => Size::Const(0),
+        Size::Const(n) => Size::Const(n / 4 * 4),
+        Size::Local(n) => {
+            let main = fx.i32();
+            b.local_get(n).i32_const(-4).binop(BinaryOp::I32And).local_set(main);
+            Size::Local(main)
+        }
+    };
     b.f32_const(fold.init()).local_set(result);
-    if main > 0 {
+    if main != Size::Const(0) {
         emit::constant(b, 4, fold.init());
         b.local_set(v);
-        emit::for_range(b, i, 0, main as i64, 4, |b| {
+        emit::for_size(b, i, Size::Const(0), main, 4, |b| {
             b.local_get(ptr);
             emit::load(b, fx, 4, 0);
             fold.step(b, 4, v, xv);
@@ -76,8 +87,8 @@ pub fn reduce_row(
             b.local_set(result);
         }
     }
-    if main < n {
-        emit::for_range(b, i, main as i64, n as i64, 1, |b| {
+    if main != n {
+        emit::for_size(b, i, main, n, 1, |b| {
             b.local_get(ptr);
             emit::load(b, fx, 1, 0);
             fold.step(b, 1, result, xs);
@@ -147,7 +158,7 @@ pub fn reduce(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     };
     emit::for_range(&mut b, o, 0, outer as i64, 1, |b| {
         if inner == 1 {
-            reduce_row(b, &mut fx, src, r, fold, acc_s);
+            reduce_row(b, &mut fx, src, Size::Const(r as i64), fold, acc_s);
             b.local_get(dst).local_get(acc_s);
             finish(b, 1);
             emit::store(b, &fx, 1, 0);
