@@ -819,7 +819,10 @@ fn gemm_rows(ctx: &mut Ctx, f: &mut FunctionBuilder, p: &wpc_ir::ops::params::Ge
     let bias = match ctx.has_input(2) && p.beta != 0.0 {
         false => None,
         true => {
-            let c = ctx.opt_constant(2).map(|c| c.to_f32s()).filter(|c| c.len() == n || c.len() == 1);
+            let c = ctx
+                .opt_constant(2)
+                .map(|c| c.to_f32s())
+                .filter(|c| c.len() == n || c.len() == 1);
             let Some(c) = c else {
                 return refuse("with a C that is not a constant per column");
             };
@@ -1149,7 +1152,13 @@ fn conv_chunks(ctx: &mut Ctx, f: &mut FunctionBuilder, [x, w, out]: [&Tt; 3]) ->
     let win = wpc_ir::ops::Window::new(ctx.attrs(), &x.shape[2..], &w.shape[2..])?;
     let groups = wpc_ir::ops::params::conv_group(ctx.attrs())?;
     // Treat 1-D as 2-D with height 1.
-    let two = |v: &[usize], fill: usize| if v.len() == 1 { [fill, v[0]] } else { [v[0], v[1]] };
+    let two = |v: &[usize], fill: usize| {
+        if v.len() == 1 {
+            [fill, v[0]]
+        } else {
+            [v[0], v[1]]
+        }
+    };
     let one = Expr::constant(1);
     let [ih, iw] = match &x.dims[2..] {
         [w] => [one.clone(), w.clone()],
@@ -1178,13 +1187,31 @@ fn conv_chunks(ctx: &mut Ctx, f: &mut FunctionBuilder, [x, w, out]: [&Tt; 3]) ->
     let taps = ctx.scratch(8 * CHUNK);
     let plane = ih.mul(&iw);
     let pixels = oh.mul(&ow);
+    // 1×1, stride 1, unpadded: the input's channels are B's rows.
+    let direct = [kh, kw, sh, sw] == [1; 4] && [ph, pw] == [0; 2] && out.dims[2..] == x.dims[2..];
     let table = ctx.sizes;
     let mut fx = ctx.fx();
     let bias_local = fx.i32();
     let bias = bias_at.map(|_| Place::Row(bias_local));
     let g = Gemm::dense(&mut fx, [mg, CHUNK, kk], false, 1.0, bias, None);
-    let [n_i, g_i, p0, p, q, valid, m_i, xg, dst, c, ky, kx, iy, ix, src] =
-        [(); 15].map(|_| fx.i32());
+    let [
+        n_i,
+        g_i,
+        p0,
+        p,
+        q,
+        valid,
+        ok,
+        m_i,
+        xg,
+        dst,
+        c,
+        ky,
+        kx,
+        iy,
+        ix,
+        src,
+    ] = [(); 16].map(|_| fx.i32());
     let mut b = f.func_body();
     let mut sz = Sizes::new(table);
     let [batch, ih, iw, ow, plane4, pixels, pixels4] = [
@@ -1199,108 +1226,149 @@ fn conv_chunks(ctx: &mut Ctx, f: &mut FunctionBuilder, [x, w, out]: [&Tt; 3]) ->
     .map(|e| sz.of(&mut b, &mut fx, &e));
     let (batch, ih, iw, ow, plane4, pixels, pixels4) =
         (batch?, ih?, iw?, ow?, plane4?, pixels?, pixels4?);
-    emit::for_size(&mut b, n_i, Size::Const(0), batch, 1, |b| {
-        emit::for_range(b, g_i, 0, groups as i64, 1, |b| {
-            // xg = x + (n·C + g·cg)·H·W·4
-            emit::linear(b, &[(n_i, cin), (g_i, cg)], 1, 0);
-            plane4.push(b);
-            b.binop(BinaryOp::I32Mul)
-                .i32_const(x.addr as i32)
+    // Per pixel of the chunk from `p0`: its window's first tap
+    // (oy·sh − ph, ox·sw − pw), or far out of range past the last pixel.
+    let chunk_taps = |b: &mut InstrSeqBuilder, fx: &Fx| {
+        emit::for_range(b, p, 0, CHUNK as i64, 1, |b| {
+            b.local_get(p0)
+                .local_get(p)
                 .binop(BinaryOp::I32Add)
-                .local_set(xg);
-            emit::linear(b, &[(g_i, mg * kk * 4)], 1, w.addr);
-            b.local_set(g.a);
-            if let Some(at) = bias_at {
-                emit::linear(b, &[(g_i, mg * 4)], 1, at);
-                b.local_set(bias_local);
+                .local_set(q);
+            for (k, (stride, pad, coord)) in
+                [(sh, ph, true), (sw, pw, false)].into_iter().enumerate()
+            {
+                emit::addr(b, taps + (4 * CHUNK * k) as u32, p, 4);
+                b.local_get(q);
+                ow.push(b);
+                b.binop(if coord {
+                    BinaryOp::I32DivU
+                } else {
+                    BinaryOp::I32RemU
+                })
+                .i32_const(stride as i32)
+                .binop(BinaryOp::I32Mul)
+                .i32_const(pad as i32)
+                .binop(BinaryOp::I32Sub)
+                .i32_const(i32::MIN / 2)
+                .local_get(q);
+                pixels.push(b);
+                b.binop(BinaryOp::I32LtU).select(None);
+                emit::store_i32(b, fx, 0);
             }
-            emit::for_size(b, p0, Size::Const(0), pixels, CHUNK as i64, |b| {
-                // The chunk's pixels: each one's first tap (oy·sh − ph,
-                // ox·sw − pw), or far out of range past the last pixel.
-                emit::for_range(b, p, 0, CHUNK as i64, 1, |b| {
-                    b.local_get(p0).local_get(p).binop(BinaryOp::I32Add).local_set(q);
-                    for (k, (stride, pad, coord)) in [(sh, ph, true), (sw, pw, false)].into_iter().enumerate() {
-                        emit::addr(b, taps + (4 * CHUNK * k) as u32, p, 4);
-                        b.local_get(q);
-                        ow.push(b);
-                        b.binop(if coord { BinaryOp::I32DivU } else { BinaryOp::I32RemU })
-                            .i32_const(stride as i32)
+        });
+    };
+    // im2col of the chunk into `col`: col[(c·kh + ky)·kw + kx][p] =
+    // x[c][iy][ix], 0 outside the image.
+    let fill_col = |b: &mut InstrSeqBuilder, fx: &Fx| {
+        // col[(c·kh + ky)·kw + kx][p] = x[c][iy][ix], 0 outside.
+        b.i32_const(col as i32).local_set(dst);
+        emit::for_range(b, c, 0, cg as i64, 1, |b| {
+            emit::for_range(b, ky, 0, kh as i64, 1, |b| {
+                emit::for_range(b, kx, 0, kw as i64, 1, |b| {
+                    emit::for_range(b, p, 0, CHUNK as i64, 1, |b| {
+                        for (k, (tap, dil, at)) in
+                            [(ky, dh, iy), (kx, dw, ix)].into_iter().enumerate()
+                        {
+                            emit::addr(b, taps + (4 * CHUNK * k) as u32, p, 4);
+                            emit::load_i32(b, fx, 0);
+                            b.local_get(tap)
+                                .i32_const(dil as i32)
+                                .binop(BinaryOp::I32Mul)
+                                .binop(BinaryOp::I32Add)
+                                .local_set(at);
+                        }
+                        // src = xg + ((c·H + iy)·W + ix)·4 where inside.
+                        b.local_get(c);
+                        ih.push(b);
+                        b.binop(BinaryOp::I32Mul)
+                            .local_get(iy)
+                            .binop(BinaryOp::I32Add);
+                        iw.push(b);
+                        b.binop(BinaryOp::I32Mul)
+                            .local_get(ix)
+                            .binop(BinaryOp::I32Add)
+                            .i32_const(4)
                             .binop(BinaryOp::I32Mul)
-                            .i32_const(pad as i32)
-                            .binop(BinaryOp::I32Sub)
-                            .i32_const(i32::MIN / 2)
-                            .local_get(q);
-                        pixels.push(b);
-                        b.binop(BinaryOp::I32LtU).select(None);
-                        emit::store_i32(b, &fx, 0);
-                    }
-                });
-                // col[(c·kh + ky)·kw + kx][p] = x[c][iy][ix], 0 outside.
-                b.i32_const(col as i32).local_set(dst);
-                emit::for_range(b, c, 0, cg as i64, 1, |b| {
-                    emit::for_range(b, ky, 0, kh as i64, 1, |b| {
-                        emit::for_range(b, kx, 0, kw as i64, 1, |b| {
-                            emit::for_range(b, p, 0, CHUNK as i64, 1, |b| {
-                                for (k, (tap, dil, at)) in
-                                    [(ky, dh, iy), (kx, dw, ix)].into_iter().enumerate()
-                                {
-                                    emit::addr(b, taps + (4 * CHUNK * k) as u32, p, 4);
-                                    emit::load_i32(b, &fx, 0);
-                                    b.local_get(tap)
-                                        .i32_const(dil as i32)
-                                        .binop(BinaryOp::I32Mul)
-                                        .binop(BinaryOp::I32Add)
-                                        .local_set(at);
-                                }
-                                // src = xg + ((c·H + iy)·W + ix)·4 where inside.
-                                b.local_get(c);
-                                ih.push(b);
-                                b.binop(BinaryOp::I32Mul).local_get(iy).binop(BinaryOp::I32Add);
-                                iw.push(b);
-                                b.binop(BinaryOp::I32Mul)
-                                    .local_get(ix)
-                                    .binop(BinaryOp::I32Add)
-                                    .i32_const(4)
-                                    .binop(BinaryOp::I32Mul)
-                                    .local_get(xg)
-                                    .binop(BinaryOp::I32Add)
-                                    .local_set(src);
-                                b.local_get(dst);
-                                // Inside: iy < H and ix < W as unsigned.
-                                b.local_get(iy);
-                                ih.push(b);
-                                b.binop(BinaryOp::I32LtU).local_get(ix);
-                                iw.push(b);
-                                b.binop(BinaryOp::I32LtU).binop(BinaryOp::I32And).local_set(valid);
-                                b.local_get(src).local_get(xg).local_get(valid).select(None);
-                                emit::load(b, &fx, 1, 0);
-                                b.f32_const(0.0).local_get(valid).select(None);
-                                emit::store(b, &fx, 1, 0);
-                                emit::bump(b, dst, 4);
-                            });
-                        });
+                            .local_get(xg)
+                            .binop(BinaryOp::I32Add)
+                            .local_set(src);
+                        b.local_get(dst);
+                        // Inside: iy < H and ix < W as unsigned.
+                        b.local_get(iy);
+                        ih.push(b);
+                        b.binop(BinaryOp::I32LtU).local_get(ix);
+                        iw.push(b);
+                        b.binop(BinaryOp::I32LtU)
+                            .binop(BinaryOp::I32And)
+                            .local_set(ok);
+                        b.local_get(src).local_get(xg).local_get(ok).select(None);
+                        emit::load(b, fx, 1, 0);
+                        b.f32_const(0.0).local_get(ok).select(None);
+                        emit::store(b, fx, 1, 0);
+                        emit::bump(b, dst, 4);
                     });
                 });
+            });
+        });
+    };
+    emit::for_size(&mut b, n_i, Size::Const(0), batch, 1, |b| {
+        emit::for_size(b, p0, Size::Const(0), pixels, CHUNK as i64, |b| {
+            // valid = min(p0 + CHUNK, P) − p0, in bytes.
+            b.local_get(p0)
+                .i32_const(CHUNK as i32)
+                .binop(BinaryOp::I32Add)
+                .local_tee(valid);
+            pixels.push(b);
+            b.local_get(valid);
+            pixels.push(b);
+            b.binop(BinaryOp::I32LtU)
+                .select(None)
+                .local_get(p0)
+                .binop(BinaryOp::I32Sub)
+                .i32_const(4)
+                .binop(BinaryOp::I32Mul)
+                .local_set(valid);
+            if !direct {
+                chunk_taps(b, &fx);
+            }
+            emit::for_range(b, g_i, 0, groups as i64, 1, |b| {
+                // xg = x + (n·C + g·cg)·H·W·4
+                emit::linear(b, &[(n_i, cin), (g_i, cg)], 1, 0);
+                plane4.push(b);
+                b.binop(BinaryOp::I32Mul)
+                    .i32_const(x.addr as i32)
+                    .binop(BinaryOp::I32Add)
+                    .local_set(xg);
+                emit::linear(b, &[(g_i, mg * kk * 4)], 1, w.addr);
+                b.local_set(g.a);
+                if let Some(at) = bias_at {
+                    emit::linear(b, &[(g_i, mg * 4)], 1, at);
+                    b.local_set(bias_local);
+                }
+                if direct {
+                    // B's rows are the input's channels: copy the chunk of
+                    // each (columns past `valid` keep stale values, whose
+                    // products are never copied out).
+                    emit::for_range(b, c, 0, cg as i64, 1, |b| {
+                        emit::linear(b, &[(c, CHUNK * 4)], 1, col);
+                        b.local_get(c);
+                        plane4.push(b);
+                        b.binop(BinaryOp::I32Mul)
+                            .local_get(xg)
+                            .binop(BinaryOp::I32Add);
+                        emit::linear(b, &[(p0, 4)], 1, 0);
+                        b.binop(BinaryOp::I32Add)
+                            .local_get(valid)
+                            .memory_copy(fx.mem, fx.mem);
+                    });
+                } else {
+                    fill_col(b, &fx);
+                }
                 b.i32_const(col as i32).local_set(g.b);
                 b.i32_const(buf as i32).local_set(g.c);
                 emit_gemm(b, &mut fx, &g);
                 // Copy each row's valid pixels to
                 // out + ((n·M + g·mg + m)·P + p0)·4.
-                // valid = min(p0 + CHUNK, P) − p0, in bytes.
-                b.local_get(p0)
-                    .i32_const(CHUNK as i32)
-                    .binop(BinaryOp::I32Add)
-                    .local_tee(valid);
-                pixels.push(b);
-                b.local_get(valid);
-                pixels.push(b);
-                b.binop(BinaryOp::I32LtU)
-                    .select(None)
-                    .local_get(p0)
-                    .binop(BinaryOp::I32Sub)
-                    .i32_const(4)
-                    .binop(BinaryOp::I32Mul)
-                    .local_set(valid);
                 emit::for_range(b, m_i, 0, mg as i64, 1, |b| {
                     emit::linear(b, &[(n_i, cout), (g_i, mg), (m_i, 1)], 1, 0);
                     pixels4.push(b);
@@ -1317,7 +1385,6 @@ fn conv_chunks(ctx: &mut Ctx, f: &mut FunctionBuilder, [x, w, out]: [&Tt; 3]) ->
     });
     Ok(())
 }
-
 /// The geometry of one im2col.
 struct Im2col {
     channels: usize,

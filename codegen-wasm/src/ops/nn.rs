@@ -493,7 +493,14 @@ pub fn layer_norm(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         .local_set(dst);
     emit::for_size(&mut b, r, Size::Const(0), rows, 1, |b| {
         b.local_get(src).local_set(p);
-        reduce_row(b, &mut fx, p, Size::Const(len as i64), Fold::plain(Arith::Add), mean);
+        reduce_row(
+            b,
+            &mut fx,
+            p,
+            Size::Const(len as i64),
+            Fold::plain(Arith::Add),
+            mean,
+        );
         b.local_get(mean)
             .f32_const(len as f32)
             .binop(BinaryOp::F32Div)

@@ -8,9 +8,9 @@ use walrus::ir::{BinaryOp, UnaryOp};
 use walrus::{FunctionBuilder, InstrSeqBuilder, LocalId};
 use wpc_ir::{Error, Result};
 
-use crate::sizes::Size;
 use crate::emit::{self, Arith, Fx};
 use crate::lower::Ctx;
+use crate::sizes::Size;
 
 /// How elements fold: `acc = op(acc, x)`, or `op(acc, x·x)` when `square`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -65,7 +65,10 @@ pub fn reduce_row(
         Size::Const(n) => Size::Const(n / 4 * 4),
         Size::Local(n) => {
             let main = fx.i32();
-            b.local_get(n).i32_const(-4).binop(BinaryOp::I32And).local_set(main);
+            b.local_get(n)
+                .i32_const(-4)
+                .binop(BinaryOp::I32And)
+                .local_set(main);
             Size::Local(main)
         }
     };
