@@ -25,7 +25,7 @@ use wpc_ir::{Dim, Tensor, ValueType};
 /// Shapes: a symbolic dim (an unnamed one is called INPUT.AXIS; `wpc
 /// inspect` shows it) is fixed with --dim SYMBOL=N (kernels specialized
 /// for it) or left to run time with --dim SYMBOL=MIN..MAX (one bundle runs
-/// at every size in the range; WebGPU); a dim no flag sizes is left to run
+/// at every size in the range, on WebGPU and wasm); a dim no flag sizes is left to run
 /// time up to what the target's memory budget holds. --input-shape
 /// NAME=1x3x224x224 gives a whole shape; inputs that steer kernels (axes,
 /// pads, an If's condition) are fixed with --freeze NAME=FILE.npy. The
