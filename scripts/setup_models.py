@@ -21,7 +21,10 @@ Usage: setup_models.py OUT_DIR
   the same CNN with batch, height and width left symbolic, in two cases
   of one model (`mobilenet_dynamic_1x64x64`, `mobilenet_dynamic_2x40x72`).
 * The Silero VAD model with unnamed input dims again at a second chunk
-  length (`silero_vad_s320`).
+  length (`silero_vad_s320`), the opset-15 one at a batch of 2 and
+  another length (`silero_vad_16k_op15_b2`: its LSTM over a dynamic
+  batch), and the one whose LSTM walks a `sequence_length` of chunks at
+  another length (`silero_vad_16k_sequence_t9`).
 
 The manifest's `dynamic` list names the groups of cases that share one
 model with dims left to run time, and the `--dim` sizes to compile it
@@ -171,7 +174,7 @@ def main():
         return 2
     out = sys.argv[1]
     # Bump the set's version when the list of models changes.
-    stamp = f"set 6, onnx {onnx.__version__}, onnxruntime {ort.__version__}"
+    stamp = f"set 7, onnx {onnx.__version__}, onnxruntime {ort.__version__}"
     manifest = os.path.join(out, "manifest.json")
     if os.path.exists(manifest) and json.load(open(manifest)).get("made_with") == stamp:
         print(f"real models already prepared in {out}")
@@ -208,6 +211,16 @@ def main():
     silero = next(c for c in cases if c["name"] == "silero_vad")
     chunk = np.random.default_rng(4).standard_normal((1, 320)).astype(np.float32)
     add_case(out, cases, "silero_vad_s320", os.path.join(out, silero["model"]), feeds={"input": chunk})
+    rng = np.random.default_rng(5)
+    op15 = next(c for c in cases if c["name"] == "silero_vad_16k_op15")
+    add_case(out, cases, "silero_vad_16k_op15_b2", os.path.join(out, op15["model"]), feeds={
+        "input": rng.standard_normal((2, 320)).astype(np.float32),
+        "state": (rng.standard_normal((2, 2, 128)) * 0.1).astype(np.float32),
+    })
+    chunks = next(c for c in cases if c["name"] == "silero_vad_16k_sequence")
+    add_case(out, cases, "silero_vad_16k_sequence_t9", os.path.join(out, chunks["model"]), feeds={
+        "input": rng.standard_normal((9, 576)).astype(np.float32),
+    })
     add_recurrent_cases(out, cases)
     dynamic = [
         {"dims": {"batch": "1", "sequence": "1..128"}, "cases": ["bert_dynamic_s128", "bert_dynamic_s37"]},
@@ -216,6 +229,9 @@ def main():
         # Unnamed dims, named by the importer; `sr` steers an If.
         {"dims": {"input.0": "1", "state.1": "1", "input.1": "256..576"}, "freeze": ["sr"],
          "cases": ["silero_vad", "silero_vad_s320"]},
+        {"dims": {"batch": "1..4", "sequence": "256..576"}, "freeze": ["sr"],
+         "cases": ["silero_vad_16k_op15", "silero_vad_16k_op15_b2"]},
+        {"dims": {"sequence_length": "1..16"}, "cases": ["silero_vad_16k_sequence", "silero_vad_16k_sequence_t9"]},
     ]
     json.dump({"made_with": stamp, "cases": cases, "dynamic": dynamic}, open(manifest, "w"), indent=1)
     print(f"prepared {len(cases)} real models in {out}")

@@ -809,7 +809,7 @@ fn dynamic_models_run_from_one_bundle(wasm: bool) {
     let groups = manifest["dynamic"]
         .as_array()
         .expect("the set lists dynamic groups");
-    assert!(groups.len() >= 3, "bert, mobilenet and silero groups");
+    assert!(groups.len() >= 5, "bert, mobilenet and three silero groups");
     let mut failures = Vec::new();
     for group in groups {
         let names: Vec<&str> = group["cases"]

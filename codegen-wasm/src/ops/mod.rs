@@ -80,6 +80,7 @@ pub fn handles_dynamic_sizes(domain: &str, op: &str) -> bool {
                     | "Gemm"
                     | "GlobalAveragePool"
                     | "GlobalMaxPool"
+                    | "Slice"
             ))
 }
 

@@ -12,7 +12,7 @@ use wpc_ir::ops::util::{broadcast_shapes, broadcast_strides};
 use wpc_ir::tensor::strides;
 use wpc_ir::{DType, Error, Result, Tensor};
 
-use super::elementwise::Walk;
+use super::elementwise::{Walk, row_major};
 use crate::emit;
 use crate::lower::Ctx;
 use crate::sizes::{Size, Sizes};
@@ -88,7 +88,29 @@ pub fn expand(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
 /// with a negative step).
 pub fn slice(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
-    let v = wpc_ir::ops::params::SliceView::of_node(&x.shape, |i| ctx.ints(i))?;
+    if !x.is_static() {
+        return Err(Error::unsupported("Slice of a tensor of dynamic size"));
+    }
+    // Ends known only at run time (a table sliced to a dynamic length)
+    // move no start or stride: the output's dynamic shape says how far
+    // the copy goes.
+    let open_ends = ctx.has_input(2) && ctx.opt_constant(2).is_none();
+    let steps = match open_ends {
+        true => {
+            let starts = ctx.ints(1)?.map_or(0, |s| s.len());
+            Some(ctx.ints(4)?.unwrap_or_else(|| vec![1; starts]))
+        }
+        false => None,
+    };
+    let v = wpc_ir::ops::params::SliceView::of_node(&x.shape, |i| match (i, &steps) {
+        (2, Some(steps)) => Ok(Some(
+            steps
+                .iter()
+                .map(|&s| if s < 0 { i64::MIN } else { i64::MAX })
+                .collect(),
+        )),
+        _ => ctx.ints(i),
+    })?;
     let from = x.addr as isize + v.base * x.dtype.size() as isize;
     strided_copy(ctx, f, from as u32, &out, v.strides)
 }
@@ -108,6 +130,11 @@ pub fn tile(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         walked.shape.extend([out.shape[d] / n.max(1), n]);
         reads.extend([0, st[d] as isize]);
     }
+    walked.dims = walked
+        .shape
+        .iter()
+        .map(|&d| Expr::constant(d as i64))
+        .collect();
     strided_copy(ctx, f, x.addr, &walked, reads)
 }
 
@@ -374,13 +401,19 @@ fn strided_copy(
 ) -> Result<()> {
     let size = out.dtype.size();
     let (load, store) = element_access(size)?;
-    let rank = out.shape.len();
-    // Element strides per dim of the input (as read) and the output.
+    let rank = out.dims.len();
+    // Element strides per dim of the input (as read) and the output; the
+    // output's sizes may be dynamic.
     let (dims, steps) = if rank == 0 {
-        (vec![1], vec![vec![0], vec![0]])
+        (vec![Expr::constant(1)], vec![vec![Expr::constant(0)]; 2])
     } else {
-        (out.shape.clone(), vec![reads, signed(&strides(&out.shape))])
+        let reads = reads.iter().map(|&r| Expr::constant(r as i64)).collect();
+        (out.dims.clone(), vec![reads, row_major(&out.dims)])
     };
+    let step = steps[0][dims.len() - 1]
+        .as_const()
+        .expect("read strides are constants");
+    let table = ctx.sizes;
     let mut fx = ctx.fx();
     let ptrs = [fx.i32(), fx.i32()];
     let idx: Vec<_> = dims.iter().map(|_| fx.i32()).collect();
@@ -390,33 +423,26 @@ fn strided_copy(
         .local_set(ptrs[0])
         .i32_const(out.addr as i32)
         .local_set(ptrs[1]);
-    let consts =
-        |v: &[usize]| -> Vec<Expr> { v.iter().map(|&d| Expr::constant(d as i64)).collect() };
-    let strides: Vec<Vec<Expr>> = steps
-        .iter()
-        .map(|s| s.iter().map(|&d| Expr::constant(d as i64)).collect())
-        .collect();
     let walk = Walk::new(
         &mut b,
         &mut fx,
-        &mut Sizes::new(None),
+        &mut Sizes::new(table),
         size,
-        &consts(&dims),
-        &strides,
+        &dims,
+        &steps,
         &ptrs,
         &idx,
     )?;
-    let n = *dims.last().expect("at least one dim");
-    let step = steps[0][dims.len() - 1];
+    let n = *walk.dims.last().expect("at least one dim");
     let align = size.trailing_zeros();
     let arg = MemArg { align, offset: 0 };
     walk.level(&mut b, &mut fx, 0, &mut |b, _, i| {
-        emit::for_range(b, i, 0, n as i64, 1, |b| {
+        emit::for_size(b, i, Size::Const(0), n, 1, |b| {
             b.local_get(ptrs[1])
                 .local_get(ptrs[0])
                 .load(mem, load, arg)
                 .store(mem, store, arg);
-            emit::bump(b, ptrs[0], size as i64 * step as i64);
+            emit::bump(b, ptrs[0], size as i64 * step);
             emit::bump(b, ptrs[1], size as i64);
         });
     });

@@ -140,6 +140,11 @@ pub fn handles_dynamic_sizes(domain: &str, op: &str) -> bool {
                     | "GlobalAveragePool"
                     | "GlobalMaxPool"
                     | "GlobalLpPool"
+                    | "Concat"
+                    | "Split"
+                    | "LSTM"
+                    | "GRU"
+                    | "RNN"
             ))
 }
 

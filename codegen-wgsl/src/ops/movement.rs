@@ -10,7 +10,7 @@ use wpc_ir::ops::params::{PadMode, ScatterReduction};
 use wpc_ir::{Error, Result};
 
 use super::index::{
-    broadcast_strides_of, literal, offset, offset_of, size, strides, strides_of, unravel,
+    broadcast_strides_of, literal, offset, offset_of, show, size, strides, strides_of, unravel,
     unravel_of,
 };
 use crate::kernel::{Kernel, Params};
@@ -182,35 +182,52 @@ pub fn tile(ctx: &Ctx) -> Result<Lowered> {
     )
 }
 
+/// A tensor's shape for a kernel's label: its sizes, symbolic where dynamic.
+fn shown(t: &Tt) -> String {
+    if t.is_static() {
+        format!("{:?}", t.shape)
+    } else {
+        show(&t.dims)
+    }
+}
+
+/// `Concat`: one copy per input into its place along the axis; sizes may
+/// be dynamic.
 pub fn concat(ctx: &Ctx) -> Result<Lowered> {
     let out = ctx.output(0)?;
-    let axis = wpc_ir::ops::params::axis("Concat", ctx.attrs(), out.shape.len())?;
-    let out_st = strides(&out.shape);
+    let axis = wpc_ir::ops::params::axis("Concat", ctx.attrs(), out.dims.len())?;
+    let out_st = strides_of(&out.dims);
     let mut launches = Vec::new();
-    let mut at = 0usize;
+    let mut at = Expr::constant(0);
     for i in 0..ctx.inputs.len() {
         let Ok(x) = ctx.input(i) else { continue };
         if x.numel() > 0 {
             let mut k = Kernel::new(format!(
-                "Concat {}{:?} into {:?} at {at}",
+                "Concat {}{} into {} at {at}",
                 x.dtype.name(),
-                x.shape,
-                out.shape
+                shown(x),
+                shown(out)
             ));
             k.input("in0", x.word).output("out0", out.word);
+            let p = &mut k.params;
             let body = format!(
-                "{}    out0[{} + {}u] = in0[i];\n",
-                unravel("i", &x.shape, "o"),
-                offset("o", &out_st),
-                at * out_st[axis]
+                "{}    out0[{} + {}] = in0[i];\n",
+                unravel_of(p, "i", &x.dims, "o"),
+                offset_of(p, "o", &out_st),
+                p.size(&at.mul(&out_st[axis]))
             );
-            k.one_per_item(x.numel(), ctx.tuning().elementwise, ctx.max_groups(), &body);
+            k.one_per_item_of(
+                &x.numel_of(),
+                ctx.tuning().elementwise,
+                ctx.max_groups(),
+                &body,
+            );
             launches.push(Launch {
                 kernel: k,
                 args: vec![Arg::In(i), Arg::Out(0)],
             });
         }
-        at += x.shape[axis];
+        at = at.add(&x.dims[axis]);
     }
     Ok(Lowered::Launches {
         temps: Vec::new(),
@@ -218,30 +235,33 @@ pub fn concat(ctx: &Ctx) -> Result<Lowered> {
     })
 }
 
+/// `Split`: one copy per output from its place along the axis; sizes may
+/// be dynamic.
 pub fn split(ctx: &Ctx) -> Result<Lowered> {
     let x = ctx.input(0)?;
-    let axis = wpc_ir::ops::params::axis("Split", ctx.attrs(), x.shape.len())?;
-    let st = strides(&x.shape);
+    let axis = wpc_ir::ops::params::axis("Split", ctx.attrs(), x.dims.len())?;
+    let st = strides_of(&x.dims);
     let mut launches = Vec::new();
-    let mut at = 0usize;
+    let mut at = Expr::constant(0);
     for j in 0..ctx.outputs.len() {
         let Some(out) = ctx.outputs[j].as_ref() else {
             continue;
         };
         let mut k = Kernel::new(format!(
-            "Split {}{:?} from {at}",
+            "Split {}{} from {at}",
             out.dtype.name(),
-            out.shape
+            shown(out)
         ));
         k.input("in0", x.word).output("out0", out.word);
+        let p = &mut k.params;
         let body = format!(
-            "{}    out0[i] = in0[{} + {}u];\n",
-            unravel("i", &out.shape, "o"),
-            offset("o", &st),
-            at * st[axis]
+            "{}    out0[i] = in0[{} + {}];\n",
+            unravel_of(p, "i", &out.dims, "o"),
+            offset_of(p, "o", &st),
+            p.size(&at.mul(&st[axis]))
         );
-        k.one_per_item(
-            out.numel(),
+        k.one_per_item_of(
+            &out.numel_of(),
             ctx.tuning().elementwise,
             ctx.max_groups(),
             &body,
@@ -250,7 +270,7 @@ pub fn split(ctx: &Ctx) -> Result<Lowered> {
             kernel: k,
             args: vec![Arg::In(0), Arg::Out(j)],
         });
-        at += out.shape[axis];
+        at = at.add(&out.dims[axis]);
     }
     Ok(Lowered::Launches {
         temps: Vec::new(),

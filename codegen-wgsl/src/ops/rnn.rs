@@ -13,6 +13,7 @@ use wpc_ir::{Error, Result};
 use super::index::literal;
 use crate::kernel::Kernel;
 use crate::lower::{Arg, Ctx, Launch, Lowered};
+use wpc_ir::sym::Expr;
 
 pub fn lstm(ctx: &Ctx) -> Result<Lowered> {
     let p = Recurrent::of(ctx.attrs())?;
@@ -64,10 +65,12 @@ fn recurrent(ctx: &Ctx, cell: Cell, p: &Recurrent) -> Result<Lowered> {
     let dirs = w.shape[0];
     let hidden = w.shape[1] / gates;
     let input = w.shape[2];
-    let (steps, batch) = if layout == 0 {
-        (x.shape[0], x.shape[1])
+    // The sequence length and the batch may be dynamic (read from the
+    // parameters); sizes, weights and directions are compiled in.
+    let (steps_e, batch_e) = if layout == 0 {
+        (x.dims[0].clone(), x.dims[1].clone())
     } else {
-        (x.shape[1], x.shape[0])
+        (x.dims[1].clone(), x.dims[0].clone())
     };
     let reverse_only = p.direction == wpc_ir::ops::params::Direction::Reverse;
     let clip = p.clip.map(f64::from);
@@ -85,8 +88,9 @@ fn recurrent(ctx: &Ctx, cell: Cell, p: &Recurrent) -> Result<Lowered> {
         )));
     }
     let mut k = Kernel::new(format!(
-        "{op} f32 T={steps} B={batch} I={input} H={hidden} dirs={dirs}"
+        "{op} f32 T={steps_e} B={batch_e} I={input} H={hidden} dirs={dirs}"
     ));
+    let (steps, batch) = (k.params.size(&steps_e), k.params.size(&batch_e));
     activations(ctx, cell, p, &mut k)?;
 
     // Constant weights, recurrence weights and biases share one buffer, so
@@ -147,14 +151,14 @@ fn recurrent(ctx: &Ctx, cell: Cell, p: &Recurrent) -> Result<Lowered> {
 
     let x_at = |idx: &str| {
         if layout == 0 {
-            format!("x[(s * {batch}u + b) * {input}u + {idx}]")
+            format!("x[(s * {batch} + b) * {input}u + {idx}]")
         } else {
-            format!("x[(b * {steps}u + s) * {input}u + {idx}]")
+            format!("x[(b * {steps} + s) * {input}u + {idx}]")
         }
     };
     // States are (dirs, batch, H), or (batch, dirs, H) with layout 1.
     let state = if layout == 0 {
-        format!("(d * {batch}u + b) * {hidden}u + j")
+        format!("(d * {batch} + b) * {hidden}u + j")
     } else {
         format!("(b * {dirs}u + d) * {hidden}u + j")
     };
@@ -221,14 +225,14 @@ fn recurrent(ctx: &Ctx, cell: Cell, p: &Recurrent) -> Result<Lowered> {
         );
     };
 
-    let mut body = format!("    let d = wid.x / {batch}u;\n    let b = wid.x % {batch}u;\n");
+    let mut body = format!("    let d = wid.x / {batch};\n    let b = wid.x % {batch};\n");
     if cell == Cell::Lstm {
         let _ = writeln!(body, "    var c: array<f32, {per_thread}>;");
     }
     let len = if ctx.has_input(4) {
         "u32(seqlens[b])".to_string()
     } else {
-        format!("{steps}u")
+        format!("{steps}")
     };
     let _ = writeln!(body, "    let len = {len};");
     units(&mut body, "    ", "");
@@ -247,7 +251,7 @@ fn recurrent(ctx: &Ctx, cell: Cell, p: &Recurrent) -> Result<Lowered> {
     let reverse = if reverse_only { "true" } else { "d == 1u" };
     let _ = writeln!(
         body,
-        "    for (var t = 0u; t < {steps}u; t = t + 1u) {{\n        let live = t < len;\n        let s = select(t, len - 1u - t, {reverse} && live);"
+        "    for (var t = 0u; t < {steps}; t = t + 1u) {{\n        let live = t < len;\n        let s = select(t, len - 1u - t, {reverse} && live);"
     );
     if reset_first {
         // GRU's candidate reads r ⊙ h_prev of every unit: reset gates first.
@@ -312,9 +316,9 @@ fn recurrent(ctx: &Ctx, cell: Cell, p: &Recurrent) -> Result<Lowered> {
     let _ = writeln!(body, "                if (live) {{ hs[j] = hn[u]; }}");
     if ctx.wants_output(0) {
         let y = if layout == 0 {
-            format!("((t2 * {dirs}u + d) * {batch}u + b) * {hidden}u + j")
+            format!("((t2 * {dirs}u + d) * {batch} + b) * {hidden}u + j")
         } else {
-            format!("((b * {steps}u + t2) * {dirs}u + d) * {hidden}u + j")
+            format!("((b * {steps} + t2) * {dirs}u + d) * {hidden}u + j")
         };
         let _ = writeln!(
             body,
@@ -334,7 +338,11 @@ fn recurrent(ctx: &Ctx, cell: Cell, p: &Recurrent) -> Result<Lowered> {
     }
     let _ = writeln!(body, "        }}\n    }}");
     k.workgroup_size = [wg, 1, 1];
-    k.workgroups = [(dirs * batch) as u32, 1, 1];
+    let groups = batch_e.scale(dirs as i64);
+    match groups.as_const() {
+        Some(g) => k.workgroups = [g as u32, 1, 1],
+        None => k.groups = Some([groups, Expr::constant(1), Expr::constant(1)]),
+    }
     k.body = body;
     Ok(match packed {
         Some(t) => Lowered::WithConsts {

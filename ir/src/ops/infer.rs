@@ -140,36 +140,125 @@ const EVAL_LIMIT: usize = 1 << 22;
 /// Inference for ops whose output shapes depend only on the shapes of their
 /// data inputs and the values of their parameter inputs (`Slice` starts,
 /// `Expand` shape, `Pad` pads, …): when every parameter input is a constant
-/// and every data input (those in `data`) has a concrete shape, evaluate the
+/// and every data input (those in `data`) has a known rank, evaluate the
 /// op itself on zeros of those shapes. This reuses the op's one definition
-/// instead of restating its shape arithmetic. Otherwise outputs stay unknown.
-/// (The interpreter's shape checks still reject invalid parameters at run time.)
+/// instead of restating its shape arithmetic. Where data dims are
+/// symbolic, each distinct size is probed twice with different values: an
+/// output dim that follows one of them in both evaluations is that size,
+/// one that stays put is a constant; where any other dim is left (a size
+/// the op computes from a symbolic one, such as `2·seq`, needs a rule of
+/// the op's own), or otherwise, outputs stay unknown. (The interpreter's shape
+/// checks still reject invalid parameters at run time.)
 pub fn by_evaluation(ctx: &InferCtx, data: &[usize]) -> Result<Vec<ValueType>> {
+    // The distinct symbolic sizes of the data inputs.
+    let mut sizes: Vec<Expr> = Vec::new();
+    for &i in data {
+        for d in ctx.dims(i).into_iter().flatten() {
+            match d {
+                Dim::Known(_) => {}
+                Dim::Unknown => return Ok(Vec::new()),
+                d => {
+                    let e = d
+                        .expr()
+                        .ok_or_else(|| Error::invalid("a dim without a size"))?;
+                    if !sizes.contains(&e) {
+                        sizes.push(e);
+                    }
+                }
+            }
+        }
+    }
+    if sizes.is_empty() {
+        return Ok(evaluate_on_zeros(ctx, data, &[], &[]).unwrap_or_default());
+    }
+    // Two sets of probe sizes, no value in one equal to any in the other.
+    let probes: [Vec<usize>; 2] =
+        [0, 1].map(|k| (0..sizes.len()).map(|j| PROBES[k] + 2 * j).collect());
+    let (Some(a), Some(b)) = (
+        evaluate_on_zeros(ctx, data, &sizes, &probes[0]),
+        evaluate_on_zeros(ctx, data, &sizes, &probes[1]),
+    ) else {
+        return Ok(Vec::new());
+    };
+    let types: Vec<ValueType> = a
+        .into_iter()
+        .zip(b)
+        .map(|(x, y)| {
+            let dims = match (x.shape.dims(), y.shape.dims()) {
+                (Some(dx), Some(dy)) if dx.len() == dy.len() => Some(
+                    dx.iter()
+                        .zip(dy)
+                        .map(|(p, q)| match (p.known(), q.known()) {
+                            (Some(p), Some(q)) if p == q => Dim::Known(p),
+                            (Some(p), Some(q)) => (0..sizes.len())
+                                .find(|&j| probes[0][j] == p && probes[1][j] == q)
+                                .map_or(Dim::Unknown, |j| Dim::of(sizes[j].clone())),
+                            _ => Dim::Unknown,
+                        })
+                        .collect(),
+                ),
+                _ => None,
+            };
+            ValueType {
+                dtype: x.dtype,
+                shape: dims.map_or_else(Shape::unknown, |d| Shape(Some(d))),
+            }
+        })
+        .collect();
+    // Partly known shapes would stand in the way of an op's own symbolic
+    // rule, which its caller tries where this gives nothing.
+    let resolved = types
+        .iter()
+        .all(|t| t.shape.dims().is_some_and(|d| !d.contains(&Dim::Unknown)));
+    Ok(if resolved { types } else { Vec::new() })
+}
+
+/// The first probe value of each of [`by_evaluation`]'s two evaluations:
+/// odd, apart, and unlikely to be a model's own size.
+const PROBES: [usize; 2] = [37, 61];
+
+/// The output types of the node evaluated on zeros of its data inputs'
+/// shapes, each symbolic size of `sizes` taken as the matching `probes`
+/// value; `None` where an input is missing or too large, or the op fails.
+fn evaluate_on_zeros(
+    ctx: &InferCtx,
+    data: &[usize],
+    sizes: &[Expr],
+    probes: &[usize],
+) -> Option<Vec<ValueType>> {
     let mut zeros: Vec<Option<Tensor>> = Vec::with_capacity(ctx.inputs.len());
     for (i, ty) in ctx.inputs.iter().enumerate() {
         let z = match (ty, data.contains(&i)) {
             (None, _) => None,
-            (Some(_), false) => match ctx.constant(i) {
-                Some(t) => Some(t.clone()),
-                None => return Ok(Vec::new()),
-            },
-            (Some(t), true) => match (t.dtype, t.shape.concrete()) {
-                (Some(dt), Some(dims)) if dims.iter().product::<usize>() <= EVAL_LIMIT => {
-                    Some(Tensor::zeros(dt, dims))
+            (Some(_), false) => Some(ctx.constant(i)?.clone()),
+            (Some(t), true) => {
+                let dims = t
+                    .shape
+                    .dims()?
+                    .iter()
+                    .map(|d| match d.known() {
+                        Some(n) => Some(n),
+                        None => {
+                            let e = d.expr()?;
+                            Some(probes[sizes.iter().position(|s| *s == e)?])
+                        }
+                    })
+                    .collect::<Option<Vec<usize>>>()?;
+                if dims.iter().product::<usize>() > EVAL_LIMIT {
+                    return None;
                 }
-                _ => return Ok(Vec::new()),
-            },
+                Some(Tensor::zeros(t.dtype?, dims))
+            }
         };
         zeros.push(z);
     }
     // Zeros may be invalid where real data is not (an index, a divisor):
     // then the shapes stay unknown and running the model reports any error.
-    match crate::interp::eval_node(
+    let outputs = crate::interp::eval_node(
         ctx.node,
         zeros.iter().map(Option::as_ref).collect(),
         ctx.opset,
-    ) {
-        Ok(outputs) => Ok(outputs.iter().map(ValueType::of).collect()),
-        Err(_) => Ok(Vec::new()),
-    }
+    )
+    .ok()?;
+    Some(outputs.iter().map(ValueType::of).collect())
 }
