@@ -128,10 +128,12 @@ fn compile_case(
     let g = &mut model.graph;
     for (&v, t) in g.inputs.clone().iter().zip(&inputs) {
         let declared = g.value(v).ty.shape.dims().map(<[wpc_ir::Dim]>::to_vec);
-        match declared.filter(|d| d.len() == t.shape().len()) {
-            Some(dims) => {
-                for (d, &size) in dims.iter().zip(t.shape()) {
-                    if let wpc_ir::Dim::Symbol(s) = d {
+        let dims = match declared.filter(|d| d.len() == t.shape().len()) {
+            Some(dims) => dims
+                .into_iter()
+                .zip(t.shape())
+                .map(|(d, &size)| match d {
+                    wpc_ir::Dim::Symbol(s) => {
                         options.dims.insert(
                             s.clone(),
                             crate::binding::Sizes {
@@ -139,11 +141,14 @@ fn compile_case(
                                 hi: size,
                             },
                         );
+                        wpc_ir::Dim::Symbol(s)
                     }
-                }
-            }
-            None => g.value_mut(v).ty.shape = wpc_ir::Shape::known(t.shape()),
-        }
+                    _ => wpc_ir::Dim::Known(size),
+                })
+                .collect(),
+            None => t.shape().iter().map(|&s| wpc_ir::Dim::Known(s)).collect(),
+        };
+        g.value_mut(v).ty.shape = wpc_ir::Shape(Some(dims));
     }
     let steering = wpc_passes::bind::steering_inputs(&model);
     let g = &model.graph;

@@ -735,8 +735,17 @@ impl Dynamic {
 fn dynamic_sizes_run_from_one_bundle(wasm: bool) {
     use wpc::ir::Tensor;
     let model = wpc::ir::testing::dynamic_block();
-    let (mut session, _) =
+    let (mut session, bundle) =
         Dynamic::load(&model, wasm, &[("b", 0, 4), ("s", 1, 32)], HashMap::new());
+    if let Some(wpc::runtime::manifest::Variant::Wasm(w)) = bundle.manifest.variants.first() {
+        // A manifest whose wasm variant lost its size table is refused.
+        let mut tampered = bundle.manifest.clone();
+        let mut v = w.clone();
+        v.sizes = None;
+        tampered.variants = vec![wpc::runtime::manifest::Variant::Wasm(v)];
+        let e = tampered.validate().unwrap_err();
+        assert!(e.contains("has no place for the size of dim 'b'"), "{e}");
+    }
     let feeds = |b: usize, s: usize, h: usize| {
         let ids: Vec<i64> = (0..b * s).map(|i| (i * 7 % 10) as i64).collect();
         let x: Vec<f32> = (0..b * s * h)

@@ -224,6 +224,13 @@ impl Manifest {
                             &format!("variant {}'s size table", w.name),
                         )?;
                     }
+                    let tabled = |d: &DimRange| w.sizes.iter().any(|t| t.dims.contains(&d.name));
+                    if let Some(d) = self.dims.iter().find(|d| !tabled(d)) {
+                        return Err(format!(
+                            "variant {} has no place for the size of dim '{}'",
+                            w.name, d.name
+                        ));
+                    }
                 }
             }
         }

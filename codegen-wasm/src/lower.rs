@@ -321,6 +321,12 @@ impl<'a> Ctx<'a> {
         self.graph.sizes.get(&v)
     }
 
+    /// Whether a tensor the node reads or writes has a dynamic size
+    /// (nothing is placed in memory to find out).
+    pub fn is_dynamic(&self) -> bool {
+        is_dynamic(self.graph, self.node)
+    }
+
     /// The dtype of value `v`.
     pub fn value_dtype(&self, v: ValueId) -> Result<DType> {
         self.graph.value(v).ty.dtype.ok_or_else(|| {
@@ -460,7 +466,8 @@ struct Layout {
     reference: bool,
 }
 
-/// Lowers `model` (already optimized, with static shapes) to one module.
+/// Lowers `model` (already optimized; sizes static or within its dim
+/// ranges) to one module.
 ///
 /// Two passes: the activation plan does not depend on where weights go,
 /// so the first pass measures its peak and the second places the weights

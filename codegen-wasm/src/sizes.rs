@@ -23,7 +23,7 @@ pub enum Size {
 }
 
 impl Size {
-    /// Pushes the size (an i32).
+    /// Pushes the size (an i32; [`Sizes::of`] gives constants that fit).
     pub fn push(self, b: &mut InstrSeqBuilder) {
         match self {
             Size::Const(c) => {
@@ -54,7 +54,9 @@ impl<'t> Sizes<'t> {
     /// which must run before any use).
     pub fn of(&mut self, b: &mut InstrSeqBuilder, fx: &mut Fx, e: &Expr) -> Result<Size> {
         if let Some(c) = e.as_const() {
-            return Ok(Size::Const(c));
+            return i32::try_from(c)
+                .map(|_| Size::Const(c))
+                .map_err(|_| Error::unsupported(format!("size {c} is over wasm32's i32 range")));
         }
         if let Some((_, l)) = self.known.iter().find(|(k, _)| k == e) {
             return Ok(Size::Local(*l));
@@ -90,7 +92,10 @@ pub fn fixed(e: &Expr, what: &str) -> Result<usize> {
 fn term(b: &mut InstrSeqBuilder, fx: &mut Fx, table: &SizeTable, t: &Term) -> Result<()> {
     match t {
         Term::Int(c) => {
-            b.i32_const(*c as i32);
+            let c = i32::try_from(*c).map_err(|_| {
+                Error::unsupported(format!("size constant {c} is over wasm32's i32 range"))
+            })?;
+            b.i32_const(c);
         }
         Term::Sym(s) => {
             let at = table.addr_of(s).ok_or_else(|| {

@@ -819,10 +819,12 @@ fn gemm_rows(ctx: &mut Ctx, f: &mut FunctionBuilder, p: &wpc_ir::ops::params::Ge
     let bias = match ctx.has_input(2) && p.beta != 0.0 {
         false => None,
         true => {
-            let c = ctx
-                .opt_constant(2)
-                .map(|c| c.to_f32s())
-                .filter(|c| c.len() == n || c.len() == 1);
+            // A scalar, or one value per column: [], [1], [n], [1, n], [1, 1].
+            let per_column = |c: &&wpc_ir::Tensor| {
+                let s = c.shape();
+                s.iter().product::<usize>() <= 1 || matches!(s, [m] | [1, m] if *m == n)
+            };
+            let c = ctx.opt_constant(2).filter(per_column).map(|c| c.to_f32s());
             let Some(c) = c else {
                 return refuse("with a C that is not a constant per column");
             };
@@ -930,7 +932,7 @@ fn batch_offsets(
 /// bias.
 pub fn gemm(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let params = wpc_ir::ops::params::Gemm::of(ctx.attrs())?;
-    if !(ctx.input(0)?.is_static() && ctx.output(0)?.is_static()) {
+    if ctx.is_dynamic() {
         return gemm_rows(ctx, f, &params);
     }
     let wpc_ir::ops::params::Gemm {
@@ -1144,10 +1146,9 @@ fn conv_chunks(ctx: &mut Ctx, f: &mut FunctionBuilder, [x, w, out]: [&Tt; 3]) ->
             "Conv at dynamic sizes over other than 1 or 2 spatial dims, or with computed weights",
         ));
     }
-    if wpc_ir::ops::params::pads_follow_size(ctx.attrs())? {
-        return Err(Error::unsupported(
-            "Conv with auto_pad SAME over a dynamic size (its pads depend on the size)",
-        ));
+    wpc_ir::ops::params::pads_fixed_for_dynamic_sizes("Conv", ctx.attrs())?;
+    if ctx.epilogue.is_some() {
+        return Err(Error::unsupported("a Conv epilogue at dynamic sizes"));
     }
     let win = wpc_ir::ops::Window::new(ctx.attrs(), &x.shape[2..], &w.shape[2..])?;
     let groups = wpc_ir::ops::params::conv_group(ctx.attrs())?;

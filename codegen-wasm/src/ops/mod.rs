@@ -111,10 +111,6 @@ const MAX_FUSED_INPUTS: usize = 16;
 impl wpc_passes::fuse::FusionTarget for Fusion {
     fn fuses(&self, graph: &wpc_ir::Graph, n: wpc_ir::NodeId) -> bool {
         elementwise::fuses(graph, n, self.opset)
-            && (handles_dynamic_sizes(
-                wpc_ir::ops::fused::DOMAIN,
-                wpc_ir::ops::fused::FUSED_ELEMENTWISE,
-            ) || !crate::lower::is_dynamic(graph, graph.node(n)))
     }
 
     fn max_inputs(&self) -> usize {

@@ -304,7 +304,10 @@ pub fn gemm(ctx: &Ctx) -> Result<Lowered> {
     // rest is compiled in.
     let rows = if ta { &a.dims[1] } else { &a.dims[0] };
     let inner = if ta { &a.dims[0] } else { &a.dims[1] };
-    if (ta && !a.is_static()) || inner.as_const().is_none() || !bt.is_static() {
+    if !bt.is_static() {
+        return Err(crate::lower::dynamic_size_refused("Gemm", bt));
+    }
+    if (ta && !a.is_static()) || inner.as_const().is_none() {
         return Err(crate::lower::dynamic_size_refused("Gemm", a));
     }
     let n = if tb { bt.shape[0] } else { bt.shape[1] };

@@ -36,10 +36,8 @@ pub fn conv(ctx: &Ctx) -> Result<Lowered> {
     let kernel: Vec<usize> = w.shape[2..].to_vec();
     let input = &x.dims[2..];
     let win = Window::new(ctx.attrs(), &x.shape[2..], &kernel)?;
-    if !x.is_static() && wpc_ir::ops::params::pads_follow_size(ctx.attrs())? {
-        return Err(Error::unsupported(
-            "Conv with auto_pad SAME over a dynamic size (its pads depend on the size)",
-        ));
+    if !x.is_static() {
+        wpc_ir::ops::params::pads_fixed_for_dynamic_sizes("Conv", ctx.attrs())?;
     }
     let group = wpc_ir::ops::params::conv_group(ctx.attrs())?;
     let c = x.shape[1];

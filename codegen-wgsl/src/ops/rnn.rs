@@ -232,7 +232,7 @@ fn recurrent(ctx: &Ctx, cell: Cell, p: &Recurrent) -> Result<Lowered> {
     let len = if ctx.has_input(4) {
         "u32(seqlens[b])".to_string()
     } else {
-        format!("{steps}")
+        steps.clone()
     };
     let _ = writeln!(body, "    let len = {len};");
     units(&mut body, "    ", "");

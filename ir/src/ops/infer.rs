@@ -140,16 +140,25 @@ const EVAL_LIMIT: usize = 1 << 22;
 /// Inference for ops whose output shapes depend only on the shapes of their
 /// data inputs and the values of their parameter inputs (`Slice` starts,
 /// `Expand` shape, `Pad` pads, …): when every parameter input is a constant
-/// and every data input (those in `data`) has a known rank, evaluate the
+/// and every data input (those in `data`) has a concrete shape, evaluate the
 /// op itself on zeros of those shapes. This reuses the op's one definition
-/// instead of restating its shape arithmetic. Where data dims are
-/// symbolic, each distinct size is probed twice with different values: an
-/// output dim that follows one of them in both evaluations is that size,
-/// one that stays put is a constant; where any other dim is left (a size
-/// the op computes from a symbolic one, such as `2·seq`, needs a rule of
-/// the op's own), or otherwise, outputs stay unknown. (The interpreter's shape
-/// checks still reject invalid parameters at run time.)
+/// instead of restating its shape arithmetic. Otherwise outputs stay unknown
+/// (an op with symbolic sizes needs a rule of its own, or [`by_probing`]).
+/// (The interpreter's shape checks still reject invalid parameters at run time.)
 pub fn by_evaluation(ctx: &InferCtx, data: &[usize]) -> Result<Vec<ValueType>> {
+    Ok(evaluate_on_zeros(ctx, data, &[], &[]).unwrap_or_default())
+}
+
+/// [`by_evaluation`] for ops each of whose output dims is a constant or
+/// one of its data inputs' dims as it is (recurrent layers: the sequence
+/// length and the batch pass through, the hidden size is a constant).
+/// Each distinct symbolic size is probed at two values, from sets that
+/// step by different amounts (so no size plus an offset passes for
+/// another in both): an output dim that follows one of them in both
+/// evaluations is that size, one that stays put is a constant. Any other
+/// output dim, which no op this is used for computes, leaves every output
+/// unknown.
+pub fn by_probing(ctx: &InferCtx, data: &[usize]) -> Result<Vec<ValueType>> {
     // The distinct symbolic sizes of the data inputs.
     let mut sizes: Vec<Expr> = Vec::new();
     for &i in data {
@@ -169,11 +178,13 @@ pub fn by_evaluation(ctx: &InferCtx, data: &[usize]) -> Result<Vec<ValueType>> {
         }
     }
     if sizes.is_empty() {
-        return Ok(evaluate_on_zeros(ctx, data, &[], &[]).unwrap_or_default());
+        return by_evaluation(ctx, data);
     }
-    // Two sets of probe sizes, no value in one equal to any in the other.
-    let probes: [Vec<usize>; 2] =
-        [0, 1].map(|k| (0..sizes.len()).map(|j| PROBES[k] + 2 * j).collect());
+    let probes: [Vec<usize>; 2] = [0, 1].map(|k| {
+        (0..sizes.len())
+            .map(|j| PROBES[k].0 + PROBES[k].1 * j)
+            .collect()
+    });
     let (Some(a), Some(b)) = (
         evaluate_on_zeros(ctx, data, &sizes, &probes[0]),
         evaluate_on_zeros(ctx, data, &sizes, &probes[1]),
@@ -205,17 +216,17 @@ pub fn by_evaluation(ctx: &InferCtx, data: &[usize]) -> Result<Vec<ValueType>> {
             }
         })
         .collect();
-    // Partly known shapes would stand in the way of an op's own symbolic
-    // rule, which its caller tries where this gives nothing.
     let resolved = types
         .iter()
         .all(|t| t.shape.dims().is_some_and(|d| !d.contains(&Dim::Unknown)));
     Ok(if resolved { types } else { Vec::new() })
 }
 
-/// The first probe value of each of [`by_evaluation`]'s two evaluations:
-/// odd, apart, and unlikely to be a model's own size.
-const PROBES: [usize; 2] = [37, 61];
+/// The first probe value and the step between sizes of each of
+/// [`by_probing`]'s two evaluations: unlikely to be a model's own sizes,
+/// and stepping differently, so a size plus an offset cannot match
+/// another size in both.
+const PROBES: [(usize, usize); 2] = [(37, 10), (41, 14)];
 
 /// The output types of the node evaluated on zeros of its data inputs'
 /// shapes, each symbolic size of `sizes` taken as the matching `probes`

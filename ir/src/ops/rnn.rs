@@ -12,14 +12,16 @@ pub(super) fn ops() -> Vec<OpDef> {
     vec![
         // Data inputs: X, sequence_lens and the initial states; weights
         // must be constants for shapes to be inferred.
+        // The sequence length and batch pass through to the outputs:
+        // dynamic ones are found by probing.
         op!("LSTM", |c| eval_recurrent(c, Cell::Lstm), |c| {
-            super::infer::by_evaluation(c, &[0, 4, 5, 6])
+            super::infer::by_probing(c, &[0, 4, 5, 6])
         }),
         op!("GRU", |c| eval_recurrent(c, Cell::Gru), |c| {
-            super::infer::by_evaluation(c, &[0, 4, 5])
+            super::infer::by_probing(c, &[0, 4, 5])
         }),
         op!("RNN", |c| eval_recurrent(c, Cell::Rnn), |c| {
-            super::infer::by_evaluation(c, &[0, 4, 5])
+            super::infer::by_probing(c, &[0, 4, 5])
         }),
     ]
 }

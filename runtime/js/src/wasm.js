@@ -3,7 +3,7 @@
 // the compiler planned, and runs it on typed arrays. Works in browsers and
 // in Node (only the standard WebAssembly API is used).
 
-import { DisposedError } from './errors.js';
+import { DisposedError, WpcError } from './errors.js';
 import { checkRange, checkTensors, inconsistent, shapeAt } from './manifest.js';
 
 /** @typedef {{shard: number, offset: number, bytes: number}} ShardRange */
@@ -104,15 +104,15 @@ function checkPlan(manifest, variant) {
   for (const w of variant.weights) {
     checkRange(manifest, w.range, memory - w.offset, `${variant.name}'s weights at offset ${w.offset}`);
   }
-  if (variant.sizes) {
-    const { offset, dims } = variant.sizes;
-    if (offset + 4 * dims.length > memory) {
-      throw inconsistent(`${variant.name}'s size table lies outside its ${memory} bytes of memory`);
-    }
-    const known = new Set((manifest.dims ?? []).map((/** @type {any} */ d) => d.name));
-    const unknown = dims.find((/** @type {string} */ d) => !known.has(d));
-    if (unknown !== undefined) throw inconsistent(`${variant.name}'s size table names '${unknown}', which is not one of the bundle's dims`);
+  const { offset, dims } = variant.sizes ?? { offset: 0, dims: [] };
+  if (!Number.isSafeInteger(offset) || offset < 0 || offset + 4 * dims.length > memory) {
+    throw inconsistent(`${variant.name}'s size table lies outside its ${memory} bytes of memory`);
   }
+  const known = new Set((manifest.dims ?? []).map((/** @type {any} */ d) => d.name));
+  const unknown = dims.find((/** @type {string} */ d) => !known.has(d));
+  if (unknown !== undefined) throw inconsistent(`${variant.name}'s size table names '${unknown}', which is not one of the bundle's dims`);
+  const untabled = [...known].find((d) => !dims.includes(d));
+  if (untabled !== undefined) throw inconsistent(`${variant.name} has no place for the size of dim '${untabled}'`);
 }
 
 /**
@@ -191,17 +191,25 @@ export async function loadWasm(manifest, name, readFile, options = {}) {
     run(inputs, sizes = {}) {
       // `memory.buffer` is read afresh each time: reference kernels grow it.
       const { memory } = alive();
-      // The slot of a tensor at these sizes: the start of its planned room.
+      // The slot of a tensor at these sizes: the start of its planned
+      // room, which a size within the dims' ranges never overflows.
       /** @param {MemoryTensor} slot @param {any} info */
-      const at = (slot, info) => ({
-        offset: slot.offset,
-        elements: shapeAt(info, sizes).reduce((a, b) => a * b, 1),
-      });
+      const at = (slot, info) => {
+        const elements = shapeAt(info, sizes).reduce((a, b) => a * b, 1);
+        if (!(elements <= slot.elements)) {
+          throw new WpcError('input', `'${info.name}' would have ${elements} elements at sizes ${JSON.stringify(sizes)}, more than the ${slot.elements} the bundle holds`);
+        }
+        return { offset: slot.offset, elements };
+      };
       if (variant.sizes) {
         const table = new DataView(memory.buffer, variant.sizes.offset, 4 * variant.sizes.dims.length);
         variant.sizes.dims.forEach((/** @type {string} */ d, /** @type {number} */ i) => {
-          if (sizes[d] === undefined) throw new Error(`no size given for dim '${d}'`);
-          table.setUint32(4 * i, sizes[d], true);
+          const range = manifest.dims.find((/** @type {any} */ r) => r.name === d);
+          const v = sizes[d];
+          if (!Number.isSafeInteger(v) || v < range.min || v > range.max) {
+            throw new WpcError('input', `dim '${d}' is ${v}, outside the sizes this bundle runs at, ${range.min}..${range.max}`);
+          }
+          table.setUint32(4 * i, v, true);
         });
       }
       manifest.inputs.forEach((info, i) => {

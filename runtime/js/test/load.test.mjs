@@ -256,3 +256,25 @@ test('a load aborted after its files arrived, while its variant starts, frees wh
   await assert.rejects(load('https://models.example/m.wpc', { fetch, gpu: slow, caps: CAPS, cache, signal: controller.signal }), /user left/);
   assert.ok(log.includes('pipeline k0.wgsl') && log.includes('destroyed'), log.join(', '));
 });
+
+test('the wasm executor writes a dynamic bundle\'s sizes into its size table and refuses sizes out of range', async () => {
+  const { files, manifest } = await bundle();
+  // One dim; x is n floats; the size table sits where output `n` is read
+  // back from (the fixture's module runs nothing), so the output is the
+  // size the executor wrote.
+  manifest.dims = [{ name: 'n', min: 1, max: 2 }];
+  manifest.inputs[0].run_shape = ['n'];
+  manifest.outputs = [{ name: 'n', dtype: 'uint32', shape: [1], bound: [1] }];
+  const wasm = manifest.variants[1];
+  wasm.sizes = { offset: 32, dims: ['n'] };
+  wasm.outputs = [{ offset: 32, elements: 1 }];
+  const executor = await loadWasm(manifest, 'wasm-scalar', async (file) => files[file]);
+  assert.deepEqual([...executor.run({ x: new Float32Array(1) }, { n: 1 }).n], [1]);
+  assert.deepEqual([...executor.run({ x: new Float32Array(2) }, { n: 2 }).n], [2]);
+  assert.throws(() => executor.run({ x: new Float32Array(3) }, { n: 3 }), /dim 'n' is 3, outside the sizes this bundle runs at, 1..2/);
+  assert.throws(() => executor.run({ x: new Float32Array(2) }, {}), /dim 'n' is undefined/);
+  assert.throws(() => executor.run({ x: new Float32Array(2) }, { n: 1 }), /input 'x' has 2 elements, the bundle takes 1 at these sizes/);
+  // A table that does not cover every dim is refused before anything runs.
+  wasm.sizes = { offset: 32, dims: [] };
+  await assert.rejects(loadWasm(manifest, 'wasm-scalar', async (file) => files[file]), /wasm-scalar has no place for the size of dim 'n'/);
+});

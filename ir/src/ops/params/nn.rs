@@ -121,10 +121,16 @@ pub fn lp_pool_p(a: &Attrs) -> Result<f64> {
     Ok(a.int("p", 2)? as f64)
 }
 
-/// Whether a windowed op's `auto_pad` is `SAME_UPPER` or `SAME_LOWER`:
-/// its pads are then worked out from the input's size.
-pub fn pads_follow_size(a: &Attrs) -> Result<bool> {
-    Ok(a.string("auto_pad", "NOTSET")?.starts_with("SAME"))
+/// Refuses (unsupported) a windowed `op` whose `auto_pad` is
+/// `SAME_UPPER` or `SAME_LOWER` over sizes known only at run time: its
+/// pads are worked out from the input's size, and kernels compile them in.
+pub fn pads_fixed_for_dynamic_sizes(op: &str, a: &Attrs) -> Result<()> {
+    if a.string("auto_pad", "NOTSET")?.starts_with("SAME") {
+        return Err(crate::Error::unsupported(format!(
+            "{op} with auto_pad SAME over a dynamic size (its pads depend on the size)"
+        )));
+    }
+    Ok(())
 }
 
 /// `Conv`'s and `ConvTranspose`'s number of channel groups (a `group` of
