@@ -321,6 +321,27 @@ pub fn linear(b: &mut InstrSeqBuilder, terms: &[(LocalId, usize)], scale: usize,
     }
 }
 
+/// A softmax's middle step on one element: with a store address and a
+/// load address of `x` on the stack, stores `e = exp(x − max)` (through
+/// `exp`, a function of the module) and adds it to `sum`.
+pub fn exp_shifted(
+    b: &mut InstrSeqBuilder,
+    fx: &Fx,
+    exp: walrus::FunctionId,
+    [max, e, sum]: [LocalId; 3],
+) {
+    load(b, fx, 1, 0);
+    b.local_get(max)
+        .binop(BinaryOp::F32Sub)
+        .call(exp)
+        .local_tee(e);
+    store(b, fx, 1, 0);
+    b.local_get(sum)
+        .local_get(e)
+        .binop(BinaryOp::F32Add)
+        .local_set(sum);
+}
+
 /// `local += delta`.
 pub fn bump(b: &mut InstrSeqBuilder, local: LocalId, delta: i64) {
     if delta != 0 {

@@ -372,16 +372,7 @@ fn softmax_rows(
         emit::for_range(b, l.key, 0, keys as i64, 1, |b| {
             at(b, l.dst, 1);
             at(b, l.dst, 1);
-            emit::load(b, fx, 1, 0);
-            b.local_get(l.max)
-                .binop(BinaryOp::F32Sub)
-                .call(exp)
-                .local_tee(l.e);
-            emit::store(b, fx, 1, 0);
-            b.local_get(l.sum)
-                .local_get(l.e)
-                .binop(BinaryOp::F32Add)
-                .local_set(l.sum);
+            emit::exp_shifted(b, fx, exp, [l.max, l.e, l.sum]);
         });
         // 1/sum, or 0 when nothing was left.
         b.f32_const(1.0)

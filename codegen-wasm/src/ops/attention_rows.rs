@@ -228,16 +228,7 @@ pub fn attention(
                 emit::for_size(b, key, zero, keys, 1, |b| {
                     address(b, scores, &[(key, Size::Const(1))]);
                     b.local_tee(sp).local_get(sp);
-                    emit::load(b, &fx, 1, 0);
-                    b.local_get(max)
-                        .binop(BinaryOp::F32Sub)
-                        .call(exp)
-                        .local_tee(e);
-                    emit::store(b, &fx, 1, 0);
-                    b.local_get(sum)
-                        .local_get(e)
-                        .binop(BinaryOp::F32Add)
-                        .local_set(sum);
+                    emit::exp_shifted(b, &fx, exp, [max, e, sum]);
                 });
                 // sum := 1/sum, or 0 when nothing was left.
                 b.f32_const(1.0)

@@ -323,16 +323,7 @@ pub fn softmax(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
             emit::for_range(b, k, 0, len as i64, 1, |b| {
                 at(b, dst);
                 at(b, src);
-                emit::load(b, &fx, 1, 0);
-                b.local_get(m)
-                    .binop(BinaryOp::F32Sub)
-                    .call(exp)
-                    .local_tee(e);
-                emit::store(b, &fx, 1, 0);
-                b.local_get(s)
-                    .local_get(e)
-                    .binop(BinaryOp::F32Add)
-                    .local_set(s);
+                emit::exp_shifted(b, &fx, exp, [m, e, s]);
             });
             if let Some(logf) = logf {
                 b.local_get(m)
