@@ -104,6 +104,7 @@ pub fn matmul_model(n: usize) -> Model {
         producer: "wpc bench".into(),
         external_data: Vec::new(),
         dim_ranges: Default::default(),
+        counted_dims: Default::default(),
     }
 }
 

@@ -475,6 +475,14 @@ pub fn compile_model_report(
         if info.shape.is_empty() && !info.bound.is_empty() {
             info.shape = vec![DimInfo::Symbol("?".into()); info.bound.len()];
         }
+        // A size only the data decides is open whatever the model says.
+        for (declared, run) in info.shape.iter_mut().zip(info.run_shape.iter().flatten()) {
+            if let wpc_ir::sym::Term::Sym(s) = &run.0
+                && bound.counted_dims.contains_key(s)
+            {
+                *declared = DimInfo::Symbol(s.clone());
+            }
+        }
     }
     let mut files = std::collections::BTreeMap::new();
     let mut shards = Shards::default();
@@ -590,6 +598,7 @@ pub fn compile_model_report(
                         name: name.clone(),
                         min: min as u64,
                         max: max as u64,
+                        counted_in: bound.counted_dims.get(name).cloned(),
                     })
                     .collect(),
                 inputs,

@@ -67,6 +67,12 @@ pub struct DimRange {
     pub name: String,
     pub min: u64,
     pub max: u64,
+    /// For a size only the data decides (NonZero's count of non-zeros):
+    /// the tensor whose dim it is. No input gives it; the kernel computing
+    /// that tensor writes it where the runtime reads it (wasm: the size
+    /// table; WebGPU: the buffer its dispatch's `counts` names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counted_in: Option<String>,
 }
 
 /// A size computed from the bundle's symbols, written in JSON as an

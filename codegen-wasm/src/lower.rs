@@ -250,6 +250,8 @@ pub struct Ctx<'a> {
     pub math: &'a mut Math,
     graph: &'a Graph,
     ranges: &'a Ranges,
+    /// The dims only the data decides ([`wpc_ir::Model::counted_dims`]).
+    counted: &'a std::collections::BTreeMap<String, String>,
     addr: &'a mut HashMap<ValueId, u32>,
     planner: &'a mut Planner,
     weights: &'a mut WeightArena,
@@ -319,6 +321,18 @@ impl<'a> Ctx<'a> {
     /// that only dynamic dims decide), its elements.
     pub fn size_values(&self, v: ValueId) -> Option<&'a wpc_ir::ops::symbolic::SymValue> {
         self.graph.sizes.get(&v)
+    }
+
+    /// The dims only the data decides that the node's outputs count: the
+    /// kernel writes their sizes into the size table.
+    pub fn counted_by_outputs(&self) -> Vec<String> {
+        let outputs: Vec<&str> = (self.node.outputs.iter().flatten())
+            .map(|&v| self.graph.value(v).name.as_str())
+            .collect();
+        (self.counted.iter())
+            .filter(|(_, of)| outputs.contains(&of.as_str()))
+            .map(|(s, _)| s.clone())
+            .collect()
     }
 
     /// Whether a tensor the node reads or writes has a dynamic size
@@ -626,6 +640,7 @@ fn lower_at(model: &Model, isa: Isa, layout: Layout) -> Result<(Module, Compiled
             math: &mut math,
             graph: g,
             ranges,
+            counted: &model.counted_dims,
             addr: &mut addr,
             planner: &mut planner,
             weights: &mut weights,

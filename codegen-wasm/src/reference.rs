@@ -126,6 +126,7 @@ pub fn lower(ctx: &mut Ctx, f: &mut FunctionBuilder, eval: FunctionId) -> Result
         sizes: ctx.sizes.map_or_else(Sizes::default, |t| Sizes {
             addr: t.addr,
             names: t.dims.clone(),
+            counted: ctx.counted_by_outputs(),
         }),
     };
     let at = ctx.data(call.encode()?);

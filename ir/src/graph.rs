@@ -367,6 +367,12 @@ pub struct Model {
     /// bounded it: shape inference decides `min(seq, 512)` by them.
     /// A symbol not listed may be any size.
     pub dim_ranges: BTreeMap<String, (usize, usize)>,
+    /// The symbols whose size only the data decides (NonZero's count),
+    /// each with the name of the value it is a dim of (the output of the
+    /// node that counts it): shape inference adds them, with their ranges
+    /// in `dim_ranges`; runtimes learn their sizes from the kernels
+    /// instead of the inputs.
+    pub counted_dims: BTreeMap<String, String>,
 }
 
 /// The range of symbol `name` for [`crate::sym::Expr::bounds`] under

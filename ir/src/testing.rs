@@ -53,6 +53,7 @@ pub fn one_node(op: &str, operands: Vec<Operand>, attrs: Attrs) -> Model {
         producer: "wpc-testing".into(),
         external_data: Vec::new(),
         dim_ranges: Default::default(),
+        counted_dims: Default::default(),
     }
 }
 
@@ -107,6 +108,7 @@ fn model(graph: Graph) -> Model {
         producer: "test".into(),
         external_data: Vec::new(),
         dim_ranges: Default::default(),
+        counted_dims: Default::default(),
     }
 }
 

@@ -48,6 +48,10 @@ pub enum Place {
 pub struct Sizes {
     pub addr: u32,
     pub names: Vec<String>,
+    /// The dims only the data decides that this call's outputs count
+    /// (NonZero's): the module writes each one's size into the table,
+    /// where later kernels and the host read it.
+    pub counted: Vec<String>,
 }
 
 impl Arg {
@@ -128,6 +132,8 @@ impl Call {
         w.u32(self.sizes.addr);
         w.len(self.sizes.names.len());
         self.sizes.names.iter().for_each(|n| w.str(n));
+        w.len(self.sizes.counted.len());
+        self.sizes.counted.iter().for_each(|n| w.str(n));
         let len = w.0.len() as u32;
         w.0[..4].copy_from_slice(&len.to_le_bytes());
         Ok(w.0)
@@ -172,6 +178,7 @@ impl Call {
         let sizes = Sizes {
             addr: r.u32()?,
             names: (0..r.u32()?).map(|_| r.str()).collect::<Result<_>>()?,
+            counted: (0..r.u32()?).map(|_| r.str()).collect::<Result<_>>()?,
         };
         Ok(Call {
             name,
@@ -456,7 +463,8 @@ mod tests {
             outputs: vec![None, arg(DType::Bool, &[], 1 << 31)],
             sizes: Sizes {
                 addr: 1024,
-                names: vec!["b".into(), "seq".into()],
+                names: vec!["b".into(), "seq".into(), "nz.1".into()],
+                counted: vec!["nz.1".into()],
             },
         };
         let bytes = call.encode().unwrap();

@@ -15,7 +15,7 @@ use wpc_ir::{Dim, Error, Model, Result, Shape, Tensor, ValueId};
 /// precise information of each (a known size over a symbolic one, a
 /// computed size over a declared name); contradictions between known
 /// sizes are errors.
-fn merge(old: &ValueType, new: &ValueType) -> Result<ValueType> {
+fn merge(old: &ValueType, new: &ValueType, counted: &dyn Fn(&str) -> bool) -> Result<ValueType> {
     let dtype = match (old.dtype, new.dtype) {
         (Some(a), Some(b)) if a != b => {
             return Err(Error::invalid(format!("declared as {a} but computes {b}")));
@@ -35,6 +35,9 @@ fn merge(old: &ValueType, new: &ValueType) -> Result<ValueType> {
             a.iter()
                 .zip(b)
                 .map(|(x, y)| match (x, y) {
+                    // A size only the data decides: whatever the model
+                    // declares was true of some data, not of all.
+                    (_, Dim::Symbol(s)) if counted(s) => Ok(y.clone()),
                     (Dim::Known(p), Dim::Known(q)) if p != q => Err(Error::invalid(format!(
                         "declared with shape {} but computes {}",
                         old.shape, new.shape
@@ -53,7 +56,9 @@ fn merge(old: &ValueType, new: &ValueType) -> Result<ValueType> {
 }
 
 /// Infers the type of every node output of the main graph. Returns how
-/// many values gained information.
+/// many values gained information. A size only the data decides (see
+/// [`InferCtx::counted`]) joins the model's `dim_ranges` (from 0 to the
+/// most it can be) and `counted_dims` (with the value it is a dim of).
 pub fn infer_shapes(model: &mut Model) -> Result<usize> {
     Ok(infer_symbolic(model)?.0)
 }
@@ -62,8 +67,8 @@ pub fn infer_shapes(model: &mut Model) -> Result<usize> {
 /// from symbolic sizes (see [`wpc_ir::ops::symbolic`]).
 pub fn infer_symbolic(model: &mut Model) -> Result<(usize, HashMap<ValueId, SymValue>)> {
     let opset = model.opset();
-    let ranges = model.dim_ranges.clone();
-    let range = |s: &str| wpc_ir::graph::dim_range(&ranges, s);
+    let mut ranges = model.dim_ranges.clone();
+    let mut counted_dims = model.counted_dims.clone();
     let g = &mut model.graph;
     // Sizes an earlier pass took out of the graph are known as they were.
     let mut values: HashMap<ValueId, SymValue> =
@@ -94,6 +99,7 @@ pub fn infer_symbolic(model: &mut Model) -> Result<(usize, HashMap<ValueId, SymV
                 value: sym[i],
             })
             .collect();
+        let range = |s: &str| wpc_ir::graph::dim_range(&ranges, s);
         let computed = symbolic::propagate(node, &operands, opset);
         let Some(infer) = def.and_then(|d| d.infer) else {
             record(&mut values, &node.outputs, computed, &range);
@@ -101,19 +107,48 @@ pub fn infer_symbolic(model: &mut Model) -> Result<(usize, HashMap<ValueId, SymV
         };
         let ctx = InferCtx {
             node,
+            output_names: node
+                .outputs
+                .iter()
+                .map(|o| o.map(|v| g.value(v).name.clone()).unwrap_or_default())
+                .collect(),
             inputs,
             consts,
             values: sym,
             opset,
+            counted: Default::default(),
         };
         let types = infer(&ctx).map_err(|e| e.within(node.context()))?;
         let types: Vec<ValueType> = types.into_iter().map(|t| simplified(t, &range)).collect();
         let outputs = node.outputs.clone();
         let context = node.context();
+        let output_names = ctx.output_names.clone();
+        let counted: Vec<(String, usize, usize)> = ctx
+            .counted
+            .into_inner()
+            .into_iter()
+            .map(|(name, output, most)| {
+                most.bounds(&range)
+                    .and_then(|(_, hi)| usize::try_from(hi).ok())
+                    .filter(|&hi| hi < i64::MAX as usize)
+                    .map(|hi| (name.clone(), output, hi))
+                    .ok_or_else(|| {
+                        Error::unsupported(format!(
+                            "the size '{name}' the data decides has no bound: bound the model's input dims with --dim"
+                        ))
+                        .within(context.clone())
+                    })
+            })
+            .collect::<Result<_>>()?;
+        for (name, output, hi) in counted {
+            ranges.insert(name.clone(), (0, hi));
+            counted_dims.insert(name, output_names[output].clone());
+        }
+        let is_counted = |s: &str| counted_dims.contains_key(s);
         for (slot, ty) in outputs.iter().zip(types) {
             let Some(v) = slot else { continue };
             let old = &g.value(*v).ty;
-            let merged = merge(old, &ty).map_err(|e| {
+            let merged = merge(old, &ty, &is_counted).map_err(|e| {
                 e.within(format!("output '{}'", g.value(*v).name))
                     .within(context.clone())
             })?;
@@ -122,8 +157,11 @@ pub fn infer_symbolic(model: &mut Model) -> Result<(usize, HashMap<ValueId, SymV
                 g.value_mut(*v).ty = merged;
             }
         }
+        let range = |s: &str| wpc_ir::graph::dim_range(&ranges, s);
         record(&mut values, &outputs, computed, &range);
     }
+    model.dim_ranges = ranges;
+    model.counted_dims = counted_dims;
     Ok((improved, values))
 }
 

@@ -79,6 +79,7 @@ impl GraphBuilder {
             producer: "test".into(),
             external_data: Vec::new(),
             dim_ranges: Default::default(),
+            counted_dims: Default::default(),
         }
     }
 }

@@ -297,10 +297,20 @@ impl Session {
     /// within the bundle's dims.
     pub fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         let infos: Vec<TensorInfo> = self.inputs.iter().map(|(i, _)| i.clone()).collect();
-        let sizes = crate::manifest::bind_inputs(&self.dims, &infos, inputs)?;
+        let mut sizes = crate::manifest::bind_inputs(&self.dims, &infos, inputs)?;
+        let counted: Vec<String> = (self.dims.iter())
+            .filter(|r| r.counted_in.is_some())
+            .map(|r| r.name.clone())
+            .collect();
+        let counted = |d: &str| counted.iter().any(|c| c == d);
         if let Some(table) = &self.sizes {
             let mut bytes = Vec::with_capacity(4 * table.dims.len());
             for d in &table.dims {
+                // A size the data decides is written by its kernel.
+                if counted(d) {
+                    bytes.extend_from_slice(&0u32.to_le_bytes());
+                    continue;
+                }
                 let v = sizes.0.get(d).copied().ok_or_else(|| {
                     Error::Bundle(BundleError::Input(format!(
                         "no input gives the size of dim '{d}'"
@@ -318,6 +328,15 @@ impl Session {
                 .map_err(|e| Error::Wasm(format!("writing input '{}': {e}", info.name)))?;
         }
         self.execute()?;
+        if let Some(table) = &self.sizes {
+            for (i, d) in table.dims.iter().enumerate().filter(|(_, d)| counted(d)) {
+                let mut word = [0u8; 4];
+                self.memory
+                    .read(&self.store, table.offset as usize + 4 * i, &mut word)
+                    .map_err(|e| Error::Wasm(format!("reading the size of '{d}': {e}")))?;
+                sizes.0.insert(d.clone(), i64::from(u32::from_le_bytes(word)));
+            }
+        }
         self.outputs
             .iter()
             .map(|(info, slot)| {

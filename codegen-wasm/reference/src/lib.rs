@@ -128,6 +128,28 @@ impl At {
     }
 }
 
+/// Writes the sizes of the dims `want`'s shape counts (those only the
+/// data decides) from what the kernel computed, into the run's table and
+/// into `at`. Memory was planned for each at its most, so the output fits.
+fn count(sizes: &Sizes, at: &mut At, want: &Arg, got: &Tensor) -> Result<()> {
+    for (d, &n) in want.shape.iter().zip(got.shape()) {
+        let Some(name) = d.as_sym().filter(|s| sizes.counted.iter().any(|c| c == s)) else {
+            continue;
+        };
+        let slot = sizes.names.iter().position(|s| s == name).ok_or_else(|| {
+            Error::invalid(format!("the size table has no place for '{name}'"))
+        })?;
+        let n32 = u32::try_from(n)
+            .map_err(|_| Error::invalid(format!("'{name}' is {n}, over 32 bits")))?;
+        memory(sizes.addr + 4 * slot as u32, 4).copy_from_slice(&n32.to_le_bytes());
+        match at.0.iter_mut().find(|(s, _)| s == name) {
+            Some((_, v)) => *v = i64::from(n32),
+            None => at.0.push((name.to_string(), i64::from(n32))),
+        }
+    }
+    Ok(())
+}
+
 struct NoSubgraphs;
 
 impl SubgraphRunner for NoSubgraphs {
@@ -175,11 +197,13 @@ fn eval_call(call: Call) -> Result<()> {
         subgraphs: &NoSubgraphs,
     };
     let results = (def.eval)(&ctx)?;
+    let mut at = at;
     for (i, want) in call.outputs.iter().enumerate() {
         let Some(want) = want else { continue };
         let got = results
             .get(i)
             .ok_or_else(|| Error::invalid(format!("the kernel gave no output {i}")))?;
+        count(&call.sizes, &mut at, want, got)?;
         let shape = at.shape(want)?;
         if got.dtype() != want.dtype || got.shape() != shape.as_slice() {
             return Err(Error::invalid(format!(

@@ -99,6 +99,7 @@ pub fn load_model_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<Model> 
         producer: proto.producer_name,
         external_data: importer.external_data.into_inner().into_iter().collect(),
         dim_ranges: Default::default(),
+        counted_dims: Default::default(),
     })
 }
 

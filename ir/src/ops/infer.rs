@@ -1,5 +1,7 @@
 //! Shape and type inference context, and the rules many ops share.
 
+use std::cell::RefCell;
+
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::graph::{Node, ValueType};
@@ -15,10 +17,16 @@ use super::symbolic::SymValue;
 /// expressions (`values`, see [`super::symbolic`]).
 pub struct InferCtx<'a> {
     pub node: &'a Node,
+    /// The names of the node's outputs (empty where one is left out).
+    pub output_names: Vec<String>,
     pub inputs: Vec<Option<ValueType>>,
     pub consts: Vec<Option<&'a Tensor>>,
     pub values: Vec<Option<&'a SymValue>>,
     pub opset: u32,
+    /// The sizes only the data decides that the op named with
+    /// [`InferCtx::counted`]: each symbol, the output it is a dim of and
+    /// the most it can be.
+    pub counted: RefCell<Vec<(String, usize, Expr)>>,
 }
 
 impl InferCtx<'_> {
@@ -55,6 +63,20 @@ impl InferCtx<'_> {
         t.dtype()
             .is_int()
             .then(|| t.to_i64s().into_iter().map(Expr::constant).collect())
+    }
+
+    /// A size of output `output` that only the data decides (NonZero's
+    /// count of non-zeros): a symbol of its own, named after the output
+    /// and its axis (`indices.1`), that runs from 0 to `most`. Kernels
+    /// write the output at `most` and the actual size where runtimes read
+    /// it (see ARCHITECTURE.md, data-dependent shapes).
+    pub fn counted(&self, output: usize, axis: usize, most: Expr) -> Dim {
+        let name = match self.output_names.get(output).filter(|n| !n.is_empty()) {
+            Some(n) => format!("{n}.{axis}"),
+            None => format!("{}.{output}.{axis}", self.node.name),
+        };
+        self.counted.borrow_mut().push((name.clone(), output, most));
+        Dim::Symbol(name)
     }
 
     /// Whether input `i` has symbolic elements (not a constant).

@@ -9,7 +9,7 @@ use crate::attr::Attr;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::graph::ValueType;
-use crate::shape::Shape;
+use crate::shape::{Dim, Shape};
 use crate::sym::Expr;
 use crate::tensor::Tensor;
 
@@ -36,7 +36,9 @@ pub(super) fn ops() -> Vec<OpDef> {
         )),
         op!("TopK", eval_topk, |c| super::infer::by_evaluation(c, &[0])).steered_by(&[1]),
         op!("Unique", eval_unique),
-        op!("NonMaxSuppression", eval_nms),
+        // The thresholds and the per-class limit are compiled into the
+        // kernels (exporters write them as constants).
+        op!("NonMaxSuppression", eval_nms, infer_nms).steered_by(&[2, 3, 4]),
         op!(
             "CumSum",
             |c| eval_cumulative(c, 0.0, |a, b| a + b),
@@ -520,6 +522,29 @@ fn iou(a: &[f64], b: &[f64], center: bool) -> f64 {
     let inter = (ay2.min(by2) - ay1.max(by1)).max(0.0) * (ax2.min(bx2) - ax1.max(bx1)).max(0.0);
     let union = (ay2 - ay1) * (ax2 - ax1) + (by2 - by1) * (bx2 - bx1) - inter;
     if union <= 0.0 { 0.0 } else { inter / union }
+}
+
+/// `NonMaxSuppression`: `[n, 3]` int64 (batch, class, box) triples, where
+/// `n` is up to batches × classes × min(boxes, max_output_boxes_per_class).
+fn infer_nms(c: &InferCtx) -> Result<Vec<ValueType>> {
+    let (Some([b, _, _]), Some([_, classes, n])) = (c.dims(0), c.dims(1)) else {
+        return Ok(vec![ValueType::new(DType::I64, Shape::unknown())]);
+    };
+    let per_class = match c.constant(2).filter(|t| !t.is_empty()) {
+        Some(t) => n.expr().map(|n| n.min_of(&Expr::constant(t.get_i64(0).max(0)))),
+        None if c.inputs.get(2).is_some_and(Option::is_some) => n.expr(),
+        None => Some(Expr::constant(0)),
+    };
+    let most = b
+        .expr()
+        .zip(classes.expr())
+        .zip(per_class)
+        .map(|((b, classes), k)| b.mul(&classes).mul(&k));
+    let count = most.map_or(Dim::Unknown, |m| c.counted(0, 0, m));
+    Ok(vec![ValueType::new(
+        DType::I64,
+        Shape(Some(vec![count, Dim::Known(3)])),
+    )])
 }
 
 /// `NonMaxSuppression`: per batch and class, greedily keeps the highest

@@ -62,7 +62,7 @@ pub(super) fn ops() -> Vec<OpDef> {
             super::infer::by_evaluation(c, &[0])
         }),
         op!("Compress", eval_compress),
-        op!("NonZero", eval_nonzero),
+        op!("NonZero", eval_nonzero, infer_nonzero),
         op!(
             "ReverseSequence",
             eval_reverse_sequence,
@@ -1027,6 +1027,26 @@ fn eval_compress(c: &EvalCtx) -> Result<Vec<Tensor>> {
             Ok(vec![x.take(shape, &offs)])
         }
     }
+}
+
+/// `NonZero`: `[rank, n]` int64, where `n`, the count of non-zeros, is
+/// up to the input's element count.
+fn infer_nonzero(c: &InferCtx) -> Result<Vec<ValueType>> {
+    let x = c.input(0)?;
+    let shape = match x.shape.dims() {
+        Some(dims) => {
+            let most = x.shape.numel_expr();
+            Shape(Some(vec![
+                Dim::Known(dims.len()),
+                most.map_or(Dim::Unknown, |m| c.counted(0, 1, m)),
+            ]))
+        }
+        None => Shape::unknown(),
+    };
+    Ok(vec![ValueType {
+        dtype: Some(DType::I64),
+        shape,
+    }])
 }
 
 fn eval_nonzero(c: &EvalCtx) -> Result<Vec<Tensor>> {
