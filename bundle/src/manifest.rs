@@ -823,4 +823,19 @@ pub struct Dispatch {
     pub params: Vec<SizeExpr>,
     /// The node this dispatch computes, for profiles and errors.
     pub node: String,
+    /// The sizes only the data decides that this dispatch counts: after
+    /// it, the runtime reads each from its buffer and sizes the
+    /// dispatches that follow by it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub counts: Vec<Count>,
+}
+
+/// Where a dispatch leaves a size only the data decides (a dim of the
+/// bundle's `dims` with `counted_in` set): a `u32` at word 0 of buffer
+/// `buffer`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Count {
+    pub dim: String,
+    pub buffer: usize,
 }

@@ -39,6 +39,9 @@ pub struct Kernel {
     /// Workgroup counts at run time, where they depend on dynamic sizes
     /// (`workgroups` is then made for the largest sizes when emitted).
     pub groups: Option<[Expr; 3]>,
+    /// The sizes only the data decides that the kernel counts, each with
+    /// the binding it writes it to (a `u32` at index 0).
+    pub counts: Vec<(String, usize)>,
 }
 
 /// The dynamic sizes a kernel reads: each distinct [`Expr`] is a `u32`
@@ -81,6 +84,7 @@ impl Kernel {
             body: String::new(),
             params: Params::default(),
             groups: None,
+            counts: Vec::new(),
         }
     }
 

@@ -813,6 +813,12 @@ impl Program {
             groups: groups.map(|g| g.map(|e| SizeExpr::of(&e))),
             params: params.iter().map(SizeExpr::of).collect(),
             node: node.to_string(),
+            counts: (k.counts.iter())
+                .map(|(dim, binding)| wpc_bundle::manifest::Count {
+                    dim: dim.clone(),
+                    buffer: planner.buffer_of(slots[*binding]),
+                })
+                .collect(),
         });
         Ok(())
     }

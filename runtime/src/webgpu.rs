@@ -132,6 +132,9 @@ pub struct Session<'g> {
     dims: Vec<DimRange>,
     inputs: Vec<(TensorInfo, DeviceTensor)>,
     outputs: Vec<(TensorInfo, DeviceTensor, wgpu::Buffer)>,
+    /// Where the sizes only the data decides are read back to, when some
+    /// dispatch counts one (`u32`s, one per count of a dispatch).
+    count_readback: Option<wgpu::Buffer>,
     /// The plan at the sizes of the last run (what [`Session::execute`]
     /// runs); for a static bundle, made at load. `None` until a dynamic
     /// bundle first runs.
@@ -143,7 +146,10 @@ pub struct Session<'g> {
 /// only records dispatches.
 #[derive(Clone)]
 struct AtSizes {
-    /// Each step's workgroup counts.
+    /// The sizes the inputs give.
+    given: RunSizes,
+    /// Each step's workgroup counts (empty where some size is counted
+    /// while the model runs: then worked out as it runs).
     counts: Vec<[u32; 3]>,
     /// Each output's shape.
     output_shapes: Vec<Vec<usize>>,
@@ -158,6 +164,9 @@ struct Step {
     groups: Option<[SizeExpr; 3]>,
     /// The sizes the kernel reads, and the uniform buffer they go to.
     params: Option<(Vec<SizeExpr>, wgpu::Buffer)>,
+    /// The sizes only the data decides that this dispatch counts, each
+    /// with the buffer it leaves it in.
+    counts: Vec<(String, usize)>,
     node: String,
 }
 
@@ -171,6 +180,7 @@ impl Session<'_> {
     /// The workgroup counts and output shapes at `sizes`.
     fn at_sizes(&self, sizes: &RunSizes) -> Result<AtSizes> {
         Ok(AtSizes {
+            given: sizes.clone(),
             counts: self
                 .steps
                 .iter()
@@ -373,6 +383,18 @@ impl<'g> Session<'g> {
                     workgroups: d.workgroups,
                     groups: d.groups.clone(),
                     params: params.map(|p| (d.params.clone(), p)),
+                    counts: (d.counts.iter())
+                        .map(|c| {
+                            buffers.get(c.buffer).map(|_| (c.dim.clone(), c.buffer)).ok_or_else(
+                                || {
+                                    Error::format(
+                                        "manifest.json",
+                                        format!("'{}' counts into missing buffer {}", d.node, c.buffer),
+                                    )
+                                },
+                            )
+                        })
+                        .collect::<Result<_>>()?,
                     node: d.node.clone(),
                 })
             })
@@ -398,6 +420,15 @@ impl<'g> Session<'g> {
                 (info, dev, readback)
             })
             .collect();
+        let most_counts = steps.iter().map(|s| s.counts.len()).max().unwrap_or(0);
+        let count_readback = (most_counts > 0).then(|| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("count readback"),
+                size: 4 * most_counts as u64,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        });
         let session = Session {
             gpu,
             pipelines,
@@ -406,6 +437,7 @@ impl<'g> Session<'g> {
             dims: m.dims.clone(),
             inputs,
             outputs,
+            count_readback,
             at: Mutex::new(None),
         };
         if m.dims.is_empty() {
@@ -419,14 +451,24 @@ impl<'g> Session<'g> {
     /// returns the outputs.
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         let sizes = self.write_inputs(inputs)?;
-        let at = self.at_sizes(&sizes)?;
+        let at = match self.count_readback {
+            Some(_) => AtSizes {
+                given: sizes,
+                counts: Vec::new(),
+                output_shapes: Vec::new(),
+            },
+            None => {
+                self.write_params(&sizes, &self.steps)?;
+                self.at_sizes(&sizes)?
+            }
+        };
         *self.at.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
         self.execute(true)?;
         self.read_outputs()
     }
 
     /// Checks `inputs` and finds the dynamic sizes from their shapes, then
-    /// writes them and each kernel's parameters to the device.
+    /// writes them to the device.
     fn write_inputs(&self, inputs: &[Tensor]) -> Result<RunSizes> {
         let infos: Vec<TensorInfo> = self.inputs.iter().map(|(i, _)| i.clone()).collect();
         let sizes = crate::manifest::bind_inputs(&self.dims, &infos, inputs)?;
@@ -438,34 +480,116 @@ impl<'g> Session<'g> {
                     .write_buffer(&self.buffers[dev.buffer], 0, &bytes);
             }
         }
-        for step in &self.steps {
+        Ok(sizes)
+    }
+
+    /// Writes the parameters of `steps`' kernels at `sizes`.
+    fn write_params(&self, sizes: &RunSizes, steps: &[Step]) -> Result<()> {
+        for step in steps {
             if let Some((exprs, buffer)) = &step.params {
                 let mut words = vec![0u32; exprs.len().div_ceil(4) * 4];
                 for (w, e) in words.iter_mut().zip(exprs) {
-                    *w = eval_u32(&sizes, e, &step.node)?;
+                    *w = eval_u32(sizes, e, &step.node)?;
                 }
                 let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
                 self.gpu.queue.write_buffer(buffer, 0, &bytes);
             }
         }
-        Ok(sizes)
+        Ok(())
     }
 
     /// Records every dispatch into one command encoder, submits it and
     /// waits; with `readback`, also copies the outputs to mappable
     /// buffers. Runs at the sizes of the last [`Session::run`].
     pub fn execute(&self, readback: bool) -> Result<()> {
-        let device = &self.gpu.device;
-        let AtSizes {
-            counts,
+        let at = self.current()?;
+        if self.count_readback.is_some() {
+            let at = self.execute_counting(at.given, readback)?;
+            *self.at.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
+            return Ok(());
+        }
+        self.submit(&self.steps, &at.counts, |encoder| {
+            if readback {
+                self.copy_outputs(encoder, &at.output_shapes);
+            }
+        })?;
+        self.wait()
+    }
+
+    /// Runs a bundle in which some dispatch counts a size only the data
+    /// decides: the dispatches up to each such one are submitted, its
+    /// counts read back, and the rest sized by them (one round trip per
+    /// counting dispatch). Returns the plan at the sizes the run took.
+    fn execute_counting(&self, mut sizes: RunSizes, readback: bool) -> Result<AtSizes> {
+        let readback_buffer = self.count_readback.as_ref().expect("counting bundle");
+        let mut start = 0;
+        while start < self.steps.len() {
+            let end = (self.steps[start..].iter())
+                .position(|s| !s.counts.is_empty())
+                .map_or(self.steps.len(), |p| start + p + 1);
+            let segment = &self.steps[start..end];
+            self.write_params(&sizes, segment)?;
+            let counts = (segment.iter())
+                .map(|s| s.workgroups_at(&sizes))
+                .collect::<Result<Vec<_>>>()?;
+            let counted = &segment.last().expect("non-empty").counts;
+            self.submit(segment, &counts, |encoder| {
+                for (k, (_, buffer)) in counted.iter().enumerate() {
+                    let to = 4 * k as u64;
+                    encoder.copy_buffer_to_buffer(&self.buffers[*buffer], 0, readback_buffer, to, 4);
+                }
+            })?;
+            self.wait()?;
+            if !counted.is_empty() {
+                let words = self.read_words(readback_buffer, 4 * counted.len() as u64, "counts")?;
+                for ((dim, _), n) in counted.iter().zip(words) {
+                    self.check_count(dim, n)?;
+                    sizes.0.insert(dim.clone(), i64::from(n));
+                }
+            }
+            start = end;
+        }
+        let output_shapes = (self.outputs.iter())
+            .map(|(info, _, _)| Ok(info.shape_at(&sizes)?))
+            .collect::<Result<Vec<_>>>()?;
+        if readback {
+            self.submit(&[], &[], |encoder| self.copy_outputs(encoder, &output_shapes))?;
+            self.wait()?;
+        }
+        Ok(AtSizes {
+            given: sizes,
+            counts: Vec::new(),
             output_shapes,
-        } = self.current()?;
+        })
+    }
+
+    /// A count a kernel gave must lie within its dim's range (what the
+    /// buffers after it were made for).
+    fn check_count(&self, dim: &str, n: u32) -> Result<()> {
+        let range = self.dims.iter().find(|d| d.name == dim);
+        match range {
+            Some(r) if u64::from(n) <= r.max => Ok(()),
+            _ => Err(Error::Gpu(format!(
+                "the kernel counting '{dim}' gave {n}, outside its range"
+            ))),
+        }
+    }
+
+    /// Records `steps` (with their workgroup counts) into one compute
+    /// pass, then whatever `after` adds, and submits it.
+    fn submit(
+        &self,
+        steps: &[Step],
+        counts: &[[u32; 3]],
+        after: impl FnOnce(&mut wgpu::CommandEncoder),
+    ) -> Result<()> {
+        let device = &self.gpu.device;
         self.gpu.scoped("running the model", || {
             let mut encoder =
                 device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
             {
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-                for (step, &[x, y, z]) in self.steps.iter().zip(&counts) {
+                for (step, &[x, y, z]) in steps.iter().zip(counts) {
                     // A dynamic size of 0 leaves a kernel nothing to do.
                     if x * y * z == 0 {
                         continue;
@@ -475,26 +599,51 @@ impl<'g> Session<'g> {
                     pass.dispatch_workgroups(x, y, z);
                 }
             }
-            if readback {
-                for ((_, dev, staging), shape) in self.outputs.iter().zip(&output_shapes) {
-                    let bytes = shape.iter().product::<usize>() as u64 * 4;
-                    if bytes > 0 {
-                        encoder.copy_buffer_to_buffer(
-                            &self.buffers[dev.buffer],
-                            0,
-                            staging,
-                            0,
-                            bytes,
-                        );
-                    }
-                }
-            }
+            after(&mut encoder);
             self.gpu.queue.submit([encoder.finish()]);
-        })?;
-        device
+        })
+    }
+
+    /// Copies each output, at its shape in `shapes`, to its mappable buffer.
+    fn copy_outputs(&self, encoder: &mut wgpu::CommandEncoder, shapes: &[Vec<usize>]) {
+        for ((_, dev, staging), shape) in self.outputs.iter().zip(shapes) {
+            let bytes = shape.iter().product::<usize>() as u64 * 4;
+            if bytes > 0 {
+                encoder.copy_buffer_to_buffer(&self.buffers[dev.buffer], 0, staging, 0, bytes);
+            }
+        }
+    }
+
+    /// Waits for the submitted work.
+    fn wait(&self) -> Result<()> {
+        self.gpu
+            .device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Gpu(e.to_string()))?;
         Ok(())
+    }
+
+    /// The first `bytes` of mappable buffer `buffer` as `u32`s.
+    fn read_words(&self, buffer: &wgpu::Buffer, bytes: u64, what: &str) -> Result<Vec<u32>> {
+        let slice = buffer.slice(0..bytes);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        rx.recv()
+            .map_err(|e| Error::Gpu(e.to_string()))?
+            .map_err(|e| Error::Gpu(format!("reading {what}: {e}")))?;
+        let view = slice
+            .get_mapped_range()
+            .map_err(|e| Error::Gpu(format!("reading {what}: {e}")))?;
+        let words = view
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        drop(view);
+        buffer.unmap();
+        Ok(words)
     }
 
     fn read_outputs(&self) -> Result<Vec<Tensor>> {
@@ -505,28 +654,7 @@ impl<'g> Session<'g> {
             let words: Vec<u32> = if bytes == 0 {
                 Vec::new()
             } else {
-                let slice = staging.slice(0..bytes);
-                let (tx, rx) = std::sync::mpsc::channel();
-                slice.map_async(wgpu::MapMode::Read, move |r| {
-                    let _ = tx.send(r);
-                });
-                self.gpu
-                    .device
-                    .poll(wgpu::PollType::wait_indefinitely())
-                    .map_err(|e| Error::Gpu(e.to_string()))?;
-                rx.recv()
-                    .map_err(|e| Error::Gpu(e.to_string()))?
-                    .map_err(|e| Error::Gpu(format!("reading output '{}': {e}", info.name)))?;
-                let view = slice
-                    .get_mapped_range()
-                    .map_err(|e| Error::Gpu(format!("reading output '{}': {e}", info.name)))?;
-                let words = view
-                    .chunks_exact(4)
-                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect();
-                drop(view);
-                staging.unmap();
-                words
+                self.read_words(staging, bytes, &format!("output '{}'", info.name))?
             };
             out.push(from_words(&words, word_of(dev)?, info.dtype()?, shape));
         }

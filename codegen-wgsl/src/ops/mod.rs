@@ -3,6 +3,7 @@
 //! means one function in its family module and one line there.
 
 pub mod attention;
+pub mod counted;
 pub mod elementwise;
 pub mod fused;
 pub mod index;
@@ -81,6 +82,8 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
         "Softmax" | "LogSoftmax" | "Hardmax" => reduce::softmax,
         "CumSum" | "CumProd" => reduce::cumulative,
         "TopK" => reduce::top_k,
+        "NonZero" => counted::non_zero,
+        "NonMaxSuppression" => counted::non_max_suppression,
         "MatMul" => matmul::matmul,
         "Gemm" => matmul::gemm,
         "QLinearMatMul" => matmul::qlinear_matmul,
@@ -140,6 +143,8 @@ pub fn handles_dynamic_sizes(domain: &str, op: &str) -> bool {
                     | "GlobalAveragePool"
                     | "GlobalMaxPool"
                     | "GlobalLpPool"
+                    | "NonZero"
+                    | "NonMaxSuppression"
                     | "Concat"
                     | "Split"
                     | "LSTM"
