@@ -25,6 +25,10 @@ Usage: setup_models.py OUT_DIR
   another length (`silero_vad_16k_op15_b2`: its LSTM over a dynamic
   batch), and the one whose LSTM walks a `sequence_length` of chunks at
   another length (`silero_vad_16k_sequence_t9`).
+* A detector's post-processing as torch and torchvision export it
+  (scripts/detect_postprocess.py: a score threshold through NonZero and
+  GatherND, then NonMaxSuppression): sizes only the data decides, at
+  three box counts, one where no box passes (`detect_postprocess_n*`).
 
 The manifest's `dynamic` list names the groups of cases that share one
 model with dims left to run time, and the `--dim` sizes to compile it
@@ -51,6 +55,7 @@ import onnx
 import onnxruntime as ort
 
 import bert_encoder
+import detect_postprocess
 import mobilenet_v3
 
 SYMBOLS = {"batch": 1, "sequence": 512, "sequence_length": 4}
@@ -174,7 +179,7 @@ def main():
         return 2
     out = sys.argv[1]
     # Bump the set's version when the list of models changes.
-    stamp = f"set 7, onnx {onnx.__version__}, onnxruntime {ort.__version__}"
+    stamp = f"set 8, onnx {onnx.__version__}, onnxruntime {ort.__version__}"
     manifest = os.path.join(out, "manifest.json")
     if os.path.exists(manifest) and json.load(open(manifest)).get("made_with") == stamp:
         print(f"real models already prepared in {out}")
@@ -221,6 +226,11 @@ def main():
     add_case(out, cases, "silero_vad_16k_sequence_t9", os.path.join(out, chunks["model"]), feeds={
         "input": rng.standard_normal((9, 576)).astype(np.float32),
     })
+    detect = os.path.join(out, "detect_postprocess.onnx")
+    detect_postprocess.detect_postprocess(detect)
+    for boxes, seed, passing in ((64, 1, True), (150, 2, True), (20, 3, False)):
+        feeds = detect_postprocess.feeds_for(boxes, seed, passing)
+        add_case(out, cases, f"detect_postprocess_n{boxes}", detect, feeds=feeds)
     add_recurrent_cases(out, cases)
     dynamic = [
         {"dims": {"batch": "1", "sequence": "1..128"}, "cases": ["bert_dynamic_s128", "bert_dynamic_s37"]},
@@ -232,6 +242,8 @@ def main():
         {"dims": {"batch": "1..4", "sequence": "256..576"}, "freeze": ["sr"],
          "cases": ["silero_vad_16k_op15", "silero_vad_16k_op15_b2"]},
         {"dims": {"sequence_length": "1..16"}, "cases": ["silero_vad_16k_sequence", "silero_vad_16k_sequence_t9"]},
+        {"dims": {"num_boxes": "1..200"},
+         "cases": ["detect_postprocess_n64", "detect_postprocess_n150", "detect_postprocess_n20"]},
     ]
     json.dump({"made_with": stamp, "cases": cases, "dynamic": dynamic}, open(manifest, "w"), indent=1)
     print(f"prepared {len(cases)} real models in {out}")

@@ -822,6 +822,8 @@ fn compile(
                 "no bound given: the largest size at which the model's tensors fit the target's memory budget; choose with --dim {}=MIN..MAX",
                 d.name
             )
+        } else if let Some(tensor) = &d.counted_in {
+            format!("counted as the model runs: the size of '{tensor}' depends on the data")
         } else {
             "as given".to_string()
         };

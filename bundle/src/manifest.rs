@@ -221,6 +221,34 @@ impl Manifest {
                         for e in d.params.iter().chain(d.groups.iter().flatten()) {
                             known(e, &format!("the dispatch of node {}", d.node))?;
                         }
+                        for c in &d.counts {
+                            let counted = self
+                                .dims
+                                .iter()
+                                .any(|r| r.name == c.dim && r.counted_in.is_some());
+                            if !counted || c.buffer >= w.buffers.len() {
+                                return Err(format!(
+                                    "the dispatch of node {} counts '{}' into buffer {}, which is not a counted dim and a buffer",
+                                    d.node, c.dim, c.buffer
+                                ));
+                            }
+                        }
+                    }
+                    let counts = |r: &DimRange| {
+                        w.dispatches
+                            .iter()
+                            .flat_map(|d| &d.counts)
+                            .any(|c| c.dim == r.name)
+                    };
+                    if let Some(r) = self
+                        .dims
+                        .iter()
+                        .find(|r| r.counted_in.is_some() && !counts(r))
+                    {
+                        return Err(format!(
+                            "no dispatch of the WebGPU variant counts '{}'",
+                            r.name
+                        ));
                     }
                 }
                 Variant::Wasm(w) => {

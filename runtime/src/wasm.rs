@@ -334,7 +334,9 @@ impl Session {
                 self.memory
                     .read(&self.store, table.offset as usize + 4 * i, &mut word)
                     .map_err(|e| Error::Wasm(format!("reading the size of '{d}': {e}")))?;
-                sizes.0.insert(d.clone(), i64::from(u32::from_le_bytes(word)));
+                sizes
+                    .0
+                    .insert(d.clone(), i64::from(u32::from_le_bytes(word)));
             }
         }
         self.outputs

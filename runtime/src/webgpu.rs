@@ -385,14 +385,18 @@ impl<'g> Session<'g> {
                     params: params.map(|p| (d.params.clone(), p)),
                     counts: (d.counts.iter())
                         .map(|c| {
-                            buffers.get(c.buffer).map(|_| (c.dim.clone(), c.buffer)).ok_or_else(
-                                || {
+                            buffers
+                                .get(c.buffer)
+                                .map(|_| (c.dim.clone(), c.buffer))
+                                .ok_or_else(|| {
                                     Error::format(
                                         "manifest.json",
-                                        format!("'{}' counts into missing buffer {}", d.node, c.buffer),
+                                        format!(
+                                            "'{}' counts into missing buffer {}",
+                                            d.node, c.buffer
+                                        ),
                                     )
-                                },
-                            )
+                                })
                         })
                         .collect::<Result<_>>()?,
                     node: d.node.clone(),
@@ -536,7 +540,13 @@ impl<'g> Session<'g> {
             self.submit(segment, &counts, |encoder| {
                 for (k, (_, buffer)) in counted.iter().enumerate() {
                     let to = 4 * k as u64;
-                    encoder.copy_buffer_to_buffer(&self.buffers[*buffer], 0, readback_buffer, to, 4);
+                    encoder.copy_buffer_to_buffer(
+                        &self.buffers[*buffer],
+                        0,
+                        readback_buffer,
+                        to,
+                        4,
+                    );
                 }
             })?;
             self.wait()?;
@@ -553,7 +563,9 @@ impl<'g> Session<'g> {
             .map(|(info, _, _)| Ok(info.shape_at(&sizes)?))
             .collect::<Result<Vec<_>>>()?;
         if readback {
-            self.submit(&[], &[], |encoder| self.copy_outputs(encoder, &output_shapes))?;
+            self.submit(&[], &[], |encoder| {
+                self.copy_outputs(encoder, &output_shapes)
+            })?;
             self.wait()?;
         }
         Ok(AtSizes {

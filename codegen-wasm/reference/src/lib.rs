@@ -136,9 +136,10 @@ fn count(sizes: &Sizes, at: &mut At, want: &Arg, got: &Tensor) -> Result<()> {
         let Some(name) = d.as_sym().filter(|s| sizes.counted.iter().any(|c| c == s)) else {
             continue;
         };
-        let slot = sizes.names.iter().position(|s| s == name).ok_or_else(|| {
-            Error::invalid(format!("the size table has no place for '{name}'"))
-        })?;
+        let slot =
+            sizes.names.iter().position(|s| s == name).ok_or_else(|| {
+                Error::invalid(format!("the size table has no place for '{name}'"))
+            })?;
         let n32 = u32::try_from(n)
             .map_err(|_| Error::invalid(format!("'{name}' is {n}, over 32 bits")))?;
         memory(sizes.addr + 4 * slot as u32, 4).copy_from_slice(&n32.to_le_bytes());

@@ -48,9 +48,7 @@ pub fn non_zero(ctx: &Ctx) -> Result<Lowered> {
         .output("count", Word::U32);
     k.workgroup_size = [THREADS, 1, 1];
     k.workgroup_bytes = 4 * (THREADS + 1);
-    k.decls = format!(
-        "var<workgroup> first: array<u32, {THREADS}>;\nvar<workgroup> total: u32;\n"
-    );
+    k.decls = format!("var<workgroup> first: array<u32, {THREADS}>;\nvar<workgroup> total: u32;\n");
     k.counts.push((dim, 2));
     let n = k.params.size(&x.numel_of());
     let coords = unravel_of(&mut k.params, "i", &x.dims, "c");
@@ -220,7 +218,13 @@ pub fn non_max_suppression(ctx: &Ctx) -> Result<Lowered> {
         launches: vec![
             Launch {
                 kernel: select,
-                args: vec![Arg::In(0), Arg::In(1), Arg::Temp(0), Arg::Temp(1), Arg::Temp(2)],
+                args: vec![
+                    Arg::In(0),
+                    Arg::In(1),
+                    Arg::Temp(0),
+                    Arg::Temp(1),
+                    Arg::Temp(2),
+                ],
             },
             Launch {
                 kernel: gather,

@@ -144,6 +144,7 @@ pub fn handles_dynamic_sizes(domain: &str, op: &str) -> bool {
                     | "GlobalMaxPool"
                     | "GlobalLpPool"
                     | "NonZero"
+                    | "GatherND"
                     | "NonMaxSuppression"
                     | "Concat"
                     | "Split"

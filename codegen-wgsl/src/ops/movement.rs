@@ -10,8 +10,7 @@ use wpc_ir::ops::params::{PadMode, ScatterReduction};
 use wpc_ir::{Error, Result};
 
 use super::index::{
-    broadcast_strides_of, literal, offset, offset_of, show, size, strides, strides_of, unravel,
-    unravel_of,
+    broadcast_strides_of, literal, offset_of, show, size, strides, strides_of, unravel, unravel_of,
 };
 use crate::kernel::{Kernel, Params};
 use crate::lower::{Arg, Ctx, Launch, Lowered, Tt};
@@ -518,16 +517,19 @@ pub fn gather_elements(ctx: &Ctx) -> Result<Lowered> {
 pub fn gather_nd(ctx: &Ctx) -> Result<Lowered> {
     let (x, ix, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
     let b = wpc_ir::ops::params::gather_nd_batch_dims(ctx.attrs())?;
-    let q = ix.shape.len();
+    let q = ix.dims.len();
     let r = ix.shape[q - 1];
-    let st = strides(&x.shape);
-    let ist = strides(&ix.shape[..q - 1]);
+    let mut params = Params::default();
+    let st = strides_of(&x.dims);
+    let ist = strides_of(&ix.dims[..q - 1]);
     // Output coords: o0..o{q-2} index the tuples; the rest index the slice.
-    let tuple = offset("o", &ist);
+    let tuple = offset_of(&mut params, "o", &ist);
     let mut body = format!("    let t = ({tuple}) * {r}u;\n");
-    let mut terms: Vec<String> = (0..b).map(|d| format!("o{d} * {}u", st[d])).collect();
+    let mut terms: Vec<String> = (0..b)
+        .map(|d| format!("o{d} * {}", params.size(&st[d])))
+        .collect();
     for j in 0..r {
-        let n = x.shape[b + j];
+        let (n, last) = axis_size(&mut params, &x.dims[b + j]);
         let raw = if ix.word == Word::I32 {
             format!("in1[t + {j}u]")
         } else {
@@ -538,19 +540,19 @@ pub fn gather_nd(ctx: &Ctx) -> Result<Lowered> {
             "    var k{j} = {raw};\n    if (k{j} < 0) {{ k{j} = k{j} + {n}; }}"
         );
         terms.push(format!(
-            "u32(clamp(k{j}, 0, {})) * {}u",
-            n.max(1) - 1,
-            st[b + j]
+            "u32(clamp(k{j}, 0, {last})) * {}",
+            params.size(&st[b + j])
         ));
     }
-    for d in b + r..x.shape.len() {
-        terms.push(format!("o{} * {}u", q - 1 + d - b - r, st[d]));
+    for d in b + r..x.dims.len() {
+        terms.push(format!("o{} * {}", q - 1 + d - b - r, params.size(&st[d])));
     }
     let _ = writeln!(body, "    out0[i] = in0[{}];", terms.join(" + "));
-    Ok(per_output(
+    Ok(per_output_with(
         ctx,
         out,
         &[(0, x.word), (1, ix.word)],
+        params,
         &body,
         "GatherND",
     ))

@@ -531,7 +531,9 @@ fn infer_nms(c: &InferCtx) -> Result<Vec<ValueType>> {
         return Ok(vec![ValueType::new(DType::I64, Shape::unknown())]);
     };
     let per_class = match c.constant(2).filter(|t| !t.is_empty()) {
-        Some(t) => n.expr().map(|n| n.min_of(&Expr::constant(t.get_i64(0).max(0)))),
+        Some(t) => n
+            .expr()
+            .map(|n| n.min_of(&Expr::constant(t.get_i64(0).max(0)))),
         None if c.inputs.get(2).is_some_and(Option::is_some) => n.expr(),
         None => Some(Expr::constant(0)),
     };

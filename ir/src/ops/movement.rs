@@ -35,10 +35,7 @@ pub(super) fn ops() -> Vec<OpDef> {
         op!("GatherElements", eval_gather_elements, |c| {
             super::infer::by_evaluation(c, &[0, 1])
         }),
-        op!("GatherND", eval_gather_nd, |c| super::infer::by_evaluation(
-            c,
-            &[0, 1]
-        )),
+        op!("GatherND", eval_gather_nd, infer_gather_nd),
         op!(
             "ScatterElements",
             eval_scatter_elements,
@@ -765,6 +762,29 @@ fn nd_offset(data: &[usize], tuple: &[i64], first_axis: usize) -> Result<usize> 
         off += v as usize * st[first_axis + j];
     }
     Ok(off)
+}
+
+/// `GatherND`: the index tuples' shape (all but the last index dim, whose
+/// size, the tuple length `k`, must be known), then the data dims after
+/// the batch dims and the `k` indexed ones.
+fn infer_gather_nd(c: &InferCtx) -> Result<Vec<ValueType>> {
+    let b = super::params::gather_nd_batch_dims(&c.node.attrs)?;
+    let shape = match (c.dims(0), c.dims(1)) {
+        (Some(data), Some([tuples @ .., Dim::Known(k)])) if b + k <= data.len() => {
+            let mut dims = tuples.to_vec();
+            dims.extend_from_slice(&data[b + k..]);
+            Shape(Some(dims))
+        }
+        (Some(data), Some([.., Dim::Known(k)])) => bail!(
+            "GatherND index depth {k} with {b} batch dims exceeds data rank {}",
+            data.len()
+        ),
+        _ => Shape::unknown(),
+    };
+    Ok(vec![ValueType {
+        dtype: c.dtype(0),
+        shape,
+    }])
 }
 
 fn eval_gather_nd(c: &EvalCtx) -> Result<Vec<Tensor>> {

@@ -424,7 +424,9 @@ export async function load(bundleUrl, options = {}) {
      */
     async run(inputs) {
       if (disposed) throw new DisposedError();
-      const { flat, sizes } = flatInputs(manifest, inputs);
+      const { flat, sizes: given } = flatInputs(manifest, inputs);
+      // The executors add the sizes the model counts as it runs.
+      let sizes = { ...given };
       let outputs;
       try {
         outputs = await current.executor.run(flat, sizes);
@@ -436,6 +438,7 @@ export async function load(bundleUrl, options = {}) {
         // (Disposed meanwhile, this throws the DisposedError.)
         current = await start();
         onFallback({ from, to: current.name, reason: e.message });
+        sizes = { ...given };
         outputs = await current.executor.run(flat, sizes);
       }
       return Object.fromEntries(manifest.outputs.map((info) => [

@@ -184,7 +184,9 @@ export async function loadWasm(manifest, name, readFile, options = {}) {
      * Runs the model. `inputs` maps input names to typed arrays of the
      * shapes `sizes` give (the bundle's dims, as `bindSizes` finds them;
      * none for a bundle compiled for fixed sizes); returns output name →
-     * array, each of its shape at those sizes.
+     * array, each of its shape at those sizes. The sizes only the data
+     * decides (the dims with `counted_in`) are added to `sizes` as the
+     * kernels counted them.
      * @param {Record<string, ArrayLike<number|bigint>>} inputs
      * @param {Record<string, number>} [sizes]
      */
@@ -205,6 +207,8 @@ export async function loadWasm(manifest, name, readFile, options = {}) {
         const table = new DataView(memory.buffer, variant.sizes.offset, 4 * variant.sizes.dims.length);
         variant.sizes.dims.forEach((/** @type {string} */ d, /** @type {number} */ i) => {
           const range = manifest.dims.find((/** @type {any} */ r) => r.name === d);
+          // Its kernel writes a size the data decides.
+          if (range.counted_in) return table.setUint32(4 * i, 0, true);
           const v = sizes[d];
           if (!Number.isSafeInteger(v) || v < range.min || v > range.max) {
             throw new WpcError('input', `dim '${d}' is ${v}, outside the sizes this bundle runs at, ${range.min}..${range.max}`);
@@ -219,6 +223,12 @@ export async function loadWasm(manifest, name, readFile, options = {}) {
         new Uint8Array(memory.buffer).set(toBytes(data, slot, info), slot.offset);
       });
       execute();
+      if (variant.sizes) {
+        const table = new DataView(alive().memory.buffer, variant.sizes.offset, 4 * variant.sizes.dims.length);
+        variant.sizes.dims.forEach((/** @type {string} */ d, /** @type {number} */ i) => {
+          if (manifest.dims.find((/** @type {any} */ r) => r.name === d).counted_in) sizes[d] = table.getUint32(4 * i, true);
+        });
+      }
       /** @type {Record<string, ArrayLike<number|bigint>>} */
       const outputs = {};
       manifest.outputs.forEach((info, i) => {

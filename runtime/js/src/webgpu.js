@@ -6,10 +6,13 @@
 // 32-bit words (`f32`, `i32`, `u32`), as the compiler laid them out.
 // Where the bundle's sizes are dynamic, buffers are made for the largest;
 // each run writes the sizes each kernel reads into its uniform buffer and
-// dispatches the workgroups those sizes need.
+// dispatches the workgroups those sizes need. A size only the data decides
+// (NonZero's count) is left by its dispatch in a buffer the manifest names
+// (`counts`): the run submits up to that dispatch, reads the count back and
+// sizes the dispatches after it by it.
 
 import { DisposedError, WpcError } from './errors.js';
-import { checkRange, checkTensors, elementCount, evalSize, shapeAt } from './manifest.js';
+import { checkRange, checkTensors, elementCount, evalSize, inconsistent, shapeAt } from './manifest.js';
 
 /** Buffer sizes: WebGPU wants multiples of 4, and no empty bindings. */
 const size4 = (bytes) => Math.max(4, Math.ceil(bytes / 4) * 4);
@@ -77,6 +80,13 @@ function checkPlan(manifest, variant) {
     return slot.elements * 4 > buffer.bytes ? `${slot.elements} words do not fit the ${buffer.bytes} bytes of buffer ${slot.buffer}` : null;
   });
   variant.buffers.forEach((b, i) => b.init && checkRange(manifest, b.init, b.bytes, `buffer ${i}`));
+  const counts = variant.dispatches.flatMap((/** @type {any} */ d) => d.counts ?? []);
+  for (const c of counts) {
+    const counted = (manifest.dims ?? []).some((/** @type {any} */ d) => d.name === c.dim && d.counted_in);
+    if (!counted || !variant.buffers[c.buffer]) throw inconsistent(`a dispatch counts '${c.dim}' into buffer ${c.buffer}, which is not a counted dim and a buffer`);
+  }
+  const uncounted = (manifest.dims ?? []).find((/** @type {any} */ d) => d.counted_in && !counts.some((/** @type {any} */ c) => c.dim === d.name));
+  if (uncounted) throw inconsistent(`no dispatch of the WebGPU variant counts '${uncounted.name}'`);
 }
 
 /**
@@ -154,9 +164,14 @@ async function setUp(device, manifest, variant, readFile, lostInfo) {
       groups: d.groups,
       params,
       exprs: d.params ?? [],
+      counts: d.counts ?? [],
       node: d.node,
     };
   });
+  const mostCounts = Math.max(0, ...steps.map((s) => s.counts.length));
+  const countReadback = mostCounts > 0
+    ? device.createBuffer({ size: 4 * mostCounts, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST })
+    : null;
   /**
    * A size as a u32, or an error naming the dispatch.
    * @param {any} e
@@ -185,7 +200,8 @@ async function setUp(device, manifest, variant, readFile, lostInfo) {
     },
     /**
      * @param {Record<string, any>} inputs flat arrays by input name
-     * @param {Record<string, number>} [sizes] the dynamic dims' sizes
+     * @param {Record<string, number>} [sizes] the dynamic dims' sizes; the
+     *   sizes the model counts as it runs are added to it
      */
     async run(inputs, sizes = {}) {
       if (disposed) throw new DisposedError();
@@ -198,23 +214,41 @@ async function setUp(device, manifest, variant, readFile, lostInfo) {
         const elements = elementCount(shapeAt(info, sizes));
         if (elements > 0) device.queue.writeBuffer(buffers[slot.buffer], 0, toWords(data, slot, info.name, elements));
       });
-      const counts = steps.map((s) => (s.groups ? s.groups.map((/** @type {any} */ e) => u32(e, sizes, s.node)) : s.workgroups));
-      for (const s of steps) {
-        if (s.params) device.queue.writeBuffer(s.params, 0, Uint32Array.from(s.exprs, (/** @type {any} */ e) => u32(e, sizes, s.node)));
+      device.pushErrorScope('validation');
+      // Submits up to each dispatch that counts a size, then reads it back.
+      for (let from = 0; from < steps.length;) {
+        const stop = steps.findIndex((s, i) => i >= from && s.counts.length > 0);
+        const to = stop < 0 ? steps.length : stop + 1;
+        const segment = steps.slice(from, to);
+        const encoder = device.createCommandEncoder();
+        const pass = encoder.beginComputePass();
+        for (const s of segment) {
+          if (s.params) device.queue.writeBuffer(s.params, 0, Uint32Array.from(s.exprs, (/** @type {any} */ e) => u32(e, sizes, s.node)));
+          const [x, y, z] = s.groups ? s.groups.map((/** @type {any} */ e) => u32(e, sizes, s.node)) : s.workgroups;
+          // A dynamic size of 0 leaves a kernel nothing to do.
+          if (x * y * z === 0) continue;
+          pass.setPipeline(s.pipeline);
+          pass.setBindGroup(0, s.group);
+          pass.dispatchWorkgroups(x, y, z);
+        }
+        pass.end();
+        const counted = segment[segment.length - 1].counts;
+        counted.forEach((/** @type {any} */ c, /** @type {number} */ k) => encoder.copyBufferToBuffer(buffers[c.buffer], 0, countReadback, 4 * k, 4));
+        device.queue.submit([encoder.finish()]);
+        if (counted.length > 0) {
+          await countReadback.mapAsync(GPUMapMode.READ);
+          const got = new Uint32Array(countReadback.getMappedRange(0, 4 * counted.length).slice(0));
+          countReadback.unmap();
+          counted.forEach((/** @type {any} */ c, /** @type {number} */ k) => {
+            const range = manifest.dims.find((/** @type {any} */ d) => d.name === c.dim);
+            if (!range || got[k] > range.max) throw new WpcError('webgpu', `the kernel counting '${c.dim}' gave ${got[k]}, outside its range`);
+            sizes[c.dim] = got[k];
+          });
+        }
+        from = to;
       }
       const words = manifest.outputs.map((/** @type {any} */ info) => elementCount(shapeAt(info, sizes)));
-      device.pushErrorScope('validation');
       const encoder = device.createCommandEncoder();
-      const pass = encoder.beginComputePass();
-      steps.forEach((s, i) => {
-        const [x, y, z] = counts[i];
-        // A dynamic size of 0 leaves a kernel nothing to do.
-        if (x * y * z === 0) return;
-        pass.setPipeline(s.pipeline);
-        pass.setBindGroup(0, s.group);
-        pass.dispatchWorkgroups(x, y, z);
-      });
-      pass.end();
       variant.outputs.forEach((o, i) => {
         if (words[i] > 0) encoder.copyBufferToBuffer(buffers[o.buffer], 0, readback[i], 0, words[i] * 4);
       });
@@ -236,6 +270,7 @@ async function setUp(device, manifest, variant, readFile, lostInfo) {
     dispose() {
       disposed = true;
       for (const buffer of [...buffers, ...readback]) buffer.destroy();
+      countReadback?.destroy();
       for (const s of steps) s.params?.destroy();
       device.destroy();
     },
