@@ -123,25 +123,20 @@ pub fn infer_symbolic(model: &mut Model) -> Result<(usize, HashMap<ValueId, SymV
         let outputs = node.outputs.clone();
         let context = node.context();
         let output_names = ctx.output_names.clone();
-        let counted: Vec<(String, usize, usize)> = ctx
-            .counted
-            .into_inner()
-            .into_iter()
+        // Each count's most, where the input dims' ranges bound it (else
+        // any size, as for an unbounded input dim).
+        let counted: Vec<(String, usize, Option<usize>)> = (ctx.counted.into_inner().into_iter())
             .map(|(name, output, most)| {
-                most.bounds(&range)
+                let hi = (most.bounds(&range))
                     .and_then(|(_, hi)| usize::try_from(hi).ok())
-                    .filter(|&hi| hi < i64::MAX as usize)
-                    .map(|hi| (name.clone(), output, hi))
-                    .ok_or_else(|| {
-                        Error::unsupported(format!(
-                            "the size '{name}' the data decides has no bound: bound the model's input dims with --dim"
-                        ))
-                        .within(context.clone())
-                    })
+                    .filter(|&hi| hi < i64::MAX as usize);
+                (name, output, hi)
             })
-            .collect::<Result<_>>()?;
+            .collect();
         for (name, output, hi) in counted {
-            ranges.insert(name.clone(), (0, hi));
+            if let Some(hi) = hi {
+                ranges.insert(name.clone(), (0, hi));
+            }
             counted_dims.insert(name, output_names[output].clone());
         }
         let is_counted = |s: &str| counted_dims.contains_key(s);

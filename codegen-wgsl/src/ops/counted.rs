@@ -115,11 +115,14 @@ pub fn non_max_suppression(ctx: &Ctx) -> Result<Lowered> {
         )));
     };
     let dim = counted_dim(out, 0, "NonMaxSuppression")?;
-    let scalar = |i: usize| ctx.opt_constant(i).filter(|t| !t.is_empty());
-    let per_class = scalar(2).map_or(0, |t| t.get_i64(0).max(0)) as usize;
-    let iou_max = scalar(3).map_or(0.0, |t| t.get_f64(0));
-    let min_score = scalar(4).map(|t| t.get_f64(0));
-    let center = ctx.attrs().int("center_point_box", 0)? != 0;
+    let p = wpc_ir::ops::params::NonMaxSuppression::of(
+        ctx.attrs(),
+        ctx.opt_constant(2),
+        ctx.opt_constant(3),
+        ctx.opt_constant(4),
+    )?;
+    let (iou_max, min_score, center) = (p.iou_threshold, p.score_threshold, p.center_point_box);
+    let per_class = usize::try_from(p.per_class).unwrap_or(usize::MAX);
     // Scratch is laid out for the largest sizes; indices use the run's.
     let (most_boxes, most_pairs) = (boxes.shape[1], boxes.shape[0] * scores.shape[1]);
     // No pair keeps more boxes than it has (exports ask for up to

@@ -530,12 +530,14 @@ fn infer_nms(c: &InferCtx) -> Result<Vec<ValueType>> {
     let (Some([b, _, _]), Some([_, classes, n])) = (c.dims(0), c.dims(1)) else {
         return Ok(vec![ValueType::new(DType::I64, Shape::unknown())]);
     };
-    let per_class = match c.constant(2).filter(|t| !t.is_empty()) {
-        Some(t) => n
-            .expr()
-            .map(|n| n.min_of(&Expr::constant(t.get_i64(0).max(0)))),
-        None if c.inputs.get(2).is_some_and(Option::is_some) => n.expr(),
-        None => Some(Expr::constant(0)),
+    // A limit computed at run time is at most the box count.
+    let per_class = match (c.inputs.get(2).is_some_and(Option::is_some), c.constant(2)) {
+        (true, None) => n.expr(),
+        (_, limit) => {
+            let p = super::params::NonMaxSuppression::of(&c.node.attrs, limit, None, None)?;
+            let limit = Expr::constant(i64::try_from(p.per_class).unwrap_or(i64::MAX));
+            n.expr().map(|n| n.min_of(&limit))
+        }
     };
     let most = b
         .expr()
@@ -567,19 +569,14 @@ fn eval_nms(c: &EvalCtx) -> Result<Vec<Tensor>> {
             scores.shape()
         );
     }
-    let max_out = c
-        .opt_input(2)
-        .filter(|t| !t.is_empty())
-        .map_or(0, |t| t.get_i64(0).max(0) as usize);
-    let iou_max = c
-        .opt_input(3)
-        .filter(|t| !t.is_empty())
-        .map_or(0.0, |t| t.get_f64(0));
-    let min_score = c
-        .opt_input(4)
-        .filter(|t| !t.is_empty())
-        .map(|t| t.get_f64(0));
-    let center = c.attrs().int("center_point_box", 0)? != 0;
+    let p = super::params::NonMaxSuppression::of(
+        c.attrs(),
+        c.opt_input(2),
+        c.opt_input(3),
+        c.opt_input(4),
+    )?;
+    let max_out = usize::try_from(p.per_class).unwrap_or(usize::MAX);
+    let (iou_max, min_score, center) = (p.iou_threshold, p.score_threshold, p.center_point_box);
     let (bv, sv) = (boxes.to_f64s(), scores.to_f64s());
     let mut selected = Vec::new();
     for b in 0..*nb {

@@ -1,7 +1,9 @@
-//! Parameters of `TopK`, the cumulative ops, `EyeLike` and the losses.
+//! Parameters of `TopK`, `NonMaxSuppression`, the cumulative ops,
+//! `EyeLike` and the losses.
 
 use crate::attr::Attrs;
 use crate::error::Result;
+use crate::tensor::Tensor;
 
 /// `TopK` beyond its axis ([`axis`]).
 #[derive(Clone, Debug, PartialEq)]
@@ -14,6 +16,41 @@ impl TopK {
     pub fn of(a: &Attrs) -> Result<TopK> {
         Ok(TopK {
             largest: a.int("largest", 1)? != 0,
+        })
+    }
+}
+
+/// `NonMaxSuppression`'s attribute and scalar inputs, with the defaults
+/// of an input left out or empty.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NonMaxSuppression {
+    /// Boxes are (x centre, y centre, width, height), else corners
+    /// (y1, x1, y2, x2) in any order.
+    pub center_point_box: bool,
+    /// Boxes kept per batch and class at most (default 0: none).
+    pub per_class: u64,
+    /// A box overlapping a kept one by more than this is dropped (default 0).
+    pub iou_threshold: f64,
+    /// Only boxes scoring above this are considered, where given.
+    pub score_threshold: Option<f64>,
+}
+
+impl NonMaxSuppression {
+    /// From the attributes and inputs 2 to 4 (`None` where left out).
+    pub fn of(
+        a: &Attrs,
+        per_class: Option<&Tensor>,
+        iou_threshold: Option<&Tensor>,
+        score_threshold: Option<&Tensor>,
+    ) -> Result<NonMaxSuppression> {
+        fn given(t: Option<&Tensor>) -> Option<&Tensor> {
+            t.filter(|t| !t.is_empty())
+        }
+        Ok(NonMaxSuppression {
+            center_point_box: a.int("center_point_box", 0)? != 0,
+            per_class: given(per_class).map_or(0, |t| t.get_i64(0).max(0) as u64),
+            iou_threshold: given(iou_threshold).map_or(0.0, |t| t.get_f64(0)),
+            score_threshold: given(score_threshold).map(|t| t.get_f64(0)),
         })
     }
 }
