@@ -38,7 +38,9 @@ export function loadWasm(manifest: any, name: string, readFile: (file: string) =
      * Runs the model. `inputs` maps input names to typed arrays of the
      * shapes `sizes` give (the bundle's dims, as `bindSizes` finds them;
      * none for a bundle compiled for fixed sizes); returns output name →
-     * array, each of its shape at those sizes.
+     * array, each of its shape at those sizes. The sizes only the data
+     * decides (the dims with `counted_in`) are added to `sizes` as the
+     * kernels counted them.
      * @param {Record<string, ArrayLike<number|bigint>>} inputs
      * @param {Record<string, number>} [sizes]
      */

@@ -33,7 +33,8 @@ export function loadWebGpu(manifest: any, variant: any, readFile: (file: string)
     readonly lost: GPUDeviceLostInfo;
     /**
      * @param {Record<string, any>} inputs flat arrays by input name
-     * @param {Record<string, number>} [sizes] the dynamic dims' sizes
+     * @param {Record<string, number>} [sizes] the dynamic dims' sizes; the
+     *   sizes the model counts as it runs are added to it
      */
     run(inputs: Record<string, any>, sizes?: Record<string, number>): Promise<{}>;
     /** Destroys the buffers and the device; `run` then throws
