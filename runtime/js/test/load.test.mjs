@@ -278,3 +278,43 @@ test('the wasm executor writes a dynamic bundle\'s sizes into its size table and
   wasm.sizes = { offset: 32, dims: [] };
   await assert.rejects(loadWasm(manifest, 'wasm-scalar', async (file) => files[file]), /wasm-scalar has no place for the size of dim 'n'/);
 });
+
+/** Like the fixture's module, but `run` stores 2 at byte 36, where the
+ * test below puts the size table's slot of a counted dim:
+ * (func (export "run") (i32.store (i32.const 36) (i32.const 2))). */
+const COUNTING_WASM = Uint8Array.from([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+  0x01, 0x04, 0x01, 0x60, 0x00, 0x00,
+  0x03, 0x02, 0x01, 0x00,
+  0x05, 0x03, 0x01, 0x00, 0x01,
+  0x07, 0x10, 0x02, 0x06, 0x6d, 0x65, 0x6d, 0x6f, 0x72, 0x79, 0x02, 0x00, 0x03, 0x72, 0x75, 0x6e, 0x00, 0x00,
+  0x0a, 0x0b, 0x01, 0x09, 0x00, 0x41, 0x24, 0x41, 0x02, 0x36, 0x02, 0x00, 0x0b,
+]);
+
+test('the wasm executor reads back the sizes the model counted and shapes outputs by them', async () => {
+  const { files, manifest } = await bundle();
+  files['model-scalar.wasm'] = COUNTING_WASM;
+  // `c` is counted by the model (no input gives it): the executor leaves
+  // its slot to the module, then reads it back into the run's sizes.
+  manifest.dims = [{ name: 'n', min: 1, max: 2 }, { name: 'c', min: 0, max: 2, counted_in: 'y' }];
+  manifest.inputs[0].run_shape = ['n'];
+  manifest.outputs[0].run_shape = ['c'];
+  const wasm = manifest.variants[1];
+  wasm.sizes = { offset: 32, dims: ['n', 'c'] };
+  const executor = await loadWasm(manifest, 'wasm-scalar', async (file) => files[file]);
+  const sizes = { n: 1 };
+  const out = executor.run({ x: new Float32Array(1) }, sizes);
+  assert.deepEqual(sizes, { n: 1, c: 2 });
+  assert.deepEqual([...out.y], [1.5, -2], 'y has the counted size: both of its planned elements');
+});
+
+test('a WebGPU variant in which no dispatch counts a counted dim is refused before a device is asked for', async () => {
+  const { files, manifest } = await bundle();
+  manifest.dims = [{ name: 'c', min: 0, max: 2, counted_in: 'y' }];
+  manifest.outputs[0].run_shape = ['c'];
+  const gpu = { requestAdapter: () => assert.fail('no device before the plan is checked') };
+  const webgpu = manifest.variants[0];
+  await assert.rejects(loadWebGpu(manifest, webgpu, async (file) => files[file], { gpu }), /no dispatch of the WebGPU variant counts 'c'/);
+  webgpu.dispatches[0].counts = [{ dim: 'c', buffer: 7 }];
+  await assert.rejects(loadWebGpu(manifest, webgpu, async (file) => files[file], { gpu }), /counts 'c' into buffer 7, which is not a counted dim and a buffer/);
+});
