@@ -1138,7 +1138,10 @@ const CHUNK: usize = 64;
 /// batch item and group go by chunks of [`CHUNK`], each an im2col of the
 /// chunk's pixels (zeros past the last) and a GEMM of static shape into
 /// a chunk buffer, whose rows are then copied to the output. Channels,
-/// kernel, strides, dilations and pads are compiled in.
+/// kernel, strides, dilations and pads are compiled in. Where each tap of
+/// each pixel of a chunk reads (its offset in a channel's plane, or -1
+/// outside the image) is worked out once per chunk, for every channel and
+/// group: the im2col then only loads, tests and copies.
 fn conv_chunks(ctx: &mut Ctx, f: &mut FunctionBuilder, [x, w, out]: [&Tt; 3]) -> Result<()> {
     let spatial = x.dims.len() - 2;
     if !(1..=2).contains(&spatial) || !w.is_static() {
@@ -1184,8 +1187,10 @@ fn conv_chunks(ctx: &mut Ctx, f: &mut FunctionBuilder, [x, w, out]: [&Tt; 3]) ->
     };
     let col = ctx.scratch(4 * kk * CHUNK);
     let buf = ctx.scratch(4 * mg * CHUNK);
-    // Per chunk pixel: the input row and column of its window's first tap.
-    let taps = ctx.scratch(8 * CHUNK);
+    // Per tap and chunk pixel: the byte offset it reads in a channel's
+    // plane, or -1 outside the image (or past the last pixel).
+    let taps = kh * kw;
+    let offsets = ctx.scratch(4 * taps * CHUNK);
     let plane = ih.mul(&iw);
     let pixels = oh.mul(&ow);
     // 1×1, stride 1, unpadded: the input's channels are B's rows.
@@ -1212,7 +1217,12 @@ fn conv_chunks(ctx: &mut Ctx, f: &mut FunctionBuilder, [x, w, out]: [&Tt; 3]) ->
         iy,
         ix,
         src,
-    ] = [(); 16].map(|_| fx.i32());
+        oy0,
+        ox0,
+        t,
+        plane_at,
+        off,
+    ] = [(); 21].map(|_| fx.i32());
     let mut b = f.func_body();
     let mut sz = Sizes::new(table);
     let [batch, ih, iw, ow, plane4, pixels, pixels4] = [
@@ -1227,88 +1237,110 @@ fn conv_chunks(ctx: &mut Ctx, f: &mut FunctionBuilder, [x, w, out]: [&Tt; 3]) ->
     .map(|e| sz.of(&mut b, &mut fx, &e));
     let (batch, ih, iw, ow, plane4, pixels, pixels4) =
         (batch?, ih?, iw?, ow?, plane4?, pixels?, pixels4?);
-    // Per pixel of the chunk from `p0`: its window's first tap
-    // (oy·sh − ph, ox·sw − pw), or far out of range past the last pixel.
-    let chunk_taps = |b: &mut InstrSeqBuilder, fx: &Fx| {
+    // Per pixel of the chunk from `p0` and tap (ky, kx): the byte offset
+    // of x[iy][ix] in a plane, iy = oy·sh − ph + ky·dh and ix likewise,
+    // or -1 where it is outside the image or the pixel past the last.
+    let chunk_offsets = |b: &mut InstrSeqBuilder, fx: &Fx| {
         emit::for_range(b, p, 0, CHUNK as i64, 1, |b| {
             b.local_get(p0)
                 .local_get(p)
                 .binop(BinaryOp::I32Add)
                 .local_set(q);
-            for (k, (stride, pad, coord)) in
-                [(sh, ph, true), (sw, pw, false)].into_iter().enumerate()
-            {
-                emit::addr(b, taps + (4 * CHUNK * k) as u32, p, 4);
+            for (corner, (op, stride, pad)) in [
+                (oy0, (BinaryOp::I32DivU, sh, ph)),
+                (ox0, (BinaryOp::I32RemU, sw, pw)),
+            ] {
                 b.local_get(q);
                 ow.push(b);
-                b.binop(if coord {
-                    BinaryOp::I32DivU
-                } else {
-                    BinaryOp::I32RemU
-                })
-                .i32_const(stride as i32)
-                .binop(BinaryOp::I32Mul)
-                .i32_const(pad as i32)
-                .binop(BinaryOp::I32Sub)
-                .i32_const(i32::MIN / 2)
-                .local_get(q);
-                pixels.push(b);
-                b.binop(BinaryOp::I32LtU).select(None);
-                emit::store_i32(b, fx, 0);
+                b.binop(op)
+                    .i32_const(stride as i32)
+                    .binop(BinaryOp::I32Mul)
+                    .i32_const(pad as i32)
+                    .binop(BinaryOp::I32Sub)
+                    .local_set(corner);
             }
+            emit::for_range(b, ky, 0, kh as i64, 1, |b| {
+                emit::for_range(b, kx, 0, kw as i64, 1, |b| {
+                    for (at, corner, tap, dil) in [(iy, oy0, ky, dh), (ix, ox0, kx, dw)] {
+                        b.local_get(tap)
+                            .i32_const(dil as i32)
+                            .binop(BinaryOp::I32Mul)
+                            .local_get(corner)
+                            .binop(BinaryOp::I32Add)
+                            .local_set(at);
+                    }
+                    // offsets[(ky·kw + kx)·CHUNK + p]
+                    b.local_get(ky)
+                        .i32_const(kw as i32)
+                        .binop(BinaryOp::I32Mul)
+                        .local_get(kx)
+                        .binop(BinaryOp::I32Add)
+                        .i32_const(CHUNK as i32)
+                        .binop(BinaryOp::I32Mul)
+                        .local_get(p)
+                        .binop(BinaryOp::I32Add)
+                        .i32_const(4)
+                        .binop(BinaryOp::I32Mul)
+                        .i32_const(offsets as i32)
+                        .binop(BinaryOp::I32Add);
+                    // (iy·W + ix)·4 where iy < H, ix < W (unsigned) and
+                    // q < P; else -1.
+                    b.local_get(iy);
+                    iw.push(b);
+                    b.binop(BinaryOp::I32Mul)
+                        .local_get(ix)
+                        .binop(BinaryOp::I32Add)
+                        .i32_const(4)
+                        .binop(BinaryOp::I32Mul)
+                        .i32_const(-1)
+                        .local_get(iy);
+                    ih.push(b);
+                    b.binop(BinaryOp::I32LtU).local_get(ix);
+                    iw.push(b);
+                    b.binop(BinaryOp::I32LtU)
+                        .binop(BinaryOp::I32And)
+                        .local_get(q);
+                    pixels.push(b);
+                    b.binop(BinaryOp::I32LtU)
+                        .binop(BinaryOp::I32And)
+                        .select(None);
+                    emit::store_i32(b, fx, 0);
+                });
+            });
         });
     };
     // im2col of the chunk into `col`: col[(c·kh + ky)·kw + kx][p] =
     // x[c][iy][ix], 0 outside the image.
     let fill_col = |b: &mut InstrSeqBuilder, fx: &Fx| {
-        // col[(c·kh + ky)·kw + kx][p] = x[c][iy][ix], 0 outside.
         b.i32_const(col as i32).local_set(dst);
         emit::for_range(b, c, 0, cg as i64, 1, |b| {
-            emit::for_range(b, ky, 0, kh as i64, 1, |b| {
-                emit::for_range(b, kx, 0, kw as i64, 1, |b| {
-                    emit::for_range(b, p, 0, CHUNK as i64, 1, |b| {
-                        for (k, (tap, dil, at)) in
-                            [(ky, dh, iy), (kx, dw, ix)].into_iter().enumerate()
-                        {
-                            emit::addr(b, taps + (4 * CHUNK * k) as u32, p, 4);
-                            emit::load_i32(b, fx, 0);
-                            b.local_get(tap)
-                                .i32_const(dil as i32)
-                                .binop(BinaryOp::I32Mul)
-                                .binop(BinaryOp::I32Add)
-                                .local_set(at);
-                        }
-                        // src = xg + ((c·H + iy)·W + ix)·4 where inside.
-                        b.local_get(c);
-                        ih.push(b);
-                        b.binop(BinaryOp::I32Mul)
-                            .local_get(iy)
-                            .binop(BinaryOp::I32Add);
-                        iw.push(b);
-                        b.binop(BinaryOp::I32Mul)
-                            .local_get(ix)
-                            .binop(BinaryOp::I32Add)
-                            .i32_const(4)
-                            .binop(BinaryOp::I32Mul)
-                            .local_get(xg)
-                            .binop(BinaryOp::I32Add)
-                            .local_set(src);
-                        b.local_get(dst);
-                        // Inside: iy < H and ix < W as unsigned.
-                        b.local_get(iy);
-                        ih.push(b);
-                        b.binop(BinaryOp::I32LtU).local_get(ix);
-                        iw.push(b);
-                        b.binop(BinaryOp::I32LtU)
-                            .binop(BinaryOp::I32And)
-                            .local_set(ok);
-                        b.local_get(src).local_get(xg).local_get(ok).select(None);
-                        emit::load(b, fx, 1, 0);
-                        b.f32_const(0.0).local_get(ok).select(None);
-                        emit::store(b, fx, 1, 0);
-                        emit::bump(b, dst, 4);
-                    });
-                });
+            // plane_at = xg + c·H·W·4
+            b.local_get(c);
+            plane4.push(b);
+            b.binop(BinaryOp::I32Mul)
+                .local_get(xg)
+                .binop(BinaryOp::I32Add)
+                .local_set(plane_at);
+            b.i32_const(offsets as i32).local_set(src);
+            emit::for_range(b, t, 0, (taps * CHUNK) as i64, 1, |b| {
+                b.local_get(src);
+                emit::load_i32(b, fx, 0);
+                b.local_tee(off)
+                    .i32_const(0)
+                    .binop(BinaryOp::I32GeS)
+                    .local_set(ok);
+                b.local_get(dst)
+                    .local_get(plane_at)
+                    .local_get(off)
+                    .binop(BinaryOp::I32Add)
+                    .local_get(plane_at)
+                    .local_get(ok)
+                    .select(None);
+                emit::load(b, fx, 1, 0);
+                b.f32_const(0.0).local_get(ok).select(None);
+                emit::store(b, fx, 1, 0);
+                emit::bump(b, dst, 4);
+                emit::bump(b, src, 4);
             });
         });
     };
@@ -1330,7 +1362,7 @@ fn conv_chunks(ctx: &mut Ctx, f: &mut FunctionBuilder, [x, w, out]: [&Tt; 3]) ->
                 .binop(BinaryOp::I32Mul)
                 .local_set(valid);
             if !direct {
-                chunk_taps(b, &fx);
+                chunk_offsets(b, &fx);
             }
             emit::for_range(b, g_i, 0, groups as i64, 1, |b| {
                 // xg = x + (n·C + g·cg)·H·W·4
