@@ -1075,10 +1075,14 @@ pub fn conv(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     } else {
         None
     };
-    let col = if direct {
-        0
+    // The im2col buffer, and where each tap of each pixel reads.
+    let (col, offsets) = if direct {
+        (0, 0)
     } else {
-        ctx.scratch(4 * kk * pixels)
+        (
+            ctx.scratch(4 * kk * pixels),
+            ctx.scratch(4 * kh * kw * pixels),
+        )
     };
     let geo = Geometry {
         out: &out.shape,
@@ -1090,8 +1094,23 @@ pub fn conv(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let bias_local = fx.i32();
     let bias = bias_at.map(|_| Place::Row(bias_local));
     let g = Gemm::dense(&mut fx, [mg, pixels, kk], false, 1.0, bias, tail.as_ref());
-    let (n_i, g_i, xg) = (fx.i32(), fx.i32(), fx.i32());
+    let (n_i, g_i, xg, first) = (fx.i32(), fx.i32(), fx.i32(), fx.i32());
+    let taps_at = TapGeometry {
+        kernel: [kh, kw],
+        stride: [sh, sw],
+        dilation: [dh, dw],
+        pad: [ph, pw],
+        input: [ih, iw].map(|n| Size::Const(n as i64)),
+        out_width: Size::Const(ow as i64),
+        pixels: Size::Const(pixels as i64),
+        table: offsets,
+    };
     let mut b = f.func_body();
+    if !direct {
+        // Every batch item and group reads the same taps.
+        b.i32_const(0).local_set(first);
+        tap_offsets(&mut b, &mut fx, &taps_at, first, pixels);
+    }
     emit::for_range(&mut b, n_i, 0, batch as i64, 1, |b| {
         emit::for_range(b, g_i, 0, groups as i64, 1, |b| {
             // xg = x + (n·C + g·cg)·H·W·4
@@ -1100,16 +1119,8 @@ pub fn conv(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
             if direct {
                 b.local_get(xg).local_set(g.b);
             } else {
-                let geo = Im2col {
-                    channels: cg,
-                    input: [ih, iw],
-                    kernel: [kh, kw],
-                    output: [oh, ow],
-                    stride: [sh, sw],
-                    dilation: [dh, dw],
-                    pad: [ph, pw],
-                };
-                im2col(b, &mut fx, &geo, xg, col);
+                let plane4 = Size::Const((ih * iw * 4) as i64);
+                im2col_by_offsets(b, &mut fx, &taps_at, pixels, cg, plane4, xg, col);
                 b.i32_const(col as i32).local_set(g.b);
             }
             // a = W + g·mg·K·4; c = out + (n·M + g·mg)·P·4
@@ -1200,29 +1211,7 @@ fn conv_chunks(ctx: &mut Ctx, f: &mut FunctionBuilder, [x, w, out]: [&Tt; 3]) ->
     let bias_local = fx.i32();
     let bias = bias_at.map(|_| Place::Row(bias_local));
     let g = Gemm::dense(&mut fx, [mg, CHUNK, kk], false, 1.0, bias, None);
-    let [
-        n_i,
-        g_i,
-        p0,
-        p,
-        q,
-        valid,
-        ok,
-        m_i,
-        xg,
-        dst,
-        c,
-        ky,
-        kx,
-        iy,
-        ix,
-        src,
-        oy0,
-        ox0,
-        t,
-        plane_at,
-        off,
-    ] = [(); 21].map(|_| fx.i32());
+    let [n_i, g_i, p0, valid, m_i, xg, c] = [(); 7].map(|_| fx.i32());
     let mut b = f.func_body();
     let mut sz = Sizes::new(table);
     let [batch, ih, iw, ow, plane4, pixels, pixels4] = [
@@ -1237,112 +1226,15 @@ fn conv_chunks(ctx: &mut Ctx, f: &mut FunctionBuilder, [x, w, out]: [&Tt; 3]) ->
     .map(|e| sz.of(&mut b, &mut fx, &e));
     let (batch, ih, iw, ow, plane4, pixels, pixels4) =
         (batch?, ih?, iw?, ow?, plane4?, pixels?, pixels4?);
-    // Per pixel of the chunk from `p0` and tap (ky, kx): the byte offset
-    // of x[iy][ix] in a plane, iy = oy·sh − ph + ky·dh and ix likewise,
-    // or -1 where it is outside the image or the pixel past the last.
-    let chunk_offsets = |b: &mut InstrSeqBuilder, fx: &Fx| {
-        emit::for_range(b, p, 0, CHUNK as i64, 1, |b| {
-            b.local_get(p0)
-                .local_get(p)
-                .binop(BinaryOp::I32Add)
-                .local_set(q);
-            for (corner, (op, stride, pad)) in [
-                (oy0, (BinaryOp::I32DivU, sh, ph)),
-                (ox0, (BinaryOp::I32RemU, sw, pw)),
-            ] {
-                b.local_get(q);
-                ow.push(b);
-                b.binop(op)
-                    .i32_const(stride as i32)
-                    .binop(BinaryOp::I32Mul)
-                    .i32_const(pad as i32)
-                    .binop(BinaryOp::I32Sub)
-                    .local_set(corner);
-            }
-            emit::for_range(b, ky, 0, kh as i64, 1, |b| {
-                emit::for_range(b, kx, 0, kw as i64, 1, |b| {
-                    for (at, corner, tap, dil) in [(iy, oy0, ky, dh), (ix, ox0, kx, dw)] {
-                        b.local_get(tap)
-                            .i32_const(dil as i32)
-                            .binop(BinaryOp::I32Mul)
-                            .local_get(corner)
-                            .binop(BinaryOp::I32Add)
-                            .local_set(at);
-                    }
-                    // offsets[(ky·kw + kx)·CHUNK + p]
-                    b.local_get(ky)
-                        .i32_const(kw as i32)
-                        .binop(BinaryOp::I32Mul)
-                        .local_get(kx)
-                        .binop(BinaryOp::I32Add)
-                        .i32_const(CHUNK as i32)
-                        .binop(BinaryOp::I32Mul)
-                        .local_get(p)
-                        .binop(BinaryOp::I32Add)
-                        .i32_const(4)
-                        .binop(BinaryOp::I32Mul)
-                        .i32_const(offsets as i32)
-                        .binop(BinaryOp::I32Add);
-                    // (iy·W + ix)·4 where iy < H, ix < W (unsigned) and
-                    // q < P; else -1.
-                    b.local_get(iy);
-                    iw.push(b);
-                    b.binop(BinaryOp::I32Mul)
-                        .local_get(ix)
-                        .binop(BinaryOp::I32Add)
-                        .i32_const(4)
-                        .binop(BinaryOp::I32Mul)
-                        .i32_const(-1)
-                        .local_get(iy);
-                    ih.push(b);
-                    b.binop(BinaryOp::I32LtU).local_get(ix);
-                    iw.push(b);
-                    b.binop(BinaryOp::I32LtU)
-                        .binop(BinaryOp::I32And)
-                        .local_get(q);
-                    pixels.push(b);
-                    b.binop(BinaryOp::I32LtU)
-                        .binop(BinaryOp::I32And)
-                        .select(None);
-                    emit::store_i32(b, fx, 0);
-                });
-            });
-        });
-    };
-    // im2col of the chunk into `col`: col[(c·kh + ky)·kw + kx][p] =
-    // x[c][iy][ix], 0 outside the image.
-    let fill_col = |b: &mut InstrSeqBuilder, fx: &Fx| {
-        b.i32_const(col as i32).local_set(dst);
-        emit::for_range(b, c, 0, cg as i64, 1, |b| {
-            // plane_at = xg + c·H·W·4
-            b.local_get(c);
-            plane4.push(b);
-            b.binop(BinaryOp::I32Mul)
-                .local_get(xg)
-                .binop(BinaryOp::I32Add)
-                .local_set(plane_at);
-            b.i32_const(offsets as i32).local_set(src);
-            emit::for_range(b, t, 0, (taps * CHUNK) as i64, 1, |b| {
-                b.local_get(src);
-                emit::load_i32(b, fx, 0);
-                b.local_tee(off)
-                    .i32_const(0)
-                    .binop(BinaryOp::I32GeS)
-                    .local_set(ok);
-                b.local_get(dst)
-                    .local_get(plane_at)
-                    .local_get(off)
-                    .binop(BinaryOp::I32Add)
-                    .local_get(plane_at)
-                    .local_get(ok)
-                    .select(None);
-                emit::load(b, fx, 1, 0);
-                b.f32_const(0.0).local_get(ok).select(None);
-                emit::store(b, fx, 1, 0);
-                emit::bump(b, dst, 4);
-                emit::bump(b, src, 4);
-            });
-        });
+    let taps_at = TapGeometry {
+        kernel: [kh, kw],
+        stride: [sh, sw],
+        dilation: [dh, dw],
+        pad: [ph, pw],
+        input: [ih, iw],
+        out_width: ow,
+        pixels,
+        table: offsets,
     };
     emit::for_size(&mut b, n_i, Size::Const(0), batch, 1, |b| {
         emit::for_size(b, p0, Size::Const(0), pixels, CHUNK as i64, |b| {
@@ -1362,7 +1254,7 @@ fn conv_chunks(ctx: &mut Ctx, f: &mut FunctionBuilder, [x, w, out]: [&Tt; 3]) ->
                 .binop(BinaryOp::I32Mul)
                 .local_set(valid);
             if !direct {
-                chunk_offsets(b, &fx);
+                tap_offsets(b, &mut fx, &taps_at, p0, CHUNK);
             }
             emit::for_range(b, g_i, 0, groups as i64, 1, |b| {
                 // xg = x + (n·C + g·cg)·H·W·4
@@ -1395,7 +1287,7 @@ fn conv_chunks(ctx: &mut Ctx, f: &mut FunctionBuilder, [x, w, out]: [&Tt; 3]) ->
                             .memory_copy(fx.mem, fx.mem);
                     });
                 } else {
-                    fill_col(b, &fx);
+                    im2col_by_offsets(b, &mut fx, &taps_at, CHUNK, cg, plane4, xg, col);
                 }
                 b.i32_const(col as i32).local_set(g.b);
                 b.i32_const(buf as i32).local_set(g.c);
@@ -1418,59 +1310,146 @@ fn conv_chunks(ctx: &mut Ctx, f: &mut FunctionBuilder, [x, w, out]: [&Tt; 3]) ->
     });
     Ok(())
 }
-/// The geometry of one im2col.
-struct Im2col {
-    channels: usize,
-    input: [usize; 2],
+/// Where a Conv's taps read, for [`tap_offsets`]: the window (compiled
+/// in), the input's height and width and the output's width and pixel
+/// count (sizes that may be dynamic), and the table's address.
+struct TapGeometry {
     kernel: [usize; 2],
-    output: [usize; 2],
     stride: [usize; 2],
     dilation: [usize; 2],
     pad: [usize; 2],
+    input: [Size; 2],
+    out_width: Size,
+    pixels: Size,
+    table: u32,
 }
 
-/// col[(c·kh + ky)·kw + kx][oy·ow + ox] = x[c][iy][ix] (0 outside), with
-/// iy = oy·sh − ph + ky·dh and ix likewise; `x` is a local address.
-fn im2col(b: &mut InstrSeqBuilder, fx: &mut Fx, s: &Im2col, x: LocalId, col: u32) {
-    let [ih, iw] = s.input;
-    let [kh, kw] = s.kernel;
-    let [oh, ow] = s.output;
-    let (c, ky, kx, oy, ox) = (fx.i32(), fx.i32(), fx.i32(), fx.i32(), fx.i32());
-    let (iy, ix, dst, plane, row_ok, ok) =
-        (fx.i32(), fx.i32(), fx.i32(), fx.i32(), fx.i32(), fx.i32());
+/// Fills `geo.table` for output pixels `p0..p0 + count`: for tap
+/// (ky, kx) and pixel p, `table[(ky·kw + kx)·count + p]` is the byte
+/// offset of x[iy][ix] in a channel's plane, iy = oy·sh − ph + ky·dh and
+/// ix likewise, or -1 where that is outside the image or the pixel past
+/// the last. Worked out once for every channel, group and batch item that
+/// reads the same pixels, it leaves the im2col ([`im2col_by_offsets`])
+/// only loads, tests and copies.
+fn tap_offsets(b: &mut InstrSeqBuilder, fx: &mut Fx, geo: &TapGeometry, p0: LocalId, count: usize) {
+    let [kh, kw] = geo.kernel;
+    let [ih, iw] = geo.input;
+    let [p, q, oy0, ox0, ky, kx, iy, ix] = [(); 8].map(|_| fx.i32());
+    emit::for_range(b, p, 0, count as i64, 1, |b| {
+        b.local_get(p0)
+            .local_get(p)
+            .binop(BinaryOp::I32Add)
+            .local_set(q);
+        for (corner, op, k) in [(oy0, BinaryOp::I32DivU, 0), (ox0, BinaryOp::I32RemU, 1)] {
+            b.local_get(q);
+            geo.out_width.push(b);
+            b.binop(op)
+                .i32_const(geo.stride[k] as i32)
+                .binop(BinaryOp::I32Mul)
+                .i32_const(geo.pad[k] as i32)
+                .binop(BinaryOp::I32Sub)
+                .local_set(corner);
+        }
+        emit::for_range(b, ky, 0, kh as i64, 1, |b| {
+            emit::for_range(b, kx, 0, kw as i64, 1, |b| {
+                for (at, corner, tap, dil) in [
+                    (iy, oy0, ky, geo.dilation[0]),
+                    (ix, ox0, kx, geo.dilation[1]),
+                ] {
+                    b.local_get(tap)
+                        .i32_const(dil as i32)
+                        .binop(BinaryOp::I32Mul)
+                        .local_get(corner)
+                        .binop(BinaryOp::I32Add)
+                        .local_set(at);
+                }
+                // &table[(ky·kw + kx)·count + p]
+                b.local_get(ky)
+                    .i32_const(kw as i32)
+                    .binop(BinaryOp::I32Mul)
+                    .local_get(kx)
+                    .binop(BinaryOp::I32Add)
+                    .i32_const(count as i32)
+                    .binop(BinaryOp::I32Mul)
+                    .local_get(p)
+                    .binop(BinaryOp::I32Add)
+                    .i32_const(4)
+                    .binop(BinaryOp::I32Mul)
+                    .i32_const(geo.table as i32)
+                    .binop(BinaryOp::I32Add);
+                // (iy·W + ix)·4 where iy < H, ix < W (unsigned) and q < P;
+                // else -1.
+                b.local_get(iy);
+                iw.push(b);
+                b.binop(BinaryOp::I32Mul)
+                    .local_get(ix)
+                    .binop(BinaryOp::I32Add)
+                    .i32_const(4)
+                    .binop(BinaryOp::I32Mul)
+                    .i32_const(-1)
+                    .local_get(iy);
+                ih.push(b);
+                b.binop(BinaryOp::I32LtU).local_get(ix);
+                iw.push(b);
+                b.binop(BinaryOp::I32LtU)
+                    .binop(BinaryOp::I32And)
+                    .local_get(q);
+                geo.pixels.push(b);
+                b.binop(BinaryOp::I32LtU)
+                    .binop(BinaryOp::I32And)
+                    .select(None);
+                emit::store_i32(b, fx, 0);
+            });
+        });
+    });
+}
+
+/// The im2col of `count` pixels by the offsets [`tap_offsets`] left in
+/// `geo.table`, for `channels` channels of planes `plane4` bytes apart
+/// from address `x`: col[(c·kh + ky)·kw + kx][p] = x[c] at the tap's
+/// offset, 0 where it is -1.
+#[allow(clippy::too_many_arguments)]
+fn im2col_by_offsets(
+    b: &mut InstrSeqBuilder,
+    fx: &mut Fx,
+    geo: &TapGeometry,
+    count: usize,
+    channels: usize,
+    plane4: Size,
+    x: LocalId,
+    col: u32,
+) {
+    let [c, t, dst, src, plane, off, ok] = [(); 7].map(|_| fx.i32());
+    let taps = geo.kernel[0] * geo.kernel[1];
     b.i32_const(col as i32).local_set(dst);
-    emit::for_range(b, c, 0, s.channels as i64, 1, |b| {
+    emit::for_range(b, c, 0, channels as i64, 1, |b| {
         // plane = x + c·H·W·4
-        b.local_get(c)
-            .i32_const((ih * iw * 4) as i32)
-            .binop(BinaryOp::I32Mul)
+        b.local_get(c);
+        plane4.push(b);
+        b.binop(BinaryOp::I32Mul)
             .local_get(x)
             .binop(BinaryOp::I32Add)
             .local_set(plane);
-        emit::for_range(b, ky, 0, kh as i64, 1, |b| {
-            emit::for_range(b, kx, 0, kw as i64, 1, |b| {
-                emit::for_range(b, oy, 0, oh as i64, 1, |b| {
-                    emit::tap_coord(b, iy, oy, s.stride[0], ky, s.dilation[0], s.pad[0]);
-                    b.local_get(iy)
-                        .i32_const(ih as i32)
-                        .binop(BinaryOp::I32LtU)
-                        .local_set(row_ok);
-                    emit::for_range(b, ox, 0, ow as i64, 1, |b| {
-                        emit::tap_coord(b, ix, ox, s.stride[1], kx, s.dilation[1], s.pad[1]);
-                        b.local_get(ix)
-                            .i32_const(iw as i32)
-                            .binop(BinaryOp::I32LtU)
-                            .local_get(row_ok)
-                            .binop(BinaryOp::I32And)
-                            .local_set(ok);
-                        b.local_get(dst);
-                        emit::load_tap(b, fx, plane, iy, ix, iw, ok);
-                        b.f32_const(0.0).local_get(ok).select(None);
-                        emit::store(b, fx, 1, 0);
-                        emit::bump(b, dst, 4);
-                    });
-                });
-            });
+        b.i32_const(geo.table as i32).local_set(src);
+        emit::for_range(b, t, 0, (taps * count) as i64, 1, |b| {
+            b.local_get(src);
+            emit::load_i32(b, fx, 0);
+            b.local_tee(off)
+                .i32_const(0)
+                .binop(BinaryOp::I32GeS)
+                .local_set(ok);
+            b.local_get(dst)
+                .local_get(plane)
+                .local_get(off)
+                .binop(BinaryOp::I32Add)
+                .local_get(plane)
+                .local_get(ok)
+                .select(None);
+            emit::load(b, fx, 1, 0);
+            b.f32_const(0.0).local_get(ok).select(None);
+            emit::store(b, fx, 1, 0);
+            emit::bump(b, dst, 4);
+            emit::bump(b, src, 4);
         });
     });
 }
