@@ -805,6 +805,46 @@ fn dynamic_sizes_run_from_one_bundle(wasm: bool) {
     );
 }
 
+/// One bundle of `wpc_ir::testing::dynamic_image_block` (a Conv, max
+/// and average pooling with and without counted pads, over a dynamic
+/// batch, height and width) equals the interpreter at several image
+/// sizes, odd and even, down to the smallest the pools allow.
+fn dynamic_image_sizes_run_from_one_bundle(wasm: bool) {
+    use wpc::ir::Tensor;
+    let model = wpc::ir::testing::dynamic_image_block();
+    let dims = [("n", 1, 2), ("h", 5, 24), ("w", 5, 24)];
+    let (mut session, _) = Dynamic::load(&model, wasm, &dims, HashMap::new());
+    let tolerance = Tolerance {
+        rtol: 1e-4,
+        atol: 1e-5,
+    };
+    for (n, h, w) in [(1, 8, 8), (2, 11, 7), (1, 5, 24), (2, 24, 13)] {
+        let pixels: Vec<f32> = (0..n * 3 * h * w)
+            .map(|i| ((i * 13 + 5) % 23) as f32 / 23.0 - 0.5)
+            .collect();
+        let img = Tensor::from_vec(vec![n, 3, h, w], pixels);
+        let named = HashMap::from([("img".to_string(), img.clone())]);
+        let want = reference_outputs(&model, &named);
+        let got = session.run(&[img]).expect("the bundle runs");
+        for ((name, want), got) in want.iter().zip(&got) {
+            assert_eq!(got.shape(), want.shape(), "{name} at {n}x{h}x{w}");
+            if let Err(e) = compare(got, want, tolerance) {
+                panic!("{} {name} at {n}x{h}x{w}: {e}", session.label());
+            }
+        }
+    }
+}
+
+#[test]
+fn dynamic_image_sizes_run_from_one_bundle_on_webgpu() {
+    dynamic_image_sizes_run_from_one_bundle(false);
+}
+
+#[test]
+fn dynamic_image_sizes_run_from_one_bundle_on_wasm() {
+    dynamic_image_sizes_run_from_one_bundle(true);
+}
+
 #[test]
 fn dynamic_sizes_run_from_one_bundle_on_webgpu() {
     dynamic_sizes_run_from_one_bundle(false);

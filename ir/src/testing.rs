@@ -180,6 +180,53 @@ pub fn dynamic_block() -> Model {
     m
 }
 
+/// An image block with batch, height and width symbolic (`n`, `h`, `w`)
+/// over `img: [n, 3, h, w]`: `c = relu(conv3x3(img, pad 1))` (4
+/// channels), then `maxpool3x3(c, stride 2, pad 1)` and a 2×2 stride-2
+/// average pool of that (pads excluded), and a 3×3 stride-1 average pool
+/// of `c` counting its pads. Types are left for shape inference.
+pub fn dynamic_image_block() -> Model {
+    let mut g = Graph::new("dynamic_image_block");
+    let sym = |s: &str| crate::Dim::Symbol(s.into());
+    let img = g
+        .add_value(
+            "img",
+            ValueType::new(
+                DType::F32,
+                Shape(Some(vec![
+                    sym("n"),
+                    crate::Dim::Known(3),
+                    sym("h"),
+                    sym("w"),
+                ])),
+            ),
+        )
+        .unwrap();
+    g.inputs = vec![img];
+    let weights = (0..4 * 3 * 9)
+        .map(|i| ((i * 29 + 7) % 19) as f32 / 19.0 - 0.45)
+        .collect();
+    let w = constant(&mut g, Tensor::from_vec(vec![4, 3, 3, 3], weights));
+    let conv = add_op(&mut g, "Conv", &[img, w], ints(&[("pads", vec![1; 4])]));
+    let c = add_op(&mut g, "Relu", &[conv], Attrs::default());
+    let window = |k: i64, s: i64, p: i64| {
+        ints(&[
+            ("kernel_shape", vec![k, k]),
+            ("strides", vec![s, s]),
+            ("pads", vec![p; 4]),
+        ])
+    };
+    let max = add_op(&mut g, "MaxPool", &[c], window(3, 2, 1));
+    let avg = add_op(&mut g, "AveragePool", &[max], window(2, 2, 0));
+    let mut counting = window(3, 1, 1);
+    counting.insert("count_include_pad", Attr::Int(1));
+    let smooth = add_op(&mut g, "AveragePool", &[c], counting);
+    g.outputs = vec![avg, smooth];
+    let mut m = model(g);
+    m.opsets.insert(String::new(), 17);
+    m
+}
+
 /// `r = Exp(x); z = Sub(r, y); out = Mul(z, r)` (or `Mul(z, y)` without
 /// `reread`) over `x, y: [n]`: a chain whose intermediates die at known
 /// nodes, for the in-place tests. Nodes are named after their ops

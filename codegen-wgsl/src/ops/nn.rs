@@ -197,18 +197,26 @@ pub fn conv_transpose(ctx: &Ctx) -> Result<Lowered> {
 }
 
 /// MaxPool / AveragePool / LpPool: one thread per output, looping over its window.
+/// MaxPool, AveragePool and LpPool: one thread per output element walks
+/// its window. The batch, channels and image size may be dynamic (read
+/// from the parameters); the window, strides, dilations and pads are
+/// compiled in.
 pub fn pool(ctx: &Ctx) -> Result<Lowered> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
     require_f32(ctx, x)?;
-    let input = &x.shape[2..];
-    let params = wpc_ir::ops::params::Pool::of(ctx.attrs(), input.len())?;
+    let params = wpc_ir::ops::params::Pool::of(ctx.attrs(), x.shape.len() - 2)?;
     let kernel = &params.kernel;
-    let win = Window::new(ctx.attrs(), input, kernel)?;
+    let win = Window::new(ctx.attrs(), &x.shape[2..], kernel)?;
+    if !(x.is_static() && out.is_static()) {
+        wpc_ir::ops::params::pads_fixed_for_dynamic_sizes(&ctx.node.op, ctx.attrs())?;
+    }
+    let (input, output) = (&x.dims[2..], &out.dims[2..]);
     let nd = input.len();
-    let isp: usize = input.iter().product();
-    let osp: usize = win.out.iter().product();
+    let mut sizes = Params::default();
+    let isp = sizes.size(&Expr::product(input));
+    let osp = sizes.size(&Expr::product(output));
     let kp: usize = kernel.iter().product();
-    let ist = strides(input);
+    let ist = strides_of(input);
     let op = ctx.node.op.as_str();
     let include_pad = params.count_include_pad;
     let p = wpc_ir::ops::params::lp_pool_p(ctx.attrs())?;
@@ -218,8 +226,8 @@ pub fn pool(ctx: &Ctx) -> Result<Lowered> {
             "MaxPool indices in column-major storage order",
         ));
     }
-    let mut b = format!("    let pl = i / {osp}u;\n    let os = i % {osp}u;\n");
-    b.push_str(&unravel("os", &win.out, "o"));
+    let mut b = format!("    let pl = i / {osp};\n    let os = i % {osp};\n");
+    b.push_str(&unravel_of(&mut sizes, "os", output, "o"));
     let init = if op == "MaxPool" {
         "f32_bits(0xff800000u)"
     } else {
@@ -239,13 +247,14 @@ pub fn pool(ctx: &Ctx) -> Result<Lowered> {
             "        let h{d} = i32(o{d} * {}u + kq{d} * {}u) - {};",
             win.strides[d], win.dilations[d], win.pads[d]
         );
-        inside.push(format!("h{d} >= 0 && h{d} < {}", input[d]));
+        let n = sizes.size(&input[d]);
+        inside.push(format!("h{d} >= 0 && h{d} < i32({n})"));
         in_pad.push(format!(
-            "h{d} >= -{} && h{d} < {}",
+            "h{d} >= -{} && h{d} < i32({n}) + {}",
             win.pads[d],
-            input[d] + win.pads[d + nd]
+            win.pads[d + nd]
         ));
-        terms.push(format!("u32(h{d}) * {}u", ist[d]));
+        terms.push(format!("u32(h{d}) * {}", sizes.size(&ist[d])));
     }
     let _ = writeln!(
         b,
@@ -259,7 +268,7 @@ pub fn pool(ctx: &Ctx) -> Result<Lowered> {
     };
     let _ = writeln!(
         b,
-        "        if ({}) {{\n            let off = {};\n            let v = x[pl * {isp}u + off];\n            count = count + 1u;\n            {update}\n        }}\n    }}",
+        "        if ({}) {{\n            let off = {};\n            let v = x[pl * {isp} + off];\n            count = count + 1u;\n            {update}\n        }}\n    }}",
         inside.join(" && "),
         terms.join(" + ")
     );
@@ -270,16 +279,17 @@ pub fn pool(ctx: &Ctx) -> Result<Lowered> {
         _ => format!("pow(acc, {})", lit(1.0 / p)),
     };
     let _ = writeln!(b, "    out0[i] = {result};");
-    let mut k = Kernel::new(format!("{op} f32{:?} kernel {kernel:?}", x.shape));
+    let mut k = Kernel::new(format!("{op} f32{} kernel {kernel:?}", show(&x.dims)));
+    k.params = sizes;
     k.input("x", Word::F32).output("out0", Word::F32);
     let mut args = vec![Arg::In(0), Arg::Out(0)];
     if wants_idx {
         let iw = ctx.output(1)?.word;
-        let _ = writeln!(b, "    out1[i] = {}(pl * {isp}u + arg);", iw.wgsl());
+        let _ = writeln!(b, "    out1[i] = {}(pl * {isp} + arg);", iw.wgsl());
         k.output("out1", iw);
         args.push(Arg::Out(1));
     }
-    k.one_per_item(out.numel(), ctx.tuning().pool, ctx.max_groups(), &b);
+    k.one_per_item_of(&out.numel_of(), ctx.tuning().pool, ctx.max_groups(), &b);
     Ok(Lowered::one(k, args))
 }
 
