@@ -806,8 +806,8 @@ fn dynamic_sizes_run_from_one_bundle(wasm: bool) {
 }
 
 /// One bundle of `wpc_ir::testing::dynamic_image_block` (a Conv, max
-/// and average pooling with and without counted pads, over a dynamic
-/// batch, height and width) equals the interpreter at several image
+/// and average pooling with and without counted pads, a transposed
+/// convolution, over a dynamic batch, height and width) equals the interpreter at several image
 /// sizes, odd and even, down to the smallest the pools allow.
 fn dynamic_image_sizes_run_from_one_bundle(wasm: bool) {
     use wpc::ir::Tensor;

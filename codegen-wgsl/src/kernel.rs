@@ -65,6 +65,16 @@ impl Params {
         format!("params[{}].{}", k / 4, ["x", "y", "z", "w"][k % 4])
     }
 
+    /// WGSL for size `e` as an `i32`, for index arithmetic that may go
+    /// negative: a literal (`64`) where it is a constant, else its slot
+    /// converted (`i32(params[0].y)`).
+    pub fn signed(&mut self, e: &Expr) -> String {
+        match e.as_const() {
+            Some(c) => c.to_string(),
+            None => format!("i32({})", self.size(e)),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

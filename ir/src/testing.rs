@@ -183,8 +183,10 @@ pub fn dynamic_block() -> Model {
 /// An image block with batch, height and width symbolic (`n`, `h`, `w`)
 /// over `img: [n, 3, h, w]`: `c = relu(conv3x3(img, pad 1))` (4
 /// channels), then `maxpool3x3(c, stride 2, pad 1)` and a 2×2 stride-2
-/// average pool of that (pads excluded), and a 3×3 stride-1 average pool
-/// of `c` counting its pads. Types are left for shape inference.
+/// average pool of that (pads excluded), a 3×3 stride-1 average pool
+/// of `c` counting its pads, and a decoder's 3×3 stride-2 transposed
+/// convolution of the max pool (pad 1, output padding 1: twice its size,
+/// 2 channels). Types are left for shape inference.
 pub fn dynamic_image_block() -> Model {
     let mut g = Graph::new("dynamic_image_block");
     let sym = |s: &str| crate::Dim::Symbol(s.into());
@@ -221,7 +223,14 @@ pub fn dynamic_image_block() -> Model {
     let mut counting = window(3, 1, 1);
     counting.insert("count_include_pad", Attr::Int(1));
     let smooth = add_op(&mut g, "AveragePool", &[c], counting);
-    g.outputs = vec![avg, smooth];
+    let taps = (0..4 * 2 * 9)
+        .map(|i| ((i * 17 + 3) % 13) as f32 / 13.0 - 0.5)
+        .collect();
+    let wt = constant(&mut g, Tensor::from_vec(vec![4, 2, 3, 3], taps));
+    let mut upsampling = ints(&[("strides", vec![2, 2]), ("pads", vec![1; 4])]);
+    upsampling.insert("output_padding", Attr::Ints(vec![1, 1]));
+    let up = add_op(&mut g, "ConvTranspose", &[max, wt], upsampling);
+    g.outputs = vec![avg, smooth, up];
     let mut m = model(g);
     m.opsets.insert(String::new(), 17);
     m

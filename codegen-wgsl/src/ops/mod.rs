@@ -144,6 +144,7 @@ pub fn handles_dynamic_sizes(domain: &str, op: &str) -> bool {
                     | "GlobalMaxPool"
                     | "GlobalLpPool"
                     | "MaxPool"
+                    | "ConvTranspose"
                     | "AveragePool"
                     | "LpPool"
                     | "NonZero"

@@ -317,37 +317,35 @@ fn shifted(
     let rank = x.dims.len();
     let st = strides_of(&x.dims);
     let mut params = Params::default();
-    // A size as an i32 expression: a literal, or its parameter converted.
-    let mut int = |e: &Expr| match e.as_const() {
-        Some(c) => c.to_string(),
-        None => format!("i32({})", params.size(e)),
-    };
     let mut body = String::new();
     let mut inside = Vec::new();
     for d in 0..rank {
         let n = &x.dims[d];
         let _ = writeln!(body, "    var c{d} = i32(o{d}) - {};", begin[d]);
         match mode {
-            PadMode::Constant => inside.push(format!("c{d} >= 0 && c{d} < {}", int(n))),
+            PadMode::Constant => inside.push(format!("c{d} >= 0 && c{d} < {}", params.signed(n))),
             PadMode::Edge => {
-                let last = int(&n.add(&Expr::constant(-1)));
+                let last = params.signed(&n.add(&Expr::constant(-1)));
                 let _ = writeln!(body, "    c{d} = clamp(c{d}, 0, {last});");
             }
             PadMode::Reflect => {
-                let (n, fold) = (int(n), int(&n.scale(2).add(&Expr::constant(-2))));
+                let (n, fold) = (
+                    params.signed(n),
+                    params.signed(&n.scale(2).add(&Expr::constant(-2))),
+                );
                 let _ = writeln!(
                     body,
                     "    if (c{d} < 0) {{ c{d} = -c{d}; }}\n    if (c{d} >= {n}) {{ c{d} = {fold} - c{d}; }}"
                 );
             }
             PadMode::Wrap => {
-                let n = int(n);
+                let n = params.signed(n);
                 let _ = writeln!(body, "    c{d} = ((c{d} % {n}) + {n}) % {n};");
             }
         }
     }
     let off: Vec<String> = (0..rank)
-        .map(|d| format!("c{d} * {}", int(&st[d])))
+        .map(|d| format!("c{d} * {}", params.signed(&st[d])))
         .collect();
     let off = if off.is_empty() {
         "0".into()
@@ -439,7 +437,7 @@ fn axis_size(params: &mut Params, n: &Expr) -> (String, String) {
     match n.as_const() {
         Some(n) => (n.to_string(), (n.max(1) - 1).to_string()),
         None => {
-            let n = format!("i32({})", params.size(n));
+            let n = params.signed(n);
             (n.clone(), format!("max({n}, 1) - 1"))
         }
     }

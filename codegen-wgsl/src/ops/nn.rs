@@ -60,10 +60,7 @@ pub fn conv(ctx: &Ctx) -> Result<Lowered> {
             "let h{d} = i32(oq{d} * {}u + kq{d} * {}u) - {};",
             win.strides[d], win.dilations[d], win.pads[d]
         );
-        let bound = match input[d].as_const() {
-            Some(n) => n.to_string(),
-            None => format!("i32({})", params.size(&input[d])),
-        };
+        let bound = params.signed(&input[d]);
         conds.push(format!("h{d} >= 0 && h{d} < {bound}"));
         terms.push(format!("u32(h{d}) * {}", params.size(&xs[d])));
     }
@@ -137,6 +134,10 @@ fn bind_conv(k: &mut Kernel, has_bias: bool) -> Vec<Arg> {
 
 /// ConvTranspose, one thread per output element gathering the inputs that
 /// scatter into it.
+/// ConvTranspose: one thread per output element gathers the input
+/// pixels whose strided taps land on it. Batch and image size may be
+/// dynamic where the pads are fixed (no `output_shape`, no SAME
+/// `auto_pad`); channels, kernel, strides and dilations are compiled in.
 pub fn conv_transpose(ctx: &Ctx) -> Result<Lowered> {
     let (x, w, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
     require_f32(ctx, x)?;
@@ -146,13 +147,20 @@ pub fn conv_transpose(ctx: &Ctx) -> Result<Lowered> {
     let (ci, co) = (x.shape[1], out.shape[1]);
     let (cig, cog) = (ci / group, co / group);
     let kernel: Vec<usize> = w.shape[2..].to_vec();
-    let input = &x.shape[2..];
-    let pads = p.window(input, &kernel).pads;
+    let dynamic = !(x.is_static() && out.is_static());
+    if dynamic && (p.output_shape.is_some() || p.same.is_some()) {
+        return Err(Error::unsupported(
+            "ConvTranspose with output_shape or auto_pad SAME over a dynamic size (its pads depend on the size)",
+        ));
+    }
+    let pads = p.window(&x.shape[2..], &kernel).pads;
     let (st, dil) = (&p.strides, &p.dilations);
-    let isp: usize = input.iter().product();
+    let input = &x.dims[2..];
+    let mut sizes = Params::default();
+    let isp = sizes.size(&Expr::product(input));
     let kp: usize = kernel.iter().product();
-    let ist = strides(input);
-    let mut b = unravel("i", &out.shape, "o");
+    let ist = strides_of(input);
+    let mut b = unravel_of(&mut sizes, "i", &out.dims, "o");
     let _ = writeln!(
         b,
         "    let g = o1 / {cog}u;\n    let ocl = o1 % {cog}u;\n    var acc = 0.0;\n    for (var kk = 0u; kk < {kp}u; kk = kk + 1u) {{"
@@ -170,14 +178,14 @@ pub fn conv_transpose(ctx: &Ctx) -> Result<Lowered> {
         );
         conds.push(format!(
             "p{d} >= 0 && p{d} % {s} == 0 && p{d} / {s} < {}",
-            input[d],
+            sizes.signed(&input[d]),
             s = st[d]
         ));
-        terms.push(format!("u32(p{d} / {}) * {}u", st[d], ist[d]));
+        terms.push(format!("u32(p{d} / {}) * {}", st[d], sizes.size(&ist[d])));
     }
     let _ = writeln!(
         b,
-        "        if ({}) {{\n            let ioff = {};\n            for (var c = 0u; c < {cig}u; c = c + 1u) {{\n                let ic = g * {cig}u + c;\n                acc = acc + x[(o0 * {ci}u + ic) * {isp}u + ioff] * w[(ic * {cog}u + ocl) * {kp}u + kk];\n            }}\n        }}\n    }}",
+        "        if ({}) {{\n            let ioff = {};\n            for (var c = 0u; c < {cig}u; c = c + 1u) {{\n                let ic = g * {cig}u + c;\n                acc = acc + x[(o0 * {ci}u + ic) * {isp} + ioff] * w[(ic * {cog}u + ocl) * {kp}u + kk];\n            }}\n        }}\n    }}",
         conds.join(" && "),
         terms.join(" + ")
     );
@@ -188,15 +196,17 @@ pub fn conv_transpose(ctx: &Ctx) -> Result<Lowered> {
         if has_bias { " + bias[o1]" } else { "" }
     );
     let mut k = Kernel::new(format!(
-        "ConvTranspose f32 x{:?} w{:?} -> {:?}",
-        x.shape, w.shape, out.shape
+        "ConvTranspose f32 x{} w{:?} -> {}",
+        show(&x.dims),
+        w.shape,
+        show(&out.dims)
     ));
+    k.params = sizes;
     let args = bind_conv(&mut k, has_bias);
-    k.one_per_item(out.numel(), ctx.tuning().pool, ctx.max_groups(), &b);
+    k.one_per_item_of(&out.numel_of(), ctx.tuning().pool, ctx.max_groups(), &b);
     Ok(Lowered::one(k, args))
 }
 
-/// MaxPool / AveragePool / LpPool: one thread per output, looping over its window.
 /// MaxPool, AveragePool and LpPool: one thread per output element walks
 /// its window. The batch, channels and image size may be dynamic (read
 /// from the parameters); the window, strides, dilations and pads are
@@ -247,13 +257,10 @@ pub fn pool(ctx: &Ctx) -> Result<Lowered> {
             "        let h{d} = i32(o{d} * {}u + kq{d} * {}u) - {};",
             win.strides[d], win.dilations[d], win.pads[d]
         );
-        let n = sizes.size(&input[d]);
-        inside.push(format!("h{d} >= 0 && h{d} < i32({n})"));
-        in_pad.push(format!(
-            "h{d} >= -{} && h{d} < i32({n}) + {}",
-            win.pads[d],
-            win.pads[d + nd]
-        ));
+        let n = sizes.signed(&input[d]);
+        inside.push(format!("h{d} >= 0 && h{d} < {n}"));
+        let padded_end = sizes.signed(&input[d].add(&Expr::constant(win.pads[d + nd] as i64)));
+        in_pad.push(format!("h{d} >= -{} && h{d} < {padded_end}", win.pads[d]));
         terms.push(format!("u32(h{d}) * {}", sizes.size(&ist[d])));
     }
     let _ = writeln!(

@@ -18,9 +18,7 @@ pub(super) fn ops() -> Vec<OpDef> {
         op!("ConvInteger", eval_conv_integer, |c| {
             super::infer::by_evaluation(c, &[0, 1])
         }),
-        op!("ConvTranspose", eval_conv_transpose, |c| {
-            super::infer::by_evaluation(c, &[0, 1, 2])
-        }),
+        op!("ConvTranspose", eval_conv_transpose, infer_conv_transpose),
         op!("CausalConvWithState", eval_causal_conv_with_state),
         op!("Col2Im", eval_col2im),
         op!("MaxUnpool", eval_max_unpool),
@@ -918,6 +916,31 @@ fn infer_conv(c: &InferCtx) -> Result<Vec<ValueType>> {
     Ok(vec![ValueType {
         dtype,
         shape: window_dims(&c.node.attrs, x, channels, kernel)?,
+    }])
+}
+
+/// `ConvTranspose`: batch, the weight's output channels × groups, and
+/// each spatial size from [`super::params::ConvTranspose::out_sizes`]
+/// where the pads are fixed (symbolic sizes stay symbolic); by
+/// evaluation otherwise.
+fn infer_conv_transpose(c: &InferCtx) -> Result<Vec<ValueType>> {
+    let (Some(x), Some(w)) = (c.dims(0), c.dims(1)) else {
+        return super::infer::by_evaluation(c, &[0, 1, 2]);
+    };
+    let kernel: Option<Vec<usize>> = w.get(2..).and_then(|k| k.iter().map(Dim::known).collect());
+    let (Some(kernel), Some(per_group)) = (kernel, w.get(1).and_then(Dim::known)) else {
+        return super::infer::by_evaluation(c, &[0, 1, 2]);
+    };
+    let p = super::params::ConvTranspose::of(&c.node.attrs, kernel.len())?;
+    let input: Option<Vec<Expr>> = x.get(2..).and_then(|d| d.iter().map(Dim::expr).collect());
+    let Some(out) = input.and_then(|i| p.out_sizes(&i, &kernel)) else {
+        return super::infer::by_evaluation(c, &[0, 1, 2]);
+    };
+    let mut dims = vec![x[0].clone(), Dim::Known(per_group * p.group)];
+    dims.extend(out.into_iter().map(Dim::of));
+    Ok(vec![ValueType {
+        dtype: c.dtype(0),
+        shape: Shape(Some(dims)),
     }])
 }
 

@@ -4,6 +4,7 @@ use crate::attr::Attrs;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::ops::util::{norm_axes, norm_axis};
+use crate::sym::Expr;
 
 /// `LRN`: each element divided by (bias + alpha/size · Σ x²)^beta over a
 /// window of `size` channels around it.
@@ -205,6 +206,30 @@ impl ConvTranspose {
             same,
             output_shape,
         })
+    }
+
+    /// The output sizes over `input` spatial sizes that may be symbolic,
+    /// where the pads are as given (no `output_shape`, no SAME `auto_pad`:
+    /// those make the pads depend on the sizes): `stride·(in − 1) +
+    /// output_padding + (kernel − 1)·dilation + 1 − pads`. `None`
+    /// otherwise.
+    pub fn out_sizes(&self, input: &[Expr], kernel: &[usize]) -> Option<Vec<Expr>> {
+        if self.output_shape.is_some() || self.same.is_some() {
+            return None;
+        }
+        let nd = input.len();
+        let c = Expr::constant;
+        Some(
+            (0..nd)
+                .map(|i| {
+                    let fixed =
+                        self.output_padding[i] + (kernel[i] as i64 - 1) * self.dilations[i] + 1
+                            - self.pads[i]
+                            - self.pads[i + nd];
+                    input[i].add(&c(-1)).mul(&c(self.strides[i])).add(&c(fixed))
+                })
+                .collect(),
+        )
     }
 
     /// Pads and output sizes for `input` spatial sizes and `kernel` sizes.
