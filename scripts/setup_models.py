@@ -23,8 +23,11 @@ Usage: setup_models.py OUT_DIR
 * The Silero VAD model with unnamed input dims again at a second chunk
   length (`silero_vad_s320`), the opset-15 one at a batch of 2 and
   another length (`silero_vad_16k_op15_b2`: its LSTM over a dynamic
-  batch), and the one whose LSTM walks a `sequence_length` of chunks at
-  another length (`silero_vad_16k_sequence_t9`).
+  batch), the one whose LSTM walks a `sequence_length` of chunks at
+  another length (`silero_vad_16k_sequence_t9`), the half-precision
+  export at a batch of 3 (`silero_vad_half_b3`) and the opset-18 one
+  without If at a batch of 2 (`silero_vad_op18_ifless_b2`), so every
+  model of the set with a symbolic dim runs at two sizes of it.
 * A detector's post-processing as torch and torchvision export it
   (scripts/detect_postprocess.py: a score threshold through NonZero and
   GatherND, then NonMaxSuppression): sizes only the data decides, at
@@ -179,7 +182,7 @@ def main():
         return 2
     out = sys.argv[1]
     # Bump the set's version when the list of models changes.
-    stamp = f"set 8, onnx {onnx.__version__}, onnxruntime {ort.__version__}"
+    stamp = f"set 9, onnx {onnx.__version__}, onnxruntime {ort.__version__}"
     manifest = os.path.join(out, "manifest.json")
     if os.path.exists(manifest) and json.load(open(manifest)).get("made_with") == stamp:
         print(f"real models already prepared in {out}")
@@ -226,6 +229,12 @@ def main():
     add_case(out, cases, "silero_vad_16k_sequence_t9", os.path.join(out, chunks["model"]), feeds={
         "input": rng.standard_normal((9, 576)).astype(np.float32),
     })
+    for name, batch, samples, given in (("silero_vad_half", 3, 384, {}), ("silero_vad_op18_ifless", 2, 320, {"sr": 16000})):
+        case = next(c for c in cases if c["name"] == name)
+        feeds = {k: np.array(v, dtype=np.int64) for k, v in given.items()}
+        feeds["input"] = rng.standard_normal((batch, samples)).astype(np.float32)
+        feeds["state"] = (rng.standard_normal((2, batch, 128)) * 0.1).astype(np.float32)
+        add_case(out, cases, f"{name}_b{batch}", os.path.join(out, case["model"]), feeds=feeds)
     detect = os.path.join(out, "detect_postprocess.onnx")
     detect_postprocess.detect_postprocess(detect)
     for boxes, seed, passing in ((64, 1, True), (150, 2, True), (20, 3, False)):
@@ -242,6 +251,9 @@ def main():
         {"dims": {"batch": "1..4", "sequence": "256..576"}, "freeze": ["sr"],
          "cases": ["silero_vad_16k_op15", "silero_vad_16k_op15_b2"]},
         {"dims": {"sequence_length": "1..16"}, "cases": ["silero_vad_16k_sequence", "silero_vad_16k_sequence_t9"]},
+        {"dims": {"batch": "1..4", "sequence": "256..576"}, "cases": ["silero_vad_half", "silero_vad_half_b3"]},
+        {"dims": {"batch": "1..4", "sequence": "256..576"}, "freeze": ["sr"],
+         "cases": ["silero_vad_op18_ifless", "silero_vad_op18_ifless_b2"]},
         {"dims": {"num_boxes": "1..200"},
          "cases": ["detect_postprocess_n64", "detect_postprocess_n150", "detect_postprocess_n20"]},
     ]
