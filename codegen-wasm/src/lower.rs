@@ -387,6 +387,18 @@ impl<'a> Ctx<'a> {
         self.graph.constants.get(&v)
     }
 
+    /// The elements of integer input `i` as sizes: computed from the
+    /// run's dims alone (a start taken from a dynamic shape), or a
+    /// constant's.
+    pub fn size_ints(&self, i: usize) -> Option<Vec<Expr>> {
+        let v = self.node.inputs.get(i).copied().flatten()?;
+        if let Some(s) = self.size_values(v) {
+            return Some(s.elems.clone());
+        }
+        let t = self.opt_constant(i)?;
+        Some(t.to_i64s().into_iter().map(Expr::constant).collect())
+    }
+
     /// Ints from constant input `i`, or else (older opsets) from the
     /// attribute it replaced.
     pub fn ints(&self, i: usize) -> Result<Option<Vec<i64>>> {

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use walrus::ir::{BinaryOp, UnaryOp};
 
 use walrus::{FunctionBuilder, FunctionId, InstrSeqBuilder, LocalId};
-use wpc_ir::ops::params::Elementwise as E;
+use wpc_ir::ops::params::{Elementwise as E, row_major};
 use wpc_ir::sym::Expr;
 use wpc_ir::{Error, Graph, Node, NodeId, Result, Tensor, ValueId};
 
@@ -463,15 +463,6 @@ pub fn broadcast_strides(shape: &[Expr], out: &[Expr]) -> Option<Vec<Expr>> {
         next = next.mul(dim);
     }
     Some(strides)
-}
-
-/// Row-major element strides of `dims`.
-pub fn row_major(dims: &[Expr]) -> Vec<Expr> {
-    let mut strides = vec![Expr::constant(1); dims.len()];
-    for d in (0..dims.len().saturating_sub(1)).rev() {
-        strides[d] = strides[d + 1].mul(&dims[d + 1]);
-    }
-    strides
 }
 
 /// Where a step of an elementwise program takes an operand from.

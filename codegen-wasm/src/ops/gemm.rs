@@ -1142,11 +1142,13 @@ pub fn conv(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     Ok(())
 }
 
-/// Output pixels per GEMM of a Conv whose sizes are dynamic.
+/// Output pixels per GEMM of a Conv whose sizes are dynamic, at most.
 const CHUNK: usize = 64;
 
 /// `Conv` whose batch or image size is dynamic: the output pixels of each
-/// batch item and group go by chunks of [`CHUNK`], each an im2col of the
+/// batch item and group go by chunks of [`CHUNK`] (or of the most pixels
+/// the bounds allow, rounded up to 8, where that is fewer: a GEMM over
+/// columns no size fills is wasted work), each an im2col of the
 /// chunk's pixels (zeros past the last) and a GEMM of static shape into
 /// a chunk buffer, whose rows are then copied to the output. Channels,
 /// kernel, strides, dilations and pads are compiled in. Where each tap of
@@ -1196,12 +1198,14 @@ fn conv_chunks(ctx: &mut Ctx, f: &mut FunctionBuilder, [x, w, out]: [&Tt; 3]) ->
     } else {
         None
     };
-    let col = ctx.scratch(4 * kk * CHUNK);
-    let buf = ctx.scratch(4 * mg * CHUNK);
+    let most: usize = out.shape[2..].iter().product();
+    let chunk = CHUNK.min(most.max(1).next_multiple_of(8));
+    let col = ctx.scratch(4 * kk * chunk);
+    let buf = ctx.scratch(4 * mg * chunk);
     // Per tap and chunk pixel: the byte offset it reads in a channel's
     // plane, or -1 outside the image (or past the last pixel).
     let taps = kh * kw;
-    let offsets = ctx.scratch(4 * taps * CHUNK);
+    let offsets = ctx.scratch(4 * taps * chunk);
     let plane = ih.mul(&iw);
     let pixels = oh.mul(&ow);
     // 1×1, stride 1, unpadded: the input's channels are B's rows.
@@ -1210,7 +1214,7 @@ fn conv_chunks(ctx: &mut Ctx, f: &mut FunctionBuilder, [x, w, out]: [&Tt; 3]) ->
     let mut fx = ctx.fx();
     let bias_local = fx.i32();
     let bias = bias_at.map(|_| Place::Row(bias_local));
-    let g = Gemm::dense(&mut fx, [mg, CHUNK, kk], false, 1.0, bias, None);
+    let g = Gemm::dense(&mut fx, [mg, chunk, kk], false, 1.0, bias, None);
     let [n_i, g_i, p0, valid, m_i, xg, c] = [(); 7].map(|_| fx.i32());
     let mut b = f.func_body();
     let mut sz = Sizes::new(table);
@@ -1237,10 +1241,10 @@ fn conv_chunks(ctx: &mut Ctx, f: &mut FunctionBuilder, [x, w, out]: [&Tt; 3]) ->
         table: offsets,
     };
     emit::for_size(&mut b, n_i, Size::Const(0), batch, 1, |b| {
-        emit::for_size(b, p0, Size::Const(0), pixels, CHUNK as i64, |b| {
-            // valid = min(p0 + CHUNK, P) − p0, in bytes.
+        emit::for_size(b, p0, Size::Const(0), pixels, chunk as i64, |b| {
+            // valid = min(p0 + chunk, P) − p0, in bytes.
             b.local_get(p0)
-                .i32_const(CHUNK as i32)
+                .i32_const(chunk as i32)
                 .binop(BinaryOp::I32Add)
                 .local_tee(valid);
             pixels.push(b);
@@ -1254,7 +1258,7 @@ fn conv_chunks(ctx: &mut Ctx, f: &mut FunctionBuilder, [x, w, out]: [&Tt; 3]) ->
                 .binop(BinaryOp::I32Mul)
                 .local_set(valid);
             if !direct {
-                tap_offsets(b, &mut fx, &taps_at, p0, CHUNK);
+                tap_offsets(b, &mut fx, &taps_at, p0, chunk);
             }
             emit::for_range(b, g_i, 0, groups as i64, 1, |b| {
                 // xg = x + (n·C + g·cg)·H·W·4
@@ -1275,7 +1279,7 @@ fn conv_chunks(ctx: &mut Ctx, f: &mut FunctionBuilder, [x, w, out]: [&Tt; 3]) ->
                     // each (columns past `valid` keep stale values, whose
                     // products are never copied out).
                     emit::for_range(b, c, 0, cg as i64, 1, |b| {
-                        emit::linear(b, &[(c, CHUNK * 4)], 1, col);
+                        emit::linear(b, &[(c, chunk * 4)], 1, col);
                         b.local_get(c);
                         plane4.push(b);
                         b.binop(BinaryOp::I32Mul)
@@ -1287,7 +1291,7 @@ fn conv_chunks(ctx: &mut Ctx, f: &mut FunctionBuilder, [x, w, out]: [&Tt; 3]) ->
                             .memory_copy(fx.mem, fx.mem);
                     });
                 } else {
-                    im2col_by_offsets(b, &mut fx, &taps_at, CHUNK, cg, plane4, xg, col);
+                    im2col_by_offsets(b, &mut fx, &taps_at, chunk, cg, plane4, xg, col);
                 }
                 b.i32_const(col as i32).local_set(g.b);
                 b.i32_const(buf as i32).local_set(g.c);
@@ -1302,7 +1306,7 @@ fn conv_chunks(ctx: &mut Ctx, f: &mut FunctionBuilder, [x, w, out]: [&Tt; 3]) ->
                     b.binop(BinaryOp::I32Add)
                         .i32_const(out.addr as i32)
                         .binop(BinaryOp::I32Add);
-                    emit::linear(b, &[(m_i, CHUNK * 4)], 1, buf);
+                    emit::linear(b, &[(m_i, chunk * 4)], 1, buf);
                     b.local_get(valid).memory_copy(fx.mem, fx.mem);
                 });
             });

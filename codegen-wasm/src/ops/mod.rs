@@ -81,6 +81,10 @@ pub fn handles_dynamic_sizes(domain: &str, op: &str) -> bool {
                     | "GlobalAveragePool"
                     | "GlobalMaxPool"
                     | "Slice"
+                    | "Transpose"
+                    | "Expand"
+                    | "Split"
+                    | "Concat"
             ))
 }
 

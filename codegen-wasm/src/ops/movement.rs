@@ -7,53 +7,65 @@
 
 use walrus::ir::{BinaryOp, ExtendedLoad, LoadKind, MemArg, StoreKind};
 use walrus::{FunctionBuilder, InstrSeqBuilder, LocalId, MemoryId};
-use wpc_ir::ops::params::{Pad, PadView};
-use wpc_ir::ops::util::{broadcast_shapes, broadcast_strides};
+use wpc_ir::ops::params::{Pad, PadView, SliceStrides, broadcast_row_major, row_major};
+use wpc_ir::ops::util::broadcast_shapes;
 use wpc_ir::tensor::strides;
 use wpc_ir::{DType, Error, Result, Tensor};
 
-use super::elementwise::{Walk, row_major};
+use super::elementwise::Walk;
 use crate::emit;
 use crate::lower::Ctx;
 use crate::sizes::{Size, Sizes};
 use wpc_ir::sym::Expr;
 
-/// `Concat`: per input, `outer` blocks of `axis size · inner` elements.
+/// `Concat`: per input, `outer` blocks of `axis size · inner` elements,
+/// each one `memory.copy`; any of those sizes may be dynamic.
 pub fn concat(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let out = ctx.output(0)?;
-    let axis = wpc_ir::ops::params::axis("Concat", ctx.attrs(), out.shape.len())?;
-    let outer: usize = out.shape[..axis].iter().product();
-    let inner = out.shape[axis + 1..].iter().product::<usize>() * out.dtype.size();
-    let row = out.shape[axis] * inner;
-    let mut placed = 0;
+    let axis = wpc_ir::ops::params::axis("Concat", ctx.attrs(), out.dims.len())?;
+    let elem = out.dtype.size() as i64;
+    let outer = Expr::product(&out.dims[..axis]);
+    let inner = Expr::product(&out.dims[axis + 1..]).scale(elem);
+    let row = out.dims[axis].mul(&inner);
+    let mut placed = Expr::constant(0);
     let mut copies = Vec::new();
     for i in 0..ctx.node.inputs.len() {
         let t = ctx.input(i)?;
-        let block = t.shape.get(axis).copied().unwrap_or(0) * inner;
-        if block > 0 {
-            copies.push((t.addr, block, placed));
+        let block = t
+            .dims
+            .get(axis)
+            .map_or(Expr::constant(0), |d| d.mul(&inner));
+        if block.as_const() != Some(0) {
+            copies.push((t.addr, block.clone(), placed.clone()));
         }
-        placed += block;
+        placed = placed.add(&block);
     }
-    if placed != row {
+    if placed != row && placed.as_const().is_some() && row.as_const().is_some() {
         return Err(Error::invalid("Concat inputs do not add up to the output"));
     }
+    let table = ctx.sizes;
     let mut fx = ctx.fx();
     let (o, src, dst) = (fx.i32(), fx.i32(), fx.i32());
     let mem = fx.mem;
     let mut b = f.func_body();
+    let mut sizes = Sizes::new(table);
+    let [outer, row] = [outer, row].map(|e| sizes.of(&mut b, &mut fx, &e));
+    let (outer, row) = (outer?, row?);
     for (addr, block, at) in copies {
-        b.i32_const(addr as i32)
-            .local_set(src)
-            .i32_const((out.addr as usize + at) as i32)
-            .local_set(dst);
-        emit::for_range(&mut b, o, 0, outer as i64, 1, |b| {
-            b.local_get(dst)
-                .local_get(src)
-                .i32_const(block as i32)
-                .memory_copy(mem, mem);
-            emit::bump(b, src, block as i64);
-            emit::bump(b, dst, row as i64);
+        let (block, at) = (
+            sizes.of(&mut b, &mut fx, &block)?,
+            sizes.of(&mut b, &mut fx, &at)?,
+        );
+        b.i32_const(addr as i32).local_set(src);
+        b.i32_const(out.addr as i32);
+        at.push(&mut b);
+        b.binop(BinaryOp::I32Add).local_set(dst);
+        emit::for_size(&mut b, o, Size::Const(0), outer, 1, |b| {
+            b.local_get(dst).local_get(src);
+            block.push(b);
+            b.memory_copy(mem, mem);
+            emit::bump_size(b, src, block);
+            emit::bump_size(b, dst, row);
         });
     }
     Ok(())
@@ -65,9 +77,9 @@ pub fn transpose(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
     let rank = x.shape.len();
     let perm = wpc_ir::ops::params::transpose_perm(ctx.attrs(), rank)?;
-    let strides = strides(&x.shape);
-    let reads = perm.iter().map(|&p| strides[p] as isize).collect();
-    strided_copy(ctx, f, x.addr, &out, reads)
+    let strides = row_major(&x.dims);
+    let reads = perm.iter().map(|&p| strides[p].clone()).collect();
+    strided_copy(ctx, f, (x.addr, Expr::constant(0)), &out, reads)
 }
 
 /// `Expand`: each output element from the input element it broadcasts
@@ -79,8 +91,8 @@ pub fn expand(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
             "Expand's input does not broadcast to its output",
         ));
     }
-    let reads = broadcast_strides(&x.shape, &out.shape);
-    strided_copy(ctx, f, x.addr, &out, signed(&reads))
+    let reads = broadcast_row_major(&x.dims, &out.dims)?;
+    strided_copy(ctx, f, (x.addr, Expr::constant(0)), &out, reads)
 }
 
 /// `Slice`: one strided copy from the first element it selects, the
@@ -89,7 +101,17 @@ pub fn expand(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
 pub fn slice(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
     if !x.is_static() {
-        return Err(Error::unsupported("Slice of a tensor of dynamic size"));
+        // Forward steps from starts that are constants or sizes.
+        let starts = ctx
+            .size_ints(1)
+            .ok_or_else(|| Error::unsupported("Slice with starts known only at run time"))?;
+        let view = SliceStrides::of(
+            &x.dims,
+            &starts,
+            ctx.ints(3)?.as_deref(),
+            ctx.ints(4)?.as_deref(),
+        )?;
+        return strided_copy(ctx, f, (x.addr, view.base), &out, view.strides);
     }
     // Ends known only at run time (a table sliced to a dynamic length)
     // move no start or stride: the output's dynamic shape says how far
@@ -112,7 +134,13 @@ pub fn slice(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         _ => ctx.ints(i),
     })?;
     let from = x.addr as isize + v.base * x.dtype.size() as isize;
-    strided_copy(ctx, f, from as u32, &out, v.strides)
+    strided_copy(
+        ctx,
+        f,
+        (from as u32, Expr::constant(0)),
+        &out,
+        constants(&v.strides),
+    )
 }
 
 /// `Tile`: output dim `d` (`reps · n` long) walked as two, the repeat
@@ -135,25 +163,29 @@ pub fn tile(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         .iter()
         .map(|&d| Expr::constant(d as i64))
         .collect();
-    strided_copy(ctx, f, x.addr, &walked, reads)
+    strided_copy(
+        ctx,
+        f,
+        (x.addr, Expr::constant(0)),
+        &walked,
+        constants(&reads),
+    )
 }
 
 /// `Split`: per output, one strided copy of its block along the axis.
 pub fn split(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let x = ctx.input(0)?;
     let axis = wpc_ir::ops::params::axis("Split", ctx.attrs(), x.shape.len())?;
-    let st = strides(&x.shape);
-    let mut at = 0;
+    let st = row_major(&x.dims);
+    let mut at = Expr::constant(0);
     for j in 0..ctx.node.outputs.len() {
         if !ctx.wants_output(j) {
             return Err(Error::unsupported("an omitted Split output"));
         }
         let out = ctx.output(j)?;
-        if out.numel() > 0 {
-            let from = x.addr as usize + at * st[axis] * x.dtype.size();
-            strided_copy(ctx, f, from as u32, &out, signed(&st))?;
-        }
-        at += out.shape[axis];
+        let skip = at.mul(&st[axis]);
+        strided_copy(ctx, f, (x.addr, skip), &out, st.clone())?;
+        at = at.add(&out.dims[axis]);
     }
     Ok(())
 }
@@ -356,8 +388,8 @@ fn fill(
     });
 }
 
-fn signed(strides: &[usize]) -> Vec<isize> {
-    strides.iter().map(|&s| s as isize).collect()
+fn constants(strides: &[isize]) -> Vec<Expr> {
+    strides.iter().map(|&s| Expr::constant(s as i64)).collect()
 }
 
 /// The load and store that move one element of `size` bytes (any dtype
@@ -389,15 +421,16 @@ fn element_access(size: usize) -> Result<(LoadKind, StoreKind)> {
 }
 
 /// Copies into `out`, in its order, the elements of the tensor at `from`
-/// whose element strides per output dim are `reads` (negative ones walk
+/// (an address, then a count of elements to skip, a size) whose element
+/// strides per output dim are `reads` (sizes too; negative ones walk
 /// backwards): nested loops with a pointer per tensor, one load and store
 /// of the element's width (any dtype) per element.
 fn strided_copy(
     ctx: &mut Ctx,
     f: &mut FunctionBuilder,
-    from: u32,
+    (from, skip): (u32, Expr),
     out: &crate::lower::Tt,
-    reads: Vec<isize>,
+    reads: Vec<Expr>,
 ) -> Result<()> {
     let size = out.dtype.size();
     let (load, store) = element_access(size)?;
@@ -407,31 +440,34 @@ fn strided_copy(
     let (dims, steps) = if rank == 0 {
         (vec![Expr::constant(1)], vec![vec![Expr::constant(0)]; 2])
     } else {
-        let reads = reads.iter().map(|&r| Expr::constant(r as i64)).collect();
         (out.dims.clone(), vec![reads, row_major(&out.dims)])
     };
-    let step = steps[0][dims.len() - 1]
-        .as_const()
-        .expect("read strides are constants");
     let table = ctx.sizes;
     let mut fx = ctx.fx();
     let ptrs = [fx.i32(), fx.i32()];
     let idx: Vec<_> = dims.iter().map(|_| fx.i32()).collect();
     let mem = fx.mem;
     let mut b = f.func_body();
-    b.i32_const(from as i32)
-        .local_set(ptrs[0])
+    let mut sizes = Sizes::new(table);
+    let first = sizes.of(&mut b, &mut fx, &skip.scale(size as i64))?;
+    let step = sizes.of(
+        &mut b,
+        &mut fx,
+        &steps[0][dims.len() - 1].scale(size as i64),
+    )?;
+    match first {
+        Size::Const(c) => b.i32_const(from as i32 + c as i32),
+        dynamic => {
+            b.i32_const(from as i32);
+            dynamic.push(&mut b);
+            b.binop(BinaryOp::I32Add)
+        }
+    };
+    b.local_set(ptrs[0])
         .i32_const(out.addr as i32)
         .local_set(ptrs[1]);
     let walk = Walk::new(
-        &mut b,
-        &mut fx,
-        &mut Sizes::new(table),
-        size,
-        &dims,
-        &steps,
-        &ptrs,
-        &idx,
+        &mut b, &mut fx, &mut sizes, size, &dims, &steps, &ptrs, &idx,
     )?;
     let n = *walk.dims.last().expect("at least one dim");
     let align = size.trailing_zeros();
@@ -442,7 +478,7 @@ fn strided_copy(
                 .local_get(ptrs[0])
                 .load(mem, load, arg)
                 .store(mem, store, arg);
-            emit::bump(b, ptrs[0], size as i64 * step);
+            emit::bump_size(b, ptrs[0], step);
             emit::bump(b, ptrs[1], size as i64);
         });
     });
@@ -454,27 +490,27 @@ fn strided_copy(
 pub fn gather(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let (data, idx, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
     let axis = wpc_ir::ops::params::axis("Gather", ctx.attrs(), data.shape.len())?;
-    // The indices' count may be dynamic (token ids of a dynamic sequence);
-    // the data's layout is compiled in.
-    let fixed = |dims: &[Expr]| crate::sizes::fixed(&Expr::product(dims), "Gather data of");
-    let outer = fixed(&data.dims[..axis])?;
-    let dim = fixed(&data.dims[axis..=axis])?;
-    let inner = fixed(&data.dims[axis + 1..])?;
+    // The indices' count may be dynamic (token ids of a dynamic sequence),
+    // and so may the data's dims other than the gathered one.
+    let outer = Expr::product(&data.dims[..axis]);
+    let dim = crate::sizes::fixed(&data.dims[axis], "Gather along an axis of")?;
+    let block = Expr::product(&data.dims[axis + 1..]).scale(data.dtype.size() as i64);
     let count = Expr::product(&idx.dims);
     let wide = match idx.dtype {
         DType::I64 => true,
         DType::I32 => false,
         other => return Err(Error::invalid(format!("Gather indices are {other}"))),
     };
-    let block = (inner * data.dtype.size()) as i32;
     let table = ctx.sizes;
     let mut fx = ctx.fx();
     let mem = fx.mem;
     let (o, t, i, dst) = (fx.i32(), fx.i32(), fx.i32(), fx.i32());
     let mut b = f.func_body();
-    let count = Sizes::new(table).of(&mut b, &mut fx, &count)?;
+    let mut sizes = Sizes::new(table);
+    let [count, outer, block] = [count, outer, block].map(|e| sizes.of(&mut b, &mut fx, &e));
+    let (count, outer, block) = (count?, outer?, block?);
     b.i32_const(out.addr as i32).local_set(dst);
-    emit::for_range(&mut b, o, 0, outer as i64, 1, |b| {
+    emit::for_size(&mut b, o, Size::Const(0), outer, 1, |b| {
         emit::for_size(b, t, Size::Const(0), count, 1, |b| {
             // i = indices[t], wrapped if negative.
             b.local_get(t)
@@ -503,13 +539,14 @@ pub fn gather(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
                 .i32_const(dim as i32)
                 .binop(BinaryOp::I32Mul)
                 .local_get(i)
-                .binop(BinaryOp::I32Add)
-                .i32_const(block)
-                .binop(BinaryOp::I32Mul)
+                .binop(BinaryOp::I32Add);
+            block.push(b);
+            b.binop(BinaryOp::I32Mul)
                 .i32_const(data.addr as i32)
                 .binop(BinaryOp::I32Add);
-            b.i32_const(block).memory_copy(mem, mem);
-            emit::bump(b, dst, block as i64);
+            block.push(b);
+            b.memory_copy(mem, mem);
+            emit::bump_size(b, dst, block);
         });
     });
     Ok(())

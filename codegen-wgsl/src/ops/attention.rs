@@ -242,7 +242,7 @@ pub fn attention(ctx: &Ctx) -> Result<Lowered> {
         *padded.last_mut().expect("rank >= 1") = skv_e.clone();
         // Broadcast strides of the mask over (B, Hq, Sq, Skv); along j they
         // index the mask's own (possibly shorter, padded) last dim.
-        let own = super::index::strides_of(&m.dims);
+        let own = super::index::row_major(&m.dims);
         let r = m.dims.len();
         let full = [
             batch_e.clone(),

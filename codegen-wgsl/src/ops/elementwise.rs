@@ -8,7 +8,7 @@ use wpc_bundle::device_data::Word;
 use wpc_ir::ops::params::Elementwise as E;
 use wpc_ir::{Attrs, DType, Error, Node, Result};
 
-use super::index::{broadcast_strides_of, consts, literal, offset_of, unravel_of};
+use super::index::{broadcast_row_major, consts, literal, offset_of, unravel_of};
 use crate::kernel::Kernel;
 use crate::lower::{Arg, Ctx, Lowered, Tt};
 use wpc_ir::sym::Expr;
@@ -491,7 +491,7 @@ pub fn broadcast_kernel_with(
         } else if shape == &out.dims {
             "i".to_string()
         } else {
-            offset_of(&mut k.params, "o", &broadcast_strides_of(shape, &out.dims)?)
+            offset_of(&mut k.params, "o", &broadcast_row_major(shape, &out.dims)?)
         };
         let _ = writeln!(body, "    let {name} = in{j}[{off}];");
     }

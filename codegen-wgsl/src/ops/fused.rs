@@ -10,7 +10,7 @@ use std::fmt::Write;
 use wpc_ir::{Error, Graph, NodeId, Result, ValueId};
 
 use super::elementwise::{Site, broadcast_kernel_with, expression};
-use super::index::{broadcast_strides_of, literal, offset_of, unravel_of};
+use super::index::{broadcast_row_major, literal, offset_of, unravel_of};
 use crate::kernel::Params;
 use crate::lower::{Arg, Ctx, Launch, Lowered, Tt};
 
@@ -200,7 +200,7 @@ fn epilogue_function(
             "o".to_string()
         } else {
             coords = true;
-            offset_of(params, "q", &broadcast_strides_of(&t.dims, &out.dims)?)
+            offset_of(params, "q", &broadcast_row_major(&t.dims, &out.dims)?)
         };
         let _ = writeln!(loads, "    let e{j} = ep{j}[{off}];");
         names.insert(v, format!("e{j}"));

@@ -6,8 +6,8 @@
 
 use std::fmt::Write;
 
+pub use wpc_ir::ops::params::{broadcast_row_major, row_major};
 use wpc_ir::sym::Expr;
-use wpc_ir::{Error, Result};
 
 use crate::kernel::Params;
 
@@ -32,15 +32,6 @@ pub fn strides(shape: &[usize]) -> Vec<usize> {
     wpc_ir::tensor::strides(shape)
 }
 
-/// Row-major strides of a shape of sizes that may be dynamic.
-pub fn strides_of(shape: &[Expr]) -> Vec<Expr> {
-    let mut out = vec![Expr::constant(1); shape.len()];
-    for d in (0..shape.len().saturating_sub(1)).rev() {
-        out[d] = out[d + 1].mul(&shape[d + 1]);
-    }
-    out
-}
-
 /// Lines `let {p}{d} = ...;` decomposing the flat index `var` over `shape`
 /// into coordinates `{p}0..{p}{rank-1}` (all `u32`).
 pub fn unravel(var: &str, shape: &[usize], p: &str) -> String {
@@ -49,7 +40,7 @@ pub fn unravel(var: &str, shape: &[usize], p: &str) -> String {
 
 /// [`unravel`] over sizes that may be dynamic (read from `params`).
 pub fn unravel_of(params: &mut Params, var: &str, shape: &[Expr], p: &str) -> String {
-    let st = strides_of(shape);
+    let st = row_major(shape);
     let mut s = String::new();
     for (d, (n, stride)) in shape.iter().zip(&st).enumerate() {
         let trivial = n.as_const().is_some_and(|n| n <= 1) || stride.as_const() == Some(0);
@@ -97,30 +88,6 @@ pub fn offset_of(params: &mut Params, p: &str, strides: &[Expr]) -> String {
 /// broadcast dims), aligned to the right as ONNX broadcasting is.
 pub fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
     wpc_ir::ops::util::broadcast_strides(shape, out)
-}
-
-/// [`broadcast_strides`] over sizes that may be dynamic. A dim broadcasts
-/// where it is 1; a dynamic dim must equal the output's (a dynamic size
-/// that may be 1 at run time, against another, is refused: the kernel
-/// could not know whether to broadcast it).
-pub fn broadcast_strides_of(shape: &[Expr], out: &[Expr]) -> Result<Vec<Expr>> {
-    let own = strides_of(shape);
-    let off = out.len() - shape.len();
-    (0..out.len())
-        .map(|i| {
-            if i < off || shape[i - off].as_const() == Some(1) {
-                Ok(Expr::constant(0))
-            } else if shape[i - off] == out[i] || shape[i - off].as_const().is_some() {
-                Ok(own[i - off].clone())
-            } else {
-                Err(Error::unsupported(format!(
-                    "broadcasting a dim of dynamic size {} against {}",
-                    shape[i - off],
-                    out[i]
-                )))
-            }
-        })
-        .collect()
 }
 
 /// A WGSL literal of `v` for word type `w` (`1.5`, `-3i`, `7u`); a

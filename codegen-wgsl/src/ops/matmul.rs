@@ -12,7 +12,7 @@ use wpc_bundle::device_data::Word;
 use wpc_ir::{Error, Result};
 use wpc_targets::MatmulTile;
 
-use super::index::{broadcast_strides, broadcast_strides_of, literal, offset_of, size, unravel_of};
+use super::index::{broadcast_row_major, broadcast_strides, literal, offset_of, size, unravel_of};
 use super::require_f32;
 use crate::kernel::Kernel;
 use crate::kernel::Params;
@@ -197,11 +197,11 @@ fn batched(
     let b_batch = &b_shape[..b_shape.len() - 2];
     let batch_shape = broadcast_dims(a_batch, b_batch)?;
     let batch = Expr::product(&batch_shape);
-    let a_bs: Vec<Expr> = broadcast_strides_of(a_batch, &batch_shape)?
+    let a_bs: Vec<Expr> = broadcast_row_major(a_batch, &batch_shape)?
         .iter()
         .map(|s| s.mul(&m).mul(&kk))
         .collect();
-    let b_bs: Vec<Expr> = broadcast_strides_of(b_batch, &batch_shape)?
+    let b_bs: Vec<Expr> = broadcast_row_major(b_batch, &batch_shape)?
         .iter()
         .map(|s| s.mul(&kk).mul(&n))
         .collect();

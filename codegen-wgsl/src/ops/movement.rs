@@ -6,11 +6,12 @@
 use std::fmt::Write;
 
 use wpc_bundle::device_data::Word;
+use wpc_ir::ops::params::SliceStrides;
 use wpc_ir::ops::params::{PadMode, ScatterReduction};
 use wpc_ir::{Error, Result};
 
 use super::index::{
-    broadcast_strides_of, literal, offset_of, show, size, strides, strides_of, unravel, unravel_of,
+    broadcast_row_major, literal, offset_of, row_major, show, size, strides, unravel, unravel_of,
 };
 use crate::kernel::{Kernel, Params};
 use crate::lower::{Arg, Ctx, Launch, Lowered, Tt};
@@ -95,7 +96,7 @@ pub fn transpose(ctx: &Ctx) -> Result<Lowered> {
     let x = ctx.input(0)?;
     let rank = x.dims.len();
     let perm = wpc_ir::ops::params::transpose_perm(ctx.attrs(), rank)?;
-    let st = strides_of(&x.dims);
+    let st = row_major(&x.dims);
     let out_strides: Vec<Expr> = perm.iter().map(|&a| st[a].clone()).collect();
     let mut params = Params::default();
     let off = offset_of(&mut params, "o", &out_strides);
@@ -113,42 +114,21 @@ pub fn slice(ctx: &Ctx) -> Result<Lowered> {
 }
 
 /// Slice where sizes are dynamic (the input's, or an end computed from
-/// them): forward steps from starts that are constants or sizes; the
-/// output's dims (from shape inference) give each axis its length. A
-/// start is clamped to its axis as ONNX clamps it.
+/// them): forward steps from starts that are constants or sizes
+/// ([`SliceStrides`]); the output's dims (from shape inference) give each
+/// axis its length.
 fn slice_dynamic(ctx: &Ctx) -> Result<Lowered> {
     let x = ctx.input(0)?;
-    let rank = x.dims.len();
     let starts = ctx
         .size_ints(1)
         .ok_or_else(|| Error::unsupported("Slice with starts known only at run time"))?;
-    let axes = match ctx.ints(3)? {
-        Some(a) => wpc_ir::ops::util::norm_axes(&a, rank)?,
-        None => (0..starts.len()).collect(),
-    };
-    let steps = ctx.ints(4)?.unwrap_or_else(|| vec![1; starts.len()]);
-    if axes.len() != starts.len() || steps.len() != starts.len() {
-        return Err(Error::invalid(
-            "Slice starts, axes and steps differ in length",
-        ));
-    }
-    let st = strides_of(&x.dims);
-    let mut step_strides = st.clone();
-    let mut base = Expr::constant(0);
-    for (k, &ax) in axes.iter().enumerate() {
-        if steps[k] <= 0 {
-            return Err(Error::unsupported(
-                "Slice with a backward step over a dynamic size",
-            ));
-        }
-        let d = &x.dims[ax];
-        let start = match starts[k].as_const() {
-            Some(s) if s < 0 => d.add(&Expr::constant(s)).max_of(&Expr::constant(0)),
-            _ => starts[k].min_of(d),
-        };
-        base = base.add(&start.mul(&st[ax]));
-        step_strides[ax] = st[ax].scale(steps[k]);
-    }
+    let view = SliceStrides::of(
+        &x.dims,
+        &starts,
+        ctx.ints(3)?.as_deref(),
+        ctx.ints(4)?.as_deref(),
+    )?;
+    let (base, step_strides) = (view.base, view.strides);
     let mut params = Params::default();
     let off = format!(
         "{} + {}",
@@ -161,7 +141,7 @@ fn slice_dynamic(ctx: &Ctx) -> Result<Lowered> {
 pub fn expand(ctx: &Ctx) -> Result<Lowered> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
     let mut params = Params::default();
-    let off = offset_of(&mut params, "o", &broadcast_strides_of(&x.dims, &out.dims)?);
+    let off = offset_of(&mut params, "o", &broadcast_row_major(&x.dims, &out.dims)?);
     view_with(ctx, params, &off)
 }
 
@@ -195,7 +175,7 @@ fn shown(t: &Tt) -> String {
 pub fn concat(ctx: &Ctx) -> Result<Lowered> {
     let out = ctx.output(0)?;
     let axis = wpc_ir::ops::params::axis("Concat", ctx.attrs(), out.dims.len())?;
-    let out_st = strides_of(&out.dims);
+    let out_st = row_major(&out.dims);
     let mut launches = Vec::new();
     let mut at = Expr::constant(0);
     for i in 0..ctx.inputs.len() {
@@ -239,7 +219,7 @@ pub fn concat(ctx: &Ctx) -> Result<Lowered> {
 pub fn split(ctx: &Ctx) -> Result<Lowered> {
     let x = ctx.input(0)?;
     let axis = wpc_ir::ops::params::axis("Split", ctx.attrs(), x.dims.len())?;
-    let st = strides_of(&x.dims);
+    let st = row_major(&x.dims);
     let mut launches = Vec::new();
     let mut at = Expr::constant(0);
     for j in 0..ctx.outputs.len() {
@@ -315,7 +295,7 @@ fn shifted(
     label: &str,
 ) -> Result<Lowered> {
     let rank = x.dims.len();
-    let st = strides_of(&x.dims);
+    let st = row_major(&x.dims);
     let mut params = Params::default();
     let mut body = String::new();
     let mut inside = Vec::new();
@@ -448,8 +428,8 @@ pub fn gather(ctx: &Ctx) -> Result<Lowered> {
     let axis = wpc_ir::ops::params::axis("Gather", ctx.attrs(), x.dims.len())?;
     let q = ix.dims.len();
     let mut params = Params::default();
-    let st = strides_of(&x.dims);
-    let ist = strides_of(&ix.dims);
+    let st = row_major(&x.dims);
+    let ist = row_major(&ix.dims);
     let idx_off: Vec<String> = (0..q)
         .map(|j| format!("o{} * {}", axis + j, params.size(&ist[j])))
         .collect();
@@ -518,8 +498,8 @@ pub fn gather_nd(ctx: &Ctx) -> Result<Lowered> {
     let q = ix.dims.len();
     let r = ix.shape[q - 1];
     let mut params = Params::default();
-    let st = strides_of(&x.dims);
-    let ist = strides_of(&ix.dims[..q - 1]);
+    let st = row_major(&x.dims);
+    let ist = row_major(&ix.dims[..q - 1]);
     // Output coords: o0..o{q-2} index the tuples; the rest index the slice.
     let tuple = offset_of(&mut params, "o", &ist);
     let mut body = format!("    let t = ({tuple}) * {r}u;\n");

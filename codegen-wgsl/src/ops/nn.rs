@@ -8,7 +8,7 @@ use wpc_ir::ops::Window;
 use wpc_ir::{Error, Result};
 
 use super::elementwise::broadcast_kernel;
-use super::index::{literal, offset_of, show, size, strides, strides_of, unravel, unravel_of};
+use super::index::{literal, offset_of, row_major, show, size, strides, unravel, unravel_of};
 use super::matmul::{GemmSpec, gemm_kernel};
 use super::{require_f32, tree_reduce, workgroup_array};
 use crate::kernel::{Kernel, Params};
@@ -47,7 +47,7 @@ pub fn conv(ctx: &Ctx) -> Result<Lowered> {
     let sp = Expr::product(input);
     let ns = Expr::product(&out.dims[2..]);
     let nd = input.len();
-    let xs = strides_of(input);
+    let xs = row_major(input);
     let mut params = Params::default();
     let mut load_b = format!("let c = k / {kp}u;\nlet kr = k % {kp}u;\n");
     load_b.push_str(&unravel("kr", &kernel, "kq"));
@@ -159,7 +159,7 @@ pub fn conv_transpose(ctx: &Ctx) -> Result<Lowered> {
     let mut sizes = Params::default();
     let isp = sizes.size(&Expr::product(input));
     let kp: usize = kernel.iter().product();
-    let ist = strides_of(input);
+    let ist = row_major(input);
     let mut b = unravel_of(&mut sizes, "i", &out.dims, "o");
     let _ = writeln!(
         b,
@@ -226,7 +226,7 @@ pub fn pool(ctx: &Ctx) -> Result<Lowered> {
     let isp = sizes.size(&Expr::product(input));
     let osp = sizes.size(&Expr::product(output));
     let kp: usize = kernel.iter().product();
-    let ist = strides_of(input);
+    let ist = row_major(input);
     let op = ctx.node.op.as_str();
     let include_pad = params.count_include_pad;
     let p = wpc_ir::ops::params::lp_pool_p(ctx.attrs())?;
@@ -389,7 +389,7 @@ struct Affine {
 fn row_norm(ctx: &Ctx, spec: RowSpec, affine: Option<Affine>) -> Result<Lowered> {
     let rank = spec.shape.len();
     let kept: Vec<usize> = (0..rank).filter(|d| !spec.reduced.contains(d)).collect();
-    let st = strides_of(&spec.shape);
+    let st = row_major(&spec.shape);
     let kept_shape: Vec<Expr> = kept.iter().map(|&d| spec.shape[d].clone()).collect();
     let red_shape: Vec<Expr> = spec
         .reduced

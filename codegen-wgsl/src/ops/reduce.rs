@@ -9,7 +9,7 @@ use wpc_bundle::device_data::Word;
 use wpc_ir::Result;
 use wpc_ir::ops::util::norm_axis;
 
-use super::index::{literal, offset, offset_of, strides, strides_of, unravel, unravel_of};
+use super::index::{literal, offset, offset_of, row_major, strides, unravel, unravel_of};
 use super::{require_f32, tree_reduce, workgroup_array};
 use crate::kernel::Kernel;
 use crate::lower::{Arg, Ctx, Lowered};
@@ -57,7 +57,7 @@ pub fn reduce(ctx: &Ctx) -> Result<Lowered> {
         let k = super::copy_kernel(&x.numel_of(), ctx);
         return Ok(Lowered::one(k, vec![Arg::In(0), Arg::Out(0)]));
     };
-    let st = strides_of(&x.dims);
+    let st = row_major(&x.dims);
     let kept: Vec<usize> = (0..rank).filter(|d| !axes.contains(d)).collect();
     let kept_shape: Vec<Expr> = kept.iter().map(|&d| x.dims[d].clone()).collect();
     let red_shape: Vec<Expr> = axes.iter().map(|&d| x.dims[d].clone()).collect();

@@ -313,6 +313,87 @@ impl SliceView {
     }
 }
 
+/// Row-major element strides of `dims`, sizes that may be symbolic.
+pub fn row_major(dims: &[Expr]) -> Vec<Expr> {
+    let mut strides = vec![Expr::constant(1); dims.len()];
+    for d in (0..dims.len().saturating_sub(1)).rev() {
+        strides[d] = strides[d + 1].mul(&dims[d + 1]);
+    }
+    strides
+}
+
+/// Per dim of `out`, the element stride of a tensor of `dims` that
+/// broadcasts to it (0 along the dims it has size 1 or lacks). A dim of
+/// symbolic size broadcasts only against itself: whether it is 1 is
+/// decided at run time, which a compiled stride cannot follow.
+pub fn broadcast_row_major(dims: &[Expr], out: &[Expr]) -> Result<Vec<Expr>> {
+    let own = row_major(dims);
+    let off = out.len() - dims.len();
+    (0..out.len())
+        .map(|i| {
+            if i < off || dims[i - off].as_const() == Some(1) {
+                Ok(Expr::constant(0))
+            } else if dims[i - off] == out[i] || dims[i - off].as_const().is_some() {
+                Ok(own[i - off].clone())
+            } else {
+                Err(crate::Error::unsupported(format!(
+                    "broadcasting a dim of dynamic size {} against {}",
+                    dims[i - off],
+                    out[i]
+                )))
+            }
+        })
+        .collect()
+}
+
+/// What `Slice` reads when sizes may be symbolic: from element `base`,
+/// per input dim the element stride (the row-major stride times the
+/// step). Starts may be sizes (a constant, or an expression of dims);
+/// a negative constant counts from the end, and a start is clamped to
+/// its axis as ONNX clamps it. The output's dims (from shape inference)
+/// say how far each axis goes. Forward steps only.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SliceStrides {
+    pub base: Expr,
+    pub strides: Vec<Expr>,
+}
+
+impl SliceStrides {
+    pub fn of(
+        dims: &[Expr],
+        starts: &[Expr],
+        axes: Option<&[i64]>,
+        steps: Option<&[i64]>,
+    ) -> Result<SliceStrides> {
+        let axes = match axes {
+            Some(a) => norm_axes(a, dims.len())?,
+            None => (0..starts.len()).collect(),
+        };
+        let steps = steps.map_or_else(|| vec![1; starts.len()], <[i64]>::to_vec);
+        if axes.len() != starts.len() || steps.len() != starts.len() {
+            bail!("Slice starts, axes and steps differ in length");
+        }
+        let row = row_major(dims);
+        let mut strides = row.clone();
+        let mut base = Expr::constant(0);
+        for (k, &ax) in axes.iter().enumerate() {
+            if steps[k] <= 0 {
+                return Err(crate::Error::unsupported(
+                    "Slice with a backward step over a dynamic size",
+                ));
+            }
+            let d = &dims[ax];
+            let start = match starts[k].as_const() {
+                Some(s) if s < 0 => d.add(&Expr::constant(s)).max_of(&Expr::constant(0)),
+                _ => starts[k].min_of(d),
+            };
+            base = base.add(&start.mul(&row[ax]));
+            strides[ax] = row[ax].scale(steps[k]);
+        }
+        Ok(SliceStrides { base, strides })
+    }
+}
+
 /// The length of one sliced axis whose size `dim`, start or end is
 /// symbolic, by [`slice_range`]'s rules (forward steps only: `None` for a
 /// backward one). The clamps stay `min`/`max` until the dims' ranges
