@@ -126,8 +126,10 @@ fn constant(g: &mut Graph, t: Tensor) -> ValueId {
 ///
 /// `h = (x + table[ids]) · W`, `p = softmax(h · hᵀ)` over the keys, `c =
 /// p · h`, `y = relu(c - mean(c))`; outputs `y + bias` with `bias`
-/// expanded to `Shape(x)`, and `y[:, 1:, :]` (empty where `s` is 1).
-/// Types are left for shape inference.
+/// expanded to `Shape(x)`, `y[:, 1:, :]` (empty where `s` is 1), and
+/// `y`'s two halves along the hidden size (a Split) joined in swapped
+/// order along the sequence (a Concat: `[b, 2s, 4]`). Types are left for
+/// shape inference.
 pub fn dynamic_block() -> Model {
     const H: usize = 8;
     let values = |n: usize, k: usize| -> Vec<f32> {
@@ -174,7 +176,26 @@ pub fn dynamic_block() -> Model {
     let i64s = |g: &mut Graph, v: i64| constant(g, Tensor::i64s(vec![1], vec![v]));
     let (start, end, axis1) = (i64s(&mut g, 1), i64s(&mut g, i64::MAX), i64s(&mut g, 1));
     let tail = add_op(&mut g, "Slice", &[y, start, end, axis1], Attrs::default());
-    g.outputs = vec![out, tail];
+    let halves = constant(&mut g, Tensor::i64s(vec![2], vec![4, 4]));
+    let (first, second) = (
+        g.add_fresh_value("first", ValueType::default()),
+        g.add_fresh_value("second", ValueType::default()),
+    );
+    let mut axis2 = Attrs::default();
+    axis2.insert("axis", Attr::Int(2));
+    g.add_node(Node {
+        name: "split".into(),
+        op: "Split".into(),
+        domain: String::new(),
+        inputs: vec![Some(y), Some(halves)],
+        outputs: vec![Some(first), Some(second)],
+        attrs: axis2,
+    })
+    .unwrap();
+    let mut along_sequence = Attrs::default();
+    along_sequence.insert("axis", Attr::Int(1));
+    let swapped = add_op(&mut g, "Concat", &[second, first], along_sequence);
+    g.outputs = vec![out, tail, swapped];
     let mut m = model(g);
     m.opsets.insert(String::new(), 17);
     m
