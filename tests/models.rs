@@ -835,6 +835,53 @@ fn dynamic_image_sizes_run_from_one_bundle(wasm: bool) {
     }
 }
 
+/// One bundle of `wpc_ir::testing::dynamic_recurrent_block` (GRU both
+/// ways from an initial state, a reverse RNN, an LSTM with peepholes,
+/// over a dynamic sequence and batch) equals the interpreter at several
+/// sequence lengths and batches, one step and one item included.
+fn dynamic_recurrent_sizes_run_from_one_bundle(wasm: bool) {
+    use wpc::ir::Tensor;
+    let model = wpc::ir::testing::dynamic_recurrent_block();
+    let (mut session, bundle) =
+        Dynamic::load(&model, wasm, &[("s", 1, 9), ("b", 1, 4)], HashMap::new());
+    if let Some(wpc::runtime::manifest::Variant::Wasm(w)) = bundle.manifest.variants.first() {
+        // Generated kernels, not the reference ones, step the layers.
+        assert!(w.fallback.is_empty(), "{:?}", w.fallback);
+    }
+    let tolerance = Tolerance {
+        rtol: 1e-4,
+        atol: 1e-5,
+    };
+    for (s, b) in [(1, 1), (4, 3), (9, 2), (7, 4)] {
+        let values = |n: usize, k: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| ((i * 13 + k) % 19) as f32 / 19.0 - 0.5)
+                .collect()
+        };
+        let x = Tensor::from_vec(vec![s, b, 3], values(s * b * 3, 1));
+        let h0 = Tensor::from_vec(vec![2, b, 5], values(2 * b * 5, 2));
+        let named = HashMap::from([("x".to_string(), x.clone()), ("h0".to_string(), h0.clone())]);
+        let want = reference_outputs(&model, &named);
+        let got = session.run(&[x, h0]).expect("the bundle runs");
+        for ((name, want), got) in want.iter().zip(&got) {
+            assert_eq!(got.shape(), want.shape(), "{name} at s={s} b={b}");
+            if let Err(e) = compare(got, want, tolerance) {
+                panic!("{} {name} at s={s} b={b}: {e}", session.label());
+            }
+        }
+    }
+}
+
+#[test]
+fn dynamic_recurrent_sizes_run_from_one_bundle_on_webgpu() {
+    dynamic_recurrent_sizes_run_from_one_bundle(false);
+}
+
+#[test]
+fn dynamic_recurrent_sizes_run_from_one_bundle_on_wasm() {
+    dynamic_recurrent_sizes_run_from_one_bundle(true);
+}
+
 #[test]
 fn dynamic_image_sizes_run_from_one_bundle_on_webgpu() {
     dynamic_image_sizes_run_from_one_bundle(false);

@@ -301,6 +301,33 @@ pub fn addr(b: &mut InstrSeqBuilder, base: u32, i: LocalId, scale: u32) {
     }
 }
 
+/// Pushes `base + i · by` (bytes), `i` an i32 local and `by` a size.
+pub fn scaled(b: &mut InstrSeqBuilder, i: LocalId, by: Size, base: u32) {
+    b.local_get(i);
+    by.push(b);
+    b.binop(BinaryOp::I32Mul);
+    if base != 0 {
+        b.i32_const(base as i32).binop(BinaryOp::I32Add);
+    }
+}
+
+/// Pushes `base + k · by` (bytes), `k` a compile-time count and `by` a
+/// size.
+pub fn times(b: &mut InstrSeqBuilder, k: usize, by: Size, base: u32) {
+    match by {
+        Size::Const(c) => {
+            b.i32_const((base as i64 + k as i64 * c) as i32);
+        }
+        Size::Local(l) => {
+            b.local_get(l)
+                .i32_const(k as i32)
+                .binop(BinaryOp::I32Mul)
+                .i32_const(base as i32)
+                .binop(BinaryOp::I32Add);
+        }
+    }
+}
+
 /// Pushes the byte address `base + scale · Σ local·coeff` (i32 locals;
 /// a coefficient or scale of 1 and a base of 0 emit nothing).
 pub fn linear(b: &mut InstrSeqBuilder, terms: &[(LocalId, usize)], scale: usize, base: u32) {

@@ -257,6 +257,89 @@ pub fn dynamic_image_block() -> Model {
     m
 }
 
+/// Recurrent layers over a symbolic sequence `s` and batch `b`, for the
+/// dynamic-size tests: over `x: [s, b, 3]` and `h0: [2, b, 5]`, a
+/// bidirectional GRU (linear_before_reset, from `h0`; Y and Y_h), a
+/// reverse RNN (Y) and an LSTM with peepholes (Y and Y_c), hidden size 5,
+/// seeded weights. Types are left for shape inference.
+pub fn dynamic_recurrent_block() -> Model {
+    const H: usize = 5;
+    let mut g = Graph::new("dynamic_recurrent_block");
+    let sym = |s: &str| crate::Dim::Symbol(s.into());
+    let known = crate::Dim::Known;
+    let f32s = |g: &mut Graph, name: &str, dims: Vec<crate::Dim>| {
+        g.add_value(name, ValueType::new(DType::F32, Shape(Some(dims))))
+            .unwrap()
+    };
+    let x = f32s(&mut g, "x", vec![sym("s"), sym("b"), known(3)]);
+    let h0 = f32s(&mut g, "h0", vec![known(2), sym("b"), known(H)]);
+    g.inputs = vec![x, h0];
+    let mut seed = 0;
+    let mut weights = |g: &mut Graph, shape: Vec<usize>| {
+        seed += 1;
+        let n: usize = shape.iter().product();
+        let v = (0..n)
+            .map(|i| ((i * 31 + seed * 17) % 23) as f32 / 23.0 - 0.5)
+            .collect();
+        Some(constant(g, Tensor::from_vec(shape, v)))
+    };
+    let mut layer =
+        |g: &mut Graph, op: &str, ins: Vec<Option<ValueId>>, outs: usize, attrs: Attrs| {
+            let outputs: Vec<ValueId> = (0..outs)
+                .map(|k| {
+                    g.add_fresh_value(&format!("{}_{k}", op.to_lowercase()), ValueType::default())
+                })
+                .collect();
+            g.add_node(Node {
+                name: op.to_lowercase(),
+                op: op.into(),
+                domain: String::new(),
+                inputs: ins,
+                outputs: outputs.iter().map(|&v| Some(v)).collect(),
+                attrs,
+            })
+            .unwrap();
+            outputs
+        };
+    let hidden = |direction: &str| {
+        let mut a = ints(&[("hidden_size", vec![H as i64])]);
+        a.insert("hidden_size", Attr::Int(H as i64));
+        a.insert("direction", Attr::String(direction.into()));
+        a
+    };
+    let mut gru_attrs = hidden("bidirectional");
+    gru_attrs.insert("linear_before_reset", Attr::Int(1));
+    let (w, r, bias) = (
+        weights(&mut g, vec![2, 3 * H, 3]),
+        weights(&mut g, vec![2, 3 * H, H]),
+        weights(&mut g, vec![2, 6 * H]),
+    );
+    let gru = layer(
+        &mut g,
+        "GRU",
+        vec![Some(x), w, r, bias, None, Some(h0)],
+        2,
+        gru_attrs,
+    );
+    let (w, r) = (
+        weights(&mut g, vec![1, H, 3]),
+        weights(&mut g, vec![1, H, H]),
+    );
+    let rnn = layer(&mut g, "RNN", vec![Some(x), w, r], 1, hidden("reverse"));
+    let (w, r, bias, peep) = (
+        weights(&mut g, vec![1, 4 * H, 3]),
+        weights(&mut g, vec![1, 4 * H, H]),
+        weights(&mut g, vec![1, 8 * H]),
+        weights(&mut g, vec![1, 3 * H]),
+    );
+    let lstm_ins = vec![Some(x), w, r, bias, None, None, None, peep];
+    let lstm = layer(&mut g, "LSTM", lstm_ins, 3, hidden("forward"));
+    g.outputs = vec![gru[0], gru[1], rnn[0], lstm[0], lstm[2]];
+    let mut m = model(g);
+    m.opsets.insert(String::new(), 17);
+    m
+}
+
 /// `r = Exp(x); z = Sub(r, y); out = Mul(z, r)` (or `Mul(z, y)` without
 /// `reread`) over `x, y: [n]`: a chain whose intermediates die at known
 /// nodes, for the in-place tests. Nodes are named after their ops

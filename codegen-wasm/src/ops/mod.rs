@@ -85,6 +85,9 @@ pub fn handles_dynamic_sizes(domain: &str, op: &str) -> bool {
                     | "Expand"
                     | "Split"
                     | "Concat"
+                    | "LSTM"
+                    | "GRU"
+                    | "RNN"
             ))
 }
 

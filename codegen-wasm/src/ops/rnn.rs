@@ -6,7 +6,9 @@
 //! transposed and packed at compile time, so they, the biases, the
 //! peepholes and the sequence lengths must be constants (other nodes run
 //! the reference kernel). Items of different lengths step one by one,
-//! and Y stays zero past an item's length.
+//! and Y stays zero past an item's length. The batch and the sequence may
+//! be dynamic (sizes from the run's table) in the time-major layout
+//! without `sequence_lens`.
 
 use walrus::ir::BinaryOp;
 use walrus::{FunctionBuilder, InstrSeqBuilder, LocalId};
@@ -17,7 +19,7 @@ use super::elementwise::{Formula, Program, Regs, Term};
 use super::gemm::{Gemm, Place, emit_gemm, pack_panels};
 use crate::emit::{self, Arith, Fx};
 use crate::lower::Ctx;
-use crate::sizes::Size;
+use crate::sizes::{Size, Sizes};
 
 /// Where an operand of a cell pass lives: `base + row·stride + unit·4 +
 /// offset` bytes, for batch row `row` and hidden unit `unit`.
@@ -53,12 +55,24 @@ impl At {
     }
 }
 
-/// The shapes of one recurrent node.
+/// The shapes of one recurrent node (the steps and batch at their
+/// largest where they are dynamic).
 struct Dims {
     steps: usize,
     batch: usize,
     hidden: usize,
     dirs: usize,
+}
+
+/// The run's sizes a recurrent kernel steps by, computed when it starts
+/// (constants where static).
+struct RunSizes {
+    /// Bytes of one step's rows of the input term (batch · gates · hidden).
+    xw_step: Size,
+    /// Bytes of one direction's state (batch · hidden).
+    state: Size,
+    /// Bytes of one step's rows of Y (directions · batch · hidden).
+    y_step: Size,
 }
 
 /// One cell computation over every (batch row, hidden unit): its
@@ -113,13 +127,23 @@ pub fn recurrent(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     } else {
         (x.shape[0], x.shape[1])
     };
+    if !x.is_static() && (p.batch_first || ctx.has_input(4)) {
+        return Err(Error::unsupported(format!(
+            "{} at dynamic sizes in the batch-first layout or with sequence_lens",
+            ctx.node.op
+        )));
+    }
+    let (steps_e, batch_e) = match p.batch_first {
+        true => (x.dims[1].clone(), x.dims[0].clone()),
+        false => (x.dims[0].clone(), x.dims[1].clone()),
+    };
     let dims = Dims {
         steps,
         batch,
         hidden,
         dirs,
     };
-    let groups = Group::of(ctx, steps, batch)?;
+    let lens = lengths(ctx, steps, batch)?;
     let bias = match ctx.has_input(3) {
         true => ctx.constant(3)?.to_f32s(),
         false => vec![0.0; dirs * 2 * gh],
@@ -334,12 +358,37 @@ pub fn recurrent(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         passes.push(list);
     }
 
+    let table = ctx.sizes;
     let mut fx = ctx.fx();
     let mem = fx.mem;
     let l = Locals::new(&mut fx);
     let mut b = f.func_body();
+    let mut sz = Sizes::new(table);
+    let run = RunSizes {
+        xw_step: sz.of(&mut b, &mut fx, &batch_e.scale(4 * gh as i64))?,
+        state: sz.of(&mut b, &mut fx, &batch_e.scale(4 * hidden as i64))?,
+        y_step: sz.of(&mut b, &mut fx, &batch_e.scale((4 * dirs * hidden) as i64))?,
+    };
+    let gx_rows = match p.batch_first {
+        true => Size::Const(steps as i64),
+        false => sz.of(&mut b, &mut fx, &steps_e.mul(&batch_e))?,
+    };
+    let groups = match &lens {
+        Some(lens) => (0..batch)
+            .map(|first| Group {
+                first,
+                rows: Size::Const(1),
+                len: Size::Const(lens[first] as i64),
+            })
+            .collect(),
+        None => vec![Group {
+            first: 0,
+            rows: sz.of(&mut b, &mut fx, &batch_e)?,
+            len: sz.of(&mut b, &mut fx, &steps_e)?,
+        }],
+    };
     if let Some(y) = y
-        && groups.iter().any(|g| g.len < steps)
+        && lens.is_some()
     {
         // Steps past an item's length stay zero.
         b.i32_const(y as i32)
@@ -352,7 +401,7 @@ pub fn recurrent(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         let backwards = d == 1 || p.direction == Direction::Reverse;
         // The input term of every step, rows in (step, batch) order.
         let gx = Gemm {
-            m: Size::Const(if p.batch_first { steps } else { steps * batch } as i64),
+            m: gx_rows,
             n: gh,
             k: input,
             a: fx.i32(),
@@ -376,12 +425,18 @@ pub fn recurrent(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
             b.i32_const(wd.w_bias as i32).local_set(l.bias);
             emit_gemm(b, &mut fx, &gx);
         });
-        init_state(&mut b, mem, &dims, d, p.batch_first, h0, hs);
+        let layout = Layout {
+            dims: &dims,
+            run: &run,
+            d,
+            batch_first: p.batch_first,
+        };
+        init_state(&mut b, mem, &layout, h0, hs);
         if let Some(cs) = cs {
-            init_state(&mut b, mem, &dims, d, p.batch_first, c0, cs);
+            init_state(&mut b, mem, &layout, c0, cs);
         }
         let gr = Gemm {
-            m: Size::Const(batch as i64),
+            m: Size::Const(0),
             n: rec_n,
             k: hidden,
             a: fx.i32(),
@@ -396,7 +451,7 @@ pub fn recurrent(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
             tail: None,
         };
         let gh2 = Gemm {
-            m: Size::Const(batch as i64),
+            m: Size::Const(0),
             n: hidden,
             k: hidden,
             a: fx.i32(),
@@ -421,10 +476,12 @@ pub fn recurrent(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
             })
             .collect();
         for group in &groups {
-            emit::for_range(&mut b, l.step, 0, group.len as i64, 1, |b| {
+            emit::for_size(&mut b, l.step, Size::Const(0), group.len, 1, |b| {
                 // t = the step's position in the item's sequence.
                 if backwards {
-                    b.i32_const(group.len as i32 - 1)
+                    group.len.push(b);
+                    b.i32_const(1)
+                        .binop(BinaryOp::I32Sub)
                         .local_get(l.step)
                         .binop(BinaryOp::I32Sub)
                         .local_set(l.t);
@@ -432,12 +489,7 @@ pub fn recurrent(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
                     b.local_get(l.step).local_set(l.t);
                 }
                 // This step's rows of the input term, from the group's first.
-                emit::linear(
-                    b,
-                    &[(l.t, batch * gh * 4)],
-                    1,
-                    xw + (group.first * gh * 4) as u32,
-                );
+                emit::scaled(b, l.t, run.xw_step, xw + (group.first * gh * 4) as u32);
                 b.local_set(fx_xwt[d]);
                 b.i32_const((hs as usize + group.first * hidden * 4) as i32)
                     .local_set(gr.a);
@@ -462,15 +514,15 @@ pub fn recurrent(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
                     }
                 }
                 if let Some(y) = y {
-                    write_step(b, mem, &dims, (d, p.batch_first), &l, group, (hs, y));
+                    write_step(b, mem, &layout, &l, group, (hs, y));
                 }
             });
         }
         if let Some(y_h) = y_h {
-            copy_state(&mut b, mem, &dims, d, p.batch_first, (y_h, hs), false);
+            copy_state(&mut b, mem, &layout, (y_h, hs), false);
         }
         if let (Some(y_c), Some(cs)) = (y_c, cs) {
-            copy_state(&mut b, mem, &dims, d, p.batch_first, (y_c, cs), false);
+            copy_state(&mut b, mem, &layout, (y_c, cs), false);
         }
     }
     Ok(())
@@ -568,7 +620,7 @@ fn run_pass(
     pass.program.set_consts(b, narrow, 1);
     let width = 4 * dims.hidden;
     let main = if lanes == 4 { width / 16 * 16 } else { 0 };
-    emit::for_range(b, l.row, 0, group.rows as i64, 1, |b| {
+    emit::for_size(b, l.row, Size::Const(0), group.rows, 1, |b| {
         for (at, &ptr) in places.iter().zip(&l.ptrs) {
             b.local_get(l.row)
                 .i32_const(at.stride as i32)
@@ -610,33 +662,49 @@ fn run_pass(
     });
 }
 
-/// Byte offset of direction `d`, item `item`'s state in a (dirs, batch,
-/// hidden) state tensor, or (batch, dirs, hidden) when batch-first.
-fn state_offset(dims: &Dims, d: usize, item: usize, batch_first: bool) -> usize {
-    let row = if batch_first {
-        item * dims.dirs + d
-    } else {
-        d * dims.batch + item
-    };
-    4 * row * dims.hidden
+/// Where one direction's states and outputs lie.
+struct Layout<'a> {
+    dims: &'a Dims,
+    run: &'a RunSizes,
+    d: usize,
+    batch_first: bool,
+}
+
+/// Byte offset of direction `d`, item `item`'s state in a (batch, dirs,
+/// hidden) state tensor (batch-first, whose sizes are static).
+fn batch_first_offset(dims: &Dims, d: usize, item: usize) -> usize {
+    4 * (item * dims.dirs + d) * dims.hidden
 }
 
 /// Copies direction `d`'s rows between a state tensor at `tensor` and the
-/// working state at `state` (`into_state`: from the tensor).
+/// working state at `state` (`into_state`: from the tensor). Time-major,
+/// they are one block of the run's batch rows at direction `d`'s.
 fn copy_state(
     b: &mut InstrSeqBuilder,
     mem: walrus::MemoryId,
-    dims: &Dims,
-    d: usize,
-    batch_first: bool,
+    at: &Layout,
     (tensor, state): (u32, u32),
     into_state: bool,
 ) {
-    let row = 4 * dims.hidden;
-    for item in 0..dims.batch {
-        let at = tensor as usize + state_offset(dims, d, item, batch_first);
+    let row = 4 * at.dims.hidden;
+    if !at.batch_first {
+        // The tensor's block starts d states in; the working state's at 0.
+        let tensor_at = |b: &mut InstrSeqBuilder| emit::times(b, at.d, at.run.state, tensor);
+        if into_state {
+            b.i32_const(state as i32);
+            tensor_at(b);
+        } else {
+            tensor_at(b);
+            b.i32_const(state as i32);
+        }
+        at.run.state.push(b);
+        b.memory_copy(mem, mem);
+        return;
+    }
+    for item in 0..at.dims.batch {
+        let t = tensor as usize + batch_first_offset(at.dims, at.d, item);
         let here = state as usize + item * row;
-        let (dst, src) = if into_state { (here, at) } else { (at, here) };
+        let (dst, src) = if into_state { (here, t) } else { (t, here) };
         b.i32_const(dst as i32)
             .i32_const(src as i32)
             .i32_const(row as i32)
@@ -649,19 +717,16 @@ fn copy_state(
 fn init_state(
     b: &mut InstrSeqBuilder,
     mem: walrus::MemoryId,
-    dims: &Dims,
-    d: usize,
-    batch_first: bool,
+    at: &Layout,
     initial: Option<u32>,
     state: u32,
 ) {
     match initial {
-        Some(at) => copy_state(b, mem, dims, d, batch_first, (at, state), true),
+        Some(t) => copy_state(b, mem, at, (t, state), true),
         None => {
-            b.i32_const(state as i32)
-                .i32_const(0)
-                .i32_const((4 * dims.batch * dims.hidden) as i32)
-                .memory_fill(mem);
+            b.i32_const(state as i32).i32_const(0);
+            at.run.state.push(b);
+            b.memory_fill(mem);
         }
     }
 }
@@ -671,25 +736,35 @@ fn init_state(
 fn write_step(
     b: &mut InstrSeqBuilder,
     mem: walrus::MemoryId,
-    dims: &Dims,
-    (d, batch_first): (usize, bool),
+    at: &Layout,
     l: &Locals,
     group: &Group,
     (state, y): (u32, u32),
 ) {
+    let (dims, d) = (at.dims, at.d);
     let row = 4 * dims.hidden;
-    for item in group.first..group.first + group.rows {
+    if !at.batch_first {
+        // The group's rows of Y at (t, d): t·y_step + d·state + first·row.
+        emit::scaled(
+            b,
+            l.t,
+            at.run.y_step,
+            (y as usize + group.first * row) as u32,
+        );
+        emit::times(b, d, at.run.state, 0);
+        b.binop(BinaryOp::I32Add)
+            .i32_const((state as usize + group.first * row) as i32);
+        group.rows_bytes(b, row);
+        b.memory_copy(mem, mem);
+        return;
+    }
+    for item in group.first..group.first + group.count() {
         // Y's row for (t, d, item), as t times a stride plus a constant.
-        let (t_stride, fixed) = if batch_first {
-            (dims.dirs, (item * dims.steps * dims.dirs + d))
-        } else {
-            (dims.dirs * dims.batch, d * dims.batch + item)
-        };
         emit::linear(
             b,
-            &[(l.t, t_stride * row)],
+            &[(l.t, dims.dirs * row)],
             1,
-            (y as usize + fixed * row) as u32,
+            (y as usize + (item * dims.steps * dims.dirs + d) * row) as u32,
         );
         b.i32_const((state as usize + item * row) as i32)
             .i32_const(row as i32)
@@ -697,54 +772,60 @@ fn write_step(
     }
 }
 
-/// Batch items that step together: `rows` items from `first`, all
-/// `len` steps long. One group when every item runs the whole sequence;
-/// else one per item, its length from the constant `sequence_lens`.
+/// The items' lengths where `sequence_lens` makes some shorter than the
+/// sequence (they then step one by one), else `None`: every item runs
+/// every step.
+fn lengths(ctx: &Ctx, steps: usize, batch: usize) -> Result<Option<Vec<usize>>> {
+    if !ctx.has_input(4) {
+        return Ok(None);
+    }
+    let lens: Vec<usize> = ctx
+        .constant(4)?
+        .to_i64s()
+        .iter()
+        .map(|&l| wpc_ir::ops::params::sequence_length(l, steps))
+        .collect::<Result<_>>()?;
+    if lens.len() != batch {
+        return Err(Error::invalid(format!(
+            "{} sequence_lens has {} items for a batch of {batch}",
+            ctx.node.op,
+            lens.len()
+        )));
+    }
+    Ok((!lens.iter().all(|&l| l == steps)).then_some(lens))
+}
+
+/// Batch items that step together: `rows` items from `first`, all `len`
+/// steps long: every item of the run, or one item of its own length.
 struct Group {
     first: usize,
-    rows: usize,
-    len: usize,
+    rows: Size,
+    len: Size,
 }
 
 impl Group {
-    fn of(ctx: &Ctx, steps: usize, batch: usize) -> Result<Vec<Group>> {
-        let lens: Vec<usize> = match ctx.has_input(4) {
-            true => ctx
-                .constant(4)?
-                .to_i64s()
-                .iter()
-                .map(|&l| wpc_ir::ops::params::sequence_length(l, steps))
-                .collect::<Result<_>>()?,
-            false => vec![steps; batch],
-        };
-        if lens.len() != batch {
-            return Err(Error::invalid(format!(
-                "{} sequence_lens has {} items for a batch of {batch}",
-                ctx.node.op,
-                lens.len()
-            )));
+    /// The number of items, where it is static (batch-first layouts).
+    fn count(&self) -> usize {
+        match self.rows {
+            Size::Const(n) => n as usize,
+            Size::Local(_) => unreachable!("dynamic batches are time-major"),
         }
-        Ok(match lens.iter().all(|&l| l == steps) {
-            true => vec![Group {
-                first: 0,
-                rows: batch,
-                len: steps,
-            }],
-            false => (0..batch)
-                .map(|first| Group {
-                    first,
-                    rows: 1,
-                    len: lens[first],
-                })
-                .collect(),
-        })
+    }
+
+    /// Pushes the bytes of the group's rows, `row` bytes each.
+    fn rows_bytes(&self, b: &mut InstrSeqBuilder, row: usize) {
+        match self.rows {
+            Size::Const(n) => {
+                b.i32_const((n as usize * row) as i32);
+            }
+            Size::Local(n) => {
+                b.local_get(n).i32_const(row as i32).binop(BinaryOp::I32Mul);
+            }
+        }
     }
 
     /// `g` over this group's rows only.
     fn gemm<'t>(&self, g: &Gemm<'t>) -> Gemm<'t> {
-        Gemm {
-            m: Size::Const(self.rows as i64),
-            ..*g
-        }
+        Gemm { m: self.rows, ..*g }
     }
 }
