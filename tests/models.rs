@@ -778,6 +778,7 @@ fn dynamic_sizes_run_from_one_bundle(wasm: bool) {
             .collect();
         let want = reference_outputs(&model, &named);
         let got = session.run(&inputs).expect("the bundle runs");
+        assert_eq!(got.len(), want.len(), "every output comes back");
         for ((name, w), g) in want.iter().zip(&got) {
             assert_eq!(g.shape(), w.shape(), "{name} at b={b}, s={s}");
             if let Err(e) = compare(g, w, tolerance) {
@@ -826,6 +827,7 @@ fn dynamic_image_sizes_run_from_one_bundle(wasm: bool) {
         let named = HashMap::from([("img".to_string(), img.clone())]);
         let want = reference_outputs(&model, &named);
         let got = session.run(&[img]).expect("the bundle runs");
+        assert_eq!(got.len(), want.len(), "every output comes back");
         for ((name, want), got) in want.iter().zip(&got) {
             assert_eq!(got.shape(), want.shape(), "{name} at {n}x{h}x{w}");
             if let Err(e) = compare(got, want, tolerance) {
@@ -863,6 +865,7 @@ fn dynamic_recurrent_sizes_run_from_one_bundle(wasm: bool) {
         let named = HashMap::from([("x".to_string(), x.clone()), ("h0".to_string(), h0.clone())]);
         let want = reference_outputs(&model, &named);
         let got = session.run(&[x, h0]).expect("the bundle runs");
+        assert_eq!(got.len(), want.len(), "every output comes back");
         for ((name, want), got) in want.iter().zip(&got) {
             assert_eq!(got.shape(), want.shape(), "{name} at s={s} b={b}");
             if let Err(e) = compare(got, want, tolerance) {

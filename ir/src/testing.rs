@@ -128,8 +128,8 @@ fn constant(g: &mut Graph, t: Tensor) -> ValueId {
 /// p · h`, `y = relu(c - mean(c))`; outputs `y + bias` with `bias`
 /// expanded to `Shape(x)`, `y[:, 1:, :]` (empty where `s` is 1), and
 /// `y`'s two halves along the hidden size (a Split) joined in swapped
-/// order along the sequence (a Concat: `[b, 2s, 4]`). Types are left for
-/// shape inference.
+/// order along the sequence (a Concat: `[b, 2s, 4]`), and `y`'s mean over
+/// the sequence (`[b, 1, 8]`). Types are left for shape inference.
 pub fn dynamic_block() -> Model {
     const H: usize = 8;
     let values = |n: usize, k: usize| -> Vec<f32> {
@@ -195,7 +195,8 @@ pub fn dynamic_block() -> Model {
     let mut along_sequence = Attrs::default();
     along_sequence.insert("axis", Attr::Int(1));
     let swapped = add_op(&mut g, "Concat", &[second, first], along_sequence);
-    g.outputs = vec![out, tail, swapped];
+    let pooled = add_op(&mut g, "ReduceMean", &[y], ints(&[("axes", vec![1])]));
+    g.outputs = vec![out, tail, swapped, pooled];
     let mut m = model(g);
     m.opsets.insert(String::new(), 17);
     m
@@ -283,24 +284,21 @@ pub fn dynamic_recurrent_block() -> Model {
             .collect();
         Some(constant(g, Tensor::from_vec(shape, v)))
     };
-    let mut layer =
-        |g: &mut Graph, op: &str, ins: Vec<Option<ValueId>>, outs: usize, attrs: Attrs| {
-            let outputs: Vec<ValueId> = (0..outs)
-                .map(|k| {
-                    g.add_fresh_value(&format!("{}_{k}", op.to_lowercase()), ValueType::default())
-                })
-                .collect();
-            g.add_node(Node {
-                name: op.to_lowercase(),
-                op: op.into(),
-                domain: String::new(),
-                inputs: ins,
-                outputs: outputs.iter().map(|&v| Some(v)).collect(),
-                attrs,
-            })
-            .unwrap();
-            outputs
-        };
+    let layer = |g: &mut Graph, op: &str, ins: Vec<Option<ValueId>>, outs: usize, attrs: Attrs| {
+        let outputs: Vec<ValueId> = (0..outs)
+            .map(|k| g.add_fresh_value(&format!("{}_{k}", op.to_lowercase()), ValueType::default()))
+            .collect();
+        g.add_node(Node {
+            name: op.to_lowercase(),
+            op: op.into(),
+            domain: String::new(),
+            inputs: ins,
+            outputs: outputs.iter().map(|&v| Some(v)).collect(),
+            attrs,
+        })
+        .unwrap();
+        outputs
+    };
     let hidden = |direction: &str| {
         let mut a = ints(&[("hidden_size", vec![H as i64])]);
         a.insert("hidden_size", Attr::Int(H as i64));

@@ -2,7 +2,8 @@
 //! [outer, r, inner] and each output element folds r inputs. With inner = 1
 //! the r inputs are contiguous and fold as vectors, the lanes combined at
 //! the end; otherwise vectors run along inner and fold down the r axis.
-//! Reductions over non-adjacent axes run the reference kernel.
+//! Reductions over non-adjacent axes run the reference kernel. Any of
+//! outer, r and inner may be dynamic (sizes from the run's table).
 
 use walrus::ir::{BinaryOp, UnaryOp};
 use walrus::{FunctionBuilder, InstrSeqBuilder, LocalId};
@@ -10,7 +11,8 @@ use wpc_ir::{Error, Result};
 
 use crate::emit::{self, Arith, Fx};
 use crate::lower::Ctx;
-use crate::sizes::Size;
+use crate::sizes::{Size, Sizes};
+use wpc_ir::sym::Expr;
 
 /// How elements fold: `acc = op(acc, x)`, or `op(acc, x·x)` when `square`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -132,36 +134,67 @@ pub fn reduce(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         (None, _) => (0, 0),
         _ => return Err(Error::unsupported("a reduction over non-adjacent axes")),
     };
-    let outer: usize = x.shape[..first].iter().product();
-    let r: usize = if axes.is_empty() {
-        1
-    } else {
-        x.shape[first..=last].iter().product()
+    // The sizes of the [outer, r, inner] view; any may be dynamic.
+    let outer = Expr::product(&x.dims[..first]);
+    let r = match axes.is_empty() {
+        true => Expr::constant(1),
+        false => Expr::product(&x.dims[first..=last]),
     };
-    let inner: usize = x.shape[(last + 1).min(rank)..].iter().product();
-    if r == 0 {
+    let inner = Expr::product(&x.dims[(last + 1).min(rank)..]);
+    if r.as_const() == Some(0) {
         return Err(Error::unsupported("a reduction over an empty axis"));
     }
-    let scale = mean.then_some(1.0 / r as f32);
-
+    let rows_in_one = inner.as_const() == Some(1);
+    let table = ctx.sizes;
     let mut fx = ctx.fx();
     let lanes = fx.isa.lanes();
     let (o, src, dst, c, t, p) = (fx.i32(), fx.i32(), fx.i32(), fx.i32(), fx.i32(), fx.i32());
     let (acc_v, acc_s, xv, xs) = (fx.vec(lanes), fx.f32(), fx.vec(lanes), fx.f32());
+    let inv = fx.f32();
     let mut b = f.func_body();
+    let mut sizes = Sizes::new(table);
+    // Whole vectors of columns end at `main`: inner rounded down to lanes.
+    let main = inner
+        .floor_div(&Expr::constant(lanes as i64))
+        .scale(lanes as i64);
+    let [outer, r, inner, main, inner4, block] = [
+        outer,
+        r.clone(),
+        inner.clone(),
+        main,
+        inner.scale(4),
+        r.mul(&inner).scale(4),
+    ]
+    .map(|e| sizes.of(&mut b, &mut fx, &e));
+    let (outer, r, inner, main, inner4, block) = (outer?, r?, inner?, main?, inner4?, block?);
+    // A mean scales by 1/r: a constant, or worked out once at the start.
+    if let (true, Size::Local(n)) = (mean, r) {
+        b.f32_const(1.0)
+            .local_get(n)
+            .unop(UnaryOp::F32ConvertSI32)
+            .binop(BinaryOp::F32Div)
+            .local_set(inv);
+    }
     b.i32_const(x.addr as i32)
         .local_set(src)
         .i32_const(out.addr as i32)
         .local_set(dst);
     let finish = |b: &mut InstrSeqBuilder, l: usize| {
-        if let Some(s) = scale {
-            emit::constant(b, l, s);
-            emit::arith(b, l, Arith::Mul);
+        if !mean {
+            return;
         }
+        match r {
+            Size::Const(n) => emit::constant(b, l, 1.0 / n as f32),
+            Size::Local(_) => {
+                b.local_get(inv);
+                emit::splat(b, l);
+            }
+        }
+        emit::arith(b, l, Arith::Mul);
     };
-    emit::for_range(&mut b, o, 0, outer as i64, 1, |b| {
-        if inner == 1 {
-            reduce_row(b, &mut fx, src, Size::Const(r as i64), fold, acc_s);
+    emit::for_size(&mut b, o, Size::Const(0), outer, 1, |b| {
+        if rows_in_one {
+            reduce_row(b, &mut fx, src, r, fold, acc_s);
             b.local_get(dst).local_get(acc_s);
             finish(b, 1);
             emit::store(b, &fx, 1, 0);
@@ -178,29 +211,26 @@ pub fn reduce(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
                 .binop(BinaryOp::I32Mul)
                 .binop(BinaryOp::I32Add)
                 .local_set(p);
-            emit::for_range(b, t, 0, r as i64, 1, |b| {
+            emit::for_size(b, t, Size::Const(0), r, 1, |b| {
                 b.local_get(p);
                 emit::load(b, &fx, l, 0);
                 fold.step(b, l, acc, x);
-                emit::bump(b, p, 4 * inner as i64);
+                emit::bump_size(b, p, inner4);
             });
             b.local_get(dst).local_get(acc);
             finish(b, l);
             emit::store(b, &fx, l, 0);
             emit::bump(b, dst, 4 * l as i64);
         };
-        let main = inner / lanes * lanes;
-        if main > 0 {
-            emit::for_range(b, c, 0, main as i64, lanes as i64, |b| {
+        if main != Size::Const(0) {
+            emit::for_size(b, c, Size::Const(0), main, lanes as i64, |b| {
                 column(b, lanes, acc_v, xv)
             });
         }
-        if main < inner {
-            emit::for_range(b, c, main as i64, inner as i64, 1, |b| {
-                column(b, 1, acc_s, xs)
-            });
+        if main != inner {
+            emit::for_size(b, c, main, inner, 1, |b| column(b, 1, acc_s, xs));
         }
-        emit::bump(b, src, 4 * (r * inner) as i64);
+        emit::bump_size(b, src, block);
     });
     Ok(())
 }
