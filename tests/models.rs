@@ -814,7 +814,19 @@ fn dynamic_image_sizes_run_from_one_bundle(wasm: bool) {
     use wpc::ir::Tensor;
     let model = wpc::ir::testing::dynamic_image_block();
     let dims = [("n", 1, 2), ("h", 5, 24), ("w", 5, 24)];
-    let (mut session, _) = Dynamic::load(&model, wasm, &dims, HashMap::new());
+    let (mut session, bundle) = Dynamic::load(&model, wasm, &dims, HashMap::new());
+    if let Some(wpc::runtime::manifest::Variant::Wasm(w)) = bundle.manifest.variants.first() {
+        // Generated kernels convolve and pad (the pools run the reference
+        // kernels).
+        let generated = ["Conv", "Pad"];
+        assert!(
+            w.fallback
+                .iter()
+                .all(|f| !generated.contains(&f.op.as_str())),
+            "{:?}",
+            w.fallback
+        );
+    }
     let tolerance = Tolerance {
         rtol: 1e-4,
         atol: 1e-5,

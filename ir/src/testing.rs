@@ -208,7 +208,8 @@ pub fn dynamic_block() -> Model {
 /// average pool of that (pads excluded), a 3×3 stride-1 average pool
 /// of `c` counting its pads, and a decoder's 3×3 stride-2 transposed
 /// convolution of the max pool (pad 1, output padding 1: twice its size,
-/// 2 channels). Types are left for shape inference.
+/// 2 channels), and the image padded in each of Pad's four modes. Types
+/// are left for shape inference.
 pub fn dynamic_image_block() -> Model {
     let mut g = Graph::new("dynamic_image_block");
     let sym = |s: &str| crate::Dim::Symbol(s.into());
@@ -253,8 +254,22 @@ pub fn dynamic_image_block() -> Model {
     upsampling.insert("output_padding", Attr::Ints(vec![1, 1]));
     let up = add_op(&mut g, "ConvTranspose", &[max, wt], upsampling);
     g.outputs = vec![avg, smooth, up];
+    // The image padded in every mode: 1 row above, 2 below, 3 columns
+    // left and 1 right (constant mode crops a row instead).
+    for (mode, pads) in [
+        ("constant", [0, 0, -1, 3, 0, 0, 2, 1]),
+        ("edge", [0, 0, 1, 3, 0, 0, 2, 1]),
+        ("reflect", [0, 0, 1, 3, 0, 0, 2, 1]),
+        ("wrap", [0, 0, 1, 3, 0, 0, 2, 1]),
+    ] {
+        let pads = constant(&mut g, Tensor::i64s(vec![8], pads.to_vec()));
+        let mut a = Attrs::default();
+        a.insert("mode", Attr::String(mode.into()));
+        let padded = add_op(&mut g, "Pad", &[img, pads], a);
+        g.outputs.push(padded);
+    }
     let mut m = model(g);
-    m.opsets.insert(String::new(), 17);
+    m.opsets.insert(String::new(), 19);
     m
 }
 

@@ -85,6 +85,7 @@ pub fn handles_dynamic_sizes(domain: &str, op: &str) -> bool {
                     | "Expand"
                     | "Split"
                     | "Concat"
+                    | "Pad"
                     | "ReduceSum"
                     | "ReduceMean"
                     | "ReduceMax"

@@ -7,13 +7,13 @@
 
 use walrus::ir::{BinaryOp, ExtendedLoad, LoadKind, MemArg, StoreKind};
 use walrus::{FunctionBuilder, InstrSeqBuilder, LocalId, MemoryId};
-use wpc_ir::ops::params::{Pad, PadView, SliceStrides, broadcast_row_major, row_major};
+use wpc_ir::ops::params::{Pad, PadMode, PadView, SliceStrides, broadcast_row_major, row_major};
 use wpc_ir::ops::util::broadcast_shapes;
 use wpc_ir::tensor::strides;
 use wpc_ir::{DType, Error, Result, Tensor};
 
 use super::elementwise::Walk;
-use crate::emit;
+use crate::emit::{self, Fx};
 use crate::lower::Ctx;
 use crate::sizes::{Size, Sizes};
 use wpc_ir::sym::Expr;
@@ -194,7 +194,9 @@ pub fn split(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
 /// [`PadView::source`] maps them to, read from one table per padded axis
 /// (the byte offset of each output coordinate's source, or -1 where a
 /// constant pad puts its value, filled in first). Trailing axes that are
-/// not padded are copied as whole rows.
+/// not padded are copied as whole rows. At static sizes the tables are
+/// data; where sizes are dynamic (the pads are still constants) the
+/// kernel first works them out for the run's sizes ([`source_table`]).
 pub fn pad(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
     let params = Pad::of(ctx.attrs())?;
@@ -202,38 +204,35 @@ pub fn pad(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let value = params.fill(ctx.has_input(2).then(|| ctx.opt_constant(2)))?;
     let size = x.dtype.size();
     let rank = x.shape.len();
+    let dynamic = !(x.is_static() && out.is_static());
     // Axes `padded..` are copied whole, `row` bytes at a time.
     let padded = (0..rank)
         .rposition(|d| !view.unpadded(d))
         .map_or(0, |d| d + 1);
-    let row = x.shape[padded..].iter().product::<usize>() * size;
-    let xs = strides(&x.shape);
-    let tables: Vec<Vec<i32>> = (0..padded)
-        .map(|d| {
-            (0..out.shape[d])
-                .map(|o| view.source(d, o).map_or(-1, |q| (q * xs[d] * size) as i32))
-                .collect()
-        })
-        .collect();
-    let fills = tables.iter().flatten().any(|&t| t < 0);
-    let element = Tensor::from_f64s(out.dtype, vec![1], [value]).to_le_bytes();
-    let access = element_access(size)?;
-    let walk = RowWalk {
-        dims: out.shape[..padded].to_vec(),
-        tables: tables
+    let row = Expr::product(&x.dims[padded..]).scale(size as i64);
+    let (tables, fills) = if dynamic {
+        // Entries are -1 also where an axis is empty at run time.
+        let tables: Vec<u32> = (0..padded).map(|d| ctx.scratch(4 * out.shape[d])).collect();
+        (tables, true)
+    } else {
+        let xs = strides(&x.shape);
+        let tables: Vec<Vec<i32>> = (0..padded)
+            .map(|d| {
+                (0..out.shape[d])
+                    .map(|o| view.source(d, o).map_or(-1, |q| (q * xs[d] * size) as i32))
+                    .collect()
+            })
+            .collect();
+        let fills = tables.iter().flatten().any(|&t| t < 0);
+        let tables = tables
             .into_iter()
             .map(|t| ctx.data(t.into_iter().flat_map(i32::to_le_bytes).collect()))
-            .collect(),
-        // Output bytes under one coordinate of each axis (for skipped ones).
-        under: (0..padded)
-            .map(|d| out.shape[d + 1..padded].iter().product::<usize>() * row)
-            .collect(),
-        row,
-        size,
-        access,
-        base: x.addr,
-        skips: fills,
+            .collect();
+        (tables, fills)
     };
+    let element = Tensor::from_f64s(out.dtype, vec![1], [value]).to_le_bytes();
+    let access = element_access(size)?;
+    let table_sizes = ctx.sizes;
     let mut fx = ctx.fx();
     let mem = fx.mem;
     let locals = RowLocals {
@@ -242,15 +241,40 @@ pub fn pad(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         levels: (0..padded).map(|_| (fx.i32(), fx.i32())).collect(),
     };
     let mut b = f.func_body();
+    let mut sizes = Sizes::new(table_sizes);
+    let input_strides = row_major(&x.dims);
+    if dynamic {
+        for (d, &at) in tables.iter().enumerate() {
+            let axis = Axis {
+                input: sizes.of(&mut b, &mut fx, &x.dims[d])?,
+                output: sizes.of(&mut b, &mut fx, &out.dims[d])?,
+                stride: sizes.of(&mut b, &mut fx, &input_strides[d].scale(size as i64))?,
+                before: view.before[d],
+            };
+            source_table(&mut b, &mut fx, view.mode, &axis, at);
+        }
+    }
+    let walk = RowWalk {
+        dims: sizes.all(&mut b, &mut fx, &out.dims[..padded])?,
+        tables,
+        // Output bytes under one coordinate of each axis (for skipped ones).
+        under: (0..padded)
+            .map(|d| {
+                let e = Expr::product(&out.dims[d + 1..padded]).mul(&row);
+                sizes.of(&mut b, &mut fx, &e)
+            })
+            .collect::<Result<_>>()?,
+        row: sizes.of(&mut b, &mut fx, &row)?,
+        size,
+        access,
+        base: x.addr,
+        skips: fills,
+    };
     if fills {
-        fill(
-            &mut b,
-            mem,
-            locals.t,
-            (out.addr, out.numel()),
-            &element,
-            access.1,
-        );
+        let count = sizes.of(&mut b, &mut fx, &Expr::product(&out.dims))?;
+        // (`dst` is free until the walk starts.)
+        let walking = (locals.t, locals.dst);
+        fill(&mut b, mem, walking, (out.addr, count), &element, access.1);
     }
     // (The lowering calls no kernel for an empty output, so rows are
     // not empty.)
@@ -259,13 +283,121 @@ pub fn pad(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     Ok(())
 }
 
+/// One padded axis at run time: the input's and output's sizes, the
+/// input's stride in bytes, and the (constant) pad before it.
+struct Axis {
+    input: Size,
+    output: Size,
+    stride: Size,
+    before: i64,
+}
+
+/// Fills the table at `at` for the run's sizes: for each output
+/// coordinate o, the byte offset of the input coordinate q that
+/// [`PadView::source`] maps it to (q · stride), or -1 where q is outside
+/// the input (a constant pad, or an empty axis).
+fn source_table(b: &mut InstrSeqBuilder, fx: &mut Fx, mode: PadMode, axis: &Axis, at: u32) {
+    let [o, p, q, k] = [(); 4].map(|_| fx.i32());
+    let n = |b: &mut InstrSeqBuilder| axis.input.push(b);
+    // q = p mod k, flooring (k at least 1): r + k where r < 0, else r.
+    let rem_euclid = |b: &mut InstrSeqBuilder| {
+        b.local_get(p)
+            .local_get(k)
+            .binop(BinaryOp::I32RemS)
+            .local_tee(q)
+            .local_get(k)
+            .binop(BinaryOp::I32Add)
+            .local_get(q)
+            .local_get(q)
+            .i32_const(0)
+            .binop(BinaryOp::I32LtS)
+            .select(None)
+            .local_set(q);
+    };
+    let at_least_one = |b: &mut InstrSeqBuilder| {
+        b.local_tee(k)
+            .i32_const(1)
+            .local_get(k)
+            .i32_const(1)
+            .binop(BinaryOp::I32GtS)
+            .select(None)
+            .local_set(k);
+    };
+    emit::for_size(b, o, Size::Const(0), axis.output, 1, |b| {
+        b.local_get(o)
+            .i32_const(axis.before as i32)
+            .binop(BinaryOp::I32Sub)
+            .local_set(p);
+        match mode {
+            PadMode::Constant => {
+                b.local_get(p).local_set(q);
+            }
+            PadMode::Edge => {
+                // q = max(0, min(p, n - 1))
+                n(b);
+                b.i32_const(1).binop(BinaryOp::I32Sub).local_set(k);
+                b.local_get(p)
+                    .local_get(k)
+                    .local_get(p)
+                    .local_get(k)
+                    .binop(BinaryOp::I32LtS)
+                    .select(None)
+                    .local_tee(q)
+                    .i32_const(0)
+                    .local_get(q)
+                    .i32_const(0)
+                    .binop(BinaryOp::I32GtS)
+                    .select(None)
+                    .local_set(q);
+            }
+            PadMode::Reflect => {
+                // m = p mod 2(n - 1); q = m < n ? m : 2(n - 1) - m (q = 0
+                // where n is 1).
+                n(b);
+                b.i32_const(1)
+                    .binop(BinaryOp::I32Sub)
+                    .i32_const(2)
+                    .binop(BinaryOp::I32Mul);
+                at_least_one(b);
+                rem_euclid(b);
+                b.local_get(q);
+                b.local_get(k).local_get(q).binop(BinaryOp::I32Sub);
+                b.local_get(q);
+                n(b);
+                b.binop(BinaryOp::I32LtS).select(None).local_set(q);
+            }
+            PadMode::Wrap => {
+                n(b);
+                at_least_one(b);
+                rem_euclid(b);
+            }
+        }
+        // table[o] = 0 <= q < n ? q · stride : -1
+        b.local_get(o).i32_const(4).binop(BinaryOp::I32Mul);
+        b.local_get(q);
+        axis.stride.push(b);
+        b.binop(BinaryOp::I32Mul).i32_const(-1);
+        b.local_get(q);
+        n(b);
+        b.binop(BinaryOp::I32LtU).select(None);
+        b.store(
+            fx.mem,
+            StoreKind::I32 { atomic: false },
+            MemArg {
+                align: 2,
+                offset: at as u64,
+            },
+        );
+    });
+}
+
 /// Output rows copied from input rows found through per-axis tables of
 /// byte offsets (a negative entry skips the row: it keeps the fill).
 struct RowWalk {
-    dims: Vec<usize>,
+    dims: Vec<Size>,
     tables: Vec<u32>,
-    under: Vec<usize>,
-    row: usize,
+    under: Vec<Size>,
+    row: Size,
     size: usize,
     access: (LoadKind, StoreKind),
     base: u32,
@@ -294,7 +426,7 @@ impl RowWalk {
             return;
         }
         let (o, src) = l.levels[d];
-        emit::for_range(b, o, 0, self.dims[d] as i64, 1, |b| {
+        emit::for_size(b, o, Size::Const(0), self.dims[d], 1, |b| {
             let table = MemArg {
                 align: 2,
                 offset: self.tables[d] as u64,
@@ -315,7 +447,7 @@ impl RowWalk {
                     .binop(BinaryOp::I32LtS)
                     .if_else(
                         None,
-                        |skip| emit::bump(skip, l.dst, self.under[d] as i64),
+                        |skip| emit::bump_size(skip, l.dst, self.under[d]),
                         |copy| self.level(copy, mem, l, d + 1, Some(src)),
                     );
             } else {
@@ -336,7 +468,7 @@ impl RowWalk {
             Some(s) => b.local_get(s),
             None => b.i32_const(self.base as i32),
         };
-        if self.row == self.size {
+        if self.row == Size::Const(self.size as i64) {
             let arg = MemArg {
                 align: self.size.trailing_zeros(),
                 offset: 0,
@@ -344,29 +476,39 @@ impl RowWalk {
             b.load(mem, self.access.0, arg)
                 .store(mem, self.access.1, arg);
         } else {
-            b.i32_const(self.row as i32).memory_copy(mem, mem);
+            self.row.push(b);
+            b.memory_copy(mem, mem);
         }
-        emit::bump(b, l.dst, self.row as i64);
+        emit::bump_size(b, l.dst, self.row);
     }
 }
 
 /// Sets `count` elements from `at` to `element` (its little-endian
 /// bytes): `memory.fill` for a repeated byte, else a store per element,
-/// `p` walking the addresses.
+/// `p` walking the addresses up to `end` (where the count is dynamic).
 fn fill(
     b: &mut InstrSeqBuilder,
     mem: MemoryId,
-    p: LocalId,
-    (at, count): (u32, usize),
+    (p, end): (LocalId, LocalId),
+    (at, count): (u32, Size),
     element: &[u8],
     store: StoreKind,
 ) {
-    let (size, bytes) = (element.len(), count * element.len());
+    let size = element.len();
+    let push_bytes = |b: &mut InstrSeqBuilder| match count {
+        Size::Const(n) => {
+            b.i32_const((n as usize * size) as i32);
+        }
+        Size::Local(n) => {
+            b.local_get(n)
+                .i32_const(size as i32)
+                .binop(BinaryOp::I32Mul);
+        }
+    };
     if element.iter().all(|&x| x == element[0]) {
-        b.i32_const(at as i32)
-            .i32_const(i32::from(element[0]))
-            .i32_const(bytes as i32)
-            .memory_fill(mem);
+        b.i32_const(at as i32).i32_const(i32::from(element[0]));
+        push_bytes(b);
+        b.memory_fill(mem);
         return;
     }
     let mut word = [0u8; 8];
@@ -376,8 +518,17 @@ fn fill(
         align: size.trailing_zeros(),
         offset: 0,
     };
-    let (from, to) = (i64::from(at), i64::from(at) + bytes as i64);
-    emit::for_range(b, p, from, to, size as i64, |b| {
+    let end = match count {
+        Size::Const(n) => Size::Const(i64::from(at) + n * size as i64),
+        Size::Local(_) => {
+            push_bytes(b);
+            b.i32_const(at as i32)
+                .binop(BinaryOp::I32Add)
+                .local_set(end);
+            Size::Local(end)
+        }
+    };
+    emit::for_size(b, p, Size::Const(i64::from(at)), end, size as i64, |b| {
         b.local_get(p);
         if size == 8 {
             b.i64_const(word);
