@@ -102,15 +102,7 @@ pub fn slice(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
     if !x.is_static() {
         // Forward steps from starts that are constants or sizes.
-        let starts = ctx
-            .size_ints(1)
-            .ok_or_else(|| Error::unsupported("Slice with starts known only at run time"))?;
-        let view = SliceStrides::of(
-            &x.dims,
-            &starts,
-            ctx.ints(3)?.as_deref(),
-            ctx.ints(4)?.as_deref(),
-        )?;
+        let view = SliceStrides::of_node(&x.dims, ctx.size_ints(1), |i| ctx.ints(i))?;
         return strided_copy(ctx, f, (x.addr, view.base), &out, view.strides);
     }
     // Ends known only at run time (a table sliced to a dynamic length)

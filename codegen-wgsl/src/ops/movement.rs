@@ -119,15 +119,7 @@ pub fn slice(ctx: &Ctx) -> Result<Lowered> {
 /// axis its length.
 fn slice_dynamic(ctx: &Ctx) -> Result<Lowered> {
     let x = ctx.input(0)?;
-    let starts = ctx
-        .size_ints(1)
-        .ok_or_else(|| Error::unsupported("Slice with starts known only at run time"))?;
-    let view = SliceStrides::of(
-        &x.dims,
-        &starts,
-        ctx.ints(3)?.as_deref(),
-        ctx.ints(4)?.as_deref(),
-    )?;
+    let view = SliceStrides::of_node(&x.dims, ctx.size_ints(1), |i| ctx.ints(i))?;
     let (base, step_strides) = (view.base, view.strides);
     let mut params = Params::default();
     let off = format!(

@@ -359,6 +359,19 @@ pub struct SliceStrides {
 }
 
 impl SliceStrides {
+    /// The strides of a Slice node over an input of `dims`: its starts
+    /// (input 1) as sizes, `None` where they are known only at run time,
+    /// and its axes and steps (inputs 3 and 4) read by `ints`.
+    pub fn of_node(
+        dims: &[Expr],
+        starts: Option<Vec<Expr>>,
+        ints: impl Fn(usize) -> Result<Option<Vec<i64>>>,
+    ) -> Result<SliceStrides> {
+        let starts = starts
+            .ok_or_else(|| crate::Error::unsupported("Slice with starts known only at run time"))?;
+        SliceStrides::of(dims, &starts, ints(3)?.as_deref(), ints(4)?.as_deref())
+    }
+
     pub fn of(
         dims: &[Expr],
         starts: &[Expr],
