@@ -249,7 +249,8 @@ pub struct Ctx<'a> {
     pub mem: MemoryId,
     pub math: &'a mut Math,
     graph: &'a Graph,
-    ranges: &'a Ranges,
+    /// The model's dim ranges (what dynamic sizes may be).
+    pub ranges: &'a Ranges,
     /// The dims only the data decides ([`wpc_ir::Model::counted_dims`]).
     counted: &'a std::collections::BTreeMap<String, String>,
     addr: &'a mut HashMap<ValueId, u32>,

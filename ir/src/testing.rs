@@ -128,8 +128,9 @@ fn constant(g: &mut Graph, t: Tensor) -> ValueId {
 /// p · h`, `y = relu(c - mean(c))`; outputs `y + bias` with `bias`
 /// expanded to `Shape(x)`, `y[:, 1:, :]` (empty where `s` is 1), and
 /// `y`'s two halves along the hidden size (a Split) joined in swapped
-/// order along the sequence (a Concat: `[b, 2s, 4]`), and `y`'s mean over
-/// the sequence (`[b, 1, 8]`). Types are left for shape inference.
+/// order along the sequence (a Concat: `[b, 2s, 4]`), `y`'s mean over the
+/// sequence (`[b, 1, 8]`) and its sum over the batch (`[1, s, 8]`: rows
+/// of a dynamic length). Types are left for shape inference.
 pub fn dynamic_block() -> Model {
     const H: usize = 8;
     let values = |n: usize, k: usize| -> Vec<f32> {
@@ -196,7 +197,8 @@ pub fn dynamic_block() -> Model {
     along_sequence.insert("axis", Attr::Int(1));
     let swapped = add_op(&mut g, "Concat", &[second, first], along_sequence);
     let pooled = add_op(&mut g, "ReduceMean", &[y], ints(&[("axes", vec![1])]));
-    g.outputs = vec![out, tail, swapped, pooled];
+    let over_batch = add_op(&mut g, "ReduceSum", &[y], ints(&[("axes", vec![0])]));
+    g.outputs = vec![out, tail, swapped, pooled, over_batch];
     let mut m = model(g);
     m.opsets.insert(String::new(), 17);
     m
@@ -255,9 +257,10 @@ pub fn dynamic_image_block() -> Model {
     let up = add_op(&mut g, "ConvTranspose", &[max, wt], upsampling);
     g.outputs = vec![avg, smooth, up];
     // The image padded in every mode: 1 row above, 2 below, 3 columns
-    // left and 1 right (constant mode crops a row instead).
+    // left and 1 right; constant mode instead adds a channel of 0.5
+    // before, crops a row above and adds 2 below (whole rows copied).
     for (mode, pads) in [
-        ("constant", [0, 0, -1, 3, 0, 0, 2, 1]),
+        ("constant", [0, 1, -1, 0, 0, 0, 2, 0]),
         ("edge", [0, 0, 1, 3, 0, 0, 2, 1]),
         ("reflect", [0, 0, 1, 3, 0, 0, 2, 1]),
         ("wrap", [0, 0, 1, 3, 0, 0, 2, 1]),
@@ -265,7 +268,12 @@ pub fn dynamic_image_block() -> Model {
         let pads = constant(&mut g, Tensor::i64s(vec![8], pads.to_vec()));
         let mut a = Attrs::default();
         a.insert("mode", Attr::String(mode.into()));
-        let padded = add_op(&mut g, "Pad", &[img, pads], a);
+        let value = constant(&mut g, Tensor::from_vec(vec![], vec![0.5f32]));
+        let ins = match mode {
+            "constant" => vec![img, pads, value],
+            _ => vec![img, pads],
+        };
+        let padded = add_op(&mut g, "Pad", &ins, a);
         g.outputs.push(padded);
     }
     let mut m = model(g);
@@ -275,7 +283,8 @@ pub fn dynamic_image_block() -> Model {
 
 /// Recurrent layers over a symbolic sequence `s` and batch `b`, for the
 /// dynamic-size tests: over `x: [s, b, 3]` and `h0: [2, b, 5]`, a
-/// bidirectional GRU (linear_before_reset, from `h0`; Y and Y_h), a
+/// bidirectional GRU (reset gate before the recurrent product, from
+/// `h0`; Y and Y_h), a
 /// reverse RNN (Y) and an LSTM with peepholes (Y and Y_c), hidden size 5,
 /// seeded weights. Types are left for shape inference.
 pub fn dynamic_recurrent_block() -> Model {
@@ -315,13 +324,12 @@ pub fn dynamic_recurrent_block() -> Model {
         outputs
     };
     let hidden = |direction: &str| {
-        let mut a = ints(&[("hidden_size", vec![H as i64])]);
+        let mut a = Attrs::default();
         a.insert("hidden_size", Attr::Int(H as i64));
         a.insert("direction", Attr::String(direction.into()));
         a
     };
-    let mut gru_attrs = hidden("bidirectional");
-    gru_attrs.insert("linear_before_reset", Attr::Int(1));
+    let gru_attrs = hidden("bidirectional");
     let (w, r, bias) = (
         weights(&mut g, vec![2, 3 * H, 3]),
         weights(&mut g, vec![2, 3 * H, H]),

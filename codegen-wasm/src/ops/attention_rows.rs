@@ -13,10 +13,10 @@ use walrus::{FunctionBuilder, InstrSeqBuilder, LocalId};
 use wpc_ir::sym::Expr;
 use wpc_ir::{DType, Error, Result};
 
-use super::elementwise::broadcast_strides;
 use crate::emit::{self, Arith, Fx};
 use crate::lower::{Ctx, Tt};
 use crate::sizes::{Size, Sizes, fixed};
+use wpc_ir::ops::params::broadcast_row_major;
 
 /// Element strides of a Q/K/V/output tensor: per batch item, per head,
 /// per sequence row.
@@ -129,7 +129,8 @@ pub fn attention(
                 queries.clone(),
                 keys.clone(),
             ];
-            let s = broadcast_strides(&m.dims, &full)
+            let s = broadcast_row_major(&m.dims, &full)
+                .ok()
                 .filter(|_| m.dtype == DType::F32 && m.dims.last() == Some(&keys));
             let s =
                 s.ok_or_else(|| Error::unsupported("a mask that is not float32 over every key"))?;

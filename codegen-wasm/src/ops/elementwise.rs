@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use walrus::ir::{BinaryOp, UnaryOp};
 
 use walrus::{FunctionBuilder, FunctionId, InstrSeqBuilder, LocalId};
-use wpc_ir::ops::params::{Elementwise as E, row_major};
+use wpc_ir::ops::params::{Elementwise as E, broadcast_row_major, row_major};
 use wpc_ir::sym::Expr;
 use wpc_ir::{Error, Graph, Node, NodeId, Result, Tensor, ValueId};
 
@@ -411,7 +411,7 @@ impl Funcs {
 fn collapse(out: &[Expr], ins: &[Vec<Expr>]) -> Option<(Vec<Expr>, Vec<Vec<Expr>>)> {
     let strides: Vec<Vec<Expr>> = ins
         .iter()
-        .map(|s| broadcast_strides(s, out))
+        .map(|s| broadcast_row_major(s, out).ok())
         .collect::<Option<_>>()?;
     let mut dims: Vec<Expr> = Vec::new();
     let mut st: Vec<Vec<Expr>> = vec![Vec::new(); ins.len()];
@@ -444,25 +444,6 @@ fn collapse(out: &[Expr], ins: &[Vec<Expr>]) -> Option<(Vec<Expr>, Vec<Vec<Expr>
         }
     }
     Some((dims, st))
-}
-
-/// The element strides of a tensor of `shape` broadcast (numpy rules) to
-/// `out`: 0 along the dims it is repeated over. `None` where a dim is
-/// neither the output's nor 1.
-pub fn broadcast_strides(shape: &[Expr], out: &[Expr]) -> Option<Vec<Expr>> {
-    let offset = out.len().checked_sub(shape.len())?;
-    let mut strides = vec![Expr::constant(0); out.len()];
-    let mut next = Expr::constant(1);
-    for d in (offset..out.len()).rev() {
-        let dim = &shape[d - offset];
-        if *dim == out[d] {
-            strides[d] = next.clone();
-        } else if dim.as_const() != Some(1) {
-            return None;
-        }
-        next = next.mul(dim);
-    }
-    Some(strides)
 }
 
 /// Where a step of an elementwise program takes an operand from.

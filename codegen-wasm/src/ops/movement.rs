@@ -86,7 +86,8 @@ pub fn transpose(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
 /// from (stride 0 along the axes the input has size 1 or lacks).
 pub fn expand(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
-    if broadcast_shapes(&[&x.shape, &out.shape])? != out.shape {
+    // (At dynamic sizes `broadcast_row_major` refuses what it cannot map.)
+    if x.is_static() && out.is_static() && broadcast_shapes(&[&x.shape, &out.shape])? != out.shape {
         return Err(Error::invalid(
             "Expand's input does not broadcast to its output",
         ));
@@ -102,7 +103,9 @@ pub fn slice(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
     if !x.is_static() {
         // Forward steps from starts that are constants or sizes.
-        let view = SliceStrides::of_node(&x.dims, ctx.size_ints(1), |i| ctx.ints(i))?;
+        let view = SliceStrides::of_node(&x.dims, ctx.size_ints(1), |i| ctx.ints(i), &|s| {
+            wpc_ir::graph::bounded_range(ctx.ranges, s)
+        })?;
         return strided_copy(ctx, f, (x.addr, view.base), &out, view.strides);
     }
     // Ends known only at run time (a table sliced to a dynamic length)
@@ -268,8 +271,7 @@ pub fn pad(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         let walking = (locals.t, locals.dst);
         fill(&mut b, mem, walking, (out.addr, count), &element, access.1);
     }
-    // (The lowering calls no kernel for an empty output, so rows are
-    // not empty.)
+    // (Rows may be empty at dynamic sizes: their copies move nothing.)
     b.i32_const(out.addr as i32).local_set(locals.dst);
     walk.level(&mut b, mem, &locals, 0, None);
     Ok(())

@@ -119,7 +119,9 @@ pub fn slice(ctx: &Ctx) -> Result<Lowered> {
 /// axis its length.
 fn slice_dynamic(ctx: &Ctx) -> Result<Lowered> {
     let x = ctx.input(0)?;
-    let view = SliceStrides::of_node(&x.dims, ctx.size_ints(1), |i| ctx.ints(i))?;
+    let view = SliceStrides::of_node(&x.dims, ctx.size_ints(1), |i| ctx.ints(i), &|s| {
+        wpc_ir::graph::bounded_range(ctx.ranges, s)
+    })?;
     let (base, step_strides) = (view.base, view.strides);
     let mut params = Params::default();
     let off = format!(

@@ -132,8 +132,6 @@ fn bind_conv(k: &mut Kernel, has_bias: bool) -> Vec<Arg> {
     args
 }
 
-/// ConvTranspose, one thread per output element gathering the inputs that
-/// scatter into it.
 /// ConvTranspose: one thread per output element gathers the input
 /// pixels whose strided taps land on it. Batch and image size may be
 /// dynamic where the pads are fixed (no `output_shape`, no SAME

@@ -348,9 +348,11 @@ pub fn broadcast_row_major(dims: &[Expr], out: &[Expr]) -> Result<Vec<Expr>> {
 
 /// What `Slice` reads when sizes may be symbolic: from element `base`,
 /// per input dim the element stride (the row-major stride times the
-/// step). Starts may be sizes (a constant, or an expression of dims);
-/// a negative constant counts from the end, and a start is clamped to
-/// its axis as ONNX clamps it. The output's dims (from shape inference)
+/// step). Starts may be sizes (a constant, or an expression of dims that
+/// the dims' ranges prove never negative: one that may be is refused,
+/// as a kernel could not tell at compile time whether it counts from the
+/// end); a negative constant counts from the end, and a start is clamped
+/// to its axis as ONNX clamps it. The output's dims (from shape inference)
 /// say how far each axis goes. Forward steps only.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SliceStrides {
@@ -361,15 +363,18 @@ pub struct SliceStrides {
 impl SliceStrides {
     /// The strides of a Slice node over an input of `dims`: its starts
     /// (input 1) as sizes, `None` where they are known only at run time,
-    /// and its axes and steps (inputs 3 and 4) read by `ints`.
+    /// and its axes and steps (inputs 3 and 4) read by `ints`; `range`
+    /// gives each dim's (least, most).
     pub fn of_node(
         dims: &[Expr],
         starts: Option<Vec<Expr>>,
         ints: impl Fn(usize) -> Result<Option<Vec<i64>>>,
+        range: &dyn Fn(&str) -> Option<(i64, i64)>,
     ) -> Result<SliceStrides> {
         let starts = starts
             .ok_or_else(|| crate::Error::unsupported("Slice with starts known only at run time"))?;
-        SliceStrides::of(dims, &starts, ints(3)?.as_deref(), ints(4)?.as_deref())
+        let steps = ints(4)?;
+        SliceStrides::of(dims, &starts, ints(3)?.as_deref(), steps.as_deref(), range)
     }
 
     pub fn of(
@@ -377,6 +382,7 @@ impl SliceStrides {
         starts: &[Expr],
         axes: Option<&[i64]>,
         steps: Option<&[i64]>,
+        range: &dyn Fn(&str) -> Option<(i64, i64)>,
     ) -> Result<SliceStrides> {
         let axes = match axes {
             Some(a) => norm_axes(a, dims.len())?,
@@ -398,7 +404,16 @@ impl SliceStrides {
             let d = &dims[ax];
             let start = match starts[k].as_const() {
                 Some(s) if s < 0 => d.add(&Expr::constant(s)).max_of(&Expr::constant(0)),
-                _ => starts[k].min_of(d),
+                Some(_) => starts[k].min_of(d),
+                None if starts[k].bounds(range).is_some_and(|(least, _)| least >= 0) => {
+                    starts[k].min_of(d)
+                }
+                None => {
+                    return Err(crate::Error::unsupported(format!(
+                        "Slice with a start computed from sizes ({}) that may be negative",
+                        starts[k]
+                    )));
+                }
             };
             base = base.add(&start.mul(&row[ax]));
             strides[ax] = row[ax].scale(steps[k]);
@@ -452,7 +467,27 @@ fn slice_range(start: i64, end: i64, step: i64, dim: usize) -> (i64, i64, usize)
 
 #[cfg(test)]
 mod tests {
-    use super::SliceView;
+    use super::{SliceStrides, SliceView};
+    use crate::sym::Expr;
+
+    #[test]
+    fn a_computed_start_is_taken_only_where_it_cannot_be_negative() {
+        let dims = [Expr::sym("s"), Expr::constant(8)];
+        let range = |d: &str| (d == "k" || d == "s").then_some((1, 16));
+        // x[k:] over the sequence, k a dim: from row k.
+        let k = Expr::sym("k");
+        let v =
+            SliceStrides::of(&dims, std::slice::from_ref(&k), Some(&[0]), None, &range).unwrap();
+        assert_eq!(v.base, k.min_of(&dims[0]).scale(8));
+        assert_eq!(v.strides, vec![Expr::constant(8), Expr::constant(1)]);
+        // x[-k:]: whether it counts from the end is decided at run time.
+        let e = SliceStrides::of(&dims, &[k.scale(-1)], Some(&[0]), None, &range).unwrap_err();
+        assert!(e.to_string().contains("may be negative"), "{e}");
+        // A negative constant counts from the end.
+        let v = SliceStrides::of(&dims, &[Expr::constant(-2)], Some(&[0]), None, &range).unwrap();
+        let from_end = dims[0].add(&Expr::constant(-2)).max_of(&Expr::constant(0));
+        assert_eq!(v.base, from_end.scale(8));
+    }
 
     #[test]
     fn slices_clamp_as_onnx_says_even_over_an_empty_axis() {
