@@ -834,9 +834,9 @@ fn dynamic_image_sizes_run_from_one_bundle(wasm: bool) {
     let dims = [("n", 1, 2), ("h", 5, 24), ("w", 5, 24)];
     let (mut session, bundle) = Dynamic::load(&model, wasm, &dims, HashMap::new());
     if let Some(wpc::runtime::manifest::Variant::Wasm(w)) = bundle.manifest.variants.first() {
-        // Generated kernels convolve and pad (the pools run the reference
-        // kernels).
-        let generated = ["Conv", "Pad"];
+        // Generated kernels convolve, pool and pad (the transposed
+        // convolution runs the reference kernels on wasm).
+        let generated = ["Conv", "MaxPool", "AveragePool", "Pad"];
         assert!(
             w.fallback
                 .iter()

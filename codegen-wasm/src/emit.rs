@@ -411,12 +411,12 @@ pub fn load_tap(
     plane: LocalId,
     y: LocalId,
     x: LocalId,
-    width: usize,
+    width: Size,
     ok: LocalId,
 ) {
-    b.local_get(y)
-        .i32_const(width as i32)
-        .binop(BinaryOp::I32Mul)
+    b.local_get(y);
+    width.push(b);
+    b.binop(BinaryOp::I32Mul)
         .local_get(x)
         .binop(BinaryOp::I32Add)
         .i32_const(4)

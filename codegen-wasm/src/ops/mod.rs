@@ -80,6 +80,8 @@ pub fn handles_dynamic_sizes(domain: &str, op: &str) -> bool {
                     | "Gemm"
                     | "GlobalAveragePool"
                     | "GlobalMaxPool"
+                    | "MaxPool"
+                    | "AveragePool"
                     | "Slice"
                     | "Transpose"
                     | "Expand"

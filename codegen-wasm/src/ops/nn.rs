@@ -40,16 +40,39 @@ pub fn pool(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let params = wpc_ir::ops::params::Pool::of(ctx.attrs(), spatial)?;
     let kernel = &params.kernel;
     let win = wpc_ir::ops::Window::new(ctx.attrs(), &x.shape[2..], kernel)?;
+    if !(x.is_static() && out.is_static()) {
+        wpc_ir::ops::params::pads_fixed_for_dynamic_sizes(&ctx.node.op, ctx.attrs())?;
+    }
     let is_max = ctx.node.op == "MaxPool";
     let include_pad = params.count_include_pad;
-    let [ih, iw] = hw(&x.shape[2..], 1);
-    let [oh, ow] = hw(&out.shape[2..], 1);
+    // The planes and image sizes may be dynamic; the window is compiled in.
+    let one = Expr::constant(1);
+    let [ih, iw] = match &x.dims[2..] {
+        [w] => [one.clone(), w.clone()],
+        d => [d[0].clone(), d[1].clone()],
+    };
+    let [oh, ow] = match &out.dims[2..] {
+        [w] => [one.clone(), w.clone()],
+        d => [d[0].clone(), d[1].clone()],
+    };
     let [kh, kw] = hw(kernel, 1);
     let [sh, sw] = hw(&win.strides, 1);
     let [dh, dw] = hw(&win.dilations, 1);
     let [ph, pw] = hw(&win.pads[..spatial], 0);
     let [pe_h, pe_w] = hw(&win.pads[spatial..], 0);
-    let planes = x.shape[0] * x.shape[1];
+    let spans = [
+        ih.add(&Expr::constant((ph + pe_h) as i64)),
+        iw.add(&Expr::constant((pw + pe_w) as i64)),
+    ];
+    let sizes_of = [
+        Expr::product(&x.dims[..2]),
+        ih.mul(&iw).scale(4),
+        ih,
+        iw,
+        oh,
+        ow,
+    ];
+    let table = ctx.sizes;
     let mut fx = ctx.fx();
     let (p, oy, ox, ky, kx, iy, ix, plane, dst) = (
         fx.i32(),
@@ -64,12 +87,17 @@ pub fn pool(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     );
     let (acc, count, ok) = (fx.f32(), fx.f32(), fx.i32());
     let mut b = f.func_body();
+    let mut sizes = Sizes::new(table);
+    let [planes, plane_bytes, ih, iw, oh, ow] = sizes_of.map(|e| sizes.of(&mut b, &mut fx, &e));
+    let (planes, plane_bytes, ih, iw, oh, ow) = (planes?, plane_bytes?, ih?, iw?, oh?, ow?);
+    let [span_h, span_w] = spans.map(|e| sizes.of(&mut b, &mut fx, &e));
+    let (span_h, span_w) = (span_h?, span_w?);
     b.i32_const(out.addr as i32).local_set(dst);
-    emit::for_range(&mut b, p, 0, planes as i64, 1, |b| {
-        emit::linear(b, &[(p, ih * iw * 4)], 1, x.addr);
+    emit::for_size(&mut b, p, Size::Const(0), planes, 1, |b| {
+        emit::scaled(b, p, plane_bytes, x.addr);
         b.local_set(plane);
-        emit::for_range(b, oy, 0, oh as i64, 1, |b| {
-            emit::for_range(b, ox, 0, ow as i64, 1, |b| {
+        emit::for_size(b, oy, Size::Const(0), oh, 1, |b| {
+            emit::for_size(b, ox, Size::Const(0), ow, 1, |b| {
                 b.f32_const(if is_max { f32::NEG_INFINITY } else { 0.0 })
                     .local_set(acc)
                     .f32_const(0.0)
@@ -79,12 +107,11 @@ pub fn pool(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
                     emit::for_range(b, kx, 0, kw as i64, 1, |b| {
                         emit::tap_coord(b, ix, ox, sw, kx, dw, pw);
                         // Inside the input?
-                        b.local_get(iy)
-                            .i32_const(ih as i32)
-                            .binop(BinaryOp::I32LtU)
-                            .local_get(ix)
-                            .i32_const(iw as i32)
-                            .binop(BinaryOp::I32LtU)
+                        b.local_get(iy);
+                        ih.push(b);
+                        b.binop(BinaryOp::I32LtU).local_get(ix);
+                        iw.push(b);
+                        b.binop(BinaryOp::I32LtU)
                             .binop(BinaryOp::I32And)
                             .local_set(ok);
                         b.local_get(acc);
@@ -103,8 +130,8 @@ pub fn pool(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
                         // padded input with count_include_pad.
                         b.local_get(count);
                         if include_pad {
-                            in_padded(b, iy, ph, ih + ph + pe_h);
-                            in_padded(b, ix, pw, iw + pw + pe_w);
+                            in_padded(b, iy, ph, span_h);
+                            in_padded(b, ix, pw, span_w);
                             b.binop(BinaryOp::I32And);
                         } else {
                             b.local_get(ok);
@@ -127,12 +154,12 @@ pub fn pool(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
 }
 
 /// Pushes whether `coord + pad` lies in `0..span`.
-fn in_padded(b: &mut InstrSeqBuilder, coord: LocalId, pad: usize, span: usize) {
+fn in_padded(b: &mut InstrSeqBuilder, coord: LocalId, pad: usize, span: Size) {
     b.local_get(coord)
         .i32_const(pad as i32)
-        .binop(BinaryOp::I32Add)
-        .i32_const(span as i32)
-        .binop(BinaryOp::I32LtU);
+        .binop(BinaryOp::I32Add);
+    span.push(b);
+    b.binop(BinaryOp::I32LtU);
 }
 
 /// `GlobalAveragePool` / `GlobalMaxPool`: one reduction per plane.
