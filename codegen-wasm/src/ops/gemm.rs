@@ -13,6 +13,7 @@ use wpc_ir::sym::Expr;
 use wpc_ir::{DType, Error, Result};
 
 use super::elementwise::{self, Program, Regs};
+use super::nn::hw;
 use crate::emit::{self, Arith, Fx};
 use crate::lower::{Ctx, Tt};
 use crate::sizes::{self, Size, Sizes};
@@ -1169,26 +1170,12 @@ fn conv_chunks(ctx: &mut Ctx, f: &mut FunctionBuilder, [x, w, out]: [&Tt; 3]) ->
     let win = wpc_ir::ops::Window::new(ctx.attrs(), &x.shape[2..], &w.shape[2..])?;
     let groups = wpc_ir::ops::params::conv_group(ctx.attrs())?;
     // Treat 1-D as 2-D with height 1.
-    let two = |v: &[usize], fill: usize| {
-        if v.len() == 1 {
-            [fill, v[0]]
-        } else {
-            [v[0], v[1]]
-        }
-    };
-    let one = Expr::constant(1);
-    let [ih, iw] = match &x.dims[2..] {
-        [w] => [one.clone(), w.clone()],
-        d => [d[0].clone(), d[1].clone()],
-    };
-    let [oh, ow] = match &out.dims[2..] {
-        [w] => [one.clone(), w.clone()],
-        d => [d[0].clone(), d[1].clone()],
-    };
-    let [kh, kw] = two(&w.shape[2..], 1);
-    let [sh, sw] = two(&win.strides, 1);
-    let [dh, dw] = two(&win.dilations, 1);
-    let [ph, pw] = two(&win.pads[..spatial], 0);
+    let [ih, iw] = hw(&x.dims[2..], Expr::constant(1));
+    let [oh, ow] = hw(&out.dims[2..], Expr::constant(1));
+    let [kh, kw] = hw(&w.shape[2..], 1);
+    let [sh, sw] = hw(&win.strides, 1);
+    let [dh, dw] = hw(&win.dilations, 1);
+    let [ph, pw] = hw(&win.pads[..spatial], 0);
     let cin = sizes::fixed(&x.dims[1], "Conv input channels")?;
     let cout = w.shape[0];
     let (cg, mg) = (cin / groups, cout / groups);

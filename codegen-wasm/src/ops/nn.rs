@@ -12,12 +12,13 @@ use crate::lower::Ctx;
 use crate::sizes::{self, Size, Sizes};
 use wpc_ir::sym::Expr;
 
-/// Spatial dims as (height, width), a 1-D axis being width with height 1.
-fn hw(v: &[usize], fill: usize) -> [usize; 2] {
+/// Spatial dims (sizes, or a window's parameters) as (height, width), a
+/// 1-D axis being width with `fill` for height.
+pub(super) fn hw<T: Clone>(v: &[T], fill: T) -> [T; 2] {
     match v {
-        [w] => [fill, *w],
-        [h, w] => [*h, *w],
-        _ => [fill, fill],
+        [w] => [fill, w.clone()],
+        [h, w] => [h.clone(), w.clone()],
+        _ => [fill.clone(), fill],
     }
 }
 
@@ -46,15 +47,8 @@ pub fn pool(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let is_max = ctx.node.op == "MaxPool";
     let include_pad = params.count_include_pad;
     // The planes and image sizes may be dynamic; the window is compiled in.
-    let one = Expr::constant(1);
-    let [ih, iw] = match &x.dims[2..] {
-        [w] => [one.clone(), w.clone()],
-        d => [d[0].clone(), d[1].clone()],
-    };
-    let [oh, ow] = match &out.dims[2..] {
-        [w] => [one.clone(), w.clone()],
-        d => [d[0].clone(), d[1].clone()],
-    };
+    let [ih, iw] = hw(&x.dims[2..], Expr::constant(1));
+    let [oh, ow] = hw(&out.dims[2..], Expr::constant(1));
     let [kh, kw] = hw(kernel, 1);
     let [sh, sw] = hw(&win.strides, 1);
     let [dh, dw] = hw(&win.dilations, 1);

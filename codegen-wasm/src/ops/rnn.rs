@@ -436,6 +436,7 @@ pub fn recurrent(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
             init_state(&mut b, mem, &layout, c0, cs);
         }
         let gr = Gemm {
+            // Each group's rows ([`Group::gemm`]).
             m: Size::Const(0),
             n: rec_n,
             k: hidden,
@@ -451,6 +452,7 @@ pub fn recurrent(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
             tail: None,
         };
         let gh2 = Gemm {
+            // Each group's rows ([`Group::gemm`]).
             m: Size::Const(0),
             n: hidden,
             k: hidden,
