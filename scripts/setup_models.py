@@ -37,6 +37,12 @@ The manifest's `dynamic` list names the groups of cases that share one
 model with dims left to run time, and the `--dim` sizes to compile it
 with (a range leaves the dim to run time): one bundle must match
 onnxruntime on every case of its group.
+* The dynamic BERT export with its MatMul weights quantized by
+  onnxruntime's own weight-only quantizer (`MatMulNBitsQuantizer`:
+  `com.microsoft` MatMulNBits, blocks of 32) at 4 bits with zero points,
+  8 bits symmetric and 2 bits (`bert_ort_q4`, `bert_ort_q8_sym`,
+  `bert_ort_q2`): models quantized the way users quantize them, whose
+  oracle is onnxruntime running the same packed weights.
 * Small recurrent layers (GRU both ways of resetting, RNN, LSTM with
   peepholes) with seeded random weights: the conformance cases use uniform
   weights, under which every hidden unit computes the same thing, so they
@@ -176,13 +182,25 @@ def add_recurrent_cases(out, cases):
         add_case(out, cases, name, path)
 
 
+def ort_quantized(src, dst, bits, symmetric):
+    """`src` with its MatMul weights quantized by onnxruntime's
+    MatMulNBits quantizer (round to nearest, blocks of 32)."""
+    from onnxruntime.quantization import matmul_nbits_quantizer as mnq
+
+    kinds = dict(op_types_to_quantize=("MatMul",), quant_axes=(("MatMul", 0),))
+    config = mnq.DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=symmetric, bits=bits, **kinds)
+    q = mnq.MatMulNBitsQuantizer(onnx.load(src), bits=bits, block_size=32, is_symmetric=symmetric, algo_config=config, **kinds)
+    q.process()
+    onnx.save(q.model.model, dst)
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2
     out = sys.argv[1]
     # Bump the set's version when the list of models changes.
-    stamp = f"set 9, onnx {onnx.__version__}, onnxruntime {ort.__version__}"
+    stamp = f"set 10, onnx {onnx.__version__}, onnxruntime {ort.__version__}"
     manifest = os.path.join(out, "manifest.json")
     if os.path.exists(manifest) and json.load(open(manifest)).get("made_with") == stamp:
         print(f"real models already prepared in {out}")
@@ -210,6 +228,10 @@ def main():
     for seq in (128, 37):
         feeds = bert_encoder.feeds_for(True, seq)
         add_case(out, cases, f"bert_dynamic_s{seq}", dynamic_path, feeds=feeds)
+    for name, bits, symmetric in (("bert_ort_q4", 4, False), ("bert_ort_q8_sym", 8, True), ("bert_ort_q2", 2, False)):
+        path = os.path.join(out, f"{name}.onnx")
+        ort_quantized(dynamic_path, path, bits, symmetric)
+        add_case(out, cases, name, path, feeds=bert_encoder.feeds_for(True, 37))
     mobilenet_path = os.path.join(out, "mobilenet_v3.onnx")
     add_case(out, cases, "mobilenet_v3", mobilenet_path, feeds=mobilenet_v3.mobilenet_v3(mobilenet_path))
     mobilenet_dynamic = os.path.join(out, "mobilenet_dynamic.onnx")

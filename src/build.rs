@@ -50,6 +50,7 @@ pub struct Build {
     out: Option<PathBuf>,
     force: bool,
     cargo_directives: bool,
+    precision: Option<wpc_passes::quant::Precision>,
 }
 
 /// A bundle written by [`Build::compile`].
@@ -70,6 +71,8 @@ pub struct Built {
     /// What the per-variant passes did for each backend
     /// ([`crate::compile::Compiled::passes`]).
     pub passes: Vec<wpc_passes::backend::VariantPasses>,
+    /// What weight quantization did ([`Build::precision`]).
+    pub quant: Option<wpc_passes::quant::QuantReport>,
 }
 
 impl Build {
@@ -88,7 +91,16 @@ impl Build {
             out: None,
             force: false,
             cargo_directives: true,
+            precision: None,
         }
+    }
+
+    /// Quantizes weights: which layers get how many bits
+    /// (`wpc_passes::quant::Precision`: uniform, or parsed from a RON
+    /// precision map).
+    pub fn precision(mut self, precision: wpc_passes::quant::Precision) -> Build {
+        self.precision = Some(precision);
+        self
     }
 
     /// A shipped target profile (`wpc targets` lists them).
@@ -198,6 +210,7 @@ impl Build {
         options.demote_f64 = self.demote_f64;
         options.fuse = self.fuse;
         options.js_runtime = self.js_runtime;
+        options.precision = self.precision;
         for (name, path) in &self.frozen {
             options.freeze_file(name, path)?;
             inputs.push(path.clone());
@@ -218,6 +231,7 @@ impl Build {
             skipped: compiled.skipped,
             defaulted: compiled.defaulted,
             passes: compiled.passes,
+            quant: compiled.quant,
         })
     }
 }

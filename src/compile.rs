@@ -57,6 +57,9 @@ pub struct Options {
     /// Put a copy of the JS runtime into the bundle, under `runtime/`
     /// (default), so a page needs nothing else.
     pub js_runtime: bool,
+    /// Quantize weights (`passes::quant`): which layers get how many
+    /// bits. `None`: weights stay float32.
+    pub precision: Option<wpc_passes::quant::Precision>,
 }
 
 /// Whether a backend's variant is built.
@@ -97,6 +100,7 @@ impl Options {
             wasm,
             wasm_isas: None,
             js_runtime: true,
+            precision: None,
         }
     }
 
@@ -136,6 +140,8 @@ pub struct Compiled {
     pub passes: Vec<VariantPasses>,
     /// The external data files the model's weights came from.
     pub external_data: Vec<std::path::PathBuf>,
+    /// What weight quantization did, when asked for.
+    pub quant: Option<wpc_passes::quant::QuantReport>,
 }
 
 /// Bytes (a blob or a shard) and the variants that read them.
@@ -404,6 +410,9 @@ pub fn prepare(model: &Model, options: &Options) -> wpc_ir::Result<Model> {
     wpc_passes::bind::freeze_inputs(&mut bound, &options.frozen)?;
     bind_inputs(&mut bound, &options.dims, &options.input_shapes)?;
     wpc_passes::optimize(&mut bound)?;
+    if let Some(p) = &options.precision {
+        wpc_passes::quant::quantize_weights(&mut bound, p)?;
+    }
     Ok(bound)
 }
 
@@ -460,6 +469,10 @@ pub fn compile_model_report(
         Some(budget),
     )?;
     wpc_passes::optimize(&mut bound)?;
+    let quant = match &options.precision {
+        Some(p) => Some(wpc_passes::quant::quantize_weights(&mut bound, p)?),
+        None => None,
+    };
     let g = &bound.graph;
     for (info, &v) in inputs
         .iter_mut()
@@ -612,6 +625,7 @@ pub fn compile_model_report(
         skipped,
         passes,
         external_data: model.external_data.clone(),
+        quant,
     })
     .and_then(|c| {
         // What wpc writes, wpc must read back: the same checks as

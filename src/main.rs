@@ -164,6 +164,45 @@ struct BindArgs {
     /// build, or to rule both out when a result looks wrong).
     #[arg(long)]
     no_fuse: bool,
+    /// Quantize the weights of MatMul, Gemm and embedding lookups
+    /// (weight-only: activations stay float32) to int8, int4, int3 or
+    /// int2 codes with a float16 scale and a zero point per group; f32
+    /// leaves them as they are (overriding a --precision map's default).
+    #[arg(long, value_enum, value_name = "BITS")]
+    weights: Option<WeightBits>,
+    /// Values per scale along the reduction axis when quantizing: a power
+    /// of two from 16 to 1024 (default 64; smaller is more accurate and
+    /// larger).
+    #[arg(long, value_name = "N")]
+    group: Option<usize>,
+    /// A precision map (RON): bits, group and method per layer, by node
+    /// name, weight name or op pattern, first match wins (examples in
+    /// examples/precision/). --weights and --group replace its default.
+    #[arg(long, value_name = "FILE.ron")]
+    precision: Option<PathBuf>,
+}
+
+/// What `--weights` quantizes to.
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
+enum WeightBits {
+    Int8,
+    Int4,
+    Int3,
+    Int2,
+    F32,
+}
+
+impl WeightBits {
+    /// Bits per weight; `None` for float32.
+    fn bits(self) -> Option<u32> {
+        match self {
+            WeightBits::Int8 => Some(8),
+            WeightBits::Int4 => Some(4),
+            WeightBits::Int3 => Some(3),
+            WeightBits::Int2 => Some(2),
+            WeightBits::F32 => None,
+        }
+    }
 }
 
 /// [`BindArgs`], parsed: each name given once.
@@ -173,6 +212,10 @@ struct Binding {
     frozen: Vec<(String, PathBuf)>,
     demote_f64: bool,
     fuse: bool,
+    /// The precision map `--weights`, `--group` and `--precision` give,
+    /// and the first of those flags given (for messages).
+    precision: Option<wpc::passes::quant::Precision>,
+    quant_flag: Option<&'static str>,
 }
 
 impl BindArgs {
@@ -193,7 +236,40 @@ impl BindArgs {
             frozen,
             demote_f64: self.demote_f64,
             fuse: !self.no_fuse,
+            precision: self.precision()?,
+            quant_flag: [
+                (self.weights.is_some(), "--weights"),
+                (self.precision.is_some(), "--precision"),
+                (self.group.is_some(), "--group"),
+            ]
+            .into_iter()
+            .find_map(|(given, flag)| given.then_some(flag)),
         })
+    }
+
+    fn precision(&self) -> Result<Option<wpc::passes::quant::Precision>> {
+        use wpc::passes::quant::{Precision, Setting};
+        if let Some(g) = self.group {
+            wpc::passes::quant::precision::check_group(g).context("--group")?;
+        }
+        let map = match &self.precision {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the precision map {}", path.display()))?;
+                Precision::parse(&text, &path.display().to_string())?
+            }
+            None if self.weights.is_none() => {
+                if self.group.is_some() {
+                    bail!("--group sets the quantization group: give --weights (e.g. --weights int4) or --precision too");
+                }
+                return Ok(None);
+            }
+            None => Precision::uniform(Setting::DEFAULT),
+        };
+        Ok(Some(map.with_overrides(
+            self.weights.map(WeightBits::bits),
+            self.group,
+        )))
     }
 }
 
@@ -204,6 +280,7 @@ impl Binding {
         options.input_shapes = self.input_shapes.iter().cloned().collect();
         options.demote_f64 = self.demote_f64;
         options.fuse = self.fuse;
+        options.precision = self.precision.clone();
         for (name, path) in &self.frozen {
             options.freeze_file(name, path)?;
         }
@@ -229,6 +306,8 @@ impl Binding {
             Some("--demote-f64")
         } else if !self.fuse {
             Some("--no-fuse")
+        } else if self.quant_flag.is_some() {
+            self.quant_flag
         } else {
             None
         }
@@ -297,6 +376,11 @@ enum Command {
         /// fired, the ops it put in, what fused, nodes before and after.
         #[arg(long)]
         explain: bool,
+        /// With --weights or --precision: list every quantizable layer
+        /// with its bits, group, how its scales were chosen, its bytes
+        /// and its weight error (relative, against rounding's).
+        #[arg(long)]
+        report: bool,
     },
     /// Run a model (.onnx: on the reference interpreter, or compiled on the
     /// fly for --backend) or a bundle directory (its first variant, or
@@ -518,14 +602,18 @@ fn dispatch(cli: Cli) -> Result<()> {
             bind,
             no_js_runtime,
             explain,
+            report,
         } => compile(
             &model,
             &target,
             output,
             force,
             &bind,
-            no_js_runtime,
-            explain,
+            Reports {
+                js_runtime: !no_js_runtime,
+                explain,
+                quant: report,
+            },
         ),
         Command::Run {
             model,
@@ -747,9 +835,13 @@ fn compile(
     output: Option<PathBuf>,
     force: bool,
     bind: &BindArgs,
-    no_js_runtime: bool,
-    explain: bool,
+    reports: Reports,
 ) -> Result<()> {
+    let Reports {
+        js_runtime,
+        explain,
+        quant: report,
+    } = reports;
     let out = output.unwrap_or_else(|| model.with_extension("wpc"));
     let binding = bind.parse()?;
     let mut build = wpc::build::Build::new(model)
@@ -758,7 +850,10 @@ fn compile(
         .force(force)
         .demote_f64(binding.demote_f64)
         .fuse(binding.fuse)
-        .js_runtime(!no_js_runtime);
+        .js_runtime(js_runtime);
+    if let Some(p) = &binding.precision {
+        build = build.precision(p.clone());
+    }
     build = match &target.target_file {
         Some(path) => build.target_file(path),
         None => build.target(&target.target),
@@ -829,13 +924,16 @@ fn compile(
         };
         say!("  dim {} runs at {}..{} ({how})", d.name, d.min, d.max);
     }
+    if let Some(q) = &built.quant {
+        report_quant(q, report);
+    }
     for passes in &built.passes {
         report_passes(passes, explain);
     }
     for (name, why) in &built.skipped {
         say!("  {name}: left out: {why}");
     }
-    if !no_js_runtime {
+    if js_runtime {
         let runtime = wpc::runtime::js::DIR;
         let bytes: usize = wpc::runtime::js::FILES.iter().map(|(_, t)| t.len()).sum();
         say!(
@@ -845,6 +943,63 @@ fn compile(
         );
     }
     Ok(())
+}
+
+/// What `wpc compile` writes and says besides the bundle.
+struct Reports {
+    /// Copy the JS runtime into the bundle.
+    js_runtime: bool,
+    /// `--explain`: the per-variant passes in detail.
+    explain: bool,
+    /// `--report`: every quantized layer.
+    quant: bool,
+}
+
+/// Says what weight quantization did: a summary, and with `--report`
+/// every layer.
+fn report_quant(q: &wpc::passes::quant::QuantReport, every_layer: bool) {
+    let (float, stored) = q.bytes();
+    let quantized = q.layers.iter().filter(|l| l.setting.bits.is_some()).count();
+    say!(
+        "  weights: {quantized} of {} layers quantized, {} -> {} bytes ({:.3} of float16)",
+        q.layers.len(),
+        float,
+        stored,
+        stored as f64 / (float as f64 / 2.0).max(1.0)
+    );
+    if !every_layer {
+        return;
+    }
+    say!(
+        "    {:<48} {:<20} {:>11} {:>4} {:>5} {:>9} {:>9} {:>9}  method",
+        "layer",
+        "op",
+        "shape",
+        "bits",
+        "group",
+        "bytes",
+        "error",
+        "rounding"
+    );
+    for l in &q.layers {
+        let s = &l.setting;
+        let (bits, group, method) = match s.bits {
+            Some(b) => (b.to_string(), s.group.to_string(), s.method.name()),
+            None => ("f32".into(), "-".into(), "kept"),
+        };
+        let err = |e: Option<f64>| e.map_or("-".into(), |e| format!("{e:.4}"));
+        say!(
+            "    {:<48} {:<20} {:>11} {:>4} {:>5} {:>9} {:>9} {:>9}  {method}",
+            l.node,
+            l.op,
+            format!("{}x{}", l.shape[0], l.shape[1]),
+            bits,
+            group,
+            l.bytes,
+            err(l.error),
+            err(l.rounding_error)
+        );
+    }
 }
 
 /// The `--input` tensors read from files, and what their shapes say.

@@ -16,7 +16,10 @@ pub fn validate(label: &str, source: &str) -> Result<()> {
     })?;
     naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::empty(),
+        // `pack2x16float`/`unpack2x16float` are core WGSL (browsers and
+        // wgpu's native backends have them); naga gates them only because
+        // some GLSL ES targets lack them.
+        naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32,
     )
     .validate(&module)
     .map_err(|e| {

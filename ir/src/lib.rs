@@ -21,6 +21,8 @@ pub mod graph;
 pub mod interp;
 pub mod onnx;
 pub mod ops;
+pub mod packed;
+pub mod quantize;
 pub mod shape;
 pub mod sym;
 pub mod testing;

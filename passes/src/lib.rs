@@ -36,6 +36,7 @@ pub mod dce;
 pub mod fold_batch_norm;
 pub mod fuse;
 pub mod inline_if;
+pub mod quant;
 pub mod rewrite;
 pub mod shape_inference;
 pub mod static_shapes;

@@ -11,6 +11,7 @@ pub mod loss;
 pub mod matmul;
 pub mod movement;
 pub mod nn;
+pub mod quant;
 pub mod reduce;
 pub mod resize;
 pub mod rnn;
@@ -44,6 +45,13 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
         return match op {
             wpc_ir::ops::fused::FUSED_ELEMENTWISE => Some(fused::fused),
             wpc_ir::ops::fused::FUSED_EPILOGUE => Some(fused::fused_epilogue),
+            _ => None,
+        };
+    }
+    if domain == wpc_ir::ops::quant::MICROSOFT {
+        return match op {
+            "MatMulNBits" => Some(quant::matmul_nbits),
+            "GatherBlockQuantized" => Some(quant::gather_block_quantized),
             _ => None,
         };
     }
@@ -118,6 +126,9 @@ pub fn handles_dynamic_sizes(domain: &str, op: &str) -> bool {
         // An epilogue's anchor is checked when it is lowered.
         return op == wpc_ir::ops::fused::FUSED_ELEMENTWISE
             || op == wpc_ir::ops::fused::FUSED_EPILOGUE;
+    }
+    if domain == wpc_ir::ops::quant::MICROSOFT {
+        return matches!(op, "MatMulNBits" | "GatherBlockQuantized");
     }
     let default_domain = domain.is_empty() || domain == "ai.onnx";
     default_domain

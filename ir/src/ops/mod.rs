@@ -17,7 +17,7 @@ mod misc;
 mod movement;
 mod nn;
 pub mod params;
-mod quant;
+pub mod quant;
 mod reduce;
 mod resize;
 mod rnn;
@@ -92,6 +92,11 @@ impl OpDef {
             steering: inputs,
             ..self
         }
+    }
+
+    /// This op in `domain` instead of the default one.
+    pub fn in_domain(self, domain: &'static str) -> OpDef {
+        OpDef { domain, ..self }
     }
 
     /// This op as an [`OpClass::Pointwise`] one.

@@ -1,7 +1,12 @@
 //! Linear (de)quantisation and the QLinear ops built on it.
 
 use super::util::{norm_axis, round_half_even, unravel};
+use super::infer::InferCtx;
+use super::params::{GatherBlockQuantized, MatMulNBits};
 use super::{EvalCtx, OpDef, op};
+use crate::graph::ValueType;
+use crate::packed::{Layout, Weight, ZeroPoints};
+use crate::shape::{Dim, Shape};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -17,8 +22,18 @@ pub(super) fn ops() -> Vec<OpDef> {
         op!("DynamicQuantizeLinear", eval_dynamic_quantize),
         op!("QLinearMatMul", eval_qlinear_matmul),
         op!("QLinearConv", eval_qlinear_conv),
+        op!("MatMulNBits", eval_matmul_nbits, infer_matmul_nbits).in_domain(MICROSOFT),
+        op!(
+            "GatherBlockQuantized",
+            eval_gather_block_quantized,
+            infer_gather_block_quantized
+        )
+        .in_domain(MICROSOFT),
     ]
 }
+
+/// The domain of ONNX Runtime's contrib ops.
+pub const MICROSOFT: &str = "com.microsoft";
 
 /// For each element of a tensor of `shape`, the index of its scale / zero
 /// point: one per tensor, one per slice along `axis`, or one per block of
@@ -232,4 +247,176 @@ fn eval_qlinear_conv(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let y = super::lookup("", "Conv").expect("Conv is registered");
     let y = (y.eval)(&inner)?.remove(0);
     Ok(vec![requantize(c, &y, 6)?])
+}
+
+/// The packed weight of a `MatMulNBits` or `GatherBlockQuantized` node:
+/// its codes, scales and zero points at inputs `[codes, scales, zeros]`.
+fn packed_weight<'a>(
+    c: &EvalCtx<'a>,
+    layout: Layout,
+    [codes, scales, zeros]: [usize; 3],
+    zeros_f32: &'a mut Vec<f32>,
+) -> Result<Weight<'a>> {
+    let bytes = c.input(codes)?;
+    let b = bytes
+        .as_slice::<u8>()
+        .ok_or_else(|| Error::invalid(format!("packed codes must be uint8, got {}", bytes.dtype())))?;
+    layout.check(b.len())?;
+    let scales = c.input(scales)?;
+    let groups = layout.rows * layout.blocks();
+    if scales.len() != groups {
+        bail!(
+            "scales have {} elements, expected {groups} ({} rows of {} blocks)",
+            scales.len(),
+            layout.rows,
+            layout.blocks()
+        );
+    }
+    let zero_points = match c.opt_input(zeros) {
+        None => ZeroPoints::Default,
+        Some(z) if z.dtype() == DType::U8 => {
+            let expect = layout.rows * layout.zero_point_row_bytes();
+            if z.len() != expect {
+                bail!("packed zero points have {} bytes, expected {expect}", z.len());
+            }
+            ZeroPoints::Packed(z.as_slice::<u8>().expect("checked uint8"))
+        }
+        Some(z) if z.dtype().is_float() && z.len() == groups => {
+            *zeros_f32 = z.to_f32s();
+            ZeroPoints::Float(zeros_f32)
+        }
+        Some(z) => bail!(
+            "zero points must be packed uint8 codes or one float per block, got {} of {}",
+            z.len(),
+            z.dtype()
+        ),
+    };
+    Ok(Weight {
+        layout,
+        codes: b,
+        scales: scales.to_f32s(),
+        zero_points,
+        groups: None,
+    })
+}
+
+/// `Y = A · dequantize(B)ᵀ (+ bias)`, one row of `B` dequantized at a time.
+fn eval_matmul_nbits(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let p = MatMulNBits::of(c.attrs())?;
+    let a = c.input(0)?;
+    if a.shape().last() != Some(&p.k) {
+        bail!("A of shape {:?} does not end in K={}", a.shape(), p.k);
+    }
+    let mut zf = Vec::new();
+    let mut w = packed_weight(c, p.layout(), [1, 2, 3], &mut zf)?;
+    if let Some(g) = c.opt_input(4) {
+        let g = g.to_i64s();
+        let blocks = p.layout().blocks() as i64;
+        if g.len() != p.k || g.iter().any(|&b| !(0..blocks).contains(&b)) {
+            bail!("g_idx must give each of the K={} values a block below {blocks}", p.k);
+        }
+        w.groups = Some(g.iter().map(|&b| b as usize).collect());
+    }
+    let bias = c.opt_input(5).map(Tensor::to_f32s);
+    if bias.as_ref().is_some_and(|b| b.len() != p.n) {
+        bail!("bias must have N={} elements", p.n);
+    }
+    let av = a.to_f32s();
+    let m = av.len() / p.k;
+    let mut y = vec![0f32; m * p.n];
+    // Panels of PANEL rows of B, dequantized into a `[K, PANEL]` block
+    // for the blocked GEMM: the float weight never exists whole.
+    const PANEL: usize = 64;
+    let mut row = vec![0f32; p.k];
+    let mut panel = vec![0f32; p.k * PANEL];
+    let mut out = vec![0f32; m * PANEL];
+    for n0 in (0..p.n).step_by(PANEL) {
+        let width = PANEL.min(p.n - n0);
+        for j in 0..width {
+            w.row_into(n0 + j, &mut row);
+            for (kk, &v) in row.iter().enumerate() {
+                panel[kk * width + j] = v;
+            }
+        }
+        out[..m * width].fill(0.0);
+        super::matmul::gemm_acc(m, p.k, width, &av, &panel[..p.k * width], &mut out[..m * width]);
+        for i in 0..m {
+            for j in 0..width {
+                let b = bias.as_ref().map_or(0.0, |b| b[n0 + j]);
+                y[i * p.n + n0 + j] = out[i * width + j] + b;
+            }
+        }
+    }
+    let mut shape = a.shape().to_vec();
+    *shape.last_mut().expect("rank checked") = p.n;
+    Ok(vec![Tensor::from_f64s(
+        a.dtype(),
+        shape,
+        y.into_iter().map(f64::from),
+    )])
+}
+
+fn infer_matmul_nbits(c: &InferCtx) -> Result<Vec<ValueType>> {
+    let p = MatMulNBits::of(&c.node.attrs)?;
+    let shape = match c.dims(0) {
+        Some(d) if !d.is_empty() => {
+            let mut d = d.to_vec();
+            *d.last_mut().expect("non-empty") = Dim::Known(p.n);
+            Shape(Some(d))
+        }
+        _ => Shape::unknown(),
+    };
+    Ok(vec![ValueType {
+        dtype: c.dtype(0),
+        shape,
+    }])
+}
+
+/// Rows of a packed `[V, row_bytes]` table at `indices`, dequantized.
+fn eval_gather_block_quantized(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let p = GatherBlockQuantized::of(c.attrs())?;
+    let data = c.input(0)?;
+    if data.rank() != 2 {
+        unsupported!("GatherBlockQuantized of a rank-{} table (wpc takes 2-D tables)", data.rank());
+    }
+    let layout = p.layout(data.shape()[0], data.shape()[1])?;
+    let mut zf = Vec::new();
+    let w = packed_weight(c, layout, [0, 2, 3], &mut zf)?;
+    let indices = c.input(1)?;
+    let rows = layout.rows as i64;
+    let mut out = Vec::with_capacity(indices.len() * layout.k);
+    let mut row = vec![0f32; layout.k];
+    for i in indices.to_i64s() {
+        let r = if i < 0 { i + rows } else { i };
+        if !(0..rows).contains(&r) {
+            bail!("index {i} is out of range for a table of {rows} rows");
+        }
+        w.row_into(r as usize, &mut row);
+        out.extend(row.iter().map(|&v| f64::from(v)));
+    }
+    let mut shape = indices.shape().to_vec();
+    shape.push(layout.k);
+    Ok(vec![Tensor::from_f64s(c.input(2)?.dtype(), shape, out)])
+}
+
+fn infer_gather_block_quantized(c: &InferCtx) -> Result<Vec<ValueType>> {
+    let p = GatherBlockQuantized::of(&c.node.attrs)?;
+    let k = c
+        .dims(0)
+        .and_then(|d| d.get(1).and_then(Dim::known))
+        .map(|bytes| p.layout(0, bytes))
+        .transpose()?
+        .map(|l| l.k);
+    let shape = match (c.dims(1), k) {
+        (Some(d), Some(k)) => {
+            let mut d = d.to_vec();
+            d.push(Dim::Known(k));
+            Shape(Some(d))
+        }
+        _ => Shape::unknown(),
+    };
+    Ok(vec![ValueType {
+        dtype: c.dtype(2),
+        shape,
+    }])
 }

@@ -1,0 +1,243 @@
+//! Packed low-bit weights (`MatMulNBits`, `GatherBlockQuantized`): codes,
+//! scales and zero points stay packed on the device as `u32` words (the
+//! format of `wpc_ir::packed`) and are dequantized in registers; no float
+//! copy of a weight exists in device memory.
+
+use std::fmt::Write;
+
+use wpc_bundle::device_data::Word;
+use wpc_ir::ops::params::{GatherBlockQuantized, MatMulNBits};
+use wpc_ir::packed::{self, Layout};
+use wpc_ir::sym::Expr;
+use wpc_ir::{DType, Error, Result, Tensor};
+
+use super::require_f32;
+use crate::kernel::Kernel;
+use crate::lower::{Arg, Ctx, Launch, Lowered};
+
+/// Rows of the output one `MatMulNBits` thread computes, so each code is
+/// unpacked once for that many rows of `A`.
+const ROWS_PER_THREAD: usize = 4;
+
+/// The WGSL that reads a packed weight: `code_at(bit)`, `scale_of(group)`
+/// and `zero_of(row, block)` over the bindings `codes`, `scales` and
+/// `zeros`, and the derived constants (as `u32` words) they bind.
+struct Reader {
+    decls: String,
+    consts: Vec<Tensor>,
+    has_zeros: bool,
+}
+
+/// A `bits`-wide code at bit `at` of binding `array`: a 3-bit (5-, 6-,
+/// 7-bit) code may straddle two words, which the padding word of
+/// [`packed::words`] keeps in bounds.
+fn extract(name: &str, array: &str, bits: u32) -> String {
+    let mask = (1u32 << bits) - 1;
+    let straddle = if 32 % bits == 0 {
+        String::new()
+    } else {
+        format!("    if (s > {}u) {{ v = v | ({array}[w + 1u] << (32u - s)); }}\n", 32 - bits)
+    };
+    format!(
+        "fn {name}(at: u32) -> u32 {{\n    let w = at >> 5u;\n    let s = at & 31u;\n    var v = {array}[w] >> s;\n{straddle}    return v & {mask}u;\n}}\n"
+    )
+}
+
+fn words_of(bytes: &[u8]) -> Tensor {
+    let w = packed::words(bytes);
+    Tensor::from_vec(vec![w.len()], w)
+}
+
+impl Reader {
+    /// For a weight whose codes, scales and zero points are the node's
+    /// inputs `[codes, scales, zeros]`.
+    fn new(ctx: &Ctx, layout: &Layout, [codes, scales, zeros]: [usize; 3]) -> Result<Reader> {
+        let code_bytes = ctx.constant(codes)?;
+        let code_bytes = code_bytes
+            .as_slice::<u8>()
+            .ok_or_else(|| Error::unsupported("packed codes that are not uint8"))?;
+        layout.check(code_bytes.len())?;
+        let s = ctx.constant(scales)?;
+        let mut decls = extract("code_at", "codes", layout.bits);
+        let scale = match s.dtype() {
+            DType::F32 => "bitcast<f32>(scales[g])",
+            DType::F16 => "unpack2x16float(scales[g >> 1u])[g & 1u]",
+            other => return Err(Error::unsupported(format!("{other} scales"))),
+        };
+        let _ = writeln!(decls, "fn scale_of(g: u32) -> f32 {{ return {scale}; }}");
+        let mut consts = vec![words_of(code_bytes), words_of(&s.to_le_bytes())];
+        // The body of `zero_of(r, b)`.
+        let zero = match ctx.opt_constant(zeros) {
+            None if ctx.has_input(zeros) => {
+                return Err(Error::unsupported("zero points that are not constants"));
+            }
+            None => format!("return {}.0;", layout.default_zero_point()),
+            Some(z) if z.dtype() == DType::U8 => {
+                decls.push_str(&extract("zero_code_at", "zeros", layout.bits));
+                consts.push(words_of(z.as_slice::<u8>().expect("uint8")));
+                format!(
+                    "return f32(zero_code_at(r * {}u + b * {}u));",
+                    layout.zero_point_row_bytes() * 8,
+                    layout.bits
+                )
+            }
+            Some(z) => {
+                let read = match z.dtype() {
+                    DType::F32 => "bitcast<f32>(zeros[g])",
+                    DType::F16 => "unpack2x16float(zeros[g >> 1u])[g & 1u]",
+                    other => return Err(Error::unsupported(format!("{other} zero points"))),
+                };
+                consts.push(words_of(&z.to_le_bytes()));
+                format!("let g = r * {}u + b;\n    return {read};", layout.blocks())
+            }
+        };
+        let _ = writeln!(decls, "fn zero_of(r: u32, b: u32) -> f32 {{\n    {zero}\n}}");
+        Ok(Reader {
+            decls,
+            has_zeros: consts.len() == 3,
+            consts,
+        })
+    }
+
+    /// Binds the packed weight to `k` (after its other inputs).
+    fn bind(&self, k: &mut Kernel, args: &mut Vec<Arg>) {
+        k.input("codes", Word::U32).input("scales", Word::U32);
+        args.extend([Arg::Const(0), Arg::Const(1)]);
+        if self.has_zeros {
+            k.input("zeros", Word::U32);
+            args.push(Arg::Const(2));
+        }
+        k.decls.push_str(&self.decls);
+    }
+}
+
+/// `Y[m, n] = Σₖ A[m, k] · W[n, k] (+ bias[n])`, `W` dequantized block by
+/// block: per block the kernel sums `A·q` and `A` and applies the scale
+/// and zero point once, `s·(Σ A·q − z·Σ A)`.
+pub fn matmul_nbits(ctx: &Ctx) -> Result<Lowered> {
+    let p = MatMulNBits::of(ctx.attrs())?;
+    let a = ctx.input(0)?;
+    require_f32(ctx, a)?;
+    if ctx.has_input(4) {
+        return Err(Error::unsupported(
+            "MatMulNBits with g_idx (act-order block indices)",
+        ));
+    }
+    let layout = p.layout();
+    let reader = Reader::new(ctx, &layout, [1, 2, 3])?;
+    let (kk, nn, bits, block, blocks) = (p.k, p.n, layout.bits, layout.block, layout.blocks());
+    let r = ROWS_PER_THREAD;
+    let mut k = Kernel::new(format!("MatMulNBits {bits}-bit {:?}x{nn}", a.shape));
+    let mut args = vec![Arg::In(0)];
+    k.input("in0", Word::F32);
+    reader.bind(&mut k, &mut args);
+    let bias = ctx.has_input(5);
+    if bias {
+        k.input("bias", Word::F32);
+        args.push(Arg::In(5));
+    }
+    k.output("out0", Word::F32);
+    args.push(Arg::Out(0));
+    let m = Expr::product(&a.dims[..a.dims.len() - 1]);
+    let items = m
+        .add(&Expr::constant(r as i64 - 1))
+        .floor_div(&Expr::constant(r as i64))
+        .scale(nn as i64);
+    let mm = k.params.size(&m);
+    let plus_bias = if bias { " + bias[n]" } else { "" };
+    let store = ctx.store("(m0 + j) * NNu + n", &format!("acc[j]{plus_bias}"));
+    let body = format!(
+        "    let n = i % NNu;
+    let m0 = (i / NNu) * RRu;
+    let rows = min(RRu, {mm} - m0);
+    var arow: array<u32, RR>;
+    for (var j = 0u; j < RRu; j++) {{ arow[j] = min(m0 + j, {mm} - 1u) * KKu; }}
+    var acc: array<f32, RR>;
+    for (var b = 0u; b < BLOCKSu; b++) {{
+        let s = scale_of(n * BLOCKSu + b);
+        let z = zero_of(n, b);
+        let k0 = b * BLOCKu;
+        let k1 = min(k0 + BLOCKu, KKu);
+        var aq: array<f32, RR>;
+        var asum: array<f32, RR>;
+        var at = n * ROWBITSu + k0 * BITSu;
+        for (var kk = k0; kk < k1; kk++) {{
+            let q = f32(code_at(at));
+            at += BITSu;
+            for (var j = 0u; j < RRu; j++) {{
+                let x = in0[arow[j] + kk];
+                aq[j] += x * q;
+                asum[j] += x;
+            }}
+        }}
+        for (var j = 0u; j < RRu; j++) {{ acc[j] += s * (aq[j] - z * asum[j]); }}
+    }}
+    for (var j = 0u; j < rows; j++) {{
+        {store}
+    }}
+"
+    )
+    .replace("NN", &nn.to_string())
+    .replace("RR", &r.to_string())
+    .replace("KK", &kk.to_string())
+    .replace("BLOCKS", &blocks.to_string())
+    .replace("BLOCK", &block.to_string())
+    .replace("ROWBITS", &(layout.row_bytes * 8).to_string())
+    .replace("BITS", &bits.to_string());
+    k.one_per_item_of(&items, ctx.tuning().elementwise, ctx.max_groups(), &body);
+    Ok(Lowered::WithConsts {
+        consts: reader.consts,
+        temps: Vec::new(),
+        launches: vec![Launch { kernel: k, args }],
+    })
+}
+
+/// Rows of a packed table at the given indices, dequantized; float16
+/// output (float16 scales) is rounded to float16 as the reference does.
+pub fn gather_block_quantized(ctx: &Ctx) -> Result<Lowered> {
+    let p = GatherBlockQuantized::of(ctx.attrs())?;
+    let (data, ix, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
+    let [rows, row_bytes] = data.shape[..] else {
+        return Err(Error::unsupported("GatherBlockQuantized of a table that is not 2-D"));
+    };
+    let layout = p.layout(rows, row_bytes)?;
+    let reader = Reader::new(ctx, &layout, [0, 2, 3])?;
+    let mut k = Kernel::new(format!("GatherBlockQuantized {}-bit {:?}", layout.bits, out.shape));
+    let mut args = vec![Arg::In(1)];
+    k.input("in1", ix.word);
+    reader.bind(&mut k, &mut args);
+    k.output("out0", Word::F32);
+    args.push(Arg::Out(0));
+    let index = match ix.word {
+        Word::I32 => "in1[p]",
+        _ => "i32(in1[p])",
+    };
+    let value = "(f32(code_at(r * ROWBITSu + kk * BITSu)) - zero_of(r, b)) * scale_of(r * BLOCKSu + b)";
+    let value = if out.dtype == DType::F16 {
+        format!("unpack2x16float(pack2x16float(vec2<f32>({value}, 0.0))).x")
+    } else {
+        value.to_string()
+    };
+    let body = format!(
+        "    let p = i / KKu;
+    let kk = i % KKu;
+    var idx = {index};
+    if (idx < 0) {{ idx = idx + ROWS; }}
+    let r = u32(clamp(idx, 0, ROWS - 1));
+    let b = kk / BLOCKu;
+    out0[i] = {value};
+"
+    )
+    .replace("KK", &layout.k.to_string())
+    .replace("ROWBITS", &(layout.row_bytes * 8).to_string())
+    .replace("ROWS", &rows.to_string())
+    .replace("BLOCKS", &layout.blocks().to_string())
+    .replace("BLOCK", &layout.block.to_string())
+    .replace("BITS", &layout.bits.to_string());
+    k.one_per_item_of(&out.numel_of(), ctx.tuning().elementwise, ctx.max_groups(), &body);
+    Ok(Lowered::WithConsts {
+        consts: reader.consts,
+        temps: Vec::new(),
+        launches: vec![Launch { kernel: k, args }],
+    })
+}

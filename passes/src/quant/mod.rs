@@ -1,0 +1,406 @@
+//! Weight-only quantization: float32 weights of MatMul, Gemm and
+//! embedding lookups (Gather over a constant table) become 2- to 8-bit
+//! codes with a scale and zero point per group of values along the
+//! reduction axis, in the ops users' quantized models already have:
+//! `com.microsoft` `MatMulNBits` and `GatherBlockQuantized` (the storage
+//! format is `wpc_ir::packed`; how codes are chosen, `wpc_ir::quantize`).
+//! Activations stay float32; every backend dequantizes in registers.
+//!
+//! Which layer gets what is a [`Precision`]: a default and pattern rules
+//! (a RON map, or `--weights`/`--group`). The report lists, per layer,
+//! what it got, how it was chosen, its bytes and its relative weight error
+//! `‖W − Ŵ‖ / ‖W‖` (with rounding's alongside, to show what the search
+//! bought).
+
+pub mod precision;
+
+pub use precision::{Precision, Setting};
+
+use wpc_ir::ops::params::Gemm;
+use wpc_ir::ops::quant::MICROSOFT;
+use wpc_ir::packed::{self, Layout};
+use wpc_ir::quantize::{Method, quantize};
+use wpc_ir::{Attr, Attrs, DType, Graph, Model, Node, NodeId, Result, Tensor, ValueId, ValueType};
+
+/// What happened to one quantizable layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerReport {
+    pub node: String,
+    pub op: String,
+    /// `[rows, k]`: output features (or table rows) by reduction length.
+    pub shape: [usize; 2],
+    pub setting: Setting,
+    /// The rule of the map that chose the setting (`None`: its default).
+    pub rule: Option<usize>,
+    /// Bytes as float32, and as stored (codes, scales, zero points).
+    pub float_bytes: usize,
+    pub bytes: usize,
+    /// `‖W − Ŵ‖ / ‖W‖` of what is stored, and of rounding to nearest
+    /// (`None` when the layer was left in float or rounded anyway).
+    pub error: Option<f64>,
+    pub rounding_error: Option<f64>,
+}
+
+/// What [`quantize_weights`] did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct QuantReport {
+    pub layers: Vec<LayerReport>,
+}
+
+impl QuantReport {
+    /// Bytes of the quantizable weights as float32 and as stored.
+    pub fn bytes(&self) -> (usize, usize) {
+        self.layers
+            .iter()
+            .fold((0, 0), |(f, s), l| (f + l.float_bytes, s + l.bytes))
+    }
+}
+
+/// A layer the pass can quantize.
+struct Layer {
+    kind: Kind,
+    weight: ValueId,
+    /// The weight as `rows × k`, row-major (`k` the reduction axis).
+    rows: usize,
+    k: usize,
+    w: Vec<f32>,
+}
+
+enum Kind {
+    /// MatMul or Gemm: `x · Wᵀ · alpha + bias`; `absorbed` is the Add
+    /// whose constant operand became the bias.
+    Linear {
+        x: ValueId,
+        y: ValueId,
+        alpha: f32,
+        bias: Option<Vec<f32>>,
+        absorbed: Option<NodeId>,
+    },
+    /// Gather along axis 0 of a `[rows, k]` table.
+    Table { indices: ValueId, y: ValueId },
+}
+
+/// Quantizes every float32 weight `precision` gives bits to.
+pub fn quantize_weights(model: &mut Model, precision: &Precision) -> Result<QuantReport> {
+    let g = &mut model.graph;
+    let mut report = QuantReport::default();
+    let mut used = vec![false; precision.rules.len()];
+    // Collected first: the pass removes and adds nodes as it goes, and a
+    // removed node's id may be reused by a new one.
+    let candidates: Vec<NodeId> = g
+        .topo_order()?
+        .into_iter()
+        .filter(|&id| matches!(g.node(id).op.as_str(), "MatMul" | "Gemm" | "Gather"))
+        .collect();
+    for id in candidates {
+        let Some(layer) = layer_at(g, id)? else {
+            continue;
+        };
+        let node = g.node(id);
+        let names = [
+            node.name.as_str(),
+            g.value(layer.weight).name.as_str(),
+            node.op.as_str(),
+        ];
+        let (setting, rule) = precision.setting_for(&names);
+        if let Some(r) = rule {
+            used[r] = true;
+        }
+        let mut entry = LayerReport {
+            node: node.name.clone(),
+            op: node.op.clone(),
+            shape: [layer.rows, layer.k],
+            setting,
+            rule,
+            float_bytes: layer.rows * layer.k * 4,
+            bytes: layer.rows * layer.k * 4,
+            error: None,
+            rounding_error: None,
+        };
+        let Some(mut spec) = setting.spec() else {
+            report.layers.push(entry);
+            continue;
+        };
+        // A group longer than the rows is one group per row.
+        spec.block = spec.block.min(layer.k.next_power_of_two()).max(16);
+        let layout = match layer.kind {
+            Kind::Linear { .. } => Layout::blocked(layer.rows, layer.k, spec.bits, spec.block),
+            Kind::Table { .. } => {
+                if layer.k * spec.bits as usize % 8 != 0 {
+                    // GatherBlockQuantized rows are whole bytes.
+                    entry.setting.bits = None;
+                    report.layers.push(entry);
+                    continue;
+                }
+                Layout {
+                    rows: layer.rows,
+                    k: layer.k,
+                    bits: spec.bits,
+                    block: spec.block,
+                    row_bytes: layer.k * spec.bits as usize / 8,
+                }
+            }
+        };
+        let q = quantize(&layer.w, layer.rows, layer.k, &spec);
+        entry.setting.group = spec.block;
+        entry.error = Some(q.relative_error());
+        if spec.method == Method::Search {
+            let rounded = wpc_ir::quantize::Spec {
+                method: Method::Rounding,
+                ..spec
+            };
+            entry.rounding_error = Some(quantize(&layer.w, layer.rows, layer.k, &rounded).relative_error());
+        }
+        let codes = packed::pack_codes(&layout, &q.codes);
+        let blocks = layout.blocks();
+        let scale_dtype = if spec.f16_scales { DType::F16 } else { DType::F32 };
+        let scales = Tensor::from_f64s(
+            scale_dtype,
+            vec![layout.rows, blocks],
+            q.scales.iter().map(|&s| f64::from(s)),
+        );
+        let zeros = (!spec.symmetric).then(|| {
+            let z = packed::pack_zero_points(&layout, &q.zeros);
+            Tensor::from_vec(vec![layout.rows, layout.zero_point_row_bytes()], z)
+        });
+        let codes = match layer.kind {
+            Kind::Linear { .. } => Tensor::from_vec(
+                vec![layout.rows, blocks, layout.row_bytes / blocks],
+                codes,
+            ),
+            Kind::Table { .. } => Tensor::from_vec(vec![layout.rows, layout.row_bytes], codes),
+        };
+        entry.bytes = codes.len() + scales.len() * scale_dtype.size() + zeros.as_ref().map_or(0, Tensor::len);
+        let name = g.node(id).name.clone();
+        let constant = |g: &mut Graph, what: &str, t: Tensor| {
+            let v = g.add_fresh_value(&format!("{name}_{what}"), ValueType::of(&t));
+            g.constants.insert(v, t);
+            v
+        };
+        let (codes, scales) = (constant(g, "codes", codes), constant(g, "scales", scales));
+        let zeros = zeros.map(|z| constant(g, "zero_points", z));
+        match layer.kind {
+            Kind::Linear {
+                x,
+                y,
+                alpha,
+                bias,
+                absorbed,
+            } => {
+                if alpha != 1.0 {
+                    let s = g.constants.get_mut(&scales).expect("just added");
+                    *s = Tensor::from_f64s(
+                        scale_dtype,
+                        s.shape().to_vec(),
+                        s.to_f64s().iter().map(|v| v * f64::from(alpha)),
+                    );
+                }
+                let bias = bias.map(|b| constant(g, "bias", Tensor::from_vec(vec![b.len()], b)));
+                g.remove_node(id);
+                if let Some(add) = absorbed {
+                    g.remove_node(add);
+                }
+                let mut attrs = Attrs::default();
+                attrs.insert("K", Attr::Int(layer.k as i64));
+                attrs.insert("N", Attr::Int(layer.rows as i64));
+                attrs.insert("bits", Attr::Int(i64::from(spec.bits)));
+                attrs.insert("block_size", Attr::Int(spec.block as i64));
+                g.add_node(Node {
+                    name,
+                    op: "MatMulNBits".into(),
+                    domain: MICROSOFT.into(),
+                    inputs: vec![Some(x), Some(codes), Some(scales), zeros, None, bias],
+                    outputs: vec![Some(y)],
+                    attrs,
+                })?;
+            }
+            Kind::Table { indices, y } => {
+                g.remove_node(id);
+                let mut attrs = Attrs::default();
+                attrs.insert("bits", Attr::Int(i64::from(spec.bits)));
+                attrs.insert("block_size", Attr::Int(spec.block as i64));
+                // Its output has its scales' type: float16 scales give
+                // float16 rows, cast back for the graph.
+                let out = if scale_dtype == DType::F32 {
+                    y
+                } else {
+                    let ty = ValueType {
+                        dtype: Some(DType::F16),
+                        shape: g.value(y).ty.shape.clone(),
+                    };
+                    g.add_fresh_value(&format!("{name}_f16"), ty)
+                };
+                g.add_node(Node {
+                    name: name.clone(),
+                    op: "GatherBlockQuantized".into(),
+                    domain: MICROSOFT.into(),
+                    inputs: vec![Some(codes), Some(indices), Some(scales), zeros],
+                    outputs: vec![Some(out)],
+                    attrs,
+                })?;
+                if out != y {
+                    let mut attrs = Attrs::default();
+                    attrs.insert("to", Attr::Int(i64::from(DType::F32.onnx_code())));
+                    g.add_node(Node {
+                        name: format!("{name}_cast"),
+                        op: "Cast".into(),
+                        domain: String::new(),
+                        inputs: vec![Some(out)],
+                        outputs: vec![Some(y)],
+                        attrs,
+                    })?;
+                }
+            }
+        }
+        report.layers.push(entry);
+    }
+    precision.check_all_used(&used)?;
+    crate::dce::eliminate_dead_nodes(model);
+    Ok(report)
+}
+
+/// The float32 constant of `v` when it has `rank` dims.
+fn float_constant(g: &Graph, v: Option<ValueId>, rank: usize) -> Option<&Tensor> {
+    let t = g.constants.get(&v?)?;
+    (t.dtype() == DType::F32 && t.rank() == rank).then_some(t)
+}
+
+/// `w` (`[k, n]`, row-major) as `[n, k]`.
+fn transposed(w: &[f32], k: usize, n: usize) -> Vec<f32> {
+    let mut t = vec![0.0; w.len()];
+    for i in 0..k {
+        for j in 0..n {
+            t[j * k + i] = w[i * n + j];
+        }
+    }
+    t
+}
+
+/// The layer node `id` is, if the pass can quantize it.
+fn layer_at(g: &Graph, id: NodeId) -> Result<Option<Layer>> {
+    let node = g.node(id);
+    if !node.domain.is_empty() && node.domain != "ai.onnx" {
+        return Ok(None);
+    }
+    let input = |i: usize| node.inputs.get(i).copied().flatten();
+    let Some(y) = node.outputs.first().copied().flatten() else {
+        return Ok(None);
+    };
+    let layer = match node.op.as_str() {
+        "MatMul" => {
+            let (Some(x), Some(wv)) = (input(0), input(1)) else {
+                return Ok(None);
+            };
+            let Some(w) = float_constant(g, Some(wv), 2) else {
+                return Ok(None);
+            };
+            let [k, n] = [w.shape()[0], w.shape()[1]];
+            let (bias, absorbed, y) = match bias_add(g, y, n) {
+                Some((b, add, out)) => (Some(b), Some(add), out),
+                None => (None, None, y),
+            };
+            Layer {
+                kind: Kind::Linear {
+                    x,
+                    y,
+                    alpha: 1.0,
+                    bias,
+                    absorbed,
+                },
+                weight: wv,
+                rows: n,
+                k,
+                w: transposed(&w.to_f32s(), k, n),
+            }
+        }
+        "Gemm" => {
+            let p = Gemm::of(&node.attrs)?;
+            let (Some(x), Some(wv)) = (input(0), input(1)) else {
+                return Ok(None);
+            };
+            let Some(w) = float_constant(g, Some(wv), 2) else {
+                return Ok(None);
+            };
+            if p.trans_a {
+                return Ok(None);
+            }
+            let (k, n) = match p.trans_b {
+                true => (w.shape()[1], w.shape()[0]),
+                false => (w.shape()[0], w.shape()[1]),
+            };
+            let bias = match input(2) {
+                None => None,
+                Some(c) => {
+                    let Some(c) = g.constants.get(&c).filter(|c| c.dtype() == DType::F32) else {
+                        return Ok(None);
+                    };
+                    let v = c.to_f32s();
+                    let per_column = c.rank() <= 2 && c.shape().iter().rev().skip(1).all(|&d| d == 1);
+                    match v.len() {
+                        1 => Some(vec![v[0] * p.beta; n]),
+                        len if len == n && per_column => Some(v.iter().map(|b| b * p.beta).collect()),
+                        _ => return Ok(None),
+                    }
+                }
+            };
+            let w = w.to_f32s();
+            Layer {
+                kind: Kind::Linear {
+                    x,
+                    y,
+                    alpha: p.alpha,
+                    bias,
+                    absorbed: None,
+                },
+                weight: wv,
+                rows: n,
+                k,
+                w: if p.trans_b { w } else { transposed(&w, k, n) },
+            }
+        }
+        "Gather" => {
+            let (Some(tv), Some(indices)) = (input(0), input(1)) else {
+                return Ok(None);
+            };
+            let Some(t) = float_constant(g, Some(tv), 2) else {
+                return Ok(None);
+            };
+            if wpc_ir::ops::params::axis("Gather", &node.attrs, 2)? != 0 {
+                return Ok(None);
+            }
+            Layer {
+                kind: Kind::Table { indices, y },
+                weight: tv,
+                rows: t.shape()[0],
+                k: t.shape()[1],
+                w: t.to_f32s(),
+            }
+        }
+        _ => return Ok(None),
+    };
+    Ok((layer.rows > 0 && layer.k >= 16).then_some(layer))
+}
+
+/// Where `y` (a product with `n` columns) is read only by an `Add` of a
+/// float32 constant of `n` values along its last axis: that constant, the
+/// Add and its output, so the bias joins the quantized product.
+fn bias_add(g: &Graph, y: ValueId, n: usize) -> Option<(Vec<f32>, NodeId, ValueId)> {
+    if g.outputs.contains(&y) {
+        return None;
+    }
+    let [add] = g.consumers(y)[..] else {
+        return None;
+    };
+    let node = g.node(add);
+    if node.op != "Add" || !node.domain.is_empty() || node.inputs.len() != 2 {
+        return None;
+    }
+    let other = node.inputs.iter().flatten().find(|&&v| v != y)?;
+    let b = float_constant(g, Some(*other), 1)?;
+    let out = node.outputs.first().copied().flatten()?;
+    // The sum must keep the product's shape (the bias only broadcasts).
+    (b.len() == n && g.value(out).ty.shape == g.value(y).ty.shape).then(|| (b.to_f32s(), add, out))
+}
+
+#[cfg(test)]
+mod tests;

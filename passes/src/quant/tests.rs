@@ -1,0 +1,178 @@
+use std::collections::HashMap;
+
+use proptest::prelude::*;
+use wpc_ir::{Attr, Attrs, DType, Dim, Model, Tensor};
+
+use super::*;
+use crate::test_util::GraphBuilder;
+
+fn seeded(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+        })
+        .collect()
+}
+
+/// `x[m, k] · W[k, n] + b` as torch writes a Linear (MatMul, then Add with
+/// the bias first), beside a Gather from a `[rows, k]` table.
+fn linear_and_table(m: usize, k: usize, n: usize, rows: usize) -> Model {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", DType::F32, vec![Dim::Known(m), Dim::Known(k)]);
+    let ids = b.input("ids", DType::I64, vec![Dim::Known(3)]);
+    let w = b.constant("w", Tensor::from_vec(vec![k, n], seeded(k * n, 1)));
+    let bias = b.constant("bias", Tensor::from_vec(vec![n], seeded(n, 2)));
+    let table = b.constant("table", Tensor::from_vec(vec![rows, k], seeded(rows * k, 3)));
+    let y = b.node("MatMul", &[x, w]);
+    let y = b.node("Add", &[bias, y]);
+    let e = b.node("Gather", &[table, ids]);
+    let mut model = b.finish(&[y, e]);
+    crate::shape_inference::infer_shapes(&mut model).unwrap();
+    model
+}
+
+fn feeds(m: usize, k: usize, rows: usize) -> HashMap<String, Tensor> {
+    HashMap::from([
+        ("x".to_string(), Tensor::from_vec(vec![m, k], seeded(m * k, 9))),
+        (
+            "ids".to_string(),
+            Tensor::i64s(vec![3], vec![0, rows as i64 - 1, -1]),
+        ),
+    ])
+}
+
+fn run(model: &Model, feeds: &HashMap<String, Tensor>) -> Vec<Vec<f64>> {
+    wpc_ir::interp::run_model(model, feeds)
+        .unwrap()
+        .into_iter()
+        .map(|(_, t)| t.to_f64s())
+        .collect()
+}
+
+fn max_diff(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max)
+}
+
+fn at(bits: u32, group: usize) -> Precision {
+    Precision::uniform(Setting {
+        bits: Some(bits),
+        group,
+        ..Setting::DEFAULT
+    })
+}
+
+#[test]
+fn linear_layers_and_tables_become_packed_ops_with_their_bias() {
+    let mut model = linear_and_table(4, 64, 24, 10);
+    let f = feeds(4, 64, 10);
+    let before = run(&model, &f);
+    let report = quantize_weights(&mut model, &at(8, 32)).unwrap();
+    let ops: Vec<String> = model.graph.node_ids().map(|id| model.graph.node(id).op.clone()).collect();
+    assert!(ops.contains(&"MatMulNBits".to_string()), "{ops:?}");
+    assert!(ops.contains(&"GatherBlockQuantized".to_string()), "{ops:?}");
+    // The bias Add joined the product; the f16 rows are cast back.
+    assert!(!ops.contains(&"Add".to_string()) && ops.contains(&"Cast".to_string()), "{ops:?}");
+    assert_eq!(report.layers.len(), 2);
+    let (float, stored) = report.bytes();
+    assert_eq!(float, (64 * 24 + 10 * 64) * 4);
+    assert!(stored * 3 < float, "{stored} of {float}");
+    let after = run(&model, &f);
+    assert!(max_diff(&before[0], &after[0]) < 0.02, "{}", max_diff(&before[0], &after[0]));
+    assert!(max_diff(&before[1], &after[1]) < 0.004, "{}", max_diff(&before[1], &after[1]));
+    // Everything quantizable is quantized: a second run finds nothing.
+    assert!(quantize_weights(&mut model, &at(8, 32)).unwrap().layers.is_empty());
+}
+
+#[test]
+fn gemm_keeps_its_alpha_beta_and_transposed_weight() {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", DType::F32, vec![Dim::Known(3), Dim::Known(32)]);
+    let w = b.constant("w", Tensor::from_vec(vec![5, 32], seeded(160, 4)));
+    let c = b.constant("c", Tensor::from_vec(vec![1, 5], seeded(5, 5)));
+    let mut attrs = Attrs::default();
+    attrs.insert("transB", Attr::Int(1));
+    attrs.insert("alpha", Attr::Float(0.5));
+    attrs.insert("beta", Attr::Float(2.0));
+    let y = b.node_with("Gemm", &[x, w, c], attrs);
+    let mut model = b.finish(&[y]);
+    crate::shape_inference::infer_shapes(&mut model).unwrap();
+    let f = HashMap::from([("x".to_string(), Tensor::from_vec(vec![3, 32], seeded(96, 6)))]);
+    let before = run(&model, &f);
+    quantize_weights(&mut model, &at(8, 16)).unwrap();
+    let after = run(&model, &f);
+    assert!(max_diff(&before[0], &after[0]) < 0.01, "{:?} vs {:?}", before[0], after[0]);
+}
+
+#[test]
+fn rules_choose_bits_per_layer_and_32_keeps_float() {
+    let text = r#"(
+    default: (bits: 4),
+    layers: [
+        ("Gather", (bits: 32)),
+        ("w", (bits: 2, group: 16, symmetric: true, scales: f32)),
+    ],
+)"#;
+    let mut model = linear_and_table(2, 32, 8, 4);
+    let p = Precision::parse(text, "map.ron").unwrap();
+    let report = quantize_weights(&mut model, &p).unwrap();
+    let by_op = |op: &str| report.layers.iter().find(|l| l.op == op).unwrap();
+    assert_eq!(by_op("Gather").setting.bits, None);
+    assert_eq!(by_op("Gather").bytes, by_op("Gather").float_bytes);
+    let mm = by_op("MatMul");
+    assert_eq!((mm.setting.bits, mm.setting.group, mm.rule), (Some(2), 16, Some(1)));
+    // 2-bit codes and one f32 scale per 16 values, no zero points.
+    assert_eq!(mm.bytes, 8 * 32 / 4 + 8 * 2 * 4);
+    // A rule that matches nothing is an error naming its line.
+    let mut model = linear_and_table(2, 32, 8, 4);
+    let p = Precision::parse("(layers: [\n (\"*nothing*\", (bits: 3)),\n])", "m.ron").unwrap();
+    let err = quantize_weights(&mut model, &p).unwrap_err().to_string();
+    assert!(err.contains("m.ron:2: pattern \"*nothing*\""), "{err}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// The quantized graph computes exactly the product by the weight it
+    /// stores: its output equals the original graph's with the weight
+    /// replaced by the packed weight read back, at every width, group and
+    /// shape (packing, transposes and bias are right), and its error
+    /// against the float weight shrinks with more bits.
+    #[test]
+    fn the_packed_graph_is_the_graph_of_its_dequantized_weight(
+        m in 1usize..4, k in 16usize..90, n in 1usize..12,
+        bits in 2u32..=8, group in prop::sample::select(vec![16usize, 32, 64]),
+        symmetric in any::<bool>(),
+    ) {
+        let mut model = linear_and_table(m, k, n, 3);
+        let f = feeds(m, k, 3);
+        let p = Precision::uniform(Setting { bits: Some(bits), group, symmetric, ..Setting::DEFAULT });
+        let mut q = model.clone();
+        quantize_weights(&mut q, &p).unwrap();
+        let mm = q.graph.node_ids().find(|&id| q.graph.node(id).op == "MatMulNBits").unwrap();
+        let node = q.graph.node(mm);
+        let c = |i: usize| q.graph.constants.get(&node.inputs[i].unwrap());
+        let params = wpc_ir::ops::params::MatMulNBits::of(&node.attrs).unwrap();
+        let z = c(3).map(|z| z.as_slice::<u8>().unwrap());
+        let weight = wpc_ir::packed::Weight {
+            layout: params.layout(),
+            codes: c(1).unwrap().as_slice::<u8>().unwrap(),
+            scales: c(2).unwrap().to_f32s(),
+            zero_points: z.map_or(wpc_ir::packed::ZeroPoints::Default, wpc_ir::packed::ZeroPoints::Packed),
+            groups: None,
+        };
+        let mut w = vec![0f32; k * n];
+        let mut row = vec![0f32; k];
+        for j in 0..n {
+            weight.row_into(j, &mut row);
+            for i in 0..k {
+                w[i * n + j] = row[i];
+            }
+        }
+        let wid = model.graph.find_value("w").unwrap();
+        model.graph.constants.insert(wid, Tensor::from_vec(vec![k, n], w));
+        let (expect, got) = (run(&model, &f), run(&q, &f));
+        prop_assert!(max_diff(&expect[0], &got[0]) < 1e-5, "{:?} vs {:?}", expect[0], got[0]);
+    }
+}
