@@ -23,6 +23,7 @@ import json
 import shutil
 import struct
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -212,7 +213,19 @@ def evaluate(args):
 
     d = Path(args.dir)
     model = d / "minilm.onnx"
-    sentences = [s for s in (ROOT / "data" / "sentences.txt").read_text().splitlines() if s][: args.sentences]
+    lines = [s for s in (ROOT / "data" / "sentences.txt").read_text().splitlines() if s]
+    if args.sentences + args.calibrate > len(lines):
+        sys.exit(f"{len(lines)} sentences: not enough for {args.sentences} to embed and {args.calibrate} to calibrate on")
+    sentences = lines[: args.sentences]
+    # Calibration samples come from the end of the file, never from the
+    # sentences measured.
+    calibration = []
+    if args.calibrate:
+        ((_, cal),) = batches(d / "tokenizer.json", lines[-args.calibrate :], args.calibrate)
+        cal_dir = Path(tempfile.mkdtemp(prefix="minilm-cal-"))
+        for name, value in cal.items():
+            np.save(cal_dir / f"{name}.npy", value)
+            calibration += ["--calibrate", f"{name}={cal_dir / f'{name}.npy'}"]
     groups = list(batches(d / "tokenizer.json", sentences, args.batch))
     feeds = [f for _, f in groups]
     sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
@@ -223,12 +236,15 @@ def evaluate(args):
     print(f"{'config':<28} {'backend':<10} {'mean cos':>9} {'min cos':>9} {'bytes/fp16':>10}")
     for config in args.configs:
         flags = config.split()
+        if flags and calibration:
+            flags += calibration
         results = {}
         work = Path(tempfile.mkdtemp(prefix="minilm-"))
         try:
             bundle, ratio = work / "minilm.wpc", None
             if any(b != "reference" for b in args.backends):
-                dims = ["--dim", f"batch=1..{args.batch}", "--dim", f"sequence=1..{seq}"]
+                # Room for the calibration batch too (sentences < 128 tokens).
+                dims = ["--dim", f"batch=1..{max(args.batch, args.calibrate)}", "--dim", "sequence=1..128"]
                 compile_cmd = [args.wpc, "compile", str(model), "-o", str(bundle), *dims, *flags]
                 subprocess.run(compile_cmd, check=True, stdout=subprocess.DEVNULL)
                 ratio = bundle_bytes(bundle) / (params * 2)
@@ -260,6 +276,7 @@ def main():
     ev.add_argument("--wpc", required=True)
     ev.add_argument("--sentences", type=int, default=300)
     ev.add_argument("--batch", type=int, default=50)
+    ev.add_argument("--calibrate", type=int, default=0, help="calibrate on this many other sentences (GPTQ)")
     ev.add_argument("--backends", nargs="+", default=["reference", "webgpu", "wasm"])
     ev.add_argument(
         "--configs",

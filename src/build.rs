@@ -51,6 +51,7 @@ pub struct Build {
     force: bool,
     cargo_directives: bool,
     precision: Option<wpc_passes::quant::Precision>,
+    calibration: Vec<(String, PathBuf)>,
 }
 
 /// A bundle written by [`Build::compile`].
@@ -92,7 +93,16 @@ impl Build {
             force: false,
             cargo_directives: true,
             precision: None,
+            calibration: Vec::new(),
         }
+    }
+
+    /// A sample input (`.npy`) quantization calibrates on: with one for
+    /// every model input, linear layers are quantized by GPTQ against
+    /// their inputs on it.
+    pub fn calibrate(mut self, input: &str, npy: impl Into<PathBuf>) -> Build {
+        self.calibration.push((input.to_string(), npy.into()));
+        self
     }
 
     /// Quantizes weights: which layers get how many bits
@@ -194,6 +204,7 @@ impl Build {
             read.push(path);
         }
         read.extend(self.frozen.iter().map(|(_, p)| p.as_path()));
+        read.extend(self.calibration.iter().map(|(_, p)| p.as_path()));
         crate::runtime::outdir::check(&dir, crate::runtime::outdir::DirKind::Bundle, self.force)?;
         crate::runtime::outdir::refuse_inputs(&dir, &read)?;
         let mut inputs = vec![self.model.clone()];
@@ -211,6 +222,16 @@ impl Build {
         options.fuse = self.fuse;
         options.js_runtime = self.js_runtime;
         options.precision = self.precision;
+        if !self.calibration.is_empty() {
+            let mut feeds = HashMap::new();
+            for (name, path) in &self.calibration {
+                let t = crate::npy::read(path)
+                    .with_context(|| format!("calibration sample for input '{name}'"))?;
+                feeds.insert(name.clone(), t);
+                inputs.push(path.clone());
+            }
+            options.calibration = vec![feeds];
+        }
         for (name, path) in &self.frozen {
             options.freeze_file(name, path)?;
             inputs.push(path.clone());

@@ -60,6 +60,10 @@ pub struct Options {
     /// Quantize weights (`passes::quant`): which layers get how many
     /// bits. `None`: weights stay float32.
     pub precision: Option<wpc_passes::quant::Precision>,
+    /// Sample inputs quantization calibrates on (each one run's feeds):
+    /// linear layers are then quantized by GPTQ against their inputs on
+    /// these samples.
+    pub calibration: Vec<HashMap<String, wpc_ir::Tensor>>,
 }
 
 /// Whether a backend's variant is built.
@@ -101,6 +105,7 @@ impl Options {
             wasm_isas: None,
             js_runtime: true,
             precision: None,
+            calibration: Vec::new(),
         }
     }
 
@@ -411,9 +416,28 @@ pub fn prepare(model: &Model, options: &Options) -> wpc_ir::Result<Model> {
     bind_inputs(&mut bound, &options.dims, &options.input_shapes)?;
     wpc_passes::optimize(&mut bound)?;
     if let Some(p) = &options.precision {
-        wpc_passes::quant::quantize_weights(&mut bound, p)?;
+        wpc_passes::quant::quantize_weights(&mut bound, p, &calibrate(model, options)?)?;
     }
     Ok(bound)
+}
+
+/// What the calibration samples say about `model`'s layers: measured
+/// on the model prepared for the samples' own shapes (they need not be
+/// the sizes it is compiled or run at).
+fn calibrate(model: &Model, options: &Options) -> wpc_ir::Result<wpc_passes::quant::Calibration> {
+    let Some(first) = options.calibration.first() else {
+        return Ok(wpc_passes::quant::Calibration::default());
+    };
+    let mut probe = model.clone();
+    wpc_passes::bind::freeze_inputs(&mut probe, &options.frozen)?;
+    let shapes = first
+        .iter()
+        .map(|(name, t)| (name.clone(), t.shape().to_vec()))
+        .collect();
+    bind_inputs(&mut probe, &HashMap::new(), &shapes)
+        .map_err(|e| e.within("binding the calibration samples"))?;
+    wpc_passes::optimize(&mut probe)?;
+    wpc_passes::quant::Calibration::measure(&probe, &options.calibration)
 }
 
 fn check_steering_inputs(model: &Model) -> wpc_ir::Result<()> {
@@ -470,7 +494,11 @@ pub fn compile_model_report(
     )?;
     wpc_passes::optimize(&mut bound)?;
     let quant = match &options.precision {
-        Some(p) => Some(wpc_passes::quant::quantize_weights(&mut bound, p)?),
+        Some(p) => Some(wpc_passes::quant::quantize_weights(
+            &mut bound,
+            p,
+            &calibrate(model, options)?,
+        )?),
         None => None,
     };
     let g = &bound.graph;

@@ -180,6 +180,12 @@ struct BindArgs {
     /// examples/precision/). --weights and --group replace its default.
     #[arg(long, value_name = "FILE.ron")]
     precision: Option<PathBuf>,
+    /// NAME=FILE.npy: sample inputs to quantize against (give each model
+    /// input once; a batch of samples in one file). Linear layers are
+    /// then quantized by GPTQ, which keeps their outputs on these
+    /// samples closest, and --report measures errors on them.
+    #[arg(long = "calibrate", value_name = "NAME=FILE.npy")]
+    calibrate: Vec<String>,
 }
 
 /// What `--weights` quantizes to.
@@ -216,6 +222,8 @@ struct Binding {
     /// and the first of those flags given (for messages).
     precision: Option<wpc::passes::quant::Precision>,
     quant_flag: Option<&'static str>,
+    /// `--calibrate` files, by input.
+    calibration: Vec<(String, PathBuf)>,
 }
 
 impl BindArgs {
@@ -244,7 +252,23 @@ impl BindArgs {
             ]
             .into_iter()
             .find_map(|(given, flag)| given.then_some(flag)),
+            calibration: self.calibration()?,
         })
+    }
+
+    fn calibration(&self) -> Result<Vec<(String, PathBuf)>> {
+        let files = inputs::parse_unique("--calibrate", &self.calibrate, |f| {
+            let (name, path) = f
+                .split_once('=')
+                .with_context(|| format!("--calibrate '{f}': expected NAME=FILE.npy"))?;
+            Ok((name.to_string(), PathBuf::from(path)))
+        })?;
+        if !files.is_empty() && self.weights.is_none() && self.precision.is_none() {
+            bail!(
+                "--calibrate gives samples to quantize against: give --weights (e.g. --weights int4) or --precision too"
+            );
+        }
+        Ok(files)
     }
 
     fn precision(&self) -> Result<Option<wpc::passes::quant::Precision>> {
@@ -260,7 +284,9 @@ impl BindArgs {
             }
             None if self.weights.is_none() => {
                 if self.group.is_some() {
-                    bail!("--group sets the quantization group: give --weights (e.g. --weights int4) or --precision too");
+                    bail!(
+                        "--group sets the quantization group: give --weights (e.g. --weights int4) or --precision too"
+                    );
                 }
                 return Ok(None);
             }
@@ -281,10 +307,24 @@ impl Binding {
         options.demote_f64 = self.demote_f64;
         options.fuse = self.fuse;
         options.precision = self.precision.clone();
+        options.calibration = self.samples()?;
         for (name, path) in &self.frozen {
             options.freeze_file(name, path)?;
         }
         Ok(options)
+    }
+
+    /// The `--calibrate` files read, as one sample (none if not given).
+    fn samples(&self) -> Result<Vec<HashMap<String, Tensor>>> {
+        if self.calibration.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut feeds = HashMap::new();
+        for (name, path) in &self.calibration {
+            let t = wpc::npy::read(path).with_context(|| format!("--calibrate {name}"))?;
+            feeds.insert(name.clone(), t);
+        }
+        Ok(vec![feeds])
     }
 
     /// Whether a flag that sets sizes was given (`--dim`, `--input-shape`).
@@ -853,6 +893,9 @@ fn compile(
         .js_runtime(js_runtime);
     if let Some(p) = &binding.precision {
         build = build.precision(p.clone());
+    }
+    for (name, path) in &binding.calibration {
+        build = build.calibrate(name, path);
     }
     build = match &target.target_file {
         Some(path) => build.target_file(path),

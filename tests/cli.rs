@@ -869,3 +869,197 @@ fn build_script_api_writes_the_bundle_and_names_what_it_depends_on() {
         .collect();
     assert_eq!(leftovers, vec![std::ffi::OsString::from("ext.wpc")]);
 }
+
+/// `y = x · w` with x of shape [batch, 64] and a seeded `w` of [64, 24]:
+/// big enough for quantization to take it.
+fn linear_model() -> ModelProto {
+    let mut model = small_model("Identity", weights());
+    let graph = model.graph.as_mut().unwrap();
+    graph.node.truncate(1);
+    graph.node[0].output = vec!["y".into()];
+    graph.initializer = vec![TensorProto {
+        dims: vec![64, 24],
+        data_type: 1,
+        float_data: (0..64 * 24)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+            .collect(),
+        name: "w".into(),
+        ..Default::default()
+    }];
+    let batch = DimensionValue::DimParam("batch".into());
+    graph.input = vec![value_info(
+        "x",
+        &[batch.clone(), DimensionValue::DimValue(64)],
+    )];
+    graph.output = vec![value_info("y", &[batch, DimensionValue::DimValue(24)])];
+    model
+}
+
+#[test]
+fn quantized_bundles_report_their_layers_and_match_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "lin.onnx", &linear_model());
+    let bundle = dir.path().join("lin.wpc");
+    let o = wpc(&[
+        "compile",
+        &path,
+        "--dim",
+        "batch=3",
+        "--weights",
+        "int3",
+        "--group",
+        "32",
+        "--report",
+        "-o",
+        bundle.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let said = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        said.contains("weights: 1 of 1 layers quantized, 6144 -> "),
+        "{said}"
+    );
+    let layer = said
+        .lines()
+        .find(|l| l.contains("matmul_node"))
+        .expect("a line for the layer");
+    assert!(
+        layer.contains("24x64") && layer.contains("clip search"),
+        "{said}"
+    );
+    // The reference runs the same quantized model; the bundle matches it.
+    let x = dir.path().join("x.npy");
+    let input: Vec<f32> = (0..3 * 64).map(|i| (i % 7) as f32 - 3.0).collect();
+    wpc::npy::write(&x, &wpc::ir::Tensor::from_vec(vec![3, 64], input)).unwrap();
+    let xin = format!("x={}", x.display());
+    let run = |target: &str, extra: &[&str], out: &str| {
+        let out = dir.path().join(out);
+        let mut args = vec!["run", target, "--input", &xin, "-o", out.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let o = wpc(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        wpc::npy::read(&out.join("y.npy")).unwrap().to_f32s()
+    };
+    let reference = run(&path, &["--weights", "int3", "--group", "32"], "ref");
+    let float = run(&path, &[], "float");
+    let b = bundle.to_str().unwrap();
+    for backend in ["webgpu", "wasm"] {
+        let got = run(b, &["--backend", backend], backend);
+        let diff = got
+            .iter()
+            .zip(&reference)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(diff < 1e-4, "{backend}: {diff}");
+    }
+    // Quantization changed the result, but not by much.
+    let drift = float
+        .iter()
+        .zip(&reference)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(drift > 0.0 && drift < 2.0, "{drift}");
+    // A bundle is quantized already.
+    let out = dir.path().join("again");
+    assert_user_error(
+        &[
+            "run",
+            b,
+            "--input",
+            &xin,
+            "--weights",
+            "int4",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        &out,
+        &["--weights applies when compiling"],
+    );
+}
+
+#[test]
+fn bad_precision_maps_and_flags_name_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "lin.onnx", &linear_model());
+    let out = dir.path().join("lin.wpc");
+    let o = out.to_str().unwrap();
+    let map = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let cases = [
+        (
+            map("field.ron", "(\n  layers: [(\"w\", (bitz: 3))],\n)"),
+            "field.ron:2:",
+        ),
+        (
+            map("bits.ron", "(\n  default: (bits: 9),\n)"),
+            "bits must be 2 to 8, or 32",
+        ),
+        (
+            map(
+                "unused.ron",
+                "(\n  layers: [\n    (\"*nothing*\", (bits: 3)),\n  ],\n)",
+            ),
+            "unused.ron:3: pattern \"*nothing*\" matches no quantizable layer",
+        ),
+        (
+            map("group.ron", "(default: (group: 48))"),
+            "group must be a power of two",
+        ),
+    ];
+    for (file, needle) in &cases {
+        assert_user_error(
+            &[
+                "compile",
+                &path,
+                "--dim",
+                "batch=1",
+                "--precision",
+                file,
+                "-o",
+                o,
+            ],
+            &out,
+            &[needle],
+        );
+    }
+    let missing = dir.path().join("missing.ron");
+    assert_user_error(
+        &[
+            "compile",
+            &path,
+            "--precision",
+            missing.to_str().unwrap(),
+            "-o",
+            o,
+        ],
+        &out,
+        &["reading the precision map", "missing.ron"],
+    );
+    assert_user_error(
+        &["compile", &path, "--group", "32", "-o", o],
+        &out,
+        &["--group sets the quantization group: give --weights"],
+    );
+    assert_user_error(
+        &[
+            "compile",
+            &path,
+            "--weights",
+            "int4",
+            "--group",
+            "48",
+            "-o",
+            o,
+        ],
+        &out,
+        &["--group", "power of two"],
+    );
+    assert_user_error(
+        &["compile", &path, "--weights", "int5", "-o", o],
+        &out,
+        &["int5", "int8, int4, int3, int2, f32"],
+    );
+}

@@ -265,7 +265,7 @@ mod tests {
         let mut out = vec![0.0; 32];
         for (zp, expect) in [
             (ZeroPoints::Default, [-10.0, -5.0]),
-            (ZeroPoints::Packed(&zeros), [4.0, -1.0]),
+            (ZeroPoints::Packed(&zeros), [4.0, -2.0]),
             (ZeroPoints::Float(&[2.5, 3.0]), [1.0, 0.0]),
         ] {
             let w = Weight {

@@ -33,10 +33,13 @@ struct Reader {
 /// [`packed::words`] keeps in bounds.
 fn extract(name: &str, array: &str, bits: u32) -> String {
     let mask = (1u32 << bits) - 1;
-    let straddle = if 32 % bits == 0 {
+    let straddle = if 32u32.is_multiple_of(bits) {
         String::new()
     } else {
-        format!("    if (s > {}u) {{ v = v | ({array}[w + 1u] << (32u - s)); }}\n", 32 - bits)
+        format!(
+            "    if (s > {}u) {{ v = v | ({array}[w + 1u] << (32u - s)); }}\n",
+            32 - bits
+        )
     };
     format!(
         "fn {name}(at: u32) -> u32 {{\n    let w = at >> 5u;\n    let s = at & 31u;\n    var v = {array}[w] >> s;\n{straddle}    return v & {mask}u;\n}}\n"
@@ -91,7 +94,10 @@ impl Reader {
                 format!("let g = r * {}u + b;\n    return {read};", layout.blocks())
             }
         };
-        let _ = writeln!(decls, "fn zero_of(r: u32, b: u32) -> f32 {{\n    {zero}\n}}");
+        let _ = writeln!(
+            decls,
+            "fn zero_of(r: u32, b: u32) -> f32 {{\n    {zero}\n}}"
+        );
         Ok(Reader {
             decls,
             has_zeros: consts.len() == 3,
@@ -198,11 +204,16 @@ pub fn gather_block_quantized(ctx: &Ctx) -> Result<Lowered> {
     let p = GatherBlockQuantized::of(ctx.attrs())?;
     let (data, ix, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
     let [rows, row_bytes] = data.shape[..] else {
-        return Err(Error::unsupported("GatherBlockQuantized of a table that is not 2-D"));
+        return Err(Error::unsupported(
+            "GatherBlockQuantized of a table that is not 2-D",
+        ));
     };
     let layout = p.layout(rows, row_bytes)?;
     let reader = Reader::new(ctx, &layout, [0, 2, 3])?;
-    let mut k = Kernel::new(format!("GatherBlockQuantized {}-bit {:?}", layout.bits, out.shape));
+    let mut k = Kernel::new(format!(
+        "GatherBlockQuantized {}-bit {:?}",
+        layout.bits, out.shape
+    ));
     let mut args = vec![Arg::In(1)];
     k.input("in1", ix.word);
     reader.bind(&mut k, &mut args);
@@ -212,7 +223,8 @@ pub fn gather_block_quantized(ctx: &Ctx) -> Result<Lowered> {
         Word::I32 => "in1[p]",
         _ => "i32(in1[p])",
     };
-    let value = "(f32(code_at(r * ROWBITSu + kk * BITSu)) - zero_of(r, b)) * scale_of(r * BLOCKSu + b)";
+    let value =
+        "(f32(code_at(r * ROWBITSu + kk * BITSu)) - zero_of(r, b)) * scale_of(r * BLOCKSu + b)";
     let value = if out.dtype == DType::F16 {
         format!("unpack2x16float(pack2x16float(vec2<f32>({value}, 0.0))).x")
     } else {
@@ -234,7 +246,12 @@ pub fn gather_block_quantized(ctx: &Ctx) -> Result<Lowered> {
     .replace("BLOCKS", &layout.blocks().to_string())
     .replace("BLOCK", &layout.block.to_string())
     .replace("BITS", &layout.bits.to_string());
-    k.one_per_item_of(&out.numel_of(), ctx.tuning().elementwise, ctx.max_groups(), &body);
+    k.one_per_item_of(
+        &out.numel_of(),
+        ctx.tuning().elementwise,
+        ctx.max_groups(),
+        &body,
+    );
     Ok(Lowered::WithConsts {
         consts: reader.consts,
         temps: Vec::new(),

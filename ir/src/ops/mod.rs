@@ -37,6 +37,7 @@ use crate::graph::{Graph, Model, Node, ValueType};
 use crate::tensor::Tensor;
 
 pub use infer::InferCtx;
+pub(crate) use matmul::gemm_acc;
 pub use movement::center_crop_pad_window;
 pub use nn::Window;
 pub use resize::{ResamplePass, resample_passes};

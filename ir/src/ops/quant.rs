@@ -1,14 +1,14 @@
 //! Linear (de)quantisation and the QLinear ops built on it.
 
-use super::util::{norm_axis, round_half_even, unravel};
 use super::infer::InferCtx;
 use super::params::{GatherBlockQuantized, MatMulNBits};
+use super::util::{norm_axis, round_half_even, unravel};
 use super::{EvalCtx, OpDef, op};
+use crate::dtype::DType;
+use crate::error::{Error, Result};
 use crate::graph::ValueType;
 use crate::packed::{Layout, Weight, ZeroPoints};
 use crate::shape::{Dim, Shape};
-use crate::dtype::DType;
-use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
 pub(super) fn ops() -> Vec<OpDef> {
@@ -258,9 +258,9 @@ fn packed_weight<'a>(
     zeros_f32: &'a mut Vec<f32>,
 ) -> Result<Weight<'a>> {
     let bytes = c.input(codes)?;
-    let b = bytes
-        .as_slice::<u8>()
-        .ok_or_else(|| Error::invalid(format!("packed codes must be uint8, got {}", bytes.dtype())))?;
+    let b = bytes.as_slice::<u8>().ok_or_else(|| {
+        Error::invalid(format!("packed codes must be uint8, got {}", bytes.dtype()))
+    })?;
     layout.check(b.len())?;
     let scales = c.input(scales)?;
     let groups = layout.rows * layout.blocks();
@@ -277,7 +277,10 @@ fn packed_weight<'a>(
         Some(z) if z.dtype() == DType::U8 => {
             let expect = layout.rows * layout.zero_point_row_bytes();
             if z.len() != expect {
-                bail!("packed zero points have {} bytes, expected {expect}", z.len());
+                bail!(
+                    "packed zero points have {} bytes, expected {expect}",
+                    z.len()
+                );
             }
             ZeroPoints::Packed(z.as_slice::<u8>().expect("checked uint8"))
         }
@@ -313,7 +316,10 @@ fn eval_matmul_nbits(c: &EvalCtx) -> Result<Vec<Tensor>> {
         let g = g.to_i64s();
         let blocks = p.layout().blocks() as i64;
         if g.len() != p.k || g.iter().any(|&b| !(0..blocks).contains(&b)) {
-            bail!("g_idx must give each of the K={} values a block below {blocks}", p.k);
+            bail!(
+                "g_idx must give each of the K={} values a block below {blocks}",
+                p.k
+            );
         }
         w.groups = Some(g.iter().map(|&b| b as usize).collect());
     }
@@ -339,7 +345,14 @@ fn eval_matmul_nbits(c: &EvalCtx) -> Result<Vec<Tensor>> {
             }
         }
         out[..m * width].fill(0.0);
-        super::matmul::gemm_acc(m, p.k, width, &av, &panel[..p.k * width], &mut out[..m * width]);
+        super::matmul::gemm_acc(
+            m,
+            p.k,
+            width,
+            &av,
+            &panel[..p.k * width],
+            &mut out[..m * width],
+        );
         for i in 0..m {
             for j in 0..width {
                 let b = bias.as_ref().map_or(0.0, |b| b[n0 + j]);
@@ -377,7 +390,10 @@ fn eval_gather_block_quantized(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let p = GatherBlockQuantized::of(c.attrs())?;
     let data = c.input(0)?;
     if data.rank() != 2 {
-        unsupported!("GatherBlockQuantized of a rank-{} table (wpc takes 2-D tables)", data.rank());
+        unsupported!(
+            "GatherBlockQuantized of a rank-{} table (wpc takes 2-D tables)",
+            data.rank()
+        );
     }
     let layout = p.layout(data.shape()[0], data.shape()[1])?;
     let mut zf = Vec::new();

@@ -16,10 +16,12 @@ pub mod precision;
 
 pub use precision::{Precision, Setting};
 
+use std::collections::HashMap;
 use wpc_ir::ops::params::Gemm;
 use wpc_ir::ops::quant::MICROSOFT;
 use wpc_ir::packed::{self, Layout};
-use wpc_ir::quantize::{Method, quantize};
+
+use wpc_ir::quantize::{Hessian, Method, gptq, quantize};
 use wpc_ir::{Attr, Attrs, DType, Graph, Model, Node, NodeId, Result, Tensor, ValueId, ValueType};
 
 /// What happened to one quantizable layer.
@@ -35,10 +37,15 @@ pub struct LayerReport {
     /// Bytes as float32, and as stored (codes, scales, zero points).
     pub float_bytes: usize,
     pub bytes: usize,
-    /// `‖W − Ŵ‖ / ‖W‖` of what is stored, and of rounding to nearest
-    /// (`None` when the layer was left in float or rounded anyway).
+    /// The relative error of what is stored, and of rounding to nearest
+    /// (`None` when the layer was left in float or rounded anyway): of
+    /// the layer's output on the sample inputs where there are samples
+    /// (`‖(W − Ŵ)X‖ / ‖WX‖`, [`LayerReport::on_samples`]), else of the
+    /// weight (`‖W − Ŵ‖ / ‖W‖`).
     pub error: Option<f64>,
     pub rounding_error: Option<f64>,
+    /// Whether the errors are measured on sample inputs.
+    pub on_samples: bool,
 }
 
 /// What [`quantize_weights`] did.
@@ -80,8 +87,15 @@ enum Kind {
     Table { indices: ValueId, y: ValueId },
 }
 
-/// Quantizes every float32 weight `precision` gives bits to.
-pub fn quantize_weights(model: &mut Model, precision: &Precision) -> Result<QuantReport> {
+/// Quantizes every float32 weight `precision` gives bits to. With
+/// `calibration` (see [`Calibration::measure`]), linear layers whose
+/// input it measured are quantized by GPTQ against that input, and their
+/// errors are measured on it.
+pub fn quantize_weights(
+    model: &mut Model,
+    precision: &Precision,
+    calibration: &Calibration,
+) -> Result<QuantReport> {
     let g = &mut model.graph;
     let mut report = QuantReport::default();
     let mut used = vec![false; precision.rules.len()];
@@ -116,6 +130,7 @@ pub fn quantize_weights(model: &mut Model, precision: &Precision) -> Result<Quan
             bytes: layer.rows * layer.k * 4,
             error: None,
             rounding_error: None,
+            on_samples: false,
         };
         let Some(mut spec) = setting.spec() else {
             report.layers.push(entry);
@@ -126,7 +141,7 @@ pub fn quantize_weights(model: &mut Model, precision: &Precision) -> Result<Quan
         let layout = match layer.kind {
             Kind::Linear { .. } => Layout::blocked(layer.rows, layer.k, spec.bits, spec.block),
             Kind::Table { .. } => {
-                if layer.k * spec.bits as usize % 8 != 0 {
+                if !(layer.k * spec.bits as usize).is_multiple_of(8) {
                     // GatherBlockQuantized rows are whole bytes.
                     entry.setting.bits = None;
                     report.layers.push(entry);
@@ -141,19 +156,45 @@ pub fn quantize_weights(model: &mut Model, precision: &Precision) -> Result<Quan
                 }
             }
         };
-        let q = quantize(&layer.w, layer.rows, layer.k, &spec);
+        let h = match layer.kind {
+            Kind::Linear { x, .. } => calibration.inputs.get(&g.value(x).name),
+            Kind::Table { .. } => None,
+        };
+        let q = match h {
+            Some(h) if spec.method == Method::Search => {
+                spec.method = Method::Gptq;
+                gptq(&layer.w, layer.rows, layer.k, &spec, h)
+            }
+            _ => quantize(&layer.w, layer.rows, layer.k, &spec),
+        };
         entry.setting.group = spec.block;
-        entry.error = Some(q.relative_error());
-        if spec.method == Method::Search {
+        entry.setting.method = spec.method;
+        entry.on_samples = h.is_some();
+        let error_of = |q: &wpc_ir::quantize::Quantized| match h {
+            Some(h) => {
+                let total =
+                    h.output_error(&layer.w.iter().map(|&v| f64::from(v)).collect::<Vec<_>>());
+                (h.output_error(&q.difference(&layer.w, layer.k)) / total.max(f64::MIN_POSITIVE))
+                    .sqrt()
+            }
+            None => q.relative_error(),
+        };
+        entry.error = Some(error_of(&q));
+        if spec.method != Method::Rounding {
             let rounded = wpc_ir::quantize::Spec {
                 method: Method::Rounding,
                 ..spec
             };
-            entry.rounding_error = Some(quantize(&layer.w, layer.rows, layer.k, &rounded).relative_error());
+            entry.rounding_error =
+                Some(error_of(&quantize(&layer.w, layer.rows, layer.k, &rounded)));
         }
         let codes = packed::pack_codes(&layout, &q.codes);
         let blocks = layout.blocks();
-        let scale_dtype = if spec.f16_scales { DType::F16 } else { DType::F32 };
+        let scale_dtype = if spec.f16_scales {
+            DType::F16
+        } else {
+            DType::F32
+        };
         let scales = Tensor::from_f64s(
             scale_dtype,
             vec![layout.rows, blocks],
@@ -164,13 +205,13 @@ pub fn quantize_weights(model: &mut Model, precision: &Precision) -> Result<Quan
             Tensor::from_vec(vec![layout.rows, layout.zero_point_row_bytes()], z)
         });
         let codes = match layer.kind {
-            Kind::Linear { .. } => Tensor::from_vec(
-                vec![layout.rows, blocks, layout.row_bytes / blocks],
-                codes,
-            ),
+            Kind::Linear { .. } => {
+                Tensor::from_vec(vec![layout.rows, blocks, layout.row_bytes / blocks], codes)
+            }
             Kind::Table { .. } => Tensor::from_vec(vec![layout.rows, layout.row_bytes], codes),
         };
-        entry.bytes = codes.len() + scales.len() * scale_dtype.size() + zeros.as_ref().map_or(0, Tensor::len);
+        entry.bytes =
+            codes.len() + scales.len() * scale_dtype.size() + zeros.as_ref().map_or(0, Tensor::len);
         let name = g.node(id).name.clone();
         let constant = |g: &mut Graph, what: &str, t: Tensor| {
             let v = g.add_fresh_value(&format!("{name}_{what}"), ValueType::of(&t));
@@ -259,6 +300,65 @@ pub fn quantize_weights(model: &mut Model, precision: &Precision) -> Result<Quan
     Ok(report)
 }
 
+/// Rows of sample activations a layer's statistics are taken from, at
+/// most: enough for `k × k` second moments of the widest layers, few
+/// enough to keep them seconds.
+const SAMPLE_ROWS: usize = 4096;
+
+/// What sample inputs say about each linear layer's input: its second
+/// moments, by the name of the value (so a model prepared for the
+/// samples' shapes can calibrate one prepared for other sizes).
+#[derive(Clone, Debug, Default)]
+pub struct Calibration {
+    pub inputs: HashMap<String, Hessian>,
+}
+
+impl Calibration {
+    /// Runs `model` on each of `samples` (feeds of its inputs) on the
+    /// reference interpreter, with the input of every linear layer made an
+    /// output, and keeps their second moments.
+    pub fn measure(model: &Model, samples: &[HashMap<String, Tensor>]) -> Result<Calibration> {
+        let g = &model.graph;
+        let mut wanted = Vec::new();
+        for id in g.topo_order()? {
+            if let Some(Layer {
+                kind: Kind::Linear { x, .. },
+                k,
+                ..
+            }) = layer_at(g, id)?
+                && !wanted.iter().any(|&(v, _)| v == x)
+            {
+                wanted.push((x, k));
+            }
+        }
+        let mut probe = model.clone();
+        for &(v, _) in &wanted {
+            if !probe.graph.outputs.contains(&v) {
+                probe.graph.outputs.push(v);
+            }
+        }
+        let mut rows: HashMap<ValueId, Vec<f32>> = HashMap::new();
+        for feeds in samples {
+            let outs = wpc_ir::interp::run_model(&probe, feeds)
+                .map_err(|e| e.within("running the calibration samples"))?;
+            for &(v, _) in &wanted {
+                let name = &g.value(v).name;
+                if let Some((_, t)) = outs.iter().find(|(n, _)| n == name) {
+                    rows.entry(v).or_default().extend(t.to_f32s());
+                }
+            }
+        }
+        let inputs = wanted
+            .into_iter()
+            .filter_map(|(v, k)| {
+                let h = Hessian::of_rows(rows.get(&v)?, k, SAMPLE_ROWS);
+                Some((g.value(v).name.clone(), h))
+            })
+            .collect();
+        Ok(Calibration { inputs })
+    }
+}
+
 /// The float32 constant of `v` when it has `rank` dims.
 fn float_constant(g: &Graph, v: Option<ValueId>, rank: usize) -> Option<&Tensor> {
     let t = g.constants.get(&v?)?;
@@ -335,10 +435,13 @@ fn layer_at(g: &Graph, id: NodeId) -> Result<Option<Layer>> {
                         return Ok(None);
                     };
                     let v = c.to_f32s();
-                    let per_column = c.rank() <= 2 && c.shape().iter().rev().skip(1).all(|&d| d == 1);
+                    let per_column =
+                        c.rank() <= 2 && c.shape().iter().rev().skip(1).all(|&d| d == 1);
                     match v.len() {
                         1 => Some(vec![v[0] * p.beta; n]),
-                        len if len == n && per_column => Some(v.iter().map(|b| b * p.beta).collect()),
+                        len if len == n && per_column => {
+                            Some(v.iter().map(|b| b * p.beta).collect())
+                        }
                         _ => return Ok(None),
                     }
                 }

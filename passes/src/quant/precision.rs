@@ -169,7 +169,9 @@ impl Partial {
             },
             group: self.group.map_or(base.group, |g| g.0),
             symmetric: self.symmetric.unwrap_or(base.symmetric),
-            f16_scales: self.scales.map_or(base.f16_scales, |s| matches!(s, ScaleType::F16)),
+            f16_scales: self
+                .scales
+                .map_or(base.f16_scales, |s| matches!(s, ScaleType::F16)),
             method: match self.method {
                 Some(MethodName::Search) => Method::Search,
                 Some(MethodName::Rounding) => Method::Rounding,
@@ -191,7 +193,10 @@ impl Precision {
 
     /// Parses a map; `source` names it in errors (a file path).
     pub fn parse(text: &str, source: &str) -> Result<Precision> {
-        let file: File = ron::from_str(text).map_err(|e| {
+        // Fields are optional without `Some(..)` around each value.
+        let options = ron::Options::default()
+            .with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME);
+        let file: File = options.from_str(text).map_err(|e| {
             Error::invalid(format!(
                 "{source}:{}:{}: {}",
                 e.span.start.line, e.span.start.col, e.code
@@ -314,7 +319,10 @@ mod tests {
 
     #[test]
     fn globs_match_names_as_shells_do() {
-        assert!(glob("*query*", "/encoder/layer.0/attention/self/query/MatMul"));
+        assert!(glob(
+            "*query*",
+            "/encoder/layer.0/attention/self/query/MatMul"
+        ));
         assert!(glob("Gather", "Gather"));
         assert!(!glob("Gather", "GatherND"));
         assert!(glob("l?_ff*", "l3_ff1_mm"));
@@ -336,13 +344,39 @@ mod tests {
         let p = Precision::parse(text, "map.ron").unwrap();
         let (s, rule) = p.setting_for(&["l0_ff2_mm", "w", "MatMul"]);
         assert_eq!(rule, Some(1));
-        assert_eq!((s.bits, s.group, s.f16_scales, s.method), (Some(2), 32, false, Method::Rounding));
+        assert_eq!(
+            (s.bits, s.group, s.f16_scales, s.method),
+            (Some(2), 32, false, Method::Rounding)
+        );
         assert_eq!(p.setting_for(&["emb", "t", "Gather"]).0.bits, Some(8));
         assert_eq!(p.setting_for(&["head", "w", "MatMul"]).0.bits, None);
         assert_eq!(p.setting_for(&["l0_q", "w", "MatMul"]), (p.default, None));
-        assert_eq!(p.rules.iter().map(|r| r.line).collect::<Vec<_>>(), [4, 5, 6, 7]);
-        let err = p.check_all_used(&[true, true, false, true]).unwrap_err().to_string();
-        assert!(err.contains("map.ron:6: pattern \"*ff2*\" matches no"), "{err}");
+        assert_eq!(
+            p.rules.iter().map(|r| r.line).collect::<Vec<_>>(),
+            [4, 5, 6, 7]
+        );
+        let err = p
+            .check_all_used(&[true, true, false, true])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("map.ron:6: pattern \"*ff2*\" matches no"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_shipped_example_maps_parse() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/precision");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let p = Precision::parse(&text, &path.display().to_string()).unwrap();
+            assert!(p.rules.iter().all(|r| r.line > 0), "{}", path.display());
+            seen += 1;
+        }
+        assert!(seen >= 3);
     }
 
     #[test]
@@ -356,7 +390,9 @@ mod tests {
             let err = Precision::parse(text, "map.ron").unwrap_err().to_string();
             assert!(err.contains(expect), "{text}: {err}");
         }
-        let err = Precision::parse("(default: (bits: 9))", "m").unwrap_err().to_string();
+        let err = Precision::parse("(default: (bits: 9))", "m")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("bits must be 2 to 8, or 32"), "{err}");
     }
 }

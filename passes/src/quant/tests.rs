@@ -7,10 +7,14 @@ use super::*;
 use crate::test_util::GraphBuilder;
 
 fn seeded(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 33) as f32 / (1u64 << 31) as f32) - 0.5
         })
         .collect()
@@ -24,7 +28,10 @@ fn linear_and_table(m: usize, k: usize, n: usize, rows: usize) -> Model {
     let ids = b.input("ids", DType::I64, vec![Dim::Known(3)]);
     let w = b.constant("w", Tensor::from_vec(vec![k, n], seeded(k * n, 1)));
     let bias = b.constant("bias", Tensor::from_vec(vec![n], seeded(n, 2)));
-    let table = b.constant("table", Tensor::from_vec(vec![rows, k], seeded(rows * k, 3)));
+    let table = b.constant(
+        "table",
+        Tensor::from_vec(vec![rows, k], seeded(rows * k, 3)),
+    );
     let y = b.node("MatMul", &[x, w]);
     let y = b.node("Add", &[bias, y]);
     let e = b.node("Gather", &[table, ids]);
@@ -35,7 +42,10 @@ fn linear_and_table(m: usize, k: usize, n: usize, rows: usize) -> Model {
 
 fn feeds(m: usize, k: usize, rows: usize) -> HashMap<String, Tensor> {
     HashMap::from([
-        ("x".to_string(), Tensor::from_vec(vec![m, k], seeded(m * k, 9))),
+        (
+            "x".to_string(),
+            Tensor::from_vec(vec![m, k], seeded(m * k, 9)),
+        ),
         (
             "ids".to_string(),
             Tensor::i64s(vec![3], vec![0, rows as i64 - 1, -1]),
@@ -52,7 +62,10 @@ fn run(model: &Model, feeds: &HashMap<String, Tensor>) -> Vec<Vec<f64>> {
 }
 
 fn max_diff(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max)
+    a.iter()
+        .zip(b)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0.0, f64::max)
 }
 
 fn at(bits: u32, group: usize) -> Precision {
@@ -68,21 +81,41 @@ fn linear_layers_and_tables_become_packed_ops_with_their_bias() {
     let mut model = linear_and_table(4, 64, 24, 10);
     let f = feeds(4, 64, 10);
     let before = run(&model, &f);
-    let report = quantize_weights(&mut model, &at(8, 32)).unwrap();
-    let ops: Vec<String> = model.graph.node_ids().map(|id| model.graph.node(id).op.clone()).collect();
+    let report = quantize_weights(&mut model, &at(8, 32), &Calibration::default()).unwrap();
+    let ops: Vec<String> = model
+        .graph
+        .node_ids()
+        .map(|id| model.graph.node(id).op.clone())
+        .collect();
     assert!(ops.contains(&"MatMulNBits".to_string()), "{ops:?}");
     assert!(ops.contains(&"GatherBlockQuantized".to_string()), "{ops:?}");
     // The bias Add joined the product; the f16 rows are cast back.
-    assert!(!ops.contains(&"Add".to_string()) && ops.contains(&"Cast".to_string()), "{ops:?}");
+    assert!(
+        !ops.contains(&"Add".to_string()) && ops.contains(&"Cast".to_string()),
+        "{ops:?}"
+    );
     assert_eq!(report.layers.len(), 2);
     let (float, stored) = report.bytes();
     assert_eq!(float, (64 * 24 + 10 * 64) * 4);
     assert!(stored * 3 < float, "{stored} of {float}");
     let after = run(&model, &f);
-    assert!(max_diff(&before[0], &after[0]) < 0.02, "{}", max_diff(&before[0], &after[0]));
-    assert!(max_diff(&before[1], &after[1]) < 0.004, "{}", max_diff(&before[1], &after[1]));
+    assert!(
+        max_diff(&before[0], &after[0]) < 0.02,
+        "{}",
+        max_diff(&before[0], &after[0])
+    );
+    assert!(
+        max_diff(&before[1], &after[1]) < 0.004,
+        "{}",
+        max_diff(&before[1], &after[1])
+    );
     // Everything quantizable is quantized: a second run finds nothing.
-    assert!(quantize_weights(&mut model, &at(8, 32)).unwrap().layers.is_empty());
+    assert!(
+        quantize_weights(&mut model, &at(8, 32), &Calibration::default())
+            .unwrap()
+            .layers
+            .is_empty()
+    );
 }
 
 #[test]
@@ -98,11 +131,19 @@ fn gemm_keeps_its_alpha_beta_and_transposed_weight() {
     let y = b.node_with("Gemm", &[x, w, c], attrs);
     let mut model = b.finish(&[y]);
     crate::shape_inference::infer_shapes(&mut model).unwrap();
-    let f = HashMap::from([("x".to_string(), Tensor::from_vec(vec![3, 32], seeded(96, 6)))]);
+    let f = HashMap::from([(
+        "x".to_string(),
+        Tensor::from_vec(vec![3, 32], seeded(96, 6)),
+    )]);
     let before = run(&model, &f);
-    quantize_weights(&mut model, &at(8, 16)).unwrap();
+    quantize_weights(&mut model, &at(8, 16), &Calibration::default()).unwrap();
     let after = run(&model, &f);
-    assert!(max_diff(&before[0], &after[0]) < 0.01, "{:?} vs {:?}", before[0], after[0]);
+    assert!(
+        max_diff(&before[0], &after[0]) < 0.01,
+        "{:?} vs {:?}",
+        before[0],
+        after[0]
+    );
 }
 
 #[test]
@@ -116,18 +157,23 @@ fn rules_choose_bits_per_layer_and_32_keeps_float() {
 )"#;
     let mut model = linear_and_table(2, 32, 8, 4);
     let p = Precision::parse(text, "map.ron").unwrap();
-    let report = quantize_weights(&mut model, &p).unwrap();
+    let report = quantize_weights(&mut model, &p, &Calibration::default()).unwrap();
     let by_op = |op: &str| report.layers.iter().find(|l| l.op == op).unwrap();
     assert_eq!(by_op("Gather").setting.bits, None);
     assert_eq!(by_op("Gather").bytes, by_op("Gather").float_bytes);
     let mm = by_op("MatMul");
-    assert_eq!((mm.setting.bits, mm.setting.group, mm.rule), (Some(2), 16, Some(1)));
+    assert_eq!(
+        (mm.setting.bits, mm.setting.group, mm.rule),
+        (Some(2), 16, Some(1))
+    );
     // 2-bit codes and one f32 scale per 16 values, no zero points.
     assert_eq!(mm.bytes, 8 * 32 / 4 + 8 * 2 * 4);
     // A rule that matches nothing is an error naming its line.
     let mut model = linear_and_table(2, 32, 8, 4);
     let p = Precision::parse("(layers: [\n (\"*nothing*\", (bits: 3)),\n])", "m.ron").unwrap();
-    let err = quantize_weights(&mut model, &p).unwrap_err().to_string();
+    let err = quantize_weights(&mut model, &p, &Calibration::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("m.ron:2: pattern \"*nothing*\""), "{err}");
 }
 
@@ -149,10 +195,10 @@ proptest! {
         let f = feeds(m, k, 3);
         let p = Precision::uniform(Setting { bits: Some(bits), group, symmetric, ..Setting::DEFAULT });
         let mut q = model.clone();
-        quantize_weights(&mut q, &p).unwrap();
+        quantize_weights(&mut q, &p, &Calibration::default()).unwrap();
         let mm = q.graph.node_ids().find(|&id| q.graph.node(id).op == "MatMulNBits").unwrap();
         let node = q.graph.node(mm);
-        let c = |i: usize| q.graph.constants.get(&node.inputs[i].unwrap());
+        let c = |i: usize| node.inputs[i].and_then(|v| q.graph.constants.get(&v));
         let params = wpc_ir::ops::params::MatMulNBits::of(&node.attrs).unwrap();
         let z = c(3).map(|z| z.as_slice::<u8>().unwrap());
         let weight = wpc_ir::packed::Weight {
@@ -175,4 +221,28 @@ proptest! {
         let (expect, got) = (run(&model, &f), run(&q, &f));
         prop_assert!(max_diff(&expect[0], &got[0]) < 1e-5, "{:?} vs {:?}", expect[0], got[0]);
     }
+}
+
+#[test]
+fn sample_inputs_quantize_linear_layers_by_gptq_with_errors_on_them() {
+    let mut model = linear_and_table(8, 64, 24, 10);
+    let f = feeds(8, 64, 10);
+    let before = run(&model, &f);
+    let mut plain = model.clone();
+    quantize_weights(&mut plain, &at(3, 32), &Calibration::default()).unwrap();
+    let cal = Calibration::measure(&model, std::slice::from_ref(&f)).unwrap();
+    let report = quantize_weights(&mut model, &at(3, 32), &cal).unwrap();
+    let mm = report.layers.iter().find(|l| l.op == "MatMul").unwrap();
+    assert_eq!(mm.setting.method, wpc_ir::quantize::Method::Gptq);
+    assert!(mm.on_samples);
+    assert!(mm.error.unwrap() < mm.rounding_error.unwrap(), "{mm:?}");
+    // On the samples it was fit to, GPTQ's output is closer than search's.
+    let (g, p) = (run(&model, &f), run(&plain, &f));
+    let err = |a: &[f64]| {
+        a.iter()
+            .zip(&before[0])
+            .map(|(x, y)| (x - y).powi(2))
+            .sum::<f64>()
+    };
+    assert!(err(&g[0]) < err(&p[0]), "{} vs {}", err(&g[0]), err(&p[0]));
 }

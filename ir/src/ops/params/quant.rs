@@ -84,7 +84,7 @@ impl GatherBlockQuantized {
     /// Where the codes of a `[rows, row_bytes]` table are.
     pub fn layout(&self, rows: usize, row_bytes: usize) -> Result<crate::packed::Layout> {
         let bits = self.bits as usize;
-        if row_bytes * 8 % bits != 0 {
+        if !(row_bytes * 8).is_multiple_of(bits) {
             bail!("a row of {row_bytes} bytes is not a whole number of {bits}-bit codes");
         }
         Ok(crate::packed::Layout {
