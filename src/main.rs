@@ -226,14 +226,19 @@ struct Binding {
     calibration: Vec<(String, PathBuf)>,
 }
 
+/// `NAME=FILE.npy` values of `flag`, each name once.
+fn named_files(flag: &str, values: &[String]) -> Result<Vec<(String, PathBuf)>> {
+    inputs::parse_unique(flag, values, |f| {
+        let (name, path) = f
+            .split_once('=')
+            .with_context(|| format!("{flag} '{f}': expected NAME=FILE.npy"))?;
+        Ok((name.to_string(), PathBuf::from(path)))
+    })
+}
+
 impl BindArgs {
     fn parse(&self) -> Result<Binding> {
-        let frozen = inputs::parse_unique("--freeze", &self.freeze, |f| {
-            let (name, path) = f
-                .split_once('=')
-                .with_context(|| format!("--freeze '{f}': expected NAME=FILE.npy"))?;
-            Ok((name.to_string(), PathBuf::from(path)))
-        })?;
+        let frozen = named_files("--freeze", &self.freeze)?;
         Ok(Binding {
             dims: inputs::parse_dims(&self.dims)?,
             input_shapes: inputs::parse_unique(
@@ -257,12 +262,7 @@ impl BindArgs {
     }
 
     fn calibration(&self) -> Result<Vec<(String, PathBuf)>> {
-        let files = inputs::parse_unique("--calibrate", &self.calibrate, |f| {
-            let (name, path) = f
-                .split_once('=')
-                .with_context(|| format!("--calibrate '{f}': expected NAME=FILE.npy"))?;
-            Ok((name.to_string(), PathBuf::from(path)))
-        })?;
+        let files = named_files("--calibrate", &self.calibrate)?;
         if !files.is_empty() && self.weights.is_none() && self.precision.is_none() {
             bail!(
                 "--calibrate gives samples to quantize against: give --weights (e.g. --weights int4) or --precision too"

@@ -921,7 +921,7 @@ fn quantized_bundles_report_their_layers_and_match_the_reference() {
     );
     let layer = said
         .lines()
-        .find(|l| l.contains("matmul_node"))
+        .find(|l| l.trim_start().starts_with("matmul_node "))
         .expect("a line for the layer");
     assert!(
         layer.contains("24x64") && layer.contains("clip search"),
@@ -952,13 +952,15 @@ fn quantized_bundles_report_their_layers_and_match_the_reference() {
             .fold(0f32, f32::max);
         assert!(diff < 1e-4, "{backend}: {diff}");
     }
-    // Quantization changed the result, but not by much.
+    // Quantization changed the result, but not by much: within 5% of
+    // the largest output these inputs (|x| <= 3) and weights (|w| <= 1)
+    // can give, 64 * 3.
     let drift = float
         .iter()
         .zip(&reference)
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
-    assert!(drift > 0.0 && drift < 2.0, "{drift}");
+    assert!(drift > 0.0 && drift < 0.05 * 64.0 * 3.0, "{drift}");
     // A bundle is quantized already.
     let out = dir.path().join("again");
     assert_user_error(
