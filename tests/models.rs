@@ -368,15 +368,10 @@ fn real_models_run_on_wasm() {
         // for the detector's post-processing, whose nodes after a size the
         // data decides run the reference kernels (a fraction of a
         // millisecond at 200 boxes; generated kernels for them are
-        // issue 19's), and the packed-weight products of quantized
-        // models (generated wasm kernels for them are issue 15's next
-        // step; the reference kernels already read the packed codes).
-        let packed = |op: &str| {
-            op == "com.microsoft:MatMulNBits" || op == "com.microsoft:GatherBlockQuantized"
-        };
+        // issue 19's).
         for v in &bundle.manifest.variants {
             if let wpc::runtime::manifest::Variant::Wasm(w) = v
-                && w.fallback.iter().any(|f| !packed(&f.op))
+                && !w.fallback.is_empty()
                 && !name.starts_with("detect_postprocess_")
             {
                 failures.push(format!(

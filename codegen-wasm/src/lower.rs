@@ -423,6 +423,12 @@ impl<'a> Ctx<'a> {
             .place(data.iter().flat_map(|v| v.to_le_bytes()).collect())
     }
 
+    /// Bytes laid out at compile time (packed low-bit codes), placed for
+    /// good beside the float weights.
+    pub fn weight_bytes(&mut self, bytes: Vec<u8>) -> u32 {
+        self.weights.place(bytes)
+    }
+
     /// Bytes the code reads (tables, descriptors), stored in the module.
     pub fn data(&mut self, bytes: Vec<u8>) -> u32 {
         self.weights.place_data(bytes)

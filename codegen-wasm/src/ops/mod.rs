@@ -10,6 +10,7 @@ pub mod elementwise;
 pub mod gemm;
 pub mod movement;
 pub mod nn;
+pub mod quant;
 pub mod reduce;
 pub mod resize;
 pub mod rnn;
@@ -22,6 +23,9 @@ use crate::lower::{Ctx, LowerFn, Tt};
 pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
     if domain == wpc_ir::ops::fused::DOMAIN && op == wpc_ir::ops::fused::FUSED_ELEMENTWISE {
         return Some(elementwise::fused);
+    }
+    if domain == wpc_ir::ops::quant::MICROSOFT && op == "MatMulNBits" {
+        return Some(quant::matmul_nbits);
     }
     if !domain.is_empty() && domain != "ai.onnx" {
         return None;
@@ -64,6 +68,9 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
 pub fn handles_dynamic_sizes(domain: &str, op: &str) -> bool {
     if domain == wpc_ir::ops::fused::DOMAIN {
         return op == wpc_ir::ops::fused::FUSED_ELEMENTWISE;
+    }
+    if domain == wpc_ir::ops::quant::MICROSOFT {
+        return op == "MatMulNBits";
     }
     (domain.is_empty() || domain == "ai.onnx")
         && (elementwise::is_elementwise(op)
