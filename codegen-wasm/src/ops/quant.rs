@@ -151,9 +151,13 @@ pub fn matmul_nbits(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let offsets: Vec<f32> = (0..layout.rows * blocks)
         .map(|g| -weight.zero_point(g / blocks, g % blocks) * scales[g])
         .collect();
-    // Two bytes of padding: the last code is read with a 16-bit load.
-    let mut padded = codes.to_vec();
-    padded.extend([0, 0]);
+    // The codes exactly as WebGPU binds them (padded to whole words and
+    // one more, which also covers this kernel's 16-bit loads): one blob,
+    // which the bundle stores once for both backends.
+    let padded: Vec<u8> = wpc_ir::packed::words(codes)
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .collect();
     let packed = Packed {
         codes: ctx.weight_bytes(padded),
         scales: ctx.weight(&scales),
