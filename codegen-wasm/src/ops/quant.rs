@@ -44,28 +44,29 @@ impl Packed {
         dst: u32,
     ) {
         let (jj, kk, bit, g) = (fx.i32(), fx.i32(), fx.i32(), fx.i32());
+        let (row_bit, row_group) = (fx.i32(), fx.i32());
         let mem = fx.mem;
         let shift = self.block.trailing_zeros() as i32;
         let mask = (1i32 << self.bits) - 1;
         emit::for_range(b, jj, 0, width as i64, 1, |b| {
-            emit::for_range(b, kk, 0, self.k as i64, 1, |b| {
-                // bit = (j0 + jj) · row_bits + kk · bits
+            // Row j0 + jj starts at bit row_bit, its blocks at row_group.
+            for (at, per_row) in [(row_bit, self.row_bits), (row_group, self.blocks)] {
                 b.local_get(j0)
                     .local_get(jj)
                     .binop(BinaryOp::I32Add)
-                    .i32_const(self.row_bits as i32)
+                    .i32_const(per_row as i32)
                     .binop(BinaryOp::I32Mul)
+                    .local_set(at);
+            }
+            emit::for_range(b, kk, 0, self.k as i64, 1, |b| {
+                // bit = row_bit + kk · bits; g = row_group + kk / block
+                b.local_get(row_bit)
                     .local_get(kk)
                     .i32_const(self.bits as i32)
                     .binop(BinaryOp::I32Mul)
                     .binop(BinaryOp::I32Add)
                     .local_set(bit);
-                // g = (j0 + jj) · blocks + kk / block
-                b.local_get(j0)
-                    .local_get(jj)
-                    .binop(BinaryOp::I32Add)
-                    .i32_const(self.blocks as i32)
-                    .binop(BinaryOp::I32Mul)
+                b.local_get(row_group)
                     .local_get(kk)
                     .i32_const(shift)
                     .binop(BinaryOp::I32ShrU)
