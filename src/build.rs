@@ -222,15 +222,9 @@ impl Build {
         options.fuse = self.fuse;
         options.js_runtime = self.js_runtime;
         options.precision = self.precision;
-        if !self.calibration.is_empty() {
-            let mut feeds = HashMap::new();
-            for (name, path) in &self.calibration {
-                let t = crate::npy::read(path)
-                    .with_context(|| format!("calibration sample for input '{name}'"))?;
-                feeds.insert(name.clone(), t);
-                inputs.push(path.clone());
-            }
-            options.calibration = vec![feeds];
+        for (name, path) in &self.calibration {
+            options.calibrate_file(name, path)?;
+            inputs.push(path.clone());
         }
         for (name, path) in &self.frozen {
             options.freeze_file(name, path)?;

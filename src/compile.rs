@@ -116,6 +116,18 @@ impl Options {
         Ok(())
     }
 
+    /// Adds the tensor in the .npy file at `path` as input `name` of the
+    /// calibration sample (one sample: a batch of them in each file).
+    pub fn calibrate_file(&mut self, name: &str, path: &Path) -> Result<()> {
+        let value = crate::npy::read(path)
+            .with_context(|| format!("calibration sample for input '{name}'"))?;
+        if self.calibration.is_empty() {
+            self.calibration.push(HashMap::new());
+        }
+        self.calibration[0].insert(name.to_string(), value);
+        Ok(())
+    }
+
     /// The wasm variants to build, in preference order.
     pub fn isas(&self) -> Vec<Isa> {
         if let Some(isas) = &self.wasm_isas {

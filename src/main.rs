@@ -307,24 +307,13 @@ impl Binding {
         options.demote_f64 = self.demote_f64;
         options.fuse = self.fuse;
         options.precision = self.precision.clone();
-        options.calibration = self.samples()?;
+        for (name, path) in &self.calibration {
+            options.calibrate_file(name, path)?;
+        }
         for (name, path) in &self.frozen {
             options.freeze_file(name, path)?;
         }
         Ok(options)
-    }
-
-    /// The `--calibrate` files read, as one sample (none if not given).
-    fn samples(&self) -> Result<Vec<HashMap<String, Tensor>>> {
-        if self.calibration.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut feeds = HashMap::new();
-        for (name, path) in &self.calibration {
-            let t = wpc::npy::read(path).with_context(|| format!("--calibrate {name}"))?;
-            feeds.insert(name.clone(), t);
-        }
-        Ok(vec![feeds])
     }
 
     /// Whether a flag that sets sizes was given (`--dim`, `--input-shape`).
