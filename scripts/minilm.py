@@ -32,6 +32,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 HIDDEN, HEADS, LAYERS = 384, 12, 6
+# Sentences per calibration run (sorted by length, so runs pad little).
+CALIBRATION_RUN = 10
 ROOT = Path(__file__).resolve().parent
 
 
@@ -221,11 +223,15 @@ def evaluate(args):
     # sentences measured.
     calibration = []
     if args.calibrate:
-        ((_, cal),) = batches(d / "tokenizer.json", lines[-args.calibrate :], args.calibrate)
+        # Runs of sentences of similar length: padding rows would weigh
+        # in the layers' input statistics, though no output depends on
+        # them.
         cal_dir = Path(tempfile.mkdtemp(prefix="minilm-cal-"))
-        for name, value in cal.items():
-            np.save(cal_dir / f"{name}.npy", value)
-            calibration += ["--calibrate", f"{name}={cal_dir / f'{name}.npy'}"]
+        runs = batches(d / "tokenizer.json", lines[-args.calibrate :], CALIBRATION_RUN)
+        for i, (_, cal) in enumerate(runs):
+            for name, value in cal.items():
+                np.save(cal_dir / f"{name}{i}.npy", value)
+                calibration += ["--calibrate", f"{name}={cal_dir / f'{name}{i}.npy'}"]
     # Bundles run batches of --batch (their buffers are sized for it);
     # the reference interpreter and onnxruntime take all at once.
     groups = list(batches(d / "tokenizer.json", sentences, args.batch))

@@ -99,7 +99,8 @@ impl Build {
 
     /// A sample input (`.npy`) quantization calibrates on: with one for
     /// every model input, linear layers are quantized by GPTQ against
-    /// their inputs on it.
+    /// their inputs on it. Calling it again for an input adds a run: the
+    /// k-th file of each input is the k-th run.
     pub fn calibrate(mut self, input: &str, npy: impl Into<PathBuf>) -> Build {
         self.calibration.push((input.to_string(), npy.into()));
         self

@@ -117,14 +117,19 @@ impl Options {
     }
 
     /// Adds the tensor in the .npy file at `path` as input `name` of the
-    /// calibration sample (one sample: a batch of them in each file).
+    /// first calibration run that has none yet (a new run if all have):
+    /// the k-th file given for an input belongs to the k-th run.
     pub fn calibrate_file(&mut self, name: &str, path: &Path) -> Result<()> {
         let value = crate::npy::read(path)
             .with_context(|| format!("calibration sample for input '{name}'"))?;
-        if self.calibration.is_empty() {
-            self.calibration.push(HashMap::new());
+        match self.calibration.iter_mut().find(|r| !r.contains_key(name)) {
+            Some(run) => {
+                run.insert(name.to_string(), value);
+            }
+            None => self
+                .calibration
+                .push(HashMap::from([(name.to_string(), value)])),
         }
-        self.calibration[0].insert(name.to_string(), value);
         Ok(())
     }
 
@@ -437,19 +442,35 @@ pub fn prepare(model: &Model, options: &Options) -> wpc_ir::Result<Model> {
 /// on the model prepared for the samples' own shapes (they need not be
 /// the sizes it is compiled or run at).
 fn calibrate(model: &Model, options: &Options) -> wpc_ir::Result<wpc_passes::quant::Calibration> {
-    let Some(first) = options.calibration.first() else {
-        return Ok(wpc_passes::quant::Calibration::default());
-    };
-    let mut probe = model.clone();
-    wpc_passes::bind::freeze_inputs(&mut probe, &options.frozen)?;
-    let shapes = first
-        .iter()
-        .map(|(name, t)| (name.clone(), t.shape().to_vec()))
-        .collect();
-    bind_inputs(&mut probe, &HashMap::new(), &shapes)
-        .map_err(|e| e.within("binding the calibration samples"))?;
-    wpc_passes::optimize(&mut probe)?;
-    wpc_passes::quant::Calibration::measure(&probe, &options.calibration)
+    let mut calibration = wpc_passes::quant::Calibration::default();
+    // One prepared model per distinct set of shapes, reused by the runs
+    // that share it.
+    let mut probes: Vec<(HashMap<String, Vec<usize>>, Model)> = Vec::new();
+    for (i, feeds) in options.calibration.iter().enumerate() {
+        let shapes: HashMap<String, Vec<usize>> = feeds
+            .iter()
+            .map(|(name, t)| (name.clone(), t.shape().to_vec()))
+            .collect();
+        let at = match probes.iter().position(|(s, _)| *s == shapes) {
+            Some(at) => at,
+            None => {
+                let mut probe = model.clone();
+                wpc_passes::bind::freeze_inputs(&mut probe, &options.frozen)?;
+                bind_inputs(&mut probe, &HashMap::new(), &shapes).map_err(|e| {
+                    e.within(format!(
+                        "binding calibration run {} of {}",
+                        i + 1,
+                        options.calibration.len()
+                    ))
+                })?;
+                wpc_passes::optimize(&mut probe)?;
+                probes.push((shapes, probe));
+                probes.len() - 1
+            }
+        };
+        calibration.add_run(&probes[at].1, feeds)?;
+    }
+    Ok(calibration)
 }
 
 fn check_steering_inputs(model: &Model) -> wpc_ir::Result<()> {

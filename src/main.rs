@@ -180,10 +180,13 @@ struct BindArgs {
     /// examples/precision/). --weights and --group replace its default.
     #[arg(long, value_name = "FILE.ron")]
     precision: Option<PathBuf>,
-    /// NAME=FILE.npy: sample inputs to quantize against (give each model
-    /// input once; a batch of samples in one file). Linear layers are
-    /// then quantized by GPTQ, which keeps their outputs on these
-    /// samples closest, and --report measures errors on them.
+    /// NAME=FILE.npy: sample inputs to quantize against (a batch of
+    /// samples in one file). Repeat the flag for more runs: the k-th file
+    /// of each input is the k-th run, so runs may differ in shape (e.g.
+    /// sentences bucketed by length, to keep padding out of the
+    /// statistics). Linear layers are then quantized by GPTQ, which keeps
+    /// their outputs on these samples closest, and --report measures
+    /// errors on them.
     #[arg(long = "calibrate", value_name = "NAME=FILE.npy")]
     calibrate: Vec<String>,
 }
@@ -261,8 +264,34 @@ impl BindArgs {
         })
     }
 
+    /// `--calibrate` files in order given: the k-th file of each input
+    /// belongs to the k-th sample, so every input is given equally often.
     fn calibration(&self) -> Result<Vec<(String, PathBuf)>> {
-        let files = named_files("--calibrate", &self.calibrate)?;
+        let files = self
+            .calibrate
+            .iter()
+            .map(|f| {
+                let (name, path) = f
+                    .split_once('=')
+                    .with_context(|| format!("--calibrate '{f}': expected NAME=FILE.npy"))?;
+                Ok((name.to_string(), PathBuf::from(path)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut counts: Vec<(&str, usize)> = Vec::new();
+        for (name, _) in &files {
+            match counts.iter_mut().find(|(n, _)| n == name) {
+                Some((_, c)) => *c += 1,
+                None => counts.push((name, 1)),
+            }
+        }
+        if let (Some(&(first, n)), Some(&(other, m))) = (
+            counts.first(),
+            counts.iter().find(|(_, c)| *c != counts[0].1),
+        ) {
+            bail!(
+                "--calibrate gives {first} {n} time(s) but {other} {m}: each sample needs a file for every input, so give each input equally often"
+            );
+        }
         if !files.is_empty() && self.weights.is_none() && self.precision.is_none() {
             bail!(
                 "--calibrate gives samples to quantize against: give --weights (e.g. --weights int4) or --precision too"

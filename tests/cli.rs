@@ -961,6 +961,29 @@ fn quantized_bundles_report_their_layers_and_match_the_reference() {
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
     assert!(drift > 0.0 && drift < 0.05 * 64.0 * 3.0, "{drift}");
+    // Calibration runs of different shapes (the k-th file of an input is
+    // the k-th run) make the layer GPTQ's, its error measured on them.
+    let x5 = dir.path().join("x5.npy");
+    let input: Vec<f32> = (0..5 * 64).map(|i| ((i * 13) % 11) as f32 - 5.0).collect();
+    wpc::npy::write(&x5, &wpc::ir::Tensor::from_vec(vec![5, 64], input)).unwrap();
+    let x5in = format!("x={}", x5.display());
+    let calibrated = dir.path().join("calibrated.wpc");
+    let o = wpc(&[
+        "compile",
+        &path,
+        "--weights",
+        "int3",
+        "--calibrate",
+        &xin,
+        "--calibrate",
+        &x5in,
+        "--report",
+        "-o",
+        calibrated.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let said = String::from_utf8(o.stdout).unwrap();
+    assert!(said.contains("GPTQ (error feedback on samples)"), "{said}");
     // A bundle is quantized already.
     let out = dir.path().join("again");
     assert_user_error(
@@ -1058,6 +1081,24 @@ fn bad_precision_maps_and_flags_name_what_is_wrong() {
         ],
         &out,
         &["--group", "power of two"],
+    );
+    assert_user_error(
+        &[
+            "compile",
+            &path,
+            "--weights",
+            "int4",
+            "--calibrate",
+            "x=a.npy",
+            "--calibrate",
+            "x=b.npy",
+            "--calibrate",
+            "mask=c.npy",
+            "-o",
+            o,
+        ],
+        &out,
+        &["--calibrate gives x 2 time(s) but mask 1", "equally often"],
     );
     assert_user_error(
         &["compile", &path, "--weights", "int5", "-o", o],

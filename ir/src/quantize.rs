@@ -285,6 +285,13 @@ impl Hessian {
         }
     }
 
+    /// Adds `other`'s rows (of the same layer input) to these.
+    pub fn add(&mut self, other: &Hessian) {
+        assert_eq!(self.k, other.k, "second moments of different widths");
+        self.h.iter_mut().zip(&other.h).for_each(|(a, b)| *a += b);
+        self.rows += other.rows;
+    }
+
     /// `tr(Δ H Δᵀ)` for `d` (`rows × k`): the squared error the samples'
     /// outputs see from a weight error `d` (in float32 through the
     /// blocked GEMM: a report, not an oracle).

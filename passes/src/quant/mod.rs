@@ -300,8 +300,8 @@ pub fn quantize_weights(
     Ok(report)
 }
 
-/// Rows of sample activations a layer's statistics are taken from, at
-/// most: enough for `k × k` second moments of the widest layers, few
+/// Rows of sample activations a layer's statistics take from one run,
+/// at most: enough for `k × k` second moments of the widest layers, few
 /// enough to keep them seconds.
 const SAMPLE_ROWS: usize = 4096;
 
@@ -314,10 +314,11 @@ pub struct Calibration {
 }
 
 impl Calibration {
-    /// Runs `model` on each of `samples` (feeds of its inputs) on the
-    /// reference interpreter, with the input of every linear layer made an
-    /// output, and keeps their second moments.
-    pub fn measure(model: &Model, samples: &[HashMap<String, Tensor>]) -> Result<Calibration> {
+    /// Runs `model` on `feeds` (one run's inputs) on the reference
+    /// interpreter, with the input of every linear layer made an output,
+    /// and adds their second moments to what earlier runs measured. Runs
+    /// may be of models prepared for different shapes.
+    pub fn add_run(&mut self, model: &Model, feeds: &HashMap<String, Tensor>) -> Result<()> {
         let g = &model.graph;
         let mut wanted = Vec::new();
         for id in g.topo_order()? {
@@ -337,25 +338,31 @@ impl Calibration {
                 probe.graph.outputs.push(v);
             }
         }
-        let mut rows: HashMap<ValueId, Vec<f32>> = HashMap::new();
-        for feeds in samples {
-            let outs = wpc_ir::interp::run_model(&probe, feeds)
-                .map_err(|e| e.within("running the calibration samples"))?;
-            for &(v, _) in &wanted {
-                let name = &g.value(v).name;
-                if let Some((_, t)) = outs.iter().find(|(n, _)| n == name) {
-                    rows.entry(v).or_default().extend(t.to_f32s());
+        let outs = wpc_ir::interp::run_model(&probe, feeds)
+            .map_err(|e| e.within("running the calibration samples"))?;
+        for (v, k) in wanted {
+            let name = &g.value(v).name;
+            let Some((_, t)) = outs.iter().find(|(n, _)| n == name) else {
+                continue;
+            };
+            let h = Hessian::of_rows(&t.to_f32s(), k, SAMPLE_ROWS);
+            match self.inputs.get_mut(name) {
+                Some(sum) => sum.add(&h),
+                None => {
+                    self.inputs.insert(name.clone(), h);
                 }
             }
         }
-        let inputs = wanted
-            .into_iter()
-            .filter_map(|(v, k)| {
-                let h = Hessian::of_rows(rows.get(&v)?, k, SAMPLE_ROWS);
-                Some((g.value(v).name.clone(), h))
-            })
-            .collect();
-        Ok(Calibration { inputs })
+        Ok(())
+    }
+
+    /// [`Calibration::add_run`] for each of `samples` on `model`.
+    pub fn measure(model: &Model, samples: &[HashMap<String, Tensor>]) -> Result<Calibration> {
+        let mut calibration = Calibration::default();
+        for feeds in samples {
+            calibration.add_run(model, feeds)?;
+        }
+        Ok(calibration)
     }
 }
 
