@@ -443,32 +443,46 @@ pub fn prepare(model: &Model, options: &Options) -> wpc_ir::Result<Model> {
 /// the sizes it is compiled or run at).
 fn calibrate(model: &Model, options: &Options) -> wpc_ir::Result<wpc_passes::quant::Calibration> {
     let mut calibration = wpc_passes::quant::Calibration::default();
-    // One prepared model per distinct set of shapes, reused by the runs
-    // that share it.
-    let mut probes: Vec<(HashMap<String, Vec<usize>>, Model)> = Vec::new();
-    for (i, feeds) in options.calibration.iter().enumerate() {
-        let shapes: HashMap<String, Vec<usize>> = feeds
+    let runs = &options.calibration;
+    let shapes_of = |feeds: &HashMap<String, wpc_ir::Tensor>| -> HashMap<String, Vec<usize>> {
+        feeds
             .iter()
             .map(|(name, t)| (name.clone(), t.shape().to_vec()))
-            .collect();
-        let at = match probes.iter().position(|(s, _)| *s == shapes) {
-            Some(at) => at,
-            None => {
-                let mut probe = model.clone();
-                wpc_passes::bind::freeze_inputs(&mut probe, &options.frozen)?;
-                bind_inputs(&mut probe, &HashMap::new(), &shapes).map_err(|e| {
-                    e.within(format!(
-                        "binding calibration run {} of {}",
-                        i + 1,
-                        options.calibration.len()
-                    ))
-                })?;
-                wpc_passes::optimize(&mut probe)?;
-                probes.push((shapes, probe));
-                probes.len() - 1
+            .collect()
+    };
+    let prepare_for = |i: usize| -> wpc_ir::Result<Model> {
+        let mut probe = model.clone();
+        wpc_passes::bind::freeze_inputs(&mut probe, &options.frozen)?;
+        bind_inputs(&mut probe, &HashMap::new(), &shapes_of(&runs[i])).map_err(|e| {
+            e.within(format!(
+                "binding calibration run {} of {}",
+                i + 1,
+                runs.len()
+            ))
+        })?;
+        wpc_passes::optimize(&mut probe)?;
+        Ok(probe)
+    };
+    // One prepared model at a time, for all the runs of its shapes.
+    let mut done = vec![false; runs.len()];
+    for i in 0..runs.len() {
+        if done[i] {
+            continue;
+        }
+        let probe = prepare_for(i)?;
+        let shapes = shapes_of(&runs[i]);
+        for j in i..runs.len() {
+            if !done[j] && shapes_of(&runs[j]) == shapes {
+                calibration.add_run(&probe, &runs[j])?;
+                done[j] = true;
             }
-        };
-        calibration.add_run(&probes[at].1, feeds)?;
+        }
+    }
+    // Fitting to a budget measures sensitivity on the largest run.
+    let fits = options.precision.as_ref().is_some_and(|p| p.fit.is_some());
+    let largest = (0..runs.len()).max_by_key(|&i| runs[i].values().map(|t| t.len()).sum::<usize>());
+    if let (true, Some(i)) = (fits, largest) {
+        calibration.keep_sensitivity_run(prepare_for(i)?, runs[i].clone());
     }
     Ok(calibration)
 }

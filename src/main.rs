@@ -189,6 +189,13 @@ struct BindArgs {
     /// errors on them.
     #[arg(long = "calibrate", value_name = "NAME=FILE.npy")]
     calibrate: Vec<String>,
+    /// Fit the weights into SIZE (e.g. 12MB, 40MiB): quantize each layer
+    /// at the bits (8, 4, 3, 2, or float32) that keep the model's output
+    /// closest within the budget, from each layer's measured sensitivity
+    /// (end to end on the --calibrate samples; from weight errors alone
+    /// without them). Rules of a --precision map that set bits are kept.
+    #[arg(long, value_name = "SIZE")]
+    fit: Option<String>,
 }
 
 /// What `--weights` quantizes to.
@@ -256,6 +263,7 @@ impl BindArgs {
             quant_flag: [
                 (self.weights.is_some(), "--weights"),
                 (self.precision.is_some(), "--precision"),
+                (self.fit.is_some(), "--fit"),
                 (self.group.is_some(), "--group"),
             ]
             .into_iter()
@@ -292,9 +300,13 @@ impl BindArgs {
                 "--calibrate gives {first} {n} time(s) but {other} {m}: each sample needs a file for every input, so give each input equally often"
             );
         }
-        if !files.is_empty() && self.weights.is_none() && self.precision.is_none() {
+        if !files.is_empty()
+            && self.weights.is_none()
+            && self.precision.is_none()
+            && self.fit.is_none()
+        {
             bail!(
-                "--calibrate gives samples to quantize against: give --weights (e.g. --weights int4) or --precision too"
+                "--calibrate gives samples to quantize against: give --weights (e.g. --weights int4), --precision or --fit too"
             );
         }
         Ok(files)
@@ -305,12 +317,24 @@ impl BindArgs {
         if let Some(g) = self.group {
             wpc::passes::quant::precision::check_group(g).context("--group")?;
         }
+        let fit = match &self.fit {
+            Some(size) => {
+                if self.weights.is_some() {
+                    bail!(
+                        "--fit chooses each layer's bits and --weights sets them all: give one of them"
+                    );
+                }
+                Some(wpc::passes::quant::fit::parse_size(size).context("--fit")?)
+            }
+            None => None,
+        };
         let map = match &self.precision {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading the precision map {}", path.display()))?;
                 Precision::parse(&text, &path.display().to_string())?
             }
+            None if fit.is_some() => Precision::uniform(Setting::DEFAULT),
             None if self.weights.is_none() => {
                 if self.group.is_some() {
                     bail!(
@@ -321,10 +345,9 @@ impl BindArgs {
             }
             None => Precision::uniform(Setting::DEFAULT),
         };
-        Ok(Some(map.with_overrides(
-            self.weights.map(WeightBits::bits),
-            self.group,
-        )))
+        let mut map = map.with_overrides(self.weights.map(WeightBits::bits), self.group);
+        map.fit = fit;
+        Ok(Some(map))
     }
 }
 
@@ -1028,6 +1051,34 @@ fn report_quant(q: &wpc::passes::quant::QuantReport, every_layer: bool) {
         stored,
         stored as f64 / (float as f64 / 2.0).max(1.0)
     );
+    if let Some(fit) = &q.fit {
+        use wpc::passes::quant::fit::human;
+        let mut widths: Vec<(String, usize)> = Vec::new();
+        for l in &q.layers {
+            let w = l
+                .setting
+                .bits
+                .map_or("f32".to_string(), |b| format!("{b}-bit"));
+            match widths.iter_mut().find(|(n, _)| *n == w) {
+                Some((_, c)) => *c += 1,
+                None => widths.push((w, 1)),
+            }
+        }
+        let widths: Vec<String> = widths.iter().map(|(w, c)| format!("{c} at {w}")).collect();
+        say!(
+            "  fit: all weights {} of a budget of {} ({} fixed); layers: {}; predicted output error {:.2e} (relative, squared; sensitivity {})",
+            human(fit.bytes),
+            human(fit.budget),
+            human(fit.fixed),
+            widths.join(", "),
+            fit.loss,
+            if fit.measured {
+                "measured end to end on the --calibrate samples"
+            } else {
+                "from weight errors alone: give --calibrate samples to measure it"
+            }
+        );
+    }
     if !every_layer {
         return;
     }

@@ -12,6 +12,7 @@
 //! `‖W − Ŵ‖ / ‖W‖` (with rounding's alongside, to show what the search
 //! bought).
 
+pub mod fit;
 pub mod precision;
 
 pub use precision::{Precision, Setting};
@@ -21,7 +22,7 @@ use wpc_ir::ops::params::Gemm;
 use wpc_ir::ops::quant::MICROSOFT;
 use wpc_ir::packed::{self, Layout};
 
-use wpc_ir::quantize::{Hessian, Method, gptq, quantize};
+use wpc_ir::quantize::{Hessian, Method, Quantized, Spec, gptq, quantize};
 use wpc_ir::{Attr, Attrs, DType, Graph, Model, Node, NodeId, Result, Tensor, ValueId, ValueType};
 
 /// What happened to one quantizable layer.
@@ -52,6 +53,8 @@ pub struct LayerReport {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct QuantReport {
     pub layers: Vec<LayerReport>,
+    /// What fitting to a budget chose, when asked ([`Precision::fit`]).
+    pub fit: Option<fit::FitReport>,
 }
 
 impl QuantReport {
@@ -71,6 +74,10 @@ struct Layer {
     rows: usize,
     k: usize,
     w: Vec<f32>,
+    /// Whether `w` is the stored tensor transposed (a MatMul's `[k, n]`).
+    transposed: bool,
+    /// A linear layer's input, by name (what calibration measured).
+    input: Option<String>,
 }
 
 enum Kind {
@@ -87,8 +94,34 @@ enum Kind {
     Table { indices: ValueId, y: ValueId },
 }
 
-/// Quantizes every float32 weight `precision` gives bits to. With
-/// `calibration` (see [`Calibration::measure`]), linear layers whose
+/// A layer found, with what the precision map says of it.
+struct Planned {
+    id: NodeId,
+    node: String,
+    op: String,
+    layer: Layer,
+    setting: Setting,
+    rule: Option<usize>,
+    /// Whether a rule of the map fixed its bits (`--fit` leaves it).
+    pinned: bool,
+}
+
+/// A layer's weight quantized at one setting, not yet in the graph.
+struct Packed {
+    spec: Spec,
+    layout: Layout,
+    q: Quantized,
+    /// Bytes as stored: codes, scales and zero points.
+    bytes: usize,
+    /// As [`LayerReport::error`] and [`LayerReport::rounding_error`].
+    error: f64,
+    rounding_error: Option<f64>,
+    on_samples: bool,
+}
+
+/// Quantizes every float32 weight `precision` gives bits to (or, with
+/// [`Precision::fit`], the bits [`fit::choose`] picks). With
+/// `calibration` (see [`Calibration::add_run`]), linear layers whose
 /// input it measured are quantized by GPTQ against that input, and their
 /// errors are measured on it.
 pub fn quantize_weights(
@@ -96,17 +129,39 @@ pub fn quantize_weights(
     precision: &Precision,
     calibration: &Calibration,
 ) -> Result<QuantReport> {
-    let g = &mut model.graph;
-    let mut report = QuantReport::default();
+    let planned = plan(&model.graph, precision)?;
+    let (chosen, fit) = match precision.fit {
+        Some(budget) => {
+            let (chosen, report) = fit::choose(model, &planned, budget, calibration)?;
+            (chosen, Some(report))
+        }
+        None => (
+            planned
+                .iter()
+                .map(|p| quantize_layer(&p.layer, p.setting, calibration))
+                .collect(),
+            None,
+        ),
+    };
+    let mut report = QuantReport {
+        layers: Vec::with_capacity(planned.len()),
+        fit,
+    };
+    for (p, packed) in planned.into_iter().zip(chosen) {
+        report.layers.push(emit(&mut model.graph, p, packed)?);
+    }
+    crate::dce::eliminate_dead_nodes(model);
+    Ok(report)
+}
+
+/// Every quantizable layer of `g` in topological order, with its setting.
+fn plan(g: &Graph, precision: &Precision) -> Result<Vec<Planned>> {
     let mut used = vec![false; precision.rules.len()];
-    // Collected first: the pass removes and adds nodes as it goes, and a
-    // removed node's id may be reused by a new one.
-    let candidates: Vec<NodeId> = g
-        .topo_order()?
-        .into_iter()
-        .filter(|&id| matches!(g.node(id).op.as_str(), "MatMul" | "Gemm" | "Gather"))
-        .collect();
-    for id in candidates {
+    let mut planned = Vec::new();
+    for id in g.topo_order()? {
+        if !matches!(g.node(id).op.as_str(), "MatMul" | "Gemm" | "Gather") {
+            continue;
+        }
         let Some(layer) = layer_at(g, id)? else {
             continue;
         };
@@ -120,184 +175,240 @@ pub fn quantize_weights(
         if let Some(r) = rule {
             used[r] = true;
         }
-        let mut entry = LayerReport {
+        planned.push(Planned {
+            id,
             node: node.name.clone(),
             op: node.op.clone(),
+            pinned: rule.is_some_and(|r| precision.rules[r].sets_bits()),
+            layer,
+            setting,
+            rule,
+        });
+    }
+    precision.check_all_used(&used)?;
+    Ok(planned)
+}
+
+/// `layer` quantized at `setting` (GPTQ where `calibration` measured its
+/// input), or `None` where the setting keeps it float or its rows cannot
+/// be packed.
+fn quantize_layer(layer: &Layer, setting: Setting, calibration: &Calibration) -> Option<Packed> {
+    let mut spec = setting.spec()?;
+    // A group longer than the rows is one group per row.
+    spec.block = spec.block.min(layer.k.next_power_of_two()).max(16);
+    let layout = match layer.kind {
+        Kind::Linear { .. } => Layout::blocked(layer.rows, layer.k, spec.bits, spec.block),
+        Kind::Table { .. } => {
+            // GatherBlockQuantized rows are whole bytes.
+            if !(layer.k * spec.bits as usize).is_multiple_of(8) {
+                return None;
+            }
+            Layout {
+                rows: layer.rows,
+                k: layer.k,
+                bits: spec.bits,
+                block: spec.block,
+                row_bytes: layer.k * spec.bits as usize / 8,
+            }
+        }
+    };
+    let h = layer.input.as_ref().and_then(|x| calibration.inputs.get(x));
+    let q = match h {
+        Some(h) if spec.method == Method::Search => {
+            spec.method = Method::Gptq;
+            gptq(&layer.w, layer.rows, layer.k, &spec, h)
+        }
+        _ => quantize(&layer.w, layer.rows, layer.k, &spec),
+    };
+    let error_of = |q: &Quantized| match h {
+        Some(h) => {
+            let total = h.output_error(&layer.w.iter().map(|&v| f64::from(v)).collect::<Vec<_>>());
+            (h.output_error(&q.difference(&layer.w, layer.k)) / total.max(f64::MIN_POSITIVE)).sqrt()
+        }
+        None => q.relative_error(),
+    };
+    let rounding_error = (spec.method != Method::Rounding).then(|| {
+        let rounded = Spec {
+            method: Method::Rounding,
+            ..spec
+        };
+        error_of(&quantize(&layer.w, layer.rows, layer.k, &rounded))
+    });
+    let scale_bytes = if spec.f16_scales { 2 } else { 4 };
+    let bytes = layout.rows * layout.row_bytes
+        + layout.rows * layout.blocks() * scale_bytes
+        + if spec.symmetric {
+            0
+        } else {
+            layout.rows * layout.zero_point_row_bytes()
+        };
+    Some(Packed {
+        error: error_of(&q),
+        rounding_error,
+        on_samples: h.is_some(),
+        spec,
+        layout,
+        q,
+        bytes,
+    })
+}
+
+/// Puts `packed` into the graph in place of the planned layer (or leaves
+/// the layer as it is when there is nothing packed) and reports it.
+fn emit(g: &mut Graph, p: Planned, packed: Option<Packed>) -> Result<LayerReport> {
+    let Planned {
+        id,
+        node,
+        op,
+        layer,
+        mut setting,
+        rule,
+        ..
+    } = p;
+    let float_bytes = layer.rows * layer.k * 4;
+    let Some(packed) = packed else {
+        setting.bits = None;
+        return Ok(LayerReport {
+            node,
+            op,
             shape: [layer.rows, layer.k],
             setting,
             rule,
-            float_bytes: layer.rows * layer.k * 4,
-            bytes: layer.rows * layer.k * 4,
+            float_bytes,
+            bytes: float_bytes,
             error: None,
             rounding_error: None,
             on_samples: false,
-        };
-        let Some(mut spec) = setting.spec() else {
-            report.layers.push(entry);
-            continue;
-        };
-        // A group longer than the rows is one group per row.
-        spec.block = spec.block.min(layer.k.next_power_of_two()).max(16);
-        let layout = match layer.kind {
-            Kind::Linear { .. } => Layout::blocked(layer.rows, layer.k, spec.bits, spec.block),
-            Kind::Table { .. } => {
-                if !(layer.k * spec.bits as usize).is_multiple_of(8) {
-                    // GatherBlockQuantized rows are whole bytes.
-                    entry.setting.bits = None;
-                    report.layers.push(entry);
-                    continue;
-                }
-                Layout {
-                    rows: layer.rows,
-                    k: layer.k,
-                    bits: spec.bits,
-                    block: spec.block,
-                    row_bytes: layer.k * spec.bits as usize / 8,
-                }
-            }
-        };
-        let h = match layer.kind {
-            Kind::Linear { x, .. } => calibration.inputs.get(&g.value(x).name),
-            Kind::Table { .. } => None,
-        };
-        let q = match h {
-            Some(h) if spec.method == Method::Search => {
-                spec.method = Method::Gptq;
-                gptq(&layer.w, layer.rows, layer.k, &spec, h)
-            }
-            _ => quantize(&layer.w, layer.rows, layer.k, &spec),
-        };
-        entry.setting.group = spec.block;
-        entry.setting.method = spec.method;
-        entry.on_samples = h.is_some();
-        let error_of = |q: &wpc_ir::quantize::Quantized| match h {
-            Some(h) => {
-                let total =
-                    h.output_error(&layer.w.iter().map(|&v| f64::from(v)).collect::<Vec<_>>());
-                (h.output_error(&q.difference(&layer.w, layer.k)) / total.max(f64::MIN_POSITIVE))
-                    .sqrt()
-            }
-            None => q.relative_error(),
-        };
-        entry.error = Some(error_of(&q));
-        if spec.method != Method::Rounding {
-            let rounded = wpc_ir::quantize::Spec {
-                method: Method::Rounding,
-                ..spec
-            };
-            entry.rounding_error =
-                Some(error_of(&quantize(&layer.w, layer.rows, layer.k, &rounded)));
-        }
-        let codes = packed::pack_codes(&layout, &q.codes);
-        let blocks = layout.blocks();
-        let scale_dtype = if spec.f16_scales {
-            DType::F16
-        } else {
-            DType::F32
-        };
-        let scales = Tensor::from_f64s(
-            scale_dtype,
-            vec![layout.rows, blocks],
-            q.scales.iter().map(|&s| f64::from(s)),
-        );
-        let zeros = (!spec.symmetric).then(|| {
-            let z = packed::pack_zero_points(&layout, &q.zeros);
-            Tensor::from_vec(vec![layout.rows, layout.zero_point_row_bytes()], z)
         });
-        let codes = match layer.kind {
-            Kind::Linear { .. } => {
-                Tensor::from_vec(vec![layout.rows, blocks, layout.row_bytes / blocks], codes)
+    };
+    let Packed {
+        spec,
+        layout,
+        q,
+        bytes,
+        error,
+        rounding_error,
+        on_samples,
+    } = packed;
+    setting.bits = Some(spec.bits);
+    setting.group = spec.block;
+    setting.method = spec.method;
+    let entry = LayerReport {
+        node: node.clone(),
+        op,
+        shape: [layer.rows, layer.k],
+        setting,
+        rule,
+        float_bytes,
+        bytes,
+        error: Some(error),
+        rounding_error,
+        on_samples,
+    };
+    let codes = packed::pack_codes(&layout, &q.codes);
+    let blocks = layout.blocks();
+    let scale_dtype = if spec.f16_scales {
+        DType::F16
+    } else {
+        DType::F32
+    };
+    let scales = Tensor::from_f64s(
+        scale_dtype,
+        vec![layout.rows, blocks],
+        q.scales.iter().map(|&s| f64::from(s)),
+    );
+    let zeros = (!spec.symmetric).then(|| {
+        let z = packed::pack_zero_points(&layout, &q.zeros);
+        Tensor::from_vec(vec![layout.rows, layout.zero_point_row_bytes()], z)
+    });
+    let codes = match layer.kind {
+        Kind::Linear { .. } => {
+            Tensor::from_vec(vec![layout.rows, blocks, layout.row_bytes / blocks], codes)
+        }
+        Kind::Table { .. } => Tensor::from_vec(vec![layout.rows, layout.row_bytes], codes),
+    };
+    let name = node;
+    let constant = |g: &mut Graph, what: &str, t: Tensor| {
+        let v = g.add_fresh_value(&format!("{name}_{what}"), ValueType::of(&t));
+        g.constants.insert(v, t);
+        v
+    };
+    let (codes, scales) = (constant(g, "codes", codes), constant(g, "scales", scales));
+    let zeros = zeros.map(|z| constant(g, "zero_points", z));
+    match layer.kind {
+        Kind::Linear {
+            x,
+            y,
+            alpha,
+            bias,
+            absorbed,
+        } => {
+            if alpha != 1.0 {
+                let s = g.constants.get_mut(&scales).expect("just added");
+                *s = Tensor::from_f64s(
+                    scale_dtype,
+                    s.shape().to_vec(),
+                    s.to_f64s().iter().map(|v| v * f64::from(alpha)),
+                );
             }
-            Kind::Table { .. } => Tensor::from_vec(vec![layout.rows, layout.row_bytes], codes),
-        };
-        entry.bytes =
-            codes.len() + scales.len() * scale_dtype.size() + zeros.as_ref().map_or(0, Tensor::len);
-        let name = g.node(id).name.clone();
-        let constant = |g: &mut Graph, what: &str, t: Tensor| {
-            let v = g.add_fresh_value(&format!("{name}_{what}"), ValueType::of(&t));
-            g.constants.insert(v, t);
-            v
-        };
-        let (codes, scales) = (constant(g, "codes", codes), constant(g, "scales", scales));
-        let zeros = zeros.map(|z| constant(g, "zero_points", z));
-        match layer.kind {
-            Kind::Linear {
-                x,
-                y,
-                alpha,
-                bias,
-                absorbed,
-            } => {
-                if alpha != 1.0 {
-                    let s = g.constants.get_mut(&scales).expect("just added");
-                    *s = Tensor::from_f64s(
-                        scale_dtype,
-                        s.shape().to_vec(),
-                        s.to_f64s().iter().map(|v| v * f64::from(alpha)),
-                    );
-                }
-                let bias = bias.map(|b| constant(g, "bias", Tensor::from_vec(vec![b.len()], b)));
-                g.remove_node(id);
-                if let Some(add) = absorbed {
-                    g.remove_node(add);
-                }
+            let bias = bias.map(|b| constant(g, "bias", Tensor::from_vec(vec![b.len()], b)));
+            g.remove_node(id);
+            if let Some(add) = absorbed {
+                g.remove_node(add);
+            }
+            let mut attrs = Attrs::default();
+            attrs.insert("K", Attr::Int(layer.k as i64));
+            attrs.insert("N", Attr::Int(layer.rows as i64));
+            attrs.insert("bits", Attr::Int(i64::from(spec.bits)));
+            attrs.insert("block_size", Attr::Int(spec.block as i64));
+            g.add_node(Node {
+                name,
+                op: "MatMulNBits".into(),
+                domain: MICROSOFT.into(),
+                inputs: vec![Some(x), Some(codes), Some(scales), zeros, None, bias],
+                outputs: vec![Some(y)],
+                attrs,
+            })?;
+        }
+        Kind::Table { indices, y } => {
+            g.remove_node(id);
+            let mut attrs = Attrs::default();
+            attrs.insert("bits", Attr::Int(i64::from(spec.bits)));
+            attrs.insert("block_size", Attr::Int(spec.block as i64));
+            // Its output has its scales' type: float16 scales give
+            // float16 rows, cast back for the graph.
+            let out = if scale_dtype == DType::F32 {
+                y
+            } else {
+                let ty = ValueType {
+                    dtype: Some(DType::F16),
+                    shape: g.value(y).ty.shape.clone(),
+                };
+                g.add_fresh_value(&format!("{name}_f16"), ty)
+            };
+            g.add_node(Node {
+                name: name.clone(),
+                op: "GatherBlockQuantized".into(),
+                domain: MICROSOFT.into(),
+                inputs: vec![Some(codes), Some(indices), Some(scales), zeros],
+                outputs: vec![Some(out)],
+                attrs,
+            })?;
+            if out != y {
                 let mut attrs = Attrs::default();
-                attrs.insert("K", Attr::Int(layer.k as i64));
-                attrs.insert("N", Attr::Int(layer.rows as i64));
-                attrs.insert("bits", Attr::Int(i64::from(spec.bits)));
-                attrs.insert("block_size", Attr::Int(spec.block as i64));
+                attrs.insert("to", Attr::Int(i64::from(DType::F32.onnx_code())));
                 g.add_node(Node {
-                    name,
-                    op: "MatMulNBits".into(),
-                    domain: MICROSOFT.into(),
-                    inputs: vec![Some(x), Some(codes), Some(scales), zeros, None, bias],
+                    name: format!("{name}_cast"),
+                    op: "Cast".into(),
+                    domain: String::new(),
+                    inputs: vec![Some(out)],
                     outputs: vec![Some(y)],
                     attrs,
                 })?;
             }
-            Kind::Table { indices, y } => {
-                g.remove_node(id);
-                let mut attrs = Attrs::default();
-                attrs.insert("bits", Attr::Int(i64::from(spec.bits)));
-                attrs.insert("block_size", Attr::Int(spec.block as i64));
-                // Its output has its scales' type: float16 scales give
-                // float16 rows, cast back for the graph.
-                let out = if scale_dtype == DType::F32 {
-                    y
-                } else {
-                    let ty = ValueType {
-                        dtype: Some(DType::F16),
-                        shape: g.value(y).ty.shape.clone(),
-                    };
-                    g.add_fresh_value(&format!("{name}_f16"), ty)
-                };
-                g.add_node(Node {
-                    name: name.clone(),
-                    op: "GatherBlockQuantized".into(),
-                    domain: MICROSOFT.into(),
-                    inputs: vec![Some(codes), Some(indices), Some(scales), zeros],
-                    outputs: vec![Some(out)],
-                    attrs,
-                })?;
-                if out != y {
-                    let mut attrs = Attrs::default();
-                    attrs.insert("to", Attr::Int(i64::from(DType::F32.onnx_code())));
-                    g.add_node(Node {
-                        name: format!("{name}_cast"),
-                        op: "Cast".into(),
-                        domain: String::new(),
-                        inputs: vec![Some(out)],
-                        outputs: vec![Some(y)],
-                        attrs,
-                    })?;
-                }
-            }
         }
-        report.layers.push(entry);
     }
-    precision.check_all_used(&used)?;
-    crate::dce::eliminate_dead_nodes(model);
-    Ok(report)
+    Ok(entry)
 }
 
 /// Rows of sample activations a layer's statistics take from one run,
@@ -311,9 +422,17 @@ const SAMPLE_ROWS: usize = 4096;
 #[derive(Clone, Debug, Default)]
 pub struct Calibration {
     pub inputs: HashMap<String, Hessian>,
+    /// A model prepared for one run's shapes and that run's feeds, which
+    /// [`fit`] measures each layer's sensitivity on.
+    pub sensitivity_run: Option<Box<(Model, HashMap<String, Tensor>)>>,
 }
 
 impl Calibration {
+    /// Keeps `model` and `feeds` as the run sensitivity is measured on.
+    pub fn keep_sensitivity_run(&mut self, model: Model, feeds: HashMap<String, Tensor>) {
+        self.sensitivity_run = Some(Box::new((model, feeds)));
+    }
+
     /// Runs `model` on `feeds` (one run's inputs) on the reference
     /// interpreter, with the input of every linear layer made an output,
     /// and adds their second moments to what earlier runs measured. Runs
@@ -418,6 +537,8 @@ fn layer_at(g: &Graph, id: NodeId) -> Result<Option<Layer>> {
                 rows: n,
                 k,
                 w: transposed(&w.to_f32s(), k, n),
+                transposed: true,
+                input: Some(g.value(x).name.clone()),
             }
         }
         "Gemm" => {
@@ -466,6 +587,8 @@ fn layer_at(g: &Graph, id: NodeId) -> Result<Option<Layer>> {
                 rows: n,
                 k,
                 w: if p.trans_b { w } else { transposed(&w, k, n) },
+                transposed: !p.trans_b,
+                input: Some(g.value(x).name.clone()),
             }
         }
         "Gather" => {
@@ -484,6 +607,8 @@ fn layer_at(g: &Graph, id: NodeId) -> Result<Option<Layer>> {
                 rows: t.shape()[0],
                 k: t.shape()[1],
                 w: t.to_f32s(),
+                transposed: false,
+                input: None,
             }
         }
         _ => return Ok(None),

@@ -74,6 +74,9 @@ pub struct Precision {
     pub rules: Vec<Rule>,
     /// Where the map came from, for errors (`None`: built from flags).
     pub source: Option<String>,
+    /// Fit the weights into this many bytes: the bits of every layer no
+    /// rule sets `bits` for are chosen by [`super::fit`].
+    pub fit: Option<u64>,
 }
 
 /// One rule of a map.
@@ -84,6 +87,13 @@ pub struct Rule {
     given: Partial,
     /// The rule's line in its file (1-based), for errors.
     pub line: usize,
+}
+
+impl Rule {
+    /// Whether the rule sets `bits` (which `--fit` then leaves alone).
+    pub fn sets_bits(&self) -> bool {
+        self.given.bits.is_some()
+    }
 }
 
 /// A setting as written: only the fields given.
@@ -188,6 +198,7 @@ impl Precision {
             default: setting,
             rules: Vec::new(),
             source: None,
+            fit: None,
         }
     }
 
@@ -220,6 +231,7 @@ impl Precision {
             default,
             rules,
             source: Some(source.to_string()),
+            fit: None,
         })
     }
 

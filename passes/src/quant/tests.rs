@@ -246,3 +246,65 @@ fn sample_inputs_quantize_linear_layers_by_gptq_with_errors_on_them() {
     };
     assert!(err(&g[0]) < err(&p[0]), "{} vs {}", err(&g[0]), err(&p[0]));
 }
+
+/// `y_a = (x · Wa) · 100` and `y_b = (x · Wb) / 100`: two layers of the
+/// same shape, one of which moves the outputs ten thousand times more.
+fn loud_and_quiet(m: usize, k: usize, n: usize) -> Model {
+    let mut b = GraphBuilder::new();
+    let x = b.input("x", DType::F32, vec![Dim::Known(m), Dim::Known(k)]);
+    let wa = b.constant("wa", Tensor::from_vec(vec![k, n], seeded(k * n, 11)));
+    let wb = b.constant("wb", Tensor::from_vec(vec![k, n], seeded(k * n, 12)));
+    let loud = b.constant("loud", Tensor::scalar(100f32));
+    let quiet = b.constant("quiet", Tensor::scalar(0.01f32));
+    let ya = b.node("MatMul", &[x, wa]);
+    let ya = b.node("Mul", &[ya, loud]);
+    let yb = b.node("MatMul", &[x, wb]);
+    let yb = b.node("Mul", &[yb, quiet]);
+    let mut model = b.finish(&[ya, yb]);
+    crate::shape_inference::infer_shapes(&mut model).unwrap();
+    model
+}
+
+#[test]
+fn fitting_gives_the_bits_to_the_layer_the_outputs_feel() {
+    let (m, k, n) = (16, 64, 32);
+    let model = loud_and_quiet(m, k, n);
+    let f = HashMap::from([(
+        "x".to_string(),
+        Tensor::from_vec(vec![m, k], seeded(m * k, 13)),
+    )]);
+    // 8 bits for one layer and 2 for the other fit; 8 and 3 do not.
+    let budget = 2900;
+    let fit = Precision {
+        fit: Some(budget),
+        ..Precision::uniform(Setting::DEFAULT)
+    };
+    let bits = |report: &QuantReport| -> Vec<Option<u32>> {
+        report.layers.iter().map(|l| l.setting.bits).collect()
+    };
+    // Without samples only the weights' errors speak: both alike.
+    let mut blind = model.clone();
+    let report = quantize_weights(&mut blind, &fit, &Calibration::default()).unwrap();
+    let chosen = bits(&report);
+    assert_eq!(chosen[0], chosen[1], "{report:?}");
+    assert!(!report.fit.as_ref().unwrap().measured);
+    // Measured end to end, the loud layer keeps 8 bits.
+    let mut cal = Calibration::measure(&model, std::slice::from_ref(&f)).unwrap();
+    cal.keep_sensitivity_run(model.clone(), f.clone());
+    let mut fitted = model.clone();
+    let report = quantize_weights(&mut fitted, &fit, &cal).unwrap();
+    assert_eq!(bits(&report), [Some(8), Some(2)], "{report:?}");
+    let summary = report.fit.clone().unwrap();
+    assert!(summary.measured && summary.bytes <= budget, "{summary:?}");
+    let (_, stored) = report.bytes();
+    assert_eq!(summary.bytes, summary.fixed + stored as u64);
+    // A budget below the fewest bits says what the least is.
+    let tight = Precision {
+        fit: Some(1000),
+        ..Precision::uniform(Setting::DEFAULT)
+    };
+    let err = quantize_weights(&mut model.clone(), &tight, &cal)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot be made that small"), "{err}");
+}
