@@ -984,6 +984,25 @@ fn quantized_bundles_report_their_layers_and_match_the_reference() {
     assert!(o.status.success(), "{}", stderr(&o));
     let said = String::from_utf8(o.stdout).unwrap();
     assert!(said.contains("GPTQ (error feedback on samples)"), "{said}");
+    // --fit picks the bits that fit, measured on the same samples.
+    let o = wpc(&[
+        "compile",
+        &path,
+        "--fit",
+        "2KB",
+        "--calibrate",
+        &xin,
+        "-o",
+        calibrated.to_str().unwrap(),
+        "--force",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let said = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        said.contains("of a budget of 2.0 KB")
+            && said.contains("measured end to end on the --calibrate samples"),
+        "{said}"
+    );
     // A bundle is quantized already.
     let out = dir.path().join("again");
     assert_user_error(
@@ -1099,6 +1118,30 @@ fn bad_precision_maps_and_flags_name_what_is_wrong() {
         ],
         &out,
         &["--calibrate gives x 2 time(s) but mask 1", "equally often"],
+    );
+    for (fit, needle) in [
+        ("12parsecs", "'12parsecs' is not a size"),
+        ("100", "the weights cannot be made that small"),
+    ] {
+        assert_user_error(
+            &["compile", &path, "--fit", fit, "-o", o],
+            &out,
+            &["--fit", needle],
+        );
+    }
+    assert_user_error(
+        &[
+            "compile",
+            &path,
+            "--fit",
+            "2KB",
+            "--weights",
+            "int4",
+            "-o",
+            o,
+        ],
+        &out,
+        &["--fit chooses each layer's bits and --weights sets them all"],
     );
     assert_user_error(
         &["compile", &path, "--weights", "int5", "-o", o],

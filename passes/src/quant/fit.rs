@@ -355,9 +355,14 @@ pub fn parse_size(text: &str) -> Result<u64> {
     Ok(bytes as u64)
 }
 
-/// `bytes` for people: MB with two decimals (powers of 1000).
+/// `bytes` for people, in powers of 1000 as `--fit` reads them.
 pub fn human(bytes: u64) -> String {
-    format!("{:.2} MB", bytes as f64 / 1e6)
+    match bytes {
+        0..1_000 => format!("{bytes} B"),
+        1_000..1_000_000 => format!("{:.1} KB", bytes as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.2} MB", bytes as f64 / 1e6),
+        _ => format!("{:.2} GB", bytes as f64 / 1e9),
+    }
 }
 
 #[cfg(test)]
@@ -381,6 +386,10 @@ mod tests {
         assert_eq!(parse_size("1.5 GiB").unwrap(), 1_610_612_736);
         assert_eq!(parse_size("12000").unwrap(), 12_000);
         assert_eq!(parse_size("64KiB").unwrap(), 65_536);
+        assert_eq!(
+            [human(999), human(2_000), human(12_200_000), human(3 << 30)],
+            ["999 B", "2.0 KB", "12.20 MB", "3.22 GB"]
+        );
         for bad in ["", "MB", "12 parsecs", "-3MB", "0"] {
             let err = parse_size(bad).unwrap_err().to_string();
             assert!(err.contains("is not a size"), "{bad}: {err}");
