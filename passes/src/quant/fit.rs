@@ -426,7 +426,7 @@ mod tests {
             // Options of a layer: larger ones lose less (as widths do).
             let options: Vec<Vec<Choice>> = layers.iter().map(|l| {
                 let mut l = l.clone();
-                l.sort_by(|a, b| b.0.cmp(&a.0));
+                l.sort_by_key(|c| std::cmp::Reverse(c.0));
                 let mut loss = 0.0;
                 choices(&l.iter().map(|&(b, d)| { loss += d; (b, loss) }).collect::<Vec<_>>())
             }).collect();
