@@ -43,6 +43,11 @@ onnxruntime on every case of its group.
   8 bits symmetric and 2 bits (`bert_ort_q4`, `bert_ort_q8_sym`,
   `bert_ort_q2`): models quantized the way users quantize them, whose
   oracle is onnxruntime running the same packed weights.
+* The same export through onnxruntime's `quantize_dynamic`
+  (DynamicQuantizeLinear, MatMulInteger; `bert_ort_dynamic_u8`) and its
+  `quantize_static` in QDQ form (`bert_ort_qdq`, whose oracle runs the
+  graph's ops as written: onnxruntime's own fusions of Q/DQ pairs round
+  differently).
 * Small recurrent layers (GRU both ways of resetting, RNN, LSTM with
   peepholes) with seeded random weights: the conformance cases use uniform
   weights, under which every hidden unit computes the same thing, so they
@@ -110,9 +115,12 @@ def expose_intermediates(model, count=4):
     return model
 
 
-def add_case(out, cases, name, model_path, intermediates=False, feeds=None):
+def add_case(out, cases, name, model_path, intermediates=False, feeds=None, as_written=False):
     """Copies the model into OUT/name with its input (`feeds`, or seeded
-    random data) and onnxruntime's outputs, and lists it in `cases`."""
+    random data) and onnxruntime's outputs, and lists it in `cases`.
+    `as_written`: onnxruntime runs the graph's ops as they are, without
+    its graph optimizations (which fuse Q/DQ pairs into integer kernels
+    that round differently from the ops they replace)."""
     case_dir = os.path.join(out, name)
     os.makedirs(case_dir, exist_ok=True)
     model = onnx.load(model_path)
@@ -130,6 +138,8 @@ def add_case(out, cases, name, model_path, intermediates=False, feeds=None):
         np.save(os.path.join(case_dir, inputs[vi.name]), arr)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
+    if as_written:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     sess = ort.InferenceSession(model_path, opts, providers=["CPUExecutionProvider"])
     outputs = {}
     for k, (o, arr) in enumerate(zip(sess.get_outputs(), sess.run(None, feeds))):
@@ -194,13 +204,48 @@ def ort_quantized(src, dst, bits, symmetric):
     onnx.save(q.model.model, dst)
 
 
+def ort_dynamic(src, dst):
+    """`src` through onnxruntime's `quantize_dynamic`: DynamicQuantizeLinear
+    and MatMulInteger with uint8 weights per channel. (Full-range int8
+    weights are left out: onnxruntime's AVX2 kernel sums pairs of
+    uint8 x int8 products in int16 and saturates, so its outputs are not
+    MatMulInteger's on such a machine; wpc computes them exactly.)"""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(src, dst, weight_type=QuantType.QUInt8, per_channel=True)
+
+
+def ort_static_qdq(src, dst):
+    """`src` through onnxruntime's `quantize_static` in QDQ form (uint8
+    activations per tensor, int8 weights per channel), calibrated on
+    three seeded batches."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Batches(CalibrationDataReader):
+        def __init__(self):
+            self.left = iter([bert_encoder.feeds_for(True, n) for n in (16, 37, 50)])
+
+        def get_next(self):
+            return next(self.left, None)
+
+    quantize_static(
+        src,
+        dst,
+        Batches(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+    )
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2
     out = sys.argv[1]
     # Bump the set's version when the list of models changes.
-    stamp = f"set 10, onnx {onnx.__version__}, onnxruntime {ort.__version__}"
+    stamp = f"set 11, onnx {onnx.__version__}, onnxruntime {ort.__version__}"
     manifest = os.path.join(out, "manifest.json")
     if os.path.exists(manifest) and json.load(open(manifest)).get("made_with") == stamp:
         print(f"real models already prepared in {out}")
@@ -232,6 +277,12 @@ def main():
         path = os.path.join(out, f"{name}.onnx")
         ort_quantized(dynamic_path, path, bits, symmetric)
         add_case(out, cases, name, path, feeds=bert_encoder.feeds_for(True, 37))
+    dyn_q = os.path.join(out, "bert_ort_dynamic_u8.onnx")
+    ort_dynamic(dynamic_path, dyn_q)
+    add_case(out, cases, "bert_ort_dynamic_u8", dyn_q, feeds=bert_encoder.feeds_for(True, 37))
+    qdq = os.path.join(out, "bert_ort_qdq.onnx")
+    ort_static_qdq(dynamic_path, qdq)
+    add_case(out, cases, "bert_ort_qdq", qdq, feeds=bert_encoder.feeds_for(True, 37), as_written=True)
     mobilenet_path = os.path.join(out, "mobilenet_v3.onnx")
     add_case(out, cases, "mobilenet_v3", mobilenet_path, feeds=mobilenet_v3.mobilenet_v3(mobilenet_path))
     mobilenet_dynamic = os.path.join(out, "mobilenet_dynamic.onnx")

@@ -7,6 +7,7 @@ pub mod counted;
 pub mod elementwise;
 pub mod fused;
 pub mod index;
+pub mod integer;
 pub mod loss;
 pub mod matmul;
 pub mod movement;
@@ -66,6 +67,8 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
         "Dropout" => elementwise::dropout,
         "DequantizeLinear" => elementwise::dequantize,
         "QuantizeLinear" => elementwise::quantize,
+        "DynamicQuantizeLinear" => integer::dynamic_quantize_linear,
+        "MatMulInteger" => integer::matmul_integer,
         "Transpose" => movement::transpose,
         "Slice" => movement::slice,
         "Expand" => movement::expand,
@@ -138,6 +141,10 @@ pub fn handles_dynamic_sizes(domain: &str, op: &str) -> bool {
             || matches!(
                 op,
                 "Transpose"
+                    | "QuantizeLinear"
+                    | "DequantizeLinear"
+                    | "DynamicQuantizeLinear"
+                    | "MatMulInteger"
                     | "Slice"
                     | "Expand"
                     | "Gather"

@@ -16,7 +16,10 @@ pub(super) fn ops() -> Vec<OpDef> {
         op!("MatMul", eval_matmul, infer_matmul).contraction(),
         op!("Gemm", eval_gemm, infer_gemm).contraction(),
         op!("MatMulInteger", eval_matmul_integer, |c| {
-            super::infer::by_evaluation(c, &[0, 1])
+            // MatMul's shapes, in int32.
+            let mut out = infer_matmul(c)?;
+            out[0].dtype = Some(DType::I32);
+            Ok(out)
         }),
         op!("Einsum", eval_einsum, |c| super::infer::by_evaluation(
             c,

@@ -13,13 +13,15 @@ use crate::tensor::Tensor;
 
 pub(super) fn ops() -> Vec<OpDef> {
     vec![
-        op!("QuantizeLinear", eval_quantize, |c| {
-            super::infer::by_evaluation(c, &[0])
+        op!("QuantizeLinear", eval_quantize, infer_quantize),
+        op!("DequantizeLinear", eval_dequantize, infer_dequantize),
+        op!("DynamicQuantizeLinear", eval_dynamic_quantize, |c| {
+            // uint8 codes of x's shape, and one scale and zero point.
+            let mut out = super::infer::shape_with_dtype(c, DType::U8)?;
+            out.push(super::infer::known(Some(DType::F32), &[]));
+            out.push(super::infer::known(Some(DType::U8), &[]));
+            Ok(out)
         }),
-        op!("DequantizeLinear", eval_dequantize, |c| {
-            super::infer::by_evaluation(c, &[0])
-        }),
-        op!("DynamicQuantizeLinear", eval_dynamic_quantize),
         op!("QLinearMatMul", eval_qlinear_matmul),
         op!("QLinearConv", eval_qlinear_conv),
         op!("MatMulNBits", eval_matmul_nbits, infer_matmul_nbits).in_domain(MICROSOFT),
@@ -109,11 +111,11 @@ pub fn quantize(
     Tensor::from_f64s(dtype, shape.to_vec(), y)
 }
 
-fn eval_quantize(c: &EvalCtx) -> Result<Vec<Tensor>> {
-    let (x, scale) = (c.input(0)?, c.input(1)?);
-    let zp = c.opt_input(2);
-    let dtype = match (zp, c.attrs().int("output_dtype", 0)?) {
-        (Some(z), _) => z.dtype(),
+/// QuantizeLinear's output type: its zero point's, else the
+/// `output_dtype` attribute's (opset 21), else uint8.
+fn quantized_dtype(zero_point: Option<DType>, output_dtype: i64) -> Result<DType> {
+    let dtype = match (zero_point, output_dtype) {
+        (Some(z), _) => z,
         (None, 0) => DType::U8,
         (None, code) => DType::from_onnx(code as i32).ok_or_else(|| {
             Error::unsupported(format!(
@@ -125,6 +127,38 @@ fn eval_quantize(c: &EvalCtx) -> Result<Vec<Tensor>> {
     if dtype.is_float() {
         bail!("QuantizeLinear to {dtype} is not supported");
     }
+    Ok(dtype)
+}
+
+/// DequantizeLinear's output type: the `output_dtype` attribute's
+/// (opset 23), else its scale's.
+fn dequantized_dtype(scale: DType, output_dtype: i64) -> DType {
+    match output_dtype {
+        0 => scale,
+        code => DType::from_onnx(code as i32).unwrap_or(scale),
+    }
+}
+
+/// Q/DQ keep their input's shape; the types are as above (known without
+/// the sizes, so symbolic shapes pass through).
+fn infer_quantize(c: &InferCtx) -> Result<Vec<ValueType>> {
+    let zero_point = c.input(2).ok().and_then(|t| t.dtype);
+    let dtype = quantized_dtype(zero_point, c.node.attrs.int("output_dtype", 0)?)?;
+    super::infer::shape_with_dtype(c, dtype)
+}
+
+fn infer_dequantize(c: &InferCtx) -> Result<Vec<ValueType>> {
+    let Some(scale) = c.dtype(1) else {
+        return super::infer::by_evaluation(c, &[0]);
+    };
+    let dtype = dequantized_dtype(scale, c.node.attrs.int("output_dtype", 0)?);
+    super::infer::shape_with_dtype(c, dtype)
+}
+
+fn eval_quantize(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    let (x, scale) = (c.input(0)?, c.input(1)?);
+    let zp = c.opt_input(2);
+    let dtype = quantized_dtype(zp.map(Tensor::dtype), c.attrs().int("output_dtype", 0)?)?;
     let idx = node_param_index(c, x, scale)?;
     let zpv = zp.map_or_else(|| vec![0.0; scale.len()], Tensor::to_f64s);
     Ok(vec![quantize(
@@ -142,10 +176,7 @@ fn eval_dequantize(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let (x, scale) = (c.input(0)?, c.input(1)?);
     let idx = node_param_index(c, x, scale)?;
     let y = dequantize(x, scale, c.opt_input(2), &idx);
-    let dtype = match c.attrs().int("output_dtype", 0)? {
-        0 => scale.dtype(),
-        code => DType::from_onnx(code as i32).unwrap_or(scale.dtype()),
-    };
+    let dtype = dequantized_dtype(scale.dtype(), c.attrs().int("output_dtype", 0)?);
     Ok(vec![Tensor::from_f64s(dtype, x.shape().to_vec(), y)])
 }
 
