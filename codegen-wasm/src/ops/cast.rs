@@ -56,7 +56,7 @@ fn arg(size: usize) -> MemArg {
 }
 
 /// Loads an element of `t` (address on the stack) as an f64.
-fn load_f64(b: &mut InstrSeqBuilder, mem: MemoryId, t: DType) {
+pub(crate) fn load_f64(b: &mut InstrSeqBuilder, mem: MemoryId, t: DType) {
     match t {
         DType::F64 => {
             b.load(mem, LoadKind::F64, arg(8));
@@ -77,7 +77,7 @@ fn load_f64(b: &mut InstrSeqBuilder, mem: MemoryId, t: DType) {
 }
 
 /// Stores the f64 on the stack as an element of `t`.
-fn store_from_f64(b: &mut InstrSeqBuilder, mem: MemoryId, t: DType) {
+pub(crate) fn store_from_f64(b: &mut InstrSeqBuilder, mem: MemoryId, t: DType) {
     let narrow = |b: &mut InstrSeqBuilder, lo: f64, hi: f64, store: StoreKind, size: usize| {
         // Saturate, then truncate (NaN stays NaN and truncates to 0).
         b.f64_const(lo)

@@ -8,6 +8,7 @@ pub mod cast;
 pub mod conv_transpose;
 pub mod elementwise;
 pub mod gemm;
+pub mod integer;
 pub mod movement;
 pub mod nn;
 pub mod quant;
@@ -54,6 +55,10 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
         "Attention" => attention::attention,
         "Resize" | "Upsample" => resize::resize,
         "Cast" => cast::cast,
+        "QuantizeLinear" => integer::quantize,
+        "DequantizeLinear" => integer::dequantize,
+        "DynamicQuantizeLinear" => integer::dynamic_quantize,
+        "MatMulInteger" => integer::matmul_integer,
         "Gather" => movement::gather,
         "LayerNormalization" => nn::layer_norm,
         "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd"
@@ -82,6 +87,10 @@ pub fn handles_dynamic_sizes(domain: &str, op: &str) -> bool {
                     | "LayerNormalization"
                     | "Gather"
                     | "Cast"
+                    | "QuantizeLinear"
+                    | "DequantizeLinear"
+                    | "DynamicQuantizeLinear"
+                    | "MatMulInteger"
                     | "Attention"
                     | "Conv"
                     | "Gemm"

@@ -1,0 +1,394 @@
+//! Integer quantization, as onnxruntime's quantization tools write it:
+//! `QuantizeLinear`/`DequantizeLinear` (per tensor or per axis; static
+//! QDQ models), and `DynamicQuantizeLinear` with `MatMulInteger`
+//! (`quantize_dynamic`). Elements are read and written in their own
+//! types (`cast`'s loads and stores) and computed in float64 where the
+//! reference does, so results are the reference's bit for bit; every
+//! kernel takes dynamic sizes.
+
+use walrus::ir::{BinaryOp, LoadKind, MemArg, StoreKind, UnaryOp};
+use walrus::{FunctionBuilder, InstrSeqBuilder, LocalId, ValType};
+use wpc_ir::ops::params::Quantization;
+use wpc_ir::sym::Expr;
+use wpc_ir::{DType, Error, Result};
+
+use super::cast::{load_f64, store_from_f64};
+use crate::emit;
+use crate::lower::{Ctx, Tt};
+use crate::sizes::{Size, Sizes};
+
+const F32: MemArg = MemArg {
+    align: 2,
+    offset: 0,
+};
+
+/// The range of a quantized type, as the reference saturates to it.
+fn range_of(t: DType) -> Result<(f64, f64)> {
+    Ok(match t {
+        DType::U8 => (0.0, 255.0),
+        DType::I8 => (-128.0, 127.0),
+        DType::U16 => (0.0, 65535.0),
+        DType::I16 => (-32768.0, 32767.0),
+        other => return Err(Error::unsupported(format!("quantizing to {other}"))),
+    })
+}
+
+/// The axis a Q/DQ node's scale runs along (`None`: one scale), refusing
+/// blocked parameters.
+fn param_axis(ctx: &Ctx, x: &Tt, scale: &Tt) -> Result<Option<usize>> {
+    let q = Quantization::of(ctx.attrs())?;
+    if q.block_size != 0 {
+        return Err(Error::unsupported("blocked quantization parameters"));
+    }
+    if scale.numel() == 1 && scale.shape.len() <= 1 {
+        return Ok(None);
+    }
+    Ok(Some(wpc_ir::ops::util::norm_axis(q.axis, x.dims.len())?))
+}
+
+/// Calls `each` for every element of `x` in order with `src` and `dst`
+/// pointing at it in `x` and `out`, after `per_param` has loaded the
+/// element's parameters for parameter index `p` (one per tensor, or one
+/// per slice along `axis`).
+#[allow(clippy::too_many_arguments)]
+fn for_each_element(
+    ctx: &mut Ctx,
+    f: &mut FunctionBuilder,
+    x: &Tt,
+    out: &Tt,
+    axis: Option<usize>,
+    per_param: impl Fn(&mut InstrSeqBuilder, LocalId),
+    each: impl Fn(&mut InstrSeqBuilder, LocalId, LocalId),
+) -> Result<()> {
+    let table = ctx.sizes;
+    let mut fx = ctx.fx();
+    let (o, p, j, src, dst) = (fx.i32(), fx.i32(), fx.i32(), fx.i32(), fx.i32());
+    let mut b = f.func_body();
+    let (outer, along, inner) = match axis {
+        None => (Expr::constant(1), Expr::constant(1), Expr::product(&x.dims)),
+        Some(a) => (
+            Expr::product(&x.dims[..a]),
+            x.dims[a].clone(),
+            Expr::product(&x.dims[a + 1..]),
+        ),
+    };
+    let mut sizes = Sizes::new(table);
+    let [outer, along, inner]: [Size; 3] = sizes
+        .all(&mut b, &mut fx, &[outer, along, inner])?
+        .try_into()
+        .expect("three sizes");
+    b.i32_const(x.addr as i32)
+        .local_set(src)
+        .i32_const(out.addr as i32)
+        .local_set(dst);
+    let (xs, os) = (x.dtype.size() as i64, out.dtype.size() as i64);
+    emit::for_size(&mut b, o, Size::Const(0), outer, 1, |b| {
+        emit::for_size(b, p, Size::Const(0), along, 1, |b| {
+            per_param(b, p);
+            emit::for_size(b, j, Size::Const(0), inner, 1, |b| {
+                each(b, src, dst);
+                emit::bump(b, src, xs);
+                emit::bump(b, dst, os);
+            });
+        });
+    });
+    Ok(())
+}
+
+/// Loads element `p` of the parameter `t` (absent: 0) into the f64 `into`.
+fn load_param(
+    b: &mut InstrSeqBuilder,
+    mem: walrus::MemoryId,
+    t: Option<&Tt>,
+    p: LocalId,
+    into: LocalId,
+) {
+    match t {
+        Some(t) => {
+            if t.numel() == 1 {
+                b.i32_const(t.addr as i32);
+            } else {
+                emit::addr(b, t.addr, p, t.dtype.size() as u32);
+            }
+            load_f64(b, mem, t.dtype);
+        }
+        None => {
+            b.f64_const(0.0);
+        }
+    }
+    b.local_set(into);
+}
+
+/// `DequantizeLinear`: `(x − zero_point) · scale`.
+pub fn dequantize(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
+    let (x, scale, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
+    let zero = if ctx.has_input(2) {
+        Some(ctx.input(2)?)
+    } else {
+        None
+    };
+    if !matches!(out.dtype, DType::F32) || x.dtype.is_float() {
+        return Err(Error::unsupported(format!(
+            "DequantizeLinear from {} to {}",
+            x.dtype, out.dtype
+        )));
+    }
+    let axis = param_axis(ctx, &x, &scale)?;
+    let mem = ctx.fx().mem;
+    let fx = ctx.fx();
+    let (s, z) = (fx.locals.add(ValType::F64), fx.locals.add(ValType::F64));
+    for_each_element(
+        ctx,
+        f,
+        &x,
+        &out,
+        axis,
+        |b, p| {
+            load_param(b, mem, Some(&scale), p, s);
+            load_param(b, mem, zero.as_ref(), p, z);
+        },
+        |b, src, dst| {
+            b.local_get(dst).local_get(src);
+            load_f64(b, mem, x.dtype);
+            b.local_get(z)
+                .binop(BinaryOp::F64Sub)
+                .local_get(s)
+                .binop(BinaryOp::F64Mul);
+            store_from_f64(b, mem, out.dtype);
+        },
+    )
+}
+
+/// `QuantizeLinear`: `saturate(round_half_even(x / scale) + zero_point)`,
+/// the quotient rounded to float32 first for float32 `x` (as the
+/// reference does).
+pub fn quantize(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
+    let (x, scale, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
+    let zero = if ctx.has_input(2) {
+        Some(ctx.input(2)?)
+    } else {
+        None
+    };
+    if !matches!(x.dtype, DType::F32) {
+        return Err(Error::unsupported(format!("QuantizeLinear of {}", x.dtype)));
+    }
+    let (lo, hi) = range_of(out.dtype)?;
+    let axis = param_axis(ctx, &x, &scale)?;
+    let mem = ctx.fx().mem;
+    let fx = ctx.fx();
+    let (s, z) = (fx.locals.add(ValType::F64), fx.locals.add(ValType::F64));
+    for_each_element(
+        ctx,
+        f,
+        &x,
+        &out,
+        axis,
+        |b, p| {
+            load_param(b, mem, Some(&scale), p, s);
+            load_param(b, mem, zero.as_ref(), p, z);
+        },
+        |b, src, dst| {
+            b.local_get(dst).local_get(src);
+            load_f64(b, mem, x.dtype);
+            b.local_get(s)
+                .binop(BinaryOp::F64Div)
+                .unop(UnaryOp::F32DemoteF64)
+                .unop(UnaryOp::F64PromoteF32)
+                .unop(UnaryOp::F64Nearest)
+                .local_get(z)
+                .binop(BinaryOp::F64Add)
+                .f64_const(lo)
+                .binop(BinaryOp::F64Max)
+                .f64_const(hi)
+                .binop(BinaryOp::F64Min);
+            store_from_f64(b, mem, out.dtype);
+        },
+    )
+}
+
+/// `DynamicQuantizeLinear`: the range of `x` (held to include 0) gives
+/// `scale = (max − min) / 255` and the zero point `round(−min / scale)`
+/// (0 for an all-zero tensor); then each element is
+/// `clamp(round(x / scale) + zero_point, 0, 255)`, in float32 as the
+/// reference computes it.
+pub fn dynamic_quantize(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
+    let (x, out) = (ctx.input(0)?, ctx.output(0)?);
+    if x.dtype != DType::F32 {
+        return Err(Error::unsupported(format!(
+            "DynamicQuantizeLinear of {}",
+            x.dtype
+        )));
+    }
+    let scale_out = if ctx.wants_output(1) {
+        Some(ctx.output(1)?)
+    } else {
+        None
+    };
+    let zero_out = if ctx.wants_output(2) {
+        Some(ctx.output(2)?)
+    } else {
+        None
+    };
+    let table = ctx.sizes;
+    let mut fx = ctx.fx();
+    let mem = fx.mem;
+    let (i, src, dst) = (fx.i32(), fx.i32(), fx.i32());
+    let (lo, hi, s, z) = (fx.f32(), fx.f32(), fx.f32(), fx.f32());
+    let mut b = f.func_body();
+    let n = Sizes::new(table).of(&mut b, &mut fx, &Expr::product(&x.dims))?;
+    b.f32_const(0.0).local_set(lo).f32_const(0.0).local_set(hi);
+    b.i32_const(x.addr as i32).local_set(src);
+    emit::for_size(&mut b, i, Size::Const(0), n, 1, |b| {
+        for (acc, op) in [(lo, BinaryOp::F32Min), (hi, BinaryOp::F32Max)] {
+            b.local_get(acc)
+                .local_get(src)
+                .load(mem, LoadKind::F32, F32)
+                .binop(op)
+                .local_set(acc);
+        }
+        emit::bump(b, src, 4);
+    });
+    // s = (hi − lo) / 255; z = s != 0 ? clamp(nearest(−lo / s), 0, 255) : 0
+    b.local_get(hi)
+        .local_get(lo)
+        .binop(BinaryOp::F32Sub)
+        .f32_const(255.0)
+        .binop(BinaryOp::F32Div)
+        .local_set(s);
+    b.f32_const(0.0)
+        .local_get(lo)
+        .binop(BinaryOp::F32Sub)
+        .local_get(s)
+        .binop(BinaryOp::F32Div)
+        .unop(UnaryOp::F32Nearest)
+        .f32_const(0.0)
+        .binop(BinaryOp::F32Max)
+        .f32_const(255.0)
+        .binop(BinaryOp::F32Min)
+        .f32_const(0.0)
+        .local_get(s)
+        .f32_const(0.0)
+        .binop(BinaryOp::F32Ne)
+        .select(None)
+        .local_set(z);
+    if let Some(t) = &scale_out {
+        b.i32_const(t.addr as i32)
+            .local_get(s)
+            .store(mem, StoreKind::F32, F32);
+    }
+    if let Some(t) = &zero_out {
+        b.i32_const(t.addr as i32)
+            .local_get(z)
+            .unop(UnaryOp::F64PromoteF32);
+        store_from_f64(&mut b, mem, t.dtype);
+    }
+    b.i32_const(x.addr as i32)
+        .local_set(src)
+        .i32_const(out.addr as i32)
+        .local_set(dst);
+    emit::for_size(&mut b, i, Size::Const(0), n, 1, |b| {
+        // s != 0 ? clamp(nearest(x / s) + z, 0, 255) : z
+        b.local_get(dst)
+            .local_get(src)
+            .load(mem, LoadKind::F32, F32)
+            .local_get(s)
+            .binop(BinaryOp::F32Div)
+            .unop(UnaryOp::F32Nearest)
+            .local_get(z)
+            .binop(BinaryOp::F32Add)
+            .f32_const(0.0)
+            .binop(BinaryOp::F32Max)
+            .f32_const(255.0)
+            .binop(BinaryOp::F32Min)
+            .local_get(z)
+            .local_get(s)
+            .f32_const(0.0)
+            .binop(BinaryOp::F32Ne)
+            .select(None)
+            .unop(UnaryOp::F64PromoteF32);
+        store_from_f64(b, mem, out.dtype);
+        emit::bump(b, src, 4);
+        emit::bump(b, dst, out.dtype.size() as i64);
+    });
+    Ok(())
+}
+
+/// `MatMulInteger` by a 2-D `B`: `Y[r, n] = Σₖ (A[r, k] − a_zero) ·
+/// (B[k, n] − b_zero[n])`, summed exactly (in float64, which holds every
+/// partial sum of 8-bit products exactly) and stored as int32. `A`'s
+/// zero point is one value; `B`'s one, or one per column.
+pub fn matmul_integer(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
+    let (a, bm, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
+    if a.dims.len() < 2 || bm.dims.len() != 2 {
+        return Err(Error::unsupported("MatMulInteger with a B that is not 2-D"));
+    }
+    let (kk, nn) = (
+        crate::sizes::fixed(&bm.dims[0], "MatMulInteger's K")?,
+        crate::sizes::fixed(&bm.dims[1], "MatMulInteger's N")?,
+    );
+    let za = if ctx.has_input(2) {
+        Some(ctx.input(2)?)
+    } else {
+        None
+    };
+    let zb = if ctx.has_input(3) {
+        Some(ctx.input(3)?)
+    } else {
+        None
+    };
+    if za.as_ref().is_some_and(|z| z.numel() != 1)
+        || zb
+            .as_ref()
+            .is_some_and(|z| z.numel() != 1 && z.numel() != nn)
+    {
+        return Err(Error::unsupported(
+            "MatMulInteger zero points other than one value (A) or one per column (B)",
+        ));
+    }
+    let table = ctx.sizes;
+    let mut fx = ctx.fx();
+    let mem = fx.mem;
+    let (r, n, k, arow, dst) = (fx.i32(), fx.i32(), fx.i32(), fx.i32(), fx.i32());
+    let (acc, zav, zbv) = (
+        fx.locals.add(ValType::F64),
+        fx.locals.add(ValType::F64),
+        fx.locals.add(ValType::F64),
+    );
+    let mut b = f.func_body();
+    let rows =
+        Sizes::new(table).of(&mut b, &mut fx, &Expr::product(&a.dims[..a.dims.len() - 1]))?;
+    let zero = fx.i32();
+    b.i32_const(0).local_set(zero);
+    load_param(&mut b, mem, za.as_ref(), zero, zav);
+    let (asz, bsz) = (a.dtype.size() as i64, bm.dtype.size() as u32);
+    b.i32_const(a.addr as i32)
+        .local_set(arow)
+        .i32_const(out.addr as i32)
+        .local_set(dst);
+    emit::for_size(&mut b, r, Size::Const(0), rows, 1, |b| {
+        emit::for_range(b, n, 0, nn as i64, 1, |b| {
+            load_param(b, mem, zb.as_ref(), n, zbv);
+            b.f64_const(0.0).local_set(acc);
+            emit::for_range(b, k, 0, kk as i64, 1, |b| {
+                // acc += (A[r, k] − za) · (B[k, n] − zb)
+                b.local_get(acc);
+                emit::addr(b, 0, k, asz as u32);
+                b.local_get(arow).binop(BinaryOp::I32Add);
+                load_f64(b, mem, a.dtype);
+                b.local_get(zav).binop(BinaryOp::F64Sub);
+                emit::linear(b, &[(k, nn), (n, 1)], bsz as usize, bm.addr);
+                load_f64(b, mem, bm.dtype);
+                b.local_get(zbv)
+                    .binop(BinaryOp::F64Sub)
+                    .binop(BinaryOp::F64Mul)
+                    .binop(BinaryOp::F64Add)
+                    .local_set(acc);
+            });
+            b.local_get(dst).local_get(acc);
+            store_from_f64(b, mem, out.dtype);
+            emit::bump(b, dst, out.dtype.size() as i64);
+        });
+        emit::bump(b, arow, kk as i64 * asz);
+    });
+    Ok(())
+}
