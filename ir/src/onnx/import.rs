@@ -186,15 +186,35 @@ impl Importer<'_> {
                 .map_err(|e| e.within(ctx()))?;
             graph.inputs.push(id);
         }
+        // A computed value's declared dim named by no graph input (the
+        // `unk__N` that ONNX shape inference writes into value_info, as
+        // onnxruntime's quantization tools save it) says nothing the
+        // inputs can give: it is left to shape inference.
+        let input_symbols: BTreeSet<String> = graph
+            .inputs
+            .iter()
+            .flat_map(|&id| graph.value(id).ty.shape.dims().unwrap_or(&[]).to_vec())
+            .filter_map(|d| match d {
+                Dim::Symbol(s) => Some(s),
+                _ => None,
+            })
+            .collect();
         let nodes = self.functions.expand(&g.node)?;
         for n in &nodes {
             for out in n.output.iter().filter(|o| !o.is_empty()) {
                 let ctx = || Error::node_context(&n.name, &n.op_type);
-                let ty = match value_info.get(out.as_str()) {
+                let mut ty = match value_info.get(out.as_str()) {
                     Some(t) => value_type(Some(t))
                         .map_err(|e| e.within(format!("value '{out}'")).within(ctx()))?,
                     None => ValueType::default(),
                 };
+                if !is_subgraph && let Some(dims) = ty.shape.0.as_mut() {
+                    for d in dims {
+                        if matches!(d, Dim::Symbol(s) if !input_symbols.contains(s)) {
+                            *d = Dim::Unknown;
+                        }
+                    }
+                }
                 graph
                     .add_value(out.clone(), ty)
                     .map_err(|e| e.within(ctx()))?;

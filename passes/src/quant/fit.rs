@@ -2,7 +2,8 @@
 //! chosen from measured sensitivity.
 //!
 //! Every layer the precision map leaves free (no rule of it sets `bits`)
-//! is quantized at each width of [`WIDTHS`], and may also stay float32.
+//! is quantized at each width of [`WIDTHS`] (below 8 bits also in groups
+//! of half the map's group), and may also stay float32.
 //! Each option's *loss* is its predicted share of the model's output
 //! error, `sensitivity × error²`: `error` is the layer's relative output
 //! error on the calibration samples (its relative weight error without
@@ -30,6 +31,20 @@ use super::{Calibration, Packed, Planned, quantize_layer, transposed};
 
 /// The widths a free layer may get, besides float32.
 pub const WIDTHS: [u32; 4] = [8, 4, 3, 2];
+
+/// The (bits, group) options of a free layer: each width at the map's
+/// group, and below 8 bits at half of it too (more scales: less error
+/// for a few bytes more; at 2 bits that is often the better buy).
+fn candidates(group: usize) -> Vec<(u32, usize)> {
+    let mut out = Vec::new();
+    for bits in WIDTHS {
+        out.push((bits, group));
+        if bits < 8 && group / 2 >= 16 {
+            out.push((bits, group / 2));
+        }
+    }
+    out
+}
 
 /// The width sensitivity is measured at.
 const PROBE_BITS: u32 = 3;
@@ -97,9 +112,10 @@ pub(super) fn choose(
             continue;
         }
         let mut list = vec![float];
-        for bits in WIDTHS {
+        for (bits, group) in candidates(p.setting.group) {
             let setting = super::Setting {
                 bits: Some(bits),
+                group,
                 ..p.setting
             };
             if let Some(q) = quantize_layer(&p.layer, setting, calibration) {
@@ -125,9 +141,10 @@ pub(super) fn choose(
             .map(|l| l.iter().map(|c| c.bytes).min().unwrap_or(0))
             .sum();
         Error::invalid(format!(
-            "--fit {}: the weights cannot be made that small: at the fewest bits every layer may take they are {} ({} of them weights no layer choice shrinks: biases, norms, other constants and layers the precision map fixes)",
+            "--fit {} ({budget} bytes): the weights cannot be made that small: at the fewest bits every layer may take they are {} ({} bytes), {} of them weights no layer choice shrinks (biases, norms, other constants and layers the precision map fixes)",
             human(budget),
             human(fixed + least),
+            fixed + least,
             human(fixed)
         ))
     })?;
@@ -270,6 +287,7 @@ fn sensitivities(
     let mut probe = probe.clone();
     let mut measured: Vec<Option<f64>> = vec![None; planned.len()];
     for (i, (p, list)) in planned.iter().zip(options).enumerate() {
+        // The probe at the map's group (the first option of its width).
         let Some(q) = list
             .iter()
             .filter_map(|c| c.packed.as_ref())
