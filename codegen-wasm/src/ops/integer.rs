@@ -46,23 +46,29 @@ fn param_axis(ctx: &Ctx, x: &Tt, scale: &Tt) -> Result<Option<usize>> {
     Ok(Some(wpc_ir::ops::util::norm_axis(q.axis, x.dims.len())?))
 }
 
-/// Calls `each` for every element of `x` in order with `src` and `dst`
-/// pointing at it in `x` and `out`, after `per_param` has loaded the
-/// element's parameters for parameter index `p` (one per tensor, or one
-/// per slice along `axis`).
-#[allow(clippy::too_many_arguments)]
-fn for_each_element(
+/// A Q/DQ node: for every element of input 0 in order, `map` gets the
+/// element's value as an f64 on the stack, and the locals holding its
+/// scale `s` and zero point `z` (f64; one per tensor, or one per slice
+/// along the node's axis), and leaves the f64 to store in the output.
+fn with_params(
     ctx: &mut Ctx,
     f: &mut FunctionBuilder,
     x: &Tt,
     out: &Tt,
-    axis: Option<usize>,
-    per_param: impl Fn(&mut InstrSeqBuilder, LocalId),
-    each: impl Fn(&mut InstrSeqBuilder, LocalId, LocalId),
+    map: impl Fn(&mut InstrSeqBuilder, LocalId, LocalId),
 ) -> Result<()> {
+    let scale = ctx.input(1)?;
+    let zero = if ctx.has_input(2) {
+        Some(ctx.input(2)?)
+    } else {
+        None
+    };
+    let axis = param_axis(ctx, x, &scale)?;
     let table = ctx.sizes;
     let mut fx = ctx.fx();
+    let mem = fx.mem;
     let (o, p, j, src, dst) = (fx.i32(), fx.i32(), fx.i32(), fx.i32(), fx.i32());
+    let (s, z) = (fx.locals.add(ValType::F64), fx.locals.add(ValType::F64));
     let mut b = f.func_body();
     let (outer, along, inner) = match axis {
         None => (Expr::constant(1), Expr::constant(1), Expr::product(&x.dims)),
@@ -72,8 +78,7 @@ fn for_each_element(
             Expr::product(&x.dims[a + 1..]),
         ),
     };
-    let mut sizes = Sizes::new(table);
-    let [outer, along, inner]: [Size; 3] = sizes
+    let [outer, along, inner]: [Size; 3] = Sizes::new(table)
         .all(&mut b, &mut fx, &[outer, along, inner])?
         .try_into()
         .expect("three sizes");
@@ -84,9 +89,13 @@ fn for_each_element(
     let (xs, os) = (x.dtype.size() as i64, out.dtype.size() as i64);
     emit::for_size(&mut b, o, Size::Const(0), outer, 1, |b| {
         emit::for_size(b, p, Size::Const(0), along, 1, |b| {
-            per_param(b, p);
+            load_param(b, mem, Some(&scale), p, s);
+            load_param(b, mem, zero.as_ref(), p, z);
             emit::for_size(b, j, Size::Const(0), inner, 1, |b| {
-                each(b, src, dst);
+                b.local_get(dst).local_get(src);
+                load_f64(b, mem, x.dtype);
+                map(b, s, z);
+                store_from_f64(b, mem, out.dtype);
                 emit::bump(b, src, xs);
                 emit::bump(b, dst, os);
             });
@@ -121,89 +130,43 @@ fn load_param(
 
 /// `DequantizeLinear`: `(x − zero_point) · scale`.
 pub fn dequantize(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
-    let (x, scale, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
-    let zero = if ctx.has_input(2) {
-        Some(ctx.input(2)?)
-    } else {
-        None
-    };
-    if !matches!(out.dtype, DType::F32) || x.dtype.is_float() {
+    let (x, out) = (ctx.input(0)?, ctx.output(0)?);
+    if out.dtype != DType::F32 || x.dtype.is_float() {
         return Err(Error::unsupported(format!(
             "DequantizeLinear from {} to {}",
             x.dtype, out.dtype
         )));
     }
-    let axis = param_axis(ctx, &x, &scale)?;
-    let mem = ctx.fx().mem;
-    let fx = ctx.fx();
-    let (s, z) = (fx.locals.add(ValType::F64), fx.locals.add(ValType::F64));
-    for_each_element(
-        ctx,
-        f,
-        &x,
-        &out,
-        axis,
-        |b, p| {
-            load_param(b, mem, Some(&scale), p, s);
-            load_param(b, mem, zero.as_ref(), p, z);
-        },
-        |b, src, dst| {
-            b.local_get(dst).local_get(src);
-            load_f64(b, mem, x.dtype);
-            b.local_get(z)
-                .binop(BinaryOp::F64Sub)
-                .local_get(s)
-                .binop(BinaryOp::F64Mul);
-            store_from_f64(b, mem, out.dtype);
-        },
-    )
+    with_params(ctx, f, &x, &out, |b, s, z| {
+        b.local_get(z)
+            .binop(BinaryOp::F64Sub)
+            .local_get(s)
+            .binop(BinaryOp::F64Mul);
+    })
 }
 
 /// `QuantizeLinear`: `saturate(round_half_even(x / scale) + zero_point)`,
 /// the quotient rounded to float32 first for float32 `x` (as the
 /// reference does).
 pub fn quantize(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
-    let (x, scale, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
-    let zero = if ctx.has_input(2) {
-        Some(ctx.input(2)?)
-    } else {
-        None
-    };
-    if !matches!(x.dtype, DType::F32) {
+    let (x, out) = (ctx.input(0)?, ctx.output(0)?);
+    if x.dtype != DType::F32 {
         return Err(Error::unsupported(format!("QuantizeLinear of {}", x.dtype)));
     }
     let (lo, hi) = range_of(out.dtype)?;
-    let axis = param_axis(ctx, &x, &scale)?;
-    let mem = ctx.fx().mem;
-    let fx = ctx.fx();
-    let (s, z) = (fx.locals.add(ValType::F64), fx.locals.add(ValType::F64));
-    for_each_element(
-        ctx,
-        f,
-        &x,
-        &out,
-        axis,
-        |b, p| {
-            load_param(b, mem, Some(&scale), p, s);
-            load_param(b, mem, zero.as_ref(), p, z);
-        },
-        |b, src, dst| {
-            b.local_get(dst).local_get(src);
-            load_f64(b, mem, x.dtype);
-            b.local_get(s)
-                .binop(BinaryOp::F64Div)
-                .unop(UnaryOp::F32DemoteF64)
-                .unop(UnaryOp::F64PromoteF32)
-                .unop(UnaryOp::F64Nearest)
-                .local_get(z)
-                .binop(BinaryOp::F64Add)
-                .f64_const(lo)
-                .binop(BinaryOp::F64Max)
-                .f64_const(hi)
-                .binop(BinaryOp::F64Min);
-            store_from_f64(b, mem, out.dtype);
-        },
-    )
+    with_params(ctx, f, &x, &out, |b, s, z| {
+        b.local_get(s)
+            .binop(BinaryOp::F64Div)
+            .unop(UnaryOp::F32DemoteF64)
+            .unop(UnaryOp::F64PromoteF32)
+            .unop(UnaryOp::F64Nearest)
+            .local_get(z)
+            .binop(BinaryOp::F64Add)
+            .f64_const(lo)
+            .binop(BinaryOp::F64Max)
+            .f64_const(hi)
+            .binop(BinaryOp::F64Min);
+    })
 }
 
 /// `DynamicQuantizeLinear`: the range of `x` (held to include 0) gives
