@@ -743,8 +743,8 @@ fn if_model(dir: &Path) -> String {
 }
 
 /// `small_model` with `w` as a Constant node instead of an initializer,
-/// and `q = MatMulInteger(qa, qb)` of an int8 input `qa` (the WebGPU
-/// backend has no kernel for it; wasm runs the reference kernel).
+/// and `q = Det(qa · qb)` of an input `qa` (neither backend has a kernel
+/// for Det: WebGPU cannot run it, wasm runs the reference kernel).
 fn constant_weights_model() -> ModelProto {
     let mut m = small_model("Relu", weights());
     let g = m.graph.as_mut().unwrap();
@@ -763,25 +763,28 @@ fn constant_weights_model() -> ModelProto {
             ..Default::default()
         },
     );
-    let int8 = |name: &str, dims: Vec<i64>, n: usize| TensorProto {
-        name: name.into(),
-        dims,
-        data_type: 3,
-        int32_data: vec![1; n],
-        ..Default::default()
-    };
-    g.initializer.push(int8("qb", vec![2, 2], 4));
-    let two = Some(DimensionValue::DimValue(2));
-    g.input
-        .push(typed_info("qa", 3, &[two.clone(), two.clone()]));
-    g.node.push(NodeProto {
-        input: vec!["qa".into(), "qb".into()],
-        output: vec!["q".into()],
-        op_type: "MatMulInteger".into(),
-        name: "quantized".into(),
+    g.initializer.push(TensorProto {
+        name: "qb".into(),
+        dims: vec![2, 2],
+        data_type: 1,
+        float_data: vec![1.0, 2.0, 3.0, 4.0],
         ..Default::default()
     });
-    g.output.push(typed_info("q", 6, &[two.clone(), two]));
+    let two = Some(DimensionValue::DimValue(2));
+    g.input.push(typed_info("qa", 1, &[two.clone(), two]));
+    for (op, inputs, out, name) in [
+        ("Mul", ["qa", "qb"].as_slice(), "m", "scaled"),
+        ("Det", ["m"].as_slice(), "q", "determinant"),
+    ] {
+        g.node.push(NodeProto {
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![out.into()],
+            op_type: op.into(),
+            name: name.into(),
+            ..Default::default()
+        });
+    }
+    g.output.push(typed_info("q", 1, &[]));
     m
 }
 
@@ -795,8 +798,8 @@ fn inspect_and_ops_say_what_each_backend_runs() {
     let text = stdout(&o);
     for needle in [
         "parameters: 12 in 2 initializers and 1 Constant nodes",
-        "webgpu     1 nodes have no kernel (MatMulInteger x1), e.g. 'quantized' (MatMulInteger)",
-        "wasm runs 1 nodes on the slower reference kernels (reference.wasm): MatMulInteger x1",
+        "webgpu     1 nodes have no kernel (Det x1), e.g. 'determinant' (Det)",
+        "wasm runs 1 nodes on the slower reference kernels (reference.wasm): Det x1",
     ] {
         assert!(text.contains(needle), "{needle}: {text}");
     }
