@@ -236,14 +236,17 @@ struct Binding {
     calibration: Vec<(String, PathBuf)>,
 }
 
+/// One `NAME=FILE.npy` value of `flag`.
+fn named_file(flag: &str, f: &str) -> Result<(String, PathBuf)> {
+    let (name, path) = f
+        .split_once('=')
+        .with_context(|| format!("{flag} '{f}': expected NAME=FILE.npy"))?;
+    Ok((name.to_string(), PathBuf::from(path)))
+}
+
 /// `NAME=FILE.npy` values of `flag`, each name once.
 fn named_files(flag: &str, values: &[String]) -> Result<Vec<(String, PathBuf)>> {
-    inputs::parse_unique(flag, values, |f| {
-        let (name, path) = f
-            .split_once('=')
-            .with_context(|| format!("{flag} '{f}': expected NAME=FILE.npy"))?;
-        Ok((name.to_string(), PathBuf::from(path)))
-    })
+    inputs::parse_unique(flag, values, |f| named_file(flag, f))
 }
 
 impl BindArgs {
@@ -278,12 +281,7 @@ impl BindArgs {
         let files = self
             .calibrate
             .iter()
-            .map(|f| {
-                let (name, path) = f
-                    .split_once('=')
-                    .with_context(|| format!("--calibrate '{f}': expected NAME=FILE.npy"))?;
-                Ok((name.to_string(), PathBuf::from(path)))
-            })
+            .map(|f| named_file("--calibrate", f))
             .collect::<Result<Vec<_>>>()?;
         let mut counts: Vec<(&str, usize)> = Vec::new();
         for (name, _) in &files {

@@ -984,6 +984,30 @@ fn quantized_bundles_report_their_layers_and_match_the_reference() {
     assert!(o.status.success(), "{}", stderr(&o));
     let said = String::from_utf8(o.stdout).unwrap();
     assert!(said.contains("GPTQ (error feedback on samples)"), "{said}");
+    // Every run is read: a second one of the wrong width is refused.
+    let x63 = dir.path().join("x63.npy");
+    wpc::npy::write(
+        &x63,
+        &wpc::ir::Tensor::from_vec(vec![5, 63], vec![0f32; 315]),
+    )
+    .unwrap();
+    let refused = dir.path().join("refused.wpc");
+    assert_user_error(
+        &[
+            "compile",
+            &path,
+            "--weights",
+            "int3",
+            "--calibrate",
+            &xin,
+            "--calibrate",
+            &format!("x={}", x63.display()),
+            "-o",
+            refused.to_str().unwrap(),
+        ],
+        &refused,
+        &["calibration run 2 of 2"],
+    );
     // --fit picks the bits that fit, measured on the same samples.
     let o = wpc(&[
         "compile",

@@ -43,7 +43,15 @@ fn param_axis(ctx: &Ctx, x: &Tt, scale: &Tt) -> Result<Option<usize>> {
     if scale.numel() == 1 && scale.shape.len() <= 1 {
         return Ok(None);
     }
-    Ok(Some(wpc_ir::ops::util::norm_axis(q.axis, x.dims.len())?))
+    let axis = wpc_ir::ops::util::norm_axis(q.axis, x.dims.len())?;
+    if x.dims[axis].as_const() != Some(scale.numel() as i64) {
+        return Err(Error::unsupported(format!(
+            "scales that are not one per element of axis {axis} ({} of them, the axis {})",
+            scale.numel(),
+            x.dims[axis]
+        )));
+    }
+    Ok(Some(axis))
 }
 
 /// A Q/DQ node: for every element of input 0 in order, `map` gets the
@@ -89,8 +97,8 @@ fn with_params(
     let (xs, os) = (x.dtype.size() as i64, out.dtype.size() as i64);
     emit::for_size(&mut b, o, Size::Const(0), outer, 1, |b| {
         emit::for_size(b, p, Size::Const(0), along, 1, |b| {
-            load_param(b, mem, Some(&scale), p, s);
-            load_param(b, mem, zero.as_ref(), p, z);
+            load_param(b, mem, Some(&scale), Some(p), s);
+            load_param(b, mem, zero.as_ref(), Some(p), z);
             emit::for_size(b, j, Size::Const(0), inner, 1, |b| {
                 b.local_get(dst).local_get(src);
                 load_f64(b, mem, x.dtype);
@@ -104,20 +112,22 @@ fn with_params(
     Ok(())
 }
 
-/// Loads element `p` of the parameter `t` (absent: 0) into the f64 `into`.
+/// Loads element `p` of the parameter `t` (its only element when it has
+/// one; absent: 0) into the f64 `into`.
 fn load_param(
     b: &mut InstrSeqBuilder,
     mem: walrus::MemoryId,
     t: Option<&Tt>,
-    p: LocalId,
+    p: Option<LocalId>,
     into: LocalId,
 ) {
     match t {
         Some(t) => {
-            if t.numel() == 1 {
-                b.i32_const(t.addr as i32);
-            } else {
-                emit::addr(b, t.addr, p, t.dtype.size() as u32);
+            match p.filter(|_| t.numel() != 1) {
+                Some(p) => emit::addr(b, t.addr, p, t.dtype.size() as u32),
+                None => {
+                    b.i32_const(t.addr as i32);
+                }
             }
             load_f64(b, mem, t.dtype);
         }
@@ -282,13 +292,24 @@ pub fn dynamic_quantize(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
 /// zero point is one value; `B`'s one, or one per column.
 pub fn matmul_integer(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let (a, bm, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
-    if a.dims.len() < 2 || bm.dims.len() != 2 {
+    if a.dims.len() < 2 {
+        return Err(Error::unsupported(
+            "MatMulInteger with an A of rank below 2",
+        ));
+    }
+    if bm.dims.len() != 2 {
         return Err(Error::unsupported("MatMulInteger with a B that is not 2-D"));
     }
     let (kk, nn) = (
         crate::sizes::fixed(&bm.dims[0], "MatMulInteger's K")?,
         crate::sizes::fixed(&bm.dims[1], "MatMulInteger's N")?,
     );
+    if a.dims[a.dims.len() - 1].as_const() != Some(kk as i64) {
+        return Err(Error::unsupported(format!(
+            "MatMulInteger whose A rows ({}) are not B's {kk}",
+            a.dims[a.dims.len() - 1]
+        )));
+    }
     let za = if ctx.has_input(2) {
         Some(ctx.input(2)?)
     } else {
@@ -320,9 +341,7 @@ pub fn matmul_integer(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let mut b = f.func_body();
     let rows =
         Sizes::new(table).of(&mut b, &mut fx, &Expr::product(&a.dims[..a.dims.len() - 1]))?;
-    let zero = fx.i32();
-    b.i32_const(0).local_set(zero);
-    load_param(&mut b, mem, za.as_ref(), zero, zav);
+    load_param(&mut b, mem, za.as_ref(), None, zav);
     let (asz, bsz) = (a.dtype.size() as i64, bm.dtype.size() as u32);
     b.i32_const(a.addr as i32)
         .local_set(arow)
@@ -330,7 +349,7 @@ pub fn matmul_integer(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         .local_set(dst);
     emit::for_size(&mut b, r, Size::Const(0), rows, 1, |b| {
         emit::for_range(b, n, 0, nn as i64, 1, |b| {
-            load_param(b, mem, zb.as_ref(), n, zbv);
+            load_param(b, mem, zb.as_ref(), Some(n), zbv);
             b.f64_const(0.0).local_set(acc);
             emit::for_range(b, k, 0, kk as i64, 1, |b| {
                 // acc += (A[r, k] − za) · (B[k, n] − zb)

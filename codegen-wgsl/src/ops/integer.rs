@@ -108,6 +108,12 @@ pub fn matmul_integer(ctx: &Ctx) -> Result<Lowered> {
             "MatMulInteger on WebGPU with a B of dynamic size",
         ));
     };
+    if a.dims[a.dims.len() - 1].as_const() != Some(kk) {
+        return Err(Error::unsupported(format!(
+            "MatMulInteger whose A rows ({}) are not B's {kk}",
+            a.dims[a.dims.len() - 1]
+        )));
+    }
     let mut k = Kernel::new(format!(
         "MatMulInteger {:?} x [{kk}x{nn}] {}x{}",
         a.shape, a.dtype, b.dtype

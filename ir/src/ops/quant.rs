@@ -142,7 +142,13 @@ fn dequantized_dtype(scale: DType, output_dtype: i64) -> DType {
 /// Q/DQ keep their input's shape; the types are as above (known without
 /// the sizes, so symbolic shapes pass through).
 fn infer_quantize(c: &InferCtx) -> Result<Vec<ValueType>> {
-    let zero_point = c.input(2).ok().and_then(|t| t.dtype);
+    let zero_point = match c.input(2) {
+        Err(_) => None,
+        Ok(t) => match t.dtype {
+            Some(d) => Some(d),
+            None => return super::infer::by_evaluation(c, &[0]),
+        },
+    };
     let dtype = quantized_dtype(zero_point, c.node.attrs.int("output_dtype", 0)?)?;
     super::infer::shape_with_dtype(c, dtype)
 }

@@ -3,7 +3,8 @@
 //!
 //! Every layer the precision map leaves free (no rule of it sets `bits`)
 //! is quantized at each width of [`WIDTHS`] (below 8 bits also in groups
-//! of half the map's group), and may also stay float32.
+//! of half the map's group, when that is 16 or more), and may also stay
+//! float32.
 //! Each option's *loss* is its predicted share of the model's output
 //! error, `sensitivity × error²`: `error` is the layer's relative output
 //! error on the calibration samples (its relative weight error without
@@ -19,9 +20,12 @@
 //! attention layers alone 0.0053, the feed-forward layers alone 0.0071,
 //! and all together 0.0143 (their sum is 0.0145).
 //!
-//! The choice starts with every layer at its largest option and takes
-//! the cheapest step down (least loss added per byte saved, along each
-//! layer's lower convex hull of options) until the weights fit.
+//! The choice starts with every layer at its largest option worth its
+//! bytes and takes the cheapest step down (least loss added per byte
+//! saved, along each layer's lower convex hull of options) until the
+//! weights fit; then, while bytes are left, the upgrade that removes the
+//! most loss per byte. Greedy, not optimal: it is a multiple-choice
+//! knapsack.
 
 use std::collections::HashMap;
 
@@ -135,7 +139,8 @@ pub(super) fn choose(
             list.iter_mut().for_each(|c| c.loss *= s);
         }
     }
-    let picked = allocate(&options, budget.saturating_sub(fixed)).ok_or_else(|| {
+    let free_budget = budget.checked_sub(fixed);
+    let picked = free_budget.and_then(|b| allocate(&options, b)).ok_or_else(|| {
         let least: u64 = options
             .iter()
             .map(|l| l.iter().map(|c| c.bytes).min().unwrap_or(0))
@@ -169,10 +174,9 @@ pub(super) fn choose(
     ))
 }
 
-/// The option of each layer (options in order of decreasing bytes
-/// within a layer, the first the largest) that keep the sum of bytes
-/// within `budget` with the least summed loss, greedily along each
-/// layer's lower convex hull; `None` if even the smallest do not fit.
+/// The option of each layer that keeps the sum of bytes within `budget`
+/// with little summed loss (see the module docs); `None` if even the
+/// smallest options do not fit.
 fn allocate(options: &[Vec<Choice>], budget: u64) -> Option<Vec<usize>> {
     // Each layer's hull: options by decreasing bytes whose loss falls, with
     // no option above the segment joining its neighbours.
@@ -194,8 +198,13 @@ fn allocate(options: &[Vec<Choice>], budget: u64) -> Option<Vec<usize>> {
         if total <= budget {
             break;
         }
+        // Rounding may order two steps of a layer backwards: a step
+        // already passed is skipped, one further down takes the rest.
+        if s <= at[layer] {
+            continue;
+        }
         let l = &options[layer];
-        total -= l[hulls[layer][s - 1]].bytes - l[hulls[layer][s]].bytes;
+        total -= l[hulls[layer][at[layer]]].bytes - l[hulls[layer][s]].bytes;
         at[layer] = s;
     }
     if total > budget {
@@ -238,8 +247,20 @@ fn hull(options: &[Choice]) -> Vec<usize> {
             .cmp(&options[a].bytes)
             .then(options[a].loss.total_cmp(&options[b].loss))
     });
+    // An option is worth its bytes only if it loses less than every
+    // smaller one (a 16-value group can make a quantized short row larger
+    // than the float row, and no better).
+    let mut least = f64::INFINITY;
+    let mut kept: Vec<usize> = Vec::with_capacity(order.len());
+    for &i in order.iter().rev() {
+        if options[i].loss < least {
+            least = options[i].loss;
+            kept.push(i);
+        }
+    }
+    kept.reverse();
     let mut h: Vec<usize> = Vec::new();
-    for i in order {
+    for i in kept {
         let c = &options[i];
         // Of options of equal size, the one of least loss (first).
         if let Some(&last) = h.last()
@@ -302,7 +323,8 @@ fn sensitivities(
         let Some(original) = probe.graph.constants.get(&v).cloned() else {
             continue;
         };
-        if original.len() != p.layer.w.len() || q.error == 0.0 {
+        let declared = &model.graph.constants[&p.layer.weight];
+        if original.shape() != declared.shape() || q.error == 0.0 {
             continue;
         }
         let w: Vec<f32> = p
@@ -429,6 +451,10 @@ mod tests {
         let picked = allocate(&[sensitive, tolerant], 260).unwrap();
         assert_eq!(picked, [1, 4]);
         assert!(allocate(&[choices(&[(10, 0.0), (5, 1.0)])], 4).is_none());
+        // A short row: 8 bits in a 16-value group take more bytes than
+        // float32, and lose more; float32 it stays.
+        let short = choices(&[(16, 0.0), (21, 1e-5), (10, 0.01)]);
+        assert_eq!(allocate(&[short], 100).unwrap(), [0]);
     }
 
     proptest! {

@@ -307,4 +307,14 @@ fn fitting_gives_the_bits_to_the_layer_the_outputs_feel() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("cannot be made that small"), "{err}");
+    // So is one that layers the map pins already overrun, with no layer
+    // left to choose for.
+    let pinned = Precision {
+        fit: Some(1000),
+        ..Precision::parse("(layers: [(\"*\", (bits: 8))])", "m.ron").unwrap()
+    };
+    let err = quantize_weights(&mut model.clone(), &pinned, &cal)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot be made that small"), "{err}");
 }
