@@ -6,8 +6,9 @@ Each case becomes a directory `OUT/<case name>/` holding `model.onnx` and
 data, so `wpc conformance OUT` can run them without Python.
 
 Usage: gen_conformance.py OUT_DIR
-The output depends only on the installed `onnx` version, which is recorded in
-`OUT_DIR/ONNX_VERSION`; an existing directory with the same version is reused.
+The output depends only on the installed `onnx` version and on this script's
+`LAYOUT`, both recorded in `OUT_DIR/ONNX_VERSION`; an existing directory with
+the same stamp is reused.
 """
 import os
 import shutil
@@ -19,11 +20,25 @@ from onnx.backend.test.case import node as node_cases
 
 
 def tensor_or_value_proto(value, name):
-    """Serialise one input/output; sequences, optionals and maps stay out (wpc rejects them)."""
+    """Serialise one input/output; sequences, optionals and maps stay out (wpc rejects them).
+
+    Cases over types numpy has no dtype for (int4, uint2, …) give their values
+    as `TensorProto`s already: those are kept as they are, renamed.
+    """
+    if isinstance(value, onnx.TensorProto):
+        proto = onnx.TensorProto()
+        proto.CopyFrom(value)
+        proto.name = name
+        return proto
     try:
         return numpy_helper.from_array(value, name)
     except Exception:  # noqa: BLE001 - non-tensor values
         return None
+
+
+# Bumped whenever this script writes cases differently, so a cached directory
+# from an older script is written again.
+LAYOUT = 2
 
 
 def main() -> int:
@@ -32,7 +47,8 @@ def main() -> int:
         return 2
     out = sys.argv[1]
     stamp = os.path.join(out, "ONNX_VERSION")
-    if os.path.exists(stamp) and open(stamp).read().strip() == onnx.__version__:
+    version = f"{onnx.__version__} layout {LAYOUT}"
+    if os.path.exists(stamp) and open(stamp).read().strip() == version:
         print(f"conformance cases for onnx {onnx.__version__} already in {out}")
         return 0
     shutil.rmtree(out, ignore_errors=True)
@@ -58,7 +74,7 @@ def main() -> int:
                         f.write(proto.SerializeToString())
         written += 1
     with open(stamp, "w") as f:
-        f.write(onnx.__version__ + "\n")
+        f.write(version + "\n")
     print(f"wrote {written} conformance cases to {out} ({skipped} non-tensor values left out)")
     return 0
 

@@ -26,8 +26,9 @@ impl Word {
             DType::F32 | DType::F16 | DType::BF16 => Word::F32,
             DType::F64 if demote_f64 => Word::F32,
             DType::F64 => return None,
-            DType::I8 | DType::I16 | DType::I32 | DType::I64 => Word::I32,
-            DType::U8 | DType::U16 | DType::U32 | DType::U64 | DType::Bool => Word::U32,
+            DType::I2 | DType::I4 | DType::I8 | DType::I16 | DType::I32 | DType::I64 => Word::I32,
+            DType::U2 | DType::U4 | DType::U8 | DType::U16 | DType::U32 | DType::U64 => Word::U32,
+            DType::Bool => Word::U32,
         })
     }
 

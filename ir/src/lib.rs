@@ -24,6 +24,7 @@ pub mod ops;
 pub mod packed;
 pub mod quantize;
 pub mod shape;
+pub mod subbyte;
 pub mod sym;
 pub mod testing;
 pub mod wire;

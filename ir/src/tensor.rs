@@ -9,6 +9,7 @@
 use half::{bf16, f16};
 
 use crate::dtype::DType;
+use crate::subbyte::{I2, I4, U2, U4};
 
 /// An element type the interpreter stores.
 pub trait Elem: Copy + PartialEq + PartialOrd + Default + std::fmt::Debug + 'static {
@@ -106,11 +107,17 @@ pub enum Data {
     I64(Vec<i64>),
     U64(Vec<u64>),
     Bool(Vec<bool>),
+    I4(Vec<I4>),
+    U4(Vec<U4>),
+    I2(Vec<I2>),
+    U2(Vec<U2>),
 }
 
 impl Data {
     /// Elements from their little-endian bytes (ONNX's `raw_data` layout;
-    /// a bool is one byte). Trailing bytes short of an element are ignored.
+    /// a bool is one byte, and so is each sub-byte element, which ONNX
+    /// instead packs: see [`crate::subbyte::unpack`]). Trailing bytes short
+    /// of an element are ignored.
     pub fn from_le_bytes(dtype: DType, b: &[u8]) -> Data {
         macro_rules! le {
             ($t:ty, $n:expr) => {
@@ -141,6 +148,10 @@ impl Data {
             DType::I64 => Data::I64(le!(i64, 8)),
             DType::U64 => Data::U64(le!(u64, 8)),
             DType::Bool => Data::Bool(b.iter().map(|&x| x != 0).collect()),
+            DType::I4 => Data::I4(b.iter().map(|&x| I4::wrapping(x as i8 as i128)).collect()),
+            DType::U4 => Data::U4(b.iter().map(|&x| U4::wrapping(x as i128)).collect()),
+            DType::I2 => Data::I2(b.iter().map(|&x| I2::wrapping(x as i8 as i128)).collect()),
+            DType::U2 => Data::U2(b.iter().map(|&x| U2::wrapping(x as i128)).collect()),
         }
     }
 }
@@ -165,6 +176,10 @@ macro_rules! with_data {
             $crate::tensor::Data::I64($v) => $body,
             $crate::tensor::Data::U64($v) => $body,
             $crate::tensor::Data::Bool($v) => $body,
+            $crate::tensor::Data::I4($v) => $body,
+            $crate::tensor::Data::U4($v) => $body,
+            $crate::tensor::Data::I2($v) => $body,
+            $crate::tensor::Data::U2($v) => $body,
         }
     };
 }
@@ -188,6 +203,10 @@ macro_rules! map_data {
             $crate::tensor::Data::I64($v) => $crate::tensor::Data::I64($body),
             $crate::tensor::Data::U64($v) => $crate::tensor::Data::U64($body),
             $crate::tensor::Data::Bool($v) => $crate::tensor::Data::Bool($body),
+            $crate::tensor::Data::I4($v) => $crate::tensor::Data::I4($body),
+            $crate::tensor::Data::U4($v) => $crate::tensor::Data::U4($body),
+            $crate::tensor::Data::I2($v) => $crate::tensor::Data::I2($body),
+            $crate::tensor::Data::U2($v) => $crate::tensor::Data::U2($body),
         }
     };
 }
@@ -252,6 +271,22 @@ macro_rules! build_data {
                 type $t = bool;
                 X::Bool($body)
             }
+            D::I4 => {
+                type $t = $crate::subbyte::I4;
+                X::I4($body)
+            }
+            D::U4 => {
+                type $t = $crate::subbyte::U4;
+                X::U4($body)
+            }
+            D::I2 => {
+                type $t = $crate::subbyte::I2;
+                X::I2($body)
+            }
+            D::U2 => {
+                type $t = $crate::subbyte::U2;
+                X::U2($body)
+            }
         }
     }};
 }
@@ -269,7 +304,8 @@ macro_rules! into_data {
     )*};
 }
 into_data!(f32 => F32, f16 => F16, bf16 => BF16, f64 => F64, i8 => I8, u8 => U8, i16 => I16,
-    u16 => U16, i32 => I32, u32 => U32, i64 => I64, u64 => U64, bool => Bool);
+    u16 => U16, i32 => I32, u32 => U32, i64 => I64, u64 => U64, bool => Bool, I4 => I4,
+    U4 => U4, I2 => I2, U2 => U2);
 
 impl Data {
     /// The element type.

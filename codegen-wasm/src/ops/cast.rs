@@ -4,7 +4,8 @@
 //! of a double, as there), float to integer saturates at the target's
 //! range with NaN as 0 (Rust's `as`), and integers convert among
 //! themselves exactly, wrapping to the target's width; to bool is
-//! `x != 0`. float16 and bfloat16 are left to the reference kernel.
+//! `x != 0`. The sub-byte types sit one to a byte, sign- or zero-extended;
+//! a float becomes one by way of a saturated int32, wrapped to its width. float16 and bfloat16 are left to the reference kernel.
 
 use walrus::ir::{BinaryOp, ExtendedLoad, LoadKind, MemArg, StoreKind, UnaryOp};
 use walrus::{FunctionBuilder, InstrSeqBuilder, MemoryId};
@@ -122,6 +123,20 @@ pub(crate) fn store_from_f64(b: &mut InstrSeqBuilder, mem: MemoryId, t: DType) {
             b.unop(UnaryOp::I64TruncUSatF64)
                 .store(mem, StoreKind::I64 { atomic: false }, arg(8));
         }
+        DType::I4 | DType::U4 | DType::I2 | DType::U2 => {
+            let unused = 32 - sub_byte_bits(t);
+            let shr = if t.is_unsigned() {
+                BinaryOp::I32ShrU
+            } else {
+                BinaryOp::I32ShrS
+            };
+            b.unop(UnaryOp::I32TruncSSatF64)
+                .i32_const(unused)
+                .binop(BinaryOp::I32Shl)
+                .i32_const(unused)
+                .binop(shr)
+                .store(mem, StoreKind::I32_8 { atomic: false }, arg(1));
+        }
         DType::F16 | DType::BF16 => unreachable!("refused by cast()"),
     }
 }
@@ -130,13 +145,13 @@ pub(crate) fn store_from_f64(b: &mut InstrSeqBuilder, mem: MemoryId, t: DType) {
 /// zero-extended as the type is.
 fn load_i64(b: &mut InstrSeqBuilder, mem: MemoryId, t: DType) {
     let (kind, size) = match t {
-        DType::I8 => (
+        DType::I8 | DType::I4 | DType::I2 => (
             LoadKind::I64_8 {
                 kind: ExtendedLoad::SignExtend,
             },
             1,
         ),
-        DType::U8 | DType::Bool => (
+        DType::U8 | DType::U4 | DType::U2 | DType::Bool => (
             LoadKind::I64_8 {
                 kind: ExtendedLoad::ZeroExtend,
             },
@@ -185,6 +200,19 @@ fn store_from_i64(b: &mut InstrSeqBuilder, mem: MemoryId, t: DType) {
         DType::I8 | DType::U8 => {
             b.store(mem, StoreKind::I64_8 { atomic: false }, arg(1));
         }
+        DType::I4 | DType::U4 | DType::I2 | DType::U2 => {
+            let unused = 64 - i64::from(sub_byte_bits(t));
+            let shr = if t.is_unsigned() {
+                BinaryOp::I64ShrU
+            } else {
+                BinaryOp::I64ShrS
+            };
+            b.i64_const(unused)
+                .binop(BinaryOp::I64Shl)
+                .i64_const(unused)
+                .binop(shr)
+                .store(mem, StoreKind::I64_8 { atomic: false }, arg(1));
+        }
         DType::I16 | DType::U16 => {
             b.store(mem, StoreKind::I64_16 { atomic: false }, arg(2));
         }
@@ -195,4 +223,9 @@ fn store_from_i64(b: &mut InstrSeqBuilder, mem: MemoryId, t: DType) {
             b.store(mem, StoreKind::I64 { atomic: false }, arg(8));
         }
     }
+}
+
+/// The width of a sub-byte type (int4, uint4, int2, uint2).
+fn sub_byte_bits(t: DType) -> i32 {
+    t.packed_bits().expect("a sub-byte type") as i32
 }

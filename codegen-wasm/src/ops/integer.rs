@@ -22,17 +22,6 @@ const F32: MemArg = MemArg {
     offset: 0,
 };
 
-/// The range of a quantized type, as the reference saturates to it.
-fn range_of(t: DType) -> Result<(f64, f64)> {
-    Ok(match t {
-        DType::U8 => (0.0, 255.0),
-        DType::I8 => (-128.0, 127.0),
-        DType::U16 => (0.0, 65535.0),
-        DType::I16 => (-32768.0, 32767.0),
-        other => return Err(Error::unsupported(format!("quantizing to {other}"))),
-    })
-}
-
 /// The axis a Q/DQ node's scale runs along (`None`: one scale), refusing
 /// blocked parameters.
 fn param_axis(ctx: &Ctx, x: &Tt, scale: &Tt) -> Result<Option<usize>> {
@@ -163,7 +152,10 @@ pub fn quantize(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     if x.dtype != DType::F32 {
         return Err(Error::unsupported(format!("QuantizeLinear of {}", x.dtype)));
     }
-    let (lo, hi) = range_of(out.dtype)?;
+    let (lo, hi) = out
+        .dtype
+        .int_range()
+        .ok_or_else(|| Error::unsupported(format!("QuantizeLinear to {}", out.dtype)))?;
     with_params(ctx, f, &x, &out, |b, s, z| {
         b.local_get(s)
             .binop(BinaryOp::F64Div)

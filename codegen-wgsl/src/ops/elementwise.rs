@@ -106,12 +106,14 @@ pub fn is_elementwise(op: &str) -> bool {
 /// reference does (two's-complement wrap), since the device computes in
 /// 32 bits.
 fn wrap(expr: String, dtype: DType) -> String {
-    match dtype {
-        DType::I8 => format!("(({expr}) << 24u) >> 24u"),
-        DType::I16 => format!("(({expr}) << 16u) >> 16u"),
-        DType::U8 => format!("(({expr}) & 0xffu)"),
-        DType::U16 => format!("(({expr}) & 0xffffu)"),
-        _ => expr,
+    let bits = dtype.packed_bits().unwrap_or(8 * dtype.size() as u32);
+    if !dtype.is_int() || bits >= 32 {
+        expr
+    } else if dtype.is_unsigned() {
+        format!("(({expr}) & {:#x}u)", (1u32 << bits) - 1)
+    } else {
+        let unused = 32 - bits;
+        format!("(({expr}) << {unused}u) >> {unused}u")
     }
 }
 
@@ -135,23 +137,30 @@ fn cast(
             Word::U32 => bool_of(&format!("{a} != 0u")),
         };
     }
+    // The bounds of int32 and uint32 that f32 holds exactly.
+    const I32_BOUNDS: (f64, f64) = (-2147483648.0, 2147483520.0);
+    const U32_HI: f64 = 4294967040.0;
     match (from.word, to_word) {
         (_, Word::F32) => format!("f32({a})"),
+        // Sub-byte types go by way of a saturated int32, then wrap.
+        (Word::F32, w) if to.packed_bits().is_some() => {
+            helpers.insert("f2i");
+            let (lo, hi) = I32_BOUNDS;
+            wrap(format!("{}(f2i({a}, {lo:?}, {hi:?}))", w.wgsl()), to)
+        }
         (Word::F32, Word::I32) => {
             helpers.insert("f2i");
             let (lo, hi) = match to {
-                DType::I8 => (-128.0, 127.0),
-                DType::I16 => (-32768.0, 32767.0),
-                _ => (-2147483648.0, 2147483520.0),
+                DType::I8 | DType::I16 => to.int_range().expect("an integer type"),
+                _ => I32_BOUNDS,
             };
             format!("f2i({a}, {lo:?}, {hi:?})")
         }
         (Word::F32, Word::U32) => {
             helpers.insert("f2u");
             let hi = match to {
-                DType::U8 => 255.0,
-                DType::U16 => 65535.0,
-                _ => 4294967040.0,
+                DType::U8 | DType::U16 => to.int_range().expect("an integer type").1,
+                _ => U32_HI,
             };
             format!("f2u({a}, {hi:?})")
         }
@@ -617,14 +626,13 @@ pub fn dequantize(ctx: &Ctx) -> Result<Lowered> {
 pub fn quantize(ctx: &Ctx) -> Result<Lowered> {
     let (x, scale, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
     let pshape = consts(&quant_param_shape(ctx, scale, x)?);
-    let (lo, hi) = match out.dtype {
-        DType::U8 => (0.0, 255.0),
-        DType::I8 => (-128.0, 127.0),
-        DType::U16 => (0.0, 65535.0),
-        DType::I16 => (-32768.0, 32767.0),
-        other => {
+    // Wider codes than 16 bits would not survive the f32 arithmetic.
+    let (lo, hi) = match out.dtype.int_range() {
+        Some(range) if out.dtype.size() <= 2 => range,
+        _ => {
             return Err(Error::unsupported(format!(
-                "QuantizeLinear to {other} on WebGPU"
+                "QuantizeLinear to {} on WebGPU",
+                out.dtype
             )));
         }
     };

@@ -448,8 +448,7 @@ pub fn qlinear_matmul(ctx: &Ctx) -> Result<Lowered> {
         }
     }
     let (lo, hi) = match out.dtype {
-        wpc_ir::DType::U8 => (0.0, 255.0),
-        wpc_ir::DType::I8 => (-128.0, 127.0),
+        wpc_ir::DType::U8 | wpc_ir::DType::I8 => out.dtype.int_range().expect("an integer type"),
         other => {
             return Err(Error::unsupported(format!(
                 "QLinearMatMul to {other} on WebGPU"

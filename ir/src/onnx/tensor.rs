@@ -11,6 +11,7 @@ use prost::Message;
 use super::proto::{DATA_LOCATION_EXTERNAL, TensorProto};
 use crate::dtype::DType;
 use crate::error::{Error, ErrorKind, Result};
+use crate::subbyte;
 use crate::tensor::{Data, Tensor};
 
 /// Decodes a tensor. `base_dir` is the model's directory, against which
@@ -55,11 +56,16 @@ pub(crate) fn decode(
             ))
         })?;
     let external = external_path(t, base_dir)?;
+    let from_bytes = |bytes: &[u8]| {
+        subbyte::unpack(dtype, bytes, numel).unwrap_or_else(|| Data::from_le_bytes(dtype, bytes))
+    };
     let data = if let Some(path) = &external {
-        let bytes = read_external(t, path, numel * dtype.size())?;
-        Data::from_le_bytes(dtype, &bytes)
+        from_bytes(&read_external(t, path, subbyte::onnx_bytes(dtype, numel))?)
     } else if !t.raw_data.is_empty() {
-        Data::from_le_bytes(dtype, &t.raw_data)
+        from_bytes(&t.raw_data)
+    } else if dtype.packed_bits().is_some() {
+        // One packed byte per `int32_data` entry.
+        from_bytes(&t.int32_data.iter().map(|&x| x as u8).collect::<Vec<_>>())
     } else {
         from_typed_fields(dtype, t)
     };
@@ -170,12 +176,16 @@ fn from_typed_fields(dtype: DType, t: &TensorProto) -> Data {
         DType::I64 => Data::I64(t.int64_data.clone()),
         DType::U32 => Data::U32(t.uint64_data.iter().map(|&x| x as u32).collect()),
         DType::U64 => Data::U64(t.uint64_data.clone()),
+        DType::I4 | DType::U4 | DType::I2 | DType::U2 => {
+            unreachable!("sub-byte types are unpacked by `decode`")
+        }
     }
 }
 
-/// Serialises a tensor as a `TensorProto` with `raw_data` (for writing test data).
+/// Serialises a tensor as a `TensorProto` with `raw_data` (for writing test
+/// data); sub-byte types are packed as ONNX stores them.
 pub fn encode_tensor(name: &str, t: &Tensor) -> TensorProto {
-    let raw = t.to_le_bytes();
+    let raw = subbyte::pack(t.data()).unwrap_or_else(|| t.to_le_bytes());
     TensorProto {
         dims: t.shape().iter().map(|&d| d as i64).collect(),
         data_type: t.dtype().onnx_code(),

@@ -83,6 +83,11 @@ fn eval_loop(c: &EvalCtx) -> Result<Vec<Tensor>> {
 }
 
 fn eval_scan(c: &EvalCtx) -> Result<Vec<Tensor>> {
+    if c.opset < 9 {
+        return Err(Error::unsupported(
+            "Scan before opset 9 (a batch axis and sequence_lens); export the model at opset 9 or later",
+        ));
+    }
     let body = c.attrs().graph("body")?;
     let n_scan_in = c.attrs().int("num_scan_inputs", 0)? as usize;
     let n_state = c.num_inputs() - n_scan_in;

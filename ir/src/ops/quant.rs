@@ -94,14 +94,9 @@ pub fn quantize(
     dtype: DType,
     in_f32: bool,
 ) -> Tensor {
-    let (lo, hi) = match dtype {
-        DType::U8 => (0.0, 255.0),
-        DType::I8 => (-128.0, 127.0),
-        DType::U16 => (0.0, 65535.0),
-        DType::I16 => (-32768.0, 32767.0),
-        DType::I32 => (i32::MIN as f64, i32::MAX as f64),
-        _ => (f64::NEG_INFINITY, f64::INFINITY),
-    };
+    let (lo, hi) = dtype
+        .int_range()
+        .unwrap_or((f64::NEG_INFINITY, f64::INFINITY));
     let y = x.iter().zip(idx).map(|(v, &k)| {
         let ratio = v / scale[k];
         let ratio = if in_f32 { ratio as f32 as f64 } else { ratio };
