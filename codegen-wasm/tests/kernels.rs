@@ -555,6 +555,56 @@ proptest! {
             }
         }
     }
+
+    #[test]
+    fn packed_weights_variants_agree(
+        (m, k, n, rows) in (1usize..5, 17usize..80, 1usize..20, 2usize..9),
+        bits in prop::sample::select(vec![2u32, 3, 4, 8]),
+        group in prop::sample::select(vec![16usize, 32]),
+        symmetric in any::<bool>(),
+        x in values(4 * 80),
+    ) {
+        // A product by a quantized weight (MatMulNBits) and rows of a
+        // quantized table (GatherBlockQuantized, float32 scales so its rows
+        // come out float32), with K often not a whole number of groups and
+        // indices that count from the end.
+        let w: Vec<f32> = (0..k * n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
+        // Table rows are whole bytes of codes at any width.
+        let width = k / 8 * 8;
+        let table: Vec<f32> = (0..rows * width).map(|i| ((i * 53 % 97) as f32 - 48.0) / 24.0).collect();
+        let ids = vec![0, rows as i64 - 1, -1, 1, -(rows as i64)];
+        let setting = wpc_passes::quant::Setting {
+            bits: Some(bits),
+            group,
+            symmetric,
+            f16_scales: false,
+            ..wpc_passes::quant::Setting::DEFAULT
+        };
+        let precision = wpc_passes::quant::Precision::uniform(setting);
+        let product = one_node(
+            "MatMul",
+            vec![Operand::Input(&[m, k]), Operand::Constant(Tensor::from_vec(vec![k, n], w))],
+            Attrs::default(),
+        );
+        let lookup = one_node(
+            "Gather",
+            vec![
+                Operand::Constant(Tensor::from_vec(vec![rows, width], table)),
+                Operand::Constant(Tensor::i64s(vec![ids.len()], ids)),
+            ],
+            Attrs::default(),
+        );
+        for (model, op, inputs) in [
+            (product, "MatMulNBits", vec![x[..m * k].to_vec()]),
+            (lookup, "GatherBlockQuantized", vec![]),
+        ] {
+            let mut model = prepared(model);
+            wpc_passes::quant::quantize_weights(&mut model, &precision, &Default::default()).unwrap();
+            let ops: Vec<&str> = model.graph.node_ids().map(|id| model.graph.node(id).op.as_str()).collect();
+            prop_assert_eq!(ops, vec![op]);
+            check_all_variants(&model, &inputs, 1e-5)?;
+        }
+    }
 }
 
 /// Representative kernels, small enough to read.

@@ -11,7 +11,7 @@
 // to time onnxruntime-web alone.
 //
 // Prints one JSON line per model and engine ({model, engine, median_ms,
-// runs}) and one per ratio ({model, ratio, median, runs}).
+// runs}) and one per ratio ({model, ratio, median, min, max, runs}).
 
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -86,7 +86,14 @@ async function benchModel(runs, label, onnx, bundles, inputSpecs) {
   }
   for (const [a, b] of pairs) {
     const ratios = times[a].map((t, i) => t / times[b][i]);
-    console.log(JSON.stringify({ model: label, ratio: `${engines[a].name} / ${engines[b].name}`, median: median(ratios), runs }));
+    console.log(JSON.stringify({
+      model: label,
+      ratio: `${engines[a].name} / ${engines[b].name}`,
+      median: median(ratios),
+      min: Math.min(...ratios),
+      max: Math.max(...ratios),
+      runs,
+    }));
   }
   await session.release();
 }

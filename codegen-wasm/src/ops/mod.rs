@@ -25,8 +25,12 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
     if domain == wpc_ir::ops::fused::DOMAIN && op == wpc_ir::ops::fused::FUSED_ELEMENTWISE {
         return Some(elementwise::fused);
     }
-    if domain == wpc_ir::ops::quant::MICROSOFT && op == "MatMulNBits" {
-        return Some(quant::matmul_nbits);
+    if domain == wpc_ir::ops::quant::MICROSOFT {
+        return match op {
+            "MatMulNBits" => Some(quant::matmul_nbits),
+            "GatherBlockQuantized" => Some(quant::gather_block_quantized),
+            _ => None,
+        };
     }
     if !domain.is_empty() && domain != "ai.onnx" {
         return None;
@@ -75,7 +79,7 @@ pub fn handles_dynamic_sizes(domain: &str, op: &str) -> bool {
         return op == wpc_ir::ops::fused::FUSED_ELEMENTWISE;
     }
     if domain == wpc_ir::ops::quant::MICROSOFT {
-        return op == "MatMulNBits";
+        return matches!(op, "MatMulNBits" | "GatherBlockQuantized");
     }
     (domain.is_empty() || domain == "ai.onnx")
         && (elementwise::is_elementwise(op)

@@ -1,13 +1,15 @@
-//! `MatMulNBits`: a product by packed low-bit weights (`wpc_ir::packed`).
-//! The codes stay packed in linear memory; the kernel dequantizes one
-//! panel of 8 output columns at a time (K × 8 floats of scratch) and runs
-//! the GEMM micro-kernel on it, so no float copy of the weight exists
-//! beyond one panel.
+//! Packed low-bit weights (`wpc_ir::packed`): `MatMulNBits` and
+//! `GatherBlockQuantized`. The codes stay packed in linear memory, in the
+//! padded words WebGPU binds (one blob in the bundle for both backends).
+//! `MatMulNBits` dequantizes one panel of 8 output columns at a time (K × 8
+//! floats of scratch) and runs the GEMM micro-kernel on it, so no float
+//! copy of the weight exists beyond one panel; `GatherBlockQuantized`
+//! dequantizes the gathered rows straight into its output.
 
-use walrus::ir::{BinaryOp, ExtendedLoad, LoadKind, MemArg, UnaryOp};
+use walrus::ir::{BinaryOp, ExtendedLoad, LoadKind, MemArg, StoreKind, UnaryOp};
 use walrus::{FunctionBuilder, InstrSeqBuilder, LocalId};
-use wpc_ir::ops::params::MatMulNBits;
-use wpc_ir::packed::{Weight, ZeroPoints};
+use wpc_ir::ops::params::{GatherBlockQuantized, MatMulNBits};
+use wpc_ir::packed::{Layout, Weight, ZeroPoints};
 use wpc_ir::sym::Expr;
 use wpc_ir::{DType, Error, Result};
 
@@ -25,6 +27,7 @@ struct Packed {
     scales: u32,
     /// `−zero · scale` per block: a value is `q · scale + offset`.
     offsets: u32,
+    rows: usize,
     k: usize,
     bits: u32,
     block: usize,
@@ -33,6 +36,106 @@ struct Packed {
 }
 
 impl Packed {
+    /// Lays out a constant weight's codes, scales and offsets in linear
+    /// memory.
+    fn place(ctx: &mut Ctx, weight: &Weight) -> Packed {
+        let layout = weight.layout;
+        let blocks = layout.blocks();
+        let offsets: Vec<f32> = (0..layout.rows * blocks)
+            .map(|g| -weight.zero_point(g / blocks, g % blocks) * weight.scales[g])
+            .collect();
+        // Padded to whole words and one more, which also covers the 16-bit
+        // loads of the last codes.
+        let padded: Vec<u8> = wpc_ir::packed::words(weight.codes)
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .collect();
+        Packed {
+            codes: ctx.weight_bytes(padded),
+            scales: ctx.weight(&weight.scales),
+            offsets: ctx.weight(&offsets),
+            rows: layout.rows,
+            k: layout.k,
+            bits: layout.bits,
+            block: layout.block,
+            blocks,
+            row_bits: layout.row_bytes * 8,
+        }
+    }
+
+    /// Writes the `k` values of row `row` (a local) from address `at` (a
+    /// local, advanced past them) on, `step` bytes apart. Block by block:
+    /// each block's scale and offset are loaded once, and the bit and
+    /// output positions advance by a constant step per value.
+    fn dequantize_row(
+        &self,
+        b: &mut InstrSeqBuilder,
+        fx: &mut Fx,
+        row: LocalId,
+        at: LocalId,
+        step: usize,
+    ) {
+        let (blk, e, bit, param) = (fx.i32(), fx.i32(), fx.i32(), fx.i32());
+        let (scale, offset) = (fx.f32(), fx.f32());
+        let mem = fx.mem;
+        let mask = (1i32 << self.bits) - 1;
+        let f32_at = |offset: u32| MemArg {
+            align: 2,
+            offset: u64::from(offset),
+        };
+        // One block of `count` values: q · scale + offset each.
+        let block = |b: &mut InstrSeqBuilder, count: usize| {
+            for (into, base) in [(scale, self.scales), (offset, self.offsets)] {
+                b.local_get(param)
+                    .load(mem, LoadKind::F32, f32_at(base))
+                    .local_set(into);
+            }
+            emit::bump(b, param, 4);
+            emit::for_range(b, e, 0, count as i64, 1, |b| {
+                b.local_get(at)
+                    .local_get(bit)
+                    .i32_const(3)
+                    .binop(BinaryOp::I32ShrU)
+                    .load(
+                        mem,
+                        LoadKind::I32_16 {
+                            kind: ExtendedLoad::ZeroExtend,
+                        },
+                        MemArg {
+                            align: 0,
+                            offset: u64::from(self.codes),
+                        },
+                    )
+                    .local_get(bit)
+                    .i32_const(7)
+                    .binop(BinaryOp::I32And)
+                    .binop(BinaryOp::I32ShrU)
+                    .i32_const(mask)
+                    .binop(BinaryOp::I32And)
+                    .unop(UnaryOp::F32ConvertSI32)
+                    .local_get(scale)
+                    .binop(BinaryOp::F32Mul)
+                    .local_get(offset)
+                    .binop(BinaryOp::F32Add)
+                    .store(mem, StoreKind::F32, f32_at(0));
+                emit::bump(b, bit, i64::from(self.bits));
+                emit::bump(b, at, step as i64);
+            });
+        };
+        // The row's first bit and first (scale, offset) byte.
+        for (into, per_row) in [(bit, self.row_bits), (param, 4 * self.blocks)] {
+            b.local_get(row)
+                .i32_const(per_row as i32)
+                .binop(BinaryOp::I32Mul)
+                .local_set(into);
+        }
+        let (whole, tail) = (self.k / self.block, self.k % self.block);
+        emit::for_range(b, blk, 0, whole as i64, 1, |b| block(b, self.block));
+        if tail > 0 {
+            block(b, tail);
+        }
+    }
+
     /// Writes rows `j0 .. j0 + width` of the weight (`j0` a local), as
     /// a row-major `K × width` float block at `dst`.
     fn dequantize_panel(
@@ -43,67 +146,68 @@ impl Packed {
         width: usize,
         dst: u32,
     ) {
-        let (jj, kk, bit, g) = (fx.i32(), fx.i32(), fx.i32(), fx.i32());
-        let (row_bit, row_group) = (fx.i32(), fx.i32());
-        let mem = fx.mem;
-        let shift = self.block.trailing_zeros() as i32;
-        let mask = (1i32 << self.bits) - 1;
+        let (jj, row, at) = (fx.i32(), fx.i32(), fx.i32());
         emit::for_range(b, jj, 0, width as i64, 1, |b| {
-            // Row j0 + jj starts at bit row_bit, its blocks at row_group.
-            for (at, per_row) in [(row_bit, self.row_bits), (row_group, self.blocks)] {
-                b.local_get(j0)
-                    .local_get(jj)
-                    .binop(BinaryOp::I32Add)
-                    .i32_const(per_row as i32)
-                    .binop(BinaryOp::I32Mul)
-                    .local_set(at);
-            }
-            emit::for_range(b, kk, 0, self.k as i64, 1, |b| {
-                // bit = row_bit + kk · bits; g = row_group + kk / block
-                b.local_get(row_bit)
-                    .local_get(kk)
-                    .i32_const(self.bits as i32)
-                    .binop(BinaryOp::I32Mul)
-                    .binop(BinaryOp::I32Add)
-                    .local_set(bit);
-                b.local_get(row_group)
-                    .local_get(kk)
-                    .i32_const(shift)
-                    .binop(BinaryOp::I32ShrU)
-                    .binop(BinaryOp::I32Add)
-                    .local_set(g);
-                // dst[(kk · width + jj)] = q · scale[g] + offset[g]
-                emit::linear(b, &[(kk, width), (jj, 1)], 4, dst);
-                b.local_get(bit)
-                    .i32_const(3)
-                    .binop(BinaryOp::I32ShrU)
-                    .load(
-                        mem,
-                        LoadKind::I32_16 {
-                            kind: ExtendedLoad::ZeroExtend,
-                        },
-                        MemArg {
-                            align: 1,
-                            offset: u64::from(self.codes),
-                        },
-                    )
-                    .local_get(bit)
-                    .i32_const(7)
-                    .binop(BinaryOp::I32And)
-                    .binop(BinaryOp::I32ShrU)
-                    .i32_const(mask)
-                    .binop(BinaryOp::I32And)
-                    .unop(UnaryOp::F32ConvertSI32);
-                emit::addr(b, self.scales, g, 4);
-                emit::load(b, fx, 1, 0);
-                b.binop(BinaryOp::F32Mul);
-                emit::addr(b, self.offsets, g, 4);
-                emit::load(b, fx, 1, 0);
-                b.binop(BinaryOp::F32Add);
-                emit::store(b, fx, 1, 0);
-            });
+            b.local_get(j0)
+                .local_get(jj)
+                .binop(BinaryOp::I32Add)
+                .local_set(row);
+            // Row j0 + jj is column jj of the panel.
+            emit::addr(b, dst, jj, 4);
+            b.local_set(at);
+            self.dequantize_row(b, fx, row, at, 4 * width);
         });
     }
+}
+
+/// The packed weight of a node whose codes, scales and zero points are the
+/// constants at inputs `[codes, scales, zeros]`, laid out as `layout`
+/// says given the codes' shape.
+fn packed_weight(
+    ctx: &mut Ctx,
+    [codes, scales, zeros]: [usize; 3],
+    layout: impl FnOnce(&[usize]) -> Result<Layout>,
+) -> Result<Packed> {
+    let codes_t = ctx.constant(codes)?;
+    let codes = codes_t
+        .as_slice::<u8>()
+        .ok_or_else(|| Error::unsupported("packed codes that are not uint8"))?;
+    let layout = layout(codes_t.shape())?;
+    layout.check(codes.len())?;
+    let scales = ctx.constant(scales)?.to_f32s();
+    if scales.len() != layout.rows * layout.blocks() {
+        return Err(Error::invalid(format!(
+            "scales have {} elements, expected {} ({} rows of {} blocks)",
+            scales.len(),
+            layout.rows * layout.blocks(),
+            layout.rows,
+            layout.blocks()
+        )));
+    }
+    let zero_bytes;
+    let zero_floats;
+    let zero_points = match ctx.opt_constant(zeros) {
+        None if ctx.has_input(zeros) => {
+            return Err(Error::unsupported("zero points that are not constants"));
+        }
+        None => ZeroPoints::Default,
+        Some(z) if z.dtype() == DType::U8 => {
+            zero_bytes = z.as_slice::<u8>().expect("uint8").to_vec();
+            ZeroPoints::Packed(&zero_bytes)
+        }
+        Some(z) => {
+            zero_floats = z.to_f32s();
+            ZeroPoints::Float(&zero_floats)
+        }
+    };
+    let weight = Weight {
+        layout,
+        codes,
+        scales,
+        zero_points,
+        groups: None,
+    };
+    Ok(Packed::place(ctx, &weight))
 }
 
 pub fn matmul_nbits(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
@@ -118,57 +222,7 @@ pub fn matmul_nbits(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     if ctx.epilogue.is_some() {
         return Err(Error::unsupported("an epilogue after MatMulNBits"));
     }
-    let layout = p.layout();
-    let codes = ctx.constant(1)?;
-    let codes = codes
-        .as_slice::<u8>()
-        .ok_or_else(|| Error::unsupported("packed codes that are not uint8"))?;
-    layout.check(codes.len())?;
-    let scales = ctx.constant(2)?.to_f32s();
-    let zero_bytes;
-    let zero_floats;
-    let zero_points = match ctx.opt_constant(3) {
-        None if ctx.has_input(3) => {
-            return Err(Error::unsupported("zero points that are not constants"));
-        }
-        None => ZeroPoints::Default,
-        Some(z) if z.dtype() == DType::U8 => {
-            zero_bytes = z.as_slice::<u8>().expect("uint8").to_vec();
-            ZeroPoints::Packed(&zero_bytes)
-        }
-        Some(z) => {
-            zero_floats = z.to_f32s();
-            ZeroPoints::Float(&zero_floats)
-        }
-    };
-    let blocks = layout.blocks();
-    let weight = Weight {
-        layout,
-        codes,
-        scales: scales.clone(),
-        zero_points,
-        groups: None,
-    };
-    let offsets: Vec<f32> = (0..layout.rows * blocks)
-        .map(|g| -weight.zero_point(g / blocks, g % blocks) * scales[g])
-        .collect();
-    // The codes exactly as WebGPU binds them (padded to whole words and
-    // one more, which also covers this kernel's 16-bit loads): one blob,
-    // which the bundle stores once for both backends.
-    let padded: Vec<u8> = wpc_ir::packed::words(codes)
-        .iter()
-        .flat_map(|w| w.to_le_bytes())
-        .collect();
-    let packed = Packed {
-        codes: ctx.weight_bytes(padded),
-        scales: ctx.weight(&scales),
-        offsets: ctx.weight(&offsets),
-        k: p.k,
-        bits: layout.bits,
-        block: layout.block,
-        blocks,
-        row_bits: layout.row_bytes * 8,
-    };
+    let packed = packed_weight(ctx, [1, 2, 3], |_| Ok(p.layout()))?;
     let bias = match ctx.has_input(5) {
         true => Some(ctx.input(5)?.addr),
         false => None,
@@ -216,5 +270,61 @@ pub fn matmul_nbits(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         b.i32_const(full as i32).local_set(j0);
         gemm(&mut b, &mut fx, n - full);
     }
+    Ok(())
+}
+
+/// `GatherBlockQuantized`: row `indices[t]` of the packed table (wrapped if
+/// negative) dequantized into output row `t`. An index out of range reads
+/// row 0, as `Gather` does here, rather than memory past the table.
+pub fn gather_block_quantized(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
+    let p = GatherBlockQuantized::of(ctx.attrs())?;
+    let (idx, out) = (ctx.input(1)?, ctx.output(0)?);
+    super::require_f32(ctx, &out)?;
+    let wide = match idx.dtype {
+        DType::I64 => true,
+        DType::I32 => false,
+        other => {
+            return Err(Error::invalid(format!(
+                "GatherBlockQuantized indices are {other}"
+            )));
+        }
+    };
+    let packed = packed_weight(ctx, [0, 2, 3], |shape| match shape {
+        &[rows, row_bytes] => p.layout(rows, row_bytes),
+        _ => Err(Error::unsupported(format!(
+            "GatherBlockQuantized of a rank-{} table (wpc takes 2-D tables)",
+            shape.len()
+        ))),
+    })?;
+    let rows = packed.rows;
+    let table = ctx.sizes;
+    let mut fx = ctx.fx();
+    let (t, row, at) = (fx.i32(), fx.i32(), fx.i32());
+    let mut b = f.func_body();
+    let count = Sizes::new(table).of(&mut b, &mut fx, &Expr::product(&idx.dims))?;
+    b.i32_const(out.addr as i32).local_set(at);
+    emit::for_size(&mut b, t, crate::sizes::Size::Const(0), count, 1, |b| {
+        b.local_get(t)
+            .i32_const(if wide { 8 } else { 4 })
+            .binop(BinaryOp::I32Mul);
+        emit::load_index(b, &fx, idx.addr as u64, wide);
+        // row += rows if negative; then 0 unless below rows.
+        b.local_tee(row)
+            .local_get(row)
+            .i32_const(rows as i32)
+            .binop(BinaryOp::I32Add)
+            .local_get(row)
+            .i32_const(0)
+            .binop(BinaryOp::I32GeS)
+            .select(None)
+            .local_tee(row)
+            .i32_const(0)
+            .local_get(row)
+            .i32_const(rows as i32)
+            .binop(BinaryOp::I32LtU)
+            .select(None)
+            .local_set(row);
+        packed.dequantize_row(b, &mut fx, row, at, 4);
+    });
     Ok(())
 }
