@@ -74,6 +74,9 @@ pub struct Built {
     pub passes: Vec<wpc_passes::backend::VariantPasses>,
     /// What weight quantization did ([`Build::precision`]).
     pub quant: Option<wpc_passes::quant::QuantReport>,
+    /// Why the weights were quantized by the target's default
+    /// ([`crate::compile::Compiled::default_precision`]).
+    pub default_precision: Option<String>,
 }
 
 impl Build {
@@ -248,6 +251,7 @@ impl Build {
             defaulted: compiled.defaulted,
             passes: compiled.passes,
             quant: compiled.quant,
+            default_precision: compiled.default_precision,
         })
     }
 }

@@ -162,8 +162,11 @@ pub struct Compiled {
     pub passes: Vec<VariantPasses>,
     /// The external data files the model's weights came from.
     pub external_data: Vec<std::path::PathBuf>,
-    /// What weight quantization did, when asked for.
+    /// What weight quantization did, when asked for or by default.
     pub quant: Option<wpc_passes::quant::QuantReport>,
+    /// Why the weights were quantized though the compile did not ask:
+    /// the target profile's default (see [`effective_precision`]).
+    pub default_precision: Option<String>,
 }
 
 /// Bytes (a blob or a shard) and the variants that read them.
@@ -433,15 +436,66 @@ pub fn prepare(model: &Model, options: &Options) -> wpc_ir::Result<Model> {
     bind_inputs(&mut bound, &options.dims, &options.input_shapes)?;
     wpc_passes::optimize(&mut bound)?;
     if let Some(p) = &options.precision {
-        wpc_passes::quant::quantize_weights(&mut bound, p, &calibrate(model, options)?)?;
+        wpc_passes::quant::quantize_weights(&mut bound, p, &calibrate(model, options, p)?)?;
     }
     Ok(bound)
+}
+
+/// The precision a compile quantizes with, and why when it is the target
+/// profile's default rather than `options.precision`: the profile's
+/// `precision` where that is an integer width; else, where the model's
+/// float weights exceed the profile's `memory_budget_mib`, a fit to that
+/// budget. `None`: the weights stay float32.
+pub fn effective_precision(
+    model: &Model,
+    options: &Options,
+) -> (Option<wpc_passes::quant::Precision>, Option<String>) {
+    use wpc_passes::quant::{Precision, Setting, fit::human};
+    if options.precision.is_some() {
+        return (options.precision.clone(), None);
+    }
+    let profile = &options.profile;
+    if let Some(bits) = profile.precision.bits() {
+        let setting = Setting {
+            bits: Some(bits),
+            ..Setting::DEFAULT
+        };
+        let why = format!(
+            "quantized to {bits} bits, the {} profile's precision (--weights f32 keeps them float)",
+            profile.name
+        );
+        return (Some(Precision::uniform(setting)), Some(why));
+    }
+    let float_bytes: u64 = model
+        .graph
+        .constants
+        .values()
+        .filter(|t| t.dtype().is_float())
+        .map(|t| (t.len() * t.dtype().size()) as u64)
+        .sum();
+    let budget = profile.memory_budget_mib << 20;
+    if float_bytes <= budget {
+        return (None, None);
+    }
+    let mut fit = Precision::uniform(Setting::DEFAULT);
+    fit.fit = Some(budget);
+    let why = format!(
+        "{} in float, over the {} profile's memory budget of {}: fitted to it (--fit SIZE or --weights choose otherwise; --weights f32 keeps them float)",
+        human(float_bytes),
+        profile.name,
+        human(budget)
+    );
+    (Some(fit), Some(why))
 }
 
 /// What the calibration samples say about `model`'s layers: measured
 /// on the model prepared for the samples' own shapes (they need not be
 /// the sizes it is compiled or run at).
-fn calibrate(model: &Model, options: &Options) -> wpc_ir::Result<wpc_passes::quant::Calibration> {
+fn calibrate(
+    model: &Model,
+    options: &Options,
+    precision: &wpc_passes::quant::Precision,
+) -> wpc_ir::Result<wpc_passes::quant::Calibration> {
     let mut calibration = wpc_passes::quant::Calibration::default();
     let runs = &options.calibration;
     let shapes_of = |feeds: &HashMap<String, wpc_ir::Tensor>| -> HashMap<String, Vec<usize>> {
@@ -479,7 +533,7 @@ fn calibrate(model: &Model, options: &Options) -> wpc_ir::Result<wpc_passes::qua
         }
     }
     // Fitting to a budget measures sensitivity on the largest run.
-    let fits = options.precision.as_ref().is_some_and(|p| p.fit.is_some());
+    let fits = precision.fit.is_some();
     let largest = (0..runs.len()).max_by_key(|&i| runs[i].values().map(|t| t.len()).sum::<usize>());
     if let (true, Some(i)) = (fits, largest) {
         calibration.keep_sensitivity_run(prepare_for(i)?, runs[i].clone());
@@ -540,11 +594,12 @@ pub fn compile_model_report(
         Some(budget),
     )?;
     wpc_passes::optimize(&mut bound)?;
-    let quant = match &options.precision {
+    let (precision, default_precision) = effective_precision(model, options);
+    let quant = match &precision {
         Some(p) => Some(wpc_passes::quant::quantize_weights(
             &mut bound,
             p,
-            &calibrate(model, options)?,
+            &calibrate(model, options, p)?,
         )?),
         None => None,
     };
@@ -701,6 +756,7 @@ pub fn compile_model_report(
         passes,
         external_data: model.external_data.clone(),
         quant,
+        default_precision,
     })
     .and_then(|c| {
         // What wpc writes, wpc must read back: the same checks as

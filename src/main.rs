@@ -1006,6 +1006,9 @@ fn compile(
         };
         say!("  dim {} runs at {}..{} ({how})", d.name, d.min, d.max);
     }
+    if let Some(why) = &built.default_precision {
+        say!("  weights: {why}");
+    }
     if let Some(q) = &built.quant {
         report_quant(q, report);
     }

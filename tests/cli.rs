@@ -1045,6 +1045,92 @@ fn quantized_bundles_report_their_layers_and_match_the_reference() {
     );
 }
 
+/// The shipped baseline profile with `precision` and `memory_budget_mib`
+/// replaced, written to `dir`.
+fn profile_with(dir: &Path, name: &str, precision: &str, budget_mib: u64) -> String {
+    let text = include_str!("../targets/profiles/webgpu-baseline.ron")
+        .replace("precision: f32,", &format!("precision: {precision},"))
+        .replace(
+            "memory_budget_mib: 1024,",
+            &format!("memory_budget_mib: {budget_mib},"),
+        );
+    assert!(text.contains(&format!("memory_budget_mib: {budget_mib},")));
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn the_profiles_precision_and_memory_budget_are_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "lin.onnx", &linear_model());
+    let compile = |extra: &[&str], out: &str| {
+        let bundle = dir.path().join(out);
+        let mut args = vec![
+            "compile",
+            &path,
+            "--dim",
+            "batch=2",
+            "-o",
+            bundle.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let o = wpc(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    // precision: int4 quantizes when the compile does not choose.
+    let int4 = profile_with(dir.path(), "int4.ron", "int4", 1024);
+    let said = compile(&["--target-file", &int4], "int4.wpc");
+    assert!(
+        said.contains("weights: quantized to 4 bits, the webgpu-baseline profile's precision")
+            && said.contains("weights: 1 of 1 layers quantized"),
+        "{said}"
+    );
+    let said = compile(&["--target-file", &int4, "--weights", "int8"], "int8.wpc");
+    assert!(!said.contains("profile's precision"), "{said}");
+    let said = compile(&["--target-file", &int4, "--weights", "f32"], "f32.wpc");
+    assert!(said.contains("weights: 0 of 1 layers quantized"), "{said}");
+    // Weights over the memory budget are fitted to it; under it they stay
+    // float. The model's weights are 6144 bytes, so no budget in MiB is
+    // under them: a bigger weight makes them 1.5 MiB.
+    let mut big = linear_model();
+    let graph = big.graph.as_mut().unwrap();
+    graph.initializer[0].dims = vec![64, 6144];
+    graph.initializer[0].float_data = (0..64 * 6144)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+        .collect();
+    graph.output = vec![value_info(
+        "y",
+        &[
+            DimensionValue::DimParam("batch".into()),
+            DimensionValue::DimValue(6144),
+        ],
+    )];
+    let big_path = write(dir.path(), "big.onnx", &big);
+    let tight = profile_with(dir.path(), "tight.ron", "f32", 1);
+    let bundle = dir.path().join("big.wpc");
+    let o = wpc(&[
+        "compile",
+        &big_path,
+        "--dim",
+        "batch=2",
+        "--target-file",
+        &tight,
+        "-o",
+        bundle.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let said = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        said.contains("weights: 1.57 MB in float, over the webgpu-baseline profile's memory budget of 1.05 MB: fitted to it")
+            && said.contains("fit: all weights"),
+        "{said}"
+    );
+    let said = compile(&["--target-file", &tight], "small.wpc");
+    assert!(!said.contains("weights:"), "{said}");
+}
+
 #[test]
 fn bad_precision_maps_and_flags_name_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();

@@ -17,9 +17,15 @@ pub struct Profile {
     pub webgpu: WebGpu,
     pub wasm: Wasm,
     pub webnn: WebNn,
-    /// Precision weights and activations are stored in by default.
+    /// Precision weights are stored in by default: `f32`, `f16` (float32
+    /// for now; the profile must offer shader-f16), or an integer width
+    /// (`int8`, `int4`, `int3`, `int2`) that quantizes every MatMul, Gemm
+    /// and embedding table when the compile does not say otherwise.
     pub precision: Precision,
-    /// How much memory (MiB) a model may use on this target, weights included.
+    /// How much memory (MiB) a model may use on this target, weights
+    /// included. Unbounded dims default to sizes within it, and a model
+    /// whose float weights alone exceed it is fitted to it (`--fit`) when
+    /// the compile does not choose a precision.
     pub memory_budget_mib: u64,
 }
 
@@ -168,4 +174,25 @@ pub enum Precision {
     F32,
     #[serde(rename = "f16")]
     F16,
+    #[serde(rename = "int8")]
+    Int8,
+    #[serde(rename = "int4")]
+    Int4,
+    #[serde(rename = "int3")]
+    Int3,
+    #[serde(rename = "int2")]
+    Int2,
+}
+
+impl Precision {
+    /// Bits per quantized weight; `None` for the float precisions.
+    pub fn bits(self) -> Option<u32> {
+        match self {
+            Precision::F32 | Precision::F16 => None,
+            Precision::Int8 => Some(8),
+            Precision::Int4 => Some(4),
+            Precision::Int3 => Some(3),
+            Precision::Int2 => Some(2),
+        }
+    }
 }

@@ -102,3 +102,15 @@ fn user_profile_loads_from_a_file() {
     assert!(missing.contains("none.ron: cannot read"), "{missing}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn integer_precisions_parse_and_give_their_bits() {
+    for (name, bits) in [("int8", 8), ("int4", 4), ("int3", 3), ("int2", 2)] {
+        let text = baseline_text().replace("precision: f32,", &format!("precision: {name},"));
+        let p = Profile::parse(&text, "my.ron").unwrap();
+        assert_eq!(p.precision.bits(), Some(bits), "{name}");
+    }
+    assert_eq!(Precision::F32.bits(), None);
+    let err = parse_err(&baseline_text().replace("precision: f32,", "precision: int5,"));
+    assert!(err.contains("int5"), "{err}");
+}
