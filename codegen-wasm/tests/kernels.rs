@@ -22,6 +22,24 @@ fn prepared(mut m: Model) -> Model {
 
 /// Runs a compiled module on f32 inputs; returns its f32 outputs.
 fn run(c: &Compiled, inputs: &[&[f32]]) -> Vec<Vec<f32>> {
+    let inputs: Vec<Vec<u8>> = inputs
+        .iter()
+        .map(|data| data.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .collect();
+    run_bytes(c, &inputs, 4)
+        .iter()
+        .map(|bytes| {
+            bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect()
+        })
+        .collect()
+}
+
+/// Runs a compiled module on inputs given as their bytes; returns its
+/// outputs' bytes, `size` bytes an element.
+fn run_bytes(c: &Compiled, inputs: &[Vec<u8>], size: usize) -> Vec<Vec<u8>> {
     let mut config = wasmtime::Config::new();
     config.wasm_simd(true).wasm_relaxed_simd(true);
     let engine = wasmtime::Engine::new(&config).unwrap();
@@ -37,10 +55,9 @@ fn run(c: &Compiled, inputs: &[&[f32]]) -> Vec<Vec<f32>> {
     for (at, bytes) in &c.weights {
         memory.write(&mut store, *at as usize, bytes).unwrap();
     }
-    for (slot, data) in c.inputs.iter().zip(inputs) {
-        let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    for (slot, bytes) in c.inputs.iter().zip(inputs) {
         memory
-            .write(&mut store, slot.offset as usize, &bytes)
+            .write(&mut store, slot.offset as usize, bytes)
             .unwrap();
     }
     let run = instance
@@ -50,14 +67,11 @@ fn run(c: &Compiled, inputs: &[&[f32]]) -> Vec<Vec<f32>> {
     c.outputs
         .iter()
         .map(|slot| {
-            let mut bytes = vec![0u8; 4 * slot.elements as usize];
+            let mut bytes = vec![0u8; size * slot.elements as usize];
             memory
                 .read(&store, slot.offset as usize, &mut bytes)
                 .unwrap();
             bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect()
         })
         .collect()
 }
@@ -562,12 +576,13 @@ proptest! {
         bits in prop::sample::select(vec![2u32, 3, 4, 8]),
         group in prop::sample::select(vec![16usize, 32]),
         symmetric in any::<bool>(),
+        f16_table in any::<bool>(),
         x in values(4 * 80),
     ) {
         // A product by a quantized weight (MatMulNBits) and rows of a
-        // quantized table (GatherBlockQuantized, float32 scales so its rows
-        // come out float32), with K often not a whole number of groups and
-        // indices that count from the end.
+        // quantized table (GatherBlockQuantized; with float16 scales its
+        // rows come out float16 and are cast back), with K often not a
+        // whole number of groups and indices that count from the end.
         let w: Vec<f32> = (0..k * n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
         // Table rows are whole bytes of codes at any width.
         let width = k / 8 * 8;
@@ -581,6 +596,10 @@ proptest! {
             ..wpc_passes::quant::Setting::DEFAULT
         };
         let precision = wpc_passes::quant::Precision::uniform(setting);
+        let table_precision = wpc_passes::quant::Precision::uniform(wpc_passes::quant::Setting {
+            f16_scales: f16_table,
+            ..setting
+        });
         let product = one_node(
             "MatMul",
             vec![Operand::Input(&[m, k]), Operand::Constant(Tensor::from_vec(vec![k, n], w))],
@@ -594,14 +613,19 @@ proptest! {
             ],
             Attrs::default(),
         );
-        for (model, op, inputs) in [
-            (product, "MatMulNBits", vec![x[..m * k].to_vec()]),
-            (lookup, "GatherBlockQuantized", vec![]),
+        let lookup_ops = if f16_table {
+            vec!["GatherBlockQuantized", "Cast"]
+        } else {
+            vec!["GatherBlockQuantized"]
+        };
+        for (model, precision, want, inputs) in [
+            (product, &precision, vec!["MatMulNBits"], vec![x[..m * k].to_vec()]),
+            (lookup, &table_precision, lookup_ops, vec![]),
         ] {
             let mut model = prepared(model);
-            wpc_passes::quant::quantize_weights(&mut model, &precision, &Default::default()).unwrap();
+            wpc_passes::quant::quantize_weights(&mut model, precision, &Default::default()).unwrap();
             let ops: Vec<&str> = model.graph.node_ids().map(|id| model.graph.node(id).op.as_str()).collect();
-            prop_assert_eq!(ops, vec![op]);
+            prop_assert_eq!(ops, want);
             check_all_variants(&model, &inputs, 1e-5)?;
         }
     }
@@ -785,4 +809,82 @@ fn elementwise_outputs_take_over_an_input_that_dies() {
         1e-5,
     )
     .unwrap();
+}
+
+/// float16 conversions against `half`, the reference's: every float16 to
+/// float32 exactly, and float32 values at and around every rounding
+/// boundary to float16 (ties to even, subnormals, overflow, NaN).
+#[test]
+fn float16_casts_match_the_reference_bit_for_bit() {
+    use half::f16;
+    // A Cast from `from` to `to` of `n` values.
+    let cast = |from: wpc_ir::DType, to: wpc_ir::DType, n: usize| {
+        let attrs = Attrs(vec![(
+            "to".into(),
+            wpc_ir::Attr::Int(to.onnx_code().into()),
+        )]);
+        let mut m = one_node("Cast", vec![Operand::Input(&[n])], attrs);
+        let x = m.graph.inputs[0];
+        m.graph.value_mut(x).ty.dtype = Some(from);
+        prepared(m)
+    };
+    let every_half: Vec<u16> = (0..=u16::MAX).collect();
+    let widen = cast(wpc_ir::DType::F16, wpc_ir::DType::F32, every_half.len());
+    let bytes: Vec<u8> = every_half.iter().flat_map(|h| h.to_le_bytes()).collect();
+    // Every finite float16 and its neighbours half an ulp away (the ties)
+    // and a float32 ulp either side of those.
+    let mut singles: Vec<f32> = Vec::new();
+    for h in 0..0x7c00u16 {
+        let (lo, hi) = (f16::from_bits(h).to_f32(), f16::from_bits(h + 1).to_f32());
+        let mid = (lo + hi) / 2.0;
+        for v in [
+            lo,
+            mid,
+            f32::from_bits(mid.to_bits() - 1),
+            f32::from_bits(mid.to_bits() + 1),
+        ] {
+            singles.extend([v, -v]);
+        }
+    }
+    singles.extend([
+        65520.0,
+        65519.99,
+        1e6,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        1e-10,
+    ]);
+    let narrow = cast(wpc_ir::DType::F32, wpc_ir::DType::F16, singles.len());
+    let single_bytes: Vec<u8> = singles.iter().flat_map(|v| v.to_le_bytes()).collect();
+    for isa in Isa::ALL {
+        let c = wpc_codegen_wasm::compile(&widen, isa).unwrap();
+        assert!(c.fallback.is_empty(), "{:?}", c.fallback);
+        let got = run_bytes(&c, std::slice::from_ref(&bytes), 4).remove(0);
+        for (h, b) in every_half.iter().zip(got.chunks_exact(4)) {
+            let (got, want) = (
+                f32::from_le_bytes(b.try_into().unwrap()),
+                f16::from_bits(*h).to_f32(),
+            );
+            assert!(
+                got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                "{}: {h:#06x} widened to {got}, not {want}",
+                isa.name()
+            );
+        }
+        let c = wpc_codegen_wasm::compile(&narrow, isa).unwrap();
+        assert!(c.fallback.is_empty(), "{:?}", c.fallback);
+        let got = run_bytes(&c, std::slice::from_ref(&single_bytes), 2).remove(0);
+        for (v, b) in singles.iter().zip(got.chunks_exact(2)) {
+            let (got, want) = (
+                f16::from_bits(u16::from_le_bytes([b[0], b[1]])),
+                f16::from_f32(*v),
+            );
+            assert!(
+                got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                "{}: {v:e} narrowed to {got:?}, not {want:?}",
+                isa.name()
+            );
+        }
+    }
 }

@@ -11,6 +11,7 @@ use walrus::ir::{BinaryOp, ExtendedLoad, LoadKind, MemArg, StoreKind, UnaryOp};
 use walrus::{FunctionBuilder, InstrSeqBuilder, MemoryId};
 use wpc_ir::{DType, Error, Result};
 
+use super::half::Half;
 use crate::emit;
 use crate::lower::Ctx;
 use crate::sizes::{Size, Sizes};
@@ -18,15 +19,19 @@ use wpc_ir::sym::Expr;
 
 pub fn cast(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let (x, out) = (ctx.input(0)?, ctx.output(0)?);
-    for t in [x.dtype, out.dtype] {
-        if matches!(t, DType::F16 | DType::BF16) {
+    let (from, to) = (x.dtype, out.dtype);
+    for t in [from, to] {
+        if t == DType::BF16 {
             return Err(Error::unsupported(format!("Cast with {t}")));
         }
     }
-    let (from, to) = (x.dtype, out.dtype);
+    if from == DType::F64 && to == DType::F16 {
+        return Err(Error::unsupported("Cast from float64 to float16"));
+    }
     let table = ctx.sizes;
     let mut fx = ctx.fx();
     let mem = fx.mem;
+    let half = Half::new(&mut fx);
     let (i, src, dst) = (fx.i32(), fx.i32(), fx.i32());
     let mut b = f.func_body();
     let count = Sizes::new(table).of(&mut b, &mut fx, &Expr::product(&x.dims))?;
@@ -36,8 +41,16 @@ pub fn cast(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         .local_set(dst);
     emit::for_size(&mut b, i, Size::Const(0), count, 1, |b| {
         b.local_get(dst).local_get(src);
-        if from.is_float() || to.is_float() {
+        if from == DType::F16 {
+            half.load(b, mem);
+            b.unop(UnaryOp::F64PromoteF32);
+        } else if from.is_float() || to.is_float() {
             load_f64(b, mem, from);
+        }
+        if to == DType::F16 {
+            b.unop(UnaryOp::F32DemoteF64);
+            half.store(b, mem);
+        } else if from.is_float() || to.is_float() {
             store_from_f64(b, mem, to);
         } else {
             load_i64(b, mem, from);

@@ -8,6 +8,7 @@ pub mod cast;
 pub mod conv_transpose;
 pub mod elementwise;
 pub mod gemm;
+pub mod half;
 pub mod integer;
 pub mod movement;
 pub mod nn;

@@ -14,6 +14,7 @@ use wpc_ir::sym::Expr;
 use wpc_ir::{DType, Error, Result};
 
 use super::gemm::{Gemm, Place, emit_gemm};
+use super::half::Half;
 use crate::emit::{self, Fx};
 use crate::lower::Ctx;
 use crate::sizes::Sizes;
@@ -25,8 +26,9 @@ const PANEL: usize = 8;
 struct Packed {
     codes: u32,
     scales: u32,
-    /// `−zero · scale` per block: a value is `q · scale + offset`.
-    offsets: u32,
+    /// The zero point per block, as a float: a value is
+    /// `(q − zero) · scale`, in float32 as the reference computes it.
+    zeros: u32,
     rows: usize,
     k: usize,
     bits: u32,
@@ -36,13 +38,13 @@ struct Packed {
 }
 
 impl Packed {
-    /// Lays out a constant weight's codes, scales and offsets in linear
-    /// memory.
+    /// Lays out a constant weight's codes, scales and zero points in
+    /// linear memory.
     fn place(ctx: &mut Ctx, weight: &Weight) -> Packed {
         let layout = weight.layout;
         let blocks = layout.blocks();
-        let offsets: Vec<f32> = (0..layout.rows * blocks)
-            .map(|g| -weight.zero_point(g / blocks, g % blocks) * weight.scales[g])
+        let zeros: Vec<f32> = (0..layout.rows * blocks)
+            .map(|g| weight.zero_point(g / blocks, g % blocks))
             .collect();
         // Padded to whole words and one more, which also covers the 16-bit
         // loads of the last codes.
@@ -53,7 +55,7 @@ impl Packed {
         Packed {
             codes: ctx.weight_bytes(padded),
             scales: ctx.weight(&weight.scales),
-            offsets: ctx.weight(&offsets),
+            zeros: ctx.weight(&zeros),
             rows: layout.rows,
             k: layout.k,
             bits: layout.bits,
@@ -64,9 +66,10 @@ impl Packed {
     }
 
     /// Writes the `k` values of row `row` (a local) from address `at` (a
-    /// local, advanced past them) on, `step` bytes apart. Block by block:
-    /// each block's scale and offset are loaded once, and the bit and
-    /// output positions advance by a constant step per value.
+    /// local, advanced past them) on, `step` bytes apart, as float32, or
+    /// as float16 given `half`'s locals. Block by block: each block's
+    /// scale and zero point are loaded once, and the bit and output
+    /// positions advance by a constant step per value.
     fn dequantize_row(
         &self,
         b: &mut InstrSeqBuilder,
@@ -74,18 +77,19 @@ impl Packed {
         row: LocalId,
         at: LocalId,
         step: usize,
+        half: Option<Half>,
     ) {
         let (blk, e, bit, param) = (fx.i32(), fx.i32(), fx.i32(), fx.i32());
-        let (scale, offset) = (fx.f32(), fx.f32());
+        let (scale, zero) = (fx.f32(), fx.f32());
         let mem = fx.mem;
         let mask = (1i32 << self.bits) - 1;
         let f32_at = |offset: u32| MemArg {
             align: 2,
             offset: u64::from(offset),
         };
-        // One block of `count` values: q · scale + offset each.
+        // One block of `count` values: (q − zero) · scale each.
         let block = |b: &mut InstrSeqBuilder, count: usize| {
-            for (into, base) in [(scale, self.scales), (offset, self.offsets)] {
+            for (into, base) in [(scale, self.scales), (zero, self.zeros)] {
                 b.local_get(param)
                     .load(mem, LoadKind::F32, f32_at(base))
                     .local_set(into);
@@ -113,16 +117,21 @@ impl Packed {
                     .i32_const(mask)
                     .binop(BinaryOp::I32And)
                     .unop(UnaryOp::F32ConvertSI32)
+                    .local_get(zero)
+                    .binop(BinaryOp::F32Sub)
                     .local_get(scale)
-                    .binop(BinaryOp::F32Mul)
-                    .local_get(offset)
-                    .binop(BinaryOp::F32Add)
-                    .store(mem, StoreKind::F32, f32_at(0));
+                    .binop(BinaryOp::F32Mul);
+                match half {
+                    Some(h) => h.store(b, mem),
+                    None => {
+                        b.store(mem, StoreKind::F32, f32_at(0));
+                    }
+                }
                 emit::bump(b, bit, i64::from(self.bits));
                 emit::bump(b, at, step as i64);
             });
         };
-        // The row's first bit and first (scale, offset) byte.
+        // The row's first bit and first (scale, zero point) byte.
         for (into, per_row) in [(bit, self.row_bits), (param, 4 * self.blocks)] {
             b.local_get(row)
                 .i32_const(per_row as i32)
@@ -155,7 +164,7 @@ impl Packed {
             // Row j0 + jj is column jj of the panel.
             emit::addr(b, dst, jj, 4);
             b.local_set(at);
-            self.dequantize_row(b, fx, row, at, 4 * width);
+            self.dequantize_row(b, fx, row, at, 4 * width, None);
         });
     }
 }
@@ -274,12 +283,18 @@ pub fn matmul_nbits(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
 }
 
 /// `GatherBlockQuantized`: row `indices[t]` of the packed table (wrapped if
-/// negative) dequantized into output row `t`. An index out of range reads
+/// negative) dequantized into output row `t`, float32 or float16 (the
+/// scales' type; float16 computed in float32 and rounded once). An index out of range reads
 /// row 0, as `Gather` does here, rather than memory past the table.
 pub fn gather_block_quantized(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let p = GatherBlockQuantized::of(ctx.attrs())?;
     let (idx, out) = (ctx.input(1)?, ctx.output(0)?);
-    super::require_f32(ctx, &out)?;
+    if !matches!(out.dtype, DType::F32 | DType::F16) {
+        return Err(Error::unsupported(format!(
+            "GatherBlockQuantized to {} rows",
+            out.dtype
+        )));
+    }
     let wide = match idx.dtype {
         DType::I64 => true,
         DType::I32 => false,
@@ -300,6 +315,7 @@ pub fn gather_block_quantized(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<
     let table = ctx.sizes;
     let mut fx = ctx.fx();
     let (t, row, at) = (fx.i32(), fx.i32(), fx.i32());
+    let half = (out.dtype == DType::F16).then(|| Half::new(&mut fx));
     let mut b = f.func_body();
     let count = Sizes::new(table).of(&mut b, &mut fx, &Expr::product(&idx.dims))?;
     b.i32_const(out.addr as i32).local_set(at);
@@ -324,7 +340,7 @@ pub fn gather_block_quantized(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<
             .binop(BinaryOp::I32LtU)
             .select(None)
             .local_set(row);
-        packed.dequantize_row(b, &mut fx, row, at, 4);
+        packed.dequantize_row(b, &mut fx, row, at, out.dtype.size(), half);
     });
     Ok(())
 }
