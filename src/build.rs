@@ -52,6 +52,7 @@ pub struct Build {
     cargo_directives: bool,
     precision: Option<wpc_passes::quant::Precision>,
     calibration: Vec<(String, PathBuf)>,
+    progress: crate::compile::Progress,
 }
 
 /// A bundle written by [`Build::compile`].
@@ -97,6 +98,7 @@ impl Build {
             cargo_directives: true,
             precision: None,
             calibration: Vec::new(),
+            progress: crate::compile::Progress::default(),
         }
     }
 
@@ -114,6 +116,13 @@ impl Build {
     /// precision map).
     pub fn precision(mut self, precision: wpc_passes::quant::Precision) -> Build {
         self.precision = Some(precision);
+        self
+    }
+
+    /// Where calibration and quantization say how far they are
+    /// (`(stage, done, total)`; they can take minutes).
+    pub fn progress(mut self, progress: crate::compile::Progress) -> Build {
+        self.progress = progress;
         self
     }
 
@@ -226,6 +235,7 @@ impl Build {
         options.fuse = self.fuse;
         options.js_runtime = self.js_runtime;
         options.precision = self.precision;
+        options.progress = self.progress;
         for (name, path) in &self.calibration {
             options.calibrate_file(name, path)?;
             inputs.push(path.clone());

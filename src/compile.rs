@@ -64,6 +64,36 @@ pub struct Options {
     /// linear layers are then quantized by GPTQ against their inputs on
     /// these samples.
     pub calibration: Vec<HashMap<String, wpc_ir::Tensor>>,
+    /// Where calibration and quantization say how far they are.
+    pub progress: Progress,
+}
+
+/// A callback for long compile work: `(stage, done, total)`, called as a
+/// stage starts (`done` 0) and after each step (the CLI draws a bar).
+#[derive(Clone, Default)]
+pub struct Progress(Option<std::sync::Arc<dyn Fn(&str, usize, usize) + Send + Sync>>);
+
+impl Progress {
+    pub fn new(report: impl Fn(&str, usize, usize) + Send + Sync + 'static) -> Progress {
+        Progress(Some(std::sync::Arc::new(report)))
+    }
+
+    /// Reports `done` of `total` steps of `stage`.
+    pub fn report(&self, stage: &str, done: usize, total: usize) {
+        if let Some(f) = &self.0 {
+            f(stage, done, total);
+        }
+    }
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Progress(reported)"
+        } else {
+            "Progress(silent)"
+        })
+    }
 }
 
 /// Whether a backend's variant is built.
@@ -106,6 +136,7 @@ impl Options {
             js_runtime: true,
             precision: None,
             calibration: Vec::new(),
+            progress: Progress::default(),
         }
     }
 
@@ -436,7 +467,10 @@ pub fn prepare(model: &Model, options: &Options) -> wpc_ir::Result<Model> {
     bind_inputs(&mut bound, &options.dims, &options.input_shapes)?;
     wpc_passes::optimize(&mut bound)?;
     if let Some(p) = &options.precision {
-        wpc_passes::quant::quantize_weights(&mut bound, p, &calibrate(model, options, p)?)?;
+        let calibration = calibrate(model, options, p)?;
+        wpc_passes::quant::quantize_weights_reporting(&mut bound, p, &calibration, &|s, d, t| {
+            options.progress.report(s, d, t)
+        })?;
     }
     Ok(bound)
 }
@@ -519,6 +553,8 @@ fn calibrate(
     };
     // One prepared model at a time, for all the runs of its shapes.
     let mut done = vec![false; runs.len()];
+    let stage = "running calibration samples";
+    let mut finished = 0;
     for i in 0..runs.len() {
         if done[i] {
             continue;
@@ -527,11 +563,14 @@ fn calibrate(
         let shapes = shapes_of(&runs[i]);
         for j in i..runs.len() {
             if !done[j] && shapes_of(&runs[j]) == shapes {
+                options.progress.report(stage, finished, runs.len());
                 calibration.add_run(&probe, &runs[j])?;
                 done[j] = true;
+                finished += 1;
             }
         }
     }
+    options.progress.report(stage, finished, runs.len());
     // Fitting to a budget measures sensitivity on the largest run.
     let fits = precision.fit.is_some();
     let largest = (0..runs.len()).max_by_key(|&i| runs[i].values().map(|t| t.len()).sum::<usize>());
@@ -596,10 +635,11 @@ pub fn compile_model_report(
     wpc_passes::optimize(&mut bound)?;
     let (precision, default_precision) = effective_precision(model, options);
     let quant = match &precision {
-        Some(p) => Some(wpc_passes::quant::quantize_weights(
+        Some(p) => Some(wpc_passes::quant::quantize_weights_reporting(
             &mut bound,
             p,
             &calibrate(model, options, p)?,
+            &|s, d, t| options.progress.report(s, d, t),
         )?),
         None => None,
     };

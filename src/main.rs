@@ -949,7 +949,24 @@ fn compile(
     for (name, path) in &binding.frozen {
         build = build.freeze(name, path);
     }
-    let built = build.compile()?;
+    let bar = indicatif::ProgressBar::hidden();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg}: {bar:40} {pos}/{len} {elapsed}")
+            .expect("valid template"),
+    );
+    let shown = bar.clone();
+    build = build.progress(wpc::compile::Progress::new(move |stage, done, total| {
+        // Drawn on stderr only when it is a terminal.
+        if shown.is_hidden() && total > 0 {
+            shown.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        }
+        shown.set_length(total as u64);
+        shown.set_position(done as u64);
+        shown.set_message(stage.to_string());
+    }));
+    let built = build.compile();
+    bar.finish_and_clear();
+    let built = built?;
     let manifest = &built.manifest;
     let weight_bytes: u64 = manifest.shards.iter().map(|s| s.bytes).sum();
     say!(

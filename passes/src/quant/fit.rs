@@ -83,6 +83,7 @@ pub(super) fn choose(
     planned: &[Planned],
     budget: u64,
     calibration: &Calibration,
+    progress: super::Progress,
 ) -> Result<(Vec<Option<Packed>>, FitReport)> {
     let g = &model.graph;
     let mut weights: Vec<_> = planned.iter().map(|p| p.layer.weight).collect();
@@ -99,7 +100,9 @@ pub(super) fn choose(
         .sum();
     let mut fixed = all.saturating_sub(layer_floats);
     let mut options: Vec<Vec<Choice>> = Vec::with_capacity(planned.len());
-    for p in planned {
+    let stage = "quantizing layers at every width";
+    for (done, p) in planned.iter().enumerate() {
+        progress(stage, done, planned.len());
         let float = Choice {
             packed: None,
             bytes: (p.layer.rows * p.layer.k * 4) as u64,
@@ -132,7 +135,8 @@ pub(super) fn choose(
         }
         options.push(list);
     }
-    let sensitivity = sensitivities(model, planned, &options, calibration)?;
+    progress(stage, planned.len(), planned.len());
+    let sensitivity = sensitivities(model, planned, &options, calibration, progress)?;
     let measured = sensitivity.is_some();
     if let Some(s) = &sensitivity {
         for (list, &s) in options.iter_mut().zip(s) {
@@ -292,6 +296,7 @@ fn sensitivities(
     planned: &[Planned],
     options: &[Vec<Choice>],
     calibration: &Calibration,
+    progress: super::Progress,
 ) -> Result<Option<Vec<f64>>> {
     let Some((probe, feeds)) = calibration.sensitivity_run.as_deref() else {
         return Ok(None);
@@ -307,7 +312,9 @@ fn sensitivities(
     let norm: f64 = base.iter().flatten().map(|&v| f64::from(v).powi(2)).sum();
     let mut probe = probe.clone();
     let mut measured: Vec<Option<f64>> = vec![None; planned.len()];
+    let stage = "measuring layer sensitivity";
     for (i, (p, list)) in planned.iter().zip(options).enumerate() {
+        progress(stage, i, planned.len());
         // The probe at the map's group (the first option of its width).
         let Some(q) = list
             .iter()
@@ -353,6 +360,7 @@ fn sensitivities(
             .sum();
         measured[i] = Some(moved / norm.max(f64::MIN_POSITIVE) / (q.error * q.error));
     }
+    progress(stage, planned.len(), planned.len());
     let known: Vec<f64> = measured.iter().flatten().copied().collect();
     if known.is_empty() {
         return Ok(None);

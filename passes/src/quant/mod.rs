@@ -129,19 +129,41 @@ pub fn quantize_weights(
     precision: &Precision,
     calibration: &Calibration,
 ) -> Result<QuantReport> {
+    quantize_weights_reporting(model, precision, calibration, &|_, _, _| {})
+}
+
+/// How far long quantization work is: `(stage, done, total)`, called as
+/// a stage starts (`done` 0) and after each of its steps.
+pub type Progress<'a> = &'a dyn Fn(&str, usize, usize);
+
+/// [`quantize_weights`], saying how far it is to `progress` (GPTQ and
+/// `--fit` take minutes on a real model).
+pub fn quantize_weights_reporting(
+    model: &mut Model,
+    precision: &Precision,
+    calibration: &Calibration,
+    progress: Progress,
+) -> Result<QuantReport> {
     let planned = plan(&model.graph, precision)?;
     let (chosen, fit) = match precision.fit {
         Some(budget) => {
-            let (chosen, report) = fit::choose(model, &planned, budget, calibration)?;
+            let (chosen, report) = fit::choose(model, &planned, budget, calibration, progress)?;
             (chosen, Some(report))
         }
-        None => (
-            planned
+        None => {
+            let stage = "quantizing layers";
+            progress(stage, 0, planned.len());
+            let chosen = planned
                 .iter()
-                .map(|p| quantize_layer(&p.layer, p.setting, calibration))
-                .collect(),
-            None,
-        ),
+                .enumerate()
+                .map(|(i, p)| {
+                    let q = quantize_layer(&p.layer, p.setting, calibration);
+                    progress(stage, i + 1, planned.len());
+                    q
+                })
+                .collect();
+            (chosen, None)
+        }
     };
     let mut report = QuantReport {
         layers: Vec::with_capacity(planned.len()),
