@@ -6,7 +6,7 @@
 //! copy of the weight exists beyond one panel; `GatherBlockQuantized`
 //! dequantizes the gathered rows straight into its output.
 
-use walrus::ir::{BinaryOp, ExtendedLoad, LoadKind, MemArg, StoreKind, UnaryOp};
+use walrus::ir::{BinaryOp, ExtendedLoad, LoadKind, LoadSimdKind, MemArg, StoreKind, UnaryOp};
 use walrus::{FunctionBuilder, InstrSeqBuilder, LocalId};
 use wpc_ir::ops::params::{GatherBlockQuantized, MatMulNBits};
 use wpc_ir::packed::{Layout, Weight, ZeroPoints};
@@ -87,6 +87,10 @@ impl Packed {
             align: 2,
             offset: u64::from(offset),
         };
+        // SIMD: four codes at a time where four of them fill whole bytes
+        // (2, 4 and 8 bits), for float32 outputs.
+        let vector = (fx.isa.lanes() == 4 && half.is_none() && matches!(self.bits, 2 | 4 | 8))
+            .then(|| (fx.vec(4), fx.vec(4), fx.vec(4)));
         // One block of `count` values: (q − zero) · scale each.
         let block = |b: &mut InstrSeqBuilder, count: usize| {
             for (into, base) in [(scale, self.scales), (zero, self.zeros)] {
@@ -95,7 +99,27 @@ impl Packed {
                     .local_set(into);
             }
             emit::bump(b, param, 4);
-            emit::for_range(b, e, 0, count as i64, 1, |b| {
+            let mut scalar_from = 0;
+            if let Some((scales, zeros, values)) = vector {
+                for (into, from) in [(scales, scale), (zeros, zero)] {
+                    b.local_get(from).unop(UnaryOp::F32x4Splat).local_set(into);
+                }
+                let quads = count / 4;
+                emit::for_range(b, e, 0, quads as i64, 1, |b| {
+                    self.dequantize_quad(b, mem, bit, (scales, zeros, values));
+                    for lane in 0..4u8 {
+                        b.local_get(at).local_get(values).load_simd(
+                            mem,
+                            LoadSimdKind::V128Store32Lane(lane),
+                            f32_at(u32::from(lane) * step as u32),
+                        );
+                    }
+                    emit::bump(b, bit, 4 * i64::from(self.bits));
+                    emit::bump(b, at, 4 * step as i64);
+                });
+                scalar_from = quads * 4;
+            }
+            emit::for_range(b, e, scalar_from as i64, count as i64, 1, |b| {
                 b.local_get(at)
                     .local_get(bit)
                     .i32_const(3)
@@ -143,6 +167,58 @@ impl Packed {
         if tail > 0 {
             block(b, tail);
         }
+    }
+
+    /// The four values whose codes start at bit `bit` (a whole byte: 2-,
+    /// 4- or 8-bit codes) into the vector local `values`: the codes'
+    /// bytes splatted, each lane masked to its code and scaled back down
+    /// by a power of two (exact), then `(q − zero) · scale` as the scalar
+    /// path computes it.
+    fn dequantize_quad(
+        &self,
+        b: &mut InstrSeqBuilder,
+        mem: walrus::MemoryId,
+        bit: LocalId,
+        (scales, zeros, values): (LocalId, LocalId, LocalId),
+    ) {
+        let bits = self.bits;
+        let load = match bits {
+            2 => LoadKind::I32_8 {
+                kind: ExtendedLoad::ZeroExtend,
+            },
+            4 => LoadKind::I32_16 {
+                kind: ExtendedLoad::ZeroExtend,
+            },
+            _ => LoadKind::I32 { atomic: false },
+        };
+        let lanes = |f: &dyn Fn(u32) -> u32| -> u128 {
+            (0..4).fold(0u128, |v, lane| v | u128::from(f(lane)) << (32 * lane))
+        };
+        let code_mask = (1u32 << bits) - 1;
+        let masks = lanes(&|lane| code_mask << (lane * bits));
+        let down = lanes(&|lane| (1.0f32 / (1u32 << (lane * bits)) as f32).to_bits());
+        b.local_get(bit)
+            .i32_const(3)
+            .binop(BinaryOp::I32ShrU)
+            .load(
+                mem,
+                load,
+                MemArg {
+                    align: 0,
+                    offset: u64::from(self.codes),
+                },
+            )
+            .unop(UnaryOp::I32x4Splat)
+            .const_(walrus::ir::Value::V128(masks))
+            .binop(BinaryOp::V128And)
+            .unop(UnaryOp::F32x4ConvertI32x4U)
+            .const_(walrus::ir::Value::V128(down))
+            .binop(BinaryOp::F32x4Mul)
+            .local_get(zeros)
+            .binop(BinaryOp::F32x4Sub)
+            .local_get(scales)
+            .binop(BinaryOp::F32x4Mul)
+            .local_set(values);
     }
 
     /// Writes rows `j0 .. j0 + width` of the weight (`j0` a local), as
