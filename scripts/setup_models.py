@@ -40,9 +40,12 @@ onnxruntime on every case of its group.
 * The dynamic BERT export with its MatMul weights quantized by
   onnxruntime's own weight-only quantizer (`MatMulNBitsQuantizer`:
   `com.microsoft` MatMulNBits, blocks of 32) at 4 bits with zero points,
-  8 bits symmetric and 2 bits (`bert_ort_q4`, `bert_ort_q8_sym`,
-  `bert_ort_q2`): models quantized the way users quantize them, whose
-  oracle is onnxruntime running the same packed weights.
+  4 bits symmetric, 8 bits symmetric and 2 bits (`bert_ort_q4`,
+  `bert_ort_q4_sym`, `bert_ort_q8_sym`, `bert_ort_q2`; the two 4-bit ones
+  with their embedding tables quantized too, as GatherBlockQuantized over
+  uint4 values with zero points and over int4 values): models quantized
+  the way users quantize them, whose oracle is onnxruntime running the
+  same packed weights.
 * The same export through onnxruntime's `quantize_dynamic`
   (DynamicQuantizeLinear, MatMulInteger; `bert_ort_dynamic_u8`) and its
   `quantize_static` in QDQ form (`bert_ort_qdq`, whose oracle runs the
@@ -66,6 +69,7 @@ import zipfile
 
 import numpy as np
 import onnx
+import onnx.version_converter
 import onnxruntime as ort
 
 import bert_encoder
@@ -192,14 +196,22 @@ def add_recurrent_cases(out, cases):
         add_case(out, cases, name, path)
 
 
-def ort_quantized(src, dst, bits, symmetric):
+def ort_quantized(src, dst, bits, symmetric, gather=False):
     """`src` with its MatMul weights quantized by onnxruntime's
-    MatMulNBits quantizer (round to nearest, blocks of 32)."""
+    MatMulNBits quantizer (round to nearest, blocks of 32), and with
+    `gather` its embedding tables too (GatherBlockQuantized over uint4
+    values with zero points, or int4 values when symmetric)."""
     from onnxruntime.quantization import matmul_nbits_quantizer as mnq
 
-    kinds = dict(op_types_to_quantize=("MatMul",), quant_axes=(("MatMul", 0),))
+    ops = ("MatMul", "Gather") if gather else ("MatMul",)
+    kinds = dict(op_types_to_quantize=ops, quant_axes=(("MatMul", 0), ("Gather", 1)))
     config = mnq.DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=symmetric, bits=bits, **kinds)
-    q = mnq.MatMulNBitsQuantizer(onnx.load(src), bits=bits, block_size=32, is_symmetric=symmetric, algo_config=config, **kinds)
+    model = onnx.load(src)
+    if gather:
+        # int4 and uint4 tables need opset 21, which the quantizer would
+        # otherwise force on a graph written for an older one.
+        model = onnx.version_converter.convert_version(model, 21)
+    q = mnq.MatMulNBitsQuantizer(model, bits=bits, block_size=32, is_symmetric=symmetric, algo_config=config, **kinds)
     q.process()
     onnx.save(q.model.model, dst)
 
@@ -245,7 +257,7 @@ def main():
         return 2
     out = sys.argv[1]
     # Bump the set's version when the list of models changes.
-    stamp = f"set 11, onnx {onnx.__version__}, onnxruntime {ort.__version__}"
+    stamp = f"set 12, onnx {onnx.__version__}, onnxruntime {ort.__version__}"
     manifest = os.path.join(out, "manifest.json")
     if os.path.exists(manifest) and json.load(open(manifest)).get("made_with") == stamp:
         print(f"real models already prepared in {out}")
@@ -273,9 +285,14 @@ def main():
     for seq in (128, 37):
         feeds = bert_encoder.feeds_for(True, seq)
         add_case(out, cases, f"bert_dynamic_s{seq}", dynamic_path, feeds=feeds)
-    for name, bits, symmetric in (("bert_ort_q4", 4, False), ("bert_ort_q8_sym", 8, True), ("bert_ort_q2", 2, False)):
+    for name, bits, symmetric, gather in (
+        ("bert_ort_q4", 4, False, True),
+        ("bert_ort_q4_sym", 4, True, True),
+        ("bert_ort_q8_sym", 8, True, False),
+        ("bert_ort_q2", 2, False, False),
+    ):
         path = os.path.join(out, f"{name}.onnx")
-        ort_quantized(dynamic_path, path, bits, symmetric)
+        ort_quantized(dynamic_path, path, bits, symmetric, gather)
         add_case(out, cases, name, path, feeds=bert_encoder.feeds_for(True, 37))
     dyn_q = os.path.join(out, "bert_ort_dynamic_u8.onnx")
     ort_dynamic(dynamic_path, dyn_q)

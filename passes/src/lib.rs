@@ -88,7 +88,9 @@ pub fn optimize(model: &mut Model) -> Result<OptimizeStats> {
         stats.rounds += 1;
         let inlined = inline_if::inline_constant_if(model)?;
         let folded = const_fold::fold_constants(model)? + static_shapes::fold_static_shapes(model)?;
-        let folded = folded + fold_batch_norm::fold_conv_batch_norm(model)?;
+        let folded = folded
+            + fold_batch_norm::fold_conv_batch_norm(model)?
+            + quant::tables::pack_sub_byte_tables(model)?;
         let removed = dce::eliminate_dead_nodes(model);
         stats.inlined += inlined;
         stats.folded += folded;

@@ -289,12 +289,28 @@ fn packed_weight<'a>(
     [codes, scales, zeros]: [usize; 3],
     zeros_f32: &'a mut Vec<f32>,
 ) -> Result<Weight<'a>> {
-    let bytes = c.input(codes)?;
+    weight_of(
+        layout,
+        c.input(codes)?,
+        c.input(scales)?,
+        c.opt_input(zeros),
+        zeros_f32,
+    )
+}
+
+/// A packed weight from its codes (uint8), scales and zero points,
+/// checked against `layout`.
+fn weight_of<'a>(
+    layout: Layout,
+    bytes: &'a Tensor,
+    scales: &Tensor,
+    zeros: Option<&'a Tensor>,
+    zeros_f32: &'a mut Vec<f32>,
+) -> Result<Weight<'a>> {
     let b = bytes.as_slice::<u8>().ok_or_else(|| {
         Error::invalid(format!("packed codes must be uint8, got {}", bytes.dtype()))
     })?;
     layout.check(b.len())?;
-    let scales = c.input(scales)?;
     let groups = layout.rows * layout.blocks();
     if scales.len() != groups {
         bail!(
@@ -304,7 +320,7 @@ fn packed_weight<'a>(
             layout.blocks()
         );
     }
-    let zero_points = match c.opt_input(zeros) {
+    let zero_points = match zeros {
         None => ZeroPoints::Default,
         Some(z) if z.dtype() == DType::U8 => {
             let expect = layout.rows * layout.zero_point_row_bytes();
@@ -333,6 +349,64 @@ fn packed_weight<'a>(
         zero_points,
         groups: None,
     })
+}
+
+/// A `GatherBlockQuantized` table given as int4 or uint4 values (`[rows,
+/// k]`, a code a value: how onnxruntime's quantizer writes embeddings) in
+/// the packed uint8 form every kernel reads (`[rows, k / 2]`), with its
+/// zero points as floats, one per block: uint4 codes keep theirs (0 when
+/// absent, as onnxruntime reads them); int4 codes and zero points (absent:
+/// 0) move up by 8, which leaves every `q − zero` as it was. `None` for a
+/// table already packed.
+pub fn packed_table(
+    data: &Tensor,
+    zero_points: Option<&Tensor>,
+    block: usize,
+) -> Result<Option<(Tensor, Tensor)>> {
+    let shift = match data.dtype() {
+        DType::U4 => 0,
+        DType::I4 => 8,
+        _ => return Ok(None),
+    };
+    let &[rows, k] = data.shape() else {
+        unsupported!(
+            "GatherBlockQuantized of a rank-{} table (wpc takes 2-D tables)",
+            data.rank()
+        );
+    };
+    if k % 2 != 0 {
+        bail!(
+            "a {} table's rows hold {k} values: 4-bit rows must be whole bytes",
+            data.dtype()
+        );
+    }
+    let codes: Vec<i128> = data.to_i128s().into_iter().map(|q| q + shift).collect();
+    let packed = crate::subbyte::pack(&crate::Data::U4(
+        codes
+            .into_iter()
+            .map(crate::subbyte::U4::wrapping)
+            .collect(),
+    ))
+    .expect("uint4 packs");
+    let blocks = k.div_ceil(block);
+    let zeros: Vec<f32> = match zero_points {
+        Some(z) if z.len() == rows * blocks && z.dtype().is_int() => z
+            .to_i128s()
+            .into_iter()
+            .map(|z| (z + shift) as f32)
+            .collect(),
+        Some(z) => bail!(
+            "zero points of the {} table must be {rows}x{blocks} integers, got {} of {}",
+            data.dtype(),
+            z.len(),
+            z.dtype()
+        ),
+        None => vec![shift as f32; rows * blocks],
+    };
+    Ok(Some((
+        Tensor::from_vec(vec![rows, k / 2], packed),
+        Tensor::from_vec(vec![rows, blocks], zeros),
+    )))
 }
 
 /// `Y = A · dequantize(B)ᵀ (+ bias)`, one row of `B` dequantized at a time.
@@ -420,7 +494,18 @@ fn infer_matmul_nbits(c: &InferCtx) -> Result<Vec<ValueType>> {
 /// Rows of a packed `[V, row_bytes]` table at `indices`, dequantized.
 fn eval_gather_block_quantized(c: &EvalCtx) -> Result<Vec<Tensor>> {
     let p = GatherBlockQuantized::of(c.attrs())?;
-    let data = c.input(0)?;
+    let repacked = packed_table(c.input(0)?, c.opt_input(3), p.block_size)?;
+    let (data, zeros) = match &repacked {
+        Some(_) if p.bits != 4 => {
+            bail!(
+                "a {} table needs bits 4, not {}",
+                c.input(0)?.dtype(),
+                p.bits
+            )
+        }
+        Some((codes, zeros)) => (codes, Some(zeros)),
+        None => (c.input(0)?, c.opt_input(3)),
+    };
     if data.rank() != 2 {
         unsupported!(
             "GatherBlockQuantized of a rank-{} table (wpc takes 2-D tables)",
@@ -429,7 +514,7 @@ fn eval_gather_block_quantized(c: &EvalCtx) -> Result<Vec<Tensor>> {
     }
     let layout = p.layout(data.shape()[0], data.shape()[1])?;
     let mut zf = Vec::new();
-    let w = packed_weight(c, layout, [0, 2, 3], &mut zf)?;
+    let w = weight_of(layout, data, c.input(2)?, zeros, &mut zf)?;
     let indices = c.input(1)?;
     let rows = layout.rows as i64;
     let mut out = Vec::with_capacity(indices.len() * layout.k);
@@ -449,12 +534,15 @@ fn eval_gather_block_quantized(c: &EvalCtx) -> Result<Vec<Tensor>> {
 
 fn infer_gather_block_quantized(c: &InferCtx) -> Result<Vec<ValueType>> {
     let p = GatherBlockQuantized::of(&c.node.attrs)?;
-    let k = c
-        .dims(0)
-        .and_then(|d| d.get(1).and_then(Dim::known))
-        .map(|bytes| p.layout(0, bytes))
-        .transpose()?
-        .map(|l| l.k);
+    let last = c.dims(0).and_then(|d| d.get(1).and_then(Dim::known));
+    // A table of int4 or uint4 values has a value, not a byte, per column.
+    let k = match c.dtype(0) {
+        Some(DType::I4 | DType::U4) => last,
+        _ => last
+            .map(|bytes| p.layout(0, bytes))
+            .transpose()?
+            .map(|l| l.k),
+    };
     let shape = match (c.dims(1), k) {
         (Some(d), Some(k)) => {
             let mut d = d.to_vec();
@@ -467,4 +555,60 @@ fn infer_gather_block_quantized(c: &InferCtx) -> Result<Vec<ValueType>> {
         dtype: c.dtype(2),
         shape,
     }])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::subbyte::{I4, U4};
+    use crate::tensor::Data;
+
+    fn dequantized(codes: &Tensor, zeros: &Tensor, k: usize, block: usize) -> Vec<f32> {
+        let layout = GatherBlockQuantized {
+            bits: 4,
+            block_size: block,
+        }
+        .layout(codes.shape()[0], codes.shape()[1])
+        .unwrap();
+        let scales = Tensor::from_vec(vec![layout.rows * layout.blocks()], vec![0.5f32; 4]);
+        let mut zf = Vec::new();
+        let w = weight_of(layout, codes, &scales, Some(zeros), &mut zf).unwrap();
+        let mut out = vec![0f32; layout.rows * k];
+        for (r, row) in out.chunks_mut(k).enumerate() {
+            w.row_into(r, row);
+        }
+        out
+    }
+
+    #[test]
+    fn four_bit_tables_pack_with_their_zero_points() {
+        // uint4 values with zero points, per (row, block of 16).
+        let q: Vec<u8> = (0..64).map(|i| (i * 7 % 16) as u8).collect();
+        let data = Tensor::new(vec![2, 32], Data::U4(q.iter().map(|&v| U4(v)).collect()));
+        let z = Tensor::new(vec![2, 2], Data::U4(vec![U4(8), U4(0), U4(15), U4(3)]));
+        let (codes, zeros) = packed_table(&data, Some(&z), 16).unwrap().unwrap();
+        assert_eq!((codes.shape(), codes.dtype()), (&[2, 16][..], DType::U8));
+        let want: Vec<f32> = (0..64)
+            .map(|i| (f32::from(q[i]) - [8.0, 0.0, 15.0, 3.0][i / 16]) * 0.5)
+            .collect();
+        assert_eq!(dequantized(&codes, &zeros, 32, 16), want);
+        // int4 values without zero points: onnxruntime's zero is 0.
+        let v: Vec<i8> = (0..64).map(|i| (i % 16) as i8 - 8).collect();
+        let data = Tensor::new(vec![2, 32], Data::I4(v.iter().map(|&x| I4(x)).collect()));
+        let (codes, zeros) = packed_table(&data, None, 16).unwrap().unwrap();
+        let want: Vec<f32> = v.iter().map(|&x| f32::from(x) * 0.5).collect();
+        assert_eq!(dequantized(&codes, &zeros, 32, 16), want);
+        // Packed tables pass; odd rows and mis-shaped zero points do not.
+        assert!(packed_table(&codes, None, 16).unwrap().is_none());
+        let odd = Tensor::new(vec![1, 3], Data::U4(vec![U4(1); 3]));
+        let err = packed_table(&odd, None, 16).unwrap_err().to_string();
+        assert!(err.contains("whole bytes"), "{err}");
+        let err = packed_table(&data, Some(&Tensor::from_vec(vec![3], vec![1u8; 3])), 16)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("zero points of the int4 table must be 2x2"),
+            "{err}"
+        );
+    }
 }
