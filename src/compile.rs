@@ -71,7 +71,10 @@ pub struct Options {
 /// A callback for long compile work: `(stage, done, total)`, called as a
 /// stage starts (`done` 0) and after each step (the CLI draws a bar).
 #[derive(Clone, Default)]
-pub struct Progress(Option<std::sync::Arc<dyn Fn(&str, usize, usize) + Send + Sync>>);
+pub struct Progress(Option<std::sync::Arc<ReportFn>>);
+
+/// What a [`Progress`] calls: `(stage, done, total)`.
+type ReportFn = dyn Fn(&str, usize, usize) + Send + Sync;
 
 impl Progress {
     pub fn new(report: impl Fn(&str, usize, usize) + Send + Sync + 'static) -> Progress {
