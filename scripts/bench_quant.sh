@@ -3,7 +3,8 @@
 # wpc's wasm-simd variant with 4-bit weights (`--weights int4`, groups of
 # 32) against npm onnxruntime-web's wasm backend (1 thread, SIMD) running
 # the same model quantized by onnxruntime's own MatMulNBits quantizer
-# (4 bits, blocks of 32), both in this machine's Node, interleaved run by
+# (4 bits, blocks of 32, embedding tables too, as on ours), both in this
+# machine's Node, interleaved run by
 # run (scripts/bench/bench.mjs); the float32 model on both as the
 # baseline. One sentence batch of 1 x SEQ tokens. Prints medians and the
 # median of per-round ratios. Run from anywhere:
@@ -37,9 +38,9 @@ root, work, seq = sys.argv[1], sys.argv[2], int(sys.argv[3])
 sys.path.insert(0, os.path.join(root, "scripts"))
 from setup_models import ort_quantized
 
-q4 = os.path.join(work, "minilm_ort_q4.onnx")
+q4 = os.path.join(work, "minilm_ort_q4_tables.onnx")
 if not os.path.exists(q4):
-    ort_quantized(os.path.join(work, "minilm.onnx"), q4, bits=4, symmetric=False)
+    ort_quantized(os.path.join(work, "minilm.onnx"), q4, bits=4, symmetric=False, gather=True)
 # [CLS] tokens [SEP]: the values do not change the work done.
 ids = np.random.default_rng(0).integers(1000, 30000, size=(1, seq), dtype=np.int64)
 ids[0, 0], ids[0, -1] = 101, 102
@@ -57,7 +58,7 @@ done
 "$wpc" compile "$work/minilm.onnx" --target chrome -o "$work/int4.wpc" --force --weights int4 --group 32 "${shapes[@]}" >/dev/null
 results="$work/results.jsonl"
 node "$root/scripts/bench/bench.mjs" "$runs" "minilm fp32" "$work/minilm.onnx" "fp32:$work/fp32.wpc" "${inputs[@]}" \
-    -- "minilm 4-bit" "$work/minilm_ort_q4.onnx" "int4:$work/int4.wpc" "${inputs[@]}" 2>/dev/null >"$results"
+    -- "minilm 4-bit" "$work/minilm_ort_q4_tables.onnx" "int4:$work/int4.wpc" "${inputs[@]}" 2>/dev/null >"$results"
 "$py" - "$results" "$work" <<'PY'
 import json, os, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
@@ -71,7 +72,7 @@ for m in dict.fromkeys(r["model"] for r in rows):
     ratio = next(r for r in rows if r["model"] == m and "ratio" in r)
     print(f"{m:<14} {ours['median_ms']:>11.1f} ms {peer['median_ms']:>7.1f} ms {ratio['median']:>12.2f} "
           f"{ratio['min']:>6.2f}..{ratio['max']:.2f}")
-print(f"weights: ort 4-bit model {size(os.path.join(work, 'minilm_ort_q4.onnx')) / 1e6:.1f} MB, "
+print(f"weights: ort 4-bit model {size(os.path.join(work, 'minilm_ort_q4_tables.onnx')) / 1e6:.1f} MB, "
       f"wpc int4 bundle {size(os.path.join(work, 'int4.wpc')) / 1e6:.1f} MB (all variants)")
 print("medians of timed runs after 3 warm-up runs, engines interleaved; ratio = median of per-round")
 print("ratios (min..max over rounds); both engines single-threaded; a ratio < 1 means wpc is faster")

@@ -58,7 +58,7 @@ pub struct Options {
     /// (default), so a page needs nothing else.
     pub js_runtime: bool,
     /// Quantize weights (`passes::quant`): which layers get how many
-    /// bits. `None`: weights stay float32.
+    /// bits. `None`: the target profile decides ([`effective_precision`]).
     pub precision: Option<wpc_passes::quant::Precision>,
     /// Sample inputs quantization calibrates on (each one run's feeds):
     /// linear layers are then quantized by GPTQ against their inputs on
@@ -463,33 +463,56 @@ const MAX_DEFAULT_BOUND: i64 = 1 << 16;
 
 /// The model as a backend or the reference interpreter runs it: frozen
 /// inputs made constants, every input bound to a concrete shape, and the
-/// graph passes run.
+/// graph passes run, weights quantized as [`effective_precision`] says.
 pub fn prepare(model: &Model, options: &Options) -> wpc_ir::Result<Model> {
     let mut bound = model.clone();
     wpc_passes::bind::freeze_inputs(&mut bound, &options.frozen)?;
     bind_inputs(&mut bound, &options.dims, &options.input_shapes)?;
     wpc_passes::optimize(&mut bound)?;
-    if let Some(p) = &options.precision {
-        let calibration = calibrate(model, options, p)?;
-        wpc_passes::quant::quantize_weights_reporting(&mut bound, p, &calibration, &|s, d, t| {
-            options.progress.report(s, d, t)
-        })?;
-    }
+    quantize(model, &mut bound, options)?;
     Ok(bound)
 }
 
-/// The precision a compile quantizes with, and why when it is the target
-/// profile's default rather than `options.precision`: the profile's
-/// `precision` where that is an integer width; else, where the model's
-/// float weights exceed the profile's `memory_budget_mib`, a fit to that
-/// budget. `None`: the weights stay float32.
-pub fn effective_precision(
+/// Quantizes `bound` (`model` bound and optimized) as
+/// [`effective_precision`] says; returns what it did and, where the
+/// target profile decided, why.
+fn quantize(
     model: &Model,
+    bound: &mut Model,
     options: &Options,
-) -> (Option<wpc_passes::quant::Precision>, Option<String>) {
+) -> wpc_ir::Result<(Option<wpc_passes::quant::QuantReport>, Option<String>)> {
+    let (precision, why) = effective_precision(bound, options)?;
+    let Some(p) = precision else {
+        return Ok((None, why));
+    };
+    let calibration = calibrate(model, options, &p)?;
+    let report = wpc_passes::quant::quantize_weights_reporting(bound, &p, &calibration, &|s, d, t| {
+        options.progress.report(s, d, t)
+    })
+    .map_err(|e| match &why {
+        Some(_) => e.within(format!(
+            "fitting the weights to the {} profile's memory budget (--weights f32 keeps them float)",
+            options.profile.name
+        )),
+        None => e,
+    })?;
+    Ok((Some(report), why))
+}
+
+/// The precision `bound` (a model bound and optimized) is quantized
+/// with, and why when it is the target profile's default rather than
+/// `options.precision`: the profile's `precision` where that is an
+/// integer width; else, where the float weights exceed the profile's
+/// `memory_budget_mib`, a fit to that budget, unless the weights
+/// quantization cannot shrink exceed it alone (then they stay float, and
+/// the reason says so). `None`: the weights stay float32.
+pub fn effective_precision(
+    bound: &Model,
+    options: &Options,
+) -> wpc_ir::Result<(Option<wpc_passes::quant::Precision>, Option<String>)> {
     use wpc_passes::quant::{Precision, Setting, fit::human};
     if options.precision.is_some() {
-        return (options.precision.clone(), None);
+        return Ok((options.precision.clone(), None));
     }
     let profile = &options.profile;
     if let Some(bits) = profile.precision.bits() {
@@ -501,9 +524,9 @@ pub fn effective_precision(
             "quantized to {bits} bits, the {} profile's precision (--weights f32 keeps them float)",
             profile.name
         );
-        return (Some(Precision::uniform(setting)), Some(why));
+        return Ok((Some(Precision::uniform(setting)), Some(why)));
     }
-    let float_bytes: u64 = model
+    let float_bytes: u64 = bound
         .graph
         .constants
         .values()
@@ -512,17 +535,28 @@ pub fn effective_precision(
         .sum();
     let budget = profile.memory_budget_mib << 20;
     if float_bytes <= budget {
-        return (None, None);
+        return Ok((None, None));
+    }
+    let over = format!(
+        "{} in float, over the {} profile's memory budget of {} MiB",
+        human(float_bytes),
+        profile.name,
+        profile.memory_budget_mib
+    );
+    let fixed = float_bytes.saturating_sub(wpc_passes::quant::quantizable_bytes(bound)?);
+    if fixed > budget {
+        let why = format!(
+            "{over}, and {} of them are weights quantization cannot shrink (convolutions, norms, biases): kept float",
+            human(fixed)
+        );
+        return Ok((None, Some(why)));
     }
     let mut fit = Precision::uniform(Setting::DEFAULT);
     fit.fit = Some(budget);
     let why = format!(
-        "{} in float, over the {} profile's memory budget of {}: fitted to it (--fit SIZE or --weights choose otherwise; --weights f32 keeps them float)",
-        human(float_bytes),
-        profile.name,
-        human(budget)
+        "{over}: fitted to it (--fit SIZE or --weights choose otherwise; --weights f32 keeps them float)"
     );
-    (Some(fit), Some(why))
+    Ok((Some(fit), Some(why)))
 }
 
 /// What the calibration samples say about `model`'s layers: measured
@@ -636,16 +670,7 @@ pub fn compile_model_report(
         Some(budget),
     )?;
     wpc_passes::optimize(&mut bound)?;
-    let (precision, default_precision) = effective_precision(model, options);
-    let quant = match &precision {
-        Some(p) => Some(wpc_passes::quant::quantize_weights_reporting(
-            &mut bound,
-            p,
-            &calibrate(model, options, p)?,
-            &|s, d, t| options.progress.report(s, d, t),
-        )?),
-        None => None,
-    };
+    let (quant, default_precision) = quantize(model, &mut bound, options)?;
     let g = &bound.graph;
     for (info, &v) in inputs
         .iter_mut()

@@ -1123,8 +1123,38 @@ fn the_profiles_precision_and_memory_budget_are_defaults() {
     assert!(o.status.success(), "{}", stderr(&o));
     let said = String::from_utf8(o.stdout).unwrap();
     assert!(
-        said.contains("weights: 1.57 MB in float, over the webgpu-baseline profile's memory budget of 1.05 MB: fitted to it")
+        said.contains("weights: 1.57 MB in float, over the webgpu-baseline profile's memory budget of 1 MiB: fitted to it")
             && said.contains("fit: all weights"),
+        "{said}"
+    );
+    // Weights quantization cannot shrink (here a Mul's) stay float.
+    let graph = big.graph.as_mut().unwrap();
+    graph.node[0].op_type = "Mul".into();
+    graph.input[0] = value_info(
+        "x",
+        &[
+            DimensionValue::DimParam("batch".into()),
+            DimensionValue::DimValue(6144),
+        ],
+    );
+    let mul_path = write(dir.path(), "mul.onnx", &big);
+    let o = wpc(&[
+        "compile",
+        &mul_path,
+        "--dim",
+        "batch=64",
+        "--target-file",
+        &tight,
+        "-o",
+        dir.path().join("mul.wpc").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let said = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        said.contains(
+            "memory budget of 1 MiB, and 1.57 MB of them are weights quantization cannot shrink"
+        ) && said.contains("kept float")
+            && !said.contains("fit:"),
         "{said}"
     );
     let said = compile(&["--target-file", &tight], "small.wpc");

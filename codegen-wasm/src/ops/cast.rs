@@ -5,7 +5,9 @@
 //! range with NaN as 0 (Rust's `as`), and integers convert among
 //! themselves exactly, wrapping to the target's width; to bool is
 //! `x != 0`. The sub-byte types sit one to a byte, sign- or zero-extended;
-//! a float becomes one by way of a saturated int32, wrapped to its width. float16 and bfloat16 are left to the reference kernel.
+//! a float becomes one by way of a saturated int32, wrapped to its width.
+//! float16 goes through float32 (`super::half`), except from float64,
+//! which would round twice; bfloat16 is left to the reference kernel.
 
 use walrus::ir::{BinaryOp, ExtendedLoad, LoadKind, MemArg, StoreKind, UnaryOp};
 use walrus::{FunctionBuilder, InstrSeqBuilder, MemoryId};
@@ -150,7 +152,9 @@ pub(crate) fn store_from_f64(b: &mut InstrSeqBuilder, mem: MemoryId, t: DType) {
                 .binop(shr)
                 .store(mem, StoreKind::I32_8 { atomic: false }, arg(1));
         }
-        DType::F16 | DType::BF16 => unreachable!("refused by cast()"),
+        DType::F16 | DType::BF16 => {
+            unreachable!("cast() stores float16 itself and refuses bfloat16")
+        }
     }
 }
 

@@ -9,7 +9,8 @@
 use walrus::ir::{BinaryOp, ExtendedLoad, LoadKind, LoadSimdKind, MemArg, StoreKind, UnaryOp};
 use walrus::{FunctionBuilder, InstrSeqBuilder, LocalId};
 use wpc_ir::ops::params::{GatherBlockQuantized, MatMulNBits};
-use wpc_ir::packed::{Layout, Weight, ZeroPoints};
+use wpc_ir::ops::quant::weight_of;
+use wpc_ir::packed::{Layout, Weight};
 use wpc_ir::sym::Expr;
 use wpc_ir::{DType, Error, Result};
 
@@ -253,45 +254,16 @@ fn packed_weight(
     [codes, scales, zeros]: [usize; 3],
     layout: impl FnOnce(&[usize]) -> Result<Layout>,
 ) -> Result<Packed> {
-    let codes_t = ctx.constant(codes)?;
-    let codes = codes_t
-        .as_slice::<u8>()
-        .ok_or_else(|| Error::unsupported("packed codes that are not uint8"))?;
-    let layout = layout(codes_t.shape())?;
-    layout.check(codes.len())?;
-    let scales = ctx.constant(scales)?.to_f32s();
-    if scales.len() != layout.rows * layout.blocks() {
-        return Err(Error::invalid(format!(
-            "scales have {} elements, expected {} ({} rows of {} blocks)",
-            scales.len(),
-            layout.rows * layout.blocks(),
-            layout.rows,
-            layout.blocks()
-        )));
-    }
-    let zero_bytes;
-    let zero_floats;
-    let zero_points = match ctx.opt_constant(zeros) {
+    let codes = ctx.constant(codes)?;
+    let layout = layout(codes.shape())?;
+    let zeros = match ctx.opt_constant(zeros) {
         None if ctx.has_input(zeros) => {
             return Err(Error::unsupported("zero points that are not constants"));
         }
-        None => ZeroPoints::Default,
-        Some(z) if z.dtype() == DType::U8 => {
-            zero_bytes = z.as_slice::<u8>().expect("uint8").to_vec();
-            ZeroPoints::Packed(&zero_bytes)
-        }
-        Some(z) => {
-            zero_floats = z.to_f32s();
-            ZeroPoints::Float(&zero_floats)
-        }
+        z => z,
     };
-    let weight = Weight {
-        layout,
-        codes,
-        scales,
-        zero_points,
-        groups: None,
-    };
+    let mut zeros_f32 = Vec::new();
+    let weight = weight_of(layout, codes, ctx.constant(scales)?, zeros, &mut zeros_f32)?;
     Ok(Packed::place(ctx, &weight))
 }
 

@@ -142,11 +142,14 @@ fn cast(
     const U32_HI: f64 = 4294967040.0;
     match (from.word, to_word) {
         (_, Word::F32) => format!("f32({a})"),
-        // Sub-byte types go by way of a saturated int32, then wrap.
+        // Sub-byte types go by way of a saturated int32, then wrap; from
+        // 2^31 up that is int32's largest, which f32 cannot hold.
         (Word::F32, w) if to.packed_bits().is_some() => {
             helpers.insert("f2i");
             let (lo, hi) = I32_BOUNDS;
-            wrap(format!("{}(f2i({a}, {lo:?}, {hi:?}))", w.wgsl()), to)
+            let saturated =
+                format!("select(f2i({a}, {lo:?}, {hi:?}), 2147483647, {a} >= 2147483648.0)");
+            wrap(format!("{}({saturated})", w.wgsl()), to)
         }
         (Word::F32, Word::I32) => {
             helpers.insert("f2i");

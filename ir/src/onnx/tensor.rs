@@ -56,16 +56,26 @@ pub(crate) fn decode(
             ))
         })?;
     let external = external_path(t, base_dir)?;
-    let from_bytes = |bytes: &[u8]| {
-        subbyte::unpack(dtype, bytes, numel).unwrap_or_else(|| Data::from_le_bytes(dtype, bytes))
+    let from_bytes = |bytes: &[u8]| -> Result<Data> {
+        let want = subbyte::onnx_bytes(dtype, numel);
+        match subbyte::unpack(dtype, bytes, numel) {
+            // Packed elements cannot be counted from their bytes alone.
+            Some(_) if bytes.len() != want => Err(Error::invalid(format!(
+                "tensor of shape {:?} ({dtype}) needs {want} packed bytes but holds {}",
+                t.dims,
+                bytes.len()
+            ))),
+            Some(data) => Ok(data),
+            None => Ok(Data::from_le_bytes(dtype, bytes)),
+        }
     };
     let data = if let Some(path) = &external {
-        from_bytes(&read_external(t, path, subbyte::onnx_bytes(dtype, numel))?)
+        from_bytes(&read_external(t, path, subbyte::onnx_bytes(dtype, numel))?)?
     } else if !t.raw_data.is_empty() {
-        from_bytes(&t.raw_data)
+        from_bytes(&t.raw_data)?
     } else if dtype.packed_bits().is_some() {
         // One packed byte per `int32_data` entry.
-        from_bytes(&t.int32_data.iter().map(|&x| x as u8).collect::<Vec<_>>())
+        from_bytes(&t.int32_data.iter().map(|&x| x as u8).collect::<Vec<_>>())?
     } else {
         from_typed_fields(dtype, t)
     };

@@ -299,8 +299,9 @@ fn packed_weight<'a>(
 }
 
 /// A packed weight from its codes (uint8), scales and zero points,
-/// checked against `layout`.
-fn weight_of<'a>(
+/// checked against `layout` (every kernel of a packed op reads its
+/// weight through this, so all refuse the same inputs alike).
+pub fn weight_of<'a>(
     layout: Layout,
     bytes: &'a Tensor,
     scales: &Tensor,
@@ -380,23 +381,23 @@ pub fn packed_table(
             data.dtype()
         );
     }
-    let codes: Vec<i128> = data.to_i128s().into_iter().map(|q| q + shift).collect();
-    let packed = crate::subbyte::pack(&crate::Data::U4(
-        codes
-            .into_iter()
-            .map(crate::subbyte::U4::wrapping)
-            .collect(),
-    ))
-    .expect("uint4 packs");
+    // Codes as unsigned nibbles, two to a byte, the first in the low bits.
+    let nibble = |q: i128| ((q + shift) & 0xf) as u8;
+    let codes: Vec<u8> = match data.data() {
+        crate::Data::U4(v) => v.iter().map(|q| nibble(q.0.into())).collect(),
+        crate::Data::I4(v) => v.iter().map(|q| nibble(q.0.into())).collect(),
+        _ => unreachable!("matched above"),
+    };
+    let packed: Vec<u8> = codes.chunks(2).map(|p| p[0] | p[1] << 4).collect();
     let blocks = k.div_ceil(block);
     let zeros: Vec<f32> = match zero_points {
-        Some(z) if z.len() == rows * blocks && z.dtype().is_int() => z
+        Some(z) if z.len() == rows * blocks && z.dtype() == data.dtype() => z
             .to_i128s()
             .into_iter()
             .map(|z| (z + shift) as f32)
             .collect(),
         Some(z) => bail!(
-            "zero points of the {} table must be {rows}x{blocks} integers, got {} of {}",
+            "zero points of the {} table must be {rows}x{blocks} of its type, got {} of {}",
             data.dtype(),
             z.len(),
             z.dtype()

@@ -177,6 +177,19 @@ pub fn quantize_weights_reporting(
     Ok(report)
 }
 
+/// Bytes of `model`'s float32 weights that quantization can shrink (the
+/// weights of the layers it takes: MatMul, Gemm and embedding tables).
+pub fn quantizable_bytes(model: &Model) -> Result<u64> {
+    let planned = plan(&model.graph, &Precision::uniform(Setting::DEFAULT))?;
+    let mut weights: Vec<ValueId> = planned.iter().map(|p| p.layer.weight).collect();
+    weights.sort();
+    weights.dedup();
+    Ok(weights
+        .iter()
+        .map(|w| model.graph.constants[w].len() as u64 * 4)
+        .sum())
+}
+
 /// Every quantizable layer of `g` in topological order, with its setting.
 fn plan(g: &Graph, precision: &Precision) -> Result<Vec<Planned>> {
     let mut used = vec![false; precision.rules.len()];

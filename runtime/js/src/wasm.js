@@ -26,6 +26,11 @@ const ARRAYS = {
   int64: BigInt64Array,
   uint64: BigUint64Array,
   bool: Uint8Array,
+  // One element a byte, as the bundle holds them (sign-extended for int4, int2).
+  int4: Int8Array,
+  uint4: Uint8Array,
+  int2: Int8Array,
+  uint2: Uint8Array,
 };
 
 /**

@@ -60,8 +60,8 @@ export function fromWords(bytes, word, dtype) {
     case 'uint32': return Uint32Array.from(words);
     case 'int16': return Int16Array.from(words);
     case 'uint16': return Uint16Array.from(words);
-    case 'int8': return Int8Array.from(words);
-    case 'uint8': case 'bool': return Uint8Array.from(words);
+    case 'int8': case 'int4': case 'int2': return Int8Array.from(words);
+    case 'uint8': case 'uint4': case 'uint2': case 'bool': return Uint8Array.from(words);
     default: throw new WpcError('unsupported', `reading ${dtype} outputs from WebGPU is not supported yet`);
   }
 }
