@@ -15,19 +15,8 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 runs="${1:-20}"
 seq="${2:-128}"
-cache="${WPC_CACHE:-$HOME/.cache}"
+source "$root/scripts/bench/prepare.sh"
 work="$cache/wpc-bench/quant"
-bash "$root/scripts/setup.sh" >/dev/null
-py="$cache/wpc-venv/bin/python"
-if [ ! -d "$root/scripts/bench/node_modules/onnxruntime-web" ]; then
-    (cd "$root/scripts/bench" && npm ci --no-audit --no-fund --loglevel=error)
-fi
-if [ -z "${WPC:-}" ]; then
-    cargo build -q --manifest-path "$root/Cargo.toml" --release --bin wpc
-    wpc="${CARGO_TARGET_DIR:-$root/target}/release/wpc"
-else
-    wpc="$WPC"
-fi
 mkdir -p "$work"
 [ -f "$work/minilm.onnx" ] || "$py" "$root/scripts/minilm.py" export "$work" >/dev/null
 "$py" - "$root" "$work" "$seq" <<'PY'

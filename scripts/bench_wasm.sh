@@ -12,21 +12,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 runs="${1:-10}"
-cache="${WPC_CACHE:-$HOME/.cache}"
+source "$root/scripts/bench/prepare.sh"
 work="$cache/wpc-bench"
-bash "$root/scripts/setup.sh" >/dev/null
-py="$cache/wpc-venv/bin/python"
-if [ ! -d "$root/scripts/bench/node_modules/onnxruntime-web" ]; then
-    (cd "$root/scripts/bench" && npm ci --no-audit --no-fund --loglevel=error)
-fi
-# WPC=path/to/wpc uses a wpc already built (bundles do not depend on the
-# build profile).
-if [ -z "${WPC:-}" ]; then
-    cargo build -q --manifest-path "$root/Cargo.toml" --release --bin wpc
-    wpc="${CARGO_TARGET_DIR:-$root/target}/release/wpc"
-else
-    wpc="$WPC"
-fi
 mkdir -p "$work"
 models="$cache/wpc-models"
 

@@ -118,6 +118,39 @@ pub fn load_index(b: &mut InstrSeqBuilder, fx: &Fx, offset: u64, wide: bool) {
     }
 }
 
+/// Sets `i` to element `t` (a local) of the int32 or int64 (`wide`)
+/// index tensor at `base`, as a position along an axis of `dim`: wrapped
+/// if negative, and 0 when still out of range, so a gather reads row 0
+/// rather than past its data.
+pub fn load_axis_index(
+    b: &mut InstrSeqBuilder,
+    fx: &Fx,
+    (base, wide): (u64, bool),
+    t: LocalId,
+    i: LocalId,
+    dim: usize,
+) {
+    b.local_get(t)
+        .i32_const(if wide { 8 } else { 4 })
+        .binop(BinaryOp::I32Mul);
+    load_index(b, fx, base, wide);
+    b.local_tee(i)
+        .local_get(i)
+        .i32_const(dim as i32)
+        .binop(BinaryOp::I32Add)
+        .local_get(i)
+        .i32_const(0)
+        .binop(BinaryOp::I32GeS)
+        .select(None)
+        .local_tee(i)
+        .i32_const(0)
+        .local_get(i)
+        .i32_const(dim as i32)
+        .binop(BinaryOp::I32LtU)
+        .select(None)
+        .local_set(i);
+}
+
 pub fn store_i32(b: &mut InstrSeqBuilder, fx: &Fx, offset: u64) {
     b.store(fx.mem, StoreKind::I32 { atomic: false }, arg(offset, 4));
 }

@@ -657,28 +657,7 @@ pub fn gather(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     b.i32_const(out.addr as i32).local_set(dst);
     emit::for_size(&mut b, o, Size::Const(0), outer, 1, |b| {
         emit::for_size(b, t, Size::Const(0), count, 1, |b| {
-            // i = indices[t], wrapped if negative.
-            b.local_get(t)
-                .i32_const(if wide { 8 } else { 4 })
-                .binop(BinaryOp::I32Mul);
-            emit::load_index(b, &fx, idx.addr as u64, wide);
-            b.local_tee(i)
-                .local_get(i)
-                .i32_const(dim as i32)
-                .binop(BinaryOp::I32Add)
-                .local_get(i)
-                .i32_const(0)
-                .binop(BinaryOp::I32GeS)
-                .select(None)
-                .local_set(i);
-            // Out-of-range indices copy row 0 rather than read past the data.
-            b.local_get(i)
-                .i32_const(0)
-                .local_get(i)
-                .i32_const(dim as i32)
-                .binop(BinaryOp::I32LtU)
-                .select(None)
-                .local_set(i);
+            emit::load_axis_index(b, &fx, (idx.addr as u64, wide), t, i, dim);
             b.local_get(dst);
             b.local_get(o)
                 .i32_const(dim as i32)

@@ -368,26 +368,7 @@ pub fn gather_block_quantized(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<
     let count = Sizes::new(table).of(&mut b, &mut fx, &Expr::product(&idx.dims))?;
     b.i32_const(out.addr as i32).local_set(at);
     emit::for_size(&mut b, t, crate::sizes::Size::Const(0), count, 1, |b| {
-        b.local_get(t)
-            .i32_const(if wide { 8 } else { 4 })
-            .binop(BinaryOp::I32Mul);
-        emit::load_index(b, &fx, idx.addr as u64, wide);
-        // row += rows if negative; then 0 unless below rows.
-        b.local_tee(row)
-            .local_get(row)
-            .i32_const(rows as i32)
-            .binop(BinaryOp::I32Add)
-            .local_get(row)
-            .i32_const(0)
-            .binop(BinaryOp::I32GeS)
-            .select(None)
-            .local_tee(row)
-            .i32_const(0)
-            .local_get(row)
-            .i32_const(rows as i32)
-            .binop(BinaryOp::I32LtU)
-            .select(None)
-            .local_set(row);
+        emit::load_axis_index(b, &fx, (idx.addr as u64, wide), t, row, rows);
         packed.dequantize_row(b, &mut fx, row, at, out.dtype.size(), half);
     });
     Ok(())
