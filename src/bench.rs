@@ -1,5 +1,6 @@
-//! `wpc bench`: times a bundle's WebGPU variant, and the GEMM kernel on
-//! square matrices against a stated peak.
+//! `wpc bench`: times a bundle's WebGPU variant, the GEMM kernel on
+//! square matrices against a stated peak, and the 4-bit matvec kernel
+//! against the adapter's copy bandwidth.
 //!
 //! Timing covers whole inferences as an application sees them through the
 //! native runtime: record every dispatch into one command buffer, submit,
@@ -11,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use wpc_ir::graph::{Graph, Model, Node, ValueType};
-use wpc_ir::{DType, Shape, Tensor};
+use wpc_ir::packed::Layout;
+use wpc_ir::{Attr, Attrs, DType, Shape, Tensor};
 use wpc_runtime::Bundle;
 use wpc_runtime::webgpu::{Gpu, Session};
 
@@ -106,6 +108,98 @@ pub fn matmul_model(n: usize) -> Model {
         dim_ranges: Default::default(),
         counted_dims: Default::default(),
     }
+}
+
+/// The bits and block of [`matvec_model`]'s weights: onnxruntime's 4-bit
+/// `MatMulNBits` export (what transformers.js q4 decoders ship).
+const MATVEC_BITS: u32 = 4;
+const MATVEC_BLOCK: usize = 32;
+
+/// Weight bytes [`matvec_model`] reads per inference, at least: far more
+/// than any GPU's last-level cache, so the weights come from memory.
+const MATVEC_BYTES: usize = 512 << 20;
+
+/// A decoder's token step in miniature: a `[1, n]` vector through a chain
+/// of `n x n` 4-bit `MatMulNBits` layers (block 32, float32 scales, packed
+/// zero points; random codes), enough layers to read [`MATVEC_BYTES`].
+/// Returns the model and the weight bytes (codes, scales, zero points)
+/// one inference reads.
+pub fn matvec_model(n: usize) -> (Model, usize) {
+    let layout = Layout::blocked(n, n, MATVEC_BITS, MATVEC_BLOCK);
+    let blocks = layout.blocks();
+    let zero_row = layout.zero_point_row_bytes();
+    let layer_bytes = layout.code_bytes() + n * blocks * 4 + n * zero_row;
+    let layers = MATVEC_BYTES.div_ceil(layer_bytes);
+    let mut g = Graph::new(format!("matvec{n}"));
+    let vector = ValueType::new(DType::F32, Shape::known(&[1, n]));
+    let mut x = g.add_value("x", vector.clone()).expect("fresh name");
+    g.inputs.push(x);
+    let mut state = 0x2545_f491_u32;
+    let mut random_bytes = |count: usize| -> Vec<u8> {
+        (0..count)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                state as u8
+            })
+            .collect()
+    };
+    // About unit gain per layer: codes less their zero points spread over
+    // ±2^bits/2, summed over n.
+    let scale = 1.0 / (4.0 * (n as f32).sqrt());
+    for l in 0..layers {
+        let constant = |g: &mut Graph, what: &str, t: Tensor| {
+            let v = g
+                .add_value(format!("layer{l}.{what}"), ValueType::of(&t))
+                .expect("fresh name");
+            g.constants.insert(v, t);
+            Some(v)
+        };
+        let codes = Tensor::from_vec(
+            vec![n, blocks, layout.row_bytes / blocks],
+            random_bytes(layout.code_bytes()),
+        );
+        let codes = constant(&mut g, "codes", codes);
+        let scales = constant(
+            &mut g,
+            "scales",
+            Tensor::from_vec(vec![n, blocks], vec![scale; n * blocks]),
+        );
+        let zeros = Tensor::from_vec(vec![n, zero_row], random_bytes(n * zero_row));
+        let zeros = constant(&mut g, "zero_points", zeros);
+        let y = g
+            .add_value(format!("y{l}"), vector.clone())
+            .expect("fresh name");
+        let mut attrs = Attrs::default();
+        attrs.insert("K", Attr::Int(n as i64));
+        attrs.insert("N", Attr::Int(n as i64));
+        attrs.insert("bits", Attr::Int(i64::from(MATVEC_BITS)));
+        attrs.insert("block_size", Attr::Int(MATVEC_BLOCK as i64));
+        g.add_node(Node {
+            name: format!("layer{l}"),
+            op: "MatMulNBits".into(),
+            domain: "com.microsoft".into(),
+            inputs: vec![Some(x), codes, scales, zeros],
+            outputs: vec![Some(y)],
+            attrs,
+        })
+        .expect("valid node");
+        x = y;
+    }
+    g.outputs.push(x);
+    let model = Model {
+        graph: g,
+        opsets: [(String::new(), 21), ("com.microsoft".to_string(), 1)]
+            .into_iter()
+            .collect(),
+        ir_version: 10,
+        producer: "wpc bench".into(),
+        external_data: Vec::new(),
+        dim_ranges: Default::default(),
+        counted_dims: Default::default(),
+    };
+    (model, layers * layer_bytes)
 }
 
 /// One line per measurement, for people and for `grep`.

@@ -405,18 +405,26 @@ enum Command {
     /// List the shipped target profiles.
     Targets,
     /// Time a model's WebGPU variant through wgpu (median per inference),
-    /// and/or the GEMM kernel on N x N x N matrices in GFLOP/s. Give a
-    /// model, --matmul, or both.
+    /// the GEMM kernel on N x N x N matrices in GFLOP/s, and/or the 4-bit
+    /// matvec kernel in GB/s against a device-to-device copy. Give a
+    /// model, --matmul, --matvec, or several.
     #[command(arg_required_else_help = true)]
     Bench {
         /// An .onnx file (compiled for --target first) or a bundle directory.
-        #[arg(required_unless_present = "matmul")]
+        #[arg(required_unless_present_any = ["matmul", "matvec"])]
         model: Option<PathBuf>,
         #[command(flatten)]
         target: TargetArgs,
         /// Also time MatMul at these sizes (e.g. --matmul 1024 --matmul 4096).
         #[arg(long = "matmul", value_name = "N")]
         matmul: Vec<usize>,
+        /// Also time a decoder's token step at these widths: a [1, N]
+        /// vector through N x N 4-bit MatMulNBits layers (block 32, as
+        /// onnxruntime exports them), 512 MiB of weights in all, reported
+        /// as GB/s of weights read beside the GB/s of a device-to-device
+        /// copy of as many bytes, timed in the same run.
+        #[arg(long = "matvec", value_name = "N")]
+        matvec: Vec<usize>,
         /// The adapter's peak f32 GFLOP/s, to report GEMM efficiency.
         #[arg(long, value_name = "GFLOPS")]
         peak_gflops: Option<f64>,
@@ -605,6 +613,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             model,
             target,
             matmul,
+            matvec,
             peak_gflops,
             iterations,
             warmup,
@@ -663,6 +672,36 @@ fn dispatch(cli: Cli) -> Result<()> {
                     ),
                     None => say!("matmul {n}: {gflops:.1} GFLOP/s"),
                 }
+            }
+            for n in matvec {
+                if n == 0 {
+                    bail!("--matvec needs a width of at least 1");
+                }
+                let (m, bytes) = wpc::bench::matvec_model(n);
+                let bundle = wpc::compile::compile_model(
+                    &m,
+                    "matvec",
+                    &[],
+                    &BackendName::Webgpu.options(profile.clone()),
+                )?;
+                let layers = m.graph.node_ids().count();
+                let t = wpc::bench::report_model(
+                    &gpu,
+                    &bundle,
+                    &format!("matvec 4-bit {n}x{n}, {layers} layers ({})", profile.name),
+                    warmup,
+                    iterations,
+                )?;
+                let copy = gpu.time_copy(bytes as u64, warmup, iterations)?;
+                // A copy reads and writes every byte.
+                let copy_rate = 2.0 * bytes as f64 / copy.as_secs_f64() / 1e9;
+                let rate = bytes as f64 / t.as_secs_f64() / 1e9;
+                say!(
+                    "matvec {n}: {rate:.1} GB/s of weights read ({:.1} MB); copy {copy_rate:.1} GB/s (read + write, {:.3} ms); {:.1}% of copy",
+                    bytes as f64 / 1e6,
+                    copy.as_secs_f64() * 1e3,
+                    100.0 * rate / copy_rate
+                );
             }
             Ok(())
         }

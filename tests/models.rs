@@ -629,6 +629,80 @@ fn long_attention_runs_tiled_on_webgpu() {
     }
 }
 
+/// Products by packed low-bit weights (`MatMul` by a constant, quantized
+/// by `passes::quant`) at every code width, with K often not a whole
+/// number of blocks, packed or absent zero points and float16 or float32
+/// scales: up to 4 rows of `A` take the matvec kernel (a workgroup's lanes
+/// share a column), more take one thread per column. Checked against the
+/// interpreter running the same packed graph.
+#[test]
+fn packed_products_run_on_webgpu() {
+    use wpc::ir::testing::{Operand, one_node};
+    use wpc::ir::{Attrs, Tensor};
+    use wpc::passes::quant::{Precision, Setting, quantize_weights};
+    let gpu = wpc::runtime::webgpu::Gpu::new().expect("a Vulkan adapter (mesa-vulkan-drivers)");
+    // (rows of A, K, N, bits, group, symmetric, float16 scales)
+    let cases = [
+        (1, 200, 37, 4, 32, false, true),
+        (1, 256, 40, 4, 64, true, false),
+        (3, 96, 19, 2, 16, false, false),
+        (2, 100, 23, 3, 32, false, true),
+        (1, 64, 9, 8, 16, true, false),
+        (4, 1000, 7, 4, 16, false, false),
+        (6, 80, 11, 4, 32, false, true),
+    ];
+    for (m, k, n, bits, group, symmetric, f16_scales) in cases {
+        let what = format!("{m}x{k}x{n}, {bits}-bit, group {group}");
+        let w: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+            .collect();
+        let mut model = one_node(
+            "MatMul",
+            vec![
+                Operand::Input(&[m, k]),
+                Operand::Constant(Tensor::from_vec(vec![k, n], w)),
+            ],
+            Attrs::default(),
+        );
+        wpc::passes::shape_inference::infer_shapes(&mut model).expect("shapes infer");
+        let setting = Setting {
+            bits: Some(bits),
+            group,
+            symmetric,
+            f16_scales,
+            ..Setting::DEFAULT
+        };
+        quantize_weights(
+            &mut model,
+            &Precision::uniform(setting),
+            &Default::default(),
+        )
+        .expect("the weight quantizes");
+        let x = (0..m * k)
+            .map(|i| ((i * 7919 % 2003) as f32 / 1001.5 - 1.0) * 2.0)
+            .collect();
+        let name = model.graph.value(model.graph.inputs[0]).name.clone();
+        let feeds = HashMap::from([(name, Tensor::from_vec(vec![m, k], x))]);
+        let want = reference_outputs(&model, &feeds);
+        let (bundle, got) = run_on_webgpu(&gpu, &model, ("chrome", true), &feeds);
+        let wgsl: String = bundle
+            .files
+            .iter()
+            .filter(|(name, _)| name.ends_with(".wgsl"))
+            .map(|(_, bytes)| String::from_utf8_lossy(bytes).into_owned())
+            .collect();
+        assert!(wgsl.contains("MatMulNBits"), "{what}: not packed");
+        assert_eq!(wgsl.contains("matvec"), m <= 4, "{what}: the wrong kernel");
+        let tolerance = Tolerance {
+            rtol: 1e-4,
+            atol: 1e-5,
+        };
+        if let Err(e) = compare(&got[0], &want[0].1, tolerance) {
+            panic!("{what}: {e}");
+        }
+    }
+}
+
 /// Unfused, `r = Exp(x); z = Sub(r, y); out = Mul(z, y)`: r dies at Sub,
 /// so Sub writes z into r's buffer (its kernel binds two buffers, not
 /// three), and the results still equal the interpreter's.

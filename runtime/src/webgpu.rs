@@ -64,6 +64,59 @@ impl Gpu {
         )
     }
 
+    /// Median time to copy `bytes` (rounded down to a multiple of 4)
+    /// from one device buffer to another, one submission each, after
+    /// `warmup` untimed copies: the memory bandwidth WebGPU reaches on
+    /// this adapter, to hold memory-bound kernels against.
+    pub fn time_copy(
+        &self,
+        bytes: u64,
+        warmup: usize,
+        iterations: usize,
+    ) -> Result<std::time::Duration> {
+        let bytes = bytes / 4 * 4;
+        let limit = self.device.limits().max_buffer_size;
+        if bytes == 0 || bytes > limit {
+            return Err(Error::Gpu(format!(
+                "cannot copy {bytes} bytes: buffers here hold 4 to {limit} bytes"
+            )));
+        }
+        let buffer = |usage| {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("copy bandwidth"),
+                size: bytes,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        let (from, to) = self.scoped("allocating the copy buffers", || {
+            (
+                buffer(wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST),
+                buffer(wgpu::BufferUsages::COPY_DST),
+            )
+        })?;
+        let copy = || -> Result<std::time::Duration> {
+            let start = std::time::Instant::now();
+            let mut encoder = self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+            encoder.copy_buffer_to_buffer(&from, 0, &to, 0, bytes);
+            self.queue.submit([encoder.finish()]);
+            self.device
+                .poll(wgpu::PollType::wait_indefinitely())
+                .map_err(|e| Error::Gpu(e.to_string()))?;
+            Ok(start.elapsed())
+        };
+        for _ in 0..warmup {
+            copy()?;
+        }
+        let mut times = (0..iterations.max(1))
+            .map(|_| copy())
+            .collect::<Result<Vec<_>>>()?;
+        times.sort();
+        Ok(times[times.len() / 2])
+    }
+
     /// The value of a `GPUSupportedLimits` entry, by its spec name.
     fn limit(&self, name: &str) -> Option<u64> {
         let l = self.device.limits();

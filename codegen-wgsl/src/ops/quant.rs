@@ -16,8 +16,13 @@ use crate::kernel::Kernel;
 use crate::lower::{Arg, Ctx, Launch, Lowered};
 
 /// Rows of the output one `MatMulNBits` thread computes, so each code is
-/// unpacked once for that many rows of `A`.
+/// unpacked once for that many rows of `A`; also the most rows the
+/// matvec kernel takes.
 const ROWS_PER_THREAD: usize = 4;
+
+/// Lanes of a matvec workgroup that share one column: a warp of most
+/// GPUs, so one warp reads one weight row.
+const MATVEC_LANES: usize = 32;
 
 /// The WGSL that reads a packed weight: `code_at(bit)`, `scale_of(group)`
 /// and `zero_of(row, block)` over the bindings `codes`, `scales` and
@@ -120,6 +125,12 @@ impl Reader {
 /// `Y[m, n] = Σₖ A[m, k] · W[n, k] (+ bias[n])`, `W` dequantized block by
 /// block: per block the kernel sums `A·q` and `A` and applies the scale
 /// and zero point once, `s·(Σ A·q − z·Σ A)`.
+///
+/// Two kernels: where `A` has at most [`ROWS_PER_THREAD`] rows (a decoder's
+/// token-by-token matvec), [`matvec`] spreads each column's blocks over
+/// the lanes of a workgroup, so a weight row is read by neighbouring
+/// lanes at once and the sums meet in workgroup memory; otherwise each
+/// thread computes [`ROWS_PER_THREAD`] rows of one column ([`rows`]).
 pub fn matmul_nbits(ctx: &Ctx) -> Result<Lowered> {
     let p = MatMulNBits::of(ctx.attrs())?;
     let a = ctx.input(0)?;
@@ -131,9 +142,10 @@ pub fn matmul_nbits(ctx: &Ctx) -> Result<Lowered> {
     }
     let layout = p.layout();
     let reader = Reader::new(ctx, &layout, [1, 2, 3])?;
-    let (kk, nn, bits, block, blocks) = (p.k, p.n, layout.bits, layout.block, layout.blocks());
-    let r = ROWS_PER_THREAD;
-    let mut k = Kernel::new(format!("MatMulNBits {bits}-bit {:?}x{nn}", a.shape));
+    let mut k = Kernel::new(format!(
+        "MatMulNBits {}-bit {:?}x{}",
+        layout.bits, a.shape, p.n
+    ));
     let mut args = vec![Arg::In(0)];
     k.input("in0", Word::F32);
     reader.bind(&mut k, &mut args);
@@ -145,57 +157,192 @@ pub fn matmul_nbits(ctx: &Ctx) -> Result<Lowered> {
     k.output("out0", Word::F32);
     args.push(Arg::Out(0));
     let m = Expr::product(&a.dims[..a.dims.len() - 1]);
-    let items = m
-        .add(&Expr::constant(r as i64 - 1))
-        .floor_div(&Expr::constant(r as i64))
-        .scale(nn as i64);
-    let mm = k.params.size(&m);
-    let plus_bias = if bias { " + bias[n]" } else { "" };
-    let store = ctx.store("(m0 + j) * NNu + n", &format!("acc[j]{plus_bias}"));
-    let body = format!(
-        "    let n = i % NNu;
-    let m0 = (i / NNu) * RRu;
-    let rows = min(RRu, {mm} - m0);
-    var arow: array<u32, RR>;
-    for (var j = 0u; j < RRu; j++) {{ arow[j] = min(m0 + j, {mm} - 1u) * KKu; }}
-    var acc: array<f32, RR>;
-    for (var b = 0u; b < BLOCKSu; b++) {{
-        let s = scale_of(n * BLOCKSu + b);
-        let z = zero_of(n, b);
-        let k0 = b * BLOCKu;
-        let k1 = min(k0 + BLOCKu, KKu);
-        var aq: array<f32, RR>;
-        var asum: array<f32, RR>;
-        var at = n * ROWBITSu + k0 * BITSu;
-        for (var kk = k0; kk < k1; kk++) {{
-            let q = f32(code_at(at));
-            at += BITSu;
-            for (var j = 0u; j < RRu; j++) {{
-                let x = in0[arow[j] + kk];
-                aq[j] += x * q;
-                asum[j] += x;
-            }}
-        }}
-        for (var j = 0u; j < RRu; j++) {{ acc[j] += s * (aq[j] - z * asum[j]); }}
-    }}
-    for (var j = 0u; j < rows; j++) {{
-        {store}
-    }}
-"
-    )
-    .replace("NN", &nn.to_string())
-    .replace("RR", &r.to_string())
-    .replace("KK", &kk.to_string())
-    .replace("BLOCKS", &blocks.to_string())
-    .replace("BLOCK", &block.to_string())
-    .replace("ROWBITS", &(layout.row_bytes * 8).to_string())
-    .replace("BITS", &bits.to_string());
-    k.one_per_item_of(&items, ctx.tuning().elementwise, ctx.max_groups(), &body);
+    let most_rows: usize = a.shape[..a.shape.len() - 1].iter().product();
+    let product = Product {
+        layout,
+        n: p.n,
+        bias: if bias { " + bias[n]" } else { "" },
+    };
+    if most_rows <= ROWS_PER_THREAD {
+        matvec(ctx, &mut k, &product, &m, most_rows)
+    } else {
+        rows(ctx, &mut k, &product, &m)
+    }
     Ok(Lowered::WithConsts {
         consts: reader.consts,
         temps: Vec::new(),
         launches: vec![Launch { kernel: k, args }],
     })
+}
+
+/// What both `MatMulNBits` kernels are written from.
+struct Product {
+    layout: Layout,
+    n: usize,
+    /// The bias term of a stored value (`" + bias[n]"`), or empty.
+    bias: &'static str,
+}
+
+impl Product {
+    /// `text` with the weight's sizes in place of `KK`, `NN`, `BLOCKS`,
+    /// `BLOCK`, `ROWBITS` and `BITS`.
+    fn sized(&self, text: &str) -> String {
+        let l = &self.layout;
+        text.replace("NN", &self.n.to_string())
+            .replace("KK", &l.k.to_string())
+            .replace("BLOCKS", &l.blocks().to_string())
+            .replace("BLOCK", &l.block.to_string())
+            .replace("ROWBITS", &(l.row_bytes * 8).to_string())
+            .replace("BITS", &l.bits.to_string())
+    }
+
+    /// WGSL adding block `b` of column `n` into `aq[j]` (`Σ A·q`) and
+    /// `asum[j]` (`Σ A`) for the `rows` rows of `A` starting at word
+    /// `arow[j]`. Where codes fill whole words (2, 4 and 8 bits), each
+    /// word is loaded once and split in registers; other widths read
+    /// code by code.
+    fn block_sums(&self, rows: usize) -> String {
+        let l = &self.layout;
+        if 32 % l.bits != 0 {
+            return format!(
+                "        let k1 = min(k0 + BLOCKu, KKu);
+        var at = n * ROWBITSu + k0 * BITSu;
+        for (var kk = k0; kk < k1; kk++) {{
+            let q = f32(code_at(at));
+            at += BITSu;
+            for (var j = 0u; j < {rows}u; j++) {{
+                let x = in0[arow[j] + kk];
+                aq[j] += x * q;
+                asum[j] += x;
+            }}
+        }}
+"
+            );
+        }
+        let per_word = 32 / l.bits;
+        // A last, partial block reads zeros past K (its padding codes are
+        // not the zero point, so they must not count).
+        let x = if l.k.is_multiple_of(l.block) {
+            "in0[arow[j] + kk]"
+        } else {
+            "select(0.0, in0[arow[j] + min(kk, KKu - 1u)], kk < KKu)"
+        };
+        format!(
+            "        let w0 = (n * ROWBITSu + k0 * BITSu) >> 5u;
+        for (var w = 0u; w < {words}u; w++) {{
+            let word = codes[w0 + w];
+            for (var c = 0u; c < {per_word}u; c++) {{
+                let kk = k0 + w * {per_word}u + c;
+                let q = f32((word >> (c * BITSu)) & {mask}u);
+                for (var j = 0u; j < {rows}u; j++) {{
+                    let x = {x};
+                    aq[j] += x * q;
+                    asum[j] += x;
+                }}
+            }}
+        }}
+",
+            words = l.block / per_word as usize,
+            mask = l.max_code(),
+        )
+    }
+}
+
+/// One thread per column and [`ROWS_PER_THREAD`] rows of `A`, so each code
+/// is unpacked once for that many rows.
+fn rows(ctx: &Ctx, k: &mut Kernel, p: &Product, m: &Expr) {
+    let r = ROWS_PER_THREAD;
+    let items = m
+        .add(&Expr::constant(r as i64 - 1))
+        .floor_div(&Expr::constant(r as i64))
+        .scale(p.n as i64);
+    let mm = k.params.size(m);
+    let store = ctx.store("(m0 + j) * NNu + n", &format!("acc[j]{}", p.bias));
+    let body = format!(
+        "    let n = i % NNu;
+    let m0 = (i / NNu) * {r}u;
+    let rows = min({r}u, {mm} - m0);
+    var arow: array<u32, {r}>;
+    for (var j = 0u; j < {r}u; j++) {{ arow[j] = min(m0 + j, {mm} - 1u) * KKu; }}
+    var acc: array<f32, {r}>;
+    for (var b = 0u; b < BLOCKSu; b++) {{
+        let s = scale_of(n * BLOCKSu + b);
+        let z = zero_of(n, b);
+        let k0 = b * BLOCKu;
+        var aq: array<f32, {r}>;
+        var asum: array<f32, {r}>;
+{sums}        for (var j = 0u; j < {r}u; j++) {{ acc[j] += s * (aq[j] - z * asum[j]); }}
+    }}
+    for (var j = 0u; j < rows; j++) {{
+        {store}
+    }}
+",
+        sums = p.block_sums(r),
+    );
+    let body = p.sized(&body);
+    k.one_per_item_of(&items, ctx.tuning().elementwise, ctx.max_groups(), &body);
+}
+
+/// A product by at most [`ROWS_PER_THREAD`] rows (`most_rows`): each
+/// workgroup takes a few columns, and the lanes of one column take its
+/// blocks in turn, so the lanes of a warp read a weight row's consecutive
+/// blocks together; each column's partial sums then meet in workgroup
+/// memory. Reading the weight is the whole cost here, and it is read at
+/// the memory's pace only when neighbouring lanes read neighbouring words.
+fn matvec(ctx: &Ctx, k: &mut Kernel, p: &Product, m: &Expr, most_rows: usize) {
+    let threads = ctx.tuning().reduction;
+    let blocks = p.layout.blocks();
+    // Lanes per column: up to a warp, no more than the column has blocks.
+    let lanes = (threads as usize)
+        .min(MATVEC_LANES)
+        .min(1 << blocks.ilog2()) as u32;
+    let columns = threads / lanes;
+    let groups = (p.n as u32).div_ceil(columns);
+    let r = most_rows;
+    k.label.push_str(" matvec");
+    let mm = k.params.size(m);
+    super::workgroup_array(k, "sums", "f32", threads);
+    let reduce = (1..lanes)
+        .rev()
+        .filter(|s| s.is_power_of_two())
+        .map(|s| {
+            format!(
+                "        if (lane < {s}u) {{ sums[lidx] += sums[lidx + {s}u]; }}
+        workgroupBarrier();
+"
+            )
+        })
+        .collect::<String>();
+    let store = ctx.store("j * NNu + n", &format!("sums[lidx]{}", p.bias));
+    let body = format!(
+        "    let lane = lidx % {lanes}u;
+    let n = row * {columns}u + lidx / {lanes}u;
+    var arow: array<u32, {r}>;
+    for (var j = 0u; j < {r}u; j++) {{ arow[j] = min(j, {mm} - 1u) * KKu; }}
+    var acc: array<f32, {r}>;
+    if (n < NNu) {{
+    for (var b = lane; b < BLOCKSu; b += {lanes}u) {{
+        let s = scale_of(n * BLOCKSu + b);
+        let z = zero_of(n, b);
+        let k0 = b * BLOCKu;
+        var aq: array<f32, {r}>;
+        var asum: array<f32, {r}>;
+{sums}        for (var j = 0u; j < {r}u; j++) {{ acc[j] += s * (aq[j] - z * asum[j]); }}
+    }}
+    }}
+    for (var j = 0u; j < {r}u; j++) {{
+        sums[lidx] = acc[j];
+        workgroupBarrier();
+{reduce}        if (lane == 0u && n < NNu && j < {mm}) {{
+            {store}
+        }}
+        workgroupBarrier();
+    }}
+",
+        sums = p.block_sums(r),
+    );
+    let body = p.sized(&body);
+    k.one_group_per_item(groups as usize, threads, ctx.max_groups(), &body);
 }
 
 /// Rows of a packed table at the given indices, dequantized; float16
