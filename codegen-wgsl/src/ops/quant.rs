@@ -283,66 +283,143 @@ fn rows(ctx: &Ctx, k: &mut Kernel, p: &Product, m: &Expr) {
     k.one_per_item_of(&items, ctx.tuning().elementwise, ctx.max_groups(), &body);
 }
 
-/// A product by at most [`ROWS_PER_THREAD`] rows (`most_rows`): each
-/// workgroup takes a few columns, and the lanes of one column take its
-/// blocks in turn, so the lanes of a warp read a weight row's consecutive
-/// blocks together; each column's partial sums then meet in workgroup
-/// memory. Reading the weight is the whole cost here, and it is read at
-/// the memory's pace only when neighbouring lanes read neighbouring words.
+/// A product by at most [`ROWS_PER_THREAD`] rows (`most_rows`), where
+/// reading the weight is the whole cost: each workgroup takes a few
+/// columns, and the lanes of one column take its code words in turn (a
+/// block each at widths that straddle words), so a warp reads one weight
+/// row in whole cache lines and `A` in runs; each column's partial sums
+/// then meet in workgroup memory.
 fn matvec(ctx: &Ctx, k: &mut Kernel, p: &Product, m: &Expr, most_rows: usize) {
+    let l = &p.layout;
     let threads = ctx.tuning().reduction;
-    let blocks = p.layout.blocks();
-    // Lanes per column: up to a warp, no more than the column has blocks.
-    let lanes = (threads as usize)
-        .min(MATVEC_LANES)
-        .min(1 << blocks.ilog2()) as u32;
+    let by_word = 32 % l.bits == 0;
+    // What one lane takes at a time: a code word, or a block.
+    let units = if by_word { l.row_bytes / 4 } else { l.blocks() };
+    // Lanes per column: up to a warp, no more than the column has units.
+    let lanes = (threads as usize).min(MATVEC_LANES).min(1 << units.ilog2()) as u32;
     let columns = threads / lanes;
     let groups = (p.n as u32).div_ceil(columns);
-    let r = most_rows;
+    let rows = 0..most_rows;
     k.label.push_str(" matvec");
     let mm = k.params.size(m);
     super::workgroup_array(k, "sums", "f32", threads);
+    let each = |f: &dyn Fn(usize) -> String| rows.clone().map(f).collect::<String>();
+    let unit = if by_word {
+        word_sums(k, p, most_rows)
+    } else {
+        format!(
+            "        let k0 = b * BLOCKu;
+        var arow: array<u32, {r}>;
+{arows}        var aq: array<f32, {r}>;
+        var asum: array<f32, {r}>;
+{sums}{aqs}",
+            r = most_rows,
+            arows = each(&|j| format!("        arow[{j}] = a{j};\n")),
+            sums = p.block_sums(most_rows),
+            aqs = each(&|j| format!(
+                "        let aq{j} = aq[{j}];\n        let asum{j} = asum[{j}];\n"
+            )),
+        )
+    };
     let reduce = (1..lanes)
         .rev()
         .filter(|s| s.is_power_of_two())
         .map(|s| {
             format!(
-                "        if (lane < {s}u) {{ sums[lidx] += sums[lidx + {s}u]; }}
-        workgroupBarrier();
-"
+                "    if (lane < {s}u) {{ sums[lidx] += sums[lidx + {s}u]; }}\n    workgroupBarrier();\n"
             )
         })
         .collect::<String>();
-    let store = ctx.store("j * NNu + n", &format!("sums[lidx]{}", p.bias));
+    // A row of `A` in the words `in0` is read in.
+    let row = if k.vec4_bindings.iter().any(|b| b == "in0") {
+        l.k / 4
+    } else {
+        l.k
+    };
     let body = format!(
         "    let lane = lidx % {lanes}u;
     let n = row * {columns}u + lidx / {lanes}u;
-    var arow: array<u32, {r}>;
-    for (var j = 0u; j < {r}u; j++) {{ arow[j] = min(j, {mm} - 1u) * KKu; }}
-    var acc: array<f32, {r}>;
-    if (n < NNu) {{
-    for (var b = lane; b < BLOCKSu; b += {lanes}u) {{
+{arows}{accs}    if (n < NNu) {{
+    for (var u = lane; u < {units}u; u += {lanes}u) {{
+        let b = {block_of};
         let s = scale_of(n * BLOCKSu + b);
         let z = zero_of(n, b);
-        let k0 = b * BLOCKu;
-        var aq: array<f32, {r}>;
-        var asum: array<f32, {r}>;
-{sums}        for (var j = 0u; j < {r}u; j++) {{ acc[j] += s * (aq[j] - z * asum[j]); }}
+{unit}{add}    }}
     }}
-    }}
-    for (var j = 0u; j < {r}u; j++) {{
-        sums[lidx] = acc[j];
-        workgroupBarrier();
-{reduce}        if (lane == 0u && n < NNu && j < {mm}) {{
-            {store}
-        }}
-        workgroupBarrier();
-    }}
-",
-        sums = p.block_sums(r),
+{stores}",
+        arows = each(&|j| format!("    let a{j} = min({j}u, {mm} - 1u) * {row}u;\n")),
+        accs = each(&|j| format!("    var acc{j} = 0.0;\n")),
+        block_of = if by_word {
+            format!("u / {}u", l.block * l.bits as usize / 32)
+        } else {
+            "u".to_string()
+        },
+        add = each(&|j| format!("        acc{j} += s * (aq{j} - z * asum{j});\n")),
+        stores = each(&|j| {
+            let store = ctx.store(&format!("{j}u * NNu + n"), &format!("sums[lidx]{}", p.bias));
+            format!(
+                "    sums[lidx] = acc{j};\n    workgroupBarrier();\n{reduce}    if (lane == 0u && n < NNu && {j}u < {mm}) {{\n        {store}\n    }}\n    workgroupBarrier();\n"
+            )
+        }),
     );
     let body = p.sized(&body);
     k.one_group_per_item(groups as usize, threads, ctx.max_groups(), &body);
+}
+
+/// The matvec's sums over code word `u` of column `n`: `aq{j}` (`Σ A·q`)
+/// and `asum{j}` (`Σ A`) for each row `j` of `A` (which starts at `a{j}`).
+/// The word's codes split in registers; where K is whole blocks (so a
+/// multiple of 4), `A` is read four values to a load, as `vec4`s.
+fn word_sums(k: &mut Kernel, p: &Product, rows: usize) -> String {
+    let l = &p.layout;
+    let per_word = (32 / l.bits) as usize;
+    let code = |c: usize| {
+        format!(
+            "f32((word >> {}u) & {}u)",
+            c * l.bits as usize,
+            l.max_code()
+        )
+    };
+    let mut s = format!(
+        "        let word = codes[n * {}u + u];\n        let first = u * {per_word}u;\n",
+        l.row_bytes / 4
+    );
+    for j in 0..rows {
+        s.push_str(&format!(
+            "        var aq{j} = 0.0;\n        var asum{j} = 0.0;\n"
+        ));
+    }
+    if l.k.is_multiple_of(l.block) {
+        k.vec4_bindings.push("in0".into());
+        for v in 0..per_word / 4 {
+            let q: Vec<String> = (0..4).map(|c| code(4 * v + c)).collect();
+            s.push_str(&format!(
+                "        let q{v} = vec4<f32>({});\n",
+                q.join(", ")
+            ));
+            for j in 0..rows {
+                s.push_str(&format!(
+                    "        let x{j}_{v} = in0[a{j} + u * {}u + {v}u];\n        aq{j} += dot(x{j}_{v}, q{v});\n        asum{j} += dot(x{j}_{v}, vec4<f32>(1.0));\n",
+                    per_word / 4
+                ));
+            }
+        }
+    } else {
+        // The last block runs past K: its padding codes are not the zero
+        // point, so A reads 0 there.
+        for c in 0..per_word {
+            s.push_str(&format!(
+                "        let q{c} = {};\n        let k{c} = first + {c}u;\n",
+                code(c)
+            ));
+            for j in 0..rows {
+                s.push_str(&format!(
+                    "        let x{j}_{c} = select(0.0, in0[a{j} + min(k{c}, KKu - 1u)], k{c} < KKu);\n        aq{j} += x{j}_{c} * q{c};\n        asum{j} += x{j}_{c};\n"
+                ));
+            }
+        }
+    }
+    s
 }
 
 /// Rows of a packed table at the given indices, dequantized; float16
