@@ -87,7 +87,10 @@ pub fn optimize(model: &mut Model) -> Result<OptimizeStats> {
     while stats.rounds < MAX_ROUNDS {
         stats.rounds += 1;
         let inlined = inline_if::inline_constant_if(model)?;
-        let folded = const_fold::fold_constants(model)? + static_shapes::fold_static_shapes(model)?;
+        // Before folding, which would widen dequantized weights to float.
+        let packed = quant::qdq::pack_dequantized_weights(model)?;
+        let folded =
+            packed + const_fold::fold_constants(model)? + static_shapes::fold_static_shapes(model)?;
         let folded = folded
             + fold_batch_norm::fold_conv_batch_norm(model)?
             + quant::tables::pack_sub_byte_tables(model)?;

@@ -123,8 +123,10 @@ impl Reader {
 }
 
 /// `Y[m, n] = Σₖ A[m, k] · W[n, k] (+ bias[n])`, `W` dequantized block by
-/// block: per block the kernel sums `A·q` and `A` and applies the scale
-/// and zero point once, `s·(Σ A·q − z·Σ A)`.
+/// block: per block the kernel sums `A·(q − z)` and applies the scale
+/// once. (Summing `A·q` and `A` apart, `s·(Σ A·q − z·Σ A)`, saves a
+/// subtraction per code but cancels catastrophically over long blocks:
+/// a QDQ weight's one block per column of 1,024 8-bit codes lost 2e-2.)
 ///
 /// Two kernels: where `A` has at most [`ROWS_PER_THREAD`] rows (a decoder's
 /// token-by-token matvec), [`matvec`] spreads each column's blocks over
@@ -196,8 +198,8 @@ impl Product {
             .replace("BITS", &l.bits.to_string())
     }
 
-    /// WGSL adding block `b` of column `n` into `aq[j]` (`Σ A·q`) and
-    /// `asum[j]` (`Σ A`) for the `rows` rows of `A` starting at word
+    /// WGSL adding block `b` of column `n`, zero point `z`, into `aq[j]`
+    /// (`Σ A·(q − z)`) for the `rows` rows of `A` starting at word
     /// `arow[j]`. Where codes fill whole words (2, 4 and 8 bits), each
     /// word is loaded once and split in registers; other widths read
     /// code by code.
@@ -208,12 +210,10 @@ impl Product {
                 "        let k1 = min(k0 + BLOCKu, KKu);
         var at = n * ROWBITSu + k0 * BITSu;
         for (var kk = k0; kk < k1; kk++) {{
-            let q = f32(code_at(at));
+            let q = f32(code_at(at)) - z;
             at += BITSu;
             for (var j = 0u; j < {rows}u; j++) {{
-                let x = in0[arow[j] + kk];
-                aq[j] += x * q;
-                asum[j] += x;
+                aq[j] += in0[arow[j] + kk] * q;
             }}
         }}
 "
@@ -233,11 +233,9 @@ impl Product {
             let word = codes[w0 + w];
             for (var c = 0u; c < {per_word}u; c++) {{
                 let kk = k0 + w * {per_word}u + c;
-                let q = f32((word >> (c * BITSu)) & {mask}u);
+                let q = f32((word >> (c * BITSu)) & {mask}u) - z;
                 for (var j = 0u; j < {rows}u; j++) {{
-                    let x = {x};
-                    aq[j] += x * q;
-                    asum[j] += x;
+                    aq[j] += {x} * q;
                 }}
             }}
         }}
@@ -270,8 +268,7 @@ fn rows(ctx: &Ctx, k: &mut Kernel, p: &Product, m: &Expr) {
         let z = zero_of(n, b);
         let k0 = b * BLOCKu;
         var aq: array<f32, {r}>;
-        var asum: array<f32, {r}>;
-{sums}        for (var j = 0u; j < {r}u; j++) {{ acc[j] += s * (aq[j] - z * asum[j]); }}
+{sums}        for (var j = 0u; j < {r}u; j++) {{ acc[j] += s * aq[j]; }}
     }}
     for (var j = 0u; j < rows; j++) {{
         {store}
@@ -311,14 +308,11 @@ fn matvec(ctx: &Ctx, k: &mut Kernel, p: &Product, m: &Expr, most_rows: usize) {
             "        let k0 = b * BLOCKu;
         var arow: array<u32, {r}>;
 {arows}        var aq: array<f32, {r}>;
-        var asum: array<f32, {r}>;
 {sums}{aqs}",
             r = most_rows,
             arows = each(&|j| format!("        arow[{j}] = a{j};\n")),
             sums = p.block_sums(most_rows),
-            aqs = each(&|j| format!(
-                "        let aq{j} = aq[{j}];\n        let asum{j} = asum[{j}];\n"
-            )),
+            aqs = each(&|j| format!("        let aq{j} = aq[{j}];\n")),
         )
     };
     let reduce = (1..lanes)
@@ -354,7 +348,7 @@ fn matvec(ctx: &Ctx, k: &mut Kernel, p: &Product, m: &Expr, most_rows: usize) {
         } else {
             "u".to_string()
         },
-        add = each(&|j| format!("        acc{j} += s * (aq{j} - z * asum{j});\n")),
+        add = each(&|j| format!("        acc{j} += s * aq{j};\n")),
         stores = each(&|j| {
             let store = ctx.store(&format!("{j}u * NNu + n"), &format!("sums[lidx]{}", p.bias));
             format!(
@@ -366,8 +360,8 @@ fn matvec(ctx: &Ctx, k: &mut Kernel, p: &Product, m: &Expr, most_rows: usize) {
     k.one_group_per_item(groups as usize, threads, ctx.max_groups(), &body);
 }
 
-/// The matvec's sums over code word `u` of column `n`: `aq{j}` (`Σ A·q`)
-/// and `asum{j}` (`Σ A`) for each row `j` of `A` (which starts at `a{j}`).
+/// The matvec's sum over code word `u` of column `n`, zero point `z`:
+/// `aq{j}` (`Σ A·(q − z)`) for each row `j` of `A` (which starts at `a{j}`).
 /// The word's codes split in registers; where K is whole blocks (so a
 /// multiple of 4), `A` is read four values to a load, as `vec4`s.
 fn word_sums(k: &mut Kernel, p: &Product, rows: usize) -> String {
@@ -385,21 +379,19 @@ fn word_sums(k: &mut Kernel, p: &Product, rows: usize) -> String {
         l.row_bytes / 4
     );
     for j in 0..rows {
-        s.push_str(&format!(
-            "        var aq{j} = 0.0;\n        var asum{j} = 0.0;\n"
-        ));
+        s.push_str(&format!("        var aq{j} = 0.0;\n"));
     }
     if l.k.is_multiple_of(l.block) {
         k.vec4_bindings.push("in0".into());
         for v in 0..per_word / 4 {
             let q: Vec<String> = (0..4).map(|c| code(4 * v + c)).collect();
             s.push_str(&format!(
-                "        let q{v} = vec4<f32>({});\n",
+                "        let q{v} = vec4<f32>({}) - z;\n",
                 q.join(", ")
             ));
             for j in 0..rows {
                 s.push_str(&format!(
-                    "        let x{j}_{v} = in0[a{j} + u * {}u + {v}u];\n        aq{j} += dot(x{j}_{v}, q{v});\n        asum{j} += dot(x{j}_{v}, vec4<f32>(1.0));\n",
+                    "        aq{j} += dot(in0[a{j} + u * {}u + {v}u], q{v});\n",
                     per_word / 4
                 ));
             }
@@ -409,12 +401,12 @@ fn word_sums(k: &mut Kernel, p: &Product, rows: usize) -> String {
         // point, so A reads 0 there.
         for c in 0..per_word {
             s.push_str(&format!(
-                "        let q{c} = {};\n        let k{c} = first + {c}u;\n",
+                "        let q{c} = {} - z;\n        let k{c} = first + {c}u;\n",
                 code(c)
             ));
             for j in 0..rows {
                 s.push_str(&format!(
-                    "        let x{j}_{c} = select(0.0, in0[a{j} + min(k{c}, KKu - 1u)], k{c} < KKu);\n        aq{j} += x{j}_{c} * q{c};\n        asum{j} += x{j}_{c};\n"
+                    "        aq{j} += select(0.0, in0[a{j} + min(k{c}, KKu - 1u)], k{c} < KKu) * q{c};\n"
                 ));
             }
         }

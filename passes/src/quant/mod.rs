@@ -14,6 +14,7 @@
 
 pub mod fit;
 pub mod precision;
+pub mod qdq;
 pub mod tables;
 
 pub use precision::{Precision, Setting};
