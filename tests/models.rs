@@ -703,6 +703,126 @@ fn packed_products_run_on_webgpu() {
     }
 }
 
+/// ConvInteger and QLinearConv over a uint8 input with constant weights
+/// (what quantized exports hold: int8 weights per output channel, zero
+/// points, an int32 bias), padded and strided, on WebGPU: equal to the
+/// interpreter, ConvInteger exactly and QLinearConv within one code.
+#[test]
+fn integer_convolutions_run_on_webgpu() {
+    use wpc::ir::graph::{Graph, Model, Node, ValueType};
+    use wpc::ir::{Attr, Attrs, DType, Shape, Tensor};
+    let gpu = wpc::runtime::webgpu::Gpu::new().expect("a Vulkan adapter (mesa-vulkan-drivers)");
+    let (c, m, hw) = (3, 4, 9);
+    let x: Vec<f64> = (0..c * hw * hw).map(|i| ((i * 37) % 256) as f64).collect();
+    let w = Tensor::from_f64s(
+        DType::I8,
+        vec![m, c, 3, 3],
+        (0..m * c * 9).map(|i| ((i * 29) % 255) as f64 - 127.0),
+    );
+    let per_channel = |dtype, v: &[f64]| Tensor::from_f64s(dtype, vec![m], v.iter().copied());
+    let scalar = |dtype, v: f64| Tensor::from_f64s(dtype, vec![], [v]);
+    let mut attrs = Attrs::default();
+    attrs.insert("pads", Attr::Ints(vec![1, 1, 1, 1]));
+    attrs.insert("strides", Attr::Ints(vec![2, 1]));
+    let cases: [(&str, Vec<Option<Tensor>>); 2] = [
+        (
+            "ConvInteger",
+            vec![
+                None,
+                Some(w.clone()),
+                Some(scalar(DType::U8, 3.0)),
+                Some(per_channel(DType::I8, &[1.0, -2.0, 0.0, 5.0])),
+            ],
+        ),
+        (
+            "QLinearConv",
+            vec![
+                None,
+                Some(scalar(DType::F32, 0.02)),
+                Some(scalar(DType::U8, 128.0)),
+                Some(w),
+                Some(per_channel(DType::F32, &[0.01, 0.02, 0.005, 0.03])),
+                Some(per_channel(DType::I8, &[0.0; 4])),
+                Some(scalar(DType::F32, 0.5)),
+                Some(scalar(DType::U8, 100.0)),
+                Some(Tensor::from_f64s(
+                    DType::I32,
+                    vec![m],
+                    [100.0, -2000.0, 0.0, 35.0],
+                )),
+            ],
+        ),
+    ];
+    for (op, operands) in cases {
+        let mut g = Graph::new(op);
+        let mut inputs = Vec::new();
+        for (i, t) in operands.into_iter().enumerate() {
+            let v = match t {
+                None => {
+                    let ty = ValueType::new(DType::U8, Shape::known(&[1, c, hw, hw]));
+                    let v = g.add_value("x", ty).expect("fresh name");
+                    g.inputs.push(v);
+                    v
+                }
+                Some(t) => {
+                    let v = g
+                        .add_value(format!("in{i}"), ValueType::of(&t))
+                        .expect("fresh name");
+                    g.constants.insert(v, t);
+                    v
+                }
+            };
+            inputs.push(Some(v));
+        }
+        // Typed, as exports declare their outputs.
+        let dtype = if op == "ConvInteger" {
+            DType::I32
+        } else {
+            DType::U8
+        };
+        let y = (g.add_value("y", ValueType::new(dtype, Shape::known(&[1, m, 5, 9]))))
+            .expect("fresh name");
+        g.outputs.push(y);
+        g.add_node(Node {
+            name: op.into(),
+            op: op.into(),
+            domain: String::new(),
+            inputs,
+            outputs: vec![Some(y)],
+            attrs: attrs.clone(),
+        })
+        .expect("valid node");
+        let model = Model {
+            graph: g,
+            opsets: [(String::new(), 21)].into_iter().collect(),
+            ir_version: 10,
+            producer: "test".into(),
+            external_data: Vec::new(),
+            dim_ranges: Default::default(),
+            counted_dims: Default::default(),
+        };
+        let feeds = HashMap::from([(
+            "x".to_string(),
+            Tensor::from_f64s(DType::U8, vec![1, c, hw, hw], x.iter().copied()),
+        )]);
+        let want = reference_outputs(&model, &feeds);
+        let (_, got) = run_on_webgpu(&gpu, &model, ("chrome", true), &feeds);
+        let (got, want) = (got[0].to_f64s(), want[0].1.to_f64s());
+        assert_eq!(got.len(), want.len(), "{op}");
+        let off = got
+            .iter()
+            .zip(&want)
+            .map(|(g, w)| (g - w).abs())
+            .fold(0.0, f64::max);
+        let allowed = if op == "ConvInteger" { 0.0 } else { 1.0 };
+        assert!(off <= allowed, "{op}: off by {off}");
+        assert!(
+            want.iter().any(|&v| v != want[0]),
+            "{op}: a constant output proves little"
+        );
+    }
+}
+
 /// Unfused, `r = Exp(x); z = Sub(r, y); out = Mul(z, y)`: r dies at Sub,
 /// so Sub writes z into r's buffer (its kernel binds two buffers, not
 /// three), and the results still equal the interpreter's.

@@ -589,46 +589,95 @@ pub fn dropout(ctx: &Ctx) -> Result<Lowered> {
     })
 }
 
-/// The broadcast shape of a per-tensor (scalar) or per-axis (1-D along
-/// `axis`) quantization parameter; block quantization is not lowered.
-fn quant_param_shape(ctx: &Ctx, param: &Tt, x: &Tt) -> Result<Vec<usize>> {
+/// A QuantizeLinear or DequantizeLinear kernel computing `expr` of the
+/// element `a`, its scale `b` and (where the node has one) its zero point
+/// `c`. Parameters are per tensor (a scalar), per axis (1-D along
+/// `axis`) or per block (x's shape with `ceil(size / block_size)` along
+/// `axis`; static shapes only).
+fn quant_kernel(ctx: &Ctx, expr: &str) -> Result<Lowered> {
+    let (x, scale, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
     let q = wpc_ir::ops::params::Quantization::of(ctx.attrs())?;
-    if q.block_size != 0 {
-        return Err(Error::unsupported(format!(
-            "{} with block_size on WebGPU",
-            ctx.node.op
-        )));
-    }
-    if param.numel() == 1 {
-        return Ok(Vec::new());
-    }
-    let axis = wpc_ir::ops::util::norm_axis(q.axis, x.shape.len())?;
-    let mut shape = vec![1; x.shape.len() - axis];
-    shape[0] = param.numel();
-    Ok(shape)
+    let params: Vec<usize> = (1..=2).filter(|&i| ctx.has_input(i)).collect();
+    let mut args: Vec<Arg> = vec![Arg::In(0)];
+    let k = if q.block_size == 0 {
+        let pshape = if scale.numel() == 1 {
+            Vec::new()
+        } else {
+            let axis = wpc_ir::ops::util::norm_axis(q.axis, x.shape.len())?;
+            let mut shape = vec![1; x.shape.len() - axis];
+            shape[0] = scale.numel();
+            shape
+        };
+        let mut ins = vec![(x.clone(), x.dims.clone())];
+        for &i in &params {
+            ins.push((ctx.input(i)?.clone(), consts(&pshape)));
+            args.push(Arg::In(i));
+        }
+        args.push(Arg::Out(0));
+        broadcast_kernel(ctx, &ins, out, expr, BTreeSet::new())?
+    } else {
+        if !x.is_static() {
+            return Err(crate::lower::dynamic_size_refused(&ctx.node.op, x));
+        }
+        let axis = wpc_ir::ops::util::norm_axis(q.axis, x.shape.len())?;
+        let mut pshape = x.shape.clone();
+        pshape[axis] = x.shape[axis].div_ceil(q.block_size);
+        if scale.shape != pshape {
+            return Err(Error::invalid(format!(
+                "{}: blocked scale of shape {:?} does not match {:?} in blocks of {} along axis {axis}",
+                ctx.node.op, scale.shape, x.shape, q.block_size
+            )));
+        }
+        // Each element's parameters: its coordinates, with the blocked
+        // axis divided by the block.
+        let mut lets = super::index::unravel("i", &x.shape, "o");
+        let strides = super::index::strides(&pshape);
+        let at: Vec<String> = (0..x.shape.len())
+            .map(|d| {
+                let o = if d == axis {
+                    format!("(o{d} / {}u)", q.block_size)
+                } else {
+                    format!("o{d}")
+                };
+                format!("{o} * {}u", strides[d])
+            })
+            .collect();
+        let _ = writeln!(lets, "    let p = {};", at.join(" + "));
+        for (&i, name) in params.iter().zip(["b", "c"]) {
+            let _ = writeln!(lets, "    let {name} = in{i}[p];");
+        }
+        let label = format!(
+            "{} blocked {}{:?}",
+            ctx.node.op,
+            out.dtype.name(),
+            out.shape
+        );
+        let ins = [(x.clone(), x.dims.clone())];
+        let mut k = broadcast_kernel_with(ctx, label, &ins, out, &lets, expr, BTreeSet::new())?;
+        // After the output: the bindings' order is the arguments' order.
+        args.push(Arg::Out(0));
+        for &i in &params {
+            k.input(&format!("in{i}"), ctx.input(i)?.word);
+            args.push(Arg::In(i));
+        }
+        k
+    };
+    Ok(Lowered::one(k, args))
 }
 
 /// DequantizeLinear: `(x - zero_point) * scale`.
 pub fn dequantize(ctx: &Ctx) -> Result<Lowered> {
-    let (x, scale, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
-    let pshape = consts(&quant_param_shape(ctx, scale, x)?);
-    let mut ins = vec![(x.clone(), x.dims.clone()), (scale.clone(), pshape.clone())];
     let expr = if ctx.has_input(2) {
-        ins.push((ctx.input(2)?.clone(), pshape));
         "(f32(a) - f32(c)) * b"
     } else {
         "f32(a) * b"
     };
-    let k = broadcast_kernel(ctx, &ins, out, expr, BTreeSet::new())?;
-    let mut args: Vec<Arg> = (0..ins.len()).map(Arg::In).collect();
-    args.push(Arg::Out(0));
-    Ok(Lowered::one(k, args))
+    quant_kernel(ctx, expr)
 }
 
 /// QuantizeLinear: `saturate(round_half_even(x / scale) + zero_point)`.
 pub fn quantize(ctx: &Ctx) -> Result<Lowered> {
-    let (x, scale, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
-    let pshape = consts(&quant_param_shape(ctx, scale, x)?);
+    let out = ctx.output(0)?;
     // Wider codes than 16 bits would not survive the f32 arithmetic.
     let (lo, hi) = match out.dtype.int_range() {
         Some(range) if out.dtype.size() <= 2 => range,
@@ -639,17 +688,10 @@ pub fn quantize(ctx: &Ctx) -> Result<Lowered> {
             )));
         }
     };
-    let mut ins = vec![(x.clone(), x.dims.clone()), (scale.clone(), pshape.clone())];
-    let zp = if ctx.has_input(2) {
-        ins.push((ctx.input(2)?.clone(), pshape));
-        "f32(c)"
-    } else {
-        "0.0"
-    };
+    let zp = if ctx.has_input(2) { "f32(c)" } else { "0.0" };
     let w = out.word.wgsl();
-    let expr = format!("{w}(clamp(round(f32(a) / b) + {zp}, {lo:?}, {hi:?}))");
-    let k = broadcast_kernel(ctx, &ins, out, &expr, BTreeSet::new())?;
-    let mut args: Vec<Arg> = (0..ins.len()).map(Arg::In).collect();
-    args.push(Arg::Out(0));
-    Ok(Lowered::one(k, args))
+    quant_kernel(
+        ctx,
+        &format!("{w}(clamp(round(f32(a) / b) + {zp}, {lo:?}, {hi:?}))"),
+    )
 }

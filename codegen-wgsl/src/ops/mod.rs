@@ -99,6 +99,8 @@ pub fn lowering(domain: &str, op: &str) -> Option<LowerFn> {
         "Gemm" => matmul::gemm,
         "QLinearMatMul" => matmul::qlinear_matmul,
         "Conv" => nn::conv,
+        "ConvInteger" => nn::conv_integer,
+        "QLinearConv" => nn::qlinear_conv,
         "ConvTranspose" => nn::conv_transpose,
         "MaxPool" | "AveragePool" | "LpPool" => nn::pool,
         "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" => nn::global_pool,

@@ -23,25 +23,218 @@ fn lit(v: f64) -> String {
 /// group, N = output positions, K = input channels of the group x kernel
 /// positions; B is gathered from the input on the fly (im2col in the load).
 pub fn conv(ctx: &Ctx) -> Result<Lowered> {
-    let (x, w, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
-    require_f32(ctx, x)?;
-    // Spatial sizes and the batch may be dynamic (read from the
-    // parameters); channels and the kernel are compiled in.
-    if !w.is_static() {
-        return Err(crate::lower::dynamic_size_refused("Conv", w));
+    require_f32(ctx, ctx.input(0)?)?;
+    let bias = ctx.has_input(2).then_some(ConvWeight::Input(2));
+    conv_gemm(
+        ctx,
+        ConvOperands {
+            kind: "Conv f32",
+            x: 0,
+            weight: ConvWeight::Input(1),
+            bias,
+            load_w: "$w".into(),
+            load_x: "$x".into(),
+            zero_points: [None, None],
+            store: "$v".into(),
+        },
+    )
+}
+
+/// ConvInteger: `Σ (x − x_zero_point)·(w − w_zero_point)` in int32. The
+/// kernel sums in float32, which is exact only while no partial sum can
+/// reach 2^24: bounded from a constant weight's own values (widened to
+/// float at compile time less its zero points), else from the types'
+/// ranges; past that the node is refused.
+pub fn conv_integer(ctx: &Ctx) -> Result<Lowered> {
+    let (x, w) = (ctx.input(0)?, ctx.input(1)?);
+    let range = |t: &Tt| {
+        let (lo, hi) = t
+            .dtype
+            .int_range()
+            .ok_or_else(|| Error::unsupported(format!("ConvInteger over {} on WebGPU", t.dtype)))?;
+        Ok::<f64, Error>(hi - lo)
+    };
+    // The largest |x − x_zero_point| an element of x's type can give.
+    let widest = range(x)?;
+    let per_channel = w.numel() / w.shape[0].max(1);
+    let constant = (ctx.opt_constant(1), ctx.opt_constant(3));
+    let (weight, load_w, largest) = match constant {
+        (Some(w), zeros) if zeros.is_some() || !ctx.has_input(3) => {
+            let zeros = zeros.map(|z| z.to_f64s());
+            let values: Vec<f32> = (w.to_f64s().iter().enumerate())
+                .map(|(i, &v)| {
+                    let z = zeros
+                        .as_ref()
+                        .map_or(0.0, |z| z[if z.len() == 1 { 0 } else { i / per_channel }]);
+                    (v - z) as f32
+                })
+                .collect();
+            let largest = (values.chunks(per_channel.max(1)))
+                .map(|row| row.iter().map(|v| f64::from(v.abs())).sum::<f64>() * widest)
+                .fold(0.0, f64::max);
+            let weight = wpc_ir::Tensor::from_vec(w.shape().to_vec(), values);
+            (ConvWeight::Derived(weight), None, largest)
+        }
+        _ => {
+            let load = if ctx.has_input(3) {
+                let ch = if ctx.input(3)?.numel() == 1 {
+                    "0u"
+                } else {
+                    "grp * MGu + m"
+                };
+                format!("f32($w) - f32(wzp[{ch}])")
+            } else {
+                "f32($w)".to_string()
+            };
+            let largest = widest * range(w)? * per_channel as f64;
+            (ConvWeight::Input(1), Some(load), largest)
+        }
+    };
+    // A derived weight has its zero points subtracted already.
+    let weight_zero = (load_w.is_some() && ctx.has_input(3)).then_some(3);
+    if largest >= f64::from(1u32 << 24) {
+        return Err(Error::unsupported(format!(
+            "ConvInteger whose sums may reach {largest:.0}: float32 is exact only below 2^24 on WebGPU"
+        )));
     }
+    conv_gemm(
+        ctx,
+        ConvOperands {
+            kind: "ConvInteger",
+            x: 0,
+            weight,
+            load_w: load_w.unwrap_or_else(|| "$w".into()),
+            bias: None,
+            load_x: "f32($x)".into(),
+            zero_points: [ctx.has_input(2).then_some(2), weight_zero],
+            store: "i32($v)".into(),
+        },
+    )
+}
+
+/// QLinearConv: x and w dequantized, convolved with the bias (int32 at
+/// scale `x_scale · w_scale`), requantized to y's scale and zero point.
+/// Every parameter but x must be a constant: the weight and bias become
+/// float at compile time and the scalars literals, as the reference
+/// computes them (rounding half to even, saturating).
+pub fn qlinear_conv(ctx: &Ctx) -> Result<Lowered> {
+    let scalar = |i: usize| -> Result<f64> {
+        let t = ctx.constant(i)?;
+        if t.len() != 1 {
+            return Err(Error::unsupported(format!(
+                "QLinearConv with per-channel input {i} on WebGPU"
+            )));
+        }
+        Ok(t.to_f64s()[0])
+    };
+    let (x_scale, x_zero, y_scale, y_zero) = (scalar(1)?, scalar(2)?, scalar(6)?, scalar(7)?);
+    let (w, w_scale, w_zero) = (ctx.constant(3)?, ctx.constant(4)?, ctx.constant(5)?);
+    let (ws, wz) = (w_scale.to_f64s(), w_zero.to_f64s());
+    let channel = |c: usize, v: &[f64]| v[if v.len() == 1 { 0 } else { c }];
+    let per_channel = w.len() / w.shape()[0].max(1);
+    let weight: Vec<f32> = (w.to_f64s().iter().enumerate())
+        .map(|(i, &v)| {
+            let c = i / per_channel;
+            ((v - channel(c, &wz)) * channel(c, &ws)) as f32
+        })
+        .collect();
+    let bias = match ctx.opt_constant(8) {
+        Some(b) => Some(ConvWeight::Derived(wpc_ir::Tensor::from_vec(
+            vec![b.len()],
+            (b.to_f64s().iter().enumerate())
+                .map(|(c, &v)| (v * x_scale * channel(c, &ws)) as f32)
+                .collect::<Vec<_>>(),
+        ))),
+        None if ctx.has_input(8) => {
+            return Err(Error::unsupported(
+                "QLinearConv with a computed bias on WebGPU",
+            ));
+        }
+        None => None,
+    };
+    let out = ctx.output(0)?;
+    let (lo, hi) = match out.dtype {
+        wpc_ir::DType::U8 | wpc_ir::DType::I8 => out.dtype.int_range().expect("an integer type"),
+        other => {
+            return Err(Error::unsupported(format!(
+                "QLinearConv to {other} on WebGPU"
+            )));
+        }
+    };
+    conv_gemm(
+        ctx,
+        ConvOperands {
+            kind: "QLinearConv",
+            x: 0,
+            weight: ConvWeight::Derived(wpc_ir::Tensor::from_vec(w.shape().to_vec(), weight)),
+            bias,
+            load_w: "$w".into(),
+            load_x: format!("(f32($x) - {}) * {}", lit(x_zero), lit(x_scale)),
+            zero_points: [None, None],
+            store: format!(
+                "{}(clamp(round($v / {}) + {}, {lo:?}, {hi:?}))",
+                out.word.wgsl(),
+                lit(y_scale),
+                lit(y_zero)
+            ),
+        },
+    )
+}
+
+/// A weight or bias of a convolution: a node input, or a float tensor
+/// the lowering derived from its inputs.
+enum ConvWeight {
+    Input(usize),
+    Derived(wpc_ir::Tensor),
+}
+
+/// What the implicit-GEMM convolution reads and stores: Conv's own
+/// operands, or the integer convolutions' with their zero points and
+/// scales applied as x is loaded and the sum stored.
+struct ConvOperands {
+    /// The kernel's label: op and type.
+    kind: &'static str,
+    /// The node input holding x.
+    x: usize,
+    weight: ConvWeight,
+    /// The weight's element `$w` as the f32 the sum takes.
+    load_w: String,
+    bias: Option<ConvWeight>,
+    /// x's element `$x` as the f32 the sum takes (padding reads 0).
+    load_x: String,
+    /// Node inputs holding x's zero point (subtracted as x is loaded,
+    /// bound as `xzp`) and the weight's (bound as `wzp`, for `load_w`).
+    zero_points: [Option<usize>; 2],
+    /// The stored value, of the sum (bias included) `$v`.
+    store: String,
+}
+
+fn conv_gemm(ctx: &Ctx, ops: ConvOperands) -> Result<Lowered> {
+    let (x, out) = (ctx.input(ops.x)?, ctx.output(0)?);
+    let w_shape = match &ops.weight {
+        ConvWeight::Input(i) => {
+            let w = ctx.input(*i)?;
+            // Spatial sizes and the batch may be dynamic (read from the
+            // parameters); channels and the kernel are compiled in.
+            if !w.is_static() {
+                return Err(crate::lower::dynamic_size_refused("Conv", w));
+            }
+            w.shape.clone()
+        }
+        ConvWeight::Derived(t) => t.shape().to_vec(),
+    };
     if x.dims.get(1).and_then(Expr::as_const).is_none() {
-        return Err(crate::lower::dynamic_size_refused("Conv", x));
+        return Err(crate::lower::dynamic_size_refused(ops.kind, x));
     }
-    let kernel: Vec<usize> = w.shape[2..].to_vec();
+    let kernel: Vec<usize> = w_shape[2..].to_vec();
     let input = &x.dims[2..];
     let win = Window::new(ctx.attrs(), &x.shape[2..], &kernel)?;
     if !x.is_static() {
-        wpc_ir::ops::params::pads_fixed_for_dynamic_sizes("Conv", ctx.attrs())?;
+        wpc_ir::ops::params::pads_fixed_for_dynamic_sizes(ops.kind, ctx.attrs())?;
     }
     let group = wpc_ir::ops::params::conv_group(ctx.attrs())?;
     let c = x.shape[1];
-    let m_all = w.shape[0];
+    let m_all = w_shape[0];
     let (cg, mg) = (c / group, m_all / group);
     let kp: usize = kernel.iter().product();
     let sp = Expr::product(input);
@@ -64,29 +257,32 @@ pub fn conv(ctx: &Ctx) -> Result<Lowered> {
         conds.push(format!("h{d} >= 0 && h{d} < {bound}"));
         terms.push(format!("u32(h{d}) * {}", params.size(&xs[d])));
     }
-    let _ = writeln!(
-        load_b,
-        "if ({}) {{ v = x[xbase + (cbase + c) * {} + {}]; }}",
-        conds.join(" && "),
+    let element = format!(
+        "x[xbase + (cbase + c) * {} + {}]",
         params.size(&sp),
         terms.join(" + ")
     );
-    let has_bias = ctx.has_input(2);
-    let bias = if has_bias {
+    let mut value = ops.load_x.replace("$x", &element);
+    if ops.zero_points[0].is_some() {
+        value = format!("{value} - f32(xzp[0])");
+    }
+    let _ = writeln!(load_b, "if ({}) {{ v = {value}; }}", conds.join(" && "));
+    let bias = if ops.bias.is_some() {
         " + bias[grp * MGu + m]".replace("MG", &mg.to_string())
     } else {
         String::new()
     };
     let label = if x.is_static() {
         format!(
-            "Conv f32 x{:?} w{:?} group {group} -> {:?}",
-            x.shape, w.shape, out.shape
+            "{} x{:?} w{:?} group {group} -> {:?}",
+            ops.kind, x.shape, w_shape, out.shape
         )
     } else {
         format!(
-            "Conv f32 x{} w{:?} group {group} -> {}",
+            "{} x{} w{:?} group {group} -> {}",
+            ops.kind,
             show(&x.dims),
-            w.shape,
+            w_shape,
             show(&out.dims)
         )
     };
@@ -99,7 +295,7 @@ pub fn conv(ctx: &Ctx) -> Result<Lowered> {
             "(nb * {m_all}u + grp * {mg}u + m) * {} + n",
             params.size(&ns)
         ),
-        &format!("v{bias}"),
+        &ops.store.replace("$v", &format!("(v{bias})")),
     );
     let spec = GemmSpec {
         label,
@@ -109,17 +305,64 @@ pub fn conv(ctx: &Ctx) -> Result<Lowered> {
         batch: x.dims[0].scale(group as i64),
         params,
         prelude,
-        load_a: format!("v = w[(grp * {mg}u + m) * {}u + k];", cg * kp),
+        load_a: format!(
+            "v = {};",
+            ops.load_w
+                .replace("$w", &format!("w[(grp * {mg}u + m) * {}u + k]", cg * kp))
+                .replace("MG", &mg.to_string())
+        ),
         load_b,
         load_b4: None,
         store,
     };
     let mut k = gemm_kernel(&spec, &ctx.tuning().conv, ctx.max_groups())?;
-    let args = bind_conv(&mut k, has_bias);
-    Ok(Lowered::one(k, args))
+    // Bindings, in order: x, w, bias, the zero points, out.
+    let mut consts = Vec::new();
+    let mut operand = |k: &mut Kernel, name: &str, word: Word, w: ConvWeight| {
+        k.input(name, word);
+        match w {
+            ConvWeight::Input(i) => Arg::In(i),
+            ConvWeight::Derived(t) => {
+                consts.push(t);
+                Arg::Const(consts.len() - 1)
+            }
+        }
+    };
+    k.input("x", x.word);
+    let mut args = vec![Arg::In(ops.x)];
+    let w_word = match ops.weight {
+        ConvWeight::Input(i) => ctx.input(i)?.word,
+        ConvWeight::Derived(_) => Word::F32,
+    };
+    args.push(operand(&mut k, "w", w_word, ops.weight));
+    if let Some(b) = ops.bias {
+        args.push(operand(&mut k, "bias", Word::F32, b));
+    }
+    for (z, name) in ops.zero_points.into_iter().zip(["xzp", "wzp"]) {
+        if let Some(z) = z {
+            k.input(name, ctx.input(z)?.word);
+            args.push(Arg::In(z));
+        }
+    }
+    k.output("out0", out.word);
+    args.push(Arg::Out(0));
+    let launches = vec![crate::lower::Launch { kernel: k, args }];
+    Ok(if consts.is_empty() {
+        Lowered::Launches {
+            temps: Vec::new(),
+            launches,
+        }
+    } else {
+        Lowered::WithConsts {
+            consts,
+            temps: Vec::new(),
+            launches,
+        }
+    })
 }
 
-/// Binds x, w, the optional bias and the output of a convolution kernel.
+/// Binds x, w, the optional bias and the output of a float convolution
+/// kernel (inputs 0, 1 and 2).
 fn bind_conv(k: &mut Kernel, has_bias: bool) -> Vec<Arg> {
     k.input("x", Word::F32).input("w", Word::F32);
     let mut args = vec![Arg::In(0), Arg::In(1)];

@@ -115,24 +115,31 @@ fn packable(g: &Graph, id: NodeId) -> Result<Option<(Packed, Vec<NodeId>)>> {
     }
     let q = Quantization::of(&node.attrs)?;
     let axis = if q.axis < 0 { q.axis + 2 } else { q.axis };
-    // Each column's scale (and zero point) per block of K.
-    let (block, blocks, param_at): (usize, usize, Box<dyn Fn(usize, usize) -> usize>) =
-        match (s.shape(), q.block_size) {
-            (shape, 0) if shape.iter().product::<usize>() == 1 => {
-                (whole_column(k), 1, Box::new(|_, _| 0))
-            }
-            (&[len], 0) if axis == 1 && len == n => (whole_column(k), 1, Box::new(|c, _| c)),
-            (&[b, len], block)
-                if axis == 0
-                    && len == n
-                    && block >= 16
-                    && block.is_power_of_two()
-                    && b == k.div_ceil(block) =>
-            {
-                (block, b, Box::new(move |c, blk| blk * n + c))
-            }
-            _ => return Ok(None),
-        };
+    // Where each column's scale (and zero point) per block of K is.
+    enum Spread {
+        Tensor,
+        Column,
+        Blocks,
+    }
+    let (spread, block, blocks) = match (s.shape(), q.block_size) {
+        (shape, 0) if shape.iter().product::<usize>() == 1 => (Spread::Tensor, whole_column(k), 1),
+        (&[len], 0) if axis == 1 && len == n => (Spread::Column, whole_column(k), 1),
+        (&[b, len], block)
+            if axis == 0
+                && len == n
+                && block >= 16
+                && block.is_power_of_two()
+                && b == k.div_ceil(block) =>
+        {
+            (Spread::Blocks, block, b)
+        }
+        _ => return Ok(None),
+    };
+    let param_at = |c: usize, blk: usize| match spread {
+        Spread::Tensor => 0,
+        Spread::Column => c,
+        Spread::Blocks => blk * n + c,
+    };
     if z.is_some_and(|z| z.shape() != s.shape() || z.dtype() != w.dtype()) {
         return Ok(None);
     }
