@@ -290,12 +290,18 @@ fn conv_gemm(ctx: &Ctx, ops: ConvOperands) -> Result<Lowered> {
         "    let nb = bat / {group}u;\n    let grp = bat % {group}u;\n    let xbase = nb * {};\n    let cbase = grp * {cg}u;\n",
         params.size(&sp.scale(c as i64))
     );
+    // The sum with its bias, bracketed where the store applies more.
+    let sum = if bias.is_empty() || ops.store == "$v" {
+        format!("v{bias}")
+    } else {
+        format!("(v{bias})")
+    };
     let store = ctx.store(
         &format!(
             "(nb * {m_all}u + grp * {mg}u + m) * {} + n",
             params.size(&ns)
         ),
-        &ops.store.replace("$v", &format!("(v{bias})")),
+        &ops.store.replace("$v", &sum),
     );
     let spec = GemmSpec {
         label,

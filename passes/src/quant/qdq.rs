@@ -99,7 +99,8 @@ fn packable(g: &Graph, id: NodeId) -> Result<Option<(Packed, Vec<NodeId>)>> {
     let (&[k, n], DType::F32) = (w.shape(), s.dtype()) else {
         return Ok(None);
     };
-    if g.outputs.contains(&out) || node.attrs.int("output_dtype", 0)? != 0 {
+    let q = Quantization::of(&node.attrs)?;
+    if g.outputs.contains(&out) || q.output_dtype != 0 {
         return Ok(None);
     }
     let readers = g.consumers(out);
@@ -113,7 +114,6 @@ fn packable(g: &Graph, id: NodeId) -> Result<Option<(Packed, Vec<NodeId>)>> {
     if readers.is_empty() || !readers.iter().all(reads_as_b) {
         return Ok(None);
     }
-    let q = Quantization::of(&node.attrs)?;
     let axis = if q.axis < 0 { q.axis + 2 } else { q.axis };
     // Where each column's scale (and zero point) per block of K is.
     enum Spread {

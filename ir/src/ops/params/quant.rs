@@ -10,6 +10,9 @@ pub struct Quantization {
     pub axis: i64,
     /// Elements per parameter along `axis` (0: per tensor or per axis).
     pub block_size: usize,
+    /// The `output_dtype` attribute (opset 21; 0 where absent): the
+    /// ONNX element type of the output.
+    pub output_dtype: i64,
 }
 
 impl Quantization {
@@ -21,6 +24,7 @@ impl Quantization {
         Ok(Quantization {
             axis: a.int("axis", 1)?,
             block_size: block as usize,
+            output_dtype: a.int("output_dtype", 0)?,
         })
     }
 }
