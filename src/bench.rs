@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use wpc_ir::graph::{Graph, Model, Node, ValueType};
+use wpc_ir::ops::params::MatMulNBits;
+use wpc_ir::ops::quant::MICROSOFT;
 use wpc_ir::packed::Layout;
-use wpc_ir::{Attr, Attrs, DType, Shape, Tensor};
+use wpc_ir::{DType, Shape, Tensor};
 use wpc_runtime::Bundle;
 use wpc_runtime::webgpu::{Gpu, Session};
 
@@ -53,9 +55,7 @@ pub fn bundle_inputs(bundle: &Bundle) -> Vec<Tensor> {
                 .unwrap_or(DType::F32);
             let n = shape.iter().product();
             let values = (0..n).map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
+                let state = xorshift(&mut state);
                 if dtype.is_float() {
                     (state >> 8) as f64 / (1u64 << 23) as f64 - 1.0
                 } else {
@@ -65,6 +65,30 @@ pub fn bundle_inputs(bundle: &Bundle) -> Vec<Tensor> {
             Tensor::from_f64s(dtype, shape, values.collect::<Vec<_>>())
         })
         .collect()
+}
+
+/// The next of a xorshift32 sequence: cheap seeded data.
+fn xorshift(state: &mut u32) -> u32 {
+    *state ^= *state << 13;
+    *state ^= *state >> 17;
+    *state ^= *state << 5;
+    *state
+}
+
+/// A benchmark model of graph `g`, over the default domain's opset 21 and
+/// onnxruntime's `com.microsoft` ops.
+fn bench_model(g: Graph) -> Model {
+    Model {
+        graph: g,
+        opsets: [(String::new(), 21), (MICROSOFT.to_string(), 1)]
+            .into_iter()
+            .collect(),
+        ir_version: 10,
+        producer: "wpc bench".into(),
+        external_data: Vec::new(),
+        dim_ranges: Default::default(),
+        counted_dims: Default::default(),
+    }
 }
 
 /// A model computing `A x B` for n x n matrices, B a constant weight.
@@ -99,15 +123,7 @@ pub fn matmul_model(n: usize) -> Model {
     })
     .expect("valid node");
     g.outputs.push(y);
-    Model {
-        graph: g,
-        opsets: [(String::new(), 21)].into_iter().collect(),
-        ir_version: 10,
-        producer: "wpc bench".into(),
-        external_data: Vec::new(),
-        dim_ranges: Default::default(),
-        counted_dims: Default::default(),
-    }
+    bench_model(g)
 }
 
 /// The bits and block of [`matvec_model`]'s weights: onnxruntime's 4-bit
@@ -135,27 +151,20 @@ pub fn matvec_model(n: usize) -> (Model, usize) {
     let mut x = g.add_value("x", vector.clone()).expect("fresh name");
     g.inputs.push(x);
     let mut state = 0x2545_f491_u32;
-    let mut random_bytes = |count: usize| -> Vec<u8> {
-        (0..count)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                state as u8
-            })
-            .collect()
-    };
+    let mut random_bytes =
+        |count: usize| -> Vec<u8> { (0..count).map(|_| xorshift(&mut state) as u8).collect() };
     // About unit gain per layer: codes less their zero points spread over
     // ±2^bits/2, summed over n.
     let scale = 1.0 / (4.0 * (n as f32).sqrt());
+    let params = MatMulNBits {
+        k: n,
+        n,
+        bits: MATVEC_BITS,
+        block_size: MATVEC_BLOCK,
+    };
     for l in 0..layers {
-        let constant = |g: &mut Graph, what: &str, t: Tensor| {
-            let v = g
-                .add_value(format!("layer{l}.{what}"), ValueType::of(&t))
-                .expect("fresh name");
-            g.constants.insert(v, t);
-            Some(v)
-        };
+        let constant =
+            |g: &mut Graph, what: &str, t: Tensor| g.add_constant(&format!("layer{l}.{what}"), t);
         let codes = Tensor::from_vec(
             vec![n, blocks, layout.row_bytes / blocks],
             random_bytes(layout.code_bytes()),
@@ -171,35 +180,19 @@ pub fn matvec_model(n: usize) -> (Model, usize) {
         let y = g
             .add_value(format!("y{l}"), vector.clone())
             .expect("fresh name");
-        let mut attrs = Attrs::default();
-        attrs.insert("K", Attr::Int(n as i64));
-        attrs.insert("N", Attr::Int(n as i64));
-        attrs.insert("bits", Attr::Int(i64::from(MATVEC_BITS)));
-        attrs.insert("block_size", Attr::Int(MATVEC_BLOCK as i64));
         g.add_node(Node {
             name: format!("layer{l}"),
             op: "MatMulNBits".into(),
-            domain: "com.microsoft".into(),
-            inputs: vec![Some(x), codes, scales, zeros],
+            domain: MICROSOFT.into(),
+            inputs: vec![Some(x), Some(codes), Some(scales), Some(zeros)],
             outputs: vec![Some(y)],
-            attrs,
+            attrs: params.attrs(),
         })
         .expect("valid node");
         x = y;
     }
     g.outputs.push(x);
-    let model = Model {
-        graph: g,
-        opsets: [(String::new(), 21), ("com.microsoft".to_string(), 1)]
-            .into_iter()
-            .collect(),
-        ir_version: 10,
-        producer: "wpc bench".into(),
-        external_data: Vec::new(),
-        dim_ranges: Default::default(),
-        counted_dims: Default::default(),
-    };
-    (model, layers * layer_bytes)
+    (bench_model(g), layers * layer_bytes)
 }
 
 /// One line per measurement, for people and for `grep`.

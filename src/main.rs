@@ -622,6 +622,9 @@ fn dispatch(cli: Cli) -> Result<()> {
             if iterations == 0 {
                 bail!("--iterations must be at least 1");
             }
+            if matvec.contains(&0) {
+                bail!("--matvec needs a width of at least 1");
+            }
             let binding = bind.parse()?;
             let profile = target.profile()?;
             // The model is read (and compiled) before the GPU is opened,
@@ -649,20 +652,18 @@ fn dispatch(cli: Cli) -> Result<()> {
                 let label = format!("{} ({})", path.display(), bundle.manifest.target);
                 wpc::bench::report_model(&gpu, &bundle, &label, warmup, iterations)?;
             }
+            // A model of bench's own, compiled for the profile and timed.
+            let time_model = |m: &wpc::ir::Model, name: &str, label: String| {
+                let options = BackendName::Webgpu.options(profile.clone());
+                let bundle = wpc::compile::compile_model(m, name, &[], &options)?;
+                wpc::bench::report_model(&gpu, &bundle, &label, warmup, iterations)
+            };
             for n in matmul {
                 let m = wpc::bench::matmul_model(n);
-                let bundle = wpc::compile::compile_model(
+                let t = time_model(
                     &m,
                     "matmul",
-                    &[],
-                    &BackendName::Webgpu.options(profile.clone()),
-                )?;
-                let t = wpc::bench::report_model(
-                    &gpu,
-                    &bundle,
-                    &format!("matmul {n}x{n}x{n} ({})", profile.name),
-                    warmup,
-                    iterations,
+                    format!("matmul {n}x{n}x{n} ({})", profile.name),
                 )?;
                 let gflops = 2.0 * (n as f64).powi(3) / t.as_secs_f64() / 1e9;
                 match peak_gflops {
@@ -674,24 +675,10 @@ fn dispatch(cli: Cli) -> Result<()> {
                 }
             }
             for n in matvec {
-                if n == 0 {
-                    bail!("--matvec needs a width of at least 1");
-                }
                 let (m, bytes) = wpc::bench::matvec_model(n);
-                let bundle = wpc::compile::compile_model(
-                    &m,
-                    "matvec",
-                    &[],
-                    &BackendName::Webgpu.options(profile.clone()),
-                )?;
                 let layers = m.graph.node_ids().count();
-                let t = wpc::bench::report_model(
-                    &gpu,
-                    &bundle,
-                    &format!("matvec 4-bit {n}x{n}, {layers} layers ({})", profile.name),
-                    warmup,
-                    iterations,
-                )?;
+                let label = format!("matvec 4-bit {n}x{n}, {layers} layers ({})", profile.name);
+                let t = time_model(&m, "matvec", label)?;
                 let copy = gpu.time_copy(bytes as u64, warmup, iterations)?;
                 // A copy reads and writes every byte.
                 let copy_rate = 2.0 * bytes as f64 / copy.as_secs_f64() / 1e9;

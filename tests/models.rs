@@ -31,6 +31,13 @@ const TOLERANCE: Tolerance = Tolerance {
     atol: 1e-4,
 };
 
+/// Tolerance of the float32 kernels against the interpreter on small
+/// graphs: the same arithmetic in other orders.
+const KERNEL_TOLERANCE: Tolerance = Tolerance {
+    rtol: 1e-4,
+    atol: 1e-5,
+};
+
 #[test]
 fn real_models_match_onnxruntime() {
     let dir = models_dir();
@@ -487,6 +494,17 @@ fn reference_outputs(
     wpc::ir::interp::run_model(&prepared, feeds).expect("the interpreter runs it")
 }
 
+/// Every WGSL file of `bundle`, one after another (to check which
+/// kernels it chose).
+fn wgsl_of(bundle: &wpc::runtime::Bundle) -> String {
+    bundle
+        .files
+        .iter()
+        .filter(|(name, _)| name.ends_with(".wgsl"))
+        .map(|(_, bytes)| String::from_utf8_lossy(bytes).into_owned())
+        .collect()
+}
+
 /// `feeds` in the order of the bundle's inputs.
 fn in_bundle_order(
     bundle: &wpc::runtime::Bundle,
@@ -539,11 +557,7 @@ fn epilogues_run_on_webgpu() {
         let (_, got) = run_on_webgpu(&gpu, &model, (profile, true), &feeds);
         assert_eq!(got.len(), want.len());
         for ((name, want), got) in want.iter().zip(&got) {
-            let tolerance = Tolerance {
-                rtol: 1e-4,
-                atol: 1e-5,
-            };
-            if let Err(e) = compare(got, want, tolerance) {
+            if let Err(e) = compare(got, want, KERNEL_TOLERANCE) {
                 panic!("{profile}: output {name}: {e}");
             }
         }
@@ -612,18 +626,9 @@ fn long_attention_runs_tiled_on_webgpu() {
         }
         let want = reference_outputs(&model, &feeds);
         let (bundle, got) = run_on_webgpu(&gpu, &model, ("chrome", true), &feeds);
-        let wgsl: String = bundle
-            .files
-            .iter()
-            .filter(|(name, _)| name.ends_with(".wgsl"))
-            .map(|(_, bytes)| String::from_utf8_lossy(bytes).into_owned())
-            .collect();
+        let wgsl = wgsl_of(&bundle);
         assert!(wgsl.contains(" tiled "), "{what}: not the tiled kernel");
-        let tolerance = Tolerance {
-            rtol: 1e-4,
-            atol: 1e-5,
-        };
-        if let Err(e) = compare(&got[0], &want[0].1, tolerance) {
+        if let Err(e) = compare(&got[0], &want[0].1, KERNEL_TOLERANCE) {
             panic!("{what}: {e}");
         }
     }
@@ -685,19 +690,10 @@ fn packed_products_run_on_webgpu() {
         let feeds = HashMap::from([(name, Tensor::from_vec(vec![m, k], x))]);
         let want = reference_outputs(&model, &feeds);
         let (bundle, got) = run_on_webgpu(&gpu, &model, ("chrome", true), &feeds);
-        let wgsl: String = bundle
-            .files
-            .iter()
-            .filter(|(name, _)| name.ends_with(".wgsl"))
-            .map(|(_, bytes)| String::from_utf8_lossy(bytes).into_owned())
-            .collect();
+        let wgsl = wgsl_of(&bundle);
         assert!(wgsl.contains("MatMulNBits"), "{what}: not packed");
         assert_eq!(wgsl.contains("matvec"), m <= 4, "{what}: the wrong kernel");
-        let tolerance = Tolerance {
-            rtol: 1e-4,
-            atol: 1e-5,
-        };
-        if let Err(e) = compare(&got[0], &want[0].1, tolerance) {
+        if let Err(e) = compare(&got[0], &want[0].1, KERNEL_TOLERANCE) {
             panic!("{what}: {e}");
         }
     }
@@ -976,10 +972,6 @@ fn dynamic_sizes_run_from_one_bundle(wasm: bool) {
             Tensor::from_vec(vec![b, s, h], x),
         ]
     };
-    let tolerance = Tolerance {
-        rtol: 1e-4,
-        atol: 1e-5,
-    };
     for (b, s) in [(1, 1), (2, 5), (3, 17), (4, 32), (0, 3)] {
         let inputs = feeds(b, s, 8);
         let named: HashMap<String, Tensor> = ["ids", "x"]
@@ -992,7 +984,7 @@ fn dynamic_sizes_run_from_one_bundle(wasm: bool) {
         assert_eq!(got.len(), want.len(), "every output comes back");
         for ((name, w), g) in want.iter().zip(&got) {
             assert_eq!(g.shape(), w.shape(), "{name} at b={b}, s={s}");
-            if let Err(e) = compare(g, w, tolerance) {
+            if let Err(e) = compare(g, w, KERNEL_TOLERANCE) {
                 panic!("{} {name} at b={b}, s={s}: {e}", session.label());
             }
         }
@@ -1039,10 +1031,6 @@ fn dynamic_image_sizes_run_from_one_bundle(wasm: bool) {
             w.fallback
         );
     }
-    let tolerance = Tolerance {
-        rtol: 1e-4,
-        atol: 1e-5,
-    };
     for (n, h, w) in [(1, 8, 8), (2, 11, 7), (1, 5, 24), (2, 24, 13)] {
         let pixels: Vec<f32> = (0..n * 3 * h * w)
             .map(|i| ((i * 13 + 5) % 23) as f32 / 23.0 - 0.5)
@@ -1054,7 +1042,7 @@ fn dynamic_image_sizes_run_from_one_bundle(wasm: bool) {
         assert_eq!(got.len(), want.len(), "every output comes back");
         for ((name, want), got) in want.iter().zip(&got) {
             assert_eq!(got.shape(), want.shape(), "{name} at {n}x{h}x{w}");
-            if let Err(e) = compare(got, want, tolerance) {
+            if let Err(e) = compare(got, want, KERNEL_TOLERANCE) {
                 panic!("{} {name} at {n}x{h}x{w}: {e}", session.label());
             }
         }
@@ -1074,10 +1062,6 @@ fn dynamic_recurrent_sizes_run_from_one_bundle(wasm: bool) {
         // Generated kernels, not the reference ones, step the layers.
         assert!(w.fallback.is_empty(), "{:?}", w.fallback);
     }
-    let tolerance = Tolerance {
-        rtol: 1e-4,
-        atol: 1e-5,
-    };
     for (s, b) in [(1, 1), (4, 3), (9, 2), (7, 4)] {
         let values = |n: usize, k: usize| -> Vec<f32> {
             (0..n)
@@ -1092,7 +1076,7 @@ fn dynamic_recurrent_sizes_run_from_one_bundle(wasm: bool) {
         assert_eq!(got.len(), want.len(), "every output comes back");
         for ((name, want), got) in want.iter().zip(&got) {
             assert_eq!(got.shape(), want.shape(), "{name} at s={s} b={b}");
-            if let Err(e) = compare(got, want, tolerance) {
+            if let Err(e) = compare(got, want, KERNEL_TOLERANCE) {
                 panic!("{} {name} at s={s} b={b}: {e}", session.label());
             }
         }

@@ -155,6 +155,14 @@ impl Graph {
         self.add_value(name, ty).expect("fresh name is unique")
     }
 
+    /// Adds `t` as a constant (an initializer) under a fresh name
+    /// derived from `hint`.
+    pub fn add_constant(&mut self, hint: &str, t: Tensor) -> ValueId {
+        let v = self.add_fresh_value(hint, ValueType::of(&t));
+        self.constants.insert(v, t);
+        v
+    }
+
     pub fn value(&self, id: ValueId) -> &Value {
         &self.values[id.index()]
     }

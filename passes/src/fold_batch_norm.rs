@@ -4,7 +4,7 @@
 //! at run time. Applies when the Conv's weights and all four statistics
 //! are float32 constants and the BN is the Conv output's only reader.
 
-use wpc_ir::{DType, Model, Result, Tensor, ValueType};
+use wpc_ir::{DType, Model, Result, Tensor};
 
 /// Folds every foldable Conv → BatchNormalization pair; returns how many.
 pub fn fold_conv_batch_norm(model: &mut Model) -> Result<usize> {
@@ -77,10 +77,8 @@ pub fn fold_conv_batch_norm(model: &mut Model) -> Result<usize> {
         let w = Tensor::from_vec(weight.shape().to_vec(), w);
         let b = Tensor::from_vec(vec![channels], b);
         let name = g.value(y).name.clone();
-        let w_id = g.add_fresh_value(&format!("{name}_folded_w"), ValueType::of(&w));
-        let b_id = g.add_fresh_value(&format!("{name}_folded_b"), ValueType::of(&b));
-        g.constants.insert(w_id, w);
-        g.constants.insert(b_id, b);
+        let w_id = g.add_constant(&format!("{name}_folded_w"), w);
+        let b_id = g.add_constant(&format!("{name}_folded_b"), b);
         let mut node = g.remove_node(conv_id);
         g.remove_node(bn_id);
         node.inputs.truncate(1);

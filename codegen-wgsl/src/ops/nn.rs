@@ -29,12 +29,11 @@ pub fn conv(ctx: &Ctx) -> Result<Lowered> {
         ctx,
         ConvOperands {
             kind: "Conv f32",
-            x: 0,
             weight: ConvWeight::Input(1),
             bias,
             load_w: "$w".into(),
             load_x: "$x".into(),
-            zero_points: [None, None],
+            reads: Vec::new(),
             store: "$v".into(),
         },
     )
@@ -57,26 +56,27 @@ pub fn conv_integer(ctx: &Ctx) -> Result<Lowered> {
     // The largest |x − x_zero_point| an element of x's type can give.
     let widest = range(x)?;
     let per_channel = w.numel() / w.shape[0].max(1);
+    // Node inputs the loads read: x's zero point, and the weight's where
+    // the weight is not a constant.
+    let mut reads = Vec::new();
+    let mut load_x = "f32($x)".to_string();
+    if ctx.has_input(2) {
+        load_x.push_str(" - f32(xzp[0])");
+        reads.push(("xzp", 2));
+    }
     let constant = (ctx.opt_constant(1), ctx.opt_constant(3));
     let (weight, load_w, largest) = match constant {
         (Some(w), zeros) if zeros.is_some() || !ctx.has_input(3) => {
-            let zeros = zeros.map(|z| z.to_f64s());
-            let values: Vec<f32> = (w.to_f64s().iter().enumerate())
-                .map(|(i, &v)| {
-                    let z = zeros
-                        .as_ref()
-                        .map_or(0.0, |z| z[if z.len() == 1 { 0 } else { i / per_channel }]);
-                    (v - z) as f32
-                })
-                .collect();
+            let weight = dequantized_weight(w, zeros, None);
+            let values = weight.as_slice::<f32>().expect("float32");
             let largest = (values.chunks(per_channel.max(1)))
                 .map(|row| row.iter().map(|v| f64::from(v.abs())).sum::<f64>() * widest)
                 .fold(0.0, f64::max);
-            let weight = wpc_ir::Tensor::from_vec(w.shape().to_vec(), values);
-            (ConvWeight::Derived(weight), None, largest)
+            (ConvWeight::Derived(weight), "$w".to_string(), largest)
         }
         _ => {
             let load = if ctx.has_input(3) {
+                reads.push(("wzp", 3));
                 let ch = if ctx.input(3)?.numel() == 1 {
                     "0u"
                 } else {
@@ -87,11 +87,9 @@ pub fn conv_integer(ctx: &Ctx) -> Result<Lowered> {
                 "f32($w)".to_string()
             };
             let largest = widest * range(w)? * per_channel as f64;
-            (ConvWeight::Input(1), Some(load), largest)
+            (ConvWeight::Input(1), load, largest)
         }
     };
-    // A derived weight has its zero points subtracted already.
-    let weight_zero = (load_w.is_some() && ctx.has_input(3)).then_some(3);
     if largest >= f64::from(1u32 << 24) {
         return Err(Error::unsupported(format!(
             "ConvInteger whose sums may reach {largest:.0}: float32 is exact only below 2^24 on WebGPU"
@@ -101,12 +99,11 @@ pub fn conv_integer(ctx: &Ctx) -> Result<Lowered> {
         ctx,
         ConvOperands {
             kind: "ConvInteger",
-            x: 0,
             weight,
-            load_w: load_w.unwrap_or_else(|| "$w".into()),
+            load_w,
             bias: None,
-            load_x: "f32($x)".into(),
-            zero_points: [ctx.has_input(2).then_some(2), weight_zero],
+            load_x,
+            reads,
             store: "i32($v)".into(),
         },
     )
@@ -128,22 +125,18 @@ pub fn qlinear_conv(ctx: &Ctx) -> Result<Lowered> {
         Ok(t.to_f64s()[0])
     };
     let (x_scale, x_zero, y_scale, y_zero) = (scalar(1)?, scalar(2)?, scalar(6)?, scalar(7)?);
-    let (w, w_scale, w_zero) = (ctx.constant(3)?, ctx.constant(4)?, ctx.constant(5)?);
-    let (ws, wz) = (w_scale.to_f64s(), w_zero.to_f64s());
-    let channel = |c: usize, v: &[f64]| v[if v.len() == 1 { 0 } else { c }];
-    let per_channel = w.len() / w.shape()[0].max(1);
-    let weight: Vec<f32> = (w.to_f64s().iter().enumerate())
-        .map(|(i, &v)| {
-            let c = i / per_channel;
-            ((v - channel(c, &wz)) * channel(c, &ws)) as f32
-        })
-        .collect();
+    let (w, w_scale) = (ctx.constant(3)?, ctx.constant(4)?);
+    let weight = dequantized_weight(w, Some(ctx.constant(5)?), Some(w_scale));
     let bias = match ctx.opt_constant(8) {
-        Some(b) => Some(ConvWeight::Derived(wpc_ir::Tensor::from_vec(
-            vec![b.len()],
-            (b.to_f64s().iter().enumerate())
-                .map(|(c, &v)| (v * x_scale * channel(c, &ws)) as f32)
-                .collect::<Vec<_>>(),
+        // int32 at scale x_scale · w_scale.
+        Some(b) => Some(ConvWeight::Derived(dequantized_weight(
+            b,
+            None,
+            Some(&wpc_ir::Tensor::from_f64s(
+                wpc_ir::DType::F64,
+                w_scale.shape().to_vec(),
+                w_scale.to_f64s().into_iter().map(|s| x_scale * s),
+            )),
         ))),
         None if ctx.has_input(8) => {
             return Err(Error::unsupported(
@@ -165,12 +158,11 @@ pub fn qlinear_conv(ctx: &Ctx) -> Result<Lowered> {
         ctx,
         ConvOperands {
             kind: "QLinearConv",
-            x: 0,
-            weight: ConvWeight::Derived(wpc_ir::Tensor::from_vec(w.shape().to_vec(), weight)),
+            weight: ConvWeight::Derived(weight),
             bias,
             load_w: "$w".into(),
             load_x: format!("(f32($x) - {}) * {}", lit(x_zero), lit(x_scale)),
-            zero_points: [None, None],
+            reads: Vec::new(),
             store: format!(
                 "{}(clamp(round($v / {}) + {}, {lo:?}, {hi:?}))",
                 out.word.wgsl(),
@@ -179,6 +171,28 @@ pub fn qlinear_conv(ctx: &Ctx) -> Result<Lowered> {
             ),
         },
     )
+}
+
+/// `(w − zero)·scale` of a constant `w` as float32, each parameter one
+/// value or one per output channel (axis 0), absent meaning 0 and 1:
+/// how the integer convolutions take a constant weight (and bias).
+fn dequantized_weight(
+    w: &wpc_ir::Tensor,
+    zero: Option<&wpc_ir::Tensor>,
+    scale: Option<&wpc_ir::Tensor>,
+) -> wpc_ir::Tensor {
+    let per_channel = w.len() / w.shape().first().copied().unwrap_or(1).max(1);
+    let at = |p: Option<&Vec<f64>>, c: usize, absent: f64| {
+        p.map_or(absent, |v| v[if v.len() == 1 { 0 } else { c }])
+    };
+    let (zero, scale) = (zero.map(|z| z.to_f64s()), scale.map(|s| s.to_f64s()));
+    let values: Vec<f32> = (w.to_f64s().iter().enumerate())
+        .map(|(i, &v)| {
+            let c = i / per_channel;
+            ((v - at(zero.as_ref(), c, 0.0)) * at(scale.as_ref(), c, 1.0)) as f32
+        })
+        .collect();
+    wpc_ir::Tensor::from_vec(w.shape().to_vec(), values)
 }
 
 /// A weight or bias of a convolution: a node input, or a float tensor
@@ -194,30 +208,29 @@ enum ConvWeight {
 struct ConvOperands {
     /// The kernel's label: op and type.
     kind: &'static str,
-    /// The node input holding x.
-    x: usize,
+    /// x is the node's input 0.
     weight: ConvWeight,
     /// The weight's element `$w` as the f32 the sum takes.
     load_w: String,
     bias: Option<ConvWeight>,
     /// x's element `$x` as the f32 the sum takes (padding reads 0).
     load_x: String,
-    /// Node inputs holding x's zero point (subtracted as x is loaded,
-    /// bound as `xzp`) and the weight's (bound as `wzp`, for `load_w`).
-    zero_points: [Option<usize>; 2],
+    /// Node inputs the loads read, each bound under its name (zero
+    /// points).
+    reads: Vec<(&'static str, usize)>,
     /// The stored value, of the sum (bias included) `$v`.
     store: String,
 }
 
 fn conv_gemm(ctx: &Ctx, ops: ConvOperands) -> Result<Lowered> {
-    let (x, out) = (ctx.input(ops.x)?, ctx.output(0)?);
+    let (x, out) = (ctx.input(0)?, ctx.output(0)?);
     let w_shape = match &ops.weight {
         ConvWeight::Input(i) => {
             let w = ctx.input(*i)?;
             // Spatial sizes and the batch may be dynamic (read from the
             // parameters); channels and the kernel are compiled in.
             if !w.is_static() {
-                return Err(crate::lower::dynamic_size_refused("Conv", w));
+                return Err(crate::lower::dynamic_size_refused(ops.kind, w));
             }
             w.shape.clone()
         }
@@ -262,10 +275,7 @@ fn conv_gemm(ctx: &Ctx, ops: ConvOperands) -> Result<Lowered> {
         params.size(&sp),
         terms.join(" + ")
     );
-    let mut value = ops.load_x.replace("$x", &element);
-    if ops.zero_points[0].is_some() {
-        value = format!("{value} - f32(xzp[0])");
-    }
+    let value = ops.load_x.replace("$x", &element);
     let _ = writeln!(load_b, "if ({}) {{ v = {value}; }}", conds.join(" && "));
     let bias = if ops.bias.is_some() {
         " + bias[grp * MGu + m]".replace("MG", &mg.to_string())
@@ -322,7 +332,7 @@ fn conv_gemm(ctx: &Ctx, ops: ConvOperands) -> Result<Lowered> {
         store,
     };
     let mut k = gemm_kernel(&spec, &ctx.tuning().conv, ctx.max_groups())?;
-    // Bindings, in order: x, w, bias, the zero points, out.
+    // Bindings, in order: x, w, bias, the loads' reads, out.
     let mut consts = Vec::new();
     let mut operand = |k: &mut Kernel, name: &str, word: Word, w: ConvWeight| {
         k.input(name, word);
@@ -335,7 +345,7 @@ fn conv_gemm(ctx: &Ctx, ops: ConvOperands) -> Result<Lowered> {
         }
     };
     k.input("x", x.word);
-    let mut args = vec![Arg::In(ops.x)];
+    let mut args = vec![Arg::In(0)];
     let w_word = match ops.weight {
         ConvWeight::Input(i) => ctx.input(i)?.word,
         ConvWeight::Derived(_) => Word::F32,
@@ -344,26 +354,16 @@ fn conv_gemm(ctx: &Ctx, ops: ConvOperands) -> Result<Lowered> {
     if let Some(b) = ops.bias {
         args.push(operand(&mut k, "bias", Word::F32, b));
     }
-    for (z, name) in ops.zero_points.into_iter().zip(["xzp", "wzp"]) {
-        if let Some(z) = z {
-            k.input(name, ctx.input(z)?.word);
-            args.push(Arg::In(z));
-        }
+    for (name, i) in ops.reads {
+        k.input(name, ctx.input(i)?.word);
+        args.push(Arg::In(i));
     }
     k.output("out0", out.word);
     args.push(Arg::Out(0));
-    let launches = vec![crate::lower::Launch { kernel: k, args }];
-    Ok(if consts.is_empty() {
-        Lowered::Launches {
-            temps: Vec::new(),
-            launches,
-        }
-    } else {
-        Lowered::WithConsts {
-            consts,
-            temps: Vec::new(),
-            launches,
-        }
+    Ok(Lowered::WithConsts {
+        consts,
+        temps: Vec::new(),
+        launches: vec![crate::lower::Launch { kernel: k, args }],
     })
 }
 

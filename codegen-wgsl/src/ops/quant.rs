@@ -129,8 +129,8 @@ impl Reader {
 /// a QDQ weight's one block per column of 1,024 8-bit codes lost 2e-2.)
 ///
 /// Two kernels: where `A` has at most [`ROWS_PER_THREAD`] rows (a decoder's
-/// token-by-token matvec), [`matvec`] spreads each column's blocks over
-/// the lanes of a workgroup, so a weight row is read by neighbouring
+/// token-by-token matvec), [`matvec`] spreads each column's code words
+/// over the lanes of a workgroup, so a weight row is read by neighbouring
 /// lanes at once and the sums meet in workgroup memory; otherwise each
 /// thread computes [`ROWS_PER_THREAD`] rows of one column ([`rows`]).
 pub fn matmul_nbits(ctx: &Ctx) -> Result<Lowered> {
@@ -301,8 +301,13 @@ fn matvec(ctx: &Ctx, k: &mut Kernel, p: &Product, m: &Expr, most_rows: usize) {
     let mm = k.params.size(m);
     super::workgroup_array(k, "sums", "f32", threads);
     let each = |f: &dyn Fn(usize) -> String| rows.clone().map(f).collect::<String>();
+    // Where K is whole blocks (so a multiple of 4), words read A as vec4s.
+    let vec4 = by_word && l.k.is_multiple_of(l.block);
+    if vec4 {
+        k.vec4_bindings.push("in0".into());
+    }
     let unit = if by_word {
-        word_sums(k, p, most_rows)
+        word_sums(p, most_rows, vec4)
     } else {
         format!(
             "        let k0 = b * BLOCKu;
@@ -325,11 +330,7 @@ fn matvec(ctx: &Ctx, k: &mut Kernel, p: &Product, m: &Expr, most_rows: usize) {
         })
         .collect::<String>();
     // A row of `A` in the words `in0` is read in.
-    let row = if k.vec4_bindings.iter().any(|b| b == "in0") {
-        l.k / 4
-    } else {
-        l.k
-    };
+    let row = if vec4 { l.k / 4 } else { l.k };
     let body = format!(
         "    let lane = lidx % {lanes}u;
     let n = row * {columns}u + lidx / {lanes}u;
@@ -362,9 +363,9 @@ fn matvec(ctx: &Ctx, k: &mut Kernel, p: &Product, m: &Expr, most_rows: usize) {
 
 /// The matvec's sum over code word `u` of column `n`, zero point `z`:
 /// `aq{j}` (`Σ A·(q − z)`) for each row `j` of `A` (which starts at `a{j}`).
-/// The word's codes split in registers; where K is whole blocks (so a
-/// multiple of 4), `A` is read four values to a load, as `vec4`s.
-fn word_sums(k: &mut Kernel, p: &Product, rows: usize) -> String {
+/// The word's codes split in registers; with `vec4`, `A` is read four
+/// values to a load (`in0` bound as `vec4`s).
+fn word_sums(p: &Product, rows: usize, vec4: bool) -> String {
     let l = &p.layout;
     let per_word = (32 / l.bits) as usize;
     let code = |c: usize| {
@@ -374,15 +375,11 @@ fn word_sums(k: &mut Kernel, p: &Product, rows: usize) -> String {
             l.max_code()
         )
     };
-    let mut s = format!(
-        "        let word = codes[n * {}u + u];\n        let first = u * {per_word}u;\n",
-        l.row_bytes / 4
-    );
+    let mut s = format!("        let word = codes[n * {}u + u];\n", l.row_bytes / 4);
     for j in 0..rows {
         s.push_str(&format!("        var aq{j} = 0.0;\n"));
     }
-    if l.k.is_multiple_of(l.block) {
-        k.vec4_bindings.push("in0".into());
+    if vec4 {
         for v in 0..per_word / 4 {
             let q: Vec<String> = (0..4).map(|c| code(4 * v + c)).collect();
             s.push_str(&format!(
@@ -399,6 +396,7 @@ fn word_sums(k: &mut Kernel, p: &Product, rows: usize) -> String {
     } else {
         // The last block runs past K: its padding codes are not the zero
         // point, so A reads 0 there.
+        s.push_str(&format!("        let first = u * {per_word}u;\n"));
         for c in 0..per_word {
             s.push_str(&format!(
                 "        let q{c} = {} - z;\n        let k{c} = first + {c}u;\n",

@@ -20,7 +20,7 @@ pub mod tables;
 pub use precision::{Precision, Setting};
 
 use std::collections::HashMap;
-use wpc_ir::ops::params::Gemm;
+use wpc_ir::ops::params::{self, Gemm};
 use wpc_ir::ops::quant::MICROSOFT;
 use wpc_ir::packed::{self, Layout};
 
@@ -365,11 +365,8 @@ fn emit(g: &mut Graph, p: Planned, packed: Option<Packed>) -> Result<LayerReport
         Kind::Table { .. } => Tensor::from_vec(vec![layout.rows, layout.row_bytes], codes),
     };
     let name = node;
-    let constant = |g: &mut Graph, what: &str, t: Tensor| {
-        let v = g.add_fresh_value(&format!("{name}_{what}"), ValueType::of(&t));
-        g.constants.insert(v, t);
-        v
-    };
+    let constant =
+        |g: &mut Graph, what: &str, t: Tensor| g.add_constant(&format!("{name}_{what}"), t);
     let (codes, scales) = (constant(g, "codes", codes), constant(g, "scales", scales));
     let zeros = zeros.map(|z| constant(g, "zero_points", z));
     match layer.kind {
@@ -393,11 +390,13 @@ fn emit(g: &mut Graph, p: Planned, packed: Option<Packed>) -> Result<LayerReport
             if let Some(add) = absorbed {
                 g.remove_node(add);
             }
-            let mut attrs = Attrs::default();
-            attrs.insert("K", Attr::Int(layer.k as i64));
-            attrs.insert("N", Attr::Int(layer.rows as i64));
-            attrs.insert("bits", Attr::Int(i64::from(spec.bits)));
-            attrs.insert("block_size", Attr::Int(spec.block as i64));
+            let attrs = params::MatMulNBits {
+                k: layer.k,
+                n: layer.rows,
+                bits: spec.bits,
+                block_size: spec.block,
+            }
+            .attrs();
             g.add_node(Node {
                 name,
                 op: "MatMulNBits".into(),
@@ -409,9 +408,11 @@ fn emit(g: &mut Graph, p: Planned, packed: Option<Packed>) -> Result<LayerReport
         }
         Kind::Table { indices, y } => {
             g.remove_node(id);
-            let mut attrs = Attrs::default();
-            attrs.insert("bits", Attr::Int(i64::from(spec.bits)));
-            attrs.insert("block_size", Attr::Int(spec.block as i64));
+            let attrs = params::GatherBlockQuantized {
+                bits: spec.bits,
+                block_size: spec.block,
+            }
+            .attrs();
             // Its output has its scales' type: float16 scales give
             // float16 rows, cast back for the graph.
             let out = if scale_dtype == DType::F32 {

@@ -8,10 +8,10 @@
 //! Exact: a value is `(q − z) · s` either way (the shift of int8 codes and
 //! zero points by 128 to the unsigned codes `MatMulNBits` reads cancels).
 
-use wpc_ir::ops::params::Quantization;
+use wpc_ir::ops::params::{MatMulNBits, Quantization};
 use wpc_ir::ops::quant::MICROSOFT;
 use wpc_ir::packed::{self, Layout};
-use wpc_ir::{Attr, Attrs, DType, Graph, Model, Node, NodeId, Result, Tensor, ValueId, ValueType};
+use wpc_ir::{DType, Graph, Model, Node, NodeId, Result, Tensor};
 
 /// Rewrites every `DequantizeLinear` of a constant `[K, N]` int8 or uint8
 /// weight whose every reader is a `MatMul` taking it as its float32 `B`,
@@ -31,29 +31,26 @@ pub fn pack_dequantized_weights(model: &mut Model) -> Result<usize> {
         let node = g.node(id);
         let name = node.name.clone();
         let out = node.outputs[0].expect("checked by packable");
-        let add = |g: &mut Graph, what: &str, t: Tensor| {
-            let v = g.add_fresh_value(&format!("{name}_{what}"), ValueType::of(&t));
-            g.constants.insert(v, t);
-            Some(v)
-        };
+        let add =
+            |g: &mut Graph, what: &str, t: Tensor| g.add_constant(&format!("{name}_{what}"), t);
         let codes = add(g, "codes", weight.codes);
         let scales = add(g, "scales", weight.scales);
-        let zeros = weight.zeros.and_then(|z| add(g, "zero_points", z));
+        let zeros = weight.zeros.map(|z| add(g, "zero_points", z));
+        let params = MatMulNBits {
+            k: weight.layout.k,
+            n: weight.layout.rows,
+            bits: 8,
+            block_size: weight.layout.block,
+        };
         for reader in readers {
-            let matmul = g.node(reader).clone();
-            g.remove_node(reader);
-            let mut attrs = Attrs::default();
-            attrs.insert("K", Attr::Int(weight.layout.k as i64));
-            attrs.insert("N", Attr::Int(weight.layout.rows as i64));
-            attrs.insert("bits", Attr::Int(8));
-            attrs.insert("block_size", Attr::Int(weight.layout.block as i64));
+            let matmul = g.remove_node(reader);
             g.add_node(Node {
                 name: matmul.name,
                 op: "MatMulNBits".into(),
                 domain: MICROSOFT.into(),
-                inputs: vec![matmul.inputs[0], codes, scales, zeros],
+                inputs: vec![matmul.inputs[0], Some(codes), Some(scales), zeros],
                 outputs: matmul.outputs,
-                attrs,
+                attrs: params.attrs(),
             })?;
         }
         debug_assert!(g.consumers(out).is_empty());
@@ -77,20 +74,16 @@ struct Packed {
 fn packable(g: &Graph, id: NodeId) -> Result<Option<(Packed, Vec<NodeId>)>> {
     let node = g.node(id);
     let input = |i: usize| node.inputs.get(i).copied().flatten();
-    let (Some(w), Some(s), Some(&Some(out))) = (input(0), input(1), node.outputs.first()) else {
+    let constant = |i: usize| input(i).and_then(|v| g.constants.get(&v));
+    let (Some(w), Some(s), Some(&Some(out))) = (constant(0), constant(1), node.outputs.first())
+    else {
         return Ok(None);
     };
-    let constant = |v: Option<ValueId>| v.and_then(|v| g.constants.get(&v));
-    let (Some(w), Some(s)) = (constant(Some(w)), constant(Some(s))) else {
+    // A zero point, where there is one, must be a constant too.
+    let z = constant(2);
+    if input(2).is_some() && z.is_none() {
         return Ok(None);
-    };
-    let z = match input(2) {
-        Some(z) => match constant(Some(z)) {
-            Some(t) => Some(t),
-            None => return Ok(None),
-        },
-        None => None,
-    };
+    }
     let shift = match w.dtype() {
         DType::I8 => 128,
         DType::U8 => 0,
@@ -190,6 +183,7 @@ mod tests {
     use crate::test_util::GraphBuilder;
     use std::collections::HashMap;
     use wpc_ir::Dim;
+    use wpc_ir::{Attr, Attrs};
 
     /// `y = x · DequantizeLinear(w, scale, zero)` over a `[k, n]` weight
     /// of `dtype`, with `attrs`; `also` adds a second reader of the

@@ -5,7 +5,7 @@
 
 use wpc_ir::ops::params::GatherBlockQuantized;
 use wpc_ir::ops::quant::{MICROSOFT, packed_table};
-use wpc_ir::{Model, Result, ValueType};
+use wpc_ir::{Model, Result};
 
 /// Repacks every `GatherBlockQuantized` whose table (and zero points, if
 /// any) are int4 or uint4 constants; returns how many.
@@ -40,10 +40,8 @@ pub fn pack_sub_byte_tables(model: &mut Model) -> Result<usize> {
             continue;
         };
         let name = g.value(data).name.clone();
-        let codes_id = g.add_fresh_value(&format!("{name}_packed"), ValueType::of(&codes));
-        let zeros_id = g.add_fresh_value(&format!("{name}_zero_points"), ValueType::of(&zeros));
-        g.constants.insert(codes_id, codes);
-        g.constants.insert(zeros_id, zeros);
+        let codes_id = g.add_constant(&format!("{name}_packed"), codes);
+        let zeros_id = g.add_constant(&format!("{name}_zero_points"), zeros);
         let node = g.node_mut(id);
         node.inputs[0] = Some(codes_id);
         node.inputs.resize(4, None);

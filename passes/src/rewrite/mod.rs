@@ -592,11 +592,7 @@ impl Emitter<'_, '_> {
             None => Tensor::from_f64s(dtype, vec![channels], vec![fill; channels]),
         };
         let what = if fill == 1.0 { "scale" } else { "bias" };
-        let v = self
-            .g
-            .add_fresh_value(&format!("{name} {what}"), ValueType::of(&tensor));
-        self.g.constants.insert(v, tensor);
-        Ok(v)
+        Ok(self.g.add_constant(&format!("{name} {what}"), tensor))
     }
 }
 

@@ -1,6 +1,6 @@
 //! Parameters of the quantization ops.
 
-use crate::attr::Attrs;
+use crate::attr::{Attr, Attrs};
 use crate::error::Result;
 
 /// `QuantizeLinear` and `DequantizeLinear`.
@@ -58,6 +58,16 @@ impl MatMulNBits {
     pub fn layout(&self) -> crate::packed::Layout {
         crate::packed::Layout::blocked(self.n, self.k, self.bits, self.block_size)
     }
+
+    /// The attributes a node of these parameters carries.
+    pub fn attrs(&self) -> Attrs {
+        let mut a = Attrs::default();
+        a.insert("K", Attr::Int(self.k as i64));
+        a.insert("N", Attr::Int(self.n as i64));
+        a.insert("bits", Attr::Int(i64::from(self.bits)));
+        a.insert("block_size", Attr::Int(self.block_size as i64));
+        a
+    }
 }
 
 /// `com.microsoft` `GatherBlockQuantized`: rows of a packed table
@@ -83,6 +93,15 @@ impl GatherBlockQuantized {
             bits: checked_bits(a.int("bits", 4)?)?,
             block_size: checked_block(a.int("block_size", 128)?)?,
         })
+    }
+
+    /// The attributes a node of these parameters carries (the axes
+    /// wpc takes are the defaults).
+    pub fn attrs(&self) -> Attrs {
+        let mut a = Attrs::default();
+        a.insert("bits", Attr::Int(i64::from(self.bits)));
+        a.insert("block_size", Attr::Int(self.block_size as i64));
+        a
     }
 
     /// Where the codes of a `[rows, row_bytes]` table are.
