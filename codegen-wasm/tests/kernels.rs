@@ -629,6 +629,64 @@ proptest! {
             check_all_variants(&model, &inputs, 1e-5)?;
         }
     }
+
+    #[test]
+    fn integer_products_match_the_reference_exactly(
+        (batch, m, k, n) in (1usize..3, 1usize..5, 1usize..40, 1usize..30),
+        (a_signed, b_signed) in (any::<bool>(), any::<bool>()),
+        zero_points in 0usize..3,
+        seed in any::<u64>(),
+    ) {
+        // MatMulInteger as `quantize_dynamic` writes it: 8-bit codes of
+        // A (an input) by a constant 8-bit B, zero points absent, one
+        // value, or one per column of B; N both below and past the
+        // vector kernel's blocks of 8, and K long enough that a float32
+        // sum would round.
+        use wpc_ir::DType;
+        let mut state = seed | 1;
+        let mut code = |signed: bool| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 256) as f64 - if signed { 128.0 } else { 0.0 }
+        };
+        let dtype = |signed: bool| if signed { DType::I8 } else { DType::U8 };
+        let a: Vec<f64> = (0..batch * m * k).map(|_| code(a_signed)).collect();
+        let b: Vec<f64> = (0..k * n).map(|_| code(b_signed)).collect();
+        let mut operands = vec![
+            Operand::Input(&[]),
+            Operand::Constant(Tensor::from_f64s(dtype(b_signed), vec![k, n], b)),
+        ];
+        let a_shape = [batch, m, k];
+        operands[0] = Operand::Input(&a_shape);
+        if zero_points > 0 {
+            let za = code(a_signed);
+            operands.push(Operand::Constant(Tensor::from_f64s(dtype(a_signed), vec![], [za])));
+            let zb: Vec<f64> = (0..if zero_points == 1 { 1 } else { n }).map(|_| code(b_signed)).collect();
+            let shape = if zero_points == 1 { vec![] } else { vec![n] };
+            operands.push(Operand::Constant(Tensor::from_f64s(dtype(b_signed), shape, zb)));
+        }
+        let mut model = one_node("MatMulInteger", operands, Attrs::default());
+        let x = model.graph.inputs[0];
+        model.graph.value_mut(x).ty.dtype = Some(dtype(a_signed));
+        let model = prepared(model);
+        let feeds = HashMap::from([(
+            model.graph.value(x).name.clone(),
+            Tensor::from_f64s(dtype(a_signed), a_shape.to_vec(), a.iter().copied()),
+        )]);
+        let want = wpc_ir::interp::run_model(&model, &feeds).unwrap().remove(0).1.to_f32s();
+        let bytes: Vec<u8> = a.iter().map(|&v| v as i64 as u8).collect();
+        for isa in Isa::ALL {
+            let c = wpc_codegen_wasm::compile(&model, isa).unwrap();
+            prop_assert!(c.fallback.is_empty(), "{:?}", c.fallback);
+            let got: Vec<f32> = run_bytes(&c, std::slice::from_ref(&bytes), 4)
+                .remove(0)
+                .chunks_exact(4)
+                .map(|b| i32::from_le_bytes(b.try_into().unwrap()) as f32)
+                .collect();
+            prop_assert_eq!(&got, &want, "{}", isa.name());
+        }
+    }
 }
 
 /// Representative kernels, small enough to read.

@@ -324,7 +324,7 @@ pub fn matmul_integer(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let table = ctx.sizes;
     let mut fx = ctx.fx();
     let mem = fx.mem;
-    let (r, n, k, arow, dst) = (fx.i32(), fx.i32(), fx.i32(), fx.i32(), fx.i32());
+    let (r, n, k, arow, orow) = (fx.i32(), fx.i32(), fx.i32(), fx.i32(), fx.i32());
     let (acc, zav, zbv) = (
         fx.locals.add(ValType::F64),
         fx.locals.add(ValType::F64),
@@ -335,12 +335,30 @@ pub fn matmul_integer(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         Sizes::new(table).of(&mut b, &mut fx, &Expr::product(&a.dims[..a.dims.len() - 1]))?;
     load_param(&mut b, mem, za.as_ref(), None, zav);
     let (asz, bsz) = (a.dtype.size() as i64, bm.dtype.size() as u32);
+    let operands = IntegerProduct {
+        a: (a.addr, a.dtype),
+        b: (bm.addr, bm.dtype),
+        zb: zb.as_ref().map(|z| (z.addr, z.dtype, z.numel() == 1)),
+        k: kk,
+        n: nn,
+    };
+    // Columns the vector kernel takes, in blocks of 8; the rest are summed
+    // one by one.
+    let vector_columns = if operands.vectorizes(fx.isa) {
+        nn - nn % 8
+    } else {
+        0
+    };
+    let vector = (vector_columns > 0).then(|| VectorLocals::new(&mut fx));
     b.i32_const(a.addr as i32)
         .local_set(arow)
         .i32_const(out.addr as i32)
-        .local_set(dst);
+        .local_set(orow);
     emit::for_size(&mut b, r, Size::Const(0), rows, 1, |b| {
-        emit::for_range(b, n, 0, nn as i64, 1, |b| {
+        if let Some(v) = &vector {
+            operands.vector_columns(b, mem, v, (arow, orow, zav), vector_columns);
+        }
+        emit::for_range(b, n, vector_columns as i64, nn as i64, 1, |b| {
             load_param(b, mem, zb.as_ref(), Some(n), zbv);
             b.f64_const(0.0).local_set(acc);
             emit::for_range(b, k, 0, kk as i64, 1, |b| {
@@ -358,11 +376,166 @@ pub fn matmul_integer(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
                     .binop(BinaryOp::F64Add)
                     .local_set(acc);
             });
-            b.local_get(dst).local_get(acc);
+            emit::addr(b, 0, n, out.dtype.size() as u32);
+            b.local_get(orow).binop(BinaryOp::I32Add).local_get(acc);
             store_from_f64(b, mem, out.dtype);
-            emit::bump(b, dst, out.dtype.size() as i64);
         });
         emit::bump(b, arow, kk as i64 * asz);
+        emit::bump(b, orow, nn as i64 * out.dtype.size() as i64);
     });
     Ok(())
+}
+
+/// A `MatMulInteger` by a 2-D `B` of 8-bit codes: where things are and
+/// what they are, for the vector kernel.
+struct IntegerProduct {
+    a: (u32, DType),
+    b: (u32, DType),
+    /// `B`'s zero point: address, type, and whether it is one value.
+    zb: Option<(u32, DType, bool)>,
+    k: usize,
+    n: usize,
+}
+
+/// The vector kernel's locals.
+struct VectorLocals {
+    n: LocalId,
+    k: LocalId,
+    za: LocalId,
+    a_at: LocalId,
+    b_at: LocalId,
+    a_code: LocalId,
+    zb: LocalId,
+    b_codes: LocalId,
+    low: LocalId,
+    high: LocalId,
+}
+
+impl VectorLocals {
+    fn new(fx: &mut emit::Fx) -> VectorLocals {
+        let v128 = |fx: &mut emit::Fx| fx.locals.add(ValType::V128);
+        VectorLocals {
+            n: fx.i32(),
+            k: fx.i32(),
+            za: fx.i32(),
+            a_at: fx.i32(),
+            b_at: fx.i32(),
+            a_code: v128(fx),
+            zb: v128(fx),
+            b_codes: v128(fx),
+            low: v128(fx),
+            high: v128(fx),
+        }
+    }
+}
+
+impl IntegerProduct {
+    /// Whether the vector kernel computes this product exactly: SIMD, both
+    /// operands 8-bit (so `code − zero` fits an i16 and a product an i32),
+    /// and K short enough that the i32 sums cannot wrap.
+    fn vectorizes(&self, isa: emit::Isa) -> bool {
+        let bytes = |t: DType| matches!(t, DType::U8 | DType::I8);
+        isa != emit::Isa::Scalar
+            && bytes(self.a.1)
+            && bytes(self.b.1)
+            && self.zb.is_none_or(|(_, t, _)| bytes(t))
+            && (self.k as u64) * 255 * 255 < i32::MAX as u64
+            && self.n >= 8
+    }
+
+    /// Columns `0 .. columns` (a multiple of 8) of one output row: for
+    /// each block of 8, `Σₖ (A[r, k] − za) · (B[k, n..n + 8] − zb)` with
+    /// B's codes widened to i16 lanes and multiplied into two i32x4
+    /// sums (`i32x4.extmul_*_i16x8_s`): exact, as the reference is.
+    /// `arow` and `orow` address the row of A and of the output; `za` is
+    /// A's zero point as f64.
+    fn vector_columns(
+        &self,
+        b: &mut InstrSeqBuilder,
+        mem: walrus::MemoryId,
+        v: &VectorLocals,
+        (arow, orow, za): (LocalId, LocalId, LocalId),
+        columns: usize,
+    ) {
+        let widen = |t: DType| match t {
+            DType::I8 => walrus::ir::LoadSimdKind::V128Load8x8S,
+            _ => walrus::ir::LoadSimdKind::V128Load8x8U,
+        };
+        let byte = |t: DType| LoadKind::I32_8 {
+            kind: match t {
+                DType::I8 => walrus::ir::ExtendedLoad::SignExtend,
+                _ => walrus::ir::ExtendedLoad::ZeroExtend,
+            },
+        };
+        let at = |offset: u32| MemArg {
+            align: 0,
+            offset: u64::from(offset),
+        };
+        b.local_get(za).unop(UnaryOp::I32TruncSF64).local_set(v.za);
+        emit::for_range(b, v.n, 0, columns as i64, 8, |b| {
+            // B's zero points for these 8 columns, as i16 lanes.
+            match self.zb {
+                Some((addr, t, false)) => {
+                    b.local_get(v.n).load_simd(mem, widen(t), at(addr));
+                }
+                Some((addr, t, true)) => {
+                    b.i32_const(0)
+                        .load(mem, byte(t), at(addr))
+                        .unop(UnaryOp::I16x8Splat);
+                }
+                None => {
+                    b.const_(walrus::ir::Value::V128(0));
+                }
+            }
+            b.local_set(v.zb);
+            b.const_(walrus::ir::Value::V128(0))
+                .local_tee(v.low)
+                .local_set(v.high);
+            b.local_get(arow).local_set(v.a_at);
+            b.local_get(v.n)
+                .i32_const(self.b.0 as i32)
+                .binop(BinaryOp::I32Add)
+                .local_set(v.b_at);
+            emit::for_range(b, v.k, 0, self.k as i64, 1, |b| {
+                b.local_get(v.a_at)
+                    .load(mem, byte(self.a.1), at(0))
+                    .local_get(v.za)
+                    .binop(BinaryOp::I32Sub)
+                    .unop(UnaryOp::I16x8Splat)
+                    .local_set(v.a_code);
+                b.local_get(v.b_at)
+                    .load_simd(mem, widen(self.b.1), at(0))
+                    .local_get(v.zb)
+                    .binop(BinaryOp::I16x8Sub)
+                    .local_tee(v.b_codes)
+                    .local_get(v.a_code)
+                    .binop(BinaryOp::I32x4ExtMulLowI16x8S)
+                    .local_get(v.low)
+                    .binop(BinaryOp::I32x4Add)
+                    .local_set(v.low);
+                b.local_get(v.b_codes)
+                    .local_get(v.a_code)
+                    .binop(BinaryOp::I32x4ExtMulHighI16x8S)
+                    .local_get(v.high)
+                    .binop(BinaryOp::I32x4Add)
+                    .local_set(v.high);
+                emit::bump(b, v.a_at, 1);
+                emit::bump(b, v.b_at, self.n as i64);
+            });
+            for (half, sum) in [(0u64, v.low), (16, v.high)] {
+                emit::addr(b, 0, v.n, 4);
+                b.local_get(orow)
+                    .binop(BinaryOp::I32Add)
+                    .local_get(sum)
+                    .store(
+                        mem,
+                        StoreKind::V128,
+                        MemArg {
+                            align: 0,
+                            offset: half,
+                        },
+                    );
+            }
+        });
+    }
 }
