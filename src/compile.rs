@@ -485,7 +485,7 @@ fn quantize(
     let Some(p) = precision else {
         return Ok((None, why));
     };
-    let calibration = calibrate(model, options, &p)?;
+    let calibration = calibrate(model, options)?;
     let report = wpc_passes::quant::quantize_weights_reporting(bound, &p, &calibration, &|s, d, t| {
         options.progress.report(s, d, t)
     })
@@ -562,11 +562,7 @@ pub fn effective_precision(
 /// What the calibration samples say about `model`'s layers: measured
 /// on the model prepared for the samples' own shapes (they need not be
 /// the sizes it is compiled or run at).
-fn calibrate(
-    model: &Model,
-    options: &Options,
-    precision: &wpc_passes::quant::Precision,
-) -> wpc_ir::Result<wpc_passes::quant::Calibration> {
+fn calibrate(model: &Model, options: &Options) -> wpc_ir::Result<wpc_passes::quant::Calibration> {
     let mut calibration = wpc_passes::quant::Calibration::default();
     let runs = &options.calibration;
     let shapes_of = |feeds: &HashMap<String, wpc_ir::Tensor>| -> HashMap<String, Vec<usize>> {
@@ -588,7 +584,10 @@ fn calibrate(
         wpc_passes::optimize(&mut probe)?;
         Ok(probe)
     };
-    // One prepared model at a time, for all the runs of its shapes.
+    // One prepared model at a time, for all the runs of its shapes. The
+    // largest run is kept with its model: `--fit` measures each layer's
+    // sensitivity on it, and the report the whole model's accuracy.
+    let largest = (0..runs.len()).max_by_key(|&i| runs[i].values().map(|t| t.len()).sum::<usize>());
     let mut done = vec![false; runs.len()];
     let stage = "running calibration samples";
     let mut finished = 0;
@@ -606,14 +605,11 @@ fn calibrate(
                 finished += 1;
             }
         }
+        if let Some(l) = largest.filter(|&l| shapes_of(&runs[l]) == shapes) {
+            calibration.keep_sample_run(probe, runs[l].clone());
+        }
     }
     options.progress.report(stage, finished, runs.len());
-    // Fitting to a budget measures sensitivity on the largest run.
-    let fits = precision.fit.is_some();
-    let largest = (0..runs.len()).max_by_key(|&i| runs[i].values().map(|t| t.len()).sum::<usize>());
-    if let (true, Some(i)) = (fits, largest) {
-        calibration.keep_sensitivity_run(prepare_for(i)?, runs[i].clone());
-    }
     Ok(calibration)
 }
 

@@ -1123,6 +1123,14 @@ fn report_quant(q: &wpc::passes::quant::QuantReport, every_layer: bool) {
             }
         );
     }
+    for a in &q.accuracy {
+        say!(
+            "  accuracy: output '{}' against float32 on the largest --calibrate run: cosine {:.5}, relative error {:.2e}",
+            a.output,
+            a.cosine,
+            a.relative_error
+        );
+    }
     if !every_layer {
         return;
     }

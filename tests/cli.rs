@@ -984,6 +984,57 @@ fn quantized_bundles_report_their_layers_and_match_the_reference() {
     assert!(o.status.success(), "{}", stderr(&o));
     let said = String::from_utf8(o.stdout).unwrap();
     assert!(said.contains("GPTQ (error feedback on samples)"), "{said}");
+    // The report measures the whole model against float32 on the
+    // largest run (x5): what `wpc run` of the same quantized model gives.
+    let accuracy = said
+        .lines()
+        .find_map(|l| {
+            l.trim().strip_prefix(
+                "accuracy: output 'y' against float32 on the largest --calibrate run: cosine ",
+            )
+        })
+        .unwrap_or_else(|| panic!("an accuracy line: {said}"));
+    let (cosine, error) = accuracy.split_once(", relative error ").unwrap();
+    let (cosine, error): (f64, f64) = (cosine.parse().unwrap(), error.parse().unwrap());
+    let run_x5 = |extra: &[&str], out: &str| {
+        let out = dir.path().join(out);
+        let mut args = vec!["run", &path, "--input", &x5in, "-o", out.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let o = wpc(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        wpc::npy::read(&out.join("y.npy")).unwrap().to_f32s()
+    };
+    let float5 = run_x5(&[], "float5");
+    let quantized5 = run_x5(
+        &[
+            "--weights",
+            "int3",
+            "--calibrate",
+            &xin,
+            "--calibrate",
+            &x5in,
+        ],
+        "quantized5",
+    );
+    let dot = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(&x, &y)| f64::from(x) * f64::from(y))
+            .sum::<f64>()
+    };
+    let want_cosine =
+        dot(&float5, &quantized5) / (dot(&float5, &float5) * dot(&quantized5, &quantized5)).sqrt();
+    let diff: Vec<f32> = float5.iter().zip(&quantized5).map(|(a, b)| a - b).collect();
+    let want_error = (dot(&diff, &diff) / dot(&float5, &float5)).sqrt();
+    assert!(want_error > 0.0, "int3 changed nothing");
+    assert!(
+        (cosine - want_cosine).abs() < 1e-4,
+        "{cosine} vs {want_cosine}"
+    );
+    assert!(
+        (error - want_error).abs() < 1e-2 * want_error,
+        "{error} vs {want_error}"
+    );
     // Every run is read: a second one of the wrong width is refused.
     let x63 = dir.path().join("x63.npy");
     wpc::npy::write(

@@ -10,7 +10,7 @@
 //! error on the calibration samples (its relative weight error without
 //! samples), and `sensitivity` how much the model's outputs move per unit
 //! of it. Sensitivity is measured end to end, once per layer: the
-//! sensitivity run (see [`Calibration::keep_sensitivity_run`]) goes
+//! sensitivity run (see [`Calibration::keep_sample_run`]) goes
 //! through the model with only that layer's weight at [`PROBE_BITS`],
 //! and `sensitivity = ‖Y − Y₀‖² / ‖Y₀‖² ÷ error²`. Without samples every
 //! sensitivity is 1 and only the weight errors decide.
@@ -29,9 +29,9 @@
 
 use std::collections::HashMap;
 
-use wpc_ir::{Error, Model, Result, Tensor};
+use wpc_ir::{Error, Model, Result};
 
-use super::{Calibration, Packed, Planned, quantize_layer, transposed};
+use super::{Calibration, Packed, Planned, quantize_layer};
 
 /// The widths a free layer may get, besides float32.
 pub const WIDTHS: [u32; 4] = [8, 4, 3, 2];
@@ -298,7 +298,7 @@ fn sensitivities(
     calibration: &Calibration,
     progress: super::Progress,
 ) -> Result<Option<Vec<f64>>> {
-    let Some((probe, feeds)) = calibration.sensitivity_run.as_deref() else {
+    let Some((probe, feeds)) = calibration.sample_run.as_deref() else {
         return Ok(None);
     };
     let run = |m: &Model| -> Result<Vec<Vec<f32>>> {
@@ -323,33 +323,13 @@ fn sensitivities(
         else {
             continue;
         };
-        let name = &model.graph.value(p.layer.weight).name;
-        let Some(v) = probe.graph.find_value(name) else {
-            continue;
-        };
-        let Some(original) = probe.graph.constants.get(&v).cloned() else {
-            continue;
-        };
-        let declared = &model.graph.constants[&p.layer.weight];
-        if original.shape() != declared.shape() || q.error == 0.0 {
+        if q.error == 0.0 {
             continue;
         }
-        let w: Vec<f32> = p
-            .layer
-            .w
-            .iter()
-            .zip(q.q.difference(&p.layer.w, p.layer.k))
-            .map(|(&w, d)| (f64::from(w) - d) as f32)
-            .collect();
-        let w = if p.layer.transposed {
-            transposed(&w, p.layer.rows, p.layer.k)
-        } else {
-            w
+        let Some((v, original)) = super::substitute_dequantized(&mut probe, &model.graph, p, q)
+        else {
+            continue;
         };
-        probe
-            .graph
-            .constants
-            .insert(v, Tensor::from_vec(original.shape().to_vec(), w));
         let out = run(&probe)?;
         probe.graph.constants.insert(v, original);
         let moved: f64 = out

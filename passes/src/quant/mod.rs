@@ -57,6 +57,21 @@ pub struct QuantReport {
     pub layers: Vec<LayerReport>,
     /// What fitting to a budget chose, when asked ([`Precision::fit`]).
     pub fit: Option<fit::FitReport>,
+    /// How the quantized model's outputs compare with the float model's
+    /// on the calibration sample run ([`Calibration::keep_sample_run`]),
+    /// one entry per graph output; empty without one.
+    pub accuracy: Vec<OutputAccuracy>,
+}
+
+/// One graph output of the quantized model against the float model's,
+/// on the same sample inputs, each taken as one flat vector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutputAccuracy {
+    pub output: String,
+    /// `⟨y, ŷ⟩ / (‖y‖ ‖ŷ‖)`.
+    pub cosine: f64,
+    /// `‖y − ŷ‖ / ‖y‖`.
+    pub relative_error: f64,
 }
 
 impl QuantReport {
@@ -167,15 +182,99 @@ pub fn quantize_weights_reporting(
             (chosen, None)
         }
     };
+    let accuracy = accuracy(&model.graph, &planned, &chosen, calibration)?;
     let mut report = QuantReport {
         layers: Vec::with_capacity(planned.len()),
         fit,
+        accuracy,
     };
     for (p, packed) in planned.into_iter().zip(chosen) {
         report.layers.push(emit(&mut model.graph, p, packed)?);
     }
     crate::dce::eliminate_dead_nodes(model);
     Ok(report)
+}
+
+/// The sample run's outputs with every chosen layer's weight replaced
+/// by what its codes read back as, against the float model's (see
+/// [`QuantReport::accuracy`]); empty without a sample run.
+fn accuracy(
+    g: &Graph,
+    planned: &[Planned],
+    chosen: &[Option<Packed>],
+    calibration: &Calibration,
+) -> Result<Vec<OutputAccuracy>> {
+    let Some((probe, feeds)) = calibration.sample_run.as_deref() else {
+        return Ok(Vec::new());
+    };
+    let run = |m: &Model| {
+        wpc_ir::interp::run_model(m, feeds).map_err(|e| {
+            e.within("measuring the quantized model's accuracy on the calibration samples")
+        })
+    };
+    let float = run(probe)?;
+    let mut quantized = probe.clone();
+    for (p, q) in planned.iter().zip(chosen) {
+        if let Some(q) = q {
+            substitute_dequantized(&mut quantized, g, p, q);
+        }
+    }
+    let outputs = run(&quantized)?;
+    Ok(float
+        .into_iter()
+        .zip(outputs)
+        .map(|((output, y), (_, yq))| {
+            let (y, yq) = (y.to_f32s(), yq.to_f32s());
+            let (mut dot, mut yy, mut qq, mut dd) = (0f64, 0f64, 0f64, 0f64);
+            for (&a, &b) in y.iter().zip(&yq) {
+                let (a, b) = (f64::from(a), f64::from(b));
+                dot += a * b;
+                yy += a * a;
+                qq += b * b;
+                dd += (a - b) * (a - b);
+            }
+            OutputAccuracy {
+                output,
+                cosine: dot / (yy.sqrt() * qq.sqrt()).max(f64::MIN_POSITIVE),
+                relative_error: dd.sqrt() / yy.sqrt().max(f64::MIN_POSITIVE),
+            }
+        })
+        .collect())
+}
+
+/// Puts what `q`'s codes read back as in place of layer `p`'s weight in
+/// `probe` (a copy of the model `g` belongs to, prepared for other
+/// sizes), returning the weight it replaced; `None` (and `probe` left
+/// as it was) where the probe has no such weight of that shape.
+fn substitute_dequantized(
+    probe: &mut Model,
+    g: &Graph,
+    p: &Planned,
+    q: &Packed,
+) -> Option<(ValueId, Tensor)> {
+    let v = probe.graph.find_value(&g.value(p.layer.weight).name)?;
+    let original = probe.graph.constants.get(&v)?;
+    if original.shape() != g.constants[&p.layer.weight].shape() {
+        return None;
+    }
+    let shape = original.shape().to_vec();
+    let w: Vec<f32> = p
+        .layer
+        .w
+        .iter()
+        .zip(q.q.difference(&p.layer.w, p.layer.k))
+        .map(|(&w, d)| (f64::from(w) - d) as f32)
+        .collect();
+    let w = if p.layer.transposed {
+        transposed(&w, p.layer.rows, p.layer.k)
+    } else {
+        w
+    };
+    probe
+        .graph
+        .constants
+        .insert(v, Tensor::from_vec(shape, w))
+        .map(|original| (v, original))
 }
 
 /// Bytes of `model`'s float32 weights that quantization can shrink (the
@@ -461,14 +560,16 @@ const SAMPLE_ROWS: usize = 4096;
 pub struct Calibration {
     pub inputs: HashMap<String, Hessian>,
     /// A model prepared for one run's shapes and that run's feeds, which
-    /// [`fit`] measures each layer's sensitivity on.
-    pub sensitivity_run: Option<Box<(Model, HashMap<String, Tensor>)>>,
+    /// [`fit`] measures each layer's sensitivity on and the report the
+    /// whole model's accuracy ([`QuantReport::accuracy`]).
+    pub sample_run: Option<Box<(Model, HashMap<String, Tensor>)>>,
 }
 
 impl Calibration {
-    /// Keeps `model` and `feeds` as the run sensitivity is measured on.
-    pub fn keep_sensitivity_run(&mut self, model: Model, feeds: HashMap<String, Tensor>) {
-        self.sensitivity_run = Some(Box::new((model, feeds)));
+    /// Keeps `model` and `feeds` as the run sensitivity and accuracy are
+    /// measured on.
+    pub fn keep_sample_run(&mut self, model: Model, feeds: HashMap<String, Tensor>) {
+        self.sample_run = Some(Box::new((model, feeds)));
     }
 
     /// Runs `model` on `feeds` (one run's inputs) on the reference
