@@ -283,19 +283,30 @@ pub fn dynamic_quantize(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
 /// partial sum of 8-bit products exactly) and stored as int32. `A`'s
 /// zero point is one value; `B`'s one, or one per column.
 pub fn matmul_integer(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
-    let (a, bm, out) = (ctx.input(0)?, ctx.input(1)?, ctx.output(0)?);
+    let (a, out) = (ctx.input(0)?, ctx.output(0)?);
     if a.dims.len() < 2 {
         return Err(Error::unsupported(
             "MatMulInteger with an A of rank below 2",
         ));
     }
-    if bm.dims.len() != 2 {
-        return Err(Error::unsupported("MatMulInteger with a B that is not 2-D"));
-    }
-    let (kk, nn) = (
-        crate::sizes::fixed(&bm.dims[0], "MatMulInteger's K")?,
-        crate::sizes::fixed(&bm.dims[1], "MatMulInteger's N")?,
-    );
+    // A constant B is placed only if the kernel reads it as it is (see
+    // `pair_panels`).
+    let constant_b = ctx.opt_constant(1).cloned();
+    let (b_dtype, kk, nn) = match &constant_b {
+        Some(t) if t.rank() == 2 => (t.dtype(), t.shape()[0], t.shape()[1]),
+        Some(_) => return Err(Error::unsupported("MatMulInteger with a B that is not 2-D")),
+        None => {
+            let bm = ctx.input(1)?;
+            if bm.dims.len() != 2 {
+                return Err(Error::unsupported("MatMulInteger with a B that is not 2-D"));
+            }
+            (
+                bm.dtype,
+                crate::sizes::fixed(&bm.dims[0], "MatMulInteger's K")?,
+                crate::sizes::fixed(&bm.dims[1], "MatMulInteger's N")?,
+            )
+        }
+    };
     if a.dims[a.dims.len() - 1].as_const() != Some(kk as i64) {
         return Err(Error::unsupported(format!(
             "MatMulInteger whose A rows ({}) are not B's {kk}",
@@ -321,6 +332,27 @@ pub fn matmul_integer(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
             "MatMulInteger zero points other than one value (A) or one per column (B)",
         ));
     }
+    let mut operands = IntegerProduct {
+        a: (a.addr, a.dtype),
+        b: (0, b_dtype),
+        zb: zb.as_ref().map(|z| (z.addr, z.dtype, z.numel() == 1)),
+        k: kk,
+        n: nn,
+    };
+    // Columns the vector kernel takes, in blocks of 8 laid out at compile
+    // time (`pair_panels`); the rest are summed one by one, from B as it
+    // is (placed only if there are any).
+    let vector_columns = match &constant_b {
+        Some(_) if operands.vectorizes(ctx.isa) => nn - nn % 8,
+        _ => 0,
+    };
+    if let Some(t) = constant_b.filter(|_| vector_columns > 0) {
+        operands.b.0 = ctx.weight_bytes(pair_panels(&t.to_le_bytes(), kk, nn));
+    }
+    let b_addr = match vector_columns < nn {
+        true => ctx.input(1)?.addr,
+        false => 0,
+    };
     let table = ctx.sizes;
     let mut fx = ctx.fx();
     let mem = fx.mem;
@@ -334,21 +366,7 @@ pub fn matmul_integer(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     let rows =
         Sizes::new(table).of(&mut b, &mut fx, &Expr::product(&a.dims[..a.dims.len() - 1]))?;
     load_param(&mut b, mem, za.as_ref(), None, zav);
-    let (asz, bsz) = (a.dtype.size() as i64, bm.dtype.size() as u32);
-    let operands = IntegerProduct {
-        a: (a.addr, a.dtype),
-        b: (bm.addr, bm.dtype),
-        zb: zb.as_ref().map(|z| (z.addr, z.dtype, z.numel() == 1)),
-        k: kk,
-        n: nn,
-    };
-    // Columns the vector kernel takes, in blocks of 8; the rest are summed
-    // one by one.
-    let vector_columns = if operands.vectorizes(fx.isa) {
-        nn - nn % 8
-    } else {
-        0
-    };
+    let (asz, bsz) = (a.dtype.size() as i64, b_dtype.size() as u32);
     let vector = (vector_columns > 0).then(|| VectorLocals::new(&mut fx));
     b.i32_const(a.addr as i32)
         .local_set(arow)
@@ -368,8 +386,8 @@ pub fn matmul_integer(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
                 b.local_get(arow).binop(BinaryOp::I32Add);
                 load_f64(b, mem, a.dtype);
                 b.local_get(zav).binop(BinaryOp::F64Sub);
-                emit::linear(b, &[(k, nn), (n, 1)], bsz as usize, bm.addr);
-                load_f64(b, mem, bm.dtype);
+                emit::linear(b, &[(k, nn), (n, 1)], bsz as usize, b_addr);
+                load_f64(b, mem, b_dtype);
                 b.local_get(zbv)
                     .binop(BinaryOp::F64Sub)
                     .binop(BinaryOp::F64Mul)
@@ -386,15 +404,38 @@ pub fn matmul_integer(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     Ok(())
 }
 
-/// A `MatMulInteger` by a 2-D `B` of 8-bit codes: where things are and
-/// what they are, for the vector kernel.
+/// A `MatMulInteger` by a constant 2-D `B` of 8-bit codes: where things
+/// are and what they are, for the vector kernel.
 struct IntegerProduct {
     a: (u32, DType),
+    /// Where [`pair_panels`] put B, and its type.
     b: (u32, DType),
     /// `B`'s zero point: address, type, and whether it is one value.
     zb: Option<(u32, DType, bool)>,
     k: usize,
     n: usize,
+}
+
+/// B (`k × n` bytes, row-major) as the vector kernel reads it: for each
+/// whole block of 8 columns, for each pair of rows `(2p, 2p + 1)`, 16
+/// bytes `B[2p, c], B[2p + 1, c]` for its columns `c` in turn (a row
+/// past `k` reads 0, and the kernel gives it no weight). Each block is
+/// `⌈k/2⌉ · 16` bytes, read in order.
+fn pair_panels(b: &[u8], k: usize, n: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(k.div_ceil(2) * 2 * n);
+    for block in (0..n - n % 8).step_by(8) {
+        for pair in (0..k).step_by(2) {
+            for c in block..block + 8 {
+                out.push(b[pair * n + c]);
+                out.push(if pair + 1 < k {
+                    b[(pair + 1) * n + c]
+                } else {
+                    0
+                });
+            }
+        }
+    }
+    out
 }
 
 /// The vector kernel's locals.
@@ -404,8 +445,9 @@ struct VectorLocals {
     za: LocalId,
     a_at: LocalId,
     b_at: LocalId,
-    a_code: LocalId,
-    zb: LocalId,
+    a_pair: LocalId,
+    zb_low: LocalId,
+    zb_high: LocalId,
     b_codes: LocalId,
     low: LocalId,
     high: LocalId,
@@ -420,8 +462,9 @@ impl VectorLocals {
             za: fx.i32(),
             a_at: fx.i32(),
             b_at: fx.i32(),
-            a_code: v128(fx),
-            zb: v128(fx),
+            a_pair: v128(fx),
+            zb_low: v128(fx),
+            zb_high: v128(fx),
             b_codes: v128(fx),
             low: v128(fx),
             high: v128(fx),
@@ -444,11 +487,12 @@ impl IntegerProduct {
     }
 
     /// Columns `0 .. columns` (a multiple of 8) of one output row: for
-    /// each block of 8, `Σₖ (A[r, k] − za) · (B[k, n..n + 8] − zb)` with
-    /// B's codes widened to i16 lanes and multiplied into two i32x4
-    /// sums (`i32x4.extmul_*_i16x8_s`): exact, as the reference is.
-    /// `arow` and `orow` address the row of A and of the output; `za` is
-    /// A's zero point as f64.
+    /// each block of 8, `Σₖ (A[r, k] − za) · (B[k, n..n + 8] − zb)` two
+    /// rows of B at a time. A pair's codes of 4 columns are widened to
+    /// i16 lanes `b_kc, b_k+1,c`, and `i32x4.dot_i16x8_s` against A's two
+    /// codes gives each column's `a_k·b_kc + a_k+1·b_k+1,c` in an i32
+    /// lane: exact, as the reference is. `arow` and `orow` address the
+    /// row of A and of the output; `za` is A's zero point as f64.
     fn vector_columns(
         &self,
         b: &mut InstrSeqBuilder,
@@ -457,71 +501,57 @@ impl IntegerProduct {
         (arow, orow, za): (LocalId, LocalId, LocalId),
         columns: usize,
     ) {
-        let widen = |t: DType| match t {
-            DType::I8 => walrus::ir::LoadSimdKind::V128Load8x8S,
-            _ => walrus::ir::LoadSimdKind::V128Load8x8U,
-        };
-        let byte = |t: DType| LoadKind::I32_8 {
-            kind: match t {
-                DType::I8 => walrus::ir::ExtendedLoad::SignExtend,
-                _ => walrus::ir::ExtendedLoad::ZeroExtend,
-            },
-        };
         let at = |offset: u32| MemArg {
             align: 0,
             offset: u64::from(offset),
         };
         b.local_get(za).unop(UnaryOp::I32TruncSF64).local_set(v.za);
         emit::for_range(b, v.n, 0, columns as i64, 8, |b| {
-            // B's zero points for these 8 columns, as i16 lanes.
+            // B's zero points for these 8 columns as i16 lanes, each
+            // twice (for both rows of a pair): columns 0–3, then 4–7.
             match self.zb {
                 Some((addr, t, false)) => {
-                    b.local_get(v.n).load_simd(mem, widen(t), at(addr));
+                    b.local_get(v.n)
+                        .load_simd(mem, widen(t), at(addr))
+                        .local_tee(v.zb_high)
+                        .local_get(v.zb_high)
+                        .i8x16_shuffle(doubled_lanes(0))
+                        .local_set(v.zb_low)
+                        .local_get(v.zb_high)
+                        .local_get(v.zb_high)
+                        .i8x16_shuffle(doubled_lanes(4))
+                        .local_set(v.zb_high);
                 }
                 Some((addr, t, true)) => {
                     b.i32_const(0)
                         .load(mem, byte(t), at(addr))
-                        .unop(UnaryOp::I16x8Splat);
+                        .unop(UnaryOp::I16x8Splat)
+                        .local_tee(v.zb_low)
+                        .local_set(v.zb_high);
                 }
                 None => {
-                    b.const_(walrus::ir::Value::V128(0));
+                    b.const_(walrus::ir::Value::V128(0))
+                        .local_tee(v.zb_low)
+                        .local_set(v.zb_high);
                 }
             }
-            b.local_set(v.zb);
             b.const_(walrus::ir::Value::V128(0))
                 .local_tee(v.low)
                 .local_set(v.high);
             b.local_get(arow).local_set(v.a_at);
+            // Block n/8 starts n/8 · ⌈K/2⌉ · 16 bytes in.
             b.local_get(v.n)
+                .i32_const(2 * self.k.div_ceil(2) as i32)
+                .binop(BinaryOp::I32Mul)
                 .i32_const(self.b.0 as i32)
                 .binop(BinaryOp::I32Add)
                 .local_set(v.b_at);
-            emit::for_range(b, v.k, 0, self.k as i64, 1, |b| {
-                b.local_get(v.a_at)
-                    .load(mem, byte(self.a.1), at(0))
-                    .local_get(v.za)
-                    .binop(BinaryOp::I32Sub)
-                    .unop(UnaryOp::I16x8Splat)
-                    .local_set(v.a_code);
-                b.local_get(v.b_at)
-                    .load_simd(mem, widen(self.b.1), at(0))
-                    .local_get(v.zb)
-                    .binop(BinaryOp::I16x8Sub)
-                    .local_tee(v.b_codes)
-                    .local_get(v.a_code)
-                    .binop(BinaryOp::I32x4ExtMulLowI16x8S)
-                    .local_get(v.low)
-                    .binop(BinaryOp::I32x4Add)
-                    .local_set(v.low);
-                b.local_get(v.b_codes)
-                    .local_get(v.a_code)
-                    .binop(BinaryOp::I32x4ExtMulHighI16x8S)
-                    .local_get(v.high)
-                    .binop(BinaryOp::I32x4Add)
-                    .local_set(v.high);
-                emit::bump(b, v.a_at, 1);
-                emit::bump(b, v.b_at, self.n as i64);
+            emit::for_range(b, v.k, 0, self.k as i64 / 2, 1, |b| {
+                self.pair_step(b, mem, v, true)
             });
+            if self.k % 2 == 1 {
+                self.pair_step(b, mem, v, false);
+            }
             for (half, sum) in [(0u64, v.low), (16, v.high)] {
                 emit::addr(b, 0, v.n, 4);
                 b.local_get(orow)
@@ -538,4 +568,91 @@ impl IntegerProduct {
             }
         });
     }
+
+    /// Adds rows `k` and `k + 1` of the product to the sums (only row
+    /// `k`, the last of an odd K, when `!both`: A's second code is then
+    /// 0), and moves past them.
+    fn pair_step(
+        &self,
+        b: &mut InstrSeqBuilder,
+        mem: walrus::MemoryId,
+        v: &VectorLocals,
+        both: bool,
+    ) {
+        let at = |offset: u64| MemArg { align: 0, offset };
+        // (a_k − za) in the low 16 bits of each i32 lane, (a_k+1 − za)
+        // in the high 16.
+        b.local_get(v.a_at)
+            .load(mem, byte(self.a.1), at(0))
+            .local_get(v.za)
+            .binop(BinaryOp::I32Sub)
+            .i32_const(0xffff)
+            .binop(BinaryOp::I32And);
+        if both {
+            b.local_get(v.a_at)
+                .load(mem, byte(self.a.1), at(1))
+                .local_get(v.za)
+                .binop(BinaryOp::I32Sub)
+                .i32_const(16)
+                .binop(BinaryOp::I32Shl)
+                .binop(BinaryOp::I32Or);
+        }
+        b.unop(UnaryOp::I32x4Splat).local_set(v.a_pair);
+        b.local_get(v.b_at)
+            .load(mem, LoadKind::V128, at(0))
+            .local_set(v.b_codes);
+        let (low, high) = match self.b.1 {
+            DType::I8 => (
+                UnaryOp::I16x8WidenLowI8x16S,
+                UnaryOp::I16x8WidenHighI8x16S,
+            ),
+            _ => (
+                UnaryOp::I16x8WidenLowI8x16U,
+                UnaryOp::I16x8WidenHighI8x16U,
+            ),
+        };
+        for (extend, zero, sum) in [(low, v.zb_low, v.low), (high, v.zb_high, v.high)] {
+            b.local_get(v.b_codes)
+                .unop(extend)
+                .local_get(zero)
+                .binop(BinaryOp::I16x8Sub)
+                .local_get(v.a_pair)
+                .binop(BinaryOp::I32x4DotI16x8S)
+                .local_get(sum)
+                .binop(BinaryOp::I32x4Add)
+                .local_set(sum);
+        }
+        emit::bump(b, v.a_at, if both { 2 } else { 1 });
+        emit::bump(b, v.b_at, 16);
+    }
+}
+
+/// Loads 8 bytes of type `t` as i16 lanes.
+fn widen(t: DType) -> walrus::ir::LoadSimdKind {
+    match t {
+        DType::I8 => walrus::ir::LoadSimdKind::V128Load8x8S,
+        _ => walrus::ir::LoadSimdKind::V128Load8x8U,
+    }
+}
+
+/// Loads one byte of type `t` as an i32.
+fn byte(t: DType) -> LoadKind {
+    LoadKind::I32_8 {
+        kind: match t {
+            DType::I8 => walrus::ir::ExtendedLoad::SignExtend,
+            _ => walrus::ir::ExtendedLoad::ZeroExtend,
+        },
+    }
+}
+
+/// The shuffle that repeats i16 lanes `first .. first + 4` of a vector
+/// twice each: `[x₀, x₀, x₁, x₁, …]`.
+fn doubled_lanes(first: u8) -> [u8; 16] {
+    let mut indices = [0u8; 16];
+    for j in 0..4u8 {
+        let lane = 2 * (first + j);
+        let at = 4 * j as usize;
+        indices[at..at + 4].copy_from_slice(&[lane, lane + 1, lane, lane + 1]);
+    }
+    indices
 }
