@@ -4,11 +4,13 @@
 # 1 thread, SIMD), all in this machine's Node and run interleaved, and
 # native onnxruntime (Python, 1 thread) as the ceiling, on the same
 # inputs: the light ResNet50, a Silero VAD model, the BERT-style encoder
-# in both its forms and the MobileNetV3-style CNN. Prints medians and the
+# in both its forms, the MobileNetV3-style CNN, and the exported BERT
+# quantized by onnxruntime (4-bit MatMulNBits; quantize_dynamic). Prints medians and the
 # median of per-round ratios. Run from anywhere:
 #
 #   bash scripts/bench_wasm.sh [RUNS]      (default 10 timed runs, 3 warm-up)
 #   WPC=target/debug/wpc bash scripts/bench_wasm.sh   (skip the release build)
+#   CASES="bert_ort_q4 bert_ort_dynamic_u8" bash scripts/bench_wasm.sh   (only these)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 runs="${1:-10}"
@@ -24,11 +26,16 @@ cases=(
     "bert_encoder|$models/bert_encoder/model.onnx|input_ids=$models/bert_encoder/input_0.npy"
     "bert_exported|$models/bert_exported/model.onnx|input_ids=$models/bert_exported/input_0.npy|attention_mask=$models/bert_exported/input_1.npy"
     "mobilenet_v3|$models/mobilenet_v3/model.onnx|input=$models/mobilenet_v3/input_0.npy"
+    # The exported BERT quantized by onnxruntime's tools: 4-bit MatMulNBits
+    # weights, and quantize_dynamic's uint8 MatMulInteger.
+    "bert_ort_q4|$models/bert_ort_q4/model.onnx|input_ids=$models/bert_ort_q4/input_0.npy|attention_mask=$models/bert_ort_q4/input_1.npy"
+    "bert_ort_dynamic_u8|$models/bert_ort_dynamic_u8/model.onnx|input_ids=$models/bert_ort_dynamic_u8/input_0.npy|attention_mask=$models/bert_ort_dynamic_u8/input_1.npy"
 )
 results="$work/results.jsonl"
 : > "$results"
 for c in "${cases[@]}"; do
     IFS='|' read -r label model rest <<<"$c"
+    [[ -n "${CASES:-}" && " $CASES " != *" $label "* ]] && continue
     IFS='|' read -r -a inputs <<<"$rest"
     bundle="$work/$label.wpc"
     flags=()

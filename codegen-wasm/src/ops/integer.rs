@@ -602,14 +602,8 @@ impl IntegerProduct {
             .load(mem, LoadKind::V128, at(0))
             .local_set(v.b_codes);
         let (low, high) = match self.b.1 {
-            DType::I8 => (
-                UnaryOp::I16x8WidenLowI8x16S,
-                UnaryOp::I16x8WidenHighI8x16S,
-            ),
-            _ => (
-                UnaryOp::I16x8WidenLowI8x16U,
-                UnaryOp::I16x8WidenHighI8x16U,
-            ),
+            DType::I8 => (UnaryOp::I16x8WidenLowI8x16S, UnaryOp::I16x8WidenHighI8x16S),
+            _ => (UnaryOp::I16x8WidenLowI8x16U, UnaryOp::I16x8WidenHighI8x16U),
         };
         for (extend, zero, sum) in [(low, v.zb_low, v.low), (high, v.zb_high, v.high)] {
             b.local_get(v.b_codes)
