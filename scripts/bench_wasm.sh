@@ -5,8 +5,8 @@
 # native onnxruntime (Python, 1 thread) as the ceiling, on the same
 # inputs: the light ResNet50, a Silero VAD model, the BERT-style encoder
 # in both its forms, the MobileNetV3-style CNN, and the exported BERT
-# quantized by onnxruntime (4-bit MatMulNBits; quantize_dynamic). Prints medians and the
-# median of per-round ratios. Run from anywhere:
+# quantized by onnxruntime (4-bit MatMulNBits; quantize_dynamic). Prints
+# medians and the median of per-round ratios. Run from anywhere:
 #
 #   bash scripts/bench_wasm.sh [RUNS]      (default 10 timed runs, 3 warm-up)
 #   WPC=target/debug/wpc bash scripts/bench_wasm.sh   (skip the release build)
@@ -31,6 +31,9 @@ cases=(
     "bert_ort_q4|$models/bert_ort_q4/model.onnx|input_ids=$models/bert_ort_q4/input_0.npy|attention_mask=$models/bert_ort_q4/input_1.npy"
     "bert_ort_dynamic_u8|$models/bert_ort_dynamic_u8/model.onnx|input_ids=$models/bert_ort_dynamic_u8/input_0.npy|attention_mask=$models/bert_ort_dynamic_u8/input_1.npy"
 )
+for label in ${CASES:-}; do
+    printf '%s\n' "${cases[@]}" | grep -q "^$label|" || { echo "CASES: no case '$label'" >&2; exit 2; }
+done
 results="$work/results.jsonl"
 : > "$results"
 for c in "${cases[@]}"; do

@@ -968,19 +968,23 @@ fn quantized_bundles_report_their_layers_and_match_the_reference() {
     wpc::npy::write(&x5, &wpc::ir::Tensor::from_vec(vec![5, 64], input)).unwrap();
     let x5in = format!("x={}", x5.display());
     let calibrated = dir.path().join("calibrated.wpc");
-    let o = wpc(&[
-        "compile",
-        &path,
+    let calibrated_int3 = [
         "--weights",
         "int3",
         "--calibrate",
         &xin,
         "--calibrate",
         &x5in,
+    ];
+    let mut args = vec![
+        "compile",
+        &path,
         "--report",
         "-o",
         calibrated.to_str().unwrap(),
-    ]);
+    ];
+    args.extend_from_slice(&calibrated_int3);
+    let o = wpc(&args);
     assert!(o.status.success(), "{}", stderr(&o));
     let said = String::from_utf8(o.stdout).unwrap();
     assert!(said.contains("GPTQ (error feedback on samples)"), "{said}");
@@ -1005,17 +1009,7 @@ fn quantized_bundles_report_their_layers_and_match_the_reference() {
         wpc::npy::read(&out.join("y.npy")).unwrap().to_f32s()
     };
     let float5 = run_x5(&[], "float5");
-    let quantized5 = run_x5(
-        &[
-            "--weights",
-            "int3",
-            "--calibrate",
-            &xin,
-            "--calibrate",
-            &x5in,
-        ],
-        "quantized5",
-    );
+    let quantized5 = run_x5(&calibrated_int3, "quantized5");
     let dot = |a: &[f32], b: &[f32]| {
         a.iter()
             .zip(b)

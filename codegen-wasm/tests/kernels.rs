@@ -632,16 +632,16 @@ proptest! {
 
     #[test]
     fn integer_products_match_the_reference_exactly(
-        (batch, m, k, n) in (1usize..3, 1usize..5, 1usize..40, 1usize..30),
+        (batch, m, k, n) in (1usize..3, 1usize..5, 1usize..300, 1usize..30),
         (a_signed, b_signed) in (any::<bool>(), any::<bool>()),
-        zero_points in 0usize..3,
+        zero_points in 0usize..4,
         seed in any::<u64>(),
     ) {
         // MatMulInteger as `quantize_dynamic` writes it: 8-bit codes of
-        // A (an input) by a constant 8-bit B, zero points absent, one
-        // value, or one per column of B; N both below and past the
-        // vector kernel's blocks of 8, and K long enough that a float32
-        // sum would round.
+        // A (an input) by a constant 8-bit B; zero points absent, A's
+        // alone, or both (B's one value or one per column); N below and
+        // past the vector kernel's blocks of 8, K odd and even and long
+        // enough that sums pass float32's exact integers.
         use wpc_ir::DType;
         let mut state = seed | 1;
         let mut code = |signed: bool| {
@@ -653,17 +653,18 @@ proptest! {
         let dtype = |signed: bool| if signed { DType::I8 } else { DType::U8 };
         let a: Vec<f64> = (0..batch * m * k).map(|_| code(a_signed)).collect();
         let b: Vec<f64> = (0..k * n).map(|_| code(b_signed)).collect();
+        let a_shape = [batch, m, k];
         let mut operands = vec![
-            Operand::Input(&[]),
+            Operand::Input(&a_shape),
             Operand::Constant(Tensor::from_f64s(dtype(b_signed), vec![k, n], b)),
         ];
-        let a_shape = [batch, m, k];
-        operands[0] = Operand::Input(&a_shape);
         if zero_points > 0 {
             let za = code(a_signed);
             operands.push(Operand::Constant(Tensor::from_f64s(dtype(a_signed), vec![], [za])));
-            let zb: Vec<f64> = (0..if zero_points == 1 { 1 } else { n }).map(|_| code(b_signed)).collect();
-            let shape = if zero_points == 1 { vec![] } else { vec![n] };
+        }
+        if zero_points > 1 {
+            let shape = if zero_points == 2 { vec![] } else { vec![n] };
+            let zb: Vec<f64> = (0..shape.iter().product()).map(|_| code(b_signed)).collect();
             operands.push(Operand::Constant(Tensor::from_f64s(dtype(b_signed), shape, zb)));
         }
         let mut model = one_node("MatMulInteger", operands, Attrs::default());
@@ -674,15 +675,19 @@ proptest! {
             model.graph.value(x).name.clone(),
             Tensor::from_f64s(dtype(a_signed), a_shape.to_vec(), a.iter().copied()),
         )]);
-        let want = wpc_ir::interp::run_model(&model, &feeds).unwrap().remove(0).1.to_f32s();
+        let want = wpc_ir::interp::run_model(&model, &feeds).unwrap().remove(0).1.to_i64s();
         let bytes: Vec<u8> = a.iter().map(|&v| v as i64 as u8).collect();
         for isa in Isa::ALL {
             let c = wpc_codegen_wasm::compile(&model, isa).unwrap();
             prop_assert!(c.fallback.is_empty(), "{:?}", c.fallback);
-            let got: Vec<f32> = run_bytes(&c, std::slice::from_ref(&bytes), 4)
+            // The vector kernel runs where there is a block of 8 columns:
+            // `i32x4.dot_i16x8_s` is 0xfd 0xba 0x01.
+            let dots = c.wasm.windows(3).any(|w| w == [0xfd, 0xba, 0x01]);
+            prop_assert_eq!(dots, isa != Isa::Scalar && n >= 8, "{}", isa.name());
+            let got: Vec<i64> = run_bytes(&c, std::slice::from_ref(&bytes), 4)
                 .remove(0)
                 .chunks_exact(4)
-                .map(|b| i32::from_le_bytes(b.try_into().unwrap()) as f32)
+                .map(|b| i64::from(i32::from_le_bytes(b.try_into().unwrap())))
                 .collect();
             prop_assert_eq!(&got, &want, "{}", isa.name());
         }

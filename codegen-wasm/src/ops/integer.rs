@@ -279,7 +279,9 @@ pub fn dynamic_quantize(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
 }
 
 /// `MatMulInteger` by a 2-D `B`: `Y[r, n] = Σₖ (A[r, k] − a_zero) ·
-/// (B[k, n] − b_zero[n])`, summed exactly (in float64, which holds every
+/// (B[k, n] − b_zero[n])`, summed exactly (on SIMD variants with a
+/// constant B of 8-bit codes, in i32 lanes by [`IntegerProduct`]; else
+/// in float64, which holds every
 /// partial sum of 8-bit products exactly) and stored as int32. `A`'s
 /// zero point is one value; `B`'s one, or one per column.
 pub fn matmul_integer(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
@@ -291,8 +293,8 @@ pub fn matmul_integer(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     }
     // A constant B is placed only if the kernel reads it as it is (see
     // `pair_panels`).
-    let constant_b = ctx.opt_constant(1).cloned();
-    let (b_dtype, kk, nn) = match &constant_b {
+    let constant_b = ctx.opt_constant(1);
+    let (b_dtype, kk, nn) = match constant_b {
         Some(t) if t.rank() == 2 => (t.dtype(), t.shape()[0], t.shape()[1]),
         Some(_) => return Err(Error::unsupported("MatMulInteger with a B that is not 2-D")),
         None => {
@@ -333,23 +335,22 @@ pub fn matmul_integer(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         ));
     }
     let mut operands = IntegerProduct {
-        a: (a.addr, a.dtype),
+        a: a.dtype,
         b: (0, b_dtype),
         zb: zb.as_ref().map(|z| (z.addr, z.dtype, z.numel() == 1)),
         k: kk,
-        n: nn,
     };
     // Columns the vector kernel takes, in blocks of 8 laid out at compile
     // time (`pair_panels`); the rest are summed one by one, from B as it
     // is (placed only if there are any).
-    let vector_columns = match &constant_b {
+    let in_blocks = match constant_b {
         Some(_) if operands.vectorizes(ctx.isa) => nn - nn % 8,
         _ => 0,
     };
-    if let Some(t) = constant_b.filter(|_| vector_columns > 0) {
+    if let Some(t) = constant_b.filter(|_| in_blocks > 0) {
         operands.b.0 = ctx.weight_bytes(pair_panels(&t.to_le_bytes(), kk, nn));
     }
-    let b_addr = match vector_columns < nn {
+    let b_addr = match in_blocks < nn {
         true => ctx.input(1)?.addr,
         false => 0,
     };
@@ -367,16 +368,16 @@ pub fn matmul_integer(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
         Sizes::new(table).of(&mut b, &mut fx, &Expr::product(&a.dims[..a.dims.len() - 1]))?;
     load_param(&mut b, mem, za.as_ref(), None, zav);
     let (asz, bsz) = (a.dtype.size() as i64, b_dtype.size() as u32);
-    let vector = (vector_columns > 0).then(|| VectorLocals::new(&mut fx));
+    let vector = (in_blocks > 0).then(|| VectorLocals::new(&mut fx));
     b.i32_const(a.addr as i32)
         .local_set(arow)
         .i32_const(out.addr as i32)
         .local_set(orow);
     emit::for_size(&mut b, r, Size::Const(0), rows, 1, |b| {
         if let Some(v) = &vector {
-            operands.vector_columns(b, mem, v, (arow, orow, zav), vector_columns);
+            operands.blocks(b, mem, v, (arow, orow, zav), in_blocks);
         }
-        emit::for_range(b, n, vector_columns as i64, nn as i64, 1, |b| {
+        emit::for_range(b, n, in_blocks as i64, nn as i64, 1, |b| {
             load_param(b, mem, zb.as_ref(), Some(n), zbv);
             b.f64_const(0.0).local_set(acc);
             emit::for_range(b, k, 0, kk as i64, 1, |b| {
@@ -407,13 +408,12 @@ pub fn matmul_integer(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
 /// A `MatMulInteger` by a constant 2-D `B` of 8-bit codes: where things
 /// are and what they are, for the vector kernel.
 struct IntegerProduct {
-    a: (u32, DType),
+    a: DType,
     /// Where [`pair_panels`] put B, and its type.
     b: (u32, DType),
     /// `B`'s zero point: address, type, and whether it is one value.
     zb: Option<(u32, DType, bool)>,
     k: usize,
-    n: usize,
 }
 
 /// B (`k × n` bytes, row-major) as the vector kernel reads it: for each
@@ -479,11 +479,10 @@ impl IntegerProduct {
     fn vectorizes(&self, isa: emit::Isa) -> bool {
         let bytes = |t: DType| matches!(t, DType::U8 | DType::I8);
         isa != emit::Isa::Scalar
-            && bytes(self.a.1)
+            && bytes(self.a)
             && bytes(self.b.1)
             && self.zb.is_none_or(|(_, t, _)| bytes(t))
             && (self.k as u64) * 255 * 255 < i32::MAX as u64
-            && self.n >= 8
     }
 
     /// Columns `0 .. columns` (a multiple of 8) of one output row: for
@@ -493,7 +492,7 @@ impl IntegerProduct {
     /// codes gives each column's `a_k·b_kc + a_k+1·b_k+1,c` in an i32
     /// lane: exact, as the reference is. `arow` and `orow` address the
     /// row of A and of the output; `za` is A's zero point as f64.
-    fn vector_columns(
+    fn blocks(
         &self,
         b: &mut InstrSeqBuilder,
         mem: walrus::MemoryId,
@@ -583,14 +582,14 @@ impl IntegerProduct {
         // (a_k − za) in the low 16 bits of each i32 lane, (a_k+1 − za)
         // in the high 16.
         b.local_get(v.a_at)
-            .load(mem, byte(self.a.1), at(0))
+            .load(mem, byte(self.a), at(0))
             .local_get(v.za)
             .binop(BinaryOp::I32Sub)
             .i32_const(0xffff)
             .binop(BinaryOp::I32And);
         if both {
             b.local_get(v.a_at)
-                .load(mem, byte(self.a.1), at(1))
+                .load(mem, byte(self.a), at(1))
                 .local_get(v.za)
                 .binop(BinaryOp::I32Sub)
                 .i32_const(16)

@@ -10,7 +10,7 @@
 //! error on the calibration samples (its relative weight error without
 //! samples), and `sensitivity` how much the model's outputs move per unit
 //! of it. Sensitivity is measured end to end, once per layer: the
-//! sensitivity run (see [`Calibration::keep_sample_run`]) goes
+//! sample run (see [`Calibration::keep_sample_run`]) goes
 //! through the model with only that layer's weight at [`PROBE_BITS`],
 //! and `sensitivity = ‖Y − Y₀‖² / ‖Y₀‖² ÷ error²`. Without samples every
 //! sensitivity is 1 and only the weight errors decide.
@@ -289,7 +289,7 @@ fn hull(options: &[Choice]) -> Vec<usize> {
 }
 
 /// Each layer's sensitivity (see the module docs), or `None` without a
-/// sensitivity run. A layer whose weight the run's model lacks gets the
+/// sample run. A layer whose weight the run's model lacks gets the
 /// mean of the others'.
 fn sensitivities(
     model: &Model,

@@ -67,6 +67,7 @@ pub struct QuantReport {
 /// on the same sample inputs, each taken as one flat vector.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OutputAccuracy {
+    /// The graph output's name.
     pub output: String,
     /// `⟨y, ŷ⟩ / (‖y‖ ‖ŷ‖)`.
     pub cosine: f64,
@@ -182,7 +183,7 @@ pub fn quantize_weights_reporting(
             (chosen, None)
         }
     };
-    let accuracy = accuracy(&model.graph, &planned, &chosen, calibration)?;
+    let accuracy = accuracy(&model.graph, &planned, &chosen, calibration, progress)?;
     let mut report = QuantReport {
         layers: Vec::with_capacity(planned.len()),
         fit,
@@ -197,22 +198,31 @@ pub fn quantize_weights_reporting(
 
 /// The sample run's outputs with every chosen layer's weight replaced
 /// by what its codes read back as, against the float model's (see
-/// [`QuantReport::accuracy`]); empty without a sample run.
+/// [`QuantReport::accuracy`]); empty without a sample run or with
+/// nothing quantized. A layer whose weight the sample run's model lacks
+/// (prepared for other sizes, folding may differ) stays float there.
 fn accuracy(
     g: &Graph,
     planned: &[Planned],
     chosen: &[Option<Packed>],
     calibration: &Calibration,
+    progress: Progress,
 ) -> Result<Vec<OutputAccuracy>> {
     let Some((probe, feeds)) = calibration.sample_run.as_deref() else {
         return Ok(Vec::new());
     };
+    if chosen.iter().all(Option::is_none) {
+        return Ok(Vec::new());
+    }
+    let stage = "measuring the quantized model on the samples";
+    progress(stage, 0, 2);
     let run = |m: &Model| {
         wpc_ir::interp::run_model(m, feeds).map_err(|e| {
             e.within("measuring the quantized model's accuracy on the calibration samples")
         })
     };
     let float = run(probe)?;
+    progress(stage, 1, 2);
     let mut quantized = probe.clone();
     for (p, q) in planned.iter().zip(chosen) {
         if let Some(q) = q {
@@ -220,6 +230,7 @@ fn accuracy(
         }
     }
     let outputs = run(&quantized)?;
+    progress(stage, 2, 2);
     Ok(float
         .into_iter()
         .zip(outputs)
@@ -233,9 +244,14 @@ fn accuracy(
                 qq += b * b;
                 dd += (a - b) * (a - b);
             }
+            // Two all-zero outputs are the same output.
+            let cosine = match (yy, qq) {
+                (0.0, 0.0) => 1.0,
+                _ => dot / (yy.sqrt() * qq.sqrt()).max(f64::MIN_POSITIVE),
+            };
             OutputAccuracy {
                 output,
-                cosine: dot / (yy.sqrt() * qq.sqrt()).max(f64::MIN_POSITIVE),
+                cosine,
                 relative_error: dd.sqrt() / yy.sqrt().max(f64::MIN_POSITIVE),
             }
         })
