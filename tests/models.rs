@@ -638,26 +638,27 @@ fn long_attention_runs_tiled_on_webgpu() {
 /// by `passes::quant`) at every code width, with K often not a whole
 /// number of blocks, packed or absent zero points and float16 or float32
 /// scales: up to 4 rows of `A` take the matvec kernel (a workgroup's lanes
-/// share a column), more take one thread per column. Checked against the
-/// interpreter running the same packed graph.
+/// share a column), more take one thread per column; some with the input
+/// rotated first (`--rotate`: blocks of 128, 32 and 16 values). Checked
+/// against the interpreter running the same packed graph.
 #[test]
 fn packed_products_run_on_webgpu() {
     use wpc::ir::testing::{Operand, one_node};
     use wpc::ir::{Attrs, Tensor};
     use wpc::passes::quant::{Precision, Setting, quantize_weights};
     let gpu = wpc::runtime::webgpu::Gpu::new().expect("a Vulkan adapter (mesa-vulkan-drivers)");
-    // (rows of A, K, N, bits, group, symmetric, float16 scales)
+    // (rows of A, K, N, bits, group, symmetric, float16 scales, rotated)
     let cases = [
-        (1, 200, 37, 4, 32, false, true),
-        (1, 256, 40, 4, 64, true, false),
-        (3, 96, 19, 2, 16, false, false),
-        (2, 100, 23, 3, 32, false, true),
-        (1, 64, 9, 8, 16, true, false),
-        (4, 1000, 7, 4, 16, false, false),
-        (6, 80, 11, 4, 32, false, true),
+        (1, 200, 37, 4, 32, false, true, false),
+        (1, 256, 40, 4, 64, true, false, true),
+        (3, 96, 19, 2, 16, false, false, true),
+        (2, 100, 23, 3, 32, false, true, false),
+        (1, 64, 9, 8, 16, true, false, false),
+        (4, 1000, 7, 4, 16, false, false, false),
+        (6, 80, 11, 4, 32, false, true, true),
     ];
-    for (m, k, n, bits, group, symmetric, f16_scales) in cases {
-        let what = format!("{m}x{k}x{n}, {bits}-bit, group {group}");
+    for (m, k, n, bits, group, symmetric, f16_scales, rotate) in cases {
+        let what = format!("{m}x{k}x{n}, {bits}-bit, group {group}, rotated {rotate}");
         let w: Vec<f32> = (0..k * n)
             .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
             .collect();
@@ -675,14 +676,16 @@ fn packed_products_run_on_webgpu() {
             group,
             symmetric,
             f16_scales,
+            rotate,
             ..Setting::DEFAULT
         };
-        quantize_weights(
+        let report = quantize_weights(
             &mut model,
             &Precision::uniform(setting),
             &Default::default(),
         )
         .expect("the weight quantizes");
+        assert_eq!(report.layers[0].setting.rotate, rotate, "{what}");
         let x = (0..m * k)
             .map(|i| ((i * 7919 % 2003) as f32 / 1001.5 - 1.0) * 2.0)
             .collect();

@@ -577,12 +577,16 @@ proptest! {
         group in prop::sample::select(vec![16usize, 32]),
         symmetric in any::<bool>(),
         f16_table in any::<bool>(),
+        rotate in any::<bool>(),
         x in values(4 * 80),
     ) {
         // A product by a quantized weight (MatMulNBits) and rows of a
         // quantized table (GatherBlockQuantized; with float16 scales its
         // rows come out float16 and are cast back), with K often not a
         // whole number of groups and indices that count from the end.
+        // Rotated products (`--rotate`) take a K of whole Hadamard blocks
+        // and gain the input's rotation: Reshape, MatMul, Reshape.
+        let k = if rotate { k / 16 * 16 } else { k };
         let w: Vec<f32> = (0..k * n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
         // Table rows are whole bytes of codes at any width.
         let width = k / 8 * 8;
@@ -593,6 +597,7 @@ proptest! {
             group,
             symmetric,
             f16_scales: false,
+            rotate,
             ..wpc_passes::quant::Setting::DEFAULT
         };
         let precision = wpc_passes::quant::Precision::uniform(setting);
@@ -614,17 +619,23 @@ proptest! {
             Attrs::default(),
         );
         let lookup_ops = if f16_table {
-            vec!["GatherBlockQuantized", "Cast"]
+            vec!["Cast", "GatherBlockQuantized"]
         } else {
             vec!["GatherBlockQuantized"]
         };
+        let product_ops = if rotate {
+            vec!["MatMul", "MatMulNBits", "Reshape", "Reshape"]
+        } else {
+            vec!["MatMulNBits"]
+        };
         for (model, precision, want, inputs) in [
-            (product, &precision, vec!["MatMulNBits"], vec![x[..m * k].to_vec()]),
+            (product, &precision, product_ops, vec![x[..m * k].to_vec()]),
             (lookup, &table_precision, lookup_ops, vec![]),
         ] {
             let mut model = prepared(model);
             wpc_passes::quant::quantize_weights(&mut model, precision, &Default::default()).unwrap();
-            let ops: Vec<&str> = model.graph.node_ids().map(|id| model.graph.node(id).op.as_str()).collect();
+            let mut ops: Vec<&str> = model.graph.node_ids().map(|id| model.graph.node(id).op.as_str()).collect();
+            ops.sort();
             prop_assert_eq!(ops, want);
             check_all_variants(&model, &inputs, 1e-5)?;
         }

@@ -15,10 +15,13 @@
 pub mod fit;
 pub mod precision;
 pub mod qdq;
+pub mod rotate;
 pub mod tables;
 
 pub use precision::{Precision, Setting};
+pub use rotate::Rotation;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use wpc_ir::ops::params::{self, Gemm};
 use wpc_ir::ops::quant::MICROSOFT;
@@ -96,6 +99,9 @@ struct Layer {
     transposed: bool,
     /// A linear layer's input, by name (what calibration measured).
     input: Option<String>,
+    /// How a linear layer's reduction axis can be rotated (`None`: it
+    /// cannot; see [`rotate`]).
+    rotation: Option<Rotation>,
 }
 
 enum Kind {
@@ -135,6 +141,30 @@ struct Packed {
     error: f64,
     rounding_error: Option<f64>,
     on_samples: bool,
+    /// The rotation the codes were made in (the layer's input is rotated
+    /// the same way at run time).
+    rotation: Option<Rotation>,
+}
+
+impl Packed {
+    /// What the codes read back as: `layer`'s weight as quantized, in
+    /// the layer's own basis (`rows × k`).
+    fn dequantized(&self, layer: &Layer) -> Vec<f32> {
+        let w = match self.rotation {
+            Some(r) => r.rotated(&layer.w),
+            None => layer.w.clone(),
+        };
+        let mut w: Vec<f64> = w
+            .iter()
+            .zip(self.q.difference(&w, layer.k))
+            .map(|(&w, d)| f64::from(w) - d)
+            .collect();
+        // The rotation is its own inverse.
+        if let Some(r) = self.rotation {
+            r.rows(&mut w);
+        }
+        w.into_iter().map(|v| v as f32).collect()
+    }
 }
 
 /// Quantizes every float32 weight `precision` gives bits to (or, with
@@ -189,8 +219,11 @@ pub fn quantize_weights_reporting(
         fit,
         accuracy,
     };
+    let mut rotated = HashMap::new();
     for (p, packed) in planned.into_iter().zip(chosen) {
-        report.layers.push(emit(&mut model.graph, p, packed)?);
+        report
+            .layers
+            .push(emit(&mut model.graph, p, packed, &mut rotated)?);
     }
     crate::dce::eliminate_dead_nodes(model);
     Ok(report)
@@ -274,13 +307,7 @@ fn substitute_dequantized(
         return None;
     }
     let shape = original.shape().to_vec();
-    let w: Vec<f32> = p
-        .layer
-        .w
-        .iter()
-        .zip(q.q.difference(&p.layer.w, p.layer.k))
-        .map(|(&w, d)| (f64::from(w) - d) as f32)
-        .collect();
+    let w = q.dequantized(&p.layer);
     let w = if p.layer.transposed {
         transposed(&w, p.layer.rows, p.layer.k)
     } else {
@@ -342,8 +369,8 @@ fn plan(g: &Graph, precision: &Precision) -> Result<Vec<Planned>> {
 }
 
 /// `layer` quantized at `setting` (GPTQ where `calibration` measured its
-/// input), or `None` where the setting keeps it float or its rows cannot
-/// be packed.
+/// input; rotated first where the setting asks and the layer can be), or
+/// `None` where the setting keeps it float or its rows cannot be packed.
 fn quantize_layer(layer: &Layer, setting: Setting, calibration: &Calibration) -> Option<Packed> {
     let mut spec = setting.spec()?;
     // A group longer than the rows is one group per row.
@@ -365,26 +392,42 @@ fn quantize_layer(layer: &Layer, setting: Setting, calibration: &Calibration) ->
         }
     };
     let h = layer.input.as_ref().and_then(|x| calibration.inputs.get(x));
-    let q = match h {
+    let rotation = layer.rotation.filter(|_| setting.rotate);
+    // The weight and input statistics the codes are made in.
+    let (w, h_codes) = match rotation {
+        Some(r) => (
+            Cow::Owned(r.rotated(&layer.w)),
+            h.map(|h| Cow::Owned(r.hessian(h))),
+        ),
+        None => (Cow::Borrowed(&layer.w[..]), h.map(Cow::Borrowed)),
+    };
+    let q = match &h_codes {
         Some(h) if spec.method == Method::Search => {
             spec.method = Method::Gptq;
-            gptq(&layer.w, layer.rows, layer.k, &spec, h)
+            gptq(&w, layer.rows, layer.k, &spec, h)
         }
-        _ => quantize(&layer.w, layer.rows, layer.k, &spec),
+        _ => quantize(&w, layer.rows, layer.k, &spec),
     };
-    let error_of = |q: &Quantized| match h {
+    // Rotation keeps both norms, so errors compare across bases.
+    let error_of = |q: &Quantized, w: &[f32], h: Option<&Hessian>| match h {
         Some(h) => {
-            let total = h.output_error(&layer.w.iter().map(|&v| f64::from(v)).collect::<Vec<_>>());
-            (h.output_error(&q.difference(&layer.w, layer.k)) / total.max(f64::MIN_POSITIVE)).sqrt()
+            let total = h.output_error(&w.iter().map(|&v| f64::from(v)).collect::<Vec<_>>());
+            (h.output_error(&q.difference(w, layer.k)) / total.max(f64::MIN_POSITIVE)).sqrt()
         }
         None => q.relative_error(),
     };
-    let rounding_error = (spec.method != Method::Rounding).then(|| {
+    // Plain rounding of the weight as it is: what search, GPTQ and
+    // rotation bought together.
+    let rounding_error = (spec.method != Method::Rounding || rotation.is_some()).then(|| {
         let rounded = Spec {
             method: Method::Rounding,
             ..spec
         };
-        error_of(&quantize(&layer.w, layer.rows, layer.k, &rounded))
+        error_of(
+            &quantize(&layer.w, layer.rows, layer.k, &rounded),
+            &layer.w,
+            h,
+        )
     });
     let scale_bytes = if spec.f16_scales { 2 } else { 4 };
     let bytes = layout.rows * layout.row_bytes
@@ -395,9 +438,10 @@ fn quantize_layer(layer: &Layer, setting: Setting, calibration: &Calibration) ->
             layout.rows * layout.zero_point_row_bytes()
         };
     Some(Packed {
-        error: error_of(&q),
+        error: error_of(&q, &w, h_codes.as_deref()),
         rounding_error,
         on_samples: h.is_some(),
+        rotation,
         spec,
         layout,
         q,
@@ -407,7 +451,14 @@ fn quantize_layer(layer: &Layer, setting: Setting, calibration: &Calibration) ->
 
 /// Puts `packed` into the graph in place of the planned layer (or leaves
 /// the layer as it is when there is nothing packed) and reports it.
-fn emit(g: &mut Graph, p: Planned, packed: Option<Packed>) -> Result<LayerReport> {
+/// `rotated` maps each input already rotated to its rotation, so layers
+/// that read one input share it.
+fn emit(
+    g: &mut Graph,
+    p: Planned,
+    packed: Option<Packed>,
+    rotated: &mut HashMap<ValueId, ValueId>,
+) -> Result<LayerReport> {
     let Planned {
         id,
         node,
@@ -418,6 +469,7 @@ fn emit(g: &mut Graph, p: Planned, packed: Option<Packed>) -> Result<LayerReport
         ..
     } = p;
     let float_bytes = layer.rows * layer.k * 4;
+    setting.rotate = packed.as_ref().is_some_and(|p| p.rotation.is_some());
     let Some(packed) = packed else {
         setting.bits = None;
         return Ok(LayerReport {
@@ -441,6 +493,7 @@ fn emit(g: &mut Graph, p: Planned, packed: Option<Packed>) -> Result<LayerReport
         error,
         rounding_error,
         on_samples,
+        rotation,
     } = packed;
     setting.bits = Some(spec.bits);
     setting.group = spec.block;
@@ -501,6 +554,15 @@ fn emit(g: &mut Graph, p: Planned, packed: Option<Packed>) -> Result<LayerReport
                 );
             }
             let bias = bias.map(|b| constant(g, "bias", Tensor::from_vec(vec![b.len()], b)));
+            let x = match (rotation, rotated.get(&x)) {
+                (None, _) => x,
+                (Some(_), Some(&turned)) => turned,
+                (Some(r), None) => {
+                    let turned = r.insert(g, x, layer.k, &format!("{name}_input"))?;
+                    rotated.insert(x, turned);
+                    turned
+                }
+            };
             g.remove_node(id);
             if let Some(add) = absorbed {
                 g.remove_node(add);
@@ -694,6 +756,7 @@ fn layer_at(g: &Graph, id: NodeId) -> Result<Option<Layer>> {
                 w: transposed(&w.to_f32s(), k, n),
                 transposed: true,
                 input: Some(g.value(x).name.clone()),
+                rotation: rotation_of(g, x, k),
             }
         }
         "Gemm" => {
@@ -744,6 +807,7 @@ fn layer_at(g: &Graph, id: NodeId) -> Result<Option<Layer>> {
                 w: if p.trans_b { w } else { transposed(&w, k, n) },
                 transposed: !p.trans_b,
                 input: Some(g.value(x).name.clone()),
+                rotation: rotation_of(g, x, k),
             }
         }
         "Gather" => {
@@ -764,11 +828,21 @@ fn layer_at(g: &Graph, id: NodeId) -> Result<Option<Layer>> {
                 w: t.to_f32s(),
                 transposed: false,
                 input: None,
+                rotation: None,
             }
         }
         _ => return Ok(None),
     };
     Ok((layer.rows > 0 && layer.k >= 16).then_some(layer))
+}
+
+/// How the `k`-wide last axis of a linear layer's input `x` can be
+/// rotated: where `k` has a Hadamard block and `x`'s rank is known (the
+/// run-time rotation reshapes it).
+fn rotation_of(g: &Graph, x: ValueId, k: usize) -> Option<Rotation> {
+    let dims = g.value(x).ty.shape.dims()?;
+    (!dims.is_empty()).then_some(())?;
+    Rotation::for_width(k)
 }
 
 /// Where `y` (a product with `n` columns) is read only by an `Add` of a

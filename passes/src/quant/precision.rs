@@ -21,8 +21,11 @@
 //! A setting's fields: `bits` (2 to 8, or 32 to leave the layer in
 //! float32), `group` (values per scale along the reduction axis: a power
 //! of two from 16 to 1024), `symmetric` (zero points fixed at the middle
-//! code and not stored), `scales` (`f16` or `f32`) and `method`
-//! (`search` or `rounding`, see `wpc_ir::quantize`). A rule's setting
+//! code and not stored), `scales` (`f16` or `f32`), `method`
+//! (`search` or `rounding`, see `wpc_ir::quantize`) and `rotate` (a
+//! Hadamard rotation of a linear layer's reduction axis before its
+//! weight is quantized, see [`super::rotate`]; embedding tables are never
+//! rotated). A rule's setting
 //! overrides only the fields it gives; the rest come from `default`,
 //! whose own missing fields are wpc's defaults ([`Setting::DEFAULT`]).
 //! Unknown fields, bits or groups out of range, and a pattern that
@@ -41,6 +44,9 @@ pub struct Setting {
     pub symmetric: bool,
     pub f16_scales: bool,
     pub method: Method,
+    /// Rotate the reduction axis first ([`super::rotate`]): more accurate
+    /// below 4 bits, for a small float MatMul per input at run time.
+    pub rotate: bool,
 }
 
 impl Setting {
@@ -53,6 +59,7 @@ impl Setting {
         symmetric: false,
         f16_scales: true,
         method: Method::Search,
+        rotate: false,
     };
 
     /// The quantizer's spec, when the layer is quantized.
@@ -105,6 +112,7 @@ struct Partial {
     symmetric: Option<bool>,
     scales: Option<ScaleType>,
     method: Option<MethodName>,
+    rotate: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -187,6 +195,7 @@ impl Partial {
                 Some(MethodName::Rounding) => Method::Rounding,
                 None => base.method,
             },
+            rotate: self.rotate.unwrap_or(base.rotate),
         }
     }
 }
@@ -236,14 +245,21 @@ impl Precision {
     }
 
     /// This map with its default's bits and group replaced where given
-    /// (the `--weights` and `--group` flags); rules keep what they set.
-    pub fn with_overrides(mut self, bits: Option<Option<u32>>, group: Option<usize>) -> Precision {
+    /// (the `--weights` and `--group` flags), and rotation turned on for
+    /// it with `rotate` (`--rotate`); rules keep what they set.
+    pub fn with_overrides(
+        mut self,
+        bits: Option<Option<u32>>,
+        group: Option<usize>,
+        rotate: bool,
+    ) -> Precision {
         if let Some(b) = bits {
             self.default.bits = b;
         }
         if let Some(g) = group {
             self.default.group = g;
         }
+        self.default.rotate |= rotate;
         self
     }
 
@@ -348,7 +364,7 @@ mod tests {
     default: (bits: 4, group: 32, scales: f32),
     layers: [
         ("Gather", (bits: 8)),
-        ("*ff*", (bits: 2, method: rounding)),
+        ("*ff*", (bits: 2, method: rounding, rotate: true)),
         ("*ff2*", (bits: 3)),
         ("head", (bits: 32)),
     ],
@@ -357,10 +373,13 @@ mod tests {
         let (s, rule) = p.setting_for(&["l0_ff2_mm", "w", "MatMul"]);
         assert_eq!(rule, Some(1));
         assert_eq!(
-            (s.bits, s.group, s.f16_scales, s.method),
-            (Some(2), 32, false, Method::Rounding)
+            (s.bits, s.group, s.f16_scales, s.method, s.rotate),
+            (Some(2), 32, false, Method::Rounding, true)
         );
-        assert_eq!(p.setting_for(&["emb", "t", "Gather"]).0.bits, Some(8));
+        let emb = p.setting_for(&["emb", "t", "Gather"]).0;
+        assert_eq!((emb.bits, emb.rotate), (Some(8), false));
+        let flags = p.clone().with_overrides(None, None, true);
+        assert!(flags.default.rotate && flags.setting_for(&["emb", "t", "Gather"]).0.rotate);
         assert_eq!(p.setting_for(&["head", "w", "MatMul"]).0.bits, None);
         assert_eq!(p.setting_for(&["l0_q", "w", "MatMul"]), (p.default, None));
         assert_eq!(

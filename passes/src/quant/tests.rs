@@ -318,3 +318,100 @@ fn fitting_gives_the_bits_to_the_layer_the_outputs_feel() {
         .to_string();
     assert!(err.contains("cannot be made that small"), "{err}");
 }
+
+/// `x[2, 8, k]` read by two MatMuls (as attention's query and key read
+/// one input) whose weights have a few input rows twenty times larger
+/// than the rest: the outliers that set their groups' scales.
+fn outlier_pair(k: usize, n: usize) -> Model {
+    let mut b = GraphBuilder::new();
+    let x = b.input(
+        "x",
+        DType::F32,
+        vec![Dim::Known(2), Dim::Known(8), Dim::Known(k)],
+    );
+    let loud = |mut w: Vec<f32>| {
+        for i in [3, k / 2 + 1, k - 5] {
+            w[i * n..(i + 1) * n].iter_mut().for_each(|v| *v *= 20.0);
+        }
+        Tensor::from_vec(vec![k, n], w)
+    };
+    let wq = b.constant("wq", loud(seeded(k * n, 21)));
+    let wk = b.constant("wk", loud(seeded(k * n, 22)));
+    let q = b.node("MatMul", &[x, wq]);
+    let k_out = b.node("MatMul", &[x, wk]);
+    let mut model = b.finish(&[q, k_out]);
+    crate::shape_inference::infer_shapes(&mut model).unwrap();
+    model
+}
+
+#[test]
+fn rotation_spreads_outliers_over_groups_and_keeps_the_product() {
+    let (k, n) = (128, 24);
+    let model = outlier_pair(k, n);
+    let f = HashMap::from([(
+        "x".to_string(),
+        Tensor::from_vec(vec![2, 8, k], seeded(2 * 8 * k, 23)),
+    )]);
+    let float = run(&model, &f);
+    let mut cal = Calibration::measure(&model, std::slice::from_ref(&f)).unwrap();
+    cal.keep_sample_run(model.clone(), f.clone());
+    let error = |got: &[Vec<f64>]| -> f64 {
+        let (mut d, mut t) = (0.0, 0.0);
+        for (a, b) in got.iter().zip(&float) {
+            for (x, y) in a.iter().zip(b) {
+                d += (x - y).powi(2);
+                t += y * y;
+            }
+        }
+        (d / t).sqrt()
+    };
+    for calibration in [Calibration::default(), cal] {
+        let mut plain = model.clone();
+        quantize_weights(&mut plain, &at(3, 32), &calibration).unwrap();
+        let mut turned = model.clone();
+        let precision = at(3, 32).with_overrides(None, None, true);
+        let report = quantize_weights(&mut turned, &precision, &calibration).unwrap();
+        assert!(report.layers.iter().all(|l| l.setting.rotate), "{report:?}");
+        // One rotation of the shared input, in front of both products.
+        let ops: Vec<&str> = turned
+            .graph
+            .node_ids()
+            .map(|id| turned.graph.node(id).op.as_str())
+            .collect();
+        let count = |op: &str| ops.iter().filter(|&&o| o == op).count();
+        assert_eq!(
+            (count("MatMul"), count("Reshape"), count("MatMulNBits")),
+            (1, 2, 2),
+            "{ops:?}"
+        );
+        let (e_plain, e_turned) = (error(&run(&plain, &f)), error(&run(&turned, &f)));
+        assert!(e_turned < 0.8 * e_plain, "rotated {e_turned} vs {e_plain}");
+        // The report's whole-model accuracy reads the codes back through
+        // the rotation: it is what the quantized graph computes.
+        if let [a, ..] = &report.accuracy[..] {
+            let got = &run(&turned, &f)[0];
+            let dot: f64 = got.iter().zip(&float[0]).map(|(x, y)| x * y).sum();
+            let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+            let cosine = dot / (norm(got) * norm(&float[0]));
+            assert!((a.cosine - cosine).abs() < 1e-6, "{} vs {cosine}", a.cosine);
+        }
+    }
+}
+
+#[test]
+fn an_axis_without_a_hadamard_block_is_quantized_unrotated() {
+    let mut model = linear_and_table(2, 40, 8, 4);
+    let precision = at(4, 16).with_overrides(None, None, true);
+    let report = quantize_weights(&mut model, &precision, &Calibration::default()).unwrap();
+    // 40 has no power-of-two factor of 16 or more; tables never rotate.
+    assert!(
+        report.layers.iter().all(|l| !l.setting.rotate),
+        "{report:?}"
+    );
+    assert!(
+        model
+            .graph
+            .node_ids()
+            .all(|id| model.graph.node(id).op != "Reshape")
+    );
+}
