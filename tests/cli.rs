@@ -909,6 +909,7 @@ fn quantized_bundles_report_their_layers_and_match_the_reference() {
         "int3",
         "--group",
         "32",
+        "--rotate",
         "--report",
         "-o",
         bundle.to_str().unwrap(),
@@ -924,7 +925,7 @@ fn quantized_bundles_report_their_layers_and_match_the_reference() {
         .find(|l| l.trim_start().starts_with("matmul_node "))
         .expect("a line for the layer");
     assert!(
-        layer.contains("24x64") && layer.contains("clip search"),
+        layer.contains("24x64") && layer.contains("clip search") && layer.contains("rotated"),
         "{said}"
     );
     // The reference runs the same quantized model; the bundle matches it.
@@ -940,7 +941,12 @@ fn quantized_bundles_report_their_layers_and_match_the_reference() {
         assert!(o.status.success(), "{}", stderr(&o));
         wpc::npy::read(&out.join("y.npy")).unwrap().to_f32s()
     };
-    let reference = run(&path, &["--weights", "int3", "--group", "32"], "ref");
+    // The input's rotation runs on each backend as it does on the reference.
+    let reference = run(
+        &path,
+        &["--weights", "int3", "--group", "32", "--rotate"],
+        "ref",
+    );
     let float = run(&path, &[], "float");
     let b = bundle.to_str().unwrap();
     for backend in ["webgpu", "wasm"] {
@@ -1271,6 +1277,11 @@ fn bad_precision_maps_and_flags_name_what_is_wrong() {
         &["compile", &path, "--group", "32", "-o", o],
         &out,
         &["--group sets the quantization group: give --weights"],
+    );
+    assert_user_error(
+        &["compile", &path, "--rotate", "-o", o],
+        &out,
+        &["--rotate rotates weights before quantizing them: give --weights"],
     );
     assert_user_error(
         &[
