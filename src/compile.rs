@@ -546,7 +546,7 @@ pub fn effective_precision(
     let fixed = float_bytes.saturating_sub(wpc_passes::quant::quantizable_bytes(bound)?);
     if fixed > budget {
         let why = format!(
-            "{over}, and {} of them are weights quantization cannot shrink (convolutions, norms, biases): kept float",
+            "{over}, and {} of them are weights quantization cannot shrink (norms, biases, depthwise convolutions): kept float",
             human(fixed)
         );
         return Ok((None, Some(why)));

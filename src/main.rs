@@ -164,7 +164,7 @@ struct BindArgs {
     /// build, or to rule both out when a result looks wrong).
     #[arg(long)]
     no_fuse: bool,
-    /// Quantize the weights of MatMul, Gemm and embedding lookups
+    /// Quantize the weights of MatMul, Gemm, Conv and embedding lookups
     /// (weight-only: activations stay float32) to int8, int4, int3 or
     /// int2 codes with a float16 scale and a zero point per group; f32
     /// leaves them as they are (overriding a --precision map's default).

@@ -702,6 +702,73 @@ fn packed_products_run_on_webgpu() {
     }
 }
 
+/// Conv weights quantized by `passes::quant` (a packed table read whole,
+/// reshaped, in front of the Conv) at 4 bits with float16 scales (the
+/// rows cast back) and at 3 bits with float32 ones, on WebGPU against the
+/// interpreter running the same graph.
+#[test]
+fn packed_convolution_weights_run_on_webgpu() {
+    use wpc::ir::testing::{Operand, one_node};
+    use wpc::ir::{Attr, Attrs, Tensor};
+    use wpc::passes::quant::{Precision, Setting};
+    let gpu = wpc::runtime::webgpu::Gpu::new().expect("a Vulkan adapter (mesa-vulkan-drivers)");
+    let (c, m, hw) = (16, 5, 7);
+    for (bits, f16_scales) in [(4, true), (3, false)] {
+        let w: Vec<f32> = (0..m * c * 9)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+            .collect();
+        let mut attrs = Attrs::default();
+        attrs.insert("pads", Attr::Ints(vec![1, 1, 1, 1]));
+        let mut model = one_node(
+            "Conv",
+            vec![
+                Operand::Input(&[1, c, hw, hw]),
+                Operand::Constant(Tensor::from_vec(vec![m, c, 3, 3], w)),
+            ],
+            attrs,
+        );
+        wpc::passes::shape_inference::infer_shapes(&mut model).expect("shapes infer");
+        let setting = Setting {
+            bits: Some(bits),
+            group: 16,
+            f16_scales,
+            ..Setting::DEFAULT
+        };
+        // Quantized as compile does, after the graph passes: folding
+        // would make a table read whole a float constant again.
+        let mut options =
+            wpc::compile::Options::new(wpc::targets::builtin("chrome").expect("a shipped profile"));
+        options.wasm = wpc::compile::Need::No;
+        options.precision = Some(Precision::uniform(setting));
+        let quantized = wpc::compile::prepare(&model, &options).expect("the model prepares");
+        let x = (0..c * hw * hw)
+            .map(|i| ((i * 7919 % 2003) as f32 / 1001.5 - 1.0) * 2.0)
+            .collect();
+        let name = model.graph.value(model.graph.inputs[0]).name.clone();
+        let feeds = HashMap::from([(name, Tensor::from_vec(vec![1, c, hw, hw], x))]);
+        let want = reference_outputs(&quantized, &feeds);
+        let bundle =
+            wpc::compile::compile_model(&model, "one", &[], &options).expect("the model compiles");
+        let session = wpc::runtime::webgpu::Session::load(&gpu, &bundle).expect("the bundle loads");
+        let got = session
+            .run(&in_bundle_order(&bundle, &feeds))
+            .expect("the bundle runs");
+        assert!(
+            wgsl_of(&bundle).contains("GatherBlockQuantized"),
+            "{bits}-bit: not packed"
+        );
+        // Codes, scales and zero points: under a third of the float bytes.
+        let weight_bytes: u64 = bundle.manifest.shards.iter().map(|s| s.bytes).sum();
+        assert!(
+            weight_bytes * 3 < (m * c * 9 * 4) as u64,
+            "{bits}-bit: {weight_bytes} bytes"
+        );
+        if let Err(e) = compare(&got[0], &want[0].1, KERNEL_TOLERANCE) {
+            panic!("{bits}-bit: {e}");
+        }
+    }
+}
+
 /// ConvInteger and QLinearConv over a uint8 input with constant weights
 /// (what quantized exports hold: int8 weights per output channel, zero
 /// points, an int32 bias), padded and strided, on WebGPU: equal to the

@@ -618,10 +618,26 @@ proptest! {
             ],
             Attrs::default(),
         );
+        // A Conv's weight is a packed table read whole: its 8 input
+        // channels of 3×3 make rows of 72, whole bytes at every width.
+        let filters: Vec<f32> = (0..n * 72).map(|i| ((i * 29 % 89) as f32 - 44.0) / 44.0).collect();
+        let convolution = one_node(
+            "Conv",
+            vec![
+                Operand::Input(&[1, 8, 4, 5]),
+                Operand::Constant(Tensor::from_vec(vec![n, 8, 3, 3], filters)),
+            ],
+            Attrs::default(),
+        );
         let lookup_ops = if f16_table {
             vec!["Cast", "GatherBlockQuantized"]
         } else {
             vec!["GatherBlockQuantized"]
+        };
+        let convolution_ops = if f16_table {
+            vec!["Cast", "Conv", "GatherBlockQuantized", "Reshape"]
+        } else {
+            vec!["Conv", "GatherBlockQuantized", "Reshape"]
         };
         let product_ops = if rotate {
             vec!["MatMul", "MatMulNBits", "Reshape", "Reshape"]
@@ -631,6 +647,7 @@ proptest! {
         for (model, precision, want, inputs) in [
             (product, &precision, product_ops, vec![x[..m * k].to_vec()]),
             (lookup, &table_precision, lookup_ops, vec![]),
+            (convolution, &table_precision, convolution_ops, vec![x[..160].to_vec()]),
         ] {
             let mut model = prepared(model);
             wpc_passes::quant::quantize_weights(&mut model, precision, &Default::default()).unwrap();

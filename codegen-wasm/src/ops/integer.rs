@@ -22,6 +22,11 @@ const F32: MemArg = MemArg {
     offset: 0,
 };
 
+/// A byte-aligned access `offset` bytes past its address.
+fn at(offset: u64) -> MemArg {
+    MemArg { align: 0, offset }
+}
+
 /// The axis a Q/DQ node's scale runs along (`None`: one scale), refusing
 /// blocked parameters.
 fn param_axis(ctx: &Ctx, x: &Tt, scale: &Tt) -> Result<Option<usize>> {
@@ -294,14 +299,17 @@ pub fn matmul_integer(ctx: &mut Ctx, f: &mut FunctionBuilder) -> Result<()> {
     // A constant B is placed only if the kernel reads it as it is (see
     // `pair_panels`).
     let constant_b = ctx.opt_constant(1);
+    let b_rank = match constant_b {
+        Some(t) => t.rank(),
+        None => ctx.input(1)?.dims.len(),
+    };
+    if b_rank != 2 {
+        return Err(Error::unsupported("MatMulInteger with a B that is not 2-D"));
+    }
     let (b_dtype, kk, nn) = match constant_b {
-        Some(t) if t.rank() == 2 => (t.dtype(), t.shape()[0], t.shape()[1]),
-        Some(_) => return Err(Error::unsupported("MatMulInteger with a B that is not 2-D")),
+        Some(t) => (t.dtype(), t.shape()[0], t.shape()[1]),
         None => {
             let bm = ctx.input(1)?;
-            if bm.dims.len() != 2 {
-                return Err(Error::unsupported("MatMulInteger with a B that is not 2-D"));
-            }
             (
                 bm.dtype,
                 crate::sizes::fixed(&bm.dims[0], "MatMulInteger's K")?,
@@ -500,10 +508,6 @@ impl IntegerProduct {
         (arow, orow, za): (LocalId, LocalId, LocalId),
         columns: usize,
     ) {
-        let at = |offset: u32| MemArg {
-            align: 0,
-            offset: u64::from(offset),
-        };
         b.local_get(za).unop(UnaryOp::I32TruncSF64).local_set(v.za);
         emit::for_range(b, v.n, 0, columns as i64, 8, |b| {
             // B's zero points for these 8 columns as i16 lanes, each
@@ -511,7 +515,7 @@ impl IntegerProduct {
             match self.zb {
                 Some((addr, t, false)) => {
                     b.local_get(v.n)
-                        .load_simd(mem, widen(t), at(addr))
+                        .load_simd(mem, widen(t), at(u64::from(addr)))
                         .local_tee(v.zb_high)
                         .local_get(v.zb_high)
                         .i8x16_shuffle(doubled_lanes(0))
@@ -523,7 +527,7 @@ impl IntegerProduct {
                 }
                 Some((addr, t, true)) => {
                     b.i32_const(0)
-                        .load(mem, byte(t), at(addr))
+                        .load(mem, byte(t), at(u64::from(addr)))
                         .unop(UnaryOp::I16x8Splat)
                         .local_tee(v.zb_low)
                         .local_set(v.zb_high);
@@ -556,14 +560,7 @@ impl IntegerProduct {
                 b.local_get(orow)
                     .binop(BinaryOp::I32Add)
                     .local_get(sum)
-                    .store(
-                        mem,
-                        StoreKind::V128,
-                        MemArg {
-                            align: 0,
-                            offset: half,
-                        },
-                    );
+                    .store(mem, StoreKind::V128, at(half));
             }
         });
     }
@@ -578,7 +575,6 @@ impl IntegerProduct {
         v: &VectorLocals,
         both: bool,
     ) {
-        let at = |offset: u64| MemArg { align: 0, offset };
         // (a_k − za) in the low 16 bits of each i32 lane, (a_k+1 − za)
         // in the high 16.
         b.local_get(v.a_at)

@@ -1,10 +1,14 @@
-//! Weight-only quantization: float32 weights of MatMul, Gemm and
+//! Weight-only quantization: float32 weights of MatMul, Gemm, Conv and
 //! embedding lookups (Gather over a constant table) become 2- to 8-bit
 //! codes with a scale and zero point per group of values along the
 //! reduction axis, in the ops users' quantized models already have:
 //! `com.microsoft` `MatMulNBits` and `GatherBlockQuantized` (the storage
 //! format is `wpc_ir::packed`; how codes are chosen, `wpc_ir::quantize`).
-//! Activations stay float32; every backend dequantizes in registers.
+//! Activations stay float32; every backend dequantizes products' and
+//! lookups' weights in registers. A Conv's weight is a packed table read
+//! whole (every row, then reshaped) in front of the Conv: the bundle
+//! holds the codes, and the float weight is a transient buffer of the
+//! run.
 //!
 //! Which layer gets what is a [`Precision`]: a default and pattern rules
 //! (a RON map, or `--weights`/`--group`). The report lists, per layer,
@@ -28,7 +32,9 @@ use wpc_ir::ops::quant::MICROSOFT;
 use wpc_ir::packed::{self, Layout};
 
 use wpc_ir::quantize::{Hessian, Method, Quantized, Spec, gptq, quantize};
-use wpc_ir::{Attr, Attrs, DType, Graph, Model, Node, NodeId, Result, Tensor, ValueId, ValueType};
+use wpc_ir::{
+    Attr, Attrs, DType, Graph, Model, Node, NodeId, Result, Shape, Tensor, ValueId, ValueType,
+};
 
 /// What happened to one quantizable layer.
 #[derive(Clone, Debug, PartialEq)]
@@ -116,6 +122,9 @@ enum Kind {
     },
     /// Gather along axis 0 of a `[rows, k]` table.
     Table { indices: ValueId, y: ValueId },
+    /// A Conv's weight, `[rows, k]` as `[M, C/group, kernel...]` (`shape`)
+    /// flattened: `k` is what each output channel reduces over.
+    Conv { shape: Vec<usize> },
 }
 
 /// A layer found, with what the precision map says of it.
@@ -321,7 +330,7 @@ fn substitute_dequantized(
 }
 
 /// Bytes of `model`'s float32 weights that quantization can shrink (the
-/// weights of the layers it takes: MatMul, Gemm and embedding tables).
+/// weights of the layers it takes: MatMul, Gemm, Conv and embedding tables).
 pub fn quantizable_bytes(model: &Model) -> Result<u64> {
     let planned = plan(&model.graph, &Precision::uniform(Setting::DEFAULT))?;
     let mut weights: Vec<ValueId> = planned.iter().map(|p| p.layer.weight).collect();
@@ -338,7 +347,10 @@ fn plan(g: &Graph, precision: &Precision) -> Result<Vec<Planned>> {
     let mut used = vec![false; precision.rules.len()];
     let mut planned = Vec::new();
     for id in g.topo_order()? {
-        if !matches!(g.node(id).op.as_str(), "MatMul" | "Gemm" | "Gather") {
+        if !matches!(
+            g.node(id).op.as_str(),
+            "MatMul" | "Gemm" | "Conv" | "Gather"
+        ) {
             continue;
         }
         let Some(layer) = layer_at(g, id)? else {
@@ -377,7 +389,7 @@ fn quantize_layer(layer: &Layer, setting: Setting, calibration: &Calibration) ->
     spec.block = spec.block.min(layer.k.next_power_of_two()).max(16);
     let layout = match layer.kind {
         Kind::Linear { .. } => Layout::blocked(layer.rows, layer.k, spec.bits, spec.block),
-        Kind::Table { .. } => {
+        Kind::Table { .. } | Kind::Conv { .. } => {
             // GatherBlockQuantized rows are whole bytes.
             if !(layer.k * spec.bits as usize).is_multiple_of(8) {
                 return None;
@@ -530,7 +542,9 @@ fn emit(
         Kind::Linear { .. } => {
             Tensor::from_vec(vec![layout.rows, blocks, layout.row_bytes / blocks], codes)
         }
-        Kind::Table { .. } => Tensor::from_vec(vec![layout.rows, layout.row_bytes], codes),
+        Kind::Table { .. } | Kind::Conv { .. } => {
+            Tensor::from_vec(vec![layout.rows, layout.row_bytes], codes)
+        }
     };
     let name = node;
     let constant =
@@ -585,45 +599,102 @@ fn emit(
         }
         Kind::Table { indices, y } => {
             g.remove_node(id);
-            let attrs = params::GatherBlockQuantized {
-                bits: spec.bits,
-                block_size: spec.block,
-            }
-            .attrs();
-            // Its output has its scales' type: float16 scales give
-            // float16 rows, cast back for the graph.
-            let out = if scale_dtype == DType::F32 {
-                y
-            } else {
-                let ty = ValueType {
-                    dtype: Some(DType::F16),
-                    shape: g.value(y).ty.shape.clone(),
-                };
-                g.add_fresh_value(&format!("{name}_f16"), ty)
+            let lookup = Lookup {
+                codes,
+                scales,
+                zeros,
+                spec,
             };
+            lookup.emit(g, &name, indices, y)?;
+        }
+        Kind::Conv { shape } => {
+            // Every row of the table, in order: the whole weight.
+            let rows = layout.rows;
+            let indices = Tensor::i64s(vec![rows], (0..rows as i64).collect());
+            let indices = constant(g, "rows", indices);
+            let flat = ValueType::new(DType::F32, Shape::known(&[rows, layout.k]));
+            let flat = g.add_fresh_value(&format!("{name}_weight_rows"), flat);
+            let lookup = Lookup {
+                codes,
+                scales,
+                zeros,
+                spec,
+            };
+            lookup.emit(g, &format!("{name}_weight"), indices, flat)?;
+            let dims = Tensor::i64s(vec![shape.len()], shape.iter().map(|&d| d as i64).collect());
+            let dims = constant(g, "weight_shape", dims);
+            let weight = ValueType::new(DType::F32, Shape::known(&shape));
+            let weight = g.add_fresh_value(&format!("{name}_weight"), weight);
             g.add_node(Node {
-                name: name.clone(),
-                op: "GatherBlockQuantized".into(),
-                domain: MICROSOFT.into(),
-                inputs: vec![Some(codes), Some(indices), Some(scales), zeros],
-                outputs: vec![Some(out)],
-                attrs,
+                name: format!("{name}_weight_reshape"),
+                op: "Reshape".into(),
+                domain: String::new(),
+                inputs: vec![Some(flat), Some(dims)],
+                outputs: vec![Some(weight)],
+                attrs: Attrs::default(),
             })?;
-            if out != y {
-                let mut attrs = Attrs::default();
-                attrs.insert("to", Attr::Int(i64::from(DType::F32.onnx_code())));
-                g.add_node(Node {
-                    name: format!("{name}_cast"),
-                    op: "Cast".into(),
-                    domain: String::new(),
-                    inputs: vec![Some(out)],
-                    outputs: vec![Some(y)],
-                    attrs,
-                })?;
-            }
+            g.node_mut(id).inputs[1] = Some(weight);
+            g.rewire(id);
         }
     }
     Ok(entry)
+}
+
+/// A packed table's constants, as `emit` added them.
+struct Lookup {
+    codes: ValueId,
+    scales: ValueId,
+    zeros: Option<ValueId>,
+    spec: Spec,
+}
+
+impl Lookup {
+    /// Adds the `GatherBlockQuantized` of rows `indices` of the table,
+    /// as float32 `y`.
+    fn emit(&self, g: &mut Graph, name: &str, indices: ValueId, y: ValueId) -> Result<()> {
+        let attrs = params::GatherBlockQuantized {
+            bits: self.spec.bits,
+            block_size: self.spec.block,
+        }
+        .attrs();
+        // Its output has its scales' type: float16 scales give float16
+        // rows, cast back for the graph.
+        let out = if self.spec.f16_scales {
+            let ty = ValueType {
+                dtype: Some(DType::F16),
+                shape: g.value(y).ty.shape.clone(),
+            };
+            g.add_fresh_value(&format!("{name}_f16"), ty)
+        } else {
+            y
+        };
+        g.add_node(Node {
+            name: name.to_string(),
+            op: "GatherBlockQuantized".into(),
+            domain: MICROSOFT.into(),
+            inputs: vec![
+                Some(self.codes),
+                Some(indices),
+                Some(self.scales),
+                self.zeros,
+            ],
+            outputs: vec![Some(out)],
+            attrs,
+        })?;
+        if out != y {
+            let mut attrs = Attrs::default();
+            attrs.insert("to", Attr::Int(i64::from(DType::F32.onnx_code())));
+            g.add_node(Node {
+                name: format!("{name}_cast"),
+                op: "Cast".into(),
+                domain: String::new(),
+                inputs: vec![Some(out)],
+                outputs: vec![Some(y)],
+                attrs,
+            })?;
+        }
+        Ok(())
+    }
 }
 
 /// Rows of sample activations a layer's statistics take from one run,
@@ -808,6 +879,30 @@ fn layer_at(g: &Graph, id: NodeId) -> Result<Option<Layer>> {
                 transposed: !p.trans_b,
                 input: Some(g.value(x).name.clone()),
                 rotation: rotation_of(g, x, k),
+            }
+        }
+        "Conv" => {
+            let Some(wv) = input(1) else {
+                return Ok(None);
+            };
+            let Some(w) = g
+                .constants
+                .get(&wv)
+                .filter(|w| w.dtype() == DType::F32 && w.rank() >= 3)
+            else {
+                return Ok(None);
+            };
+            let shape = w.shape().to_vec();
+            Layer {
+                rows: shape[0],
+                k: shape[1..].iter().product(),
+                w: w.to_f32s(),
+                kind: Kind::Conv { shape },
+                weight: wv,
+                transposed: false,
+                // Its samples would be image patches: quantized by search.
+                input: None,
+                rotation: None,
             }
         }
         "Gather" => {

@@ -7,7 +7,7 @@
 //!     // Every quantizable layer no rule matches.
 //!     default: (bits: 4, group: 64),
 //!     // First match wins. A pattern matches a layer's node name, its
-//!     // weight's name, or its op (`MatMul`, `Gemm`, `Gather`); `*` is
+//!     // weight's name, or its op (`MatMul`, `Gemm`, `Conv`, `Gather`); `*` is
 //!     // any run of characters, `?` any one.
 //!     layers: [
 //!         ("Gather", (bits: 8)),
@@ -285,7 +285,7 @@ impl Precision {
             .filter(|(_, u)| !**u)
             .map(|(r, _)| {
                 format!(
-                    "{}:{}: pattern \"{}\" matches no quantizable layer (MatMul, Gemm or Gather over a constant weight)",
+                    "{}:{}: pattern \"{}\" matches no quantizable layer (MatMul, Gemm, Conv or Gather over a constant weight)",
                     self.source.as_deref().unwrap_or("precision map"),
                     r.line,
                     r.pattern

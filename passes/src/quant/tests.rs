@@ -415,3 +415,65 @@ fn an_axis_without_a_hadamard_block_is_quantized_unrotated() {
             .all(|id| model.graph.node(id).op != "Reshape")
     );
 }
+
+/// A 3×3 Conv over `[1, c, 6, 6]` with `m` output channels (and a bias),
+/// then a depthwise one, whose 9 values per channel are too few to group.
+fn convolutions(c: usize, m: usize) -> Model {
+    let mut b = GraphBuilder::new();
+    let x = b.input(
+        "x",
+        DType::F32,
+        vec![Dim::Known(1), Dim::Known(c), Dim::Known(6), Dim::Known(6)],
+    );
+    let w = b.constant(
+        "w",
+        Tensor::from_vec(vec![m, c, 3, 3], seeded(m * c * 9, 31)),
+    );
+    let bias = b.constant("bias", Tensor::from_vec(vec![m], seeded(m, 32)));
+    let dw = b.constant("dw", Tensor::from_vec(vec![m, 1, 3, 3], seeded(m * 9, 33)));
+    let y = b.node("Conv", &[x, w, bias]);
+    let mut attrs = Attrs::default();
+    attrs.insert("group", Attr::Int(m as i64));
+    let y = b.node_with("Conv", &[y, dw], attrs);
+    let mut model = b.finish(&[y]);
+    crate::shape_inference::infer_shapes(&mut model).unwrap();
+    model
+}
+
+#[test]
+fn convolution_weights_become_a_packed_table_read_whole() {
+    let (c, m) = (8, 6);
+    let model = convolutions(c, m);
+    let f = HashMap::from([(
+        "x".to_string(),
+        Tensor::from_vec(vec![1, c, 6, 6], seeded(c * 36, 34)),
+    )]);
+    let float = run(&model, &f);
+    let mut errors = Vec::new();
+    for bits in [8, 4, 3] {
+        let mut q = model.clone();
+        let report = quantize_weights(&mut q, &at(bits, 16), &Calibration::default()).unwrap();
+        // The depthwise Conv (9 values a row) is no layer to quantize.
+        let [conv] = &report.layers[..] else {
+            panic!("{report:?}");
+        };
+        assert_eq!((conv.op.as_str(), conv.shape), ("Conv", [m, c * 9]));
+        assert_eq!(conv.setting.bits, Some(bits));
+        let mut ops: Vec<&str> = q
+            .graph
+            .node_ids()
+            .map(|id| q.graph.node(id).op.as_str())
+            .collect();
+        ops.sort();
+        assert_eq!(
+            ops,
+            ["Cast", "Conv", "Conv", "GatherBlockQuantized", "Reshape"],
+            "float16 scales give float16 rows, cast back"
+        );
+        errors.push(max_diff(&float[0], &run(&q, &f)[0]));
+    }
+    assert!(
+        errors[0] < 0.01 && errors[0] < errors[1] && errors[1] < errors[2],
+        "{errors:?}"
+    );
+}
