@@ -606,7 +606,7 @@ fn calibrate(model: &Model, options: &Options) -> wpc_ir::Result<wpc_passes::qua
             }
         }
         if let Some(l) = largest.filter(|&l| shapes_of(&runs[l]) == shapes) {
-            calibration.keep_sample_run(probe, runs[l].clone());
+            calibration.keep_sample_run(probe, runs[l].clone())?;
         }
     }
     options.progress.report(stage, finished, runs.len());

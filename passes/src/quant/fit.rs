@@ -298,19 +298,19 @@ fn sensitivities(
     calibration: &Calibration,
     progress: super::Progress,
 ) -> Result<Option<Vec<f64>>> {
-    let Some((probe, feeds)) = calibration.sample_run.as_deref() else {
+    let Some(sample) = calibration.sample_run.as_deref() else {
         return Ok(None);
     };
     let run = |m: &Model| -> Result<Vec<Vec<f32>>> {
-        Ok(wpc_ir::interp::run_model(m, feeds)
+        Ok(wpc_ir::interp::run_model(m, &sample.feeds)
             .map_err(|e| e.within("measuring layer sensitivity on the calibration samples"))?
             .into_iter()
             .map(|(_, t)| t.to_f32s())
             .collect())
     };
-    let base = run(probe)?;
+    let base: Vec<Vec<f32>> = sample.float.iter().map(|(_, t)| t.to_f32s()).collect();
     let norm: f64 = base.iter().flatten().map(|&v| f64::from(v).powi(2)).sum();
-    let mut probe = probe.clone();
+    let mut probe = sample.model.clone();
     let mut measured: Vec<Option<f64>> = vec![None; planned.len()];
     let stage = "measuring layer sensitivity";
     for (i, (p, list)) in planned.iter().zip(options).enumerate() {

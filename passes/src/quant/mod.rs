@@ -250,34 +250,30 @@ fn accuracy(
     calibration: &Calibration,
     progress: Progress,
 ) -> Result<Vec<OutputAccuracy>> {
-    let Some((probe, feeds)) = calibration.sample_run.as_deref() else {
+    let Some(sample) = calibration.sample_run.as_deref() else {
         return Ok(Vec::new());
     };
     if chosen.iter().all(Option::is_none) {
         return Ok(Vec::new());
     }
     let stage = "measuring the quantized model on the samples";
-    progress(stage, 0, 2);
-    let run = |m: &Model| {
-        wpc_ir::interp::run_model(m, feeds).map_err(|e| {
-            e.within("measuring the quantized model's accuracy on the calibration samples")
-        })
-    };
-    let float = run(probe)?;
-    progress(stage, 1, 2);
-    let mut quantized = probe.clone();
+    progress(stage, 0, 1);
+    let mut quantized = sample.model.clone();
     for (p, q) in planned.iter().zip(chosen) {
         if let Some(q) = q {
             substitute_dequantized(&mut quantized, g, p, q);
         }
     }
-    let outputs = run(&quantized)?;
-    progress(stage, 2, 2);
-    Ok(float
-        .into_iter()
+    let outputs = wpc_ir::interp::run_model(&quantized, &sample.feeds).map_err(|e| {
+        e.within("measuring the quantized model's accuracy on the calibration samples")
+    })?;
+    progress(stage, 1, 1);
+    Ok(sample
+        .float
+        .iter()
         .zip(outputs)
         .map(|((output, y), (_, yq))| {
-            let (y, yq) = (y.to_f32s(), yq.to_f32s());
+            let (output, y, yq) = (output.clone(), y.to_f32s(), yq.to_f32s());
             let (mut dot, mut yy, mut qq, mut dd) = (0f64, 0f64, 0f64, 0f64);
             for (&a, &b) in y.iter().zip(&yq) {
                 let (a, b) = (f64::from(a), f64::from(b));
@@ -711,14 +707,32 @@ pub struct Calibration {
     /// A model prepared for one run's shapes and that run's feeds, which
     /// [`fit`] measures each layer's sensitivity on and the report the
     /// whole model's accuracy ([`QuantReport::accuracy`]).
-    pub sample_run: Option<Box<(Model, HashMap<String, Tensor>)>>,
+    pub sample_run: Option<Box<SampleRun>>,
+}
+
+/// The calibration run quantization is measured on, end to end.
+#[derive(Clone, Debug)]
+pub struct SampleRun {
+    /// The model, prepared for the run's shapes.
+    pub model: Model,
+    pub feeds: HashMap<String, Tensor>,
+    /// The float model's outputs on them, computed once for every
+    /// measure that compares against them.
+    pub float: Vec<(String, Tensor)>,
 }
 
 impl Calibration {
     /// Keeps `model` and `feeds` as the run sensitivity and accuracy are
-    /// measured on.
-    pub fn keep_sample_run(&mut self, model: Model, feeds: HashMap<String, Tensor>) {
-        self.sample_run = Some(Box::new((model, feeds)));
+    /// measured on, with the float model's outputs on it (run here, once).
+    pub fn keep_sample_run(&mut self, model: Model, feeds: HashMap<String, Tensor>) -> Result<()> {
+        let float = wpc_ir::interp::run_model(&model, &feeds)
+            .map_err(|e| e.within("running the float model on the calibration samples"))?;
+        self.sample_run = Some(Box::new(SampleRun {
+            model,
+            feeds,
+            float,
+        }));
+        Ok(())
     }
 
     /// Runs `model` on `feeds` (one run's inputs) on the reference

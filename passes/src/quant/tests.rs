@@ -290,7 +290,7 @@ fn fitting_gives_the_bits_to_the_layer_the_outputs_feel() {
     assert!(!report.fit.as_ref().unwrap().measured);
     // Measured end to end, the loud layer keeps 8 bits.
     let mut cal = Calibration::measure(&model, std::slice::from_ref(&f)).unwrap();
-    cal.keep_sample_run(model.clone(), f.clone());
+    cal.keep_sample_run(model.clone(), f.clone()).unwrap();
     let mut fitted = model.clone();
     let report = quantize_weights(&mut fitted, &fit, &cal).unwrap();
     assert_eq!(bits(&report), [Some(8), Some(2)], "{report:?}");
@@ -354,7 +354,7 @@ fn rotation_spreads_outliers_over_groups_and_keeps_the_product() {
     )]);
     let float = run(&model, &f);
     let mut cal = Calibration::measure(&model, std::slice::from_ref(&f)).unwrap();
-    cal.keep_sample_run(model.clone(), f.clone());
+    cal.keep_sample_run(model.clone(), f.clone()).unwrap();
     let error = |got: &[Vec<f64>]| -> f64 {
         let (mut d, mut t) = (0.0, 0.0);
         for (a, b) in got.iter().zip(&float) {
