@@ -219,6 +219,37 @@ mod tests {
     }
 
     #[test]
+    fn integer_convolutions_give_int32_of_the_convolution_shape() {
+        use wpc_ir::{Attr, Attrs};
+        let mut b = GraphBuilder::new();
+        let batch = Dim::Symbol("N".into());
+        let x = b.input(
+            "x",
+            DType::U8,
+            vec![batch.clone(), Dim::Known(2), Dim::Known(5), Dim::Known(5)],
+        );
+        let w = b.constant(
+            "w",
+            Tensor::from_f64s(DType::I8, vec![3, 2, 3, 3], [1.0; 54]),
+        );
+        let attrs = Attrs(vec![("pads".into(), Attr::Ints(vec![1; 4]))]);
+        let y = b.node_with("ConvInteger", &[x, w], attrs);
+        let mut model = b.finish(&[y]);
+        infer_shapes(&mut model).unwrap();
+        let ty = &model.graph.value(y).ty;
+        assert_eq!(ty.dtype, Some(DType::I32));
+        assert_eq!(
+            ty.shape,
+            Shape(Some(vec![
+                batch,
+                Dim::Known(3),
+                Dim::Known(5),
+                Dim::Known(5)
+            ]))
+        );
+    }
+
+    #[test]
     fn infers_conv_pool_and_gemm_with_a_symbolic_batch() {
         use wpc_ir::{Attr, Attrs};
         let mut b = GraphBuilder::new();

@@ -16,7 +16,10 @@ pub(super) fn ops() -> Vec<OpDef> {
     vec![
         op!("Conv", eval_conv, infer_conv).contraction(),
         op!("ConvInteger", eval_conv_integer, |c| {
-            super::infer::by_evaluation(c, &[0, 1])
+            // Conv's shapes (same attributes), in int32.
+            let mut out = infer_conv(c)?;
+            out[0].dtype = Some(DType::I32);
+            Ok(out)
         }),
         op!("ConvTranspose", eval_conv_transpose, infer_conv_transpose),
         op!("CausalConvWithState", eval_causal_conv_with_state),

@@ -228,7 +228,7 @@ pub fn quantize_weights_reporting(
         fit,
         accuracy,
     };
-    let mut rotated = HashMap::new();
+    let mut rotated = rotate::Inserted::default();
     for (p, packed) in planned.into_iter().zip(chosen) {
         report
             .layers
@@ -459,13 +459,13 @@ fn quantize_layer(layer: &Layer, setting: Setting, calibration: &Calibration) ->
 
 /// Puts `packed` into the graph in place of the planned layer (or leaves
 /// the layer as it is when there is nothing packed) and reports it.
-/// `rotated` maps each input already rotated to its rotation, so layers
-/// that read one input share it.
+/// `rotated` holds the inputs already rotated, which layers that read
+/// one input share.
 fn emit(
     g: &mut Graph,
     p: Planned,
     packed: Option<Packed>,
-    rotated: &mut HashMap<ValueId, ValueId>,
+    rotated: &mut rotate::Inserted,
 ) -> Result<LayerReport> {
     let Planned {
         id,
@@ -564,14 +564,9 @@ fn emit(
                 );
             }
             let bias = bias.map(|b| constant(g, "bias", Tensor::from_vec(vec![b.len()], b)));
-            let x = match (rotation, rotated.get(&x)) {
-                (None, _) => x,
-                (Some(_), Some(&turned)) => turned,
-                (Some(r), None) => {
-                    let turned = r.insert(g, x, layer.k, &format!("{name}_input"))?;
-                    rotated.insert(x, turned);
-                    turned
-                }
+            let x = match rotation {
+                Some(r) => rotated.input(g, r, x, layer.k, &format!("{name}_input"))?,
+                None => x,
             };
             g.remove_node(id);
             if let Some(add) = absorbed {

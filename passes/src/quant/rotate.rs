@@ -19,6 +19,8 @@
 //! MiniLM (3-bit cosine 0.9623 without, 0.9618 with) and would cost an
 //! elementwise pass, so there are none.
 
+use std::collections::HashMap;
+
 use wpc_ir::quantize::Hessian;
 use wpc_ir::{Attrs, DType, Dim, Graph, Node, Result, Shape, Tensor, ValueId, ValueType};
 
@@ -111,9 +113,17 @@ impl Rotation {
 
     /// Adds to `g` the run-time rotation of `x` (a float32 value whose
     /// last axis is the `k`-wide reduction axis, of known rank): reshaped
-    /// to blocks, multiplied by the block matrix, reshaped back. Returns
-    /// the rotated value; `name` prefixes the new nodes and values.
-    pub fn insert(&self, g: &mut Graph, x: ValueId, k: usize, name: &str) -> Result<ValueId> {
+    /// to blocks, multiplied by `matrix` (this rotation's block, a
+    /// constant of `g`), reshaped back. Returns the rotated value; `name`
+    /// prefixes the new nodes and values.
+    fn insert(
+        &self,
+        g: &mut Graph,
+        x: ValueId,
+        k: usize,
+        matrix: ValueId,
+        name: &str,
+    ) -> Result<ValueId> {
         let ty = g.value(x).ty.clone();
         let dims = ty
             .shape
@@ -134,7 +144,6 @@ impl Rotation {
             spec(&[blocks, self.block as i64]),
         );
         let join_shape = g.add_constant(&format!("{name}_shape"), spec(&[k as i64]));
-        let matrix = g.add_constant(&format!("{name}_hadamard"), self.matrix());
         let mut split_dims = dims[..lead].to_vec();
         split_dims.extend([Dim::Known(k / self.block), Dim::Known(self.block)]);
         let split_ty = ValueType::new(DType::F32, Shape(Some(split_dims)));
@@ -152,6 +161,38 @@ impl Rotation {
         g.add_node(node("Reshape", "split", [x, split_shape], split))?;
         g.add_node(node("MatMul", "hadamard", [split, matrix], turned))?;
         g.add_node(node("Reshape", "join", [turned, join_shape], rotated))?;
+        Ok(rotated)
+    }
+}
+
+/// The run-time rotations one graph has gained: each input is rotated
+/// once however many layers read it, and each block size has one matrix.
+#[derive(Default)]
+pub struct Inserted {
+    inputs: HashMap<ValueId, ValueId>,
+    matrices: HashMap<usize, ValueId>,
+}
+
+impl Inserted {
+    /// `x` rotated by `r` (its last axis `k` wide), added to `g` the first
+    /// time it is asked for; `name` names what is added.
+    pub fn input(
+        &mut self,
+        g: &mut Graph,
+        r: Rotation,
+        x: ValueId,
+        k: usize,
+        name: &str,
+    ) -> Result<ValueId> {
+        if let Some(&rotated) = self.inputs.get(&x) {
+            return Ok(rotated);
+        }
+        let matrix = *self
+            .matrices
+            .entry(r.block)
+            .or_insert_with(|| g.add_constant(&format!("hadamard_{}", r.block), r.matrix()));
+        let rotated = r.insert(g, x, k, matrix, name)?;
+        self.inputs.insert(x, rotated);
         Ok(rotated)
     }
 }
