@@ -265,7 +265,10 @@ def evaluate(args):
                 ratio = bundle_bytes(bundle) / (params * 2)
             for backend in args.backends:
                 if backend == "reference":
-                    parts = wpc_embed(args.wpc, model, [f for _, f in everything], backend, flags, work)
+                    # Sizes left to run time, as in the bundles: the
+                    # reference then runs the graph they hold.
+                    ranges = ["--dim", f"batch=1..{len(sentences)}", "--dim", f"sequence=1..{seq}"]
+                    parts = wpc_embed(args.wpc, model, [f for _, f in everything], backend, flags + ranges, work)
                     emb = in_order(parts, everything)
                 else:
                     emb = in_order(wpc_embed(args.wpc, bundle, feeds, backend, [], work), groups)

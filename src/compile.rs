@@ -485,7 +485,7 @@ fn quantize(
     let Some(p) = precision else {
         return Ok((None, why));
     };
-    let calibration = calibrate(model, options)?;
+    let calibration = calibrate(model, bound, options)?;
     let report = wpc_passes::quant::quantize_weights_reporting(bound, &p, &calibration, &|s, d, t| {
         options.progress.report(s, d, t)
     })
@@ -561,8 +561,17 @@ pub fn effective_precision(
 
 /// What the calibration samples say about `model`'s layers: measured
 /// on the model prepared for the samples' own shapes (they need not be
-/// the sizes it is compiled or run at).
-fn calibrate(model: &Model, options: &Options) -> wpc_ir::Result<wpc_passes::quant::Calibration> {
+/// the sizes it is compiled or run at). The largest run is kept to
+/// measure sensitivity and accuracy on `target` (`model` bound and
+/// optimized for the sizes it is compiled at) where that takes the run's
+/// shapes, sizes left to run time: every layer quantized is then in the
+/// model measured (preparing for the run's own sizes can fold some away,
+/// such as a position-embedding lookup whose indices are then constant).
+fn calibrate(
+    model: &Model,
+    target: &Model,
+    options: &Options,
+) -> wpc_ir::Result<wpc_passes::quant::Calibration> {
     let mut calibration = wpc_passes::quant::Calibration::default();
     let runs = &options.calibration;
     let shapes_of = |feeds: &HashMap<String, wpc_ir::Tensor>| -> HashMap<String, Vec<usize>> {
@@ -605,7 +614,11 @@ fn calibrate(model: &Model, options: &Options) -> wpc_ir::Result<wpc_passes::qua
                 finished += 1;
             }
         }
-        if let Some(l) = largest.filter(|&l| shapes_of(&runs[l]) == shapes) {
+        if let Some(l) = largest.filter(|&l| shapes_of(&runs[l]) == shapes)
+            && calibration
+                .keep_sample_run(target.clone(), runs[l].clone())
+                .is_err()
+        {
             calibration.keep_sample_run(probe, runs[l].clone())?;
         }
     }

@@ -1323,7 +1323,13 @@ fn run_model(
         seed,
     )
     .with_context(|| path.display().to_string())?;
-    options.input_shapes = bound;
+    // A --dim range leaves sizes to run time, as `wpc compile` with it
+    // does, so every backend runs the graph that bundle holds (binding
+    // the feeds' own sizes can fold more, e.g. a lookup whose indices
+    // then are constant, and quantize differently).
+    if binding.dims.values().all(|s| s.lo == s.hi) {
+        options.input_shapes = bound;
+    }
     if backend == BackendName::Reference {
         let prepared = wpc::compile::prepare(&model, &options).map_err(within)?;
         let feeds = feeds.into_iter().collect();

@@ -895,6 +895,105 @@ fn linear_model() -> ModelProto {
     model
 }
 
+/// `y = x + table[0..seq]` with x of shape [seq, 32], the positions
+/// counted from x's shape as exporters write them (Shape, Gather, Range):
+/// a position-embedding lookup, constant once seq is bound.
+fn positions_model() -> ModelProto {
+    let mut model = linear_model();
+    let graph = model.graph.as_mut().unwrap();
+    let node = |op: &str, inputs: &[&str], out: &str| NodeProto {
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![out.into()],
+        name: out.into(),
+        op_type: op.into(),
+        ..Default::default()
+    };
+    graph.node = vec![
+        node("Shape", &["x"], "shape"),
+        node("Gather", &["shape", "first"], "seq"),
+        node("Range", &["zero", "seq", "one"], "positions"),
+        node("Gather", &["table", "positions"], "rows"),
+        node("Add", &["x", "rows"], "y"),
+    ];
+    let scalar = |name: &str, v: i64| TensorProto {
+        data_type: 7,
+        int64_data: vec![v],
+        name: name.into(),
+        ..Default::default()
+    };
+    graph.initializer = vec![
+        TensorProto {
+            dims: vec![16, 32],
+            data_type: 1,
+            float_data: (0..16 * 32)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+                .collect(),
+            name: "table".into(),
+            ..Default::default()
+        },
+        scalar("first", 0),
+        scalar("zero", 0),
+        scalar("one", 1),
+    ];
+    let seq = DimensionValue::DimParam("seq".into());
+    graph.input = vec![value_info(
+        "x",
+        &[seq.clone(), DimensionValue::DimValue(32)],
+    )];
+    graph.output = vec![value_info("y", &[seq, DimensionValue::DimValue(32)])];
+    model
+}
+
+/// With a --dim range, `wpc run` on the reference runs the graph a bundle
+/// compiled with that range holds: here the position table, a lookup
+/// there, is quantized, where binding the input's own size would fold
+/// the lookup into a float constant.
+#[test]
+fn a_dim_range_makes_the_reference_run_the_bundles_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "pos.onnx", &positions_model());
+    let quantized = ["--weights", "int4", "--dim", "seq=1..16"];
+    let x = dir.path().join("x.npy");
+    let input: Vec<f32> = (0..5 * 32).map(|i| (i % 9) as f32 - 4.0).collect();
+    wpc::npy::write(&x, &wpc::ir::Tensor::from_vec(vec![5, 32], input)).unwrap();
+    let xin = format!("x={}", x.display());
+    let run = |target: &str, extra: &[&str], out: &str| {
+        let out = dir.path().join(out);
+        let mut args = vec!["run", target, "--input", &xin, "-o", out.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let o = wpc(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        wpc::npy::read(&out.join("y.npy")).unwrap().to_f32s()
+    };
+    let diff = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max)
+    };
+    let reference = run(&path, &quantized, "ref");
+    // The model compiled for wasm with the range (WebGPU has no Range
+    // kernel for sizes left to run time yet), run at 5 rows.
+    let mut wasm_args = vec!["--backend", "wasm"];
+    wasm_args.extend_from_slice(&quantized);
+    let wasm = run(&path, &wasm_args, "wasm");
+    let float = run(&path, &[], "float");
+    let bound = run(&path, &["--weights", "int4"], "bound");
+    assert!(
+        diff(&reference, &wasm) < 1e-5,
+        "{}",
+        diff(&reference, &wasm)
+    );
+    assert!(
+        diff(&reference, &float) > 1e-3,
+        "the table was not quantized"
+    );
+    assert!(
+        diff(&bound, &float) < 1e-6,
+        "bound to 5 rows, the lookup folds"
+    );
+}
+
 #[test]
 fn quantized_bundles_report_their_layers_and_match_the_reference() {
     let dir = tempfile::tempdir().unwrap();
