@@ -265,7 +265,8 @@ def evaluate(args):
                 ratio = bundle_bytes(bundle) / (params * 2)
             for backend in args.backends:
                 if backend == "reference":
-                    # Sizes left to run time, as in the bundles: the
+                    # Sizes left to run time, as in the bundles (its batch
+                    # range wider, to take every sentence at once): the
                     # reference then runs the graph they hold.
                     ranges = ["--dim", f"batch=1..{len(sentences)}", "--dim", f"sequence=1..{seq}"]
                     parts = wpc_embed(args.wpc, model, [f for _, f in everything], backend, flags + ranges, work)

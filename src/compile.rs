@@ -546,7 +546,7 @@ pub fn effective_precision(
     let fixed = float_bytes.saturating_sub(wpc_passes::quant::quantizable_bytes(bound)?);
     if fixed > budget {
         let why = format!(
-            "{over}, and {} of them are weights quantization cannot shrink (norms, biases, depthwise convolutions): kept float",
+            "{over}, and {} of them are weights quantization cannot shrink (norms, biases, depthwise and transposed convolutions): kept float",
             human(fixed)
         );
         return Ok((None, Some(why)));
@@ -564,9 +564,9 @@ pub fn effective_precision(
 /// the sizes it is compiled or run at). The largest run is kept to
 /// measure sensitivity and accuracy on `target` (`model` bound and
 /// optimized for the sizes it is compiled at) where that takes the run's
-/// shapes, sizes left to run time: every layer quantized is then in the
-/// model measured (preparing for the run's own sizes can fold some away,
-/// such as a position-embedding lookup whose indices are then constant).
+/// sizes ([`takes`]): every layer quantized is then in the model measured
+/// (preparing for the run's own sizes can fold some away, such as a
+/// position-embedding lookup whose indices are then constant).
 fn calibrate(
     model: &Model,
     target: &Model,
@@ -614,16 +614,41 @@ fn calibrate(
                 finished += 1;
             }
         }
-        if let Some(l) = largest.filter(|&l| shapes_of(&runs[l]) == shapes)
-            && calibration
-                .keep_sample_run(target.clone(), runs[l].clone())
-                .is_err()
-        {
-            calibration.keep_sample_run(probe, runs[l].clone())?;
+        if let Some(l) = largest.filter(|&l| shapes_of(&runs[l]) == shapes) {
+            let model = if takes(target, &runs[l]) {
+                target.clone()
+            } else {
+                probe
+            };
+            calibration.keep_sample_run(model, runs[l].clone())?;
         }
     }
     options.progress.report(stage, finished, runs.len());
     Ok(calibration)
+}
+
+/// Whether `model` runs on `feeds` as prepared: every input fed, each
+/// known dim the feed's and each symbol's size within its range.
+fn takes(model: &Model, feeds: &HashMap<String, wpc_ir::Tensor>) -> bool {
+    let g = &model.graph;
+    g.inputs
+        .iter()
+        .filter(|v| !g.constants.contains_key(v))
+        .all(|&v| {
+            let (Some(t), Some(dims)) = (feeds.get(&g.value(v).name), g.value(v).ty.shape.dims())
+            else {
+                return false;
+            };
+            dims.len() == t.rank()
+                && dims.iter().zip(t.shape()).all(|(d, &n)| match d {
+                    Dim::Known(k) => *k == n,
+                    Dim::Symbol(s) => model
+                        .dim_ranges
+                        .get(s)
+                        .is_none_or(|&(lo, hi)| (lo..=hi).contains(&n)),
+                    _ => false,
+                })
+        })
 }
 
 fn check_steering_inputs(model: &Model) -> wpc_ir::Result<()> {

@@ -179,8 +179,9 @@ struct BindArgs {
     /// Hadamard matrix before quantizing its weight: large weights spread
     /// over their group, so fewer bits lose less (worth it at 3 bits and
     /// below). The input is rotated the same way at run time, by a small
-    /// float MatMul per input. A --precision map can set `rotate: true`
-    /// per layer instead.
+    /// float MatMul per input. A reduction axis without a power-of-two
+    /// factor of 16 or more is left as it is (--report says which). A
+    /// --precision map can set `rotate: true` per layer instead.
     #[arg(long)]
     rotate: bool,
     /// A precision map (RON): bits, group and method per layer, by node
@@ -1315,6 +1316,21 @@ fn run_model(
     }
     let mut declared = wpc::binding::declared_inputs(&model);
     declared.retain(|(n, _)| !options.frozen.contains_key(n));
+    // A --dim range leaves sizes to run time, as `wpc compile` with it
+    // does, so every backend runs the graph that bundle holds (binding
+    // the feeds' own sizes can fold more, e.g. a lookup whose indices
+    // then are constant, and quantize differently). Only where --dim
+    // sizes every symbol: others take the feeds' sizes.
+    let open = binding.dims.values().any(|s| s.lo != s.hi)
+        && declared.iter().all(|(_, ty)| {
+            ty.shape.dims().is_some_and(|dims| {
+                dims.iter().all(|d| match d {
+                    Dim::Known(_) => true,
+                    Dim::Symbol(s) => binding.dims.contains_key(s),
+                    _ => false,
+                })
+            })
+        });
     let (bound, feeds) = bind_feeds(
         declared,
         &wpc::binding::said_by_dim_flags(&binding.dims),
@@ -1323,11 +1339,7 @@ fn run_model(
         seed,
     )
     .with_context(|| path.display().to_string())?;
-    // A --dim range leaves sizes to run time, as `wpc compile` with it
-    // does, so every backend runs the graph that bundle holds (binding
-    // the feeds' own sizes can fold more, e.g. a lookup whose indices
-    // then are constant, and quantize differently).
-    if binding.dims.values().all(|s| s.lo == s.hi) {
+    if !open {
         options.input_shapes = bound;
     }
     if backend == BackendName::Reference {

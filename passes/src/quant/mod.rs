@@ -228,7 +228,7 @@ pub fn quantize_weights_reporting(
         fit,
         accuracy,
     };
-    let mut rotated = rotate::Inserted::default();
+    let mut rotated = rotate::Rotations::default();
     for (p, packed) in planned.into_iter().zip(chosen) {
         report
             .layers
@@ -465,7 +465,7 @@ fn emit(
     g: &mut Graph,
     p: Planned,
     packed: Option<Packed>,
-    rotated: &mut rotate::Inserted,
+    rotated: &mut rotate::Rotations,
 ) -> Result<LayerReport> {
     let Planned {
         id,
@@ -547,6 +547,13 @@ fn emit(
         |g: &mut Graph, what: &str, t: Tensor| g.add_constant(&format!("{name}_{what}"), t);
     let (codes, scales) = (constant(g, "codes", codes), constant(g, "scales", scales));
     let zeros = zeros.map(|z| constant(g, "zero_points", z));
+    // What tables and Conv weights read their rows from.
+    let lookup = Lookup {
+        codes,
+        scales,
+        zeros,
+        spec,
+    };
     match layer.kind {
         Kind::Linear {
             x,
@@ -590,27 +597,15 @@ fn emit(
         }
         Kind::Table { indices, y } => {
             g.remove_node(id);
-            let lookup = Lookup {
-                codes,
-                scales,
-                zeros,
-                spec,
-            };
             lookup.emit(g, &name, indices, y)?;
         }
         Kind::Conv { shape } => {
             // Every row of the table, in order: the whole weight.
             let rows = layout.rows;
             let indices = Tensor::i64s(vec![rows], (0..rows as i64).collect());
-            let indices = constant(g, "rows", indices);
+            let indices = constant(g, "row_indices", indices);
             let flat = ValueType::new(DType::F32, Shape::known(&[rows, layout.k]));
             let flat = g.add_fresh_value(&format!("{name}_weight_rows"), flat);
-            let lookup = Lookup {
-                codes,
-                scales,
-                zeros,
-                spec,
-            };
             lookup.emit(g, &format!("{name}_weight"), indices, flat)?;
             let dims = Tensor::i64s(vec![shape.len()], shape.iter().map(|&d| d as i64).collect());
             let dims = constant(g, "weight_shape", dims);
@@ -699,17 +694,20 @@ const SAMPLE_ROWS: usize = 4096;
 #[derive(Clone, Debug, Default)]
 pub struct Calibration {
     pub inputs: HashMap<String, Hessian>,
-    /// A model prepared for one run's shapes and that run's feeds, which
-    /// [`fit`] measures each layer's sensitivity on and the report the
-    /// whole model's accuracy ([`QuantReport::accuracy`]).
+    /// One run's model and feeds, which [`fit`] measures each layer's
+    /// sensitivity on and the report the whole model's accuracy
+    /// ([`QuantReport::accuracy`]).
     pub sample_run: Option<Box<SampleRun>>,
 }
 
 /// The calibration run quantization is measured on, end to end.
 #[derive(Clone, Debug)]
 pub struct SampleRun {
-    /// The model, prepared for the run's shapes.
+    /// The model as prepared for it: the model being quantized where
+    /// that takes the run's sizes, else one prepared for the run's own
+    /// (a layer folded away there stays float in what is measured).
     pub model: Model,
+    /// One sample's inputs, by name.
     pub feeds: HashMap<String, Tensor>,
     /// The float model's outputs on them, computed once for every
     /// measure that compares against them.

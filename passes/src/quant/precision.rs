@@ -24,8 +24,9 @@
 //! code and not stored), `scales` (`f16` or `f32`), `method`
 //! (`search` or `rounding`, see `wpc_ir::quantize`) and `rotate` (a
 //! Hadamard rotation of a linear layer's reduction axis before its
-//! weight is quantized, see [`super::rotate`]; embedding tables are never
-//! rotated). A rule's setting
+//! weight is quantized, see [`super::rotate`]; only MatMul and Gemm
+//! layers whose reduction axis has a power-of-two factor of 16 or more
+//! are, never tables or Conv). A rule's setting
 //! overrides only the fields it gives; the rest come from `default`,
 //! whose own missing fields are wpc's defaults ([`Setting::DEFAULT`]).
 //! Unknown fields, bits or groups out of range, and a pattern that

@@ -53,6 +53,7 @@ impl Rotation {
     /// the rows back.
     pub fn rows(&self, rows: &mut [f64]) {
         let b = self.block;
+        debug_assert!(rows.len().is_multiple_of(b), "rows of whole blocks");
         let norm = 1.0 / (b as f64).sqrt();
         for block in rows.chunks_exact_mut(b) {
             let mut half = 1;
@@ -125,11 +126,17 @@ impl Rotation {
         name: &str,
     ) -> Result<ValueId> {
         let ty = g.value(x).ty.clone();
-        let dims = ty
+        let Some(dims) = ty
             .shape
             .dims()
-            .expect("a rotated input has a known rank")
-            .to_vec();
+            .filter(|d| !d.is_empty())
+            .map(<[Dim]>::to_vec)
+        else {
+            return Err(wpc_ir::Error::new(
+                wpc_ir::ErrorKind::Internal,
+                format!("rotating '{}': its rank is unknown", g.value(x).name),
+            ));
+        };
         let lead = dims.len() - 1;
         let blocks = (k / self.block) as i64;
         // Reshape's 0 copies the input's dim, so leading dims may be symbolic.
@@ -168,12 +175,12 @@ impl Rotation {
 /// The run-time rotations one graph has gained: each input is rotated
 /// once however many layers read it, and each block size has one matrix.
 #[derive(Default)]
-pub struct Inserted {
+pub struct Rotations {
     inputs: HashMap<ValueId, ValueId>,
     matrices: HashMap<usize, ValueId>,
 }
 
-impl Inserted {
+impl Rotations {
     /// `x` rotated by `r` (its last axis `k` wide), added to `g` the first
     /// time it is asked for; `name` names what is added.
     pub fn input(

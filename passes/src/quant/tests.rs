@@ -365,7 +365,7 @@ fn rotation_spreads_outliers_over_groups_and_keeps_the_product() {
         }
         (d / t).sqrt()
     };
-    for calibration in [Calibration::default(), cal] {
+    for (calibration, measured) in [(Calibration::default(), false), (cal, true)] {
         let mut plain = model.clone();
         quantize_weights(&mut plain, &at(3, 32), &calibration).unwrap();
         let mut turned = model.clone();
@@ -388,6 +388,7 @@ fn rotation_spreads_outliers_over_groups_and_keeps_the_product() {
         assert!(e_turned < 0.8 * e_plain, "rotated {e_turned} vs {e_plain}");
         // The report's whole-model accuracy reads the codes back through
         // the rotation: it is what the quantized graph computes.
+        assert_eq!(report.accuracy.is_empty(), !measured);
         if let [a, ..] = &report.accuracy[..] {
             let got = &run(&turned, &f)[0];
             let dot: f64 = got.iter().zip(&float[0]).map(|(x, y)| x * y).sum();
@@ -406,6 +407,10 @@ fn an_axis_without_a_hadamard_block_is_quantized_unrotated() {
     // 40 has no power-of-two factor of 16 or more; tables never rotate.
     assert!(
         report.layers.iter().all(|l| !l.setting.rotate),
+        "{report:?}"
+    );
+    assert!(
+        report.layers.iter().all(|l| l.setting.bits == Some(4)),
         "{report:?}"
     );
     assert!(
