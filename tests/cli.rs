@@ -895,6 +895,25 @@ fn linear_model() -> ModelProto {
     model
 }
 
+/// `wpc run TARGET --input XIN EXTRA... -o DIR/OUT`, which must succeed:
+/// its output `y`.
+fn run_y(dir: &Path, target: &str, xin: &str, extra: &[&str], out: &str) -> Vec<f32> {
+    let out = dir.join(out);
+    let mut args = vec!["run", target, "--input", xin, "-o", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let o = wpc(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    wpc::npy::read(&out.join("y.npy")).unwrap().to_f32s()
+}
+
+/// The largest difference between `a` and `b`, element by element.
+fn diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0f32, f32::max)
+}
+
 /// `y = x + table[0..seq]` with x of shape [seq, 32], the positions
 /// counted from x's shape as exporters write them (Shape, Gather, Range):
 /// a position-embedding lookup, constant once seq is bound.
@@ -957,20 +976,7 @@ fn a_dim_range_makes_the_reference_run_the_bundles_graph() {
     let input: Vec<f32> = (0..5 * 32).map(|i| (i % 9) as f32 - 4.0).collect();
     wpc::npy::write(&x, &wpc::ir::Tensor::from_vec(vec![5, 32], input)).unwrap();
     let xin = format!("x={}", x.display());
-    let run = |target: &str, extra: &[&str], out: &str| {
-        let out = dir.path().join(out);
-        let mut args = vec!["run", target, "--input", &xin, "-o", out.to_str().unwrap()];
-        args.extend_from_slice(extra);
-        let o = wpc(&args);
-        assert!(o.status.success(), "{}", stderr(&o));
-        wpc::npy::read(&out.join("y.npy")).unwrap().to_f32s()
-    };
-    let diff = |a: &[f32], b: &[f32]| {
-        a.iter()
-            .zip(b)
-            .map(|(p, q)| (p - q).abs())
-            .fold(0f32, f32::max)
-    };
+    let run = |target: &str, extra: &[&str], out: &str| run_y(dir.path(), target, &xin, extra, out);
     let reference = run(&path, &quantized, "ref");
     // The model compiled for wasm with the range (WebGPU has no Range
     // kernel for sizes left to run time yet), run at 5 rows.
@@ -1032,14 +1038,7 @@ fn quantized_bundles_report_their_layers_and_match_the_reference() {
     let input: Vec<f32> = (0..3 * 64).map(|i| (i % 7) as f32 - 3.0).collect();
     wpc::npy::write(&x, &wpc::ir::Tensor::from_vec(vec![3, 64], input)).unwrap();
     let xin = format!("x={}", x.display());
-    let run = |target: &str, extra: &[&str], out: &str| {
-        let out = dir.path().join(out);
-        let mut args = vec!["run", target, "--input", &xin, "-o", out.to_str().unwrap()];
-        args.extend_from_slice(extra);
-        let o = wpc(&args);
-        assert!(o.status.success(), "{}", stderr(&o));
-        wpc::npy::read(&out.join("y.npy")).unwrap().to_f32s()
-    };
+    let run = |target: &str, extra: &[&str], out: &str| run_y(dir.path(), target, &xin, extra, out);
     // The input's rotation runs on each backend as it does on the reference.
     let reference = run(
         &path,
@@ -1050,21 +1049,13 @@ fn quantized_bundles_report_their_layers_and_match_the_reference() {
     let b = bundle.to_str().unwrap();
     for backend in ["webgpu", "wasm"] {
         let got = run(b, &["--backend", backend], backend);
-        let diff = got
-            .iter()
-            .zip(&reference)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let diff = diff(&got, &reference);
         assert!(diff < 1e-4, "{backend}: {diff}");
     }
     // Quantization changed the result, but not by much: within 5% of
     // the largest output these inputs (|x| <= 3) and weights (|w| <= 1)
     // can give, 64 * 3.
-    let drift = float
-        .iter()
-        .zip(&reference)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
+    let drift = diff(&float, &reference);
     assert!(drift > 0.0 && drift < 0.05 * 64.0 * 3.0, "{drift}");
     // Calibration runs of different shapes (the k-th file of an input is
     // the k-th run) make the layer GPTQ's, its error measured on them.
